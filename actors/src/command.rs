@@ -1,0 +1,70 @@
+//! Commands are the payload of Raft log entries: the only way cluster state changes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Cluster, Node, Service, ServiceSpec, Task, TaskState, TaskStatus};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    InitCluster {
+        cluster: Cluster,
+        node: Node,
+    },
+    /// Adds a node or replaces its descriptive fields (hostname, role, drivers, labels).
+    UpsertNode(Node),
+    SetNodeState {
+        node_id: String,
+        state: crate::model::NodeState,
+        message: String,
+        at: DateTime<Utc>,
+    },
+    CreateService(Service),
+    UpdateService {
+        id: String,
+        spec: ServiceSpec,
+        at: DateTime<Utc>,
+    },
+    /// Removes the service and marks all its tasks for removal, atomically.
+    RemoveService {
+        id: String,
+        at: DateTime<Utc>,
+    },
+    CreateTasks(Vec<Task>),
+    UpdateTasks {
+        updates: Vec<TaskUpdate>,
+        at: DateTime<Utc>,
+    },
+    DeleteTasks(Vec<String>),
+    /// Several commands applied as one: all or nothing.
+    Batch(Vec<Command>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TaskUpdate {
+    Assign {
+        task_id: String,
+        node_id: String,
+    },
+    /// The scheduler could not place the task; it stays PENDING with this reason.
+    Pending {
+        task_id: String,
+        reason: String,
+    },
+    Desired {
+        task_id: String,
+        state: TaskState,
+    },
+    /// Observed status reported by the node running the task.
+    Status {
+        task_id: String,
+        status: TaskStatus,
+    },
+}
+
+/// A command together with the id its proposer waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: u128,
+    pub command: Command,
+}

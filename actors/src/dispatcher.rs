@@ -1,0 +1,217 @@
+//! The Dispatcher (leader only): worker sessions, heartbeats, assignments,
+//! and the status reports that agents send back into the store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::command::{Command, TaskUpdate};
+use crate::leader::ManagerCtx;
+use crate::model::{DriverInfo, NodeState, TaskStatus};
+use crate::state::Change;
+use crate::store::StoreEvent;
+use crate::supervision::Directory;
+use crate::worker::AgentMsg;
+
+/// What a node tells the dispatcher about itself when it registers.
+#[derive(Debug, Clone)]
+pub struct NodeDescription {
+    pub node_id: String,
+    pub hostname: String,
+    pub addr: String,
+    pub drivers: Vec<DriverInfo>,
+}
+
+/// How an agent reaches the current dispatcher.
+pub trait DispatcherLink: Send + Sync + 'static {
+    fn current(&self) -> Option<ActorRef<DispatcherMsg>>;
+}
+
+/// On a manager, the dispatcher (when this node leads) is in the same process.
+impl DispatcherLink for Directory {
+    fn current(&self) -> Option<ActorRef<DispatcherMsg>> {
+        self.get("dispatcher")
+    }
+}
+
+pub enum DispatcherMsg {
+    Register {
+        node: NodeDescription,
+        agent: ActorRef<AgentMsg>,
+    },
+    Heartbeat {
+        node_id: String,
+    },
+    Status {
+        node_id: String,
+        updates: Vec<(String, TaskStatus)>,
+    },
+    Store(Option<StoreEvent>),
+    Tick,
+}
+
+struct Session {
+    agent: ActorRef<AgentMsg>,
+    last_seen: Instant,
+}
+
+pub struct DispatcherState {
+    ctx: Arc<ManagerCtx>,
+    sessions: HashMap<String, Session>,
+}
+
+#[derive(Clone)]
+pub struct Dispatcher;
+
+impl DispatcherState {
+    fn push_assignments(&self, node_id: &str) {
+        let Some(session) = self.sessions.get(node_id) else {
+            return;
+        };
+        let tasks = {
+            let guard = self.ctx.sm.read();
+            guard
+                .0
+                .tasks
+                .values()
+                .filter(|t| t.node_id.as_deref() == Some(node_id) && !t.status.state.is_terminal())
+                .cloned()
+                .collect()
+        };
+        let _ = session.agent.send_message(AgentMsg::Assignments(tasks));
+    }
+
+    async fn propose(&self, cmd: Command) {
+        if let Err(e) = self.ctx.proposer.propose(cmd).await {
+            tracing::warn!(error = %e, "dispatcher write failed");
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Msg = DispatcherMsg;
+    type State = DispatcherState;
+    type Arguments = Arc<ManagerCtx>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DispatcherMsg>,
+        ctx: Arc<ManagerCtx>,
+    ) -> Result<DispatcherState, ActorProcessingErr> {
+        crate::events::forward(&ctx.events, myself.clone(), DispatcherMsg::Store);
+        myself.send_interval(ctx.timings.dispatcher_heartbeat, || DispatcherMsg::Tick);
+        Ok(DispatcherState {
+            ctx,
+            sessions: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<DispatcherMsg>,
+        msg: DispatcherMsg,
+        st: &mut DispatcherState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DispatcherMsg::Register { node, agent } => {
+                let existing = st.ctx.sm.read().0.nodes.get(&node.node_id).cloned();
+                let Some(mut n) = existing else {
+                    tracing::warn!(node = %node.node_id, "registration from a node not in the swarm");
+                    return Ok(());
+                };
+                let now = Utc::now();
+                if n.state != NodeState::Ready
+                    || n.drivers != node.drivers
+                    || n.hostname != node.hostname
+                    || n.addr != node.addr
+                {
+                    n.state = NodeState::Ready;
+                    n.status_message = String::new();
+                    n.drivers = node.drivers.clone();
+                    n.hostname = node.hostname.clone();
+                    n.addr = node.addr.clone();
+                    n.updated_at = now;
+                    st.propose(Command::UpsertNode(n)).await;
+                }
+                tracing::info!(node = %node.node_id, "agent registered");
+                st.sessions.insert(
+                    node.node_id.clone(),
+                    Session {
+                        agent,
+                        last_seen: Instant::now(),
+                    },
+                );
+                st.push_assignments(&node.node_id);
+            }
+            DispatcherMsg::Heartbeat { node_id } => {
+                if let Some(s) = st.sessions.get_mut(&node_id) {
+                    s.last_seen = Instant::now();
+                }
+            }
+            DispatcherMsg::Status { updates, .. } => {
+                let updates = updates
+                    .into_iter()
+                    .map(|(task_id, status)| TaskUpdate::Status { task_id, status })
+                    .collect();
+                st.propose(Command::UpdateTasks {
+                    updates,
+                    at: Utc::now(),
+                })
+                .await;
+            }
+            DispatcherMsg::Store(Some(ev)) => {
+                let mut nodes = HashSet::new();
+                {
+                    let guard = st.ctx.sm.read();
+                    for c in ev.changes.iter() {
+                        if let Change::Task { id, .. } = c {
+                            if let Some(n) = guard.0.tasks.get(id).and_then(|t| t.node_id.clone()) {
+                                nodes.insert(n);
+                            }
+                        }
+                    }
+                }
+                // Removed tasks: we no longer know their node, so tell everyone.
+                if ev.changes.iter().any(|c| matches!(c, Change::TaskRemoved { .. })) {
+                    nodes.extend(st.sessions.keys().cloned());
+                }
+                for n in nodes {
+                    st.push_assignments(&n);
+                }
+            }
+            DispatcherMsg::Store(None) => {
+                let all: Vec<String> = st.sessions.keys().cloned().collect();
+                for n in all {
+                    st.push_assignments(&n);
+                }
+            }
+            DispatcherMsg::Tick => {
+                let limit = st.ctx.timings.dispatcher_heartbeat * 3;
+                let down: Vec<String> = st
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.last_seen.elapsed() > limit)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for node_id in down {
+                    st.sessions.remove(&node_id);
+                    tracing::warn!(node = %node_id, "heartbeat missed; node is down");
+                    st.propose(Command::SetNodeState {
+                        node_id,
+                        state: NodeState::Down,
+                        message: "heartbeat failure".into(),
+                        at: Utc::now(),
+                    })
+                    .await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Default heartbeat period; a node is down after three are missed.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);

@@ -1,0 +1,70 @@
+//! The task driver interface. Drivers live in `shoal-node` (process, docker);
+//! tests and simulations use fakes.
+//!
+//! A driver, not the task actor, owns what runs: a restarted task actor finds
+//! its process again through `inspect` instead of starting a second one.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{DriverInfo, Task};
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How a task's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The exit code docker would show (128 + signal for a killed process).
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// What a driver knows about a task it was asked to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    Running { pid: Option<u32> },
+    Exited(Exit),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// The task cannot run here at all (bad image/executable): REJECTED.
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a task actor needs to know to start its task.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub task: Task,
+    pub node_id: String,
+}
+
+pub trait Driver: Send + Sync + 'static {
+    fn info(&self) -> DriverInfo;
+    /// Starts the task; if it is already known, does nothing and reports what it knows.
+    fn start(&self, launch: Launch) -> BoxFuture<Result<Lifecycle, DriverError>>;
+    fn inspect(&self, task_id: &str) -> Option<Lifecycle>;
+    /// Resolves when the task's process has ended (at once if it already has).
+    fn wait(&self, task_id: &str) -> BoxFuture<Option<Exit>>;
+    /// Asks the task to stop; kills it after `grace`. Resolves when it is gone.
+    fn stop(&self, task_id: &str, grace: Duration) -> BoxFuture<()>;
+    /// Forgets a finished task.
+    fn remove(&self, task_id: &str);
+}
+
+pub type Drivers = HashMap<String, Arc<dyn Driver>>;

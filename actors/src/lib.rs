@@ -1,0 +1,21 @@
+//! The domain and the actors of a shoal node.
+//!
+//! Nothing here opens a socket, starts a process or talks to Docker: the
+//! transport and task drivers come in through the `RaftTransport` and
+//! `Driver` traits, which `shoal-node` implements.
+
+pub mod codec;
+pub mod command;
+pub mod model;
+pub mod proposer;
+pub mod raft;
+pub mod state;
+pub mod store;
+pub mod supervision;
+pub mod dispatcher;
+pub mod driver;
+pub mod events;
+pub mod leader;
+pub mod orchestrator;
+pub mod scheduler;
+pub mod worker;

@@ -1,0 +1,363 @@
+//! The cluster's domain objects, as they are replicated through Raft.
+//!
+//! These types are encoded with bincode (see `codec`), so they use no serde
+//! attributes that need a self-describing format. The Docker-shaped JSON the
+//! control API shows is built from them in `node::api::views`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// A random 25-character lowercase alphanumeric id, the shape Swarm uses.
+pub fn new_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..25)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// The task states in swarmkit's order. Observed state only moves forward.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub enum TaskState {
+    #[default]
+    New,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Ready,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    Remove,
+    Orphaned,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 14] = [
+        TaskState::New,
+        TaskState::Pending,
+        TaskState::Assigned,
+        TaskState::Accepted,
+        TaskState::Preparing,
+        TaskState::Ready,
+        TaskState::Starting,
+        TaskState::Running,
+        TaskState::Complete,
+        TaskState::Shutdown,
+        TaskState::Failed,
+        TaskState::Rejected,
+        TaskState::Remove,
+        TaskState::Orphaned,
+    ];
+
+    /// Lowercase name, as the Docker API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+        }
+    }
+
+    /// A task in this observed state will never run again.
+    pub fn is_terminal(self) -> bool {
+        self >= TaskState::Complete
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeRole {
+    Worker,
+    Manager,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Worker => "worker",
+            NodeRole::Manager => "manager",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Availability {
+    #[default]
+    Active,
+    Pause,
+    Drain,
+}
+
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NodeState {
+    #[default]
+    Unknown,
+    Down,
+    Ready,
+    Disconnected,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Down => "down",
+            NodeState::Ready => "ready",
+            NodeState::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// A task driver a node offers (`process`, `docker`), with its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverInfo {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    /// The node's id inside Raft; 0 for a worker that never was a manager.
+    pub raft_id: u64,
+    pub hostname: String,
+    pub role: NodeRole,
+    pub availability: Availability,
+    pub labels: BTreeMap<String, String>,
+    pub state: NodeState,
+    pub status_message: String,
+    pub addr: String,
+    pub drivers: Vec<DriverInfo>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl Node {
+    pub fn has_driver(&self, name: &str) -> bool {
+        self.drivers.iter().any(|d| d.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// Old tasks kept per slot (Swarm's `TaskHistoryRetentionLimit`).
+    pub task_history_limit: u64,
+    /// Raft log entries between two snapshots.
+    pub snapshot_interval: u64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            task_history_limit: 5,
+            snapshot_interval: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinTokens {
+    pub worker: String,
+    pub manager: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub spec: ClusterSpec,
+    pub join_tokens: JoinTokens,
+    /// PEM of the cluster's root CA certificate (public part only).
+    pub ca_cert_pem: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartCondition {
+    None,
+    OnFailure,
+    #[default]
+    Any,
+}
+
+impl RestartCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartCondition::None => "none",
+            RestartCondition::OnFailure => "on-failure",
+            RestartCondition::Any => "any",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(RestartCondition::None),
+            "on-failure" => Some(RestartCondition::OnFailure),
+            "any" => Some(RestartCondition::Any),
+            _ => None,
+        }
+    }
+}
+
+/// Durations are stored as nanoseconds, the unit the Docker API uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    pub delay_ns: u64,
+    /// 0 means unlimited.
+    pub max_attempts: u64,
+    /// 0 means the attempts are counted over the task's whole life.
+    pub window_ns: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            condition: RestartCondition::Any,
+            delay_ns: Duration::from_secs(5).as_nanos() as u64,
+            max_attempts: 0,
+            window_ns: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskTemplate {
+    pub driver: String,
+    pub image: String,
+    pub args: Vec<String>,
+    /// `KEY=VALUE` strings, as in docker's `--env`.
+    pub env: Vec<String>,
+    pub restart_policy: RestartPolicy,
+    pub stop_grace_period_ns: u64,
+}
+
+impl Default for TaskTemplate {
+    fn default() -> Self {
+        TaskTemplate {
+            driver: "docker".into(),
+            image: String::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            restart_policy: RestartPolicy::default(),
+            stop_grace_period_ns: Duration::from_secs(10).as_nanos() as u64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceMode {
+    Replicated { replicas: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub mode: ServiceMode,
+    pub task_template: TaskTemplate,
+}
+
+impl ServiceSpec {
+    pub fn replicas(&self) -> u64 {
+        match self.mode {
+            ServiceMode::Replicated { replicas } => replicas,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub spec: ServiceSpec,
+    pub previous_spec: Option<ServiceSpec>,
+    /// Raft index of the last change; tasks record the version they were made from.
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    pub timestamp: DateTime<Utc>,
+    pub message: String,
+    pub err: Option<String>,
+    pub exit_code: Option<i32>,
+    pub pid: Option<u32>,
+}
+
+impl TaskStatus {
+    pub fn new(state: TaskState, message: impl Into<String>) -> Self {
+        TaskStatus {
+            state,
+            timestamp: Utc::now(),
+            message: message.into(),
+            ..TaskStatus::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub slot: u64,
+    pub node_id: Option<String>,
+    /// The service version this task's spec was taken from.
+    pub spec_version: u64,
+    pub spec: TaskTemplate,
+    pub desired_state: TaskState,
+    pub status: TaskStatus,
+    /// When earlier tasks of this slot were restarted, for `max_attempts` within `window`.
+    pub restart_history: Vec<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl Task {
+    /// `web.3`, the name `service ps` shows.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.service_name, self.slot)
+    }
+
+    /// Desired to run (or to be ready to run) and not finished.
+    pub fn is_runnable(&self) -> bool {
+        self.desired_state <= TaskState::Running && !self.status.state.is_terminal()
+    }
+}

@@ -1,0 +1,184 @@
+//! One ServiceSupervisor per service: reconciles the service's tasks to its
+//! spec (replicated mode) and applies the restart policy slot by slot.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::restart::{decide, SlotDecision};
+use crate::command::{Command, TaskUpdate};
+use crate::leader::ManagerCtx;
+use crate::model::{new_id, Service, Task, TaskState, TaskStatus};
+use crate::state::ClusterState;
+
+/// The writes that bring a service towards its spec, and when to look again.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub commands: Vec<Command>,
+    pub retry_in: Option<Duration>,
+}
+
+fn new_task(svc: &Service, slot: u64, history: Vec<DateTime<Utc>>, now: DateTime<Utc>) -> Task {
+    Task {
+        id: new_id(),
+        service_id: svc.id.clone(),
+        service_name: svc.spec.name.clone(),
+        slot,
+        node_id: None,
+        spec_version: svc.version,
+        spec: svc.spec.task_template.clone(),
+        desired_state: TaskState::Running,
+        status: TaskStatus {
+            state: TaskState::New,
+            timestamp: now,
+            message: "created".into(),
+            ..Default::default()
+        },
+        restart_history: history,
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    }
+}
+
+pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan {
+    let mut plan = Plan::default();
+    let Some(svc) = state.services.get(service_id) else {
+        return plan;
+    };
+    let replicas = svc.spec.replicas();
+    let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
+    for t in state.tasks_of_service(service_id) {
+        slots.entry(t.slot).or_default().push(t);
+    }
+    for tasks in slots.values_mut() {
+        tasks.sort_by_key(|t| t.created_at);
+    }
+    let mut create = Vec::new();
+    let mut updates = Vec::new();
+    for slot in 1..=replicas {
+        let tasks = slots.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
+        if tasks.iter().any(|t| t.is_runnable()) {
+            continue;
+        }
+        let last = tasks
+            .iter()
+            .rev()
+            .find(|t| t.desired_state <= TaskState::Running);
+        match last {
+            None => create.push(new_task(svc, slot, Vec::new(), now)),
+            Some(last) => match decide(&svc.spec.task_template.restart_policy, last, now) {
+                SlotDecision::Restart { history } => {
+                    updates.push(TaskUpdate::Desired {
+                        task_id: last.id.clone(),
+                        state: TaskState::Shutdown,
+                    });
+                    create.push(new_task(svc, slot, history, now));
+                }
+                SlotDecision::Wait(d) => {
+                    plan.retry_in = Some(plan.retry_in.map_or(d, |r| r.min(d)));
+                }
+                SlotDecision::GiveUp => {}
+            },
+        }
+    }
+    // Scale down: slots above the replica count go away, highest first.
+    for (_, tasks) in slots.range(replicas + 1..) {
+        for t in tasks.iter().filter(|t| t.desired_state < TaskState::Remove) {
+            updates.push(TaskUpdate::Desired {
+                task_id: t.id.clone(),
+                state: TaskState::Remove,
+            });
+        }
+    }
+    if !updates.is_empty() {
+        plan.commands.push(Command::UpdateTasks { updates, at: now });
+    }
+    if !create.is_empty() {
+        plan.commands.push(Command::CreateTasks(create));
+    }
+    plan
+}
+
+#[derive(Clone)]
+pub struct ServiceSupervisor;
+
+#[derive(Clone)]
+pub struct ServiceArgs {
+    pub ctx: Arc<ManagerCtx>,
+    pub service_id: String,
+}
+
+pub enum ServiceMsg {
+    /// Something about this service changed; reconcile soon.
+    Poke,
+    Reconcile,
+}
+
+pub struct ServiceState {
+    args: ServiceArgs,
+    queued: bool,
+    timer: Option<Instant>,
+}
+
+impl ServiceState {
+    fn poke(&mut self, myself: &ActorRef<ServiceMsg>) {
+        if !self.queued {
+            self.queued = true;
+            let _ = myself.send_message(ServiceMsg::Reconcile);
+        }
+    }
+}
+
+impl Actor for ServiceSupervisor {
+    type Msg = ServiceMsg;
+    type State = ServiceState;
+    type Arguments = ServiceArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ServiceMsg>,
+        args: ServiceArgs,
+    ) -> Result<ServiceState, ActorProcessingErr> {
+        let mut st = ServiceState {
+            args,
+            queued: false,
+            timer: None,
+        };
+        st.poke(&myself);
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ServiceMsg>,
+        msg: ServiceMsg,
+        st: &mut ServiceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ServiceMsg::Poke => st.poke(&myself),
+            ServiceMsg::Reconcile => {
+                st.queued = false;
+                let plan = plan(&st.args.ctx.sm.read().0, &st.args.service_id, Utc::now());
+                if !plan.commands.is_empty() {
+                    let cmd = Command::Batch(plan.commands);
+                    if let Err(e) = st.args.ctx.proposer.propose(cmd).await {
+                        tracing::warn!(service = %st.args.service_id, error = %e, "reconcile write failed");
+                        myself.send_after(Duration::from_millis(200), || ServiceMsg::Poke);
+                    }
+                }
+                if let Some(wait) = plan.retry_in {
+                    let at = Instant::now() + wait;
+                    if st.timer.is_none_or(|t| t <= Instant::now() || at < t) {
+                        st.timer = Some(at);
+                        myself.send_after(wait, || ServiceMsg::Poke);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,331 @@
+//! The Raft actor: a raft-rs `RawNode` driven by tick, step and propose
+//! messages, with the Ready loop persisting to sled before anything that
+//! depends on it is sent or acknowledged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+
+use super::storage::{LogStore, SharedLog};
+use crate::store::{StateMachine, StoreMsg};
+use crate::supervision::Directory;
+
+/// Outbound Raft messages; the QUIC transport implements this for peers.
+pub trait RaftTransport: Send + Sync + 'static {
+    fn send(&self, msgs: Vec<Message>);
+}
+
+/// For a cluster of one manager: there is nobody to talk to.
+pub struct NoPeers;
+
+impl RaftTransport for NoPeers {
+    fn send(&self, msgs: Vec<Message>) {
+        if !msgs.is_empty() {
+            tracing::debug!(count = msgs.len(), "raft messages with no peer to carry them");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTimings {
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    pub snapshot_interval: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings {
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            snapshot_interval: 10_000,
+        }
+    }
+}
+
+/// Told to the manager whenever this node gains or loses leadership. Gaining
+/// is reported only once an entry of the new term is committed, so leader
+/// actors never act on state older than their own term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    pub is_leader: bool,
+    pub term: u64,
+}
+
+pub type LeadershipListener = Arc<dyn Fn(Leadership) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct RaftArgs {
+    pub id: u64,
+    pub log: Arc<LogStore>,
+    pub sm: Arc<StateMachine>,
+    pub timings: RaftTimings,
+    pub directory: Arc<Directory>,
+    pub transport: Arc<dyn RaftTransport>,
+    pub on_leadership: LeadershipListener,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ProposeRefused {
+    #[error("this manager is not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaftStatus {
+    pub id: u64,
+    pub term: u64,
+    pub leader_id: u64,
+    pub is_leader: bool,
+    pub commit: u64,
+    pub applied: u64,
+    pub first_index: u64,
+    pub last_index: u64,
+    pub snapshot_index: u64,
+    pub voters: Vec<u64>,
+}
+
+pub enum RaftMsg {
+    Tick,
+    Step(Box<Message>),
+    Propose {
+        data: Vec<u8>,
+        reply: RpcReplyPort<Result<u64, ProposeRefused>>,
+    },
+    /// Process the pending Ready; queued once behind a burst of proposals so
+    /// that they share one flush.
+    Ready,
+    Status(RpcReplyPort<RaftStatus>),
+}
+
+pub struct RaftState {
+    args: RaftArgs,
+    node: RawNode<SharedLog>,
+    ready_queued: bool,
+    announced: bool,
+}
+
+#[derive(Clone)]
+pub struct RaftActor;
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+impl Actor for RaftActor {
+    type Msg = RaftMsg;
+    type State = RaftState;
+    type Arguments = RaftArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RaftMsg>,
+        args: RaftArgs,
+    ) -> Result<RaftState, ActorProcessingErr> {
+        args.log.reload()?;
+        let hs = args.log.hard_state();
+        let applied = args
+            .sm
+            .applied()
+            .index
+            .min(hs.commit)
+            .max(args.log.snapshot_index());
+        let cfg = raft::Config {
+            id: args.id,
+            election_tick: args.timings.election_ticks,
+            heartbeat_tick: args.timings.heartbeat_ticks,
+            applied,
+            pre_vote: true,
+            check_quorum: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        let mut node = RawNode::new(&cfg, SharedLog(args.log.clone()), &logger())?;
+        // A previous incarnation may have left leader actors running.
+        (args.on_leadership)(Leadership {
+            is_leader: false,
+            term: hs.term,
+        });
+        // Alone in the voter set: no reason to wait for an election timeout.
+        if args.log.conf_state().voters == [args.id] {
+            node.campaign()?;
+        }
+        myself.send_interval(args.timings.tick, || RaftMsg::Tick);
+        let _ = myself.send_message(RaftMsg::Ready);
+        Ok(RaftState {
+            args,
+            node,
+            ready_queued: true,
+            announced: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RaftMsg>,
+        msg: RaftMsg,
+        st: &mut RaftState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RaftMsg::Tick => {
+                st.node.tick();
+                st.maybe_compact().await?;
+                st.on_ready().await?;
+            }
+            RaftMsg::Step(m) => {
+                if let Err(e) = st.node.step(*m) {
+                    tracing::debug!(error = %e, "raft step refused a message");
+                }
+                st.queue_ready(&myself);
+            }
+            RaftMsg::Propose { data, reply } => {
+                if st.node.raft.state != StateRole::Leader {
+                    let leader = Some(st.node.raft.leader_id).filter(|l| *l != 0);
+                    let _ = reply.send(Err(ProposeRefused::NotLeader { leader }));
+                    return Ok(());
+                }
+                match st.node.propose(Vec::new(), data) {
+                    Ok(()) => {
+                        let index = st.node.raft.raft_log.last_index();
+                        let _ = reply.send(Ok(index));
+                        st.queue_ready(&myself);
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(ProposeRefused::NotLeader { leader: None }));
+                    }
+                }
+            }
+            RaftMsg::Ready => {
+                st.ready_queued = false;
+                st.on_ready().await?;
+            }
+            RaftMsg::Status(reply) => {
+                let _ = reply.send(st.status());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RaftState {
+    fn queue_ready(&mut self, myself: &ActorRef<RaftMsg>) {
+        if !self.ready_queued {
+            self.ready_queued = true;
+            let _ = myself.send_message(RaftMsg::Ready);
+        }
+    }
+
+    fn status(&self) -> RaftStatus {
+        let r = &self.node.raft;
+        RaftStatus {
+            id: r.id,
+            term: r.term,
+            leader_id: r.leader_id,
+            is_leader: r.state == StateRole::Leader,
+            commit: r.raft_log.committed,
+            applied: self.args.sm.applied().index,
+            first_index: self.args.log.first_index(),
+            last_index: self.args.log.last_index(),
+            snapshot_index: self.args.log.snapshot_index(),
+            voters: self.args.log.conf_state().voters,
+        }
+    }
+
+    async fn on_ready(&mut self) -> Result<(), ActorProcessingErr> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let log = self.args.log.clone();
+        let mut ready = self.node.ready();
+        self.args.transport.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            let snap = ready.snapshot().clone();
+            log.apply_snapshot(&snap)?;
+            self.args.sm.restore(&snap.data)?;
+        }
+        let mut committed = ready.take_committed_entries();
+        log.append(ready.entries())?;
+        if let Some(hs) = ready.hs() {
+            log.set_hard_state(hs)?;
+        }
+        // Durable before any vote, append response or commit depends on it.
+        log.flush().await?;
+        self.args.transport.send(ready.take_persisted_messages());
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            log.set_commit(commit)?;
+        }
+        self.args.transport.send(light.take_messages());
+        committed.extend(light.take_committed_entries());
+        self.handle_committed(&committed)?;
+        self.node.advance_apply();
+        self.check_leadership(&committed);
+        Ok(())
+    }
+
+    fn handle_committed(&mut self, entries: &[Entry]) -> Result<(), ActorProcessingErr> {
+        for e in entries {
+            let cs = match e.get_entry_type() {
+                EntryType::EntryNormal => continue,
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&e.data)?;
+                    self.node.apply_conf_change(&cc)?
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&e.data)?;
+                    self.node.apply_conf_change(&cc)?
+                }
+            };
+            self.args.log.set_conf_state(&cs)?;
+        }
+        if let Some(last) = entries.last() {
+            if let Some(store) = self.args.directory.get::<StoreMsg>("store") {
+                let _ = store.send_message(StoreMsg::Committed(last.index));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_leadership(&mut self, committed: &[Entry]) {
+        let r = &self.node.raft;
+        let is_leader = r.state == StateRole::Leader;
+        if is_leader && !self.announced && committed.iter().any(|e| e.term == r.term) {
+            self.announced = true;
+            tracing::info!(term = r.term, "became leader");
+            (self.args.on_leadership)(Leadership {
+                is_leader: true,
+                term: r.term,
+            });
+        } else if !is_leader && self.announced {
+            self.announced = false;
+            tracing::info!(term = r.term, "lost leadership");
+            (self.args.on_leadership)(Leadership {
+                is_leader: false,
+                term: r.term,
+            });
+        }
+    }
+
+    /// Snapshot the applied state and drop the log behind it, every
+    /// `snapshot_interval` entries.
+    async fn maybe_compact(&mut self) -> Result<(), ActorProcessingErr> {
+        let applied = self.args.sm.applied().index;
+        if applied < self.args.log.snapshot_index() + self.args.timings.snapshot_interval {
+            return Ok(());
+        }
+        let (at, data) = self.args.sm.snapshot_data();
+        // The state machine's writes must be durable before the log behind them goes.
+        self.args.log.flush().await?;
+        self.args.log.compact(at.index, data)?;
+        tracing::info!(index = at.index, "raft log compacted");
+        Ok(())
+    }
+}

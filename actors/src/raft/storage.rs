@@ -1,0 +1,296 @@
+//! Raft's log, hard state, conf state and snapshot, persisted in sled.
+//!
+//! An in-memory mirror answers raft-rs's `Storage` reads (the etcd pattern of
+//! a memory log in front of a WAL); every write goes to sled first and is made
+//! durable with `flush` before anything that depends on it leaves the node.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("raft storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("raft storage holds a corrupt record {0}: {1}")]
+    Corrupt(String, protobuf::ProtobufError),
+}
+
+const HARD_STATE: &[u8] = b"hard_state";
+const CONF_STATE: &[u8] = b"conf_state";
+const SNAPSHOT: &[u8] = b"snapshot";
+
+#[derive(Default)]
+struct Mirror {
+    hard_state: HardState,
+    conf_state: ConfState,
+    snapshot: SnapshotMetadata,
+    /// `entries[i].index == snapshot.index + 1 + i`.
+    entries: Vec<Entry>,
+}
+
+impl Mirror {
+    fn first_index(&self) -> u64 {
+        self.snapshot.index + 1
+    }
+    fn last_index(&self) -> u64 {
+        self.snapshot.index + self.entries.len() as u64
+    }
+}
+
+pub struct LogStore {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+    mem: RwLock<Mirror>,
+}
+
+fn parse<M: protobuf::Message>(what: &str, bytes: &[u8]) -> Result<M, LogError> {
+    M::parse_from_bytes(bytes).map_err(|e| LogError::Corrupt(what.to_string(), e))
+}
+
+fn pb<M: protobuf::Message>(m: &M) -> Vec<u8> {
+    // Encoding a well-formed in-memory message cannot fail.
+    m.write_to_bytes().unwrap_or_default()
+}
+
+impl LogStore {
+    pub fn open(db: &sled::Db) -> Result<Arc<Self>, LogError> {
+        let store = LogStore {
+            db: db.clone(),
+            log: db.open_tree("raft_log")?,
+            meta: db.open_tree("raft_meta")?,
+            mem: RwLock::new(Mirror::default()),
+        };
+        store.reload()?;
+        Ok(Arc::new(store))
+    }
+
+    /// Rebuilds the mirror from disk (a restarted Raft actor starts from here).
+    pub fn reload(&self) -> Result<(), LogError> {
+        let mut m = Mirror::default();
+        if let Some(b) = self.meta.get(HARD_STATE)? {
+            m.hard_state = parse("hard state", &b)?;
+        }
+        if let Some(b) = self.meta.get(CONF_STATE)? {
+            m.conf_state = parse("conf state", &b)?;
+        }
+        if let Some(b) = self.meta.get(SNAPSHOT)? {
+            let snap: Snapshot = parse("snapshot", &b)?;
+            m.snapshot = snap.get_metadata().clone();
+        }
+        let start = m.snapshot.index + 1;
+        for kv in self.log.range(start.to_be_bytes()..) {
+            let (_, v) = kv?;
+            let e: Entry = parse("log entry", &v)?;
+            if e.index != m.last_index() + 1 {
+                break; // a torn tail past a gap is not part of the log
+            }
+            m.entries.push(e);
+        }
+        *self.mem.write() = m;
+        Ok(())
+    }
+
+    /// True once the node belongs to a Raft group (bootstrapped or given a snapshot).
+    pub fn is_initialized(&self) -> bool {
+        let m = self.mem.read();
+        !m.conf_state.voters.is_empty() || m.last_index() > 0 || m.hard_state.term > 0
+    }
+
+    /// First start of a new cluster: this node alone is the voter set.
+    pub fn bootstrap(&self, voters: Vec<u64>) -> Result<(), LogError> {
+        let mut cs = ConfState::default();
+        cs.voters = voters;
+        self.meta.insert(CONF_STATE, pb(&cs))?;
+        self.mem.write().conf_state = cs;
+        Ok(())
+    }
+
+    pub fn append(&self, entries: &[Entry]) -> Result<(), LogError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let mut m = self.mem.write();
+        let mut batch = sled::Batch::default();
+        // A new leader may overwrite an uncommitted suffix.
+        for idx in first.index..=m.last_index() {
+            batch.remove(&idx.to_be_bytes());
+        }
+        for e in entries {
+            batch.insert(&e.index.to_be_bytes(), pb(e));
+        }
+        self.log.apply_batch(batch)?;
+        let keep = first.index.saturating_sub(m.first_index()) as usize;
+        m.entries.truncate(keep);
+        m.entries.extend_from_slice(entries);
+        Ok(())
+    }
+
+    pub fn set_hard_state(&self, hs: &HardState) -> Result<(), LogError> {
+        self.meta.insert(HARD_STATE, pb(hs))?;
+        self.mem.write().hard_state = hs.clone();
+        Ok(())
+    }
+
+    pub fn set_commit(&self, commit: u64) -> Result<(), LogError> {
+        let mut hs = self.mem.read().hard_state.clone();
+        hs.commit = commit;
+        self.set_hard_state(&hs)
+    }
+
+    pub fn set_conf_state(&self, cs: &ConfState) -> Result<(), LogError> {
+        self.meta.insert(CONF_STATE, pb(cs))?;
+        self.mem.write().conf_state = cs.clone();
+        Ok(())
+    }
+
+    /// Installs a snapshot received from the leader: the log restarts after it.
+    pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<(), LogError> {
+        let meta = snap.get_metadata();
+        self.meta.insert(SNAPSHOT, pb(snap))?;
+        self.meta.insert(CONF_STATE, pb(meta.get_conf_state()))?;
+        self.log.clear()?;
+        let mut m = self.mem.write();
+        m.snapshot = meta.clone();
+        m.conf_state = meta.get_conf_state().clone();
+        m.hard_state.term = m.hard_state.term.max(meta.term);
+        m.hard_state.commit = meta.index;
+        m.entries.clear();
+        self.meta.insert(HARD_STATE, pb(&m.hard_state))?;
+        Ok(())
+    }
+
+    /// Records a snapshot of the applied state at `index` and drops the log up to it.
+    pub fn compact(&self, index: u64, data: Vec<u8>) -> Result<(), LogError> {
+        let mut m = self.mem.write();
+        if index <= m.snapshot.index || index > m.last_index() {
+            return Ok(());
+        }
+        let term = m.entries[(index - m.first_index()) as usize].term;
+        let mut snap = Snapshot::default();
+        snap.data = data.into();
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(m.conf_state.clone());
+        self.meta.insert(SNAPSHOT, pb(&snap))?;
+        let mut batch = sled::Batch::default();
+        for idx in m.first_index()..=index {
+            batch.remove(&idx.to_be_bytes());
+        }
+        self.log.apply_batch(batch)?;
+        let drop = (index + 1 - m.first_index()) as usize;
+        m.entries.drain(..drop);
+        m.snapshot = snap.take_metadata();
+        Ok(())
+    }
+
+    pub async fn flush(&self) -> Result<(), LogError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        self.mem.read().hard_state.clone()
+    }
+    pub fn conf_state(&self) -> ConfState {
+        self.mem.read().conf_state.clone()
+    }
+    pub fn snapshot_index(&self) -> u64 {
+        self.mem.read().snapshot.index
+    }
+    pub fn first_index(&self) -> u64 {
+        self.mem.read().first_index()
+    }
+    pub fn last_index(&self) -> u64 {
+        self.mem.read().last_index()
+    }
+    pub fn entry_count(&self) -> usize {
+        self.mem.read().entries.len()
+    }
+
+    /// Entries in `[low, high)` that are still in the log.
+    pub fn entries_between(&self, low: u64, high: u64) -> Vec<Entry> {
+        let m = self.mem.read();
+        let low = low.max(m.first_index());
+        let high = high.min(m.last_index() + 1);
+        if low >= high {
+            return Vec::new();
+        }
+        let off = m.first_index();
+        m.entries[(low - off) as usize..(high - off) as usize].to_vec()
+    }
+}
+
+/// The raft-rs `Storage` view of a shared `LogStore`.
+#[derive(Clone)]
+pub struct SharedLog(pub Arc<LogStore>);
+
+impl raft::Storage for SharedLog {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let m = self.0.mem.read();
+        Ok(RaftState::new(m.hard_state.clone(), m.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let m = self.0.mem.read();
+        if low < m.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > m.last_index() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let off = m.first_index();
+        let mut ents = m.entries[(low - off) as usize..(high - off) as usize].to_vec();
+        raft::util::limit_size(&mut ents, max_size.into());
+        Ok(ents)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let m = self.0.mem.read();
+        if idx == m.snapshot.index {
+            return Ok(m.snapshot.term);
+        }
+        if idx < m.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > m.last_index() {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(m.entries[(idx - m.first_index()) as usize].term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.0.first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.0.last_index())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let stored = self
+            .0
+            .meta
+            .get(SNAPSHOT)
+            .ok()
+            .flatten()
+            .and_then(|b| Snapshot::parse_from_bytes(&b).ok());
+        match stored {
+            Some(s) if s.get_metadata().index >= request_index => Ok(s),
+            _ => Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            )),
+        }
+    }
+}

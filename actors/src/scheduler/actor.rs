@@ -1,0 +1,144 @@
+use std::sync::Arc;
+
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::placement::{place, Candidate, Decision, Request};
+use crate::command::{Command, TaskUpdate};
+use crate::leader::ManagerCtx;
+use crate::model::TaskState;
+use crate::state::{Change, ClusterState};
+use crate::store::StoreEvent;
+
+pub enum SchedulerMsg {
+    Store(Option<StoreEvent>),
+    /// Run one placement pass (queued at most once at a time).
+    Pass,
+}
+
+pub struct SchedulerState {
+    ctx: Arc<ManagerCtx>,
+    pass_queued: bool,
+}
+
+#[derive(Clone)]
+pub struct Scheduler;
+
+/// Tasks that want a node, and the nodes with their current load.
+fn snapshot(state: &ClusterState) -> (Vec<Request>, Vec<Candidate>) {
+    let mut nodes: Vec<Candidate> = state.nodes.values().map(Candidate::from_node).collect();
+    let index: std::collections::HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (state.nodes[&n.id].id.as_str(), i))
+        .collect();
+    let mut requests = Vec::new();
+    for t in state.tasks.values() {
+        match &t.node_id {
+            Some(n) if !t.status.state.is_terminal() => {
+                if let Some(&i) = index.get(n.as_str()) {
+                    let c = &mut nodes[i];
+                    c.total_tasks += 1;
+                    *c.service_tasks.entry(t.service_id.clone()).or_default() += 1;
+                }
+            }
+            None if t.desired_state <= TaskState::Running && t.status.state <= TaskState::Pending => {
+                requests.push(Request {
+                    task_id: t.id.clone(),
+                    service_id: t.service_id.clone(),
+                    driver: t.spec.driver.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    (requests, nodes)
+}
+
+impl SchedulerState {
+    fn queue_pass(&mut self, myself: &ActorRef<SchedulerMsg>) {
+        if !self.pass_queued {
+            self.pass_queued = true;
+            let _ = myself.send_message(SchedulerMsg::Pass);
+        }
+    }
+
+    async fn pass(&mut self) {
+        let updates: Vec<TaskUpdate> = {
+            let guard = self.ctx.sm.read();
+            let state = &guard.0;
+            let (requests, mut nodes) = snapshot(state);
+            place(&requests, &mut nodes)
+                .into_iter()
+                .filter_map(|d| match d {
+                    Decision::Assign { task_id, node_id } => {
+                        Some(TaskUpdate::Assign { task_id, node_id })
+                    }
+                    Decision::NoSuitableNode { task_id, reason } => {
+                        // Already pending for this reason: nothing to write.
+                        let same = state.tasks.get(&task_id).is_some_and(|t| {
+                            t.status.state == TaskState::Pending
+                                && t.status.err.as_deref() == Some(reason.as_str())
+                        });
+                        (!same).then_some(TaskUpdate::Pending { task_id, reason })
+                    }
+                })
+                .collect()
+        };
+        if updates.is_empty() {
+            return;
+        }
+        let cmd = Command::UpdateTasks {
+            updates,
+            at: Utc::now(),
+        };
+        if let Err(e) = self.ctx.proposer.propose(cmd).await {
+            tracing::warn!(error = %e, "scheduler write failed");
+        }
+    }
+}
+
+impl Actor for Scheduler {
+    type Msg = SchedulerMsg;
+    type State = SchedulerState;
+    type Arguments = Arc<ManagerCtx>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        ctx: Arc<ManagerCtx>,
+    ) -> Result<SchedulerState, ActorProcessingErr> {
+        crate::events::forward(&ctx.events, myself.clone(), SchedulerMsg::Store);
+        let mut st = SchedulerState {
+            ctx,
+            pass_queued: false,
+        };
+        st.queue_pass(&myself);
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        msg: SchedulerMsg,
+        st: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SchedulerMsg::Store(Some(ev)) => {
+                let relevant = ev
+                    .changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Task { .. } | Change::Node(_)));
+                if relevant {
+                    st.queue_pass(&myself);
+                }
+            }
+            SchedulerMsg::Store(None) => st.queue_pass(&myself),
+            SchedulerMsg::Pass => {
+                st.pass_queued = false;
+                st.pass().await;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,321 @@
+//! The replicated state machine's data and its deterministic `apply`.
+//!
+//! Pure: no IO. `store::StateMachine` persists what `apply` reports as changed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, TaskUpdate};
+use crate::model::{Cluster, Node, Service, Task, TaskState};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub cluster: Option<Cluster>,
+    pub nodes: BTreeMap<String, Node>,
+    pub services: BTreeMap<String, Service>,
+    pub tasks: BTreeMap<String, Task>,
+}
+
+/// What one applied entry changed; subscribers read the new values from the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Cluster,
+    Node(String),
+    Service(String),
+    ServiceRemoved(String),
+    Task { id: String, service_id: String },
+    TaskRemoved { id: String, service_id: String },
+}
+
+/// Why a command was refused. Refusals are deterministic, so every replica
+/// refuses the same entries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ApplyError {
+    #[error("This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.")]
+    AlreadyInitialized,
+    #[error("service with name {0} already exists")]
+    ServiceNameConflict(String),
+    #[error("service {0} not found")]
+    ServiceNotFound(String),
+    #[error("node {0} not found")]
+    NodeNotFound(String),
+    #[error("task {0} already exists")]
+    TaskExists(String),
+}
+
+impl ClusterState {
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.services.values().find(|s| s.spec.name == name)
+    }
+
+    /// Finds a service by full id, name, or unique id prefix (docker's lookup order).
+    pub fn find_service(&self, key: &str) -> Option<&Service> {
+        if let Some(s) = self.services.get(key) {
+            return Some(s);
+        }
+        if let Some(s) = self.service_by_name(key) {
+            return Some(s);
+        }
+        let mut matches = self.services.values().filter(|s| s.id.starts_with(key));
+        match (matches.next(), matches.next()) {
+            (Some(s), None) if !key.is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Finds a node by full id, hostname, or unique id prefix.
+    pub fn find_node(&self, key: &str) -> Option<&Node> {
+        if let Some(n) = self.nodes.get(key) {
+            return Some(n);
+        }
+        let mut by_name = self.nodes.values().filter(|n| n.hostname == key);
+        if let (Some(n), None) = (by_name.next(), by_name.next()) {
+            return Some(n);
+        }
+        let mut matches = self.nodes.values().filter(|n| n.id.starts_with(key));
+        match (matches.next(), matches.next()) {
+            (Some(n), None) if !key.is_empty() => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn tasks_of_service<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> {
+        self.tasks.values().filter(move |t| t.service_id == service_id)
+    }
+
+    /// Checks `cmd` against the current state without changing anything.
+    pub fn check(&self, cmd: &Command) -> Result<(), ApplyError> {
+        match cmd {
+            Command::InitCluster { .. } => match self.cluster {
+                Some(_) => Err(ApplyError::AlreadyInitialized),
+                None => Ok(()),
+            },
+            Command::UpsertNode(_) | Command::DeleteTasks(_) | Command::UpdateTasks { .. } => {
+                Ok(())
+            }
+            Command::SetNodeState { node_id, .. } => match self.nodes.contains_key(node_id) {
+                true => Ok(()),
+                false => Err(ApplyError::NodeNotFound(node_id.clone())),
+            },
+            Command::CreateService(svc) => match self.service_by_name(&svc.spec.name) {
+                Some(_) => Err(ApplyError::ServiceNameConflict(svc.spec.name.clone())),
+                None => Ok(()),
+            },
+            Command::UpdateService { id, spec, .. } => {
+                if !self.services.contains_key(id) {
+                    return Err(ApplyError::ServiceNotFound(id.clone()));
+                }
+                match self.service_by_name(&spec.name) {
+                    Some(other) if other.id != *id => {
+                        Err(ApplyError::ServiceNameConflict(spec.name.clone()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Command::RemoveService { id, .. } => match self.services.contains_key(id) {
+                true => Ok(()),
+                false => Err(ApplyError::ServiceNotFound(id.clone())),
+            },
+            Command::CreateTasks(tasks) => {
+                for t in tasks {
+                    if self.tasks.contains_key(&t.id) {
+                        return Err(ApplyError::TaskExists(t.id.clone()));
+                    }
+                    if !self.services.contains_key(&t.service_id) {
+                        return Err(ApplyError::ServiceNotFound(t.service_id.clone()));
+                    }
+                }
+                Ok(())
+            }
+            Command::Batch(cmds) => cmds.iter().try_for_each(|c| self.check(c)),
+        }
+    }
+
+    /// Applies a committed command at Raft `index`: all of it, or (if `check`
+    /// refuses it) nothing.
+    pub fn apply(&mut self, cmd: &Command, index: u64) -> Result<Vec<Change>, ApplyError> {
+        self.check(cmd)?;
+        let mut changes = Vec::new();
+        self.mutate(cmd, index, &mut changes);
+        Ok(changes)
+    }
+
+    fn mutate(&mut self, cmd: &Command, index: u64, changes: &mut Vec<Change>) {
+        match cmd {
+            Command::InitCluster { cluster, node } => {
+                let mut cluster = cluster.clone();
+                cluster.version = index;
+                self.cluster = Some(cluster);
+                changes.push(Change::Cluster);
+                self.put_node(node.clone(), index, changes);
+            }
+            Command::UpsertNode(node) => {
+                let mut node = node.clone();
+                if let Some(old) = self.nodes.get(&node.id) {
+                    node.created_at = old.created_at;
+                }
+                self.put_node(node, index, changes);
+            }
+            Command::SetNodeState {
+                node_id,
+                state,
+                message,
+                at,
+            } => {
+                if let Some(node) = self.nodes.get_mut(node_id) {
+                    node.state = *state;
+                    node.status_message = message.clone();
+                    node.updated_at = *at;
+                    node.version = index;
+                    changes.push(Change::Node(node_id.clone()));
+                }
+            }
+            Command::CreateService(svc) => {
+                let mut svc = svc.clone();
+                svc.version = index;
+                changes.push(Change::Service(svc.id.clone()));
+                self.services.insert(svc.id.clone(), svc);
+            }
+            Command::UpdateService { id, spec, at } => {
+                if let Some(svc) = self.services.get_mut(id) {
+                    svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec.clone()));
+                    svc.updated_at = *at;
+                    svc.version = index;
+                    changes.push(Change::Service(id.clone()));
+                }
+            }
+            Command::RemoveService { id, at } => {
+                self.services.remove(id);
+                changes.push(Change::ServiceRemoved(id.clone()));
+                for task in self.tasks.values_mut().filter(|t| t.service_id == *id) {
+                    if task.desired_state < TaskState::Remove {
+                        task.desired_state = TaskState::Remove;
+                        task.updated_at = *at;
+                        task.version = index;
+                        changes.push(Change::Task {
+                            id: task.id.clone(),
+                            service_id: id.clone(),
+                        });
+                    }
+                }
+            }
+            Command::CreateTasks(tasks) => {
+                for t in tasks {
+                    let mut t = t.clone();
+                    t.version = index;
+                    changes.push(Change::Task {
+                        id: t.id.clone(),
+                        service_id: t.service_id.clone(),
+                    });
+                    self.tasks.insert(t.id.clone(), t);
+                }
+            }
+            Command::UpdateTasks { updates, at } => {
+                for u in updates {
+                    self.update_task(u, *at, index, changes);
+                }
+            }
+            Command::DeleteTasks(ids) => {
+                for id in ids {
+                    if let Some(t) = self.tasks.remove(id) {
+                        changes.push(Change::TaskRemoved {
+                            id: t.id,
+                            service_id: t.service_id,
+                        });
+                    }
+                }
+            }
+            Command::Batch(cmds) => {
+                for c in cmds {
+                    self.mutate(c, index, changes);
+                }
+            }
+        }
+    }
+
+    fn put_node(&mut self, mut node: Node, index: u64, changes: &mut Vec<Change>) {
+        node.version = index;
+        changes.push(Change::Node(node.id.clone()));
+        self.nodes.insert(node.id.clone(), node);
+    }
+
+    fn update_task(
+        &mut self,
+        update: &TaskUpdate,
+        at: chrono::DateTime<chrono::Utc>,
+        index: u64,
+        changes: &mut Vec<Change>,
+    ) {
+        let task_id = match update {
+            TaskUpdate::Assign { task_id, .. }
+            | TaskUpdate::Pending { task_id, .. }
+            | TaskUpdate::Desired { task_id, .. }
+            | TaskUpdate::Status { task_id, .. } => task_id,
+        };
+        // A task may be deleted while an update for it is in flight: nothing to do.
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        let changed = match update {
+            TaskUpdate::Assign { node_id, .. } => {
+                if task.node_id.is_none() && task.status.state < TaskState::Assigned {
+                    task.node_id = Some(node_id.clone());
+                    task.status = crate::model::TaskStatus {
+                        state: TaskState::Assigned,
+                        timestamp: at,
+                        message: "scheduler assigned task to node".into(),
+                        ..Default::default()
+                    };
+                    true
+                } else {
+                    false
+                }
+            }
+            TaskUpdate::Pending { reason, .. } => {
+                if task.status.state <= TaskState::Pending
+                    && (task.status.state != TaskState::Pending
+                        || task.status.err.as_deref() != Some(reason.as_str()))
+                {
+                    task.status = crate::model::TaskStatus {
+                        state: TaskState::Pending,
+                        timestamp: at,
+                        message: "pending task scheduling".into(),
+                        err: Some(reason.clone()),
+                        ..Default::default()
+                    };
+                    true
+                } else {
+                    false
+                }
+            }
+            TaskUpdate::Desired { state, .. } => {
+                // Desired state also only moves forward: a task told to stop never runs again.
+                if *state > task.desired_state {
+                    task.desired_state = *state;
+                    true
+                } else {
+                    false
+                }
+            }
+            TaskUpdate::Status { status, .. } => {
+                if status.state > task.status.state
+                    || (status.state == task.status.state && *status != task.status)
+                {
+                    task.status = status.clone();
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if changed {
+            task.updated_at = at;
+            task.version = index;
+            changes.push(Change::Task {
+                id: task.id.clone(),
+                service_id: task.service_id.clone(),
+            });
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The Store actor: applies committed entries to the state machine, answers
+//! proposers waiting for their entry, and publishes change events.
+//!
+//! It reads committed entries from the Raft log itself, so a restarted Store
+//! (or one that missed a notification) catches up from its applied index.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::broadcast;
+
+use super::machine::{Outcome, StateMachine};
+use crate::raft::storage::LogStore;
+use crate::state::{ApplyError, Change};
+
+/// Published after every applied entry that changed something.
+#[derive(Debug, Clone)]
+pub struct StoreEvent {
+    pub index: u64,
+    pub changes: Arc<Vec<Change>>,
+}
+
+/// What a proposer learns about the entry it proposed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitResult {
+    Applied(Result<(), ApplyError>),
+    /// Another entry took that index (leadership changed): the proposal was dropped.
+    Superseded,
+    /// Applied before this Store incarnation started; the outcome is not known.
+    Unknown,
+}
+
+#[derive(Clone)]
+pub struct StoreArgs {
+    pub sm: Arc<StateMachine>,
+    pub log: Arc<LogStore>,
+    pub events: broadcast::Sender<StoreEvent>,
+}
+
+pub enum StoreMsg {
+    /// Entries up to this index are committed.
+    Committed(u64),
+    WaitApplied {
+        index: u64,
+        proposal_id: u128,
+        reply: RpcReplyPort<WaitResult>,
+    },
+}
+
+pub struct StoreState {
+    args: StoreArgs,
+    recent: HashMap<u64, (Option<u128>, Result<(), ApplyError>)>,
+    recent_order: VecDeque<u64>,
+    waiters: BTreeMap<u64, Vec<(u128, RpcReplyPort<WaitResult>)>>,
+}
+
+const RECENT: usize = 4096;
+
+impl StoreState {
+    fn catch_up(&mut self, upto: u64) -> Result<(), ActorProcessingErr> {
+        let from = self.args.sm.applied().index + 1;
+        if upto < from {
+            return Ok(());
+        }
+        for entry in self.args.log.entries_between(from, upto + 1) {
+            let outcome = self
+                .args
+                .sm
+                .apply_entry(entry.index, entry.term, &entry.data)?;
+            if let Some(o) = outcome {
+                self.record(o);
+            }
+        }
+        self.wake_waiters();
+        Ok(())
+    }
+
+    fn record(&mut self, o: Outcome) {
+        if !o.changes.is_empty() {
+            // No subscriber is fine: leader actors may not run yet.
+            let _ = self.args.events.send(StoreEvent {
+                index: o.index,
+                changes: Arc::new(o.changes),
+            });
+        }
+        self.recent.insert(o.index, (o.proposal_id, o.result));
+        self.recent_order.push_back(o.index);
+        if self.recent_order.len() > RECENT {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+    }
+
+    fn answer(&self, index: u64, proposal_id: u128) -> WaitResult {
+        match self.recent.get(&index) {
+            Some((Some(id), result)) if *id == proposal_id => WaitResult::Applied(result.clone()),
+            Some(_) => WaitResult::Superseded,
+            None => WaitResult::Unknown,
+        }
+    }
+
+    fn wake_waiters(&mut self) {
+        let applied = self.args.sm.applied().index;
+        let later = self.waiters.split_off(&(applied + 1));
+        let ready = std::mem::replace(&mut self.waiters, later);
+        for (index, waiters) in ready {
+            for (pid, reply) in waiters {
+                let _ = reply.send(self.answer(index, pid));
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct StoreActor;
+
+impl Actor for StoreActor {
+    type Msg = StoreMsg;
+    type State = StoreState;
+    type Arguments = StoreArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<StoreMsg>,
+        args: StoreArgs,
+    ) -> Result<StoreState, ActorProcessingErr> {
+        let mut st = StoreState {
+            args,
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
+            waiters: BTreeMap::new(),
+        };
+        let commit = st.args.log.hard_state().commit;
+        st.catch_up(commit)?;
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<StoreMsg>,
+        msg: StoreMsg,
+        st: &mut StoreState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StoreMsg::Committed(upto) => st.catch_up(upto)?,
+            StoreMsg::WaitApplied {
+                index,
+                proposal_id,
+                reply,
+            } => {
+                if index <= st.args.sm.applied().index {
+                    let _ = reply.send(st.answer(index, proposal_id));
+                } else {
+                    st.waiters
+                        .entry(index)
+                        .or_default()
+                        .push((proposal_id, reply));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! The state machine's persistence: `ClusterState` mirrored in one sled tree.
+//!
+//! Each applied entry's changes and the new applied index go to sled in one
+//! atomic batch, so a crash never applies an entry twice or skips one.
+
+use std::sync::Arc;
+
+use parking_lot::{RwLock, RwLockReadGuard};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
+use crate::command::Proposal;
+use crate::state::{ApplyError, Change, ClusterState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state store holds a corrupt record {0}: {1}")]
+    Corrupt(String, CodecError),
+}
+
+const APPLIED: &[u8] = b"applied";
+const CLUSTER: &[u8] = b"cluster";
+
+fn key(prefix: &str, id: &str) -> Vec<u8> {
+    format!("{prefix}/{id}").into_bytes()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedIndex {
+    pub index: u64,
+    pub term: u64,
+}
+
+/// What applying one entry produced: the proposer's id (if the entry was a
+/// proposal) and whether the command was accepted.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub index: u64,
+    pub proposal_id: Option<u128>,
+    pub result: Result<(), ApplyError>,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    applied: AppliedIndex,
+    state: ClusterState,
+}
+
+pub struct StateMachine {
+    tree: sled::Tree,
+    inner: RwLock<(ClusterState, AppliedIndex)>,
+}
+
+impl StateMachine {
+    pub fn open(db: &sled::Db) -> Result<Arc<Self>, StoreError> {
+        let tree = db.open_tree("state")?;
+        let (state, applied) = Self::load(&tree)?;
+        Ok(Arc::new(StateMachine {
+            tree,
+            inner: RwLock::new((state, applied)),
+        }))
+    }
+
+    fn load(tree: &sled::Tree) -> Result<(ClusterState, AppliedIndex), StoreError> {
+        fn dec<T: serde::de::DeserializeOwned>(what: &[u8], b: &[u8]) -> Result<T, StoreError> {
+            codec::decode(b)
+                .map_err(|e| StoreError::Corrupt(String::from_utf8_lossy(what).into_owned(), e))
+        }
+        let mut state = ClusterState::default();
+        let mut applied = AppliedIndex::default();
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            if &*k == APPLIED {
+                applied = dec(&k, &v)?;
+            } else if &*k == CLUSTER {
+                state.cluster = Some(dec(&k, &v)?);
+            } else if k.starts_with(b"node/") {
+                let n: crate::model::Node = dec(&k, &v)?;
+                state.nodes.insert(n.id.clone(), n);
+            } else if k.starts_with(b"svc/") {
+                let s: crate::model::Service = dec(&k, &v)?;
+                state.services.insert(s.id.clone(), s);
+            } else if k.starts_with(b"task/") {
+                let t: crate::model::Task = dec(&k, &v)?;
+                state.tasks.insert(t.id.clone(), t);
+            }
+        }
+        Ok((state, applied))
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, (ClusterState, AppliedIndex)> {
+        self.inner.read()
+    }
+
+    pub fn applied(&self) -> AppliedIndex {
+        self.inner.read().1
+    }
+
+    /// Applies one committed Raft entry. Entries at or below the applied index
+    /// are skipped, which makes replay after a crash safe.
+    pub fn apply_entry(
+        &self,
+        index: u64,
+        term: u64,
+        data: &[u8],
+    ) -> Result<Option<Outcome>, StoreError> {
+        let mut guard = self.inner.write();
+        let (state, applied) = &mut *guard;
+        if index <= applied.index {
+            return Ok(None);
+        }
+        let mut outcome = Outcome {
+            index,
+            proposal_id: None,
+            result: Ok(()),
+            changes: Vec::new(),
+        };
+        // Empty entries (a new leader's no-op) and configuration changes only
+        // move the applied index.
+        if !data.is_empty() {
+            match codec::decode::<Proposal>(data) {
+                Ok(p) => {
+                    outcome.proposal_id = Some(p.id);
+                    match state.apply(&p.command, index) {
+                        Ok(changes) => outcome.changes = changes,
+                        Err(e) => outcome.result = Err(e),
+                    }
+                }
+                Err(e) => tracing::error!(index, error = %e, "skipping undecodable log entry"),
+            }
+        }
+        let new_applied = AppliedIndex { index, term };
+        let mut batch = sled::Batch::default();
+        for change in &outcome.changes {
+            Self::persist_change(state, change, &mut batch);
+        }
+        batch.insert(APPLIED, encode(&new_applied));
+        self.tree.apply_batch(batch)?;
+        *applied = new_applied;
+        Ok(Some(outcome))
+    }
+
+    fn persist_change(state: &ClusterState, change: &Change, batch: &mut sled::Batch) {
+        match change {
+            Change::Cluster => {
+                if let Some(c) = &state.cluster {
+                    batch.insert(CLUSTER, encode(c));
+                }
+            }
+            Change::Node(id) => match state.nodes.get(id) {
+                Some(n) => batch.insert(key("node", id), encode(n)),
+                None => batch.remove(key("node", id)),
+            },
+            Change::Service(id) | Change::ServiceRemoved(id) => match state.services.get(id) {
+                Some(s) => batch.insert(key("svc", id), encode(s)),
+                None => batch.remove(key("svc", id)),
+            },
+            Change::Task { id, .. } | Change::TaskRemoved { id, .. } => {
+                match state.tasks.get(id) {
+                    Some(t) => batch.insert(key("task", id), encode(t)),
+                    None => batch.remove(key("task", id)),
+                }
+            }
+        }
+    }
+
+    /// The whole state at the applied index, for a Raft snapshot.
+    pub fn snapshot_data(&self) -> (AppliedIndex, Vec<u8>) {
+        let guard = self.inner.read();
+        let data = SnapshotData {
+            applied: guard.1,
+            state: guard.0.clone(),
+        };
+        (guard.1, encode(&data))
+    }
+
+    /// Replaces the whole state with a snapshot's (a follower far behind).
+    pub fn restore(&self, data: &[u8]) -> Result<(), StoreError> {
+        let snap: SnapshotData =
+            codec::decode(data).map_err(|e| StoreError::Corrupt("snapshot".into(), e))?;
+        let mut guard = self.inner.write();
+        self.tree.clear()?;
+        let mut batch = sled::Batch::default();
+        for change in all_changes(&snap.state) {
+            Self::persist_change(&snap.state, &change, &mut batch);
+        }
+        batch.insert(APPLIED, encode(&snap.applied));
+        self.tree.apply_batch(batch)?;
+        *guard = (snap.state, snap.applied);
+        Ok(())
+    }
+}
+
+fn all_changes(state: &ClusterState) -> Vec<Change> {
+    let mut v = vec![Change::Cluster];
+    v.extend(state.nodes.keys().map(|id| Change::Node(id.clone())));
+    v.extend(state.services.keys().map(|id| Change::Service(id.clone())));
+    v.extend(state.tasks.values().map(|t| Change::Task {
+        id: t.id.clone(),
+        service_id: t.service_id.clone(),
+    }));
+    v
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Our own model types always encode; an empty record would fail loudly on load.
+    codec::encode(v).unwrap_or_default()
+}

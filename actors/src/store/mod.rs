@@ -1,0 +1,7 @@
+//! The replicated store: state machine persistence and the Store actor.
+
+mod actor;
+mod machine;
+
+pub use actor::{StoreActor, StoreArgs, StoreEvent, StoreMsg, WaitResult};
+pub use machine::{AppliedIndex, Outcome, StateMachine, StoreError};

@@ -1,0 +1,219 @@
+//! The Agent: this node's session with the leader's dispatcher. It registers,
+//! heartbeats, runs one TaskActor per assigned task and reports their states.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use super::task_actor::{TaskActor, TaskArgs, TaskMsg};
+use crate::dispatcher::{DispatcherLink, DispatcherMsg, NodeDescription};
+use crate::driver::Drivers;
+use crate::model::{Task, TaskState, TaskStatus};
+use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
+
+#[derive(Clone)]
+pub struct AgentArgs {
+    pub node: NodeDescription,
+    pub drivers: Arc<Drivers>,
+    pub directory: Arc<Directory>,
+    pub dispatcher: Arc<dyn DispatcherLink>,
+    pub heartbeat: Duration,
+}
+
+pub enum AgentMsg {
+    Tick,
+    /// Every task the dispatcher wants this node to know about.
+    Assignments(Vec<Task>),
+    Status(String, TaskStatus),
+}
+
+pub struct AgentState {
+    args: AgentArgs,
+    tasks: Children,
+    /// Latest status of every task this node runs or ran, resent after a reconnect.
+    statuses: HashMap<String, TaskStatus>,
+    unsent: Vec<(String, TaskStatus)>,
+    session: Option<ActorId>,
+}
+
+#[derive(Clone)]
+pub struct Agent;
+
+fn task_actor_name(id: &str) -> String {
+    format!("task/{id}")
+}
+
+impl AgentState {
+    fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
+        self.args.dispatcher.current()
+    }
+
+    fn flush(&mut self, myself: &ActorRef<AgentMsg>) {
+        let Some(d) = self.dispatcher() else {
+            return;
+        };
+        if self.session != Some(d.get_id()) {
+            // A new dispatcher (new leader, or a restarted one): start a session
+            // and tell it everything we know, since it may have missed reports.
+            let all: Vec<_> = self
+                .statuses
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let registered = d.send_message(DispatcherMsg::Register {
+                node: self.args.node.clone(),
+                agent: myself.clone(),
+            });
+            if registered.is_err() {
+                return;
+            }
+            self.session = Some(d.get_id());
+            self.unsent.clear();
+            if !all.is_empty() {
+                let _ = d.send_message(DispatcherMsg::Status {
+                    node_id: self.args.node.node_id.clone(),
+                    updates: all,
+                });
+            }
+            return;
+        }
+        if !self.unsent.is_empty() {
+            let updates = std::mem::take(&mut self.unsent);
+            if let Err(e) = d.send_message(DispatcherMsg::Status {
+                node_id: self.args.node.node_id.clone(),
+                updates,
+            }) {
+                if let ractor::MessagingErr::SendErr(DispatcherMsg::Status { updates, .. }) = e {
+                    self.unsent = updates;
+                }
+                self.session = None;
+            }
+        }
+    }
+
+    async fn reconcile(&mut self, myself: &ActorRef<AgentMsg>, assigned: Vec<Task>) {
+        let mut wanted = std::collections::HashSet::new();
+        for task in assigned {
+            let name = task_actor_name(&task.id);
+            wanted.insert(name.clone());
+            let known = self.statuses.get(&task.id).map(|s| s.state);
+            let finished = known.is_some_and(|s| s.is_terminal());
+            let running_here = self.tasks.contains(&name);
+            if task.desired_state > TaskState::Running {
+                if running_here {
+                    if let Some(a) = self.args.directory.get::<TaskMsg>(&name) {
+                        let _ = a.send_message(TaskMsg::Stop);
+                    }
+                } else if !finished && !task.status.state.is_terminal() {
+                    // Never started here (or lost with a restart): nothing to stop.
+                    let _ = myself.send_message(AgentMsg::Status(
+                        task.id.clone(),
+                        TaskStatus::new(TaskState::Shutdown, "shutdown"),
+                    ));
+                }
+                continue;
+            }
+            if running_here || finished || task.status.state.is_terminal() {
+                continue;
+            }
+            let driver = self.args.drivers.get(&task.spec.driver).cloned();
+            let spec = ChildSpec::new(
+                name.clone(),
+                Restart::Transient,
+                TaskActor,
+                TaskArgs {
+                    task,
+                    node_id: self.args.node.node_id.clone(),
+                    driver,
+                    agent: myself.clone(),
+                },
+            );
+            if let Err(e) = self.tasks.start(&myself.get_cell(), spec).await {
+                tracing::error!(task = %name, error = %e, "cannot start task actor");
+            }
+        }
+        let gone: Vec<String> = self
+            .tasks
+            .names()
+            .filter(|n| !wanted.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(a) = self.args.directory.get::<TaskMsg>(&name) {
+                let _ = a.send_message(TaskMsg::Stop);
+            }
+        }
+        // Forget finished tasks the managers no longer mention.
+        self.statuses
+            .retain(|id, s| !s.state.is_terminal() || wanted.contains(&task_actor_name(id)));
+    }
+}
+
+impl Actor for Agent {
+    type Msg = AgentMsg;
+    type State = AgentState;
+    type Arguments = AgentArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        args: AgentArgs,
+    ) -> Result<AgentState, ActorProcessingErr> {
+        myself.send_interval(args.heartbeat, || AgentMsg::Tick);
+        let _ = myself.send_message(AgentMsg::Tick);
+        Ok(AgentState {
+            tasks: Children::new(args.directory.clone(), Intensity::default()),
+            args,
+            statuses: HashMap::new(),
+            unsent: Vec::new(),
+            session: None,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AgentMsg>,
+        st: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.tasks.stop_all();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        st: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentMsg::Tick => {
+                st.flush(&myself);
+                if let (Some(d), Some(_)) = (st.dispatcher(), st.session) {
+                    let _ = d.send_message(DispatcherMsg::Heartbeat {
+                        node_id: st.args.node.node_id.clone(),
+                    });
+                }
+            }
+            AgentMsg::Assignments(tasks) => st.reconcile(&myself, tasks).await,
+            AgentMsg::Status(id, status) => {
+                tracing::debug!(task = %id, state = status.state.as_str(), "task status");
+                st.statuses.insert(id.clone(), status.clone());
+                st.unsent.push((id, status));
+                st.flush(&myself);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        event: SupervisionEvent,
+        st: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.tasks.handle_event(&myself.get_cell(), event).await?;
+        Ok(())
+    }
+}

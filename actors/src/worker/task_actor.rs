@@ -1,0 +1,181 @@
+//! One TaskActor per task assigned to this node: drives the driver through
+//! the task's life and reports each observed state to the agent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::agent::AgentMsg;
+use crate::driver::{Driver, Exit, Launch, Lifecycle};
+use crate::model::{Task, TaskState, TaskStatus};
+
+#[derive(Clone)]
+pub struct TaskActor;
+
+#[derive(Clone)]
+pub struct TaskArgs {
+    pub task: Task,
+    pub node_id: String,
+    pub driver: Option<Arc<dyn Driver>>,
+    pub agent: ActorRef<AgentMsg>,
+}
+
+pub enum TaskMsg {
+    Run,
+    Stop,
+    Exited(Option<Exit>),
+}
+
+pub struct TaskRun {
+    args: TaskArgs,
+    stopping: bool,
+    last: TaskState,
+}
+
+impl TaskRun {
+    fn report(&mut self, status: TaskStatus) {
+        self.last = status.state;
+        let _ = self
+            .args
+            .agent
+            .send_message(AgentMsg::Status(self.args.task.id.clone(), status));
+    }
+
+    fn watch(&self, myself: &ActorRef<TaskMsg>, driver: &Arc<dyn Driver>) {
+        let wait = driver.wait(&self.args.task.id);
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let exit = wait.await;
+            let _ = me.send_message(TaskMsg::Exited(exit));
+        });
+    }
+
+    fn finish(&mut self, myself: &ActorRef<TaskMsg>, status: TaskStatus) {
+        self.report(status);
+        if let Some(d) = &self.args.driver {
+            d.remove(&self.args.task.id);
+        }
+        myself.stop(Some("task finished".into()));
+    }
+}
+
+impl Actor for TaskActor {
+    type Msg = TaskMsg;
+    type State = TaskRun;
+    type Arguments = TaskArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TaskMsg>,
+        args: TaskArgs,
+    ) -> Result<TaskRun, ActorProcessingErr> {
+        let last = args.task.status.state;
+        let _ = myself.send_message(TaskMsg::Run);
+        Ok(TaskRun {
+            args,
+            stopping: false,
+            last,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TaskMsg>,
+        msg: TaskMsg,
+        st: &mut TaskRun,
+    ) -> Result<(), ActorProcessingErr> {
+        let task = st.args.task.clone();
+        let Some(driver) = st.args.driver.clone() else {
+            let mut s = TaskStatus::new(TaskState::Rejected, "rejected");
+            s.err = Some(format!(
+                "driver {} is not available on this node",
+                task.spec.driver
+            ));
+            st.finish(&myself, s);
+            return Ok(());
+        };
+        match msg {
+            TaskMsg::Run => match driver.inspect(&task.id) {
+                Some(Lifecycle::Running { pid }) => {
+                    if st.last < TaskState::Running {
+                        let mut s = TaskStatus::new(TaskState::Running, "started");
+                        s.pid = pid;
+                        st.report(s);
+                    }
+                    st.watch(&myself, &driver);
+                }
+                Some(Lifecycle::Exited(exit)) => {
+                    let _ = myself.send_message(TaskMsg::Exited(Some(exit)));
+                }
+                None if task.status.state >= TaskState::Starting => {
+                    let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                    s.err = Some("task process is gone (its node restarted)".into());
+                    st.finish(&myself, s);
+                }
+                None if task.desired_state > TaskState::Running => {
+                    st.finish(&myself, TaskStatus::new(TaskState::Shutdown, "shutdown"));
+                }
+                None => {
+                    st.report(TaskStatus::new(TaskState::Preparing, "preparing"));
+                    st.report(TaskStatus::new(TaskState::Starting, "starting"));
+                    let launch = Launch {
+                        task: task.clone(),
+                        node_id: st.args.node_id.clone(),
+                    };
+                    match driver.start(launch).await {
+                        Ok(Lifecycle::Running { pid }) => {
+                            let mut s = TaskStatus::new(TaskState::Running, "started");
+                            s.pid = pid;
+                            st.report(s);
+                            st.watch(&myself, &driver);
+                        }
+                        Ok(Lifecycle::Exited(exit)) => {
+                            let _ = myself.send_message(TaskMsg::Exited(Some(exit)));
+                        }
+                        Err(e) => {
+                            let state = match e {
+                                crate::driver::DriverError::Rejected(_) => TaskState::Rejected,
+                                crate::driver::DriverError::Failed(_) => TaskState::Failed,
+                            };
+                            let mut s = TaskStatus::new(state, state.as_str());
+                            s.err = Some(e.to_string());
+                            st.finish(&myself, s);
+                        }
+                    }
+                }
+            },
+            TaskMsg::Stop => {
+                if !st.stopping {
+                    st.stopping = true;
+                    let grace = Duration::from_nanos(task.spec.stop_grace_period_ns);
+                    let stop = driver.stop(&task.id, grace);
+                    tokio::spawn(stop);
+                }
+            }
+            TaskMsg::Exited(exit) => {
+                let status = match exit {
+                    _ if st.stopping => TaskStatus::new(TaskState::Shutdown, "shutdown"),
+                    Some(Exit::Code(0)) => {
+                        let mut s = TaskStatus::new(TaskState::Complete, "finished");
+                        s.exit_code = Some(0);
+                        s
+                    }
+                    Some(e) => {
+                        let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                        s.exit_code = Some(e.code());
+                        s.err = Some(format!("task: non-zero exit ({})", e.code()));
+                        s
+                    }
+                    None => {
+                        let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                        s.err = Some("task process is gone".into());
+                        s
+                    }
+                };
+                st.finish(&myself, status);
+            }
+        }
+        Ok(())
+    }
+}
