@@ -1,1 +1,11 @@
+//! The adapters and the daemon of a shoal node: sled storage, the process
+//! driver, the cluster CA, the control API, and the wiring of one node's
+//! actor tree (`Runtime`).
 
+pub mod api;
+pub mod ca;
+pub mod daemon;
+pub mod driver;
+pub mod identity;
+pub mod logs;
+pub mod runtime;

@@ -1,0 +1,137 @@
+//! The control-API client: HTTP/1.1 over the daemon's Unix socket.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+pub struct Client {
+    socket: PathBuf,
+    host: String,
+}
+
+/// An error the daemon answered with: shown as docker shows it.
+#[derive(Debug)]
+pub struct DaemonError {
+    pub message: String,
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Error response from daemon: {}", self.message)
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+impl Client {
+    /// `host` is `unix:///path/to.sock` (or a bare path).
+    pub fn new(host: &str) -> anyhow::Result<Self> {
+        let path = host.strip_prefix("unix://").unwrap_or(host);
+        if path.is_empty() || host.contains("://") && !host.starts_with("unix://") {
+            return Err(anyhow!(
+                "invalid host {host:?}: only unix:///path/to/socket is supported"
+            ));
+        }
+        Ok(Client {
+            socket: PathBuf::from(path),
+            host: format!("unix://{path}"),
+        })
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Response<Incoming>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|_| {
+            anyhow!(
+                "Cannot connect to the shoal daemon at {}. Is the daemon running?",
+                self.host
+            )
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake with the daemon")?;
+        tokio::spawn(conn);
+        let bytes = match &body {
+            Some(v) => Bytes::from(serde_json::to_vec(v)?),
+            None => Bytes::new(),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", "shoal")
+            .header("Content-Type", "application/json")
+            .body(Full::new(bytes))?;
+        Ok(sender.send_request(req).await.context("request to the daemon")?)
+    }
+
+    async fn json(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let v: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        if !status.is_success() {
+            let message = v
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            return Err(DaemonError { message }.into());
+        }
+        Ok(v)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.json(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.json(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.json(Method::DELETE, path, None).await
+    }
+
+    /// Streams a plain-text response to stdout as it arrives.
+    pub async fn stream_to_stdout(&self, path: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let resp = self.send(Method::GET, path, None).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let message = v.get("message").and_then(Value::as_str).unwrap_or("request failed").to_string();
+            return Err(DaemonError { message }.into());
+        }
+        let mut out = std::io::stdout();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                out.write_all(&data)?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,78 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use shoal_actors::leader::Timings;
+use shoal_node::runtime::NodeConfig;
+
+use crate::output::parse_duration;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map(Duration::from_nanos)
+}
+
+#[derive(Args)]
+pub struct DaemonArgs {
+    /// Where the node keeps its state
+    #[arg(long, default_value = "/var/lib/shoal")]
+    data_dir: PathBuf,
+    /// Name this node shows in `node ls` (default: the OS hostname)
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Address for cluster traffic (QUIC, UDP)
+    #[arg(long, default_value = "0.0.0.0:2377")]
+    listen_addr: String,
+    /// Address other nodes use to reach this one (default: the listen address)
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// Allow the fault-injection hooks of the control API (never in production)
+    #[arg(long)]
+    enable_chaos: bool,
+    /// Raft tick
+    #[arg(long, value_parser = duration, default_value = "100ms")]
+    raft_tick: Duration,
+    /// Raft election timeout, in ticks
+    #[arg(long, default_value_t = 10)]
+    raft_election_ticks: usize,
+    /// Interval of agent heartbeats; a node is down after three are missed
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    dispatcher_heartbeat: Duration,
+    /// Log filter (also RUST_LOG)
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn os_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
+    let filter = std::env::var("RUST_LOG").unwrap_or(a.log_level.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| anyhow!("invalid --log-level {filter:?}: {e}"))?)
+        .with_writer(std::io::stderr)
+        .init();
+    let socket = host
+        .strip_prefix("unix://")
+        .ok_or_else(|| anyhow!("invalid host {host:?}: the daemon serves unix:///path/to/socket only"))?;
+    let mut timings = Timings::default();
+    timings.raft.tick = a.raft_tick;
+    timings.raft.election_ticks = a.raft_election_ticks;
+    timings.dispatcher_heartbeat = a.dispatcher_heartbeat;
+    let hostname = a.hostname.unwrap_or_else(os_hostname);
+    let span = tracing::info_span!("node", host = %hostname);
+    let _enter = span.enter();
+    let config = NodeConfig {
+        data_dir: a.data_dir,
+        hostname,
+        advertise_addr: a.advertise_addr.unwrap_or(a.listen_addr),
+        enable_chaos: a.enable_chaos,
+        timings,
+    };
+    shoal_node::daemon::run(config, PathBuf::from(socket))
+        .await
+        .context("daemon failed")
+}

@@ -1,0 +1,45 @@
+pub mod daemon;
+pub mod node;
+pub mod progress;
+pub mod service;
+pub mod swarm;
+
+use crate::client::Client;
+use crate::output::{s, u};
+
+/// `shoal info`: the parts of `docker info` that describe the node and its swarm.
+pub async fn info(client: &Client) -> anyhow::Result<()> {
+    let v = client.get("/info").await?;
+    println!("Server:");
+    println!(" Server Version: {}", s(&v, "/ServerVersion"));
+    println!(" Name: {}", s(&v, "/Name"));
+    println!(" Data Dir: {}", s(&v, "/DataDir"));
+    let drivers: Vec<&str> = v["Drivers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["Name"].as_str()).collect())
+        .unwrap_or_default();
+    println!(" Task Drivers: {}", drivers.join(" "));
+    let state = s(&v, "/Swarm/LocalNodeState");
+    println!(" Swarm: {state}");
+    if state == "active" {
+        let manager = v.pointer("/Swarm/ControlAvailable").and_then(|b| b.as_bool()) == Some(true);
+        println!("  NodeID: {}", s(&v, "/Swarm/NodeID"));
+        println!("  Is Manager: {manager}");
+        if manager {
+            println!("  ClusterID: {}", s(&v, "/Swarm/Cluster/ID"));
+            println!("  Managers: {}", u(&v, "/Swarm/Managers"));
+            println!("  Nodes: {}", u(&v, "/Swarm/Nodes"));
+            if let Some(r) = v.pointer("/Swarm/RaftStatus").filter(|r| !r.is_null()) {
+                println!("  Raft:");
+                println!("   Term: {}", u(r, "/term"));
+                println!("   Commit Index: {}", u(r, "/commit"));
+                println!("   Snapshot Index: {}", u(r, "/snapshot_index"));
+            }
+        }
+        println!("  Node Address: {}", s(&v, "/Swarm/NodeAddr"));
+    }
+    if v["ChaosEnabled"].as_bool() == Some(true) {
+        println!(" Chaos Hooks: enabled");
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::client::{enc, Client};
+use crate::output::{capitalize, print_rows, s, Row};
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// List nodes in the swarm
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more nodes
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Only display IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Format output: table, json, or a template like '{{.Hostname}}'
+    #[arg(long)]
+    format: Option<String>,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Node IDs or hostnames ("self" for this node)
+    #[arg(required = true)]
+    nodes: Vec<String>,
+}
+
+fn manager_status(n: &Value) -> String {
+    match n.get("ManagerStatus") {
+        Some(m) if !m.is_null() => {
+            if m["Leader"].as_bool() == Some(true) {
+                "Leader".into()
+            } else {
+                capitalize(m["Reachability"].as_str().unwrap_or(""))
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
+    match cmd {
+        NodeCmd::Ls(a) => {
+            let me = client.get("/info").await?;
+            let me = s(&me, "/Swarm/NodeID").to_string();
+            let nodes = client.get("/nodes").await?;
+            let nodes = nodes.as_array().cloned().unwrap_or_default();
+            if a.quiet {
+                for n in &nodes {
+                    println!("{}", s(n, "/ID"));
+                }
+                return Ok(());
+            }
+            let rows: Vec<Row> = nodes
+                .iter()
+                .map(|n| {
+                    let is_self = s(n, "/ID") == me;
+                    let id = if is_self && a.format.is_none() {
+                        format!("{} *", s(n, "/ID"))
+                    } else {
+                        s(n, "/ID").to_string()
+                    };
+                    vec![
+                        ("ID", id),
+                        ("Hostname", s(n, "/Description/Hostname").into()),
+                        ("Status", capitalize(s(n, "/Status/State"))),
+                        ("Availability", capitalize(s(n, "/Spec/Availability"))),
+                        ("ManagerStatus", manager_status(n)),
+                        ("EngineVersion", s(n, "/Description/Engine/EngineVersion").into()),
+                        ("Self", is_self.to_string()),
+                    ]
+                })
+                .collect();
+            print_rows(
+                &rows,
+                &["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"],
+                a.format.as_deref(),
+            );
+        }
+        NodeCmd::Inspect(a) => {
+            let mut out = Vec::new();
+            for key in a.nodes {
+                let key = if key == "self" {
+                    s(&client.get("/info").await?, "/Swarm/NodeID").to_string()
+                } else {
+                    key
+                };
+                out.push(client.get(&format!("/nodes/{}", enc(&key))).await?);
+            }
+            println!("{}", serde_json::to_string_pretty(&json!(out))?);
+        }
+    }
+    Ok(())
+}

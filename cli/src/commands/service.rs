@@ -1,0 +1,352 @@
+use std::collections::BTreeMap;
+
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::progress::wait_converged;
+use crate::client::{enc, Client};
+use crate::output::{ago, capitalize, parse_duration, print_rows, s, short_id, u, Row};
+
+#[derive(Subcommand)]
+pub enum ServiceCmd {
+    /// Create a new service
+    Create(CreateArgs),
+    /// List services
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// List the tasks of a service
+    Ps(PsArgs),
+    /// Display detailed information on one or more services
+    Inspect(NamesArgs),
+    /// Scale one or multiple replicated services (SERVICE=REPLICAS)
+    Scale(ScaleArgs),
+    /// Remove one or more services
+    #[command(alias = "remove")]
+    Rm(NamesArgs),
+    /// Fetch the logs of a service
+    Logs(LogsArgs),
+}
+
+fn replicas(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|_| {
+        format!("invalid replicas value {s}: replicas must be a non-negative integer")
+    })
+}
+
+fn duration_ns(s: &str) -> Result<u64, String> {
+    parse_duration(s)
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Service name
+    #[arg(long)]
+    name: Option<String>,
+    /// Number of tasks
+    #[arg(long, default_value = "1", value_parser = replicas, allow_hyphen_values = true)]
+    replicas: u64,
+    /// Task driver: docker (IMAGE is an image) or process (IMAGE is an executable)
+    #[arg(long, default_value = "docker")]
+    driver: String,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Service labels
+    #[arg(short, long = "label")]
+    label: Vec<String>,
+    /// Restart when condition is met ("none", "on-failure", "any")
+    #[arg(long, default_value = "any", value_parser = ["none", "on-failure", "any"])]
+    restart_condition: String,
+    /// Delay between restart attempts (ns|us|ms|s|m|h)
+    #[arg(long, default_value = "5s", value_parser = duration_ns)]
+    restart_delay: u64,
+    /// Maximum number of restarts before giving up (0: unlimited)
+    #[arg(long, default_value_t = 0)]
+    restart_max_attempts: u64,
+    /// Window used to evaluate the restart policy (ns|us|ms|s|m|h)
+    #[arg(long, default_value = "0", value_parser = duration_ns)]
+    restart_window: u64,
+    /// Time to wait before force killing a task (ns|us|ms|s|m|h)
+    #[arg(long, default_value = "10s", value_parser = duration_ns)]
+    stop_grace_period: u64,
+    /// Exit immediately instead of waiting for the service to converge
+    #[arg(short, long)]
+    detach: bool,
+    /// Suppress progress output
+    #[arg(short, long)]
+    quiet: bool,
+    /// Image (or, with --driver process, executable)
+    image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(long)]
+    format: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(long)]
+    format: Option<String>,
+    /// Do not truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    #[arg(required = true)]
+    services: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    services: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ScaleArgs {
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(required = true)]
+    specs: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show timestamps
+    #[arg(short, long)]
+    timestamps: bool,
+    service: String,
+}
+
+/// A random docker-style name (`adjective_surname`) for a service created without --name.
+fn random_name() -> String {
+    const LEFT: &[&str] = &["brave", "calm", "eager", "gifted", "happy", "jolly", "keen", "lucid", "nifty", "quirky", "sharp", "vivid"];
+    const RIGHT: &[&str] = &["curie", "darwin", "euler", "hopper", "knuth", "lamport", "liskov", "noether", "ritchie", "turing"];
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as usize)
+        .unwrap_or(0);
+    format!("{}_{}", LEFT[n % LEFT.len()], RIGHT[(n / 7) % RIGHT.len()])
+}
+
+fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    list.iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            None if !l.is_empty() => Ok((l.clone(), String::new())),
+            _ => Err(anyhow!("invalid label {l:?}: expected KEY=VALUE")),
+        })
+        .collect()
+}
+
+async fn lookup(client: &Client, name: &str) -> anyhow::Result<Value> {
+    client.get(&format!("/services/{}", enc(name))).await
+}
+
+pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
+    match cmd {
+        ServiceCmd::Create(a) => {
+            let spec = json!({
+                "Name": a.name.clone().unwrap_or_else(random_name),
+                "Labels": labels(&a.label)?,
+                "Mode": { "Replicated": { "Replicas": a.replicas } },
+                "TaskTemplate": {
+                    "Driver": a.driver,
+                    "ContainerSpec": {
+                        "Image": a.image,
+                        "Args": a.args,
+                        "Env": a.env,
+                        "StopGracePeriod": a.stop_grace_period,
+                    },
+                    "RestartPolicy": {
+                        "Condition": a.restart_condition,
+                        "Delay": a.restart_delay,
+                        "MaxAttempts": a.restart_max_attempts,
+                        "Window": a.restart_window,
+                    },
+                },
+            });
+            let created = client.post("/services/create", spec).await?;
+            let id = s(&created, "/ID").to_string();
+            println!("{id}");
+            if !a.detach {
+                wait_converged(client, &id, a.quiet).await?;
+            }
+        }
+        ServiceCmd::Ls(a) => {
+            let list = client.get("/services").await?;
+            let list = list.as_array().cloned().unwrap_or_default();
+            if a.quiet {
+                for svc in &list {
+                    println!("{}", s(svc, "/ID"));
+                }
+                return Ok(());
+            }
+            let rows: Vec<Row> = list
+                .iter()
+                .map(|svc| {
+                    vec![
+                        ("ID", short_id(s(svc, "/ID"))),
+                        ("Name", s(svc, "/Spec/Name").into()),
+                        ("Mode", "replicated".into()),
+                        (
+                            "Replicas",
+                            format!(
+                                "{}/{}",
+                                u(svc, "/ServiceStatus/RunningTasks"),
+                                u(svc, "/ServiceStatus/DesiredTasks")
+                            ),
+                        ),
+                        ("Image", s(svc, "/Spec/TaskTemplate/ContainerSpec/Image").into()),
+                        ("Ports", String::new()),
+                    ]
+                })
+                .collect();
+            print_rows(&rows, &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], a.format.as_deref());
+        }
+        ServiceCmd::Ps(a) => {
+            let nodes = client.get("/nodes").await?;
+            let hostname = |id: &str| {
+                nodes
+                    .as_array()
+                    .and_then(|l| l.iter().find(|n| s(n, "/ID") == id))
+                    .map(|n| s(n, "/Description/Hostname").to_string())
+                    .unwrap_or_default()
+            };
+            let mut rows: Vec<Row> = Vec::new();
+            for name in &a.services {
+                let svc = lookup(client, name).await?;
+                let tasks = client.get(&format!("/tasks?service={}", enc(s(&svc, "/ID")))).await?;
+                let mut tasks = tasks.as_array().cloned().unwrap_or_default();
+                // Slot order; within a slot the newest first, older ones as history.
+                tasks.sort_by(|x, y| {
+                    u(x, "/Slot")
+                        .cmp(&u(y, "/Slot"))
+                        .then_with(|| s(y, "/CreatedAt").cmp(s(x, "/CreatedAt")))
+                });
+                let mut last_slot = None;
+                for t in &tasks {
+                    let slot = u(t, "/Slot");
+                    let name = format!("{}.{}", s(&svc, "/Spec/Name"), slot);
+                    let name = if last_slot == Some(slot) { format!(" \\_ {name}") } else { name };
+                    last_slot = Some(slot);
+                    let err = s(t, "/Status/Err");
+                    let id = if a.no_trunc { s(t, "/ID").to_string() } else { short_id(s(t, "/ID")) };
+                    rows.push(vec![
+                        ("ID", id),
+                        ("Name", name),
+                        ("Image", s(t, "/Spec/ContainerSpec/Image").into()),
+                        ("Node", hostname(s(t, "/NodeID"))),
+                        ("DesiredState", capitalize(s(t, "/DesiredState"))),
+                        (
+                            "CurrentState",
+                            format!("{} {}", capitalize(s(t, "/Status/State")), ago(&t["Status"]["Timestamp"])),
+                        ),
+                        ("Error", if err.is_empty() { String::new() } else { format!("\"{err}\"") }),
+                        ("Ports", String::new()),
+                    ]);
+                }
+            }
+            if a.quiet {
+                for r in &rows {
+                    println!("{}", r[0].1);
+                }
+                return Ok(());
+            }
+            print_rows(
+                &rows,
+                &["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"],
+                a.format.as_deref(),
+            );
+        }
+        ServiceCmd::Inspect(a) => {
+            let mut out = Vec::new();
+            for name in &a.services {
+                out.push(lookup(client, name).await?);
+            }
+            println!("{}", serde_json::to_string_pretty(&json!(out))?);
+        }
+        ServiceCmd::Scale(a) => {
+            let mut parsed = Vec::new();
+            for spec in &a.specs {
+                let (name, n) = spec.split_once('=').ok_or_else(|| {
+                    anyhow!("invalid scale specifier '{spec}': expected <service name>=<value>")
+                })?;
+                parsed.push((name.to_string(), replicas(n).map_err(|e| anyhow!(e))?));
+            }
+            let mut failed = false;
+            for (name, n) in parsed {
+                match scale(client, &name, n).await {
+                    Ok(id) => {
+                        println!("{name} scaled to {n}");
+                        if !a.detach {
+                            wait_converged(client, &id, false).await?;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{name}: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                return Err(anyhow!("some services could not be scaled"));
+            }
+        }
+        ServiceCmd::Rm(a) => {
+            let mut failed = false;
+            for name in &a.services {
+                match client.delete(&format!("/services/{}", enc(name))).await {
+                    Ok(_) => println!("{name}"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                return Err(anyhow!("some services could not be removed"));
+            }
+        }
+        ServiceCmd::Logs(a) => {
+            if a.tail != "all" && a.tail.parse::<usize>().is_err() {
+                return Err(anyhow!("invalid value for --tail: {:?}: expected a number or \"all\"", a.tail));
+            }
+            let svc = lookup(client, &a.service).await?;
+            let path = format!(
+                "/services/{}/logs?follow={}&tail={}&timestamps={}",
+                enc(s(&svc, "/ID")),
+                a.follow,
+                enc(&a.tail),
+                a.timestamps
+            );
+            client.stream_to_stdout(&path).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn scale(client: &Client, name: &str, n: u64) -> anyhow::Result<String> {
+    let svc = lookup(client, name).await?;
+    let mut spec = svc["Spec"].clone();
+    spec["Mode"] = json!({ "Replicated": { "Replicas": n } });
+    let id = s(&svc, "/ID").to_string();
+    client
+        .post(&format!("/services/{}/update?version={}", enc(&id), u(&svc, "/Version/Index")), spec)
+        .await?;
+    Ok(id)
+}

@@ -1,0 +1,85 @@
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::client::Client;
+use crate::output::s;
+
+#[derive(Subcommand)]
+pub enum SwarmCmd {
+    /// Initialize a swarm
+    Init(InitArgs),
+    /// Manage join tokens
+    JoinToken(JoinTokenArgs),
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Advertised address (format: <ip|interface>[:port])
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// Listen address (format: <ip|interface>[:port])
+    #[arg(long, default_value = "0.0.0.0:2377")]
+    listen_addr: String,
+    /// Task history retention limit
+    #[arg(long, default_value_t = 5)]
+    task_history_limit: u64,
+    /// Number of Raft log entries between snapshots
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_interval: u64,
+}
+
+#[derive(Args)]
+pub struct JoinTokenArgs {
+    /// Only display token
+    #[arg(short, long)]
+    quiet: bool,
+    /// worker or manager
+    #[arg(value_parser = ["worker", "manager"])]
+    role: String,
+}
+
+pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
+    match cmd {
+        SwarmCmd::Init(a) => {
+            let node_id = client
+                .post(
+                    "/swarm/init",
+                    json!({
+                        "ListenAddr": a.listen_addr,
+                        "AdvertiseAddr": a.advertise_addr,
+                        "Spec": {
+                            "Orchestration": { "TaskHistoryRetentionLimit": a.task_history_limit },
+                            "Raft": { "SnapshotInterval": a.snapshot_interval },
+                        },
+                    }),
+                )
+                .await?;
+            let swarm = client.get("/swarm").await?;
+            let info = client.get("/info").await?;
+            println!(
+                "Swarm initialized: current node ({}) is now a manager.\n",
+                node_id.as_str().unwrap_or_default()
+            );
+            println!("To add a worker to this swarm, run the following command:\n");
+            println!(
+                "    shoal swarm join --token {} {}\n",
+                s(&swarm, "/JoinTokens/Worker"),
+                s(&info, "/Swarm/NodeAddr")
+            );
+            println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n");
+        }
+        SwarmCmd::JoinToken(a) => {
+            let swarm = client.get("/swarm").await?;
+            let key = if a.role == "worker" { "/JoinTokens/Worker" } else { "/JoinTokens/Manager" };
+            let token = s(&swarm, key);
+            if a.quiet {
+                println!("{token}");
+            } else {
+                let info = client.get("/info").await?;
+                println!("To add a {} to this swarm, run the following command:\n", a.role);
+                println!("    shoal swarm join --token {token} {}\n", s(&info, "/Swarm/NodeAddr"));
+            }
+        }
+    }
+    Ok(())
+}

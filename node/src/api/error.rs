@@ -1,0 +1,69 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use shoal_actors::proposer::ProposeError;
+use shoal_actors::state::ApplyError;
+
+use crate::runtime::NodeError;
+
+/// An error as the Docker Engine API reports it: a status and `{"message": ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "message": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<ProposeError> for ApiError {
+    fn from(e: ProposeError) -> Self {
+        let status = match &e {
+            ProposeError::Rejected(ApplyError::ServiceNameConflict(_)) => StatusCode::CONFLICT,
+            ProposeError::Rejected(ApplyError::AlreadyInitialized) => StatusCode::SERVICE_UNAVAILABLE,
+            ProposeError::Rejected(
+                ApplyError::ServiceNotFound(_) | ApplyError::NodeNotFound(_),
+            ) => StatusCode::NOT_FOUND,
+            ProposeError::Rejected(_) | ProposeError::Codec(_) => StatusCode::BAD_REQUEST,
+            ProposeError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProposeError::NotLeader { .. } | ProposeError::NoLeader | ProposeError::Superseded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Propose(p) => p.into(),
+            NodeError::AlreadyInSwarm | NodeError::NotInSwarm | NodeError::NotManager => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}

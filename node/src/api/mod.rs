@@ -1,0 +1,381 @@
+//! The control API: HTTP/JSON on a Unix socket, shaped like the Docker Engine
+//! API so that `curl --unix-socket` works. See docs/api.md.
+
+mod error;
+mod logs;
+pub mod views;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shoal_actors::command::Command;
+use shoal_actors::model::{new_id, ClusterSpec, Service};
+use shoal_actors::raft::RaftMsg;
+
+pub use error::ApiError;
+
+use crate::runtime::Runtime;
+
+type Rt = State<Arc<Runtime>>;
+type ApiResult = Result<Json<Value>, ApiError>;
+
+pub fn router(rt: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/_ping", get(|| async { "OK" }))
+        .route("/info", get(info))
+        .route("/swarm", get(swarm))
+        .route("/swarm/init", post(swarm_init))
+        .route("/nodes", get(nodes))
+        .route("/nodes/{id}", get(node))
+        .route("/services", get(services))
+        .route("/services/create", post(service_create))
+        .route("/services/{id}", get(service).delete(service_rm))
+        .route("/services/{id}/update", post(service_update))
+        .route("/services/{id}/logs", get(logs::service_logs))
+        .route("/tasks", get(tasks))
+        .route("/debug/actors", get(debug_actors))
+        .route("/debug/chaos/kill", post(chaos_kill))
+        .with_state(rt)
+}
+
+/// Serves the API on `socket` until the task is dropped.
+pub async fn serve(rt: Arc<Runtime>, socket: &Path) -> std::io::Result<()> {
+    if socket.exists() {
+        std::fs::remove_file(socket)?;
+    }
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = tokio::net::UnixListener::bind(socket)?;
+    axum::serve(listener, router(rt)).await
+}
+
+async fn raft_status(rt: &Runtime) -> Option<shoal_actors::raft::RaftStatus> {
+    let raft = rt.directory.get::<RaftMsg>("raft")?;
+    match raft.call(RaftMsg::Status, Some(Duration::from_secs(2))).await {
+        Ok(ractor::rpc::CallResult::Success(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The node id of the current Raft leader, if this manager knows it.
+async fn leader_node_id(rt: &Runtime) -> Option<String> {
+    let status = raft_status(rt).await?;
+    let m = rt.manager().ok()?;
+    let guard = m.sm.read();
+    guard
+        .0
+        .nodes
+        .values()
+        .find(|n| n.raft_id == status.leader_id && status.leader_id != 0)
+        .map(|n| n.id.clone())
+}
+
+async fn info(State(rt): Rt) -> ApiResult {
+    let drivers: Vec<Value> = rt
+        .drivers
+        .values()
+        .map(|d| {
+            let i = d.info();
+            json!({"Name": i.name, "Version": i.version})
+        })
+        .collect();
+    let mut swarm = json!({
+        "NodeID": "",
+        "NodeAddr": "",
+        "LocalNodeState": "inactive",
+        "ControlAvailable": false,
+        "Error": "",
+    });
+    if let Some(id) = rt.identity() {
+        swarm["NodeID"] = json!(id.node_id);
+        swarm["NodeAddr"] = json!(rt.config.advertise_addr);
+        swarm["LocalNodeState"] = json!("active");
+        swarm["ControlAvailable"] = json!(id.manager);
+        if let Ok(m) = rt.manager() {
+            let raft = raft_status(&rt).await;
+            let guard = m.sm.read();
+            let state = &guard.0;
+            swarm["Cluster"] = json!({
+                "ID": state.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+                "CreatedAt": state.cluster.as_ref().map(|c| c.created_at),
+            });
+            swarm["Nodes"] = json!(state.nodes.len());
+            swarm["Managers"] = json!(state
+                .nodes
+                .values()
+                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
+                .count());
+            swarm["RaftStatus"] = json!(raft);
+        }
+    }
+    Ok(Json(json!({
+        "ID": rt.identity().map(|i| i.node_id).unwrap_or_default(),
+        "Name": rt.config.hostname,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "DataDir": rt.config.data_dir,
+        "Drivers": drivers,
+        "ChaosEnabled": rt.config.enable_chaos,
+        "Swarm": swarm,
+    })))
+}
+
+async fn swarm(State(rt): Rt) -> ApiResult {
+    if rt.identity().is_none() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node is not part of a swarm",
+        ));
+    }
+    let m = rt.manager()?;
+    let guard = m.sm.read();
+    let c = guard.0.cluster.as_ref().ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the swarm is still initialising")
+    })?;
+    Ok(Json(json!({
+        "ID": c.id,
+        "Version": { "Index": c.version },
+        "CreatedAt": c.created_at,
+        "UpdatedAt": c.updated_at,
+        "Spec": {
+            "Orchestration": { "TaskHistoryRetentionLimit": c.spec.task_history_limit },
+            "Raft": { "SnapshotInterval": c.spec.snapshot_interval },
+        },
+        "JoinTokens": { "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager },
+        "TLSInfo": { "TrustRoot": c.ca_cert_pem },
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct InitRequest {
+    #[serde(default)]
+    spec: Option<Value>,
+}
+
+async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let mut spec = ClusterSpec::default();
+    if let Some(s) = req.spec {
+        if let Some(v) = s.pointer("/Orchestration/TaskHistoryRetentionLimit") {
+            spec.task_history_limit = v.as_u64().ok_or_else(|| {
+                ApiError::bad_request("TaskHistoryRetentionLimit must be a non-negative integer")
+            })?;
+        }
+        if let Some(v) = s.pointer("/Raft/SnapshotInterval") {
+            spec.snapshot_interval = v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::bad_request("SnapshotInterval must be a positive integer")
+            })?;
+        }
+    }
+    let node_id = rt.init_swarm(spec).await?;
+    Ok(Json(json!(node_id)))
+}
+
+async fn nodes(State(rt): Rt) -> ApiResult {
+    let m = rt.manager()?;
+    let leader = leader_node_id(&rt).await;
+    let guard = m.sm.read();
+    let list: Vec<Value> = guard
+        .0
+        .nodes
+        .values()
+        .map(|n| views::node(n, leader.as_deref()))
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+async fn node(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let m = rt.manager()?;
+    let leader = leader_node_id(&rt).await;
+    let guard = m.sm.read();
+    let n = guard
+        .0
+        .find_node(&id)
+        .ok_or_else(|| ApiError::not_found(format!("node {id} not found")))?;
+    Ok(Json(views::node(n, leader.as_deref())))
+}
+
+async fn services(State(rt): Rt) -> ApiResult {
+    let m = rt.manager()?;
+    let guard = m.sm.read();
+    let list: Vec<Value> = guard
+        .0
+        .services
+        .values()
+        .map(|s| views::service(s, &guard.0))
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+fn no_such_service(id: &str) -> ApiError {
+    ApiError::not_found(format!("service {id} not found"))
+}
+
+async fn service(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let m = rt.manager()?;
+    let guard = m.sm.read();
+    let s = guard.0.find_service(&id).ok_or_else(|| no_such_service(&id))?;
+    Ok(Json(views::service(s, &guard.0)))
+}
+
+async fn service_create(State(rt): Rt, Json(body): Json<Value>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let m = rt.manager()?;
+    let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    if m.sm.read().0.service_by_name(&spec.name).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("service with name {} already exists", spec.name),
+        ));
+    }
+    let now = Utc::now();
+    let svc = Service {
+        id: new_id(),
+        spec,
+        previous_spec: None,
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    let id = svc.id.clone();
+    m.proposer.propose(Command::CreateService(svc)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "ID": id, "Warnings": [] }))))
+}
+
+#[derive(Deserialize)]
+struct UpdateQuery {
+    version: Option<u64>,
+}
+
+async fn service_update(
+    State(rt): Rt,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<UpdateQuery>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    let m = rt.manager()?;
+    let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    let svc_id = {
+        let guard = m.sm.read();
+        let svc = guard.0.find_service(&id).ok_or_else(|| no_such_service(&id))?;
+        if q.version.is_some_and(|v| v != svc.version) {
+            return Err(ApiError::bad_request(
+                "update out of sequence: the service changed since it was read; inspect it and try again",
+            ));
+        }
+        svc.id.clone()
+    };
+    m.proposer
+        .propose(Command::UpdateService {
+            id: svc_id,
+            spec,
+            at: Utc::now(),
+        })
+        .await?;
+    Ok(Json(json!({ "Warnings": [] })))
+}
+
+async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let m = rt.manager()?;
+    let svc_id = m
+        .sm
+        .read()
+        .0
+        .find_service(&id)
+        .map(|s| s.id.clone())
+        .ok_or_else(|| no_such_service(&id))?;
+    m.proposer
+        .propose(Command::RemoveService {
+            id: svc_id,
+            at: Utc::now(),
+        })
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct TasksQuery {
+    service: Option<String>,
+}
+
+async fn tasks(State(rt): Rt, Query(q): Query<TasksQuery>) -> ApiResult {
+    let m = rt.manager()?;
+    let guard = m.sm.read();
+    let state = &guard.0;
+    let service_id = match &q.service {
+        Some(s) => Some(state.find_service(s).ok_or_else(|| no_such_service(s))?.id.clone()),
+        None => None,
+    };
+    let list: Vec<Value> = state
+        .tasks
+        .values()
+        .filter(|t| service_id.as_ref().is_none_or(|s| t.service_id == *s))
+        .map(views::task)
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+async fn debug_actors(State(rt): Rt) -> ApiResult {
+    let list: Vec<Value> = rt
+        .directory
+        .names()
+        .into_iter()
+        .map(|(name, status)| {
+            let heals: Vec<u128> = rt.directory.heal_times(&name).iter().map(|d| d.as_nanos()).collect();
+            json!({"Name": name, "Status": format!("{status:?}"), "HealTimesNanos": heals})
+        })
+        .collect();
+    Ok(Json(json!({ "Actors": list, "Raft": raft_status(&rt).await })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KillRequest {
+    actor: String,
+}
+
+/// Chaos hook: kills a named actor and reports how long the tree took to replace it.
+async fn chaos_kill(State(rt): Rt, Json(req): Json<KillRequest>) -> ApiResult {
+    if !rt.config.enable_chaos {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "chaos hooks are disabled on this node; start the daemon with --enable-chaos to use them",
+        ));
+    }
+    let cell = rt.directory.cell(&req.actor).ok_or_else(|| {
+        ApiError::not_found(format!("no running actor named {:?} (see GET /debug/actors)", req.actor))
+    })?;
+    let old = cell.get_id();
+    let started = Instant::now();
+    cell.kill();
+    loop {
+        if let Some(new) = rt.directory.cell(&req.actor) {
+            if new.get_id() != old {
+                let took = started.elapsed();
+                return Ok(Json(json!({
+                    "Actor": req.actor,
+                    "HealedInNanos": took.as_nanos() as u64,
+                    "HealedIn": format!("{took:?}"),
+                })));
+            }
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("actor {} was killed but not replaced within 10s", req.actor),
+            ));
+        }
+        tokio::task::yield_now().await;
+        if started.elapsed() > Duration::from_millis(5) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The Docker-Engine-API-shaped JSON the control API speaks, built from (and
+//! parsed into) the domain model.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use shoal_actors::model::{
+    Node, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskTemplate,
+};
+use shoal_actors::state::ClusterState;
+
+pub fn service_spec(spec: &ServiceSpec) -> Value {
+    let t = &spec.task_template;
+    let ServiceMode::Replicated { replicas } = spec.mode;
+    json!({
+        "Name": spec.name,
+        "Labels": spec.labels,
+        "TaskTemplate": task_template(t),
+        "Mode": { "Replicated": { "Replicas": replicas } },
+    })
+}
+
+fn task_template(t: &TaskTemplate) -> Value {
+    json!({
+        "Driver": t.driver,
+        "ContainerSpec": {
+            "Image": t.image,
+            "Args": t.args,
+            "Env": t.env,
+            "StopGracePeriod": t.stop_grace_period_ns,
+        },
+        "RestartPolicy": {
+            "Condition": t.restart_policy.condition.as_str(),
+            "Delay": t.restart_policy.delay_ns,
+            "MaxAttempts": t.restart_policy.max_attempts,
+            "Window": t.restart_policy.window_ns,
+        },
+    })
+}
+
+pub fn service(svc: &Service, state: &ClusterState) -> Value {
+    let mut running = 0u64;
+    let mut completed = 0u64;
+    for t in state.tasks_of_service(&svc.id) {
+        if t.desired_state <= shoal_actors::model::TaskState::Running {
+            match t.status.state {
+                shoal_actors::model::TaskState::Running => running += 1,
+                shoal_actors::model::TaskState::Complete => completed += 1,
+                _ => {}
+            }
+        }
+    }
+    json!({
+        "ID": svc.id,
+        "Version": { "Index": svc.version },
+        "CreatedAt": svc.created_at,
+        "UpdatedAt": svc.updated_at,
+        "Spec": service_spec(&svc.spec),
+        "PreviousSpec": svc.previous_spec.as_ref().map(service_spec),
+        "Endpoint": { "Spec": {} },
+        "ServiceStatus": {
+            "RunningTasks": running,
+            "DesiredTasks": svc.spec.replicas(),
+            "CompletedTasks": completed,
+        },
+    })
+}
+
+pub fn task(t: &Task) -> Value {
+    json!({
+        "ID": t.id,
+        "Version": { "Index": t.version },
+        "CreatedAt": t.created_at,
+        "UpdatedAt": t.updated_at,
+        "Spec": task_template(&t.spec),
+        "ServiceID": t.service_id,
+        "ServiceName": t.service_name,
+        "Slot": t.slot,
+        "NodeID": t.node_id.clone().unwrap_or_default(),
+        "Status": {
+            "Timestamp": t.status.timestamp,
+            "State": t.status.state.as_str(),
+            "Message": t.status.message,
+            "Err": t.status.err.clone().unwrap_or_default(),
+            "ContainerStatus": {
+                "PID": t.status.pid.unwrap_or(0),
+                "ExitCode": t.status.exit_code.unwrap_or(0),
+            },
+        },
+        "DesiredState": t.desired_state.as_str(),
+    })
+}
+
+pub fn node(n: &Node, leader: Option<&str>) -> Value {
+    let manager_status = (n.role == shoal_actors::model::NodeRole::Manager).then(|| {
+        json!({
+            "Leader": leader == Some(n.id.as_str()),
+            "Reachability": "reachable",
+            "Addr": n.addr,
+        })
+    });
+    json!({
+        "ID": n.id,
+        "Version": { "Index": n.version },
+        "CreatedAt": n.created_at,
+        "UpdatedAt": n.updated_at,
+        "Spec": {
+            "Labels": n.labels,
+            "Role": n.role.as_str(),
+            "Availability": n.availability.as_str(),
+        },
+        "Description": {
+            "Hostname": n.hostname,
+            "Engine": {
+                "EngineVersion": env!("CARGO_PKG_VERSION"),
+                "Drivers": n.drivers.iter().map(|d| json!({"Name": d.name, "Version": d.version})).collect::<Vec<_>>(),
+            },
+        },
+        "Status": {
+            "State": n.state.as_str(),
+            "Message": n.status_message,
+            "Addr": n.addr,
+        },
+        "ManagerStatus": manager_status,
+    })
+}
+
+/// A service name as docker accepts it.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid service name {name:?}: a name must be 1 to 63 characters from [a-zA-Z0-9_.-], starting with a letter or digit"
+        ))
+    }
+}
+
+fn field<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.get(*k))
+}
+
+fn u64_at(v: &Value, path: &[&str], default: u64) -> Result<u64, String> {
+    match field(v, path) {
+        None | Some(Value::Null) => Ok(default),
+        Some(x) => x
+            .as_u64()
+            .ok_or_else(|| format!("{} must be a non-negative integer, not {x}", path.join("."))),
+    }
+}
+
+fn strings_at(v: &Value, path: &[&str]) -> Result<Vec<String>, String> {
+    match field(v, path) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{} must be a list of strings", path.join(".")))
+            })
+            .collect(),
+        Some(_) => Err(format!("{} must be a list of strings", path.join("."))),
+    }
+}
+
+/// Parses a Docker-shaped ServiceSpec, filling docker's defaults.
+pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
+    let name = v.get("Name").and_then(Value::as_str).unwrap_or("").to_string();
+    validate_name(&name)?;
+    let labels: BTreeMap<String, String> = match v.get("Labels") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(l) => serde_json::from_value(l.clone()).map_err(|_| "Labels must map strings to strings".to_string())?,
+    };
+    if field(v, &["Mode", "Global"]).is_some() {
+        return Err("global mode is not supported yet; use replicated mode".into());
+    }
+    let replicas = u64_at(v, &["Mode", "Replicated", "Replicas"], 1)?;
+    let tt = v.get("TaskTemplate").cloned().unwrap_or(Value::Null);
+    let image = field(&tt, &["ContainerSpec", "Image"])
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if image.is_empty() {
+        return Err("ContainerSpec: image reference must be provided".into());
+    }
+    let driver = tt
+        .get("Driver")
+        .and_then(Value::as_str)
+        .unwrap_or("docker")
+        .to_string();
+    let defaults = TaskTemplate::default();
+    let condition = match field(&tt, &["RestartPolicy", "Condition"]).and_then(Value::as_str) {
+        None => RestartCondition::Any,
+        Some(c) => RestartCondition::parse(c).ok_or_else(|| {
+            format!("invalid restart condition {c:?}: expected one of none, on-failure, any")
+        })?,
+    };
+    let env = strings_at(&tt, &["ContainerSpec", "Env"])?;
+    if let Some(bad) = env.iter().find(|e| e.split_once('=').is_none_or(|(k, _)| k.is_empty())) {
+        return Err(format!("invalid environment variable {bad:?}: expected KEY=VALUE"));
+    }
+    Ok(ServiceSpec {
+        name,
+        labels,
+        mode: ServiceMode::Replicated { replicas },
+        task_template: TaskTemplate {
+            driver,
+            image,
+            args: strings_at(&tt, &["ContainerSpec", "Args"])?,
+            env,
+            restart_policy: RestartPolicy {
+                condition,
+                delay_ns: u64_at(&tt, &["RestartPolicy", "Delay"], defaults.restart_policy.delay_ns)?,
+                max_attempts: u64_at(&tt, &["RestartPolicy", "MaxAttempts"], 0)?,
+                window_ns: u64_at(&tt, &["RestartPolicy", "Window"], 0)?,
+            },
+            stop_grace_period_ns: u64_at(
+                &tt,
+                &["ContainerSpec", "StopGracePeriod"],
+                defaults.stop_grace_period_ns,
+            )?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_round_trips_through_docker_json() {
+        let v = json!({
+            "Name": "web",
+            "Mode": {"Replicated": {"Replicas": 3}},
+            "TaskTemplate": {"Driver": "process", "ContainerSpec": {"Image": "/bin/sleep", "Args": ["100"], "Env": ["A=1"]},
+                              "RestartPolicy": {"Condition": "on-failure", "MaxAttempts": 2}}
+        });
+        let spec = parse_service_spec(&v).unwrap();
+        assert_eq!(spec.replicas(), 3);
+        assert_eq!(spec.task_template.restart_policy.condition, RestartCondition::OnFailure);
+        assert_eq!(parse_service_spec(&service_spec(&spec)).unwrap(), spec);
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        let no_name = json!({"TaskTemplate": {"ContainerSpec": {"Image": "x"}}});
+        assert!(parse_service_spec(&no_name).unwrap_err().contains("invalid service name"));
+        let neg = json!({"Name": "a", "Mode": {"Replicated": {"Replicas": -1}}, "TaskTemplate": {"ContainerSpec": {"Image": "x"}}});
+        assert!(parse_service_spec(&neg).unwrap_err().contains("non-negative"));
+        let no_image = json!({"Name": "a"});
+        assert!(parse_service_spec(&no_image).unwrap_err().contains("image reference"));
+    }
+}

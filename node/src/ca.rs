@@ -1,0 +1,116 @@
+//! The cluster's root CA and its join tokens.
+//!
+//! `swarm init` creates an ECDSA P-256 root; join tokens carry a digest of its
+//! certificate (`SWMTKN-1-<digest>-<secret>`), as Swarm's do, so that a joining
+//! node can check the CA it is shown before it presents the secret.
+
+use std::path::Path;
+
+use rand::Rng;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("cannot create the cluster CA: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("cannot store the cluster CA: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct RootCa {
+    pub cert_pem: String,
+    pub cert_der: Vec<u8>,
+    pub key_pem: String,
+}
+
+impl RootCa {
+    pub fn generate() -> Result<Self, CaError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "shoal-swarm-ca");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_after = rcgen::date_time_ymd(2046, 1, 1);
+        let cert = params.self_signed(&key)?;
+        Ok(RootCa {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Writes the CA into `dir` (the key readable by the owner only).
+    pub fn save(&self, dir: &Path) -> Result<(), CaError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("ca.crt"), &self.cert_pem)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join("ca.key"))?;
+        std::io::Write::write_all(&mut f, self.key_pem.as_bytes())?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    pub fn join_token(&self) -> String {
+        let digest = Sha256::digest(&self.cert_der);
+        format!("SWMTKN-1-{}-{}", base36(&digest, 50), random_secret())
+    }
+}
+
+fn random_secret() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..25)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Big-endian bytes as a base-36 number, zero-padded to `width` digits.
+fn base36(bytes: &[u8], width: usize) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut num = bytes.to_vec();
+    let mut out = Vec::new();
+    while num.iter().any(|b| *b != 0) {
+        let mut rem = 0u32;
+        for b in num.iter_mut() {
+            let cur = (rem << 8) | *b as u32;
+            *b = (cur / 36) as u8;
+            rem = cur % 36;
+        }
+        out.push(DIGITS[rem as usize]);
+    }
+    while out.len() < width {
+        out.push(b'0');
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_has_swarms_shape() {
+        let ca = RootCa::generate().unwrap();
+        let t = ca.join_token();
+        let parts: Vec<&str> = t.split('-').collect();
+        assert_eq!(parts[0], "SWMTKN");
+        assert_eq!(parts[1], "1");
+        assert_eq!(parts[2].len(), 50);
+        assert_eq!(parts[3].len(), 25);
+    }
+
+    #[test]
+    fn base36_encodes_numbers() {
+        assert_eq!(base36(&[0, 35], 2), "0z");
+        assert_eq!(base36(&[1, 0], 3), "074");
+    }
+}

@@ -1,0 +1,40 @@
+//! `shoal daemon`: one node in the foreground until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use crate::runtime::{NodeConfig, NodeError, Runtime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("cannot serve the control API on {0}: {1}")]
+    Socket(PathBuf, std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError> {
+    let rt = Runtime::start(config).await?;
+    let api = {
+        let rt = rt.clone();
+        let socket = socket.clone();
+        tokio::spawn(async move { crate::api::serve(rt, &socket).await })
+    };
+    tracing::info!(socket = %socket.display(), "API listening");
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let result = tokio::select! {
+        r = api => match r {
+            Ok(Err(e)) => Err(DaemonError::Socket(socket.clone(), e)),
+            _ => Ok(()),
+        },
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+    };
+    tracing::info!("daemon shutting down");
+    let _ = rt.db.flush_async().await;
+    let _ = std::fs::remove_file(&socket);
+    result
+}

@@ -1,0 +1,5 @@
+//! Task drivers this node offers.
+
+mod process;
+
+pub use process::ProcessDriver;

@@ -1,0 +1,204 @@
+//! The process driver: a task's IMAGE is an executable run with its ARGs (no
+//! shell), in its own process group, killed with the daemon.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use parking_lot::Mutex;
+use shoal_actors::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
+use shoal_actors::model::DriverInfo;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, watch};
+
+use crate::logs;
+
+struct Proc {
+    pid: u32,
+    exit: watch::Receiver<Option<Exit>>,
+}
+
+pub struct ProcessDriver {
+    log_dir: PathBuf,
+    procs: Mutex<HashMap<String, Proc>>,
+}
+
+impl ProcessDriver {
+    pub fn new(log_dir: PathBuf) -> Arc<Self> {
+        Arc::new(ProcessDriver {
+            log_dir,
+            procs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lifecycle(p: &Proc) -> Lifecycle {
+        match *p.exit.borrow() {
+            Some(e) => Lifecycle::Exited(e),
+            None => Lifecycle::Running { pid: Some(p.pid) },
+        }
+    }
+
+    fn spawn(&self, launch: &Launch) -> Result<Proc, DriverError> {
+        let task = &launch.task;
+        let mut cmd = tokio::process::Command::new(&task.spec.image);
+        cmd.args(&task.spec.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(task.spec.env.iter().filter_map(|kv| kv.split_once('=')))
+            .env("SHOAL_TASK_ID", &task.id)
+            .env("SHOAL_TASK_SLOT", task.slot.to_string())
+            .env("SHOAL_SERVICE_NAME", &task.service_name)
+            .env("SHOAL_NODE_ID", &launch.node_id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(false);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Die with the daemon, so a killed node leaves no orphans.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            let what = match e.kind() {
+                std::io::ErrorKind::NotFound => "executable file not found",
+                std::io::ErrorKind::PermissionDenied => "permission denied",
+                _ => "cannot start",
+            };
+            DriverError::Rejected(format!("{what}: {}: {e}", task.spec.image))
+        })?;
+        let pid = child.id().unwrap_or_default();
+        let (tx, rx) = watch::channel(None);
+        let (lines_tx, lines_rx) = mpsc::unbounded_channel::<String>();
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump(out, "stdout", lines_tx.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump(err, "stderr", lines_tx));
+        }
+        tokio::spawn(write_log(logs::log_path(&self.log_dir, &task.id), lines_rx));
+        tokio::spawn(async move {
+            let exit = match child.wait().await {
+                Ok(status) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    match (status.code(), status.signal()) {
+                        (Some(c), _) => Exit::Code(c),
+                        (None, Some(s)) => Exit::Signal(s),
+                        (None, None) => Exit::Code(-1),
+                    }
+                }
+                Err(_) => Exit::Code(-1),
+            };
+            let _ = tx.send(Some(exit));
+        });
+        Ok(Proc { pid, exit: rx })
+    }
+}
+
+async fn pump<R: tokio::io::AsyncRead + Unpin>(
+    r: R,
+    stream: &'static str,
+    tx: mpsc::UnboundedSender<String>,
+) {
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if tx.send(logs::format_line(stream, &line)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_log(path: PathBuf, mut rx: mpsc::UnboundedReceiver<String>) {
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .await;
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot open task log");
+            return;
+        }
+    };
+    while let Some(line) = rx.recv().await {
+        if file.write_all(line.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Driver for ProcessDriver {
+    fn info(&self) -> DriverInfo {
+        DriverInfo {
+            name: "process".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    fn start(&self, launch: Launch) -> BoxFuture<Result<Lifecycle, DriverError>> {
+        let result = {
+            let mut procs = self.procs.lock();
+            match procs.get(&launch.task.id) {
+                Some(p) => Ok(Self::lifecycle(p)),
+                None => self.spawn(&launch).map(|p| {
+                    let l = Self::lifecycle(&p);
+                    procs.insert(launch.task.id.clone(), p);
+                    l
+                }),
+            }
+        };
+        Box::pin(async move { result })
+    }
+
+    fn inspect(&self, task_id: &str) -> Option<Lifecycle> {
+        self.procs.lock().get(task_id).map(Self::lifecycle)
+    }
+
+    fn wait(&self, task_id: &str) -> BoxFuture<Option<Exit>> {
+        let rx = self.procs.lock().get(task_id).map(|p| p.exit.clone());
+        Box::pin(async move {
+            let mut rx = rx?;
+            let exit = rx.wait_for(|e| e.is_some()).await.ok()?;
+            *exit
+        })
+    }
+
+    fn stop(&self, task_id: &str, grace: Duration) -> BoxFuture<()> {
+        let proc = self
+            .procs
+            .lock()
+            .get(task_id)
+            .map(|p| (p.pid, p.exit.clone()));
+        Box::pin(async move {
+            let Some((pid, mut exit)) = proc else {
+                return;
+            };
+            if exit.borrow().is_some() {
+                return;
+            }
+            let group = Pid::from_raw(pid as i32);
+            let _ = killpg(group, Signal::SIGTERM);
+            let ended = tokio::time::timeout(grace, exit.wait_for(|e| e.is_some()))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if !ended {
+                let _ = killpg(group, Signal::SIGKILL);
+                let _ = exit.wait_for(|e| e.is_some()).await;
+            }
+        })
+    }
+
+    fn remove(&self, task_id: &str) {
+        self.procs.lock().remove(task_id);
+    }
+}
