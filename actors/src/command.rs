@@ -23,6 +23,8 @@ pub enum Command {
     UpdateService {
         id: String,
         spec: ServiceSpec,
+        /// Refuse the update unless the service is still at this version.
+        expected_version: Option<u64>,
         at: DateTime<Utc>,
     },
     /// Removes the service and marks all its tasks for removal, atomically.

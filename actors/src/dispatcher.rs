@@ -44,6 +44,7 @@ pub enum DispatcherMsg {
     },
     Heartbeat {
         node_id: String,
+        agent: ActorRef<AgentMsg>,
     },
     Status {
         node_id: String,
@@ -120,6 +121,7 @@ impl Actor for Dispatcher {
                 let existing = st.ctx.sm.read().0.nodes.get(&node.node_id).cloned();
                 let Some(mut n) = existing else {
                     tracing::warn!(node = %node.node_id, "registration from a node not in the swarm");
+                    let _ = agent.send_message(AgentMsg::SessionRejected);
                     return Ok(());
                 };
                 let now = Utc::now();
@@ -146,11 +148,12 @@ impl Actor for Dispatcher {
                 );
                 st.push_assignments(&node.node_id);
             }
-            DispatcherMsg::Heartbeat { node_id } => {
-                if let Some(s) = st.sessions.get_mut(&node_id) {
-                    s.last_seen = Instant::now();
+            DispatcherMsg::Heartbeat { node_id, agent } => match st.sessions.get_mut(&node_id) {
+                Some(s) => s.last_seen = Instant::now(),
+                None => {
+                    let _ = agent.send_message(AgentMsg::SessionRejected);
                 }
-            }
+            },
             DispatcherMsg::Status { updates, .. } => {
                 let updates = updates
                     .into_iter()
@@ -175,7 +178,11 @@ impl Actor for Dispatcher {
                     }
                 }
                 // Removed tasks: we no longer know their node, so tell everyone.
-                if ev.changes.iter().any(|c| matches!(c, Change::TaskRemoved { .. })) {
+                if ev
+                    .changes
+                    .iter()
+                    .any(|c| matches!(c, Change::TaskRemoved { .. }))
+                {
                     nodes.extend(st.sessions.keys().cloned());
                 }
                 for n in nodes {

@@ -89,7 +89,12 @@ pub fn leader_spec(ctx: &Arc<ManagerCtx>) -> ChildSpec {
             children: vec![
                 ChildSpec::new("dispatcher", Restart::Permanent, Dispatcher, ctx.clone()),
                 ChildSpec::new("scheduler", Restart::Permanent, Scheduler, ctx.clone()),
-                ChildSpec::new("orchestrator", Restart::Permanent, Orchestrator, ctx.clone()),
+                ChildSpec::new(
+                    "orchestrator",
+                    Restart::Permanent,
+                    Orchestrator,
+                    ctx.clone(),
+                ),
             ],
         },
     )
@@ -98,18 +103,17 @@ pub fn leader_spec(ctx: &Arc<ManagerCtx>) -> ChildSpec {
 /// The manager subtree: the Store, the Raft actor, and (while leading) the leader subtree.
 pub fn manager_spec(ctx: &Arc<ManagerCtx>, transport: Arc<dyn RaftTransport>) -> ChildSpec {
     let leader = leader_spec(ctx);
-    let directory = ctx.directory.clone();
-    let on_leadership = Arc::new(move |l: crate::raft::Leadership| {
-        let Some(manager) = directory.get::<SupervisorMsg>("manager") else {
-            return;
-        };
-        let msg = if l.is_leader {
-            SupervisorMsg::StartChild(leader.clone(), None)
-        } else {
-            SupervisorMsg::StopChild("leader".into())
-        };
-        let _ = manager.send_message(msg);
-    });
+    let on_leadership = Arc::new(
+        move |l: crate::raft::Leadership, manager: ractor::ActorCell| {
+            let manager: ractor::ActorRef<SupervisorMsg> = manager.into();
+            let msg = if l.is_leader {
+                SupervisorMsg::StartChild(leader.clone(), None)
+            } else {
+                SupervisorMsg::StopChild("leader".into())
+            };
+            let _ = manager.send_message(msg);
+        },
+    );
     ChildSpec::new(
         "manager",
         Restart::Permanent,

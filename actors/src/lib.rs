@@ -6,16 +6,16 @@
 
 pub mod codec;
 pub mod command;
-pub mod model;
-pub mod proposer;
-pub mod raft;
-pub mod state;
-pub mod store;
-pub mod supervision;
 pub mod dispatcher;
 pub mod driver;
 pub mod events;
 pub mod leader;
+pub mod model;
 pub mod orchestrator;
+pub mod proposer;
+pub mod raft;
 pub mod scheduler;
+pub mod state;
+pub mod store;
+pub mod supervision;
 pub mod worker;

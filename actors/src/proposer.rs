@@ -15,7 +15,7 @@ use crate::supervision::Directory;
 pub enum ProposeError {
     #[error("{0}")]
     Rejected(#[from] ApplyError),
-    #[error("This node is not the swarm leader (leader raft id: {leader:?}).")]
+    #[error("This node is not the swarm leader{}.", leader.map(|l| format!(" (the leader's raft id is {l:x})")).unwrap_or_default())]
     NotLeader { leader: Option<u64> },
     #[error("The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.")]
     NoLeader,
@@ -54,7 +54,9 @@ impl Proposer {
                 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(ProposeError::NotLeader { leader: None }) => return Err(ProposeError::NoLeader),
+                Err(ProposeError::NotLeader { leader: None }) => {
+                    return Err(ProposeError::NoLeader)
+                }
                 other => return other,
             }
         }
@@ -99,7 +101,8 @@ impl Proposer {
                 .await;
             return match answer {
                 Ok(ractor::rpc::CallResult::Success(WaitResult::Applied(r))) => Ok(r?),
-                // Applied before a Store restart: it was committed at our index.
+                // Outcomes are kept for the last 4096 entries; older than that
+                // we only know that something committed at our index.
                 Ok(ractor::rpc::CallResult::Success(WaitResult::Unknown)) => Ok(()),
                 Ok(ractor::rpc::CallResult::Success(WaitResult::Superseded)) => {
                     Err(ProposeError::Superseded)

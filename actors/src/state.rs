@@ -42,6 +42,10 @@ pub enum ApplyError {
     NodeNotFound(String),
     #[error("task {0} already exists")]
     TaskExists(String),
+    #[error(
+        "update out of sequence: service {0} changed since it was read; inspect it and try again"
+    )]
+    OutOfSequence(String),
 }
 
 impl ClusterState {
@@ -81,7 +85,9 @@ impl ClusterState {
     }
 
     pub fn tasks_of_service<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> {
-        self.tasks.values().filter(move |t| t.service_id == service_id)
+        self.tasks
+            .values()
+            .filter(move |t| t.service_id == service_id)
     }
 
     /// Checks `cmd` against the current state without changing anything.
@@ -102,9 +108,17 @@ impl ClusterState {
                 Some(_) => Err(ApplyError::ServiceNameConflict(svc.spec.name.clone())),
                 None => Ok(()),
             },
-            Command::UpdateService { id, spec, .. } => {
-                if !self.services.contains_key(id) {
+            Command::UpdateService {
+                id,
+                spec,
+                expected_version,
+                ..
+            } => {
+                let Some(svc) = self.services.get(id) else {
                     return Err(ApplyError::ServiceNotFound(id.clone()));
+                };
+                if expected_version.is_some_and(|v| v != svc.version) {
+                    return Err(ApplyError::OutOfSequence(svc.spec.name.clone()));
                 }
                 match self.service_by_name(&spec.name) {
                     Some(other) if other.id != *id => {
@@ -177,7 +191,7 @@ impl ClusterState {
                 changes.push(Change::Service(svc.id.clone()));
                 self.services.insert(svc.id.clone(), svc);
             }
-            Command::UpdateService { id, spec, at } => {
+            Command::UpdateService { id, spec, at, .. } => {
                 if let Some(svc) = self.services.get_mut(id) {
                     svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec.clone()));
                     svc.updated_at = *at;
@@ -317,5 +331,101 @@ impl ClusterState {
                 service_id: task.service_id.clone(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{TaskStatus, TaskTemplate};
+    use chrono::Utc;
+
+    fn state_with_task() -> ClusterState {
+        let now = Utc::now();
+        let mut s = ClusterState::default();
+        s.tasks.insert(
+            "t".into(),
+            Task {
+                id: "t".into(),
+                service_id: "s".into(),
+                service_name: "web".into(),
+                slot: 1,
+                node_id: None,
+                spec_version: 1,
+                spec: TaskTemplate::default(),
+                desired_state: TaskState::Running,
+                status: TaskStatus::default(),
+                restart_history: Vec::new(),
+                created_at: now,
+                updated_at: now,
+                version: 1,
+            },
+        );
+        s
+    }
+
+    fn report(s: &mut ClusterState, state: TaskState, index: u64) {
+        let cmd = Command::UpdateTasks {
+            updates: vec![TaskUpdate::Status {
+                task_id: "t".into(),
+                status: TaskStatus::new(state, state.as_str()),
+            }],
+            at: Utc::now(),
+        };
+        s.apply(&cmd, index).expect("apply");
+    }
+
+    #[test]
+    fn observed_state_never_moves_backwards() {
+        // Every pair of states, in both orders: the later one in swarmkit's order wins.
+        for (i, a) in TaskState::ALL.iter().enumerate() {
+            for b in &TaskState::ALL[..i] {
+                let mut s = state_with_task();
+                report(&mut s, *a, 2);
+                report(&mut s, *b, 3);
+                assert_eq!(s.tasks["t"].status.state, *a, "{a:?} then {b:?}");
+            }
+        }
+        let mut s = state_with_task();
+        for (i, st) in TaskState::ALL.iter().enumerate() {
+            report(&mut s, *st, i as u64 + 2);
+            assert_eq!(s.tasks["t"].status.state, *st);
+        }
+    }
+
+    #[test]
+    fn desired_state_never_moves_backwards_either() {
+        let mut s = state_with_task();
+        let set = |s: &mut ClusterState, state| {
+            let cmd = Command::UpdateTasks {
+                updates: vec![TaskUpdate::Desired {
+                    task_id: "t".into(),
+                    state,
+                }],
+                at: Utc::now(),
+            };
+            s.apply(&cmd, 9).expect("apply");
+        };
+        set(&mut s, TaskState::Shutdown);
+        set(&mut s, TaskState::Running);
+        assert_eq!(s.tasks["t"].desired_state, TaskState::Shutdown);
+    }
+
+    #[test]
+    fn a_refused_batch_changes_nothing() {
+        let mut s = state_with_task();
+        let before = s.clone();
+        let cmd = Command::Batch(vec![
+            Command::DeleteTasks(vec!["t".into()]),
+            Command::RemoveService {
+                id: "missing".into(),
+                at: Utc::now(),
+            },
+        ]);
+        assert_eq!(
+            s.apply(&cmd, 5),
+            Err(ApplyError::ServiceNotFound("missing".into()))
+        );
+        assert_eq!(s, before);
     }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort,
-    SpawnErr, SupervisionEvent,
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
 };
 
 /// Names of the node's supervised actors, each mapped to its live incarnation.

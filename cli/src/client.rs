@@ -43,13 +43,20 @@ impl Client {
         })
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Response<Incoming>> {
-        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|_| {
-            anyhow!(
-                "Cannot connect to the shoal daemon at {}. Is the daemon running?",
-                self.host
-            )
-        })?;
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Response<Incoming>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "Cannot connect to the shoal daemon at {}. Is the daemon running?",
+                    self.host
+                )
+            })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .context("HTTP handshake with the daemon")?;
@@ -64,7 +71,10 @@ impl Client {
             .header("Host", "shoal")
             .header("Content-Type", "application/json")
             .body(Full::new(bytes))?;
-        Ok(sender.send_request(req).await.context("request to the daemon")?)
+        sender
+            .send_request(req)
+            .await
+            .context("request to the daemon")
     }
 
     async fn json(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
@@ -109,7 +119,11 @@ impl Client {
         if !status.is_success() {
             let bytes = body.collect().await?.to_bytes();
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let message = v.get("message").and_then(Value::as_str).unwrap_or("request failed").to_string();
+            let message = v
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed")
+                .to_string();
             return Err(DaemonError { message }.into());
         }
         let mut out = std::io::stdout();

@@ -11,10 +11,20 @@ use clap::{Parser, Subcommand};
 use crate::commands::{daemon, node, service, swarm};
 
 #[derive(Parser)]
-#[command(name = "shoal", version, about = "Docker Swarm mode, rebuilt as an actor-based runtime")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Docker Swarm mode, rebuilt as an actor-based runtime"
+)]
 struct Cli {
     /// Daemon socket to connect to (or to serve, for `shoal daemon`)
-    #[arg(short = 'H', long = "host", env = "SHOAL_HOST", global = true, default_value = "unix:///var/run/shoal.sock")]
+    #[arg(
+        short = 'H',
+        long = "host",
+        env = "SHOAL_HOST",
+        global = true,
+        default_value = "unix:///var/run/shoal.sock"
+    )]
     host: String,
     #[command(subcommand)]
     command: Command,
@@ -39,7 +49,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

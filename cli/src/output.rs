@@ -53,7 +53,12 @@ fn print_table(rows: &[Row], headers: &[&str]) {
     };
     line(headers.to_vec());
     for r in rows {
-        line(r.iter().take(headers.len()).map(|(_, v)| v.as_str()).collect());
+        line(
+            r.iter()
+                .take(headers.len())
+                .map(|(_, v)| v.as_str())
+                .collect(),
+        );
     }
 }
 
@@ -106,7 +111,9 @@ pub fn u(v: &Value, ptr: &str) -> u64 {
 
 /// Parses docker's durations: "10s", "1m30s", "250ms", "1h", "0".
 pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let bad = || format!("invalid duration {text:?}: use a number with a unit, like 300ms, 5s, 1m30s or 2h");
+    let bad = || {
+        format!("invalid duration {text:?}: use a number with a unit, like 300ms, 5s, 1m30s or 2h")
+    };
     if text == "0" {
         return Ok(0);
     }

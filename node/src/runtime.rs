@@ -35,8 +35,6 @@ pub struct NodeConfig {
 pub enum NodeError {
     #[error("This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.")]
     AlreadyInSwarm,
-    #[error("This node is not part of a swarm")]
-    NotInSwarm,
     #[error("This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.")]
     NotManager,
     #[error("{0}")]
@@ -134,7 +132,10 @@ impl Runtime {
         }
     }
 
-    async fn start_child(&self, spec: shoal_actors::supervision::ChildSpec) -> Result<(), NodeError> {
+    async fn start_child(
+        &self,
+        spec: shoal_actors::supervision::ChildSpec,
+    ) -> Result<(), NodeError> {
         let r = self
             .root
             .call(
@@ -168,7 +169,8 @@ impl Runtime {
                 ctx.log.bootstrap(vec![id.raft_id])?;
             }
             *self.manager.write() = Some(ctx.clone());
-            self.start_child(manager_spec(&ctx, Arc::new(NoPeers))).await?;
+            self.start_child(manager_spec(&ctx, Arc::new(NoPeers)))
+                .await?;
         }
         Ok(())
     }
@@ -226,8 +228,9 @@ impl Runtime {
             updated_at: now,
             version: 0,
         };
-        // The identity is written first: a crash from here on restarts as this
-        // manager, whose Raft log then finishes (or retries) the init.
+        // The identity is written first, so that a restart finds the Raft log
+        // this node is about to create. (A crash before InitCluster commits
+        // leaves a manager without a cluster: remove the data dir and init again.)
         identity::save(&self.config.data_dir, &id)?;
         *self.identity.write() = Some(id.clone());
         self.start_manager(&id).await?;

@@ -48,9 +48,17 @@ impl OrchestratorState {
                 None => return,
             }
         };
-        if self.children.contains(&name) {
-            self.poke(service_id);
-            return;
+        match self.names.get(service_id) {
+            Some(current) if *current == name && self.children.contains(&name) => {
+                self.poke(service_id);
+                return;
+            }
+            // Renamed: its supervisor is re-registered under the new name.
+            Some(old) => {
+                let old = old.clone();
+                self.children.stop(&old);
+            }
+            None => {}
         }
         let spec = ChildSpec::new(
             name.clone(),
@@ -65,7 +73,9 @@ impl OrchestratorState {
             Ok(()) => {
                 self.names.insert(service_id.to_string(), name);
             }
-            Err(e) => tracing::error!(service = %name, error = %e, "cannot start service supervisor"),
+            Err(e) => {
+                tracing::error!(service = %name, error = %e, "cannot start service supervisor")
+            }
         }
     }
 
@@ -153,10 +163,11 @@ impl Actor for Orchestrator {
                                 st.children.stop(&n);
                             }
                         }
-                        Change::Task { service_id, .. } | Change::TaskRemoved { service_id, .. } => {
-                            if poked.insert(service_id.clone()) {
-                                st.poke(service_id);
-                            }
+                        Change::Task { service_id, .. }
+                        | Change::TaskRemoved { service_id, .. }
+                            if poked.insert(service_id.clone()) =>
+                        {
+                            st.poke(service_id);
                         }
                         _ => {}
                     }

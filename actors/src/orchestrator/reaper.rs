@@ -14,7 +14,10 @@ pub fn reap(state: &ClusterState, history_limit: u64) -> Vec<String> {
         if t.desired_state == TaskState::Remove && (t.status.state.is_terminal() || never_placed) {
             doomed.push(t.id.clone());
         } else {
-            slots.entry((t.service_id.as_str(), t.slot)).or_default().push(t);
+            slots
+                .entry((t.service_id.as_str(), t.slot))
+                .or_default()
+                .push(t);
         }
     }
     let keep = history_limit.max(1) as usize;

@@ -87,18 +87,35 @@ mod tests {
         let now = Utc::now();
         let ok = task(TaskState::Complete, now, vec![]);
         let failed = task(TaskState::Failed, now, vec![]);
-        assert_eq!(decide(&policy(RestartCondition::None, 0, 0), &failed, now), SlotDecision::GiveUp);
-        assert_eq!(decide(&policy(RestartCondition::OnFailure, 0, 0), &ok, now), SlotDecision::GiveUp);
-        assert!(matches!(decide(&policy(RestartCondition::OnFailure, 0, 0), &failed, now), SlotDecision::Restart { .. }));
-        assert!(matches!(decide(&policy(RestartCondition::Any, 0, 0), &ok, now), SlotDecision::Restart { .. }));
+        assert_eq!(
+            decide(&policy(RestartCondition::None, 0, 0), &failed, now),
+            SlotDecision::GiveUp
+        );
+        assert_eq!(
+            decide(&policy(RestartCondition::OnFailure, 0, 0), &ok, now),
+            SlotDecision::GiveUp
+        );
+        assert!(matches!(
+            decide(&policy(RestartCondition::OnFailure, 0, 0), &failed, now),
+            SlotDecision::Restart { .. }
+        ));
+        assert!(matches!(
+            decide(&policy(RestartCondition::Any, 0, 0), &ok, now),
+            SlotDecision::Restart { .. }
+        ));
     }
 
     #[test]
     fn max_attempts_counts_earlier_restarts() {
         let now = Utc::now();
         let p = policy(RestartCondition::OnFailure, 2, 0);
-        assert!(matches!(decide(&p, &task(TaskState::Failed, now, vec![now]), now), SlotDecision::Restart { history } if history.len() == 2));
-        assert_eq!(decide(&p, &task(TaskState::Failed, now, vec![now, now]), now), SlotDecision::GiveUp);
+        assert!(
+            matches!(decide(&p, &task(TaskState::Failed, now, vec![now]), now), SlotDecision::Restart { history } if history.len() == 2)
+        );
+        assert_eq!(
+            decide(&p, &task(TaskState::Failed, now, vec![now, now]), now),
+            SlotDecision::GiveUp
+        );
     }
 
     #[test]
@@ -107,7 +124,10 @@ mod tests {
         let old = now - chrono::Duration::seconds(60);
         let mut p = policy(RestartCondition::Any, 1, 0);
         p.window_ns = 10_000_000_000;
-        assert!(matches!(decide(&p, &task(TaskState::Failed, now, vec![old]), now), SlotDecision::Restart { .. }));
+        assert!(matches!(
+            decide(&p, &task(TaskState::Failed, now, vec![old]), now),
+            SlotDecision::Restart { .. }
+        ));
     }
 
     #[test]
@@ -116,7 +136,9 @@ mod tests {
         let p = policy(RestartCondition::Any, 0, 5000);
         let exited = now - chrono::Duration::seconds(2);
         match decide(&p, &task(TaskState::Failed, exited, vec![]), now) {
-            SlotDecision::Wait(d) => assert!(d <= Duration::from_secs(3) && d > Duration::from_millis(2900)),
+            SlotDecision::Wait(d) => {
+                assert!(d <= Duration::from_secs(3) && d > Duration::from_millis(2900))
+            }
             other => panic!("expected a wait, got {other:?}"),
         }
     }

@@ -95,7 +95,8 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         }
     }
     if !updates.is_empty() {
-        plan.commands.push(Command::UpdateTasks { updates, at: now });
+        plan.commands
+            .push(Command::UpdateTasks { updates, at: now });
     }
     if !create.is_empty() {
         plan.commands.push(Command::CreateTasks(create));

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protobuf::Message as _;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use super::storage::{LogStore, SharedLog};
@@ -26,7 +26,10 @@ pub struct NoPeers;
 impl RaftTransport for NoPeers {
     fn send(&self, msgs: Vec<Message>) {
         if !msgs.is_empty() {
-            tracing::debug!(count = msgs.len(), "raft messages with no peer to carry them");
+            tracing::debug!(
+                count = msgs.len(),
+                "raft messages with no peer to carry them"
+            );
         }
     }
 }
@@ -59,7 +62,9 @@ pub struct Leadership {
     pub term: u64,
 }
 
-pub type LeadershipListener = Arc<dyn Fn(Leadership) + Send + Sync>;
+/// Called with the Raft actor's supervisor (the manager), which starts and
+/// stops the leader actors.
+pub type LeadershipListener = Arc<dyn Fn(Leadership, ractor::ActorCell) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct RaftArgs {
@@ -110,6 +115,8 @@ pub struct RaftState {
     node: RawNode<SharedLog>,
     ready_queued: bool,
     announced: bool,
+    /// Whether leader actors a previous incarnation may have left running were stopped.
+    stale_cleared: bool,
 }
 
 #[derive(Clone)]
@@ -149,11 +156,6 @@ impl Actor for RaftActor {
             ..Default::default()
         };
         let mut node = RawNode::new(&cfg, SharedLog(args.log.clone()), &logger())?;
-        // A previous incarnation may have left leader actors running.
-        (args.on_leadership)(Leadership {
-            is_leader: false,
-            term: hs.term,
-        });
         // Alone in the voter set: no reason to wait for an election timeout.
         if args.log.conf_state().voters == [args.id] {
             node.campaign()?;
@@ -165,6 +167,7 @@ impl Actor for RaftActor {
             node,
             ready_queued: true,
             announced: false,
+            stale_cleared: false,
         })
     }
 
@@ -177,8 +180,9 @@ impl Actor for RaftActor {
         match msg {
             RaftMsg::Tick => {
                 st.node.tick();
+                st.nudge_store();
                 st.maybe_compact().await?;
-                st.on_ready().await?;
+                st.on_ready(&myself).await?;
             }
             RaftMsg::Step(m) => {
                 if let Err(e) = st.node.step(*m) {
@@ -205,7 +209,7 @@ impl Actor for RaftActor {
             }
             RaftMsg::Ready => {
                 st.ready_queued = false;
-                st.on_ready().await?;
+                st.on_ready(&myself).await?;
             }
             RaftMsg::Status(reply) => {
                 let _ = reply.send(st.status());
@@ -239,8 +243,9 @@ impl RaftState {
         }
     }
 
-    async fn on_ready(&mut self) -> Result<(), ActorProcessingErr> {
+    async fn on_ready(&mut self, myself: &ActorRef<RaftMsg>) -> Result<(), ActorProcessingErr> {
         if !self.node.has_ready() {
+            self.check_leadership(myself, &[]);
             return Ok(());
         }
         let log = self.args.log.clone();
@@ -267,7 +272,7 @@ impl RaftState {
         committed.extend(light.take_committed_entries());
         self.handle_committed(&committed)?;
         self.node.advance_apply();
-        self.check_leadership(&committed);
+        self.check_leadership(myself, &committed);
         Ok(())
     }
 
@@ -294,31 +299,82 @@ impl RaftState {
         Ok(())
     }
 
-    fn check_leadership(&mut self, committed: &[Entry]) {
+    /// Tells the supervisor about leadership changes. Runs from message
+    /// handlers only: the link to the supervisor exists from then on, and a
+    /// notice that cannot be delivered is retried on the next tick.
+    /// A Store restarted at the wrong moment may have missed a commit notice.
+    fn nudge_store(&self) {
+        let commit = self.node.raft.raft_log.committed;
+        if self.args.sm.applied().index < commit {
+            if let Some(store) = self.args.directory.get::<StoreMsg>("store") {
+                let _ = store.send_message(StoreMsg::Committed(commit));
+            }
+        }
+    }
+
+    fn check_leadership(&mut self, myself: &ActorRef<RaftMsg>, committed: &[Entry]) {
+        let Some(supervisor) = myself.try_get_supervisor() else {
+            return;
+        };
         let r = &self.node.raft;
+        let term = r.term;
         let is_leader = r.state == StateRole::Leader;
-        if is_leader && !self.announced && committed.iter().any(|e| e.term == r.term) {
+        if !self.stale_cleared {
+            // A previous incarnation may have left leader actors running.
+            self.stale_cleared = true;
+            (self.args.on_leadership)(
+                Leadership {
+                    is_leader: false,
+                    term,
+                },
+                supervisor.clone(),
+            );
+        }
+        let term_committed = committed.iter().any(|e| e.term == term)
+            || self
+                .node
+                .raft
+                .raft_log
+                .term(self.node.raft.raft_log.committed)
+                == Ok(term);
+        if is_leader && !self.announced && term_committed {
             self.announced = true;
-            tracing::info!(term = r.term, "became leader");
-            (self.args.on_leadership)(Leadership {
-                is_leader: true,
-                term: r.term,
-            });
+            tracing::info!(term, "became leader");
+            (self.args.on_leadership)(
+                Leadership {
+                    is_leader: true,
+                    term,
+                },
+                supervisor,
+            );
         } else if !is_leader && self.announced {
             self.announced = false;
-            tracing::info!(term = r.term, "lost leadership");
-            (self.args.on_leadership)(Leadership {
-                is_leader: false,
-                term: r.term,
-            });
+            tracing::info!(term, "lost leadership");
+            (self.args.on_leadership)(
+                Leadership {
+                    is_leader: false,
+                    term,
+                },
+                supervisor,
+            );
         }
     }
 
     /// Snapshot the applied state and drop the log behind it, every
     /// `snapshot_interval` entries.
     async fn maybe_compact(&mut self) -> Result<(), ActorProcessingErr> {
-        let applied = self.args.sm.applied().index;
-        if applied < self.args.log.snapshot_index() + self.args.timings.snapshot_interval {
+        let (applied, interval) = {
+            let guard = self.args.sm.read();
+            let interval = guard
+                .0
+                .cluster
+                .as_ref()
+                .map_or(self.args.timings.snapshot_interval, |c| {
+                    c.spec.snapshot_interval
+                });
+            (guard.1.index, interval.max(1))
+        };
+        if applied < self.args.log.snapshot_index() + interval {
             return Ok(());
         }
         let (at, data) = self.args.sm.snapshot_data();

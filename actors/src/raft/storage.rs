@@ -103,8 +103,10 @@ impl LogStore {
 
     /// First start of a new cluster: this node alone is the voter set.
     pub fn bootstrap(&self, voters: Vec<u64>) -> Result<(), LogError> {
-        let mut cs = ConfState::default();
-        cs.voters = voters;
+        let cs = ConfState {
+            voters,
+            ..Default::default()
+        };
         self.meta.insert(CONF_STATE, pb(&cs))?;
         self.mem.write().conf_state = cs;
         Ok(())
@@ -171,8 +173,10 @@ impl LogStore {
             return Ok(());
         }
         let term = m.entries[(index - m.first_index()) as usize].term;
-        let mut snap = Snapshot::default();
-        snap.data = data.into();
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;

@@ -42,7 +42,9 @@ fn snapshot(state: &ClusterState) -> (Vec<Request>, Vec<Candidate>) {
                     *c.service_tasks.entry(t.service_id.clone()).or_default() += 1;
                 }
             }
-            None if t.desired_state <= TaskState::Running && t.status.state <= TaskState::Pending => {
+            None if t.desired_state <= TaskState::Running
+                && t.status.state <= TaskState::Pending =>
+            {
                 requests.push(Request {
                     task_id: t.id.clone(),
                     service_id: t.service_id.clone(),

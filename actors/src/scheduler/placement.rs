@@ -71,7 +71,7 @@ const FILTERS: &[Filter] = &[
         explain: |n, _| format!("{n} {} not available for new tasks", plural(n)),
     },
     Filter {
-        rejects: |c, r| !c.drivers.iter().any(|d| *d == r.driver),
+        rejects: |c, r| !c.drivers.contains(&r.driver),
         explain: |n, r| format!("driver {} not available on {n} {}", r.driver, plural(n)),
     },
 ];
@@ -98,7 +98,11 @@ pub fn place(requests: &[Request], nodes: &mut [Candidate]) -> Vec<Decision> {
             match FILTERS.iter().position(|f| (f.rejects)(c, first)) {
                 Some(f) => rejected[f] += 1,
                 None => {
-                    let svc = c.service_tasks.get(first.service_id.as_str()).copied().unwrap_or(0);
+                    let svc = c
+                        .service_tasks
+                        .get(first.service_id.as_str())
+                        .copied()
+                        .unwrap_or(0);
                     heap.push(Reverse((svc, c.total_tasks, i)));
                 }
             }
@@ -184,7 +188,11 @@ mod tests {
 
     #[test]
     fn spreads_a_service_evenly() {
-        let mut nodes = vec![node("a", &["process"]), node("b", &["process"]), node("c", &["process"])];
+        let mut nodes = vec![
+            node("a", &["process"]),
+            node("b", &["process"]),
+            node("c", &["process"]),
+        ];
         let reqs: Vec<_> = (0..6).map(|i| req(i, "s", "process")).collect();
         let d = place(&reqs, &mut nodes);
         assert_eq!(d.len(), 6);
@@ -200,9 +208,21 @@ mod tests {
         nodes[1].total_tasks = 1;
         nodes[1].service_tasks.insert("s".into(), 1);
         let d = place(&[req(0, "s", "process")], &mut nodes);
-        assert_eq!(d[0], Decision::Assign { task_id: "t0".into(), node_id: "a".into() });
+        assert_eq!(
+            d[0],
+            Decision::Assign {
+                task_id: "t0".into(),
+                node_id: "a".into()
+            }
+        );
         let d = place(&[req(1, "other", "process")], &mut nodes);
-        assert_eq!(d[0], Decision::Assign { task_id: "t1".into(), node_id: "b".into() });
+        assert_eq!(
+            d[0],
+            Decision::Assign {
+                task_id: "t1".into(),
+                node_id: "b".into()
+            }
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! It reads committed entries from the Raft log itself, so a restarted Store
 //! (or one that missed a notification) catches up from its applied index.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -27,7 +27,8 @@ pub enum WaitResult {
     Applied(Result<(), ApplyError>),
     /// Another entry took that index (leadership changed): the proposal was dropped.
     Superseded,
-    /// Applied before this Store incarnation started; the outcome is not known.
+    /// Applied so long ago (or before the daemon restarted) that the outcome
+    /// is no longer kept.
     Unknown,
 }
 
@@ -50,12 +51,8 @@ pub enum StoreMsg {
 
 pub struct StoreState {
     args: StoreArgs,
-    recent: HashMap<u64, (Option<u128>, Result<(), ApplyError>)>,
-    recent_order: VecDeque<u64>,
     waiters: BTreeMap<u64, Vec<(u128, RpcReplyPort<WaitResult>)>>,
 }
-
-const RECENT: usize = 4096;
 
 impl StoreState {
     fn catch_up(&mut self, upto: u64) -> Result<(), ActorProcessingErr> {
@@ -69,14 +66,14 @@ impl StoreState {
                 .sm
                 .apply_entry(entry.index, entry.term, &entry.data)?;
             if let Some(o) = outcome {
-                self.record(o);
+                self.publish(o);
             }
         }
         self.wake_waiters();
         Ok(())
     }
 
-    fn record(&mut self, o: Outcome) {
+    fn publish(&mut self, o: Outcome) {
         if !o.changes.is_empty() {
             // No subscriber is fine: leader actors may not run yet.
             let _ = self.args.events.send(StoreEvent {
@@ -84,18 +81,11 @@ impl StoreState {
                 changes: Arc::new(o.changes),
             });
         }
-        self.recent.insert(o.index, (o.proposal_id, o.result));
-        self.recent_order.push_back(o.index);
-        if self.recent_order.len() > RECENT {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent.remove(&old);
-            }
-        }
     }
 
     fn answer(&self, index: u64, proposal_id: u128) -> WaitResult {
-        match self.recent.get(&index) {
-            Some((Some(id), result)) if *id == proposal_id => WaitResult::Applied(result.clone()),
+        match self.args.sm.outcome(index) {
+            Some((Some(id), result)) if id == proposal_id => WaitResult::Applied(result),
             Some(_) => WaitResult::Superseded,
             None => WaitResult::Unknown,
         }
@@ -128,8 +118,6 @@ impl Actor for StoreActor {
     ) -> Result<StoreState, ActorProcessingErr> {
         let mut st = StoreState {
             args,
-            recent: HashMap::new(),
-            recent_order: VecDeque::new(),
             waiters: BTreeMap::new(),
         };
         let commit = st.args.log.hard_state().commit;

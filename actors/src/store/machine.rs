@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use parking_lot::{RwLock, RwLockReadGuard};
+use std::collections::{HashMap, VecDeque};
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
@@ -49,9 +51,20 @@ struct SnapshotData {
     state: ClusterState,
 }
 
+/// Outcomes of recently applied entries, kept here rather than in the Store
+/// actor so that a restarted Store still knows what became of a proposal.
+#[derive(Default)]
+struct Outcomes {
+    by_index: HashMap<u64, (Option<u128>, Result<(), ApplyError>)>,
+    order: VecDeque<u64>,
+}
+
+const OUTCOMES_KEPT: usize = 4096;
+
 pub struct StateMachine {
     tree: sled::Tree,
     inner: RwLock<(ClusterState, AppliedIndex)>,
+    outcomes: Mutex<Outcomes>,
 }
 
 impl StateMachine {
@@ -61,6 +74,7 @@ impl StateMachine {
         Ok(Arc::new(StateMachine {
             tree,
             inner: RwLock::new((state, applied)),
+            outcomes: Mutex::new(Outcomes::default()),
         }))
     }
 
@@ -138,9 +152,31 @@ impl StateMachine {
             Self::persist_change(state, change, &mut batch);
         }
         batch.insert(APPLIED, encode(&new_applied));
-        self.tree.apply_batch(batch)?;
+        if let Err(e) = self.tree.apply_batch(batch) {
+            // Memory already holds the entry's changes: go back to what is on
+            // disk, so that applying the entry again does not apply it twice.
+            if let Ok(on_disk) = Self::load(&self.tree) {
+                *guard = on_disk;
+            }
+            return Err(e.into());
+        }
         *applied = new_applied;
+        let mut outcomes = self.outcomes.lock();
+        outcomes
+            .by_index
+            .insert(index, (outcome.proposal_id, outcome.result.clone()));
+        outcomes.order.push_back(index);
+        if outcomes.order.len() > OUTCOMES_KEPT {
+            if let Some(old) = outcomes.order.pop_front() {
+                outcomes.by_index.remove(&old);
+            }
+        }
         Ok(Some(outcome))
+    }
+
+    /// What became of the entry at `index`, if it was applied recently.
+    pub fn outcome(&self, index: u64) -> Option<(Option<u128>, Result<(), ApplyError>)> {
+        self.outcomes.lock().by_index.get(&index).cloned()
     }
 
     fn persist_change(state: &ClusterState, change: &Change, batch: &mut sled::Batch) {
@@ -158,12 +194,10 @@ impl StateMachine {
                 Some(s) => batch.insert(key("svc", id), encode(s)),
                 None => batch.remove(key("svc", id)),
             },
-            Change::Task { id, .. } | Change::TaskRemoved { id, .. } => {
-                match state.tasks.get(id) {
-                    Some(t) => batch.insert(key("task", id), encode(t)),
-                    None => batch.remove(key("task", id)),
-                }
-            }
+            Change::Task { id, .. } | Change::TaskRemoved { id, .. } => match state.tasks.get(id) {
+                Some(t) => batch.insert(key("task", id), encode(t)),
+                None => batch.remove(key("task", id)),
+            },
         }
     }
 

@@ -27,6 +27,8 @@ pub enum AgentMsg {
     /// Every task the dispatcher wants this node to know about.
     Assignments(Vec<Task>),
     Status(String, TaskStatus),
+    /// The dispatcher does not know this node's session: register again.
+    SessionRejected,
 }
 
 pub struct AgentState {
@@ -193,10 +195,12 @@ impl Actor for Agent {
                 if let (Some(d), Some(_)) = (st.dispatcher(), st.session) {
                     let _ = d.send_message(DispatcherMsg::Heartbeat {
                         node_id: st.args.node.node_id.clone(),
+                        agent: myself.clone(),
                     });
                 }
             }
             AgentMsg::Assignments(tasks) => st.reconcile(&myself, tasks).await,
+            AgentMsg::SessionRejected => st.session = None,
             AgentMsg::Status(id, status) => {
                 tracing::debug!(task = %id, state = status.state.as_str(), "task status");
                 st.statuses.insert(id.clone(), status.clone());

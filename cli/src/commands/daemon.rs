@@ -52,12 +52,15 @@ fn os_hostname() -> String {
 pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or(a.log_level.clone());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| anyhow!("invalid --log-level {filter:?}: {e}"))?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .map_err(|e| anyhow!("invalid --log-level {filter:?}: {e}"))?,
+        )
         .with_writer(std::io::stderr)
         .init();
-    let socket = host
-        .strip_prefix("unix://")
-        .ok_or_else(|| anyhow!("invalid host {host:?}: the daemon serves unix:///path/to/socket only"))?;
+    let socket = host.strip_prefix("unix://").ok_or_else(|| {
+        anyhow!("invalid host {host:?}: the daemon serves unix:///path/to/socket only")
+    })?;
     let mut timings = Timings::default();
     timings.raft.tick = a.raft_tick;
     timings.raft.election_ticks = a.raft_election_ticks;

@@ -22,7 +22,10 @@ pub async fn info(client: &Client) -> anyhow::Result<()> {
     let state = s(&v, "/Swarm/LocalNodeState");
     println!(" Swarm: {state}");
     if state == "active" {
-        let manager = v.pointer("/Swarm/ControlAvailable").and_then(|b| b.as_bool()) == Some(true);
+        let manager = v
+            .pointer("/Swarm/ControlAvailable")
+            .and_then(|b| b.as_bool())
+            == Some(true);
         println!("  NodeID: {}", s(&v, "/Swarm/NodeID"));
         println!("  Is Manager: {manager}");
         if manager {

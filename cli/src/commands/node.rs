@@ -71,14 +71,24 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                         ("Status", capitalize(s(n, "/Status/State"))),
                         ("Availability", capitalize(s(n, "/Spec/Availability"))),
                         ("ManagerStatus", manager_status(n)),
-                        ("EngineVersion", s(n, "/Description/Engine/EngineVersion").into()),
+                        (
+                            "EngineVersion",
+                            s(n, "/Description/Engine/EngineVersion").into(),
+                        ),
                         ("Self", is_self.to_string()),
                     ]
                 })
                 .collect();
             print_rows(
                 &rows,
-                &["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"],
+                &[
+                    "ID",
+                    "HOSTNAME",
+                    "STATUS",
+                    "AVAILABILITY",
+                    "MANAGER STATUS",
+                    "ENGINE VERSION",
+                ],
                 a.format.as_deref(),
             );
         }

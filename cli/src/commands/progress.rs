@@ -11,7 +11,16 @@ use crate::output::{s, u};
 /// How long every slot must stay running before the service counts as converged.
 const VERIFY: Duration = Duration::from_secs(2);
 
-const STATES: &[&str] = &["new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"];
+const STATES: &[&str] = &[
+    "new",
+    "pending",
+    "assigned",
+    "accepted",
+    "preparing",
+    "ready",
+    "starting",
+    "running",
+];
 
 fn bar(state: &str) -> String {
     let pos = STATES.iter().position(|s| *s == state).unwrap_or(0);
@@ -27,7 +36,9 @@ fn render(svc: &Value, tasks: &[Value]) -> (Vec<String>, bool) {
     for slot in 1..=replicas {
         let current = tasks
             .iter()
-            .filter(|t| u(t, "/Slot") == slot && matches!(s(t, "/DesiredState"), "running" | "ready"))
+            .filter(|t| {
+                u(t, "/Slot") == slot && matches!(s(t, "/DesiredState"), "running" | "ready")
+            })
             .max_by(|a, b| s(a, "/CreatedAt").cmp(s(b, "/CreatedAt")));
         let line = match current {
             Some(t) => {
@@ -46,7 +57,9 @@ fn render(svc: &Value, tasks: &[Value]) -> (Vec<String>, bool) {
         };
         lines.push(line);
     }
-    let mut out = vec![format!("overall progress: {running} out of {replicas} tasks")];
+    let mut out = vec![format!(
+        "overall progress: {running} out of {replicas} tasks"
+    )];
     out.extend(lines);
     (out, running == replicas)
 }
@@ -56,8 +69,12 @@ pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> a
     let mut drawn = 0usize;
     let mut stable_since: Option<Instant> = None;
     loop {
-        let svc = client.get(&format!("/services/{}", enc(service_id))).await?;
-        let tasks = client.get(&format!("/tasks?service={}", enc(service_id))).await?;
+        let svc = client
+            .get(&format!("/services/{}", enc(service_id)))
+            .await?;
+        let tasks = client
+            .get(&format!("/tasks?service={}", enc(service_id)))
+            .await?;
         let tasks = tasks.as_array().cloned().unwrap_or_default();
         let (mut lines, all_running) = render(&svc, &tasks);
         stable_since = match (all_running, stable_since) {
@@ -68,7 +85,9 @@ pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> a
         let converged = stable_since.is_some_and(|t| t.elapsed() >= VERIFY);
         if let Some(t) = stable_since.filter(|_| !converged) {
             let left = VERIFY.saturating_sub(t.elapsed()).as_secs() + 1;
-            lines.push(format!("verify: Waiting {left} seconds to verify that tasks are stable..."));
+            lines.push(format!(
+                "verify: Waiting {left} seconds to verify that tasks are stable..."
+            ));
         }
         if converged {
             lines.push("verify: Service converged".into());

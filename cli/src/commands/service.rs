@@ -29,9 +29,8 @@ pub enum ServiceCmd {
 }
 
 fn replicas(s: &str) -> Result<u64, String> {
-    s.parse::<u64>().map_err(|_| {
-        format!("invalid replicas value {s}: replicas must be a non-negative integer")
-    })
+    s.parse::<u64>()
+        .map_err(|_| format!("invalid replicas value {s}: replicas must be a non-negative integer"))
 }
 
 fn duration_ns(s: &str) -> Result<u64, String> {
@@ -134,8 +133,14 @@ pub struct LogsArgs {
 
 /// A random docker-style name (`adjective_surname`) for a service created without --name.
 fn random_name() -> String {
-    const LEFT: &[&str] = &["brave", "calm", "eager", "gifted", "happy", "jolly", "keen", "lucid", "nifty", "quirky", "sharp", "vivid"];
-    const RIGHT: &[&str] = &["curie", "darwin", "euler", "hopper", "knuth", "lamport", "liskov", "noether", "ritchie", "turing"];
+    const LEFT: &[&str] = &[
+        "brave", "calm", "eager", "gifted", "happy", "jolly", "keen", "lucid", "nifty", "quirky",
+        "sharp", "vivid",
+    ];
+    const RIGHT: &[&str] = &[
+        "curie", "darwin", "euler", "hopper", "knuth", "lamport", "liskov", "noether", "ritchie",
+        "turing",
+    ];
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as usize)
@@ -211,12 +216,19 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                                 u(svc, "/ServiceStatus/DesiredTasks")
                             ),
                         ),
-                        ("Image", s(svc, "/Spec/TaskTemplate/ContainerSpec/Image").into()),
+                        (
+                            "Image",
+                            s(svc, "/Spec/TaskTemplate/ContainerSpec/Image").into(),
+                        ),
                         ("Ports", String::new()),
                     ]
                 })
                 .collect();
-            print_rows(&rows, &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], a.format.as_deref());
+            print_rows(
+                &rows,
+                &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
+                a.format.as_deref(),
+            );
         }
         ServiceCmd::Ps(a) => {
             let nodes = client.get("/nodes").await?;
@@ -230,7 +242,9 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             let mut rows: Vec<Row> = Vec::new();
             for name in &a.services {
                 let svc = lookup(client, name).await?;
-                let tasks = client.get(&format!("/tasks?service={}", enc(s(&svc, "/ID")))).await?;
+                let tasks = client
+                    .get(&format!("/tasks?service={}", enc(s(&svc, "/ID"))))
+                    .await?;
                 let mut tasks = tasks.as_array().cloned().unwrap_or_default();
                 // Slot order; within a slot the newest first, older ones as history.
                 tasks.sort_by(|x, y| {
@@ -242,10 +256,18 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 for t in &tasks {
                     let slot = u(t, "/Slot");
                     let name = format!("{}.{}", s(&svc, "/Spec/Name"), slot);
-                    let name = if last_slot == Some(slot) { format!(" \\_ {name}") } else { name };
+                    let name = if last_slot == Some(slot) {
+                        format!(" \\_ {name}")
+                    } else {
+                        name
+                    };
                     last_slot = Some(slot);
                     let err = s(t, "/Status/Err");
-                    let id = if a.no_trunc { s(t, "/ID").to_string() } else { short_id(s(t, "/ID")) };
+                    let id = if a.no_trunc {
+                        s(t, "/ID").to_string()
+                    } else {
+                        short_id(s(t, "/ID"))
+                    };
                     rows.push(vec![
                         ("ID", id),
                         ("Name", name),
@@ -254,9 +276,20 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         ("DesiredState", capitalize(s(t, "/DesiredState"))),
                         (
                             "CurrentState",
-                            format!("{} {}", capitalize(s(t, "/Status/State")), ago(&t["Status"]["Timestamp"])),
+                            format!(
+                                "{} {}",
+                                capitalize(s(t, "/Status/State")),
+                                ago(&t["Status"]["Timestamp"])
+                            ),
                         ),
-                        ("Error", if err.is_empty() { String::new() } else { format!("\"{err}\"") }),
+                        (
+                            "Error",
+                            if err.is_empty() {
+                                String::new()
+                            } else {
+                                format!("\"{err}\"")
+                            },
+                        ),
                         ("Ports", String::new()),
                     ]);
                 }
@@ -269,7 +302,16 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             }
             print_rows(
                 &rows,
-                &["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"],
+                &[
+                    "ID",
+                    "NAME",
+                    "IMAGE",
+                    "NODE",
+                    "DESIRED STATE",
+                    "CURRENT STATE",
+                    "ERROR",
+                    "PORTS",
+                ],
                 a.format.as_deref(),
             );
         }
@@ -324,7 +366,10 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
         }
         ServiceCmd::Logs(a) => {
             if a.tail != "all" && a.tail.parse::<usize>().is_err() {
-                return Err(anyhow!("invalid value for --tail: {:?}: expected a number or \"all\"", a.tail));
+                return Err(anyhow!(
+                    "invalid value for --tail: {:?}: expected a number or \"all\"",
+                    a.tail
+                ));
             }
             let svc = lookup(client, &a.service).await?;
             let path = format!(
@@ -346,7 +391,14 @@ async fn scale(client: &Client, name: &str, n: u64) -> anyhow::Result<String> {
     spec["Mode"] = json!({ "Replicated": { "Replicas": n } });
     let id = s(&svc, "/ID").to_string();
     client
-        .post(&format!("/services/{}/update?version={}", enc(&id), u(&svc, "/Version/Index")), spec)
+        .post(
+            &format!(
+                "/services/{}/update?version={}",
+                enc(&id),
+                u(&svc, "/Version/Index")
+            ),
+            spec,
+        )
         .await?;
     Ok(id)
 }

@@ -70,14 +70,24 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
         }
         SwarmCmd::JoinToken(a) => {
             let swarm = client.get("/swarm").await?;
-            let key = if a.role == "worker" { "/JoinTokens/Worker" } else { "/JoinTokens/Manager" };
+            let key = if a.role == "worker" {
+                "/JoinTokens/Worker"
+            } else {
+                "/JoinTokens/Manager"
+            };
             let token = s(&swarm, key);
             if a.quiet {
                 println!("{token}");
             } else {
                 let info = client.get("/info").await?;
-                println!("To add a {} to this swarm, run the following command:\n", a.role);
-                println!("    shoal swarm join --token {token} {}\n", s(&info, "/Swarm/NodeAddr"));
+                println!(
+                    "To add a {} to this swarm, run the following command:\n",
+                    a.role
+                );
+                println!(
+                    "    shoal swarm join --token {token} {}\n",
+                    s(&info, "/Swarm/NodeAddr")
+                );
             }
         }
     }

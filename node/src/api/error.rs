@@ -42,7 +42,9 @@ impl From<ProposeError> for ApiError {
     fn from(e: ProposeError) -> Self {
         let status = match &e {
             ProposeError::Rejected(ApplyError::ServiceNameConflict(_)) => StatusCode::CONFLICT,
-            ProposeError::Rejected(ApplyError::AlreadyInitialized) => StatusCode::SERVICE_UNAVAILABLE,
+            ProposeError::Rejected(ApplyError::AlreadyInitialized) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProposeError::Rejected(
                 ApplyError::ServiceNotFound(_) | ApplyError::NodeNotFound(_),
             ) => StatusCode::NOT_FOUND,
@@ -60,7 +62,7 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         match e {
             NodeError::Propose(p) => p.into(),
-            NodeError::AlreadyInSwarm | NodeError::NotInSwarm | NodeError::NotManager => {
+            NodeError::AlreadyInSwarm | NodeError::NotManager => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),

@@ -18,12 +18,15 @@ use crate::runtime::Runtime;
 
 #[derive(Deserialize)]
 pub struct LogsQuery {
-    #[serde(default)]
-    follow: bool,
+    follow: Option<String>,
     /// A number, or "all".
     tail: Option<String>,
-    #[serde(default)]
-    timestamps: bool,
+    timestamps: Option<String>,
+}
+
+/// Docker clients send `1`/`0` as often as `true`/`false`.
+fn flag(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true" | "True" | "yes"))
 }
 
 struct Source {
@@ -93,29 +96,35 @@ pub async fn service_logs(
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
     let m = rt.manager()?;
-    let service_id = m
-        .sm
-        .read()
-        .0
-        .find_service(&id)
-        .map(|s| s.id.clone())
-        .ok_or_else(|| no_such_service(&id))?;
+    let service_id =
+        m.sm.read()
+            .0
+            .find_service(&id)
+            .map(|s| s.id.clone())
+            .ok_or_else(|| no_such_service(&id))?;
     let tail = match q.tail.as_deref() {
         None | Some("all") => None,
         Some(n) => Some(n.parse::<usize>().map_err(|_| {
-            ApiError::bad_request(format!("invalid value for tail: {n:?}: expected a number or \"all\""))
+            ApiError::bad_request(format!(
+                "invalid value for tail: {n:?}: expected a number or \"all\""
+            ))
         })?),
     };
+    let (follow, timestamps) = (flag(&q.follow), flag(&q.timestamps));
     let (tx, rx) = mpsc::channel::<String>(256);
     tokio::spawn(async move {
         let mut known: HashMap<String, Source> = HashMap::new();
         // First pass: what is there now, with --tail applied per task (as docker does).
         for (task_id, prefix) in sources(&rt, &service_id) {
-            let mut src = Source { prefix, offset: 0, partial: String::new() };
+            let mut src = Source {
+                prefix,
+                offset: 0,
+                partial: String::new(),
+            };
             let lines = read_new(&rt, &task_id, &mut src).await;
             let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
             for line in &lines[skip..] {
-                if let Some(out) = render(&src.prefix, line, q.timestamps) {
+                if let Some(out) = render(&src.prefix, line, timestamps) {
                     if tx.send(out).await.is_err() {
                         return;
                     }
@@ -123,7 +132,7 @@ pub async fn service_logs(
             }
             known.insert(task_id, src);
         }
-        if !q.follow {
+        if !follow {
             return;
         }
         loop {
@@ -132,13 +141,21 @@ pub async fn service_logs(
                 return;
             }
             let current = sources(&rt, &service_id);
-            if current.is_empty() && rt.manager().is_ok_and(|m| !m.sm.read().0.services.contains_key(&service_id)) {
+            if current.is_empty()
+                && rt
+                    .manager()
+                    .is_ok_and(|m| !m.sm.read().0.services.contains_key(&service_id))
+            {
                 return;
             }
             for (task_id, prefix) in current {
-                let src = known.entry(task_id.clone()).or_insert(Source { prefix, offset: 0, partial: String::new() });
+                let src = known.entry(task_id.clone()).or_insert(Source {
+                    prefix,
+                    offset: 0,
+                    partial: String::new(),
+                });
                 for line in read_new(&rt, &task_id, src).await {
-                    if let Some(out) = render(&src.prefix, &line, q.timestamps) {
+                    if let Some(out) = render(&src.prefix, &line, timestamps) {
                         if tx.send(out).await.is_err() {
                             return;
                         }

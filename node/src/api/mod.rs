@@ -60,7 +60,10 @@ pub async fn serve(rt: Arc<Runtime>, socket: &Path) -> std::io::Result<()> {
 
 async fn raft_status(rt: &Runtime) -> Option<shoal_actors::raft::RaftStatus> {
     let raft = rt.directory.get::<RaftMsg>("raft")?;
-    match raft.call(RaftMsg::Status, Some(Duration::from_secs(2))).await {
+    match raft
+        .call(RaftMsg::Status, Some(Duration::from_secs(2)))
+        .await
+    {
         Ok(ractor::rpc::CallResult::Success(s)) => Some(s),
         _ => None,
     }
@@ -138,7 +141,10 @@ async fn swarm(State(rt): Rt) -> ApiResult {
     let m = rt.manager()?;
     let guard = m.sm.read();
     let c = guard.0.cluster.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the swarm is still initialising")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the swarm is still initialising",
+        )
     })?;
     Ok(Json(json!({
         "ID": c.id,
@@ -223,11 +229,17 @@ fn no_such_service(id: &str) -> ApiError {
 async fn service(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     let m = rt.manager()?;
     let guard = m.sm.read();
-    let s = guard.0.find_service(&id).ok_or_else(|| no_such_service(&id))?;
+    let s = guard
+        .0
+        .find_service(&id)
+        .ok_or_else(|| no_such_service(&id))?;
     Ok(Json(views::service(s, &guard.0)))
 }
 
-async fn service_create(State(rt): Rt, Json(body): Json<Value>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn service_create(
+    State(rt): Rt,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let m = rt.manager()?;
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
     if m.sm.read().0.service_by_name(&spec.name).is_some() {
@@ -247,7 +259,10 @@ async fn service_create(State(rt): Rt, Json(body): Json<Value>) -> Result<(Statu
     };
     let id = svc.id.clone();
     m.proposer.propose(Command::CreateService(svc)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "ID": id, "Warnings": [] }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "ID": id, "Warnings": [] })),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -263,20 +278,17 @@ async fn service_update(
 ) -> ApiResult {
     let m = rt.manager()?;
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
-    let svc_id = {
-        let guard = m.sm.read();
-        let svc = guard.0.find_service(&id).ok_or_else(|| no_such_service(&id))?;
-        if q.version.is_some_and(|v| v != svc.version) {
-            return Err(ApiError::bad_request(
-                "update out of sequence: the service changed since it was read; inspect it and try again",
-            ));
-        }
-        svc.id.clone()
-    };
+    let svc_id =
+        m.sm.read()
+            .0
+            .find_service(&id)
+            .map(|s| s.id.clone())
+            .ok_or_else(|| no_such_service(&id))?;
     m.proposer
         .propose(Command::UpdateService {
             id: svc_id,
             spec,
+            expected_version: q.version,
             at: Utc::now(),
         })
         .await?;
@@ -285,13 +297,12 @@ async fn service_update(
 
 async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     let m = rt.manager()?;
-    let svc_id = m
-        .sm
-        .read()
-        .0
-        .find_service(&id)
-        .map(|s| s.id.clone())
-        .ok_or_else(|| no_such_service(&id))?;
+    let svc_id =
+        m.sm.read()
+            .0
+            .find_service(&id)
+            .map(|s| s.id.clone())
+            .ok_or_else(|| no_such_service(&id))?;
     m.proposer
         .propose(Command::RemoveService {
             id: svc_id,
@@ -311,7 +322,13 @@ async fn tasks(State(rt): Rt, Query(q): Query<TasksQuery>) -> ApiResult {
     let guard = m.sm.read();
     let state = &guard.0;
     let service_id = match &q.service {
-        Some(s) => Some(state.find_service(s).ok_or_else(|| no_such_service(s))?.id.clone()),
+        Some(s) => Some(
+            state
+                .find_service(s)
+                .ok_or_else(|| no_such_service(s))?
+                .id
+                .clone(),
+        ),
         None => None,
     };
     let list: Vec<Value> = state
@@ -329,11 +346,18 @@ async fn debug_actors(State(rt): Rt) -> ApiResult {
         .names()
         .into_iter()
         .map(|(name, status)| {
-            let heals: Vec<u128> = rt.directory.heal_times(&name).iter().map(|d| d.as_nanos()).collect();
+            let heals: Vec<u128> = rt
+                .directory
+                .heal_times(&name)
+                .iter()
+                .map(|d| d.as_nanos())
+                .collect();
             json!({"Name": name, "Status": format!("{status:?}"), "HealTimesNanos": heals})
         })
         .collect();
-    Ok(Json(json!({ "Actors": list, "Raft": raft_status(&rt).await })))
+    Ok(Json(
+        json!({ "Actors": list, "Raft": raft_status(&rt).await }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -351,7 +375,10 @@ async fn chaos_kill(State(rt): Rt, Json(req): Json<KillRequest>) -> ApiResult {
         ));
     }
     let cell = rt.directory.cell(&req.actor).ok_or_else(|| {
-        ApiError::not_found(format!("no running actor named {:?} (see GET /debug/actors)", req.actor))
+        ApiError::not_found(format!(
+            "no running actor named {:?} (see GET /debug/actors)",
+            req.actor
+        ))
     })?;
     let old = cell.get_id();
     let started = Instant::now();

@@ -129,7 +129,10 @@ pub fn node(n: &Node, leader: Option<&str>) -> Value {
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -172,11 +175,16 @@ fn strings_at(v: &Value, path: &[&str]) -> Result<Vec<String>, String> {
 
 /// Parses a Docker-shaped ServiceSpec, filling docker's defaults.
 pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
-    let name = v.get("Name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = v
+        .get("Name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     validate_name(&name)?;
     let labels: BTreeMap<String, String> = match v.get("Labels") {
         None | Some(Value::Null) => BTreeMap::new(),
-        Some(l) => serde_json::from_value(l.clone()).map_err(|_| "Labels must map strings to strings".to_string())?,
+        Some(l) => serde_json::from_value(l.clone())
+            .map_err(|_| "Labels must map strings to strings".to_string())?,
     };
     if field(v, &["Mode", "Global"]).is_some() {
         return Err("global mode is not supported yet; use replicated mode".into());
@@ -203,8 +211,13 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
         })?,
     };
     let env = strings_at(&tt, &["ContainerSpec", "Env"])?;
-    if let Some(bad) = env.iter().find(|e| e.split_once('=').is_none_or(|(k, _)| k.is_empty())) {
-        return Err(format!("invalid environment variable {bad:?}: expected KEY=VALUE"));
+    if let Some(bad) = env
+        .iter()
+        .find(|e| e.split_once('=').is_none_or(|(k, _)| k.is_empty()))
+    {
+        return Err(format!(
+            "invalid environment variable {bad:?}: expected KEY=VALUE"
+        ));
     }
     Ok(ServiceSpec {
         name,
@@ -217,7 +230,11 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
             env,
             restart_policy: RestartPolicy {
                 condition,
-                delay_ns: u64_at(&tt, &["RestartPolicy", "Delay"], defaults.restart_policy.delay_ns)?,
+                delay_ns: u64_at(
+                    &tt,
+                    &["RestartPolicy", "Delay"],
+                    defaults.restart_policy.delay_ns,
+                )?,
                 max_attempts: u64_at(&tt, &["RestartPolicy", "MaxAttempts"], 0)?,
                 window_ns: u64_at(&tt, &["RestartPolicy", "Window"], 0)?,
             },
@@ -244,17 +261,26 @@ mod tests {
         });
         let spec = parse_service_spec(&v).unwrap();
         assert_eq!(spec.replicas(), 3);
-        assert_eq!(spec.task_template.restart_policy.condition, RestartCondition::OnFailure);
+        assert_eq!(
+            spec.task_template.restart_policy.condition,
+            RestartCondition::OnFailure
+        );
         assert_eq!(parse_service_spec(&service_spec(&spec)).unwrap(), spec);
     }
 
     #[test]
     fn bad_specs_say_what_is_wrong() {
         let no_name = json!({"TaskTemplate": {"ContainerSpec": {"Image": "x"}}});
-        assert!(parse_service_spec(&no_name).unwrap_err().contains("invalid service name"));
+        assert!(parse_service_spec(&no_name)
+            .unwrap_err()
+            .contains("invalid service name"));
         let neg = json!({"Name": "a", "Mode": {"Replicated": {"Replicas": -1}}, "TaskTemplate": {"ContainerSpec": {"Image": "x"}}});
-        assert!(parse_service_spec(&neg).unwrap_err().contains("non-negative"));
+        assert!(parse_service_spec(&neg)
+            .unwrap_err()
+            .contains("non-negative"));
         let no_image = json!({"Name": "a"});
-        assert!(parse_service_spec(&no_image).unwrap_err().contains("image reference"));
+        assert!(parse_service_spec(&no_image)
+            .unwrap_err()
+            .contains("image reference"));
     }
 }

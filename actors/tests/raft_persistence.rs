@@ -1,0 +1,132 @@
+//! The Raft actor over a real sled directory: restarting it (even from a
+//! freshly opened database) keeps its log, commit index and snapshot, and
+//! compaction runs every `snapshot_interval` entries.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ractor::Actor;
+use shoal_actors::command::Command;
+use shoal_actors::leader::{manager_spec, ManagerCtx, Timings};
+use shoal_actors::model::{Availability, Node, NodeRole, NodeState};
+use shoal_actors::raft::{NoPeers, RaftTimings};
+use shoal_actors::supervision::{Directory, Intensity, Supervisor, SupervisorArgs};
+
+fn node(i: usize) -> Node {
+    Node {
+        id: format!("node-{i}"),
+        raft_id: 0,
+        hostname: format!("host-{i}"),
+        role: NodeRole::Worker,
+        availability: Availability::Active,
+        labels: Default::default(),
+        state: NodeState::Unknown,
+        status_message: String::new(),
+        addr: String::new(),
+        drivers: Vec::new(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        version: 0,
+    }
+}
+
+fn open(dir: &std::path::Path) -> sled::Db {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return db,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot reopen sled: {e}"),
+        }
+    }
+}
+
+async fn start(
+    ctx: &Arc<ManagerCtx>,
+) -> (
+    ractor::ActorRef<shoal_actors::supervision::SupervisorMsg>,
+    tokio::task::JoinHandle<()>,
+) {
+    Actor::spawn(
+        None,
+        Supervisor,
+        SupervisorArgs {
+            directory: ctx.directory.clone(),
+            intensity: Intensity::default(),
+            children: vec![manager_spec(ctx, Arc::new(NoPeers))],
+        },
+    )
+    .await
+    .expect("spawn manager")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_restart_keeps_log_commit_and_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let timings = Timings {
+        raft: RaftTimings {
+            snapshot_interval: 25,
+            tick: Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (commit, snapshot, last) = {
+        let db = open(dir.path());
+        let ctx = ManagerCtx::new("n1".into(), 1, &db, Directory::new(), timings).expect("ctx");
+        ctx.log.bootstrap(vec![1]).expect("bootstrap");
+        let (root, handle) = start(&ctx).await;
+        for i in 0..60 {
+            ctx.proposer
+                .propose(Command::UpsertNode(node(i)))
+                .await
+                .expect("propose");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ctx.log.snapshot_index() == 0 {
+            assert!(Instant::now() < deadline, "log was never compacted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            ctx.log.first_index() > 1,
+            "compaction dropped the old entries"
+        );
+        assert_eq!(ctx.sm.read().0.nodes.len(), 60);
+        root.stop(None);
+        handle.await.expect("stopped");
+        ctx.log.flush().await.expect("flush");
+        let r = (
+            ctx.log.hard_state().commit,
+            ctx.log.snapshot_index(),
+            ctx.log.last_index(),
+        );
+        drop(ctx);
+        drop(db);
+        r
+    };
+    assert!(commit >= 60 && snapshot >= 25 && last >= commit);
+
+    // A new process would do exactly this: open the directory and start over.
+    let db = open(dir.path());
+    let ctx = ManagerCtx::new("n1".into(), 1, &db, Directory::new(), timings).expect("ctx");
+    assert!(ctx.log.is_initialized());
+    assert_eq!(ctx.log.snapshot_index(), snapshot);
+    assert_eq!(ctx.log.hard_state().commit, commit);
+    assert_eq!(ctx.log.last_index(), last);
+    assert_eq!(ctx.sm.read().0.nodes.len(), 60, "state machine reloaded");
+    assert!(ctx.sm.applied().index >= snapshot);
+
+    let (root, handle) = start(&ctx).await;
+    ctx.proposer
+        .propose(Command::UpsertNode(node(60)))
+        .await
+        .expect("propose after restart");
+    assert_eq!(ctx.sm.read().0.nodes.len(), 61);
+    assert!(ctx.log.hard_state().commit > commit);
+    root.stop(None);
+    handle.await.expect("stopped");
+}

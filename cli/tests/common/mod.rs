@@ -1,0 +1,252 @@
+//! Test harness: real `shoal daemon` processes in temporary directories,
+//! killed (with every task they started) when the test ends, pass or fail.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn shoal_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_shoal"))
+}
+
+/// The workload program, built by the same `cargo test --workspace` run.
+pub fn echo_bin() -> PathBuf {
+    let p = shoal_bin().with_file_name("shoal-echo");
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with --workspace",
+        p.display()
+    );
+    p
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub host: String,
+    args: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("shoal-e2e")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("shoal.sock");
+        let mut d = Daemon {
+            child: None,
+            host: format!("unix://{}", socket.display()),
+            socket,
+            dir,
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .expect("daemon log");
+        let child = Command::new(shoal_bin())
+            .arg("-H")
+            .arg(&self.host)
+            .arg("daemon")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--hostname")
+            .arg("node-1")
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start shoal daemon");
+        self.child = Some(child);
+        wait_for("the daemon to answer", Duration::from_secs(20), || {
+            self.api("GET", "/_ping", None)
+                .is_some_and(|(code, _)| code == 200)
+        });
+    }
+
+    /// kill -9 the daemon (its tasks die with it) and start it again on the same data.
+    pub fn kill9_and_restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn shoal(&self, args: &[&str]) -> Output {
+        Command::new(shoal_bin())
+            .args(args)
+            .env("SHOAL_HOST", &self.host)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run shoal")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.shoal(args);
+        assert!(
+            out.status.success(),
+            "shoal {args:?} failed: {}{}\n--- daemon log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.shoal(args);
+        assert!(
+            !out.status.success(),
+            "shoal {args:?} should have failed but printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `--format json` output, one object a line.
+    pub fn rows(&self, args: &[&str]) -> Vec<Value> {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        self.ok(&a)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json row"))
+            .collect()
+    }
+
+    /// A raw control-API request: (status, parsed body).
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> Option<(u16, Value)> {
+        let mut s = UnixStream::connect(&self.socket).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+        let body = body.unwrap_or("");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        let code = resp.split(' ').nth(1)?.parse().ok()?;
+        let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        Some((
+            code,
+            serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+        ))
+    }
+
+    pub fn tasks(&self, service: &str) -> Vec<Value> {
+        let (code, v) = self
+            .api("GET", &format!("/tasks?service={service}"), None)
+            .expect("tasks");
+        assert_eq!(code, 200, "{v}");
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
+            eprintln!("--- daemon log ({}) ---\n{log}", self.dir.path().display());
+        }
+    }
+}
+
+/// Polls `cond` until it holds; panics after `limit` (a hang, not a timing target).
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Pids of live processes whose command line contains `token`.
+pub fn pids_with(token: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline"))
+            .unwrap_or_default();
+        let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
+            .unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
+        if !zombie && String::from_utf8_lossy(&cmdline).contains(token) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A token unique to this test run, passed to the workload so its processes can be found.
+pub fn token(name: &str) -> String {
+    format!("e2e-{name}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+/// Running / total tasks that want to run, from `service ps --format json`.
+pub fn running(d: &Daemon, service: &str) -> usize {
+    d.rows(&["service", "ps", service])
+        .iter()
+        .filter(|r| {
+            r["DesiredState"] == "Running"
+                && r["CurrentState"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Running"))
+        })
+        .count()
+}
