@@ -25,6 +25,17 @@ pub struct NodeDescription {
     pub drivers: Vec<DriverInfo>,
 }
 
+/// How the dispatcher reaches an agent: a local actor, or a proxy to a remote node.
+pub trait AgentLink: Send + Sync + 'static {
+    fn send(&self, msg: AgentMsg);
+}
+
+impl AgentLink for ActorRef<AgentMsg> {
+    fn send(&self, msg: AgentMsg) {
+        let _ = self.send_message(msg);
+    }
+}
+
 /// How an agent reaches the current dispatcher.
 pub trait DispatcherLink: Send + Sync + 'static {
     fn current(&self) -> Option<ActorRef<DispatcherMsg>>;
@@ -40,11 +51,11 @@ impl DispatcherLink for Directory {
 pub enum DispatcherMsg {
     Register {
         node: NodeDescription,
-        agent: ActorRef<AgentMsg>,
+        agent: Arc<dyn AgentLink>,
     },
     Heartbeat {
         node_id: String,
-        agent: ActorRef<AgentMsg>,
+        agent: Arc<dyn AgentLink>,
     },
     Status {
         node_id: String,
@@ -55,7 +66,8 @@ pub enum DispatcherMsg {
 }
 
 struct Session {
-    agent: ActorRef<AgentMsg>,
+    /// `None` until the node registers with this dispatcher.
+    agent: Option<Arc<dyn AgentLink>>,
     last_seen: Instant,
 }
 
@@ -82,7 +94,9 @@ impl DispatcherState {
                 .cloned()
                 .collect()
         };
-        let _ = session.agent.send_message(AgentMsg::Assignments(tasks));
+        if let Some(agent) = &session.agent {
+            agent.send(AgentMsg::Assignments(tasks));
+        }
     }
 
     async fn propose(&self, cmd: Command) {
@@ -104,10 +118,27 @@ impl Actor for Dispatcher {
     ) -> Result<DispatcherState, ActorProcessingErr> {
         crate::events::forward(&ctx.events, myself.clone(), DispatcherMsg::Store);
         myself.send_interval(ctx.timings.dispatcher_heartbeat, || DispatcherMsg::Tick);
-        Ok(DispatcherState {
-            ctx,
-            sessions: HashMap::new(),
-        })
+        // A new leader gives every node that was ready the same grace period
+        // to register with it; those that do not are declared down.
+        let now = Instant::now();
+        let sessions = ctx
+            .sm
+            .read()
+            .0
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Ready)
+            .map(|n| {
+                (
+                    n.id.clone(),
+                    Session {
+                        agent: None,
+                        last_seen: now,
+                    },
+                )
+            })
+            .collect();
+        Ok(DispatcherState { ctx, sessions })
     }
 
     async fn handle(
@@ -121,7 +152,7 @@ impl Actor for Dispatcher {
                 let existing = st.ctx.sm.read().0.nodes.get(&node.node_id).cloned();
                 let Some(mut n) = existing else {
                     tracing::warn!(node = %node.node_id, "registration from a node not in the swarm");
-                    let _ = agent.send_message(AgentMsg::SessionRejected);
+                    agent.send(AgentMsg::SessionRejected);
                     return Ok(());
                 };
                 let now = Utc::now();
@@ -142,17 +173,15 @@ impl Actor for Dispatcher {
                 st.sessions.insert(
                     node.node_id.clone(),
                     Session {
-                        agent,
+                        agent: Some(agent),
                         last_seen: Instant::now(),
                     },
                 );
                 st.push_assignments(&node.node_id);
             }
             DispatcherMsg::Heartbeat { node_id, agent } => match st.sessions.get_mut(&node_id) {
-                Some(s) => s.last_seen = Instant::now(),
-                None => {
-                    let _ = agent.send_message(AgentMsg::SessionRejected);
-                }
+                Some(s) if s.agent.is_some() => s.last_seen = Instant::now(),
+                _ => agent.send(AgentMsg::SessionRejected),
             },
             DispatcherMsg::Status { updates, .. } => {
                 let updates = updates

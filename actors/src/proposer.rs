@@ -77,6 +77,9 @@ impl Proposer {
             Ok(ractor::rpc::CallResult::Success(Err(ProposeRefused::NotLeader { leader }))) => {
                 return Err(ProposeError::NotLeader { leader })
             }
+            Ok(ractor::rpc::CallResult::Success(Err(ProposeRefused::Busy))) => {
+                return Err(ProposeError::NoLeader)
+            }
             Ok(ractor::rpc::CallResult::Timeout) => return Err(ProposeError::Timeout),
             _ => return Err(ProposeError::NoLeader),
         };

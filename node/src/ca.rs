@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use rand::Rng;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::KeyPair;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,19 +27,33 @@ pub struct RootCa {
 impl RootCa {
     pub fn generate() -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "shoal-swarm-ca");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_after = rcgen::date_time_ymd(2046, 1, 1);
-        let cert = params.self_signed(&key)?;
+        let cert = crate::certs::ca_params()?.self_signed(&key)?;
         Ok(RootCa {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
             key_pem: key.serialize_pem(),
         })
+    }
+
+    /// Reads a CA written by `save`.
+    pub fn load(dir: &Path) -> Result<Self, CaError> {
+        let cert_pem = std::fs::read_to_string(dir.join("ca.crt"))?;
+        let key_pem = std::fs::read_to_string(dir.join("ca.key"))?;
+        let cert_der = crate::transport::tls::pem_certs(&cert_pem)
+            .into_iter()
+            .next()
+            .map(|c| c.to_vec())
+            .ok_or_else(|| std::io::Error::other("ca.crt holds no certificate"))?;
+        Ok(RootCa {
+            cert_pem,
+            cert_der,
+            key_pem,
+        })
+    }
+
+    /// The token digest: base-36 SHA-256 of the CA certificate.
+    pub fn digest(&self) -> String {
+        ca_digest(&self.cert_der)
     }
 
     /// Writes the CA into `dir` (the key readable by the owner only).
@@ -59,9 +73,13 @@ impl RootCa {
     }
 
     pub fn join_token(&self) -> String {
-        let digest = Sha256::digest(&self.cert_der);
-        format!("SWMTKN-1-{}-{}", base36(&digest, 50), random_secret())
+        format!("SWMTKN-1-{}-{}", self.digest(), random_secret())
     }
+}
+
+/// base-36 SHA-256 of a CA certificate's DER, 50 digits, as in join tokens.
+pub fn ca_digest(der: &[u8]) -> String {
+    base36(&Sha256::digest(der), 50)
 }
 
 fn random_secret() -> String {

@@ -9,6 +9,11 @@ pub struct Identity {
     pub node_id: String,
     pub raft_id: u64,
     pub manager: bool,
+    #[serde(default)]
+    pub cluster_id: String,
+    /// Managers' addresses as last known: where a restarted node reconnects.
+    #[serde(default)]
+    pub managers: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

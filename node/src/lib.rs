@@ -4,8 +4,11 @@
 
 pub mod api;
 pub mod ca;
+pub mod certs;
+pub mod cluster;
 pub mod daemon;
 pub mod driver;
 pub mod identity;
 pub mod logs;
 pub mod runtime;
+pub mod transport;

@@ -1,34 +1,58 @@
-//! One node: its data directory, its actor tree, and the swarm roles it runs.
+//! One node: its data directory, its actor tree, its transport, and the
+//! swarm roles it runs.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use parking_lot::RwLock;
 use ractor::ActorRef;
+use shoal_actors::codec;
 use shoal_actors::command::Command;
-use shoal_actors::dispatcher::NodeDescription;
+use shoal_actors::dispatcher::{DispatcherMsg, NodeDescription};
 use shoal_actors::driver::Drivers;
 use shoal_actors::leader::{manager_spec, worker_spec, ManagerCtx, Timings};
 use shoal_actors::model::{
     new_id, Availability, Cluster, ClusterSpec, JoinTokens, Node, NodeRole, NodeState,
 };
 use shoal_actors::proposer::ProposeError;
-use shoal_actors::raft::NoPeers;
-use shoal_actors::supervision::{Directory, Intensity, Supervisor, SupervisorArgs, SupervisorMsg};
+use shoal_actors::raft::{ProposeRefused, RaftMsg};
+use shoal_actors::supervision::{
+    ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
+};
 
 use crate::ca::RootCa;
+use crate::certs::NodeCert;
+use crate::cluster::inbound::ClusterInbound;
+use crate::cluster::net::{
+    ClusterLink, DispatcherProxy, ProxyArgs, RaftNet, RemoteAgent, TransportSlot, PROXY_NAME,
+};
+use crate::cluster::wire::{Joined, Request, Response, ToDispatcher};
 use crate::driver::ProcessDriver;
 use crate::identity::{self, Identity};
+use crate::transport::tls::TlsIdentity;
+use crate::transport::{Transport, TransportConfig};
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub hostname: String,
-    pub advertise_addr: String,
+    pub listen_addr: SocketAddr,
+    /// What peers dial; the listen address when not given.
+    pub advertise_addr: Option<String>,
     pub enable_chaos: bool,
     pub timings: Timings,
+    pub cert_validity: Duration,
+}
+
+impl NodeConfig {
+    pub fn advertise(&self) -> String {
+        self.advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.listen_addr.to_string())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +63,12 @@ pub enum NodeError {
     NotManager,
     #[error("{0}")]
     Propose(#[from] ProposeError),
+    #[error("invalid join token: {0}")]
+    BadToken(String),
+    #[error("{message}")]
+    Remote { status: u16, message: String },
+    #[error("cannot reach {0}: {1}")]
+    Unreachable(String, String),
     #[error("cannot open the data directory: {0}")]
     Sled(#[from] sled::Error),
     #[error(transparent)]
@@ -49,8 +79,25 @@ pub enum NodeError {
     Log(#[from] shoal_actors::raft::LogError),
     #[error(transparent)]
     Open(#[from] shoal_actors::leader::ManagerOpenError),
+    #[error("cluster transport: {0}")]
+    Transport(#[from] crate::transport::TransportError),
     #[error("the node's actor tree is not running: {0}")]
     Actors(String),
+}
+
+impl From<Result<(), NodeError>> for Response {
+    fn from(r: Result<(), NodeError>) -> Self {
+        match r {
+            Ok(()) => Response::Done,
+            Err(e) => {
+                let api = crate::api::ApiError::from(e);
+                Response::Error {
+                    status: api.status.as_u16(),
+                    message: api.message,
+                }
+            }
+        }
+    }
 }
 
 pub struct Runtime {
@@ -61,19 +108,26 @@ pub struct Runtime {
     pub process: Arc<ProcessDriver>,
     identity: RwLock<Option<Identity>>,
     manager: RwLock<Option<Arc<ManagerCtx>>>,
+    raft_net: RwLock<Option<Arc<RaftNet>>>,
+    transport: TransportSlot,
+    managers: Arc<RwLock<Vec<String>>>,
     root: ActorRef<SupervisorMsg>,
-    /// Serialises `swarm init` against itself.
+    /// Serialises `swarm init` and `swarm join`.
     init_lock: tokio::sync::Mutex<()>,
+}
+
+fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
+    identity::IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+    .into()
 }
 
 impl Runtime {
     pub async fn start(config: NodeConfig) -> Result<Arc<Self>, NodeError> {
-        std::fs::create_dir_all(config.data_dir.join("logs")).map_err(|source| {
-            identity::IdentityError::Io {
-                path: config.data_dir.clone(),
-                source,
-            }
-        })?;
+        std::fs::create_dir_all(config.data_dir.join("logs"))
+            .map_err(|e| io_err(&config.data_dir, e))?;
         let db = sled::Config::new()
             .path(config.data_dir.join("state.db"))
             .open()?;
@@ -101,12 +155,17 @@ impl Runtime {
             process,
             identity: RwLock::new(identity.clone()),
             manager: RwLock::new(None),
+            raft_net: RwLock::new(None),
+            transport: Arc::new(RwLock::new(None)),
+            managers: Arc::new(RwLock::new(Vec::new())),
             root,
             init_lock: tokio::sync::Mutex::new(()),
         });
         if let Some(id) = identity {
             tracing::info!(node = %id.node_id, "rejoining the swarm from the data directory");
-            rt.start_roles(&id).await?;
+            rt.start_transport(&id)?;
+            rt.start_manager(&id).await?;
+            rt.start_worker(&id).await?;
         }
         Ok(rt)
     }
@@ -117,25 +176,25 @@ impl Runtime {
 
     pub fn manager(&self) -> Result<Arc<ManagerCtx>, NodeError> {
         match (&*self.identity.read(), &*self.manager.read()) {
-            (None, _) => Err(NodeError::NotManager),
             (Some(_), Some(m)) => Ok(m.clone()),
-            (Some(_), None) => Err(NodeError::NotManager),
+            _ => Err(NodeError::NotManager),
         }
+    }
+
+    pub fn raft_net(&self) -> Option<Arc<RaftNet>> {
+        self.raft_net.read().clone()
     }
 
     pub fn node_description(&self, node_id: &str) -> NodeDescription {
         NodeDescription {
             node_id: node_id.to_string(),
             hostname: self.config.hostname.clone(),
-            addr: self.config.advertise_addr.clone(),
+            addr: self.config.advertise(),
             drivers: self.drivers.values().map(|d| d.info()).collect(),
         }
     }
 
-    async fn start_child(
-        &self,
-        spec: shoal_actors::supervision::ChildSpec,
-    ) -> Result<(), NodeError> {
+    async fn start_child(&self, spec: ChildSpec) -> Result<(), NodeError> {
         let r = self
             .root
             .call(
@@ -151,57 +210,120 @@ impl Runtime {
         }
     }
 
-    async fn start_roles(&self, id: &Identity) -> Result<(), NodeError> {
-        self.start_manager(id).await?;
-        self.start_worker(id).await
+    fn certs_dir(&self) -> PathBuf {
+        self.config.data_dir.join("certs")
     }
 
-    async fn start_manager(&self, id: &Identity) -> Result<(), NodeError> {
+    fn ca_dir(&self) -> PathBuf {
+        self.config.data_dir.join("ca")
+    }
+
+    /// Binds the QUIC endpoint with this node's certificate.
+    fn start_transport(self: &Arc<Self>, id: &Identity) -> Result<(), NodeError> {
+        let cert = NodeCert::load(&self.certs_dir())?;
+        let ca_pem = std::fs::read_to_string(self.ca_dir().join("ca.crt"))
+            .map_err(|e| io_err(&self.ca_dir(), e))?;
+        let tls = TlsIdentity {
+            ca_pem,
+            chain_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+        };
+        let inbound = Arc::new(ClusterInbound(Arc::downgrade(self)));
+        let t = Transport::bind(
+            self.config.listen_addr,
+            &tls,
+            TransportConfig::default(),
+            inbound,
+        )?;
+        tracing::info!(addr = %self.config.listen_addr, "cluster transport listening");
+        *self.transport.write() = Some(t);
+        let mut managers = id.managers.clone();
         if id.manager {
-            let ctx = ManagerCtx::new(
-                id.node_id.clone(),
-                id.raft_id,
-                &self.db,
-                self.directory.clone(),
-                self.config.timings,
-            )?;
-            if !ctx.log.is_initialized() {
-                ctx.log.bootstrap(vec![id.raft_id])?;
-            }
-            *self.manager.write() = Some(ctx.clone());
-            self.start_child(manager_spec(&ctx, Arc::new(NoPeers)))
-                .await?;
+            let own = self.config.advertise();
+            managers.retain(|m| *m != own);
+            managers.insert(0, own);
         }
+        *self.managers.write() = managers;
         Ok(())
     }
 
+    async fn start_manager(&self, id: &Identity) -> Result<(), NodeError> {
+        if !id.manager {
+            return Ok(());
+        }
+        let ctx = ManagerCtx::new(
+            id.node_id.clone(),
+            id.raft_id,
+            &self.db,
+            self.directory.clone(),
+            self.config.timings,
+        )?;
+        let net = Arc::new(RaftNet {
+            raft_id: id.raft_id,
+            own_addr: self.config.advertise(),
+            transport: self.transport.clone(),
+            sm: ctx.sm.clone(),
+            book: RwLock::new(Default::default()),
+        });
+        *self.raft_net.write() = Some(net.clone());
+        *self.manager.write() = Some(ctx.clone());
+        self.start_child(manager_spec(&ctx, net)).await
+    }
+
     async fn start_worker(&self, id: &Identity) -> Result<(), NodeError> {
+        self.start_child(ChildSpec::new(
+            PROXY_NAME,
+            Restart::Permanent,
+            DispatcherProxy,
+            ProxyArgs {
+                transport: self.transport.clone(),
+                own_addr: self.config.advertise(),
+                managers: self.managers.clone(),
+            },
+        ))
+        .await?;
         self.start_child(worker_spec(
             self.node_description(&id.node_id),
             self.drivers.clone(),
             self.directory.clone(),
-            self.directory.clone(),
+            Arc::new(ClusterLink(self.directory.clone())),
             self.config.timings.dispatcher_heartbeat,
         ))
         .await
     }
 
+    fn save_identity(&self, id: &Identity) -> Result<(), NodeError> {
+        identity::save(&self.config.data_dir, id)?;
+        *self.identity.write() = Some(id.clone());
+        Ok(())
+    }
+
     /// `swarm init`: a new cluster with this node as its only manager.
-    pub async fn init_swarm(&self, spec: ClusterSpec) -> Result<String, NodeError> {
+    pub async fn init_swarm(self: &Arc<Self>, spec: ClusterSpec) -> Result<String, NodeError> {
         let _guard = self.init_lock.lock().await;
         if self.identity.read().is_some() {
             return Err(NodeError::AlreadyInSwarm);
         }
         let ca = RootCa::generate()?;
-        ca.save(&self.config.data_dir.join("ca"))?;
+        ca.save(&self.ca_dir())?;
+        let cluster_id = new_id();
         let id = Identity {
             node_id: new_id(),
             raft_id: rand::random::<u64>().max(1),
             manager: true,
+            cluster_id: cluster_id.clone(),
+            managers: vec![self.config.advertise()],
         };
+        ca.issue(
+            &cluster_id,
+            &id.node_id,
+            NodeRole::Manager,
+            self.config.cert_validity,
+        )?
+        .save(&self.certs_dir())?;
         let now = Utc::now();
         let cluster = Cluster {
-            id: new_id(),
+            id: cluster_id,
             spec,
             join_tokens: JoinTokens {
                 worker: ca.join_token(),
@@ -212,12 +334,31 @@ impl Runtime {
             updated_at: now,
             version: 0,
         };
-        let desc = self.node_description(&id.node_id);
-        let node = Node {
+        let node = self.new_node(&id, NodeRole::Manager, self.node_description(&id.node_id));
+        // The identity is written first, so that a restart finds the Raft log
+        // this node is about to create. (A crash before InitCluster commits
+        // leaves a manager without a cluster: remove the data dir and init again.)
+        self.save_identity(&id)?;
+        self.start_transport(&id)?;
+        let ctx_log = shoal_actors::raft::LogStore::open(&self.db)?;
+        ctx_log.bootstrap(vec![id.raft_id])?;
+        self.start_manager(&id).await?;
+        self.manager()?
+            .proposer
+            .propose(Command::InitCluster { cluster, node })
+            .await?;
+        self.start_worker(&id).await?;
+        tracing::info!(node = %id.node_id, "swarm initialised");
+        Ok(id.node_id)
+    }
+
+    fn new_node(&self, id: &Identity, role: NodeRole, desc: NodeDescription) -> Node {
+        let now = Utc::now();
+        Node {
             id: id.node_id.clone(),
             raft_id: id.raft_id,
             hostname: desc.hostname,
-            role: NodeRole::Manager,
+            role,
             availability: Availability::Active,
             labels: Default::default(),
             state: NodeState::Unknown,
@@ -227,19 +368,350 @@ impl Runtime {
             created_at: now,
             updated_at: now,
             version: 0,
+        }
+    }
+
+    /// `swarm join`: ask a manager for a place in its swarm.
+    pub async fn join_swarm(
+        self: &Arc<Self>,
+        token: &str,
+        remote: &str,
+    ) -> Result<String, NodeError> {
+        let _guard = self.init_lock.lock().await;
+        if self.identity.read().is_some() {
+            return Err(NodeError::AlreadyInSwarm);
+        }
+        let digest = token_digest(token)?;
+        let remote_addr: SocketAddr = remote
+            .parse()
+            .map_err(|_| NodeError::Unreachable(remote.into(), "not an IP:PORT address".into()))?;
+        let desc = self.node_description("");
+        let req = Request::Join {
+            token: token.to_string(),
+            hostname: desc.hostname,
+            addr: desc.addr,
+            drivers: desc.drivers,
         };
-        // The identity is written first, so that a restart finds the Raft log
-        // this node is about to create. (A crash before InitCluster commits
-        // leaves a manager without a cluster: remove the data dir and init again.)
-        identity::save(&self.config.data_dir, &id)?;
-        *self.identity.write() = Some(id.clone());
+        let bytes = codec::encode(&req).map_err(|e| NodeError::Actors(e.to_string()))?;
+        let bind = SocketAddr::new(self.config.listen_addr.ip(), 0);
+        let answer = crate::transport::anonymous_request(bind, remote_addr, &digest, &bytes)
+            .await
+            .map_err(|e| NodeError::Unreachable(remote.into(), e.to_string()))?;
+        let joined = match codec::decode::<Response>(&answer) {
+            Ok(Response::Joined(j)) => *j,
+            Ok(Response::Error { status, message }) => {
+                return Err(NodeError::Remote { status, message })
+            }
+            _ => {
+                return Err(NodeError::Unreachable(
+                    remote.into(),
+                    "unexpected answer".into(),
+                ))
+            }
+        };
+        let ca_dir = self.ca_dir();
+        std::fs::create_dir_all(&ca_dir).map_err(|e| io_err(&ca_dir, e))?;
+        std::fs::write(ca_dir.join("ca.crt"), &joined.ca_cert_pem)
+            .map_err(|e| io_err(&ca_dir, e))?;
+        if let Some(key) = &joined.ca_key_pem {
+            let ca = RootCa {
+                cert_pem: joined.ca_cert_pem.clone(),
+                cert_der: Vec::new(),
+                key_pem: key.clone(),
+            };
+            ca.save(&ca_dir)?;
+        }
+        NodeCert {
+            cert_pem: joined.cert_pem.clone(),
+            key_pem: joined.key_pem.clone(),
+        }
+        .save(&self.certs_dir())?;
+        let id = Identity {
+            node_id: joined.node_id.clone(),
+            raft_id: joined.raft_id,
+            manager: joined.role == NodeRole::Manager,
+            cluster_id: joined.cluster_id.clone(),
+            managers: joined.managers.clone(),
+        };
+        self.save_identity(&id)?;
+        self.start_transport(&id)?;
         self.start_manager(&id).await?;
-        self.manager()?
-            .proposer
-            .propose(Command::InitCluster { cluster, node })
-            .await?;
         self.start_worker(&id).await?;
-        tracing::info!(node = %id.node_id, "swarm initialised");
+        tracing::info!(node = %id.node_id, role = ?joined.role, "joined the swarm");
         Ok(id.node_id)
+    }
+
+    /// On a manager: admit a node that presented a join token.
+    pub async fn handle_join(
+        &self,
+        token: &str,
+        hostname: String,
+        addr: String,
+        drivers: Vec<shoal_actors::model::DriverInfo>,
+    ) -> Response {
+        self.admit(token, hostname, addr, drivers)
+            .await
+            .unwrap_or_else(|e| match Response::from(Err(e)) {
+                Response::Error { status, message } => Response::Error { status, message },
+                other => other,
+            })
+    }
+
+    async fn admit(
+        &self,
+        token: &str,
+        hostname: String,
+        addr: String,
+        drivers: Vec<shoal_actors::model::DriverInfo>,
+    ) -> Result<Response, NodeError> {
+        let m = self.manager()?;
+        let (cluster, managers) = {
+            let guard = m.sm.read();
+            let cluster = guard.0.cluster.clone().ok_or(NodeError::NotManager)?;
+            let managers: Vec<String> = guard
+                .0
+                .nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Manager)
+                .map(|n| n.addr.clone())
+                .collect();
+            (cluster, managers)
+        };
+        let role = if token == cluster.join_tokens.manager {
+            NodeRole::Manager
+        } else if token == cluster.join_tokens.worker {
+            NodeRole::Worker
+        } else {
+            return Err(NodeError::BadToken(
+                "the token is not this swarm's (it may have been rotated); ask a manager for `shoal swarm join-token`".into(),
+            ));
+        };
+        let ca = RootCa::load(&self.ca_dir())?;
+        let id = Identity {
+            node_id: new_id(),
+            raft_id: rand::random::<u64>().max(1),
+            manager: role == NodeRole::Manager,
+            cluster_id: cluster.id.clone(),
+            managers: managers.clone(),
+        };
+        let cert = ca.issue(&cluster.id, &id.node_id, role, self.config.cert_validity)?;
+        let node = self.new_node(
+            &id,
+            role,
+            NodeDescription {
+                node_id: id.node_id.clone(),
+                hostname,
+                addr,
+                drivers,
+            },
+        );
+        self.propose(Command::UpsertNode(node)).await?;
+        if role == NodeRole::Manager {
+            self.add_voter(id.raft_id).await?;
+        }
+        Ok(Response::Joined(Box::new(Joined {
+            node_id: id.node_id,
+            raft_id: id.raft_id,
+            role,
+            cluster_id: cluster.id,
+            ca_cert_pem: ca.cert_pem.clone(),
+            ca_key_pem: (role == NodeRole::Manager).then(|| ca.key_pem.clone()),
+            cert_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+            managers,
+        })))
+    }
+
+    /// The address of the node with this Raft id, from the replicated state.
+    fn addr_of_raft(&self, raft_id: u64) -> Option<String> {
+        let m = self.manager().ok()?;
+        let guard = m.sm.read();
+        guard
+            .0
+            .nodes
+            .values()
+            .find(|n| n.raft_id == raft_id)
+            .map(|n| n.addr.clone())
+    }
+
+    async fn forward(&self, leader: u64, req: &Request) -> Result<(), NodeError> {
+        let addr = self
+            .addr_of_raft(leader)
+            .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
+        let t = self
+            .transport
+            .read()
+            .clone()
+            .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
+        let sock: SocketAddr = addr
+            .parse()
+            .map_err(|_| NodeError::Unreachable(addr.clone(), "bad address".into()))?;
+        let bytes = codec::encode(req).map_err(|e| NodeError::Actors(e.to_string()))?;
+        let answer = t
+            .request(sock, &bytes)
+            .await
+            .map_err(|e| NodeError::Unreachable(addr.clone(), e.to_string()))?;
+        match codec::decode::<Response>(&answer) {
+            Ok(Response::Done) => Ok(()),
+            Ok(Response::Error { status, message }) => Err(NodeError::Remote { status, message }),
+            _ => Err(NodeError::Unreachable(addr, "unexpected answer".into())),
+        }
+    }
+
+    /// A write, proposed here or forwarded to the leader. While leadership
+    /// moves (a leader that died is still named until the election ends),
+    /// it retries until the propose timeout.
+    pub async fn propose(&self, cmd: Command) -> Result<(), NodeError> {
+        let m = self.manager()?;
+        let deadline = Instant::now() + m.timings.propose_timeout;
+        loop {
+            let result = match m.proposer.propose(cmd.clone()).await {
+                Err(ProposeError::NotLeader { leader: Some(l) }) => {
+                    self.forward(l, &Request::Propose(Box::new(cmd.clone()))).await
+                }
+                other => other.map_err(NodeError::from),
+            };
+            match result {
+                Err(NodeError::Unreachable(..)) | Err(NodeError::Remote { status: 503, .. })
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(NodeError::Unreachable(..)) => return Err(ProposeError::NoLeader.into()),
+                other => return other,
+            }
+        }
+    }
+
+    /// A write forwarded to this node: it must lead.
+    pub async fn propose_here(&self, cmd: Command) -> Result<(), NodeError> {
+        Ok(self.manager()?.proposer.propose(cmd).await?)
+    }
+
+    async fn add_voter(&self, raft_id: u64) -> Result<(), NodeError> {
+        match self.add_voter_here(raft_id).await {
+            Err(NodeError::Propose(ProposeError::NotLeader { leader: Some(l) })) => {
+                self.forward(l, &Request::AddVoter(raft_id)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Makes `raft_id` a voter; returns once the change is applied here.
+    pub async fn add_voter_here(&self, raft_id: u64) -> Result<(), NodeError> {
+        let m = self.manager()?;
+        let change = raft::prelude::ConfChange {
+            change_type: raft::prelude::ConfChangeType::AddNode,
+            node_id: raft_id,
+            ..Default::default()
+        };
+        let deadline = Instant::now() + m.timings.propose_timeout;
+        let index = loop {
+            let raft = self
+                .directory
+                .get::<RaftMsg>("raft")
+                .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
+            let answer = raft
+                .call(
+                    |reply| RaftMsg::ProposeConfChange {
+                        change: change.clone(),
+                        reply,
+                    },
+                    Some(m.timings.propose_timeout),
+                )
+                .await;
+            match answer {
+                Ok(ractor::rpc::CallResult::Success(Ok(index))) => break index,
+                Ok(ractor::rpc::CallResult::Success(Err(ProposeRefused::NotLeader { leader }))) => {
+                    return Err(ProposeError::NotLeader { leader }.into())
+                }
+                Ok(ractor::rpc::CallResult::Success(Err(ProposeRefused::Busy)))
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => return Err(ProposeError::Timeout.into()),
+            }
+        };
+        while m.sm.applied().index < index {
+            if Instant::now() > deadline {
+                return Err(ProposeError::Timeout.into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// An agent's message for the dispatcher: delivered here if this node
+    /// leads, relayed to the leader otherwise.
+    pub async fn to_dispatcher(&self, m: ToDispatcher) -> Response {
+        if let Some(d) = self.directory.get::<DispatcherMsg>("dispatcher") {
+            let agent = |addr: &str| -> Arc<dyn shoal_actors::dispatcher::AgentLink> {
+                Arc::new(RemoteAgent {
+                    transport: self.transport.clone(),
+                    addr: addr.to_string(),
+                })
+            };
+            let msg = match m {
+                ToDispatcher::Register {
+                    node_id,
+                    hostname,
+                    addr,
+                    drivers,
+                } => DispatcherMsg::Register {
+                    agent: agent(&addr),
+                    node: NodeDescription {
+                        node_id,
+                        hostname,
+                        addr,
+                        drivers,
+                    },
+                },
+                ToDispatcher::Heartbeat { node_id, addr } => DispatcherMsg::Heartbeat {
+                    node_id,
+                    agent: agent(&addr),
+                },
+                ToDispatcher::Status { node_id, updates } => {
+                    DispatcherMsg::Status { node_id, updates }
+                }
+            };
+            let _ = d.send_message(msg);
+            return Response::Done;
+        }
+        let leader = match self.raft_leader().await {
+            Some(l) => l,
+            None => {
+                return Response::Error {
+                    status: 503,
+                    message: ProposeError::NoLeader.to_string(),
+                }
+            }
+        };
+        self.forward(leader, &Request::Dispatcher(m)).await.into()
+    }
+
+    /// The Raft id of the leader this manager knows of.
+    pub async fn raft_leader(&self) -> Option<u64> {
+        let raft = self.directory.get::<RaftMsg>("raft")?;
+        match raft
+            .call(RaftMsg::Status, Some(Duration::from_secs(2)))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(s)) if s.leader_id != 0 => Some(s.leader_id),
+            _ => None,
+        }
+    }
+}
+
+/// The CA digest inside a `SWMTKN-1-<digest>-<secret>` token.
+fn token_digest(token: &str) -> Result<String, NodeError> {
+    let parts: Vec<&str> = token.split('-').collect();
+    match parts.as_slice() {
+        ["SWMTKN", "1", digest, secret] if digest.len() == 50 && secret.len() == 25 => {
+            Ok(digest.to_string())
+        }
+        _ => Err(NodeError::BadToken(
+            "expected SWMTKN-1-<digest>-<secret>, as `shoal swarm join-token` prints it".into(),
+        )),
     }
 }

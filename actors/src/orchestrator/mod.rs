@@ -158,6 +158,15 @@ impl Actor for Orchestrator {
                 for c in ev.changes.iter() {
                     match c {
                         Change::Service(id) => st.ensure_supervisor(&myself, id).await,
+                        // A node went down or came back: every service may have tasks there.
+                        Change::Node(_) => {
+                            let ids: Vec<String> = st.names.keys().cloned().collect();
+                            for id in ids {
+                                if poked.insert(id.clone()) {
+                                    st.poke(&id);
+                                }
+                            }
+                        }
                         Change::ServiceRemoved(id) => {
                             if let Some(n) = st.names.remove(id) {
                                 st.children.stop(&n);

@@ -44,6 +44,15 @@ fn new_task(svc: &Service, slot: u64, history: Vec<DateTime<Utc>>, now: DateTime
     }
 }
 
+/// A task on a node the dispatcher declared down is lost: its slot is
+/// restarted elsewhere, and the old task is told to shut down should the node return.
+fn on_down_node(state: &ClusterState, t: &Task) -> bool {
+    t.node_id
+        .as_ref()
+        .and_then(|n| state.nodes.get(n))
+        .is_some_and(|n| n.state == crate::model::NodeState::Down)
+}
+
 pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan::default();
     let Some(svc) = state.services.get(service_id) else {
@@ -61,7 +70,10 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
     let mut updates = Vec::new();
     for slot in 1..=replicas {
         let tasks = slots.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
-        if tasks.iter().any(|t| t.is_runnable()) {
+        if tasks
+            .iter()
+            .any(|t| t.is_runnable() && !on_down_node(state, t))
+        {
             continue;
         }
         let last = tasks

@@ -81,6 +81,8 @@ pub struct RaftArgs {
 pub enum ProposeRefused {
     #[error("this manager is not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<u64> },
+    #[error("another membership change is in progress")]
+    Busy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +104,11 @@ pub enum RaftMsg {
     Step(Box<Message>),
     Propose {
         data: Vec<u8>,
+        reply: RpcReplyPort<Result<u64, ProposeRefused>>,
+    },
+    /// Add or remove a voter; the reply is the entry's index.
+    ProposeConfChange {
+        change: ConfChange,
         reply: RpcReplyPort<Result<u64, ProposeRefused>>,
     },
     /// Process the pending Ready; queued once behind a burst of proposals so
@@ -204,6 +211,24 @@ impl Actor for RaftActor {
                     }
                     Err(_) => {
                         let _ = reply.send(Err(ProposeRefused::NotLeader { leader: None }));
+                    }
+                }
+            }
+            RaftMsg::ProposeConfChange { change, reply } => {
+                let leader = Some(st.node.raft.leader_id).filter(|l| *l != 0);
+                if st.node.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(ProposeRefused::NotLeader { leader }));
+                    return Ok(());
+                }
+                match st.node.propose_conf_change(Vec::new(), change) {
+                    Ok(()) => {
+                        let index = st.node.raft.raft_log.last_index();
+                        let _ = reply.send(Ok(index));
+                        st.queue_ready(&myself);
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "configuration change refused");
+                        let _ = reply.send(Err(ProposeRefused::Busy));
                     }
                 }
             }

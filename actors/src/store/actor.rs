@@ -61,10 +61,13 @@ impl StoreState {
             return Ok(());
         }
         for entry in self.args.log.entries_between(from, upto + 1) {
-            let outcome = self
-                .args
-                .sm
-                .apply_entry(entry.index, entry.term, &entry.data)?;
+            // Configuration changes are the Raft actor's business; here they
+            // only move the applied index.
+            let data: &[u8] = match entry.get_entry_type() {
+                raft::prelude::EntryType::EntryNormal => &entry.data,
+                _ => &[],
+            };
+            let outcome = self.args.sm.apply_entry(entry.index, entry.term, data)?;
             if let Some(o) = outcome {
                 self.publish(o);
             }

@@ -66,7 +66,7 @@ impl AgentState {
                 .collect();
             let registered = d.send_message(DispatcherMsg::Register {
                 node: self.args.node.clone(),
-                agent: myself.clone(),
+                agent: Arc::new(myself.clone()),
             });
             if registered.is_err() {
                 return;
@@ -195,7 +195,7 @@ impl Actor for Agent {
                 if let (Some(d), Some(_)) = (st.dispatcher(), st.session) {
                     let _ = d.send_message(DispatcherMsg::Heartbeat {
                         node_id: st.args.node.node_id.clone(),
-                        agent: myself.clone(),
+                        agent: Arc::new(myself.clone()),
                     });
                 }
             }

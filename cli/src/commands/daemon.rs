@@ -22,7 +22,7 @@ pub struct DaemonArgs {
     hostname: Option<String>,
     /// Address for cluster traffic (QUIC, UDP)
     #[arg(long, default_value = "0.0.0.0:2377")]
-    listen_addr: String,
+    listen_addr: std::net::SocketAddr,
     /// Address other nodes use to reach this one (default: the listen address)
     #[arg(long)]
     advertise_addr: Option<String>,
@@ -38,6 +38,9 @@ pub struct DaemonArgs {
     /// Interval of agent heartbeats; a node is down after three are missed
     #[arg(long, value_parser = duration, default_value = "1s")]
     dispatcher_heartbeat: Duration,
+    /// Validity of the node certificates this node issues as a manager
+    #[arg(long, value_parser = duration, default_value = "2160h")]
+    cert_expiry: Duration,
     /// Log filter (also RUST_LOG)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -57,6 +60,7 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow!("invalid --log-level {filter:?}: {e}"))?,
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let socket = host.strip_prefix("unix://").ok_or_else(|| {
         anyhow!("invalid host {host:?}: the daemon serves unix:///path/to/socket only")
@@ -71,7 +75,9 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
     let config = NodeConfig {
         data_dir: a.data_dir,
         hostname,
-        advertise_addr: a.advertise_addr.unwrap_or(a.listen_addr),
+        listen_addr: a.listen_addr,
+        advertise_addr: a.advertise_addr,
+        cert_validity: a.cert_expiry,
         enable_chaos: a.enable_chaos,
         timings,
     };

@@ -8,8 +8,19 @@ use crate::output::s;
 pub enum SwarmCmd {
     /// Initialize a swarm
     Init(InitArgs),
+    /// Join a swarm as a node and/or manager
+    Join(JoinArgs),
     /// Manage join tokens
     JoinToken(JoinTokenArgs),
+}
+
+#[derive(Args)]
+pub struct JoinArgs {
+    /// Token for entry into the swarm
+    #[arg(long)]
+    token: String,
+    /// A manager of the swarm (HOST:PORT)
+    remote: String,
 }
 
 #[derive(Args)]
@@ -67,6 +78,24 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
                 s(&info, "/Swarm/NodeAddr")
             );
             println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n");
+        }
+        SwarmCmd::Join(a) => {
+            client
+                .post(
+                    "/swarm/join",
+                    json!({ "JoinToken": a.token, "RemoteAddrs": [a.remote] }),
+                )
+                .await?;
+            let info = client.get("/info").await?;
+            if info
+                .pointer("/Swarm/ControlAvailable")
+                .and_then(|v| v.as_bool())
+                == Some(true)
+            {
+                println!("This node joined a swarm as a manager.");
+            } else {
+                println!("This node joined a swarm as a worker.");
+            }
         }
         SwarmCmd::JoinToken(a) => {
             let swarm = client.get("/swarm").await?;

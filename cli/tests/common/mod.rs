@@ -32,21 +32,43 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub host: String,
     args: Vec<String>,
+    /// The cluster (QUIC) address.
+    pub listen: String,
+}
+
+fn free_udp_port(ip: &str) -> u16 {
+    let s = std::net::UdpSocket::bind(format!("{ip}:0")).expect("bind a free port");
+    s.local_addr().expect("addr").port()
 }
 
 impl Daemon {
+    /// A daemon on 127.0.0.1 with a free cluster port.
     pub fn start(args: &[&str]) -> Daemon {
+        Self::start_on("127.0.0.1", "node-1", args)
+    }
+
+    /// A daemon whose cluster endpoint listens on `ip` (127.0.0.x) at a free port.
+    pub fn start_on(ip: &str, hostname: &str, args: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("shoal-e2e")
             .tempdir()
             .expect("tempdir");
         let socket = dir.path().join("shoal.sock");
+        let listen = format!("{ip}:{}", free_udp_port(ip));
+        let mut all: Vec<String> = vec![
+            "--hostname".into(),
+            hostname.into(),
+            "--listen-addr".into(),
+            listen.clone(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
         let mut d = Daemon {
             child: None,
             host: format!("unix://{}", socket.display()),
             socket,
             dir,
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args: all,
+            listen,
         };
         d.spawn();
         d
@@ -68,8 +90,6 @@ impl Daemon {
             .arg("daemon")
             .arg("--data-dir")
             .arg(self.data_dir())
-            .arg("--hostname")
-            .arg("node-1")
             .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

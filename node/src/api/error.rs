@@ -65,6 +65,14 @@ impl From<NodeError> for ApiError {
             NodeError::AlreadyInSwarm | NodeError::NotManager => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            NodeError::BadToken(_) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+            NodeError::Remote { status, message } => ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                message,
+            ),
+            NodeError::Unreachable(..) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }

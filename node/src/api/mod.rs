@@ -33,6 +33,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/info", get(info))
         .route("/swarm", get(swarm))
         .route("/swarm/init", post(swarm_init))
+        .route("/swarm/join", post(swarm_join))
         .route("/nodes", get(nodes))
         .route("/nodes/{id}", get(node))
         .route("/services", get(services))
@@ -100,7 +101,7 @@ async fn info(State(rt): Rt) -> ApiResult {
     });
     if let Some(id) = rt.identity() {
         swarm["NodeID"] = json!(id.node_id);
-        swarm["NodeAddr"] = json!(rt.config.advertise_addr);
+        swarm["NodeAddr"] = json!(rt.config.advertise());
         swarm["LocalNodeState"] = json!("active");
         swarm["ControlAvailable"] = json!(id.manager);
         if let Ok(m) = rt.manager() {
@@ -186,6 +187,21 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
     Ok(Json(json!(node_id)))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JoinRequest {
+    join_token: String,
+    remote_addrs: Vec<String>,
+}
+
+async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> ApiResult {
+    let remote = req.remote_addrs.first().ok_or_else(|| {
+        ApiError::bad_request("RemoteAddrs must name at least one manager (HOST:PORT)")
+    })?;
+    let node_id = rt.join_swarm(&req.join_token, remote).await?;
+    Ok(Json(json!(node_id)))
+}
+
 async fn nodes(State(rt): Rt) -> ApiResult {
     let m = rt.manager()?;
     let leader = leader_node_id(&rt).await;
@@ -258,7 +274,7 @@ async fn service_create(
         updated_at: now,
     };
     let id = svc.id.clone();
-    m.proposer.propose(Command::CreateService(svc)).await?;
+    rt.propose(Command::CreateService(svc)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "ID": id, "Warnings": [] })),
@@ -284,14 +300,13 @@ async fn service_update(
             .find_service(&id)
             .map(|s| s.id.clone())
             .ok_or_else(|| no_such_service(&id))?;
-    m.proposer
-        .propose(Command::UpdateService {
-            id: svc_id,
-            spec,
-            expected_version: q.version,
-            at: Utc::now(),
-        })
-        .await?;
+    rt.propose(Command::UpdateService {
+        id: svc_id,
+        spec,
+        expected_version: q.version,
+        at: Utc::now(),
+    })
+    .await?;
     Ok(Json(json!({ "Warnings": [] })))
 }
 
@@ -303,12 +318,11 @@ async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
             .find_service(&id)
             .map(|s| s.id.clone())
             .ok_or_else(|| no_such_service(&id))?;
-    m.proposer
-        .propose(Command::RemoveService {
-            id: svc_id,
-            at: Utc::now(),
-        })
-        .await?;
+    rt.propose(Command::RemoveService {
+        id: svc_id,
+        at: Utc::now(),
+    })
+    .await?;
     Ok(Json(json!({})))
 }
 

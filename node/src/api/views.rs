@@ -95,7 +95,7 @@ pub fn node(n: &Node, leader: Option<&str>) -> Value {
     let manager_status = (n.role == shoal_actors::model::NodeRole::Manager).then(|| {
         json!({
             "Leader": leader == Some(n.id.as_str()),
-            "Reachability": "reachable",
+            "Reachability": if n.state == shoal_actors::model::NodeState::Down { "unreachable" } else { "reachable" },
             "Addr": n.addr,
         })
     });

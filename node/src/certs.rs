@@ -1,0 +1,109 @@
+//! Node certificates: issued by the cluster's root CA, naming the node id
+//! (CN), its role (OU) and the cluster (O), as Swarm's do.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use shoal_actors::model::NodeRole;
+
+use crate::ca::{CaError, RootCa};
+
+/// Every node certificate carries this DNS name, so that a dialer can verify
+/// "a node of my cluster" without knowing which one answers.
+pub const NODE_SERVER_NAME: &str = "shoal-node";
+
+pub fn role_unit(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Manager => "swarm-manager",
+        NodeRole::Worker => "swarm-worker",
+    }
+}
+
+/// The CA's parameters, rebuilt identically from its fixed subject so that
+/// certificates it signs name it as their issuer.
+pub(crate) fn ca_params() -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "shoal-swarm-ca");
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_after = rcgen::date_time_ymd(2046, 1, 1);
+    Ok(params)
+}
+
+/// A node's certificate chain and key, in PEM.
+#[derive(Debug, Clone)]
+pub struct NodeCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl NodeCert {
+    pub fn save(&self, dir: &Path) -> Result<(), CaError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("node.crt"), &self.cert_pem)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join("node.key"))?;
+        std::io::Write::write_all(&mut f, self.key_pem.as_bytes())?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, CaError> {
+        Ok(NodeCert {
+            cert_pem: std::fs::read_to_string(dir.join("node.crt"))?,
+            key_pem: std::fs::read_to_string(dir.join("node.key"))?,
+        })
+    }
+}
+
+impl RootCa {
+    /// Issues a certificate for `node_id` in `role`, valid for `validity`.
+    pub fn issue(
+        &self,
+        cluster_id: &str,
+        node_id: &str,
+        role: NodeRole,
+        validity: Duration,
+    ) -> Result<NodeCert, CaError> {
+        let ca_key = KeyPair::from_pem(&self.key_pem)?;
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(vec![
+            NODE_SERVER_NAME.to_string(),
+            format!("{node_id}.shoal"),
+        ])?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, node_id);
+        dn.push(DnType::OrganizationalUnitName, role_unit(role));
+        dn.push(DnType::OrganizationName, cluster_id);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let now = time_now();
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::seconds(validity.as_secs() as i64);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(NodeCert {
+            cert_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}

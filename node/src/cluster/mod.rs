@@ -1,0 +1,7 @@
+//! How nodes of a swarm work together over the transport: what they send
+//! (`wire`), the actor-facing ends (`net`), and what a node does with what
+//! it receives (`inbound`).
+
+pub mod inbound;
+pub mod net;
+pub mod wire;

@@ -1,0 +1,86 @@
+//! What nodes say to each other over the transport, encoded with the codec
+//! of `shoal_actors::codec`. Raft messages keep raft-rs's protobuf inside.
+
+use serde::{Deserialize, Serialize};
+use shoal_actors::command::Command;
+use shoal_actors::model::{DriverInfo, NodeRole, Task, TaskStatus};
+
+/// One-way messages.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum OneWay {
+    /// A Raft message; `from_addr` lets a new manager answer a leader it
+    /// has not learned about from the log yet.
+    Raft {
+        from: u64,
+        from_addr: String,
+        msg: Vec<u8>,
+    },
+    ToAgent(ToAgent),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToDispatcher {
+    Register {
+        node_id: String,
+        hostname: String,
+        addr: String,
+        drivers: Vec<DriverInfo>,
+    },
+    Heartbeat {
+        node_id: String,
+        addr: String,
+    },
+    Status {
+        node_id: String,
+        updates: Vec<(String, TaskStatus)>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToAgent {
+    Assignments(Vec<Task>),
+    SessionRejected,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// From a node without a certificate: the full join token proves it may join.
+    Join {
+        token: String,
+        hostname: String,
+        addr: String,
+        drivers: Vec<DriverInfo>,
+    },
+    /// A write forwarded by a manager that does not lead.
+    Propose(Box<Command>),
+    /// Make a joined manager a Raft voter (forwarded to the leader).
+    AddVoter(u64),
+    /// An agent's message for the leader's dispatcher; a manager that does
+    /// not lead relays it.
+    Dispatcher(ToDispatcher),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Joined(Box<Joined>),
+    Done,
+    /// `status` is the HTTP status the API would answer with.
+    Error {
+        status: u16,
+        message: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Joined {
+    pub node_id: String,
+    pub raft_id: u64,
+    pub role: NodeRole,
+    pub cluster_id: String,
+    pub ca_cert_pem: String,
+    /// Only for managers, which sign certificates too.
+    pub ca_key_pem: Option<String>,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub managers: Vec<String>,
+}

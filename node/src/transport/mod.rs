@@ -1,0 +1,323 @@
+//! The QUIC transport between nodes: one quinn endpoint per node, mutual TLS
+//! against the cluster CA, one length-prefixed frame per stream.
+//!
+//! One-way messages (Raft) ride unidirectional streams; requests (join,
+//! forwarded writes) ride bidirectional ones. A peer that sends an oversized
+//! or undecodable frame has its connection closed and logged; nothing it
+//! sends can panic the node.
+
+pub mod frame;
+pub mod tls;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use shoal_actors::driver::BoxFuture;
+
+use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
+use tls::{TlsError, TlsIdentity};
+
+/// Who is on the other end, from its verified certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerId {
+    pub node_id: String,
+    /// `swarm-manager` or `swarm-worker`.
+    pub role: String,
+    pub cluster_id: String,
+}
+
+/// What the node does with what arrives.
+pub trait Inbound: Send + Sync + 'static {
+    /// A one-way message. `Err` means the bytes were malformed: the
+    /// connection is closed.
+    fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String>;
+    /// A request; the answer goes back on the same stream. `peer` is `None`
+    /// for a client without a certificate (a node joining with a token).
+    fn request(&self, peer: Option<&PeerId>, bytes: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TransportConfig {
+    pub max_frame: usize,
+    pub keep_alive: Duration,
+    /// A silent peer is noticed after this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_frame: MAX_FRAME,
+            keep_alive: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot bind {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, String),
+    #[error("peer {0}: {1}")]
+    Stream(SocketAddr, String),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// QUIC close codes we use.
+pub mod close {
+    pub const MALFORMED: u32 = 2;
+    pub const REFUSED: u32 = 3;
+}
+
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+    config: TransportConfig,
+    conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Removed nodes: their certificates are refused from now on.
+    denied: RwLock<HashSet<String>>,
+}
+
+fn transport_config(c: &TransportConfig) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(c.keep_alive));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(c.idle_timeout) {
+        t.max_idle_timeout(Some(idle));
+    }
+    Arc::new(t)
+}
+
+/// Reads the node identity out of the peer's verified certificate chain.
+fn peer_id(conn: &quinn::Connection) -> Option<PeerId> {
+    let chain = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let der = chain.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let subject = cert.subject();
+    let text = |a: Option<&x509_parser::x509::AttributeTypeAndValue>| {
+        a.and_then(|a| a.as_str().ok()).map(str::to_string)
+    };
+    let node_id = text(subject.iter_common_name().next())?;
+    let role = text(subject.iter_organizational_unit().next()).unwrap_or_default();
+    let cluster_id = text(subject.iter_organization().next()).unwrap_or_default();
+    Some(PeerId {
+        node_id,
+        role,
+        cluster_id,
+    })
+}
+
+impl Transport {
+    pub fn bind(
+        addr: SocketAddr,
+        identity: &TlsIdentity,
+        config: TransportConfig,
+        inbound: Arc<dyn Inbound>,
+    ) -> Result<Arc<Self>, TransportError> {
+        let mut server = tls::server_config(identity)?;
+        server.transport_config(transport_config(&config));
+        let mut client = tls::client_config(identity)?;
+        client.transport_config(transport_config(&config));
+        let mut endpoint =
+            quinn::Endpoint::server(server, addr).map_err(|e| TransportError::Bind(addr, e))?;
+        endpoint.set_default_client_config(client);
+        let t = Arc::new(Transport {
+            endpoint,
+            config,
+            conns: Mutex::new(HashMap::new()),
+            denied: RwLock::new(HashSet::new()),
+        });
+        tokio::spawn(accept_loop(t.clone(), inbound));
+        Ok(t)
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Refuse this node's certificate from now on, and drop its connections.
+    pub fn deny(&self, node_id: &str) {
+        self.denied.write().insert(node_id.to_string());
+    }
+
+    /// A connection to `addr`, reused while it lives.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
+        if let Some(c) = self.conns.lock().get(&addr) {
+            if c.close_reason().is_none() {
+                return Ok(c.clone());
+            }
+        }
+        let conn = self
+            .endpoint
+            .connect(addr, tls::server_name())
+            .map_err(|e| TransportError::Connect(addr, e.to_string()))?
+            .await
+            .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
+        self.conns.lock().insert(addr, conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends a one-way message.
+    pub async fn send(&self, addr: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
+        let conn = self.connect(addr).await?;
+        let mut s = conn
+            .open_uni()
+            .await
+            .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+        write_frame(&mut s, bytes).await?;
+        s.finish()
+            .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+        Ok(())
+    }
+
+    /// Sends a request and waits for its answer.
+    pub async fn request(&self, addr: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let conn = self.connect(addr).await?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+        write_frame(&mut send, bytes).await?;
+        send.finish()
+            .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+        Ok(read_frame(&mut recv, self.config.max_frame).await?)
+    }
+
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"shutdown");
+    }
+}
+
+async fn accept_loop(t: Arc<Transport>, inbound: Arc<dyn Inbound>) {
+    while let Some(incoming) = t.endpoint.accept().await {
+        let t = t.clone();
+        let inbound = inbound.clone();
+        tokio::spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(error = %e, "refused an incoming connection");
+                    return;
+                }
+            };
+            serve_connection(t, conn, inbound).await;
+        });
+    }
+}
+
+async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: Arc<dyn Inbound>) {
+    let remote = conn.remote_address();
+    let Some(peer) = peer_id(&conn) else {
+        serve_anonymous(t, conn, inbound).await;
+        return;
+    };
+    if t.denied.read().contains(&peer.node_id) {
+        tracing::warn!(%remote, node = %peer.node_id, "removed node tried to connect; closing");
+        conn.close(close::REFUSED.into(), b"node removed from the swarm");
+        return;
+    }
+    let max = t.config.max_frame;
+    loop {
+        tokio::select! {
+            uni = conn.accept_uni() => {
+                let Ok(mut recv) = uni else { return };
+                let result = match read_frame(&mut recv, max).await {
+                    Ok(bytes) => inbound.message(&peer, bytes),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed message; closing the connection");
+                    conn.close(close::MALFORMED.into(), b"malformed frame");
+                    return;
+                }
+            }
+            bi = conn.accept_bi() => {
+                let Ok((mut send, mut recv)) = bi else { return };
+                let (peer, inbound, conn) = (peer.clone(), inbound.clone(), conn.clone());
+                tokio::spawn(async move {
+                    let answer = match read_frame(&mut recv, max).await {
+                        Ok(bytes) => inbound.request(Some(&peer), bytes).await,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match answer {
+                        Ok(bytes) => {
+                            if write_frame(&mut send, &bytes).await.is_ok() {
+                                let _ = send.finish();
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed request; closing the connection");
+                            conn.close(close::MALFORMED.into(), b"malformed frame");
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A client without a certificate gets exactly one request (a join), no
+/// one-way messages, and small frames.
+async fn serve_anonymous(t: Arc<Transport>, conn: quinn::Connection, inbound: Arc<dyn Inbound>) {
+    const MAX_JOIN_FRAME: usize = 64 * 1024;
+    let remote = conn.remote_address();
+    let accepted = tokio::time::timeout(t.config.idle_timeout * 10, conn.accept_bi()).await;
+    let Ok(Ok((mut send, mut recv))) = accepted else {
+        conn.close(close::REFUSED.into(), b"a certificate is required");
+        return;
+    };
+    let answer = match read_frame(&mut recv, MAX_JOIN_FRAME).await {
+        Ok(bytes) => inbound.request(None, bytes).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match answer {
+        Ok(bytes) => {
+            if write_frame(&mut send, &bytes).await.is_ok() {
+                let _ = send.finish();
+                // Let the answer reach the client before the connection goes.
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%remote, error = %e, "malformed request from a node without a certificate");
+            conn.close(close::MALFORMED.into(), b"malformed frame");
+        }
+    }
+}
+
+/// One request to `addr` without a client certificate, trusting only the CA
+/// whose digest is `ca_digest` (how a node joins with a token).
+pub async fn anonymous_request(
+    bind: SocketAddr,
+    addr: SocketAddr,
+    ca_digest: &str,
+    bytes: &[u8],
+) -> Result<Vec<u8>, TransportError> {
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| TransportError::Bind(bind, e))?;
+    endpoint.set_default_client_config(tls::join_client_config(ca_digest)?);
+    let conn = endpoint
+        .connect(addr, tls::server_name())
+        .map_err(|e| TransportError::Connect(addr, e.to_string()))?
+        .await
+        .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+    write_frame(&mut send, bytes).await?;
+    send.finish()
+        .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+    let answer = read_frame(&mut recv, MAX_FRAME).await;
+    conn.close(0u32.into(), b"done");
+    endpoint.wait_idle().await;
+    Ok(answer?)
+}
