@@ -567,7 +567,8 @@ impl Runtime {
         loop {
             let result = match m.proposer.propose(cmd.clone()).await {
                 Err(ProposeError::NotLeader { leader: Some(l) }) => {
-                    self.forward(l, &Request::Propose(Box::new(cmd.clone()))).await
+                    self.forward(l, &Request::Propose(Box::new(cmd.clone())))
+                        .await
                 }
                 other => other.map_err(NodeError::from),
             };

@@ -1,0 +1,243 @@
+//! End-to-end across separate node processes, each on its own 127.0.0.x
+//! address, data directory and control socket, talking QUIC with mutual TLS.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{echo_bin, pids_with, running, token, wait_for, Daemon};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn join(d: &Daemon, token: &str, manager: &Daemon) -> String {
+    d.ok(&["swarm", "join", "--token", token, &manager.listen])
+}
+
+/// A first manager on 127.0.0.2, then `managers - 1` more and `workers` workers.
+fn cluster(managers: usize, workers: usize, args: &[&str]) -> Vec<Daemon> {
+    let first = Daemon::start_on("127.0.0.2", "manager-1", args);
+    first.ok(&["swarm", "init"]);
+    let mtoken = first
+        .ok(&["swarm", "join-token", "-q", "manager"])
+        .trim()
+        .to_string();
+    let wtoken = first
+        .ok(&["swarm", "join-token", "-q", "worker"])
+        .trim()
+        .to_string();
+    let mut nodes = vec![first];
+    for i in 1..managers {
+        let d = Daemon::start_on(
+            &format!("127.0.0.{}", 2 + i),
+            &format!("manager-{}", i + 1),
+            args,
+        );
+        assert!(join(&d, &mtoken, &nodes[0]).contains("joined a swarm as a manager"));
+        nodes.push(d);
+    }
+    for i in 0..workers {
+        let d = Daemon::start_on(
+            &format!("127.0.0.{}", 2 + managers + i),
+            &format!("worker-{}", i + 1),
+            args,
+        );
+        assert!(join(&d, &wtoken, &nodes[0]).contains("joined a swarm as a worker"));
+        nodes.push(d);
+    }
+    let total = managers + workers;
+    wait_for("every node ready", LONG, || {
+        let rows = nodes[0].rows(&["node", "ls"]);
+        rows.len() == total && rows.iter().all(|r| r["Status"] == "Ready")
+    });
+    nodes
+}
+
+fn leaders(d: &Daemon) -> Vec<String> {
+    d.rows(&["node", "ls"])
+        .iter()
+        .filter(|r| r["ManagerStatus"] == "Leader")
+        .map(|r| r["Hostname"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Running tasks per node hostname.
+fn spread(d: &Daemon, service: &str) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in d.rows(&["service", "ps", service]) {
+        if r["DesiredState"] == "Running"
+            && r["CurrentState"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Running"))
+        {
+            *m.entry(r["Node"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn three_managers_two_workers_form_spread_and_survive_leader_loss() {
+    let mut nodes = cluster(3, 2, &["--restart-delay", "0s"][..0]);
+    let rows = nodes[0].rows(&["node", "ls"]);
+    assert_eq!(rows.len(), 5);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| !r["ManagerStatus"].as_str().unwrap_or("").is_empty())
+            .count(),
+        3
+    );
+    assert_eq!(leaders(&nodes[0]), vec!["manager-1".to_string()]);
+    // Every manager sees the same swarm; a worker is told it is not a manager.
+    assert_eq!(nodes[2].rows(&["node", "ls"]).len(), 5);
+    assert!(nodes[3]
+        .fails(&["node", "ls"])
+        .contains("This node is not a swarm manager."));
+    let t = nodes[0].ok(&["swarm", "join-token", "-q", "worker"]);
+    assert!(
+        t.trim().starts_with("SWMTKN-1-") && t.lines().count() == 1,
+        "{t}"
+    );
+
+    // A wrong token is refused and leaves no trace.
+    let stranger = Daemon::start_on("127.0.0.9", "stranger", &[]);
+    let bad = format!("{}x", &t.trim()[..t.trim().len() - 1]);
+    let err = stranger.fails(&["swarm", "join", "--token", &bad, &nodes[0].listen]);
+    assert!(err.contains("invalid join token"), "{err}");
+    assert!(stranger.ok(&["info"]).contains("Swarm: inactive"));
+    assert_eq!(nodes[0].rows(&["node", "ls"]).len(), 5);
+
+    // Six replicas spread over five nodes: no node has two more than another.
+    let tok = token("spread");
+    let echo = echo_bin();
+    nodes[1].ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "6",
+        "--driver",
+        "process",
+        "--restart-delay",
+        "0s",
+        echo.to_str().expect("path"),
+        "--print",
+        &tok,
+    ]);
+    wait_for("6 running", LONG, || running(&nodes[0], "web") == 6);
+    let s = spread(&nodes[0], "web");
+    assert_eq!(s.len(), 5, "every node runs a replica: {s:?}");
+    assert!(s.values().all(|n| (1..=2).contains(n)), "{s:?}");
+
+    // kill -9 the leader: a new one is elected and writes work on a survivor.
+    let killed = Instant::now();
+    nodes[0].kill9();
+    let took = wait_for("a write on a surviving manager", LONG, || {
+        nodes[1]
+            .shoal(&[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                "after",
+                "--driver",
+                "process",
+                echo.to_str().expect("path"),
+                "--print",
+                &tok,
+            ])
+            .status
+            .success()
+    });
+    eprintln!("leader kill -> write accepted on a survivor: {took:?}");
+    let _ = killed;
+    let l = leaders(&nodes[1]);
+    assert_eq!(l.len(), 1, "exactly one leader: {l:?}");
+    assert_ne!(l[0], "manager-1");
+    let names: Vec<String> = nodes[2]
+        .rows(&["service", "ls"])
+        .iter()
+        .map(|r| r["Name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        names.contains(&"web".to_string()) && names.contains(&"after".to_string()),
+        "{names:?}"
+    );
+    // The dead leader's replica runs elsewhere, and the cluster sees it down.
+    wait_for("web back to 6 running", LONG, || {
+        running(&nodes[1], "web") == 6
+    });
+    wait_for("manager-1 down", LONG, || {
+        nodes[1]
+            .rows(&["node", "ls"])
+            .iter()
+            .any(|r| r["Hostname"] == "manager-1" && r["Status"] == "Down")
+    });
+    assert_eq!(
+        pids_with(&tok).len(),
+        7,
+        "6 web + 1 after, none left from the killed node"
+    );
+}
+
+#[test]
+fn a_lost_worker_s_tasks_move_and_its_return_duplicates_nothing() {
+    let mut nodes = cluster(1, 2, &[]);
+    let tok = token("wloss");
+    let echo = echo_bin();
+    nodes[0].ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "4",
+        "--driver",
+        "process",
+        "--restart-delay",
+        "0s",
+        echo.to_str().expect("path"),
+        "--print",
+        &tok,
+    ]);
+    wait_for("4 running", LONG, || running(&nodes[0], "web") == 4);
+    let on_worker = spread(&nodes[0], "web")
+        .get("worker-1")
+        .copied()
+        .unwrap_or(0);
+    assert!(on_worker > 0, "worker-1 runs some replicas");
+
+    nodes[1].kill9();
+    let took = wait_for("all replicas running elsewhere", LONG, || {
+        let s = spread(&nodes[0], "web");
+        s.get("worker-1").is_none() && s.values().sum::<usize>() == 4
+    });
+    eprintln!("worker kill -> all replicas running elsewhere: {took:?}");
+    assert_eq!(pids_with(&tok).len(), 4);
+
+    // It comes back Ready, stops what was replaced, and no slot runs twice.
+    nodes[1].kill9_and_restart();
+    wait_for("worker-1 ready again", LONG, || {
+        nodes[0]
+            .rows(&["node", "ls"])
+            .iter()
+            .any(|r| r["Hostname"] == "worker-1" && r["Status"] == "Ready")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(running(&nodes[0], "web"), 4);
+    let mut per_slot: HashMap<u64, usize> = HashMap::new();
+    for t in nodes[0].tasks("web") {
+        if t["Status"]["State"] == "running" && t["DesiredState"] == "running" {
+            *per_slot.entry(t["Slot"].as_u64().unwrap_or(0)).or_default() += 1;
+        }
+    }
+    assert!(
+        per_slot.values().all(|n| *n == 1) && per_slot.len() == 4,
+        "{per_slot:?}"
+    );
+    assert_eq!(pids_with(&tok).len(), 4, "no replaced task still running");
+}
