@@ -19,6 +19,25 @@ pub enum Command {
         message: String,
         at: DateTime<Utc>,
     },
+    /// `node update` and `node promote|demote`: only the fields given change.
+    UpdateNode {
+        id: String,
+        role: Option<crate::model::NodeRole>,
+        availability: Option<crate::model::Availability>,
+        labels_add: Vec<(String, String)>,
+        labels_rm: Vec<String>,
+        at: DateTime<Utc>,
+    },
+    /// `node rm`: the node leaves the state and its certificate is refused from now on.
+    RemoveNode {
+        id: String,
+    },
+    /// `swarm join-token --rotate`.
+    RotateJoinTokens {
+        worker: Option<String>,
+        manager: Option<String>,
+        at: DateTime<Utc>,
+    },
     CreateService(Service),
     UpdateService {
         id: String,

@@ -200,6 +200,8 @@ pub struct Cluster {
     pub join_tokens: JoinTokens,
     /// PEM of the cluster's root CA certificate (public part only).
     pub ca_cert_pem: String,
+    /// Nodes removed from the swarm: their certificates are refused.
+    pub removed_nodes: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,

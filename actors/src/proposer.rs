@@ -21,7 +21,7 @@ pub enum ProposeError {
     NoLeader,
     #[error("the write was dropped by a change of leader; try again")]
     Superseded,
-    #[error("timed out waiting for the write to commit; try again")]
+    #[error("The write was not committed in time. It's possible that too few managers are online. Make sure more than half of the managers are online.")]
     Timeout,
     #[error("cannot encode the command: {0}")]
     Codec(String),

@@ -46,6 +46,8 @@ pub enum ApplyError {
         "update out of sequence: service {0} changed since it was read; inspect it and try again"
     )]
     OutOfSequence(String),
+    #[error("the swarm is not initialised yet")]
+    NotInitialized,
 }
 
 impl ClusterState {
@@ -100,6 +102,16 @@ impl ClusterState {
             Command::UpsertNode(_) | Command::DeleteTasks(_) | Command::UpdateTasks { .. } => {
                 Ok(())
             }
+            Command::UpdateNode { id, .. } | Command::RemoveNode { id } => {
+                match self.nodes.contains_key(id) {
+                    true => Ok(()),
+                    false => Err(ApplyError::NodeNotFound(id.clone())),
+                }
+            }
+            Command::RotateJoinTokens { .. } => match self.cluster {
+                Some(_) => Ok(()),
+                None => Err(ApplyError::NotInitialized),
+            },
             Command::SetNodeState { node_id, .. } => match self.nodes.contains_key(node_id) {
                 true => Ok(()),
                 false => Err(ApplyError::NodeNotFound(node_id.clone())),
@@ -183,6 +195,60 @@ impl ClusterState {
                     node.updated_at = *at;
                     node.version = index;
                     changes.push(Change::Node(node_id.clone()));
+                }
+            }
+            Command::UpdateNode {
+                id,
+                role,
+                availability,
+                labels_add,
+                labels_rm,
+                at,
+            } => {
+                if let Some(node) = self.nodes.get_mut(id) {
+                    if let Some(r) = role {
+                        node.role = *r;
+                    }
+                    if let Some(a) = availability {
+                        node.availability = *a;
+                    }
+                    for (k, v) in labels_add {
+                        node.labels.insert(k.clone(), v.clone());
+                    }
+                    for k in labels_rm {
+                        node.labels.remove(k);
+                    }
+                    node.updated_at = *at;
+                    node.version = index;
+                    changes.push(Change::Node(id.clone()));
+                }
+            }
+            Command::RemoveNode { id } => {
+                self.nodes.remove(id);
+                changes.push(Change::Node(id.clone()));
+                if let Some(c) = &mut self.cluster {
+                    if !c.removed_nodes.contains(id) {
+                        c.removed_nodes.push(id.clone());
+                    }
+                    c.version = index;
+                    changes.push(Change::Cluster);
+                }
+            }
+            Command::RotateJoinTokens {
+                worker,
+                manager,
+                at,
+            } => {
+                if let Some(c) = &mut self.cluster {
+                    if let Some(w) = worker {
+                        c.join_tokens.worker = w.clone();
+                    }
+                    if let Some(m) = manager {
+                        c.join_tokens.manager = m.clone();
+                    }
+                    c.updated_at = *at;
+                    c.version = index;
+                    changes.push(Change::Cluster);
                 }
             }
             Command::CreateService(svc) => {

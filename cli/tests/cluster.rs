@@ -214,7 +214,7 @@ fn a_lost_worker_s_tasks_move_and_its_return_duplicates_nothing() {
     nodes[1].kill9();
     let took = wait_for("all replicas running elsewhere", LONG, || {
         let s = spread(&nodes[0], "web");
-        s.get("worker-1").is_none() && s.values().sum::<usize>() == 4
+        !s.contains_key("worker-1") && s.values().sum::<usize>() == 4
     });
     eprintln!("worker kill -> all replicas running elsewhere: {took:?}");
     assert_eq!(pids_with(&tok).len(), 4);
@@ -240,4 +240,163 @@ fn a_lost_worker_s_tasks_move_and_its_return_duplicates_nothing() {
         "{per_slot:?}"
     );
     assert_eq!(pids_with(&tok).len(), 4, "no replaced task still running");
+}
+
+#[test]
+fn tokens_rotate_nodes_drain_pause_leave_and_removed_nodes_stay_out() {
+    let mut nodes = cluster(1, 2, &[]);
+    let mut worker2 = nodes.pop().expect("worker-2");
+    let m = &nodes[0];
+    // Rotation: the old worker token is refused, the new one works.
+    let old = m
+        .ok(&["swarm", "join-token", "-q", "worker"])
+        .trim()
+        .to_string();
+    let out = m.ok(&["swarm", "join-token", "--rotate", "worker"]);
+    assert!(
+        out.contains("Successfully rotated worker join token."),
+        "{out}"
+    );
+    let new = m
+        .ok(&["swarm", "join-token", "-q", "worker"])
+        .trim()
+        .to_string();
+    assert_ne!(old, new);
+    let late = Daemon::start_on("127.0.0.9", "late", &[]);
+    assert!(late
+        .fails(&["swarm", "join", "--token", &old, &m.listen])
+        .contains("invalid join token"));
+    assert_eq!(m.rows(&["node", "ls"]).len(), 3);
+    join(&late, &new, m);
+    wait_for("late ready", LONG, || m.rows(&["node", "ls"]).len() == 4);
+
+    // Drain: tasks leave the node. Pause: it takes no new ones.
+    let tok = token("drain");
+    let echo = echo_bin();
+    m.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "4",
+        "--driver",
+        "process",
+        echo.to_str().expect("path"),
+        "--print",
+        &tok,
+    ]);
+    wait_for("4 running", LONG, || running(m, "web") == 4);
+    assert_eq!(
+        m.ok(&["node", "update", "--availability", "drain", "worker-1"])
+            .trim(),
+        "worker-1"
+    );
+    wait_for("worker-1 drained", LONG, || {
+        let s = spread(m, "web");
+        !s.contains_key("worker-1") && s.values().sum::<usize>() == 4
+    });
+    assert_eq!(pids_with(&tok).len(), 4, "drained tasks were stopped");
+    m.ok(&[
+        "node",
+        "update",
+        "--availability",
+        "pause",
+        "worker-2",
+        "--label-add",
+        "zone=b",
+    ]);
+    m.ok(&["service", "scale", "-d", "web=8"]);
+    wait_for("8 running", LONG, || running(m, "web") == 8);
+    let s = spread(m, "web");
+    assert!(!s.contains_key("worker-1"), "{s:?}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&m.ok(&["node", "inspect", "worker-2"])).expect("json");
+    assert_eq!(inspect[0]["Spec"]["Availability"], "pause");
+    assert_eq!(inspect[0]["Spec"]["Labels"]["zone"], "b");
+
+    // A node that is not down cannot be removed without --force.
+    let err = m.fails(&["node", "rm", "late"]);
+    assert!(err.contains("is not down and can't be removed"), "{err}");
+    let err = m.fails(&["node", "rm", "manager-1"]);
+    assert!(
+        err.contains("must be demoted to worker before removal"),
+        "{err}"
+    );
+
+    // A worker leaves; the manager must be forced.
+    assert_eq!(late.ok(&["swarm", "leave"]).trim(), "Node left the swarm.");
+    assert!(late.ok(&["info"]).contains("Swarm: inactive"));
+    let err = m.fails(&["swarm", "leave"]);
+    assert!(
+        err.contains("--force-new-cluster") && err.contains("Use `--force`"),
+        "{err}"
+    );
+
+    // A down node is removed, and cannot come back with its old certificate.
+    worker2.kill9();
+    wait_for("worker-2 down", LONG, || {
+        m.rows(&["node", "ls"])
+            .iter()
+            .any(|r| r["Hostname"] == "worker-2" && r["Status"] == "Down")
+    });
+    m.ok(&["node", "rm", "worker-2"]);
+    assert!(!m.ok(&["node", "ls"]).contains("worker-2"));
+    worker2.kill9_and_restart();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        !m.ok(&["node", "ls"]).contains("worker-2"),
+        "a removed node must stay out"
+    );
+    wait_for("8 running", LONG, || running(m, "web") == 8);
+}
+
+#[test]
+fn losing_quorum_fails_writes_fast_and_force_new_cluster_recovers() {
+    let mut nodes = cluster(3, 0, &[]);
+    let echo = echo_bin();
+    let tok = token("quorum");
+    nodes[0].ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--driver",
+        "process",
+        echo.to_str().expect("path"),
+        "--print",
+        &tok,
+    ]);
+    wait_for("3 running", LONG, || running(&nodes[0], "web") == 3);
+    nodes[1].kill9();
+    nodes[2].kill9();
+    // Without quorum a write fails, with a clear message, within a few seconds.
+    let started = Instant::now();
+    let out = nodes[0].shoal(&["service", "scale", "-d", "web=4"]);
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Make sure more than half of the managers are online."),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(15), "failed after {took:?}");
+    eprintln!("write without quorum failed after {took:?}");
+
+    let out = nodes[0].ok(&["swarm", "init", "--force-new-cluster"]);
+    assert!(out.contains("is now a manager"), "{out}");
+    wait_for("writes to work again", LONG, || {
+        nodes[0]
+            .shoal(&["service", "scale", "-d", "web=4"])
+            .status
+            .success()
+    });
+    let ls = nodes[0].rows(&["service", "ls"]);
+    assert_eq!(ls.len(), 1);
+    assert_eq!(ls[0]["Name"], "web");
+    wait_for("4 running", LONG, || running(&nodes[0], "web") == 4);
 }

@@ -60,3 +60,14 @@ pub fn save(data_dir: &Path, id: &Identity) -> Result<(), IdentityError> {
     std::fs::rename(&tmp, &p).map_err(io)?;
     Ok(())
 }
+
+/// Forgets the swarm (`swarm leave`).
+pub fn remove(data_dir: &Path) -> Result<(), IdentityError> {
+    let p = path(data_dir);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(IdentityError::Io { path: p, source: e })
+        }
+        _ => Ok(()),
+    }
+}

@@ -67,6 +67,12 @@ pub enum NodeError {
     BadToken(String),
     #[error("{message}")]
     Remote { status: u16, message: String },
+    #[error("This node is not part of a swarm")]
+    NotInSwarm,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Precondition(String),
     #[error("cannot reach {0}: {1}")]
     Unreachable(String, String),
     #[error("cannot open the data directory: {0}")]
@@ -330,6 +336,7 @@ impl Runtime {
                 manager: ca.join_token(),
             },
             ca_cert_pem: ca.cert_pem.clone(),
+            removed_nodes: Vec::new(),
             created_at: now,
             updated_at: now,
             version: 0,
@@ -701,6 +708,169 @@ impl Runtime {
             Ok(ractor::rpc::CallResult::Success(s)) if s.leader_id != 0 => Some(s.leader_id),
             _ => None,
         }
+    }
+}
+
+impl Runtime {
+    /// `swarm join-token --rotate`: new secrets; the old tokens stop working.
+    pub async fn rotate_tokens(&self, worker: bool, manager: bool) -> Result<(), NodeError> {
+        let ca = RootCa::load(&self.ca_dir())?;
+        self.propose(Command::RotateJoinTokens {
+            worker: worker.then(|| ca.join_token()),
+            manager: manager.then(|| ca.join_token()),
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// `node rm`: refused for a manager, and for a node that is not down
+    /// unless forced. The node's certificate is refused from then on.
+    pub async fn remove_node(&self, key: &str, force: bool) -> Result<(), NodeError> {
+        let m = self.manager()?;
+        let node =
+            m.sm.read()
+                .0
+                .find_node(key)
+                .cloned()
+                .ok_or_else(|| NodeError::NotFound(format!("node {key} not found")))?;
+        if node.role == NodeRole::Manager {
+            return Err(NodeError::Precondition(format!(
+                "node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+                node.id
+            )));
+        }
+        if node.state != NodeState::Down && !force {
+            return Err(NodeError::Precondition(format!(
+                "node {} is not down and can't be removed; use --force to remove it anyway",
+                node.id
+            )));
+        }
+        self.propose(Command::RemoveNode { id: node.id }).await
+    }
+
+    /// `node update`: availability and labels.
+    pub async fn update_node(
+        &self,
+        key: &str,
+        availability: Option<Availability>,
+        labels_add: Vec<(String, String)>,
+        labels_rm: Vec<String>,
+    ) -> Result<(), NodeError> {
+        let m = self.manager()?;
+        let id =
+            m.sm.read()
+                .0
+                .find_node(key)
+                .map(|n| n.id.clone())
+                .ok_or_else(|| NodeError::NotFound(format!("node {key} not found")))?;
+        self.propose(Command::UpdateNode {
+            id,
+            role: None,
+            availability,
+            labels_add,
+            labels_rm,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// `swarm leave`: stop this node's tasks and actors and forget the swarm.
+    /// A manager must be forced, since its leaving may cost the swarm its quorum.
+    pub async fn leave_swarm(&self, force: bool) -> Result<(), NodeError> {
+        let _guard = self.init_lock.lock().await;
+        let Some(id) = self.identity() else {
+            return Err(NodeError::NotInSwarm);
+        };
+        if id.manager && !force {
+            let managers = self.manager().map_or(1, |m| {
+                m.sm.read()
+                    .0
+                    .nodes
+                    .values()
+                    .filter(|n| n.role == NodeRole::Manager)
+                    .count()
+            });
+            return Err(NodeError::Precondition(format!(
+                "You are attempting to leave the swarm on a node that is participating as a manager. \
+                 Removing this node leaves {} managers out of {managers}. Without a Raft quorum your swarm will be inaccessible. \
+                 The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. \
+                 Use `--force` to suppress this message.",
+                managers.saturating_sub(1)
+            )));
+        }
+        for child in ["worker", PROXY_NAME, "manager"] {
+            let _ = self
+                .root
+                .send_message(SupervisorMsg::StopChild(child.into()));
+        }
+        self.process.stop_all(Duration::from_secs(10)).await;
+        if let Some(t) = self.transport.write().take() {
+            t.close();
+        }
+        *self.manager.write() = None;
+        *self.raft_net.write() = None;
+        for tree in ["raft_log", "raft_meta", "state"] {
+            self.db.drop_tree(tree)?;
+        }
+        self.db.flush_async().await?;
+        for dir in [self.certs_dir(), self.ca_dir()] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        identity::remove(&self.config.data_dir)?;
+        *self.identity.write() = None;
+        tracing::info!(node = %id.node_id, "left the swarm");
+        Ok(())
+    }
+
+    /// `swarm init --force-new-cluster`: this manager alone becomes the Raft
+    /// group, keeping all the state it has.
+    pub async fn force_new_cluster(&self) -> Result<String, NodeError> {
+        let _guard = self.init_lock.lock().await;
+        let id = self.identity().ok_or(NodeError::NotManager)?;
+        if !id.manager {
+            return Err(NodeError::NotManager);
+        }
+        let _ = self
+            .root
+            .send_message(SupervisorMsg::StopChild("manager".into()));
+        // Wait until the old Raft actor is gone before rewriting its membership.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.directory.cell("raft").is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let log = shoal_actors::raft::LogStore::open(&self.db)?;
+        let cs = raft::prelude::ConfState {
+            voters: vec![id.raft_id],
+            ..Default::default()
+        };
+        log.set_conf_state(&cs)?;
+        log.flush().await?;
+        self.start_manager(&id).await?;
+        // Other managers are no longer part of the Raft group.
+        let others: Vec<String> = {
+            let m = self.manager()?;
+            let guard = m.sm.read();
+            guard
+                .0
+                .nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Manager && n.id != id.node_id)
+                .map(|n| n.id.clone())
+                .collect()
+        };
+        for other in others {
+            self.propose(Command::UpdateNode {
+                id: other,
+                role: Some(NodeRole::Worker),
+                availability: None,
+                labels_add: Vec::new(),
+                labels_rm: Vec::new(),
+                at: Utc::now(),
+            })
+            .await?;
+        }
+        tracing::warn!(node = %id.node_id, "forced a new cluster with this manager alone");
+        Ok(id.node_id)
     }
 }
 

@@ -44,13 +44,19 @@ fn new_task(svc: &Service, slot: u64, history: Vec<DateTime<Utc>>, now: DateTime
     }
 }
 
-/// A task on a node the dispatcher declared down is lost: its slot is
+/// A task on a node that is down, drained or removed is lost: its slot is
 /// restarted elsewhere, and the old task is told to shut down should the node return.
 fn on_down_node(state: &ClusterState, t: &Task) -> bool {
-    t.node_id
-        .as_ref()
-        .and_then(|n| state.nodes.get(n))
-        .is_some_and(|n| n.state == crate::model::NodeState::Down)
+    let Some(node_id) = &t.node_id else {
+        return false;
+    };
+    match state.nodes.get(node_id) {
+        None => true,
+        Some(n) => {
+            n.state == crate::model::NodeState::Down
+                || n.availability == crate::model::Availability::Drain
+        }
+    }
 }
 
 pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan {
@@ -74,6 +80,19 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
             .iter()
             .any(|t| t.is_runnable() && !on_down_node(state, t))
         {
+            continue;
+        }
+        // Moving a task off a lost node is not a restart: the policy does
+        // not apply, and the attempts it counts stay as they were.
+        if let Some(lost) = tasks
+            .iter()
+            .find(|t| t.is_runnable() && on_down_node(state, t))
+        {
+            updates.push(TaskUpdate::Desired {
+                task_id: lost.id.clone(),
+                state: TaskState::Shutdown,
+            });
+            create.push(new_task(svc, slot, lost.restart_history.clone(), now));
             continue;
         }
         let last = tasks

@@ -11,6 +11,34 @@ pub enum NodeCmd {
     Ls(LsArgs),
     /// Display detailed information on one or more nodes
     Inspect(InspectArgs),
+    /// Remove one or more nodes from the swarm
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Update a node
+    Update(UpdateArgs),
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Force remove a node from the swarm
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    nodes: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// Availability of the node ("active", "pause", "drain")
+    #[arg(long, value_parser = ["active", "pause", "drain"])]
+    availability: Option<String>,
+    /// Add or update a node label (key=value)
+    #[arg(long)]
+    label_add: Vec<String>,
+    /// Remove a node label if exists
+    #[arg(long)]
+    label_rm: Vec<String>,
+    node: String,
 }
 
 #[derive(Args)]
@@ -91,6 +119,41 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                 ],
                 a.format.as_deref(),
             );
+        }
+        NodeCmd::Rm(a) => {
+            let mut failed = false;
+            for n in &a.nodes {
+                match client
+                    .delete(&format!("/nodes/{}?force={}", enc(n), a.force))
+                    .await
+                {
+                    Ok(_) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                return Err(anyhow::anyhow!("some nodes could not be removed"));
+            }
+        }
+        NodeCmd::Update(a) => {
+            let mut add = serde_json::Map::new();
+            for l in &a.label_add {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                if k.is_empty() {
+                    return Err(anyhow::anyhow!("invalid label {l:?}: expected KEY=VALUE"));
+                }
+                add.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            client
+                .post(
+                    &format!("/nodes/{}/update", enc(&a.node)),
+                    json!({ "Availability": a.availability, "LabelAdd": add, "LabelRm": a.label_rm }),
+                )
+                .await?;
+            println!("{}", a.node);
         }
         NodeCmd::Inspect(a) => {
             let mut out = Vec::new();

@@ -12,6 +12,15 @@ pub enum SwarmCmd {
     Join(JoinArgs),
     /// Manage join tokens
     JoinToken(JoinTokenArgs),
+    /// Leave the swarm
+    Leave(LeaveArgs),
+}
+
+#[derive(Args)]
+pub struct LeaveArgs {
+    /// Force this node to leave the swarm, ignoring warnings
+    #[arg(short, long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -34,6 +43,9 @@ pub struct InitArgs {
     /// Task history retention limit
     #[arg(long, default_value_t = 5)]
     task_history_limit: u64,
+    /// Force create a new cluster from current state
+    #[arg(long)]
+    force_new_cluster: bool,
     /// Number of Raft log entries between snapshots
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_interval: u64,
@@ -44,6 +56,9 @@ pub struct JoinTokenArgs {
     /// Only display token
     #[arg(short, long)]
     quiet: bool,
+    /// Rotate join token
+    #[arg(long)]
+    rotate: bool,
     /// worker or manager
     #[arg(value_parser = ["worker", "manager"])]
     role: String,
@@ -57,6 +72,7 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
                     "/swarm/init",
                     json!({
                         "ListenAddr": a.listen_addr,
+                        "ForceNewCluster": a.force_new_cluster,
                         "AdvertiseAddr": a.advertise_addr,
                         "Spec": {
                             "Orchestration": { "TaskHistoryRetentionLimit": a.task_history_limit },
@@ -97,7 +113,26 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
                 println!("This node joined a swarm as a worker.");
             }
         }
+        SwarmCmd::Leave(a) => {
+            client
+                .post(&format!("/swarm/leave?force={}", a.force), json!({}))
+                .await?;
+            println!("Node left the swarm.");
+        }
         SwarmCmd::JoinToken(a) => {
+            if a.rotate {
+                let param = if a.role == "worker" {
+                    "rotateWorkerToken"
+                } else {
+                    "rotateManagerToken"
+                };
+                client
+                    .post(&format!("/swarm/update?{param}=true"), json!({}))
+                    .await?;
+                if !a.quiet {
+                    println!("Successfully rotated {} join token.\n", a.role);
+                }
+            }
             let swarm = client.get("/swarm").await?;
             let key = if a.role == "worker" {
                 "/JoinTokens/Worker"

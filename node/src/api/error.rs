@@ -65,6 +65,11 @@ impl From<NodeError> for ApiError {
             NodeError::AlreadyInSwarm | NodeError::NotManager => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            NodeError::NotInSwarm => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            NodeError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            NodeError::Precondition(_) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
+            }
             NodeError::BadToken(_) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
             NodeError::Remote { status, message } => ApiError::new(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

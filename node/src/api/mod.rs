@@ -34,8 +34,11 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/swarm", get(swarm))
         .route("/swarm/init", post(swarm_init))
         .route("/swarm/join", post(swarm_join))
+        .route("/swarm/leave", post(swarm_leave))
+        .route("/swarm/update", post(swarm_update))
         .route("/nodes", get(nodes))
-        .route("/nodes/{id}", get(node))
+        .route("/nodes/{id}", get(node).delete(node_rm))
+        .route("/nodes/{id}/update", post(node_update))
         .route("/services", get(services))
         .route("/services/create", post(service_create))
         .route("/services/{id}", get(service).delete(service_rm))
@@ -166,10 +169,15 @@ async fn swarm(State(rt): Rt) -> ApiResult {
 struct InitRequest {
     #[serde(default)]
     spec: Option<Value>,
+    #[serde(default)]
+    force_new_cluster: bool,
 }
 
 async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult {
     let req = body.map(|Json(b)| b).unwrap_or_default();
+    if req.force_new_cluster && rt.identity().is_some() {
+        return Ok(Json(json!(rt.force_new_cluster().await?)));
+    }
     let mut spec = ClusterSpec::default();
     if let Some(s) = req.spec {
         if let Some(v) = s.pointer("/Orchestration/TaskHistoryRetentionLimit") {
@@ -419,4 +427,77 @@ async fn chaos_kill(State(rt): Rt, Json(req): Json<KillRequest>) -> ApiResult {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RotateQuery {
+    #[serde(default)]
+    rotate_worker_token: bool,
+    #[serde(default)]
+    rotate_manager_token: bool,
+}
+
+async fn swarm_update(State(rt): Rt, Query(q): Query<RotateQuery>) -> ApiResult {
+    rt.rotate_tokens(q.rotate_worker_token, q.rotate_manager_token)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct ForceQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn swarm_leave(State(rt): Rt, Query(q): Query<ForceQuery>) -> ApiResult {
+    rt.leave_swarm(q.force).await?;
+    Ok(Json(json!({})))
+}
+
+async fn node_rm(
+    State(rt): Rt,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<ForceQuery>,
+) -> ApiResult {
+    rt.remove_node(&id, q.force).await?;
+    Ok(Json(json!({})))
+}
+
+/// A partial NodeSpec: `Availability`, and labels to add or remove.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeUpdate {
+    availability: Option<String>,
+    #[serde(default)]
+    label_add: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    label_rm: Vec<String>,
+}
+
+async fn node_update(
+    State(rt): Rt,
+    UrlPath(id): UrlPath<String>,
+    Json(u): Json<NodeUpdate>,
+) -> ApiResult {
+    use shoal_actors::model::Availability;
+    let availability = match u.availability.as_deref() {
+        None => None,
+        Some("active") => Some(Availability::Active),
+        Some("pause") => Some(Availability::Pause),
+        Some("drain") => Some(Availability::Drain),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid availability {other:?}: expected active, pause or drain"
+            )))
+        }
+    };
+    rt.update_node(
+        &id,
+        availability,
+        u.label_add.into_iter().collect(),
+        u.label_rm,
+    )
+    .await?;
+    Ok(Json(json!({})))
 }

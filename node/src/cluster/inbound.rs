@@ -20,6 +20,21 @@ fn is_manager(peer: &PeerId) -> bool {
 }
 
 impl Inbound for ClusterInbound {
+    fn admits(&self, peer: &PeerId) -> bool {
+        let Some(rt) = self.0.upgrade() else {
+            return false;
+        };
+        let Ok(m) = rt.manager() else {
+            return true;
+        };
+        let guard = m.sm.read();
+        !guard
+            .0
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.removed_nodes.contains(&peer.node_id))
+    }
+
     fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String> {
         let Some(rt) = self.0.upgrade() else {
             return Ok(());

@@ -137,6 +137,16 @@ async fn write_log(path: PathBuf, mut rx: mpsc::UnboundedReceiver<String>) {
     }
 }
 
+impl ProcessDriver {
+    /// Stops every task this driver runs (the node leaves the swarm).
+    pub async fn stop_all(&self, grace: Duration) {
+        let ids: Vec<String> = self.procs.lock().keys().cloned().collect();
+        let stops: Vec<_> = ids.iter().map(|id| self.stop(id, grace)).collect();
+        futures::future::join_all(stops).await;
+        self.procs.lock().clear();
+    }
+}
+
 impl Driver for ProcessDriver {
     fn info(&self) -> DriverInfo {
         DriverInfo {

@@ -34,6 +34,11 @@ pub trait Inbound: Send + Sync + 'static {
     /// A one-way message. `Err` means the bytes were malformed: the
     /// connection is closed.
     fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String>;
+    /// Whether a peer with a valid certificate may still talk to this node
+    /// (a removed node may not).
+    fn admits(&self, _peer: &PeerId) -> bool {
+        true
+    }
     /// A request; the answer goes back on the same stream. `peer` is `None`
     /// for a client without a certificate (a node joining with a token).
     fn request(&self, peer: Option<&PeerId>, bytes: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>>;
@@ -220,7 +225,7 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
         serve_anonymous(t, conn, inbound).await;
         return;
     };
-    if t.denied.read().contains(&peer.node_id) {
+    if t.denied.read().contains(&peer.node_id) || !inbound.admits(&peer) {
         tracing::warn!(%remote, node = %peer.node_id, "removed node tried to connect; closing");
         conn.close(close::REFUSED.into(), b"node removed from the swarm");
         return;
