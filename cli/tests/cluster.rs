@@ -400,3 +400,64 @@ fn losing_quorum_fails_writes_fast_and_force_new_cluster_recovers() {
     assert_eq!(ls[0]["Name"], "web");
     wait_for("4 running", LONG, || running(&nodes[0], "web") == 4);
 }
+
+#[test]
+fn promote_a_worker_and_demote_a_manager() {
+    let nodes = cluster(2, 1, &[]);
+    let m = &nodes[0];
+    let out = m.ok(&["node", "promote", "worker-1"]);
+    assert!(
+        out.contains("Node worker-1 promoted to a manager in the swarm."),
+        "{out}"
+    );
+    wait_for("3 managers", LONG, || {
+        m.rows(&["node", "ls"])
+            .iter()
+            .filter(|r| !r["ManagerStatus"].as_str().unwrap_or("").is_empty())
+            .count()
+            == 3
+    });
+    // The promoted node now answers manager commands with the replicated state.
+    wait_for("worker-1 serves node ls", LONG, || {
+        nodes[2].shoal(&["node", "ls"]).status.success()
+            && nodes[2].rows(&["node", "ls"]).len() == 3
+    });
+    assert!(nodes[2].ok(&["info"]).contains("Is Manager: true"));
+    // It is a voter: a write through it commits.
+    nodes[2].ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "via-promoted",
+        "--driver",
+        "process",
+        echo_bin().to_str().expect("path"),
+    ]);
+
+    let out = m.ok(&["node", "demote", "manager-2"]);
+    assert!(
+        out.contains("Manager manager-2 demoted in the swarm."),
+        "{out}"
+    );
+    wait_for("manager-2 is a worker", LONG, || {
+        m.rows(&["node", "ls"])
+            .iter()
+            .any(|r| r["Hostname"] == "manager-2" && r["ManagerStatus"] == "")
+    });
+    wait_for("manager-2 refuses manager commands", LONG, || {
+        nodes[1]
+            .fails(&["node", "ls"])
+            .contains("This node is not a swarm manager.")
+    });
+    // Writes still commit with the two voters left.
+    m.ok(&["service", "scale", "-d", "via-promoted=2"]);
+    // Down to one manager, which cannot be demoted.
+    m.ok(&["node", "demote", "worker-1"]);
+    let err = m.fails(&["node", "demote", "manager-1"]);
+    assert!(
+        err.contains("attempting to demote the last manager of the swarm"),
+        "{err}"
+    );
+    m.ok(&["service", "scale", "-d", "via-promoted=1"]);
+}

@@ -29,7 +29,7 @@ use crate::cluster::inbound::ClusterInbound;
 use crate::cluster::net::{
     ClusterLink, DispatcherProxy, ProxyArgs, RaftNet, RemoteAgent, TransportSlot, PROXY_NAME,
 };
-use crate::cluster::wire::{Joined, Request, Response, ToDispatcher};
+use crate::cluster::wire::{Joined, Request, Response, RoleChange, ToDispatcher};
 use crate::driver::ProcessDriver;
 use crate::identity::{self, Identity};
 use crate::transport::tls::TlsIdentity;
@@ -605,11 +605,35 @@ impl Runtime {
         }
     }
 
+    async fn remove_voter(&self, raft_id: u64) -> Result<(), NodeError> {
+        match self.remove_voter_here(raft_id).await {
+            Err(NodeError::Propose(ProposeError::NotLeader { leader: Some(l) })) => {
+                self.forward(l, &Request::RemoveVoter(raft_id)).await
+            }
+            other => other,
+        }
+    }
+
     /// Makes `raft_id` a voter; returns once the change is applied here.
     pub async fn add_voter_here(&self, raft_id: u64) -> Result<(), NodeError> {
+        self.change_voters(raft_id, raft::prelude::ConfChangeType::AddNode)
+            .await
+    }
+
+    /// Takes `raft_id` out of the voters; returns once the change is applied here.
+    pub async fn remove_voter_here(&self, raft_id: u64) -> Result<(), NodeError> {
+        self.change_voters(raft_id, raft::prelude::ConfChangeType::RemoveNode)
+            .await
+    }
+
+    async fn change_voters(
+        &self,
+        raft_id: u64,
+        change_type: raft::prelude::ConfChangeType,
+    ) -> Result<(), NodeError> {
         let m = self.manager()?;
         let change = raft::prelude::ConfChange {
-            change_type: raft::prelude::ConfChangeType::AddNode,
+            change_type,
             node_id: raft_id,
             ..Default::default()
         };
@@ -871,6 +895,247 @@ impl Runtime {
         }
         tracing::warn!(node = %id.node_id, "forced a new cluster with this manager alone");
         Ok(id.node_id)
+    }
+}
+
+impl Runtime {
+    fn tls_identity(&self, cert: &NodeCert) -> Result<TlsIdentity, NodeError> {
+        let ca_pem = std::fs::read_to_string(self.ca_dir().join("ca.crt"))
+            .map_err(|e| io_err(&self.ca_dir(), e))?;
+        Ok(TlsIdentity {
+            ca_pem,
+            chain_pem: cert.cert_pem.clone(),
+            key_pem: cert.key_pem.clone(),
+        })
+    }
+
+    async fn send_role_change(&self, node: &Node, change: RoleChange) -> Result<(), NodeError> {
+        if self.identity().is_some_and(|i| i.node_id == node.id) {
+            return self.change_role(change).await;
+        }
+        let t = self.transport.read().clone().ok_or(NodeError::NotManager)?;
+        let sock: SocketAddr = node
+            .addr
+            .parse()
+            .map_err(|_| NodeError::Unreachable(node.addr.clone(), "bad address".into()))?;
+        let bytes = codec::encode(&Request::RoleChange(Box::new(change)))
+            .map_err(|e| NodeError::Actors(e.to_string()))?;
+        let answer = t
+            .request(sock, &bytes)
+            .await
+            .map_err(|e| NodeError::Unreachable(node.addr.clone(), e.to_string()))?;
+        match codec::decode::<Response>(&answer) {
+            Ok(Response::Done) => Ok(()),
+            Ok(Response::Error { status, message }) => Err(NodeError::Remote { status, message }),
+            _ => Err(NodeError::Unreachable(
+                node.addr.clone(),
+                "unexpected answer".into(),
+            )),
+        }
+    }
+
+    fn managers_addrs(&self) -> Result<Vec<String>, NodeError> {
+        let m = self.manager()?;
+        let guard = m.sm.read();
+        Ok(guard
+            .0
+            .nodes
+            .values()
+            .filter(|n| n.role == NodeRole::Manager)
+            .map(|n| n.addr.clone())
+            .collect())
+    }
+
+    fn set_role(&self, id: String, role: NodeRole) -> Command {
+        Command::UpdateNode {
+            id,
+            role: Some(role),
+            availability: None,
+            labels_add: Vec::new(),
+            labels_rm: Vec::new(),
+            at: Utc::now(),
+        }
+    }
+
+    /// `node promote`: the worker gets a manager certificate and the CA,
+    /// starts its manager actors, and becomes a Raft voter.
+    pub async fn promote(&self, key: &str) -> Result<(), NodeError> {
+        let m = self.manager()?;
+        let (node, cluster_id) = {
+            let guard = m.sm.read();
+            let node = guard
+                .0
+                .find_node(key)
+                .cloned()
+                .ok_or_else(|| NodeError::NotFound(format!("node {key} not found")))?;
+            let cluster_id = guard
+                .0
+                .cluster
+                .as_ref()
+                .map(|c| c.id.clone())
+                .unwrap_or_default();
+            (node, cluster_id)
+        };
+        if node.role == NodeRole::Manager {
+            return Ok(());
+        }
+        if node.state != NodeState::Ready {
+            return Err(NodeError::Precondition(format!(
+                "node {} is not ready and can't be promoted",
+                node.id
+            )));
+        }
+        let ca = RootCa::load(&self.ca_dir())?;
+        let cert = ca.issue(
+            &cluster_id,
+            &node.id,
+            NodeRole::Manager,
+            self.config.cert_validity,
+        )?;
+        self.propose(self.set_role(node.id.clone(), NodeRole::Manager))
+            .await?;
+        let mut managers = self.managers_addrs()?;
+        managers.retain(|a| *a != node.addr);
+        self.send_role_change(
+            &node,
+            RoleChange {
+                role: NodeRole::Manager,
+                cert_pem: cert.cert_pem,
+                key_pem: cert.key_pem,
+                ca_key_pem: Some(ca.key_pem.clone()),
+                managers,
+            },
+        )
+        .await?;
+        self.add_voter(node.raft_id).await
+    }
+
+    /// `node demote`: refused for the last manager, and when the managers
+    /// left reachable would be no majority of the new group.
+    pub async fn demote(&self, key: &str) -> Result<(), NodeError> {
+        let m = self.manager()?;
+        let (node, cluster_id, managers, reachable) = {
+            let guard = m.sm.read();
+            let node = guard
+                .0
+                .find_node(key)
+                .cloned()
+                .ok_or_else(|| NodeError::NotFound(format!("node {key} not found")))?;
+            let managers: Vec<&Node> = guard
+                .0
+                .nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Manager)
+                .collect();
+            let reachable = managers
+                .iter()
+                .filter(|n| n.id != node.id && n.state == NodeState::Ready)
+                .count();
+            let cluster_id = guard
+                .0
+                .cluster
+                .as_ref()
+                .map(|c| c.id.clone())
+                .unwrap_or_default();
+            (node, cluster_id, managers.len(), reachable)
+        };
+        if node.role == NodeRole::Worker {
+            return Ok(());
+        }
+        if managers == 1 {
+            return Err(NodeError::Precondition(
+                "attempting to demote the last manager of the swarm".into(),
+            ));
+        }
+        let left = managers - 1;
+        if reachable <= left / 2 {
+            return Err(NodeError::Precondition(format!(
+                "can't remove node: removing this node leaves {reachable} reachable managers out of {left}, which is below quorum"
+            )));
+        }
+        let ca = RootCa::load(&self.ca_dir())?;
+        let cert = ca.issue(
+            &cluster_id,
+            &node.id,
+            NodeRole::Worker,
+            self.config.cert_validity,
+        )?;
+        self.remove_voter(node.raft_id).await?;
+        self.propose(self.set_role(node.id.clone(), NodeRole::Worker))
+            .await?;
+        let mut managers = self.managers_addrs()?;
+        managers.retain(|a| *a != node.addr);
+        self.send_role_change(
+            &node,
+            RoleChange {
+                role: NodeRole::Worker,
+                cert_pem: cert.cert_pem,
+                key_pem: cert.key_pem,
+                ca_key_pem: None,
+                managers,
+            },
+        )
+        .await
+    }
+
+    /// On the node whose role changed: switch certificates, then start or
+    /// stop the manager actors. Raft state from an earlier membership is
+    /// dropped: a promoted node catches up from the leader.
+    pub async fn change_role(&self, change: RoleChange) -> Result<(), NodeError> {
+        let Some(mut id) = self.identity() else {
+            return Err(NodeError::NotInSwarm);
+        };
+        let cert = NodeCert {
+            cert_pem: change.cert_pem,
+            key_pem: change.key_pem,
+        };
+        cert.save(&self.certs_dir())?;
+        let manager = change.role == NodeRole::Manager;
+        match &change.ca_key_pem {
+            Some(key) => RootCa {
+                cert_pem: std::fs::read_to_string(self.ca_dir().join("ca.crt"))
+                    .map_err(|e| io_err(&self.ca_dir(), e))?,
+                cert_der: Vec::new(),
+                key_pem: key.clone(),
+            }
+            .save(&self.ca_dir())?,
+            None => {
+                let _ = std::fs::remove_file(self.ca_dir().join("ca.key"));
+            }
+        }
+        if let Some(t) = self.transport.read().clone() {
+            t.reload(&self.tls_identity(&cert)?)?;
+        }
+        if id.manager && !manager {
+            let _ = self
+                .root
+                .send_message(SupervisorMsg::StopChild("manager".into()));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.directory.cell("raft").is_some() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            *self.manager.write() = None;
+            *self.raft_net.write() = None;
+        }
+        if id.manager != manager {
+            for tree in ["raft_log", "raft_meta", "state"] {
+                self.db.drop_tree(tree)?;
+            }
+        }
+        let was_manager = id.manager;
+        id.manager = manager;
+        id.managers = change.managers;
+        self.save_identity(&id)?;
+        let mut managers = id.managers.clone();
+        if manager {
+            managers.insert(0, self.config.advertise());
+        }
+        *self.managers.write() = managers;
+        if manager && !was_manager {
+            self.start_manager(&id).await?;
+        }
+        tracing::info!(node = %id.node_id, role = ?change.role, "role changed");
+        Ok(())
     }
 }
 

@@ -16,6 +16,16 @@ pub enum NodeCmd {
     Rm(RmArgs),
     /// Update a node
     Update(UpdateArgs),
+    /// Promote one or more nodes to manager in the swarm
+    Promote(NodesArgs),
+    /// Demote one or more nodes from manager in the swarm
+    Demote(NodesArgs),
+}
+
+#[derive(Args)]
+pub struct NodesArgs {
+    #[arg(required = true)]
+    nodes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -136,6 +146,22 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
             }
             if failed {
                 return Err(anyhow::anyhow!("some nodes could not be removed"));
+            }
+        }
+        NodeCmd::Promote(a) => {
+            for n in &a.nodes {
+                client
+                    .post(&format!("/nodes/{}/promote", enc(n)), json!({}))
+                    .await?;
+                println!("Node {n} promoted to a manager in the swarm.");
+            }
+        }
+        NodeCmd::Demote(a) => {
+            for n in &a.nodes {
+                client
+                    .post(&format!("/nodes/{}/demote", enc(n)), json!({}))
+                    .await?;
+                println!("Manager {n} demoted in the swarm.");
             }
         }
         NodeCmd::Update(a) => {

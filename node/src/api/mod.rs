@@ -39,6 +39,8 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/nodes", get(nodes))
         .route("/nodes/{id}", get(node).delete(node_rm))
         .route("/nodes/{id}/update", post(node_update))
+        .route("/nodes/{id}/promote", post(node_promote))
+        .route("/nodes/{id}/demote", post(node_demote))
         .route("/services", get(services))
         .route("/services/create", post(service_create))
         .route("/services/{id}", get(service).delete(service_rm))
@@ -499,5 +501,15 @@ async fn node_update(
         u.label_rm,
     )
     .await?;
+    Ok(Json(json!({})))
+}
+
+async fn node_promote(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    rt.promote(&id).await?;
+    Ok(Json(json!({})))
+}
+
+async fn node_demote(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    rt.demote(&id).await?;
     Ok(Json(json!({})))
 }

@@ -111,6 +111,8 @@ async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result
         Request::Join { .. } => refused("this node is already part of the swarm"),
         Request::Propose(cmd) if is_manager(&peer) => rt.propose_here(*cmd).await.into(),
         Request::AddVoter(id) if is_manager(&peer) => rt.add_voter_here(id).await.into(),
+        Request::RemoveVoter(id) if is_manager(&peer) => rt.remove_voter_here(id).await.into(),
+        Request::RoleChange(change) if is_manager(&peer) => rt.change_role(*change).await.into(),
         Request::Dispatcher(m) => {
             let own = match &m {
                 super::wire::ToDispatcher::Register { node_id, .. }
@@ -123,6 +125,9 @@ async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result
                 rt.to_dispatcher(m).await
             }
         }
-        Request::Propose(_) | Request::AddVoter(_) => refused("only managers may do that"),
+        Request::Propose(_)
+        | Request::AddVoter(_)
+        | Request::RemoveVoter(_)
+        | Request::RoleChange(_) => refused("only managers may do that"),
     })
 }

@@ -58,6 +58,19 @@ pub enum Request {
     /// An agent's message for the leader's dispatcher; a manager that does
     /// not lead relays it.
     Dispatcher(ToDispatcher),
+    /// Make a joined manager leave the Raft group (forwarded to the leader).
+    RemoveVoter(u64),
+    /// From a manager to the node being promoted or demoted: its new role and certificate.
+    RoleChange(Box<RoleChange>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RoleChange {
+    pub role: NodeRole,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_key_pem: Option<String>,
+    pub managers: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -85,6 +85,7 @@ pub mod close {
 pub struct Transport {
     endpoint: quinn::Endpoint,
     config: TransportConfig,
+    client: RwLock<quinn::ClientConfig>,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     /// Removed nodes: their certificates are refused from now on.
     denied: RwLock<HashSet<String>>,
@@ -132,17 +133,32 @@ impl Transport {
         server.transport_config(transport_config(&config));
         let mut client = tls::client_config(identity)?;
         client.transport_config(transport_config(&config));
-        let mut endpoint =
+        let endpoint =
             quinn::Endpoint::server(server, addr).map_err(|e| TransportError::Bind(addr, e))?;
-        endpoint.set_default_client_config(client);
         let t = Arc::new(Transport {
             endpoint,
             config,
+            client: RwLock::new(client),
             conns: Mutex::new(HashMap::new()),
             denied: RwLock::new(HashSet::new()),
         });
         tokio::spawn(accept_loop(t.clone(), inbound));
         Ok(t)
+    }
+
+    /// Switches to a new certificate (a role change): new connections, both
+    /// ways, use it; existing ones are dropped.
+    pub fn reload(&self, identity: &TlsIdentity) -> Result<(), TransportError> {
+        let mut server = tls::server_config(identity)?;
+        server.transport_config(transport_config(&self.config));
+        let mut client = tls::client_config(identity)?;
+        client.transport_config(transport_config(&self.config));
+        self.endpoint.set_server_config(Some(server));
+        *self.client.write() = client;
+        for (_, c) in self.conns.lock().drain() {
+            c.close(0u32.into(), b"certificate changed");
+        }
+        Ok(())
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -161,9 +177,10 @@ impl Transport {
                 return Ok(c.clone());
             }
         }
+        let client = self.client.read().clone();
         let conn = self
             .endpoint
-            .connect(addr, tls::server_name())
+            .connect_with(client, addr, tls::server_name())
             .map_err(|e| TransportError::Connect(addr, e.to_string()))?
             .await
             .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
