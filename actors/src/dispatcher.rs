@@ -117,10 +117,13 @@ impl Actor for Dispatcher {
         ctx: Arc<ManagerCtx>,
     ) -> Result<DispatcherState, ActorProcessingErr> {
         crate::events::forward(&ctx.events, myself.clone(), DispatcherMsg::Store);
-        myself.send_interval(ctx.timings.dispatcher_heartbeat, || DispatcherMsg::Tick);
-        // A new leader gives every node that was ready the same grace period
-        // to register with it; those that do not are declared down.
-        let now = Instant::now();
+        // Checking four times a period notices a silent node at most a
+        // quarter period after its third missed heartbeat.
+        myself.send_interval(ctx.timings.dispatcher_heartbeat / 4, || DispatcherMsg::Tick);
+        // A new leader gives every node that was ready twice the usual time
+        // to register with it (agents may first try a manager that died with
+        // the old leader); those that do not are declared down.
+        let now = Instant::now() + ctx.timings.dispatcher_heartbeat * 3;
         let sessions = ctx
             .sm
             .read()

@@ -102,7 +102,9 @@ fn three_managers_two_workers_form_spread_and_survive_leader_loss() {
 
     // A wrong token is refused and leaves no trace.
     let stranger = Daemon::start_on("127.0.0.9", "stranger", &[]);
-    let bad = format!("{}x", &t.trim()[..t.trim().len() - 1]);
+    let t = t.trim();
+    let last = if t.ends_with('x') { 'y' } else { 'x' };
+    let bad = format!("{}{last}", &t[..t.len() - 1]);
     let err = stranger.fails(&["swarm", "join", "--token", &bad, &nodes[0].listen]);
     assert!(err.contains("invalid join token"), "{err}");
     assert!(stranger.ok(&["info"]).contains("Swarm: inactive"));
@@ -176,10 +178,15 @@ fn three_managers_two_workers_form_spread_and_survive_leader_loss() {
             .iter()
             .any(|r| r["Hostname"] == "manager-1" && r["Status"] == "Down")
     });
+    // 6 web + 1 after, and none left from the killed node.
+    wait_for("7 task processes", LONG, || pids_with(&tok).len() == 7);
+    std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         pids_with(&tok).len(),
         7,
-        "6 web + 1 after, none left from the killed node"
+        "{}\n{}",
+        common::describe(&tok),
+        nodes[1].ok(&["service", "ps", "web", "after"])
     );
 }
 
@@ -460,4 +467,40 @@ fn promote_a_worker_and_demote_a_manager() {
         "{err}"
     );
     m.ok(&["service", "scale", "-d", "via-promoted=1"]);
+}
+
+#[test]
+fn certificates_are_renewed_before_they_expire() {
+    let nodes = cluster(1, 1, &["--cert-expiry", "12s"]);
+    let cert =
+        |d: &Daemon| std::fs::read_to_string(d.data_dir().join("certs/node.crt")).expect("cert");
+    let (m0, w0) = (cert(&nodes[0]), cert(&nodes[1]));
+    wait_for("both certificates renewed", LONG, || {
+        cert(&nodes[0]) != m0 && cert(&nodes[1]) != w0
+    });
+    // Well past the first certificates' expiry, the worker still talks to the manager.
+    std::thread::sleep(Duration::from_secs(13));
+    let tok = token("renew");
+    nodes[0].ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--driver",
+        "process",
+        echo_bin().to_str().expect("path"),
+        "--print",
+        &tok,
+    ]);
+    wait_for("2 running, one on the worker", LONG, || {
+        let s = spread(&nodes[0], "web");
+        running(&nodes[0], "web") == 2 && s.contains_key("worker-1")
+    });
+    assert!(nodes[0]
+        .rows(&["node", "ls"])
+        .iter()
+        .all(|r| r["Status"] == "Ready"));
 }

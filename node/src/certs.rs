@@ -59,6 +59,16 @@ impl NodeCert {
         Ok(())
     }
 
+    /// When the node certificate (the first in the chain) expires.
+    pub fn not_after(&self) -> Option<std::time::SystemTime> {
+        let der = crate::transport::tls::pem_certs(&self.cert_pem)
+            .into_iter()
+            .next()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        let secs = cert.validity().not_after.timestamp();
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+    }
+
     pub fn load(dir: &Path) -> Result<Self, CaError> {
         Ok(NodeCert {
             cert_pem: std::fs::read_to_string(dir.join("node.crt"))?,

@@ -35,6 +35,9 @@ pub struct DaemonArgs {
     /// Raft election timeout, in ticks
     #[arg(long, default_value_t = 10)]
     raft_election_ticks: usize,
+    /// Raft heartbeat interval, in ticks
+    #[arg(long, default_value_t = 1)]
+    raft_heartbeat_ticks: usize,
     /// Interval of agent heartbeats; a node is down after three are missed
     #[arg(long, value_parser = duration, default_value = "1s")]
     dispatcher_heartbeat: Duration,
@@ -68,6 +71,12 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
     let mut timings = Timings::default();
     timings.raft.tick = a.raft_tick;
     timings.raft.election_ticks = a.raft_election_ticks;
+    timings.raft.heartbeat_ticks = a.raft_heartbeat_ticks;
+    if a.raft_election_ticks <= a.raft_heartbeat_ticks {
+        return Err(anyhow!(
+            "--raft-election-ticks must be larger than --raft-heartbeat-ticks"
+        ));
+    }
     timings.dispatcher_heartbeat = a.dispatcher_heartbeat;
     let hostname = a.hostname.unwrap_or_else(os_hostname);
     let span = tracing::info_span!("node", host = %hostname);

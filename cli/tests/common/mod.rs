@@ -270,3 +270,20 @@ pub fn running(d: &Daemon, service: &str) -> usize {
         })
         .count()
 }
+
+/// For a failure message: what each process with `token` is (service, slot, node).
+pub fn describe(token: &str) -> String {
+    pids_with(token)
+        .into_iter()
+        .map(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let vars: Vec<String> = env
+                .split(|b| *b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .filter(|v| v.starts_with("SHOAL_"))
+                .collect();
+            format!("{pid}: {}", vars.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -113,6 +113,9 @@ async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result
         Request::AddVoter(id) if is_manager(&peer) => rt.add_voter_here(id).await.into(),
         Request::RemoveVoter(id) if is_manager(&peer) => rt.remove_voter_here(id).await.into(),
         Request::RoleChange(change) if is_manager(&peer) => rt.change_role(*change).await.into(),
+        Request::RenewCert => rt
+            .renew_for(&peer.node_id)
+            .unwrap_or_else(|e| Response::from(Err(e))),
         Request::Dispatcher(m) => {
             let own = match &m {
                 super::wire::ToDispatcher::Register { node_id, .. }

@@ -131,6 +131,8 @@ pub struct ProxyArgs {
     /// Where to find managers (this node first, if it is one); the proxy
     /// moves on when one does not answer.
     pub managers: Arc<RwLock<Vec<String>>>,
+    /// How long to wait for a manager before trying the next one.
+    pub patience: std::time::Duration,
 }
 
 pub struct ProxyState {
@@ -157,7 +159,15 @@ impl ProxyState {
             let Ok(sock) = addr.parse::<SocketAddr>() else {
                 continue;
             };
-            match t.request(sock, &bytes).await {
+            // A manager that does not answer within half a heartbeat is
+            // skipped, so a dead one cannot make this node miss heartbeats.
+            let answer = tokio::time::timeout(self.args.patience, t.request(sock, &bytes)).await;
+            match answer.unwrap_or_else(|_| {
+                Err(crate::transport::TransportError::Stream(
+                    sock,
+                    "no answer in time".into(),
+                ))
+            }) {
                 Ok(answer) => {
                     if let Some(pos) = managers.iter().position(|m| m == addr) {
                         self.current = pos;

@@ -62,6 +62,8 @@ pub enum Request {
     RemoveVoter(u64),
     /// From a manager to the node being promoted or demoted: its new role and certificate.
     RoleChange(Box<RoleChange>),
+    /// A node whose certificate nears its expiry asks for a new one.
+    RenewCert,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -76,6 +78,10 @@ pub struct RoleChange {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     Joined(Box<Joined>),
+    Renewed {
+        cert_pem: String,
+        key_pem: String,
+    },
     Done,
     /// `status` is the HTTP status the API would answer with.
     Error {
