@@ -133,6 +133,22 @@ fn three_managers_two_workers_form_spread_and_survive_leader_loss() {
     let s = spread(&nodes[0], "web");
     assert_eq!(s.len(), 5, "every node runs a replica: {s:?}");
     assert!(s.values().all(|n| (1..=2).contains(n)), "{s:?}");
+    // Logs come from every node that runs a task, read through the transport.
+    wait_for("logs from all five nodes", LONG, || {
+        let logs = nodes[1].ok(&["service", "logs", "web"]);
+        [
+            "manager-1",
+            "manager-2",
+            "manager-3",
+            "worker-1",
+            "worker-2",
+        ]
+        .iter()
+        .all(|h| {
+            logs.lines()
+                .any(|l| l.contains(&format!("@{h} ")) && l.contains("shoal-echo task="))
+        })
+    });
 
     // kill -9 the leader: a new one is elected and writes work on a survivor.
     let killed = Instant::now();

@@ -29,3 +29,17 @@ pub fn parse_line(line: &str) -> Option<LogLine<'_>> {
         text,
     })
 }
+
+/// Up to `max` bytes of a task's log from `offset` (empty if there is none).
+pub async fn read_from(dir: &Path, task_id: &str, offset: u64, max: usize) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(mut f) = tokio::fs::File::open(log_path(dir, task_id)).await else {
+        return Vec::new();
+    };
+    if f.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.take(max as u64).read_to_end(&mut buf).await;
+    buf
+}

@@ -1255,6 +1255,55 @@ impl Runtime {
     }
 }
 
+/// Largest piece of a task log one request returns.
+const LOG_CHUNK: usize = 1024 * 1024;
+
+impl Runtime {
+    pub async fn local_task_log(&self, task_id: &str, offset: u64) -> Vec<u8> {
+        crate::logs::read_from(
+            &self.config.data_dir.join("logs"),
+            task_id,
+            offset,
+            LOG_CHUNK,
+        )
+        .await
+    }
+
+    /// A task's log from `offset`, read here or from the node that runs it.
+    pub async fn task_log(&self, task_id: &str, offset: u64) -> Vec<u8> {
+        let own = self.identity().map(|i| i.node_id);
+        let remote = self.manager().ok().and_then(|m| {
+            let guard = m.sm.read();
+            let node_id = guard.0.tasks.get(task_id)?.node_id.clone()?;
+            if Some(&node_id) == own.as_ref() {
+                return None;
+            }
+            guard.0.nodes.get(&node_id).map(|n| n.addr.clone())
+        });
+        let Some(addr) = remote else {
+            return self.local_task_log(task_id, offset).await;
+        };
+        let (Some(t), Ok(sock)) = (self.transport.read().clone(), addr.parse::<SocketAddr>())
+        else {
+            return Vec::new();
+        };
+        let Ok(bytes) = codec::encode(&Request::TaskLog {
+            task_id: task_id.to_string(),
+            offset,
+        }) else {
+            return Vec::new();
+        };
+        match t
+            .request(sock, &bytes)
+            .await
+            .map(|a| codec::decode::<Response>(&a))
+        {
+            Ok(Ok(Response::Log(data))) => data,
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// The CA digest inside a `SWMTKN-1-<digest>-<secret>` token.
 fn token_digest(token: &str) -> Result<String, NodeError> {
     let parts: Vec<&str> = token.split('-').collect();

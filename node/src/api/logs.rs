@@ -9,11 +9,10 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 use super::{no_such_service, ApiError};
-use crate::logs::{log_path, parse_line};
+use crate::logs::parse_line;
 use crate::runtime::Runtime;
 
 #[derive(Deserialize)]
@@ -67,19 +66,10 @@ fn render(prefix: &str, line: &str, timestamps: bool) -> Option<String> {
     })
 }
 
-/// Reads what was appended to a task's log since the last call.
+/// Reads what was appended to a task's log since the last call, from
+/// whichever node runs the task.
 async fn read_new(rt: &Runtime, task_id: &str, src: &mut Source) -> Vec<String> {
-    let path = log_path(&rt.config.data_dir.join("logs"), task_id);
-    let Ok(mut f) = tokio::fs::File::open(&path).await else {
-        return Vec::new();
-    };
-    if f.seek(std::io::SeekFrom::Start(src.offset)).await.is_err() {
-        return Vec::new();
-    }
-    let mut buf = Vec::new();
-    if f.read_to_end(&mut buf).await.is_err() {
-        return Vec::new();
-    }
+    let buf = rt.task_log(task_id, src.offset).await;
     src.offset += buf.len() as u64;
     src.partial.push_str(&String::from_utf8_lossy(&buf));
     let mut lines = Vec::new();

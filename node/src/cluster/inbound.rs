@@ -113,6 +113,9 @@ async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result
         Request::AddVoter(id) if is_manager(&peer) => rt.add_voter_here(id).await.into(),
         Request::RemoveVoter(id) if is_manager(&peer) => rt.remove_voter_here(id).await.into(),
         Request::RoleChange(change) if is_manager(&peer) => rt.change_role(*change).await.into(),
+        Request::TaskLog { task_id, offset } if is_manager(&peer) => {
+            Response::Log(rt.local_task_log(&task_id, offset).await)
+        }
         Request::RenewCert => rt
             .renew_for(&peer.node_id)
             .unwrap_or_else(|e| Response::from(Err(e))),
@@ -131,6 +134,7 @@ async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result
         Request::Propose(_)
         | Request::AddVoter(_)
         | Request::RemoveVoter(_)
-        | Request::RoleChange(_) => refused("only managers may do that"),
+        | Request::RoleChange(_)
+        | Request::TaskLog { .. } => refused("only managers may do that"),
     })
 }

@@ -64,6 +64,8 @@ pub enum Request {
     RoleChange(Box<RoleChange>),
     /// A node whose certificate nears its expiry asks for a new one.
     RenewCert,
+    /// A manager reads a task's log from the node that runs it.
+    TaskLog { task_id: String, offset: u64 },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,6 +84,8 @@ pub enum Response {
         cert_pem: String,
         key_pem: String,
     },
+    /// A piece of a task's log.
+    Log(Vec<u8>),
     Done,
     /// `status` is the HTTP status the API would answer with.
     Error {
