@@ -520,3 +520,88 @@ fn certificates_are_renewed_before_they_expire() {
         .iter()
         .all(|r| r["Status"] == "Ready"));
 }
+
+#[test]
+fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node() {
+    use shoal_node::ca::RootCa;
+    use shoal_node::transport::tls::TlsIdentity;
+    use shoal_node::transport::{Inbound, PeerId, Transport, TransportConfig};
+
+    struct Nothing;
+    impl Inbound for Nothing {
+        fn message(&self, _: &PeerId, _: Vec<u8>) -> Result<(), String> {
+            Ok(())
+        }
+        fn request(
+            &self,
+            _: Option<&PeerId>,
+            _: Vec<u8>,
+        ) -> shoal_actors::driver::BoxFuture<Result<Vec<u8>, String>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    let nodes = cluster(1, 0, &[]);
+    let m = &nodes[0];
+    // A peer with a genuine certificate of this swarm (as a manager, so that
+    // it may send anything), made from the CA in the manager's data dir.
+    let ca = RootCa::load(&m.data_dir().join("ca")).expect("ca");
+    let cert = ca
+        .issue(
+            "cluster",
+            "rogue-node",
+            shoal_actors::model::NodeRole::Manager,
+            Duration::from_secs(3600),
+        )
+        .expect("cert");
+    let id = TlsIdentity {
+        ca_pem: ca.cert_pem.clone(),
+        chain_pem: cert.cert_pem,
+        key_pem: cert.key_pem,
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let rogue = Transport::bind(
+            "127.0.0.9:0".parse().expect("addr"),
+            &id,
+            TransportConfig::default(),
+            std::sync::Arc::new(Nothing),
+        )
+        .expect("bind");
+        let target = m.listen.parse().expect("addr");
+        // Garbage where a message should be, on a one-way stream and as a request.
+        let _ = rogue.send(target, b"\x00\xffnot bincode at all").await;
+        let _ = rogue.request(target, b"\x07garbage request").await;
+        // A frame announcing 4 GiB.
+        if let Ok(conn) = rogue.connect(target).await {
+            if let Ok(mut s) = conn.open_uni().await {
+                let _ = s.write_all(&u32::MAX.to_be_bytes()).await;
+                let _ = s.write_all(&[0u8; 1024]).await;
+                let _ = s.finish();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        }
+        // A well-formed envelope carrying a corrupt Raft message.
+        let raft = shoal_actors::codec::encode(&shoal_node::cluster::wire::OneWay::Raft {
+            from: 7,
+            from_addr: "127.0.0.9:1".into(),
+            msg: vec![0xff; 64],
+        })
+        .expect("encode");
+        let _ = rogue.send(target, &raft).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    });
+    // The node is alive and its swarm works.
+    assert_eq!(m.rows(&["node", "ls"]).len(), 1);
+    m.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "still-here",
+        "--driver",
+        "process",
+        echo_bin().to_str().expect("path"),
+    ]);
+    wait_for("the service runs", LONG, || running(m, "still-here") == 1);
+}

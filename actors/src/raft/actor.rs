@@ -286,8 +286,12 @@ impl RaftState {
         if let Some(hs) = ready.hs() {
             log.set_hard_state(hs)?;
         }
-        // Durable before any vote, append response or commit depends on it.
-        log.flush().await?;
+        // Entries, votes and terms are durable before any append response,
+        // vote or commit depends on them. A change of commit index alone need
+        // not be (etcd's MustSync): it is recovered from the log and peers.
+        if ready.must_sync() {
+            log.flush().await?;
+        }
         self.args.transport.send(ready.take_persisted_messages());
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
