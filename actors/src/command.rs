@@ -38,7 +38,7 @@ pub enum Command {
         manager: Option<String>,
         at: DateTime<Utc>,
     },
-    CreateService(Service),
+    CreateService(Box<Service>),
     UpdateService {
         id: String,
         spec: ServiceSpec,

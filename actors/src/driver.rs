@@ -56,6 +56,13 @@ pub struct Launch {
 
 pub trait Driver: Send + Sync + 'static {
     fn info(&self) -> DriverInfo;
+    /// Whether the driver can run tasks right now (a docker engine may go away).
+    fn available(&self) -> bool {
+        true
+    }
+    /// Stops and forgets what this driver runs for tasks not in `keep` (tasks
+    /// no longer assigned to this node, found again after a restart).
+    fn retain(&self, _keep: &std::collections::HashSet<String>) {}
     /// Starts the task; if it is already known, does nothing and reports what it knows.
     fn start(&self, launch: Launch) -> BoxFuture<Result<Lifecycle, DriverError>>;
     fn inspect(&self, task_id: &str) -> Option<Lifecycle>;

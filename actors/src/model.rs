@@ -265,6 +265,22 @@ pub struct TaskTemplate {
     pub env: Vec<String>,
     pub restart_policy: RestartPolicy,
     pub stop_grace_period_ns: u64,
+    /// Working directory and user inside the container (docker driver).
+    pub workdir: String,
+    pub user: String,
+    /// Labels put on the container (beside shoal's own).
+    pub container_labels: BTreeMap<String, String>,
+    pub resources: Resources,
+}
+
+/// CPU in billionths of a CPU, memory in bytes; 0 means none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub limit_nano_cpus: u64,
+    pub limit_memory_bytes: u64,
+    /// Recorded for scheduling; not yet used by the scheduler's filters.
+    pub reserve_nano_cpus: u64,
+    pub reserve_memory_bytes: u64,
 }
 
 impl Default for TaskTemplate {
@@ -276,6 +292,10 @@ impl Default for TaskTemplate {
             env: Vec::new(),
             restart_policy: RestartPolicy::default(),
             stop_grace_period_ns: Duration::from_secs(10).as_nanos() as u64,
+            workdir: String::new(),
+            user: String::new(),
+            container_labels: BTreeMap::new(),
+            resources: Resources::default(),
         }
     }
 }

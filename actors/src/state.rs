@@ -252,7 +252,7 @@ impl ClusterState {
                 }
             }
             Command::CreateService(svc) => {
-                let mut svc = svc.clone();
+                let mut svc = Service::clone(svc);
                 svc.version = index;
                 changes.push(Change::Service(svc.id.clone()));
                 self.services.insert(svc.id.clone(), svc);

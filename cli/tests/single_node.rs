@@ -477,14 +477,17 @@ fn bad_input_is_refused_with_docker_messages_and_changes_nothing() {
 fn a_task_for_a_driver_no_node_has_stays_pending_with_a_reason() {
     let d = Daemon::start(&[]);
     init(&d);
-    d.ok(&["service", "create", "-d", "--name", "img", "busybox"]);
+    // No node offers a "vm" driver (docker may well be there on this machine).
+    d.ok(&[
+        "service", "create", "-d", "--name", "img", "--driver", "vm", "busybox",
+    ]);
     wait_for("a pending reason", LONG, || {
         d.rows(&["service", "ps", "img"]).iter().any(|r| {
             r["CurrentState"]
                 .as_str()
                 .is_some_and(|s| s.starts_with("Pending"))
                 && r["Error"].as_str().is_some_and(|e| {
-                    e.contains("no suitable node (driver docker not available on 1 node)")
+                    e.contains("no suitable node (driver vm not available on 1 node)")
                 })
         })
     });

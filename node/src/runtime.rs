@@ -30,7 +30,7 @@ use crate::cluster::net::{
     ClusterLink, DispatcherProxy, ProxyArgs, RaftNet, RemoteAgent, TransportSlot, PROXY_NAME,
 };
 use crate::cluster::wire::{Joined, Request, Response, RoleChange, ToDispatcher};
-use crate::driver::ProcessDriver;
+use crate::driver::{DockerDriver, ProcessDriver};
 use crate::identity::{self, Identity};
 use crate::transport::tls::TlsIdentity;
 use crate::transport::{Transport, TransportConfig};
@@ -112,6 +112,7 @@ pub struct Runtime {
     pub directory: Arc<Directory>,
     pub drivers: Arc<Drivers>,
     pub process: Arc<ProcessDriver>,
+    pub docker: Option<Arc<DockerDriver>>,
     identity: RwLock<Option<Identity>>,
     manager: RwLock<Option<Arc<ManagerCtx>>>,
     raft_net: RwLock<Option<Arc<RaftNet>>>,
@@ -141,6 +142,10 @@ impl Runtime {
         let process = ProcessDriver::new(config.data_dir.join("logs"));
         let mut drivers = Drivers::new();
         drivers.insert("process".into(), process.clone());
+        let docker = DockerDriver::connect(config.data_dir.join("logs")).await;
+        if let Some(d) = &docker {
+            drivers.insert("docker".into(), d.clone());
+        }
         let (root, _) = ractor::Actor::spawn(
             None,
             Supervisor,
@@ -159,6 +164,7 @@ impl Runtime {
             directory,
             drivers: Arc::new(drivers),
             process,
+            docker,
             identity: RwLock::new(identity.clone()),
             manager: RwLock::new(None),
             raft_net: RwLock::new(None),
@@ -197,7 +203,12 @@ impl Runtime {
             node_id: node_id.to_string(),
             hostname: self.config.hostname.clone(),
             addr: self.config.advertise(),
-            drivers: self.drivers.values().map(|d| d.info()).collect(),
+            drivers: self
+                .drivers
+                .values()
+                .filter(|d| d.available())
+                .map(|d| d.info())
+                .collect(),
         }
     }
 
@@ -278,6 +289,9 @@ impl Runtime {
     }
 
     async fn start_worker(&self, id: &Identity) -> Result<(), NodeError> {
+        if let Some(d) = &self.docker {
+            d.adopt(&id.node_id).await;
+        }
         self.start_child(ChildSpec::new(
             PROXY_NAME,
             Restart::Permanent,

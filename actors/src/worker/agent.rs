@@ -96,6 +96,11 @@ impl AgentState {
     }
 
     async fn reconcile(&mut self, myself: &ActorRef<AgentMsg>, assigned: Vec<Task>) {
+        let keep: std::collections::HashSet<String> =
+            assigned.iter().map(|t| t.id.clone()).collect();
+        for d in self.args.drivers.values() {
+            d.retain(&keep);
+        }
         let mut wanted = std::collections::HashSet::new();
         for task in assigned {
             let name = task_actor_name(&task.id);
@@ -191,6 +196,19 @@ impl Actor for Agent {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AgentMsg::Tick => {
+                // A driver came or went (a Docker engine stopped): register again
+                // so that the managers schedule by what this node can run now.
+                let drivers: Vec<_> = st
+                    .args
+                    .drivers
+                    .values()
+                    .filter(|d| d.available())
+                    .map(|d| d.info())
+                    .collect();
+                if drivers != st.args.node.drivers {
+                    st.args.node.drivers = drivers;
+                    st.session = None;
+                }
                 st.flush(&myself);
                 if let (Some(d), Some(_)) = (st.dispatcher(), st.session) {
                     let _ = d.send_message(DispatcherMsg::Heartbeat {

@@ -8,6 +8,8 @@ use super::progress::wait_converged;
 use crate::client::{enc, Client};
 use crate::output::{ago, capitalize, parse_duration, print_rows, s, short_id, u, Row};
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ServiceCmd {
     /// Create a new service
@@ -35,6 +37,39 @@ fn replicas(s: &str) -> Result<u64, String> {
 
 fn duration_ns(s: &str) -> Result<u64, String> {
     parse_duration(s)
+}
+
+/// "0.5" CPUs -> nano CPUs.
+fn cpus(s: &str) -> Result<u64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok((v * 1e9) as u64),
+        _ => Err(format!(
+            "invalid CPU value {s:?}: expected a positive number such as 0.5 or 2"
+        )),
+    }
+}
+
+/// "64M", "64mb", "1g", "512k", "1024" -> bytes.
+fn bytes(s: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("invalid size {s:?}: expected a number with an optional unit b, k, m or g (such as 64m)")
+    };
+    let lower = s.trim().to_ascii_lowercase();
+    let t = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(bad());
+    }
+    Ok((n * mult as f64) as u64)
 }
 
 #[derive(Args)]
@@ -69,6 +104,27 @@ pub struct CreateArgs {
     /// Time to wait before force killing a task (ns|us|ms|s|m|h)
     #[arg(long, default_value = "10s", value_parser = duration_ns)]
     stop_grace_period: u64,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Container labels
+    #[arg(long = "container-label")]
+    container_label: Vec<String>,
+    /// Limit CPUs
+    #[arg(long, value_parser = cpus)]
+    limit_cpu: Option<u64>,
+    /// Limit Memory
+    #[arg(long, value_parser = bytes)]
+    limit_memory: Option<u64>,
+    /// Reserve CPUs
+    #[arg(long, value_parser = cpus)]
+    reserve_cpu: Option<u64>,
+    /// Reserve Memory
+    #[arg(long, value_parser = bytes)]
+    reserve_memory: Option<u64>,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
@@ -176,6 +232,13 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         "Args": a.args,
                         "Env": a.env,
                         "StopGracePeriod": a.stop_grace_period,
+                        "Dir": a.workdir,
+                        "User": a.user,
+                        "Labels": labels(&a.container_label)?,
+                    },
+                    "Resources": {
+                        "Limits": { "NanoCPUs": a.limit_cpu, "MemoryBytes": a.limit_memory },
+                        "Reservations": { "NanoCPUs": a.reserve_cpu, "MemoryBytes": a.reserve_memory },
                     },
                     "RestartPolicy": {
                         "Condition": a.restart_condition,

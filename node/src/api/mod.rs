@@ -284,7 +284,7 @@ async fn service_create(
         updated_at: now,
     };
     let id = svc.id.clone();
-    rt.propose(Command::CreateService(svc)).await?;
+    rt.propose(Command::CreateService(Box::new(svc))).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "ID": id, "Warnings": [] })),

@@ -28,6 +28,19 @@ fn task_template(t: &TaskTemplate) -> Value {
             "Args": t.args,
             "Env": t.env,
             "StopGracePeriod": t.stop_grace_period_ns,
+            "Dir": t.workdir,
+            "User": t.user,
+            "Labels": t.container_labels,
+        },
+        "Resources": {
+            "Limits": {
+                "NanoCPUs": t.resources.limit_nano_cpus,
+                "MemoryBytes": t.resources.limit_memory_bytes,
+            },
+            "Reservations": {
+                "NanoCPUs": t.resources.reserve_nano_cpus,
+                "MemoryBytes": t.resources.reserve_memory_bytes,
+            },
         },
         "RestartPolicy": {
             "Condition": t.restart_policy.condition.as_str(),
@@ -112,7 +125,11 @@ pub fn node(n: &Node, leader: Option<&str>) -> Value {
         "Description": {
             "Hostname": n.hostname,
             "Engine": {
-                "EngineVersion": env!("CARGO_PKG_VERSION"),
+                "EngineVersion": n
+                    .drivers
+                    .iter()
+                    .find(|d| d.name == "docker")
+                    .map_or(env!("CARGO_PKG_VERSION"), |d| d.version.as_str()),
                 "Drivers": n.drivers.iter().map(|d| json!({"Name": d.name, "Version": d.version})).collect::<Vec<_>>(),
             },
         },
@@ -243,6 +260,29 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
                 &["ContainerSpec", "StopGracePeriod"],
                 defaults.stop_grace_period_ns,
             )?,
+            workdir: field(&tt, &["ContainerSpec", "Dir"])
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            user: field(&tt, &["ContainerSpec", "User"])
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            container_labels: match field(&tt, &["ContainerSpec", "Labels"]) {
+                None | Some(Value::Null) => BTreeMap::new(),
+                Some(l) => serde_json::from_value(l.clone())
+                    .map_err(|_| "ContainerSpec.Labels must map strings to strings".to_string())?,
+            },
+            resources: shoal_actors::model::Resources {
+                limit_nano_cpus: u64_at(&tt, &["Resources", "Limits", "NanoCPUs"], 0)?,
+                limit_memory_bytes: u64_at(&tt, &["Resources", "Limits", "MemoryBytes"], 0)?,
+                reserve_nano_cpus: u64_at(&tt, &["Resources", "Reservations", "NanoCPUs"], 0)?,
+                reserve_memory_bytes: u64_at(
+                    &tt,
+                    &["Resources", "Reservations", "MemoryBytes"],
+                    0,
+                )?,
+            },
         },
     })
 }

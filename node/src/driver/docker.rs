@@ -1,0 +1,375 @@
+//! The docker driver: a task is a container on the node's Docker engine,
+//! reached through bollard (honouring `DOCKER_HOST`).
+//!
+//! Containers are named `<service>.<slot>.<task id>` and labelled with the
+//! service, task, slot and node, so a restarted daemon finds (adopts) the
+//! containers of its tasks instead of starting them again. Their output is
+//! copied into the same per-task log files the process driver writes.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use shoal_actors::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
+use shoal_actors::model::DriverInfo;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+use crate::logs;
+
+pub const LABEL_NODE: &str = "com.shoal.node.id";
+pub const LABEL_SERVICE_ID: &str = "com.shoal.service.id";
+pub const LABEL_SERVICE_NAME: &str = "com.shoal.service.name";
+pub const LABEL_TASK: &str = "com.shoal.task.id";
+pub const LABEL_SLOT: &str = "com.shoal.task.slot";
+
+struct Container {
+    name: String,
+    pid: Option<u32>,
+    exit: watch::Receiver<Option<Exit>>,
+}
+
+pub struct DockerDriver {
+    me: Weak<DockerDriver>,
+    docker: Docker,
+    log_dir: PathBuf,
+    /// The engine's version while it answers; `None` when it does not.
+    version: RwLock<Option<String>>,
+    tasks: Mutex<HashMap<String, Container>>,
+}
+
+fn engine_message(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl DockerDriver {
+    /// Connects to the local engine. Without an engine the driver exists but
+    /// is not available, and becomes available when one answers.
+    pub async fn connect(log_dir: PathBuf) -> Option<Arc<Self>> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| tracing::info!(error = %e, "no Docker engine: the docker driver is off"))
+            .ok()?;
+        let driver = Arc::new_cyclic(|me| DockerDriver {
+            me: me.clone(),
+            docker,
+            log_dir,
+            version: RwLock::new(None),
+            tasks: Mutex::new(HashMap::new()),
+        });
+        driver.fingerprint().await;
+        let weak = Arc::downgrade(&driver);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let Some(d) = weak.upgrade() else { return };
+                d.fingerprint().await;
+            }
+        });
+        Some(driver)
+    }
+
+    async fn fingerprint(&self) {
+        let v = self.docker.version().await.ok().and_then(|v| v.version);
+        let was = self.version.read().clone();
+        if v != was {
+            match &v {
+                Some(v) => tracing::info!(version = %v, "Docker engine available"),
+                None => tracing::warn!("Docker engine unreachable: the docker driver is off"),
+            }
+            *self.version.write() = v;
+        }
+    }
+
+    /// Registers the containers labelled with this node (after a restart);
+    /// the agent's first assignments then tell which of them to keep.
+    pub async fn adopt(&self, node_id: &str) {
+        let filters =
+            HashMap::from([("label".to_string(), vec![format!("{LABEL_NODE}={node_id}")])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(list) = self.docker.list_containers(Some(opts)).await else {
+            return;
+        };
+        for c in list {
+            let labels = c.labels.unwrap_or_default();
+            let (Some(task), Some(name)) = (
+                labels.get(LABEL_TASK).cloned(),
+                c.names
+                    .and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_string())),
+            ) else {
+                continue;
+            };
+            tracing::info!(task = %task, container = %name, "adopting container");
+            self.track(&task, &name, false).await;
+        }
+    }
+
+    /// Starts watching a container: its exit, its pid, and (from now on) its output.
+    async fn track(&self, task_id: &str, name: &str, new: bool) -> Lifecycle {
+        let inspect = self.docker.inspect_container(name, None).await.ok();
+        let state = inspect.and_then(|i| i.state);
+        let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        let pid = state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0);
+        let initial = if running {
+            None
+        } else {
+            Some(Exit::Code(
+                state.and_then(|s| s.exit_code).unwrap_or(-1) as i32
+            ))
+        };
+        let (tx, rx) = watch::channel(initial);
+        self.tasks.lock().insert(
+            task_id.to_string(),
+            Container {
+                name: name.to_string(),
+                pid,
+                exit: rx,
+            },
+        );
+        if running {
+            let docker = self.docker.clone();
+            let n = name.to_string();
+            tokio::spawn(async move {
+                let mut wait = docker.wait_container(&n, None);
+                let code = match wait.next().await {
+                    Some(Ok(r)) => r.status_code,
+                    Some(Err(bollard::errors::Error::DockerContainerWaitError {
+                        code, ..
+                    })) => code,
+                    _ => -1,
+                };
+                let _ = tx.send(Some(Exit::Code(code as i32)));
+            });
+            self.pump_logs(task_id, name, new);
+        }
+        match initial {
+            Some(e) => Lifecycle::Exited(e),
+            None => Lifecycle::Running { pid },
+        }
+    }
+
+    /// Copies the container's output into the task's log file; an adopted
+    /// container's older output is already there.
+    fn pump_logs(&self, task_id: &str, name: &str, from_start: bool) {
+        let since = if from_start {
+            0
+        } else {
+            chrono::Utc::now().timestamp() as i32
+        };
+        let opts = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .since(since)
+            .build();
+        let mut stream = self.docker.logs(name, Some(opts));
+        let path = logs::log_path(&self.log_dir, task_id);
+        tokio::spawn(async move {
+            let Ok(mut file) = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .await
+            else {
+                return;
+            };
+            let mut partial: HashMap<&'static str, String> = HashMap::new();
+            while let Some(Ok(out)) = stream.next().await {
+                let (kind, bytes) = match out {
+                    bollard::container::LogOutput::StdErr { message } => ("stderr", message),
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message } => ("stdout", message),
+                    bollard::container::LogOutput::StdIn { .. } => continue,
+                };
+                let buf = partial.entry(kind).or_default();
+                buf.push_str(&String::from_utf8_lossy(&bytes));
+                while let Some(pos) = buf.find('\n') {
+                    let line: String = buf.drain(..=pos).collect();
+                    let text = logs::format_line(kind, line.trim_end_matches('\n'));
+                    if file.write_all(text.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn create_and_start(&self, launch: Launch) -> Result<Lifecycle, DriverError> {
+        let task = &launch.task;
+        let spec = &task.spec;
+        let name = format!("{}.{}.{}", task.service_name, task.slot, task.id);
+        let mut env = spec.env.clone();
+        env.extend([
+            format!("SHOAL_TASK_ID={}", task.id),
+            format!("SHOAL_TASK_SLOT={}", task.slot),
+            format!("SHOAL_SERVICE_NAME={}", task.service_name),
+            format!("SHOAL_NODE_ID={}", launch.node_id),
+        ]);
+        let mut labels: HashMap<String, String> =
+            spec.container_labels.clone().into_iter().collect();
+        labels.extend([
+            (LABEL_NODE.to_string(), launch.node_id.clone()),
+            (LABEL_SERVICE_ID.to_string(), task.service_id.clone()),
+            (LABEL_SERVICE_NAME.to_string(), task.service_name.clone()),
+            (LABEL_TASK.to_string(), task.id.clone()),
+            (LABEL_SLOT.to_string(), task.slot.to_string()),
+        ]);
+        let nonzero = |v: u64| (v > 0).then_some(v as i64);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            working_dir: (!spec.workdir.is_empty()).then(|| spec.workdir.clone()),
+            user: (!spec.user.is_empty()).then(|| spec.user.clone()),
+            host_config: Some(HostConfig {
+                nano_cpus: nonzero(spec.resources.limit_nano_cpus),
+                memory: nonzero(spec.resources.limit_memory_bytes),
+                init: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        if let Err(e) = self.docker.create_container(Some(opts), body).await {
+            let msg = engine_message(&e);
+            // A container of this name exists: this task was started before.
+            if !msg.contains("Conflict") && !msg.contains("already in use") {
+                return Err(DriverError::Rejected(msg));
+            }
+        }
+        if let Err(e) = self.docker.start_container(&name, None).await {
+            let msg = engine_message(&e);
+            if !msg.contains("already started") {
+                let _ = self
+                    .docker
+                    .remove_container(
+                        &name,
+                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                    )
+                    .await;
+                return Err(DriverError::Failed(msg));
+            }
+        }
+        Ok(self.track(&task.id, &name, true).await)
+    }
+
+    fn remove_container(&self, name: String) {
+        let docker = self.docker.clone();
+        tokio::spawn(async move {
+            let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+            if let Err(e) = docker.remove_container(&name, Some(opts)).await {
+                tracing::debug!(container = %name, error = %engine_message(&e), "remove failed");
+            }
+        });
+    }
+}
+
+impl Driver for DockerDriver {
+    fn info(&self) -> DriverInfo {
+        DriverInfo {
+            name: "docker".into(),
+            version: self.version.read().clone().unwrap_or_default(),
+        }
+    }
+
+    fn available(&self) -> bool {
+        self.version.read().is_some()
+    }
+
+    fn start(&self, launch: Launch) -> BoxFuture<Result<Lifecycle, DriverError>> {
+        let known = self.inspect(&launch.task.id);
+        let me = self.me.upgrade();
+        Box::pin(async move {
+            if let Some(l) = known {
+                return Ok(l);
+            }
+            let Some(me) = me else {
+                return Err(DriverError::Failed(
+                    "the docker driver is shutting down".into(),
+                ));
+            };
+            me.create_and_start(launch).await
+        })
+    }
+
+    fn inspect(&self, task_id: &str) -> Option<Lifecycle> {
+        self.tasks
+            .lock()
+            .get(task_id)
+            .map(|c| match *c.exit.borrow() {
+                Some(e) => Lifecycle::Exited(e),
+                None => Lifecycle::Running { pid: c.pid },
+            })
+    }
+
+    fn wait(&self, task_id: &str) -> BoxFuture<Option<Exit>> {
+        let rx = self.tasks.lock().get(task_id).map(|c| c.exit.clone());
+        Box::pin(async move {
+            let mut rx = rx?;
+            let exit = rx.wait_for(|e| e.is_some()).await.ok()?;
+            *exit
+        })
+    }
+
+    fn stop(&self, task_id: &str, grace: Duration) -> BoxFuture<()> {
+        let c = self
+            .tasks
+            .lock()
+            .get(task_id)
+            .map(|c| (c.name.clone(), c.exit.clone()));
+        let docker = self.docker.clone();
+        Box::pin(async move {
+            let Some((name, mut exit)) = c else { return };
+            let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+            let opts = StopContainerOptionsBuilder::default().t(secs).build();
+            if let Err(e) = docker.stop_container(&name, Some(opts)).await {
+                tracing::debug!(container = %name, error = %engine_message(&e), "stop failed");
+            }
+            let _ = tokio::time::timeout(
+                grace + Duration::from_secs(5),
+                exit.wait_for(|e| e.is_some()),
+            )
+            .await;
+        })
+    }
+
+    fn remove(&self, task_id: &str) {
+        if let Some(c) = self.tasks.lock().remove(task_id) {
+            self.remove_container(c.name);
+        }
+    }
+
+    fn retain(&self, keep: &HashSet<String>) {
+        let gone: Vec<(String, String)> = self
+            .tasks
+            .lock()
+            .iter()
+            .filter(|(t, _)| !keep.contains(*t))
+            .map(|(t, c)| (t.clone(), c.name.clone()))
+            .collect();
+        for (task, name) in gone {
+            tracing::info!(task = %task, container = %name, "removing the container of a task no longer assigned here");
+            self.tasks.lock().remove(&task);
+            self.remove_container(name);
+        }
+    }
+}
