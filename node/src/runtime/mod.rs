@@ -1,0 +1,394 @@
+//! One node: its data directory, its actor tree, its transport, and the
+//! swarm roles it runs.
+
+mod membership;
+mod renewal;
+mod swarm;
+mod writes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use parking_lot::RwLock;
+use ractor::ActorRef;
+use shoal_actors::codec;
+use shoal_actors::command::Command;
+use shoal_actors::dispatcher::{DispatcherMsg, NodeDescription};
+use shoal_actors::driver::Drivers;
+use shoal_actors::leader::{manager_spec, worker_spec, ManagerCtx, Timings};
+use shoal_actors::model::{
+    new_id, Availability, Cluster, ClusterSpec, JoinTokens, Node, NodeRole, NodeState,
+};
+use shoal_actors::proposer::ProposeError;
+use shoal_actors::raft::{ProposeRefused, RaftMsg};
+use shoal_actors::supervision::{
+    ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
+};
+
+use crate::ca::RootCa;
+use crate::certs::NodeCert;
+use crate::cluster::inbound::ClusterInbound;
+use crate::cluster::net::{
+    ClusterLink, DispatcherProxy, ProxyArgs, RaftNet, RemoteAgent, TransportSlot, PROXY_NAME,
+};
+use crate::cluster::wire::{Joined, Request, Response, RoleChange, ToDispatcher};
+use crate::driver::{DockerDriver, ProcessDriver};
+use crate::identity::{self, Identity};
+use crate::transport::tls::TlsIdentity;
+use crate::transport::{Transport, TransportConfig};
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub hostname: String,
+    pub listen_addr: SocketAddr,
+    /// What peers dial; the listen address when not given.
+    pub advertise_addr: Option<String>,
+    pub enable_chaos: bool,
+    pub timings: Timings,
+    pub cert_validity: Duration,
+}
+
+impl NodeConfig {
+    pub fn advertise(&self) -> String {
+        self.advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.listen_addr.to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.")]
+    AlreadyInSwarm,
+    #[error("This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.")]
+    NotManager,
+    #[error("{0}")]
+    Propose(#[from] ProposeError),
+    #[error("invalid join token: {0}")]
+    BadToken(String),
+    #[error("{message}")]
+    Remote { status: u16, message: String },
+    #[error("This node is not part of a swarm")]
+    NotInSwarm,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("cannot reach {0}: {1}")]
+    Unreachable(String, String),
+    #[error("cannot open the data directory: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Ca(#[from] crate::ca::CaError),
+    #[error(transparent)]
+    Log(#[from] shoal_actors::raft::LogError),
+    #[error(transparent)]
+    Open(#[from] shoal_actors::leader::ManagerOpenError),
+    #[error("cluster transport: {0}")]
+    Transport(#[from] crate::transport::TransportError),
+    #[error("the node's actor tree is not running: {0}")]
+    Actors(String),
+}
+
+impl From<Result<(), NodeError>> for Response {
+    fn from(r: Result<(), NodeError>) -> Self {
+        match r {
+            Ok(()) => Response::Done,
+            Err(e) => {
+                let api = crate::api::ApiError::from(e);
+                Response::Error {
+                    status: api.status.as_u16(),
+                    message: api.message,
+                }
+            }
+        }
+    }
+}
+
+pub struct Runtime {
+    pub config: NodeConfig,
+    pub db: sled::Db,
+    pub directory: Arc<Directory>,
+    pub drivers: Arc<Drivers>,
+    pub process: Arc<ProcessDriver>,
+    pub docker: Option<Arc<DockerDriver>>,
+    identity: RwLock<Option<Identity>>,
+    manager: RwLock<Option<Arc<ManagerCtx>>>,
+    raft_net: RwLock<Option<Arc<RaftNet>>>,
+    transport: TransportSlot,
+    managers: Arc<RwLock<Vec<String>>>,
+    root: ActorRef<SupervisorMsg>,
+    /// Serialises `swarm init` and `swarm join`.
+    init_lock: tokio::sync::Mutex<()>,
+}
+
+fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
+    identity::IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+    .into()
+}
+
+impl Runtime {
+    pub async fn start(config: NodeConfig) -> Result<Arc<Self>, NodeError> {
+        std::fs::create_dir_all(config.data_dir.join("logs"))
+            .map_err(|e| io_err(&config.data_dir, e))?;
+        let db = sled::Config::new()
+            .path(config.data_dir.join("state.db"))
+            .open()?;
+        let directory = Directory::new();
+        let process = ProcessDriver::new(config.data_dir.join("logs"));
+        let mut drivers = Drivers::new();
+        drivers.insert("process".into(), process.clone());
+        let docker = DockerDriver::connect(config.data_dir.join("logs")).await;
+        if let Some(d) = &docker {
+            drivers.insert("docker".into(), d.clone());
+        }
+        let (root, _) = ractor::Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                directory: directory.clone(),
+                intensity: Intensity::default(),
+                children: Vec::new(),
+            },
+        )
+        .await
+        .map_err(|e| NodeError::Actors(e.to_string()))?;
+        let identity = identity::load(&config.data_dir)?;
+        let rt = Arc::new(Runtime {
+            config,
+            db,
+            directory,
+            drivers: Arc::new(drivers),
+            process,
+            docker,
+            identity: RwLock::new(identity.clone()),
+            manager: RwLock::new(None),
+            raft_net: RwLock::new(None),
+            transport: Arc::new(RwLock::new(None)),
+            managers: Arc::new(RwLock::new(Vec::new())),
+            root,
+            init_lock: tokio::sync::Mutex::new(()),
+        });
+        rt.spawn_renewal();
+        if let Some(id) = identity {
+            tracing::info!(node = %id.node_id, "rejoining the swarm from the data directory");
+            rt.start_transport(&id)?;
+            rt.start_manager(&id).await?;
+            rt.start_worker(&id).await?;
+        }
+        Ok(rt)
+    }
+
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity.read().clone()
+    }
+
+    pub fn manager(&self) -> Result<Arc<ManagerCtx>, NodeError> {
+        match (&*self.identity.read(), &*self.manager.read()) {
+            (Some(_), Some(m)) => Ok(m.clone()),
+            _ => Err(NodeError::NotManager),
+        }
+    }
+
+    pub fn raft_net(&self) -> Option<Arc<RaftNet>> {
+        self.raft_net.read().clone()
+    }
+
+    pub fn node_description(&self, node_id: &str) -> NodeDescription {
+        NodeDescription {
+            node_id: node_id.to_string(),
+            hostname: self.config.hostname.clone(),
+            addr: self.config.advertise(),
+            drivers: self
+                .drivers
+                .values()
+                .filter(|d| d.available())
+                .map(|d| d.info())
+                .collect(),
+        }
+    }
+
+    async fn start_child(&self, spec: ChildSpec) -> Result<(), NodeError> {
+        let r = self
+            .root
+            .call(
+                |reply| SupervisorMsg::StartChild(spec, Some(reply)),
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|e| NodeError::Actors(e.to_string()))?;
+        match r {
+            ractor::rpc::CallResult::Success(Ok(())) => Ok(()),
+            ractor::rpc::CallResult::Success(Err(e)) => Err(NodeError::Actors(e)),
+            _ => Err(NodeError::Actors("timed out starting actors".into())),
+        }
+    }
+
+    fn certs_dir(&self) -> PathBuf {
+        self.config.data_dir.join("certs")
+    }
+
+    fn ca_dir(&self) -> PathBuf {
+        self.config.data_dir.join("ca")
+    }
+
+    /// Binds the QUIC endpoint with this node's certificate.
+    fn start_transport(self: &Arc<Self>, id: &Identity) -> Result<(), NodeError> {
+        let cert = NodeCert::load(&self.certs_dir())?;
+        let ca_pem = std::fs::read_to_string(self.ca_dir().join("ca.crt"))
+            .map_err(|e| io_err(&self.ca_dir(), e))?;
+        let tls = TlsIdentity {
+            ca_pem,
+            chain_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+        };
+        let inbound = Arc::new(ClusterInbound(Arc::downgrade(self)));
+        let t = Transport::bind(
+            self.config.listen_addr,
+            &tls,
+            TransportConfig::default(),
+            inbound,
+        )?;
+        tracing::info!(addr = %self.config.listen_addr, "cluster transport listening");
+        *self.transport.write() = Some(t);
+        let mut managers = id.managers.clone();
+        if id.manager {
+            let own = self.config.advertise();
+            managers.retain(|m| *m != own);
+            managers.insert(0, own);
+        }
+        *self.managers.write() = managers;
+        Ok(())
+    }
+
+    async fn start_manager(&self, id: &Identity) -> Result<(), NodeError> {
+        if !id.manager {
+            return Ok(());
+        }
+        let ctx = ManagerCtx::new(
+            id.node_id.clone(),
+            id.raft_id,
+            &self.db,
+            self.directory.clone(),
+            self.config.timings,
+        )?;
+        let net = Arc::new(RaftNet {
+            raft_id: id.raft_id,
+            own_addr: self.config.advertise(),
+            transport: self.transport.clone(),
+            sm: ctx.sm.clone(),
+            book: RwLock::new(Default::default()),
+        });
+        *self.raft_net.write() = Some(net.clone());
+        *self.manager.write() = Some(ctx.clone());
+        self.start_child(manager_spec(&ctx, net)).await
+    }
+
+    async fn start_worker(&self, id: &Identity) -> Result<(), NodeError> {
+        if let Some(d) = &self.docker {
+            d.adopt(&id.node_id).await;
+        }
+        self.start_child(ChildSpec::new(
+            PROXY_NAME,
+            Restart::Permanent,
+            DispatcherProxy,
+            ProxyArgs {
+                transport: self.transport.clone(),
+                own_addr: self.config.advertise(),
+                managers: self.managers.clone(),
+                patience: self.config.timings.dispatcher_heartbeat / 2,
+            },
+        ))
+        .await?;
+        self.start_child(worker_spec(
+            self.node_description(&id.node_id),
+            self.drivers.clone(),
+            self.directory.clone(),
+            Arc::new(ClusterLink(self.directory.clone())),
+            self.config.timings.dispatcher_heartbeat,
+        ))
+        .await
+    }
+
+    fn save_identity(&self, id: &Identity) -> Result<(), NodeError> {
+        identity::save(&self.config.data_dir, id)?;
+        *self.identity.write() = Some(id.clone());
+        Ok(())
+    }
+
+    fn new_node(&self, id: &Identity, role: NodeRole, desc: NodeDescription) -> Node {
+        let now = Utc::now();
+        Node {
+            id: id.node_id.clone(),
+            raft_id: id.raft_id,
+            hostname: desc.hostname,
+            role,
+            availability: Availability::Active,
+            labels: Default::default(),
+            state: NodeState::Unknown,
+            status_message: String::new(),
+            addr: desc.addr,
+            drivers: desc.drivers,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
+    }
+
+    /// The address of the node with this Raft id, from the replicated state.
+    fn addr_of_raft(&self, raft_id: u64) -> Option<String> {
+        let m = self.manager().ok()?;
+        let guard = m.sm.read();
+        guard
+            .0
+            .nodes
+            .values()
+            .find(|n| n.raft_id == raft_id)
+            .map(|n| n.addr.clone())
+    }
+
+    /// The Raft id of the leader this manager knows of.
+    pub async fn raft_leader(&self) -> Option<u64> {
+        let raft = self.directory.get::<RaftMsg>("raft")?;
+        match raft
+            .call(RaftMsg::Status, Some(Duration::from_secs(2)))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(s)) if s.leader_id != 0 => Some(s.leader_id),
+            _ => None,
+        }
+    }
+}
+
+impl Runtime {
+    fn tls_identity(&self, cert: &NodeCert) -> Result<TlsIdentity, NodeError> {
+        let ca_pem = std::fs::read_to_string(self.ca_dir().join("ca.crt"))
+            .map_err(|e| io_err(&self.ca_dir(), e))?;
+        Ok(TlsIdentity {
+            ca_pem,
+            chain_pem: cert.cert_pem.clone(),
+            key_pem: cert.key_pem.clone(),
+        })
+    }
+
+    fn managers_addrs(&self) -> Result<Vec<String>, NodeError> {
+        let m = self.manager()?;
+        let guard = m.sm.read();
+        Ok(guard
+            .0
+            .nodes
+            .values()
+            .filter(|n| n.role == NodeRole::Manager)
+            .map(|n| n.addr.clone())
+            .collect())
+    }
+}

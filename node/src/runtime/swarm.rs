@@ -1,0 +1,254 @@
+//! Entering and leaving a swarm: `swarm init`, `swarm join`, `swarm leave`,
+//! `--force-new-cluster`, and join-token rotation.
+
+use super::*;
+
+impl Runtime {
+    /// `swarm init`: a new cluster with this node as its only manager.
+    pub async fn init_swarm(self: &Arc<Self>, spec: ClusterSpec) -> Result<String, NodeError> {
+        let _guard = self.init_lock.lock().await;
+        if self.identity.read().is_some() {
+            return Err(NodeError::AlreadyInSwarm);
+        }
+        let ca = RootCa::generate()?;
+        ca.save(&self.ca_dir())?;
+        let cluster_id = new_id();
+        let id = Identity {
+            node_id: new_id(),
+            raft_id: rand::random::<u64>().max(1),
+            manager: true,
+            cluster_id: cluster_id.clone(),
+            managers: vec![self.config.advertise()],
+        };
+        ca.issue(
+            &cluster_id,
+            &id.node_id,
+            NodeRole::Manager,
+            self.config.cert_validity,
+        )?
+        .save(&self.certs_dir())?;
+        let now = Utc::now();
+        let cluster = Cluster {
+            id: cluster_id,
+            spec,
+            join_tokens: JoinTokens {
+                worker: ca.join_token(),
+                manager: ca.join_token(),
+            },
+            ca_cert_pem: ca.cert_pem.clone(),
+            removed_nodes: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        };
+        let node = self.new_node(&id, NodeRole::Manager, self.node_description(&id.node_id));
+        // The identity is written first, so that a restart finds the Raft log
+        // this node is about to create. (A crash before InitCluster commits
+        // leaves a manager without a cluster: remove the data dir and init again.)
+        self.save_identity(&id)?;
+        self.start_transport(&id)?;
+        let ctx_log = shoal_actors::raft::LogStore::open(&self.db)?;
+        ctx_log.bootstrap(vec![id.raft_id])?;
+        self.start_manager(&id).await?;
+        self.manager()?
+            .proposer
+            .propose(Command::InitCluster { cluster, node })
+            .await?;
+        self.start_worker(&id).await?;
+        tracing::info!(node = %id.node_id, "swarm initialised");
+        Ok(id.node_id)
+    }
+
+    /// `swarm join`: ask a manager for a place in its swarm.
+    pub async fn join_swarm(
+        self: &Arc<Self>,
+        token: &str,
+        remote: &str,
+    ) -> Result<String, NodeError> {
+        let _guard = self.init_lock.lock().await;
+        if self.identity.read().is_some() {
+            return Err(NodeError::AlreadyInSwarm);
+        }
+        let digest = token_digest(token)?;
+        let remote_addr: SocketAddr = remote
+            .parse()
+            .map_err(|_| NodeError::Unreachable(remote.into(), "not an IP:PORT address".into()))?;
+        let desc = self.node_description("");
+        let req = Request::Join {
+            token: token.to_string(),
+            hostname: desc.hostname,
+            addr: desc.addr,
+            drivers: desc.drivers,
+        };
+        let bytes = codec::encode(&req).map_err(|e| NodeError::Actors(e.to_string()))?;
+        let bind = SocketAddr::new(self.config.listen_addr.ip(), 0);
+        let answer = crate::transport::anonymous_request(bind, remote_addr, &digest, &bytes)
+            .await
+            .map_err(|e| NodeError::Unreachable(remote.into(), e.to_string()))?;
+        let joined = match codec::decode::<Response>(&answer) {
+            Ok(Response::Joined(j)) => *j,
+            Ok(Response::Error { status, message }) => {
+                return Err(NodeError::Remote { status, message })
+            }
+            _ => {
+                return Err(NodeError::Unreachable(
+                    remote.into(),
+                    "unexpected answer".into(),
+                ))
+            }
+        };
+        let ca_dir = self.ca_dir();
+        std::fs::create_dir_all(&ca_dir).map_err(|e| io_err(&ca_dir, e))?;
+        std::fs::write(ca_dir.join("ca.crt"), &joined.ca_cert_pem)
+            .map_err(|e| io_err(&ca_dir, e))?;
+        if let Some(key) = &joined.ca_key_pem {
+            let ca = RootCa {
+                cert_pem: joined.ca_cert_pem.clone(),
+                cert_der: Vec::new(),
+                key_pem: key.clone(),
+            };
+            ca.save(&ca_dir)?;
+        }
+        NodeCert {
+            cert_pem: joined.cert_pem.clone(),
+            key_pem: joined.key_pem.clone(),
+        }
+        .save(&self.certs_dir())?;
+        let id = Identity {
+            node_id: joined.node_id.clone(),
+            raft_id: joined.raft_id,
+            manager: joined.role == NodeRole::Manager,
+            cluster_id: joined.cluster_id.clone(),
+            managers: joined.managers.clone(),
+        };
+        self.save_identity(&id)?;
+        self.start_transport(&id)?;
+        self.start_manager(&id).await?;
+        self.start_worker(&id).await?;
+        tracing::info!(node = %id.node_id, role = ?joined.role, "joined the swarm");
+        Ok(id.node_id)
+    }
+
+    /// `swarm leave`: stop this node's tasks and actors and forget the swarm.
+    /// A manager must be forced, since its leaving may cost the swarm its quorum.
+    pub async fn leave_swarm(&self, force: bool) -> Result<(), NodeError> {
+        let _guard = self.init_lock.lock().await;
+        let Some(id) = self.identity() else {
+            return Err(NodeError::NotInSwarm);
+        };
+        if id.manager && !force {
+            let managers = self.manager().map_or(1, |m| {
+                m.sm.read()
+                    .0
+                    .nodes
+                    .values()
+                    .filter(|n| n.role == NodeRole::Manager)
+                    .count()
+            });
+            return Err(NodeError::Precondition(format!(
+                "You are attempting to leave the swarm on a node that is participating as a manager. \
+                 Removing this node leaves {} managers out of {managers}. Without a Raft quorum your swarm will be inaccessible. \
+                 The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. \
+                 Use `--force` to suppress this message.",
+                managers.saturating_sub(1)
+            )));
+        }
+        for child in ["worker", PROXY_NAME, "manager"] {
+            let _ = self
+                .root
+                .send_message(SupervisorMsg::StopChild(child.into()));
+        }
+        self.process.stop_all(Duration::from_secs(10)).await;
+        if let Some(t) = self.transport.write().take() {
+            t.close();
+        }
+        *self.manager.write() = None;
+        *self.raft_net.write() = None;
+        for tree in ["raft_log", "raft_meta", "state"] {
+            self.db.drop_tree(tree)?;
+        }
+        self.db.flush_async().await?;
+        for dir in [self.certs_dir(), self.ca_dir()] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        identity::remove(&self.config.data_dir)?;
+        *self.identity.write() = None;
+        tracing::info!(node = %id.node_id, "left the swarm");
+        Ok(())
+    }
+
+    /// `swarm init --force-new-cluster`: this manager alone becomes the Raft
+    /// group, keeping all the state it has.
+    pub async fn force_new_cluster(&self) -> Result<String, NodeError> {
+        let _guard = self.init_lock.lock().await;
+        let id = self.identity().ok_or(NodeError::NotManager)?;
+        if !id.manager {
+            return Err(NodeError::NotManager);
+        }
+        let _ = self
+            .root
+            .send_message(SupervisorMsg::StopChild("manager".into()));
+        // Wait until the old Raft actor is gone before rewriting its membership.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.directory.cell("raft").is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let log = shoal_actors::raft::LogStore::open(&self.db)?;
+        let cs = raft::prelude::ConfState {
+            voters: vec![id.raft_id],
+            ..Default::default()
+        };
+        log.set_conf_state(&cs)?;
+        log.flush().await?;
+        self.start_manager(&id).await?;
+        // Other managers are no longer part of the Raft group.
+        let others: Vec<String> = {
+            let m = self.manager()?;
+            let guard = m.sm.read();
+            guard
+                .0
+                .nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Manager && n.id != id.node_id)
+                .map(|n| n.id.clone())
+                .collect()
+        };
+        for other in others {
+            self.propose(Command::UpdateNode {
+                id: other,
+                role: Some(NodeRole::Worker),
+                availability: None,
+                labels_add: Vec::new(),
+                labels_rm: Vec::new(),
+                at: Utc::now(),
+            })
+            .await?;
+        }
+        tracing::warn!(node = %id.node_id, "forced a new cluster with this manager alone");
+        Ok(id.node_id)
+    }
+
+    /// `swarm join-token --rotate`: new secrets; the old tokens stop working.
+    pub async fn rotate_tokens(&self, worker: bool, manager: bool) -> Result<(), NodeError> {
+        let ca = RootCa::load(&self.ca_dir())?;
+        self.propose(Command::RotateJoinTokens {
+            worker: worker.then(|| ca.join_token()),
+            manager: manager.then(|| ca.join_token()),
+            at: Utc::now(),
+        })
+        .await
+    }
+}
+
+/// The CA digest inside a `SWMTKN-1-<digest>-<secret>` token.
+fn token_digest(token: &str) -> Result<String, NodeError> {
+    let parts: Vec<&str> = token.split('-').collect();
+    match parts.as_slice() {
+        ["SWMTKN", "1", digest, secret] if digest.len() == 50 && secret.len() == 25 => {
+            Ok(digest.to_string())
+        }
+        _ => Err(NodeError::BadToken(
+            "expected SWMTKN-1-<digest>-<secret>, as `shoal swarm join-token` prints it".into(),
+        )),
+    }
+}
