@@ -605,3 +605,54 @@ fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node()
     ]);
     wait_for("the service runs", LONG, || running(m, "still-here") == 1);
 }
+
+#[test]
+fn a_manager_joining_after_compaction_catches_up_from_a_snapshot() {
+    let first = Daemon::start_on("127.0.0.2", "manager-1", &[]);
+    first.ok(&["swarm", "init", "--snapshot-interval", "20"]);
+    let echo = echo_bin();
+    for i in 0..8 {
+        first.ok(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            &format!("s{i}"),
+            "--driver",
+            "process",
+            echo.to_str().expect("path"),
+        ]);
+    }
+    wait_for("a snapshot on the first manager", LONG, || {
+        first
+            .ok(&["info"])
+            .lines()
+            .any(|l| l.trim().starts_with("Snapshot Index:") && !l.trim().ends_with(" 0"))
+    });
+    let token = first
+        .ok(&["swarm", "join-token", "-q", "manager"])
+        .trim()
+        .to_string();
+    let second = Daemon::start_on("127.0.0.3", "manager-2", &[]);
+    join(&second, &token, &first);
+    // The log behind the snapshot is gone: the new manager can only have caught up from it.
+    wait_for("the new manager sees every service", LONG, || {
+        second.shoal(&["service", "ls", "-q"]).status.success()
+            && second.ok(&["service", "ls", "-q"]).lines().count() == 8
+    });
+    assert_eq!(second.rows(&["node", "ls"]).len(), 2);
+    // And it votes: a write through it commits.
+    second.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "after-snapshot",
+        "--driver",
+        "process",
+        echo.to_str().expect("path"),
+    ]);
+    wait_for("the write seen by the first manager", LONG, || {
+        first.ok(&["service", "ls"]).contains("after-snapshot")
+    });
+}

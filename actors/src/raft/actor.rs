@@ -129,8 +129,26 @@ pub struct RaftState {
 #[derive(Clone)]
 pub struct RaftActor;
 
+/// raft-rs logs through slog; its records go to `tracing` at debug level
+/// (`RUST_LOG=shoal_actors::raft=debug` shows them).
+struct SlogToTracing;
+
+impl slog::Drain for SlogToTracing {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        if record.level().is_at_least(slog::Level::Warning) {
+            tracing::warn!(target: "shoal_actors::raft::rawnode", "{}", record.msg());
+        } else {
+            tracing::debug!(target: "shoal_actors::raft::rawnode", "{}", record.msg());
+        }
+        Ok(())
+    }
+}
+
 fn logger() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
+    slog::Logger::root(SlogToTracing, slog::o!())
 }
 
 impl Actor for RaftActor {
@@ -403,7 +421,9 @@ impl RaftState {
                 });
             (guard.1.index, interval.max(1))
         };
-        if applied < self.args.log.snapshot_index() + interval {
+        let wanted = self.args.log.take_snapshot_wanted();
+        let due = applied >= self.args.log.snapshot_index() + interval;
+        if !(due || wanted && applied > self.args.log.snapshot_index()) {
             return Ok(());
         }
         let (at, data) = self.args.sm.snapshot_data();

@@ -46,6 +46,9 @@ pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
     mem: RwLock<Mirror>,
+    /// A peer needs a snapshot the stored one cannot serve (it predates the
+    /// peer's membership): the Raft actor takes a fresh one.
+    snapshot_wanted: std::sync::atomic::AtomicBool,
 }
 
 fn parse<M: protobuf::Message>(what: &str, bytes: &[u8]) -> Result<M, LogError> {
@@ -64,6 +67,7 @@ impl LogStore {
             log: db.open_tree("raft_log")?,
             meta: db.open_tree("raft_meta")?,
             mem: RwLock::new(Mirror::default()),
+            snapshot_wanted: std::sync::atomic::AtomicBool::new(false),
         };
         store.reload()?;
         Ok(Arc::new(store))
@@ -193,6 +197,12 @@ impl LogStore {
         Ok(())
     }
 
+    /// Whether a peer asked for a snapshot that must be taken first (and forget the ask).
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
     pub async fn flush(&self) -> Result<(), LogError> {
         self.db.flush_async().await?;
         Ok(())
@@ -282,7 +292,11 @@ impl raft::Storage for SharedLog {
         Ok(self.0.last_index())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    /// The stored snapshot, if it is recent enough and names `to` as a
+    /// member (raft-rs ignores a snapshot whose configuration lacks its
+    /// recipient); otherwise the Raft actor is asked for a fresh one and
+    /// raft-rs tries again later.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let stored = self
             .0
             .meta
@@ -291,10 +305,21 @@ impl raft::Storage for SharedLog {
             .flatten()
             .and_then(|b| Snapshot::parse_from_bytes(&b).ok());
         match stored {
-            Some(s) if s.get_metadata().index >= request_index => Ok(s),
-            _ => Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            )),
+            Some(s)
+                if s.get_metadata().index >= request_index
+                    && (s.get_metadata().get_conf_state().voters.contains(&to)
+                        || s.get_metadata().get_conf_state().learners.contains(&to)) =>
+            {
+                Ok(s)
+            }
+            _ => {
+                self.0
+                    .snapshot_wanted
+                    .store(true, std::sync::atomic::Ordering::Release);
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
         }
     }
 }

@@ -216,8 +216,13 @@ impl StateMachine {
         let snap: SnapshotData =
             codec::decode(data).map_err(|e| StoreError::Corrupt("snapshot".into(), e))?;
         let mut guard = self.inner.write();
-        self.tree.clear()?;
+        // One batch: every old record removed, every new one written, so a
+        // crash leaves the old state or the new one, never an empty tree.
         let mut batch = sled::Batch::default();
+        for kv in self.tree.iter() {
+            let (k, _) = kv?;
+            batch.remove(k);
+        }
         for change in all_changes(&snap.state) {
             Self::persist_change(&snap.state, &change, &mut batch);
         }
