@@ -656,3 +656,83 @@ fn a_manager_joining_after_compaction_catches_up_from_a_snapshot() {
         first.ok(&["service", "ls"]).contains("after-snapshot")
     });
 }
+
+#[test]
+fn a_partitioned_leader_loses_the_swarm_to_the_majority_and_catches_up_after_healing() {
+    let nodes = cluster(3, 0, &["--enable-chaos"]);
+    let echo = echo_bin();
+    nodes[0].ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "before",
+        "--driver",
+        "process",
+        echo.to_str().expect("path"),
+    ]);
+    // Cut manager-1 (the leader) off from both others, both ways.
+    let rule = format!(
+        r#"{{"Peers": ["{}", "{}"], "Direction": "both", "Action": "drop"}}"#,
+        nodes[1].listen, nodes[2].listen
+    );
+    let (code, body) = nodes[0]
+        .api("POST", "/debug/chaos/network", Some(&rule))
+        .expect("api");
+    assert_eq!(code, 200, "{body}");
+    // The majority elects a leader of its own and takes writes.
+    let took = wait_for("a write on the majority side", LONG, || {
+        nodes[1]
+            .shoal(&[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                "during",
+                "--driver",
+                "process",
+                echo.to_str().expect("path"),
+            ])
+            .status
+            .success()
+    });
+    eprintln!("partition -> majority accepts writes: {took:?}");
+    wait_for("a new leader on the majority side", LONG, || {
+        let l = leaders(&nodes[1]);
+        l.len() == 1 && l[0] != "manager-1"
+    });
+    // The isolated old leader cannot commit.
+    let out = nodes[0].shoal(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "lost",
+        "--driver",
+        "process",
+        echo.to_str().expect("path"),
+    ]);
+    assert!(!out.status.success(), "a minority must not commit");
+    // Heal: manager-1 follows the new leader and learns what happened meanwhile.
+    let (code, _) = nodes[0]
+        .api("DELETE", "/debug/chaos/network", None)
+        .expect("api");
+    assert_eq!(code, 200);
+    wait_for("manager-1 caught up", LONG, || {
+        let ls = nodes[0].ok(&["service", "ls"]);
+        ls.contains("during") && ls.contains("before")
+    });
+    assert!(
+        !nodes[1].ok(&["service", "ls"]).contains("lost"),
+        "the minority's write was never committed"
+    );
+    let l = leaders(&nodes[0]);
+    assert_eq!(l.len(), 1);
+    // The fault hook is refused on a daemon without --enable-chaos.
+    let plain = Daemon::start_on("127.0.0.9", "plain", &[]);
+    plain.ok(&["swarm", "init"]);
+    let (code, _) = plain
+        .api("POST", "/debug/chaos/network", Some(&rule))
+        .expect("api");
+    assert_eq!(code, 403);
+}

@@ -49,6 +49,12 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/tasks", get(tasks))
         .route("/debug/actors", get(debug_actors))
         .route("/debug/chaos/kill", post(chaos_kill))
+        .route(
+            "/debug/chaos/network",
+            get(chaos_network_list)
+                .post(chaos_network_add)
+                .delete(chaos_network_clear),
+        )
         .with_state(rt)
 }
 
@@ -390,14 +396,50 @@ struct KillRequest {
     actor: String,
 }
 
-/// Chaos hook: kills a named actor and reports how long the tree took to replace it.
-async fn chaos_kill(State(rt): Rt, Json(req): Json<KillRequest>) -> ApiResult {
-    if !rt.config.enable_chaos {
-        return Err(ApiError::new(
+fn chaos_enabled(rt: &Runtime) -> Result<(), ApiError> {
+    if rt.config.enable_chaos {
+        Ok(())
+    } else {
+        Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "chaos hooks are disabled on this node; start the daemon with --enable-chaos to use them",
-        ));
+        ))
     }
+}
+
+fn chaos_transport(rt: &Runtime) -> Result<Arc<crate::transport::Transport>, ApiError> {
+    chaos_enabled(rt)?;
+    rt.transport().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node is not part of a swarm",
+        )
+    })
+}
+
+/// Chaos hook: drop or delay this node's traffic to/from some peers.
+async fn chaos_network_add(
+    State(rt): Rt,
+    Json(rule): Json<crate::transport::faults::Rule>,
+) -> ApiResult {
+    chaos_transport(&rt)?.faults.add(rule);
+    tracing::warn!("chaos: network fault added");
+    Ok(Json(json!({})))
+}
+
+async fn chaos_network_list(State(rt): Rt) -> ApiResult {
+    Ok(Json(json!(chaos_transport(&rt)?.faults.rules())))
+}
+
+async fn chaos_network_clear(State(rt): Rt) -> ApiResult {
+    chaos_transport(&rt)?.faults.clear();
+    tracing::warn!("chaos: network faults cleared");
+    Ok(Json(json!({})))
+}
+
+/// Chaos hook: kills a named actor and reports how long the tree took to replace it.
+async fn chaos_kill(State(rt): Rt, Json(req): Json<KillRequest>) -> ApiResult {
+    chaos_enabled(&rt)?;
     let cell = rt.directory.cell(&req.actor).ok_or_else(|| {
         ApiError::not_found(format!(
             "no running actor named {:?} (see GET /debug/actors)",

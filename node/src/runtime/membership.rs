@@ -128,10 +128,14 @@ impl Runtime {
         };
         let deadline = Instant::now() + m.timings.propose_timeout;
         let index = loop {
-            let raft = self
-                .directory
-                .get::<RaftMsg>("raft")
-                .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
+            // The Raft actor may be between two incarnations, or just starting.
+            let Some(raft) = self.directory.get::<RaftMsg>("raft") else {
+                if Instant::now() > deadline {
+                    return Err(ProposeError::NoLeader.into());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
             let answer = raft
                 .call(
                     |reply| RaftMsg::ProposeConfChange {
@@ -143,12 +147,13 @@ impl Runtime {
                 .await;
             match answer {
                 Ok(ractor::rpc::CallResult::Success(Ok(index))) => break index,
-                Ok(ractor::rpc::CallResult::Success(Err(ProposeRefused::NotLeader { leader }))) => {
-                    return Err(ProposeError::NotLeader { leader }.into())
-                }
-                Ok(ractor::rpc::CallResult::Success(Err(ProposeRefused::Busy)))
-                    if Instant::now() < deadline =>
-                {
+                Ok(ractor::rpc::CallResult::Success(Err(ProposeRefused::NotLeader {
+                    leader: Some(l),
+                }))) => return Err(ProposeError::NotLeader { leader: Some(l) }.into()),
+                // An election is running (or a change is pending): wait for it.
+                Ok(ractor::rpc::CallResult::Success(Err(
+                    ProposeRefused::Busy | ProposeRefused::NotLeader { leader: None },
+                ))) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 _ => return Err(ProposeError::Timeout.into()),

@@ -199,6 +199,11 @@ impl Runtime {
         }
     }
 
+    /// The cluster transport, once this node is in a swarm.
+    pub fn transport(&self) -> Option<Arc<Transport>> {
+        self.transport.read().clone()
+    }
+
     pub fn raft_net(&self) -> Option<Arc<RaftNet>> {
         self.raft_net.read().clone()
     }

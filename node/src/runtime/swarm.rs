@@ -50,6 +50,10 @@ impl Runtime {
         let ctx_log = shoal_actors::raft::LogStore::open(&self.db)?;
         ctx_log.bootstrap(vec![id.raft_id])?;
         self.start_manager(&id).await?;
+        // The bootstrap voter set lives only in this node's storage; a log
+        // entry naming this manager lets managers that join later, and replay
+        // the log from its start, know it is a voter too.
+        self.add_voter_here(id.raft_id).await?;
         self.manager()?
             .proposer
             .propose(Command::InitCluster { cluster, node })
@@ -201,8 +205,9 @@ impl Runtime {
         log.set_conf_state(&cs)?;
         log.flush().await?;
         self.start_manager(&id).await?;
-        // Other managers are no longer part of the Raft group.
-        let others: Vec<String> = {
+        // Other managers are no longer part of the Raft group: say so in the
+        // log too, for managers that join later and replay it.
+        let others: Vec<(String, u64)> = {
             let m = self.manager()?;
             let guard = m.sm.read();
             guard
@@ -210,10 +215,11 @@ impl Runtime {
                 .nodes
                 .values()
                 .filter(|n| n.role == NodeRole::Manager && n.id != id.node_id)
-                .map(|n| n.id.clone())
+                .map(|n| (n.id.clone(), n.raft_id))
                 .collect()
         };
-        for other in others {
+        for (other, raft_id) in others {
+            self.remove_voter_here(raft_id).await?;
             self.propose(Command::UpdateNode {
                 id: other,
                 role: Some(NodeRole::Worker),

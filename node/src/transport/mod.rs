@@ -6,6 +6,7 @@
 //! or undecodable frame has its connection closed and logged; nothing it
 //! sends can panic the node.
 
+pub mod faults;
 pub mod frame;
 pub mod tls;
 
@@ -89,6 +90,8 @@ pub struct Transport {
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     /// Removed nodes: their certificates are refused from now on.
     denied: RwLock<HashSet<String>>,
+    /// Injected network faults (empty unless a chaos engineer adds some).
+    pub faults: faults::Faults,
 }
 
 fn transport_config(c: &TransportConfig) -> Arc<quinn::TransportConfig> {
@@ -141,6 +144,7 @@ impl Transport {
             client: RwLock::new(client),
             conns: Mutex::new(HashMap::new()),
             denied: RwLock::new(HashSet::new()),
+            faults: faults::Faults::default(),
         });
         tokio::spawn(accept_loop(t.clone(), inbound));
         Ok(t)
@@ -190,6 +194,11 @@ impl Transport {
 
     /// Sends a one-way message.
     pub async fn send(&self, addr: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
+        match self.faults.verdict(addr, true) {
+            faults::Verdict::Drop => return Ok(()),
+            faults::Verdict::Delay(d) => tokio::time::sleep(d).await,
+            faults::Verdict::Pass => {}
+        }
         let conn = self.connect(addr).await?;
         let mut s = conn
             .open_uni()
@@ -203,6 +212,16 @@ impl Transport {
 
     /// Sends a request and waits for its answer.
     pub async fn request(&self, addr: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, TransportError> {
+        match self.faults.verdict(addr, true) {
+            faults::Verdict::Drop => {
+                return Err(TransportError::Stream(
+                    addr,
+                    "dropped by an injected fault".into(),
+                ))
+            }
+            faults::Verdict::Delay(d) => tokio::time::sleep(d).await,
+            faults::Verdict::Pass => {}
+        }
         let conn = self.connect(addr).await?;
         let (mut send, mut recv) = conn
             .open_bi()
@@ -253,7 +272,14 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
             uni = conn.accept_uni() => {
                 let Ok(mut recv) = uni else { return };
                 let result = match read_frame(&mut recv, max).await {
-                    Ok(bytes) => inbound.message(&peer, bytes),
+                    Ok(bytes) => match t.faults.verdict(remote, false) {
+                        faults::Verdict::Drop => Ok(()),
+                        faults::Verdict::Delay(d) => {
+                            tokio::time::sleep(d).await;
+                            inbound.message(&peer, bytes)
+                        }
+                        faults::Verdict::Pass => inbound.message(&peer, bytes),
+                    },
                     Err(e) => Err(e.to_string()),
                 };
                 if let Err(e) = result {
@@ -264,8 +290,16 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
             }
             bi = conn.accept_bi() => {
                 let Ok((mut send, mut recv)) = bi else { return };
+                let verdict = t.faults.verdict(remote, false);
+                if verdict == faults::Verdict::Drop {
+                    // Unanswered: the stream ends without a reply, as if lost.
+                    continue;
+                }
                 let (peer, inbound, conn) = (peer.clone(), inbound.clone(), conn.clone());
                 tokio::spawn(async move {
+                    if let faults::Verdict::Delay(d) = verdict {
+                        tokio::time::sleep(d).await;
+                    }
                     let answer = match read_frame(&mut recv, max).await {
                         Ok(bytes) => inbound.request(Some(&peer), bytes).await,
                         Err(e) => Err(e.to_string()),
