@@ -3,6 +3,17 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+/// `-q` and `--format`, as every docker `ls` takes them.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Only display IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Format output: table, json, or a template like '{{.Name}}'
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
 /// One row: (json key, value) pairs in column order.
 pub type Row = Vec<(&'static str, String)>;
 

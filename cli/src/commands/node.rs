@@ -2,13 +2,13 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::client::{enc, Client};
-use crate::output::{capitalize, print_rows, s, Row};
+use crate::output::{capitalize, print_rows, s, ListArgs, Row};
 
 #[derive(Subcommand)]
 pub enum NodeCmd {
     /// List nodes in the swarm
     #[command(alias = "list")]
-    Ls(LsArgs),
+    Ls(ListArgs),
     /// Display detailed information on one or more nodes
     Inspect(InspectArgs),
     /// Remove one or more nodes from the swarm
@@ -49,16 +49,6 @@ pub struct UpdateArgs {
     #[arg(long)]
     label_rm: Vec<String>,
     node: String,
-}
-
-#[derive(Args)]
-pub struct LsArgs {
-    /// Only display IDs
-    #[arg(short, long)]
-    quiet: bool,
-    /// Format output: table, json, or a template like '{{.Hostname}}'
-    #[arg(long)]
-    format: Option<String>,
 }
 
 #[derive(Args)]

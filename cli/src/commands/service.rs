@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::progress::wait_converged;
 use crate::client::{enc, Client};
-use crate::output::{ago, capitalize, parse_duration, print_rows, s, short_id, u, Row};
+use crate::output::{ago, capitalize, parse_duration, print_rows, s, short_id, u, ListArgs, Row};
 
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -16,7 +16,7 @@ pub enum ServiceCmd {
     Create(CreateArgs),
     /// List services
     #[command(alias = "list")]
-    Ls(LsArgs),
+    Ls(ListArgs),
     /// List the tasks of a service
     Ps(PsArgs),
     /// Display detailed information on one or more services
@@ -136,14 +136,6 @@ pub struct CreateArgs {
     /// Command and arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
-}
-
-#[derive(Args)]
-pub struct LsArgs {
-    #[arg(short, long)]
-    quiet: bool,
-    #[arg(long)]
-    format: Option<String>,
 }
 
 #[derive(Args)]

@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{no_such_service, ApiError};
+use super::ApiError;
 use crate::logs::parse_line;
 use crate::runtime::Runtime;
 
@@ -86,12 +86,7 @@ pub async fn service_logs(
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
     let m = rt.manager()?;
-    let service_id =
-        m.sm.read()
-            .0
-            .find_service(&id)
-            .map(|s| s.id.clone())
-            .ok_or_else(|| no_such_service(&id))?;
+    let service_id = super::service_id(&m, &id)?;
     let tail = match q.tail.as_deref() {
         None | Some("all") => None,
         Some(n) => Some(n.parse::<usize>().map_err(|_| {

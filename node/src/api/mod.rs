@@ -258,6 +258,15 @@ fn no_such_service(id: &str) -> ApiError {
     ApiError::not_found(format!("service {id} not found"))
 }
 
+/// The full id of the service `key` names (id, name or unique id prefix).
+fn service_id(m: &shoal_actors::leader::ManagerCtx, key: &str) -> Result<String, ApiError> {
+    m.sm.read()
+        .0
+        .find_service(key)
+        .map(|s| s.id.clone())
+        .ok_or_else(|| no_such_service(key))
+}
+
 async fn service(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     let m = rt.manager()?;
     let guard = m.sm.read();
@@ -310,12 +319,7 @@ async fn service_update(
 ) -> ApiResult {
     let m = rt.manager()?;
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
-    let svc_id =
-        m.sm.read()
-            .0
-            .find_service(&id)
-            .map(|s| s.id.clone())
-            .ok_or_else(|| no_such_service(&id))?;
+    let svc_id = service_id(&m, &id)?;
     rt.propose(Command::UpdateService {
         id: svc_id,
         spec,
@@ -328,12 +332,7 @@ async fn service_update(
 
 async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     let m = rt.manager()?;
-    let svc_id =
-        m.sm.read()
-            .0
-            .find_service(&id)
-            .map(|s| s.id.clone())
-            .ok_or_else(|| no_such_service(&id))?;
+    let svc_id = service_id(&m, &id)?;
     rt.propose(Command::RemoveService {
         id: svc_id,
         at: Utc::now(),
