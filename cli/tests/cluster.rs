@@ -736,3 +736,35 @@ fn a_partitioned_leader_loses_the_swarm_to_the_majority_and_catches_up_after_hea
         .expect("api");
     assert_eq!(code, 403);
 }
+
+#[test]
+fn demoting_the_leader_hands_leadership_over_first() {
+    let nodes = cluster(3, 0, &[]);
+    assert_eq!(leaders(&nodes[0]), vec!["manager-1".to_string()]);
+    // The leader demotes itself: leadership moves, then it leaves the voters.
+    let out = nodes[0].ok(&["node", "demote", "manager-1"]);
+    assert!(
+        out.contains("Manager manager-1 demoted in the swarm."),
+        "{out}"
+    );
+    wait_for("a new leader", LONG, || {
+        let l = leaders(&nodes[1]);
+        l.len() == 1 && l[0] != "manager-1"
+    });
+    nodes[1].ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "after-demote",
+        "--driver",
+        "process",
+        echo_bin().to_str().expect("path"),
+    ]);
+    wait_for("manager-1 is a worker", LONG, || {
+        nodes[0]
+            .fails(&["node", "ls"])
+            .contains("This node is not a swarm manager.")
+    });
+    assert!(nodes[2].ok(&["service", "ls"]).contains("after-demote"));
+}

@@ -396,6 +396,15 @@ fn bad_input_is_refused_with_docker_messages_and_changes_nothing() {
             "{cmd:?}: {err}"
         );
     }
+    // The cluster port taken by someone else: init fails, and the node stays out.
+    let squatter = std::net::UdpSocket::bind(&d.listen).expect("take the port");
+    let err = d.fails(&["swarm", "init"]);
+    assert!(
+        err.contains("cannot bind") && err.contains(&d.listen),
+        "{err}"
+    );
+    assert!(d.ok(&["info"]).contains("Swarm: inactive"));
+    drop(squatter);
     init(&d);
     assert!(d
         .fails(&["swarm", "init"])

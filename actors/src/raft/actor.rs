@@ -111,6 +111,8 @@ pub enum RaftMsg {
         change: ConfChange,
         reply: RpcReplyPort<Result<u64, ProposeRefused>>,
     },
+    /// Hand leadership to another voter (before this one leaves the group).
+    TransferLeader(u64),
     /// Process the pending Ready; queued once behind a burst of proposals so
     /// that they share one flush.
     Ready,
@@ -248,6 +250,12 @@ impl Actor for RaftActor {
                         tracing::info!(error = %e, "configuration change refused");
                         let _ = reply.send(Err(ProposeRefused::Busy));
                     }
+                }
+            }
+            RaftMsg::TransferLeader(to) => {
+                if st.node.raft.state == StateRole::Leader {
+                    st.node.transfer_leader(to);
+                    st.queue_ready(&myself);
                 }
             }
             RaftMsg::Ready => {

@@ -113,6 +113,12 @@ async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result
         Request::AddVoter(id) if is_manager(&peer) => rt.add_voter_here(id).await.into(),
         Request::RemoveVoter(id) if is_manager(&peer) => rt.remove_voter_here(id).await.into(),
         Request::RoleChange(change) if is_manager(&peer) => rt.change_role(*change).await.into(),
+        Request::TransferLeader(to) if is_manager(&peer) => {
+            if let Some(raft) = rt.directory.get::<shoal_actors::raft::RaftMsg>("raft") {
+                let _ = raft.send_message(shoal_actors::raft::RaftMsg::TransferLeader(to));
+            }
+            Response::Done
+        }
         Request::TaskLog { task_id, offset } if is_manager(&peer) => {
             Response::Log(rt.local_task_log(&task_id, offset).await)
         }
@@ -135,6 +141,7 @@ async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result
         | Request::AddVoter(_)
         | Request::RemoveVoter(_)
         | Request::RoleChange(_)
+        | Request::TransferLeader(_)
         | Request::TaskLog { .. } => refused("only managers may do that"),
     })
 }

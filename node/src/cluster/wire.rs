@@ -64,6 +64,8 @@ pub enum Request {
     RoleChange(Box<RoleChange>),
     /// A node whose certificate nears its expiry asks for a new one.
     RenewCert,
+    /// Ask the leader to hand leadership to this voter.
+    TransferLeader(u64),
     /// A manager reads a task's log from the node that runs it.
     TaskLog { task_id: String, offset: u64 },
 }

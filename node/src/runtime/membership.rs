@@ -346,11 +346,57 @@ impl Runtime {
             NodeRole::Worker,
             self.config.cert_validity,
         )?;
+        if self.raft_leader().await == Some(node.raft_id) {
+            self.hand_over_leadership(node.raft_id).await?;
+        }
         self.remove_voter(node.raft_id).await?;
         self.propose(self.set_role(node.id.clone(), NodeRole::Worker))
             .await?;
         self.send_role_change(&node, NodeRole::Worker, cert, None)
             .await
+    }
+
+    /// A leader about to be demoted first hands leadership to another
+    /// reachable manager, so that the group never waits on a leader that is
+    /// no longer in it.
+    pub(super) async fn hand_over_leadership(&self, leader: u64) -> Result<(), NodeError> {
+        let successor = {
+            let m = self.manager()?;
+            let guard = m.sm.read();
+            guard
+                .0
+                .nodes
+                .values()
+                .find(|n| {
+                    n.role == NodeRole::Manager
+                        && n.raft_id != leader
+                        && n.state == NodeState::Ready
+                })
+                .map(|n| n.raft_id)
+        }
+        .ok_or_else(|| {
+            NodeError::Precondition("no other reachable manager can take over".into())
+        })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.raft_leader().await == Some(leader) {
+            if Instant::now() > deadline {
+                return Err(ProposeError::Timeout.into());
+            }
+            match self.directory.get::<RaftMsg>("raft") {
+                // This node leads: transfer directly.
+                Some(raft) if self.identity().is_some_and(|i| i.raft_id == leader) => {
+                    let _ = raft.send_message(RaftMsg::TransferLeader(successor));
+                }
+                // The leader is another node: ask it over the transport.
+                _ => {
+                    if let Some(addr) = self.addr_of_raft(leader) {
+                        let _ = self.ask(&addr, &Request::TransferLeader(successor)).await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
     }
 
     /// On the node whose role changed: switch certificates, then start or

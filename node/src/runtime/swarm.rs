@@ -10,6 +10,7 @@ impl Runtime {
         if self.identity.read().is_some() {
             return Err(NodeError::AlreadyInSwarm);
         }
+        self.check_listen_addr()?;
         let ca = RootCa::generate()?;
         ca.save(&self.ca_dir())?;
         let cluster_id = new_id();
@@ -73,6 +74,7 @@ impl Runtime {
         if self.identity.read().is_some() {
             return Err(NodeError::AlreadyInSwarm);
         }
+        self.check_listen_addr()?;
         let digest = token_digest(token)?;
         let remote_addr: SocketAddr = remote
             .parse()
@@ -232,6 +234,15 @@ impl Runtime {
         }
         tracing::warn!(node = %id.node_id, "forced a new cluster with this manager alone");
         Ok(id.node_id)
+    }
+
+    /// Fails before anything is written when the cluster port is taken, so
+    /// that a failed init or join leaves the node out of any swarm, as it was.
+    fn check_listen_addr(&self) -> Result<(), NodeError> {
+        let addr = self.config.listen_addr;
+        std::net::UdpSocket::bind(addr)
+            .map(drop)
+            .map_err(|e| crate::transport::TransportError::Bind(addr, e).into())
     }
 
     /// `swarm join-token --rotate`: new secrets; the old tokens stop working.
