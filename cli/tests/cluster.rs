@@ -113,22 +113,7 @@ fn three_managers_two_workers_form_spread_and_survive_leader_loss() {
     // Six replicas spread over five nodes: no node has two more than another.
     let tok = token("spread");
     let echo = echo_bin();
-    nodes[1].ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "6",
-        "--driver",
-        "process",
-        "--restart-delay",
-        "0s",
-        echo.to_str().expect("path"),
-        "--print",
-        &tok,
-    ]);
+    nodes[1].create_echo("web", "6", &["--restart-delay", "0s"], &["--print", &tok]);
     wait_for("6 running", LONG, || running(&nodes[0], "web") == 6);
     let s = spread(&nodes[0], "web");
     assert_eq!(s.len(), 5, "every node runs a replica: {s:?}");
@@ -210,23 +195,7 @@ fn three_managers_two_workers_form_spread_and_survive_leader_loss() {
 fn a_lost_worker_s_tasks_move_and_its_return_duplicates_nothing() {
     let mut nodes = cluster(1, 2, &[]);
     let tok = token("wloss");
-    let echo = echo_bin();
-    nodes[0].ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "4",
-        "--driver",
-        "process",
-        "--restart-delay",
-        "0s",
-        echo.to_str().expect("path"),
-        "--print",
-        &tok,
-    ]);
+    nodes[0].create_echo("web", "4", &["--restart-delay", "0s"], &["--print", &tok]);
     wait_for("4 running", LONG, || running(&nodes[0], "web") == 4);
     let on_worker = spread(&nodes[0], "web")
         .get("worker-1")
@@ -295,21 +264,7 @@ fn tokens_rotate_nodes_drain_pause_leave_and_removed_nodes_stay_out() {
 
     // Drain: tasks leave the node. Pause: it takes no new ones.
     let tok = token("drain");
-    let echo = echo_bin();
-    m.ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "4",
-        "--driver",
-        "process",
-        echo.to_str().expect("path"),
-        "--print",
-        &tok,
-    ]);
+    m.create_echo("web", "4", &[], &["--print", &tok]);
     wait_for("4 running", LONG, || running(m, "web") == 4);
     assert_eq!(
         m.ok(&["node", "update", "--availability", "drain", "worker-1"])
@@ -378,22 +333,8 @@ fn tokens_rotate_nodes_drain_pause_leave_and_removed_nodes_stay_out() {
 #[test]
 fn losing_quorum_fails_writes_fast_and_force_new_cluster_recovers() {
     let mut nodes = cluster(3, 0, &[]);
-    let echo = echo_bin();
     let tok = token("quorum");
-    nodes[0].ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "3",
-        "--driver",
-        "process",
-        echo.to_str().expect("path"),
-        "--print",
-        &tok,
-    ]);
+    nodes[0].create_echo("web", "3", &[], &["--print", &tok]);
     wait_for("3 running", LONG, || running(&nodes[0], "web") == 3);
     nodes[1].kill9();
     nodes[2].kill9();
@@ -447,16 +388,7 @@ fn promote_a_worker_and_demote_a_manager() {
     });
     assert!(nodes[2].ok(&["info"]).contains("Is Manager: true"));
     // It is a voter: a write through it commits.
-    nodes[2].ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "via-promoted",
-        "--driver",
-        "process",
-        echo_bin().to_str().expect("path"),
-    ]);
+    nodes[2].create_echo("via-promoted", "1", &[], &[]);
 
     let out = m.ok(&["node", "demote", "manager-2"]);
     assert!(
@@ -497,20 +429,7 @@ fn certificates_are_renewed_before_they_expire() {
     // Well past the first certificates' expiry, the worker still talks to the manager.
     std::thread::sleep(Duration::from_secs(13));
     let tok = token("renew");
-    nodes[0].ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "2",
-        "--driver",
-        "process",
-        echo_bin().to_str().expect("path"),
-        "--print",
-        &tok,
-    ]);
+    nodes[0].create_echo("web", "2", &[], &["--print", &tok]);
     wait_for("2 running, one on the worker", LONG, || {
         let s = spread(&nodes[0], "web");
         running(&nodes[0], "web") == 2 && s.contains_key("worker-1")
@@ -593,16 +512,7 @@ fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node()
     });
     // The node is alive and its swarm works.
     assert_eq!(m.rows(&["node", "ls"]).len(), 1);
-    m.ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "still-here",
-        "--driver",
-        "process",
-        echo_bin().to_str().expect("path"),
-    ]);
+    m.create_echo("still-here", "1", &[], &[]);
     wait_for("the service runs", LONG, || running(m, "still-here") == 1);
 }
 
@@ -610,18 +520,8 @@ fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node()
 fn a_manager_joining_after_compaction_catches_up_from_a_snapshot() {
     let first = Daemon::start_on("127.0.0.2", "manager-1", &[]);
     first.ok(&["swarm", "init", "--snapshot-interval", "20"]);
-    let echo = echo_bin();
     for i in 0..8 {
-        first.ok(&[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            &format!("s{i}"),
-            "--driver",
-            "process",
-            echo.to_str().expect("path"),
-        ]);
+        first.create_echo(&format!("s{i}"), "1", &[], &[]);
     }
     wait_for("a snapshot on the first manager", LONG, || {
         first
@@ -642,16 +542,7 @@ fn a_manager_joining_after_compaction_catches_up_from_a_snapshot() {
     });
     assert_eq!(second.rows(&["node", "ls"]).len(), 2);
     // And it votes: a write through it commits.
-    second.ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "after-snapshot",
-        "--driver",
-        "process",
-        echo.to_str().expect("path"),
-    ]);
+    second.create_echo("after-snapshot", "1", &[], &[]);
     wait_for("the write seen by the first manager", LONG, || {
         first.ok(&["service", "ls"]).contains("after-snapshot")
     });
@@ -661,16 +552,7 @@ fn a_manager_joining_after_compaction_catches_up_from_a_snapshot() {
 fn a_partitioned_leader_loses_the_swarm_to_the_majority_and_catches_up_after_healing() {
     let nodes = cluster(3, 0, &["--enable-chaos"]);
     let echo = echo_bin();
-    nodes[0].ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "before",
-        "--driver",
-        "process",
-        echo.to_str().expect("path"),
-    ]);
+    nodes[0].create_echo("before", "1", &[], &[]);
     // Cut manager-1 (the leader) off from both others, both ways.
     let rule = format!(
         r#"{{"Peers": ["{}", "{}"], "Direction": "both", "Action": "drop"}}"#,
@@ -751,16 +633,7 @@ fn demoting_the_leader_hands_leadership_over_first() {
         let l = leaders(&nodes[1]);
         l.len() == 1 && l[0] != "manager-1"
     });
-    nodes[1].ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "after-demote",
-        "--driver",
-        "process",
-        echo_bin().to_str().expect("path"),
-    ]);
+    nodes[1].create_echo("after-demote", "1", &[], &[]);
     wait_for("manager-1 is a worker", LONG, || {
         nodes[0]
             .fails(&["node", "ls"])

@@ -14,25 +14,6 @@ fn init(d: &Daemon) {
     assert!(out.contains("shoal swarm join --token SWMTKN-1-"), "{out}");
 }
 
-fn create(d: &Daemon, name: &str, replicas: &str, extra: &[&str], workload: &[&str]) -> String {
-    let echo = echo_bin();
-    let mut args = vec![
-        "service",
-        "create",
-        "-d",
-        "--name",
-        name,
-        "--replicas",
-        replicas,
-        "--driver",
-        "process",
-    ];
-    args.extend_from_slice(extra);
-    args.push(echo.to_str().expect("path"));
-    args.extend_from_slice(workload);
-    d.ok(&args).trim().to_string()
-}
-
 #[test]
 fn service_converges_scales_logs_and_is_removed() {
     let d = Daemon::start(&[]);
@@ -139,13 +120,7 @@ fn killed_task_is_replaced_and_kept_in_history() {
     let d = Daemon::start(&[]);
     init(&d);
     let tok = token("kill");
-    create(
-        &d,
-        "web",
-        "3",
-        &["--restart-delay", "0s"],
-        &["--print", &tok],
-    );
+    d.create_echo("web", "3", &["--restart-delay", "0s"], &["--print", &tok]);
     wait_for("3 running", LONG, || running(&d, "web") == 3);
     let victim = pids_with(&tok)[0];
     nix::sys::signal::kill(
@@ -192,8 +167,7 @@ fn restart_policy_conditions_and_max_attempts() {
     let d = Daemon::start(&[]);
     init(&d);
     // on-failure, 2 attempts: the first task and two restarts, then nothing.
-    create(
-        &d,
+    d.create_echo(
         "fail",
         "1",
         &[
@@ -218,8 +192,7 @@ fn restart_policy_conditions_and_max_attempts() {
         .all(|t| t["Status"]["ContainerStatus"]["ExitCode"] == 3));
 
     // none: never restarted, even on failure.
-    create(
-        &d,
+    d.create_echo(
         "once",
         "1",
         &["--restart-condition", "none", "--restart-delay", "0s"],
@@ -234,8 +207,7 @@ fn restart_policy_conditions_and_max_attempts() {
     assert_eq!(slot_tasks(&d, "once").len(), 1);
 
     // any: a task that exits 0 is restarted too.
-    create(
-        &d,
+    d.create_echo(
         "again",
         "1",
         &["--restart-condition", "any", "--restart-delay", "0s"],
@@ -246,8 +218,7 @@ fn restart_policy_conditions_and_max_attempts() {
         t.len() >= 2 && t.iter().any(|t| t["Status"]["State"] == "complete")
     });
     // on-failure does not restart a clean exit.
-    create(
-        &d,
+    d.create_echo(
         "clean",
         "1",
         &["--restart-condition", "on-failure", "--restart-delay", "0s"],
@@ -267,13 +238,7 @@ fn daemon_kill9_loses_nothing_and_leaves_no_orphans() {
     let mut d = Daemon::start(&[]);
     init(&d);
     let tok = token("crash");
-    let id = create(
-        &d,
-        "web",
-        "2",
-        &["--restart-delay", "0s"],
-        &["--print", &tok],
-    );
+    let id = d.create_echo("web", "2", &["--restart-delay", "0s"], &["--print", &tok]);
     wait_for("2 running", LONG, || running(&d, "web") == 2);
     let cluster = d
         .ok(&["info"])
@@ -318,13 +283,7 @@ fn killed_actors_heal_and_keep_state() {
     let d = Daemon::start(&["--enable-chaos"]);
     init(&d);
     let tok = token("chaos");
-    let id = create(
-        &d,
-        "web",
-        "2",
-        &["--restart-delay", "0s"],
-        &["--print", &tok],
-    );
+    let id = d.create_echo("web", "2", &["--restart-delay", "0s"], &["--print", &tok]);
     wait_for("2 running", LONG, || running(&d, "web") == 2);
     let task = d.tasks("web")[0]["ID"]
         .as_str()
@@ -411,7 +370,7 @@ fn bad_input_is_refused_with_docker_messages_and_changes_nothing() {
         .contains("This node is already part of a swarm"));
     let echo = echo_bin();
     let echo = echo.to_str().expect("path");
-    create(&d, "web", "1", &[], &[]);
+    d.create_echo("web", "1", &[], &[]);
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (

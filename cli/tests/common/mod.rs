@@ -150,6 +150,33 @@ impl Daemon {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// `service create -d --driver process` of the workload program with
+    /// `extra` flags and `workload` arguments; returns the service id.
+    pub fn create_echo(
+        &self,
+        name: &str,
+        replicas: &str,
+        extra: &[&str],
+        workload: &[&str],
+    ) -> String {
+        let echo = echo_bin();
+        let mut args = vec![
+            "service",
+            "create",
+            "-d",
+            "--name",
+            name,
+            "--replicas",
+            replicas,
+            "--driver",
+            "process",
+        ];
+        args.extend_from_slice(extra);
+        args.push(echo.to_str().expect("path"));
+        args.extend_from_slice(workload);
+        self.ok(&args).trim().to_string()
+    }
+
     /// `--format json` output, one object a line.
     pub fn rows(&self, args: &[&str]) -> Vec<Value> {
         let mut a = args.to_vec();
