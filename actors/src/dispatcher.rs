@@ -13,7 +13,6 @@ use crate::leader::ManagerCtx;
 use crate::model::{DriverInfo, NodeState, TaskStatus};
 use crate::state::Change;
 use crate::store::StoreEvent;
-use crate::supervision::Directory;
 use crate::worker::AgentMsg;
 
 /// What a node tells the dispatcher about itself when it registers.
@@ -39,13 +38,6 @@ impl AgentLink for ActorRef<AgentMsg> {
 /// How an agent reaches the current dispatcher.
 pub trait DispatcherLink: Send + Sync + 'static {
     fn current(&self) -> Option<ActorRef<DispatcherMsg>>;
-}
-
-/// On a manager, the dispatcher (when this node leads) is in the same process.
-impl DispatcherLink for Directory {
-    fn current(&self) -> Option<ActorRef<DispatcherMsg>> {
-        self.get("dispatcher")
-    }
 }
 
 pub enum DispatcherMsg {

@@ -383,3 +383,27 @@ impl Task {
         self.desired_state <= TaskState::Running && !self.status.state.is_terminal()
     }
 }
+
+/// A task of service `s` in slot 1, for unit tests.
+#[cfg(test)]
+pub(crate) fn sample_task(state: TaskState, at: DateTime<Utc>) -> Task {
+    Task {
+        id: "t".into(),
+        service_id: "s".into(),
+        service_name: "web".into(),
+        slot: 1,
+        node_id: None,
+        spec_version: 1,
+        spec: TaskTemplate::default(),
+        desired_state: TaskState::Running,
+        status: TaskStatus {
+            state,
+            timestamp: at,
+            ..Default::default()
+        },
+        restart_history: Vec::new(),
+        created_at: at,
+        updated_at: at,
+        version: 1,
+    }
+}

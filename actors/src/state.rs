@@ -403,29 +403,14 @@ impl ClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{TaskStatus, TaskTemplate};
+    use crate::model::TaskStatus;
     use chrono::Utc;
 
     fn state_with_task() -> ClusterState {
-        let now = Utc::now();
         let mut s = ClusterState::default();
         s.tasks.insert(
             "t".into(),
-            Task {
-                id: "t".into(),
-                service_id: "s".into(),
-                service_name: "web".into(),
-                slot: 1,
-                node_id: None,
-                spec_version: 1,
-                spec: TaskTemplate::default(),
-                desired_state: TaskState::Running,
-                status: TaskStatus::default(),
-                restart_history: Vec::new(),
-                created_at: now,
-                updated_at: now,
-                version: 1,
-            },
+            crate::model::sample_task(TaskState::New, Utc::now()),
         );
         s
     }

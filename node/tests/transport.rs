@@ -12,13 +12,19 @@ use shoal_node::ca::RootCa;
 use shoal_node::transport::tls::TlsIdentity;
 use shoal_node::transport::{Inbound, PeerId, Transport, TransportConfig};
 
-/// Echoes requests; records messages; calls anything starting with "bad" malformed.
+/// Echoes requests; records messages; calls anything starting with "bad"
+/// malformed; refuses the node named in `removed`.
 #[derive(Default)]
 struct Echo {
     messages: Mutex<Vec<(String, Vec<u8>)>>,
+    removed: Option<&'static str>,
 }
 
 impl Inbound for Echo {
+    fn admits(&self, peer: &PeerId) -> bool {
+        self.removed != Some(peer.node_id.as_str())
+    }
+
     fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String> {
         if bytes.starts_with(b"bad") {
             return Err("undecodable".into());
@@ -117,9 +123,11 @@ async fn a_removed_node_is_refused() {
     let server = bind(
         "127.0.0.2",
         &identity(&ca, "node-a"),
-        Arc::new(Echo::default()),
+        Arc::new(Echo {
+            removed: Some("node-gone"),
+            ..Echo::default()
+        }),
     );
-    server.deny("node-gone");
     let client = bind(
         "127.0.0.3",
         &identity(&ca, "node-gone"),

@@ -49,27 +49,11 @@ pub fn decide(policy: &RestartPolicy, last: &Task, now: DateTime<Utc>) -> SlotDe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{TaskStatus, TaskTemplate};
 
     fn task(state: TaskState, at: DateTime<Utc>, history: Vec<DateTime<Utc>>) -> Task {
         Task {
-            id: "t".into(),
-            service_id: "s".into(),
-            service_name: "web".into(),
-            slot: 1,
-            node_id: None,
-            spec_version: 1,
-            spec: TaskTemplate::default(),
-            desired_state: TaskState::Running,
-            status: TaskStatus {
-                state,
-                timestamp: at,
-                ..Default::default()
-            },
             restart_history: history,
-            created_at: at,
-            updated_at: at,
-            version: 1,
+            ..crate::model::sample_task(state, at)
         }
     }
 

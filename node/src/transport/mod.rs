@@ -10,7 +10,7 @@ pub mod faults;
 pub mod frame;
 pub mod tls;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,8 +88,6 @@ pub struct Transport {
     config: TransportConfig,
     client: RwLock<quinn::ClientConfig>,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
-    /// Removed nodes: their certificates are refused from now on.
-    denied: RwLock<HashSet<String>>,
     /// Injected network faults (empty unless a chaos engineer adds some).
     pub faults: faults::Faults,
 }
@@ -143,7 +141,6 @@ impl Transport {
             config,
             client: RwLock::new(client),
             conns: Mutex::new(HashMap::new()),
-            denied: RwLock::new(HashSet::new()),
             faults: faults::Faults::default(),
         });
         tokio::spawn(accept_loop(t.clone(), inbound));
@@ -167,11 +164,6 @@ impl Transport {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
-    }
-
-    /// Refuse this node's certificate from now on, and drop its connections.
-    pub fn deny(&self, node_id: &str) {
-        self.denied.write().insert(node_id.to_string());
     }
 
     /// A connection to `addr`, reused while it lives.
@@ -261,7 +253,7 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
         serve_anonymous(t, conn, inbound).await;
         return;
     };
-    if t.denied.read().contains(&peer.node_id) || !inbound.admits(&peer) {
+    if !inbound.admits(&peer) {
         tracing::warn!(%remote, node = %peer.node_id, "removed node tried to connect; closing");
         conn.close(close::REFUSED.into(), b"node removed from the swarm");
         return;
