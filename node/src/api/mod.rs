@@ -139,6 +139,8 @@ async fn info(State(rt): Rt) -> ApiResult {
         "DataDir": rt.config.data_dir,
         "Drivers": drivers,
         "ChaosEnabled": rt.config.enable_chaos,
+        // The chaos harness signals daemons it did not start by this pid.
+        "Pid": std::process::id(),
         "Swarm": swarm,
     })))
 }

@@ -1,0 +1,448 @@
+//! The cluster under test: `shoal daemon` processes this runner started on
+//! 127.0.0.x, or an existing cluster given by its control sockets. Node
+//! faults are signals; everything else goes through the control API.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+use crate::api;
+use crate::history::NodeInfo;
+use crate::scenario::{node_names, ClusterShape};
+
+const ANSWER: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Up,
+    Paused,
+    Down,
+}
+
+/// How to start a node's daemon again.
+#[derive(Debug, Clone)]
+struct Launch {
+    argv: Vec<String>,
+    cwd: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub info: NodeInfo,
+    pub socket: PathBuf,
+    pub liveness: Liveness,
+    launch: Option<Launch>,
+    pid: Option<i32>,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    /// Sockets live here (kept short: a Unix socket path holds 107 bytes).
+    sock_dir: Option<PathBuf>,
+}
+
+fn free_udp_port(ip: &str) -> Result<u16> {
+    let s = std::net::UdpSocket::bind(format!("{ip}:0"))
+        .with_context(|| format!("no free port on {ip}"))?;
+    Ok(s.local_addr()?.port())
+}
+
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn pid_alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty()
+        && !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
+}
+
+impl Node {
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    fn spawn(&mut self, own: bool) -> Result<()> {
+        let launch = self
+            .launch
+            .as_ref()
+            .ok_or_else(|| anyhow!("{}: do not know how to start this node", self.name()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&launch.log)
+            .with_context(|| format!("open {}", launch.log.display()))?;
+        let mut cmd = Command::new(&launch.argv[0]);
+        cmd.args(&launch.argv[1..])
+            .current_dir(&launch.cwd)
+            .env_clear()
+            .envs(launch.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if own {
+            // SAFETY: only an async-signal-safe call between fork and exec.
+            // A daemon of ours dies with the runner, whatever kills it.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {}", launch.argv[0]))?;
+        self.pid = Some(child.id() as i32);
+        self.child = Some(child);
+        let socket = self.socket.clone();
+        wait_until(
+            &format!("{} to answer", self.name()),
+            Duration::from_secs(30),
+            || api::get(&socket, "/_ping", Duration::from_secs(1)).is_ok(),
+        )?;
+        self.liveness = Liveness::Up;
+        Ok(())
+    }
+
+    fn signal(&self, sig: Signal) -> Result<()> {
+        let pid = self
+            .pid
+            .ok_or_else(|| anyhow!("{}: pid unknown", self.name()))?;
+        kill(Pid::from_raw(pid), sig)
+            .with_context(|| format!("{sig} to {} (pid {pid})", self.name()))
+    }
+
+    fn reap(&mut self, limit: Duration) -> bool {
+        let Some(pid) = self.pid else { return true };
+        let start = Instant::now();
+        loop {
+            let gone = match self.child.as_mut() {
+                Some(c) => c.try_wait().ok().flatten().is_some(),
+                None => !pid_alive(pid),
+            };
+            if gone {
+                self.child = None;
+                return true;
+            }
+            if start.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9; returns once the process is gone.
+    pub fn kill9(&mut self) -> Result<()> {
+        self.signal(Signal::SIGKILL)?;
+        if !self.reap(Duration::from_secs(10)) {
+            bail!("{} survived SIGKILL for 10s", self.name());
+        }
+        self.liveness = Liveness::Down;
+        Ok(())
+    }
+
+    /// SIGTERM, and SIGKILL if it is still there after 20 s.
+    pub fn stop(&mut self) -> Result<()> {
+        if self.liveness == Liveness::Paused {
+            self.signal(Signal::SIGCONT)?;
+        }
+        self.signal(Signal::SIGTERM)?;
+        if !self.reap(Duration::from_secs(20)) {
+            self.kill9()?;
+            bail!("{} ignored SIGTERM for 20s and was killed", self.name());
+        }
+        self.liveness = Liveness::Down;
+        Ok(())
+    }
+
+    pub fn start(&mut self, own: bool) -> Result<()> {
+        if self.liveness != Liveness::Down {
+            bail!("{} is not stopped", self.name());
+        }
+        self.spawn(own)
+    }
+
+    pub fn pause(&mut self) -> Result<()> {
+        self.signal(Signal::SIGSTOP)?;
+        self.liveness = Liveness::Paused;
+        Ok(())
+    }
+
+    pub fn resume(&mut self) -> Result<()> {
+        self.signal(Signal::SIGCONT)?;
+        self.liveness = Liveness::Up;
+        Ok(())
+    }
+}
+
+impl Cluster {
+    /// Starts `managers + workers` daemons with `--enable-chaos`, initialises
+    /// the swarm on manager-1 and joins the rest.
+    pub fn start_local(shape: &ClusterShape, shoal: &Path, run_dir: &Path) -> Result<Cluster> {
+        let sock_dir = std::env::temp_dir().join(format!("shoal-chaos-{}", std::process::id()));
+        std::fs::create_dir_all(&sock_dir)?;
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            sock_dir: Some(sock_dir.clone()),
+        };
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k != "RUST_LOG")
+            .chain([("RUST_LOG".to_string(), "info".to_string())])
+            .collect();
+        for (i, name) in node_names(shape).into_iter().enumerate() {
+            let ip = format!("127.0.0.{}", 20 + i);
+            let addr = format!("{ip}:{}", free_udp_port(&ip)?);
+            let socket = sock_dir.join(format!("{name}.sock"));
+            let data = run_dir.join("nodes").join(&name);
+            std::fs::create_dir_all(&data)?;
+            let argv = vec![
+                shoal.display().to_string(),
+                "-H".into(),
+                format!("unix://{}", socket.display()),
+                "daemon".into(),
+                "--data-dir".into(),
+                data.join("data").display().to_string(),
+                "--hostname".into(),
+                name.clone(),
+                "--listen-addr".into(),
+                addr.clone(),
+                "--enable-chaos".into(),
+            ];
+            let mut node = Node {
+                info: NodeInfo {
+                    manager: i < shape.managers,
+                    name: name.clone(),
+                    node_id: String::new(),
+                    raft_id: 0,
+                    addr,
+                },
+                socket,
+                liveness: Liveness::Down,
+                launch: Some(Launch {
+                    argv,
+                    cwd: run_dir.to_path_buf(),
+                    env: env.clone(),
+                    log: data.join("daemon.log"),
+                }),
+                pid: None,
+                child: None,
+            };
+            node.spawn(true)?;
+            cluster.nodes.push(node);
+        }
+        cluster.form(shape.managers)?;
+        Ok(cluster)
+    }
+
+    fn form(&mut self, managers: usize) -> Result<()> {
+        let first = self.nodes[0].socket.clone();
+        api::post(&first, "/swarm/init", &json!({}), Duration::from_secs(30))
+            .context("swarm init")?;
+        wait_until("manager-1 to lead", Duration::from_secs(30), || {
+            api::get(&first, "/info", ANSWER).ok().and_then(|i| {
+                i.pointer("/Swarm/RaftStatus/is_leader")
+                    .and_then(Value::as_bool)
+            }) == Some(true)
+        })?;
+        let swarm = api::get(&first, "/swarm", ANSWER)?;
+        let token = |kind: &str| {
+            swarm
+                .pointer(&format!("/JoinTokens/{kind}"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (mtoken, wtoken) = (token("Manager"), token("Worker"));
+        let remote = self.nodes[0].info.addr.clone();
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            let token = if i < managers { &mtoken } else { &wtoken };
+            api::post(
+                &node.socket,
+                "/swarm/join",
+                &json!({"JoinToken": token, "RemoteAddrs": [remote]}),
+                Duration::from_secs(60),
+            )
+            .with_context(|| format!("{} joins the swarm", node.name()))?;
+        }
+        let total = self.nodes.len();
+        wait_until("every node to be ready", Duration::from_secs(60), || {
+            api::get(&first, "/nodes", ANSWER)
+                .ok()
+                .and_then(|v| v.as_array().cloned())
+                .is_some_and(|l| {
+                    l.len() == total
+                        && l.iter().all(|n| {
+                            n.pointer("/Status/State").and_then(Value::as_str) == Some("ready")
+                        })
+                })
+        })?;
+        self.learn_ids()
+    }
+
+    /// An existing cluster, one control socket per node. Every node must run
+    /// with `--enable-chaos`.
+    pub fn attach(hosts: &[String], run_dir: &Path) -> Result<Cluster> {
+        let mut nodes = Vec::new();
+        for host in hosts {
+            let socket = api::socket_path(host);
+            let info = api::get(&socket, "/info", ANSWER)
+                .with_context(|| format!("ask {host} for /info"))?;
+            if info["ChaosEnabled"] != json!(true) {
+                bail!("{host} runs without --enable-chaos: restart it with --enable-chaos to let the harness inject faults");
+            }
+            let name = info["Name"].as_str().unwrap_or(host).to_string();
+            let pid = info["Pid"].as_i64().map(|p| p as i32);
+            let launch = pid.and_then(|p| recorded_launch(p, &run_dir.join(format!("{name}.log"))));
+            nodes.push(Node {
+                info: NodeInfo {
+                    manager: info.pointer("/Swarm/ControlAvailable") == Some(&json!(true)),
+                    name,
+                    node_id: String::new(),
+                    raft_id: 0,
+                    addr: info
+                        .pointer("/Swarm/NodeAddr")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                },
+                socket,
+                liveness: Liveness::Up,
+                launch,
+                pid,
+                child: None,
+            });
+        }
+        let mut c = Cluster {
+            nodes,
+            sock_dir: None,
+        };
+        c.learn_ids()?;
+        Ok(c)
+    }
+
+    fn learn_ids(&mut self) -> Result<()> {
+        for n in &mut self.nodes {
+            let info = api::get(&n.socket, "/info", ANSWER)
+                .with_context(|| format!("/info of {}", n.info.name))?;
+            n.info.node_id = info["ID"].as_str().unwrap_or("").to_string();
+            n.info.raft_id = info
+                .pointer("/Swarm/RaftStatus/id")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+        }
+        Ok(())
+    }
+
+    pub fn owned(&self) -> bool {
+        self.sock_dir.is_some()
+    }
+
+    pub fn infos(&self) -> Vec<NodeInfo> {
+        self.nodes.iter().map(|n| n.info.clone()).collect()
+    }
+
+    pub fn by_name(&mut self, name: &str) -> Result<&mut Node> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.info.name == name)
+            .ok_or_else(|| anyhow!("no node named {name}"))
+    }
+
+    /// Sockets of managers that are up, in order.
+    pub fn live_managers(&self) -> Vec<(String, PathBuf)> {
+        self.nodes
+            .iter()
+            .filter(|n| n.info.manager && n.liveness == Liveness::Up)
+            .map(|n| (n.info.name.clone(), n.socket.clone()))
+            .collect()
+    }
+
+    /// Puts back what the run did to the processes: resumes paused nodes and
+    /// starts stopped ones. For a cluster we started this happens before it
+    /// is torn down anyway; for an existing one it is the last rollback.
+    pub fn restore(&mut self) -> Vec<String> {
+        let own = self.owned();
+        let mut errors = Vec::new();
+        for n in &mut self.nodes {
+            let r = match n.liveness {
+                Liveness::Paused => n.resume(),
+                Liveness::Down => n.start(own),
+                Liveness::Up => Ok(()),
+            };
+            if let Err(e) = r {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        errors
+    }
+}
+
+/// Reads how a running daemon was started, so it can be started again.
+fn recorded_launch(pid: i32, log: &Path) -> Option<Launch> {
+    let split = |b: Vec<u8>| -> Vec<String> {
+        b.split(|c| *c == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    };
+    let argv = split(std::fs::read(format!("/proc/{pid}/cmdline")).ok()?);
+    let env = split(std::fs::read(format!("/proc/{pid}/environ")).ok()?)
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    (!argv.is_empty()).then(|| Launch {
+        argv,
+        cwd,
+        env,
+        log: log.to_path_buf(),
+    })
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.owned() {
+            for n in &mut self.nodes {
+                if n.liveness != Liveness::Down {
+                    let _ = n.signal(Signal::SIGCONT);
+                    let _ = n.signal(Signal::SIGKILL);
+                    n.reap(Duration::from_secs(5));
+                }
+            }
+            if let Some(d) = &self.sock_dir {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        } else {
+            for n in &mut self.nodes {
+                if n.liveness == Liveness::Paused {
+                    let _ = n.resume();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! What a run recorded: the journal. Injection writes it; checkers and
+//! reports only read it, so a journal can be checked again later
+//! (`shoal-chaos report`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::Scenario;
+
+/// Milliseconds since the run started.
+pub type Millis = u64;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    pub scenario: Scenario,
+    pub seed: u64,
+    /// Wall clock at the start, RFC 3339.
+    pub started_at: String,
+    pub nodes: Vec<NodeInfo>,
+    /// When the method started and ended (after its last step and undo).
+    pub method_start: Millis,
+    pub method_end: Millis,
+    pub faults: Vec<Fault>,
+    pub ops: Vec<Op>,
+    pub probes: Vec<ProbeResult>,
+    pub observations: Vec<Observation>,
+    /// The leader's view after everything settled, behind a write barrier.
+    pub final_state: Option<FinalState>,
+    /// When the steady state held again after the method; None if never.
+    pub recovered_at: Option<Millis>,
+    pub end: Millis,
+    /// Things that went wrong in the harness itself (a step that could not run).
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub manager: bool,
+    pub node_id: String,
+    pub raft_id: u64,
+    pub addr: String,
+}
+
+/// A fault the runner injected (or undid: undoing is its own entry).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Fault {
+    pub at: Millis,
+    pub done: Millis,
+    /// The scenario verb: kill, pause, partition, ... ("start" for an undo of kill).
+    pub action: String,
+    /// The nodes it touched, by name.
+    pub nodes: Vec<String>,
+    pub detail: String,
+    /// The step's line in the scenario file.
+    pub line: usize,
+    pub ok: bool,
+    /// Index of the fault this one undoes.
+    pub undoes: Option<usize>,
+    /// For an actor kill: how long the node's supervisor took to replace it.
+    pub healed_in_ms: Option<f64>,
+}
+
+impl Fault {
+    /// Faults that leave the cluster hurt until undone.
+    pub fn lasting(&self) -> bool {
+        matches!(
+            self.action.as_str(),
+            "kill" | "stop" | "pause" | "partition" | "delay" | "drop"
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged: it happened.
+    Ok,
+    /// Refused with a definite answer (4xx): it did not happen.
+    Refused,
+    /// No answer or a 5xx: it may or may not have happened.
+    Unknown,
+}
+
+/// What a write sets a service to: writes carry whole values, so the
+/// service is a register and the last write wins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ServiceValue {
+    Absent,
+    Present { replicas: u64, generation: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Op {
+    /// load, method or probe.
+    pub client: String,
+    pub kind: String,
+    pub service: String,
+    pub value: ServiceValue,
+    pub via: String,
+    pub sent: Millis,
+    pub done: Millis,
+    pub outcome: Outcome,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeResult {
+    /// before, during or after.
+    pub phase: String,
+    pub at: Millis,
+    pub probe: String,
+    pub ok: bool,
+    pub detail: String,
+    /// Whether a failure here fails the run.
+    pub counts: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Observation {
+    pub at: Millis,
+    pub managers: Vec<ManagerView>,
+    /// Per service, as the most authoritative manager that answered sees it.
+    pub services: BTreeMap<String, ServiceView>,
+    /// Tasks the cluster state says are running: (service, slot, node name).
+    pub running: Vec<(String, u64, String)>,
+    /// Task processes alive on this machine that belong to this cluster.
+    pub processes: Vec<TaskProcess>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManagerView {
+    pub node: String,
+    pub answered: bool,
+    pub raft_id: u64,
+    pub term: u64,
+    pub leader_id: u64,
+    pub is_leader: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ServiceView {
+    pub desired: u64,
+    pub running: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskProcess {
+    pub pid: i32,
+    pub service: String,
+    pub slot: u64,
+    pub task_id: String,
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FinalState {
+    pub at: Millis,
+    pub via: String,
+    pub services: BTreeMap<String, ServiceValue>,
+}
+
+impl Journal {
+    pub fn node_name(&self, raft_id: u64) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|n| n.raft_id == raft_id && raft_id != 0)
+            .map(|n| n.name.as_str())
+    }
+
+    /// When the last lasting fault was undone (or the last fault, if none lasts).
+    pub fn last_fault_end(&self) -> Option<Millis> {
+        self.faults.iter().map(|f| f.done).max()
+    }
+}

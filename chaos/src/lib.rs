@@ -1,0 +1,25 @@
+//! shoal-chaos: seeded fault scenarios against a real shoal cluster, a
+//! recorded history of what happened, and checkers that judge it.
+//!
+//! Injection ([`runner`], [`cluster`]) writes a [`history::Journal`];
+//! judging ([`checkers`], [`report`], [`svg`]) only reads one.
+
+pub mod api;
+pub mod checkers;
+pub mod cluster;
+pub mod history;
+pub mod observe;
+pub mod probe;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod svg;
+pub mod workload;
+
+/// Scenarios that ship with the harness: (name, TOML).
+pub const SHIPPED: &[(&str, &str)] = &[("smoke", include_str!("../scenarios/smoke.toml"))];
+
+/// A shipped scenario's text, by name.
+pub fn shipped(name: &str) -> Option<&'static str> {
+    SHIPPED.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}

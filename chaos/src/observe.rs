@@ -1,0 +1,175 @@
+//! Periodic observations: what each manager says about Raft, what the
+//! cluster state says about services and tasks, and which task processes
+//! really run on this machine.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::api;
+use crate::history::{ManagerView, NodeInfo, Observation, ServiceView, TaskProcess};
+use crate::workload::Recorder;
+
+/// Short: a paused node must not stall the observer for long.
+const ANSWER: Duration = Duration::from_millis(800);
+
+pub struct Observer {
+    /// Every manager, by name, whether it is up or not.
+    pub managers: Vec<(String, PathBuf)>,
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl Observer {
+    fn node_name(&self, node_id: &str) -> String {
+        self.nodes
+            .iter()
+            .find(|n| n.node_id == node_id)
+            .map_or_else(|| node_id.to_string(), |n| n.name.clone())
+    }
+
+    pub fn observe(&self, rec: &Recorder) -> Observation {
+        let at = rec.now();
+        let managers: Vec<ManagerView> = self
+            .managers
+            .iter()
+            .map(|(name, socket)| manager_view(name, api::get(socket, "/info", ANSWER).ok()))
+            .collect();
+        // The freshest view: a manager that leads in the highest term.
+        let mut order: Vec<usize> = (0..managers.len())
+            .filter(|i| managers[*i].answered)
+            .collect();
+        order.sort_by_key(|i| {
+            (
+                !managers[*i].is_leader,
+                std::cmp::Reverse(managers[*i].term),
+            )
+        });
+        let mut services = BTreeMap::new();
+        let mut running = Vec::new();
+        for i in order {
+            let socket = &self.managers[i].1;
+            let (Ok(svcs), Ok(tasks)) = (
+                api::get(socket, "/services", ANSWER),
+                api::get(socket, "/tasks", ANSWER),
+            ) else {
+                continue;
+            };
+            for s in svcs.as_array().into_iter().flatten() {
+                let name = s
+                    .pointer("/Spec/Name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                services.insert(
+                    name,
+                    ServiceView {
+                        desired: s
+                            .pointer("/ServiceStatus/DesiredTasks")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0),
+                        running: s
+                            .pointer("/ServiceStatus/RunningTasks")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0),
+                    },
+                );
+            }
+            for t in tasks.as_array().into_iter().flatten() {
+                if t.pointer("/Status/State").and_then(Value::as_str) == Some("running") {
+                    running.push((
+                        t["ServiceName"].as_str().unwrap_or("").to_string(),
+                        t["Slot"].as_u64().unwrap_or(0),
+                        self.node_name(t["NodeID"].as_str().unwrap_or("")),
+                    ));
+                }
+            }
+            break;
+        }
+        Observation {
+            at,
+            managers,
+            services,
+            running,
+            processes: task_processes(&self.nodes),
+        }
+    }
+}
+
+pub fn manager_view(name: &str, info: Option<Value>) -> ManagerView {
+    let raft = info
+        .as_ref()
+        .and_then(|i| i.pointer("/Swarm/RaftStatus"))
+        .cloned();
+    let num = |k: &str| raft.as_ref().and_then(|r| r[k].as_u64()).unwrap_or(0);
+    ManagerView {
+        node: name.to_string(),
+        answered: raft.as_ref().is_some_and(|r| r.is_object()),
+        raft_id: num("id"),
+        term: num("term"),
+        leader_id: num("leader_id"),
+        is_leader: raft
+            .as_ref()
+            .is_some_and(|r| r["is_leader"] == Value::Bool(true)),
+    }
+}
+
+/// Task processes on this machine that belong to one of `nodes`, told apart
+/// by the SHOAL_* variables every task is started with.
+pub fn task_processes(nodes: &[NodeInfo]) -> Vec<TaskProcess> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let mut vars: BTreeMap<&str, String> = BTreeMap::new();
+        for kv in env.split(|b| *b == 0) {
+            let kv = String::from_utf8_lossy(kv);
+            if let Some((k, v)) = kv.split_once('=') {
+                for want in [
+                    "SHOAL_NODE_ID",
+                    "SHOAL_TASK_ID",
+                    "SHOAL_TASK_SLOT",
+                    "SHOAL_SERVICE_NAME",
+                ] {
+                    if k == want {
+                        vars.insert(want, v.to_string());
+                    }
+                }
+            }
+        }
+        let Some(node) = vars
+            .get("SHOAL_NODE_ID")
+            .and_then(|id| nodes.iter().find(|n| &n.node_id == id))
+        else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
+        if zombie {
+            continue;
+        }
+        out.push(TaskProcess {
+            pid,
+            service: vars.get("SHOAL_SERVICE_NAME").cloned().unwrap_or_default(),
+            slot: vars
+                .get("SHOAL_TASK_SLOT")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            task_id: vars.get("SHOAL_TASK_ID").cloned().unwrap_or_default(),
+            node: node.name.clone(),
+        });
+    }
+    out.sort_by_key(|p| p.pid);
+    out
+}

@@ -1,0 +1,158 @@
+//! Steady-state probes: questions about the live cluster with a yes/no
+//! answer and a sentence saying why.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::api;
+use crate::history::{Outcome, ServiceValue};
+use crate::observe::manager_view;
+use crate::scenario::Probe;
+use crate::workload::{self, LiveManagers, Recorder};
+
+const ANSWER: Duration = Duration::from_secs(2);
+
+/// What a probe needs, cheap to clone into the thread that probes during the method.
+#[derive(Clone)]
+pub struct ProbeCtx {
+    pub rec: Arc<Recorder>,
+    pub live: LiveManagers,
+    pub node_count: usize,
+    pub writes: Arc<AtomicU64>,
+}
+
+impl ProbeCtx {
+    fn managers(&self) -> Vec<(String, PathBuf)> {
+        self.live.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The live manager that leads in the highest term, if any answers so.
+    pub fn leader(&self) -> Option<(String, PathBuf)> {
+        self.managers()
+            .into_iter()
+            .filter_map(|(name, socket)| {
+                let v = manager_view(&name, api::get(&socket, "/info", ANSWER).ok());
+                v.is_leader.then_some((v.term, name, socket))
+            })
+            .max_by_key(|(term, ..)| *term)
+            .map(|(_, name, socket)| (name, socket))
+    }
+
+    /// A harness write: creates chaos-<kind>-N with no replicas, through the
+    /// first live manager (followers forward).
+    pub fn harness_write(&self, client: &str, within: Duration) -> (bool, String) {
+        let managers = self.managers();
+        let Some((name, socket)) = managers.first() else {
+            return (false, "no manager is up".into());
+        };
+        let n = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        let service = format!("chaos-{client}-{n}");
+        let op = workload::write(
+            &self.rec,
+            client,
+            "create",
+            &service,
+            ServiceValue::Present {
+                replicas: 0,
+                generation: 0,
+            },
+            (name, socket),
+            within,
+        );
+        match op.outcome {
+            Outcome::Ok => (
+                true,
+                format!("{service} created via {name} in {} ms", op.done - op.sent),
+            ),
+            _ => (false, format!("{service} via {name}: {}", op.error)),
+        }
+    }
+
+    pub fn check(&self, probe: &Probe) -> (bool, String) {
+        match probe {
+            Probe::Running { service, tolerance } => {
+                let Some((_, socket)) = self.leader() else {
+                    return (false, "no leader to ask".into());
+                };
+                match api::get(&socket, &format!("/services/{service}"), ANSWER) {
+                    Ok(s) => {
+                        let n = |p: &str| s.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+                        let (running, desired) = (
+                            n("/ServiceStatus/RunningTasks"),
+                            n("/ServiceStatus/DesiredTasks"),
+                        );
+                        (
+                            running + tolerance >= desired && running <= desired,
+                            format!(
+                                "{service}: {running}/{desired} running (tolerance {tolerance})"
+                            ),
+                        )
+                    }
+                    Err(e) => (false, format!("{service}: {e}")),
+                }
+            }
+            Probe::OneLeader => {
+                let views: Vec<_> = self
+                    .managers()
+                    .into_iter()
+                    .map(|(name, socket)| {
+                        manager_view(&name, api::get(&socket, "/info", ANSWER).ok())
+                    })
+                    .collect();
+                if let Some(silent) = views.iter().find(|v| !v.answered) {
+                    return (false, format!("{} did not answer", silent.node));
+                }
+                let leaders: Vec<&str> = views
+                    .iter()
+                    .filter(|v| v.is_leader)
+                    .map(|v| v.node.as_str())
+                    .collect();
+                let ids: std::collections::BTreeSet<u64> =
+                    views.iter().map(|v| v.leader_id).collect();
+                let ok = leaders.len() == 1 && ids.len() == 1 && !ids.contains(&0);
+                (
+                    ok,
+                    format!("leaders claimed: {leaders:?}; leader ids seen: {ids:?}"),
+                )
+            }
+            Probe::Write { within } => self.harness_write("probe", *within),
+            Probe::NodesReady => {
+                let Some((_, socket)) = self.leader() else {
+                    return (false, "no leader to ask".into());
+                };
+                match api::get(&socket, "/nodes", ANSWER) {
+                    Ok(list) => {
+                        let list = list.as_array().cloned().unwrap_or_default();
+                        let ready = list
+                            .iter()
+                            .filter(|n| {
+                                n.pointer("/Status/State").and_then(Value::as_str) == Some("ready")
+                            })
+                            .count();
+                        (
+                            ready == self.node_count && list.len() == self.node_count,
+                            format!("{ready}/{} nodes ready", self.node_count),
+                        )
+                    }
+                    Err(e) => (false, e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// How a probe reads in a report.
+pub fn describe(p: &Probe) -> String {
+    match p {
+        Probe::Running { service, tolerance } => {
+            format!("service {service} has all replicas running (tolerance {tolerance})")
+        }
+        Probe::OneLeader => "exactly one leader, agreed by every live manager".into(),
+        Probe::Write { within } => format!("a write is acknowledged within {within:?}"),
+        Probe::NodesReady => "every node is ready".into(),
+    }
+}

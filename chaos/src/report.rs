@@ -1,0 +1,248 @@
+//! The human report: what was done, how the cluster took it, and each
+//! checker's verdict.
+
+use std::fmt::Write as _;
+
+use crate::checkers::{self, first_steady, Verdict};
+use crate::history::{Fault, Journal, Millis, Outcome};
+
+fn secs(ms: Millis) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+/// Every verdict the run is judged on: the hypothesis, then the checkers.
+pub fn verdicts(j: &Journal) -> Vec<Verdict> {
+    let mut v = vec![checkers::hypothesis_held(j)];
+    v.extend(checkers::all(j));
+    v
+}
+
+/// Whether the run passed: every verdict ok and the harness itself did all it was asked.
+pub fn passed(j: &Journal, verdicts: &[Verdict]) -> bool {
+    verdicts.iter().all(|v| v.ok) && j.errors.is_empty()
+}
+
+/// The leader as most answering managers see it at `o`.
+pub fn leader_at(j: &Journal, o: &crate::history::Observation) -> Option<String> {
+    let claim = o
+        .managers
+        .iter()
+        .filter(|m| m.answered && m.is_leader)
+        .max_by_key(|m| m.term)?;
+    j.node_name(claim.raft_id).map(str::to_string)
+}
+
+/// For a fault that hit the leader: how long until another node led.
+pub fn failover(j: &Journal, f: &Fault) -> Option<Millis> {
+    let before = j.observations.iter().rev().find(|o| o.at <= f.at)?;
+    let old = leader_at(j, before)?;
+    if !f.nodes.contains(&old)
+        || !matches!(
+            f.action.as_str(),
+            "kill" | "stop" | "pause" | "partition" | "restart"
+        )
+    {
+        return None;
+    }
+    j.observations
+        .iter()
+        .filter(|o| o.at >= f.done)
+        .find(|o| leader_at(j, o).is_some_and(|l| l != old))
+        .map(|o| o.at - f.at)
+}
+
+/// When the steady state held again after a fault: from its undo if it
+/// has one, else from when it was done.
+pub fn recovery(j: &Journal, idx: usize) -> Option<(Millis, Millis)> {
+    let f = &j.faults[idx];
+    let from = j
+        .faults
+        .iter()
+        .find(|g| g.undoes == Some(idx))
+        .map_or(f.done, |g| g.done);
+    first_steady(j, from).map(|t| (from, t - from))
+}
+
+pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
+    let mut s = String::new();
+    let sc = &j.scenario;
+    let _ = writeln!(
+        s,
+        "shoal-chaos report: scenario {} (seed {}), started {}",
+        sc.name, j.seed, j.started_at
+    );
+    if !sc.description.is_empty() {
+        for line in sc.description.trim().lines() {
+            let _ = writeln!(s, "  {}", line.trim());
+        }
+    }
+    let _ = writeln!(s, "replay: shoal-chaos run {} --seed {}", sc.name, j.seed);
+    let _ = writeln!(s, "\nCluster");
+    for n in &j.nodes {
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<7} {:<20} raft {:<20} node {}",
+            n.name,
+            if n.manager { "manager" } else { "worker" },
+            n.addr,
+            n.raft_id,
+            n.node_id
+        );
+    }
+
+    let _ = writeln!(s, "\nSteady-state hypothesis");
+    for phase in ["before", "during", "after"] {
+        let results: Vec<_> = j.probes.iter().filter(|p| p.phase == phase).collect();
+        if phase == "during" {
+            for p in &sc.hypothesis {
+                let name = crate::probe::describe(&p.probe);
+                let mine: Vec<_> = results.iter().filter(|r| r.probe == name).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let held = mine.iter().filter(|r| r.ok).count();
+                let _ = writeln!(
+                    s,
+                    "  during  {held}/{} checks held  {name}{}",
+                    mine.len(),
+                    if p.during {
+                        "  (required)"
+                    } else {
+                        "  (informational)"
+                    }
+                );
+            }
+        } else {
+            for r in results {
+                let _ = writeln!(
+                    s,
+                    "  {:<7} {}  {}: {}",
+                    phase,
+                    if r.ok { "held  " } else { "FAILED" },
+                    r.probe,
+                    r.detail
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(
+        s,
+        "\nFault timeline (method from {} to {})",
+        secs(j.method_start),
+        secs(j.method_end)
+    );
+    for (i, f) in j.faults.iter().enumerate() {
+        let mut extra = String::new();
+        if let Some(ms) = f.healed_in_ms {
+            let _ = write!(extra, "; actor replaced in {ms:.2} ms");
+        }
+        if let Some(fo) = failover(j, f) {
+            let _ = write!(extra, "; new leader after {}", secs(fo));
+        }
+        if f.undoes.is_none() {
+            match recovery(j, i) {
+                Some((from, took)) => {
+                    let _ = write!(
+                        extra,
+                        "; steady again {} after {}",
+                        secs(took),
+                        if from == f.done { "it" } else { "its undo" }
+                    );
+                }
+                None => extra.push_str("; steady state not seen again"),
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  {:>8}  {:<10} {:<24} line {:<3} {}{}{}",
+            secs(f.at),
+            f.action,
+            f.nodes.join(","),
+            f.line,
+            if f.ok { "" } else { "FAILED: " },
+            f.detail,
+            extra
+        );
+    }
+
+    let count = |o: Outcome| j.ops.iter().filter(|op| op.outcome == o).count();
+    let _ = writeln!(
+        s,
+        "\nWrites: {} issued, {} acknowledged, {} refused, {} unknown outcome",
+        j.ops.len(),
+        count(Outcome::Ok),
+        count(Outcome::Refused),
+        count(Outcome::Unknown)
+    );
+    let mut lat: Vec<Millis> = j
+        .ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Ok)
+        .map(|o| o.done - o.sent)
+        .collect();
+    lat.sort_unstable();
+    if !lat.is_empty() {
+        let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+        let _ = writeln!(
+            s,
+            "  acknowledged latency p50 {} ms, p99 {} ms, max {} ms",
+            q(0.5),
+            q(0.99),
+            lat[lat.len() - 1]
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Observations: {} (every {:?})",
+        j.observations.len(),
+        sc.observe_every
+    );
+
+    let _ = writeln!(s, "\nVerdicts");
+    for v in verdicts {
+        let _ = writeln!(
+            s,
+            "  {}  {:<24} {}",
+            if v.ok { "PASS" } else { "FAIL" },
+            v.checker,
+            v.summary
+        );
+        for line in v.violations.iter().take(10) {
+            let _ = writeln!(s, "        - {line}");
+        }
+        if v.violations.len() > 10 {
+            let _ = writeln!(s, "        ... and {} more", v.violations.len() - 10);
+        }
+    }
+    if !j.errors.is_empty() {
+        let _ = writeln!(s, "\nHarness errors");
+        for e in &j.errors {
+            let _ = writeln!(s, "  - {e}");
+        }
+    }
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| !v.ok)
+        .map(|v| v.checker.as_str())
+        .collect();
+    if passed(j, verdicts) {
+        let _ = writeln!(s, "\nRESULT: PASS");
+    } else {
+        let _ = writeln!(
+            s,
+            "\nRESULT: FAIL ({}{})",
+            if failed.is_empty() {
+                "no checker failed".to_string()
+            } else {
+                format!("failed: {}", failed.join(", "))
+            },
+            if j.errors.is_empty() {
+                String::new()
+            } else {
+                format!("; {} harness error(s)", j.errors.len())
+            }
+        );
+    }
+    s
+}

@@ -1,0 +1,957 @@
+//! Runs a scenario: brings up (or attaches to) the cluster, checks the
+//! steady state, runs the method with its background load, rolls back,
+//! waits for the cluster to heal and writes everything into a [`Journal`].
+//! It judges nothing: that is the checkers' job.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::api;
+use crate::checkers::steady;
+use crate::cluster::{Cluster, Liveness};
+use crate::history::{Fault, FinalState, Journal, Observation, ProbeResult, ServiceValue};
+use crate::observe::Observer;
+use crate::probe::{self, ProbeCtx};
+use crate::scenario::{Action, Direction, Scenario, Step, Target};
+use crate::workload::{self, value_of, LiveManagers, Recorder, WRITE_TIMEOUT};
+
+pub struct Options {
+    pub seed: u64,
+    /// The `shoal` binary that runs the daemons.
+    pub shoal: PathBuf,
+    /// The program the harness's services run.
+    pub workload: PathBuf,
+    /// Where node data and logs go.
+    pub run_dir: PathBuf,
+}
+
+/// Observations keep going this long once the cluster has healed, so the
+/// checkers see it stay healed.
+const LINGER: Duration = Duration::from_secs(3);
+
+/// A fault to undo later.
+#[derive(Debug, Clone)]
+enum Undo {
+    Start(String),
+    Resume(String),
+    Heal(Vec<String>),
+}
+
+struct Scheduled {
+    at: Duration,
+    seq: usize,
+    what: Pending,
+}
+
+enum Pending {
+    Step(usize),
+    Undo {
+        undo: Undo,
+        fault: usize,
+        line: usize,
+    },
+}
+
+/// What one action did.
+struct Done {
+    nodes: Vec<String>,
+    detail: String,
+    healed_in_ms: Option<f64>,
+    undo: Option<Undo>,
+}
+
+impl Done {
+    fn on(nodes: Vec<String>, detail: impl Into<String>) -> Done {
+        Done {
+            nodes,
+            detail: detail.into(),
+            healed_in_ms: None,
+            undo: None,
+        }
+    }
+}
+
+struct Run {
+    sc: Scenario,
+    seed: u64,
+    cluster: Cluster,
+    rng: StdRng,
+    rec: Arc<Recorder>,
+    ctx: ProbeCtx,
+    live: LiveManagers,
+    faults: Vec<Fault>,
+    probes: Arc<Mutex<Vec<ProbeResult>>>,
+    observations: Arc<Mutex<Vec<Observation>>>,
+    errors: Vec<String>,
+    bindings: BTreeMap<String, String>,
+    /// What the method's own writes believe each service is.
+    model: BTreeMap<String, ServiceValue>,
+}
+
+pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
+    let started_at = chrono::Utc::now().to_rfc3339();
+    std::fs::create_dir_all(&opts.run_dir)?;
+    let rec = Arc::new(Recorder {
+        start: Instant::now(),
+        ops: Mutex::new(Vec::new()),
+        workload: opts.workload.clone(),
+    });
+    eprintln!(
+        "shoal-chaos: scenario {} with seed {} (replay with --seed {})",
+        sc.name, opts.seed, opts.seed
+    );
+    let cluster = if sc.cluster.hosts.is_empty() {
+        eprintln!(
+            "shoal-chaos: starting {} managers and {} workers under {}",
+            sc.cluster.managers,
+            sc.cluster.workers,
+            opts.run_dir.display()
+        );
+        Cluster::start_local(&sc.cluster, &opts.shoal, &opts.run_dir)?
+    } else {
+        Cluster::attach(&sc.cluster.hosts, &opts.run_dir)?
+    };
+    let live: LiveManagers = Arc::new(Mutex::new(cluster.live_managers()));
+    let ctx = ProbeCtx {
+        rec: rec.clone(),
+        live: live.clone(),
+        node_count: cluster.nodes.len(),
+        writes: Arc::new(AtomicU64::new(0)),
+    };
+    let mut r = Run {
+        seed: opts.seed,
+        rng: StdRng::seed_from_u64(opts.seed),
+        cluster,
+        rec,
+        ctx,
+        live,
+        faults: Vec::new(),
+        probes: Arc::new(Mutex::new(Vec::new())),
+        observations: Arc::new(Mutex::new(Vec::new())),
+        errors: Vec::new(),
+        bindings: BTreeMap::new(),
+        model: BTreeMap::new(),
+        sc,
+    };
+    r.execute(started_at)
+}
+
+impl Run {
+    fn execute(&mut self, started_at: String) -> Result<Journal> {
+        let stop_observing = Arc::new(AtomicBool::new(false));
+        let observer = {
+            let obs = Observer {
+                managers: self
+                    .cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| n.info.manager)
+                    .map(|n| (n.info.name.clone(), n.socket.clone()))
+                    .collect(),
+                nodes: self.cluster.infos(),
+            };
+            let (rec, out, stop, every) = (
+                self.rec.clone(),
+                self.observations.clone(),
+                stop_observing.clone(),
+                self.sc.observe_every,
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let began = Instant::now();
+                    let o = obs.observe(&rec);
+                    if let Ok(mut v) = out.lock() {
+                        v.push(o);
+                    }
+                    if let Some(rest) = every.checked_sub(began.elapsed()) {
+                        std::thread::sleep(rest);
+                    }
+                }
+            })
+        };
+
+        for s in self.sc.services.clone() {
+            let value = ServiceValue::Present {
+                replicas: s.replicas,
+                generation: 0,
+            };
+            self.method_write("setup", "create", &s.name, value);
+        }
+        let held = self.hypothesis("before", self.sc.settle);
+        let (method_start, method_end) = if held {
+            self.method()
+        } else {
+            self.errors.push(
+                "the steady state did not hold before the method: nothing was injected".into(),
+            );
+            (self.rec.now(), self.rec.now())
+        };
+        for step in self.sc.rollbacks.clone() {
+            self.act(&step, "rollback");
+        }
+        let recovered_at = self.settle();
+        let final_state = self.final_state();
+        std::thread::sleep(Duration::from_millis(300));
+        stop_observing.store(true, Ordering::Relaxed);
+        let _ = observer.join();
+        let ops = self.rec.ops.lock().map(|o| o.clone()).unwrap_or_default();
+        let probes = self.probes.lock().map(|p| p.clone()).unwrap_or_default();
+        let observations = self
+            .observations
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_default();
+        Ok(Journal {
+            scenario: self.sc.clone(),
+            seed: self.seed,
+            started_at,
+            nodes: self.cluster.infos(),
+            method_start,
+            method_end,
+            faults: self.faults.clone(),
+            ops,
+            probes,
+            observations,
+            final_state,
+            recovered_at,
+            end: self.rec.now(),
+            errors: self.errors.clone(),
+        })
+    }
+
+    fn refresh_live(&self) {
+        if let Ok(mut l) = self.live.lock() {
+            *l = self.cluster.live_managers();
+        }
+    }
+
+    fn record_probe(
+        &self,
+        phase: &str,
+        probe: &crate::scenario::ProbeSpec,
+        ok: bool,
+        detail: String,
+    ) {
+        let counts = phase != "during" || probe.during;
+        eprintln!(
+            "shoal-chaos: [{phase}] {} {}: {detail}",
+            if ok { "held" } else { "FAILED" },
+            probe::describe(&probe.probe)
+        );
+        if let Ok(mut p) = self.probes.lock() {
+            p.push(ProbeResult {
+                phase: phase.into(),
+                at: self.rec.now(),
+                probe: probe::describe(&probe.probe),
+                ok,
+                detail,
+                counts,
+            });
+        }
+    }
+
+    /// Polls every probe until each has held once, or `bound` passes;
+    /// records how each ended. Whether all held.
+    fn hypothesis(&self, phase: &str, bound: Duration) -> bool {
+        let start = Instant::now();
+        let mut pending: Vec<usize> = (0..self.sc.hypothesis.len()).collect();
+        let mut last: BTreeMap<usize, String> = BTreeMap::new();
+        while !pending.is_empty() {
+            pending.retain(|&i| {
+                let p = &self.sc.hypothesis[i];
+                let (ok, detail) = self.ctx.check(&p.probe);
+                if ok {
+                    self.record_probe(phase, p, true, detail);
+                } else {
+                    last.insert(i, detail);
+                }
+                !ok
+            });
+            if pending.is_empty() || start.elapsed() > bound {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        for i in &pending {
+            let detail = last.remove(i).unwrap_or_default();
+            self.record_probe(
+                phase,
+                &self.sc.hypothesis[*i],
+                false,
+                format!("still failing after {bound:?}: {detail}"),
+            );
+        }
+        pending.is_empty()
+    }
+
+    fn method(&mut self) -> (u64, u64) {
+        let method_start = self.rec.now();
+        let origin = Instant::now();
+        eprintln!(
+            "shoal-chaos: method starts ({} steps)",
+            self.sc.method.len()
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = self.sc.load.clone().map(|l| {
+            let (rec, live, stop, seed) = (
+                self.rec.clone(),
+                self.live.clone(),
+                stop.clone(),
+                self.seed ^ 0x5eed,
+            );
+            std::thread::spawn(move || {
+                workload::run_load(rec, live, l.rate, l.services, seed, stop)
+            })
+        });
+        let during = {
+            let (ctx, probes, stop, sc_probes, rec) = (
+                self.ctx.clone(),
+                self.probes.clone(),
+                stop.clone(),
+                self.sc.hypothesis.clone(),
+                self.rec.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for p in &sc_probes {
+                        let (ok, detail) = ctx.check(&p.probe);
+                        if let Ok(mut v) = probes.lock() {
+                            v.push(ProbeResult {
+                                phase: "during".into(),
+                                at: rec.now(),
+                                probe: probe::describe(&p.probe),
+                                ok,
+                                detail,
+                                counts: p.during,
+                            });
+                        }
+                    }
+                    for _ in 0..20 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+        };
+
+        let mut queue: Vec<Scheduled> = Vec::new();
+        let mut seq = 0;
+        for (i, s) in self.sc.method.iter().enumerate() {
+            for k in 0..s.repeat {
+                queue.push(Scheduled {
+                    at: s.at + s.every * k,
+                    seq,
+                    what: Pending::Step(i),
+                });
+                seq += 1;
+            }
+        }
+        while let Some(pos) = (0..queue.len()).min_by_key(|&i| (queue[i].at, queue[i].seq)) {
+            let item = queue.remove(pos);
+            if let Some(wait) = item.at.checked_sub(origin.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            match item.what {
+                Pending::Step(i) => {
+                    let step = self.sc.method[i].clone();
+                    if let Some((fault, undo)) = self.act(&step, "method") {
+                        if let Some(d) = step.duration {
+                            queue.push(Scheduled {
+                                at: item.at + d,
+                                seq,
+                                what: Pending::Undo {
+                                    undo,
+                                    fault,
+                                    line: step.line,
+                                },
+                            });
+                        }
+                    }
+                }
+                Pending::Undo { undo, fault, line } => self.undo(undo, fault, line),
+            }
+            seq += 1;
+        }
+        let method_end = self.rec.now();
+        stop.store(true, Ordering::Relaxed);
+        if let Some(l) = load {
+            let _ = l.join();
+        }
+        let _ = during.join();
+        eprintln!("shoal-chaos: method done");
+        (method_start, method_end)
+    }
+
+    /// Runs one step; for a fault, returns its index and how to undo it.
+    fn act(&mut self, step: &Step, phase: &str) -> Option<(usize, Undo)> {
+        if let Some(service) = workload_service(&step.action) {
+            self.workload_step(&step.action, service);
+            return None;
+        }
+        let at = self.rec.now();
+        let result = self.inject(&step.action);
+        self.refresh_live();
+        let done = self.rec.now();
+        let (ok, nodes, detail, healed, undo) = match result {
+            Ok(d) => (true, d.nodes, d.detail, d.healed_in_ms, d.undo),
+            Err(e) => {
+                let msg = format!(
+                    "{phase} step at line {} ({}) failed: {e:#}",
+                    step.line,
+                    step.action.verb()
+                );
+                self.errors.push(msg.clone());
+                (false, Vec::new(), msg, None, None)
+            }
+        };
+        if let (Some(name), Some(node)) = (&step.bind, nodes.first()) {
+            self.bindings.insert(name.clone(), node.clone());
+        }
+        eprintln!(
+            "shoal-chaos: {:>7.2}s {} {} {detail}",
+            at as f64 / 1000.0,
+            step.action.verb(),
+            nodes.join(",")
+        );
+        self.faults.push(Fault {
+            at,
+            done,
+            action: step.action.verb().into(),
+            nodes,
+            detail,
+            line: step.line,
+            ok,
+            undoes: None,
+            healed_in_ms: healed,
+        });
+        let idx = self.faults.len() - 1;
+        undo.map(|u| (idx, u))
+    }
+
+    fn undo(&mut self, undo: Undo, fault: usize, line: usize) {
+        let at = self.rec.now();
+        let (verb, result) = match &undo {
+            Undo::Start(n) => ("start", self.start_node(n)),
+            Undo::Resume(n) => (
+                "resume",
+                self.cluster
+                    .by_name(n)
+                    .and_then(|x| x.resume())
+                    .map(|_| vec![n.clone()]),
+            ),
+            Undo::Heal(ns) => ("heal", self.heal(ns).map(|_| ns.clone())),
+        };
+        self.refresh_live();
+        let (ok, nodes, detail) = match result {
+            Ok(nodes) => (
+                true,
+                nodes,
+                format!("undoes the {} at line {line}", self.faults[fault].action),
+            ),
+            Err(e) => {
+                let msg = format!(
+                    "undoing the {} at line {line} failed: {e:#}",
+                    self.faults[fault].action
+                );
+                self.errors.push(msg.clone());
+                (false, Vec::new(), msg)
+            }
+        };
+        eprintln!(
+            "shoal-chaos: {:>7.2}s {verb} {} {detail}",
+            at as f64 / 1000.0,
+            nodes.join(",")
+        );
+        self.faults.push(Fault {
+            at,
+            done: self.rec.now(),
+            action: verb.into(),
+            nodes,
+            detail,
+            line,
+            ok,
+            undoes: Some(fault),
+            healed_in_ms: None,
+        });
+    }
+
+    fn start_node(&mut self, name: &str) -> Result<Vec<String>> {
+        let own = self.cluster.owned();
+        self.cluster.by_name(name)?.start(own)?;
+        Ok(vec![name.to_string()])
+    }
+
+    /// Picks the node a target means right now.
+    fn resolve(&mut self, t: &Target, want: Liveness) -> Result<String> {
+        let pick = |rng: &mut StdRng, mut names: Vec<String>, what: &str| -> Result<String> {
+            names.sort();
+            if names.is_empty() {
+                bail!("no {what} to pick from");
+            }
+            Ok(names.swap_remove(rng.random_range(0..names.len())))
+        };
+        let with = |c: &Cluster, manager: Option<bool>| -> Vec<String> {
+            c.nodes
+                .iter()
+                .filter(|n| n.liveness == want && manager.is_none_or(|m| n.info.manager == m))
+                .map(|n| n.info.name.clone())
+                .collect()
+        };
+        match t {
+            Target::Node(n) => Ok(n.clone()),
+            Target::Bound(b) => self
+                .bindings
+                .get(b)
+                .cloned()
+                .ok_or_else(|| anyhow!("{b:?} is not bound yet (its step has not run)")),
+            Target::Leader => self.leader_name(),
+            Target::RandomManager => {
+                pick(&mut self.rng, with(&self.cluster, Some(true)), "manager")
+            }
+            Target::RandomWorker => pick(&mut self.rng, with(&self.cluster, Some(false)), "worker"),
+            Target::RandomNode => pick(&mut self.rng, with(&self.cluster, None), "node"),
+            Target::RandomFollower => {
+                let leader = self.leader_name()?;
+                let followers = with(&self.cluster, Some(true))
+                    .into_iter()
+                    .filter(|n| *n != leader)
+                    .collect();
+                pick(&mut self.rng, followers, "follower")
+            }
+            Target::Rest => bail!("\"rest\" names no single node"),
+        }
+    }
+
+    fn leader_name(&self) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            if let Some((name, _)) = self.ctx.leader() {
+                return Ok(name);
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                bail!("no leader for 15s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Resolves groups of targets; "rest" is every node in no other group.
+    fn resolve_groups(&mut self, groups: &[Vec<Target>]) -> Result<Vec<Vec<String>>> {
+        let mut out: Vec<Vec<String>> = Vec::new();
+        for g in groups {
+            let mut names = Vec::new();
+            for t in g.iter().filter(|t| **t != Target::Rest) {
+                names.push(self.resolve(t, Liveness::Up)?);
+            }
+            out.push(names);
+        }
+        let named: Vec<String> = out.iter().flatten().cloned().collect();
+        for (g, names) in groups.iter().zip(out.iter_mut()) {
+            if g.contains(&Target::Rest) {
+                names.extend(
+                    self.cluster
+                        .nodes
+                        .iter()
+                        .map(|n| n.info.name.clone())
+                        .filter(|n| !named.contains(n)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn addr(&mut self, name: &str) -> Result<String> {
+        Ok(self.cluster.by_name(name)?.info.addr.clone())
+    }
+
+    fn add_rule(
+        &mut self,
+        node: &str,
+        peers: Vec<String>,
+        direction: Direction,
+        delay: Option<u64>,
+    ) -> Result<()> {
+        let socket = self.cluster.by_name(node)?.socket.clone();
+        let rule = json!({
+            "Peers": peers,
+            "Direction": direction.as_str(),
+            "Action": if delay.is_some() { "delay" } else { "drop" },
+            "DelayMs": delay.unwrap_or(0),
+        });
+        api::post(
+            &socket,
+            "/debug/chaos/network",
+            &rule,
+            Duration::from_secs(5),
+        )
+        .with_context(|| format!("network rule on {node}"))?;
+        Ok(())
+    }
+
+    fn heal(&mut self, nodes: &[String]) -> Result<()> {
+        let mut failed = Vec::new();
+        for n in nodes {
+            let node = self.cluster.by_name(n)?;
+            if node.liveness != Liveness::Up {
+                continue;
+            }
+            if let Err(e) = api::request(
+                &node.socket,
+                "DELETE",
+                "/debug/chaos/network",
+                None,
+                Duration::from_secs(5),
+            ) {
+                failed.push(format!("{n}: {e}"));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            bail!("could not heal {}", failed.join("; "))
+        }
+    }
+
+    fn inject(&mut self, action: &Action) -> Result<Done> {
+        match action {
+            Action::Kill(t) => {
+                let n = self.resolve(t, Liveness::Up)?;
+                self.cluster.by_name(&n)?.kill9()?;
+                Ok(Done {
+                    undo: Some(Undo::Start(n.clone())),
+                    ..Done::on(vec![n], "SIGKILL")
+                })
+            }
+            Action::Stop(t) => {
+                let n = self.resolve(t, Liveness::Up)?;
+                self.cluster.by_name(&n)?.stop()?;
+                Ok(Done {
+                    undo: Some(Undo::Start(n.clone())),
+                    ..Done::on(vec![n], "SIGTERM, exited")
+                })
+            }
+            Action::Start(t) => {
+                let n = self.resolve(t, Liveness::Down)?;
+                self.start_node(&n)?;
+                Ok(Done::on(vec![n], "started, answering"))
+            }
+            Action::Restart(t) => {
+                let n = self.resolve(t, Liveness::Up)?;
+                let began = Instant::now();
+                self.cluster.by_name(&n)?.stop()?;
+                self.start_node(&n)?;
+                Ok(Done::on(
+                    vec![n],
+                    format!(
+                        "SIGTERM and start: answering again after {:.2}s",
+                        began.elapsed().as_secs_f64()
+                    ),
+                ))
+            }
+            Action::Pause(t) => {
+                let n = self.resolve(t, Liveness::Up)?;
+                self.cluster.by_name(&n)?.pause()?;
+                Ok(Done {
+                    undo: Some(Undo::Resume(n.clone())),
+                    ..Done::on(vec![n], "SIGSTOP")
+                })
+            }
+            Action::Resume(t) => {
+                let n = self.resolve(t, Liveness::Paused)?;
+                self.cluster.by_name(&n)?.resume()?;
+                Ok(Done::on(vec![n], "SIGCONT"))
+            }
+            Action::KillActor { target, actor } => {
+                let n = self.resolve(target, Liveness::Up)?;
+                let socket = self.cluster.by_name(&n)?.socket.clone();
+                let actor = match actor.as_str() {
+                    "random-task" | "random-service" => {
+                        let prefix = if actor == "random-task" {
+                            "task/"
+                        } else {
+                            "service/"
+                        };
+                        let list = api::get(&socket, "/debug/actors", Duration::from_secs(5))?;
+                        let mut names: Vec<String> = list["Actors"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a["Name"].as_str())
+                            .filter(|a| a.starts_with(prefix))
+                            .map(str::to_string)
+                            .collect();
+                        names.sort();
+                        if names.is_empty() {
+                            bail!("{n} runs no {prefix}* actor");
+                        }
+                        names.swap_remove(self.rng.random_range(0..names.len()))
+                    }
+                    other => other.to_string(),
+                };
+                let v = api::post(
+                    &socket,
+                    "/debug/chaos/kill",
+                    &json!({"Actor": actor}),
+                    Duration::from_secs(15),
+                )?;
+                let healed = v["HealedInNanos"].as_f64().map(|ns| ns / 1e6);
+                Ok(Done {
+                    healed_in_ms: healed,
+                    ..Done::on(vec![n], format!("actor {actor}"))
+                })
+            }
+            Action::Partition(groups) => {
+                let groups = self.resolve_groups(groups)?;
+                for (i, g) in groups.iter().enumerate() {
+                    let others: Vec<String> = groups
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != i)
+                        .flat_map(|(_, o)| o.clone())
+                        .collect();
+                    let peers = others
+                        .iter()
+                        .map(|o| self.addr(o))
+                        .collect::<Result<Vec<_>>>()?;
+                    for n in g {
+                        self.add_rule(n, peers.clone(), Direction::Both, None)?;
+                    }
+                }
+                let all: Vec<String> = groups.iter().flatten().cloned().collect();
+                let detail = groups
+                    .iter()
+                    .map(|g| format!("[{}]", g.join(" ")))
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                Ok(Done {
+                    undo: Some(Undo::Heal(all.clone())),
+                    ..Done::on(all, detail)
+                })
+            }
+            Action::Heal => {
+                let all: Vec<String> = self
+                    .cluster
+                    .nodes
+                    .iter()
+                    .map(|n| n.info.name.clone())
+                    .collect();
+                self.heal(&all)?;
+                Ok(Done::on(all, "network faults cleared"))
+            }
+            Action::Delay {
+                from,
+                to,
+                ms,
+                direction,
+            } => self.link_fault(from, to, *direction, Some(*ms)),
+            Action::Drop {
+                from,
+                to,
+                direction,
+            } => self.link_fault(from, to, *direction, None),
+            Action::Create { .. }
+            | Action::Scale { .. }
+            | Action::Update { .. }
+            | Action::Remove { .. } => {
+                bail!("workload steps are writes, not faults")
+            }
+        }
+    }
+
+    fn link_fault(
+        &mut self,
+        from: &[Target],
+        to: &[Target],
+        direction: Direction,
+        delay: Option<u64>,
+    ) -> Result<Done> {
+        let groups = self.resolve_groups(&[from.to_vec(), to.to_vec()])?;
+        let peers = groups[1]
+            .iter()
+            .map(|o| self.addr(o))
+            .collect::<Result<Vec<_>>>()?;
+        for n in &groups[0] {
+            self.add_rule(n, peers.clone(), direction, delay)?;
+        }
+        let what = delay.map_or("drop".to_string(), |ms| format!("delay {ms} ms"));
+        let detail = format!(
+            "{what} ({}) [{}] -> [{}]",
+            direction.as_str(),
+            groups[0].join(" "),
+            groups[1].join(" ")
+        );
+        Ok(Done {
+            undo: Some(Undo::Heal(groups[0].clone())),
+            ..Done::on(groups[0].clone(), detail)
+        })
+    }
+
+    /// A write from the method (or setup) through the leader, if there is one.
+    fn method_write(&mut self, client: &str, kind: &str, service: &str, value: ServiceValue) {
+        let via = self
+            .ctx
+            .leader()
+            .or_else(|| self.cluster.live_managers().into_iter().next());
+        let Some((name, socket)) = via else {
+            self.errors
+                .push(format!("{client} {kind} {service}: no manager is up"));
+            return;
+        };
+        let op = workload::write(
+            &self.rec,
+            client,
+            kind,
+            service,
+            value.clone(),
+            (&name, &socket),
+            WRITE_TIMEOUT,
+        );
+        eprintln!(
+            "shoal-chaos: {:>7.2}s {client} {kind} {service} via {name}: {:?} {}",
+            op.sent as f64 / 1000.0,
+            op.outcome,
+            op.error
+        );
+        self.model.insert(service.to_string(), value);
+    }
+
+    fn workload_step(&mut self, action: &Action, service: &str) {
+        let current = self
+            .model
+            .get(service)
+            .cloned()
+            .unwrap_or(ServiceValue::Absent);
+        let (kind, value) = match (action, current) {
+            (Action::Create { replicas, .. }, _) => (
+                "create",
+                ServiceValue::Present {
+                    replicas: *replicas,
+                    generation: 0,
+                },
+            ),
+            (Action::Scale { replicas, .. }, ServiceValue::Present { generation, .. }) => (
+                "scale",
+                ServiceValue::Present {
+                    replicas: *replicas,
+                    generation,
+                },
+            ),
+            (Action::Scale { replicas, .. }, ServiceValue::Absent) => (
+                "scale",
+                ServiceValue::Present {
+                    replicas: *replicas,
+                    generation: 0,
+                },
+            ),
+            (
+                Action::Update { .. },
+                ServiceValue::Present {
+                    replicas,
+                    generation,
+                },
+            ) => (
+                "update",
+                ServiceValue::Present {
+                    replicas,
+                    generation: generation + 1,
+                },
+            ),
+            (Action::Update { .. }, ServiceValue::Absent) => (
+                "update",
+                ServiceValue::Present {
+                    replicas: 1,
+                    generation: 1,
+                },
+            ),
+            _ => ("remove", ServiceValue::Absent),
+        };
+        self.method_write("method", kind, service, value);
+    }
+
+    /// Waits for the steady state after the method: every probe holds and
+    /// an observation taken after the last fault shows it. Returns when it
+    /// first held, then lingers so the checkers see it stay.
+    fn settle(&mut self) -> Option<u64> {
+        eprintln!(
+            "shoal-chaos: waiting up to {:?} for the cluster to heal",
+            self.sc.settle
+        );
+        let since = self.faults.iter().map(|f| f.done).max().unwrap_or(0);
+        let held = self.hypothesis("after", self.sc.settle);
+        let start = Instant::now();
+        let recovered = loop {
+            let first = self
+                .observations
+                .lock()
+                .ok()
+                .and_then(|o| o.iter().find(|o| o.at >= since && steady(o)).map(|o| o.at));
+            if first.is_some() || start.elapsed() > self.sc.settle {
+                break first;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if !held {
+            self.errors
+                .push("the steady state did not return after the method".into());
+        }
+        std::thread::sleep(LINGER);
+        recovered
+    }
+
+    /// A write barrier through the leader, then the leader's services.
+    fn final_state(&mut self) -> Option<FinalState> {
+        let (ok, detail) = self.ctx.harness_write("barrier", WRITE_TIMEOUT);
+        if !ok {
+            self.errors
+                .push(format!("final write barrier failed: {detail}"));
+            return None;
+        }
+        let (name, socket) = self.ctx.leader()?;
+        let at = self.rec.now();
+        match api::get(&socket, "/services", Duration::from_secs(5)) {
+            Ok(list) => Some(FinalState {
+                at,
+                via: name,
+                services: list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        (
+                            s.pointer("/Spec/Name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string(),
+                            value_of(s),
+                        )
+                    })
+                    .collect(),
+            }),
+            Err(e) => {
+                self.errors
+                    .push(format!("final read from {name} failed: {e}"));
+                None
+            }
+        }
+    }
+}
+
+fn workload_service(a: &Action) -> Option<&str> {
+    match a {
+        Action::Create { service, .. }
+        | Action::Scale { service, .. }
+        | Action::Update { service }
+        | Action::Remove { service } => Some(service),
+        _ => None,
+    }
+}

@@ -1,0 +1,824 @@
+//! Scenario files: TOML read into a checked [`Scenario`]. Every error names
+//! the line and column it is about, so a typo costs one look.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// A scenario that parsed and passed every check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub cluster: ClusterShape,
+    /// Services created before the steady state is first checked.
+    pub services: Vec<ServiceSetup>,
+    pub hypothesis: Vec<ProbeSpec>,
+    pub load: Option<Load>,
+    pub method: Vec<Step>,
+    pub rollbacks: Vec<Step>,
+    /// How long the cluster gets to return to its steady state after the
+    /// method (and, before it, to reach it at all).
+    pub settle: Duration,
+    pub observe_every: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterShape {
+    pub managers: usize,
+    pub workers: usize,
+    /// Control sockets of an existing cluster; empty means "start my own".
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceSetup {
+    pub name: String,
+    pub replicas: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeSpec {
+    pub probe: Probe,
+    /// Also checked while the method runs, and must hold there too.
+    pub during: bool,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Probe {
+    /// At least `replicas - tolerance` tasks of the service are running.
+    Running { service: String, tolerance: u64 },
+    /// Every manager that answers names the same leader, and one claims it.
+    OneLeader,
+    /// A write is acknowledged within the bound.
+    Write { within: Duration },
+    /// Every node is Ready.
+    NodesReady,
+}
+
+/// Background writes while the method runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Load {
+    /// Writes per second (one client, one write at a time).
+    pub rate: f64,
+    /// How many services the writes spread over.
+    pub services: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Step {
+    /// Offset from the start of the method.
+    pub at: Duration,
+    pub action: Action,
+    /// For a fault: undo it (start, resume, heal) this long after.
+    pub duration: Option<Duration>,
+    pub repeat: u32,
+    pub every: Duration,
+    /// A name later steps can use as a target for the node this step picked.
+    pub bind: Option<String>,
+    pub line: usize,
+}
+
+/// Who an action is aimed at, resolved when the step runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Node(String),
+    Leader,
+    RandomManager,
+    RandomFollower,
+    RandomWorker,
+    RandomNode,
+    /// A node an earlier step bound with `bind`.
+    Bound(String),
+    /// In a partition or a delay: every node not named elsewhere.
+    Rest,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+    Both,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+            Direction::Both => "both",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Action {
+    /// kill -9 the daemon (its tasks die with it).
+    Kill(Target),
+    /// SIGTERM, then wait for the daemon to exit.
+    Stop(Target),
+    /// Start a stopped or killed node again on its data.
+    Start(Target),
+    /// Stop (SIGTERM) and start again, waiting until it answers.
+    Restart(Target),
+    Pause(Target),
+    Resume(Target),
+    KillActor {
+        target: Target,
+        actor: String,
+    },
+    Partition(Vec<Vec<Target>>),
+    Heal,
+    Delay {
+        from: Vec<Target>,
+        to: Vec<Target>,
+        ms: u64,
+        direction: Direction,
+    },
+    Drop {
+        from: Vec<Target>,
+        to: Vec<Target>,
+        direction: Direction,
+    },
+    Create {
+        service: String,
+        replicas: u64,
+    },
+    Scale {
+        service: String,
+        replicas: u64,
+    },
+    /// Changes the service's spec (a generation label) without touching replicas.
+    Update {
+        service: String,
+    },
+    Remove {
+        service: String,
+    },
+}
+
+impl Action {
+    /// The word the scenario file uses for this action.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Kill(_) => "kill",
+            Action::Stop(_) => "stop",
+            Action::Start(_) => "start",
+            Action::Restart(_) => "restart",
+            Action::Pause(_) => "pause",
+            Action::Resume(_) => "resume",
+            Action::KillActor { .. } => "kill-actor",
+            Action::Partition(_) => "partition",
+            Action::Heal => "heal",
+            Action::Delay { .. } => "delay",
+            Action::Drop { .. } => "drop",
+            Action::Create { .. } => "create",
+            Action::Scale { .. } => "scale",
+            Action::Update { .. } => "update",
+            Action::Remove { .. } => "remove",
+        }
+    }
+
+    /// Faults that `duration` can undo.
+    fn undoable(&self) -> bool {
+        matches!(
+            self,
+            Action::Kill(_)
+                | Action::Stop(_)
+                | Action::Pause(_)
+                | Action::Partition(_)
+                | Action::Delay { .. }
+                | Action::Drop { .. }
+        )
+    }
+}
+
+/// A scenario file that does not parse or check, with where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    cluster: Option<Spanned<RawCluster>>,
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    hypothesis: Vec<Spanned<RawProbe>>,
+    #[serde(default)]
+    load: Option<Spanned<RawLoad>>,
+    #[serde(default)]
+    method: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    rollback: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    settle: Option<Spanned<String>>,
+    #[serde(default)]
+    observe_every: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    #[serde(default)]
+    managers: Option<usize>,
+    #[serde(default)]
+    workers: Option<usize>,
+    #[serde(default)]
+    hosts: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    replicas: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    probe: Spanned<String>,
+    #[serde(default)]
+    service: Option<Spanned<String>>,
+    #[serde(default)]
+    tolerance: Option<u64>,
+    #[serde(default)]
+    within: Option<Spanned<String>>,
+    #[serde(default)]
+    during: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoad {
+    rate: f64,
+    #[serde(default)]
+    services: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(default)]
+    at: Option<Spanned<String>>,
+    action: Spanned<String>,
+    #[serde(default)]
+    target: Option<Spanned<String>>,
+    #[serde(default)]
+    bind: Option<Spanned<String>>,
+    #[serde(default)]
+    duration: Option<Spanned<String>>,
+    #[serde(default)]
+    repeat: Option<Spanned<u32>>,
+    #[serde(default)]
+    every: Option<Spanned<String>>,
+    #[serde(default)]
+    actor: Option<Spanned<String>>,
+    #[serde(default)]
+    groups: Option<Spanned<Vec<Vec<Spanned<String>>>>>,
+    #[serde(default)]
+    from: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    to: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    ms: Option<u64>,
+    #[serde(default)]
+    direction: Option<Spanned<String>>,
+    #[serde(default)]
+    service: Option<Spanned<String>>,
+    #[serde(default)]
+    replicas: Option<u64>,
+}
+
+/// Line and column (1-based) of a byte offset.
+fn position(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+struct Checker<'a> {
+    src: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> ScenarioError {
+        let (line, column) = position(self.src, span.start);
+        ScenarioError {
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn line(&self, span: &std::ops::Range<usize>) -> usize {
+        position(self.src, span.start).0
+    }
+
+    fn duration(&self, s: &Spanned<String>) -> Result<Duration, ScenarioError> {
+        parse_duration(s.get_ref()).ok_or_else(|| {
+            self.err(
+                s.span(),
+                format!(
+                    "invalid duration {:?}: expected a number with ms, s or m, like \"500ms\" or \"2s\"",
+                    s.get_ref()
+                ),
+            )
+        })
+    }
+}
+
+/// "500ms", "2s", "1.5s", "3m".
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        return None;
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v * scale))
+}
+
+/// The node names a local cluster of this shape has.
+pub fn node_names(shape: &ClusterShape) -> Vec<String> {
+    (1..=shape.managers)
+        .map(|i| format!("manager-{i}"))
+        .chain((1..=shape.workers).map(|i| format!("worker-{i}")))
+        .collect()
+}
+
+/// Parses and checks a scenario.
+pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
+    let raw: RawScenario = toml::from_str(src).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| position(src, s.start));
+        ScenarioError {
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    let c = Checker { src };
+
+    let cluster = match &raw.cluster {
+        None => ClusterShape {
+            managers: 3,
+            workers: 0,
+            hosts: Vec::new(),
+        },
+        Some(sp) => {
+            let r = sp.get_ref();
+            if !r.hosts.is_empty() && (r.managers.is_some() || r.workers.is_some()) {
+                return Err(c.err(
+                    sp.span(),
+                    "give either hosts (an existing cluster) or managers/workers (a local one), not both",
+                ));
+            }
+            let shape = ClusterShape {
+                managers: r.managers.unwrap_or(if r.hosts.is_empty() { 3 } else { 0 }),
+                workers: r.workers.unwrap_or(0),
+                hosts: r.hosts.clone(),
+            };
+            if shape.hosts.is_empty() && shape.managers == 0 {
+                return Err(c.err(sp.span(), "a cluster needs at least one manager"));
+            }
+            if shape.managers + shape.workers > 200 {
+                return Err(c.err(sp.span(), "at most 200 nodes fit on 127.0.0.0/8 here"));
+            }
+            shape
+        }
+    };
+    let names: Option<BTreeSet<String>> = cluster
+        .hosts
+        .is_empty()
+        .then(|| node_names(&cluster).into_iter().collect());
+
+    let mut services = Vec::new();
+    for s in &raw.service {
+        let r = s.get_ref();
+        check_service_name(&c, &r.name)?;
+        services.push(ServiceSetup {
+            name: r.name.get_ref().clone(),
+            replicas: r.replicas,
+        });
+    }
+
+    let mut hypothesis = Vec::new();
+    for p in &raw.hypothesis {
+        hypothesis.push(probe(&c, p)?);
+    }
+
+    let load = match &raw.load {
+        None => None,
+        Some(l) => {
+            let r = l.get_ref();
+            if !(r.rate > 0.0 && r.rate <= 1000.0) {
+                return Err(c.err(
+                    l.span(),
+                    "load rate must be between 0 and 1000 writes a second",
+                ));
+            }
+            Some(Load {
+                rate: r.rate,
+                services: r.services.unwrap_or(3).max(1),
+            })
+        }
+    };
+
+    let mut bound = BTreeSet::new();
+    let mut method = Vec::new();
+    for s in &raw.method {
+        method.push(step(&c, s, names.as_ref(), &mut bound, true)?);
+    }
+    let mut rollbacks = Vec::new();
+    for s in &raw.rollback {
+        rollbacks.push(step(&c, s, names.as_ref(), &mut bound, false)?);
+    }
+    method.sort_by_key(|s| s.at);
+
+    let settle = match &raw.settle {
+        Some(s) => c.duration(s)?,
+        None => Duration::from_secs(60),
+    };
+    let observe_every = match &raw.observe_every {
+        Some(s) => {
+            let d = c.duration(s)?;
+            if d < Duration::from_millis(50) {
+                return Err(c.err(s.span(), "observe_every must be at least 50ms"));
+            }
+            d
+        }
+        None => Duration::from_millis(250),
+    };
+
+    Ok(Scenario {
+        name: raw.name,
+        description: raw.description,
+        cluster,
+        services,
+        hypothesis,
+        load,
+        method,
+        rollbacks,
+        settle,
+        observe_every,
+    })
+}
+
+fn check_service_name(c: &Checker, name: &Spanned<String>) -> Result<(), ScenarioError> {
+    let n = name.get_ref();
+    let ok = !n.is_empty()
+        && n.len() <= 63
+        && n.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        && n.chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_alphanumeric());
+    if !ok {
+        return Err(c.err(
+            name.span(),
+            format!("invalid service name {n:?}: use letters, digits, - and _ (at most 63), starting with a letter or digit"),
+        ));
+    }
+    if n.starts_with("chaos-") {
+        return Err(c.err(
+            name.span(),
+            format!("service name {n:?} is reserved: names starting with chaos- belong to the harness's own writes"),
+        ));
+    }
+    Ok(())
+}
+
+fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError> {
+    let r = p.get_ref();
+    let kind = r.probe.get_ref().as_str();
+    let probe =
+        match kind {
+            "running" => {
+                let service = r.service.as_ref().ok_or_else(|| {
+                    c.err(r.probe.span(), "probe \"running\" needs service = \"NAME\"")
+                })?;
+                Probe::Running {
+                    service: service.get_ref().clone(),
+                    tolerance: r.tolerance.unwrap_or(0),
+                }
+            }
+            "one-leader" => Probe::OneLeader,
+            "write" => Probe::Write {
+                within: match &r.within {
+                    Some(w) => c.duration(w)?,
+                    None => Duration::from_secs(2),
+                },
+            },
+            "nodes-ready" => Probe::NodesReady,
+            other => return Err(c.err(
+                r.probe.span(),
+                format!(
+                    "unknown probe {other:?}: expected running, one-leader, write or nodes-ready"
+                ),
+            )),
+        };
+    let unused = |field: bool, name: &str| -> Result<(), ScenarioError> {
+        if field {
+            Err(c.err(r.probe.span(), format!("probe {kind:?} takes no {name}")))
+        } else {
+            Ok(())
+        }
+    };
+    unused(r.service.is_some() && kind != "running", "service")?;
+    unused(r.tolerance.is_some() && kind != "running", "tolerance")?;
+    unused(r.within.is_some() && kind != "write", "within")?;
+    Ok(ProbeSpec {
+        probe,
+        during: r.during,
+        line: c.line(&p.span()),
+    })
+}
+
+fn target(
+    c: &Checker,
+    s: &Spanned<String>,
+    names: Option<&BTreeSet<String>>,
+    bound: &BTreeSet<String>,
+    rest_ok: bool,
+) -> Result<Target, ScenarioError> {
+    let t = match s.get_ref().as_str() {
+        "leader" => Target::Leader,
+        "random-manager" => Target::RandomManager,
+        "random-follower" => Target::RandomFollower,
+        "random-worker" => Target::RandomWorker,
+        "random-node" => Target::RandomNode,
+        "rest" if rest_ok => Target::Rest,
+        "rest" => {
+            return Err(c.err(
+                s.span(),
+                "\"rest\" only means something in groups, from or to",
+            ))
+        }
+        n if bound.contains(n) => Target::Bound(n.to_string()),
+        n => {
+            if let Some(names) = names {
+                if !names.contains(n) {
+                    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+                    return Err(c.err(
+                        s.span(),
+                        format!(
+                            "unknown target {n:?}: expected leader, random-manager, random-follower, random-worker, random-node, a name bound earlier, or one of {}",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Target::Node(n.to_string())
+        }
+    };
+    Ok(t)
+}
+
+fn step(
+    c: &Checker,
+    sp: &Spanned<RawStep>,
+    names: Option<&BTreeSet<String>>,
+    bound: &mut BTreeSet<String>,
+    in_method: bool,
+) -> Result<Step, ScenarioError> {
+    let r = sp.get_ref();
+    let verb = r.action.get_ref().as_str();
+    let at_action = r.action.span();
+    let need = |field: &str| c.err(at_action.clone(), format!("action {verb:?} needs {field}"));
+    let one = |f: &Option<Spanned<String>>| -> Result<Target, ScenarioError> {
+        let s = f.as_ref().ok_or_else(|| need("a target"))?;
+        target(c, s, names, bound, false)
+    };
+    let many =
+        |f: &Option<Vec<Spanned<String>>>, what: &str| -> Result<Vec<Target>, ScenarioError> {
+            let list = f.as_ref().ok_or_else(|| need(what))?;
+            if list.is_empty() {
+                return Err(need(what));
+            }
+            list.iter()
+                .map(|s| target(c, s, names, bound, true))
+                .collect()
+        };
+    let service = || -> Result<String, ScenarioError> {
+        let s = r
+            .service
+            .as_ref()
+            .ok_or_else(|| need("service = \"NAME\""))?;
+        check_service_name(c, s)?;
+        Ok(s.get_ref().clone())
+    };
+    let direction = || -> Result<Direction, ScenarioError> {
+        match r.direction.as_ref() {
+            None => Ok(Direction::Both),
+            Some(d) => match d.get_ref().as_str() {
+                "in" => Ok(Direction::In),
+                "out" => Ok(Direction::Out),
+                "both" => Ok(Direction::Both),
+                other => Err(c.err(
+                    d.span(),
+                    format!("invalid direction {other:?}: expected in, out or both"),
+                )),
+            },
+        }
+    };
+    let action = match verb {
+        "kill" => Action::Kill(one(&r.target)?),
+        "stop" => Action::Stop(one(&r.target)?),
+        "start" => Action::Start(one(&r.target)?),
+        "restart" => Action::Restart(one(&r.target)?),
+        "pause" => Action::Pause(one(&r.target)?),
+        "resume" => Action::Resume(one(&r.target)?),
+        "kill-actor" => Action::KillActor {
+            target: one(&r.target)?,
+            actor: r
+                .actor
+                .as_ref()
+                .ok_or_else(|| need("actor = \"NAME\" (raft, store, scheduler, dispatcher, orchestrator, agent, service/NAME, random-service, random-task, ...)"))?
+                .get_ref()
+                .clone(),
+        },
+        "partition" => {
+            let groups = r.groups.as_ref().ok_or_else(|| need("groups = [[...], [...]]"))?;
+            if groups.get_ref().len() < 2 {
+                return Err(c.err(groups.span(), "a partition needs at least two groups"));
+            }
+            let mut out = Vec::new();
+            for g in groups.get_ref() {
+                if g.is_empty() {
+                    return Err(c.err(groups.span(), "a partition group cannot be empty"));
+                }
+                out.push(
+                    g.iter()
+                        .map(|s| target(c, s, names, bound, true))
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+            }
+            Action::Partition(out)
+        }
+        "heal" => Action::Heal,
+        "delay" => Action::Delay {
+            from: many(&r.from, "from = [...]")?,
+            to: many(&r.to, "to = [...]")?,
+            ms: r.ms.ok_or_else(|| need("ms = MILLISECONDS"))?,
+            direction: direction()?,
+        },
+        "drop" => Action::Drop {
+            from: many(&r.from, "from = [...]")?,
+            to: many(&r.to, "to = [...]")?,
+            direction: direction()?,
+        },
+        "create" => Action::Create {
+            service: service()?,
+            replicas: r.replicas.unwrap_or(1),
+        },
+        "scale" => Action::Scale {
+            service: service()?,
+            replicas: r.replicas.ok_or_else(|| need("replicas = N"))?,
+        },
+        "update" => Action::Update { service: service()? },
+        "remove" => Action::Remove { service: service()? },
+        other => {
+            return Err(c.err(
+                at_action,
+                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update or remove"),
+            ))
+        }
+    };
+    let at = match (&r.at, in_method) {
+        (Some(a), true) => c.duration(a)?,
+        (None, true) => {
+            return Err(need(
+                "at = \"DURATION\" (when, from the start of the method)",
+            ))
+        }
+        (Some(a), false) => {
+            return Err(c.err(
+                a.span(),
+                "rollbacks run in order after the method; they take no at",
+            ))
+        }
+        (None, false) => Duration::ZERO,
+    };
+    let duration = match &r.duration {
+        None => None,
+        Some(d) if action.undoable() => Some(c.duration(d)?),
+        Some(d) => {
+            return Err(c.err(
+                d.span(),
+                format!("action {verb:?} cannot be undone after a duration; only kill, stop, pause, partition, delay and drop can"),
+            ))
+        }
+    };
+    let repeat = r.repeat.as_ref().map_or(1, |x| *x.get_ref());
+    if repeat == 0 {
+        return Err(c.err(
+            r.repeat.as_ref().map_or(at_action.clone(), |x| x.span()),
+            "repeat must be at least 1",
+        ));
+    }
+    let every = match (&r.every, repeat) {
+        (Some(e), _) => c.duration(e)?,
+        (None, 1) => Duration::ZERO,
+        (None, _) => return Err(need("every = \"DURATION\" when it repeats")),
+    };
+    if let (Some(d), true) = (duration, repeat > 1) {
+        if d >= every {
+            return Err(c.err(
+                at_action,
+                "duration must be shorter than every, or the repeats overlap",
+            ));
+        }
+    }
+    let bind = match &r.bind {
+        None => None,
+        Some(b) => {
+            let is_node_action = matches!(
+                action,
+                Action::Kill(_)
+                    | Action::Stop(_)
+                    | Action::Start(_)
+                    | Action::Restart(_)
+                    | Action::Pause(_)
+                    | Action::Resume(_)
+                    | Action::KillActor { .. }
+            );
+            if !is_node_action {
+                return Err(c.err(
+                    b.span(),
+                    format!("action {verb:?} picks no single node to bind"),
+                ));
+            }
+            let n = b.get_ref();
+            if names.is_some_and(|ns| ns.contains(n))
+                || target(c, b, None, &BTreeSet::new(), true).ok() != Some(Target::Node(n.clone()))
+            {
+                return Err(c.err(
+                    b.span(),
+                    format!("{n:?} is already a node name or a selector; bind another name"),
+                ));
+            }
+            bound.insert(n.clone());
+            Some(n.clone())
+        }
+    };
+    Ok(Step {
+        at,
+        action,
+        duration,
+        repeat,
+        every,
+        bind,
+        line: c.line(&sp.span()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+
+    #[test]
+    fn positions_are_one_based() {
+        let src = "a\nbc\nd";
+        assert_eq!(position(src, 0), (1, 1));
+        assert_eq!(position(src, 3), (2, 2));
+        assert_eq!(position(src, 5), (3, 1));
+    }
+}
