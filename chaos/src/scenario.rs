@@ -520,32 +520,33 @@ fn check_service_name(c: &Checker, name: &Spanned<String>) -> Result<(), Scenari
 fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError> {
     let r = p.get_ref();
     let kind = r.probe.get_ref().as_str();
-    let probe =
-        match kind {
-            "running" => {
-                let service = r.service.as_ref().ok_or_else(|| {
-                    c.err(r.probe.span(), "probe \"running\" needs service = \"NAME\"")
-                })?;
-                Probe::Running {
-                    service: service.get_ref().clone(),
-                    tolerance: r.tolerance.unwrap_or(0),
-                }
+    let probe = match kind {
+        "running" => {
+            let service = r.service.as_ref().ok_or_else(|| {
+                c.err(r.probe.span(), "probe \"running\" needs service = \"NAME\"")
+            })?;
+            Probe::Running {
+                service: service.get_ref().clone(),
+                tolerance: r.tolerance.unwrap_or(0),
             }
-            "one-leader" => Probe::OneLeader,
-            "write" => Probe::Write {
-                within: match &r.within {
-                    Some(w) => c.duration(w)?,
-                    None => Duration::from_secs(2),
-                },
+        }
+        "one-leader" => Probe::OneLeader,
+        "write" => Probe::Write {
+            within: match &r.within {
+                Some(w) => c.duration(w)?,
+                None => Duration::from_secs(2),
             },
-            "nodes-ready" => Probe::NodesReady,
-            other => return Err(c.err(
+        },
+        "nodes-ready" => Probe::NodesReady,
+        other => {
+            return Err(c.err(
                 r.probe.span(),
                 format!(
                     "unknown probe {other:?}: expected running, one-leader, write or nodes-ready"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let unused = |field: bool, name: &str| -> Result<(), ScenarioError> {
         if field {
             Err(c.err(r.probe.span(), format!("probe {kind:?} takes no {name}")))

@@ -1,0 +1,388 @@
+//! Each checker, fed a hand-made history that breaks it, reports the
+//! violation; fed a healthy one, it passes. So none can be a no-op.
+
+use std::collections::BTreeMap;
+
+use shoal_chaos::checkers::{self, Verdict};
+use shoal_chaos::history::*;
+use shoal_chaos::scenario;
+
+const SCENARIO: &str = r#"
+name = "unit"
+description = "hand-made histories"
+settle = "10s"
+[cluster]
+managers = 3
+workers = 1
+[[hypothesis]]
+probe = "one-leader"
+[[method]]
+at = "1s"
+action = "kill"
+target = "worker-1"
+duration = "2s"
+"#;
+
+fn managers(leader: u64, term: u64) -> Vec<ManagerView> {
+    (1..=3)
+        .map(|id| ManagerView {
+            node: format!("manager-{id}"),
+            answered: true,
+            raft_id: id,
+            term,
+            leader_id: leader,
+            is_leader: id == leader,
+        })
+        .collect()
+}
+
+fn obs(at: Millis, leader: u64, term: u64, web_running: u64) -> Observation {
+    let mut services = BTreeMap::new();
+    services.insert(
+        "web".to_string(),
+        ServiceView {
+            desired: 2,
+            running: web_running,
+        },
+    );
+    let running = (1..=web_running)
+        .map(|slot| ("web".to_string(), slot, "manager-2".to_string()))
+        .collect();
+    let processes = (1..=web_running)
+        .map(|slot| TaskProcess {
+            pid: 1000 + slot as i32,
+            service: "web".into(),
+            slot,
+            task_id: format!("t{slot}"),
+            node: "manager-2".into(),
+        })
+        .collect();
+    Observation {
+        at,
+        managers: managers(leader, term),
+        services,
+        running,
+        processes,
+    }
+}
+
+fn op(sent: Millis, kind: &str, replicas: u64, outcome: Outcome) -> Op {
+    Op {
+        client: "load".into(),
+        kind: kind.into(),
+        service: "web".into(),
+        value: ServiceValue::Present {
+            replicas,
+            generation: 0,
+        },
+        via: "manager-1".into(),
+        sent,
+        done: sent + 5,
+        outcome,
+        error: String::new(),
+    }
+}
+
+fn fault(at: Millis, action: &str, node: &str, undoes: Option<usize>) -> Fault {
+    Fault {
+        at,
+        done: at + 10,
+        action: action.into(),
+        nodes: vec![node.into()],
+        detail: String::new(),
+        line: 10,
+        ok: true,
+        undoes,
+        healed_in_ms: None,
+    }
+}
+
+/// A run where everything went right: worker-1 killed at 1 s and started
+/// at 3 s, web scaled 1 -> 2, steady again at 3.5 s, leader 1 in term 2.
+fn healthy() -> Journal {
+    let nodes = (1..=4)
+        .map(|i| NodeInfo {
+            name: if i < 4 {
+                format!("manager-{i}")
+            } else {
+                "worker-1".into()
+            },
+            manager: i < 4,
+            node_id: format!("n{i}"),
+            raft_id: if i < 4 { i } else { 0 },
+            addr: format!("127.0.0.{i}:1"),
+        })
+        .collect();
+    let mut observations = Vec::new();
+    for t in (0..=8000).step_by(250) {
+        let running = if (1000..3500).contains(&t) { 1 } else { 2 };
+        observations.push(obs(t, 1, 2, running));
+    }
+    let mut services = BTreeMap::new();
+    services.insert(
+        "web".to_string(),
+        ServiceValue::Present {
+            replicas: 2,
+            generation: 0,
+        },
+    );
+    Journal {
+        scenario: scenario::parse(SCENARIO).expect("scenario"),
+        seed: 1,
+        started_at: "2026-11-25T00:00:00Z".into(),
+        nodes,
+        method_start: 500,
+        method_end: 3100,
+        faults: vec![
+            fault(1000, "kill", "worker-1", None),
+            fault(3000, "start", "worker-1", Some(0)),
+        ],
+        ops: vec![
+            op(100, "create", 1, Outcome::Ok),
+            op(2000, "scale", 2, Outcome::Ok),
+        ],
+        probes: vec![
+            ProbeResult {
+                phase: "before".into(),
+                at: 400,
+                probe: "one leader".into(),
+                ok: true,
+                detail: String::new(),
+                counts: true,
+            },
+            ProbeResult {
+                phase: "after".into(),
+                at: 4000,
+                probe: "one leader".into(),
+                ok: true,
+                detail: String::new(),
+                counts: true,
+            },
+        ],
+        observations,
+        final_state: Some(FinalState {
+            at: 7900,
+            via: "manager-1".into(),
+            services,
+        }),
+        recovered_at: Some(3500),
+        end: 8000,
+        errors: Vec::new(),
+    }
+}
+
+fn verdict(j: &Journal, name: &str) -> Verdict {
+    let mut all = checkers::all(j);
+    all.push(checkers::hypothesis_held(j));
+    all.into_iter()
+        .find(|v| v.checker == name)
+        .unwrap_or_else(|| panic!("no checker {name}"))
+}
+
+/// `name` fails on `j` with a violation mentioning `mentions`, and every other checker passes.
+fn only_fails(j: &Journal, name: &str, mentions: &str) {
+    let v = verdict(j, name);
+    assert!(
+        !v.ok,
+        "{name} passed a history that breaks it: {}",
+        v.summary
+    );
+    assert!(
+        v.violations.iter().any(|l| l.contains(mentions)),
+        "{name}: {:?} should mention {mentions:?}",
+        v.violations
+    );
+    for other in checkers::all(j)
+        .into_iter()
+        .chain([checkers::hypothesis_held(j)])
+    {
+        if other.checker != name {
+            assert!(other.ok, "{} failed too: {}", other.checker, other.summary);
+        }
+    }
+}
+
+#[test]
+fn a_healthy_history_passes_every_checker() {
+    let j = healthy();
+    for v in checkers::all(&j)
+        .into_iter()
+        .chain([checkers::hypothesis_held(&j)])
+    {
+        assert!(v.ok, "{}: {:?}", v.checker, v.violations);
+    }
+}
+
+#[test]
+fn a_lost_acknowledged_write_is_caught() {
+    let mut j = healthy();
+    // The cluster says 1 replica, but scaling to 2 was acknowledged.
+    j.final_state.as_mut().expect("final").services.insert(
+        "web".into(),
+        ServiceValue::Present {
+            replicas: 1,
+            generation: 0,
+        },
+    );
+    for o in &mut j.observations {
+        o.services.get_mut("web").expect("web").desired = 1;
+        o.services.get_mut("web").expect("web").running = 1;
+        o.running.truncate(1);
+        o.processes.truncate(1);
+    }
+    only_fails(
+        &j,
+        "acknowledged-writes",
+        "the last acknowledged write was scale to replicas=2",
+    );
+}
+
+#[test]
+fn an_unknown_write_may_land_either_way_but_a_refused_one_may_not() {
+    let mut j = healthy();
+    j.ops.push(op(2500, "scale", 7, Outcome::Unknown));
+    j.final_state.as_mut().expect("final").services.insert(
+        "web".into(),
+        ServiceValue::Present {
+            replicas: 7,
+            generation: 0,
+        },
+    );
+    assert!(
+        verdict(&j, "acknowledged-writes").ok,
+        "an unknown write may have happened"
+    );
+    j.ops.last_mut().expect("op").outcome = Outcome::Refused;
+    assert!(
+        !verdict(&j, "acknowledged-writes").ok,
+        "a refused write must not have happened"
+    );
+}
+
+#[test]
+fn a_created_service_that_vanished_is_caught() {
+    let mut j = healthy();
+    j.final_state.as_mut().expect("final").services.clear();
+    assert!(!verdict(&j, "acknowledged-writes").ok);
+    j.final_state = None;
+    let v = verdict(&j, "acknowledged-writes");
+    assert!(
+        !v.ok && v.summary.contains("no final read"),
+        "{}",
+        v.summary
+    );
+}
+
+#[test]
+fn two_leaders_in_one_term_are_caught() {
+    let mut j = healthy();
+    // manager-3 claims term 2 as well, and manager-2 follows it.
+    let o = &mut j.observations[10];
+    o.managers[2].is_leader = true;
+    o.managers[2].leader_id = 3;
+    o.managers[1].leader_id = 3;
+    o.managers[0].leader_id = 1;
+    let v = verdict(&j, "one-leader-per-term");
+    assert!(!v.ok);
+    assert!(
+        v.violations[0].contains("term 2 had 2 leaders"),
+        "{:?}",
+        v.violations
+    );
+    assert!(
+        v.violations[0].contains("manager-1") && v.violations[0].contains("manager-3"),
+        "{:?}",
+        v.violations
+    );
+}
+
+#[test]
+fn replicas_that_never_come_back_are_caught() {
+    let mut j = healthy();
+    for o in j.observations.iter_mut().filter(|o| o.at >= 1000) {
+        o.services.get_mut("web").expect("web").running = 1;
+        o.running.truncate(1);
+        o.processes.truncate(1);
+    }
+    only_fails(&j, "replicas-recover", "never back to spec");
+}
+
+#[test]
+fn replicas_back_too_late_are_caught() {
+    let mut j = healthy();
+    j.scenario.settle = std::time::Duration::from_millis(200);
+    let v = verdict(&j, "replicas-recover");
+    assert!(
+        !v.ok && v.violations[0].contains("over the 0s bound"),
+        "{:?}",
+        v.violations
+    );
+}
+
+#[test]
+fn a_slot_running_twice_is_caught_in_processes_and_in_state() {
+    let mut j = healthy();
+    let last = j.observations.last_mut().expect("obs");
+    last.processes.push(TaskProcess {
+        pid: 4242,
+        service: "web".into(),
+        slot: 1,
+        task_id: "old".into(),
+        node: "worker-1".into(),
+    });
+    only_fails(&j, "no-duplicate-slot", "web.1 runs twice");
+
+    let mut j = healthy();
+    let last = j.observations.last_mut().expect("obs");
+    last.running.push(("web".into(), 2, "worker-1".into()));
+    only_fails(&j, "no-duplicate-slot", "(cluster state)");
+}
+
+#[test]
+fn a_task_outliving_its_killed_node_is_caught() {
+    let mut j = healthy();
+    // worker-1 was killed at 1 s; one of its tasks is still there at 2.5 s.
+    for o in j
+        .observations
+        .iter_mut()
+        .filter(|o| (2500..3000).contains(&o.at))
+    {
+        o.processes.push(TaskProcess {
+            pid: 777,
+            service: "web".into(),
+            slot: 2,
+            task_id: "orphan".into(),
+            node: "worker-1".into(),
+        });
+    }
+    only_fails(&j, "killed-node-tasks", "worker-1 was killed");
+}
+
+#[test]
+fn a_task_dying_within_the_grace_is_fine() {
+    let mut j = healthy();
+    let o = j
+        .observations
+        .iter_mut()
+        .find(|o| o.at == 1250)
+        .expect("obs");
+    o.processes.push(TaskProcess {
+        pid: 777,
+        service: "web".into(),
+        slot: 2,
+        task_id: "dying".into(),
+        node: "worker-1".into(),
+    });
+    assert!(verdict(&j, "killed-node-tasks").ok);
+}
+
+#[test]
+fn a_failed_hypothesis_is_caught() {
+    let mut j = healthy();
+    j.probes[1].ok = false;
+    j.probes[1].detail = "manager-3 did not answer".into();
+    only_fails(&j, "steady-state-hypothesis", "after: one leader failed");
+    let mut j = healthy();
+    j.probes.retain(|p| p.phase != "after");
+    only_fails(&j, "steady-state-hypothesis", "never checked after");
+}
