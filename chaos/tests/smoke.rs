@@ -1,0 +1,169 @@
+//! End to end: shoal-chaos starts a real cluster (separate `shoal daemon`
+//! processes), runs the shipped smoke scenario against it and must pass;
+//! a scenario whose steady state never holds must fail with a reason.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use shoal_chaos::history::{Journal, Outcome};
+
+fn chaos(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal-chaos"));
+    cmd.args(args);
+    // SAFETY: one async-signal-safe call between fork and exec. If this
+    // test dies, the runner (and through it every daemon) dies too.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("run shoal-chaos")
+}
+
+fn journal(dir: &Path) -> Journal {
+    let text = std::fs::read_to_string(dir.join("journal.json")).expect("journal.json written");
+    serde_json::from_str(&text).expect("journal parses")
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "--- stdout ---\n{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_smoke_scenario_passes_against_a_real_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir: PathBuf = dir.path().join("run");
+    let out = chaos(&[
+        "run",
+        "smoke",
+        "--seed",
+        "7",
+        "--out",
+        out_dir.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "smoke failed:\n{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("RESULT: PASS"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("seed 7"),
+        "the seed is printed"
+    );
+
+    let j = journal(&out_dir);
+    let actions: Vec<&str> = j.faults.iter().map(|f| f.action.as_str()).collect();
+    for want in [
+        "kill",
+        "start",
+        "kill-actor",
+        "partition",
+        "heal",
+        "pause",
+        "resume",
+    ] {
+        assert!(actions.contains(&want), "no {want} in {actions:?}");
+    }
+    assert!(
+        j.faults.iter().all(|f| f.ok),
+        "every fault was injected: {:?}",
+        j.faults
+    );
+    let acked = j.ops.iter().filter(|o| o.outcome == Outcome::Ok).count();
+    assert!(
+        acked >= 20,
+        "the load wrote: only {acked} acknowledged writes"
+    );
+    assert!(j
+        .ops
+        .iter()
+        .any(|o| o.client == "method" && o.kind == "scale"));
+    assert!(
+        j.observations.len() >= 40,
+        "observed throughout: {}",
+        j.observations.len()
+    );
+    assert!(
+        j.observations.iter().any(|o| !o.processes.is_empty()),
+        "task processes were seen"
+    );
+    assert!(j
+        .final_state
+        .as_ref()
+        .is_some_and(|f| f.services.contains_key("web")));
+    let svg = std::fs::read_to_string(out_dir.join("timeline.svg")).expect("timeline.svg");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("kill"),
+        "the timeline marks faults"
+    );
+
+    // The journal can be judged again, without the cluster.
+    let again = chaos(&[
+        "report",
+        out_dir.join("journal.json").to_str().expect("path"),
+    ]);
+    assert!(again.status.success(), "{}", show(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("RESULT: PASS"));
+}
+
+#[test]
+fn a_steady_state_that_never_holds_fails_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ghost.toml");
+    std::fs::write(
+        &file,
+        r#"
+name = "ghost"
+description = "probes a service nobody created"
+settle = "3s"
+[cluster]
+managers = 1
+[[hypothesis]]
+probe = "running"
+service = "ghost"
+[[method]]
+at = "0s"
+action = "kill"
+target = "leader"
+"#,
+    )
+    .expect("write");
+    let out_dir = dir.path().join("run");
+    let out = chaos(&[
+        "run",
+        file.to_str().expect("path"),
+        "--seed",
+        "1",
+        "--out",
+        out_dir.to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("RESULT: FAIL"), "{}", show(&out));
+    assert!(stdout.contains("service ghost not found"), "{}", show(&out));
+    let j = journal(&out_dir);
+    assert!(
+        j.faults.is_empty(),
+        "nothing is injected when the steady state does not hold first"
+    );
+}
+
+#[test]
+fn a_bad_scenario_is_refused_before_anything_starts() {
+    let out = chaos(&["run", "no-such-scenario"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("shoal-chaos list"),
+        "{}",
+        show(&out)
+    );
+    let list = chaos(&["list"]);
+    assert!(list.status.success());
+    assert!(String::from_utf8_lossy(&list.stdout).contains("smoke"));
+}
