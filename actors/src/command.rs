@@ -39,8 +39,11 @@ pub enum Command {
         at: DateTime<Utc>,
     },
     CreateService(Box<Service>),
+    /// `service` is what the user typed (id, name or unique id prefix),
+    /// resolved when the entry applies: a manager's possibly stale local
+    /// state must not decide which service a write means.
     UpdateService {
-        id: String,
+        service: String,
         spec: ServiceSpec,
         /// Refuse the update unless the service is still at this version.
         expected_version: Option<u64>,
@@ -48,7 +51,7 @@ pub enum Command {
     },
     /// Removes the service and marks all its tasks for removal, atomically.
     RemoveService {
-        id: String,
+        service: String,
         at: DateTime<Utc>,
     },
     CreateTasks(Vec<Task>),

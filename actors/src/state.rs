@@ -121,27 +121,27 @@ impl ClusterState {
                 None => Ok(()),
             },
             Command::UpdateService {
-                id,
+                service,
                 spec,
                 expected_version,
                 ..
             } => {
-                let Some(svc) = self.services.get(id) else {
-                    return Err(ApplyError::ServiceNotFound(id.clone()));
+                let Some(svc) = self.find_service(service) else {
+                    return Err(ApplyError::ServiceNotFound(service.clone()));
                 };
                 if expected_version.is_some_and(|v| v != svc.version) {
                     return Err(ApplyError::OutOfSequence(svc.spec.name.clone()));
                 }
                 match self.service_by_name(&spec.name) {
-                    Some(other) if other.id != *id => {
+                    Some(other) if other.id != svc.id => {
                         Err(ApplyError::ServiceNameConflict(spec.name.clone()))
                     }
                     _ => Ok(()),
                 }
             }
-            Command::RemoveService { id, .. } => match self.services.contains_key(id) {
-                true => Ok(()),
-                false => Err(ApplyError::ServiceNotFound(id.clone())),
+            Command::RemoveService { service, .. } => match self.find_service(service) {
+                Some(_) => Ok(()),
+                None => Err(ApplyError::ServiceNotFound(service.clone())),
             },
             Command::CreateTasks(tasks) => {
                 for t in tasks {
@@ -257,15 +257,22 @@ impl ClusterState {
                 changes.push(Change::Service(svc.id.clone()));
                 self.services.insert(svc.id.clone(), svc);
             }
-            Command::UpdateService { id, spec, at, .. } => {
-                if let Some(svc) = self.services.get_mut(id) {
+            Command::UpdateService {
+                service, spec, at, ..
+            } => {
+                let id = self.find_service(service).map(|s| s.id.clone());
+                if let Some(svc) = id.as_ref().and_then(|id| self.services.get_mut(id)) {
                     svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec.clone()));
                     svc.updated_at = *at;
                     svc.version = index;
-                    changes.push(Change::Service(id.clone()));
+                    changes.push(Change::Service(svc.id.clone()));
                 }
             }
-            Command::RemoveService { id, at } => {
+            Command::RemoveService { service, at } => {
+                let Some(id) = self.find_service(service).map(|s| s.id.clone()) else {
+                    return;
+                };
+                let id = &id;
                 self.services.remove(id);
                 changes.push(Change::ServiceRemoved(id.clone()));
                 for task in self.tasks.values_mut().filter(|t| t.service_id == *id) {
@@ -469,7 +476,7 @@ mod tests {
         let cmd = Command::Batch(vec![
             Command::DeleteTasks(vec!["t".into()]),
             Command::RemoveService {
-                id: "missing".into(),
+                service: "missing".into(),
                 at: Utc::now(),
             },
         ]);

@@ -283,14 +283,10 @@ async fn service_create(
     State(rt): Rt,
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let m = rt.manager()?;
+    // Uniqueness is the state machine's to decide, when the entry applies:
+    // this manager's local state may be stale.
+    rt.manager()?;
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
-    if m.sm.read().0.service_by_name(&spec.name).is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("service with name {} already exists", spec.name),
-        ));
-    }
     let now = Utc::now();
     let svc = Service {
         id: new_id(),
@@ -319,11 +315,10 @@ async fn service_update(
     Query(q): Query<UpdateQuery>,
     Json(body): Json<Value>,
 ) -> ApiResult {
-    let m = rt.manager()?;
+    rt.manager()?;
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
-    let svc_id = service_id(&m, &id)?;
     rt.propose(Command::UpdateService {
-        id: svc_id,
+        service: id,
         spec,
         expected_version: q.version,
         at: Utc::now(),
@@ -333,10 +328,9 @@ async fn service_update(
 }
 
 async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
-    let m = rt.manager()?;
-    let svc_id = service_id(&m, &id)?;
+    rt.manager()?;
     rt.propose(Command::RemoveService {
-        id: svc_id,
+        service: id,
         at: Utc::now(),
     })
     .await?;
