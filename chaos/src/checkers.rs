@@ -42,7 +42,8 @@ impl Verdict {
 }
 
 /// The steady state as one observation shows it: every service has exactly
-/// its replicas running, and the managers that answer agree on one leader.
+/// its replicas running (in the cluster state and, where the harness can see
+/// them, as processes), and the managers that answer agree on one leader.
 pub fn steady(o: &Observation) -> bool {
     let answered: Vec<_> = o.managers.iter().filter(|m| m.answered).collect();
     let leaders: BTreeSet<u64> = answered.iter().map(|m| m.leader_id).collect();
@@ -50,7 +51,7 @@ pub fn steady(o: &Observation) -> bool {
         && leaders.len() == 1
         && !leaders.contains(&0)
         && answered.iter().filter(|m| m.is_leader).count() == 1
-        && o.services.values().all(|s| s.running == s.desired)
+        && o.services.values().all(|s| s.at_spec())
 }
 
 /// The first steady observation at or after `since`.
@@ -204,8 +205,15 @@ pub fn replicas_recover(j: &Journal) -> Verdict {
             let last = j.observations.last().map(|o| {
                 o.services
                     .iter()
-                    .filter(|(_, s)| s.running != s.desired)
-                    .map(|(n, s)| format!("{n} {}/{}", s.running, s.desired))
+                    .filter(|(_, s)| !s.at_spec())
+                    .map(|(n, s)| {
+                        format!(
+                            "{n} {}/{} ({} processes)",
+                            s.running,
+                            s.desired,
+                            s.processes.map_or("?".into(), |p| p.to_string())
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             });

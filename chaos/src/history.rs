@@ -141,7 +141,19 @@ pub struct ManagerView {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct ServiceView {
     pub desired: u64,
+    /// Running tasks as the cluster state has them.
     pub running: u64,
+    /// Task processes really alive on this machine, for services whose
+    /// tasks run the harness's workload here (None for others).
+    #[serde(default)]
+    pub processes: Option<u64>,
+}
+
+impl ServiceView {
+    /// At spec in the cluster state and, where visible, on the machine.
+    pub fn at_spec(&self) -> bool {
+        self.running == self.desired && self.processes.is_none_or(|p| p == self.desired)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -17,7 +17,20 @@ pub mod svg;
 pub mod workload;
 
 /// Scenarios that ship with the harness: (name, TOML).
-pub const SHIPPED: &[(&str, &str)] = &[("smoke", include_str!("../scenarios/smoke.toml"))];
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("smoke", include_str!("../scenarios/smoke.toml")),
+    (
+        "leader-kill-loop",
+        include_str!("../scenarios/leader-kill-loop.toml"),
+    ),
+    ("worker-loss", include_str!("../scenarios/worker-loss.toml")),
+    ("actor-kills", include_str!("../scenarios/actor-kills.toml")),
+    ("partitions", include_str!("../scenarios/partitions.toml")),
+    (
+        "rolling-restart",
+        include_str!("../scenarios/rolling-restart.toml"),
+    ),
+];
 
 /// A shipped scenario's text, by name.
 pub fn shipped(name: &str) -> Option<&'static str> {

@@ -58,6 +58,21 @@ fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// chaos-runs/NAME, or NAME-2, NAME-3, ... if that is taken.
+fn fresh_dir(name: &str) -> PathBuf {
+    let base = PathBuf::from("chaos-runs");
+    (1..)
+        .map(|i| {
+            base.join(if i == 1 {
+                name.to_string()
+            } else {
+                format!("{name}-{i}")
+            })
+        })
+        .find(|d| !d.exists())
+        .unwrap_or_else(|| base.join(name))
+}
+
 fn load_scenario(arg: &str) -> Result<scenario::Scenario> {
     let (label, text) = if Path::new(arg).exists() {
         (
@@ -132,8 +147,18 @@ fn real_main(cli: Cli) -> Result<bool> {
                     .map(|d| d.as_nanos() as u64 % 1_000_000)
                     .unwrap_or(1)
             });
-            let out = out
-                .unwrap_or_else(|| PathBuf::from("chaos-runs").join(format!("{}-{seed}", sc.name)));
+            let out = match out {
+                Some(dir) => {
+                    if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+                        bail!(
+                            "{} is not empty: it may hold another run; choose another --out",
+                            dir.display()
+                        );
+                    }
+                    dir
+                }
+                None => fresh_dir(&format!("{}-{seed}", sc.name)),
+            };
             let opts = runner::Options {
                 seed,
                 shoal: shoal.unwrap_or_else(|| sibling("shoal")),

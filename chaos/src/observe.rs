@@ -19,6 +19,8 @@ pub struct Observer {
     /// Every manager, by name, whether it is up or not.
     pub managers: Vec<(String, PathBuf)>,
     pub nodes: Vec<NodeInfo>,
+    /// The harness's workload: services running it have their processes counted.
+    pub workload: PathBuf,
 }
 
 impl Observer {
@@ -46,6 +48,8 @@ impl Observer {
                 std::cmp::Reverse(managers[*i].term),
             )
         });
+        let processes = task_processes(&self.nodes);
+        let workload = self.workload.display().to_string();
         let mut services = BTreeMap::new();
         let mut running = Vec::new();
         for i in order {
@@ -62,9 +66,18 @@ impl Observer {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
+                let local = s
+                    .pointer("/Spec/TaskTemplate/ContainerSpec/Image")
+                    .and_then(Value::as_str)
+                    == Some(workload.as_str())
+                    && s.pointer("/Spec/TaskTemplate/Driver")
+                        .and_then(Value::as_str)
+                        == Some("process");
+                let alive = processes.iter().filter(|p| p.service == name).count() as u64;
                 services.insert(
                     name,
                     ServiceView {
+                        processes: local.then_some(alive),
                         desired: s
                             .pointer("/ServiceStatus/DesiredTasks")
                             .and_then(Value::as_u64)
@@ -92,7 +105,7 @@ impl Observer {
             managers,
             services,
             running,
-            processes: task_processes(&self.nodes),
+            processes,
         }
     }
 }

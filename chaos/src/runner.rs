@@ -157,6 +157,7 @@ impl Run {
                     .map(|n| (n.info.name.clone(), n.socket.clone()))
                     .collect(),
                 nodes: self.cluster.infos(),
+                workload: self.rec.workload.clone(),
             };
             let (rec, out, stop, every) = (
                 self.rec.clone(),

@@ -10,7 +10,7 @@ use crate::report::leader_at;
 const WIDTH: f64 = 1100.0;
 const LEFT: f64 = 150.0;
 const RIGHT: f64 = 20.0;
-const LANE: f64 = 46.0;
+const LANE: f64 = 56.0;
 const PALETTE: [&str; 8] = [
     "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
 ];
@@ -156,6 +156,12 @@ pub fn render(j: &Journal) -> String {
         lx += 90.0;
     }
 
+    let _ = writeln!(
+        s,
+        r##"<text x="{:.1}" y="20" fill="#555">services: <tspan fill="#999">- - desired</tspan>  <tspan fill="#1f77b4">— running (cluster state)</tspan>  <tspan fill="#5cb85c">▬ processes</tspan>   writes: <tspan fill="#2ca02c">ok</tspan> <tspan fill="#ff7f0e">unknown</tspan> <tspan fill="#999">refused</tspan></text>"##,
+        WIDTH - 560.0
+    );
+
     // Writes: a tick per write, coloured by outcome.
     let _ = writeln!(
         s,
@@ -189,7 +195,7 @@ pub fn render(j: &Journal) -> String {
             .observations
             .iter()
             .filter_map(|o| o.services.get(name))
-            .map(|v| v.desired.max(v.running))
+            .map(|v| v.desired.max(v.running).max(v.processes.unwrap_or(0)))
             .max()
             .unwrap_or(1)
             .max(1) as f64;
@@ -208,17 +214,25 @@ pub fn render(j: &Journal) -> String {
             esc(name),
             y0 + LANE / 2.0 + 12.0
         );
-        for (which, dash, color) in [("desired", "4,3", "#999999"), ("running", "", "#1f77b4")] {
+        // Processes wide and pale underneath, so the state's line shows on top.
+        for (which, dash, color, width) in [
+            ("desired", "4,3", "#999999", 1.5),
+            ("processes", "", "#98df8a", 4.0),
+            ("running", "", "#1f77b4", 1.5),
+        ] {
             let mut pts = String::new();
             let mut prev: Option<f64> = None;
             for o in &j.observations {
                 let Some(v) = o.services.get(name) else {
                     continue;
                 };
-                let val = if which == "desired" {
-                    v.desired
-                } else {
-                    v.running
+                let val = match which {
+                    "desired" => v.desired,
+                    "running" => v.running,
+                    _ => match v.processes {
+                        Some(p) => p,
+                        None => continue,
+                    },
                 };
                 if let Some(py) = prev {
                     let _ = write!(pts, "{:.1},{py:.1} ", x(o.at));
@@ -229,7 +243,7 @@ pub fn render(j: &Journal) -> String {
             if !pts.is_empty() {
                 let _ = writeln!(
                     s,
-                    r#"<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5" stroke-dasharray="{dash}"/>"#
+                    r#"<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="{width}" stroke-dasharray="{dash}"/>"#
                 );
             }
         }

@@ -43,6 +43,7 @@ fn obs(at: Millis, leader: u64, term: u64, web_running: u64) -> Observation {
         ServiceView {
             desired: 2,
             running: web_running,
+            processes: None,
         },
     );
     let running = (1..=web_running)
@@ -317,6 +318,16 @@ fn replicas_back_too_late_are_caught() {
         "{:?}",
         v.violations
     );
+}
+
+#[test]
+fn processes_off_spec_keep_the_cluster_from_counting_as_healed() {
+    let mut j = healthy();
+    // The state says 2/2, but three processes of web really run to the end.
+    for o in j.observations.iter_mut().filter(|o| o.at >= 3500) {
+        o.services.get_mut("web").expect("web").processes = Some(3);
+    }
+    only_fails(&j, "replicas-recover", "(3 processes)");
 }
 
 #[test]
