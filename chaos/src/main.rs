@@ -58,6 +58,15 @@ fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// A description's first sentence, on one line.
+fn summary(description: &str) -> String {
+    let flat = description.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.find(". ") {
+        Some(i) => flat[..=i].to_string(),
+        None => flat,
+    }
+}
+
 /// chaos-runs/NAME, or NAME-2, NAME-3, ... if that is taken.
 fn fresh_dir(name: &str) -> PathBuf {
     let base = PathBuf::from("chaos-runs");
@@ -120,7 +129,7 @@ fn real_main(cli: Cli) -> Result<bool> {
             for (name, text) in SHIPPED {
                 let sc = scenario::parse(text)
                     .map_err(|e| anyhow::anyhow!("shipped scenario {name}: {e}"))?;
-                println!("{name:<20} {}", sc.description.lines().next().unwrap_or(""));
+                println!("{name:<18} {}", summary(&sc.description));
             }
             Ok(true)
         }

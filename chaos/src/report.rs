@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::checkers::{self, first_steady, Verdict};
-use crate::history::{Fault, Journal, Millis, Outcome};
+use crate::history::{Journal, Millis, Outcome};
 
 fn secs(ms: Millis) -> String {
     format!("{:.2}s", ms as f64 / 1000.0)
@@ -33,20 +33,25 @@ pub fn leader_at(j: &Journal, o: &crate::history::Observation) -> Option<String>
 }
 
 /// For a fault that hit the leader: how long until another node led.
-pub fn failover(j: &Journal, f: &Fault) -> Option<Millis> {
+pub fn failover(j: &Journal, idx: usize) -> Option<Millis> {
+    let f = &j.faults[idx];
     let before = j.observations.iter().rev().find(|o| o.at <= f.at)?;
     let old = leader_at(j, before)?;
-    if !f.nodes.contains(&old)
-        || !matches!(
-            f.action.as_str(),
-            "kill" | "stop" | "pause" | "partition" | "restart"
-        )
+    if f.undoes.is_some()
+        || matches!(f.action.as_str(), "heal" | "start" | "resume")
+        || !f.nodes.contains(&old)
     {
         return None;
     }
+    // Only a change while the fault lasts (or soon after one that does not) is its doing.
+    let until = j
+        .faults
+        .iter()
+        .find(|g| g.undoes == Some(idx))
+        .map_or(f.done + 15_000, |g| g.done);
     j.observations
         .iter()
-        .filter(|o| o.at >= f.done)
+        .filter(|o| o.at >= f.at && o.at <= until)
         .find(|o| leader_at(j, o).is_some_and(|l| l != old))
         .map(|o| o.at - f.at)
 }
@@ -132,12 +137,33 @@ pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
         secs(j.method_start),
         secs(j.method_end)
     );
+    // Faults and the method's own writes, in time order.
+    let mut timeline: Vec<(Millis, String)> = j
+        .ops
+        .iter()
+        .filter(|o| o.client == "method")
+        .map(|o| {
+            (
+                o.sent,
+                format!(
+                    "  {:>8}  {:<10} {:<24} {:?} via {} in {} ms {}",
+                    secs(o.sent),
+                    o.kind,
+                    o.service,
+                    o.outcome,
+                    o.via,
+                    o.done - o.sent,
+                    o.error
+                ),
+            )
+        })
+        .collect();
     for (i, f) in j.faults.iter().enumerate() {
         let mut extra = String::new();
         if let Some(ms) = f.healed_in_ms {
             let _ = write!(extra, "; actor replaced in {ms:.2} ms");
         }
-        if let Some(fo) = failover(j, f) {
+        if let Some(fo) = failover(j, i) {
             let _ = write!(extra, "; new leader after {}", secs(fo));
         }
         if f.undoes.is_none() {
@@ -153,17 +179,28 @@ pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
                 None => extra.push_str("; steady state not seen again"),
             }
         }
-        let _ = writeln!(
-            s,
-            "  {:>8}  {:<10} {:<24} line {:<3} {}{}{}",
-            secs(f.at),
-            f.action,
-            f.nodes.join(","),
-            f.line,
-            if f.ok { "" } else { "FAILED: " },
-            f.detail,
-            extra
-        );
+        let who = if f.nodes.len() <= 2 {
+            f.nodes.join(",")
+        } else {
+            format!("{} nodes", f.nodes.len())
+        };
+        timeline.push((
+            f.at,
+            format!(
+                "  {:>8}  {:<10} {:<24} line {:<3} {}{}{}",
+                secs(f.at),
+                f.action,
+                who,
+                f.line,
+                if f.ok { "" } else { "FAILED: " },
+                f.detail,
+                extra
+            ),
+        ));
+    }
+    timeline.sort_by_key(|(at, _)| *at);
+    for (_, line) in timeline {
+        let _ = writeln!(s, "{}", line.trim_end());
     }
 
     let count = |o: Outcome| j.ops.iter().filter(|op| op.outcome == o).count();

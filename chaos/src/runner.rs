@@ -494,7 +494,14 @@ impl Run {
 
     /// Picks the node a target means right now.
     fn resolve(&mut self, t: &Target, want: Liveness) -> Result<String> {
+        self.resolve_except(t, want, &[])
+    }
+
+    /// Like `resolve`, but random picks avoid `taken` (nodes already chosen
+    /// for the same partition or link fault).
+    fn resolve_except(&mut self, t: &Target, want: Liveness, taken: &[String]) -> Result<String> {
         let pick = |rng: &mut StdRng, mut names: Vec<String>, what: &str| -> Result<String> {
+            names.retain(|n| !taken.contains(n));
             names.sort();
             if names.is_empty() {
                 bail!("no {what} to pick from");
@@ -552,7 +559,9 @@ impl Run {
         for g in groups {
             let mut names = Vec::new();
             for t in g.iter().filter(|t| **t != Target::Rest) {
-                names.push(self.resolve(t, Liveness::Up)?);
+                let taken: Vec<String> =
+                    out.iter().flatten().chain(names.iter()).cloned().collect();
+                names.push(self.resolve_except(t, Liveness::Up, &taken)?);
             }
             out.push(names);
         }
@@ -689,6 +698,8 @@ impl Run {
                             .flatten()
                             .filter_map(|a| a["Name"].as_str())
                             .filter(|a| a.starts_with(prefix))
+                            // The harness's own probe services run nothing.
+                            .filter(|a| !a.starts_with("service/chaos-"))
                             .map(str::to_string)
                             .collect();
                         names.sort();
