@@ -43,12 +43,14 @@ pub fn failover(j: &Journal, idx: usize) -> Option<Millis> {
     {
         return None;
     }
-    // Only a change while the fault lasts (or soon after one that does not) is its doing.
+    // Only a change while the fault lasts (or, for one that does not,
+    // before the next fault) is its doing.
+    let next = j.faults.iter().map(|g| g.at).filter(|&at| at > f.at).min();
     let until = j
         .faults
         .iter()
         .find(|g| g.undoes == Some(idx))
-        .map_or(f.done + 15_000, |g| g.done);
+        .map_or_else(|| next.unwrap_or(u64::MAX).min(f.done + 15_000), |g| g.done);
     j.observations
         .iter()
         .filter(|o| o.at >= f.at && o.at <= until)
