@@ -267,8 +267,18 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
                     Ok(bytes) => match t.faults.verdict(remote, false) {
                         faults::Verdict::Drop => Ok(()),
                         faults::Verdict::Delay(d) => {
-                            tokio::time::sleep(d).await;
-                            inbound.message(&peer, bytes)
+                            // Delivered later, off this loop: a delay adds
+                            // latency to each message, it must not queue
+                            // the connection's messages behind each other.
+                            let (peer, inbound, conn) = (peer.clone(), inbound.clone(), conn.clone());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(d).await;
+                                if let Err(e) = inbound.message(&peer, bytes) {
+                                    tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed message; closing the connection");
+                                    conn.close(close::MALFORMED.into(), b"malformed frame");
+                                }
+                            });
+                            Ok(())
                         }
                         faults::Verdict::Pass => inbound.message(&peer, bytes),
                     },
