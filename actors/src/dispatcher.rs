@@ -183,11 +183,20 @@ impl Actor for Dispatcher {
                     .into_iter()
                     .map(|(task_id, status)| TaskUpdate::Status { task_id, status })
                     .collect();
-                st.propose(Command::UpdateTasks {
+                // Not awaited here: a commit can take a while (a slow link,
+                // an election), and heartbeats queued behind it would make
+                // live nodes look dead. Task states only move forward, so
+                // two reports committing out of order change nothing.
+                let proposer = st.ctx.proposer.clone();
+                let cmd = Command::UpdateTasks {
                     updates,
                     at: Utc::now(),
-                })
-                .await;
+                };
+                tokio::spawn(async move {
+                    if let Err(e) = proposer.propose(cmd).await {
+                        tracing::warn!(error = %e, "task status write failed");
+                    }
+                });
             }
             DispatcherMsg::Store(Some(ev)) => {
                 let mut nodes = HashSet::new();
