@@ -22,28 +22,33 @@ pub fn passed(j: &Journal, verdicts: &[Verdict]) -> bool {
     verdicts.iter().all(|v| v.ok) && j.errors.is_empty()
 }
 
-/// The leader as most answering managers see it at `o`.
-pub fn leader_at(j: &Journal, o: &crate::history::Observation) -> Option<String> {
+/// The leader as most answering managers see it at `o`, with its term.
+fn leading(j: &Journal, o: &crate::history::Observation) -> Option<(u64, String)> {
     let claim = o
         .managers
         .iter()
         .filter(|m| m.answered && m.is_leader)
         .max_by_key(|m| m.term)?;
-    j.node_name(claim.raft_id).map(str::to_string)
+    Some((claim.term, j.node_name(claim.raft_id)?.to_string()))
 }
 
-/// For a fault that hit the leader: how long until another node led.
-pub fn failover(j: &Journal, idx: usize) -> Option<Millis> {
+pub fn leader_at(j: &Journal, o: &crate::history::Observation) -> Option<String> {
+    leading(j, o).map(|(_, name)| name)
+}
+
+/// For a fault that hit the leader: how long until a leader was elected
+/// in a later term (another node, or the same one back), and which.
+pub fn failover(j: &Journal, idx: usize) -> Option<(Millis, String)> {
     let f = &j.faults[idx];
     let before = j.observations.iter().rev().find(|o| o.at <= f.at)?;
-    let old = leader_at(j, before)?;
+    let (old_term, old) = leading(j, before)?;
     if f.undoes.is_some()
         || matches!(f.action.as_str(), "heal" | "start" | "resume")
         || !f.nodes.contains(&old)
     {
         return None;
     }
-    // Only a change while the fault lasts (or, for one that does not,
+    // Only an election while the fault lasts (or, for one that does not,
     // before the next fault) is its doing.
     let next = j.faults.iter().map(|g| g.at).filter(|&at| at > f.at).min();
     let until = j
@@ -54,8 +59,10 @@ pub fn failover(j: &Journal, idx: usize) -> Option<Millis> {
     j.observations
         .iter()
         .filter(|o| o.at >= f.at && o.at <= until)
-        .find(|o| leader_at(j, o).is_some_and(|l| l != old))
-        .map(|o| o.at - f.at)
+        .find_map(|o| {
+            let (term, name) = leading(j, o)?;
+            (term > old_term).then(|| (o.at - f.at, name))
+        })
 }
 
 /// When the steady state held again after a fault: from its undo if it
@@ -165,8 +172,8 @@ pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
         if let Some(ms) = f.healed_in_ms {
             let _ = write!(extra, "; actor replaced in {ms:.2} ms");
         }
-        if let Some(fo) = failover(j, i) {
-            let _ = write!(extra, "; new leader after {}", secs(fo));
+        if let Some((took, who)) = failover(j, i) {
+            let _ = write!(extra, "; {who} leads after {}", secs(took));
         }
         if f.undoes.is_none() {
             match recovery(j, i) {

@@ -75,7 +75,14 @@ pub fn render(j: &Journal) -> String {
         } else {
             format!("{} nodes", f.nodes.len())
         };
-        let label = esc(&format!("{} {who}", f.action));
+        let label = match f.detail.strip_prefix("actor ") {
+            // "scheduler@manager-1" says more than "kill-actor manager-1".
+            Some(actor) if f.action == "kill-actor" => {
+                let short: String = actor.chars().take(12).collect();
+                esc(&format!("{short}@{who}"))
+            }
+            _ => esc(&format!("{} {who}", f.action)),
+        };
         match until {
             Some(u) if f.lasting() => {
                 let _ = writeln!(
@@ -222,6 +229,7 @@ pub fn render(j: &Journal) -> String {
         ] {
             let mut pts = String::new();
             let mut prev: Option<f64> = None;
+            let mut last_at = 0;
             for o in &j.observations {
                 let Some(v) = o.services.get(name) else {
                     continue;
@@ -234,11 +242,21 @@ pub fn render(j: &Journal) -> String {
                         None => continue,
                     },
                 };
-                if let Some(py) = prev {
-                    let _ = write!(pts, "{:.1},{py:.1} ", x(o.at));
+                // A step line: a point only where the value changes.
+                match prev {
+                    Some(py) if py == y(val) => {}
+                    Some(py) => {
+                        let _ = write!(pts, "{:.1},{py:.1} {:.1},{:.1} ", x(o.at), x(o.at), y(val));
+                    }
+                    None => {
+                        let _ = write!(pts, "{:.1},{:.1} ", x(o.at), y(val));
+                    }
                 }
-                let _ = write!(pts, "{:.1},{:.1} ", x(o.at), y(val));
                 prev = Some(y(val));
+                last_at = o.at;
+            }
+            if let Some(py) = prev {
+                let _ = write!(pts, "{:.1},{py:.1}", x(last_at));
             }
             if !pts.is_empty() {
                 let _ = writeln!(

@@ -24,6 +24,20 @@ fn chaos(args: &[&str]) -> Output {
     cmd.output().expect("run shoal-chaos")
 }
 
+/// `shoal-chaos run FILE --seed SEED`, its output going beside the file.
+fn run_file(file: &Path, seed: &str) -> (Output, PathBuf) {
+    let out_dir = file.with_extension("run");
+    let out = chaos(&[
+        "run",
+        file.to_str().expect("path"),
+        "--seed",
+        seed,
+        "--out",
+        out_dir.to_str().expect("path"),
+    ]);
+    (out, out_dir)
+}
+
 fn journal(dir: &Path) -> Journal {
     let text = std::fs::read_to_string(dir.join("journal.json")).expect("journal.json written");
     serde_json::from_str(&text).expect("journal parses")
@@ -134,15 +148,7 @@ target = "leader"
 "#,
     )
     .expect("write");
-    let out_dir = dir.path().join("run");
-    let out = chaos(&[
-        "run",
-        file.to_str().expect("path"),
-        "--seed",
-        "1",
-        "--out",
-        out_dir.to_str().expect("path"),
-    ]);
+    let (out, out_dir) = run_file(&file, "1");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("RESULT: FAIL"), "{}", show(&out));
@@ -292,15 +298,7 @@ duration = "2s"
         ),
     )
     .expect("write");
-    let out_dir = dir.path().join("run");
-    let out = chaos(&[
-        "run",
-        file.to_str().expect("path"),
-        "--seed",
-        "3",
-        "--out",
-        out_dir.to_str().expect("path"),
-    ]);
+    let (out, out_dir) = run_file(&file, "3");
     assert!(out.status.success(), "{}", show(&out));
     let j = journal(&out_dir);
     let kill = j
