@@ -500,13 +500,8 @@ impl Run {
     /// Like `resolve`, but random picks avoid `taken` (nodes already chosen
     /// for the same partition or link fault).
     fn resolve_except(&mut self, t: &Target, want: Liveness, taken: &[String]) -> Result<String> {
-        let pick = |rng: &mut StdRng, mut names: Vec<String>, what: &str| -> Result<String> {
-            names.retain(|n| !taken.contains(n));
-            names.sort();
-            if names.is_empty() {
-                bail!("no {what} to pick from");
-            }
-            Ok(names.swap_remove(rng.random_range(0..names.len())))
+        let pick = |rng: &mut StdRng, names: Vec<String>, what: &str| -> Result<String> {
+            pick(rng, names, taken).ok_or_else(|| anyhow!("no {what} to pick from"))
         };
         let with = |c: &Cluster, manager: Option<bool>| -> Vec<String> {
             c.nodes
@@ -692,7 +687,7 @@ impl Run {
                             "service/"
                         };
                         let list = api::get(&socket, "/debug/actors", Duration::from_secs(5))?;
-                        let mut names: Vec<String> = list["Actors"]
+                        let names: Vec<String> = list["Actors"]
                             .as_array()
                             .into_iter()
                             .flatten()
@@ -702,11 +697,8 @@ impl Run {
                             .filter(|a| !a.starts_with("service/chaos-"))
                             .map(str::to_string)
                             .collect();
-                        names.sort();
-                        if names.is_empty() {
-                            bail!("{n} runs no {prefix}* actor");
-                        }
-                        names.swap_remove(self.rng.random_range(0..names.len()))
+                        pick(&mut self.rng, names, &[])
+                            .ok_or_else(|| anyhow!("{n} runs no {prefix}* actor"))?
                     }
                     other => other.to_string(),
                 };
@@ -958,6 +950,18 @@ impl Run {
     }
 }
 
+/// One of `candidates` not in `taken`, chosen by `rng` from the sorted
+/// list, so a seed picks the same one whatever order they were listed in.
+pub fn pick(rng: &mut StdRng, mut candidates: Vec<String>, taken: &[String]) -> Option<String> {
+    candidates.retain(|n| !taken.contains(n));
+    candidates.sort();
+    candidates.dedup();
+    if candidates.is_empty() {
+        return None;
+    }
+    Some(candidates.swap_remove(rng.random_range(0..candidates.len())))
+}
+
 fn workload_service(a: &Action) -> Option<&str> {
     match a {
         Action::Create { service, .. }
@@ -965,5 +969,44 @@ fn workload_service(a: &Action) -> Option<&str> {
         | Action::Update { service }
         | Action::Remove { service } => Some(service),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_same_seed_picks_the_same_nodes_whatever_their_order() {
+        let a = names(&["manager-1", "manager-2", "manager-3", "worker-1"]);
+        let mut b = a.clone();
+        b.reverse();
+        let run = |seed: u64, list: &[String]| -> Vec<String> {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..20)
+                .filter_map(|_| pick(&mut rng, list.to_vec(), &[]))
+                .collect()
+        };
+        assert_eq!(run(42, &a), run(42, &a));
+        assert_eq!(run(42, &a), run(42, &b));
+        assert_ne!(run(42, &a), run(43, &a), "another seed, other choices");
+    }
+
+    #[test]
+    fn picks_avoid_taken_nodes_and_say_when_none_is_left() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let all = names(&["manager-1", "manager-2"]);
+        for _ in 0..10 {
+            assert_eq!(
+                pick(&mut rng, all.clone(), &names(&["manager-1"])).as_deref(),
+                Some("manager-2")
+            );
+        }
+        assert_eq!(pick(&mut rng, all.clone(), &all), None);
+        assert_eq!(pick(&mut rng, Vec::new(), &[]), None);
     }
 }
