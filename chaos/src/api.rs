@@ -22,6 +22,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status, if the node answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// A definite refusal: the request was understood and did nothing.
     pub fn refused(&self) -> bool {
         matches!(self, ApiError::Connect(..))
@@ -34,6 +42,24 @@ pub fn socket_path(host: &str) -> PathBuf {
     PathBuf::from(host.strip_prefix("unix://").unwrap_or(host))
 }
 
+/// Connects without blocking: a paused daemon stops accepting, and once its
+/// listen backlog is full a blocking connect would wait for ever. This one
+/// fails at once instead (nothing was sent, so the write did not happen).
+fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = sock::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    sock::connect(fd.as_raw_fd(), &UnixAddr::new(socket)?)?;
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
 pub fn request(
     socket: &Path,
     method: &str,
@@ -41,7 +67,7 @@ pub fn request(
     body: Option<&Value>,
     timeout: Duration,
 ) -> Result<Value, ApiError> {
-    let mut s = UnixStream::connect(socket).map_err(|e| ApiError::Connect(socket.into(), e))?;
+    let mut s = connect(socket).map_err(|e| ApiError::Connect(socket.into(), e))?;
     let no_answer = |e: String| ApiError::NoAnswer(socket.into(), e);
     s.set_read_timeout(Some(timeout))
         .map_err(|e| no_answer(e.to_string()))?;

@@ -47,7 +47,8 @@ impl Verdict {
 pub fn steady(o: &Observation) -> bool {
     let answered: Vec<_> = o.managers.iter().filter(|m| m.answered).collect();
     let leaders: BTreeSet<u64> = answered.iter().map(|m| m.leader_id).collect();
-    !answered.is_empty()
+    o.state_read
+        && !answered.is_empty()
         && leaders.len() == 1
         && !leaders.contains(&0)
         && answered.iter().filter(|m| m.is_leader).count() == 1
@@ -55,8 +56,8 @@ pub fn steady(o: &Observation) -> bool {
 }
 
 /// The first steady observation at or after `since`.
-pub fn first_steady(j: &Journal, since: Millis) -> Option<Millis> {
-    j.observations
+pub fn first_steady(observations: &[Observation], since: Millis) -> Option<Millis> {
+    observations
         .iter()
         .find(|o| o.at >= since && steady(o))
         .map(|o| o.at)
@@ -193,14 +194,14 @@ pub fn one_leader_per_term(j: &Journal) -> Verdict {
 
 /// After the last fault, every service is back to its replica count (and
 /// the managers agree on a leader) within the scenario's settle bound, and
-/// stays so to the end.
+/// the last observation still shows it.
 pub fn replicas_recover(j: &Journal) -> Verdict {
     let name = "replicas-recover";
     let since = healing_starts(j);
     let bound = j.scenario.settle.as_millis() as Millis;
     let mut violations = Vec::new();
     let mut took = None;
-    match first_steady(j, since) {
+    match first_steady(&j.observations, since) {
         None => {
             let last = j.observations.last().map(|o| {
                 o.services
@@ -259,8 +260,8 @@ pub fn replicas_recover(j: &Journal) -> Verdict {
 /// the cluster state nor as processes on the machine.
 pub fn no_duplicate_slots(j: &Journal) -> Verdict {
     let end = j.observations.last().map_or(0, |o| o.at);
-    let from =
-        first_steady(j, healing_starts(j)).map_or(end.saturating_sub(3000), |t| t + STOP_GRACE);
+    let from = first_steady(&j.observations, healing_starts(j))
+        .map_or(end.saturating_sub(3000), |t| t + STOP_GRACE);
     let mut seen: BTreeSet<(String, u64)> = BTreeSet::new();
     let mut violations = Vec::new();
     let mut looked = 0;

@@ -67,15 +67,6 @@ fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Re
     Ok(())
 }
 
-fn pid_alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !stat.is_empty()
-        && !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| s.trim_start().starts_with('Z'))
-}
-
 impl Node {
     pub fn name(&self) -> &str {
         &self.info.name
@@ -101,7 +92,9 @@ impl Node {
             .stderr(log);
         if own {
             // SAFETY: only an async-signal-safe call between fork and exec.
-            // A daemon of ours dies with the runner, whatever kills it.
+            // A daemon of ours dies with the runner, whatever kills it. The
+            // signal fires when the *thread* that forked exits, so every
+            // spawn happens on the runner's main thread.
             unsafe {
                 cmd.pre_exec(|| {
                     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -140,10 +133,12 @@ impl Node {
         loop {
             let gone = match self.child.as_mut() {
                 Some(c) => c.try_wait().ok().flatten().is_some(),
-                None => !pid_alive(pid),
+                None => !crate::observe::alive(pid),
             };
             if gone {
+                // Its pid may soon be another process's: never signal it again.
                 self.child = None;
+                self.pid = None;
                 return true;
             }
             if start.elapsed() > limit {
@@ -185,12 +180,18 @@ impl Node {
     }
 
     pub fn pause(&mut self) -> Result<()> {
+        if self.liveness != Liveness::Up {
+            bail!("{} is not running", self.name());
+        }
         self.signal(Signal::SIGSTOP)?;
         self.liveness = Liveness::Paused;
         Ok(())
     }
 
     pub fn resume(&mut self) -> Result<()> {
+        if self.liveness != Liveness::Paused {
+            bail!("{} is not paused", self.name());
+        }
         self.signal(Signal::SIGCONT)?;
         self.liveness = Liveness::Up;
         Ok(())
@@ -313,7 +314,14 @@ impl Cluster {
                 bail!("{host} runs without --enable-chaos: restart it with --enable-chaos to let the harness inject faults");
             }
             let name = info["Name"].as_str().unwrap_or(host).to_string();
-            let pid = info["Pid"].as_i64().map(|p| p as i32);
+            // A pid that is not a live process other than init would make
+            // signals hit the wrong thing (0 and -1 mean groups of processes).
+            let pid = info["Pid"]
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .filter(|p| *p > 1 && crate::observe::alive(*p))
+                .ok_or_else(|| anyhow!("{host} reports no usable Pid in /info (is it a shoal daemon on this machine?)"))?;
+            let pid = Some(pid);
             let launch = pid.and_then(|p| recorded_launch(p, &run_dir.join(format!("{name}.log"))));
             nodes.push(Node {
                 info: NodeInfo {
@@ -378,32 +386,16 @@ impl Cluster {
             .map(|n| (n.info.name.clone(), n.socket.clone()))
             .collect()
     }
-
-    /// Puts back what the run did to the processes: resumes paused nodes and
-    /// starts stopped ones. For a cluster we started this happens before it
-    /// is torn down anyway; for an existing one it is the last rollback.
-    pub fn restore(&mut self) -> Vec<String> {
-        let own = self.owned();
-        let mut errors = Vec::new();
-        for n in &mut self.nodes {
-            let r = match n.liveness {
-                Liveness::Paused => n.resume(),
-                Liveness::Down => n.start(own),
-                Liveness::Up => Ok(()),
-            };
-            if let Err(e) = r {
-                errors.push(format!("{e:#}"));
-            }
-        }
-        errors
-    }
 }
 
 /// Reads how a running daemon was started, so it can be started again.
 fn recorded_launch(pid: i32, log: &Path) -> Option<Launch> {
     let split = |b: Vec<u8>| -> Vec<String> {
-        b.split(|c| *c == 0)
-            .filter(|s| !s.is_empty())
+        // NUL-terminated strings: only the last terminator goes, so empty
+        // arguments survive.
+        b.strip_suffix(&[0])
+            .unwrap_or(&b)
+            .split(|c| *c == 0)
             .map(|s| String::from_utf8_lossy(s).into_owned())
             .collect()
     };

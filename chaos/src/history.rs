@@ -27,8 +27,6 @@ pub struct Journal {
     pub observations: Vec<Observation>,
     /// The leader's view after everything settled, behind a write barrier.
     pub final_state: Option<FinalState>,
-    /// When the steady state held again after the method; None if never.
-    pub recovered_at: Option<Millis>,
     pub end: Millis,
     /// Things that went wrong in the harness itself (a step that could not run).
     pub errors: Vec<String>,
@@ -65,10 +63,7 @@ pub struct Fault {
 impl Fault {
     /// Faults that leave the cluster hurt until undone.
     pub fn lasting(&self) -> bool {
-        matches!(
-            self.action.as_str(),
-            "kill" | "stop" | "pause" | "partition" | "delay" | "drop"
-        )
+        crate::scenario::LASTING.contains(&self.action.as_str())
     }
 }
 
@@ -101,6 +96,9 @@ pub struct Op {
     pub sent: Millis,
     pub done: Millis,
     pub outcome: Outcome,
+    /// The HTTP status of a refusal or an error, if there was an answer.
+    #[serde(default)]
+    pub status: Option<u16>,
     pub error: String,
 }
 
@@ -118,8 +116,13 @@ pub struct ProbeResult {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Observation {
+    /// When the task processes were listed (the other parts are read just before).
     pub at: Millis,
     pub managers: Vec<ManagerView>,
+    /// Whether a manager answered for services and tasks at all: without
+    /// that, empty `services` says nothing.
+    #[serde(default)]
+    pub state_read: bool,
     /// Per service, as the most authoritative manager that answered sees it.
     pub services: BTreeMap<String, ServiceView>,
     /// Tasks the cluster state says are running: (service, slot, node name).
@@ -180,7 +183,7 @@ impl Journal {
             .map(|n| n.name.as_str())
     }
 
-    /// When the last lasting fault was undone (or the last fault, if none lasts).
+    /// When the last fault, undo or rollback was done.
     pub fn last_fault_end(&self) -> Option<Millis> {
         self.faults.iter().map(|f| f.done).max()
     }

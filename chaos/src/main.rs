@@ -102,13 +102,14 @@ fn judge(j: &Journal, dir: &Path, svg_path: &Path) -> Result<bool> {
     let text = report::render(j, &verdicts);
     print!("{text}");
     std::fs::write(dir.join("report.txt"), &text)?;
-    std::fs::write(svg_path, svg::render(j))?;
+    let passed = report::passed(j, &verdicts);
+    std::fs::write(svg_path, svg::render(j, passed))?;
     eprintln!(
         "shoal-chaos: report in {}, timeline in {}",
         dir.join("report.txt").display(),
         svg_path.display()
     );
-    Ok(report::passed(j, &verdicts))
+    Ok(passed)
 }
 
 fn main() -> ExitCode {

@@ -32,12 +32,20 @@ impl Observer {
     }
 
     pub fn observe(&self, rec: &Recorder) -> Observation {
-        let at = rec.now();
-        let managers: Vec<ManagerView> = self
-            .managers
-            .iter()
-            .map(|(name, socket)| manager_view(name, api::get(socket, "/info", ANSWER).ok()))
-            .collect();
+        // In parallel: a paused manager costs one timeout, not one per manager.
+        let managers: Vec<ManagerView> = std::thread::scope(|scope| {
+            let asks: Vec<_> = self
+                .managers
+                .iter()
+                .map(|(name, socket)| {
+                    scope.spawn(move || manager_view(name, api::get(socket, "/info", ANSWER).ok()))
+                })
+                .collect();
+            asks.into_iter()
+                .zip(&self.managers)
+                .map(|(h, (name, _))| h.join().unwrap_or_else(|_| manager_view(name, None)))
+                .collect()
+        });
         // The freshest view: a manager that leads in the highest term.
         let mut order: Vec<usize> = (0..managers.len())
             .filter(|i| managers[*i].answered)
@@ -48,18 +56,25 @@ impl Observer {
                 std::cmp::Reverse(managers[*i].term),
             )
         });
+        let mut state = None;
+        for i in order {
+            let socket = &self.managers[i].1;
+            if let (Ok(svcs), Ok(tasks)) = (
+                api::get(socket, "/services", ANSWER),
+                api::get(socket, "/tasks", ANSWER),
+            ) {
+                state = Some((svcs, tasks));
+                break;
+            }
+        }
+        // Stamped with the process scan, the part whose timing the
+        // killed-node checker depends on.
+        let at = rec.now();
         let processes = task_processes(&self.nodes);
         let workload = self.workload.display().to_string();
         let mut services = BTreeMap::new();
         let mut running = Vec::new();
-        for i in order {
-            let socket = &self.managers[i].1;
-            let (Ok(svcs), Ok(tasks)) = (
-                api::get(socket, "/services", ANSWER),
-                api::get(socket, "/tasks", ANSWER),
-            ) else {
-                continue;
-            };
+        if let Some((svcs, tasks)) = &state {
             for s in svcs.as_array().into_iter().flatten() {
                 let name = s
                     .pointer("/Spec/Name")
@@ -98,11 +113,11 @@ impl Observer {
                     ));
                 }
             }
-            break;
         }
         Observation {
             at,
             managers,
+            state_read: state.is_some(),
             services,
             running,
             processes,
@@ -126,6 +141,16 @@ pub fn manager_view(name: &str, info: Option<Value>) -> ManagerView {
             .as_ref()
             .is_some_and(|r| r["is_leader"] == Value::Bool(true)),
     }
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
+pub fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty()
+        && !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
 }
 
 /// Task processes on this machine that belong to one of `nodes`, told apart
@@ -164,12 +189,7 @@ pub fn task_processes(nodes: &[NodeInfo]) -> Vec<TaskProcess> {
         else {
             continue;
         };
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| s.trim_start().starts_with('Z'));
-        if zombie {
+        if !alive(pid) {
             continue;
         }
         out.push(TaskProcess {

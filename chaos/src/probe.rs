@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::api;
-use crate::history::{Outcome, ServiceValue};
+use crate::history::Outcome;
 use crate::observe::manager_view;
 use crate::scenario::Probe;
 use crate::workload::{self, LiveManagers, Recorder};
@@ -56,17 +56,17 @@ impl ProbeCtx {
             client,
             "create",
             &service,
-            ServiceValue::Present {
-                replicas: 0,
-                generation: 0,
-            },
+            Some(0),
             (name, socket),
             within,
         );
         match op.outcome {
             Outcome::Ok => (
                 true,
-                format!("{service} created via {name} in {} ms", op.done - op.sent),
+                format!(
+                    "{service} created via {name} in {} ms",
+                    op.done.saturating_sub(op.sent)
+                ),
             ),
             _ => (false, format!("{service} via {name}: {}", op.error)),
         }

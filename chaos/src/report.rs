@@ -74,7 +74,7 @@ pub fn recovery(j: &Journal, idx: usize) -> Option<(Millis, Millis)> {
         .iter()
         .find(|g| g.undoes == Some(idx))
         .map_or(f.done, |g| g.done);
-    first_steady(j, from).map(|t| (from, t - from))
+    first_steady(&j.observations, from).map(|t| (from, t.saturating_sub(from)))
 }
 
 pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
@@ -161,7 +161,7 @@ pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
                     o.service,
                     o.outcome,
                     o.via,
-                    o.done - o.sent,
+                    o.done.saturating_sub(o.sent),
                     o.error
                 ),
             )
@@ -225,7 +225,7 @@ pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
         .ops
         .iter()
         .filter(|o| o.outcome == Outcome::Ok)
-        .map(|o| o.done - o.sent)
+        .map(|o| o.done.saturating_sub(o.sent))
         .collect();
     lat.sort_unstable();
     if !lat.is_empty() {

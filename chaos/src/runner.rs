@@ -15,9 +15,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::api;
-use crate::checkers::steady;
+use crate::checkers::first_steady;
 use crate::cluster::{Cluster, Liveness};
-use crate::history::{Fault, FinalState, Journal, Observation, ProbeResult, ServiceValue};
+use crate::history::{Fault, FinalState, Journal, Observation, ProbeResult};
 use crate::observe::Observer;
 use crate::probe::{self, ProbeCtx};
 use crate::scenario::{Action, Direction, Scenario, Step, Target};
@@ -92,8 +92,8 @@ struct Run {
     observations: Arc<Mutex<Vec<Observation>>>,
     errors: Vec<String>,
     bindings: BTreeMap<String, String>,
-    /// What the method's own writes believe each service is.
-    model: BTreeMap<String, ServiceValue>,
+    /// The replicas the method's own writes gave each service (None: removed).
+    replicas: BTreeMap<String, Option<u64>>,
 }
 
 pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
@@ -103,6 +103,7 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
         start: Instant::now(),
         ops: Mutex::new(Vec::new()),
         workload: opts.workload.clone(),
+        generations: AtomicU64::new(0),
     });
     eprintln!(
         "shoal-chaos: scenario {} with seed {} (replay with --seed {})",
@@ -138,7 +139,7 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
         observations: Arc::new(Mutex::new(Vec::new())),
         errors: Vec::new(),
         bindings: BTreeMap::new(),
-        model: BTreeMap::new(),
+        replicas: BTreeMap::new(),
         sc,
     };
     r.execute(started_at)
@@ -180,11 +181,7 @@ impl Run {
         };
 
         for s in self.sc.services.clone() {
-            let value = ServiceValue::Present {
-                replicas: s.replicas,
-                generation: 0,
-            };
-            self.method_write("setup", "create", &s.name, value);
+            self.method_write("setup", "create", &s.name, Some(s.replicas));
         }
         let held = self.hypothesis("before", self.sc.settle);
         let (method_start, method_end) = if held {
@@ -198,7 +195,7 @@ impl Run {
         for step in self.sc.rollbacks.clone() {
             self.act(&step, "rollback");
         }
-        let recovered_at = self.settle();
+        self.settle();
         let final_state = self.final_state();
         std::thread::sleep(Duration::from_millis(300));
         stop_observing.store(true, Ordering::Relaxed);
@@ -222,7 +219,6 @@ impl Run {
             probes,
             observations,
             final_state,
-            recovered_at,
             end: self.rec.now(),
             errors: self.errors.clone(),
         })
@@ -367,8 +363,9 @@ impl Run {
                     let step = self.sc.method[i].clone();
                     if let Some((fault, undo)) = self.act(&step, "method") {
                         if let Some(d) = step.duration {
+                            // From when it ran, which may be later than planned.
                             queue.push(Scheduled {
-                                at: item.at + d,
+                                at: origin.elapsed() + d,
                                 seq,
                                 what: Pending::Undo {
                                     undo,
@@ -510,13 +507,23 @@ impl Run {
                 .map(|n| n.info.name.clone())
                 .collect()
         };
+        let named = |this: &mut Self, n: &str| -> Result<String> {
+            let liveness = this.cluster.by_name(n)?.liveness;
+            if liveness != want {
+                bail!("{n} is {liveness:?}, and this step needs it {want:?}");
+            }
+            Ok(n.to_string())
+        };
         match t {
-            Target::Node(n) => Ok(n.clone()),
-            Target::Bound(b) => self
-                .bindings
-                .get(b)
-                .cloned()
-                .ok_or_else(|| anyhow!("{b:?} is not bound yet (its step has not run)")),
+            Target::Node(n) => named(self, n),
+            Target::Bound(b) => {
+                let n = self
+                    .bindings
+                    .get(b)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("{b:?} is not bound yet (its step has not run)"))?;
+                named(self, &n)
+            }
             Target::Leader => self.leader_name(),
             Target::RandomManager => {
                 pick(&mut self.rng, with(&self.cluster, Some(true)), "manager")
@@ -563,10 +570,12 @@ impl Run {
         let named: Vec<String> = out.iter().flatten().cloned().collect();
         for (g, names) in groups.iter().zip(out.iter_mut()) {
             if g.contains(&Target::Rest) {
+                // Only nodes that are up can take a rule.
                 names.extend(
                     self.cluster
                         .nodes
                         .iter()
+                        .filter(|n| n.liveness == Liveness::Up)
                         .map(|n| n.info.name.clone())
                         .filter(|n| !named.contains(n)),
                 );
@@ -603,12 +612,44 @@ impl Run {
         Ok(())
     }
 
+    /// Adds each (node, peers) rule; if one fails, takes back those added,
+    /// so a fault is all there or not at all.
+    fn add_rules(
+        &mut self,
+        rules: Vec<(String, Vec<String>)>,
+        direction: Direction,
+        delay: Option<u64>,
+    ) -> Result<()> {
+        let mut done = Vec::new();
+        for (node, peers) in rules {
+            let result = peers
+                .iter()
+                .map(|p| self.addr(p))
+                .collect::<Result<Vec<_>>>()
+                .and_then(|addrs| self.add_rule(&node, addrs, direction, delay));
+            if let Err(e) = result {
+                let _ = self.heal(&done);
+                return Err(e);
+            }
+            done.push(node);
+        }
+        Ok(())
+    }
+
     fn heal(&mut self, nodes: &[String]) -> Result<()> {
         let mut failed = Vec::new();
         for n in nodes {
             let node = self.cluster.by_name(n)?;
-            if node.liveness != Liveness::Up {
-                continue;
+            match node.liveness {
+                // A stopped daemon forgets its rules; it starts without any.
+                Liveness::Down => continue,
+                Liveness::Paused => {
+                    failed.push(format!(
+                        "{n}: paused, so its rules stay until it is resumed and healed"
+                    ));
+                    continue;
+                }
+                Liveness::Up => {}
             }
             if let Err(e) = api::request(
                 &node.socket,
@@ -716,6 +757,7 @@ impl Run {
             }
             Action::Partition(groups) => {
                 let groups = self.resolve_groups(groups)?;
+                let mut rules = Vec::new();
                 for (i, g) in groups.iter().enumerate() {
                     let others: Vec<String> = groups
                         .iter()
@@ -723,14 +765,11 @@ impl Run {
                         .filter(|(j, _)| *j != i)
                         .flat_map(|(_, o)| o.clone())
                         .collect();
-                    let peers = others
-                        .iter()
-                        .map(|o| self.addr(o))
-                        .collect::<Result<Vec<_>>>()?;
                     for n in g {
-                        self.add_rule(n, peers.clone(), Direction::Both, None)?;
+                        rules.push((n.clone(), others.clone()));
                     }
                 }
+                self.add_rules(rules, Direction::Both, None)?;
                 let all: Vec<String> = groups.iter().flatten().cloned().collect();
                 let detail = groups
                     .iter()
@@ -780,13 +819,11 @@ impl Run {
         delay: Option<u64>,
     ) -> Result<Done> {
         let groups = self.resolve_groups(&[from.to_vec(), to.to_vec()])?;
-        let peers = groups[1]
+        let rules = groups[0]
             .iter()
-            .map(|o| self.addr(o))
-            .collect::<Result<Vec<_>>>()?;
-        for n in &groups[0] {
-            self.add_rule(n, peers.clone(), direction, delay)?;
-        }
+            .map(|n| (n.clone(), groups[1].clone()))
+            .collect();
+        self.add_rules(rules, direction, delay)?;
         let what = delay.map_or("drop".to_string(), |ms| format!("delay {ms} ms"));
         let detail = format!(
             "{what} ({}) [{}] -> [{}]",
@@ -801,7 +838,7 @@ impl Run {
     }
 
     /// A write from the method (or setup) through the leader, if there is one.
-    fn method_write(&mut self, client: &str, kind: &str, service: &str, value: ServiceValue) {
+    fn method_write(&mut self, client: &str, kind: &str, service: &str, replicas: Option<u64>) {
         let via = self
             .ctx
             .leader()
@@ -816,7 +853,7 @@ impl Run {
             client,
             kind,
             service,
-            value.clone(),
+            replicas,
             (&name, &socket),
             WRITE_TIMEOUT,
         );
@@ -826,93 +863,52 @@ impl Run {
             op.outcome,
             op.error
         );
-        self.model.insert(service.to_string(), value);
+        self.replicas.insert(service.to_string(), replicas);
     }
 
     fn workload_step(&mut self, action: &Action, service: &str) {
-        let current = self
-            .model
-            .get(service)
-            .cloned()
-            .unwrap_or(ServiceValue::Absent);
-        let (kind, value) = match (action, current) {
-            (Action::Create { replicas, .. }, _) => (
-                "create",
-                ServiceValue::Present {
-                    replicas: *replicas,
-                    generation: 0,
-                },
-            ),
-            (Action::Scale { replicas, .. }, ServiceValue::Present { generation, .. }) => (
-                "scale",
-                ServiceValue::Present {
-                    replicas: *replicas,
-                    generation,
-                },
-            ),
-            (Action::Scale { replicas, .. }, ServiceValue::Absent) => (
-                "scale",
-                ServiceValue::Present {
-                    replicas: *replicas,
-                    generation: 0,
-                },
-            ),
-            (
-                Action::Update { .. },
-                ServiceValue::Present {
-                    replicas,
-                    generation,
-                },
-            ) => (
-                "update",
-                ServiceValue::Present {
-                    replicas,
-                    generation: generation + 1,
-                },
-            ),
-            (Action::Update { .. }, ServiceValue::Absent) => (
-                "update",
-                ServiceValue::Present {
-                    replicas: 1,
-                    generation: 1,
-                },
-            ),
-            _ => ("remove", ServiceValue::Absent),
+        let current = self.replicas.get(service).copied().flatten();
+        let (kind, replicas) = match action {
+            Action::Create { replicas, .. } => ("create", Some(*replicas)),
+            Action::Scale { replicas, .. } => ("scale", Some(*replicas)),
+            // A new generation, the same replicas.
+            Action::Update { .. } => ("update", Some(current.unwrap_or(1))),
+            _ => ("remove", None),
         };
-        self.method_write("method", kind, service, value);
+        self.method_write("method", kind, service, replicas);
     }
 
-    /// Waits for the steady state after the method: every probe holds and
-    /// an observation taken after the last fault shows it. Returns when it
-    /// first held, then lingers so the checkers see it stay.
-    fn settle(&mut self) -> Option<u64> {
+    /// Waits, within `settle` in all, until every probe has held and an
+    /// observation taken after the last fault shows the steady state; then
+    /// lingers so the checkers see whether it stays.
+    fn settle(&mut self) {
         eprintln!(
             "shoal-chaos: waiting up to {:?} for the cluster to heal",
             self.sc.settle
         );
+        let deadline = Instant::now() + self.sc.settle;
         let since = self.faults.iter().map(|f| f.done).max().unwrap_or(0);
-        let held = self.hypothesis("after", self.sc.settle);
-        let start = Instant::now();
-        let recovered = loop {
-            let first = self
-                .observations
-                .lock()
-                .ok()
-                .and_then(|o| o.iter().find(|o| o.at >= since && steady(o)).map(|o| o.at));
-            if first.is_some() || start.elapsed() > self.sc.settle {
-                break first;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        if !held {
+        if !self.hypothesis("after", self.sc.settle) {
             self.errors
                 .push("the steady state did not return after the method".into());
         }
+        while Instant::now() < deadline {
+            let healed = self
+                .observations
+                .lock()
+                .ok()
+                .is_some_and(|o| first_steady(&o, since).is_some());
+            if healed {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
         std::thread::sleep(LINGER);
-        recovered
     }
 
-    /// A write barrier through the leader, then the leader's services.
+    /// A write barrier (through the first live manager, which forwards it),
+    /// then the leader's services: everything acknowledged before the
+    /// barrier is in the leader's state by then.
     fn final_state(&mut self) -> Option<FinalState> {
         let (ok, detail) = self.ctx.harness_write("barrier", WRITE_TIMEOUT);
         if !ok {

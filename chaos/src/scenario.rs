@@ -1,7 +1,7 @@
 //! Scenario files: TOML read into a checked [`Scenario`]. Every error names
 //! the line and column it is about, so a typo costs one look.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -50,7 +50,8 @@ pub struct ProbeSpec {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Probe {
-    /// At least `replicas - tolerance` tasks of the service are running.
+    /// Between `replicas - tolerance` and `replicas` tasks of the service
+    /// are running (more than asked for is not steady either).
     Running { service: String, tolerance: u64 },
     /// Every manager that answers names the same leader, and one claims it.
     OneLeader,
@@ -82,6 +83,9 @@ pub struct Step {
     pub bind: Option<String>,
     pub line: usize,
 }
+
+/// The faults that last until undone (by `duration`, a later step or a rollback).
+pub const LASTING: &[&str] = &["kill", "stop", "pause", "partition", "delay", "drop"];
 
 /// Who an action is aimed at, resolved when the step runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -183,17 +187,27 @@ impl Action {
         }
     }
 
+    /// The targets the action names.
+    pub fn targets(&self) -> Vec<&Target> {
+        match self {
+            Action::Kill(t)
+            | Action::Stop(t)
+            | Action::Start(t)
+            | Action::Restart(t)
+            | Action::Pause(t)
+            | Action::Resume(t) => vec![t],
+            Action::KillActor { target, .. } => vec![target],
+            Action::Partition(groups) => groups.iter().flatten().collect(),
+            Action::Delay { from, to, .. } | Action::Drop { from, to, .. } => {
+                from.iter().chain(to).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Faults that `duration` can undo.
     fn undoable(&self) -> bool {
-        matches!(
-            self,
-            Action::Kill(_)
-                | Action::Stop(_)
-                | Action::Pause(_)
-                | Action::Partition(_)
-                | Action::Delay { .. }
-                | Action::Drop { .. }
-        )
+        LASTING.contains(&self.verb())
     }
 }
 
@@ -344,7 +358,7 @@ impl Checker<'_> {
             self.err(
                 s.span(),
                 format!(
-                    "invalid duration {:?}: expected a number with ms, s or m, like \"500ms\" or \"2s\"",
+                    "invalid duration {:?}: expected a number with ms, s or m, like \"500ms\" or \"2s\", at most a day",
                     s.get_ref()
                 ),
             )
@@ -364,8 +378,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     } else {
         return None;
     };
-    let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v * scale))
+    let secs = num.trim().parse::<f64>().ok()? * scale;
+    // A day is longer than any scenario; the cap keeps the runner's sums finite.
+    (secs.is_finite() && (0.0..=86_400.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 /// The node names a local cluster of this shape has.
@@ -425,6 +440,15 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
     for s in &raw.service {
         let r = s.get_ref();
         check_service_name(&c, &r.name)?;
+        if services
+            .iter()
+            .any(|x: &ServiceSetup| x.name == *r.name.get_ref())
+        {
+            return Err(c.err(
+                r.name.span(),
+                format!("service {:?} is already listed above", r.name.get_ref()),
+            ));
+        }
         services.push(ServiceSetup {
             name: r.name.get_ref().clone(),
             replicas: r.replicas,
@@ -455,8 +479,28 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
 
     let mut bound = BTreeSet::new();
     let mut method = Vec::new();
+    // Steps run in time order, not file order: a name must be bound by a
+    // step that runs no later than the steps that use it.
+    let mut bound_at: BTreeMap<String, Duration> = BTreeMap::new();
     for s in &raw.method {
-        method.push(step(&c, s, names.as_ref(), &mut bound, true)?);
+        let st = step(&c, s, names.as_ref(), &mut bound, true)?;
+        for t in st.action.targets() {
+            if let Target::Bound(b) = t {
+                if let Some(at) = bound_at.get(b).filter(|at| **at > st.at) {
+                    return Err(c.err(
+                        s.get_ref().action.span(),
+                        format!(
+                            "{b:?} is bound by a step that runs at {at:?}, after this one ({:?})",
+                            st.at
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(b) = &st.bind {
+            bound_at.insert(b.clone(), st.at);
+        }
+        method.push(st);
     }
     let mut rollbacks = Vec::new();
     for s in &raw.rollback {
@@ -672,16 +716,25 @@ fn step(
             if groups.get_ref().len() < 2 {
                 return Err(c.err(groups.span(), "a partition needs at least two groups"));
             }
-            let mut out = Vec::new();
+            let mut out: Vec<Vec<Target>> = Vec::new();
             for g in groups.get_ref() {
                 if g.is_empty() {
                     return Err(c.err(groups.span(), "a partition group cannot be empty"));
                 }
-                out.push(
-                    g.iter()
-                        .map(|s| target(c, s, names, bound, true))
-                        .collect::<Result<Vec<_>, _>>()?,
-                );
+                let mut group = Vec::new();
+                for s in g {
+                    let t = target(c, s, names, bound, true)?;
+                    // Random picks are distinct anyway; anything else named twice is a mistake.
+                    let random = matches!(
+                        t,
+                        Target::RandomManager | Target::RandomFollower | Target::RandomWorker | Target::RandomNode
+                    );
+                    if !random && (group.contains(&t) || out.iter().flatten().any(|o| *o == t)) {
+                        return Err(c.err(s.span(), format!("{:?} is in more than one place in this partition", s.get_ref())));
+                    }
+                    group.push(t);
+                }
+                out.push(group);
             }
             Action::Partition(out)
         }
@@ -729,6 +782,20 @@ fn step(
         }
         (None, false) => Duration::ZERO,
     };
+    if !in_method {
+        let timed = [&r.duration, &r.every]
+            .into_iter()
+            .flatten()
+            .map(|d| d.span())
+            .chain(r.repeat.as_ref().map(|x| x.span()))
+            .next();
+        if let Some(span) = timed {
+            return Err(c.err(
+                span,
+                "rollbacks run once each, in order: they take no duration, repeat or every",
+            ));
+        }
+    }
     let duration = match &r.duration {
         None => None,
         Some(d) if action.undoable() => Some(c.duration(d)?),

@@ -22,7 +22,8 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub fn render(j: &Journal) -> String {
+/// `passed`: the run's verdict, for the title.
+pub fn render(j: &Journal, passed: bool) -> String {
     let end = j.end.max(1) as f64;
     let x = |t: Millis| LEFT + (t as f64 / end) * (WIDTH - LEFT - RIGHT);
     // Services worth a lane: the scenario's and the load's, not the probes' empty ones.
@@ -52,11 +53,7 @@ pub fn render(j: &Journal) -> String {
         r#"<text x="10" y="20" font-size="14" font-weight="bold">{} (seed {}) — {}</text>"#,
         esc(&j.scenario.name),
         j.seed,
-        if crate::report::passed(j, &crate::report::verdicts(j)) {
-            "PASS"
-        } else {
-            "FAIL"
-        }
+        if passed { "PASS" } else { "FAIL" }
     );
 
     // Faults: lasting ones shaded until undone, the rest as a line.
@@ -191,7 +188,7 @@ pub fn render(j: &Journal) -> String {
             esc(&op.service),
             op.outcome,
             esc(&op.via),
-            op.done - op.sent
+            op.done.saturating_sub(op.sent)
         );
     }
 

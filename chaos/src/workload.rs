@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::api;
 use crate::history::{Millis, Op, Outcome, ServiceValue};
 
-/// The label that carries a service's generation (bumped by `update`).
+/// The label that carries a service's generation: unique to the write that set it.
 pub const GENERATION_LABEL: &str = "com.shoal.chaos.generation";
 
 /// How long a write may take before its outcome counts as unknown.
@@ -28,6 +28,8 @@ pub struct Recorder {
     pub ops: Mutex<Vec<Op>>,
     /// The program every task runs.
     pub workload: PathBuf,
+    /// The last generation a write used.
+    pub generations: AtomicU64,
 }
 
 impl Recorder {
@@ -69,16 +71,25 @@ pub fn value_of(service: &Value) -> ServiceValue {
 }
 
 /// Issues one write to `via` and records it. `kind` is create, scale,
-/// update or remove; `value` is what the service is afterwards.
+/// update or remove; `replicas` is what the service is to have (None for a
+/// remove). Every create or update carries a generation no other write of
+/// the run uses, so the service's final value names the write it came from.
 pub fn write(
     rec: &Recorder,
     client: &str,
     kind: &str,
     service: &str,
-    value: ServiceValue,
+    replicas: Option<u64>,
     via: (&str, &Path),
     timeout: Duration,
 ) -> Op {
+    let value = match replicas {
+        None => ServiceValue::Absent,
+        Some(replicas) => ServiceValue::Present {
+            replicas,
+            generation: rec.generations.fetch_add(1, Ordering::Relaxed) + 1,
+        },
+    };
     let sent = rec.now();
     let result = match (&value, kind) {
         (ServiceValue::Absent, _) => api::request(
@@ -113,10 +124,17 @@ pub fn write(
             timeout,
         ),
     };
-    let (outcome, error) = match &result {
-        Ok(_) => (Outcome::Ok, String::new()),
-        Err(e) if e.refused() => (Outcome::Refused, e.to_string()),
-        Err(e) => (Outcome::Unknown, e.to_string()),
+    let (outcome, status, error) = match &result {
+        Ok(_) => (Outcome::Ok, None, String::new()),
+        Err(e) => (
+            if e.refused() {
+                Outcome::Refused
+            } else {
+                Outcome::Unknown
+            },
+            e.status(),
+            e.to_string(),
+        ),
     };
     let op = Op {
         client: client.to_string(),
@@ -127,20 +145,13 @@ pub fn write(
         sent,
         done: rec.now(),
         outcome,
+        status,
         error,
     };
     if let Ok(mut ops) = rec.ops.lock() {
         ops.push(op.clone());
     }
     op
-}
-
-/// Whether the error says the service is not there / already there.
-fn status_of(op: &Op) -> Option<u16> {
-    op.error
-        .split(':')
-        .next()
-        .and_then(|s| s.trim().parse().ok())
 }
 
 /// Background writes over `services` services named chaos-load-N, at
@@ -156,9 +167,10 @@ pub fn run_load(
 ) {
     let mut rng = StdRng::seed_from_u64(seed);
     let gap = Duration::from_secs_f64(1.0 / rate);
-    // What this client believes each service is; writes correct it.
-    let mut believed: BTreeMap<String, ServiceValue> = (1..=services)
-        .map(|i| (format!("chaos-load-{i}"), ServiceValue::Absent))
+    // The replicas this client believes each service has (None: absent);
+    // answers correct it.
+    let mut believed: BTreeMap<String, Option<u64>> = (1..=services)
+        .map(|i| (format!("chaos-load-{i}"), None))
         .collect();
     let names: Vec<String> = believed.keys().cloned().collect();
     while !stop.load(Ordering::Relaxed) {
@@ -167,33 +179,12 @@ pub fn run_load(
         if !managers.is_empty() {
             let (via_name, via_path) = &managers[rng.random_range(0..managers.len())];
             let name = &names[rng.random_range(0..names.len())];
-            let (kind, value) = match believed[name].clone() {
-                ServiceValue::Absent => (
-                    "create",
-                    ServiceValue::Present {
-                        replicas: rng.random_range(0..=2),
-                        generation: 0,
-                    },
-                ),
-                ServiceValue::Present {
-                    replicas,
-                    generation,
-                } => match rng.random_range(0..20) {
-                    0 => ("remove", ServiceValue::Absent),
-                    1..=3 => (
-                        "update",
-                        ServiceValue::Present {
-                            replicas,
-                            generation: generation + 1,
-                        },
-                    ),
-                    _ => (
-                        "scale",
-                        ServiceValue::Present {
-                            replicas: (replicas + rng.random_range(1..=2)) % 3,
-                            generation,
-                        },
-                    ),
+            let (kind, replicas) = match believed[name] {
+                None => ("create", Some(rng.random_range(0..=2))),
+                Some(replicas) => match rng.random_range(0..20) {
+                    0 => ("remove", None),
+                    1..=3 => ("update", Some(replicas)),
+                    _ => ("scale", Some((replicas + rng.random_range(1..=2)) % 3)),
                 },
             };
             let op = write(
@@ -201,25 +192,19 @@ pub fn run_load(
                 "load",
                 kind,
                 name,
-                value.clone(),
+                replicas,
                 (via_name, via_path),
                 WRITE_TIMEOUT,
             );
-            match (op.outcome, status_of(&op)) {
-                (Outcome::Ok, _) | (Outcome::Unknown, _) => {
-                    believed.insert(name.clone(), value);
+            match (op.outcome, op.status) {
+                (Outcome::Ok | Outcome::Unknown, _) => {
+                    believed.insert(name.clone(), replicas);
                 }
                 (Outcome::Refused, Some(409)) => {
-                    believed.insert(
-                        name.clone(),
-                        ServiceValue::Present {
-                            replicas: 0,
-                            generation: 0,
-                        },
-                    );
+                    believed.insert(name.clone(), Some(0));
                 }
                 (Outcome::Refused, Some(404)) => {
-                    believed.insert(name.clone(), ServiceValue::Absent);
+                    believed.insert(name.clone(), None);
                 }
                 (Outcome::Refused, _) => {}
             }
