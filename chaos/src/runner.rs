@@ -717,7 +717,11 @@ impl Run {
                 self.cluster.by_name(&n)?.resume()?;
                 Ok(Done::on(vec![n], "SIGCONT"))
             }
-            Action::KillActor { target, actor } => {
+            Action::KillActor {
+                target,
+                actor,
+                stop,
+            } => {
                 let n = self.resolve(target, Liveness::Up)?;
                 let socket = self.cluster.by_name(&n)?.socket.clone();
                 let actor = match actor.as_str() {
@@ -743,16 +747,24 @@ impl Run {
                     }
                     other => other.to_string(),
                 };
+                let mode = if *stop { "stop" } else { "kill" };
                 let v = api::post(
                     &socket,
                     "/debug/chaos/kill",
-                    &json!({"Actor": actor}),
+                    &json!({"Actor": actor, "Mode": mode}),
                     Duration::from_secs(15),
                 )?;
                 let healed = v["HealedInNanos"].as_f64().map(|ns| ns / 1e6);
                 Ok(Done {
                     healed_in_ms: healed,
-                    ..Done::on(vec![n], format!("actor {actor}"))
+                    ..Done::on(
+                        vec![n],
+                        match (stop, v["Replaced"] == json!(false)) {
+                            (false, _) => format!("actor {actor}"),
+                            (true, false) => format!("actor {actor} (stopped)"),
+                            (true, true) => format!("actor {actor} (stopped; not replaced)"),
+                        },
+                    )
                 })
             }
             Action::Partition(groups) => {

@@ -134,6 +134,8 @@ pub enum Action {
     KillActor {
         target: Target,
         actor: String,
+        /// Stop it normally instead of aborting it.
+        stop: bool,
     },
     Partition(Vec<Vec<Target>>),
     Heal,
@@ -311,6 +313,8 @@ struct RawStep {
     every: Option<Spanned<String>>,
     #[serde(default)]
     actor: Option<Spanned<String>>,
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
     #[serde(default)]
     groups: Option<Spanned<Vec<Vec<Spanned<String>>>>>,
     #[serde(default)]
@@ -710,6 +714,19 @@ fn step(
                 .ok_or_else(|| need("actor = \"NAME\" (raft, store, scheduler, dispatcher, orchestrator, agent, service/NAME, random-service, random-task, ...)"))?
                 .get_ref()
                 .clone(),
+            stop: match r.mode.as_ref() {
+                None => false,
+                Some(m) => match m.get_ref().as_str() {
+                    "kill" => false,
+                    "stop" => true,
+                    other => {
+                        return Err(c.err(
+                            m.span(),
+                            format!("invalid mode {other:?}: expected kill (abort it, like a panic) or stop (ask it to stop)"),
+                        ))
+                    }
+                },
+            },
         },
         "partition" => {
             let groups = r.groups.as_ref().ok_or_else(|| need("groups = [[...], [...]]"))?;
@@ -782,6 +799,12 @@ fn step(
         }
         (None, false) => Duration::ZERO,
     };
+    if let (Some(m), false) = (&r.mode, verb == "kill-actor") {
+        return Err(c.err(
+            m.span(),
+            format!("action {verb:?} takes no mode; only kill-actor does"),
+        ));
+    }
     if !in_method {
         let timed = [&r.duration, &r.every]
             .into_iter()

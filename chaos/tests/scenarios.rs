@@ -110,7 +110,7 @@ fn everything_reads_as_written() {
         ])
     );
     assert_eq!(
-        partition.line, 76,
+        partition.line, 77,
         "a step knows the line of its [[method]] header"
     );
     assert_eq!(sc.rollbacks.len(), 2);

@@ -316,14 +316,66 @@ fn killed_actors_heal_and_keep_state() {
     // Same service, same running processes: killing actors did not restart tasks.
     assert_eq!(d.ok(&["service", "ls", "-q"]).trim(), id);
     wait_for("2 running", LONG, || running(&d, "web") == 2);
-    let mut now = pids_with(&tok);
-    let mut then = pids;
-    now.sort();
-    then.sort();
-    assert_eq!(now, then, "task processes survived the actor kills");
+    assert_eq!(
+        sorted(pids_with(&tok)),
+        sorted(pids),
+        "task processes survived the actor kills"
+    );
     // And the cluster still acts: a new replica starts.
     d.ok(&["service", "scale", "-d", "web=3"]);
     wait_for("3 running", LONG, || running(&d, "web") == 3);
+
+    // Stopped (not killed), a permanent actor comes back from its supervisor
+    // and a task actor from the agent, which adopts the running process.
+    let pids = pids_with(&tok);
+    for actor in ["scheduler".to_string(), format!("task/{task}")] {
+        let body = format!(r#"{{"Actor":"{actor}","Mode":"stop"}}"#);
+        let (code, v) = d
+            .api("POST", "/debug/chaos/kill", Some(&body))
+            .expect("api");
+        assert_eq!(code, 200, "stop {actor}: {v}");
+        assert_eq!(v["Replaced"], true, "stop {actor}: {v}");
+    }
+    assert_eq!(sorted(pids_with(&tok)), sorted(pids), "no task restarted");
+    // The task actor watches its process again: a death is noticed.
+    let marker = format!("SHOAL_TASK_ID={task}");
+    let victim = pids_with(&tok)
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .expect("the task's process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the task's process");
+    wait_for("the killed task replaced", LONG, || {
+        d.tasks("web")
+            .iter()
+            .any(|t| t["ID"] == task.as_str() && t["DesiredState"] == "shutdown")
+    });
+    wait_for("3 running", LONG, || running(&d, "web") == 3);
+    let (code, v) = d
+        .api(
+            "POST",
+            "/debug/chaos/kill",
+            Some(r#"{"Actor":"scheduler","Mode":"pause"}"#),
+        )
+        .expect("api");
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expected kill or stop")),
+        "{v}"
+    );
+}
+
+fn sorted(mut v: Vec<i32>) -> Vec<i32> {
+    v.sort();
+    v
 }
 
 #[test]

@@ -29,6 +29,9 @@ pub enum AgentMsg {
     Status(String, TaskStatus),
     /// The dispatcher does not know this node's session: register again.
     SessionRejected,
+    /// A task actor ended: start it again if its task is still assigned and
+    /// not finished. Queued behind the statuses it sent before it ended.
+    Recheck,
 }
 
 pub struct AgentState {
@@ -38,6 +41,8 @@ pub struct AgentState {
     statuses: HashMap<String, TaskStatus>,
     unsent: Vec<(String, TaskStatus)>,
     session: Option<ActorId>,
+    /// The latest assignments, for `Recheck`.
+    assigned: Vec<Task>,
 }
 
 #[derive(Clone)]
@@ -176,6 +181,7 @@ impl Actor for Agent {
             statuses: HashMap::new(),
             unsent: Vec::new(),
             session: None,
+            assigned: Vec::new(),
         })
     }
 
@@ -217,7 +223,14 @@ impl Actor for Agent {
                     });
                 }
             }
-            AgentMsg::Assignments(tasks) => st.reconcile(&myself, tasks).await,
+            AgentMsg::Assignments(tasks) => {
+                st.assigned = tasks.clone();
+                st.reconcile(&myself, tasks).await
+            }
+            AgentMsg::Recheck => {
+                let tasks = st.assigned.clone();
+                st.reconcile(&myself, tasks).await
+            }
             AgentMsg::SessionRejected => st.session = None,
             AgentMsg::Status(id, status) => {
                 tracing::debug!(task = %id, state = status.state.as_str(), "task status");
@@ -236,6 +249,10 @@ impl Actor for Agent {
         st: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
         st.tasks.handle_event(&myself.get_cell(), event).await?;
+        // A task actor that stopped without its task finishing (a bug, or a
+        // chaos hook's stop) would leave the task running unwatched: look
+        // again once the statuses it sent on its way out are in.
+        let _ = myself.send_message(AgentMsg::Recheck);
         Ok(())
     }
 }

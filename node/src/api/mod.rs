@@ -389,6 +389,11 @@ async fn debug_actors(State(rt): Rt) -> ApiResult {
 #[serde(rename_all = "PascalCase")]
 struct KillRequest {
     actor: String,
+    /// `kill` (default): abort the actor where it stands, which its
+    /// supervisor treats like a panic. `stop`: ask it to stop normally,
+    /// which only a permanent child comes back from.
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 fn chaos_enabled(rt: &Runtime) -> Result<(), ApiError> {
@@ -432,9 +437,19 @@ async fn chaos_network_clear(State(rt): Rt) -> ApiResult {
     Ok(Json(json!({})))
 }
 
-/// Chaos hook: kills a named actor and reports how long the tree took to replace it.
+/// Chaos hook: kills (or stops) a named actor and reports how long the tree
+/// took to replace it.
 async fn chaos_kill(State(rt): Rt, Json(req): Json<KillRequest>) -> ApiResult {
     chaos_enabled(&rt)?;
+    let stop = match req.mode.as_deref() {
+        None | Some("kill") => false,
+        Some("stop") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid mode {other:?}: expected kill or stop"
+            )))
+        }
+    };
     let cell = rt.directory.cell(&req.actor).ok_or_else(|| {
         ApiError::not_found(format!(
             "no running actor named {:?} (see GET /debug/actors)",
@@ -443,16 +458,36 @@ async fn chaos_kill(State(rt): Rt, Json(req): Json<KillRequest>) -> ApiResult {
     })?;
     let old = cell.get_id();
     let started = Instant::now();
-    cell.kill();
+    if stop {
+        cell.stop(Some("stopped by a chaos hook".into()));
+    } else {
+        cell.kill();
+    }
+    // A stopped transient child is not replaced: after the old one is gone
+    // its supervisor decides at once, so a second without a successor says so.
+    let mut gone_at = None;
     loop {
-        if let Some(new) = rt.directory.cell(&req.actor) {
-            if new.get_id() != old {
+        match rt.directory.cell(&req.actor) {
+            Some(new) if new.get_id() != old => {
                 let took = started.elapsed();
                 return Ok(Json(json!({
                     "Actor": req.actor,
+                    "Mode": if stop { "stop" } else { "kill" },
+                    "Replaced": true,
                     "HealedInNanos": took.as_nanos() as u64,
                     "HealedIn": format!("{took:?}"),
                 })));
+            }
+            Some(_) => gone_at = None,
+            None => {
+                let since = *gone_at.get_or_insert_with(Instant::now);
+                if stop && since.elapsed() > Duration::from_secs(1) {
+                    return Ok(Json(json!({
+                        "Actor": req.actor,
+                        "Mode": "stop",
+                        "Replaced": false,
+                    })));
+                }
             }
         }
         if started.elapsed() > Duration::from_secs(10) {

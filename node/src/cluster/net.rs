@@ -101,7 +101,7 @@ impl AgentLink for RemoteAgent {
         let wire = match msg {
             AgentMsg::Assignments(tasks) => ToAgent::Assignments(tasks),
             AgentMsg::SessionRejected => ToAgent::SessionRejected,
-            AgentMsg::Tick | AgentMsg::Status(..) => return,
+            AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Recheck => return,
         };
         send_to(&self.transport, &self.addr, &OneWay::ToAgent(wire));
     }
