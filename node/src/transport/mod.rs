@@ -215,19 +215,29 @@ impl Transport {
             faults::Verdict::Pass => {}
         }
         let conn = self.connect(addr).await?;
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
-        write_frame(&mut send, bytes).await?;
-        send.finish()
-            .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
-        Ok(read_frame(&mut recv, self.config.max_frame).await?)
+        exchange(&conn, addr, bytes, self.config.max_frame).await
     }
 
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"shutdown");
     }
+}
+
+/// One request on a fresh bidirectional stream: send the frame, read the answer.
+async fn exchange(
+    conn: &quinn::Connection,
+    addr: SocketAddr,
+    bytes: &[u8],
+    max_frame: usize,
+) -> Result<Vec<u8>, TransportError> {
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+    write_frame(&mut send, bytes).await?;
+    send.finish()
+        .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
+    Ok(read_frame(&mut recv, max_frame).await?)
 }
 
 async fn accept_loop(t: Arc<Transport>, inbound: Arc<dyn Inbound>) {
@@ -367,15 +377,8 @@ pub async fn anonymous_request(
         .map_err(|e| TransportError::Connect(addr, e.to_string()))?
         .await
         .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
-    write_frame(&mut send, bytes).await?;
-    send.finish()
-        .map_err(|e| TransportError::Stream(addr, e.to_string()))?;
-    let answer = read_frame(&mut recv, MAX_FRAME).await;
+    let answer = exchange(&conn, addr, bytes, MAX_FRAME).await;
     conn.close(0u32.into(), b"done");
     endpoint.wait_idle().await;
-    Ok(answer?)
+    answer
 }
