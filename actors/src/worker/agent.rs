@@ -248,11 +248,18 @@ impl Actor for Agent {
         event: SupervisionEvent,
         st: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
+        let ended = matches!(
+            event,
+            SupervisionEvent::ActorTerminated(..) | SupervisionEvent::ActorFailed(..)
+        );
         st.tasks.handle_event(&myself.get_cell(), event).await?;
         // A task actor that stopped without its task finishing (a bug, or a
         // chaos hook's stop) would leave the task running unwatched: look
-        // again once the statuses it sent on its way out are in.
-        let _ = myself.send_message(AgentMsg::Recheck);
+        // again once the statuses it sent on its way out are in. Only on an
+        // end: a recheck per start would make starting n tasks cost n².
+        if ended {
+            let _ = myself.send_message(AgentMsg::Recheck);
+        }
         Ok(())
     }
 }
