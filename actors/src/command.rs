@@ -79,9 +79,11 @@ pub enum TaskUpdate {
         task_id: String,
         state: TaskState,
     },
-    /// Observed status reported by the node running the task.
+    /// Observed status reported by `node_id`: refused unless the task is
+    /// that node's.
     Status {
         task_id: String,
+        node_id: String,
         status: TaskStatus,
     },
 }

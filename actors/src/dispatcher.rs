@@ -10,7 +10,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::command::{Command, TaskUpdate};
 use crate::leader::ManagerCtx;
-use crate::model::{DriverInfo, NodeState, TaskStatus};
+use crate::limits::MAX_UPDATES_PER_PROPOSAL;
+use crate::model::{DriverInfo, NodeState, TaskState, TaskStatus};
 use crate::state::Change;
 use crate::store::StoreEvent;
 use crate::worker::AgentMsg;
@@ -55,28 +56,56 @@ pub enum DispatcherMsg {
     },
     Store(Option<StoreEvent>),
     Tick,
+    /// The status write in flight is in (or failed): send the next batch.
+    StatusWritten,
+    /// Send the assignments of the nodes whose tasks changed.
+    PushAssignments,
 }
 
 struct Session {
     /// `None` until the node registers with this dispatcher.
     agent: Option<Arc<dyn AgentLink>>,
     last_seen: Instant,
+    /// What the node was last sent (task id and desired state, sorted): an
+    /// update that changes neither, such as the node's own status report,
+    /// is not sent again.
+    sent: Vec<(String, TaskState)>,
 }
+
+/// How long store changes gather before the nodes they touch hear of them.
+const PUSH_DELAY: Duration = Duration::from_millis(50);
 
 pub struct DispatcherState {
     ctx: Arc<ManagerCtx>,
     sessions: HashMap<String, Session>,
+    /// Status reports waiting for a write, newest per task. Only reports for
+    /// tasks of the reporting node get in, so this is bounded by the tasks.
+    statuses: HashMap<String, (String, TaskStatus)>,
+    /// One status write at a time; reports arriving meanwhile coalesce.
+    writing: bool,
+    /// Nodes whose assignments may have changed, and whether a push is queued.
+    dirty: HashSet<String>,
+    push_queued: bool,
+    ticks: u64,
 }
+
+/// Ticks (four a heartbeat) between two unconditional assignment pushes.
+const RESEND_EVERY_TICKS: u64 = 40;
 
 #[derive(Clone)]
 pub struct Dispatcher;
 
 impl DispatcherState {
-    fn push_assignments(&self, node_id: &str) {
-        let Some(session) = self.sessions.get(node_id) else {
+    /// Sends `node_id` its assignments, unless they are what it was last sent
+    /// (`force` sends anyway: a node that registers knows nothing yet).
+    fn push_assignments(&mut self, node_id: &str, force: bool) {
+        let Some(session) = self.sessions.get_mut(node_id) else {
             return;
         };
-        let tasks = {
+        let Some(agent) = &session.agent else {
+            return;
+        };
+        let tasks: Vec<crate::model::Task> = {
             let guard = self.ctx.sm.read();
             guard
                 .0
@@ -86,9 +115,87 @@ impl DispatcherState {
                 .cloned()
                 .collect()
         };
-        if let Some(agent) = &session.agent {
-            agent.send(AgentMsg::Assignments(tasks));
+        let sent: Vec<(String, TaskState)> =
+            tasks.iter().map(|t| (t.id.clone(), t.desired_state)).collect();
+        if !force && sent == session.sent {
+            return;
         }
+        session.sent = sent;
+        agent.send(AgentMsg::Assignments(tasks));
+    }
+
+    fn mark_dirty(&mut self, myself: &ActorRef<DispatcherMsg>, nodes: impl Iterator<Item = String>) {
+        self.dirty.extend(nodes);
+        if !self.dirty.is_empty() && !self.push_queued {
+            self.push_queued = true;
+            myself.send_after(PUSH_DELAY, || DispatcherMsg::PushAssignments);
+        }
+    }
+
+    /// Queues the reports of `node_id` for tasks that are its own; a report
+    /// about another node's task is dropped (the state machine would refuse
+    /// it too).
+    fn queue_statuses(&mut self, node_id: String, updates: Vec<(String, TaskStatus)>) {
+        let guard = self.ctx.sm.read();
+        for (task_id, status) in updates {
+            let Some(task) = guard.0.tasks.get(&task_id) else {
+                continue;
+            };
+            if task.node_id.as_deref() != Some(node_id.as_str()) {
+                tracing::debug!(node = %node_id, task = %task_id, "status for a task of another node refused");
+                continue;
+            }
+            if task.status == status {
+                continue;
+            }
+            match self.statuses.get(&task_id) {
+                Some((_, queued)) if queued.state > status.state => {}
+                _ => {
+                    self.statuses.insert(task_id, (node_id.clone(), status));
+                }
+            }
+        }
+    }
+
+    /// Proposes the next batch of queued reports, unless a write is in flight.
+    /// Not awaited here: a commit can take a while (a slow link, an election),
+    /// and heartbeats queued behind it would make live nodes look dead.
+    fn write_statuses(&mut self, myself: &ActorRef<DispatcherMsg>) {
+        if self.writing || self.statuses.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = self
+            .statuses
+            .keys()
+            .take(MAX_UPDATES_PER_PROPOSAL)
+            .cloned()
+            .collect();
+        let updates = ids
+            .into_iter()
+            .filter_map(|task_id| {
+                let (node_id, status) = self.statuses.remove(&task_id)?;
+                Some(TaskUpdate::Status {
+                    task_id,
+                    node_id,
+                    status,
+                })
+            })
+            .collect();
+        self.writing = true;
+        let proposer = self.ctx.proposer.clone();
+        let me = myself.clone();
+        let cmd = Command::UpdateTasks {
+            updates,
+            at: Utc::now(),
+        };
+        tokio::spawn(async move {
+            // Task states only move forward, so a report that is lost here
+            // is sent again by the agent after its next reconnect.
+            if let Err(e) = proposer.propose(cmd).await {
+                tracing::warn!(error = %e, "task status write failed");
+            }
+            let _ = me.send_message(DispatcherMsg::StatusWritten);
+        });
     }
 
     async fn propose(&self, cmd: Command) {
@@ -129,16 +236,25 @@ impl Actor for Dispatcher {
                     Session {
                         agent: None,
                         last_seen: now,
+                        sent: Vec::new(),
                     },
                 )
             })
             .collect();
-        Ok(DispatcherState { ctx, sessions })
+        Ok(DispatcherState {
+            ctx,
+            sessions,
+            statuses: HashMap::new(),
+            writing: false,
+            dirty: HashSet::new(),
+            push_queued: false,
+            ticks: 0,
+        })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<DispatcherMsg>,
+        myself: ActorRef<DispatcherMsg>,
         msg: DispatcherMsg,
         st: &mut DispatcherState,
     ) -> Result<(), ActorProcessingErr> {
@@ -170,33 +286,22 @@ impl Actor for Dispatcher {
                     Session {
                         agent: Some(agent),
                         last_seen: Instant::now(),
+                        sent: Vec::new(),
                     },
                 );
-                st.push_assignments(&node.node_id);
+                st.push_assignments(&node.node_id, true);
             }
             DispatcherMsg::Heartbeat { node_id, agent } => match st.sessions.get_mut(&node_id) {
                 Some(s) if s.agent.is_some() => s.last_seen = Instant::now(),
                 _ => agent.send(AgentMsg::SessionRejected),
             },
-            DispatcherMsg::Status { updates, .. } => {
-                let updates = updates
-                    .into_iter()
-                    .map(|(task_id, status)| TaskUpdate::Status { task_id, status })
-                    .collect();
-                // Not awaited here: a commit can take a while (a slow link,
-                // an election), and heartbeats queued behind it would make
-                // live nodes look dead. Task states only move forward, so
-                // two reports committing out of order change nothing.
-                let proposer = st.ctx.proposer.clone();
-                let cmd = Command::UpdateTasks {
-                    updates,
-                    at: Utc::now(),
-                };
-                tokio::spawn(async move {
-                    if let Err(e) = proposer.propose(cmd).await {
-                        tracing::warn!(error = %e, "task status write failed");
-                    }
-                });
+            DispatcherMsg::Status { node_id, updates } => {
+                st.queue_statuses(node_id, updates);
+                st.write_statuses(&myself);
+            }
+            DispatcherMsg::StatusWritten => {
+                st.writing = false;
+                st.write_statuses(&myself);
             }
             DispatcherMsg::Store(Some(ev)) => {
                 let mut nodes = HashSet::new();
@@ -210,7 +315,8 @@ impl Actor for Dispatcher {
                         }
                     }
                 }
-                // Removed tasks: we no longer know their node, so tell everyone.
+                // Removed tasks: we no longer know their node, so look at
+                // everyone (nodes whose list did not change are not sent it).
                 if ev
                     .changes
                     .iter()
@@ -218,17 +324,30 @@ impl Actor for Dispatcher {
                 {
                     nodes.extend(st.sessions.keys().cloned());
                 }
-                for n in nodes {
-                    st.push_assignments(&n);
-                }
+                st.mark_dirty(&myself, nodes.into_iter());
             }
             DispatcherMsg::Store(None) => {
                 let all: Vec<String> = st.sessions.keys().cloned().collect();
-                for n in all {
-                    st.push_assignments(&n);
+                st.mark_dirty(&myself, all.into_iter());
+            }
+            DispatcherMsg::PushAssignments => {
+                st.push_queued = false;
+                let dirty: Vec<String> = st.dirty.drain().collect();
+                for n in dirty {
+                    st.push_assignments(&n, false);
                 }
             }
             DispatcherMsg::Tick => {
+                // Assignments travel one way and may be lost with a
+                // connection: now and then every node is sent its list again.
+                st.ticks += 1;
+                if st.ticks % RESEND_EVERY_TICKS == 0 {
+                    for s in st.sessions.values_mut() {
+                        s.sent.clear();
+                    }
+                    let all: Vec<String> = st.sessions.keys().cloned().collect();
+                    st.mark_dirty(&myself, all.into_iter());
+                }
                 let limit = st.ctx.timings.dispatcher_heartbeat * 3;
                 let down: Vec<String> = st
                     .sessions

@@ -10,6 +10,7 @@ pub mod dispatcher;
 pub mod driver;
 pub mod events;
 pub mod leader;
+pub mod limits;
 pub mod model;
 pub mod orchestrator;
 pub mod proposer;

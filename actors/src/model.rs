@@ -11,13 +11,21 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+const ID_LEN: usize = 25;
+
 /// A random 25-character lowercase alphanumeric id, the shape Swarm uses.
 pub fn new_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..25)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+    (0..ID_LEN)
+        .map(|_| ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())] as char)
         .collect()
+}
+
+/// Whether `id` has the shape `new_id` makes. Checked wherever an id turns
+/// into a path or a key, so `../x` never names a file.
+pub fn is_valid_id(id: &str) -> bool {
+    id.len() == ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b))
 }
 
 /// The task states in swarmkit's order. Observed state only moves forward.
@@ -159,6 +167,10 @@ pub struct Node {
     pub status_message: String,
     pub addr: String,
     pub drivers: Vec<DriverInfo>,
+    /// Bumped at every role change: certificates issued for an older
+    /// generation are refused, so a demoted manager's old certificate no
+    /// longer opens anything.
+    pub cert_generation: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,

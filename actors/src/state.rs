@@ -7,7 +7,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, TaskUpdate};
+use crate::limits;
 use crate::model::{Cluster, Node, Service, Task, TaskState};
+
+fn invalid(e: limits::LimitError) -> ApplyError {
+    ApplyError::Invalid(e.0)
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -48,6 +53,8 @@ pub enum ApplyError {
     OutOfSequence(String),
     #[error("the swarm is not initialised yet")]
     NotInitialized,
+    #[error("invalid spec: {0}")]
+    Invalid(String),
 }
 
 impl ClusterState {
@@ -95,19 +102,25 @@ impl ClusterState {
     /// Checks `cmd` against the current state without changing anything.
     pub fn check(&self, cmd: &Command) -> Result<(), ApplyError> {
         match cmd {
-            Command::InitCluster { .. } => match self.cluster {
+            Command::InitCluster { cluster, .. } => match self.cluster {
                 Some(_) => Err(ApplyError::AlreadyInitialized),
-                None => Ok(()),
+                None => limits::check_cluster_spec(&cluster.spec).map_err(invalid),
             },
-            Command::UpsertNode(_) | Command::DeleteTasks(_) | Command::UpdateTasks { .. } => {
-                Ok(())
+            Command::UpsertNode(node) => limits::check_labels("node labels", &node.labels)
+                .map_err(invalid),
+            Command::DeleteTasks(_) | Command::UpdateTasks { .. } => Ok(()),
+            Command::UpdateNode { id, labels_add, .. } => {
+                let Some(node) = self.nodes.get(id) else {
+                    return Err(ApplyError::NodeNotFound(id.clone()));
+                };
+                let mut labels = node.labels.clone();
+                labels.extend(labels_add.iter().cloned());
+                limits::check_labels("node labels", &labels).map_err(invalid)
             }
-            Command::UpdateNode { id, .. } | Command::RemoveNode { id } => {
-                match self.nodes.contains_key(id) {
-                    true => Ok(()),
-                    false => Err(ApplyError::NodeNotFound(id.clone())),
-                }
-            }
+            Command::RemoveNode { id } => match self.nodes.contains_key(id) {
+                true => Ok(()),
+                false => Err(ApplyError::NodeNotFound(id.clone())),
+            },
             Command::RotateJoinTokens { .. } => match self.cluster {
                 Some(_) => Ok(()),
                 None => Err(ApplyError::NotInitialized),
@@ -116,16 +129,20 @@ impl ClusterState {
                 true => Ok(()),
                 false => Err(ApplyError::NodeNotFound(node_id.clone())),
             },
-            Command::CreateService(svc) => match self.service_by_name(&svc.spec.name) {
-                Some(_) => Err(ApplyError::ServiceNameConflict(svc.spec.name.clone())),
-                None => Ok(()),
-            },
+            Command::CreateService(svc) => {
+                limits::check_service_spec(&svc.spec).map_err(invalid)?;
+                match self.service_by_name(&svc.spec.name) {
+                    Some(_) => Err(ApplyError::ServiceNameConflict(svc.spec.name.clone())),
+                    None => Ok(()),
+                }
+            }
             Command::UpdateService {
                 service,
                 spec,
                 expected_version,
                 ..
             } => {
+                limits::check_service_spec(spec).map_err(invalid)?;
                 let Some(svc) = self.find_service(service) else {
                     return Err(ApplyError::ServiceNotFound(service.clone()));
                 };
@@ -206,8 +223,9 @@ impl ClusterState {
                 at,
             } => {
                 if let Some(node) = self.nodes.get_mut(id) {
-                    if let Some(r) = role {
-                        node.role = *r;
+                    if let Some(r) = role.filter(|r| *r != node.role) {
+                        node.role = r;
+                        node.cert_generation += 1;
                     }
                     if let Some(a) = availability {
                         node.availability = *a;
@@ -385,6 +403,8 @@ impl ClusterState {
                     false
                 }
             }
+            // Only the node a task is assigned to speaks for it.
+            TaskUpdate::Status { node_id, .. } if task.node_id.as_ref() != Some(node_id) => false,
             TaskUpdate::Status { status, .. } => {
                 if status.state > task.status.state
                     || (status.state == task.status.state && *status != task.status)
@@ -415,22 +435,102 @@ mod tests {
 
     fn state_with_task() -> ClusterState {
         let mut s = ClusterState::default();
-        s.tasks.insert(
-            "t".into(),
-            crate::model::sample_task(TaskState::New, Utc::now()),
-        );
+        let mut t = crate::model::sample_task(TaskState::New, Utc::now());
+        t.node_id = Some("n1".into());
+        s.tasks.insert("t".into(), t);
         s
     }
 
-    fn report(s: &mut ClusterState, state: TaskState, index: u64) {
+    fn report_from(s: &mut ClusterState, node: &str, state: TaskState, index: u64) {
         let cmd = Command::UpdateTasks {
             updates: vec![TaskUpdate::Status {
                 task_id: "t".into(),
+                node_id: node.into(),
                 status: TaskStatus::new(state, state.as_str()),
             }],
             at: Utc::now(),
         };
         s.apply(&cmd, index).expect("apply");
+    }
+
+    fn report(s: &mut ClusterState, state: TaskState, index: u64) {
+        report_from(s, "n1", state, index)
+    }
+
+    #[test]
+    fn only_the_tasks_node_reports_its_status() {
+        let mut s = state_with_task();
+        report_from(&mut s, "n2", TaskState::Failed, 2);
+        assert_eq!(s.tasks["t"].status.state, TaskState::New);
+        report(&mut s, TaskState::Running, 3);
+        assert_eq!(s.tasks["t"].status.state, TaskState::Running);
+    }
+
+    #[test]
+    fn a_role_change_bumps_the_certificate_generation() {
+        let mut s = ClusterState::default();
+        s.apply(&Command::UpsertNode(sample_node()), 1)
+            .expect("apply");
+        let set = |s: &mut ClusterState, role, index| {
+            let cmd = Command::UpdateNode {
+                id: "n1".into(),
+                role: Some(role),
+                availability: None,
+                labels_add: Vec::new(),
+                labels_rm: Vec::new(),
+                at: Utc::now(),
+            };
+            s.apply(&cmd, index).expect("apply");
+        };
+        set(&mut s, crate::model::NodeRole::Manager, 2);
+        assert_eq!(s.nodes["n1"].cert_generation, 1);
+        // Not a change: no new generation.
+        set(&mut s, crate::model::NodeRole::Manager, 3);
+        assert_eq!(s.nodes["n1"].cert_generation, 1);
+        set(&mut s, crate::model::NodeRole::Worker, 4);
+        assert_eq!(s.nodes["n1"].cert_generation, 2);
+    }
+
+    #[test]
+    fn a_spec_past_the_limits_is_refused_when_it_applies() {
+        let mut s = ClusterState::default();
+        let mut spec = crate::model::ServiceSpec {
+            name: "web".into(),
+            labels: Default::default(),
+            mode: crate::model::ServiceMode::Replicated { replicas: 1 },
+            task_template: Default::default(),
+        };
+        spec.mode = crate::model::ServiceMode::Replicated { replicas: u64::MAX };
+        let svc = Service {
+            id: "s".into(),
+            spec,
+            previous_spec: None,
+            version: 0,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let err = s.apply(&Command::CreateService(Box::new(svc)), 1);
+        assert!(matches!(err, Err(ApplyError::Invalid(_))), "{err:?}");
+        assert!(s.services.is_empty());
+    }
+
+    fn sample_node() -> Node {
+        Node {
+            id: "n1".into(),
+            raft_id: 0,
+            hostname: "h".into(),
+            role: crate::model::NodeRole::Worker,
+            availability: Default::default(),
+            labels: Default::default(),
+            state: Default::default(),
+            status_message: String::new(),
+            addr: String::new(),
+            drivers: Vec::new(),
+            cert_generation: 0,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            version: 0,
+        }
     }
 
     #[test]

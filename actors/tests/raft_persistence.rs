@@ -25,6 +25,7 @@ fn node(i: usize) -> Node {
         status_message: String::new(),
         addr: String::new(),
         drivers: Vec::new(),
+        cert_generation: 0,
         created_at: Utc::now(),
         updated_at: Utc::now(),
         version: 0,

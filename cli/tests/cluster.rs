@@ -470,6 +470,7 @@ fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node()
             "cluster",
             "rogue-node",
             shoal_actors::model::NodeRole::Manager,
+            0,
             Duration::from_secs(3600),
         )
         .expect("cert");

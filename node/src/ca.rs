@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use rand::Rng;
 use rcgen::KeyPair;
 use sha2::{Digest, Sha256};
 
@@ -77,17 +76,25 @@ impl RootCa {
     }
 }
 
+/// Compares a presented join token with the cluster's in time that does
+/// not depend on where they differ, so timing cannot reveal the secret.
+pub fn tokens_equal(presented: &str, expected: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), expected.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for (i, y) in b.iter().enumerate() {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ y);
+    }
+    diff == 0
+}
+
 /// base-36 SHA-256 of a CA certificate's DER, 50 digits, as in join tokens.
 pub fn ca_digest(der: &[u8]) -> String {
     base36(&Sha256::digest(der), 50)
 }
 
+/// The token's secret: 25 random characters of the id alphabet.
 fn random_secret() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..25)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    shoal_actors::model::new_id()
 }
 
 /// Big-endian bytes as a base-36 number, zero-padded to `width` digits.
@@ -124,6 +131,15 @@ mod tests {
         assert_eq!(parts[1], "1");
         assert_eq!(parts[2].len(), 50);
         assert_eq!(parts[3].len(), 25);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(tokens_equal("SWMTKN-1-a-b", "SWMTKN-1-a-b"));
+        assert!(!tokens_equal("SWMTKN-1-a-c", "SWMTKN-1-a-b"));
+        assert!(!tokens_equal("SWMTKN-1-a-b-", "SWMTKN-1-a-b"));
+        assert!(!tokens_equal("SWMTKN-1-a-", "SWMTKN-1-a-b"));
+        assert!(!tokens_equal("", "x"));
     }
 
     #[test]

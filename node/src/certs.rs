@@ -16,6 +16,19 @@ use crate::ca::{CaError, RootCa};
 /// "a node of my cluster" without knowing which one answers.
 pub const NODE_SERVER_NAME: &str = "shoal-node";
 
+/// A DNS name `gen-<n>.shoal` in every node certificate says which
+/// certificate generation of its node it belongs to.
+const GENERATION_PREFIX: &str = "gen-";
+
+/// The certificate generation among a certificate's DNS names (0 if none).
+pub fn generation_of<'a>(dns_names: impl IntoIterator<Item = &'a str>) -> u64 {
+    dns_names
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(GENERATION_PREFIX)?.strip_suffix(".shoal"))
+        .find_map(|g| g.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn role_unit(role: NodeRole) -> &'static str {
     match role {
         NodeRole::Manager => "swarm-manager",
@@ -78,12 +91,14 @@ impl NodeCert {
 }
 
 impl RootCa {
-    /// Issues a certificate for `node_id` in `role`, valid for `validity`.
+    /// Issues a certificate for `node_id` in `role`, valid for `validity`,
+    /// of the node's certificate `generation` (see `Node::cert_generation`).
     pub fn issue(
         &self,
         cluster_id: &str,
         node_id: &str,
         role: NodeRole,
+        generation: u64,
         validity: Duration,
     ) -> Result<NodeCert, CaError> {
         let ca_key = KeyPair::from_pem(&self.key_pem)?;
@@ -92,6 +107,7 @@ impl RootCa {
         let mut params = CertificateParams::new(vec![
             NODE_SERVER_NAME.to_string(),
             format!("{node_id}.shoal"),
+            format!("{GENERATION_PREFIX}{generation}.shoal"),
         ])?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, node_id);

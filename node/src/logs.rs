@@ -2,8 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-pub fn log_path(dir: &Path, task_id: &str) -> PathBuf {
-    dir.join(format!("{task_id}.log"))
+/// The log file of `task_id`; `None` unless the id has the id alphabet and
+/// length, so no id (`../x`) can name a file outside `dir`.
+pub fn log_path(dir: &Path, task_id: &str) -> Option<PathBuf> {
+    shoal_actors::model::is_valid_id(task_id).then(|| dir.join(format!("{task_id}.log")))
 }
 
 pub fn format_line(stream: &str, text: &str) -> String {
@@ -33,7 +35,10 @@ pub fn parse_line(line: &str) -> Option<LogLine<'_>> {
 /// Up to `max` bytes of a task's log from `offset` (empty if there is none).
 pub async fn read_from(dir: &Path, task_id: &str, offset: u64, max: usize) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let Ok(mut f) = tokio::fs::File::open(log_path(dir, task_id)).await else {
+    let Some(path) = log_path(dir, task_id) else {
+        return Vec::new();
+    };
+    let Ok(mut f) = tokio::fs::File::open(path).await else {
         return Vec::new();
     };
     if f.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
@@ -42,4 +47,32 @@ pub async fn read_from(dir: &Path, task_id: &str, offset: u64, max: usize) -> Ve
     let mut buf = Vec::new();
     let _ = f.take(max as u64).read_to_end(&mut buf).await;
     buf
+}
+
+/// Opens (creating) a task's log for appending, readable by the owner only.
+pub async fn open_for_append(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_ids_name_a_log() {
+        let dir = Path::new("/data/logs");
+        assert!(log_path(dir, "../../../outside").is_none());
+        assert!(log_path(dir, "abcdefghijklmnopqrstuvwx/").is_none());
+        assert!(log_path(dir, "").is_none());
+        let id = shoal_actors::model::new_id();
+        assert_eq!(
+            log_path(dir, &id),
+            Some(dir.join(format!("{id}.log")))
+        );
+    }
 }

@@ -21,8 +21,11 @@ struct Echo {
 }
 
 impl Inbound for Echo {
-    fn admits(&self, peer: &PeerId) -> bool {
-        self.removed != Some(peer.node_id.as_str())
+    fn admits(&self, peer: &PeerId) -> Result<(), &'static str> {
+        match self.removed == Some(peer.node_id.as_str()) {
+            true => Err("node removed from the swarm"),
+            false => Ok(()),
+        }
     }
 
     fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String> {
@@ -50,6 +53,7 @@ fn identity(ca: &RootCa, node: &str) -> TlsIdentity {
             "cluster-1",
             node,
             NodeRole::Manager,
+            7,
             Duration::from_secs(3600),
         )
         .expect("issue");

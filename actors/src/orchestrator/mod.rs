@@ -198,8 +198,15 @@ impl Actor for Orchestrator {
                     reap(&guard.0, limit)
                 };
                 if !doomed.is_empty() {
-                    if let Err(e) = st.ctx.proposer.propose(Command::DeleteTasks(doomed)).await {
-                        tracing::warn!(error = %e, "task reaper write failed");
+                    let more = doomed.len() > crate::limits::MAX_TASKS_PER_PASS;
+                    let batch = doomed
+                        .into_iter()
+                        .take(crate::limits::MAX_TASKS_PER_PASS)
+                        .collect();
+                    match st.ctx.proposer.propose(Command::DeleteTasks(batch)).await {
+                        Err(e) => tracing::warn!(error = %e, "task reaper write failed"),
+                        Ok(()) if more => st.queue_reap(&myself),
+                        Ok(()) => {}
                     }
                 }
             }

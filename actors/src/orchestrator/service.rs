@@ -11,6 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use super::restart::{decide, SlotDecision};
 use crate::command::{Command, TaskUpdate};
 use crate::leader::ManagerCtx;
+use crate::limits::MAX_TASKS_PER_PASS;
 use crate::model::{new_id, Service, Task, TaskState, TaskStatus};
 use crate::state::ClusterState;
 
@@ -19,6 +20,9 @@ use crate::state::ClusterState;
 pub struct Plan {
     pub commands: Vec<Command>,
     pub retry_in: Option<Duration>,
+    /// The pass stopped at `limits::MAX_TASKS_PER_PASS`: plan again once
+    /// these commands are in.
+    pub more: bool,
 }
 
 fn new_task(svc: &Service, slot: u64, history: Vec<DateTime<Utc>>, now: DateTime<Utc>) -> Task {
@@ -74,7 +78,14 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
     }
     let mut create = Vec::new();
     let mut updates = Vec::new();
+    let full = |create: &Vec<Task>, updates: &Vec<TaskUpdate>| {
+        create.len() + updates.len() >= MAX_TASKS_PER_PASS
+    };
     for slot in 1..=replicas {
+        if full(&create, &updates) {
+            plan.more = true;
+            break;
+        }
         let tasks = slots.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
         if tasks
             .iter()
@@ -117,8 +128,12 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         }
     }
     // Scale down: slots above the replica count go away, highest first.
-    for (_, tasks) in slots.range(replicas + 1..) {
+    'down: for (_, tasks) in slots.range(replicas + 1..) {
         for t in tasks.iter().filter(|t| t.desired_state < TaskState::Remove) {
+            if full(&create, &updates) {
+                plan.more = true;
+                break 'down;
+            }
             updates.push(TaskUpdate::Desired {
                 task_id: t.id.clone(),
                 state: TaskState::Remove,
@@ -194,12 +209,19 @@ impl Actor for ServiceSupervisor {
             ServiceMsg::Poke => st.poke(&myself),
             ServiceMsg::Reconcile => {
                 st.queued = false;
-                let plan = plan(&st.args.ctx.sm.read().0, &st.args.service_id, Utc::now());
+                // The plan is made under the read lock and the lock is let go
+                // before the write: a pass is bounded, the write is not.
+                let plan = {
+                    let guard = st.args.ctx.sm.read();
+                    plan(&guard.0, &st.args.service_id, Utc::now())
+                };
                 if !plan.commands.is_empty() {
                     let cmd = Command::Batch(plan.commands);
                     if let Err(e) = st.args.ctx.proposer.propose(cmd).await {
                         tracing::warn!(service = %st.args.service_id, error = %e, "reconcile write failed");
                         myself.send_after(Duration::from_millis(200), || ServiceMsg::Poke);
+                    } else if plan.more {
+                        st.poke(&myself);
                     }
                 }
                 if let Some(wait) = plan.retry_in {

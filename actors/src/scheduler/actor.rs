@@ -6,6 +6,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use super::placement::{place, Candidate, Decision, Request};
 use crate::command::{Command, TaskUpdate};
 use crate::leader::ManagerCtx;
+use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::TaskState;
 use crate::state::{Change, ClusterState};
 use crate::store::StoreEvent;
@@ -65,8 +66,10 @@ impl SchedulerState {
         }
     }
 
-    async fn pass(&mut self) {
-        let updates: Vec<TaskUpdate> = {
+    /// One placement pass; true when it stopped at the batch limit and
+    /// another pass should follow.
+    async fn pass(&mut self) -> bool {
+        let mut updates: Vec<TaskUpdate> = {
             let guard = self.ctx.sm.read();
             let state = &guard.0;
             let (requests, mut nodes) = snapshot(state);
@@ -88,15 +91,19 @@ impl SchedulerState {
                 .collect()
         };
         if updates.is_empty() {
-            return;
+            return false;
         }
+        let more = updates.len() > MAX_UPDATES_PER_PROPOSAL;
+        updates.truncate(MAX_UPDATES_PER_PROPOSAL);
         let cmd = Command::UpdateTasks {
             updates,
             at: Utc::now(),
         };
         if let Err(e) = self.ctx.proposer.propose(cmd).await {
             tracing::warn!(error = %e, "scheduler write failed");
+            return false;
         }
+        more
     }
 }
 
@@ -138,7 +145,9 @@ impl Actor for Scheduler {
             SchedulerMsg::Store(None) => st.queue_pass(&myself),
             SchedulerMsg::Pass => {
                 st.pass_queued = false;
-                st.pass().await;
+                if st.pass().await {
+                    st.queue_pass(&myself);
+                }
             }
         }
         Ok(())

@@ -10,6 +10,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use super::task_actor::{TaskActor, TaskArgs, TaskMsg};
 use crate::dispatcher::{DispatcherLink, DispatcherMsg, NodeDescription};
 use crate::driver::Drivers;
+use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{Task, TaskState, TaskStatus};
 use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
 
@@ -27,6 +28,8 @@ pub enum AgentMsg {
     /// Every task the dispatcher wants this node to know about.
     Assignments(Vec<Task>),
     Status(String, TaskStatus),
+    /// Send the statuses gathered since the last flush.
+    Flush,
     /// The dispatcher does not know this node's session: register again.
     SessionRejected,
     /// A task actor ended: start it again if its task is still assigned and
@@ -39,7 +42,10 @@ pub struct AgentState {
     tasks: Children,
     /// Latest status of every task this node runs or ran, resent after a reconnect.
     statuses: HashMap<String, TaskStatus>,
-    unsent: Vec<(String, TaskStatus)>,
+    /// Reports not yet sent, newest per task: a burst of changes costs one
+    /// message per batch, not one per change.
+    unsent: HashMap<String, TaskStatus>,
+    flush_queued: bool,
     session: Option<ActorId>,
     /// The latest assignments, for `Recheck`.
     assigned: Vec<Task>,
@@ -47,6 +53,9 @@ pub struct AgentState {
 
 #[derive(Clone)]
 pub struct Agent;
+
+/// How long status changes gather before they are sent.
+const FLUSH_DELAY: Duration = Duration::from_millis(20);
 
 fn task_actor_name(id: &str) -> String {
     format!("task/{id}")
@@ -64,11 +73,6 @@ impl AgentState {
         if self.session != Some(d.get_id()) {
             // A new dispatcher (new leader, or a restarted one): start a session
             // and tell it everything we know, since it may have missed reports.
-            let all: Vec<_> = self
-                .statuses
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
             let registered = d.send_message(DispatcherMsg::Register {
                 node: self.args.node.clone(),
                 agent: Arc::new(myself.clone()),
@@ -78,24 +82,32 @@ impl AgentState {
             }
             self.session = Some(d.get_id());
             self.unsent.clear();
-            if !all.is_empty() {
-                let _ = d.send_message(DispatcherMsg::Status {
-                    node_id: self.args.node.node_id.clone(),
-                    updates: all,
-                });
-            }
+            let all: Vec<_> = self
+                .statuses
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            self.send_statuses(&d, all);
             return;
         }
-        if !self.unsent.is_empty() {
-            let updates = std::mem::take(&mut self.unsent);
-            if let Err(e) = d.send_message(DispatcherMsg::Status {
+        let unsent: Vec<_> = self.unsent.drain().collect();
+        self.send_statuses(&d, unsent);
+    }
+
+    /// Sends reports in batches of at most `MAX_UPDATES_PER_PROPOSAL`; what
+    /// cannot be sent waits for the next session.
+    fn send_statuses(&mut self, d: &ActorRef<DispatcherMsg>, mut all: Vec<(String, TaskStatus)>) {
+        while !all.is_empty() {
+            let rest = all.split_off(all.len().min(MAX_UPDATES_PER_PROPOSAL));
+            let sent = d.send_message(DispatcherMsg::Status {
                 node_id: self.args.node.node_id.clone(),
-                updates,
-            }) {
-                if let ractor::MessagingErr::SendErr(DispatcherMsg::Status { updates, .. }) = e {
-                    self.unsent = updates;
-                }
+                updates: std::mem::replace(&mut all, rest),
+            });
+            if let Err(ractor::MessagingErr::SendErr(DispatcherMsg::Status { updates, .. })) = sent {
+                self.unsent.extend(updates);
+                self.unsent.extend(all);
                 self.session = None;
+                return;
             }
         }
     }
@@ -157,9 +169,15 @@ impl AgentState {
                 let _ = a.send_message(TaskMsg::Stop);
             }
         }
-        // Forget finished tasks the managers no longer mention.
-        self.statuses
-            .retain(|id, s| !s.state.is_terminal() || wanted.contains(&task_actor_name(id)));
+        // Forget tasks the managers no longer mention once nothing runs them
+        // here: finished, or never started on this node.
+        let tasks = &self.tasks;
+        self.statuses.retain(|id, s| {
+            let name = task_actor_name(id);
+            wanted.contains(&name) || (!s.state.is_terminal() && tasks.contains(&name))
+        });
+        let statuses = &self.statuses;
+        self.unsent.retain(|id, _| statuses.contains_key(id));
     }
 }
 
@@ -179,7 +197,8 @@ impl Actor for Agent {
             tasks: Children::new(args.directory.clone(), Intensity::default()),
             args,
             statuses: HashMap::new(),
-            unsent: Vec::new(),
+            unsent: HashMap::new(),
+            flush_queued: false,
             session: None,
             assigned: Vec::new(),
         })
@@ -235,7 +254,14 @@ impl Actor for Agent {
             AgentMsg::Status(id, status) => {
                 tracing::debug!(task = %id, state = status.state.as_str(), "task status");
                 st.statuses.insert(id.clone(), status.clone());
-                st.unsent.push((id, status));
+                st.unsent.insert(id, status);
+                if !st.flush_queued {
+                    st.flush_queued = true;
+                    myself.send_after(FLUSH_DELAY, || AgentMsg::Flush);
+                }
+            }
+            AgentMsg::Flush => {
+                st.flush_queued = false;
                 st.flush(&myself);
             }
         }

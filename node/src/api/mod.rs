@@ -201,6 +201,7 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
             })?;
         }
     }
+    shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
     let node_id = rt.init_swarm(spec).await?;
     Ok(Json(json!(node_id)))
 }
@@ -555,6 +556,8 @@ async fn node_update(
     Json(u): Json<NodeUpdate>,
 ) -> ApiResult {
     use shoal_actors::model::Availability;
+    shoal_actors::limits::check_labels("node labels", &u.label_add)
+        .map_err(|e| ApiError::bad_request(e.0))?;
     let availability = match u.availability.as_deref() {
         None => None,
         Some("active") => Some(Availability::Active),

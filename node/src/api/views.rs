@@ -236,7 +236,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
             "invalid environment variable {bad:?}: expected KEY=VALUE"
         ));
     }
-    Ok(ServiceSpec {
+    let spec = ServiceSpec {
         name,
         labels,
         mode: ServiceMode::Replicated { replicas },
@@ -284,7 +284,9 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
                 )?,
             },
         },
-    })
+    };
+    shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -322,5 +324,9 @@ mod tests {
         assert!(parse_service_spec(&no_image)
             .unwrap_err()
             .contains("image reference"));
+        let huge = json!({"Name": "a", "Mode": {"Replicated": {"Replicas": 9223372036854775808u64}}, "TaskTemplate": {"ContainerSpec": {"Image": "x"}}});
+        assert!(parse_service_spec(&huge)
+            .unwrap_err()
+            .contains("Replicas must be at most"));
     }
 }

@@ -10,29 +10,70 @@ use shoal_actors::worker::AgentMsg;
 
 use super::wire::{OneWay, Request, Response, ToAgent};
 use crate::certs::role_unit;
+use shoal_actors::model::{is_valid_id, NodeRole};
 use crate::runtime::Runtime;
 use crate::transport::{Inbound, PeerId};
 
 pub struct ClusterInbound(pub Weak<Runtime>);
 
-fn is_manager(peer: &PeerId) -> bool {
-    peer.role == role_unit(shoal_actors::model::NodeRole::Manager)
+/// What a peer may do, decided per request. The certificate proves who the
+/// peer is; its role comes from the replicated state as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Manager,
+    Worker,
+    /// Removed from the swarm, or its certificate is of an older generation
+    /// than the state's (a role changed since it was issued).
+    Refused(&'static str),
+}
+
+/// A node without the cluster state (a worker) has only the certificate's
+/// role to go by; a manager reads the state, and falls back on the
+/// certificate only for a node its replica does not know yet (it is still
+/// catching up with the log).
+pub fn standing(rt: &Runtime, peer: &PeerId) -> Standing {
+    let from_cert = if peer.role == role_unit(NodeRole::Manager) {
+        Standing::Manager
+    } else {
+        Standing::Worker
+    };
+    let Ok(m) = rt.manager() else {
+        return from_cert;
+    };
+    let guard = m.sm.read();
+    let state = &guard.0;
+    if state
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.removed_nodes.contains(&peer.node_id))
+    {
+        return Standing::Refused("node removed from the swarm");
+    }
+    match state.nodes.get(&peer.node_id) {
+        None => from_cert,
+        Some(n) if peer.generation < n.cert_generation => {
+            Standing::Refused("certificate superseded by a role change")
+        }
+        Some(n) if n.role == NodeRole::Manager => Standing::Manager,
+        Some(_) => Standing::Worker,
+    }
+}
+
+impl ClusterInbound {
+    fn is_manager(&self, rt: &Runtime, peer: &PeerId) -> bool {
+        standing(rt, peer) == Standing::Manager
+    }
 }
 
 impl Inbound for ClusterInbound {
-    fn admits(&self, peer: &PeerId) -> bool {
+    fn admits(&self, peer: &PeerId) -> Result<(), &'static str> {
         let Some(rt) = self.0.upgrade() else {
-            return false;
+            return Err("node is shutting down");
         };
-        let Ok(m) = rt.manager() else {
-            return true;
-        };
-        let guard = m.sm.read();
-        !guard
-            .0
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.removed_nodes.contains(&peer.node_id))
+        match standing(&rt, peer) {
+            Standing::Refused(why) => Err(why),
+            _ => Ok(()),
+        }
     }
 
     fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String> {
@@ -40,8 +81,11 @@ impl Inbound for ClusterInbound {
             return Ok(());
         };
         let msg: OneWay = codec::decode(&bytes).map_err(|e| e.to_string())?;
-        if !is_manager(peer) {
-            return Err(format!("worker {} sent a manager's message", peer.node_id));
+        if !self.is_manager(&rt, peer) {
+            // Well-formed but not allowed: dropped, the connection stays (a
+            // node mid-promotion may still speak with its old certificate).
+            tracing::debug!(node = %peer.node_id, "a manager's message from a node that is not one; dropped");
+            return Ok(());
         }
         match msg {
             OneWay::Raft {
@@ -81,7 +125,8 @@ impl Inbound for ClusterInbound {
                 return Err("node is shutting down".into());
             };
             let req: Request = codec::decode(&bytes).map_err(|e| e.to_string())?;
-            let answer = handle(&rt, peer, req).await?;
+            let manager = peer.as_ref().is_some_and(|p| standing(&rt, p) == Standing::Manager);
+            let answer = handle(&rt, peer, manager, req).await?;
             codec::encode(&answer).map_err(|e| e.to_string())
         })
     }
@@ -94,7 +139,13 @@ fn refused(message: &str) -> Response {
     }
 }
 
-async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result<Response, String> {
+/// `manager`: whether the replicated state makes the peer a manager now.
+async fn handle(
+    rt: &Arc<Runtime>,
+    peer: Option<PeerId>,
+    manager: bool,
+    req: Request,
+) -> Result<Response, String> {
     let Some(peer) = peer else {
         // A node without a certificate may only join.
         return match req {
@@ -109,17 +160,21 @@ async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result
     };
     Ok(match req {
         Request::Join { .. } => refused("this node is already part of the swarm"),
-        Request::Propose(cmd) if is_manager(&peer) => rt.propose_here(*cmd).await.into(),
-        Request::AddVoter(id) if is_manager(&peer) => rt.add_voter_here(id).await.into(),
-        Request::RemoveVoter(id) if is_manager(&peer) => rt.remove_voter_here(id).await.into(),
-        Request::RoleChange(change) if is_manager(&peer) => rt.change_role(*change).await.into(),
-        Request::TransferLeader(to) if is_manager(&peer) => {
+        Request::Propose(cmd) if manager => rt.propose_here(*cmd).await.into(),
+        Request::AddVoter(id) if manager => rt.add_voter_here(id).await.into(),
+        Request::RemoveVoter(id) if manager => rt.remove_voter_here(id).await.into(),
+        Request::RoleChange(change) if manager => rt.change_role(*change).await.into(),
+        Request::TransferLeader(to) if manager => {
             if let Some(raft) = rt.directory.get::<shoal_actors::raft::RaftMsg>("raft") {
                 let _ = raft.send_message(shoal_actors::raft::RaftMsg::TransferLeader(to));
             }
             Response::Done
         }
-        Request::TaskLog { task_id, offset } if is_manager(&peer) => {
+        Request::TaskLog { task_id, .. } if !is_valid_id(&task_id) => Response::Error {
+            status: 400,
+            message: format!("invalid task id {task_id:?}"),
+        },
+        Request::TaskLog { task_id, offset } if manager => {
             Response::Log(rt.local_task_log(&task_id, offset).await)
         }
         Request::RenewCert => rt
@@ -131,7 +186,7 @@ async fn handle(rt: &Arc<Runtime>, peer: Option<PeerId>, req: Request) -> Result
                 | super::wire::ToDispatcher::Heartbeat { node_id, .. }
                 | super::wire::ToDispatcher::Status { node_id, .. } => *node_id == peer.node_id,
             };
-            if !own && !is_manager(&peer) {
+            if !own && !manager {
                 refused("a node may only speak for itself")
             } else {
                 rt.to_dispatcher(m).await

@@ -5,11 +5,15 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use parking_lot::{Mutex, RwLock};
 use protobuf::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use shoal_actors::codec;
 use shoal_actors::dispatcher::{AgentLink, DispatcherLink, DispatcherMsg};
+use shoal_actors::limits::MAX_UPDATES_PER_PROPOSAL;
+use shoal_actors::model::TaskStatus;
 use shoal_actors::raft::RaftTransport;
 use shoal_actors::store::StateMachine;
 use shoal_actors::supervision::Directory;
@@ -101,7 +105,7 @@ impl AgentLink for RemoteAgent {
         let wire = match msg {
             AgentMsg::Assignments(tasks) => ToAgent::Assignments(tasks),
             AgentMsg::SessionRejected => ToAgent::SessionRejected,
-            AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Recheck => return,
+            AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Flush | AgentMsg::Recheck => return,
         };
         send_to(&self.transport, &self.addr, &OneWay::ToAgent(wire));
     }
@@ -136,15 +140,25 @@ pub struct ProxyArgs {
 }
 
 pub struct ProxyState {
-    args: ProxyArgs,
-    /// Index of the manager that answered last.
-    current: usize,
+    lane: Arc<Lane>,
+    /// Status reports waiting to be delivered, newest per task.
+    statuses: Arc<Mutex<HashMap<String, TaskStatus>>>,
+    node_id: Arc<Mutex<String>>,
+    statuses_busy: Arc<AtomicBool>,
+    heartbeat_busy: Arc<AtomicBool>,
 }
 
-impl ProxyState {
+/// What every delivery needs: the transport, the managers and which of them
+/// answered last.
+struct Lane {
+    args: ProxyArgs,
+    current: AtomicUsize,
+}
+
+impl Lane {
     /// Sends to the manager that answered last, moving on through the list
     /// until one answers; a manager that does not lead relays to the leader.
-    async fn deliver(&mut self, wire: ToDispatcher) {
+    async fn deliver(&self, wire: ToDispatcher) {
         let Some(t) = self.args.transport.read().clone() else {
             return;
         };
@@ -152,8 +166,9 @@ impl ProxyState {
             return;
         };
         let managers = self.args.managers.read().clone();
+        let current = self.current.load(Ordering::Relaxed);
         let targets: Vec<String> = (0..managers.len())
-            .map(|i| managers[(self.current + i) % managers.len()].clone())
+            .map(|i| managers[(current + i) % managers.len()].clone())
             .collect();
         for (i, addr) in targets.iter().enumerate() {
             let Ok(sock) = addr.parse::<SocketAddr>() else {
@@ -170,7 +185,7 @@ impl ProxyState {
             }) {
                 Ok(answer) => {
                     if let Some(pos) = managers.iter().position(|m| m == addr) {
-                        self.current = pos;
+                        self.current.store(pos, Ordering::Relaxed);
                     }
                     if !matches!(codec::decode(&answer), Ok(super::wire::Response::Done)) {
                         tracing::debug!(%addr, "dispatcher message not accepted");
@@ -180,6 +195,62 @@ impl ProxyState {
                 Err(e) => tracing::debug!(%addr, attempt = i, error = %e, "manager unreachable"),
             }
         }
+    }
+}
+
+impl ProxyState {
+    /// Delivers queued status reports in batches, one at a time, until the
+    /// queue is empty. At most one such loop runs; reports that arrive while
+    /// it runs join the next batch.
+    fn drain_statuses(&self) {
+        if self.statuses_busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (lane, queue, node_id, busy) = (
+            self.lane.clone(),
+            self.statuses.clone(),
+            self.node_id.clone(),
+            self.statuses_busy.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let batch: Vec<(String, TaskStatus)> = {
+                    let mut q = queue.lock();
+                    let ids: Vec<String> = q.keys().take(MAX_UPDATES_PER_PROPOSAL).cloned().collect();
+                    ids.into_iter()
+                        .filter_map(|id| q.remove(&id).map(|s| (id, s)))
+                        .collect()
+                };
+                if batch.is_empty() {
+                    busy.store(false, Ordering::Release);
+                    // A report queued between the take and the store above.
+                    if queue.lock().is_empty() || busy.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                    continue;
+                }
+                let node_id = node_id.lock().clone();
+                lane.deliver(ToDispatcher::Status {
+                    node_id,
+                    updates: batch,
+                })
+                .await;
+            }
+        });
+    }
+
+    /// Heartbeats have their own lane: a status backlog never delays them,
+    /// and at most one is in flight.
+    fn heartbeat(&self, node_id: String) {
+        if self.heartbeat_busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (lane, busy) = (self.lane.clone(), self.heartbeat_busy.clone());
+        tokio::spawn(async move {
+            let addr = lane.args.own_addr.clone();
+            lane.deliver(ToDispatcher::Heartbeat { node_id, addr }).await;
+            busy.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -193,7 +264,16 @@ impl Actor for DispatcherProxy {
         _myself: ActorRef<DispatcherMsg>,
         args: ProxyArgs,
     ) -> Result<ProxyState, ActorProcessingErr> {
-        Ok(ProxyState { args, current: 0 })
+        Ok(ProxyState {
+            lane: Arc::new(Lane {
+                args,
+                current: AtomicUsize::new(0),
+            }),
+            statuses: Arc::default(),
+            node_id: Arc::default(),
+            statuses_busy: Arc::default(),
+            heartbeat_busy: Arc::default(),
+        })
     }
 
     async fn handle(
@@ -202,21 +282,30 @@ impl Actor for DispatcherProxy {
         msg: DispatcherMsg,
         st: &mut ProxyState,
     ) -> Result<(), ActorProcessingErr> {
-        let wire = match msg {
-            DispatcherMsg::Register { node, .. } => ToDispatcher::Register {
-                node_id: node.node_id,
-                hostname: node.hostname,
-                addr: st.args.own_addr.clone(),
-                drivers: node.drivers,
-            },
-            DispatcherMsg::Heartbeat { node_id, .. } => ToDispatcher::Heartbeat {
-                node_id,
-                addr: st.args.own_addr.clone(),
-            },
-            DispatcherMsg::Status { node_id, updates } => ToDispatcher::Status { node_id, updates },
-            DispatcherMsg::Store(_) | DispatcherMsg::Tick => return Ok(()),
-        };
-        st.deliver(wire).await;
+        match msg {
+            // Awaited: the reports that follow a registration must not
+            // overtake it.
+            DispatcherMsg::Register { node, .. } => {
+                *st.node_id.lock() = node.node_id.clone();
+                let wire = ToDispatcher::Register {
+                    node_id: node.node_id,
+                    hostname: node.hostname,
+                    addr: st.lane.args.own_addr.clone(),
+                    drivers: node.drivers,
+                };
+                st.lane.deliver(wire).await;
+            }
+            DispatcherMsg::Heartbeat { node_id, .. } => st.heartbeat(node_id),
+            DispatcherMsg::Status { node_id, updates } => {
+                *st.node_id.lock() = node_id;
+                st.statuses.lock().extend(updates);
+                st.drain_statuses();
+            }
+            DispatcherMsg::Store(_)
+            | DispatcherMsg::Tick
+            | DispatcherMsg::StatusWritten
+            | DispatcherMsg::PushAssignments => {}
+        }
         Ok(())
     }
 }

@@ -181,14 +181,11 @@ impl DockerDriver {
             .since(since)
             .build();
         let mut stream = self.docker.logs(name, Some(opts));
-        let path = logs::log_path(&self.log_dir, task_id);
+        let Some(path) = logs::log_path(&self.log_dir, task_id) else {
+            return;
+        };
         tokio::spawn(async move {
-            let Ok(mut file) = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .await
-            else {
+            let Ok(mut file) = logs::open_for_append(&path).await else {
                 return;
             };
             let mut partial: HashMap<&'static str, String> = HashMap::new();
@@ -213,6 +210,12 @@ impl DockerDriver {
     }
 
     async fn create_and_start(&self, launch: Launch) -> Result<Lifecycle, DriverError> {
+        if !shoal_actors::model::is_valid_id(&launch.task.id) {
+            return Err(DriverError::Rejected(format!(
+                "invalid task id {:?}",
+                launch.task.id
+            )));
+        }
         let task = &launch.task;
         let spec = &task.spec;
         let name = format!("{}.{}.{}", task.service_name, task.slot, task.id);

@@ -44,6 +44,8 @@ impl ProcessDriver {
 
     fn spawn(&self, launch: &Launch) -> Result<Proc, DriverError> {
         let task = &launch.task;
+        let log = logs::log_path(&self.log_dir, &task.id)
+            .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
         let mut cmd = tokio::process::Command::new(&task.spec.image);
         cmd.args(&task.spec.args)
             .env_clear()
@@ -65,6 +67,9 @@ impl ProcessDriver {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // The daemon keeps a private umask for its data dir; a task
+                // gets the usual one.
+                libc::umask(0o022);
                 Ok(())
             });
         }
@@ -85,7 +90,7 @@ impl ProcessDriver {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(pump(err, "stderr", lines_tx));
         }
-        tokio::spawn(write_log(logs::log_path(&self.log_dir, &task.id), lines_rx));
+        tokio::spawn(write_log(log, lines_rx));
         tokio::spawn(async move {
             let exit = match child.wait().await {
                 Ok(status) => {
@@ -118,12 +123,7 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
 }
 
 async fn write_log(path: PathBuf, mut rx: mpsc::UnboundedReceiver<String>) {
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .await;
-    let mut file = match file {
+    let mut file = match logs::open_for_append(&path).await {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot open task log");

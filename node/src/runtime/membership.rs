@@ -40,9 +40,9 @@ impl Runtime {
                 .collect();
             (cluster, managers)
         };
-        let role = if token == cluster.join_tokens.manager {
+        let role = if crate::ca::tokens_equal(token, &cluster.join_tokens.manager) {
             NodeRole::Manager
-        } else if token == cluster.join_tokens.worker {
+        } else if crate::ca::tokens_equal(token, &cluster.join_tokens.worker) {
             NodeRole::Worker
         } else {
             return Err(NodeError::BadToken(
@@ -57,7 +57,7 @@ impl Runtime {
             cluster_id: cluster.id.clone(),
             managers: managers.clone(),
         };
-        let cert = ca.issue(&cluster.id, &id.node_id, role, self.config.cert_validity)?;
+        let cert = ca.issue(&cluster.id, &id.node_id, role, 0, self.config.cert_validity)?;
         let node = self.new_node(
             &id,
             role,
@@ -287,6 +287,7 @@ impl Runtime {
             &cluster_id,
             &node.id,
             NodeRole::Manager,
+            node.cert_generation + 1,
             self.config.cert_validity,
         )?;
         self.propose(self.set_role(node.id.clone(), NodeRole::Manager))
@@ -344,6 +345,7 @@ impl Runtime {
             &cluster_id,
             &node.id,
             NodeRole::Worker,
+            node.cert_generation + 1,
             self.config.cert_validity,
         )?;
         if self.raft_leader().await == Some(node.raft_id) {

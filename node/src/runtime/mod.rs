@@ -343,6 +343,7 @@ impl Runtime {
             status_message: String::new(),
             addr: desc.addr,
             drivers: desc.drivers,
+            cert_generation: 0,
             created_at: now,
             updated_at: now,
             version: 0,

@@ -7,7 +7,7 @@ impl Runtime {
     /// the replicated state gives it.
     pub fn renew_for(&self, node_id: &str) -> Result<Response, NodeError> {
         let m = self.manager()?;
-        let (role, cluster_id) = {
+        let (role, generation, cluster_id) = {
             let guard = m.sm.read();
             let node = guard
                 .0
@@ -20,12 +20,13 @@ impl Runtime {
                 .as_ref()
                 .map(|c| c.id.clone())
                 .unwrap_or_default();
-            (node.role, cluster_id)
+            (node.role, node.cert_generation, cluster_id)
         };
         let cert = RootCa::load(&self.ca_dir())?.issue(
             &cluster_id,
             node_id,
             role,
+            generation,
             self.config.cert_validity,
         )?;
         Ok(Response::Renewed {

@@ -25,6 +25,7 @@ impl Runtime {
             &cluster_id,
             &id.node_id,
             NodeRole::Manager,
+            0,
             self.config.cert_validity,
         )?
         .save(&self.certs_dir())?;

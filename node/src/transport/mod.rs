@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod frame;
+mod quiet;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -28,6 +29,8 @@ pub struct PeerId {
     /// `swarm-manager` or `swarm-worker`.
     pub role: String,
     pub cluster_id: String,
+    /// The certificate generation it was issued for (`Node::cert_generation`).
+    pub generation: u64,
 }
 
 /// What the node does with what arrives.
@@ -36,9 +39,10 @@ pub trait Inbound: Send + Sync + 'static {
     /// connection is closed.
     fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String>;
     /// Whether a peer with a valid certificate may still talk to this node
-    /// (a removed node may not).
-    fn admits(&self, _peer: &PeerId) -> bool {
-        true
+    /// (a removed node may not), and if not, why. Asked at accept and again
+    /// for every message and request.
+    fn admits(&self, _peer: &PeerId) -> Result<(), &'static str> {
+        Ok(())
     }
     /// A request; the answer goes back on the same stream. `peer` is `None`
     /// for a client without a certificate (a node joining with a token).
@@ -88,8 +92,13 @@ pub struct Transport {
     config: TransportConfig,
     client: RwLock<quinn::ClientConfig>,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Connections peers opened to us, by the node their certificate names,
+    /// so that they can be closed when that node loses its standing.
+    accepted: Mutex<HashMap<String, Vec<(PeerId, quinn::Connection)>>>,
+    inbound: Arc<dyn Inbound>,
     /// Injected network faults (empty unless a chaos engineer adds some).
     pub faults: faults::Faults,
+    refusals: quiet::Quiet,
 }
 
 fn transport_config(c: &TransportConfig) -> Arc<quinn::TransportConfig> {
@@ -116,10 +125,26 @@ fn peer_id(conn: &quinn::Connection) -> Option<PeerId> {
     let node_id = text(subject.iter_common_name().next())?;
     let role = text(subject.iter_organizational_unit().next()).unwrap_or_default();
     let cluster_id = text(subject.iter_organization().next()).unwrap_or_default();
+    let names: Vec<&str> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some(*d),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Some(PeerId {
         node_id,
         role,
         cluster_id,
+        generation: crate::certs::generation_of(names),
     })
 }
 
@@ -141,10 +166,50 @@ impl Transport {
             config,
             client: RwLock::new(client),
             conns: Mutex::new(HashMap::new()),
+            accepted: Mutex::new(HashMap::new()),
+            inbound: inbound.clone(),
             faults: faults::Faults::default(),
+            refusals: quiet::Quiet::new(Duration::from_secs(10)),
         });
         tokio::spawn(accept_loop(t.clone(), inbound));
         Ok(t)
+    }
+
+    /// Asks `Inbound::admits` again about every connection `node_id` opened
+    /// to us (and ours to it) and closes those it refuses: called when the
+    /// node's entry in the cluster state changes (removal, role change).
+    pub fn recheck(&self, node_id: &str) {
+        let mut refused = Vec::new();
+        if let Some(list) = self.accepted.lock().get_mut(node_id) {
+            list.retain(|(peer, conn)| match self.inbound.admits(peer) {
+                Ok(()) => conn.close_reason().is_none(),
+                Err(why) => {
+                    conn.close(close::REFUSED.into(), why.as_bytes());
+                    refused.push(why);
+                    false
+                }
+            });
+        }
+        if let Some(why) = refused.first() {
+            tracing::warn!(node = %node_id, reason = why, "closed the node's connections");
+        }
+    }
+
+    fn register(&self, peer: &PeerId, conn: &quinn::Connection) {
+        let mut accepted = self.accepted.lock();
+        let list = accepted.entry(peer.node_id.clone()).or_default();
+        list.retain(|(_, c)| c.close_reason().is_none());
+        list.push((peer.clone(), conn.clone()));
+    }
+
+    fn unregister(&self, peer: &PeerId, conn: &quinn::Connection) {
+        let mut accepted = self.accepted.lock();
+        if let Some(list) = accepted.get_mut(&peer.node_id) {
+            list.retain(|(_, c)| c.stable_id() != conn.stable_id());
+            if list.is_empty() {
+                accepted.remove(&peer.node_id);
+            }
+        }
     }
 
     /// Switches to a new certificate (a role change): new connections, both
@@ -248,7 +313,12 @@ async fn accept_loop(t: Arc<Transport>, inbound: Arc<dyn Inbound>) {
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::info!(error = %e, "refused an incoming connection");
+                    // Anyone can send packets: a flood must not flood the log.
+                    if let Some(suppressed) = t.refusals.admit() {
+                        tracing::warn!(error = %e, suppressed, "refused an incoming connection (and {suppressed} more since the last such line)");
+                    } else {
+                        tracing::debug!(error = %e, "refused an incoming connection");
+                    }
                     return;
                 }
             };
@@ -263,16 +333,44 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
         serve_anonymous(t, conn, inbound).await;
         return;
     };
-    if !inbound.admits(&peer) {
-        tracing::warn!(%remote, node = %peer.node_id, "removed node tried to connect; closing");
-        conn.close(close::REFUSED.into(), b"node removed from the swarm");
+    if let Err(why) = inbound.admits(&peer) {
+        tracing::warn!(%remote, node = %peer.node_id, reason = why, "refused a connection");
+        conn.close(close::REFUSED.into(), why.as_bytes());
         return;
     }
+    t.register(&peer, &conn);
+    serve_streams(&t, &conn, &peer, &inbound).await;
+    t.unregister(&peer, &conn);
+}
+
+/// Refuses (and closes the connection of) a peer that lost its standing
+/// since the connection was accepted.
+fn still_admitted(inbound: &Arc<dyn Inbound>, peer: &PeerId, conn: &quinn::Connection) -> bool {
+    match inbound.admits(peer) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(remote = %conn.remote_address(), node = %peer.node_id, reason = why, "closing a connection");
+            conn.close(close::REFUSED.into(), why.as_bytes());
+            false
+        }
+    }
+}
+
+async fn serve_streams(
+    t: &Arc<Transport>,
+    conn: &quinn::Connection,
+    peer: &PeerId,
+    inbound: &Arc<dyn Inbound>,
+) {
+    let remote = conn.remote_address();
     let max = t.config.max_frame;
     loop {
         tokio::select! {
             uni = conn.accept_uni() => {
                 let Ok(mut recv) = uni else { return };
+                if !still_admitted(inbound, peer, conn) {
+                    return;
+                }
                 let result = match read_frame(&mut recv, max).await {
                     Ok(bytes) => match t.faults.verdict(remote, false) {
                         faults::Verdict::Drop => Ok(()),
@@ -302,6 +400,9 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
             }
             bi = conn.accept_bi() => {
                 let Ok((mut send, mut recv)) = bi else { return };
+                if !still_admitted(inbound, peer, conn) {
+                    return;
+                }
                 let verdict = t.faults.verdict(remote, false);
                 if verdict == faults::Verdict::Drop {
                     // Unanswered: the stream ends without a reply, as if lost.

@@ -1,0 +1,242 @@
+//! Bounds on everything a user or a peer can ask the cluster to hold, and on
+//! how much work one pass of a control loop may do.
+//!
+//! The control API checks a spec against these before anything is proposed
+//! (a 400 for the user); the state machine checks them again when an entry
+//! applies, so a spec that reached the log some other way (a peer's forwarded
+//! write) is refused on every replica alike. docs/security.md lists them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::model::{ClusterSpec, ServiceSpec};
+
+/// Replicas of one service. Docker sets none; a service this size is far past
+/// what one swarm runs, and the orchestrator creates its tasks in batches.
+pub const MAX_REPLICAS: u64 = 100_000;
+/// Old tasks kept per slot (`TaskHistoryRetentionLimit`).
+pub const MAX_TASK_HISTORY: u64 = 100;
+/// Raft entries between snapshots.
+pub const MAX_SNAPSHOT_INTERVAL: u64 = 10_000_000;
+/// Restart delay, restart window and stop grace period.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Restart attempts counted per slot.
+pub const MAX_RESTART_ATTEMPTS: u64 = 10_000;
+/// Memory sizes travel to Docker as signed 64-bit numbers.
+pub const MAX_BYTES: u64 = i64::MAX as u64;
+/// CPUs, in billionths of a CPU.
+pub const MAX_NANO_CPUS: u64 = 10_000 * 1_000_000_000;
+/// Labels per object, and the size of one key and one value.
+pub const MAX_LABELS: usize = 256;
+pub const MAX_LABEL_KEY: usize = 256;
+pub const MAX_LABEL_VALUE: usize = 4096;
+/// Arguments and environment variables of a task, and the size of one.
+pub const MAX_ARGS: usize = 1024;
+pub const MAX_ENV: usize = 1024;
+pub const MAX_STRING: usize = 64 * 1024;
+/// Image reference, working directory, user, driver name.
+pub const MAX_SHORT_STRING: usize = 4096;
+/// A whole service spec, as encoded in the log (swarmkit caps specs too).
+pub const MAX_SPEC_BYTES: usize = 512 * 1024;
+
+/// Tasks one orchestrator pass creates, updates or deletes; the rest wait for
+/// the next pass, so a huge service cannot hold a lock or a proposal for long.
+pub const MAX_TASKS_PER_PASS: usize = 500;
+/// Task updates in one proposal (status reports, placements).
+pub const MAX_UPDATES_PER_PROPOSAL: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LimitError(pub String);
+
+fn too(what: &str, max: impl std::fmt::Display) -> LimitError {
+    LimitError(format!("{what} must be at most {max}"))
+}
+
+fn check_len(what: &str, s: &str, max: usize) -> Result<(), LimitError> {
+    if s.len() > max {
+        return Err(LimitError(format!(
+            "{what} is {} bytes long; the limit is {max}",
+            s.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_duration(what: &str, ns: u64) -> Result<(), LimitError> {
+    if ns > MAX_DURATION.as_nanos() as u64 {
+        return Err(too(what, "365 days"));
+    }
+    Ok(())
+}
+
+pub fn check_labels(what: &str, labels: &BTreeMap<String, String>) -> Result<(), LimitError> {
+    check_label_pairs(what, labels.iter())
+}
+
+pub fn check_label_pairs<'a>(
+    what: &str,
+    labels: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), LimitError> {
+    if labels.len() > MAX_LABELS {
+        return Err(too(&format!("the number of {what}"), MAX_LABELS));
+    }
+    for (k, v) in labels {
+        if k.is_empty() {
+            return Err(LimitError(format!("{what}: a label key must not be empty")));
+        }
+        check_len(&format!("{what} key"), k, MAX_LABEL_KEY)?;
+        check_len(&format!("{what} value of {k:?}"), v, MAX_LABEL_VALUE)?;
+    }
+    Ok(())
+}
+
+fn check_strings(what: &str, list: &[String], max_items: usize) -> Result<(), LimitError> {
+    if list.len() > max_items {
+        return Err(too(&format!("the number of {what}"), max_items));
+    }
+    for s in list {
+        check_len(&format!("an entry of {what}"), s, MAX_STRING)?;
+    }
+    Ok(())
+}
+
+/// Every bound a service spec must keep.
+pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
+    if spec.replicas() > MAX_REPLICAS {
+        return Err(too("Replicas", MAX_REPLICAS));
+    }
+    check_labels("Labels", &spec.labels)?;
+    let t = &spec.task_template;
+    check_len("Image", &t.image, MAX_SHORT_STRING)?;
+    check_len("Driver", &t.driver, 64)?;
+    check_len("Dir", &t.workdir, MAX_SHORT_STRING)?;
+    check_len("User", &t.user, MAX_SHORT_STRING)?;
+    check_strings("Args", &t.args, MAX_ARGS)?;
+    check_strings("Env", &t.env, MAX_ENV)?;
+    check_labels("ContainerSpec.Labels", &t.container_labels)?;
+    let p = &t.restart_policy;
+    check_duration("RestartPolicy.Delay", p.delay_ns)?;
+    check_duration("RestartPolicy.Window", p.window_ns)?;
+    check_duration("StopGracePeriod", t.stop_grace_period_ns)?;
+    if p.max_attempts > MAX_RESTART_ATTEMPTS {
+        return Err(too("RestartPolicy.MaxAttempts", MAX_RESTART_ATTEMPTS));
+    }
+    let r = &t.resources;
+    for (what, v) in [
+        ("Resources.Limits.MemoryBytes", r.limit_memory_bytes),
+        ("Resources.Reservations.MemoryBytes", r.reserve_memory_bytes),
+    ] {
+        if v > MAX_BYTES {
+            return Err(too(what, MAX_BYTES));
+        }
+    }
+    for (what, v) in [
+        ("Resources.Limits.NanoCPUs", r.limit_nano_cpus),
+        ("Resources.Reservations.NanoCPUs", r.reserve_nano_cpus),
+    ] {
+        if v > MAX_NANO_CPUS {
+            return Err(too(what, MAX_NANO_CPUS));
+        }
+    }
+    let size = crate::codec::encode(spec)
+        .map_err(|e| LimitError(e.to_string()))?
+        .len();
+    if size > MAX_SPEC_BYTES {
+        return Err(LimitError(format!(
+            "the service spec is {size} bytes; the limit is {MAX_SPEC_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_cluster_spec(spec: &ClusterSpec) -> Result<(), LimitError> {
+    if spec.task_history_limit > MAX_TASK_HISTORY {
+        return Err(too("TaskHistoryRetentionLimit", MAX_TASK_HISTORY));
+    }
+    if spec.snapshot_interval == 0 || spec.snapshot_interval > MAX_SNAPSHOT_INTERVAL {
+        return Err(LimitError(format!(
+            "SnapshotInterval must be between 1 and {MAX_SNAPSHOT_INTERVAL}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ServiceMode, TaskTemplate};
+
+    fn spec() -> ServiceSpec {
+        ServiceSpec {
+            name: "web".into(),
+            labels: BTreeMap::new(),
+            mode: ServiceMode::Replicated { replicas: 3 },
+            task_template: TaskTemplate {
+                image: "x".into(),
+                ..TaskTemplate::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_plain_spec_passes() {
+        assert_eq!(check_service_spec(&spec()), Ok(()));
+    }
+
+    #[test]
+    fn every_bound_is_enforced() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut ServiceSpec)>)> = vec![
+            (
+                "Replicas",
+                Box::new(|s| s.mode = ServiceMode::Replicated { replicas: 1 << 63 }),
+            ),
+            (
+                "Labels",
+                Box::new(|s| {
+                    for i in 0..=MAX_LABELS {
+                        s.labels.insert(format!("k{i}"), String::new());
+                    }
+                }),
+            ),
+            (
+                "Args",
+                Box::new(|s| s.task_template.args = vec!["a".into(); MAX_ARGS + 1]),
+            ),
+            (
+                "Env",
+                Box::new(|s| s.task_template.env = vec!["x".repeat(MAX_STRING + 1)]),
+            ),
+            (
+                "Delay",
+                Box::new(|s| s.task_template.restart_policy.delay_ns = u64::MAX),
+            ),
+            (
+                "MaxAttempts",
+                Box::new(|s| s.task_template.restart_policy.max_attempts = u64::MAX),
+            ),
+            (
+                "MemoryBytes",
+                Box::new(|s| s.task_template.resources.limit_memory_bytes = u64::MAX),
+            ),
+            (
+                "spec",
+                Box::new(|s| s.task_template.args = vec!["a".repeat(MAX_STRING); 10]),
+            ),
+        ];
+        for (what, change) in cases {
+            let mut s = spec();
+            change(&mut s);
+            let err = check_service_spec(&s).expect_err(what);
+            assert!(err.0.contains(what), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn cluster_spec_bounds() {
+        let mut c = ClusterSpec::default();
+        assert_eq!(check_cluster_spec(&c), Ok(()));
+        c.task_history_limit = u64::MAX;
+        assert!(check_cluster_spec(&c).is_err());
+    }
+}
