@@ -6,52 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{echo_bin, pids_with, running, token, wait_for, Daemon};
-
-const LONG: Duration = Duration::from_secs(60);
-
-fn join(d: &Daemon, token: &str, manager: &Daemon) -> String {
-    d.ok(&["swarm", "join", "--token", token, &manager.listen])
-}
-
-/// A first manager on 127.0.0.2, then `managers - 1` more and `workers` workers.
-fn cluster(managers: usize, workers: usize, args: &[&str]) -> Vec<Daemon> {
-    let first = Daemon::start_on("127.0.0.2", "manager-1", args);
-    first.ok(&["swarm", "init"]);
-    let mtoken = first
-        .ok(&["swarm", "join-token", "-q", "manager"])
-        .trim()
-        .to_string();
-    let wtoken = first
-        .ok(&["swarm", "join-token", "-q", "worker"])
-        .trim()
-        .to_string();
-    let mut nodes = vec![first];
-    for i in 1..managers {
-        let d = Daemon::start_on(
-            &format!("127.0.0.{}", 2 + i),
-            &format!("manager-{}", i + 1),
-            args,
-        );
-        assert!(join(&d, &mtoken, &nodes[0]).contains("joined a swarm as a manager"));
-        nodes.push(d);
-    }
-    for i in 0..workers {
-        let d = Daemon::start_on(
-            &format!("127.0.0.{}", 2 + managers + i),
-            &format!("worker-{}", i + 1),
-            args,
-        );
-        assert!(join(&d, &wtoken, &nodes[0]).contains("joined a swarm as a worker"));
-        nodes.push(d);
-    }
-    let total = managers + workers;
-    wait_for("every node ready", LONG, || {
-        let rows = nodes[0].rows(&["node", "ls"]);
-        rows.len() == total && rows.iter().all(|r| r["Status"] == "Ready")
-    });
-    nodes
-}
+use common::{cluster, echo_bin, join, pids_with, running, token, wait_for, Daemon, LONG};
 
 fn leaders(d: &Daemon) -> Vec<String> {
     d.rows(&["node", "ls"])

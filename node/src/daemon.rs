@@ -15,6 +15,7 @@ pub enum DaemonError {
 }
 
 pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError> {
+    crate::private::restrict_umask();
     let rt = Runtime::start(config).await?;
     let api = {
         let rt = rt.clone();

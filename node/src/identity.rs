@@ -54,7 +54,16 @@ pub fn save(data_dir: &Path, id: &Identity) -> Result<(), IdentityError> {
         source,
     };
     let bytes = serde_json::to_vec_pretty(id).unwrap_or_default();
-    let f = std::fs::File::create(&tmp).map_err(io)?;
+    let f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(crate::private::FILE_MODE)
+            .open(&tmp)
+            .map_err(io)?
+    };
     std::io::Write::write_all(&mut &f, &bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, &p).map_err(io)?;

@@ -10,5 +10,6 @@ pub mod daemon;
 pub mod driver;
 pub mod identity;
 pub mod logs;
+pub mod private;
 pub mod runtime;
 pub mod transport;

@@ -3,6 +3,7 @@
 
 mod membership;
 mod renewal;
+mod standing;
 mod swarm;
 mod writes;
 
@@ -140,6 +141,11 @@ impl Runtime {
     pub async fn start(config: NodeConfig) -> Result<Arc<Self>, NodeError> {
         std::fs::create_dir_all(config.data_dir.join("logs"))
             .map_err(|e| io_err(&config.data_dir, e))?;
+        for path in crate::private::secure_tree(&config.data_dir)
+            .map_err(|e| io_err(&config.data_dir, e))?
+        {
+            tracing::warn!(path = %path.display(), "data dir: mode was wider than the owner's; repaired");
+        }
         let db = sled::Config::new()
             .path(config.data_dir.join("state.db"))
             .open()?;
@@ -264,6 +270,7 @@ impl Runtime {
             inbound,
         )?;
         tracing::info!(addr = %self.config.listen_addr, "cluster transport listening");
+        self.spawn_standing_watch(&t);
         *self.transport.write() = Some(t);
         let mut managers = id.managers.clone();
         if id.manager {

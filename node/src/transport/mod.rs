@@ -195,6 +195,14 @@ impl Transport {
         }
     }
 
+    /// `recheck` for every node with a connection open to us.
+    pub fn recheck_all(&self) {
+        let nodes: Vec<String> = self.accepted.lock().keys().cloned().collect();
+        for n in nodes {
+            self.recheck(&n);
+        }
+    }
+
     fn register(&self, peer: &PeerId, conn: &quinn::Connection) {
         let mut accepted = self.accepted.lock();
         let list = accepted.entry(peer.node_id.clone()).or_default();

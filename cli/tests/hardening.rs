@@ -1,0 +1,400 @@
+//! The security review's findings, each reproduced against real daemons and
+//! shown refused or survived: oversized specs, file modes under umask 000,
+//! a demoted manager's old certificate, status reports for another node's
+//! task, a removed node's open connection, `../` task ids.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{cluster, running, wait_for, Daemon, LONG};
+use serde_json::{json, Value};
+use shoal_actors::command::Command;
+use shoal_actors::model::{TaskState, TaskStatus};
+use shoal_node::cluster::wire::{Request, Response, ToDispatcher};
+use shoal_node::transport::tls::TlsIdentity;
+use shoal_node::transport::{Inbound, PeerId, Transport, TransportConfig};
+
+/// A peer that speaks the cluster protocol with a certificate taken from a
+/// node's data directory (as a thief of that directory would).
+struct Peer {
+    rt: tokio::runtime::Runtime,
+    transport: Arc<Transport>,
+}
+
+struct Deaf;
+impl Inbound for Deaf {
+    fn message(&self, _: &PeerId, _: Vec<u8>) -> Result<(), String> {
+        Ok(())
+    }
+    fn request(
+        &self,
+        _: Option<&PeerId>,
+        _: Vec<u8>,
+    ) -> shoal_actors::driver::BoxFuture<Result<Vec<u8>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// The certificate, key and CA files of a node's data directory, as they are now.
+fn stolen_identity(data: &Path) -> TlsIdentity {
+    let read = |p: &str| std::fs::read_to_string(data.join(p)).expect(p);
+    TlsIdentity {
+        ca_pem: read("ca/ca.crt"),
+        chain_pem: read("certs/node.crt"),
+        key_pem: read("certs/node.key"),
+    }
+}
+
+impl Peer {
+    fn new(id: &TlsIdentity) -> Peer {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let transport = rt.block_on(async {
+            Transport::bind(
+                "127.0.0.9:0".parse().expect("addr"),
+                id,
+                TransportConfig::default(),
+                Arc::new(Deaf),
+            )
+            .expect("bind")
+        });
+        Peer { rt, transport }
+    }
+
+    fn ask(&self, to: &Daemon, req: &Request) -> Result<Response, String> {
+        let bytes = shoal_actors::codec::encode(req).expect("encode");
+        let target = to.listen.parse().expect("addr");
+        self.rt.block_on(async {
+            let answer = self
+                .transport
+                .request(target, &bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            shoal_actors::codec::decode(&answer).map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn refused(r: Result<Response, String>) -> String {
+    match r {
+        Ok(Response::Error { status, message }) => {
+            assert_eq!(status, 403, "{message}");
+            message
+        }
+        // The connection was closed on the peer: refused as well.
+        Err(e) => e,
+        Ok(other) => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn create(d: &Daemon, spec: Value) -> (u16, Value) {
+    d.api("POST", "/services/create", Some(&spec.to_string()))
+        .expect("api answers")
+}
+
+fn spec(name: &str, replicas: Value) -> Value {
+    json!({
+        "Name": name,
+        "Mode": {"Replicated": {"Replicas": replicas}},
+        "TaskTemplate": {"Driver": "process", "ContainerSpec": {"Image": "/bin/sleep", "Args": ["600"]}}
+    })
+}
+
+#[test]
+fn numbers_and_sizes_past_the_limits_are_refused_before_anything_is_proposed() {
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let before = raft_last_index(&d);
+    for (what, body, expect) in [
+        (
+            "2^63 replicas",
+            spec("huge", json!(9223372036854775808u64)),
+            "Replicas must be at most 100000",
+        ),
+        (
+            "one replica past the limit",
+            spec("huge", json!(100_001)),
+            "Replicas must be at most",
+        ),
+        (
+            "a restart delay of centuries",
+            {
+                let mut s = spec("slow", json!(1));
+                s["TaskTemplate"]["RestartPolicy"] = json!({"Delay": u64::MAX});
+                s
+            },
+            "RestartPolicy.Delay must be at most",
+        ),
+        (
+            "an environment of 2,000 variables",
+            {
+                let mut s = spec("env", json!(1));
+                let env: Vec<String> = (0..2000).map(|i| format!("V{i}=x")).collect();
+                s["TaskTemplate"]["ContainerSpec"]["Env"] = json!(env);
+                s
+            },
+            "the number of Env must be at most 1024",
+        ),
+        (
+            "a label value of 1 MiB",
+            {
+                let mut s = spec("labels", json!(1));
+                s["Labels"] = json!({"k": "x".repeat(1 << 20)});
+                s
+            },
+            "the limit is 4096",
+        ),
+    ] {
+        let (code, body) = create(&d, body);
+        assert_eq!(code, 400, "{what}: {body}");
+        let msg = body["message"].as_str().unwrap_or("");
+        assert!(msg.contains(expect), "{what}: {msg}");
+    }
+    assert!(d.rows(&["service", "ls"]).is_empty());
+    assert_eq!(raft_last_index(&d), before, "a refused spec reached the log");
+    let (code, body) = d
+        .api(
+            "POST",
+            "/swarm/init",
+            Some(r#"{"Spec":{"Orchestration":{"TaskHistoryRetentionLimit":100000}}}"#),
+        )
+        .expect("api");
+    assert_eq!(code, 400, "{body}");
+
+    // A valid but large service (its tasks can never be placed: no node has
+    // the driver) is created in bounded passes; the node keeps answering and
+    // the service can be removed.
+    let mut big = spec("big", json!(5000));
+    big["TaskTemplate"]["Driver"] = json!("nosuch");
+    let (code, body) = create(&d, big);
+    assert_eq!(code, 201, "{body}");
+    wait_for("5,000 tasks pending", LONG, || d.tasks("big").len() == 5000);
+    assert_eq!(d.rows(&["service", "ls"]).len(), 1);
+    d.ok(&["service", "rm", "big"]);
+    wait_for("the big service's tasks are gone", LONG, || {
+        let (code, v) = d.api("GET", "/tasks", None).expect("tasks");
+        code == 200 && v.as_array().is_some_and(|a| a.is_empty())
+    });
+}
+
+fn raft_last_index(d: &Daemon) -> u64 {
+    let (_, info) = d.api("GET", "/info", None).expect("info");
+    info["Swarm"]["RaftStatus"]["last_index"]
+        .as_u64()
+        .expect("raft status")
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Every directory under `dir` is 0700 and every file 0600.
+fn assert_private(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = 0;
+    while let Some(p) = stack.pop() {
+        let kind = std::fs::symlink_metadata(&p).expect("stat").file_type();
+        if kind.is_dir() {
+            assert_eq!(mode(&p), 0o700, "{}", p.display());
+            for e in std::fs::read_dir(&p).expect("readdir") {
+                stack.push(e.expect("entry").path());
+            }
+        } else if kind.is_file() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            files += 1;
+        } else {
+            assert!(kind.is_symlink() || kind.is_socket(), "{}", p.display());
+        }
+    }
+    assert!(files > 5, "only {files} files under {}", dir.display());
+}
+
+#[test]
+fn the_data_dir_is_private_whatever_the_umask() {
+    // nextest runs each test in its own process: this umask is the daemon's.
+    // SAFETY: umask only swaps the process's file mode mask.
+    unsafe {
+        libc::umask(0);
+    }
+    let mut d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    d.create_echo("logs", "1", &[], &["--print", "secret-ish"]);
+    wait_for("the task runs", LONG, || running(&d, "logs") == 1);
+    wait_for("the task wrote its log", LONG, || {
+        std::fs::read_dir(d.data_dir().join("logs"))
+            .map(|mut r| r.next().is_some())
+            .unwrap_or(false)
+    });
+    let data = d.data_dir();
+    assert_private(&data);
+    // A wider mode found at start is repaired.
+    d.kill9();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let key = data.join("ca/ca.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    d.kill9_and_restart();
+    assert_private(&data);
+    assert!(d.log_tail().contains("repaired") || mode(&key) == 0o600);
+}
+
+#[test]
+fn a_demoted_managers_old_certificate_opens_nothing() {
+    let nodes = cluster(3, 0, &[]);
+    let m = &nodes[0];
+    let old = stolen_identity(&nodes[2].data_dir());
+    let tokens = |d: &Daemon| {
+        let (_, v) = d.api("GET", "/swarm", None).expect("swarm");
+        v["JoinTokens"]["Manager"].as_str().unwrap_or("").to_string()
+    };
+    let before = tokens(m);
+    m.ok(&["node", "demote", "manager-3"]);
+    wait_for("manager-3 is a worker", LONG, || {
+        m.rows(&["node", "ls"])
+            .iter()
+            .any(|r| r["Hostname"] == "manager-3" && r["ManagerStatus"] == "")
+    });
+    // With the certificate it had as a manager, ask every manager to rotate
+    // the manager token to one of the attacker's choosing.
+    let chosen = format!("SWMTKN-1-{}-{}", "a".repeat(50), "b".repeat(25));
+    let peer = Peer::new(&old);
+    for target in &nodes[..2] {
+        let r = peer.ask(
+            target,
+            &Request::Propose(Box::new(Command::RotateJoinTokens {
+                worker: None,
+                manager: Some(chosen.clone()),
+                at: chrono::Utc::now(),
+            })),
+        );
+        refused(r);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(tokens(m), before);
+    // The node itself, with the certificate it was given on demotion, still
+    // works as a worker.
+    wait_for("manager-3 ready as a worker", LONG, || {
+        m.rows(&["node", "ls"])
+            .iter()
+            .any(|r| r["Hostname"] == "manager-3" && r["Status"] == "Ready")
+    });
+    let now = stolen_identity(&nodes[2].data_dir());
+    let r = Peer::new(&now).ask(
+        m,
+        &Request::Propose(Box::new(Command::RotateJoinTokens {
+            worker: None,
+            manager: Some(chosen),
+            at: chrono::Utc::now(),
+        })),
+    );
+    assert!(refused(r).contains("only managers"));
+    assert_eq!(tokens(m), before);
+}
+
+#[test]
+fn a_worker_cannot_report_the_status_of_another_nodes_task() {
+    let nodes = cluster(1, 2, &[]);
+    let m = &nodes[0];
+    m.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "victim",
+        "--driver",
+        "process",
+        "--constraint",
+        "node.hostname==worker-1",
+        "/bin/sleep",
+        "600",
+    ]);
+    wait_for("the victim runs", LONG, || running(m, "victim") == 1);
+    let task = m.tasks("victim")[0]["ID"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    let w2 = Peer::new(&stolen_identity(&nodes[2].data_dir()));
+    let w2_id = nodes[2].ok(&["info", "--format", "{{.Swarm.NodeID}}"]);
+    let failed = TaskStatus::new(TaskState::Failed, "forged");
+    // Speaking for worker-1: refused outright.
+    let w1_id = nodes[1].ok(&["info", "--format", "{{.Swarm.NodeID}}"]);
+    let r = w2.ask(
+        m,
+        &Request::Dispatcher(ToDispatcher::Status {
+            node_id: w1_id.trim().to_string(),
+            updates: vec![(task.clone(), failed.clone())],
+        }),
+    );
+    assert!(refused(r).contains("only speak for itself"));
+    // Speaking for itself about worker-1's task: accepted as a message, but
+    // the report is dropped.
+    let r = w2.ask(
+        m,
+        &Request::Dispatcher(ToDispatcher::Status {
+            node_id: w2_id.trim().to_string(),
+            updates: vec![(task.clone(), failed)],
+        }),
+    );
+    assert!(matches!(r, Ok(Response::Done)), "{r:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let tasks = m.tasks("victim");
+    assert_eq!(tasks.len(), 1, "the task was replaced: {tasks:?}");
+    assert_eq!(tasks[0]["ID"], task.as_str());
+    assert_eq!(tasks[0]["Status"]["State"], "running");
+}
+
+#[test]
+fn a_removed_nodes_open_connection_is_closed_and_ids_are_checked() {
+    let nodes = cluster(1, 1, &[]);
+    let m = &nodes[0];
+    let worker_id = nodes[1]
+        .ok(&["info", "--format", "{{.Swarm.NodeID}}"])
+        .trim()
+        .to_string();
+    let peer = Peer::new(&stolen_identity(&nodes[1].data_dir()));
+    let beat = Request::Dispatcher(ToDispatcher::Heartbeat {
+        node_id: worker_id.clone(),
+        addr: nodes[1].listen.clone(),
+    });
+    assert!(matches!(peer.ask(m, &beat), Ok(Response::Done)));
+    let conn = peer
+        .rt
+        .block_on(peer.transport.connect(m.listen.parse().expect("addr")))
+        .expect("connection");
+    m.ok(&["node", "rm", "--force", "worker-1"]);
+    let closed = peer.rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), conn.closed()).await
+    });
+    let reason = closed.expect("the removed node's connection was not closed");
+    assert!(
+        format!("{reason}").contains("removed"),
+        "closed for another reason: {reason}"
+    );
+    // A new connection is refused too.
+    assert!(peer.ask(m, &beat).is_err());
+
+    // Task ids never become paths outside the log directory: a manager's
+    // request for `../../../outside` is refused.
+    std::fs::write(m.dir.path().join("outside.log"), "not yours\n").expect("write");
+    let manager = Peer::new(&stolen_identity(&m.data_dir()));
+    let r = manager.ask(
+        m,
+        &Request::TaskLog {
+            task_id: "../../../outside".into(),
+            offset: 0,
+        },
+    );
+    match r {
+        Ok(Response::Error { status, message }) => {
+            assert_eq!(status, 400);
+            assert!(message.contains("invalid task id"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
