@@ -402,3 +402,58 @@ fn output_to_a_closed_pipe_ends_quietly() {
 fn libc_sigpipe() -> i32 {
     nix::sys::signal::Signal::SIGPIPE as i32
 }
+
+#[test]
+fn log_follow_outlives_the_head_and_body_timeouts() {
+    let d = Custom::start(
+        "022",
+        &[
+            ("SHOAL_API_HEADER_TIMEOUT_MS", "300"),
+            ("SHOAL_API_BODY_TIMEOUT_MS", "300"),
+        ],
+    );
+    assert!(d.shoal(&["swarm", "init"]).status.success());
+    let tok = common::token("follow");
+    let echo = echo_bin();
+    let out = d.shoal(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--driver",
+        "process",
+        echo.to_str().expect("path"),
+        "--print",
+        &tok,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log_file = d.dir.path().join("follow.out");
+    let mut follow = Command::new(shoal_bin())
+        .args(["service", "logs", "--follow", "web"])
+        .env("SHOAL_HOST", &d.host)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log_file).expect("file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("logs --follow");
+    let followed = wait_for(
+        "the task's line in the followed logs",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&log_file).is_ok_and(|l| l.contains(&tok)),
+    );
+    // Well past both timeouts, the stream is still open.
+    std::thread::sleep(Duration::from_secs(2));
+    let still = follow.try_wait().expect("try_wait");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        still.is_none(),
+        "logs --follow ended ({still:?}) after {followed:?}"
+    );
+    let _ = d.shoal(&["service", "rm", "web"]);
+}
