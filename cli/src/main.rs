@@ -47,8 +47,30 @@ enum Command {
     Service(service::ServiceCmd),
 }
 
+/// Client commands die quietly of SIGPIPE when their output is closed
+/// (`shoal service ls | head -1`), as docker's Go client does; Rust ignores
+/// SIGPIPE by default, which turns every later print into a panic. The daemon
+/// keeps ignoring it: it must survive clients and log readers that go away.
+fn default_sigpipe() {
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and usage errors print too.
+            default_sigpipe();
+            e.exit()
+        }
+    };
+    if !matches!(cli.command, Command::Daemon(_)) {
+        default_sigpipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,6 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::client::{enc, Client};
@@ -23,45 +25,156 @@ const STATES: &[&str] = &[
 ];
 
 fn bar(state: &str) -> String {
-    let pos = STATES.iter().position(|s| *s == state).unwrap_or(0);
+    let pos = match state {
+        "complete" => STATES.len() - 1,
+        _ => STATES.iter().position(|s| *s == state).unwrap_or(0),
+    };
     let filled = 50 * pos / (STATES.len() - 1);
     format!("[{}>{}]", "=".repeat(filled), " ".repeat(50 - filled))
 }
 
-/// The progress lines for the service's current tasks, and whether all slots run.
-fn render(svc: &Value, tasks: &[Value]) -> (Vec<String>, bool) {
+/// Observed states after which a task never runs again.
+const TERMINAL: &[&str] = &[
+    "complete", "shutdown", "failed", "rejected", "remove", "orphaned",
+];
+
+/// Margin past the restart delay before an absent restart counts as given up.
+const RESTART_MARGIN: Duration = Duration::from_secs(2);
+
+/// Where one slot stands.
+#[derive(Debug, PartialEq)]
+enum Slot {
+    Running,
+    /// Starting, or finished with a restart still to come.
+    InProgress,
+    /// Finished, and the restart policy starts no new task: why not.
+    GaveUp(String),
+}
+
+fn since(v: &Value, ptr: &str, now: DateTime<Utc>) -> Duration {
+    s(v, ptr)
+        .parse::<DateTime<Utc>>()
+        .ok()
+        .and_then(|t| (now - t).to_std().ok())
+        .unwrap_or_default()
+}
+
+/// Whether the restart policy leaves this slot down for good, mirroring the
+/// orchestrator's decision (actors/src/orchestrator/restart.rs). `last` is the
+/// slot's latest task, finished; `slot_tasks` all the slot's tasks the API lists.
+fn gives_up(
+    policy: &Value,
+    last: &Value,
+    slot_tasks: &[&Value],
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let failed = s(last, "/Status/State") != "complete";
+    match s(policy, "/Condition") {
+        "none" => return Some("condition none".into()),
+        "on-failure" if !failed => {
+            return Some("condition on-failure, and the task exited with code 0".into())
+        }
+        _ => {}
+    }
+    let max = u(policy, "/MaxAttempts");
+    if max == 0 {
+        return None;
+    }
+    let delay = Duration::from_nanos(u(policy, "/Delay"));
+    let window = Duration::from_nanos(u(policy, "/Window"));
+    let finished_for = since(last, "/Status/Timestamp", now);
+    // Every task of the slot after its first was a restart (a move off a lost
+    // node is not, so this may count too many: hence the wait below).
+    let mut created: Vec<&str> = slot_tasks.iter().map(|t| s(t, "/CreatedAt")).collect();
+    created.sort_unstable();
+    let restarts = slot_tasks
+        .iter()
+        .filter(|t| created.first() != Some(&s(t, "/CreatedAt")))
+        .filter(|t| window.is_zero() || since(t, "/CreatedAt", now) <= window)
+        .count() as u64;
+    let reached = restarts >= max && finished_for > delay + RESTART_MARGIN;
+    // The API keeps only a few old tasks per slot, so the count can also be
+    // short: a restart that has not come well after its delay will not come.
+    let overdue = finished_for > delay + 5 * RESTART_MARGIN;
+    (reached || overdue).then(|| format!("max attempts {max} reached"))
+}
+
+/// The progress lines for the service's current tasks, and where each slot stands.
+fn render(svc: &Value, tasks: &[Value], now: DateTime<Utc>) -> (Vec<String>, Vec<Slot>) {
     let replicas = u(svc, "/Spec/Mode/Replicated/Replicas");
+    let policy = &svc["Spec"]["TaskTemplate"]["RestartPolicy"];
     let mut lines = Vec::new();
-    let mut running = 0;
+    let mut slots = Vec::new();
     for slot in 1..=replicas {
-        let current = tasks
+        let slot_tasks: Vec<&Value> = tasks.iter().filter(|t| u(t, "/Slot") == slot).collect();
+        let current = slot_tasks
             .iter()
-            .filter(|t| {
-                u(t, "/Slot") == slot && matches!(s(t, "/DesiredState"), "running" | "ready")
-            })
+            .copied()
+            .filter(|t| matches!(s(t, "/DesiredState"), "running" | "ready"))
             .max_by(|a, b| s(a, "/CreatedAt").cmp(s(b, "/CreatedAt")));
-        let line = match current {
+        let (line, state) = match current {
             Some(t) => {
                 let state = s(t, "/Status/State");
-                if state == "running" {
-                    running += 1;
-                }
+                let slot_state = if state == "running" {
+                    Slot::Running
+                } else if TERMINAL.contains(&state) {
+                    gives_up(policy, t, &slot_tasks, now).map_or(Slot::InProgress, Slot::GaveUp)
+                } else {
+                    Slot::InProgress
+                };
                 let err = s(t, "/Status/Err");
-                if !err.is_empty() && state != "running" {
+                let line = if !err.is_empty() && state != "running" {
                     format!("{slot}/{replicas}: {err}")
                 } else {
                     format!("{slot}/{replicas}: {state:<9} {}", bar(state))
-                }
+                };
+                (line, slot_state)
             }
-            None => format!("{slot}/{replicas}:"),
+            None => (format!("{slot}/{replicas}:"), Slot::InProgress),
         };
         lines.push(line);
+        slots.push(state);
     }
+    let running = slots.iter().filter(|s| **s == Slot::Running).count();
     let mut out = vec![format!(
         "overall progress: {running} out of {replicas} tasks"
     )];
     out.extend(lines);
-    (out, running == replicas)
+    (out, slots)
+}
+
+/// Why the service can never converge: some slot gave up and no slot is
+/// still on its way (shoal's deviation from docker, see docs/cli.md).
+fn cannot_converge(name: &str, slots: &[Slot]) -> Option<String> {
+    if slots.contains(&Slot::InProgress) {
+        return None;
+    }
+    let mut reasons: Vec<&str> = Vec::new();
+    for slot in slots {
+        if let Slot::GaveUp(r) = slot {
+            if !reasons.contains(&r.as_str()) {
+                reasons.push(r);
+            }
+        }
+    }
+    if reasons.is_empty() {
+        return None;
+    }
+    let down = slots
+        .iter()
+        .filter(|s| matches!(s, Slot::GaveUp(_)))
+        .count();
+    let reasons = reasons.join("; ");
+    Some(if down == slots.len() {
+        format!(
+            "service {name} cannot converge: every task has finished and its restart policy ({reasons}) starts no new one"
+        )
+    } else {
+        format!(
+            "service {name} cannot converge: {down} of {} tasks have finished and their restart policy ({reasons}) starts no new one",
+            slots.len()
+        )
+    })
 }
 
 pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> anyhow::Result<()> {
@@ -76,7 +189,9 @@ pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> a
             .get(&format!("/tasks?service={}", enc(service_id)))
             .await?;
         let tasks = tasks.as_array().cloned().unwrap_or_default();
-        let (mut lines, all_running) = render(&svc, &tasks);
+        let (mut lines, slots) = render(&svc, &tasks, Utc::now());
+        let all_running = slots.iter().all(|s| *s == Slot::Running);
+        let stuck = cannot_converge(s(&svc, "/Spec/Name"), &slots);
         stable_since = match (all_running, stable_since) {
             (true, Some(t)) => Some(t),
             (true, None) => Some(Instant::now()),
@@ -102,7 +217,7 @@ pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> a
             }
             out.flush()?;
             drawn = lines.len();
-        } else if converged && !quiet {
+        } else if (converged || stuck.is_some()) && !quiet {
             for l in &lines {
                 println!("{l}");
             }
@@ -110,6 +225,67 @@ pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> a
         if converged {
             return Ok(());
         }
+        if let Some(why) = stuck {
+            return Err(anyhow!(why));
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(condition: &str, max: u64) -> Value {
+        json!({"Condition": condition, "Delay": 100_000_000u64, "MaxAttempts": max, "Window": 0})
+    }
+
+    fn task(state: &str, created: &str, finished: &str) -> Value {
+        json!({"Slot": 1, "DesiredState": "running", "CreatedAt": created,
+               "Status": {"State": state, "Timestamp": finished}})
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2025-01-01T00:01:00Z".parse().expect("time")
+    }
+
+    #[test]
+    fn the_policy_decides_whether_a_finished_slot_stays_down() {
+        let done = task("complete", "2025-01-01T00:00:00Z", "2025-01-01T00:00:01Z");
+        let failed = task("failed", "2025-01-01T00:00:00Z", "2025-01-01T00:00:59Z");
+        let one = [&done];
+        assert!(gives_up(&policy("none", 0), &done, &one, now()).is_some());
+        assert!(gives_up(&policy("on-failure", 0), &done, &one, now()).is_some());
+        assert!(gives_up(&policy("on-failure", 0), &failed, &[&failed], now()).is_none());
+        assert!(gives_up(&policy("any", 0), &done, &one, now()).is_none());
+        // One restart allowed: the slot's second task that fails is the last.
+        let first = task("failed", "2025-01-01T00:00:00Z", "2025-01-01T00:00:01Z");
+        let second = task("failed", "2025-01-01T00:00:02Z", "2025-01-01T00:00:03Z");
+        assert_eq!(
+            gives_up(&policy("on-failure", 1), &second, &[&first, &second], now()),
+            Some("max attempts 1 reached".into())
+        );
+        // Just failed, its restart not due yet: still on its way.
+        assert!(gives_up(&policy("on-failure", 1), &failed, &[&failed], now()).is_none());
+    }
+
+    #[test]
+    fn cannot_converge_only_once_no_slot_is_on_its_way() {
+        let none = || Slot::GaveUp("condition none".into());
+        assert_eq!(
+            cannot_converge("web", &[Slot::Running, Slot::InProgress]),
+            None
+        );
+        assert_eq!(cannot_converge("web", &[none(), Slot::InProgress]), None);
+        assert_eq!(cannot_converge("web", &[Slot::Running]), None);
+        assert_eq!(
+            cannot_converge("web", &[none(), none()]).as_deref(),
+            Some("service web cannot converge: every task has finished and its restart policy (condition none) starts no new one")
+        );
+        assert_eq!(
+            cannot_converge("web", &[Slot::Running, none(), Slot::Running]).as_deref(),
+            Some("service web cannot converge: 1 of 3 tasks have finished and their restart policy (condition none) starts no new one")
+        );
     }
 }

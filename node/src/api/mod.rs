@@ -3,6 +3,7 @@
 
 mod error;
 mod logs;
+pub mod server;
 pub mod views;
 
 use std::path::Path;
@@ -66,8 +67,8 @@ pub async fn serve(rt: Arc<Runtime>, socket: &Path) -> std::io::Result<()> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let listener = tokio::net::UnixListener::bind(socket)?;
-    axum::serve(listener, router(rt)).await
+    let listener = server::bind(socket).await?;
+    server::serve(listener, router(rt), server::Limits::from_env()).await
 }
 
 async fn raft_status(rt: &Runtime) -> Option<shoal_actors::raft::RaftStatus> {
