@@ -115,8 +115,10 @@ impl DispatcherState {
                 .cloned()
                 .collect()
         };
-        let sent: Vec<(String, TaskState)> =
-            tasks.iter().map(|t| (t.id.clone(), t.desired_state)).collect();
+        let sent: Vec<(String, TaskState)> = tasks
+            .iter()
+            .map(|t| (t.id.clone(), t.desired_state))
+            .collect();
         if !force && sent == session.sent {
             return;
         }
@@ -124,7 +126,11 @@ impl DispatcherState {
         agent.send(AgentMsg::Assignments(tasks));
     }
 
-    fn mark_dirty(&mut self, myself: &ActorRef<DispatcherMsg>, nodes: impl Iterator<Item = String>) {
+    fn mark_dirty(
+        &mut self,
+        myself: &ActorRef<DispatcherMsg>,
+        nodes: impl Iterator<Item = String>,
+    ) {
         self.dirty.extend(nodes);
         if !self.dirty.is_empty() && !self.push_queued {
             self.push_queued = true;

@@ -106,8 +106,9 @@ impl ClusterState {
                 Some(_) => Err(ApplyError::AlreadyInitialized),
                 None => limits::check_cluster_spec(&cluster.spec).map_err(invalid),
             },
-            Command::UpsertNode(node) => limits::check_labels("node labels", &node.labels)
-                .map_err(invalid),
+            Command::UpsertNode(node) => {
+                limits::check_labels("node labels", &node.labels).map_err(invalid)
+            }
             Command::DeleteTasks(_) | Command::UpdateTasks { .. } => Ok(()),
             Command::UpdateNode { id, labels_add, .. } => {
                 let Some(node) = self.nodes.get(id) else {

@@ -139,10 +139,10 @@ fn numbers_and_sizes_past_the_limits_are_refused_before_anything_is_proposed() {
             "the number of Env must be at most 1024",
         ),
         (
-            "a label value of 1 MiB",
+            "a label value of 8 KiB",
             {
                 let mut s = spec("labels", json!(1));
-                s["Labels"] = json!({"k": "x".repeat(1 << 20)});
+                s["Labels"] = json!({"k": "x".repeat(8 << 10)});
                 s
             },
             "the limit is 4096",
@@ -154,7 +154,11 @@ fn numbers_and_sizes_past_the_limits_are_refused_before_anything_is_proposed() {
         assert!(msg.contains(expect), "{what}: {msg}");
     }
     assert!(d.rows(&["service", "ls"]).is_empty());
-    assert_eq!(raft_last_index(&d), before, "a refused spec reached the log");
+    assert_eq!(
+        raft_last_index(&d),
+        before,
+        "a refused spec reached the log"
+    );
     let (code, body) = d
         .api(
             "POST",
@@ -251,7 +255,10 @@ fn a_demoted_managers_old_certificate_opens_nothing() {
     let old = stolen_identity(&nodes[2].data_dir());
     let tokens = |d: &Daemon| {
         let (_, v) = d.api("GET", "/swarm", None).expect("swarm");
-        v["JoinTokens"]["Manager"].as_str().unwrap_or("").to_string()
+        v["JoinTokens"]["Manager"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     };
     let before = tokens(m);
     m.ok(&["node", "demote", "manager-3"]);
@@ -301,33 +308,36 @@ fn a_demoted_managers_old_certificate_opens_nothing() {
 fn a_worker_cannot_report_the_status_of_another_nodes_task() {
     let nodes = cluster(1, 2, &[]);
     let m = &nodes[0];
+    // Three replicas spread one to a node: one of them runs on worker-1.
     m.ok(&[
         "service",
         "create",
         "-d",
         "--name",
         "victim",
+        "--replicas",
+        "3",
         "--driver",
         "process",
-        "--constraint",
-        "node.hostname==worker-1",
         "/bin/sleep",
         "600",
     ]);
-    wait_for("the victim runs", LONG, || running(m, "victim") == 1);
-    let task = m.tasks("victim")[0]["ID"]
-        .as_str()
-        .expect("task id")
+    wait_for("the victim runs", LONG, || running(m, "victim") == 3);
+    let (w1_id, w2_id) = (node_id(&nodes[1]), node_id(&nodes[2]));
+    let task = m
+        .tasks("victim")
+        .iter()
+        .find(|t| t["NodeID"] == w1_id.as_str())
+        .and_then(|t| t["ID"].as_str())
+        .expect("a task on worker-1")
         .to_string();
     let w2 = Peer::new(&stolen_identity(&nodes[2].data_dir()));
-    let w2_id = nodes[2].ok(&["info", "--format", "{{.Swarm.NodeID}}"]);
     let failed = TaskStatus::new(TaskState::Failed, "forged");
     // Speaking for worker-1: refused outright.
-    let w1_id = nodes[1].ok(&["info", "--format", "{{.Swarm.NodeID}}"]);
     let r = w2.ask(
         m,
         &Request::Dispatcher(ToDispatcher::Status {
-            node_id: w1_id.trim().to_string(),
+            node_id: w1_id,
             updates: vec![(task.clone(), failed.clone())],
         }),
     );
@@ -337,26 +347,31 @@ fn a_worker_cannot_report_the_status_of_another_nodes_task() {
     let r = w2.ask(
         m,
         &Request::Dispatcher(ToDispatcher::Status {
-            node_id: w2_id.trim().to_string(),
+            node_id: w2_id,
             updates: vec![(task.clone(), failed)],
         }),
     );
     assert!(matches!(r, Ok(Response::Done)), "{r:?}");
     std::thread::sleep(Duration::from_secs(2));
     let tasks = m.tasks("victim");
-    assert_eq!(tasks.len(), 1, "the task was replaced: {tasks:?}");
-    assert_eq!(tasks[0]["ID"], task.as_str());
-    assert_eq!(tasks[0]["Status"]["State"], "running");
+    assert_eq!(tasks.len(), 3, "a task was replaced: {tasks:?}");
+    let t = tasks
+        .iter()
+        .find(|t| t["ID"] == task.as_str())
+        .expect("the task is still there");
+    assert_eq!(t["Status"]["State"], "running");
+}
+
+fn node_id(d: &Daemon) -> String {
+    let (_, info) = d.api("GET", "/info", None).expect("info");
+    info["ID"].as_str().expect("node id").to_string()
 }
 
 #[test]
 fn a_removed_nodes_open_connection_is_closed_and_ids_are_checked() {
     let nodes = cluster(1, 1, &[]);
     let m = &nodes[0];
-    let worker_id = nodes[1]
-        .ok(&["info", "--format", "{{.Swarm.NodeID}}"])
-        .trim()
-        .to_string();
+    let worker_id = node_id(&nodes[1]);
     let peer = Peer::new(&stolen_identity(&nodes[1].data_dir()));
     let beat = Request::Dispatcher(ToDispatcher::Heartbeat {
         node_id: worker_id.clone(),
@@ -368,9 +383,9 @@ fn a_removed_nodes_open_connection_is_closed_and_ids_are_checked() {
         .block_on(peer.transport.connect(m.listen.parse().expect("addr")))
         .expect("connection");
     m.ok(&["node", "rm", "--force", "worker-1"]);
-    let closed = peer.rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(10), conn.closed()).await
-    });
+    let closed = peer
+        .rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), conn.closed()).await });
     let reason = closed.expect("the removed node's connection was not closed");
     assert!(
         format!("{reason}").contains("removed"),

@@ -70,9 +70,6 @@ mod tests {
         assert!(log_path(dir, "abcdefghijklmnopqrstuvwx/").is_none());
         assert!(log_path(dir, "").is_none());
         let id = shoal_actors::model::new_id();
-        assert_eq!(
-            log_path(dir, &id),
-            Some(dir.join(format!("{id}.log")))
-        );
+        assert_eq!(log_path(dir, &id), Some(dir.join(format!("{id}.log"))));
     }
 }

@@ -59,8 +59,11 @@ mod tests {
         std::fs::create_dir_all(data.join("logs")).expect("mkdir");
         std::fs::write(data.join("logs/a.log"), b"x").expect("write");
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        std::fs::set_permissions(data.join("logs/a.log"), std::fs::Permissions::from_mode(0o644))
-            .expect("chmod");
+        std::fs::set_permissions(
+            data.join("logs/a.log"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
         let repaired = secure_tree(&data).expect("secure");
         assert!(repaired.contains(&data));
         assert!(repaired.contains(&data.join("logs/a.log")));

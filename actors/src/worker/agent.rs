@@ -103,7 +103,8 @@ impl AgentState {
                 node_id: self.args.node.node_id.clone(),
                 updates: std::mem::replace(&mut all, rest),
             });
-            if let Err(ractor::MessagingErr::SendErr(DispatcherMsg::Status { updates, .. })) = sent {
+            if let Err(ractor::MessagingErr::SendErr(DispatcherMsg::Status { updates, .. })) = sent
+            {
                 self.unsent.extend(updates);
                 self.unsent.extend(all);
                 self.session = None;

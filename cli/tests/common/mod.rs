@@ -359,4 +359,3 @@ pub fn cluster(managers: usize, workers: usize, args: &[&str]) -> Vec<Daemon> {
     });
     nodes
 }
-

@@ -10,9 +10,9 @@ use shoal_actors::worker::AgentMsg;
 
 use super::wire::{OneWay, Request, Response, ToAgent};
 use crate::certs::role_unit;
-use shoal_actors::model::{is_valid_id, NodeRole};
 use crate::runtime::Runtime;
 use crate::transport::{Inbound, PeerId};
+use shoal_actors::model::{is_valid_id, NodeRole};
 
 pub struct ClusterInbound(pub Weak<Runtime>);
 
@@ -22,9 +22,13 @@ pub struct ClusterInbound(pub Weak<Runtime>);
 pub enum Standing {
     Manager,
     Worker,
-    /// Removed from the swarm, or its certificate is of an older generation
-    /// than the state's (a role changed since it was issued).
-    Refused(&'static str),
+    /// Its certificate is of an older generation than the state's (the
+    /// node's role changed since it was issued): every request is refused.
+    /// Its connections stay open, so that answers already on their way (the
+    /// write that demoted it) still arrive.
+    Stale,
+    /// Removed from the swarm: its connections are closed.
+    Removed,
 }
 
 /// A node without the cluster state (a worker) has only the certificate's
@@ -47,13 +51,11 @@ pub fn standing(rt: &Runtime, peer: &PeerId) -> Standing {
         .as_ref()
         .is_some_and(|c| c.removed_nodes.contains(&peer.node_id))
     {
-        return Standing::Refused("node removed from the swarm");
+        return Standing::Removed;
     }
     match state.nodes.get(&peer.node_id) {
         None => from_cert,
-        Some(n) if peer.generation < n.cert_generation => {
-            Standing::Refused("certificate superseded by a role change")
-        }
+        Some(n) if peer.generation < n.cert_generation => Standing::Stale,
         Some(n) if n.role == NodeRole::Manager => Standing::Manager,
         Some(_) => Standing::Worker,
     }
@@ -71,7 +73,7 @@ impl Inbound for ClusterInbound {
             return Err("node is shutting down");
         };
         match standing(&rt, peer) {
-            Standing::Refused(why) => Err(why),
+            Standing::Removed => Err("node removed from the swarm"),
             _ => Ok(()),
         }
     }
@@ -125,8 +127,11 @@ impl Inbound for ClusterInbound {
                 return Err("node is shutting down".into());
             };
             let req: Request = codec::decode(&bytes).map_err(|e| e.to_string())?;
-            let manager = peer.as_ref().is_some_and(|p| standing(&rt, p) == Standing::Manager);
-            let answer = handle(&rt, peer, manager, req).await?;
+            let standing = peer.as_ref().map(|p| standing(&rt, p));
+            let answer = match standing {
+                Some(Standing::Stale) => refused("certificate superseded by a role change"),
+                _ => handle(&rt, peer, standing == Some(Standing::Manager), req).await?,
+            };
             codec::encode(&answer).map_err(|e| e.to_string())
         })
     }

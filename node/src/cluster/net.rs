@@ -216,7 +216,8 @@ impl ProxyState {
             loop {
                 let batch: Vec<(String, TaskStatus)> = {
                     let mut q = queue.lock();
-                    let ids: Vec<String> = q.keys().take(MAX_UPDATES_PER_PROPOSAL).cloned().collect();
+                    let ids: Vec<String> =
+                        q.keys().take(MAX_UPDATES_PER_PROPOSAL).cloned().collect();
                     ids.into_iter()
                         .filter_map(|id| q.remove(&id).map(|s| (id, s)))
                         .collect()
@@ -248,7 +249,8 @@ impl ProxyState {
         let (lane, busy) = (self.lane.clone(), self.heartbeat_busy.clone());
         tokio::spawn(async move {
             let addr = lane.args.own_addr.clone();
-            lane.deliver(ToDispatcher::Heartbeat { node_id, addr }).await;
+            lane.deliver(ToDispatcher::Heartbeat { node_id, addr })
+                .await;
             busy.store(false, Ordering::Release);
         });
     }
