@@ -284,7 +284,14 @@ impl Actor for Dispatcher {
                     n.hostname = node.hostname.clone();
                     n.addr = node.addr.clone();
                     n.updated_at = now;
-                    st.propose(Command::UpsertNode(n)).await;
+                    // Not awaited, like status writes: heartbeats must not
+                    // queue behind a commit.
+                    let proposer = st.ctx.proposer.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = proposer.propose(Command::UpsertNode(n)).await {
+                            tracing::warn!(error = %e, "node registration write failed");
+                        }
+                    });
                 }
                 tracing::info!(node = %node.node_id, "agent registered");
                 st.sessions.insert(

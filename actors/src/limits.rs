@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{ClusterSpec, ServiceSpec};
+use crate::model::{ClusterSpec, Node, ServiceSpec};
 
 /// Replicas of one service. Docker sets none; a service this size is far past
 /// what one swarm runs, and the orchestrator creates its tasks in batches.
@@ -36,6 +36,8 @@ pub const MAX_ENV: usize = 1024;
 pub const MAX_STRING: usize = 64 * 1024;
 /// Image reference, working directory, user, driver name.
 pub const MAX_SHORT_STRING: usize = 4096;
+/// Task drivers one node may offer.
+pub const MAX_DRIVERS: usize = 16;
 /// A whole service spec, as encoded in the log (swarmkit caps specs too).
 pub const MAX_SPEC_BYTES: usize = 512 * 1024;
 
@@ -148,6 +150,20 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
         )));
     }
     Ok(())
+}
+
+/// What a node says about itself (hostname, address, drivers) and its labels.
+pub fn check_node(node: &Node) -> Result<(), LimitError> {
+    check_len("Hostname", &node.hostname, 255)?;
+    check_len("Addr", &node.addr, 255)?;
+    if node.drivers.len() > MAX_DRIVERS {
+        return Err(too("the number of drivers", MAX_DRIVERS));
+    }
+    for d in &node.drivers {
+        check_len("a driver name", &d.name, 64)?;
+        check_len("a driver version", &d.version, 256)?;
+    }
+    check_labels("node labels", &node.labels)
 }
 
 pub fn check_cluster_spec(spec: &ClusterSpec) -> Result<(), LimitError> {

@@ -102,9 +102,11 @@ impl ClusterState {
     /// Checks `cmd` against the current state without changing anything.
     pub fn check(&self, cmd: &Command) -> Result<(), ApplyError> {
         match cmd {
-            Command::InitCluster { cluster, .. } => match self.cluster {
+            Command::InitCluster { cluster, node } => match self.cluster {
                 Some(_) => Err(ApplyError::AlreadyInitialized),
-                None => limits::check_cluster_spec(&cluster.spec).map_err(invalid),
+                None => limits::check_cluster_spec(&cluster.spec)
+                    .and_then(|()| limits::check_node(node))
+                    .map_err(invalid),
             },
             Command::UpsertNode(node) => {
                 limits::check_labels("node labels", &node.labels).map_err(invalid)

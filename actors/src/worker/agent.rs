@@ -2,6 +2,8 @@
 //! heartbeats, runs one TaskActor per assigned task and reports their states.
 
 use std::collections::HashMap;
+
+use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,12 +49,51 @@ pub struct AgentState {
     unsent: HashMap<String, TaskStatus>,
     flush_queued: bool,
     session: Option<ActorId>,
+    /// The session's dispatcher, as the heartbeat lane sees it.
+    beat_session: Arc<Mutex<Option<ActorId>>>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    /// Assignments arrived since the last reconcile: one reconcile follows,
+    /// with the newest, however many arrived.
+    reconcile_queued: bool,
     /// The latest assignments, for `Recheck`.
     assigned: Vec<Task>,
 }
 
 #[derive(Clone)]
 pub struct Agent;
+
+/// Heartbeats travel on their own lane, not through the agent's mailbox: a
+/// node busy starting 2,000 tasks is alive, and must not look dead.
+fn spawn_heartbeat(
+    args: &AgentArgs,
+    myself: &ActorRef<AgentMsg>,
+    session: Arc<Mutex<Option<ActorId>>>,
+) -> tokio::task::JoinHandle<()> {
+    let (link, node_id, every) = (
+        args.dispatcher.clone(),
+        args.node.node_id.clone(),
+        args.heartbeat,
+    );
+    let agent: Arc<dyn crate::dispatcher::AgentLink> = Arc::new(myself.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(d) = link.current() else { continue };
+            if *session.lock() != Some(d.get_id()) {
+                continue;
+            }
+            let _ = d.send_message(DispatcherMsg::Heartbeat {
+                node_id: node_id.clone(),
+                agent: agent.clone(),
+            });
+        }
+    })
+}
+
+/// New task actors one reconcile starts; the rest follow in the next one,
+/// so the agent's mailbox (status reports, flushes) keeps moving.
+const STARTS_PER_RECONCILE: usize = 100;
 
 /// How long status changes gather before they are sent.
 const FLUSH_DELAY: Duration = Duration::from_millis(20);
@@ -64,6 +105,18 @@ fn task_actor_name(id: &str) -> String {
 impl AgentState {
     fn dispatcher(&self) -> Option<ActorRef<DispatcherMsg>> {
         self.args.dispatcher.current()
+    }
+
+    fn set_session(&mut self, session: Option<ActorId>) {
+        self.session = session;
+        *self.beat_session.lock() = session;
+    }
+
+    fn queue_reconcile(&mut self, myself: &ActorRef<AgentMsg>) {
+        if !self.reconcile_queued {
+            self.reconcile_queued = true;
+            let _ = myself.send_message(AgentMsg::Recheck);
+        }
     }
 
     fn flush(&mut self, myself: &ActorRef<AgentMsg>) {
@@ -80,7 +133,7 @@ impl AgentState {
             if registered.is_err() {
                 return;
             }
-            self.session = Some(d.get_id());
+            self.set_session(Some(d.get_id()));
             self.unsent.clear();
             let all: Vec<_> = self
                 .statuses
@@ -107,13 +160,17 @@ impl AgentState {
             {
                 self.unsent.extend(updates);
                 self.unsent.extend(all);
-                self.session = None;
+                self.set_session(None);
                 return;
             }
         }
     }
 
-    async fn reconcile(&mut self, myself: &ActorRef<AgentMsg>, assigned: Vec<Task>) {
+    /// Brings the task actors in line with `assigned`; true if it stopped at
+    /// `STARTS_PER_RECONCILE` and another pass should follow.
+    async fn reconcile(&mut self, myself: &ActorRef<AgentMsg>, assigned: Vec<Task>) -> bool {
+        let mut started = 0;
+        let mut more = false;
         let keep: std::collections::HashSet<String> =
             assigned.iter().map(|t| t.id.clone()).collect();
         for d in self.args.drivers.values() {
@@ -143,6 +200,11 @@ impl AgentState {
             if running_here || finished || task.status.state.is_terminal() {
                 continue;
             }
+            if started == STARTS_PER_RECONCILE {
+                more = true;
+                continue;
+            }
+            started += 1;
             let driver = self.args.drivers.get(&task.spec.driver).cloned();
             let spec = ChildSpec::new(
                 name.clone(),
@@ -179,6 +241,7 @@ impl AgentState {
         });
         let statuses = &self.statuses;
         self.unsent.retain(|id, _| statuses.contains_key(id));
+        more
     }
 }
 
@@ -194,6 +257,8 @@ impl Actor for Agent {
     ) -> Result<AgentState, ActorProcessingErr> {
         myself.send_interval(args.heartbeat, || AgentMsg::Tick);
         let _ = myself.send_message(AgentMsg::Tick);
+        let beat_session = Arc::new(Mutex::new(None));
+        let heartbeat = spawn_heartbeat(&args, &myself, beat_session.clone());
         Ok(AgentState {
             tasks: Children::new(args.directory.clone(), Intensity::default()),
             args,
@@ -201,6 +266,9 @@ impl Actor for Agent {
             unsent: HashMap::new(),
             flush_queued: false,
             session: None,
+            beat_session,
+            heartbeat,
+            reconcile_queued: false,
             assigned: Vec::new(),
         })
     }
@@ -210,6 +278,7 @@ impl Actor for Agent {
         _myself: ActorRef<AgentMsg>,
         st: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
+        st.heartbeat.abort();
         st.tasks.stop_all();
         Ok(())
     }
@@ -233,25 +302,22 @@ impl Actor for Agent {
                     .collect();
                 if drivers != st.args.node.drivers {
                     st.args.node.drivers = drivers;
-                    st.session = None;
+                    st.set_session(None);
                 }
                 st.flush(&myself);
-                if let (Some(d), Some(_)) = (st.dispatcher(), st.session) {
-                    let _ = d.send_message(DispatcherMsg::Heartbeat {
-                        node_id: st.args.node.node_id.clone(),
-                        agent: Arc::new(myself.clone()),
-                    });
-                }
             }
             AgentMsg::Assignments(tasks) => {
-                st.assigned = tasks.clone();
-                st.reconcile(&myself, tasks).await
+                st.assigned = tasks;
+                st.queue_reconcile(&myself);
             }
             AgentMsg::Recheck => {
+                st.reconcile_queued = false;
                 let tasks = st.assigned.clone();
-                st.reconcile(&myself, tasks).await
+                if st.reconcile(&myself, tasks).await {
+                    st.queue_reconcile(&myself);
+                }
             }
-            AgentMsg::SessionRejected => st.session = None,
+            AgentMsg::SessionRejected => st.set_session(None),
             AgentMsg::Status(id, status) => {
                 tracing::debug!(task = %id, state = status.state.as_str(), "task status");
                 st.statuses.insert(id.clone(), status.clone());
@@ -285,7 +351,7 @@ impl Actor for Agent {
         // again once the statuses it sent on its way out are in. Only on an
         // end: a recheck per start would make starting n tasks cost n².
         if ended {
-            let _ = myself.send_message(AgentMsg::Recheck);
+            st.queue_reconcile(&myself);
         }
         Ok(())
     }

@@ -1,10 +1,10 @@
 //! The process driver: a task's IMAGE is an executable run with its ARGs (no
 //! shell), in its own process group, killed with the daemon.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use shoal_actors::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
 use shoal_actors::model::DriverInfo;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::logs;
 
@@ -24,14 +24,62 @@ struct Proc {
 
 pub struct ProcessDriver {
     log_dir: PathBuf,
-    procs: Mutex<HashMap<String, Proc>>,
+    procs: Arc<Mutex<HashMap<String, Proc>>>,
+    /// Tasks whose process is being started (so a second start waits for
+    /// nothing and starts nothing).
+    starting: Arc<Mutex<HashSet<String>>>,
+    /// The thread that forks (see `Forker`), started with the first task.
+    forker: OnceLock<Forker>,
+}
+
+type ForkJob = (Launch, oneshot::Sender<Result<Proc, DriverError>>);
+
+/// Tasks are forked on a few threads of their own that live as long as the
+/// daemon. Not on the runtime's threads: a fork copies the daemon's page
+/// tables, and starting 2,000 tasks must not take those threads from
+/// heartbeats. Not on tokio's blocking pool either: the parent-death signal
+/// fires when the *thread* that forked a child exits, and idle pool threads
+/// exit after ten seconds.
+struct Forker(std::sync::mpsc::Sender<ForkJob>);
+
+/// Forks that may run at once.
+const FORKER_THREADS: usize = 4;
+
+impl Forker {
+    fn start(log_dir: PathBuf) -> Result<Forker, DriverError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| DriverError::Failed(format!("no runtime to start tasks on: {e}")))?;
+        let (tx, rx) = std::sync::mpsc::channel::<ForkJob>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..FORKER_THREADS {
+            let (rx, runtime, log_dir) = (rx.clone(), runtime.clone(), log_dir.clone());
+            std::thread::Builder::new()
+                .name(format!("shoal-forker-{i}"))
+                .spawn(move || {
+                    // The output pumps and exit waiters are spawned on the runtime.
+                    let _guard = runtime.enter();
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((launch, reply)) = job else { return };
+                        let _ = reply.send(spawn(&log_dir, &launch));
+                    }
+                })
+                .map_err(|e| DriverError::Failed(format!("cannot start a forker thread: {e}")))?;
+        }
+        Ok(Forker(tx))
+    }
 }
 
 impl ProcessDriver {
     pub fn new(log_dir: PathBuf) -> Arc<Self> {
         Arc::new(ProcessDriver {
             log_dir,
-            procs: Mutex::new(HashMap::new()),
+            procs: Arc::default(),
+            starting: Arc::default(),
+            forker: OnceLock::new(),
         })
     }
 
@@ -41,72 +89,74 @@ impl ProcessDriver {
             None => Lifecycle::Running { pid: Some(p.pid) },
         }
     }
+}
 
-    fn spawn(&self, launch: &Launch) -> Result<Proc, DriverError> {
-        let task = &launch.task;
-        let log = logs::log_path(&self.log_dir, &task.id)
-            .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
-        let mut cmd = tokio::process::Command::new(&task.spec.image);
-        cmd.args(&task.spec.args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(task.spec.env.iter().filter_map(|kv| kv.split_once('=')))
-            .env("SHOAL_TASK_ID", &task.id)
-            .env("SHOAL_TASK_SLOT", task.slot.to_string())
-            .env("SHOAL_SERVICE_NAME", &task.service_name)
-            .env("SHOAL_NODE_ID", &launch.node_id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(false);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // Die with the daemon, so a killed node leaves no orphans.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The daemon keeps a private umask for its data dir; a task
-                // gets the usual one.
-                libc::umask(0o022);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| {
-            let what = match e.kind() {
-                std::io::ErrorKind::NotFound => "executable file not found",
-                std::io::ErrorKind::PermissionDenied => "permission denied",
-                _ => "cannot start",
-            };
-            DriverError::Rejected(format!("{what}: {}: {e}", task.spec.image))
-        })?;
-        let pid = child.id().unwrap_or_default();
-        let (tx, rx) = watch::channel(None);
-        let (lines_tx, lines_rx) = mpsc::unbounded_channel::<String>();
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(pump(out, "stdout", lines_tx.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(pump(err, "stderr", lines_tx));
-        }
-        tokio::spawn(write_log(log, lines_rx));
-        tokio::spawn(async move {
-            let exit = match child.wait().await {
-                Ok(status) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    match (status.code(), status.signal()) {
-                        (Some(c), _) => Exit::Code(c),
-                        (None, Some(s)) => Exit::Signal(s),
-                        (None, None) => Exit::Code(-1),
-                    }
-                }
-                Err(_) => Exit::Code(-1),
-            };
-            let _ = tx.send(Some(exit));
+/// Starts a task's process (a fork: called on the forker's thread, inside the
+/// runtime, which the output pumps and the exit waiter are spawned on).
+fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError> {
+    let task = &launch.task;
+    let log = logs::log_path(log_dir, &task.id)
+        .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
+    let mut cmd = tokio::process::Command::new(&task.spec.image);
+    cmd.args(&task.spec.args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(task.spec.env.iter().filter_map(|kv| kv.split_once('=')))
+        .env("SHOAL_TASK_ID", &task.id)
+        .env("SHOAL_TASK_SLOT", task.slot.to_string())
+        .env("SHOAL_SERVICE_NAME", &task.service_name)
+        .env("SHOAL_NODE_ID", &launch.node_id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Die with the daemon, so a killed node leaves no orphans.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The daemon keeps a private umask for its data dir; a task
+            // gets the usual one.
+            libc::umask(0o022);
+            Ok(())
         });
-        Ok(Proc { pid, exit: rx })
     }
+    let mut child = cmd.spawn().map_err(|e| {
+        let what = match e.kind() {
+            std::io::ErrorKind::NotFound => "executable file not found",
+            std::io::ErrorKind::PermissionDenied => "permission denied",
+            _ => "cannot start",
+        };
+        DriverError::Rejected(format!("{what}: {}: {e}", task.spec.image))
+    })?;
+    let pid = child.id().unwrap_or_default();
+    let (tx, rx) = watch::channel(None);
+    let (lines_tx, lines_rx) = mpsc::unbounded_channel::<String>();
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pump(out, "stdout", lines_tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(err, "stderr", lines_tx));
+    }
+    tokio::spawn(write_log(log, lines_rx));
+    tokio::spawn(async move {
+        let exit = match child.wait().await {
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                match (status.code(), status.signal()) {
+                    (Some(c), _) => Exit::Code(c),
+                    (None, Some(s)) => Exit::Signal(s),
+                    (None, None) => Exit::Code(-1),
+                }
+            }
+            Err(_) => Exit::Code(-1),
+        };
+        let _ = tx.send(Some(exit));
+    });
+    Ok(Proc { pid, exit: rx })
 }
 
 async fn pump<R: tokio::io::AsyncRead + Unpin>(
@@ -156,18 +206,42 @@ impl Driver for ProcessDriver {
     }
 
     fn start(&self, launch: Launch) -> BoxFuture<Result<Lifecycle, DriverError>> {
-        let result = {
-            let mut procs = self.procs.lock();
-            match procs.get(&launch.task.id) {
-                Some(p) => Ok(Self::lifecycle(p)),
-                None => self.spawn(&launch).map(|p| {
-                    let l = Self::lifecycle(&p);
-                    procs.insert(launch.task.id.clone(), p);
-                    l
-                }),
+        let id = launch.task.id.clone();
+        if let Some(p) = self.procs.lock().get(&id) {
+            let l = Self::lifecycle(p);
+            return Box::pin(async move { Ok(l) });
+        }
+        if !self.starting.lock().insert(id.clone()) {
+            return Box::pin(async move {
+                Err(DriverError::Failed(format!(
+                    "task {id} is already starting"
+                )))
+            });
+        }
+        let (procs, starting) = (self.procs.clone(), self.starting.clone());
+        let forker = match self.forker.get() {
+            Some(f) => Ok(f.0.clone()),
+            None => {
+                Forker::start(self.log_dir.clone()).map(|f| self.forker.get_or_init(|| f).0.clone())
             }
         };
-        Box::pin(async move { result })
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let forked = match forker {
+                Ok(f) => match f.send((launch, reply)) {
+                    Ok(()) => answer.await.unwrap_or_else(|_| {
+                        Err(DriverError::Failed("the forker thread is gone".into()))
+                    }),
+                    Err(_) => Err(DriverError::Failed("the forker thread is gone".into())),
+                },
+                Err(e) => Err(e),
+            };
+            starting.lock().remove(&id);
+            let proc = forked?;
+            let l = Self::lifecycle(&proc);
+            procs.lock().insert(id, proc);
+            Ok(l)
+        })
     }
 
     fn inspect(&self, task_id: &str) -> Option<Lifecycle> {
