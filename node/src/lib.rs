@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cluster;
 pub mod daemon;
 pub mod driver;
+pub mod fuzzing;
 pub mod identity;
 pub mod logs;
 pub mod private;

@@ -95,11 +95,7 @@ impl Inbound for ClusterInbound {
                 from_addr,
                 msg,
             } => {
-                let m =
-                    raft::prelude::Message::parse_from_bytes(&msg).map_err(|e| e.to_string())?;
-                if m.from != from {
-                    return Err("raft message sender does not match its envelope".into());
-                }
+                let m = raft_message(from, &msg)?;
                 if let Some(net) = rt.raft_net() {
                     net.learn(from, &from_addr);
                 }
@@ -135,6 +131,16 @@ impl Inbound for ClusterInbound {
             codec::encode(&answer).map_err(|e| e.to_string())
         })
     }
+}
+
+/// The Raft message inside a `OneWay::Raft` envelope: raft-rs's protobuf,
+/// refused unless it comes from the sender the envelope names.
+pub fn raft_message(from: u64, msg: &[u8]) -> Result<raft::prelude::Message, String> {
+    let m = raft::prelude::Message::parse_from_bytes(msg).map_err(|e| e.to_string())?;
+    if m.from != from {
+        return Err("raft message sender does not match its envelope".into());
+    }
+    Ok(m)
 }
 
 fn refused(message: &str) -> Response {

@@ -1,11 +1,17 @@
 //! One frame per QUIC stream: a 4-byte big-endian length, then the payload.
+//!
+//! [`decode_frame`] and [`payload_len`] are the pure part (no IO), so the
+//! fuzzers can drive exactly what [`read_frame`] checks.
 
 use quinn::{RecvStream, SendStream};
 
 /// Default upper bound on a frame; snapshots travel as several frames.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+/// Bytes of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("frame of {0} bytes is larger than the {1}-byte limit")]
     TooLarge(usize, usize),
@@ -17,32 +23,87 @@ pub enum FrameError {
     Write(String),
 }
 
-pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, FrameError> {
-    let mut len = [0u8; 4];
-    recv.read_exact(&mut len).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
-        quinn::ReadExactError::ReadError(e) => FrameError::Read(e.to_string()),
-    })?;
-    let len = u32::from_be_bytes(len) as usize;
+/// The payload length a header announces, refused above `max` before
+/// anything is allocated for it.
+pub fn payload_len(header: [u8; HEADER_LEN], max: usize) -> Result<usize, FrameError> {
+    let len = usize::try_from(u32::from_be_bytes(header))
+        .map_err(|_| FrameError::TooLarge(usize::MAX, max))?;
     if len > max {
         return Err(FrameError::TooLarge(len, max));
     }
-    let mut buf = vec![0u8; len];
-    recv.read_exact(&mut buf).await.map_err(|e| match e {
+    Ok(len)
+}
+
+/// The header of a frame carrying `payload_len` bytes.
+pub fn header(payload_len: usize) -> Result<[u8; HEADER_LEN], FrameError> {
+    let len = u32::try_from(payload_len)
+        .map_err(|_| FrameError::TooLarge(payload_len, u32::MAX as usize))?;
+    Ok(len.to_be_bytes())
+}
+
+/// Splits one frame off the front of `bytes`: its payload, and what follows it.
+pub fn decode_frame(bytes: &[u8], max: usize) -> Result<(&[u8], &[u8]), FrameError> {
+    let (head, rest) = bytes
+        .split_first_chunk::<HEADER_LEN>()
+        .ok_or(FrameError::Truncated)?;
+    let len = payload_len(*head, max)?;
+    if rest.len() < len {
+        return Err(FrameError::Truncated);
+    }
+    Ok(rest.split_at(len))
+}
+
+fn read_error(e: quinn::ReadExactError) -> FrameError {
+    match e {
         quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
         quinn::ReadExactError::ReadError(e) => FrameError::Read(e.to_string()),
-    })?;
+    }
+}
+
+pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut head = [0u8; HEADER_LEN];
+    recv.read_exact(&mut head).await.map_err(read_error)?;
+    let mut buf = vec![0u8; payload_len(head, max)?];
+    recv.read_exact(&mut buf).await.map_err(read_error)?;
     Ok(buf)
 }
 
 pub async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<(), FrameError> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| FrameError::TooLarge(payload.len(), u32::MAX as usize))?;
-    send.write_all(&len.to_be_bytes())
+    send.write_all(&header(payload.len())?)
         .await
         .map_err(|e| FrameError::Write(e.to_string()))?;
     send.write_all(payload)
         .await
         .map_err(|e| FrameError::Write(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::transport::frame::{decode_frame, header, FrameError};
+
+    #[test]
+    fn a_frame_splits_off_the_front() {
+        let mut bytes = header(3).unwrap().to_vec();
+        bytes.extend_from_slice(b"abcde");
+        assert_eq!(decode_frame(&bytes, 16), Ok((&b"abc"[..], &b"de"[..])));
+    }
+
+    #[test]
+    fn a_frame_above_the_limit_is_refused_before_its_payload() {
+        let bytes = header(u32::MAX as usize).unwrap();
+        assert_eq!(
+            decode_frame(&bytes, 16),
+            Err(FrameError::TooLarge(u32::MAX as usize, 16))
+        );
+    }
+
+    #[test]
+    fn a_short_frame_is_truncated() {
+        assert_eq!(decode_frame(&[0, 0], 16), Err(FrameError::Truncated));
+        assert_eq!(
+            decode_frame(&[0, 0, 0, 2, 1], 16),
+            Err(FrameError::Truncated)
+        );
+    }
 }
