@@ -354,7 +354,7 @@ impl Actor for Dispatcher {
                 // Assignments travel one way and may be lost with a
                 // connection: now and then every node is sent its list again.
                 st.ticks += 1;
-                if st.ticks % RESEND_EVERY_TICKS == 0 {
+                if st.ticks.is_multiple_of(RESEND_EVERY_TICKS) {
                     for s in st.sessions.values_mut() {
                         s.sent.clear();
                     }

@@ -202,7 +202,8 @@ mod tests {
 
     #[test]
     fn every_bound_is_enforced() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ServiceSpec)>)> = vec![
+        type Change = Box<dyn Fn(&mut ServiceSpec)>;
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "Replicas",
                 Box::new(|s| s.mode = ServiceMode::Replicated { replicas: 1 << 63 }),

@@ -399,21 +399,7 @@ fn certificates_are_renewed_before_they_expire() {
 fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node() {
     use shoal_node::ca::RootCa;
     use shoal_node::transport::tls::TlsIdentity;
-    use shoal_node::transport::{Inbound, PeerId, Transport, TransportConfig};
-
-    struct Nothing;
-    impl Inbound for Nothing {
-        fn message(&self, _: &PeerId, _: Vec<u8>) -> Result<(), String> {
-            Ok(())
-        }
-        fn request(
-            &self,
-            _: Option<&PeerId>,
-            _: Vec<u8>,
-        ) -> shoal_actors::driver::BoxFuture<Result<Vec<u8>, String>> {
-            Box::pin(async { Ok(Vec::new()) })
-        }
-    }
+    use shoal_node::transport::{Transport, TransportConfig};
 
     let nodes = cluster(1, 0, &[]);
     let m = &nodes[0];
@@ -440,7 +426,7 @@ fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node()
             "127.0.0.9:0".parse().expect("addr"),
             &id,
             TransportConfig::default(),
-            std::sync::Arc::new(Nothing),
+            std::sync::Arc::new(common::Deaf),
         )
         .expect("bind");
         let target = m.listen.parse().expect("addr");

@@ -7,76 +7,13 @@ mod common;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{cluster, running, wait_for, Daemon, LONG};
+use common::{cluster, running, stolen_identity, wait_for, Daemon, Peer, LONG};
 use serde_json::{json, Value};
 use shoal_actors::command::Command;
 use shoal_actors::model::{TaskState, TaskStatus};
 use shoal_node::cluster::wire::{Request, Response, ToDispatcher};
-use shoal_node::transport::tls::TlsIdentity;
-use shoal_node::transport::{Inbound, PeerId, Transport, TransportConfig};
-
-/// A peer that speaks the cluster protocol with a certificate taken from a
-/// node's data directory (as a thief of that directory would).
-struct Peer {
-    rt: tokio::runtime::Runtime,
-    transport: Arc<Transport>,
-}
-
-struct Deaf;
-impl Inbound for Deaf {
-    fn message(&self, _: &PeerId, _: Vec<u8>) -> Result<(), String> {
-        Ok(())
-    }
-    fn request(
-        &self,
-        _: Option<&PeerId>,
-        _: Vec<u8>,
-    ) -> shoal_actors::driver::BoxFuture<Result<Vec<u8>, String>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-}
-
-/// The certificate, key and CA files of a node's data directory, as they are now.
-fn stolen_identity(data: &Path) -> TlsIdentity {
-    let read = |p: &str| std::fs::read_to_string(data.join(p)).expect(p);
-    TlsIdentity {
-        ca_pem: read("ca/ca.crt"),
-        chain_pem: read("certs/node.crt"),
-        key_pem: read("certs/node.key"),
-    }
-}
-
-impl Peer {
-    fn new(id: &TlsIdentity) -> Peer {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let transport = rt.block_on(async {
-            Transport::bind(
-                "127.0.0.9:0".parse().expect("addr"),
-                id,
-                TransportConfig::default(),
-                Arc::new(Deaf),
-            )
-            .expect("bind")
-        });
-        Peer { rt, transport }
-    }
-
-    fn ask(&self, to: &Daemon, req: &Request) -> Result<Response, String> {
-        let bytes = shoal_actors::codec::encode(req).expect("encode");
-        let target = to.listen.parse().expect("addr");
-        self.rt.block_on(async {
-            let answer = self
-                .transport
-                .request(target, &bytes)
-                .await
-                .map_err(|e| e.to_string())?;
-            shoal_actors::codec::decode(&answer).map_err(|e| e.to_string())
-        })
-    }
-}
 
 fn refused(r: Result<Response, String>) -> String {
     match r {

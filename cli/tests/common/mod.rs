@@ -10,6 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shoal_node::transport::tls::TlsIdentity;
+use shoal_node::transport::{Inbound, PeerId, Transport, TransportConfig};
+use std::sync::Arc;
 
 pub fn shoal_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_shoal"))
@@ -358,4 +361,69 @@ pub fn cluster(managers: usize, workers: usize, args: &[&str]) -> Vec<Daemon> {
         rows.len() == total && rows.iter().all(|r| r["Status"] == "Ready")
     });
     nodes
+}
+
+/// A peer that speaks the cluster protocol with a certificate taken from a
+/// node's data directory (as a thief of that directory would).
+pub struct Peer {
+    pub rt: tokio::runtime::Runtime,
+    pub transport: Arc<Transport>,
+}
+
+/// An inbound side that ignores everything (a peer that only asks).
+pub struct Deaf;
+impl Inbound for Deaf {
+    fn message(&self, _: &PeerId, _: Vec<u8>) -> Result<(), String> {
+        Ok(())
+    }
+    fn request(
+        &self,
+        _: Option<&PeerId>,
+        _: Vec<u8>,
+    ) -> shoal_actors::driver::BoxFuture<Result<Vec<u8>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// The certificate, key and CA files of a node's data directory, as they are now.
+pub fn stolen_identity(data: &Path) -> TlsIdentity {
+    let read = |p: &str| std::fs::read_to_string(data.join(p)).expect(p);
+    TlsIdentity {
+        ca_pem: read("ca/ca.crt"),
+        chain_pem: read("certs/node.crt"),
+        key_pem: read("certs/node.key"),
+    }
+}
+
+impl Peer {
+    pub fn new(id: &TlsIdentity) -> Peer {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let transport = rt.block_on(async {
+            Transport::bind(
+                "127.0.0.9:0".parse().expect("addr"),
+                id,
+                TransportConfig::default(),
+                Arc::new(Deaf),
+            )
+            .expect("bind")
+        });
+        Peer { rt, transport }
+    }
+
+    pub fn ask(
+        &self,
+        to: &Daemon,
+        req: &shoal_node::cluster::wire::Request,
+    ) -> Result<shoal_node::cluster::wire::Response, String> {
+        let bytes = shoal_actors::codec::encode(req).expect("encode");
+        let target = to.listen.parse().expect("addr");
+        self.rt.block_on(async {
+            let answer = self
+                .transport
+                .request(target, &bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            shoal_actors::codec::decode(&answer).map_err(|e| e.to_string())
+        })
+    }
 }

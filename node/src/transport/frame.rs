@@ -63,10 +63,23 @@ fn read_error(e: quinn::ReadExactError) -> FrameError {
 pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut head = [0u8; HEADER_LEN];
     recv.read_exact(&mut head).await.map_err(read_error)?;
-    let mut buf = vec![0u8; payload_len(head, max)?];
-    recv.read_exact(&mut buf).await.map_err(read_error)?;
+    let len = payload_len(head, max)?;
+    // The buffer grows with what arrives, not with what the header claims:
+    // a peer that announces 16 MiB and stalls holds one chunk, not 16 MiB.
+    let mut buf = Vec::with_capacity(len.min(READ_CHUNK));
+    let mut chunk = vec![0u8; len.min(READ_CHUNK)];
+    while buf.len() < len {
+        let want = (len - buf.len()).min(READ_CHUNK);
+        recv.read_exact(&mut chunk[..want])
+            .await
+            .map_err(read_error)?;
+        buf.extend_from_slice(&chunk[..want]);
+    }
     Ok(buf)
 }
+
+/// How much of a frame is read at a time.
+const READ_CHUNK: usize = 64 * 1024;
 
 pub async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<(), FrameError> {
     send.write_all(&header(payload.len())?)

@@ -396,7 +396,7 @@ async fn serve_streams(
                             });
                             Ok(())
                         }
-                        faults::Verdict::Pass => inbound.message(&peer, bytes),
+                        faults::Verdict::Pass => inbound.message(peer, bytes),
                     },
                     Err(e) => Err(e.to_string()),
                 };
