@@ -350,3 +350,42 @@ fn a_removed_nodes_open_connection_is_closed_and_ids_are_checked() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[test]
+fn a_flood_of_refused_connections_writes_a_few_log_lines() {
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    // A certificate from another swarm's CA: every handshake is refused.
+    let other = shoal_node::ca::RootCa::generate().expect("ca");
+    let cert = other
+        .issue(
+            "elsewhere",
+            "intruder",
+            shoal_actors::model::NodeRole::Manager,
+            0,
+            Duration::from_secs(3600),
+        )
+        .expect("cert");
+    let peer = Peer::new(&shoal_node::transport::tls::TlsIdentity {
+        ca_pem: other.cert_pem.clone(),
+        chain_pem: cert.cert_pem,
+        key_pem: cert.key_pem,
+    });
+    let target = d.listen.parse().expect("addr");
+    let count = |log: &str| log.matches("refused an incoming connection").count();
+    let before =
+        count(&std::fs::read_to_string(d.dir.path().join("daemon.log")).unwrap_or_default());
+    peer.rt.block_on(async {
+        for _ in 0..300 {
+            let _ = peer.transport.request(target, b"hello").await;
+        }
+    });
+    let log = std::fs::read_to_string(d.dir.path().join("daemon.log")).unwrap_or_default();
+    let lines = count(&log) - before;
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} log lines for 300 refused connections"
+    );
+    // The node is unharmed.
+    assert_eq!(d.rows(&["node", "ls"]).len(), 1);
+}

@@ -465,7 +465,11 @@ async fn serve_anonymous(t: Arc<Transport>, conn: quinn::Connection, inbound: Ar
             }
         }
         Err(e) => {
-            tracing::warn!(%remote, error = %e, "malformed request from a node without a certificate");
+            if let Some(suppressed) = t.refusals.admit() {
+                tracing::warn!(%remote, error = %e, suppressed, "malformed request from a node without a certificate");
+            } else {
+                tracing::debug!(%remote, error = %e, "malformed request from a node without a certificate");
+            }
             conn.close(close::MALFORMED.into(), b"malformed frame");
         }
     }
