@@ -263,7 +263,7 @@ impl Cluster {
             .context("swarm init")?;
         wait_until("manager-1 to lead", Duration::from_secs(30), || {
             api::get(&first, "/info", ANSWER).ok().and_then(|i| {
-                i.pointer("/Swarm/RaftStatus/is_leader")
+                i.pointer("/Swarm/RaftStatus/IsLeader")
                     .and_then(Value::as_bool)
             }) == Some(true)
         })?;
@@ -356,7 +356,7 @@ impl Cluster {
                 .with_context(|| format!("/info of {}", n.info.name))?;
             n.info.node_id = info["ID"].as_str().unwrap_or("").to_string();
             n.info.raft_id = info
-                .pointer("/Swarm/RaftStatus/id")
+                .pointer("/Swarm/RaftStatus/ID")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
         }

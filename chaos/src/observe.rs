@@ -134,12 +134,12 @@ pub fn manager_view(name: &str, info: Option<Value>) -> ManagerView {
     ManagerView {
         node: name.to_string(),
         answered: raft.as_ref().is_some_and(|r| r.is_object()),
-        raft_id: num("id"),
-        term: num("term"),
-        leader_id: num("leader_id"),
+        raft_id: num("ID"),
+        term: num("Term"),
+        leader_id: num("LeaderID"),
         is_leader: raft
             .as_ref()
-            .is_some_and(|r| r["is_leader"] == Value::Bool(true)),
+            .is_some_and(|r| r["IsLeader"] == Value::Bool(true)),
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{cluster, running, stolen_identity, wait_for, Daemon, Peer, LONG};
+use common::{cluster, raft_last_index, running, stolen_identity, wait_for, Daemon, Peer, LONG};
 use serde_json::{json, Value};
 use shoal_actors::command::Command;
 use shoal_actors::model::{TaskState, TaskStatus};
@@ -119,13 +119,6 @@ fn numbers_and_sizes_past_the_limits_are_refused_before_anything_is_proposed() {
         let (code, v) = d.api("GET", "/tasks", None).expect("tasks");
         code == 200 && v.as_array().is_some_and(|a| a.is_empty())
     });
-}
-
-fn raft_last_index(d: &Daemon) -> u64 {
-    let (_, info) = d.api("GET", "/info", None).expect("info");
-    info["Swarm"]["RaftStatus"]["last_index"]
-        .as_u64()
-        .expect("raft status")
 }
 
 fn mode(p: &Path) -> u32 {

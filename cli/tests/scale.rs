@@ -11,18 +11,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{running, wait_for, Daemon};
+use common::{raft_last_index, running, wait_for, Daemon};
 
 const LIMIT: Duration = Duration::from_secs(600);
 
 fn info(d: &Daemon) -> serde_json::Value {
     d.api("GET", "/info", None).expect("info").1
-}
-
-fn raft_last_index(d: &Daemon) -> u64 {
-    info(d)["Swarm"]["RaftStatus"]["last_index"]
-        .as_u64()
-        .expect("raft status")
 }
 
 /// Peak and current resident memory of the daemon, in MiB.

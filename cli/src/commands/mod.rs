@@ -34,9 +34,9 @@ pub async fn info(client: &Client) -> anyhow::Result<()> {
             println!("  Nodes: {}", u(&v, "/Swarm/Nodes"));
             if let Some(r) = v.pointer("/Swarm/RaftStatus").filter(|r| !r.is_null()) {
                 println!("  Raft:");
-                println!("   Term: {}", u(r, "/term"));
-                println!("   Commit Index: {}", u(r, "/commit"));
-                println!("   Snapshot Index: {}", u(r, "/snapshot_index"));
+                println!("   Term: {}", u(r, "/Term"));
+                println!("   Commit Index: {}", u(r, "/Commit"));
+                println!("   Snapshot Index: {}", u(r, "/SnapshotIndex"));
             }
         }
         println!("  Node Address: {}", s(&v, "/Swarm/NodeAddr"));

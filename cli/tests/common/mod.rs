@@ -427,3 +427,11 @@ impl Peer {
         })
     }
 }
+
+/// The last index of the daemon's Raft log.
+pub fn raft_last_index(d: &Daemon) -> u64 {
+    let (_, info) = d.api("GET", "/info", None).expect("info");
+    info["Swarm"]["RaftStatus"]["LastIndex"]
+        .as_u64()
+        .expect("raft status")
+}

@@ -130,7 +130,7 @@ async fn info(State(rt): Rt) -> ApiResult {
                 .values()
                 .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
                 .count());
-            swarm["RaftStatus"] = json!(raft);
+            swarm["RaftStatus"] = raft.as_ref().map_or(Value::Null, views::raft_status);
         }
     }
     Ok(Json(json!({
@@ -383,7 +383,7 @@ async fn debug_actors(State(rt): Rt) -> ApiResult {
         })
         .collect();
     Ok(Json(
-        json!({ "Actors": list, "Raft": raft_status(&rt).await }),
+        json!({ "Actors": list, "Raft": raft_status(&rt).await.as_ref().map(views::raft_status) }),
     ))
 }
 

@@ -9,6 +9,22 @@ use shoal_actors::model::{
 };
 use shoal_actors::state::ClusterState;
 
+/// A manager's Raft status, in the Engine API's casing.
+pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> Value {
+    json!({
+        "ID": r.id,
+        "Term": r.term,
+        "LeaderID": r.leader_id,
+        "IsLeader": r.is_leader,
+        "Commit": r.commit,
+        "Applied": r.applied,
+        "FirstIndex": r.first_index,
+        "LastIndex": r.last_index,
+        "SnapshotIndex": r.snapshot_index,
+        "Voters": r.voters,
+    })
+}
+
 pub fn service_spec(spec: &ServiceSpec) -> Value {
     let t = &spec.task_template;
     let ServiceMode::Replicated { replicas } = spec.mode;
