@@ -11,6 +11,7 @@ pub mod driver;
 pub mod fuzzing;
 pub mod identity;
 pub mod logs;
+pub mod options;
 pub mod private;
 pub mod runtime;
 pub mod transport;

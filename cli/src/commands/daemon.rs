@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use shoal_actors::leader::Timings;
+use shoal_node::options::DaemonTimings;
 use shoal_node::runtime::NodeConfig;
 
 use crate::output::parse_duration;
@@ -68,16 +68,13 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
     let socket = host.strip_prefix("unix://").ok_or_else(|| {
         anyhow!("invalid host {host:?}: the daemon serves unix:///path/to/socket only")
     })?;
-    let mut timings = Timings::default();
-    timings.raft.tick = a.raft_tick;
-    timings.raft.election_ticks = a.raft_election_ticks;
-    timings.raft.heartbeat_ticks = a.raft_heartbeat_ticks;
-    if a.raft_election_ticks <= a.raft_heartbeat_ticks {
-        return Err(anyhow!(
-            "--raft-election-ticks must be larger than --raft-heartbeat-ticks"
-        ));
+    let timings = DaemonTimings {
+        raft_tick: a.raft_tick,
+        raft_election_ticks: a.raft_election_ticks,
+        raft_heartbeat_ticks: a.raft_heartbeat_ticks,
+        dispatcher_heartbeat: a.dispatcher_heartbeat,
     }
-    timings.dispatcher_heartbeat = a.dispatcher_heartbeat;
+    .build()?;
     let hostname = a.hostname.unwrap_or_else(os_hostname);
     let span = tracing::info_span!("node", host = %hostname);
     let _enter = span.enter();
