@@ -56,8 +56,9 @@ pub enum DispatcherMsg {
     },
     Store(Option<StoreEvent>),
     Tick,
-    /// The status write in flight is in (or failed): send the next batch.
-    StatusWritten,
+    /// The status write in flight is in: send the next batch. A write that
+    /// failed hands its updates back, to be queued again.
+    StatusWritten(Vec<TaskUpdate>),
     /// Send the assignments of the nodes whose tasks changed.
     PushAssignments,
 }
@@ -69,8 +70,12 @@ struct Session {
     /// What the node was last sent (task id and desired state, sorted): an
     /// update that changes neither, such as the node's own status report,
     /// is not sent again.
-    sent: Vec<(String, TaskState)>,
+    /// `None`: send the next list whatever it is.
+    sent: Option<Vec<(String, TaskState)>>,
 }
+
+/// How long a failed status write waits before it is tried again.
+const STATUS_RETRY: Duration = Duration::from_millis(200);
 
 /// How long store changes gather before the nodes they touch hear of them.
 const PUSH_DELAY: Duration = Duration::from_millis(50);
@@ -119,10 +124,10 @@ impl DispatcherState {
             .iter()
             .map(|t| (t.id.clone(), t.desired_state))
             .collect();
-        if !force && sent == session.sent {
+        if !force && session.sent.as_ref() == Some(&sent) {
             return;
         }
-        session.sent = sent;
+        session.sent = Some(sent);
         agent.send(AgentMsg::Assignments(tasks));
     }
 
@@ -195,12 +200,15 @@ impl DispatcherState {
             at: Utc::now(),
         };
         tokio::spawn(async move {
-            // Task states only move forward, so a report that is lost here
-            // is sent again by the agent after its next reconnect.
-            if let Err(e) = proposer.propose(cmd).await {
-                tracing::warn!(error = %e, "task status write failed");
+            let mut failed = Vec::new();
+            if let Err(e) = proposer.propose(cmd.clone()).await {
+                tracing::warn!(error = %e, "task status write failed; will retry");
+                if let Command::UpdateTasks { updates, .. } = cmd {
+                    failed = updates;
+                }
+                tokio::time::sleep(STATUS_RETRY).await;
             }
-            let _ = me.send_message(DispatcherMsg::StatusWritten);
+            let _ = me.send_message(DispatcherMsg::StatusWritten(failed));
         });
     }
 
@@ -242,7 +250,7 @@ impl Actor for Dispatcher {
                     Session {
                         agent: None,
                         last_seen: now,
-                        sent: Vec::new(),
+                        sent: None,
                     },
                 )
             })
@@ -299,7 +307,7 @@ impl Actor for Dispatcher {
                     Session {
                         agent: Some(agent),
                         last_seen: Instant::now(),
-                        sent: Vec::new(),
+                        sent: None,
                     },
                 );
                 st.push_assignments(&node.node_id, true);
@@ -312,8 +320,20 @@ impl Actor for Dispatcher {
                 st.queue_statuses(node_id, updates);
                 st.write_statuses(&myself);
             }
-            DispatcherMsg::StatusWritten => {
+            DispatcherMsg::StatusWritten(failed) => {
                 st.writing = false;
+                // Again, unless a newer report came meanwhile (applying a
+                // report twice changes nothing: states only move forward).
+                for u in failed {
+                    if let TaskUpdate::Status {
+                        task_id,
+                        node_id,
+                        status,
+                    } = u
+                    {
+                        st.statuses.entry(task_id).or_insert((node_id, status));
+                    }
+                }
                 st.write_statuses(&myself);
             }
             DispatcherMsg::Store(Some(ev)) => {
@@ -356,7 +376,7 @@ impl Actor for Dispatcher {
                 st.ticks += 1;
                 if st.ticks.is_multiple_of(RESEND_EVERY_TICKS) {
                     for s in st.sessions.values_mut() {
-                        s.sent.clear();
+                        s.sent = None;
                     }
                     let all: Vec<String> = st.sessions.keys().cloned().collect();
                     st.mark_dirty(&myself, all.into_iter());

@@ -109,7 +109,15 @@ impl ClusterState {
                     .map_err(invalid),
             },
             Command::UpsertNode(node) => {
-                limits::check_labels("node labels", &node.labels).map_err(invalid)
+                // A registration racing `node rm` must not bring the node back.
+                if self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.removed_nodes.contains(&node.id))
+                {
+                    return Err(ApplyError::NodeNotFound(node.id.clone()));
+                }
+                limits::check_node(node).map_err(invalid)
             }
             Command::DeleteTasks(_) | Command::UpdateTasks { .. } => Ok(()),
             Command::UpdateNode { id, labels_add, .. } => {
@@ -198,8 +206,16 @@ impl ClusterState {
             }
             Command::UpsertNode(node) => {
                 let mut node = node.clone();
+                // What the node says about itself changes; what managers
+                // decided about it (role, certificate generation,
+                // availability, labels) only changes through `UpdateNode`,
+                // so a registration racing a demotion cannot undo it.
                 if let Some(old) = self.nodes.get(&node.id) {
                     node.created_at = old.created_at;
+                    node.role = old.role;
+                    node.cert_generation = old.cert_generation;
+                    node.availability = old.availability;
+                    node.labels = old.labels.clone();
                 }
                 self.put_node(node, index, changes);
             }
@@ -492,6 +508,51 @@ mod tests {
         assert_eq!(s.nodes["n1"].cert_generation, 1);
         set(&mut s, crate::model::NodeRole::Worker, 4);
         assert_eq!(s.nodes["n1"].cert_generation, 2);
+    }
+
+    #[test]
+    fn a_registration_keeps_what_managers_decided_and_cannot_revive_a_removed_node() {
+        let mut s = ClusterState {
+            cluster: Some(crate::model::Cluster {
+                id: "c".into(),
+                spec: Default::default(),
+                join_tokens: crate::model::JoinTokens {
+                    worker: String::new(),
+                    manager: String::new(),
+                },
+                ca_cert_pem: String::new(),
+                removed_nodes: Vec::new(),
+                created_at: Utc::now(),
+                updated_at: Utc::now(),
+                version: 0,
+            }),
+            ..ClusterState::default()
+        };
+        let mut manager = sample_node();
+        manager.role = crate::model::NodeRole::Manager;
+        s.apply(&Command::UpsertNode(manager.clone()), 1)
+            .expect("apply");
+        // Demoted while a registration read the old entry...
+        let demote = Command::UpdateNode {
+            id: "n1".into(),
+            role: Some(crate::model::NodeRole::Worker),
+            availability: None,
+            labels_add: Vec::new(),
+            labels_rm: Vec::new(),
+            at: Utc::now(),
+        };
+        s.apply(&demote, 2).expect("apply");
+        // ...which then lands: the demotion stands.
+        manager.hostname = "renamed".into();
+        s.apply(&Command::UpsertNode(manager.clone()), 3)
+            .expect("apply");
+        assert_eq!(s.nodes["n1"].role, crate::model::NodeRole::Worker);
+        assert_eq!(s.nodes["n1"].cert_generation, 1);
+        assert_eq!(s.nodes["n1"].hostname, "renamed");
+        s.apply(&Command::RemoveNode { id: "n1".into() }, 4)
+            .expect("apply");
+        assert!(s.apply(&Command::UpsertNode(manager), 5).is_err());
+        assert!(!s.nodes.contains_key("n1"));
     }
 
     #[test]

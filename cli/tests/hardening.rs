@@ -15,15 +15,17 @@ use shoal_actors::command::Command;
 use shoal_actors::model::{TaskState, TaskStatus};
 use shoal_node::cluster::wire::{Request, Response, ToDispatcher};
 
-fn refused(r: Result<Response, String>) -> String {
+/// The request was answered with a 403 whose message contains `why`.
+fn refused(r: Result<Response, String>, why: &str) {
     match r {
         Ok(Response::Error { status, message }) => {
             assert_eq!(status, 403, "{message}");
-            message
+            assert!(
+                message.contains(why),
+                "refused for another reason: {message}"
+            );
         }
-        // The connection was closed on the peer: refused as well.
-        Err(e) => e,
-        Ok(other) => panic!("expected a refusal, got {other:?}"),
+        other => panic!("expected a refusal ({why}), got {other:?}"),
     }
 }
 
@@ -175,7 +177,11 @@ fn the_data_dir_is_private_whatever_the_umask() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     d.kill9_and_restart();
     assert_private(&data);
-    assert!(d.log_tail().contains("repaired") || mode(&key) == 0o600);
+    let log = std::fs::read_to_string(d.dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains("repaired") && log.contains("ca.key"),
+        "the repair was not reported"
+    );
 }
 
 #[test]
@@ -210,7 +216,7 @@ fn a_demoted_managers_old_certificate_opens_nothing() {
                 at: chrono::Utc::now(),
             })),
         );
-        refused(r);
+        refused(r, "certificate superseded by a role change");
     }
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(tokens(m), before);
@@ -230,7 +236,7 @@ fn a_demoted_managers_old_certificate_opens_nothing() {
             at: chrono::Utc::now(),
         })),
     );
-    assert!(refused(r).contains("only managers"));
+    refused(r, "only managers");
     assert_eq!(tokens(m), before);
 }
 
@@ -271,7 +277,7 @@ fn a_worker_cannot_report_the_status_of_another_nodes_task() {
             updates: vec![(task.clone(), failed.clone())],
         }),
     );
-    assert!(refused(r).contains("only speak for itself"));
+    refused(r, "only speak for itself");
     // Speaking for itself about worker-1's task: accepted as a message, but
     // the report is dropped.
     let r = w2.ask(
@@ -368,15 +374,18 @@ fn a_flood_of_refused_connections_writes_a_few_log_lines() {
     let count = |log: &str| log.matches("refused an incoming connection").count();
     let before =
         count(&std::fs::read_to_string(d.dir.path().join("daemon.log")).unwrap_or_default());
+    let started = std::time::Instant::now();
     peer.rt.block_on(async {
         for _ in 0..300 {
             let _ = peer.transport.request(target, b"hello").await;
         }
     });
+    // One line per 10 s at most, the first at once.
+    let allowed = 2 + started.elapsed().as_secs() as usize / 10;
     let log = std::fs::read_to_string(d.dir.path().join("daemon.log")).unwrap_or_default();
     let lines = count(&log) - before;
     assert!(
-        (1..=2).contains(&lines),
+        (1..=allowed).contains(&lines),
         "{lines} log lines for 300 refused connections"
     );
     // The node is unharmed.

@@ -67,7 +67,10 @@ mod tests {
         assert!(defaults().build().is_ok());
         let mut t = defaults();
         t.raft_election_ticks = 1;
-        assert_eq!(t.build().err(), Some(TimingsError::ElectionNotAfterHeartbeat));
+        assert_eq!(
+            t.build().err(),
+            Some(TimingsError::ElectionNotAfterHeartbeat)
+        );
         let mut t = defaults();
         t.raft_tick = Duration::ZERO;
         assert_eq!(t.build().err(), Some(TimingsError::Zero("--raft-tick")));

@@ -125,7 +125,11 @@ impl Inbound for ClusterInbound {
             let req: Request = codec::decode(&bytes).map_err(|e| e.to_string())?;
             let standing = peer.as_ref().map(|p| standing(&rt, p));
             let answer = match standing {
-                Some(Standing::Stale) => refused("certificate superseded by a role change"),
+                // A node whose role change did not reach it may still fetch
+                // the certificate the state gives it now; nothing else.
+                Some(Standing::Stale) if !matches!(req, Request::RenewCert) => {
+                    refused(super::net::SUPERSEDED)
+                }
                 _ => handle(&rt, peer, standing == Some(Standing::Manager), req).await?,
             };
             codec::encode(&answer).map_err(|e| e.to_string())

@@ -137,7 +137,15 @@ pub struct ProxyArgs {
     pub managers: Arc<RwLock<Vec<String>>>,
     /// How long to wait for a manager before trying the next one.
     pub patience: std::time::Duration,
+    /// Told when a manager refuses this node's certificate as superseded.
+    pub superseded: Arc<tokio::sync::Notify>,
 }
+
+/// The refusal a manager gives a certificate of an older generation.
+pub const SUPERSEDED: &str = "certificate superseded by a role change";
+
+/// How long undelivered status reports wait before they are tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub struct ProxyState {
     lane: Arc<Lane>,
@@ -158,12 +166,13 @@ struct Lane {
 impl Lane {
     /// Sends to the manager that answered last, moving on through the list
     /// until one answers; a manager that does not lead relays to the leader.
-    async fn deliver(&self, wire: ToDispatcher) {
+    /// False if no manager took the message.
+    async fn deliver(&self, wire: ToDispatcher) -> bool {
         let Some(t) = self.args.transport.read().clone() else {
-            return;
+            return false;
         };
         let Ok(bytes) = codec::encode(&super::wire::Request::Dispatcher(wire)) else {
-            return;
+            return false;
         };
         let managers = self.args.managers.read().clone();
         let current = self.current.load(Ordering::Relaxed);
@@ -187,14 +196,24 @@ impl Lane {
                     if let Some(pos) = managers.iter().position(|m| m == addr) {
                         self.current.store(pos, Ordering::Relaxed);
                     }
-                    if !matches!(codec::decode(&answer), Ok(super::wire::Response::Done)) {
-                        tracing::debug!(%addr, "dispatcher message not accepted");
-                    }
-                    return;
+                    return match codec::decode(&answer) {
+                        Ok(super::wire::Response::Done) => true,
+                        Ok(super::wire::Response::Error { message, .. }) => {
+                            if message.contains(SUPERSEDED) {
+                                // Our certificate is of an older generation
+                                // than the state's: get the current one.
+                                self.args.superseded.notify_one();
+                            }
+                            tracing::debug!(%addr, %message, "dispatcher message not accepted");
+                            false
+                        }
+                        _ => false,
+                    };
                 }
                 Err(e) => tracing::debug!(%addr, attempt = i, error = %e, "manager unreachable"),
             }
         }
+        false
     }
 }
 
@@ -231,11 +250,22 @@ impl ProxyState {
                     continue;
                 }
                 let node_id = node_id.lock().clone();
-                lane.deliver(ToDispatcher::Status {
-                    node_id,
-                    updates: batch,
-                })
-                .await;
+                let delivered = lane
+                    .deliver(ToDispatcher::Status {
+                        node_id,
+                        updates: batch.clone(),
+                    })
+                    .await;
+                if !delivered {
+                    // Kept for the next try, unless a newer report came.
+                    {
+                        let mut q = queue.lock();
+                        for (id, s) in batch {
+                            q.entry(id).or_insert(s);
+                        }
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
             }
         });
     }
@@ -249,7 +279,8 @@ impl ProxyState {
         let (lane, busy) = (self.lane.clone(), self.heartbeat_busy.clone());
         tokio::spawn(async move {
             let addr = lane.args.own_addr.clone();
-            lane.deliver(ToDispatcher::Heartbeat { node_id, addr })
+            let _ = lane
+                .deliver(ToDispatcher::Heartbeat { node_id, addr })
                 .await;
             busy.store(false, Ordering::Release);
         });
@@ -295,7 +326,7 @@ impl Actor for DispatcherProxy {
                     addr: st.lane.args.own_addr.clone(),
                     drivers: node.drivers,
                 };
-                st.lane.deliver(wire).await;
+                let _ = st.lane.deliver(wire).await;
             }
             DispatcherMsg::Heartbeat { node_id, .. } => st.heartbeat(node_id),
             DispatcherMsg::Status { node_id, updates } => {
@@ -305,7 +336,7 @@ impl Actor for DispatcherProxy {
             }
             DispatcherMsg::Store(_)
             | DispatcherMsg::Tick
-            | DispatcherMsg::StatusWritten
+            | DispatcherMsg::StatusWritten(_)
             | DispatcherMsg::PushAssignments => {}
         }
         Ok(())

@@ -32,7 +32,7 @@ pub struct ProcessDriver {
     forker: OnceLock<Forker>,
 }
 
-type ForkJob = (Launch, oneshot::Sender<Result<Proc, DriverError>>);
+type ForkJob = (Launch, oneshot::Sender<Result<Lifecycle, DriverError>>);
 
 /// Tasks are forked on a few threads of their own that live as long as the
 /// daemon. Not on the runtime's threads: a fork copies the daemon's page
@@ -46,13 +46,22 @@ struct Forker(std::sync::mpsc::Sender<ForkJob>);
 const FORKER_THREADS: usize = 4;
 
 impl Forker {
-    fn start(log_dir: PathBuf) -> Result<Forker, DriverError> {
+    /// The forker records what it started in `procs` itself before it
+    /// answers, and only then takes the task out of `starting`: a start
+    /// whose caller went away (its task actor was killed) still leaves a
+    /// tracked process, and no second start can slip in between.
+    fn start(
+        log_dir: PathBuf,
+        procs: Arc<Mutex<HashMap<String, Proc>>>,
+        starting: Arc<Mutex<HashSet<String>>>,
+    ) -> Result<Forker, DriverError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| DriverError::Failed(format!("no runtime to start tasks on: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel::<ForkJob>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..FORKER_THREADS {
             let (rx, runtime, log_dir) = (rx.clone(), runtime.clone(), log_dir.clone());
+            let (procs, starting) = (procs.clone(), starting.clone());
             std::thread::Builder::new()
                 .name(format!("shoal-forker-{i}"))
                 .spawn(move || {
@@ -64,7 +73,14 @@ impl Forker {
                             Err(_) => return,
                         };
                         let Ok((launch, reply)) = job else { return };
-                        let _ = reply.send(spawn(&log_dir, &launch));
+                        let id = &launch.task.id;
+                        let started = spawn(&log_dir, &launch).map(|p| {
+                            let l = ProcessDriver::lifecycle(&p);
+                            procs.lock().insert(id.clone(), p);
+                            l
+                        });
+                        starting.lock().remove(id);
+                        let _ = reply.send(started);
                     }
                 })
                 .map_err(|e| DriverError::Failed(format!("cannot start a forker thread: {e}")))?;
@@ -218,29 +234,28 @@ impl Driver for ProcessDriver {
                 )))
             });
         }
-        let (procs, starting) = (self.procs.clone(), self.starting.clone());
         let forker = match self.forker.get() {
             Some(f) => Ok(f.0.clone()),
-            None => {
-                Forker::start(self.log_dir.clone()).map(|f| self.forker.get_or_init(|| f).0.clone())
-            }
+            None => Forker::start(
+                self.log_dir.clone(),
+                self.procs.clone(),
+                self.starting.clone(),
+            )
+            .map(|f| self.forker.get_or_init(|| f).0.clone()),
         };
+        let (reply, answer) = oneshot::channel();
+        let sent = forker.and_then(|f| {
+            f.send((launch, reply))
+                .map_err(|_| DriverError::Failed("the forker thread is gone".into()))
+        });
+        if let Err(e) = sent {
+            self.starting.lock().remove(&id);
+            return Box::pin(async move { Err(e) });
+        }
         Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            let forked = match forker {
-                Ok(f) => match f.send((launch, reply)) {
-                    Ok(()) => answer.await.unwrap_or_else(|_| {
-                        Err(DriverError::Failed("the forker thread is gone".into()))
-                    }),
-                    Err(_) => Err(DriverError::Failed("the forker thread is gone".into())),
-                },
-                Err(e) => Err(e),
-            };
-            starting.lock().remove(&id);
-            let proc = forked?;
-            let l = Self::lifecycle(&proc);
-            procs.lock().insert(id, proc);
-            Ok(l)
+            answer
+                .await
+                .unwrap_or_else(|_| Err(DriverError::Failed("the forker thread is gone".into())))
         })
     }
 

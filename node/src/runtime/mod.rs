@@ -127,6 +127,8 @@ pub struct Runtime {
     root: ActorRef<SupervisorMsg>,
     /// Serialises `swarm init` and `swarm join`.
     init_lock: tokio::sync::Mutex<()>,
+    /// A manager refused this node's certificate as superseded: renew now.
+    superseded: Arc<tokio::sync::Notify>,
 }
 
 fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
@@ -183,6 +185,7 @@ impl Runtime {
             managers: Arc::new(RwLock::new(Vec::new())),
             root,
             init_lock: tokio::sync::Mutex::new(()),
+            superseded: Arc::new(tokio::sync::Notify::new()),
         });
         rt.spawn_renewal();
         if let Some(id) = identity {
@@ -318,6 +321,7 @@ impl Runtime {
                 own_addr: self.config.advertise(),
                 managers: self.managers.clone(),
                 patience: self.config.timings.dispatcher_heartbeat / 2,
+                superseded: self.superseded.clone(),
             },
         ))
         .await?;

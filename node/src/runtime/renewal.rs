@@ -36,8 +36,10 @@ impl Runtime {
     }
 
     /// Renews this node's certificate when less than a third of its
-    /// validity is left: from its own CA as a manager, else from a manager.
-    pub(super) async fn renew_if_due(&self) -> Result<bool, NodeError> {
+    /// validity is left, or at once if `superseded` (a manager refused it as
+    /// older than the node's role): from its own CA as a manager, else from
+    /// a manager.
+    pub(super) async fn renew_if_due(&self, superseded: bool) -> Result<bool, NodeError> {
         let Some(id) = self.identity() else {
             return Ok(false);
         };
@@ -48,7 +50,7 @@ impl Runtime {
         let left = expiry
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default();
-        if left > self.config.cert_validity / 3 {
+        if left > self.config.cert_validity / 3 && !superseded {
             return Ok(false);
         }
         let renewed = if let Ok(Response::Renewed { cert_pem, key_pem }) =
@@ -92,13 +94,22 @@ impl Runtime {
         let weak = Arc::downgrade(self);
         let every = (self.config.cert_validity / 10)
             .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        let superseded = self.superseded.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                let now = tokio::select! {
+                    _ = tokio::time::sleep(every) => false,
+                    _ = superseded.notified() => true,
+                };
                 let Some(rt) = weak.upgrade() else {
                     return;
                 };
-                if let Err(e) = rt.renew_if_due().await {
+                if now {
+                    tracing::warn!(
+                        "a manager refused this node's certificate as superseded; renewing it"
+                    );
+                }
+                if let Err(e) = rt.renew_if_due(now).await {
                     tracing::warn!(error = %e, "certificate renewal failed; will retry");
                 }
             }
