@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{raft_last_index, running, wait_for, Daemon};
+use common::{cluster, raft_last_index, running, wait_for, Daemon};
 
 const LIMIT: Duration = Duration::from_secs(600);
 
@@ -33,10 +33,11 @@ fn memory_mib(d: &Daemon) -> (u64, u64) {
     (kib("VmHWM:") / 1024, kib("VmRSS:") / 1024)
 }
 
-fn node_ready(d: &Daemon) -> bool {
+/// Every node of the swarm is Ready.
+fn nodes_ready(d: &Daemon) -> bool {
     d.rows(&["node", "ls"])
-        .first()
-        .is_some_and(|r| r["Status"] == "Ready")
+        .iter()
+        .all(|r| r["Status"] == "Ready")
 }
 
 struct Figures {
@@ -46,10 +47,22 @@ struct Figures {
 }
 
 /// `replicas` sleeping processes on one node: converge, stay Ready, remove.
-fn many_tasks_on_one_node(replicas: usize) -> Figures {
-    let d = Daemon::start(&[]);
-    d.ok(&["swarm", "init"]);
-    let before = raft_last_index(&d);
+/// `on_a_worker`: the node is a worker of a one-manager swarm whose manager
+/// is drained, so every report travels the cluster path (the worker's
+/// dispatcher proxy, the manager's remote agent link).
+fn many_tasks_on_one_node(replicas: usize, on_a_worker: bool) -> Figures {
+    let nodes = if on_a_worker {
+        let nodes = cluster(1, 1, &[]);
+        nodes[0].ok(&["node", "update", "--availability", "drain", "manager-1"]);
+        nodes
+    } else {
+        let d = Daemon::start(&[]);
+        d.ok(&["swarm", "init"]);
+        vec![d]
+    };
+    let d = &nodes[0];
+    let runner = nodes.last().expect("a node");
+    let before = raft_last_index(d);
     let started = Instant::now();
     d.ok(&[
         "service",
@@ -66,8 +79,8 @@ fn many_tasks_on_one_node(replicas: usize) -> Figures {
     ]);
     let mut ready_throughout = true;
     wait_for("every replica running", LIMIT, || {
-        ready_throughout &= node_ready(&d);
-        running(&d, "many") == replicas
+        ready_throughout &= nodes_ready(d);
+        running(d, "many") == replicas
     });
     let converged_in = started.elapsed();
     assert!(
@@ -76,17 +89,17 @@ fn many_tasks_on_one_node(replicas: usize) -> Figures {
     );
     // Settled: nothing more is written while the tasks run.
     std::thread::sleep(Duration::from_secs(3));
-    let entries = raft_last_index(&d) - before;
-    assert!(node_ready(&d));
-    let (peak_mib, _) = memory_mib(&d);
+    let entries = raft_last_index(d) - before;
+    assert!(nodes_ready(d));
+    let (peak_mib, _) = memory_mib(runner);
     d.ok(&["service", "rm", "many"]);
     wait_for("every task gone", LIMIT, || {
         let (code, v) = d.api("GET", "/tasks", None).expect("tasks");
         code == 200 && v.as_array().is_some_and(|a| a.is_empty())
     });
-    assert!(node_ready(&d), "the node is not Ready after service rm");
+    assert!(nodes_ready(d), "the node is not Ready after service rm");
     eprintln!(
-        "{replicas} replicas: converged in {converged_in:?}, {entries} Raft entries, peak RSS {peak_mib} MiB"
+        "{replicas} replicas (on a worker: {on_a_worker}): converged in {converged_in:?}, {entries} Raft entries, peak RSS {peak_mib} MiB"
     );
     Figures {
         converged_in,
@@ -97,7 +110,7 @@ fn many_tasks_on_one_node(replicas: usize) -> Figures {
 
 #[test]
 fn status_traffic_grows_with_the_tasks_not_with_retries() {
-    let f = many_tasks_on_one_node(200);
+    let f = many_tasks_on_one_node(200, false);
     // Each task moves NEW -> ASSIGNED -> ... -> RUNNING: one entry per
     // report would be four or more per task. Batched, the whole start-up
     // costs fewer entries than there are tasks.
@@ -108,7 +121,15 @@ fn status_traffic_grows_with_the_tasks_not_with_retries() {
 #[test]
 #[ignore = "a bench: 2,000 processes; run in release (docs/benchmarks.md)"]
 fn two_thousand_replicas_on_one_node() {
-    let f = many_tasks_on_one_node(2000);
-    assert!(f.entries < 2000, "{} entries for 2,000 tasks", f.entries);
-    assert!(f.peak_mib < 200, "peak RSS {} MiB", f.peak_mib);
+    for on_a_worker in [false, true] {
+        let f = many_tasks_on_one_node(2000, on_a_worker);
+        assert!(f.entries < 2000, "{} entries for 2,000 tasks", f.entries);
+        assert!(f.peak_mib < 200, "peak RSS {} MiB", f.peak_mib);
+    }
+}
+
+#[test]
+fn status_traffic_from_a_worker_grows_with_the_tasks_not_with_retries() {
+    let f = many_tasks_on_one_node(200, true);
+    assert!(f.entries < 200, "{} entries for 200 tasks", f.entries);
 }
