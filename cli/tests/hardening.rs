@@ -13,16 +13,15 @@ use common::{cluster, raft_last_index, running, stolen_identity, wait_for, Daemo
 use serde_json::{json, Value};
 use shoal_actors::command::Command;
 use shoal_actors::model::{TaskState, TaskStatus};
-use shoal_node::cluster::wire::{Request, Response, ToDispatcher};
+use shoal_node::cluster::wire::{Refusal, Request, Response, ToDispatcher};
 
-/// The request was answered with a 403 whose message contains `why`.
+/// The request was refused as forbidden, for a reason that says `why`.
 fn refused(r: Result<Response, String>, why: &str) {
     match r {
-        Ok(Response::Error { status, message }) => {
-            assert_eq!(status, 403, "{message}");
+        Ok(Response::Refused(r @ (Refusal::Forbidden(_) | Refusal::Superseded))) => {
             assert!(
-                message.contains(why),
-                "refused for another reason: {message}"
+                r.to_string().contains(why),
+                "refused for another reason: {r}"
             );
         }
         other => panic!("expected a refusal ({why}), got {other:?}"),
@@ -342,8 +341,7 @@ fn a_removed_nodes_open_connection_is_closed_and_ids_are_checked() {
         },
     );
     match r {
-        Ok(Response::Error { status, message }) => {
-            assert_eq!(status, 400);
+        Ok(Response::Refused(Refusal::BadRequest(message))) => {
             assert!(message.contains("invalid task id"), "{message}");
         }
         other => panic!("expected a refusal, got {other:?}"),

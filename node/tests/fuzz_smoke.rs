@@ -219,10 +219,12 @@ fn responses() -> Vec<Response> {
         },
         Response::Log(b"hello\nworld\n".to_vec()),
         Response::Done,
-        Response::Error {
-            status: 503,
-            message: "no leader".into(),
-        },
+        Response::Refused(shoal_node::cluster::wire::Refusal::NoLeader(
+            "no leader".into(),
+        )),
+        Response::Refused(shoal_node::cluster::wire::Refusal::Rejected(
+            shoal_actors::state::ApplyError::ServiceNotFound("web".into()),
+        )),
     ]
 }
 

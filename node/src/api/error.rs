@@ -4,6 +4,7 @@ use axum::Json;
 use shoal_actors::proposer::ProposeError;
 use shoal_actors::state::ApplyError;
 
+use crate::cluster::wire::Refusal;
 use crate::runtime::NodeError;
 
 /// An error as the Docker Engine API reports it: a status and `{"message": ...}`.
@@ -58,6 +59,25 @@ impl From<ProposeError> for ApiError {
     }
 }
 
+/// A peer's refusal, as the Engine API would answer it.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let status = match &r {
+            Refusal::Rejected(a) => return ProposeError::Rejected(a.clone()).into(),
+            Refusal::NotLeader { .. } | Refusal::NoLeader(_) | Refusal::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Refusal::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+            Refusal::Precondition(_) => StatusCode::PRECONDITION_FAILED,
+            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::Forbidden(_) | Refusal::Superseded => StatusCode::FORBIDDEN,
+            Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, r.to_string())
+    }
+}
+
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         match e {
@@ -71,10 +91,7 @@ impl From<NodeError> for ApiError {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
             }
             NodeError::BadToken(_) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
-            NodeError::Remote { status, message } => ApiError::new(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                message,
-            ),
+            NodeError::Remote(r) => r.into(),
             NodeError::Unreachable(..) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }

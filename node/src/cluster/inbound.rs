@@ -8,7 +8,7 @@ use shoal_actors::driver::BoxFuture;
 use shoal_actors::raft::RaftMsg;
 use shoal_actors::worker::AgentMsg;
 
-use super::wire::{OneWay, Request, Response, ToAgent};
+use super::wire::{OneWay, Refusal, Request, Response, ToAgent};
 use crate::certs::role_unit;
 use crate::runtime::Runtime;
 use crate::transport::{Inbound, PeerId};
@@ -128,7 +128,7 @@ impl Inbound for ClusterInbound {
                 // A node whose role change did not reach it may still fetch
                 // the certificate the state gives it now; nothing else.
                 Some(Standing::Stale) if !matches!(req, Request::RenewCert) => {
-                    refused(super::net::SUPERSEDED)
+                    Response::Refused(Refusal::Superseded)
                 }
                 _ => handle(&rt, peer, standing == Some(Standing::Manager), req).await?,
             };
@@ -148,10 +148,7 @@ pub fn raft_message(from: u64, msg: &[u8]) -> Result<raft::prelude::Message, Str
 }
 
 fn refused(message: &str) -> Response {
-    Response::Error {
-        status: 403,
-        message: message.into(),
-    }
+    Response::Refused(Refusal::Forbidden(message.into()))
 }
 
 /// `manager`: whether the replicated state makes the peer a manager now.
@@ -185,10 +182,9 @@ async fn handle(
             }
             Response::Done
         }
-        Request::TaskLog { task_id, .. } if !is_valid_id(&task_id) => Response::Error {
-            status: 400,
-            message: format!("invalid task id {task_id:?}"),
-        },
+        Request::TaskLog { task_id, .. } if !is_valid_id(&task_id) => {
+            Response::Refused(Refusal::BadRequest(format!("invalid task id {task_id:?}")))
+        }
         Request::TaskLog { task_id, offset } if manager => {
             Response::Log(rt.local_task_log(&task_id, offset).await)
         }

@@ -141,9 +141,6 @@ pub struct ProxyArgs {
     pub superseded: Arc<tokio::sync::Notify>,
 }
 
-/// The refusal a manager gives a certificate of an older generation.
-pub const SUPERSEDED: &str = "certificate superseded by a role change";
-
 /// How long undelivered status reports wait before they are tried again.
 const RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -198,13 +195,13 @@ impl Lane {
                     }
                     return match codec::decode(&answer) {
                         Ok(super::wire::Response::Done) => true,
-                        Ok(super::wire::Response::Error { message, .. }) => {
-                            if message.contains(SUPERSEDED) {
+                        Ok(super::wire::Response::Refused(r)) => {
+                            if r == super::wire::Refusal::Superseded {
                                 // Our certificate is of an older generation
                                 // than the state's: get the current one.
                                 self.args.superseded.notify_one();
                             }
-                            tracing::debug!(%addr, %message, "dispatcher message not accepted");
+                            tracing::debug!(%addr, refusal = %r, "dispatcher message not accepted");
                             false
                         }
                         _ => false,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use shoal_actors::command::Command;
 use shoal_actors::model::{DriverInfo, NodeRole, Task, TaskStatus};
+use shoal_actors::state::ApplyError;
 
 /// One-way messages.
 #[derive(Debug, Serialize, Deserialize)]
@@ -89,11 +90,37 @@ pub enum Response {
     /// A piece of a task's log.
     Log(Vec<u8>),
     Done,
-    /// `status` is the HTTP status the API would answer with.
-    Error {
-        status: u16,
-        message: String,
-    },
+    Refused(Refusal),
+}
+
+/// Why a peer refused a request. Callers match variants (a retry on
+/// `NoLeader`, say); only the control API turns them into HTTP statuses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("This node is not the swarm leader{}.", leader.map(|l| format!(" (the leader's raft id is {l:x})")).unwrap_or_default())]
+    NotLeader { leader: Option<u64> },
+    #[error("{0}")]
+    NoLeader(String),
+    /// Worth trying again elsewhere or later (not a manager, unreachable).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Rejected(ApplyError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// The peer's certificate is of an older generation than the state's.
+    #[error("certificate superseded by a role change")]
+    Superseded,
+    #[error("{0}")]
+    Failed(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

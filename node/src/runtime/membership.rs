@@ -14,10 +14,7 @@ impl Runtime {
     ) -> Response {
         self.admit(token, hostname, addr, drivers)
             .await
-            .unwrap_or_else(|e| match Response::from(Err(e)) {
-                Response::Error { status, message } => Response::Error { status, message },
-                other => other,
-            })
+            .unwrap_or_else(|e| Response::Refused(e.into()))
     }
 
     pub(super) async fn admit(

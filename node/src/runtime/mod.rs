@@ -35,7 +35,7 @@ use crate::cluster::inbound::ClusterInbound;
 use crate::cluster::net::{
     ClusterLink, DispatcherProxy, ProxyArgs, RaftNet, RemoteAgent, TransportSlot, PROXY_NAME,
 };
-use crate::cluster::wire::{Joined, Request, Response, RoleChange, ToDispatcher};
+use crate::cluster::wire::{Joined, Refusal, Request, Response, RoleChange, ToDispatcher};
 use crate::driver::{DockerDriver, ProcessDriver};
 use crate::identity::{self, Identity};
 use crate::transport::tls::TlsIdentity;
@@ -71,8 +71,8 @@ pub enum NodeError {
     Propose(#[from] ProposeError),
     #[error("invalid join token: {0}")]
     BadToken(String),
-    #[error("{message}")]
-    Remote { status: u16, message: String },
+    #[error("{0}")]
+    Remote(Refusal),
     #[error("This node is not part of a swarm")]
     NotInSwarm,
     #[error("{0}")]
@@ -97,17 +97,35 @@ pub enum NodeError {
     Actors(String),
 }
 
+impl From<NodeError> for Refusal {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Propose(p) => match p {
+                ProposeError::Rejected(a) => Refusal::Rejected(a),
+                ProposeError::NotLeader { leader } => Refusal::NotLeader { leader },
+                ProposeError::NoLeader => Refusal::NoLeader(p.to_string()),
+                ProposeError::Superseded => Refusal::Unavailable(p.to_string()),
+                ProposeError::Timeout => Refusal::Timeout(p.to_string()),
+                ProposeError::Codec(_) => Refusal::BadRequest(p.to_string()),
+            },
+            NodeError::Remote(r) => r,
+            NodeError::NotFound(m) => Refusal::NotFound(m),
+            NodeError::Precondition(m) => Refusal::Precondition(m),
+            NodeError::BadToken(_) => Refusal::BadRequest(e.to_string()),
+            NodeError::AlreadyInSwarm
+            | NodeError::NotManager
+            | NodeError::NotInSwarm
+            | NodeError::Unreachable(..) => Refusal::Unavailable(e.to_string()),
+            other => Refusal::Failed(other.to_string()),
+        }
+    }
+}
+
 impl From<Result<(), NodeError>> for Response {
     fn from(r: Result<(), NodeError>) -> Self {
         match r {
             Ok(()) => Response::Done,
-            Err(e) => {
-                let api = crate::api::ApiError::from(e);
-                Response::Error {
-                    status: api.status.as_u16(),
-                    message: api.message,
-                }
-            }
+            Err(e) => Response::Refused(e.into()),
         }
     }
 }

@@ -94,9 +94,7 @@ impl Runtime {
             .map_err(|e| NodeError::Unreachable(remote.into(), e.to_string()))?;
         let joined = match codec::decode::<Response>(&answer) {
             Ok(Response::Joined(j)) => *j,
-            Ok(Response::Error { status, message }) => {
-                return Err(NodeError::Remote { status, message })
-            }
+            Ok(Response::Refused(r)) => return Err(NodeError::Remote(r)),
             _ => {
                 return Err(NodeError::Unreachable(
                     remote.into(),

@@ -31,7 +31,7 @@ impl Runtime {
             .map_err(|e| NodeError::Unreachable(addr.to_string(), e.to_string()))?;
         match codec::decode::<Response>(&answer) {
             Ok(Response::Done) => Ok(()),
-            Ok(Response::Error { status, message }) => Err(NodeError::Remote { status, message }),
+            Ok(Response::Refused(r)) => Err(NodeError::Remote(r)),
             _ => Err(NodeError::Unreachable(
                 addr.to_string(),
                 "unexpected answer".into(),
@@ -65,9 +65,12 @@ impl Runtime {
                 other => other.map_err(NodeError::from),
             };
             match result {
-                Err(NodeError::Unreachable(..)) | Err(NodeError::Remote { status: 503, .. })
-                    if Instant::now() < deadline =>
-                {
+                Err(
+                    NodeError::Unreachable(..)
+                    | NodeError::Remote(
+                        Refusal::NotLeader { .. } | Refusal::NoLeader(_) | Refusal::Unavailable(_),
+                    ),
+                ) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(NodeError::Unreachable(..)) => return Err(ProposeError::NoLeader.into()),
@@ -120,10 +123,7 @@ impl Runtime {
         let leader = match self.raft_leader().await {
             Some(l) => l,
             None => {
-                return Response::Error {
-                    status: 503,
-                    message: ProposeError::NoLeader.to_string(),
-                }
+                return Response::Refused(Refusal::NoLeader(ProposeError::NoLeader.to_string()))
             }
         };
         self.forward(leader, &Request::Dispatcher(m)).await.into()
