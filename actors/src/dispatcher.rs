@@ -9,59 +9,11 @@ use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::command::{Command, TaskUpdate};
-use crate::leader::ManagerCtx;
+use crate::context::ManagerCtx;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
-use crate::model::{DriverInfo, NodeState, TaskState, TaskStatus};
+use crate::model::{NodeState, TaskState, TaskStatus};
+use crate::session::{AgentLink, AgentMsg, DispatcherMsg};
 use crate::state::Change;
-use crate::store::StoreEvent;
-use crate::worker::AgentMsg;
-
-/// What a node tells the dispatcher about itself when it registers.
-#[derive(Debug, Clone)]
-pub struct NodeDescription {
-    pub node_id: String,
-    pub hostname: String,
-    pub addr: String,
-    pub drivers: Vec<DriverInfo>,
-}
-
-/// How the dispatcher reaches an agent: a local actor, or a proxy to a remote node.
-pub trait AgentLink: Send + Sync + 'static {
-    fn send(&self, msg: AgentMsg);
-}
-
-impl AgentLink for ActorRef<AgentMsg> {
-    fn send(&self, msg: AgentMsg) {
-        let _ = self.send_message(msg);
-    }
-}
-
-/// How an agent reaches the current dispatcher.
-pub trait DispatcherLink: Send + Sync + 'static {
-    fn current(&self) -> Option<ActorRef<DispatcherMsg>>;
-}
-
-pub enum DispatcherMsg {
-    Register {
-        node: NodeDescription,
-        agent: Arc<dyn AgentLink>,
-    },
-    Heartbeat {
-        node_id: String,
-        agent: Arc<dyn AgentLink>,
-    },
-    Status {
-        node_id: String,
-        updates: Vec<(String, TaskStatus)>,
-    },
-    Store(Option<StoreEvent>),
-    Tick,
-    /// The status write in flight is in: send the next batch. A write that
-    /// failed hands its updates back, to be queued again.
-    StatusWritten(Vec<TaskUpdate>),
-    /// Send the assignments of the nodes whose tasks changed.
-    PushAssignments,
-}
 
 struct Session {
     /// `None` until the node registers with this dispatcher.
@@ -404,6 +356,3 @@ impl Actor for Dispatcher {
         Ok(())
     }
 }
-
-/// Default heartbeat period; a node is down after three are missed.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);

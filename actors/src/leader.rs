@@ -4,78 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-
-use crate::dispatcher::{Dispatcher, DispatcherLink, NodeDescription};
+use crate::context::ManagerCtx;
+use crate::dispatcher::Dispatcher;
 use crate::driver::Drivers;
 use crate::orchestrator::Orchestrator;
-use crate::proposer::Proposer;
-use crate::raft::{LogStore, RaftActor, RaftArgs, RaftTimings, RaftTransport};
+use crate::raft::{RaftActor, RaftArgs, RaftTransport};
 use crate::scheduler::Scheduler;
-use crate::store::{StateMachine, StoreActor, StoreArgs, StoreEvent};
+use crate::session::{DispatcherLink, NodeDescription};
+use crate::store::{StoreActor, StoreArgs};
 use crate::supervision::{
     ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
 };
 use crate::worker::{Agent, AgentArgs};
-
-#[derive(Debug, Clone, Copy)]
-pub struct Timings {
-    pub raft: RaftTimings,
-    pub dispatcher_heartbeat: Duration,
-    /// How long a write may wait for its commit before the user hears an error.
-    pub propose_timeout: Duration,
-}
-
-impl Default for Timings {
-    fn default() -> Self {
-        Timings {
-            raft: RaftTimings::default(),
-            dispatcher_heartbeat: crate::dispatcher::DEFAULT_HEARTBEAT,
-            propose_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// What the leader actors share: the state, the way to change it, and its events.
-pub struct ManagerCtx {
-    pub node_id: String,
-    pub raft_id: u64,
-    pub sm: Arc<StateMachine>,
-    pub log: Arc<LogStore>,
-    pub events: broadcast::Sender<StoreEvent>,
-    pub proposer: Proposer,
-    pub directory: Arc<Directory>,
-    pub timings: Timings,
-}
-
-impl ManagerCtx {
-    pub fn new(
-        node_id: String,
-        raft_id: u64,
-        db: &sled::Db,
-        directory: Arc<Directory>,
-        timings: Timings,
-    ) -> Result<Arc<Self>, ManagerOpenError> {
-        Ok(Arc::new(ManagerCtx {
-            node_id,
-            raft_id,
-            sm: StateMachine::open(db)?,
-            log: LogStore::open(db)?,
-            events: broadcast::channel(4096).0,
-            proposer: Proposer::new(directory.clone(), timings.propose_timeout),
-            directory,
-            timings,
-        }))
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ManagerOpenError {
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Log(#[from] crate::raft::LogError),
-}
 
 /// The leader subtree: started when this node's Raft actor leads, stopped when it no longer does.
 pub fn leader_spec(ctx: &Arc<ManagerCtx>) -> ChildSpec {

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod command;
+pub mod context;
 pub mod dispatcher;
 pub mod driver;
 pub mod events;
@@ -16,6 +17,7 @@ pub mod orchestrator;
 pub mod proposer;
 pub mod raft;
 pub mod scheduler;
+pub mod session;
 pub mod state;
 pub mod store;
 pub mod supervision;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shoal_actors::leader::Timings;
+use shoal_actors::context::Timings;
 
 /// `shoal daemon --raft-tick --raft-election-ticks --raft-heartbeat-ticks
 /// --dispatcher-heartbeat`.

@@ -14,7 +14,7 @@ pub use reaper::reap;
 pub use service::{plan, Plan, ServiceArgs, ServiceMsg, ServiceSupervisor};
 
 use crate::command::Command;
-use crate::leader::ManagerCtx;
+use crate::context::ManagerCtx;
 use crate::state::Change;
 use crate::store::StoreEvent;
 use crate::supervision::{ChildSpec, Children, Intensity, Restart};

@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::restart::{decide, SlotDecision};
 use crate::command::{Command, TaskUpdate};
-use crate::leader::ManagerCtx;
+use crate::context::ManagerCtx;
 use crate::limits::MAX_TASKS_PER_PASS;
 use crate::model::{new_id, Service, Task, TaskState, TaskStatus};
 use crate::state::ClusterState;

@@ -5,7 +5,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::placement::{place, Candidate, Decision, Request};
 use crate::command::{Command, TaskUpdate};
-use crate::leader::ManagerCtx;
+use crate::context::ManagerCtx;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::TaskState;
 use crate::state::{Change, ClusterState};

@@ -10,10 +10,10 @@ use std::time::Duration;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use super::task_actor::{TaskActor, TaskArgs, TaskMsg};
-use crate::dispatcher::{DispatcherLink, DispatcherMsg, NodeDescription};
 use crate::driver::Drivers;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{Task, TaskState, TaskStatus};
+use crate::session::{AgentLink, AgentMsg, DispatcherLink, DispatcherMsg, NodeDescription};
 use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
 
 #[derive(Clone)]
@@ -23,20 +23,6 @@ pub struct AgentArgs {
     pub directory: Arc<Directory>,
     pub dispatcher: Arc<dyn DispatcherLink>,
     pub heartbeat: Duration,
-}
-
-pub enum AgentMsg {
-    Tick,
-    /// Every task the dispatcher wants this node to know about.
-    Assignments(Vec<Task>),
-    Status(String, TaskStatus),
-    /// Send the statuses gathered since the last flush.
-    Flush,
-    /// The dispatcher does not know this node's session: register again.
-    SessionRejected,
-    /// A task actor ended: start it again if its task is still assigned and
-    /// not finished. Queued behind the statuses it sent before it ended.
-    Recheck,
 }
 
 pub struct AgentState {
@@ -74,7 +60,7 @@ fn spawn_heartbeat(
         args.node.node_id.clone(),
         args.heartbeat,
     );
-    let agent: Arc<dyn crate::dispatcher::AgentLink> = Arc::new(myself.clone());
+    let agent: Arc<dyn AgentLink> = Arc::new(myself.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {

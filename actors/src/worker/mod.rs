@@ -3,5 +3,5 @@
 mod agent;
 mod task_actor;
 
-pub use agent::{Agent, AgentArgs, AgentMsg};
+pub use agent::{Agent, AgentArgs};
 pub use task_actor::{TaskActor, TaskArgs, TaskMsg};

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::agent::AgentMsg;
 use crate::driver::{Driver, Exit, Launch, Lifecycle};
 use crate::model::{Task, TaskState, TaskStatus};
+use crate::session::AgentMsg;
 
 #[derive(Clone)]
 pub struct TaskActor;

@@ -263,7 +263,7 @@ fn no_such_service(id: &str) -> ApiError {
 }
 
 /// The full id of the service `key` names (id, name or unique id prefix).
-fn service_id(m: &shoal_actors::leader::ManagerCtx, key: &str) -> Result<String, ApiError> {
+fn service_id(m: &shoal_actors::context::ManagerCtx, key: &str) -> Result<String, ApiError> {
     m.sm.read()
         .0
         .find_service(key)

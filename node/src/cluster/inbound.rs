@@ -6,7 +6,7 @@ use protobuf::Message as _;
 use shoal_actors::codec;
 use shoal_actors::driver::BoxFuture;
 use shoal_actors::raft::RaftMsg;
-use shoal_actors::worker::AgentMsg;
+use shoal_actors::session::AgentMsg;
 
 use super::wire::{OneWay, Refusal, Request, Response, ToAgent};
 use crate::certs::role_unit;

@@ -17,14 +17,15 @@ use parking_lot::RwLock;
 use ractor::ActorRef;
 use shoal_actors::codec;
 use shoal_actors::command::Command;
-use shoal_actors::dispatcher::{DispatcherMsg, NodeDescription};
+use shoal_actors::context::{ManagerCtx, Timings};
 use shoal_actors::driver::Drivers;
-use shoal_actors::leader::{manager_spec, worker_spec, ManagerCtx, Timings};
+use shoal_actors::leader::{manager_spec, worker_spec};
 use shoal_actors::model::{
     new_id, Availability, Cluster, ClusterSpec, JoinTokens, Node, NodeRole, NodeState,
 };
 use shoal_actors::proposer::ProposeError;
 use shoal_actors::raft::{ProposeRefused, RaftMsg};
+use shoal_actors::session::{DispatcherMsg, NodeDescription};
 use shoal_actors::supervision::{
     ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
 };
@@ -90,7 +91,7 @@ pub enum NodeError {
     #[error(transparent)]
     Log(#[from] shoal_actors::raft::LogError),
     #[error(transparent)]
-    Open(#[from] shoal_actors::leader::ManagerOpenError),
+    Open(#[from] shoal_actors::context::ManagerOpenError),
     #[error("cluster transport: {0}")]
     Transport(#[from] crate::transport::TransportError),
     #[error("the node's actor tree is not running: {0}")]

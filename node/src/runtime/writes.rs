@@ -88,7 +88,7 @@ impl Runtime {
     /// leads, relayed to the leader otherwise.
     pub async fn to_dispatcher(&self, m: ToDispatcher) -> Response {
         if let Some(d) = self.directory.get::<DispatcherMsg>("dispatcher") {
-            let agent = |addr: &str| -> Arc<dyn shoal_actors::dispatcher::AgentLink> {
+            let agent = |addr: &str| -> Arc<dyn shoal_actors::session::AgentLink> {
                 Arc::new(RemoteAgent {
                     transport: self.transport.clone(),
                     addr: addr.to_string(),

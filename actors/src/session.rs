@@ -1,0 +1,76 @@
+//! The agent/dispatcher protocol: what each side sends the other, how each
+//! reaches the other, and what a node says about itself. Both sides import
+//! this module; neither imports the other.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+
+use crate::command::TaskUpdate;
+use crate::model::{DriverInfo, Task, TaskStatus};
+use crate::store::StoreEvent;
+
+/// What a node tells the dispatcher about itself when it registers.
+#[derive(Debug, Clone)]
+pub struct NodeDescription {
+    pub node_id: String,
+    pub hostname: String,
+    pub addr: String,
+    pub drivers: Vec<DriverInfo>,
+}
+
+/// How the dispatcher reaches an agent: a local actor, or a proxy to a remote node.
+pub trait AgentLink: Send + Sync + 'static {
+    fn send(&self, msg: AgentMsg);
+}
+
+impl AgentLink for ActorRef<AgentMsg> {
+    fn send(&self, msg: AgentMsg) {
+        let _ = self.send_message(msg);
+    }
+}
+
+/// How an agent reaches the current dispatcher.
+pub trait DispatcherLink: Send + Sync + 'static {
+    fn current(&self) -> Option<ActorRef<DispatcherMsg>>;
+}
+
+pub enum DispatcherMsg {
+    Register {
+        node: NodeDescription,
+        agent: Arc<dyn AgentLink>,
+    },
+    Heartbeat {
+        node_id: String,
+        agent: Arc<dyn AgentLink>,
+    },
+    Status {
+        node_id: String,
+        updates: Vec<(String, TaskStatus)>,
+    },
+    Store(Option<StoreEvent>),
+    Tick,
+    /// The status write in flight is in: send the next batch. A write that
+    /// failed hands its updates back, to be queued again.
+    StatusWritten(Vec<TaskUpdate>),
+    /// Send the assignments of the nodes whose tasks changed.
+    PushAssignments,
+}
+
+pub enum AgentMsg {
+    Tick,
+    /// Every task the dispatcher wants this node to know about.
+    Assignments(Vec<Task>),
+    Status(String, TaskStatus),
+    /// Send the statuses gathered since the last flush.
+    Flush,
+    /// The dispatcher does not know this node's session: register again.
+    SessionRejected,
+    /// A task actor ended: start it again if its task is still assigned and
+    /// not finished. Queued behind the statuses it sent before it ended.
+    Recheck,
+}
+
+/// Default heartbeat period; a node is down after three are missed.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
