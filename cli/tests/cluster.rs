@@ -398,7 +398,6 @@ fn certificates_are_renewed_before_they_expire() {
 #[test]
 fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node() {
     use shoal_node::ca::RootCa;
-    use shoal_node::transport::tls::TlsIdentity;
     use shoal_node::transport::{Transport, TransportConfig};
 
     let nodes = cluster(1, 0, &[]);
@@ -406,20 +405,7 @@ fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node()
     // A peer with a genuine certificate of this swarm (as a manager, so that
     // it may send anything), made from the CA in the manager's data dir.
     let ca = RootCa::load(&m.data_dir().join("ca")).expect("ca");
-    let cert = ca
-        .issue(
-            "cluster",
-            "rogue-node",
-            shoal_actors::model::NodeRole::Manager,
-            0,
-            Duration::from_secs(3600),
-        )
-        .expect("cert");
-    let id = TlsIdentity {
-        ca_pem: ca.cert_pem.clone(),
-        chain_pem: cert.cert_pem,
-        key_pem: cert.key_pem,
-    };
+    let id = common::minted_identity(&ca, "cluster", "rogue-node");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let rogue = Transport::bind(

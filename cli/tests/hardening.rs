@@ -354,20 +354,7 @@ fn a_flood_of_refused_connections_writes_a_few_log_lines() {
     d.ok(&["swarm", "init"]);
     // A certificate from another swarm's CA: every handshake is refused.
     let other = shoal_node::ca::RootCa::generate().expect("ca");
-    let cert = other
-        .issue(
-            "elsewhere",
-            "intruder",
-            shoal_actors::model::NodeRole::Manager,
-            0,
-            Duration::from_secs(3600),
-        )
-        .expect("cert");
-    let peer = Peer::new(&shoal_node::transport::tls::TlsIdentity {
-        ca_pem: other.cert_pem.clone(),
-        chain_pem: cert.cert_pem,
-        key_pem: cert.key_pem,
-    });
+    let peer = Peer::new(&common::minted_identity(&other, "elsewhere", "intruder"));
     let target = d.listen.parse().expect("addr");
     let count = |log: &str| log.matches("refused an incoming connection").count();
     let before =

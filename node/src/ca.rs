@@ -6,7 +6,9 @@
 
 use std::path::Path;
 
-use rcgen::KeyPair;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,7 @@ pub struct RootCa {
 impl RootCa {
     pub fn generate() -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let cert = crate::certs::ca_params()?.self_signed(&key)?;
+        let cert = ca_params()?.self_signed(&key)?;
         Ok(RootCa {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
@@ -38,7 +40,7 @@ impl RootCa {
     pub fn load(dir: &Path) -> Result<Self, CaError> {
         let cert_pem = std::fs::read_to_string(dir.join("ca.crt"))?;
         let key_pem = std::fs::read_to_string(dir.join("ca.key"))?;
-        let cert_der = crate::transport::tls::pem_certs(&cert_pem)
+        let cert_der = crate::pem::pem_certs(&cert_pem)
             .into_iter()
             .next()
             .map(|c| c.to_vec())
@@ -85,6 +87,19 @@ pub fn tokens_equal(presented: &str, expected: &str) -> bool {
         diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ y);
     }
     diff == 0
+}
+
+/// The CA's parameters, rebuilt identically from its fixed subject so that
+/// certificates it signs name it as their issuer.
+pub(crate) fn ca_params() -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "shoal-swarm-ca");
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_after = rcgen::date_time_ymd(2046, 1, 1);
+    Ok(params)
 }
 
 /// base-36 SHA-256 of a CA certificate's DER, 50 digits, as in join tokens.

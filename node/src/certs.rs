@@ -5,12 +5,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use shoal_actors::model::NodeRole;
 
-use crate::ca::{CaError, RootCa};
+use crate::ca::{ca_params, CaError, RootCa};
 
 /// Every node certificate carries this DNS name, so that a dialer can verify
 /// "a node of my cluster" without knowing which one answers.
@@ -34,19 +34,6 @@ pub fn role_unit(role: NodeRole) -> &'static str {
         NodeRole::Manager => "swarm-manager",
         NodeRole::Worker => "swarm-worker",
     }
-}
-
-/// The CA's parameters, rebuilt identically from its fixed subject so that
-/// certificates it signs name it as their issuer.
-pub(crate) fn ca_params() -> Result<CertificateParams, CaError> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "shoal-swarm-ca");
-    params.distinguished_name = dn;
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.not_after = rcgen::date_time_ymd(2046, 1, 1);
-    Ok(params)
 }
 
 /// A node's certificate chain and key, in PEM.
@@ -74,9 +61,7 @@ impl NodeCert {
 
     /// When the node certificate (the first in the chain) expires.
     pub fn not_after(&self) -> Option<std::time::SystemTime> {
-        let der = crate::transport::tls::pem_certs(&self.cert_pem)
-            .into_iter()
-            .next()?;
+        let der = crate::pem::pem_certs(&self.cert_pem).into_iter().next()?;
         let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
         let secs = cert.validity().not_after.timestamp();
         Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))

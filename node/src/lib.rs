@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod logs;
 pub mod options;
+pub mod pem;
 pub mod private;
 pub mod runtime;
 pub mod transport;

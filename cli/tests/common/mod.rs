@@ -435,3 +435,21 @@ pub fn raft_last_index(d: &Daemon) -> u64 {
         .as_u64()
         .expect("raft status")
 }
+
+/// A manager certificate for `node` of `cluster`, signed by `ca`.
+pub fn minted_identity(ca: &shoal_node::ca::RootCa, cluster: &str, node: &str) -> TlsIdentity {
+    let cert = ca
+        .issue(
+            cluster,
+            node,
+            shoal_actors::model::NodeRole::Manager,
+            0,
+            Duration::from_secs(3600),
+        )
+        .expect("cert");
+    TlsIdentity {
+        ca_pem: ca.cert_pem.clone(),
+        chain_pem: cert.cert_pem,
+        key_pem: cert.key_pem,
+    }
+}

@@ -6,6 +6,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
 use crate::certs::NODE_SERVER_NAME;
+use crate::pem::pem_certs;
 
 pub const ALPN: &[u8] = b"shoal/1";
 
@@ -21,13 +22,6 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("QUIC crypto: {0}")]
     Quic(String),
-}
-
-pub fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
-    CertificateDer::pem_slice_iter(pem.as_bytes())
-        .filter_map(Result::ok)
-        .collect()
 }
 
 fn pem_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
