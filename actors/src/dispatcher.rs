@@ -21,8 +21,7 @@ struct Session {
     last_seen: Instant,
     /// What the node was last sent (task id and desired state, sorted): an
     /// update that changes neither, such as the node's own status report,
-    /// is not sent again.
-    /// `None`: send the next list whatever it is.
+    /// is not sent again. `None` sends the next list whatever it is.
     sent: Option<Vec<(String, TaskState)>>,
 }
 
