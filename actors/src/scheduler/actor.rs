@@ -17,6 +17,17 @@ pub enum SchedulerMsg {
     Pass,
 }
 
+/// How long a failed placement write waits before the next pass.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What follows a pass: nothing, another pass at once (it stopped at the
+/// batch limit), or one after `RETRY` (its write failed).
+enum Next {
+    Done,
+    More,
+    Retry,
+}
+
 pub struct SchedulerState {
     ctx: Arc<ManagerCtx>,
     pass_queued: bool,
@@ -66,9 +77,8 @@ impl SchedulerState {
         }
     }
 
-    /// One placement pass; true when it stopped at the batch limit and
-    /// another pass should follow.
-    async fn pass(&mut self) -> bool {
+    /// One placement pass, and what should follow it.
+    async fn pass(&mut self) -> Next {
         let mut updates: Vec<TaskUpdate> = {
             let guard = self.ctx.sm.read();
             let state = &guard.0;
@@ -91,7 +101,7 @@ impl SchedulerState {
                 .collect()
         };
         if updates.is_empty() {
-            return false;
+            return Next::Done;
         }
         let more = updates.len() > MAX_UPDATES_PER_PROPOSAL;
         updates.truncate(MAX_UPDATES_PER_PROPOSAL);
@@ -100,10 +110,14 @@ impl SchedulerState {
             at: Utc::now(),
         };
         if let Err(e) = self.ctx.proposer.propose(cmd).await {
-            tracing::warn!(error = %e, "scheduler write failed");
-            return false;
+            tracing::warn!(error = %e, "scheduler write failed; will retry");
+            return Next::Retry;
         }
-        more
+        if more {
+            Next::More
+        } else {
+            Next::Done
+        }
     }
 }
 
@@ -145,8 +159,15 @@ impl Actor for Scheduler {
             SchedulerMsg::Store(None) => st.queue_pass(&myself),
             SchedulerMsg::Pass => {
                 st.pass_queued = false;
-                if st.pass().await {
-                    st.queue_pass(&myself);
+                match st.pass().await {
+                    Next::Done => {}
+                    Next::More => st.queue_pass(&myself),
+                    // Nothing else may come to trigger a pass: look again soon.
+                    Next::Retry if !st.pass_queued => {
+                        st.pass_queued = true;
+                        myself.send_after(RETRY, || SchedulerMsg::Pass);
+                    }
+                    Next::Retry => {}
                 }
             }
         }
