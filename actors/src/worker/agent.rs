@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 
 use super::task_actor::{TaskActor, TaskArgs, TaskMsg};
 use crate::driver::Drivers;
@@ -60,11 +60,19 @@ fn spawn_heartbeat(
         args.node.node_id.clone(),
         args.heartbeat,
     );
+    let me = myself.clone();
     let agent: Arc<dyn AgentLink> = Arc::new(myself.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            // The lane lives and dies with its agent: a killed agent (no
+            // post_stop) must not leave a heartbeat behind for its successor.
+            match me.get_status() {
+                ActorStatus::Running => {}
+                ActorStatus::Stopping | ActorStatus::Stopped => return,
+                _ => continue,
+            }
             let Some(d) = link.current() else { continue };
             if *session.lock() != Some(d.get_id()) {
                 continue;
