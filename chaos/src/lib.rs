@@ -31,6 +31,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "rolling-restart",
         include_str!("../scenarios/rolling-restart.toml"),
     ),
+    (
+        "many-tasks-leader-kill",
+        include_str!("../scenarios/many-tasks-leader-kill.toml"),
+    ),
 ];
 
 /// A shipped scenario's text, by name.
