@@ -153,12 +153,7 @@ fn assert_private(dir: &Path) {
 
 #[test]
 fn the_data_dir_is_private_whatever_the_umask() {
-    // nextest runs each test in its own process: this umask is the daemon's.
-    // SAFETY: umask only swaps the process's file mode mask.
-    unsafe {
-        libc::umask(0);
-    }
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start_with(Some(0), &[]);
     d.ok(&["swarm", "init"]);
     d.create_echo("logs", "1", &[], &["--print", "secret-ish"]);
     wait_for("the task runs", LONG, || running(&d, "logs") == 1);

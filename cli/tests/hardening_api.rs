@@ -8,85 +8,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{echo_bin, shoal_bin, wait_for, Daemon};
-
-/// A `shoal daemon` started through `sh` with a given umask and environment
-/// (the shared harness sets neither); killed on drop, pass or fail.
-struct Custom {
-    child: Child,
-    dir: tempfile::TempDir,
-    socket: PathBuf,
-    host: String,
-}
-
-impl Custom {
-    fn start(umask: &str, env: &[(&str, &str)]) -> Custom {
-        let dir = tempfile::Builder::new()
-            .prefix("shoal-hard")
-            .tempdir()
-            .expect("tempdir");
-        let socket = dir.path().join("shoal.sock");
-        let host = format!("unix://{}", socket.display());
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("free port")
-            .port();
-        let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log");
-        // `exec` keeps the daemon's pid the child's pid, so kill() reaches it.
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
-            .arg(shoal_bin())
-            .args(["-H", &host, "daemon", "--hostname", "node-1"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen-addr", &format!("127.0.0.1:{port}")])
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start shoal daemon");
-        let d = Custom {
-            child,
-            dir,
-            socket,
-            host,
-        };
-        wait_for("the daemon to answer", Duration::from_secs(20), || {
-            d.shoal(&["info"]).status.success()
-        });
-        d
-    }
-
-    fn shoal(&self, args: &[&str]) -> Output {
-        Command::new(shoal_bin())
-            .args(args)
-            .env("SHOAL_HOST", &self.host)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run shoal")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Custom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- daemon log ---\n{}", self.log());
-        }
-    }
-}
 
 /// Whether the daemon has closed this connection (EOF or reset), without blocking.
 fn closed_by_daemon(s: &mut UnixStream) -> bool {
@@ -111,8 +36,8 @@ fn response(s: &mut UnixStream) -> String {
 #[test]
 fn half_sent_requests_neither_lock_out_clients_nor_stay_open() {
     const HALF_OPEN: usize = 600; // more than the 512-connection cap
-    let d = Custom::start(
-        "022",
+    let d = Daemon::start_with(
+        None,
         &[
             ("SHOAL_API_HEADER_TIMEOUT_MS", "8000"),
             ("SHOAL_API_BODY_TIMEOUT_MS", "1000"),
@@ -197,7 +122,7 @@ fn half_sent_requests_neither_lock_out_clients_nor_stay_open() {
 
 #[test]
 fn control_socket_is_private_whatever_the_umask() {
-    let d = Custom::start("000", &[]);
+    let d = Daemon::start_with(Some(0), &[]);
     let meta = std::fs::metadata(&d.socket).expect("socket");
     let mode = meta.permissions().mode() & 0o777;
     let group = nix::unistd::Group::from_name("shoal").expect("group lookup");
@@ -405,8 +330,8 @@ fn libc_sigpipe() -> i32 {
 
 #[test]
 fn log_follow_outlives_the_head_and_body_timeouts() {
-    let d = Custom::start(
-        "022",
+    let d = Daemon::start_with(
+        None,
         &[
             ("SHOAL_API_HEADER_TIMEOUT_MS", "300"),
             ("SHOAL_API_BODY_TIMEOUT_MS", "300"),

@@ -37,6 +37,9 @@ pub struct Daemon {
     args: Vec<String>,
     /// The cluster (QUIC) address.
     pub listen: String,
+    /// Extra environment, and the umask the daemon starts under.
+    env: Vec<(String, String)>,
+    umask: Option<u32>,
 }
 
 fn free_udp_port(ip: &str) -> u16 {
@@ -50,8 +53,23 @@ impl Daemon {
         Self::start_on("127.0.0.1", "node-1", args)
     }
 
+    /// A daemon on 127.0.0.1 started under `umask` (if given) with `env` added.
+    pub fn start_with(umask: Option<u32>, env: &[(&str, &str)]) -> Daemon {
+        Self::build("127.0.0.1", "node-1", &[], umask, env)
+    }
+
     /// A daemon whose cluster endpoint listens on `ip` (127.0.0.x) at a free port.
     pub fn start_on(ip: &str, hostname: &str, args: &[&str]) -> Daemon {
+        Self::build(ip, hostname, args, None, &[])
+    }
+
+    fn build(
+        ip: &str,
+        hostname: &str,
+        args: &[&str],
+        umask: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("shoal-e2e")
             .tempdir()
@@ -72,6 +90,11 @@ impl Daemon {
             dir,
             args: all,
             listen,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            umask,
         };
         d.spawn();
         d
@@ -87,7 +110,18 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .expect("daemon log");
-        let child = Command::new(shoal_bin())
+        let mut cmd = Command::new(shoal_bin());
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .arg("-H")
             .arg(&self.host)
             .arg("daemon")
@@ -95,6 +129,7 @@ impl Daemon {
             .arg(self.data_dir())
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
