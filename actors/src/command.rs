@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Cluster, Node, Service, ServiceSpec, Task, TaskState, TaskStatus};
+use crate::model::{
+    Cluster, Node, Service, ServiceSpec, Task, TaskState, TaskStatus, UpdateStatus,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -47,6 +49,25 @@ pub enum Command {
         spec: ServiceSpec,
         /// Refuse the update unless the service is still at this version.
         expected_version: Option<u64>,
+        at: DateTime<Utc>,
+    },
+    /// `service rollback` (`manual`: Spec and PreviousSpec swap places) and
+    /// the updater's failure action `rollback` (PreviousSpec becomes the
+    /// spec and is used up, as swarmkit does). Starts a rollback rollout.
+    RollbackService {
+        service: String,
+        expected_version: Option<u64>,
+        manual: bool,
+        message: String,
+        at: DateTime<Utc>,
+    },
+    /// The updater's bookkeeping. Refused unless the service is still at
+    /// `expected_version`: a plan made from a spec that has changed since
+    /// never lands, in a `Batch` with it or alone. `status: None` only checks.
+    UpdateProgress {
+        service_id: String,
+        expected_version: u64,
+        status: Option<UpdateStatus>,
         at: DateTime<Utc>,
     },
     /// Removes the service and marks all its tasks for removal, atomically.

@@ -63,6 +63,26 @@ impl ManagerCtx {
     }
 }
 
+impl ManagerCtx {
+    /// The narrow context of a control loop that only reads the state,
+    /// follows its events and proposes (the updater).
+    pub fn loop_ctx(&self) -> LoopCtx {
+        LoopCtx {
+            sm: self.sm.clone(),
+            events: self.events.clone(),
+            proposer: self.proposer.clone(),
+        }
+    }
+}
+
+/// What a control loop needs, and nothing else: no directory, no log.
+#[derive(Clone)]
+pub struct LoopCtx {
+    pub sm: Arc<StateMachine>,
+    pub events: broadcast::Sender<StoreEvent>,
+    pub proposer: Proposer,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerOpenError {
     #[error(transparent)]

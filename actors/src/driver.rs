@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{DriverInfo, Task};
+use crate::model::{DriverInfo, Health, Task};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -72,6 +72,11 @@ pub trait Driver: Send + Sync + 'static {
     fn stop(&self, task_id: &str, grace: Duration) -> BoxFuture<()>;
     /// Forgets a finished task.
     fn remove(&self, task_id: &str);
+    /// What the task's health check says, as it changes, if the driver runs
+    /// one for it (on a task of its own: never in the caller's handler).
+    fn health(&self, _task_id: &str) -> Option<tokio::sync::watch::Receiver<Health>> {
+        None
+    }
 }
 
 pub type Drivers = HashMap<String, Arc<dyn Driver>>;

@@ -15,6 +15,7 @@ use crate::store::{StoreActor, StoreArgs};
 use crate::supervision::{
     ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
 };
+use crate::updater::Updater;
 use crate::worker::{Agent, AgentArgs};
 
 /// The leader subtree: started when this node's Raft actor leads, stopped when it no longer does.
@@ -35,6 +36,7 @@ pub fn leader_spec(ctx: &Arc<ManagerCtx>) -> ChildSpec {
                     Orchestrator,
                     ctx.clone(),
                 ),
+                ChildSpec::new("updater", Restart::Permanent, Updater, ctx.loop_ctx()),
             ],
         },
     )

@@ -21,4 +21,5 @@ pub mod session;
 pub mod state;
 pub mod store;
 pub mod supervision;
+pub mod updater;
 pub mod worker;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{ClusterSpec, Node, ServiceSpec};
+use crate::model::{ClusterSpec, FailureAction, HealthConfig, Node, ServiceSpec, UpdateConfig};
 
 /// Replicas of one service. Docker sets none; a service this size is far past
 /// what one swarm runs, and the orchestrator creates its tasks in batches.
@@ -40,6 +40,15 @@ pub const MAX_SHORT_STRING: usize = 4096;
 pub const MAX_DRIVERS: usize = 16;
 /// A whole service spec, as encoded in the log (swarmkit caps specs too).
 pub const MAX_SPEC_BYTES: usize = 512 * 1024;
+
+/// `MaxFailureRatio` is a fraction of the slots: at most 1, in millionths.
+pub const MAX_FAILURE_RATIO_PPM: u32 = 1_000_000;
+/// Words of a health check's `Test`.
+pub const MAX_HEALTH_TEST: usize = 1024;
+/// The shortest health check interval, timeout and start period docker takes.
+pub const MIN_HEALTH_DURATION: Duration = Duration::from_millis(1);
+/// A status message the updater records (it names a task, so it is short).
+pub const MAX_MESSAGE: usize = 4096;
 
 /// Tasks one orchestrator pass creates, updates or deletes; the rest wait for
 /// the next pass, so a huge service cannot hold a lock or a proposal for long.
@@ -103,6 +112,51 @@ fn check_strings(what: &str, list: &[String], max_items: usize) -> Result<(), Li
     Ok(())
 }
 
+pub fn check_message(message: &str) -> Result<(), LimitError> {
+    check_len("UpdateStatus.Message", message, MAX_MESSAGE)
+}
+
+fn check_update_config(what: &str, c: &UpdateConfig) -> Result<(), LimitError> {
+    if c.parallelism > MAX_REPLICAS {
+        return Err(too(&format!("{what}.Parallelism"), MAX_REPLICAS));
+    }
+    check_duration(&format!("{what}.Delay"), c.delay_ns)?;
+    check_duration(&format!("{what}.Monitor"), c.monitor_ns)?;
+    if c.max_failure_ratio_ppm > MAX_FAILURE_RATIO_PPM {
+        return Err(LimitError(format!(
+            "{what}.MaxFailureRatio must be between 0 and 1"
+        )));
+    }
+    Ok(())
+}
+
+fn check_healthcheck(h: &HealthConfig) -> Result<(), LimitError> {
+    check_strings("Healthcheck.Test", &h.test, MAX_HEALTH_TEST)?;
+    for (what, ns) in [
+        ("Interval", h.interval_ns),
+        ("Timeout", h.timeout_ns),
+        ("StartPeriod", h.start_period_ns),
+    ] {
+        check_duration(&format!("Healthcheck.{what}"), ns)?;
+        if ns != 0 && ns < MIN_HEALTH_DURATION.as_nanos() as u64 {
+            return Err(LimitError(format!(
+                "{what} in Healthcheck cannot be less than {MIN_HEALTH_DURATION:?}"
+            )));
+        }
+    }
+    if h.retries > MAX_RESTART_ATTEMPTS {
+        return Err(too("Healthcheck.Retries", MAX_RESTART_ATTEMPTS));
+    }
+    match h.test.first().map(String::as_str) {
+        None | Some("NONE") => Ok(()),
+        Some("CMD") if h.test.len() > 1 => Ok(()),
+        Some("CMD-SHELL") if h.test.len() == 2 => Ok(()),
+        Some(other) => Err(LimitError(format!(
+            "Healthcheck.Test must be [\"NONE\"], [\"CMD\", program, args...] or [\"CMD-SHELL\", command], not one starting with {other:?}"
+        ))),
+    }
+}
+
 /// Every bound a service spec must keep.
 pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
     if spec.replicas() > MAX_REPLICAS {
@@ -123,6 +177,17 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
     check_duration("StopGracePeriod", t.stop_grace_period_ns)?;
     if p.max_attempts > MAX_RESTART_ATTEMPTS {
         return Err(too("RestartPolicy.MaxAttempts", MAX_RESTART_ATTEMPTS));
+    }
+    if let Some(h) = &t.healthcheck {
+        check_healthcheck(h)?;
+    }
+    check_update_config("UpdateConfig", &spec.update_config)?;
+    check_update_config("RollbackConfig", &spec.rollback_config)?;
+    // A rollback is never rolled back (swarmkit refuses the action too).
+    if spec.rollback_config.failure_action == FailureAction::Rollback {
+        return Err(LimitError(
+            "unrecognized rollback failure action rollback: expected pause or continue".into(),
+        ));
     }
     let r = &t.resources;
     for (what, v) in [
@@ -192,6 +257,8 @@ mod tests {
                 image: "x".into(),
                 ..TaskTemplate::default()
             },
+            update_config: Default::default(),
+            rollback_config: Default::default(),
         }
     }
 
@@ -239,6 +306,34 @@ mod tests {
             (
                 "spec",
                 Box::new(|s| s.task_template.args = vec!["a".repeat(MAX_STRING); 10]),
+            ),
+            (
+                "UpdateConfig.Parallelism",
+                Box::new(|s| s.update_config.parallelism = u64::MAX),
+            ),
+            (
+                "RollbackConfig.Monitor",
+                Box::new(|s| s.rollback_config.monitor_ns = u64::MAX),
+            ),
+            (
+                "UpdateConfig.MaxFailureRatio",
+                Box::new(|s| s.update_config.max_failure_ratio_ppm = u32::MAX),
+            ),
+            (
+                "rollback failure action",
+                Box::new(|s| s.rollback_config.failure_action = FailureAction::Rollback),
+            ),
+            (
+                "Interval in Healthcheck",
+                Box::new(|s| {
+                    s.task_template.healthcheck = Some(HealthConfig {
+                        test: vec!["CMD".into(), "true".into()],
+                        interval_ns: 10,
+                        timeout_ns: 0,
+                        retries: 0,
+                        start_period_ns: 0,
+                    })
+                }),
             ),
         ];
         for (what, change) in cases {

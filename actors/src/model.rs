@@ -283,6 +283,73 @@ pub struct TaskTemplate {
     /// Labels put on the container (beside shoal's own).
     pub container_labels: BTreeMap<String, String>,
     pub resources: Resources,
+    /// The health check the driver runs (`None`: the image's own, if any).
+    pub healthcheck: Option<HealthConfig>,
+    /// Bumped by `service update --force`: a changed counter makes every
+    /// task out of date, so the updater replaces them all.
+    pub force_update: u64,
+}
+
+/// docker's `HealthConfig`. `test` is `["CMD", prog, args..]`,
+/// `["CMD-SHELL", command]` or `["NONE"]` (no health check at all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthConfig {
+    pub test: Vec<String>,
+    pub interval_ns: u64,
+    pub timeout_ns: u64,
+    pub retries: u64,
+    pub start_period_ns: u64,
+}
+
+impl HealthConfig {
+    /// docker's defaults for what the user left at 0.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_RETRIES: u64 = 3;
+
+    /// The check is `["NONE"]` (or empty): there is nothing to run.
+    pub fn is_disabled(&self) -> bool {
+        self.test.first().is_none_or(|t| t == "NONE")
+    }
+
+    pub fn interval(&self) -> Duration {
+        match self.interval_ns {
+            0 => Self::DEFAULT_INTERVAL,
+            n => Duration::from_nanos(n),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        match self.timeout_ns {
+            0 => Self::DEFAULT_TIMEOUT,
+            n => Duration::from_nanos(n),
+        }
+    }
+
+    pub fn retries(&self) -> u64 {
+        match self.retries {
+            0 => Self::DEFAULT_RETRIES,
+            n => n,
+        }
+    }
+}
+
+/// A running task's health, as its health check says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 /// CPU in billionths of a CPU, memory in bytes; 0 means none.
@@ -308,6 +375,8 @@ impl Default for TaskTemplate {
             user: String::new(),
             container_labels: BTreeMap::new(),
             resources: Resources::default(),
+            healthcheck: None,
+            force_update: 0,
         }
     }
 }
@@ -323,6 +392,137 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     pub mode: ServiceMode,
     pub task_template: TaskTemplate,
+    pub update_config: UpdateConfig,
+    pub rollback_config: UpdateConfig,
+}
+
+/// What the updater does when too many new tasks fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum FailureAction {
+    #[default]
+    Pause,
+    Continue,
+    Rollback,
+}
+
+impl FailureAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Pause => "pause",
+            FailureAction::Continue => "continue",
+            FailureAction::Rollback => "rollback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pause" => Some(FailureAction::Pause),
+            "continue" => Some(FailureAction::Continue),
+            "rollback" => Some(FailureAction::Rollback),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a slot's old task stops before its new one starts, or after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum UpdateOrder {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
+
+impl UpdateOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateOrder::StopFirst => "stop-first",
+            UpdateOrder::StartFirst => "start-first",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "stop-first" => Some(UpdateOrder::StopFirst),
+            "start-first" => Some(UpdateOrder::StartFirst),
+            _ => None,
+        }
+    }
+}
+
+/// docker's `UpdateConfig` (also its `RollbackConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateConfig {
+    /// Slots replaced at once; 0 means all of them.
+    pub parallelism: u64,
+    pub delay_ns: u64,
+    pub failure_action: FailureAction,
+    /// How long a new task is watched for failure after it starts.
+    pub monitor_ns: u64,
+    /// Failures tolerated, as millionths of the slots (docker's float
+    /// `MaxFailureRatio` times 10^6, so specs stay comparable).
+    pub max_failure_ratio_ppm: u32,
+    pub order: UpdateOrder,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: 1,
+            delay_ns: 0,
+            failure_action: FailureAction::Pause,
+            monitor_ns: Duration::from_secs(5).as_nanos() as u64,
+            max_failure_ratio_ppm: 0,
+            order: UpdateOrder::StopFirst,
+        }
+    }
+}
+
+/// Where a rolling update stands, in docker's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateState {
+    Updating,
+    Paused,
+    Completed,
+    RollbackStarted,
+    RollbackPaused,
+    RollbackCompleted,
+}
+
+impl UpdateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackPaused => "rollback_paused",
+            UpdateState::RollbackCompleted => "rollback_completed",
+        }
+    }
+
+    /// The updater is rolling tasks out (forward or back).
+    pub fn in_progress(self) -> bool {
+        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
+    }
+
+    pub fn is_rollback(self) -> bool {
+        matches!(
+            self,
+            UpdateState::RollbackStarted
+                | UpdateState::RollbackPaused
+                | UpdateState::RollbackCompleted
+        )
+    }
+}
+
+/// docker's `UpdateStatus`: the updater's whole memory, kept in the
+/// replicated state so that a new leader's updater carries on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    pub state: UpdateState,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub message: String,
 }
 
 impl ServiceSpec {
@@ -338,6 +538,8 @@ pub struct Service {
     pub id: String,
     pub spec: ServiceSpec,
     pub previous_spec: Option<ServiceSpec>,
+    /// The rolling update of the current spec, if one was started.
+    pub update_status: Option<UpdateStatus>,
     /// Raft index of the last change; tasks record the version they were made from.
     pub version: u64,
     pub created_at: DateTime<Utc>,
@@ -352,6 +554,8 @@ pub struct TaskStatus {
     pub err: Option<String>,
     pub exit_code: Option<i32>,
     pub pid: Option<u32>,
+    /// What the task's health check says (`None`: it has none).
+    pub health: Option<Health>,
 }
 
 impl TaskStatus {
@@ -379,6 +583,9 @@ pub struct Task {
     pub status: TaskStatus,
     /// When earlier tasks of this slot were restarted, for `max_attempts` within `window`.
     pub restart_history: Vec<DateTime<Utc>>,
+    /// When the task was first reported RUNNING (the updater's monitor
+    /// period counts from here).
+    pub started_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
@@ -393,6 +600,46 @@ impl Task {
     /// Desired to run (or to be ready to run) and not finished.
     pub fn is_runnable(&self) -> bool {
         self.desired_state <= TaskState::Running && !self.status.state.is_terminal()
+    }
+
+    /// Running, and healthy if it has a health check: up for the updater.
+    pub fn is_up(&self) -> bool {
+        self.status.state == TaskState::Running
+            && match self.status.health {
+                None => true,
+                Some(h) => h == Health::Healthy,
+            }
+    }
+
+    /// A new task of `svc` for `slot`, to run its current spec.
+    pub fn for_slot(
+        svc: &Service,
+        slot: u64,
+        history: Vec<DateTime<Utc>>,
+        desired_state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Task {
+        Task {
+            id: new_id(),
+            service_id: svc.id.clone(),
+            service_name: svc.spec.name.clone(),
+            slot,
+            node_id: None,
+            spec_version: svc.version,
+            spec: svc.spec.task_template.clone(),
+            desired_state,
+            status: TaskStatus {
+                state: TaskState::New,
+                timestamp: now,
+                message: "created".into(),
+                ..Default::default()
+            },
+            restart_history: history,
+            started_at: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
     }
 }
 
@@ -414,6 +661,7 @@ pub(crate) fn sample_task(state: TaskState, at: DateTime<Utc>) -> Task {
             ..Default::default()
         },
         restart_history: Vec::new(),
+        started_at: None,
         created_at: at,
         updated_at: at,
         version: 1,

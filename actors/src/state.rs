@@ -51,6 +51,8 @@ pub enum ApplyError {
         "update out of sequence: service {0} changed since it was read; inspect it and try again"
     )]
     OutOfSequence(String),
+    #[error("service {0} does not have a previous spec")]
+    NoPreviousSpec(String),
     #[error("the swarm is not initialised yet")]
     NotInitialized,
     #[error("invalid spec: {0}")]
@@ -165,6 +167,46 @@ impl ClusterState {
                         Err(ApplyError::ServiceNameConflict(spec.name.clone()))
                     }
                     _ => Ok(()),
+                }
+            }
+            Command::RollbackService {
+                service,
+                expected_version,
+                message,
+                ..
+            } => {
+                limits::check_message(message).map_err(invalid)?;
+                let Some(svc) = self.find_service(service) else {
+                    return Err(ApplyError::ServiceNotFound(service.clone()));
+                };
+                if expected_version.is_some_and(|v| v != svc.version) {
+                    return Err(ApplyError::OutOfSequence(svc.spec.name.clone()));
+                }
+                match &svc.previous_spec {
+                    None => Err(ApplyError::NoPreviousSpec(svc.id.clone())),
+                    Some(prev) => match self.service_by_name(&prev.name) {
+                        Some(other) if other.id != svc.id => {
+                            Err(ApplyError::ServiceNameConflict(prev.name.clone()))
+                        }
+                        _ => Ok(()),
+                    },
+                }
+            }
+            Command::UpdateProgress {
+                service_id,
+                expected_version,
+                status,
+                ..
+            } => {
+                if let Some(st) = status {
+                    limits::check_message(&st.message).map_err(invalid)?;
+                }
+                match self.services.get(service_id) {
+                    None => Err(ApplyError::ServiceNotFound(service_id.clone())),
+                    Some(svc) if svc.version != *expected_version => {
+                        Err(ApplyError::OutOfSequence(svc.spec.name.clone()))
+                    }
+                    Some(_) => Ok(()),
                 }
             }
             Command::RemoveService { service, .. } => match self.find_service(service) {
@@ -300,11 +342,54 @@ impl ClusterState {
                 let id = self.find_service(service).map(|s| s.id.clone());
                 if let Some(svc) = id.as_ref().and_then(|id| self.services.get_mut(id)) {
                     svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec.clone()));
+                    // As swarmkit: a new spec forgets the last rollout (a
+                    // paused one resumes); the updater starts the next.
+                    svc.update_status = None;
                     svc.updated_at = *at;
                     svc.version = index;
                     changes.push(Change::Service(svc.id.clone()));
                 }
             }
+            Command::RollbackService {
+                service,
+                manual,
+                message,
+                at,
+                ..
+            } => {
+                let id = self.find_service(service).map(|s| s.id.clone());
+                if let Some(svc) = id.as_ref().and_then(|id| self.services.get_mut(id)) {
+                    if let Some(prev) = svc.previous_spec.take() {
+                        let current = std::mem::replace(&mut svc.spec, prev);
+                        if *manual {
+                            svc.previous_spec = Some(current);
+                        }
+                    }
+                    svc.update_status = Some(crate::model::UpdateStatus {
+                        state: crate::model::UpdateState::RollbackStarted,
+                        started_at: Some(*at),
+                        completed_at: None,
+                        message: message.clone(),
+                    });
+                    svc.updated_at = *at;
+                    svc.version = index;
+                    changes.push(Change::Service(svc.id.clone()));
+                }
+            }
+            Command::UpdateProgress {
+                service_id,
+                status: Some(status),
+                at,
+                ..
+            } => {
+                if let Some(svc) = self.services.get_mut(service_id) {
+                    svc.update_status = Some(status.clone());
+                    svc.updated_at = *at;
+                    svc.version = index;
+                    changes.push(Change::Service(svc.id.clone()));
+                }
+            }
+            Command::UpdateProgress { status: None, .. } => {}
             Command::RemoveService { service, at } => {
                 let Some(id) = self.find_service(service).map(|s| s.id.clone()) else {
                     return;
@@ -428,6 +513,9 @@ impl ClusterState {
                 if status.state > task.status.state
                     || (status.state == task.status.state && *status != task.status)
                 {
+                    if status.state == TaskState::Running && task.started_at.is_none() {
+                        task.started_at = Some(status.timestamp);
+                    }
                     task.status = status.clone();
                     true
                 } else {
@@ -563,12 +651,15 @@ mod tests {
             labels: Default::default(),
             mode: crate::model::ServiceMode::Replicated { replicas: 1 },
             task_template: Default::default(),
+            update_config: Default::default(),
+            rollback_config: Default::default(),
         };
         spec.mode = crate::model::ServiceMode::Replicated { replicas: u64::MAX };
         let svc = Service {
             id: "s".into(),
             spec,
             previous_spec: None,
+            update_status: None,
             version: 0,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -12,7 +12,7 @@ use super::restart::{decide, SlotDecision};
 use crate::command::{Command, TaskUpdate};
 use crate::context::ManagerCtx;
 use crate::limits::MAX_TASKS_PER_PASS;
-use crate::model::{new_id, Service, Task, TaskState, TaskStatus};
+use crate::model::{Service, Task, TaskState};
 use crate::state::ClusterState;
 
 /// The writes that bring a service towards its spec, and when to look again.
@@ -26,26 +26,7 @@ pub struct Plan {
 }
 
 fn new_task(svc: &Service, slot: u64, history: Vec<DateTime<Utc>>, now: DateTime<Utc>) -> Task {
-    Task {
-        id: new_id(),
-        service_id: svc.id.clone(),
-        service_name: svc.spec.name.clone(),
-        slot,
-        node_id: None,
-        spec_version: svc.version,
-        spec: svc.spec.task_template.clone(),
-        desired_state: TaskState::Running,
-        status: TaskStatus {
-            state: TaskState::New,
-            timestamp: now,
-            message: "created".into(),
-            ..Default::default()
-        },
-        restart_history: history,
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    }
+    Task::for_slot(svc, slot, history, TaskState::Running, now)
 }
 
 /// A task on a node that is down, drained or removed is lost: its slot is

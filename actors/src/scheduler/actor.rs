@@ -54,7 +54,9 @@ fn snapshot(state: &ClusterState) -> (Vec<Request>, Vec<Candidate>) {
                     *c.service_tasks.entry(t.service_id.clone()).or_default() += 1;
                 }
             }
-            None if t.desired_state <= TaskState::Running
+            // A task desired READY waits for its slot's old task to stop
+            // (a stop-first update) before it is placed.
+            None if t.desired_state == TaskState::Running
                 && t.status.state <= TaskState::Pending =>
             {
                 requests.push(Request {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::driver::{Driver, Exit, Launch, Lifecycle};
-use crate::model::{Task, TaskState, TaskStatus};
+use crate::model::{Health, Task, TaskState, TaskStatus};
 use crate::session::AgentMsg;
 
 #[derive(Clone)]
@@ -25,12 +25,19 @@ pub enum TaskMsg {
     Run,
     Stop,
     Exited(Option<Exit>),
+    /// The health check's verdict changed.
+    Health(Health),
 }
 
 pub struct TaskRun {
     args: TaskArgs,
     stopping: bool,
     last: TaskState,
+    pid: Option<u32>,
+    health: Option<Health>,
+    /// Stopped because its health check failed: it ends FAILED, and the
+    /// restart policy replaces it.
+    unhealthy: bool,
 }
 
 impl TaskRun {
@@ -42,6 +49,25 @@ impl TaskRun {
             .send_message(AgentMsg::Status(self.args.task.id.clone(), status));
     }
 
+    /// RUNNING, with the health it has so far if it has a health check.
+    fn running(&mut self, pid: Option<u32>) {
+        self.pid = pid;
+        let has_check = self
+            .args
+            .task
+            .spec
+            .healthcheck
+            .as_ref()
+            .is_some_and(|h| !h.is_disabled());
+        if has_check && self.health.is_none() {
+            self.health = Some(Health::Starting);
+        }
+        let mut s = TaskStatus::new(TaskState::Running, "started");
+        s.pid = pid;
+        s.health = self.health;
+        self.report(s);
+    }
+
     fn watch(&self, myself: &ActorRef<TaskMsg>, driver: &Arc<dyn Driver>) {
         let wait = driver.wait(&self.args.task.id);
         let me = myself.clone();
@@ -49,6 +75,21 @@ impl TaskRun {
             let exit = wait.await;
             let _ = me.send_message(TaskMsg::Exited(exit));
         });
+        // The driver runs the health check; its verdicts come in as messages.
+        if let Some(mut health) = driver.health(&self.args.task.id) {
+            let me = myself.clone();
+            tokio::spawn(async move {
+                loop {
+                    let h = *health.borrow_and_update();
+                    if me.send_message(TaskMsg::Health(h)).is_err() {
+                        return;
+                    }
+                    if health.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
     }
 
     fn finish(&mut self, myself: &ActorRef<TaskMsg>, status: TaskStatus) {
@@ -76,6 +117,9 @@ impl Actor for TaskActor {
             args,
             stopping: false,
             last,
+            pid: None,
+            health: None,
+            unhealthy: false,
         })
     }
 
@@ -98,10 +142,9 @@ impl Actor for TaskActor {
         match msg {
             TaskMsg::Run => match driver.inspect(&task.id) {
                 Some(Lifecycle::Running { pid }) => {
+                    st.pid = pid;
                     if st.last < TaskState::Running {
-                        let mut s = TaskStatus::new(TaskState::Running, "started");
-                        s.pid = pid;
-                        st.report(s);
+                        st.running(pid);
                     }
                     st.watch(&myself, &driver);
                 }
@@ -125,9 +168,7 @@ impl Actor for TaskActor {
                     };
                     match driver.start(launch).await {
                         Ok(Lifecycle::Running { pid }) => {
-                            let mut s = TaskStatus::new(TaskState::Running, "started");
-                            s.pid = pid;
-                            st.report(s);
+                            st.running(pid);
                             st.watch(&myself, &driver);
                         }
                         Ok(Lifecycle::Exited(exit)) => {
@@ -153,8 +194,32 @@ impl Actor for TaskActor {
                     tokio::spawn(stop);
                 }
             }
+            TaskMsg::Health(h) => {
+                if st.stopping || st.health == Some(h) {
+                    return Ok(());
+                }
+                st.health = Some(h);
+                if st.last == TaskState::Running {
+                    st.running(st.pid);
+                }
+                if h == Health::Unhealthy {
+                    // As docker's agent does: an unhealthy task is failed,
+                    // and the restart policy decides what comes next.
+                    st.unhealthy = true;
+                    st.stopping = true;
+                    let grace = Duration::from_nanos(task.spec.stop_grace_period_ns);
+                    tokio::spawn(driver.stop(&task.id, grace));
+                }
+            }
             TaskMsg::Exited(exit) => {
                 let status = match exit {
+                    _ if st.unhealthy => {
+                        let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                        s.exit_code = exit.map(Exit::code);
+                        s.err = Some("task: unhealthy container".into());
+                        s.health = Some(Health::Unhealthy);
+                        s
+                    }
                     _ if st.stopping => TaskStatus::new(TaskState::Shutdown, "shutdown"),
                     Some(Exit::Code(0)) => {
                         let mut s = TaskStatus::new(TaskState::Complete, "finished");

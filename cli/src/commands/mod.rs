@@ -1,8 +1,13 @@
 pub mod daemon;
 pub mod node;
+// Called by `service inspect --pretty` (the docker CLI parity work).
+#[allow(dead_code)]
+pub mod pretty_update;
 pub mod progress;
 pub mod service;
 pub mod swarm;
+pub mod update;
+pub mod update_progress;
 
 use crate::client::Client;
 use crate::output::{s, u};

@@ -28,9 +28,13 @@ pub enum ServiceCmd {
     Rm(NamesArgs),
     /// Fetch the logs of a service
     Logs(LogsArgs),
+    /// Update a service
+    Update(super::update::UpdateArgs),
+    /// Revert changes to a service's configuration
+    Rollback(super::update::RollbackArgs),
 }
 
-fn replicas(s: &str) -> Result<u64, String> {
+pub(crate) fn replicas(s: &str) -> Result<u64, String> {
     s.parse::<u64>()
         .map_err(|_| format!("invalid replicas value {s}: replicas must be a non-negative integer"))
 }
@@ -40,7 +44,7 @@ fn duration_ns(s: &str) -> Result<u64, String> {
 }
 
 /// "0.5" CPUs -> nano CPUs.
-fn cpus(s: &str) -> Result<u64, String> {
+pub(crate) fn cpus(s: &str) -> Result<u64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok((v * 1e9) as u64),
         _ => Err(format!(
@@ -50,7 +54,7 @@ fn cpus(s: &str) -> Result<u64, String> {
 }
 
 /// "64M", "64mb", "1g", "512k", "1024" -> bytes.
-fn bytes(s: &str) -> Result<u64, String> {
+pub(crate) fn bytes(s: &str) -> Result<u64, String> {
     let bad = || {
         format!("invalid size {s:?}: expected a number with an optional unit b, k, m or g (such as 64m)")
     };
@@ -125,6 +129,10 @@ pub struct CreateArgs {
     /// Reserve Memory
     #[arg(long, value_parser = bytes)]
     reserve_memory: Option<u64>,
+    #[command(flatten)]
+    rollout: super::update::RolloutFlags,
+    #[command(flatten)]
+    health: super::update::HealthFlags,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
@@ -196,7 +204,7 @@ fn random_name() -> String {
     format!("{}_{}", LEFT[n % LEFT.len()], RIGHT[(n / 7) % RIGHT.len()])
 }
 
-fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub(crate) fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     list.iter()
         .map(|l| match l.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -213,7 +221,7 @@ async fn lookup(client: &Client, name: &str) -> anyhow::Result<Value> {
 pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
         ServiceCmd::Create(a) => {
-            let spec = json!({
+            let mut spec = json!({
                 "Name": a.name.clone().unwrap_or_else(random_name),
                 "Labels": labels(&a.label)?,
                 "Mode": { "Replicated": { "Replicas": a.replicas } },
@@ -240,6 +248,8 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                     },
                 },
             });
+            a.rollout.apply(&mut spec);
+            a.health.apply(&mut spec["TaskTemplate"])?;
             let created = client.post("/services/create", spec).await?;
             let id = s(&created, "/ID").to_string();
             println!("{id}");
@@ -419,6 +429,8 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 return Err(anyhow!("some services could not be removed"));
             }
         }
+        ServiceCmd::Update(a) => super::update::update(client, a).await?,
+        ServiceCmd::Rollback(a) => super::update::rollback(client, a).await?,
         ServiceCmd::Logs(a) => {
             if a.tail != "all" && a.tail.parse::<usize>().is_err() {
                 return Err(anyhow!(

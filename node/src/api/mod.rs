@@ -294,6 +294,7 @@ async fn service_create(
         id: new_id(),
         spec,
         previous_spec: None,
+        update_status: None,
         version: 0,
         created_at: now,
         updated_at: now,
@@ -309,16 +310,51 @@ async fn service_create(
 #[derive(Deserialize)]
 struct UpdateQuery {
     version: Option<u64>,
+    /// `previous`: go back to the previous spec (docker's `service rollback`).
+    rollback: Option<String>,
 }
 
 async fn service_update(
     State(rt): Rt,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<UpdateQuery>,
-    Json(body): Json<Value>,
+    body: Option<Json<Value>>,
 ) -> ApiResult {
-    rt.manager()?;
+    let m = rt.manager()?;
+    match q.rollback.as_deref() {
+        None | Some("") => {}
+        Some("previous") => {
+            rt.propose(Command::RollbackService {
+                service: id,
+                expected_version: q.version,
+                manual: true,
+                message: "manually requested rollback".into(),
+                at: Utc::now(),
+            })
+            .await?;
+            return Ok(Json(json!({ "Warnings": [] })));
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unrecognized rollback option {other}"
+            )))
+        }
+    }
+    let Some(Json(body)) = body else {
+        return Err(ApiError::bad_request(
+            "a service update needs the new spec as its JSON body",
+        ));
+    };
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    // Nothing changed (and no --force): nothing to write, nothing to roll out.
+    let unchanged =
+        m.sm.read()
+            .0
+            .find_service(&id)
+            .is_some_and(|s| s.spec == spec && q.version.is_none_or(|v| v == s.version));
+    if unchanged {
+        return Ok(Json(json!({ "Warnings": [] })));
+    }
     rt.propose(Command::UpdateService {
         service: id,
         spec,

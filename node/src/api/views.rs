@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use shoal_actors::model::{
-    Node, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskTemplate,
+    FailureAction, HealthConfig, Node, RestartCondition, RestartPolicy, Service, ServiceMode,
+    ServiceSpec, Task, TaskTemplate, UpdateConfig, UpdateOrder, UpdateStatus,
 };
 use shoal_actors::state::ClusterState;
 
@@ -33,6 +34,41 @@ pub fn service_spec(spec: &ServiceSpec) -> Value {
         "Labels": spec.labels,
         "TaskTemplate": task_template(t),
         "Mode": { "Replicated": { "Replicas": replicas } },
+        "UpdateConfig": update_config(&spec.update_config),
+        "RollbackConfig": update_config(&spec.rollback_config),
+    })
+}
+
+fn update_config(c: &UpdateConfig) -> Value {
+    json!({
+        "Parallelism": c.parallelism,
+        "Delay": c.delay_ns,
+        "FailureAction": c.failure_action.as_str(),
+        "Monitor": c.monitor_ns,
+        "MaxFailureRatio": f64::from(c.max_failure_ratio_ppm) / 1e6,
+        "Order": c.order.as_str(),
+    })
+}
+
+fn update_status(s: &UpdateStatus) -> Value {
+    let mut v = json!({
+        "State": s.state.as_str(),
+        "StartedAt": s.started_at,
+        "Message": s.message,
+    });
+    if let Some(at) = s.completed_at {
+        v["CompletedAt"] = json!(at);
+    }
+    v
+}
+
+fn healthcheck(h: &HealthConfig) -> Value {
+    json!({
+        "Test": h.test,
+        "Interval": h.interval_ns,
+        "Timeout": h.timeout_ns,
+        "Retries": h.retries,
+        "StartPeriod": h.start_period_ns,
     })
 }
 
@@ -47,7 +83,9 @@ fn task_template(t: &TaskTemplate) -> Value {
             "Dir": t.workdir,
             "User": t.user,
             "Labels": t.container_labels,
+            "Healthcheck": t.healthcheck.as_ref().map(healthcheck),
         },
+        "ForceUpdate": t.force_update,
         "Resources": {
             "Limits": {
                 "NanoCPUs": t.resources.limit_nano_cpus,
@@ -86,6 +124,7 @@ pub fn service(svc: &Service, state: &ClusterState) -> Value {
         "UpdatedAt": svc.updated_at,
         "Spec": service_spec(&svc.spec),
         "PreviousSpec": svc.previous_spec.as_ref().map(service_spec),
+        "UpdateStatus": svc.update_status.as_ref().map(update_status),
         "Endpoint": { "Spec": {} },
         "ServiceStatus": {
             "RunningTasks": running,
@@ -111,6 +150,7 @@ pub fn task(t: &Task) -> Value {
             "State": t.status.state.as_str(),
             "Message": t.status.message,
             "Err": t.status.err.clone().unwrap_or_default(),
+            "Health": t.status.health.map(|h| h.as_str()),
             "ContainerStatus": {
                 "PID": t.status.pid.unwrap_or(0),
                 "ExitCode": t.status.exit_code.unwrap_or(0),
@@ -206,6 +246,58 @@ fn strings_at(v: &Value, path: &[&str]) -> Result<Vec<String>, String> {
     }
 }
 
+fn parse_update_config(v: &Value, what: &str, rollback: bool) -> Result<UpdateConfig, String> {
+    let d = UpdateConfig::default();
+    let Some(c) = v.get(what).filter(|c| !c.is_null()) else {
+        return Ok(d);
+    };
+    let noun = if rollback { "rollback" } else { "update" };
+    let failure_action = match c.get("FailureAction").and_then(Value::as_str) {
+        None | Some("") => d.failure_action,
+        Some(a) => FailureAction::parse(a)
+            .filter(|a| !rollback || *a != FailureAction::Rollback)
+            .ok_or_else(|| format!("unrecognized {noun} failure action {a}"))?,
+    };
+    let order = match c.get("Order").and_then(Value::as_str) {
+        None | Some("") => d.order,
+        Some(o) => UpdateOrder::parse(o).ok_or_else(|| format!("unrecognized {noun} order {o}"))?,
+    };
+    let ratio = match c.get("MaxFailureRatio") {
+        None | Some(Value::Null) => 0.0,
+        Some(r) => r
+            .as_f64()
+            .ok_or_else(|| format!("{what}.MaxFailureRatio must be a number"))?,
+    };
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(format!(
+            "{what}.MaxFailureRatio must be between 0 and 1, not {ratio}"
+        ));
+    }
+    Ok(UpdateConfig {
+        parallelism: u64_at(c, &["Parallelism"], d.parallelism)
+            .map_err(|e| format!("{what}.{e}"))?,
+        delay_ns: u64_at(c, &["Delay"], d.delay_ns).map_err(|e| format!("{what}.{e}"))?,
+        failure_action,
+        monitor_ns: u64_at(c, &["Monitor"], d.monitor_ns).map_err(|e| format!("{what}.{e}"))?,
+        max_failure_ratio_ppm: (ratio * 1e6).round() as u32,
+        order,
+    })
+}
+
+fn parse_healthcheck(tt: &Value) -> Result<Option<HealthConfig>, String> {
+    let Some(h) = field(tt, &["ContainerSpec", "Healthcheck"]).filter(|h| !h.is_null()) else {
+        return Ok(None);
+    };
+    let at = |k: &str| u64_at(h, &[k], 0).map_err(|e| format!("Healthcheck.{e}"));
+    Ok(Some(HealthConfig {
+        test: strings_at(h, &["Test"]).map_err(|e| format!("Healthcheck.{e}"))?,
+        interval_ns: at("Interval")?,
+        timeout_ns: at("Timeout")?,
+        retries: at("Retries")?,
+        start_period_ns: at("StartPeriod")?,
+    }))
+}
+
 /// Parses a Docker-shaped ServiceSpec, filling docker's defaults.
 pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
     let name = v
@@ -299,7 +391,11 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
                     0,
                 )?,
             },
+            healthcheck: parse_healthcheck(&tt)?,
+            force_update: u64_at(&tt, &["ForceUpdate"], 0)?,
         },
+        update_config: parse_update_config(v, "UpdateConfig", false)?,
+        rollback_config: parse_update_config(v, "RollbackConfig", true)?,
     };
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
     Ok(spec)

@@ -20,7 +20,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use shoal_actors::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
-use shoal_actors::model::DriverInfo;
+use shoal_actors::model::{DriverInfo, Health};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
@@ -36,6 +36,21 @@ struct Container {
     name: String,
     pid: Option<u32>,
     exit: watch::Receiver<Option<Exit>>,
+    /// The engine's health verdicts, for a container with a health check.
+    health: Option<watch::Receiver<Health>>,
+}
+
+/// How often the engine is asked for a container's health.
+const HEALTH_POLL: Duration = Duration::from_millis(500);
+
+fn engine_health(state: Option<&bollard::models::ContainerState>) -> Option<Health> {
+    use bollard::models::HealthStatusEnum;
+    match state?.health.as_ref()?.status? {
+        HealthStatusEnum::STARTING => Some(Health::Starting),
+        HealthStatusEnum::HEALTHY => Some(Health::Healthy),
+        HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+        _ => None,
+    }
 }
 
 pub struct DockerDriver {
@@ -132,16 +147,30 @@ impl DockerDriver {
             None
         } else {
             Some(Exit::Code(
-                state.and_then(|s| s.exit_code).unwrap_or(-1) as i32
+                state.as_ref().and_then(|s| s.exit_code).unwrap_or(-1) as i32,
             ))
         };
         let (tx, rx) = watch::channel(initial);
+        let health = match engine_health(state.as_ref()) {
+            Some(first) if running => {
+                let (health_tx, health_rx) = watch::channel(first);
+                tokio::spawn(poll_health(
+                    self.docker.clone(),
+                    name.to_string(),
+                    rx.clone(),
+                    health_tx,
+                ));
+                Some(health_rx)
+            }
+            _ => None,
+        };
         self.tasks.lock().insert(
             task_id.to_string(),
             Container {
                 name: name.to_string(),
                 pid,
                 exit: rx,
+                health,
             },
         );
         if running {
@@ -251,6 +280,21 @@ impl DockerDriver {
             }),
             ..Default::default()
         };
+        let healthcheck = spec
+            .healthcheck
+            .as_ref()
+            .map(|h| bollard::models::HealthConfig {
+                test: Some(h.test.clone()),
+                interval: nonzero(h.interval_ns),
+                timeout: nonzero(h.timeout_ns),
+                retries: nonzero(h.retries),
+                start_period: nonzero(h.start_period_ns),
+                ..Default::default()
+            });
+        let body = ContainerCreateBody {
+            healthcheck,
+            ..body
+        };
         let opts = CreateContainerOptionsBuilder::default().name(&name).build();
         if let Err(e) = self.docker.create_container(Some(opts), body).await {
             let msg = engine_message(&e);
@@ -283,6 +327,27 @@ impl DockerDriver {
                 tracing::debug!(container = %name, error = %engine_message(&e), "remove failed");
             }
         });
+    }
+}
+
+/// Follows the engine's health verdicts for a container until it exits.
+async fn poll_health(
+    docker: Docker,
+    name: String,
+    mut exit: watch::Receiver<Option<Exit>>,
+    health: watch::Sender<Health>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_POLL) => {}
+            _ = exit.wait_for(|e| e.is_some()) => return,
+        }
+        let Ok(inspect) = docker.inspect_container(&name, None).await else {
+            continue;
+        };
+        if let Some(v) = engine_health(inspect.state.as_ref()) {
+            health.send_if_modified(|h| std::mem::replace(h, v) != v);
+        }
     }
 }
 
@@ -359,6 +424,13 @@ impl Driver for DockerDriver {
         if let Some(c) = self.tasks.lock().remove(task_id) {
             self.remove_container(c.name);
         }
+    }
+
+    fn health(&self, task_id: &str) -> Option<watch::Receiver<Health>> {
+        self.tasks
+            .lock()
+            .get(task_id)
+            .and_then(|c| c.health.clone())
     }
 
     fn retain(&self, keep: &HashSet<String>) {

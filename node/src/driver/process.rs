@@ -11,7 +11,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use parking_lot::Mutex;
 use shoal_actors::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
-use shoal_actors::model::DriverInfo;
+use shoal_actors::model::{DriverInfo, Health, HealthConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -20,6 +20,8 @@ use crate::logs;
 struct Proc {
     pid: u32,
     exit: watch::Receiver<Option<Exit>>,
+    /// The health check's verdicts, if the task has one.
+    health: Option<watch::Receiver<Health>>,
 }
 
 pub struct ProcessDriver {
@@ -114,15 +116,9 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
     let log = logs::log_path(log_dir, &task.id)
         .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
     let mut cmd = tokio::process::Command::new(&task.spec.image);
-    cmd.args(&task.spec.args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(task.spec.env.iter().filter_map(|kv| kv.split_once('=')))
-        .env("SHOAL_TASK_ID", &task.id)
-        .env("SHOAL_TASK_SLOT", task.slot.to_string())
-        .env("SHOAL_SERVICE_NAME", &task.service_name)
-        .env("SHOAL_NODE_ID", &launch.node_id)
-        .stdin(Stdio::null())
+    cmd.args(&task.spec.args);
+    task_env(&mut cmd, launch);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -172,7 +168,96 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
         };
         let _ = tx.send(Some(exit));
     });
-    Ok(Proc { pid, exit: rx })
+    let health = task
+        .spec
+        .healthcheck
+        .clone()
+        .filter(|h| !h.is_disabled())
+        .map(|check| {
+            let (health_tx, health_rx) = watch::channel(Health::Starting);
+            tokio::spawn(health_loop(check, launch.clone(), rx.clone(), health_tx));
+            health_rx
+        });
+    Ok(Proc {
+        pid,
+        exit: rx,
+        health,
+    })
+}
+
+/// The environment a task runs with (its health check too).
+fn task_env(cmd: &mut tokio::process::Command, launch: &Launch) {
+    let task = &launch.task;
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(task.spec.env.iter().filter_map(|kv| kv.split_once('=')))
+        .env("SHOAL_TASK_ID", &task.id)
+        .env("SHOAL_TASK_SLOT", task.slot.to_string())
+        .env("SHOAL_SERVICE_NAME", &task.service_name)
+        .env("SHOAL_NODE_ID", &launch.node_id);
+}
+
+/// Runs the task's health check every interval, on a task of its own, until
+/// the task's process ends; as docker: failures during the start period do
+/// not count, `retries` failures in a row make the task unhealthy, and a
+/// success makes it healthy again.
+async fn health_loop(
+    check: HealthConfig,
+    launch: Launch,
+    mut exit: watch::Receiver<Option<Exit>>,
+    health: watch::Sender<Health>,
+) {
+    let started = tokio::time::Instant::now();
+    let start_period = Duration::from_nanos(check.start_period_ns);
+    let mut failures = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(check.interval()) => {}
+            _ = exit.wait_for(|e| e.is_some()) => return,
+        }
+        let passed = probe(&check, &launch).await;
+        let verdict = if passed {
+            failures = 0;
+            Some(Health::Healthy)
+        } else if started.elapsed() < start_period {
+            None
+        } else {
+            failures += 1;
+            (failures >= check.retries()).then_some(Health::Unhealthy)
+        };
+        if let Some(v) = verdict {
+            health.send_if_modified(|h| std::mem::replace(h, v) != v);
+        }
+    }
+}
+
+/// One run of the health check: exit 0 within the timeout passes.
+async fn probe(check: &HealthConfig, launch: &Launch) -> bool {
+    let mut cmd = match check.test.first().map(String::as_str) {
+        Some("CMD") if check.test.len() > 1 => {
+            let mut c = tokio::process::Command::new(&check.test[1]);
+            c.args(&check.test[2..]);
+            c
+        }
+        Some("CMD-SHELL") if check.test.len() == 2 => {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(&check.test[1]);
+            c
+        }
+        _ => return true,
+    };
+    task_env(&mut cmd, launch);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    match tokio::time::timeout(check.timeout(), child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        _ => false,
+    }
 }
 
 async fn pump<R: tokio::io::AsyncRead + Unpin>(
@@ -299,5 +384,12 @@ impl Driver for ProcessDriver {
 
     fn remove(&self, task_id: &str) {
         self.procs.lock().remove(task_id);
+    }
+
+    fn health(&self, task_id: &str) -> Option<watch::Receiver<Health>> {
+        self.procs
+            .lock()
+            .get(task_id)
+            .and_then(|p| p.health.clone())
     }
 }

@@ -1,0 +1,479 @@
+//! `service update` and `service rollback`, and the flags `service create`
+//! shares with them (`--update-*`, `--rollback-*`, `--health-*`).
+
+use anyhow::anyhow;
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+use super::update_progress::wait_rollout;
+use crate::client::{enc, Client};
+use crate::output::{parse_duration, s, u};
+
+fn duration_ns(s: &str) -> Result<u64, String> {
+    parse_duration(s)
+}
+
+/// docker's `--update-parallelism` is an unsigned integer flag.
+fn parallelism(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|_| {
+        format!(
+            "strconv.ParseUint: parsing {s:?}: invalid syntax (expected a non-negative integer)"
+        )
+    })
+}
+
+fn ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax")),
+    }
+}
+
+fn retries(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|_| {
+        format!("strconv.ParseInt: parsing {s:?}: invalid syntax (expected a non-negative integer)")
+    })
+}
+
+/// The `--update-*` and `--rollback-*` flags: only those given change the spec.
+#[derive(Args, Default)]
+pub struct RolloutFlags {
+    /// Maximum number of tasks updated simultaneously (0 to update all at once)
+    #[arg(long, value_parser = parallelism, allow_hyphen_values = true)]
+    update_parallelism: Option<u64>,
+    /// Delay between updates (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    update_delay: Option<u64>,
+    /// Action on update failure ("pause", "continue", "rollback")
+    #[arg(long)]
+    update_failure_action: Option<String>,
+    /// Duration after each task update to monitor for failure (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    update_monitor: Option<u64>,
+    /// Failure rate to tolerate during an update
+    #[arg(long, value_parser = ratio, allow_hyphen_values = true)]
+    update_max_failure_ratio: Option<f64>,
+    /// Update order ("start-first", "stop-first")
+    #[arg(long)]
+    update_order: Option<String>,
+    /// Maximum number of tasks rolled back simultaneously (0 to roll back all at once)
+    #[arg(long, value_parser = parallelism, allow_hyphen_values = true)]
+    rollback_parallelism: Option<u64>,
+    /// Delay between task rollbacks (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    rollback_delay: Option<u64>,
+    /// Action on rollback failure ("pause", "continue")
+    #[arg(long)]
+    rollback_failure_action: Option<String>,
+    /// Duration after each task rollback to monitor for failure (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    rollback_monitor: Option<u64>,
+    /// Failure rate to tolerate during a rollback
+    #[arg(long, value_parser = ratio, allow_hyphen_values = true)]
+    rollback_max_failure_ratio: Option<f64>,
+    /// Rollback order ("start-first", "stop-first")
+    #[arg(long)]
+    rollback_order: Option<String>,
+}
+
+fn object<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    if !v[key].is_object() {
+        v[key] = json!({});
+    }
+    match v[key].as_object_mut() {
+        Some(m) => m,
+        None => unreachable!("just made an object"),
+    }
+}
+
+impl RolloutFlags {
+    /// Writes the given flags into a Docker-shaped ServiceSpec.
+    pub fn apply(&self, spec: &mut Value) {
+        let sets = [
+            (
+                "UpdateConfig",
+                self.update_parallelism,
+                self.update_delay,
+                &self.update_failure_action,
+                self.update_monitor,
+                self.update_max_failure_ratio,
+                &self.update_order,
+            ),
+            (
+                "RollbackConfig",
+                self.rollback_parallelism,
+                self.rollback_delay,
+                &self.rollback_failure_action,
+                self.rollback_monitor,
+                self.rollback_max_failure_ratio,
+                &self.rollback_order,
+            ),
+        ];
+        for (key, par, delay, action, monitor, ratio, order) in sets {
+            let c = object(spec, key);
+            if let Some(v) = par {
+                c.insert("Parallelism".into(), json!(v));
+            }
+            if let Some(v) = delay {
+                c.insert("Delay".into(), json!(v));
+            }
+            if let Some(v) = action {
+                c.insert("FailureAction".into(), json!(v));
+            }
+            if let Some(v) = monitor {
+                c.insert("Monitor".into(), json!(v));
+            }
+            if let Some(v) = ratio {
+                c.insert("MaxFailureRatio".into(), json!(v));
+            }
+            if let Some(v) = order {
+                c.insert("Order".into(), json!(v));
+            }
+        }
+    }
+}
+
+/// The `--health-*` flags.
+#[derive(Args, Default)]
+pub struct HealthFlags {
+    /// Command to run to check health
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    health_interval: Option<u64>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    health_timeout: Option<u64>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long, value_parser = retries, allow_hyphen_values = true)]
+    health_retries: Option<u64>,
+    /// Start period for the container to initialize before counting retries towards unstable (ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    health_start_period: Option<u64>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    no_healthcheck: bool,
+}
+
+impl HealthFlags {
+    fn any(&self) -> bool {
+        self.health_cmd.is_some()
+            || self.health_interval.is_some()
+            || self.health_timeout.is_some()
+            || self.health_retries.is_some()
+            || self.health_start_period.is_some()
+    }
+
+    /// Writes the given flags into a Docker-shaped TaskTemplate.
+    pub fn apply(&self, task_template: &mut Value) -> anyhow::Result<()> {
+        if self.no_healthcheck && self.any() {
+            return Err(anyhow!(
+                "--no-healthcheck conflicts with --health-* options"
+            ));
+        }
+        let container = object(task_template, "ContainerSpec");
+        if self.no_healthcheck {
+            container.insert("Healthcheck".into(), json!({ "Test": ["NONE"] }));
+            return Ok(());
+        }
+        if !self.any() {
+            return Ok(());
+        }
+        let mut h = match container.get("Healthcheck") {
+            Some(Value::Object(m)) => Value::Object(m.clone()),
+            _ => json!({}),
+        };
+        if h["Test"].get(0).and_then(Value::as_str) == Some("NONE") {
+            h["Test"] = json!([]);
+        }
+        if let Some(cmd) = &self.health_cmd {
+            h["Test"] = json!(["CMD-SHELL", cmd]);
+        }
+        for (key, v) in [
+            ("Interval", self.health_interval),
+            ("Timeout", self.health_timeout),
+            ("Retries", self.health_retries),
+            ("StartPeriod", self.health_start_period),
+        ] {
+            if let Some(v) = v {
+                h[key] = json!(v);
+            }
+        }
+        container.insert("Healthcheck".into(), h);
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// Service image tag (or, with the process driver, executable)
+    #[arg(long)]
+    image: Option<String>,
+    /// Service command args
+    #[arg(long, allow_hyphen_values = true)]
+    args: Option<String>,
+    /// Add or update an environment variable
+    #[arg(long)]
+    env_add: Vec<String>,
+    /// Remove an environment variable
+    #[arg(long)]
+    env_rm: Vec<String>,
+    /// Add or update a service label
+    #[arg(long)]
+    label_add: Vec<String>,
+    /// Remove a label by its key
+    #[arg(long)]
+    label_rm: Vec<String>,
+    /// Add or update a container label
+    #[arg(long)]
+    container_label_add: Vec<String>,
+    /// Remove a container label by its key
+    #[arg(long)]
+    container_label_rm: Vec<String>,
+    /// Number of tasks
+    #[arg(long, value_parser = super::service::replicas, allow_hyphen_values = true)]
+    replicas: Option<u64>,
+    /// Restart when condition is met ("none", "on-failure", "any")
+    #[arg(long, value_parser = ["none", "on-failure", "any"])]
+    restart_condition: Option<String>,
+    /// Delay between restart attempts (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    restart_delay: Option<u64>,
+    /// Maximum number of restarts before giving up
+    #[arg(long)]
+    restart_max_attempts: Option<u64>,
+    /// Window used to evaluate the restart policy (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    restart_window: Option<u64>,
+    /// Time to wait before force killing a task (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
+    stop_grace_period: Option<u64>,
+    /// Limit CPUs
+    #[arg(long, value_parser = super::service::cpus)]
+    limit_cpu: Option<u64>,
+    /// Limit Memory
+    #[arg(long, value_parser = super::service::bytes)]
+    limit_memory: Option<u64>,
+    /// Reserve CPUs
+    #[arg(long, value_parser = super::service::cpus)]
+    reserve_cpu: Option<u64>,
+    /// Reserve Memory
+    #[arg(long, value_parser = super::service::bytes)]
+    reserve_memory: Option<u64>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    user: Option<String>,
+    #[command(flatten)]
+    rollout: RolloutFlags,
+    #[command(flatten)]
+    health: HealthFlags,
+    /// Force update even if no changes require it
+    #[arg(long)]
+    force: bool,
+    /// Rollback to previous specification
+    #[arg(long)]
+    rollback: bool,
+    /// Exit immediately instead of waiting for the service to converge
+    #[arg(short, long)]
+    detach: bool,
+    /// Suppress progress output
+    #[arg(short, long)]
+    quiet: bool,
+    service: String,
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    /// Exit immediately instead of waiting for the service to converge
+    #[arg(short, long)]
+    detach: bool,
+    /// Suppress progress output
+    #[arg(short, long)]
+    quiet: bool,
+    service: String,
+}
+
+/// `KEY=VALUE` entries: `add` replaces those of the same key or is appended,
+/// `rm` removes by key.
+fn edit_env(list: &mut Vec<Value>, add: &[String], rm: &[String]) -> anyhow::Result<()> {
+    let key = |e: &Value| {
+        e.as_str()
+            .map(|e| e.split_once('=').map_or(e, |(k, _)| k).to_string())
+            .unwrap_or_default()
+    };
+    list.retain(|e| !rm.contains(&key(e)));
+    for a in add {
+        let Some((k, _)) = a.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(anyhow!(
+                "invalid environment variable {a:?}: expected KEY=VALUE"
+            ));
+        };
+        match list.iter_mut().find(|e| key(e) == k) {
+            Some(e) => *e = json!(a),
+            None => list.push(json!(a)),
+        }
+    }
+    Ok(())
+}
+
+fn edit_labels(map: &mut Map<String, Value>, add: &[String], rm: &[String]) -> anyhow::Result<()> {
+    for k in rm {
+        map.remove(k);
+    }
+    for (k, v) in super::service::labels(add)? {
+        map.insert(k, json!(v));
+    }
+    Ok(())
+}
+
+impl UpdateArgs {
+    /// The service's spec with these flags applied.
+    fn edit(&self, spec: &mut Value) -> anyhow::Result<()> {
+        if let Some(n) = self.replicas {
+            spec["Mode"] = json!({ "Replicated": { "Replicas": n } });
+        }
+        edit_labels(object(spec, "Labels"), &self.label_add, &self.label_rm)?;
+        self.rollout.apply(spec);
+        let tt = &mut spec["TaskTemplate"];
+        if !tt.is_object() {
+            *tt = json!({});
+        }
+        self.health.apply(tt)?;
+        {
+            let cv = &mut tt["ContainerSpec"];
+            edit_labels(
+                object(cv, "Labels"),
+                &self.container_label_add,
+                &self.container_label_rm,
+            )?;
+            let c = object(tt, "ContainerSpec");
+            if let Some(i) = &self.image {
+                c.insert("Image".into(), json!(i));
+            }
+            if let Some(a) = &self.args {
+                c.insert(
+                    "Args".into(),
+                    json!(a.split_whitespace().collect::<Vec<_>>()),
+                );
+            }
+            let mut env = c
+                .get("Env")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            edit_env(&mut env, &self.env_add, &self.env_rm)?;
+            c.insert("Env".into(), json!(env));
+            if let Some(g) = self.stop_grace_period {
+                c.insert("StopGracePeriod".into(), json!(g));
+            }
+            if let Some(w) = &self.workdir {
+                c.insert("Dir".into(), json!(w));
+            }
+            if let Some(user) = &self.user {
+                c.insert("User".into(), json!(user));
+            }
+        }
+        {
+            let r = object(tt, "RestartPolicy");
+            if let Some(v) = &self.restart_condition {
+                r.insert("Condition".into(), json!(v));
+            }
+            if let Some(v) = self.restart_delay {
+                r.insert("Delay".into(), json!(v));
+            }
+            if let Some(v) = self.restart_max_attempts {
+                r.insert("MaxAttempts".into(), json!(v));
+            }
+            if let Some(v) = self.restart_window {
+                r.insert("Window".into(), json!(v));
+            }
+        }
+        {
+            let res = object(tt, "Resources");
+            for (group, key, v) in [
+                ("Limits", "NanoCPUs", self.limit_cpu),
+                ("Limits", "MemoryBytes", self.limit_memory),
+                ("Reservations", "NanoCPUs", self.reserve_cpu),
+                ("Reservations", "MemoryBytes", self.reserve_memory),
+            ] {
+                if let Some(v) = v {
+                    if !res.get(group).is_some_and(Value::is_object) {
+                        res.insert(group.into(), json!({}));
+                    }
+                    res[group][key] = json!(v);
+                }
+            }
+        }
+        if self.force {
+            tt["ForceUpdate"] = json!(u(tt, "/ForceUpdate") + 1);
+        }
+        Ok(())
+    }
+}
+
+pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
+    if a.rollback {
+        return rollback(
+            client,
+            RollbackArgs {
+                detach: a.detach,
+                quiet: a.quiet,
+                service: a.service,
+            },
+        )
+        .await;
+    }
+    let svc = client
+        .get(&format!("/services/{}", enc(&a.service)))
+        .await?;
+    let id = s(&svc, "/ID").to_string();
+    let mut spec = svc["Spec"].clone();
+    if !spec.is_object() {
+        return Err(anyhow!("the daemon sent no spec for service {}", a.service));
+    }
+    a.edit(&mut spec)?;
+    client
+        .post(
+            &format!(
+                "/services/{}/update?version={}",
+                enc(&id),
+                u(&svc, "/Version/Index")
+            ),
+            spec,
+        )
+        .await?;
+    println!("{}", a.service);
+    if !a.detach {
+        wait_rollout(client, &id, a.quiet).await?;
+    }
+    Ok(())
+}
+
+pub async fn rollback(client: &Client, a: RollbackArgs) -> anyhow::Result<()> {
+    let svc = client
+        .get(&format!("/services/{}", enc(&a.service)))
+        .await?;
+    let id = s(&svc, "/ID").to_string();
+    client
+        .post(
+            &format!(
+                "/services/{}/update?rollback=previous&version={}",
+                enc(&id),
+                u(&svc, "/Version/Index")
+            ),
+            svc["Spec"].clone(),
+        )
+        .await?;
+    println!("{}", a.service);
+    if !a.detach {
+        wait_rollout(client, &id, a.quiet).await?;
+    }
+    Ok(())
+}
