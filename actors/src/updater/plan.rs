@@ -463,3 +463,343 @@ fn apply_failure(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        Node, NodeRole, Service, ServiceMode, ServiceSpec, TaskStatus, UpdateConfig, UpdateStatus,
+    };
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    fn template(image: &str) -> TaskTemplate {
+        TaskTemplate {
+            image: image.into(),
+            ..TaskTemplate::default()
+        }
+    }
+
+    /// A service at `v2` whose `replicas` slots all run `v1` on a ready node.
+    fn world(replicas: u64, config: UpdateConfig) -> ClusterState {
+        let mut s = ClusterState::default();
+        s.nodes.insert(
+            "n1".into(),
+            Node {
+                id: "n1".into(),
+                raft_id: 0,
+                hostname: "h".into(),
+                role: NodeRole::Worker,
+                availability: Availability::Active,
+                labels: Default::default(),
+                state: NodeState::Ready,
+                status_message: String::new(),
+                addr: String::new(),
+                drivers: Vec::new(),
+                cert_generation: 0,
+                created_at: at(0),
+                updated_at: at(0),
+                version: 1,
+            },
+        );
+        let svc = Service {
+            id: "s".into(),
+            spec: ServiceSpec {
+                name: "web".into(),
+                labels: Default::default(),
+                mode: ServiceMode::Replicated { replicas },
+                task_template: template("v2"),
+                update_config: config,
+                rollback_config: UpdateConfig::default(),
+            },
+            previous_spec: None,
+            update_status: None,
+            version: 10,
+            created_at: at(0),
+            updated_at: at(0),
+        };
+        for slot in 1..=replicas {
+            let mut t = Task::for_slot(&svc, slot, Vec::new(), TaskState::Running, at(0));
+            t.id = format!("old{slot}");
+            t.spec = template("v1");
+            t.node_id = Some("n1".into());
+            t.status = TaskStatus::new(TaskState::Running, "started");
+            t.started_at = Some(at(0));
+            s.tasks.insert(t.id.clone(), t);
+        }
+        s.services.insert("s".into(), svc);
+        s
+    }
+
+    fn updating(s: &mut ClusterState, since: i64) {
+        s.services.get_mut("s").expect("svc").update_status = Some(UpdateStatus {
+            state: UpdateState::Updating,
+            started_at: Some(at(since)),
+            completed_at: None,
+            message: "update in progress".into(),
+        });
+    }
+
+    /// A new (v2) task in `slot`, in `state`, created at `created`.
+    fn new_task(s: &mut ClusterState, slot: u64, state: TaskState, created: i64) -> String {
+        let svc = s.services["s"].clone();
+        let mut t = Task::for_slot(&svc, slot, Vec::new(), TaskState::Running, at(created));
+        t.id = format!("new{slot}");
+        t.node_id = Some("n1".into());
+        t.status.state = state;
+        t.status.timestamp = at(created + 1);
+        if state >= TaskState::Running {
+            t.started_at = Some(at(created + 1));
+        }
+        s.tasks.insert(t.id.clone(), t);
+        if let Some(old) = s.tasks.get_mut(&format!("old{slot}")) {
+            old.desired_state = TaskState::Shutdown;
+            old.status.state = TaskState::Shutdown;
+        }
+        format!("new{slot}")
+    }
+
+    fn created(plan: &UpdatePlan) -> Vec<&Task> {
+        plan.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::CreateTasks(t) => Some(t.iter()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn desired(plan: &UpdatePlan) -> Vec<(String, TaskState)> {
+        plan.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::UpdateTasks { updates, .. } => Some(updates.iter()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|u| match u {
+                TaskUpdate::Desired { task_id, state } => Some((task_id.clone(), *state)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn new_status(plan: &UpdatePlan) -> Option<&UpdateStatus> {
+        plan.commands.iter().find_map(|c| match c {
+            Command::UpdateProgress { status, .. } => status.as_ref(),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn the_first_step_starts_the_rollout_with_parallelism_slots() {
+        let config = UpdateConfig {
+            parallelism: 2,
+            ..UpdateConfig::default()
+        };
+        let s = world(4, config);
+        let plan = step(&s, "s", at(5));
+        assert_eq!(
+            new_status(&plan).map(|s| s.state),
+            Some(UpdateState::Updating)
+        );
+        let made = created(&plan);
+        assert_eq!(made.iter().map(|t| t.slot).collect::<Vec<_>>(), [1, 2]);
+        // Stop-first: the new tasks wait (READY) for the old ones to stop.
+        assert!(made.iter().all(|t| t.desired_state == TaskState::Ready));
+        assert_eq!(
+            desired(&plan),
+            [
+                ("old1".to_string(), TaskState::Shutdown),
+                ("old2".to_string(), TaskState::Shutdown)
+            ]
+        );
+        // Every write is guarded by the version the step was made from.
+        assert!(matches!(
+            plan.commands[0],
+            Command::UpdateProgress {
+                expected_version: 10,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn parallelism_zero_takes_every_slot_at_once() {
+        let config = UpdateConfig {
+            parallelism: 0,
+            ..UpdateConfig::default()
+        };
+        assert_eq!(created(&step(&world(5, config), "s", at(5))).len(), 5);
+    }
+
+    #[test]
+    fn a_ready_task_starts_once_its_slot_s_old_task_has_stopped() {
+        let mut s = world(1, UpdateConfig::default());
+        updating(&mut s, 1);
+        let id = new_task(&mut s, 1, TaskState::New, 1);
+        s.tasks.get_mut(&id).expect("task").desired_state = TaskState::Ready;
+        s.tasks.get_mut("old1").expect("task").status.state = TaskState::Running;
+        assert!(
+            desired(&step(&s, "s", at(3))).is_empty(),
+            "old one still runs"
+        );
+        s.tasks.get_mut("old1").expect("task").status.state = TaskState::Shutdown;
+        assert_eq!(desired(&step(&s, "s", at(3))), [(id, TaskState::Running)]);
+    }
+
+    #[test]
+    fn a_slot_up_less_than_delay_ago_holds_its_worker() {
+        let config = UpdateConfig {
+            delay_ns: 10_000_000_000,
+            monitor_ns: 0,
+            ..UpdateConfig::default()
+        };
+        let mut s = world(2, config);
+        updating(&mut s, 1);
+        new_task(&mut s, 1, TaskState::Running, 1);
+        let plan = step(&s, "s", at(5));
+        assert!(created(&plan).is_empty());
+        assert_eq!(plan.wake_in, Some(Duration::from_secs(7)));
+        assert_eq!(created(&step(&s, "s", at(13))).len(), 1);
+    }
+
+    #[test]
+    fn the_rollout_completes_one_monitor_period_after_the_last_slot() {
+        let config = UpdateConfig {
+            monitor_ns: 5_000_000_000,
+            ..UpdateConfig::default()
+        };
+        let mut s = world(1, config);
+        updating(&mut s, 1);
+        new_task(&mut s, 1, TaskState::Running, 1);
+        let plan = step(&s, "s", at(4));
+        assert!(new_status(&plan).is_none());
+        assert_eq!(plan.wake_in, Some(Duration::from_secs(3)));
+        let done = step(&s, "s", at(7));
+        let st = new_status(&done).expect("status");
+        assert_eq!(st.state, UpdateState::Completed);
+        assert_eq!(st.message, "update completed");
+        assert_eq!(st.completed_at, Some(at(7)));
+    }
+
+    #[test]
+    fn a_new_task_failing_within_the_monitor_pauses_the_rollout() {
+        let config = UpdateConfig {
+            monitor_ns: 30_000_000_000,
+            ..UpdateConfig::default()
+        };
+        let mut s = world(3, config);
+        updating(&mut s, 1);
+        let id = new_task(&mut s, 1, TaskState::Failed, 1);
+        let plan = step(&s, "s", at(5));
+        let st = new_status(&plan).expect("status");
+        assert_eq!(st.state, UpdateState::Paused);
+        assert_eq!(
+            st.message,
+            format!("update paused due to failure or early termination of task {id}")
+        );
+        assert!(created(&plan).is_empty(), "a paused rollout takes no slot");
+        // Paused: nothing more until the next update.
+        updating(&mut s, 1);
+        s.services.get_mut("s").expect("svc").update_status = Some(st.clone());
+        assert!(step(&s, "s", at(6)).commands.is_empty());
+    }
+
+    #[test]
+    fn a_failure_within_the_ratio_is_tolerated() {
+        let config = UpdateConfig {
+            monitor_ns: 30_000_000_000,
+            max_failure_ratio_ppm: 500_000,
+            ..UpdateConfig::default()
+        };
+        let mut s = world(3, config);
+        updating(&mut s, 1);
+        new_task(&mut s, 1, TaskState::Failed, 1);
+        // 1 of 3 is not more than a half: the rollout goes on with slot 2.
+        let plan = step(&s, "s", at(5));
+        assert!(new_status(&plan).is_none());
+        assert_eq!(
+            created(&plan).iter().map(|t| t.slot).collect::<Vec<_>>(),
+            [2]
+        );
+    }
+
+    #[test]
+    fn failure_action_rollback_rolls_back_but_never_a_rollback() {
+        let config = UpdateConfig {
+            monitor_ns: 30_000_000_000,
+            failure_action: FailureAction::Rollback,
+            ..UpdateConfig::default()
+        };
+        let mut s = world(2, config.clone());
+        updating(&mut s, 1);
+        let id = new_task(&mut s, 1, TaskState::Rejected, 1);
+        let plan = step(&s, "s", at(5));
+        match &plan.commands[..] {
+            [Command::RollbackService {
+                manual: false,
+                message,
+                expected_version: Some(10),
+                ..
+            }] => assert_eq!(
+                *message,
+                format!("update rolled back due to failure or early termination of task {id}")
+            ),
+            other => panic!("expected a rollback, got {other:?}"),
+        }
+        // The same failure during a rollback pauses it instead.
+        let svc = s.services.get_mut("s").expect("svc");
+        svc.spec.rollback_config = config;
+        svc.update_status = Some(UpdateStatus {
+            state: UpdateState::RollbackStarted,
+            started_at: Some(at(1)),
+            completed_at: None,
+            message: "manually requested rollback".into(),
+        });
+        let st = new_status(&step(&s, "s", at(5))).expect("status").clone();
+        assert_eq!(st.state, UpdateState::RollbackPaused);
+        assert!(st.message.starts_with("rollback paused due to failure"));
+    }
+
+    #[test]
+    fn start_first_starts_the_new_task_then_stops_the_old_one() {
+        let config = UpdateConfig {
+            order: UpdateOrder::StartFirst,
+            ..UpdateConfig::default()
+        };
+        let mut s = world(1, config);
+        let plan = step(&s, "s", at(5));
+        let made = created(&plan);
+        assert_eq!(made.len(), 1);
+        assert_eq!(made[0].desired_state, TaskState::Running);
+        assert!(desired(&plan).is_empty(), "the old task keeps running");
+        updating(&mut s, 1);
+        let id = new_task(&mut s, 1, TaskState::Running, 1);
+        let old = s.tasks.get_mut("old1").expect("old");
+        old.desired_state = TaskState::Running;
+        old.status.state = TaskState::Running;
+        // Running but not healthy yet: the old one stays.
+        s.tasks.get_mut(&id).expect("new").status.health = Some(crate::model::Health::Starting);
+        assert!(desired(&step(&s, "s", at(5))).is_empty());
+        s.tasks.get_mut(&id).expect("new").status.health = Some(crate::model::Health::Healthy);
+        let plan = step(&s, "s", at(5));
+        assert_eq!(desired(&plan), [("old1".to_string(), TaskState::Shutdown)]);
+        assert!(
+            new_status(&plan).is_none(),
+            "not complete while the old one runs"
+        );
+    }
+
+    #[test]
+    fn a_service_with_nothing_to_roll_out_gets_no_status() {
+        let mut s = world(2, UpdateConfig::default());
+        for t in s.tasks.values_mut() {
+            t.spec = template("v2");
+        }
+        assert!(step(&s, "s", at(5)).commands.is_empty());
+    }
+}
