@@ -100,16 +100,18 @@ fn tar(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
 }
 
 fn build_image(docker: &Docker) {
+    build_image_as(docker, IMAGE)
+}
+
+/// The same image under another tag (a second "version" for updates).
+fn build_image_as(docker: &Docker, tag: &str) {
     let bin = std::fs::read(static_echo()).expect("static shoal-echo");
     let dockerfile = b"FROM scratch\nCOPY shoal-echo /shoal-echo\nENTRYPOINT [\"/shoal-echo\"]\n";
     let context = tar(&[
         ("Dockerfile", dockerfile, 0o644),
         ("shoal-echo", &bin, 0o755),
     ]);
-    let opts = BuildImageOptionsBuilder::default()
-        .t(IMAGE)
-        .rm(true)
-        .build();
+    let opts = BuildImageOptionsBuilder::default().t(tag).rm(true).build();
     rt().block_on(async {
         let mut stream = docker.build_image(opts, None, Some(bollard::body_full(context.into())));
         while let Some(item) = stream.next().await {
@@ -285,4 +287,88 @@ fn docker_tasks_converge_heal_scale_log_restart_and_clean_up() {
     wait_for("no container left", LONG, || {
         containers(&docker, "dweb").is_empty()
     });
+}
+
+fn inspect_container(docker: &Docker, id: &str) -> bollard::models::ContainerInspectResponse {
+    rt().block_on(docker.inspect_container(id, None))
+        .expect("inspect container")
+}
+
+#[test]
+fn a_docker_service_rolls_over_to_a_second_image_tag_and_reports_health() {
+    const V2: &str = "shoal-echo:e2e-v2";
+    let Some(docker) = engine() else { return };
+    build_image(&docker);
+    build_image_as(&docker, V2);
+    let _cleanup = Cleanup(docker.clone(), vec!["dupd"]);
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "dupd",
+        "--replicas",
+        "2",
+        "--update-monitor",
+        "1s",
+        IMAGE,
+    ]);
+    wait_for("2 running containers", LONG, || {
+        running_containers(&docker, "dupd").len() == 2
+    });
+    let images = |docker: &Docker| -> Vec<String> {
+        running_containers(docker, "dupd")
+            .iter()
+            .filter_map(|id| inspect_container(docker, id).config?.image)
+            .collect()
+    };
+    assert_eq!(images(&docker), [IMAGE, IMAGE]);
+
+    let out = d.ok(&["service", "update", "--image", V2, "dupd"]);
+    assert!(out.contains("overall progress: 2 out of 2 tasks"), "{out}");
+    assert!(out.contains("verify: Service converged"), "{out}");
+    wait_for("only v2 containers", LONG, || images(&docker) == [V2, V2]);
+    let (_, svc) = d.api("GET", "/services/dupd", None).expect("inspect");
+    assert_eq!(svc["UpdateStatus"]["State"], "completed", "{svc}");
+    assert_eq!(
+        svc["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+        IMAGE
+    );
+
+    // A health check goes to the engine, and its verdict comes back.
+    let mut spec = svc["Spec"].clone();
+    spec["TaskTemplate"]["ContainerSpec"]["Healthcheck"] = serde_json::json!({
+        "Test": ["CMD", "/shoal-echo", "--help"],
+        "Interval": 200_000_000u64,
+        "Retries": 3,
+    });
+    let (code, body) = d
+        .api(
+            "POST",
+            &format!(
+                "/services/dupd/update?version={}",
+                svc["Version"]["Index"].as_u64().expect("version")
+            ),
+            Some(&spec.to_string()),
+        )
+        .expect("update");
+    assert_eq!(code, 200, "{body}");
+    wait_for("healthy tasks under the new spec", LONG, || {
+        let tasks = d.tasks("dupd");
+        let healthy = tasks
+            .iter()
+            .filter(|t| t["Status"]["State"] == "running" && t["Status"]["Health"] == "healthy")
+            .count();
+        healthy == 2
+    });
+    for id in running_containers(&docker, "dupd") {
+        let c = inspect_container(&docker, &id);
+        let test = c.config.and_then(|c| c.healthcheck).and_then(|h| h.test);
+        assert_eq!(
+            test,
+            Some(vec!["CMD".into(), "/shoal-echo".into(), "--help".into()])
+        );
+    }
 }
