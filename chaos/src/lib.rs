@@ -35,6 +35,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "many-tasks-leader-kill",
         include_str!("../scenarios/many-tasks-leader-kill.toml"),
     ),
+    (
+        "update-leader-kill",
+        include_str!("../scenarios/update-leader-kill.toml"),
+    ),
 ];
 
 /// A shipped scenario's text, by name.

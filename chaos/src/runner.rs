@@ -817,6 +817,7 @@ impl Run {
             Action::Create { .. }
             | Action::Scale { .. }
             | Action::Update { .. }
+            | Action::Roll { .. }
             | Action::Remove { .. } => {
                 bail!("workload steps are writes, not faults")
             }
@@ -885,6 +886,8 @@ impl Run {
             Action::Scale { replicas, .. } => ("scale", Some(*replicas)),
             // A new generation, the same replicas.
             Action::Update { .. } => ("update", Some(current.unwrap_or(1))),
+            // The same, and every task is replaced (a rolling update).
+            Action::Roll { .. } => ("roll", Some(current.unwrap_or(1))),
             _ => ("remove", None),
         };
         self.method_write("method", kind, service, replicas);
@@ -975,6 +978,7 @@ fn workload_service(a: &Action) -> Option<&str> {
         Action::Create { service, .. }
         | Action::Scale { service, .. }
         | Action::Update { service }
+        | Action::Roll { service }
         | Action::Remove { service } => Some(service),
         _ => None,
     }

@@ -162,6 +162,11 @@ pub enum Action {
     Update {
         service: String,
     },
+    /// Like `update`, and the generation also goes into the tasks'
+    /// environment, so every task is replaced by a rolling update.
+    Roll {
+        service: String,
+    },
     Remove {
         service: String,
     },
@@ -185,6 +190,7 @@ impl Action {
             Action::Create { .. } => "create",
             Action::Scale { .. } => "scale",
             Action::Update { .. } => "update",
+            Action::Roll { .. } => "roll",
             Action::Remove { .. } => "remove",
         }
     }
@@ -776,11 +782,12 @@ fn step(
             replicas: r.replicas.ok_or_else(|| need("replicas = N"))?,
         },
         "update" => Action::Update { service: service()? },
+        "roll" => Action::Roll { service: service()? },
         "remove" => Action::Remove { service: service()? },
         other => {
             return Err(c.err(
                 at_action,
-                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update or remove"),
+                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll or remove"),
             ))
         }
     };

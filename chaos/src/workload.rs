@@ -71,7 +71,7 @@ pub fn value_of(service: &Value) -> ServiceValue {
 }
 
 /// Issues one write to `via` and records it. `kind` is create, scale,
-/// update or remove; `replicas` is what the service is to have (None for a
+/// update, roll (an update that also changes the tasks' environment) or remove; `replicas` is what the service is to have (None for a
 /// remove). Every create or update carries a generation no other write of
 /// the run uses, so the service's final value names the write it came from.
 pub fn write(
@@ -117,12 +117,20 @@ pub fn write(
                 generation,
             },
             _,
-        ) => api::post(
-            via.1,
-            &format!("/services/{service}/update"),
-            &service_spec(&rec.workload, service, *replicas, *generation),
-            timeout,
-        ),
+        ) => {
+            let mut spec = service_spec(&rec.workload, service, *replicas, *generation);
+            if kind == "roll" {
+                // A changed task template: the updater replaces every task.
+                spec["TaskTemplate"]["ContainerSpec"]["Env"] =
+                    json!([format!("SHOAL_CHAOS_GENERATION={generation}")]);
+            }
+            api::post(
+                via.1,
+                &format!("/services/{service}/update"),
+                &spec,
+                timeout,
+            )
+        }
     };
     let (outcome, status, error) = match &result {
         Ok(_) => (Outcome::Ok, None, String::new()),
