@@ -542,3 +542,28 @@ fn the_leader_dies_mid_update_and_the_new_leader_finishes_it() {
         settled_except(survivor, "ha", 6, "v2", &dead)
     });
 }
+
+#[test]
+fn a_second_update_during_a_rollout_restarts_it_toward_the_newest_spec() {
+    let d = swarm();
+    d.create_echo(
+        "twice",
+        "3",
+        &["--update-delay", "2s", "--update-monitor", "0s"],
+        &["--print", "v1"],
+    );
+    wait_for("3 v1 tasks", LONG, || settled_on(&d, "twice", 3, "v1"));
+    d.ok(&["service", "update", "-d", "--args", "--print v2", "twice"]);
+    wait_for("the first slot on v2, the others not yet", LONG, || {
+        let counts = running_by_version(&d, "twice");
+        counts.contains_key("v2") && counts.contains_key("v1")
+    });
+    d.ok(&["service", "update", "-q", "--args", "--print v3", "twice"]);
+    assert!(settled_on(&d, "twice", 3, "v3"), "{:?}", d.tasks("twice"));
+    let svc = inspect(&d, "twice");
+    assert_eq!(svc["UpdateStatus"]["State"], "completed");
+    assert_eq!(
+        svc["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Args"],
+        serde_json::json!(["--print", "v2"])
+    );
+}

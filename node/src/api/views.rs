@@ -423,6 +423,38 @@ mod tests {
     }
 
     #[test]
+    fn update_configs_and_health_checks_round_trip() {
+        let v = json!({
+            "Name": "web",
+            "TaskTemplate": {"ContainerSpec": {"Image": "x",
+                "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 1_000_000_000u64, "Retries": 2}},
+                "ForceUpdate": 3},
+            "UpdateConfig": {"Parallelism": 2, "Delay": 10, "FailureAction": "rollback",
+                             "MaxFailureRatio": 0.25, "Order": "start-first"},
+            "RollbackConfig": {"FailureAction": "continue", "Monitor": 0}
+        });
+        let spec = parse_service_spec(&v).unwrap();
+        assert_eq!(spec.update_config.parallelism, 2);
+        assert_eq!(spec.update_config.failure_action, FailureAction::Rollback);
+        assert_eq!(spec.update_config.max_failure_ratio_ppm, 250_000);
+        assert_eq!(spec.update_config.order, UpdateOrder::StartFirst);
+        assert_eq!(spec.update_config.monitor_ns, 5_000_000_000);
+        assert_eq!(spec.rollback_config.monitor_ns, 0);
+        assert_eq!(spec.task_template.force_update, 3);
+        assert_eq!(
+            spec.task_template.healthcheck.as_ref().map(|h| h.retries),
+            Some(2)
+        );
+        assert_eq!(parse_service_spec(&service_spec(&spec)).unwrap(), spec);
+        let bad = json!({"Name": "a", "TaskTemplate": {"ContainerSpec": {"Image": "x"}},
+                         "RollbackConfig": {"FailureAction": "rollback"}});
+        assert_eq!(
+            parse_service_spec(&bad).unwrap_err(),
+            "unrecognized rollback failure action rollback"
+        );
+    }
+
+    #[test]
     fn bad_specs_say_what_is_wrong() {
         let no_name = json!({"TaskTemplate": {"ContainerSpec": {"Image": "x"}}});
         assert!(parse_service_spec(&no_name)
