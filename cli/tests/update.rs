@@ -162,6 +162,8 @@ fn an_update_shows_docker_s_progress_and_a_rollback_goes_back() {
         svc["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Args"],
         serde_json::json!(["--print", "v2"])
     );
+    // An update that changes nothing after a rollback is no failure.
+    d.ok(&["service", "update", "api"]);
     d.ok(&["service", "update", "-q", "--rollback", "api"]);
     assert!(settled_on(&d, "api", 2, "v2"));
 }
@@ -212,6 +214,12 @@ fn a_failing_update_pauses_by_default_and_leaves_the_old_tasks_running() {
     assert_eq!(v1_running(&d), Some(2), "{:?}", d.tasks("pay"));
     assert_eq!(update_state(&d, "pay"), "paused");
 
+    // An update that changes nothing still resumes a paused rollout, as
+    // docker's does: it fails again, and pauses again.
+    let version = inspect(&d, "pay")["Version"]["Index"].clone();
+    let err = d.fails(&["service", "update", "pay"]);
+    assert!(err.contains("service update paused"), "{err}");
+    assert_ne!(inspect(&d, "pay")["Version"]["Index"], version);
     // The next update resumes, towards the newest spec.
     d.ok(&[
         "service",

@@ -451,7 +451,11 @@ pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
         .await?;
     println!("{}", a.service);
     if !a.detach {
-        wait_rollout(client, &id, a.quiet).await?;
+        // An update that changed nothing leaves the last rollout's status
+        // in place, a finished rollback included: that is no failure.
+        let after = client.get(&format!("/services/{}", enc(&id))).await?;
+        let unchanged = u(&after, "/Version/Index") == u(&svc, "/Version/Index");
+        wait_rollout(client, &id, a.quiet, unchanged).await?;
     }
     Ok(())
 }
@@ -473,7 +477,7 @@ pub async fn rollback(client: &Client, a: RollbackArgs) -> anyhow::Result<()> {
         .await?;
     println!("{}", a.service);
     if !a.detach {
-        wait_rollout(client, &id, a.quiet).await?;
+        wait_rollout(client, &id, a.quiet, true).await?;
     }
     Ok(())
 }

@@ -81,7 +81,14 @@ enum End {
     Failed(String),
 }
 
-pub async fn wait_rollout(client: &Client, service_id: &str, quiet: bool) -> anyhow::Result<()> {
+/// Follows the rollout until it ends. `rollback_requested`: the user asked
+/// for a rollback (`service rollback`), so rolling back is the success.
+pub async fn wait_rollout(
+    client: &Client,
+    service_id: &str,
+    quiet: bool,
+    rollback_requested: bool,
+) -> anyhow::Result<()> {
     let tty = std::io::stdout().is_terminal() && !quiet;
     let mut drawn = 0usize;
     let mut header: Option<String> = None;
@@ -127,13 +134,14 @@ pub async fn wait_rollout(client: &Client, service_id: &str, quiet: bool) -> any
                 if state == "rollback_completed" {
                     lines.push("rollback: rollback completed".into());
                 }
-                match header.as_deref() {
+                if state == "rollback_completed" && !rollback_requested {
                     // The update undid itself: as docker, that is a failure.
-                    Some(h) if h != "rollback: manually requested rollback" => {
-                        let why = h.trim_start_matches("rollback: ");
-                        Some(End::Failed(format!("service rolled back: {why}")))
-                    }
-                    _ => Some(End::Converged),
+                    let why = header
+                        .as_deref()
+                        .map_or(message, |h| h.trim_start_matches("rollback: "));
+                    Some(End::Failed(format!("service rolled back: {why}")))
+                } else {
+                    Some(End::Converged)
                 }
             }
             // No rollout (nothing a task runs changed): the display is

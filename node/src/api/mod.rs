@@ -346,12 +346,18 @@ async fn service_update(
         ));
     };
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
-    // Nothing changed (and no --force): nothing to write, nothing to roll out.
-    let unchanged =
-        m.sm.read()
-            .0
-            .find_service(&id)
-            .is_some_and(|s| s.spec == spec && q.version.is_none_or(|v| v == s.version));
+    // Nothing changed (and no --force): nothing to write, nothing to roll
+    // out; unless a rollout is paused, which any update resumes.
+    let unchanged = m.sm.read().0.find_service(&id).is_some_and(|s| {
+        let paused = s.update_status.as_ref().is_some_and(|u| {
+            matches!(
+                u.state,
+                shoal_actors::model::UpdateState::Paused
+                    | shoal_actors::model::UpdateState::RollbackPaused
+            )
+        });
+        s.spec == spec && !paused && q.version.is_none_or(|v| v == s.version)
+    });
     if unchanged {
         return Ok(Json(json!({ "Warnings": [] })));
     }
