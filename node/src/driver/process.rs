@@ -117,7 +117,7 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
         .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
     let mut cmd = tokio::process::Command::new(&task.spec.image);
     cmd.args(&task.spec.args);
-    task_env(&mut cmd, launch);
+    task_env(cmd.as_std_mut(), launch);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -186,7 +186,7 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
 }
 
 /// The environment a task runs with (its health check too).
-fn task_env(cmd: &mut tokio::process::Command, launch: &Launch) {
+fn task_env(cmd: &mut std::process::Command, launch: &Launch) {
     let task = &launch.task;
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -231,16 +231,27 @@ async fn health_loop(
     }
 }
 
-/// One run of the health check: exit 0 within the timeout passes.
+/// One run of the health check: exit 0 within the timeout passes. The fork
+/// and the wait happen on the blocking pool, not on the runtime's threads
+/// (the thread is busy with this probe for as long as the probe lives, so
+/// the parent-death signal cannot fire early).
 async fn probe(check: &HealthConfig, launch: &Launch) -> bool {
+    let (check, launch) = (check.clone(), launch.clone());
+    tokio::task::spawn_blocking(move || probe_blocking(&check, &launch))
+        .await
+        .unwrap_or(false)
+}
+
+fn probe_blocking(check: &HealthConfig, launch: &Launch) -> bool {
+    use std::os::unix::process::CommandExt;
     let mut cmd = match check.test.first().map(String::as_str) {
         Some("CMD") if check.test.len() > 1 => {
-            let mut c = tokio::process::Command::new(&check.test[1]);
+            let mut c = std::process::Command::new(&check.test[1]);
             c.args(&check.test[2..]);
             c
         }
         Some("CMD-SHELL") if check.test.len() == 2 => {
-            let mut c = tokio::process::Command::new("/bin/sh");
+            let mut c = std::process::Command::new("/bin/sh");
             c.arg("-c").arg(&check.test[1]);
             c
         }
@@ -250,13 +261,34 @@ async fn probe(check: &HealthConfig, launch: &Launch) -> bool {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true);
+        .process_group(0);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
     let Ok(mut child) = cmd.spawn() else {
         return false;
     };
-    match tokio::time::timeout(check.timeout(), child.wait()).await {
-        Ok(Ok(status)) => status.success(),
-        _ => false,
+    let deadline = std::time::Instant::now() + check.timeout();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Too slow (or not waitable): the whole check goes.
+            _ => {
+                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.wait();
+                return false;
+            }
+        }
     }
 }
 
