@@ -15,7 +15,7 @@ use crate::store::{StoreActor, StoreArgs};
 use crate::supervision::{
     ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
 };
-use crate::updater::Updater;
+use crate::updater::{Updater, UpdaterArgs};
 use crate::worker::{Agent, AgentArgs};
 
 /// The leader subtree: started when this node's Raft actor leads, stopped when it no longer does.
@@ -36,7 +36,15 @@ pub fn leader_spec(ctx: &Arc<ManagerCtx>) -> ChildSpec {
                     Orchestrator,
                     ctx.clone(),
                 ),
-                ChildSpec::new("updater", Restart::Permanent, Updater, ctx.loop_ctx()),
+                ChildSpec::new(
+                    "updater",
+                    Restart::Permanent,
+                    Updater,
+                    UpdaterArgs {
+                        ctx: ctx.loop_ctx(),
+                        directory: ctx.directory.clone(),
+                    },
+                ),
             ],
         },
     )

@@ -575,3 +575,73 @@ fn a_second_update_during_a_rollout_restarts_it_toward_the_newest_spec() {
         serde_json::json!(["--print", "v2"])
     );
 }
+
+fn actors(d: &Daemon) -> Vec<String> {
+    let (_, v) = d.api("GET", "/debug/actors", None).expect("actors");
+    v["Actors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["Name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_service_s_updater_lives_while_it_rolls_out_and_heals_when_killed() {
+    let d = Daemon::start(&["--enable-chaos"]);
+    d.ok(&["swarm", "init"]);
+    let flag = d.dir.path().join("v2-healthy");
+    let id = d.create_echo(
+        "kept",
+        "1",
+        &["--update-order", "start-first", "--update-monitor", "0s"],
+        &["--print", "v1"],
+    );
+    let child = format!("update/{id}");
+    wait_for("the v1 task", LONG, || settled_on(&d, "kept", 1, "v1"));
+    assert!(
+        !actors(&d).contains(&child),
+        "an updater with nothing to do"
+    );
+    let check = format!("test -f {}", flag.display());
+    d.ok(&[
+        "service",
+        "update",
+        "-d",
+        "--args",
+        "--print v2",
+        "--health-cmd",
+        &check,
+        "--health-interval",
+        "100ms",
+        "--health-start-period",
+        "10m",
+        "kept",
+    ]);
+    wait_for("the new task waiting to be healthy", LONG, || {
+        running_by_version(&d, "kept").get("v2") == Some(&1)
+    });
+    assert!(actors(&d).contains(&child), "{:?}", actors(&d));
+    // Its supervisor restarts it, and so does the leader's for the parent.
+    for actor in [child.as_str(), "updater"] {
+        let body = format!(r#"{{"Actor":"{actor}"}}"#);
+        let (code, v) = d
+            .api("POST", "/debug/chaos/kill", Some(&body))
+            .expect("api");
+        assert_eq!(code, 200, "kill {actor}: {v}");
+    }
+    wait_for("the service's updater back", LONG, || {
+        actors(&d).contains(&child)
+    });
+    assert_eq!(update_state(&d, "kept"), "updating");
+    std::fs::write(&flag, b"").expect("flag");
+    wait_for("the update to complete", LONG, || {
+        update_state(&d, "kept") == "completed"
+    });
+    assert!(settled_on(&d, "kept", 1, "v2"));
+    wait_for("the service's updater gone", LONG, || {
+        !actors(&d).contains(&child)
+    });
+}

@@ -1,35 +1,35 @@
 //! The updater (leader only): rolls a service's tasks over to its current
 //! spec slot by slot, watches the new ones, and pauses or rolls back when
-//! too many fail. The decisions are `plan::step`'s; this actor only follows
-//! the store, proposes what a step says and sleeps until it asks to look
-//! again. It remembers nothing a new leader would need: the rollout's
-//! progress is in the service's `UpdateStatus` and in its tasks.
+//! too many fail. One `update/<service id>` child per service with a
+//! rollout under way (`service.rs`), supervised here like the orchestrator's
+//! service supervisors; the decisions are `plan::step`'s. Nothing here or in
+//! a child is needed by a new leader: the rollout's progress is in the
+//! service's `UpdateStatus` and in its tasks.
 
 mod plan;
+mod service;
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use chrono::Utc;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-pub use plan::{step, UpdatePlan};
+pub use plan::{step, wants_updater, UpdatePlan};
+pub use service::{ServiceUpdater, ServiceUpdaterArgs, ServiceUpdaterMsg};
 
-use crate::command::Command;
 use crate::context::LoopCtx;
 use crate::state::Change;
 use crate::store::StoreEvent;
-
-/// Services one pass steps; the rest wait for the next pass.
-const SERVICES_PER_PASS: usize = 64;
-/// How long a failed write waits before the service is stepped again.
-const RETRY: Duration = Duration::from_millis(200);
+use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
 
 pub enum UpdaterMsg {
     Store(Option<StoreEvent>),
-    /// Step this service (a timer it asked for, or a retry).
-    Wake(String),
-    Pass,
+}
+
+#[derive(Clone)]
+pub struct UpdaterArgs {
+    pub ctx: LoopCtx,
+    pub directory: Arc<Directory>,
 }
 
 #[derive(Clone)]
@@ -37,80 +37,63 @@ pub struct Updater;
 
 pub struct UpdaterState {
     ctx: LoopCtx,
-    /// Services to step in the next pass.
-    pending: BTreeSet<String>,
-    pass_queued: bool,
-    /// The earliest timer already set per service.
-    timers: HashMap<String, Instant>,
+    directory: Arc<Directory>,
+    children: Children,
+    /// Service id -> its child's name, while it runs.
+    names: HashMap<String, String>,
+}
+
+pub fn updater_name(service_id: &str) -> String {
+    format!("update/{service_id}")
 }
 
 impl UpdaterState {
-    fn queue(&mut self, myself: &ActorRef<UpdaterMsg>, service_id: String) {
-        self.pending.insert(service_id);
-        if !self.pass_queued {
-            self.pass_queued = true;
-            let _ = myself.send_message(UpdaterMsg::Pass);
-        }
-    }
-
-    fn resync(&mut self, myself: &ActorRef<UpdaterMsg>) {
-        let ids: Vec<String> = self.ctx.sm.read().0.services.keys().cloned().collect();
-        for id in ids {
-            self.queue(myself, id);
-        }
-    }
-
-    fn wake_in(&mut self, myself: &ActorRef<UpdaterMsg>, service_id: &str, wait: Duration) {
-        let at = Instant::now() + wait;
-        let now = Instant::now();
-        match self.timers.get(service_id) {
-            Some(t) if *t > now && *t <= at => {}
-            _ => {
-                self.timers.insert(service_id.to_string(), at);
-                let id = service_id.to_string();
-                myself.send_after(wait, move || UpdaterMsg::Wake(id));
+    /// Pokes the service's child, or starts one if the service has a
+    /// rollout to run.
+    async fn ensure(&mut self, myself: &ActorRef<UpdaterMsg>, service_id: &str) {
+        let name = updater_name(service_id);
+        if self.children.contains(&name) {
+            if let Some(child) = self.directory.get::<ServiceUpdaterMsg>(&name) {
+                let _ = child.send_message(ServiceUpdaterMsg::Poke);
             }
+            return;
+        }
+        self.names.remove(service_id);
+        if !wants_updater(&self.ctx.sm.read().0, service_id) {
+            return;
+        }
+        let spec = ChildSpec::new(
+            name.clone(),
+            Restart::Transient,
+            ServiceUpdater,
+            ServiceUpdaterArgs {
+                ctx: self.ctx.clone(),
+                service_id: service_id.into(),
+            },
+        );
+        match self.children.start(&myself.get_cell(), spec).await {
+            Ok(()) => {
+                self.names.insert(service_id.to_string(), name);
+            }
+            Err(e) => tracing::error!(service = %service_id, error = %e, "cannot start updater"),
         }
     }
 
-    async fn pass(&mut self, myself: &ActorRef<UpdaterMsg>) {
-        let batch: Vec<String> = self
-            .pending
-            .iter()
-            .take(SERVICES_PER_PASS)
+    async fn resync(&mut self, myself: &ActorRef<UpdaterMsg>) {
+        let ids: Vec<String> = self.ctx.sm.read().0.services.keys().cloned().collect();
+        let gone: Vec<String> = self
+            .names
+            .keys()
+            .filter(|id| !ids.contains(id))
             .cloned()
             .collect();
-        for id in &batch {
-            self.pending.remove(id);
-        }
-        for id in batch {
-            // The step is made under the read lock, which is let go before
-            // the write.
-            let plan = {
-                let guard = self.ctx.sm.read();
-                step(&guard.0, &id, Utc::now())
-            };
-            if !plan.commands.is_empty() {
-                let cmd = Command::Batch(plan.commands);
-                if let Err(e) = self.ctx.proposer.propose(cmd).await {
-                    // Refused (the spec changed meanwhile) or not committed:
-                    // step again from the state as it is then.
-                    tracing::debug!(service = %id, error = %e, "update step not written");
-                    self.wake_in(myself, &id, RETRY);
-                    continue;
-                }
-            }
-            if let Some(wait) = plan.wake_in {
-                if wait.is_zero() {
-                    self.queue(myself, id);
-                } else {
-                    self.wake_in(myself, &id, wait);
-                }
+        for id in gone {
+            if let Some(n) = self.names.remove(&id) {
+                self.children.stop(&n);
             }
         }
-        if !self.pending.is_empty() && !self.pass_queued {
-            self.pass_queued = true;
-            let _ = myself.send_message(UpdaterMsg::Pass);
+        for id in ids {
+            self.ensure(myself, &id).await;
         }
     }
 }
@@ -118,23 +101,32 @@ impl UpdaterState {
 impl Actor for Updater {
     type Msg = UpdaterMsg;
     type State = UpdaterState;
-    type Arguments = LoopCtx;
+    type Arguments = UpdaterArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<UpdaterMsg>,
-        ctx: LoopCtx,
+        args: UpdaterArgs,
     ) -> Result<UpdaterState, ActorProcessingErr> {
-        crate::events::forward(&ctx.events, myself.clone(), UpdaterMsg::Store);
+        crate::events::forward(&args.ctx.events, myself.clone(), UpdaterMsg::Store);
         let mut st = UpdaterState {
-            ctx,
-            pending: BTreeSet::new(),
-            pass_queued: false,
-            timers: HashMap::new(),
+            children: Children::new(args.directory.clone(), Intensity::default()),
+            ctx: args.ctx,
+            directory: args.directory,
+            names: HashMap::new(),
         };
         // A new leader (or a restarted updater) starts from the state alone.
-        st.resync(&myself);
+        st.resync(&myself).await;
         Ok(st)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<UpdaterMsg>,
+        st: &mut UpdaterState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.children.stop_all();
+        Ok(())
     }
 
     async fn handle(
@@ -145,35 +137,57 @@ impl Actor for Updater {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             UpdaterMsg::Store(Some(ev)) => {
+                let mut seen = HashSet::new();
                 for c in ev.changes.iter() {
                     match c {
-                        Change::Service(id) => st.queue(&myself, id.clone()),
-                        Change::Task { service_id, .. }
-                        | Change::TaskRemoved { service_id, .. } => {
-                            st.queue(&myself, service_id.clone())
+                        Change::Service(id)
+                        | Change::Task { service_id: id, .. }
+                        | Change::TaskRemoved { service_id: id, .. } => {
+                            if seen.insert(id.clone()) {
+                                st.ensure(&myself, id).await;
+                            }
                         }
                         // A node that went down no longer holds up the slots
                         // whose old task ran there.
-                        Change::Node(_) => st.resync(&myself),
+                        Change::Node(_) => {
+                            let ids: Vec<String> = st.names.keys().cloned().collect();
+                            for id in ids {
+                                if seen.insert(id.clone()) {
+                                    st.ensure(&myself, &id).await;
+                                }
+                            }
+                        }
                         Change::ServiceRemoved(id) => {
-                            st.pending.remove(id);
-                            st.timers.remove(id);
+                            if let Some(n) = st.names.remove(id) {
+                                st.children.stop(&n);
+                            }
                         }
                         Change::Cluster => {}
                     }
                 }
             }
-            UpdaterMsg::Store(None) => st.resync(&myself),
-            UpdaterMsg::Wake(id) => {
-                if st.timers.get(&id).is_some_and(|t| *t <= Instant::now()) {
-                    st.timers.remove(&id);
-                }
-                st.queue(&myself, id);
-            }
-            UpdaterMsg::Pass => {
-                st.pass_queued = false;
-                st.pass(&myself).await;
-            }
+            UpdaterMsg::Store(None) => st.resync(&myself).await,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<UpdaterMsg>,
+        event: SupervisionEvent,
+        st: &mut UpdaterState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.children.handle_event(&myself.get_cell(), event).await?;
+        // A child that stopped because it had nothing left to do: look
+        // again, in case the service changed while it was stopping.
+        let ended: Vec<String> = st
+            .names
+            .iter()
+            .filter(|(_, n)| !st.children.contains(n))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            st.ensure(&myself, &id).await;
         }
         Ok(())
     }

@@ -464,6 +464,25 @@ fn apply_failure(
     }
 }
 
+/// Whether the service needs an updater: a rollout under way, a task on
+/// an older spec, or a task waiting (desired READY) for its slot.
+pub fn wants_updater(state: &ClusterState, service_id: &str) -> bool {
+    let Some(svc) = state.services.get(service_id) else {
+        return false;
+    };
+    if svc
+        .update_status
+        .as_ref()
+        .is_some_and(|s| s.state.in_progress())
+    {
+        return true;
+    }
+    let target = &svc.spec.task_template;
+    state
+        .tasks_of_service(service_id)
+        .any(|t| (t.is_runnable() && t.spec != *target) || t.desired_state == TaskState::Ready)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
