@@ -814,11 +814,15 @@ mod tests {
     }
 
     #[test]
-    fn a_service_with_nothing_to_roll_out_gets_no_status() {
+    fn a_service_with_nothing_to_roll_out_gets_no_status_and_no_updater() {
         let mut s = world(2, UpdateConfig::default());
+        assert!(wants_updater(&s, "s"), "its tasks run v1");
         for t in s.tasks.values_mut() {
             t.spec = template("v2");
         }
         assert!(step(&s, "s", at(5)).commands.is_empty());
+        assert!(!wants_updater(&s, "s"));
+        updating(&mut s, 1);
+        assert!(wants_updater(&s, "s"), "a rollout under way");
     }
 }
