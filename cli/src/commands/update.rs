@@ -430,25 +430,38 @@ pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
         )
         .await;
     }
-    let svc = client
-        .get(&format!("/services/{}", enc(&a.service)))
-        .await?;
-    let id = s(&svc, "/ID").to_string();
-    let mut spec = svc["Spec"].clone();
-    if !spec.is_object() {
-        return Err(anyhow!("the daemon sent no spec for service {}", a.service));
-    }
-    a.edit(&mut spec)?;
-    client
-        .post(
-            &format!(
-                "/services/{}/update?version={}",
-                enc(&id),
-                u(&svc, "/Version/Index")
-            ),
-            spec,
-        )
-        .await?;
+    // The updater records its progress in the service, which bumps its
+    // version: a write that lost that race is made again from a fresh read
+    // (the whole edit is redone, so `--force` still bumps once).
+    let mut attempts = 0;
+    let (svc, id) = loop {
+        let svc = client
+            .get(&format!("/services/{}", enc(&a.service)))
+            .await?;
+        let id = s(&svc, "/ID").to_string();
+        let mut spec = svc["Spec"].clone();
+        if !spec.is_object() {
+            return Err(anyhow!("the daemon sent no spec for service {}", a.service));
+        }
+        a.edit(&mut spec)?;
+        let sent = client
+            .post(
+                &format!(
+                    "/services/{}/update?version={}",
+                    enc(&id),
+                    u(&svc, "/Version/Index")
+                ),
+                spec,
+            )
+            .await;
+        match sent {
+            Ok(_) => break (svc, id),
+            Err(e) if attempts < 5 && e.to_string().contains("update out of sequence") => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     println!("{}", a.service);
     if !a.detach {
         // An update that changed nothing leaves the last rollout's status
@@ -461,20 +474,31 @@ pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn rollback(client: &Client, a: RollbackArgs) -> anyhow::Result<()> {
-    let svc = client
-        .get(&format!("/services/{}", enc(&a.service)))
-        .await?;
-    let id = s(&svc, "/ID").to_string();
-    client
-        .post(
-            &format!(
-                "/services/{}/update?rollback=previous&version={}",
-                enc(&id),
-                u(&svc, "/Version/Index")
-            ),
-            svc["Spec"].clone(),
-        )
-        .await?;
+    let mut attempts = 0;
+    let id = loop {
+        let svc = client
+            .get(&format!("/services/{}", enc(&a.service)))
+            .await?;
+        let id = s(&svc, "/ID").to_string();
+        let sent = client
+            .post(
+                &format!(
+                    "/services/{}/update?rollback=previous&version={}",
+                    enc(&id),
+                    u(&svc, "/Version/Index")
+                ),
+                svc["Spec"].clone(),
+            )
+            .await;
+        match sent {
+            Ok(_) => break id,
+            // The updater wrote its progress meanwhile: read again.
+            Err(e) if attempts < 5 && e.to_string().contains("update out of sequence") => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     println!("{}", a.service);
     if !a.detach {
         wait_rollout(client, &id, a.quiet, true).await?;
