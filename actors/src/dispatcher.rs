@@ -1,11 +1,12 @@
 //! The Dispatcher (leader only): worker sessions, heartbeats, assignments,
 //! and the status reports that agents send back into the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
+use tokio::time::Instant;
+
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::command::{Command, TaskUpdate};
@@ -33,14 +34,14 @@ const PUSH_DELAY: Duration = Duration::from_millis(50);
 
 pub struct DispatcherState {
     ctx: Arc<ManagerCtx>,
-    sessions: HashMap<String, Session>,
+    sessions: BTreeMap<String, Session>,
     /// Status reports waiting for a write, newest per task. Only reports for
     /// tasks of the reporting node get in, so this is bounded by the tasks.
-    statuses: HashMap<String, (String, TaskStatus)>,
+    statuses: BTreeMap<String, (String, TaskStatus)>,
     /// One status write at a time; reports arriving meanwhile coalesce.
     writing: bool,
     /// Nodes whose assignments may have changed, and whether a push is queued.
-    dirty: HashSet<String>,
+    dirty: BTreeSet<String>,
     push_queued: bool,
     ticks: u64,
 }
@@ -148,7 +149,7 @@ impl DispatcherState {
         let me = myself.clone();
         let cmd = Command::UpdateTasks {
             updates,
-            at: Utc::now(),
+            at: crate::world::now(),
         };
         tokio::spawn(async move {
             let mut failed = Vec::new();
@@ -209,9 +210,9 @@ impl Actor for Dispatcher {
         Ok(DispatcherState {
             ctx,
             sessions,
-            statuses: HashMap::new(),
+            statuses: BTreeMap::new(),
             writing: false,
-            dirty: HashSet::new(),
+            dirty: BTreeSet::new(),
             push_queued: false,
             ticks: 0,
         })
@@ -231,7 +232,7 @@ impl Actor for Dispatcher {
                     agent.send(AgentMsg::SessionRejected);
                     return Ok(());
                 };
-                let now = Utc::now();
+                let now = crate::world::now();
                 if n.state != NodeState::Ready
                     || n.drivers != node.drivers
                     || n.hostname != node.hostname
@@ -288,7 +289,7 @@ impl Actor for Dispatcher {
                 st.write_statuses(&myself);
             }
             DispatcherMsg::Store(Some(ev)) => {
-                let mut nodes = HashSet::new();
+                let mut nodes = BTreeSet::new();
                 {
                     let guard = st.ctx.sm.read();
                     for c in ev.changes.iter() {
@@ -316,7 +317,7 @@ impl Actor for Dispatcher {
             }
             DispatcherMsg::PushAssignments => {
                 st.push_queued = false;
-                let dirty: Vec<String> = st.dirty.drain().collect();
+                let dirty: Vec<String> = std::mem::take(&mut st.dirty).into_iter().collect();
                 for n in dirty {
                     st.push_assignments(&n, false);
                 }
@@ -346,7 +347,7 @@ impl Actor for Dispatcher {
                         node_id,
                         state: NodeState::Down,
                         message: "heartbeat failure".into(),
-                        at: Utc::now(),
+                        at: crate::world::now(),
                     })
                     .await;
                 }

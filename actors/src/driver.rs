@@ -4,7 +4,7 @@
 //! A driver, not the task actor, owns what runs: a restarted task actor finds
 //! its process again through `inspect` instead of starting a second one.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -74,4 +74,4 @@ pub trait Driver: Send + Sync + 'static {
     fn remove(&self, task_id: &str);
 }
 
-pub type Drivers = HashMap<String, Arc<dyn Driver>>;
+pub type Drivers = BTreeMap<String, Arc<dyn Driver>>;

@@ -14,9 +14,15 @@ use serde::{Deserialize, Serialize};
 const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 const ID_LEN: usize = 25;
 
-/// A random 25-character lowercase alphanumeric id, the shape Swarm uses.
+/// A random 25-character lowercase alphanumeric id, the shape Swarm uses
+/// (from the world's randomness: a harness's seed decides it).
 pub fn new_id() -> String {
-    let mut rng = rand::rng();
+    crate::world::with_rng(|rng| id_from(rng))
+}
+
+/// An id of `new_id`'s shape drawn from `rng` (the CA draws token secrets
+/// from the OS, never from a harness's seed).
+pub fn id_from(rng: &mut (impl Rng + ?Sized)) -> String {
     (0..ID_LEN)
         .map(|_| ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())] as char)
         .collect()
@@ -358,7 +364,7 @@ impl TaskStatus {
     pub fn new(state: TaskState, message: impl Into<String>) -> Self {
         TaskStatus {
             state,
-            timestamp: Utc::now(),
+            timestamp: crate::world::now(),
             message: message.into(),
             ..TaskStatus::default()
         }

@@ -34,6 +34,11 @@ impl AgentLink for ActorRef<AgentMsg> {
 /// How an agent reaches the current dispatcher.
 pub trait DispatcherLink: Send + Sync + 'static {
     fn current(&self) -> Option<ActorRef<DispatcherMsg>>;
+    /// How the dispatcher is to reach this node's agent: the agent itself,
+    /// unless something stands between them (the harness's network cut).
+    fn agent_link(&self, agent: &ActorRef<AgentMsg>) -> Arc<dyn AgentLink> {
+        Arc::new(agent.clone())
+    }
 }
 
 pub enum DispatcherMsg {

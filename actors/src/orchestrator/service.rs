@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -213,7 +215,7 @@ impl Actor for ServiceSupervisor {
                 // before the write: a pass is bounded, the write is not.
                 let plan = {
                     let guard = st.args.ctx.sm.read();
-                    plan(&guard.0, &st.args.service_id, Utc::now())
+                    plan(&guard.0, &st.args.service_id, crate::world::now())
                 };
                 if !plan.commands.is_empty() {
                     let cmd = Command::Batch(plan.commands);

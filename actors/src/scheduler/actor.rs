@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::placement::{place, Candidate, Decision, Request};
@@ -107,7 +106,7 @@ impl SchedulerState {
         updates.truncate(MAX_UPDATES_PER_PROPOSAL);
         let cmd = Command::UpdateTasks {
             updates,
-            at: Utc::now(),
+            at: crate::world::now(),
         };
         if let Err(e) = self.ctx.proposer.propose(cmd).await {
             tracing::warn!(error = %e, "scheduler write failed; will retry");
