@@ -14,5 +14,6 @@ pub mod logs;
 pub mod options;
 pub mod pem;
 pub mod private;
+pub mod protocol;
 pub mod runtime;
 pub mod transport;

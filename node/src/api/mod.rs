@@ -96,54 +96,11 @@ async fn leader_node_id(rt: &Runtime) -> Option<String> {
 }
 
 async fn info(State(rt): Rt) -> ApiResult {
-    let drivers: Vec<Value> = rt
-        .drivers
-        .values()
-        .map(|d| {
-            let i = d.info();
-            json!({"Name": i.name, "Version": i.version})
-        })
-        .collect();
-    let mut swarm = json!({
-        "NodeID": "",
-        "NodeAddr": "",
-        "LocalNodeState": "inactive",
-        "ControlAvailable": false,
-        "Error": "",
-    });
-    if let Some(id) = rt.identity() {
-        swarm["NodeID"] = json!(id.node_id);
-        swarm["NodeAddr"] = json!(rt.config.advertise());
-        swarm["LocalNodeState"] = json!("active");
-        swarm["ControlAvailable"] = json!(id.manager);
-        if let Ok(m) = rt.manager() {
-            let raft = raft_status(&rt).await;
-            let guard = m.sm.read();
-            let state = &guard.0;
-            swarm["Cluster"] = json!({
-                "ID": state.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
-                "CreatedAt": state.cluster.as_ref().map(|c| c.created_at),
-            });
-            swarm["Nodes"] = json!(state.nodes.len());
-            swarm["Managers"] = json!(state
-                .nodes
-                .values()
-                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
-                .count());
-            swarm["RaftStatus"] = raft.as_ref().map_or(Value::Null, views::raft_status);
-        }
-    }
-    Ok(Json(json!({
-        "ID": rt.identity().map(|i| i.node_id).unwrap_or_default(),
-        "Name": rt.config.hostname,
-        "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "DataDir": rt.config.data_dir,
-        "Drivers": drivers,
-        "ChaosEnabled": rt.config.enable_chaos,
-        // The chaos harness signals daemons it did not start by this pid.
-        "Pid": std::process::id(),
-        "Swarm": swarm,
-    })))
+    let raft = match rt.manager() {
+        Ok(_) => raft_status(&rt).await,
+        Err(_) => None,
+    };
+    Ok(Json(views::info(&rt, raft.as_ref())))
 }
 
 async fn swarm(State(rt): Rt) -> ApiResult {
@@ -161,18 +118,7 @@ async fn swarm(State(rt): Rt) -> ApiResult {
             "the swarm is still initialising",
         )
     })?;
-    Ok(Json(json!({
-        "ID": c.id,
-        "Version": { "Index": c.version },
-        "CreatedAt": c.created_at,
-        "UpdatedAt": c.updated_at,
-        "Spec": {
-            "Orchestration": { "TaskHistoryRetentionLimit": c.spec.task_history_limit },
-            "Raft": { "SnapshotInterval": c.spec.snapshot_interval },
-        },
-        "JoinTokens": { "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager },
-        "TLSInfo": { "TrustRoot": c.ca_cert_pem },
-    })))
+    Ok(Json(views::swarm(c)))
 }
 
 #[derive(Deserialize, Default)]

@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use shoal_actors::model::{
-    Node, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskTemplate,
+    Cluster, Node, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task,
+    TaskTemplate,
 };
 use shoal_actors::state::ClusterState;
+
+use crate::runtime::Runtime;
 
 /// A manager's Raft status, in the Engine API's casing.
 pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> Value {
@@ -22,6 +25,74 @@ pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> Value {
         "LastIndex": r.last_index,
         "SnapshotIndex": r.snapshot_index,
         "Voters": r.voters,
+    })
+}
+
+/// `GET /info`: docker's `Info`, with the swarm part as far as this node knows it.
+pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Value {
+    let drivers: Vec<Value> = rt
+        .drivers
+        .values()
+        .map(|d| {
+            let i = d.info();
+            json!({"Name": i.name, "Version": i.version})
+        })
+        .collect();
+    let mut swarm = json!({
+        "NodeID": "",
+        "NodeAddr": "",
+        "LocalNodeState": "inactive",
+        "ControlAvailable": false,
+        "Error": "",
+    });
+    let identity = rt.identity();
+    if let Some(id) = &identity {
+        swarm["NodeID"] = json!(id.node_id);
+        swarm["NodeAddr"] = json!(rt.config.advertise());
+        swarm["LocalNodeState"] = json!("active");
+        swarm["ControlAvailable"] = json!(id.manager);
+        if let Ok(m) = rt.manager() {
+            let guard = m.sm.read();
+            let state = &guard.0;
+            swarm["Cluster"] = json!({
+                "ID": state.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+                "CreatedAt": state.cluster.as_ref().map(|c| c.created_at),
+            });
+            swarm["Nodes"] = json!(state.nodes.len());
+            swarm["Managers"] = json!(state
+                .nodes
+                .values()
+                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
+                .count());
+            swarm["RaftStatus"] = raft.map_or(Value::Null, raft_status);
+        }
+    }
+    json!({
+        "ID": identity.map(|i| i.node_id).unwrap_or_default(),
+        "Name": rt.config.hostname,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "DataDir": rt.config.data_dir,
+        "Drivers": drivers,
+        "ChaosEnabled": rt.config.enable_chaos,
+        // The chaos harness signals daemons it did not start by this pid.
+        "Pid": std::process::id(),
+        "Swarm": swarm,
+    })
+}
+
+/// `GET /swarm`: docker's `Swarm` object.
+pub fn swarm(c: &Cluster) -> Value {
+    json!({
+        "ID": c.id,
+        "Version": { "Index": c.version },
+        "CreatedAt": c.created_at,
+        "UpdatedAt": c.updated_at,
+        "Spec": {
+            "Orchestration": { "TaskHistoryRetentionLimit": c.spec.task_history_limit },
+            "Raft": { "SnapshotInterval": c.spec.snapshot_interval },
+        },
+        "JoinTokens": { "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager },
+        "TLSInfo": { "TrustRoot": c.ca_cert_pem },
     })
 }
 

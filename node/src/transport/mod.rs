@@ -33,11 +33,27 @@ pub struct PeerId {
     pub generation: u64,
 }
 
+/// Why what a peer sent cannot be served; the connection it came on is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    #[error("bad frame: {0}")]
+    Frame(#[from] frame::FrameError),
+    #[error("undecodable message: {0}")]
+    Decode(#[source] shoal_actors::codec::CodecError),
+    #[error("undecodable raft message: {0}")]
+    Raft(#[source] protobuf::ProtobufError),
+    #[error("cannot encode the answer: {0}")]
+    Encode(#[source] shoal_actors::codec::CodecError),
+    /// Well-formed, but not something this peer may send at all.
+    #[error("{0}")]
+    Refused(&'static str),
+}
+
 /// What the node does with what arrives.
 pub trait Inbound: Send + Sync + 'static {
     /// A one-way message. `Err` means the bytes were malformed: the
     /// connection is closed.
-    fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String>;
+    fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), InboundError>;
     /// Whether a peer with a valid certificate may still talk to this node
     /// (a removed node may not), and if not, why. Asked at accept and again
     /// for every message and request.
@@ -46,7 +62,11 @@ pub trait Inbound: Send + Sync + 'static {
     }
     /// A request; the answer goes back on the same stream. `peer` is `None`
     /// for a client without a certificate (a node joining with a token).
-    fn request(&self, peer: Option<&PeerId>, bytes: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>>;
+    fn request(
+        &self,
+        peer: Option<&PeerId>,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, InboundError>>;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -398,7 +418,7 @@ async fn serve_streams(
                         }
                         faults::Verdict::Pass => inbound.message(peer, bytes),
                     },
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e.into()),
                 };
                 if let Err(e) = result {
                     tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed message; closing the connection");
@@ -423,7 +443,7 @@ async fn serve_streams(
                     }
                     let answer = match read_frame(&mut recv, max).await {
                         Ok(bytes) => inbound.request(Some(&peer), bytes).await,
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(e.into()),
                     };
                     match answer {
                         Ok(bytes) => {
@@ -454,7 +474,7 @@ async fn serve_anonymous(t: Arc<Transport>, conn: quinn::Connection, inbound: Ar
     };
     let answer = match read_frame(&mut recv, MAX_JOIN_FRAME).await {
         Ok(bytes) => inbound.request(None, bytes).await,
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     };
     match answer {
         Ok(bytes) => {
