@@ -56,7 +56,7 @@ impl Forker {
         starting: Arc<Mutex<HashSet<String>>>,
     ) -> Result<Forker, DriverError> {
         let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| DriverError::Failed(format!("no runtime to start tasks on: {e}")))?;
+            .map_err(|e| DriverError::failed_by("no runtime to start tasks on", e))?;
         let (tx, rx) = std::sync::mpsc::channel::<ForkJob>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..FORKER_THREADS {
@@ -83,7 +83,7 @@ impl Forker {
                         let _ = reply.send(started);
                     }
                 })
-                .map_err(|e| DriverError::Failed(format!("cannot start a forker thread: {e}")))?;
+                .map_err(|e| DriverError::failed_by("cannot start a forker thread", e))?;
         }
         Ok(Forker(tx))
     }
@@ -146,7 +146,7 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
             std::io::ErrorKind::PermissionDenied => "permission denied",
             _ => "cannot start",
         };
-        DriverError::Rejected(format!("{what}: {}: {e}", task.spec.image))
+        DriverError::rejected_by(format!("{what}: {}", task.spec.image), e)
     })?;
     let pid = child.id().unwrap_or_default();
     let (tx, rx) = watch::channel(None);
