@@ -350,6 +350,20 @@ pub struct Service {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Service {
+    /// A service about to be created with `spec` (its version is set when the entry applies).
+    pub fn new(spec: ServiceSpec, now: DateTime<Utc>) -> Self {
+        Service {
+            id: new_id(),
+            spec,
+            previous_spec: None,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TaskStatus {
     pub state: TaskState,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shoal_actors::command::Command;
 use shoal_actors::harness::{running_in, Behaviour, DriverCall, Harness};
-use shoal_actors::model::{Availability, RestartCondition, TaskState};
+use shoal_actors::model::{Availability, RestartCondition, ServiceSpec, TaskState};
 use shoal_actors::state::ClusterState;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -48,6 +48,25 @@ fn on_node(s: &ClusterState, host: &str) -> bool {
                 .and_then(|n| s.nodes.get(n))
                 .is_some_and(|n| n.hostname == host)
     })
+}
+
+/// Tasks of image `image` on the manager's node exit with `code` after `ms`.
+fn exits_after(h: &mut Harness, image: &str, ms: u64, code: i32) {
+    h.nodes[0].driver.behave(
+        image,
+        Behaviour::ExitAfter {
+            after: Duration::from_millis(ms),
+            code,
+        },
+    );
+}
+
+/// One replica of `image` with this restart condition and attempt limit (0: none).
+fn restarting(name: &str, image: &str, condition: RestartCondition, max: u64) -> ServiceSpec {
+    let mut spec = Harness::spec(name, 1, image);
+    spec.task_template.restart_policy.condition = condition;
+    spec.task_template.restart_policy.max_attempts = max;
+    spec
 }
 
 fn one_running(h: &Harness, service: &str) -> String {
@@ -200,16 +219,8 @@ const CASES: &[Case] = &[
         name: "on-failure with max attempts 2 runs a slot three times, then gives up",
         workers: 0,
         run: |h| {
-            h.nodes[0].driver.behave(
-                "crash",
-                Behaviour::ExitAfter {
-                    after: Duration::from_millis(200),
-                    code: 3,
-                },
-            );
-            let mut spec = Harness::spec("fail", 1, "crash");
-            spec.task_template.restart_policy.condition = RestartCondition::OnFailure;
-            spec.task_template.restart_policy.max_attempts = 2;
+            exits_after(h, "crash", 200, 3);
+            let spec = restarting("fail", "crash", RestartCondition::OnFailure, 2);
             h.create_service(spec).expect("create");
             h.drive_until("three failed tasks", LIMIT, |s| {
                 s.tasks
@@ -230,15 +241,8 @@ const CASES: &[Case] = &[
         name: "restart condition none never restarts",
         workers: 0,
         run: |h| {
-            h.nodes[0].driver.behave(
-                "crash",
-                Behaviour::ExitAfter {
-                    after: Duration::from_millis(200),
-                    code: 1,
-                },
-            );
-            let mut spec = Harness::spec("once", 1, "crash");
-            spec.task_template.restart_policy.condition = RestartCondition::None;
+            exits_after(h, "crash", 200, 1);
+            let spec = restarting("once", "crash", RestartCondition::None, 0);
             h.create_service(spec).expect("create");
             h.advance(Duration::from_secs(10));
             let t = h.tasks("once");
@@ -251,17 +255,10 @@ const CASES: &[Case] = &[
         name: "any restarts a clean exit, on-failure does not",
         workers: 0,
         run: |h| {
-            h.nodes[0].driver.behave(
-                "done",
-                Behaviour::ExitAfter {
-                    after: Duration::from_millis(300),
-                    code: 0,
-                },
-            );
+            exits_after(h, "done", 300, 0);
             h.create_service(Harness::spec("again", 1, "done"))
                 .expect("create");
-            let mut clean = Harness::spec("clean", 1, "done");
-            clean.task_template.restart_policy.condition = RestartCondition::OnFailure;
+            let clean = restarting("clean", "done", RestartCondition::OnFailure, 0);
             h.create_service(clean).expect("create");
             h.advance(Duration::from_secs(5));
             assert!(h.tasks("again").len() >= 2);

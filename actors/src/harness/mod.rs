@@ -317,15 +317,7 @@ impl Harness {
 
     /// Creates the service as the API does; returns its id.
     pub fn create_service(&mut self, spec: ServiceSpec) -> Result<String, HarnessError> {
-        let now = self.now();
-        let svc = Service {
-            id: new_id(),
-            spec,
-            previous_spec: None,
-            version: 0,
-            created_at: now,
-            updated_at: now,
-        };
+        let svc = Service::new(spec, self.now());
         let id = svc.id.clone();
         self.propose(Command::CreateService(Box::new(svc)))?;
         Ok(id)

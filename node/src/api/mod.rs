@@ -18,7 +18,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shoal_actors::command::Command;
-use shoal_actors::model::{new_id, ClusterSpec, Service};
+use shoal_actors::model::{ClusterSpec, Service};
 use shoal_actors::raft::RaftMsg;
 
 pub use error::ApiError;
@@ -235,15 +235,7 @@ async fn service_create(
     // this manager's local state may be stale.
     rt.manager()?;
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
-    let now = Utc::now();
-    let svc = Service {
-        id: new_id(),
-        spec,
-        previous_spec: None,
-        version: 0,
-        created_at: now,
-        updated_at: now,
-    };
+    let svc = Service::new(spec, Utc::now());
     let id = svc.id.clone();
     rt.propose(Command::CreateService(Box::new(svc))).await?;
     Ok((
