@@ -16,4 +16,5 @@ pub mod pem;
 pub mod private;
 pub mod protocol;
 pub mod runtime;
+pub mod sandbox;
 pub mod transport;
