@@ -14,6 +14,7 @@ use crate::context::ManagerCtx;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{NodeState, TaskState, TaskStatus};
 use crate::session::{AgentLink, AgentMsg, DispatcherMsg};
+use crate::ports::ServiceEndpoints;
 use crate::state::Change;
 
 struct Session {
@@ -43,6 +44,10 @@ pub struct DispatcherState {
     /// Nodes whose assignments may have changed, and whether a push is queued.
     dirty: BTreeSet<String>,
     push_queued: bool,
+    /// The endpoint table every node was last sent, and whether a change in
+    /// the store may have changed it.
+    endpoints: Vec<ServiceEndpoints>,
+    endpoints_dirty: bool,
     ticks: u64,
 }
 
@@ -89,9 +94,34 @@ impl DispatcherState {
         nodes: impl Iterator<Item = String>,
     ) {
         self.dirty.extend(nodes);
-        if !self.dirty.is_empty() && !self.push_queued {
+        if !self.dirty.is_empty() {
+            self.queue_push(myself);
+        }
+    }
+
+    fn queue_push(&mut self, myself: &ActorRef<DispatcherMsg>) {
+        if !self.push_queued {
             self.push_queued = true;
             myself.send_after(PUSH_DELAY, || DispatcherMsg::PushAssignments);
+        }
+    }
+
+    /// Sends every node the endpoint table if it changed since they were sent it.
+    fn push_endpoints(&mut self) {
+        self.endpoints_dirty = false;
+        let table = crate::ports::endpoints(&self.ctx.sm.read().0);
+        if table == self.endpoints {
+            return;
+        }
+        self.endpoints = table;
+        self.send_endpoints_to_all();
+    }
+
+    fn send_endpoints_to_all(&self) {
+        for s in self.sessions.values() {
+            if let Some(agent) = &s.agent {
+                agent.send(AgentMsg::Endpoints(self.endpoints.clone()));
+            }
         }
     }
 
@@ -214,6 +244,8 @@ impl Actor for Dispatcher {
             writing: false,
             dirty: BTreeSet::new(),
             push_queued: false,
+            endpoints: Vec::new(),
+            endpoints_dirty: true,
             ticks: 0,
         })
     }
@@ -237,12 +269,14 @@ impl Actor for Dispatcher {
                     || n.drivers != node.drivers
                     || n.hostname != node.hostname
                     || n.addr != node.addr
+                    || n.sandbox_error != node.sandbox_error
                 {
                     n.state = NodeState::Ready;
                     n.status_message = String::new();
                     n.drivers = node.drivers.clone();
                     n.hostname = node.hostname.clone();
                     n.addr = node.addr.clone();
+                    n.sandbox_error = node.sandbox_error.clone();
                     n.updated_at = now;
                     // Not awaited, like status writes: heartbeats must not
                     // queue behind a commit.
@@ -263,6 +297,9 @@ impl Actor for Dispatcher {
                     },
                 );
                 st.push_assignments(&node.node_id, true);
+                if let Some(agent) = st.sessions.get(&node.node_id).and_then(|s| s.agent.as_ref()) {
+                    agent.send(AgentMsg::Endpoints(st.endpoints.clone()));
+                }
             }
             DispatcherMsg::Heartbeat { node_id, agent } => match st.sessions.get_mut(&node_id) {
                 Some(s) if s.agent.is_some() => s.last_seen = Instant::now(),
@@ -289,6 +326,12 @@ impl Actor for Dispatcher {
                 st.write_statuses(&myself);
             }
             DispatcherMsg::Store(Some(ev)) => {
+                // Any change of tasks, services or nodes may change where
+                // published ports lead.
+                if !ev.changes.iter().all(|c| matches!(c, Change::Cluster)) {
+                    st.endpoints_dirty = true;
+                    st.queue_push(&myself);
+                }
                 let mut nodes = BTreeSet::new();
                 {
                     let guard = st.ctx.sm.read();
@@ -312,6 +355,7 @@ impl Actor for Dispatcher {
                 st.mark_dirty(&myself, nodes.into_iter());
             }
             DispatcherMsg::Store(None) => {
+                st.endpoints_dirty = true;
                 let all: Vec<String> = st.sessions.keys().cloned().collect();
                 st.mark_dirty(&myself, all.into_iter());
             }
@@ -320,6 +364,9 @@ impl Actor for Dispatcher {
                 let dirty: Vec<String> = std::mem::take(&mut st.dirty).into_iter().collect();
                 for n in dirty {
                     st.push_assignments(&n, false);
+                }
+                if st.endpoints_dirty {
+                    st.push_endpoints();
                 }
             }
             DispatcherMsg::Tick => {
@@ -332,6 +379,7 @@ impl Actor for Dispatcher {
                     }
                     let all: Vec<String> = st.sessions.keys().cloned().collect();
                     st.mark_dirty(&myself, all.into_iter());
+                    st.send_endpoints_to_all();
                 }
                 let limit = st.ctx.timings.dispatcher_heartbeat * 3;
                 let down: Vec<String> = st

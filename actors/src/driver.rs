@@ -120,6 +120,11 @@ pub trait Driver: Send + Sync + 'static {
     fn stop(&self, task_id: &str, grace: Duration) -> BoxFuture<()>;
     /// Forgets a finished task.
     fn remove(&self, task_id: &str);
+    /// Where this node reaches the task's network (its sandbox's address,
+    /// the loopback for a task on the node's own network), if it runs here.
+    fn address(&self, _task_id: &str) -> Option<std::net::IpAddr> {
+        None
+    }
 }
 
 pub type Drivers = BTreeMap<String, Arc<dyn Driver>>;

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod limits;
 pub mod model;
 pub mod orchestrator;
+pub mod ports;
 pub mod proposer;
 pub mod raft;
 pub mod scheduler;

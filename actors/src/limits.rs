@@ -192,6 +192,7 @@ mod tests {
                 image: "x".into(),
                 ..TaskTemplate::default()
             },
+            endpoint: Default::default(),
         }
     }
 

@@ -173,6 +173,9 @@ pub struct Node {
     pub status_message: String,
     pub addr: String,
     pub drivers: Vec<DriverInfo>,
+    /// Why this node cannot give a task a network of its own (not root, no
+    /// namespaces); `None` when it can.
+    pub sandbox_error: Option<String>,
     /// Bumped at every role change: certificates issued for an older
     /// generation are refused, so a demoted manager's old certificate no
     /// longer opens anything.
@@ -289,6 +292,9 @@ pub struct TaskTemplate {
     /// Labels put on the container (beside shoal's own).
     pub container_labels: BTreeMap<String, String>,
     pub resources: Resources,
+    /// Networks the task joins; `["host"]` keeps the node's own network
+    /// namespace, none gives a process task a sandbox of its own.
+    pub networks: Vec<String>,
 }
 
 /// CPU in billionths of a CPU, memory in bytes; 0 means none.
@@ -314,6 +320,7 @@ impl Default for TaskTemplate {
             user: String::new(),
             container_labels: BTreeMap::new(),
             resources: Resources::default(),
+            networks: Vec::new(),
         }
     }
 }
@@ -329,6 +336,8 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     pub mode: ServiceMode,
     pub task_template: TaskTemplate,
+    /// Published ports and how connections to them are balanced.
+    pub endpoint: crate::ports::EndpointSpec,
 }
 
 impl ServiceSpec {

@@ -175,6 +175,7 @@ fn requests() -> Vec<Request> {
             hostname: "host-1".into(),
             addr: "10.0.0.2:4243".into(),
             drivers,
+            sandbox_error: None,
         }),
         Request::Dispatcher(ToDispatcher::Heartbeat {
             node_id: "n1".into(),

@@ -122,6 +122,7 @@ fn node(id: &str, hostname: &str, role: NodeRole) -> Node {
         status_message: String::new(),
         addr: format!("{hostname}:2377"),
         drivers: Vec::new(),
+        sandbox_error: None,
         cert_generation: 0,
         created_at: epoch(),
         updated_at: epoch(),
@@ -216,6 +217,7 @@ impl Harness {
                     hostname: n.hostname.clone(),
                     addr: n.addr.clone(),
                     drivers: vec![driver.info()],
+                    sandbox_error: None,
                 };
                 start_child(
                     &root,
@@ -225,6 +227,7 @@ impl Harness {
                         node_dir,
                         Arc::new(WireLink(wire.clone())),
                         timings.dispatcher_heartbeat,
+                        Arc::new(crate::session::NoProxy),
                     ),
                 )
                 .await?;
@@ -312,6 +315,7 @@ impl Harness {
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas },
             task_template,
+            endpoint: Default::default(),
         }
     }
 

@@ -13,7 +13,7 @@ use super::task_actor::{TaskActor, TaskArgs, TaskMsg};
 use crate::driver::Drivers;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{Task, TaskState, TaskStatus};
-use crate::session::{AgentMsg, DispatcherLink, DispatcherMsg, NodeDescription};
+use crate::session::{AgentMsg, DispatcherLink, DispatcherMsg, EndpointSink, NodeDescription};
 use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
 
 #[derive(Clone)]
@@ -23,6 +23,7 @@ pub struct AgentArgs {
     pub directory: Arc<Directory>,
     pub dispatcher: Arc<dyn DispatcherLink>,
     pub heartbeat: Duration,
+    pub endpoints: Arc<dyn EndpointSink>,
 }
 
 pub struct AgentState {
@@ -312,6 +313,7 @@ impl Actor for Agent {
                 }
             }
             AgentMsg::SessionRejected => st.set_session(None),
+            AgentMsg::Endpoints(table) => st.args.endpoints.update(table),
             AgentMsg::Status(id, status) => {
                 tracing::debug!(task = %id, state = status.state.as_str(), "task status");
                 st.statuses.insert(id.clone(), status.clone());

@@ -3,6 +3,7 @@
 
 mod error;
 mod logs;
+mod ports;
 pub mod server;
 pub mod views;
 

@@ -104,6 +104,7 @@ pub fn service_spec(spec: &ServiceSpec) -> Value {
         "Labels": spec.labels,
         "TaskTemplate": task_template(t),
         "Mode": { "Replicated": { "Replicas": replicas } },
+        "EndpointSpec": super::ports::spec(&spec.endpoint),
     })
 }
 
@@ -135,6 +136,7 @@ fn task_template(t: &TaskTemplate) -> Value {
             "MaxAttempts": t.restart_policy.max_attempts,
             "Window": t.restart_policy.window_ns,
         },
+        "Networks": super::ports::networks(&t.networks),
     })
 }
 
@@ -157,7 +159,10 @@ pub fn service(svc: &Service, state: &ClusterState) -> Value {
         "UpdatedAt": svc.updated_at,
         "Spec": service_spec(&svc.spec),
         "PreviousSpec": svc.previous_spec.as_ref().map(service_spec),
-        "Endpoint": { "Spec": {} },
+        "Endpoint": {
+            "Spec": super::ports::spec(&svc.spec.endpoint),
+            "Ports": super::ports::published(&svc.spec.endpoint),
+        },
         "ServiceStatus": {
             "RunningTasks": running,
             "DesiredTasks": svc.spec.replicas(),
@@ -218,6 +223,11 @@ pub fn node(n: &Node, leader: Option<&str>) -> Value {
                     .find(|d| d.name == "docker")
                     .map_or(env!("CARGO_PKG_VERSION"), |d| d.version.as_str()),
                 "Drivers": n.drivers.iter().map(|d| json!({"Name": d.name, "Version": d.version})).collect::<Vec<_>>(),
+            },
+            // shoal's own: whether process tasks can get a network of their own.
+            "NetworkSandbox": match &n.sandbox_error {
+                None => json!({ "Available": true }),
+                Some(why) => json!({ "Available": false, "Reason": why }),
             },
         },
         "Status": {
@@ -370,7 +380,9 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
                     0,
                 )?,
             },
+            networks: super::ports::parse_networks(&tt)?,
         },
+        endpoint: super::ports::parse(v)?,
     };
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
     Ok(spec)

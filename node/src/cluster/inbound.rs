@@ -108,11 +108,24 @@ impl Inbound for ClusterInbound {
                     let _ = agent.send_message(match m {
                         ToAgent::Assignments(tasks) => AgentMsg::Assignments(tasks),
                         ToAgent::SessionRejected => AgentMsg::SessionRejected,
+                        ToAgent::Endpoints(table) => AgentMsg::Endpoints(table),
                     });
                 }
             }
         }
         Ok(())
+    }
+
+    fn tunnel(
+        &self,
+        _peer: &PeerId,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> BoxFuture<()> {
+        match self.0.upgrade() {
+            Some(rt) => rt.mesh.serve_tunnel(send, recv),
+            None => Box::pin(async {}),
+        }
     }
 
     fn request(

@@ -26,6 +26,7 @@ pub enum ToDispatcher {
         hostname: String,
         addr: String,
         drivers: Vec<DriverInfo>,
+        sandbox_error: Option<String>,
     },
     Heartbeat {
         node_id: String,
@@ -41,6 +42,7 @@ pub enum ToDispatcher {
 pub enum ToAgent {
     Assignments(Vec<Task>),
     SessionRejected,
+    Endpoints(Vec<shoal_actors::ports::ServiceEndpoints>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

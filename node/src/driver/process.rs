@@ -2,6 +2,7 @@
 //! shell), in its own process group, killed with the daemon.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
@@ -16,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::logs;
+use crate::sandbox::Sandbox;
 
 struct Proc {
     pid: u32,
@@ -30,6 +32,9 @@ pub struct ProcessDriver {
     starting: Arc<Mutex<HashSet<String>>>,
     /// The thread that forks (see `Forker`), started with the first task.
     forker: OnceLock<Forker>,
+    /// Where tasks get their own network and mount namespaces; `None` on a
+    /// node that cannot make them (only `--network host` tasks run there).
+    sandbox: Option<Arc<Sandbox>>,
 }
 
 type ForkJob = (Launch, oneshot::Sender<Result<Lifecycle, DriverError>>);
@@ -54,6 +59,7 @@ impl Forker {
         log_dir: PathBuf,
         procs: Arc<Mutex<HashMap<String, Proc>>>,
         starting: Arc<Mutex<HashSet<String>>>,
+        sandbox: Option<Arc<Sandbox>>,
     ) -> Result<Forker, DriverError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| DriverError::failed_by("no runtime to start tasks on", e))?;
@@ -61,7 +67,7 @@ impl Forker {
         let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..FORKER_THREADS {
             let (rx, runtime, log_dir) = (rx.clone(), runtime.clone(), log_dir.clone());
-            let (procs, starting) = (procs.clone(), starting.clone());
+            let (procs, starting, sandbox) = (procs.clone(), starting.clone(), sandbox.clone());
             std::thread::Builder::new()
                 .name(format!("shoal-forker-{i}"))
                 .spawn(move || {
@@ -74,7 +80,7 @@ impl Forker {
                         };
                         let Ok((launch, reply)) = job else { return };
                         let id = &launch.task.id;
-                        let started = spawn(&log_dir, &launch).map(|p| {
+                        let started = spawn(&log_dir, sandbox.as_deref(), &launch).map(|p| {
                             let l = ProcessDriver::lifecycle(&p);
                             procs.lock().insert(id.clone(), p);
                             l
@@ -90,12 +96,13 @@ impl Forker {
 }
 
 impl ProcessDriver {
-    pub fn new(log_dir: PathBuf) -> Arc<Self> {
+    pub fn new(log_dir: PathBuf, sandbox: Option<Arc<Sandbox>>) -> Arc<Self> {
         Arc::new(ProcessDriver {
             log_dir,
             procs: Arc::default(),
             starting: Arc::default(),
             forker: OnceLock::new(),
+            sandbox,
         })
     }
 
@@ -109,10 +116,16 @@ impl ProcessDriver {
 
 /// Starts a task's process (a fork: called on the forker's thread, inside the
 /// runtime, which the output pumps and the exit waiter are spawned on).
-fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError> {
+fn spawn(
+    log_dir: &std::path::Path,
+    sandbox: Option<&Sandbox>,
+    launch: &Launch,
+) -> Result<Proc, DriverError> {
     let task = &launch.task;
     let log = logs::log_path(log_dir, &task.id)
         .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
+    let netns = sandboxed(sandbox, task)?;
+    let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
     let mut cmd = tokio::process::Command::new(&task.spec.image);
     cmd.args(&task.spec.args)
         .env_clear()
@@ -129,7 +142,12 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
         .kill_on_drop(false);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            // Its own network and mount namespaces, ready before its first
+            // instruction (unless it runs on the node's network).
+            if let Some(fd) = netns_fd {
+                crate::sandbox::enter(fd)?;
+            }
             // Die with the daemon, so a killed node leaves no orphans.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -240,6 +258,7 @@ impl Driver for ProcessDriver {
                 self.log_dir.clone(),
                 self.procs.clone(),
                 self.starting.clone(),
+                self.sandbox.clone(),
             )
             .map(|f| self.forker.get_or_init(|| f).0.clone()),
         };
@@ -299,5 +318,52 @@ impl Driver for ProcessDriver {
 
     fn remove(&self, task_id: &str) {
         self.procs.lock().remove(task_id);
+        if let Some(sb) = &self.sandbox {
+            // `ip` runs here: off the runtime's threads.
+            let (sb, id) = (sb.clone(), task_id.to_string());
+            tokio::task::spawn_blocking(move || sb.release(&id));
+        }
     }
+
+    fn address(&self, task_id: &str) -> Option<std::net::IpAddr> {
+        let running = self
+            .procs
+            .lock()
+            .get(task_id)
+            .is_some_and(|p| p.exit.borrow().is_none());
+        if !running {
+            return None;
+        }
+        match self.sandbox.as_ref().and_then(|sb| sb.addr_of(task_id)) {
+            Some(a) => Some(a.into()),
+            None => Some(std::net::Ipv4Addr::LOCALHOST.into()),
+        }
+    }
+}
+
+/// Whether the task runs on the node's own network.
+pub fn on_host_network(task: &shoal_actors::model::Task) -> bool {
+    task.spec.networks.iter().any(|n| n == "host")
+}
+
+/// The task's namespace, made now (on the forker's thread) and open for the
+/// child to enter; `None` for a task on the node's network.
+fn sandboxed(
+    sandbox: Option<&Sandbox>,
+    task: &shoal_actors::model::Task,
+) -> Result<Option<std::fs::File>, DriverError> {
+    if on_host_network(task) {
+        return Ok(None);
+    }
+    let Some(sb) = sandbox else {
+        return Err(DriverError::Rejected(
+            "this node cannot give tasks a network of their own (see node inspect); use --network host".into(),
+        ));
+    };
+    let net = sb
+        .prepare(&task.id)
+        .map_err(|e| DriverError::failed_by("cannot set up the task's network", e))?;
+    std::fs::File::open(&net.netns)
+        .map(Some)
+        .map_err(|e| DriverError::failed_by("cannot open the task's network namespace", e))
 }

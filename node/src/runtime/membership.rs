@@ -63,6 +63,8 @@ impl Runtime {
                 hostname,
                 addr,
                 drivers,
+                // Told at registration, by the node itself.
+                sandbox_error: None,
             },
         );
         self.propose(Command::UpsertNode(node)).await?;

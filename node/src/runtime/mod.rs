@@ -138,6 +138,9 @@ pub struct Runtime {
     pub drivers: Arc<Drivers>,
     pub process: Arc<ProcessDriver>,
     pub docker: Option<Arc<DockerDriver>>,
+    /// Why tasks cannot get a network of their own here, if they cannot.
+    pub sandbox_unavailable: Option<String>,
+    pub mesh: Arc<crate::mesh::Mesh>,
     identity: RwLock<Option<Identity>>,
     manager: RwLock<Option<Arc<ManagerCtx>>>,
     raft_net: RwLock<Option<Arc<RaftNet>>>,
@@ -171,7 +174,15 @@ impl Runtime {
             .path(config.data_dir.join("state.db"))
             .open()?;
         let directory = Directory::new();
-        let process = ProcessDriver::new(config.data_dir.join("logs"));
+        let data_dir = config.data_dir.clone();
+        let sandbox = tokio::task::spawn_blocking(move || crate::sandbox::Sandbox::open(&data_dir))
+            .await
+            .map_err(|e| NodeError::Actors(e.to_string()))?;
+        let sandbox_unavailable = sandbox.as_ref().err().map(|e| e.to_string());
+        if let Some(why) = &sandbox_unavailable {
+            tracing::warn!(reason = %why, "tasks cannot get a network of their own on this node: only --network host tasks run here");
+        }
+        let process = ProcessDriver::new(config.data_dir.join("logs"), sandbox.ok());
         let mut drivers = Drivers::new();
         drivers.insert("process".into(), process.clone());
         let docker = DockerDriver::connect(config.data_dir.join("logs")).await;
@@ -190,17 +201,22 @@ impl Runtime {
         .await
         .map_err(|e| NodeError::Actors(e.to_string()))?;
         let identity = identity::load(&config.data_dir)?;
+        let drivers = Arc::new(drivers);
+        let transport: TransportSlot = Arc::new(RwLock::new(None));
+        let mesh = crate::mesh::Mesh::new(drivers.clone(), transport.clone());
         let rt = Arc::new(Runtime {
             config,
             db,
             directory,
-            drivers: Arc::new(drivers),
+            drivers,
             process,
             docker,
+            sandbox_unavailable,
+            mesh,
             identity: RwLock::new(identity.clone()),
             manager: RwLock::new(None),
             raft_net: RwLock::new(None),
-            transport: Arc::new(RwLock::new(None)),
+            transport,
             managers: Arc::new(RwLock::new(Vec::new())),
             root,
             init_lock: tokio::sync::Mutex::new(()),
@@ -247,6 +263,7 @@ impl Runtime {
                 .filter(|d| d.available())
                 .map(|d| d.info())
                 .collect(),
+            sandbox_error: self.sandbox_unavailable.clone(),
         }
     }
 
@@ -328,6 +345,13 @@ impl Runtime {
     }
 
     async fn start_worker(&self, id: &Identity) -> Result<(), NodeError> {
+        let bind_ip = self
+            .config
+            .advertise()
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip())
+            .unwrap_or(self.config.listen_addr.ip());
+        self.mesh.set_node(&id.node_id, bind_ip);
         if let Some(d) = &self.docker {
             d.adopt(&id.node_id).await;
         }
@@ -350,6 +374,7 @@ impl Runtime {
             self.directory.clone(),
             Arc::new(ClusterLink(self.directory.clone())),
             self.config.timings.dispatcher_heartbeat,
+            Arc::new(crate::mesh::MeshSink(self.mesh.clone())),
         ))
         .await
     }
@@ -373,6 +398,7 @@ impl Runtime {
             status_message: String::new(),
             addr: desc.addr,
             drivers: desc.drivers,
+            sandbox_error: desc.sandbox_error,
             cert_generation: 0,
             created_at: now,
             updated_at: now,

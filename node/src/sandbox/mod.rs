@@ -26,9 +26,13 @@ use serde::{Deserialize, Serialize};
 
 pub use ip::IpError;
 
-/// Task subnets come from 10.201.0.0/16, one /24 per node on this host
-/// (clear of the overlay pool and of what a local Docker engine holds).
+/// Task subnets come from 10.201.0.0/16, one /22 per node on this host
+/// (clear of the overlay pool and of what a local Docker engine holds): 64
+/// nodes a host, 1,021 tasks a node (a Linux bridge takes 1,024 ports).
 const POOL: [u8; 2] = [10, 201];
+const SUBNETS: u8 = 64;
+const PREFIX: u8 = 22;
+const HOSTS: u16 = 1022;
 const NETNS_DIR: &str = "/run/netns";
 const HOST_LOCK: &str = "/run/shoal-sandbox.lock";
 
@@ -40,7 +44,7 @@ pub enum SandboxError {
     Ip(#[from] IpError),
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
-    #[error("no free /24 left in 10.201.0.0/16 on this host")]
+    #[error("no free /22 left in 10.201.0.0/16 on this host")]
     NoSubnet,
     #[error("no free address left on this node's bridge")]
     NoAddress,
@@ -103,14 +107,14 @@ impl HostLock {
     }
 }
 
-/// The /24 indexes some interface of this host already has an address in.
+/// The subnet indexes some interface of this host already has an address in.
 fn used_indexes() -> Result<Vec<u8>, SandboxError> {
     let out = ip::ip(&["-4", "-o", "addr", "show"])?;
     Ok(out
         .split_whitespace()
         .filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok())
         .filter(|a| a.octets()[..2] == POOL)
-        .map(|a| a.octets()[2])
+        .map(|a| a.octets()[2] / 4)
         .collect())
 }
 
@@ -133,7 +137,7 @@ impl Sandbox {
             Some(s) => s,
             None => {
                 let used = used_indexes()?;
-                let index = (1..=254u8)
+                let index = (0..SUBNETS)
                     .find(|i| !used.contains(i))
                     .ok_or(SandboxError::NoSubnet)?;
                 let tag: String = shoal_actors::model::id_from(&mut rand::rng())[..8].into();
@@ -165,8 +169,10 @@ impl Sandbox {
         format!("shoal_{}", self.saved.tag)
     }
 
-    fn addr(&self, host: u8) -> Ipv4Addr {
-        Ipv4Addr::new(POOL[0], POOL[1], self.saved.index, host)
+    /// The `host`th address of this node's subnet.
+    fn addr(&self, host: u16) -> Ipv4Addr {
+        let [hi, lo] = host.to_be_bytes();
+        Ipv4Addr::new(POOL[0], POOL[1], self.saved.index * 4 + hi, lo)
     }
 
     /// The bridge's address: the tasks' gateway, and the source of the
@@ -175,9 +181,9 @@ impl Sandbox {
         self.addr(1)
     }
 
-    /// This node's task subnet, as `a.b.c.0/24`.
+    /// This node's task subnet, as `a.b.c.0/22`.
     pub fn subnet(&self) -> String {
-        format!("{}/24", self.addr(0))
+        format!("{}/{PREFIX}", self.addr(0))
     }
 
     fn set_up_bridge(&self) -> Result<(), SandboxError> {
@@ -188,7 +194,7 @@ impl Sandbox {
                 None,
                 &[
                     format!("link add {br} type bridge"),
-                    format!("addr add {}/24 dev {br}", self.gateway()),
+                    format!("addr add {}/{PREFIX} dev {br}", self.gateway()),
                     format!("link set {br} up"),
                 ],
             )?;
@@ -239,7 +245,7 @@ impl Sandbox {
                 *a
             } else {
                 let used: Vec<Ipv4Addr> = tasks.values().copied().collect();
-                let a = (2..=254u8)
+                let a = (2..=HOSTS)
                     .map(|h| self.addr(h))
                     .find(|a| !used.contains(a))
                     .ok_or(SandboxError::NoAddress)?;
@@ -264,7 +270,7 @@ impl Sandbox {
                 Some(&ns),
                 &[
                     format!("link set {inside} name eth0"),
-                    format!("addr add {addr}/24 dev eth0"),
+                    format!("addr add {addr}/{PREFIX} dev eth0"),
                     "link set eth0 up".into(),
                     "link set lo up".into(),
                     format!("route add default via {}", self.gateway()),
