@@ -96,6 +96,11 @@ impl Forker {
 }
 
 impl ProcessDriver {
+    /// The sandbox its tasks run in, if this node has one.
+    pub fn sandbox(&self) -> Option<Arc<Sandbox>> {
+        self.sandbox.clone()
+    }
+
     pub fn new(log_dir: PathBuf, sandbox: Option<Arc<Sandbox>>) -> Arc<Self> {
         Arc::new(ProcessDriver {
             log_dir,

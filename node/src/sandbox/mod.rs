@@ -35,6 +35,10 @@ const PREFIX: u8 = 22;
 const HOSTS: u16 = 1022;
 const NETNS_DIR: &str = "/run/netns";
 const HOST_LOCK: &str = "/run/shoal-sandbox.lock";
+/// One file a tag, holding the pid of the daemon that uses it: a tag whose
+/// daemon is gone (and whose data dir may be gone too) is swept by the next
+/// daemon that opens a sandbox on this host.
+const OWNERS: &str = "/run/shoal-sandbox";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -133,6 +137,12 @@ impl Sandbox {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let _lock = HostLock::take()?;
+        sweep_dead_owners(saved.as_ref().map(|s| s.tag.as_str()));
+        // A subnet another node took while this one was down is given up.
+        let saved = saved.filter(|s| {
+            let own = ip::ip(&["link", "show", &format!("shb{}", s.tag)]).is_ok();
+            own || used_indexes().is_ok_and(|u| !u.contains(&s.index))
+        });
         let saved = match saved {
             Some(s) => s,
             None => {
@@ -158,6 +168,10 @@ impl Sandbox {
         };
         sb.remove_leftovers()?;
         sb.set_up_bridge()?;
+        let owners = Path::new(OWNERS);
+        std::fs::create_dir_all(owners).map_err(io(owners))?;
+        let mine = owners.join(&sb.saved.tag);
+        std::fs::write(&mine, std::process::id().to_string()).map_err(io(&mine))?;
         Ok(Arc::new(sb))
     }
 
@@ -320,6 +334,34 @@ impl Sandbox {
             "add table ip {t}\ndelete table ip {t}\n",
             t = self.table()
         ));
+        let _ = std::fs::remove_file(Path::new(OWNERS).join(&self.saved.tag));
+    }
+}
+
+/// Removes what daemons that are gone left on this host (their bridge,
+/// namespaces and table), `own` excepted: this daemon takes its own back.
+fn sweep_dead_owners(own: Option<&str>) {
+    let Ok(dir) = std::fs::read_dir(OWNERS) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let tag = e.file_name().to_string_lossy().into_owned();
+        if Some(tag.as_str()) == own || tag.len() != 8 {
+            continue;
+        }
+        let pid: Option<i32> = std::fs::read_to_string(e.path())
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = pid.is_some_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
+        if !alive {
+            tracing::info!(%tag, "removing the network sandbox of a daemon that is gone");
+            Sandbox {
+                saved: Saved { tag, index: 0 },
+                tasks: Mutex::new(BTreeMap::new()),
+            }
+            .close();
+        }
     }
 }
 
