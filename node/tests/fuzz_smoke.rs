@@ -154,6 +154,7 @@ fn requests() -> Vec<Request> {
             hostname: "host-1".into(),
             addr: "10.0.0.2:4243".into(),
             drivers: drivers.clone(),
+            availability: shoal_actors::model::Availability::Drain,
         },
         Request::Propose(Box::new(Command::SetNodeState {
             node_id: "n1".into(),

@@ -82,7 +82,7 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         match e {
             NodeError::Propose(p) => p.into(),
-            NodeError::AlreadyInSwarm | NodeError::NotManager => {
+            NodeError::AlreadyInSwarm | NodeError::NotManager | NodeError::WorkerNode => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             NodeError::NotInSwarm => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
