@@ -15,6 +15,7 @@ use shoal_actors::model::DriverInfo;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::driver::user;
 use crate::logs;
 
 struct Proc {
@@ -113,7 +114,22 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
     let task = &launch.task;
     let log = logs::log_path(log_dir, &task.id)
         .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
+    let spec = &task.spec;
+    let credentials = if spec.user.is_empty() {
+        None
+    } else {
+        Some(user::resolve(&spec.user).map_err(|e| DriverError::Rejected(e.to_string()))?)
+    };
+    if !spec.workdir.is_empty() && !std::path::Path::new(&spec.workdir).is_dir() {
+        return Err(DriverError::Rejected(format!(
+            "invalid working directory {:?}: no such directory on this node",
+            spec.workdir
+        )));
+    }
     let mut cmd = tokio::process::Command::new(&task.spec.image);
+    if !spec.workdir.is_empty() {
+        cmd.current_dir(&spec.workdir);
+    }
     cmd.args(&task.spec.args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -127,9 +143,14 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    if let Some(home) = credentials.as_ref().and_then(|c| c.home.as_ref()) {
+        cmd.env("HOME", home);
+    }
+    let ids = credentials.map(|c| (c.uid, c.gid, c.groups));
+    // SAFETY: only async-signal-safe calls between fork and exec (the ids
+    // were looked up before the fork; nothing here allocates).
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             // Die with the daemon, so a killed node leaves no orphans.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -137,6 +158,15 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
             // The daemon keeps a private umask for its data dir; a task
             // gets the usual one.
             libc::umask(0o022);
+            if let Some((uid, gid, groups)) = &ids {
+                // Groups first, while this process may still change them.
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
