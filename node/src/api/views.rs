@@ -86,7 +86,8 @@ pub fn service(svc: &Service, state: &ClusterState) -> Value {
         "UpdatedAt": svc.updated_at,
         "Spec": service_spec(&svc.spec),
         "PreviousSpec": svc.previous_spec.as_ref().map(service_spec),
-        "Endpoint": { "Spec": {} },
+        // No networks yet: no virtual IPs (docker's `{{.Endpoint.VirtualIPs}}` prints `[]`).
+        "Endpoint": { "Spec": {}, "VirtualIPs": [] },
         "ServiceStatus": {
             "RunningTasks": running,
             "DesiredTasks": svc.spec.replicas(),
@@ -302,6 +303,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
         },
     };
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
+    crate::driver::support::check(&spec.task_template)?;
     Ok(spec)
 }
 
