@@ -213,7 +213,7 @@ fn docker_tasks_converge_heal_scale_log_restart_and_clean_up() {
         "docker service create -> converged (incl. 2 s verify): {:?}",
         started.elapsed()
     );
-    assert!(out.contains("verify: Service converged"), "{out}");
+    assert!(out.contains("verify: Service dweb converged"), "{out}");
     assert_eq!(running_containers(&docker, "dweb").len(), 3);
 
     // Logs carry the workload's output with docker's task prefix.

@@ -47,7 +47,7 @@ fn service_converges_scales_logs_and_is_removed() {
         &tok,
     ]);
     assert!(out.contains("overall progress: 3 out of 3 tasks"), "{out}");
-    assert!(out.contains("verify: Service converged"), "{out}");
+    assert!(out.contains("verify: Service web converged"), "{out}");
     let ls = d.rows(&["service", "ls"]);
     assert_eq!(ls.len(), 1);
     assert_eq!(ls[0]["Replicas"], "3/3");
@@ -79,7 +79,7 @@ fn service_converges_scales_logs_and_is_removed() {
     // Scale 3 -> 5 -> 1.
     let out = d.ok(&["service", "scale", "web=5"]);
     assert!(
-        out.contains("web scaled to 5") && out.contains("verify: Service converged"),
+        out.contains("web scaled to 5") && out.contains("verify: Service web converged"),
         "{out}"
     );
     assert_eq!(pids_with(&tok).len(), 5);
@@ -263,7 +263,7 @@ fn daemon_kill9_loses_nothing_and_leaves_no_orphans() {
         info.contains(&cluster),
         "same cluster after restart: {info}"
     );
-    assert_eq!(d.ok(&["service", "ls", "-q"]).trim(), id);
+    assert_eq!(d.ok(&["service", "ls", "-q"]).trim(), &id[..12]);
     let after: Vec<String> = d
         .tasks("web")
         .iter()
@@ -314,7 +314,7 @@ fn killed_actors_heal_and_keep_state() {
         });
     }
     // Same service, same running processes: killing actors did not restart tasks.
-    assert_eq!(d.ok(&["service", "ls", "-q"]).trim(), id);
+    assert_eq!(d.ok(&["service", "ls", "-q"]).trim(), &id[..12]);
     wait_for("2 running", LONG, || running(&d, "web") == 2);
     assert_eq!(
         sorted(pids_with(&tok)),
