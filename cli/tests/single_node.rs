@@ -433,7 +433,7 @@ fn bad_input_is_refused_with_docker_messages_and_changes_nothing() {
         ),
         (
             vec!["service", "create", "--name", "x", "--replicas", "-1", echo],
-            "invalid replicas value -1",
+            "invalid argument \"-1\" for \"--replicas\" flag: strconv.ParseUint: parsing \"-1\": invalid syntax",
         ),
         (
             vec![
@@ -463,9 +463,9 @@ fn bad_input_is_refused_with_docker_messages_and_changes_nothing() {
             ],
             "sometimes",
         ),
-        (vec!["service", "inspect", "nope"], "service nope not found"),
+        (vec!["service", "inspect", "nope"], "Error: no such service: nope"),
         (vec!["service", "rm", "nope"], "service nope not found"),
-        (vec!["service", "ps", "nope"], "service nope not found"),
+        (vec!["service", "ps", "nope"], "Error: no such service: nope"),
         (vec!["service", "logs", "nope"], "service nope not found"),
         (vec!["service", "scale", "nope=2"], "service nope not found"),
         (
@@ -476,7 +476,7 @@ fn bad_input_is_refused_with_docker_messages_and_changes_nothing() {
             vec!["service", "scale", "web=-2"],
             "invalid replicas value -2",
         ),
-        (vec!["node", "inspect", "nope"], "node nope not found"),
+        (vec!["node", "inspect", "nope"], "Error: no such node: nope"),
     ];
     for (args, want) in cases {
         let err = d.fails(&args);
@@ -502,13 +502,15 @@ fn a_task_for_a_driver_no_node_has_stays_pending_with_a_reason() {
         "service", "create", "-d", "--name", "img", "--driver", "vm", "busybox",
     ]);
     wait_for("a pending reason", LONG, || {
-        d.rows(&["service", "ps", "img"]).iter().any(|r| {
-            r["CurrentState"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("Pending"))
-                && r["Error"].as_str().is_some_and(|e| {
-                    e.contains("no suitable node (driver vm not available on 1 node)")
-                })
-        })
+        d.rows(&["service", "ps", "--no-trunc", "img"])
+            .iter()
+            .any(|r| {
+                r["CurrentState"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Pending"))
+                    && r["Error"].as_str().is_some_and(|e| {
+                        e.contains("no suitable node (driver vm not available on 1 node)")
+                    })
+            })
     });
 }

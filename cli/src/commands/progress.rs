@@ -102,6 +102,17 @@ fn gives_up(
     (reached || overdue).then(|| format!("max attempts {max} reached"))
 }
 
+/// Which rule of the restart policy ended a slot the orchestrator gave up on.
+fn gave_up_because(policy: &Value, last: &Value) -> String {
+    match s(policy, "/Condition") {
+        "none" => "condition none".into(),
+        "on-failure" if s(last, "/Status/State") == "complete" => {
+            "condition on-failure, and the task exited with code 0".into()
+        }
+        _ => format!("max attempts {} reached", u(policy, "/MaxAttempts")),
+    }
+}
+
 /// The progress lines for the service's current tasks, and where each slot stands.
 fn render(svc: &Value, tasks: &[Value], now: DateTime<Utc>) -> (Vec<String>, Vec<Slot>) {
     let replicas = u(svc, "/Spec/Mode/Replicated/Replicas");
@@ -127,10 +138,8 @@ fn render(svc: &Value, tasks: &[Value], now: DateTime<Utc>) -> (Vec<String>, Vec
                 let slot_state = if state == "running" {
                     Slot::Running
                 } else if s(t, "/DesiredState") == "shutdown" {
-                    Slot::GaveUp(
-                        gives_up(policy, t, &slot_tasks, now)
-                            .unwrap_or_else(|| format!("condition {}", s(policy, "/Condition"))),
-                    )
+                    // The orchestrator has given up on the slot: say by which rule.
+                    Slot::GaveUp(gave_up_because(policy, t))
                 } else if TERMINAL.contains(&state) {
                     gives_up(policy, t, &slot_tasks, now).map_or(Slot::InProgress, Slot::GaveUp)
                 } else {

@@ -267,7 +267,8 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 let (name, n) = spec.split_once('=').ok_or_else(|| {
                     anyhow!("invalid scale specifier '{spec}': expected <service name>=<value>")
                 })?;
-                parsed.push((name.to_string(), replicas(n).map_err(|e| anyhow!(e))?));
+                let n = replicas(n).map_err(|e| anyhow!("invalid replicas value {n}: {e}"))?;
+                parsed.push((name.to_string(), n));
             }
             let mut failed = false;
             for (name, n) in parsed {
