@@ -18,7 +18,6 @@ use crate::commands::{daemon, node, service, swarm};
 #[command(
     name = "shoal",
     disable_version_flag = true,
-    arg_required_else_help = true,
     about = "Docker Swarm mode, rebuilt as an actor-based runtime"
 )]
 struct Cli {
@@ -83,7 +82,9 @@ fn main() -> ExitCode {
             default_sigpipe();
             match usage::report::<Cli>(&e, &args) {
                 Some((message, code)) => {
-                    eprintln!("{message}");
+                    if !message.is_empty() {
+                        eprintln!("{message}");
+                    }
                     return ExitCode::from(code);
                 }
                 None => e.exit(),

@@ -55,9 +55,13 @@ pub fn report<C: CommandFactory>(e: &clap::Error, args: &[String]) -> Option<(St
     let arg = context(e, ContextKind::InvalidArg).map(|a| flag_name(&a));
     let value = context(e, ContextKind::InvalidValue).unwrap_or_default();
     let (message, code) = match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => return None,
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => return None,
+        // `shoal service` alone: docker shows the group's help and succeeds.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            let mut cmd = cmd.bin_name(&path);
+            print!("{}", cmd.render_help());
+            return Some((String::new(), 0));
+        }
         ErrorKind::UnknownArgument => {
             let arg = arg.unwrap_or_default();
             let message = match arg.strip_prefix('-') {

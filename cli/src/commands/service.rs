@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::progress::wait_converged;
 use super::service_view::{self, InspectArgs, PsArgs};
 use crate::client::{enc, Client};
-use crate::output::{parse_duration, s, u, ListArgs};
+use crate::output::{parse_duration, s, u, InvalidValue, ListArgs};
 
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -207,7 +207,7 @@ fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .map(|l| match l.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
             None if !l.is_empty() => Ok((l.clone(), String::new())),
-            _ => Err(anyhow!("invalid label {l:?}: expected KEY=VALUE")),
+            _ => Err(InvalidValue(format!("invalid label {l:?}: expected KEY=VALUE")).into()),
         })
         .collect()
 }
