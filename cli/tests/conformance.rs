@@ -83,6 +83,10 @@ const CASES: &[Case] = &[
     (M, &["service", "ps", "-f", "desired-state=shutdown", "--format", "{{.Name}}", "web"], 0, r"^$", r"^$"),
     (M, &["service", "ps", "-f", "name=web.2", "--format", "{{.Name}}", "web"], 0, r"^web\.2\n$", r"^$"),
     (M, &["service", "ps", "-f", "node=no-such-node", "-q", "web"], 0, r"^$", r"^$"),
+    (M, &["node", "ps", "-f", "desired-state=running", "--format", "{{.Name}} {{.DesiredState}}", "manager-1", "worker-1"], 0, r"^(web\.[12] Running\n){2}$", r"^$"),
+    (M, &["node", "ps", "--format", "{{.Name}}", "worker-2"], 0, r"^$", r"^$"),
+    (M, &["node", "ps", "-f", "name=once", "--format", "{{.Name}} {{.DesiredState}}", "manager-1", "worker-1"], 0, r"^once\.1 Shutdown\n$", r"^$"),
+    (M, &["node", "ps", "worker-2", "nope"], 1, r"^ID +NAME +IMAGE +NODE +DESIRED STATE +CURRENT STATE +ERROR +PORTS\n$", r"^Error: no such node: nope\n$"),
     // 5. Output conventions.
     (M, &["service", "ls", "-q"], 0, r"^[a-z0-9]{12}\n[a-z0-9]{12}\n$", r"^$"),
     (M, &["service", "ps", "-q", "web"], 0, r"^[a-z0-9]{25}\n[a-z0-9]{25}\n$", r"^$"),

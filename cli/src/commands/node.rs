@@ -4,6 +4,7 @@ use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+use super::service_view::{TaskList, DESIRED_STATES, TASK_FILTERS};
 use crate::client::{enc, Client, DaemonError};
 use crate::filter::{prefix, Filters};
 use crate::output::{capitalize, print_inspect, print_rows, s, Failed, ListArgs, Row};
@@ -24,6 +25,26 @@ pub enum NodeCmd {
     Promote(NodesArgs),
     /// Demote one or more nodes from manager in the swarm
     Demote(NodesArgs),
+    /// List tasks running on one or more nodes, defaults to current node
+    Ps(PsArgs),
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Only display task IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Format output: table, json, or a Go template like '{{.Name}}'
+    #[arg(long)]
+    format: Option<String>,
+    /// Filter output based on conditions provided
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
+    /// Do not truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Node IDs or hostnames ("self", the default, for this node)
+    nodes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -228,6 +249,47 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                 )
                 .await?;
             println!("{}", a.node);
+        }
+        NodeCmd::Ps(a) => {
+            let filters = Filters::parse(&a.filter, TASK_FILTERS)?;
+            filters.check_values("desired-state", DESIRED_STATES)?;
+            let nodes = client.get("/nodes").await?;
+            let tasks = client.get("/tasks").await?;
+            let tasks = tasks.as_array().cloned().unwrap_or_default();
+            let names = if a.nodes.is_empty() {
+                vec!["self".to_string()]
+            } else {
+                a.nodes.clone()
+            };
+            let mut list = TaskList::default();
+            let mut missing = false;
+            for name in &names {
+                let key = if name == "self" {
+                    s(&client.get("/info").await?, "/Swarm/NodeID").to_string()
+                } else {
+                    name.clone()
+                };
+                match client.get(&format!("/nodes/{}", enc(&key))).await {
+                    Ok(node) => {
+                        let id = s(&node, "/ID");
+                        let mine: Vec<Value> = tasks
+                            .iter()
+                            .filter(|t| s(t, "/NodeID") == id)
+                            .cloned()
+                            .collect();
+                        list.add(mine, &nodes, &filters, a.no_trunc);
+                    }
+                    Err(e) if DaemonError::is_not_found(&e) => {
+                        missing = true;
+                        eprintln!("Error: no such node: {name}");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            list.print(a.quiet, a.format.as_deref())?;
+            if missing {
+                return Err(Failed(1).into());
+            }
         }
         NodeCmd::Inspect(a) => {
             if !a.pretty {

@@ -128,68 +128,96 @@ pub async fn ls(client: &Client, a: ListArgs) -> anyhow::Result<()> {
 }
 
 pub async fn ps(client: &Client, a: PsArgs) -> anyhow::Result<()> {
-    let filters = Filters::parse(&a.filter, &["id", "name", "node", "desired-state"])?;
-    filters.check_values("desired-state", &["running", "shutdown", "accepted"])?;
+    let filters = Filters::parse(&a.filter, TASK_FILTERS)?;
+    filters.check_values("desired-state", DESIRED_STATES)?;
     let nodes = client.get("/nodes").await?;
-    let node_of = |id: &str| {
-        nodes
-            .as_array()
-            .and_then(|l| l.iter().find(|n| s(n, "/ID") == id))
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
     let (services, missing) = lookup_all(client, &a.services).await?;
-    let mut rows: Vec<Row> = Vec::new();
-    let mut ids: Vec<String> = Vec::new();
+    let mut list = TaskList::default();
     for svc in &services {
         let tasks = client
             .get(&format!("/tasks?service={}", enc(s(svc, "/ID"))))
             .await?;
-        let mut tasks = tasks.as_array().cloned().unwrap_or_default();
-        // Slot order; within a slot the newest first, older ones as history.
+        list.add(
+            tasks.as_array().cloned().unwrap_or_default(),
+            &nodes,
+            &filters,
+            a.no_trunc,
+        );
+    }
+    if !services.is_empty() || a.quiet {
+        list.print(a.quiet, a.format.as_deref())?;
+    }
+    if missing {
+        return Err(Failed(1).into());
+    }
+    Ok(())
+}
+
+/// docker's task filters, for `service ps` and `node ps`.
+pub const TASK_FILTERS: &[&str] = &["id", "name", "node", "desired-state"];
+pub const DESIRED_STATES: &[&str] = &["running", "shutdown", "accepted"];
+
+/// The rows of `service ps` and `node ps`.
+#[derive(Default)]
+pub struct TaskList {
+    rows: Vec<Row>,
+    ids: Vec<String>,
+}
+
+impl TaskList {
+    /// Adds the tasks that pass `filters`: by service and slot, within a
+    /// slot the newest first and older ones as its history (` \_ web.1`).
+    pub fn add(&mut self, mut tasks: Vec<Value>, nodes: &Value, filters: &Filters, no_trunc: bool) {
+        let hostname = |id: &str| {
+            nodes
+                .as_array()
+                .and_then(|l| l.iter().find(|n| s(n, "/ID") == id))
+                .map(|n| s(n, "/Description/Hostname").to_string())
+                .unwrap_or_default()
+        };
         tasks.sort_by(|x, y| {
-            u(x, "/Slot")
-                .cmp(&u(y, "/Slot"))
+            s(x, "/ServiceName")
+                .cmp(s(y, "/ServiceName"))
+                .then_with(|| u(x, "/Slot").cmp(&u(y, "/Slot")))
                 .then_with(|| s(y, "/CreatedAt").cmp(s(x, "/CreatedAt")))
         });
-        let mut last_slot = None;
+        let mut last_slot: Option<(String, u64)> = None;
         for t in &tasks {
-            let slot = u(t, "/Slot");
-            let task_name = format!("{}.{}", s(svc, "/Spec/Name"), slot);
-            let node = node_of(s(t, "/NodeID"));
-            let hostname = s(&node, "/Description/Hostname").to_string();
+            let slot = (s(t, "/ServiceName").to_string(), u(t, "/Slot"));
+            let task_name = format!("{}.{}", slot.0, slot.1);
+            let node = hostname(s(t, "/NodeID"));
             let keep = filters.allows("id", prefix(s(t, "/ID")))
                 && filters.allows("name", prefix(&task_name))
-                && filters.allows("node", |n| n == s(t, "/NodeID") || n == hostname)
+                && filters.allows("node", |n| n == s(t, "/NodeID") || n == node)
                 && filters.allows("desired-state", |d| {
                     d.eq_ignore_ascii_case(s(t, "/DesiredState"))
                 });
             if !keep {
                 continue;
             }
-            let name = if last_slot == Some(slot) {
+            let name = if last_slot.as_ref() == Some(&slot) {
                 format!(" \\_ {task_name}")
             } else {
                 task_name
             };
             last_slot = Some(slot);
             let err = s(t, "/Status/Err");
-            let err = if a.no_trunc {
+            let err = if no_trunc {
                 err.to_string()
             } else {
                 ellipsis(err, MAX_ERROR)
             };
-            let id = if a.no_trunc {
+            let id = if no_trunc {
                 s(t, "/ID").to_string()
             } else {
                 short_id(s(t, "/ID"))
             };
-            ids.push(s(t, "/ID").to_string());
-            rows.push(vec![
+            self.ids.push(s(t, "/ID").to_string());
+            self.rows.push(vec![
                 ("ID", id.into()),
                 ("Name", name.into()),
                 ("Image", s(t, "/Spec/ContainerSpec/Image").into()),
-                ("Node", hostname.into()),
+                ("Node", node.into()),
                 ("DesiredState", capitalize(s(t, "/DesiredState")).into()),
                 (
                     "CurrentState",
@@ -213,13 +241,21 @@ pub async fn ps(client: &Client, a: PsArgs) -> anyhow::Result<()> {
             ]);
         }
     }
-    if a.quiet {
-        for id in &ids {
-            println!("{id}");
+
+    /// `-q` prints full task ids, as docker does.
+    pub fn print(
+        &self,
+        quiet: bool,
+        format: Option<&str>,
+    ) -> Result<(), crate::template::TemplateError> {
+        if quiet {
+            for id in &self.ids {
+                println!("{id}");
+            }
+            return Ok(());
         }
-    } else if !services.is_empty() {
         print_rows(
-            &rows,
+            &self.rows,
             &[
                 "ID",
                 "NAME",
@@ -230,13 +266,9 @@ pub async fn ps(client: &Client, a: PsArgs) -> anyhow::Result<()> {
                 "ERROR",
                 "PORTS",
             ],
-            a.format.as_deref(),
-        )?;
+            format,
+        )
     }
-    if missing {
-        return Err(Failed(1).into());
-    }
-    Ok(())
 }
 
 pub async fn inspect(client: &Client, a: InspectArgs) -> anyhow::Result<()> {
