@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cluster, echo_bin, running, wait_for, Daemon, LONG};
+use common::{cluster, echo_bin, pids_with, running, wait_for, Daemon, LONG};
 use regex::Regex;
 
 /// Where a row runs.
@@ -262,8 +262,11 @@ fn docker_cli_conformance_table() {
 /// user with only that user's groups, and keeps stdout and stderr apart.
 #[test]
 fn process_tasks_get_their_workdir_user_groups_and_two_streams() {
-    let d = Daemon::start(&[]);
+    let mut d = Daemon::start(&[]);
     d.ok(&["swarm", "init"]);
+    // A sleep this test alone runs, to find its process by.
+    let sleep = format!("1000.{}", std::process::id());
+    let script = format!("pwd; id -u; id -G; echo to-stderr >&2; echo done; exec sleep {sleep}");
     d.ok(&[
         "service",
         "create",
@@ -278,7 +281,7 @@ fn process_tasks_get_their_workdir_user_groups_and_two_streams() {
         "4242:4343",
         "/bin/sh",
         "-c",
-        "pwd; id -u; id -G; echo to-stderr >&2; echo done; exec sleep 1000",
+        &script,
     ]);
     wait_for("the task's output", LONG, || {
         d.ok(&["service", "logs", "--raw", "who"]).contains("done")
@@ -289,6 +292,7 @@ fn process_tasks_get_their_workdir_user_groups_and_two_streams() {
         "/tmp\n4242\n4343\ndone\n"
     );
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-stderr\n");
+    assert_eq!(pids_with(&sleep).len(), 1);
     // A user that does not exist is the task's error, in docker's words.
     d.ok(&[
         "service",
@@ -313,6 +317,11 @@ fn process_tasks_get_their_workdir_user_groups_and_two_streams() {
                     "unable to find user no-such-user-here: no matching entries in passwd file",
                 )
             })
+    });
+    // A task running as another user still dies with its daemon.
+    d.kill9();
+    wait_for("the task to die with the daemon", LONG, || {
+        pids_with(&sleep).is_empty()
     });
 }
 

@@ -151,13 +151,6 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
     // were looked up before the fork; nothing here allocates).
     unsafe {
         cmd.pre_exec(move || {
-            // Die with the daemon, so a killed node leaves no orphans.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The daemon keeps a private umask for its data dir; a task
-            // gets the usual one.
-            libc::umask(0o022);
             if let Some((uid, gid, groups)) = &ids {
                 // Groups first, while this process may still change them.
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0
@@ -167,6 +160,14 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // Die with the daemon, so a killed node leaves no orphans. After
+            // the ids change: changing them clears the parent-death signal.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The daemon keeps a private umask for its data dir; a task
+            // gets the usual one.
+            libc::umask(0o022);
             Ok(())
         });
     }
