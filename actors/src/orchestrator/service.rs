@@ -105,7 +105,12 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         {
             continue;
         }
-        if tasks.last().is_some_and(|t| gave_up(t)) {
+        // Until the service changes: then, as docker's reconcile on a service
+        // update does, the slot gets a new task.
+        if tasks
+            .last()
+            .is_some_and(|t| gave_up(t) && t.spec_version >= svc.version)
+        {
             continue;
         }
         // Moving a task off a lost node is not a restart: the policy does
@@ -314,6 +319,14 @@ mod tests {
             t.desired_state = TaskState::Shutdown;
         }
         assert!(plan(&state, "s", Utc::now()).commands.is_empty());
+        // A change to the service (a scale, an update) brings the slot back.
+        if let Some(svc) = state.services.get_mut("s") {
+            svc.version = 2;
+        }
+        assert!(plan(&state, "s", Utc::now())
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::CreateTasks(t) if t.len() == 1)));
     }
 
     #[test]

@@ -1,3 +1,5 @@
+//! `shoal service create|scale|rm|logs`; `ls`, `ps` and `inspect` are in `service_view.rs`.
+
 use std::collections::BTreeMap;
 
 use anyhow::anyhow;
