@@ -384,3 +384,41 @@ fn init_addresses_survive_a_restart() {
     let info = d.ok(&["info", "--format", "{{.Swarm.NodeAddr}}"]);
     assert_eq!(info.trim(), addr);
 }
+
+/// Item 1: a node listening on 0.0.0.0 that joins with nothing to advertise
+/// advertises the address it reaches the manager from, never 0.0.0.0.
+#[test]
+fn a_join_on_an_unspecified_address_advertises_its_route_to_the_manager() {
+    let manager = Daemon::start_on("127.0.0.2", "manager-1", &[]);
+    manager.ok(&["swarm", "init"]);
+    let token = manager
+        .ok(&["swarm", "join-token", "-q", "worker"])
+        .trim()
+        .to_string();
+    let worker = Daemon::start_on("0.0.0.0", "worker-1", &[]);
+    let port = worker
+        .listen
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_string();
+    worker.ok(&["swarm", "join", "--token", &token, &manager.listen]);
+    let addr = manager.ok(&[
+        "node",
+        "inspect",
+        "--format",
+        "{{.Status.Addr}}",
+        "worker-1",
+    ]);
+    let addr = addr.trim();
+    assert!(
+        addr.starts_with("127.") && addr.ends_with(&format!(":{port}")),
+        "{addr}"
+    );
+    wait_for("the worker ready", LONG, || {
+        manager
+            .rows(&["node", "ls"])
+            .iter()
+            .any(|r| r["Hostname"] == "worker-1" && r["Status"] == "Ready")
+    });
+}

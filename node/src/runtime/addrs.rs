@@ -149,6 +149,21 @@ pub fn advertise(
     }
 }
 
+/// The local IP this machine would use to reach `remote` (a UDP `connect`
+/// sends nothing): what `swarm join` advertises when told nothing, as docker
+/// takes the local address of its connection to the manager.
+pub fn route_to(remote: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if remote.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect(remote).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 /// The machine's interface addresses (getifaddrs).
 pub fn interfaces() -> Vec<InterfaceAddr> {
     let Ok(list) = nix::ifaddrs::getifaddrs() else {
@@ -184,6 +199,12 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().expect("addr")
+    }
+
+    #[test]
+    fn the_route_to_a_loopback_manager_is_loopback() {
+        let ip = crate::runtime::addrs::route_to(sa("127.0.0.7:2377"));
+        assert!(ip.is_some_and(|ip| ip.is_loopback()), "{ip:?}");
     }
 
     #[test]

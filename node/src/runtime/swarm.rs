@@ -13,7 +13,11 @@ pub struct AddrRequest {
 impl Runtime {
     /// The addresses a swarm init or join asks for, the daemon's flags
     /// standing in for what it leaves out.
-    fn choose_addrs(&self, req: &AddrRequest) -> Result<(SocketAddr, String), NodeError> {
+    fn choose_addrs(
+        &self,
+        req: &AddrRequest,
+        manager: Option<SocketAddr>,
+    ) -> Result<(SocketAddr, String), NodeError> {
         let interfaces = addrs::interfaces();
         let listen = match &req.listen {
             Some(spec) => addrs::listen(spec, addrs::DEFAULT_PORT, &interfaces)?,
@@ -23,6 +27,15 @@ impl Runtime {
             .advertise
             .as_deref()
             .or(self.config.advertise_addr.as_deref());
+        // Joining with nothing to advertise on an unspecified listen address:
+        // the address this machine reaches the manager from.
+        if let (None, Some(manager)) = (spec, manager) {
+            if listen.ip().is_unspecified() {
+                if let Some(ip) = addrs::route_to(manager) {
+                    return Ok((listen, SocketAddr::new(ip, listen.port()).to_string()));
+                }
+            }
+        }
         let advertise = addrs::advertise(spec, listen, &interfaces)?;
         Ok((listen, advertise.to_string()))
     }
@@ -42,7 +55,7 @@ impl Runtime {
         if self.identity.read().is_some() {
             return Err(NodeError::AlreadyInSwarm);
         }
-        let (listen, advertise) = self.choose_addrs(&addrs)?;
+        let (listen, advertise) = self.choose_addrs(&addrs, None)?;
         check_listen_addr(listen)?;
         self.set_addrs(listen, advertise.clone());
         let ca = RootCa::generate()?;
@@ -113,13 +126,13 @@ impl Runtime {
         if self.identity.read().is_some() {
             return Err(NodeError::AlreadyInSwarm);
         }
-        let (listen, advertise) = self.choose_addrs(&addrs)?;
-        check_listen_addr(listen)?;
-        self.set_addrs(listen, advertise.clone());
         let digest = token_digest(token)?;
         let remote_addr: SocketAddr = remote
             .parse()
             .map_err(|_| NodeError::Unreachable(remote.into(), "not an IP:PORT address".into()))?;
+        let (listen, advertise) = self.choose_addrs(&addrs, Some(remote_addr))?;
+        check_listen_addr(listen)?;
+        self.set_addrs(listen, advertise.clone());
         let desc = self.node_description("");
         let req = Request::Join {
             token: token.to_string(),
