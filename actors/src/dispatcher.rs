@@ -13,8 +13,8 @@ use crate::command::{Command, TaskUpdate};
 use crate::context::ManagerCtx;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{NodeState, TaskState, TaskStatus};
-use crate::session::{AgentLink, AgentMsg, DispatcherMsg};
 use crate::ports::ServiceEndpoints;
+use crate::session::{AgentLink, AgentMsg, DispatcherMsg};
 use crate::state::Change;
 
 struct Session {
@@ -297,7 +297,11 @@ impl Actor for Dispatcher {
                     },
                 );
                 st.push_assignments(&node.node_id, true);
-                if let Some(agent) = st.sessions.get(&node.node_id).and_then(|s| s.agent.as_ref()) {
+                if let Some(agent) = st
+                    .sessions
+                    .get(&node.node_id)
+                    .and_then(|s| s.agent.as_ref())
+                {
                     agent.send(AgentMsg::Endpoints(st.endpoints.clone()));
                 }
             }

@@ -120,16 +120,20 @@ pub fn check(state: &ClusterState, spec: &EndpointSpec, own: Option<&str>) -> Re
             return Err("target port must be between 1 and 65535".into());
         }
         if p.published_port != 0
-            && spec.ports[..i].iter().any(|q| {
-                q.published_port == p.published_port && q.protocol == p.protocol
-            })
+            && spec.ports[..i]
+                .iter()
+                .any(|q| q.published_port == p.published_port && q.protocol == p.protocol)
         {
             return Err(format!("duplicate published port {}", p.published_port));
         }
         if p.publish_mode != PublishMode::Ingress || p.published_port == 0 {
             continue;
         }
-        for svc in state.services.values().filter(|s| Some(s.id.as_str()) != own) {
+        for svc in state
+            .services
+            .values()
+            .filter(|s| Some(s.id.as_str()) != own)
+        {
             let clash = svc.spec.endpoint.ports.iter().any(|q| {
                 q.publish_mode == PublishMode::Ingress
                     && q.published_port == p.published_port
@@ -157,7 +161,10 @@ pub fn assign(state: &ClusterState, own: Option<&str>, mut spec: EndpointSpec) -
         .collect();
     for p in spec.ports.iter_mut() {
         if p.publish_mode == PublishMode::Ingress && p.published_port == 0 {
-            if let Some(free) = DYNAMIC_PORTS.clone().find(|n| !taken.contains(&(p.protocol, *n))) {
+            if let Some(free) = DYNAMIC_PORTS
+                .clone()
+                .find(|n| !taken.contains(&(p.protocol, *n)))
+            {
                 p.published_port = free;
                 taken.push((p.protocol, free));
             }

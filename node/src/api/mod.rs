@@ -49,6 +49,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/services/{id}/update", post(service_update))
         .route("/services/{id}/logs", get(logs::service_logs))
         .route("/tasks", get(tasks))
+        .route("/tasks/{id}", get(task))
         .route("/debug/actors", get(debug_actors))
         .route("/debug/chaos/kill", post(chaos_kill))
         .route(
@@ -129,6 +130,10 @@ struct InitRequest {
     spec: Option<Value>,
     #[serde(default)]
     force_new_cluster: bool,
+    #[serde(default)]
+    listen_addr: Option<String>,
+    #[serde(default)]
+    advertise_addr: Option<String>,
 }
 
 async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult {
@@ -150,7 +155,11 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
         }
     }
     shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
-    let node_id = rt.init_swarm(spec).await?;
+    let addrs = crate::runtime::AddrRequest {
+        listen: req.listen_addr,
+        advertise: req.advertise_addr,
+    };
+    let node_id = rt.init_swarm(spec, addrs).await?;
     Ok(Json(json!(node_id)))
 }
 
@@ -159,13 +168,27 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
 struct JoinRequest {
     join_token: String,
     remote_addrs: Vec<String>,
+    #[serde(default)]
+    listen_addr: Option<String>,
+    #[serde(default)]
+    advertise_addr: Option<String>,
+    /// `swarm join --availability` (the Engine API's `Availability`).
+    #[serde(default)]
+    availability: Option<String>,
 }
 
 async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> ApiResult {
     let remote = req.remote_addrs.first().ok_or_else(|| {
         ApiError::bad_request("RemoteAddrs must name at least one manager (HOST:PORT)")
     })?;
-    let node_id = rt.join_swarm(&req.join_token, remote).await?;
+    let availability = parse_availability(req.availability.as_deref())?.unwrap_or_default();
+    let addrs = crate::runtime::AddrRequest {
+        listen: req.listen_addr,
+        advertise: req.advertise_addr,
+    };
+    let node_id = rt
+        .join_swarm(&req.join_token, remote, addrs, availability)
+        .await?;
     Ok(Json(json!(node_id)))
 }
 
@@ -304,6 +327,21 @@ async fn tasks(State(rt): Rt, Query(q): Query<TasksQuery>) -> ApiResult {
         .map(views::task)
         .collect();
     Ok(Json(json!(list)))
+}
+
+/// One task by its id or a unique prefix of it, as `docker inspect` finds one.
+async fn task(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let m = rt.manager()?;
+    let guard = m.sm.read();
+    let state = &guard.0;
+    if let Some(t) = state.tasks.get(&id) {
+        return Ok(Json(views::task(t)));
+    }
+    let mut found = state.tasks.values().filter(|t| t.id.starts_with(&id));
+    match (found.next(), found.next()) {
+        (Some(t), None) if !id.is_empty() => Ok(Json(views::task(t))),
+        _ => Err(ApiError::not_found(format!("task {id} not found"))),
+    }
 }
 
 async fn debug_actors(State(rt): Rt) -> ApiResult {
@@ -479,6 +517,23 @@ async fn node_rm(
     Ok(Json(json!({})))
 }
 
+/// `active`, `pause` or `drain`, in docker's words when it is none of them.
+fn parse_availability(
+    text: Option<&str>,
+) -> Result<Option<shoal_actors::model::Availability>, ApiError> {
+    use shoal_actors::model::Availability;
+    match text.map(str::to_lowercase).as_deref() {
+        None => Ok(None),
+        Some("active") => Ok(Some(Availability::Active)),
+        Some("pause") => Ok(Some(Availability::Pause)),
+        Some("drain") => Ok(Some(Availability::Drain)),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "invalid Availability: {:?}",
+            text.unwrap_or_default()
+        ))),
+    }
+}
+
 /// A partial NodeSpec: `Availability`, and labels to add or remove.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -495,20 +550,9 @@ async fn node_update(
     UrlPath(id): UrlPath<String>,
     Json(u): Json<NodeUpdate>,
 ) -> ApiResult {
-    use shoal_actors::model::Availability;
     shoal_actors::limits::check_labels("node labels", &u.label_add)
         .map_err(|e| ApiError::bad_request(e.0))?;
-    let availability = match u.availability.as_deref() {
-        None => None,
-        Some("active") => Some(Availability::Active),
-        Some("pause") => Some(Availability::Pause),
-        Some("drain") => Some(Availability::Drain),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "invalid availability {other:?}: expected active, pause or drain"
-            )))
-        }
-    };
+    let availability = parse_availability(u.availability.as_deref())?;
     rt.update_node(
         &id,
         availability,

@@ -48,7 +48,7 @@ pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Valu
     let identity = rt.identity();
     if let Some(id) = &identity {
         swarm["NodeID"] = json!(id.node_id);
-        swarm["NodeAddr"] = json!(rt.config.advertise());
+        swarm["NodeAddr"] = json!(rt.advertise());
         swarm["LocalNodeState"] = json!("active");
         swarm["ControlAvailable"] = json!(id.manager);
         if let Ok(m) = rt.manager() {
@@ -159,9 +159,11 @@ pub fn service(svc: &Service, state: &ClusterState) -> Value {
         "UpdatedAt": svc.updated_at,
         "Spec": service_spec(&svc.spec),
         "PreviousSpec": svc.previous_spec.as_ref().map(service_spec),
+        // No overlay networks yet: no virtual IPs (docker's `{{.Endpoint.VirtualIPs}}` prints `[]`).
         "Endpoint": {
             "Spec": super::ports::spec(&svc.spec.endpoint),
             "Ports": super::ports::published(&svc.spec.endpoint),
+            "VirtualIPs": [],
         },
         "ServiceStatus": {
             "RunningTasks": running,
@@ -385,6 +387,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
         endpoint: super::ports::parse(v)?,
     };
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
+    crate::driver::support::check(&spec.task_template)?;
     Ok(spec)
 }
 

@@ -185,7 +185,10 @@ async fn handle(
                 hostname,
                 addr,
                 drivers,
-            } => Ok(rt.handle_join(&token, hostname, addr, drivers).await),
+                availability,
+            } => Ok(rt
+                .handle_join(&token, hostname, addr, drivers, availability)
+                .await),
             _ => Err(InboundError::Refused(
                 "a request without a certificate that is not a join",
             )),

@@ -16,6 +16,7 @@ use shoal_actors::model::DriverInfo;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::driver::user;
 use crate::logs;
 use crate::sandbox::Sandbox;
 
@@ -129,9 +130,24 @@ fn spawn(
     let task = &launch.task;
     let log = logs::log_path(log_dir, &task.id)
         .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
+    let spec = &task.spec;
+    let credentials = if spec.user.is_empty() {
+        None
+    } else {
+        Some(user::resolve(&spec.user).map_err(|e| DriverError::Rejected(e.to_string()))?)
+    };
+    if !spec.workdir.is_empty() && !std::path::Path::new(&spec.workdir).is_dir() {
+        return Err(DriverError::Rejected(format!(
+            "invalid working directory {:?}: no such directory on this node",
+            spec.workdir
+        )));
+    }
     let netns = sandboxed(sandbox, task)?;
     let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
     let mut cmd = tokio::process::Command::new(&task.spec.image);
+    if !spec.workdir.is_empty() {
+        cmd.current_dir(&spec.workdir);
+    }
     cmd.args(&task.spec.args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -145,15 +161,31 @@ fn spawn(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    if let Some(home) = credentials.as_ref().and_then(|c| c.home.as_ref()) {
+        cmd.env("HOME", home);
+    }
+    let ids = credentials.map(|c| (c.uid, c.gid, c.groups));
+    // SAFETY: only async-signal-safe calls between fork and exec (the ids
+    // were looked up before the fork; nothing here allocates).
     unsafe {
         cmd.pre_exec(move || {
             // Its own network and mount namespaces, ready before its first
-            // instruction (unless it runs on the node's network).
+            // instruction (unless it runs on the node's network); entered
+            // while it may still do so, before its ids change.
             if let Some(fd) = netns_fd {
                 crate::sandbox::enter(fd)?;
             }
-            // Die with the daemon, so a killed node leaves no orphans.
+            if let Some((uid, gid, groups)) = &ids {
+                // Groups first, while this process may still change them.
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Die with the daemon, so a killed node leaves no orphans. After
+            // the ids change: changing them clears the parent-death signal.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
