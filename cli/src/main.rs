@@ -5,6 +5,7 @@ mod commands;
 mod filter;
 mod output;
 mod pretty;
+mod publish;
 mod template;
 mod usage;
 

@@ -31,13 +31,13 @@ pub fn parse(value: &str) -> Result<Value, String> {
                 "published" => published = port(v, "published")?,
                 "target" => target = Some(port(v, "target")?),
                 "protocol" => proto = protocol(v)?,
-                "mode" => {
-                    mode = match v {
-                        "ingress" => "ingress",
-                        "host" => "host",
-                        _ => return Err(format!("invalid publish mode value ({v}): must be either \"ingress\" or \"host\"")),
-                    }
-                }
+                "mode" => mode = match v {
+                    "ingress" => "ingress",
+                    "host" => "host",
+                    _ => return Err(format!(
+                        "invalid publish mode value ({v}): must be either \"ingress\" or \"host\""
+                    )),
+                },
                 other => return Err(format!("invalid field key {other}")),
             }
         }
@@ -67,7 +67,10 @@ pub fn parse(value: &str) -> Result<Value, String> {
 
 /// `Spec.EndpointSpec` for these `--publish` values and balance.
 pub fn endpoint_spec(values: &[String], balance: Option<&str>) -> Result<Value, String> {
-    let ports = values.iter().map(|v| parse(v)).collect::<Result<Vec<_>, _>>()?;
+    let ports = values
+        .iter()
+        .map(|v| parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut spec = json!({ "Mode": "vip", "Ports": ports });
     if let Some(b) = balance {
         spec["Balance"] = json!(b);
@@ -82,6 +85,7 @@ pub fn column(endpoint_ports: &Value) -> String {
         .map(|ports| {
             ports
                 .iter()
+                .filter(|p| p["PublishMode"] != "host")
                 .map(|p| {
                     format!(
                         "*:{}->{}/{}",
@@ -103,7 +107,10 @@ mod tests {
     #[test]
     fn short_and_long_forms() {
         let p = parse("8080:80").expect("short");
-        assert_eq!((p["PublishedPort"].as_u64(), p["TargetPort"].as_u64()), (Some(8080), Some(80)));
+        assert_eq!(
+            (p["PublishedPort"].as_u64(), p["TargetPort"].as_u64()),
+            (Some(8080), Some(80))
+        );
         assert_eq!(parse("53:53/udp").expect("udp")["Protocol"], "udp");
         assert_eq!(parse("80").expect("target only")["PublishedPort"], 0);
         let l = parse("published=8080,target=80,mode=host,protocol=udp").expect("long");

@@ -33,6 +33,11 @@ pub enum ServiceCmd {
     Logs(LogsArgs),
 }
 
+/// A `--publish` value, checked as it is parsed (a bad one is a usage error).
+fn publish_value(s: &str) -> Result<String, String> {
+    crate::publish::parse(s).map(|_| s.to_string())
+}
+
 /// Go's strconv.ParseUint message, which docker shows for a bad --replicas.
 fn replicas(s: &str) -> Result<u64, String> {
     s.parse::<u64>().map_err(|e| {
@@ -134,6 +139,15 @@ pub struct CreateArgs {
     /// Reserve Memory
     #[arg(long, value_parser = bytes)]
     reserve_memory: Option<u64>,
+    /// Publish a port as a node port ([PUBLISHED:]TARGET[/PROTO] or published=,target=,protocol=,mode=)
+    #[arg(short, long = "publish", value_parser = publish_value)]
+    publish: Vec<String>,
+    /// How each node balances connections to a published port (round-robin, least-conn)
+    #[arg(long, value_parser = ["round-robin", "least-conn"])]
+    endpoint_lb: Option<String>,
+    /// Network attachments ("host": the node's own network, no sandbox)
+    #[arg(long = "network")]
+    network: Vec<String>,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
@@ -251,7 +265,10 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         "MaxAttempts": a.restart_max_attempts,
                         "Window": a.restart_window,
                     },
+                    "Networks": a.network.iter().map(|n| json!({ "Target": n })).collect::<Vec<_>>(),
                 },
+                "EndpointSpec": crate::publish::endpoint_spec(&a.publish, a.endpoint_lb.as_deref())
+                    .map_err(InvalidValue)?,
             });
             let created = client.post("/services/create", spec).await?;
             let id = s(&created, "/ID").to_string();

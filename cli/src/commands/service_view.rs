@@ -115,7 +115,10 @@ pub async fn ls(client: &Client, a: ListArgs) -> anyhow::Result<()> {
                     "Image",
                     s(svc, "/Spec/TaskTemplate/ContainerSpec/Image").into(),
                 ),
-                ("Ports", "".into()),
+                (
+                    "Ports",
+                    crate::publish::column(&svc["Endpoint"]["Ports"]).into(),
+                ),
             ]
         })
         .collect();
