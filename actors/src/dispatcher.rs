@@ -1,17 +1,19 @@
 //! The Dispatcher (leader only): worker sessions, heartbeats, assignments,
 //! and the status reports that agents send back into the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
+use tokio::time::Instant;
+
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::command::{Command, TaskUpdate};
 use crate::context::ManagerCtx;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{NodeState, TaskState, TaskStatus};
+use crate::ports::ServiceEndpoints;
 use crate::session::{AgentLink, AgentMsg, DispatcherMsg};
 use crate::state::Change;
 
@@ -33,15 +35,19 @@ const PUSH_DELAY: Duration = Duration::from_millis(50);
 
 pub struct DispatcherState {
     ctx: Arc<ManagerCtx>,
-    sessions: HashMap<String, Session>,
+    sessions: BTreeMap<String, Session>,
     /// Status reports waiting for a write, newest per task. Only reports for
     /// tasks of the reporting node get in, so this is bounded by the tasks.
-    statuses: HashMap<String, (String, TaskStatus)>,
+    statuses: BTreeMap<String, (String, TaskStatus)>,
     /// One status write at a time; reports arriving meanwhile coalesce.
     writing: bool,
     /// Nodes whose assignments may have changed, and whether a push is queued.
-    dirty: HashSet<String>,
+    dirty: BTreeSet<String>,
     push_queued: bool,
+    /// The endpoint table every node was last sent, and whether a change in
+    /// the store may have changed it.
+    endpoints: Vec<ServiceEndpoints>,
+    endpoints_dirty: bool,
     ticks: u64,
 }
 
@@ -88,9 +94,34 @@ impl DispatcherState {
         nodes: impl Iterator<Item = String>,
     ) {
         self.dirty.extend(nodes);
-        if !self.dirty.is_empty() && !self.push_queued {
+        if !self.dirty.is_empty() {
+            self.queue_push(myself);
+        }
+    }
+
+    fn queue_push(&mut self, myself: &ActorRef<DispatcherMsg>) {
+        if !self.push_queued {
             self.push_queued = true;
             myself.send_after(PUSH_DELAY, || DispatcherMsg::PushAssignments);
+        }
+    }
+
+    /// Sends every node the endpoint table if it changed since they were sent it.
+    fn push_endpoints(&mut self) {
+        self.endpoints_dirty = false;
+        let table = crate::ports::endpoints(&self.ctx.sm.read().0);
+        if table == self.endpoints {
+            return;
+        }
+        self.endpoints = table;
+        self.send_endpoints_to_all();
+    }
+
+    fn send_endpoints_to_all(&self) {
+        for s in self.sessions.values() {
+            if let Some(agent) = &s.agent {
+                agent.send(AgentMsg::Endpoints(self.endpoints.clone()));
+            }
         }
     }
 
@@ -148,7 +179,7 @@ impl DispatcherState {
         let me = myself.clone();
         let cmd = Command::UpdateTasks {
             updates,
-            at: Utc::now(),
+            at: crate::world::now(),
         };
         tokio::spawn(async move {
             let mut failed = Vec::new();
@@ -209,10 +240,12 @@ impl Actor for Dispatcher {
         Ok(DispatcherState {
             ctx,
             sessions,
-            statuses: HashMap::new(),
+            statuses: BTreeMap::new(),
             writing: false,
-            dirty: HashSet::new(),
+            dirty: BTreeSet::new(),
             push_queued: false,
+            endpoints: Vec::new(),
+            endpoints_dirty: true,
             ticks: 0,
         })
     }
@@ -231,17 +264,19 @@ impl Actor for Dispatcher {
                     agent.send(AgentMsg::SessionRejected);
                     return Ok(());
                 };
-                let now = Utc::now();
+                let now = crate::world::now();
                 if n.state != NodeState::Ready
                     || n.drivers != node.drivers
                     || n.hostname != node.hostname
                     || n.addr != node.addr
+                    || n.sandbox_error != node.sandbox_error
                 {
                     n.state = NodeState::Ready;
                     n.status_message = String::new();
                     n.drivers = node.drivers.clone();
                     n.hostname = node.hostname.clone();
                     n.addr = node.addr.clone();
+                    n.sandbox_error = node.sandbox_error.clone();
                     n.updated_at = now;
                     // Not awaited, like status writes: heartbeats must not
                     // queue behind a commit.
@@ -262,6 +297,13 @@ impl Actor for Dispatcher {
                     },
                 );
                 st.push_assignments(&node.node_id, true);
+                if let Some(agent) = st
+                    .sessions
+                    .get(&node.node_id)
+                    .and_then(|s| s.agent.as_ref())
+                {
+                    agent.send(AgentMsg::Endpoints(st.endpoints.clone()));
+                }
             }
             DispatcherMsg::Heartbeat { node_id, agent } => match st.sessions.get_mut(&node_id) {
                 Some(s) if s.agent.is_some() => s.last_seen = Instant::now(),
@@ -288,7 +330,13 @@ impl Actor for Dispatcher {
                 st.write_statuses(&myself);
             }
             DispatcherMsg::Store(Some(ev)) => {
-                let mut nodes = HashSet::new();
+                // Any change of tasks, services or nodes may change where
+                // published ports lead.
+                if !ev.changes.iter().all(|c| matches!(c, Change::Cluster)) {
+                    st.endpoints_dirty = true;
+                    st.queue_push(&myself);
+                }
+                let mut nodes = BTreeSet::new();
                 {
                     let guard = st.ctx.sm.read();
                     for c in ev.changes.iter() {
@@ -311,14 +359,18 @@ impl Actor for Dispatcher {
                 st.mark_dirty(&myself, nodes.into_iter());
             }
             DispatcherMsg::Store(None) => {
+                st.endpoints_dirty = true;
                 let all: Vec<String> = st.sessions.keys().cloned().collect();
                 st.mark_dirty(&myself, all.into_iter());
             }
             DispatcherMsg::PushAssignments => {
                 st.push_queued = false;
-                let dirty: Vec<String> = st.dirty.drain().collect();
+                let dirty: Vec<String> = std::mem::take(&mut st.dirty).into_iter().collect();
                 for n in dirty {
                     st.push_assignments(&n, false);
+                }
+                if st.endpoints_dirty {
+                    st.push_endpoints();
                 }
             }
             DispatcherMsg::Tick => {
@@ -331,6 +383,7 @@ impl Actor for Dispatcher {
                     }
                     let all: Vec<String> = st.sessions.keys().cloned().collect();
                     st.mark_dirty(&myself, all.into_iter());
+                    st.send_endpoints_to_all();
                 }
                 let limit = st.ctx.timings.dispatcher_heartbeat * 3;
                 let down: Vec<String> = st
@@ -346,7 +399,7 @@ impl Actor for Dispatcher {
                         node_id,
                         state: NodeState::Down,
                         message: "heartbeat failure".into(),
-                        at: Utc::now(),
+                        at: crate::world::now(),
                     })
                     .await;
                 }

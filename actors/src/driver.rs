@@ -4,7 +4,7 @@
 //! A driver, not the task actor, owns what runs: a restarted task actor finds
 //! its process again through `inspect` instead of starting a second one.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,13 +38,61 @@ pub enum Lifecycle {
     Exited(Exit),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// What went wrong underneath a driver error (an OS or engine error).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DriverError {
     /// The task cannot run here at all (bad image/executable): REJECTED.
     #[error("{0}")]
     Rejected(String),
+    /// As `Rejected`, because of `cause`.
+    #[error("{what}: {cause}")]
+    RejectedBy {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
+    /// The task could not start this time: FAILED, and the restart policy decides.
     #[error("{0}")]
     Failed(String),
+    /// As `Failed`, because of `cause`.
+    #[error("{what}: {cause}")]
+    FailedBy {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
+}
+
+impl DriverError {
+    pub fn rejected_by(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        DriverError::RejectedBy {
+            what: what.into(),
+            cause: Arc::new(cause),
+        }
+    }
+
+    pub fn failed_by(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        DriverError::FailedBy {
+            what: what.into(),
+            cause: Arc::new(cause),
+        }
+    }
+
+    /// Whether the task can never run here (REJECTED) rather than failed this once.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            DriverError::Rejected(_) | DriverError::RejectedBy { .. }
+        )
+    }
 }
 
 /// What a task actor needs to know to start its task.
@@ -77,6 +125,11 @@ pub trait Driver: Send + Sync + 'static {
     fn health(&self, _task_id: &str) -> Option<tokio::sync::watch::Receiver<Health>> {
         None
     }
+    /// Where this node reaches the task's network (its sandbox's address,
+    /// the loopback for a task on the node's own network), if it runs here.
+    fn address(&self, _task_id: &str) -> Option<std::net::IpAddr> {
+        None
+    }
 }
 
-pub type Drivers = HashMap<String, Arc<dyn Driver>>;
+pub type Drivers = BTreeMap<String, Arc<dyn Driver>>;

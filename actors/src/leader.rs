@@ -10,7 +10,7 @@ use crate::driver::Drivers;
 use crate::orchestrator::Orchestrator;
 use crate::raft::{RaftActor, RaftArgs, RaftTransport};
 use crate::scheduler::Scheduler;
-use crate::session::{DispatcherLink, NodeDescription};
+use crate::session::{DispatcherLink, EndpointSink, NodeDescription};
 use crate::store::{StoreActor, StoreArgs};
 use crate::supervision::{
     ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
@@ -108,6 +108,7 @@ pub fn worker_spec(
     directory: Arc<Directory>,
     dispatcher: Arc<dyn DispatcherLink>,
     heartbeat: Duration,
+    endpoints: Arc<dyn EndpointSink>,
 ) -> ChildSpec {
     ChildSpec::new(
         "worker",
@@ -126,6 +127,7 @@ pub fn worker_spec(
                     directory,
                     dispatcher,
                     heartbeat,
+                    endpoints,
                 },
             )],
         },

@@ -259,6 +259,7 @@ mod tests {
             },
             update_config: Default::default(),
             rollback_config: Default::default(),
+            endpoint: Default::default(),
         }
     }
 

@@ -14,9 +14,15 @@ use serde::{Deserialize, Serialize};
 const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 const ID_LEN: usize = 25;
 
-/// A random 25-character lowercase alphanumeric id, the shape Swarm uses.
+/// A random 25-character lowercase alphanumeric id, the shape Swarm uses
+/// (from the world's randomness: a harness's seed decides it).
 pub fn new_id() -> String {
-    let mut rng = rand::rng();
+    crate::world::with_rng(|rng| id_from(rng))
+}
+
+/// An id of `new_id`'s shape drawn from `rng` (the CA draws token secrets
+/// from the OS, never from a harness's seed).
+pub fn id_from(rng: &mut (impl Rng + ?Sized)) -> String {
     (0..ID_LEN)
         .map(|_| ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())] as char)
         .collect()
@@ -167,6 +173,9 @@ pub struct Node {
     pub status_message: String,
     pub addr: String,
     pub drivers: Vec<DriverInfo>,
+    /// Why this node cannot give a task a network of its own (not root, no
+    /// namespaces); `None` when it can.
+    pub sandbox_error: Option<String>,
     /// Bumped at every role change: certificates issued for an older
     /// generation are refused, so a demoted manager's old certificate no
     /// longer opens anything.
@@ -283,6 +292,9 @@ pub struct TaskTemplate {
     /// Labels put on the container (beside shoal's own).
     pub container_labels: BTreeMap<String, String>,
     pub resources: Resources,
+    /// Networks the task joins; `["host"]` keeps the node's own network
+    /// namespace, none gives a process task a sandbox of its own.
+    pub networks: Vec<String>,
     /// The health check the driver runs (`None`: the image's own, if any).
     pub healthcheck: Option<HealthConfig>,
     /// Bumped by `service update --force`: a changed counter makes every
@@ -377,6 +389,7 @@ impl Default for TaskTemplate {
             resources: Resources::default(),
             healthcheck: None,
             force_update: 0,
+            networks: Vec::new(),
         }
     }
 }
@@ -392,6 +405,8 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     pub mode: ServiceMode,
     pub task_template: TaskTemplate,
+    /// Published ports and how connections to them are balanced.
+    pub endpoint: crate::ports::EndpointSpec,
     pub update_config: UpdateConfig,
     pub rollback_config: UpdateConfig,
 }
@@ -546,6 +561,21 @@ pub struct Service {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Service {
+    /// A service about to be created with `spec` (its version is set when the entry applies).
+    pub fn new(spec: ServiceSpec, now: DateTime<Utc>) -> Self {
+        Service {
+            id: new_id(),
+            spec,
+            previous_spec: None,
+            update_status: None,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TaskStatus {
     pub state: TaskState,
@@ -562,7 +592,7 @@ impl TaskStatus {
     pub fn new(state: TaskState, message: impl Into<String>) -> Self {
         TaskStatus {
             state,
-            timestamp: Utc::now(),
+            timestamp: crate::world::now(),
             message: message.into(),
             ..TaskStatus::default()
         }

@@ -2,7 +2,9 @@
 //! the Raft actor, then wait until the Store has applied that very entry.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::codec;
 use crate::command::{Command, Proposal};
@@ -40,7 +42,7 @@ impl Proposer {
 
     /// Returns once the command is committed and applied on this node.
     pub async fn propose(&self, command: Command) -> Result<(), ProposeError> {
-        let id: u128 = rand::random();
+        let id: u128 = crate::world::with_rng(|r| rand::Rng::random(r));
         let data = codec::encode(&Proposal { id, command })
             .map_err(|e| ProposeError::Codec(e.to_string()))?;
         let deadline = Instant::now() + self.timeout;

@@ -9,6 +9,7 @@ use ractor::ActorRef;
 
 use crate::command::TaskUpdate;
 use crate::model::{DriverInfo, Task, TaskStatus};
+use crate::ports::ServiceEndpoints;
 use crate::store::StoreEvent;
 
 /// What a node tells the dispatcher about itself when it registers.
@@ -18,6 +19,8 @@ pub struct NodeDescription {
     pub hostname: String,
     pub addr: String,
     pub drivers: Vec<DriverInfo>,
+    /// Why tasks cannot get a network of their own there, if they cannot.
+    pub sandbox_error: Option<String>,
 }
 
 /// How the dispatcher reaches an agent: a local actor, or a proxy to a remote node.
@@ -34,6 +37,11 @@ impl AgentLink for ActorRef<AgentMsg> {
 /// How an agent reaches the current dispatcher.
 pub trait DispatcherLink: Send + Sync + 'static {
     fn current(&self) -> Option<ActorRef<DispatcherMsg>>;
+    /// How the dispatcher is to reach this node's agent: the agent itself,
+    /// unless something stands between them (the harness's network cut).
+    fn agent_link(&self, agent: &ActorRef<AgentMsg>) -> Arc<dyn AgentLink> {
+        Arc::new(agent.clone())
+    }
 }
 
 pub enum DispatcherMsg {
@@ -70,6 +78,20 @@ pub enum AgentMsg {
     /// A task actor ended: start it again if its task is still assigned and
     /// not finished. Queued behind the statuses it sent before it ended.
     Recheck,
+    /// Where every published port of the swarm leads now.
+    Endpoints(Vec<ServiceEndpoints>),
+}
+
+/// Where an agent hands the endpoint table: the node's proxy.
+pub trait EndpointSink: Send + Sync + 'static {
+    fn update(&self, table: Vec<ServiceEndpoints>);
+}
+
+/// For nodes (and harnesses) that proxy nothing.
+pub struct NoProxy;
+
+impl EndpointSink for NoProxy {
+    fn update(&self, _: Vec<ServiceEndpoints>) {}
 }
 
 /// Default heartbeat period; a node is down after three are missed.

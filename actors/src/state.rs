@@ -144,6 +144,7 @@ impl ClusterState {
             },
             Command::CreateService(svc) => {
                 limits::check_service_spec(&svc.spec).map_err(invalid)?;
+                crate::ports::check(self, &svc.spec.endpoint, None).map_err(ApplyError::Invalid)?;
                 match self.service_by_name(&svc.spec.name) {
                     Some(_) => Err(ApplyError::ServiceNameConflict(svc.spec.name.clone())),
                     None => Ok(()),
@@ -162,6 +163,8 @@ impl ClusterState {
                 if expected_version.is_some_and(|v| v != svc.version) {
                     return Err(ApplyError::OutOfSequence(svc.spec.name.clone()));
                 }
+                crate::ports::check(self, &spec.endpoint, Some(&svc.id))
+                    .map_err(ApplyError::Invalid)?;
                 match self.service_by_name(&spec.name) {
                     Some(other) if other.id != svc.id => {
                         Err(ApplyError::ServiceNameConflict(spec.name.clone()))
@@ -332,6 +335,7 @@ impl ClusterState {
             }
             Command::CreateService(svc) => {
                 let mut svc = Service::clone(svc);
+                svc.spec.endpoint = crate::ports::assign(self, None, svc.spec.endpoint);
                 svc.version = index;
                 changes.push(Change::Service(svc.id.clone()));
                 self.services.insert(svc.id.clone(), svc);
@@ -340,8 +344,10 @@ impl ClusterState {
                 service, spec, at, ..
             } => {
                 let id = self.find_service(service).map(|s| s.id.clone());
+                let mut spec = spec.clone();
+                spec.endpoint = crate::ports::assign(self, id.as_deref(), spec.endpoint);
                 if let Some(svc) = id.as_ref().and_then(|id| self.services.get_mut(id)) {
-                    svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec.clone()));
+                    svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
                     // As swarmkit: a new spec forgets the last rollout (a
                     // paused one resumes); the updater starts the next.
                     svc.update_status = None;
@@ -653,6 +659,7 @@ mod tests {
             task_template: Default::default(),
             update_config: Default::default(),
             rollback_config: Default::default(),
+            endpoint: Default::default(),
         };
         spec.mode = crate::model::ServiceMode::Replicated { replicas: u64::MAX };
         let svc = Service {
@@ -681,6 +688,7 @@ mod tests {
             status_message: String::new(),
             addr: String::new(),
             drivers: Vec::new(),
+            sandbox_error: None,
             cert_generation: 0,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -26,6 +26,7 @@ fn node(i: usize) -> Node {
         status_message: String::new(),
         addr: String::new(),
         drivers: Vec::new(),
+        sandbox_error: None,
         cert_generation: 0,
         created_at: Utc::now(),
         updated_at: Utc::now(),

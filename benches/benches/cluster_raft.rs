@@ -104,7 +104,7 @@ fn start_cluster() -> Cluster {
             nodes.push(Node::start(config).await.expect("start a node"));
         }
         nodes[0]
-            .init_swarm(ClusterSpec::default())
+            .init_swarm(ClusterSpec::default(), Default::default())
             .await
             .expect("swarm init");
         let token = {
@@ -115,7 +115,7 @@ fn start_cluster() -> Cluster {
         };
         let remote = nodes[0].config.listen_addr.to_string();
         for node in &nodes[1..] {
-            node.join_swarm(&token, &remote)
+            node.join_swarm(&token, &remote, Default::default(), Default::default())
                 .await
                 .expect("swarm join as a manager");
         }

@@ -18,6 +18,8 @@ fn candidates(nodes: usize) -> Vec<Candidate> {
             state: NodeState::Ready,
             availability: Availability::Active,
             drivers: vec!["process".into()],
+            sandbox: true,
+            host_ports: Vec::new(),
             total_tasks: 0,
             service_tasks: HashMap::new(),
         })
@@ -30,6 +32,8 @@ fn requests(tasks: usize) -> Vec<Request> {
             task_id: format!("task-{i:07}"),
             service_id: format!("service-{}", i % SERVICES),
             driver: "process".into(),
+            needs_sandbox: false,
+            host_ports: Vec::new(),
         })
         .collect()
 }

@@ -17,7 +17,16 @@ pub struct Client {
 /// An error the daemon answered with: shown as docker shows it.
 #[derive(Debug)]
 pub struct DaemonError {
+    pub status: u16,
     pub message: String,
+}
+
+impl DaemonError {
+    /// The daemon knows no such object (404).
+    pub fn is_not_found(e: &anyhow::Error) -> bool {
+        e.downcast_ref::<DaemonError>()
+            .is_some_and(|d| d.status == 404)
+    }
 }
 
 impl std::fmt::Display for DaemonError {
@@ -70,6 +79,10 @@ impl Client {
             .uri(path)
             .header("Host", "shoal")
             .header("Content-Type", "application/json")
+            .header(
+                "Accept",
+                "application/vnd.docker.multiplexed-stream, application/json",
+            )
             .body(Full::new(bytes))?;
         sender
             .send_request(req)
@@ -93,7 +106,11 @@ impl Client {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| v.to_string());
-            return Err(DaemonError { message }.into());
+            return Err(DaemonError {
+                status: status.as_u16(),
+                message,
+            }
+            .into());
         }
         Ok(v)
     }
@@ -110,8 +127,9 @@ impl Client {
         self.json(Method::DELETE, path, None).await
     }
 
-    /// Streams a plain-text response to stdout as it arrives.
-    pub async fn stream_to_stdout(&self, path: &str) -> anyhow::Result<()> {
+    /// Streams a log response as it arrives: docker's multiplexed stream,
+    /// each frame's payload to stdout or stderr as its header says.
+    pub async fn stream_logs(&self, path: &str) -> anyhow::Result<()> {
         use std::io::Write;
         let resp = self.send(Method::GET, path, None).await?;
         let status = resp.status();
@@ -124,17 +142,41 @@ impl Client {
                 .and_then(Value::as_str)
                 .unwrap_or("request failed")
                 .to_string();
-            return Err(DaemonError { message }.into());
+            return Err(DaemonError {
+                status: status.as_u16(),
+                message,
+            }
+            .into());
         }
-        let mut out = std::io::stdout();
+        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+        let mut pending: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame?.into_data() {
-                out.write_all(&data)?;
-                out.flush()?;
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some((stream, payload, used)) = split_frame(&pending) {
+                if stream == 2 {
+                    err.write_all(payload)?;
+                    err.flush()?;
+                } else {
+                    out.write_all(payload)?;
+                    out.flush()?;
+                }
+                pending.drain(..used);
             }
         }
         Ok(())
     }
+}
+
+/// One frame of docker's multiplexed stream: `[stream, 0, 0, 0, size (u32
+/// big endian)]` then `size` bytes. `None` until the whole frame is there.
+fn split_frame(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let header = buf.get(..8)?;
+    let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let payload = buf.get(8..8 + size)?;
+    Some((header[0], payload, 8 + size))
 }
 
 /// Percent-encodes a path segment or query value.

@@ -2,21 +2,29 @@
 
 mod client;
 mod commands;
+mod filter;
 mod output;
+mod pretty;
+mod publish;
+mod template;
+mod usage;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{daemon, node, service, swarm};
 
 #[derive(Parser)]
 #[command(
     name = "shoal",
-    version,
+    disable_version_flag = true,
     about = "Docker Swarm mode, rebuilt as an actor-based runtime"
 )]
 struct Cli {
+    /// Print version information and quit
+    #[arg(short = 'v', long = "version")]
+    version: bool,
     /// Daemon socket to connect to (or to serve, for `shoal daemon`)
     #[arg(
         short = 'H',
@@ -27,7 +35,7 @@ struct Cli {
     )]
     host: String,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 // Parsed once per process: the size of the largest variant does not matter.
@@ -37,7 +45,9 @@ enum Command {
     /// Run a node in the foreground
     Daemon(daemon::DaemonArgs),
     /// Display system-wide information
-    Info,
+    Info(commands::InfoArgs),
+    /// Return low-level information on tasks, services or nodes
+    Inspect(commands::inspect::InspectArgs),
     /// Manage the swarm
     #[command(subcommand)]
     Swarm(swarm::SwarmCmd),
@@ -47,6 +57,11 @@ enum Command {
     /// Manage services
     #[command(subcommand)]
     Service(service::ServiceCmd),
+    /// Generate the autocompletion script for the specified shell
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Client commands die quietly of SIGPIPE when their output is closed
@@ -62,17 +77,41 @@ fn default_sigpipe() {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and usage errors print too.
             default_sigpipe();
-            e.exit()
+            match usage::report::<Cli>(&e, &args) {
+                Some((message, code)) => {
+                    if !message.is_empty() {
+                        eprintln!("{message}");
+                    }
+                    return ExitCode::from(code);
+                }
+                None => e.exit(),
+            }
         }
     };
-    if !matches!(cli.command, Command::Daemon(_)) {
+    if !matches!(cli.command, Some(Command::Daemon(_))) {
         default_sigpipe();
     }
+    let command = match cli.command {
+        _ if cli.version => {
+            println!("shoal version {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        None => {
+            let _ = Cli::command().print_help();
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Completion { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "shoal", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(command) => command,
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,18 +122,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let host = cli.host;
     let result = rt.block_on(async move {
-        match cli.command {
-            Command::Daemon(args) => daemon::run(&cli.host, args).await,
-            Command::Info => commands::info(&client::Client::new(&cli.host)?).await,
-            Command::Swarm(cmd) => swarm::run(&client::Client::new(&cli.host)?, cmd).await,
-            Command::Node(cmd) => node::run(&client::Client::new(&cli.host)?, cmd).await,
-            Command::Service(cmd) => service::run(&client::Client::new(&cli.host)?, cmd).await,
+        match command {
+            Command::Daemon(args) => daemon::run(&host, args).await,
+            Command::Info(args) => commands::info(&client::Client::new(&host)?, args).await,
+            Command::Inspect(args) => {
+                commands::inspect::run(&client::Client::new(&host)?, args).await
+            }
+            Command::Swarm(cmd) => swarm::run(&client::Client::new(&host)?, cmd).await,
+            Command::Node(cmd) => node::run(&client::Client::new(&host)?, cmd).await,
+            Command::Service(cmd) => service::run(&client::Client::new(&host)?, cmd).await,
+            Command::Completion { .. } => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(code) = e.downcast_ref::<output::Failed>() {
+                // The command printed what it had to say already.
+                return ExitCode::from(code.0);
+            }
+            if let Some(invalid) = e.downcast_ref::<output::InvalidValue>() {
+                eprintln!("{invalid}\nSee 'shoal service create --help'.");
+                return ExitCode::from(usage::FLAG_ERROR);
+            }
             if e.downcast_ref::<client::DaemonError>().is_some() {
                 eprintln!("{e}");
             } else {

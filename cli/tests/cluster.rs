@@ -429,7 +429,7 @@ fn garbage_and_oversized_frames_from_an_authenticated_peer_do_not_crash_a_node()
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
         }
         // A well-formed envelope carrying a corrupt Raft message.
-        let raft = shoal_actors::codec::encode(&shoal_node::cluster::wire::OneWay::Raft {
+        let raft = shoal_node::protocol::codec::encode(&shoal_node::cluster::wire::OneWay::Raft {
             from: 7,
             from_addr: "127.0.0.9:1".into(),
             msg: vec![0xff; 64],

@@ -215,7 +215,7 @@ fn docker_tasks_converge_heal_scale_log_restart_and_clean_up() {
         "docker service create -> converged (incl. 2 s verify): {:?}",
         started.elapsed()
     );
-    assert!(out.contains("verify: Service converged"), "{out}");
+    assert!(out.contains("verify: Service dweb converged"), "{out}");
     assert_eq!(running_containers(&docker, "dweb").len(), 3);
 
     // Logs carry the workload's output with docker's task prefix.
@@ -272,14 +272,16 @@ fn docker_tasks_converge_heal_scale_log_restart_and_clean_up() {
         "no-such-image:never",
     ]);
     wait_for("rejected with the engine's message", LONG, || {
-        d.rows(&["service", "ps", "dmissing"]).iter().any(|r| {
-            r["CurrentState"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("Rejected"))
-                && r["Error"]
+        d.rows(&["service", "ps", "--no-trunc", "dmissing"])
+            .iter()
+            .any(|r| {
+                r["CurrentState"]
                     .as_str()
-                    .is_some_and(|e| e.contains("No such image: no-such-image:never"))
-        })
+                    .is_some_and(|s| s.starts_with("Rejected"))
+                    && r["Error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("No such image: no-such-image:never"))
+            })
     });
 
     // service rm removes every container.

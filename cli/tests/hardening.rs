@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::{cluster, raft_last_index, running, stolen_identity, wait_for, Daemon, Peer, LONG};
 use serde_json::{json, Value};
-use shoal_actors::command::Command;
-use shoal_actors::model::{TaskState, TaskStatus};
 use shoal_node::cluster::wire::{Refusal, Request, Response, ToDispatcher};
+use shoal_node::protocol::command::Command;
+use shoal_node::protocol::model::{TaskState, TaskStatus};
 
 /// The request was refused as forbidden, for a reason that says `why`.
 fn refused(r: Result<Response, String>, why: &str) {

@@ -279,7 +279,7 @@ fn blocking_create_ends_when_the_service_cannot_converge() {
         "process",
         echo,
     ]);
-    assert!(out.contains("verify: Service converged"), "{out}");
+    assert!(out.contains("verify: Service steady converged"), "{out}");
 }
 
 /// Runs `shoal args` with its stdout a pipe nobody reads (closed before it writes).

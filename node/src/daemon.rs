@@ -35,6 +35,10 @@ pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError>
         _ = int.recv() => Ok(()),
     };
     tracing::info!("daemon shutting down");
+    rt.mesh.clear();
+    if let Some(sb) = rt.process.sandbox() {
+        let _ = tokio::task::spawn_blocking(move || sb.close()).await;
+    }
     let _ = rt.db.flush_async().await;
     let _ = std::fs::remove_file(&socket);
     result

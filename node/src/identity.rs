@@ -14,6 +14,12 @@ pub struct Identity {
     /// Managers' addresses as last known: where a restarted node reconnects.
     #[serde(default)]
     pub managers: Vec<String>,
+    /// The listen and advertise addresses `swarm init`/`join` chose; the
+    /// daemon's flags when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_addr: Option<std::net::SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_addr: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

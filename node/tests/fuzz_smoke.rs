@@ -67,11 +67,11 @@ fn spec_json() -> serde_json::Value {
         "Labels": {"tier": "front"},
         "Mode": {"Replicated": {"Replicas": 3}},
         "TaskTemplate": {
-            "Driver": "process",
+            "Driver": "docker",
             "ContainerSpec": {"Image": "/bin/sleep", "Args": ["100"], "Env": ["A=1"],
                               "Dir": "/tmp", "User": "nobody", "Labels": {"a": "b"}, "StopGracePeriod": 10},
             "Resources": {"Limits": {"NanoCPUs": 1000, "MemoryBytes": 4096},
-                          "Reservations": {"NanoCPUs": 10, "MemoryBytes": 1024}},
+                          "Reservations": {"MemoryBytes": 1024}},
             "RestartPolicy": {"Condition": "on-failure", "Delay": 5, "MaxAttempts": 2, "Window": 60}
         }
     })
@@ -156,6 +156,7 @@ fn requests() -> Vec<Request> {
             hostname: "host-1".into(),
             addr: "10.0.0.2:4243".into(),
             drivers: drivers.clone(),
+            availability: shoal_actors::model::Availability::Drain,
         },
         Request::Propose(Box::new(Command::SetNodeState {
             node_id: "n1".into(),
@@ -184,6 +185,7 @@ fn requests() -> Vec<Request> {
             hostname: "host-1".into(),
             addr: "10.0.0.2:4243".into(),
             drivers,
+            sandbox_error: None,
         }),
         Request::Dispatcher(ToDispatcher::Heartbeat {
             node_id: "n1".into(),

@@ -10,7 +10,7 @@ use shoal_actors::driver::BoxFuture;
 use shoal_actors::model::NodeRole;
 use shoal_node::ca::RootCa;
 use shoal_node::transport::tls::TlsIdentity;
-use shoal_node::transport::{Inbound, PeerId, Transport, TransportConfig};
+use shoal_node::transport::{Inbound, InboundError, PeerId, Transport, TransportConfig};
 
 /// Echoes requests; records messages; calls anything starting with "bad"
 /// malformed; refuses the node named in `removed`.
@@ -28,18 +28,22 @@ impl Inbound for Echo {
         }
     }
 
-    fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String> {
+    fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), InboundError> {
         if bytes.starts_with(b"bad") {
-            return Err("undecodable".into());
+            return Err(InboundError::Refused("undecodable"));
         }
         self.messages.lock().push((peer.node_id.clone(), bytes));
         Ok(())
     }
 
-    fn request(&self, peer: Option<&PeerId>, bytes: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn request(
+        &self,
+        peer: Option<&PeerId>,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, InboundError>> {
         let who = peer.map_or("anonymous", |p| p.node_id.as_str());
         let answer = if bytes.starts_with(b"bad") {
-            Err("undecodable".to_string())
+            Err(InboundError::Refused("undecodable"))
         } else {
             Ok([who.as_bytes(), b":", &bytes].concat())
         };

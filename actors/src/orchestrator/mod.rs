@@ -5,7 +5,7 @@ mod reaper;
 pub mod restart;
 mod service;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -28,7 +28,7 @@ pub struct OrchestratorState {
     ctx: Arc<ManagerCtx>,
     children: Children,
     /// service id -> name of its supervisor in the directory.
-    names: HashMap<String, String>,
+    names: BTreeMap<String, String>,
     reap_queued: bool,
 }
 
@@ -130,7 +130,7 @@ impl Actor for Orchestrator {
         let mut st = OrchestratorState {
             children: Children::new(ctx.directory.clone(), Intensity::default()),
             ctx,
-            names: HashMap::new(),
+            names: BTreeMap::new(),
             reap_queued: false,
         };
         st.resync(&myself).await;

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -44,6 +46,18 @@ fn on_down_node(state: &ClusterState, t: &Task) -> bool {
     }
 }
 
+/// A slot's newest task that ended by itself and that the restart policy
+/// then shut down for good. (A restart or a move shuts the old task down in
+/// the same entry that creates its successor, so that one is never newest;
+/// a task a manager stopped ends as `Shutdown`, not by itself.)
+fn gave_up(newest: &Task) -> bool {
+    newest.desired_state == TaskState::Shutdown
+        && matches!(
+            newest.status.state,
+            TaskState::Complete | TaskState::Failed | TaskState::Rejected
+        )
+}
+
 pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan::default();
     let Some(svc) = state.services.get(service_id) else {
@@ -71,6 +85,14 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         if tasks
             .iter()
             .any(|t| t.is_runnable() && !on_down_node(state, t))
+        {
+            continue;
+        }
+        // Until the service changes: then, as docker's reconcile on a service
+        // update does, the slot gets a new task.
+        if tasks
+            .last()
+            .is_some_and(|t| gave_up(t) && t.spec_version >= svc.version)
         {
             continue;
         }
@@ -104,7 +126,11 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
                 SlotDecision::Wait(d) => {
                     plan.retry_in = Some(plan.retry_in.map_or(d, |r| r.min(d)));
                 }
-                SlotDecision::GiveUp => {}
+                // As docker shows it: the finished task is not wanted any more.
+                SlotDecision::GiveUp => updates.push(TaskUpdate::Desired {
+                    task_id: last.id.clone(),
+                    state: TaskState::Shutdown,
+                }),
             },
         }
     }
@@ -194,7 +220,7 @@ impl Actor for ServiceSupervisor {
                 // before the write: a pass is bounded, the write is not.
                 let plan = {
                     let guard = st.args.ctx.sm.read();
-                    plan(&guard.0, &st.args.service_id, Utc::now())
+                    plan(&guard.0, &st.args.service_id, crate::world::now())
                 };
                 if !plan.commands.is_empty() {
                     let cmd = Command::Batch(plan.commands);
@@ -215,5 +241,88 @@ impl Actor for ServiceSupervisor {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use crate::command::{Command, TaskUpdate};
+    use crate::model::{
+        sample_task, RestartCondition, Service, ServiceMode, ServiceSpec, TaskState,
+    };
+    use crate::orchestrator::service::plan;
+    use crate::state::ClusterState;
+
+    fn state_with(condition: RestartCondition, task_state: TaskState) -> ClusterState {
+        let now = Utc::now();
+        let mut spec = ServiceSpec {
+            name: "web".into(),
+            labels: Default::default(),
+            mode: ServiceMode::Replicated { replicas: 1 },
+            task_template: Default::default(),
+            endpoint: Default::default(),
+            update_config: Default::default(),
+            rollback_config: Default::default(),
+        };
+        spec.task_template.restart_policy.condition = condition;
+        spec.task_template.restart_policy.delay_ns = 0;
+        let mut state = ClusterState::default();
+        state.services.insert(
+            "s".into(),
+            Service {
+                id: "s".into(),
+                spec,
+                previous_spec: None,
+                update_status: None,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            },
+        );
+        state.tasks.insert("t".into(), sample_task(task_state, now));
+        state
+    }
+
+    #[test]
+    fn a_slot_the_policy_gave_up_on_shows_desired_shutdown_and_stays_down() {
+        let mut state = state_with(RestartCondition::None, TaskState::Failed);
+        let first = plan(&state, "s", Utc::now());
+        assert_eq!(
+            first.commands,
+            vec![Command::UpdateTasks {
+                updates: vec![TaskUpdate::Desired {
+                    task_id: "t".into(),
+                    state: TaskState::Shutdown,
+                }],
+                at: match &first.commands[0] {
+                    Command::UpdateTasks { at, .. } => *at,
+                    _ => Utc::now(),
+                },
+            }]
+        );
+        if let Some(t) = state.tasks.get_mut("t") {
+            t.desired_state = TaskState::Shutdown;
+        }
+        assert!(plan(&state, "s", Utc::now()).commands.is_empty());
+        // A change to the service (a scale, an update) brings the slot back.
+        if let Some(svc) = state.services.get_mut("s") {
+            svc.version = 2;
+        }
+        assert!(plan(&state, "s", Utc::now())
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::CreateTasks(t) if t.len() == 1)));
+    }
+
+    #[test]
+    fn a_restarted_slot_gets_a_new_task() {
+        let state = state_with(RestartCondition::Any, TaskState::Failed);
+        let p = plan(&state, "s", Utc::now());
+        assert!(p
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::CreateTasks(t) if t.len() == 1)));
     }
 }

@@ -49,6 +49,8 @@ pub struct LogStore {
     /// A peer needs a snapshot the stored one cannot serve (it predates the
     /// peer's membership): the Raft actor takes a fresh one.
     snapshot_wanted: std::sync::atomic::AtomicBool,
+    /// False only for a temporary database (`in_memory`).
+    durable: std::sync::atomic::AtomicBool,
 }
 
 fn parse<M: protobuf::Message>(what: &str, bytes: &[u8]) -> Result<M, LogError> {
@@ -68,6 +70,7 @@ impl LogStore {
             meta: db.open_tree("raft_meta")?,
             mem: RwLock::new(Mirror::default()),
             snapshot_wanted: std::sync::atomic::AtomicBool::new(false),
+            durable: std::sync::atomic::AtomicBool::new(true),
         };
         store.reload()?;
         Ok(Arc::new(store))
@@ -203,8 +206,18 @@ impl LogStore {
             .swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
+    /// For a temporary sled database (the in-process harness): nothing is
+    /// made durable, since there is no disk to survive on, and no write waits
+    /// on sled's flusher thread, which runs off the harness's clock.
+    pub fn in_memory(&self) {
+        self.durable
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
     pub async fn flush(&self) -> Result<(), LogError> {
-        self.db.flush_async().await?;
+        if self.durable.load(std::sync::atomic::Ordering::Acquire) {
+            self.db.flush_async().await?;
+        }
         Ok(())
     }
 

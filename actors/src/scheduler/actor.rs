@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use chrono::Utc;
+use crate::ports::{Protocol, PublishMode};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::placement::{place, Candidate, Decision, Request};
@@ -36,6 +36,23 @@ pub struct SchedulerState {
 #[derive(Clone)]
 pub struct Scheduler;
 
+/// The host-mode ports a task of its service binds on its node.
+fn host_ports(state: &ClusterState, t: &crate::model::Task) -> Vec<(Protocol, u16)> {
+    state
+        .services
+        .get(&t.service_id)
+        .map(|s| {
+            s.spec
+                .endpoint
+                .ports
+                .iter()
+                .filter(|p| p.publish_mode == PublishMode::Host && p.published_port != 0)
+                .map(|p| (p.protocol, p.published_port))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Tasks that want a node, and the nodes with their current load.
 fn snapshot(state: &ClusterState) -> (Vec<Request>, Vec<Candidate>) {
     let mut nodes: Vec<Candidate> = state.nodes.values().map(Candidate::from_node).collect();
@@ -52,6 +69,7 @@ fn snapshot(state: &ClusterState) -> (Vec<Request>, Vec<Candidate>) {
                     let c = &mut nodes[i];
                     c.total_tasks += 1;
                     *c.service_tasks.entry(t.service_id.clone()).or_default() += 1;
+                    c.host_ports.extend(host_ports(state, t));
                 }
             }
             // A task desired READY waits for its slot's old task to stop
@@ -63,6 +81,9 @@ fn snapshot(state: &ClusterState) -> (Vec<Request>, Vec<Candidate>) {
                     task_id: t.id.clone(),
                     service_id: t.service_id.clone(),
                     driver: t.spec.driver.clone(),
+                    needs_sandbox: t.spec.driver == "process"
+                        && !t.spec.networks.iter().any(|n| n == "host"),
+                    host_ports: host_ports(state, t),
                 });
             }
             _ => {}
@@ -109,7 +130,7 @@ impl SchedulerState {
         updates.truncate(MAX_UPDATES_PER_PROPOSAL);
         let cmd = Command::UpdateTasks {
             updates,
-            at: Utc::now(),
+            at: crate::world::now(),
         };
         if let Err(e) = self.ctx.proposer.propose(cmd).await {
             tracing::warn!(error = %e, "scheduler write failed; will retry");

@@ -8,6 +8,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::model::{Availability, Node, NodeState};
+use crate::ports::Protocol;
 
 /// A node as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -16,6 +17,10 @@ pub struct Candidate {
     pub state: NodeState,
     pub availability: Availability,
     pub drivers: Vec<String>,
+    /// Whether its tasks can get a network of their own.
+    pub sandbox: bool,
+    /// Host-mode ports its tasks hold.
+    pub host_ports: Vec<(Protocol, u16)>,
     pub total_tasks: usize,
     pub service_tasks: HashMap<String, usize>,
 }
@@ -27,6 +32,8 @@ impl Candidate {
             state: node.state,
             availability: node.availability,
             drivers: node.drivers.iter().map(|d| d.name.clone()).collect(),
+            sandbox: node.sandbox_error.is_none(),
+            host_ports: Vec::new(),
             total_tasks: 0,
             service_tasks: HashMap::new(),
         }
@@ -39,6 +46,10 @@ pub struct Request {
     pub task_id: String,
     pub service_id: String,
     pub driver: String,
+    /// A process task off the node's network needs a node that sandboxes.
+    pub needs_sandbox: bool,
+    /// Host-mode ports the task binds on its node.
+    pub host_ports: Vec<(Protocol, u16)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +84,14 @@ const FILTERS: &[Filter] = &[
     Filter {
         rejects: |c, r| !c.drivers.contains(&r.driver),
         explain: |n, r| format!("driver {} not available on {n} {}", r.driver, plural(n)),
+    },
+    Filter {
+        rejects: |c, r| r.needs_sandbox && !c.sandbox,
+        explain: |n, _| format!("network sandbox unavailable on {n} {}", plural(n)),
+    },
+    Filter {
+        rejects: |c, r| r.host_ports.iter().any(|p| c.host_ports.contains(p)),
+        explain: |n, _| format!("host-mode port already in use on {n} {}", plural(n)),
     },
 ];
 
@@ -124,7 +143,12 @@ pub fn place(requests: &[Request], nodes: &mut [Candidate]) -> Vec<Decision> {
             let node = &mut nodes[i];
             node.total_tasks += 1;
             *node.service_tasks.entry(r.service_id.clone()).or_default() += 1;
-            heap.push(Reverse((svc + 1, total + 1, i)));
+            // A node holds one task of a host-mode port: it is used up.
+            if r.host_ports.is_empty() {
+                heap.push(Reverse((svc + 1, total + 1, i)));
+            } else {
+                node.host_ports.extend(r.host_ports.iter().copied());
+            }
             decisions.push(Decision::Assign {
                 task_id: r.task_id.clone(),
                 node_id: node.id.clone(),
@@ -173,6 +197,8 @@ mod tests {
             state: NodeState::Ready,
             availability: Availability::Active,
             drivers: drivers.iter().map(|d| d.to_string()).collect(),
+            sandbox: true,
+            host_ports: Vec::new(),
             total_tasks: 0,
             service_tasks: HashMap::new(),
         }
@@ -183,6 +209,8 @@ mod tests {
             task_id: format!("t{i}"),
             service_id: svc.into(),
             driver: driver.into(),
+            needs_sandbox: false,
+            host_ports: Vec::new(),
         }
     }
 

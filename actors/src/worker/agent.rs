@@ -1,7 +1,7 @@
 //! The Agent: this node's session with the leader's dispatcher. It registers,
 //! heartbeats, runs one TaskActor per assigned task and reports their states.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use super::task_actor::{TaskActor, TaskArgs, TaskMsg};
 use crate::driver::Drivers;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{Task, TaskState, TaskStatus};
-use crate::session::{AgentLink, AgentMsg, DispatcherLink, DispatcherMsg, NodeDescription};
+use crate::session::{AgentMsg, DispatcherLink, DispatcherMsg, EndpointSink, NodeDescription};
 use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
 
 #[derive(Clone)]
@@ -23,16 +23,17 @@ pub struct AgentArgs {
     pub directory: Arc<Directory>,
     pub dispatcher: Arc<dyn DispatcherLink>,
     pub heartbeat: Duration,
+    pub endpoints: Arc<dyn EndpointSink>,
 }
 
 pub struct AgentState {
     args: AgentArgs,
     tasks: Children,
     /// Latest status of every task this node runs or ran, resent after a reconnect.
-    statuses: HashMap<String, TaskStatus>,
+    statuses: BTreeMap<String, TaskStatus>,
     /// Reports not yet sent, newest per task: a burst of changes costs one
     /// message per batch, not one per change.
-    unsent: HashMap<String, TaskStatus>,
+    unsent: BTreeMap<String, TaskStatus>,
     flush_queued: bool,
     session: Option<ActorId>,
     /// The session's dispatcher, as the heartbeat lane sees it.
@@ -61,7 +62,7 @@ fn spawn_heartbeat(
         args.heartbeat,
     );
     let me = myself.clone();
-    let agent: Arc<dyn AgentLink> = Arc::new(myself.clone());
+    let agent = args.dispatcher.agent_link(myself);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
@@ -122,7 +123,7 @@ impl AgentState {
             // and tell it everything we know, since it may have missed reports.
             let registered = d.send_message(DispatcherMsg::Register {
                 node: self.args.node.clone(),
-                agent: Arc::new(myself.clone()),
+                agent: self.args.dispatcher.agent_link(myself),
             });
             if registered.is_err() {
                 return;
@@ -137,7 +138,7 @@ impl AgentState {
             self.send_statuses(&d, all);
             return;
         }
-        let unsent: Vec<_> = self.unsent.drain().collect();
+        let unsent: Vec<_> = std::mem::take(&mut self.unsent).into_iter().collect();
         self.send_statuses(&d, unsent);
     }
 
@@ -256,8 +257,8 @@ impl Actor for Agent {
         Ok(AgentState {
             tasks: Children::new(args.directory.clone(), Intensity::default()),
             args,
-            statuses: HashMap::new(),
-            unsent: HashMap::new(),
+            statuses: BTreeMap::new(),
+            unsent: BTreeMap::new(),
             flush_queued: false,
             session: None,
             beat_session,
@@ -312,6 +313,7 @@ impl Actor for Agent {
                 }
             }
             AgentMsg::SessionRejected => st.set_session(None),
+            AgentMsg::Endpoints(table) => st.args.endpoints.update(table),
             AgentMsg::Status(id, status) => {
                 tracing::debug!(task = %id, state = status.state.as_str(), "task status");
                 st.statuses.insert(id.clone(), status.clone());

@@ -175,9 +175,10 @@ impl Actor for TaskActor {
                             let _ = myself.send_message(TaskMsg::Exited(Some(exit)));
                         }
                         Err(e) => {
-                            let state = match e {
-                                crate::driver::DriverError::Rejected(_) => TaskState::Rejected,
-                                crate::driver::DriverError::Failed(_) => TaskState::Failed,
+                            let state = if e.is_rejection() {
+                                TaskState::Rejected
+                            } else {
+                                TaskState::Failed
                             };
                             let mut s = TaskStatus::new(state, state.as_str());
                             s.err = Some(e.to_string());

@@ -1,20 +1,38 @@
 pub mod daemon;
+pub mod executable;
+pub mod inspect;
 pub mod node;
-// Called by `service inspect --pretty` (the docker CLI parity work).
-#[allow(dead_code)]
 pub mod pretty_update;
 pub mod progress;
 pub mod service;
+pub mod service_view;
+pub mod since;
 pub mod swarm;
 pub mod update;
 pub mod update_progress;
 
 use crate::client::Client;
-use crate::output::{s, u};
+use crate::output::{print_inspect, s, u};
+
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    /// Format output using a custom template: json, or a Go template like '{{.Name}}'
+    #[arg(short, long)]
+    format: Option<String>,
+}
 
 /// `shoal info`: the parts of `docker info` that describe the node and its swarm.
-pub async fn info(client: &Client) -> anyhow::Result<()> {
+pub async fn info(client: &Client, args: InfoArgs) -> anyhow::Result<()> {
     let v = client.get("/info").await?;
+    if let Some(format) = args.format.as_deref() {
+        let format = if format == "json" {
+            "{{json .}}"
+        } else {
+            format
+        };
+        print_inspect(std::slice::from_ref(&v), Some(format))?;
+        return Ok(());
+    }
     println!("Server:");
     println!(" Server Version: {}", s(&v, "/ServerVersion"));
     println!(" Name: {}", s(&v, "/Name"));

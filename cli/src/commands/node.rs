@@ -1,8 +1,13 @@
+//! `shoal node ...`.
+
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::client::{enc, Client};
-use crate::output::{capitalize, print_rows, s, ListArgs, Row};
+use super::service_view::{TaskList, DESIRED_STATES, TASK_FILTERS};
+use crate::client::{enc, Client, DaemonError};
+use crate::filter::{prefix, Filters};
+use crate::output::{capitalize, print_inspect, print_rows, s, Failed, ListArgs, Row};
 
 #[derive(Subcommand)]
 pub enum NodeCmd {
@@ -20,6 +25,26 @@ pub enum NodeCmd {
     Promote(NodesArgs),
     /// Demote one or more nodes from manager in the swarm
     Demote(NodesArgs),
+    /// List tasks running on one or more nodes, defaults to current node
+    Ps(PsArgs),
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Only display task IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Format output: table, json, or a Go template like '{{.Name}}'
+    #[arg(long)]
+    format: Option<String>,
+    /// Filter output based on conditions provided
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
+    /// Do not truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Node IDs or hostnames ("self", the default, for this node)
+    nodes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -40,7 +65,7 @@ pub struct RmArgs {
 #[derive(Args)]
 pub struct UpdateArgs {
     /// Availability of the node ("active", "pause", "drain")
-    #[arg(long, value_parser = ["active", "pause", "drain"])]
+    #[arg(long)]
     availability: Option<String>,
     /// Add or update a node label (key=value)
     #[arg(long)]
@@ -53,9 +78,24 @@ pub struct UpdateArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// Format output using a custom template: json, or a Go template like '{{.ID}}'
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Print the information in a human friendly format
+    #[arg(long)]
+    pretty: bool,
     /// Node IDs or hostnames ("self" for this node)
     #[arg(required = true)]
     nodes: Vec<String>,
+}
+
+/// docker's check of `--availability`, before anything is sent.
+fn availability(text: &str) -> anyhow::Result<String> {
+    let lower = text.to_lowercase();
+    match lower.as_str() {
+        "active" | "pause" | "drain" => Ok(lower),
+        _ => Err(anyhow!("invalid Availability: {text:?}")),
+    }
 }
 
 fn manager_status(n: &Value) -> String {
@@ -74,10 +114,31 @@ fn manager_status(n: &Value) -> String {
 pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
     match cmd {
         NodeCmd::Ls(a) => {
+            let filters = Filters::parse(
+                &a.filter,
+                &["id", "label", "node.label", "membership", "name", "role"],
+            )?;
+            filters.check_values("role", &["manager", "worker"])?;
+            filters.check_values("membership", &["accepted", "pending"])?;
             let me = client.get("/info").await?;
             let me = s(&me, "/Swarm/NodeID").to_string();
             let nodes = client.get("/nodes").await?;
-            let nodes = nodes.as_array().cloned().unwrap_or_default();
+            let mut nodes: Vec<Value> = nodes
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| {
+                    filters.allows("id", prefix(s(n, "/ID")))
+                        && filters.allows("name", prefix(s(n, "/Description/Hostname")))
+                        && filters.allows("role", |r| r.eq_ignore_ascii_case(s(n, "/Spec/Role")))
+                        // Every node in the state has been accepted.
+                        && filters.allows("membership", |m| m.eq_ignore_ascii_case("accepted"))
+                        && filters.allows_labels("label", &n["Spec"]["Labels"])
+                        && filters.allows_labels("node.label", &n["Spec"]["Labels"])
+                })
+                .collect();
+            nodes.sort_by(|x, y| s(x, "/Description/Hostname").cmp(s(y, "/Description/Hostname")));
             if a.quiet {
                 for n in &nodes {
                     println!("{}", s(n, "/ID"));
@@ -94,16 +155,19 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                         s(n, "/ID").to_string()
                     };
                     vec![
-                        ("ID", id),
+                        ("ID", id.into()),
                         ("Hostname", s(n, "/Description/Hostname").into()),
-                        ("Status", capitalize(s(n, "/Status/State"))),
-                        ("Availability", capitalize(s(n, "/Spec/Availability"))),
-                        ("ManagerStatus", manager_status(n)),
+                        ("Status", capitalize(s(n, "/Status/State")).into()),
+                        (
+                            "Availability",
+                            capitalize(s(n, "/Spec/Availability")).into(),
+                        ),
+                        ("ManagerStatus", manager_status(n).into()),
                         (
                             "EngineVersion",
                             s(n, "/Description/Engine/EngineVersion").into(),
                         ),
-                        ("Self", is_self.to_string()),
+                        ("Self", Value::Bool(is_self)),
                     ]
                 })
                 .collect();
@@ -118,7 +182,7 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                     "ENGINE VERSION",
                 ],
                 a.format.as_deref(),
-            );
+            )?;
         }
         NodeCmd::Rm(a) => {
             let mut failed = false;
@@ -155,6 +219,21 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
             }
         }
         NodeCmd::Update(a) => {
+            let availability = a.availability.as_deref().map(availability).transpose()?;
+            if !a.label_rm.is_empty() {
+                let node = client.get(&format!("/nodes/{}", enc(&a.node))).await?;
+                for key in &a.label_rm {
+                    if node
+                        .pointer(&format!(
+                            "/Spec/Labels/{}",
+                            key.replace('~', "~0").replace('/', "~1")
+                        ))
+                        .is_none()
+                    {
+                        return Err(anyhow!("key {key} doesn't exist in node's labels"));
+                    }
+                }
+            }
             let mut add = serde_json::Map::new();
             for l in &a.label_add {
                 let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -166,22 +245,86 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
             client
                 .post(
                     &format!("/nodes/{}/update", enc(&a.node)),
-                    json!({ "Availability": a.availability, "LabelAdd": add, "LabelRm": a.label_rm }),
+                    json!({ "Availability": availability, "LabelAdd": add, "LabelRm": a.label_rm }),
                 )
                 .await?;
             println!("{}", a.node);
         }
+        NodeCmd::Ps(a) => {
+            let filters = Filters::parse(&a.filter, TASK_FILTERS)?;
+            filters.check_values("desired-state", DESIRED_STATES)?;
+            let nodes = client.get("/nodes").await?;
+            let tasks = client.get("/tasks").await?;
+            let tasks = tasks.as_array().cloned().unwrap_or_default();
+            let names = if a.nodes.is_empty() {
+                vec!["self".to_string()]
+            } else {
+                a.nodes.clone()
+            };
+            let mut list = TaskList::default();
+            let mut missing = false;
+            for name in &names {
+                let key = if name == "self" {
+                    s(&client.get("/info").await?, "/Swarm/NodeID").to_string()
+                } else {
+                    name.clone()
+                };
+                match client.get(&format!("/nodes/{}", enc(&key))).await {
+                    Ok(node) => {
+                        let id = s(&node, "/ID");
+                        let mine: Vec<Value> = tasks
+                            .iter()
+                            .filter(|t| s(t, "/NodeID") == id)
+                            .cloned()
+                            .collect();
+                        list.add(mine, &nodes, &filters, a.no_trunc);
+                    }
+                    Err(e) if DaemonError::is_not_found(&e) => {
+                        missing = true;
+                        eprintln!("Error: no such node: {name}");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            list.print(a.quiet, a.format.as_deref())?;
+            if missing {
+                return Err(Failed(1).into());
+            }
+        }
         NodeCmd::Inspect(a) => {
-            let mut out = Vec::new();
-            for key in a.nodes {
+            if !a.pretty {
+                crate::template::Format::parse(a.format.as_deref())?;
+            }
+            let mut found = Vec::new();
+            let mut missing = false;
+            for key in &a.nodes {
                 let key = if key == "self" {
                     s(&client.get("/info").await?, "/Swarm/NodeID").to_string()
                 } else {
-                    key
+                    key.clone()
                 };
-                out.push(client.get(&format!("/nodes/{}", enc(&key))).await?);
+                match client.get(&format!("/nodes/{}", enc(&key))).await {
+                    Ok(n) => found.push(n),
+                    Err(e) if DaemonError::is_not_found(&e) => {
+                        missing = true;
+                        eprintln!("Error: no such node: {key}");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            println!("{}", serde_json::to_string_pretty(&json!(out))?);
+            if a.pretty {
+                for (i, n) in found.iter().enumerate() {
+                    if i > 0 {
+                        println!();
+                    }
+                    print!("{}", crate::pretty::node(n));
+                }
+            } else {
+                print_inspect(&found, a.format.as_deref())?;
+            }
+            if missing {
+                return Err(Failed(1).into());
+            }
         }
     }
     Ok(())

@@ -1,38 +1,10 @@
 //! The `UpdateConfig`, `RollbackConfig` and `UpdateStatus` parts of
-//! `service inspect --pretty`, in docker's layout, for the pretty printer
-//! to call.
+//! `service inspect --pretty`, in docker's layout (`pretty.rs` calls them).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::output::{ago, s, u};
-
-/// A duration as Go prints one (`0s`, `500ms`, `10s`, `1m30s`, `1h0m0s`).
-pub fn go_duration(ns: u64) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    if ns < 1_000_000_000 {
-        return match ns {
-            n if n % 1_000_000 == 0 => format!("{}ms", n / 1_000_000),
-            n if n % 1_000 == 0 => format!("{}µs", n / 1_000),
-            n => format!("{n}ns"),
-        };
-    }
-    let secs = ns / 1_000_000_000;
-    let frac = ns % 1_000_000_000;
-    let s = if frac == 0 {
-        format!("{}s", secs % 60)
-    } else {
-        let f = format!("{:09}", frac);
-        format!("{}.{}s", secs % 60, f.trim_end_matches('0'))
-    };
-    match (secs / 3600, (secs / 60) % 60) {
-        (0, 0) => s,
-        (0, m) => format!("{m}m{s}"),
-        (h, m) => format!("{h}h{m}m{s}"),
-    }
-}
+use crate::output::{ago, go_duration, s, u};
 
 /// `UpdateConfig:` and `RollbackConfig:` blocks of a service's `Spec`.
 pub fn update_config_lines(spec: &Value) -> Vec<String> {
@@ -105,14 +77,5 @@ mod tests {
         assert_eq!(lines[4], " Monitoring Period: 5s");
         assert_eq!(lines[5], " Max failure ratio: 0");
         assert_eq!(lines[6], " Update order:    stop-first");
-    }
-
-    #[test]
-    fn durations_read_as_go_prints_them() {
-        assert_eq!(go_duration(0), "0s");
-        assert_eq!(go_duration(500_000_000), "500ms");
-        assert_eq!(go_duration(90_000_000_000), "1m30s");
-        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
-        assert_eq!(go_duration(1_500_000_000), "1.5s");
     }
 }

@@ -38,6 +38,9 @@ const TERMINAL: &[&str] = &[
     "complete", "shutdown", "failed", "rejected", "remove", "orphaned",
 ];
 
+/// Observed states of a task that ended by itself.
+const GAVE_UP: &[&str] = &["complete", "failed", "rejected"];
+
 /// Margin past the restart delay before an absent restart counts as given up.
 const RESTART_MARGIN: Duration = Duration::from_secs(2);
 
@@ -99,6 +102,17 @@ fn gives_up(
     (reached || overdue).then(|| format!("max attempts {max} reached"))
 }
 
+/// Which rule of the restart policy ended a slot the orchestrator gave up on.
+fn gave_up_because(policy: &Value, last: &Value) -> String {
+    match s(policy, "/Condition") {
+        "none" => "condition none".into(),
+        "on-failure" if s(last, "/Status/State") == "complete" => {
+            "condition on-failure, and the task exited with code 0".into()
+        }
+        _ => format!("max attempts {} reached", u(policy, "/MaxAttempts")),
+    }
+}
+
 /// The progress lines for the service's current tasks, and where each slot stands.
 fn render(svc: &Value, tasks: &[Value], now: DateTime<Utc>) -> (Vec<String>, Vec<Slot>) {
     let replicas = u(svc, "/Spec/Mode/Replicated/Replicas");
@@ -107,16 +121,25 @@ fn render(svc: &Value, tasks: &[Value], now: DateTime<Utc>) -> (Vec<String>, Vec
     let mut slots = Vec::new();
     for slot in 1..=replicas {
         let slot_tasks: Vec<&Value> = tasks.iter().filter(|t| u(t, "/Slot") == slot).collect();
+        // The slot's newest task: wanted running, or finished and shut down
+        // for good by its restart policy.
         let current = slot_tasks
             .iter()
             .copied()
-            .filter(|t| matches!(s(t, "/DesiredState"), "running" | "ready"))
+            .filter(|t| {
+                matches!(s(t, "/DesiredState"), "running" | "ready")
+                    || (s(t, "/DesiredState") == "shutdown"
+                        && GAVE_UP.contains(&s(t, "/Status/State")))
+            })
             .max_by(|a, b| s(a, "/CreatedAt").cmp(s(b, "/CreatedAt")));
         let (line, state) = match current {
             Some(t) => {
                 let state = s(t, "/Status/State");
                 let slot_state = if state == "running" {
                     Slot::Running
+                } else if s(t, "/DesiredState") == "shutdown" {
+                    // The orchestrator has given up on the slot: say by which rule.
+                    Slot::GaveUp(gave_up_because(policy, t))
                 } else if TERMINAL.contains(&state) {
                     gives_up(policy, t, &slot_tasks, now).map_or(Slot::InProgress, Slot::GaveUp)
                 } else {
@@ -180,6 +203,8 @@ fn cannot_converge(name: &str, slots: &[Slot]) -> Option<String> {
 pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> anyhow::Result<()> {
     let tty = std::io::stdout().is_terminal() && !quiet;
     let mut drawn = 0usize;
+    // Without a TTY, each line is printed when it changes, as docker does.
+    let mut printed: Vec<String> = Vec::new();
     let mut stable_since: Option<Instant> = None;
     loop {
         let svc = client
@@ -205,7 +230,10 @@ pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> a
             ));
         }
         if converged {
-            lines.push("verify: Service converged".into());
+            lines.push(format!(
+                "verify: Service {} converged",
+                s(&svc, "/Spec/Name")
+            ));
         }
         if tty {
             let mut out = std::io::stdout();
@@ -217,10 +245,19 @@ pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> a
             }
             out.flush()?;
             drawn = lines.len();
-        } else if (converged || stuck.is_some()) && !quiet {
-            for l in &lines {
-                println!("{l}");
+        } else if !quiet {
+            for (i, l) in lines.iter().enumerate() {
+                // The countdown line changes every second: shown once.
+                let countdown = l.starts_with("verify: Waiting");
+                let seen = printed
+                    .get(i)
+                    .is_some_and(|p| p == l || (countdown && p.starts_with("verify: Waiting")));
+                if !seen {
+                    println!("{l}");
+                }
             }
+            std::io::stdout().flush()?;
+            printed = lines;
         }
         if converged {
             return Ok(());

@@ -1,3 +1,5 @@
+//! `shoal service create|scale|rm|logs`; `ls`, `ps` and `inspect` are in `service_view.rs`.
+
 use std::collections::BTreeMap;
 
 use anyhow::anyhow;
@@ -5,8 +7,9 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::progress::wait_converged;
+use super::service_view::{self, InspectArgs, PsArgs};
 use crate::client::{enc, Client};
-use crate::output::{ago, capitalize, parse_duration, print_rows, s, short_id, u, ListArgs, Row};
+use crate::output::{parse_duration, s, u, InvalidValue, ListArgs};
 
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -20,7 +23,7 @@ pub enum ServiceCmd {
     /// List the tasks of a service
     Ps(PsArgs),
     /// Display detailed information on one or more services
-    Inspect(NamesArgs),
+    Inspect(InspectArgs),
     /// Scale one or multiple replicated services (SERVICE=REPLICAS)
     Scale(ScaleArgs),
     /// Remove one or more services
@@ -34,9 +37,20 @@ pub enum ServiceCmd {
     Rollback(super::update::RollbackArgs),
 }
 
+/// A `--publish` value, checked as it is parsed (a bad one is a usage error).
+fn publish_value(s: &str) -> Result<String, String> {
+    crate::publish::parse(s).map(|_| s.to_string())
+}
+
+/// Go's strconv.ParseUint message, which docker shows for a bad --replicas.
 pub(crate) fn replicas(s: &str) -> Result<u64, String> {
-    s.parse::<u64>()
-        .map_err(|_| format!("invalid replicas value {s}: replicas must be a non-negative integer"))
+    s.parse::<u64>().map_err(|e| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow => "value out of range",
+            _ => "invalid syntax",
+        };
+        format!("strconv.ParseUint: parsing {s:?}: {why}")
+    })
 }
 
 fn duration_ns(s: &str) -> Result<u64, String> {
@@ -133,6 +147,15 @@ pub struct CreateArgs {
     rollout: super::update::RolloutFlags,
     #[command(flatten)]
     health: super::update::HealthFlags,
+    /// Publish a port as a node port ([PUBLISHED:]TARGET[/PROTO] or published=,target=,protocol=,mode=)
+    #[arg(short, long = "publish", value_parser = publish_value)]
+    publish: Vec<String>,
+    /// How each node balances connections to a published port (round-robin, least-conn)
+    #[arg(long, value_parser = ["round-robin", "least-conn"])]
+    endpoint_lb: Option<String>,
+    /// Network attachments ("host": the node's own network, no sandbox)
+    #[arg(long = "network")]
+    network: Vec<String>,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
@@ -144,19 +167,6 @@ pub struct CreateArgs {
     /// Command and arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
-}
-
-#[derive(Args)]
-pub struct PsArgs {
-    #[arg(short, long)]
-    quiet: bool,
-    #[arg(long)]
-    format: Option<String>,
-    /// Do not truncate output
-    #[arg(long)]
-    no_trunc: bool,
-    #[arg(required = true)]
-    services: Vec<String>,
 }
 
 #[derive(Args)]
@@ -184,6 +194,18 @@ pub struct LogsArgs {
     /// Show timestamps
     #[arg(short, long)]
     timestamps: bool,
+    /// Show logs since timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)
+    #[arg(long)]
+    since: Option<String>,
+    /// Do not neatly format logs
+    #[arg(long)]
+    raw: bool,
+    /// Do not include task IDs in output
+    #[arg(long)]
+    no_task_ids: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    no_trunc: bool,
     service: String,
 }
 
@@ -209,18 +231,23 @@ pub(crate) fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>
         .map(|l| match l.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
             None if !l.is_empty() => Ok((l.clone(), String::new())),
-            _ => Err(anyhow!("invalid label {l:?}: expected KEY=VALUE")),
+            _ => Err(InvalidValue(format!("invalid label {l:?}: expected KEY=VALUE")).into()),
         })
         .collect()
 }
 
-async fn lookup(client: &Client, name: &str) -> anyhow::Result<Value> {
+pub async fn lookup(client: &Client, name: &str) -> anyhow::Result<Value> {
     client.get(&format!("/services/{}", enc(name))).await
 }
 
 pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
         ServiceCmd::Create(a) => {
+            let image = if a.driver == "process" {
+                super::executable::resolve(&a.image)?
+            } else {
+                a.image.clone()
+            };
             let mut spec = json!({
                 "Name": a.name.clone().unwrap_or_else(random_name),
                 "Labels": labels(&a.label)?,
@@ -228,7 +255,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 "TaskTemplate": {
                     "Driver": a.driver,
                     "ContainerSpec": {
-                        "Image": a.image,
+                        "Image": image,
                         "Args": a.args,
                         "Env": a.env,
                         "StopGracePeriod": a.stop_grace_period,
@@ -246,7 +273,10 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         "MaxAttempts": a.restart_max_attempts,
                         "Window": a.restart_window,
                     },
+                    "Networks": a.network.iter().map(|n| json!({ "Target": n })).collect::<Vec<_>>(),
                 },
+                "EndpointSpec": crate::publish::endpoint_spec(&a.publish, a.endpoint_lb.as_deref())
+                    .map_err(InvalidValue)?,
             });
             a.rollout.apply(&mut spec);
             a.health.apply(&mut spec["TaskTemplate"])?;
@@ -257,143 +287,17 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 wait_converged(client, &id, a.quiet).await?;
             }
         }
-        ServiceCmd::Ls(a) => {
-            let list = client.get("/services").await?;
-            let list = list.as_array().cloned().unwrap_or_default();
-            if a.quiet {
-                for svc in &list {
-                    println!("{}", s(svc, "/ID"));
-                }
-                return Ok(());
-            }
-            let rows: Vec<Row> = list
-                .iter()
-                .map(|svc| {
-                    vec![
-                        ("ID", short_id(s(svc, "/ID"))),
-                        ("Name", s(svc, "/Spec/Name").into()),
-                        ("Mode", "replicated".into()),
-                        (
-                            "Replicas",
-                            format!(
-                                "{}/{}",
-                                u(svc, "/ServiceStatus/RunningTasks"),
-                                u(svc, "/ServiceStatus/DesiredTasks")
-                            ),
-                        ),
-                        (
-                            "Image",
-                            s(svc, "/Spec/TaskTemplate/ContainerSpec/Image").into(),
-                        ),
-                        ("Ports", String::new()),
-                    ]
-                })
-                .collect();
-            print_rows(
-                &rows,
-                &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
-                a.format.as_deref(),
-            );
-        }
-        ServiceCmd::Ps(a) => {
-            let nodes = client.get("/nodes").await?;
-            let hostname = |id: &str| {
-                nodes
-                    .as_array()
-                    .and_then(|l| l.iter().find(|n| s(n, "/ID") == id))
-                    .map(|n| s(n, "/Description/Hostname").to_string())
-                    .unwrap_or_default()
-            };
-            let mut rows: Vec<Row> = Vec::new();
-            for name in &a.services {
-                let svc = lookup(client, name).await?;
-                let tasks = client
-                    .get(&format!("/tasks?service={}", enc(s(&svc, "/ID"))))
-                    .await?;
-                let mut tasks = tasks.as_array().cloned().unwrap_or_default();
-                // Slot order; within a slot the newest first, older ones as history.
-                tasks.sort_by(|x, y| {
-                    u(x, "/Slot")
-                        .cmp(&u(y, "/Slot"))
-                        .then_with(|| s(y, "/CreatedAt").cmp(s(x, "/CreatedAt")))
-                });
-                let mut last_slot = None;
-                for t in &tasks {
-                    let slot = u(t, "/Slot");
-                    let name = format!("{}.{}", s(&svc, "/Spec/Name"), slot);
-                    let name = if last_slot == Some(slot) {
-                        format!(" \\_ {name}")
-                    } else {
-                        name
-                    };
-                    last_slot = Some(slot);
-                    let err = s(t, "/Status/Err");
-                    let id = if a.no_trunc {
-                        s(t, "/ID").to_string()
-                    } else {
-                        short_id(s(t, "/ID"))
-                    };
-                    rows.push(vec![
-                        ("ID", id),
-                        ("Name", name),
-                        ("Image", s(t, "/Spec/ContainerSpec/Image").into()),
-                        ("Node", hostname(s(t, "/NodeID"))),
-                        ("DesiredState", capitalize(s(t, "/DesiredState"))),
-                        (
-                            "CurrentState",
-                            format!(
-                                "{} {}",
-                                capitalize(s(t, "/Status/State")),
-                                ago(&t["Status"]["Timestamp"])
-                            ),
-                        ),
-                        (
-                            "Error",
-                            if err.is_empty() {
-                                String::new()
-                            } else {
-                                format!("\"{err}\"")
-                            },
-                        ),
-                        ("Ports", String::new()),
-                    ]);
-                }
-            }
-            if a.quiet {
-                for r in &rows {
-                    println!("{}", r[0].1);
-                }
-                return Ok(());
-            }
-            print_rows(
-                &rows,
-                &[
-                    "ID",
-                    "NAME",
-                    "IMAGE",
-                    "NODE",
-                    "DESIRED STATE",
-                    "CURRENT STATE",
-                    "ERROR",
-                    "PORTS",
-                ],
-                a.format.as_deref(),
-            );
-        }
-        ServiceCmd::Inspect(a) => {
-            let mut out = Vec::new();
-            for name in &a.services {
-                out.push(lookup(client, name).await?);
-            }
-            println!("{}", serde_json::to_string_pretty(&json!(out))?);
-        }
+        ServiceCmd::Ls(a) => service_view::ls(client, a).await?,
+        ServiceCmd::Ps(a) => service_view::ps(client, a).await?,
+        ServiceCmd::Inspect(a) => service_view::inspect(client, a).await?,
         ServiceCmd::Scale(a) => {
             let mut parsed = Vec::new();
             for spec in &a.specs {
                 let (name, n) = spec.split_once('=').ok_or_else(|| {
                     anyhow!("invalid scale specifier '{spec}': expected <service name>=<value>")
                 })?;
-                parsed.push((name.to_string(), replicas(n).map_err(|e| anyhow!(e))?));
+                let n = replicas(n).map_err(|e| anyhow!("invalid replicas value {n}: {e}"))?;
+                parsed.push((name.to_string(), n));
             }
             let mut failed = false;
             for (name, n) in parsed {
@@ -438,15 +342,23 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                     a.tail
                 ));
             }
+            let since = match &a.since {
+                Some(since) => super::since::parse(since, chrono::Utc::now())?,
+                None => String::new(),
+            };
             let svc = lookup(client, &a.service).await?;
             let path = format!(
-                "/services/{}/logs?follow={}&tail={}&timestamps={}",
+                "/services/{}/logs?follow={}&tail={}&timestamps={}&since={}&raw={}&task_ids={}&trunc={}",
                 enc(s(&svc, "/ID")),
                 a.follow,
                 enc(&a.tail),
-                a.timestamps
+                a.timestamps,
+                enc(&since),
+                a.raw,
+                !a.no_task_ids,
+                !a.no_trunc,
             );
-            client.stream_to_stdout(&path).await?;
+            client.stream_logs(&path).await?;
         }
     }
     Ok(())

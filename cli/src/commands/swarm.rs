@@ -1,3 +1,6 @@
+//! `shoal swarm ...`.
+
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -28,6 +31,15 @@ pub struct JoinArgs {
     /// Token for entry into the swarm
     #[arg(long)]
     token: String,
+    /// Advertised address (format: <ip|interface>[:port])
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// Listen address (format: <ip|interface>[:port]; default: the daemon's --listen-addr)
+    #[arg(long)]
+    listen_addr: Option<String>,
+    /// Availability of the node ("active", "pause", "drain")
+    #[arg(long, default_value = "active")]
+    availability: String,
     /// A manager of the swarm (HOST:PORT)
     remote: String,
 }
@@ -37,9 +49,9 @@ pub struct InitArgs {
     /// Advertised address (format: <ip|interface>[:port])
     #[arg(long)]
     advertise_addr: Option<String>,
-    /// Listen address (format: <ip|interface>[:port])
-    #[arg(long, default_value = "0.0.0.0:2377")]
-    listen_addr: String,
+    /// Listen address (format: <ip|interface>[:port]; default: the daemon's --listen-addr)
+    #[arg(long)]
+    listen_addr: Option<String>,
     /// Task history retention limit
     #[arg(long, default_value_t = 5)]
     task_history_limit: u64,
@@ -60,7 +72,6 @@ pub struct JoinTokenArgs {
     #[arg(long)]
     rotate: bool,
     /// worker or manager
-    #[arg(value_parser = ["worker", "manager"])]
     role: String,
 }
 
@@ -99,7 +110,13 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
             client
                 .post(
                     "/swarm/join",
-                    json!({ "JoinToken": a.token, "RemoteAddrs": [a.remote] }),
+                    json!({
+                        "JoinToken": a.token,
+                        "RemoteAddrs": [a.remote],
+                        "ListenAddr": a.listen_addr,
+                        "AdvertiseAddr": a.advertise_addr,
+                        "Availability": a.availability,
+                    }),
                 )
                 .await?;
             let info = client.get("/info").await?;
@@ -120,6 +137,9 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
             println!("Node left the swarm.");
         }
         SwarmCmd::JoinToken(a) => {
+            if a.role != "worker" && a.role != "manager" {
+                return Err(anyhow!("unknown role {}", a.role));
+            }
             if a.rotate {
                 let param = if a.role == "worker" {
                     "rotateWorkerToken"

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shoal_node::transport::tls::TlsIdentity;
-use shoal_node::transport::{Inbound, PeerId, Transport, TransportConfig};
+use shoal_node::transport::{Inbound, InboundError, PeerId, Transport, TransportConfig};
 use std::sync::Arc;
 
 pub fn shoal_bin() -> PathBuf {
@@ -263,6 +263,8 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+        // A killed daemon leaves its tasks' namespaces and its bridge.
+        shoal_node::sandbox::clean(self.dir.path());
         if std::thread::panicking() {
             let log =
                 std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
@@ -408,14 +410,14 @@ pub struct Peer {
 /// An inbound side that ignores everything (a peer that only asks).
 pub struct Deaf;
 impl Inbound for Deaf {
-    fn message(&self, _: &PeerId, _: Vec<u8>) -> Result<(), String> {
+    fn message(&self, _: &PeerId, _: Vec<u8>) -> Result<(), InboundError> {
         Ok(())
     }
     fn request(
         &self,
         _: Option<&PeerId>,
         _: Vec<u8>,
-    ) -> shoal_actors::driver::BoxFuture<Result<Vec<u8>, String>> {
+    ) -> shoal_node::protocol::BoxFuture<Result<Vec<u8>, InboundError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 }
@@ -450,7 +452,7 @@ impl Peer {
         to: &Daemon,
         req: &shoal_node::cluster::wire::Request,
     ) -> Result<shoal_node::cluster::wire::Response, String> {
-        let bytes = shoal_actors::codec::encode(req).expect("encode");
+        let bytes = shoal_node::protocol::codec::encode(req).expect("encode");
         let target = to.listen.parse().expect("addr");
         self.rt.block_on(async {
             let answer = self
@@ -458,7 +460,7 @@ impl Peer {
                 .request(target, &bytes)
                 .await
                 .map_err(|e| e.to_string())?;
-            shoal_actors::codec::decode(&answer).map_err(|e| e.to_string())
+            shoal_node::protocol::codec::decode(&answer).map_err(|e| e.to_string())
         })
     }
 }
@@ -477,7 +479,7 @@ pub fn minted_identity(ca: &shoal_node::ca::RootCa, cluster: &str, node: &str) -
         .issue(
             cluster,
             node,
-            shoal_actors::model::NodeRole::Manager,
+            shoal_node::protocol::model::NodeRole::Manager,
             0,
             Duration::from_secs(3600),
         )

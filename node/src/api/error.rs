@@ -82,7 +82,7 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         match e {
             NodeError::Propose(p) => p.into(),
-            NodeError::AlreadyInSwarm | NodeError::NotManager => {
+            NodeError::AlreadyInSwarm | NodeError::NotManager | NodeError::WorkerNode => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             NodeError::NotInSwarm => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -90,7 +90,9 @@ impl From<NodeError> for ApiError {
             NodeError::Precondition(_) => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
             }
-            NodeError::BadToken(_) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+            NodeError::BadToken(_) | NodeError::Addr(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
             NodeError::Remote(r) => r.into(),
             NodeError::Unreachable(..) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())

@@ -1,5 +1,7 @@
 //! `GET /services/{id}/logs`: the service's task logs, prefixed the way docker
 //! prefixes them (`web.1.abcdef123456@host    | line`), optionally followed.
+//! A client that accepts `application/vnd.docker.multiplexed-stream` gets
+//! docker's framing, which keeps stdout and stderr apart; others plain text.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -21,6 +24,34 @@ pub struct LogsQuery {
     /// A number, or "all".
     tail: Option<String>,
     timestamps: Option<String>,
+    /// Only lines written at or after this RFC 3339 instant.
+    since: Option<String>,
+    /// The lines alone, without the task prefix.
+    raw: Option<String>,
+    /// Whether the prefix names the task id (default yes).
+    task_ids: Option<String>,
+    /// Whether the prefix's task id is cut to 12 characters (default yes).
+    trunc: Option<String>,
+}
+
+/// How each line is shown.
+#[derive(Clone, Copy)]
+struct Shape {
+    timestamps: bool,
+    raw: bool,
+    task_ids: bool,
+    trunc: bool,
+}
+
+const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
+
+/// docker's frame: `[stream, 0, 0, 0, size (u32 big endian)]`, then the bytes.
+fn frame(stream: u8, text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + text.len());
+    out.extend_from_slice(&[stream, 0, 0, 0]);
+    out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out
 }
 
 /// Docker clients send `1`/`0` as often as `true`/`false`.
@@ -35,7 +66,7 @@ struct Source {
 }
 
 /// Tasks of the service: id -> prefix.
-fn sources(rt: &Runtime, service_id: &str) -> Vec<(String, String)> {
+fn sources(rt: &Runtime, service_id: &str, shape: Shape) -> Vec<(String, String)> {
     let Ok(m) = rt.manager() else {
         return Vec::new();
     };
@@ -51,18 +82,37 @@ fn sources(rt: &Runtime, service_id: &str) -> Vec<(String, String)> {
                 .as_ref()
                 .and_then(|n| state.nodes.get(n))
                 .map_or("", |n| n.hostname.as_str());
-            let short: String = t.id.chars().take(12).collect();
-            (t.id.clone(), format!("{}.{}@{}", t.name(), short, host))
+            let prefix = if !shape.task_ids {
+                format!("{}@{}", t.name(), host)
+            } else if shape.trunc {
+                let short: String = t.id.chars().take(12).collect();
+                format!("{}.{}@{}", t.name(), short, host)
+            } else {
+                format!("{}.{}@{}", t.name(), t.id, host)
+            };
+            (t.id.clone(), prefix)
         })
         .collect()
 }
 
-fn render(prefix: &str, line: &str, timestamps: bool) -> Option<String> {
+/// One log line as the client sees it (`None` if before `since`), as a
+/// frame when `mux`.
+fn render(prefix: &str, line: &str, shape: Shape, since: &str, mux: bool) -> Option<Vec<u8>> {
     let l = parse_line(line)?;
-    Some(if timestamps {
-        format!("{prefix}    | {} {}\n", l.timestamp, l.text)
+    // RFC 3339 with nanoseconds in UTC sorts as text.
+    if !since.is_empty() && l.timestamp < since {
+        return None;
+    }
+    let text = match (shape.raw, shape.timestamps) {
+        (true, true) => format!("{} {}\n", l.timestamp, l.text),
+        (true, false) => format!("{}\n", l.text),
+        (false, true) => format!("{prefix}    | {} {}\n", l.timestamp, l.text),
+        (false, false) => format!("{prefix}    | {}\n", l.text),
+    };
+    Some(if mux {
+        frame(if l.stream == "stderr" { 2 } else { 1 }, &text)
     } else {
-        format!("{prefix}    | {}\n", l.text)
+        text.into_bytes()
     })
 }
 
@@ -84,7 +134,12 @@ pub async fn service_logs(
     State(rt): State<Arc<Runtime>>,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<LogsQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let mux = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(MULTIPLEXED));
     let m = rt.manager()?;
     let service_id = super::service_id(&m, &id)?;
     let tail = match q.tail.as_deref() {
@@ -95,24 +150,43 @@ pub async fn service_logs(
             ))
         })?),
     };
-    let (follow, timestamps) = (flag(&q.follow), flag(&q.timestamps));
-    let (tx, rx) = mpsc::channel::<String>(256);
+    let follow = flag(&q.follow);
+    let shape = Shape {
+        timestamps: flag(&q.timestamps),
+        raw: flag(&q.raw),
+        task_ids: q.task_ids.is_none() || flag(&q.task_ids),
+        trunc: q.trunc.is_none() || flag(&q.trunc),
+    };
+    let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
+        None => String::new(),
+        Some(s) => s
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid value for since: {s:?}: expected an RFC 3339 time"
+                ))
+            })?
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    };
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
     tokio::spawn(async move {
         let mut known: HashMap<String, Source> = HashMap::new();
         // First pass: what is there now, with --tail applied per task (as docker does).
-        for (task_id, prefix) in sources(&rt, &service_id) {
+        for (task_id, prefix) in sources(&rt, &service_id, shape) {
             let mut src = Source {
                 prefix,
                 offset: 0,
                 partial: String::new(),
             };
             let lines = read_new(&rt, &task_id, &mut src).await;
-            let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
-            for line in &lines[skip..] {
-                if let Some(out) = render(&src.prefix, line, timestamps) {
-                    if tx.send(out).await.is_err() {
-                        return;
-                    }
+            let shown: Vec<Vec<u8>> = lines
+                .iter()
+                .filter_map(|line| render(&src.prefix, line, shape, &since, mux))
+                .collect();
+            let skip = tail.map_or(0, |n| shown.len().saturating_sub(n));
+            for out in shown.into_iter().skip(skip) {
+                if tx.send(out).await.is_err() {
+                    return;
                 }
             }
             known.insert(task_id, src);
@@ -125,7 +199,7 @@ pub async fn service_logs(
             if tx.is_closed() {
                 return;
             }
-            let current = sources(&rt, &service_id);
+            let current = sources(&rt, &service_id, shape);
             if current.is_empty()
                 && rt
                     .manager()
@@ -140,7 +214,7 @@ pub async fn service_logs(
                     partial: String::new(),
                 });
                 for line in read_new(&rt, &task_id, src).await {
-                    if let Some(out) = render(&src.prefix, &line, timestamps) {
+                    if let Some(out) = render(&src.prefix, &line, shape, &since, mux) {
                         if tx.send(out).await.is_err() {
                             return;
                         }
@@ -153,7 +227,14 @@ pub async fn service_logs(
         rx.recv().await.map(|s| (Ok::<_, std::io::Error>(s), rx))
     });
     Response::builder()
-        .header("Content-Type", "text/plain; charset=utf-8")
+        .header(
+            "Content-Type",
+            if mux {
+                MULTIPLEXED
+            } else {
+                "text/plain; charset=utf-8"
+            },
+        )
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

@@ -3,6 +3,7 @@
 
 mod error;
 mod logs;
+mod ports;
 pub mod server;
 pub mod views;
 
@@ -18,7 +19,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shoal_actors::command::Command;
-use shoal_actors::model::{new_id, ClusterSpec, Service};
+use shoal_actors::model::{ClusterSpec, Service};
 use shoal_actors::raft::RaftMsg;
 
 pub use error::ApiError;
@@ -48,6 +49,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/services/{id}/update", post(service_update))
         .route("/services/{id}/logs", get(logs::service_logs))
         .route("/tasks", get(tasks))
+        .route("/tasks/{id}", get(task))
         .route("/debug/actors", get(debug_actors))
         .route("/debug/chaos/kill", post(chaos_kill))
         .route(
@@ -96,54 +98,11 @@ async fn leader_node_id(rt: &Runtime) -> Option<String> {
 }
 
 async fn info(State(rt): Rt) -> ApiResult {
-    let drivers: Vec<Value> = rt
-        .drivers
-        .values()
-        .map(|d| {
-            let i = d.info();
-            json!({"Name": i.name, "Version": i.version})
-        })
-        .collect();
-    let mut swarm = json!({
-        "NodeID": "",
-        "NodeAddr": "",
-        "LocalNodeState": "inactive",
-        "ControlAvailable": false,
-        "Error": "",
-    });
-    if let Some(id) = rt.identity() {
-        swarm["NodeID"] = json!(id.node_id);
-        swarm["NodeAddr"] = json!(rt.config.advertise());
-        swarm["LocalNodeState"] = json!("active");
-        swarm["ControlAvailable"] = json!(id.manager);
-        if let Ok(m) = rt.manager() {
-            let raft = raft_status(&rt).await;
-            let guard = m.sm.read();
-            let state = &guard.0;
-            swarm["Cluster"] = json!({
-                "ID": state.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
-                "CreatedAt": state.cluster.as_ref().map(|c| c.created_at),
-            });
-            swarm["Nodes"] = json!(state.nodes.len());
-            swarm["Managers"] = json!(state
-                .nodes
-                .values()
-                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
-                .count());
-            swarm["RaftStatus"] = raft.as_ref().map_or(Value::Null, views::raft_status);
-        }
-    }
-    Ok(Json(json!({
-        "ID": rt.identity().map(|i| i.node_id).unwrap_or_default(),
-        "Name": rt.config.hostname,
-        "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "DataDir": rt.config.data_dir,
-        "Drivers": drivers,
-        "ChaosEnabled": rt.config.enable_chaos,
-        // The chaos harness signals daemons it did not start by this pid.
-        "Pid": std::process::id(),
-        "Swarm": swarm,
-    })))
+    let raft = match rt.manager() {
+        Ok(_) => raft_status(&rt).await,
+        Err(_) => None,
+    };
+    Ok(Json(views::info(&rt, raft.as_ref())))
 }
 
 async fn swarm(State(rt): Rt) -> ApiResult {
@@ -161,18 +120,7 @@ async fn swarm(State(rt): Rt) -> ApiResult {
             "the swarm is still initialising",
         )
     })?;
-    Ok(Json(json!({
-        "ID": c.id,
-        "Version": { "Index": c.version },
-        "CreatedAt": c.created_at,
-        "UpdatedAt": c.updated_at,
-        "Spec": {
-            "Orchestration": { "TaskHistoryRetentionLimit": c.spec.task_history_limit },
-            "Raft": { "SnapshotInterval": c.spec.snapshot_interval },
-        },
-        "JoinTokens": { "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager },
-        "TLSInfo": { "TrustRoot": c.ca_cert_pem },
-    })))
+    Ok(Json(views::swarm(c)))
 }
 
 #[derive(Deserialize, Default)]
@@ -182,6 +130,10 @@ struct InitRequest {
     spec: Option<Value>,
     #[serde(default)]
     force_new_cluster: bool,
+    #[serde(default)]
+    listen_addr: Option<String>,
+    #[serde(default)]
+    advertise_addr: Option<String>,
 }
 
 async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult {
@@ -203,7 +155,11 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
         }
     }
     shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
-    let node_id = rt.init_swarm(spec).await?;
+    let addrs = crate::runtime::AddrRequest {
+        listen: req.listen_addr,
+        advertise: req.advertise_addr,
+    };
+    let node_id = rt.init_swarm(spec, addrs).await?;
     Ok(Json(json!(node_id)))
 }
 
@@ -212,13 +168,27 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
 struct JoinRequest {
     join_token: String,
     remote_addrs: Vec<String>,
+    #[serde(default)]
+    listen_addr: Option<String>,
+    #[serde(default)]
+    advertise_addr: Option<String>,
+    /// `swarm join --availability` (the Engine API's `Availability`).
+    #[serde(default)]
+    availability: Option<String>,
 }
 
 async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> ApiResult {
     let remote = req.remote_addrs.first().ok_or_else(|| {
         ApiError::bad_request("RemoteAddrs must name at least one manager (HOST:PORT)")
     })?;
-    let node_id = rt.join_swarm(&req.join_token, remote).await?;
+    let availability = parse_availability(req.availability.as_deref())?.unwrap_or_default();
+    let addrs = crate::runtime::AddrRequest {
+        listen: req.listen_addr,
+        advertise: req.advertise_addr,
+    };
+    let node_id = rt
+        .join_swarm(&req.join_token, remote, addrs, availability)
+        .await?;
     Ok(Json(json!(node_id)))
 }
 
@@ -289,16 +259,7 @@ async fn service_create(
     // this manager's local state may be stale.
     rt.manager()?;
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
-    let now = Utc::now();
-    let svc = Service {
-        id: new_id(),
-        spec,
-        previous_spec: None,
-        update_status: None,
-        version: 0,
-        created_at: now,
-        updated_at: now,
-    };
+    let svc = Service::new(spec, Utc::now());
     let id = svc.id.clone();
     rt.propose(Command::CreateService(Box::new(svc))).await?;
     Ok((
@@ -407,6 +368,21 @@ async fn tasks(State(rt): Rt, Query(q): Query<TasksQuery>) -> ApiResult {
         .map(views::task)
         .collect();
     Ok(Json(json!(list)))
+}
+
+/// One task by its id or a unique prefix of it, as `docker inspect` finds one.
+async fn task(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let m = rt.manager()?;
+    let guard = m.sm.read();
+    let state = &guard.0;
+    if let Some(t) = state.tasks.get(&id) {
+        return Ok(Json(views::task(t)));
+    }
+    let mut found = state.tasks.values().filter(|t| t.id.starts_with(&id));
+    match (found.next(), found.next()) {
+        (Some(t), None) if !id.is_empty() => Ok(Json(views::task(t))),
+        _ => Err(ApiError::not_found(format!("task {id} not found"))),
+    }
 }
 
 async fn debug_actors(State(rt): Rt) -> ApiResult {
@@ -582,6 +558,23 @@ async fn node_rm(
     Ok(Json(json!({})))
 }
 
+/// `active`, `pause` or `drain`, in docker's words when it is none of them.
+fn parse_availability(
+    text: Option<&str>,
+) -> Result<Option<shoal_actors::model::Availability>, ApiError> {
+    use shoal_actors::model::Availability;
+    match text.map(str::to_lowercase).as_deref() {
+        None => Ok(None),
+        Some("active") => Ok(Some(Availability::Active)),
+        Some("pause") => Ok(Some(Availability::Pause)),
+        Some("drain") => Ok(Some(Availability::Drain)),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "invalid Availability: {:?}",
+            text.unwrap_or_default()
+        ))),
+    }
+}
+
 /// A partial NodeSpec: `Availability`, and labels to add or remove.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -598,20 +591,9 @@ async fn node_update(
     UrlPath(id): UrlPath<String>,
     Json(u): Json<NodeUpdate>,
 ) -> ApiResult {
-    use shoal_actors::model::Availability;
     shoal_actors::limits::check_labels("node labels", &u.label_add)
         .map_err(|e| ApiError::bad_request(e.0))?;
-    let availability = match u.availability.as_deref() {
-        None => None,
-        Some("active") => Some(Availability::Active),
-        Some("pause") => Some(Availability::Pause),
-        Some("drain") => Some(Availability::Drain),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "invalid availability {other:?}: expected active, pause or drain"
-            )))
-        }
-    };
+    let availability = parse_availability(u.availability.as_deref())?;
     rt.update_node(
         &id,
         availability,

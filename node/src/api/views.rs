@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use shoal_actors::model::{
-    FailureAction, HealthConfig, Node, RestartCondition, RestartPolicy, Service, ServiceMode,
-    ServiceSpec, Task, TaskTemplate, UpdateConfig, UpdateOrder, UpdateStatus,
+    Cluster, FailureAction, HealthConfig, Node, RestartCondition, RestartPolicy, Service,
+    ServiceMode, ServiceSpec, Task, TaskTemplate, UpdateConfig, UpdateOrder, UpdateStatus,
 };
 use shoal_actors::state::ClusterState;
+
+use crate::runtime::Runtime;
 
 /// A manager's Raft status, in the Engine API's casing.
 pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> Value {
@@ -26,6 +28,74 @@ pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> Value {
     })
 }
 
+/// `GET /info`: docker's `Info`, with the swarm part as far as this node knows it.
+pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Value {
+    let drivers: Vec<Value> = rt
+        .drivers
+        .values()
+        .map(|d| {
+            let i = d.info();
+            json!({"Name": i.name, "Version": i.version})
+        })
+        .collect();
+    let mut swarm = json!({
+        "NodeID": "",
+        "NodeAddr": "",
+        "LocalNodeState": "inactive",
+        "ControlAvailable": false,
+        "Error": "",
+    });
+    let identity = rt.identity();
+    if let Some(id) = &identity {
+        swarm["NodeID"] = json!(id.node_id);
+        swarm["NodeAddr"] = json!(rt.advertise());
+        swarm["LocalNodeState"] = json!("active");
+        swarm["ControlAvailable"] = json!(id.manager);
+        if let Ok(m) = rt.manager() {
+            let guard = m.sm.read();
+            let state = &guard.0;
+            swarm["Cluster"] = json!({
+                "ID": state.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+                "CreatedAt": state.cluster.as_ref().map(|c| c.created_at),
+            });
+            swarm["Nodes"] = json!(state.nodes.len());
+            swarm["Managers"] = json!(state
+                .nodes
+                .values()
+                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
+                .count());
+            swarm["RaftStatus"] = raft.map_or(Value::Null, raft_status);
+        }
+    }
+    json!({
+        "ID": identity.map(|i| i.node_id).unwrap_or_default(),
+        "Name": rt.config.hostname,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "DataDir": rt.config.data_dir,
+        "Drivers": drivers,
+        "ChaosEnabled": rt.config.enable_chaos,
+        // The chaos harness signals daemons it did not start by this pid.
+        "Pid": std::process::id(),
+        "Swarm": swarm,
+    })
+}
+
+/// `GET /swarm`: docker's `Swarm` object.
+pub fn swarm(c: &Cluster) -> Value {
+    json!({
+        "ID": c.id,
+        "Version": { "Index": c.version },
+        "CreatedAt": c.created_at,
+        "UpdatedAt": c.updated_at,
+        "Spec": {
+            "Orchestration": { "TaskHistoryRetentionLimit": c.spec.task_history_limit },
+            "Raft": { "SnapshotInterval": c.spec.snapshot_interval },
+        },
+        "JoinTokens": { "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager },
+        "TLSInfo": { "TrustRoot": c.ca_cert_pem },
+    })
+}
+
 pub fn service_spec(spec: &ServiceSpec) -> Value {
     let t = &spec.task_template;
     let ServiceMode::Replicated { replicas } = spec.mode;
@@ -34,6 +104,7 @@ pub fn service_spec(spec: &ServiceSpec) -> Value {
         "Labels": spec.labels,
         "TaskTemplate": task_template(t),
         "Mode": { "Replicated": { "Replicas": replicas } },
+        "EndpointSpec": super::ports::spec(&spec.endpoint),
         "UpdateConfig": update_config(&spec.update_config),
         "RollbackConfig": update_config(&spec.rollback_config),
     })
@@ -102,6 +173,7 @@ fn task_template(t: &TaskTemplate) -> Value {
             "MaxAttempts": t.restart_policy.max_attempts,
             "Window": t.restart_policy.window_ns,
         },
+        "Networks": super::ports::networks(&t.networks),
     })
 }
 
@@ -125,7 +197,12 @@ pub fn service(svc: &Service, state: &ClusterState) -> Value {
         "Spec": service_spec(&svc.spec),
         "PreviousSpec": svc.previous_spec.as_ref().map(service_spec),
         "UpdateStatus": svc.update_status.as_ref().map(update_status),
-        "Endpoint": { "Spec": {} },
+        // No overlay networks yet: no virtual IPs (docker's `{{.Endpoint.VirtualIPs}}` prints `[]`).
+        "Endpoint": {
+            "Spec": super::ports::spec(&svc.spec.endpoint),
+            "Ports": super::ports::published(&svc.spec.endpoint),
+            "VirtualIPs": [],
+        },
         "ServiceStatus": {
             "RunningTasks": running,
             "DesiredTasks": svc.spec.replicas(),
@@ -187,6 +264,11 @@ pub fn node(n: &Node, leader: Option<&str>) -> Value {
                     .find(|d| d.name == "docker")
                     .map_or(env!("CARGO_PKG_VERSION"), |d| d.version.as_str()),
                 "Drivers": n.drivers.iter().map(|d| json!({"Name": d.name, "Version": d.version})).collect::<Vec<_>>(),
+            },
+            // shoal's own: whether process tasks can get a network of their own.
+            "NetworkSandbox": match &n.sandbox_error {
+                None => json!({ "Available": true }),
+                Some(why) => json!({ "Available": false, "Reason": why }),
             },
         },
         "Status": {
@@ -393,11 +475,14 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
             },
             healthcheck: parse_healthcheck(&tt)?,
             force_update: u64_at(&tt, &["ForceUpdate"], 0)?,
+            networks: super::ports::parse_networks(&tt)?,
         },
         update_config: parse_update_config(v, "UpdateConfig", false)?,
         rollback_config: parse_update_config(v, "RollbackConfig", true)?,
+        endpoint: super::ports::parse(v)?,
     };
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
+    crate::driver::support::check(&spec.task_template)?;
     Ok(spec)
 }
 

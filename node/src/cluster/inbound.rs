@@ -11,7 +11,7 @@ use shoal_actors::session::AgentMsg;
 use super::wire::{OneWay, Refusal, Request, Response, ToAgent};
 use crate::certs::role_unit;
 use crate::runtime::Runtime;
-use crate::transport::{Inbound, PeerId};
+use crate::transport::{Inbound, InboundError, PeerId};
 use shoal_actors::model::{is_valid_id, NodeRole};
 
 pub struct ClusterInbound(pub Weak<Runtime>);
@@ -78,11 +78,11 @@ impl Inbound for ClusterInbound {
         }
     }
 
-    fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String> {
+    fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), InboundError> {
         let Some(rt) = self.0.upgrade() else {
             return Ok(());
         };
-        let msg: OneWay = codec::decode(&bytes).map_err(|e| e.to_string())?;
+        let msg: OneWay = codec::decode(&bytes).map_err(InboundError::Decode)?;
         if !self.is_manager(&rt, peer) {
             // Well-formed but not allowed: dropped, the connection stays (a
             // node mid-promotion may still speak with its old certificate).
@@ -108,6 +108,7 @@ impl Inbound for ClusterInbound {
                     let _ = agent.send_message(match m {
                         ToAgent::Assignments(tasks) => AgentMsg::Assignments(tasks),
                         ToAgent::SessionRejected => AgentMsg::SessionRejected,
+                        ToAgent::Endpoints(table) => AgentMsg::Endpoints(table),
                     });
                 }
             }
@@ -115,14 +116,30 @@ impl Inbound for ClusterInbound {
         Ok(())
     }
 
-    fn request(&self, peer: Option<&PeerId>, bytes: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn tunnel(
+        &self,
+        _peer: &PeerId,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> BoxFuture<()> {
+        match self.0.upgrade() {
+            Some(rt) => rt.mesh.serve_tunnel(send, recv),
+            None => Box::pin(async {}),
+        }
+    }
+
+    fn request(
+        &self,
+        peer: Option<&PeerId>,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, InboundError>> {
         let rt = self.0.upgrade();
         let peer = peer.cloned();
         Box::pin(async move {
             let Some(rt) = rt else {
-                return Err("node is shutting down".into());
+                return Err(InboundError::Refused("node is shutting down"));
             };
-            let req: Request = codec::decode(&bytes).map_err(|e| e.to_string())?;
+            let req: Request = codec::decode(&bytes).map_err(InboundError::Decode)?;
             let standing = peer.as_ref().map(|p| standing(&rt, p));
             let answer = match standing {
                 // A node whose role change did not reach it may still fetch
@@ -132,17 +149,19 @@ impl Inbound for ClusterInbound {
                 }
                 _ => handle(&rt, peer, standing == Some(Standing::Manager), req).await?,
             };
-            codec::encode(&answer).map_err(|e| e.to_string())
+            codec::encode(&answer).map_err(InboundError::Encode)
         })
     }
 }
 
 /// The Raft message inside a `OneWay::Raft` envelope: raft-rs's protobuf,
 /// refused unless it comes from the sender the envelope names.
-pub fn raft_message(from: u64, msg: &[u8]) -> Result<raft::prelude::Message, String> {
-    let m = raft::prelude::Message::parse_from_bytes(msg).map_err(|e| e.to_string())?;
+pub fn raft_message(from: u64, msg: &[u8]) -> Result<raft::prelude::Message, InboundError> {
+    let m = raft::prelude::Message::parse_from_bytes(msg).map_err(InboundError::Raft)?;
     if m.from != from {
-        return Err("raft message sender does not match its envelope".into());
+        return Err(InboundError::Refused(
+            "raft message sender does not match its envelope",
+        ));
     }
     Ok(m)
 }
@@ -157,7 +176,7 @@ async fn handle(
     peer: Option<PeerId>,
     manager: bool,
     req: Request,
-) -> Result<Response, String> {
+) -> Result<Response, InboundError> {
     let Some(peer) = peer else {
         // A node without a certificate may only join.
         return match req {
@@ -166,8 +185,13 @@ async fn handle(
                 hostname,
                 addr,
                 drivers,
-            } => Ok(rt.handle_join(&token, hostname, addr, drivers).await),
-            _ => Err("a request without a certificate that is not a join".into()),
+                availability,
+            } => Ok(rt
+                .handle_join(&token, hostname, addr, drivers, availability)
+                .await),
+            _ => Err(InboundError::Refused(
+                "a request without a certificate that is not a join",
+            )),
         };
     };
     Ok(match req {

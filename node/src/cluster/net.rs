@@ -104,6 +104,7 @@ impl AgentLink for RemoteAgent {
         let wire = match msg {
             AgentMsg::Assignments(tasks) => ToAgent::Assignments(tasks),
             AgentMsg::SessionRejected => ToAgent::SessionRejected,
+            AgentMsg::Endpoints(table) => ToAgent::Endpoints(table),
             AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Flush | AgentMsg::Recheck => return,
         };
         send_to(&self.transport, &self.addr, &OneWay::ToAgent(wire));
@@ -321,6 +322,7 @@ impl Actor for DispatcherProxy {
                     hostname: node.hostname,
                     addr: st.lane.args.own_addr.clone(),
                     drivers: node.drivers,
+                    sandbox_error: node.sandbox_error,
                 };
                 let _ = st.lane.deliver(wire).await;
             }

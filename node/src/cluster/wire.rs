@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use shoal_actors::command::Command;
-use shoal_actors::model::{DriverInfo, NodeRole, Task, TaskStatus};
+use shoal_actors::model::{Availability, DriverInfo, NodeRole, Task, TaskStatus};
 use shoal_actors::state::ApplyError;
 
 /// One-way messages.
@@ -26,6 +26,7 @@ pub enum ToDispatcher {
         hostname: String,
         addr: String,
         drivers: Vec<DriverInfo>,
+        sandbox_error: Option<String>,
     },
     Heartbeat {
         node_id: String,
@@ -41,6 +42,7 @@ pub enum ToDispatcher {
 pub enum ToAgent {
     Assignments(Vec<Task>),
     SessionRejected,
+    Endpoints(Vec<shoal_actors::ports::ServiceEndpoints>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +53,8 @@ pub enum Request {
         hostname: String,
         addr: String,
         drivers: Vec<DriverInfo>,
+        /// `swarm join --availability`.
+        availability: Availability,
     },
     /// A write forwarded by a manager that does not lead.
     Propose(Box<Command>),

@@ -275,6 +275,8 @@ impl DockerDriver {
             host_config: Some(HostConfig {
                 nano_cpus: nonzero(spec.resources.limit_nano_cpus),
                 memory: nonzero(spec.resources.limit_memory_bytes),
+                // As swarmkit does: a memory reservation is the container's soft limit.
+                memory_reservation: nonzero(spec.resources.reserve_memory_bytes),
                 init: Some(false),
                 ..Default::default()
             }),

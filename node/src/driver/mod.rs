@@ -2,6 +2,8 @@
 
 pub mod docker;
 mod process;
+pub mod support;
+pub mod user;
 
 pub use docker::DockerDriver;
 pub use process::ProcessDriver;

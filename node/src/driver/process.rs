@@ -2,6 +2,7 @@
 //! shell), in its own process group, killed with the daemon.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
@@ -15,7 +16,9 @@ use shoal_actors::model::{DriverInfo, Health, HealthConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::driver::user;
 use crate::logs;
+use crate::sandbox::Sandbox;
 
 struct Proc {
     pid: u32,
@@ -32,6 +35,9 @@ pub struct ProcessDriver {
     starting: Arc<Mutex<HashSet<String>>>,
     /// The thread that forks (see `Forker`), started with the first task.
     forker: OnceLock<Forker>,
+    /// Where tasks get their own network and mount namespaces; `None` on a
+    /// node that cannot make them (only `--network host` tasks run there).
+    sandbox: Option<Arc<Sandbox>>,
 }
 
 type ForkJob = (Launch, oneshot::Sender<Result<Lifecycle, DriverError>>);
@@ -56,14 +62,15 @@ impl Forker {
         log_dir: PathBuf,
         procs: Arc<Mutex<HashMap<String, Proc>>>,
         starting: Arc<Mutex<HashSet<String>>>,
+        sandbox: Option<Arc<Sandbox>>,
     ) -> Result<Forker, DriverError> {
         let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| DriverError::Failed(format!("no runtime to start tasks on: {e}")))?;
+            .map_err(|e| DriverError::failed_by("no runtime to start tasks on", e))?;
         let (tx, rx) = std::sync::mpsc::channel::<ForkJob>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..FORKER_THREADS {
             let (rx, runtime, log_dir) = (rx.clone(), runtime.clone(), log_dir.clone());
-            let (procs, starting) = (procs.clone(), starting.clone());
+            let (procs, starting, sandbox) = (procs.clone(), starting.clone(), sandbox.clone());
             std::thread::Builder::new()
                 .name(format!("shoal-forker-{i}"))
                 .spawn(move || {
@@ -76,7 +83,7 @@ impl Forker {
                         };
                         let Ok((launch, reply)) = job else { return };
                         let id = &launch.task.id;
-                        let started = spawn(&log_dir, &launch).map(|p| {
+                        let started = spawn(&log_dir, sandbox.as_deref(), &launch).map(|p| {
                             let l = ProcessDriver::lifecycle(&p);
                             procs.lock().insert(id.clone(), p);
                             l
@@ -85,19 +92,25 @@ impl Forker {
                         let _ = reply.send(started);
                     }
                 })
-                .map_err(|e| DriverError::Failed(format!("cannot start a forker thread: {e}")))?;
+                .map_err(|e| DriverError::failed_by("cannot start a forker thread", e))?;
         }
         Ok(Forker(tx))
     }
 }
 
 impl ProcessDriver {
-    pub fn new(log_dir: PathBuf) -> Arc<Self> {
+    /// The sandbox its tasks run in, if this node has one.
+    pub fn sandbox(&self) -> Option<Arc<Sandbox>> {
+        self.sandbox.clone()
+    }
+
+    pub fn new(log_dir: PathBuf, sandbox: Option<Arc<Sandbox>>) -> Arc<Self> {
         Arc::new(ProcessDriver {
             log_dir,
             procs: Arc::default(),
             starting: Arc::default(),
             forker: OnceLock::new(),
+            sandbox,
         })
     }
 
@@ -111,11 +124,32 @@ impl ProcessDriver {
 
 /// Starts a task's process (a fork: called on the forker's thread, inside the
 /// runtime, which the output pumps and the exit waiter are spawned on).
-fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError> {
+fn spawn(
+    log_dir: &std::path::Path,
+    sandbox: Option<&Sandbox>,
+    launch: &Launch,
+) -> Result<Proc, DriverError> {
     let task = &launch.task;
     let log = logs::log_path(log_dir, &task.id)
         .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
+    let spec = &task.spec;
+    let credentials = if spec.user.is_empty() {
+        None
+    } else {
+        Some(user::resolve(&spec.user).map_err(|e| DriverError::Rejected(e.to_string()))?)
+    };
+    if !spec.workdir.is_empty() && !std::path::Path::new(&spec.workdir).is_dir() {
+        return Err(DriverError::Rejected(format!(
+            "invalid working directory {:?}: no such directory on this node",
+            spec.workdir
+        )));
+    }
+    let netns = sandboxed(sandbox, task)?;
+    let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
     let mut cmd = tokio::process::Command::new(&task.spec.image);
+    if !spec.workdir.is_empty() {
+        cmd.current_dir(&spec.workdir);
+    }
     cmd.args(&task.spec.args);
     task_env(cmd.as_std_mut(), launch);
     cmd.stdin(Stdio::null())
@@ -123,10 +157,31 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    if let Some(home) = credentials.as_ref().and_then(|c| c.home.as_ref()) {
+        cmd.env("HOME", home);
+    }
+    let ids = credentials.map(|c| (c.uid, c.gid, c.groups));
+    // SAFETY: only async-signal-safe calls between fork and exec (the ids
+    // were looked up before the fork; nothing here allocates).
     unsafe {
-        cmd.pre_exec(|| {
-            // Die with the daemon, so a killed node leaves no orphans.
+        cmd.pre_exec(move || {
+            // Its own network and mount namespaces, ready before its first
+            // instruction (unless it runs on the node's network); entered
+            // while it may still do so, before its ids change.
+            if let Some(fd) = netns_fd {
+                crate::sandbox::enter(fd)?;
+            }
+            if let Some((uid, gid, groups)) = &ids {
+                // Groups first, while this process may still change them.
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Die with the daemon, so a killed node leaves no orphans. After
+            // the ids change: changing them clears the parent-death signal.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -142,7 +197,7 @@ fn spawn(log_dir: &std::path::Path, launch: &Launch) -> Result<Proc, DriverError
             std::io::ErrorKind::PermissionDenied => "permission denied",
             _ => "cannot start",
         };
-        DriverError::Rejected(format!("{what}: {}: {e}", task.spec.image))
+        DriverError::rejected_by(format!("{what}: {}", task.spec.image), e)
     })?;
     let pid = child.id().unwrap_or_default();
     let (tx, rx) = watch::channel(None);
@@ -357,6 +412,7 @@ impl Driver for ProcessDriver {
                 self.log_dir.clone(),
                 self.procs.clone(),
                 self.starting.clone(),
+                self.sandbox.clone(),
             )
             .map(|f| self.forker.get_or_init(|| f).0.clone()),
         };
@@ -416,6 +472,26 @@ impl Driver for ProcessDriver {
 
     fn remove(&self, task_id: &str) {
         self.procs.lock().remove(task_id);
+        if let Some(sb) = &self.sandbox {
+            // `ip` runs here: off the runtime's threads.
+            let (sb, id) = (sb.clone(), task_id.to_string());
+            tokio::task::spawn_blocking(move || sb.release(&id));
+        }
+    }
+
+    fn address(&self, task_id: &str) -> Option<std::net::IpAddr> {
+        let running = self
+            .procs
+            .lock()
+            .get(task_id)
+            .is_some_and(|p| p.exit.borrow().is_none());
+        if !running {
+            return None;
+        }
+        match self.sandbox.as_ref().and_then(|sb| sb.addr_of(task_id)) {
+            Some(a) => Some(a.into()),
+            None => Some(std::net::Ipv4Addr::LOCALHOST.into()),
+        }
     }
 
     fn health(&self, task_id: &str) -> Option<watch::Receiver<Health>> {
@@ -424,4 +500,31 @@ impl Driver for ProcessDriver {
             .get(task_id)
             .and_then(|p| p.health.clone())
     }
+}
+
+/// Whether the task runs on the node's own network.
+pub fn on_host_network(task: &shoal_actors::model::Task) -> bool {
+    task.spec.networks.iter().any(|n| n == "host")
+}
+
+/// The task's namespace, made now (on the forker's thread) and open for the
+/// child to enter; `None` for a task on the node's network.
+fn sandboxed(
+    sandbox: Option<&Sandbox>,
+    task: &shoal_actors::model::Task,
+) -> Result<Option<std::fs::File>, DriverError> {
+    if on_host_network(task) {
+        return Ok(None);
+    }
+    let Some(sb) = sandbox else {
+        return Err(DriverError::Rejected(
+            "this node cannot give tasks a network of their own (see node inspect); use --network host".into(),
+        ));
+    };
+    let net = sb
+        .prepare(&task.id)
+        .map_err(|e| DriverError::failed_by("cannot set up the task's network", e))?;
+    std::fs::File::open(&net.netns)
+        .map(Some)
+        .map_err(|e| DriverError::failed_by("cannot open the task's network namespace", e))
 }

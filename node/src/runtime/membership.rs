@@ -11,8 +11,9 @@ impl Runtime {
         hostname: String,
         addr: String,
         drivers: Vec<shoal_actors::model::DriverInfo>,
+        availability: Availability,
     ) -> Response {
-        self.admit(token, hostname, addr, drivers)
+        self.admit(token, hostname, addr, drivers, availability)
             .await
             .unwrap_or_else(|e| Response::Refused(e.into()))
     }
@@ -23,6 +24,7 @@ impl Runtime {
         hostname: String,
         addr: String,
         drivers: Vec<shoal_actors::model::DriverInfo>,
+        availability: Availability,
     ) -> Result<Response, NodeError> {
         let m = self.manager()?;
         let (cluster, managers) = {
@@ -53,9 +55,11 @@ impl Runtime {
             manager: role == NodeRole::Manager,
             cluster_id: cluster.id.clone(),
             managers: managers.clone(),
+            listen_addr: None,
+            advertise_addr: None,
         };
         let cert = ca.issue(&cluster.id, &id.node_id, role, 0, self.config.cert_validity)?;
-        let node = self.new_node(
+        let mut node = self.new_node(
             &id,
             role,
             NodeDescription {
@@ -63,8 +67,11 @@ impl Runtime {
                 hostname,
                 addr,
                 drivers,
+                // Told at registration, by the node itself.
+                sandbox_error: None,
             },
         );
+        node.availability = availability;
         self.propose(Command::UpsertNode(node)).await?;
         if role == NodeRole::Manager {
             self.add_voter(id.raft_id).await?;
@@ -448,7 +455,7 @@ impl Runtime {
         self.save_identity(&id)?;
         let mut managers = id.managers.clone();
         if manager {
-            managers.insert(0, self.config.advertise());
+            managers.insert(0, self.advertise());
         }
         *self.managers.write() = managers;
         if manager && !was_manager {

@@ -1,10 +1,13 @@
 //! One node: its data directory, its actor tree, its transport, and the
 //! swarm roles it runs.
 
+pub mod addrs;
 mod membership;
 mod renewal;
 mod standing;
 mod swarm;
+
+pub use swarm::AddrRequest;
 mod writes;
 
 use std::net::SocketAddr;
@@ -47,19 +50,12 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub hostname: String,
     pub listen_addr: SocketAddr,
-    /// What peers dial; the listen address when not given.
+    /// What peers dial (an IP or interface, with an optional port); when
+    /// not given, the listen address or the machine's one usable address.
     pub advertise_addr: Option<String>,
     pub enable_chaos: bool,
     pub timings: Timings,
     pub cert_validity: Duration,
-}
-
-impl NodeConfig {
-    pub fn advertise(&self) -> String {
-        self.advertise_addr
-            .clone()
-            .unwrap_or_else(|| self.listen_addr.to_string())
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +64,8 @@ pub enum NodeError {
     AlreadyInSwarm,
     #[error("This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.")]
     NotManager,
+    #[error("This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")]
+    WorkerNode,
     #[error("{0}")]
     Propose(#[from] ProposeError),
     #[error("invalid join token: {0}")]
@@ -76,6 +74,8 @@ pub enum NodeError {
     Remote(Refusal),
     #[error("This node is not part of a swarm")]
     NotInSwarm,
+    #[error("{0}")]
+    Addr(#[from] addrs::AddrError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -115,8 +115,10 @@ impl From<NodeError> for Refusal {
             NodeError::BadToken(_) => Refusal::BadRequest(e.to_string()),
             NodeError::AlreadyInSwarm
             | NodeError::NotManager
+            | NodeError::WorkerNode
             | NodeError::NotInSwarm
             | NodeError::Unreachable(..) => Refusal::Unavailable(e.to_string()),
+            NodeError::Addr(_) => Refusal::BadRequest(e.to_string()),
             other => Refusal::Failed(other.to_string()),
         }
     }
@@ -138,11 +140,18 @@ pub struct Runtime {
     pub drivers: Arc<Drivers>,
     pub process: Arc<ProcessDriver>,
     pub docker: Option<Arc<DockerDriver>>,
+    /// Why tasks cannot get a network of their own here, if they cannot.
+    pub sandbox_unavailable: Option<String>,
+    pub mesh: Arc<crate::mesh::Mesh>,
     identity: RwLock<Option<Identity>>,
     manager: RwLock<Option<Arc<ManagerCtx>>>,
     raft_net: RwLock<Option<Arc<RaftNet>>>,
     transport: TransportSlot,
     managers: Arc<RwLock<Vec<String>>>,
+    /// Where the transport listens and what peers are told to dial: the
+    /// daemon's flags until `swarm init`/`join` choose, then node.json's.
+    listen: RwLock<SocketAddr>,
+    advertise: RwLock<String>,
     root: ActorRef<SupervisorMsg>,
     /// Serialises `swarm init` and `swarm join`.
     init_lock: tokio::sync::Mutex<()>,
@@ -171,7 +180,15 @@ impl Runtime {
             .path(config.data_dir.join("state.db"))
             .open()?;
         let directory = Directory::new();
-        let process = ProcessDriver::new(config.data_dir.join("logs"));
+        let data_dir = config.data_dir.clone();
+        let sandbox = tokio::task::spawn_blocking(move || crate::sandbox::Sandbox::open(&data_dir))
+            .await
+            .map_err(|e| NodeError::Actors(e.to_string()))?;
+        let sandbox_unavailable = sandbox.as_ref().err().map(|e| e.to_string());
+        if let Some(why) = &sandbox_unavailable {
+            tracing::warn!(reason = %why, "tasks cannot get a network of their own on this node: only --network host tasks run here");
+        }
+        let process = ProcessDriver::new(config.data_dir.join("logs"), sandbox.ok());
         let mut drivers = Drivers::new();
         drivers.insert("process".into(), process.clone());
         let docker = DockerDriver::connect(config.data_dir.join("logs")).await;
@@ -190,18 +207,34 @@ impl Runtime {
         .await
         .map_err(|e| NodeError::Actors(e.to_string()))?;
         let identity = identity::load(&config.data_dir)?;
+        let drivers = Arc::new(drivers);
+        let transport: TransportSlot = Arc::new(RwLock::new(None));
+        let mesh = crate::mesh::Mesh::new(drivers.clone(), transport.clone());
+        let listen = identity
+            .as_ref()
+            .and_then(|i| i.listen_addr)
+            .unwrap_or(config.listen_addr);
+        let advertise = identity
+            .as_ref()
+            .and_then(|i| i.advertise_addr.clone())
+            .or_else(|| config.advertise_addr.clone())
+            .unwrap_or_else(|| listen.to_string());
         let rt = Arc::new(Runtime {
             config,
             db,
             directory,
-            drivers: Arc::new(drivers),
+            drivers,
             process,
             docker,
+            sandbox_unavailable,
+            mesh,
             identity: RwLock::new(identity.clone()),
             manager: RwLock::new(None),
             raft_net: RwLock::new(None),
-            transport: Arc::new(RwLock::new(None)),
+            transport,
             managers: Arc::new(RwLock::new(Vec::new())),
+            listen: RwLock::new(listen),
+            advertise: RwLock::new(advertise),
             root,
             init_lock: tokio::sync::Mutex::new(()),
             superseded: Arc::new(tokio::sync::Notify::new()),
@@ -220,9 +253,20 @@ impl Runtime {
         self.identity.read().clone()
     }
 
+    /// Where the cluster transport listens (or will).
+    pub fn listen_addr(&self) -> SocketAddr {
+        *self.listen.read()
+    }
+
+    /// The address peers dial to reach this node.
+    pub fn advertise(&self) -> String {
+        self.advertise.read().clone()
+    }
+
     pub fn manager(&self) -> Result<Arc<ManagerCtx>, NodeError> {
         match (&*self.identity.read(), &*self.manager.read()) {
             (Some(_), Some(m)) => Ok(m.clone()),
+            (Some(_), None) => Err(NodeError::WorkerNode),
             _ => Err(NodeError::NotManager),
         }
     }
@@ -240,13 +284,14 @@ impl Runtime {
         NodeDescription {
             node_id: node_id.to_string(),
             hostname: self.config.hostname.clone(),
-            addr: self.config.advertise(),
+            addr: self.advertise(),
             drivers: self
                 .drivers
                 .values()
                 .filter(|d| d.available())
                 .map(|d| d.info())
                 .collect(),
+            sandbox_error: self.sandbox_unavailable.clone(),
         }
     }
 
@@ -286,17 +331,17 @@ impl Runtime {
         };
         let inbound = Arc::new(ClusterInbound(Arc::downgrade(self)));
         let t = Transport::bind(
-            self.config.listen_addr,
+            self.listen_addr(),
             &tls,
             TransportConfig::default(),
             inbound,
         )?;
-        tracing::info!(addr = %self.config.listen_addr, "cluster transport listening");
+        tracing::info!(addr = %self.listen_addr(), "cluster transport listening");
         self.spawn_standing_watch(&t);
         *self.transport.write() = Some(t);
         let mut managers = id.managers.clone();
         if id.manager {
-            let own = self.config.advertise();
+            let own = self.advertise();
             managers.retain(|m| *m != own);
             managers.insert(0, own);
         }
@@ -317,7 +362,7 @@ impl Runtime {
         )?;
         let net = Arc::new(RaftNet {
             raft_id: id.raft_id,
-            own_addr: self.config.advertise(),
+            own_addr: self.advertise(),
             transport: self.transport.clone(),
             sm: ctx.sm.clone(),
             book: RwLock::new(Default::default()),
@@ -328,6 +373,12 @@ impl Runtime {
     }
 
     async fn start_worker(&self, id: &Identity) -> Result<(), NodeError> {
+        let bind_ip = self
+            .advertise()
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip())
+            .unwrap_or(self.listen_addr().ip());
+        self.mesh.set_node(&id.node_id, bind_ip);
         if let Some(d) = &self.docker {
             d.adopt(&id.node_id).await;
         }
@@ -337,7 +388,7 @@ impl Runtime {
             DispatcherProxy,
             ProxyArgs {
                 transport: self.transport.clone(),
-                own_addr: self.config.advertise(),
+                own_addr: self.advertise(),
                 managers: self.managers.clone(),
                 patience: self.config.timings.dispatcher_heartbeat / 2,
                 superseded: self.superseded.clone(),
@@ -350,6 +401,7 @@ impl Runtime {
             self.directory.clone(),
             Arc::new(ClusterLink(self.directory.clone())),
             self.config.timings.dispatcher_heartbeat,
+            Arc::new(crate::mesh::MeshSink(self.mesh.clone())),
         ))
         .await
     }
@@ -373,6 +425,7 @@ impl Runtime {
             status_message: String::new(),
             addr: desc.addr,
             drivers: desc.drivers,
+            sandbox_error: desc.sandbox_error,
             cert_generation: 0,
             created_at: now,
             updated_at: now,

@@ -3,14 +3,61 @@
 
 use super::*;
 
+/// `--listen-addr` and `--advertise-addr` of `swarm init` and `swarm join`.
+#[derive(Debug, Clone, Default)]
+pub struct AddrRequest {
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+}
+
 impl Runtime {
+    /// The addresses a swarm init or join asks for, the daemon's flags
+    /// standing in for what it leaves out.
+    fn choose_addrs(
+        &self,
+        req: &AddrRequest,
+        manager: Option<SocketAddr>,
+    ) -> Result<(SocketAddr, String), NodeError> {
+        let interfaces = addrs::interfaces();
+        let listen = match &req.listen {
+            Some(spec) => addrs::listen(spec, addrs::DEFAULT_PORT, &interfaces)?,
+            None => self.config.listen_addr,
+        };
+        let spec = req
+            .advertise
+            .as_deref()
+            .or(self.config.advertise_addr.as_deref());
+        // Joining with nothing to advertise on an unspecified listen address:
+        // the address this machine reaches the manager from.
+        if let (None, Some(manager)) = (spec, manager) {
+            if listen.ip().is_unspecified() {
+                if let Some(ip) = addrs::route_to(manager) {
+                    return Ok((listen, SocketAddr::new(ip, listen.port()).to_string()));
+                }
+            }
+        }
+        let advertise = addrs::advertise(spec, listen, &interfaces)?;
+        Ok((listen, advertise.to_string()))
+    }
+
+    fn set_addrs(&self, listen: SocketAddr, advertise: String) {
+        *self.listen.write() = listen;
+        *self.advertise.write() = advertise;
+    }
+
     /// `swarm init`: a new cluster with this node as its only manager.
-    pub async fn init_swarm(self: &Arc<Self>, spec: ClusterSpec) -> Result<String, NodeError> {
+    pub async fn init_swarm(
+        self: &Arc<Self>,
+        spec: ClusterSpec,
+        addrs: AddrRequest,
+    ) -> Result<String, NodeError> {
         let _guard = self.init_lock.lock().await;
         if self.identity.read().is_some() {
             return Err(NodeError::AlreadyInSwarm);
         }
-        self.check_listen_addr()?;
+        let (listen, advertise) = self.choose_addrs(&addrs, None)?;
+        check_listen_addr(listen)?;
+        self.set_addrs(listen, advertise.clone());
         let ca = RootCa::generate()?;
         ca.save(&self.ca_dir())?;
         let cluster_id = new_id();
@@ -19,7 +66,9 @@ impl Runtime {
             raft_id: rand::random::<u64>().max(1),
             manager: true,
             cluster_id: cluster_id.clone(),
-            managers: vec![self.config.advertise()],
+            managers: vec![advertise.clone()],
+            listen_addr: Some(listen),
+            advertise_addr: Some(advertise),
         };
         ca.issue(
             &cluster_id,
@@ -70,25 +119,30 @@ impl Runtime {
         self: &Arc<Self>,
         token: &str,
         remote: &str,
+        addrs: AddrRequest,
+        availability: Availability,
     ) -> Result<String, NodeError> {
         let _guard = self.init_lock.lock().await;
         if self.identity.read().is_some() {
             return Err(NodeError::AlreadyInSwarm);
         }
-        self.check_listen_addr()?;
         let digest = token_digest(token)?;
         let remote_addr: SocketAddr = remote
             .parse()
             .map_err(|_| NodeError::Unreachable(remote.into(), "not an IP:PORT address".into()))?;
+        let (listen, advertise) = self.choose_addrs(&addrs, Some(remote_addr))?;
+        check_listen_addr(listen)?;
+        self.set_addrs(listen, advertise.clone());
         let desc = self.node_description("");
         let req = Request::Join {
             token: token.to_string(),
             hostname: desc.hostname,
             addr: desc.addr,
             drivers: desc.drivers,
+            availability,
         };
         let bytes = codec::encode(&req).map_err(|e| NodeError::Actors(e.to_string()))?;
-        let bind = SocketAddr::new(self.config.listen_addr.ip(), 0);
+        let bind = SocketAddr::new(listen.ip(), 0);
         let answer = crate::transport::anonymous_request(bind, remote_addr, &digest, &bytes)
             .await
             .map_err(|e| NodeError::Unreachable(remote.into(), e.to_string()))?;
@@ -125,6 +179,8 @@ impl Runtime {
             manager: joined.role == NodeRole::Manager,
             cluster_id: joined.cluster_id.clone(),
             managers: joined.managers.clone(),
+            listen_addr: Some(listen),
+            advertise_addr: Some(advertise),
         };
         self.save_identity(&id)?;
         self.start_transport(&id)?;
@@ -178,6 +234,12 @@ impl Runtime {
         }
         identity::remove(&self.config.data_dir)?;
         *self.identity.write() = None;
+        let advertise = self
+            .config
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.config.listen_addr.to_string());
+        self.set_addrs(self.config.listen_addr, advertise);
         tracing::info!(node = %id.node_id, "left the swarm");
         Ok(())
     }
@@ -235,15 +297,6 @@ impl Runtime {
         Ok(id.node_id)
     }
 
-    /// Fails before anything is written when the cluster port is taken, so
-    /// that a failed init or join leaves the node out of any swarm, as it was.
-    fn check_listen_addr(&self) -> Result<(), NodeError> {
-        let addr = self.config.listen_addr;
-        std::net::UdpSocket::bind(addr)
-            .map(drop)
-            .map_err(|e| crate::transport::TransportError::Bind(addr, e).into())
-    }
-
     /// `swarm join-token --rotate`: new secrets; the old tokens stop working.
     pub async fn rotate_tokens(&self, worker: bool, manager: bool) -> Result<(), NodeError> {
         let ca = RootCa::load(&self.ca_dir())?;
@@ -254,6 +307,14 @@ impl Runtime {
         })
         .await
     }
+}
+
+/// Fails before anything is written when the cluster port is taken, so
+/// that a failed init or join leaves the node out of any swarm, as it was.
+fn check_listen_addr(addr: SocketAddr) -> Result<(), NodeError> {
+    std::net::UdpSocket::bind(addr)
+        .map(drop)
+        .map_err(|e| crate::transport::TransportError::Bind(addr, e).into())
 }
 
 /// The CA digest inside a `SWMTKN-1-<digest>-<secret>` token.

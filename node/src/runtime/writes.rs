@@ -100,6 +100,7 @@ impl Runtime {
                     hostname,
                     addr,
                     drivers,
+                    sandbox_error,
                 } => DispatcherMsg::Register {
                     agent: agent(&addr),
                     node: NodeDescription {
@@ -107,6 +108,7 @@ impl Runtime {
                         hostname,
                         addr,
                         drivers,
+                        sandbox_error,
                     },
                 },
                 ToDispatcher::Heartbeat { node_id, addr } => DispatcherMsg::Heartbeat {

@@ -33,11 +33,27 @@ pub struct PeerId {
     pub generation: u64,
 }
 
+/// Why what a peer sent cannot be served; the connection it came on is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    #[error("bad frame: {0}")]
+    Frame(#[from] frame::FrameError),
+    #[error("undecodable message: {0}")]
+    Decode(#[source] shoal_actors::codec::CodecError),
+    #[error("undecodable raft message: {0}")]
+    Raft(#[source] protobuf::ProtobufError),
+    #[error("cannot encode the answer: {0}")]
+    Encode(#[source] shoal_actors::codec::CodecError),
+    /// Well-formed, but not something this peer may send at all.
+    #[error("{0}")]
+    Refused(&'static str),
+}
+
 /// What the node does with what arrives.
 pub trait Inbound: Send + Sync + 'static {
     /// A one-way message. `Err` means the bytes were malformed: the
     /// connection is closed.
-    fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), String>;
+    fn message(&self, peer: &PeerId, bytes: Vec<u8>) -> Result<(), InboundError>;
     /// Whether a peer with a valid certificate may still talk to this node
     /// (a removed node may not), and if not, why. Asked at accept and again
     /// for every message and request.
@@ -46,7 +62,21 @@ pub trait Inbound: Send + Sync + 'static {
     }
     /// A request; the answer goes back on the same stream. `peer` is `None`
     /// for a client without a certificate (a node joining with a token).
-    fn request(&self, peer: Option<&PeerId>, bytes: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>>;
+    fn request(
+        &self,
+        peer: Option<&PeerId>,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, InboundError>>;
+    /// A tunnel a peer opened on a mesh connection: the stream is the
+    /// handler's from here on. By default, refused.
+    fn tunnel(
+        &self,
+        _peer: &PeerId,
+        _send: quinn::SendStream,
+        _recv: quinn::RecvStream,
+    ) -> BoxFuture<()> {
+        Box::pin(async {})
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +111,9 @@ pub enum TransportError {
     Frame(#[from] FrameError),
 }
 
+/// Streams (proxied connections) one peer may have open at once.
+pub const MAX_TUNNELS: u32 = 4096;
+
 /// QUIC close codes we use.
 pub mod close {
     pub const MALFORMED: u32 = 2;
@@ -91,7 +124,11 @@ pub struct Transport {
     endpoint: quinn::Endpoint,
     config: TransportConfig,
     client: RwLock<quinn::ClientConfig>,
+    mesh_client: RwLock<quinn::ClientConfig>,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Mesh connections, apart from `conns` so that bulk traffic never
+    /// queues control messages behind it.
+    tunnels: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     /// Connections peers opened to us, by the node their certificate names,
     /// so that they can be closed when that node loses its standing.
     accepted: Mutex<HashMap<String, Vec<(PeerId, quinn::Connection)>>>,
@@ -107,6 +144,9 @@ fn transport_config(c: &TransportConfig) -> Arc<quinn::TransportConfig> {
     if let Ok(idle) = quinn::IdleTimeout::try_from(c.idle_timeout) {
         t.max_idle_timeout(Some(idle));
     }
+    // Every proxied connection is a stream: quinn's default of 100 would
+    // cap a node's connections to one peer.
+    t.max_concurrent_bidi_streams(MAX_TUNNELS.into());
     Arc::new(t)
 }
 
@@ -159,13 +199,17 @@ impl Transport {
         server.transport_config(transport_config(&config));
         let mut client = tls::client_config(identity)?;
         client.transport_config(transport_config(&config));
+        let mut mesh_client = tls::mesh_client_config(identity)?;
+        mesh_client.transport_config(transport_config(&config));
         let endpoint =
             quinn::Endpoint::server(server, addr).map_err(|e| TransportError::Bind(addr, e))?;
         let t = Arc::new(Transport {
             endpoint,
             config,
             client: RwLock::new(client),
+            mesh_client: RwLock::new(mesh_client),
             conns: Mutex::new(HashMap::new()),
+            tunnels: Mutex::new(HashMap::new()),
             accepted: Mutex::new(HashMap::new()),
             inbound: inbound.clone(),
             faults: faults::Faults::default(),
@@ -227,9 +271,15 @@ impl Transport {
         server.transport_config(transport_config(&self.config));
         let mut client = tls::client_config(identity)?;
         client.transport_config(transport_config(&self.config));
+        let mut mesh_client = tls::mesh_client_config(identity)?;
+        mesh_client.transport_config(transport_config(&self.config));
         self.endpoint.set_server_config(Some(server));
         *self.client.write() = client;
+        *self.mesh_client.write() = mesh_client;
         for (_, c) in self.conns.lock().drain() {
+            c.close(0u32.into(), b"certificate changed");
+        }
+        for (_, c) in self.tunnels.lock().drain() {
             c.close(0u32.into(), b"certificate changed");
         }
         Ok(())
@@ -255,6 +305,41 @@ impl Transport {
             .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
         self.conns.lock().insert(addr, conn.clone());
         Ok(conn)
+    }
+
+    /// A new tunnel (bidirectional stream) to `addr` on the mesh connection.
+    pub async fn open_tunnel(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), TransportError> {
+        match self.faults.verdict(addr, true) {
+            faults::Verdict::Drop => {
+                return Err(TransportError::Stream(
+                    addr,
+                    "dropped by an injected fault".into(),
+                ))
+            }
+            faults::Verdict::Delay(d) => tokio::time::sleep(d).await,
+            faults::Verdict::Pass => {}
+        }
+        let existing = self.tunnels.lock().get(&addr).cloned();
+        let conn = match existing.filter(|c| c.close_reason().is_none()) {
+            Some(c) => c,
+            None => {
+                let client = self.mesh_client.read().clone();
+                let c = self
+                    .endpoint
+                    .connect_with(client, addr, tls::server_name())
+                    .map_err(|e| TransportError::Connect(addr, e.to_string()))?
+                    .await
+                    .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
+                self.tunnels.lock().insert(addr, c.clone());
+                c
+            }
+        };
+        conn.open_bi()
+            .await
+            .map_err(|e| TransportError::Stream(addr, e.to_string()))
     }
 
     /// Sends a one-way message.
@@ -347,8 +432,30 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
         return;
     }
     t.register(&peer, &conn);
-    serve_streams(&t, &conn, &peer, &inbound).await;
+    if is_mesh(&conn) {
+        serve_tunnels(&conn, &peer, &inbound).await;
+    } else {
+        serve_streams(&t, &conn, &peer, &inbound).await;
+    }
     t.unregister(&peer, &conn);
+}
+
+fn is_mesh(conn: &quinn::Connection) -> bool {
+    conn.handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol)
+        .is_some_and(|p| p == tls::MESH_ALPN)
+}
+
+/// A mesh connection carries tunnels only: each stream goes to the inbound
+/// side's tunnel handler, as long as the peer keeps its standing.
+async fn serve_tunnels(conn: &quinn::Connection, peer: &PeerId, inbound: &Arc<dyn Inbound>) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        if !still_admitted(inbound, peer, conn) {
+            return;
+        }
+        tokio::spawn(inbound.tunnel(peer, send, recv));
+    }
 }
 
 /// Refuses (and closes the connection of) a peer that lost its standing
@@ -398,7 +505,7 @@ async fn serve_streams(
                         }
                         faults::Verdict::Pass => inbound.message(peer, bytes),
                     },
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e.into()),
                 };
                 if let Err(e) = result {
                     tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed message; closing the connection");
@@ -423,7 +530,7 @@ async fn serve_streams(
                     }
                     let answer = match read_frame(&mut recv, max).await {
                         Ok(bytes) => inbound.request(Some(&peer), bytes).await,
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(e.into()),
                     };
                     match answer {
                         Ok(bytes) => {
@@ -454,7 +561,7 @@ async fn serve_anonymous(t: Arc<Transport>, conn: quinn::Connection, inbound: Ar
     };
     let answer = match read_frame(&mut recv, MAX_JOIN_FRAME).await {
         Ok(bytes) => inbound.request(None, bytes).await,
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     };
     match answer {
         Ok(bytes) => {

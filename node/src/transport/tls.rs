@@ -9,6 +9,9 @@ use crate::certs::NODE_SERVER_NAME;
 use crate::pem::pem_certs;
 
 pub const ALPN: &[u8] = b"shoal/1";
+/// Connections that carry only proxied traffic (the routing mesh's tunnels),
+/// apart from the control messages.
+pub const MESH_ALPN: &[u8] = b"shoal-mesh/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -66,7 +69,7 @@ pub fn server_config(id: &TlsIdentity) -> Result<quinn::ServerConfig, TlsError> 
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, pem_key(&id.key_pem)?)?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.alpn_protocols = vec![ALPN.to_vec(), MESH_ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
@@ -74,6 +77,15 @@ pub fn server_config(id: &TlsIdentity) -> Result<quinn::ServerConfig, TlsError> 
 
 /// The client side: the peer must show a node certificate of the same CA.
 pub fn client_config(id: &TlsIdentity) -> Result<quinn::ClientConfig, TlsError> {
+    client_config_for(id, ALPN)
+}
+
+/// The client side of the mesh's tunnel connections.
+pub fn mesh_client_config(id: &TlsIdentity) -> Result<quinn::ClientConfig, TlsError> {
+    client_config_for(id, MESH_ALPN)
+}
+
+fn client_config_for(id: &TlsIdentity, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
     let chain = pem_certs(&id.chain_pem);
     if chain.is_empty() {
         return Err(TlsError::NoCert);
@@ -82,7 +94,7 @@ pub fn client_config(id: &TlsIdentity) -> Result<quinn::ClientConfig, TlsError> 
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(&id.ca_pem)?)
         .with_client_auth_cert(chain, pem_key(&id.key_pem)?)?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(cfg)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     Ok(quinn::ClientConfig::new(Arc::new(crypto)))

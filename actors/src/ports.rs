@@ -1,0 +1,226 @@
+//! Published ports: the model (`EndpointSpec`, `PortConfig`), the rules the
+//! state machine applies (no two services on one ingress port; a port left
+//! at 0 gets one from Swarm's dynamic range), and the endpoint table every
+//! node's proxy follows (`endpoints`), built from the state alone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{NodeState, TaskState};
+use crate::state::ClusterState;
+
+/// Swarm's range for published ports the user leaves to the swarm.
+pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// Ports one service may publish.
+pub const MAX_PORTS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PublishMode {
+    /// Every node listens and forwards to a task anywhere (the routing mesh).
+    Ingress,
+    /// Only the nodes that run a task listen, straight to it.
+    Host,
+}
+
+impl PublishMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishMode::Ingress => "ingress",
+            PublishMode::Host => "host",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ingress" => Some(PublishMode::Ingress),
+            "host" => Some(PublishMode::Host),
+            _ => None,
+        }
+    }
+}
+
+/// How a node's proxy picks a task for a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Balance {
+    /// Each task in turn, as Swarm's routing mesh.
+    #[default]
+    RoundRobin,
+    /// The task with the fewest connections this node has open to it.
+    LeastConn,
+}
+
+impl Balance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConn => "least-conn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "round-robin" | "rr" => Some(Balance::RoundRobin),
+            "least-conn" => Some(Balance::LeastConn),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    pub protocol: Protocol,
+    pub target_port: u16,
+    /// 0 until the swarm picks one (ingress), or "any free port" (host mode).
+    pub published_port: u16,
+    pub publish_mode: PublishMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub ports: Vec<PortConfig>,
+    pub balance: Balance,
+}
+
+/// The error docker gives for an ingress port another service holds.
+pub fn port_in_use(port: u16, service: &str, id: &str) -> String {
+    format!("port '{port}' is already in use by service '{service}' ({id}) as an ingress port")
+}
+
+/// Refuses `spec`'s ports if another service than `own` (the service being
+/// updated) publishes one of its ingress ports, or it repeats one.
+pub fn check(state: &ClusterState, spec: &EndpointSpec, own: Option<&str>) -> Result<(), String> {
+    if spec.ports.len() > MAX_PORTS {
+        return Err(format!("at most {MAX_PORTS} published ports per service"));
+    }
+    for (i, p) in spec.ports.iter().enumerate() {
+        if p.target_port == 0 {
+            return Err("target port must be between 1 and 65535".into());
+        }
+        if p.published_port != 0
+            && spec.ports[..i]
+                .iter()
+                .any(|q| q.published_port == p.published_port && q.protocol == p.protocol)
+        {
+            return Err(format!("duplicate published port {}", p.published_port));
+        }
+        if p.publish_mode != PublishMode::Ingress || p.published_port == 0 {
+            continue;
+        }
+        for svc in state
+            .services
+            .values()
+            .filter(|s| Some(s.id.as_str()) != own)
+        {
+            let clash = svc.spec.endpoint.ports.iter().any(|q| {
+                q.publish_mode == PublishMode::Ingress
+                    && q.published_port == p.published_port
+                    && q.protocol == p.protocol
+            });
+            if clash {
+                return Err(port_in_use(p.published_port, &svc.spec.name, &svc.id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `spec` with every ingress port left at 0 given the lowest free port of
+/// `DYNAMIC_PORTS` (deterministic: every replica picks the same).
+pub fn assign(state: &ClusterState, own: Option<&str>, mut spec: EndpointSpec) -> EndpointSpec {
+    let mut taken: Vec<(Protocol, u16)> = state
+        .services
+        .values()
+        .filter(|s| Some(s.id.as_str()) != own)
+        .flat_map(|s| s.spec.endpoint.ports.iter())
+        .chain(spec.ports.iter())
+        .filter(|p| p.publish_mode == PublishMode::Ingress && p.published_port != 0)
+        .map(|p| (p.protocol, p.published_port))
+        .collect();
+    for p in spec.ports.iter_mut() {
+        if p.publish_mode == PublishMode::Ingress && p.published_port == 0 {
+            if let Some(free) = DYNAMIC_PORTS
+                .clone()
+                .find(|n| !taken.contains(&(p.protocol, *n)))
+            {
+                p.published_port = free;
+                taken.push((p.protocol, free));
+            }
+        }
+    }
+    spec
+}
+
+/// A running task a proxy may send connections to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Backend {
+    pub task_id: String,
+    pub node_id: String,
+    /// The node's cluster address, where a tunnel to the task goes.
+    pub node_addr: String,
+}
+
+/// What every node's proxy needs of one service that publishes ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEndpoints {
+    pub service_id: String,
+    pub ports: Vec<PortConfig>,
+    pub balance: Balance,
+    /// Tasks observed running and still meant to run, on nodes that are up.
+    /// A task told to stop leaves this list before its process is stopped.
+    pub backends: Vec<Backend>,
+}
+
+/// The endpoint table of the whole swarm, from the state alone.
+pub fn endpoints(state: &ClusterState) -> Vec<ServiceEndpoints> {
+    state
+        .services
+        .values()
+        .filter(|s| !s.spec.endpoint.ports.is_empty())
+        .map(|s| {
+            let mut backends: Vec<Backend> = state
+                .tasks_of_service(&s.id)
+                .filter(|t| {
+                    t.status.state == TaskState::Running && t.desired_state == TaskState::Running
+                })
+                .filter_map(|t| {
+                    let node = state.nodes.get(t.node_id.as_deref()?)?;
+                    (node.state == NodeState::Ready).then(|| Backend {
+                        task_id: t.id.clone(),
+                        node_id: node.id.clone(),
+                        node_addr: node.addr.clone(),
+                    })
+                })
+                .collect();
+            backends.sort();
+            ServiceEndpoints {
+                service_id: s.id.clone(),
+                ports: s.spec.endpoint.ports.clone(),
+                balance: s.spec.endpoint.balance,
+                backends,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,85 @@
+//! What the actors read from the world outside them: the wall clock and
+//! random numbers. A node reads the system clock and the OS's randomness.
+//! The in-process harness (`crate::harness`) installs a fake world on the one
+//! thread its cluster runs on: wall time then follows tokio's paused clock
+//! from a fixed epoch and random numbers come from a seed, so that a seed
+//! replays a run exactly.
+//!
+//! Secrets (join tokens, keys) never come from here: a fake world must not
+//! be able to make them predictable.
+
+use std::cell::RefCell;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+struct Fake {
+    epoch: DateTime<Utc>,
+    start: tokio::time::Instant,
+    rng: StdRng,
+}
+
+thread_local! {
+    static FAKE: RefCell<Option<Fake>> = const { RefCell::new(None) };
+}
+
+/// The wall-clock time, as the actors write it into the state.
+pub fn now() -> DateTime<Utc> {
+    FAKE.with_borrow(|f| match f {
+        Some(f) => f.epoch + TimeDelta::from_std(f.start.elapsed()).unwrap_or(TimeDelta::MAX),
+        None => Utc::now(),
+    })
+}
+
+/// Runs `f` with this thread's source of (non-secret) randomness.
+pub fn with_rng<R>(f: impl FnOnce(&mut dyn RngCore) -> R) -> R {
+    FAKE.with_borrow_mut(|fake| match fake {
+        Some(fake) => f(&mut fake.rng),
+        None => f(&mut rand::rng()),
+    })
+}
+
+/// From now on this thread's clock reads `epoch` plus the time tokio's clock
+/// has moved since, and its random numbers come from `seed`. Call it inside
+/// the runtime (a current-thread one with a paused clock) the actors run on.
+pub fn install(seed: u64, epoch: DateTime<Utc>) {
+    FAKE.set(Some(Fake {
+        epoch,
+        start: tokio::time::Instant::now(),
+        rng: StdRng::seed_from_u64(seed),
+    }));
+}
+
+/// Back to the system clock and the OS's randomness.
+pub fn uninstall() {
+    FAKE.set(None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_the_same_numbers_and_times() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let run = || {
+            rt.block_on(async {
+                let epoch = DateTime::<Utc>::UNIX_EPOCH;
+                install(7, epoch);
+                let a = with_rng(|r| r.next_u64());
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                let t = now() - epoch;
+                uninstall();
+                (a, t)
+            })
+        };
+        let (a, t) = run();
+        assert_eq!(run().0, a);
+        assert_eq!(t, TimeDelta::seconds(3));
+    }
+}

@@ -1,0 +1,129 @@
+//! `-p/--publish` in docker's two forms, as the Engine API's
+//! `EndpointSpec.Ports` entries: `[PUBLISHED:]TARGET[/PROTOCOL]` and
+//! `published=N,target=N[,protocol=tcp|udp][,mode=ingress|host]`.
+
+use serde_json::{json, Value};
+
+fn port(s: &str, what: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 || what == "published" => Ok(p),
+        _ => Err(format!("invalid {what} port {s:?}")),
+    }
+}
+
+fn protocol(s: &str) -> Result<&'static str, String> {
+    match s {
+        "tcp" => Ok("tcp"),
+        "udp" => Ok("udp"),
+        _ => Err(format!("invalid protocol {s:?}: expected tcp or udp")),
+    }
+}
+
+/// One `--publish` value, as an `EndpointSpec.Ports` entry.
+pub fn parse(value: &str) -> Result<Value, String> {
+    if value.contains('=') {
+        let (mut published, mut target, mut proto, mut mode) = (0, None, "tcp", "ingress");
+        for field in value.split(',') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| format!("invalid field {field:?}: must be a key=value pair"))?;
+            match k.trim() {
+                "published" => published = port(v, "published")?,
+                "target" => target = Some(port(v, "target")?),
+                "protocol" => proto = protocol(v)?,
+                "mode" => {
+                    mode = match v {
+                        "ingress" => "ingress",
+                        "host" => "host",
+                        _ => {
+                            return Err(format!(
+                        "invalid publish mode value ({v}): must be either \"ingress\" or \"host\""
+                    ))
+                        }
+                    }
+                }
+                other => return Err(format!("invalid field key {other}")),
+            }
+        }
+        let target = target.ok_or("missing mandatory field \"target\"")?;
+        return Ok(json!({
+            "Protocol": proto,
+            "TargetPort": target,
+            "PublishedPort": published,
+            "PublishMode": mode,
+        }));
+    }
+    let (ports, proto) = match value.split_once('/') {
+        Some((p, proto)) => (p, protocol(proto)?),
+        None => (value, "tcp"),
+    };
+    let (published, target) = match ports.split_once(':') {
+        Some((p, t)) => (port(p, "published")?, port(t, "target")?),
+        None => (0, port(ports, "target")?),
+    };
+    Ok(json!({
+        "Protocol": proto,
+        "TargetPort": target,
+        "PublishedPort": published,
+        "PublishMode": "ingress",
+    }))
+}
+
+/// `Spec.EndpointSpec` for these `--publish` values and balance.
+pub fn endpoint_spec(values: &[String], balance: Option<&str>) -> Result<Value, String> {
+    let ports = values
+        .iter()
+        .map(|v| parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut spec = json!({ "Mode": "vip", "Ports": ports });
+    if let Some(b) = balance {
+        spec["Balance"] = json!(b);
+    }
+    Ok(spec)
+}
+
+/// `*:80->80/tcp` for `service ls`'s PORTS column (ingress ports).
+pub fn column(endpoint_ports: &Value) -> String {
+    endpoint_ports
+        .as_array()
+        .map(|ports| {
+            ports
+                .iter()
+                .filter(|p| p["PublishMode"] != "host")
+                .map(|p| {
+                    format!(
+                        "*:{}->{}/{}",
+                        p["PublishedPort"],
+                        p["TargetPort"],
+                        p["Protocol"].as_str().unwrap_or("tcp")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_forms() {
+        let p = parse("8080:80").expect("short");
+        assert_eq!(
+            (p["PublishedPort"].as_u64(), p["TargetPort"].as_u64()),
+            (Some(8080), Some(80))
+        );
+        assert_eq!(parse("53:53/udp").expect("udp")["Protocol"], "udp");
+        assert_eq!(parse("80").expect("target only")["PublishedPort"], 0);
+        let l = parse("published=8080,target=80,mode=host,protocol=udp").expect("long");
+        assert_eq!(l["PublishMode"], "host");
+        assert_eq!(l["Protocol"], "udp");
+        assert!(parse("8080:0").is_err());
+        assert!(parse("x:80").is_err());
+        assert!(parse("published=1").is_err());
+        assert!(parse("target=80,mode=bogus").is_err());
+        assert!(parse("80/sctp").is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! The routing mesh end to end: three nodes on 127.0.0.x, process tasks in
+//! their own network namespaces, every node answering on a published port.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// One HTTP request to `ip:port`; the echo's identity line (`task=...`).
+fn get(ip: &str, port: u16) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().ok()?,
+        Duration::from_secs(5),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .find(|l| l.starts_with("shoal-echo"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("task=")))
+        .map(|w| w.trim_start_matches("task=").to_string())
+}
+
+fn node_ip(d: &Daemon) -> String {
+    d.listen.split(':').next().unwrap_or_default().to_string()
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn running_ids(d: &Daemon, service: &str) -> BTreeSet<String> {
+    d.tasks(service)
+        .into_iter()
+        .filter(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
+        .filter_map(|t| t["ID"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn every_node_answers_on_a_published_port_with_every_replica() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let mut nodes = cluster(1, 2, &[]);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    nodes[0].create_echo(
+        "web",
+        "4",
+        &["-p", &publish, "--restart-delay", "0s"],
+        &["--port", "80"],
+    );
+    wait_for("4 running", LONG, || running(&nodes[0], "web") == 4);
+    let ls = nodes[0].ok(&["service", "ls"]);
+    assert!(ls.contains(&format!("*:{port}->80/tcp")), "{ls}");
+    let inspect = nodes[0].ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Endpoint.Ports}}",
+        "web",
+    ]);
+    assert!(
+        inspect.contains(&format!("\"PublishedPort\":{port}")),
+        "{inspect}"
+    );
+
+    // Every node, the ones without a replica too, reaches all four, round robin.
+    let all = running_ids(&nodes[0], "web");
+    for d in &nodes {
+        let ip = node_ip(d);
+        let mut seen = BTreeSet::new();
+        wait_for("the mesh to answer", LONG, || get(&ip, port).is_some());
+        for _ in 0..8 {
+            seen.insert(get(&ip, port).expect("answer"));
+        }
+        assert_eq!(seen, all, "through {ip}");
+    }
+
+    // A killed replica: once it is replaced, no request fails and none goes to it.
+    let victim = all.iter().next().cloned().expect("a task");
+    let pid = nodes[0]
+        .tasks("web")
+        .into_iter()
+        .find(|t| t["ID"] == victim.as_str())
+        .and_then(|t| t["Status"]["ContainerStatus"]["PID"].as_i64())
+        .expect("pid");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_for("the replica replaced", LONG, || {
+        let ids = running_ids(&nodes[0], "web");
+        ids.len() == 4 && !ids.contains(&victim)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let ip = node_ip(&nodes[1]);
+    for _ in 0..12 {
+        let answer = get(&ip, port).expect("no request fails");
+        assert_ne!(answer, victim, "nothing goes to the dead replica");
+    }
+
+    // Scaled to 6: two more backends, several on one node, all on port 80.
+    nodes[0].ok(&["service", "scale", "-d", "web=6"]);
+    wait_for("6 running", LONG, || running(&nodes[0], "web") == 6);
+    let six = running_ids(&nodes[0], "web");
+    let mut seen = BTreeSet::new();
+    wait_for("all six answer", LONG, || {
+        if let Some(t) = get(&ip, port) {
+            seen.insert(t);
+        }
+        seen == six
+    });
+
+    // A worker killed: once it is down, the others still answer every request.
+    nodes[2].kill9();
+    wait_for("worker-2 down", LONG, || {
+        nodes[0]
+            .rows(&["node", "ls"])
+            .iter()
+            .any(|r| r["Hostname"] == "worker-2" && r["Status"] == "Down")
+    });
+    let ip0 = node_ip(&nodes[0]);
+    wait_for("the endpoint table to drop worker-2", LONG, || {
+        (0..6).all(|_| get(&ip0, port).is_some())
+    });
+    for _ in 0..12 {
+        assert!(
+            get(&ip0, port).is_some(),
+            "a request through the manager failed"
+        );
+    }
+}
+
+#[test]
+fn a_published_port_clash_is_refused_and_host_mode_binds_only_where_a_task_runs() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let nodes = cluster(1, 1, &[]);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    nodes[0].create_echo("a", "1", &["-p", &publish], &["--port", "80"]);
+    let err = nodes[0].fails(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "b",
+        "--driver",
+        "process",
+        "-p",
+        &publish,
+        echo_bin().to_str().expect("path"),
+    ]);
+    assert!(
+        err.contains(&format!("port '{port}' is already in use by service 'a'")),
+        "{err}"
+    );
+    let bad = nodes[0].shoal(&["service", "create", "-p", "x:80", "img"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(125),
+        "a bad --publish is a usage error"
+    );
+
+    // Host mode: one replica, so one node listens and the other does not.
+    let hport = free_port();
+    let host = format!("published={hport},target=80,mode=host");
+    nodes[0].create_echo("h", "1", &["-p", &host], &["--port", "80"]);
+    wait_for("h running", LONG, || running(&nodes[0], "h") == 1);
+    let on = nodes[0]
+        .tasks("h")
+        .into_iter()
+        .find(|t| t["Status"]["State"] == "running")
+        .and_then(|t| t["NodeID"].as_str().map(str::to_string))
+        .expect("node");
+    let (here, there) = if nodes[0]
+        .ok(&["node", "inspect", "--format", "{{.ID}}", "self"])
+        .trim()
+        == on
+    {
+        (&nodes[0], &nodes[1])
+    } else {
+        (&nodes[1], &nodes[0])
+    };
+    wait_for("the host port to answer", LONG, || {
+        get(&node_ip(here), hport).is_some()
+    });
+    assert!(
+        get(&node_ip(there), hport).is_none(),
+        "only the task's node listens"
+    );
+    // Two replicas of a host-mode port cannot share a node: with two nodes,
+    // a third stays pending with the scheduler's reason.
+    nodes[0].ok(&["service", "scale", "-d", "h=3"]);
+    wait_for("a pending replica", LONG, || {
+        nodes[0].tasks("h").iter().any(|t| {
+            t["Status"]["State"] == "pending"
+                && t["Status"]["Err"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("host-mode port already in use"))
+        })
+    });
+}

@@ -1,0 +1,116 @@
+//! Published ports in the Engine API's shapes: `Spec.EndpointSpec` parsed
+//! into `ports::EndpointSpec`, and rendered back with the ports the swarm
+//! assigned (`Endpoint.Ports`).
+
+use serde_json::{json, Value};
+use shoal_actors::ports::{Balance, EndpointSpec, PortConfig, Protocol, PublishMode, MAX_PORTS};
+
+fn port_number(v: Option<&Value>, what: &str) -> Result<u16, String> {
+    match v {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| format!("invalid {what} {v}: expected 0 to 65535")),
+    }
+}
+
+/// `Spec.EndpointSpec` (absent: no published ports).
+pub fn parse(body: &Value) -> Result<EndpointSpec, String> {
+    let Some(es) = body.get("EndpointSpec").filter(|v| !v.is_null()) else {
+        return Ok(EndpointSpec::default());
+    };
+    if let Some(mode) = es.get("Mode").and_then(Value::as_str) {
+        if mode != "vip" {
+            return Err(format!("unsupported endpoint mode {mode:?}: only vip"));
+        }
+    }
+    let balance = match es.get("Balance").and_then(Value::as_str) {
+        None => Balance::default(),
+        Some(b) => Balance::parse(b).ok_or_else(|| {
+            format!("invalid endpoint balance {b:?}: expected round-robin or least-conn")
+        })?,
+    };
+    let raw = match es.get("Ports") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err("EndpointSpec.Ports must be a list".into()),
+    };
+    if raw.len() > MAX_PORTS {
+        return Err(format!("at most {MAX_PORTS} published ports per service"));
+    }
+    let mut ports = Vec::new();
+    for p in &raw {
+        let protocol = match p.get("Protocol").and_then(Value::as_str) {
+            None => Protocol::Tcp,
+            Some(s) => Protocol::parse(s)
+                .ok_or_else(|| format!("invalid protocol {s:?}: expected tcp or udp"))?,
+        };
+        let publish_mode = match p.get("PublishMode").and_then(Value::as_str) {
+            None => PublishMode::Ingress,
+            Some(s) => PublishMode::parse(s)
+                .ok_or_else(|| format!("invalid publish mode {s:?}: expected ingress or host"))?,
+        };
+        let target_port = port_number(p.get("TargetPort"), "target port")?;
+        if target_port == 0 {
+            return Err("No port specified: TargetPort is required".into());
+        }
+        ports.push(PortConfig {
+            protocol,
+            target_port,
+            published_port: port_number(p.get("PublishedPort"), "published port")?,
+            publish_mode,
+        });
+    }
+    Ok(EndpointSpec { ports, balance })
+}
+
+fn port(p: &PortConfig) -> Value {
+    json!({
+        "Protocol": p.protocol.as_str(),
+        "TargetPort": p.target_port,
+        "PublishedPort": p.published_port,
+        "PublishMode": p.publish_mode.as_str(),
+    })
+}
+
+/// `Spec.EndpointSpec`.
+pub fn spec(e: &EndpointSpec) -> Value {
+    json!({
+        "Mode": "vip",
+        "Balance": e.balance.as_str(),
+        "Ports": e.ports.iter().map(port).collect::<Vec<_>>(),
+    })
+}
+
+/// `Endpoint.Ports`: the ports as published (the swarm's picks filled in).
+pub fn published(e: &EndpointSpec) -> Value {
+    Value::Array(e.ports.iter().map(port).collect())
+}
+
+/// `TaskTemplate.Networks`: `[{"Target": "host"}]` and the like.
+pub fn parse_networks(tt: &Value) -> Result<Vec<String>, String> {
+    let Some(list) = tt.get("Networks").filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or("TaskTemplate.Networks must be a list")?;
+    let names = list
+        .iter()
+        .map(|n| {
+            n.get("Target")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| "a network needs a Target".to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(bad) = names.iter().find(|n| n.as_str() != "host") {
+        return Err(format!("network {bad} not found"));
+    }
+    Ok(names)
+}
+
+pub fn networks(names: &[String]) -> Value {
+    Value::Array(names.iter().map(|n| json!({ "Target": n })).collect())
+}

@@ -1,0 +1,77 @@
+//! What each driver can honour of a task template. A service asking a driver
+//! for something it cannot do is refused when it is created or updated,
+//! never run with the request silently dropped.
+
+use shoal_actors::model::TaskTemplate;
+
+/// The flag (and Engine API field) a driver cannot honour.
+fn unsupported_by_process(t: &TaskTemplate) -> Option<&'static str> {
+    let r = &t.resources;
+    if r.limit_nano_cpus > 0 {
+        return Some("--limit-cpu (Resources.Limits.NanoCPUs)");
+    }
+    if r.limit_memory_bytes > 0 {
+        return Some("--limit-memory (Resources.Limits.MemoryBytes)");
+    }
+    if r.reserve_nano_cpus > 0 {
+        return Some("--reserve-cpu (Resources.Reservations.NanoCPUs)");
+    }
+    if r.reserve_memory_bytes > 0 {
+        return Some("--reserve-memory (Resources.Reservations.MemoryBytes)");
+    }
+    if !t.container_labels.is_empty() {
+        return Some("--container-label (ContainerSpec.Labels)");
+    }
+    None
+}
+
+/// Refuses a template its driver cannot run as asked.
+pub fn check(t: &TaskTemplate) -> Result<(), String> {
+    if t.driver == "process" {
+        if let Some(flag) = unsupported_by_process(t) {
+            return Err(format!(
+                "the process driver cannot honour {flag}: remove it, or use --driver docker"
+            ));
+        }
+        if t.image.contains('/') && !t.image.starts_with('/') {
+            return Err(format!(
+                "invalid executable {:?}: a relative path means nothing to the daemon; give an absolute path or a name in the daemon's PATH",
+                t.image
+            ));
+        }
+    }
+    if t.driver == "docker" && t.resources.reserve_nano_cpus > 0 {
+        return Err(
+            "the docker driver cannot honour --reserve-cpu (Resources.Reservations.NanoCPUs): the scheduler does not place by reservations yet"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_actors::model::TaskTemplate;
+
+    use crate::driver::support::check;
+
+    fn process(image: &str) -> TaskTemplate {
+        TaskTemplate {
+            driver: "process".into(),
+            image: image.into(),
+            ..TaskTemplate::default()
+        }
+    }
+
+    #[test]
+    fn the_process_driver_refuses_what_it_cannot_do() {
+        assert!(check(&process("/bin/sleep")).is_ok());
+        assert!(check(&process("sleep")).is_ok());
+        assert!(check(&process("./sleep")).is_err());
+        let mut limited = process("/bin/sleep");
+        limited.resources.limit_memory_bytes = 64 << 20;
+        assert!(check(&limited)
+            .expect_err("limits")
+            .contains("--limit-memory"));
+    }
+}

@@ -1,0 +1,95 @@
+//! A proxied connection between nodes: one QUIC stream on the mesh
+//! connection (mutual TLS, so encrypted on the wire), opened with a header
+//! naming the task and port; the far node dials its own task and answers
+//! one status byte before the bytes flow.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shoal_actors::codec;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::transport::frame::{read_frame, write_frame};
+use crate::transport::Transport;
+
+/// The largest header a tunnel may open with.
+const MAX_HEADER: usize = 4096;
+const OK: u8 = 0;
+const REFUSED: u8 = 1;
+
+/// How long a dial to a task may take before the next backend is tried.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Header {
+    pub task_id: String,
+    pub port: u16,
+    /// The client's address at the ingress node.
+    pub client: SocketAddr,
+}
+
+/// Both directions of a tunnel, as one stream.
+pub type Tunnel = tokio::io::Join<quinn::RecvStream, quinn::SendStream>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("transport: {0}")]
+    Transport(#[from] crate::transport::TransportError),
+    #[error("frame: {0}")]
+    Frame(#[from] crate::transport::frame::FrameError),
+    #[error("codec: {0}")]
+    Codec(#[from] shoal_actors::codec::CodecError),
+    #[error("stream: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the task's node refused the tunnel")]
+    Refused,
+}
+
+/// Opens a tunnel to `task_id`'s `port` on the node at `addr`.
+pub async fn open(
+    transport: &Transport,
+    addr: SocketAddr,
+    header: &Header,
+) -> Result<Tunnel, TunnelError> {
+    let (mut send, mut recv) = transport.open_tunnel(addr).await?;
+    write_frame(&mut send, &codec::encode(header)?).await?;
+    let mut status = [0u8; 1];
+    recv.read_exact(&mut status)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    if status[0] != OK {
+        return Err(TunnelError::Refused);
+    }
+    Ok(tokio::io::join(recv, send))
+}
+
+/// The far end: reads the header, asks `dial` for the task's socket, and
+/// joins the two. A header for a task this node does not run is refused.
+pub async fn serve<D, F>(mut send: quinn::SendStream, mut recv: quinn::RecvStream, dial: D)
+where
+    D: FnOnce(Header) -> F,
+    F: std::future::Future<Output = Option<TcpStream>>,
+{
+    let header = match read_frame(&mut recv, MAX_HEADER).await {
+        Ok(bytes) => codec::decode::<Header>(&bytes).ok(),
+        Err(_) => None,
+    };
+    let Some(header) = header else {
+        let _ = send.write_all(&[REFUSED]).await;
+        let _ = send.finish();
+        return;
+    };
+    let Some(mut task) = dial(header).await else {
+        let _ = send.write_all(&[REFUSED]).await;
+        let _ = send.finish();
+        return;
+    };
+    if send.write_all(&[OK]).await.is_err() {
+        return;
+    }
+    let mut tunnel = tokio::io::join(recv, send);
+    let _ = tokio::io::copy_bidirectional(&mut tunnel, &mut task).await;
+    let _ = tunnel.shutdown().await;
+}

@@ -1,0 +1,412 @@
+//! Per-task sandboxes: the one place that makes namespaces. A process task
+//! (unless its service asks for `--network host`) runs in its own network
+//! namespace, wired by a veth pair into this node's bridge with an address
+//! of the node's subnet and NAT for egress, and in its own mount namespace.
+//!
+//! Ownership: the sandbox creates a task's namespace before the program is
+//! spawned and removes it when the driver forgets the task. Everything it
+//! makes carries this data dir's tag (`net.json`): the bridge `shb<tag>`, the
+//! namespaces `shn<tag>-<task>`, the host ends of the veths `shv<task>` and
+//! the nftables table `shoal_<tag>`, so that `open` can remove whatever a
+//! daemon killed with `kill -9` left, and nothing of another node's.
+//!
+//! Blocking (it runs `ip` and `nft`): call it from the process driver's
+//! forker threads or a blocking task, never from an actor handler.
+
+mod ip;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+pub use ip::IpError;
+
+/// Task subnets come from 10.201.0.0/16, one /22 per node on this host
+/// (clear of the overlay pool and of what a local Docker engine holds): 64
+/// nodes a host, 1,021 tasks a node (a Linux bridge takes 1,024 ports).
+const POOL: [u8; 2] = [10, 201];
+const SUBNETS: u8 = 64;
+const PREFIX: u8 = 22;
+const HOSTS: u16 = 1022;
+const NETNS_DIR: &str = "/run/netns";
+const HOST_LOCK: &str = "/run/shoal-sandbox.lock";
+/// One file a tag, holding the pid of the daemon that uses it: a tag whose
+/// daemon is gone (and whose data dir may be gone too) is swept by the next
+/// daemon that opens a sandbox on this host.
+const OWNERS: &str = "/run/shoal-sandbox";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("network sandboxes need root (this daemon runs as uid {0})")]
+    NotRoot(u32),
+    #[error(transparent)]
+    Ip(#[from] IpError),
+    #[error("{0}: {1}")]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("no free /22 left in 10.201.0.0/16 on this host")]
+    NoSubnet,
+    #[error("no free address left on this node's bridge")]
+    NoAddress,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
+    move |e| SandboxError::Io(path.to_path_buf(), e)
+}
+
+/// What `open` keeps in the data dir: which names and subnet are this node's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Saved {
+    tag: String,
+    index: u8,
+}
+
+/// A task's network, ready before its program starts.
+#[derive(Debug, Clone)]
+pub struct TaskNet {
+    pub netns: PathBuf,
+    pub addr: Ipv4Addr,
+}
+
+pub struct Sandbox {
+    saved: Saved,
+    /// The address each task holds.
+    tasks: Mutex<BTreeMap<String, Ipv4Addr>>,
+}
+
+fn netns_name(tag: &str, task_id: &str) -> String {
+    format!("shn{tag}-{}", &task_id[..task_id.len().min(12)])
+}
+
+fn veth_names(task_id: &str) -> (String, String) {
+    let short = &task_id[..task_id.len().min(12)];
+    (format!("shv{short}"), format!("sht{short}"))
+}
+
+/// Holds the host-wide lock while subnets are chosen, so that two daemons
+/// starting at once do not pick the same one.
+struct HostLock(#[allow(dead_code)] std::fs::File);
+
+impl HostLock {
+    fn take() -> Result<HostLock, SandboxError> {
+        let path = Path::new(HOST_LOCK);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
+        // SAFETY: flock on a descriptor we own; released when it closes.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(SandboxError::Io(
+                path.into(),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(HostLock(f))
+    }
+}
+
+/// The subnet indexes some interface of this host already has an address in.
+fn used_indexes() -> Result<Vec<u8>, SandboxError> {
+    let out = ip::ip(&["-4", "-o", "addr", "show"])?;
+    Ok(out
+        .split_whitespace()
+        .filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok())
+        .filter(|a| a.octets()[..2] == POOL)
+        .map(|a| a.octets()[2] / 4)
+        .collect())
+}
+
+impl Sandbox {
+    /// Sets up this node's bridge, subnet and NAT (or takes them back), and
+    /// removes every namespace and veth a previous daemon of this data dir
+    /// left. Fails on a node that cannot make namespaces.
+    pub fn open(data_dir: &Path) -> Result<Arc<Sandbox>, SandboxError> {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        if uid != 0 {
+            return Err(SandboxError::NotRoot(uid));
+        }
+        let path = data_dir.join("net.json");
+        let saved: Option<Saved> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let _lock = HostLock::take()?;
+        sweep_dead_owners(saved.as_ref().map(|s| s.tag.as_str()));
+        // A subnet another node took while this one was down is given up.
+        let saved = saved.filter(|s| {
+            let own = ip::ip(&["link", "show", &format!("shb{}", s.tag)]).is_ok();
+            own || used_indexes().is_ok_and(|u| !u.contains(&s.index))
+        });
+        let saved = match saved {
+            Some(s) => s,
+            None => {
+                let used = used_indexes()?;
+                let index = (0..SUBNETS)
+                    .find(|i| !used.contains(i))
+                    .ok_or(SandboxError::NoSubnet)?;
+                let tag: String = shoal_actors::model::id_from(&mut rand::rng())[..8].into();
+                let s = Saved { tag, index };
+                let bytes = serde_json::to_vec(&s).unwrap_or_default();
+                std::fs::write(&path, &bytes).map_err(io(&path))?;
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .map_err(io(&path))?;
+                s
+            }
+        };
+        let sb = Sandbox {
+            saved,
+            tasks: Mutex::new(BTreeMap::new()),
+        };
+        sb.remove_leftovers()?;
+        sb.set_up_bridge()?;
+        let owners = Path::new(OWNERS);
+        std::fs::create_dir_all(owners).map_err(io(owners))?;
+        let mine = owners.join(&sb.saved.tag);
+        std::fs::write(&mine, std::process::id().to_string()).map_err(io(&mine))?;
+        Ok(Arc::new(sb))
+    }
+
+    fn bridge(&self) -> String {
+        format!("shb{}", self.saved.tag)
+    }
+
+    fn table(&self) -> String {
+        format!("shoal_{}", self.saved.tag)
+    }
+
+    /// The `host`th address of this node's subnet.
+    fn addr(&self, host: u16) -> Ipv4Addr {
+        let [hi, lo] = host.to_be_bytes();
+        Ipv4Addr::new(POOL[0], POOL[1], self.saved.index * 4 + hi, lo)
+    }
+
+    /// The bridge's address: the tasks' gateway, and the source of the
+    /// node's connections to them.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.addr(1)
+    }
+
+    /// This node's task subnet, as `a.b.c.0/22`.
+    pub fn subnet(&self) -> String {
+        format!("{}/{PREFIX}", self.addr(0))
+    }
+
+    fn set_up_bridge(&self) -> Result<(), SandboxError> {
+        let br = self.bridge();
+        let exists = ip::ip(&["link", "show", &br]).is_ok();
+        if !exists {
+            ip::batch(
+                None,
+                &[
+                    format!("link add {br} type bridge"),
+                    format!("addr add {}/{PREFIX} dev {br}", self.gateway()),
+                    format!("link set {br} up"),
+                ],
+            )?;
+        }
+        let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
+        std::fs::write(forward, b"1").map_err(io(forward))?;
+        let (table, subnet) = (self.table(), self.subnet());
+        // Recreated whole each time: `delete` of a missing table fails, so
+        // add it empty first.
+        ip::nft(&format!(
+            "add table ip {table}\ndelete table ip {table}\n\
+             table ip {table} {{\n\
+               chain masq {{\n\
+                 type nat hook postrouting priority 100; policy accept;\n\
+                 ip saddr {subnet} oifname != \"{br}\" masquerade\n\
+               }}\n\
+               chain pass {{\n\
+                 type filter hook forward priority 0; policy accept;\n\
+                 iifname \"{br}\" accept\n\
+                 oifname \"{br}\" ct state established,related accept\n\
+               }}\n\
+             }}\n"
+        ))?;
+        Ok(())
+    }
+
+    /// Namespaces of this tag (and their veths) a dead daemon left.
+    fn remove_leftovers(&self) -> Result<(), SandboxError> {
+        let prefix = format!("shn{}-", self.saved.tag);
+        let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
+            return Ok(());
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                tracing::info!(netns = %name, "removing a task namespace a previous daemon left");
+                ip::ignore_missing(ip::ip(&["netns", "del", &name]))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the task's network namespace with its address, route and veth.
+    pub fn prepare(&self, task_id: &str) -> Result<TaskNet, SandboxError> {
+        let addr = {
+            let mut tasks = self.tasks.lock();
+            if let Some(a) = tasks.get(task_id) {
+                *a
+            } else {
+                let used: Vec<Ipv4Addr> = tasks.values().copied().collect();
+                let a = (2..=HOSTS)
+                    .map(|h| self.addr(h))
+                    .find(|a| !used.contains(a))
+                    .ok_or(SandboxError::NoAddress)?;
+                tasks.insert(task_id.to_string(), a);
+                a
+            }
+        };
+        let ns = netns_name(&self.saved.tag, task_id);
+        let (host, inside) = veth_names(task_id);
+        // A half-made namespace of an earlier try goes first.
+        ip::ignore_missing(ip::ip(&["netns", "del", &ns]))?;
+        let made = ip::batch(
+            None,
+            &[
+                format!("netns add {ns}"),
+                format!("link add {host} type veth peer name {inside} netns {ns}"),
+                format!("link set {host} master {} up", self.bridge()),
+            ],
+        )
+        .and_then(|()| {
+            ip::batch(
+                Some(&ns),
+                &[
+                    format!("link set {inside} name eth0"),
+                    format!("addr add {addr}/{PREFIX} dev eth0"),
+                    "link set eth0 up".into(),
+                    "link set lo up".into(),
+                    format!("route add default via {}", self.gateway()),
+                ],
+            )
+        });
+        if let Err(e) = made {
+            self.release(task_id);
+            return Err(e.into());
+        }
+        Ok(TaskNet {
+            netns: Path::new(NETNS_DIR).join(ns),
+            addr,
+        })
+    }
+
+    /// The address of a task this node sandboxes.
+    pub fn addr_of(&self, task_id: &str) -> Option<Ipv4Addr> {
+        self.tasks.lock().get(task_id).copied()
+    }
+
+    /// Removes the task's namespace (its veth goes with it) and frees its address.
+    pub fn release(&self, task_id: &str) {
+        let had = self.tasks.lock().remove(task_id).is_some();
+        let ns = netns_name(&self.saved.tag, task_id);
+        if had || Path::new(NETNS_DIR).join(&ns).exists() {
+            // The veth would go with the namespace, but only once the kernel
+            // gets to it: removed here, it is gone when this returns.
+            let (host, _) = veth_names(task_id);
+            let removed = ip::ignore_missing(ip::ip(&["link", "del", &host]))
+                .and_then(|()| ip::ignore_missing(ip::ip(&["netns", "del", &ns])));
+            if let Err(e) = removed {
+                tracing::warn!(task = %task_id, error = %e, "cannot remove a task namespace");
+            }
+        }
+    }
+
+    /// Removes everything of this node's: namespaces, bridge, NAT table.
+    pub fn close(&self) {
+        let ids: Vec<String> = self.tasks.lock().keys().cloned().collect();
+        for id in ids {
+            self.release(&id);
+        }
+        let _ = self.remove_leftovers();
+        let _ = ip::ignore_missing(ip::ip(&["link", "del", &self.bridge()]));
+        let _ = ip::nft(&format!(
+            "add table ip {t}\ndelete table ip {t}\n",
+            t = self.table()
+        ));
+        let _ = std::fs::remove_file(Path::new(OWNERS).join(&self.saved.tag));
+    }
+}
+
+/// Removes what daemons that are gone left on this host (their bridge,
+/// namespaces and table), `own` excepted: this daemon takes its own back.
+fn sweep_dead_owners(own: Option<&str>) {
+    let Ok(dir) = std::fs::read_dir(OWNERS) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let tag = e.file_name().to_string_lossy().into_owned();
+        if Some(tag.as_str()) == own || tag.len() != 8 {
+            continue;
+        }
+        let pid: Option<i32> = std::fs::read_to_string(e.path())
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = pid.is_some_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
+        if !alive {
+            tracing::info!(%tag, "removing the network sandbox of a daemon that is gone");
+            Sandbox {
+                saved: Saved { tag, index: 0 },
+                tasks: Mutex::new(BTreeMap::new()),
+            }
+            .close();
+        }
+    }
+}
+
+/// Removes what the daemon of `data_dir` made, whether or not it still runs
+/// (for tests and `swarm leave`; a live daemon's tasks lose their network).
+pub fn clean(data_dir: &Path) {
+    let Some(saved) = std::fs::read(data_dir.join("net.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Saved>(&b).ok())
+    else {
+        return;
+    };
+    let sb = Sandbox {
+        saved,
+        tasks: Mutex::new(BTreeMap::new()),
+    };
+    sb.close();
+}
+
+/// In the child, between fork and exec: enters the task's network namespace
+/// (an open descriptor of `TaskNet::netns`) and a mount namespace of its
+/// own whose mounts do not propagate back to the host.
+///
+/// # Safety
+/// Only syscalls: safe to call in a `pre_exec` hook.
+pub unsafe fn enter(netns_fd: i32) -> std::io::Result<()> {
+    // SAFETY: plain syscalls on a descriptor the parent opened.
+    unsafe {
+        if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let root = c"/";
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
