@@ -31,13 +31,17 @@ pub fn parse(value: &str) -> Result<Value, String> {
                 "published" => published = port(v, "published")?,
                 "target" => target = Some(port(v, "target")?),
                 "protocol" => proto = protocol(v)?,
-                "mode" => mode = match v {
-                    "ingress" => "ingress",
-                    "host" => "host",
-                    _ => return Err(format!(
+                "mode" => {
+                    mode = match v {
+                        "ingress" => "ingress",
+                        "host" => "host",
+                        _ => {
+                            return Err(format!(
                         "invalid publish mode value ({v}): must be either \"ingress\" or \"host\""
-                    )),
-                },
+                    ))
+                        }
+                    }
+                }
                 other => return Err(format!("invalid field key {other}")),
             }
         }
