@@ -155,6 +155,27 @@ fn a_published_port_clash_is_refused_and_host_mode_binds_only_where_a_task_runs(
         return;
     }
     let nodes = cluster(1, 1, &[]);
+    let ls = nodes[0].ok(&["network", "ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.contains("ingress") && l.contains("overlay") && l.contains("swarm")),
+        "{ls}"
+    );
+    assert!(
+        ls.lines()
+            .any(|l| l.contains("bridge") && l.contains("local")),
+        "{ls}"
+    );
+    let ingress = nodes[0].ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{.Driver}} {{.Scope}}",
+        "ingress",
+    ]);
+    assert_eq!(ingress.trim(), "overlay swarm");
+    let missing = nodes[0].shoal(&["network", "inspect", "nothere"]);
+    assert_eq!(missing.status.code(), Some(1));
     let port = free_port();
     let publish = format!("{port}:80");
     nodes[0].create_echo("a", "1", &["-p", &publish], &["--port", "80"]);
