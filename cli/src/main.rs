@@ -57,6 +57,9 @@ enum Command {
     /// Manage services
     #[command(subcommand)]
     Service(service::ServiceCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(commands::network::NetworkCmd),
     /// Generate the autocompletion script for the specified shell
     Completion {
         #[arg(value_enum)]
@@ -133,6 +136,9 @@ fn main() -> ExitCode {
             Command::Swarm(cmd) => swarm::run(&client::Client::new(&host)?, cmd).await,
             Command::Node(cmd) => node::run(&client::Client::new(&host)?, cmd).await,
             Command::Service(cmd) => service::run(&client::Client::new(&host)?, cmd).await,
+            Command::Network(cmd) => {
+                commands::network::run(&client::Client::new(&host)?, cmd).await
+            }
             Command::Completion { .. } => Ok(()),
         }
     });

@@ -291,6 +291,62 @@ fn docker_tasks_converge_heal_scale_log_restart_and_clean_up() {
     });
 }
 
+/// A docker task behind the routing mesh: the node's proxy reaches the
+/// container at its engine address.
+#[test]
+fn a_docker_service_answers_through_the_mesh() {
+    let Some(docker) = engine() else { return };
+    build_image(&docker);
+    let _cleanup = Cleanup(docker.clone(), vec!["dmesh"]);
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let publish = format!("{port}:80");
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "dmesh",
+        "--replicas",
+        "2",
+        "-p",
+        &publish,
+        IMAGE,
+        "--port",
+        "80",
+    ]);
+    wait_for("2 running", LONG, || running(&d, "dmesh") == 2);
+    let ip = d
+        .listen
+        .split(':')
+        .next()
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let ask = || -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect((ip.as_str(), port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split_whitespace()
+            .find(|w| w.starts_with("task="))
+            .map(str::to_string)
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    wait_for("both containers answer through the mesh", LONG, || {
+        if let Some(t) = ask() {
+            seen.insert(t);
+        }
+        seen.len() == 2
+    });
+    d.ok(&["service", "rm", "dmesh"]);
+}
+
 fn inspect_container(docker: &Docker, id: &str) -> bollard::models::ContainerInspectResponse {
     rt().block_on(docker.inspect_container(id, None))
         .expect("inspect container")

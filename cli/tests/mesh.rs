@@ -155,6 +155,27 @@ fn a_published_port_clash_is_refused_and_host_mode_binds_only_where_a_task_runs(
         return;
     }
     let nodes = cluster(1, 1, &[]);
+    let ls = nodes[0].ok(&["network", "ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.contains("ingress") && l.contains("overlay") && l.contains("swarm")),
+        "{ls}"
+    );
+    assert!(
+        ls.lines()
+            .any(|l| l.contains("bridge") && l.contains("local")),
+        "{ls}"
+    );
+    let ingress = nodes[0].ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{.Driver}} {{.Scope}}",
+        "ingress",
+    ]);
+    assert_eq!(ingress.trim(), "overlay swarm");
+    let missing = nodes[0].shoal(&["network", "inspect", "nothere"]);
+    assert_eq!(missing.status.code(), Some(1));
     let port = free_port();
     let publish = format!("{port}:80");
     nodes[0].create_echo("a", "1", &["-p", &publish], &["--port", "80"]);
@@ -219,4 +240,90 @@ fn a_published_port_clash_is_refused_and_host_mode_binds_only_where_a_task_runs(
                     .is_some_and(|e| e.contains("host-mode port already in use"))
         })
     });
+}
+
+#[test]
+fn least_conn_sends_new_connections_away_from_a_backend_holding_one() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    d.create_echo(
+        "lc",
+        "2",
+        &["-p", &publish, "--endpoint-lb", "least-conn"],
+        &["--port", "80"],
+    );
+    wait_for("2 running", LONG, || running(&d, "lc") == 2);
+    let ip = node_ip(&d);
+    wait_for("the mesh to answer", LONG, || get(&ip, port).is_some());
+    // A connection that sends nothing yet holds its backend.
+    let held = TcpStream::connect((ip.as_str(), port)).expect("hold");
+    std::thread::sleep(Duration::from_millis(200));
+    // Each request's connection is closed before the next one starts (a
+    // proxy counts a connection until it has seen both ends close).
+    let answers: Vec<String> = (0..6)
+        .filter_map(|_| {
+            let a = get(&ip, port);
+            std::thread::sleep(Duration::from_millis(100));
+            a
+        })
+        .collect();
+    assert_eq!(answers.len(), 6);
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "every new connection goes to the backend without one: {answers:?}"
+    );
+    // The held connection still works, and reaches the other task.
+    let mut held = held;
+    held.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    held.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+    let mut out = String::new();
+    let _ = held.read_to_string(&mut out);
+    assert!(out.contains("shoal-echo"), "{out}");
+    assert!(!out.contains(&format!("task={}", answers[0])), "{out}");
+}
+
+#[test]
+fn a_node_killed_and_restarted_leaves_no_namespace_behind() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let mut d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    d.create_echo("ns", "3", &["--restart-delay", "0s"], &["--port", "80"]);
+    wait_for("3 running", LONG, || running(&d, "ns") == 3);
+    let tag = std::fs::read_to_string(d.data_dir().join("net.json"))
+        .ok()
+        .and_then(|s| s.split('"').nth(3).map(str::to_string))
+        .expect("net.json");
+    let namespaces = || -> BTreeSet<String> {
+        std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("shn{tag}-")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = namespaces();
+    assert_eq!(before.len(), 3, "one namespace a task: {before:?}");
+    d.kill9_and_restart();
+    wait_for("3 running again", LONG, || {
+        running(&d, "ns") == 3 && namespaces().len() == 3
+    });
+    let after = namespaces();
+    assert!(
+        before.is_disjoint(&after),
+        "the old namespaces are gone: {before:?} {after:?}"
+    );
+    d.ok(&["service", "rm", "ns"]);
+    wait_for("no namespace left", LONG, || namespaces().is_empty());
 }

@@ -1,6 +1,7 @@
 pub mod daemon;
 pub mod executable;
 pub mod inspect;
+pub mod network;
 pub mod node;
 pub mod pretty_update;
 pub mod progress;

@@ -39,6 +39,8 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/swarm/leave", post(swarm_leave))
         .route("/swarm/update", post(swarm_update))
         .route("/nodes", get(nodes))
+        .route("/networks", get(networks))
+        .route("/networks/{id}", get(network))
         .route("/nodes/{id}", get(node).delete(node_rm))
         .route("/nodes/{id}/update", post(node_update))
         .route("/nodes/{id}/promote", post(node_promote))
@@ -103,6 +105,39 @@ async fn info(State(rt): Rt) -> ApiResult {
         Err(_) => None,
     };
     Ok(Json(views::info(&rt, raft.as_ref())))
+}
+
+/// `network ls`: the swarm's ingress network and this node's task bridge.
+fn network_list(rt: &Runtime) -> Result<Vec<Value>, ApiError> {
+    let m = rt.manager()?;
+    let cluster_id =
+        m.sm.read()
+            .0
+            .cluster
+            .as_ref()
+            .map(|c| c.id.clone())
+            .unwrap_or_default();
+    Ok(views::networks(
+        &cluster_id,
+        rt.process.sandbox().as_deref(),
+    ))
+}
+
+async fn networks(State(rt): Rt) -> ApiResult {
+    Ok(Json(Value::Array(network_list(&rt)?)))
+}
+
+async fn network(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    network_list(&rt)?
+        .into_iter()
+        .find(|n| {
+            n["Name"] == id.as_str()
+                || n["Id"]
+                    .as_str()
+                    .is_some_and(|i| !id.is_empty() && i.starts_with(&id))
+        })
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("network {id} not found")))
 }
 
 async fn swarm(State(rt): Rt) -> ApiResult {

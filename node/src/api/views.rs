@@ -80,6 +80,41 @@ pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Valu
     })
 }
 
+/// The networks a node knows: the swarm's `ingress` (the routing mesh,
+/// which rides the cluster's QUIC connections) and this node's task bridge.
+pub fn networks(cluster_id: &str, sandbox: Option<&crate::sandbox::Sandbox>) -> Vec<Value> {
+    use sha2::Digest;
+    let id = |what: &str| -> String {
+        let d = sha2::Sha256::digest(format!("{cluster_id}/{what}").as_bytes());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()[..25].to_string()
+    };
+    let mut list = vec![json!({
+        "Name": "ingress",
+        "Id": id("ingress"),
+        "Driver": "overlay",
+        "Scope": "swarm",
+        "Ingress": true,
+        "Internal": false,
+        "Attachable": false,
+        "IPAM": { "Driver": "default", "Config": [] },
+        "Options": { "encrypted": "quic" },
+    })];
+    if let Some(sb) = sandbox {
+        list.push(json!({
+            "Name": sb.bridge(),
+            "Id": id(&sb.bridge()),
+            "Driver": "bridge",
+            "Scope": "local",
+            "Ingress": false,
+            "Internal": false,
+            "Attachable": false,
+            "IPAM": { "Driver": "default", "Config": [{ "Subnet": sb.subnet(), "Gateway": sb.gateway().to_string() }] },
+            "Options": {},
+        }));
+    }
+    list
+}
+
 /// `GET /swarm`: docker's `Swarm` object.
 pub fn swarm(c: &Cluster) -> Value {
     json!({

@@ -35,6 +35,9 @@ pub const LABEL_SLOT: &str = "com.shoal.task.slot";
 struct Container {
     name: String,
     pid: Option<u32>,
+    /// The container's address on its engine network, where the node's
+    /// proxy reaches it.
+    addr: Option<std::net::IpAddr>,
     exit: watch::Receiver<Option<Exit>>,
     /// The engine's health verdicts, for a container with a health check.
     health: Option<watch::Receiver<Health>>,
@@ -136,6 +139,17 @@ impl DockerDriver {
     /// Starts watching a container: its exit, its pid, and (from now on) its output.
     async fn track(&self, task_id: &str, name: &str, new: bool) -> Lifecycle {
         let inspect = self.docker.inspect_container(name, None).await.ok();
+        let addr = inspect
+            .as_ref()
+            .and_then(|i| i.network_settings.as_ref())
+            .and_then(|n| {
+                let first = n
+                    .networks
+                    .as_ref()
+                    .and_then(|m| m.values().find_map(|e| e.ip_address.clone()));
+                first.filter(|a| !a.is_empty())
+            })
+            .and_then(|a| a.parse().ok());
         let state = inspect.and_then(|i| i.state);
         let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
         let pid = state
@@ -169,6 +183,7 @@ impl DockerDriver {
             Container {
                 name: name.to_string(),
                 pid,
+                addr,
                 exit: rx,
                 health,
             },
@@ -389,6 +404,15 @@ impl Driver for DockerDriver {
                 Some(e) => Lifecycle::Exited(e),
                 None => Lifecycle::Running { pid: c.pid },
             })
+    }
+
+    fn address(&self, task_id: &str) -> Option<std::net::IpAddr> {
+        let tasks = self.tasks.lock();
+        let c = tasks.get(task_id)?;
+        if c.exit.borrow().is_some() {
+            return None;
+        }
+        c.addr
     }
 
     fn wait(&self, task_id: &str) -> BoxFuture<Option<Exit>> {

@@ -184,7 +184,11 @@ impl Mesh {
         if pool.is_empty() {
             return None;
         }
-        pool.pick(*balance, tried)
+        let picked = pool.pick(*balance, tried);
+        if let Some((b, h)) = &picked {
+            tracing::debug!(task = %b.task_id, open = h.open(), balance = balance.as_str(), "picked a backend");
+        }
+        picked
     }
 
     /// A stream to `backend`'s task: dialled here if it is this node's,
@@ -279,12 +283,27 @@ async fn accept_loop(mesh: Arc<Mesh>, listener: TcpListener, route: Arc<RwLock<R
 }
 
 /// The agent hands the table here (from an actor handler): applying it
-/// binds sockets, so it runs on the runtime, not in the handler.
-pub struct MeshSink(pub Arc<Mesh>);
+/// binds sockets, so it happens on a task of its own, one table at a time
+/// and in order (only the newest of a burst is applied).
+pub struct MeshSink(tokio::sync::mpsc::UnboundedSender<Vec<ServiceEndpoints>>);
+
+impl MeshSink {
+    pub fn new(mesh: Arc<Mesh>) -> MeshSink {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<ServiceEndpoints>>();
+        tokio::spawn(async move {
+            while let Some(mut table) = rx.recv().await {
+                while let Ok(newer) = rx.try_recv() {
+                    table = newer;
+                }
+                mesh.apply(table);
+            }
+        });
+        MeshSink(tx)
+    }
+}
 
 impl EndpointSink for MeshSink {
     fn update(&self, table: Vec<ServiceEndpoints>) {
-        let mesh = self.0.clone();
-        tokio::spawn(async move { mesh.apply(table) });
+        let _ = self.0.send(table);
     }
 }

@@ -18,6 +18,13 @@ pub struct Pool {
 /// A connection's hold on its backend: counted as open until dropped.
 pub struct Held(Arc<AtomicUsize>);
 
+impl Held {
+    /// This node's open connections to the backend, this one included.
+    pub fn open(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);

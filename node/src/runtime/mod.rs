@@ -401,7 +401,7 @@ impl Runtime {
             self.directory.clone(),
             Arc::new(ClusterLink(self.directory.clone())),
             self.config.timings.dispatcher_heartbeat,
-            Arc::new(crate::mesh::MeshSink(self.mesh.clone())),
+            Arc::new(crate::mesh::MeshSink::new(self.mesh.clone())),
         ))
         .await
     }

@@ -175,7 +175,8 @@ impl Sandbox {
         Ok(Arc::new(sb))
     }
 
-    fn bridge(&self) -> String {
+    /// The name of this node's bridge.
+    pub fn bridge(&self) -> String {
         format!("shb{}", self.saved.tag)
     }
 
