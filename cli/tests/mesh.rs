@@ -327,3 +327,39 @@ fn a_node_killed_and_restarted_leaves_no_namespace_behind() {
     d.ok(&["service", "rm", "ns"]);
     wait_for("no namespace left", LONG, || namespaces().is_empty());
 }
+
+#[test]
+fn proxy_protocol_v2_tells_every_replica_the_real_client_address() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let nodes = cluster(1, 1, &[]);
+    let port = free_port();
+    let publish = format!("published={port},target=80,proxy-protocol=v2");
+    nodes[0].create_echo("pp", "2", &["-p", &publish], &["--port", "80"]);
+    wait_for("2 running", LONG, || running(&nodes[0], "pp") == 2);
+    for d in &nodes {
+        let ip = node_ip(d);
+        wait_for("the mesh to answer", LONG, || get(&ip, port).is_some());
+        let mut tasks = BTreeSet::new();
+        for _ in 0..4 {
+            let mut s = TcpStream::connect((ip.as_str(), port)).expect("connect");
+            let me = s.local_addr().expect("addr").to_string();
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            assert!(out.contains(&format!("client={me}")), "through {ip}: {out}");
+            if let Some(t) = out.split_whitespace().find(|w| w.starts_with("task=")) {
+                tasks.insert(t.to_string());
+            }
+        }
+        assert_eq!(
+            tasks.len(),
+            2,
+            "local and remote replicas both answered via {ip}"
+        );
+    }
+}

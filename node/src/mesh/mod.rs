@@ -10,6 +10,7 @@
 //! dials a task of another node itself.
 
 mod pool;
+mod proxy_header;
 mod tunnel;
 
 use std::collections::BTreeMap;
@@ -18,8 +19,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use shoal_actors::driver::Drivers;
-use shoal_actors::ports::{Backend, Balance, Protocol, PublishMode, ServiceEndpoints};
+use shoal_actors::ports::{
+    Backend, Balance, Protocol, ProxyProtocol, PublishMode, ServiceEndpoints,
+};
 use shoal_actors::session::EndpointSink;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::cluster::net::TransportSlot;
@@ -32,9 +36,17 @@ const TRIES: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     /// Any running task of the service, on any node.
-    Ingress { service_id: String, target: u16 },
+    Ingress {
+        service_id: String,
+        target: u16,
+        proxy: Option<ProxyProtocol>,
+    },
     /// This node's own task.
-    Host { task_id: String, target: u16 },
+    Host {
+        task_id: String,
+        target: u16,
+        proxy: Option<ProxyProtocol>,
+    },
 }
 
 struct Listener {
@@ -84,12 +96,25 @@ impl Mesh {
         self.drivers.values().find_map(|d| d.address(task_id))
     }
 
-    async fn dial_local(&self, task_id: &str, port: u16) -> Option<TcpStream> {
+    /// A connection to this node's task, opened with a PROXY protocol header
+    /// naming `client` if the port asks for one.
+    async fn dial_local(
+        &self,
+        task_id: &str,
+        port: u16,
+        proxy: Option<(ProxyProtocol, SocketAddr, SocketAddr)>,
+    ) -> Option<TcpStream> {
         let ip = self.local_addr(task_id)?;
-        tokio::time::timeout(tunnel::DIAL_TIMEOUT, TcpStream::connect((ip, port)))
+        let mut s = tokio::time::timeout(tunnel::DIAL_TIMEOUT, TcpStream::connect((ip, port)))
             .await
             .ok()?
-            .ok()
+            .ok()?;
+        if let Some((version, client, dest)) = proxy {
+            s.write_all(&proxy_header::encode(version, client, dest))
+                .await
+                .ok()?;
+        }
+        Some(s)
     }
 
     fn routes(&self, table: &[ServiceEndpoints]) -> BTreeMap<u16, Route> {
@@ -104,6 +129,7 @@ impl Mesh {
                             Route::Ingress {
                                 service_id: svc.service_id.clone(),
                                 target: p.target_port,
+                                proxy: p.proxy_protocol,
                             },
                         );
                     }
@@ -118,6 +144,7 @@ impl Mesh {
                                 Route::Host {
                                     task_id: b.task_id.clone(),
                                     target: p.target_port,
+                                    proxy: p.proxy_protocol,
                                 },
                             );
                         }
@@ -197,11 +224,14 @@ impl Mesh {
         &self,
         backend: &Backend,
         target: u16,
-        client: SocketAddr,
+        ends: (SocketAddr, SocketAddr),
+        proxy: Option<ProxyProtocol>,
     ) -> Option<Box<dyn Duplex>> {
+        let (client, dest) = ends;
         let own = self.own.read().clone();
         if Some(&backend.node_id) == own.as_ref() {
-            let s = self.dial_local(&backend.task_id, target).await?;
+            let header = proxy.map(|v| (v, client, dest));
+            let s = self.dial_local(&backend.task_id, target, header).await?;
             return Some(Box::new(s));
         }
         let transport = self.transport.read().clone()?;
@@ -210,6 +240,8 @@ impl Mesh {
             task_id: backend.task_id.clone(),
             port: target,
             client,
+            dest,
+            proxy,
         };
         match tunnel::open(&transport, addr, &header).await {
             Ok(t) => Some(Box::new(t)),
@@ -221,19 +253,33 @@ impl Mesh {
     }
 
     async fn serve_client(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr, route: Route) {
+        let Ok(dest) = client.local_addr() else {
+            return;
+        };
         let (mut upstream, _held) = match route {
-            Route::Host { task_id, target } => match self.dial_local(&task_id, target).await {
-                Some(s) => (Box::new(s) as Box<dyn Duplex>, None),
-                None => return,
-            },
-            Route::Ingress { service_id, target } => {
+            Route::Host {
+                task_id,
+                target,
+                proxy,
+            } => {
+                let header = proxy.map(|v| (v, peer, dest));
+                match self.dial_local(&task_id, target, header).await {
+                    Some(s) => (Box::new(s) as Box<dyn Duplex>, None),
+                    None => return,
+                }
+            }
+            Route::Ingress {
+                service_id,
+                target,
+                proxy,
+            } => {
                 let mut tried = Vec::new();
                 let mut found = None;
                 while tried.len() < TRIES {
                     let Some((backend, held)) = self.pick(&service_id, &tried) else {
                         break;
                     };
-                    if let Some(s) = self.connect(&backend, target, peer).await {
+                    if let Some(s) = self.connect(&backend, target, (peer, dest), proxy).await {
                         found = Some((s, Some(held)));
                         break;
                     }
@@ -260,7 +306,8 @@ impl Mesh {
         let me = self.clone();
         Box::pin(async move {
             tunnel::serve(send, recv, |h| async move {
-                me.dial_local(&h.task_id, h.port).await
+                let header = h.proxy.map(|v| (v, h.client, h.dest));
+                me.dial_local(&h.task_id, h.port, header).await
             })
             .await
         })

@@ -26,8 +26,11 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Header {
     pub task_id: String,
     pub port: u16,
-    /// The client's address at the ingress node.
+    /// The client's address, and the address it connected to, at the ingress node.
     pub client: SocketAddr,
+    pub dest: SocketAddr,
+    /// Tell the task who the client is, in this PROXY protocol version.
+    pub proxy: Option<shoal_actors::ports::ProxyProtocol>,
 }
 
 /// Both directions of a tunnel, as one stream.
