@@ -363,3 +363,41 @@ fn proxy_protocol_v2_tells_every_replica_the_real_client_address() {
         );
     }
 }
+
+#[test]
+fn udp_through_the_mesh_reaches_local_and_remote_replicas() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let nodes = cluster(1, 1, &[]);
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr").port()
+    };
+    let publish = format!("{port}:53/udp");
+    nodes[0].create_echo("dns", "2", &["-p", &publish], &["--udp-port", "53"]);
+    wait_for("2 running", LONG, || running(&nodes[0], "dns") == 2);
+    // Each new client socket is a new flow, sent to the next replica.
+    let ask = |ip: &str| -> Option<String> {
+        let s = std::net::UdpSocket::bind((ip, 0)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        s.send_to(b"who?", (ip, port)).ok()?;
+        let mut buf = [0u8; 2048];
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        line.split_whitespace()
+            .find(|w| w.starts_with("task="))
+            .map(str::to_string)
+    };
+    for d in &nodes {
+        let ip = node_ip(d);
+        let mut seen = BTreeSet::new();
+        wait_for("both replicas answer over udp", LONG, || {
+            if let Some(t) = ask(&ip) {
+                seen.insert(t);
+            }
+            seen.len() == 2
+        });
+    }
+}

@@ -11,11 +11,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
-usage: shoal-echo [--port N] [--exit-after SECS] [--exit-code N] [--print TEXT]
+usage: shoal-echo [--port N] [--udp-port N] [--exit-after SECS] [--exit-code N] [--print TEXT]
 
 Prints one line saying which task it is, then stays alive.
 
   --port N           answer HTTP requests on 0.0.0.0:N with that line
+  --udp-port N       answer every UDP datagram on 0.0.0.0:N with that line
   --exit-after SECS  exit after SECS seconds (fractions allowed)
   --exit-code N      exit code when exiting because of --exit-after (default 0)
   --print TEXT       print TEXT to stdout once at start
@@ -33,6 +34,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 struct Config {
     port: Option<u16>,
+    udp_port: Option<u16>,
     exit_after: Option<Duration>,
     exit_code: i32,
     print: Option<String>,
@@ -52,6 +54,7 @@ where
 {
     let mut cfg = Config {
         port: None,
+        udp_port: None,
         exit_after: None,
         exit_code: 0,
         print: None,
@@ -67,7 +70,7 @@ where
         }
         if !matches!(
             flag.as_str(),
-            "--port" | "--exit-after" | "--exit-code" | "--print"
+            "--port" | "--udp-port" | "--exit-after" | "--exit-code" | "--print"
         ) {
             return Err(format!("unknown argument: {arg}"));
         }
@@ -76,11 +79,15 @@ where
             None => args.next().ok_or_else(|| format!("{flag} needs a value"))?,
         };
         match flag.as_str() {
-            "--port" => {
+            "--port" | "--udp-port" => {
                 let port = value
                     .parse::<u16>()
-                    .map_err(|_| format!("--port: not a port number: {value}"))?;
-                cfg.port = Some(port);
+                    .map_err(|_| format!("{flag}: not a port number: {value}"))?;
+                if flag == "--port" {
+                    cfg.port = Some(port);
+                } else {
+                    cfg.udp_port = Some(port);
+                }
             }
             "--exit-after" => {
                 let secs = value
@@ -331,6 +338,25 @@ fn main() {
         say(text);
     }
 
+    if let Some(port) = cfg.udp_port {
+        let socket = match std::net::UdpSocket::bind(("0.0.0.0", port)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("shoal-echo: cannot listen on udp 0.0.0.0:{port}: {e}");
+                process::exit(1);
+            }
+        };
+        let reply = line.clone().into_bytes();
+        thread::Builder::new()
+            .name("udp".into())
+            .spawn(move || {
+                let mut buf = [0u8; 2048];
+                while let Ok((_, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(&reply, from);
+                }
+            })
+            .expect("spawn the udp thread");
+    }
     if let Some(port) = cfg.port {
         let listener = match TcpListener::bind(("0.0.0.0", port)) {
             Ok(l) => l,
@@ -388,6 +414,7 @@ mod tests {
             run(&[]),
             Config {
                 port: None,
+                udp_port: None,
                 exit_after: None,
                 exit_code: 0,
                 print: None
