@@ -89,6 +89,31 @@ impl Balance {
     }
 }
 
+/// A PROXY protocol header the proxy sends a task before a client's bytes,
+/// so that the task learns the client's address (moby/moby#25526).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+}
+
+impl ProxyProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyProtocol::V1 => "v1",
+            ProxyProtocol::V2 => "v2",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "v1" => Some(ProxyProtocol::V1),
+            "v2" => Some(ProxyProtocol::V2),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortConfig {
     pub protocol: Protocol,
@@ -96,6 +121,8 @@ pub struct PortConfig {
     /// 0 until the swarm picks one (ingress), or "any free port" (host mode).
     pub published_port: u16,
     pub publish_mode: PublishMode,
+    /// TCP only: the header sent to the task before the client's bytes.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -23,6 +23,7 @@ fn protocol(s: &str) -> Result<&'static str, String> {
 pub fn parse(value: &str) -> Result<Value, String> {
     if value.contains('=') {
         let (mut published, mut target, mut proto, mut mode) = (0, None, "tcp", "ingress");
+        let mut proxy = None;
         for field in value.split(',') {
             let (k, v) = field
                 .split_once('=')
@@ -42,16 +43,30 @@ pub fn parse(value: &str) -> Result<Value, String> {
                         }
                     }
                 }
+                "proxy-protocol" => {
+                    proxy = match v {
+                        "v1" | "v2" => Some(v.to_string()),
+                        _ => {
+                            return Err(format!(
+                            "invalid proxy-protocol value ({v}): must be either \"v1\" or \"v2\""
+                        ))
+                        }
+                    }
+                }
                 other => return Err(format!("invalid field key {other}")),
             }
         }
         let target = target.ok_or("missing mandatory field \"target\"")?;
-        return Ok(json!({
+        let mut port = json!({
             "Protocol": proto,
             "TargetPort": target,
             "PublishedPort": published,
             "PublishMode": mode,
-        }));
+        });
+        if let Some(p) = proxy {
+            port["ProxyProtocol"] = json!(p);
+        }
+        return Ok(port);
     }
     let (ports, proto) = match value.split_once('/') {
         Some((p, proto)) => (p, protocol(proto)?),

@@ -327,3 +327,77 @@ fn a_node_killed_and_restarted_leaves_no_namespace_behind() {
     d.ok(&["service", "rm", "ns"]);
     wait_for("no namespace left", LONG, || namespaces().is_empty());
 }
+
+#[test]
+fn proxy_protocol_v2_tells_every_replica_the_real_client_address() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let nodes = cluster(1, 1, &[]);
+    let port = free_port();
+    let publish = format!("published={port},target=80,proxy-protocol=v2");
+    nodes[0].create_echo("pp", "2", &["-p", &publish], &["--port", "80"]);
+    wait_for("2 running", LONG, || running(&nodes[0], "pp") == 2);
+    for d in &nodes {
+        let ip = node_ip(d);
+        wait_for("the mesh to answer", LONG, || get(&ip, port).is_some());
+        let mut tasks = BTreeSet::new();
+        for _ in 0..4 {
+            let mut s = TcpStream::connect((ip.as_str(), port)).expect("connect");
+            let me = s.local_addr().expect("addr").to_string();
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            assert!(out.contains(&format!("client={me}")), "through {ip}: {out}");
+            if let Some(t) = out.split_whitespace().find(|w| w.starts_with("task=")) {
+                tasks.insert(t.to_string());
+            }
+        }
+        assert_eq!(
+            tasks.len(),
+            2,
+            "local and remote replicas both answered via {ip}"
+        );
+    }
+}
+
+#[test]
+fn udp_through_the_mesh_reaches_local_and_remote_replicas() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let nodes = cluster(1, 1, &[]);
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr").port()
+    };
+    let publish = format!("{port}:53/udp");
+    nodes[0].create_echo("dns", "2", &["-p", &publish], &["--udp-port", "53"]);
+    wait_for("2 running", LONG, || running(&nodes[0], "dns") == 2);
+    // Each new client socket is a new flow, sent to the next replica.
+    let ask = |ip: &str| -> Option<String> {
+        let s = std::net::UdpSocket::bind((ip, 0)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        s.send_to(b"who?", (ip, port)).ok()?;
+        let mut buf = [0u8; 2048];
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        line.split_whitespace()
+            .find(|w| w.starts_with("task="))
+            .map(str::to_string)
+    };
+    for d in &nodes {
+        let ip = node_ip(d);
+        let mut seen = BTreeSet::new();
+        wait_for("both replicas answer over udp", LONG, || {
+            if let Some(t) = ask(&ip) {
+                seen.insert(t);
+            }
+            seen.len() == 2
+        });
+    }
+}

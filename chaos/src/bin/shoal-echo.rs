@@ -11,11 +11,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
-usage: shoal-echo [--port N] [--exit-after SECS] [--exit-code N] [--print TEXT]
+usage: shoal-echo [--port N] [--udp-port N] [--exit-after SECS] [--exit-code N] [--print TEXT]
 
 Prints one line saying which task it is, then stays alive.
 
   --port N           answer HTTP requests on 0.0.0.0:N with that line
+  --udp-port N       answer every UDP datagram on 0.0.0.0:N with that line
   --exit-after SECS  exit after SECS seconds (fractions allowed)
   --exit-code N      exit code when exiting because of --exit-after (default 0)
   --print TEXT       print TEXT to stdout once at start
@@ -33,6 +34,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 struct Config {
     port: Option<u16>,
+    udp_port: Option<u16>,
     exit_after: Option<Duration>,
     exit_code: i32,
     print: Option<String>,
@@ -52,6 +54,7 @@ where
 {
     let mut cfg = Config {
         port: None,
+        udp_port: None,
         exit_after: None,
         exit_code: 0,
         print: None,
@@ -67,7 +70,7 @@ where
         }
         if !matches!(
             flag.as_str(),
-            "--port" | "--exit-after" | "--exit-code" | "--print"
+            "--port" | "--udp-port" | "--exit-after" | "--exit-code" | "--print"
         ) {
             return Err(format!("unknown argument: {arg}"));
         }
@@ -76,11 +79,15 @@ where
             None => args.next().ok_or_else(|| format!("{flag} needs a value"))?,
         };
         match flag.as_str() {
-            "--port" => {
+            "--port" | "--udp-port" => {
                 let port = value
                     .parse::<u16>()
-                    .map_err(|_| format!("--port: not a port number: {value}"))?;
-                cfg.port = Some(port);
+                    .map_err(|_| format!("{flag}: not a port number: {value}"))?;
+                if flag == "--port" {
+                    cfg.port = Some(port);
+                } else {
+                    cfg.udp_port = Some(port);
+                }
             }
             "--exit-after" => {
                 let secs = value
@@ -148,18 +155,74 @@ fn http_response(body_line: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The PROXY protocol v2 signature a proxy may send before the request.
+const PROXY_V2: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// A PROXY protocol header (v1 text or v2 binary) at the start of `buf`:
+/// the client address it names and its length, once it is all in.
+fn proxy_header(buf: &[u8]) -> Option<(String, usize)> {
+    if let Some(rest) = buf.strip_prefix(PROXY_V2) {
+        let len = u16::from_be_bytes([*rest.get(2)?, *rest.get(3)?]) as usize;
+        let addr = rest.get(4..4 + len)?;
+        let client = match rest[1] >> 4 {
+            1 if len >= 12 => format!(
+                "{}.{}.{}.{}:{}",
+                addr[0],
+                addr[1],
+                addr[2],
+                addr[3],
+                u16::from_be_bytes([addr[8], addr[9]])
+            ),
+            2 if len >= 36 => {
+                let mut ip = [0u8; 16];
+                ip.copy_from_slice(&addr[..16]);
+                let port = u16::from_be_bytes([addr[32], addr[33]]);
+                format!("[{}]:{port}", std::net::Ipv6Addr::from(ip))
+            }
+            _ => "-".into(),
+        };
+        return Some((client, 16 + len));
+    }
+    if buf.starts_with(b"PROXY ") {
+        let end = buf.windows(2).position(|w| w == b"\r\n")?;
+        let line = String::from_utf8_lossy(&buf[..end]);
+        let f: Vec<&str> = line.split(' ').collect();
+        let client = match f.as_slice() {
+            [_, _, src, _, sport, _] if src.contains(':') => format!("[{src}]:{sport}"),
+            [_, _, src, _, sport, _] => format!("{src}:{sport}"),
+            _ => "-".into(),
+        };
+        return Some((client, end + 2));
+    }
+    None
+}
+
 /// Reads until the end of the request head, EOF, an error or a timeout.
-/// Returns how many bytes came.
-fn read_request_head(stream: &mut TcpStream) -> usize {
+/// Returns how many bytes of request came, and the client a PROXY protocol
+/// header named (if one came first).
+fn read_request_head(stream: &mut TcpStream) -> (usize, Option<String>) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let deadline = Instant::now() + READ_TIMEOUT;
     let mut head = Vec::new();
+    let mut client = None;
     let mut buf = [0u8; 4096];
     while head.len() < MAX_REQUEST_HEAD && Instant::now() < deadline {
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 head.extend_from_slice(&buf[..n]);
+                let waiting_for_proxy = client.is_none()
+                    && (head.starts_with(b"PROXY ")
+                        || head.starts_with(&PROXY_V2[..head.len().min(12)]));
+                if waiting_for_proxy {
+                    match proxy_header(&head) {
+                        Some((c, len)) => {
+                            client = Some(c);
+                            head.drain(..len);
+                        }
+                        None => continue,
+                    }
+                }
                 if head.windows(4).any(|w| w == b"\r\n\r\n")
                     || head.windows(2).any(|w| w == b"\n\n")
                 {
@@ -170,16 +233,21 @@ fn read_request_head(stream: &mut TcpStream) -> usize {
             Err(_) => break,
         }
     }
-    head.len()
+    (head.len(), client)
 }
 
 fn handle_connection(mut stream: TcpStream, peer: SocketAddr, line: &str) {
     // A bare connect-and-close (a TCP probe) is not a request.
-    if read_request_head(&mut stream) == 0 {
+    let (len, client) = read_request_head(&mut stream);
+    if len == 0 {
         return;
     }
     say(&format!("request from {peer}"));
-    let _ = stream.write_all(&http_response(line));
+    let line = match client {
+        Some(c) => format!("{line} client={c}"),
+        None => line.to_string(),
+    };
+    let _ = stream.write_all(&http_response(&line));
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
 }
@@ -270,6 +338,25 @@ fn main() {
         say(text);
     }
 
+    if let Some(port) = cfg.udp_port {
+        let socket = match std::net::UdpSocket::bind(("0.0.0.0", port)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("shoal-echo: cannot listen on udp 0.0.0.0:{port}: {e}");
+                process::exit(1);
+            }
+        };
+        let reply = line.clone().into_bytes();
+        thread::Builder::new()
+            .name("udp".into())
+            .spawn(move || {
+                let mut buf = [0u8; 2048];
+                while let Ok((_, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(&reply, from);
+                }
+            })
+            .expect("spawn the udp thread");
+    }
     if let Some(port) = cfg.port {
         let listener = match TcpListener::bind(("0.0.0.0", port)) {
             Ok(l) => l,
@@ -327,6 +414,7 @@ mod tests {
             run(&[]),
             Config {
                 port: None,
+                udp_port: None,
                 exit_after: None,
                 exit_code: 0,
                 print: None

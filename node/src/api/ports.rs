@@ -3,7 +3,9 @@
 //! assigned (`Endpoint.Ports`).
 
 use serde_json::{json, Value};
-use shoal_actors::ports::{Balance, EndpointSpec, PortConfig, Protocol, PublishMode, MAX_PORTS};
+use shoal_actors::ports::{
+    Balance, EndpointSpec, PortConfig, Protocol, ProxyProtocol, PublishMode, MAX_PORTS,
+};
 
 fn port_number(v: Option<&Value>, what: &str) -> Result<u16, String> {
     match v {
@@ -55,23 +57,38 @@ pub fn parse(body: &Value) -> Result<EndpointSpec, String> {
         if target_port == 0 {
             return Err("No port specified: TargetPort is required".into());
         }
+        let proxy_protocol = match p.get("ProxyProtocol").and_then(Value::as_str) {
+            None | Some("") => None,
+            Some(s) => Some(
+                ProxyProtocol::parse(s)
+                    .ok_or_else(|| format!("invalid proxy protocol {s:?}: expected v1 or v2"))?,
+            ),
+        };
+        if proxy_protocol.is_some() && protocol == Protocol::Udp {
+            return Err("the PROXY protocol is for TCP ports only".into());
+        }
         ports.push(PortConfig {
             protocol,
             target_port,
             published_port: port_number(p.get("PublishedPort"), "published port")?,
             publish_mode,
+            proxy_protocol,
         });
     }
     Ok(EndpointSpec { ports, balance })
 }
 
 fn port(p: &PortConfig) -> Value {
-    json!({
+    let mut v = json!({
         "Protocol": p.protocol.as_str(),
         "TargetPort": p.target_port,
         "PublishedPort": p.published_port,
         "PublishMode": p.publish_mode.as_str(),
-    })
+    });
+    if let Some(pp) = p.proxy_protocol {
+        v["ProxyProtocol"] = json!(pp.as_str());
+    }
+    v
 }
 
 /// `Spec.EndpointSpec`.

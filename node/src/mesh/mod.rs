@@ -10,7 +10,9 @@
 //! dials a task of another node itself.
 
 mod pool;
+mod proxy_header;
 mod tunnel;
+mod udp;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,8 +20,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use shoal_actors::driver::Drivers;
-use shoal_actors::ports::{Backend, Balance, Protocol, PublishMode, ServiceEndpoints};
+use shoal_actors::ports::{
+    Backend, Balance, Protocol, ProxyProtocol, PublishMode, ServiceEndpoints,
+};
 use shoal_actors::session::EndpointSink;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::cluster::net::TransportSlot;
@@ -32,9 +37,17 @@ const TRIES: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     /// Any running task of the service, on any node.
-    Ingress { service_id: String, target: u16 },
+    Ingress {
+        service_id: String,
+        target: u16,
+        proxy: Option<ProxyProtocol>,
+    },
     /// This node's own task.
-    Host { task_id: String, target: u16 },
+    Host {
+        task_id: String,
+        target: u16,
+        proxy: Option<ProxyProtocol>,
+    },
 }
 
 struct Listener {
@@ -50,7 +63,7 @@ pub struct Mesh {
     drivers: Arc<Drivers>,
     transport: TransportSlot,
     pools: Mutex<BTreeMap<String, (Balance, Pool)>>,
-    listeners: Mutex<BTreeMap<u16, Listener>>,
+    listeners: Mutex<BTreeMap<(Protocol, u16), Listener>>,
 }
 
 impl Mesh {
@@ -84,26 +97,41 @@ impl Mesh {
         self.drivers.values().find_map(|d| d.address(task_id))
     }
 
-    async fn dial_local(&self, task_id: &str, port: u16) -> Option<TcpStream> {
+    /// A connection to this node's task, opened with a PROXY protocol header
+    /// naming `client` if the port asks for one.
+    async fn dial_local(
+        &self,
+        task_id: &str,
+        port: u16,
+        proxy: Option<(ProxyProtocol, SocketAddr, SocketAddr)>,
+    ) -> Option<TcpStream> {
         let ip = self.local_addr(task_id)?;
-        tokio::time::timeout(tunnel::DIAL_TIMEOUT, TcpStream::connect((ip, port)))
+        let mut s = tokio::time::timeout(tunnel::DIAL_TIMEOUT, TcpStream::connect((ip, port)))
             .await
             .ok()?
-            .ok()
+            .ok()?;
+        if let Some((version, client, dest)) = proxy {
+            s.write_all(&proxy_header::encode(version, client, dest))
+                .await
+                .ok()?;
+        }
+        Some(s)
     }
 
-    fn routes(&self, table: &[ServiceEndpoints]) -> BTreeMap<u16, Route> {
+    fn routes(&self, table: &[ServiceEndpoints]) -> BTreeMap<(Protocol, u16), Route> {
         let own = self.own.read().clone();
         let mut routes = BTreeMap::new();
         for svc in table {
-            for p in svc.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
+            for p in &svc.ports {
+                let key = (p.protocol, p.published_port);
                 match p.publish_mode {
                     PublishMode::Ingress if p.published_port != 0 => {
                         routes.insert(
-                            p.published_port,
+                            key,
                             Route::Ingress {
                                 service_id: svc.service_id.clone(),
                                 target: p.target_port,
+                                proxy: p.proxy_protocol,
                             },
                         );
                     }
@@ -114,10 +142,11 @@ impl Mesh {
                             .find(|b| Some(&b.node_id) == own.as_ref());
                         if let Some(b) = mine {
                             routes.insert(
-                                p.published_port,
+                                key,
                                 Route::Host {
                                     task_id: b.task_id.clone(),
                                     target: p.target_port,
+                                    proxy: p.proxy_protocol,
                                 },
                             );
                         }
@@ -148,33 +177,33 @@ impl Mesh {
             }
             keep
         });
-        for (port, route) in routes {
-            if let Some(l) = listeners.get(&port) {
+        for (key, route) in routes {
+            if let Some(l) = listeners.get(&key) {
                 *l.route.write() = route;
                 continue;
             }
+            let (protocol, port) = key;
             let bind_ip = *self.bind_ip.read();
-            let std_listener = match std::net::TcpListener::bind((bind_ip, port)) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(%port, error = %e, "cannot listen on a published port");
-                    continue;
-                }
-            };
-            let listener = match std_listener
-                .set_nonblocking(true)
-                .and_then(|()| TcpListener::from_std(std_listener))
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(%port, error = %e, "cannot listen on a published port");
-                    continue;
-                }
-            };
-            tracing::info!(addr = %bind_ip, %port, "listening on a published port");
             let route = Arc::new(RwLock::new(route));
-            let accept = tokio::spawn(accept_loop(self.clone(), listener, route.clone()));
-            listeners.insert(port, Listener { route, accept });
+            let accept = match protocol {
+                Protocol::Tcp => std::net::TcpListener::bind((bind_ip, port))
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .and_then(TcpListener::from_std)
+                    .map(|l| tokio::spawn(accept_loop(self.clone(), l, route.clone()))),
+                Protocol::Udp => std::net::UdpSocket::bind((bind_ip, port))
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .and_then(tokio::net::UdpSocket::from_std)
+                    .map(|s| tokio::spawn(udp_loop(self.clone(), Arc::new(s), route.clone()))),
+            };
+            match accept {
+                Ok(accept) => {
+                    tracing::info!(addr = %bind_ip, %port, protocol = protocol.as_str(), "listening on a published port");
+                    listeners.insert(key, Listener { route, accept });
+                }
+                Err(e) => {
+                    tracing::warn!(%port, protocol = protocol.as_str(), error = %e, "cannot listen on a published port");
+                }
+            }
         }
     }
 
@@ -197,19 +226,24 @@ impl Mesh {
         &self,
         backend: &Backend,
         target: u16,
-        client: SocketAddr,
+        ends: (SocketAddr, SocketAddr),
+        proxy: Option<ProxyProtocol>,
     ) -> Option<Box<dyn Duplex>> {
+        let (client, dest) = ends;
         let own = self.own.read().clone();
         if Some(&backend.node_id) == own.as_ref() {
-            let s = self.dial_local(&backend.task_id, target).await?;
+            let header = proxy.map(|v| (v, client, dest));
+            let s = self.dial_local(&backend.task_id, target, header).await?;
             return Some(Box::new(s));
         }
-        let transport = self.transport.read().clone()?;
-        let addr: SocketAddr = backend.node_addr.parse().ok()?;
+        let (transport, addr) = self.tunnel_to(backend)?;
         let header = tunnel::Header {
             task_id: backend.task_id.clone(),
             port: target,
             client,
+            dest,
+            proxy,
+            protocol: Protocol::Tcp,
         };
         match tunnel::open(&transport, addr, &header).await {
             Ok(t) => Some(Box::new(t)),
@@ -221,19 +255,33 @@ impl Mesh {
     }
 
     async fn serve_client(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr, route: Route) {
+        let Ok(dest) = client.local_addr() else {
+            return;
+        };
         let (mut upstream, _held) = match route {
-            Route::Host { task_id, target } => match self.dial_local(&task_id, target).await {
-                Some(s) => (Box::new(s) as Box<dyn Duplex>, None),
-                None => return,
-            },
-            Route::Ingress { service_id, target } => {
+            Route::Host {
+                task_id,
+                target,
+                proxy,
+            } => {
+                let header = proxy.map(|v| (v, peer, dest));
+                match self.dial_local(&task_id, target, header).await {
+                    Some(s) => (Box::new(s) as Box<dyn Duplex>, None),
+                    None => return,
+                }
+            }
+            Route::Ingress {
+                service_id,
+                target,
+                proxy,
+            } => {
                 let mut tried = Vec::new();
                 let mut found = None;
                 while tried.len() < TRIES {
                     let Some((backend, held)) = self.pick(&service_id, &tried) else {
                         break;
                     };
-                    if let Some(s) = self.connect(&backend, target, peer).await {
+                    if let Some(s) = self.connect(&backend, target, (peer, dest), proxy).await {
                         found = Some((s, Some(held)));
                         break;
                     }
@@ -259,11 +307,122 @@ impl Mesh {
     ) -> shoal_actors::driver::BoxFuture<()> {
         let me = self.clone();
         Box::pin(async move {
-            tunnel::serve(send, recv, |h| async move {
-                me.dial_local(&h.task_id, h.port).await
-            })
-            .await
+            let mut recv = recv;
+            let Some(h) = tunnel::read_header(&mut recv).await else {
+                return tunnel::refuse(send).await;
+            };
+            match h.protocol {
+                Protocol::Tcp => {
+                    let header = h.proxy.map(|v| (v, h.client, h.dest));
+                    let Some(task) = me.dial_local(&h.task_id, h.port, header).await else {
+                        return tunnel::refuse(send).await;
+                    };
+                    if let Some(t) = tunnel::accept(send, recv).await {
+                        tunnel::splice(t, task).await;
+                    }
+                }
+                Protocol::Udp => {
+                    let Some(task) = me.udp_local(&h.task_id, h.port).await else {
+                        return tunnel::refuse(send).await;
+                    };
+                    if let Some(t) = tunnel::accept(send, recv).await {
+                        udp::relay_tunnel(t, task).await;
+                    }
+                }
+            }
         })
+    }
+}
+
+impl Mesh {
+    /// The transport and address a tunnel to `backend`'s node takes.
+    fn tunnel_to(
+        &self,
+        backend: &Backend,
+    ) -> Option<(Arc<crate::transport::Transport>, SocketAddr)> {
+        let transport = self.transport.read().clone()?;
+        Some((transport, backend.node_addr.parse().ok()?))
+    }
+
+    /// A UDP socket connected to this node's task.
+    async fn udp_local(&self, task_id: &str, port: u16) -> Option<tokio::net::UdpSocket> {
+        let ip = self.local_addr(task_id)?;
+        let any: SocketAddr = match ip {
+            IpAddr::V4(_) => "0.0.0.0:0".parse().ok()?,
+            IpAddr::V6(_) => "[::]:0".parse().ok()?,
+        };
+        let s = tokio::net::UdpSocket::bind(any).await.ok()?;
+        s.connect((ip, port)).await.ok()?;
+        Some(s)
+    }
+
+    /// Where a new UDP flow from `client` goes, and the hold on its backend.
+    async fn udp_upstream(
+        &self,
+        route: &Route,
+        client: SocketAddr,
+        dest: SocketAddr,
+    ) -> Option<(udp::Upstream<tunnel::Tunnel>, Option<pool::Held>)> {
+        match route {
+            Route::Host {
+                task_id, target, ..
+            } => Some((
+                udp::Upstream::Local(self.udp_local(task_id, *target).await?),
+                None,
+            )),
+            Route::Ingress {
+                service_id, target, ..
+            } => {
+                let mut tried = Vec::new();
+                while tried.len() < TRIES {
+                    let (backend, held) = self.pick(service_id, &tried)?;
+                    let own = self.own.read().clone();
+                    if Some(&backend.node_id) == own.as_ref() {
+                        if let Some(s) = self.udp_local(&backend.task_id, *target).await {
+                            return Some((udp::Upstream::Local(s), Some(held)));
+                        }
+                    } else if let Some((transport, addr)) = self.tunnel_to(&backend) {
+                        let header = tunnel::Header {
+                            task_id: backend.task_id.clone(),
+                            port: *target,
+                            client,
+                            dest,
+                            proxy: None,
+                            protocol: Protocol::Udp,
+                        };
+                        if let Ok(t) = tunnel::open(&transport, addr, &header).await {
+                            return Some((udp::Upstream::Tunnel(t), Some(held)));
+                        }
+                    }
+                    tried.push(backend.task_id);
+                }
+                None
+            }
+        }
+    }
+}
+
+async fn udp_loop(mesh: Arc<Mesh>, socket: Arc<tokio::net::UdpSocket>, route: Arc<RwLock<Route>>) {
+    let flows = Arc::new(udp::Flows::default());
+    let dest = socket.local_addr().ok();
+    let mut buf = vec![0u8; udp::MAX_DATAGRAM];
+    loop {
+        let Ok((n, client)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        if flows.send(client, &buf[..n]) {
+            continue;
+        }
+        let rx = flows.start(client, buf[..n].to_vec());
+        let (mesh, socket, flows) = (mesh.clone(), socket.clone(), flows.clone());
+        let route = route.read().clone();
+        let Some(dest) = dest else { continue };
+        tokio::spawn(async move {
+            if let Some((upstream, _held)) = mesh.udp_upstream(&route, client, dest).await {
+                udp::relay_flow(socket, client, rx, upstream).await;
+            }
+            flows.end(client);
+        });
     }
 }
 

@@ -26,8 +26,13 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Header {
     pub task_id: String,
     pub port: u16,
-    /// The client's address at the ingress node.
+    /// The client's address, and the address it connected to, at the ingress node.
     pub client: SocketAddr,
+    pub dest: SocketAddr,
+    /// Tell the task who the client is, in this PROXY protocol version.
+    pub proxy: Option<shoal_actors::ports::ProxyProtocol>,
+    /// TCP: the stream is the connection. UDP: it carries framed datagrams.
+    pub protocol: shoal_actors::ports::Protocol,
 }
 
 /// Both directions of a tunnel, as one stream.
@@ -65,31 +70,26 @@ pub async fn open(
     Ok(tokio::io::join(recv, send))
 }
 
-/// The far end: reads the header, asks `dial` for the task's socket, and
-/// joins the two. A header for a task this node does not run is refused.
-pub async fn serve<D, F>(mut send: quinn::SendStream, mut recv: quinn::RecvStream, dial: D)
-where
-    D: FnOnce(Header) -> F,
-    F: std::future::Future<Output = Option<TcpStream>>,
-{
-    let header = match read_frame(&mut recv, MAX_HEADER).await {
-        Ok(bytes) => codec::decode::<Header>(&bytes).ok(),
-        Err(_) => None,
-    };
-    let Some(header) = header else {
-        let _ = send.write_all(&[REFUSED]).await;
-        let _ = send.finish();
-        return;
-    };
-    let Some(mut task) = dial(header).await else {
-        let _ = send.write_all(&[REFUSED]).await;
-        let _ = send.finish();
-        return;
-    };
-    if send.write_all(&[OK]).await.is_err() {
-        return;
-    }
-    let mut tunnel = tokio::io::join(recv, send);
+/// The far end's first step: the tunnel's header (`None`: malformed).
+pub async fn read_header(recv: &mut quinn::RecvStream) -> Option<Header> {
+    let bytes = read_frame(recv, MAX_HEADER).await.ok()?;
+    codec::decode::<Header>(&bytes).ok()
+}
+
+/// The far end could not reach the task: the opener tries another.
+pub async fn refuse(mut send: quinn::SendStream) {
+    let _ = send.write_all(&[REFUSED]).await;
+    let _ = send.finish();
+}
+
+/// The far end reached the task: the bytes may flow.
+pub async fn accept(mut send: quinn::SendStream, recv: quinn::RecvStream) -> Option<Tunnel> {
+    send.write_all(&[OK]).await.ok()?;
+    Some(tokio::io::join(recv, send))
+}
+
+/// Joins an accepted tunnel and a connection to the task until both close.
+pub async fn splice(mut tunnel: Tunnel, mut task: TcpStream) {
     let _ = tokio::io::copy_bidirectional(&mut tunnel, &mut task).await;
     let _ = tunnel.shutdown().await;
 }
