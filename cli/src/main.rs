@@ -56,7 +56,7 @@ enum Command {
     Node(node::NodeCmd),
     /// Manage services
     #[command(subcommand)]
-    Service(service::ServiceCmd),
+    Service(Box<service::ServiceCmd>),
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCmd),
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
             }
             Command::Swarm(cmd) => swarm::run(&client::Client::new(&host)?, cmd).await,
             Command::Node(cmd) => node::run(&client::Client::new(&host)?, cmd).await,
-            Command::Service(cmd) => service::run(&client::Client::new(&host)?, cmd).await,
+            Command::Service(cmd) => service::run(&client::Client::new(&host)?, *cmd).await,
             Command::Network(cmd) => {
                 commands::network::run(&client::Client::new(&host)?, cmd).await
             }

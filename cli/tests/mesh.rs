@@ -401,3 +401,104 @@ fn udp_through_the_mesh_reaches_local_and_remote_replicas() {
         });
     }
 }
+
+/// Every UDP payload seen on the loopback while `during` runs (the nodes'
+/// QUIC traffic rides UDP on lo; the client's own TCP does not count).
+fn udp_payloads_on_lo(during: impl FnOnce()) -> Vec<Vec<u8>> {
+    // SAFETY: plain socket calls on a descriptor this function owns.
+    unsafe {
+        let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto);
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto as u16;
+        addr.sll_ifindex = libc::if_nametoindex(c"lo".as_ptr()) as i32;
+        let bound = libc::bind(
+            fd,
+            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop2, raw) = (stop.clone(), fd);
+        let reader = std::thread::spawn(move || {
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                let n = libc::recv(raw, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0);
+                if n <= 0 {
+                    continue;
+                }
+                let p = &buf[..n as usize];
+                // Ethernet (14), IPv4, UDP (8).
+                if p.len() < 14 + 20 + 8 || p[12..14] != [0x08, 0x00] || p[14 + 9] != 17 {
+                    continue;
+                }
+                let ihl = ((p[14] & 0x0f) as usize) * 4;
+                out.push(p[14 + ihl + 8..].to_vec());
+            }
+            out
+        });
+        during();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let out = reader.join().unwrap_or_default();
+        libc::close(fd);
+        out
+    }
+}
+
+#[test]
+fn bytes_between_nodes_are_not_plaintext() {
+    if !root() {
+        eprintln!("skipped: needs root (task sandboxes, a raw socket)");
+        return;
+    }
+    let nodes = cluster(1, 1, &[]);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    nodes[0].create_echo("enc", "2", &["-p", &publish], &["--port", "80"]);
+    wait_for("2 running", LONG, || running(&nodes[0], "enc") == 2);
+    let ip = node_ip(&nodes[1]);
+    wait_for("the mesh to answer", LONG, || get(&ip, port).is_some());
+    let secret = token("plaintext-marker");
+    let mut tasks = BTreeSet::new();
+    let payloads = udp_payloads_on_lo(|| {
+        for _ in 0..8 {
+            let mut s = TcpStream::connect((ip.as_str(), port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            s.write_all(format!("GET /{secret} HTTP/1.0\r\n\r\n").as_bytes())
+                .expect("write");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if let Some(t) = out.split_whitespace().find(|w| w.starts_with("task=")) {
+                tasks.insert(t.to_string());
+            }
+        }
+    });
+    assert_eq!(
+        tasks.len(),
+        2,
+        "half the requests crossed to the other node"
+    );
+    assert!(!payloads.is_empty(), "the nodes' QUIC traffic was captured");
+    let hay = |p: &Vec<u8>, needle: &[u8]| p.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !payloads
+            .iter()
+            .any(|p| hay(p, secret.as_bytes()) || hay(p, b"shoal-echo")),
+        "a request or an answer crossed between nodes in plaintext"
+    );
+}
