@@ -215,8 +215,9 @@ pub struct ServiceEndpoints {
     pub service_id: String,
     pub ports: Vec<PortConfig>,
     pub balance: Balance,
-    /// Tasks observed running and still meant to run, on nodes that are up.
-    /// A task told to stop leaves this list before its process is stopped.
+    /// Tasks observed running (and healthy, if they have a health check)
+    /// and still meant to run, on nodes that are up. A task told to stop
+    /// leaves this list before its process is stopped.
     pub backends: Vec<Backend>,
 }
 
@@ -229,9 +230,7 @@ pub fn endpoints(state: &ClusterState) -> Vec<ServiceEndpoints> {
         .map(|s| {
             let mut backends: Vec<Backend> = state
                 .tasks_of_service(&s.id)
-                .filter(|t| {
-                    t.status.state == TaskState::Running && t.desired_state == TaskState::Running
-                })
+                .filter(|t| t.is_up() && t.desired_state == TaskState::Running)
                 .filter_map(|t| {
                     let node = state.nodes.get(t.node_id.as_deref()?)?;
                     (node.state == NodeState::Ready).then(|| Backend {
