@@ -502,3 +502,98 @@ fn bytes_between_nodes_are_not_plaintext() {
         "a request or an answer crossed between nodes in plaintext"
     );
 }
+
+/// Requests to every node's published port on a thread each until `stop`;
+/// returns (answered, failed).
+fn load(
+    ips: Vec<String>,
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let handles: Vec<_> = ips
+            .into_iter()
+            .map(|ip| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let (mut ok, mut failed) = (0, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        match get(&ip, port) {
+                            Some(_) => ok += 1,
+                            None => failed.push(ip.clone()),
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        let mut total = (0, Vec::new());
+        for h in handles {
+            if let Ok((ok, failed)) = h.join() {
+                total.0 += ok;
+                total.1.extend(failed);
+            }
+        }
+        total
+    })
+}
+
+#[test]
+fn a_start_first_rolling_update_under_load_fails_no_request() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let nodes = cluster(1, 2, &[]);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    nodes[0].create_echo(
+        "zd",
+        "3",
+        &[
+            "-p",
+            &publish,
+            "--update-order",
+            "start-first",
+            "--update-parallelism",
+            "1",
+        ],
+        &["--port", "80"],
+    );
+    wait_for("3 running", LONG, || running(&nodes[0], "zd") == 3);
+    let ips: Vec<String> = nodes.iter().map(node_ip).collect();
+    for ip in &ips {
+        wait_for("the mesh to answer", LONG, || get(ip, port).is_some());
+    }
+    let before = running_ids(&nodes[0], "zd");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = load(ips, port, stop.clone());
+    nodes[0].ok(&["service", "update", "-d", "--force", "zd"]);
+    wait_for("the update to complete", LONG, || {
+        nodes[0]
+            .ok(&[
+                "service",
+                "inspect",
+                "--format",
+                "{{.UpdateStatus.State}}",
+                "zd",
+            ])
+            .trim()
+            == "completed"
+    });
+    wait_for("3 new tasks running", LONG, || {
+        let now = running_ids(&nodes[0], "zd");
+        now.len() == 3 && now.is_disjoint(&before)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = load.join().expect("load");
+    assert!(ok > 50, "the load ran: {ok} answers");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok + failed.len()
+    );
+}

@@ -1,7 +1,7 @@
 //! The Agent: this node's session with the leader's dispatcher. It registers,
 //! heartbeats, runs one TaskActor per assigned task and reports their states.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -44,6 +44,12 @@ pub struct AgentState {
     reconcile_queued: bool,
     /// The latest assignments, for `Recheck`.
     assigned: Vec<Task>,
+    /// Tasks the last two endpoint tables named as backends of a published
+    /// port: told to stop, they first wait `DRAIN` so that every node's
+    /// proxy has taken them out before their process goes.
+    backends: [BTreeSet<String>; 2],
+    /// Tasks whose stop is waiting out `DRAIN`.
+    draining: BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -89,6 +95,11 @@ fn spawn_heartbeat(
 /// New task actors one reconcile starts; the rest follow in the next one,
 /// so the agent's mailbox (status reports, flushes) keeps moving.
 const STARTS_PER_RECONCILE: usize = 100;
+
+/// How long a task behind a published port keeps running after it is told
+/// to stop: the endpoint table without it reaches every node well within
+/// this, so no proxy sends a connection to a task that is going away.
+const DRAIN: Duration = Duration::from_secs(1);
 
 /// How long status changes gather before they are sent.
 const FLUSH_DELAY: Duration = Duration::from_millis(20);
@@ -181,7 +192,12 @@ impl AgentState {
             if task.desired_state > TaskState::Running {
                 if running_here {
                     if let Some(a) = self.args.directory.get::<TaskMsg>(&name) {
-                        let _ = a.send_message(TaskMsg::Stop);
+                        let backend = self.backends.iter().any(|b| b.contains(&task.id));
+                        if !backend {
+                            let _ = a.send_message(TaskMsg::Stop);
+                        } else if self.draining.insert(task.id.clone()) {
+                            a.send_after(DRAIN, || TaskMsg::Stop);
+                        }
                     }
                 } else if !finished && !task.status.state.is_terminal() {
                     // Never started here (or lost with a restart): nothing to stop.
@@ -234,6 +250,9 @@ impl AgentState {
             let name = task_actor_name(id);
             wanted.contains(&name) || (!s.state.is_terminal() && tasks.contains(&name))
         });
+        // A drain ends with its task actor.
+        self.draining
+            .retain(|id| tasks.contains(&task_actor_name(id)));
         let statuses = &self.statuses;
         self.unsent.retain(|id, _| statuses.contains_key(id));
         more
@@ -265,6 +284,8 @@ impl Actor for Agent {
             heartbeat,
             reconcile_queued: false,
             assigned: Vec::new(),
+            backends: Default::default(),
+            draining: BTreeSet::new(),
         })
     }
 
@@ -313,7 +334,15 @@ impl Actor for Agent {
                 }
             }
             AgentMsg::SessionRejected => st.set_session(None),
-            AgentMsg::Endpoints(table) => st.args.endpoints.update(table),
+            AgentMsg::Endpoints(table) => {
+                let ids = table
+                    .iter()
+                    .flat_map(|s| s.backends.iter().map(|b| b.task_id.clone()))
+                    .collect();
+                st.backends.swap(0, 1);
+                st.backends[0] = ids;
+                st.args.endpoints.update(table);
+            }
             AgentMsg::Status(id, status) => {
                 tracing::debug!(task = %id, state = status.state.as_str(), "task status");
                 st.statuses.insert(id.clone(), status.clone());
