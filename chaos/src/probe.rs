@@ -141,8 +141,52 @@ impl ProbeCtx {
                     Err(e) => (false, e.to_string()),
                 }
             }
+            Probe::Mesh { service } => {
+                let Some(port) = self.rec.published.get(service).copied() else {
+                    return (false, format!("{service} publishes no port"));
+                };
+                let managers = self.managers();
+                if managers.is_empty() {
+                    return (false, "no manager is up".into());
+                }
+                let mut failed = Vec::new();
+                for (name, socket) in &managers {
+                    let addr = api::get(socket, "/info", ANSWER)
+                        .ok()
+                        .and_then(|i| i.pointer("/Swarm/NodeAddr")?.as_str().map(str::to_string))
+                        .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+                    let answered = addr.is_some_and(|a| http_answers((a.ip(), port).into()));
+                    if !answered {
+                        failed.push(name.clone());
+                    }
+                }
+                (
+                    failed.is_empty(),
+                    if failed.is_empty() {
+                        format!("{} managers answered on port {port}", managers.len())
+                    } else {
+                        format!("no answer on port {port} through {}", failed.join(", "))
+                    },
+                )
+            }
         }
     }
+}
+
+/// One HTTP request answered with a 200 within `MESH_ANSWER` (a proxy may
+/// try a backend on a node that just died before it finds a live one).
+fn http_answers(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    const MESH_ANSWER: Duration = Duration::from_secs(5);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, MESH_ANSWER) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(MESH_ANSWER));
+    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).is_ok() && out.starts_with(b"HTTP/1.0 200")
 }
 
 /// How a probe reads in a report.
@@ -154,5 +198,8 @@ pub fn describe(p: &Probe) -> String {
         Probe::OneLeader => "exactly one leader, agreed by every live manager".into(),
         Probe::Write { within } => format!("a write is acknowledged within {within:?}"),
         Probe::NodesReady => "every node is ready".into(),
+        Probe::Mesh { service } => {
+            format!("every live manager answers on {service}'s published port")
+        }
     }
 }

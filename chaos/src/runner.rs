@@ -104,6 +104,11 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
         ops: Mutex::new(Vec::new()),
         workload: opts.workload.clone(),
         generations: AtomicU64::new(0),
+        published: sc
+            .services
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.publish?)))
+            .collect(),
     });
     eprintln!(
         "shoal-chaos: scenario {} with seed {} (replay with --seed {})",

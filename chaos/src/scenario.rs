@@ -38,6 +38,9 @@ pub struct ClusterShape {
 pub struct ServiceSetup {
     pub name: String,
     pub replicas: u64,
+    /// Published through the routing mesh on this port (the workload
+    /// answers HTTP on 80 in its task's own network).
+    pub publish: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,6 +62,9 @@ pub enum Probe {
     Write { within: Duration },
     /// Every node is Ready.
     NodesReady,
+    /// Every live manager answers an HTTP request on the service's
+    /// published port, through the routing mesh.
+    Mesh { service: String },
 }
 
 /// Background writes while the method runs.
@@ -277,6 +283,8 @@ struct RawCluster {
 struct RawService {
     name: Spanned<String>,
     replicas: u64,
+    #[serde(default)]
+    publish: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -462,6 +470,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         services.push(ServiceSetup {
             name: r.name.get_ref().clone(),
             replicas: r.replicas,
+            publish: r.publish,
         });
     }
 
@@ -592,14 +601,21 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
             },
         },
         "nodes-ready" => Probe::NodesReady,
-        other => {
-            return Err(c.err(
-                r.probe.span(),
-                format!(
-                    "unknown probe {other:?}: expected running, one-leader, write or nodes-ready"
-                ),
-            ))
+        "mesh" => {
+            let service = r
+                .service
+                .as_ref()
+                .ok_or_else(|| c.err(r.probe.span(), "probe \"mesh\" needs service = \"NAME\""))?;
+            Probe::Mesh {
+                service: service.get_ref().clone(),
+            }
         }
+        other => return Err(c.err(
+            r.probe.span(),
+            format!(
+                "unknown probe {other:?}: expected running, one-leader, write, nodes-ready or mesh"
+            ),
+        )),
     };
     let unused = |field: bool, name: &str| -> Result<(), ScenarioError> {
         if field {
@@ -608,7 +624,10 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
             Ok(())
         }
     };
-    unused(r.service.is_some() && kind != "running", "service")?;
+    unused(
+        r.service.is_some() && kind != "running" && kind != "mesh",
+        "service",
+    )?;
     unused(r.tolerance.is_some() && kind != "running", "tolerance")?;
     unused(r.within.is_some() && kind != "write", "within")?;
     Ok(ProbeSpec {

@@ -30,6 +30,8 @@ pub struct Recorder {
     pub workload: PathBuf,
     /// The last generation a write used.
     pub generations: AtomicU64,
+    /// Services published through the mesh, and on which port.
+    pub published: std::collections::BTreeMap<String, u16>,
 }
 
 impl Recorder {
@@ -42,8 +44,14 @@ impl Recorder {
 /// stop, pause and come back.
 pub type LiveManagers = Arc<Mutex<Vec<(String, PathBuf)>>>;
 
-pub fn service_spec(workload: &Path, name: &str, replicas: u64, generation: u64) -> Value {
-    json!({
+pub fn service_spec(
+    workload: &Path,
+    name: &str,
+    replicas: u64,
+    generation: u64,
+    publish: Option<u16>,
+) -> Value {
+    let mut spec = json!({
         "Name": name,
         "Labels": { GENERATION_LABEL: generation.to_string() },
         "TaskTemplate": {
@@ -52,7 +60,15 @@ pub fn service_spec(workload: &Path, name: &str, replicas: u64, generation: u64)
             "RestartPolicy": { "Condition": "any", "Delay": 0 },
         },
         "Mode": { "Replicated": { "Replicas": replicas } },
-    })
+    });
+    if let Some(port) = publish {
+        spec["TaskTemplate"]["ContainerSpec"]["Args"] = json!(["--port", "80"]);
+        spec["EndpointSpec"] = json!({ "Ports": [{ "TargetPort": 80, "PublishedPort": port }] });
+        // Slot by slot, no monitor wait: a roll of a few replicas is over in
+        // seconds, while the others (and the drain) keep the port answering.
+        spec["UpdateConfig"] = json!({ "Parallelism": 1, "Monitor": 0 });
+    }
+    spec
 }
 
 /// What a service listing entry says the service is.
@@ -108,7 +124,13 @@ pub fn write(
         ) => api::post(
             via.1,
             "/services/create",
-            &service_spec(&rec.workload, service, *replicas, *generation),
+            &service_spec(
+                &rec.workload,
+                service,
+                *replicas,
+                *generation,
+                rec.published.get(service).copied(),
+            ),
             timeout,
         ),
         (
@@ -118,7 +140,13 @@ pub fn write(
             },
             _,
         ) => {
-            let mut spec = service_spec(&rec.workload, service, *replicas, *generation);
+            let mut spec = service_spec(
+                &rec.workload,
+                service,
+                *replicas,
+                *generation,
+                rec.published.get(service).copied(),
+            );
             if kind == "roll" {
                 // A changed task template: the updater replaces every task.
                 spec["TaskTemplate"]["ContainerSpec"]["Env"] =
