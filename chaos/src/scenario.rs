@@ -610,12 +610,14 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
                 service: service.get_ref().clone(),
             }
         }
-        other => return Err(c.err(
-            r.probe.span(),
-            format!(
+        other => {
+            return Err(c.err(
+                r.probe.span(),
+                format!(
                 "unknown probe {other:?}: expected running, one-leader, write, nodes-ready or mesh"
             ),
-        )),
+            ))
+        }
     };
     let unused = |field: bool, name: &str| -> Result<(), ScenarioError> {
         if field {

@@ -84,6 +84,32 @@ pub fn parse(value: &str) -> Result<Value, String> {
     }))
 }
 
+/// `--publish-rm` then `--publish-add` on a service's `EndpointSpec.Ports`: a
+/// removal matches by target port and protocol (and the published port, if
+/// given); an addition replaces a port with the same published port.
+pub fn edit(ports: &mut Vec<Value>, add: &[String], rm: &[String]) -> Result<(), String> {
+    for r in rm {
+        let r = parse(r)?;
+        ports.retain(|p| {
+            let same = p["TargetPort"] == r["TargetPort"]
+                && p["Protocol"].as_str().unwrap_or("tcp") == r["Protocol"]
+                && (r["PublishedPort"] == 0 || p["PublishedPort"] == r["PublishedPort"]);
+            !same
+        });
+    }
+    for a in add {
+        let a = parse(a)?;
+        if a["PublishedPort"] != 0 {
+            ports.retain(|p| {
+                p["PublishedPort"] != a["PublishedPort"]
+                    || p["Protocol"].as_str().unwrap_or("tcp") != a["Protocol"]
+            });
+        }
+        ports.push(a);
+    }
+    Ok(())
+}
+
 /// `Spec.EndpointSpec` for these `--publish` values and balance.
 pub fn endpoint_spec(values: &[String], balance: Option<&str>) -> Result<Value, String> {
     let ports = values
@@ -97,26 +123,37 @@ pub fn endpoint_spec(values: &[String], balance: Option<&str>) -> Result<Value, 
     Ok(spec)
 }
 
-/// `*:80->80/tcp` for `service ls`'s PORTS column (ingress ports).
-pub fn column(endpoint_ports: &Value) -> String {
-    endpoint_ports
+/// `*:80->80/tcp, ...` for the ports `keep` selects.
+fn ports_text(ports: &Value, keep: impl Fn(&Value) -> bool) -> String {
+    let text = |p: &Value| {
+        format!(
+            "*:{}->{}/{}",
+            p["PublishedPort"],
+            p["TargetPort"],
+            p["Protocol"].as_str().unwrap_or("tcp")
+        )
+    };
+    ports
         .as_array()
         .map(|ports| {
             ports
                 .iter()
-                .filter(|p| p["PublishMode"] != "host")
-                .map(|p| {
-                    format!(
-                        "*:{}->{}/{}",
-                        p["PublishedPort"],
-                        p["TargetPort"],
-                        p["Protocol"].as_str().unwrap_or("tcp")
-                    )
-                })
+                .filter(|p| keep(p))
+                .map(text)
                 .collect::<Vec<_>>()
                 .join(", ")
         })
         .unwrap_or_default()
+}
+
+/// `service ls`'s PORTS column: the ingress ports of `Endpoint.Ports`.
+pub fn column(endpoint_ports: &Value) -> String {
+    ports_text(endpoint_ports, |p| p["PublishMode"] != "host")
+}
+
+/// `service ps`'s PORTS column: a task's host-mode ports.
+pub fn task_column(task_ports: &Value) -> String {
+    ports_text(task_ports, |_| true)
 }
 
 #[cfg(test)]

@@ -202,6 +202,45 @@ fn a_published_port_clash_is_refused_and_host_mode_binds_only_where_a_task_runs(
         "a bad --publish is a usage error"
     );
 
+    // A port left to the swarm comes from 30000-32767; --publish-add and
+    // --publish-rm change what a running service publishes.
+    nodes[0].create_echo("dyn", "1", &["-p", "80"], &["--port", "80"]);
+    let dynamic = nodes[0].ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{range .Endpoint.Ports}}{{.PublishedPort}}{{end}}",
+        "dyn",
+    ]);
+    let dynamic: u16 = dynamic.trim().parse().expect("a published port");
+    assert!((30000..=32767).contains(&dynamic), "{dynamic}");
+    let added = free_port();
+    nodes[0].ok(&[
+        "service",
+        "update",
+        "-d",
+        "--publish-rm",
+        "80",
+        "--publish-add",
+        &format!("{added}:80"),
+        "dyn",
+    ]);
+    let ports = nodes[0].ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Endpoint.Ports}}",
+        "dyn",
+    ]);
+    assert!(
+        ports.contains(&format!("\"PublishedPort\":{added}"))
+            && !ports.contains(&format!(":{dynamic},")),
+        "{ports}"
+    );
+    wait_for("the added port to answer", LONG, || {
+        get(&node_ip(&nodes[1]), added).is_some()
+    });
+
     // Host mode: one replica, so one node listens and the other does not.
     let hport = free_port();
     let host = format!("published={hport},target=80,mode=host");
@@ -225,6 +264,8 @@ fn a_published_port_clash_is_refused_and_host_mode_binds_only_where_a_task_runs(
     wait_for("the host port to answer", LONG, || {
         get(&node_ip(here), hport).is_some()
     });
+    let ps = nodes[0].ok(&["service", "ps", "h"]);
+    assert!(ps.contains(&format!("*:{hport}->80/tcp")), "{ps}");
     assert!(
         get(&node_ip(there), hport).is_none(),
         "only the task's node listens"

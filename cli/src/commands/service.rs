@@ -38,7 +38,7 @@ pub enum ServiceCmd {
 }
 
 /// A `--publish` value, checked as it is parsed (a bad one is a usage error).
-fn publish_value(s: &str) -> Result<String, String> {
+pub fn publish_value(s: &str) -> Result<String, String> {
     crate::publish::parse(s).map(|_| s.to_string())
 }
 

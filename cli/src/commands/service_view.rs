@@ -240,7 +240,10 @@ impl TaskList {
                     }
                     .into(),
                 ),
-                ("Ports", "".into()),
+                (
+                    "Ports",
+                    crate::publish::task_column(&t["Status"]["PortStatus"]["Ports"]).into(),
+                ),
             ]);
         }
     }

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::update_progress::wait_rollout;
 use crate::client::{enc, Client};
-use crate::output::{parse_duration, s, u};
+use crate::output::{parse_duration, s, u, InvalidValue};
 
 fn duration_ns(s: &str) -> Result<u64, String> {
     parse_duration(s)
@@ -234,6 +234,12 @@ pub struct UpdateArgs {
     /// Remove a container label by its key
     #[arg(long)]
     container_label_rm: Vec<String>,
+    /// Add or update a published port ([PUBLISHED:]TARGET[/PROTO] or published=,target=,...)
+    #[arg(long, value_parser = super::service::publish_value)]
+    publish_add: Vec<String>,
+    /// Remove a published port by its target port ([PUBLISHED:]TARGET[/PROTO])
+    #[arg(long, value_parser = super::service::publish_value)]
+    publish_rm: Vec<String>,
     /// Number of tasks
     #[arg(long, value_parser = super::service::replicas, allow_hyphen_values = true)]
     replicas: Option<u64>,
@@ -340,6 +346,17 @@ impl UpdateArgs {
             spec["Mode"] = json!({ "Replicated": { "Replicas": n } });
         }
         edit_labels(object(spec, "Labels"), &self.label_add, &self.label_rm)?;
+        if !self.publish_add.is_empty() || !self.publish_rm.is_empty() {
+            let es = object(spec, "EndpointSpec");
+            let mut ports = es
+                .get("Ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            crate::publish::edit(&mut ports, &self.publish_add, &self.publish_rm)
+                .map_err(InvalidValue)?;
+            es.insert("Ports".into(), json!(ports));
+        }
         self.rollout.apply(spec);
         let tt = &mut spec["TaskTemplate"];
         if !tt.is_object() {

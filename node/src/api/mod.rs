@@ -400,7 +400,7 @@ async fn tasks(State(rt): Rt, Query(q): Query<TasksQuery>) -> ApiResult {
         .tasks
         .values()
         .filter(|t| service_id.as_ref().is_none_or(|s| t.service_id == *s))
-        .map(views::task)
+        .map(|t| views::task(t, state))
         .collect();
     Ok(Json(json!(list)))
 }
@@ -411,11 +411,11 @@ async fn task(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     let guard = m.sm.read();
     let state = &guard.0;
     if let Some(t) = state.tasks.get(&id) {
-        return Ok(Json(views::task(t)));
+        return Ok(Json(views::task(t, state)));
     }
     let mut found = state.tasks.values().filter(|t| t.id.starts_with(&id));
     match (found.next(), found.next()) {
-        (Some(t), None) if !id.is_empty() => Ok(Json(views::task(t))),
+        (Some(t), None) if !id.is_empty() => Ok(Json(views::task(t, state))),
         _ => Err(ApiError::not_found(format!("task {id} not found"))),
     }
 }

@@ -100,6 +100,11 @@ pub fn spec(e: &EndpointSpec) -> Value {
     })
 }
 
+/// Ports as the Engine API lists them (a task's `Status.PortStatus.Ports`).
+pub fn published_ports(ports: &[&PortConfig]) -> Value {
+    Value::Array(ports.iter().map(|p| port(p)).collect())
+}
+
 /// `Endpoint.Ports`: the ports as published (the swarm's picks filled in).
 pub fn published(e: &EndpointSpec) -> Value {
     Value::Array(e.ports.iter().map(port).collect())

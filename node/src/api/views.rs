@@ -246,7 +246,19 @@ pub fn service(svc: &Service, state: &ClusterState) -> Value {
     })
 }
 
-pub fn task(t: &Task) -> Value {
+pub fn task(t: &Task, state: &ClusterState) -> Value {
+    // A running task binds its service's host-mode ports on its node.
+    let host_ports: Vec<&shoal_actors::ports::PortConfig> =
+        match (t.status.state, state.services.get(&t.service_id)) {
+            (shoal_actors::model::TaskState::Running, Some(svc)) => svc
+                .spec
+                .endpoint
+                .ports
+                .iter()
+                .filter(|p| p.publish_mode == shoal_actors::ports::PublishMode::Host)
+                .collect(),
+            _ => Vec::new(),
+        };
     json!({
         "ID": t.id,
         "Version": { "Index": t.version },
@@ -267,6 +279,7 @@ pub fn task(t: &Task) -> Value {
                 "PID": t.status.pid.unwrap_or(0),
                 "ExitCode": t.status.exit_code.unwrap_or(0),
             },
+            "PortStatus": { "Ports": super::ports::published_ports(&host_ports) },
         },
         "DesiredState": t.desired_state.as_str(),
     })
