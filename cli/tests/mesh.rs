@@ -638,3 +638,33 @@ fn a_start_first_rolling_update_under_load_fails_no_request() {
         ok + failed.len()
     );
 }
+
+#[test]
+fn a_health_check_probes_the_task_s_own_network() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    // `localhost:80` is the task's own port only inside its namespace.
+    let probe = "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 80), 1)\"";
+    d.create_echo(
+        "hc",
+        "1",
+        &[
+            "--health-cmd",
+            probe,
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "2",
+        ],
+        &["--port", "80"],
+    );
+    wait_for("the task to be healthy", LONG, || {
+        d.tasks("hc")
+            .iter()
+            .any(|t| t["Status"]["State"] == "running" && t["Status"]["Health"] == "healthy")
+    });
+}

@@ -230,7 +230,18 @@ fn spawn(
         .filter(|h| !h.is_disabled())
         .map(|check| {
             let (health_tx, health_rx) = watch::channel(Health::Starting);
-            tokio::spawn(health_loop(check, launch.clone(), rx.clone(), health_tx));
+            // The check runs in the task's network, as docker's runs in the container.
+            let netns = netns
+                .as_ref()
+                .and_then(|f| f.try_clone().ok())
+                .map(Arc::new);
+            tokio::spawn(health_loop(
+                check,
+                launch.clone(),
+                netns,
+                rx.clone(),
+                health_tx,
+            ));
             health_rx
         });
     Ok(Proc {
@@ -259,6 +270,7 @@ fn task_env(cmd: &mut std::process::Command, launch: &Launch) {
 async fn health_loop(
     check: HealthConfig,
     launch: Launch,
+    netns: Option<Arc<std::fs::File>>,
     mut exit: watch::Receiver<Option<Exit>>,
     health: watch::Sender<Health>,
 ) {
@@ -270,7 +282,7 @@ async fn health_loop(
             _ = tokio::time::sleep(check.interval()) => {}
             _ = exit.wait_for(|e| e.is_some()) => return,
         }
-        let passed = probe(&check, &launch).await;
+        let passed = probe(&check, &launch, netns.clone()).await;
         let verdict = if passed {
             failures = 0;
             Some(Health::Healthy)
@@ -290,14 +302,15 @@ async fn health_loop(
 /// and the wait happen on the blocking pool, not on the runtime's threads
 /// (the thread is busy with this probe for as long as the probe lives, so
 /// the parent-death signal cannot fire early).
-async fn probe(check: &HealthConfig, launch: &Launch) -> bool {
+async fn probe(check: &HealthConfig, launch: &Launch, netns: Option<Arc<std::fs::File>>) -> bool {
     let (check, launch) = (check.clone(), launch.clone());
-    tokio::task::spawn_blocking(move || probe_blocking(&check, &launch))
+    tokio::task::spawn_blocking(move || probe_blocking(&check, &launch, netns.as_deref()))
         .await
         .unwrap_or(false)
 }
 
-fn probe_blocking(check: &HealthConfig, launch: &Launch) -> bool {
+fn probe_blocking(check: &HealthConfig, launch: &Launch, netns: Option<&std::fs::File>) -> bool {
+    let netns_fd = netns.map(|f| f.as_raw_fd());
     use std::os::unix::process::CommandExt;
     let mut cmd = match check.test.first().map(String::as_str) {
         Some("CMD") if check.test.len() > 1 => {
@@ -319,7 +332,10 @@ fn probe_blocking(check: &HealthConfig, launch: &Launch) -> bool {
         .process_group(0);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            if let Some(fd) = netns_fd {
+                crate::sandbox::enter(fd)?;
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
