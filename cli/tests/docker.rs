@@ -12,7 +12,7 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
-use common::{running, wait_for, Daemon};
+use common::{echo_task_at, free_tcp_port, running, wait_for, Daemon};
 use futures::StreamExt;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -300,10 +300,7 @@ fn a_docker_service_answers_through_the_mesh() {
     let _cleanup = Cleanup(docker.clone(), vec!["dmesh"]);
     let d = Daemon::start(&[]);
     d.ok(&["swarm", "init"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = free_tcp_port();
     let publish = format!("{port}:80");
     d.ok(&[
         "service",
@@ -326,17 +323,7 @@ fn a_docker_service_answers_through_the_mesh() {
         .next()
         .unwrap_or("127.0.0.1")
         .to_string();
-    let ask = || -> Option<String> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect((ip.as_str(), port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.split_whitespace()
-            .find(|w| w.starts_with("task="))
-            .map(str::to_string)
-    };
+    let ask = || echo_task_at(&format!("{ip}:{port}"));
     let mut seen = std::collections::BTreeSet::new();
     wait_for("both containers answer through the mesh", LONG, || {
         if let Some(t) = ask() {

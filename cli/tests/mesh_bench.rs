@@ -89,10 +89,7 @@ fn task_addr(d: &Daemon) -> String {
 #[ignore = "a benchmark: cargo nextest run -p shoal-cli --test mesh_bench --run-ignored only --no-capture"]
 fn mesh_throughput_and_latency() {
     let nodes = cluster(1, 1, &[]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = free_tcp_port();
     let publish = format!("{port}:80");
     nodes[0].create_echo("bench", "1", &["-p", &publish], &["--port", "80"]);
     wait_for("1 running", LONG, || running(&nodes[0], "bench") == 1);
@@ -152,15 +149,7 @@ fn mesh_throughput_and_latency() {
     wait_for("2 running", LONG, || running(&nodes[0], "bench") == 2);
     let running_at = t.elapsed();
     let mut seen = std::collections::BTreeSet::new();
-    let answer = |addr: &str| -> Option<String> {
-        let mut s = TcpStream::connect(addr).ok()?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.split_whitespace()
-            .find(|w| w.starts_with("task="))
-            .map(str::to_string)
-    };
+    let answer = echo_task_at;
     wait_for("the new task answers", LONG, || {
         if let Some(a) = answer(&through_remote) {
             seen.insert(a);

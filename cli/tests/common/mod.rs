@@ -490,3 +490,23 @@ pub fn minted_identity(ca: &shoal_node::ca::RootCa, cluster: &str, node: &str) -
         key_pem: cert.key_pem,
     }
 }
+
+/// A TCP port nothing on 127.0.0.1 listens on now.
+pub fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("addr").port()
+}
+
+/// One HTTP request to a shoal-echo at `addr`: the task id its answer names.
+pub fn echo_task_at(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_whitespace()
+        .find(|w| w.starts_with("task="))
+        .map(|w| w.trim_start_matches("task=").to_string())
+}

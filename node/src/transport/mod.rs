@@ -291,20 +291,46 @@ impl Transport {
 
     /// A connection to `addr`, reused while it lives.
     pub async fn connect(&self, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
-        if let Some(c) = self.conns.lock().get(&addr) {
+        self.cached(&self.conns, &self.client, addr).await
+    }
+
+    /// The connection `cache` holds for `addr` while it lives, or a new one
+    /// made with `client`.
+    async fn cached(
+        &self,
+        cache: &Mutex<HashMap<SocketAddr, quinn::Connection>>,
+        client: &RwLock<quinn::ClientConfig>,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, TransportError> {
+        if let Some(c) = cache.lock().get(&addr) {
             if c.close_reason().is_none() {
                 return Ok(c.clone());
             }
         }
-        let client = self.client.read().clone();
+        let client = client.read().clone();
         let conn = self
             .endpoint
             .connect_with(client, addr, tls::server_name())
             .map_err(|e| TransportError::Connect(addr, e.to_string()))?
             .await
             .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
-        self.conns.lock().insert(addr, conn.clone());
+        cache.lock().insert(addr, conn.clone());
         Ok(conn)
+    }
+
+    /// An injected fault on the way to `addr`: delays, or refuses with an error.
+    async fn outbound_fault(&self, addr: SocketAddr) -> Result<(), TransportError> {
+        match self.faults.verdict(addr, true) {
+            faults::Verdict::Drop => Err(TransportError::Stream(
+                addr,
+                "dropped by an injected fault".into(),
+            )),
+            faults::Verdict::Delay(d) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            faults::Verdict::Pass => Ok(()),
+        }
     }
 
     /// A new tunnel (bidirectional stream) to `addr` on the mesh connection.
@@ -312,31 +338,8 @@ impl Transport {
         &self,
         addr: SocketAddr,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), TransportError> {
-        match self.faults.verdict(addr, true) {
-            faults::Verdict::Drop => {
-                return Err(TransportError::Stream(
-                    addr,
-                    "dropped by an injected fault".into(),
-                ))
-            }
-            faults::Verdict::Delay(d) => tokio::time::sleep(d).await,
-            faults::Verdict::Pass => {}
-        }
-        let existing = self.tunnels.lock().get(&addr).cloned();
-        let conn = match existing.filter(|c| c.close_reason().is_none()) {
-            Some(c) => c,
-            None => {
-                let client = self.mesh_client.read().clone();
-                let c = self
-                    .endpoint
-                    .connect_with(client, addr, tls::server_name())
-                    .map_err(|e| TransportError::Connect(addr, e.to_string()))?
-                    .await
-                    .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
-                self.tunnels.lock().insert(addr, c.clone());
-                c
-            }
-        };
+        self.outbound_fault(addr).await?;
+        let conn = self.cached(&self.tunnels, &self.mesh_client, addr).await?;
         conn.open_bi()
             .await
             .map_err(|e| TransportError::Stream(addr, e.to_string()))
@@ -362,16 +365,7 @@ impl Transport {
 
     /// Sends a request and waits for its answer.
     pub async fn request(&self, addr: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, TransportError> {
-        match self.faults.verdict(addr, true) {
-            faults::Verdict::Drop => {
-                return Err(TransportError::Stream(
-                    addr,
-                    "dropped by an injected fault".into(),
-                ))
-            }
-            faults::Verdict::Delay(d) => tokio::time::sleep(d).await,
-            faults::Verdict::Pass => {}
-        }
+        self.outbound_fault(addr).await?;
         let conn = self.connect(addr).await?;
         exchange(&conn, addr, bytes, self.config.max_frame).await
     }
