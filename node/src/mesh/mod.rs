@@ -408,6 +408,7 @@ async fn udp_loop(mesh: Arc<Mesh>, socket: Arc<tokio::net::UdpSocket>, route: Ar
     let mut buf = vec![0u8; udp::MAX_DATAGRAM];
     loop {
         let Ok((n, client)) = socket.recv_from(&mut buf).await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         if flows.send(client, &buf[..n]) {
@@ -433,6 +434,8 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for 
 async fn accept_loop(mesh: Arc<Mesh>, listener: TcpListener, route: Arc<RwLock<Route>>) {
     loop {
         let Ok((client, peer)) = listener.accept().await else {
+            // Out of descriptors, say: a pause, not a spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let _ = client.set_nodelay(true);

@@ -220,6 +220,10 @@ impl Runtime {
                 .send_message(SupervisorMsg::StopChild(child.into()));
         }
         self.process.stop_all(Duration::from_secs(10)).await;
+        self.mesh.clear();
+        if let Some(sb) = self.process.sandbox() {
+            let _ = tokio::task::spawn_blocking(move || sb.release_all()).await;
+        }
         if let Some(t) = self.transport.write().take() {
             t.close();
         }

@@ -323,13 +323,18 @@ impl Sandbox {
         }
     }
 
-    /// Removes everything of this node's: namespaces, bridge, NAT table.
-    pub fn close(&self) {
+    /// Removes every task's namespace (leaving the swarm).
+    pub fn release_all(&self) {
         let ids: Vec<String> = self.tasks.lock().keys().cloned().collect();
         for id in ids {
             self.release(&id);
         }
         let _ = self.remove_leftovers();
+    }
+
+    /// Removes everything of this node's: namespaces, bridge, NAT table.
+    pub fn close(&self) {
+        self.release_all();
         let _ = ip::ignore_missing(ip::ip(&["link", "del", &self.bridge()]));
         let _ = ip::nft(&format!(
             "add table ip {t}\ndelete table ip {t}\n",
