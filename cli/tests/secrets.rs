@@ -186,7 +186,9 @@ fn the_seed_flow_mounts_the_secret_in_memory_and_the_config_at_its_target_and_le
     assert_eq!(std::fs::read_to_string(&target).expect("host file"), "");
     assert!(!Path::new("/run/secrets/mysql_root_password").exists());
     // config inspect shows the data base64; secret inspect never the data.
-    let (_, config) = m.api("GET", "/configs/registry-config", None).expect("config");
+    let (_, config) = m
+        .api("GET", "/configs/registry-config", None)
+        .expect("config");
     assert_eq!(
         config["Spec"]["Data"],
         "dmVyc2lvbjogMC4xCnN0b3JhZ2U6IHt9Cg=="
@@ -344,4 +346,124 @@ fn secret_add_rm_and_in_place_rotation_roll_the_service() {
     assert!(in_task(pid3, "/run/secrets/token").is_none());
     assert!(files_holding(d.dir.path(), second.as_bytes()).is_empty());
     assert!(files_holding(d.dir.path(), first.as_bytes()).is_empty());
+}
+
+/// `swarm unlock` with `key` on stdin.
+fn unlock(d: &Daemon, key: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::shoal_bin())
+        .args(["swarm", "unlock"])
+        .env("SHOAL_HOST", &d.host)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("shoal");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{key}\n").as_bytes())
+        .expect("write");
+    drop(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+fn swmkey(text: &str) -> String {
+    text.split_whitespace()
+        .find(|w| w.starts_with("SWMKEY-1-"))
+        .unwrap_or_else(|| panic!("no unlock key in {text}"))
+        .to_string()
+}
+
+#[test]
+fn an_autolocked_manager_restarts_locked_until_unlocked_and_a_rotated_key_replaces_the_old() {
+    let mut d = Daemon::start(&[]);
+    let key = swmkey(&d.ok(&["swarm", "init", "--autolock"]));
+    assert_eq!(d.ok(&["swarm", "unlock-key", "-q"]).trim(), key);
+    let value = unique_value("locked");
+    create_from_stdin(&d, "secret", "pw", &value);
+    assert!(!d.data_dir().join("keys/kek").exists());
+    d.kill9_and_restart();
+    let err = d.fails(&["secret", "ls"]);
+    assert!(
+        err.contains("Swarm is encrypted and needs to be unlocked"),
+        "{err}"
+    );
+    let wrong = unlock(&d, "SWMKEY-1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("invalid key"));
+    assert!(d.fails(&["secret", "ls"]).contains("needs to be unlocked"));
+    let right = unlock(&d, &key);
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    wait_for("the manager to serve", LONG, || {
+        d.shoal(&["secret", "ls", "-q"]).status.success()
+    });
+    assert_eq!(
+        d.ok(&["secret", "ls", "--format", "{{.Name}}"]).trim(),
+        "pw"
+    );
+    let again = unlock(&d, &key);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("swarm is not locked"));
+    // A rotated key replaces the old one.
+    let rotated = d.ok(&["swarm", "unlock-key", "--rotate"]);
+    assert!(
+        rotated.contains("Successfully rotated manager unlock key."),
+        "{rotated}"
+    );
+    let new_key = swmkey(&rotated);
+    assert_ne!(new_key, key);
+    d.kill9_and_restart();
+    assert!(String::from_utf8_lossy(&unlock(&d, &key).stderr).contains("invalid key"));
+    assert!(unlock(&d, &new_key).status.success());
+    wait_for("the manager to serve", LONG, || {
+        d.shoal(&["secret", "ls", "-q"]).status.success()
+    });
+    // Off again: a restart needs no key.
+    d.ok(&["swarm", "update", "--autolock=false"]);
+    assert!(d.data_dir().join("keys/kek").exists());
+    d.kill9_and_restart();
+    wait_for("the manager to serve", LONG, || {
+        d.shoal(&["secret", "ls", "-q"]).status.success()
+    });
+    assert!(files_holding(d.dir.path(), value.as_bytes()).is_empty());
+    assert!(files_holding(d.dir.path(), new_key.as_bytes()).is_empty());
+}
+
+#[test]
+fn three_managers_log_no_plaintext_and_a_manager_that_catches_up_from_a_snapshot_opens_secrets() {
+    let m1 = Daemon::start_on("127.0.0.2", "manager-1", &[]);
+    m1.ok(&["swarm", "init", "--snapshot-interval", "3"]);
+    let token = m1
+        .ok(&["swarm", "join-token", "-q", "manager"])
+        .trim()
+        .to_string();
+    let m2 = Daemon::start_on("127.0.0.3", "manager-2", &[]);
+    common::join(&m2, &token, &m1);
+    let value = unique_value("raft");
+    create_from_stdin(&m1, "secret", "pw", &value);
+    // Enough entries for a snapshot and compaction before the third joins.
+    for i in 0..8 {
+        m1.create_echo(&format!("s{i}"), "0", &["--secret", "pw"], &[]);
+    }
+    let m3 = Daemon::start_on("127.0.0.4", "manager-3", &[]);
+    common::join(&m3, &token, &m1);
+    wait_for("the third manager to catch up", LONG, || {
+        m3.shoal(&["secret", "ls", "-q"]).status.success()
+            && !m3.ok(&["secret", "ls", "-q"]).trim().is_empty()
+            && m3.ok(&["service", "ls", "-q"]).lines().count() == 8
+    });
+    // It opens what the state holds sealed: the join tokens.
+    assert_eq!(
+        m3.ok(&["swarm", "join-token", "-q", "manager"]).trim(),
+        token
+    );
+    for d in [&m1, &m2, &m3] {
+        let hits = files_holding(d.dir.path(), value.as_bytes());
+        assert!(hits.is_empty(), "plaintext in {hits:?}");
+        let hits = files_holding(&d.data_dir(), token.as_bytes());
+        assert!(hits.is_empty(), "a plaintext join token in {hits:?}");
+    }
 }

@@ -19,6 +19,10 @@ use super::KeyFileError;
 /// The KEKs of autolocked data dirs this process was given, by data dir.
 static UNLOCKED: Mutex<BTreeMap<PathBuf, [u8; 32]>> = Mutex::new(BTreeMap::new());
 
+/// One change of key files at a time (the API and the follower may both
+/// ask for the same one).
+static CHANGING: Mutex<()> = Mutex::new(());
+
 const PREFIX: &str = "SWMKEY-1-";
 
 fn marker(data_dir: &Path) -> PathBuf {
@@ -103,6 +107,7 @@ fn rewrap(data_dir: &Path, old: &super::Kek, new: &super::Kek) -> Result<(), Key
 /// `swarm unlock`: checks the key against the sealed CA key and keeps the
 /// KEK in memory.
 pub fn unlock(data_dir: &Path, unlock_key: &str) -> Result<(), LockError> {
+    let _one = CHANGING.lock();
     if !is_locked(data_dir) {
         return Err(LockError::NotLocked);
     }
@@ -123,6 +128,7 @@ pub fn unlock(data_dir: &Path, unlock_key: &str) -> Result<(), LockError> {
 /// Turns autolock on (or changes the unlock key): the sealed files are
 /// sealed again under the unlock key's KEK, and the KEK file is removed.
 pub fn set_unlock_key(data_dir: &Path, unlock_key: &str) -> Result<(), LockError> {
+    let _one = CHANGING.lock();
     let kek = kek_of(unlock_key).ok_or(LockError::InvalidKey)?;
     let old = super::Kek::load_or_create(data_dir)?;
     let new = super::Kek::from_bytes(&kek).ok_or(LockError::InvalidKey)?;
@@ -135,6 +141,7 @@ pub fn set_unlock_key(data_dir: &Path, unlock_key: &str) -> Result<(), LockError
 
 /// Turns autolock off: a random KEK on disk seals the files again.
 pub fn clear_unlock_key(data_dir: &Path) -> Result<(), LockError> {
+    let _one = CHANGING.lock();
     if !is_autolocked(data_dir) {
         return Ok(());
     }
