@@ -237,7 +237,12 @@ impl Runtime {
             self.db.drop_tree(tree)?;
         }
         self.db.flush_async().await?;
-        for dir in [self.certs_dir(), self.ca_dir()] {
+        crate::keys::lock::forget(&self.config.data_dir);
+        for dir in [
+            self.certs_dir(),
+            self.ca_dir(),
+            self.config.data_dir.join("keys"),
+        ] {
             let _ = std::fs::remove_dir_all(dir);
         }
         identity::remove(&self.config.data_dir)?;
