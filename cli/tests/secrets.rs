@@ -467,3 +467,49 @@ fn three_managers_log_no_plaintext_and_a_manager_that_catches_up_from_a_snapshot
         assert!(hits.is_empty(), "a plaintext join token in {hits:?}");
     }
 }
+
+#[test]
+fn a_manager_that_joins_an_autolocked_swarm_follows_the_unlock_key_and_reads_secrets_after_unlock()
+{
+    let m1 = Daemon::start_on("127.0.0.2", "manager-1", &[]);
+    let key = swmkey(&m1.ok(&["swarm", "init", "--autolock", "--snapshot-interval", "3"]));
+    let token = m1
+        .ok(&["swarm", "join-token", "-q", "manager"])
+        .trim()
+        .to_string();
+    let value = unique_value("joined");
+    create_from_stdin(&m1, "secret", "pw", &value);
+    for i in 0..6 {
+        m1.create_echo(&format!("s{i}"), "0", &["--secret", "pw"], &[]);
+    }
+    let m2 = Daemon::start_on("127.0.0.3", "manager-2", &[]);
+    common::join(&m2, &token, &m1);
+    let m3 = Daemon::start_on("127.0.0.4", "manager-3", &[]);
+    common::join(&m3, &token, &m1);
+    let mut late = m3;
+    wait_for("the late manager to follow the unlock key", LONG, || {
+        late.data_dir().join("keys/autolock").exists() && !late.data_dir().join("keys/kek").exists()
+    });
+    assert_eq!(late.ok(&["swarm", "unlock-key", "-q"]).trim(), key);
+    late.kill9_and_restart();
+    assert!(late
+        .fails(&["secret", "ls"])
+        .contains("needs to be unlocked"));
+    assert!(unlock(&late, &key).status.success());
+    wait_for("the late manager to serve", LONG, || {
+        late.shoal(&["service", "ls", "-q"]).status.success()
+            && late.ok(&["service", "ls", "-q"]).lines().count() == 6
+    });
+    assert_eq!(
+        late.ok(&["secret", "ls", "--format", "{{.Name}}"]).trim(),
+        "pw"
+    );
+    assert_eq!(
+        late.ok(&["swarm", "join-token", "-q", "manager"]).trim(),
+        token
+    );
+    for d in [&m1, &m2, &late] {
+        assert!(files_holding(d.dir.path(), value.as_bytes()).is_empty());
+        assert!(files_holding(&d.data_dir(), key.as_bytes()).is_empty());
+    }
+}
