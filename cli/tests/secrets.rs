@@ -203,6 +203,11 @@ fn the_seed_flow_mounts_the_secret_in_memory_and_the_config_at_its_target_and_le
         pretty.contains("Name:            my_mysql_password"),
         "{pretty}"
     );
+    let pretty = m.ok(&["service", "inspect", "--pretty", "db"]);
+    assert!(
+        pretty.contains("  Target:\tmysql_root_password\n   Source:\tmy_mysql_password"),
+        "{pretty}"
+    );
     let service = m.ok(&["service", "inspect", "db"]);
     assert!(service.contains("mysql_root_password") && !service.contains(&value));
     let listed = m.ok(&["secret", "ls", "-q"]);
