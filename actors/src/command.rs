@@ -81,6 +81,8 @@ pub enum Command {
         at: DateTime<Utc>,
     },
     DeleteTasks(Vec<String>),
+    /// `secret`/`config` create, update (rotation) and rm.
+    Secrets(crate::secrets::SecretCommand),
     /// Several commands applied as one: all or nothing.
     Batch(Vec<Command>),
 }

@@ -40,9 +40,16 @@ pub struct ManagerCtx {
     pub proposer: Proposer,
     pub directory: Arc<Directory>,
     pub timings: Timings,
+    /// Seals and opens secret values; `None` while the node is locked (or
+    /// has no keys yet). Set by the node, which holds the key hierarchy.
+    pub keyring: parking_lot::RwLock<Option<Arc<dyn crate::secrets::Keyring>>>,
 }
 
 impl ManagerCtx {
+    pub fn keyring(&self) -> Option<Arc<dyn crate::secrets::Keyring>> {
+        self.keyring.read().clone()
+    }
+
     pub fn new(
         node_id: String,
         raft_id: u64,
@@ -59,6 +66,7 @@ impl ManagerCtx {
             proposer: Proposer::new(directory.clone(), timings.propose_timeout),
             directory,
             timings,
+            keyring: parking_lot::RwLock::new(None),
         }))
     }
 }

@@ -67,25 +67,37 @@ impl DispatcherState {
         let Some(agent) = &session.agent else {
             return;
         };
-        let tasks: Vec<crate::model::Task> = {
+        let keyring = self.ctx.keyring();
+        let (tasks, payloads): (Vec<crate::model::Task>, _) = {
             let guard = self.ctx.sm.read();
-            guard
+            let tasks: Vec<_> = guard
                 .0
                 .tasks
                 .values()
                 .filter(|t| t.node_id.as_deref() == Some(node_id) && !t.status.state.is_terminal())
                 .cloned()
-                .collect()
+                .collect();
+            // Only what this node's tasks use, by the replicated state.
+            let payloads = crate::secrets::payloads_for(&guard.0, tasks.iter(), keyring.as_deref());
+            (tasks, payloads)
         };
-        let sent: Vec<(String, TaskState)> = tasks
+        let mut sent: Vec<(String, TaskState)> = tasks
             .iter()
             .map(|t| (t.id.clone(), t.desired_state))
             .collect();
+        // A secret the node could not be given yet (a locked manager) is
+        // sent once it can be: its arrival changes what was sent.
+        sent.extend(payloads.iter().map(|p| {
+            (
+                format!("{}/{}/{}", p.kind.as_str(), p.id, p.data_version),
+                TaskState::Running,
+            )
+        }));
         if !force && session.sent.as_ref() == Some(&sent) {
             return;
         }
         session.sent = Some(sent);
-        agent.send(AgentMsg::Assignments(tasks));
+        agent.send(AgentMsg::Assignments(tasks, payloads));
     }
 
     fn mark_dirty(

@@ -100,6 +100,8 @@ impl DriverError {
 pub struct Launch {
     pub task: Task,
     pub node_id: String,
+    /// The task's secret and config files (values in memory only).
+    pub files: Vec<crate::secrets::TaskFile>,
 }
 
 pub trait Driver: Send + Sync + 'static {

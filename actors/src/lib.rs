@@ -19,6 +19,7 @@ pub mod ports;
 pub mod proposer;
 pub mod raft;
 pub mod scheduler;
+pub mod secrets;
 pub mod session;
 pub mod state;
 pub mod store;

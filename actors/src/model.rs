@@ -223,6 +223,8 @@ pub struct Cluster {
     pub ca_cert_pem: String,
     /// Nodes removed from the swarm: their certificates are refused.
     pub removed_nodes: Vec<String>,
+    /// Autolock's unlock key, sealed under the cluster's DEK (`None`: off).
+    pub unlock_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
@@ -300,6 +302,9 @@ pub struct TaskTemplate {
     /// Bumped by `service update --force`: a changed counter makes every
     /// task out of date, so the updater replaces them all.
     pub force_update: u64,
+    /// Secrets and configs the task gets as files (see `secrets`).
+    pub secrets: Vec<crate::secrets::FileRef>,
+    pub configs: Vec<crate::secrets::FileRef>,
 }
 
 /// docker's `HealthConfig`. `test` is `["CMD", prog, args..]`,
@@ -390,6 +395,8 @@ impl Default for TaskTemplate {
             healthcheck: None,
             force_update: 0,
             networks: Vec::new(),
+            secrets: Vec::new(),
+            configs: Vec::new(),
         }
     }
 }

@@ -68,8 +68,9 @@ pub enum DispatcherMsg {
 
 pub enum AgentMsg {
     Tick,
-    /// Every task the dispatcher wants this node to know about.
-    Assignments(Vec<Task>),
+    /// Every task the dispatcher wants this node to know about, and the
+    /// secrets and configs those tasks use (and no others).
+    Assignments(Vec<Task>, Vec<crate::secrets::Payload>),
     Status(String, TaskStatus),
     /// Send the statuses gathered since the last flush.
     Flush,

@@ -20,6 +20,9 @@ pub struct ClusterState {
     pub nodes: BTreeMap<String, Node>,
     pub services: BTreeMap<String, Service>,
     pub tasks: BTreeMap<String, Task>,
+    /// Secrets (values sealed) and configs, by id.
+    pub secrets: BTreeMap<String, crate::secrets::Object>,
+    pub configs: BTreeMap<String, crate::secrets::Object>,
 }
 
 /// What one applied entry changed; subscribers read the new values from the state.
@@ -29,8 +32,16 @@ pub enum Change {
     Node(String),
     Service(String),
     ServiceRemoved(String),
-    Task { id: String, service_id: String },
-    TaskRemoved { id: String, service_id: String },
+    Task {
+        id: String,
+        service_id: String,
+    },
+    TaskRemoved {
+        id: String,
+        service_id: String,
+    },
+    /// A secret or config was created, changed or removed.
+    Object(crate::secrets::Kind, String),
 }
 
 /// Why a command was refused. Refusals are deterministic, so every replica
@@ -57,6 +68,16 @@ pub enum ApplyError {
     NotInitialized,
     #[error("invalid spec: {0}")]
     Invalid(String),
+    #[error("{kind} {name} already exists", kind = .0.as_str(), name = .1)]
+    ObjectExists(crate::secrets::Kind, String),
+    #[error("{kind} not found: {name}", kind = .0.as_str(), name = .1)]
+    ObjectNotFound(crate::secrets::Kind, String),
+    #[error("{} '{name}' is in use by the following service{}: {}", kind.as_str(), if services.len() > 1 { "s" } else { "" }, services.join(", "))]
+    InUse {
+        kind: crate::secrets::Kind,
+        name: String,
+        services: Vec<String>,
+    },
 }
 
 impl ClusterState {
@@ -144,6 +165,7 @@ impl ClusterState {
             },
             Command::CreateService(svc) => {
                 limits::check_service_spec(&svc.spec).map_err(invalid)?;
+                self.check_refs(&svc.spec)?;
                 crate::ports::check(self, &svc.spec.endpoint, None).map_err(ApplyError::Invalid)?;
                 match self.service_by_name(&svc.spec.name) {
                     Some(_) => Err(ApplyError::ServiceNameConflict(svc.spec.name.clone())),
@@ -157,6 +179,7 @@ impl ClusterState {
                 ..
             } => {
                 limits::check_service_spec(spec).map_err(invalid)?;
+                self.check_refs(spec)?;
                 let Some(svc) = self.find_service(service) else {
                     return Err(ApplyError::ServiceNotFound(service.clone()));
                 };
@@ -227,6 +250,7 @@ impl ClusterState {
                 }
                 Ok(())
             }
+            Command::Secrets(c) => self.check_secrets(c),
             Command::Batch(cmds) => cmds.iter().try_for_each(|c| self.check(c)),
         }
     }
@@ -441,6 +465,7 @@ impl ClusterState {
                     }
                 }
             }
+            Command::Secrets(c) => self.mutate_secrets(c, index, changes),
             Command::Batch(cmds) => {
                 for c in cmds {
                     self.mutate(c, index, changes);
@@ -616,6 +641,7 @@ mod tests {
                 },
                 ca_cert_pem: String::new(),
                 removed_nodes: Vec::new(),
+                unlock_key: None,
                 created_at: Utc::now(),
                 updated_at: Utc::now(),
                 version: 0,

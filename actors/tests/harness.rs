@@ -414,3 +414,128 @@ fn ported_cases() {
     }
     eprintln!("{} cases in {:?}", CASES.len(), start.elapsed());
 }
+
+mod secrets {
+    //! Delivery of secrets and configs, in milliseconds: only the node that
+    //! runs a task using one gets it, a rotation rolls the service with the
+    //! new value, and a manager that cannot open a secret (locked) gives it
+    //! to no one.
+
+    use super::*;
+    use shoal_actors::secrets::{FileRef, Kind, Object, SecretCommand, Stored};
+
+    fn object(h: &Harness, kind: Kind, name: &str, data: Stored, size: u64) -> Object {
+        Object {
+            id: format!("{name}0000000000000000000000000")[..25].to_string(),
+            kind,
+            name: name.into(),
+            labels: Default::default(),
+            data,
+            size,
+            data_version: 0,
+            version: 0,
+            created_at: h.now(),
+            updated_at: h.now(),
+        }
+    }
+
+    fn reference(o: &Object) -> FileRef {
+        FileRef {
+            id: o.id.clone(),
+            name: o.name.clone(),
+            target: o.name.clone(),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+            data_version: 0,
+        }
+    }
+
+    #[test]
+    fn only_the_node_running_a_task_that_uses_a_config_gets_it_and_an_update_rolls_in_the_new_value(
+    ) {
+        let mut h = harness(14, 2);
+        let conf = object(&h, Kind::Config, "conf", Stored::Plain(b"v1".to_vec()), 2);
+        h.propose(Command::Secrets(SecretCommand::Create(Box::new(
+            conf.clone(),
+        ))))
+        .expect("create");
+        let mut spec = Harness::spec("web", 1, "img");
+        spec.task_template.configs.push(reference(&conf));
+        h.create_service(spec).expect("service");
+        converge(&mut h, "web", 1);
+        let task = h
+            .tasks("web")
+            .into_iter()
+            .find(|t| t.status.state == TaskState::Running)
+            .expect("running");
+        let at = h
+            .node_index(task.node_id.as_deref().expect("node"))
+            .expect("index");
+        assert_eq!(
+            h.nodes[at].driver.files(&task.id),
+            vec![("/conf".to_string(), b"v1".to_vec())]
+        );
+        for (i, n) in h.nodes.iter().enumerate() {
+            if i != at {
+                assert!(n.driver.tasks_with_files().is_empty(), "node {i} got files");
+            }
+        }
+        h.propose(Command::Secrets(SecretCommand::Update {
+            kind: Kind::Config,
+            key: "conf".into(),
+            data: Stored::Plain(b"v2".to_vec()),
+            size: 2,
+            at: h.now(),
+        }))
+        .expect("update");
+        let old = task.id.clone();
+        h.drive_until("a new task with the new value", LIMIT, |s| {
+            s.tasks.values().any(|t| {
+                t.id != old
+                    && t.status.state == TaskState::Running
+                    && t.spec.configs[0].data_version == 1
+            })
+        })
+        .expect("rolls");
+        let new = h
+            .tasks("web")
+            .into_iter()
+            .find(|t| t.id != old && t.status.state == TaskState::Running)
+            .expect("new task");
+        let at = h
+            .node_index(new.node_id.as_deref().expect("node"))
+            .expect("index");
+        assert_eq!(
+            h.nodes[at].driver.files(&new.id),
+            vec![("/conf".to_string(), b"v2".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_manager_without_keys_gives_no_secret_and_the_task_fails_on_its_node() {
+        let mut h = harness(15, 1);
+        let sealed = shoal_actors::secrets::Sealed {
+            nonce: vec![0; 12],
+            ciphertext: vec![7; 18],
+        };
+        let pw = object(&h, Kind::Secret, "pw", Stored::Sealed(sealed), 2);
+        h.propose(Command::Secrets(SecretCommand::Create(Box::new(
+            pw.clone(),
+        ))))
+        .expect("create");
+        let mut spec = Harness::spec("db", 1, "img");
+        spec.task_template.secrets.push(reference(&pw));
+        h.create_service(spec).expect("service");
+        h.drive_until("a failed task", LIMIT, |s| {
+            s.tasks.values().any(|t| {
+                t.status.state == TaskState::Failed
+                    && t.status.err.as_deref() == Some("secret pw is not available on this node")
+            })
+        })
+        .expect("fails");
+        for n in &h.nodes {
+            assert!(n.driver.tasks_with_files().is_empty());
+        }
+    }
+}

@@ -60,6 +60,12 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCmd),
+    /// Manage Swarm secrets
+    #[command(subcommand)]
+    Secret(commands::secret::ObjectCmd),
+    /// Manage Swarm configs
+    #[command(subcommand)]
+    Config(commands::secret::ObjectCmd),
     /// Generate the autocompletion script for the specified shell
     Completion {
         #[arg(value_enum)]
@@ -136,6 +142,14 @@ fn main() -> ExitCode {
             Command::Swarm(cmd) => swarm::run(&client::Client::new(&host)?, cmd).await,
             Command::Node(cmd) => node::run(&client::Client::new(&host)?, cmd).await,
             Command::Service(cmd) => service::run(&client::Client::new(&host)?, *cmd).await,
+            Command::Secret(cmd) => {
+                let client = client::Client::new(&host)?;
+                commands::secret::run(&client, commands::secret::Kind::Secret, cmd).await
+            }
+            Command::Config(cmd) => {
+                let client = client::Client::new(&host)?;
+                commands::secret::run(&client, commands::secret::Kind::Config, cmd).await
+            }
             Command::Network(cmd) => {
                 commands::network::run(&client::Client::new(&host)?, cmd).await
             }

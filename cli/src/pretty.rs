@@ -98,6 +98,19 @@ pub fn service(svc: &Value) -> String {
     if !user.is_empty() {
         let _ = writeln!(out, " User: {user}");
     }
+    // docker's Secrets and Configs blocks: target, then source.
+    for (title, key, source) in [
+        ("Secrets", "Secrets", "SecretName"),
+        ("Configs", "Configs", "ConfigName"),
+    ] {
+        if let Some(list) = container[key].as_array().filter(|l| !l.is_empty()) {
+            let _ = writeln!(out, " {title}:");
+            for r in list {
+                let _ = writeln!(out, "  Target:\t{}", s(r, "/File/Name"));
+                let _ = writeln!(out, "   Source:\t{}", s(r, &format!("/{source}")));
+            }
+        }
+    }
     let resources = &spec["TaskTemplate"]["Resources"];
     let section = |name: &str| {
         let cpu = u(resources, &format!("/{name}/NanoCPUs"));

@@ -417,3 +417,70 @@ fn a_docker_service_rolls_over_to_a_second_image_tag_and_reports_health() {
         );
     }
 }
+
+/// The secret a container reads: a tmpfs of the task's on the host,
+/// bind-mounted read-only at /run/secrets/<target>; gone with the task.
+#[test]
+fn docker_tasks_read_secrets_and_configs_from_a_per_task_tmpfs() {
+    let Some(docker) = engine() else { return };
+    build_image(&docker);
+    let _cleanup = Cleanup(docker.clone(), vec!["dsecret"]);
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let value = dir.path().join("pw");
+    std::fs::write(&value, "1q2w3e4r-docker").expect("pw");
+    let conf = dir.path().join("conf");
+    std::fs::write(&conf, "a: 1\n").expect("conf");
+    d.ok(&["secret", "create", "dpw", value.to_str().expect("path")]);
+    d.ok(&["config", "create", "dconf", conf.to_str().expect("path")]);
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "dsecret",
+        "--secret",
+        "source=dpw,target=mysql_root_password",
+        "--config",
+        "source=dconf,target=/etc/app.yml",
+        IMAGE,
+    ]);
+    wait_for("the container to run", LONG, || running(&d, "dsecret") == 1);
+    let id = running_containers(&docker, "dsecret").remove(0);
+    let pid = rt()
+        .block_on(docker.inspect_container(&id, None))
+        .expect("inspect")
+        .state
+        .and_then(|s| s.pid)
+        .expect("pid");
+    let read = |p: &str| std::fs::read_to_string(format!("/proc/{pid}/root{p}")).ok();
+    assert_eq!(
+        read("/run/secrets/mysql_root_password").as_deref(),
+        Some("1q2w3e4r-docker")
+    );
+    assert_eq!(read("/etc/app.yml").as_deref(), Some("a: 1\n"));
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let line = mountinfo
+        .lines()
+        .find(|l| l.contains(" /run/secrets/mysql_root_password "))
+        .unwrap_or_else(|| panic!("no secret mount in {mountinfo}"));
+    assert!(
+        line.contains(" ro,") && line.contains(" - tmpfs "),
+        "{line}"
+    );
+    let secrets_dir = d.data_dir().join("secrets");
+    assert_eq!(
+        std::fs::read_dir(&secrets_dir)
+            .expect("secrets dir")
+            .count(),
+        1
+    );
+    d.ok(&["service", "rm", "dsecret"]);
+    wait_for("the task's tmpfs to go", LONG, || {
+        std::fs::read_dir(&secrets_dir)
+            .map(|r| r.count())
+            .unwrap_or(0)
+            == 0
+    });
+}

@@ -25,6 +25,11 @@ pub struct RootCa {
     pub key_pem: String,
 }
 
+/// The data dir whose `keys/kek` seals the CA in `dir` (`<data-dir>/ca`).
+fn keys_home(dir: &Path) -> std::path::PathBuf {
+    dir.parent().unwrap_or(dir).to_path_buf()
+}
+
 impl RootCa {
     pub fn generate() -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -39,7 +44,19 @@ impl RootCa {
     /// Reads a CA written by `save`.
     pub fn load(dir: &Path) -> Result<Self, CaError> {
         let cert_pem = std::fs::read_to_string(dir.join("ca.crt"))?;
-        let key_pem = std::fs::read_to_string(dir.join("ca.key"))?;
+        let key_path = dir.join("ca.key");
+        let blob = std::fs::read(&key_path)?;
+        let key_pem = match crate::keys::is_wrapped(&blob) {
+            true => {
+                let kek = crate::keys::Kek::load_or_create(&keys_home(dir))
+                    .map_err(std::io::Error::other)?;
+                let plain = kek
+                    .unwrap(&key_path, "ca.key", &blob)
+                    .map_err(std::io::Error::other)?;
+                String::from_utf8(plain).map_err(std::io::Error::other)?
+            }
+            false => String::from_utf8(blob).map_err(std::io::Error::other)?,
+        };
         let cert_der = crate::pem::pem_certs(&cert_pem)
             .into_iter()
             .next()
@@ -58,18 +75,17 @@ impl RootCa {
     }
 
     /// Writes the CA into `dir` (the key readable by the owner only).
+    /// The key is sealed under the node's key-encryption key
+    /// (`crate::keys`), never written in plaintext.
     pub fn save(&self, dir: &Path) -> Result<(), CaError> {
-        use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("ca.crt"), &self.cert_pem)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(dir.join("ca.key"))?;
-        std::io::Write::write_all(&mut f, self.key_pem.as_bytes())?;
-        f.sync_all()?;
+        let kek =
+            crate::keys::Kek::load_or_create(&keys_home(dir)).map_err(std::io::Error::other)?;
+        let blob = kek
+            .wrap("ca.key", self.key_pem.as_bytes())
+            .map_err(std::io::Error::other)?;
+        crate::keys::write_private(&dir.join("ca.key"), &blob).map_err(std::io::Error::other)?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod driver;
 pub mod fuzzing;
 pub mod identity;
+pub mod keys;
 pub mod logs;
 pub mod mesh;
 pub mod options;

@@ -249,7 +249,7 @@ fn encoded<T: serde::Serialize>(values: &[T]) -> Vec<Vec<u8>> {
 fn wire_seeds() -> Vec<Vec<u8>> {
     let mut seeds = encoded(&raft_envelopes());
     seeds.extend(encoded(&[
-        OneWay::ToAgent(ToAgent::Assignments(vec![task(), task()])),
+        OneWay::ToAgent(ToAgent::Assignments(vec![task(), task()], Vec::new())),
         OneWay::ToAgent(ToAgent::SessionRejected),
     ]));
     seeds.extend(encoded(&requests()));

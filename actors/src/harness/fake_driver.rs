@@ -62,6 +62,8 @@ impl Run {
 struct Inner {
     runs: BTreeMap<String, Run>,
     calls: Vec<DriverCall>,
+    /// The secret and config files each started task was given: (path, bytes).
+    files: BTreeMap<String, Vec<(String, Vec<u8>)>>,
 }
 
 #[derive(Default)]
@@ -81,6 +83,21 @@ impl FakeDriver {
     }
 
     /// Every call so far, oldest first.
+    /// The files task `task_id` was started with: (path, bytes).
+    pub fn files(&self, task_id: &str) -> Vec<(String, Vec<u8>)> {
+        self.inner
+            .lock()
+            .files
+            .get(task_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every task this driver was handed files for.
+    pub fn tasks_with_files(&self) -> Vec<String> {
+        self.inner.lock().files.keys().cloned().collect()
+    }
+
     pub fn calls(&self) -> Vec<DriverCall> {
         self.inner.lock().calls.clone()
     }
@@ -134,6 +151,14 @@ impl Driver for FakeDriver {
             .unwrap_or(Behaviour::Run);
         let mut inner = self.inner.lock();
         inner.calls.push(DriverCall::Start(id.clone()));
+        if !launch.files.is_empty() {
+            let files = launch
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.data.to_vec()))
+                .collect();
+            inner.files.insert(id.clone(), files);
+        }
         if let Some(r) = inner.runs.get(&id) {
             let known = r.lifecycle();
             return Box::pin(async move { Ok(known) });

@@ -191,6 +191,7 @@ impl Harness {
                 },
                 ca_cert_pem: String::new(),
                 removed_nodes: Vec::new(),
+                unlock_key: None,
                 created_at: epoch(),
                 updated_at: epoch(),
                 version: 0,

@@ -3,6 +3,7 @@
 //! Each applied entry's changes and the new applied index go to sled in one
 //! atomic batch, so a crash never applies an entry twice or skips one.
 
+use crate::secrets::Kind;
 use std::sync::Arc;
 
 use std::collections::{HashMap, VecDeque};
@@ -100,6 +101,12 @@ impl StateMachine {
             } else if k.starts_with(b"task/") {
                 let t: crate::model::Task = dec(&k, &v)?;
                 state.tasks.insert(t.id.clone(), t);
+            } else if k.starts_with(b"secret/") || k.starts_with(b"config/") {
+                let o: crate::secrets::Object = dec(&k, &v)?;
+                match o.kind {
+                    Kind::Secret => state.secrets.insert(o.id.clone(), o),
+                    Kind::Config => state.configs.insert(o.id.clone(), o),
+                };
             }
         }
         Ok((state, applied))
@@ -198,6 +205,16 @@ impl StateMachine {
                 Some(t) => batch.insert(key("task", id), encode(t)),
                 None => batch.remove(key("task", id)),
             },
+            Change::Object(kind, id) => {
+                let all = match kind {
+                    Kind::Secret => &state.secrets,
+                    Kind::Config => &state.configs,
+                };
+                match all.get(id) {
+                    Some(o) => batch.insert(key(kind.as_str(), id), encode(o)),
+                    None => batch.remove(key(kind.as_str(), id)),
+                }
+            }
         }
     }
 
@@ -237,6 +254,18 @@ fn all_changes(state: &ClusterState) -> Vec<Change> {
     let mut v = vec![Change::Cluster];
     v.extend(state.nodes.keys().map(|id| Change::Node(id.clone())));
     v.extend(state.services.keys().map(|id| Change::Service(id.clone())));
+    v.extend(
+        state
+            .secrets
+            .keys()
+            .map(|id| Change::Object(Kind::Secret, id.clone())),
+    );
+    v.extend(
+        state
+            .configs
+            .keys()
+            .map(|id| Change::Object(Kind::Config, id.clone())),
+    );
     v.extend(state.tasks.values().map(|t| Change::Task {
         id: t.id.clone(),
         service_id: t.service_id.clone(),

@@ -13,6 +13,7 @@ use super::task_actor::{TaskActor, TaskArgs, TaskMsg};
 use crate::driver::Drivers;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{Task, TaskState, TaskStatus};
+use crate::secrets::Kind;
 use crate::session::{AgentMsg, DispatcherLink, DispatcherMsg, EndpointSink, NodeDescription};
 use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
 
@@ -50,6 +51,9 @@ pub struct AgentState {
     backends: [BTreeSet<String>; 2],
     /// Tasks whose stop is waiting out `DRAIN`.
     draining: BTreeSet<String>,
+    /// The secret and config values this node's tasks use, in memory only;
+    /// replaced by each assignment, so one no task here uses is dropped.
+    payloads: BTreeMap<(Kind, String), Arc<Vec<u8>>>,
 }
 
 #[derive(Clone)]
@@ -217,6 +221,7 @@ impl AgentState {
             }
             started += 1;
             let driver = self.args.drivers.get(&task.spec.driver).cloned();
+            let files = crate::secrets::task_files(&task.spec, &self.payloads);
             let spec = ChildSpec::new(
                 name.clone(),
                 Restart::Transient,
@@ -226,6 +231,7 @@ impl AgentState {
                     node_id: self.args.node.node_id.clone(),
                     driver,
                     agent: myself.clone(),
+                    files,
                 },
             );
             if let Err(e) = self.tasks.start(&myself.get_cell(), spec).await {
@@ -286,6 +292,7 @@ impl Actor for Agent {
             assigned: Vec::new(),
             backends: Default::default(),
             draining: BTreeSet::new(),
+            payloads: BTreeMap::new(),
         })
     }
 
@@ -322,8 +329,12 @@ impl Actor for Agent {
                 }
                 st.flush(&myself);
             }
-            AgentMsg::Assignments(tasks) => {
+            AgentMsg::Assignments(tasks, payloads) => {
                 st.assigned = tasks;
+                st.payloads = payloads
+                    .into_iter()
+                    .map(|p| ((p.kind, p.id), Arc::new(p.data)))
+                    .collect();
                 st.queue_reconcile(&myself);
             }
             AgentMsg::Recheck => {

@@ -19,6 +19,9 @@ pub struct TaskArgs {
     pub node_id: String,
     pub driver: Option<Arc<dyn Driver>>,
     pub agent: ActorRef<AgentMsg>,
+    /// The secret and config files of the task, held in memory only; or
+    /// which one this node was not given.
+    pub files: Result<Vec<crate::secrets::TaskFile>, String>,
 }
 
 pub enum TaskMsg {
@@ -162,9 +165,19 @@ impl Actor for TaskActor {
                 None => {
                     st.report(TaskStatus::new(TaskState::Preparing, "preparing"));
                     st.report(TaskStatus::new(TaskState::Starting, "starting"));
+                    let files = match &st.args.files {
+                        Ok(files) => files.clone(),
+                        Err(missing) => {
+                            let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                            s.err = Some(missing.clone());
+                            st.finish(&myself, s);
+                            return Ok(());
+                        }
+                    };
                     let launch = Launch {
                         task: task.clone(),
                         node_id: st.args.node_id.clone(),
+                        files,
                     };
                     match driver.start(launch).await {
                         Ok(Lifecycle::Running { pid }) => {

@@ -1,14 +1,17 @@
 pub mod daemon;
 pub mod executable;
+pub mod file_flags;
 pub mod inspect;
 pub mod network;
 pub mod node;
 pub mod pretty_update;
 pub mod progress;
+pub mod secret;
 pub mod service;
 pub mod service_view;
 pub mod since;
 pub mod swarm;
+pub mod swarm_lock;
 pub mod update;
 pub mod update_progress;
 

@@ -104,6 +104,8 @@ pub struct CreateArgs {
     /// Set environment variables
     #[arg(short, long = "env")]
     env: Vec<String>,
+    #[command(flatten)]
+    files: super::file_flags::CreateFileFlags,
     /// Service labels
     #[arg(short, long = "label")]
     label: Vec<String>,
@@ -280,6 +282,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             });
             a.rollout.apply(&mut spec);
             a.health.apply(&mut spec["TaskTemplate"])?;
+            a.files.apply(&mut spec["TaskTemplate"]["ContainerSpec"])?;
             let created = client.post("/services/create", spec).await?;
             let id = s(&created, "/ID").to_string();
             println!("{id}");

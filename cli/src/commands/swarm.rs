@@ -17,6 +17,12 @@ pub enum SwarmCmd {
     JoinToken(JoinTokenArgs),
     /// Leave the swarm
     Leave(LeaveArgs),
+    /// Unlock swarm
+    Unlock,
+    /// Manage the unlock key
+    UnlockKey(super::swarm_lock::UnlockKeyArgs),
+    /// Update the swarm
+    Update(super::swarm_lock::UpdateArgs),
 }
 
 #[derive(Args)]
@@ -61,6 +67,9 @@ pub struct InitArgs {
     /// Number of Raft log entries between snapshots
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_interval: u64,
+    /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
+    #[arg(long)]
+    autolock: bool,
 }
 
 #[derive(Args)]
@@ -85,6 +94,7 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
                         "ListenAddr": a.listen_addr,
                         "ForceNewCluster": a.force_new_cluster,
                         "AdvertiseAddr": a.advertise_addr,
+                        "AutoLockManagers": a.autolock,
                         "Spec": {
                             "Orchestration": { "TaskHistoryRetentionLimit": a.task_history_limit },
                             "Raft": { "SnapshotInterval": a.snapshot_interval },
@@ -105,7 +115,14 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
                 s(&info, "/Swarm/NodeAddr")
             );
             println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n");
+            if a.autolock {
+                let v = client.get("/swarm/unlockkey").await?;
+                super::swarm_lock::print_unlock_key(s(&v, "/UnlockKey"));
+            }
         }
+        SwarmCmd::Unlock => super::swarm_lock::unlock(client).await?,
+        SwarmCmd::UnlockKey(a) => super::swarm_lock::unlock_key(client, a).await?,
+        SwarmCmd::Update(a) => super::swarm_lock::update(client, a).await?,
         SwarmCmd::Join(a) => {
             client
                 .post(

@@ -222,6 +222,8 @@ pub struct UpdateArgs {
     /// Remove an environment variable
     #[arg(long)]
     env_rm: Vec<String>,
+    #[command(flatten)]
+    files: super::file_flags::UpdateFileFlags,
     /// Add or update a service label
     #[arg(long)]
     label_add: Vec<String>,
@@ -387,6 +389,7 @@ impl UpdateArgs {
                 .unwrap_or_default();
             edit_env(&mut env, &self.env_add, &self.env_rm)?;
             c.insert("Env".into(), json!(env));
+            self.files.apply(c)?;
             if let Some(g) = self.stop_grace_period {
                 c.insert("StopGracePeriod".into(), json!(g));
             }

@@ -42,7 +42,10 @@ impl IntoResponse for ApiError {
 impl From<ProposeError> for ApiError {
     fn from(e: ProposeError) -> Self {
         let status = match &e {
-            ProposeError::Rejected(ApplyError::ServiceNameConflict(_)) => StatusCode::CONFLICT,
+            ProposeError::Rejected(
+                ApplyError::ServiceNameConflict(_) | ApplyError::ObjectExists(..),
+            ) => StatusCode::CONFLICT,
+            ProposeError::Rejected(ApplyError::ObjectNotFound(..)) => StatusCode::NOT_FOUND,
             ProposeError::Rejected(ApplyError::AlreadyInitialized) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -94,6 +97,7 @@ impl From<NodeError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
             }
             NodeError::Remote(r) => r.into(),
+            NodeError::Locked => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             NodeError::Unreachable(..) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }

@@ -4,6 +4,7 @@
 mod error;
 mod logs;
 mod ports;
+pub mod secrets;
 pub mod server;
 pub mod views;
 
@@ -38,6 +39,8 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/swarm/join", post(swarm_join))
         .route("/swarm/leave", post(swarm_leave))
         .route("/swarm/update", post(swarm_update))
+        .route("/swarm/unlock", post(swarm_unlock))
+        .route("/swarm/unlockkey", get(swarm_unlock_key))
         .route("/nodes", get(nodes))
         .route("/networks", get(networks))
         .route("/networks/{id}", get(network))
@@ -50,6 +53,20 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/services/{id}", get(service).delete(service_rm))
         .route("/services/{id}/update", post(service_update))
         .route("/services/{id}/logs", get(logs::service_logs))
+        .route("/secrets", get(secrets::secret_list))
+        .route("/secrets/create", post(secrets::secret_create))
+        .route(
+            "/secrets/{id}",
+            get(secrets::secret_inspect).delete(secrets::secret_rm),
+        )
+        .route("/secrets/{id}/update", post(secrets::secret_update))
+        .route("/configs", get(secrets::config_list))
+        .route("/configs/create", post(secrets::config_create))
+        .route(
+            "/configs/{id}",
+            get(secrets::config_inspect).delete(secrets::config_rm),
+        )
+        .route("/configs/{id}/update", post(secrets::config_update))
         .route("/tasks", get(tasks))
         .route("/tasks/{id}", get(task))
         .route("/debug/actors", get(debug_actors))
@@ -155,7 +172,15 @@ async fn swarm(State(rt): Rt) -> ApiResult {
             "the swarm is still initialising",
         )
     })?;
-    Ok(Json(views::swarm(c)))
+    let mut c = c.clone();
+    drop(guard);
+    // The state holds the join tokens sealed; the API shows them.
+    let keys = rt.keyring()?;
+    for t in [&mut c.join_tokens.worker, &mut c.join_tokens.manager] {
+        *t = crate::keys::open_token(keys.as_ref(), t)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    Ok(Json(views::swarm(&c)))
 }
 
 #[derive(Deserialize, Default)]
@@ -169,6 +194,9 @@ struct InitRequest {
     listen_addr: Option<String>,
     #[serde(default)]
     advertise_addr: Option<String>,
+    /// `swarm init --autolock`.
+    #[serde(default)]
+    auto_lock_managers: bool,
 }
 
 async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult {
@@ -195,6 +223,9 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
         advertise: req.advertise_addr,
     };
     let node_id = rt.init_swarm(spec, addrs).await?;
+    if req.auto_lock_managers {
+        rt.set_autolock(true, false).await?;
+    }
     Ok(Json(json!(node_id)))
 }
 
@@ -292,8 +323,9 @@ async fn service_create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // Uniqueness is the state machine's to decide, when the entry applies:
     // this manager's local state may be stale.
-    rt.manager()?;
-    let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    let m = rt.manager()?;
+    let mut spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    secrets::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     let svc = Service::new(spec, Utc::now());
     let id = svc.id.clone();
     rt.propose(Command::CreateService(Box::new(svc))).await?;
@@ -341,7 +373,8 @@ async fn service_update(
             "a service update needs the new spec as its JSON body",
         ));
     };
-    let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    let mut spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    secrets::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     // Nothing changed (and no --force): nothing to write, nothing to roll
     // out; unless a rollout is paused, which any update resumes.
     let unchanged = m.sm.read().0.find_service(&id).is_some_and(|s| {
@@ -565,11 +598,60 @@ struct RotateQuery {
     rotate_worker_token: bool,
     #[serde(default)]
     rotate_manager_token: bool,
+    #[serde(default)]
+    rotate_manager_unlock_key: bool,
 }
 
-async fn swarm_update(State(rt): Rt, Query(q): Query<RotateQuery>) -> ApiResult {
-    rt.rotate_tokens(q.rotate_worker_token, q.rotate_manager_token)
-        .await?;
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UnlockRequest {
+    unlock_key: String,
+}
+
+/// `swarm unlock`: docker's words for a node that is not locked and a wrong key.
+async fn swarm_unlock(State(rt): Rt, Json(req): Json<UnlockRequest>) -> ApiResult {
+    if !rt.is_locked() {
+        return Err(ApiError::bad_request("swarm is not locked"));
+    }
+    match rt.unlock(&req.unlock_key).await {
+        Ok(()) => Ok(Json(json!({}))),
+        Err(crate::runtime::NodeError::Precondition(m)) => Err(ApiError::bad_request(m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn swarm_unlock_key(State(rt): Rt) -> ApiResult {
+    match rt.unlock_key()? {
+        Some(k) => Ok(Json(json!({ "UnlockKey": k }))),
+        None => Err(ApiError::not_found("no unlock key is set")),
+    }
+}
+
+async fn swarm_update(
+    State(rt): Rt,
+    Query(q): Query<RotateQuery>,
+    body: Option<Json<Value>>,
+) -> ApiResult {
+    if q.rotate_worker_token || q.rotate_manager_token {
+        rt.rotate_tokens(q.rotate_worker_token, q.rotate_manager_token)
+            .await?;
+    }
+    let autolock = body
+        .as_ref()
+        .and_then(|Json(b)| {
+            b.pointer("/EncryptionConfig/AutoLockManagers")
+                .or(b.pointer("/Spec/EncryptionConfig/AutoLockManagers"))
+        })
+        .and_then(Value::as_bool);
+    if let Some(on) = autolock {
+        rt.set_autolock(on, false).await?;
+    }
+    if q.rotate_manager_unlock_key {
+        if rt.unlock_key()?.is_none() {
+            return Err(ApiError::bad_request("no unlock key is set"));
+        }
+        rt.set_autolock(true, true).await?;
+    }
     Ok(Json(json!({})))
 }
 

@@ -190,6 +190,8 @@ fn task_template(t: &TaskTemplate) -> Value {
             "User": t.user,
             "Labels": t.container_labels,
             "Healthcheck": t.healthcheck.as_ref().map(healthcheck),
+            "Secrets": super::secrets::render_refs(t, shoal_actors::secrets::Kind::Secret),
+            "Configs": super::secrets::render_refs(t, shoal_actors::secrets::Kind::Config),
         },
         "ForceUpdate": t.force_update,
         "Resources": {
@@ -524,6 +526,14 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
             healthcheck: parse_healthcheck(&tt)?,
             force_update: u64_at(&tt, &["ForceUpdate"], 0)?,
             networks: super::ports::parse_networks(&tt)?,
+            secrets: super::secrets::parse_refs(
+                tt.get("ContainerSpec"),
+                shoal_actors::secrets::Kind::Secret,
+            )?,
+            configs: super::secrets::parse_refs(
+                tt.get("ContainerSpec"),
+                shoal_actors::secrets::Kind::Config,
+            )?,
         },
         update_config: parse_update_config(v, "UpdateConfig", false)?,
         rollback_config: parse_update_config(v, "RollbackConfig", true)?,

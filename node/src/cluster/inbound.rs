@@ -106,7 +106,7 @@ impl Inbound for ClusterInbound {
             OneWay::ToAgent(m) => {
                 if let Some(agent) = rt.directory.get::<AgentMsg>("agent") {
                     let _ = agent.send_message(match m {
-                        ToAgent::Assignments(tasks) => AgentMsg::Assignments(tasks),
+                        ToAgent::Assignments(tasks, files) => AgentMsg::Assignments(tasks, files),
                         ToAgent::SessionRejected => AgentMsg::SessionRejected,
                         ToAgent::Endpoints(table) => AgentMsg::Endpoints(table),
                     });

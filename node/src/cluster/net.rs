@@ -102,7 +102,7 @@ pub struct RemoteAgent {
 impl AgentLink for RemoteAgent {
     fn send(&self, msg: AgentMsg) {
         let wire = match msg {
-            AgentMsg::Assignments(tasks) => ToAgent::Assignments(tasks),
+            AgentMsg::Assignments(tasks, files) => ToAgent::Assignments(tasks, files),
             AgentMsg::SessionRejected => ToAgent::SessionRejected,
             AgentMsg::Endpoints(table) => ToAgent::Endpoints(table),
             AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Flush | AgentMsg::Recheck => return,

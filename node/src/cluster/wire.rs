@@ -40,7 +40,8 @@ pub enum ToDispatcher {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToAgent {
-    Assignments(Vec<Task>),
+    /// A node's tasks and the secret and config values they use (over mTLS).
+    Assignments(Vec<Task>, Vec<shoal_actors::secrets::Payload>),
     SessionRejected,
     Endpoints(Vec<shoal_actors::ports::ServiceEndpoints>),
 }

@@ -134,6 +134,10 @@ impl DockerDriver {
             tracing::info!(task = %task, container = %name, "adopting container");
             self.track(&task, &name, false).await;
         }
+        // Secrets tmpfs left by a killed daemon for tasks that are gone.
+        let keep: HashSet<String> = self.tasks.lock().keys().cloned().collect();
+        let root = super::docker_files::root(&self.log_dir);
+        let _ = tokio::task::spawn_blocking(move || super::docker_files::sweep(&root, &keep)).await;
     }
 
     /// Starts watching a container: its exit, its pid, and (from now on) its output.
@@ -280,6 +284,23 @@ impl DockerDriver {
             (LABEL_SLOT.to_string(), task.slot.to_string()),
         ]);
         let nonzero = |v: u64| (v > 0).then_some(v as i64);
+        // Secrets and configs: a tmpfs of this task's on the host, each file
+        // bind-mounted read-only into the container.
+        let binds = if launch.files.is_empty() {
+            None
+        } else {
+            let dir = super::docker_files::root(&self.log_dir).join(&task.id);
+            let files = launch.files.clone();
+            let mounted = tokio::task::spawn_blocking(move || {
+                super::docker_files::unmount(&dir);
+                super::docker_files::mount(&dir, &files)
+            })
+            .await
+            .map_err(|e| DriverError::Rejected(e.to_string()))?;
+            Some(mounted.map_err(|e| {
+                DriverError::rejected_by("cannot mount the task's secrets and configs", e)
+            })?)
+        };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
@@ -293,6 +314,7 @@ impl DockerDriver {
                 // As swarmkit does: a memory reservation is the container's soft limit.
                 memory_reservation: nonzero(spec.resources.reserve_memory_bytes),
                 init: Some(false),
+                binds,
                 ..Default::default()
             }),
             ..Default::default()
@@ -338,10 +360,20 @@ impl DockerDriver {
 
     fn remove_container(&self, name: String) {
         let docker = self.docker.clone();
+        // `<service>.<slot>.<task id>`: the task's secrets go with it.
+        let files = name
+            .rsplit('.')
+            .next()
+            .filter(|id| shoal_actors::model::is_valid_id(id))
+            .map(|id| super::docker_files::root(&self.log_dir).join(id));
         tokio::spawn(async move {
             let opts = RemoveContainerOptionsBuilder::default().force(true).build();
             if let Err(e) = docker.remove_container(&name, Some(opts)).await {
                 tracing::debug!(container = %name, error = %engine_message(&e), "remove failed");
+            }
+            if let Some(dir) = files {
+                let _ =
+                    tokio::task::spawn_blocking(move || super::docker_files::unmount(&dir)).await;
             }
         });
     }

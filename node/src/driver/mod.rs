@@ -1,6 +1,7 @@
 //! Task drivers this node offers.
 
 pub mod docker;
+mod docker_files;
 mod process;
 pub mod support;
 pub mod user;

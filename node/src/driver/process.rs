@@ -144,6 +144,8 @@ fn spawn(
             spec.workdir
         )));
     }
+    let files = crate::sandbox::files::prepare(&launch.files)
+        .map_err(|e| DriverError::rejected_by("cannot mount the task's secrets and configs", e))?;
     let netns = sandboxed(sandbox, task)?;
     let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
     let mut cmd = tokio::process::Command::new(&task.spec.image);
@@ -170,6 +172,11 @@ fn spawn(
             // while it may still do so, before its ids change.
             if let Some(fd) = netns_fd {
                 crate::sandbox::enter(fd)?;
+            }
+            // Secrets and configs: a private tmpfs, set up before exec and
+            // gone with the task's mount namespace.
+            if let Some(files) = &files {
+                crate::sandbox::files::mount(files, netns_fd.is_some())?;
             }
             if let Some((uid, gid, groups)) = &ids {
                 // Groups first, while this process may still change them.

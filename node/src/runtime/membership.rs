@@ -39,9 +39,18 @@ impl Runtime {
                 .collect();
             (cluster, managers)
         };
-        let role = if crate::ca::tokens_equal(token, &cluster.join_tokens.manager) {
+        let keys = self.keyring()?;
+        let open = |t: &str| {
+            crate::keys::open_token(keys.as_ref(), t)
+                .map_err(|e| NodeError::Precondition(e.to_string()))
+        };
+        let (manager_token, worker_token) = (
+            open(&cluster.join_tokens.manager)?,
+            open(&cluster.join_tokens.worker)?,
+        );
+        let role = if crate::ca::tokens_equal(token, &manager_token) {
             NodeRole::Manager
-        } else if crate::ca::tokens_equal(token, &cluster.join_tokens.worker) {
+        } else if crate::ca::tokens_equal(token, &worker_token) {
             NodeRole::Worker
         } else {
             return Err(NodeError::BadToken(
@@ -428,6 +437,7 @@ impl Runtime {
             .save(&self.ca_dir())?,
             None => {
                 let _ = std::fs::remove_file(self.ca_dir().join("ca.key"));
+                let _ = std::fs::remove_file(self.config.data_dir.join("keys").join("kek"));
             }
         }
         if let Some(t) = self.transport.read().clone() {

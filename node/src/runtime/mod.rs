@@ -2,6 +2,7 @@
 //! swarm roles it runs.
 
 pub mod addrs;
+mod lock;
 mod membership;
 mod renewal;
 mod standing;
@@ -96,6 +97,8 @@ pub enum NodeError {
     Transport(#[from] crate::transport::TransportError),
     #[error("the node's actor tree is not running: {0}")]
     Actors(String),
+    #[error("Swarm is encrypted and needs to be unlocked before it can be used. Please use \"shoal swarm unlock\" to unlock it.")]
+    Locked,
 }
 
 impl From<NodeError> for Refusal {
@@ -263,7 +266,34 @@ impl Runtime {
         self.advertise.read().clone()
     }
 
+    /// Derives the secrets' data-encryption key from the CA key (unwrapped
+    /// with the node's KEK) and hands it to the manager's actors.
+    fn load_keyring(&self, ctx: &ManagerCtx) {
+        match RootCa::load(&self.ca_dir()) {
+            Ok(ca) => {
+                let keys = crate::keys::ClusterKeyring::from_ca_key(&ca.key_pem);
+                *ctx.keyring.write() = Some(Arc::new(keys));
+            }
+            Err(e) => tracing::warn!(error = %e, "no CA key: secrets cannot be sealed or opened"),
+        }
+    }
+
+    /// The manager's keyring, loaded now if the CA key arrived since.
+    pub fn keyring(&self) -> Result<Arc<dyn shoal_actors::secrets::Keyring>, NodeError> {
+        let ctx = self.manager()?;
+        if ctx.keyring().is_none() {
+            self.load_keyring(&ctx);
+        }
+        ctx.keyring().ok_or(NodeError::Locked)
+    }
+
     pub fn manager(&self) -> Result<Arc<ManagerCtx>, NodeError> {
+        if self.manager.read().is_none()
+            && self.identity.read().as_ref().is_some_and(|i| i.manager)
+            && self.is_locked()
+        {
+            return Err(NodeError::Locked);
+        }
         match (&*self.identity.read(), &*self.manager.read()) {
             (Some(_), Some(m)) => Ok(m.clone()),
             (Some(_), None) => Err(NodeError::WorkerNode),
@@ -353,6 +383,12 @@ impl Runtime {
         if !id.manager {
             return Ok(());
         }
+        if self.is_locked() {
+            // No KEK, so no CA key and no DEK: nothing to manage with until
+            // `swarm unlock`.
+            tracing::warn!("This node is locked: run \"shoal swarm unlock\" with the unlock key");
+            return Ok(());
+        }
         let ctx = ManagerCtx::new(
             id.node_id.clone(),
             id.raft_id,
@@ -368,7 +404,9 @@ impl Runtime {
             book: RwLock::new(Default::default()),
         });
         *self.raft_net.write() = Some(net.clone());
+        self.load_keyring(&ctx);
         *self.manager.write() = Some(ctx.clone());
+        lock::spawn_lock_follower(self.config.data_dir.clone(), &ctx);
         self.start_child(manager_spec(&ctx, net)).await
     }
 

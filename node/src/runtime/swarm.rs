@@ -82,12 +82,20 @@ impl Runtime {
         let cluster = Cluster {
             id: cluster_id,
             spec,
-            join_tokens: JoinTokens {
-                worker: ca.join_token(),
-                manager: ca.join_token(),
+            join_tokens: {
+                let keys = crate::keys::ClusterKeyring::from_ca_key(&ca.key_pem);
+                let seal = |t: String| {
+                    crate::keys::seal_token(&keys, &t)
+                        .map_err(|e| NodeError::Precondition(e.to_string()))
+                };
+                JoinTokens {
+                    worker: seal(ca.join_token())?,
+                    manager: seal(ca.join_token())?,
+                }
             },
             ca_cert_pem: ca.cert_pem.clone(),
             removed_nodes: Vec::new(),
+            unlock_key: None,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -233,7 +241,12 @@ impl Runtime {
             self.db.drop_tree(tree)?;
         }
         self.db.flush_async().await?;
-        for dir in [self.certs_dir(), self.ca_dir()] {
+        crate::keys::lock::forget(&self.config.data_dir);
+        for dir in [
+            self.certs_dir(),
+            self.ca_dir(),
+            self.config.data_dir.join("keys"),
+        ] {
             let _ = std::fs::remove_dir_all(dir);
         }
         identity::remove(&self.config.data_dir)?;
@@ -304,9 +317,14 @@ impl Runtime {
     /// `swarm join-token --rotate`: new secrets; the old tokens stop working.
     pub async fn rotate_tokens(&self, worker: bool, manager: bool) -> Result<(), NodeError> {
         let ca = RootCa::load(&self.ca_dir())?;
+        let keys = self.keyring()?;
+        let seal = |t: String| {
+            crate::keys::seal_token(keys.as_ref(), &t)
+                .map_err(|e| NodeError::Precondition(e.to_string()))
+        };
         self.propose(Command::RotateJoinTokens {
-            worker: worker.then(|| ca.join_token()),
-            manager: manager.then(|| ca.join_token()),
+            worker: worker.then(|| seal(ca.join_token())).transpose()?,
+            manager: manager.then(|| seal(ca.join_token())).transpose()?,
             at: Utc::now(),
         })
         .await

@@ -13,6 +13,7 @@
 //! Blocking (it runs `ip` and `nft`): call it from the process driver's
 //! forker threads or a blocking task, never from an actor handler.
 
+pub mod files;
 mod ip;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,388 @@
+//! `/secrets` and `/configs`: docker's shapes. A secret's value goes in (as
+//! base64 `Data`), is sealed here before it is proposed, and never comes
+//! out; a config's `Data` is shown base64, as docker does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use base64::Engine as _;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shoal_actors::command::Command;
+use shoal_actors::model::TaskTemplate;
+use shoal_actors::secrets::{self, FileRef, Kind, Object, SecretCommand, Stored};
+use shoal_actors::state::ClusterState;
+
+use super::{ApiError, ApiResult, Rt};
+use crate::runtime::Runtime;
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// Docker's JSON of a secret (never its data) or a config (data base64).
+pub fn object(o: &Object) -> Value {
+    let mut spec = json!({ "Name": o.name, "Labels": o.labels });
+    if let Stored::Plain(data) = &o.data {
+        spec["Data"] = json!(b64().encode(data));
+    }
+    json!({
+        "ID": o.id,
+        "Version": { "Index": o.version },
+        "CreatedAt": o.created_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "UpdatedAt": o.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "Spec": spec,
+        // Beyond docker: which value this is (`secret update` bumps it).
+        "DataVersion": o.data_version,
+    })
+}
+
+fn labels_of(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    match v.get("Labels") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(l) => serde_json::from_value(l.clone())
+            .map_err(|_| ApiError::bad_request("Labels must map strings to strings")),
+    }
+}
+
+/// The plaintext of a create/update body, size-checked.
+fn data_of(kind: Kind, v: &Value) -> Result<Vec<u8>, ApiError> {
+    let text = v.get("Data").and_then(Value::as_str).unwrap_or("");
+    // Base64 of the largest value allowed, and a little: refuse more
+    // before decoding it.
+    if text.len() > kind.max_bytes() / 3 * 4 + 8 {
+        return Err(ApiError::bad_request(
+            secrets::check_size(kind, kind.max_bytes())
+                .err()
+                .unwrap_or_default(),
+        ));
+    }
+    let data = b64().decode(text).map_err(|_| {
+        ApiError::bad_request(format!("{} data is not valid base64", kind.as_str()))
+    })?;
+    secrets::check_size(kind, data.len()).map_err(ApiError::bad_request)?;
+    Ok(data)
+}
+
+fn store(
+    rt: &Runtime,
+    kind: Kind,
+    id: &str,
+    data_version: u64,
+    data: &[u8],
+) -> Result<Stored, ApiError> {
+    match kind {
+        Kind::Config => Ok(Stored::Plain(data.to_vec())),
+        Kind::Secret => {
+            let keys = rt.keyring()?;
+            keys.seal(&secrets::aad(id, data_version), data)
+                .map(Stored::Sealed)
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        }
+    }
+}
+
+async fn create(
+    rt: Arc<Runtime>,
+    kind: Kind,
+    body: Value,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    rt.manager()?;
+    let name = body
+        .get("Name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    secrets::check_name(&name).map_err(ApiError::bad_request)?;
+    let labels = labels_of(&body)?;
+    let data = data_of(kind, &body)?;
+    let id = shoal_actors::model::new_id();
+    let now = Utc::now();
+    let obj = Object {
+        id: id.clone(),
+        kind,
+        name,
+        labels,
+        data: store(&rt, kind, &id, 0, &data)?,
+        size: data.len() as u64,
+        data_version: 0,
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    rt.propose(Command::Secrets(SecretCommand::Create(Box::new(obj))))
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "ID": id }))))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    filters: Option<String>,
+}
+
+/// docker's `name=`, `id=` and `label=` filters (names and ids by prefix).
+fn matches(o: &Object, filters: &BTreeMap<String, Vec<String>>) -> bool {
+    filters.iter().all(|(key, wanted)| {
+        wanted.iter().any(|w| match key.as_str() {
+            "name" => o.name.starts_with(w.as_str()),
+            "id" => o.id.starts_with(w.as_str()),
+            "label" => match w.split_once('=') {
+                Some((k, v)) => o.labels.get(k).is_some_and(|x| x == v),
+                None => o.labels.contains_key(w.as_str()),
+            },
+            _ => false,
+        })
+    })
+}
+
+fn parse_filters(q: &ListQuery) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+    let Some(text) = q.filters.as_deref().filter(|t| !t.is_empty()) else {
+        return Ok(BTreeMap::new());
+    };
+    let v: Value = serde_json::from_str(text)
+        .map_err(|_| ApiError::bad_request("filters must be a JSON object"))?;
+    let mut out = BTreeMap::new();
+    let Some(map) = v.as_object() else {
+        return Err(ApiError::bad_request("filters must be a JSON object"));
+    };
+    for (k, v) in map {
+        if !["name", "id", "label"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+        }
+        let list: Vec<String> = match v {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+            Value::Object(o) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        out.insert(k.clone(), list);
+    }
+    Ok(out)
+}
+
+fn list(rt: &Runtime, kind: Kind, q: &ListQuery) -> ApiResult {
+    let m = rt.manager()?;
+    let filters = parse_filters(q)?;
+    let guard = m.sm.read();
+    let all = match kind {
+        Kind::Secret => &guard.0.secrets,
+        Kind::Config => &guard.0.configs,
+    };
+    let mut rows: Vec<&Object> = all.values().filter(|o| matches(o, &filters)).collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(Value::Array(rows.into_iter().map(object).collect())))
+}
+
+fn inspect(rt: &Runtime, kind: Kind, key: &str) -> ApiResult {
+    let m = rt.manager()?;
+    let guard = m.sm.read();
+    match guard.0.find_object(kind, key) {
+        Some(o) => Ok(Json(object(o))),
+        None => Err(ApiError::not_found(format!(
+            "{} {key} not found",
+            kind.as_str()
+        ))),
+    }
+}
+
+async fn remove(rt: Arc<Runtime>, kind: Kind, key: String) -> ApiResult {
+    rt.manager()?;
+    rt.propose(Command::Secrets(SecretCommand::Remove { kind, key }))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// Beyond docker: `Spec.Data` given replaces the value in place (and rolls
+/// every service that uses it); docker's update changes labels only, which
+/// shoal refuses as docker refuses changing anything but labels.
+async fn update(rt: Arc<Runtime>, kind: Kind, key: String, body: Value) -> ApiResult {
+    let m = rt.manager()?;
+    let spec = body.get("Spec").cloned().unwrap_or(body);
+    let (id, next) = {
+        let guard = m.sm.read();
+        let Some(o) = guard.0.find_object(kind, &key) else {
+            return Err(ApiError::not_found(format!(
+                "{} {key} not found",
+                kind.as_str()
+            )));
+        };
+        (o.id.clone(), o.data_version + 1)
+    };
+    let data = data_of(kind, &spec)?;
+    let stored = store(&rt, kind, &id, next, &data)?;
+    rt.propose(Command::Secrets(SecretCommand::Update {
+        kind,
+        key: id,
+        data: stored,
+        size: data.len() as u64,
+        at: Utc::now(),
+    }))
+    .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn secret_create(
+    State(rt): Rt,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    create(rt, Kind::Secret, body).await
+}
+pub async fn config_create(
+    State(rt): Rt,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    create(rt, Kind::Config, body).await
+}
+pub async fn secret_list(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+    list(&rt, Kind::Secret, &q)
+}
+pub async fn config_list(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+    list(&rt, Kind::Config, &q)
+}
+pub async fn secret_inspect(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    inspect(&rt, Kind::Secret, &id)
+}
+pub async fn config_inspect(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    inspect(&rt, Kind::Config, &id)
+}
+pub async fn secret_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    remove(rt, Kind::Secret, id).await
+}
+pub async fn config_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+    remove(rt, Kind::Config, id).await
+}
+pub async fn secret_update(
+    State(rt): Rt,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    update(rt, Kind::Secret, id, body).await
+}
+pub async fn config_update(
+    State(rt): Rt,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<Value>,
+) -> ApiResult {
+    update(rt, Kind::Config, id, body).await
+}
+
+/// `ContainerSpec.Secrets`/`Configs` as docker shapes them.
+pub fn render_refs(t: &TaskTemplate, kind: Kind) -> Value {
+    let (id_key, name_key) = match kind {
+        Kind::Secret => ("SecretID", "SecretName"),
+        Kind::Config => ("ConfigID", "ConfigName"),
+    };
+    Value::Array(
+        secrets::refs(t, kind)
+            .iter()
+            .map(|r| {
+                json!({
+                    "File": { "Name": r.target, "UID": r.uid.to_string(), "GID": r.gid.to_string(), "Mode": r.mode },
+                    id_key: r.id,
+                    name_key: r.name,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Parses `ContainerSpec.Secrets`/`Configs` (ids and versions are filled
+/// in by `resolve_refs`).
+pub fn parse_refs(container_spec: Option<&Value>, kind: Kind) -> Result<Vec<FileRef>, String> {
+    let key = match kind {
+        Kind::Secret => "Secrets",
+        Kind::Config => "Configs",
+    };
+    let (id_key, name_key) = match kind {
+        Kind::Secret => ("SecretID", "SecretName"),
+        Kind::Config => ("ConfigID", "ConfigName"),
+    };
+    let Some(list) = container_spec
+        .and_then(|c| c.get(key))
+        .filter(|v| !v.is_null())
+    else {
+        return Ok(Vec::new());
+    };
+    let Some(list) = list.as_array() else {
+        return Err(format!("ContainerSpec.{key} must be a list"));
+    };
+    if list.len() > secrets::MAX_REFS {
+        return Err(format!(
+            "a service uses at most {} {key}",
+            secrets::MAX_REFS
+        ));
+    }
+    let mut out = Vec::new();
+    for r in list {
+        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let file = r.get("File").cloned().unwrap_or(Value::Null);
+        let fs = |k: &str| {
+            file.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let name = s(name_key);
+        let target = match fs("Name") {
+            t if t.is_empty() => name.clone(),
+            t => t,
+        };
+        let num = |k: &str| -> Result<u32, String> {
+            match fs(k) {
+                t if t.is_empty() => Ok(0),
+                t => t.parse().map_err(|_| format!("invalid {k} {t:?}")),
+            }
+        };
+        let mode = match file.get("Mode") {
+            None | Some(Value::Null) => 0o444,
+            Some(m) => m
+                .as_u64()
+                .and_then(|m| u32::try_from(m).ok())
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| format!("invalid file mode {m}"))?,
+        };
+        secrets::check_target(kind, &target)?;
+        out.push(FileRef {
+            id: s(id_key),
+            name,
+            target,
+            uid: num("UID")?,
+            gid: num("GID")?,
+            mode,
+            data_version: 0,
+        });
+    }
+    Ok(out)
+}
+
+/// Names each reference's object by id (looked up by name when the id is
+/// absent, as docker's CLI does) and its current data version. The state
+/// machine checks again when the entry applies.
+pub fn resolve_refs(state: &ClusterState, t: &mut TaskTemplate) -> Result<(), ApiError> {
+    for kind in [Kind::Secret, Kind::Config] {
+        let list = match kind {
+            Kind::Secret => &mut t.secrets,
+            Kind::Config => &mut t.configs,
+        };
+        for r in list.iter_mut() {
+            let key = if r.id.is_empty() { &r.name } else { &r.id };
+            let Some(o) = state.find_object(kind, key) else {
+                return Err(ApiError::not_found(format!(
+                    "{} not found: {}",
+                    kind.as_str(),
+                    if r.name.is_empty() { &r.id } else { &r.name }
+                )));
+            };
+            r.id = o.id.clone();
+            r.name = o.name.clone();
+            r.data_version = o.data_version;
+        }
+    }
+    Ok(())
+}
