@@ -11,6 +11,7 @@ pub mod driver;
 pub mod fuzzing;
 pub mod identity;
 pub mod logs;
+pub mod machine;
 pub mod mesh;
 pub mod options;
 pub mod pem;

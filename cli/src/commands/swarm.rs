@@ -17,6 +17,18 @@ pub enum SwarmCmd {
     JoinToken(JoinTokenArgs),
     /// Leave the swarm
     Leave(LeaveArgs),
+    /// Update the swarm
+    Update(UpdateArgs),
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// Task history retention limit
+    #[arg(long)]
+    task_history_limit: Option<u64>,
+    /// Move replicas onto nodes that become ready or active (shoal's; default off)
+    #[arg(long, value_parser = ["on", "off"])]
+    rebalance: Option<String>,
 }
 
 #[derive(Args)]
@@ -135,6 +147,22 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
                 .post(&format!("/swarm/leave?force={}", a.force), json!({}))
                 .await?;
             println!("Node left the swarm.");
+        }
+        SwarmCmd::Update(a) => {
+            let mut orchestration = serde_json::Map::new();
+            if let Some(n) = a.task_history_limit {
+                orchestration.insert("TaskHistoryRetentionLimit".into(), json!(n));
+            }
+            if let Some(r) = &a.rebalance {
+                orchestration.insert("Rebalance".into(), json!(r == "on"));
+            }
+            client
+                .post(
+                    "/swarm/update",
+                    json!({ "Spec": { "Orchestration": orchestration } }),
+                )
+                .await?;
+            println!("Swarm updated.");
         }
         SwarmCmd::JoinToken(a) => {
             if a.role != "worker" && a.role != "manager" {
