@@ -326,3 +326,59 @@ fn rebalancing_moves_replicas_onto_a_node_that_joins_and_off_moves_nothing() {
     );
     nodes.push(late);
 }
+
+#[test]
+fn a_replicated_job_runs_to_completion_and_is_not_restarted() {
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    d.create_echo(
+        "once",
+        "3",
+        &[
+            "--mode",
+            "replicated-job",
+            "--max-concurrent",
+            "2",
+            "--restart-delay",
+            "0s",
+        ],
+        &["--exit-after", "0.2"],
+    );
+    d.create_echo(
+        "each",
+        "1",
+        &["--mode", "global-job"],
+        &["--exit-after", "0.2"],
+    );
+    let complete = |svc: &str| {
+        d.tasks(svc)
+            .iter()
+            .filter(|t| t["Status"]["State"] == "complete")
+            .count()
+    };
+    wait_for("3 completions", LONG, || complete("once") == 3);
+    wait_for("the global job done on the node", LONG, || {
+        complete("each") == 1
+    });
+    assert_eq!(ls_row(&d, "once")["Mode"], "replicated job");
+    wait_for("ls shows the job done", LONG, || {
+        ls_row(&d, "once")["Replicas"] == "0/0 (3/3 completed)"
+    });
+    assert_eq!(ls_row(&d, "each")["Replicas"], "0/0 (1/1 completed)");
+    // Nothing more is started: exactly the three tasks, all complete.
+    let tasks = d.tasks("once");
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
+    let err = d.fails(&[
+        "service",
+        "create",
+        "--max-concurrent",
+        "2",
+        "--driver",
+        "process",
+        "/bin/true",
+    ]);
+    assert!(
+        err.contains("max-concurrent can only be used with replicated-job mode"),
+        "{err}"
+    );
+}
