@@ -154,23 +154,25 @@ mod tests {
 
     fn world(rebalance: bool) -> ClusterState {
         let now = Utc::now() - Duration::seconds(60);
-        let mut state = ClusterState::default();
-        state.cluster = Some(Cluster {
-            id: "c".into(),
-            spec: ClusterSpec {
-                rebalance,
-                ..ClusterSpec::default()
-            },
-            join_tokens: JoinTokens {
-                worker: String::new(),
-                manager: String::new(),
-            },
-            ca_cert_pem: String::new(),
-            removed_nodes: Vec::new(),
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        });
+        let mut state = ClusterState {
+            cluster: Some(Cluster {
+                id: "c".into(),
+                spec: ClusterSpec {
+                    rebalance,
+                    ..ClusterSpec::default()
+                },
+                join_tokens: JoinTokens {
+                    worker: String::new(),
+                    manager: String::new(),
+                },
+                ca_cert_pem: String::new(),
+                removed_nodes: Vec::new(),
+                created_at: now,
+                updated_at: now,
+                version: 1,
+            }),
+            ..ClusterState::default()
+        };
         let mut spec = ServiceSpec {
             name: "web".into(),
             labels: Default::default(),
