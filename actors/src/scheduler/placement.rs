@@ -415,4 +415,86 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn spreads_over_a_label_s_values_with_unlabelled_nodes_as_one_group() {
+        let mut nodes = vec![
+            node("a1", &["process"]),
+            node("a2", &["process"]),
+            node("b1", &["process"]),
+            node("none", &["process"]),
+        ];
+        for (n, zone) in nodes.iter_mut().zip(["a", "a", "b"]) {
+            Arc::make_mut(&mut n.node)
+                .labels
+                .insert("zone".into(), zone.into());
+        }
+        let spread = Arc::new(vec!["node.labels.zone".to_string()]);
+        let reqs: Vec<_> = (0..9)
+            .map(|i| Request {
+                spread: spread.clone(),
+                ..req(i, "s", "process")
+            })
+            .collect();
+        place(&reqs, &mut nodes);
+        let count = |id: &str| {
+            nodes
+                .iter()
+                .find(|n| n.id == id)
+                .map_or(0, |n| n.service_count("s"))
+        };
+        // Three groups (a, b, no label): 3 tasks each; a's split over its two nodes.
+        assert_eq!(count("a1") + count("a2"), 3);
+        assert_eq!(count("b1"), 3);
+        assert_eq!(count("none"), 3);
+    }
+
+    #[test]
+    fn a_global_task_goes_only_to_its_node_and_says_why_not() {
+        let mut nodes = vec![node("a", &["process"]), node("b", &["process"])];
+        nodes[1].node = Arc::new(crate::model::Node {
+            machine: crate::constraints::Machine {
+                memory_bytes: 1 << 20,
+                ..nodes[1].node.machine.clone()
+            },
+            ..(*nodes[1].node).clone()
+        });
+        let on = |node: &str, memory: u64| Request {
+            node: Some(node.into()),
+            reserve_memory_bytes: memory,
+            ..req(0, "g", "process")
+        };
+        assert_eq!(
+            place(&[on("b", 0)], &mut nodes.clone()),
+            [Decision::Assign {
+                task_id: "t0".into(),
+                node_id: "b".into()
+            }]
+        );
+        assert_eq!(
+            place(&[on("b", 2 << 20)], &mut nodes),
+            [Decision::NoSuitableNode {
+                task_id: "t0".into(),
+                reason: "no suitable node (insufficient resources on 1 node)".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn constraints_are_counted_in_docker_s_words() {
+        let mut nodes = vec![node("a", &["process"]), node("b", &["process"])];
+        let r = Request {
+            constraints: Arc::new(vec![
+                Constraint::parse("node.labels.zone==c").expect("constraint")
+            ]),
+            ..req(0, "s", "process")
+        };
+        assert_eq!(
+            place(&[r], &mut nodes),
+            [Decision::NoSuitableNode {
+                task_id: "t0".into(),
+                reason: "no suitable node (scheduling constraints not satisfied on 2 nodes)".into()
+            }]
+        );
+    }
 }
