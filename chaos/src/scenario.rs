@@ -32,6 +32,8 @@ pub struct ClusterShape {
     pub workers: usize,
     /// Control sockets of an existing cluster; empty means "start my own".
     pub hosts: Vec<String>,
+    /// `swarm update --rebalance on` once the cluster is formed (own clusters only).
+    pub rebalance: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,6 +61,9 @@ pub enum Probe {
     Write { within: Duration },
     /// Every node is Ready.
     NodesReady,
+    /// The service's running tasks differ by at most one between any two
+    /// ready, active nodes (what the rebalancer restores).
+    Spread { service: String },
 }
 
 /// Background writes while the method runs.
@@ -270,6 +275,8 @@ struct RawCluster {
     workers: Option<usize>,
     #[serde(default)]
     hosts: Vec<String>,
+    #[serde(default)]
+    rebalance: bool,
 }
 
 #[derive(Deserialize)]
@@ -418,6 +425,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
             managers: 3,
             workers: 0,
             hosts: Vec::new(),
+            rebalance: false,
         },
         Some(sp) => {
             let r = sp.get_ref();
@@ -431,6 +439,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
                 managers: r.managers.unwrap_or(if r.hosts.is_empty() { 3 } else { 0 }),
                 workers: r.workers.unwrap_or(0),
                 hosts: r.hosts.clone(),
+                rebalance: r.rebalance,
             };
             if shape.hosts.is_empty() && shape.managers == 0 {
                 return Err(c.err(sp.span(), "a cluster needs at least one manager"));
@@ -592,11 +601,19 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
             },
         },
         "nodes-ready" => Probe::NodesReady,
+        "spread" => {
+            let service = r.service.as_ref().ok_or_else(|| {
+                c.err(r.probe.span(), "probe \"spread\" needs service = \"NAME\"")
+            })?;
+            Probe::Spread {
+                service: service.get_ref().clone(),
+            }
+        }
         other => {
             return Err(c.err(
                 r.probe.span(),
                 format!(
-                    "unknown probe {other:?}: expected running, one-leader, write or nodes-ready"
+                    "unknown probe {other:?}: expected running, one-leader, write, nodes-ready or spread"
                 ),
             ))
         }
@@ -608,7 +625,10 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
             Ok(())
         }
     };
-    unused(r.service.is_some() && kind != "running", "service")?;
+    unused(
+        r.service.is_some() && kind != "running" && kind != "spread",
+        "service",
+    )?;
     unused(r.tolerance.is_some() && kind != "running", "tolerance")?;
     unused(r.within.is_some() && kind != "write", "within")?;
     Ok(ProbeSpec {
