@@ -40,6 +40,11 @@ pub enum Command {
         manager: Option<String>,
         at: DateTime<Utc>,
     },
+    /// `swarm update`: the cluster's settings.
+    UpdateClusterSpec {
+        spec: crate::model::ClusterSpec,
+        at: DateTime<Utc>,
+    },
     CreateService(Box<Service>),
     /// `service` is what the user typed (id, name or unique id prefix),
     /// resolved when the entry applies: a manager's possibly stale local

@@ -74,7 +74,13 @@ impl DispatcherState {
                 .0
                 .tasks
                 .values()
-                .filter(|t| t.node_id.as_deref() == Some(node_id) && !t.status.state.is_terminal())
+                .filter(|t| {
+                    // A global task is made for its node but goes to it only
+                    // once the scheduler has checked that it fits.
+                    t.node_id.as_deref() == Some(node_id)
+                        && t.status.state >= TaskState::Assigned
+                        && !t.status.state.is_terminal()
+                })
                 .cloned()
                 .collect();
             // Only what this node's tasks use, by the replicated state.
@@ -282,6 +288,7 @@ impl Actor for Dispatcher {
                     || n.hostname != node.hostname
                     || n.addr != node.addr
                     || n.sandbox_error != node.sandbox_error
+                    || n.machine != node.machine
                 {
                     n.state = NodeState::Ready;
                     n.status_message = String::new();
@@ -289,6 +296,7 @@ impl Actor for Dispatcher {
                     n.hostname = node.hostname.clone();
                     n.addr = node.addr.clone();
                     n.sandbox_error = node.sandbox_error.clone();
+                    n.machine = node.machine.clone();
                     n.updated_at = now;
                     // Not awaited, like status writes: heartbeats must not
                     // queue behind a commit.

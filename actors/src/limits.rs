@@ -50,6 +50,10 @@ pub const MIN_HEALTH_DURATION: Duration = Duration::from_millis(1);
 /// A status message the updater records (it names a task, so it is short).
 pub const MAX_MESSAGE: usize = 4096;
 
+/// Placement constraints and spread preferences of one service.
+pub const MAX_CONSTRAINTS: usize = 64;
+pub const MAX_PREFERENCES: usize = 8;
+
 /// Tasks one orchestrator pass creates, updates or deletes; the rest wait for
 /// the next pass, so a huge service cannot hold a lock or a proposal for long.
 pub const MAX_TASKS_PER_PASS: usize = 500;
@@ -162,6 +166,18 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
     if spec.replicas() > MAX_REPLICAS {
         return Err(too("Replicas", MAX_REPLICAS));
     }
+    if let crate::model::ServiceMode::ReplicatedJob {
+        max_concurrent,
+        total_completions,
+    } = spec.mode
+    {
+        if total_completions > MAX_REPLICAS {
+            return Err(too("ReplicatedJob.TotalCompletions", MAX_REPLICAS));
+        }
+        if max_concurrent > MAX_REPLICAS {
+            return Err(too("ReplicatedJob.MaxConcurrent", MAX_REPLICAS));
+        }
+    }
     check_labels("Labels", &spec.labels)?;
     let t = &spec.task_template;
     check_len("Image", &t.image, MAX_SHORT_STRING)?;
@@ -181,6 +197,21 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
     if let Some(h) = &t.healthcheck {
         check_healthcheck(h)?;
     }
+    let placement = &t.placement;
+    check_strings(
+        "Placement.Constraints",
+        &placement.constraints,
+        MAX_CONSTRAINTS,
+    )?;
+    check_strings(
+        "Placement.Preferences",
+        &placement.preferences,
+        MAX_PREFERENCES,
+    )?;
+    if placement.max_replicas > MAX_REPLICAS {
+        return Err(too("Placement.MaxReplicas", MAX_REPLICAS));
+    }
+    crate::constraints::check(placement).map_err(|e| LimitError(e.to_string()))?;
     check_update_config("UpdateConfig", &spec.update_config)?;
     check_update_config("RollbackConfig", &spec.rollback_config)?;
     // A rollback is never rolled back (swarmkit refuses the action too).
@@ -221,6 +252,9 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
 pub fn check_node(node: &Node) -> Result<(), LimitError> {
     check_len("Hostname", &node.hostname, 255)?;
     check_len("Addr", &node.addr, 255)?;
+    check_len("Platform.OS", &node.machine.os, 64)?;
+    check_len("Platform.Architecture", &node.machine.arch, 64)?;
+    check_labels("Engine.Labels", &node.machine.engine_labels)?;
     if node.drivers.len() > MAX_DRIVERS {
         return Err(too("the number of drivers", MAX_DRIVERS));
     }

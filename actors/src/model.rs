@@ -176,6 +176,8 @@ pub struct Node {
     /// Why this node cannot give a task a network of its own (not root, no
     /// namespaces); `None` when it can.
     pub sandbox_error: Option<String>,
+    /// Platform, capacity and engine labels, as the node reports them.
+    pub machine: crate::constraints::Machine,
     /// Bumped at every role change: certificates issued for an older
     /// generation are refused, so a demoted manager's old certificate no
     /// longer opens anything.
@@ -197,6 +199,10 @@ pub struct ClusterSpec {
     pub task_history_limit: u64,
     /// Raft log entries between two snapshots.
     pub snapshot_interval: u64,
+    /// Beyond Swarm: move replicas onto a node that becomes ready or active
+    /// (`swarm update --rebalance on`; a service's `com.shoal.rebalance`
+    /// label overrides it). docs/placement.md has the rule.
+    pub rebalance: bool,
 }
 
 impl Default for ClusterSpec {
@@ -204,6 +210,7 @@ impl Default for ClusterSpec {
         ClusterSpec {
             task_history_limit: 5,
             snapshot_interval: 10_000,
+            rebalance: false,
         }
     }
 }
@@ -305,6 +312,8 @@ pub struct TaskTemplate {
     /// Secrets and configs the task gets as files (see `secrets`).
     pub secrets: Vec<crate::secrets::FileRef>,
     pub configs: Vec<crate::secrets::FileRef>,
+    /// Constraints, spread preferences and replicas per node.
+    pub placement: crate::constraints::Placement,
 }
 
 /// docker's `HealthConfig`. `test` is `["CMD", prog, args..]`,
@@ -374,7 +383,7 @@ impl Health {
 pub struct Resources {
     pub limit_nano_cpus: u64,
     pub limit_memory_bytes: u64,
-    /// Recorded for scheduling; not yet used by the scheduler's filters.
+    /// What the scheduler counts against a node's capacity.
     pub reserve_nano_cpus: u64,
     pub reserve_memory_bytes: u64,
 }
@@ -397,13 +406,26 @@ impl Default for TaskTemplate {
             networks: Vec::new(),
             secrets: Vec::new(),
             configs: Vec::new(),
+            placement: Default::default(),
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceMode {
-    Replicated { replicas: u64 },
+    Replicated {
+        replicas: u64,
+    },
+    /// One task on every eligible node (slots are nodes).
+    Global,
+    /// Tasks that run to completion: `total_completions` slots, at most
+    /// `max_concurrent` running at once (docker 20.10's jobs).
+    ReplicatedJob {
+        max_concurrent: u64,
+        total_completions: u64,
+    },
+    /// One task to completion on every eligible node.
+    GlobalJob,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -551,7 +573,22 @@ impl ServiceSpec {
     pub fn replicas(&self) -> u64 {
         match self.mode {
             ServiceMode::Replicated { replicas } => replicas,
+            // Not the updater's slots: their own plans roll them.
+            ServiceMode::Global | ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob => 0,
         }
+    }
+
+    /// One task per eligible node (a global service or a global job).
+    pub fn is_global(&self) -> bool {
+        matches!(self.mode, ServiceMode::Global | ServiceMode::GlobalJob)
+    }
+
+    /// Tasks run to completion and are not restarted once they succeed.
+    pub fn is_job(&self) -> bool {
+        matches!(
+            self.mode,
+            ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob
+        )
     }
 }
 
@@ -629,9 +666,13 @@ pub struct Task {
 }
 
 impl Task {
-    /// `web.3`, the name `service ps` shows.
+    /// `web.3`, the name `service ps` shows; a global task (slot 0) is
+    /// named after its node, as docker names it: `web.NODEID`.
     pub fn name(&self) -> String {
-        format!("{}.{}", self.service_name, self.slot)
+        match (self.slot, &self.node_id) {
+            (0, Some(node)) => format!("{}.{}", self.service_name, node),
+            _ => format!("{}.{}", self.service_name, self.slot),
+        }
     }
 
     /// Desired to run (or to be ready to run) and not finished.

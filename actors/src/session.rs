@@ -21,6 +21,8 @@ pub struct NodeDescription {
     pub drivers: Vec<DriverInfo>,
     /// Why tasks cannot get a network of their own there, if they cannot.
     pub sandbox_error: Option<String>,
+    /// Platform, CPUs, memory and engine labels.
+    pub machine: crate::constraints::Machine,
 }
 
 /// How the dispatcher reaches an agent: a local actor, or a proxy to a remote node.

@@ -159,6 +159,10 @@ impl ClusterState {
                 Some(_) => Ok(()),
                 None => Err(ApplyError::NotInitialized),
             },
+            Command::UpdateClusterSpec { spec, .. } => match self.cluster {
+                Some(_) => limits::check_cluster_spec(spec).map_err(invalid),
+                None => Err(ApplyError::NotInitialized),
+            },
             Command::SetNodeState { node_id, .. } => match self.nodes.contains_key(node_id) {
                 true => Ok(()),
                 false => Err(ApplyError::NodeNotFound(node_id.clone())),
@@ -357,6 +361,14 @@ impl ClusterState {
                     changes.push(Change::Cluster);
                 }
             }
+            Command::UpdateClusterSpec { spec, at } => {
+                if let Some(c) = &mut self.cluster {
+                    c.spec = spec.clone();
+                    c.updated_at = *at;
+                    c.version = index;
+                    changes.push(Change::Cluster);
+                }
+            }
             Command::CreateService(svc) => {
                 let mut svc = Service::clone(svc);
                 svc.spec.endpoint = crate::ports::assign(self, None, svc.spec.endpoint);
@@ -499,7 +511,10 @@ impl ClusterState {
         };
         let changed = match update {
             TaskUpdate::Assign { node_id, .. } => {
-                if task.node_id.is_none() && task.status.state < TaskState::Assigned {
+                // A global task comes with its node already named.
+                if task.node_id.as_ref().is_none_or(|n| n == node_id)
+                    && task.status.state < TaskState::Assigned
+                {
                     task.node_id = Some(node_id.clone());
                     task.status = crate::model::TaskStatus {
                         state: TaskState::Assigned,
@@ -715,6 +730,7 @@ mod tests {
             addr: String::new(),
             drivers: Vec::new(),
             sandbox_error: None,
+            machine: Default::default(),
             cert_generation: 0,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -27,6 +27,7 @@ fn node(i: usize) -> Node {
         addr: String::new(),
         drivers: Vec::new(),
         sandbox_error: None,
+        machine: Default::default(),
         cert_generation: 0,
         created_at: Utc::now(),
         updated_at: Utc::now(),

@@ -1,27 +1,40 @@
 //! Placement throughput: `place` over 10k and 100k pending tasks on 100 and
-//! 1,000 Ready/Active nodes, tasks spread over 10 services.
+//! 1,000 Ready/Active nodes, tasks spread over 10 services; and 100k tasks
+//! on 1,000 nodes with a constraint, a spread preference and reservations
+//! (swarmkit's `BenchmarkSchedulerConstraints5kNodes100kTasks` in spirit).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use shoal_actors::model::{Availability, NodeState};
+use shoal_actors::constraints::Constraint;
+use shoal_actors::harness::node_record;
+use shoal_actors::model::{DriverInfo, NodeRole, NodeState};
 use shoal_actors::scheduler::placement::{place, Candidate, Decision, Request};
 
 const SERVICES: usize = 10;
 
+/// Ready nodes offering `process`, 64 CPUs and 256 GiB each, a third of
+/// them managers, labelled with one of 5 zones.
 fn candidates(nodes: usize) -> Vec<Candidate> {
     (0..nodes)
-        .map(|i| Candidate {
-            id: format!("node-{i:05}"),
-            state: NodeState::Ready,
-            availability: Availability::Active,
-            drivers: vec!["process".into()],
-            sandbox: true,
-            host_ports: Vec::new(),
-            total_tasks: 0,
-            service_tasks: HashMap::new(),
+        .map(|i| {
+            let role = if i % 3 == 0 {
+                NodeRole::Manager
+            } else {
+                NodeRole::Worker
+            };
+            let mut node = node_record(&format!("node-{i:05}"), &format!("host-{i}"), role);
+            node.state = NodeState::Ready;
+            node.drivers = vec![DriverInfo {
+                name: "process".into(),
+                version: "1".into(),
+            }];
+            node.machine.nano_cpus = 64_000_000_000;
+            node.machine.memory_bytes = 256 << 30;
+            node.labels.insert("zone".into(), format!("z{}", i % 5));
+            Candidate::from_node(&node)
         })
         .collect()
 }
@@ -31,9 +44,35 @@ fn requests(tasks: usize) -> Vec<Request> {
         .map(|i| Request {
             task_id: format!("task-{i:07}"),
             service_id: format!("service-{}", i % SERVICES),
+            spec_version: 1,
             driver: "process".into(),
             needs_sandbox: false,
             host_ports: Vec::new(),
+            constraints: Default::default(),
+            spread: Default::default(),
+            max_replicas: 0,
+            reserve_nano_cpus: 0,
+            reserve_memory_bytes: 0,
+            node: None,
+        })
+        .collect()
+}
+
+/// The same tasks, on workers only, spread over the zones, each reserving
+/// 0.1 CPU and 64 MiB.
+fn constrained_requests(tasks: usize) -> Vec<Request> {
+    let constraints = Arc::new(vec![
+        Constraint::parse("node.role==worker").expect("constraint")
+    ]);
+    let spread = Arc::new(vec!["node.labels.zone".to_string()]);
+    requests(tasks)
+        .into_iter()
+        .map(|mut r| {
+            r.constraints = constraints.clone();
+            r.spread = spread.clone();
+            r.reserve_nano_cpus = 100_000_000;
+            r.reserve_memory_bytes = 64 << 20;
+            r
         })
         .collect()
 }
@@ -74,5 +113,32 @@ fn bench_place(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_place);
+fn bench_constrained(c: &mut Criterion) {
+    let tasks = 100_000;
+    let reqs = constrained_requests(tasks);
+    let mut group = c.benchmark_group("place_constrained/100k_tasks");
+    group.throughput(Throughput::Elements(tasks as u64));
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    let nodes = 1_000;
+    let template = candidates(nodes);
+    let mut check = template.clone();
+    let decisions = place(&reqs, &mut check);
+    assert!(decisions
+        .iter()
+        .all(|d| matches!(d, Decision::Assign { .. })));
+    assert!(check
+        .iter()
+        .filter(|n| n.node.role == NodeRole::Manager)
+        .all(|n| n.total_tasks == 0));
+    group.bench_with_input(BenchmarkId::new("nodes", nodes), &nodes, |b, _| {
+        b.iter_batched(
+            || template.clone(),
+            |mut candidates| place(&reqs, &mut candidates),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_place, bench_constrained);
 criterion_main!(benches);

@@ -254,6 +254,15 @@ impl Cluster {
             cluster.nodes.push(node);
         }
         cluster.form(shape.managers)?;
+        if shape.rebalance {
+            let first = cluster.nodes[0].socket.clone();
+            api::post(
+                &first,
+                "/swarm/update",
+                &json!({ "Spec": { "Orchestration": { "Rebalance": true } } }),
+                Duration::from_secs(30),
+            )?;
+        }
         Ok(cluster)
     }
 

@@ -25,6 +25,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../scenarios/leader-kill-loop.toml"),
     ),
     ("worker-loss", include_str!("../scenarios/worker-loss.toml")),
+    (
+        "worker-loss-rebalance",
+        include_str!("../scenarios/worker-loss-rebalance.toml"),
+    ),
     ("actor-kills", include_str!("../scenarios/actor-kills.toml")),
     ("partitions", include_str!("../scenarios/partitions.toml")),
     (

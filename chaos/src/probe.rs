@@ -120,6 +120,57 @@ impl ProbeCtx {
                 )
             }
             Probe::Write { within } => self.harness_write("probe", *within),
+            Probe::Spread { service } => {
+                let Some((_, socket)) = self.leader() else {
+                    return (false, "no leader to ask".into());
+                };
+                let (nodes, tasks) = match (
+                    api::get(&socket, "/nodes", ANSWER),
+                    api::get(&socket, &format!("/tasks?service={service}"), ANSWER),
+                ) {
+                    (Ok(n), Ok(t)) => (n, t),
+                    (Err(e), _) | (_, Err(e)) => return (false, format!("{service}: {e}")),
+                };
+                let text = |v: &Value, p: &str| {
+                    v.pointer(p)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let mut per_node: std::collections::BTreeMap<String, usize> = nodes
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|n| {
+                        text(n, "/Status/State") == "ready"
+                            && text(n, "/Spec/Availability") == "active"
+                    })
+                    .map(|n| (text(n, "/Description/Hostname"), 0))
+                    .collect();
+                let names: std::collections::BTreeMap<String, String> = nodes
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|n| (text(n, "/ID"), text(n, "/Description/Hostname")))
+                    .collect();
+                for t in tasks.as_array().into_iter().flatten() {
+                    if text(t, "/Status/State") == "running"
+                        && text(t, "/DesiredState") == "running"
+                    {
+                        let host = names.get(&text(t, "/NodeID")).cloned().unwrap_or_default();
+                        if let Some(n) = per_node.get_mut(&host) {
+                            *n += 1;
+                        }
+                    }
+                }
+                let (lo, hi) = per_node
+                    .values()
+                    .fold((usize::MAX, 0), |(lo, hi), &n| (lo.min(n), hi.max(n)));
+                (
+                    !per_node.is_empty() && hi <= lo + 1,
+                    format!("{service} per node: {per_node:?}"),
+                )
+            }
             Probe::NodesReady => {
                 let Some((_, socket)) = self.leader() else {
                     return (false, "no leader to ask".into());
@@ -200,6 +251,9 @@ pub fn describe(p: &Probe) -> String {
         Probe::NodesReady => "every node is ready".into(),
         Probe::Mesh { service } => {
             format!("every live manager answers on {service}'s published port")
+        }
+        Probe::Spread { service } => {
+            format!("service {service} is spread evenly (at most one task apart per node)")
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct ClusterShape {
     pub workers: usize,
     /// Control sockets of an existing cluster; empty means "start my own".
     pub hosts: Vec<String>,
+    /// `swarm update --rebalance on` once the cluster is formed (own clusters only).
+    pub rebalance: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,6 +67,9 @@ pub enum Probe {
     /// Every live manager answers an HTTP request on the service's
     /// published port, through the routing mesh.
     Mesh { service: String },
+    /// The service's running tasks differ by at most one between any two
+    /// ready, active nodes (what the rebalancer restores).
+    Spread { service: String },
 }
 
 /// Background writes while the method runs.
@@ -276,6 +281,8 @@ struct RawCluster {
     workers: Option<usize>,
     #[serde(default)]
     hosts: Vec<String>,
+    #[serde(default)]
+    rebalance: bool,
 }
 
 #[derive(Deserialize)]
@@ -426,6 +433,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
             managers: 3,
             workers: 0,
             hosts: Vec::new(),
+            rebalance: false,
         },
         Some(sp) => {
             let r = sp.get_ref();
@@ -439,6 +447,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
                 managers: r.managers.unwrap_or(if r.hosts.is_empty() { 3 } else { 0 }),
                 workers: r.workers.unwrap_or(0),
                 hosts: r.hosts.clone(),
+                rebalance: r.rebalance,
             };
             if shape.hosts.is_empty() && shape.managers == 0 {
                 return Err(c.err(sp.span(), "a cluster needs at least one manager"));
@@ -610,12 +619,20 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
                 service: service.get_ref().clone(),
             }
         }
+        "spread" => {
+            let service = r.service.as_ref().ok_or_else(|| {
+                c.err(r.probe.span(), "probe \"spread\" needs service = \"NAME\"")
+            })?;
+            Probe::Spread {
+                service: service.get_ref().clone(),
+            }
+        }
         other => {
             return Err(c.err(
                 r.probe.span(),
                 format!(
-                "unknown probe {other:?}: expected running, one-leader, write, nodes-ready or mesh"
-            ),
+                    "unknown probe {other:?}: expected running, one-leader, write, nodes-ready, mesh or spread"
+                ),
             ))
         }
     };
@@ -627,7 +644,7 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
         }
     };
     unused(
-        r.service.is_some() && kind != "running" && kind != "mesh",
+        r.service.is_some() && !matches!(kind, "running" | "mesh" | "spread"),
         "service",
     )?;
     unused(r.tolerance.is_some() && kind != "running", "tolerance")?;

@@ -58,8 +58,12 @@ pub fn service(svc: &Value) -> String {
     let _ = writeln!(out, "\nID:\t\t{}", s(svc, "/ID"));
     let _ = writeln!(out, "Name:\t\t{}", s(spec, "/Name"));
     labels(&mut out, &spec["Labels"], "");
-    out.push_str("Service Mode:\tReplicated\n");
-    let _ = writeln!(out, " Replicas:\t{}", u(spec, "/Mode/Replicated/Replicas"));
+    if spec.pointer("/Mode/Global").is_some() {
+        out.push_str("Service Mode:\tGlobal\n");
+    } else {
+        out.push_str("Service Mode:\tReplicated\n");
+        let _ = writeln!(out, " Replicas:\t{}", u(spec, "/Mode/Replicated/Replicas"));
+    }
     for line in crate::commands::pretty_update::update_status_lines(svc) {
         let _ = writeln!(out, "{line}");
     }
@@ -79,6 +83,29 @@ pub fn service(svc: &Value) -> String {
         }
     }
     out.push_str("Placement:\n");
+    let placement = &spec["TaskTemplate"]["Placement"];
+    let constraints: Vec<&str> = placement["Constraints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !constraints.is_empty() {
+        let _ = writeln!(out, " Constraints:\t[{}]", constraints.join(" "));
+    }
+    let prefs: Vec<String> = placement["Preferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("Spread={}", s(p, "/Spread/SpreadDescriptor")))
+        .collect();
+    if !prefs.is_empty() {
+        let _ = writeln!(out, " Preferences:\t[{}]", prefs.join(" "));
+    }
+    let max = u(placement, "/MaxReplicas");
+    if max > 0 {
+        let _ = writeln!(out, " Max Replicas Per Node:\t{max}");
+    }
     for line in crate::commands::pretty_update::update_config_lines(spec) {
         let _ = writeln!(out, "{line}");
     }
@@ -184,6 +211,28 @@ pub fn node(n: &Value) -> String {
         };
         let _ = writeln!(out, " Leader:\t\t{leader}");
     }
+    out.push_str("Platform:\n");
+    let _ = writeln!(
+        out,
+        " Operating System:\t{}",
+        s(n, "/Description/Platform/OS")
+    );
+    let _ = writeln!(
+        out,
+        " Architecture:\t\t{}",
+        s(n, "/Description/Platform/Architecture")
+    );
+    out.push_str("Resources:\n");
+    let _ = writeln!(
+        out,
+        " CPUs:\t\t\t{}",
+        u(n, "/Description/Resources/NanoCPUs") / 1_000_000_000
+    );
+    let _ = writeln!(
+        out,
+        " Memory:\t\t{}",
+        bytes_size(u(n, "/Description/Resources/MemoryBytes"))
+    );
     if let Some(drivers) = n
         .pointer("/Description/Engine/Drivers")
         .and_then(Value::as_array)

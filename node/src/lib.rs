@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod keys;
 pub mod logs;
+pub mod machine;
 pub mod mesh;
 pub mod options;
 pub mod pem;

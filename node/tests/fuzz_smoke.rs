@@ -186,6 +186,7 @@ fn requests() -> Vec<Request> {
             addr: "10.0.0.2:4243".into(),
             drivers,
             sandbox_error: None,
+            machine: Default::default(),
         }),
         Request::Dispatcher(ToDispatcher::Heartbeat {
             node_id: "n1".into(),

@@ -110,7 +110,8 @@ async fn start_child(root: &ActorRef<SupervisorMsg>, spec: ChildSpec) -> Result<
     }
 }
 
-fn node(id: &str, hostname: &str, role: NodeRole) -> Node {
+/// A node record as the harness (and unit tests) make them: ready to register, 4 CPUs, 8 GiB.
+pub fn node_record(id: &str, hostname: &str, role: NodeRole) -> Node {
     Node {
         id: id.to_string(),
         raft_id: u64::from(role == NodeRole::Manager),
@@ -123,6 +124,7 @@ fn node(id: &str, hostname: &str, role: NodeRole) -> Node {
         addr: format!("{hostname}:2377"),
         drivers: Vec::new(),
         sandbox_error: None,
+        machine: fake_machine(),
         cert_generation: 0,
         created_at: epoch(),
         updated_at: epoch(),
@@ -178,9 +180,13 @@ impl Harness {
                 directory.get::<DispatcherMsg>("dispatcher").is_some()
             })
             .await?;
-            let mut members = vec![node(&ctx.node_id, "manager-1", NodeRole::Manager)];
+            let mut members = vec![node_record(&ctx.node_id, "manager-1", NodeRole::Manager)];
             for i in 1..=workers {
-                members.push(node(&new_id(), &format!("worker-{i}"), NodeRole::Worker));
+                members.push(node_record(
+                    &new_id(),
+                    &format!("worker-{i}"),
+                    NodeRole::Worker,
+                ));
             }
             let cluster = Cluster {
                 id: new_id(),
@@ -219,6 +225,7 @@ impl Harness {
                     addr: n.addr.clone(),
                     drivers: vec![driver.info()],
                     sandbox_error: None,
+                    machine: fake_machine(),
                 };
                 start_child(
                     &root,
@@ -455,5 +462,16 @@ impl Drop for Harness {
             tokio::time::sleep(STEP).await;
             crate::world::uninstall();
         });
+    }
+}
+
+/// What every fake node reports: 4 CPUs and 8 GiB.
+pub fn fake_machine() -> crate::constraints::Machine {
+    crate::constraints::Machine {
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        nano_cpus: 4_000_000_000,
+        memory_bytes: 8 << 30,
+        engine_labels: Default::default(),
     }
 }

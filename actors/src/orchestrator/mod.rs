@@ -1,7 +1,10 @@
 //! The orchestrator (leader only): one ServiceSupervisor per service, and the
 //! task reaper that keeps history within its limit.
 
+pub mod global;
+pub mod job;
 mod reaper;
+pub mod rebalance;
 pub mod restart;
 mod service;
 
@@ -158,8 +161,9 @@ impl Actor for Orchestrator {
                 for c in ev.changes.iter() {
                     match c {
                         Change::Service(id) => st.ensure_supervisor(&myself, id).await,
-                        // A node went down or came back: every service may have tasks there.
-                        Change::Node(_) => {
+                        // A node went down or came back (or rebalancing was
+                        // turned on): every service may have tasks to move.
+                        Change::Node(_) | Change::Cluster => {
                             let ids: Vec<String> = st.names.keys().cloned().collect();
                             for id in ids {
                                 if poked.insert(id.clone()) {

@@ -8,14 +8,19 @@ use crate::state::ClusterState;
 
 pub fn reap(state: &ClusterState, history_limit: u64) -> Vec<String> {
     let mut doomed = Vec::new();
-    let mut slots: BTreeMap<(&str, u64), Vec<&crate::model::Task>> = BTreeMap::new();
+    // A global task's slot is its node.
+    let mut slots: BTreeMap<(&str, u64, Option<&str>), Vec<&crate::model::Task>> = BTreeMap::new();
     for t in state.tasks.values() {
         let never_placed = t.node_id.is_none();
         if t.desired_state == TaskState::Remove && (t.status.state.is_terminal() || never_placed) {
             doomed.push(t.id.clone());
         } else {
             slots
-                .entry((t.service_id.as_str(), t.slot))
+                .entry((
+                    t.service_id.as_str(),
+                    t.slot,
+                    t.node_id.as_deref().filter(|_| t.slot == 0),
+                ))
                 .or_default()
                 .push(t);
         }

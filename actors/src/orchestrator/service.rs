@@ -14,7 +14,7 @@ use super::restart::{decide, SlotDecision};
 use crate::command::{Command, TaskUpdate};
 use crate::context::ManagerCtx;
 use crate::limits::MAX_TASKS_PER_PASS;
-use crate::model::{Service, Task, TaskState};
+use crate::model::{Service, ServiceMode, Task, TaskState};
 use crate::state::ClusterState;
 
 /// The writes that bring a service towards its spec, and when to look again.
@@ -50,7 +50,7 @@ fn on_down_node(state: &ClusterState, t: &Task) -> bool {
 /// then shut down for good. (A restart or a move shuts the old task down in
 /// the same entry that creates its successor, so that one is never newest;
 /// a task a manager stopped ends as `Shutdown`, not by itself.)
-fn gave_up(newest: &Task) -> bool {
+pub(crate) fn gave_up(newest: &Task) -> bool {
     newest.desired_state == TaskState::Shutdown
         && matches!(
             newest.status.state,
@@ -220,7 +220,23 @@ impl Actor for ServiceSupervisor {
                 // before the write: a pass is bounded, the write is not.
                 let plan = {
                     let guard = st.args.ctx.sm.read();
-                    plan(&guard.0, &st.args.service_id, crate::world::now())
+                    let state = &guard.0;
+                    let now = crate::world::now();
+                    let id = &st.args.service_id;
+                    match state.services.get(id).map(|s| &s.spec.mode) {
+                        Some(ServiceMode::Global) => super::global::plan(state, id, now, false),
+                        Some(ServiceMode::GlobalJob) => super::global::plan(state, id, now, true),
+                        Some(ServiceMode::ReplicatedJob { .. }) => super::job::plan(state, id, now),
+                        _ => {
+                            let p = plan(state, id, now);
+                            // Moves only once the service is where its spec wants it.
+                            if p.commands.is_empty() && p.retry_in.is_none() && !p.more {
+                                super::rebalance::plan(state, id, now)
+                            } else {
+                                p
+                            }
+                        }
+                    }
                 };
                 if !plan.commands.is_empty() {
                     let cmd = Command::Batch(plan.commands);

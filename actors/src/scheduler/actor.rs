@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::ports::{Protocol, PublishMode};
@@ -5,6 +6,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::placement::{place, Candidate, Decision, Request};
 use crate::command::{Command, TaskUpdate};
+use crate::constraints::{parse_preference, Constraint};
 use crate::context::ManagerCtx;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::TaskState;
@@ -53,37 +55,72 @@ fn host_ports(state: &ClusterState, t: &crate::model::Task) -> Vec<(Protocol, u1
         .unwrap_or_default()
 }
 
+/// A task's parsed placement, shared by the requests of its service version.
+type Parsed = (Arc<Vec<Constraint>>, Arc<Vec<String>>);
+
+fn parsed<'a>(cache: &mut HashMap<(&'a str, u64), Parsed>, t: &'a crate::model::Task) -> Parsed {
+    cache
+        .entry((t.service_id.as_str(), t.spec_version))
+        .or_insert_with(|| {
+            let p = &t.spec.placement;
+            // `check` refused bad ones before they reached the log.
+            let constraints = Constraint::parse_all(&p.constraints).unwrap_or_default();
+            let spread = p
+                .preferences
+                .iter()
+                .filter_map(|p| parse_preference(p).ok())
+                .collect();
+            (Arc::new(constraints), Arc::new(spread))
+        })
+        .clone()
+}
+
 /// Tasks that want a node, and the nodes with their current load.
 fn snapshot(state: &ClusterState) -> (Vec<Request>, Vec<Candidate>) {
     let mut nodes: Vec<Candidate> = state.nodes.values().map(Candidate::from_node).collect();
-    let index: std::collections::HashMap<&str, usize> = nodes
+    let index: HashMap<&str, usize> = nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (state.nodes[&n.id].id.as_str(), i))
         .collect();
+    let mut cache = HashMap::new();
     let mut requests = Vec::new();
     for t in state.tasks.values() {
+        // A task desired READY waits for its slot's old task to stop
+        // (a stop-first update) before it is placed; a global task comes
+        // with its node and still has to fit there.
+        let wants_node =
+            t.desired_state == TaskState::Running && t.status.state <= TaskState::Pending;
         match &t.node_id {
-            Some(n) if !t.status.state.is_terminal() => {
+            Some(n) if !t.status.state.is_terminal() && !wants_node => {
                 if let Some(&i) = index.get(n.as_str()) {
                     let c = &mut nodes[i];
                     c.total_tasks += 1;
                     *c.service_tasks.entry(t.service_id.clone()).or_default() += 1;
                     c.host_ports.extend(host_ports(state, t));
+                    let r = &t.spec.resources;
+                    c.reserved_nano_cpus = c.reserved_nano_cpus.saturating_add(r.reserve_nano_cpus);
+                    c.reserved_memory_bytes = c
+                        .reserved_memory_bytes
+                        .saturating_add(r.reserve_memory_bytes);
                 }
             }
-            // A task desired READY waits for its slot's old task to stop
-            // (a stop-first update) before it is placed.
-            None if t.desired_state == TaskState::Running
-                && t.status.state <= TaskState::Pending =>
-            {
+            node if wants_node => {
+                let (constraints, spread) = parsed(&mut cache, t);
                 requests.push(Request {
                     task_id: t.id.clone(),
                     service_id: t.service_id.clone(),
+                    spec_version: t.spec_version,
                     driver: t.spec.driver.clone(),
                     needs_sandbox: t.spec.driver == "process"
                         && !t.spec.networks.iter().any(|n| n == "host"),
                     host_ports: host_ports(state, t),
+                    constraints,
+                    spread,
+                    max_replicas: t.spec.placement.max_replicas,
+                    reserve_nano_cpus: t.spec.resources.reserve_nano_cpus,
+                    reserve_memory_bytes: t.spec.resources.reserve_memory_bytes,
+                    node: node.clone(),
                 });
             }
             _ => {}

@@ -1,12 +1,16 @@
-//! Task placement as a pure function: filter nodes, then rank them by fewest
-//! tasks of the same service, then fewest tasks overall (swarmkit's order).
+//! Task placement as a pure function: filter nodes, then spread over the
+//! service's placement preferences (swarmkit's decision tree), then rank by
+//! fewest tasks of the same service, then fewest tasks overall.
 //!
-//! Filters are a list so that constraints, resources and platforms can join
-//! later without touching the ranking.
+//! Filters are a list: each says whether a node cannot take a task and how
+//! docker words that. The dynamic ones (replicas per node, resources) are
+//! asked again each time a node is taken, as its counts grow.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 
+use crate::constraints::{node_matches, spread_value, Constraint};
 use crate::model::{Availability, Node, NodeState};
 use crate::ports::Protocol;
 
@@ -23,6 +27,11 @@ pub struct Candidate {
     pub host_ports: Vec<(Protocol, u16)>,
     pub total_tasks: usize,
     pub service_tasks: HashMap<String, usize>,
+    /// The node itself, for constraints and spread labels.
+    pub node: Arc<Node>,
+    /// What its assigned tasks reserve.
+    pub reserved_nano_cpus: u64,
+    pub reserved_memory_bytes: u64,
 }
 
 impl Candidate {
@@ -36,7 +45,14 @@ impl Candidate {
             host_ports: Vec::new(),
             total_tasks: 0,
             service_tasks: HashMap::new(),
+            node: Arc::new(node.clone()),
+            reserved_nano_cpus: 0,
+            reserved_memory_bytes: 0,
         }
+    }
+
+    fn service_count(&self, service_id: &str) -> usize {
+        self.service_tasks.get(service_id).copied().unwrap_or(0)
     }
 }
 
@@ -45,11 +61,23 @@ impl Candidate {
 pub struct Request {
     pub task_id: String,
     pub service_id: String,
+    /// Tasks of one service and version share a placement and are placed together.
+    pub spec_version: u64,
     pub driver: String,
     /// A process task off the node's network needs a node that sandboxes.
     pub needs_sandbox: bool,
     /// Host-mode ports the task binds on its node.
     pub host_ports: Vec<(Protocol, u16)>,
+    /// Parsed constraints (a bad one never reaches the log).
+    pub constraints: Arc<Vec<Constraint>>,
+    /// Spread descriptors, outermost first.
+    pub spread: Arc<Vec<String>>,
+    /// 0 = unlimited.
+    pub max_replicas: u64,
+    pub reserve_nano_cpus: u64,
+    pub reserve_memory_bytes: u64,
+    /// A global task's node: the only one it may go to.
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +90,8 @@ pub enum Decision {
 struct Filter {
     rejects: fn(&Candidate, &Request) -> bool,
     explain: fn(usize, &Request) -> String,
+    /// Asked again whenever the node takes a task.
+    dynamic: bool,
 }
 
 fn plural(n: usize) -> &'static str {
@@ -72,37 +102,112 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
+fn over_capacity(c: &Candidate, r: &Request) -> bool {
+    let machine = &c.node.machine;
+    (r.reserve_nano_cpus > 0
+        && c.reserved_nano_cpus.saturating_add(r.reserve_nano_cpus) > machine.nano_cpus)
+        || (r.reserve_memory_bytes > 0
+            && c.reserved_memory_bytes
+                .saturating_add(r.reserve_memory_bytes)
+                > machine.memory_bytes)
+}
+
 const FILTERS: &[Filter] = &[
     Filter {
         rejects: |c, _| c.state != NodeState::Ready,
         explain: |n, _| format!("{n} {} not available for new tasks", plural(n)),
+        dynamic: false,
     },
     Filter {
         rejects: |c, _| c.availability != Availability::Active,
         explain: |n, _| format!("{n} {} not available for new tasks", plural(n)),
+        dynamic: false,
     },
     Filter {
         rejects: |c, r| !c.drivers.contains(&r.driver),
         explain: |n, r| format!("driver {} not available on {n} {}", r.driver, plural(n)),
+        dynamic: false,
+    },
+    Filter {
+        rejects: |c, r| !node_matches(&r.constraints, &c.node),
+        explain: |n, _| format!("scheduling constraints not satisfied on {n} {}", plural(n)),
+        dynamic: false,
     },
     Filter {
         rejects: |c, r| r.needs_sandbox && !c.sandbox,
         explain: |n, _| format!("network sandbox unavailable on {n} {}", plural(n)),
+        dynamic: false,
     },
     Filter {
         rejects: |c, r| r.host_ports.iter().any(|p| c.host_ports.contains(p)),
         explain: |n, _| format!("host-mode port already in use on {n} {}", plural(n)),
+        dynamic: true,
+    },
+    Filter {
+        rejects: over_capacity,
+        explain: |n, _| format!("insufficient resources on {n} {}", plural(n)),
+        dynamic: true,
+    },
+    Filter {
+        rejects: |c, r| {
+            r.max_replicas > 0 && c.service_count(&r.service_id) as u64 >= r.max_replicas
+        },
+        // swarmkit's words, count-less.
+        explain: |_, _| "max replicas per node limit exceed".into(),
+        dynamic: true,
     },
 ];
+
+/// The nodes of one branch of the spread tree, best first.
+struct Leaf {
+    /// The branch's value at each spread level (`None`: label missing).
+    key: Vec<Option<String>>,
+    /// Tasks of the service on the branch's eligible nodes.
+    tasks: usize,
+    heap: BinaryHeap<Reverse<(usize, usize, usize)>>,
+}
+
+/// The leaf to take the next task from: at each level, the value whose
+/// branches (that still have nodes) hold the fewest tasks of the service.
+fn pick_leaf(leaves: &[Leaf]) -> Option<usize> {
+    let mut chosen: Vec<usize> = (0..leaves.len())
+        .filter(|&l| !leaves[l].heap.is_empty())
+        .collect();
+    let depth = leaves.first().map_or(0, |l| l.key.len());
+    for level in 0..depth {
+        let mut sums: Vec<(&Option<String>, usize)> = Vec::new();
+        for &l in &chosen {
+            let value = &leaves[l].key[level];
+            match sums.iter_mut().find(|(v, _)| *v == value) {
+                Some((_, n)) => *n += leaves[l].tasks,
+                None => sums.push((value, leaves[l].tasks)),
+            }
+        }
+        let best = sums
+            .iter()
+            .min_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)))?
+            .0
+            .clone();
+        chosen.retain(|&l| leaves[l].key[level] == best);
+    }
+    chosen.first().copied()
+}
+
+type GroupKey<'a> = (&'a str, u64, &'a str, Option<&'a str>);
 
 /// Places `requests` on `nodes`, updating the nodes' task counts as it goes.
 pub fn place(requests: &[Request], nodes: &mut [Candidate]) -> Vec<Decision> {
     let mut decisions = Vec::with_capacity(requests.len());
-    // Group by (service, driver): one eligibility pass and one heap per group.
-    let mut groups: HashMap<(&str, &str), Vec<&Request>> = HashMap::new();
+    // One eligibility pass and one tree per (service, version, driver, node).
+    let mut groups: HashMap<GroupKey<'_>, Vec<&Request>> = HashMap::new();
     for r in requests {
         groups
-            .entry((r.service_id.as_str(), r.driver.as_str()))
+            .entry((
+                r.service_id.as_str(),
+                r.spec_version,
+                r.driver.as_str(),
+                r.node.as_deref(),
+            ))
             .or_default()
             .push(r);
     }
@@ -112,47 +217,77 @@ pub fn place(requests: &[Request], nodes: &mut [Candidate]) -> Vec<Decision> {
         let group = &groups[&key];
         let first = group[0];
         let mut rejected = vec![0usize; FILTERS.len()];
-        let mut heap = BinaryHeap::new();
+        let mut leaves: Vec<Leaf> = Vec::new();
+        let mut leaf_of: HashMap<Vec<Option<String>>, usize> = HashMap::new();
         for (i, c) in nodes.iter().enumerate() {
-            match FILTERS.iter().position(|f| (f.rejects)(c, first)) {
-                Some(f) => rejected[f] += 1,
-                None => {
-                    let svc = c
-                        .service_tasks
-                        .get(first.service_id.as_str())
-                        .copied()
-                        .unwrap_or(0);
-                    heap.push(Reverse((svc, c.total_tasks, i)));
-                }
+            if first.node.as_ref().is_some_and(|n| *n != c.id) {
+                continue;
             }
-        }
-        if heap.is_empty() {
-            let reason = no_suitable_node(&rejected, first);
-            for r in group {
-                decisions.push(Decision::NoSuitableNode {
-                    task_id: r.task_id.clone(),
-                    reason: reason.clone(),
+            if let Some(f) = FILTERS.iter().position(|f| (f.rejects)(c, first)) {
+                rejected[f] += 1;
+                continue;
+            }
+            let branch: Vec<Option<String>> = first
+                .spread
+                .iter()
+                .map(|d| spread_value(d, &c.node).map(str::to_string))
+                .collect();
+            let l = *leaf_of.entry(branch.clone()).or_insert_with(|| {
+                leaves.push(Leaf {
+                    key: branch,
+                    tasks: 0,
+                    heap: BinaryHeap::new(),
                 });
-            }
-            continue;
-        }
-        for r in group {
-            let Some(Reverse((svc, total, i))) = heap.pop() else {
-                break;
-            };
-            let node = &mut nodes[i];
-            node.total_tasks += 1;
-            *node.service_tasks.entry(r.service_id.clone()).or_default() += 1;
-            // A node holds one task of a host-mode port: it is used up.
-            if r.host_ports.is_empty() {
-                heap.push(Reverse((svc + 1, total + 1, i)));
-            } else {
-                node.host_ports.extend(r.host_ports.iter().copied());
-            }
-            decisions.push(Decision::Assign {
-                task_id: r.task_id.clone(),
-                node_id: node.id.clone(),
+                leaves.len() - 1
             });
+            let svc = c.service_count(&first.service_id);
+            leaves[l].tasks += svc;
+            leaves[l].heap.push(Reverse((svc, c.total_tasks, i)));
+        }
+        let mut pending = group.iter();
+        'requests: for r in pending.by_ref() {
+            loop {
+                let Some(l) = pick_leaf(&leaves) else {
+                    let reason = no_suitable_node(&rejected, first);
+                    decisions.push(Decision::NoSuitableNode {
+                        task_id: r.task_id.clone(),
+                        reason,
+                    });
+                    continue 'requests;
+                };
+                let Some(Reverse((svc, total, i))) = leaves[l].heap.pop() else {
+                    continue;
+                };
+                let node = &mut nodes[i];
+                // Another group of the service took this node since: re-rank it.
+                let now_svc = node.service_count(&r.service_id);
+                if (now_svc, node.total_tasks) != (svc, total) {
+                    leaves[l].heap.push(Reverse((now_svc, node.total_tasks, i)));
+                    continue;
+                }
+                if let Some(f) = FILTERS
+                    .iter()
+                    .position(|f| f.dynamic && (f.rejects)(node, r))
+                {
+                    rejected[f] += 1;
+                    continue;
+                }
+                node.total_tasks += 1;
+                *node.service_tasks.entry(r.service_id.clone()).or_default() += 1;
+                node.reserved_nano_cpus =
+                    node.reserved_nano_cpus.saturating_add(r.reserve_nano_cpus);
+                node.reserved_memory_bytes = node
+                    .reserved_memory_bytes
+                    .saturating_add(r.reserve_memory_bytes);
+                node.host_ports.extend(r.host_ports.iter().copied());
+                leaves[l].tasks += 1;
+                leaves[l].heap.push(Reverse((svc + 1, total + 1, i)));
+                decisions.push(Decision::Assign {
+                    task_id: r.task_id.clone(),
+                    node_id: node.id.clone(),
+                });
+                break;
+            }
         }
     }
     decisions
@@ -201,6 +336,13 @@ mod tests {
             host_ports: Vec::new(),
             total_tasks: 0,
             service_tasks: HashMap::new(),
+            node: Arc::new(crate::harness::node_record(
+                id,
+                id,
+                crate::model::NodeRole::Worker,
+            )),
+            reserved_nano_cpus: 0,
+            reserved_memory_bytes: 0,
         }
     }
 
@@ -209,8 +351,15 @@ mod tests {
             task_id: format!("t{i}"),
             service_id: svc.into(),
             driver: driver.into(),
+            spec_version: 1,
             needs_sandbox: false,
             host_ports: Vec::new(),
+            constraints: Default::default(),
+            spread: Default::default(),
+            max_replicas: 0,
+            reserve_nano_cpus: 0,
+            reserve_memory_bytes: 0,
+            node: None,
         }
     }
 
@@ -264,6 +413,88 @@ mod tests {
                 task_id: "t0".into(),
                 reason: "no suitable node (1 node not available for new tasks; driver docker not available on 1 node)".into()
             }
+        );
+    }
+
+    #[test]
+    fn spreads_over_a_label_s_values_with_unlabelled_nodes_as_one_group() {
+        let mut nodes = vec![
+            node("a1", &["process"]),
+            node("a2", &["process"]),
+            node("b1", &["process"]),
+            node("none", &["process"]),
+        ];
+        for (n, zone) in nodes.iter_mut().zip(["a", "a", "b"]) {
+            Arc::make_mut(&mut n.node)
+                .labels
+                .insert("zone".into(), zone.into());
+        }
+        let spread = Arc::new(vec!["node.labels.zone".to_string()]);
+        let reqs: Vec<_> = (0..9)
+            .map(|i| Request {
+                spread: spread.clone(),
+                ..req(i, "s", "process")
+            })
+            .collect();
+        place(&reqs, &mut nodes);
+        let count = |id: &str| {
+            nodes
+                .iter()
+                .find(|n| n.id == id)
+                .map_or(0, |n| n.service_count("s"))
+        };
+        // Three groups (a, b, no label): 3 tasks each; a's split over its two nodes.
+        assert_eq!(count("a1") + count("a2"), 3);
+        assert_eq!(count("b1"), 3);
+        assert_eq!(count("none"), 3);
+    }
+
+    #[test]
+    fn a_global_task_goes_only_to_its_node_and_says_why_not() {
+        let mut nodes = vec![node("a", &["process"]), node("b", &["process"])];
+        nodes[1].node = Arc::new(crate::model::Node {
+            machine: crate::constraints::Machine {
+                memory_bytes: 1 << 20,
+                ..nodes[1].node.machine.clone()
+            },
+            ..(*nodes[1].node).clone()
+        });
+        let on = |node: &str, memory: u64| Request {
+            node: Some(node.into()),
+            reserve_memory_bytes: memory,
+            ..req(0, "g", "process")
+        };
+        assert_eq!(
+            place(&[on("b", 0)], &mut nodes.clone()),
+            [Decision::Assign {
+                task_id: "t0".into(),
+                node_id: "b".into()
+            }]
+        );
+        assert_eq!(
+            place(&[on("b", 2 << 20)], &mut nodes),
+            [Decision::NoSuitableNode {
+                task_id: "t0".into(),
+                reason: "no suitable node (insufficient resources on 1 node)".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn constraints_are_counted_in_docker_s_words() {
+        let mut nodes = vec![node("a", &["process"]), node("b", &["process"])];
+        let r = Request {
+            constraints: Arc::new(vec![
+                Constraint::parse("node.labels.zone==c").expect("constraint")
+            ]),
+            ..req(0, "s", "process")
+        };
+        assert_eq!(
+            place(&[r], &mut nodes),
+            [Decision::NoSuitableNode {
+                task_id: "t0".into(),
+                reason: "no suitable node (scheduling constraints not satisfied on 2 nodes)".into()
+            }]
         );
     }
 }

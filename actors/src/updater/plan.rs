@@ -518,6 +518,7 @@ mod tests {
                 addr: String::new(),
                 drivers: Vec::new(),
                 sandbox_error: None,
+                machine: Default::default(),
                 cert_generation: 0,
                 created_at: at(0),
                 updated_at: at(0),

@@ -4,6 +4,7 @@ pub mod file_flags;
 pub mod inspect;
 pub mod network;
 pub mod node;
+pub mod placement;
 pub mod pretty_update;
 pub mod progress;
 pub mod secret;
@@ -59,6 +60,24 @@ pub async fn info(client: &Client, args: InfoArgs) -> anyhow::Result<()> {
             println!("  ClusterID: {}", s(&v, "/Swarm/Cluster/ID"));
             println!("  Managers: {}", u(&v, "/Swarm/Managers"));
             println!("  Nodes: {}", u(&v, "/Swarm/Nodes"));
+            println!("  Orchestration:");
+            println!(
+                "   Task History Retention Limit: {}",
+                u(
+                    &v,
+                    "/Swarm/Cluster/Spec/Orchestration/TaskHistoryRetentionLimit"
+                )
+            );
+            println!(
+                "   Rebalance: {}",
+                if v.pointer("/Swarm/Cluster/Spec/Orchestration/Rebalance")
+                    == Some(&serde_json::Value::Bool(true))
+                {
+                    "on"
+                } else {
+                    "off"
+                }
+            );
             if let Some(r) = v.pointer("/Swarm/RaftStatus").filter(|r| !r.is_null()) {
                 println!("  Raft:");
                 println!("   Term: {}", u(r, "/Term"));

@@ -149,6 +149,8 @@ pub struct CreateArgs {
     rollout: super::update::RolloutFlags,
     #[command(flatten)]
     health: super::update::HealthFlags,
+    #[command(flatten)]
+    placement: super::placement::CreateFlags,
     /// Publish a port as a node port ([PUBLISHED:]TARGET[/PROTO] or published=,target=,protocol=,mode=)
     #[arg(short, long = "publish", value_parser = publish_value)]
     publish: Vec<String>,
@@ -253,7 +255,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             let mut spec = json!({
                 "Name": a.name.clone().unwrap_or_else(random_name),
                 "Labels": labels(&a.label)?,
-                "Mode": { "Replicated": { "Replicas": a.replicas } },
+                "Mode": a.placement.mode(a.replicas)?,
                 "TaskTemplate": {
                     "Driver": a.driver,
                     "ContainerSpec": {
@@ -276,6 +278,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         "Window": a.restart_window,
                     },
                     "Networks": a.network.iter().map(|n| json!({ "Target": n })).collect::<Vec<_>>(),
+                    "Placement": a.placement.placement(),
                 },
                 "EndpointSpec": crate::publish::endpoint_spec(&a.publish, a.endpoint_lb.as_deref())
                     .map_err(InvalidValue)?,
@@ -286,7 +289,9 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             let created = client.post("/services/create", spec).await?;
             let id = s(&created, "/ID").to_string();
             println!("{id}");
-            if !a.detach {
+            // Progress is drawn slot by slot: replicated services only
+            // (docs/cli.md lists this difference).
+            if !a.detach && a.placement.mode == "replicated" {
                 wait_converged(client, &id, a.quiet).await?;
             }
         }
@@ -370,6 +375,11 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
 async fn scale(client: &Client, name: &str, n: u64) -> anyhow::Result<String> {
     let svc = lookup(client, name).await?;
     let mut spec = svc["Spec"].clone();
+    if spec.pointer("/Mode/Global").is_some() {
+        return Err(anyhow!(
+            "{name}: scale can only be used with replicated or replicated-job mode"
+        ));
+    }
     spec["Mode"] = json!({ "Replicated": { "Replicas": n } });
     let id = s(&svc, "/ID").to_string();
     client

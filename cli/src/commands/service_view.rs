@@ -72,9 +72,47 @@ async fn lookup_all(client: &Client, names: &[String]) -> anyhow::Result<(Vec<Va
     Ok((found, missing))
 }
 
+/// The mode as `service ls` shows it.
+fn mode(svc: &Value) -> &'static str {
+    let has = |m: &str| {
+        svc.pointer(&format!("/Spec/Mode/{m}"))
+            .is_some_and(|v| !v.is_null())
+    };
+    if has("Global") {
+        "global"
+    } else if has("ReplicatedJob") {
+        "replicated job"
+    } else if has("GlobalJob") {
+        "global job"
+    } else {
+        "replicated"
+    }
+}
+
+/// `3/3`, or for a job docker's `1/1 (2/3 completed)`.
+fn replicas(svc: &Value) -> String {
+    let running = u(svc, "/ServiceStatus/RunningTasks");
+    let desired = u(svc, "/ServiceStatus/DesiredTasks");
+    let completed = u(svc, "/ServiceStatus/CompletedTasks");
+    match mode(svc) {
+        "replicated job" => format!(
+            "{running}/{desired} ({completed}/{} completed)",
+            u(svc, "/Spec/Mode/ReplicatedJob/TotalCompletions")
+        ),
+        "global job" => format!(
+            "{running}/{desired} ({completed}/{} completed)",
+            desired + completed
+        ),
+        _ => format!("{running}/{desired}"),
+    }
+}
+
 pub async fn ls(client: &Client, a: ListArgs) -> anyhow::Result<()> {
     let filters = Filters::parse(&a.filter, &["id", "label", "mode", "name"])?;
-    filters.check_values("mode", &["replicated", "global"])?;
+    filters.check_values(
+        "mode",
+        &["replicated", "global", "replicated-job", "global-job"],
+    )?;
     let list = client.get("/services").await?;
     let mut list: Vec<Value> = list
         .as_array()
@@ -84,7 +122,9 @@ pub async fn ls(client: &Client, a: ListArgs) -> anyhow::Result<()> {
         .filter(|svc| {
             filters.allows("id", prefix(s(svc, "/ID")))
                 && filters.allows("name", prefix(s(svc, "/Spec/Name")))
-                && filters.allows("mode", |m| m.eq_ignore_ascii_case("replicated"))
+                && filters.allows("mode", |m| {
+                    m.eq_ignore_ascii_case(&mode(svc).replace(' ', "-"))
+                })
                 && filters.allows_labels("label", &svc["Spec"]["Labels"])
         })
         .collect();
@@ -101,16 +141,8 @@ pub async fn ls(client: &Client, a: ListArgs) -> anyhow::Result<()> {
             vec![
                 ("ID", short_id(s(svc, "/ID")).into()),
                 ("Name", s(svc, "/Spec/Name").into()),
-                ("Mode", "replicated".into()),
-                (
-                    "Replicas",
-                    format!(
-                        "{}/{}",
-                        u(svc, "/ServiceStatus/RunningTasks"),
-                        u(svc, "/ServiceStatus/DesiredTasks")
-                    )
-                    .into(),
-                ),
+                ("Mode", mode(svc).into()),
+                ("Replicas", replicas(svc).into()),
                 (
                     "Image",
                     s(svc, "/Spec/TaskTemplate/ContainerSpec/Image").into(),
@@ -182,11 +214,19 @@ impl TaskList {
             s(x, "/ServiceName")
                 .cmp(s(y, "/ServiceName"))
                 .then_with(|| u(x, "/Slot").cmp(&u(y, "/Slot")))
+                .then_with(|| s(x, "/NodeID").cmp(s(y, "/NodeID")))
                 .then_with(|| s(y, "/CreatedAt").cmp(s(x, "/CreatedAt")))
         });
-        let mut last_slot: Option<(String, u64)> = None;
+        let mut last_slot: Option<(String, String)> = None;
         for t in &tasks {
-            let slot = (s(t, "/ServiceName").to_string(), u(t, "/Slot"));
+            // A global task's slot is its node, and docker names it so.
+            let slot = (
+                s(t, "/ServiceName").to_string(),
+                match u(t, "/Slot") {
+                    0 => s(t, "/NodeID").to_string(),
+                    n => n.to_string(),
+                },
+            );
             let task_name = format!("{}.{}", slot.0, slot.1);
             let node = hostname(s(t, "/NodeID"));
             let keep = filters.allows("id", prefix(s(t, "/ID")))

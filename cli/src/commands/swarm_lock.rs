@@ -24,6 +24,12 @@ pub struct UpdateArgs {
     /// Change manager autolocking setting (true|false)
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = clap::value_parser!(bool))]
     autolock: Option<bool>,
+    /// Task history retention limit
+    #[arg(long)]
+    task_history_limit: Option<u64>,
+    /// Move replicas onto nodes that become ready or active (shoal's; default off)
+    #[arg(long, value_parser = ["on", "off"])]
+    rebalance: Option<String>,
 }
 
 /// docker's text around an unlock key.
@@ -65,14 +71,21 @@ pub async fn unlock_key(client: &Client, a: UnlockKeyArgs) -> anyhow::Result<()>
 }
 
 pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
+    let mut body = json!({});
     if let Some(on) = a.autolock {
-        client
-            .post(
-                "/swarm/update",
-                json!({ "EncryptionConfig": { "AutoLockManagers": on } }),
-            )
-            .await?;
+        body["EncryptionConfig"] = json!({ "AutoLockManagers": on });
     }
+    let mut orchestration = serde_json::Map::new();
+    if let Some(n) = a.task_history_limit {
+        orchestration.insert("TaskHistoryRetentionLimit".into(), json!(n));
+    }
+    if let Some(r) = &a.rebalance {
+        orchestration.insert("Rebalance".into(), json!(r == "on"));
+    }
+    if !orchestration.is_empty() {
+        body["Spec"] = json!({ "Orchestration": orchestration });
+    }
+    client.post("/swarm/update", body).await?;
     println!("Swarm updated.");
     if a.autolock == Some(true) {
         let v = client.get("/swarm/unlockkey").await?;

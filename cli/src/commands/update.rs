@@ -282,6 +282,8 @@ pub struct UpdateArgs {
     rollout: RolloutFlags,
     #[command(flatten)]
     health: HealthFlags,
+    #[command(flatten)]
+    placement: super::placement::UpdateFlags,
     /// Force update even if no changes require it
     #[arg(long)]
     force: bool,
@@ -345,6 +347,11 @@ impl UpdateArgs {
     /// The service's spec with these flags applied.
     fn edit(&self, spec: &mut Value) -> anyhow::Result<()> {
         if let Some(n) = self.replicas {
+            if spec.pointer("/Mode/Global").is_some() {
+                return Err(anyhow!(
+                    "replicas can only be used with replicated or replicated-job mode"
+                ));
+            }
             spec["Mode"] = json!({ "Replicated": { "Replicas": n } });
         }
         edit_labels(object(spec, "Labels"), &self.label_add, &self.label_rm)?;
@@ -365,6 +372,7 @@ impl UpdateArgs {
             *tt = json!({});
         }
         self.health.apply(tt)?;
+        self.placement.apply(tt);
         {
             let cv = &mut tt["ContainerSpec"];
             edit_labels(

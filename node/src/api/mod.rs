@@ -3,6 +3,7 @@
 
 mod error;
 mod logs;
+mod placement;
 mod ports;
 pub mod secrets;
 pub mod server;
@@ -627,6 +628,10 @@ async fn swarm_unlock_key(State(rt): Rt) -> ApiResult {
     }
 }
 
+/// `POST /swarm/update`: token rotations and unlock-key rotation (query),
+/// autolock (`EncryptionConfig.AutoLockManagers`), and the settings in the
+/// body's `Spec` that are given (`Orchestration.TaskHistoryRetentionLimit`,
+/// shoal's `Orchestration.Rebalance`).
 async fn swarm_update(
     State(rt): Rt,
     Query(q): Query<RotateQuery>,
@@ -652,6 +657,39 @@ async fn swarm_update(
         }
         rt.set_autolock(true, true).await?;
     }
+    let Some(Json(body)) = body else {
+        return Ok(Json(json!({})));
+    };
+    let Some(new) = body.get("Spec").filter(|s| s.is_object()) else {
+        return Ok(Json(json!({})));
+    };
+    let mut spec = {
+        let m = rt.manager()?;
+        let guard = m.sm.read();
+        let cluster = guard.0.cluster.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the swarm is still initialising",
+            )
+        })?;
+        cluster.spec.clone()
+    };
+    if let Some(v) = new.pointer("/Orchestration/TaskHistoryRetentionLimit") {
+        spec.task_history_limit = v.as_u64().ok_or_else(|| {
+            ApiError::bad_request("TaskHistoryRetentionLimit must be a non-negative integer")
+        })?;
+    }
+    if let Some(v) = new.pointer("/Orchestration/Rebalance") {
+        spec.rebalance = v
+            .as_bool()
+            .ok_or_else(|| ApiError::bad_request("Rebalance must be true or false"))?;
+    }
+    shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
+    rt.propose(shoal_actors::command::Command::UpdateClusterSpec {
+        spec,
+        at: chrono::Utc::now(),
+    })
+    .await?;
     Ok(Json(json!({})))
 }
 

@@ -57,6 +57,7 @@ pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Valu
             swarm["Cluster"] = json!({
                 "ID": state.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
                 "CreatedAt": state.cluster.as_ref().map(|c| c.created_at),
+                "Spec": state.cluster.as_ref().map(|c| cluster_spec(&c.spec)),
             });
             swarm["Nodes"] = json!(state.nodes.len());
             swarm["Managers"] = json!(state
@@ -115,6 +116,17 @@ pub fn networks(cluster_id: &str, sandbox: Option<&crate::sandbox::Sandbox>) -> 
     list
 }
 
+/// docker's `SwarmSpec`, with shoal's `Orchestration.Rebalance`.
+fn cluster_spec(spec: &shoal_actors::model::ClusterSpec) -> Value {
+    json!({
+        "Orchestration": {
+            "TaskHistoryRetentionLimit": spec.task_history_limit,
+            "Rebalance": spec.rebalance,
+        },
+        "Raft": { "SnapshotInterval": spec.snapshot_interval },
+    })
+}
+
 /// `GET /swarm`: docker's `Swarm` object.
 pub fn swarm(c: &Cluster) -> Value {
     json!({
@@ -122,10 +134,7 @@ pub fn swarm(c: &Cluster) -> Value {
         "Version": { "Index": c.version },
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
-        "Spec": {
-            "Orchestration": { "TaskHistoryRetentionLimit": c.spec.task_history_limit },
-            "Raft": { "SnapshotInterval": c.spec.snapshot_interval },
-        },
+        "Spec": cluster_spec(&c.spec),
         "JoinTokens": { "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager },
         "TLSInfo": { "TrustRoot": c.ca_cert_pem },
     })
@@ -133,12 +142,23 @@ pub fn swarm(c: &Cluster) -> Value {
 
 pub fn service_spec(spec: &ServiceSpec) -> Value {
     let t = &spec.task_template;
-    let ServiceMode::Replicated { replicas } = spec.mode;
+    let mode = match spec.mode {
+        ServiceMode::Replicated { replicas } => json!({ "Replicated": { "Replicas": replicas } }),
+        ServiceMode::Global => json!({ "Global": {} }),
+        ServiceMode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        } => json!({ "ReplicatedJob": {
+            "MaxConcurrent": max_concurrent,
+            "TotalCompletions": total_completions,
+        } }),
+        ServiceMode::GlobalJob => json!({ "GlobalJob": {} }),
+    };
     json!({
         "Name": spec.name,
         "Labels": spec.labels,
         "TaskTemplate": task_template(t),
-        "Mode": { "Replicated": { "Replicas": replicas } },
+        "Mode": mode,
         "EndpointSpec": super::ports::spec(&spec.endpoint),
         "UpdateConfig": update_config(&spec.update_config),
         "RollbackConfig": update_config(&spec.rollback_config),
@@ -211,6 +231,7 @@ fn task_template(t: &TaskTemplate) -> Value {
             "Window": t.restart_policy.window_ns,
         },
         "Networks": super::ports::networks(&t.networks),
+        "Placement": super::placement::spec(&t.placement),
     })
 }
 
@@ -240,12 +261,50 @@ pub fn service(svc: &Service, state: &ClusterState) -> Value {
             "Ports": super::ports::published(&svc.spec.endpoint),
             "VirtualIPs": [],
         },
+        "JobStatus": svc.spec.is_job().then(|| json!({ "JobIteration": { "Index": svc.version } })),
         "ServiceStatus": {
             "RunningTasks": running,
-            "DesiredTasks": svc.spec.replicas(),
+            "DesiredTasks": desired_tasks(svc, state),
             "CompletedTasks": completed,
         },
     })
+}
+
+/// Replicas, or for a global service the nodes it is eligible on.
+fn desired_tasks(svc: &Service, state: &ClusterState) -> u64 {
+    // A job's: the tasks meant to be running now.
+    let done = || {
+        state
+            .tasks_of_service(&svc.id)
+            .filter(|t| {
+                t.status.state == shoal_actors::model::TaskState::Complete
+                    && t.spec == svc.spec.task_template
+            })
+            .count() as u64
+    };
+    if let ServiceMode::ReplicatedJob {
+        max_concurrent,
+        total_completions,
+    } = svc.spec.mode
+    {
+        return max_concurrent.min(total_completions.saturating_sub(done()));
+    }
+    if !svc.spec.is_global() {
+        return svc.spec.replicas();
+    }
+    let constraints = shoal_actors::constraints::Constraint::parse_all(
+        &svc.spec.task_template.placement.constraints,
+    )
+    .unwrap_or_default();
+    let eligible = state
+        .nodes
+        .values()
+        .filter(|n| shoal_actors::orchestrator::global::eligible(svc, &constraints, n))
+        .count() as u64;
+    if svc.spec.mode == ServiceMode::GlobalJob {
+        return eligible.saturating_sub(done());
+    }
+    eligible
 }
 
 pub fn task(t: &Task, state: &ClusterState) -> Value {
@@ -314,7 +373,10 @@ pub fn node(n: &Node, leader: Option<&str>) -> Value {
                     .find(|d| d.name == "docker")
                     .map_or(env!("CARGO_PKG_VERSION"), |d| d.version.as_str()),
                 "Drivers": n.drivers.iter().map(|d| json!({"Name": d.name, "Version": d.version})).collect::<Vec<_>>(),
+                "Labels": n.machine.engine_labels,
             },
+            "Platform": { "Architecture": n.machine.arch, "OS": n.machine.os },
+            "Resources": { "NanoCPUs": n.machine.nano_cpus, "MemoryBytes": n.machine.memory_bytes },
             // shoal's own: whether process tasks can get a network of their own.
             "NetworkSandbox": match &n.sandbox_error {
                 None => json!({ "Available": true }),
@@ -443,10 +505,35 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
         Some(l) => serde_json::from_value(l.clone())
             .map_err(|_| "Labels must map strings to strings".to_string())?,
     };
-    if field(v, &["Mode", "Global"]).is_some() {
-        return Err("global mode is not supported yet; use replicated mode".into());
-    }
-    let replicas = u64_at(v, &["Mode", "Replicated", "Replicas"], 1)?;
+    let modes: Vec<&str> = ["Replicated", "Global", "ReplicatedJob", "GlobalJob"]
+        .into_iter()
+        .filter(|m| field(v, &["Mode", m]).is_some_and(|x| !x.is_null()))
+        .collect();
+    let mode = match modes.as_slice() {
+        [] | ["Replicated"] => ServiceMode::Replicated {
+            replicas: u64_at(v, &["Mode", "Replicated", "Replicas"], 1)?,
+        },
+        ["Global"] => ServiceMode::Global,
+        ["GlobalJob"] => ServiceMode::GlobalJob,
+        ["ReplicatedJob"] => {
+            let total_completions = u64_at(v, &["Mode", "ReplicatedJob", "TotalCompletions"], 1)?;
+            ServiceMode::ReplicatedJob {
+                // docker: as many at once as there are completions, unless told.
+                max_concurrent: u64_at(
+                    v,
+                    &["Mode", "ReplicatedJob", "MaxConcurrent"],
+                    total_completions,
+                )?,
+                total_completions,
+            }
+        }
+        _ => {
+            return Err(
+                "Mode: only one of Replicated, Global, ReplicatedJob and GlobalJob may be set"
+                    .into(),
+            )
+        }
+    };
     let tt = v.get("TaskTemplate").cloned().unwrap_or(Value::Null);
     let image = field(&tt, &["ContainerSpec", "Image"])
         .and_then(Value::as_str)
@@ -479,7 +566,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
     let spec = ServiceSpec {
         name,
         labels,
-        mode: ServiceMode::Replicated { replicas },
+        mode,
         task_template: TaskTemplate {
             driver,
             image,
@@ -534,6 +621,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
                 tt.get("ContainerSpec"),
                 shoal_actors::secrets::Kind::Config,
             )?,
+            placement: super::placement::parse(&tt)?,
         },
         update_config: parse_update_config(v, "UpdateConfig", false)?,
         rollback_config: parse_update_config(v, "RollbackConfig", true)?,

@@ -323,6 +323,7 @@ impl Actor for DispatcherProxy {
                     addr: st.lane.args.own_addr.clone(),
                     drivers: node.drivers,
                     sandbox_error: node.sandbox_error,
+                    machine: node.machine,
                 };
                 let _ = st.lane.deliver(wire).await;
             }

@@ -27,6 +27,7 @@ pub enum ToDispatcher {
         addr: String,
         drivers: Vec<DriverInfo>,
         sandbox_error: Option<String>,
+        machine: shoal_actors::constraints::Machine,
     },
     Heartbeat {
         node_id: String,

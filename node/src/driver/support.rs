@@ -13,12 +13,8 @@ fn unsupported_by_process(t: &TaskTemplate) -> Option<&'static str> {
     if r.limit_memory_bytes > 0 {
         return Some("--limit-memory (Resources.Limits.MemoryBytes)");
     }
-    if r.reserve_nano_cpus > 0 {
-        return Some("--reserve-cpu (Resources.Reservations.NanoCPUs)");
-    }
-    if r.reserve_memory_bytes > 0 {
-        return Some("--reserve-memory (Resources.Reservations.MemoryBytes)");
-    }
+    // Reservations are the scheduler's (counted against the node's
+    // capacity), so every driver honours them.
     if !t.container_labels.is_empty() {
         return Some("--container-label (ContainerSpec.Labels)");
     }
@@ -39,12 +35,6 @@ pub fn check(t: &TaskTemplate) -> Result<(), String> {
                 t.image
             ));
         }
-    }
-    if t.driver == "docker" && t.resources.reserve_nano_cpus > 0 {
-        return Err(
-            "the docker driver cannot honour --reserve-cpu (Resources.Reservations.NanoCPUs): the scheduler does not place by reservations yet"
-                .into(),
-        );
     }
     Ok(())
 }

@@ -78,6 +78,7 @@ impl Runtime {
                 drivers,
                 // Told at registration, by the node itself.
                 sandbox_error: None,
+                machine: Default::default(),
             },
         );
         node.availability = availability;

@@ -322,6 +322,7 @@ impl Runtime {
                 .map(|d| d.info())
                 .collect(),
             sandbox_error: self.sandbox_unavailable.clone(),
+            machine: crate::machine::describe(),
         }
     }
 
@@ -464,6 +465,7 @@ impl Runtime {
             addr: desc.addr,
             drivers: desc.drivers,
             sandbox_error: desc.sandbox_error,
+            machine: desc.machine,
             cert_generation: 0,
             created_at: now,
             updated_at: now,

@@ -101,6 +101,7 @@ impl Runtime {
                     addr,
                     drivers,
                     sandbox_error,
+                    machine,
                 } => DispatcherMsg::Register {
                     agent: agent(&addr),
                     node: NodeDescription {
@@ -109,6 +110,7 @@ impl Runtime {
                         addr,
                         drivers,
                         sandbox_error,
+                        machine,
                     },
                 },
                 ToDispatcher::Heartbeat { node_id, addr } => DispatcherMsg::Heartbeat {
