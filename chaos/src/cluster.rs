@@ -434,6 +434,20 @@ impl Drop for Cluster {
                     let _ = n.signal(Signal::SIGKILL);
                     n.reap(Duration::from_secs(5));
                 }
+                // A killed daemon leaves its tasks' namespaces and its bridge:
+                // the same binary, on the same data dir, removes them.
+                if let Some(l) = &n.launch {
+                    let mut argv = l.argv.iter();
+                    let shoal = argv.next();
+                    let data = argv.skip_while(|a| *a != "--data-dir").nth(1);
+                    if let (Some(shoal), Some(data)) = (shoal, data) {
+                        let _ = std::process::Command::new(shoal)
+                            .args(["daemon", "--data-dir", data, "--clean-sandbox"])
+                            .stdout(std::process::Stdio::null())
+                            .stderr(std::process::Stdio::null())
+                            .status();
+                    }
+                }
             }
             if let Some(d) = &self.sock_dir {
                 let _ = std::fs::remove_dir_all(d);

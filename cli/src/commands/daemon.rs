@@ -47,6 +47,10 @@ pub struct DaemonArgs {
     /// Log filter (also RUST_LOG)
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Remove what a daemon of this data dir left after a kill (its tasks'
+    /// network namespaces, its bridge, its NAT table) and exit
+    #[arg(long)]
+    clean_sandbox: bool,
 }
 
 fn os_hostname() -> String {
@@ -56,6 +60,11 @@ fn os_hostname() -> String {
 }
 
 pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
+    if a.clean_sandbox {
+        let dir = a.data_dir.clone();
+        tokio::task::spawn_blocking(move || shoal_node::sandbox::clean(&dir)).await?;
+        return Ok(());
+    }
     let filter = std::env::var("RUST_LOG").unwrap_or(a.log_level.clone());
     tracing_subscriber::fmt()
         .with_env_filter(
