@@ -177,6 +177,7 @@ fn a_bad_scenario_is_refused_before_anything_starts() {
 /// A daemon this test starts itself, for the harness to attach to.
 struct Daemon {
     socket: PathBuf,
+    data: PathBuf,
     child: std::process::Child,
 }
 
@@ -206,7 +207,11 @@ fn daemon(dir: &Path, name: &str, ip: &str) -> Daemon {
         .arg(dir.join(name))
         .stderr(log);
     let child = cmd.spawn().expect("start shoal daemon");
-    let d = Daemon { socket, child };
+    let d = Daemon {
+        socket,
+        data: dir.join(name),
+        child,
+    };
     let start = std::time::Instant::now();
     while api(&d.socket, "GET", "/_ping", "").is_none() {
         assert!(start.elapsed().as_secs() < 20, "{name} did not answer");
@@ -241,6 +246,13 @@ impl Drop for Daemon {
         kill_daemon_at(&self.socket);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The killed daemon's tasks leave their network namespaces behind.
+        let _ = Command::new(shoal_bin())
+            .arg("daemon")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--clean-sandbox")
+            .status();
     }
 }
 
