@@ -269,7 +269,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
         // A killed daemon leaves its tasks' namespaces and its bridge.
-        shoal_node::sandbox::clean(self.dir.path());
+        shoal_node::sandbox::clean(&self.data_dir());
         if std::thread::panicking() {
             let log =
                 std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();

@@ -172,7 +172,9 @@ impl Sandbox {
         let owners = Path::new(OWNERS);
         std::fs::create_dir_all(owners).map_err(io(owners))?;
         let mine = owners.join(&sb.saved.tag);
-        std::fs::write(&mine, std::process::id().to_string()).map_err(io(&mine))?;
+        // The pid first (what the sweep reads), then the data dir, for whoever looks.
+        let owner = format!("{} {}", std::process::id(), data_dir.display());
+        std::fs::write(&mine, owner).map_err(io(&mine))?;
         Ok(Arc::new(sb))
     }
 
@@ -358,7 +360,7 @@ fn sweep_dead_owners(own: Option<&str>) {
         }
         let pid: Option<i32> = std::fs::read_to_string(e.path())
             .ok()
-            .and_then(|s| s.trim().parse().ok());
+            .and_then(|s| s.split_whitespace().next()?.parse().ok());
         // SAFETY: signal 0 only checks that the process exists.
         let alive = pid.is_some_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
         if !alive {
