@@ -11,7 +11,7 @@ use crate::client::{enc, Client};
 use crate::output::{s, u};
 
 /// How long every slot must stay running before the service counts as converged.
-const VERIFY: Duration = Duration::from_secs(2);
+pub(super) const VERIFY: Duration = Duration::from_secs(2);
 
 const STATES: &[&str] = &[
     "new",
@@ -24,7 +24,8 @@ const STATES: &[&str] = &[
     "running",
 ];
 
-fn bar(state: &str) -> String {
+/// A slot's task state as docker's progress bar.
+pub(super) fn bar(state: &str) -> String {
     let pos = match state {
         "complete" => STATES.len() - 1,
         _ => STATES.iter().position(|s| *s == state).unwrap_or(0),

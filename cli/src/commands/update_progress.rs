@@ -8,29 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use serde_json::Value;
 
+// The slot bars, and how long every slot must stay up with no rollout to
+// follow, are `service create`'s.
+use super::progress::{bar, VERIFY};
 use crate::client::{enc, Client};
 use crate::output::{s, u};
-
-/// With no rollout to follow (the update changed no task), how long every
-/// slot must stay up before the service counts as converged.
-const VERIFY: Duration = Duration::from_secs(2);
-
-const STATES: &[&str] = &[
-    "new",
-    "pending",
-    "assigned",
-    "accepted",
-    "preparing",
-    "ready",
-    "starting",
-    "running",
-];
-
-fn bar(state: &str) -> String {
-    let pos = STATES.iter().position(|s| *s == state).unwrap_or(0);
-    let filled = 50 * pos / (STATES.len() - 1);
-    format!("[{}>{}]", "=".repeat(filled), " ".repeat(50 - filled))
-}
 
 /// The progress lines, and how many slots run the current spec.
 pub fn render(svc: &Value, tasks: &[Value], rolling_back: bool) -> (Vec<String>, u64) {
