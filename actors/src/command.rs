@@ -88,6 +88,8 @@ pub enum Command {
     DeleteTasks(Vec<String>),
     /// `secret`/`config` create, update (rotation) and rm.
     Secrets(crate::secrets::SecretCommand),
+    /// `network create|rm`, and a node's block on an attachable network.
+    Networks(crate::networks::NetworkCommand),
     /// Several commands applied as one: all or nothing.
     Batch(Vec<Command>),
 }

@@ -13,6 +13,7 @@ use crate::command::{Command, TaskUpdate};
 use crate::context::ManagerCtx;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{NodeState, TaskState, TaskStatus};
+use crate::networks::NetworkTable;
 use crate::ports::ServiceEndpoints;
 use crate::session::{AgentLink, AgentMsg, DispatcherMsg};
 use crate::state::Change;
@@ -47,6 +48,8 @@ pub struct DispatcherState {
     /// The endpoint table every node was last sent, and whether a change in
     /// the store may have changed it.
     endpoints: Vec<ServiceEndpoints>,
+    /// The same for the network table (routes, VIPs and names).
+    networks: Arc<NetworkTable>,
     endpoints_dirty: bool,
     ticks: u64,
 }
@@ -124,21 +127,42 @@ impl DispatcherState {
         }
     }
 
-    /// Sends every node the endpoint table if it changed since they were sent it.
+    /// Sends every node the endpoint and network tables if they changed
+    /// since they were sent them.
     fn push_endpoints(&mut self) {
         self.endpoints_dirty = false;
-        let table = crate::ports::endpoints(&self.ctx.sm.read().0);
-        if table == self.endpoints {
-            return;
-        }
+        let (table, networks) = {
+            let guard = self.ctx.sm.read();
+            (
+                crate::ports::endpoints(&guard.0),
+                crate::networks::table(&guard.0),
+            )
+        };
+        let endpoints_changed = table != self.endpoints;
+        let networks_changed = networks != *self.networks;
         self.endpoints = table;
-        self.send_endpoints_to_all();
+        self.networks = Arc::new(networks);
+        for s in self.sessions.values() {
+            if let Some(agent) = &s.agent {
+                if endpoints_changed {
+                    agent.send(AgentMsg::Endpoints(self.endpoints.clone()));
+                }
+                if networks_changed {
+                    agent.send(AgentMsg::Networks(self.networks.clone()));
+                }
+            }
+        }
+    }
+
+    fn send_endpoints_to(&self, agent: &Arc<dyn AgentLink>) {
+        agent.send(AgentMsg::Endpoints(self.endpoints.clone()));
+        agent.send(AgentMsg::Networks(self.networks.clone()));
     }
 
     fn send_endpoints_to_all(&self) {
         for s in self.sessions.values() {
             if let Some(agent) = &s.agent {
-                agent.send(AgentMsg::Endpoints(self.endpoints.clone()));
+                self.send_endpoints_to(agent);
             }
         }
     }
@@ -263,6 +287,7 @@ impl Actor for Dispatcher {
             dirty: BTreeSet::new(),
             push_queued: false,
             endpoints: Vec::new(),
+            networks: Arc::default(),
             endpoints_dirty: true,
             ticks: 0,
         })
@@ -322,7 +347,7 @@ impl Actor for Dispatcher {
                     .get(&node.node_id)
                     .and_then(|s| s.agent.as_ref())
                 {
-                    agent.send(AgentMsg::Endpoints(st.endpoints.clone()));
+                    st.send_endpoints_to(agent);
                 }
             }
             DispatcherMsg::Heartbeat { node_id, agent } => match st.sessions.get_mut(&node_id) {

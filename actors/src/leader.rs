@@ -10,7 +10,7 @@ use crate::driver::Drivers;
 use crate::orchestrator::Orchestrator;
 use crate::raft::{RaftActor, RaftArgs, RaftTransport};
 use crate::scheduler::Scheduler;
-use crate::session::{DispatcherLink, EndpointSink, NodeDescription};
+use crate::session::{DispatcherLink, EndpointSink, NetworkSink, NodeDescription};
 use crate::store::{StoreActor, StoreArgs};
 use crate::supervision::{
     ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
@@ -109,6 +109,7 @@ pub fn worker_spec(
     dispatcher: Arc<dyn DispatcherLink>,
     heartbeat: Duration,
     endpoints: Arc<dyn EndpointSink>,
+    networks: Arc<dyn NetworkSink>,
 ) -> ChildSpec {
     ChildSpec::new(
         "worker",
@@ -128,6 +129,7 @@ pub fn worker_spec(
                     dispatcher,
                     heartbeat,
                     endpoints,
+                    networks,
                 },
             )],
         },

@@ -85,6 +85,25 @@ fn check_duration(what: &str, ns: u64) -> Result<(), LimitError> {
     Ok(())
 }
 
+/// A DNS name a service answers to (an alias): labels of letters, digits,
+/// `-` and `_`, as docker accepts them.
+pub fn check_dns_name(name: &str) -> Result<(), LimitError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    match ok {
+        true => Ok(()),
+        false => Err(LimitError(format!(
+            "invalid alias {name:?}: not a DNS name"
+        ))),
+    }
+}
+
 pub fn check_labels(what: &str, labels: &BTreeMap<String, String>) -> Result<(), LimitError> {
     check_label_pairs(what, labels.iter())
 }

@@ -203,6 +203,10 @@ pub struct ClusterSpec {
     /// (`swarm update --rebalance on`; a service's `com.shoal.rebalance`
     /// label overrides it). docs/placement.md has the rule.
     pub rebalance: bool,
+    /// Where overlays without `--subnet` get theirs (`swarm init
+    /// --default-addr-pool`), and the length of each.
+    pub default_addr_pool: Vec<crate::networks::Subnet>,
+    pub subnet_size: u8,
 }
 
 impl Default for ClusterSpec {
@@ -211,6 +215,15 @@ impl Default for ClusterSpec {
             task_history_limit: 5,
             snapshot_interval: 10_000,
             rebalance: false,
+            default_addr_pool: vec![
+                crate::networks::Subnet::parse(crate::networks::DEFAULT_POOL).unwrap_or(
+                    crate::networks::Subnet {
+                        addr: std::net::Ipv4Addr::new(10, 200, 0, 0),
+                        prefix: 16,
+                    },
+                ),
+            ],
+            subnet_size: crate::networks::DEFAULT_MASK,
         }
     }
 }
@@ -301,9 +314,10 @@ pub struct TaskTemplate {
     /// Labels put on the container (beside shoal's own).
     pub container_labels: BTreeMap<String, String>,
     pub resources: Resources,
-    /// Networks the task joins; `["host"]` keeps the node's own network
-    /// namespace, none gives a process task a sandbox of its own.
-    pub networks: Vec<String>,
+    /// Networks the task joins, by id (`host` keeps the node's own network
+    /// namespace); none gives a process task a sandbox of its own on the
+    /// node's bridge only.
+    pub networks: Vec<crate::networks::NetworkRef>,
     /// The health check the driver runs (`None`: the image's own, if any).
     pub healthcheck: Option<HealthConfig>,
     /// Bumped by `service update --force`: a changed counter makes every
@@ -314,6 +328,13 @@ pub struct TaskTemplate {
     pub configs: Vec<crate::secrets::FileRef>,
     /// Constraints, spread preferences and replicas per node.
     pub placement: crate::constraints::Placement,
+}
+
+impl TaskTemplate {
+    /// `--network host`: the node's own network namespace.
+    pub fn host_network(&self) -> bool {
+        self.networks.iter().any(|n| n.target == "host")
+    }
 }
 
 /// docker's `HealthConfig`. `test` is `["CMD", prog, args..]`,
@@ -599,6 +620,9 @@ pub struct Service {
     pub previous_spec: Option<ServiceSpec>,
     /// The rolling update of the current spec, if one was started.
     pub update_status: Option<UpdateStatus>,
+    /// One address per network the service joins (endpoint mode `vip`),
+    /// given by the state machine when the service is created or updated.
+    pub virtual_ips: Vec<crate::networks::VirtualIp>,
     /// Raft index of the last change; tasks record the version they were made from.
     pub version: u64,
     pub created_at: DateTime<Utc>,
@@ -613,6 +637,7 @@ impl Service {
             spec,
             previous_spec: None,
             update_status: None,
+            virtual_ips: Vec::new(),
             version: 0,
             created_at: now,
             updated_at: now,
@@ -660,6 +685,9 @@ pub struct Task {
     /// When the task was first reported RUNNING (the updater's monitor
     /// period counts from here).
     pub started_at: Option<DateTime<Utc>>,
+    /// Its address on each network of its spec, given when it is assigned
+    /// to a node and given back when it ends or is removed.
+    pub attachments: Vec<crate::networks::Attachment>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
@@ -714,6 +742,7 @@ impl Task {
             },
             restart_history: history,
             started_at: None,
+            attachments: Vec::new(),
             created_at: now,
             updated_at: now,
             version: 0,
@@ -740,6 +769,7 @@ pub(crate) fn sample_task(state: TaskState, at: DateTime<Utc>) -> Task {
         },
         restart_history: Vec::new(),
         started_at: None,
+        attachments: Vec::new(),
         created_at: at,
         updated_at: at,
         version: 1,

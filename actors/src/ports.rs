@@ -129,6 +129,8 @@ pub struct PortConfig {
 pub struct EndpointSpec {
     pub ports: Vec<PortConfig>,
     pub balance: Balance,
+    /// `--endpoint-mode`: what the service's name resolves to.
+    pub mode: crate::networks::EndpointMode,
 }
 
 /// The error docker gives for an ingress port another service holds.

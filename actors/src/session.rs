@@ -83,6 +83,8 @@ pub enum AgentMsg {
     Recheck,
     /// Where every published port of the swarm leads now.
     Endpoints(Vec<ServiceEndpoints>),
+    /// The overlay networks, the addresses on them and the names.
+    Networks(Arc<crate::networks::NetworkTable>),
 }
 
 /// Where an agent hands the endpoint table: the node's proxy.
@@ -90,11 +92,20 @@ pub trait EndpointSink: Send + Sync + 'static {
     fn update(&self, table: Vec<ServiceEndpoints>);
 }
 
+/// Where an agent hands the network table: the node's data plane and DNS.
+pub trait NetworkSink: Send + Sync + 'static {
+    fn update(&self, table: Arc<crate::networks::NetworkTable>);
+}
+
 /// For nodes (and harnesses) that proxy nothing.
 pub struct NoProxy;
 
 impl EndpointSink for NoProxy {
     fn update(&self, _: Vec<ServiceEndpoints>) {}
+}
+
+impl NetworkSink for NoProxy {
+    fn update(&self, _: Arc<crate::networks::NetworkTable>) {}
 }
 
 /// Default heartbeat period; a node is down after three are missed.

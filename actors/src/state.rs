@@ -23,6 +23,13 @@ pub struct ClusterState {
     /// Secrets (values sealed) and configs, by id.
     pub secrets: BTreeMap<String, crate::secrets::Object>,
     pub configs: BTreeMap<String, crate::secrets::Object>,
+    /// Overlay networks (the ingress network among them), by id.
+    pub networks: BTreeMap<String, crate::networks::Network>,
+    /// Networks whose addresses changed in the entry being applied: each is
+    /// reported (and written) once per entry, however many tasks took or
+    /// gave back an address.
+    #[serde(skip)]
+    pub(crate) touched_networks: std::collections::BTreeSet<String>,
 }
 
 /// What one applied entry changed; subscribers read the new values from the state.
@@ -42,6 +49,8 @@ pub enum Change {
     },
     /// A secret or config was created, changed or removed.
     Object(crate::secrets::Kind, String),
+    /// A network was created, changed or removed.
+    Network(String),
 }
 
 /// Why a command was refused. Refusals are deterministic, so every replica
@@ -68,6 +77,12 @@ pub enum ApplyError {
     NotInitialized,
     #[error("invalid spec: {0}")]
     Invalid(String),
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    #[error("network {0} not found")]
+    NetworkNotFound(String),
+    #[error("network {network} is in use by service {service}")]
+    NetworkInUse { network: String, service: String },
     #[error("{kind} {name} already exists", kind = .0.as_str(), name = .1)]
     ObjectExists(crate::secrets::Kind, String),
     #[error("{kind} not found: {name}", kind = .0.as_str(), name = .1)]
@@ -170,6 +185,7 @@ impl ClusterState {
             Command::CreateService(svc) => {
                 limits::check_service_spec(&svc.spec).map_err(invalid)?;
                 self.check_refs(&svc.spec)?;
+                self.check_service_networks(&svc.spec, None)?;
                 crate::ports::check(self, &svc.spec.endpoint, None).map_err(ApplyError::Invalid)?;
                 match self.service_by_name(&svc.spec.name) {
                     Some(_) => Err(ApplyError::ServiceNameConflict(svc.spec.name.clone())),
@@ -190,6 +206,7 @@ impl ClusterState {
                 if expected_version.is_some_and(|v| v != svc.version) {
                     return Err(ApplyError::OutOfSequence(svc.spec.name.clone()));
                 }
+                self.check_service_networks(spec, Some(svc))?;
                 crate::ports::check(self, &spec.endpoint, Some(&svc.id))
                     .map_err(ApplyError::Invalid)?;
                 match self.service_by_name(&spec.name) {
@@ -255,6 +272,7 @@ impl ClusterState {
                 Ok(())
             }
             Command::Secrets(c) => self.check_secrets(c),
+            Command::Networks(c) => self.check_networks(c),
             Command::Batch(cmds) => cmds.iter().try_for_each(|c| self.check(c)),
         }
     }
@@ -265,6 +283,14 @@ impl ClusterState {
         self.check(cmd)?;
         let mut changes = Vec::new();
         self.mutate(cmd, index, &mut changes);
+        for id in std::mem::take(&mut self.touched_networks) {
+            if let Some(n) = self.networks.get_mut(&id) {
+                n.version = index;
+            }
+            if !changes.contains(&Change::Network(id.clone())) {
+                changes.push(Change::Network(id));
+            }
+        }
         Ok(changes)
     }
 
@@ -275,6 +301,7 @@ impl ClusterState {
                 cluster.version = index;
                 self.cluster = Some(cluster);
                 changes.push(Change::Cluster);
+                self.create_ingress(index, changes);
                 self.put_node(node.clone(), index, changes);
             }
             Command::UpsertNode(node) => {
@@ -335,6 +362,7 @@ impl ClusterState {
             }
             Command::RemoveNode { id } => {
                 self.nodes.remove(id);
+                self.release_blocks(id);
                 changes.push(Change::Node(id.clone()));
                 if let Some(c) = &mut self.cluster {
                     if !c.removed_nodes.contains(id) {
@@ -373,8 +401,11 @@ impl ClusterState {
                 let mut svc = Service::clone(svc);
                 svc.spec.endpoint = crate::ports::assign(self, None, svc.spec.endpoint);
                 svc.version = index;
+                svc.virtual_ips = Vec::new();
                 changes.push(Change::Service(svc.id.clone()));
+                let id = svc.id.clone();
                 self.services.insert(svc.id.clone(), svc);
+                self.assign_vips(&id);
             }
             Command::UpdateService {
                 service, spec, at, ..
@@ -390,6 +421,9 @@ impl ClusterState {
                     svc.updated_at = *at;
                     svc.version = index;
                     changes.push(Change::Service(svc.id.clone()));
+                }
+                if let Some(id) = id {
+                    self.assign_vips(&id);
                 }
             }
             Command::RollbackService {
@@ -417,6 +451,9 @@ impl ClusterState {
                     svc.version = index;
                     changes.push(Change::Service(svc.id.clone()));
                 }
+                if let Some(id) = id {
+                    self.assign_vips(&id);
+                }
             }
             Command::UpdateProgress {
                 service_id,
@@ -437,7 +474,9 @@ impl ClusterState {
                     return;
                 };
                 let id = &id;
-                self.services.remove(id);
+                if let Some(svc) = self.services.remove(id) {
+                    self.release_vips(&svc);
+                }
                 changes.push(Change::ServiceRemoved(id.clone()));
                 for task in self.tasks.values_mut().filter(|t| t.service_id == *id) {
                     if task.desired_state < TaskState::Remove {
@@ -455,6 +494,7 @@ impl ClusterState {
                 for t in tasks {
                     let mut t = t.clone();
                     t.version = index;
+                    t.attachments = Vec::new();
                     changes.push(Change::Task {
                         id: t.id.clone(),
                         service_id: t.service_id.clone(),
@@ -470,6 +510,7 @@ impl ClusterState {
             Command::DeleteTasks(ids) => {
                 for id in ids {
                     if let Some(t) = self.tasks.remove(id) {
+                        self.release(&t);
                         changes.push(Change::TaskRemoved {
                             id: t.id,
                             service_id: t.service_id,
@@ -478,6 +519,7 @@ impl ClusterState {
                 }
             }
             Command::Secrets(c) => self.mutate_secrets(c, index, changes),
+            Command::Networks(c) => self.mutate_networks(c, index, changes),
             Command::Batch(cmds) => {
                 for c in cmds {
                     self.mutate(c, index, changes);
@@ -506,6 +548,29 @@ impl ClusterState {
             | TaskUpdate::Status { task_id, .. } => task_id,
         };
         // A task may be deleted while an update for it is in flight: nothing to do.
+        let Some(task) = self.tasks.get(task_id) else {
+            return;
+        };
+        // A task takes its addresses as it is assigned: one that cannot
+        // have them all stays pending, saying which network is full.
+        let mut pending = None;
+        let mut attachments = Vec::new();
+        if let TaskUpdate::Assign { node_id, .. } = update {
+            if task.node_id.as_ref().is_none_or(|n| n == node_id)
+                && task.status.state < TaskState::Assigned
+            {
+                match self.allocate(task_id) {
+                    Ok(a) => attachments = a,
+                    Err(reason) => {
+                        pending = Some(TaskUpdate::Pending {
+                            task_id: task_id.clone(),
+                            reason,
+                        })
+                    }
+                }
+            }
+        }
+        let update = pending.as_ref().unwrap_or(update);
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;
         };
@@ -515,6 +580,7 @@ impl ClusterState {
                 if task.node_id.as_ref().is_none_or(|n| n == node_id)
                     && task.status.state < TaskState::Assigned
                 {
+                    task.attachments = attachments;
                     task.node_id = Some(node_id.clone());
                     task.status = crate::model::TaskStatus {
                         state: TaskState::Assigned,
@@ -576,6 +642,12 @@ impl ClusterState {
                 id: task.id.clone(),
                 service_id: task.service_id.clone(),
             });
+            // An ended task runs no more: its addresses go back (it keeps
+            // them in its record, as docker's task inspect shows them).
+            if task.status.state.is_terminal() && !task.attachments.is_empty() {
+                let ended = task.clone();
+                self.release(&ended);
+            }
         }
     }
 }
@@ -708,6 +780,7 @@ mod tests {
             spec,
             previous_spec: None,
             update_status: None,
+            virtual_ips: Vec::new(),
             version: 0,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod machine;
 pub mod mesh;
 pub mod options;
+pub mod overlay;
 pub mod pem;
 pub mod private;
 pub mod protocol;

@@ -55,6 +55,7 @@ fn task() -> Task {
         },
         restart_history: vec![at()],
         started_at: Some(at()),
+        attachments: Vec::new(),
         created_at: at(),
         updated_at: at(),
         version: 9,

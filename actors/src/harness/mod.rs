@@ -236,6 +236,7 @@ impl Harness {
                         Arc::new(WireLink(wire.clone())),
                         timings.dispatcher_heartbeat,
                         Arc::new(crate::session::NoProxy),
+                        Arc::new(crate::session::NoProxy),
                     ),
                 )
                 .await?;

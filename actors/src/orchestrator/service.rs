@@ -292,6 +292,7 @@ mod tests {
                 spec,
                 previous_spec: None,
                 update_status: None,
+                virtual_ips: Vec::new(),
                 version: 1,
                 created_at: now,
                 updated_at: now,

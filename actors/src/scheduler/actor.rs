@@ -112,8 +112,7 @@ fn snapshot(state: &ClusterState) -> (Vec<Request>, Vec<Candidate>) {
                     service_id: t.service_id.clone(),
                     spec_version: t.spec_version,
                     driver: t.spec.driver.clone(),
-                    needs_sandbox: t.spec.driver == "process"
-                        && !t.spec.networks.iter().any(|n| n == "host"),
+                    needs_sandbox: t.spec.driver == "process" && !t.spec.host_network(),
                     host_ports: host_ports(state, t),
                     constraints,
                     spread,

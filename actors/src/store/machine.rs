@@ -101,6 +101,9 @@ impl StateMachine {
             } else if k.starts_with(b"task/") {
                 let t: crate::model::Task = dec(&k, &v)?;
                 state.tasks.insert(t.id.clone(), t);
+            } else if k.starts_with(b"net/") {
+                let n: crate::networks::Network = dec(&k, &v)?;
+                state.networks.insert(n.id.clone(), n);
             } else if k.starts_with(b"secret/") || k.starts_with(b"config/") {
                 let o: crate::secrets::Object = dec(&k, &v)?;
                 match o.kind {
@@ -205,6 +208,10 @@ impl StateMachine {
                 Some(t) => batch.insert(key("task", id), encode(t)),
                 None => batch.remove(key("task", id)),
             },
+            Change::Network(id) => match state.networks.get(id) {
+                Some(n) => batch.insert(key("net", id), encode(n)),
+                None => batch.remove(key("net", id)),
+            },
             Change::Object(kind, id) => {
                 let all = match kind {
                     Kind::Secret => &state.secrets,
@@ -254,6 +261,7 @@ fn all_changes(state: &ClusterState) -> Vec<Change> {
     let mut v = vec![Change::Cluster];
     v.extend(state.nodes.keys().map(|id| Change::Node(id.clone())));
     v.extend(state.services.keys().map(|id| Change::Service(id.clone())));
+    v.extend(state.networks.keys().map(|id| Change::Network(id.clone())));
     v.extend(
         state
             .secrets

@@ -159,7 +159,7 @@ impl Actor for Updater {
                         }
                         // A rotated secret changes the services that use it,
                         // which come as `Change::Service` in the same entry.
-                        Change::Object(..) => {}
+                        Change::Object(..) | Change::Network(_) => {}
                         Change::ServiceRemoved(id) => {
                             if let Some(n) = st.names.remove(id) {
                                 st.children.stop(&n);

@@ -538,6 +538,7 @@ mod tests {
             },
             previous_spec: None,
             update_status: None,
+            virtual_ips: Vec::new(),
             version: 10,
             created_at: at(0),
             updated_at: at(0),

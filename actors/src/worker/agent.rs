@@ -14,7 +14,9 @@ use crate::driver::Drivers;
 use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{Task, TaskState, TaskStatus};
 use crate::secrets::Kind;
-use crate::session::{AgentMsg, DispatcherLink, DispatcherMsg, EndpointSink, NodeDescription};
+use crate::session::{
+    AgentMsg, DispatcherLink, DispatcherMsg, EndpointSink, NetworkSink, NodeDescription,
+};
 use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
 
 #[derive(Clone)]
@@ -25,6 +27,7 @@ pub struct AgentArgs {
     pub dispatcher: Arc<dyn DispatcherLink>,
     pub heartbeat: Duration,
     pub endpoints: Arc<dyn EndpointSink>,
+    pub networks: Arc<dyn NetworkSink>,
 }
 
 pub struct AgentState {
@@ -49,6 +52,8 @@ pub struct AgentState {
     /// port: told to stop, they first wait `DRAIN` so that every node's
     /// proxy has taken them out before their process goes.
     backends: [BTreeSet<String>; 2],
+    /// The same for the network tables: tasks behind a VIP or in DNS answers.
+    serving: [BTreeSet<String>; 2],
     /// Tasks whose stop is waiting out `DRAIN`.
     draining: BTreeSet<String>,
     /// The secret and config values this node's tasks use, in memory only;
@@ -196,7 +201,11 @@ impl AgentState {
             if task.desired_state > TaskState::Running {
                 if running_here {
                     if let Some(a) = self.args.directory.get::<TaskMsg>(&name) {
-                        let backend = self.backends.iter().any(|b| b.contains(&task.id));
+                        let backend = self
+                            .backends
+                            .iter()
+                            .chain(&self.serving)
+                            .any(|b| b.contains(&task.id));
                         if !backend {
                             let _ = a.send_message(TaskMsg::Stop);
                         } else if self.draining.insert(task.id.clone()) {
@@ -291,6 +300,7 @@ impl Actor for Agent {
             reconcile_queued: false,
             assigned: Vec::new(),
             backends: Default::default(),
+            serving: Default::default(),
             draining: BTreeSet::new(),
             payloads: BTreeMap::new(),
         })
@@ -353,6 +363,17 @@ impl Actor for Agent {
                 st.backends.swap(0, 1);
                 st.backends[0] = ids;
                 st.args.endpoints.update(table);
+            }
+            AgentMsg::Networks(table) => {
+                let ids = table
+                    .tasks
+                    .iter()
+                    .filter(|t| t.serving)
+                    .map(|t| t.task_id.clone())
+                    .collect();
+                st.serving.swap(0, 1);
+                st.serving[0] = ids;
+                st.args.networks.update(table);
             }
             AgentMsg::Status(id, status) => {
                 tracing::debug!(task = %id, state = status.state.as_str(), "task status");

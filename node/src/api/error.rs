@@ -43,9 +43,14 @@ impl From<ProposeError> for ApiError {
     fn from(e: ProposeError) -> Self {
         let status = match &e {
             ProposeError::Rejected(
-                ApplyError::ServiceNameConflict(_) | ApplyError::ObjectExists(..),
+                ApplyError::ServiceNameConflict(_)
+                | ApplyError::ObjectExists(..)
+                | ApplyError::NetworkExists(_),
             ) => StatusCode::CONFLICT,
-            ProposeError::Rejected(ApplyError::ObjectNotFound(..)) => StatusCode::NOT_FOUND,
+            ProposeError::Rejected(
+                ApplyError::ObjectNotFound(..) | ApplyError::NetworkNotFound(_),
+            ) => StatusCode::NOT_FOUND,
+            ProposeError::Rejected(ApplyError::NetworkInUse { .. }) => StatusCode::FORBIDDEN,
             ProposeError::Rejected(ApplyError::AlreadyInitialized) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

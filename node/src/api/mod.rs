@@ -3,6 +3,7 @@
 
 mod error;
 mod logs;
+pub mod networks;
 mod placement;
 mod ports;
 pub mod secrets;
@@ -43,8 +44,13 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/swarm/unlock", post(swarm_unlock))
         .route("/swarm/unlockkey", get(swarm_unlock_key))
         .route("/nodes", get(nodes))
-        .route("/networks", get(networks))
-        .route("/networks/{id}", get(network))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
         .route("/nodes/{id}", get(node).delete(node_rm))
         .route("/nodes/{id}/update", post(node_update))
         .route("/nodes/{id}/promote", post(node_promote))
@@ -123,39 +129,6 @@ async fn info(State(rt): Rt) -> ApiResult {
         Err(_) => None,
     };
     Ok(Json(views::info(&rt, raft.as_ref())))
-}
-
-/// `network ls`: the swarm's ingress network and this node's task bridge.
-fn network_list(rt: &Runtime) -> Result<Vec<Value>, ApiError> {
-    let m = rt.manager()?;
-    let cluster_id =
-        m.sm.read()
-            .0
-            .cluster
-            .as_ref()
-            .map(|c| c.id.clone())
-            .unwrap_or_default();
-    Ok(views::networks(
-        &cluster_id,
-        rt.process.sandbox().as_deref(),
-    ))
-}
-
-async fn networks(State(rt): Rt) -> ApiResult {
-    Ok(Json(Value::Array(network_list(&rt)?)))
-}
-
-async fn network(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
-    network_list(&rt)?
-        .into_iter()
-        .find(|n| {
-            n["Name"] == id.as_str()
-                || n["Id"]
-                    .as_str()
-                    .is_some_and(|i| !id.is_empty() && i.starts_with(&id))
-        })
-        .map(Json)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("network {id} not found")))
 }
 
 async fn swarm(State(rt): Rt) -> ApiResult {
@@ -327,6 +300,7 @@ async fn service_create(
     let m = rt.manager()?;
     let mut spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
     secrets::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
+    networks::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     let svc = Service::new(spec, Utc::now());
     let id = svc.id.clone();
     rt.propose(Command::CreateService(Box::new(svc))).await?;
@@ -376,6 +350,7 @@ async fn service_update(
     };
     let mut spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
     secrets::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
+    networks::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     // Nothing changed (and no --force): nothing to write, nothing to roll
     // out; unless a rollout is paused, which any update resumes.
     let unchanged = m.sm.read().0.find_service(&id).is_some_and(|s| {

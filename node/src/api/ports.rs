@@ -3,6 +3,7 @@
 //! assigned (`Endpoint.Ports`).
 
 use serde_json::{json, Value};
+use shoal_actors::networks::EndpointMode;
 use shoal_actors::ports::{
     Balance, EndpointSpec, PortConfig, Protocol, ProxyProtocol, PublishMode, MAX_PORTS,
 };
@@ -22,11 +23,11 @@ pub fn parse(body: &Value) -> Result<EndpointSpec, String> {
     let Some(es) = body.get("EndpointSpec").filter(|v| !v.is_null()) else {
         return Ok(EndpointSpec::default());
     };
-    if let Some(mode) = es.get("Mode").and_then(Value::as_str) {
-        if mode != "vip" {
-            return Err(format!("unsupported endpoint mode {mode:?}: only vip"));
-        }
-    }
+    let mode = match es.get("Mode").and_then(Value::as_str) {
+        None | Some("") => EndpointMode::default(),
+        Some(m) => EndpointMode::parse(m)
+            .ok_or_else(|| format!("invalid endpoint mode {m:?}: expected vip or dnsrr"))?,
+    };
     let balance = match es.get("Balance").and_then(Value::as_str) {
         None => Balance::default(),
         Some(b) => Balance::parse(b).ok_or_else(|| {
@@ -75,7 +76,11 @@ pub fn parse(body: &Value) -> Result<EndpointSpec, String> {
             proxy_protocol,
         });
     }
-    Ok(EndpointSpec { ports, balance })
+    Ok(EndpointSpec {
+        ports,
+        balance,
+        mode,
+    })
 }
 
 fn port(p: &PortConfig) -> Value {
@@ -94,7 +99,7 @@ fn port(p: &PortConfig) -> Value {
 /// `Spec.EndpointSpec`.
 pub fn spec(e: &EndpointSpec) -> Value {
     json!({
-        "Mode": "vip",
+        "Mode": e.mode.as_str(),
         "Balance": e.balance.as_str(),
         "Ports": e.ports.iter().map(port).collect::<Vec<_>>(),
     })
@@ -108,31 +113,4 @@ pub fn published_ports(ports: &[&PortConfig]) -> Value {
 /// `Endpoint.Ports`: the ports as published (the swarm's picks filled in).
 pub fn published(e: &EndpointSpec) -> Value {
     Value::Array(e.ports.iter().map(port).collect())
-}
-
-/// `TaskTemplate.Networks`: `[{"Target": "host"}]` and the like.
-pub fn parse_networks(tt: &Value) -> Result<Vec<String>, String> {
-    let Some(list) = tt.get("Networks").filter(|v| !v.is_null()) else {
-        return Ok(Vec::new());
-    };
-    let list = list
-        .as_array()
-        .ok_or("TaskTemplate.Networks must be a list")?;
-    let names = list
-        .iter()
-        .map(|n| {
-            n.get("Target")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| "a network needs a Target".to_string())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(bad) = names.iter().find(|n| n.as_str() != "host") {
-        return Err(format!("network {bad} not found"));
-    }
-    Ok(names)
-}
-
-pub fn networks(names: &[String]) -> Value {
-    Value::Array(names.iter().map(|n| json!({ "Target": n })).collect())
 }

@@ -83,39 +83,6 @@ pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Valu
 
 /// The networks a node knows: the swarm's `ingress` (the routing mesh,
 /// which rides the cluster's QUIC connections) and this node's task bridge.
-pub fn networks(cluster_id: &str, sandbox: Option<&crate::sandbox::Sandbox>) -> Vec<Value> {
-    use sha2::Digest;
-    let id = |what: &str| -> String {
-        let d = sha2::Sha256::digest(format!("{cluster_id}/{what}").as_bytes());
-        d.iter().map(|b| format!("{b:02x}")).collect::<String>()[..25].to_string()
-    };
-    let mut list = vec![json!({
-        "Name": "ingress",
-        "Id": id("ingress"),
-        "Driver": "overlay",
-        "Scope": "swarm",
-        "Ingress": true,
-        "Internal": false,
-        "Attachable": false,
-        "IPAM": { "Driver": "default", "Config": [] },
-        "Options": { "encrypted": "quic" },
-    })];
-    if let Some(sb) = sandbox {
-        list.push(json!({
-            "Name": sb.bridge(),
-            "Id": id(&sb.bridge()),
-            "Driver": "bridge",
-            "Scope": "local",
-            "Ingress": false,
-            "Internal": false,
-            "Attachable": false,
-            "IPAM": { "Driver": "default", "Config": [{ "Subnet": sb.subnet(), "Gateway": sb.gateway().to_string() }] },
-            "Options": {},
-        }));
-    }
-    list
-}
-
 /// docker's `SwarmSpec`, with shoal's `Orchestration.Rebalance`.
 fn cluster_spec(spec: &shoal_actors::model::ClusterSpec) -> Value {
     json!({
@@ -230,7 +197,7 @@ fn task_template(t: &TaskTemplate) -> Value {
             "MaxAttempts": t.restart_policy.max_attempts,
             "Window": t.restart_policy.window_ns,
         },
-        "Networks": super::ports::networks(&t.networks),
+        "Networks": super::networks::refs(&t.networks),
         "Placement": super::placement::spec(&t.placement),
     })
 }
@@ -612,7 +579,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
             },
             healthcheck: parse_healthcheck(&tt)?,
             force_update: u64_at(&tt, &["ForceUpdate"], 0)?,
-            networks: super::ports::parse_networks(&tt)?,
+            networks: super::networks::parse_refs(&tt)?,
             secrets: super::secrets::parse_refs(
                 tt.get("ContainerSpec"),
                 shoal_actors::secrets::Kind::Secret,

@@ -109,6 +109,7 @@ impl Inbound for ClusterInbound {
                         ToAgent::Assignments(tasks, files) => AgentMsg::Assignments(tasks, files),
                         ToAgent::SessionRejected => AgentMsg::SessionRejected,
                         ToAgent::Endpoints(table) => AgentMsg::Endpoints(table),
+                        ToAgent::Networks(table) => AgentMsg::Networks(std::sync::Arc::new(table)),
                     });
                 }
             }

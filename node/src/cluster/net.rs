@@ -13,6 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use shoal_actors::codec;
 use shoal_actors::limits::MAX_UPDATES_PER_PROPOSAL;
 use shoal_actors::model::TaskStatus;
+use shoal_actors::networks::NetworkTable;
 use shoal_actors::raft::RaftTransport;
 use shoal_actors::session::{AgentLink, AgentMsg, DispatcherLink, DispatcherMsg};
 use shoal_actors::store::StateMachine;
@@ -105,6 +106,7 @@ impl AgentLink for RemoteAgent {
             AgentMsg::Assignments(tasks, files) => ToAgent::Assignments(tasks, files),
             AgentMsg::SessionRejected => ToAgent::SessionRejected,
             AgentMsg::Endpoints(table) => ToAgent::Endpoints(table),
+            AgentMsg::Networks(table) => ToAgent::Networks(NetworkTable::clone(&table)),
             AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Flush | AgentMsg::Recheck => return,
         };
         send_to(&self.transport, &self.addr, &OneWay::ToAgent(wire));

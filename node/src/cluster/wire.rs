@@ -45,6 +45,7 @@ pub enum ToAgent {
     Assignments(Vec<Task>, Vec<shoal_actors::secrets::Payload>),
     SessionRejected,
     Endpoints(Vec<shoal_actors::ports::ServiceEndpoints>),
+    Networks(shoal_actors::networks::NetworkTable),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -527,7 +527,7 @@ impl Driver for ProcessDriver {
 
 /// Whether the task runs on the node's own network.
 pub fn on_host_network(task: &shoal_actors::model::Task) -> bool {
-    task.spec.networks.iter().any(|n| n == "host")
+    task.spec.host_network()
 }
 
 /// The task's namespace, made now (on the forker's thread) and open for the

@@ -146,6 +146,8 @@ pub struct Runtime {
     /// Why tasks cannot get a network of their own here, if they cannot.
     pub sandbox_unavailable: Option<String>,
     pub mesh: Arc<crate::mesh::Mesh>,
+    /// The network table the leader sent last, for the data plane and DNS.
+    pub networks: crate::overlay::NetworkWatch,
     identity: RwLock<Option<Identity>>,
     manager: RwLock<Option<Arc<ManagerCtx>>>,
     raft_net: RwLock<Option<Arc<RaftNet>>>,
@@ -231,6 +233,7 @@ impl Runtime {
             docker,
             sandbox_unavailable,
             mesh,
+            networks: Default::default(),
             identity: RwLock::new(identity.clone()),
             manager: RwLock::new(None),
             raft_net: RwLock::new(None),
@@ -441,6 +444,7 @@ impl Runtime {
             Arc::new(ClusterLink(self.directory.clone())),
             self.config.timings.dispatcher_heartbeat,
             Arc::new(crate::mesh::MeshSink::new(self.mesh.clone())),
+            Arc::new(self.networks.clone()),
         ))
         .await
     }

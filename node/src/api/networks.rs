@@ -1,0 +1,372 @@
+//! `/networks`: overlay networks in docker's shapes (create, ls, inspect,
+//! rm, prune), beside this node's own task bridge (scope `local`), and the
+//! network references of a task template (`TaskTemplate.Networks`).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shoal_actors::command::Command;
+use shoal_actors::model::TaskTemplate;
+use shoal_actors::networks::{self, Network, NetworkCommand, NetworkRef, NetworkSpec, Subnet};
+use shoal_actors::state::ClusterState;
+
+use super::{ApiError, ApiResult, Rt};
+use crate::runtime::Runtime;
+
+/// Parses `TaskTemplate.Networks` (`Target` is a name or id until
+/// `resolve_refs` names it by id).
+pub fn parse_refs(tt: &Value) -> Result<Vec<NetworkRef>, String> {
+    let Some(list) = tt.get("Networks").filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or("TaskTemplate.Networks must be a list")?;
+    if list.len() > networks::MAX_ATTACHMENTS {
+        return Err(format!(
+            "a service joins at most {} networks",
+            networks::MAX_ATTACHMENTS
+        ));
+    }
+    list.iter()
+        .map(|n| {
+            let target = n
+                .get("Target")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .ok_or("a network needs a Target")?
+                .to_string();
+            let aliases = match n.get("Aliases") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(a) => serde_json::from_value(a.clone())
+                    .map_err(|_| "network Aliases must be a list of strings".to_string())?,
+            };
+            Ok(NetworkRef { target, aliases })
+        })
+        .collect()
+}
+
+pub fn refs(list: &[NetworkRef]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|n| match n.aliases.is_empty() {
+                true => json!({ "Target": n.target }),
+                false => json!({ "Target": n.target, "Aliases": n.aliases }),
+            })
+            .collect(),
+    )
+}
+
+/// Names each reference's network by id, as docker's CLI does before it
+/// sends a spec; `host` stays as it is.
+pub fn resolve_refs(state: &ClusterState, t: &mut TaskTemplate) -> Result<(), ApiError> {
+    for r in t.networks.iter_mut().filter(|r| r.target != "host") {
+        let Some(n) = state.find_network(&r.target) else {
+            return Err(ApiError::not_found(format!(
+                "network {} not found",
+                r.target
+            )));
+        };
+        r.target = n.id.clone();
+    }
+    Ok(())
+}
+
+/// Docker's `Network` object of a swarm network.
+pub fn network(n: &Network, state: &ClusterState) -> Value {
+    let services: BTreeMap<String, Value> = state
+        .services
+        .values()
+        .filter_map(|s| {
+            let vip = s.virtual_ips.iter().find(|v| v.network_id == n.id);
+            let joined = s
+                .spec
+                .task_template
+                .networks
+                .iter()
+                .any(|r| r.target == n.id);
+            (joined || vip.is_some()).then(|| {
+                let tasks: Vec<Value> = state
+                    .tasks_of_service(&s.id)
+                    .filter(|t| !t.status.state.is_terminal())
+                    .filter_map(|t| {
+                        let a = t.attachments.iter().find(|a| a.network_id == n.id)?;
+                        Some(json!({
+                            "Name": t.name(),
+                            "EndpointID": t.id,
+                            "EndpointIP": a.addr.to_string(),
+                            "Info": {},
+                        }))
+                    })
+                    .collect();
+                (
+                    s.spec.name.clone(),
+                    json!({
+                        "VIP": vip.map(|v| v.addr.to_string()).unwrap_or_default(),
+                        "Ports": [],
+                        "LocalLBIndex": 0,
+                        "Tasks": tasks,
+                    }),
+                )
+            })
+        })
+        .collect();
+    let mut options: BTreeMap<String, String> = n.spec.options.clone();
+    options.insert(
+        "encrypted".into(),
+        match n.spec.encrypted {
+            true => "quic".into(),
+            false => "false".into(),
+        },
+    );
+    json!({
+        "Name": n.spec.name,
+        "Id": n.id,
+        "Created": n.created_at,
+        "Scope": "swarm",
+        "Driver": "overlay",
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": null,
+            "Config": [{ "Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string() }],
+        },
+        "Internal": n.spec.internal,
+        "Attachable": n.spec.attachable,
+        "Ingress": n.ingress,
+        "ConfigOnly": false,
+        "Containers": {},
+        "Options": options,
+        "Labels": n.spec.labels,
+        "Services": services,
+        "Version": { "Index": n.version },
+    })
+}
+
+/// This node's task bridge, as docker shows a local bridge network.
+fn bridge(rt: &Runtime, cluster_id: &str) -> Option<Value> {
+    use sha2::Digest;
+    let sb = rt.process.sandbox()?;
+    let d = sha2::Sha256::digest(format!("{cluster_id}/{}", sb.bridge()).as_bytes());
+    let id = d.iter().map(|b| format!("{b:02x}")).collect::<String>()[..25].to_string();
+    Some(json!({
+        "Name": sb.bridge(),
+        "Id": id,
+        "Driver": "bridge",
+        "Scope": "local",
+        "Ingress": false,
+        "Internal": false,
+        "Attachable": false,
+        "IPAM": { "Driver": "default", "Config": [{ "Subnet": sb.subnet(), "Gateway": sb.gateway().to_string() }] },
+        "Options": {},
+        "Labels": {},
+    }))
+}
+
+fn all(rt: &Runtime) -> Result<Vec<Value>, ApiError> {
+    let m = rt.manager()?;
+    let guard = m.sm.read();
+    let state = &guard.0;
+    let cluster_id = state
+        .cluster
+        .as_ref()
+        .map(|c| c.id.clone())
+        .unwrap_or_default();
+    let mut list: Vec<Value> = state.networks.values().map(|n| network(n, state)).collect();
+    list.extend(bridge(rt, &cluster_id));
+    Ok(list)
+}
+
+pub async fn list(State(rt): Rt) -> ApiResult {
+    Ok(Json(Value::Array(all(&rt)?)))
+}
+
+pub async fn inspect(State(rt): Rt, UrlPath(key): UrlPath<String>) -> ApiResult {
+    let list = all(&rt)?;
+    // docker's order: full id, name, then a unique id prefix.
+    let by = |f: &dyn Fn(&Value) -> bool| list.iter().filter(|n| f(n)).cloned().collect::<Vec<_>>();
+    let exact = by(&|n| n["Id"] == key.as_str() || n["Name"] == key.as_str());
+    let found = match exact.first() {
+        Some(n) => Some(n.clone()),
+        None => {
+            let p = by(&|n| n["Id"].as_str().is_some_and(|i| i.starts_with(&key)));
+            (p.len() == 1 && !key.is_empty()).then(|| p[0].clone())
+        }
+    };
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("network {key} not found")))
+}
+
+fn str_map(body: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(l) => serde_json::from_value(l.clone())
+            .map_err(|_| ApiError::bad_request(format!("{key} must map strings to strings"))),
+    }
+}
+
+/// `POST /networks/create`: docker's body (`Name`, `Driver`, `IPAM.Config`,
+/// `Attachable`, `Internal`, `Labels`, `Options`).
+pub async fn create(
+    State(rt): Rt,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    rt.manager()?;
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let flag = |k: &str| body.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let driver = match text("Driver") {
+        d if d.is_empty() => "overlay".to_string(),
+        d => d,
+    };
+    let config = body
+        .pointer("/IPAM/Config")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if config.len() > 1 {
+        return Err(ApiError::bad_request(
+            "an overlay network takes one IPAM config (one subnet)",
+        ));
+    }
+    let first = config.first();
+    let field = |k: &str| {
+        first
+            .and_then(|c| c.get(k))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let subnet = field("Subnet")
+        .map(Subnet::parse)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let gateway = field("Gateway")
+        .map(|g| {
+            g.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid gateway address {g}")))
+        })
+        .transpose()?;
+    if field("IPRange").is_some() {
+        return Err(ApiError::bad_request(
+            "--ip-range is not supported: the swarm hands out the whole subnet",
+        ));
+    }
+    let mut options = str_map(&body, "Options")?;
+    let encrypted = match options.remove("encrypted").as_deref() {
+        None | Some("") | Some("true") | Some("quic") => true,
+        Some("false") => false,
+        Some(o) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid option encrypted={o}: expected true or false"
+            )))
+        }
+    };
+    let spec = NetworkSpec {
+        name: text("Name"),
+        labels: str_map(&body, "Labels")?,
+        driver,
+        subnet,
+        gateway,
+        attachable: flag("Attachable"),
+        internal: flag("Internal"),
+        encrypted,
+        options,
+    };
+    networks::check_spec(&spec).map_err(ApiError::bad_request)?;
+    let now = Utc::now();
+    let id = shoal_actors::model::new_id();
+    let net = Network {
+        id: id.clone(),
+        spec,
+        subnet: Subnet {
+            addr: std::net::Ipv4Addr::UNSPECIFIED,
+            prefix: 32,
+        },
+        gateway: std::net::Ipv4Addr::UNSPECIFIED,
+        ingress: false,
+        ipam: Default::default(),
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    rt.propose(Command::Networks(NetworkCommand::Create(Box::new(net))))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "Id": id, "Warning": "" })),
+    ))
+}
+
+pub async fn remove(State(rt): Rt, UrlPath(key): UrlPath<String>) -> Result<StatusCode, ApiError> {
+    let m = rt.manager()?;
+    if m.sm.read().0.find_network(&key).is_none() {
+        return Err(ApiError::not_found(format!("network {key} not found")));
+    }
+    rt.propose(Command::Networks(NetworkCommand::Remove { key }))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct PruneQuery {
+    filters: Option<String>,
+}
+
+/// `POST /networks/prune`: every network no service uses and no task holds
+/// an address on (the ingress network stays), docker's `label=` filters.
+pub async fn prune(State(rt): Rt, Query(q): Query<PruneQuery>) -> ApiResult {
+    let m = rt.manager()?;
+    let filters: BTreeMap<String, Vec<String>> = match q.filters.as_deref() {
+        None | Some("") => BTreeMap::new(),
+        Some(f) => serde_json::from_str(f)
+            .map_err(|_| ApiError::bad_request("filters must be a JSON map of lists"))?,
+    };
+    let candidates: Vec<(String, String)> = {
+        let guard = m.sm.read();
+        guard
+            .0
+            .networks
+            .values()
+            .filter(|n| !n.ingress)
+            .filter(|n| {
+                filters.get("label").is_none_or(|ls| {
+                    ls.iter().all(|w| match w.split_once('=') {
+                        Some((k, v)) => n.spec.labels.get(k).is_some_and(|x| x == v),
+                        None => n.spec.labels.contains_key(w.as_str()),
+                    })
+                })
+            })
+            .filter(|n| {
+                guard
+                    .0
+                    .check(&Command::Networks(NetworkCommand::Remove {
+                        key: n.id.clone(),
+                    }))
+                    .is_ok()
+            })
+            .map(|n| (n.id.clone(), n.spec.name.clone()))
+            .collect()
+    };
+    let mut deleted = Vec::new();
+    for (id, name) in candidates {
+        // Each on its own: one taken meanwhile is refused alone.
+        if rt
+            .propose(Command::Networks(NetworkCommand::Remove { key: id }))
+            .await
+            .is_ok()
+        {
+            deleted.push(name);
+        }
+    }
+    Ok(Json(json!({ "NetworksDeleted": deleted })))
+}
