@@ -293,6 +293,31 @@ pub fn check_cluster_spec(spec: &ClusterSpec) -> Result<(), LimitError> {
             "SnapshotInterval must be between 1 and {MAX_SNAPSHOT_INTERVAL}"
         )));
     }
+    if spec.default_addr_pool.is_empty() || spec.default_addr_pool.len() > 16 {
+        return Err(LimitError(
+            "the default address pool takes between 1 and 16 subnets".into(),
+        ));
+    }
+    let size = spec.subnet_size;
+    if !(crate::networks::MIN_PREFIX..=crate::networks::MAX_PREFIX).contains(&size) {
+        return Err(LimitError(format!(
+            "invalid default address pool mask length {size}: expected {} to {}",
+            crate::networks::MIN_PREFIX,
+            crate::networks::MAX_PREFIX
+        )));
+    }
+    for (i, p) in spec.default_addr_pool.iter().enumerate() {
+        if p.prefix > size {
+            return Err(LimitError(format!(
+                "invalid default address pool {p}: its mask is longer than the subnet size /{size}"
+            )));
+        }
+        if spec.default_addr_pool[..i].iter().any(|o| o.overlaps(*p)) {
+            return Err(LimitError(format!(
+                "invalid default address pool {p}: it overlaps another pool"
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -77,6 +77,9 @@ pub enum ApplyError {
     NotInitialized,
     #[error("invalid spec: {0}")]
     Invalid(String),
+    /// A network request refused in docker's own words.
+    #[error("{0}")]
+    Network(String),
     #[error("network with name {0} already exists")]
     NetworkExists(String),
     #[error("network {0} not found")]

@@ -1,5 +1,6 @@
 //! `shoal`: docker's grammar for a shoal swarm.
 
+mod attach;
 mod client;
 mod commands;
 mod filter;

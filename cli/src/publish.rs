@@ -110,13 +110,17 @@ pub fn edit(ports: &mut Vec<Value>, add: &[String], rm: &[String]) -> Result<(),
     Ok(())
 }
 
-/// `Spec.EndpointSpec` for these `--publish` values and balance.
-pub fn endpoint_spec(values: &[String], balance: Option<&str>) -> Result<Value, String> {
+/// `Spec.EndpointSpec` for these `--publish` values, balance and mode.
+pub fn endpoint_spec(
+    values: &[String],
+    balance: Option<&str>,
+    mode: Option<&str>,
+) -> Result<Value, String> {
     let ports = values
         .iter()
         .map(|v| parse(v))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut spec = json!({ "Mode": "vip", "Ports": ports });
+    let mut spec = json!({ "Mode": mode.unwrap_or("vip"), "Ports": ports });
     if let Some(b) = balance {
         spec["Balance"] = json!(b);
     }

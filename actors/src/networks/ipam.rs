@@ -13,7 +13,7 @@ use crate::model::{Service, ServiceSpec, Task};
 use crate::state::{ApplyError, Change, ClusterState};
 
 fn invalid(msg: impl Into<String>) -> ApplyError {
-    ApplyError::Invalid(msg.into())
+    ApplyError::Network(msg.into())
 }
 
 /// docker's rule for object names, shared with secrets and configs.

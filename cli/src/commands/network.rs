@@ -1,15 +1,61 @@
-//! `shoal network ls|inspect`: the swarm's `ingress` network and the node's
-//! task bridge, in docker's columns and shapes.
+//! `shoal network create|ls|inspect|rm|prune`: the swarm's overlay networks
+//! (`ingress` among them) and the node's task bridge, in docker's columns
+//! and shapes.
 
+use anyhow::anyhow;
 use clap::Subcommand;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::client::{enc, Client};
 use crate::filter::{prefix, Filters};
 use crate::output::{print_inspect, print_rows, s, short_id, ListArgs, Row};
 
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// Driver to manage the Network
+    #[arg(short, long, default_value = "overlay")]
+    driver: String,
+    /// Subnet in CIDR format that represents a network segment
+    #[arg(long)]
+    subnet: Vec<String>,
+    /// IPv4 Gateway for the master subnet
+    #[arg(long)]
+    gateway: Vec<String>,
+    /// Enable manual container attachment
+    #[arg(long)]
+    attachable: bool,
+    /// Restrict external access to the network
+    #[arg(long)]
+    internal: bool,
+    /// Set metadata on a network
+    #[arg(short, long = "label")]
+    label: Vec<String>,
+    /// Set driver specific options (encrypted=false: the kernel VXLAN fast path, plaintext)
+    #[arg(short, long = "opt")]
+    opt: Vec<String>,
+    /// Network name
+    name: String,
+}
+
 #[derive(Subcommand)]
 pub enum NetworkCmd {
+    /// Create a network
+    Create(CreateArgs),
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove all unused networks
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+        /// Provide filter values (e.g. "label=<key>=<value>")
+        #[arg(long = "filter")]
+        filter: Vec<String>,
+    },
     /// List networks
     #[command(alias = "list")]
     Ls(ListArgs),
@@ -23,8 +69,115 @@ pub enum NetworkCmd {
     },
 }
 
+fn map(list: &[String]) -> Value {
+    let mut m = serde_json::Map::new();
+    for l in list {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        m.insert(k.to_string(), json!(v));
+    }
+    Value::Object(m)
+}
+
+async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<()> {
+    if a.subnet.len() > 1 || a.gateway.len() > 1 {
+        return Err(anyhow!(
+            "an overlay network takes one subnet and one gateway"
+        ));
+    }
+    if !a.gateway.is_empty() && a.subnet.is_empty() {
+        return Err(anyhow!(
+            "every ip-range or gateway must have a corresponding subnet"
+        ));
+    }
+    let mut ipam = serde_json::Map::new();
+    if let Some(s) = a.subnet.first() {
+        ipam.insert("Subnet".into(), json!(s));
+    }
+    if let Some(g) = a.gateway.first() {
+        ipam.insert("Gateway".into(), json!(g));
+    }
+    let config: Vec<Value> = match ipam.is_empty() {
+        true => Vec::new(),
+        false => vec![Value::Object(ipam)],
+    };
+    let body = json!({
+        "Name": a.name,
+        "Driver": a.driver,
+        "Attachable": a.attachable,
+        "Internal": a.internal,
+        "Labels": map(&a.label),
+        "Options": map(&a.opt),
+        "IPAM": { "Driver": "default", "Config": config },
+    });
+    let made = client.post("/networks/create", body).await?;
+    println!("{}", s(&made, "/Id"));
+    Ok(())
+}
+
 pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
     match cmd {
+        NetworkCmd::Create(a) => create(client, a).await?,
+        NetworkCmd::Rm { networks } => {
+            let mut failed = false;
+            for n in &networks {
+                match client.delete(&format!("/networks/{}", enc(n))).await {
+                    Ok(_) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                return Err(crate::output::Failed(1).into());
+            }
+        }
+        NetworkCmd::Prune { force, filter } => {
+            if !force {
+                use std::io::{BufRead, Write};
+                print!("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
+                std::io::stdout().flush()?;
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                if !matches!(line.trim(), "y" | "Y" | "yes") {
+                    return Ok(());
+                }
+            }
+            let mut filters: serde_json::Map<String, Value> = serde_json::Map::new();
+            for f in &filter {
+                let (k, v) = f
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
+                if k != "label" {
+                    return Err(anyhow!("invalid filter '{k}'"));
+                }
+                if let Some(l) = filters
+                    .entry(k.to_string())
+                    .or_insert_with(|| json!([]))
+                    .as_array_mut()
+                {
+                    l.push(json!(v));
+                }
+            }
+            let path = match filters.is_empty() {
+                true => "/networks/prune".to_string(),
+                false => format!(
+                    "/networks/prune?filters={}",
+                    enc(&Value::Object(filters).to_string())
+                ),
+            };
+            let out = client.post(&path, json!({})).await?;
+            let deleted: Vec<&str> = out["NetworksDeleted"]
+                .as_array()
+                .map(|l| l.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !deleted.is_empty() {
+                println!("Deleted Networks:");
+                for d in deleted {
+                    println!("{d}");
+                }
+            }
+        }
         NetworkCmd::Ls(a) => {
             let list: Vec<Value> = match client.get("/networks").await? {
                 Value::Array(a) => a,

@@ -157,9 +157,12 @@ pub struct CreateArgs {
     /// How each node balances connections to a published port (round-robin, least-conn)
     #[arg(long, value_parser = ["round-robin", "least-conn"])]
     endpoint_lb: Option<String>,
-    /// Network attachments ("host": the node's own network, no sandbox)
-    #[arg(long = "network")]
+    /// Network attachments (NAME or name=NAME,alias=A; "host": the node's own network)
+    #[arg(long = "network", value_parser = crate::attach::value)]
     network: Vec<String>,
+    /// Endpoint mode (vip or dnsrr)
+    #[arg(long, value_parser = ["vip", "dnsrr"])]
+    endpoint_mode: Option<String>,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
@@ -277,11 +280,20 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         "MaxAttempts": a.restart_max_attempts,
                         "Window": a.restart_window,
                     },
-                    "Networks": a.network.iter().map(|n| json!({ "Target": n })).collect::<Vec<_>>(),
+                    "Networks": a
+                        .network
+                        .iter()
+                        .map(|n| crate::attach::parse(n))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(InvalidValue)?,
                     "Placement": a.placement.placement(),
                 },
-                "EndpointSpec": crate::publish::endpoint_spec(&a.publish, a.endpoint_lb.as_deref())
-                    .map_err(InvalidValue)?,
+                "EndpointSpec": crate::publish::endpoint_spec(
+                    &a.publish,
+                    a.endpoint_lb.as_deref(),
+                    a.endpoint_mode.as_deref(),
+                )
+                .map_err(InvalidValue)?,
             });
             a.rollout.apply(&mut spec);
             a.health.apply(&mut spec["TaskTemplate"])?;

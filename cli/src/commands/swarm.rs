@@ -67,6 +67,12 @@ pub struct InitArgs {
     /// Number of Raft log entries between snapshots
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_interval: u64,
+    /// Default address pool in CIDR format
+    #[arg(long)]
+    default_addr_pool: Vec<String>,
+    /// Default address pool subnet mask length
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(16..=29))]
+    default_addr_pool_mask_length: u8,
     /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
     #[arg(long)]
     autolock: bool,
@@ -95,6 +101,8 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
                         "ForceNewCluster": a.force_new_cluster,
                         "AdvertiseAddr": a.advertise_addr,
                         "AutoLockManagers": a.autolock,
+                        "DefaultAddrPool": a.default_addr_pool,
+                        "SubnetSize": a.default_addr_pool_mask_length,
                         "Spec": {
                             "Orchestration": { "TaskHistoryRetentionLimit": a.task_history_limit },
                             "Raft": { "SnapshotInterval": a.snapshot_interval },

@@ -242,6 +242,15 @@ pub struct UpdateArgs {
     /// Remove a published port by its target port ([PUBLISHED:]TARGET[/PROTO])
     #[arg(long, value_parser = super::service::publish_value)]
     publish_rm: Vec<String>,
+    /// Add a network (NAME or name=NAME,alias=A)
+    #[arg(long, value_parser = crate::attach::value)]
+    network_add: Vec<String>,
+    /// Remove a network (by name or id)
+    #[arg(long)]
+    network_rm: Vec<String>,
+    /// Endpoint mode (vip or dnsrr)
+    #[arg(long, value_parser = ["vip", "dnsrr"])]
+    endpoint_mode: Option<String>,
     /// Number of tasks
     #[arg(long, value_parser = super::service::replicas, allow_hyphen_values = true)]
     replicas: Option<u64>,
@@ -343,9 +352,72 @@ fn edit_labels(map: &mut Map<String, Value>, add: &[String], rm: &[String]) -> a
     Ok(())
 }
 
+/// `--network-add/-rm`, with each name resolved to the network's id (the
+/// spec names networks by id).
+struct NetworkEdits {
+    add: Vec<(String, Value)>,
+    rm: Vec<(String, String)>,
+}
+
+impl NetworkEdits {
+    async fn resolve(client: &Client, add: &[String], rm: &[String]) -> anyhow::Result<Self> {
+        let id_of = |n: String| async move {
+            if n == "host" {
+                return Ok(n);
+            }
+            client
+                .get(&format!("/networks/{}", enc(&n)))
+                .await
+                .map(|v| s(&v, "/Id").to_string())
+        };
+        let mut out = NetworkEdits {
+            add: Vec::new(),
+            rm: Vec::new(),
+        };
+        for a in add {
+            let mut v = crate::attach::parse(a).map_err(InvalidValue)?;
+            let id = id_of(s(&v, "/Target").to_string()).await?;
+            v["Target"] = json!(id);
+            out.add.push((a.clone(), v));
+        }
+        for r in rm {
+            let id = id_of(r.clone()).await.unwrap_or_else(|_| r.clone());
+            out.rm.push((r.clone(), id));
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, spec: &mut Value) -> anyhow::Result<()> {
+        if self.add.is_empty() && self.rm.is_empty() {
+            return Ok(());
+        }
+        let tt = object(spec, "TaskTemplate");
+        let mut list = tt
+            .get("Networks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (name, id) in &self.rm {
+            let before = list.len();
+            list.retain(|n| n["Target"] != id.as_str() && n["Target"] != name.as_str());
+            if list.len() == before {
+                return Err(anyhow!("network {name} is not attached to the service"));
+            }
+        }
+        for (name, v) in &self.add {
+            if list.iter().any(|n| n["Target"] == v["Target"]) {
+                return Err(anyhow!("service is already attached to network {name}"));
+            }
+            list.push(v.clone());
+        }
+        tt.insert("Networks".into(), json!(list));
+        Ok(())
+    }
+}
+
 impl UpdateArgs {
     /// The service's spec with these flags applied.
-    fn edit(&self, spec: &mut Value) -> anyhow::Result<()> {
+    fn edit(&self, spec: &mut Value, nets: &NetworkEdits) -> anyhow::Result<()> {
         if let Some(n) = self.replicas {
             if spec.pointer("/Mode/Global").is_some() {
                 return Err(anyhow!(
@@ -366,6 +438,10 @@ impl UpdateArgs {
                 .map_err(InvalidValue)?;
             es.insert("Ports".into(), json!(ports));
         }
+        if let Some(m) = &self.endpoint_mode {
+            object(spec, "EndpointSpec").insert("Mode".into(), json!(m));
+        }
+        nets.apply(spec)?;
         self.rollout.apply(spec);
         let tt = &mut spec["TaskTemplate"];
         if !tt.is_object() {
@@ -461,6 +537,7 @@ pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
     // The updater records its progress in the service, which bumps its
     // version: a write that lost that race is made again from a fresh read
     // (the whole edit is redone, so `--force` still bumps once).
+    let nets = NetworkEdits::resolve(client, &a.network_add, &a.network_rm).await?;
     let mut attempts = 0;
     let (svc, id) = loop {
         let svc = client
@@ -471,7 +548,7 @@ pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
         if !spec.is_object() {
             return Err(anyhow!("the daemon sent no spec for service {}", a.service));
         }
-        a.edit(&mut spec)?;
+        a.edit(&mut spec, &nets)?;
         let sent = client
             .post(
                 &format!(

@@ -171,6 +171,10 @@ struct InitRequest {
     /// `swarm init --autolock`.
     #[serde(default)]
     auto_lock_managers: bool,
+    #[serde(default)]
+    default_addr_pool: Vec<String>,
+    #[serde(default)]
+    subnet_size: Option<u8>,
 }
 
 async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult {
@@ -190,6 +194,17 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
                 ApiError::bad_request("SnapshotInterval must be a positive integer")
             })?;
         }
+    }
+    if !req.default_addr_pool.is_empty() {
+        spec.default_addr_pool = req
+            .default_addr_pool
+            .iter()
+            .map(|p| shoal_actors::networks::Subnet::parse(p))
+            .collect::<Result<_, _>>()
+            .map_err(ApiError::bad_request)?;
+    }
+    if let Some(n) = req.subnet_size {
+        spec.subnet_size = n;
     }
     shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
     let addrs = crate::runtime::AddrRequest {

@@ -77,6 +77,41 @@ pub fn resolve_refs(state: &ClusterState, t: &mut TaskTemplate) -> Result<(), Ap
     Ok(())
 }
 
+/// `Endpoint.VirtualIPs`: `[{"NetworkID": .., "Addr": "10.0.9.2/24"}]`.
+pub fn virtual_ips(svc: &shoal_actors::model::Service, state: &ClusterState) -> Value {
+    Value::Array(
+        svc.virtual_ips
+            .iter()
+            .map(|v| {
+                let prefix = state
+                    .networks
+                    .get(&v.network_id)
+                    .map_or(32, |n| n.subnet.prefix);
+                json!({ "NetworkID": v.network_id, "Addr": format!("{}/{prefix}", v.addr) })
+            })
+            .collect(),
+    )
+}
+
+/// A task's `NetworksAttachments`, docker's shape.
+pub fn attachments(t: &shoal_actors::model::Task, state: &ClusterState) -> Value {
+    Value::Array(
+        t.attachments
+            .iter()
+            .map(|a| {
+                let net = state.networks.get(&a.network_id);
+                json!({
+                    "Network": {
+                        "ID": a.network_id,
+                        "Spec": { "Name": net.map(|n| n.spec.name.as_str()).unwrap_or("") },
+                    },
+                    "Addresses": [format!("{}/{}", a.addr, net.map_or(32, |n| n.subnet.prefix))],
+                })
+            })
+            .collect(),
+    )
+}
+
 /// Docker's `Network` object of a swarm network.
 pub fn network(n: &Network, state: &ClusterState) -> Value {
     let services: BTreeMap<String, Value> = state

@@ -222,11 +222,10 @@ pub fn service(svc: &Service, state: &ClusterState) -> Value {
         "Spec": service_spec(&svc.spec),
         "PreviousSpec": svc.previous_spec.as_ref().map(service_spec),
         "UpdateStatus": svc.update_status.as_ref().map(update_status),
-        // No overlay networks yet: no virtual IPs (docker's `{{.Endpoint.VirtualIPs}}` prints `[]`).
         "Endpoint": {
             "Spec": super::ports::spec(&svc.spec.endpoint),
             "Ports": super::ports::published(&svc.spec.endpoint),
-            "VirtualIPs": [],
+            "VirtualIPs": super::networks::virtual_ips(svc, state),
         },
         "JobStatus": svc.spec.is_job().then(|| json!({ "JobIteration": { "Index": svc.version } })),
         "ServiceStatus": {
@@ -297,6 +296,7 @@ pub fn task(t: &Task, state: &ClusterState) -> Value {
         "ServiceName": t.service_name,
         "Slot": t.slot,
         "NodeID": t.node_id.clone().unwrap_or_default(),
+        "NetworksAttachments": super::networks::attachments(t, state),
         "Status": {
             "Timestamp": t.status.timestamp,
             "State": t.status.state.as_str(),
