@@ -535,6 +535,7 @@ impl ClusterState {
         node.version = index;
         changes.push(Change::Node(node.id.clone()));
         self.nodes.insert(node.id.clone(), node);
+        self.reserve_blocks();
     }
 
     fn update_task(

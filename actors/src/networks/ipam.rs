@@ -230,25 +230,6 @@ impl ClusterState {
                 }
                 Ok(())
             }
-            NetworkCommand::Reserve {
-                network_id,
-                node_id,
-            } => {
-                let net = self
-                    .networks
-                    .get(network_id)
-                    .ok_or_else(|| ApplyError::NetworkNotFound(network_id.clone()))?;
-                if !net.spec.attachable {
-                    return Err(invalid(format!(
-                        "Could not attach to network {}: network {} not manually attachable",
-                        net.spec.name, net.spec.name
-                    )));
-                }
-                if !self.nodes.contains_key(node_id) {
-                    return Err(ApplyError::NodeNotFound(node_id.clone()));
-                }
-                Ok(())
-            }
         }
     }
 
@@ -281,22 +262,8 @@ impl ClusterState {
                     changes.push(Change::Network(id));
                 }
             }
-            NetworkCommand::Reserve {
-                network_id,
-                node_id,
-            } => {
-                let Some(net) = self.networks.get_mut(network_id) else {
-                    return;
-                };
-                let holder = Holder::Block(node_id.clone());
-                if !net.ipam.used.values().any(|h| *h == holder)
-                    && net.take_block(node_id).is_some()
-                {
-                    net.version = index;
-                    changes.push(Change::Network(network_id.clone()));
-                }
-            }
         }
+        self.reserve_blocks();
     }
 
     /// The ingress network, made with the swarm.
@@ -512,6 +479,25 @@ impl ClusterState {
         }
     }
 
+    /// A block on every attachable network for every node that runs docker
+    /// containers and has none yet (while blocks are left).
+    pub(crate) fn reserve_blocks(&mut self) {
+        let nodes: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.has_driver("docker"))
+            .map(|n| n.id.clone())
+            .collect();
+        for net in self.networks.values_mut().filter(|n| n.spec.attachable) {
+            for node in &nodes {
+                let holder = Holder::Block(node.clone());
+                if !net.ipam.used.values().any(|h| *h == holder) && net.take_block(node).is_some() {
+                    self.touched_networks.insert(net.id.clone());
+                }
+            }
+        }
+    }
+
     /// Gives a removed node's blocks back.
     pub(crate) fn release_blocks(&mut self, node_id: &str) {
         let holder = Holder::Block(node_id.to_string());
@@ -549,5 +535,70 @@ pub fn check_spec(spec: &NetworkSpec) -> Result<(), String> {
             "invalid gateway {g}: it is not a host address of {s}"
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DriverInfo, NodeState};
+    use chrono::Utc;
+
+    fn network(name: &str, subnet: &str, attachable: bool) -> Network {
+        Network {
+            id: format!("id-{name}"),
+            spec: NetworkSpec {
+                name: name.into(),
+                labels: Default::default(),
+                driver: "overlay".into(),
+                subnet: Some(Subnet::parse(subnet).unwrap()),
+                gateway: None,
+                attachable,
+                internal: false,
+                encrypted: true,
+                options: Default::default(),
+            },
+            subnet: Subnet::parse(subnet).unwrap(),
+            gateway: Ipv4Addr::UNSPECIFIED,
+            ingress: false,
+            ipam: Default::default(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn docker_nodes_get_a_block_on_attachable_networks_and_give_it_back() {
+        let mut s = ClusterState::default();
+        let mut node = crate::harness::node_record("n1", "h1", crate::model::NodeRole::Worker);
+        node.state = NodeState::Ready;
+        node.drivers = vec![DriverInfo {
+            name: "docker".into(),
+            version: "27".into(),
+        }];
+        s.apply(&crate::command::Command::UpsertNode(node), 1)
+            .unwrap();
+        for (i, (name, attachable)) in [("att", true), ("plain", false)].into_iter().enumerate() {
+            let subnet = format!("10.0.{}.0/24", 20 + i);
+            let cmd = NetworkCommand::Create(Box::new(network(name, &subnet, attachable)));
+            s.apply(&crate::command::Command::Networks(cmd), 2 + i as u64)
+                .unwrap();
+        }
+        let table = crate::networks::table(&s);
+        assert_eq!(table.blocks.len(), 1, "{:?}", table.blocks);
+        let b = &table.blocks[0];
+        assert_eq!(
+            (b.network_id.as_str(), b.node_id.as_str()),
+            ("id-att", "n1")
+        );
+        // The first block holds the gateway: the next one is the node's.
+        assert_eq!(b.block.to_string(), "10.0.20.16/28");
+        // Its addresses are never a task's.
+        let net = &s.networks["id-att"];
+        assert_eq!(net.free_count(), 254 - 1 - 16);
+        s.apply(&crate::command::Command::RemoveNode { id: "n1".into() }, 9)
+            .unwrap();
+        assert_eq!(s.networks["id-att"].ipam.used.len(), 1);
     }
 }

@@ -35,7 +35,9 @@ pub const MAX_ALIASES: usize = 16;
 pub const MIN_PREFIX: u8 = 16;
 pub const MAX_PREFIX: u8 = 29;
 /// Addresses a node may hand to containers that join an attachable network
-/// outside shoal (`docker run --network NAME`): one block a node a network.
+/// outside shoal (`docker run --network NAME`): one block per node with the
+/// docker driver per attachable network, taken by the state machine as the
+/// network is made or the node registers.
 pub const BLOCK_PREFIX: u8 = 28;
 
 /// The swarm's default address pool: clear of what a local Docker engine in
@@ -110,8 +112,8 @@ pub enum Holder {
 /// route some node still caches does not point at a new task at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ipam {
-    /// Offset into the subnet -> holder (a node's block holds its first
-    /// offset; the rest of the block is implied).
+    /// Offset into the subnet -> holder (a node's block holds each of its
+    /// offsets).
     pub used: BTreeMap<u32, Holder>,
     pub next: u32,
 }
@@ -170,11 +172,5 @@ pub enum NetworkCommand {
     /// By id, name or unique id prefix, resolved when the entry applies.
     Remove {
         key: String,
-    },
-    /// A node's block of addresses for outside containers on an attachable
-    /// network (`docker run --network NAME` on that node).
-    Reserve {
-        network_id: String,
-        node_id: String,
     },
 }

@@ -136,8 +136,10 @@ pub fn table(state: &ClusterState) -> NetworkTable {
         .networks
         .values()
         .flat_map(|n| {
+            // A block holds each of its offsets: report it once, at its first.
+            let size = 1u32 << (32 - u32::from(super::BLOCK_PREFIX));
             n.ipam.used.iter().filter_map(move |(off, h)| match h {
-                super::Holder::Block(node_id) => {
+                super::Holder::Block(node_id) if off % size == 0 => {
                     let node = up(node_id)?;
                     Some(NodeBlock {
                         network_id: n.id.clone(),
