@@ -161,7 +161,11 @@ pub fn service(svc: &Value) -> String {
         out.push_str(&limits);
     }
     let _ = writeln!(out, "Driver:\t\t{}", s(spec, "/TaskTemplate/Driver"));
-    out.push_str("Endpoint Mode:\tvip\n");
+    let mode = match s(spec, "/EndpointSpec/Mode") {
+        "" => "vip",
+        m => m,
+    };
+    let _ = writeln!(out, "Endpoint Mode:\t{mode}");
     out
 }
 

@@ -97,8 +97,9 @@ impl Network {
 }
 
 /// The networks a service joins (by reference) and the aliases it has on
-/// each: those of its task template, and the ingress network if it
-/// publishes a port through the routing mesh.
+/// each: those of its task template. The ingress network is not among them:
+/// the routing mesh reaches tasks through its tunnels, not by addresses on
+/// ingress, so neither VIPs nor task addresses are given there.
 pub(crate) fn joined<'a>(
     state: &'a ClusterState,
     svc: &'a Service,
@@ -110,20 +111,10 @@ fn joined_spec<'a>(
     state: &'a ClusterState,
     spec: &'a ServiceSpec,
 ) -> impl Iterator<Item = (&'a Network, &'a [String])> + 'a {
-    let listed = spec
-        .task_template
+    spec.task_template
         .networks
         .iter()
-        .filter_map(|r| Some((state.networks.get(&r.target)?, r.aliases.as_slice())));
-    let ingress = spec
-        .endpoint
-        .ports
-        .iter()
-        .any(|p| p.publish_mode == crate::ports::PublishMode::Ingress)
-        .then(|| state.networks.values().find(|n| n.ingress))
-        .flatten()
-        .map(|n| (n, &[][..]));
-    listed.chain(ingress)
+        .filter_map(|r| Some((state.networks.get(&r.target)?, r.aliases.as_slice())))
 }
 
 /// An id every manager derives alike from the cluster's (for the ingress
@@ -432,20 +423,13 @@ impl ClusterState {
         if !task.attachments.is_empty() {
             return Ok(task.attachments.clone());
         }
-        let mut wanted: Vec<String> = task
+        let wanted: Vec<String> = task
             .spec
             .networks
             .iter()
             .filter(|r| self.networks.contains_key(&r.target))
             .map(|r| r.target.clone())
             .collect();
-        if let Some(ingress) = self
-            .services
-            .get(&task.service_id)
-            .and_then(|s| joined(self, s).find(|(n, _)| n.ingress))
-        {
-            wanted.push(ingress.0.id.clone());
-        }
         if let Some(full) = wanted
             .iter()
             .filter_map(|id| self.networks.get(id))
