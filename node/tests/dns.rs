@@ -331,3 +331,42 @@ async fn dns_servfails_without_an_upstream_that_answers() {
     let m = ask_udp(none.addr(10), none.gateway, "example.com", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
 }
+
+/// Answer latency, one query at a time from a task's address: a local name
+/// and a forwarded one (against a fake upstream on loopback). Prints
+/// p50/p99; measures, asserts nothing about time. Run it with
+/// `cargo test --release -p shoal-node --test dns -- --ignored --nocapture dns_latency`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn dns_latency() {
+    let upstream = fake_upstream(ip("127.78.0.4"), Duration::ZERO).await;
+    let s = Setup::new(83, vec![upstream], Duration::from_secs(5)).await;
+    let sock = UdpSocket::bind((s.addr(10), 0)).await.expect("bind");
+    sock.connect(s.gateway).await.expect("connect");
+    let mut buf = vec![0u8; 4096];
+    for (label, name, n) in [
+        ("local", "server", 20_000),
+        ("forwarded", "example.com", 5_000),
+    ] {
+        let q = query(name, RecordType::A);
+        let mut times = Vec::with_capacity(n);
+        for i in 0..n + 500 {
+            let t = std::time::Instant::now();
+            sock.send(&q).await.expect("send");
+            let got = sock.recv(&mut buf).await.expect("recv");
+            let elapsed = t.elapsed();
+            assert!(got > 12);
+            if i >= 500 {
+                times.push(elapsed);
+            }
+        }
+        times.sort();
+        let p = |f: f64| times[((times.len() as f64 * f) as usize).min(times.len() - 1)];
+        println!(
+            "dns {label}: {n} queries, p50 {:?}, p99 {:?}, max {:?}",
+            p(0.50),
+            p(0.99),
+            times[times.len() - 1]
+        );
+    }
+}
