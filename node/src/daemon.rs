@@ -36,6 +36,7 @@ pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError>
     };
     tracing::info!("daemon shutting down");
     rt.mesh.clear();
+    rt.stop_dns();
     if let Some(sb) = rt.process.sandbox() {
         let _ = tokio::task::spawn_blocking(move || sb.close()).await;
     }

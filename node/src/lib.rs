@@ -7,6 +7,7 @@ pub mod ca;
 pub mod certs;
 pub mod cluster;
 pub mod daemon;
+pub mod dns;
 pub mod driver;
 pub mod fuzzing;
 pub mod identity;

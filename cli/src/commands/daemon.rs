@@ -65,7 +65,12 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || shoal_node::sandbox::clean(&dir)).await?;
         return Ok(());
     }
-    let filter = std::env::var("RUST_LOG").unwrap_or(a.log_level.clone());
+    let mut filter = std::env::var("RUST_LOG").unwrap_or(a.log_level.clone());
+    // hickory's server logs every DNS query at info: the embedded DNS
+    // server would flood the log (and anyone could make it).
+    if !filter.contains("hickory") {
+        filter.push_str(",hickory_server=warn");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&filter)

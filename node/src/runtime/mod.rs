@@ -148,6 +148,8 @@ pub struct Runtime {
     pub mesh: Arc<crate::mesh::Mesh>,
     /// The network table the leader sent last, for the data plane and DNS.
     pub networks: crate::overlay::NetworkWatch,
+    /// The embedded DNS server, while this node is in a swarm.
+    dns: parking_lot::Mutex<Option<crate::dns::DnsServer>>,
     identity: RwLock<Option<Identity>>,
     manager: RwLock<Option<Arc<ManagerCtx>>>,
     raft_net: RwLock<Option<Arc<RaftNet>>>,
@@ -234,6 +236,7 @@ impl Runtime {
             sandbox_unavailable,
             mesh,
             networks: Default::default(),
+            dns: parking_lot::Mutex::new(None),
             identity: RwLock::new(identity.clone()),
             manager: RwLock::new(None),
             raft_net: RwLock::new(None),
@@ -424,6 +427,7 @@ impl Runtime {
         if let Some(d) = &self.docker {
             d.adopt(&id.node_id).await;
         }
+        self.start_dns(&id.node_id).await;
         self.start_child(ChildSpec::new(
             PROXY_NAME,
             Restart::Permanent,
@@ -447,6 +451,23 @@ impl Runtime {
             Arc::new(self.networks.clone()),
         ))
         .await
+    }
+
+    /// Starts the embedded DNS server on the gateways of the network table
+    /// (replacing one already running). One that cannot bind (not root)
+    /// says so in the log and the node goes on without it.
+    async fn start_dns(&self, node_id: &str) {
+        self.stop_dns();
+        let config = crate::dns::DnsConfig::new(Some(node_id.to_string()));
+        let server = crate::dns::DnsServer::start(config, self.networks.subscribe()).await;
+        *self.dns.lock() = Some(server);
+    }
+
+    /// Stops the embedded DNS server, closing its sockets.
+    pub fn stop_dns(&self) {
+        if let Some(server) = self.dns.lock().take() {
+            server.stop();
+        }
     }
 
     fn save_identity(&self, id: &Identity) -> Result<(), NodeError> {
