@@ -69,12 +69,13 @@ impl Network {
         usable(self.subnet).len() - self.ipam.used.len()
     }
 
-    /// Holders other than the gateway: what keeps a network from going.
+    /// Tasks and VIPs: what keeps a network from going (a node's block goes
+    /// with the network).
     fn in_use(&self) -> bool {
         self.ipam
             .used
             .values()
-            .any(|h| !matches!(h, Holder::Gateway))
+            .any(|h| matches!(h, Holder::Task(_) | Holder::Service(_)))
     }
 
     /// A free, aligned block for a node's outside containers.
