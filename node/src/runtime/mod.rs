@@ -148,6 +148,8 @@ pub struct Runtime {
     pub mesh: Arc<crate::mesh::Mesh>,
     /// The network table the leader sent last, for the data plane and DNS.
     pub networks: crate::overlay::NetworkWatch,
+    /// The overlay data plane, once this node is in a swarm.
+    pub overlay: Arc<crate::overlay::Overlay>,
     identity: RwLock<Option<Identity>>,
     manager: RwLock<Option<Arc<ManagerCtx>>>,
     raft_net: RwLock<Option<Arc<RaftNet>>>,
@@ -193,7 +195,10 @@ impl Runtime {
         if let Some(why) = &sandbox_unavailable {
             tracing::warn!(reason = %why, "tasks cannot get a network of their own on this node: only --network host tasks run here");
         }
-        let process = ProcessDriver::new(config.data_dir.join("logs"), sandbox.ok());
+        let networks = crate::overlay::NetworkWatch::default();
+        let overlay = crate::overlay::Overlay::new(networks.clone());
+        let process =
+            ProcessDriver::new(config.data_dir.join("logs"), sandbox.ok(), overlay.clone());
         let mut drivers = Drivers::new();
         drivers.insert("process".into(), process.clone());
         let docker = DockerDriver::connect(config.data_dir.join("logs")).await;
@@ -233,7 +238,8 @@ impl Runtime {
             docker,
             sandbox_unavailable,
             mesh,
-            networks: Default::default(),
+            networks,
+            overlay,
             identity: RwLock::new(identity.clone()),
             manager: RwLock::new(None),
             raft_net: RwLock::new(None),
@@ -421,6 +427,18 @@ impl Runtime {
             .map(|a| a.ip())
             .unwrap_or(self.listen_addr().ip());
         self.mesh.set_node(&id.node_id, bind_ip);
+        let underlay = match bind_ip {
+            std::net::IpAddr::V4(a) => a,
+            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        };
+        self.overlay
+            .start(
+                &id.node_id,
+                underlay,
+                self.process.sandbox(),
+                self.transport(),
+            )
+            .await;
         if let Some(d) = &self.docker {
             d.adopt(&id.node_id).await;
         }
