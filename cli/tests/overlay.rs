@@ -230,6 +230,199 @@ fn a_vip_without_backends_refuses_at_once() {
     });
 }
 
+/// The real path of a python3 on this machine (a pyenv shim is a script).
+fn python() -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !p.is_empty()).then_some(p)
+}
+
+/// `service create -d --driver process` of any program.
+fn create_process(d: &Daemon, name: &str, extra: &[&str], image: &str, args: &[&str]) {
+    let mut all = vec![
+        "service", "create", "-d", "--name", name, "--driver", "process",
+    ];
+    all.extend_from_slice(extra);
+    all.push(image);
+    all.extend_from_slice(args);
+    d.ok(&all);
+}
+
+const MARKER: &str = "SHOAL-PLAINTEXT-MARKER-0123456789";
+
+#[test]
+fn large_payloads_cross_nodes_intact_and_encrypted() {
+    if skip() {
+        return;
+    }
+    let Some(py) = python() else {
+        eprintln!("skipped: no python3 for the file server");
+        return;
+    };
+    let u = Underlay::new(2, 1500);
+    let nodes = swarm(&u);
+    let a = &nodes[0];
+    create_network(a, "bulk", "10.0.6.0/24", true);
+    // A 4 MiB file of a known text, served from node 1.
+    let files = tempfile::tempdir().expect("tempdir");
+    let line = format!("{MARKER}\n");
+    let body = line.repeat(4 * 1024 * 1024 / line.len());
+    std::fs::write(files.path().join("big"), &body).expect("big file");
+    let dir = files.path().to_str().expect("path").to_string();
+    create_process(
+        a,
+        "files",
+        &["--network", "bulk", "--constraint", "node.hostname==node-1"],
+        &py,
+        &[
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            &dir,
+        ],
+    );
+    a.create_echo(
+        "udp",
+        "1",
+        &["--network", "bulk", "--constraint", "node.hostname==node-1"],
+        &["--udp-port", "9000"],
+    );
+    let tok = token("bulkclient");
+    a.create_echo(
+        "client",
+        "1",
+        &["--network", "bulk", "--constraint", "node.hostname==node-0"],
+        &["--print", &tok],
+    );
+    let pid = client_pid(&tok);
+    wait_for("the file server and the UDP echo running", LONG, || {
+        running_tasks(a, "files").len() == 1 && running_tasks(a, "udp").len() == 1
+    });
+    let (_, files_addr) = service_on(a, "bulk", "files");
+    let (_, udp_addr) = service_on(a, "bulk", "udp");
+    let url = format!("http://{}:8000/big", files_addr[0]);
+    wait_for("the file server to answer", LONG, || {
+        in_task(
+            pid,
+            &["curl", "-s", "-o", "/dev/null", "--max-time", "3", &url],
+        )
+        .status
+        .success()
+    });
+    // Capture the underlay of node 0 while the file crosses.
+    let pcap = files.path().join("underlay.pcap");
+    let mut dump = u
+        .exec(0)
+        .args(["tcpdump", "-i", "eth0", "-U", "-n", "-w"])
+        .arg(&pcap)
+        .arg("udp")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok();
+    if dump.is_some() {
+        wait_for("tcpdump to start writing", LONG, || pcap.exists());
+    }
+    let out = in_task(pid, &["curl", "-s", "--max-time", "60", &url]);
+    assert!(out.status.success(), "download failed: {out:?}");
+    assert_eq!(out.stdout.len(), body.len(), "the whole file arrived");
+    assert!(out.stdout == body.as_bytes(), "the file arrived intact");
+    // A UDP datagram three times the inner MTU: fragmented by the sender,
+    // carried fragment by fragment, reassembled by the receiver.
+    let script = format!(
+        "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+         for i in range(10):\n  s.sendto(b'x'*4000,('{}',9000))\n  \
+         try:\n    print(s.recvfrom(65536)[0].decode()); sys.exit(0)\n  except socket.timeout:\n    pass\nsys.exit(1)\n",
+        udp_addr[0]
+    );
+    let out = in_task(pid, &[&py, "-c", &script]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("task="),
+        "a 4000-byte datagram across nodes: {out:?}"
+    );
+    if let Some(mut d) = dump.take() {
+        // SIGINT: tcpdump flushes and exits.
+        // SAFETY: kill(2) on the child we started.
+        unsafe { libc::kill(d.id() as i32, libc::SIGINT) };
+        let _ = d.wait();
+        let captured = std::fs::read(&pcap).expect("pcap");
+        assert!(
+            captured.len() > body.len(),
+            "the capture saw the transfer ({} bytes)",
+            captured.len()
+        );
+        let needle = MARKER.as_bytes();
+        assert!(
+            !captured.windows(needle.len()).any(|w| w == needle),
+            "plaintext on the underlay"
+        );
+    } else {
+        eprintln!("no tcpdump: the capture part is skipped");
+    }
+}
+
+#[test]
+fn a_dead_node_s_tasks_leave_the_vip_and_new_connections_go_to_survivors() {
+    if skip() {
+        return;
+    }
+    let u = Underlay::new(2, 1500);
+    let mut nodes = swarm(&u);
+    let a = &nodes[0];
+    create_network(a, "loss", "10.0.5.0/24", true);
+    a.create_echo("server", "2", &["--network", "loss"], &["--port", "8080"]);
+    let tok = token("lossclient");
+    a.create_echo(
+        "client",
+        "1",
+        &["--network", "loss", "--constraint", "node.hostname==node-0"],
+        &["--print", &tok],
+    );
+    wait_for("2 servers running on 2 nodes", LONG, || {
+        let t = running_tasks(a, "server");
+        t.len() == 2 && t.iter().map(|(_, n)| n).collect::<BTreeSet<_>>().len() == 2
+    });
+    let pid = client_pid(&tok);
+    let (vip, _) = service_on(a, "loss", "server");
+    let url = format!("http://{}:8080/", vip.split('/').next().unwrap_or(""));
+    let want: BTreeSet<String> = running_tasks(a, "server")
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    answered_by_all(pid, &url, &want);
+    let inspect: Value = serde_json::from_str(&a.ok(&["node", "inspect", "node-0"])).expect("json");
+    let a_id = inspect[0]["ID"].as_str().expect("node id").to_string();
+    let killed = std::time::Instant::now();
+    nodes[1].kill9();
+    let a = &nodes[0];
+    // Every answer from here on comes from a task on node 0.
+    let mut streak = 0;
+    let took = wait_for("10 answers in a row from survivors", LONG, || {
+        let on_a: BTreeSet<String> = running_tasks(a, "server")
+            .into_iter()
+            .filter(|(_, n)| *n == a_id)
+            .map(|(t, _)| t)
+            .collect();
+        match ask(pid, &url) {
+            Some(id) if on_a.contains(&id) => streak += 1,
+            _ => streak = 0,
+        }
+        streak >= 10
+    });
+    eprintln!(
+        "new connections went to survivors only {took:?} after the kill ({:?})",
+        killed.elapsed()
+    );
+    let down = a.rows(&["node", "ls"]);
+    assert!(down.iter().any(|r| r["Status"] == "Down"), "{down:?}");
+}
+
 /// The test's `Value` helpers stay used when only some tests compile in.
 #[allow(dead_code)]
 fn _values(_: Value, _: Duration) {}
