@@ -131,13 +131,23 @@ fn answered_by_all(pid: i32, url: &str, want: &BTreeSet<String>) -> BTreeSet<Str
 
 #[test]
 fn overlay_vip_balances_over_replicas_on_both_nodes_and_follows_scale() {
+    vip_flow(true);
+}
+
+/// The same flow on the unencrypted kernel VXLAN fast path.
+#[test]
+fn the_vxlan_fast_path_carries_the_same_flow() {
+    vip_flow(false);
+}
+
+fn vip_flow(encrypted: bool) {
     if skip() {
         return;
     }
     let u = Underlay::new(2, 1500);
     let nodes = swarm(&u);
     let a = &nodes[0];
-    create_network(a, "appnet", SUBNET, true);
+    create_network(a, "appnet", SUBNET, encrypted);
     a.create_echo("server", "2", &["--network", "appnet"], &["--port", "8080"]);
     let tok = token("client");
     a.create_echo(
@@ -196,6 +206,14 @@ fn overlay_vip_balances_over_replicas_on_both_nodes_and_follows_scale() {
     );
     let (vip_after, _) = service_on(a, "appnet", "server");
     assert_eq!(vip_after, vip, "the VIP stays across scale");
+    // The path taken: a VXLAN device exactly when the network is unencrypted.
+    let out = u
+        .exec(0)
+        .args(["ip", "-o", "link", "show", "type", "vxlan"])
+        .output()
+        .expect("ip link");
+    let has_vxlan = !String::from_utf8_lossy(&out.stdout).trim().is_empty();
+    assert_eq!(has_vxlan, !encrypted, "VXLAN device present: {has_vxlan}");
 }
 
 #[test]
@@ -426,3 +444,142 @@ fn a_dead_node_s_tasks_leave_the_vip_and_new_connections_go_to_survivors() {
 /// The test's `Value` helpers stay used when only some tests compile in.
 #[allow(dead_code)]
 fn _values(_: Value, _: Duration) {}
+
+/// UDP round trips to shoal-echo's `--udp-port`, from whatever namespace
+/// the command runs in: the median in microseconds.
+const RTT_SCRIPT: &str = "import socket,sys,time\n\
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\nr=[]\n\
+for i in range(2000):\n  t=time.perf_counter()\n  s.sendto(b'ping',(sys.argv[1],int(sys.argv[2])))\n  \
+s.recvfrom(4096)\n  r.append(time.perf_counter()-t)\nr.sort()\nprint(int(r[len(r)//2]*1e6))\n";
+
+fn iperf_gbits(out: &std::process::Output) -> f64 {
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / 1e9
+}
+
+/// The figures of docs/overlay-notes.md (one run; not a test of speed):
+/// `cargo test --release -p shoal-cli --test overlay -- --ignored --nocapture overlay_figures`.
+#[test]
+#[ignore]
+fn overlay_figures() {
+    if skip() {
+        return;
+    }
+    let Some(py) = python() else { return };
+    let u = Underlay::new(2, 1500);
+    let nodes = swarm(&u);
+    let a = &nodes[0];
+    create_network(a, "bench", "10.0.4.0/24", true);
+    create_process(
+        a,
+        "iperf",
+        &[
+            "--network",
+            "bench",
+            "--constraint",
+            "node.hostname==node-1",
+        ],
+        "/usr/bin/iperf3",
+        &["-s", "-p", "5201"],
+    );
+    a.create_echo(
+        "udp",
+        "1",
+        &[
+            "--network",
+            "bench",
+            "--constraint",
+            "node.hostname==node-1",
+        ],
+        &["--udp-port", "9000"],
+    );
+    let tok = token("benchclient");
+    a.create_echo(
+        "client",
+        "1",
+        &[
+            "--network",
+            "bench",
+            "--constraint",
+            "node.hostname==node-0",
+        ],
+        &["--print", &tok],
+    );
+    let pid = client_pid(&tok);
+    wait_for("servers running", LONG, || {
+        running_tasks(a, "iperf").len() == 1 && running_tasks(a, "udp").len() == 1
+    });
+    let (_, iperf_addr) = service_on(a, "bench", "iperf");
+    let (_, udp_addr) = service_on(a, "bench", "udp");
+    let mut overlay = None;
+    wait_for("iperf3 through the overlay", LONG, || {
+        let out = in_task(pid, &["iperf3", "-c", &iperf_addr[0], "-t", "5", "-J"]);
+        overlay = Some(iperf_gbits(&out));
+        out.status.success()
+    });
+    let rtt_overlay = in_task(pid, &[&py, "-c", RTT_SCRIPT, &udp_addr[0], "9000"]);
+    // The same programs over the underlay, node namespace to node namespace.
+    let mut server = u
+        .exec(1)
+        .args(["iperf3", "-s", "-p", "5202"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 -s");
+    let echo = common::echo_bin();
+    let mut udp = u
+        .exec(1)
+        .arg(&echo)
+        .args(["--udp-port", "9001"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("echo");
+    let mut under = None;
+    wait_for("iperf3 over the underlay", LONG, || {
+        let out = u
+            .exec(0)
+            .args(["iperf3", "-c", &u.addr(1), "-p", "5202", "-t", "5", "-J"])
+            .output()
+            .expect("iperf3 -c");
+        under = Some(iperf_gbits(&out));
+        out.status.success()
+    });
+    let rtt_under = u
+        .exec(0)
+        .args([&py, "-c", RTT_SCRIPT, &u.addr(1), "9001"])
+        .output()
+        .expect("rtt");
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = udp.kill();
+    let _ = udp.wait();
+    // Scale-up to answering through the VIP.
+    a.create_echo("web", "1", &["--network", "bench"], &["--port", "8080"]);
+    wait_for("web running", LONG, || running_tasks(a, "web").len() == 1);
+    let (vip, _) = service_on(a, "bench", "web");
+    let url = format!("http://{}:8080/", vip.split('/').next().unwrap_or(""));
+    let first: BTreeSet<String> = running_tasks(a, "web").into_iter().map(|t| t.0).collect();
+    answered_by_all(pid, &url, &first);
+    let started = std::time::Instant::now();
+    a.ok(&["service", "scale", "-d", "web=2"]);
+    let mut seen = BTreeSet::new();
+    wait_for("the new replica answering through the VIP", LONG, || {
+        if let Some(id) = ask(pid, &url) {
+            seen.insert(id);
+        }
+        seen.iter().any(|s| !first.contains(s))
+    });
+    let scale = started.elapsed();
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
+    eprintln!(
+        "FIGURES overlay {:.2} Gbit/s, underlay {:.2} Gbit/s ({:.0} %); UDP RTT median overlay {} us, underlay {} us; scale-up to answering via VIP {:?}",
+        overlay.unwrap_or(0.0),
+        under.unwrap_or(0.0),
+        100.0 * overlay.unwrap_or(0.0) / under.unwrap_or(1.0).max(1e-9),
+        text(&rtt_overlay),
+        text(&rtt_under),
+        scale
+    );
+}

@@ -175,6 +175,9 @@ pub struct Dataplane {
     quic: Arc<quinn::TransportConfig>,
     /// The MTU of tasks' overlay interfaces and of the TUN.
     pub mtu: u32,
+    /// The MTU of tasks' interfaces on unencrypted (VXLAN) networks.
+    pub vxlan_mtu: u32,
+    underlay: Ipv4Addr,
     pub counters: Counters,
     /// The networks whose routes are in place (tasks wait for theirs).
     routed: watch::Sender<BTreeSet<String>>,
@@ -192,15 +195,14 @@ impl Dataplane {
         networks: &super::NetworkWatch,
     ) -> Result<Arc<Dataplane>, crate::sandbox::SandboxError> {
         let sb = sandbox.clone();
-        let (fd, tun_name, mtu) = tokio::task::spawn_blocking(move || {
+        let (fd, tun_name, under) = tokio::task::spawn_blocking(move || {
             let under = kernel::mtu_of_addr(underlay)
                 .unwrap_or(DEFAULT_UNDERLAY_MTU)
                 .clamp(MIN_UNDERLAY_MTU, MAX_UNDERLAY_MTU);
-            let mtu = under - QUIC_OVERHEAD;
             let name = sb.tun_name();
             let fd = kernel::open_tun(&name)?;
-            kernel::set_up_tun(&name, mtu)?;
-            Ok::<_, crate::sandbox::SandboxError>((fd, name, mtu))
+            kernel::set_up_tun(&name, under - QUIC_OVERHEAD)?;
+            Ok::<_, crate::sandbox::SandboxError>((fd, name, under))
         })
         .await
         .map_err(|e| {
@@ -210,7 +212,8 @@ impl Dataplane {
         // the same descriptor, for as long as the AsyncFd lives.
         let tun = unsafe { AsyncFd::register(fd) }
             .map_err(|e| crate::sandbox::SandboxError::Io("tun".into(), e.into_parts().1))?;
-        let udp_payload = (mtu + QUIC_OVERHEAD - 28).min(u32::from(u16::MAX)) as u16;
+        let mtu = under - QUIC_OVERHEAD;
+        let udp_payload = (under - 28).min(u32::from(u16::MAX)) as u16;
         let dp = Arc::new(Dataplane {
             node_id: Arc::from(node_id),
             sandbox,
@@ -222,6 +225,8 @@ impl Dataplane {
             connecting: Mutex::new(HashSet::new()),
             quic: crate::transport::overlay_transport_config(udp_payload),
             mtu,
+            vxlan_mtu: under - super::vxlan::OVERHEAD,
+            underlay,
             counters: Counters::default(),
             routed: watch::channel(BTreeSet::new()).0,
             tasks: Mutex::new(Vec::new()),
@@ -256,6 +261,7 @@ impl Dataplane {
     async fn follow(self: Arc<Self>, mut rx: watch::Receiver<Arc<NetworkTable>>) {
         let mut routed_subnets = BTreeSet::new();
         let mut vips = super::vip::Applied::default();
+        let mut vxlan = super::vxlan::Vxlan::default();
         loop {
             let table = rx.borrow_and_update().clone();
             let plan = Arc::new(Plan::build(&table));
@@ -265,16 +271,21 @@ impl Dataplane {
             let before = std::mem::take(&mut routed_subnets);
             let now = plan.subnets.clone();
             let prev = std::mem::take(&mut vips);
+            let mut vx = std::mem::take(&mut vxlan);
+            let plain = super::vxlan::wanted(&table, &self.node_id);
+            let (underlay, vxlan_mtu) = (self.underlay, self.vxlan_mtu);
             let applied = tokio::task::spawn_blocking(move || {
                 kernel::route_subnets(&tun, &before, &now);
+                vx.apply(&sb.vxlan_name(), underlay, vxlan_mtu, plain);
                 let vips = super::vip::apply(&sb, &t, prev);
-                (now, vips)
+                (now, vips, vx)
             })
             .await;
             match applied {
-                Ok((now, v)) => {
+                Ok((now, v, x)) => {
                     routed_subnets = now;
                     vips = v;
+                    vxlan = x;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot apply the overlay routes"),
             }

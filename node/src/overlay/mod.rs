@@ -4,6 +4,7 @@
 
 pub mod dataplane;
 mod vip;
+mod vxlan;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,7 +148,7 @@ impl Overlay {
                 subnet: n.subnet,
                 gateway: n.gateway,
                 internal: n.internal,
-                mtu: dp.mtu,
+                mtu: if n.encrypted { dp.mtu } else { dp.vxlan_mtu },
             })
             .collect())
     }

@@ -64,6 +64,16 @@ pub fn run_force(lines: &[String]) -> Result<(), IpError> {
     .map(|_| ())
 }
 
+/// `bridge -force -batch -`.
+pub fn bridge_force(lines: &[String]) -> Result<(), IpError> {
+    run(
+        "bridge",
+        &["-force", "-batch", "-"],
+        Some(&(lines.join("\n") + "\n")),
+    )
+    .map(|_| ())
+}
+
 /// `ip args...`, its output.
 pub fn ip(args: &[&str]) -> Result<String, IpError> {
     run("ip", args, None)

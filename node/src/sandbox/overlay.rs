@@ -94,6 +94,11 @@ pub(super) fn remove_all(tag: &str) {
 }
 
 impl Sandbox {
+    /// The name of this node's VXLAN device (unencrypted overlays).
+    pub fn vxlan_name(&self) -> String {
+        format!("{}x", link_prefix(&self.saved.tag))
+    }
+
     /// The name of this node's TUN device.
     pub fn tun_name(&self) -> String {
         format!("{}t", link_prefix(&self.saved.tag))
@@ -351,4 +356,39 @@ pub fn mtu_of_addr(addr: Ipv4Addr) -> Option<u32> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Makes the VXLAN device of the unencrypted fast path (no learning: every
+/// entry is static).
+pub fn vxlan_device(
+    dev: &str,
+    vni: u32,
+    port: u16,
+    local: Ipv4Addr,
+    mac: &str,
+    mtu: u32,
+) -> Result<(), SandboxError> {
+    let _ = ip::ignore_missing(ip::ip(&["link", "del", dev]));
+    ip::batch(
+        None,
+        &[
+            format!("link add {dev} type vxlan id {vni} dstport {port} local {local} nolearning"),
+            format!("link set {dev} address {mac} mtu {mtu} up"),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Applies `ip` and `bridge` lines, each tried whatever the others do.
+pub fn force_batches(ip_lines: &[String], fdb_lines: &[String]) {
+    if !fdb_lines.is_empty() {
+        if let Err(e) = ip::bridge_force(fdb_lines) {
+            tracing::debug!(error = %e, "some VXLAN FDB entries did not apply");
+        }
+    }
+    if !ip_lines.is_empty() {
+        if let Err(e) = ip::run_force(ip_lines) {
+            tracing::debug!(error = %e, "some VXLAN routes did not apply");
+        }
+    }
 }
