@@ -461,7 +461,8 @@ fn iperf_gbits(out: &std::process::Output) -> f64 {
 }
 
 /// The figures of docs/overlay-notes.md (one run; not a test of speed):
-/// `cargo test --release -p shoal-cli --test overlay -- --ignored --nocapture overlay_figures`.
+/// `cargo test --release -p shoal-cli --test overlay -- --ignored --nocapture overlay_figures`
+/// (`SHOAL_BENCH_MTU=9000` for a jumbo-frame underlay).
 #[test]
 #[ignore]
 fn overlay_figures() {
@@ -469,7 +470,12 @@ fn overlay_figures() {
         return;
     }
     let Some(py) = python() else { return };
-    let u = Underlay::new(2, 1500);
+    // The underlay's MTU: 1500 unless SHOAL_BENCH_MTU says otherwise (9000: jumbo frames).
+    let mtu: u32 = std::env::var("SHOAL_BENCH_MTU")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1500);
+    let u = Underlay::new(2, mtu);
     let nodes = swarm(&u);
     let a = &nodes[0];
     create_network(a, "bench", "10.0.4.0/24", true);
@@ -574,7 +580,7 @@ fn overlay_figures() {
     let scale = started.elapsed();
     let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
     eprintln!(
-        "FIGURES overlay {:.2} Gbit/s, underlay {:.2} Gbit/s ({:.0} %); UDP RTT median overlay {} us, underlay {} us; scale-up to answering via VIP {:?}",
+        "FIGURES underlay MTU {mtu}: overlay {:.2} Gbit/s, underlay {:.2} Gbit/s ({:.0} %); UDP RTT median overlay {} us, underlay {} us; scale-up to answering via VIP {:?}",
         overlay.unwrap_or(0.0),
         under.unwrap_or(0.0),
         100.0 * overlay.unwrap_or(0.0) / under.unwrap_or(1.0).max(1e-9),
