@@ -81,8 +81,8 @@ fn two_tasks_bind_the_same_port_in_their_own_namespaces_and_nothing_is_left() {
     let dir = tempfile::tempdir().expect("tmp");
     let _clean = Cleanup(dir.path().to_path_buf());
     let sb = Sandbox::open(dir.path()).expect("open");
-    let a = sb.prepare("aaaaaaaaaaaaaaaaaaaaaaaaa").expect("a");
-    let b = sb.prepare("bbbbbbbbbbbbbbbbbbbbbbbbb").expect("b");
+    let a = sb.prepare("aaaaaaaaaaaaaaaaaaaaaaaaa", &[]).expect("a");
+    let b = sb.prepare("bbbbbbbbbbbbbbbbbbbbbbbbb", &[]).expect("b");
     assert_ne!(a.addr, b.addr);
     let mut pa = serve_in(&a, "task-a");
     let mut pb = serve_in(&b, "task-b");
@@ -96,7 +96,7 @@ fn two_tasks_bind_the_same_port_in_their_own_namespaces_and_nothing_is_left() {
     assert!(a.netns.exists());
     let sb = Sandbox::open(dir.path()).expect("reopen");
     assert!(!a.netns.exists() && !b.netns.exists(), "leftovers removed");
-    let c = sb.prepare("ccccccccccccccccccccccccc").expect("c");
+    let c = sb.prepare("ccccccccccccccccccccccccc", &[]).expect("c");
     sb.release("ccccccccccccccccccccccccc");
     assert!(!c.netns.exists());
     assert!(!links().contains("shvcccccccccccc"));

@@ -40,6 +40,9 @@ pub struct Daemon {
     /// Extra environment, and the umask the daemon starts under.
     env: Vec<(String, String)>,
     umask: Option<u32>,
+    /// The network namespace the daemon runs in (`ip netns exec`), if not
+    /// the test's own.
+    pub netns: Option<String>,
 }
 
 fn free_udp_port(ip: &str) -> u16 {
@@ -95,6 +98,39 @@ impl Daemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             umask,
+            netns: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// A daemon run with `ip netns exec ns`, its cluster endpoint on
+    /// `ip:2377` in that namespace (the control socket is a file: the CLI
+    /// talks to it from the test's namespace).
+    pub fn start_in_netns(ns: &str, ip: &str, hostname: &str, args: &[&str]) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("shoal-e2e")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("shoal.sock");
+        let listen = format!("{ip}:2377");
+        let mut all: Vec<String> = vec![
+            "--hostname".into(),
+            hostname.into(),
+            "--listen-addr".into(),
+            listen.clone(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let mut d = Daemon {
+            child: None,
+            host: format!("unix://{}", socket.display()),
+            socket,
+            dir,
+            args: all,
+            listen,
+            env: Vec::new(),
+            umask: None,
+            netns: Some(ns.to_string()),
         };
         d.spawn();
         d
@@ -115,7 +151,14 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .expect("daemon log");
-        let mut cmd = Command::new(shoal_bin());
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(shoal_bin());
+                c
+            }
+            None => Command::new(shoal_bin()),
+        };
         if let Some(mask) = self.umask {
             use std::os::unix::process::CommandExt;
             // SAFETY: umask is async-signal-safe.
@@ -269,7 +312,21 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
         // A killed daemon leaves its tasks' namespaces and its bridge.
-        shoal_node::sandbox::clean(&self.data_dir());
+        match &self.netns {
+            Some(ns) => {
+                let _ = Command::new("ip")
+                    .args(["netns", "exec", ns])
+                    .arg(shoal_bin())
+                    .arg("daemon")
+                    .arg("--data-dir")
+                    .arg(self.data_dir())
+                    .arg("--clean-sandbox")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            None => shoal_node::sandbox::clean(&self.data_dir()),
+        }
         if std::thread::panicking() {
             let log =
                 std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
@@ -277,6 +334,8 @@ impl Drop for Daemon {
         }
     }
 }
+
+pub mod netns;
 
 /// Polls `cond` until it holds; panics after `limit` (a hang, not a timing target).
 pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {

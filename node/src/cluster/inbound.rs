@@ -129,6 +129,16 @@ impl Inbound for ClusterInbound {
         }
     }
 
+    fn overlay(&self, peer: &PeerId, conn: quinn::Connection) -> BoxFuture<()> {
+        match self.0.upgrade().and_then(|rt| rt.overlay.dataplane()) {
+            Some(dp) => Box::pin(dp.serve(peer.node_id.clone(), conn)),
+            None => {
+                conn.close(crate::transport::close::REFUSED.into(), b"no overlay here");
+                Box::pin(async {})
+            }
+        }
+    }
+
     fn request(
         &self,
         peer: Option<&PeerId>,

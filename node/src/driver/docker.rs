@@ -266,6 +266,13 @@ impl DockerDriver {
         }
         let task = &launch.task;
         let spec = &task.spec;
+        // Its overlay address would be in the VIP's backends with nobody
+        // holding it: refused, rather than started off its network.
+        if spec.networks.iter().any(|r| r.target != "host") && !task.attachments.is_empty() {
+            return Err(DriverError::Rejected(
+                "docker tasks cannot join overlay networks yet: use --driver process for tasks on overlay networks".into(),
+            ));
+        }
         let name = format!("{}.{}.{}", task.service_name, task.slot, task.id);
         let mut env = spec.env.clone();
         env.extend([

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::user;
 use crate::logs;
+use crate::sandbox::overlay::NetAttach;
 use crate::sandbox::Sandbox;
 
 struct Proc {
@@ -38,9 +39,15 @@ pub struct ProcessDriver {
     /// Where tasks get their own network and mount namespaces; `None` on a
     /// node that cannot make them (only `--network host` tasks run there).
     sandbox: Option<Arc<Sandbox>>,
+    /// The overlay networks tasks join (their interfaces come from it).
+    overlay: Arc<crate::overlay::Overlay>,
 }
 
-type ForkJob = (Launch, oneshot::Sender<Result<Lifecycle, DriverError>>);
+type ForkJob = (
+    Launch,
+    Vec<NetAttach>,
+    oneshot::Sender<Result<Lifecycle, DriverError>>,
+);
 
 /// Tasks are forked on a few threads of their own that live as long as the
 /// daemon. Not on the runtime's threads: a fork copies the daemon's page
@@ -81,13 +88,16 @@ impl Forker {
                             Ok(rx) => rx.recv(),
                             Err(_) => return,
                         };
-                        let Ok((launch, reply)) = job else { return };
+                        let Ok((launch, nets, reply)) = job else {
+                            return;
+                        };
                         let id = &launch.task.id;
-                        let started = spawn(&log_dir, sandbox.as_deref(), &launch).map(|p| {
-                            let l = ProcessDriver::lifecycle(&p);
-                            procs.lock().insert(id.clone(), p);
-                            l
-                        });
+                        let started =
+                            spawn(&log_dir, sandbox.as_deref(), &launch, &nets).map(|p| {
+                                let l = ProcessDriver::lifecycle(&p);
+                                procs.lock().insert(id.clone(), p);
+                                l
+                            });
                         starting.lock().remove(id);
                         let _ = reply.send(started);
                     }
@@ -104,13 +114,18 @@ impl ProcessDriver {
         self.sandbox.clone()
     }
 
-    pub fn new(log_dir: PathBuf, sandbox: Option<Arc<Sandbox>>) -> Arc<Self> {
+    pub fn new(
+        log_dir: PathBuf,
+        sandbox: Option<Arc<Sandbox>>,
+        overlay: Arc<crate::overlay::Overlay>,
+    ) -> Arc<Self> {
         Arc::new(ProcessDriver {
             log_dir,
             procs: Arc::default(),
             starting: Arc::default(),
             forker: OnceLock::new(),
             sandbox,
+            overlay,
         })
     }
 
@@ -122,12 +137,17 @@ impl ProcessDriver {
     }
 }
 
+/// A task on overlay networks gets a generated one, bind-mounted in its
+/// mount namespace.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
 /// Starts a task's process (a fork: called on the forker's thread, inside the
 /// runtime, which the output pumps and the exit waiter are spawned on).
 fn spawn(
     log_dir: &std::path::Path,
     sandbox: Option<&Sandbox>,
     launch: &Launch,
+    nets: &[NetAttach],
 ) -> Result<Proc, DriverError> {
     let task = &launch.task;
     let log = logs::log_path(log_dir, &task.id)
@@ -144,9 +164,23 @@ fn spawn(
             spec.workdir
         )));
     }
-    let files = crate::sandbox::files::prepare(&launch.files)
+    let mut task_files = launch.files.clone();
+    if let Some(data) = crate::overlay::resolv_conf(nets) {
+        if !task_files.iter().any(|f| f.path == RESOLV_CONF) {
+            task_files.push(shoal_actors::secrets::TaskFile {
+                kind: shoal_actors::secrets::Kind::Config,
+                name: "resolv.conf".into(),
+                path: RESOLV_CONF.into(),
+                uid: 0,
+                gid: 0,
+                mode: 0o644,
+                data: Arc::new(data),
+            });
+        }
+    }
+    let files = crate::sandbox::files::prepare(&task_files)
         .map_err(|e| DriverError::rejected_by("cannot mount the task's secrets and configs", e))?;
-    let netns = sandboxed(sandbox, task)?;
+    let netns = sandboxed(sandbox, task, nets)?;
     let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
     let mut cmd = tokio::process::Command::new(&task.spec.image);
     if !spec.workdir.is_empty() {
@@ -439,16 +473,34 @@ impl Driver for ProcessDriver {
             )
             .map(|f| self.forker.get_or_init(|| f).0.clone()),
         };
-        let (reply, answer) = oneshot::channel();
-        let sent = forker.and_then(|f| {
-            f.send((launch, reply))
-                .map_err(|_| DriverError::Failed("the forker thread is gone".into()))
-        });
-        if let Err(e) = sent {
-            self.starting.lock().remove(&id);
-            return Box::pin(async move { Err(e) });
-        }
+        let forker = match forker {
+            Ok(f) => f,
+            Err(e) => {
+                self.starting.lock().remove(&id);
+                return Box::pin(async move { Err(e) });
+            }
+        };
+        let (overlay, starting) = (self.overlay.clone(), self.starting.clone());
+        let host = on_host_network(&launch.task);
         Box::pin(async move {
+            // The task's networks first: its program never starts without them.
+            let nets = if host {
+                Ok(Vec::new())
+            } else {
+                overlay.attachments(&launch.task).await
+            };
+            let nets = match nets {
+                Ok(n) => n,
+                Err(why) => {
+                    starting.lock().remove(&id);
+                    return Err(DriverError::Failed(why));
+                }
+            };
+            let (reply, answer) = oneshot::channel();
+            if forker.send((launch, nets, reply)).is_err() {
+                starting.lock().remove(&id);
+                return Err(DriverError::Failed("the forker thread is gone".into()));
+            }
             answer
                 .await
                 .unwrap_or_else(|_| Err(DriverError::Failed("the forker thread is gone".into())))
@@ -535,6 +587,7 @@ pub fn on_host_network(task: &shoal_actors::model::Task) -> bool {
 fn sandboxed(
     sandbox: Option<&Sandbox>,
     task: &shoal_actors::model::Task,
+    nets: &[NetAttach],
 ) -> Result<Option<std::fs::File>, DriverError> {
     if on_host_network(task) {
         return Ok(None);
@@ -545,7 +598,7 @@ fn sandboxed(
         ));
     };
     let net = sb
-        .prepare(&task.id)
+        .prepare(&task.id, nets)
         .map_err(|e| DriverError::failed_by("cannot set up the task's network", e))?;
     std::fs::File::open(&net.netns)
         .map(Some)

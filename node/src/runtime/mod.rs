@@ -150,6 +150,8 @@ pub struct Runtime {
     pub networks: crate::overlay::NetworkWatch,
     /// The embedded DNS server, while this node is in a swarm.
     dns: parking_lot::Mutex<Option<crate::dns::DnsServer>>,
+    /// The overlay data plane, once this node is in a swarm.
+    pub overlay: Arc<crate::overlay::Overlay>,
     identity: RwLock<Option<Identity>>,
     manager: RwLock<Option<Arc<ManagerCtx>>>,
     raft_net: RwLock<Option<Arc<RaftNet>>>,
@@ -195,7 +197,10 @@ impl Runtime {
         if let Some(why) = &sandbox_unavailable {
             tracing::warn!(reason = %why, "tasks cannot get a network of their own on this node: only --network host tasks run here");
         }
-        let process = ProcessDriver::new(config.data_dir.join("logs"), sandbox.ok());
+        let networks = crate::overlay::NetworkWatch::default();
+        let overlay = crate::overlay::Overlay::new(networks.clone());
+        let process =
+            ProcessDriver::new(config.data_dir.join("logs"), sandbox.ok(), overlay.clone());
         let mut drivers = Drivers::new();
         drivers.insert("process".into(), process.clone());
         let docker = DockerDriver::connect(config.data_dir.join("logs")).await;
@@ -235,8 +240,9 @@ impl Runtime {
             docker,
             sandbox_unavailable,
             mesh,
-            networks: Default::default(),
             dns: parking_lot::Mutex::new(None),
+            networks,
+            overlay,
             identity: RwLock::new(identity.clone()),
             manager: RwLock::new(None),
             raft_net: RwLock::new(None),
@@ -424,6 +430,18 @@ impl Runtime {
             .map(|a| a.ip())
             .unwrap_or(self.listen_addr().ip());
         self.mesh.set_node(&id.node_id, bind_ip);
+        let underlay = match bind_ip {
+            std::net::IpAddr::V4(a) => a,
+            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        };
+        self.overlay
+            .start(
+                &id.node_id,
+                underlay,
+                self.process.sandbox(),
+                self.transport(),
+            )
+            .await;
         if let Some(d) = &self.docker {
             d.adopt(&id.node_id).await;
         }

@@ -230,6 +230,7 @@ impl Runtime {
         self.process.stop_all(Duration::from_secs(10)).await;
         self.mesh.clear();
         self.stop_dns();
+        self.overlay.stop();
         if let Some(sb) = self.process.sandbox() {
             let _ = tokio::task::spawn_blocking(move || sb.release_all()).await;
         }

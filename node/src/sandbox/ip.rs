@@ -54,6 +54,26 @@ pub fn batch(netns: Option<&str>, lines: &[String]) -> Result<(), IpError> {
     run("ip", &args, Some(&(lines.join("\n") + "\n"))).map(|_| ())
 }
 
+/// `ip -force -batch -`: every line is tried, failures or not.
+pub fn run_force(lines: &[String]) -> Result<(), IpError> {
+    run(
+        "ip",
+        &["-force", "-batch", "-"],
+        Some(&(lines.join("\n") + "\n")),
+    )
+    .map(|_| ())
+}
+
+/// `bridge -force -batch -`.
+pub fn bridge_force(lines: &[String]) -> Result<(), IpError> {
+    run(
+        "bridge",
+        &["-force", "-batch", "-"],
+        Some(&(lines.join("\n") + "\n")),
+    )
+    .map(|_| ())
+}
+
 /// `ip args...`, its output.
 pub fn ip(args: &[&str]) -> Result<String, IpError> {
     run("ip", args, None)

@@ -15,6 +15,7 @@
 
 pub mod files;
 mod ip;
+pub mod overlay;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -77,6 +78,8 @@ pub struct Sandbox {
     saved: Saved,
     /// The address each task holds.
     tasks: Mutex<BTreeMap<String, Ipv4Addr>>,
+    /// Overlay bridges and the tasks' attachments to them.
+    overlay: Mutex<overlay::Local>,
 }
 
 fn netns_name(tag: &str, task_id: &str) -> String {
@@ -166,8 +169,10 @@ impl Sandbox {
         let sb = Sandbox {
             saved,
             tasks: Mutex::new(BTreeMap::new()),
+            overlay: Mutex::default(),
         };
         sb.remove_leftovers()?;
+        overlay::remove_all(&sb.saved.tag);
         sb.set_up_bridge()?;
         let owners = Path::new(OWNERS);
         std::fs::create_dir_all(owners).map_err(io(owners))?;
@@ -255,8 +260,15 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Creates the task's network namespace with its address, route and veth.
-    pub fn prepare(&self, task_id: &str) -> Result<TaskNet, SandboxError> {
+    /// Creates the task's network namespace with its address, route and
+    /// veth, and one more interface per overlay network in `nets`. A task
+    /// only on internal networks gets no default route (nothing leaves
+    /// the swarm from it).
+    pub fn prepare(
+        &self,
+        task_id: &str,
+        nets: &[overlay::NetAttach],
+    ) -> Result<TaskNet, SandboxError> {
         let addr = {
             let mut tasks = self.tasks.lock();
             if let Some(a) = tasks.get(task_id) {
@@ -274,7 +286,18 @@ impl Sandbox {
         let ns = netns_name(&self.saved.tag, task_id);
         let (host, inside) = veth_names(task_id);
         // A half-made namespace of an earlier try goes first.
+        self.detach(task_id);
         ip::ignore_missing(ip::ip(&["netns", "del", &ns]))?;
+        let internal_only = !nets.is_empty() && nets.iter().all(|n| n.internal);
+        let mut inside_cmds = vec![
+            format!("link set {inside} name eth0"),
+            format!("addr add {addr}/{PREFIX} dev eth0"),
+            "link set eth0 up".into(),
+            "link set lo up".into(),
+        ];
+        if !internal_only {
+            inside_cmds.push(format!("route add default via {}", self.gateway()));
+        }
         let made = ip::batch(
             None,
             &[
@@ -283,21 +306,12 @@ impl Sandbox {
                 format!("link set {host} master {} up", self.bridge()),
             ],
         )
-        .and_then(|()| {
-            ip::batch(
-                Some(&ns),
-                &[
-                    format!("link set {inside} name eth0"),
-                    format!("addr add {addr}/{PREFIX} dev eth0"),
-                    "link set eth0 up".into(),
-                    "link set lo up".into(),
-                    format!("route add default via {}", self.gateway()),
-                ],
-            )
-        });
+        .and_then(|()| ip::batch(Some(&ns), &inside_cmds))
+        .map_err(SandboxError::from)
+        .and_then(|()| self.attach(task_id, &ns, nets));
         if let Err(e) = made {
             self.release(task_id);
-            return Err(e.into());
+            return Err(e);
         }
         Ok(TaskNet {
             netns: Path::new(NETNS_DIR).join(ns),
@@ -312,6 +326,7 @@ impl Sandbox {
 
     /// Removes the task's namespace (its veth goes with it) and frees its address.
     pub fn release(&self, task_id: &str) {
+        self.detach(task_id);
         let had = self.tasks.lock().remove(task_id).is_some();
         let ns = netns_name(&self.saved.tag, task_id);
         if had || Path::new(NETNS_DIR).join(&ns).exists() {
@@ -333,6 +348,7 @@ impl Sandbox {
             self.release(&id);
         }
         let _ = self.remove_leftovers();
+        self.close_overlay();
     }
 
     /// Removes everything of this node's: namespaces, bridge, NAT table.
@@ -368,6 +384,7 @@ fn sweep_dead_owners(own: Option<&str>) {
             Sandbox {
                 saved: Saved { tag, index: 0 },
                 tasks: Mutex::new(BTreeMap::new()),
+                overlay: Mutex::default(),
             }
             .close();
         }
@@ -386,6 +403,7 @@ pub fn clean(data_dir: &Path) {
     let sb = Sandbox {
         saved,
         tasks: Mutex::new(BTreeMap::new()),
+        overlay: Mutex::default(),
     };
     sb.close();
 }

@@ -77,6 +77,12 @@ pub trait Inbound: Send + Sync + 'static {
     ) -> BoxFuture<()> {
         Box::pin(async {})
     }
+    /// An overlay data-plane connection a peer opened: the handler reads
+    /// its datagrams until it closes. By default, refused.
+    fn overlay(&self, _peer: &PeerId, conn: quinn::Connection) -> BoxFuture<()> {
+        conn.close(close::REFUSED.into(), b"no overlay here");
+        Box::pin(async {})
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,10 +131,14 @@ pub struct Transport {
     config: TransportConfig,
     client: RwLock<quinn::ClientConfig>,
     mesh_client: RwLock<quinn::ClientConfig>,
+    overlay_client: RwLock<quinn::ClientConfig>,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     /// Mesh connections, apart from `conns` so that bulk traffic never
     /// queues control messages behind it.
     tunnels: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// The overlay data plane's connections, apart again: their own idle
+    /// timeout, MTU and datagram buffers.
+    overlays: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     /// Connections peers opened to us, by the node their certificate names,
     /// so that they can be closed when that node loses its standing.
     accepted: Mutex<HashMap<String, Vec<(PeerId, quinn::Connection)>>>,
@@ -147,6 +157,48 @@ fn transport_config(c: &TransportConfig) -> Arc<quinn::TransportConfig> {
     // Every proxied connection is a stream: quinn's default of 100 would
     // cap a node's connections to one peer.
     t.max_concurrent_bidi_streams(MAX_TUNNELS.into());
+    Arc::new(t)
+}
+
+/// The overlay data plane's connections live through blips of a few
+/// seconds (a connection's idle timeout is the smaller of the two sides':
+/// the server offers this much, control clients still ask for 1 s).
+pub const OVERLAY_IDLE: Duration = Duration::from_secs(10);
+/// Datagrams queued per overlay connection, each way.
+pub const OVERLAY_DATAGRAM_BUFFER: usize = 4 << 20;
+
+/// The server side: like `transport_config`, but an idle timeout the
+/// overlay's clients may use, and room for their datagrams.
+fn server_transport_config(c: &TransportConfig) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(c.keep_alive));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(c.idle_timeout.max(OVERLAY_IDLE)) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t.max_concurrent_bidi_streams(MAX_TUNNELS.into());
+    t.datagram_receive_buffer_size(Some(OVERLAY_DATAGRAM_BUFFER));
+    Arc::new(t)
+}
+
+/// The overlay client's connections: the idle timeout above, the
+/// underlay's UDP payload size from the first packet on (`udp_payload`,
+/// the same as the minimum: the inner MTU is chosen from it, and a path
+/// that shrinks below it would make inner packets too big), no datagrams
+/// dropped for want of buffer.
+pub fn overlay_transport_config(udp_payload: u16) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(Duration::from_millis(500)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(OVERLAY_IDLE) {
+        t.max_idle_timeout(Some(idle));
+    }
+    let mtu = udp_payload.max(1200);
+    t.initial_mtu(mtu);
+    t.min_mtu(mtu);
+    t.mtu_discovery_config(None);
+    t.datagram_receive_buffer_size(Some(OVERLAY_DATAGRAM_BUFFER));
+    t.datagram_send_buffer_size(OVERLAY_DATAGRAM_BUFFER);
+    t.max_concurrent_bidi_streams(0u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
     Arc::new(t)
 }
 
@@ -196,11 +248,12 @@ impl Transport {
         inbound: Arc<dyn Inbound>,
     ) -> Result<Arc<Self>, TransportError> {
         let mut server = tls::server_config(identity)?;
-        server.transport_config(transport_config(&config));
+        server.transport_config(server_transport_config(&config));
         let mut client = tls::client_config(identity)?;
         client.transport_config(transport_config(&config));
         let mut mesh_client = tls::mesh_client_config(identity)?;
         mesh_client.transport_config(transport_config(&config));
+        let overlay_client = tls::overlay_client_config(identity)?;
         let endpoint =
             quinn::Endpoint::server(server, addr).map_err(|e| TransportError::Bind(addr, e))?;
         let t = Arc::new(Transport {
@@ -208,8 +261,10 @@ impl Transport {
             config,
             client: RwLock::new(client),
             mesh_client: RwLock::new(mesh_client),
+            overlay_client: RwLock::new(overlay_client),
             conns: Mutex::new(HashMap::new()),
             tunnels: Mutex::new(HashMap::new()),
+            overlays: Mutex::new(HashMap::new()),
             accepted: Mutex::new(HashMap::new()),
             inbound: inbound.clone(),
             faults: faults::Faults::default(),
@@ -268,14 +323,19 @@ impl Transport {
     /// ways, use it; existing ones are dropped.
     pub fn reload(&self, identity: &TlsIdentity) -> Result<(), TransportError> {
         let mut server = tls::server_config(identity)?;
-        server.transport_config(transport_config(&self.config));
+        server.transport_config(server_transport_config(&self.config));
         let mut client = tls::client_config(identity)?;
         client.transport_config(transport_config(&self.config));
         let mut mesh_client = tls::mesh_client_config(identity)?;
         mesh_client.transport_config(transport_config(&self.config));
+        let overlay_client = tls::overlay_client_config(identity)?;
         self.endpoint.set_server_config(Some(server));
         *self.client.write() = client;
         *self.mesh_client.write() = mesh_client;
+        *self.overlay_client.write() = overlay_client;
+        for (_, c) in self.overlays.lock().drain() {
+            c.close(0u32.into(), b"certificate changed");
+        }
         for (_, c) in self.conns.lock().drain() {
             c.close(0u32.into(), b"certificate changed");
         }
@@ -343,6 +403,30 @@ impl Transport {
         conn.open_bi()
             .await
             .map_err(|e| TransportError::Stream(addr, e.to_string()))
+    }
+
+    /// The overlay data plane's connection to `addr`, reused while it
+    /// lives; new ones use `config` (see `overlay_transport_config`).
+    pub async fn overlay_connect(
+        &self,
+        addr: SocketAddr,
+        config: Arc<quinn::TransportConfig>,
+    ) -> Result<quinn::Connection, TransportError> {
+        if let Some(c) = self.overlays.lock().get(&addr) {
+            if c.close_reason().is_none() {
+                return Ok(c.clone());
+            }
+        }
+        let mut client = self.overlay_client.read().clone();
+        client.transport_config(config);
+        let conn = self
+            .endpoint
+            .connect_with(client, addr, tls::server_name())
+            .map_err(|e| TransportError::Connect(addr, e.to_string()))?
+            .await
+            .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
+        self.overlays.lock().insert(addr, conn.clone());
+        Ok(conn)
     }
 
     /// Sends a one-way message.
@@ -426,19 +510,21 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
         return;
     }
     t.register(&peer, &conn);
-    if is_mesh(&conn) {
+    if alpn_is(&conn, tls::MESH_ALPN) {
         serve_tunnels(&conn, &peer, &inbound).await;
+    } else if alpn_is(&conn, tls::OVERLAY_ALPN) {
+        inbound.overlay(&peer, conn.clone()).await;
     } else {
         serve_streams(&t, &conn, &peer, &inbound).await;
     }
     t.unregister(&peer, &conn);
 }
 
-fn is_mesh(conn: &quinn::Connection) -> bool {
+fn alpn_is(conn: &quinn::Connection, alpn: &[u8]) -> bool {
     conn.handshake_data()
         .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|h| h.protocol)
-        .is_some_and(|p| p == tls::MESH_ALPN)
+        .is_some_and(|p| p == alpn)
 }
 
 /// A mesh connection carries tunnels only: each stream goes to the inbound

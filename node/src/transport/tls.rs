@@ -12,6 +12,8 @@ pub const ALPN: &[u8] = b"shoal/1";
 /// Connections that carry only proxied traffic (the routing mesh's tunnels),
 /// apart from the control messages.
 pub const MESH_ALPN: &[u8] = b"shoal-mesh/1";
+/// Connections that carry the overlay data plane: IP packets as datagrams.
+pub const OVERLAY_ALPN: &[u8] = b"shoal-overlay/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -69,7 +71,7 @@ pub fn server_config(id: &TlsIdentity) -> Result<quinn::ServerConfig, TlsError> 
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, pem_key(&id.key_pem)?)?;
-    cfg.alpn_protocols = vec![ALPN.to_vec(), MESH_ALPN.to_vec()];
+    cfg.alpn_protocols = vec![ALPN.to_vec(), MESH_ALPN.to_vec(), OVERLAY_ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
@@ -83,6 +85,11 @@ pub fn client_config(id: &TlsIdentity) -> Result<quinn::ClientConfig, TlsError> 
 /// The client side of the mesh's tunnel connections.
 pub fn mesh_client_config(id: &TlsIdentity) -> Result<quinn::ClientConfig, TlsError> {
     client_config_for(id, MESH_ALPN)
+}
+
+/// The client side of the overlay data plane's connections.
+pub fn overlay_client_config(id: &TlsIdentity) -> Result<quinn::ClientConfig, TlsError> {
+    client_config_for(id, OVERLAY_ALPN)
 }
 
 fn client_config_for(id: &TlsIdentity, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
