@@ -589,3 +589,127 @@ fn overlay_figures() {
         scale
     );
 }
+
+/// `getent ahostsv4 NAME` in the client task: the addresses its resolver
+/// (the generated resolv.conf, the node's DNS on the gateway) gives, in order.
+fn resolve(pid: i32, name: &str) -> Vec<String> {
+    let out = in_task(pid, &["getent", "ahostsv4", name]);
+    let mut addrs: Vec<String> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(a) = line.split_whitespace().next() {
+            if !addrs.iter().any(|x| x == a) {
+                addrs.push(a.to_string());
+            }
+        }
+    }
+    addrs
+}
+
+/// The seed's discovery walkthrough, by names: `curl -s server` from a
+/// client task reaches replicas on both nodes through the VIP the name
+/// resolves to, scaling needs no change in the client, `tasks.server`
+/// lists every task, and a dnsrr service resolves to its tasks.
+#[test]
+fn names_resolve_to_the_vip_to_every_task_and_to_dnsrr_tasks() {
+    if skip() {
+        return;
+    }
+    let u = Underlay::new(2, 1500);
+    let nodes = swarm(&u);
+    let a = &nodes[0];
+    a.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.0.9.0/24",
+        "discovery",
+    ]);
+    a.create_echo(
+        "server",
+        "2",
+        &["--network", "name=discovery,alias=api"],
+        &["--port", "80"],
+    );
+    a.create_echo(
+        "rr",
+        "2",
+        &["--network", "discovery", "--endpoint-mode", "dnsrr"],
+        &["--port", "80"],
+    );
+    let tok = token("client");
+    a.create_echo(
+        "client",
+        "1",
+        &[
+            "--network",
+            "discovery",
+            "--constraint",
+            "node.hostname==node-0",
+        ],
+        &["--print", &tok],
+    );
+    wait_for("servers on both nodes", LONG, || {
+        let t = running_tasks(a, "server");
+        t.len() == 2 && t.iter().map(|(_, n)| n).collect::<BTreeSet<_>>().len() == 2
+    });
+    wait_for("2 rr tasks", LONG, || running_tasks(a, "rr").len() == 2);
+    let pid = client_pid(&tok);
+    let vip = a.ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}",
+        "server",
+    ]);
+    let vip = vip.trim().split('/').next().unwrap_or("").to_string();
+    assert!(vip.starts_with("10.0.9."), "VIP {vip}");
+    wait_for("server resolves to its VIP", LONG, || {
+        resolve(pid, "server") == [vip.clone()]
+    });
+    assert_eq!(resolve(pid, "api"), [vip.clone()], "the alias");
+    assert_eq!(
+        resolve(pid, "SERVER."),
+        [vip.clone()],
+        "case and trailing dot"
+    );
+
+    let want: BTreeSet<String> = running_tasks(a, "server")
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    answered_by_all(pid, "http://server/", &want);
+    let seen: BTreeSet<String> = (0..12).filter_map(|_| ask(pid, "http://server/")).collect();
+    assert_eq!(seen, want, "12 requests to http://server/");
+
+    a.ok(&["service", "scale", "-d", "server=3"]);
+    wait_for("3 servers", LONG, || running_tasks(a, "server").len() == 3);
+    let want: BTreeSet<String> = running_tasks(a, "server")
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    answered_by_all(pid, "http://server/", &want);
+    let (_, addrs) = service_on(a, "discovery", "server");
+    let addrs: BTreeSet<String> = addrs.into_iter().collect();
+    assert_eq!(addrs.len(), 3);
+    wait_for("tasks.server lists 3", LONG, || {
+        resolve(pid, "tasks.server")
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            == addrs
+    });
+    assert_eq!(resolve(pid, "server"), [vip.clone()], "the VIP stays");
+
+    // dnsrr: the name is the tasks' own addresses, no VIP.
+    let (rr_vip, rr_addrs) = service_on(a, "discovery", "rr");
+    assert!(rr_vip.is_empty(), "dnsrr has no VIP: {rr_vip}");
+    let rr_addrs: BTreeSet<String> = rr_addrs.into_iter().collect();
+    wait_for("rr resolves to its tasks", LONG, || {
+        resolve(pid, "rr").into_iter().collect::<BTreeSet<_>>() == rr_addrs
+    });
+    let rr_want: BTreeSet<String> = running_tasks(a, "rr").into_iter().map(|t| t.0).collect();
+    answered_by_all(pid, "http://rr/", &rr_want);
+    // A name outside the network's is not ours: no answer for it here.
+    assert!(resolve(pid, "tasks.nosuch").is_empty());
+}
