@@ -74,12 +74,25 @@ impl RaftNet {
 }
 
 impl RaftTransport for RaftNet {
+    /// Each peer's messages go down its ordered pipe, in Raft's order, so a
+    /// follower sees appends in sequence (no gaps to reject and resend). A
+    /// snapshot takes a stream of its own: megabytes must not hold up the
+    /// appends and heartbeats behind them.
     fn send(&self, msgs: Vec<raft::prelude::Message>) {
+        let Some(t) = self.transport.read().clone() else {
+            return;
+        };
+        let mut addrs: HashMap<u64, Option<SocketAddr>> = HashMap::new();
         for m in msgs {
-            let Some(addr) = self.addr_of(m.to) else {
+            let addr = *addrs.entry(m.to).or_insert_with(|| {
+                self.addr_of(m.to)
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+            });
+            let Some(addr) = addr else {
                 tracing::debug!(to = m.to, "no address for raft peer");
                 continue;
             };
+            let snapshot = m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot;
             let Ok(bytes) = m.write_to_bytes() else {
                 continue;
             };
@@ -88,7 +101,19 @@ impl RaftTransport for RaftNet {
                 from_addr: self.own_addr.clone(),
                 msg: bytes,
             };
-            send_to(&self.transport, &addr, &msg);
+            let Ok(bytes) = codec::encode(&msg) else {
+                continue;
+            };
+            if snapshot {
+                let t = t.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = t.send(addr, &bytes).await {
+                        tracing::debug!(%addr, error = %e, "send failed");
+                    }
+                });
+            } else {
+                t.send_ordered(addr, bytes);
+            }
         }
     }
 }
