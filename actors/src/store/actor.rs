@@ -32,6 +32,9 @@ pub enum WaitResult {
     Unknown,
 }
 
+/// Committed entries applied (and written to sled) in one batch at most.
+const APPLY_CHUNK: usize = 512;
+
 #[derive(Clone)]
 pub struct StoreArgs {
     pub sm: Arc<StateMachine>,
@@ -60,16 +63,22 @@ impl StoreState {
         if upto < from {
             return Ok(());
         }
-        for entry in self.args.log.entries_between(from, upto + 1) {
-            // Configuration changes are the Raft actor's business; here they
-            // only move the applied index.
-            let data: &[u8] = match entry.get_entry_type() {
-                raft::prelude::EntryType::EntryNormal => &entry.data,
-                _ => &[],
-            };
-            let outcome = self.args.sm.apply_entry(entry.index, entry.term, data)?;
-            if let Some(o) = outcome {
-                self.publish(o);
+        let entries = self.args.log.entries_between(from, upto + 1);
+        for chunk in entries.chunks(APPLY_CHUNK) {
+            let batch: Vec<(u64, u64, &[u8])> = chunk
+                .iter()
+                .map(|entry| {
+                    // Configuration changes are the Raft actor's business;
+                    // here they only move the applied index.
+                    let data: &[u8] = match entry.get_entry_type() {
+                        raft::prelude::EntryType::EntryNormal => &entry.data,
+                        _ => &[],
+                    };
+                    (entry.index, entry.term, data)
+                })
+                .collect();
+            for outcome in self.args.sm.apply_entries(&batch)? {
+                self.publish(outcome);
             }
         }
         self.wake_waiters();
