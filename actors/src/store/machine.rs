@@ -66,6 +66,10 @@ pub struct StateMachine {
     tree: sled::Tree,
     inner: RwLock<(ClusterState, AppliedIndex)>,
     outcomes: Mutex<Outcomes>,
+    /// Held while applied entries are written to sled, after the state
+    /// lock is let go (readers need not wait for the disk): whoever takes
+    /// it sees in memory only what is also written (`snapshot_data`).
+    persisting: Mutex<()>,
 }
 
 impl StateMachine {
@@ -76,6 +80,7 @@ impl StateMachine {
             tree,
             inner: RwLock::new((state, applied)),
             outcomes: Mutex::new(Outcomes::default()),
+            persisting: Mutex::new(()),
         }))
     }
 
@@ -137,7 +142,11 @@ impl StateMachine {
     /// index are skipped, which makes replay after a crash safe. One batch
     /// for many entries matters: sled makes every batch wait for the
     /// flushes in progress, so a batch per entry stalls a busy Store.
-    pub fn apply_entries(&self, entries: &[(u64, u64, &[u8])]) -> Result<Vec<Outcome>, StoreError> {
+    pub fn apply_entries(
+        &self,
+        entries: &[(u64, u64, &[u8])],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let _persisting = self.persisting.lock();
         let mut guard = self.inner.write();
         let (state, applied) = &mut *guard;
         let mut outcomes = Vec::with_capacity(entries.len());
@@ -179,19 +188,25 @@ impl StateMachine {
             return Ok(outcomes);
         }
         batch.insert(APPLIED, encode(&new_applied));
+        *applied = new_applied;
+        // Readers see the new state while it is written; sled's batch may
+        // wait for a flush in progress, and they need not.
+        drop(guard);
         if let Err(e) = self.tree.apply_batch(batch) {
             // Memory already holds the entries' changes: go back to what is
             // on disk, so that applying them again does not apply them twice.
+            let mut guard = self.inner.write();
             if let Ok(on_disk) = Self::load(&self.tree) {
                 *guard = on_disk;
             }
             return Err(e.into());
         }
-        *applied = new_applied;
         let mut kept = self.outcomes.lock();
         for outcome in &outcomes {
-            kept.by_index
-                .insert(outcome.index, (outcome.proposal_id, outcome.result.clone()));
+            kept.by_index.insert(
+                outcome.index,
+                (outcome.proposal_id, outcome.result.clone()),
+            );
             kept.order.push_back(outcome.index);
             if kept.order.len() > OUTCOMES_KEPT {
                 if let Some(old) = kept.order.pop_front() {
@@ -241,6 +256,9 @@ impl StateMachine {
 
     /// The whole state at the applied index, for a Raft snapshot.
     pub fn snapshot_data(&self) -> (AppliedIndex, Vec<u8>) {
+        // Only what is written to sled too: the log behind it is dropped
+        // once a flush has made the state durable.
+        let _persisting = self.persisting.lock();
         let guard = self.inner.read();
         let data = SnapshotData {
             applied: guard.1,
@@ -253,6 +271,7 @@ impl StateMachine {
     pub fn restore(&self, data: &[u8]) -> Result<(), StoreError> {
         let snap: SnapshotData =
             codec::decode(data).map_err(|e| StoreError::Corrupt("snapshot".into(), e))?;
+        let _persisting = self.persisting.lock();
         let mut guard = self.inner.write();
         // One batch: every old record removed, every new one written, so a
         // crash leaves the old state or the new one, never an empty tree.

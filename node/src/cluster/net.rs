@@ -60,7 +60,13 @@ impl RaftNet {
         }
     }
 
+    /// The address a peer's own messages came from, else the one the state
+    /// names (looked up once, then kept): the state is not scanned per
+    /// message.
     fn addr_of(&self, raft_id: u64) -> Option<String> {
+        if let Some(a) = self.book.read().get(&raft_id) {
+            return Some(a.clone());
+        }
         let known = self
             .sm
             .read()
@@ -68,8 +74,9 @@ impl RaftNet {
             .nodes
             .values()
             .find(|n| n.raft_id == raft_id)
-            .map(|n| n.addr.clone());
-        known.or_else(|| self.book.read().get(&raft_id).cloned())
+            .map(|n| n.addr.clone())?;
+        self.book.write().insert(raft_id, known.clone());
+        Some(known)
     }
 }
 
