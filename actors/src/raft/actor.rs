@@ -57,7 +57,8 @@ impl Default for RaftTimings {
     fn default() -> Self {
         RaftTimings {
             tick: Duration::from_millis(100),
-            election_ticks: 10,
+            // raft-rs draws each election timeout from [6, 12) ticks: 0.6-1.2 s.
+            election_ticks: 6,
             heartbeat_ticks: 1,
             snapshot_interval: 10_000,
         }

@@ -141,6 +141,50 @@ impl AgentLink for RemoteAgent {
         };
         send_to(&self.transport, &self.addr, &OneWay::ToAgent(wire));
     }
+
+    /// A datagram from a connected UDP socket to the node's cluster port:
+    /// if no process listens there any more, the peer's kernel answers with
+    /// ICMP port unreachable, which the socket reports as a refused
+    /// connection. A living node's QUIC endpoint drops the stray byte; a
+    /// lost packet or a firewall that eats ICMP gives no answer, which says
+    /// nothing (`false`).
+    fn gone(&self) -> shoal_actors::driver::BoxFuture<bool> {
+        let addr = self.addr.clone();
+        Box::pin(async move {
+            let Ok(addr) = addr.parse::<SocketAddr>() else {
+                return false;
+            };
+            port_closed(addr, PROBE_WAIT).await
+        })
+    }
+}
+
+/// How long a probe waits for a refusal.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether `addr`'s UDP port is certainly closed (see `RemoteAgent::gone`).
+pub async fn port_closed(addr: SocketAddr, wait: std::time::Duration) -> bool {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let Ok(sock) = tokio::net::UdpSocket::bind(bind).await else {
+        return false;
+    };
+    if sock.connect(addr).await.is_err() {
+        return false;
+    }
+    let refused = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ConnectionRefused;
+    match sock.send(&[0]).await {
+        Ok(_) => {}
+        Err(e) => return refused(&e),
+    }
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(wait, sock.recv(&mut buf)).await {
+        Ok(Err(e)) => refused(&e),
+        _ => false,
+    }
 }
 
 /// The agent reaches the dispatcher in this process when this node leads,
@@ -368,7 +412,8 @@ impl Actor for DispatcherProxy {
             DispatcherMsg::Store(_)
             | DispatcherMsg::Tick
             | DispatcherMsg::StatusWritten(_)
-            | DispatcherMsg::PushAssignments => {}
+            | DispatcherMsg::PushAssignments
+            | DispatcherMsg::Probed { .. } => {}
         }
         Ok(())
     }
