@@ -135,6 +135,9 @@ pub enum RaftMsg {
     Status(RpcReplyPort<RaftStatus>),
 }
 
+/// Where a proposer hears its entry's index, or why it was refused.
+type ProposeReply = RpcReplyPort<Result<u64, ProposeRefused>>;
+
 pub struct RaftState {
     args: RaftArgs,
     node: RawNode<SharedLog>,
@@ -154,7 +157,7 @@ pub struct RaftState {
     /// Proposals taken since the last `Ready`: they are appended together,
     /// as one raft-rs proposal of many entries, so followers get one append
     /// for all of them instead of one each.
-    proposals: Vec<(Vec<u8>, RpcReplyPort<Result<u64, ProposeRefused>>)>,
+    proposals: Vec<(Vec<u8>, ProposeReply)>,
 }
 
 #[derive(Clone)]
@@ -339,9 +342,10 @@ impl RaftState {
         let mut replies = Vec::with_capacity(batch.len());
         let mut entries = Vec::with_capacity(batch.len());
         for (data, reply) in batch {
-            let mut e = Entry::default();
-            e.data = data.into();
-            entries.push(e);
+            entries.push(Entry {
+                data: data.into(),
+                ..Default::default()
+            });
             replies.push(reply);
         }
         m.set_entries(entries.into());
