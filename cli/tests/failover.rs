@@ -72,10 +72,10 @@ fn strip_ansi(s: &str) -> String {
 fn became_leader(d: &Daemon, after: f64) -> Option<f64> {
     let log = std::fs::read_to_string(d.dir.path().join("daemon.log")).ok()?;
     log.lines()
+        .rev()
         .filter(|l| l.contains("became leader"))
         .filter_map(time_of_day)
-        .filter(|t| *t >= after)
-        .last()
+        .find(|t| *t >= after)
 }
 
 fn leader_of(nodes: &[Daemon], asked: usize) -> Option<usize> {

@@ -142,10 +142,7 @@ impl StateMachine {
     /// index are skipped, which makes replay after a crash safe. One batch
     /// for many entries matters: sled makes every batch wait for the
     /// flushes in progress, so a batch per entry stalls a busy Store.
-    pub fn apply_entries(
-        &self,
-        entries: &[(u64, u64, &[u8])],
-    ) -> Result<Vec<Outcome>, StoreError> {
+    pub fn apply_entries(&self, entries: &[(u64, u64, &[u8])]) -> Result<Vec<Outcome>, StoreError> {
         let _persisting = self.persisting.lock();
         let mut guard = self.inner.write();
         let (state, applied) = &mut *guard;
@@ -203,10 +200,8 @@ impl StateMachine {
         }
         let mut kept = self.outcomes.lock();
         for outcome in &outcomes {
-            kept.by_index.insert(
-                outcome.index,
-                (outcome.proposal_id, outcome.result.clone()),
-            );
+            kept.by_index
+                .insert(outcome.index, (outcome.proposal_id, outcome.result.clone()));
             kept.order.push_back(outcome.index);
             if kept.order.len() > OUTCOMES_KEPT {
                 if let Some(old) = kept.order.pop_front() {
