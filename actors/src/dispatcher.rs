@@ -26,6 +26,8 @@ struct Session {
     /// update that changes neither, such as the node's own status report,
     /// is not sent again. `None` sends the next list whatever it is.
     sent: Option<Vec<(String, TaskState)>>,
+    /// A probe of the node (its heartbeat is late) is under way.
+    probing: bool,
 }
 
 /// How long a failed status write waits before it is tried again.
@@ -275,6 +277,7 @@ impl Actor for Dispatcher {
                         agent: None,
                         last_seen: now,
                         sent: None,
+                        probing: false,
                     },
                 )
             })
@@ -339,6 +342,7 @@ impl Actor for Dispatcher {
                         agent: Some(agent),
                         last_seen: Instant::now(),
                         sent: None,
+                        probing: false,
                     },
                 );
                 st.push_assignments(&node.node_id, true);
@@ -418,6 +422,28 @@ impl Actor for Dispatcher {
                     st.push_endpoints();
                 }
             }
+            DispatcherMsg::Probed {
+                node_id,
+                gone,
+                asked,
+            } => {
+                let Some(s) = st.sessions.get_mut(&node_id) else {
+                    return Ok(());
+                };
+                s.probing = false;
+                // A heartbeat since the probe left beats what it found.
+                if gone && s.last_seen < asked {
+                    st.sessions.remove(&node_id);
+                    tracing::warn!(node = %node_id, "heartbeat late and the node's port is closed; node is down");
+                    st.propose(Command::SetNodeState {
+                        node_id,
+                        state: NodeState::Down,
+                        message: "heartbeat failure".into(),
+                        at: crate::world::now(),
+                    })
+                    .await;
+                }
+            }
             DispatcherMsg::Tick => {
                 // Assignments travel one way and may be lost with a
                 // connection: now and then every node is sent its list again.
@@ -430,7 +456,31 @@ impl Actor for Dispatcher {
                     st.mark_dirty(&myself, all.into_iter());
                     st.send_endpoints_to_all();
                 }
-                let limit = st.ctx.timings.dispatcher_heartbeat * 3;
+                let period = st.ctx.timings.dispatcher_heartbeat;
+                // A heartbeat a quarter period late: ask whether the node is
+                // certainly gone (a killed process's port answers that at
+                // once), so a dead node need not wait out three heartbeats.
+                // A node that is only slow, or a lost packet, gives no
+                // such answer and waits for the rule below.
+                for (node_id, s) in st.sessions.iter_mut() {
+                    if s.probing || s.last_seen.elapsed() <= period + period / 4 {
+                        continue;
+                    }
+                    let Some(agent) = s.agent.clone() else {
+                        continue;
+                    };
+                    s.probing = true;
+                    let (me, node_id, asked) = (myself.clone(), node_id.clone(), Instant::now());
+                    tokio::spawn(async move {
+                        let gone = agent.gone().await;
+                        let _ = me.send_message(DispatcherMsg::Probed {
+                            node_id,
+                            gone,
+                            asked,
+                        });
+                    });
+                }
+                let limit = period * 3;
                 let down: Vec<String> = st
                     .sessions
                     .iter()

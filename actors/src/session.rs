@@ -28,6 +28,13 @@ pub struct NodeDescription {
 /// How the dispatcher reaches an agent: a local actor, or a proxy to a remote node.
 pub trait AgentLink: Send + Sync + 'static {
     fn send(&self, msg: AgentMsg);
+    /// Whether the node is certainly gone (nothing listens on its cluster
+    /// port any more: a killed process), asked when a heartbeat is late.
+    /// `false` when it cannot tell, which is also the default: a silent but
+    /// living node, or a lost packet, must wait for the missed-heartbeat rule.
+    fn gone(&self) -> crate::driver::BoxFuture<bool> {
+        Box::pin(async { false })
+    }
 }
 
 impl AgentLink for ActorRef<AgentMsg> {
@@ -66,6 +73,12 @@ pub enum DispatcherMsg {
     StatusWritten(Vec<TaskUpdate>),
     /// Send the assignments of the nodes whose tasks changed.
     PushAssignments,
+    /// What a probe of a node whose heartbeat was late found, asked at `asked`.
+    Probed {
+        node_id: String,
+        gone: bool,
+        asked: tokio::time::Instant,
+    },
 }
 
 pub enum AgentMsg {
@@ -108,5 +121,6 @@ impl NetworkSink for NoProxy {
     fn update(&self, _: Arc<crate::networks::NetworkTable>) {}
 }
 
-/// Default heartbeat period; a node is down after three are missed.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Default heartbeat period; a node is down after three are missed, or as
+/// soon as one is late and the node is certainly gone (`AgentLink::gone`).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);

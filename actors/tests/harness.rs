@@ -128,9 +128,14 @@ fn a_cut_node_s_tasks_are_replaced_after_the_node_down_time() {
             running_in(s, "web") == 6 && !on_node(s, "worker-1")
         })
         .expect("moved");
-    // Three missed one-second heartbeats: not before, and soon after.
-    assert!(moved >= Duration::from_secs(3), "moved after {moved:?}");
-    assert!(moved <= Duration::from_secs(5), "moved after {moved:?}");
+    // Three missed heartbeats: not before, and soon after. (A cut node's
+    // port is not closed, so no probe cuts this short.)
+    let down_after = shoal_actors::session::DEFAULT_HEARTBEAT * 3;
+    assert!(moved >= down_after, "moved after {moved:?}");
+    assert!(
+        moved <= down_after + Duration::from_secs(2),
+        "moved after {moved:?}"
+    );
     // Healed, it registers again and stops what was replaced elsewhere.
     h.heal(1);
     let w1 = h.nodes[1].driver.clone();

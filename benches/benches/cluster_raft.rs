@@ -10,13 +10,13 @@
 //! the leader actors have nothing to react to: the figures are Raft + QUIC +
 //! sled + Store.
 //!
-//! - `leader_sequential`: one proposer on the leader, one commit at a time.
-//! - `leader_concurrent_64`: 64 proposals on the leader at once (`join_all`).
-//! - `follower_forwarded`: one proposer on a follower, which forwards each
-//!   write to the leader over QUIC and answers when the leader has applied it.
-//!
-//! Besides criterion's figures, the bench times 500 single commits one by one
-//! (leader and forwarded) and prints their p50/p99.
+//! First, closed loops: 1, 16, 64 and 256 proposer tasks
+//! (`CLUSTER_RAFT_PROPOSERS`), each writing one after the other for 5 s
+//! (`CLUSTER_RAFT_SECONDS`), on the leader and then on a follower (which
+//! forwards each write to the leader over QUIC and answers once it has
+//! applied it); each prints writes/s and p50/p99/max latency.
+//! Then criterion's `leader_N` / `follower_forwarded_N`: one iteration is N
+//! proposer tasks each making 4 writes in a row.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -30,8 +30,9 @@ use shoal_actors::model::{ClusterSpec, NodeRole};
 use shoal_node::runtime::{NodeConfig, Runtime as Node};
 use tokio::runtime::Runtime;
 
-const CONCURRENT: usize = 64;
-const PERCENTILE_SAMPLES: usize = 500;
+const PROPOSERS: [usize; 4] = [1, 16, 64, 256];
+/// Writes each proposer makes one after the other in a criterion iteration.
+const PER_PROPOSER: usize = 4;
 const IPS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 
 struct Cluster {
@@ -111,7 +112,10 @@ fn start_cluster() -> Cluster {
             let m = nodes[0].manager().expect("the first node manages");
             let guard = m.sm.read();
             let cluster = guard.0.cluster.as_ref().expect("a cluster after init");
-            cluster.join_tokens.manager.clone()
+            let sealed = cluster.join_tokens.manager.clone();
+            drop(guard);
+            let keys = nodes[0].keyring().expect("the first node's keyring");
+            shoal_node::keys::open_token(keys.as_ref(), &sealed).expect("open the join token")
         };
         let remote = nodes[0].config.listen_addr.to_string();
         for node in &nodes[1..] {
@@ -177,50 +181,96 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn report(what: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-    eprintln!(
-        "cluster_raft {what}: n={} p50={:?} p99={:?} max={:?} mean={:?}",
-        samples.len(),
-        percentile(&samples, 0.50),
-        percentile(&samples, 0.99),
-        samples[samples.len() - 1],
-        mean,
-    );
+/// `proposers` tasks, each proposing one write after the other through
+/// `node` for `length`: the writes acknowledged per second and each write's
+/// latency.
+fn closed_loop(c: &Cluster, node: &Arc<Node>, proposers: usize, length: Duration) -> Load {
+    let flushes = || -> Vec<(u64, u64)> {
+        c.nodes
+            .iter()
+            .map(|n| {
+                n.manager()
+                    .map_or((0, 0), |m| (m.log.flush_count(), m.log.flushed_bytes()))
+            })
+            .collect()
+    };
+    let before = flushes();
+    let mut load = c.rt.block_on(async {
+        let start = Instant::now();
+        let deadline = start + length;
+        let tasks: Vec<_> = (0..proposers)
+            .map(|_| {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        node.propose(command()).await.expect("commit");
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await.expect("a proposer task"));
+        }
+        Load {
+            elapsed: start.elapsed(),
+            latencies,
+            flushes: Vec::new(),
+        }
+    });
+    load.flushes = flushes()
+        .iter()
+        .zip(before)
+        .map(|(after, before)| (after.0 - before.0, (after.1 - before.1) / 1024))
+        .collect();
+    load
 }
 
-/// Times `PERCENTILE_SAMPLES` single commits through `node`, one at a time.
-fn single_commits(c: &Cluster, node: &Node) -> Vec<Duration> {
-    c.rt.block_on(async {
-        let mut out = Vec::with_capacity(PERCENTILE_SAMPLES);
-        for _ in 0..PERCENTILE_SAMPLES {
-            let start = Instant::now();
-            node.propose(command()).await.expect("commit");
-            out.push(start.elapsed());
-        }
-        out
-    })
+struct Load {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    /// Log flushes during the run and the KiB they wrote, per node.
+    flushes: Vec<(u64, u64)>,
 }
 
-/// Times batches of `CONCURRENT` commits started together on `node`: each
-/// proposal's own latency, and each batch's.
-fn concurrent_commits(c: &Cluster, node: &Node, batches: usize) -> (Vec<Duration>, Vec<Duration>) {
-    c.rt.block_on(async {
-        let mut each = Vec::with_capacity(batches * CONCURRENT);
-        let mut batch = Vec::with_capacity(batches);
-        for _ in 0..batches {
-            let start = Instant::now();
-            let done = join_all((0..CONCURRENT).map(|_| async {
-                node.propose(command()).await.expect("commit");
-                start.elapsed()
-            }))
-            .await;
-            batch.push(start.elapsed());
-            each.extend(done);
-        }
-        (each, batch)
-    })
+impl Load {
+    fn print(mut self, what: &str) {
+        self.latencies.sort();
+        let n = self.latencies.len();
+        let mean = self.latencies.iter().sum::<Duration>() / n.max(1) as u32;
+        eprintln!(
+            "cluster_raft {what}: {n} writes in {:.2?} = {:.0} writes/s; p50={:.2?} p99={:.2?} max={:.2?} mean={:.2?}; (flushes, KiB flushed) per node {:?}",
+            self.elapsed,
+            n as f64 / self.elapsed.as_secs_f64(),
+            percentile(&self.latencies, 0.50),
+            percentile(&self.latencies, 0.99),
+            self.latencies[n - 1],
+            mean,
+            self.flushes,
+        );
+    }
+}
+
+/// Proposer counts the bench runs with (`CLUSTER_RAFT_PROPOSERS=1,64` picks some).
+fn proposer_counts() -> Vec<usize> {
+    std::env::var("CLUSTER_RAFT_PROPOSERS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| PROPOSERS.to_vec())
+}
+
+/// How long each closed-loop run lasts (`CLUSTER_RAFT_SECONDS`, default 5).
+fn load_length() -> Duration {
+    let secs = std::env::var("CLUSTER_RAFT_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(5.0);
+    Duration::from_secs_f64(secs)
 }
 
 fn bench_cluster_raft(c: &mut Criterion) {
@@ -228,65 +278,48 @@ fn bench_cluster_raft(c: &mut Criterion) {
     let leader = cluster.nodes[cluster.leader].clone();
     let follower = cluster.nodes[cluster.follower].clone();
     let first = leader.manager().expect("manager").sm.applied().index;
+    let counts = proposer_counts();
+    let length = load_length();
 
-    report("leader single commit", single_commits(&cluster, &leader));
-    report(
-        "follower-forwarded single commit",
-        single_commits(&cluster, &follower),
-    );
-    let (each, batch) = concurrent_commits(&cluster, &leader, PERCENTILE_SAMPLES / 10);
-    report(
-        &format!("leader, {CONCURRENT} concurrent: per proposal"),
-        each,
-    );
-    report(
-        &format!("leader, {CONCURRENT} concurrent: per batch"),
-        batch,
-    );
+    for &n in &counts {
+        closed_loop(&cluster, &leader, n, length).print(&format!("leader, {n} proposers"));
+    }
+    for &n in &counts {
+        closed_loop(&cluster, &follower, n, length)
+            .print(&format!("follower-forwarded, {n} proposers"));
+    }
 
     let mut group = c.benchmark_group("cluster_raft");
-    group.sample_size(20);
-
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("leader_sequential", |b| {
-        b.iter_custom(|iters| {
-            cluster.rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    leader.propose(command()).await.expect("commit");
-                }
-                start.elapsed()
-            })
-        })
-    });
-
-    group.throughput(Throughput::Elements(CONCURRENT as u64));
-    group.bench_function(format!("leader_concurrent_{CONCURRENT}"), |b| {
-        b.iter_custom(|iters| {
-            cluster.rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    for r in join_all((0..CONCURRENT).map(|_| leader.propose(command()))).await {
-                        r.expect("commit");
-                    }
-                }
-                start.elapsed()
-            })
-        })
-    });
-
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("follower_forwarded", |b| {
-        b.iter_custom(|iters| {
-            cluster.rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    follower.propose(command()).await.expect("commit");
-                }
-                start.elapsed()
-            })
-        })
-    });
+    group.sample_size(10);
+    for &n in &counts {
+        // One iteration: `n` proposers, each with `PER_PROPOSER` writes in a row.
+        group.throughput(Throughput::Elements((n * PER_PROPOSER) as u64));
+        for (name, node) in [("leader", &leader), ("follower_forwarded", &follower)] {
+            group.bench_function(format!("{name}_{n}"), |b| {
+                b.iter_custom(|iters| {
+                    cluster.rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let tasks: Vec<_> = (0..n)
+                                .map(|_| {
+                                    let node = node.clone();
+                                    tokio::spawn(async move {
+                                        for _ in 0..PER_PROPOSER {
+                                            node.propose(command()).await.expect("commit");
+                                        }
+                                    })
+                                })
+                                .collect();
+                            for t in join_all(tasks).await {
+                                t.expect("a proposer task");
+                            }
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }
+    }
     group.finish();
 
     let m = leader.manager().expect("manager");

@@ -1,6 +1,17 @@
 //! The Raft actor: a raft-rs `RawNode` driven by tick, step and propose
 //! messages, with the Ready loop persisting to sled before anything that
 //! depends on it is sent or acknowledged.
+//!
+//! Group commit: a `Ready`'s entries and hard state are written to sled at
+//! once, but its flush (write + fsync) runs off the actor, in a task. While
+//! it runs the actor goes on stepping messages, taking proposals and
+//! writing further `Ready`s; when it ends, one flush covers everything
+//! written meanwhile. raft-rs's asynchronous-persistence rules keep this
+//! safe: the messages a `Ready` holds back until it is persisted (append
+//! and vote responses) leave only after its flush, the leader counts its
+//! own log towards a quorum only once `on_persist_ready` says it is
+//! flushed, and committed entries handed to the Store are never past the
+//! local flushed index.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +57,8 @@ impl Default for RaftTimings {
     fn default() -> Self {
         RaftTimings {
             tick: Duration::from_millis(100),
-            election_ticks: 10,
+            // raft-rs draws each election timeout from [6, 12) ticks: 0.6-1.2 s.
+            election_ticks: 6,
             heartbeat_ticks: 1,
             snapshot_interval: 10_000,
         }
@@ -116,8 +128,15 @@ pub enum RaftMsg {
     /// Process the pending Ready; queued once behind a burst of proposals so
     /// that they share one flush.
     Ready,
+    /// The flush that covered every `Ready` up to this number is done.
+    Flushed(u64),
+    /// A flush failed: the actor fails and its next incarnation reloads the log.
+    FlushFailed(String),
     Status(RpcReplyPort<RaftStatus>),
 }
+
+/// Where a proposer hears its entry's index, or why it was refused.
+type ProposeReply = RpcReplyPort<Result<u64, ProposeRefused>>;
 
 pub struct RaftState {
     args: RaftArgs,
@@ -126,6 +145,19 @@ pub struct RaftState {
     announced: bool,
     /// Whether leader actors a previous incarnation may have left running were stopped.
     stale_cleared: bool,
+    /// A flush task is running.
+    flushing: bool,
+    /// The last `Ready` written to sled but not yet covered by a flush that
+    /// has started, and the messages that must wait for that flush.
+    unflushed: Option<u64>,
+    held_back: Vec<Message>,
+    /// Whether one of those `Ready`s wrote entries, a vote or a term (as
+    /// opposed to only waiting behind the flush in flight).
+    needs_flush: bool,
+    /// Proposals taken since the last `Ready`: they are appended together,
+    /// as one raft-rs proposal of many entries, so followers get one append
+    /// for all of them instead of one each.
+    proposals: Vec<(Vec<u8>, ProposeReply)>,
 }
 
 #[derive(Clone)]
@@ -195,6 +227,11 @@ impl Actor for RaftActor {
             ready_queued: true,
             announced: false,
             stale_cleared: false,
+            flushing: false,
+            unflushed: None,
+            held_back: Vec::new(),
+            needs_flush: false,
+            proposals: Vec::new(),
         })
     }
 
@@ -206,6 +243,7 @@ impl Actor for RaftActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RaftMsg::Tick => {
+                st.propose_pending();
                 st.node.tick();
                 st.nudge_store();
                 st.maybe_compact().await?;
@@ -223,18 +261,11 @@ impl Actor for RaftActor {
                     let _ = reply.send(Err(ProposeRefused::NotLeader { leader }));
                     return Ok(());
                 }
-                match st.node.propose(Vec::new(), data) {
-                    Ok(()) => {
-                        let index = st.node.raft.raft_log.last_index();
-                        let _ = reply.send(Ok(index));
-                        st.queue_ready(&myself);
-                    }
-                    Err(_) => {
-                        let _ = reply.send(Err(ProposeRefused::NotLeader { leader: None }));
-                    }
-                }
+                st.proposals.push((data, reply));
+                st.queue_ready(&myself);
             }
             RaftMsg::ProposeConfChange { change, reply } => {
+                st.propose_pending();
                 let leader = Some(st.node.raft.leader_id).filter(|l| *l != 0);
                 if st.node.raft.state != StateRole::Leader {
                     let _ = reply.send(Err(ProposeRefused::NotLeader { leader }));
@@ -253,6 +284,7 @@ impl Actor for RaftActor {
                 }
             }
             RaftMsg::TransferLeader(to) => {
+                st.propose_pending();
                 if st.node.raft.state == StateRole::Leader {
                     st.node.transfer_leader(to);
                     st.queue_ready(&myself);
@@ -260,7 +292,17 @@ impl Actor for RaftActor {
             }
             RaftMsg::Ready => {
                 st.ready_queued = false;
+                st.propose_pending();
                 st.on_ready(&myself).await?;
+            }
+            RaftMsg::Flushed(number) => {
+                st.flushing = false;
+                st.propose_pending();
+                st.node.on_persist_ready(number);
+                st.on_ready(&myself).await?;
+            }
+            RaftMsg::FlushFailed(e) => {
+                return Err(format!("raft log flush failed: {e}").into());
             }
             RaftMsg::Status(reply) => {
                 let _ = reply.send(st.status());
@@ -275,6 +317,51 @@ impl RaftState {
         if !self.ready_queued {
             self.ready_queued = true;
             let _ = myself.send_message(RaftMsg::Ready);
+        }
+    }
+
+    /// Appends the proposals taken since the last `Ready`, in the order they
+    /// came, as consecutive entries (all or none: raft-rs takes or drops a
+    /// proposal whole), and tells each proposer its entry's index.
+    fn propose_pending(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.proposals);
+        let r = &mut self.node.raft;
+        if r.state != StateRole::Leader {
+            let leader = Some(r.leader_id).filter(|l| *l != 0);
+            for (_, reply) in batch {
+                let _ = reply.send(Err(ProposeRefused::NotLeader { leader }));
+            }
+            return;
+        }
+        let mut m = Message::default();
+        m.set_msg_type(raft::prelude::MessageType::MsgPropose);
+        m.from = r.id;
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
+        for (data, reply) in batch {
+            entries.push(Entry {
+                data: data.into(),
+                ..Default::default()
+            });
+            replies.push(reply);
+        }
+        m.set_entries(entries.into());
+        match r.step(m) {
+            Ok(()) => {
+                let n = replies.len() as u64;
+                let first = r.raft_log.last_index() + 1 - n;
+                for (i, reply) in replies.into_iter().enumerate() {
+                    let _ = reply.send(Ok(first + i as u64));
+                }
+            }
+            Err(_) => {
+                for reply in replies {
+                    let _ = reply.send(Err(ProposeRefused::NotLeader { leader: None }));
+                }
+            }
         }
     }
 
@@ -296,11 +383,13 @@ impl RaftState {
 
     async fn on_ready(&mut self, myself: &ActorRef<RaftMsg>) -> Result<(), ActorProcessingErr> {
         if !self.node.has_ready() {
+            self.start_flush(myself);
             self.check_leadership(myself, &[]);
             return Ok(());
         }
         let log = self.args.log.clone();
         let mut ready = self.node.ready();
+        // A leader's appends go out before its own flush: they depend on nothing.
         self.args.transport.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
             let snap = ready.snapshot().clone();
@@ -315,20 +404,68 @@ impl RaftState {
         // Entries, votes and terms are durable before any append response,
         // vote or commit depends on them. A change of commit index alone need
         // not be (etcd's MustSync): it is recovered from the log and peers.
-        if ready.must_sync() {
-            log.flush().await?;
+        // Once one `Ready` waits for a flush, those after it wait too, so
+        // that they are persisted (and their messages sent) in order.
+        // A temporary log (the in-process harness) has nothing to flush.
+        let must_sync = ready.must_sync() && log.is_durable();
+        if must_sync || self.flushing || self.unflushed.is_some() {
+            self.held_back.extend(ready.take_persisted_messages());
+            self.unflushed = Some(ready.number());
+            self.needs_flush |= must_sync;
+            self.node.advance_append_async(ready);
+        } else {
+            self.args.transport.send(ready.take_persisted_messages());
+            let mut light = self.node.advance_append(ready);
+            if let Some(commit) = light.commit_index() {
+                log.set_commit(commit)?;
+            }
+            self.args.transport.send(light.take_messages());
+            committed.extend(light.take_committed_entries());
         }
-        self.args.transport.send(ready.take_persisted_messages());
-        let mut light = self.node.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            log.set_commit(commit)?;
-        }
-        self.args.transport.send(light.take_messages());
-        committed.extend(light.take_committed_entries());
         self.handle_committed(&committed)?;
         self.node.advance_apply();
+        self.start_flush(myself);
         self.check_leadership(myself, &committed);
         Ok(())
+    }
+
+    /// Starts a flush of everything written since the last one started,
+    /// unless one is running (it is started again when that one ends). The
+    /// held-back messages leave from the task, as soon as the flush is done.
+    /// `Ready`s that wrote nothing needing a flush (a new commit index
+    /// only) waited only for the flush before them: once it is done they
+    /// are let through without one.
+    fn start_flush(&mut self, myself: &ActorRef<RaftMsg>) {
+        if self.flushing {
+            return;
+        }
+        let Some(number) = self.unflushed.take() else {
+            return;
+        };
+        let msgs = std::mem::take(&mut self.held_back);
+        if !std::mem::take(&mut self.needs_flush) {
+            self.args.transport.send(msgs);
+            self.node.on_persist_ready(number);
+            self.queue_ready(myself);
+            return;
+        }
+        self.flushing = true;
+        let (log, transport, me) = (
+            self.args.log.clone(),
+            self.args.transport.clone(),
+            myself.clone(),
+        );
+        tokio::spawn(async move {
+            match log.flush().await {
+                Ok(()) => {
+                    transport.send(msgs);
+                    let _ = me.send_message(RaftMsg::Flushed(number));
+                }
+                Err(e) => {
+                    let _ = me.send_message(RaftMsg::FlushFailed(e.to_string()));
+                }
+            }
+        });
     }
 
     fn handle_committed(&mut self, entries: &[Entry]) -> Result<(), ActorProcessingErr> {
@@ -359,7 +496,10 @@ impl RaftState {
     /// notice that cannot be delivered is retried on the next tick.
     /// A Store restarted at the wrong moment may have missed a commit notice.
     fn nudge_store(&self) {
-        let commit = self.node.raft.raft_log.committed;
+        let log = &self.node.raft.raft_log;
+        // Never past what this node has flushed: raft-rs hands out committed
+        // entries on the same terms.
+        let commit = log.committed.min(log.persisted);
         if self.args.sm.applied().index < commit {
             if let Some(store) = self.args.directory.get::<StoreMsg>("store") {
                 let _ = store.send_message(StoreMsg::Committed(commit));

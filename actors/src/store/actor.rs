@@ -32,6 +32,16 @@ pub enum WaitResult {
     Unknown,
 }
 
+/// Committed entries applied (and written to sled) in one batch at most.
+const APPLY_CHUNK: usize = 512;
+
+fn borrowed(batch: &[(u64, u64, Vec<u8>)]) -> Vec<(u64, u64, &[u8])> {
+    batch
+        .iter()
+        .map(|(index, term, data)| (*index, *term, data.as_slice()))
+        .collect()
+}
+
 #[derive(Clone)]
 pub struct StoreArgs {
     pub sm: Arc<StateMachine>,
@@ -55,21 +65,39 @@ pub struct StoreState {
 }
 
 impl StoreState {
-    fn catch_up(&mut self, upto: u64) -> Result<(), ActorProcessingErr> {
+    async fn catch_up(&mut self, upto: u64) -> Result<(), ActorProcessingErr> {
         let from = self.args.sm.applied().index + 1;
         if upto < from {
             return Ok(());
         }
-        for entry in self.args.log.entries_between(from, upto + 1) {
-            // Configuration changes are the Raft actor's business; here they
-            // only move the applied index.
-            let data: &[u8] = match entry.get_entry_type() {
-                raft::prelude::EntryType::EntryNormal => &entry.data,
-                _ => &[],
+        let entries = self.args.log.entries_between(from, upto + 1);
+        for chunk in entries.chunks(APPLY_CHUNK) {
+            let batch: Vec<(u64, u64, Vec<u8>)> = chunk
+                .iter()
+                .map(|entry| {
+                    // Configuration changes are the Raft actor's business;
+                    // here they only move the applied index.
+                    let data = match entry.get_entry_type() {
+                        raft::prelude::EntryType::EntryNormal => entry.data.to_vec(),
+                        _ => Vec::new(),
+                    };
+                    (entry.index, entry.term, data)
+                })
+                .collect();
+            let outcomes = if self.args.log.is_durable() {
+                // sled's batch may wait for a flush in progress: on a
+                // blocking thread, so that the runtime's workers go on.
+                let sm = self.args.sm.clone();
+                tokio::task::spawn_blocking(move || sm.apply_entries(&borrowed(&batch)))
+                    .await
+                    .map_err(|e| format!("the Store's apply task failed: {e}"))??
+            } else {
+                // A temporary database (the harness, on a paused clock):
+                // inline, since a blocking thread runs off that clock.
+                self.args.sm.apply_entries(&borrowed(&batch))?
             };
-            let outcome = self.args.sm.apply_entry(entry.index, entry.term, data)?;
-            if let Some(o) = outcome {
-                self.publish(o);
+            for outcome in outcomes {
+                self.publish(outcome);
             }
         }
         self.wake_waiters();
@@ -124,7 +152,7 @@ impl Actor for StoreActor {
             waiters: BTreeMap::new(),
         };
         let commit = st.args.log.hard_state().commit;
-        st.catch_up(commit)?;
+        st.catch_up(commit).await?;
         Ok(st)
     }
 
@@ -135,7 +163,7 @@ impl Actor for StoreActor {
         st: &mut StoreState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            StoreMsg::Committed(upto) => st.catch_up(upto)?,
+            StoreMsg::Committed(upto) => st.catch_up(upto).await?,
             StoreMsg::WaitApplied {
                 index,
                 proposal_id,

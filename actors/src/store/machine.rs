@@ -66,6 +66,10 @@ pub struct StateMachine {
     tree: sled::Tree,
     inner: RwLock<(ClusterState, AppliedIndex)>,
     outcomes: Mutex<Outcomes>,
+    /// Held while applied entries are written to sled, after the state
+    /// lock is let go (readers need not wait for the disk): whoever takes
+    /// it sees in memory only what is also written (`snapshot_data`).
+    persisting: Mutex<()>,
 }
 
 impl StateMachine {
@@ -76,6 +80,7 @@ impl StateMachine {
             tree,
             inner: RwLock::new((state, applied)),
             outcomes: Mutex::new(Outcomes::default()),
+            persisting: Mutex::new(()),
         }))
     }
 
@@ -131,57 +136,83 @@ impl StateMachine {
         term: u64,
         data: &[u8],
     ) -> Result<Option<Outcome>, StoreError> {
+        Ok(self.apply_entries(&[(index, term, data)])?.pop())
+    }
+
+    /// Applies consecutive committed Raft entries (index, term, data) and
+    /// writes their changes and the new applied index to sled in one batch:
+    /// a crash keeps all of them or none. Entries at or below the applied
+    /// index are skipped, which makes replay after a crash safe. One batch
+    /// for many entries matters: sled makes every batch wait for the
+    /// flushes in progress, so a batch per entry stalls a busy Store.
+    pub fn apply_entries(&self, entries: &[(u64, u64, &[u8])]) -> Result<Vec<Outcome>, StoreError> {
+        let _persisting = self.persisting.lock();
         let mut guard = self.inner.write();
         let (state, applied) = &mut *guard;
-        if index <= applied.index {
-            return Ok(None);
-        }
-        let mut outcome = Outcome {
-            index,
-            proposal_id: None,
-            result: Ok(()),
-            changes: Vec::new(),
-        };
-        // Empty entries (a new leader's no-op) and configuration changes only
-        // move the applied index.
-        if !data.is_empty() {
-            match codec::decode::<Proposal>(data) {
-                Ok(p) => {
-                    outcome.proposal_id = Some(p.id);
-                    match state.apply(&p.command, index) {
-                        Ok(changes) => outcome.changes = changes,
-                        Err(e) => outcome.result = Err(e),
-                    }
-                }
-                Err(e) => tracing::error!(index, error = %e, "skipping undecodable log entry"),
-            }
-        }
-        let new_applied = AppliedIndex { index, term };
+        let mut outcomes = Vec::with_capacity(entries.len());
         let mut batch = sled::Batch::default();
-        for change in &outcome.changes {
-            Self::persist_change(state, change, &mut batch);
+        let mut new_applied = *applied;
+        for &(index, term, data) in entries {
+            if index <= new_applied.index {
+                continue;
+            }
+            let mut outcome = Outcome {
+                index,
+                proposal_id: None,
+                result: Ok(()),
+                changes: Vec::new(),
+            };
+            // Empty entries (a new leader's no-op) and configuration changes only
+            // move the applied index.
+            if !data.is_empty() {
+                match codec::decode::<Proposal>(data) {
+                    Ok(p) => {
+                        outcome.proposal_id = Some(p.id);
+                        match state.apply(&p.command, index) {
+                            Ok(changes) => outcome.changes = changes,
+                            Err(e) => outcome.result = Err(e),
+                        }
+                    }
+                    Err(e) => tracing::error!(index, error = %e, "skipping undecodable log entry"),
+                }
+            }
+            // Later entries' writes of the same key replace earlier ones in
+            // the batch, so it ends with each object's last value.
+            for change in &outcome.changes {
+                Self::persist_change(state, change, &mut batch);
+            }
+            new_applied = AppliedIndex { index, term };
+            outcomes.push(outcome);
+        }
+        if outcomes.is_empty() {
+            return Ok(outcomes);
         }
         batch.insert(APPLIED, encode(&new_applied));
+        *applied = new_applied;
+        // Readers see the new state while it is written; sled's batch may
+        // wait for a flush in progress, and they need not.
+        drop(guard);
         if let Err(e) = self.tree.apply_batch(batch) {
-            // Memory already holds the entry's changes: go back to what is on
-            // disk, so that applying the entry again does not apply it twice.
+            // Memory already holds the entries' changes: go back to what is
+            // on disk, so that applying them again does not apply them twice.
+            let mut guard = self.inner.write();
             if let Ok(on_disk) = Self::load(&self.tree) {
                 *guard = on_disk;
             }
             return Err(e.into());
         }
-        *applied = new_applied;
-        let mut outcomes = self.outcomes.lock();
-        outcomes
-            .by_index
-            .insert(index, (outcome.proposal_id, outcome.result.clone()));
-        outcomes.order.push_back(index);
-        if outcomes.order.len() > OUTCOMES_KEPT {
-            if let Some(old) = outcomes.order.pop_front() {
-                outcomes.by_index.remove(&old);
+        let mut kept = self.outcomes.lock();
+        for outcome in &outcomes {
+            kept.by_index
+                .insert(outcome.index, (outcome.proposal_id, outcome.result.clone()));
+            kept.order.push_back(outcome.index);
+            if kept.order.len() > OUTCOMES_KEPT {
+                if let Some(old) = kept.order.pop_front() {
+                    kept.by_index.remove(&old);
+                }
             }
         }
-        Ok(Some(outcome))
+        Ok(outcomes)
     }
 
     /// What became of the entry at `index`, if it was applied recently.
@@ -227,6 +258,9 @@ impl StateMachine {
 
     /// The whole state at the applied index, for a Raft snapshot.
     pub fn snapshot_data(&self) -> (AppliedIndex, Vec<u8>) {
+        // Only what is written to sled too: the log behind it is dropped
+        // once a flush has made the state durable.
+        let _persisting = self.persisting.lock();
         let guard = self.inner.read();
         let data = SnapshotData {
             applied: guard.1,
@@ -239,6 +273,7 @@ impl StateMachine {
     pub fn restore(&self, data: &[u8]) -> Result<(), StoreError> {
         let snap: SnapshotData =
             codec::decode(data).map_err(|e| StoreError::Corrupt("snapshot".into(), e))?;
+        let _persisting = self.persisting.lock();
         let mut guard = self.inner.write();
         // One batch: every old record removed, every new one written, so a
         // crash leaves the old state or the new one, never an empty tree.

@@ -32,14 +32,15 @@ pub struct DaemonArgs {
     /// Raft tick
     #[arg(long, value_parser = duration, default_value = "100ms")]
     raft_tick: Duration,
-    /// Raft election timeout, in ticks
-    #[arg(long, default_value_t = 10)]
+    /// Raft election timeout, in ticks (raft-rs draws each from [N, 2N))
+    #[arg(long, default_value_t = 6)]
     raft_election_ticks: usize,
     /// Raft heartbeat interval, in ticks
     #[arg(long, default_value_t = 1)]
     raft_heartbeat_ticks: usize,
-    /// Interval of agent heartbeats; a node is down after three are missed
-    #[arg(long, value_parser = duration, default_value = "1s")]
+    /// Interval of agent heartbeats; a node is down after three are missed,
+    /// or once one is late and its cluster port is closed
+    #[arg(long, value_parser = duration, default_value = "500ms")]
     dispatcher_heartbeat: Duration,
     /// Validity of the node certificates this node issues as a manager
     #[arg(long, value_parser = duration, default_value = "2160h")]

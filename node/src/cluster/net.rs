@@ -61,7 +61,13 @@ impl RaftNet {
         }
     }
 
+    /// The address a peer's own messages came from, else the one the state
+    /// names (looked up once, then kept): the state is not scanned per
+    /// message.
     fn addr_of(&self, raft_id: u64) -> Option<String> {
+        if let Some(a) = self.book.read().get(&raft_id) {
+            return Some(a.clone());
+        }
         let known = self
             .sm
             .read()
@@ -69,18 +75,32 @@ impl RaftNet {
             .nodes
             .values()
             .find(|n| n.raft_id == raft_id)
-            .map(|n| n.addr.clone());
-        known.or_else(|| self.book.read().get(&raft_id).cloned())
+            .map(|n| n.addr.clone())?;
+        self.book.write().insert(raft_id, known.clone());
+        Some(known)
     }
 }
 
 impl RaftTransport for RaftNet {
+    /// Each peer's messages go down its ordered pipe, in Raft's order, so a
+    /// follower sees appends in sequence (no gaps to reject and resend). A
+    /// snapshot takes a stream of its own: megabytes must not hold up the
+    /// appends and heartbeats behind them.
     fn send(&self, msgs: Vec<raft::prelude::Message>) {
+        let Some(t) = self.transport.read().clone() else {
+            return;
+        };
+        let mut addrs: HashMap<u64, Option<SocketAddr>> = HashMap::new();
         for m in msgs {
-            let Some(addr) = self.addr_of(m.to) else {
+            let addr = *addrs.entry(m.to).or_insert_with(|| {
+                self.addr_of(m.to)
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+            });
+            let Some(addr) = addr else {
                 tracing::debug!(to = m.to, "no address for raft peer");
                 continue;
             };
+            let snapshot = m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot;
             let Ok(bytes) = m.write_to_bytes() else {
                 continue;
             };
@@ -89,7 +109,19 @@ impl RaftTransport for RaftNet {
                 from_addr: self.own_addr.clone(),
                 msg: bytes,
             };
-            send_to(&self.transport, &addr, &msg);
+            let Ok(bytes) = codec::encode(&msg) else {
+                continue;
+            };
+            if snapshot {
+                let t = t.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = t.send(addr, &bytes).await {
+                        tracing::debug!(%addr, error = %e, "send failed");
+                    }
+                });
+            } else {
+                t.send_ordered(addr, bytes);
+            }
         }
     }
 }
@@ -110,6 +142,50 @@ impl AgentLink for RemoteAgent {
             AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Flush | AgentMsg::Recheck => return,
         };
         send_to(&self.transport, &self.addr, &OneWay::ToAgent(wire));
+    }
+
+    /// A datagram from a connected UDP socket to the node's cluster port:
+    /// if no process listens there any more, the peer's kernel answers with
+    /// ICMP port unreachable, which the socket reports as a refused
+    /// connection. A living node's QUIC endpoint drops the stray byte; a
+    /// lost packet or a firewall that eats ICMP gives no answer, which says
+    /// nothing (`false`).
+    fn gone(&self) -> shoal_actors::driver::BoxFuture<bool> {
+        let addr = self.addr.clone();
+        Box::pin(async move {
+            let Ok(addr) = addr.parse::<SocketAddr>() else {
+                return false;
+            };
+            port_closed(addr, PROBE_WAIT).await
+        })
+    }
+}
+
+/// How long a probe waits for a refusal.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether `addr`'s UDP port is certainly closed (see `RemoteAgent::gone`).
+pub async fn port_closed(addr: SocketAddr, wait: std::time::Duration) -> bool {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let Ok(sock) = tokio::net::UdpSocket::bind(bind).await else {
+        return false;
+    };
+    if sock.connect(addr).await.is_err() {
+        return false;
+    }
+    let refused = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ConnectionRefused;
+    match sock.send(&[0]).await {
+        Ok(_) => {}
+        Err(e) => return refused(&e),
+    }
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(wait, sock.recv(&mut buf)).await {
+        Ok(Err(e)) => refused(&e),
+        _ => false,
     }
 }
 
@@ -338,7 +414,8 @@ impl Actor for DispatcherProxy {
             DispatcherMsg::Store(_)
             | DispatcherMsg::Tick
             | DispatcherMsg::StatusWritten(_)
-            | DispatcherMsg::PushAssignments => {}
+            | DispatcherMsg::PushAssignments
+            | DispatcherMsg::Probed { .. } => {}
         }
         Ok(())
     }

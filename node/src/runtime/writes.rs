@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How long a request waits before, and between, probes of whether its
+/// peer is gone.
+const PROBE_AFTER: Duration = Duration::from_millis(100);
+
 /// Largest piece of a task log one request returns.
 const LOG_CHUNK: usize = 1024 * 1024;
 
@@ -25,10 +29,26 @@ impl Runtime {
             .parse()
             .map_err(|_| NodeError::Unreachable(addr.to_string(), "bad address".into()))?;
         let bytes = codec::encode(req).map_err(|e| NodeError::Actors(e.to_string()))?;
-        let answer = t
-            .request(sock, &bytes)
-            .await
-            .map_err(|e| NodeError::Unreachable(addr.to_string(), e.to_string()))?;
+        // A peer killed while we wait would be noticed only when the
+        // connection times out (a second); a refused probe of its cluster
+        // port says at once that nobody is there to answer.
+        let dead = async {
+            tokio::time::sleep(PROBE_AFTER).await;
+            while !crate::cluster::net::port_closed(sock, PROBE_AFTER).await {
+                tokio::time::sleep(PROBE_AFTER).await;
+            }
+        };
+        let answer = tokio::select! {
+            answer = t.request(sock, &bytes) => {
+                answer.map_err(|e| NodeError::Unreachable(addr.to_string(), e.to_string()))?
+            }
+            () = dead => {
+                return Err(NodeError::Unreachable(
+                    addr.to_string(),
+                    "its cluster port is closed".into(),
+                ))
+            }
+        };
         match codec::decode::<Response>(&answer) {
             Ok(Response::Done) => Ok(()),
             Ok(Response::Refused(r)) => Err(NodeError::Remote(r)),

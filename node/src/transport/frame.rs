@@ -1,4 +1,5 @@
-//! One frame per QUIC stream: a 4-byte big-endian length, then the payload.
+//! Frames on QUIC streams: a 4-byte big-endian length, then the payload;
+//! one per stream, or many in a row on an ordered pipe's stream.
 //!
 //! [`decode_frame`] and [`payload_len`] are the pure part (no IO), so the
 //! fuzzers can drive exactly what [`read_frame`] checks.
@@ -66,6 +67,29 @@ pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, Fr
     let len = payload_len(head, max)?;
     // The buffer grows with what arrives, not with what the header claims:
     // a peer that announces 16 MiB and stalls holds one chunk, not 16 MiB.
+    read_payload(recv, len).await
+}
+
+/// The next frame on a stream that may carry several, or `None` if the
+/// stream ended cleanly where a frame would begin.
+pub async fn read_next_frame(
+    recv: &mut RecvStream,
+    max: usize,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut first = [0u8; 1];
+    match recv.read_exact(&mut first).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(read_error(e)),
+    }
+    let mut rest = [0u8; HEADER_LEN - 1];
+    recv.read_exact(&mut rest).await.map_err(read_error)?;
+    let head = [first[0], rest[0], rest[1], rest[2]];
+    let len = payload_len(head, max)?;
+    read_payload(recv, len).await.map(Some)
+}
+
+async fn read_payload(recv: &mut RecvStream, len: usize) -> Result<Vec<u8>, FrameError> {
     let mut buf = Vec::with_capacity(len.min(READ_CHUNK));
     let mut chunk = vec![0u8; len.min(READ_CHUNK)];
     while buf.len() < len {

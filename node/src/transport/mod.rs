@@ -1,8 +1,11 @@
 //! The QUIC transport between nodes: one quinn endpoint per node, mutual TLS
 //! against the cluster CA, one length-prefixed frame per stream.
 //!
-//! One-way messages (Raft) ride unidirectional streams; requests (join,
-//! forwarded writes) ride bidirectional ones. A peer that sends an oversized
+//! One-way messages ride unidirectional streams; requests (join,
+//! forwarded writes) ride bidirectional ones. Raft's messages to a peer go
+//! down one long-lived unidirectional stream (`send_ordered`), so they
+//! arrive in the order Raft sent them and cost no stream set-up each; a
+//! receiver reads frames off any unidirectional stream until it ends. A peer that sends an oversized
 //! or undecodable frame has its connection closed and logged; nothing it
 //! sends can panic the node.
 
@@ -143,6 +146,9 @@ pub struct Transport {
     /// so that they can be closed when that node loses its standing.
     accepted: Mutex<HashMap<String, Vec<(PeerId, quinn::Connection)>>>,
     inbound: Arc<dyn Inbound>,
+    /// One ordered pipe per peer for `send_ordered`: a task that owns a
+    /// long-lived unidirectional stream and writes what the channel brings.
+    pipes: Mutex<HashMap<SocketAddr, tokio::sync::mpsc::Sender<Vec<u8>>>>,
     /// Injected network faults (empty unless a chaos engineer adds some).
     pub faults: faults::Faults,
     refusals: quiet::Quiet,
@@ -267,6 +273,7 @@ impl Transport {
             overlays: Mutex::new(HashMap::new()),
             accepted: Mutex::new(HashMap::new()),
             inbound: inbound.clone(),
+            pipes: Mutex::new(HashMap::new()),
             faults: faults::Faults::default(),
             refusals: quiet::Quiet::new(Duration::from_secs(10)),
         });
@@ -447,6 +454,43 @@ impl Transport {
         Ok(())
     }
 
+    /// Queues a one-way message on the ordered pipe to `addr`: messages
+    /// queued for one peer arrive in the order they were queued, or not at
+    /// all (a lost connection loses what was in flight; Raft sends again).
+    /// Never waits: a peer whose pipe is full (dead, or far behind) loses
+    /// the message. A message an injected fault delays takes the
+    /// one-stream-per-message path instead, so the delay does not hold up
+    /// the pipe.
+    pub fn send_ordered(self: &Arc<Self>, addr: SocketAddr, bytes: Vec<u8>) {
+        match self.faults.verdict(addr, true) {
+            faults::Verdict::Drop => return,
+            faults::Verdict::Delay(_) => {
+                let t = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = t.send(addr, &bytes).await {
+                        tracing::debug!(%addr, error = %e, "send failed");
+                    }
+                });
+                return;
+            }
+            faults::Verdict::Pass => {}
+        }
+        let mut pipes = self.pipes.lock();
+        let tx = match pipes.get(&addr) {
+            Some(tx) if !tx.is_closed() => tx.clone(),
+            _ => {
+                let (tx, rx) = tokio::sync::mpsc::channel(PIPE_DEPTH);
+                tokio::spawn(pipe(Arc::downgrade(self), addr, rx));
+                pipes.insert(addr, tx.clone());
+                tx
+            }
+        };
+        drop(pipes);
+        if let Err(e) = tx.try_send(bytes) {
+            tracing::debug!(%addr, error = %e, "ordered pipe full or closed; message dropped");
+        }
+    }
+
     /// Sends a request and waits for its answer.
     pub async fn request(&self, addr: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, TransportError> {
         self.outbound_fault(addr).await?;
@@ -456,6 +500,67 @@ impl Transport {
 
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"shutdown");
+    }
+}
+
+/// Messages queued on one peer's ordered pipe before new ones are dropped.
+const PIPE_DEPTH: usize = 4096;
+
+/// Bytes of queued frames a pipe writes in one go.
+const PIPE_BATCH: usize = 1024 * 1024;
+
+/// The task behind one peer's ordered pipe: takes whatever is queued (up to
+/// `PIPE_BATCH` bytes), writes it as consecutive frames on its stream, and
+/// opens a new stream (on a new connection if need be) after a failure. It
+/// ends when the transport is gone or nothing can reach it any more.
+async fn pipe(
+    t: std::sync::Weak<Transport>,
+    addr: SocketAddr,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    let mut stream: Option<quinn::SendStream> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match frame::header(m.len()) {
+                Ok(h) => {
+                    buf.extend_from_slice(&h);
+                    buf.extend_from_slice(&m);
+                }
+                Err(e) => tracing::warn!(%addr, error = %e, "message too large to send"),
+            }
+            if buf.len() < PIPE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let Some(transport) = t.upgrade() else {
+            return;
+        };
+        if stream.is_none() {
+            let opened = match transport.connect(addr).await {
+                Ok(conn) => conn
+                    .open_uni()
+                    .await
+                    .map_err(|e| TransportError::Stream(addr, e.to_string())),
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok(s) => stream = Some(s),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "ordered pipe cannot reach its peer; messages dropped");
+                    continue;
+                }
+            }
+        }
+        drop(transport);
+        if let Some(s) = stream.as_mut() {
+            if let Err(e) = s.write_all(&buf).await {
+                tracing::debug!(%addr, error = %e, "ordered pipe lost its stream; messages dropped");
+                stream = None;
+            }
+        }
     }
 }
 
@@ -562,36 +667,14 @@ async fn serve_streams(
     loop {
         tokio::select! {
             uni = conn.accept_uni() => {
-                let Ok(mut recv) = uni else { return };
+                let Ok(recv) = uni else { return };
                 if !still_admitted(inbound, peer, conn) {
                     return;
                 }
-                let result = match read_frame(&mut recv, max).await {
-                    Ok(bytes) => match t.faults.verdict(remote, false) {
-                        faults::Verdict::Drop => Ok(()),
-                        faults::Verdict::Delay(d) => {
-                            // Delivered later, off this loop: a delay adds
-                            // latency to each message, it must not queue
-                            // the connection's messages behind each other.
-                            let (peer, inbound, conn) = (peer.clone(), inbound.clone(), conn.clone());
-                            tokio::spawn(async move {
-                                tokio::time::sleep(d).await;
-                                if let Err(e) = inbound.message(&peer, bytes) {
-                                    tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed message; closing the connection");
-                                    conn.close(close::MALFORMED.into(), b"malformed frame");
-                                }
-                            });
-                            Ok(())
-                        }
-                        faults::Verdict::Pass => inbound.message(peer, bytes),
-                    },
-                    Err(e) => Err(e.into()),
-                };
-                if let Err(e) = result {
-                    tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed message; closing the connection");
-                    conn.close(close::MALFORMED.into(), b"malformed frame");
-                    return;
-                }
+                // Read apart from this loop: a pipe's stream lasts as long as
+                // the connection, and its frames are taken in order.
+                let (t, peer, inbound, conn) = (t.clone(), peer.clone(), inbound.clone(), conn.clone());
+                tokio::spawn(async move { serve_uni(&t, &conn, &peer, &inbound, recv).await });
             }
             bi = conn.accept_bi() => {
                 let Ok((mut send, mut recv)) = bi else { return };
@@ -625,6 +708,62 @@ async fn serve_streams(
                     }
                 });
             }
+        }
+    }
+}
+
+/// Frames off one unidirectional stream, one after the other, until it ends:
+/// a single message, or an ordered pipe's many. A malformed frame closes
+/// the connection.
+async fn serve_uni(
+    t: &Arc<Transport>,
+    conn: &quinn::Connection,
+    peer: &PeerId,
+    inbound: &Arc<dyn Inbound>,
+    mut recv: quinn::RecvStream,
+) {
+    let remote = conn.remote_address();
+    let max = t.config.max_frame;
+    let mut first = true;
+    loop {
+        let bytes = match frame::read_next_frame(&mut recv, max).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(e) => {
+                if conn.close_reason().is_none() {
+                    tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed message; closing the connection");
+                    conn.close(close::MALFORMED.into(), b"malformed frame");
+                }
+                return;
+            }
+        };
+        // Asked at the stream's start by the accept loop, and again for
+        // every later message.
+        if !first && !still_admitted(inbound, peer, conn) {
+            return;
+        }
+        first = false;
+        let result = match t.faults.verdict(remote, false) {
+            faults::Verdict::Drop => Ok(()),
+            faults::Verdict::Delay(d) => {
+                // Delivered later, off this stream: a delay adds latency
+                // to each message, it must not queue the stream behind it.
+                let (peer, inbound, conn) = (peer.clone(), inbound.clone(), conn.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    if let Err(e) = inbound.message(&peer, bytes) {
+                        tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed message; closing the connection");
+                        conn.close(close::MALFORMED.into(), b"malformed frame");
+                    }
+                });
+                Ok(())
+            }
+            faults::Verdict::Pass => inbound.message(peer, bytes),
+        };
+        if let Err(e) = result {
+            tracing::warn!(%remote, node = %peer.node_id, error = %e, "malformed message; closing the connection");
+            conn.close(close::MALFORMED.into(), b"malformed frame");
+            return;
         }
     }
 }

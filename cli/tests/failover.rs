@@ -1,0 +1,224 @@
+//! Failover timing, for docs/benchmarks.md (ignored by default; it asserts
+//! nothing about time): a swarm of three managers and one worker, separate
+//! daemon processes, under a light write load. `FAILOVER_KILLS` times
+//! (default 20): kill -9 the leader, then write through a survivor's control
+//! socket every 10 ms until one is accepted; the killed manager comes back
+//! on its data before the next round. Then `FAILOVER_WORKER_KILLS` times
+//! (default 5): kill -9 the worker, which runs replicas of a service, and
+//! poll until every replica runs elsewhere.
+//!
+//! For each leader kill it prints when the new leader's log says "became
+//! leader" (Raft's election and the first commit of the new term) and when
+//! the first write was accepted (plus the client's retries), both from the
+//! kill; and p50/max over all rounds.
+//!
+//! ```sh
+//! cargo nextest run -p shoal-cli --test failover --run-ignored only --no-capture
+//! ```
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{cluster, running, wait_for, Daemon, LONG};
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Seconds since midnight UTC, now.
+fn now_of_day() -> f64 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    t % 86_400.0
+}
+
+/// Seconds since midnight UTC of a log line's RFC 3339 timestamp.
+fn time_of_day(line: &str) -> Option<f64> {
+    let clean: String = strip_ansi(line);
+    let stamp = clean.split_whitespace().next()?;
+    let (_, time) = stamp.split_once('T')?;
+    let time = time.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut esc = false;
+    for c in s.chars() {
+        if esc {
+            if c.is_ascii_alphabetic() {
+                esc = false;
+            }
+        } else if c == '\u{1b}' {
+            esc = true;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// When `d`'s log last said "became leader", after `after` (seconds of day).
+fn became_leader(d: &Daemon, after: f64) -> Option<f64> {
+    let log = std::fs::read_to_string(d.dir.path().join("daemon.log")).ok()?;
+    log.lines()
+        .rev()
+        .filter(|l| l.contains("became leader"))
+        .filter_map(time_of_day)
+        .find(|t| *t >= after)
+}
+
+fn leader_of(nodes: &[Daemon], asked: usize) -> Option<usize> {
+    let rows = nodes[asked].rows(&["node", "ls"]);
+    let host = rows
+        .iter()
+        .find(|r| r["ManagerStatus"] == "Leader")?
+        .get("Hostname")?
+        .as_str()?
+        .to_string();
+    host.strip_prefix("manager-")?
+        .parse::<usize>()
+        .ok()
+        .map(|n| n - 1)
+}
+
+fn write(d: &Daemon, name: &str) -> bool {
+    let body = format!(r#"{{"Name":"{name}","Data":"eA=="}}"#);
+    d.api("POST", "/configs/create", Some(&body))
+        .is_some_and(|(code, _)| code == 201)
+}
+
+fn percentiles(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return "n=0".into();
+    }
+    let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    format!(
+        "n={} p50={:.3}s p90={:.3}s max={:.3}s min={:.3}s",
+        v.len(),
+        p(0.5),
+        p(0.9),
+        v[v.len() - 1],
+        v[0]
+    )
+}
+
+#[test]
+#[ignore = "a measurement for docs/benchmarks.md, not a check"]
+fn failover_timing() {
+    let kills = env_count("FAILOVER_KILLS", 20);
+    let worker_kills = env_count("FAILOVER_WORKER_KILLS", 5);
+    let mut nodes = cluster(3, 1, &[]);
+    let mut elected = Vec::new();
+    let mut accepted = Vec::new();
+    for round in 0..kills {
+        let leader = loop {
+            if let Some(l) = leader_of(&nodes, 0).or_else(|| leader_of(&nodes, 1)) {
+                break l;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let survivor = (leader + 1) % 3;
+        assert!(write(&nodes[survivor], &format!("pre-{round}")));
+        let killed_at = now_of_day();
+        let start = Instant::now();
+        nodes[leader].kill9();
+        let mut i = 0;
+        while !write(&nodes[survivor], &format!("r{round}-{i}")) {
+            i += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let took = start.elapsed().as_secs_f64();
+        let new_leader = (0..3)
+            .filter(|&n| n != leader)
+            .filter_map(|n| became_leader(&nodes[n], killed_at))
+            .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.min(t))));
+        let elect = new_leader.map(|t| t - killed_at);
+        eprintln!(
+            "failover round {round}: leader manager-{} killed; became leader after {}; write accepted after {took:.3}s",
+            leader + 1,
+            elect.map_or("?".into(), |e| format!("{e:.3}s"))
+        );
+        accepted.push(took);
+        if let Some(e) = elect {
+            elected.push(e);
+        }
+        nodes[leader].kill9_and_restart();
+        // Back in the group and caught up before the next kill.
+        wait_for("the restarted manager to take a write", LONG, || {
+            write(&nodes[leader], &format!("back-{round}"))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "failover: kill -> 'became leader': {}",
+        percentiles(elected)
+    );
+    eprintln!(
+        "failover: kill -> write accepted on a survivor: {}",
+        percentiles(accepted)
+    );
+
+    if worker_kills == 0 {
+        return;
+    }
+    // Worker loss: 4 replicas; the worker runs some of them.
+    nodes[0].create_echo("wl", "4", &[], &[]);
+    wait_for("4 replicas running", LONG, || running(&nodes[0], "wl") == 4);
+    let mut moved = Vec::new();
+    for round in 0..worker_kills {
+        let on_worker = |d: &Daemon| {
+            d.rows(&["service", "ps", "wl"])
+                .iter()
+                .filter(|r| r["DesiredState"] == "Running" && r["Node"] == "worker-1")
+                .count()
+        };
+        // Spread some replicas back onto the worker first.
+        if on_worker(&nodes[0]) == 0 {
+            nodes[0].ok(&["service", "update", "--force", "-d", "wl"]);
+            wait_for("a replica on the worker", LONG, || {
+                on_worker(&nodes[0]) > 0 && running(&nodes[0], "wl") == 4
+            });
+        }
+        let start = Instant::now();
+        nodes[3].kill9();
+        wait_for("every replica running elsewhere", LONG, || {
+            let rows = nodes[0].rows(&["service", "ps", "wl"]);
+            rows.iter()
+                .filter(|r| {
+                    r["DesiredState"] == "Running"
+                        && r["Node"] != "worker-1"
+                        && r["CurrentState"]
+                            .as_str()
+                            .is_some_and(|s| s.starts_with("Running"))
+                })
+                .count()
+                == 4
+        });
+        let took = start.elapsed().as_secs_f64();
+        eprintln!("worker loss round {round}: all 4 replicas running elsewhere after {took:.3}s");
+        moved.push(took);
+        nodes[3].kill9_and_restart();
+        wait_for("the worker ready again", LONG, || {
+            nodes[0]
+                .rows(&["node", "ls"])
+                .iter()
+                .all(|r| r["Status"] == "Ready")
+        });
+    }
+    eprintln!(
+        "worker loss: kill -> all replicas running elsewhere: {}",
+        percentiles(moved)
+    );
+}
