@@ -423,7 +423,13 @@ impl RaftState {
             committed.extend(light.take_committed_entries());
         }
         self.handle_committed(&committed)?;
-        self.node.advance_apply();
+        // Applied may not pass what this node has persisted: a snapshot (or
+        // entries) still waiting for its flush is applied once it is done.
+        let raft_log = &self.node.raft.raft_log;
+        let applied = raft_log.committed.min(raft_log.persisted);
+        if applied > raft_log.applied {
+            self.node.advance_apply_to(applied);
+        }
         self.start_flush(myself);
         self.check_leadership(myself, &committed);
         Ok(())
