@@ -607,17 +607,17 @@ fn a_start_first_rolling_update_under_load_fails_no_request() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = load(ips, port, stop.clone());
     nodes[0].ok(&["service", "update", "-d", "--force", "zd"]);
+    // Until the updater's first write the service has no UpdateStatus, and
+    // the template fails on it (as docker's does on a nil UpdateStatus).
     wait_for("the update to complete", LONG, || {
-        nodes[0]
-            .ok(&[
-                "service",
-                "inspect",
-                "--format",
-                "{{.UpdateStatus.State}}",
-                "zd",
-            ])
-            .trim()
-            == "completed"
+        let out = nodes[0].shoal(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.UpdateStatus.State}}",
+            "zd",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim() == "completed"
     });
     wait_for("3 new tasks running", LONG, || {
         let now = running_ids(&nodes[0], "zd");
