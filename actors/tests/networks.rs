@@ -17,9 +17,9 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn create_network(h: &mut Harness, name: &str, subnet: &str) -> String {
     let id = format!("net{name}");
-    let net = Network {
-        id: id.clone(),
-        spec: NetworkSpec {
+    let net = Network::proposed(
+        id.clone(),
+        NetworkSpec {
             name: name.into(),
             labels: Default::default(),
             driver: "overlay".into(),
@@ -30,17 +30,8 @@ fn create_network(h: &mut Harness, name: &str, subnet: &str) -> String {
             encrypted: true,
             options: Default::default(),
         },
-        subnet: Subnet {
-            addr: Ipv4Addr::UNSPECIFIED,
-            prefix: 32,
-        },
-        gateway: Ipv4Addr::UNSPECIFIED,
-        ingress: false,
-        ipam: Default::default(),
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-        version: 0,
-    };
+        Utc::now(),
+    );
     h.propose(Command::Networks(NetworkCommand::Create(Box::new(net))))
         .expect("network create");
     id

@@ -263,9 +263,9 @@ impl ClusterState {
         let Some(cluster) = &self.cluster else {
             return;
         };
-        let net = Network {
-            id: derived_id(&cluster.id),
-            spec: NetworkSpec {
+        let mut net = Network::proposed(
+            derived_id(&cluster.id),
+            NetworkSpec {
                 name: INGRESS.into(),
                 labels: Default::default(),
                 driver: "overlay".into(),
@@ -276,17 +276,9 @@ impl ClusterState {
                 encrypted: true,
                 options: Default::default(),
             },
-            subnet: Subnet {
-                addr: Ipv4Addr::UNSPECIFIED,
-                prefix: 32,
-            },
-            gateway: Ipv4Addr::UNSPECIFIED,
-            ingress: true,
-            ipam: Default::default(),
-            created_at: cluster.created_at,
-            updated_at: cluster.created_at,
-            version: index,
-        };
+            cluster.created_at,
+        );
+        net.ingress = true;
         self.mutate_networks(&NetworkCommand::Create(Box::new(net)), index, changes);
     }
 

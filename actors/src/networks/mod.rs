@@ -133,6 +133,27 @@ pub struct Network {
     pub version: u64,
 }
 
+impl Network {
+    /// A network about to be proposed: its subnet, gateway and addresses
+    /// are the state machine's to set as the entry applies.
+    pub fn proposed(id: String, spec: NetworkSpec, now: DateTime<Utc>) -> Network {
+        Network {
+            id,
+            spec,
+            subnet: Subnet {
+                addr: Ipv4Addr::UNSPECIFIED,
+                prefix: 32,
+            },
+            gateway: Ipv4Addr::UNSPECIFIED,
+            ingress: false,
+            ipam: Ipam::default(),
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
+    }
+}
+
 /// `--network name=N,alias=A`: a network a service joins, by id once the
 /// API has resolved the name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -320,20 +320,7 @@ pub async fn create(
     networks::check_spec(&spec).map_err(ApiError::bad_request)?;
     let now = Utc::now();
     let id = shoal_actors::model::new_id();
-    let net = Network {
-        id: id.clone(),
-        spec,
-        subnet: Subnet {
-            addr: std::net::Ipv4Addr::UNSPECIFIED,
-            prefix: 32,
-        },
-        gateway: std::net::Ipv4Addr::UNSPECIFIED,
-        ingress: false,
-        ipam: Default::default(),
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    };
+    let net = Network::proposed(id.clone(), spec, now);
     rt.propose(Command::Networks(NetworkCommand::Create(Box::new(net))))
         .await?;
     Ok((
