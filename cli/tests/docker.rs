@@ -5,142 +5,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{
-    BuildImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::Docker;
+use common::images::{build_image, build_image_as, containers, engine, rt, Cleanup, IMAGE};
 use common::{echo_task_at, free_tcp_port, running, wait_for, Daemon};
-use futures::StreamExt;
 
 const LONG: Duration = Duration::from_secs(90);
-const IMAGE: &str = "shoal-echo:e2e";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// The engine, or `None` after printing why the test is skipped.
-fn engine() -> Option<Docker> {
-    let docker = Docker::connect_with_local_defaults().ok()?;
-    let where_ =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    match rt().block_on(docker.ping()) {
-        Ok(_) => Some(docker),
-        Err(_) => {
-            println!("skipped: no Docker engine at {where_}");
-            None
-        }
-    }
-}
-
-/// shoal-echo linked statically, so that it runs in an empty image. `.ci/run`
-/// builds it; a developer's plain `cargo nextest run` builds it here.
-fn static_echo() -> PathBuf {
-    let target = common::shoal_bin()
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let bin = target.join("x86_64-unknown-linux-gnu/debug/shoal-echo");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "shoal-chaos",
-                "--bin",
-                "shoal-echo",
-                "--target",
-                "x86_64-unknown-linux-gnu",
-            ])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("cargo");
-        assert!(status.success(), "building the static shoal-echo failed");
-    }
-    bin
-}
-
-/// A minimal ustar archive (the build context).
-fn tar(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, data, mode) in files {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        let octal = |buf: &mut [u8], v: u64| {
-            let s = format!("{:0width$o}\0", v, width = buf.len() - 1);
-            buf.copy_from_slice(s.as_bytes());
-        };
-        octal(&mut h[100..108], *mode as u64);
-        octal(&mut h[108..116], 0);
-        octal(&mut h[116..124], 0);
-        octal(&mut h[124..136], data.len() as u64);
-        octal(&mut h[136..148], 0);
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|b| *b as u32).sum();
-        let s = format!("{sum:06o}\0 ");
-        h[148..156].copy_from_slice(s.as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
-}
-
-fn build_image(docker: &Docker) {
-    build_image_as(docker, IMAGE)
-}
-
-/// The same image under another tag (a second "version" for updates).
-fn build_image_as(docker: &Docker, tag: &str) {
-    let bin = std::fs::read(static_echo()).expect("static shoal-echo");
-    let dockerfile = b"FROM scratch\nCOPY shoal-echo /shoal-echo\nENTRYPOINT [\"/shoal-echo\"]\n";
-    let context = tar(&[
-        ("Dockerfile", dockerfile, 0o644),
-        ("shoal-echo", &bin, 0o755),
-    ]);
-    let opts = BuildImageOptionsBuilder::default().t(tag).rm(true).build();
-    rt().block_on(async {
-        let mut stream = docker.build_image(opts, None, Some(bollard::body_full(context.into())));
-        while let Some(item) = stream.next().await {
-            let info = item.expect("image build");
-            assert!(
-                info.error_detail.is_none(),
-                "image build failed: {:?}",
-                info.error_detail
-            );
-        }
-    });
-}
-
-/// Containers of a service (all states), by shoal's labels.
-fn containers(docker: &Docker, service: &str) -> Vec<String> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("com.shoal.service.name={service}")],
-    )]);
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    rt().block_on(docker.list_containers(Some(opts)))
-        .expect("list containers")
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect()
-}
 
 fn running_containers(docker: &Docker, service: &str) -> Vec<String> {
     let filters = HashMap::from([
@@ -161,22 +33,6 @@ fn running_containers(docker: &Docker, service: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// Removes the test's containers, pass or fail: a killed daemon leaves them running.
-struct Cleanup(Docker, Vec<&'static str>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for s in &self.1 {
-            for id in containers(&self.0, s) {
-                let _ = rt().block_on(self.0.remove_container(
-                    &id,
-                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                ));
-            }
-        }
-    }
 }
 
 #[test]

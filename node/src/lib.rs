@@ -23,3 +23,4 @@ pub mod protocol;
 pub mod runtime;
 pub mod sandbox;
 pub mod transport;
+pub mod ustar;

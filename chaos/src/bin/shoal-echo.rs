@@ -11,12 +11,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
-usage: shoal-echo [--port N] [--udp-port N] [--exit-after SECS] [--exit-code N] [--print TEXT]
+usage: shoal-echo [--port N] [--udp-port N] [--get HOST:PORT] [--exit-after SECS] [--exit-code N] [--print TEXT]
 
 Prints one line saying which task it is, then stays alive.
 
   --port N           answer HTTP requests on 0.0.0.0:N with that line
   --udp-port N       answer every UDP datagram on 0.0.0.0:N with that line
+  --get HOST:PORT    every half second, GET http://HOST:PORT/ and print
+                     `get HOST -> ADDR: BODY` (HOST resolved through the
+                     first nameserver of /etc/resolv.conf), or why not
   --exit-after SECS  exit after SECS seconds (fractions allowed)
   --exit-code N      exit code when exiting because of --exit-after (default 0)
   --print TEXT       print TEXT to stdout once at start
@@ -38,6 +41,7 @@ struct Config {
     exit_after: Option<Duration>,
     exit_code: i32,
     print: Option<String>,
+    get: Option<String>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -58,6 +62,7 @@ where
         exit_after: None,
         exit_code: 0,
         print: None,
+        get: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -70,7 +75,7 @@ where
         }
         if !matches!(
             flag.as_str(),
-            "--port" | "--udp-port" | "--exit-after" | "--exit-code" | "--print"
+            "--port" | "--udp-port" | "--exit-after" | "--exit-code" | "--print" | "--get"
         ) {
             return Err(format!("unknown argument: {arg}"));
         }
@@ -106,6 +111,15 @@ where
                 cfg.exit_code = code;
             }
             "--print" => cfg.print = Some(value),
+            "--get" => {
+                let port_ok = value
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !port_ok {
+                    return Err(format!("--get: not HOST:PORT: {value}"));
+                }
+                cfg.get = Some(value);
+            }
             _ => unreachable!("flag checked above"),
         }
     }
@@ -357,6 +371,15 @@ fn main() {
             })
             .expect("spawn the udp thread");
     }
+    if let Some(target) = cfg.get.clone() {
+        thread::Builder::new()
+            .name("get".into())
+            .spawn(move || loop {
+                say(&get::once(&target));
+                thread::sleep(Duration::from_millis(500));
+            })
+            .expect("spawn the get thread");
+    }
     if let Some(port) = cfg.port {
         let listener = match TcpListener::bind(("0.0.0.0", port)) {
             Ok(l) => l,
@@ -393,6 +416,116 @@ fn main() {
     }
 }
 
+/// `--get`: one HTTP request by name, resolved with a DNS query of its own
+/// (std only, and a static binary in an empty image has no resolver
+/// library to lean on).
+mod get {
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+    use std::time::Duration;
+
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// The line to print for one request to `target` (HOST:PORT).
+    pub fn once(target: &str) -> String {
+        let Some((host, port)) = target.rsplit_once(':') else {
+            return format!("get {target} failed: not HOST:PORT");
+        };
+        let port: u16 = port.parse().unwrap_or(80);
+        let addr = match host.parse::<Ipv4Addr>() {
+            Ok(a) => a,
+            Err(_) => match resolve(host) {
+                Ok(a) => a,
+                Err(e) => return format!("get {host} failed: resolve: {e}"),
+            },
+        };
+        match fetch(SocketAddr::from((addr, port)), host) {
+            Ok(body) => format!("get {host} -> {addr}: {body}"),
+            Err(e) => format!("get {host} -> {addr} failed: {e}"),
+        }
+    }
+
+    fn fetch(to: SocketAddr, host: &str) -> std::io::Result<String> {
+        let mut s = TcpStream::connect_timeout(&to, TIMEOUT)?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut answer = Vec::new();
+        s.take(64 * 1024).read_to_end(&mut answer)?;
+        let text = String::from_utf8_lossy(&answer);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        Ok(body.trim().to_string())
+    }
+
+    fn nameserver() -> Result<Ipv4Addr, String> {
+        let conf = std::fs::read_to_string("/etc/resolv.conf").map_err(|e| e.to_string())?;
+        conf.lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .find_map(|a| a.trim().parse().ok())
+            .ok_or_else(|| "no IPv4 nameserver in /etc/resolv.conf".into())
+    }
+
+    /// The first A record for `name`.
+    pub fn resolve(name: &str) -> Result<Ipv4Addr, String> {
+        let server = nameserver()?;
+        let id = (std::process::id() as u16) ^ 0x5a5a;
+        let mut q = Vec::with_capacity(32 + name.len());
+        q.extend_from_slice(&id.to_be_bytes());
+        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.trim_end_matches('.').split('.') {
+            if label.is_empty() || label.len() > 63 {
+                return Err(format!("not a name: {name}"));
+            }
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+        sock.set_read_timeout(Some(TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        sock.send_to(&q, (server, 53)).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 1500];
+        let n = sock.recv(&mut buf).map_err(|e| e.to_string())?;
+        first_a(&buf[..n], id).ok_or_else(|| format!("no address for {name} from {server}"))
+    }
+
+    /// The first A record of a DNS answer with this id.
+    pub fn first_a(m: &[u8], id: u16) -> Option<Ipv4Addr> {
+        if m.len() < 12 || u16::from_be_bytes([m[0], m[1]]) != id || m[3] & 0x0f != 0 {
+            return None;
+        }
+        let (qd, an) = (
+            u16::from_be_bytes([m[4], m[5]]),
+            u16::from_be_bytes([m[6], m[7]]),
+        );
+        let mut at = 12;
+        for _ in 0..qd {
+            at = skip_name(m, at)? + 4;
+        }
+        for _ in 0..an {
+            at = skip_name(m, at)?;
+            let rr = m.get(at..at + 10)?;
+            let len = u16::from_be_bytes([rr[8], rr[9]]) as usize;
+            let data = m.get(at + 10..at + 10 + len)?;
+            if rr[..4] == [0, 1, 0, 1] && len == 4 {
+                return Some(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
+            }
+            at += 10 + len;
+        }
+        None
+    }
+
+    fn skip_name(m: &[u8], mut at: usize) -> Option<usize> {
+        loop {
+            let len = *m.get(at)?;
+            match len {
+                0 => return Some(at + 1),
+                l if l & 0xc0 == 0xc0 => return Some(at + 2),
+                l => at += 1 + l as usize,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,7 +550,8 @@ mod tests {
                 udp_port: None,
                 exit_after: None,
                 exit_code: 0,
-                print: None
+                print: None,
+                get: None,
             }
         );
     }
@@ -449,6 +583,27 @@ mod tests {
     }
 
     #[test]
+    fn get_reads_the_first_a_record_of_an_answer() {
+        assert_eq!(
+            run(&["--get", "server:80"]).get.as_deref(),
+            Some("server:80")
+        );
+        // id 7, one question (a.b, A, IN), a CNAME then an A by pointer.
+        let mut m = vec![0, 7, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        m.extend_from_slice(&[1, b'a', 1, b'b', 0, 0, 1, 0, 1]);
+        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 0, 0, 2, 0xc0, 12]);
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 10, 0, 9, 2]);
+        assert_eq!(
+            get::first_a(&m, 7),
+            Some(std::net::Ipv4Addr::new(10, 0, 9, 2))
+        );
+        assert_eq!(get::first_a(&m, 8), None, "another id");
+        assert_eq!(get::first_a(&m[..m.len() - 2], 7), None, "truncated");
+        m[3] = 0x83;
+        assert_eq!(get::first_a(&m, 7), None, "NXDOMAIN");
+    }
+
+    #[test]
     fn help_wins() {
         assert_eq!(parse(&["--port", "80", "--help"]), Ok(Parsed::Help));
         assert_eq!(parse(&["-h"]), Ok(Parsed::Help));
@@ -466,6 +621,9 @@ mod tests {
             &["--exit-after", "soon"],
             &["--exit-after", "inf"],
             &["--exit-code", "256"],
+            &["--get", "server"],
+            &["--get", ":80"],
+            &["--get", "server:http"],
             &["--exit-code", "-1"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");

@@ -1,6 +1,7 @@
-//! `shoal network create|ls|inspect|rm|prune`: the swarm's overlay networks
-//! (`ingress` among them) and the node's task bridge, in docker's columns
-//! and shapes.
+//! `shoal network create|ls|inspect|rm|prune|connect|disconnect`: the
+//! swarm's overlay networks (`ingress` among them) and the node's task
+//! bridge, in docker's columns and shapes; `connect` joins a container of
+//! this node's engine to an attachable network.
 
 use anyhow::anyhow;
 use clap::Subcommand;
@@ -59,6 +60,22 @@ pub enum NetworkCmd {
     /// List networks
     #[command(alias = "list")]
     Ls(ListArgs),
+    /// Connect a container of this node's Docker engine to an attachable network
+    Connect {
+        /// IPv4 address (from this node's block of the network)
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Force the container to disconnect from a network
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
     /// Display detailed information on one or more networks
     Inspect {
         /// Format output using a custom template: json, or a Go template
@@ -216,6 +233,29 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                 &["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
                 a.format.as_deref(),
             )?;
+        }
+        NetworkCmd::Connect {
+            ip,
+            network,
+            container,
+        } => {
+            let mut body = json!({ "Container": container });
+            if let Some(ip) = ip {
+                body["EndpointConfig"] = json!({ "IPAMConfig": { "IPv4Address": ip } });
+            }
+            client
+                .post(&format!("/networks/{}/connect", enc(&network)), body)
+                .await?;
+        }
+        NetworkCmd::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            let body = json!({ "Container": container, "Force": force });
+            client
+                .post(&format!("/networks/{}/disconnect", enc(&network)), body)
+                .await?;
         }
         NetworkCmd::Inspect { format, networks } => {
             let mut found = Vec::new();

@@ -335,6 +335,7 @@ impl Drop for Daemon {
     }
 }
 
+pub mod images;
 pub mod netns;
 
 /// Polls `cond` until it holds; panics after `limit` (a hang, not a timing target).

@@ -18,6 +18,8 @@ pub struct Underlay {
     /// The third octet of the nodes' addresses.
     pub net: u8,
     id: String,
+    /// The veth `add_root` made in the test's namespace.
+    root: Option<String>,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -59,6 +61,7 @@ impl Underlay {
             nodes: Vec::new(),
             net,
             id,
+            root: None,
         };
         let mtu_s = mtu.to_string();
         ip(&["netns", "add", &u.switch]).expect("switch namespace");
@@ -93,6 +96,45 @@ impl Underlay {
         u
     }
 
+    /// Joins the test's own namespace (where a local Docker engine runs) to
+    /// the switch: a veth whose end here has the returned address (`.200`).
+    /// It goes when the switch namespace does.
+    pub fn add_root(&mut self) -> String {
+        let (here, there) = (format!("shtr{}", self.id), format!("shtw{}", self.id));
+        let me = std::process::id().to_string();
+        ip(&[
+            "-n",
+            &self.switch,
+            "link",
+            "add",
+            &there,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &here,
+            "netns",
+            &me,
+        ])
+        .expect("root veth");
+        ip(&[
+            "-n",
+            &self.switch,
+            "link",
+            "set",
+            &there,
+            "master",
+            &self.bridge,
+            "up",
+        ])
+        .expect("root veth up");
+        let addr = format!("10.250.{}.200", self.net);
+        ip(&["addr", "add", &format!("{addr}/24"), "dev", &here]).expect("root address");
+        ip(&["link", "set", &here, "up"]).expect("root veth up");
+        self.root = Some(here);
+        addr
+    }
+
     /// The address of node `i` on the underlay.
     pub fn addr(&self, i: usize) -> String {
         format!("10.250.{}.{}", self.net, i + 2)
@@ -108,6 +150,9 @@ impl Underlay {
 
 impl Drop for Underlay {
     fn drop(&mut self) {
+        if let Some(link) = &self.root {
+            let _ = ip(&["link", "del", link]);
+        }
         for ns in &self.nodes {
             let _ = ip(&["netns", "del", ns]);
         }

@@ -1,6 +1,7 @@
 //! The control API: HTTP/JSON on a Unix socket, shaped like the Docker Engine
 //! API so that `curl --unix-socket` works. See docs/api.md.
 
+mod connect;
 mod error;
 mod logs;
 pub mod networks;
@@ -51,6 +52,8 @@ pub fn router(rt: Arc<Runtime>) -> Router {
             "/networks/{id}",
             get(networks::inspect).delete(networks::remove),
         )
+        .route("/networks/{id}/connect", post(connect::connect))
+        .route("/networks/{id}/disconnect", post(connect::disconnect))
         .route("/nodes/{id}", get(node).delete(node_rm))
         .route("/nodes/{id}/update", post(node_update))
         .route("/nodes/{id}/promote", post(node_promote))

@@ -233,9 +233,11 @@ pub async fn inspect(State(rt): Rt, UrlPath(key): UrlPath<String>) -> ApiResult 
             (p.len() == 1 && !key.is_empty()).then(|| p[0].clone())
         }
     };
-    found
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("network {key} not found")))
+    let mut found = found.ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
+    if let Some(id) = found["Id"].as_str().map(str::to_string) {
+        found["Containers"] = super::connect::containers(&rt, &id);
+    }
+    Ok(Json(found))
 }
 
 fn str_map(body: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiError> {

@@ -111,6 +111,19 @@ impl Index {
                 askers.insert(t.addr, v.clone());
             }
         }
+        // A container connected by hand asks from its node's block (which
+        // of its addresses it holds is that node's business).
+        for b in &table.blocks {
+            if node.is_some_and(|n| n != b.node_id) {
+                continue;
+            }
+            if let Some(&net) = nets.get(b.network_id.as_str()) {
+                let scope: Arc<[u32]> = Arc::from(vec![net]);
+                for off in 0..b.block.size() {
+                    askers.insert(b.block.nth(off as u32), scope.clone());
+                }
+            }
+        }
 
         // Serving tasks per (service, network), in address order.
         let mut backends: HashMap<(&str, &str), Vec<Ipv4Addr>> = HashMap::new();
@@ -269,7 +282,9 @@ fn key_of<'a>(name: &[u8], buf: &'a mut [u8; MAX_NAME]) -> Option<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_actors::networks::{NetworkInfo, ServiceNames, ServiceNet, Subnet, TaskAddr};
+    use shoal_actors::networks::{
+        NetworkInfo, NodeBlock, ServiceNames, ServiceNet, Subnet, TaskAddr,
+    };
 
     const NODE: &str = "node-a";
 
@@ -353,7 +368,10 @@ mod tests {
                 task("b", "10.9.2.40", "a1", "admin", NODE, true),
                 task("ing", "10.0.0.5", "c1", "client", NODE, true),
             ],
-            blocks: vec![],
+            blocks: vec![
+                block("b", NODE, "10.9.2.240/28"),
+                block("f", "node-b", "10.9.1.240/28"),
+            ],
             services: vec![
                 service(
                     "web",
@@ -379,6 +397,28 @@ mod tests {
 
     fn index() -> Index {
         Index::build(table(), Some(NODE))
+    }
+
+    fn block(net: &str, node: &str, cidr: &str) -> NodeBlock {
+        NodeBlock {
+            network_id: net.into(),
+            node_id: node.into(),
+            node_addr: String::new(),
+            block: Subnet::parse(cidr).expect("cidr"),
+        }
+    }
+
+    #[test]
+    fn a_connected_container_asks_from_its_node_s_block() {
+        let ix = index();
+        // This node's block on back: back's names.
+        assert_eq!(
+            ix.lookup(src("10.9.2.241"), b"web", true),
+            addrs(&["10.9.2.2"])
+        );
+        assert_eq!(ix.lookup(src("10.9.2.241"), b"www", true), Answer::Forward);
+        // Another node's block is not an asker here.
+        assert_eq!(ix.lookup(src("10.9.1.241"), b"web", true), Answer::Forward);
     }
 
     fn addrs(list: &[&str]) -> Answer {

@@ -5,6 +5,9 @@
 //! service, task, slot and node, so a restarted daemon finds (adopts) the
 //! containers of its tasks instead of starting them again. Their output is
 //! copied into the same per-task log files the process driver writes.
+//!
+//! A task on overlay networks runs in the namespace of a sandbox container
+//! the node wires first (`docker_sandbox`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -14,7 +17,7 @@ use std::time::Duration;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -24,7 +27,10 @@ use shoal_actors::model::{DriverInfo, Health};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use super::docker_sandbox::{self, LABEL_SANDBOX};
 use crate::logs;
+use crate::overlay::Overlay;
+use crate::sandbox::Sandbox;
 
 pub const LABEL_NODE: &str = "com.shoal.node.id";
 pub const LABEL_SERVICE_ID: &str = "com.shoal.service.id";
@@ -41,6 +47,8 @@ struct Container {
     exit: watch::Receiver<Option<Exit>>,
     /// The engine's health verdicts, for a container with a health check.
     health: Option<watch::Receiver<Health>>,
+    /// The sandbox container whose namespace it shares (overlay tasks).
+    sandbox: Option<String>,
 }
 
 /// How often the engine is asked for a container's health.
@@ -63,6 +71,9 @@ pub struct DockerDriver {
     /// The engine's version while it answers; `None` when it does not.
     version: RwLock<Option<String>>,
     tasks: Mutex<HashMap<String, Container>>,
+    /// Overlay attachments come from here, and the node's sandbox wires them.
+    overlay: Arc<Overlay>,
+    sandbox: Option<Arc<Sandbox>>,
 }
 
 fn engine_message(e: &bollard::errors::Error) -> String {
@@ -75,7 +86,11 @@ fn engine_message(e: &bollard::errors::Error) -> String {
 impl DockerDriver {
     /// Connects to the local engine. Without an engine the driver exists but
     /// is not available, and becomes available when one answers.
-    pub async fn connect(log_dir: PathBuf) -> Option<Arc<Self>> {
+    pub async fn connect(
+        log_dir: PathBuf,
+        overlay: Arc<Overlay>,
+        sandbox: Option<Arc<Sandbox>>,
+    ) -> Option<Arc<Self>> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| tracing::info!(error = %e, "no Docker engine: the docker driver is off"))
             .ok()?;
@@ -85,6 +100,8 @@ impl DockerDriver {
             log_dir,
             version: RwLock::new(None),
             tasks: Mutex::new(HashMap::new()),
+            overlay,
+            sandbox,
         });
         driver.fingerprint().await;
         let weak = Arc::downgrade(&driver);
@@ -110,6 +127,11 @@ impl DockerDriver {
         }
     }
 
+    /// The engine's client.
+    pub fn engine(&self) -> Docker {
+        self.docker.clone()
+    }
+
     /// Registers the containers labelled with this node (after a restart);
     /// the agent's first assignments then tell which of them to keep.
     pub async fn adopt(&self, node_id: &str) {
@@ -122,8 +144,30 @@ impl DockerDriver {
         let Ok(list) = self.docker.list_containers(Some(opts)).await else {
             return;
         };
+        // A task on overlays is not adopted: the node's sandbox removed its
+        // overlay links when it opened, so it goes (with its sandbox
+        // container) and its task starts again, wired anew.
+        let sandboxed: HashSet<String> = list
+            .iter()
+            .filter_map(|c| c.labels.as_ref()?.get(LABEL_SANDBOX).cloned())
+            .collect();
         for c in list {
             let labels = c.labels.unwrap_or_default();
+            let name = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_string()));
+            let on_overlay = labels.contains_key(LABEL_SANDBOX)
+                || labels
+                    .get(LABEL_TASK)
+                    .is_some_and(|t| sandboxed.contains(t));
+            if on_overlay {
+                if let Some(name) = name {
+                    tracing::info!(container = %name, "removing the container of an overlay task a previous daemon ran");
+                    docker_sandbox::remove(&self.docker, &name).await;
+                }
+                continue;
+            }
             let (Some(task), Some(name)) = (
                 labels.get(LABEL_TASK).cloned(),
                 c.names
@@ -143,17 +187,15 @@ impl DockerDriver {
     /// Starts watching a container: its exit, its pid, and (from now on) its output.
     async fn track(&self, task_id: &str, name: &str, new: bool) -> Lifecycle {
         let inspect = self.docker.inspect_container(name, None).await.ok();
-        let addr = inspect
+        let on_host = inspect
             .as_ref()
-            .and_then(|i| i.network_settings.as_ref())
-            .and_then(|n| {
-                let first = n
-                    .networks
-                    .as_ref()
-                    .and_then(|m| m.values().find_map(|e| e.ip_address.clone()));
-                first.filter(|a| !a.is_empty())
-            })
-            .and_then(|a| a.parse().ok());
+            .and_then(|i| i.host_config.as_ref()?.network_mode.as_deref())
+            == Some("host");
+        let addr = if on_host {
+            Some(std::net::Ipv4Addr::LOCALHOST.into())
+        } else {
+            inspect.as_ref().and_then(docker_sandbox::engine_address)
+        };
         let state = inspect.and_then(|i| i.state);
         let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
         let pid = state
@@ -190,6 +232,7 @@ impl DockerDriver {
                 addr,
                 exit: rx,
                 health,
+                sandbox: None,
             },
         );
         if running {
@@ -266,14 +309,16 @@ impl DockerDriver {
         }
         let task = &launch.task;
         let spec = &task.spec;
-        // Its overlay address would be in the VIP's backends with nobody
-        // holding it: refused, rather than started off its network.
-        if spec.networks.iter().any(|r| r.target != "host") && !task.attachments.is_empty() {
-            return Err(DriverError::Rejected(
-                "docker tasks cannot join overlay networks yet: use --driver process for tasks on overlay networks".into(),
-            ));
-        }
         let name = format!("{}.{}.{}", task.service_name, task.slot, task.id);
+        // The task's networks first: its program never starts without them.
+        let nets = if spec.host_network() {
+            Vec::new()
+        } else {
+            self.overlay
+                .attachments(task)
+                .await
+                .map_err(DriverError::Failed)?
+        };
         let mut env = spec.env.clone();
         env.extend([
             format!("SHOAL_TASK_ID={}", task.id),
@@ -316,6 +361,7 @@ impl DockerDriver {
             working_dir: (!spec.workdir.is_empty()).then(|| spec.workdir.clone()),
             user: (!spec.user.is_empty()).then(|| spec.user.clone()),
             host_config: Some(HostConfig {
+                network_mode: spec.host_network().then(|| "host".into()),
                 nano_cpus: nonzero(spec.resources.limit_nano_cpus),
                 memory: nonzero(spec.resources.limit_memory_bytes),
                 // As swarmkit does: a memory reservation is the container's soft limit.
@@ -341,47 +387,132 @@ impl DockerDriver {
             healthcheck,
             ..body
         };
+        let sandbox = if nets.is_empty() {
+            None
+        } else {
+            Some(self.wire_sandbox(&name, &launch, &nets).await?)
+        };
+        let body = match &sandbox {
+            Some(sb) => {
+                // Made again whole: a container of an earlier try would
+                // share the namespace of a sandbox that is gone.
+                docker_sandbox::remove(&self.docker, &name).await;
+                let host_config = body.host_config.map(|h| HostConfig {
+                    network_mode: Some(format!("container:{}", sb.name)),
+                    ..h
+                });
+                ContainerCreateBody {
+                    host_config,
+                    ..body
+                }
+            }
+            None => body,
+        };
         let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-        if let Err(e) = self.docker.create_container(Some(opts), body).await {
-            let msg = engine_message(&e);
-            // A container of this name exists: this task was started before.
-            if !msg.contains("Conflict") && !msg.contains("already in use") {
-                return Err(DriverError::Rejected(msg));
+        let sandbox_name = sandbox.as_ref().map(|sb| sb.name.clone());
+        let started = async {
+            if let Err(e) = self.docker.create_container(Some(opts), body).await {
+                let msg = engine_message(&e);
+                // A container of this name exists: this task was started before.
+                if !msg.contains("Conflict") && !msg.contains("already in use") {
+                    return Err(DriverError::Rejected(msg));
+                }
+            }
+            if let Err(e) = self.docker.start_container(&name, None).await {
+                let msg = engine_message(&e);
+                if !msg.contains("already started") {
+                    return Err(DriverError::Failed(msg));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = started {
+            self.remove_containers(&task.id, name, sandbox_name).await;
+            return Err(e);
+        }
+        let lifecycle = self.track(&task.id, &name, true).await;
+        if let Some(sb) = sandbox {
+            if let Some(c) = self.tasks.lock().get_mut(&task.id) {
+                c.sandbox = Some(sb.name);
+                // The mesh reaches the task where its namespace meets the engine.
+                c.addr = c.addr.or(sb.addr);
             }
         }
-        if let Err(e) = self.docker.start_container(&name, None).await {
-            let msg = engine_message(&e);
-            if !msg.contains("already started") {
-                let _ = self
-                    .docker
-                    .remove_container(
-                        &name,
-                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                    )
-                    .await;
-                return Err(DriverError::Failed(msg));
-            }
-        }
-        Ok(self.track(&task.id, &name, true).await)
+        Ok(lifecycle)
     }
 
-    fn remove_container(&self, name: String) {
+    /// Starts the task's sandbox container and gives its namespace the
+    /// task's overlay interfaces.
+    async fn wire_sandbox(
+        &self,
+        task_container: &str,
+        launch: &Launch,
+        nets: &[crate::sandbox::overlay::NetAttach],
+    ) -> Result<docker_sandbox::SandboxContainer, DriverError> {
+        let Some(node_sandbox) = self.sandbox.clone() else {
+            return Err(DriverError::Rejected(
+                "this node cannot give tasks a network of their own (see node inspect); use --network host".into(),
+            ));
+        };
+        let task = &launch.task;
+        let labels = HashMap::from([
+            (LABEL_NODE.to_string(), launch.node_id.clone()),
+            (LABEL_SERVICE_ID.to_string(), task.service_id.clone()),
+            (LABEL_SERVICE_NAME.to_string(), task.service_name.clone()),
+            (LABEL_SANDBOX.to_string(), task.id.clone()),
+        ]);
+        let name = docker_sandbox::name_for(task_container);
+        let sb = docker_sandbox::start(&self.docker, &name, labels, nets)
+            .await
+            .map_err(DriverError::Failed)?;
+        let (id, pid, nets) = (task.id.clone(), sb.pid, nets.to_vec());
+        let wired =
+            tokio::task::spawn_blocking(move || node_sandbox.attach_container(&id, pid, &nets, 1))
+                .await
+                .map_err(|e| DriverError::Failed(e.to_string()))
+                .and_then(|r| {
+                    r.map_err(|e| DriverError::failed_by("cannot set up the task's networks", e))
+                });
+        if let Err(e) = wired {
+            docker_sandbox::remove(&self.docker, &name).await;
+            return Err(e);
+        }
+        Ok(sb)
+    }
+
+    /// Removes the task's container, then its sandbox container and the
+    /// interfaces and secrets the node made for it.
+    async fn remove_containers(&self, task_id: &str, name: String, sandbox: Option<String>) {
         let docker = self.docker.clone();
-        // `<service>.<slot>.<task id>`: the task's secrets go with it.
-        let files = name
-            .rsplit('.')
-            .next()
-            .filter(|id| shoal_actors::model::is_valid_id(id))
-            .map(|id| super::docker_files::root(&self.log_dir).join(id));
+        // A task id read back from a label is checked before it names a path.
+        let files = shoal_actors::model::is_valid_id(task_id)
+            .then(|| super::docker_files::root(&self.log_dir).join(task_id));
+        let node_sandbox = sandbox.is_some().then(|| self.sandbox.clone()).flatten();
+        let id = task_id.to_string();
+        let removing = tokio::spawn(async move {
+            docker_sandbox::remove(&docker, &name).await;
+            if let Some(sb) = sandbox {
+                docker_sandbox::remove(&docker, &sb).await;
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(files) = files {
+                    super::docker_files::unmount(&files);
+                }
+                if let Some(ns) = node_sandbox {
+                    ns.release(&id);
+                }
+            })
+            .await;
+        });
+        let _ = removing.await;
+    }
+
+    /// `remove_containers` in the background.
+    fn remove_later(&self, task_id: String, c: Container) {
+        let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
-            let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-            if let Err(e) = docker.remove_container(&name, Some(opts)).await {
-                tracing::debug!(container = %name, error = %engine_message(&e), "remove failed");
-            }
-            if let Some(dir) = files {
-                let _ =
-                    tokio::task::spawn_blocking(move || super::docker_files::unmount(&dir)).await;
-            }
+            me.remove_containers(&task_id, c.name, c.sandbox).await;
         });
     }
 }
@@ -487,7 +618,7 @@ impl Driver for DockerDriver {
 
     fn remove(&self, task_id: &str) {
         if let Some(c) = self.tasks.lock().remove(task_id) {
-            self.remove_container(c.name);
+            self.remove_later(task_id.to_string(), c);
         }
     }
 
@@ -499,17 +630,19 @@ impl Driver for DockerDriver {
     }
 
     fn retain(&self, keep: &HashSet<String>) {
-        let gone: Vec<(String, String)> = self
+        let gone: Vec<String> = self
             .tasks
             .lock()
-            .iter()
-            .filter(|(t, _)| !keep.contains(*t))
-            .map(|(t, c)| (t.clone(), c.name.clone()))
+            .keys()
+            .filter(|t| !keep.contains(*t))
+            .cloned()
             .collect();
-        for (task, name) in gone {
-            tracing::info!(task = %task, container = %name, "removing the container of a task no longer assigned here");
-            self.tasks.lock().remove(&task);
-            self.remove_container(name);
+        for task in gone {
+            let Some(c) = self.tasks.lock().remove(&task) else {
+                continue;
+            };
+            tracing::info!(task = %task, container = %c.name, "removing the container of a task no longer assigned here");
+            self.remove_later(task, c);
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Task drivers this node offers.
 
 pub mod docker;
+pub mod docker_connect;
 mod docker_files;
+pub mod docker_sandbox;
 mod process;
 pub mod support;
 pub mod user;

@@ -143,6 +143,8 @@ pub struct Runtime {
     pub drivers: Arc<Drivers>,
     pub process: Arc<ProcessDriver>,
     pub docker: Option<Arc<DockerDriver>>,
+    /// Containers outside shoal connected to attachable networks here.
+    pub connections: Option<Arc<crate::driver::docker_connect::Connections>>,
     /// Why tasks cannot get a network of their own here, if they cannot.
     pub sandbox_unavailable: Option<String>,
     pub mesh: Arc<crate::mesh::Mesh>,
@@ -203,10 +205,22 @@ impl Runtime {
             ProcessDriver::new(config.data_dir.join("logs"), sandbox.ok(), overlay.clone());
         let mut drivers = Drivers::new();
         drivers.insert("process".into(), process.clone());
-        let docker = DockerDriver::connect(config.data_dir.join("logs")).await;
+        let docker = DockerDriver::connect(
+            config.data_dir.join("logs"),
+            overlay.clone(),
+            process.sandbox(),
+        )
+        .await;
         if let Some(d) = &docker {
             drivers.insert("docker".into(), d.clone());
         }
+        let connections = docker.as_ref().map(|d| {
+            crate::driver::docker_connect::Connections::new(
+                d.engine(),
+                overlay.clone(),
+                process.sandbox(),
+            )
+        });
         let (root, _) = ractor::Actor::spawn(
             None,
             Supervisor,
@@ -238,6 +252,7 @@ impl Runtime {
             drivers,
             process,
             docker,
+            connections,
             sandbox_unavailable,
             mesh,
             dns: parking_lot::Mutex::new(None),

@@ -99,3 +99,10 @@ pub fn ignore_missing(r: Result<String, IpError>) -> Result<(), IpError> {
         Err(e) => Err(e),
     }
 }
+
+/// `iptables -w args...` (only for the rules a local Docker engine's chains need).
+pub fn iptables(args: &[&str]) -> Result<(), IpError> {
+    let mut all = vec!["-w"];
+    all.extend_from_slice(args);
+    run("iptables", &all, None).map(|_| ())
+}

@@ -13,6 +13,7 @@
 //! Blocking (it runs `ip` and `nft`): call it from the process driver's
 //! forker threads or a blocking task, never from an actor handler.
 
+mod docker_user;
 pub mod files;
 mod ip;
 pub mod overlay;
@@ -241,6 +242,7 @@ impl Sandbox {
                }}\n\
              }}\n"
         ))?;
+        docker_user::allow(&self.saved.tag);
         Ok(())
     }
 
@@ -308,7 +310,7 @@ impl Sandbox {
         )
         .and_then(|()| ip::batch(Some(&ns), &inside_cmds))
         .map_err(SandboxError::from)
-        .and_then(|()| self.attach(task_id, &ns, nets));
+        .and_then(|()| self.attach(task_id, &ns, nets, 1));
         if let Err(e) = made {
             self.release(task_id);
             return Err(e);
@@ -317,6 +319,32 @@ impl Sandbox {
             netns: Path::new(NETNS_DIR).join(ns),
             addr,
         })
+    }
+
+    /// Gives a container's network namespace (its process `pid`) overlay
+    /// interfaces from `eth<first>` on, under `key` (a task id, or a
+    /// connected container's): the namespace is named like a process
+    /// task's (`ip netns attach`), so that `release(key)` removes the name
+    /// and the interfaces the same way; the namespace itself is the
+    /// container's.
+    pub fn attach_container(
+        &self,
+        task_id: &str,
+        pid: u32,
+        nets: &[overlay::NetAttach],
+        first: usize,
+    ) -> Result<(), SandboxError> {
+        let ns = netns_name(&self.saved.tag, task_id);
+        self.detach(task_id);
+        ip::ignore_missing(ip::ip(&["netns", "del", &ns]))?;
+        let made = ip::ip(&["netns", "attach", &ns, &pid.to_string()])
+            .map_err(SandboxError::from)
+            .and_then(|_| self.attach(task_id, &ns, nets, first));
+        if let Err(e) = made {
+            self.release(task_id);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The address of a task this node sandboxes.
@@ -359,6 +387,7 @@ impl Sandbox {
             "add table ip {t}\ndelete table ip {t}\n",
             t = self.table()
         ));
+        docker_user::remove(&self.saved.tag);
         let _ = std::fs::remove_file(Path::new(OWNERS).join(&self.saved.tag));
     }
 }

@@ -174,12 +174,13 @@ impl Sandbox {
     }
 
     /// Gives the task (whose namespace `ns` exists) one interface per
-    /// overlay attachment: `eth1`, `eth2`, ... in the order given.
+    /// overlay attachment: `eth<first>`, `eth<first+1>`, ... in the order given.
     pub(super) fn attach(
         &self,
         task_id: &str,
         ns: &str,
         nets: &[NetAttach],
+        first: usize,
     ) -> Result<(), SandboxError> {
         for (k, a) in nets.iter().enumerate() {
             let bridge = self.join_bridge(task_id, a)?;
@@ -190,7 +191,7 @@ impl Sandbox {
                 .or_default()
                 .push((a.network_id.clone(), a.addr));
             let (host, inside) = (veth_host(k, task_id), veth_inside(k, task_id));
-            let dev = format!("eth{}", k + 1);
+            let dev = format!("eth{}", k + first);
             let _ = ip::ignore_missing(ip::ip(&["link", "del", &host]));
             ip::batch(
                 None,
