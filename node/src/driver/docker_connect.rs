@@ -180,10 +180,12 @@ impl Connections {
                     && !taken.contains(a)
             };
             match want {
-                Some(a) if !block.contains(a) => return Err(ConnectError::Forbidden(format!(
+                Some(a) if !block.contains(a) => {
+                    return Err(ConnectError::Forbidden(format!(
                     "the address {a} is not this node's to give on network {} (its block: {block})",
                     net.name
-                ))),
+                )))
+                }
                 Some(a) if !usable(&a) => {
                     return Err(ConnectError::Forbidden(format!(
                         "Address already in use: {a}"
