@@ -386,7 +386,7 @@ fn large_payloads_cross_nodes_intact_and_encrypted() {
 }
 
 #[test]
-fn a_dead_node_s_tasks_leave_the_vip_and_new_connections_go_to_survivors() {
+fn a_dead_node_s_tasks_leave_the_vip_and_dns_and_new_connections_go_to_survivors() {
     if skip() {
         return;
     }
@@ -416,6 +416,16 @@ fn a_dead_node_s_tasks_leave_the_vip_and_new_connections_go_to_survivors() {
     answered_by_all(pid, &url, &want);
     let inspect: Value = serde_json::from_str(&a.ok(&["node", "inspect", "node-0"])).expect("json");
     let a_id = inspect[0]["ID"].as_str().expect("node id").to_string();
+    // The overlay address of the replica on the node about to die.
+    let doomed: String = a
+        .tasks("server")
+        .iter()
+        .find(|t| t["NodeID"] != a_id.as_str() && t["Status"]["State"] == "running")
+        .and_then(|t| t["NetworksAttachments"][0]["Addresses"][0].as_str())
+        .and_then(|a| a.split('/').next())
+        .expect("the other node's replica has an address")
+        .to_string();
+    assert!(resolve(pid, "tasks.server").contains(&doomed));
     let killed = std::time::Instant::now();
     nodes[1].kill9();
     let a = &nodes[0];
@@ -437,6 +447,11 @@ fn a_dead_node_s_tasks_leave_the_vip_and_new_connections_go_to_survivors() {
         "new connections went to survivors only {took:?} after the kill ({:?})",
         killed.elapsed()
     );
+    // DNS follows: the dead node's task is no longer among `tasks.server`.
+    wait_for("the dead node's task out of tasks.server", LONG, || {
+        let now = resolve(pid, "tasks.server");
+        !now.is_empty() && !now.contains(&doomed)
+    });
     let down = a.rows(&["node", "ls"]);
     assert!(down.iter().any(|r| r["Status"] == "Down"), "{down:?}");
 }
