@@ -32,7 +32,7 @@ daemon=$!
 trap 'kill $daemon 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do "$SHOAL" info >/dev/null 2>&1 && break; sleep 0.1; done
 "$SHOAL" swarm init >/dev/null
-count() { "$SHOAL" service ps bench -q -f desired-state=running -f name=bench --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Running' || true; }
+count() { "$SHOAL" service ps bench -f desired-state=running -f name=bench --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Running' || true; }
 t0=$(now)
 "$SHOAL" service create -d -q --name bench --replicas "$N" $IMAGE --port 80 >/dev/null
 wait_count "$N"
@@ -47,7 +47,7 @@ kill $daemon; wait $daemon 2>/dev/null || true
 
 docker swarm init --advertise-addr 127.0.0.1 >/dev/null
 trap 'docker service rm bench >/dev/null 2>&1 || true; docker swarm leave --force >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-count() { docker service ps bench -q -f desired-state=running --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Running' || true; }
+count() { docker service ps bench -f desired-state=running --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Running' || true; }
 t0=$(now)
 docker service create -d -q --name bench --replicas "$N" --no-resolve-image $IMAGE --port 80 >/dev/null
 wait_count "$N"

@@ -74,6 +74,15 @@ impl Client {
             Some(v) => Bytes::from(serde_json::to_vec(v)?),
             None => Bytes::new(),
         };
+        // What the daemon would refuse unread (and the refusal would come as
+        // a broken pipe mid-write): said here, in words.
+        if bytes.len() > shoal_node::api::server::MAX_BODY_BYTES {
+            anyhow::bail!(
+                "request body too large: {} bytes (the daemon takes at most {} bytes)",
+                bytes.len(),
+                shoal_node::api::server::MAX_BODY_BYTES
+            );
+        }
         let req = Request::builder()
             .method(method)
             .uri(path)

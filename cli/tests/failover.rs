@@ -222,3 +222,87 @@ fn failover_timing() {
         percentiles(moved)
     );
 }
+
+/// The managers' Raft terms, as each reports it.
+fn terms(nodes: &[Daemon]) -> Vec<u64> {
+    nodes
+        .iter()
+        .filter_map(|d| {
+            let (_, info) = d.api("GET", "/info", None)?;
+            info["Swarm"]["RaftStatus"]["Term"].as_u64()
+        })
+        .collect()
+}
+
+/// `LOAD_MINUTES` (default 10) of full write load on three managers (and a
+/// worker): `LOAD_WRITERS` clients (default 32) each create and remove
+/// configs through the leader as fast as it answers. It then asserts what
+/// must not happen under load: a leader change (every manager's term is
+/// the one it had at the start) or a node reported down.
+///
+/// ```sh
+/// cargo nextest run --release -p shoal-cli --test failover --run-ignored only --no-capture no_false
+/// ```
+#[test]
+#[ignore = "a 10-minute run for docs/benchmarks.md"]
+fn no_false_election_or_node_down_under_full_write_load() {
+    let minutes = env_count("LOAD_MINUTES", 10);
+    let writers = env_count("LOAD_WRITERS", 32);
+    let nodes = cluster(3, 1, &[]);
+    let leader = loop {
+        if let Some(l) = leader_of(&nodes, 0) {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let before = terms(&nodes[..3]);
+    assert_eq!(before.len(), 3, "{before:?}");
+    let until = Instant::now() + Duration::from_secs(60 * minutes as u64);
+    let started = Instant::now();
+    let mut downs = 0usize;
+    let done = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let d = &nodes[leader];
+                s.spawn(move || {
+                    let (mut ok, mut failed) = (0u64, 0u64);
+                    let mut n = 0u64;
+                    while Instant::now() < until {
+                        let name = format!("load-{w}-{n}");
+                        n += 1;
+                        if write(d, &name) {
+                            ok += 1;
+                            match d.api("DELETE", &format!("/configs/{name}"), None) {
+                                Some((200 | 204, _)) => ok += 1,
+                                _ => failed += 1,
+                            }
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_secs(5));
+            let rows = nodes[leader].rows(&["node", "ls"]);
+            downs += rows.iter().filter(|r| r["Status"] != "Ready").count();
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let after = terms(&nodes[..3]);
+    eprintln!(
+        "{minutes} min, {writers} writers: {} writes acknowledged ({:.0}/s), {} refused; terms {before:?} -> {after:?}; node-down observations: {downs}",
+        done.0,
+        done.0 as f64 / secs,
+        done.1
+    );
+    assert_eq!(before, after, "a leader change under load");
+    assert_eq!(done.1, 0, "writes refused under load");
+    assert_eq!(downs, 0, "a node reported down under load");
+}

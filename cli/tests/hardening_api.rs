@@ -104,9 +104,9 @@ fn half_sent_requests_neither_lock_out_clients_nor_stay_open() {
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     assert!(resp.contains("did not arrive within"), "{resp}");
 
-    // A body over the 1 MiB cap is refused with 413.
+    // A body over the 2 MiB cap is refused with 413.
     let mut s = UnixStream::connect(&d.socket).expect("connect");
-    let size = (1 << 20) + 4096;
+    let size = shoal_node::api::server::MAX_BODY_BYTES + 4096;
     let head = format!(
         "POST /swarm/init HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
     );

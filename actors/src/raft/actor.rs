@@ -383,6 +383,9 @@ impl RaftState {
 
     async fn on_ready(&mut self, myself: &ActorRef<RaftMsg>) -> Result<(), ActorProcessingErr> {
         if !self.node.has_ready() {
+            // A flush that just ended (a snapshot's, say) may be all that
+            // held applied back: raft-rs campaigns from applied + 1.
+            self.advance_applied();
             self.start_flush(myself);
             self.check_leadership(myself, &[]);
             return Ok(());
@@ -391,7 +394,8 @@ impl RaftState {
         let mut ready = self.node.ready();
         // A leader's appends go out before its own flush: they depend on nothing.
         self.args.transport.send(ready.take_messages());
-        if !ready.snapshot().is_empty() {
+        let has_snapshot = !ready.snapshot().is_empty();
+        if has_snapshot {
             let snap = ready.snapshot().clone();
             log.apply_snapshot(&snap)?;
             self.args.sm.restore(&snap.data)?;
@@ -408,7 +412,21 @@ impl RaftState {
         // that they are persisted (and their messages sent) in order.
         // A temporary log (the in-process harness) has nothing to flush.
         let must_sync = ready.must_sync() && log.is_durable();
-        if must_sync || self.flushing || self.unflushed.is_some() {
+        // A snapshot is flushed here, before raft-rs hears of it as stable:
+        // raft-rs drops its unstable copy when the `Ready` is advanced, and
+        // a campaign in the meantime would read its log from applied + 1,
+        // which the compacted log no longer has. The flush covers every
+        // `Ready` written before this one too.
+        let snapshot_now = has_snapshot && log.is_durable();
+        if snapshot_now {
+            log.flush().await?;
+            self.args
+                .transport
+                .send(std::mem::take(&mut self.held_back));
+            self.unflushed = None;
+            self.needs_flush = false;
+        }
+        if !snapshot_now && (must_sync || self.flushing || self.unflushed.is_some()) {
             self.held_back.extend(ready.take_persisted_messages());
             self.unflushed = Some(ready.number());
             self.needs_flush |= must_sync;
@@ -423,16 +441,20 @@ impl RaftState {
             committed.extend(light.take_committed_entries());
         }
         self.handle_committed(&committed)?;
-        // Applied may not pass what this node has persisted: a snapshot (or
-        // entries) still waiting for its flush is applied once it is done.
+        self.advance_applied();
+        self.start_flush(myself);
+        self.check_leadership(myself, &committed);
+        Ok(())
+    }
+
+    /// Applied may not pass what this node has persisted: a snapshot (or
+    /// entries) still waiting for its flush is applied once it is done.
+    fn advance_applied(&mut self) {
         let raft_log = &self.node.raft.raft_log;
         let applied = raft_log.committed.min(raft_log.persisted);
         if applied > raft_log.applied {
             self.node.advance_apply_to(applied);
         }
-        self.start_flush(myself);
-        self.check_leadership(myself, &committed);
-        Ok(())
     }
 
     /// Starts a flush of everything written since the last one started,

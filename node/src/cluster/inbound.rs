@@ -103,6 +103,31 @@ impl Inbound for ClusterInbound {
                     let _ = raft.send_message(RaftMsg::Step(Box::new(m)));
                 }
             }
+            OneWay::RaftChunk {
+                from,
+                from_addr,
+                snapshot,
+                index,
+                total,
+                data,
+            } => {
+                let Some(net) = rt.raft_net() else {
+                    return Ok(());
+                };
+                let whole = match net.chunks.add(from, snapshot, index, total, data) {
+                    Ok(Some(whole)) => whole,
+                    Ok(None) => return Ok(()),
+                    Err(e) => {
+                        tracing::debug!(from, error = %e, "snapshot chunk dropped");
+                        return Ok(());
+                    }
+                };
+                let m = raft_message(from, &whole)?;
+                net.learn(from, &from_addr);
+                if let Some(raft) = rt.directory.get::<RaftMsg>("raft") {
+                    let _ = raft.send_message(RaftMsg::Step(Box::new(m)));
+                }
+            }
             OneWay::ToAgent(m) => {
                 if let Some(agent) = rt.directory.get::<AgentMsg>("agent") {
                     let _ = agent.send_message(match m {

@@ -52,6 +52,10 @@ pub struct RaftNet {
     /// Learned from inbound messages: a new manager answers a leader it has
     /// not yet read about in the log.
     pub book: RwLock<HashMap<u64, String>>,
+    /// Snapshots from peers being put back together.
+    pub chunks: super::chunks::Reassembly,
+    /// Numbers this node's outgoing chunked snapshots.
+    pub next_snapshot: std::sync::atomic::AtomicU64,
 }
 
 impl RaftNet {
@@ -81,6 +85,35 @@ impl RaftNet {
     }
 }
 
+impl RaftNet {
+    /// A snapshot too large for one frame, as chunks sent one after another
+    /// (each waits for the last: the receiver takes them in order only).
+    fn send_chunked(&self, t: &Arc<Transport>, addr: SocketAddr, msg: &[u8]) {
+        let id = self.next_snapshot.fetch_add(1, Ordering::Relaxed);
+        let Some(chunks) = super::chunks::split(self.raft_id, &self.own_addr, id, msg) else {
+            tracing::error!(%addr, bytes = msg.len(), "a snapshot too large even for chunks: not sent");
+            return;
+        };
+        let encoded: Vec<Vec<u8>> = chunks
+            .iter()
+            .filter_map(|c| codec::encode(c).ok())
+            .collect();
+        if encoded.len() != chunks.len() {
+            return;
+        }
+        tracing::info!(%addr, bytes = msg.len(), chunks = encoded.len(), "sending a snapshot in chunks");
+        let t = t.clone();
+        tokio::spawn(async move {
+            for bytes in encoded {
+                if let Err(e) = t.send(addr, &bytes).await {
+                    tracing::debug!(%addr, error = %e, "snapshot chunk not sent; raft sends the snapshot again");
+                    return;
+                }
+            }
+        });
+    }
+}
+
 impl RaftTransport for RaftNet {
     /// Each peer's messages go down its ordered pipe, in Raft's order, so a
     /// follower sees appends in sequence (no gaps to reject and resend). A
@@ -104,6 +137,10 @@ impl RaftTransport for RaftNet {
             let Ok(bytes) = m.write_to_bytes() else {
                 continue;
             };
+            if snapshot && bytes.len() > super::chunks::CHUNK {
+                self.send_chunked(&t, addr, &bytes);
+                continue;
+            }
             let msg = OneWay::Raft {
                 from: self.raft_id,
                 from_addr: self.own_addr.clone(),

@@ -17,6 +17,16 @@ pub enum OneWay {
         msg: Vec<u8>,
     },
     ToAgent(ToAgent),
+    /// Chunk `index` of `total` of a Raft message too large for one frame
+    /// (a snapshot): `cluster/chunks.rs`.
+    RaftChunk {
+        from: u64,
+        from_addr: String,
+        snapshot: u64,
+        index: u32,
+        total: u32,
+        data: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

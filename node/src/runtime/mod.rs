@@ -430,6 +430,8 @@ impl Runtime {
             transport: self.transport.clone(),
             sm: ctx.sm.clone(),
             book: RwLock::new(Default::default()),
+            chunks: Default::default(),
+            next_snapshot: Default::default(),
         });
         *self.raft_net.write() = Some(net.clone());
         self.load_keyring(&ctx);
