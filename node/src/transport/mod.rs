@@ -210,6 +210,13 @@ pub fn overlay_transport_config(udp_payload: u16) -> Arc<quinn::TransportConfig>
     // flow sees the loss and backs off). A second controller underneath only
     // halves the link on every UDP drop; WireGuard and IPsec have none.
     t.congestion_controller_factory(Arc::new(LinkWindow));
+    // The peer acknowledges every 32nd datagram (or after 2 ms) rather than
+    // every 2nd: with nothing to resend and a fixed window, acknowledgements
+    // only free the window, and each one is a packet both nodes handle.
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(quinn::VarInt::from_u32(31))
+        .max_ack_delay(Some(Duration::from_millis(2)));
+    t.ack_frequency_config(Some(ack));
     Arc::new(t)
 }
 
