@@ -404,9 +404,7 @@ impl Dataplane {
                             self.forward(packet).await;
                         }
                         Ok(false) if gro::segment_tso(vnet, p, &mut segments).is_ok() => {
-                            for s in segments.drain(..) {
-                                self.forward(s).await;
-                            }
+                            self.forward_segments(&mut segments).await;
                         }
                         _ => {
                             segments.clear();
@@ -430,10 +428,32 @@ impl Dataplane {
     /// Sends one packet read from the TUN to the node that holds its
     /// destination.
     async fn forward(self: &Arc<Self>, packet: bytes::Bytes) {
-        let c = &self.counters;
-        let Some((_, dst)) = addresses(&packet) else {
-            c.malformed.fetch_add(1, Ordering::Relaxed);
+        if let Some((addr, conn)) = self.route(&packet) {
+            self.send(addr, &conn, packet).await;
+        }
+    }
+
+    /// Sends the segments of one TSO packet (one flow: one destination,
+    /// looked up once).
+    async fn forward_segments(self: &Arc<Self>, segments: &mut Vec<bytes::Bytes>) {
+        let Some((addr, conn)) = segments.first().and_then(|p| self.route(p)) else {
+            // Refused (and counted) for the first: count the others alike.
+            for p in segments.drain(..).skip(1) {
+                let _ = self.route(&p);
+            }
             return;
+        };
+        for p in segments.drain(..) {
+            self.send(addr, &conn, p).await;
+        }
+    }
+
+    /// The peer and connection a packet goes to, or `None` (counted).
+    fn route(self: &Arc<Self>, packet: &[u8]) -> Option<(SocketAddr, quinn::Connection)> {
+        let c = &self.counters;
+        let Some((_, dst)) = addresses(packet) else {
+            c.malformed.fetch_add(1, Ordering::Relaxed);
+            return None;
         };
         let target = {
             let plan = self.plan.read();
@@ -443,12 +463,23 @@ impl Dataplane {
         };
         let Some(addr) = target else {
             c.no_route.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
         let Some(conn) = self.connection(addr) else {
             c.no_connection.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
+        Some((addr, conn))
+    }
+
+    /// Sends one routed packet as a datagram, or answers "too big".
+    async fn send(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        conn: &quinn::Connection,
+        packet: bytes::Bytes,
+    ) {
+        let c = &self.counters;
         if conn.max_datagram_size().is_none_or(|m| packet.len() > m) {
             c.too_big.fetch_add(1, Ordering::Relaxed);
             if let Some(m) = conn.max_datagram_size() {
@@ -499,24 +530,29 @@ impl Dataplane {
     }
 
     fn write_tun(&self, packet: &[u8]) {
-        self.write_tun_with(&gro::PLAIN, packet);
+        self.write_tun_parts(&[&gro::PLAIN, packet]);
     }
 
-    /// Writes one packet behind its `virtio_net_hdr`.
-    fn write_tun_with(&self, vnet: &[u8], packet: &[u8]) {
-        let iov = [
-            libc::iovec {
-                iov_base: vnet.as_ptr() as *mut libc::c_void,
-                iov_len: vnet.len(),
-            },
-            libc::iovec {
-                iov_base: packet.as_ptr() as *mut libc::c_void,
-                iov_len: packet.len(),
-            },
-        ];
-        // SAFETY: writev(2) of two buffers we own, only read by the kernel;
-        // the TUN takes one packet a write.
-        let n = unsafe { libc::writev(self.tun.get_ref().as_raw_fd(), iov.as_ptr(), 2) };
+    /// Writes one packet, gathered from `parts` (its `virtio_net_hdr`
+    /// first).
+    fn write_tun_parts(&self, parts: &[&[u8]]) {
+        let iov: Vec<libc::iovec> = parts
+            .iter()
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        // SAFETY: writev(2) of buffers we own and that outlive the call,
+        // only read by the kernel; the TUN takes one packet a write. At
+        // most 66 parts (a merged run), well under IOV_MAX.
+        let n = unsafe {
+            libc::writev(
+                self.tun.get_ref().as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+            )
+        };
         if n < 0 {
             self.counters.tun_full.fetch_add(1, Ordering::Relaxed);
         }
@@ -541,7 +577,7 @@ impl Dataplane {
                     _ => break,
                 }
             }
-            gro.flush(&mut |h, p| self.write_tun_with(h, p));
+            gro.flush(&mut |parts: &[&[u8]]| self.write_tun_parts(parts));
             let c = &self.counters;
             c.merged
                 .fetch_add(std::mem::take(&mut gro.merged), Ordering::Relaxed);
@@ -572,7 +608,7 @@ impl Dataplane {
             return;
         }
         c.received.fetch_add(1, Ordering::Relaxed);
-        gro.push(d, &mut |h, p| self.write_tun_with(h, p));
+        gro.push(d, &mut |parts: &[&[u8]]| self.write_tun_parts(parts));
     }
 }
 

@@ -82,16 +82,21 @@ fn same_flow(g: &[u8], q: &[u8], hdr_len: usize) -> bool {
         && g[t + 18..hdr_len] == q[t + 18..hdr_len]
 }
 
-/// The group being built: its first packet (kept as it came while alone),
-/// then, once a second joins, the merged packet behind its header.
+/// The group being built: the packets of one run, kept as they came and
+/// written with one gather write behind a rewritten header (no copy of
+/// the payloads in userspace).
 #[derive(Default)]
 pub struct Coalescer {
-    first: Option<bytes::Bytes>,
+    segs: Vec<bytes::Bytes>,
     seg: Option<Segment>,
-    /// `virtio_net_hdr` + merged packet, once two or more segments.
-    buf: Vec<u8>,
+    /// The merged packet's IP total length so far.
+    total: usize,
+    /// `virtio_net_hdr` + the merged packet's IP and TCP headers.
+    hdr: Vec<u8>,
     next_seq: u32,
     gso_size: usize,
+    /// A PSH segment joined.
+    psh: bool,
     /// A short or PSH segment ended the group.
     closed: bool,
     /// Packets written merged, and writes they took (for the counters).
@@ -99,111 +104,117 @@ pub struct Coalescer {
     pub writes: u64,
 }
 
+/// Where the coalescer's writes go: one packet as the slices to gather,
+/// the first being its `virtio_net_hdr`.
+pub trait Write: FnMut(&[&[u8]]) {}
+impl<F: FnMut(&[&[u8]])> Write for F {}
+
 impl Coalescer {
     /// Adds one packet (already checked): merges it into the open group, or
-    /// writes the group out and starts a new one. `write(header, packet)`.
-    pub fn push(&mut self, p: bytes::Bytes, write: &mut impl FnMut(&[u8], &[u8])) {
+    /// writes the group out and starts a new one.
+    pub fn push(&mut self, p: bytes::Bytes, write: &mut impl Write) {
         let Some(s) = segment(&p) else {
             self.flush(write);
-            self.out(write, &PLAIN, &p);
+            self.out(write, &[&PLAIN, &p]);
             return;
         };
         if self.joins(&p, &s) {
-            self.merge(&p, &s);
+            let len = s.payload(&p);
+            self.total += len;
+            self.next_seq = self.next_seq.wrapping_add(len as u32);
+            if s.flags & PSH != 0 {
+                self.psh = true;
+                self.closed = true;
+            }
+            if len < self.gso_size {
+                self.closed = true;
+            }
+            self.segs.push(p);
             return;
         }
         self.flush(write);
         if s.payload(&p) == 0 || s.flags & PSH != 0 {
             // Nothing can follow it: no group.
-            self.out(write, &PLAIN, &p);
+            self.out(write, &[&PLAIN, &p]);
             return;
         }
         self.next_seq = s.seq.wrapping_add(s.payload(&p) as u32);
         self.gso_size = s.payload(&p);
+        self.total = p.len();
         self.seg = Some(s);
-        self.first = Some(p);
+        self.segs.push(p);
         self.closed = false;
+        self.psh = false;
     }
 
     fn joins(&self, p: &[u8], s: &Segment) -> bool {
-        let (Some(g), Some(gs)) = (self.first.as_deref(), self.seg.as_ref()) else {
+        let (Some(g), Some(gs)) = (self.segs.first(), self.seg.as_ref()) else {
             return false;
         };
         let len = s.payload(p);
-        let total = if self.buf.is_empty() {
-            g.len()
-        } else {
-            self.buf.len() - VNET_HDR_LEN
-        };
         !self.closed
             && len > 0
             && len <= self.gso_size
             && s.hdr_len == gs.hdr_len
             && s.seq == self.next_seq
-            && total + len <= MAX_PACKET
+            && self.total + len <= MAX_PACKET
+            && self.segs.len() < MAX_SEGMENTS
             && same_flow(g, p, s.hdr_len)
     }
 
-    fn merge(&mut self, p: &[u8], s: &Segment) {
-        let Some(g) = self.first.as_deref() else {
-            return;
-        };
-        if self.buf.is_empty() {
-            self.buf.reserve(MAX_PACKET + VNET_HDR_LEN);
-            self.buf.extend_from_slice(&PLAIN);
-            self.buf.extend_from_slice(g);
-        }
-        let len = s.payload(p);
-        self.buf.extend_from_slice(&p[s.hdr_len..]);
-        self.next_seq = self.next_seq.wrapping_add(len as u32);
-        if s.flags & PSH != 0 {
-            self.buf[VNET_HDR_LEN + IP_HDR + 13] |= PSH;
-            self.closed = true;
-        }
-        if len < self.gso_size {
-            self.closed = true;
-        }
-    }
-
     /// Writes the open group, if any.
-    pub fn flush(&mut self, write: &mut impl FnMut(&[u8], &[u8])) {
-        let Some(first) = self.first.take() else {
-            return;
-        };
+    pub fn flush(&mut self, write: &mut impl Write) {
         let Some(s) = self.seg.take() else {
             return;
         };
-        if self.buf.is_empty() {
-            self.out(write, &PLAIN, &first);
+        let segs = std::mem::take(&mut self.segs);
+        if segs.len() == 1 {
+            self.out(write, &[&PLAIN, &segs[0]]);
+            self.segs = segs;
+            self.segs.clear();
             return;
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        let segments = (buf.len() - VNET_HDR_LEN - s.hdr_len).div_ceil(self.gso_size) as u64;
-        finish(&mut buf, s.hdr_len, self.gso_size);
-        self.merged += segments;
-        let (h, p) = buf.split_at(VNET_HDR_LEN);
-        self.out(write, h, p);
-        buf.clear();
-        self.buf = buf;
+        let mut hdr = std::mem::take(&mut self.hdr);
+        hdr.clear();
+        hdr.extend_from_slice(&PLAIN);
+        hdr.extend_from_slice(&segs[0][..s.hdr_len]);
+        if self.psh {
+            hdr[VNET_HDR_LEN + IP_HDR + 13] |= PSH;
+        }
+        finish(&mut hdr, self.total, self.gso_size);
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(segs.len() + 2);
+        parts.extend([&hdr[..VNET_HDR_LEN], &hdr[VNET_HDR_LEN..]]);
+        parts.extend(segs.iter().map(|p| &p[s.hdr_len..]));
+        self.merged += segs.len() as u64;
+        self.out(write, &parts);
+        drop(parts);
+        self.hdr = hdr;
+        self.segs = segs;
+        self.segs.clear();
     }
 
-    fn out(&mut self, write: &mut impl FnMut(&[u8], &[u8]), h: &[u8], p: &[u8]) {
+    fn out(&mut self, write: &mut impl Write, parts: &[&[u8]]) {
         self.writes += 1;
-        write(h, p);
+        write(parts);
     }
 }
 
-/// Fills in the header of a merged packet (`buf`: virtio header, IP, TCP,
-/// payload): lengths, IP checksum, the TCP pseudo-header sum for the kernel
-/// to complete, and the GSO fields.
-fn finish(buf: &mut [u8], hdr_len: usize, gso_size: usize) {
-    let (vnet, p) = buf.split_at_mut(VNET_HDR_LEN);
-    let total = p.len() as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
+/// At most this many packets in one merged write (the kernel's GRO stops
+/// at 64 too).
+const MAX_SEGMENTS: usize = 64;
+
+/// Fills in the header of a merged packet (`hdr`: virtio header, IP and TCP
+/// headers; `total`: the IP length with every payload): lengths, IP
+/// checksum, the TCP pseudo-header sum for the kernel to complete, and the
+/// GSO fields.
+fn finish(hdr: &mut [u8], total: usize, gso_size: usize) {
+    let (vnet, p) = hdr.split_at_mut(VNET_HDR_LEN);
+    let hdr_len = p.len();
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
     p[10..12].fill(0);
     let sum = super::dataplane::checksum(&p[..IP_HDR]);
     p[10..12].copy_from_slice(&sum.to_be_bytes());
-    let tcp_len = (p.len() - IP_HDR) as u32;
+    let tcp_len = (total - IP_HDR) as u32;
     let mut pseudo = 6 + tcp_len;
     for w in p[12..20].chunks(2) {
         pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
@@ -368,7 +379,10 @@ mod tests {
     fn run(packets: Vec<bytes::Bytes>) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut c = Coalescer::default();
         let mut out = Vec::new();
-        let mut w = |h: &[u8], p: &[u8]| out.push((h.to_vec(), p.to_vec()));
+        let mut w = |parts: &[&[u8]]| {
+            let rest: Vec<u8> = parts[1..].concat();
+            out.push((parts[0].to_vec(), rest))
+        };
         for p in packets {
             c.push(p, &mut w);
         }
@@ -435,6 +449,15 @@ mod tests {
         assert!(out.iter().all(|(_, p)| p.len() <= MAX_PACKET));
         let payload: usize = out.iter().map(|(_, p)| p.len() - 52).sum();
         assert_eq!(payload, 100 * 1356);
+        // And at 64 packets, however small.
+        let small: Vec<_> = (0..100).map(|i| tcp(i * 10, 10, ACK)).collect();
+        let out = run(small);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].1.len(), 52 + 640);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([out[0].1[2], out[0].1[3]])),
+            52 + 640
+        );
     }
 
     #[test]
