@@ -29,6 +29,8 @@ use tokio::sync::watch;
 use crate::sandbox::{overlay as kernel, Sandbox};
 use crate::transport::Transport;
 
+use super::gro;
+
 /// IPv4 + UDP + QUIC short header (8-byte connection ids), packet number,
 /// AEAD tag and datagram frame header, with room to spare.
 const QUIC_OVERHEAD: u32 = 28 + 64;
@@ -55,10 +57,14 @@ pub struct Counters {
     pub too_big: AtomicU64,
     /// The TUN's queue was full.
     pub tun_full: AtomicU64,
+    /// Received packets written merged with others (`gro.rs`), and the
+    /// writes into the TUN that took.
+    pub merged: AtomicU64,
+    pub tun_writes: AtomicU64,
 }
 
 impl Counters {
-    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 10] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("sent", g(&self.sent)),
@@ -69,6 +75,8 @@ impl Counters {
             ("no_connection", g(&self.no_connection)),
             ("too_big", g(&self.too_big)),
             ("tun_full", g(&self.tun_full)),
+            ("merged", g(&self.merged)),
+            ("tun_writes", g(&self.tun_writes)),
         ]
     }
 }
@@ -234,7 +242,8 @@ impl Dataplane {
         tracing::info!(tun = %dp.tun_name, mtu, "overlay data plane up");
         let reader = tokio::spawn(dp.clone().read_loop());
         let follow = tokio::spawn(dp.clone().follow(networks.subscribe()));
-        dp.tasks.lock().extend([reader, follow]);
+        let report = tokio::spawn(dp.clone().report());
+        dp.tasks.lock().extend([reader, follow, report]);
         Ok(dp)
     }
 
@@ -245,6 +254,32 @@ impl Dataplane {
         }
         for (_, c) in self.conns.lock().drain() {
             c.close(0u32.into(), b"leaving");
+        }
+    }
+
+    /// Logs the counters (debug) every 10 s while they move, so an
+    /// operator can see drops with `RUST_LOG=shoal_node::overlay=debug`.
+    async fn report(self: Arc<Self>) {
+        let mut last = self.counters.snapshot();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            let now = self.counters.snapshot();
+            if now != last {
+                let conns: Vec<String> = self
+                    .conns
+                    .lock()
+                    .iter()
+                    .map(|(a, c)| {
+                        let s = c.stats();
+                        format!(
+                            "{a}: lost {} congestion {} rtt {:?}",
+                            s.path.lost_packets, s.path.congestion_events, s.path.rtt
+                        )
+                    })
+                    .collect();
+                tracing::debug!(counters = ?now, ?conns, "overlay data plane");
+                last = now;
+            }
         }
     }
 
@@ -341,7 +376,8 @@ impl Dataplane {
     }
 
     async fn read_loop(self: Arc<Self>) {
-        let mut buf = vec![0u8; 65536];
+        let mut buf = vec![0u8; 65536 + gro::VNET_HDR_LEN];
+        let mut segments = Vec::with_capacity(64);
         loop {
             let mut guard = match self.tun.readable().await {
                 Ok(g) => g,
@@ -360,9 +396,24 @@ impl Dataplane {
                 }
             });
             match read {
-                Ok(Ok(n)) => {
-                    let packet = bytes::Bytes::copy_from_slice(&buf[..n]);
-                    self.forward(packet).await;
+                Ok(Ok(n)) if n >= gro::VNET_HDR_LEN => {
+                    let (vnet, p) = buf[..n].split_at_mut(gro::VNET_HDR_LEN);
+                    match gro::prepare_read(vnet, p) {
+                        Ok(true) => {
+                            let packet = bytes::Bytes::copy_from_slice(p);
+                            self.forward(packet).await;
+                        }
+                        Ok(false) if gro::segment_tso(vnet, p, &mut segments).is_ok() => {
+                            self.forward_segments(&mut segments).await;
+                        }
+                        _ => {
+                            segments.clear();
+                            self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Ok(Ok(_)) => {
+                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(Err(e)) => {
@@ -377,10 +428,32 @@ impl Dataplane {
     /// Sends one packet read from the TUN to the node that holds its
     /// destination.
     async fn forward(self: &Arc<Self>, packet: bytes::Bytes) {
-        let c = &self.counters;
-        let Some((_, dst)) = addresses(&packet) else {
-            c.malformed.fetch_add(1, Ordering::Relaxed);
+        if let Some((addr, conn)) = self.route(&packet) {
+            self.send(addr, &conn, packet).await;
+        }
+    }
+
+    /// Sends the segments of one TSO packet (one flow: one destination,
+    /// looked up once).
+    async fn forward_segments(self: &Arc<Self>, segments: &mut Vec<bytes::Bytes>) {
+        let Some((addr, conn)) = segments.first().and_then(|p| self.route(p)) else {
+            // Refused (and counted) for the first: count the others alike.
+            for p in segments.drain(..).skip(1) {
+                let _ = self.route(&p);
+            }
             return;
+        };
+        for p in segments.drain(..) {
+            self.send(addr, &conn, p).await;
+        }
+    }
+
+    /// The peer and connection a packet goes to, or `None` (counted).
+    fn route(self: &Arc<Self>, packet: &[u8]) -> Option<(SocketAddr, quinn::Connection)> {
+        let c = &self.counters;
+        let Some((_, dst)) = addresses(packet) else {
+            c.malformed.fetch_add(1, Ordering::Relaxed);
+            return None;
         };
         let target = {
             let plan = self.plan.read();
@@ -390,12 +463,23 @@ impl Dataplane {
         };
         let Some(addr) = target else {
             c.no_route.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
         let Some(conn) = self.connection(addr) else {
             c.no_connection.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
+        Some((addr, conn))
+    }
+
+    /// Sends one routed packet as a datagram, or answers "too big".
+    async fn send(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        conn: &quinn::Connection,
+        packet: bytes::Bytes,
+    ) {
+        let c = &self.counters;
         if conn.max_datagram_size().is_none_or(|m| packet.len() > m) {
             c.too_big.fetch_add(1, Ordering::Relaxed);
             if let Some(m) = conn.max_datagram_size() {
@@ -446,12 +530,27 @@ impl Dataplane {
     }
 
     fn write_tun(&self, packet: &[u8]) {
-        // SAFETY: write(2) of a buffer we own; the TUN takes one packet a write.
+        self.write_tun_parts(&[&gro::PLAIN, packet]);
+    }
+
+    /// Writes one packet, gathered from `parts` (its `virtio_net_hdr`
+    /// first).
+    fn write_tun_parts(&self, parts: &[&[u8]]) {
+        let iov: Vec<libc::iovec> = parts
+            .iter()
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        // SAFETY: writev(2) of buffers we own and that outlive the call,
+        // only read by the kernel; the TUN takes one packet a write. At
+        // most 66 parts (a merged run), well under IOV_MAX.
         let n = unsafe {
-            libc::write(
+            libc::writev(
                 self.tun.get_ref().as_raw_fd(),
-                packet.as_ptr().cast(),
-                packet.len(),
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
             )
         };
         if n < 0 {
@@ -460,21 +559,38 @@ impl Dataplane {
     }
 
     /// Reads the datagrams of an overlay connection `peer_node` opened,
-    /// until it closes.
+    /// until it closes: each wakeup takes every datagram already queued (up
+    /// to a bound), checks each, and writes them into the TUN with runs of
+    /// one TCP flow merged (`gro.rs`).
     pub async fn serve(self: Arc<Self>, peer_node: String, conn: quinn::Connection) {
+        use futures::FutureExt;
+        let mut gro = gro::Coalescer::default();
         loop {
             let d = match conn.read_datagram().await {
                 Ok(d) => d,
                 Err(_) => return,
             };
-            self.receive(&peer_node, &d);
+            self.receive(&peer_node, d, &mut gro);
+            for _ in 0..RECEIVE_BATCH {
+                match conn.read_datagram().now_or_never() {
+                    Some(Ok(d)) => self.receive(&peer_node, d, &mut gro),
+                    _ => break,
+                }
+            }
+            gro.flush(&mut |parts: &[&[u8]]| self.write_tun_parts(parts));
+            let c = &self.counters;
+            c.merged
+                .fetch_add(std::mem::take(&mut gro.merged), Ordering::Relaxed);
+            c.tun_writes
+                .fetch_add(std::mem::take(&mut gro.writes), Ordering::Relaxed);
         }
     }
 
-    /// Checks one datagram from `peer_node` and writes it into the TUN.
-    fn receive(&self, peer_node: &str, d: &[u8]) {
+    /// Checks one datagram from `peer_node` and hands it to the coalescer,
+    /// which writes it into the TUN.
+    fn receive(&self, peer_node: &str, d: bytes::Bytes, gro: &mut gro::Coalescer) {
         let c = &self.counters;
-        let Some((src, dst)) = addresses(d) else {
+        let Some((src, dst)) = addresses(&d) else {
             c.malformed.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -492,11 +608,14 @@ impl Dataplane {
             return;
         }
         c.received.fetch_add(1, Ordering::Relaxed);
-        self.write_tun(d);
+        gro.push(d, &mut |parts: &[&[u8]]| self.write_tun_parts(parts));
     }
 }
 
-fn checksum(b: &[u8]) -> u16 {
+/// Datagrams taken per wakeup of a receiver beyond the first.
+const RECEIVE_BATCH: usize = 63;
+
+pub(crate) fn checksum(b: &[u8]) -> u16 {
     let mut sum = 0u32;
     for ch in b.chunks(2) {
         let w = u16::from_be_bytes([ch[0], *ch.get(1).unwrap_or(&0)]);

@@ -3,6 +3,7 @@
 //! VIP balancing) and the embedded DNS server follow.
 
 pub mod dataplane;
+mod gro;
 mod vip;
 mod vxlan;
 

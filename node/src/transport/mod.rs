@@ -205,7 +205,109 @@ pub fn overlay_transport_config(udp_payload: u16) -> Arc<quinn::TransportConfig>
     t.datagram_send_buffer_size(OVERLAY_DATAGRAM_BUFFER);
     t.max_concurrent_bidi_streams(0u32.into());
     t.max_concurrent_uni_streams(0u32.into());
+    // The overlay is a link: the TCP flows inside do their own congestion
+    // control (a datagram QUIC counts as lost is never resent, so the inner
+    // flow sees the loss and backs off). A second controller underneath only
+    // halves the link on every UDP drop; WireGuard and IPsec have none.
+    t.congestion_controller_factory(Arc::new(LinkWindow));
+    // The peer acknowledges every 32nd datagram (or after 2 ms) rather than
+    // every 2nd: with nothing to resend and a fixed window, acknowledgements
+    // only free the window, and each one is a packet both nodes handle.
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(quinn::VarInt::from_u32(31))
+        .max_ack_delay(Some(Duration::from_millis(2)));
+    t.ack_frequency_config(Some(ack));
     Arc::new(t)
+}
+
+/// The in-flight bytes an overlay connection allows: enough for 10 Gbit/s
+/// over 10 ms, and constant (see `overlay_transport_config`).
+const LINK_WINDOW: u64 = 16 << 20;
+
+/// A congestion "controller" that does not react: a fixed window.
+#[derive(Debug, Clone, Copy)]
+struct LinkWindow;
+
+impl quinn::congestion::ControllerFactory for LinkWindow {
+    fn build(
+        self: Arc<Self>,
+        _now: std::time::Instant,
+        _mtu: u16,
+    ) -> Box<dyn quinn::congestion::Controller> {
+        Box::new(LinkWindow)
+    }
+}
+
+impl quinn::congestion::Controller for LinkWindow {
+    fn on_congestion_event(
+        &mut self,
+        _now: std::time::Instant,
+        _sent: std::time::Instant,
+        _persistent: bool,
+        _lost: u64,
+    ) {
+    }
+    fn on_mtu_update(&mut self, _mtu: u16) {}
+    fn window(&self) -> u64 {
+        LINK_WINDOW
+    }
+    fn clone_box(&self) -> Box<dyn quinn::congestion::Controller> {
+        Box::new(*self)
+    }
+    fn initial_window(&self) -> u64 {
+        LINK_WINDOW
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+/// UDP socket buffers of the node's endpoint: the overlay's bursts at
+/// line rate overflow the kernel's default (about 200 KiB) while the
+/// daemon is busy, and every overflow is a lost inner packet.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// The node's endpoint on `addr`, with socket buffers of `SOCKET_BUFFER`
+/// (forced past `net.core.[rw]mem_max` when the daemon may, else as large
+/// as the system allows).
+fn bind_endpoint(
+    server: quinn::ServerConfig,
+    addr: SocketAddr,
+) -> std::io::Result<quinn::Endpoint> {
+    use std::os::fd::AsRawFd;
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        let size = SOCKET_BUFFER as libc::c_int;
+        // SAFETY: setsockopt(2) with an int option on a socket we own.
+        let set = |opt| unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if set(force) != 0 {
+            let _ = set(plain);
+        }
+    }
+    socket.bind(&addr.into())?;
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket.into(),
+        runtime,
+    )
 }
 
 /// Reads the node identity out of the peer's verified certificate chain.
@@ -260,8 +362,7 @@ impl Transport {
         let mut mesh_client = tls::mesh_client_config(identity)?;
         mesh_client.transport_config(transport_config(&config));
         let overlay_client = tls::overlay_client_config(identity)?;
-        let endpoint =
-            quinn::Endpoint::server(server, addr).map_err(|e| TransportError::Bind(addr, e))?;
+        let endpoint = bind_endpoint(server, addr).map_err(|e| TransportError::Bind(addr, e))?;
         let t = Arc::new(Transport {
             endpoint,
             config,
