@@ -27,7 +27,7 @@ use shoal_actors::model::{DriverInfo, Health};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use super::docker_sandbox::{self, LABEL_SANDBOX};
+use super::docker_sandbox::{self, engine_message, LABEL_SANDBOX};
 use crate::logs;
 use crate::overlay::Overlay;
 use crate::sandbox::Sandbox;
@@ -76,12 +76,6 @@ pub struct DockerDriver {
     sandbox: Option<Arc<Sandbox>>,
 }
 
-fn engine_message(e: &bollard::errors::Error) -> String {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
-        other => other.to_string(),
-    }
-}
 
 impl DockerDriver {
     /// Connects to the local engine. Without an engine the driver exists but

@@ -76,7 +76,8 @@ pub fn pause_program() -> Vec<u8> {
     elf
 }
 
-fn engine_message(e: &bollard::errors::Error) -> String {
+/// The engine's own words for an error, where it gave some.
+pub fn engine_message(e: &bollard::errors::Error) -> String {
     match e {
         bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
