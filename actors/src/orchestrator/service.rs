@@ -46,6 +46,32 @@ fn on_down_node(state: &ClusterState, t: &Task) -> bool {
     }
 }
 
+/// `on_down_node` for a whole pass: the usual answer (every node up) is
+/// known without looking each task's node up.
+struct Lost<'a> {
+    state: &'a ClusterState,
+    /// No node is down or drained: only a removed node loses tasks.
+    all_up: bool,
+}
+
+impl<'a> Lost<'a> {
+    fn new(state: &'a ClusterState) -> Self {
+        let all_up = state.nodes.values().all(|n| {
+            n.state != crate::model::NodeState::Down
+                && n.availability != crate::model::Availability::Drain
+        });
+        Lost { state, all_up }
+    }
+
+    fn on_down_node(&self, t: &Task) -> bool {
+        match &t.node_id {
+            None => false,
+            Some(n) if self.all_up => !self.state.nodes.contains_key(n),
+            Some(_) => on_down_node(self.state, t),
+        }
+    }
+}
+
 /// A slot's newest task that ended by itself and that the restart policy
 /// then shut down for good. (A restart or a move shuts the old task down in
 /// the same entry that creates its successor, so that one is never newest;
@@ -64,13 +90,30 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         return plan;
     };
     let replicas = svc.spec.replicas();
-    let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
+    // Slots 1..=replicas by index (a pass over a 100k-replica service is a
+    // scan, not 100k tree inserts); slots above the count (a scale down) apart.
+    let wanted = usize::try_from(replicas).unwrap_or(usize::MAX);
+    let mut in_range: Vec<Vec<&Task>> = Vec::new();
+    let mut above: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
     for t in state.tasks_of_service(service_id) {
-        slots.entry(t.slot).or_default().push(t);
+        match usize::try_from(t.slot) {
+            // Slot 0 is a global task's: not this plan's.
+            Ok(0) => {}
+            Ok(s) if s <= wanted => {
+                if in_range.len() < s {
+                    in_range.resize_with(s, Vec::new);
+                }
+                in_range[s - 1].push(t);
+            }
+            _ => above.entry(t.slot).or_default().push(t),
+        }
     }
-    for tasks in slots.values_mut() {
-        tasks.sort_by_key(|t| t.created_at);
+    for tasks in in_range.iter_mut().chain(above.values_mut()) {
+        if tasks.len() > 1 {
+            tasks.sort_by_key(|t| t.created_at);
+        }
     }
+    let lost = Lost::new(state);
     let mut create = Vec::new();
     let mut updates = Vec::new();
     let full = |create: &Vec<Task>, updates: &Vec<TaskUpdate>| {
@@ -81,10 +124,14 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
             plan.more = true;
             break;
         }
-        let tasks = slots.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
+        let tasks = usize::try_from(slot - 1)
+            .ok()
+            .and_then(|i| in_range.get(i))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         if tasks
             .iter()
-            .any(|t| t.is_runnable() && !on_down_node(state, t))
+            .any(|t| t.is_runnable() && !lost.on_down_node(t))
         {
             continue;
         }
@@ -100,7 +147,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         // not apply, and the attempts it counts stay as they were.
         if let Some(lost) = tasks
             .iter()
-            .find(|t| t.is_runnable() && on_down_node(state, t))
+            .find(|t| t.is_runnable() && lost.on_down_node(t))
         {
             updates.push(TaskUpdate::Desired {
                 task_id: lost.id.clone(),
@@ -135,7 +182,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         }
     }
     // Scale down: slots above the replica count go away, highest first.
-    'down: for (_, tasks) in slots.range(replicas + 1..) {
+    'down: for tasks in above.values() {
         for t in tasks.iter().filter(|t| t.desired_state < TaskState::Remove) {
             if full(&create, &updates) {
                 plan.more = true;
