@@ -300,6 +300,12 @@ impl Harness {
         self.rt.block_on(async { self.started.elapsed() })
     }
 
+    /// The harness's clock now, as its actors read it (`tokio::time::Instant`
+    /// outside the runtime is the real clock).
+    pub fn clock(&self) -> tokio::time::Instant {
+        self.rt.block_on(async { tokio::time::Instant::now() })
+    }
+
     /// Proposes `cmd` and waits (on the harness's clock) until it is applied.
     pub fn propose(&mut self, cmd: Command) -> Result<(), HarnessError> {
         let proposer = self.ctx.proposer.clone();

@@ -13,12 +13,17 @@
 //! harness's simulated clock, the scheduler's and dispatcher's throughput,
 //! the Raft entries and bytes appended, and the peak RSS.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use shoal_actors::harness::Harness;
 use shoal_actors::limits::MAX_REPLICAS;
+use shoal_actors::model::{Task, TaskState};
+use shoal_actors::state::{Change, ClusterState};
+use shoal_actors::store::StoreEvent;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -55,6 +60,51 @@ fn proc_status_kib(field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// When the run reached its milestones, on both clocks, as the store's
+/// events tell it (the harness's clock stands still while there is work,
+/// so the whole run may fit between two looks of the main loop).
+struct Progress {
+    want: usize,
+    placed: HashSet<String>,
+    running: HashSet<String>,
+    placed_at: Option<(Instant, tokio::time::Instant)>,
+    running_at: Option<(Instant, tokio::time::Instant)>,
+}
+
+impl Progress {
+    fn see(&mut self, t: &Task) {
+        let state = t.status.state;
+        if self.placed_at.is_none() && state >= TaskState::Assigned && !state.is_terminal() {
+            self.placed.insert(t.id.clone());
+        }
+        if state == TaskState::Running && t.desired_state == TaskState::Running {
+            self.running.insert(t.id.clone());
+        }
+    }
+
+    fn on_event(&mut self, state: &ClusterState, ev: Option<&StoreEvent>) {
+        match ev {
+            Some(ev) => {
+                for c in ev.changes.iter() {
+                    if let Change::Task { id, .. } = c {
+                        if let Some(t) = state.tasks.get(id) {
+                            self.see(t);
+                        }
+                    }
+                }
+            }
+            None => state.tasks.values().for_each(|t| self.see(t)),
+        }
+        let now = (Instant::now(), tokio::time::Instant::now());
+        if self.placed_at.is_none() && self.placed.len() >= self.want {
+            self.placed_at = Some(now);
+        }
+        if self.running_at.is_none() && self.running.len() >= self.want {
+            self.running_at = Some(now);
+        }
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -86,8 +136,17 @@ fn check(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sim: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     check(&args)?;
     let rss_start = proc_status_kib("VmRSS").unwrap_or(0);
 
@@ -106,8 +165,22 @@ fn main() -> Result<()> {
         rss_cluster.saturating_sub(rss_start) as f64 / args.nodes as f64,
     );
 
+    let want = args.tasks as usize;
+    let progress = Arc::new(Mutex::new(Progress {
+        want,
+        placed: HashSet::new(),
+        running: HashSet::new(),
+        placed_at: None,
+        running_at: None,
+    }));
+    let observer = progress.clone();
+    h.on_event(move |state, ev| {
+        if let Ok(mut p) = observer.lock() {
+            p.on_event(state, ev);
+        }
+    });
     let wall = Instant::now();
-    let sim = h.elapsed();
+    let sim = h.clock();
     let base = args.tasks / args.services;
     let extra = args.tasks % args.services;
     for i in 0..args.services {
@@ -115,18 +188,13 @@ fn main() -> Result<()> {
         h.create_service(Harness::spec(&format!("svc-{i}"), replicas, "run"))
             .with_context(|| format!("creating service svc-{i}"))?;
     }
-    let want = args.tasks as usize;
     let limit = Duration::from_secs(args.limit);
-    let mut placed_at: Option<(Duration, Duration)> = None;
     let mut last_report = Instant::now();
-    let (running_wall, running_sim) = loop {
+    loop {
         let counts = h.task_counts();
-        let on_clock = h.elapsed() - sim;
-        if placed_at.is_none() && counts.placed + counts.running >= want {
-            placed_at = Some((wall.elapsed(), on_clock));
-        }
+        let on_clock = h.clock() - sim;
         if counts.running >= want {
-            break (wall.elapsed(), on_clock);
+            break;
         }
         if on_clock > limit {
             bail!(
@@ -149,8 +217,20 @@ fn main() -> Result<()> {
             );
         }
         h.advance(SAMPLE);
+    }
+    let (done_wall, done_sim) = (wall.elapsed(), h.clock() - sim);
+    let since = |at: Option<(Instant, tokio::time::Instant)>| match at {
+        Some((w, s)) => (w.duration_since(wall), s.duration_since(sim)),
+        None => (done_wall, done_sim),
     };
-    let (placed_wall, placed_sim) = placed_at.unwrap_or((running_wall, running_sim));
+    let (placed_wall, placed_sim, running_wall, running_sim) = {
+        let p = progress
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the progress observer panicked"))?;
+        let (pw, ps) = since(p.placed_at);
+        let (rw, rs) = since(p.running_at);
+        (pw, ps, rw, rs)
+    };
     let (entries, bytes) = h.raft_appended();
     let (entries, bytes) = (entries - entries_before, bytes - bytes_before);
     let peak = proc_status_kib("VmHWM").unwrap_or(0);
