@@ -85,7 +85,8 @@ impl TaskIndex {
         if self.node_of.contains_key(task_id) {
             return;
         }
-        self.node_of.insert(task_id.to_string(), node_id.to_string());
+        self.node_of
+            .insert(task_id.to_string(), node_id.to_string());
         self.by_node
             .entry(node_id.to_string())
             .or_default()

@@ -61,9 +61,16 @@ fn assert_one_per_slot(h: &Harness, when: &str) {
             *in_state.entry(t.slot).or_default() += 1;
         }
     }
-    assert_eq!(in_state.len() as u64, TASKS, "{when}: slots running in the state");
+    assert_eq!(
+        in_state.len() as u64,
+        TASKS,
+        "{when}: slots running in the state"
+    );
     let doubled: Vec<_> = in_state.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(doubled.is_empty(), "{when}: slots with two running tasks: {doubled:?}");
+    assert!(
+        doubled.is_empty(),
+        "{when}: slots with two running tasks: {doubled:?}"
+    );
     let mut in_drivers: BTreeMap<u64, usize> = BTreeMap::new();
     for (id, nodes) in running_in_drivers(h) {
         assert_eq!(nodes.len(), 1, "{when}: task {id} runs on nodes {nodes:?}");
@@ -71,9 +78,16 @@ fn assert_one_per_slot(h: &Harness, when: &str) {
         let slot = slot.unwrap_or_else(|| panic!("{when}: task {id} runs but is not in the state"));
         *in_drivers.entry(slot).or_default() += 1;
     }
-    assert_eq!(in_drivers.len() as u64, TASKS, "{when}: slots running in the drivers");
+    assert_eq!(
+        in_drivers.len() as u64,
+        TASKS,
+        "{when}: slots running in the drivers"
+    );
     let doubled: Vec<_> = in_drivers.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(doubled.is_empty(), "{when}: slots run twice by the drivers: {doubled:?}");
+    assert!(
+        doubled.is_empty(),
+        "{when}: slots run twice by the drivers: {doubled:?}"
+    );
 }
 
 #[test]
@@ -134,7 +148,11 @@ fn two_thousand_tasks_on_fifty_nodes_survive_a_partition_and_a_leader_loss_with_
         "the cut nodes' tasks were replaced: {} tasks started",
         started_on.len()
     );
-    assert!(h.elapsed() < TOTAL, "took {:?} of the harness's clock", h.elapsed());
+    assert!(
+        h.elapsed() < TOTAL,
+        "took {:?} of the harness's clock",
+        h.elapsed()
+    );
     eprintln!(
         "{NODES} nodes, {TASKS} tasks: {:.1?} on the harness's clock, {:.1?} wall",
         h.elapsed(),

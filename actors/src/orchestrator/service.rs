@@ -55,9 +55,7 @@ impl<'a> Lost<'a> {
     }
 
     fn on_down_node(&self, t: &Task) -> bool {
-        t.node_id
-            .as_deref()
-            .is_some_and(|n| !self.up.contains(n))
+        t.node_id.as_deref().is_some_and(|n| !self.up.contains(n))
     }
 }
 
