@@ -1,7 +1,7 @@
 //! The Dispatcher (leader only): worker sessions, heartbeats, assignments,
 //! and the status reports that agents send back into the store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use crate::model::{NodeState, TaskState, TaskStatus};
 use crate::networks::NetworkTable;
 use crate::ports::ServiceEndpoints;
 use crate::session::{AgentLink, AgentMsg, DispatcherMsg};
-use crate::state::Change;
+use crate::state::{Change, ClusterState};
 
 struct Session {
     /// `None` until the node registers with this dispatcher.
@@ -54,6 +54,60 @@ pub struct DispatcherState {
     networks: Arc<NetworkTable>,
     endpoints_dirty: bool,
     ticks: u64,
+    /// Which tasks each node was given, so a push reads that node's tasks
+    /// and not the whole state (with 100k tasks on 1,000 nodes, a scan per
+    /// pushed node made one round of pushes cost 10^8 steps).
+    placed: TaskIndex,
+}
+
+/// The tasks given to each node, kept from store events. A task's node is
+/// set once (when it is assigned, or when a global task is made) and never
+/// changes, so the index only grows with new tasks and shrinks as they are
+/// deleted.
+#[derive(Default)]
+struct TaskIndex {
+    by_node: HashMap<String, BTreeSet<String>>,
+    node_of: HashMap<String, String>,
+}
+
+impl TaskIndex {
+    fn build(state: &ClusterState) -> TaskIndex {
+        let mut index = TaskIndex::default();
+        for t in state.tasks.values() {
+            if let Some(node) = &t.node_id {
+                index.insert(&t.id, node);
+            }
+        }
+        index
+    }
+
+    fn insert(&mut self, task_id: &str, node_id: &str) {
+        if self.node_of.contains_key(task_id) {
+            return;
+        }
+        self.node_of
+            .insert(task_id.to_string(), node_id.to_string());
+        self.by_node
+            .entry(node_id.to_string())
+            .or_default()
+            .insert(task_id.to_string());
+    }
+
+    /// Forgets a deleted task; returns the node it was on.
+    fn remove(&mut self, task_id: &str) -> Option<String> {
+        let node = self.node_of.remove(task_id)?;
+        if let Some(tasks) = self.by_node.get_mut(&node) {
+            tasks.remove(task_id);
+            if tasks.is_empty() {
+                self.by_node.remove(&node);
+            }
+        }
+        Some(node)
+    }
+
+    fn on_node(&self, node_id: &str) -> impl Iterator<Item = &String> {
+        self.by_node.get(node_id).into_iter().flatten()
+    }
 }
 
 /// Ticks (four a heartbeat) between two unconditional assignment pushes.
@@ -73,25 +127,22 @@ impl DispatcherState {
             return;
         };
         let keyring = self.ctx.keyring();
-        let (tasks, payloads): (Vec<crate::model::Task>, _) = {
-            let guard = self.ctx.sm.read();
-            let tasks: Vec<_> = guard
-                .0
-                .tasks
-                .values()
-                .filter(|t| {
-                    // A global task is made for its node but goes to it only
-                    // once the scheduler has checked that it fits.
-                    t.node_id.as_deref() == Some(node_id)
-                        && t.status.state >= TaskState::Assigned
-                        && !t.status.state.is_terminal()
-                })
-                .cloned()
-                .collect();
-            // Only what this node's tasks use, by the replicated state.
-            let payloads = crate::secrets::payloads_for(&guard.0, tasks.iter(), keyring.as_deref());
-            (tasks, payloads)
-        };
+        let guard = self.ctx.sm.read();
+        let tasks: Vec<&crate::model::Task> = self
+            .placed
+            .on_node(node_id)
+            .filter_map(|id| guard.0.tasks.get(id))
+            .filter(|t| {
+                // A global task is made for its node but goes to it only
+                // once the scheduler has checked that it fits.
+                t.node_id.as_deref() == Some(node_id)
+                    && t.status.state >= TaskState::Assigned
+                    && !t.status.state.is_terminal()
+            })
+            .collect();
+        // Only what this node's tasks use, by the replicated state.
+        let payloads =
+            crate::secrets::payloads_for(&guard.0, tasks.iter().copied(), keyring.as_deref());
         let mut sent: Vec<(String, TaskState)> = tasks
             .iter()
             .map(|t| (t.id.clone(), t.desired_state))
@@ -107,6 +158,10 @@ impl DispatcherState {
         if !force && session.sent.as_ref() == Some(&sent) {
             return;
         }
+        // Copied only when they go out: most pushes (a task's status moved
+        // on) change nothing the node is told.
+        let tasks: Vec<crate::model::Task> = tasks.into_iter().cloned().collect();
+        drop(guard);
         session.sent = Some(sent);
         agent.send(AgentMsg::Assignments(tasks, payloads));
     }
@@ -263,6 +318,7 @@ impl Actor for Dispatcher {
         // to register with it (agents may first try a manager that died with
         // the old leader); those that do not are declared down.
         let now = Instant::now() + ctx.timings.dispatcher_heartbeat * 3;
+        let placed = TaskIndex::build(&ctx.sm.read().0);
         let sessions = ctx
             .sm
             .read()
@@ -293,6 +349,7 @@ impl Actor for Dispatcher {
             networks: Arc::default(),
             endpoints_dirty: true,
             ticks: 0,
+            placed,
         })
     }
 
@@ -389,25 +446,27 @@ impl Actor for Dispatcher {
                 {
                     let guard = st.ctx.sm.read();
                     for c in ev.changes.iter() {
-                        if let Change::Task { id, .. } = c {
-                            if let Some(n) = guard.0.tasks.get(id).and_then(|t| t.node_id.clone()) {
-                                nodes.insert(n);
+                        match c {
+                            Change::Task { id, .. } => {
+                                let node = guard.0.tasks.get(id).and_then(|t| t.node_id.as_ref());
+                                if let Some(n) = node {
+                                    st.placed.insert(id, n);
+                                    nodes.insert(n.clone());
+                                }
                             }
+                            // The index remembers the node of a deleted task.
+                            Change::TaskRemoved { id, .. } => {
+                                nodes.extend(st.placed.remove(id));
+                            }
+                            _ => {}
                         }
                     }
-                }
-                // Removed tasks: we no longer know their node, so look at
-                // everyone (nodes whose list did not change are not sent it).
-                if ev
-                    .changes
-                    .iter()
-                    .any(|c| matches!(c, Change::TaskRemoved { .. }))
-                {
-                    nodes.extend(st.sessions.keys().cloned());
                 }
                 st.mark_dirty(&myself, nodes.into_iter());
             }
             DispatcherMsg::Store(None) => {
+                // Events were missed: the index is built again from the state.
+                st.placed = TaskIndex::build(&st.ctx.sm.read().0);
                 st.endpoints_dirty = true;
                 let all: Vec<String> = st.sessions.keys().cloned().collect();
                 st.mark_dirty(&myself, all.into_iter());

@@ -55,8 +55,11 @@ pub const MAX_CONSTRAINTS: usize = 64;
 pub const MAX_PREFERENCES: usize = 8;
 
 /// Tasks one orchestrator pass creates, updates or deletes; the rest wait for
-/// the next pass, so a huge service cannot hold a lock or a proposal for long.
-pub const MAX_TASKS_PER_PASS: usize = 500;
+/// the next pass, so a huge service cannot hold a lock or a proposal for long
+/// (2,000 new tasks are an entry of about 650 KB). Each pass looks at all of
+/// the service's tasks, so the passes a 100k-replica service needs to start
+/// (50 here; 200 at 500 a pass) multiply that scan.
+pub const MAX_TASKS_PER_PASS: usize = 2000;
 /// Task updates in one proposal (status reports, placements).
 pub const MAX_UPDATES_PER_PROPOSAL: usize = 1000;
 

@@ -300,6 +300,12 @@ impl Harness {
         self.rt.block_on(async { self.started.elapsed() })
     }
 
+    /// The harness's clock now, as its actors read it (`tokio::time::Instant`
+    /// outside the runtime is the real clock).
+    pub fn clock(&self) -> tokio::time::Instant {
+        self.rt.block_on(async { tokio::time::Instant::now() })
+    }
+
     /// Proposes `cmd` and waits (on the harness's clock) until it is applied.
     pub fn propose(&mut self, cmd: Command) -> Result<(), HarnessError> {
         let proposer = self.ctx.proposer.clone();
@@ -418,6 +424,52 @@ impl Harness {
         Ok(())
     }
 
+    /// Calls `f` on the harness's runtime with the state after each store
+    /// event, as the event is published (`None`: events were missed, look
+    /// at the whole state), so a run's progress can be timed while it runs.
+    pub fn on_event(
+        &self,
+        mut f: impl FnMut(&ClusterState, Option<&crate::store::StoreEvent>) + Send + 'static,
+    ) {
+        let mut rx = self.ctx.events.subscribe();
+        let sm = self.ctx.sm.clone();
+        self.rt.spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => f(&sm.read().0, Some(&ev)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        f(&sm.read().0, None)
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Raft entries appended to the manager's log since the harness
+    /// started, and their encoded bytes (compaction does not lower them).
+    pub fn raft_appended(&self) -> (u64, u64) {
+        self.ctx.log.appended()
+    }
+
+    /// How many tasks the state holds, how many a node has been given
+    /// (ASSIGNED or later, not ended) and how many run as they should.
+    pub fn task_counts(&self) -> TaskCounts {
+        let guard = self.ctx.sm.read();
+        let mut counts = TaskCounts::default();
+        for t in guard.0.tasks.values() {
+            counts.total += 1;
+            let state = t.status.state;
+            if state >= TaskState::Assigned && !state.is_terminal() {
+                counts.placed += 1;
+            }
+            if state == TaskState::Running && t.desired_state == TaskState::Running {
+                counts.running += 1;
+            }
+        }
+        counts
+    }
+
     /// Every entry of the Raft log, in order: what a run wrote.
     pub fn log(&self) -> Vec<Vec<u8>> {
         let log = &self.ctx.log;
@@ -435,6 +487,16 @@ impl Harness {
             .map(|p| p.command)
             .collect()
     }
+}
+
+/// A census of the state's tasks (`Harness::task_counts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    pub total: usize,
+    /// ASSIGNED or later, and not ended.
+    pub placed: usize,
+    /// RUNNING and desired RUNNING.
+    pub running: usize,
 }
 
 /// Tasks of `service` observed running and meant to run, in `state`.

@@ -42,6 +42,25 @@ pub fn service_actor_name(service_name: &str) -> String {
     format!("service/{service_name}")
 }
 
+/// Whether a change of task `task_id` can change what its service's plan
+/// or the reaper decides. A replicated service (not rebalanced) only cares
+/// about a task that stopped being runnable or is gone: its steps from NEW
+/// to RUNNING change no plan, and re-planning a 100k-task service on each of
+/// them made a service's start quadratic. Other modes follow their tasks'
+/// progress (a global rollout counts tasks not yet up, a rebalance move
+/// waits for its new task to run), so every change matters to them.
+fn matters(state: &crate::state::ClusterState, task_id: &str, service_id: &str) -> bool {
+    let Some(svc) = state.services.get(service_id) else {
+        return true;
+    };
+    if !matches!(svc.spec.mode, crate::model::ServiceMode::Replicated { .. })
+        || rebalance::enabled(state, svc)
+    {
+        return true;
+    }
+    state.tasks.get(task_id).is_none_or(|t| !t.is_runnable())
+}
+
 impl OrchestratorState {
     async fn ensure_supervisor(&mut self, myself: &ActorRef<OrchestratorMsg>, service_id: &str) {
         let name = {
@@ -158,6 +177,22 @@ impl Actor for Orchestrator {
         match msg {
             OrchestratorMsg::Store(Some(ev)) => {
                 let mut poked = std::collections::HashSet::new();
+                // Read once per event: which of its task changes matter.
+                let relevant: std::collections::HashSet<&str> = {
+                    let guard = st.ctx.sm.read();
+                    ev.changes
+                        .iter()
+                        .filter_map(|c| match c {
+                            Change::Task { id, service_id }
+                                if matters(&guard.0, id, service_id) =>
+                            {
+                                Some(service_id.as_str())
+                            }
+                            Change::TaskRemoved { service_id, .. } => Some(service_id.as_str()),
+                            _ => None,
+                        })
+                        .collect()
+                };
                 for c in ev.changes.iter() {
                     match c {
                         Change::Service(id) => st.ensure_supervisor(&myself, id).await,
@@ -178,7 +213,8 @@ impl Actor for Orchestrator {
                         }
                         Change::Task { service_id, .. }
                         | Change::TaskRemoved { service_id, .. }
-                            if poked.insert(service_id.clone()) =>
+                            if relevant.contains(service_id.as_str())
+                                && poked.insert(service_id.clone()) =>
                         {
                             st.poke(service_id);
                         }

@@ -31,18 +31,69 @@ fn new_task(svc: &Service, slot: u64, history: Vec<DateTime<Utc>>, now: DateTime
     Task::for_slot(svc, slot, history, TaskState::Running, now)
 }
 
-/// A task on a node that is down, drained or removed is lost: its slot is
-/// restarted elsewhere, and the old task is told to shut down should the node return.
-fn on_down_node(state: &ClusterState, t: &Task) -> bool {
-    let Some(node_id) = &t.node_id else {
-        return false;
-    };
-    match state.nodes.get(node_id) {
-        None => true,
-        Some(n) => {
-            n.state == crate::model::NodeState::Down
-                || n.availability == crate::model::Availability::Drain
+/// One slot's tasks, oldest first. Most slots hold one task, which needs
+/// no allocation of its own (a `Vec` per slot was a tenth of a pass over a
+/// 100k-replica service).
+#[derive(Default)]
+enum SlotTasks<'a> {
+    #[default]
+    Empty,
+    One([&'a Task; 1]),
+    Many(Vec<&'a Task>),
+}
+
+impl<'a> SlotTasks<'a> {
+    fn push(&mut self, t: &'a Task) {
+        *self = match std::mem::take(self) {
+            SlotTasks::Empty => SlotTasks::One([t]),
+            SlotTasks::One([first]) => SlotTasks::Many(vec![first, t]),
+            SlotTasks::Many(mut all) => {
+                all.push(t);
+                SlotTasks::Many(all)
+            }
+        };
+    }
+
+    fn sort(&mut self) {
+        if let SlotTasks::Many(all) = self {
+            all.sort_by_key(|t| t.created_at);
         }
+    }
+
+    fn as_slice(&self) -> &[&'a Task] {
+        match self {
+            SlotTasks::Empty => &[],
+            SlotTasks::One(one) => one,
+            SlotTasks::Many(all) => all,
+        }
+    }
+}
+
+/// A task on a node that is down, drained or removed is lost: its slot is
+/// restarted elsewhere, and the old task is told to shut down should the
+/// node return. The nodes that keep their tasks are put in a hash set once
+/// a pass (a tree lookup per task was most of a pass over a 100k-task
+/// service).
+struct Lost<'a> {
+    up: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> Lost<'a> {
+    fn new(state: &'a ClusterState) -> Self {
+        let up = state
+            .nodes
+            .values()
+            .filter(|n| {
+                n.state != crate::model::NodeState::Down
+                    && n.availability != crate::model::Availability::Drain
+            })
+            .map(|n| n.id.as_str())
+            .collect();
+        Lost { up }
+    }
+
+    fn on_down_node(&self, t: &Task) -> bool {
+        t.node_id.as_deref().is_some_and(|n| !self.up.contains(n))
     }
 }
 
@@ -64,13 +115,29 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         return plan;
     };
     let replicas = svc.spec.replicas();
-    let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
+    // Slots 1..=replicas by index (a pass over a 100k-replica service is a
+    // scan, not 100k tree inserts); slots above the count (a scale down) apart.
+    let wanted = usize::try_from(replicas).unwrap_or(usize::MAX);
+    let mut in_range: Vec<SlotTasks> = Vec::new();
+    let mut above: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
     for t in state.tasks_of_service(service_id) {
-        slots.entry(t.slot).or_default().push(t);
+        match usize::try_from(t.slot) {
+            // Slot 0 is a global task's: not this plan's.
+            Ok(0) => {}
+            Ok(s) if s <= wanted => {
+                if in_range.len() < s {
+                    in_range.resize_with(s, SlotTasks::default);
+                }
+                in_range[s - 1].push(t);
+            }
+            _ => above.entry(t.slot).or_default().push(t),
+        }
     }
-    for tasks in slots.values_mut() {
+    in_range.iter_mut().for_each(SlotTasks::sort);
+    for tasks in above.values_mut() {
         tasks.sort_by_key(|t| t.created_at);
     }
+    let lost = Lost::new(state);
     let mut create = Vec::new();
     let mut updates = Vec::new();
     let full = |create: &Vec<Task>, updates: &Vec<TaskUpdate>| {
@@ -81,10 +148,14 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
             plan.more = true;
             break;
         }
-        let tasks = slots.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
+        let tasks = usize::try_from(slot - 1)
+            .ok()
+            .and_then(|i| in_range.get(i))
+            .map(SlotTasks::as_slice)
+            .unwrap_or(&[]);
         if tasks
             .iter()
-            .any(|t| t.is_runnable() && !on_down_node(state, t))
+            .any(|t| t.is_runnable() && !lost.on_down_node(t))
         {
             continue;
         }
@@ -100,7 +171,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         // not apply, and the attempts it counts stay as they were.
         if let Some(lost) = tasks
             .iter()
-            .find(|t| t.is_runnable() && on_down_node(state, t))
+            .find(|t| t.is_runnable() && lost.on_down_node(t))
         {
             updates.push(TaskUpdate::Desired {
                 task_id: lost.id.clone(),
@@ -135,7 +206,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
         }
     }
     // Scale down: slots above the replica count go away, highest first.
-    'down: for (_, tasks) in slots.range(replicas + 1..) {
+    'down: for tasks in above.values() {
         for t in tasks.iter().filter(|t| t.desired_state < TaskState::Remove) {
             if full(&create, &updates) {
                 plan.more = true;

@@ -54,6 +54,10 @@ pub struct LogStore {
     /// Flushes done so far (benches divide writes by it).
     flushes: std::sync::atomic::AtomicU64,
     flushed_bytes: std::sync::atomic::AtomicU64,
+    /// Entries appended since the log was opened, and their encoded bytes
+    /// (the simulation reports them; compaction does not take them back).
+    appended: std::sync::atomic::AtomicU64,
+    appended_bytes: std::sync::atomic::AtomicU64,
 }
 
 fn parse<M: protobuf::Message>(what: &str, bytes: &[u8]) -> Result<M, LogError> {
@@ -76,6 +80,8 @@ impl LogStore {
             durable: std::sync::atomic::AtomicBool::new(true),
             flushes: std::sync::atomic::AtomicU64::new(0),
             flushed_bytes: std::sync::atomic::AtomicU64::new(0),
+            appended: std::sync::atomic::AtomicU64::new(0),
+            appended_bytes: std::sync::atomic::AtomicU64::new(0),
         };
         store.reload()?;
         Ok(Arc::new(store))
@@ -129,6 +135,7 @@ impl LogStore {
             return Ok(());
         };
         let mut m = self.mem.write();
+        let mut bytes = 0u64;
         if first.index > m.last_index() {
             // The common case, entries past the end: plain inserts in index
             // order. A crash keeps a prefix of them, which is still a log
@@ -136,7 +143,9 @@ impl LogStore {
             // a batch wait for every flush in progress, which would stall
             // the Raft actor behind the very group commit it runs.
             for e in entries {
-                self.log.insert(e.index.to_be_bytes(), pb(e))?;
+                let encoded = pb(e);
+                bytes += encoded.len() as u64;
+                self.log.insert(e.index.to_be_bytes(), encoded)?;
             }
         } else {
             // A new leader overwrites an uncommitted suffix: atomically, so
@@ -146,10 +155,16 @@ impl LogStore {
                 batch.remove(&idx.to_be_bytes());
             }
             for e in entries {
-                batch.insert(&e.index.to_be_bytes(), pb(e));
+                let encoded = pb(e);
+                bytes += encoded.len() as u64;
+                batch.insert(&e.index.to_be_bytes(), encoded);
             }
             self.log.apply_batch(batch)?;
         }
+        self.appended
+            .fetch_add(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.appended_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         let keep = first.index.saturating_sub(m.first_index()) as usize;
         m.entries.truncate(keep);
         m.entries.extend_from_slice(entries);
@@ -257,6 +272,15 @@ impl LogStore {
     pub fn flushed_bytes(&self) -> u64 {
         self.flushed_bytes
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Entries appended since the log was opened, and their encoded size.
+    pub fn appended(&self) -> (u64, u64) {
+        (
+            self.appended.load(std::sync::atomic::Ordering::Relaxed),
+            self.appended_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     pub fn hard_state(&self) -> HardState {

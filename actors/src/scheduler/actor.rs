@@ -1,4 +1,7 @@
-use std::collections::HashMap;
+//! The scheduler actor: which tasks want a node, the nodes' loads, and the
+//! write of `place`'s decisions.
+
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::ports::{Protocol, PublishMode};
@@ -33,6 +36,14 @@ enum Next {
 pub struct SchedulerState {
     ctx: Arc<ManagerCtx>,
     pass_queued: bool,
+    /// Tasks that wanted a node when last seen, from the store's events: a
+    /// pass builds its requests from these instead of every task, and
+    /// there is no pass at all while none waits (a status report of a
+    /// running task used to cost a scan of the whole state).
+    waiting: BTreeSet<String>,
+    /// The next pass looks at every task (at start, after missed events).
+    rescan: bool,
+    loads: Loads,
 }
 
 #[derive(Clone)]
@@ -58,9 +69,9 @@ fn host_ports(state: &ClusterState, t: &crate::model::Task) -> Vec<(Protocol, u1
 /// A task's parsed placement, shared by the requests of its service version.
 type Parsed = (Arc<Vec<Constraint>>, Arc<Vec<String>>);
 
-fn parsed<'a>(cache: &mut HashMap<(&'a str, u64), Parsed>, t: &'a crate::model::Task) -> Parsed {
+fn parsed(cache: &mut HashMap<(String, u64), Parsed>, t: &crate::model::Task) -> Parsed {
     cache
-        .entry((t.service_id.as_str(), t.spec_version))
+        .entry((t.service_id.clone(), t.spec_version))
         .or_insert_with(|| {
             let p = &t.spec.placement;
             // `check` refused bad ones before they reached the log.
@@ -75,57 +86,178 @@ fn parsed<'a>(cache: &mut HashMap<(&'a str, u64), Parsed>, t: &'a crate::model::
         .clone()
 }
 
-/// Tasks that want a node, and the nodes with their current load.
-fn snapshot(state: &ClusterState) -> (Vec<Request>, Vec<Candidate>) {
-    let mut nodes: Vec<Candidate> = state.nodes.values().map(Candidate::from_node).collect();
-    let index: HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (state.nodes[&n.id].id.as_str(), i))
-        .collect();
-    let mut cache = HashMap::new();
-    let mut requests = Vec::new();
-    for t in state.tasks.values() {
-        // A task desired READY waits for its slot's old task to stop
-        // (a stop-first update) before it is placed; a global task comes
-        // with its node and still has to fit there.
-        let wants_node =
-            t.desired_state == TaskState::Running && t.status.state <= TaskState::Pending;
-        match &t.node_id {
-            Some(n) if !t.status.state.is_terminal() && !wants_node => {
-                if let Some(&i) = index.get(n.as_str()) {
-                    let c = &mut nodes[i];
-                    c.total_tasks += 1;
-                    *c.service_tasks.entry(t.service_id.clone()).or_default() += 1;
-                    c.host_ports.extend(host_ports(state, t));
-                    let r = &t.spec.resources;
-                    c.reserved_nano_cpus = c.reserved_nano_cpus.saturating_add(r.reserve_nano_cpus);
-                    c.reserved_memory_bytes = c
-                        .reserved_memory_bytes
-                        .saturating_add(r.reserve_memory_bytes);
+/// Whether the scheduler has to find `t` a node (or check that a global
+/// task's node can take it). A task desired READY waits for its slot's old
+/// task to stop (a stop-first update) before it is placed.
+fn wants_node(t: &crate::model::Task) -> bool {
+    t.desired_state == TaskState::Running && t.status.state <= TaskState::Pending
+}
+
+fn request(
+    state: &ClusterState,
+    cache: &mut HashMap<(String, u64), Parsed>,
+    t: &crate::model::Task,
+) -> Request {
+    let (constraints, spread) = parsed(cache, t);
+    Request {
+        task_id: t.id.clone(),
+        service_id: t.service_id.clone(),
+        spec_version: t.spec_version,
+        driver: t.spec.driver.clone(),
+        needs_sandbox: t.spec.driver == "process" && !t.spec.host_network(),
+        host_ports: host_ports(state, t),
+        constraints,
+        spread,
+        max_replicas: t.spec.placement.max_replicas,
+        reserve_nano_cpus: t.spec.resources.reserve_nano_cpus,
+        reserve_memory_bytes: t.spec.resources.reserve_memory_bytes,
+        node: t.node_id.clone(),
+    }
+}
+
+/// A task placed on a node and not ended: it counts towards the node's load.
+fn counts(t: &crate::model::Task) -> bool {
+    t.node_id.is_some() && !t.status.state.is_terminal() && !wants_node(t)
+}
+
+struct Counted {
+    node: String,
+    service: String,
+    nano_cpus: u64,
+    memory_bytes: u64,
+}
+
+#[derive(Default, Clone)]
+struct NodeLoad {
+    total: usize,
+    services: HashMap<String, usize>,
+    nano_cpus: u64,
+    memory_bytes: u64,
+}
+
+/// Every node's load, kept up to date task by task from the store's events
+/// (swarmkit's scheduler keeps its node set the same way). A pass used to
+/// count it again from every task in the state, which made placing 100k
+/// tasks a thousand at a time quadratic.
+#[derive(Default)]
+struct Loads {
+    counted: HashMap<String, Counted>,
+    nodes: HashMap<String, NodeLoad>,
+}
+
+impl Loads {
+    fn build(state: &ClusterState) -> Loads {
+        let mut loads = Loads::default();
+        for (id, t) in &state.tasks {
+            loads.update(id, Some(t));
+        }
+        loads
+    }
+
+    /// Counts or uncounts task `id` by what it is now (`None`: deleted).
+    fn update(&mut self, id: &str, task: Option<&crate::model::Task>) {
+        let now = task.filter(|t| counts(t));
+        match (self.counted.contains_key(id), now) {
+            (false, Some(t)) => {
+                let Some(node) = t.node_id.clone() else {
+                    return;
+                };
+                let c = Counted {
+                    node,
+                    service: t.service_id.clone(),
+                    nano_cpus: t.spec.resources.reserve_nano_cpus,
+                    memory_bytes: t.spec.resources.reserve_memory_bytes,
+                };
+                let load = self.nodes.entry(c.node.clone()).or_default();
+                load.total += 1;
+                match load.services.get_mut(&c.service) {
+                    Some(n) => *n += 1,
+                    None => {
+                        load.services.insert(c.service.clone(), 1);
+                    }
                 }
+                load.nano_cpus = load.nano_cpus.saturating_add(c.nano_cpus);
+                load.memory_bytes = load.memory_bytes.saturating_add(c.memory_bytes);
+                self.counted.insert(id.to_string(), c);
             }
-            node if wants_node => {
-                let (constraints, spread) = parsed(&mut cache, t);
-                requests.push(Request {
-                    task_id: t.id.clone(),
-                    service_id: t.service_id.clone(),
-                    spec_version: t.spec_version,
-                    driver: t.spec.driver.clone(),
-                    needs_sandbox: t.spec.driver == "process" && !t.spec.host_network(),
-                    host_ports: host_ports(state, t),
-                    constraints,
-                    spread,
-                    max_replicas: t.spec.placement.max_replicas,
-                    reserve_nano_cpus: t.spec.resources.reserve_nano_cpus,
-                    reserve_memory_bytes: t.spec.resources.reserve_memory_bytes,
-                    node: node.clone(),
-                });
+            (true, None) => {
+                let Some(c) = self.counted.remove(id) else {
+                    return;
+                };
+                let Some(load) = self.nodes.get_mut(&c.node) else {
+                    return;
+                };
+                load.total = load.total.saturating_sub(1);
+                if let Some(n) = load.services.get_mut(&c.service) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        load.services.remove(&c.service);
+                    }
+                }
+                load.nano_cpus = load.nano_cpus.saturating_sub(c.nano_cpus);
+                load.memory_bytes = load.memory_bytes.saturating_sub(c.memory_bytes);
+                if load.total == 0 {
+                    self.nodes.remove(&c.node);
+                }
             }
             _ => {}
         }
     }
-    (requests, nodes)
+
+    /// The nodes as placement sees them, with their loads. A node's
+    /// host-mode ports are its services' published ports, once per task.
+    fn candidates(&self, state: &ClusterState) -> Vec<Candidate> {
+        let mut ports: HashMap<&str, Vec<(Protocol, u16)>> = HashMap::new();
+        for svc in state.services.values() {
+            let held: Vec<_> = svc
+                .spec
+                .endpoint
+                .ports
+                .iter()
+                .filter(|p| p.publish_mode == PublishMode::Host && p.published_port != 0)
+                .map(|p| (p.protocol, p.published_port))
+                .collect();
+            if !held.is_empty() {
+                ports.insert(svc.id.as_str(), held);
+            }
+        }
+        state
+            .nodes
+            .values()
+            .map(|node| {
+                let mut c = Candidate::from_node(node);
+                if let Some(load) = self.nodes.get(&node.id) {
+                    c.total_tasks = load.total;
+                    c.service_tasks = load.services.clone();
+                    c.reserved_nano_cpus = load.nano_cpus;
+                    c.reserved_memory_bytes = load.memory_bytes;
+                    for (service, n) in &load.services {
+                        if let Some(held) = ports.get(service.as_str()) {
+                            for _ in 0..*n {
+                                c.host_ports.extend(held.iter().copied());
+                            }
+                        }
+                    }
+                }
+                c
+            })
+            .collect()
+    }
+}
+
+/// What one pass writes: placements, and pending reasons that changed.
+fn decision_update(state: &ClusterState, d: Decision) -> Option<TaskUpdate> {
+    match d {
+        Decision::Assign { task_id, node_id } => Some(TaskUpdate::Assign { task_id, node_id }),
+        Decision::NoSuitableNode { task_id, reason } => {
+            // Already pending for this reason: nothing to write.
+            let same = state.tasks.get(&task_id).is_some_and(|t| {
+                t.status.state == TaskState::Pending
+                    && t.status.err.as_deref() == Some(reason.as_str())
+            });
+            (!same).then_some(TaskUpdate::Pending { task_id, reason })
+        }
+    }
 }
 
 impl SchedulerState {
@@ -136,34 +268,106 @@ impl SchedulerState {
         }
     }
 
+    /// Notes the tasks of an event that want a node, and the loads its
+    /// changes move; true if a task wants a node.
+    fn note(&mut self, ev: &StoreEvent) -> bool {
+        let guard = self.ctx.sm.read();
+        let mut any = false;
+        for c in ev.changes.iter() {
+            match c {
+                Change::Task { id, .. } => {
+                    let task = guard.0.tasks.get(id);
+                    if task.is_some_and(wants_node) {
+                        self.waiting.insert(id.clone());
+                        any = true;
+                    }
+                    self.loads.update(id, task);
+                }
+                Change::TaskRemoved { id, .. } => self.loads.update(id, None),
+                _ => {}
+            }
+        }
+        any
+    }
+
     /// One placement pass, and what should follow it.
     async fn pass(&mut self) -> Next {
-        let mut updates: Vec<TaskUpdate> = {
+        let (updates, more) = {
             let guard = self.ctx.sm.read();
             let state = &guard.0;
-            let (requests, mut nodes) = snapshot(state);
-            place(&requests, &mut nodes)
-                .into_iter()
-                .filter_map(|d| match d {
-                    Decision::Assign { task_id, node_id } => {
-                        Some(TaskUpdate::Assign { task_id, node_id })
+            if std::mem::take(&mut self.rescan) {
+                self.waiting = state
+                    .tasks
+                    .values()
+                    .filter(|t| wants_node(t))
+                    .map(|t| t.id.clone())
+                    .collect();
+                self.loads = Loads::build(state);
+            }
+            if self.waiting.is_empty() {
+                return Next::Done;
+            }
+            let mut nodes = self.loads.candidates(state);
+            let mut cache = HashMap::new();
+            let mut updates = Vec::new();
+            let mut done = Vec::new();
+            let mut chunk = Vec::with_capacity(MAX_UPDATES_PER_PROPOSAL);
+            let mut more = false;
+            // In task id order, a proposal's worth of requests at a time,
+            // until a proposal's worth of writes is found: building and
+            // placing every waiting task to write the first thousand, pass
+            // after pass, was quadratic.
+            let mut ids = self.waiting.iter();
+            loop {
+                let next = ids.next();
+                match next.map(|id| (id, state.tasks.get(id))) {
+                    Some((_, Some(t))) if wants_node(t) => {
+                        chunk.push(request(state, &mut cache, t));
+                        if chunk.len() < MAX_UPDATES_PER_PROPOSAL {
+                            continue;
+                        }
                     }
-                    Decision::NoSuitableNode { task_id, reason } => {
-                        // Already pending for this reason: nothing to write.
-                        let same = state.tasks.get(&task_id).is_some_and(|t| {
-                            t.status.state == TaskState::Pending
-                                && t.status.err.as_deref() == Some(reason.as_str())
-                        });
-                        (!same).then_some(TaskUpdate::Pending { task_id, reason })
+                    Some((id, _)) => {
+                        done.push(id.clone());
+                        continue;
                     }
-                })
-                .collect()
+                    None => {}
+                }
+                let decisions = place(&chunk, &mut nodes);
+                chunk.clear();
+                updates.extend(
+                    decisions
+                        .into_iter()
+                        .filter_map(|d| decision_update(state, d)),
+                );
+                if next.is_none() {
+                    break;
+                }
+                if updates.len() >= MAX_UPDATES_PER_PROPOSAL {
+                    more = true;
+                    break;
+                }
+            }
+            for id in done {
+                self.waiting.remove(&id);
+            }
+            if updates.len() > MAX_UPDATES_PER_PROPOSAL {
+                // The rest are placed again by the next pass.
+                updates.truncate(MAX_UPDATES_PER_PROPOSAL);
+                more = true;
+            }
+            (updates, more)
         };
         if updates.is_empty() {
             return Next::Done;
         }
-        let more = updates.len() > MAX_UPDATES_PER_PROPOSAL;
-        updates.truncate(MAX_UPDATES_PER_PROPOSAL);
+        let placed: Vec<String> = updates
+            .iter()
+            .filter_map(|u| match u {
+                TaskUpdate::Assign { task_id, .. } => Some(task_id.clone()),
+                _ => None,
+            })
+            .collect();
         let cmd = Command::UpdateTasks {
             updates,
             at: crate::world::now(),
@@ -171,6 +375,14 @@ impl SchedulerState {
         if let Err(e) = self.ctx.proposer.propose(cmd).await {
             tracing::warn!(error = %e, "scheduler write failed; will retry");
             return Next::Retry;
+        }
+        // The next pass (at once, if this one stopped at the limit) must
+        // see these placements in the loads, even before their event comes.
+        {
+            let guard = self.ctx.sm.read();
+            for id in &placed {
+                self.loads.update(id, guard.0.tasks.get(id));
+            }
         }
         if more {
             Next::More
@@ -194,6 +406,9 @@ impl Actor for Scheduler {
         let mut st = SchedulerState {
             ctx,
             pass_queued: false,
+            waiting: BTreeSet::new(),
+            rescan: true,
+            loads: Loads::default(),
         };
         st.queue_pass(&myself);
         Ok(st)
@@ -207,15 +422,24 @@ impl Actor for Scheduler {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SchedulerMsg::Store(Some(ev)) => {
-                let relevant = ev
-                    .changes
-                    .iter()
-                    .any(|c| matches!(c, Change::Task { .. } | Change::Node(_)));
-                if relevant {
+                let added = st.note(&ev);
+                // Tasks still waiting may fit now: a node came or changed,
+                // or a task ended and gave back its resources and ports.
+                let freed = !st.waiting.is_empty()
+                    && ev.changes.iter().any(|c| {
+                        matches!(
+                            c,
+                            Change::Task { .. } | Change::TaskRemoved { .. } | Change::Node(_)
+                        )
+                    });
+                if added || freed {
                     st.queue_pass(&myself);
                 }
             }
-            SchedulerMsg::Store(None) => st.queue_pass(&myself),
+            SchedulerMsg::Store(None) => {
+                st.rescan = true;
+                st.queue_pass(&myself);
+            }
             SchedulerMsg::Pass => {
                 st.pass_queued = false;
                 match st.pass().await {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-pub use plan::{step, wants_updater, UpdatePlan};
+pub use plan::{step, task_wants_updater, wants_updater, UpdatePlan};
 pub use service::{ServiceUpdater, ServiceUpdaterArgs, ServiceUpdaterMsg};
 
 use crate::context::LoopCtx;
@@ -49,8 +49,16 @@ pub fn updater_name(service_id: &str) -> String {
 
 impl UpdaterState {
     /// Pokes the service's child, or starts one if the service has a
-    /// rollout to run.
-    async fn ensure(&mut self, myself: &ActorRef<UpdaterMsg>, service_id: &str) {
+    /// rollout to run. `tasks`: only these tasks changed (not the service),
+    /// so only they can have made a rollout due: a task changed by a step
+    /// towards RUNNING cannot, and looking at every task of the service on
+    /// each such change cost a scan of the state per status report.
+    async fn ensure(
+        &mut self,
+        myself: &ActorRef<UpdaterMsg>,
+        service_id: &str,
+        tasks: Option<&[&str]>,
+    ) {
         let name = updater_name(service_id);
         if self.children.contains(&name) {
             if let Some(child) = self.directory.get::<ServiceUpdaterMsg>(&name) {
@@ -59,7 +67,16 @@ impl UpdaterState {
             return;
         }
         self.names.remove(service_id);
-        if !wants_updater(&self.ctx.sm.read().0, service_id) {
+        let wanted = {
+            let guard = self.ctx.sm.read();
+            match tasks {
+                None => wants_updater(&guard.0, service_id),
+                Some(ids) => ids
+                    .iter()
+                    .any(|id| task_wants_updater(&guard.0, service_id, id)),
+            }
+        };
+        if !wanted {
             return;
         }
         let spec = ChildSpec::new(
@@ -93,7 +110,7 @@ impl UpdaterState {
             }
         }
         for id in ids {
-            self.ensure(myself, &id).await;
+            self.ensure(myself, &id, None).await;
         }
     }
 }
@@ -138,13 +155,36 @@ impl Actor for Updater {
         match msg {
             UpdaterMsg::Store(Some(ev)) => {
                 let mut seen = HashSet::new();
+                // The tasks each service had changed in this entry, for
+                // services whose own record did not change.
+                let mut changed: HashMap<&str, Vec<&str>> = HashMap::new();
                 for c in ev.changes.iter() {
                     match c {
-                        Change::Service(id)
-                        | Change::Task { service_id: id, .. }
-                        | Change::TaskRemoved { service_id: id, .. } => {
+                        Change::Task { id, service_id } => {
+                            changed.entry(service_id).or_default().push(id)
+                        }
+                        Change::TaskRemoved { service_id, .. } => {
+                            changed.entry(service_id).or_default();
+                        }
+                        _ => {}
+                    }
+                }
+                for c in ev.changes.iter() {
+                    match c {
+                        Change::Service(id) => {
                             if seen.insert(id.clone()) {
-                                st.ensure(&myself, id).await;
+                                st.ensure(&myself, id, None).await;
+                            }
+                        }
+                        Change::Task { service_id: id, .. }
+                        | Change::TaskRemoved { service_id: id, .. } => {
+                            let has_service_change = ev
+                                .changes
+                                .iter()
+                                .any(|c| matches!(c, Change::Service(s) if s == id));
+                            if !has_service_change && seen.insert(id.clone()) {
+                                let tasks = changed.get(id.as_str()).map(Vec::as_slice);
+                                st.ensure(&myself, id, Some(tasks.unwrap_or(&[]))).await;
                             }
                         }
                         // A node that went down no longer holds up the slots
@@ -153,7 +193,7 @@ impl Actor for Updater {
                             let ids: Vec<String> = st.names.keys().cloned().collect();
                             for id in ids {
                                 if seen.insert(id.clone()) {
-                                    st.ensure(&myself, &id).await;
+                                    st.ensure(&myself, &id, None).await;
                                 }
                             }
                         }
@@ -190,7 +230,7 @@ impl Actor for Updater {
             .map(|(id, _)| id.clone())
             .collect();
         for id in ended {
-            st.ensure(&myself, &id).await;
+            st.ensure(&myself, &id, None).await;
         }
         Ok(())
     }

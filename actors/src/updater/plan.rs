@@ -483,6 +483,22 @@ pub fn wants_updater(state: &ClusterState, service_id: &str) -> bool {
         .any(|t| (t.is_runnable() && t.spec != *target) || t.desired_state == TaskState::Ready)
 }
 
+/// Whether task `task_id` alone makes a rollout of `service_id` due: it
+/// runs an older spec, or waits (desired READY) for its slot.
+pub fn task_wants_updater(state: &ClusterState, service_id: &str, task_id: &str) -> bool {
+    let (Some(svc), Some(t)) = (state.services.get(service_id), state.tasks.get(task_id)) else {
+        return false;
+    };
+    if svc
+        .update_status
+        .as_ref()
+        .is_some_and(|s| s.state.in_progress())
+    {
+        return true;
+    }
+    (t.is_runnable() && t.spec != svc.spec.task_template) || t.desired_state == TaskState::Ready
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
