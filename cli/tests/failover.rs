@@ -241,7 +241,8 @@ fn terms(nodes: &[Daemon]) -> Vec<u64> {
 /// the one it had at the start) or a node reported down.
 ///
 /// ```sh
-/// cargo nextest run --release -p shoal-cli --test failover --run-ignored only --no-capture no_false
+/// # cargo test, not nextest: nextest's slow-timeout ends a test at 5 minutes
+/// cargo test -p shoal-cli --test failover -- --ignored --nocapture no_false
 /// ```
 #[test]
 #[ignore = "a 10-minute run for docs/benchmarks.md"]

@@ -76,7 +76,6 @@ pub struct DockerDriver {
     sandbox: Option<Arc<Sandbox>>,
 }
 
-
 impl DockerDriver {
     /// Connects to the local engine. Without an engine the driver exists but
     /// is not available, and becomes available when one answers.
