@@ -59,11 +59,13 @@ fn a_late_manager_catches_up_from_a_snapshot_larger_than_a_frame() {
     );
     let listed = late.ok(&["config", "ls", "-q"]);
     assert_eq!(listed.lines().count(), CONFIGS, "{listed}");
-    let log = std::fs::read_to_string(first.dir.path().join("daemon.log")).unwrap_or_default();
-    assert!(
-        log.contains("sending a snapshot in chunks"),
-        "the snapshot was not chunked"
-    );
+    // Whichever manager led by then sent it (a busy machine may move the lead).
+    let chunked = [&first, &second].iter().any(|d| {
+        std::fs::read_to_string(d.dir.path().join("daemon.log"))
+            .unwrap_or_default()
+            .contains("sending a snapshot in chunks")
+    });
+    assert!(chunked, "the snapshot was not chunked");
     // The late manager is a voter that takes part in writes.
     late.ok(&[
         "config",
