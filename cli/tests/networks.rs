@@ -259,58 +259,24 @@ fn a_service_gets_a_vip_its_tasks_addresses_and_keeps_the_vip_across_scale_and_u
     assert_eq!(svc["Spec"]["EndpointSpec"]["Mode"], "dnsrr");
 
     // Bad references are refused before anything changes.
-    let e = d.fails(&[
-        "service",
-        "create",
-        "--name",
-        "x",
-        "--network",
-        "nosuch",
-        "--driver",
-        "process",
-        "/bin/true",
-    ]);
-    assert!(e.contains("network nosuch not found"), "{e}");
-    let e = d.fails(&[
-        "service",
-        "create",
-        "--name",
-        "x",
-        "--network",
-        "ingress",
-        "--driver",
-        "process",
-        "/bin/true",
-    ]);
-    assert!(
-        e.contains("cannot be explicitly attached to the ingress network"),
-        "{e}"
-    );
-    let e = d.fails(&[
-        "service",
-        "create",
-        "--name",
-        "x",
-        "--network",
-        "alias=a",
-        "--driver",
-        "process",
-        "/bin/true",
-    ]);
-    assert!(e.contains("network name is required"), "{e}");
-    let e = d.fails(&[
-        "service",
-        "create",
-        "--name",
-        "x",
-        "--endpoint-mode",
-        "dnsrr",
-        "-p",
-        "8080:80",
-        "--driver",
-        "process",
-        "/bin/true",
-    ]);
-    assert!(e.contains("can't be used with dnsrr mode"), "{e}");
+    let refused: [(&[&str], &str); 4] = [
+        (&["--network", "nosuch"], "network nosuch not found"),
+        (
+            &["--network", "ingress"],
+            "cannot be explicitly attached to the ingress network",
+        ),
+        (&["--network", "alias=a"], "network name is required"),
+        (
+            &["--endpoint-mode", "dnsrr", "-p", "8080:80"],
+            "can't be used with dnsrr mode",
+        ),
+    ];
+    for (flags, message) in refused {
+        let mut args = vec!["service", "create", "--name", "x"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--driver", "process", "/bin/true"]);
+        let e = d.fails(&args);
+        assert!(e.contains(message), "{flags:?}: {e}");
+    }
     assert!(d.ok(&["service", "ls", "-q"]).lines().count() == 1);
 }
