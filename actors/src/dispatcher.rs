@@ -293,6 +293,18 @@ impl DispatcherState {
         });
     }
 
+    /// Ends the node's session and writes it down (its tasks go elsewhere).
+    async fn node_down(&mut self, node_id: String) {
+        self.sessions.remove(&node_id);
+        self.propose(Command::SetNodeState {
+            node_id,
+            state: NodeState::Down,
+            message: "heartbeat failure".into(),
+            at: crate::world::now(),
+        })
+        .await;
+    }
+
     async fn propose(&self, cmd: Command) {
         if let Err(e) = self.ctx.proposer.propose(cmd).await {
             tracing::warn!(error = %e, "dispatcher write failed");
@@ -492,15 +504,8 @@ impl Actor for Dispatcher {
                 s.probing = false;
                 // A heartbeat since the probe left beats what it found.
                 if gone && s.last_seen < asked {
-                    st.sessions.remove(&node_id);
                     tracing::warn!(node = %node_id, "heartbeat late and the node's port is closed; node is down");
-                    st.propose(Command::SetNodeState {
-                        node_id,
-                        state: NodeState::Down,
-                        message: "heartbeat failure".into(),
-                        at: crate::world::now(),
-                    })
-                    .await;
+                    st.node_down(node_id).await;
                 }
             }
             DispatcherMsg::Tick => {
@@ -547,15 +552,8 @@ impl Actor for Dispatcher {
                     .map(|(n, _)| n.clone())
                     .collect();
                 for node_id in down {
-                    st.sessions.remove(&node_id);
                     tracing::warn!(node = %node_id, "heartbeat missed; node is down");
-                    st.propose(Command::SetNodeState {
-                        node_id,
-                        state: NodeState::Down,
-                        message: "heartbeat failure".into(),
-                        at: crate::world::now(),
-                    })
-                    .await;
+                    st.node_down(node_id).await;
                 }
             }
         }

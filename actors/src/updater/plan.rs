@@ -470,17 +470,19 @@ pub fn wants_updater(state: &ClusterState, service_id: &str) -> bool {
     let Some(svc) = state.services.get(service_id) else {
         return false;
     };
-    if svc
-        .update_status
+    rolling(svc) || state.tasks_of_service(service_id).any(|t| behind(svc, t))
+}
+
+fn rolling(svc: &crate::model::Service) -> bool {
+    svc.update_status
         .as_ref()
         .is_some_and(|s| s.state.in_progress())
-    {
-        return true;
-    }
-    let target = &svc.spec.task_template;
-    state
-        .tasks_of_service(service_id)
-        .any(|t| (t.is_runnable() && t.spec != *target) || t.desired_state == TaskState::Ready)
+}
+
+/// The task runs an older spec than its service's, or waits (desired
+/// READY) for its slot.
+fn behind(svc: &crate::model::Service, t: &crate::model::Task) -> bool {
+    (t.is_runnable() && t.spec != svc.spec.task_template) || t.desired_state == TaskState::Ready
 }
 
 /// Whether task `task_id` alone makes a rollout of `service_id` due: it
@@ -489,14 +491,7 @@ pub fn task_wants_updater(state: &ClusterState, service_id: &str, task_id: &str)
     let (Some(svc), Some(t)) = (state.services.get(service_id), state.tasks.get(task_id)) else {
         return false;
     };
-    if svc
-        .update_status
-        .as_ref()
-        .is_some_and(|s| s.state.in_progress())
-    {
-        return true;
-    }
-    (t.is_runnable() && t.spec != svc.spec.task_template) || t.desired_state == TaskState::Ready
+    rolling(svc) || behind(svc, t)
 }
 
 #[cfg(test)]

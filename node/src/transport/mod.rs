@@ -462,6 +462,20 @@ impl Transport {
         self.cached(&self.conns, &self.client, addr).await
     }
 
+    /// A new connection to `addr` with `client`'s configuration.
+    async fn dial(
+        &self,
+        client: quinn::ClientConfig,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, TransportError> {
+        let connect = |e: &dyn std::fmt::Display| TransportError::Connect(addr, e.to_string());
+        self.endpoint
+            .connect_with(client, addr, tls::server_name())
+            .map_err(|e| connect(&e))?
+            .await
+            .map_err(|e| connect(&e))
+    }
+
     /// The connection `cache` holds for `addr` while it lives, or a new one
     /// made with `client`.
     async fn cached(
@@ -476,12 +490,7 @@ impl Transport {
             }
         }
         let client = client.read().clone();
-        let conn = self
-            .endpoint
-            .connect_with(client, addr, tls::server_name())
-            .map_err(|e| TransportError::Connect(addr, e.to_string()))?
-            .await
-            .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
+        let conn = self.dial(client, addr).await?;
         cache.lock().insert(addr, conn.clone());
         Ok(conn)
     }
@@ -527,12 +536,7 @@ impl Transport {
         }
         let mut client = self.overlay_client.read().clone();
         client.transport_config(config);
-        let conn = self
-            .endpoint
-            .connect_with(client, addr, tls::server_name())
-            .map_err(|e| TransportError::Connect(addr, e.to_string()))?
-            .await
-            .map_err(|e| TransportError::Connect(addr, e.to_string()))?;
+        let conn = self.dial(client, addr).await?;
         self.overlays.lock().insert(addr, conn.clone());
         Ok(conn)
     }
