@@ -1,25 +1,28 @@
 //! The large-cluster simulation as a test, small enough for a debug build:
-//! 50 nodes, 2,000 tasks of one service, seeded; a partition (five workers
-//! cut off) and the loss of the leader actors while it lasts; then the
-//! partition heals. The harness runs one manager (its Raft group is one
-//! voter: elections between several managers draw from raft-rs's own
-//! random numbers, which a seed cannot replay), so "one leader per term"
-//! holds by construction here and is not asserted.
+//! 3 managers and 47 workers, 2,000 tasks of one service, seeded, on a
+//! managers' network that delays every message by a millisecond and loses
+//! one in a thousand. In the middle: a partition (five workers cut off)
+//! and the loss of the leader (cut off from everyone); a new leader takes
+//! over. Then the partition heals, a follower is killed and restarted, and
+//! a fourth manager joins late and catches up from a snapshot.
 //!
-//! Asserted: every task id is started on one node only, over the whole run;
-//! once the cluster has converged after the heal, every slot has exactly
-//! one RUNNING task in the state and exactly one task running in the fake
-//! drivers, at every point observed; and all of it within the harness's
-//! clock limit.
+//! Asserted: one leader per term, as the managers' network saw who sent
+//! leader-only messages; every task id is started on one node only, over
+//! the whole run; once the cluster has converged after the heal, every
+//! slot has exactly one RUNNING task in the state and exactly one task
+//! running in the fake drivers, at every point observed; the late manager
+//! was sent a snapshot and holds the same state; all of it within the
+//! harness's clock limit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use shoal_actors::harness::{running_in, DriverCall, Harness};
+use shoal_actors::harness::{running_in, DriverCall, Harness, NetConfig, Setup};
 use shoal_actors::model::TaskState;
 use shoal_actors::state::ClusterState;
 
 const SEED: u64 = 17;
+const MANAGERS: usize = 3;
 const NODES: usize = 50;
 const TASKS: u64 = 2_000;
 const SERVICE: &str = "sim";
@@ -91,10 +94,18 @@ fn assert_one_per_slot(h: &Harness, when: &str) {
 }
 
 #[test]
-fn two_thousand_tasks_on_fifty_nodes_survive_a_partition_and_a_leader_loss_with_each_slot_running_once(
+fn two_thousand_tasks_on_fifty_nodes_and_three_managers_survive_a_partition_a_leader_loss_and_a_late_manager_with_each_slot_running_once(
 ) {
     let wall = std::time::Instant::now();
-    let mut h = Harness::new(SEED, NODES - 1).expect("harness");
+    let mut h = Harness::build(Setup {
+        managers: MANAGERS,
+        net: NetConfig {
+            delay: Duration::from_millis(1),
+            loss_per_million: 1_000,
+        },
+        ..Setup::new(SEED, NODES - MANAGERS)
+    })
+    .expect("harness");
     h.create_service(Harness::spec(SERVICE, TASKS, "run"))
         .expect("create");
     let half = TASKS as usize / 2;
@@ -103,22 +114,28 @@ fn two_thousand_tasks_on_fifty_nodes_survive_a_partition_and_a_leader_loss_with_
     })
     .expect("half running");
 
-    // The partition, and the leader actors lost while it lasts.
-    let cut: BTreeSet<String> = CUT.iter().map(|&i| h.nodes[i].id.clone()).collect();
+    // The partition, and the leader lost while it lasts: cut off from the
+    // other managers and from every agent, its own node's included.
+    let old_leader = h.leader().expect("a leader");
+    let mut cut: BTreeSet<String> = CUT.iter().map(|&i| h.nodes[i].id.clone()).collect();
+    cut.insert(h.nodes[h.manager_node(old_leader)].id.clone());
     for i in CUT {
         h.cut(i);
     }
-    h.advance(Duration::from_secs(1));
-    h.restart_leader().expect("new leader actors");
+    h.isolate(old_leader);
     h.drive_until("every slot running off the cut nodes", LIMIT, |s| {
         running_in(s, SERVICE) == TASKS as usize && !runs_on(s, &cut)
     })
-    .expect("converges without the cut nodes");
+    .expect("converges without the cut nodes and the old leader");
+    let new_leader = h.leader().expect("a new leader");
+    assert_ne!(new_leader, old_leader, "the cut-off leader was replaced");
 
-    // Healed: the cut nodes stop what was replaced elsewhere.
+    // Healed: the cut nodes stop what was replaced elsewhere, and the old
+    // leader follows the new one.
     for i in CUT {
         h.heal(i);
     }
+    h.rejoin(old_leader);
     let drivers: Vec<_> = h.nodes.iter().map(|n| n.driver.clone()).collect();
     h.drive_until("the drivers run one task per slot", LIMIT, |s| {
         let in_drivers: usize = drivers.iter().map(|d| d.running().len()).sum();
@@ -126,11 +143,52 @@ fn two_thousand_tasks_on_fifty_nodes_survive_a_partition_and_a_leader_loss_with_
     })
     .expect("converges after the heal");
 
+    // A follower killed and restarted catches up from its own store and
+    // the leader.
+    let follower = (0..MANAGERS)
+        .find(|&i| Some(i) != h.leader())
+        .expect("a follower");
+    h.crash(follower).expect("crash");
+    h.advance(Duration::from_secs(2));
+    h.restart(follower).expect("restart");
+    h.caught_up(follower, LIMIT)
+        .expect("the restarted follower catches up");
+
+    // A manager that joins late gets a snapshot: the others have dropped
+    // their logs behind one.
+    assert!(h.compact() > 0, "the leader took a snapshot");
+    let late = h.add_manager().expect("a late manager");
+    h.caught_up(late, LIMIT)
+        .expect("the late manager catches up");
+    let late_raft_id = late as u64 + 1;
+    let sent = h.snapshots();
+    assert!(
+        sent.iter().any(|c| c.to == late_raft_id && c.chunks >= 1),
+        "a snapshot crossed to the late manager: {sent:?}"
+    );
+    let leader_tasks = h.state(|s| s.tasks.len());
+    let late_tasks = h.manager_state(late, |s, _| s.tasks.len());
+    assert_eq!(late_tasks, leader_tasks, "the late manager holds the state");
+
     // Converged: it stays so at every point observed.
     for step in 0..30 {
         assert_one_per_slot(&h, &format!("{}00 ms after convergence", step));
         h.advance(Duration::from_millis(100));
     }
+
+    // One leader per term, as the managers' network saw it.
+    let leaders = h.leaders_by_term();
+    let two: Vec<_> = leaders.iter().filter(|(_, l)| l.len() > 1).collect();
+    assert!(two.is_empty(), "terms with two leaders: {two:?}");
+    assert!(
+        leaders.len() >= 2,
+        "an election after the leader's loss: {leaders:?}"
+    );
+    let (delivered, lost) = h.net_counts();
+    assert!(
+        lost > 0,
+        "the network lost messages ({lost} of {delivered})"
+    );
 
     // No task id was ever started on two nodes.
     let mut started_on: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
@@ -154,7 +212,7 @@ fn two_thousand_tasks_on_fifty_nodes_survive_a_partition_and_a_leader_loss_with_
         h.elapsed()
     );
     eprintln!(
-        "{NODES} nodes, {TASKS} tasks: {:.1?} on the harness's clock, {:.1?} wall",
+        "{NODES} nodes ({MANAGERS} managers, and a late one), {TASKS} tasks: {:.1?} on the harness's clock, {:.1?} wall; leaders by term {leaders:?}; {delivered} messages delivered, {lost} lost",
         h.elapsed(),
         wall.elapsed()
     );

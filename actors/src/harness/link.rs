@@ -1,26 +1,26 @@
-//! The harness's network between an agent and the manager: open, or cut in
-//! both directions at once.
+//! The harness's network between an agent and the managers: a node's wire
+//! is open or cut in both directions at once, and through it the agent
+//! finds the dispatcher of whichever reachable manager leads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ractor::ActorRef;
 
+use super::managers::Managers;
 use crate::session::{AgentLink, AgentMsg, DispatcherLink, DispatcherMsg};
-use crate::supervision::Directory;
 
-/// One node's connection to the manager.
+/// One node's connection to the managers.
 pub struct Wire {
     cut: AtomicBool,
-    /// The manager's actors, where the dispatcher is found while it leads.
-    manager: Arc<Directory>,
+    managers: Arc<Managers>,
 }
 
 impl Wire {
-    pub fn new(manager: Arc<Directory>) -> Arc<Self> {
+    pub fn new(managers: Arc<Managers>) -> Arc<Self> {
         Arc::new(Wire {
             cut: AtomicBool::new(false),
-            manager,
+            managers,
         })
     }
 
@@ -41,26 +41,31 @@ impl DispatcherLink for WireLink {
         if self.0.is_cut() {
             return None;
         }
-        self.0.manager.get("dispatcher")
+        self.0.managers.dispatcher().map(|(_, d)| d)
     }
 
     fn agent_link(&self, agent: &ActorRef<AgentMsg>) -> Arc<dyn AgentLink> {
         Arc::new(WiredAgent {
             wire: self.0.clone(),
+            manager: self.0.managers.dispatcher().map(|(i, _)| i),
             agent: agent.clone(),
         })
     }
 }
 
-/// The dispatcher's way to an agent: what it sends while the wire is cut is lost.
+/// A dispatcher's way to an agent: what it sends while the wire is cut, or
+/// while its own manager is down or cut off, is lost.
 struct WiredAgent {
     wire: Arc<Wire>,
+    /// The manager whose dispatcher the agent was talking to.
+    manager: Option<usize>,
     agent: ActorRef<AgentMsg>,
 }
 
 impl AgentLink for WiredAgent {
     fn send(&self, msg: AgentMsg) {
-        if !self.wire.is_cut() {
+        let reachable = self.manager.is_none_or(|i| self.wire.managers.reachable(i));
+        if !self.wire.is_cut() && reachable {
             let _ = self.agent.send_message(msg);
         }
     }

@@ -1,27 +1,39 @@
-//! An in-process cluster for tests and simulations. One manager runs its
-//! real store, Raft actor and leader actors (dispatcher, scheduler,
-//! orchestrator) on their real code paths; every node (the manager included)
-//! runs a real agent whose tasks go to a `FakeDriver`; a `Wire` between each
-//! agent and the manager can be cut. Everything runs on the calling thread,
-//! in a current-thread tokio runtime whose clock is paused: time moves only
-//! when the test drives it (`step`, `advance`, `drive_until`), timers fire in
-//! order as it does, and the world's randomness is seeded (`crate::world`),
-//! so a seed replays a run entry for entry.
+//! An in-process cluster for tests and simulations. Each manager runs its
+//! real store, Raft actor and (while it leads) leader actors (dispatcher,
+//! scheduler, orchestrator, updater) on their real code paths, on a store
+//! of its own; the managers' Raft actors talk over an in-memory network
+//! (`raft_net`) that can delay and lose messages, cut a manager off and
+//! carry snapshots in chunks; every node (managers included) runs a real
+//! agent whose tasks go to a `FakeDriver`, over a `Wire` that can be cut.
+//! Everything runs on the calling thread, in a current-thread tokio
+//! runtime whose clock is paused: time moves only when the test drives it
+//! (`step`, `advance`, `drive_until`), timers fire in order as it does, the
+//! world's randomness is seeded (`crate::world`) and each manager's
+//! election timeout is fixed and drawn from the seed, so a seed replays a
+//! run, elections included.
 //!
-//! Not simulated: several managers (Raft elections draw from raft-rs's own
-//! random numbers), the QUIC transport, real processes.
+//! Not simulated: the QUIC transport, real processes, durability (the
+//! stores are temporary: a crashed manager restarts from everything it
+//! wrote, flushed or not).
 
 mod fake_driver;
 mod link;
+mod managers;
+mod raft_net;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ractor::ActorRef;
+use rand::seq::SliceRandom;
 
 pub use fake_driver::{Behaviour, DriverCall, FakeDriver, FAKE_DRIVER};
 use link::{Wire, WireLink};
+use managers::Managers;
+use raft_net::RaftNet;
+pub use raft_net::{NetConfig, SnapshotCrossing};
 
 use crate::command::{Command, Proposal};
 use crate::context::{ManagerCtx, ManagerOpenError, Timings};
@@ -32,7 +44,7 @@ use crate::model::{
     ServiceMode, ServiceSpec, Task, TaskState, TaskTemplate,
 };
 use crate::proposer::ProposeError;
-use crate::raft::NoPeers;
+use crate::raft::{ProposeRefused, RaftMsg, RaftStatus};
 use crate::session::{DispatcherMsg, NodeDescription};
 use crate::state::ClusterState;
 use crate::supervision::{
@@ -41,6 +53,10 @@ use crate::supervision::{
 
 /// How far one `step` moves the clock.
 pub const STEP: Duration = Duration::from_millis(10);
+
+/// How long the harness waits for what it does itself (an election, a
+/// write, a manager's actors), on its clock.
+const OWN_LIMIT: Duration = Duration::from_secs(30);
 
 /// The wall-clock time a harness starts at, whatever the seed.
 fn epoch() -> DateTime<Utc> {
@@ -65,7 +81,31 @@ pub enum HarnessError {
     Timeout { what: String, limit: Duration },
 }
 
-/// One node of the harness: its agent, its driver and its wire to the manager.
+/// What a harness is built with.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    pub seed: u64,
+    /// Voters from the start; each is also a node that runs tasks.
+    pub managers: usize,
+    pub workers: usize,
+    pub timings: Timings,
+    pub net: NetConfig,
+}
+
+impl Setup {
+    /// One manager and `workers` workers, default timings, a perfect network.
+    pub fn new(seed: u64, workers: usize) -> Setup {
+        Setup {
+            seed,
+            managers: 1,
+            workers,
+            timings: Timings::default(),
+            net: NetConfig::default(),
+        }
+    }
+}
+
+/// One node of the harness: its agent, its driver and its wire to the managers.
 pub struct SimNode {
     pub id: String,
     pub hostname: String,
@@ -74,13 +114,28 @@ pub struct SimNode {
     root: ActorRef<SupervisorMsg>,
 }
 
+/// What the harness keeps of a manager to crash and restart it.
+struct SimManager {
+    node_id: String,
+    raft_id: u64,
+    timings: Timings,
+    /// Its node in `Harness::nodes`.
+    node: usize,
+    db: sled::Db,
+    root: Option<ActorRef<SupervisorMsg>>,
+}
+
 pub struct Harness {
     rt: tokio::runtime::Runtime,
-    ctx: Arc<ManagerCtx>,
-    manager_root: ActorRef<SupervisorMsg>,
+    managers: Arc<Managers>,
+    sims: Vec<SimManager>,
+    net: Arc<RaftNet>,
+    /// Each manager's election timeout is `election_ticks` plus the
+    /// offset of its place in this (seeded) order.
+    election_offsets: Vec<usize>,
+    base: Timings,
     pub nodes: Vec<SimNode>,
     started: tokio::time::Instant,
-    _db: sled::Db,
 }
 
 async fn spawn_root(directory: Arc<Directory>) -> Result<ActorRef<SupervisorMsg>, HarnessError> {
@@ -107,6 +162,94 @@ async fn start_child(root: &ActorRef<SupervisorMsg>, spec: ChildSpec) -> Result<
         ractor::rpc::CallResult::Success(Ok(())) => Ok(()),
         ractor::rpc::CallResult::Success(Err(e)) => Err(HarnessError::Actors(e)),
         _ => Err(HarnessError::Actors("no answer starting actors".into())),
+    }
+}
+
+/// A manager's context on its store, which holds nothing to flush.
+fn open_manager(m: &SimManager) -> Result<Arc<ManagerCtx>, HarnessError> {
+    let ctx = ManagerCtx::new(
+        m.node_id.clone(),
+        m.raft_id,
+        &m.db,
+        Directory::new(),
+        m.timings,
+    )?;
+    ctx.log.in_memory();
+    Ok(ctx)
+}
+
+/// Starts a manager's subtree (store, Raft actor) on the harness's network.
+async fn spawn_manager(
+    ctx: &Arc<ManagerCtx>,
+    net: &Arc<RaftNet>,
+) -> Result<ActorRef<SupervisorMsg>, HarnessError> {
+    let root = spawn_root(ctx.directory.clone()).await?;
+    start_child(&root, manager_spec(ctx, net.endpoint(ctx.raft_id))).await?;
+    Ok(root)
+}
+
+/// Starts a node's agent on a fresh fake driver, wired to the managers.
+async fn spawn_agent(
+    n: &Node,
+    managers: &Arc<Managers>,
+    heartbeat: Duration,
+) -> Result<SimNode, HarnessError> {
+    let driver = FakeDriver::new();
+    let mut drivers = Drivers::new();
+    drivers.insert(FAKE_DRIVER.into(), driver.clone() as Arc<dyn Driver>);
+    let wire = Wire::new(managers.clone());
+    let node_dir = Directory::new();
+    let root = spawn_root(node_dir.clone()).await?;
+    let desc = NodeDescription {
+        node_id: n.id.clone(),
+        hostname: n.hostname.clone(),
+        addr: n.addr.clone(),
+        drivers: vec![driver.info()],
+        sandbox_error: None,
+        machine: fake_machine(),
+    };
+    start_child(
+        &root,
+        worker_spec(
+            desc,
+            Arc::new(drivers),
+            node_dir,
+            Arc::new(WireLink(wire.clone())),
+            heartbeat,
+            Arc::new(crate::session::NoProxy),
+            Arc::new(crate::session::NoProxy),
+        ),
+    )
+    .await?;
+    Ok(SimNode {
+        id: n.id.clone(),
+        hostname: n.hostname.clone(),
+        driver,
+        wire,
+        root,
+    })
+}
+
+/// Proposes through whichever reachable manager leads, waiting out an
+/// election; returns once the leader has applied the command.
+async fn propose_on_leader(managers: &Managers, cmd: Command) -> Result<(), HarnessError> {
+    let start = tokio::time::Instant::now();
+    loop {
+        let leader = managers.dispatcher().and_then(|(i, _)| managers.ctx(i));
+        if let Some(ctx) = leader {
+            match ctx.proposer.propose(cmd.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(ProposeError::NotLeader { .. } | ProposeError::NoLeader) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if start.elapsed() > OWN_LIMIT {
+            return Err(HarnessError::Timeout {
+                what: "a leader to take the write".into(),
+                limit: OWN_LIMIT,
+            });
+        }
+        tokio::time::sleep(STEP).await;
     }
 }
 
@@ -154,7 +297,7 @@ async fn until(
 impl Harness {
     /// A swarm of one manager and `workers` workers, every node ready.
     pub fn new(seed: u64, workers: usize) -> Result<Harness, HarnessError> {
-        Self::with_timings(seed, workers, Timings::default())
+        Self::build(Setup::new(seed, workers))
     }
 
     pub fn with_timings(
@@ -162,109 +305,126 @@ impl Harness {
         workers: usize,
         timings: Timings,
     ) -> Result<Harness, HarnessError> {
+        Self::build(Setup {
+            timings,
+            ..Setup::new(seed, workers)
+        })
+    }
+
+    /// A swarm of `setup.managers` voters and `setup.workers` workers,
+    /// once a leader is elected and every node is ready.
+    pub fn build(setup: Setup) -> Result<Harness, HarnessError> {
+        if setup.managers == 0 {
+            return Err(HarnessError::Actors("a harness needs a manager".into()));
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()?;
-        let (ctx, manager_root, nodes, db, started) = rt.block_on(async {
-            crate::world::install(seed, epoch());
-            let started = tokio::time::Instant::now();
-            let db = sled::Config::new().temporary(true).open()?;
-            let directory = Directory::new();
-            let ctx = ManagerCtx::new(new_id(), 1, &db, directory.clone(), timings)?;
-            ctx.log.in_memory();
-            ctx.log.bootstrap(vec![1])?;
-            let manager_root = spawn_root(directory.clone()).await?;
-            start_child(&manager_root, manager_spec(&ctx, Arc::new(NoPeers))).await?;
-            until("the manager to lead", Duration::from_secs(30), || {
-                directory.get::<DispatcherMsg>("dispatcher").is_some()
-            })
-            .await?;
-            let mut members = vec![node_record(&ctx.node_id, "manager-1", NodeRole::Manager)];
-            for i in 1..=workers {
-                members.push(node_record(
-                    &new_id(),
-                    &format!("worker-{i}"),
-                    NodeRole::Worker,
-                ));
-            }
-            let cluster = Cluster {
-                id: new_id(),
-                spec: ClusterSpec::default(),
-                join_tokens: JoinTokens {
-                    worker: new_id(),
-                    manager: new_id(),
-                },
-                ca_cert_pem: String::new(),
-                removed_nodes: Vec::new(),
-                unlock_key: None,
-                created_at: epoch(),
-                updated_at: epoch(),
-                version: 0,
-            };
-            ctx.proposer
-                .propose(Command::InitCluster {
-                    cluster,
-                    node: members[0].clone(),
-                })
-                .await?;
-            for n in &members[1..] {
-                ctx.proposer.propose(Command::UpsertNode(n.clone())).await?;
-            }
-            let mut nodes = Vec::new();
-            for n in &members {
-                let driver = FakeDriver::new();
-                let mut drivers = Drivers::new();
-                drivers.insert(FAKE_DRIVER.into(), driver.clone() as Arc<dyn Driver>);
-                let wire = Wire::new(directory.clone());
-                let node_dir = Directory::new();
-                let root = spawn_root(node_dir.clone()).await?;
-                let desc = NodeDescription {
-                    node_id: n.id.clone(),
-                    hostname: n.hostname.clone(),
-                    addr: n.addr.clone(),
-                    drivers: vec![driver.info()],
-                    sandbox_error: None,
-                    machine: fake_machine(),
-                };
-                start_child(
-                    &root,
-                    worker_spec(
-                        desc,
-                        Arc::new(drivers),
-                        node_dir,
-                        Arc::new(WireLink(wire.clone())),
-                        timings.dispatcher_heartbeat,
-                        Arc::new(crate::session::NoProxy),
-                        Arc::new(crate::session::NoProxy),
-                    ),
-                )
-                .await?;
-                nodes.push(SimNode {
-                    id: n.id.clone(),
-                    hostname: n.hostname.clone(),
-                    driver,
-                    wire,
-                    root,
-                });
-            }
-            let sm = ctx.sm.clone();
-            until("every node to be ready", Duration::from_secs(30), || {
-                let guard = sm.read();
-                guard.0.nodes.len() == members.len()
-                    && guard.0.nodes.values().all(|n| n.state == NodeState::Ready)
-            })
-            .await?;
-            Ok::<_, HarnessError>((ctx, manager_root, nodes, db, started))
-        })?;
-        Ok(Harness {
+        let (started, offsets) = rt.block_on(async {
+            crate::world::install(setup.seed, epoch());
+            let mut offsets: Vec<usize> = (0..setup.timings.raft.election_ticks.max(1)).collect();
+            crate::world::with_rng(|r| offsets.shuffle(r));
+            (tokio::time::Instant::now(), offsets)
+        });
+        let managers = Arc::new(Managers::default());
+        let mut h = Harness {
             rt,
-            ctx,
-            manager_root,
-            nodes,
+            net: RaftNet::new(managers.clone(), setup.net),
+            managers,
+            sims: Vec::new(),
+            election_offsets: offsets,
+            base: setup.timings,
+            nodes: Vec::new(),
             started,
-            _db: db,
-        })
+        };
+        let voters: Vec<u64> = (1..=setup.managers as u64).collect();
+        let mut members = Vec::new();
+        for i in 0..setup.managers {
+            let ctx = h.new_manager(i, i, Some(&voters))?;
+            let mut node = node_record(
+                &ctx.node_id,
+                &format!("manager-{}", i + 1),
+                NodeRole::Manager,
+            );
+            node.raft_id = ctx.raft_id;
+            members.push(node);
+        }
+        let managers = h.managers.clone();
+        h.rt.block_on(until("a manager to lead", OWN_LIMIT, || {
+            managers.dispatcher().is_some()
+        }))?;
+        for i in 1..=setup.workers {
+            members.push(node_record(
+                &new_id(),
+                &format!("worker-{i}"),
+                NodeRole::Worker,
+            ));
+        }
+        let cluster = Cluster {
+            id: new_id(),
+            spec: ClusterSpec::default(),
+            join_tokens: JoinTokens {
+                worker: new_id(),
+                manager: new_id(),
+            },
+            ca_cert_pem: String::new(),
+            removed_nodes: Vec::new(),
+            unlock_key: None,
+            created_at: epoch(),
+            updated_at: epoch(),
+            version: 0,
+        };
+        h.propose(Command::InitCluster {
+            cluster,
+            node: members[0].clone(),
+        })?;
+        for n in &members[1..] {
+            h.propose(Command::UpsertNode(n.clone()))?;
+        }
+        let heartbeat = setup.timings.dispatcher_heartbeat;
+        for n in &members {
+            let node = h.rt.block_on(spawn_agent(n, &h.managers, heartbeat))?;
+            h.nodes.push(node);
+        }
+        let want = members.len();
+        h.drive_until("every node to be ready", OWN_LIMIT, |s| {
+            s.nodes.len() == want && s.nodes.values().all(|n| n.state == NodeState::Ready)
+        })?;
+        Ok(h)
+    }
+
+    /// Opens manager `i` (raft id `i + 1`) on a store of its own and starts
+    /// its actors; `node` is where its node is, or will be, in `nodes`.
+    /// Bootstrapped with `voters`, or else an empty log that waits to be
+    /// added (`add_manager`).
+    fn new_manager(
+        &mut self,
+        i: usize,
+        node: usize,
+        voters: Option<&[u64]>,
+    ) -> Result<Arc<ManagerCtx>, HarnessError> {
+        let mut timings = self.base;
+        let offset = self.election_offsets[i % self.election_offsets.len()];
+        timings.raft.election_ticks += offset;
+        timings.raft.randomized_election = false;
+        let sim = SimManager {
+            node_id: self.rt.block_on(async { new_id() }),
+            raft_id: i as u64 + 1,
+            timings,
+            node,
+            db: sled::Config::new().temporary(true).open()?,
+            root: None,
+        };
+        let ctx = open_manager(&sim)?;
+        if let Some(voters) = voters {
+            ctx.log.bootstrap(voters.to_vec())?;
+        }
+        self.managers.push(ctx.clone());
+        self.sims.push(sim);
+        let root = self.rt.block_on(spawn_manager(&ctx, &self.net))?;
+        self.sims[i].root = Some(root);
+        Ok(ctx)
     }
 
     /// Moves the clock one `STEP`, running everything that falls due.
@@ -285,8 +445,10 @@ impl Harness {
         limit: Duration,
         mut done: impl FnMut(&ClusterState) -> bool,
     ) -> Result<Duration, HarnessError> {
-        let sm = self.ctx.sm.clone();
-        self.rt.block_on(until(what, limit, || done(&sm.read().0)))
+        let managers = self.managers.clone();
+        self.rt.block_on(until(what, limit, || {
+            managers.view().is_some_and(|m| done(&m.sm.read().0))
+        }))
     }
 
     /// The wall-clock time on the harness's clock.
@@ -306,15 +468,23 @@ impl Harness {
         self.rt.block_on(async { tokio::time::Instant::now() })
     }
 
-    /// Proposes `cmd` and waits (on the harness's clock) until it is applied.
+    /// Proposes `cmd` through the leader and waits (on the harness's
+    /// clock) until the leader has applied it.
     pub fn propose(&mut self, cmd: Command) -> Result<(), HarnessError> {
-        let proposer = self.ctx.proposer.clone();
-        Ok(self.rt.block_on(proposer.propose(cmd))?)
+        let managers = self.managers.clone();
+        self.rt.block_on(propose_on_leader(&managers, cmd))
     }
 
-    /// Reads the manager's state.
+    /// The manager a test reads from: the leader whose actors run, or
+    /// else the first manager that can be reached.
+    fn view(&self) -> Arc<ManagerCtx> {
+        // `build` refuses a harness without managers.
+        self.managers.view().expect("a harness has a manager")
+    }
+
+    /// Reads the state, as the leader has it.
     pub fn state<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
-        f(&self.ctx.sm.read().0)
+        f(&self.view().sm.read().0)
     }
 
     /// A replicated service on the fake driver, restarting at once.
@@ -373,7 +543,7 @@ impl Harness {
 
     /// Tasks of the service observed running and meant to run.
     pub fn running(&self, service: &str) -> usize {
-        running_in(&self.ctx.sm.read().0, service)
+        self.state(|s| running_in(s, service))
     }
 
     /// The index of the node with this id.
@@ -408,7 +578,7 @@ impl Harness {
     /// Kills the leader subtree (dispatcher, scheduler, orchestrator) as a
     /// crash would; its supervisor starts new ones, which know only the state.
     pub fn restart_leader(&mut self) -> Result<(), HarnessError> {
-        let directory = self.ctx.directory.clone();
+        let directory = self.view().directory.clone();
         let Some(old) = directory.get::<DispatcherMsg>("dispatcher") else {
             return Err(HarnessError::Actors("no leader actors running".into()));
         };
@@ -424,6 +594,207 @@ impl Harness {
         Ok(())
     }
 
+    /// How many managers the harness has started (raft ids 1 to this).
+    pub fn managers(&self) -> usize {
+        self.sims.len()
+    }
+
+    /// Manager `i`'s node in `nodes`.
+    pub fn manager_node(&self, i: usize) -> usize {
+        self.sims[i].node
+    }
+
+    /// Manager `i`'s Raft status, if it is up.
+    pub fn raft_status(&self, i: usize) -> Option<RaftStatus> {
+        if !self.managers.is_up(i) {
+            return None;
+        }
+        let raft = self.managers.ctx(i)?.directory.get::<RaftMsg>("raft")?;
+        self.rt.block_on(async move {
+            match raft.call(RaftMsg::Status, Some(OWN_LIMIT)).await {
+                Ok(ractor::rpc::CallResult::Success(s)) => Some(s),
+                _ => None,
+            }
+        })
+    }
+
+    /// The reachable manager that leads in the highest term, by Raft's own word.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.sims.len())
+            .filter(|&i| self.managers.reachable(i))
+            .filter_map(|i| self.raft_status(i).map(|s| (i, s)))
+            .filter(|(_, s)| s.is_leader)
+            .max_by_key(|(_, s)| s.term)
+            .map(|(i, _)| i)
+    }
+
+    /// Reads manager `i`'s own copy of the state (what it has applied).
+    pub fn manager_state<R>(&self, i: usize, f: impl FnOnce(&ClusterState, u64) -> R) -> R {
+        let ctx = self.managers.ctx(i).unwrap_or_else(|| self.view());
+        let guard = ctx.sm.read();
+        f(&guard.0, guard.1.index)
+    }
+
+    /// Cuts manager `i` off from the other managers and from every agent
+    /// (its own node's included), as a network partition would.
+    pub fn isolate(&mut self, i: usize) {
+        self.managers.set_isolated(i, true);
+        self.nodes[self.sims[i].node].wire.set_cut(true);
+    }
+
+    pub fn rejoin(&mut self, i: usize) {
+        self.managers.set_isolated(i, false);
+        self.nodes[self.sims[i].node].wire.set_cut(false);
+    }
+
+    /// Stops manager `i`'s actors at once, as kill -9 would stop its
+    /// process (its node's agent and tasks stay, cut off until `restart`).
+    pub fn crash(&mut self, i: usize) -> Result<(), HarnessError> {
+        let Some(root) = self.sims[i].root.take() else {
+            return Err(HarnessError::Actors(format!("manager {i} is not running")));
+        };
+        self.managers.set_up(i, false);
+        self.nodes[self.sims[i].node].wire.set_cut(true);
+        self.rt.block_on(async move {
+            let _ = root.stop_and_wait(None, Some(OWN_LIMIT)).await;
+        });
+        Ok(())
+    }
+
+    /// Starts manager `i` again from what its store holds.
+    pub fn restart(&mut self, i: usize) -> Result<(), HarnessError> {
+        if self.sims[i].root.is_some() {
+            return Err(HarnessError::Actors(format!("manager {i} is running")));
+        }
+        let ctx = open_manager(&self.sims[i])?;
+        self.managers.replace(i, ctx.clone());
+        let root = self.rt.block_on(spawn_manager(&ctx, &self.net))?;
+        self.sims[i].root = Some(root);
+        self.managers.set_up(i, true);
+        self.nodes[self.sims[i].node].wire.set_cut(false);
+        Ok(())
+    }
+
+    /// Has every manager that is up take a snapshot of what it has applied
+    /// and drop its log behind it, so that a peer that needs older entries
+    /// is sent a snapshot; returns the leader's snapshot index after.
+    pub fn compact(&mut self) -> u64 {
+        for i in 0..self.sims.len() {
+            if let Some(ctx) = self.managers.ctx(i).filter(|_| self.managers.is_up(i)) {
+                ctx.log.want_snapshot();
+            }
+        }
+        self.advance(self.base.raft.tick * 2);
+        self.view().log.snapshot_index()
+    }
+
+    /// A manager that joins late, as `swarm join --token <manager>` does:
+    /// its node is written to the state, it becomes a voter, and it
+    /// catches up from the leader (from a snapshot, if the leader's log no
+    /// longer has the entries it needs). Returns its index; `caught_up`
+    /// waits for it.
+    pub fn add_manager(&mut self) -> Result<usize, HarnessError> {
+        let i = self.sims.len();
+        let ctx = self.new_manager(i, self.nodes.len(), None)?;
+        let mut node = node_record(
+            &ctx.node_id,
+            &format!("manager-{}", i + 1),
+            NodeRole::Manager,
+        );
+        node.raft_id = ctx.raft_id;
+        self.propose(Command::UpsertNode(node.clone()))?;
+        let heartbeat = self.base.dispatcher_heartbeat;
+        let agent = self
+            .rt
+            .block_on(spawn_agent(&node, &self.managers, heartbeat))?;
+        self.nodes.push(agent);
+        let change = raft::prelude::ConfChange {
+            change_type: raft::prelude::ConfChangeType::AddNode,
+            node_id: ctx.raft_id,
+            ..Default::default()
+        };
+        let managers = self.managers.clone();
+        self.rt.block_on(async move {
+            let start = tokio::time::Instant::now();
+            loop {
+                let leader = managers.dispatcher().and_then(|(i, _)| managers.ctx(i));
+                if let Some(leader) = leader {
+                    let raft = leader.directory.get::<RaftMsg>("raft");
+                    let answer = match raft {
+                        Some(raft) => {
+                            let change = change.clone();
+                            raft.call(
+                                |reply| RaftMsg::ProposeConfChange { change, reply },
+                                Some(OWN_LIMIT),
+                            )
+                            .await
+                        }
+                        None => Ok(ractor::rpc::CallResult::Timeout),
+                    };
+                    if let Ok(ractor::rpc::CallResult::Success(r)) = answer {
+                        match r {
+                            Ok(index) => {
+                                until("the new voter applied", OWN_LIMIT, || {
+                                    leader.sm.applied().index >= index
+                                })
+                                .await?;
+                                return Ok(());
+                            }
+                            Err(ProposeRefused::Busy | ProposeRefused::NotLeader { .. }) => {}
+                        }
+                    }
+                }
+                if start.elapsed() > OWN_LIMIT {
+                    return Err(HarnessError::Timeout {
+                        what: "a leader to add the manager".into(),
+                        limit: OWN_LIMIT,
+                    });
+                }
+                tokio::time::sleep(STEP).await;
+            }
+        })?;
+        Ok(i)
+    }
+
+    /// Steps until manager `i` has applied everything the leader had
+    /// applied when this was called; returns how long it took.
+    pub fn caught_up(&mut self, i: usize, limit: Duration) -> Result<Duration, HarnessError> {
+        let target = self.view().sm.applied().index;
+        let managers = self.managers.clone();
+        self.rt
+            .block_on(until("the manager to catch up", limit, || {
+                managers
+                    .ctx(i)
+                    .is_some_and(|c| c.sm.applied().index >= target)
+            }))
+    }
+
+    /// Who acted as leader (sent appends, heartbeats or snapshots) in each
+    /// term so far, as the managers' network saw it.
+    pub fn leaders_by_term(&self) -> BTreeMap<u64, BTreeSet<u64>> {
+        self.net.leaders_by_term()
+    }
+
+    /// Snapshots that crossed the managers' network whole.
+    pub fn snapshots(&self) -> Vec<SnapshotCrossing> {
+        self.net.snapshots()
+    }
+
+    /// The leader's state as a Raft snapshot carries it.
+    pub fn snapshot_data(&self) -> Vec<u8> {
+        self.view().sm.snapshot_data().1
+    }
+
+    /// The next snapshot a manager sends is lost on the way, every chunk of it.
+    pub fn lose_next_snapshot(&mut self) {
+        self.net.lose_next_snapshot();
+    }
+
+    /// Messages the managers' network delivered and lost so far.
+    pub fn net_counts(&self) -> (u64, u64) {
+        self.net.counts()
+    }
+
     /// Calls `f` on the harness's runtime with the state after each store
     /// event, as the event is published (`None`: events were missed, look
     /// at the whole state), so a run's progress can be timed while it runs.
@@ -431,8 +802,9 @@ impl Harness {
         &self,
         mut f: impl FnMut(&ClusterState, Option<&crate::store::StoreEvent>) + Send + 'static,
     ) {
-        let mut rx = self.ctx.events.subscribe();
-        let sm = self.ctx.sm.clone();
+        let view = self.view();
+        let mut rx = view.events.subscribe();
+        let sm = view.sm.clone();
         self.rt.spawn(async move {
             loop {
                 match rx.recv().await {
@@ -449,13 +821,14 @@ impl Harness {
     /// Raft entries appended to the manager's log since the harness
     /// started, and their encoded bytes (compaction does not lower them).
     pub fn raft_appended(&self) -> (u64, u64) {
-        self.ctx.log.appended()
+        self.view().log.appended()
     }
 
     /// How many tasks the state holds, how many a node has been given
     /// (ASSIGNED or later, not ended) and how many run as they should.
     pub fn task_counts(&self) -> TaskCounts {
-        let guard = self.ctx.sm.read();
+        let view = self.view();
+        let guard = view.sm.read();
         let mut counts = TaskCounts::default();
         for t in guard.0.tasks.values() {
             counts.total += 1;
@@ -472,7 +845,8 @@ impl Harness {
 
     /// Every entry of the Raft log, in order: what a run wrote.
     pub fn log(&self) -> Vec<Vec<u8>> {
-        let log = &self.ctx.log;
+        let view = self.view();
+        let log = &view.log;
         log.entries_between(log.first_index(), log.last_index() + 1)
             .into_iter()
             .map(|e| e.data.to_vec())
@@ -516,7 +890,7 @@ impl Drop for Harness {
             .nodes
             .iter()
             .map(|n| n.root.clone())
-            .chain([self.manager_root.clone()])
+            .chain(self.sims.iter().filter_map(|m| m.root.clone()))
             .collect();
         self.rt.block_on(async {
             for r in roots {

@@ -13,6 +13,7 @@
 //! flushed, and committed entries handed to the Store are never past the
 //! local flushed index.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,11 @@ pub struct RaftTimings {
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
     pub snapshot_interval: u64,
+    /// raft-rs draws each election timeout from `[election_ticks,
+    /// 2 × election_ticks)` with its own random numbers. When false, the
+    /// timeout is exactly `election_ticks`: the in-process harness gives
+    /// each manager its own, drawn from its seed, so elections replay.
+    pub randomized_election: bool,
 }
 
 impl Default for RaftTimings {
@@ -61,6 +67,7 @@ impl Default for RaftTimings {
             election_ticks: 6,
             heartbeat_ticks: 1,
             snapshot_interval: 10_000,
+            randomized_election: true,
         }
     }
 }
@@ -158,7 +165,18 @@ pub struct RaftState {
     /// as one raft-rs proposal of many entries, so followers get one append
     /// for all of them instead of one each.
     proposals: Vec<(Vec<u8>, ProposeReply)>,
+    /// Ticks since this incarnation started, and the tick at which each
+    /// peer was last seen waiting for a snapshot (`watch_snapshots`).
+    ticks: u64,
+    snapshot_waits: HashMap<u64, u64>,
 }
+
+/// How long a peer may wait for a snapshot before it is sent again. raft-rs
+/// sends nothing more to a peer it has sent a snapshot to until the peer
+/// answers or the transport reports the snapshot lost; a chunk lost on
+/// the way (a dropped connection, a receiver restarted mid-reassembly) is
+/// reported by nothing, so the leader reports it here.
+const SNAPSHOT_STALL: Duration = Duration::from_secs(20);
 
 #[derive(Clone)]
 pub struct RaftActor;
@@ -203,9 +221,13 @@ impl Actor for RaftActor {
             .index
             .min(hs.commit)
             .max(args.log.snapshot_index());
+        let fixed = (!args.timings.randomized_election).then_some(args.timings.election_ticks);
         let cfg = raft::Config {
             id: args.id,
             election_tick: args.timings.election_ticks,
+            // 0 is raft-rs's default: [election_tick, 2 × election_tick).
+            min_election_tick: fixed.unwrap_or(0),
+            max_election_tick: fixed.map_or(0, |t| t + 1),
             heartbeat_tick: args.timings.heartbeat_ticks,
             applied,
             pre_vote: true,
@@ -232,6 +254,8 @@ impl Actor for RaftActor {
             held_back: Vec::new(),
             needs_flush: false,
             proposals: Vec::new(),
+            ticks: 0,
+            snapshot_waits: HashMap::new(),
         })
     }
 
@@ -245,6 +269,7 @@ impl Actor for RaftActor {
             RaftMsg::Tick => {
                 st.propose_pending();
                 st.node.tick();
+                st.watch_snapshots();
                 st.nudge_store();
                 st.maybe_compact().await?;
                 st.on_ready(&myself).await?;
@@ -361,6 +386,35 @@ impl RaftState {
                 for reply in replies {
                     let _ = reply.send(Err(ProposeRefused::NotLeader { leader: None }));
                 }
+            }
+        }
+    }
+
+    /// Reports a snapshot lost when its peer has waited `SNAPSHOT_STALL`
+    /// for it, so that raft-rs probes the peer and sends a new one.
+    fn watch_snapshots(&mut self) {
+        self.ticks += 1;
+        if self.node.raft.state != StateRole::Leader {
+            self.snapshot_waits.clear();
+            return;
+        }
+        let limit = (SNAPSHOT_STALL.as_millis() / self.args.timings.tick.as_millis().max(1)) as u64;
+        let now = self.ticks;
+        let waiting: Vec<u64> = self
+            .node
+            .raft
+            .prs()
+            .iter()
+            .filter(|(_, pr)| pr.state == raft::ProgressState::Snapshot)
+            .map(|(id, _)| *id)
+            .collect();
+        self.snapshot_waits.retain(|id, _| waiting.contains(id));
+        for id in waiting {
+            let since = *self.snapshot_waits.entry(id).or_insert(now);
+            if now - since >= limit {
+                tracing::info!(peer = id, "a snapshot went unanswered; sending a new one");
+                self.snapshot_waits.remove(&id);
+                self.node.report_snapshot(id, raft::SnapshotStatus::Failure);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Consensus: the Raft actor and its sled-backed log.
 
 mod actor;
+pub mod chunks;
 pub mod storage;
 
 pub use actor::{

@@ -232,6 +232,13 @@ impl LogStore {
         Ok(())
     }
 
+    /// Asks the Raft actor for a snapshot of everything applied at its next
+    /// tick, as a peer's need for one does (the harness compacts on demand).
+    pub fn want_snapshot(&self) {
+        self.snapshot_wanted
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// Whether a peer asked for a snapshot that must be taken first (and forget the ask).
     pub fn take_snapshot_wanted(&self) -> bool {
         self.snapshot_wanted

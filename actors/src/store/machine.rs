@@ -269,6 +269,14 @@ impl StateMachine {
         (guard.1, encode(&data))
     }
 
+    /// The state a snapshot holds, decoded on its own (the simulation
+    /// weighs it apart from the store).
+    pub fn decode_snapshot(data: &[u8]) -> Result<ClusterState, StoreError> {
+        let snap: SnapshotData =
+            codec::decode(data).map_err(|e| StoreError::Corrupt("snapshot".into(), e))?;
+        Ok(snap.state)
+    }
+
     /// Replaces the whole state with a snapshot's (a follower far behind).
     pub fn restore(&self, data: &[u8]) -> Result<(), StoreError> {
         let snap: SnapshotData =

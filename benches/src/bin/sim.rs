@@ -1,17 +1,23 @@
 //! `sim`: a large cluster in one process (the in-process harness of
-//! `shoal_actors::harness`: one manager with its real store, Raft actor and
-//! leader actors, a real agent per node, a fake driver, a paused clock), the
+//! `shoal_actors::harness`: `--managers` managers, each with its real
+//! store, Raft actor and, while it leads, leader actors, on an in-memory
+//! network; a real agent per node, a fake driver, a paused clock), the
 //! service(s) of `--tasks` replicas created, driven until every task runs.
+//! Then, unless `--no-late-manager`, one more manager joins and catches up
+//! from a snapshot sent in chunks; and a process of its own loads the
+//! leader's state as a restarted manager would, to tell what a manager
+//! needs to hold it (`--no-state-rss` skips that).
 //!
 //! ```text
-//! cargo run --release -p shoal-benches --bin sim -- --nodes 1000 --tasks 100000 [--seed S] [--services K]
+//! cargo run --release -p shoal-benches --bin sim -- --nodes 1000 --tasks 100000 [--managers 3] [--seed S] [--services K]
 //! ```
 //!
 //! The last line is `all running: <seconds> s`, in wall-clock seconds from
 //! the first `service create` to the last task RUNNING (what an operator
 //! waits; scripts read that line). The lines before it give the same on the
 //! harness's simulated clock, the scheduler's and dispatcher's throughput,
-//! the Raft entries and bytes appended, and the peak RSS.
+//! the Raft entries and bytes appended, the late manager's catch-up, the
+//! elections (one leader per term is checked), and the RSS figures.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -19,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use shoal_actors::harness::Harness;
+use shoal_actors::harness::{Harness, NetConfig, Setup};
 use shoal_actors::limits::MAX_REPLICAS;
 use shoal_actors::model::{Task, TaskState};
 use shoal_actors::state::{Change, ClusterState};
@@ -31,9 +37,29 @@ use shoal_actors::store::StoreEvent;
     about = "Simulate a cluster in one process and time service create to all RUNNING"
 )]
 struct Args {
-    /// Nodes in the cluster, the manager included (it runs tasks too).
+    /// Nodes in the cluster, the managers included (they run tasks too);
+    /// the late manager is one more.
     #[arg(long, default_value_t = 1000)]
     nodes: usize,
+    /// Managers (Raft voters) from the start.
+    #[arg(long, default_value_t = 3)]
+    managers: usize,
+    /// Delay of every message between managers, in microseconds.
+    #[arg(long, default_value_t = 100)]
+    net_delay_us: u64,
+    /// Of every million messages between managers, how many are lost.
+    #[arg(long, default_value_t = 0)]
+    loss_per_million: u32,
+    /// Skip the manager that joins once every task runs.
+    #[arg(long)]
+    no_late_manager: bool,
+    /// Skip measuring a manager's RSS with the final state in a process of its own.
+    #[arg(long)]
+    no_state_rss: bool,
+    /// Internal: load the state snapshot in this file into a store, as a
+    /// restarted manager does, and print the RSS (the parent runs this).
+    #[arg(long, hide = true)]
+    load_state: Option<std::path::PathBuf>,
     /// Tasks in all, split evenly over the services.
     #[arg(long, default_value_t = 100_000)]
     tasks: u64,
@@ -124,8 +150,21 @@ fn mib(kib: u64) -> f64 {
 }
 
 fn check(args: &Args) -> Result<()> {
-    if args.nodes == 0 {
-        bail!("--nodes must be at least 1 (the manager)");
+    if args.managers == 0 || args.managers > 7 {
+        bail!("--managers must be between 1 and 7");
+    }
+    if args.nodes < args.managers {
+        bail!(
+            "--nodes ({}) must be at least --managers ({})",
+            args.nodes,
+            args.managers
+        );
+    }
+    if args.net_delay_us > 1_000_000 {
+        bail!("--net-delay-us must be at most 1000000 (a second)");
+    }
+    if args.loss_per_million > 100_000 {
+        bail!("--loss-per-million must be at most 100000 (one in ten)");
     }
     if args.services == 0 {
         bail!("--services must be at least 1");
@@ -151,7 +190,12 @@ fn check(args: &Args) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    let result = match &args.load_state {
+        Some(path) => load_state(path),
+        None => run(args),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sim: {e:#}");
@@ -165,14 +209,23 @@ fn run(args: Args) -> Result<()> {
     let rss_start = proc_status_kib("VmRSS").unwrap_or(0);
 
     let setup = Instant::now();
-    let mut h = Harness::new(args.seed, args.nodes - 1).context("building the cluster")?;
+    let mut h = Harness::build(Setup {
+        managers: args.managers,
+        net: NetConfig {
+            delay: Duration::from_micros(args.net_delay_us),
+            loss_per_million: args.loss_per_million,
+        },
+        ..Setup::new(args.seed, args.nodes - args.managers)
+    })
+    .context("building the cluster")?;
     let setup_wall = setup.elapsed();
     let setup_sim = h.elapsed();
     let rss_cluster = proc_status_kib("VmRSS").unwrap_or(0);
     let (entries_before, bytes_before) = h.raft_appended();
     println!(
-        "cluster: {} nodes ready in {:.2} s wall, {:.2} s simulated; RSS {:.1} MiB ({:.1} KiB per node)",
+        "cluster: {} nodes ({} managers) ready in {:.2} s wall, {:.2} s simulated; RSS {:.1} MiB ({:.1} KiB per node)",
         args.nodes,
+        args.managers,
         setup_wall.as_secs_f64(),
         setup_sim.as_secs_f64(),
         mib(rss_cluster),
@@ -250,6 +303,21 @@ fn run(args: Args) -> Result<()> {
     let (entries, bytes) = h.raft_appended();
     let (entries, bytes) = (entries - entries_before, bytes - bytes_before);
     let peak = proc_status_kib("VmHWM").unwrap_or(0);
+    let late = if args.no_late_manager {
+        None
+    } else {
+        Some(late_manager(&mut h, limit)?)
+    };
+    let leaders = h.leaders_by_term();
+    let twice: Vec<_> = leaders.iter().filter(|(_, l)| l.len() > 1).collect();
+    if !twice.is_empty() {
+        bail!("terms with two leaders: {twice:?}");
+    }
+    let state_rss = if args.no_state_rss {
+        None
+    } else {
+        Some(state_rss(&h)?)
+    };
     let per_sec = |d: Duration| args.tasks as f64 / d.as_secs_f64().max(1e-9);
 
     println!(
@@ -275,11 +343,27 @@ fn run(args: Args) -> Result<()> {
         bytes as f64 / (1024.0 * 1024.0),
         bytes as f64 / args.tasks as f64
     );
+    if let Some(late) = &late {
+        println!("{late}");
+    }
+    let (delivered, lost) = h.net_counts();
     println!(
-        "peak RSS: {:.1} MiB (VmHWM; {:.1} KiB per simulated node with its tasks)",
+        "elections: {} term(s), one leader each ({:?}); {delivered} messages between managers, {lost} lost",
+        leaders.len(),
+        leaders
+            .iter()
+            .map(|(t, l)| (*t, l.iter().next().copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "peak RSS: {:.1} MiB (VmHWM, all {} managers' copies of the state included; {:.1} KiB per simulated node with its tasks)",
         mib(peak),
+        args.managers,
         peak.saturating_sub(rss_start) as f64 / args.nodes as f64
     );
+    if let Some(rss) = &state_rss {
+        println!("{rss}");
+    }
     if let (Some((u0, s0)), Some((u1, s1))) = (cpu_before, cpu_after) {
         println!(
             "cpu: {:.2} s user, {:.2} s system, from the first create to all running (all threads)",
@@ -298,5 +382,96 @@ fn run(args: Args) -> Result<()> {
     println!("all running: {:.2} s", running_wall.as_secs_f64());
     // Tearing down 1,000 nodes' actors is not part of the measurement.
     std::mem::forget(h);
+    Ok(())
+}
+
+/// Has a manager join once every task runs: the others first drop their
+/// logs behind a snapshot, so it can only catch up from one.
+fn late_manager(h: &mut Harness, limit: Duration) -> Result<String> {
+    let wall = Instant::now();
+    let sim = h.clock();
+    let index = h.compact();
+    let late = h.add_manager().context("adding the late manager")?;
+    h.caught_up(late, limit)
+        .context("the late manager catching up")?;
+    let (done_wall, done_sim) = (wall.elapsed(), h.clock() - sim);
+    let raft_id = late as u64 + 1;
+    let sent: Vec<_> = h
+        .snapshots()
+        .into_iter()
+        .filter(|c| c.to == raft_id)
+        .collect();
+    let Some(last) = sent.last() else {
+        bail!("the late manager caught up without a snapshot (log compacted at {index})");
+    };
+    let tasks = h.manager_state(late, |s, _| s.tasks.len());
+    let want = h.state(|s| s.tasks.len());
+    if tasks != want {
+        bail!("the late manager holds {tasks} tasks, the leader {want}");
+    }
+    Ok(format!(
+        "late manager: caught up in {:.2} s wall, {:.2} s simulated, from {} snapshot(s); the last {:.1} MiB in {} chunks; it holds all {tasks} tasks",
+        done_wall.as_secs_f64(),
+        done_sim.as_secs_f64(),
+        sent.len(),
+        last.bytes as f64 / (1024.0 * 1024.0),
+        last.chunks
+    ))
+}
+
+/// A manager's RSS with the final state, measured in a process of its own
+/// (this one holds every manager's copy and every agent).
+fn state_rss(h: &Harness) -> Result<String> {
+    let data = h.snapshot_data();
+    let dir = tempfile::tempdir().context("a directory for the state")?;
+    let path = dir.path().join("state");
+    std::fs::write(&path, &data).context("writing the state")?;
+    let exe = std::env::current_exe().context("this program's path")?;
+    let out = std::process::Command::new(exe)
+        .arg("--load-state")
+        .arg(&path)
+        .output()
+        .context("running the state loader")?;
+    if !out.status.success() {
+        bail!(
+            "the state loader failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(format!(
+        "{} (snapshot {:.1} MiB)",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        data.len() as f64 / (1024.0 * 1024.0)
+    ))
+}
+
+/// The child side of `state_rss`: the state decoded alone, then a store
+/// opened and the state restored into it, as a manager restarting from a
+/// snapshot does (sled with the cache the node gives it).
+fn load_state(path: &std::path::Path) -> Result<()> {
+    let kib = || proc_status_kib("VmRSS").unwrap_or(0);
+    let empty = kib();
+    let data = std::fs::read(path).context("reading the state")?;
+    let with_bytes = kib();
+    let decoded =
+        shoal_actors::store::StateMachine::decode_snapshot(&data).context("decoding the state")?;
+    let state_only = kib().saturating_sub(with_bytes);
+    let (tasks, services) = (decoded.tasks.len(), decoded.services.len());
+    drop(decoded);
+    let dir = tempfile::tempdir().context("a directory for the store")?;
+    let db = shoal_node::runtime::store_config(dir.path())
+        .open()
+        .context("opening the store")?;
+    let sm = shoal_actors::store::StateMachine::open(&db).context("opening the state")?;
+    sm.restore(&data).context("restoring the state")?;
+    drop(data);
+    let rss = kib();
+    println!(
+        "manager state: {tasks} tasks of {services} service(s): {:.1} MiB of memory decoded; a manager's store holding it (state and sled): RSS {:.1} MiB over an empty process ({:.1} MiB in all, peak {:.1} MiB while restoring)",
+        mib(state_only),
+        mib(rss.saturating_sub(empty)),
+        mib(rss),
+        mib(proc_status_kib("VmHWM").unwrap_or(0))
+    );
     Ok(())
 }

@@ -106,7 +106,7 @@ impl RaftNet {
         tokio::spawn(async move {
             for bytes in encoded {
                 if let Err(e) = t.send(addr, &bytes).await {
-                    tracing::debug!(%addr, error = %e, "snapshot chunk not sent; raft sends the snapshot again");
+                    tracing::debug!(%addr, error = %e, "snapshot chunk not sent; the leader sends a new snapshot once the peer has waited too long");
                     return;
                 }
             }

@@ -178,6 +178,11 @@ fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
     .into()
 }
 
+/// How a node opens its sled store (the Raft log and the state).
+pub fn store_config(path: &std::path::Path) -> sled::Config {
+    sled::Config::new().path(path)
+}
+
 impl Runtime {
     pub async fn start(config: NodeConfig) -> Result<Arc<Self>, NodeError> {
         std::fs::create_dir_all(config.data_dir.join("logs"))
@@ -187,9 +192,7 @@ impl Runtime {
         {
             tracing::warn!(path = %path.display(), "data dir: mode was wider than the owner's; repaired");
         }
-        let db = sled::Config::new()
-            .path(config.data_dir.join("state.db"))
-            .open()?;
+        let db = store_config(&config.data_dir.join("state.db")).open()?;
         let directory = Directory::new();
         let data_dir = config.data_dir.clone();
         let sandbox = tokio::task::spawn_blocking(move || crate::sandbox::Sandbox::open(&data_dir))
