@@ -13,7 +13,7 @@
 //! flushed, and committed entries handed to the Store are never past the
 //! local flushed index.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,7 +168,7 @@ pub struct RaftState {
     /// Ticks since this incarnation started, and the tick at which each
     /// peer was last seen waiting for a snapshot (`watch_snapshots`).
     ticks: u64,
-    snapshot_waits: HashMap<u64, u64>,
+    snapshot_waits: BTreeMap<u64, u64>,
 }
 
 /// How long a peer may wait for a snapshot before it is sent again. raft-rs
@@ -255,7 +255,7 @@ impl Actor for RaftActor {
             needs_flush: false,
             proposals: Vec::new(),
             ticks: 0,
-            snapshot_waits: HashMap::new(),
+            snapshot_waits: BTreeMap::new(),
         })
     }
 
