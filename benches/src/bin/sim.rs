@@ -60,6 +60,10 @@ struct Args {
     /// restarted manager does, and print the RSS (the parent runs this).
     #[arg(long, hide = true)]
     load_state: Option<std::path::PathBuf>,
+    /// Internal: open the store `--load-state` left, as a restarted
+    /// manager does, and print the RSS.
+    #[arg(long, hide = true)]
+    open_store: Option<std::path::PathBuf>,
     /// Tasks in all, split evenly over the services.
     #[arg(long, default_value_t = 100_000)]
     tasks: u64,
@@ -191,9 +195,10 @@ fn check(args: &Args) -> Result<()> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let result = match &args.load_state {
-        Some(path) => load_state(path),
-        None => run(args),
+    let result = match (&args.load_state, &args.open_store) {
+        (Some(path), _) => load_state(path),
+        (None, Some(path)) => open_store(path),
+        (None, None) => run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -419,35 +424,48 @@ fn late_manager(h: &mut Harness, limit: Duration) -> Result<String> {
     ))
 }
 
-/// A manager's RSS with the final state, measured in a process of its own
-/// (this one holds every manager's copy and every agent).
+/// A manager's RSS with the final state, measured in processes of their
+/// own (this one holds every manager's copy and every agent): one restores
+/// the state into a store, as a manager sent a snapshot does; the next
+/// opens that store, as a restarted manager does.
 fn state_rss(h: &Harness) -> Result<String> {
     let data = h.snapshot_data();
     let dir = tempfile::tempdir().context("a directory for the state")?;
     let path = dir.path().join("state");
     std::fs::write(&path, &data).context("writing the state")?;
-    let exe = std::env::current_exe().context("this program's path")?;
-    let out = std::process::Command::new(exe)
-        .arg("--load-state")
-        .arg(&path)
-        .output()
-        .context("running the state loader")?;
-    if !out.status.success() {
-        bail!(
-            "the state loader failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let restored = child("--load-state", &path)?;
+    let reopened = child("--open-store", &store_of(&path))?;
     Ok(format!(
-        "{} (snapshot {:.1} MiB)",
-        String::from_utf8_lossy(&out.stdout).trim(),
+        "{restored} (snapshot {:.1} MiB)\n{reopened}",
         data.len() as f64 / (1024.0 * 1024.0)
     ))
 }
 
+/// Where `--load-state FILE` leaves its store.
+fn store_of(path: &std::path::Path) -> std::path::PathBuf {
+    path.with_extension("db")
+}
+
+/// Runs this program with `flag path`; its output.
+fn child(flag: &str, path: &std::path::Path) -> Result<String> {
+    let exe = std::env::current_exe().context("this program's path")?;
+    let out = std::process::Command::new(exe)
+        .arg(flag)
+        .arg(path)
+        .output()
+        .with_context(|| format!("running sim {flag}"))?;
+    if !out.status.success() {
+        bail!(
+            "sim {flag} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// The child side of `state_rss`: the state decoded alone, then a store
-/// opened and the state restored into it, as a manager restarting from a
-/// snapshot does (sled with the cache the node gives it).
+/// opened and the state restored into it, as a manager sent a snapshot
+/// does (sled opened as the node opens it).
 fn load_state(path: &std::path::Path) -> Result<()> {
     let kib = || proc_status_kib("VmRSS").unwrap_or(0);
     let empty = kib();
@@ -458,17 +476,37 @@ fn load_state(path: &std::path::Path) -> Result<()> {
     let state_only = kib().saturating_sub(with_bytes);
     let (tasks, services) = (decoded.tasks.len(), decoded.services.len());
     drop(decoded);
-    let dir = tempfile::tempdir().context("a directory for the store")?;
-    let db = shoal_node::runtime::store_config(dir.path())
+    let db = shoal_node::runtime::store_config(&store_of(path))
         .open()
         .context("opening the store")?;
     let sm = shoal_actors::store::StateMachine::open(&db).context("opening the state")?;
     sm.restore(&data).context("restoring the state")?;
     drop(data);
+    db.flush().context("flushing the store")?;
     let rss = kib();
     println!(
-        "manager state: {tasks} tasks of {services} service(s): {:.1} MiB of memory decoded; a manager's store holding it (state and sled): RSS {:.1} MiB over an empty process ({:.1} MiB in all, peak {:.1} MiB while restoring)",
+        "manager state: {tasks} tasks of {services} service(s): {:.1} MiB of memory decoded; a manager's store holding it after a snapshot (state and sled): RSS {:.1} MiB over an empty process ({:.1} MiB in all, peak {:.1} MiB while restoring)",
         mib(state_only),
+        mib(rss.saturating_sub(empty)),
+        mib(rss),
+        mib(proc_status_kib("VmHWM").unwrap_or(0))
+    );
+    Ok(())
+}
+
+/// The second child of `state_rss`: the store opened again, as a manager
+/// that restarts reads it.
+fn open_store(path: &std::path::Path) -> Result<()> {
+    let kib = || proc_status_kib("VmRSS").unwrap_or(0);
+    let empty = kib();
+    let db = shoal_node::runtime::store_config(path)
+        .open()
+        .context("opening the store")?;
+    let sm = shoal_actors::store::StateMachine::open(&db).context("opening the state")?;
+    let tasks = sm.read().0.tasks.len();
+    let rss = kib();
+    println!(
+        "manager restarted: its store opened, {tasks} tasks loaded: RSS {:.1} MiB over an empty process ({:.1} MiB in all, peak {:.1} MiB)",
         mib(rss.saturating_sub(empty)),
         mib(rss),
         mib(proc_status_kib("VmHWM").unwrap_or(0))
