@@ -184,7 +184,8 @@ impl Daemon {
             .spawn()
             .expect("start shoal daemon");
         self.child = Some(child);
-        wait_for("the daemon to answer", Duration::from_secs(20), || {
+        // A loaded CI machine has taken more than 20 s to bring a daemon up.
+        wait_for("the daemon to answer", LONG, || {
             self.api("GET", "/_ping", None)
                 .is_some_and(|(code, _)| code == 200)
         });
