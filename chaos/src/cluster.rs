@@ -253,7 +253,7 @@ impl Cluster {
             node.spawn(true)?;
             cluster.nodes.push(node);
         }
-        cluster.form(shape.managers)?;
+        cluster.form(shape.managers, shape.snapshot_interval)?;
         if shape.rebalance {
             let first = cluster.nodes[0].socket.clone();
             api::post(
@@ -266,10 +266,13 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn form(&mut self, managers: usize) -> Result<()> {
+    fn form(&mut self, managers: usize, snapshot_interval: Option<u64>) -> Result<()> {
         let first = self.nodes[0].socket.clone();
-        api::post(&first, "/swarm/init", &json!({}), Duration::from_secs(30))
-            .context("swarm init")?;
+        let init = match snapshot_interval {
+            Some(n) => json!({ "Spec": { "Raft": { "SnapshotInterval": n } } }),
+            None => json!({}),
+        };
+        api::post(&first, "/swarm/init", &init, Duration::from_secs(30)).context("swarm init")?;
         wait_until("manager-1 to lead", Duration::from_secs(30), || {
             api::get(&first, "/info", ANSWER).ok().and_then(|i| {
                 i.pointer("/Swarm/RaftStatus/IsLeader")

@@ -43,6 +43,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "update-leader-kill",
         include_str!("../scenarios/update-leader-kill.toml"),
     ),
+    (
+        "snapshot-catch-up",
+        include_str!("../scenarios/snapshot-catch-up.toml"),
+    ),
 ];
 
 /// A shipped scenario's text, by name.

@@ -34,6 +34,10 @@ pub struct ClusterShape {
     pub hosts: Vec<String>,
     /// `swarm update --rebalance on` once the cluster is formed (own clusters only).
     pub rebalance: bool,
+    /// `swarm init --snapshot-interval N` (own clusters only): Raft
+    /// entries between snapshots, so that a manager down for a while
+    /// comes back behind the others' compacted logs.
+    pub snapshot_interval: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -283,6 +287,8 @@ struct RawCluster {
     hosts: Vec<String>,
     #[serde(default)]
     rebalance: bool,
+    #[serde(default)]
+    snapshot_interval: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -434,6 +440,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
             workers: 0,
             hosts: Vec::new(),
             rebalance: false,
+            snapshot_interval: None,
         },
         Some(sp) => {
             let r = sp.get_ref();
@@ -448,7 +455,18 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
                 workers: r.workers.unwrap_or(0),
                 hosts: r.hosts.clone(),
                 rebalance: r.rebalance,
+                snapshot_interval: r.snapshot_interval,
             };
+            if !shape.hosts.is_empty() && shape.snapshot_interval.is_some() {
+                return Err(c.err(
+                    sp.span(),
+                    "snapshot_interval sets up a cluster the harness starts; an existing one (hosts) keeps its own",
+                ));
+            }
+            // The daemon refuses an interval over its own bound, in its words.
+            if shape.snapshot_interval == Some(0) {
+                return Err(c.err(sp.span(), "snapshot_interval must be at least 1"));
+            }
             if shape.hosts.is_empty() && shape.managers == 0 {
                 return Err(c.err(sp.span(), "a cluster needs at least one manager"));
             }

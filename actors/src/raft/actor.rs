@@ -453,6 +453,11 @@ impl RaftState {
             let snap = ready.snapshot().clone();
             log.apply_snapshot(&snap)?;
             self.args.sm.restore(&snap.data)?;
+            tracing::info!(
+                index = snap.get_metadata().index,
+                bytes = snap.data.len(),
+                "installed a snapshot from the leader"
+            );
         }
         let mut committed = ready.take_committed_entries();
         log.append(ready.entries())?;
