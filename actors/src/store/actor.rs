@@ -52,16 +52,20 @@ pub struct StoreArgs {
 pub enum StoreMsg {
     /// Entries up to this index are committed.
     Committed(u64),
+    /// The outcome of each of these writes proposed in the entry at `index`
+    /// (the reply is in the order of `proposal_ids`), once it is applied.
     WaitApplied {
         index: u64,
-        proposal_id: u128,
-        reply: RpcReplyPort<WaitResult>,
+        proposal_ids: Vec<u128>,
+        reply: RpcReplyPort<Vec<WaitResult>>,
     },
 }
 
+type Waiter = (Vec<u128>, RpcReplyPort<Vec<WaitResult>>);
+
 pub struct StoreState {
     args: StoreArgs,
-    waiters: BTreeMap<u64, Vec<(u128, RpcReplyPort<WaitResult>)>>,
+    waiters: BTreeMap<u64, Vec<Waiter>>,
 }
 
 impl StoreState {
@@ -114,12 +118,25 @@ impl StoreState {
         }
     }
 
-    fn answer(&self, index: u64, proposal_id: u128) -> WaitResult {
-        match self.args.sm.outcome(index) {
-            Some((Some(id), result)) if id == proposal_id => WaitResult::Applied(result),
-            Some(_) => WaitResult::Superseded,
-            None => WaitResult::Unknown,
-        }
+    fn answer(&self, index: u64, proposal_ids: &[u128]) -> Vec<WaitResult> {
+        let Some(results) = self.args.sm.outcome(index) else {
+            return vec![WaitResult::Unknown; proposal_ids.len()];
+        };
+        proposal_ids
+            .iter()
+            .enumerate()
+            .map(|(i, pid)| {
+                // Usually the writes are asked for in the entry's order.
+                let found = match results.get(i) {
+                    Some((id, result)) if id == pid => Some(result),
+                    _ => results.iter().find(|(id, _)| id == pid).map(|(_, r)| r),
+                };
+                match found {
+                    Some(result) => WaitResult::Applied(result.clone()),
+                    None => WaitResult::Superseded,
+                }
+            })
+            .collect()
     }
 
     fn wake_waiters(&mut self) {
@@ -127,8 +144,8 @@ impl StoreState {
         let later = self.waiters.split_off(&(applied + 1));
         let ready = std::mem::replace(&mut self.waiters, later);
         for (index, waiters) in ready {
-            for (pid, reply) in waiters {
-                let _ = reply.send(self.answer(index, pid));
+            for (pids, reply) in waiters {
+                let _ = reply.send(self.answer(index, &pids));
             }
         }
     }
@@ -166,16 +183,16 @@ impl Actor for StoreActor {
             StoreMsg::Committed(upto) => st.catch_up(upto).await?,
             StoreMsg::WaitApplied {
                 index,
-                proposal_id,
+                proposal_ids,
                 reply,
             } => {
                 if index <= st.args.sm.applied().index {
-                    let _ = reply.send(st.answer(index, proposal_id));
+                    let _ = reply.send(st.answer(index, &proposal_ids));
                 } else {
                     st.waiters
                         .entry(index)
                         .or_default()
-                        .push((proposal_id, reply));
+                        .push((proposal_ids, reply));
                 }
             }
         }
