@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::broadcast;
 
-use super::machine::{Outcome, StateMachine};
+use super::machine::{Outcome, StateMachine, WriteResult};
 use crate::raft::storage::LogStore;
 use crate::state::{ApplyError, Change};
 
@@ -39,6 +39,26 @@ fn borrowed(batch: &[(u64, u64, Vec<u8>)]) -> Vec<(u64, u64, &[u8])> {
     batch
         .iter()
         .map(|(index, term, data)| (*index, *term, data.as_slice()))
+        .collect()
+}
+
+/// What became of each of these writes, from the results of the entry at
+/// their index: `Superseded` for a write that is not among them.
+fn answer_from(results: &[WriteResult], proposal_ids: &[u128]) -> Vec<WaitResult> {
+    proposal_ids
+        .iter()
+        .enumerate()
+        .map(|(i, pid)| {
+            // Usually the writes are asked for in the entry's order.
+            let found = match results.get(i) {
+                Some((id, result)) if id == pid => Some(result),
+                _ => results.iter().find(|(id, _)| id == pid).map(|(_, r)| r),
+            };
+            match found {
+                Some(result) => WaitResult::Applied(result.clone()),
+                None => WaitResult::Superseded,
+            }
+        })
         .collect()
 }
 
@@ -101,6 +121,13 @@ impl StoreState {
                 self.args.sm.apply_entries(&borrowed(&batch))?
             };
             for outcome in outcomes {
+                // From the outcome itself: a chunk of packed entries may hold
+                // more results than the state machine keeps.
+                if let Some(waiters) = self.waiters.remove(&outcome.index) {
+                    for (pids, reply) in waiters {
+                        let _ = reply.send(answer_from(&outcome.results, &pids));
+                    }
+                }
                 self.publish(outcome);
             }
         }
@@ -119,24 +146,10 @@ impl StoreState {
     }
 
     fn answer(&self, index: u64, proposal_ids: &[u128]) -> Vec<WaitResult> {
-        let Some(results) = self.args.sm.outcome(index) else {
-            return vec![WaitResult::Unknown; proposal_ids.len()];
-        };
-        proposal_ids
-            .iter()
-            .enumerate()
-            .map(|(i, pid)| {
-                // Usually the writes are asked for in the entry's order.
-                let found = match results.get(i) {
-                    Some((id, result)) if id == pid => Some(result),
-                    _ => results.iter().find(|(id, _)| id == pid).map(|(_, r)| r),
-                };
-                match found {
-                    Some(result) => WaitResult::Applied(result.clone()),
-                    None => WaitResult::Superseded,
-                }
-            })
-            .collect()
+        match self.args.sm.outcome(index) {
+            Some(results) => answer_from(&results, proposal_ids),
+            None => vec![WaitResult::Unknown; proposal_ids.len()],
+        }
     }
 
     fn wake_waiters(&mut self) {
@@ -197,5 +210,31 @@ impl Actor for StoreActor {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_write_is_answered_from_its_own_result() {
+        let refused = ApplyError::NodeNotFound("ghost".into());
+        let results = vec![(1, Ok(())), (2, Err(refused.clone())), (3, Ok(()))];
+        assert_eq!(
+            answer_from(&results, &[1, 2, 3]),
+            [
+                WaitResult::Applied(Ok(())),
+                WaitResult::Applied(Err(refused.clone())),
+                WaitResult::Applied(Ok(()))
+            ]
+        );
+        // In another order, and one the entry does not hold: its index went
+        // to another entry.
+        assert_eq!(
+            answer_from(&results, &[2, 9]),
+            [WaitResult::Applied(Err(refused)), WaitResult::Superseded]
+        );
+        assert_eq!(answer_from(&[], &[5]), [WaitResult::Superseded]);
     }
 }
