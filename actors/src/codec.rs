@@ -24,6 +24,30 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(bincode::serde::encode_to_vec(value, config)?)
 }
 
+/// The encoding of a value whose encoding ends with a sequence (a `Vec` as
+/// its last field), built from the encoding of that value with the sequence
+/// empty and each element's own encoding: what `encode` gives for the value
+/// holding those elements, without decoding or encoding them again. (bincode
+/// writes a sequence as its length, a varint, then its elements; the empty
+/// one ends with the length 0, one byte.)
+pub fn splice_seq(empty: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, CodecError> {
+    let Some((&0, head)) = empty.split_last() else {
+        return Err(bincode::error::EncodeError::Other(
+            "not a value ending with an empty sequence",
+        )
+        .into());
+    };
+    let len = encode(&(parts.len() as u64))?;
+    let total = head.len() + len.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(head);
+    out.extend_from_slice(&len);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    Ok(out)
+}
+
 /// Decodes with a limit scaled to the input: bincode allocates a string's
 /// buffer from its length prefix before reading it, so a 10-byte message
 /// claiming a 200 MB string must be refused by the limit, not by the read.

@@ -92,6 +92,13 @@ pub enum Command {
     Networks(crate::networks::NetworkCommand),
     /// Several commands applied as one: all or nothing.
     Batch(Vec<Command>),
+    /// Several proposers' writes sharing one Raft entry (the Proposer packs
+    /// the writes queued at one moment): applied in order, each alone and
+    /// with its own result, so one refused write neither fails nor undoes
+    /// the others (unlike `Batch`). Only ever a whole entry's command: the
+    /// Proposer does not take it from a caller, and the state machine
+    /// refuses it anywhere else (inside a `Batch`, or nested).
+    Packed(Vec<Proposal>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,4 +130,23 @@ pub enum TaskUpdate {
 pub struct Proposal {
     pub id: u128,
     pub command: Command,
+}
+
+impl Proposal {
+    /// The writes this entry carries, each with the id its proposer waits
+    /// for: the proposal itself, or the ones packed into it.
+    pub fn writes(&self) -> Vec<(u128, &Command)> {
+        match &self.command {
+            Command::Packed(all) => all.iter().map(|p| (p.id, &p.command)).collect(),
+            command => vec![(self.id, command)],
+        }
+    }
+
+    /// The commands of this entry, unpacked (what a reader of the log wants).
+    pub fn into_commands(self) -> Vec<Command> {
+        match self.command {
+            Command::Packed(all) => all.into_iter().map(|p| p.command).collect(),
+            command => vec![command],
+        }
+    }
 }

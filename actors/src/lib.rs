@@ -17,6 +17,7 @@ pub mod limits;
 pub mod model;
 pub mod networks;
 pub mod orchestrator;
+pub mod packing;
 pub mod ports;
 pub mod proposer;
 pub mod raft;

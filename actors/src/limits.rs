@@ -63,6 +63,19 @@ pub const MAX_TASKS_PER_PASS: usize = 2000;
 /// Task updates in one proposal (status reports, placements).
 pub const MAX_UPDATES_PER_PROPOSAL: usize = 1000;
 
+/// Writes that share one Raft entry: the Proposer packs the writes queued on
+/// a manager at one moment into one entry of at most this many commands and
+/// (except for a single command, which always goes alone) this many encoded
+/// bytes. Each is applied and answered alone (`Command::Packed`).
+pub const MAX_COMMANDS_PER_ENTRY: usize = 512;
+pub const MAX_ENTRY_BYTES: usize = 512 * 1024;
+/// Writes a follower forwards to the leader in one request
+/// (`Request::ProposeMany`), and the request's encoded size. The leader
+/// refuses a request past either bound; a forwarded batch within them fits
+/// one entry.
+pub const MAX_FORWARDED_COMMANDS: usize = MAX_COMMANDS_PER_ENTRY;
+pub const MAX_FORWARDED_BYTES: usize = MAX_ENTRY_BYTES;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct LimitError(pub String);

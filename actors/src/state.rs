@@ -277,6 +277,11 @@ impl ClusterState {
             Command::Secrets(c) => self.check_secrets(c),
             Command::Networks(c) => self.check_networks(c),
             Command::Batch(cmds) => cmds.iter().try_for_each(|c| self.check(c)),
+            // The Store unpacks an entry's writes and applies each alone:
+            // anywhere else (in a `Batch`, nested) a packed write is refused.
+            Command::Packed(_) => Err(ApplyError::Invalid(
+                "packed writes apply only as a whole Raft entry".into(),
+            )),
         }
     }
 
@@ -528,6 +533,8 @@ impl ClusterState {
                     self.mutate(c, index, changes);
                 }
             }
+            // Refused by `check`.
+            Command::Packed(_) => {}
         }
     }
 

@@ -13,8 +13,10 @@
 //! First, closed loops: 1, 16, 64 and 256 proposer tasks
 //! (`CLUSTER_RAFT_PROPOSERS`), each writing one after the other for 5 s
 //! (`CLUSTER_RAFT_SECONDS`), on the leader and then on a follower (which
-//! forwards each write to the leader over QUIC and answers once it has
-//! applied it); each prints writes/s and p50/p99/max latency.
+//! forwards each write to the leader over QUIC, together with the others
+//! waiting at that moment, and answers once it has applied it); each prints
+//! writes/s and p50/p99/max latency. Concurrent writes share Raft entries
+//! (the Proposer packs what is queued), so entries are fewer than writes.
 //! Then criterion's `leader_N` / `follower_forwarded_N`: one iteration is N
 //! proposer tasks each making 4 writes in a row.
 

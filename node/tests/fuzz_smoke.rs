@@ -179,6 +179,10 @@ fn requests() -> Vec<Request> {
             at: at(),
         })),
         Request::Propose(Box::new(Command::RemoveNode { id: "n2".into() })),
+        Request::ProposeMany(vec![
+            Command::RemoveNode { id: "n2".into() },
+            Command::DeleteTasks(vec!["k3v9x1".into()]),
+        ]),
         Request::AddVoter(2),
         Request::RemoveVoter(3),
         Request::Dispatcher(ToDispatcher::Register {
@@ -238,6 +242,12 @@ fn responses() -> Vec<Response> {
         Response::Refused(shoal_node::cluster::wire::Refusal::Rejected(
             shoal_actors::state::ApplyError::ServiceNotFound("web".into()),
         )),
+        Response::Each(vec![
+            Ok(()),
+            Err(shoal_node::cluster::wire::Refusal::Rejected(
+                shoal_actors::state::ApplyError::NodeNotFound("n2".into()),
+            )),
+        ]),
     ]
 }
 

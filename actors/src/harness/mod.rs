@@ -853,12 +853,13 @@ impl Harness {
             .collect()
     }
 
-    /// The commands of the log's entries (configuration entries left out).
+    /// The commands of the log's entries, a packed entry's one by one
+    /// (configuration entries left out).
     pub fn commands(&self) -> Vec<Command> {
         self.log()
             .iter()
             .filter_map(|d| crate::codec::decode::<Proposal>(d).ok())
-            .map(|p| p.command)
+            .flat_map(Proposal::into_commands)
             .collect()
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::broadcast;
 
-use super::machine::{Outcome, StateMachine};
+use super::machine::{Outcome, StateMachine, WriteResult};
 use crate::raft::storage::LogStore;
 use crate::state::{ApplyError, Change};
 
@@ -42,6 +42,26 @@ fn borrowed(batch: &[(u64, u64, Vec<u8>)]) -> Vec<(u64, u64, &[u8])> {
         .collect()
 }
 
+/// What became of each of these writes, from the results of the entry at
+/// their index: `Superseded` for a write that is not among them.
+fn answer_from(results: &[WriteResult], proposal_ids: &[u128]) -> Vec<WaitResult> {
+    proposal_ids
+        .iter()
+        .enumerate()
+        .map(|(i, pid)| {
+            // Usually the writes are asked for in the entry's order.
+            let found = match results.get(i) {
+                Some((id, result)) if id == pid => Some(result),
+                _ => results.iter().find(|(id, _)| id == pid).map(|(_, r)| r),
+            };
+            match found {
+                Some(result) => WaitResult::Applied(result.clone()),
+                None => WaitResult::Superseded,
+            }
+        })
+        .collect()
+}
+
 #[derive(Clone)]
 pub struct StoreArgs {
     pub sm: Arc<StateMachine>,
@@ -52,16 +72,20 @@ pub struct StoreArgs {
 pub enum StoreMsg {
     /// Entries up to this index are committed.
     Committed(u64),
+    /// The outcome of each of these writes proposed in the entry at `index`
+    /// (the reply is in the order of `proposal_ids`), once it is applied.
     WaitApplied {
         index: u64,
-        proposal_id: u128,
-        reply: RpcReplyPort<WaitResult>,
+        proposal_ids: Vec<u128>,
+        reply: RpcReplyPort<Vec<WaitResult>>,
     },
 }
 
+type Waiter = (Vec<u128>, RpcReplyPort<Vec<WaitResult>>);
+
 pub struct StoreState {
     args: StoreArgs,
-    waiters: BTreeMap<u64, Vec<(u128, RpcReplyPort<WaitResult>)>>,
+    waiters: BTreeMap<u64, Vec<Waiter>>,
 }
 
 impl StoreState {
@@ -97,6 +121,13 @@ impl StoreState {
                 self.args.sm.apply_entries(&borrowed(&batch))?
             };
             for outcome in outcomes {
+                // From the outcome itself: a chunk of packed entries may hold
+                // more results than the state machine keeps.
+                if let Some(waiters) = self.waiters.remove(&outcome.index) {
+                    for (pids, reply) in waiters {
+                        let _ = reply.send(answer_from(&outcome.results, &pids));
+                    }
+                }
                 self.publish(outcome);
             }
         }
@@ -114,11 +145,10 @@ impl StoreState {
         }
     }
 
-    fn answer(&self, index: u64, proposal_id: u128) -> WaitResult {
+    fn answer(&self, index: u64, proposal_ids: &[u128]) -> Vec<WaitResult> {
         match self.args.sm.outcome(index) {
-            Some((Some(id), result)) if id == proposal_id => WaitResult::Applied(result),
-            Some(_) => WaitResult::Superseded,
-            None => WaitResult::Unknown,
+            Some(results) => answer_from(&results, proposal_ids),
+            None => vec![WaitResult::Unknown; proposal_ids.len()],
         }
     }
 
@@ -127,8 +157,8 @@ impl StoreState {
         let later = self.waiters.split_off(&(applied + 1));
         let ready = std::mem::replace(&mut self.waiters, later);
         for (index, waiters) in ready {
-            for (pid, reply) in waiters {
-                let _ = reply.send(self.answer(index, pid));
+            for (pids, reply) in waiters {
+                let _ = reply.send(self.answer(index, &pids));
             }
         }
     }
@@ -166,19 +196,45 @@ impl Actor for StoreActor {
             StoreMsg::Committed(upto) => st.catch_up(upto).await?,
             StoreMsg::WaitApplied {
                 index,
-                proposal_id,
+                proposal_ids,
                 reply,
             } => {
                 if index <= st.args.sm.applied().index {
-                    let _ = reply.send(st.answer(index, proposal_id));
+                    let _ = reply.send(st.answer(index, &proposal_ids));
                 } else {
                     st.waiters
                         .entry(index)
                         .or_default()
-                        .push((proposal_id, reply));
+                        .push((proposal_ids, reply));
                 }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_write_is_answered_from_its_own_result() {
+        let refused = ApplyError::NodeNotFound("ghost".into());
+        let results = vec![(1, Ok(())), (2, Err(refused.clone())), (3, Ok(()))];
+        assert_eq!(
+            answer_from(&results, &[1, 2, 3]),
+            [
+                WaitResult::Applied(Ok(())),
+                WaitResult::Applied(Err(refused.clone())),
+                WaitResult::Applied(Ok(()))
+            ]
+        );
+        // In another order, and one the entry does not hold: its index went
+        // to another entry.
+        assert_eq!(
+            answer_from(&results, &[2, 9]),
+            [WaitResult::Applied(Err(refused)), WaitResult::Superseded]
+        );
+        assert_eq!(answer_from(&[], &[5]), [WaitResult::Superseded]);
     }
 }

@@ -36,13 +36,16 @@ pub struct AppliedIndex {
     pub term: u64,
 }
 
-/// What applying one entry produced: the proposer's id (if the entry was a
-/// proposal) and whether the command was accepted.
+/// Whether a write was accepted, for the proposer waiting for it by its id.
+pub type WriteResult = (u128, Result<(), ApplyError>);
+
+/// What applying one entry produced: each write's proposer id and result, in
+/// the entry's order (none for a no-op or a configuration change; one for a
+/// plain proposal; many for a packed entry), and the changes of all of them.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub index: u64,
-    pub proposal_id: Option<u128>,
-    pub result: Result<(), ApplyError>,
+    pub results: Vec<WriteResult>,
     pub changes: Vec<Change>,
 }
 
@@ -56,11 +59,16 @@ struct SnapshotData {
 /// actor so that a restarted Store still knows what became of a proposal.
 #[derive(Default)]
 struct Outcomes {
-    by_index: HashMap<u64, (Option<u128>, Result<(), ApplyError>)>,
+    by_index: HashMap<u64, Arc<[WriteResult]>>,
     order: VecDeque<u64>,
+    /// Writes' results in `by_index`.
+    results: usize,
 }
 
+/// Entries whose outcomes are kept, and writes' results (a packed entry has
+/// up to `MAX_COMMANDS_PER_ENTRY`): the oldest go first past either.
 const OUTCOMES_KEPT: usize = 4096;
+const RESULTS_KEPT: usize = 64 * 1024;
 
 pub struct StateMachine {
     tree: sled::Tree,
@@ -158,19 +166,25 @@ impl StateMachine {
             }
             let mut outcome = Outcome {
                 index,
-                proposal_id: None,
-                result: Ok(()),
+                results: Vec::new(),
                 changes: Vec::new(),
             };
             // Empty entries (a new leader's no-op) and configuration changes only
             // move the applied index.
             if !data.is_empty() {
                 match codec::decode::<Proposal>(data) {
+                    // Each write alone, in order: one refused leaves the
+                    // state as it was for the next (`apply` checks first).
                     Ok(p) => {
-                        outcome.proposal_id = Some(p.id);
-                        match state.apply(&p.command, index) {
-                            Ok(changes) => outcome.changes = changes,
-                            Err(e) => outcome.result = Err(e),
+                        for (id, command) in p.writes() {
+                            let result = match state.apply(command, index) {
+                                Ok(changes) => {
+                                    outcome.changes.extend(changes);
+                                    Ok(())
+                                }
+                                Err(e) => Err(e),
+                            };
+                            outcome.results.push((id, result));
                         }
                     }
                     Err(e) => tracing::error!(index, error = %e, "skipping undecodable log entry"),
@@ -203,20 +217,25 @@ impl StateMachine {
         }
         let mut kept = self.outcomes.lock();
         for outcome in &outcomes {
+            kept.results += outcome.results.len();
             kept.by_index
-                .insert(outcome.index, (outcome.proposal_id, outcome.result.clone()));
+                .insert(outcome.index, outcome.results.as_slice().into());
             kept.order.push_back(outcome.index);
-            if kept.order.len() > OUTCOMES_KEPT {
-                if let Some(old) = kept.order.pop_front() {
-                    kept.by_index.remove(&old);
+            while kept.order.len() > OUTCOMES_KEPT || kept.results > RESULTS_KEPT {
+                let Some(old) = kept.order.pop_front() else {
+                    break;
+                };
+                if let Some(gone) = kept.by_index.remove(&old) {
+                    kept.results -= gone.len();
                 }
             }
         }
         Ok(outcomes)
     }
 
-    /// What became of the entry at `index`, if it was applied recently.
-    pub fn outcome(&self, index: u64) -> Option<(Option<u128>, Result<(), ApplyError>)> {
+    /// What became of the writes of the entry at `index` (their ids and
+    /// results, in the entry's order), if it was applied recently.
+    pub fn outcome(&self, index: u64) -> Option<Arc<[WriteResult]>> {
         self.outcomes.lock().by_index.get(&index).cloned()
     }
 
@@ -327,4 +346,113 @@ fn all_changes(state: &ClusterState) -> Vec<Change> {
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Our own model types always encode; an empty record would fail loudly on load.
     codec::encode(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Command;
+    use crate::model::{Availability, Node, NodeRole, NodeState};
+    use chrono::Utc;
+
+    fn node(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            raft_id: 0,
+            hostname: id.into(),
+            role: NodeRole::Worker,
+            availability: Availability::Active,
+            labels: Default::default(),
+            state: NodeState::Unknown,
+            status_message: String::new(),
+            addr: String::new(),
+            drivers: Vec::new(),
+            sandbox_error: None,
+            machine: Default::default(),
+            cert_generation: 0,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            version: 0,
+        }
+    }
+
+    fn packed(writes: Vec<(u128, Command)>) -> Vec<u8> {
+        let parts: Vec<Vec<u8>> = writes
+            .into_iter()
+            .map(|(id, command)| codec::encode(&Proposal { id, command }).expect("encode"))
+            .collect();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        crate::packing::pack_proposals(&refs).expect("pack")
+    }
+
+    #[test]
+    fn a_packed_entry_applies_each_write_alone_with_its_own_result() {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let sm = StateMachine::open(&db).expect("open");
+        let data = packed(vec![
+            (1, Command::UpsertNode(node("n1"))),
+            // Refused: the writes before and after it still apply.
+            (2, Command::RemoveNode { id: "ghost".into() }),
+            (3, Command::UpsertNode(node("n2"))),
+            // Sees the write before it in the same entry.
+            (4, Command::RemoveNode { id: "n2".into() }),
+            // All or nothing, as always: a packed write inside is refused,
+            // and so is the whole batch.
+            (
+                5,
+                Command::Batch(vec![
+                    Command::UpsertNode(node("n3")),
+                    Command::Packed(Vec::new()),
+                ]),
+            ),
+            (6, Command::UpsertNode(node("n4"))),
+        ]);
+        let outcome = sm
+            .apply_entry(7, 1, &data)
+            .expect("apply")
+            .expect("applied");
+        let ids: Vec<u128> = outcome.results.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5, 6], "one result per write, in order");
+        let ok: Vec<bool> = outcome.results.iter().map(|(_, r)| r.is_ok()).collect();
+        assert_eq!(ok, [true, false, true, true, false, true]);
+        assert_eq!(
+            outcome.results[1].1,
+            Err(ApplyError::NodeNotFound("ghost".into()))
+        );
+        assert!(matches!(outcome.results[4].1, Err(ApplyError::Invalid(_))));
+        let nodes = |sm: &StateMachine| -> Vec<String> {
+            let mut v: Vec<String> = sm.read().0.nodes.keys().cloned().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(nodes(&sm), ["n1", "n4"]);
+        let kept = sm.outcome(7).expect("kept");
+        assert_eq!(&kept[..], &outcome.results[..]);
+
+        // What is on disk is what is in memory: one batch for the entry.
+        drop(sm);
+        let again = StateMachine::open(&db).expect("reopen");
+        assert_eq!(nodes(&again), ["n1", "n4"]);
+        assert_eq!(again.applied(), AppliedIndex { index: 7, term: 1 });
+        // Replayed after a crash: skipped.
+        assert!(again.apply_entry(7, 1, &data).expect("replay").is_none());
+    }
+
+    #[test]
+    fn a_plain_proposal_has_one_result_and_a_no_op_none() {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let sm = StateMachine::open(&db).expect("open");
+        let one = codec::encode(&Proposal {
+            id: 9,
+            command: Command::RemoveNode { id: "ghost".into() },
+        })
+        .expect("encode");
+        let o = sm.apply_entry(1, 1, &one).expect("apply").expect("applied");
+        assert_eq!(
+            o.results,
+            [(9, Err(ApplyError::NodeNotFound("ghost".into())))]
+        );
+        let o = sm.apply_entry(2, 1, &[]).expect("apply").expect("applied");
+        assert!(o.results.is_empty());
+    }
 }

@@ -4,4 +4,4 @@ mod actor;
 mod machine;
 
 pub use actor::{StoreActor, StoreArgs, StoreEvent, StoreMsg, WaitResult};
-pub use machine::{AppliedIndex, Outcome, StateMachine, StoreError};
+pub use machine::{AppliedIndex, Outcome, StateMachine, StoreError, WriteResult};

@@ -183,7 +183,15 @@ impl Inbound for ClusterInbound {
                 Some(Standing::Stale) if !matches!(req, Request::RenewCert) => {
                     Response::Refused(Refusal::Superseded)
                 }
-                _ => handle(&rt, peer, standing == Some(Standing::Manager), req).await?,
+                _ => {
+                    let manager = standing == Some(Standing::Manager);
+                    match req {
+                        Request::ProposeMany(cmds) if manager => {
+                            rt.propose_many_here(cmds, bytes.len()).await
+                        }
+                        req => handle(&rt, peer, manager, req).await?,
+                    }
+                }
             };
             codec::encode(&answer).map_err(InboundError::Encode)
         })
@@ -264,6 +272,7 @@ async fn handle(
             }
         }
         Request::Propose(_)
+        | Request::ProposeMany(_)
         | Request::AddVoter(_)
         | Request::RemoveVoter(_)
         | Request::RoleChange(_)

@@ -86,6 +86,11 @@ pub enum Request {
     TransferLeader(u64),
     /// A manager reads a task's log from the node that runs it.
     TaskLog { task_id: String, offset: u64 },
+    /// Writes forwarded together by a manager that does not lead (those
+    /// waiting there at one moment), proposed as one entry; answered with
+    /// `Response::Each`. At most `limits::MAX_FORWARDED_COMMANDS` of them in
+    /// a request of at most `MAX_FORWARDED_BYTES`, or refused whole.
+    ProposeMany(Vec<Command>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -108,6 +113,8 @@ pub enum Response {
     Log(Vec<u8>),
     Done,
     Refused(Refusal),
+    /// Each write's result, in the order of a `ProposeMany`.
+    Each(Vec<Result<(), Refusal>>),
 }
 
 /// Why a peer refused a request. Callers match variants (a retry on

@@ -168,6 +168,8 @@ pub struct Runtime {
     init_lock: tokio::sync::Mutex<()>,
     /// A manager refused this node's certificate as superseded: renew now.
     superseded: Arc<tokio::sync::Notify>,
+    /// Writes waiting to be forwarded to the leader, per leader.
+    forwards: writes::Forwards,
 }
 
 fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
@@ -271,6 +273,7 @@ impl Runtime {
             root,
             init_lock: tokio::sync::Mutex::new(()),
             superseded: Arc::new(tokio::sync::Notify::new()),
+            forwards: writes::Forwards::default(),
         });
         rt.spawn_renewal();
         if let Some(id) = identity {

@@ -1,7 +1,21 @@
 //! Writes from any manager (forwarded to the leader), agents' messages for the
 //! leader's dispatcher, and task logs read from the node that has them.
+//!
+//! Forwarded writes travel together: a write that finds nothing on its way
+//! to the leader goes at once, alone (`Request::Propose`); those that come
+//! while `FORWARDS_IN_FLIGHT` requests are on their way wait and leave
+//! together as one `Request::ProposeMany` (bounded by
+//! `limits::MAX_FORWARDED_COMMANDS` and `MAX_FORWARDED_BYTES`), which the
+//! leader proposes as one entry and answers with a result per write.
+
+use std::collections::HashMap;
+
+use shoal_actors::limits::{MAX_FORWARDED_BYTES, MAX_FORWARDED_COMMANDS};
+use shoal_actors::packing::PackQueue;
+use tokio::sync::oneshot;
 
 use super::*;
+use crate::cluster::net::TransportSlot;
 
 /// How long a request waits before, and between, probes of whether its
 /// peer is gone.
@@ -9,6 +23,148 @@ const PROBE_AFTER: Duration = Duration::from_millis(100);
 
 /// Largest piece of a task log one request returns.
 const LOG_CHUNK: usize = 1024 * 1024;
+
+/// Requests of forwarded writes on their way to one leader at a time: two,
+/// so that one batch is committed while the next is sent.
+const FORWARDS_IN_FLIGHT: usize = 2;
+
+/// What `Request::ProposeMany` adds to its commands' encodings: the
+/// variant's tag and the count (varints of at most 5 and 9 bytes).
+const PROPOSE_MANY_ENVELOPE: usize = 16;
+
+/// A write waiting to be forwarded.
+struct Forward {
+    /// The leader's address (the same for every write of one queue, unless
+    /// the leader moved meanwhile).
+    addr: String,
+    command: Command,
+    /// The command's encoding, for the request.
+    bytes: Vec<u8>,
+    reply: oneshot::Sender<Result<(), NodeError>>,
+}
+
+/// The forwarding queues, one per leader (by Raft id).
+#[derive(Default)]
+pub(super) struct Forwards(parking_lot::Mutex<HashMap<u64, Arc<PackQueue<Forward>>>>);
+
+impl Forwards {
+    fn queue(&self, leader: u64) -> Arc<PackQueue<Forward>> {
+        self.0
+            .lock()
+            .entry(leader)
+            .or_insert_with(|| {
+                Arc::new(PackQueue::new(
+                    MAX_FORWARDED_COMMANDS,
+                    MAX_FORWARDED_BYTES - PROPOSE_MANY_ENVELOPE,
+                    FORWARDS_IN_FLIGHT,
+                ))
+            })
+            .clone()
+    }
+}
+
+/// One request to the node at `addr`, its answer.
+async fn exchange(slot: &TransportSlot, addr: &str, bytes: &[u8]) -> Result<Response, NodeError> {
+    let t = slot
+        .read()
+        .clone()
+        .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
+    let sock: SocketAddr = addr
+        .parse()
+        .map_err(|_| NodeError::Unreachable(addr.to_string(), "bad address".into()))?;
+    // A peer killed while we wait would be noticed only when the
+    // connection times out (a second); a refused probe of its cluster
+    // port says at once that nobody is there to answer.
+    let dead = async {
+        tokio::time::sleep(PROBE_AFTER).await;
+        while !crate::cluster::net::port_closed(sock, PROBE_AFTER).await {
+            tokio::time::sleep(PROBE_AFTER).await;
+        }
+    };
+    let answer = tokio::select! {
+        answer = t.request(sock, bytes) => {
+            answer.map_err(|e| NodeError::Unreachable(addr.to_string(), e.to_string()))?
+        }
+        () = dead => {
+            return Err(NodeError::Unreachable(
+                addr.to_string(),
+                "its cluster port is closed".into(),
+            ))
+        }
+    };
+    codec::decode::<Response>(&answer)
+        .map_err(|_| NodeError::Unreachable(addr.to_string(), "unexpected answer".into()))
+}
+
+fn done_or_refused(addr: &str, answer: Response) -> Result<(), NodeError> {
+    match answer {
+        Response::Done => Ok(()),
+        Response::Refused(r) => Err(NodeError::Remote(r)),
+        _ => Err(NodeError::Unreachable(
+            addr.to_string(),
+            "unexpected answer".into(),
+        )),
+    }
+}
+
+/// The same error again, for every write of a request that failed whole.
+fn same(e: &NodeError) -> NodeError {
+    match e {
+        NodeError::Unreachable(addr, why) => NodeError::Unreachable(addr.clone(), why.clone()),
+        NodeError::Propose(p) => NodeError::Propose(p.clone()),
+        NodeError::Remote(r) => NodeError::Remote(r.clone()),
+        other => NodeError::Actors(other.to_string()),
+    }
+}
+
+/// Sends the queued writes to the leader, one request per pack, until none
+/// waits.
+async fn send_forwards(slot: TransportSlot, queue: Arc<PackQueue<Forward>>) {
+    while let Some(pack) = queue.take() {
+        // A writer that gave up (its deadline passed) is not sent for.
+        let pack: Vec<Forward> = pack.into_iter().filter(|f| !f.reply.is_closed()).collect();
+        let Some(addr) = pack.first().map(|f| f.addr.clone()) else {
+            continue;
+        };
+        if let [_] = pack.as_slice() {
+            // Alone: the request a leader of any version understands.
+            let mut pack = pack;
+            let Some(f) = pack.pop() else { continue };
+            let r = match codec::encode(&Request::Propose(Box::new(f.command))) {
+                Ok(bytes) => exchange(&slot, &addr, &bytes)
+                    .await
+                    .and_then(|a| done_or_refused(&addr, a)),
+                Err(e) => Err(NodeError::Actors(e.to_string())),
+            };
+            let _ = f.reply.send(r);
+            continue;
+        }
+        let parts: Vec<&[u8]> = pack.iter().map(|f| f.bytes.as_slice()).collect();
+        let request = codec::encode(&Request::ProposeMany(Vec::new()))
+            .and_then(|empty| codec::splice_seq(&empty, &parts));
+        let n = pack.len();
+        let all = |e: NodeError| (0..n).map(|_| Err(same(&e))).collect();
+        let answers: Vec<Result<(), NodeError>> = match request {
+            Err(e) => all(NodeError::Actors(e.to_string())),
+            Ok(bytes) => match exchange(&slot, &addr, &bytes).await {
+                Ok(Response::Each(each)) if each.len() == n => each
+                    .into_iter()
+                    .map(|r| r.map_err(NodeError::Remote))
+                    .collect(),
+                // One refusal for the whole request (not a manager, say).
+                Ok(Response::Refused(r)) => all(NodeError::Remote(r)),
+                Ok(_) => all(NodeError::Unreachable(
+                    addr.clone(),
+                    "unexpected answer".into(),
+                )),
+                Err(e) => all(e),
+            },
+        };
+        for (f, r) in pack.into_iter().zip(answers) {
+            let _ = f.reply.send(r);
+        }
+    }
+}
 
 impl Runtime {
     pub(super) async fn forward(&self, leader: u64, req: &Request) -> Result<(), NodeError> {
@@ -20,43 +176,36 @@ impl Runtime {
 
     /// One request to the node at `addr` that answers `Done` or an error.
     pub(super) async fn ask(&self, addr: &str, req: &Request) -> Result<(), NodeError> {
-        let t = self
-            .transport
-            .read()
-            .clone()
-            .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
-        let sock: SocketAddr = addr
-            .parse()
-            .map_err(|_| NodeError::Unreachable(addr.to_string(), "bad address".into()))?;
         let bytes = codec::encode(req).map_err(|e| NodeError::Actors(e.to_string()))?;
-        // A peer killed while we wait would be noticed only when the
-        // connection times out (a second); a refused probe of its cluster
-        // port says at once that nobody is there to answer.
-        let dead = async {
-            tokio::time::sleep(PROBE_AFTER).await;
-            while !crate::cluster::net::port_closed(sock, PROBE_AFTER).await {
-                tokio::time::sleep(PROBE_AFTER).await;
-            }
+        let answer = exchange(&self.transport, addr, &bytes).await?;
+        done_or_refused(addr, answer)
+    }
+
+    /// A write forwarded to the leader, together with the others waiting
+    /// to be forwarded to it at that moment.
+    async fn forward_write(&self, leader: u64, command: &Command) -> Result<(), NodeError> {
+        let addr = self
+            .addr_of_raft(leader)
+            .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
+        let bytes = codec::encode(command).map_err(|e| NodeError::Actors(e.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        let size = bytes.len();
+        let queue = self.forwards.queue(leader);
+        let forward = Forward {
+            addr: addr.clone(),
+            command: command.clone(),
+            bytes,
+            reply,
         };
-        let answer = tokio::select! {
-            answer = t.request(sock, &bytes) => {
-                answer.map_err(|e| NodeError::Unreachable(addr.to_string(), e.to_string()))?
-            }
-            () = dead => {
-                return Err(NodeError::Unreachable(
-                    addr.to_string(),
-                    "its cluster port is closed".into(),
-                ))
-            }
-        };
-        match codec::decode::<Response>(&answer) {
-            Ok(Response::Done) => Ok(()),
-            Ok(Response::Refused(r)) => Err(NodeError::Remote(r)),
-            _ => Err(NodeError::Unreachable(
-                addr.to_string(),
-                "unexpected answer".into(),
-            )),
+        if queue.push(vec![forward], size) {
+            tokio::spawn(send_forwards(self.transport.clone(), queue));
         }
+        answer.await.unwrap_or_else(|_| {
+            Err(NodeError::Unreachable(
+                addr,
+                "the forwarding task ended".into(),
+            ))
+        })
     }
 
     /// A write, proposed here or forwarded to the leader. While leadership
@@ -74,9 +223,7 @@ impl Runtime {
                     NodeError::Unreachable(format!("leader {l:x}"), "no answer".into()),
                 ),
                 Err(ProposeError::NotLeader { leader: Some(l) }) => {
-                    let r = self
-                        .forward(l, &Request::Propose(Box::new(cmd.clone())))
-                        .await;
+                    let r = self.forward_write(l, &cmd).await;
                     if matches!(r, Err(NodeError::Unreachable(..))) {
                         unreachable = Some(l);
                     }
@@ -102,6 +249,30 @@ impl Runtime {
     /// A write forwarded to this node: it must lead.
     pub async fn propose_here(&self, cmd: Command) -> Result<(), NodeError> {
         Ok(self.manager()?.proposer.propose(cmd).await?)
+    }
+
+    /// Writes forwarded together (`Request::ProposeMany`, `request_bytes`
+    /// long): proposed as one entry, a result each. A request past the
+    /// bounds is refused whole: a peer's request is untrusted input.
+    pub async fn propose_many_here(&self, cmds: Vec<Command>, request_bytes: usize) -> Response {
+        if cmds.len() > MAX_FORWARDED_COMMANDS || request_bytes > MAX_FORWARDED_BYTES {
+            return Response::Refused(Refusal::BadRequest(format!(
+                "a forwarded batch of {} writes in {request_bytes} bytes; the limits are \
+                 {MAX_FORWARDED_COMMANDS} writes and {MAX_FORWARDED_BYTES} bytes",
+                cmds.len()
+            )));
+        }
+        let m = match self.manager() {
+            Ok(m) => m,
+            Err(e) => return Response::from(Err(e)),
+        };
+        let results = m.proposer.propose_all(cmds).await;
+        Response::Each(
+            results
+                .into_iter()
+                .map(|r| r.map_err(|e| Refusal::from(NodeError::from(e))))
+                .collect(),
+        )
     }
 
     /// An agent's message for the dispatcher: delivered here if this node
