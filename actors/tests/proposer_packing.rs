@@ -4,38 +4,20 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use futures::future::join_all;
 use ractor::Actor;
 use shoal_actors::codec;
 use shoal_actors::command::{Command, Proposal};
 use shoal_actors::context::{ManagerCtx, Timings};
 use shoal_actors::leader::manager_spec;
-use shoal_actors::model::{Availability, Node, NodeRole, NodeState};
+use shoal_actors::model::{Node, NodeRole};
 use shoal_actors::proposer::ProposeError;
 use shoal_actors::raft::NoPeers;
 use shoal_actors::state::ApplyError;
 use shoal_actors::supervision::{Directory, Intensity, Supervisor, SupervisorArgs};
 
 fn node(id: &str) -> Node {
-    Node {
-        id: id.into(),
-        raft_id: 0,
-        hostname: id.into(),
-        role: NodeRole::Worker,
-        availability: Availability::Active,
-        labels: Default::default(),
-        state: NodeState::Unknown,
-        status_message: String::new(),
-        addr: String::new(),
-        drivers: Vec::new(),
-        sandbox_error: None,
-        machine: Default::default(),
-        cert_generation: 0,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-        version: 0,
-    }
+    shoal_actors::harness::node_record(id, id, NodeRole::Worker)
 }
 
 /// Writes: every third one removes a node that does not exist (refused).

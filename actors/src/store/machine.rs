@@ -352,28 +352,10 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::command::Command;
-    use crate::model::{Availability, Node, NodeRole, NodeState};
-    use chrono::Utc;
+    use crate::model::{Node, NodeRole};
 
     fn node(id: &str) -> Node {
-        Node {
-            id: id.into(),
-            raft_id: 0,
-            hostname: id.into(),
-            role: NodeRole::Worker,
-            availability: Availability::Active,
-            labels: Default::default(),
-            state: NodeState::Unknown,
-            status_message: String::new(),
-            addr: String::new(),
-            drivers: Vec::new(),
-            sandbox_error: None,
-            machine: Default::default(),
-            cert_generation: 0,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            version: 0,
-        }
+        crate::harness::node_record(id, id, NodeRole::Worker)
     }
 
     fn packed(writes: Vec<(u128, Command)>) -> Vec<u8> {
