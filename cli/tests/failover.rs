@@ -20,7 +20,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{cluster, running, wait_for, Daemon, LONG};
+use common::{cluster, leader_of, running, wait_for, Daemon, LONG};
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -76,20 +76,6 @@ fn became_leader(d: &Daemon, after: f64) -> Option<f64> {
         .filter(|l| l.contains("became leader"))
         .filter_map(time_of_day)
         .find(|t| *t >= after)
-}
-
-fn leader_of(nodes: &[Daemon], asked: usize) -> Option<usize> {
-    let rows = nodes[asked].rows(&["node", "ls"]);
-    let host = rows
-        .iter()
-        .find(|r| r["ManagerStatus"] == "Leader")?
-        .get("Hostname")?
-        .as_str()?
-        .to_string();
-    host.strip_prefix("manager-")?
-        .parse::<usize>()
-        .ok()
-        .map(|n| n - 1)
 }
 
 fn write(d: &Daemon, name: &str) -> bool {

@@ -15,20 +15,6 @@ use shoal_node::protocol::limits::{MAX_FORWARDED_BYTES, MAX_FORWARDED_COMMANDS};
 /// Writers at once through the follower: each config name is created twice.
 const WRITERS: usize = 32;
 
-fn leader_of(nodes: &[Daemon]) -> Option<usize> {
-    let rows = nodes[0].rows(&["node", "ls"]);
-    let host = rows
-        .iter()
-        .find(|r| r["ManagerStatus"] == "Leader")?
-        .get("Hostname")?
-        .as_str()?
-        .to_string();
-    host.strip_prefix("manager-")?
-        .parse::<usize>()
-        .ok()
-        .map(|n| n - 1)
-}
-
 fn node_id(d: &Daemon, hostname: &str) -> String {
     d.rows(&["node", "ls"])
         .iter()
@@ -59,7 +45,7 @@ fn writes_forwarded_together_get_their_own_answers_and_bounds_are_checked() {
     let nodes = cluster(3, 0, &[]);
     let mut leader = None;
     wait_for("a leader", LONG, || {
-        leader = leader_of(&nodes);
+        leader = common::leader_of(&nodes, 0);
         leader.is_some()
     });
     let leader = leader.expect("leader");

@@ -531,6 +531,22 @@ impl Peer {
     }
 }
 
+/// The index in `nodes` of the leader, as `node ls` on `nodes[asked]` names it
+/// (hostnames `manager-N`, as `cluster` gives them).
+pub fn leader_of(nodes: &[Daemon], asked: usize) -> Option<usize> {
+    let rows = nodes[asked].rows(&["node", "ls"]);
+    let host = rows
+        .iter()
+        .find(|r| r["ManagerStatus"] == "Leader")?
+        .get("Hostname")?
+        .as_str()?
+        .to_string();
+    host.strip_prefix("manager-")?
+        .parse::<usize>()
+        .ok()
+        .map(|n| n - 1)
+}
+
 /// The last index of the daemon's Raft log.
 pub fn raft_last_index(d: &Daemon) -> u64 {
     let (_, info) = d.api("GET", "/info", None).expect("info");
