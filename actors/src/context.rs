@@ -57,11 +57,26 @@ impl ManagerCtx {
         directory: Arc<Directory>,
         timings: Timings,
     ) -> Result<Arc<Self>, ManagerOpenError> {
+        let sm = StateMachine::open(db)?;
+        let log = LogStore::open(db)?;
+        // A snapshot installed in the log whose restore into the state did
+        // not finish (the node died in between): restore it again, before
+        // anything reads the state.
+        if sm.applied().index < log.snapshot_index() {
+            if let Some(data) = log.snapshot_data()? {
+                tracing::warn!(
+                    applied = sm.applied().index,
+                    snapshot = log.snapshot_index(),
+                    "the last snapshot was not wholly restored; restoring it again"
+                );
+                sm.restore(&data)?;
+            }
+        }
         Ok(Arc::new(ManagerCtx {
             node_id,
             raft_id,
-            sm: StateMachine::open(db)?,
-            log: LogStore::open(db)?,
+            sm,
+            log,
             events: broadcast::channel(4096).0,
             proposer: Proposer::new(directory.clone(), timings.propose_timeout),
             directory,

@@ -139,3 +139,55 @@ async fn raft_restart_keeps_log_commit_and_snapshot() {
     root.stop(None);
     handle.await.expect("stopped");
 }
+
+/// Applies `UpsertNode(node(i))` for i in `nodes` at indexes 1, 2, ...
+fn fill(sm: &shoal_actors::store::StateMachine, nodes: std::ops::Range<usize>) {
+    for (k, i) in nodes.enumerate() {
+        let p = shoal_actors::command::Proposal {
+            id: i as u128 + 1,
+            command: Command::UpsertNode(node(i)),
+        };
+        let data = shoal_actors::codec::encode(&p).expect("encode");
+        sm.apply_entry(k as u64 + 1, 1, &data).expect("apply");
+    }
+}
+
+#[test]
+fn a_snapshot_whose_restore_did_not_finish_is_restored_again_on_open() {
+    // The leader's state: nodes 0-29, applied up to 30.
+    let leader_dir = tempfile::tempdir().expect("tempdir");
+    let leader_db = open(leader_dir.path());
+    let leader = shoal_actors::store::StateMachine::open(&leader_db).expect("open");
+    fill(&leader, 0..30);
+    let (at, data) = leader.snapshot_data();
+    assert_eq!(at.index, 30);
+
+    // A follower that has nodes 100-104 (applied 5) installs the leader's
+    // snapshot in its log and dies before the state is restored.
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = open(dir.path());
+        let ctx =
+            ManagerCtx::new("f".into(), 2, &db, Directory::new(), Timings::default()).expect("ctx");
+        fill(&ctx.sm, 100..105);
+        let mut snap = raft::prelude::Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        snap.mut_metadata().index = 30;
+        snap.mut_metadata().term = 1;
+        ctx.log
+            .apply_snapshot(&snap)
+            .expect("log takes the snapshot");
+        db.flush().expect("flush");
+    }
+
+    let db = open(dir.path());
+    let ctx =
+        ManagerCtx::new("f".into(), 2, &db, Directory::new(), Timings::default()).expect("ctx");
+    let guard = ctx.sm.read();
+    assert_eq!(guard.1.index, 30, "applied as of the snapshot");
+    assert_eq!(guard.0.nodes.len(), 30, "the snapshot's nodes only");
+    assert!(guard.0.nodes.contains_key("node-0"));
+    assert!(!guard.0.nodes.contains_key("node-100"));
+}

@@ -232,6 +232,16 @@ impl LogStore {
         Ok(())
     }
 
+    /// The state the stored snapshot holds, if there is one (what a
+    /// manager whose restore did not finish restores again).
+    pub fn snapshot_data(&self) -> Result<Option<Vec<u8>>, LogError> {
+        let Some(b) = self.meta.get(SNAPSHOT)? else {
+            return Ok(None);
+        };
+        let snap: Snapshot = parse("snapshot", &b)?;
+        Ok(Some(snap.data.to_vec()))
+    }
+
     /// Asks the Raft actor for a snapshot of everything applied at its next
     /// tick, as a peer's need for one does (the harness compacts on demand).
     pub fn want_snapshot(&self) {

