@@ -171,12 +171,15 @@ pub struct RaftState {
     snapshot_waits: BTreeMap<u64, u64>,
 }
 
-/// How long a peer may wait for a snapshot before it is sent again. raft-rs
-/// sends nothing more to a peer it has sent a snapshot to until the peer
-/// answers or the transport reports the snapshot lost; a chunk lost on
-/// the way (a dropped connection, a receiver restarted mid-reassembly) is
-/// reported by nothing, so the leader reports it here.
+/// How long a peer may wait for a snapshot before it is sent again:
+/// `SNAPSHOT_STALL`, and `SNAPSHOT_STALL_PER_CHUNK` more for each chunk of
+/// it (a large state takes longer to cross and to install). raft-rs sends
+/// nothing more to a peer it has sent a snapshot to until the peer answers
+/// or the transport reports the snapshot lost; a chunk lost on the way (a
+/// dropped connection, a receiver restarted mid-reassembly) is reported by
+/// nothing, so the leader reports it here.
 const SNAPSHOT_STALL: Duration = Duration::from_secs(20);
+const SNAPSHOT_STALL_PER_CHUNK: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct RaftActor;
@@ -390,15 +393,21 @@ impl RaftState {
         }
     }
 
-    /// Reports a snapshot lost when its peer has waited `SNAPSHOT_STALL`
-    /// for it, so that raft-rs probes the peer and sends a new one.
+    /// Reports a snapshot lost when its peer has waited long enough for it
+    /// (`SNAPSHOT_STALL`), so that raft-rs probes the peer and sends a new one.
     fn watch_snapshots(&mut self) {
         self.ticks += 1;
         if self.node.raft.state != StateRole::Leader {
             self.snapshot_waits.clear();
             return;
         }
-        let limit = (SNAPSHOT_STALL.as_millis() / self.args.timings.tick.as_millis().max(1)) as u64;
+        let chunks = self
+            .args
+            .log
+            .snapshot_bytes()
+            .div_ceil(super::chunks::CHUNK) as u32;
+        let wait = SNAPSHOT_STALL + SNAPSHOT_STALL_PER_CHUNK * chunks;
+        let limit = (wait.as_millis() / self.args.timings.tick.as_millis().max(1)) as u64;
         let now = self.ticks;
         let waiting: Vec<u64> = self
             .node

@@ -28,6 +28,8 @@ struct Mirror {
     hard_state: HardState,
     conf_state: ConfState,
     snapshot: SnapshotMetadata,
+    /// The stored snapshot's state, in bytes (what sending it costs).
+    snapshot_bytes: usize,
     /// `entries[i].index == snapshot.index + 1 + i`.
     entries: Vec<Entry>,
 }
@@ -99,6 +101,7 @@ impl LogStore {
         if let Some(b) = self.meta.get(SNAPSHOT)? {
             let snap: Snapshot = parse("snapshot", &b)?;
             m.snapshot = snap.get_metadata().clone();
+            m.snapshot_bytes = snap.data.len();
         }
         let start = m.snapshot.index + 1;
         for kv in self.log.range(start.to_be_bytes()..) {
@@ -197,6 +200,7 @@ impl LogStore {
         self.log.clear()?;
         let mut m = self.mem.write();
         m.snapshot = meta.clone();
+        m.snapshot_bytes = snap.data.len();
         m.conf_state = meta.get_conf_state().clone();
         m.hard_state.term = m.hard_state.term.max(meta.term);
         m.hard_state.commit = meta.index;
@@ -228,6 +232,7 @@ impl LogStore {
         self.log.apply_batch(batch)?;
         let drop = (index + 1 - m.first_index()) as usize;
         m.entries.drain(..drop);
+        m.snapshot_bytes = snap.data.len();
         m.snapshot = snap.take_metadata();
         Ok(())
     }
@@ -305,6 +310,10 @@ impl LogStore {
     }
     pub fn conf_state(&self) -> ConfState {
         self.mem.read().conf_state.clone()
+    }
+    /// The size of the stored snapshot's state (0 when there is none).
+    pub fn snapshot_bytes(&self) -> usize {
+        self.mem.read().snapshot_bytes
     }
     pub fn snapshot_index(&self) -> u64 {
         self.mem.read().snapshot.index
