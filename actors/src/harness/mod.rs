@@ -44,7 +44,7 @@ use crate::model::{
     ServiceMode, ServiceSpec, Task, TaskState, TaskTemplate,
 };
 use crate::proposer::ProposeError;
-use crate::raft::{ProposeRefused, RaftMsg, RaftStatus};
+use crate::raft::{RaftMsg, RaftStatus};
 use crate::session::{DispatcherMsg, NodeDescription};
 use crate::state::ClusterState;
 use crate::supervision::{
@@ -230,27 +230,48 @@ async fn spawn_agent(
     })
 }
 
-/// Proposes through whichever reachable manager leads, waiting out an
-/// election; returns once the leader has applied the command.
-async fn propose_on_leader(managers: &Managers, cmd: Command) -> Result<(), HarnessError> {
+/// Runs `attempt` on whichever reachable manager leads, again every step
+/// while there is none or it answers `None` (it no longer leads, or is
+/// between two incarnations), for at most `OWN_LIMIT`.
+async fn on_leader<T, Fut>(
+    managers: &Managers,
+    what: &str,
+    mut attempt: impl FnMut(Arc<ManagerCtx>) -> Fut,
+) -> Result<T, HarnessError>
+where
+    Fut: std::future::Future<Output = Result<Option<T>, HarnessError>>,
+{
     let start = tokio::time::Instant::now();
     loop {
-        let leader = managers.dispatcher().and_then(|(i, _)| managers.ctx(i));
-        if let Some(ctx) = leader {
-            match ctx.proposer.propose(cmd.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(ProposeError::NotLeader { .. } | ProposeError::NoLeader) => {}
-                Err(e) => return Err(e.into()),
+        if let Some(ctx) = managers.dispatcher().and_then(|(i, _)| managers.ctx(i)) {
+            if let Some(done) = attempt(ctx).await? {
+                return Ok(done);
             }
         }
         if start.elapsed() > OWN_LIMIT {
             return Err(HarnessError::Timeout {
-                what: "a leader to take the write".into(),
+                what: what.into(),
                 limit: OWN_LIMIT,
             });
         }
         tokio::time::sleep(STEP).await;
     }
+}
+
+/// Proposes through the leader, waiting out an election; returns once the
+/// leader has applied the command.
+async fn propose_on_leader(managers: &Managers, cmd: Command) -> Result<(), HarnessError> {
+    on_leader(managers, "a leader to take the write", |ctx| {
+        let cmd = cmd.clone();
+        async move {
+            match ctx.proposer.propose(cmd).await {
+                Ok(()) => Ok(Some(())),
+                Err(ProposeError::NotLeader { .. } | ProposeError::NoLeader) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+    })
+    .await
 }
 
 /// A node record as the harness (and unit tests) make them: ready to register, 4 CPUs, 8 GiB.
@@ -714,45 +735,33 @@ impl Harness {
             ..Default::default()
         };
         let managers = self.managers.clone();
-        self.rt.block_on(async move {
-            let start = tokio::time::Instant::now();
-            loop {
-                let leader = managers.dispatcher().and_then(|(i, _)| managers.ctx(i));
-                if let Some(leader) = leader {
-                    let raft = leader.directory.get::<RaftMsg>("raft");
-                    let answer = match raft {
-                        Some(raft) => {
-                            let change = change.clone();
-                            raft.call(
-                                |reply| RaftMsg::ProposeConfChange { change, reply },
-                                Some(OWN_LIMIT),
-                            )
-                            .await
-                        }
-                        None => Ok(ractor::rpc::CallResult::Timeout),
+        self.rt.block_on(on_leader(
+            &managers,
+            "a leader to add the manager",
+            |leader| {
+                let change = change.clone();
+                async move {
+                    let Some(raft) = leader.directory.get::<RaftMsg>("raft") else {
+                        return Ok(None);
                     };
-                    if let Ok(ractor::rpc::CallResult::Success(r)) = answer {
-                        match r {
-                            Ok(index) => {
-                                until("the new voter applied", OWN_LIMIT, || {
-                                    leader.sm.applied().index >= index
-                                })
-                                .await?;
-                                return Ok(());
-                            }
-                            Err(ProposeRefused::Busy | ProposeRefused::NotLeader { .. }) => {}
-                        }
-                    }
+                    let answer = raft
+                        .call(
+                            |reply| RaftMsg::ProposeConfChange { change, reply },
+                            Some(OWN_LIMIT),
+                        )
+                        .await;
+                    // Refused (busy, or no longer the leader) or unanswered: again.
+                    let Ok(ractor::rpc::CallResult::Success(Ok(index))) = answer else {
+                        return Ok(None);
+                    };
+                    until("the new voter applied", OWN_LIMIT, || {
+                        leader.sm.applied().index >= index
+                    })
+                    .await?;
+                    Ok(Some(()))
                 }
-                if start.elapsed() > OWN_LIMIT {
-                    return Err(HarnessError::Timeout {
-                        what: "a leader to add the manager".into(),
-                        limit: OWN_LIMIT,
-                    });
-                }
-                tokio::time::sleep(STEP).await;
-            }
-        })?;
+            },
+        ))?;
         Ok(i)
     }
 
