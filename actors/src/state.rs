@@ -86,6 +86,9 @@ pub enum ApplyError {
     NetworkNotFound(String),
     #[error("network {network} is in use by service {service}")]
     NetworkInUse { network: String, service: String },
+    /// Tasks still hold addresses on the network (they are being removed).
+    #[error("network {0} has active endpoints")]
+    NetworkHasEndpoints(String),
     #[error("{kind} {name} already exists", kind = .0.as_str(), name = .1)]
     ObjectExists(crate::secrets::Kind, String),
     #[error("{kind} not found: {name}", kind = .0.as_str(), name = .1)]

@@ -259,7 +259,7 @@ impl Cluster {
             api::post(
                 &first,
                 "/swarm/update",
-                &json!({ "Spec": { "Orchestration": { "Rebalance": true } } }),
+                &json!({ "Orchestration": { "Rebalance": true } }),
                 Duration::from_secs(30),
             )?;
         }

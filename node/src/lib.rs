@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod dns;
 pub mod driver;
+pub mod events;
 pub mod fuzzing;
 pub mod identity;
 pub mod keys;

@@ -215,10 +215,7 @@ impl ClusterState {
                     });
                 }
                 if net.in_use() {
-                    return Err(invalid(format!(
-                        "network {} has active endpoints",
-                        net.spec.name
-                    )));
+                    return Err(ApplyError::NetworkHasEndpoints(net.spec.name.clone()));
                 }
                 Ok(())
             }

@@ -19,6 +19,8 @@ use crate::state::{ApplyError, Change};
 pub struct StoreEvent {
     pub index: u64,
     pub changes: Arc<Vec<Change>>,
+    /// The swarm events of those changes (`GET /events`), in commit order.
+    pub events: Arc<Vec<super::swarm_events::SwarmEvent>>,
 }
 
 /// What a proposer learns about the entry it proposed.
@@ -141,6 +143,7 @@ impl StoreState {
             let _ = self.args.events.send(StoreEvent {
                 index: o.index,
                 changes: Arc::new(o.changes),
+                events: Arc::new(o.events),
             });
         }
     }

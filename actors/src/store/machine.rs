@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, CodecError};
 use crate::command::Proposal;
 use crate::state::{ApplyError, Change, ClusterState};
+use crate::store::swarm_events::{Digests, SwarmEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,6 +48,8 @@ pub struct Outcome {
     pub index: u64,
     pub results: Vec<WriteResult>,
     pub changes: Vec<Change>,
+    /// The swarm events of those changes, in commit order.
+    pub events: Vec<SwarmEvent>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,13 +81,18 @@ pub struct StateMachine {
     /// lock is let go (readers need not wait for the disk): whoever takes
     /// it sees in memory only what is also written (`snapshot_data`).
     persisting: Mutex<()>,
+    /// What the last events said of each object (taken with `inner`'s
+    /// write lock held, so in apply order).
+    digests: Mutex<Digests>,
 }
 
 impl StateMachine {
     pub fn open(db: &sled::Db) -> Result<Arc<Self>, StoreError> {
         let tree = db.open_tree("state")?;
         let (state, applied) = Self::load(&tree)?;
+        let digests = Mutex::new(Digests::of(&state));
         Ok(Arc::new(StateMachine {
+            digests,
             tree,
             inner: RwLock::new((state, applied)),
             outcomes: Mutex::new(Outcomes::default()),
@@ -157,6 +165,7 @@ impl StateMachine {
         let _persisting = self.persisting.lock();
         let mut guard = self.inner.write();
         let (state, applied) = &mut *guard;
+        let mut digests = self.digests.lock();
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut batch = sled::Batch::default();
         let mut new_applied = *applied;
@@ -168,6 +177,7 @@ impl StateMachine {
                 index,
                 results: Vec::new(),
                 changes: Vec::new(),
+                events: Vec::new(),
             };
             // Empty entries (a new leader's no-op) and configuration changes only
             // move the applied index.
@@ -179,6 +189,7 @@ impl StateMachine {
                         for (id, command) in p.writes() {
                             let result = match state.apply(command, index) {
                                 Ok(changes) => {
+                                    outcome.events.extend(digests.events(state, &changes));
                                     outcome.changes.extend(changes);
                                     Ok(())
                                 }
@@ -205,12 +216,14 @@ impl StateMachine {
         *applied = new_applied;
         // Readers see the new state while it is written; sled's batch may
         // wait for a flush in progress, and they need not.
+        drop(digests);
         drop(guard);
         if let Err(e) = self.tree.apply_batch(batch) {
             // Memory already holds the entries' changes: go back to what is
             // on disk, so that applying them again does not apply them twice.
             let mut guard = self.inner.write();
             if let Ok(on_disk) = Self::load(&self.tree) {
+                *self.digests.lock() = Digests::of(&on_disk.0);
                 *guard = on_disk;
             }
             return Err(e.into());
@@ -330,6 +343,7 @@ impl StateMachine {
             self.tree.apply_batch(batch)?;
         }
         self.tree.insert(APPLIED, encode(&snap.applied))?;
+        *self.digests.lock() = Digests::of(&snap.state);
         *guard = (snap.state, snap.applied);
         Ok(())
     }

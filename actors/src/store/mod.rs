@@ -2,6 +2,7 @@
 
 mod actor;
 mod machine;
+pub mod swarm_events;
 
 pub use actor::{StoreActor, StoreArgs, StoreEvent, StoreMsg, WaitResult};
 pub use machine::{AppliedIndex, Outcome, StateMachine, StoreError, WriteResult};

@@ -204,50 +204,48 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
         }
         NodeCmd::Promote(a) => {
             for n in &a.nodes {
-                client
-                    .post(&format!("/nodes/{}/promote", enc(n)), json!({}))
-                    .await?;
-                println!("Node {n} promoted to a manager in the swarm.");
+                if set_role(client, n, "manager").await? {
+                    println!("Node {n} promoted to a manager in the swarm.");
+                } else {
+                    println!("Node {n} is already a manager.");
+                }
             }
         }
         NodeCmd::Demote(a) => {
             for n in &a.nodes {
-                client
-                    .post(&format!("/nodes/{}/demote", enc(n)), json!({}))
-                    .await?;
-                println!("Manager {n} demoted in the swarm.");
+                if set_role(client, n, "worker").await? {
+                    println!("Manager {n} demoted in the swarm.");
+                } else {
+                    println!("Node {n} is already a worker.");
+                }
             }
         }
         NodeCmd::Update(a) => {
             let availability = a.availability.as_deref().map(availability).transpose()?;
-            if !a.label_rm.is_empty() {
-                let node = client.get(&format!("/nodes/{}", enc(&a.node))).await?;
-                for key in &a.label_rm {
-                    if node
-                        .pointer(&format!(
-                            "/Spec/Labels/{}",
-                            key.replace('~', "~0").replace('/', "~1")
-                        ))
-                        .is_none()
-                    {
-                        return Err(anyhow!("key {key} doesn't exist in node's labels"));
-                    }
+            let node = client.get(&format!("/nodes/{}", enc(&a.node))).await?;
+            let mut spec = node.get("Spec").cloned().unwrap_or_else(|| json!({}));
+            let mut labels = spec
+                .get("Labels")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            for key in &a.label_rm {
+                if labels.remove(key).is_none() {
+                    return Err(anyhow!("key {key} doesn't exist in node's labels"));
                 }
             }
-            let mut add = serde_json::Map::new();
             for l in &a.label_add {
                 let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
                 if k.is_empty() {
                     return Err(anyhow::anyhow!("invalid label {l:?}: expected KEY=VALUE"));
                 }
-                add.insert(k.to_string(), Value::String(v.to_string()));
+                labels.insert(k.to_string(), Value::String(v.to_string()));
             }
-            client
-                .post(
-                    &format!("/nodes/{}/update", enc(&a.node)),
-                    json!({ "Availability": availability, "LabelAdd": add, "LabelRm": a.label_rm }),
-                )
-                .await?;
+            spec["Labels"] = Value::Object(labels);
+            if let Some(av) = availability {
+                spec["Availability"] = json!(av);
+            }
+            update_spec(client, &node, spec).await?;
             println!("{}", a.node);
         }
         NodeCmd::Ps(a) => {
@@ -328,4 +326,33 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sends a node's whole spec back with the version it was read at, as the
+/// docker client does.
+async fn update_spec(client: &Client, node: &Value, spec: Value) -> anyhow::Result<()> {
+    let id = node.get("ID").and_then(Value::as_str).unwrap_or_default();
+    let version = node
+        .pointer("/Version/Index")
+        .and_then(Value::as_u64)
+        .unwrap_or_default();
+    client
+        .post(
+            &format!("/nodes/{}/update?version={version}", enc(id)),
+            spec,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Gives `key` the role `role`; false if it already had it.
+async fn set_role(client: &Client, key: &str, role: &str) -> anyhow::Result<bool> {
+    let node = client.get(&format!("/nodes/{}", enc(key))).await?;
+    if node.pointer("/Spec/Role").and_then(Value::as_str) == Some(role) {
+        return Ok(false);
+    }
+    let mut spec = node.get("Spec").cloned().unwrap_or_else(|| json!({}));
+    spec["Role"] = json!(role);
+    update_spec(client, &node, spec).await?;
+    Ok(true)
 }

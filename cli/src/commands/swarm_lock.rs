@@ -4,7 +4,7 @@
 use std::io::BufRead;
 
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::client::Client;
 use crate::output::s;
@@ -83,7 +83,7 @@ pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
         orchestration.insert("Rebalance".into(), json!(r == "on"));
     }
     if !orchestration.is_empty() {
-        body["Spec"] = json!({ "Orchestration": orchestration });
+        body["Orchestration"] = Value::Object(orchestration);
     }
     client.post("/swarm/update", body).await?;
     println!("Swarm updated.");

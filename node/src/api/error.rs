@@ -45,12 +45,15 @@ impl From<ProposeError> for ApiError {
             ProposeError::Rejected(
                 ApplyError::ServiceNameConflict(_)
                 | ApplyError::ObjectExists(..)
-                | ApplyError::NetworkExists(_),
+                | ApplyError::NetworkExists(_)
+                | ApplyError::OutOfSequence(_),
             ) => StatusCode::CONFLICT,
             ProposeError::Rejected(
                 ApplyError::ObjectNotFound(..) | ApplyError::NetworkNotFound(_),
             ) => StatusCode::NOT_FOUND,
-            ProposeError::Rejected(ApplyError::NetworkInUse { .. }) => StatusCode::FORBIDDEN,
+            ProposeError::Rejected(
+                ApplyError::NetworkInUse { .. } | ApplyError::NetworkHasEndpoints(_),
+            ) => StatusCode::FORBIDDEN,
             ProposeError::Rejected(ApplyError::AlreadyInitialized) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

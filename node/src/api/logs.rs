@@ -11,9 +11,11 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::Extension;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::version::ApiVersion;
 use super::ApiError;
 use crate::logs::parse_line;
 use crate::runtime::Runtime;
@@ -32,6 +34,10 @@ pub struct LogsQuery {
     task_ids: Option<String>,
     /// Whether the prefix's task id is cut to 12 characters (default yes).
     trunc: Option<String>,
+    /// docker's: each line starts with the task's node, service and task
+    /// ids (`com.docker.swarm.node.id=…,…`) instead of shoal's prefix; the
+    /// docker client makes its own prefix from them.
+    details: Option<String>,
 }
 
 /// How each line is shown.
@@ -41,6 +47,7 @@ struct Shape {
     raw: bool,
     task_ids: bool,
     trunc: bool,
+    details: bool,
 }
 
 const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
@@ -65,18 +72,48 @@ struct Source {
     partial: String,
 }
 
-/// Tasks of the service: id -> prefix.
-fn sources(rt: &Runtime, service_id: &str, shape: Shape) -> Vec<(String, String)> {
+/// Whose logs: a whole service's, or one task's.
+#[derive(Clone)]
+enum Target {
+    Service(String),
+    Task { id: String, service_id: String },
+}
+
+impl Target {
+    fn service_id(&self) -> &str {
+        match self {
+            Target::Service(id) | Target::Task { service_id: id, .. } => id,
+        }
+    }
+}
+
+/// The target's tasks: id -> prefix.
+fn sources(rt: &Runtime, target: &Target, shape: Shape) -> Vec<(String, String)> {
     let Ok(m) = rt.manager() else {
         return Vec::new();
     };
     let guard = m.sm.read();
     let state = &guard.0;
-    let mut tasks: Vec<_> = state.tasks_of_service(service_id).collect();
+    let mut tasks: Vec<_> = state
+        .tasks_of_service(target.service_id())
+        .filter(|t| match target {
+            Target::Service(_) => true,
+            Target::Task { id, .. } => t.id == *id,
+        })
+        .collect();
     tasks.sort_by_key(|t| (t.slot, t.created_at));
     tasks
         .into_iter()
         .map(|t| {
+            if shape.details {
+                let details = format!(
+                    "com.docker.swarm.node.id={},com.docker.swarm.service.id={},com.docker.swarm.task.id={}",
+                    t.node_id.as_deref().unwrap_or_default(),
+                    t.service_id,
+                    t.id
+                );
+                return (t.id.clone(), details);
+            }
             let host = t
                 .node_id
                 .as_ref()
@@ -103,7 +140,10 @@ fn render(prefix: &str, line: &str, shape: Shape, since: &str, mux: bool) -> Opt
     if !since.is_empty() && l.timestamp < since {
         return None;
     }
-    let text = match (shape.raw, shape.timestamps) {
+    let text = match (shape.raw || shape.details, shape.timestamps) {
+        // docker's details come between the time and the text.
+        (_, true) if shape.details => format!("{} {prefix} {}\n", l.timestamp, l.text),
+        (_, false) if shape.details => format!("{prefix} {}\n", l.text),
         (true, true) => format!("{} {}\n", l.timestamp, l.text),
         (true, false) => format!("{}\n", l.text),
         (false, true) => format!("{prefix}    | {} {}\n", l.timestamp, l.text),
@@ -130,18 +170,53 @@ async fn read_new(rt: &Runtime, task_id: &str, src: &mut Source) -> Vec<String> 
     lines
 }
 
+/// `GET /services/{id}/logs`.
 pub async fn service_logs(
     State(rt): State<Arc<Runtime>>,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<LogsQuery>,
+    version: Option<Extension<ApiVersion>>,
     headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let m = rt.manager()?;
+    let target = Target::Service(super::service_id(&m, &id)?);
+    stream_logs(rt, target, q, &headers, version.is_some())
+}
+
+/// `GET /tasks/{id}/logs`: one task's, by id or unique id prefix.
+pub async fn task_logs(
+    State(rt): State<Arc<Runtime>>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<LogsQuery>,
+    version: Option<Extension<ApiVersion>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let m = rt.manager()?;
+    let target = {
+        let guard = m.sm.read();
+        let t = super::find_task(&guard.0, &id)?;
+        Target::Task {
+            id: t.id.clone(),
+            service_id: t.service_id.clone(),
+        }
+    };
+    stream_logs(rt, target, q, &headers, version.is_some())
+}
+
+fn stream_logs(
+    rt: Arc<Runtime>,
+    target: Target,
+    q: LogsQuery,
+    headers: &HeaderMap,
+    versioned: bool,
 ) -> Result<Response, ApiError> {
     let mux = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains(MULTIPLEXED));
-    let m = rt.manager()?;
-    let service_id = super::service_id(&m, &id)?;
+        .is_some_and(|v| v.contains(MULTIPLEXED))
+        // docker's clients expect the frames without asking (they name an
+        // API version instead).
+        || versioned;
     let tail = match q.tail.as_deref() {
         None | Some("all") => None,
         Some(n) => Some(n.parse::<usize>().map_err(|_| {
@@ -156,6 +231,7 @@ pub async fn service_logs(
         raw: flag(&q.raw),
         task_ids: q.task_ids.is_none() || flag(&q.task_ids),
         trunc: q.trunc.is_none() || flag(&q.trunc),
+        details: flag(&q.details),
     };
     let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
         None => String::new(),
@@ -172,7 +248,7 @@ pub async fn service_logs(
     tokio::spawn(async move {
         let mut known: HashMap<String, Source> = HashMap::new();
         // First pass: what is there now, with --tail applied per task (as docker does).
-        for (task_id, prefix) in sources(&rt, &service_id, shape) {
+        for (task_id, prefix) in sources(&rt, &target, shape) {
             let mut src = Source {
                 prefix,
                 offset: 0,
@@ -199,11 +275,11 @@ pub async fn service_logs(
             if tx.is_closed() {
                 return;
             }
-            let current = sources(&rt, &service_id, shape);
+            let current = sources(&rt, &target, shape);
             if current.is_empty()
                 && rt
                     .manager()
-                    .is_ok_and(|m| !m.sm.read().0.services.contains_key(&service_id))
+                    .is_ok_and(|m| !m.sm.read().0.services.contains_key(target.service_id()))
             {
                 return;
             }

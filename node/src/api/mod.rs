@@ -3,12 +3,16 @@
 
 mod connect;
 mod error;
+mod events;
+pub mod filters;
 mod logs;
 pub mod networks;
 mod placement;
 mod ports;
 pub mod secrets;
 pub mod server;
+mod unhonoured;
+pub mod version;
 pub mod views;
 
 use std::path::Path;
@@ -27,15 +31,28 @@ use shoal_actors::model::{ClusterSpec, Service};
 use shoal_actors::raft::RaftMsg;
 
 pub use error::ApiError;
+use filters::Filters;
 
 use crate::runtime::Runtime;
 
 type Rt = State<Arc<Runtime>>;
 type ApiResult = Result<Json<Value>, ApiError>;
 
+/// The routes, written without a version prefix: `version::negotiate` takes
+/// it off before they are matched.
 pub fn router(rt: Arc<Runtime>) -> Router {
+    let routes = routes(rt);
     Router::new()
-        .route("/_ping", get(|| async { "OK" }))
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn(version::negotiate))
+}
+
+fn routes(rt: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/_ping", get(version::ping))
+        .route("/version", get(version::version))
+        .route("/events", get(events::events))
+        .route("/distribution/{*image}", get(distribution))
         .route("/info", get(info))
         .route("/swarm", get(swarm))
         .route("/swarm/init", post(swarm_init))
@@ -56,8 +73,6 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/networks/{id}/disconnect", post(connect::disconnect))
         .route("/nodes/{id}", get(node).delete(node_rm))
         .route("/nodes/{id}/update", post(node_update))
-        .route("/nodes/{id}/promote", post(node_promote))
-        .route("/nodes/{id}/demote", post(node_demote))
         .route("/services", get(services))
         .route("/services/create", post(service_create))
         .route("/services/{id}", get(service).delete(service_rm))
@@ -79,6 +94,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/configs/{id}/update", post(secrets::config_update))
         .route("/tasks", get(tasks))
         .route("/tasks/{id}", get(task))
+        .route("/tasks/{id}/logs", get(logs::task_logs))
         .route("/debug/actors", get(debug_actors))
         .route("/debug/chaos/kill", post(chaos_kill))
         .route(
@@ -250,7 +266,19 @@ async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> ApiResult {
     Ok(Json(json!(node_id)))
 }
 
-async fn nodes(State(rt): Rt) -> ApiResult {
+/// The query of a list route: docker's `filters`, and `status` on `/services`.
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    filters: Option<String>,
+    /// shoal's own `?service=` on `/tasks` (docker's is the `service` filter).
+    service: Option<String>,
+}
+
+async fn nodes(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+    let f = Filters::parse(
+        q.filters.as_deref(),
+        &["id", "label", "node.label", "membership", "name", "role"],
+    )?;
     let m = rt.manager()?;
     let leader = leader_node_id(&rt).await;
     let guard = m.sm.read();
@@ -258,6 +286,14 @@ async fn nodes(State(rt): Rt) -> ApiResult {
         .0
         .nodes
         .values()
+        .filter(|n| {
+            f.prefix("id", &n.id)
+                && f.prefix("name", &n.hostname)
+                && f.exact_ci("role", n.role.as_str())
+                && f.exact_ci("membership", "accepted")
+                && f.labels("label", &n.machine.engine_labels)
+                && f.labels("node.label", &n.labels)
+        })
         .map(|n| views::node(n, leader.as_deref()))
         .collect();
     Ok(Json(json!(list)))
@@ -274,16 +310,39 @@ async fn node(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     Ok(Json(views::node(n, leader.as_deref())))
 }
 
-async fn services(State(rt): Rt) -> ApiResult {
+/// `GET /services`: `ServiceStatus` is always filled (docker fills it for
+/// `status=true`).
+async fn services(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+    let f = Filters::parse(q.filters.as_deref(), &["id", "label", "mode", "name"])?;
     let m = rt.manager()?;
     let guard = m.sm.read();
     let list: Vec<Value> = guard
         .0
         .services
         .values()
+        .filter(|s| {
+            f.prefix("id", &s.id)
+                && f.prefix("name", &s.spec.name)
+                && f.labels("label", &s.spec.labels)
+                && f.exact("mode", views::mode_name(&s.spec.mode))
+        })
         .map(|s| views::service(s, &guard.0))
         .collect();
     Ok(Json(json!(list)))
+}
+
+/// A service spec from a request body: docker's shape, every field set in
+/// it honoured or the request refused (see `unhonoured`).
+fn parse_spec(body: &Value) -> Result<shoal_actors::model::ServiceSpec, ApiError> {
+    let spec = views::parse_service_spec(body).map_err(ApiError::bad_request)?;
+    let unhonoured = unhonoured::fields(body, &views::service_spec(&spec));
+    if !unhonoured.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "shoal does not support {} in a service spec (docs/api.md lists the fields it acts on)",
+            unhonoured.join(", ")
+        )));
+    }
+    Ok(spec)
 }
 
 fn no_such_service(id: &str) -> ApiError {
@@ -316,7 +375,7 @@ async fn service_create(
     // Uniqueness is the state machine's to decide, when the entry applies:
     // this manager's local state may be stale.
     let m = rt.manager()?;
-    let mut spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    let mut spec = parse_spec(&body)?;
     secrets::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     networks::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     let svc = Service::new(spec, Utc::now());
@@ -366,7 +425,7 @@ async fn service_update(
             "a service update needs the new spec as its JSON body",
         ));
     };
-    let mut spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    let mut spec = parse_spec(&body)?;
     secrets::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     networks::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     // Nothing changed (and no --force): nothing to write, nothing to roll
@@ -404,47 +463,95 @@ async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     Ok(Json(json!({})))
 }
 
-#[derive(Deserialize)]
-struct TasksQuery {
-    service: Option<String>,
-}
-
-async fn tasks(State(rt): Rt, Query(q): Query<TasksQuery>) -> ApiResult {
+/// `GET /tasks`: docker's filters; `service` and `node` take ids, names or
+/// unique id prefixes, as the daemon resolves them for the docker CLI.
+async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+    let f = Filters::parse(
+        q.filters.as_deref(),
+        &[
+            "id",
+            "label",
+            "name",
+            "_up-to-date",
+            "service",
+            "node",
+            "desired-state",
+        ],
+    )?;
     let m = rt.manager()?;
     let guard = m.sm.read();
     let state = &guard.0;
-    let service_id = match &q.service {
-        Some(s) => Some(
-            state
-                .find_service(s)
-                .ok_or_else(|| no_such_service(s))?
-                .id
-                .clone(),
-        ),
-        None => None,
-    };
+    let mut service_ids = Vec::new();
+    for key in f.values("service").chain(q.service.as_deref()) {
+        let svc = state
+            .find_service(key)
+            .ok_or_else(|| no_such_service(key))?;
+        service_ids.push(svc.id.as_str());
+    }
+    let node_ids: Vec<&str> = f
+        .values("node")
+        .map(|key| state.find_node(key).map_or(key, |n| n.id.as_str()))
+        .collect();
+    for d in f.values("desired-state") {
+        if !["running", "shutdown", "accepted"].contains(&d) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid desired-state filter: '{d}'"
+            )));
+        }
+    }
+    let up_to_date = f.values("_up-to-date").any(|v| v == "true" || v == "1");
     let list: Vec<Value> = state
         .tasks
         .values()
-        .filter(|t| service_id.as_ref().is_none_or(|s| t.service_id == *s))
+        .filter(|t| {
+            (service_ids.is_empty() || service_ids.contains(&t.service_id.as_str()))
+                && (node_ids.is_empty()
+                    || t.node_id.as_deref().is_some_and(|n| node_ids.contains(&n)))
+                && f.prefix("id", &t.id)
+                && f.prefix("name", &views::task_name(t))
+                && f.labels("label", &t.spec.container_labels)
+                && f.exact("desired-state", t.desired_state.as_str())
+                && (!up_to_date
+                    || state
+                        .services
+                        .get(&t.service_id)
+                        .is_some_and(|s| s.spec.task_template == t.spec))
+        })
         .map(|t| views::task(t, state))
         .collect();
     Ok(Json(json!(list)))
 }
 
 /// One task by its id or a unique prefix of it, as `docker inspect` finds one.
+fn find_task<'a>(
+    state: &'a shoal_actors::state::ClusterState,
+    id: &str,
+) -> Result<&'a shoal_actors::model::Task, ApiError> {
+    if let Some(t) = state.tasks.get(id) {
+        return Ok(t);
+    }
+    let mut found = state.tasks.values().filter(|t| t.id.starts_with(id));
+    match (found.next(), found.next()) {
+        (Some(t), None) if !id.is_empty() => Ok(t),
+        _ => Err(ApiError::not_found(format!("task {id} not found"))),
+    }
+}
+
 async fn task(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     let m = rt.manager()?;
     let guard = m.sm.read();
     let state = &guard.0;
-    if let Some(t) = state.tasks.get(&id) {
-        return Ok(Json(views::task(t, state)));
-    }
-    let mut found = state.tasks.values().filter(|t| t.id.starts_with(&id));
-    match (found.next(), found.next()) {
-        (Some(t), None) if !id.is_empty() => Ok(Json(views::task(t, state))),
-        _ => Err(ApiError::not_found(format!("task {id} not found"))),
-    }
+    Ok(Json(views::task(find_task(state, &id)?, state)))
+}
+
+/// `GET /distribution/{image}/json`: shoal reaches no registry, so it
+/// cannot pin an image to a digest. docker's client then warns and sends
+/// the image as written, which each node's engine resolves locally.
+async fn distribution(UrlPath(image): UrlPath<String>) -> ApiResult {
+    let image = image.strip_suffix("/json").unwrap_or(&image);
+    Err(ApiError::not_found(format!(
+        "shoal does not query registries: {image} is not pinned to a digest and each node uses its own copy"
+    )))
 }
 
 async fn debug_actors(State(rt): Rt) -> ApiResult {
@@ -594,6 +701,8 @@ struct RotateQuery {
     rotate_manager_token: bool,
     #[serde(default)]
     rotate_manager_unlock_key: bool,
+    /// docker's: the swarm's `Version.Index` the spec was read at.
+    version: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -636,10 +745,7 @@ async fn swarm_update(
     }
     let autolock = body
         .as_ref()
-        .and_then(|Json(b)| {
-            b.pointer("/EncryptionConfig/AutoLockManagers")
-                .or(b.pointer("/Spec/EncryptionConfig/AutoLockManagers"))
-        })
+        .and_then(|Json(b)| b.pointer("/EncryptionConfig/AutoLockManagers"))
         .and_then(Value::as_bool);
     if let Some(on) = autolock {
         rt.set_autolock(on, false).await?;
@@ -653,10 +759,9 @@ async fn swarm_update(
     let Some(Json(body)) = body else {
         return Ok(Json(json!({})));
     };
-    let Some(new) = body.get("Spec").filter(|s| s.is_object()) else {
-        return Ok(Json(json!({})));
-    };
-    let mut spec = {
+    // The body is docker's SwarmSpec.
+    let new = &body;
+    let (mut spec, version) = {
         let m = rt.manager()?;
         let guard = m.sm.read();
         let cluster = guard.0.cluster.as_ref().ok_or_else(|| {
@@ -665,8 +770,14 @@ async fn swarm_update(
                 "the swarm is still initialising",
             )
         })?;
-        cluster.spec.clone()
+        (cluster.spec.clone(), cluster.version)
     };
+    if q.version.is_some_and(|v| v != version) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "update out of sequence",
+        ));
+    }
     if let Some(v) = new.pointer("/Orchestration/TaskHistoryRetentionLimit") {
         spec.task_history_limit = v.as_u64().ok_or_else(|| {
             ApiError::bad_request("TaskHistoryRetentionLimit must be a non-negative integer")
@@ -676,6 +787,26 @@ async fn swarm_update(
         spec.rebalance = v
             .as_bool()
             .ok_or_else(|| ApiError::bad_request("Rebalance must be true or false"))?;
+    }
+    if let Some(v) = new
+        .pointer("/Raft/SnapshotInterval")
+        .filter(|v| !v.is_null())
+    {
+        spec.snapshot_interval = v
+            .as_u64()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ApiError::bad_request("SnapshotInterval must be a positive integer"))?;
+    }
+    let autolock = rt.unlock_key()?.is_some();
+    let unhonoured = unhonoured::fields(new, &views::cluster_spec(&spec, autolock));
+    let changed_fixed = views::fixed_swarm_settings_changed(new);
+    if !unhonoured.is_empty() || !changed_fixed.is_empty() {
+        let mut all = unhonoured;
+        all.extend(changed_fixed);
+        return Err(ApiError::bad_request(format!(
+            "shoal does not support changing {} (docs/api.md lists the settings it acts on)",
+            all.join(", ")
+        )));
     }
     shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
     rt.propose(shoal_actors::command::Command::UpdateClusterSpec {
@@ -723,41 +854,91 @@ fn parse_availability(
     }
 }
 
-/// A partial NodeSpec: `Availability`, and labels to add or remove.
+/// docker's `NodeSpec`: the whole spec as the client wants it to be.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct NodeUpdate {
+struct NodeSpecBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
     availability: Option<String>,
-    #[serde(default)]
-    label_add: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    label_rm: Vec<String>,
 }
 
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<u64>,
+}
+
+/// `POST /nodes/{id}/update?version=N`: docker's whole `NodeSpec`. Labels
+/// are replaced, a new `Role` promotes or demotes, and a `version` older
+/// than the node's is refused as swarmkit refuses it.
 async fn node_update(
     State(rt): Rt,
     UrlPath(id): UrlPath<String>,
-    Json(u): Json<NodeUpdate>,
+    Query(q): Query<VersionQuery>,
+    Json(spec): Json<NodeSpecBody>,
 ) -> ApiResult {
-    shoal_actors::limits::check_labels("node labels", &u.label_add)
+    let labels = spec.labels.unwrap_or_default();
+    shoal_actors::limits::check_labels("node labels", &labels)
         .map_err(|e| ApiError::bad_request(e.0))?;
-    let availability = parse_availability(u.availability.as_deref())?;
-    rt.update_node(
-        &id,
-        availability,
-        u.label_add.into_iter().collect(),
-        u.label_rm,
-    )
-    .await?;
-    Ok(Json(json!({})))
-}
-
-async fn node_promote(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
-    rt.promote(&id).await?;
-    Ok(Json(json!({})))
-}
-
-async fn node_demote(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
-    rt.demote(&id).await?;
+    let availability = parse_availability(spec.availability.as_deref())?;
+    let role = match spec.role.as_deref().map(str::to_lowercase).as_deref() {
+        None | Some("") => None,
+        Some("manager") => Some(shoal_actors::model::NodeRole::Manager),
+        Some("worker") => Some(shoal_actors::model::NodeRole::Worker),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("invalid Role: {other:?}")));
+        }
+    };
+    let node = {
+        let m = rt.manager()?;
+        let guard = m.sm.read();
+        guard
+            .0
+            .find_node(&id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("node {id} not found")))?
+    };
+    if q.version.is_some_and(|v| v != node.version) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "update out of sequence",
+        ));
+    }
+    if spec
+        .name
+        .as_deref()
+        .is_some_and(|n| !n.is_empty() && n != node.hostname)
+    {
+        return Err(ApiError::bad_request(
+            "a node's Name cannot be changed: shoal names a node by its hostname",
+        ));
+    }
+    let add: Vec<(String, String)> = labels
+        .iter()
+        .filter(|(k, v)| node.labels.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let rm: Vec<String> = node
+        .labels
+        .keys()
+        .filter(|k| !labels.contains_key(*k))
+        .cloned()
+        .collect();
+    let availability = availability.filter(|a| *a != node.availability);
+    if availability.is_some() || !add.is_empty() || !rm.is_empty() {
+        rt.update_node(&node.id, availability, add, rm).await?;
+    }
+    match role {
+        Some(r) if r != node.role => match r {
+            shoal_actors::model::NodeRole::Manager => rt.promote(&node.id).await?,
+            shoal_actors::model::NodeRole::Worker => rt.demote(&node.id).await?,
+        },
+        _ => {}
+    }
     Ok(Json(json!({})))
 }

@@ -13,10 +13,13 @@ use serde_json::{json, Value};
 use shoal_actors::command::Command;
 use shoal_actors::model::TaskTemplate;
 use shoal_actors::networks::{self, Network, NetworkCommand, NetworkRef, NetworkSpec, Subnet};
-use shoal_actors::state::ClusterState;
+use shoal_actors::proposer::ProposeError;
+use shoal_actors::state::{ApplyError, ClusterState};
 
+use super::filters::Filters;
 use super::{ApiError, ApiResult, Rt};
-use crate::runtime::Runtime;
+use crate::cluster::wire::Refusal;
+use crate::runtime::{NodeError, Runtime};
 
 /// Parses `TaskTemplate.Networks` (`Target` is a name or id until
 /// `resolve_refs` names it by id).
@@ -217,8 +220,43 @@ fn all(rt: &Runtime) -> Result<Vec<Value>, ApiError> {
     Ok(list)
 }
 
-pub async fn list(State(rt): Rt) -> ApiResult {
-    Ok(Json(Value::Array(all(&rt)?)))
+#[derive(Deserialize)]
+pub struct ListQuery {
+    filters: Option<String>,
+}
+
+/// docker's network filters: `name` (a substring, as dockerd matches it),
+/// `id` (a prefix), `driver`, `scope`, `type`, `label`, `dangling`.
+fn matches(f: &Filters, n: &Value) -> bool {
+    let text = |k: &str| n.get(k).and_then(Value::as_str).unwrap_or("");
+    let labels: BTreeMap<String, String> = n
+        .get("Labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    let builtin =
+        text("Scope") == "local" || n.get("Ingress").and_then(Value::as_bool) == Some(true);
+    let dangling = n
+        .get("Services")
+        .and_then(Value::as_array)
+        .is_none_or(|s| s.is_empty());
+    (!f.has("name") || f.values("name").any(|w| text("Name").contains(w)))
+        && f.prefix("id", text("Id"))
+        && f.exact("driver", text("Driver"))
+        && f.exact("scope", text("Scope"))
+        && f.exact("type", if builtin { "builtin" } else { "custom" })
+        && f.labels("label", &labels)
+        && (!f.has("dangling")
+            || f.values("dangling")
+                .any(|d| (d == "true" || d == "1") == dangling))
+}
+
+pub async fn list(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+    let f = Filters::parse(
+        q.filters.as_deref(),
+        &["dangling", "driver", "id", "label", "name", "scope", "type"],
+    )?;
+    let list = all(&rt)?.into_iter().filter(|n| matches(&f, n)).collect();
+    Ok(Json(Value::Array(list)))
 }
 
 pub async fn inspect(State(rt): Rt, UrlPath(key): UrlPath<String>) -> ApiResult {
@@ -331,14 +369,33 @@ pub async fn create(
     ))
 }
 
+/// How long a network's removal waits for departing tasks' endpoints.
+const ENDPOINTS_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
 pub async fn remove(State(rt): Rt, UrlPath(key): UrlPath<String>) -> Result<StatusCode, ApiError> {
     let m = rt.manager()?;
     if m.sm.read().0.find_network(&key).is_none() {
         return Err(ApiError::not_found(format!("network {key} not found")));
     }
-    rt.propose(Command::Networks(NetworkCommand::Remove { key }))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    // The tasks of a service just removed (`stack rm` removes the services,
+    // then their networks) give their addresses back as they stop: wait
+    // for them a while rather than fail.
+    let deadline = std::time::Instant::now() + ENDPOINTS_GONE_WITHIN;
+    loop {
+        let removal = rt.propose(Command::Networks(NetworkCommand::Remove {
+            key: key.clone(),
+        }));
+        match removal.await {
+            Err(
+                NodeError::Propose(ProposeError::Rejected(ApplyError::NetworkHasEndpoints(_)))
+                | NodeError::Remote(Refusal::Rejected(ApplyError::NetworkHasEndpoints(_))),
+            ) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+            Ok(()) => return Ok(StatusCode::NO_CONTENT),
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,7 @@ use shoal_actors::model::TaskTemplate;
 use shoal_actors::secrets::{self, FileRef, Kind, Object, SecretCommand, Stored};
 use shoal_actors::state::ClusterState;
 
+use super::filters::Filters;
 use super::{ApiError, ApiResult, Rt};
 use crate::runtime::Runtime;
 
@@ -124,57 +125,24 @@ pub struct ListQuery {
     filters: Option<String>,
 }
 
-/// docker's `name=`, `id=` and `label=` filters (names and ids by prefix).
-fn matches(o: &Object, filters: &BTreeMap<String, Vec<String>>) -> bool {
-    filters.iter().all(|(key, wanted)| {
-        wanted.iter().any(|w| match key.as_str() {
-            "name" => o.name.starts_with(w.as_str()),
-            "id" => o.id.starts_with(w.as_str()),
-            "label" => match w.split_once('=') {
-                Some((k, v)) => o.labels.get(k).is_some_and(|x| x == v),
-                None => o.labels.contains_key(w.as_str()),
-            },
-            _ => false,
-        })
-    })
-}
-
-fn parse_filters(q: &ListQuery) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
-    let Some(text) = q.filters.as_deref().filter(|t| !t.is_empty()) else {
-        return Ok(BTreeMap::new());
-    };
-    let v: Value = serde_json::from_str(text)
-        .map_err(|_| ApiError::bad_request("filters must be a JSON object"))?;
-    let mut out = BTreeMap::new();
-    let Some(map) = v.as_object() else {
-        return Err(ApiError::bad_request("filters must be a JSON object"));
-    };
-    for (k, v) in map {
-        if !["name", "id", "label"].contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-        }
-        let list: Vec<String> = match v {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
-        out.insert(k.clone(), list);
-    }
-    Ok(out)
-}
-
 fn list(rt: &Runtime, kind: Kind, q: &ListQuery) -> ApiResult {
     let m = rt.manager()?;
-    let filters = parse_filters(q)?;
+    // `name` and `id` by prefix, `names` exactly, as dockerd.
+    let f = Filters::parse(q.filters.as_deref(), &["id", "label", "name", "names"])?;
     let guard = m.sm.read();
     let all = match kind {
         Kind::Secret => &guard.0.secrets,
         Kind::Config => &guard.0.configs,
     };
-    let mut rows: Vec<&Object> = all.values().filter(|o| matches(o, &filters)).collect();
+    let mut rows: Vec<&Object> = all
+        .values()
+        .filter(|o| {
+            f.prefix("id", &o.id)
+                && f.prefix("name", &o.name)
+                && f.exact("names", &o.name)
+                && f.labels("label", &o.labels)
+        })
+        .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(Value::Array(rows.into_iter().map(object).collect())))
 }

@@ -49,7 +49,7 @@ pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Valu
     if let Some(id) = &identity {
         swarm["NodeID"] = json!(id.node_id);
         swarm["NodeAddr"] = json!(rt.advertise());
-        swarm["LocalNodeState"] = json!("active");
+        swarm["LocalNodeState"] = json!(if rt.is_locked() { "locked" } else { "active" });
         swarm["ControlAvailable"] = json!(id.manager);
         if let Ok(m) = rt.manager() {
             let guard = m.sm.read();
@@ -57,7 +57,8 @@ pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Valu
             swarm["Cluster"] = json!({
                 "ID": state.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
                 "CreatedAt": state.cluster.as_ref().map(|c| c.created_at),
-                "Spec": state.cluster.as_ref().map(|c| cluster_spec(&c.spec)),
+                "Spec": state.cluster.as_ref().map(|c| cluster_spec(&c.spec, c.unlock_key.is_some())),
+                "Version": { "Index": state.cluster.as_ref().map_or(0, |c| c.version) },
             });
             swarm["Nodes"] = json!(state.nodes.len());
             swarm["Managers"] = json!(state
@@ -66,12 +67,26 @@ pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Valu
                 .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
                 .count());
             swarm["RaftStatus"] = raft.map_or(Value::Null, raft_status);
+            swarm["RemoteManagers"] = state
+                .nodes
+                .values()
+                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
+                .map(|n| json!({ "NodeID": n.id, "Addr": n.addr }))
+                .collect::<Vec<_>>()
+                .into();
         }
     }
     json!({
         "ID": identity.map(|i| i.node_id).unwrap_or_default(),
         "Name": rt.config.hostname,
         "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "OSType": "linux",
+        "OperatingSystem": "shoal",
+        "Architecture": std::env::consts::ARCH,
+        "KernelVersion": nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "DataDir": rt.config.data_dir,
         "Drivers": drivers,
         "ChaosEnabled": rt.config.enable_chaos,
@@ -81,27 +96,64 @@ pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Valu
     })
 }
 
-/// The networks a node knows: the swarm's `ingress` (the routing mesh,
-/// which rides the cluster's QUIC connections) and this node's task bridge.
+/// Settings shoal has but does not let change, as docker names them: a
+/// client reads them back and may send them with an update unchanged.
+const FIXED_SWARM_SETTINGS: &[(&str, u64)] = &[
+    ("/Raft/ElectionTick", ELECTION_TICK),
+    ("/Raft/HeartbeatTick", HEARTBEAT_TICK),
+    ("/Dispatcher/HeartbeatPeriod", HEARTBEAT_PERIOD_NS),
+    ("/CAConfig/NodeCertExpiry", NODE_CERT_EXPIRY_NS),
+];
+const ELECTION_TICK: u64 = 10;
+const HEARTBEAT_TICK: u64 = 1;
+const HEARTBEAT_PERIOD_NS: u64 = 1_000_000_000;
+const NODE_CERT_EXPIRY_NS: u64 = 90 * 24 * 3600 * 1_000_000_000;
+
 /// docker's `SwarmSpec`, with shoal's `Orchestration.Rebalance`.
-fn cluster_spec(spec: &shoal_actors::model::ClusterSpec) -> Value {
+pub fn cluster_spec(spec: &shoal_actors::model::ClusterSpec, autolock: bool) -> Value {
     json!({
+        "Name": "default",
         "Orchestration": {
             "TaskHistoryRetentionLimit": spec.task_history_limit,
             "Rebalance": spec.rebalance,
         },
-        "Raft": { "SnapshotInterval": spec.snapshot_interval },
+        "Raft": {
+            "SnapshotInterval": spec.snapshot_interval,
+            "ElectionTick": ELECTION_TICK,
+            "HeartbeatTick": HEARTBEAT_TICK,
+        },
+        "Dispatcher": { "HeartbeatPeriod": HEARTBEAT_PERIOD_NS },
+        "CAConfig": { "NodeCertExpiry": NODE_CERT_EXPIRY_NS },
+        "EncryptionConfig": { "AutoLockManagers": autolock },
     })
+}
+
+/// The fixed settings `asked` sets to another value than shoal's.
+pub fn fixed_swarm_settings_changed(asked: &Value) -> Vec<String> {
+    FIXED_SWARM_SETTINGS
+        .iter()
+        .filter(|(path, value)| {
+            asked
+                .pointer(path)
+                .and_then(Value::as_u64)
+                .is_some_and(|v| v != 0 && v != *value)
+        })
+        .map(|(path, _)| path.trim_start_matches('/').replace('/', "."))
+        .collect()
 }
 
 /// `GET /swarm`: docker's `Swarm` object.
 pub fn swarm(c: &Cluster) -> Value {
+    let autolock = c.unlock_key.is_some();
     json!({
         "ID": c.id,
         "Version": { "Index": c.version },
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
-        "Spec": cluster_spec(&c.spec),
+        "Spec": cluster_spec(&c.spec, autolock),
+        "DefaultAddrPool": c.spec.default_addr_pool.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "SubnetSize": c.spec.subnet_size,
+        "RootRotationInProgress": false,
         "JoinTokens": { "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager },
         "TLSInfo": { "TrustRoot": c.ca_cert_pem },
     })
@@ -200,6 +252,25 @@ fn task_template(t: &TaskTemplate) -> Value {
         "Networks": super::networks::refs(&t.networks),
         "Placement": super::placement::spec(&t.placement),
     })
+}
+
+/// The `mode` filter's word for a service mode.
+pub fn mode_name(mode: &ServiceMode) -> &'static str {
+    match mode {
+        ServiceMode::Replicated { .. } => "replicated",
+        ServiceMode::Global => "global",
+        ServiceMode::ReplicatedJob { .. } => "replicated-job",
+        ServiceMode::GlobalJob => "global-job",
+    }
+}
+
+/// A task's name as docker shows it: `SERVICE.SLOT`, or `SERVICE.NODE` for a
+/// global task.
+pub fn task_name(t: &Task) -> String {
+    match (t.slot, &t.node_id) {
+        (0, Some(node)) => format!("{}.{node}", t.service_name),
+        (slot, _) => format!("{}.{slot}", t.service_name),
+    }
 }
 
 pub fn service(svc: &Service, state: &ClusterState) -> Value {

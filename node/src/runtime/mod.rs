@@ -170,6 +170,8 @@ pub struct Runtime {
     superseded: Arc<tokio::sync::Notify>,
     /// Writes waiting to be forwarded to the leader, per leader.
     forwards: writes::Forwards,
+    /// The swarm events this node applied as a manager (`GET /events`).
+    pub events: Arc<crate::events::Journal>,
 }
 
 fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
@@ -274,6 +276,7 @@ impl Runtime {
             init_lock: tokio::sync::Mutex::new(()),
             superseded: Arc::new(tokio::sync::Notify::new()),
             forwards: writes::Forwards::default(),
+            events: Arc::default(),
         });
         rt.spawn_renewal();
         if let Some(id) = identity {
@@ -443,6 +446,7 @@ impl Runtime {
         self.load_keyring(&ctx);
         *self.manager.write() = Some(ctx.clone());
         lock::spawn_lock_follower(self.config.data_dir.clone(), &ctx);
+        self.events.follow(&ctx);
         self.start_child(manager_spec(&ctx, net)).await
     }
 

@@ -1,0 +1,214 @@
+//! `GET /events`: the swarm events this manager applied, as dockerd streams
+//! them (one JSON object per line), with `since`, `until` and `filters`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+
+use super::filters::Filters;
+use super::ApiError;
+use crate::events::Recorded;
+use crate::runtime::Runtime;
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    since: Option<String>,
+    until: Option<String>,
+    filters: Option<String>,
+}
+
+/// The filter keys dockerd takes. Those naming an object (`service`,
+/// `node`, …) match its id or name, by prefix, whatever the event's type.
+const KEYS: &[&str] = &[
+    "config",
+    "container",
+    "daemon",
+    "event",
+    "image",
+    "label",
+    "network",
+    "node",
+    "plugin",
+    "scope",
+    "secret",
+    "service",
+    "type",
+    "volume",
+];
+const OBJECT_KEYS: &[&str] = &[
+    "config",
+    "container",
+    "daemon",
+    "image",
+    "network",
+    "node",
+    "plugin",
+    "secret",
+    "service",
+    "volume",
+];
+
+/// docker's timestamps: Unix seconds with optional nanoseconds
+/// (`1700000000.000000001`, what the CLI sends), or RFC 3339.
+fn parse_time(what: &str, text: &str) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid value for {what}: {text:?}: expected Unix seconds or an RFC 3339 time"
+        ))
+    };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return t.timestamp_nanos_opt().ok_or_else(bad);
+    }
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    if secs.is_empty() || secs.len() > 12 || frac.len() > 9 {
+        return Err(bad());
+    }
+    let secs: i64 = secs.parse().map_err(|_| bad())?;
+    let nanos: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().map_err(|_| bad())?
+    };
+    Ok(secs * 1_000_000_000 + nanos)
+}
+
+fn matches(f: &Filters, r: &Recorded) -> bool {
+    let e = &r.event;
+    let name = e.attributes.get("name").map_or("", String::as_str);
+    f.exact("type", e.kind.as_str())
+        && f.exact("event", e.action.as_str())
+        && f.exact("scope", "swarm")
+        && OBJECT_KEYS
+            .iter()
+            .all(|k| !f.has(k) || f.prefix(k, &e.id) || (!name.is_empty() && f.prefix(k, name)))
+        && f.labels("label", &e.attributes)
+}
+
+fn message(r: &Recorded) -> Vec<u8> {
+    let e = &r.event;
+    let mut line = json!({
+        "Type": e.kind.as_str(),
+        "Action": e.action.as_str(),
+        "Actor": { "ID": e.id, "Attributes": e.attributes },
+        "scope": "swarm",
+        "time": r.time_nano.div_euclid(1_000_000_000),
+        "timeNano": r.time_nano,
+    })
+    .to_string()
+    .into_bytes();
+    line.push(b'\n');
+    line
+}
+
+fn now_nanos() -> i64 {
+    let now = chrono::Utc::now();
+    now.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+pub async fn events(
+    State(rt): State<Arc<Runtime>>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let filters = Filters::parse(q.filters.as_deref(), KEYS)?;
+    let since = q
+        .since
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_time("since", s))
+        .transpose()?;
+    let until = q
+        .until
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_time("until", s))
+        .transpose()?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            return Err(ApiError::bad_request(
+                "`since` time cannot be after `until` time",
+            ));
+        }
+    }
+    let (kept, mut live) = rt.events.read();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+    tokio::spawn(async move {
+        let in_range = |r: &Recorded| until.is_none_or(|u| r.time_nano <= u);
+        let mut last_seq = None;
+        if let Some(since) = since {
+            for r in kept.iter().filter(|r| r.time_nano >= since && in_range(r)) {
+                if matches(&filters, r) && tx.send(message(r)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if let Some(r) = kept.last() {
+            last_seq = Some(r.seq);
+        }
+        loop {
+            let wait = match until {
+                Some(u) => {
+                    let left = u.saturating_sub(now_nanos());
+                    if left <= 0 {
+                        return;
+                    }
+                    Duration::from_nanos(left as u64)
+                }
+                // Wake now and then to notice a reader that went away.
+                None => Duration::from_secs(1),
+            };
+            let r = match tokio::time::timeout(wait, live.recv()).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(broadcast::error::RecvError::Closed)) => return,
+                Err(_) => {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if last_seq.is_some_and(|s| r.seq <= s) || !in_range(&r) {
+                continue;
+            }
+            if matches(&filters, &r) && tx.send(message(&r)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|s| (Ok::<_, std::io::Error>(s), rx))
+    });
+    Response::builder()
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_timestamps_parse() {
+        assert_eq!(
+            parse_time("since", "1700000000").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            parse_time("since", "1700000000.5").unwrap(),
+            1_700_000_000_500_000_000
+        );
+        assert_eq!(
+            parse_time("since", "2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert!(parse_time("since", "yesterday").is_err());
+        assert!(parse_time("since", "1.1234567890").is_err());
+    }
+}
