@@ -169,10 +169,24 @@ async fn remove(rt: Arc<Runtime>, kind: Kind, key: String) -> ApiResult {
 /// Beyond docker: `Spec.Data` given replaces the value in place (and rolls
 /// every service that uses it); docker's update changes labels only, which
 /// shoal refuses as docker refuses changing anything but labels.
-async fn update(rt: Arc<Runtime>, kind: Kind, key: String, body: Value) -> ApiResult {
+#[derive(Deserialize)]
+pub struct UpdateQuery {
+    version: Option<u64>,
+}
+
+/// `POST /{secrets,configs}/{id}/update?version=N`: a new value is shoal's
+/// rotation (docs/secrets.md); the same value again, as `docker stack
+/// deploy` sends on every redeploy, changes nothing and rolls nothing.
+async fn update(
+    rt: Arc<Runtime>,
+    kind: Kind,
+    key: String,
+    version: Option<u64>,
+    body: Value,
+) -> ApiResult {
     let m = rt.manager()?;
     let spec = body.get("Spec").cloned().unwrap_or(body);
-    let (id, next) = {
+    let current = {
         let guard = m.sm.read();
         let Some(o) = guard.0.find_object(kind, &key) else {
             return Err(ApiError::not_found(format!(
@@ -180,13 +194,41 @@ async fn update(rt: Arc<Runtime>, kind: Kind, key: String, body: Value) -> ApiRe
                 kind.as_str()
             )));
         };
-        (o.id.clone(), o.data_version + 1)
+        o.clone()
     };
+    if version.is_some_and(|v| v != current.version) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "update out of sequence",
+        ));
+    }
     let data = data_of(kind, &spec)?;
-    let stored = store(&rt, kind, &id, next, &data)?;
+    let labels = match spec.get("Labels") {
+        None | Some(Value::Null) => current.labels.clone(),
+        Some(_) => labels_of(&spec)?,
+    };
+    if labels != current.labels {
+        return Err(ApiError::bad_request(format!(
+            "shoal cannot change the labels of a {} (only its value): create a new one",
+            kind.as_str()
+        )));
+    }
+    let same_value = match &current.data {
+        Stored::Plain(old) => *old == data,
+        Stored::Sealed(sealed) => {
+            let keys = rt.keyring()?;
+            keys.open(&secrets::aad(&current.id, current.data_version), sealed)
+                .is_ok_and(|old| old == data)
+        }
+    };
+    if same_value {
+        return Ok(Json(json!({})));
+    }
+    let next = current.data_version + 1;
+    let stored = store(&rt, kind, &current.id, next, &data)?;
     rt.propose(Command::Secrets(SecretCommand::Update {
         kind,
-        key: id,
+        key: current.id,
         data: stored,
         size: data.len() as u64,
         at: Utc::now(),
@@ -228,16 +270,18 @@ pub async fn config_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult
 pub async fn secret_update(
     State(rt): Rt,
     UrlPath(id): UrlPath<String>,
+    Query(q): Query<UpdateQuery>,
     Json(body): Json<Value>,
 ) -> ApiResult {
-    update(rt, Kind::Secret, id, body).await
+    update(rt, Kind::Secret, id, q.version, body).await
 }
 pub async fn config_update(
     State(rt): Rt,
     UrlPath(id): UrlPath<String>,
+    Query(q): Query<UpdateQuery>,
     Json(body): Json<Value>,
 ) -> ApiResult {
-    update(rt, Kind::Config, id, body).await
+    update(rt, Kind::Config, id, q.version, body).await
 }
 
 /// `ContainerSpec.Secrets`/`Configs` as docker shapes them.

@@ -1,0 +1,799 @@
+//! The unmodified `docker` CLI of this machine drives a three-manager shoal
+//! swarm through `DOCKER_HOST`: one row per command (exit status, stdout and
+//! stderr patterns), then the same commands against a surviving manager
+//! after the leader is killed. Services run as containers on this machine's
+//! engine (the docker CLI has no word for shoal's process driver), from the
+//! tests' own `FROM scratch` image.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::images::{build_image, engine, Cleanup, IMAGE};
+use common::{cluster, leader_of, wait_for, Daemon, LONG};
+use regex::Regex;
+
+/// The docker CLI, or `None` (the test is skipped) if this machine has none.
+fn docker_cli() -> Option<()> {
+    let found = Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("skipped: no docker CLI on this machine");
+    }
+    found.then_some(())
+}
+
+/// Runs `docker ARGS` against `d`, with a config dir of its own (no
+/// credentials or contexts of the machine's user leak in).
+fn docker(d: &Daemon, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let config = d.dir.path().join("docker-config");
+    let _ = std::fs::create_dir_all(&config);
+    Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", &d.host)
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker")
+}
+
+/// One row: `docker ARGS` exits with `code`, its stdout and stderr match
+/// the patterns ("" is not checked). Returns stdout.
+fn row(d: &Daemon, args: &[&str], code: i32, out: &str, err: &str) -> String {
+    row_env(d, args, &[], code, out, err)
+}
+
+fn row_env(
+    d: &Daemon,
+    args: &[&str],
+    env: &[(&str, &str)],
+    code: i32,
+    out: &str,
+    err: &str,
+) -> String {
+    let o = docker(d, args, env);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let show = || format!("docker {args:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    assert_eq!(o.status.code(), Some(code), "{}", show());
+    for (pattern, text) in [(out, &stdout), (err, &stderr)] {
+        if !pattern.is_empty() {
+            let re = Regex::new(pattern).expect("pattern");
+            assert!(re.is_match(text), "{pattern:?} not found\n{}", show());
+        }
+    }
+    stdout
+}
+
+/// The non-empty values of `docker` that `shoal` does not have, by path.
+fn differences(docker: &serde_json::Value, shoal: &serde_json::Value, path: &str) -> Vec<String> {
+    use serde_json::Value;
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    };
+    match (docker, shoal) {
+        (Value::Object(d), _) => d
+            .iter()
+            .flat_map(|(k, v)| differences(v, &shoal[k.as_str()], &format!("{path}.{k}")))
+            .collect(),
+        (Value::Array(d), Value::Array(s)) if d.len() == s.len() => d
+            .iter()
+            .zip(s)
+            .enumerate()
+            .flat_map(|(i, (d, s))| differences(d, s, &format!("{path}[{i}]")))
+            .collect(),
+        (Value::Number(d), Value::Number(s)) if d.as_f64() == s.as_f64() => Vec::new(),
+        (d, s) if d == s || empty(d) && empty(s) => Vec::new(),
+        (d, s) => vec![format!("{path}: docker {d}, shoal {s}")],
+    }
+}
+
+fn now_secs() -> String {
+    format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    )
+}
+
+#[test]
+fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
+    let Some(()) = docker_cli() else { return };
+    let Some(engine) = engine() else { return };
+    build_image(&engine);
+    let _cleanup = Cleanup(engine, vec!["dweb", "dwait", "app_web", "app_db", "after"]);
+    let mut nodes = cluster(3, 0, &[]);
+    let m = &nodes[0];
+    let since = now_secs();
+
+    // The handshake and the node's own view.
+    row(
+        m,
+        &["version"],
+        0,
+        r"API version:\s+1\.41 \(downgraded from 1\.\d+\)(.|\n)*Server: shoal(.|\n)*API version:\s+1\.41 \(minimum version 1\.24\)",
+        "",
+    );
+    row(
+        m,
+        &["info"],
+        0,
+        r" Swarm: active\n  NodeID: [a-z0-9]{25}\n  Is Manager: true(.|\n)*  Managers: 3\n  Nodes: 3\n",
+        "",
+    );
+    row(
+        m,
+        &[
+            "info",
+            "--format",
+            "{{.Swarm.ControlAvailable}} {{len .Swarm.RemoteManagers}}",
+        ],
+        0,
+        r"^true 3\n$",
+        "",
+    );
+
+    // Nodes.
+    row(
+        m,
+        &[
+            "node",
+            "ls",
+            "--format",
+            "{{.Hostname}} {{.ManagerStatus}} {{.Self}}",
+        ],
+        0,
+        r"^manager-1 Leader true\nmanager-2 Reachable false\nmanager-3 Reachable false\n$",
+        "",
+    );
+    row(
+        m,
+        &["node", "ls", "-f", "name=manager-2", "-q"],
+        0,
+        r"^[a-z0-9]{25}\n$",
+        "",
+    );
+    row(
+        m,
+        &["node", "update", "--label-add", "zone=a", "manager-2"],
+        0,
+        r"^manager-2\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "node",
+            "inspect",
+            "--format",
+            "{{.Spec.Labels.zone}} {{.Spec.Role}}",
+            "manager-2",
+        ],
+        0,
+        r"^a manager\n$",
+        "",
+    );
+    row(
+        m,
+        &["node", "update", "--label-rm", "zone", "manager-2"],
+        0,
+        "",
+        "",
+    );
+    row(
+        m,
+        &["node", "demote", "manager-3"],
+        0,
+        r"^Manager manager-3 demoted in the swarm\.\n$",
+        "",
+    );
+    wait_for("manager-3 to be a worker", LONG, || {
+        docker(
+            m,
+            &["node", "inspect", "--format", "{{.Spec.Role}}", "manager-3"],
+            &[],
+        )
+        .stdout
+            == b"worker\n"
+    });
+    row(
+        m,
+        &["node", "promote", "manager-3"],
+        0,
+        r"^Node manager-3 promoted to a manager in the swarm\.\n$",
+        "",
+    );
+    row(
+        m,
+        &["node", "promote", "manager-1"],
+        0,
+        r"^Node [a-z0-9]{25} is already a manager\.\n$",
+        "",
+    );
+    row(
+        m,
+        &["node", "inspect", "--pretty", "self"],
+        0,
+        r"Hostname:\s+manager-1\n",
+        "",
+    );
+    row(
+        m,
+        &["node", "inspect", "nobody"],
+        1,
+        "",
+        r"Error response from daemon: node nobody not found",
+    );
+
+    // The swarm.
+    row(
+        m,
+        &["swarm", "join-token", "worker"],
+        0,
+        r"docker swarm join --token SWMTKN-1-\S+ 127\.0\.0\.2:\d+",
+        "",
+    );
+    row(
+        m,
+        &["swarm", "join-token", "-q", "manager"],
+        0,
+        r"^SWMTKN-1-\S+\n$",
+        "",
+    );
+    row(
+        m,
+        &["swarm", "update", "--task-history-limit", "4"],
+        0,
+        r"^Swarm updated\.\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "info",
+            "--format",
+            "{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}}",
+        ],
+        0,
+        r"^4\n$",
+        "",
+    );
+    row(
+        m,
+        &["swarm", "update", "--dispatcher-heartbeat", "20s"],
+        1,
+        "",
+        r"shoal does not support changing Dispatcher\.HeartbeatPeriod",
+    );
+    row(m, &["swarm", "unlock-key"], 1, "", r"no unlock key is set");
+
+    // Secrets, configs and networks.
+    let secret_file = m.dir.path().join("secret.txt");
+    std::fs::write(&secret_file, "s3cret").expect("secret file");
+    let secret_path = secret_file.to_string_lossy().into_owned();
+    row(
+        m,
+        &[
+            "secret",
+            "create",
+            "--label",
+            "k=v",
+            "dsecret",
+            &secret_path,
+        ],
+        0,
+        r"^[a-z0-9]{25}\n$",
+        "",
+    );
+    row(
+        m,
+        &["secret", "ls", "--format", "{{.Name}}"],
+        0,
+        r"^dsecret\n$",
+        "",
+    );
+    row(
+        m,
+        &["secret", "ls", "-f", "label=k=v", "-q"],
+        0,
+        r"^[a-z0-9]{25}\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "secret",
+            "inspect",
+            "--format",
+            "{{.Spec.Name}} {{.Spec.Labels.k}}",
+            "dsecret",
+        ],
+        0,
+        r"^dsecret v\n$",
+        "",
+    );
+    row(
+        m,
+        &["config", "create", "dconfig", &secret_path],
+        0,
+        r"^[a-z0-9]{25}\n$",
+        "",
+    );
+    row(
+        m,
+        &["config", "ls", "--format", "{{.Name}}"],
+        0,
+        r"^dconfig\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "config",
+            "inspect",
+            "--format",
+            "{{printf \"%s\" .Spec.Data}}",
+            "dconfig",
+        ],
+        0,
+        r"^s3cret\n$",
+        "",
+    );
+    row(
+        m,
+        &["network", "create", "-d", "overlay", "--attachable", "dnet"],
+        0,
+        r"^[a-z0-9]{25}\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "scope=swarm",
+            "--format",
+            "{{.Name}} {{.Driver}}",
+        ],
+        0,
+        r"(?m)^dnet overlay$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "network",
+            "inspect",
+            "--format",
+            "{{.Name}} {{.Attachable}}",
+            "dnet",
+        ],
+        0,
+        r"^dnet true\n$",
+        "",
+    );
+
+    // Services: detached, then waiting for convergence as the CLI does.
+    row(
+        m,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "dweb",
+            "--replicas",
+            "2",
+            "--secret",
+            "dsecret",
+            "--network",
+            "dnet",
+            "--label",
+            "tier=front",
+            IMAGE,
+            "--print",
+            "hello-docker-cli",
+        ],
+        0,
+        r"^[a-z0-9]{25}\n$",
+        "",
+    );
+    let started = Instant::now();
+    row(
+        m,
+        &[
+            "service",
+            "create",
+            "--name",
+            "dwait",
+            "--update-monitor",
+            "1s",
+            IMAGE,
+        ],
+        0,
+        r"(?s)^[a-z0-9]{25}\n.*verify: Service \S+ converged",
+        "",
+    );
+    eprintln!(
+        "docker service create (no -d) converged in {:?}",
+        started.elapsed()
+    );
+    wait_for("dweb 2/2", LONG, || {
+        docker(
+            m,
+            &[
+                "service",
+                "ls",
+                "-f",
+                "name=dweb",
+                "--format",
+                "{{.Replicas}}",
+            ],
+            &[],
+        )
+        .stdout
+            == b"2/2\n"
+    });
+    row(
+        m,
+        &[
+            "service",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Mode}} {{.Replicas}}",
+        ],
+        0,
+        r"^dwait replicated 1/1\ndweb replicated 2/2\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "service",
+            "ps",
+            "--format",
+            "{{.Name}} {{.DesiredState}}",
+            "dweb",
+        ],
+        0,
+        r"^dweb\.1 Running\ndweb\.2 Running\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.Name}} {{.Spec.Labels.tier}} {{.Spec.Mode.Replicated.Replicas}}",
+            "dweb",
+        ],
+        0,
+        r"^dweb front 2\n$",
+        "",
+    );
+    row(
+        m,
+        &["service", "inspect", "--pretty", "dweb"],
+        0,
+        r"Name:\s+dweb\n(.|\n)*Replicas:\s+2\n",
+        "",
+    );
+    wait_for("dweb's logs", LONG, || {
+        let o = docker(m, &["service", "logs", "dweb"], &[]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        o.status.success()
+            && Regex::new(r"dweb\.[12]\.[a-z0-9]{12}@manager-\d\s+\| .*hello-docker-cli")
+                .expect("pattern")
+                .is_match(&out)
+    });
+    row(
+        m,
+        &["service", "logs", "--raw", "--no-task-ids", "dweb"],
+        0,
+        r"hello-docker-cli",
+        "",
+    );
+    row(
+        m,
+        &[
+            "service",
+            "update",
+            "-d",
+            "--env-add",
+            "COLOUR=blue",
+            "dweb",
+        ],
+        0,
+        r"^dweb\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+            "dweb",
+        ],
+        0,
+        r#"^\["COLOUR=blue"\]\n$"#,
+        "",
+    );
+    row(
+        m,
+        &["service", "scale", "-d", "dweb=3"],
+        0,
+        r"^dweb scaled to 3\n$",
+        "",
+    );
+    row(
+        m,
+        &["service", "rollback", "-d", "dweb"],
+        0,
+        r"^dweb\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.Mode.Replicated.Replicas}}",
+            "dweb",
+        ],
+        0,
+        r"^2\n$",
+        "",
+    );
+    // A field shoal would not act on is refused, not dropped.
+    row(
+        m,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "dmount",
+            "--mount",
+            "type=volume,source=v,target=/data",
+            IMAGE,
+        ],
+        1,
+        "",
+        r"shoal does not support TaskTemplate\.ContainerSpec\.Mounts",
+    );
+    row(
+        m,
+        &["service", "ls", "-f", "name=dmount", "-q"],
+        0,
+        r"^$",
+        "",
+    );
+
+    // shoal's CLI and docker's see the same service.
+    let ours: serde_json::Value =
+        serde_json::from_str(&m.ok(&["service", "inspect", "dwait"])).expect("shoal inspect json");
+    let theirs: serde_json::Value =
+        serde_json::from_slice(&docker(m, &["service", "inspect", "dwait"], &[]).stdout)
+            .expect("docker inspect json");
+    // docker's client re-prints through its Go types: it leaves out empty
+    // values and fields it has no type for (shoal's `Driver`, `Balance`).
+    let mismatches = differences(&theirs[0], &ours[0], "");
+    assert!(
+        mismatches.is_empty(),
+        "docker's inspect differs from shoal's: {mismatches:?}"
+    );
+    assert!(!theirs[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].is_null());
+
+    // A stack, deployed and removed by the docker client.
+    let compose = m.dir.path().join("compose.yml");
+    std::fs::write(
+        &compose,
+        format!(
+            "version: \"3.8\"\nservices:\n  web:\n    image: {IMAGE}\n    command: [\"--print\", \"from-stack\"]\n    deploy:\n      replicas: 2\n    secrets: [token]\n    networks: [front]\n  db:\n    image: {IMAGE}\nnetworks:\n  front: {{}}\nsecrets:\n  token:\n    file: {secret_path}\n"
+        ),
+    )
+    .expect("compose file");
+    let compose = compose.to_string_lossy().into_owned();
+    row(
+        m,
+        &["stack", "deploy", "-c", &compose, "app"],
+        0,
+        r"Creating network app_front\n(.|\n)*Creating secret app_token\n(.|\n)*Creating service app_(web|db)\n",
+        "",
+    );
+    row(m, &["stack", "ls"], 0, r"(?m)^app\s+2\s*$", "");
+    row(
+        m,
+        &["stack", "services", "--format", "{{.Name}}", "app"],
+        0,
+        r"^app_db\napp_web\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{index .Spec.Labels \"com.docker.stack.namespace\"}}",
+            "app_web",
+        ],
+        0,
+        r"^app\n$",
+        "",
+    );
+    wait_for("the stack's tasks", LONG, || {
+        let o = docker(m, &["stack", "ps", "--format", "{{.Name}}", "app"], &[]);
+        String::from_utf8_lossy(&o.stdout).lines().count() == 3
+    });
+    // A redeploy of the same file changes nothing and succeeds.
+    row(
+        m,
+        &["stack", "deploy", "-c", &compose, "app"],
+        0,
+        r"Updating service app_(web|db)",
+        "",
+    );
+    row(
+        m,
+        &["stack", "rm", "app"],
+        0,
+        r"Removing service app_web(.|\n)*Removing network app_front",
+        "",
+    );
+    row(m, &["stack", "ls"], 0, r"^NAME\s+SERVICES\n$", "");
+
+    // The events of all that, in commit order.
+    let until = now_secs();
+    std::thread::sleep(Duration::from_millis(1100));
+    let events = row(
+        m,
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "type=service",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ],
+        0,
+        r"(?m)^create dweb$",
+        "",
+    );
+    let lines: Vec<&str> = events.lines().collect();
+    let at = |l: &str| lines.iter().position(|x| *x == l);
+    assert!(at("create dweb") < at("update dweb"), "{events}");
+    assert!(
+        at("create app_web").is_some() && at("remove app_web") > at("create app_web"),
+        "{events}"
+    );
+    row(
+        m,
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "event=update",
+            "--filter",
+            "service=dweb",
+            "--format",
+            "{{.Actor.Attributes}}",
+        ],
+        0,
+        r"replicas\.new:3 replicas\.old:2",
+        "",
+    );
+    row(
+        m,
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "type=secret",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Scope}}",
+        ],
+        0,
+        r"(?m)^secret create dsecret swarm$",
+        "",
+    );
+
+    // Bad input: versions outside the range served.
+    row_env(
+        m,
+        &["service", "ls"],
+        &[("DOCKER_API_VERSION", "1.99")],
+        1,
+        "",
+        r"client version 1\.99 is too new\. Maximum supported API version is 1\.41",
+    );
+    row_env(
+        m,
+        &["version", "--format", "{{.Server.Version}}"],
+        &[("DOCKER_API_VERSION", "1.12")],
+        1,
+        "",
+        r"client version 1\.12 is too old\. Minimum supported API version is 1\.24",
+    );
+
+    // The leader dies: a surviving manager serves the same commands.
+    let leader = leader_of(&nodes, 1).expect("a leader");
+    nodes[leader].kill9();
+    let survivor = (0..3).find(|i| *i != leader).expect("a survivor");
+    wait_for("a new leader", LONG, || {
+        leader_of(&nodes, survivor).is_some_and(|l| l != leader)
+    });
+    let s = &nodes[survivor];
+    wait_for("docker node ls to show the dead leader down", LONG, || {
+        let o = docker(
+            s,
+            &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+            &[],
+        );
+        String::from_utf8_lossy(&o.stdout).contains(&format!("manager-{} Down", leader + 1))
+    });
+    row(
+        s,
+        &["service", "ls", "--format", "{{.Name}}"],
+        0,
+        r"^dwait\ndweb\n$",
+        "",
+    );
+    row(
+        s,
+        &["service", "create", "-d", "--name", "after", IMAGE],
+        0,
+        r"^[a-z0-9]{25}\n$",
+        "",
+    );
+    row(
+        s,
+        &["service", "scale", "-d", "dweb=1"],
+        0,
+        r"^dweb scaled to 1\n$",
+        "",
+    );
+    row(
+        s,
+        &["secret", "rm", "dsecret"],
+        1,
+        "",
+        r"in use by the following service",
+    );
+    for name in ["dweb", "dwait", "after"] {
+        row(s, &["service", "rm", name], 0, &format!("^{name}\n$"), "");
+    }
+    row(s, &["secret", "rm", "dsecret"], 0, r"^dsecret\n$", "");
+    row(s, &["config", "rm", "dconfig"], 0, r"^dconfig\n$", "");
+    wait_for("dnet to be free", LONG, || {
+        docker(s, &["network", "rm", "dnet"], &[]).status.success()
+    });
+    row(s, &["network", "ls", "-f", "name=dnet", "-q"], 0, r"^$", "");
+}
