@@ -56,7 +56,7 @@ const OBJECT_KEYS: &[&str] = &[
 
 /// docker's timestamps: Unix seconds with optional nanoseconds
 /// (`1700000000.000000001`, what the CLI sends), or RFC 3339.
-fn parse_time(what: &str, text: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_time(what: &str, text: &str) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::bad_request(format!(
             "invalid value for {what}: {text:?}: expected Unix seconds or an RFC 3339 time"

@@ -233,16 +233,14 @@ fn stream_logs(
         trunc: q.trunc.is_none() || flag(&q.trunc),
         details: flag(&q.details),
     };
-    let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
+    // docker's clients send Unix seconds (`0`: from the start).
+    let since = match q.since.as_deref().filter(|s| !s.is_empty() && *s != "0") {
         None => String::new(),
-        Some(s) => s
-            .parse::<chrono::DateTime<chrono::Utc>>()
-            .map_err(|_| {
-                ApiError::bad_request(format!(
-                    "invalid value for since: {s:?}: expected an RFC 3339 time"
-                ))
-            })?
-            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        Some(s) => {
+            let nanos = super::events::parse_time("since", s)?;
+            chrono::DateTime::from_timestamp_nanos(nanos)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        }
     };
     let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
     tokio::spawn(async move {

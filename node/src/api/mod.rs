@@ -334,8 +334,10 @@ async fn services(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
 /// A service spec from a request body: docker's shape, every field set in
 /// it honoured or the request refused (see `unhonoured`).
 fn parse_spec(body: &Value) -> Result<shoal_actors::model::ServiceSpec, ApiError> {
-    let spec = views::parse_service_spec(body).map_err(ApiError::bad_request)?;
-    let unhonoured = unhonoured::fields(body, &views::service_spec(&spec));
+    let mut body = body.clone();
+    unhonoured::canonical_case(&mut body);
+    let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
+    let unhonoured = unhonoured::fields(&body, &views::service_spec(&spec));
     if !unhonoured.is_empty() {
         return Err(ApiError::bad_request(format!(
             "shoal does not support {} in a service spec (docs/api.md lists the fields it acts on)",
@@ -695,11 +697,11 @@ async fn chaos_kill(State(rt): Rt, Json(req): Json<KillRequest>) -> ApiResult {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RotateQuery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "query_bool")]
     rotate_worker_token: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "query_bool")]
     rotate_manager_token: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "query_bool")]
     rotate_manager_unlock_key: bool,
     /// docker's: the swarm's `Version.Index` the spec was read at.
     version: Option<u64>,
@@ -819,8 +821,21 @@ async fn swarm_update(
 
 #[derive(Deserialize)]
 struct ForceQuery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "query_bool")]
     force: bool,
+}
+
+/// A boolean query parameter as docker's clients write it: `true`, `1`,
+/// and docker-py's `True` (dockerd reads them with Go's `ParseBool`).
+fn query_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.as_str() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "invalid boolean value {other:?}"
+        ))),
+    }
 }
 
 async fn swarm_leave(State(rt): Rt, Query(q): Query<ForceQuery>) -> ApiResult {

@@ -16,6 +16,113 @@ const ACCEPTED_AS_DEFAULT: &[(&str, &str)] = &[
     ("TaskTemplate.ContainerSpec.Isolation", "default"),
 ];
 
+/// The field names of the specs shoal reads, as the Engine API spells them.
+const FIELDS: &[&str] = &[
+    "Aliases",
+    "Args",
+    "Balance",
+    "Condition",
+    "ConfigID",
+    "ConfigName",
+    "Configs",
+    "Constraints",
+    "ContainerSpec",
+    "Delay",
+    "Dir",
+    "Driver",
+    "EndpointSpec",
+    "Env",
+    "FailureAction",
+    "File",
+    "ForceUpdate",
+    "GID",
+    "Global",
+    "GlobalJob",
+    "Healthcheck",
+    "Image",
+    "Interval",
+    "Isolation",
+    "Labels",
+    "Limits",
+    "MaxAttempts",
+    "MaxConcurrent",
+    "MaxFailureRatio",
+    "MaxReplicas",
+    "MemoryBytes",
+    "Mode",
+    "Monitor",
+    "Name",
+    "NanoCPUs",
+    "Networks",
+    "Order",
+    "Parallelism",
+    "Placement",
+    "Ports",
+    "Preferences",
+    "Protocol",
+    "ProxyProtocol",
+    "PublishMode",
+    "PublishedPort",
+    "Replicas",
+    "Replicated",
+    "ReplicatedJob",
+    "Reservations",
+    "Resources",
+    "RestartPolicy",
+    "Retries",
+    "RollbackConfig",
+    "Runtime",
+    "SecretID",
+    "SecretName",
+    "Secrets",
+    "Spread",
+    "SpreadDescriptor",
+    "StartPeriod",
+    "StopGracePeriod",
+    "Target",
+    "TargetPort",
+    "TaskTemplate",
+    "Test",
+    "Timeout",
+    "TotalCompletions",
+    "UID",
+    "UpdateConfig",
+    "User",
+    "Window",
+];
+
+/// Fields whose keys are the user's own (label names, options).
+const FREE_FORM: &[&str] = &["Labels", "Options", "DriverOpts", "Sysctls"];
+
+/// Spells every field name of a spec as the Engine API does: dockerd reads
+/// JSON keys without regard to case (Go's `encoding/json`), and clients
+/// rely on it (docker-py writes `{"replicated": {"Replicas": 2}}`).
+pub fn canonical_case(v: &mut Value) {
+    let Value::Object(map) = v else {
+        if let Value::Array(list) = v {
+            list.iter_mut().for_each(canonical_case);
+        }
+        return;
+    };
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for key in keys {
+        let canonical = FIELDS
+            .iter()
+            .find(|f| f.eq_ignore_ascii_case(&key) && **f != key)
+            .filter(|f| !map.contains_key(**f));
+        if let Some(name) = canonical {
+            if let Some(value) = map.remove(&key) {
+                map.insert(name.to_string(), value);
+            }
+        }
+    }
+    for (key, value) in map.iter_mut() {
+        if !FREE_FORM.contains(&key.as_str()) {
+            canonical_case(value);
+        }
+    }
+}
+
 fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
@@ -68,6 +175,18 @@ fn walk(asked: &Value, shown: Option<&Value>, path: &mut String, out: &mut Vec<S
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn field_names_take_the_engine_api_spelling_but_labels_keep_theirs() {
+        let mut v = json!({"mode": {"replicated": {"replicas": 2}},
+                           "Labels": {"mode": "x"}, "TaskTemplate": {"containerspec": {"Image": "i"}}});
+        canonical_case(&mut v);
+        assert_eq!(
+            v,
+            json!({"Mode": {"Replicated": {"Replicas": 2}}, "Labels": {"mode": "x"},
+                   "TaskTemplate": {"ContainerSpec": {"Image": "i"}}})
+        );
+    }
 
     #[test]
     fn set_fields_without_a_counterpart_are_named() {
