@@ -141,22 +141,7 @@ impl Client {
     pub async fn stream_logs(&self, path: &str) -> anyhow::Result<()> {
         use std::io::Write;
         let resp = self.send(Method::GET, path, None).await?;
-        let status = resp.status();
-        let mut body = resp.into_body();
-        if !status.is_success() {
-            let bytes = body.collect().await?.to_bytes();
-            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let message = v
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("request failed")
-                .to_string();
-            return Err(DaemonError {
-                status: status.as_u16(),
-                message,
-            }
-            .into());
-        }
+        let mut body = streamed_body(resp).await?;
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         let mut pending: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -177,6 +162,51 @@ impl Client {
         }
         Ok(())
     }
+}
+
+impl Client {
+    /// Streams a response of JSON lines, each complete line to `on_line`.
+    pub async fn stream_lines(
+        &self,
+        path: &str,
+        mut on_line: impl FnMut(&str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let resp = self.send(Method::GET, path, None).await?;
+        let mut body = streamed_body(resp).await?;
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                on_line(String::from_utf8_lossy(&line).trim_end())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The body of a streamed answer, or the daemon's error.
+async fn streamed_body(resp: Response<Incoming>) -> anyhow::Result<Incoming> {
+    let status = resp.status();
+    let body = resp.into_body();
+    if status.is_success() {
+        return Ok(body);
+    }
+    let bytes = body.collect().await?.to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let message = v
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("request failed")
+        .to_string();
+    Err(DaemonError {
+        status: status.as_u16(),
+        message,
+    }
+    .into())
 }
 
 /// One frame of docker's multiplexed stream: `[stream, 0, 0, 0, size (u32

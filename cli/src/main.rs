@@ -47,6 +47,8 @@ enum Command {
     Daemon(daemon::DaemonArgs),
     /// Display system-wide information
     Info(commands::InfoArgs),
+    /// Get real time events from the swarm
+    Events(commands::events::EventsArgs),
     /// Return low-level information on tasks, services or nodes
     Inspect(commands::inspect::InspectArgs),
     /// Manage the swarm
@@ -137,6 +139,9 @@ fn main() -> ExitCode {
         match command {
             Command::Daemon(args) => daemon::run(&host, args).await,
             Command::Info(args) => commands::info(&client::Client::new(&host)?, args).await,
+            Command::Events(args) => {
+                commands::events::run(&client::Client::new(&host)?, args).await
+            }
             Command::Inspect(args) => {
                 commands::inspect::run(&client::Client::new(&host)?, args).await
             }

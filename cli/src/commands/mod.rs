@@ -1,4 +1,5 @@
 pub mod daemon;
+pub mod events;
 pub mod executable;
 pub mod file_flags;
 pub mod inspect;
