@@ -99,6 +99,25 @@ fn differences(docker: &serde_json::Value, shoal: &serde_json::Value, path: &str
     }
 }
 
+/// Waits until `service` has no rollout in progress.
+fn settled(d: &Daemon, service: &str) {
+    wait_for("the rollout to finish", LONG, || {
+        let o = docker(
+            d,
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                service,
+            ],
+            &[],
+        );
+        let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        o.status.success() && !state.contains("updating") && !state.contains("rollback_started")
+    });
+}
+
 fn now_secs() -> String {
     format!(
         "{}",
@@ -114,7 +133,10 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
     let Some(()) = docker_cli() else { return };
     let Some(engine) = engine() else { return };
     build_image(&engine);
-    let _cleanup = Cleanup(engine, vec!["dweb", "dwait", "app_web", "app_db", "after"]);
+    let _cleanup = Cleanup(
+        engine,
+        vec!["cliweb", "cliwait", "app_web", "app_db", "after"],
+    );
     let mut nodes = cluster(3, 0, &[]);
     let m = &nodes[0];
     let since = now_secs();
@@ -395,7 +417,7 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "create",
             "-d",
             "--name",
-            "dweb",
+            "cliweb",
             "--replicas",
             "2",
             "--secret",
@@ -419,7 +441,7 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "service",
             "create",
             "--name",
-            "dwait",
+            "cliwait",
             "--update-monitor",
             "1s",
             IMAGE,
@@ -432,14 +454,14 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
         "docker service create (no -d) converged in {:?}",
         started.elapsed()
     );
-    wait_for("dweb 2/2", LONG, || {
+    wait_for("cliweb 2/2", LONG, || {
         docker(
             m,
             &[
                 "service",
                 "ls",
                 "-f",
-                "name=dweb",
+                "name=cliweb",
                 "--format",
                 "{{.Replicas}}",
             ],
@@ -457,7 +479,7 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "{{.Name}} {{.Mode}} {{.Replicas}}",
         ],
         0,
-        r"^dwait replicated 1/1\ndweb replicated 2/2\n$",
+        r"^cliwait replicated 1/1\ncliweb replicated 2/2\n$",
         "",
     );
     row(
@@ -467,10 +489,10 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "ps",
             "--format",
             "{{.Name}} {{.DesiredState}}",
-            "dweb",
+            "cliweb",
         ],
         0,
-        r"^dweb\.1 Running\ndweb\.2 Running\n$",
+        r"^cliweb\.1 Running\ncliweb\.2 Running\n$",
         "",
     );
     row(
@@ -480,30 +502,30 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "inspect",
             "--format",
             "{{.Spec.Name}} {{.Spec.Labels.tier}} {{.Spec.Mode.Replicated.Replicas}}",
-            "dweb",
+            "cliweb",
         ],
         0,
-        r"^dweb front 2\n$",
+        r"^cliweb front 2\n$",
         "",
     );
     row(
         m,
-        &["service", "inspect", "--pretty", "dweb"],
+        &["service", "inspect", "--pretty", "cliweb"],
         0,
-        r"Name:\s+dweb\n(.|\n)*Replicas:\s+2\n",
+        r"Name:\s+cliweb\n(.|\n)*Replicas:\s+2\n",
         "",
     );
-    wait_for("dweb's logs", LONG, || {
-        let o = docker(m, &["service", "logs", "dweb"], &[]);
+    wait_for("cliweb's logs", LONG, || {
+        let o = docker(m, &["service", "logs", "cliweb"], &[]);
         let out = String::from_utf8_lossy(&o.stdout);
         o.status.success()
-            && Regex::new(r"dweb\.[12]\.[a-z0-9]{12}@manager-\d\s+\| .*hello-docker-cli")
+            && Regex::new(r"cliweb\.[12]\.[a-z0-9]{12}@manager-\d\s+\| .*hello-docker-cli")
                 .expect("pattern")
                 .is_match(&out)
     });
     row(
         m,
-        &["service", "logs", "--raw", "--no-task-ids", "dweb"],
+        &["service", "logs", "--raw", "--no-task-ids", "cliweb"],
         0,
         r"hello-docker-cli",
         "",
@@ -516,10 +538,10 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "-d",
             "--env-add",
             "COLOUR=blue",
-            "dweb",
+            "cliweb",
         ],
         0,
-        r"^dweb\n$",
+        r"^cliweb\n$",
         "",
     );
     row(
@@ -529,24 +551,28 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "inspect",
             "--format",
             "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
-            "dweb",
+            "cliweb",
         ],
         0,
         r#"^\["COLOUR=blue"\]\n$"#,
         "",
     );
+    // A client reads a service and sends it back at the version it read; a
+    // rollout in progress moves the version (as in Docker Swarm), so the
+    // next change waits for it to finish.
+    settled(m, "cliweb");
     row(
         m,
-        &["service", "scale", "-d", "dweb=3"],
+        &["service", "scale", "-d", "cliweb=3"],
         0,
-        r"^dweb scaled to 3\n$",
+        r"^cliweb scaled to 3\n$",
         "",
     );
     row(
         m,
-        &["service", "rollback", "-d", "dweb"],
+        &["service", "rollback", "-d", "cliweb"],
         0,
-        r"^dweb\n$",
+        r"^cliweb\n$",
         "",
     );
     row(
@@ -556,7 +582,7 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "inspect",
             "--format",
             "{{.Spec.Mode.Replicated.Replicas}}",
-            "dweb",
+            "cliweb",
         ],
         0,
         r"^2\n$",
@@ -588,10 +614,10 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
     );
 
     // shoal's CLI and docker's see the same service.
-    let ours: serde_json::Value =
-        serde_json::from_str(&m.ok(&["service", "inspect", "dwait"])).expect("shoal inspect json");
+    let ours: serde_json::Value = serde_json::from_str(&m.ok(&["service", "inspect", "cliwait"]))
+        .expect("shoal inspect json");
     let theirs: serde_json::Value =
-        serde_json::from_slice(&docker(m, &["service", "inspect", "dwait"], &[]).stdout)
+        serde_json::from_slice(&docker(m, &["service", "inspect", "cliwait"], &[]).stdout)
             .expect("docker inspect json");
     // docker's client re-prints through its Go types: it leaves out empty
     // values and fields it has no type for (shoal's `Driver`, `Balance`).
@@ -678,12 +704,12 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "{{.Action}} {{.Actor.Attributes.name}}",
         ],
         0,
-        r"(?m)^create dweb$",
+        r"(?m)^create cliweb$",
         "",
     );
     let lines: Vec<&str> = events.lines().collect();
     let at = |l: &str| lines.iter().position(|x| *x == l);
-    assert!(at("create dweb") < at("update dweb"), "{events}");
+    assert!(at("create cliweb") < at("update cliweb"), "{events}");
     assert!(
         at("create app_web").is_some() && at("remove app_web") > at("create app_web"),
         "{events}"
@@ -699,7 +725,7 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "--filter",
             "event=update",
             "--filter",
-            "service=dweb",
+            "service=cliweb",
             "--format",
             "{{.Actor.Attributes}}",
         ],
@@ -763,7 +789,7 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
         s,
         &["service", "ls", "--format", "{{.Name}}"],
         0,
-        r"^dwait\ndweb\n$",
+        r"^cliwait\ncliweb\n$",
         "",
     );
     row(
@@ -775,9 +801,9 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
     );
     row(
         s,
-        &["service", "scale", "-d", "dweb=1"],
+        &["service", "scale", "-d", "cliweb=1"],
         0,
-        r"^dweb scaled to 1\n$",
+        r"^cliweb scaled to 1\n$",
         "",
     );
     row(
@@ -787,13 +813,136 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
         "",
         r"in use by the following service",
     );
-    for name in ["dweb", "dwait", "after"] {
+    for name in ["cliweb", "cliwait", "after"] {
         row(s, &["service", "rm", name], 0, &format!("^{name}\n$"), "");
     }
     row(s, &["secret", "rm", "dsecret"], 0, r"^dsecret\n$", "");
     row(s, &["config", "rm", "dconfig"], 0, r"^dconfig\n$", "");
-    wait_for("dnet to be free", LONG, || {
-        docker(s, &["network", "rm", "dnet"], &[]).status.success()
+    // dnet's endpoints on the dead leader stay allocated until it comes
+    // back or is removed: no network rm here.
+}
+
+#[test]
+fn the_docker_cli_inits_joins_and_leaves_a_swarm() {
+    let Some(()) = docker_cli() else { return };
+    let first = Daemon::start_on("127.0.0.2", "manager-1", &[]);
+    let second = Daemon::start_on("127.0.0.3", "worker-1", &[]);
+    row(
+        &first,
+        &[
+            "swarm",
+            "init",
+            "--listen-addr",
+            &first.listen,
+            "--advertise-addr",
+            &first.listen,
+        ],
+        0,
+        r"Swarm initialized: current node \([a-z0-9]{25}\) is now a manager\.",
+        "",
+    );
+    let token = row(
+        &first,
+        &["swarm", "join-token", "-q", "worker"],
+        0,
+        r"^SWMTKN-1-\S+\n$",
+        "",
+    );
+    // The worker's own address, as SDK suites pass one (docker's default
+    // would be 0.0.0.0:2377, shared by every daemon on this machine).
+    row(
+        &second,
+        &[
+            "swarm",
+            "join",
+            "--listen-addr",
+            &second.listen,
+            "--token",
+            token.trim(),
+            &first.listen,
+        ],
+        0,
+        r"^This node joined a swarm as a worker\.\n$",
+        "",
+    );
+    wait_for("worker-1 ready", LONG, || {
+        docker(
+            &first,
+            &[
+                "node",
+                "ls",
+                "-f",
+                "name=worker-1",
+                "--format",
+                "{{.Status}}",
+            ],
+            &[],
+        )
+        .stdout
+            == b"Ready\n"
     });
-    row(s, &["network", "ls", "-f", "name=dnet", "-q"], 0, r"^$", "");
+    row(
+        &second,
+        &[
+            "info",
+            "--format",
+            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+        ],
+        0,
+        r"^active false\n$",
+        "",
+    );
+    row(
+        &second,
+        &["node", "ls"],
+        1,
+        "",
+        r"This node is not a swarm manager",
+    );
+    row(
+        &first,
+        &["node", "rm", "worker-1"],
+        1,
+        "",
+        r"is not down and can't be removed",
+    );
+    row(
+        &second,
+        &["swarm", "leave"],
+        0,
+        r"^Node left the swarm\.\n$",
+        "",
+    );
+    wait_for("worker-1 down", LONG, || {
+        docker(
+            &first,
+            &[
+                "node",
+                "ls",
+                "-f",
+                "name=worker-1",
+                "--format",
+                "{{.Status}}",
+            ],
+            &[],
+        )
+        .stdout
+            == b"Down\n"
+    });
+    row(&first, &["node", "rm", "worker-1"], 0, r"^worker-1\n$", "");
+    row(&first, &["swarm", "leave"], 1, "", r"force");
+    row(
+        &first,
+        &["swarm", "leave", "--force"],
+        0,
+        r"^Node left the swarm\.\n$",
+        "",
+    );
+    row(
+        &first,
+        &["info", "--format", "{{.Swarm.LocalNodeState}}"],
+        0,
+        r"^inactive\n$",
+        "",
+    );
 }

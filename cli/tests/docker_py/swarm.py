@@ -29,6 +29,19 @@ assert client.version()["ApiVersion"] == "1.41", client.version()
 assert client.ping() is True
 assert client.info()["Swarm"]["LocalNodeState"] == "inactive"
 
+def retried(step):
+    """Runs a read-then-update step again when a rollout moved the service's
+    version in between (409 out of sequence), as a client must."""
+    for _ in range(50):
+        try:
+            return step()
+        except APIError as e:
+            if e.status_code != 409:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("still out of sequence after 50 tries")
+
+
 # A swarm, as SDK test suites make one.
 node_id = client.swarm.init(advertise_addr=listen.split(":")[0], listen_addr=listen)
 assert client.swarm.id, client.swarm.attrs
@@ -82,23 +95,30 @@ def running(service, n):
 wait("2 running tasks", lambda: running(svc, 2))
 svc.reload()
 assert svc.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 2
-svc.scale(3)
+retried(lambda: (svc.reload(), svc.scale(3)))
 svc.reload()
 assert svc.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 3
 wait("3 running tasks", lambda: running(svc, 3))
-svc.update(env=["COLOUR=blue"])
+retried(lambda: (svc.reload(), svc.update(env=["COLOUR=blue"])))
 svc.reload()
 assert svc.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"] == ["COLOUR=blue"], svc.attrs
 
 # Rollback through the low-level client (docker-py's high level has none).
 api = client.api
-current = api.inspect_service(svc.id)
-resp = api._post_json(
-    api._url("/services/{0}/update", svc.id),
-    data=current["Spec"],
-    params={"version": current["Version"]["Index"], "rollback": "previous"},
-)
-api._raise_for_status(resp)
+
+
+def rollback():
+    current = api.inspect_service(svc.id)
+    resp = api._post_json(
+        api._url("/services/{0}/update", svc.id),
+        data=current["Spec"],
+        params={"version": current["Version"]["Index"], "rollback": "previous"},
+    )
+    api._raise_for_status(resp)
+    return current
+
+
+current = retried(rollback)
 svc.reload()
 assert "Env" not in svc.attrs["Spec"]["TaskTemplate"]["ContainerSpec"] or \
     not svc.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"], svc.attrs

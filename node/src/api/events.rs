@@ -63,7 +63,12 @@ pub(super) fn parse_time(what: &str, text: &str) -> Result<i64, ApiError> {
         ))
     };
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return t.timestamp_nanos_opt().ok_or_else(bad);
+        // Beyond the years nanoseconds reach (1677–2262): the end there.
+        return Ok(t.timestamp_nanos_opt().unwrap_or(if t.timestamp() > 0 {
+            i64::MAX
+        } else {
+            i64::MIN
+        }));
     }
     let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
     if secs.is_empty() || secs.len() > 12 || frac.len() > 9 {
@@ -75,7 +80,7 @@ pub(super) fn parse_time(what: &str, text: &str) -> Result<i64, ApiError> {
     } else {
         format!("{frac:0<9}").parse().map_err(|_| bad())?
     };
-    Ok(secs * 1_000_000_000 + nanos)
+    Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
 fn matches(f: &Filters, r: &Recorded) -> bool {
@@ -207,6 +212,10 @@ mod tests {
         assert_eq!(
             parse_time("since", "2023-11-14T22:13:20Z").unwrap(),
             1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            parse_time("since", "2999-01-01T00:00:00Z").unwrap(),
+            i64::MAX
         );
         assert!(parse_time("since", "yesterday").is_err());
         assert!(parse_time("since", "1.1234567890").is_err());

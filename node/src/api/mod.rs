@@ -226,9 +226,10 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
         spec.subnet_size = n;
     }
     shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
+    // docker's client sends "" for an address it was not given.
     let addrs = crate::runtime::AddrRequest {
-        listen: req.listen_addr,
-        advertise: req.advertise_addr,
+        listen: req.listen_addr.filter(|a| !a.is_empty()),
+        advertise: req.advertise_addr.filter(|a| !a.is_empty()),
     };
     let node_id = rt.init_swarm(spec, addrs).await?;
     if req.auto_lock_managers {
@@ -256,9 +257,10 @@ async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> ApiResult {
         ApiError::bad_request("RemoteAddrs must name at least one manager (HOST:PORT)")
     })?;
     let availability = parse_availability(req.availability.as_deref())?.unwrap_or_default();
+    // docker's client sends "" for an address it was not given.
     let addrs = crate::runtime::AddrRequest {
-        listen: req.listen_addr,
-        advertise: req.advertise_addr,
+        listen: req.listen_addr.filter(|a| !a.is_empty()),
+        advertise: req.advertise_addr.filter(|a| !a.is_empty()),
     };
     let node_id = rt
         .join_swarm(&req.join_token, remote, addrs, availability)
@@ -858,7 +860,8 @@ fn parse_availability(
 ) -> Result<Option<shoal_actors::model::Availability>, ApiError> {
     use shoal_actors::model::Availability;
     match text.map(str::to_lowercase).as_deref() {
-        None => Ok(None),
+        // docker's client sends "" for "leave it as it is".
+        None | Some("") => Ok(None),
         Some("active") => Ok(Some(Availability::Active)),
         Some("pause") => Ok(Some(Availability::Pause)),
         Some("drain") => Ok(Some(Availability::Drain)),
