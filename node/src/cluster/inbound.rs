@@ -144,12 +144,12 @@ impl Inbound for ClusterInbound {
 
     fn tunnel(
         &self,
-        _peer: &PeerId,
+        peer: &PeerId,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> BoxFuture<()> {
         match self.0.upgrade() {
-            Some(rt) => rt.mesh.serve_tunnel(send, recv),
+            Some(rt) => rt.mesh.serve_tunnel(peer.node_id.clone(), send, recv),
             None => Box::pin(async {}),
         }
     }

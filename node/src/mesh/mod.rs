@@ -8,10 +8,17 @@
 //! (`ports::endpoints`, from the replicated state): it decides nothing about
 //! which tasks exist, only which of them a connection goes to, and it never
 //! dials a task of another node itself.
+//!
+//! A tunnel a peer opens is taken only for what the same table publishes:
+//! a running task of this node, a target port and protocol its service
+//! publishes in ingress mode (`admit::tunnel`); and it is never dialled on
+//! a loopback address (a `--network host` task), so no peer reaches this
+//! node's own loopback services through it.
 
+mod admit;
 mod pool;
 mod proxy_header;
-mod tunnel;
+pub mod tunnel;
 mod udp;
 
 use std::collections::BTreeMap;
@@ -64,6 +71,11 @@ pub struct Mesh {
     transport: TransportSlot,
     pools: Mutex<BTreeMap<String, (Balance, Pool)>>,
     listeners: Mutex<BTreeMap<(Protocol, u16), Listener>>,
+    /// The latest endpoint table: what a peer's tunnel may ask for.
+    table: RwLock<Vec<ServiceEndpoints>>,
+    /// Refused tunnels are logged at most once a period (a hostile peer
+    /// must not fill the log).
+    refusals: crate::transport::quiet::Quiet,
 }
 
 impl Mesh {
@@ -75,6 +87,8 @@ impl Mesh {
             transport,
             pools: Mutex::new(BTreeMap::new()),
             listeners: Mutex::new(BTreeMap::new()),
+            table: RwLock::new(Vec::new()),
+            refusals: crate::transport::quiet::Quiet::new(std::time::Duration::from_secs(10)),
         })
     }
 
@@ -90,6 +104,7 @@ impl Mesh {
             l.accept.abort();
         }
         self.pools.lock().clear();
+        self.table.write().clear();
     }
 
     /// The address of a task of this node, from the driver that runs it.
@@ -105,17 +120,7 @@ impl Mesh {
         port: u16,
         proxy: Option<(ProxyProtocol, SocketAddr, SocketAddr)>,
     ) -> Option<TcpStream> {
-        let ip = self.local_addr(task_id)?;
-        let mut s = tokio::time::timeout(tunnel::DIAL_TIMEOUT, TcpStream::connect((ip, port)))
-            .await
-            .ok()?
-            .ok()?;
-        if let Some((version, client, dest)) = proxy {
-            s.write_all(&proxy_header::encode(version, client, dest))
-                .await
-                .ok()?;
-        }
-        Some(s)
+        dial(self.local_addr(task_id)?, port, proxy).await
     }
 
     fn routes(&self, table: &[ServiceEndpoints]) -> BTreeMap<(Protocol, u16), Route> {
@@ -159,6 +164,7 @@ impl Mesh {
     }
 
     fn apply(self: &Arc<Self>, table: Vec<ServiceEndpoints>) {
+        self.table.write().clone_from(&table);
         {
             let mut pools = self.pools.lock();
             pools.retain(|id, _| table.iter().any(|s| s.service_id == *id));
@@ -299,9 +305,12 @@ impl Mesh {
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     }
 
-    /// A tunnel another node opened to one of this node's tasks.
+    /// A tunnel another node (`peer`) opened to one of this node's tasks.
+    /// Refused unless the endpoint table publishes that task's target port
+    /// and protocol in ingress mode, and the task has an address of its own.
     pub fn serve_tunnel(
         self: &Arc<Self>,
+        peer: String,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> shoal_actors::driver::BoxFuture<()> {
@@ -311,10 +320,21 @@ impl Mesh {
             let Some(h) = tunnel::read_header(&mut recv).await else {
                 return tunnel::refuse(send).await;
             };
+            let ip = match me.tunnel_target(&peer, &h) {
+                Ok(ip) => ip,
+                Err(why) => {
+                    if let Some(suppressed) = me.refusals.admit() {
+                        tracing::warn!(node = %peer, task = %h.task_id, port = h.port, protocol = h.protocol.as_str(), reason = %why, suppressed, "refused a tunnel (and {suppressed} more since the last such line)");
+                    } else {
+                        tracing::debug!(node = %peer, task = %h.task_id, port = h.port, reason = %why, "refused a tunnel");
+                    }
+                    return tunnel::refuse(send).await;
+                }
+            };
             match h.protocol {
                 Protocol::Tcp => {
                     let header = h.proxy.map(|v| (v, h.client, h.dest));
-                    let Some(task) = me.dial_local(&h.task_id, h.port, header).await else {
+                    let Some(task) = dial(ip, h.port, header).await else {
                         return tunnel::refuse(send).await;
                     };
                     if let Some(t) = tunnel::accept(send, recv).await {
@@ -322,7 +342,7 @@ impl Mesh {
                     }
                 }
                 Protocol::Udp => {
-                    let Some(task) = me.udp_local(&h.task_id, h.port).await else {
+                    let Some(task) = udp_connect(ip, h.port).await else {
                         return tunnel::refuse(send).await;
                     };
                     if let Some(t) = tunnel::accept(send, recv).await {
@@ -331,6 +351,24 @@ impl Mesh {
                 }
             }
         })
+    }
+
+    /// The address a peer's tunnel may be dialled on, or why not.
+    fn tunnel_target(&self, peer: &str, h: &tunnel::Header) -> Result<IpAddr, admit::Refusal> {
+        let own = self.own.read().clone().ok_or(admit::Refusal::NotInSwarm)?;
+        admit::tunnel(
+            &self.table.read(),
+            &own,
+            peer,
+            &h.task_id,
+            h.port,
+            h.protocol,
+        )?;
+        let ip = self
+            .local_addr(&h.task_id)
+            .ok_or(admit::Refusal::NotRunning)?;
+        admit::address(ip)?;
+        Ok(ip)
     }
 }
 
@@ -346,14 +384,7 @@ impl Mesh {
 
     /// A UDP socket connected to this node's task.
     async fn udp_local(&self, task_id: &str, port: u16) -> Option<tokio::net::UdpSocket> {
-        let ip = self.local_addr(task_id)?;
-        let any: SocketAddr = match ip {
-            IpAddr::V4(_) => "0.0.0.0:0".parse().ok()?,
-            IpAddr::V6(_) => "[::]:0".parse().ok()?,
-        };
-        let s = tokio::net::UdpSocket::bind(any).await.ok()?;
-        s.connect((ip, port)).await.ok()?;
-        Some(s)
+        udp_connect(self.local_addr(task_id)?, port).await
     }
 
     /// Where a new UDP flow from `client` goes, and the hold on its backend.
@@ -400,6 +431,36 @@ impl Mesh {
             }
         }
     }
+}
+
+/// A connection to `ip:port`, opened with a PROXY protocol header naming
+/// `client` if the port asks for one.
+async fn dial(
+    ip: IpAddr,
+    port: u16,
+    proxy: Option<(ProxyProtocol, SocketAddr, SocketAddr)>,
+) -> Option<TcpStream> {
+    let mut s = tokio::time::timeout(tunnel::DIAL_TIMEOUT, TcpStream::connect((ip, port)))
+        .await
+        .ok()?
+        .ok()?;
+    if let Some((version, client, dest)) = proxy {
+        s.write_all(&proxy_header::encode(version, client, dest))
+            .await
+            .ok()?;
+    }
+    Some(s)
+}
+
+/// A UDP socket connected to `ip:port`.
+async fn udp_connect(ip: IpAddr, port: u16) -> Option<tokio::net::UdpSocket> {
+    let any: SocketAddr = match ip {
+        IpAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+        IpAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let s = tokio::net::UdpSocket::bind(any).await.ok()?;
+    s.connect((ip, port)).await.ok()?;
+    Some(s)
 }
 
 async fn udp_loop(mesh: Arc<Mesh>, socket: Arc<tokio::net::UdpSocket>, route: Arc<RwLock<Route>>) {
