@@ -166,3 +166,183 @@ fn a_tunnel_reaches_only_a_published_target_and_never_the_far_nodes_loopback() {
         "the refusals are logged"
     );
 }
+
+/// The daemon's open descriptors, read from /proc.
+fn open_fds(d: &Daemon) -> usize {
+    let pid = d.pid().expect("daemon pid");
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// One `/_ping` on the control socket: how long it took, if it answered.
+fn ping(d: &Daemon) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    let (code, _) = d.api("GET", "/_ping", None)?;
+    (code == 200).then(|| start.elapsed())
+}
+
+/// A UDP port nothing on `ip` listens on now.
+fn free_udp_port_on(ip: &str) -> u16 {
+    let s = std::net::UdpSocket::bind((ip, 0)).expect("bind");
+    s.local_addr().expect("addr").port()
+}
+
+/// Finding 4: 24,000 UDP datagrams, each from a new source port of 64
+/// source addresses, on a published UDP port, and 600 idle TCP connections
+/// from two addresses on a published TCP port with a 3 s idle timeout. The
+/// control API answers throughout, the daemon's descriptors stay far below
+/// its limit, the connections beyond a client's share are closed at once,
+/// and the idle ones are closed by the daemon.
+#[test]
+fn a_flood_on_published_ports_leaves_the_daemon_answering_with_few_descriptors() {
+    if !root() {
+        eprintln!("skipped: task sandboxes need root");
+        return;
+    }
+    let nodes = cluster(1, 0, &[]);
+    let manager = &nodes[0];
+    let ip = manager
+        .listen
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let udp_port = free_udp_port_on(&ip);
+    let tcp_port = free_tcp_port();
+    manager.create_echo(
+        "flooded",
+        "1",
+        &[
+            "-p",
+            &format!("{udp_port}:81/udp"),
+            "-p",
+            &format!("published={tcp_port},target=80,idle-timeout=3s"),
+        ],
+        &["--port", "80", "--udp-port", "81"],
+    );
+    wait_for("the service running", LONG, || {
+        running(manager, "flooded") == 1
+    });
+    let udp_target: SocketAddr = format!("{ip}:{udp_port}").parse().expect("addr");
+    wait_for("the UDP port to answer", LONG, || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        let _ = s.send_to(b"hello", udp_target);
+        let mut buf = [0u8; 512];
+        s.recv(&mut buf).is_ok()
+    });
+    wait_for("the TCP port to answer", LONG, || {
+        echo_task_at(&format!("{ip}:{tcp_port}")).is_some()
+    });
+    let baseline = open_fds(manager);
+    let limit = {
+        let pid = manager.pid().expect("pid");
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+        limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+
+    // The UDP flood, on a thread, while the control API is asked again and again.
+    let flood = std::thread::spawn(move || {
+        let mut sent = 0usize;
+        for i in 0..24_000u32 {
+            let src = format!("127.1.0.{}", 1 + i % 64);
+            if let Ok(s) = std::net::UdpSocket::bind((src.as_str(), 0)) {
+                if s.send_to(b"flood", udp_target).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    });
+    let mut pings = Vec::new();
+    let mut peak = baseline;
+    while !flood.is_finished() {
+        pings.push(ping(manager).expect("the control API answers during the UDP flood"));
+        peak = peak.max(open_fds(manager));
+    }
+    let sent = flood.join().expect("flood thread");
+    // What the flood left behind (flows idle out after 30 s; evicted ones at once).
+    for _ in 0..5 {
+        pings.push(ping(manager).expect("the control API answers after the UDP flood"));
+        peak = peak.max(open_fds(manager));
+    }
+
+    // 600 idle TCP connections from two addresses: 256 each are a client's share.
+    let target: SocketAddr = format!("{ip}:{tcp_port}").parse().expect("addr");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut held = Vec::new();
+    for i in 0..600 {
+        let src: SocketAddr = format!("127.2.0.{}:0", 1 + i % 2).parse().expect("addr");
+        let connected = rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(src)?;
+            socket.connect(target).await?.into_std()
+        });
+        if let Ok(s) = connected {
+            held.push(s);
+        }
+        if i % 50 == 0 {
+            pings.push(ping(manager).expect("the control API answers during the TCP flood"));
+        }
+    }
+    assert_eq!(
+        held.len(),
+        600,
+        "every connection was accepted by the kernel"
+    );
+    // Closed by the daemon: the end of the stream (or a reset) instead of
+    // "nothing to read yet".
+    let closed = |held: &[std::net::TcpStream]| {
+        held.iter()
+            .filter(|s| {
+                let mut b = [0u8; 1];
+                !matches!(s.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            })
+            .count()
+    };
+    // Beyond each address's share the daemon closes a connection at once.
+    wait_for(
+        "the connections beyond a client's share closed",
+        LONG,
+        || {
+            peak = peak.max(open_fds(manager));
+            closed(&held) >= 600 - 2 * 256
+        },
+    );
+    let tcp_fds = open_fds(manager);
+    peak = peak.max(tcp_fds);
+    // The rest idle out after the port's 3 s.
+    wait_for("every idle connection closed by the daemon", LONG, || {
+        closed(&held) == 600
+    });
+    drop(held);
+    pings.push(ping(manager).expect("the control API answers"));
+    let rows = manager.rows(&["node", "ls"]);
+    assert_eq!(rows.len(), 1, "node ls answers");
+
+    pings.sort();
+    let median = pings[pings.len() / 2];
+    let worst = pings[pings.len() - 1];
+    eprintln!(
+        "figures: {sent} UDP datagrams from new source ports; daemon fds {baseline} before, \
+         peak {peak}, {tcp_fds} with 512 TCP connections held (limit {limit}); \
+         /_ping {} answers, median {median:?}, worst {worst:?}",
+        pings.len()
+    );
+    assert!(sent >= 20_000, "the flood was sent ({sent})");
+    // Bounded by the caps (2,048 flows a port, 2 descriptors a TCP
+    // connection), far below the limit.
+    assert!(
+        peak <= baseline + 2_048 + 2 * 2 * 256 + 256,
+        "descriptors stayed bounded: {baseline} -> {peak}"
+    );
+    assert!(
+        limit == 0 || peak < limit / 2,
+        "far below the limit {limit}: {peak}"
+    );
+}

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use shoal_actors::ports::{Protocol, PublishMode, ServiceEndpoints};
+use shoal_actors::ports::{PortConfig, Protocol, PublishMode, ServiceEndpoints};
 
 /// Why a tunnel was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,15 +28,15 @@ pub enum Refusal {
 }
 
 /// Whether `peer` may open a tunnel to `task_id`'s `port`/`protocol` on this
-/// node (`own`), by the endpoint table.
-pub fn tunnel(
-    table: &[ServiceEndpoints],
+/// node (`own`), by the endpoint table: the published port it serves if so.
+pub fn tunnel<'a>(
+    table: &'a [ServiceEndpoints],
     own: &str,
     peer: &str,
     task_id: &str,
     port: u16,
     protocol: Protocol,
-) -> Result<(), Refusal> {
+) -> Result<&'a PortConfig, Refusal> {
     if peer == own {
         return Err(Refusal::FromItself);
     }
@@ -48,17 +48,16 @@ pub fn tunnel(
                 .any(|b| b.task_id == task_id && b.node_id == own)
         })
         .ok_or(Refusal::NotABackend)?;
-    let published = service.ports.iter().any(|p| {
-        p.publish_mode == PublishMode::Ingress
-            && p.published_port != 0
-            && p.target_port == port
-            && p.protocol == protocol
-    });
-    if published {
-        Ok(())
-    } else {
-        Err(Refusal::NotPublished)
-    }
+    service
+        .ports
+        .iter()
+        .find(|p| {
+            p.publish_mode == PublishMode::Ingress
+                && p.published_port != 0
+                && p.target_port == port
+                && p.protocol == protocol
+        })
+        .ok_or(Refusal::NotPublished)
 }
 
 /// A task address a peer's tunnel may be dialled on: never one of the
@@ -88,6 +87,7 @@ mod tests {
             published_port: 30000 + target,
             publish_mode,
             proxy_protocol: None,
+            idle_timeout_ns: 0,
         };
         vec![ServiceEndpoints {
             service_id: "web".into(),
@@ -115,8 +115,10 @@ mod tests {
     #[test]
     fn only_a_published_ingress_target_of_a_local_backend_is_tunnelled() {
         let t = table();
-        assert_eq!(tunnel(&t, "n1", "n2", "t1", 80, Protocol::Tcp), Ok(()));
-        assert_eq!(tunnel(&t, "n1", "n2", "t1", 53, Protocol::Udp), Ok(()));
+        let ok =
+            |port, protocol| tunnel(&t, "n1", "n2", "t1", port, protocol).map(|p| p.target_port);
+        assert_eq!(ok(80, Protocol::Tcp), Ok(80));
+        assert_eq!(ok(53, Protocol::Udp), Ok(53));
         assert_eq!(
             tunnel(&t, "n1", "n2", "t1", 22, Protocol::Tcp),
             Err(Refusal::NotPublished)
