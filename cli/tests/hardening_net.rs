@@ -346,3 +346,120 @@ fn a_flood_on_published_ports_leaves_the_daemon_answering_with_few_descriptors()
         "far below the limit {limit}: {peak}"
     );
 }
+
+fn node_id(d: &Daemon) -> String {
+    let (_, info) = d.api("GET", "/info", None).expect("info");
+    info["ID"].as_str().expect("node id").to_string()
+}
+
+/// The whole daemon log (`log_tail` is the last 30 lines).
+fn daemon_log(d: &Daemon) -> String {
+    std::fs::read_to_string(d.dir.path().join("daemon.log")).unwrap_or_default()
+}
+
+/// Finding 2: manager-2 is demoted and worker-2 removed (`node rm
+/// --force`); their certificates, read from their data dirs before, are
+/// still valid and of the swarm's CA. Once worker-1 has learned the
+/// members from the leader, it refuses the removed node's connection, drops
+/// an endpoint table the demoted manager's old certificate pushes (it would
+/// open a port on worker-1), and refuses its role change.
+#[test]
+fn a_worker_refuses_a_removed_node_and_a_demoted_managers_old_certificate() {
+    use shoal_node::cluster::wire::{OneWay, Refusal, Request, Response, RoleChange, ToAgent};
+    use shoal_node::protocol::ports::{Balance, PortConfig, PublishMode, ServiceEndpoints};
+
+    let mut nodes = cluster(2, 2, &[]);
+    let demoted_id = node_id(&nodes[1]);
+    let removed_id = node_id(&nodes[3]);
+    let old_manager = Peer::new(&stolen_identity(&nodes[1].data_dir()));
+    let removed = Peer::new(&stolen_identity(&nodes[3].data_dir()));
+
+    nodes[0].ok(&["node", "demote", "manager-2"]);
+    nodes[3].kill9();
+    nodes[0].ok(&["node", "rm", "--force", "worker-2"]);
+    let worker = &nodes[2];
+    wait_for(
+        "worker-1 to learn the demotion and the removal",
+        LONG,
+        || {
+            daemon_log(worker).lines().any(|l| {
+                l.contains("learned the swarm's members")
+                    && l.contains(&format!("removed={removed_id}"))
+                    && l.split("managers=")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .is_some_and(|managers| !managers.contains(&demoted_id))
+            })
+        },
+    );
+
+    // The removed node: its connection to a worker is refused.
+    if let Ok(r) = removed.ask(worker, &Request::RenewCert) {
+        panic!("a worker answered the removed node: {r:?}");
+    }
+    assert!(
+        daemon_log(worker)
+            .lines()
+            .any(|l| l.contains("refused a connection")
+                && l.contains(&removed_id)
+                && l.contains("node removed from the swarm")),
+        "worker-1 refused the removed node for another reason"
+    );
+
+    // The demoted manager's old certificate pushes an endpoint table that
+    // publishes a port on every node.
+    let port = free_tcp_port();
+    let forged = OneWay::ToAgent(ToAgent::Endpoints(vec![ServiceEndpoints {
+        service_id: "forged".into(),
+        ports: vec![PortConfig {
+            protocol: Protocol::Tcp,
+            target_port: 80,
+            published_port: port,
+            publish_mode: PublishMode::Ingress,
+            proxy_protocol: None,
+            idle_timeout_ns: 0,
+        }],
+        balance: Balance::RoundRobin,
+        backends: Vec::new(),
+    }]));
+    let bytes = shoal_node::protocol::codec::encode(&forged).expect("encode");
+    let to: SocketAddr = worker.listen.parse().expect("addr");
+    old_manager
+        .rt
+        .block_on(old_manager.transport.send(to, &bytes))
+        .expect("sent");
+    wait_for("worker-1 to drop the pushed table", LONG, || {
+        daemon_log(worker)
+            .lines()
+            .any(|l| l.contains("not a manager now; dropped") && l.contains(&demoted_id))
+    });
+    let ip = worker
+        .listen
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        std::net::TcpStream::connect((ip.as_str(), port)).is_err(),
+        "worker-1 listens on the forged table's port {port}"
+    );
+
+    // Its role change.
+    let change = Request::RoleChange(Box::new(RoleChange {
+        role: shoal_node::protocol::model::NodeRole::Manager,
+        cert_pem: String::new(),
+        key_pem: String::new(),
+        ca_key_pem: None,
+        managers: Vec::new(),
+    }));
+    match old_manager.ask(worker, &change) {
+        Ok(Response::Refused(Refusal::Superseded)) => {}
+        other => panic!("a worker took a role change from an old certificate: {other:?}"),
+    }
+    let rows = nodes[0].rows(&["node", "ls"]);
+    assert!(
+        rows.iter()
+            .any(|r| r["Hostname"] == "worker-1" && r["ManagerStatus"] == ""),
+        "{rows:?}"
+    );
+}

@@ -148,6 +148,9 @@ pub struct Runtime {
     /// Why tasks cannot get a network of their own here, if they cannot.
     pub sandbox_unavailable: Option<String>,
     pub mesh: Arc<crate::mesh::Mesh>,
+    /// The swarm's members as the leader last sent them: how this node
+    /// judges its peers when it holds no state (a worker).
+    pub peers: crate::cluster::members::PeerView,
     /// The network table the leader sent last, for the data plane and DNS.
     pub networks: crate::overlay::NetworkWatch,
     /// The embedded DNS server, while this node is in a swarm.
@@ -260,6 +263,7 @@ impl Runtime {
             connections,
             sandbox_unavailable,
             mesh,
+            peers: crate::cluster::members::PeerView::default(),
             dns: parking_lot::Mutex::new(None),
             networks,
             overlay,
