@@ -463,3 +463,107 @@ fn a_worker_refuses_a_removed_node_and_a_demoted_managers_old_certificate() {
         "{rows:?}"
     );
 }
+
+/// `swarm unlock` with `key` on stdin.
+fn unlock(d: &Daemon, key: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(shoal_bin())
+        .args(["swarm", "unlock"])
+        .env("SHOAL_HOST", &d.host)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("shoal");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{key}\n").as_bytes())
+        .expect("write");
+    drop(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+/// Finding 3: a thief of a manager's data dir. Without autolock it holds
+/// the manager's key (as in Swarm), but a forwarded token rotation naming a
+/// token it chose is refused, since it cannot seal it. With autolock, the
+/// node's key is sealed under the KEK like the CA key: the copy opens no
+/// connection at all, and the manager itself starts only once unlocked.
+#[test]
+fn an_autolocked_managers_data_dir_holds_no_key_that_opens_the_swarm() {
+    use shoal_node::cluster::wire::{Refusal, Request, Response};
+    use shoal_node::protocol::command::Command;
+    use shoal_node::transport::tls::TlsIdentity;
+    use shoal_node::transport::{Transport, TransportConfig};
+
+    let mut nodes = cluster(1, 1, &[]);
+    let thief = Peer::new(&stolen_identity(&nodes[0].data_dir()));
+    let token = nodes[0]
+        .ok(&["swarm", "join-token", "-q", "worker"])
+        .trim()
+        .to_string();
+    let chosen = Request::Propose(Box::new(Command::RotateJoinTokens {
+        worker: Some("SWMTKN-1-chosen-by-the-thief".into()),
+        manager: Some("SWMTKN-1-chosen-by-the-thief-too".into()),
+        at: chrono::Utc::now(),
+    }));
+    match thief.ask(&nodes[0], &chosen) {
+        Ok(Response::Refused(Refusal::Rejected(e))) => {
+            assert!(e.to_string().contains("sealed"), "{e}");
+        }
+        other => panic!("a token chosen in plaintext was not refused: {other:?}"),
+    }
+    assert_eq!(
+        nodes[0].ok(&["swarm", "join-token", "-q", "worker"]).trim(),
+        token
+    );
+
+    // Autolock: the node's key is sealed in the data dir.
+    let out = nodes[0].ok(&["swarm", "update", "--autolock"]);
+    let key = out
+        .split_whitespace()
+        .find(|w| w.starts_with("SWMKEY-1-"))
+        .unwrap_or_else(|| panic!("no unlock key in {out}"))
+        .to_string();
+    let data = nodes[0].data_dir();
+    let node_key = std::fs::read(data.join("certs/node.key")).expect("node.key");
+    assert!(
+        !String::from_utf8_lossy(&node_key).contains("PRIVATE KEY"),
+        "node.key is in plaintext"
+    );
+    let copy = TlsIdentity {
+        ca_pem: std::fs::read_to_string(data.join("ca/ca.crt")).expect("ca.crt"),
+        chain_pem: std::fs::read_to_string(data.join("certs/node.crt")).expect("node.crt"),
+        key_pem: String::from_utf8_lossy(&node_key).into_owned(),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let bound = rt.block_on(async {
+        Transport::bind(
+            "127.0.0.9:0".parse().expect("addr"),
+            &copy,
+            TransportConfig::default(),
+            std::sync::Arc::new(Deaf),
+        )
+    });
+    assert!(bound.is_err(), "the copied data dir opened a transport");
+
+    // The manager: locked after a restart, whole again once unlocked.
+    nodes[0].kill9_and_restart();
+    assert!(nodes[0]
+        .fails(&["node", "ls"])
+        .contains("needs to be unlocked"));
+    let unlocked = unlock(&nodes[0], &key);
+    assert!(
+        unlocked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unlocked.stderr)
+    );
+    wait_for("the unlocked manager and its worker ready", LONG, || {
+        nodes[0].shoal(&["node", "ls"]).status.success() && {
+            let rows = nodes[0].rows(&["node", "ls"]);
+            rows.len() == 2 && rows.iter().all(|r| r["Status"] == "Ready")
+        }
+    });
+    // Renewed and rewritten keys stay sealed.
+    let node_key = std::fs::read(data.join("certs/node.key")).expect("node.key");
+    assert!(!String::from_utf8_lossy(&node_key).contains("PRIVATE KEY"));
+}

@@ -282,9 +282,15 @@ impl Runtime {
         rt.spawn_renewal();
         if let Some(id) = identity {
             tracing::info!(node = %id.node_id, "rejoining the swarm from the data directory");
-            rt.start_transport(&id)?;
-            rt.start_manager(&id).await?;
-            rt.start_worker(&id).await?;
+            if id.manager && rt.is_locked() {
+                // Its key is sealed under the KEK it does not have yet: it
+                // takes part in nothing until `swarm unlock` (as in Swarm).
+                tracing::warn!(
+                    "This node is locked: run \"shoal swarm unlock\" with the unlock key"
+                );
+                return Ok(rt);
+            }
+            rt.start_node(&id).await?;
         }
         Ok(rt)
     }
@@ -385,6 +391,14 @@ impl Runtime {
 
     fn ca_dir(&self) -> PathBuf {
         self.config.data_dir.join("ca")
+    }
+
+    /// The transport, the manager's actors and the worker's, for a node
+    /// that is in a swarm.
+    pub(crate) async fn start_node(self: &Arc<Self>, id: &Identity) -> Result<(), NodeError> {
+        self.start_transport(id)?;
+        self.start_manager(id).await?;
+        self.start_worker(id).await
     }
 
     /// Binds the QUIC endpoint with this node's certificate.
