@@ -567,3 +567,120 @@ fn an_autolocked_managers_data_dir_holds_no_key_that_opens_the_swarm() {
     let node_key = std::fs::read(data.join("certs/node.key")).expect("node.key");
     assert!(!String::from_utf8_lossy(&node_key).contains("PRIVATE KEY"));
 }
+
+/// The task's process id.
+fn task_pid(d: &Daemon, service: &str) -> i32 {
+    d.tasks(service)
+        .into_iter()
+        .find(|t| t["Status"]["State"] == "running")
+        .and_then(|t| t["Status"]["ContainerStatus"]["PID"].as_i64())
+        .and_then(|p| i32::try_from(p).ok())
+        .expect("a running task's pid")
+}
+
+/// The IPv4 address of `dev` in the task's namespace.
+fn addr_in_task(pid: i32, dev: &str) -> String {
+    let out = common::netns::in_task(pid, &["ip", "-4", "-o", "addr", "show", "dev", dev]);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .expect("an address")
+        .to_string()
+}
+
+/// An HTTP request from inside the task's namespace (3 s at most): the
+/// answering task's id, if any answered.
+fn get_from_task(pid: i32, addr: &str) -> Option<String> {
+    let url = format!("http://{addr}:80/");
+    let out = common::netns::in_task(pid, &["curl", "-s", "--max-time", "3", &url]);
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    body.split_whitespace()
+        .find_map(|w| w.strip_prefix("task="))
+        .map(str::to_string)
+}
+
+/// Finding 5: on one node, a task on no overlay reaches neither a task of
+/// an `--internal` network (at its overlay address) nor another task of
+/// the node bridge, even with a route it adds itself through the gateway;
+/// the node itself (the mesh, health checks) still reaches both.
+#[test]
+fn tasks_on_one_node_reach_no_task_of_another_network_or_port_of_the_bridge() {
+    if !common::netns::available() {
+        eprintln!("skipped: task sandboxes need root and `ip netns`");
+        return;
+    }
+    let nodes = cluster(1, 0, &[]);
+    let m = &nodes[0];
+    m.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--internal",
+        "--subnet",
+        "10.77.0.0/24",
+        "vault",
+    ]);
+    m.create_echo("secret", "1", &["--network", "vault"], &["--port", "80"]);
+    m.create_echo("neighbour", "1", &[], &["--port", "80"]);
+    m.create_echo("client", "1", &[], &["--port", "80"]);
+    wait_for("three tasks running", LONG, || {
+        ["secret", "neighbour", "client"]
+            .iter()
+            .all(|s| running(m, s) == 1)
+    });
+    let client = task_pid(m, "client");
+    let neighbour = addr_in_task(task_pid(m, "neighbour"), "eth0");
+    let secret = addr_in_task(task_pid(m, "secret"), "eth1");
+    assert!(secret.starts_with("10.77.0."), "{secret}");
+    // The node reaches both.
+    for addr in [&neighbour, &secret] {
+        wait_for("the node to reach the task", LONG, || {
+            echo_task_at(&format!("{addr}:80")).is_some()
+        });
+    }
+    // The client reaches neither.
+    assert_eq!(
+        get_from_task(client, &secret),
+        None,
+        "the internal network's task answered"
+    );
+    assert_eq!(
+        get_from_task(client, &neighbour),
+        None,
+        "a task of the bridge answered"
+    );
+    // Nor through the gateway, with a route of its own (root in its namespace).
+    let gateway = {
+        let out = common::netns::in_task(client, &["ip", "-4", "route", "show", "default"]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .skip_while(|w| *w != "via")
+            .nth(1)
+            .expect("a default route")
+            .to_string()
+    };
+    let added = common::netns::in_task(
+        client,
+        &[
+            "ip",
+            "route",
+            "add",
+            &format!("{neighbour}/32"),
+            "via",
+            &gateway,
+        ],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert_eq!(
+        get_from_task(client, &neighbour),
+        None,
+        "routed through the gateway"
+    );
+}

@@ -226,8 +226,13 @@ impl Sandbox {
         let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
         std::fs::write(forward, b"1").map_err(io(forward))?;
         let (table, subnet) = (self.table(), self.subnet());
+        let overlay = overlay::link_prefix(&self.saved.tag);
         // Recreated whole each time: `delete` of a missing table fails, so
-        // add it empty first.
+        // add it empty first. `pass`: nothing is routed from one task port
+        // of the bridge to another (the ports are isolated at L2 too), and
+        // an overlay bridge takes forwarded packets only from shoal's
+        // overlay links (its own bridge, another network's, which the
+        // overlay table then filters, the TUN, the VXLAN device).
         ip::nft(&format!(
             "add table ip {table}\ndelete table ip {table}\n\
              table ip {table} {{\n\
@@ -237,6 +242,8 @@ impl Sandbox {
                }}\n\
                chain pass {{\n\
                  type filter hook forward priority 0; policy accept;\n\
+                 iifname \"{br}\" oifname \"{br}\" drop\n\
+                 oifname \"{overlay}b*\" iifname != \"{overlay}*\" drop\n\
                  iifname \"{br}\" accept\n\
                  oifname \"{br}\" ct state established,related accept\n\
                }}\n\
@@ -306,6 +313,9 @@ impl Sandbox {
                 format!("netns add {ns}"),
                 format!("link add {host} type veth peer name {inside} netns {ns}"),
                 format!("link set {host} master {} up", self.bridge()),
+                // Task ports reach the gateway (the node, the mesh), never
+                // each other (as `docker_gwbridge` with `icc=false`).
+                format!("link set {host} type bridge_slave isolated on"),
             ],
         )
         .and_then(|()| ip::batch(Some(&ns), &inside_cmds))
