@@ -684,3 +684,152 @@ fn tasks_on_one_node_reach_no_task_of_another_network_or_port_of_the_bridge() {
         "routed through the gateway"
     );
 }
+
+/// A host on the underlay without a certificate: a namespace with a veth
+/// to the node's namespace and routes to the task subnets through the
+/// node. Removed (namespace and link) when dropped, pass or fail.
+struct Neighbour {
+    ns: String,
+    link: String,
+}
+
+impl Neighbour {
+    fn new(routes: &[&str]) -> Neighbour {
+        let n = std::process::id() % 10_000;
+        let nb = Neighbour {
+            ns: format!("shnb{n}"),
+            link: format!("shnb{n}a"),
+        };
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let inside = format!("shnb{n}b");
+        run(&["netns", "add", &nb.ns]);
+        run(&[
+            "link", "add", &nb.link, "type", "veth", "peer", "name", &inside, "netns", &nb.ns,
+        ]);
+        run(&["addr", "add", "192.168.231.1/30", "dev", &nb.link]);
+        run(&["link", "set", &nb.link, "up"]);
+        run(&[
+            "-n",
+            &nb.ns,
+            "addr",
+            "add",
+            "192.168.231.2/30",
+            "dev",
+            &inside,
+        ]);
+        run(&["-n", &nb.ns, "link", "set", &inside, "up"]);
+        for r in routes {
+            run(&["-n", &nb.ns, "route", "add", r, "via", "192.168.231.1"]);
+        }
+        nb
+    }
+
+    /// `args` run in the neighbour's namespace.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// An HTTP request from the neighbour (3 s at most): the answering task.
+    fn get(&self, addr: &str) -> Option<String> {
+        let url = format!("http://{addr}:80/");
+        let out = self.run(&["curl", "-s", "--max-time", "3", &url]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("task="))
+            .map(str::to_string)
+    }
+
+    /// A DNS query for `name` to `server` (3 s at most): whether it was answered.
+    fn resolves(&self, server: &str, name: &str) -> bool {
+        let script = format!(
+            "import socket,struct\n\
+             q=struct.pack('>HHHHHH',0x1234,0x0100,1,0,0,0)+b''.join(bytes([len(p)])+p.encode() for p in '{name}'.split('.'))+b'\\0'+struct.pack('>HH',1,1)\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(3)\n\
+             s.sendto(q,('{server}',53))\n\
+             try:\n  print(len(s.recv(512)))\n\
+             except Exception:\n  print(0)\n"
+        );
+        let out = self.run(&["python3", "-c", &script]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<usize>()
+            .is_ok_and(|n| n > 0)
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.link])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .output();
+    }
+}
+
+/// Finding 7: a host on the underlay, with no certificate, routes the task
+/// subnets through the node: it reaches neither a task's node-local
+/// address, nor a task of an overlay network, nor the embedded DNS server
+/// on the network's gateway; the task itself still resolves names there.
+#[test]
+fn a_neighbour_without_a_certificate_reaches_no_task_and_no_dns() {
+    if !common::netns::available() {
+        eprintln!("skipped: task sandboxes need root and `ip netns`");
+        return;
+    }
+    let nodes = cluster(1, 0, &[]);
+    let m = &nodes[0];
+    m.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.78.0.0/24",
+        "apps",
+    ]);
+    m.create_echo("app", "1", &["--network", "apps"], &["--port", "80"]);
+    wait_for("the task running", LONG, || running(m, "app") == 1);
+    let pid = task_pid(m, "app");
+    let local = addr_in_task(pid, "eth0");
+    let overlay = addr_in_task(pid, "eth1");
+    let gateway = "10.78.0.1";
+    // The task resolves its service's name at its gateway (the server is up).
+    wait_for("the task to resolve a name", LONG, || {
+        let out = common::netns::in_task(pid, &["getent", "hosts", "app"]);
+        out.status.success()
+    });
+    let nb = Neighbour::new(&["10.201.0.0/16", "10.78.0.0/24"]);
+    assert_eq!(
+        nb.get(&local),
+        None,
+        "the task's node-local address answered"
+    );
+    assert_eq!(
+        nb.get(&overlay),
+        None,
+        "the task's overlay address answered"
+    );
+    assert!(
+        !nb.resolves(gateway, "app"),
+        "the embedded DNS answered a neighbour"
+    );
+    // The node itself still reaches the task (the mesh, health checks).
+    assert!(echo_task_at(&format!("{local}:80")).is_some());
+}

@@ -232,7 +232,9 @@ impl Sandbox {
         // of the bridge to another (the ports are isolated at L2 too), and
         // an overlay bridge takes forwarded packets only from shoal's
         // overlay links (its own bridge, another network's, which the
-        // overlay table then filters, the TUN, the VXLAN device).
+        // overlay table then filters, the TUN, the VXLAN device). Nothing
+        // is forwarded into the node bridge but answers: the node reaches
+        // its tasks from itself, never for a neighbour that routes via it.
         ip::nft(&format!(
             "add table ip {table}\ndelete table ip {table}\n\
              table ip {table} {{\n\
@@ -246,6 +248,7 @@ impl Sandbox {
                  oifname \"{overlay}b*\" iifname != \"{overlay}*\" drop\n\
                  iifname \"{br}\" accept\n\
                  oifname \"{br}\" ct state established,related accept\n\
+                 oifname \"{br}\" drop\n\
                }}\n\
              }}\n"
         ))?;

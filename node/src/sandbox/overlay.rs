@@ -70,6 +70,11 @@ pub(super) fn link_prefix(tag: &str) -> String {
     format!("so{tag}")
 }
 
+/// The prefix of `sb`'s overlay links (bridges, TUN, VXLAN device).
+pub fn link_prefix_of(sb: &super::Sandbox) -> String {
+    link_prefix(&sb.saved.tag)
+}
+
 pub(super) fn table_name(tag: &str) -> String {
     format!("shoalov_{tag}")
 }
