@@ -833,3 +833,128 @@ fn a_neighbour_without_a_certificate_reaches_no_task_and_no_dns() {
     // The node itself still reaches the task (the mesh, health checks).
     assert!(echo_task_at(&format!("{local}:80")).is_some());
 }
+
+/// Finding 6: a task of network A (root in its namespace, so with
+/// NET_RAW) sends a UDP datagram to a task of network B with a source
+/// address of network B, out of its network-A interface. The node drops
+/// it (strict reverse-path filtering on the task links): the listener in
+/// B's task sees only the datagram the node sends after it.
+#[test]
+fn a_task_cannot_send_into_another_network_with_a_spoofed_source() {
+    use std::io::BufRead;
+    if !common::netns::available() {
+        eprintln!("skipped: task sandboxes need root and `ip netns`");
+        return;
+    }
+    let nodes = cluster(1, 0, &[]);
+    let m = &nodes[0];
+    m.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.79.0.0/24",
+        "neta",
+    ]);
+    m.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.80.0.0/24",
+        "netb",
+    ]);
+    m.create_echo("attacker", "1", &["--network", "neta"], &["--port", "80"]);
+    m.create_echo("victim", "1", &["--network", "netb"], &["--port", "80"]);
+    wait_for("both tasks running", LONG, || {
+        running(m, "attacker") == 1 && running(m, "victim") == 1
+    });
+    let attacker = task_pid(m, "attacker");
+    let victim_pid = task_pid(m, "victim");
+    let victim = addr_in_task(victim_pid, "eth1");
+    wait_for("the node to reach the victim", LONG, || {
+        echo_task_at(&format!("{victim}:80")).is_some()
+    });
+
+    // A UDP listener in the victim's namespace, until it hears "end".
+    let mut listener = std::process::Command::new("nsenter")
+        .args(["-t", &victim_pid.to_string(), "-n", "--", "python3", "-c"])
+        .arg(
+            "import socket,sys\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind(('0.0.0.0',7777))\n\
+             print('ready',flush=True)\n\
+             while True:\n  d,a=s.recvfrom(512)\n  print(d.decode(),a[0],flush=True)\n  if d==b'end': break\n",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("listener");
+    let mut lines = std::io::BufReader::new(listener.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("ready"),
+        "the listener did not start"
+    );
+
+    // Out of the network-A interface, with a network-B source.
+    let gateway_a = {
+        let out = common::netns::in_task(attacker, &["ip", "-4", "route", "show", "dev", "eth1"]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .skip_while(|w| *w != "via")
+            .nth(1)
+            .expect("network A's gateway")
+            .to_string()
+    };
+    let route = common::netns::in_task(
+        attacker,
+        &[
+            "ip",
+            "route",
+            "replace",
+            &format!("{victim}/32"),
+            "via",
+            &gateway_a,
+            "dev",
+            "eth1",
+            "onlink",
+        ],
+    );
+    assert!(
+        route.status.success(),
+        "{}",
+        String::from_utf8_lossy(&route.stderr)
+    );
+    let spoof = format!(
+        "import socket,struct\n\
+         src,dst='10.80.0.200','{victim}'\n\
+         p=b'spoofed'\n\
+         u=struct.pack('>HHHH',40000,7777,8+len(p),0)+p\n\
+         h=struct.pack('>BBHHHBBH4s4s',0x45,0,20+len(u),0,0,64,17,0,socket.inet_aton(src),socket.inet_aton(dst))\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_RAW)\n\
+         s.sendto(h+u,(dst,0))\n"
+    );
+    let sent = common::netns::in_task(attacker, &["python3", "-c", &spoof]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+
+    // Then the node's own datagram: the listener ends with it.
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+    s.send_to(b"end", (victim.as_str(), 7777)).expect("send");
+    let heard: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = listener.wait();
+    assert!(
+        heard.last().is_some_and(|l| l.starts_with("end")),
+        "the listener heard {heard:?}"
+    );
+    assert!(
+        !heard.iter().any(|l| l.starts_with("spoofed")),
+        "a spoofed datagram crossed into network B: {heard:?}"
+    );
+}

@@ -235,12 +235,21 @@ impl Sandbox {
         // overlay table then filters, the TUN, the VXLAN device). Nothing
         // is forwarded into the node bridge but answers: the node reaches
         // its tasks from itself, never for a neighbour that routes via it.
+        // `spoof`: strict reverse-path filtering on the task-facing links:
+        // a packet from a task must carry a source this node routes back
+        // out of the link it came in on (its own address; not another
+        // network's, nor another node's).
         ip::nft(&format!(
             "add table ip {table}\ndelete table ip {table}\n\
              table ip {table} {{\n\
                chain masq {{\n\
                  type nat hook postrouting priority 100; policy accept;\n\
                  ip saddr {subnet} oifname != \"{br}\" masquerade\n\
+               }}\n\
+               chain spoof {{\n\
+                 type filter hook prerouting priority -150; policy accept;\n\
+                 iifname \"{br}\" fib saddr . iif oif missing drop\n\
+                 iifname \"{overlay}b*\" fib saddr . iif oif missing drop\n\
                }}\n\
                chain pass {{\n\
                  type filter hook forward priority 0; policy accept;\n\
