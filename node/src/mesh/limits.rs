@@ -21,6 +21,9 @@ use tokio::sync::Notify;
 /// Descriptors kept for everything but the mesh (control API, Raft, QUIC,
 /// sled, drivers, task logs), at most half the limit.
 pub const FD_RESERVE: u64 = 1024;
+/// New UDP flows one published port takes a second (datagrams of further
+/// new flows are dropped; flows already open go on).
+pub const UDP_NEW_FLOWS_PER_SEC: usize = 512;
 /// A proxied TCP connection with no byte either way for this long is
 /// closed, unless its port sets its own `IdleTimeout`.
 pub const TCP_IDLE: Duration = Duration::from_secs(300);
@@ -34,6 +37,10 @@ pub struct Caps {
     pub per_port: usize,
     /// One client address on one port (one peer's tunnels: `per_port`).
     pub per_source: usize,
+    /// New connections (flows) one published port takes a second; 0: no
+    /// limit. A flood of new UDP flows costs a socket, a task and perhaps
+    /// a tunnel stream each: beyond this rate they are dropped before any.
+    pub new_per_sec: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,14 +59,15 @@ impl Limits {
         // Half the budget each: TCP in pairs of descriptors.
         let tcp_total = (budget / 4).clamp(16, 4096);
         let udp_total = (budget / 2).clamp(16, 4096);
-        let caps = |total: usize| Caps {
+        let caps = |total: usize, new_per_sec| Caps {
             total,
             per_port: (total / 2).max(1),
             per_source: (total / 16).clamp(1, 256),
+            new_per_sec,
         };
         Limits {
-            tcp: caps(tcp_total),
-            udp: caps(udp_total),
+            tcp: caps(tcp_total, 0),
+            udp: caps(udp_total, UDP_NEW_FLOWS_PER_SEC),
         }
     }
 
@@ -90,6 +98,8 @@ pub enum Source {
 pub enum Refused {
     #[error("this client holds its share of the port's connections")]
     PerSource,
+    #[error("the port took its share of new connections this second")]
+    Rate,
 }
 
 struct Entry {
@@ -107,6 +117,8 @@ struct Inner {
     totals: BTreeMap<Protocol, usize>,
     doors: BTreeMap<(Protocol, Door), usize>,
     sources: BTreeMap<(Protocol, Door, Source), usize>,
+    /// New connections per published port in the current second.
+    rates: BTreeMap<(Protocol, u16), (u64, usize)>,
 }
 
 impl Inner {
@@ -191,6 +203,17 @@ impl Registry {
         door: Door,
         source: Source,
     ) -> Result<Admitted, Refused> {
+        self.admit_at(protocol, door, source, self.now_ms())
+    }
+
+    /// `admit`, `now_ms` after the registry was made.
+    fn admit_at(
+        self: &Arc<Self>,
+        protocol: Protocol,
+        door: Door,
+        source: Source,
+        now_ms: u64,
+    ) -> Result<Admitted, Refused> {
         let caps = self.limits.caps(protocol);
         let mut inner = self.inner.lock();
         let key = (protocol, door.clone(), source.clone());
@@ -205,6 +228,21 @@ impl Registry {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Refused::PerSource);
         }
+        if let (Door::Port(port), n) = (&door, caps.new_per_sec) {
+            if n > 0 {
+                let second = now_ms / 1000;
+                let rate = inner.rates.entry((protocol, *port)).or_insert((second, 0));
+                if rate.0 != second {
+                    *rate = (second, 0);
+                }
+                if rate.1 >= n {
+                    drop(inner);
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(Refused::Rate);
+                }
+                rate.1 += 1;
+            }
+        }
         let door_key = (protocol, door.clone());
         if inner.doors.get(&door_key).copied().unwrap_or(0) >= caps.per_port
             && inner.evict_oldest(|e| e.protocol == protocol && e.door == door)
@@ -218,7 +256,7 @@ impl Registry {
         }
         let id = inner.next;
         inner.next += 1;
-        let activity = Arc::new(AtomicU64::new(self.now_ms()));
+        let activity = Arc::new(AtomicU64::new(now_ms));
         let evict = Arc::new(Notify::new());
         *inner.totals.entry(protocol).or_default() += 1;
         *inner.doors.entry(door_key).or_default() += 1;
@@ -303,6 +341,7 @@ mod tests {
             total: 4,
             per_port: 3,
             per_source: 2,
+            new_per_sec: 0,
         };
         Limits {
             tcp: caps,
@@ -365,6 +404,31 @@ mod tests {
         let start = Instant::now();
         a.idle_for(Duration::from_millis(20)).await;
         assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_port_takes_only_so_many_new_flows_a_second() {
+        let caps = Caps {
+            total: 100,
+            per_port: 100,
+            per_source: 100,
+            new_per_sec: 3,
+        };
+        let r = Registry::new(Limits {
+            tcp: caps,
+            udp: caps,
+        });
+        let at = |n, ms| r.admit_at(Protocol::Udp, Door::Port(53), client(n), ms);
+        let first: Vec<_> = (0..5).map(|n| at(n, 1_000 + u64::from(n))).collect();
+        assert_eq!(first.iter().filter(|a| a.is_ok()).count(), 3);
+        assert_eq!(first[4].as_ref().err(), Some(&Refused::Rate));
+        // The next second takes three more.
+        assert!(at(10, 2_000).is_ok());
+        // Another port and a peer's tunnels are counted apart.
+        assert!(r.admit(Protocol::Udp, Door::Port(54), client(9)).is_ok());
+        assert!(r
+            .admit(Protocol::Udp, Door::Tunnels, Source::Node("n".into()))
+            .is_ok());
     }
 
     #[test]
