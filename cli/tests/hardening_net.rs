@@ -834,14 +834,85 @@ fn a_neighbour_without_a_certificate_reaches_no_task_and_no_dns() {
     assert!(echo_task_at(&format!("{local}:80")).is_some());
 }
 
+/// A UDP listener on port 7777 in a task's namespace, until it hears "end".
+fn udp_listener(
+    pid: i32,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "--", "python3", "-c"])
+        .arg(
+            "import socket,sys\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind(('0.0.0.0',7777))\n\
+             print('ready',flush=True)\n\
+             while True:\n  d,a=s.recvfrom(512)\n  print(d.decode(),a[0],flush=True)\n  if d==b'end': break\n",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("listener");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("ready"),
+        "the listener did not start"
+    );
+    (child, lines)
+}
+
+/// A raw UDP datagram `payload` from `src` to `dst`:7777, sent from the
+/// task's namespace (root there has NET_RAW).
+fn spoof_from(pid: i32, src: &str, dst: &str, payload: &str) {
+    let script = format!(
+        "import socket,struct\n\
+         src,dst='{src}','{dst}'\n\
+         p=b'{payload}'\n\
+         u=struct.pack('>HHHH',40000,7777,8+len(p),0)+p\n\
+         h=struct.pack('>BBHHHBBH4s4s',0x45,0,20+len(u),0,0,64,17,0,socket.inet_aton(src),socket.inet_aton(dst))\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_RAW)\n\
+         s.sendto(h+u,(dst,0))\n"
+    );
+    let sent = common::netns::in_task(pid, &["python3", "-c", &script]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+}
+
+/// What the listener heard once the node's own "end" datagram to `dst`
+/// (sent after everything else) arrived.
+fn heard_until_end(
+    mut listener: (
+        std::process::Child,
+        std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    ),
+    dst: &str,
+) -> Vec<String> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+    s.send_to(b"end", (dst, 7777)).expect("send");
+    let heard: Vec<String> = listener.1.by_ref().map_while(Result::ok).collect();
+    let _ = listener.0.wait();
+    assert!(
+        heard.last().is_some_and(|l| l.starts_with("end")),
+        "the listener heard {heard:?}"
+    );
+    heard
+}
+
 /// Finding 6: a task of network A (root in its namespace, so with
-/// NET_RAW) sends a UDP datagram to a task of network B with a source
-/// address of network B, out of its network-A interface. The node drops
-/// it (strict reverse-path filtering on the task links): the listener in
-/// B's task sees only the datagram the node sends after it.
+/// NET_RAW) sends raw UDP datagrams with forged sources: to a task of
+/// network B from an address of B, out of its network-A interface; and to
+/// a task of its own network from another local task's address of that
+/// network. The node drops both (reverse-path filtering, and each task
+/// port bound to its task's address): the listeners hear only the datagram
+/// the node sends after them.
 #[test]
 fn a_task_cannot_send_into_another_network_with_a_spoofed_source() {
-    use std::io::BufRead;
     if !common::netns::available() {
         eprintln!("skipped: task sandboxes need root and `ip netns`");
         return;
@@ -866,40 +937,32 @@ fn a_task_cannot_send_into_another_network_with_a_spoofed_source() {
         "10.80.0.0/24",
         "netb",
     ]);
-    m.create_echo("attacker", "1", &["--network", "neta"], &["--port", "80"]);
-    m.create_echo("victim", "1", &["--network", "netb"], &["--port", "80"]);
-    wait_for("both tasks running", LONG, || {
-        running(m, "attacker") == 1 && running(m, "victim") == 1
+    for (name, net) in [
+        ("attacker", "neta"),
+        ("sibling", "neta"),
+        ("peer", "neta"),
+        ("victim", "netb"),
+    ] {
+        m.create_echo(name, "1", &["--network", net], &["--port", "80"]);
+    }
+    wait_for("four tasks running", LONG, || {
+        ["attacker", "sibling", "peer", "victim"]
+            .iter()
+            .all(|s| running(m, s) == 1)
     });
     let attacker = task_pid(m, "attacker");
-    let victim_pid = task_pid(m, "victim");
+    let (victim_pid, peer_pid) = (task_pid(m, "victim"), task_pid(m, "peer"));
     let victim = addr_in_task(victim_pid, "eth1");
-    wait_for("the node to reach the victim", LONG, || {
-        echo_task_at(&format!("{victim}:80")).is_some()
-    });
+    let peer = addr_in_task(peer_pid, "eth1");
+    let sibling = addr_in_task(task_pid(m, "sibling"), "eth1");
+    for addr in [&victim, &peer] {
+        wait_for("the node to reach the task", LONG, || {
+            echo_task_at(&format!("{addr}:80")).is_some()
+        });
+    }
 
-    // A UDP listener in the victim's namespace, until it hears "end".
-    let mut listener = std::process::Command::new("nsenter")
-        .args(["-t", &victim_pid.to_string(), "-n", "--", "python3", "-c"])
-        .arg(
-            "import socket,sys\n\
-             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-             s.bind(('0.0.0.0',7777))\n\
-             print('ready',flush=True)\n\
-             while True:\n  d,a=s.recvfrom(512)\n  print(d.decode(),a[0],flush=True)\n  if d==b'end': break\n",
-        )
-        .stdout(std::process::Stdio::piped())
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .expect("listener");
-    let mut lines = std::io::BufReader::new(listener.stdout.take().expect("stdout")).lines();
-    assert_eq!(
-        lines.next().and_then(Result::ok).as_deref(),
-        Some("ready"),
-        "the listener did not start"
-    );
-
-    // Out of the network-A interface, with a network-B source.
+    // Into network B, out of the network-A interface, from a B address.
+    let listener = udp_listener(victim_pid);
     let gateway_a = {
         let out = common::netns::in_task(attacker, &["ip", "-4", "route", "show", "dev", "eth1"]);
         String::from_utf8_lossy(&out.stdout)
@@ -928,33 +991,19 @@ fn a_task_cannot_send_into_another_network_with_a_spoofed_source() {
         "{}",
         String::from_utf8_lossy(&route.stderr)
     );
-    let spoof = format!(
-        "import socket,struct\n\
-         src,dst='10.80.0.200','{victim}'\n\
-         p=b'spoofed'\n\
-         u=struct.pack('>HHHH',40000,7777,8+len(p),0)+p\n\
-         h=struct.pack('>BBHHHBBH4s4s',0x45,0,20+len(u),0,0,64,17,0,socket.inet_aton(src),socket.inet_aton(dst))\n\
-         s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_RAW)\n\
-         s.sendto(h+u,(dst,0))\n"
-    );
-    let sent = common::netns::in_task(attacker, &["python3", "-c", &spoof]);
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-
-    // Then the node's own datagram: the listener ends with it.
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
-    s.send_to(b"end", (victim.as_str(), 7777)).expect("send");
-    let heard: Vec<String> = lines.map_while(Result::ok).collect();
-    let _ = listener.wait();
-    assert!(
-        heard.last().is_some_and(|l| l.starts_with("end")),
-        "the listener heard {heard:?}"
-    );
+    spoof_from(attacker, "10.80.0.200", &victim, "spoofed");
+    let heard = heard_until_end(listener, &victim);
     assert!(
         !heard.iter().any(|l| l.starts_with("spoofed")),
         "a spoofed datagram crossed into network B: {heard:?}"
+    );
+
+    // Within network A, in the name of another local task of A.
+    let listener = udp_listener(peer_pid);
+    spoof_from(attacker, &sibling, &peer, "impersonated");
+    let heard = heard_until_end(listener, &peer);
+    assert!(
+        !heard.iter().any(|l| l.starts_with("impersonated")),
+        "a datagram in another task's name reached its network: {heard:?}"
     );
 }

@@ -212,6 +212,7 @@ impl Sandbox {
                     ),
                 ],
             )?;
+            self.bind_port(&host, a.addr)?;
             ip::batch(
                 Some(ns),
                 &[
@@ -238,6 +239,7 @@ impl Sandbox {
             .remove(task_id)
             .unwrap_or_default();
         for (k, (network_id, addr)) in held.iter().enumerate() {
+            self.unbind_port(&veth_host(k, task_id), *addr);
             let _ = ip::ignore_missing(ip::ip(&["link", "del", &veth_host(k, task_id)]));
             if let Some(bridge) = self.overlay_bridge(network_id) {
                 let _ = ip::ignore_missing(ip::ip(&[
