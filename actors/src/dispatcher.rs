@@ -15,7 +15,7 @@ use crate::limits::MAX_UPDATES_PER_PROPOSAL;
 use crate::model::{NodeState, TaskState, TaskStatus};
 use crate::networks::NetworkTable;
 use crate::ports::ServiceEndpoints;
-use crate::session::{AgentLink, AgentMsg, DispatcherMsg};
+use crate::session::{AgentLink, AgentMsg, DispatcherMsg, Members};
 use crate::state::{Change, ClusterState};
 
 struct Session {
@@ -52,6 +52,8 @@ pub struct DispatcherState {
     endpoints: Vec<ServiceEndpoints>,
     /// The same for the network table (routes, VIPs and names).
     networks: Arc<NetworkTable>,
+    /// The same for the members (roles, generations, removed nodes).
+    members: Arc<Members>,
     endpoints_dirty: bool,
     ticks: u64,
     /// Which tasks each node was given, so a push reads that node's tasks
@@ -188,19 +190,25 @@ impl DispatcherState {
     /// since they were sent them.
     fn push_endpoints(&mut self) {
         self.endpoints_dirty = false;
-        let (table, networks) = {
+        let (table, networks, members) = {
             let guard = self.ctx.sm.read();
             (
                 crate::ports::endpoints(&guard.0),
                 crate::networks::table(&guard.0),
+                crate::session::members(&guard.0),
             )
         };
         let endpoints_changed = table != self.endpoints;
         let networks_changed = networks != *self.networks;
+        let members_changed = members != *self.members;
         self.endpoints = table;
         self.networks = Arc::new(networks);
+        self.members = Arc::new(members);
         for s in self.sessions.values() {
             if let Some(agent) = &s.agent {
+                if members_changed {
+                    agent.send(AgentMsg::Members(self.members.clone()));
+                }
                 if endpoints_changed {
                     agent.send(AgentMsg::Endpoints(self.endpoints.clone()));
                 }
@@ -212,6 +220,7 @@ impl DispatcherState {
     }
 
     fn send_endpoints_to(&self, agent: &Arc<dyn AgentLink>) {
+        agent.send(AgentMsg::Members(self.members.clone()));
         agent.send(AgentMsg::Endpoints(self.endpoints.clone()));
         agent.send(AgentMsg::Networks(self.networks.clone()));
     }
@@ -331,6 +340,7 @@ impl Actor for Dispatcher {
         // the old leader); those that do not are declared down.
         let now = Instant::now() + ctx.timings.dispatcher_heartbeat * 3;
         let placed = TaskIndex::build(&ctx.sm.read().0);
+        let members = Arc::new(crate::session::members(&ctx.sm.read().0));
         let sessions = ctx
             .sm
             .read()
@@ -359,6 +369,7 @@ impl Actor for Dispatcher {
             push_queued: false,
             endpoints: Vec::new(),
             networks: Arc::default(),
+            members,
             endpoints_dirty: true,
             ticks: 0,
             placed,
@@ -449,11 +460,9 @@ impl Actor for Dispatcher {
             }
             DispatcherMsg::Store(Some(ev)) => {
                 // Any change of tasks, services or nodes may change where
-                // published ports lead.
-                if !ev.changes.iter().all(|c| matches!(c, Change::Cluster)) {
-                    st.endpoints_dirty = true;
-                    st.queue_push(&myself);
-                }
+                // published ports lead; of the cluster entry, who is removed.
+                st.endpoints_dirty = true;
+                st.queue_push(&myself);
                 let mut nodes = BTreeSet::new();
                 {
                     let guard = st.ctx.sm.read();

@@ -20,6 +20,8 @@ pub const MAX_TASK_HISTORY: u64 = 100;
 pub const MAX_SNAPSHOT_INTERVAL: u64 = 10_000_000;
 /// Restart delay, restart window and stop grace period.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The shortest idle timeout a published port may set.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Restart attempts counted per slot.
 pub const MAX_RESTART_ATTEMPTS: u64 = 10_000;
 /// Memory sizes travel to Docker as signed 64-bit numbers.

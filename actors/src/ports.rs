@@ -123,6 +123,9 @@ pub struct PortConfig {
     pub publish_mode: PublishMode,
     /// TCP only: the header sent to the task before the client's bytes.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// TCP: a proxied connection with no byte either way for this long is
+    /// closed (nanoseconds; 0: the node's default, 5 minutes).
+    pub idle_timeout_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -147,6 +150,13 @@ pub fn check(state: &ClusterState, spec: &EndpointSpec, own: Option<&str>) -> Re
     for (i, p) in spec.ports.iter().enumerate() {
         if p.target_port == 0 {
             return Err("target port must be between 1 and 65535".into());
+        }
+        if p.idle_timeout_ns != 0
+            && !(crate::limits::MIN_IDLE_TIMEOUT.as_nanos()
+                ..=crate::limits::MAX_DURATION.as_nanos())
+                .contains(&u128::from(p.idle_timeout_ns))
+        {
+            return Err("idle timeout must be between 1s and 365 days".into());
         }
         if p.published_port != 0
             && spec.ports[..i]

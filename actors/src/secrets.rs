@@ -219,6 +219,19 @@ pub trait Keyring: Send + Sync + 'static {
     fn open(&self, aad: &[u8], sealed: &Sealed) -> Result<Vec<u8>, KeyError>;
 }
 
+/// What marks a short text (a join token, the unlock key) sealed under the
+/// DEK in the state: `sealed:` and the base64 of nonce and ciphertext.
+pub const SEALED_TEXT_MARK: &str = "sealed:";
+
+/// Whether `text` is a sealed text (its seal is checked only where the DEK
+/// is: a replica cannot open it, but it refuses plaintext, so a node
+/// without the DEK, such as a thief of a locked manager's data dir, cannot
+/// set a token or an unlock key it knows).
+pub fn is_sealed_text(text: &str) -> bool {
+    text.strip_prefix(SEALED_TEXT_MARK)
+        .is_some_and(|rest| !rest.is_empty())
+}
+
 /// What a value is sealed with: its object's id and data version.
 pub fn aad(id: &str, data_version: u64) -> Vec<u8> {
     format!("shoal-secret:{id}:{data_version}").into_bytes()
@@ -349,6 +362,9 @@ impl ClusterState {
                     Some(k) if k.len() > crate::limits::MAX_SHORT_STRING => Err(
                         ApplyError::Invalid("the sealed unlock key is too long".into()),
                     ),
+                    Some(k) if !is_sealed_text(k) => Err(ApplyError::Invalid(
+                        "the unlock key must be sealed under the cluster's key".into(),
+                    )),
                     _ => Ok(()),
                 }
             }

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 
+use serde::{Deserialize, Serialize};
+
 use crate::command::TaskUpdate;
-use crate::model::{DriverInfo, Task, TaskStatus};
+use crate::model::{DriverInfo, NodeRole, Task, TaskStatus};
 use crate::ports::ServiceEndpoints;
 use crate::store::StoreEvent;
 
@@ -98,6 +100,48 @@ pub enum AgentMsg {
     Endpoints(Vec<ServiceEndpoints>),
     /// The overlay networks, the addresses on them and the names.
     Networks(Arc<crate::networks::NetworkTable>),
+    /// Who is in the swarm, in which role and certificate generation, and
+    /// who was removed: how a node without the state judges its peers.
+    Members(Arc<Members>),
+}
+
+/// One node as its peers must judge it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub role: NodeRole,
+    /// Certificates of an older generation are superseded.
+    pub cert_generation: u64,
+}
+
+/// What a node without the cluster state (a worker) must know to refuse a
+/// removed node, a demoted manager's old certificate, and anything a node
+/// that is not a manager now sends as one. Built by the leader's dispatcher
+/// from the state alone (`members`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Members {
+    pub nodes: Vec<Member>,
+    pub removed: Vec<String>,
+}
+
+/// The members of the swarm by `state`.
+pub fn members(state: &crate::state::ClusterState) -> Members {
+    Members {
+        nodes: state
+            .nodes
+            .values()
+            .map(|n| Member {
+                id: n.id.clone(),
+                role: n.role,
+                cert_generation: n.cert_generation,
+            })
+            .collect(),
+        removed: state
+            .cluster
+            .as_ref()
+            .map(|c| c.removed_nodes.clone())
+            .unwrap_or_default(),
+    }
 }
 
 /// Where an agent hands the endpoint table: the node's proxy.

@@ -176,7 +176,20 @@ impl ClusterState {
                 true => Ok(()),
                 false => Err(ApplyError::NodeNotFound(id.clone())),
             },
-            Command::RotateJoinTokens { .. } => match self.cluster {
+            Command::RotateJoinTokens {
+                worker, manager, ..
+            } => match self.cluster {
+                // Tokens are sealed by the manager that rotates them: one
+                // without the DEK cannot choose a token it knows.
+                Some(_)
+                    if [worker, manager].into_iter().flatten().any(|t| {
+                        !crate::secrets::is_sealed_text(t) || t.len() > limits::MAX_SHORT_STRING
+                    }) =>
+                {
+                    Err(ApplyError::Invalid(
+                        "join tokens must be sealed under the cluster's key".into(),
+                    ))
+                }
                 Some(_) => Ok(()),
                 None => Err(ApplyError::NotInitialized),
             },
@@ -703,6 +716,42 @@ mod tests {
         assert_eq!(s.tasks["t"].status.state, TaskState::New);
         report(&mut s, TaskState::Running, 3);
         assert_eq!(s.tasks["t"].status.state, TaskState::Running);
+    }
+
+    #[test]
+    fn join_tokens_in_plaintext_are_refused() {
+        let mut s = ClusterState {
+            cluster: Some(crate::model::Cluster {
+                id: "c".into(),
+                spec: Default::default(),
+                join_tokens: crate::model::JoinTokens {
+                    worker: "sealed:old".into(),
+                    manager: "sealed:old".into(),
+                },
+                ca_cert_pem: String::new(),
+                removed_nodes: Vec::new(),
+                unlock_key: None,
+                created_at: Utc::now(),
+                updated_at: Utc::now(),
+                version: 0,
+            }),
+            ..ClusterState::default()
+        };
+        let rotate = |worker: &str| Command::RotateJoinTokens {
+            worker: Some(worker.into()),
+            manager: None,
+            at: Utc::now(),
+        };
+        assert!(s.apply(&rotate("SWMTKN-1-abc-def"), 1).is_err());
+        assert_eq!(
+            s.cluster.as_ref().map(|c| c.join_tokens.worker.as_str()),
+            Some("sealed:old")
+        );
+        s.apply(&rotate("sealed:new"), 2).expect("a sealed token");
+        assert_eq!(
+            s.cluster.as_ref().map(|c| c.join_tokens.worker.as_str()),
+            Some("sealed:new")
+        );
     }
 
     #[test]

@@ -192,6 +192,34 @@ impl ProbeCtx {
                     Err(e) => (false, e.to_string()),
                 }
             }
+            Probe::Api { within } => {
+                let managers = self.managers();
+                if managers.is_empty() {
+                    return (false, "no manager is up".into());
+                }
+                let mut slow = Vec::new();
+                let mut worst = Duration::ZERO;
+                for (name, socket) in &managers {
+                    let start = std::time::Instant::now();
+                    let answered = api::get(socket, "/_ping", *within).is_ok();
+                    let took = start.elapsed();
+                    worst = worst.max(took);
+                    if !answered || took > *within {
+                        slow.push(format!("{name} ({took:?})"));
+                    }
+                }
+                (
+                    slow.is_empty(),
+                    if slow.is_empty() {
+                        format!(
+                            "{} control APIs answered, slowest in {worst:?}",
+                            managers.len()
+                        )
+                    } else {
+                        format!("no answer within {within:?} from {}", slow.join(", "))
+                    },
+                )
+            }
             Probe::Mesh { service } => {
                 let Some(port) = self.rec.published.get(service).copied() else {
                     return (false, format!("{service} publishes no port"));
@@ -254,6 +282,9 @@ pub fn describe(p: &Probe) -> String {
         }
         Probe::Spread { service } => {
             format!("service {service} is spread evenly (at most one task apart per node)")
+        }
+        Probe::Api { within } => {
+            format!("every live manager's control API answers within {within:?}")
         }
     }
 }

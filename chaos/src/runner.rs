@@ -43,6 +43,8 @@ enum Undo {
     Start(String),
     Resume(String),
     Heal(Vec<String>),
+    /// Stop the flood of this number (`Runner::floods`).
+    EndFlood(usize),
 }
 
 struct Scheduled {
@@ -94,6 +96,9 @@ struct Run {
     bindings: BTreeMap<String, String>,
     /// The replicas the method's own writes gave each service (None: removed).
     replicas: BTreeMap<String, Option<u64>>,
+    /// Floods the method started, by the node they aim at; `None` once
+    /// ended (a flood still running when the run ends stops when dropped).
+    floods: Vec<(String, Option<crate::flood::Flood>)>,
 }
 
 pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
@@ -145,6 +150,7 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
         errors: Vec::new(),
         bindings: BTreeMap::new(),
         replicas: BTreeMap::new(),
+        floods: Vec::new(),
         sc,
     };
     r.execute(started_at)
@@ -453,6 +459,7 @@ impl Run {
                     .map(|_| vec![n.clone()]),
             ),
             Undo::Heal(ns) => ("heal", self.heal(ns).map(|_| ns.clone())),
+            Undo::EndFlood(i) => ("end-flood", Ok(self.end_flood(*i))),
         };
         self.refresh_live();
         let (ok, nodes, detail) = match result {
@@ -486,6 +493,21 @@ impl Run {
             undoes: Some(fault),
             healed_in_ms: None,
         });
+    }
+
+    /// Ends a flood and says what it did.
+    fn end_flood(&mut self, i: usize) -> Vec<String> {
+        let Some((node, flood)) = self.floods.get_mut(i) else {
+            return Vec::new();
+        };
+        if let Some(f) = flood.take() {
+            let t = f.stop();
+            eprintln!(
+                "shoal-chaos: flood on {node} ended: {} datagrams sent, {} TCP connections held at the end, {} closed or refused by the node",
+                t.datagrams, t.held, t.closed
+            );
+        }
+        vec![node.clone()]
     }
 
     fn start_node(&mut self, name: &str) -> Result<Vec<String>> {
@@ -819,6 +841,37 @@ impl Run {
                 to,
                 direction,
             } => self.link_fault(from, to, *direction, None),
+            Action::Flood {
+                target,
+                service,
+                connections,
+            } => {
+                let n = self.resolve(target, Liveness::Up)?;
+                let port = self
+                    .rec
+                    .published
+                    .get(service)
+                    .copied()
+                    .ok_or_else(|| anyhow::anyhow!("service {service} publishes no port"))?;
+                let ip = self
+                    .addr(&n)?
+                    .parse::<std::net::SocketAddr>()
+                    .map_err(|e| anyhow::anyhow!("the node's address: {e}"))?
+                    .ip();
+                self.floods.push((
+                    n.clone(),
+                    Some(crate::flood::Flood::start(ip, port, *connections)),
+                ));
+                Ok(Done {
+                    undo: Some(Undo::EndFlood(self.floods.len() - 1)),
+                    ..Done::on(
+                        vec![n],
+                        format!(
+                            "{connections} idle TCP connections and new UDP flows on {ip}:{port}"
+                        ),
+                    )
+                })
+            }
             Action::Create { .. }
             | Action::Scale { .. }
             | Action::Update { .. }

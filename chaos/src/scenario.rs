@@ -74,6 +74,8 @@ pub enum Probe {
     /// The service's running tasks differ by at most one between any two
     /// ready, active nodes (what the rebalancer restores).
     Spread { service: String },
+    /// Every live manager's control API answers `/_ping` within the bound.
+    Api { within: Duration },
 }
 
 /// Background writes while the method runs.
@@ -100,7 +102,15 @@ pub struct Step {
 }
 
 /// The faults that last until undone (by `duration`, a later step or a rollback).
-pub const LASTING: &[&str] = &["kill", "stop", "pause", "partition", "delay", "drop"];
+pub const LASTING: &[&str] = &[
+    "kill",
+    "stop",
+    "pause",
+    "partition",
+    "delay",
+    "drop",
+    "flood",
+];
 
 /// Who an action is aimed at, resolved when the step runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -185,6 +195,14 @@ pub enum Action {
     Remove {
         service: String,
     },
+    /// A hostile client of the service's published port on the target
+    /// node, until `duration` ends it: `connections` idle TCP connections
+    /// held, and UDP datagrams each from a new source port.
+    Flood {
+        target: Target,
+        service: String,
+        connections: usize,
+    },
 }
 
 impl Action {
@@ -207,6 +225,7 @@ impl Action {
             Action::Update { .. } => "update",
             Action::Roll { .. } => "roll",
             Action::Remove { .. } => "remove",
+            Action::Flood { .. } => "flood",
         }
     }
 
@@ -219,7 +238,7 @@ impl Action {
             | Action::Restart(t)
             | Action::Pause(t)
             | Action::Resume(t) => vec![t],
-            Action::KillActor { target, .. } => vec![target],
+            Action::KillActor { target, .. } | Action::Flood { target, .. } => vec![target],
             Action::Partition(groups) => groups.iter().flatten().collect(),
             Action::Delay { from, to, .. } | Action::Drop { from, to, .. } => {
                 from.iter().chain(to).collect()
@@ -356,6 +375,8 @@ struct RawStep {
     service: Option<Spanned<String>>,
     #[serde(default)]
     replicas: Option<u64>,
+    #[serde(default)]
+    connections: Option<usize>,
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -637,6 +658,12 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
                 service: service.get_ref().clone(),
             }
         }
+        "api" => Probe::Api {
+            within: match &r.within {
+                Some(w) => c.duration(w)?,
+                None => Duration::from_secs(1),
+            },
+        },
         "spread" => {
             let service = r.service.as_ref().ok_or_else(|| {
                 c.err(r.probe.span(), "probe \"spread\" needs service = \"NAME\"")
@@ -649,7 +676,7 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
             return Err(c.err(
                 r.probe.span(),
                 format!(
-                    "unknown probe {other:?}: expected running, one-leader, write, nodes-ready, mesh or spread"
+                    "unknown probe {other:?}: expected running, one-leader, write, nodes-ready, mesh, spread or api"
                 ),
             ))
         }
@@ -666,7 +693,10 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
         "service",
     )?;
     unused(r.tolerance.is_some() && kind != "running", "tolerance")?;
-    unused(r.within.is_some() && kind != "write", "within")?;
+    unused(
+        r.within.is_some() && !matches!(kind, "write" | "api"),
+        "within",
+    )?;
     Ok(ProbeSpec {
         probe,
         during: r.during,
@@ -840,10 +870,15 @@ fn step(
         "update" => Action::Update { service: service()? },
         "roll" => Action::Roll { service: service()? },
         "remove" => Action::Remove { service: service()? },
+        "flood" => Action::Flood {
+            target: one(&r.target)?,
+            service: service()?,
+            connections: r.connections.unwrap_or(500),
+        },
         other => {
             return Err(c.err(
                 at_action,
-                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll or remove"),
+                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll, remove or flood"),
             ))
         }
     };
@@ -888,10 +923,19 @@ fn step(
         Some(d) => {
             return Err(c.err(
                 d.span(),
-                format!("action {verb:?} cannot be undone after a duration; only kill, stop, pause, partition, delay and drop can"),
+                format!("action {verb:?} cannot be undone after a duration; only kill, stop, pause, partition, delay, drop and flood can"),
             ))
         }
     };
+    if verb == "flood" && duration.is_none() {
+        return Err(need("duration = \"DURATION\" (how long the flood lasts)"));
+    }
+    if r.connections.is_some() && verb != "flood" {
+        return Err(c.err(
+            at_action.clone(),
+            format!("action {verb:?} takes no connections; only flood does"),
+        ));
+    }
     let repeat = r.repeat.as_ref().map_or(1, |x| *x.get_ref());
     if repeat == 0 {
         return Err(c.err(

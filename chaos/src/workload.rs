@@ -62,8 +62,13 @@ pub fn service_spec(
         "Mode": { "Replicated": { "Replicas": replicas } },
     });
     if let Some(port) = publish {
-        spec["TaskTemplate"]["ContainerSpec"]["Args"] = json!(["--port", "80"]);
-        spec["EndpointSpec"] = json!({ "Ports": [{ "TargetPort": 80, "PublishedPort": port }] });
+        // HTTP on 80 and a UDP echo on 81, published on the same number
+        // (the `flood` action sends to both).
+        spec["TaskTemplate"]["ContainerSpec"]["Args"] = json!(["--port", "80", "--udp-port", "81"]);
+        spec["EndpointSpec"] = json!({ "Ports": [
+            { "TargetPort": 80, "PublishedPort": port },
+            { "Protocol": "udp", "TargetPort": 81, "PublishedPort": port },
+        ] });
         // Slot by slot, no monitor wait: a roll of a few replicas is over in
         // seconds, while the others (and the drain) keep the port answering.
         spec["UpdateConfig"] = json!({ "Parallelism": 1, "Monitor": 0 });

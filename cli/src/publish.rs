@@ -1,6 +1,7 @@
 //! `-p/--publish` in docker's two forms, as the Engine API's
 //! `EndpointSpec.Ports` entries: `[PUBLISHED:]TARGET[/PROTOCOL]` and
-//! `published=N,target=N[,protocol=tcp|udp][,mode=ingress|host]`.
+//! `published=N,target=N[,protocol=tcp|udp][,mode=ingress|host]`, plus
+//! shoal's `proxy-protocol=v1|v2` and `idle-timeout=DURATION`.
 
 use serde_json::{json, Value};
 
@@ -24,6 +25,7 @@ pub fn parse(value: &str) -> Result<Value, String> {
     if value.contains('=') {
         let (mut published, mut target, mut proto, mut mode) = (0, None, "tcp", "ingress");
         let mut proxy = None;
+        let mut idle = None;
         for field in value.split(',') {
             let (k, v) = field
                 .split_once('=')
@@ -53,6 +55,7 @@ pub fn parse(value: &str) -> Result<Value, String> {
                         }
                     }
                 }
+                "idle-timeout" => idle = Some(crate::output::parse_duration(v)?),
                 other => return Err(format!("invalid field key {other}")),
             }
         }
@@ -65,6 +68,9 @@ pub fn parse(value: &str) -> Result<Value, String> {
         });
         if let Some(p) = proxy {
             port["ProxyProtocol"] = json!(p);
+        }
+        if let Some(ns) = idle {
+            port["IdleTimeout"] = json!(ns);
         }
         return Ok(port);
     }
@@ -181,5 +187,8 @@ mod tests {
         assert!(parse("published=1").is_err());
         assert!(parse("target=80,mode=bogus").is_err());
         assert!(parse("80/sctp").is_err());
+        let idle = parse("published=8080,target=80,idle-timeout=30s").expect("idle");
+        assert_eq!(idle["IdleTimeout"], 30_000_000_000u64);
+        assert!(parse("target=80,idle-timeout=soon").is_err());
     }
 }

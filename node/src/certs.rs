@@ -36,6 +36,9 @@ pub fn role_unit(role: NodeRole) -> &'static str {
     }
 }
 
+/// The node's private key, in `<data-dir>/certs`.
+pub const NODE_KEY: &str = "node.key";
+
 /// A node's certificate chain and key, in PEM.
 #[derive(Debug, Clone)]
 pub struct NodeCert {
@@ -43,17 +46,36 @@ pub struct NodeCert {
     pub key_pem: String,
 }
 
+/// The data dir of a certificates dir (`<data-dir>/certs`), whose KEK may
+/// seal the node's key.
+fn keys_home(dir: &Path) -> &Path {
+    dir.parent().unwrap_or(dir)
+}
+
 impl NodeCert {
+    /// Writes the certificate and key into `dir` (`<data-dir>/certs`). On an
+    /// autolocked manager the key is sealed under the KEK, as the CA key
+    /// is: a copy of the data dir holds no key that opens a connection.
     pub fn save(&self, dir: &Path) -> Result<(), CaError> {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("node.crt"), &self.cert_pem)?;
+        let home = keys_home(dir);
+        if crate::keys::lock::is_autolocked(home) {
+            let kek = crate::keys::Kek::load_or_create(home).map_err(std::io::Error::other)?;
+            let blob = kek
+                .wrap(NODE_KEY, self.key_pem.as_bytes())
+                .map_err(std::io::Error::other)?;
+            crate::keys::write_private(&dir.join(NODE_KEY), &blob)
+                .map_err(std::io::Error::other)?;
+            return Ok(());
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(dir.join("node.key"))?;
+            .open(dir.join(NODE_KEY))?;
         std::io::Write::write_all(&mut f, self.key_pem.as_bytes())?;
         f.sync_all()?;
         Ok(())
@@ -67,10 +89,20 @@ impl NodeCert {
         Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
     }
 
+    /// Reads what `save` wrote; a sealed key needs the KEK (an autolocked
+    /// manager that is still locked cannot load it).
     pub fn load(dir: &Path) -> Result<Self, CaError> {
+        let key_path = dir.join(NODE_KEY);
+        let blob = std::fs::read(&key_path)?;
+        let key = match crate::keys::is_wrapped(&blob) {
+            true => crate::keys::Kek::load_or_create(keys_home(dir))
+                .and_then(|kek| kek.unwrap(&key_path, NODE_KEY, &blob))
+                .map_err(std::io::Error::other)?,
+            false => blob,
+        };
         Ok(NodeCert {
             cert_pem: std::fs::read_to_string(dir.join("node.crt"))?,
-            key_pem: std::fs::read_to_string(dir.join("node.key"))?,
+            key_pem: String::from_utf8(key).map_err(std::io::Error::other)?,
         })
     }
 }

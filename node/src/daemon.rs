@@ -14,8 +14,30 @@ pub enum DaemonError {
     Signals(std::io::Error),
 }
 
+/// Raises this process's soft limit on open files to its hard limit (as
+/// dockerd does): the published ports' caps are a share of it, and the
+/// rest is the reserve the control API, Raft and the drivers keep.
+pub fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-files limit"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    }
+}
+
+/// This process's soft limit on open files (1,024 if it cannot be read).
+pub fn nofile() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
+}
+
 pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError> {
     crate::private::restrict_umask();
+    raise_nofile();
     let rt = Runtime::start(config).await?;
     let api = {
         let rt = rt.clone();

@@ -3,4 +3,4 @@
 //! alone, never on the actors crate.
 
 pub use shoal_actors::driver::BoxFuture;
-pub use shoal_actors::{codec, command, limits, model};
+pub use shoal_actors::{codec, command, limits, model, ports};

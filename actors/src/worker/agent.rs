@@ -355,6 +355,8 @@ impl Actor for Agent {
                 }
             }
             AgentMsg::SessionRejected => st.set_session(None),
+            // The node judges its peers by them (node/), not the agent.
+            AgentMsg::Members(_) => {}
             AgentMsg::Endpoints(table) => {
                 let ids = table
                     .iter()

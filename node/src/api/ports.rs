@@ -68,12 +68,19 @@ pub fn parse(body: &Value) -> Result<EndpointSpec, String> {
         if proxy_protocol.is_some() && protocol == Protocol::Udp {
             return Err("the PROXY protocol is for TCP ports only".into());
         }
+        let idle_timeout_ns = match p.get("IdleTimeout") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| format!("invalid IdleTimeout {v}: expected nanoseconds"))?,
+        };
         ports.push(PortConfig {
             protocol,
             target_port,
             published_port: port_number(p.get("PublishedPort"), "published port")?,
             publish_mode,
             proxy_protocol,
+            idle_timeout_ns,
         });
     }
     Ok(EndpointSpec {
@@ -92,6 +99,9 @@ fn port(p: &PortConfig) -> Value {
     });
     if let Some(pp) = p.proxy_protocol {
         v["ProxyProtocol"] = json!(pp.as_str());
+    }
+    if p.idle_timeout_ns != 0 {
+        v["IdleTimeout"] = json!(p.idle_timeout_ns);
     }
     v
 }

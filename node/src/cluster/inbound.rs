@@ -31,10 +31,11 @@ pub enum Standing {
     Removed,
 }
 
-/// A node without the cluster state (a worker) has only the certificate's
-/// role to go by; a manager reads the state, and falls back on the
-/// certificate only for a node its replica does not know yet (it is still
-/// catching up with the log).
+/// A node without the cluster state (a worker) goes by the members the
+/// leader's dispatcher sent it last (`members::PeerView`), and by the
+/// certificate's role for a node they do not name; a manager reads the
+/// state, and falls back on the certificate only for a node its replica
+/// does not know yet (it is still catching up with the log).
 pub fn standing(rt: &Runtime, peer: &PeerId) -> Standing {
     let from_cert = if peer.role == role_unit(NodeRole::Manager) {
         Standing::Manager
@@ -42,7 +43,7 @@ pub fn standing(rt: &Runtime, peer: &PeerId) -> Standing {
         Standing::Worker
     };
     let Ok(m) = rt.manager() else {
-        return from_cert;
+        return rt.peers.standing(peer, from_cert);
     };
     let guard = m.sm.read();
     let state = &guard.0;
@@ -86,7 +87,19 @@ impl Inbound for ClusterInbound {
         if !self.is_manager(&rt, peer) {
             // Well-formed but not allowed: dropped, the connection stays (a
             // node mid-promotion may still speak with its old certificate).
-            tracing::debug!(node = %peer.node_id, "a manager's message from a node that is not one; dropped");
+            static QUIET: std::sync::OnceLock<crate::transport::quiet::Quiet> =
+                std::sync::OnceLock::new();
+            let quiet = QUIET.get_or_init(|| {
+                crate::transport::quiet::Quiet::new(std::time::Duration::from_secs(10))
+            });
+            match quiet.admit() {
+                Some(suppressed) => {
+                    tracing::warn!(node = %peer.node_id, suppressed, "a manager's message from a node that is not a manager now; dropped")
+                }
+                None => {
+                    tracing::debug!(node = %peer.node_id, "a manager's message from a node that is not one; dropped")
+                }
+            }
             return Ok(());
         }
         match msg {
@@ -128,6 +141,21 @@ impl Inbound for ClusterInbound {
                     let _ = raft.send_message(RaftMsg::Step(Box::new(m)));
                 }
             }
+            OneWay::ToAgent(ToAgent::Members(members)) => {
+                let managers: Vec<&str> = members
+                    .nodes
+                    .iter()
+                    .filter(|n| n.role == NodeRole::Manager)
+                    .map(|n| n.id.as_str())
+                    .collect();
+                tracing::info!(from = %peer.node_id, nodes = members.nodes.len(), managers = %managers.join(","), removed = %members.removed.join(","), "learned the swarm's members");
+                let removed = rt.peers.update(members);
+                if let Some(t) = rt.transport() {
+                    for id in removed {
+                        t.recheck(&id);
+                    }
+                }
+            }
             OneWay::ToAgent(m) => {
                 if let Some(agent) = rt.directory.get::<AgentMsg>("agent") {
                     let _ = agent.send_message(match m {
@@ -135,6 +163,9 @@ impl Inbound for ClusterInbound {
                         ToAgent::SessionRejected => AgentMsg::SessionRejected,
                         ToAgent::Endpoints(table) => AgentMsg::Endpoints(table),
                         ToAgent::Networks(table) => AgentMsg::Networks(std::sync::Arc::new(table)),
+                        ToAgent::Members(members) => {
+                            AgentMsg::Members(std::sync::Arc::new(members))
+                        }
                     });
                 }
             }
@@ -144,12 +175,12 @@ impl Inbound for ClusterInbound {
 
     fn tunnel(
         &self,
-        _peer: &PeerId,
+        peer: &PeerId,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> BoxFuture<()> {
         match self.0.upgrade() {
-            Some(rt) => rt.mesh.serve_tunnel(send, recv),
+            Some(rt) => rt.mesh.serve_tunnel(peer.node_id.clone(), send, recv),
             None => Box::pin(async {}),
         }
     }

@@ -4,5 +4,6 @@
 
 pub mod chunks;
 pub mod inbound;
+pub mod members;
 pub mod net;
 pub mod wire;

@@ -176,6 +176,9 @@ impl AgentLink for RemoteAgent {
             AgentMsg::SessionRejected => ToAgent::SessionRejected,
             AgentMsg::Endpoints(table) => ToAgent::Endpoints(table),
             AgentMsg::Networks(table) => ToAgent::Networks(NetworkTable::clone(&table)),
+            AgentMsg::Members(members) => {
+                ToAgent::Members(shoal_actors::session::Members::clone(&members))
+            }
             AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Flush | AgentMsg::Recheck => return,
         };
         send_to(&self.transport, &self.addr, &OneWay::ToAgent(wire));

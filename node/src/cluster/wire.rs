@@ -56,6 +56,8 @@ pub enum ToAgent {
     SessionRejected,
     Endpoints(Vec<shoal_actors::ports::ServiceEndpoints>),
     Networks(shoal_actors::networks::NetworkTable),
+    /// Who is a member, in which role and generation, and who was removed.
+    Members(shoal_actors::session::Members),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

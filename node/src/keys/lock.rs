@@ -1,8 +1,9 @@
 //! Autolock: the key-encryption key comes from an unlock key
 //! (`SWMKEY-1-...`) that is shown once and never stored. A manager
 //! restarted with autolock on keeps its KEK only in memory once
-//! `swarm unlock` gave it the key; until then it cannot unwrap the CA key,
-//! so it derives no DEK, starts no manager actors and serves nothing.
+//! `swarm unlock` gave it the key; until then it cannot unwrap the CA key
+//! or its own node key, so it derives no DEK, binds no transport, starts no
+//! actors and serves nothing.
 //!
 //! On disk: `<data-dir>/keys/kek` without autolock; `<data-dir>/keys/autolock`
 //! (an empty marker) with it, and no KEK at all.
@@ -86,11 +87,20 @@ pub enum LockError {
     File(#[from] KeyFileError),
 }
 
-/// Every file the KEK seals: the CA key.
+/// Every file the KEK seals: the CA key, and the node's own key (either
+/// grants manager rights to whoever holds it).
 fn sealed_files(data_dir: &Path) -> Vec<(PathBuf, &'static str)> {
-    vec![(data_dir.join("ca").join("ca.key"), "ca.key")]
+    vec![
+        (data_dir.join("ca").join("ca.key"), "ca.key"),
+        (
+            data_dir.join("certs").join(crate::certs::NODE_KEY),
+            crate::certs::NODE_KEY,
+        ),
+    ]
 }
 
+/// Seals every sealed file under `new` (one still in plaintext, as the
+/// node's key is without autolock, is sealed as it is).
 fn rewrap(data_dir: &Path, old: &super::Kek, new: &super::Kek) -> Result<(), KeyFileError> {
     for (path, what) in sealed_files(data_dir) {
         let blob = match std::fs::read(&path) {
@@ -98,7 +108,10 @@ fn rewrap(data_dir: &Path, old: &super::Kek, new: &super::Kek) -> Result<(), Key
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => return Err(KeyFileError::Io { path, source }),
         };
-        let plain = old.unwrap(&path, what, &blob)?;
+        let plain = match super::is_wrapped(&blob) {
+            true => old.unwrap(&path, what, &blob)?,
+            false => blob,
+        };
         super::write_private(&path, &new.wrap(what, &plain)?)?;
     }
     Ok(())
@@ -114,12 +127,15 @@ pub fn unlock(data_dir: &Path, unlock_key: &str) -> Result<(), LockError> {
     let kek = kek_of(unlock_key).ok_or(LockError::InvalidKey)?;
     let k = super::Kek::from_bytes(&kek).ok_or(LockError::InvalidKey)?;
     for (path, what) in sealed_files(data_dir) {
-        let blob = std::fs::read(&path).map_err(|source| KeyFileError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        k.unwrap(&path, what, &blob)
-            .map_err(|_| LockError::InvalidKey)?;
+        let blob = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(LockError::File(KeyFileError::Io { path, source })),
+        };
+        if super::is_wrapped(&blob) {
+            k.unwrap(&path, what, &blob)
+                .map_err(|_| LockError::InvalidKey)?;
+        }
     }
     UNLOCKED.lock().insert(data_dir.to_path_buf(), kek);
     Ok(())
@@ -188,6 +204,45 @@ mod tests {
                 .expect("load")
                 .key_pem,
             ca.key_pem
+        );
+    }
+
+    #[test]
+    fn the_node_key_is_sealed_while_autolocked_and_opens_once_unlocked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path();
+        let ca = crate::ca::RootCa::generate().expect("ca");
+        ca.save(&data.join("ca")).expect("save");
+        let cert = ca
+            .issue(
+                "c",
+                "n",
+                shoal_actors::model::NodeRole::Manager,
+                0,
+                std::time::Duration::from_secs(60),
+            )
+            .expect("cert");
+        let certs = data.join("certs");
+        cert.save(&certs).expect("save cert");
+        let plain = || std::fs::read_to_string(certs.join(crate::certs::NODE_KEY));
+        assert!(plain().is_ok_and(|k| k.contains("PRIVATE KEY")));
+        let key = new_unlock_key().expect("key");
+        set_unlock_key(data, &key).expect("autolock");
+        let sealed = std::fs::read(certs.join(crate::certs::NODE_KEY)).expect("read");
+        assert!(super::super::is_wrapped(&sealed));
+        UNLOCKED.lock().remove(data);
+        assert!(crate::certs::NodeCert::load(&certs).is_err());
+        unlock(data, &key).expect("unlock");
+        let back = crate::certs::NodeCert::load(&certs).expect("load");
+        assert_eq!(back.key_pem, cert.key_pem);
+        // A certificate saved while autolocked (a renewal) is sealed too.
+        back.save(&certs).expect("save again");
+        let again = std::fs::read(certs.join(crate::certs::NODE_KEY)).expect("read");
+        assert!(super::super::is_wrapped(&again));
+        clear_unlock_key(data).expect("off");
+        assert_eq!(
+            crate::certs::NodeCert::load(&certs).expect("load").key_pem,
+            cert.key_pem
         );
     }
 }

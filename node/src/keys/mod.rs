@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! KEK  <data-dir>/keys/kek (32 random bytes, 0600)
+//!  ├─ wraps the node's key    <data-dir>/certs/node.key (autolocked only)
 //!  └─ wraps the root CA key   <data-dir>/ca/ca.key (AES-256-GCM, "SHOAL-SEALED-1")
 //!      └─ derives the DEK     HKDF-SHA256(CA key, "shoal secrets dek v1")
 //!          └─ seals every secret value before it is proposed
@@ -205,7 +206,7 @@ impl Keyring for ClusterKeyring {
 }
 
 /// What marks a join token sealed under the DEK in the replicated state.
-const TOKEN_MARK: &str = "sealed:";
+const TOKEN_MARK: &str = shoal_actors::secrets::SEALED_TEXT_MARK;
 const TOKEN_AAD: &[u8] = b"shoal-join-token";
 
 /// A join token as the state keeps it: sealed, so `state.db` and the Raft

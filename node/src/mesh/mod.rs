@@ -8,15 +8,25 @@
 //! (`ports::endpoints`, from the replicated state): it decides nothing about
 //! which tasks exist, only which of them a connection goes to, and it never
 //! dials a task of another node itself.
+//!
+//! A tunnel a peer opens is taken only for what the same table publishes:
+//! a running task of this node, a target port and protocol its service
+//! publishes in ingress mode (`admit::tunnel`); and it is never dialled on
+//! a loopback address (a `--network host` task), so no peer reaches this
+//! node's own loopback services through it.
 
+mod admit;
+pub mod limits;
 mod pool;
 mod proxy_header;
-mod tunnel;
+mod relay;
+pub mod tunnel;
 mod udp;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use shoal_actors::driver::Drivers;
@@ -41,12 +51,15 @@ enum Route {
         service_id: String,
         target: u16,
         proxy: Option<ProxyProtocol>,
+        /// TCP: a connection idle this long is closed.
+        idle: Duration,
     },
     /// This node's own task.
     Host {
         task_id: String,
         target: u16,
         proxy: Option<ProxyProtocol>,
+        idle: Duration,
     },
 }
 
@@ -64,6 +77,13 @@ pub struct Mesh {
     transport: TransportSlot,
     pools: Mutex<BTreeMap<String, (Balance, Pool)>>,
     listeners: Mutex<BTreeMap<(Protocol, u16), Listener>>,
+    /// The latest endpoint table: what a peer's tunnel may ask for.
+    table: RwLock<Vec<ServiceEndpoints>>,
+    /// Refused tunnels are logged at most once a period (a hostile peer
+    /// must not fill the log).
+    refusals: crate::transport::quiet::Quiet,
+    /// Every connection and flow the published ports hold, capped.
+    registry: Arc<limits::Registry>,
 }
 
 impl Mesh {
@@ -75,7 +95,16 @@ impl Mesh {
             transport,
             pools: Mutex::new(BTreeMap::new()),
             listeners: Mutex::new(BTreeMap::new()),
+            table: RwLock::new(Vec::new()),
+            refusals: crate::transport::quiet::Quiet::new(Duration::from_secs(10)),
+            registry: limits::Registry::new(limits::Limits::for_nofile(crate::daemon::nofile())),
         })
+    }
+
+    /// Connections and flows held now (TCP, UDP), and evictions and
+    /// refusals since start.
+    pub fn held(&self) -> ((usize, usize), (u64, u64)) {
+        (self.registry.held(), self.registry.turned_away())
     }
 
     /// This node's id and the address to listen on (its advertise address).
@@ -90,6 +119,7 @@ impl Mesh {
             l.accept.abort();
         }
         self.pools.lock().clear();
+        self.table.write().clear();
     }
 
     /// The address of a task of this node, from the driver that runs it.
@@ -105,17 +135,7 @@ impl Mesh {
         port: u16,
         proxy: Option<(ProxyProtocol, SocketAddr, SocketAddr)>,
     ) -> Option<TcpStream> {
-        let ip = self.local_addr(task_id)?;
-        let mut s = tokio::time::timeout(tunnel::DIAL_TIMEOUT, TcpStream::connect((ip, port)))
-            .await
-            .ok()?
-            .ok()?;
-        if let Some((version, client, dest)) = proxy {
-            s.write_all(&proxy_header::encode(version, client, dest))
-                .await
-                .ok()?;
-        }
-        Some(s)
+        dial(self.local_addr(task_id)?, port, proxy).await
     }
 
     fn routes(&self, table: &[ServiceEndpoints]) -> BTreeMap<(Protocol, u16), Route> {
@@ -132,6 +152,7 @@ impl Mesh {
                                 service_id: svc.service_id.clone(),
                                 target: p.target_port,
                                 proxy: p.proxy_protocol,
+                                idle: idle_timeout(p),
                             },
                         );
                     }
@@ -147,6 +168,7 @@ impl Mesh {
                                     task_id: b.task_id.clone(),
                                     target: p.target_port,
                                     proxy: p.proxy_protocol,
+                                    idle: idle_timeout(p),
                                 },
                             );
                         }
@@ -159,6 +181,7 @@ impl Mesh {
     }
 
     fn apply(self: &Arc<Self>, table: Vec<ServiceEndpoints>) {
+        self.table.write().clone_from(&table);
         {
             let mut pools = self.pools.lock();
             pools.retain(|id, _| table.iter().any(|s| s.service_id == *id));
@@ -189,11 +212,13 @@ impl Mesh {
                 Protocol::Tcp => std::net::TcpListener::bind((bind_ip, port))
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
                     .and_then(TcpListener::from_std)
-                    .map(|l| tokio::spawn(accept_loop(self.clone(), l, route.clone()))),
+                    .map(|l| tokio::spawn(accept_loop(self.clone(), l, port, route.clone()))),
                 Protocol::Udp => std::net::UdpSocket::bind((bind_ip, port))
                     .and_then(|s| s.set_nonblocking(true).map(|()| s))
                     .and_then(tokio::net::UdpSocket::from_std)
-                    .map(|s| tokio::spawn(udp_loop(self.clone(), Arc::new(s), route.clone()))),
+                    .map(|s| {
+                        tokio::spawn(udp_loop(self.clone(), Arc::new(s), port, route.clone()))
+                    }),
             };
             match accept {
                 Ok(accept) => {
@@ -254,19 +279,26 @@ impl Mesh {
         }
     }
 
-    async fn serve_client(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr, route: Route) {
+    async fn serve_client(
+        self: Arc<Self>,
+        client: TcpStream,
+        peer: SocketAddr,
+        route: Route,
+        admitted: limits::Admitted,
+    ) {
         let Ok(dest) = client.local_addr() else {
             return;
         };
-        let (mut upstream, _held) = match route {
+        let (upstream, _held, idle) = match route {
             Route::Host {
                 task_id,
                 target,
                 proxy,
+                idle,
             } => {
                 let header = proxy.map(|v| (v, peer, dest));
                 match self.dial_local(&task_id, target, header).await {
-                    Some(s) => (Box::new(s) as Box<dyn Duplex>, None),
+                    Some(s) => (Box::new(s) as Box<dyn Duplex>, None, idle),
                     None => return,
                 }
             }
@@ -274,6 +306,7 @@ impl Mesh {
                 service_id,
                 target,
                 proxy,
+                idle,
             } => {
                 let mut tried = Vec::new();
                 let mut found = None;
@@ -288,7 +321,7 @@ impl Mesh {
                     tried.push(backend.task_id);
                 }
                 match found {
-                    Some(f) => f,
+                    Some((s, held)) => (s, held, idle),
                     None => {
                         tracing::debug!(service = %service_id, "no backend answered; connection closed");
                         return;
@@ -296,12 +329,15 @@ impl Mesh {
                 }
             }
         };
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        relay::relay(client, upstream, &admitted, idle).await;
     }
 
-    /// A tunnel another node opened to one of this node's tasks.
+    /// A tunnel another node (`peer`) opened to one of this node's tasks.
+    /// Refused unless the endpoint table publishes that task's target port
+    /// and protocol in ingress mode, and the task has an address of its own.
     pub fn serve_tunnel(
         self: &Arc<Self>,
+        peer: String,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> shoal_actors::driver::BoxFuture<()> {
@@ -311,26 +347,62 @@ impl Mesh {
             let Some(h) = tunnel::read_header(&mut recv).await else {
                 return tunnel::refuse(send).await;
             };
+            let (ip, idle) = match me.tunnel_target(&peer, &h) {
+                Ok(target) => target,
+                Err(why) => {
+                    if let Some(suppressed) = me.refusals.admit() {
+                        tracing::warn!(node = %peer, task = %h.task_id, port = h.port, protocol = h.protocol.as_str(), reason = %why, suppressed, "refused a tunnel (and {suppressed} more since the last such line)");
+                    } else {
+                        tracing::debug!(node = %peer, task = %h.task_id, port = h.port, reason = %why, "refused a tunnel");
+                    }
+                    return tunnel::refuse(send).await;
+                }
+            };
+            // The descriptor the far end opens counts against this node's
+            // caps, one share per peer.
+            let source = limits::Source::Node(peer);
+            let Ok(admitted) = me.registry.admit(h.protocol, limits::Door::Tunnels, source) else {
+                return tunnel::refuse(send).await;
+            };
             match h.protocol {
                 Protocol::Tcp => {
                     let header = h.proxy.map(|v| (v, h.client, h.dest));
-                    let Some(task) = me.dial_local(&h.task_id, h.port, header).await else {
+                    let Some(task) = dial(ip, h.port, header).await else {
                         return tunnel::refuse(send).await;
                     };
                     if let Some(t) = tunnel::accept(send, recv).await {
-                        tunnel::splice(t, task).await;
+                        tunnel::splice(t, task, &admitted, idle).await;
                     }
                 }
                 Protocol::Udp => {
-                    let Some(task) = me.udp_local(&h.task_id, h.port).await else {
+                    let Some(task) = udp_connect(ip, h.port).await else {
                         return tunnel::refuse(send).await;
                     };
                     if let Some(t) = tunnel::accept(send, recv).await {
-                        udp::relay_tunnel(t, task).await;
+                        udp::relay_tunnel(t, task, &admitted).await;
                     }
                 }
             }
         })
+    }
+
+    /// The address a peer's tunnel may be dialled on, or why not.
+    fn tunnel_target(
+        &self,
+        peer: &str,
+        h: &tunnel::Header,
+    ) -> Result<(IpAddr, Duration), admit::Refusal> {
+        let own = self.own.read().clone().ok_or(admit::Refusal::NotInSwarm)?;
+        let idle = {
+            let table = self.table.read();
+            let port = admit::tunnel(&table, &own, peer, &h.task_id, h.port, h.protocol)?;
+            idle_timeout(port)
+        };
+        let ip = self
+            .local_addr(&h.task_id)
+            .ok_or(admit::Refusal::NotRunning)?;
+        admit::address(ip)?;
+        Ok((ip, idle))
     }
 }
 
@@ -346,14 +418,7 @@ impl Mesh {
 
     /// A UDP socket connected to this node's task.
     async fn udp_local(&self, task_id: &str, port: u16) -> Option<tokio::net::UdpSocket> {
-        let ip = self.local_addr(task_id)?;
-        let any: SocketAddr = match ip {
-            IpAddr::V4(_) => "0.0.0.0:0".parse().ok()?,
-            IpAddr::V6(_) => "[::]:0".parse().ok()?,
-        };
-        let s = tokio::net::UdpSocket::bind(any).await.ok()?;
-        s.connect((ip, port)).await.ok()?;
-        Some(s)
+        udp_connect(self.local_addr(task_id)?, port).await
     }
 
     /// Where a new UDP flow from `client` goes, and the hold on its backend.
@@ -402,7 +467,50 @@ impl Mesh {
     }
 }
 
-async fn udp_loop(mesh: Arc<Mesh>, socket: Arc<tokio::net::UdpSocket>, route: Arc<RwLock<Route>>) {
+/// A connection to `ip:port`, opened with a PROXY protocol header naming
+/// `client` if the port asks for one.
+async fn dial(
+    ip: IpAddr,
+    port: u16,
+    proxy: Option<(ProxyProtocol, SocketAddr, SocketAddr)>,
+) -> Option<TcpStream> {
+    let mut s = tokio::time::timeout(tunnel::DIAL_TIMEOUT, TcpStream::connect((ip, port)))
+        .await
+        .ok()?
+        .ok()?;
+    if let Some((version, client, dest)) = proxy {
+        s.write_all(&proxy_header::encode(version, client, dest))
+            .await
+            .ok()?;
+    }
+    Some(s)
+}
+
+/// A UDP socket connected to `ip:port`.
+async fn udp_connect(ip: IpAddr, port: u16) -> Option<tokio::net::UdpSocket> {
+    let any: SocketAddr = match ip {
+        IpAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+        IpAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let s = tokio::net::UdpSocket::bind(any).await.ok()?;
+    s.connect((ip, port)).await.ok()?;
+    Some(s)
+}
+
+/// A published port's TCP idle timeout: its own, or `limits::TCP_IDLE`.
+fn idle_timeout(p: &shoal_actors::ports::PortConfig) -> Duration {
+    match p.idle_timeout_ns {
+        0 => limits::TCP_IDLE,
+        ns => Duration::from_nanos(ns),
+    }
+}
+
+async fn udp_loop(
+    mesh: Arc<Mesh>,
+    socket: Arc<tokio::net::UdpSocket>,
+    port: u16,
+    route: Arc<RwLock<Route>>,
+) {
     let flows = Arc::new(udp::Flows::default());
     let dest = socket.local_addr().ok();
     let mut buf = vec![0u8; udp::MAX_DATAGRAM];
@@ -414,13 +522,21 @@ async fn udp_loop(mesh: Arc<Mesh>, socket: Arc<tokio::net::UdpSocket>, route: Ar
         if flows.send(client, &buf[..n]) {
             continue;
         }
+        // A new flow: a datagram beyond the caps is dropped (UDP may drop).
+        let source = limits::Source::Client(client.ip());
+        let Ok(admitted) = mesh
+            .registry
+            .admit(Protocol::Udp, limits::Door::Port(port), source)
+        else {
+            continue;
+        };
         let rx = flows.start(client, buf[..n].to_vec());
         let (mesh, socket, flows) = (mesh.clone(), socket.clone(), flows.clone());
         let route = route.read().clone();
         let Some(dest) = dest else { continue };
         tokio::spawn(async move {
             if let Some((upstream, _held)) = mesh.udp_upstream(&route, client, dest).await {
-                udp::relay_flow(socket, client, rx, upstream).await;
+                udp::relay_flow(socket, client, rx, upstream, &admitted).await;
             }
             flows.end(client);
         });
@@ -431,16 +547,24 @@ async fn udp_loop(mesh: Arc<Mesh>, socket: Arc<tokio::net::UdpSocket>, route: Ar
 trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
 
-async fn accept_loop(mesh: Arc<Mesh>, listener: TcpListener, route: Arc<RwLock<Route>>) {
+async fn accept_loop(mesh: Arc<Mesh>, listener: TcpListener, port: u16, route: Arc<RwLock<Route>>) {
     loop {
         let Ok((client, peer)) = listener.accept().await else {
             // Out of descriptors, say: a pause, not a spin.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        // Beyond its share, a client's new connection is closed at once.
+        let source = limits::Source::Client(peer.ip());
+        let Ok(admitted) = mesh
+            .registry
+            .admit(Protocol::Tcp, limits::Door::Port(port), source)
+        else {
             continue;
         };
         let _ = client.set_nodelay(true);
         let route = route.read().clone();
-        tokio::spawn(mesh.clone().serve_client(client, peer, route));
+        tokio::spawn(mesh.clone().serve_client(client, peer, route, admitted));
     }
 }
 

@@ -88,8 +88,14 @@ pub async fn accept(mut send: quinn::SendStream, recv: quinn::RecvStream) -> Opt
     Some(tokio::io::join(recv, send))
 }
 
-/// Joins an accepted tunnel and a connection to the task until both close.
-pub async fn splice(mut tunnel: Tunnel, mut task: TcpStream) {
-    let _ = tokio::io::copy_bidirectional(&mut tunnel, &mut task).await;
+/// Joins an accepted tunnel and a connection to the task until both close,
+/// nothing moves for `idle`, or the registry evicts it.
+pub async fn splice(
+    mut tunnel: Tunnel,
+    mut task: TcpStream,
+    admitted: &crate::mesh::limits::Admitted,
+    idle: Duration,
+) {
+    crate::mesh::relay::relay(&mut tunnel, &mut task, admitted, idle).await;
     let _ = tunnel.shutdown().await;
 }

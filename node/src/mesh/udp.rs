@@ -1,7 +1,8 @@
 //! UDP through the mesh: each client address is a flow, sent to one task
-//! (picked like a TCP connection) until it has been idle for `IDLE`. A flow
-//! to a task of another node rides a tunnel stream, each datagram framed
-//! with its length.
+//! (picked like a TCP connection) until it has been idle for `IDLE` or the
+//! registry evicts it (`limits.rs`: flows are capped per client address,
+//! per port and per node). A flow to a task of another node rides a tunnel
+//! stream, each datagram framed with its length.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,6 +13,8 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+
+use crate::mesh::limits::Admitted;
 
 /// A flow with no datagram either way for this long is forgotten.
 pub const IDLE: Duration = Duration::from_secs(30);
@@ -38,20 +41,30 @@ pub async fn read_datagram<R: AsyncRead + Unpin>(r: &mut R) -> Option<Vec<u8>> {
 }
 
 /// Relays datagrams between a tunnel stream and a task's UDP socket (the
-/// far end of a remote flow), until either side is idle for `IDLE` or ends.
-pub async fn relay_tunnel<S: AsyncRead + AsyncWrite + Unpin>(stream: S, task: UdpSocket) {
+/// far end of a remote flow), until it is idle for `IDLE`, either side
+/// ends, or it is evicted.
+pub async fn relay_tunnel<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    task: UdpSocket,
+    admitted: &Admitted,
+) {
     let (mut r, mut w) = tokio::io::split(stream);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
-            d = tokio::time::timeout(IDLE, read_datagram(&mut r)) => match d {
-                Ok(Some(d)) => { let _ = task.send(&d).await; }
-                _ => return,
+            d = read_datagram(&mut r) => match d {
+                Some(d) => { admitted.touch(); let _ = task.send(&d).await; }
+                None => return,
             },
-            n = tokio::time::timeout(IDLE, task.recv(&mut buf)) => match n {
-                Ok(Ok(n)) => if write_datagram(&mut w, &buf[..n]).await.is_err() { return },
-                _ => return,
+            n = task.recv(&mut buf) => match n {
+                Ok(n) => {
+                    admitted.touch();
+                    if write_datagram(&mut w, &buf[..n]).await.is_err() { return }
+                }
+                Err(_) => return,
             },
+            () = admitted.idle_for(IDLE) => return,
+            () = admitted.evicted() => return,
         }
     }
 }
@@ -98,33 +111,41 @@ pub async fn relay_flow<S: AsyncRead + AsyncWrite + Unpin>(
     client: SocketAddr,
     mut from_client: mpsc::Receiver<Vec<u8>>,
     upstream: Upstream<S>,
+    admitted: &Admitted,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     match upstream {
         Upstream::Local(task) => loop {
             tokio::select! {
-                d = tokio::time::timeout(IDLE, from_client.recv()) => match d {
-                    Ok(Some(d)) => { let _ = task.send(&d).await; }
-                    _ => return,
+                d = from_client.recv() => match d {
+                    Some(d) => { admitted.touch(); let _ = task.send(&d).await; }
+                    None => return,
                 },
-                n = tokio::time::timeout(IDLE, task.recv(&mut buf)) => match n {
-                    Ok(Ok(n)) => { let _ = listener.send_to(&buf[..n], client).await; }
-                    _ => return,
+                n = task.recv(&mut buf) => match n {
+                    Ok(n) => { admitted.touch(); let _ = listener.send_to(&buf[..n], client).await; }
+                    Err(_) => return,
                 },
+                () = admitted.idle_for(IDLE) => return,
+                () = admitted.evicted() => return,
             }
         },
         Upstream::Tunnel(stream) => {
             let (mut r, mut w) = tokio::io::split(stream);
             loop {
                 tokio::select! {
-                    d = tokio::time::timeout(IDLE, from_client.recv()) => match d {
-                        Ok(Some(d)) => if write_datagram(&mut w, &d).await.is_err() { return },
-                        _ => return,
+                    d = from_client.recv() => match d {
+                        Some(d) => {
+                            admitted.touch();
+                            if write_datagram(&mut w, &d).await.is_err() { return }
+                        }
+                        None => return,
                     },
-                    d = tokio::time::timeout(IDLE, read_datagram(&mut r)) => match d {
-                        Ok(Some(d)) => { let _ = listener.send_to(&d, client).await; }
-                        _ => return,
+                    d = read_datagram(&mut r) => match d {
+                        Some(d) => { admitted.touch(); let _ = listener.send_to(&d, client).await; }
+                        None => return,
                     },
+                    () = admitted.idle_for(IDLE) => return,
+                    () = admitted.evicted() => return,
                 }
             }
         }

@@ -50,8 +50,9 @@ pub fn vips(table: &NetworkTable) -> BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>> {
     out
 }
 
-/// The chains of the overlay table for `table`.
-pub fn script(table: &NetworkTable) -> String {
+/// The chains of the overlay table for `table`; `links` is the prefix of
+/// this node's overlay links (`so<tag>`).
+pub fn script(table: &NetworkTable, links: &str) -> String {
     let vips = vips(table);
     let mut nat = String::new();
     let mut refuse = String::new();
@@ -89,6 +90,23 @@ pub fn script(table: &NetworkTable) -> String {
             overlays.join(", ")
         );
     }
+    // The gateways (the DNS server's addresses) answer only the tasks on
+    // the overlay links and the node itself, never a neighbour that routes
+    // through the node.
+    let gateways: Vec<String> = table
+        .networks
+        .iter()
+        .filter(|n| !n.ingress)
+        .map(|n| n.gateway.to_string())
+        .collect();
+    let mut guard_in = String::new();
+    if !gateways.is_empty() {
+        let set = gateways.join(", ");
+        let _ = writeln!(
+            guard_in,
+            "    ip daddr {{ {set} }} iifname \"lo\" accept\n    ip daddr {{ {set} }} iifname \"{links}*\" accept\n    ip daddr {{ {set} }} drop"
+        );
+    }
     let mut fwd = String::new();
     for n in table.networks.iter().filter(|n| !n.ingress) {
         let _ = writeln!(
@@ -101,7 +119,8 @@ pub fn script(table: &NetworkTable) -> String {
         "{isolate}  chain vip_pre {{\n    type nat hook prerouting priority dstnat; policy accept;\n{nat}  }}\n\
          \x20 chain vip_out {{\n    type nat hook output priority -100; policy accept;\n{nat}  }}\n\
          \x20 chain guard {{\n    type filter hook forward priority 0; policy accept;\n{refuse}{fwd}  }}\n\
-         \x20 chain guard_out {{\n    type filter hook output priority 0; policy accept;\n{refuse}  }}\n"
+         \x20 chain guard_out {{\n    type filter hook output priority 0; policy accept;\n{refuse}  }}\n\
+         \x20 chain guard_in {{\n    type filter hook input priority 0; policy accept;\n{guard_in}  }}\n"
     )
 }
 
@@ -109,7 +128,7 @@ pub fn script(table: &NetworkTable) -> String {
 /// conntrack entries of backends that left a VIP.
 pub fn apply(sb: &Sandbox, table: &NetworkTable, before: Applied) -> Applied {
     let now = vips(table);
-    let body = script(table);
+    let body = script(table, &crate::sandbox::overlay::link_prefix_of(sb));
     if let Err(e) = kernel::replace_table(&sb.overlay_table(), &body) {
         tracing::warn!(error = %e, "cannot apply the overlay's nftables table");
         return before;
@@ -186,7 +205,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let s = script(&table);
+        let s = script(&table, "sotest");
         assert!(
             s.contains(
                 "ip daddr 10.0.9.100 dnat to numgen inc mod 2 map { 0 : 10.0.9.2, 1 : 10.0.9.3 }"

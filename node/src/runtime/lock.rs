@@ -31,8 +31,8 @@ impl Runtime {
         lock::is_locked(&self.config.data_dir)
     }
 
-    /// `swarm unlock`: a wrong key is refused; the right one starts the
-    /// manager.
+    /// `swarm unlock`: a wrong key is refused; the right one opens the
+    /// node's key and starts the node (transport, manager, worker).
     pub async fn unlock(self: &Arc<Self>, unlock_key: &str) -> Result<(), NodeError> {
         let id = self.identity().ok_or(NodeError::NotInSwarm)?;
         let dir = self.config.data_dir.clone();
@@ -40,6 +40,9 @@ impl Runtime {
         tokio::task::spawn_blocking(move || lock::unlock(&dir, &key))
             .await
             .map_err(|e| NodeError::Actors(e.to_string()))??;
+        if self.transport().is_none() {
+            return self.start_node(&id).await;
+        }
         self.start_manager(&id).await
     }
 

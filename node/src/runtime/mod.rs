@@ -148,6 +148,9 @@ pub struct Runtime {
     /// Why tasks cannot get a network of their own here, if they cannot.
     pub sandbox_unavailable: Option<String>,
     pub mesh: Arc<crate::mesh::Mesh>,
+    /// The swarm's members as the leader last sent them: how this node
+    /// judges its peers when it holds no state (a worker).
+    pub peers: crate::cluster::members::PeerView,
     /// The network table the leader sent last, for the data plane and DNS.
     pub networks: crate::overlay::NetworkWatch,
     /// The embedded DNS server, while this node is in a swarm.
@@ -262,6 +265,7 @@ impl Runtime {
             connections,
             sandbox_unavailable,
             mesh,
+            peers: crate::cluster::members::PeerView::default(),
             dns: parking_lot::Mutex::new(None),
             networks,
             overlay,
@@ -281,9 +285,15 @@ impl Runtime {
         rt.spawn_renewal();
         if let Some(id) = identity {
             tracing::info!(node = %id.node_id, "rejoining the swarm from the data directory");
-            rt.start_transport(&id)?;
-            rt.start_manager(&id).await?;
-            rt.start_worker(&id).await?;
+            if id.manager && rt.is_locked() {
+                // Its key is sealed under the KEK it does not have yet: it
+                // takes part in nothing until `swarm unlock` (as in Swarm).
+                tracing::warn!(
+                    "This node is locked: run \"shoal swarm unlock\" with the unlock key"
+                );
+                return Ok(rt);
+            }
+            rt.start_node(&id).await?;
         }
         Ok(rt)
     }
@@ -384,6 +394,14 @@ impl Runtime {
 
     fn ca_dir(&self) -> PathBuf {
         self.config.data_dir.join("ca")
+    }
+
+    /// The transport, the manager's actors and the worker's, for a node
+    /// that is in a swarm.
+    pub(crate) async fn start_node(self: &Arc<Self>, id: &Identity) -> Result<(), NodeError> {
+        self.start_transport(id)?;
+        self.start_manager(id).await?;
+        self.start_worker(id).await
     }
 
     /// Binds the QUIC endpoint with this node's certificate.

@@ -43,6 +43,10 @@ impl Runtime {
         let Some(id) = self.identity() else {
             return Ok(false);
         };
+        if self.is_locked() {
+            // Its key is sealed until `swarm unlock`: nothing to renew with.
+            return Ok(false);
+        }
         let current = NodeCert::load(&self.certs_dir())?;
         let Some(expiry) = current.not_after() else {
             return Ok(false);

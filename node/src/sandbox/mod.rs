@@ -193,6 +193,29 @@ impl Sandbox {
         format!("shoal_{}", self.saved.tag)
     }
 
+    /// The bridge-family table that binds each task port to its address.
+    fn port_table(&self) -> String {
+        format!("shoalbr_{}", self.saved.tag)
+    }
+
+    /// From now on, IPv4 frames that enter the bridge from `port` (a task's
+    /// host-side veth) must carry `addr` as their source.
+    pub(crate) fn bind_port(&self, port: &str, addr: Ipv4Addr) -> Result<(), SandboxError> {
+        let t = self.port_table();
+        ip::nft(&format!(
+            "add element bridge {t} ports {{ \"{port}\" }}\nadd element bridge {t} bound {{ \"{port}\" . {addr} }}\n"
+        ))?;
+        Ok(())
+    }
+
+    /// Forgets `bind_port`'s binding (the port is going).
+    pub(crate) fn unbind_port(&self, port: &str, addr: Ipv4Addr) {
+        let t = self.port_table();
+        let _ = ip::nft(&format!(
+            "delete element bridge {t} bound {{ \"{port}\" . {addr} }}\ndelete element bridge {t} ports {{ \"{port}\" }}\n"
+        ));
+    }
+
     /// The `host`th address of this node's subnet.
     fn addr(&self, host: u16) -> Ipv4Addr {
         let [hi, lo] = host.to_be_bytes();
@@ -226,8 +249,19 @@ impl Sandbox {
         let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
         std::fs::write(forward, b"1").map_err(io(forward))?;
         let (table, subnet) = (self.table(), self.subnet());
+        let overlay = overlay::link_prefix(&self.saved.tag);
         // Recreated whole each time: `delete` of a missing table fails, so
-        // add it empty first.
+        // add it empty first. `pass`: nothing is routed from one task port
+        // of the bridge to another (the ports are isolated at L2 too), and
+        // an overlay bridge takes forwarded packets only from shoal's
+        // overlay links (its own bridge, another network's, which the
+        // overlay table then filters, the TUN, the VXLAN device). Nothing
+        // is forwarded into the node bridge but answers: the node reaches
+        // its tasks from itself, never for a neighbour that routes via it.
+        // `spoof`: strict reverse-path filtering on the task-facing links:
+        // a packet from a task must carry a source this node routes back
+        // out of the link it came in on (its own address; not another
+        // network's, nor another node's).
         ip::nft(&format!(
             "add table ip {table}\ndelete table ip {table}\n\
              table ip {table} {{\n\
@@ -235,10 +269,33 @@ impl Sandbox {
                  type nat hook postrouting priority 100; policy accept;\n\
                  ip saddr {subnet} oifname != \"{br}\" masquerade\n\
                }}\n\
+               chain spoof {{\n\
+                 type filter hook prerouting priority -150; policy accept;\n\
+                 iifname \"{br}\" fib saddr . iif oif missing drop\n\
+                 iifname \"{overlay}b*\" fib saddr . iif oif missing drop\n\
+               }}\n\
                chain pass {{\n\
                  type filter hook forward priority 0; policy accept;\n\
+                 iifname \"{br}\" oifname \"{br}\" drop\n\
+                 oifname \"{overlay}b*\" iifname != \"{overlay}*\" drop\n\
                  iifname \"{br}\" accept\n\
                  oifname \"{br}\" ct state established,related accept\n\
+                 oifname \"{br}\" drop\n\
+               }}\n\
+             }}\n"
+        ))?;
+        // Per-task anti-spoofing at L2: a task's port on the node bridge
+        // or an overlay bridge passes only IPv4 from the task's own
+        // address there (`bind_port`).
+        let ports = self.port_table();
+        ip::nft(&format!(
+            "add table bridge {ports}\ndelete table bridge {ports}\n\
+             table bridge {ports} {{\n\
+               set ports {{ type ifname; }}\n\
+               set bound {{ type ifname . ipv4_addr; }}\n\
+               chain spoof {{\n\
+                 type filter hook prerouting priority -200; policy accept;\n\
+                 ether type ip iifname @ports iifname . ip saddr != @bound drop\n\
                }}\n\
              }}\n"
         ))?;
@@ -306,10 +363,14 @@ impl Sandbox {
                 format!("netns add {ns}"),
                 format!("link add {host} type veth peer name {inside} netns {ns}"),
                 format!("link set {host} master {} up", self.bridge()),
+                // Task ports reach the gateway (the node, the mesh), never
+                // each other (as `docker_gwbridge` with `icc=false`).
+                format!("link set {host} type bridge_slave isolated on"),
             ],
         )
         .and_then(|()| ip::batch(Some(&ns), &inside_cmds))
         .map_err(SandboxError::from)
+        .and_then(|()| self.bind_port(&host, addr))
         .and_then(|()| self.attach(task_id, &ns, nets, 1));
         if let Err(e) = made {
             self.release(task_id);
@@ -355,7 +416,11 @@ impl Sandbox {
     /// Removes the task's namespace (its veth goes with it) and frees its address.
     pub fn release(&self, task_id: &str) {
         self.detach(task_id);
-        let had = self.tasks.lock().remove(task_id).is_some();
+        let addr = self.tasks.lock().remove(task_id);
+        let had = addr.is_some();
+        if let Some(a) = addr {
+            self.unbind_port(&veth_names(task_id).0, a);
+        }
         let ns = netns_name(&self.saved.tag, task_id);
         if had || Path::new(NETNS_DIR).join(&ns).exists() {
             // The veth would go with the namespace, but only once the kernel
@@ -384,8 +449,9 @@ impl Sandbox {
         self.release_all();
         let _ = ip::ignore_missing(ip::ip(&["link", "del", &self.bridge()]));
         let _ = ip::nft(&format!(
-            "add table ip {t}\ndelete table ip {t}\n",
-            t = self.table()
+            "add table ip {t}\ndelete table ip {t}\nadd table bridge {b}\ndelete table bridge {b}\n",
+            t = self.table(),
+            b = self.port_table()
         ));
         docker_user::remove(&self.saved.tag);
         let _ = std::fs::remove_file(Path::new(OWNERS).join(&self.saved.tag));

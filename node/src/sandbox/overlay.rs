@@ -70,6 +70,11 @@ pub(super) fn link_prefix(tag: &str) -> String {
     format!("so{tag}")
 }
 
+/// The prefix of `sb`'s overlay links (bridges, TUN, VXLAN device).
+pub fn link_prefix_of(sb: &super::Sandbox) -> String {
+    link_prefix(&sb.saved.tag)
+}
+
 pub(super) fn table_name(tag: &str) -> String {
     format!("shoalov_{tag}")
 }
@@ -207,6 +212,7 @@ impl Sandbox {
                     ),
                 ],
             )?;
+            self.bind_port(&host, a.addr)?;
             ip::batch(
                 Some(ns),
                 &[
@@ -233,6 +239,7 @@ impl Sandbox {
             .remove(task_id)
             .unwrap_or_default();
         for (k, (network_id, addr)) in held.iter().enumerate() {
+            self.unbind_port(&veth_host(k, task_id), *addr);
             let _ = ip::ignore_missing(ip::ip(&["link", "del", &veth_host(k, task_id)]));
             if let Some(bridge) = self.overlay_bridge(network_id) {
                 let _ = ip::ignore_missing(ip::ip(&[

@@ -11,7 +11,7 @@
 
 pub mod faults;
 pub mod frame;
-mod quiet;
+pub mod quiet;
 pub mod tls;
 
 use std::collections::HashMap;
