@@ -39,6 +39,7 @@ const FIELDS: &[&str] = &[
     "Global",
     "GlobalJob",
     "Healthcheck",
+    "IdleTimeout",
     "Image",
     "Interval",
     "Isolation",
