@@ -17,6 +17,8 @@ pub enum DaemonError {
 pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError> {
     crate::private::restrict_umask();
     let rt = Runtime::start(config).await?;
+    // No task may see (and call) the control socket.
+    rt.process.hide(&socket);
     let api = {
         let rt = rt.clone();
         let socket = socket.clone();
