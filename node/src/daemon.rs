@@ -42,6 +42,8 @@ pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError>
     if let Some(sb) = rt.process.sandbox() {
         let _ = tokio::task::spawn_blocking(move || sb.close()).await;
     }
+    let process = rt.process.clone();
+    let _ = tokio::task::spawn_blocking(move || process.close()).await;
     let _ = rt.db.flush_async().await;
     let _ = std::fs::remove_file(&socket);
     result

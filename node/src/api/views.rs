@@ -359,6 +359,13 @@ pub fn node(n: &Node, leader: Option<&str>) -> Value {
                 None => json!({ "Available": true }),
                 Some(why) => json!({ "Available": false, "Reason": why }),
             },
+            // shoal's own: how process tasks are confined there (docs/confinement.md).
+            "Confinement": {
+                "Available": n.machine.confinement.cannot.is_empty(),
+                "Can": n.machine.confinement.can,
+                "Cannot": n.machine.confinement.cannot,
+                "MissingLimits": n.machine.confinement.missing_limits,
+            },
         },
         "Status": {
             "State": n.state.as_str(),

@@ -47,11 +47,70 @@ const CPU_PERIOD_US: u64 = 100_000;
 
 impl Hierarchy {
     /// Finds the hierarchy from this process's mount table.
-    pub fn detect() -> Option<Hierarchy> {
-        let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        Self::from_mountinfo(&table, |dir| {
+    /// Finds the hierarchy from this process's mount table. A daemon
+    /// started by `ip netns exec` has a fresh `/sys` without the cgroup
+    /// mounts: then it mounts the hierarchies the kernel has (from
+    /// `/proc/cgroups`) under `mount_dir`, in its own mount namespace (the
+    /// same hierarchies, reached by another path).
+    pub fn detect(mount_dir: &Path) -> Option<Hierarchy> {
+        let read = |dir: &Path| {
             std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default()
-        })
+        };
+        let own = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if let Some(h) = Self::from_mountinfo(&own, read) {
+            return Some(h);
+        }
+        let table = std::fs::read_to_string("/proc/cgroups").ok()?;
+        for (name, options) in Self::v1_hierarchies(&table) {
+            let dir = mount_dir.join(&name);
+            let (Ok(()), Ok(target), Ok(data)) = (
+                std::fs::create_dir_all(&dir),
+                CString::new(dir.into_os_string().into_vec()),
+                CString::new(options),
+            ) else {
+                continue;
+            };
+            // SAFETY: C strings that outlive the call.
+            let rc = unsafe {
+                libc::mount(
+                    c"cgroup".as_ptr(),
+                    target.as_ptr(),
+                    c"cgroup".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    data.as_ptr().cast(),
+                )
+            };
+            if rc != 0 {
+                tracing::warn!(hierarchy = %name, error = %std::io::Error::last_os_error(), "cannot mount a cgroup hierarchy");
+            }
+        }
+        let own = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Self::from_mountinfo(&own, read)
+    }
+
+    /// The v1 hierarchies holding memory, pids, cpu or freezer, from
+    /// `/proc/cgroups`: a directory name and the mount options (every
+    /// controller of that hierarchy, comma-separated).
+    fn v1_hierarchies(table: &str) -> Vec<(String, String)> {
+        let mut by_id: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+        for line in table.lines().filter(|l| !l.starts_with('#')) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if let [name, id, _, "1"] = cols.as_slice() {
+                if let Ok(id) = id.parse::<u32>() {
+                    if id > 0 {
+                        by_id.entry(id).or_default().push(name.to_string());
+                    }
+                }
+            }
+        }
+        by_id
+            .into_values()
+            .filter(|c| {
+                c.iter()
+                    .any(|n| ["memory", "pids", "cpu", "freezer"].contains(&n.as_str()))
+            })
+            .map(|c| (c.join("_"), c.join(",")))
+            .collect()
     }
 
     /// Pure part of `detect`: `controllers` reads a v2 mount's controller list.
@@ -234,6 +293,52 @@ impl Cgroups {
         let cgroups = Cgroups { hierarchy, group };
         cgroups.reap();
         Ok(cgroups)
+    }
+
+    /// Removes the groups of daemons that are gone (their data dir may be
+    /// gone too), as the sandbox sweeps their namespaces: each daemon
+    /// leaves its pid in `owners/<tag>`.
+    pub fn sweep_dead_owners(&self, owners: &Path, own: &str) {
+        let Ok(dir) = std::fs::read_dir(owners) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let tag = e.file_name().to_string_lossy().into_owned();
+            if tag == own || tag.contains('/') || tag.starts_with('.') {
+                continue;
+            }
+            let pid: Option<i32> = std::fs::read_to_string(e.path())
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok());
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive = pid.is_some_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
+            if alive {
+                continue;
+            }
+            tracing::info!(%tag, "removing the task cgroups of a daemon that is gone");
+            let gone = Cgroups {
+                hierarchy: self.hierarchy.clone(),
+                group: Path::new(PARENT).join(&tag),
+            };
+            gone.reap();
+            gone.remove_group();
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+
+    /// This data dir's tag.
+    pub fn tag(&self) -> String {
+        self.group
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Removes `shoal/<tag>` (once its task groups are gone).
+    pub fn remove_group(&self) {
+        for d in self.hierarchy.dirs(&self.group) {
+            let _ = std::fs::remove_dir(d);
+        }
     }
 
     pub fn hierarchy(&self) -> &Hierarchy {
@@ -504,6 +609,21 @@ mod tests {
         })
         .expect("found");
         assert_eq!(h, Hierarchy::V2(PathBuf::from("/sys/fs/cgroup/unified")));
+    }
+
+    #[test]
+    fn the_v1_hierarchies_to_mount_come_from_proc_cgroups() {
+        let table = "#subsys_name\thierarchy\tnum_cgroups\tenabled\n\
+                     cpu\t1\t15\t1\ncpuacct\t1\t8\t1\nmemory\t4\t75\t1\n\
+                     net_cls\t0\t8\t1\ndevices\t5\t8\t1\npids\t8\t15\t1\n";
+        assert_eq!(
+            Hierarchy::v1_hierarchies(table),
+            vec![
+                ("cpu_cpuacct".to_string(), "cpu,cpuacct".to_string()),
+                ("memory".to_string(), "memory".to_string()),
+                ("pids".to_string(), "pids".to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -482,6 +482,9 @@ pub unsafe fn launch(l: &Launch) -> io::Result<()> {
         }
         // The init: pid 1 of the task's namespace.
         die_with_parent()?;
+        // The daemon's private umask would make the root's directories
+        // (the overlay's root takes its upper dir's mode) its own only.
+        libc::umask(0);
         mount(
             std::ptr::null(),
             c"/".as_ptr(),

@@ -54,6 +54,13 @@ pub enum ConfineError {
 /// a directory of the data dir, empty on the host.
 const SCRATCH: &str = "confine";
 
+/// Where a daemon whose mount namespace has no cgroup mounts mounts them.
+const CGROUP_MOUNTS: &str = "cgroup";
+
+/// One file a data dir's tag, holding the pid of its daemon: the cgroups of
+/// a daemon that is gone are removed by the next one to start on this host.
+const OWNERS: &str = "/run/shoal-confine";
+
 /// What this node can and cannot do to confine a task, for `node inspect`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Abilities {
@@ -124,7 +131,7 @@ impl Confiner {
     /// cgroups a previous daemon of it left), or says what this node cannot
     /// do.
     pub fn open(data_dir: &Path) -> Result<Arc<Confiner>, Abilities> {
-        let hierarchy = Hierarchy::detect();
+        let hierarchy = Hierarchy::detect(&data_dir.join(CGROUP_MOUNTS));
         let mut abilities = probe(hierarchy.as_ref());
         if !abilities.cannot.is_empty() {
             return Err(abilities);
@@ -136,9 +143,21 @@ impl Confiner {
             .canonicalize()
             .unwrap_or_else(|_| data_dir.to_path_buf());
         let scratch = data_dir.join(SCRATCH);
+        let tag = tag(&data_dir);
+        let owners = Path::new(OWNERS);
         let made = std::fs::create_dir_all(&scratch)
             .map_err(|e| ConfineError::Io(scratch.clone(), e))
-            .and_then(|()| Cgroups::open(hierarchy, &tag(&data_dir)));
+            .and_then(|()| Cgroups::open(hierarchy, &tag))
+            .and_then(|cgroups| {
+                cgroups.sweep_dead_owners(owners, &tag);
+                std::fs::create_dir_all(owners)
+                    .and_then(|()| {
+                        let owner = format!("{} {}", std::process::id(), data_dir.display());
+                        std::fs::write(owners.join(&tag), owner)
+                    })
+                    .map_err(|e| ConfineError::Io(owners.to_path_buf(), e))?;
+                Ok(cgroups)
+            });
         let cgroups = match made {
             Ok(c) => c,
             Err(e) => {
@@ -157,6 +176,14 @@ impl Confiner {
             last_cap,
             abilities,
         }))
+    }
+
+    /// Kills and removes every task cgroup of this daemon, and its group
+    /// (the daemon is leaving). Blocking.
+    pub fn close(&self) {
+        self.cgroups.reap();
+        self.cgroups.remove_group();
+        let _ = std::fs::remove_file(Path::new(OWNERS).join(self.cgroups.tag()));
     }
 
     pub fn abilities(&self) -> &Abilities {

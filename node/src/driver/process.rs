@@ -148,11 +148,38 @@ impl ProcessDriver {
         })
     }
 
-    /// What this node can and cannot do to confine a task.
-    pub fn abilities(&self) -> Abilities {
+    /// What this node can and cannot do to confine a task, as the swarm
+    /// learns it (the scheduler's filters read it).
+    pub fn confinement(&self) -> shoal_actors::constraints::Confinement {
         match &self.confiner {
-            Ok(c) => c.abilities().clone(),
-            Err(a) => a.clone(),
+            Ok(c) => shoal_actors::constraints::Confinement {
+                can: c.abilities().can.clone(),
+                cannot: Vec::new(),
+                missing_limits: c
+                    .hierarchy()
+                    .missing(&crate::confine::cgroup::Limits {
+                        memory_bytes: 1,
+                        nano_cpus: 1,
+                        pids: 1,
+                    })
+                    .iter()
+                    .filter_map(|m| m.split_whitespace().next())
+                    .map(str::to_string)
+                    .collect(),
+            },
+            Err(a) => shoal_actors::constraints::Confinement {
+                can: a.can.clone(),
+                cannot: a.cannot.clone(),
+                missing_limits: Vec::new(),
+            },
+        }
+    }
+
+    /// Removes every task cgroup of this daemon (it is leaving; its tasks
+    /// die with it). Blocking.
+    pub fn close(&self) {
+        if let Ok(c) = &self.confiner {
+            c.close();
         }
     }
 

@@ -367,7 +367,10 @@ impl Runtime {
                 .map(|d| d.info())
                 .collect(),
             sandbox_error: self.sandbox_unavailable.clone(),
-            machine: crate::machine::describe(),
+            machine: shoal_actors::constraints::Machine {
+                confinement: Box::new(self.process.confinement()),
+                ..crate::machine::describe()
+            },
         }
     }
 
