@@ -131,6 +131,16 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
     // + CAP_SYS_ADMIN (bit 21), - CAP_NET_RAW (bit 13).
     assert_eq!(value_of(&log, "CapEff:"), "00000000a82405fb", "{log}");
     assert_eq!(value_of(&log, "Seccomp:"), "0", "{log}");
+    // service update moves a capability from the add list to the drop list.
+    d.ok(&[
+        "service",
+        "update",
+        "-d",
+        "--cap-drop",
+        "CAP_SYS_ADMIN",
+        "loose",
+    ]);
+    logs_with(&d, "loose", "00000000a80405fb");
 }
 
 #[test]
