@@ -73,16 +73,12 @@ pub fn prepare(files: &[TaskFile], root: &str) -> Result<Option<Prepared>, Files
     if files.is_empty() {
         return Ok(None);
     }
-    if files
+    // A target is absolute and never climbs out of the task's root.
+    if let Some(bad) = files
         .iter()
-        .any(|f| !f.path.starts_with('/') || f.path.split('/').any(|p| p == ".."))
+        .find(|f| !f.path.starts_with('/') || f.path.split('/').any(|p| p == ".."))
     {
-        let bad = files
-            .iter()
-            .find(|f| !f.path.starts_with('/') || f.path.split('/').any(|p| p == ".."))
-            .map(|f| f.path.clone())
-            .unwrap_or_default();
-        return Err(FilesError::Path(bad));
+        return Err(FilesError::Path(bad.path.clone()));
     }
     let mut staged = Vec::new();
     let mut direct = Vec::new();
