@@ -308,3 +308,117 @@ fn a_health_check_runs_inside_the_task_as_its_user() {
     let task_ns = value_of(&log, "task-ns=");
     assert!(log.contains(&format!("ns={task_ns}")), "{log}");
 }
+
+/// A daemon run as `nobody`, killed when dropped.
+struct Unprivileged {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Unprivileged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Unprivileged {
+    fn shoal(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(common::shoal_bin())
+            .args(args)
+            .env(
+                "SHOAL_HOST",
+                format!("unix://{}/s.sock", self.dir.path().display()),
+            )
+            .output()
+            .expect("shoal")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.shoal(args);
+        let log = std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
+        assert!(out.status.success(), "shoal {args:?}: {out:?}\n{log}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[test]
+fn a_node_that_cannot_confine_says_so_and_leaves_process_tasks_pending() {
+    if !root() {
+        eprintln!("skipped: needs root (to start a daemon as nobody)");
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::Builder::new()
+        .prefix("shoal-e2e")
+        .tempdir()
+        .expect("tempdir");
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).expect("chown");
+    // The build's directory may be closed to nobody: a link of the binary it can run.
+    let bin = dir.path().join("shoal");
+    std::fs::hard_link(common::shoal_bin(), &bin)
+        .or_else(|_| std::fs::copy(common::shoal_bin(), &bin).map(|_| ()))
+        .expect("binary");
+    let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log");
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.arg("-H")
+        .arg(format!("unix://{}/s.sock", dir.path().display()))
+        .arg("daemon")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen-addr", "127.0.0.1:0", "--hostname", "lone"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    // SAFETY: setgroups/setgid/setuid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(NOBODY) != 0
+                || libc::setuid(NOBODY) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let d = Unprivileged {
+        child: cmd.spawn().expect("daemon"),
+        dir,
+    };
+    wait_for("the daemon to answer", LONG, || {
+        d.shoal(&["info"]).status.success()
+    });
+    d.ok(&["swarm", "init"]);
+    let confinement: serde_json::Value = serde_json::from_str(&d.ok(&[
+        "node",
+        "inspect",
+        "self",
+        "--format",
+        "{{json .Description.Confinement}}",
+    ]))
+    .expect("json");
+    assert_eq!(confinement["Available"], false, "{confinement}");
+    assert!(
+        confinement["Cannot"].to_string().contains("need root"),
+        "{confinement}"
+    );
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--driver",
+        "process",
+        "--network",
+        "host",
+        "--name",
+        "p",
+        "/bin/sleep",
+        "1000",
+    ]);
+    wait_for("the task to wait with the reason", LONG, || {
+        d.ok(&["service", "ps", "--no-trunc", "p"])
+            .contains("no suitable node (process task confinement unavailable on 1 node)")
+    });
+}

@@ -74,20 +74,21 @@ pub struct Abilities {
 fn probe(hierarchy: Option<&Hierarchy>) -> Abilities {
     let mut a = Abilities::default();
     // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
         a.can
             .push("namespaces (pid, mount, uts, ipc, network)".into());
     } else {
-        a.cannot
-            .push("namespaces, overlay root, cgroups: the daemon does not run as root".into());
+        a.cannot.push(format!(
+            "namespaces, mounts and cgroups need root: the daemon runs as uid {uid}"
+        ));
     }
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if filesystems
         .lines()
         .any(|l| l.trim_end().ends_with("overlay"))
     {
-        a.can.push("overlay root".into());
+        a.can.push("overlay root (overlayfs in the kernel)".into());
     } else {
         a.cannot
             .push("overlay root: the kernel has no overlay filesystem".into());
