@@ -30,6 +30,21 @@ pub struct Machine {
     pub memory_bytes: u64,
     /// The node's Docker engine labels (`engine.labels.KEY`), when it has one.
     pub engine_labels: std::collections::BTreeMap<String, String>,
+    /// How it confines process tasks (boxed: messages carrying a machine stay small).
+    pub confinement: Box<Confinement>,
+}
+
+/// What a node can and cannot do to confine a process task (shoal's own;
+/// `node inspect` shows it). The default is a node that can do it all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// What works, in words.
+    pub can: Vec<String>,
+    /// What does not, and why: no process task starts there.
+    pub cannot: Vec<String>,
+    /// Limit flags it cannot enforce (`--limit-memory`, `--limit-cpu`,
+    /// `--limit-pids`): a process task asking for one does not go there.
+    pub missing_limits: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,9 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub enum Exit {
     Code(i32),
     Signal(i32),
+    /// Killed by the kernel's OOM killer at the task's memory limit
+    /// (docker's `OOMKilled`; exit code 137).
+    OomKilled,
 }
 
 impl Exit {
@@ -27,6 +30,7 @@ impl Exit {
         match self {
             Exit::Code(c) => c,
             Exit::Signal(s) => 128 + s,
+            Exit::OomKilled => 137,
         }
     }
 }

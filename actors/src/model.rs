@@ -328,6 +328,25 @@ pub struct TaskTemplate {
     pub configs: Vec<crate::secrets::FileRef>,
     /// Constraints, spread preferences and replicas per node.
     pub placement: crate::constraints::Placement,
+    /// How the task is confined beyond the defaults (docker's
+    /// `--hostname`, `--read-only`, `--cap-add`, `--cap-drop`, seccomp);
+    /// boxed: rarely set, and a command holding a template stays small.
+    pub isolation: Box<Isolation>,
+}
+
+/// What a task asks of its confinement; the defaults are docker's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Isolation {
+    /// The task's hostname (empty: the task id's first 12 characters).
+    pub hostname: String,
+    /// The root filesystem is read-only (`--read-only`).
+    pub read_only: bool,
+    /// Capabilities added to and dropped from docker's default set, as
+    /// given (`NET_ADMIN`, `CAP_NET_ADMIN` or `ALL`).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// No seccomp filter (`--security-opt seccomp=unconfined`).
+    pub seccomp_unconfined: bool,
 }
 
 impl TaskTemplate {
@@ -407,6 +426,8 @@ pub struct Resources {
     /// What the scheduler counts against a node's capacity.
     pub reserve_nano_cpus: u64,
     pub reserve_memory_bytes: u64,
+    /// The most processes the task may have at once (`--limit-pids`).
+    pub limit_pids: u64,
 }
 
 impl Default for TaskTemplate {
@@ -428,6 +449,7 @@ impl Default for TaskTemplate {
             secrets: Vec::new(),
             configs: Vec::new(),
             placement: Default::default(),
+            isolation: Box::default(),
         }
     }
 }

@@ -47,6 +47,7 @@ fn requests(tasks: usize) -> Vec<Request> {
             spec_version: 1,
             driver: "process".into(),
             needs_sandbox: false,
+            process_limits: Some(Vec::new()),
             host_ports: Vec::new(),
             constraints: Default::default(),
             spread: Default::default(),

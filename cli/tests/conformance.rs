@@ -106,7 +106,6 @@ const CASES: &[Case] = &[
     (M, &["service", "create", "--replicas", "abc", "x"], 125, r"^$", r#"^invalid argument "abc" for "--replicas" flag: strconv\.ParseUint: parsing "abc": invalid syntax\nSee 'shoal service create --help'\.\n$"#),
     (M, &["service", "create", "--restart-delay", "soon", "x"], 125, r"^$", r#"^invalid argument "soon" for "--restart-delay" flag: "#),
     (M, &["service", "create", "--driver", "process", "./no/such/program"], 125, r"^$", r#"^invalid executable "\./no/such/program": no such file /\S+/no/such/program\nSee 'shoal service create --help'\.\n$"#),
-    (M, &["service", "create", "--driver", "process", "--limit-memory", "64m", "/bin/true"], 1, r"^$", r"^Error response from daemon: the process driver cannot honour --limit-memory \(Resources\.Limits\.MemoryBytes\): remove it, or use --driver docker\n$"),
     (M, &["service", "create", "--driver", "process", "--container-label", "a=b", "/bin/true"], 1, r"^$", r"the process driver cannot honour --container-label"),
     (M, &["service", "ls", "--bogus"], 125, r"^$", r"^unknown flag: --bogus\nSee 'shoal service ls --help'\.\n$"),
     (M, &["service", "ls", "-z"], 125, r"^$", r"^unknown shorthand flag: 'z' in -z\nSee 'shoal service ls --help'\.\n$"),

@@ -371,15 +371,20 @@ fn start_first_runs_old_and_new_side_by_side_until_the_new_one_is_healthy() {
 #[test]
 fn a_task_whose_health_check_starts_failing_is_restarted() {
     let d = swarm();
-    let flag = d.dir.path().join("healthy");
-    std::fs::write(&flag, b"").expect("flag");
-    let check = format!("test -f {}", flag.display());
+    // The check looks for a file in the task's own root (a process task does
+    // not see the host's files change): the test puts it there, and takes
+    // it away, through /proc/<pid>/root.
+    let flag = "/tmp/healthy";
+    let in_task = |t: &Value| {
+        let pid = t["Status"]["ContainerStatus"]["PID"].as_u64().unwrap_or(0);
+        std::path::PathBuf::from(format!("/proc/{pid}/root{flag}"))
+    };
     d.create_echo(
         "doc",
         "1",
         &[
             "--health-cmd",
-            &check,
+            &format!("test -f {flag}"),
             "--health-interval",
             "100ms",
             "--health-retries",
@@ -389,13 +394,23 @@ fn a_task_whose_health_check_starts_failing_is_restarted() {
         ],
         &[],
     );
+    let mut first = String::new();
     wait_for("a healthy task", LONG, || {
-        d.tasks("doc")
+        let tasks = d.tasks("doc");
+        for t in tasks.iter().filter(|t| observed_running(t)) {
+            let _ = std::fs::write(in_task(t), b"");
+        }
+        match tasks
             .iter()
-            .any(|t| observed_running(t) && t["Status"]["Health"] == "healthy")
+            .find(|t| observed_running(t) && t["Status"]["Health"] == "healthy")
+        {
+            Some(t) => {
+                first = t["ID"].as_str().unwrap_or_default().to_string();
+                std::fs::remove_file(in_task(t)).is_ok()
+            }
+            None => false,
+        }
     });
-    let first = d.tasks("doc")[0]["ID"].as_str().expect("id").to_string();
-    std::fs::remove_file(&flag).expect("rm flag");
     wait_for("the unhealthy task to fail and be replaced", LONG, || {
         let tasks = d.tasks("doc");
         let failed = tasks.iter().any(|t| {

@@ -39,6 +39,8 @@ pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError>
     crate::private::restrict_umask();
     raise_nofile();
     let rt = Runtime::start(config).await?;
+    // No task may see (and call) the control socket.
+    rt.process.hide(&socket);
     let api = {
         let rt = rt.clone();
         let socket = socket.clone();
@@ -62,6 +64,8 @@ pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError>
     if let Some(sb) = rt.process.sandbox() {
         let _ = tokio::task::spawn_blocking(move || sb.close()).await;
     }
+    let process = rt.process.clone();
+    let _ = tokio::task::spawn_blocking(move || process.close()).await;
     let _ = rt.db.flush_async().await;
     let _ = std::fs::remove_file(&socket);
     result

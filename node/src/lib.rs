@@ -6,6 +6,7 @@ pub mod api;
 pub mod ca;
 pub mod certs;
 pub mod cluster;
+pub mod confine;
 pub mod daemon;
 pub mod dns;
 pub mod driver;

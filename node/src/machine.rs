@@ -29,6 +29,8 @@ pub fn describe() -> Machine {
                     .and_then(|m| mem_total(&m))
                     .unwrap_or(0),
                 engine_labels: Default::default(),
+                // Filled in by the runtime (`ProcessDriver::confinement`).
+                confinement: Default::default(),
             }
         })
         .clone()

@@ -920,5 +920,6 @@ pub fn fake_machine() -> crate::constraints::Machine {
         nano_cpus: 4_000_000_000,
         memory_bytes: 8 << 30,
         engine_labels: Default::default(),
+        confinement: Default::default(),
     }
 }

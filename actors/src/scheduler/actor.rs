@@ -93,6 +93,19 @@ fn wants_node(t: &crate::model::Task) -> bool {
     t.desired_state == TaskState::Running && t.status.state <= TaskState::Pending
 }
 
+/// The limit flags a task's resources use.
+fn limit_flags(r: &crate::model::Resources) -> Vec<String> {
+    [
+        (r.limit_memory_bytes > 0, "--limit-memory"),
+        (r.limit_nano_cpus > 0, "--limit-cpu"),
+        (r.limit_pids > 0, "--limit-pids"),
+    ]
+    .into_iter()
+    .filter(|(used, _)| *used)
+    .map(|(_, flag)| flag.to_string())
+    .collect()
+}
+
 fn request(
     state: &ClusterState,
     cache: &mut HashMap<(String, u64), Parsed>,
@@ -105,6 +118,7 @@ fn request(
         spec_version: t.spec_version,
         driver: t.spec.driver.clone(),
         needs_sandbox: t.spec.driver == "process" && !t.spec.host_network(),
+        process_limits: (t.spec.driver == "process").then(|| limit_flags(&t.spec.resources)),
         host_ports: host_ports(state, t),
         constraints,
         spread,

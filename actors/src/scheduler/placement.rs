@@ -66,6 +66,9 @@ pub struct Request {
     pub driver: String,
     /// A process task off the node's network needs a node that sandboxes.
     pub needs_sandbox: bool,
+    /// The limit flags a process task uses (`--limit-memory`, ...): it
+    /// needs a node that confines tasks and enforces them.
+    pub process_limits: Option<Vec<String>>,
     /// Host-mode ports the task binds on its node.
     pub host_ports: Vec<(Protocol, u16)>,
     /// Parsed constraints (a bad one never reaches the log).
@@ -131,6 +134,22 @@ const FILTERS: &[Filter] = &[
     Filter {
         rejects: |c, r| !node_matches(&r.constraints, &c.node),
         explain: |n, _| format!("scheduling constraints not satisfied on {n} {}", plural(n)),
+        dynamic: false,
+    },
+    Filter {
+        rejects: |c, r| r.process_limits.is_some() && !c.node.machine.confinement.cannot.is_empty(),
+        explain: |n, _| format!("process task confinement unavailable on {n} {}", plural(n)),
+        dynamic: false,
+    },
+    Filter {
+        rejects: |c, r| {
+            r.process_limits.as_ref().is_some_and(|limits| {
+                limits
+                    .iter()
+                    .any(|l| c.node.machine.confinement.missing_limits.contains(l))
+            })
+        },
+        explain: |n, _| format!("resource limits not enforceable on {n} {}", plural(n)),
         dynamic: false,
     },
     Filter {
@@ -353,6 +372,7 @@ mod tests {
             driver: driver.into(),
             spec_version: 1,
             needs_sandbox: false,
+            process_limits: (driver == "process").then(Vec::new),
             host_ports: Vec::new(),
             constraints: Default::default(),
             spread: Default::default(),
@@ -412,6 +432,36 @@ mod tests {
             Decision::NoSuitableNode {
                 task_id: "t0".into(),
                 reason: "no suitable node (1 node not available for new tasks; driver docker not available on 1 node)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn process_tasks_wait_for_a_node_that_confines_them_and_enforces_their_limits() {
+        let mut nodes = vec![node("a", &["process"]), node("b", &["process"])];
+        let mut a = (*nodes[0].node).clone();
+        a.machine.confinement.cannot = vec!["overlay root: no overlay filesystem".into()];
+        nodes[0].node = Arc::new(a);
+        let mut b = (*nodes[1].node).clone();
+        b.machine.confinement.missing_limits = vec!["--limit-pids".into()];
+        nodes[1].node = Arc::new(b);
+        let mut limited = req(0, "s", "process");
+        limited.process_limits = Some(vec!["--limit-pids".into()]);
+        let d = place(&[limited], &mut nodes);
+        assert_eq!(
+            d[0],
+            Decision::NoSuitableNode {
+                task_id: "t0".into(),
+                reason: "no suitable node (process task confinement unavailable on 1 node; resource limits not enforceable on 1 node)".into()
+            }
+        );
+        // Without the limit, the node that confines takes it.
+        let d = place(&[req(1, "s", "process")], &mut nodes);
+        assert_eq!(
+            d[0],
+            Decision::Assign {
+                task_id: "t1".into(),
+                node_id: "b".into()
             }
         );
     }

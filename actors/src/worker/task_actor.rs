@@ -240,6 +240,12 @@ impl Actor for TaskActor {
                         s.exit_code = Some(0);
                         s
                     }
+                    Some(Exit::OomKilled) => {
+                        let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                        s.exit_code = Some(137);
+                        s.err = Some("task: non-zero exit (137): OOMKilled".into());
+                        s
+                    }
                     Some(e) => {
                         let mut s = TaskStatus::new(TaskState::Failed, "failed");
                         s.exit_code = Some(e.code());

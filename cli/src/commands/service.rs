@@ -90,6 +90,16 @@ pub(crate) fn bytes(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// `seccomp=unconfined` or `seccomp=default` -> the seccomp mode.
+fn security_opt(s: &str) -> Result<String, String> {
+    match s.split_once(['=', ':']) {
+        Some(("seccomp", mode @ ("unconfined" | "default"))) => Ok(mode.to_string()),
+        _ => Err(format!(
+            "invalid --security-opt {s:?}: only seccomp=unconfined and seccomp=default are supported"
+        )),
+    }
+}
+
 #[derive(Args)]
 pub struct CreateArgs {
     /// Service name
@@ -139,6 +149,24 @@ pub struct CreateArgs {
     /// Limit Memory
     #[arg(long, value_parser = bytes)]
     limit_memory: Option<u64>,
+    /// Limit the number of processes (0: unlimited)
+    #[arg(long)]
+    limit_pids: Option<u64>,
+    /// Container hostname
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    read_only: bool,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Security options (only "seccomp=unconfined" and "seccomp=default")
+    #[arg(long = "security-opt", value_parser = security_opt)]
+    security_opt: Vec<String>,
     /// Reserve CPUs
     #[arg(long, value_parser = cpus)]
     reserve_cpu: Option<u64>,
@@ -269,9 +297,16 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         "Dir": a.workdir,
                         "User": a.user,
                         "Labels": labels(&a.container_label)?,
+                        "Hostname": a.hostname,
+                        "ReadOnly": a.read_only,
+                        "CapabilityAdd": a.cap_add,
+                        "CapabilityDrop": a.cap_drop,
+                        "Privileges": {
+                            "Seccomp": { "Mode": a.security_opt.last().cloned().unwrap_or_else(|| "default".into()) },
+                        },
                     },
                     "Resources": {
-                        "Limits": { "NanoCPUs": a.limit_cpu, "MemoryBytes": a.limit_memory },
+                        "Limits": { "NanoCPUs": a.limit_cpu, "MemoryBytes": a.limit_memory, "Pids": a.limit_pids },
                         "Reservations": { "NanoCPUs": a.reserve_cpu, "MemoryBytes": a.reserve_memory },
                     },
                     "RestartPolicy": {

@@ -275,6 +275,21 @@ pub struct UpdateArgs {
     /// Limit Memory
     #[arg(long, value_parser = super::service::bytes)]
     limit_memory: Option<u64>,
+    /// Limit the number of processes (0: unlimited)
+    #[arg(long)]
+    limit_pids: Option<u64>,
+    /// Container hostname
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    read_only: Option<bool>,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
     /// Reserve CPUs
     #[arg(long, value_parser = super::service::cpus)]
     reserve_cpu: Option<u64>,
@@ -483,6 +498,46 @@ impl UpdateArgs {
             if let Some(user) = &self.user {
                 c.insert("User".into(), json!(user));
             }
+            if let Some(h) = &self.hostname {
+                c.insert("Hostname".into(), json!(h));
+            }
+            if let Some(r) = self.read_only {
+                c.insert("ReadOnly".into(), json!(r));
+            }
+            // As docker: an added capability leaves the drop list, a dropped
+            // one the add list.
+            let list = |c: &Map<String, Value>, key: &str| -> Vec<String> {
+                c.get(key)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            if !self.cap_add.is_empty() || !self.cap_drop.is_empty() {
+                let same = |a: &str, b: &str| {
+                    a.trim_start_matches("CAP_")
+                        .eq_ignore_ascii_case(b.trim_start_matches("CAP_"))
+                };
+                let mut add = list(c, "CapabilityAdd");
+                let mut drop = list(c, "CapabilityDrop");
+                add.retain(|a| !self.cap_drop.iter().any(|d| same(a, d)));
+                drop.retain(|d| !self.cap_add.iter().any(|a| same(a, d)));
+                for a in &self.cap_add {
+                    if !add.iter().any(|x| same(x, a)) {
+                        add.push(a.clone());
+                    }
+                }
+                for d in &self.cap_drop {
+                    if !drop.iter().any(|x| same(x, d)) {
+                        drop.push(d.clone());
+                    }
+                }
+                c.insert("CapabilityAdd".into(), json!(add));
+                c.insert("CapabilityDrop".into(), json!(drop));
+            }
         }
         {
             let r = object(tt, "RestartPolicy");
@@ -504,6 +559,7 @@ impl UpdateArgs {
             for (group, key, v) in [
                 ("Limits", "NanoCPUs", self.limit_cpu),
                 ("Limits", "MemoryBytes", self.limit_memory),
+                ("Limits", "Pids", self.limit_pids),
                 ("Reservations", "NanoCPUs", self.reserve_cpu),
                 ("Reservations", "MemoryBytes", self.reserve_memory),
             ] {

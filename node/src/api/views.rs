@@ -231,12 +231,22 @@ fn task_template(t: &TaskTemplate) -> Value {
             "Healthcheck": t.healthcheck.as_ref().map(healthcheck),
             "Secrets": super::secrets::render_refs(t, shoal_actors::secrets::Kind::Secret),
             "Configs": super::secrets::render_refs(t, shoal_actors::secrets::Kind::Config),
+            "Hostname": t.isolation.hostname,
+            "ReadOnly": t.isolation.read_only,
+            "CapabilityAdd": t.isolation.cap_add,
+            "CapabilityDrop": t.isolation.cap_drop,
+            "Privileges": {
+                "Seccomp": {
+                    "Mode": if t.isolation.seccomp_unconfined { "unconfined" } else { "default" },
+                },
+            },
         },
         "ForceUpdate": t.force_update,
         "Resources": {
             "Limits": {
                 "NanoCPUs": t.resources.limit_nano_cpus,
                 "MemoryBytes": t.resources.limit_memory_bytes,
+                "Pids": t.resources.limit_pids,
             },
             "Reservations": {
                 "NanoCPUs": t.resources.reserve_nano_cpus,
@@ -419,6 +429,13 @@ pub fn node(n: &Node, leader: Option<&str>) -> Value {
             "NetworkSandbox": match &n.sandbox_error {
                 None => json!({ "Available": true }),
                 Some(why) => json!({ "Available": false, "Reason": why }),
+            },
+            // shoal's own: how process tasks are confined there (docs/confinement.md).
+            "Confinement": {
+                "Available": n.machine.confinement.cannot.is_empty(),
+                "Can": n.machine.confinement.can,
+                "Cannot": n.machine.confinement.cannot,
+                "MissingLimits": n.machine.confinement.missing_limits,
             },
         },
         "Status": {
@@ -647,6 +664,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
                     &["Resources", "Reservations", "MemoryBytes"],
                     0,
                 )?,
+                limit_pids: u64_at(&tt, &["Resources", "Limits", "Pids"], 0)?,
             },
             healthcheck: parse_healthcheck(&tt)?,
             force_update: u64_at(&tt, &["ForceUpdate"], 0)?,
@@ -660,6 +678,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
                 shoal_actors::secrets::Kind::Config,
             )?,
             placement: super::placement::parse(&tt)?,
+            isolation: Box::new(parse_isolation(&tt)?),
         },
         update_config: parse_update_config(v, "UpdateConfig", false)?,
         rollback_config: parse_update_config(v, "RollbackConfig", true)?,
@@ -668,6 +687,52 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
     crate::driver::support::check(&spec.task_template)?;
     Ok(spec)
+}
+
+/// `ContainerSpec.Hostname`, `ReadOnly`, `CapabilityAdd`, `CapabilityDrop`
+/// and `Privileges.Seccomp.Mode` (`default` or `unconfined`).
+fn parse_isolation(tt: &Value) -> Result<shoal_actors::model::Isolation, String> {
+    let text = |path: &[&str]| -> Result<String, String> {
+        match field(tt, path) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(format!("{} must be a string", path.join("."))),
+        }
+    };
+    let read_only = match field(tt, &["ContainerSpec", "ReadOnly"]) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("ContainerSpec.ReadOnly must be true or false".into()),
+    };
+    let seccomp_unconfined = match text(&["ContainerSpec", "Privileges", "Seccomp", "Mode"])?.as_str() {
+        "" | "default" => false,
+        "unconfined" => true,
+        other => {
+            return Err(format!(
+                "invalid seccomp mode {other:?}: expected default or unconfined (custom profiles are not supported)"
+            ))
+        }
+    };
+    let iso = shoal_actors::model::Isolation {
+        hostname: text(&["ContainerSpec", "Hostname"])?,
+        read_only,
+        cap_add: strings_at(tt, &["ContainerSpec", "CapabilityAdd"])?,
+        cap_drop: strings_at(tt, &["ContainerSpec", "CapabilityDrop"])?,
+        seccomp_unconfined,
+    };
+    crate::confine::caps::effective(&iso.cap_add, &iso.cap_drop).map_err(|e| e.to_string())?;
+    let valid_host = iso.hostname.len() <= 63
+        && iso
+            .hostname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid_host {
+        return Err(format!(
+            "invalid hostname {:?}: at most 63 letters, digits, '-' and '.'",
+            iso.hostname
+        ));
+    }
+    Ok(iso)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The process driver: a task's IMAGE is an executable run with its ARGs (no
-//! shell), in its own process group, killed with the daemon.
+//! shell), confined as a container is (see `confine`): its own namespaces,
+//! root, capabilities, seccomp filter and cgroup, killed with the daemon.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
@@ -16,13 +17,21 @@ use shoal_actors::model::{DriverInfo, Health, HealthConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::confine::cgroup::TaskCgroup;
+use crate::confine::{Abilities, ConfineError, Confiner};
 use crate::driver::user;
 use crate::logs;
 use crate::sandbox::overlay::NetAttach;
 use crate::sandbox::Sandbox;
 
 struct Proc {
+    /// The keeper: the daemon's child (see `confine::child`).
     pid: u32,
+    /// The init (pid 1 of the task's pid namespace) and the program (pid
+    /// 2), in the host's pid namespace; 0 if it was gone before it was read.
+    init: u32,
+    program: u32,
+    cgroup: TaskCgroup,
     exit: watch::Receiver<Option<Exit>>,
     /// The health check's verdicts, if the task has one.
     health: Option<watch::Receiver<Health>>,
@@ -36,9 +45,11 @@ pub struct ProcessDriver {
     starting: Arc<Mutex<HashSet<String>>>,
     /// The thread that forks (see `Forker`), started with the first task.
     forker: OnceLock<Forker>,
-    /// Where tasks get their own network and mount namespaces; `None` on a
-    /// node that cannot make them (only `--network host` tasks run there).
+    /// Where tasks get their own network namespace; `None` on a node that
+    /// cannot make them (only `--network host` tasks run there).
     sandbox: Option<Arc<Sandbox>>,
+    /// What confines tasks, or what this node cannot do (then no task starts).
+    confiner: Result<Arc<Confiner>, Abilities>,
     /// The overlay networks tasks join (their interfaces come from it).
     overlay: Arc<crate::overlay::Overlay>,
 }
@@ -48,6 +59,14 @@ type ForkJob = (
     Vec<NetAttach>,
     oneshot::Sender<Result<Lifecycle, DriverError>>,
 );
+
+/// What a forker thread needs to start tasks.
+#[derive(Clone)]
+struct ForkCtx {
+    log_dir: PathBuf,
+    sandbox: Option<Arc<Sandbox>>,
+    confiner: Arc<Confiner>,
+}
 
 /// Tasks are forked on a few threads of their own that live as long as the
 /// daemon. Not on the runtime's threads: a fork copies the daemon's page
@@ -66,18 +85,17 @@ impl Forker {
     /// whose caller went away (its task actor was killed) still leaves a
     /// tracked process, and no second start can slip in between.
     fn start(
-        log_dir: PathBuf,
+        ctx: ForkCtx,
         procs: Arc<Mutex<HashMap<String, Proc>>>,
         starting: Arc<Mutex<HashSet<String>>>,
-        sandbox: Option<Arc<Sandbox>>,
     ) -> Result<Forker, DriverError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| DriverError::failed_by("no runtime to start tasks on", e))?;
         let (tx, rx) = std::sync::mpsc::channel::<ForkJob>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..FORKER_THREADS {
-            let (rx, runtime, log_dir) = (rx.clone(), runtime.clone(), log_dir.clone());
-            let (procs, starting, sandbox) = (procs.clone(), starting.clone(), sandbox.clone());
+            let (rx, runtime, ctx) = (rx.clone(), runtime.clone(), ctx.clone());
+            let (procs, starting) = (procs.clone(), starting.clone());
             std::thread::Builder::new()
                 .name(format!("shoal-forker-{i}"))
                 .spawn(move || {
@@ -92,12 +110,11 @@ impl Forker {
                             return;
                         };
                         let id = &launch.task.id;
-                        let started =
-                            spawn(&log_dir, sandbox.as_deref(), &launch, &nets).map(|p| {
-                                let l = ProcessDriver::lifecycle(&p);
-                                procs.lock().insert(id.clone(), p);
-                                l
-                            });
+                        let started = spawn(&ctx, &launch, &nets).map(|p| {
+                            let l = ProcessDriver::lifecycle(&p);
+                            procs.lock().insert(id.clone(), p);
+                            l
+                        });
                         starting.lock().remove(id);
                         let _ = reply.send(started);
                     }
@@ -117,6 +134,7 @@ impl ProcessDriver {
     pub fn new(
         log_dir: PathBuf,
         sandbox: Option<Arc<Sandbox>>,
+        confiner: Result<Arc<Confiner>, Abilities>,
         overlay: Arc<crate::overlay::Overlay>,
     ) -> Arc<Self> {
         Arc::new(ProcessDriver {
@@ -125,32 +143,94 @@ impl ProcessDriver {
             starting: Arc::default(),
             forker: OnceLock::new(),
             sandbox,
+            confiner,
             overlay,
         })
+    }
+
+    /// What this node can and cannot do to confine a task, as the swarm
+    /// learns it (the scheduler's filters read it).
+    pub fn confinement(&self) -> shoal_actors::constraints::Confinement {
+        match &self.confiner {
+            Ok(c) => shoal_actors::constraints::Confinement {
+                can: c.abilities().can.clone(),
+                cannot: Vec::new(),
+                missing_limits: c
+                    .hierarchy()
+                    .missing(&crate::confine::cgroup::Limits {
+                        memory_bytes: 1,
+                        nano_cpus: 1,
+                        pids: 1,
+                    })
+                    .iter()
+                    .filter_map(|m| m.split_whitespace().next())
+                    .map(str::to_string)
+                    .collect(),
+            },
+            Err(a) => shoal_actors::constraints::Confinement {
+                can: a.can.clone(),
+                cannot: a.cannot.clone(),
+                missing_limits: Vec::new(),
+            },
+        }
+    }
+
+    /// Removes every task cgroup of this daemon (it is leaving; its tasks
+    /// die with it). Blocking.
+    pub fn close(&self) {
+        if let Ok(c) = &self.confiner {
+            c.close();
+        }
+    }
+
+    /// Keeps `path` (the control socket) out of every task's view.
+    pub fn hide(&self, path: &std::path::Path) {
+        if let Ok(c) = &self.confiner {
+            c.hide(path);
+        }
     }
 
     fn lifecycle(p: &Proc) -> Lifecycle {
         match *p.exit.borrow() {
             Some(e) => Lifecycle::Exited(e),
-            None => Lifecycle::Running { pid: Some(p.pid) },
+            None => Lifecycle::Running {
+                pid: Some(if p.program > 0 { p.program } else { p.pid }),
+            },
         }
     }
 }
 
-/// A task on overlay networks gets a generated one, bind-mounted in its
-/// mount namespace.
+/// A task on overlay networks gets a generated one; any other task a copy
+/// of the node's (its `/run` is its own, so a link into the host's `/run`
+/// would lead nowhere), as docker gives every container its own.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// A file the daemon writes into every task's root.
+fn generated(name: &str, path: &str, data: Vec<u8>) -> shoal_actors::secrets::TaskFile {
+    shoal_actors::secrets::TaskFile {
+        kind: shoal_actors::secrets::Kind::Config,
+        name: name.into(),
+        path: path.into(),
+        uid: 0,
+        gid: 0,
+        mode: 0o644,
+        data: Arc::new(data),
+    }
+}
+
+/// The host pid of `pid`'s first child (from `/proc`), or 0.
+fn first_child(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
 
 /// Starts a task's process (a fork: called on the forker's thread, inside the
 /// runtime, which the output pumps and the exit waiter are spawned on).
-fn spawn(
-    log_dir: &std::path::Path,
-    sandbox: Option<&Sandbox>,
-    launch: &Launch,
-    nets: &[NetAttach],
-) -> Result<Proc, DriverError> {
+fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, DriverError> {
     let task = &launch.task;
-    let log = logs::log_path(log_dir, &task.id)
+    let log = logs::log_path(&ctx.log_dir, &task.id)
         .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
     let spec = &task.spec;
     let credentials = if spec.user.is_empty() {
@@ -158,34 +238,28 @@ fn spawn(
     } else {
         Some(user::resolve(&spec.user).map_err(|e| DriverError::Rejected(e.to_string()))?)
     };
-    if !spec.workdir.is_empty() && !std::path::Path::new(&spec.workdir).is_dir() {
-        return Err(DriverError::Rejected(format!(
-            "invalid working directory {:?}: no such directory on this node",
-            spec.workdir
-        )));
-    }
     let mut task_files = launch.files.clone();
-    if let Some(data) = crate::overlay::resolv_conf(nets) {
-        if !task_files.iter().any(|f| f.path == RESOLV_CONF) {
-            task_files.push(shoal_actors::secrets::TaskFile {
-                kind: shoal_actors::secrets::Kind::Config,
-                name: "resolv.conf".into(),
-                path: RESOLV_CONF.into(),
-                uid: 0,
-                gid: 0,
-                mode: 0o644,
-                data: Arc::new(data),
-            });
+    if !task_files.iter().any(|f| f.path == RESOLV_CONF) {
+        let resolv = crate::overlay::resolv_conf(nets).or_else(|| std::fs::read(RESOLV_CONF).ok());
+        if let Some(data) = resolv {
+            task_files.push(generated("resolv.conf", RESOLV_CONF, data));
         }
     }
-    let files = crate::sandbox::files::prepare(&task_files)
-        .map_err(|e| DriverError::rejected_by("cannot mount the task's secrets and configs", e))?;
-    let netns = sandboxed(sandbox, task, nets)?;
+    let netns = sandboxed(ctx.sandbox.as_deref(), task, nets)?;
     let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
+    let ids = credentials
+        .as_ref()
+        .map(|c| (c.uid, c.gid, c.groups.clone()));
+    let (confined, cgroup) = ctx
+        .confiner
+        .prepare(task, &task_files, netns_fd, ids)
+        .map_err(|e| match e {
+            ConfineError::Cgroup(..) | ConfineError::Io(..) => {
+                DriverError::failed_by("cannot confine the task", e)
+            }
+            _ => DriverError::rejected_by("cannot confine the task", e),
+        })?;
     let mut cmd = tokio::process::Command::new(&task.spec.image);
-    if !spec.workdir.is_empty() {
-        cmd.current_dir(&spec.workdir);
-    }
     cmd.args(&task.spec.args);
     task_env(cmd.as_std_mut(), launch);
     cmd.stdin(Stdio::null())
@@ -196,51 +270,31 @@ fn spawn(
     if let Some(home) = credentials.as_ref().and_then(|c| c.home.as_ref()) {
         cmd.env("HOME", home);
     }
-    let ids = credentials.map(|c| (c.uid, c.gid, c.groups));
-    // SAFETY: only async-signal-safe calls between fork and exec (the ids
-    // were looked up before the fork; nothing here allocates).
+    // SAFETY: `child::launch` makes only syscalls, on memory made above.
     unsafe {
-        cmd.pre_exec(move || {
-            // Its own network and mount namespaces, ready before its first
-            // instruction (unless it runs on the node's network); entered
-            // while it may still do so, before its ids change.
-            if let Some(fd) = netns_fd {
-                crate::sandbox::enter(fd)?;
-            }
-            // Secrets and configs: a private tmpfs, set up before exec and
-            // gone with the task's mount namespace.
-            if let Some(files) = &files {
-                crate::sandbox::files::mount(files, netns_fd.is_some())?;
-            }
-            if let Some((uid, gid, groups)) = &ids {
-                // Groups first, while this process may still change them.
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                    || libc::setgid(*gid) != 0
-                    || libc::setuid(*uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            // Die with the daemon, so a killed node leaves no orphans. After
-            // the ids change: changing them clears the parent-death signal.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The daemon keeps a private umask for its data dir; a task
-            // gets the usual one.
-            libc::umask(0o022);
-            Ok(())
-        });
+        cmd.pre_exec(move || crate::confine::child::launch(&confined));
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        let what = match e.kind() {
-            std::io::ErrorKind::NotFound => "executable file not found",
-            std::io::ErrorKind::PermissionDenied => "permission denied",
-            _ => "cannot start",
-        };
-        DriverError::rejected_by(format!("{what}: {}", task.spec.image), e)
-    })?;
+    let spawned = cmd.spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            cgroup.remove();
+            let what = match e.kind() {
+                std::io::ErrorKind::NotFound => "executable file not found",
+                std::io::ErrorKind::PermissionDenied => "permission denied",
+                _ => "cannot start",
+            };
+            return Err(DriverError::rejected_by(
+                format!("{what}: {}", task.spec.image),
+                e,
+            ));
+        }
+    };
     let pid = child.id().unwrap_or_default();
+    // The exec happened: the keeper, the init and the program all exist
+    // (unless the program already ended).
+    let init = first_child(pid);
+    let program = if init > 0 { first_child(init) } else { 0 };
     let (tx, rx) = watch::channel(None);
     let (lines_tx, lines_rx) = mpsc::unbounded_channel::<String>();
     if let Some(out) = child.stdout.take() {
@@ -250,11 +304,18 @@ fn spawn(
         tokio::spawn(pump(err, "stderr", lines_tx));
     }
     tokio::spawn(write_log(log, lines_rx));
+    let oom_cgroup = cgroup.clone();
     tokio::spawn(async move {
-        let exit = match child.wait().await {
+        let status = child.wait().await;
+        // Did the kernel kill something of it at its memory limit?
+        let oom = tokio::task::spawn_blocking(move || oom_cgroup.oom_kills() > 0)
+            .await
+            .unwrap_or(false);
+        let exit = match status {
             Ok(status) => {
                 use std::os::unix::process::ExitStatusExt;
                 match (status.code(), status.signal()) {
+                    (Some(137), _) | (None, Some(9)) if oom => Exit::OomKilled,
                     (Some(c), _) => Exit::Code(c),
                     (None, Some(s)) => Exit::Signal(s),
                     (None, None) => Exit::Code(-1),
@@ -271,15 +332,19 @@ fn spawn(
         .filter(|h| !h.is_disabled())
         .map(|check| {
             let (health_tx, health_rx) = watch::channel(Health::Starting);
-            // The check runs in the task's network, as docker's runs in the container.
-            let netns = netns
-                .as_ref()
-                .and_then(|f| f.try_clone().ok())
-                .map(Arc::new);
+            // The check runs inside the task, as docker's runs in the container.
+            let inside = Inside {
+                confiner: ctx.confiner.clone(),
+                program,
+                cgroup: cgroup.clone(),
+                ids: credentials
+                    .as_ref()
+                    .map(|c| (c.uid, c.gid, c.groups.clone())),
+            };
             tokio::spawn(health_loop(
                 check,
                 launch.clone(),
-                netns,
+                Arc::new(inside),
                 rx.clone(),
                 health_tx,
             ));
@@ -287,9 +352,20 @@ fn spawn(
         });
     Ok(Proc {
         pid,
+        init,
+        program,
+        cgroup,
         exit: rx,
         health,
     })
+}
+
+/// What a health check needs to run inside its task.
+struct Inside {
+    confiner: Arc<Confiner>,
+    program: u32,
+    cgroup: TaskCgroup,
+    ids: Option<(u32, u32, Vec<u32>)>,
 }
 
 /// The environment a task runs with (its health check too).
@@ -311,7 +387,7 @@ fn task_env(cmd: &mut std::process::Command, launch: &Launch) {
 async fn health_loop(
     check: HealthConfig,
     launch: Launch,
-    netns: Option<Arc<std::fs::File>>,
+    inside: Arc<Inside>,
     mut exit: watch::Receiver<Option<Exit>>,
     health: watch::Sender<Health>,
 ) {
@@ -323,7 +399,7 @@ async fn health_loop(
             _ = tokio::time::sleep(check.interval()) => {}
             _ = exit.wait_for(|e| e.is_some()) => return,
         }
-        let passed = probe(&check, &launch, netns.clone()).await;
+        let passed = probe(&check, &launch, inside.clone()).await;
         let verdict = if passed {
             failures = 0;
             Some(Health::Healthy)
@@ -343,16 +419,20 @@ async fn health_loop(
 /// and the wait happen on the blocking pool, not on the runtime's threads
 /// (the thread is busy with this probe for as long as the probe lives, so
 /// the parent-death signal cannot fire early).
-async fn probe(check: &HealthConfig, launch: &Launch, netns: Option<Arc<std::fs::File>>) -> bool {
+async fn probe(check: &HealthConfig, launch: &Launch, inside: Arc<Inside>) -> bool {
     let (check, launch) = (check.clone(), launch.clone());
-    tokio::task::spawn_blocking(move || probe_blocking(&check, &launch, netns.as_deref()))
+    tokio::task::spawn_blocking(move || probe_blocking(&check, &launch, &inside))
         .await
         .unwrap_or(false)
 }
 
-fn probe_blocking(check: &HealthConfig, launch: &Launch, netns: Option<&std::fs::File>) -> bool {
-    let netns_fd = netns.map(|f| f.as_raw_fd());
+/// Runs the check in the task's namespaces, cgroup, user, capabilities and
+/// seccomp filter (`confine::child::join`).
+fn probe_blocking(check: &HealthConfig, launch: &Launch, inside: &Inside) -> bool {
     use std::os::unix::process::CommandExt;
+    if inside.program == 0 {
+        return false;
+    }
     let mut cmd = match check.test.first().map(String::as_str) {
         Some("CMD") if check.test.len() > 1 => {
             let mut c = std::process::Command::new(&check.test[1]);
@@ -366,23 +446,25 @@ fn probe_blocking(check: &HealthConfig, launch: &Launch, netns: Option<&std::fs:
         }
         _ => return true,
     };
+    let joined = inside.confiner.join(
+        &launch.task,
+        inside.program,
+        &inside.cgroup,
+        inside.ids.clone(),
+    );
+    // The task is gone (or its namespaces are): the check fails.
+    let Ok((join, _namespaces)) = joined else {
+        return false;
+    };
     task_env(&mut cmd, launch);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    // SAFETY: `child::join` makes only syscalls, on memory made above (the
+    // namespace descriptors stay open in `_namespaces` until the fork is done).
     unsafe {
-        cmd.pre_exec(move || {
-            if let Some(fd) = netns_fd {
-                crate::sandbox::enter(fd)?;
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::umask(0o022);
-            Ok(())
-        });
+        cmd.pre_exec(move || crate::confine::child::join(&join));
     }
     let Ok(mut child) = cmd.spawn() else {
         return false;
@@ -394,7 +476,8 @@ fn probe_blocking(check: &HealthConfig, launch: &Launch, netns: Option<&std::fs:
             Ok(None) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            // Too slow (or not waitable): the whole check goes.
+            // Too slow (or not waitable): the whole check goes (its
+            // process dies with the keeper).
             _ => {
                 let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
                 let _ = child.wait();
@@ -463,13 +546,28 @@ impl Driver for ProcessDriver {
                 )))
             });
         }
+        let confiner = match &self.confiner {
+            Ok(c) => c.clone(),
+            Err(abilities) => {
+                self.starting.lock().remove(&id);
+                let why = abilities.cannot.join("; ");
+                return Box::pin(async move {
+                    Err(DriverError::Rejected(format!(
+                        "this node cannot confine process tasks: {why}"
+                    )))
+                });
+            }
+        };
         let forker = match self.forker.get() {
             Some(f) => Ok(f.0.clone()),
             None => Forker::start(
-                self.log_dir.clone(),
+                ForkCtx {
+                    log_dir: self.log_dir.clone(),
+                    sandbox: self.sandbox.clone(),
+                    confiner,
+                },
                 self.procs.clone(),
                 self.starting.clone(),
-                self.sandbox.clone(),
             )
             .map(|f| self.forker.get_or_init(|| f).0.clone()),
         };
@@ -525,28 +623,40 @@ impl Driver for ProcessDriver {
             .procs
             .lock()
             .get(task_id)
-            .map(|p| (p.pid, p.exit.clone()));
+            .map(|p| (p.pid, p.init, p.cgroup.clone(), p.exit.clone()));
         Box::pin(async move {
-            let Some((pid, mut exit)) = proc else {
+            let Some((pid, init, cgroup, mut exit)) = proc else {
                 return;
             };
             if exit.borrow().is_some() {
                 return;
             }
+            // SIGTERM to the task's process group (its keeper and init
+            // ignore it); then SIGKILL to its init, which ends every
+            // process of its pid namespace, and to its whole cgroup.
             let group = Pid::from_raw(pid as i32);
             let _ = killpg(group, Signal::SIGTERM);
             let ended = tokio::time::timeout(grace, exit.wait_for(|e| e.is_some()))
                 .await
                 .is_ok_and(|r| r.is_ok());
             if !ended {
+                if init > 0 {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(init as i32), Signal::SIGKILL);
+                }
                 let _ = killpg(group, Signal::SIGKILL);
+                let _ = tokio::task::spawn_blocking(move || cgroup.kill_all()).await;
                 let _ = exit.wait_for(|e| e.is_some()).await;
             }
         })
     }
 
     fn remove(&self, task_id: &str) {
-        self.procs.lock().remove(task_id);
+        let proc = self.procs.lock().remove(task_id);
+        if let Some(p) = proc {
+            // Whatever of the task is left dies with its cgroup (off the
+            // runtime's threads: it waits for the processes to go).
+            tokio::task::spawn_blocking(move || p.cgroup.remove());
+        }
         if let Some(sb) = &self.sandbox {
             // `ip` runs here: off the runtime's threads.
             let (sb, id) = (sb.clone(), task_id.to_string());

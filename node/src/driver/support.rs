@@ -6,15 +6,8 @@ use shoal_actors::model::TaskTemplate;
 
 /// The flag (and Engine API field) a driver cannot honour.
 fn unsupported_by_process(t: &TaskTemplate) -> Option<&'static str> {
-    let r = &t.resources;
-    if r.limit_nano_cpus > 0 {
-        return Some("--limit-cpu (Resources.Limits.NanoCPUs)");
-    }
-    if r.limit_memory_bytes > 0 {
-        return Some("--limit-memory (Resources.Limits.MemoryBytes)");
-    }
-    // Reservations are the scheduler's (counted against the node's
-    // capacity), so every driver honours them.
+    // Limits are the task's cgroup's (see `confine::cgroup`); reservations
+    // are the scheduler's (counted against the node's capacity).
     if !t.container_labels.is_empty() {
         return Some("--container-label (ContainerSpec.Labels)");
     }
@@ -60,8 +53,12 @@ mod tests {
         assert!(check(&process("./sleep")).is_err());
         let mut limited = process("/bin/sleep");
         limited.resources.limit_memory_bytes = 64 << 20;
-        assert!(check(&limited)
-            .expect_err("limits")
-            .contains("--limit-memory"));
+        limited.resources.limit_pids = 10;
+        assert!(check(&limited).is_ok());
+        let mut labelled = process("/bin/sleep");
+        labelled.container_labels.insert("a".into(), "b".into());
+        assert!(check(&labelled)
+            .expect_err("labels")
+            .contains("--container-label"));
     }
 }

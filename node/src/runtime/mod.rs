@@ -211,8 +211,20 @@ impl Runtime {
         }
         let networks = crate::overlay::NetworkWatch::default();
         let overlay = crate::overlay::Overlay::new(networks.clone());
-        let process =
-            ProcessDriver::new(config.data_dir.join("logs"), sandbox.ok(), overlay.clone());
+        let data_dir = config.data_dir.clone();
+        let confiner =
+            tokio::task::spawn_blocking(move || crate::confine::Confiner::open(&data_dir))
+                .await
+                .map_err(|e| NodeError::Actors(e.to_string()))?;
+        if let Err(abilities) = &confiner {
+            tracing::warn!(cannot = ?abilities.cannot, "this node cannot confine process tasks: none will start here");
+        }
+        let process = ProcessDriver::new(
+            config.data_dir.join("logs"),
+            sandbox.ok(),
+            confiner,
+            overlay.clone(),
+        );
         let mut drivers = Drivers::new();
         drivers.insert("process".into(), process.clone());
         let docker = DockerDriver::connect(
@@ -368,7 +380,10 @@ impl Runtime {
                 .map(|d| d.info())
                 .collect(),
             sandbox_error: self.sandbox_unavailable.clone(),
-            machine: crate::machine::describe(),
+            machine: shoal_actors::constraints::Machine {
+                confinement: Box::new(self.process.confinement()),
+                ..crate::machine::describe()
+            },
         }
     }
 

@@ -1,9 +1,10 @@
-//! A task's secret and config files, in its own mount namespace: a private
-//! tmpfs at `/run/secrets` holding the secrets, and config files (and
-//! secrets with an absolute target elsewhere) bind-mounted read-only onto
-//! their targets from a tmpfs of their own. All of it lives in memory and
-//! in the task's mount namespace only: it is gone when the task's last
-//! process is.
+//! A task's secret and config files, in its own mount namespace and root
+//! (see `confine`): a private tmpfs at `/run/secrets` holding the secrets,
+//! and config files (and secrets with an absolute target elsewhere)
+//! bind-mounted read-only onto their targets from a tmpfs of their own. All
+//! of it lives in memory and in the task's mount namespace only: it is gone
+//! when the task's last process is. The targets' directories and files are
+//! made in the task's own root (its overlay's upper layer), never on the host.
 //!
 //! `prepare` runs before the fork (it allocates); `mount` runs in the child
 //! between fork and exec and makes only syscalls.
@@ -41,75 +42,73 @@ pub struct Prepared {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
-    #[error(
-        "a task with secrets or configs needs its own mount namespace: run the daemon as root"
-    )]
-    NotRoot,
     #[error("invalid file path {0:?}")]
     Path(String),
-    #[error("{target}: the process driver mounts a config over an existing file; create it on this node first")]
-    NoTarget { target: String },
-    #[error("cannot create {SECRETS_DIR}: {0}")]
-    Dir(#[source] std::io::Error),
 }
 
 fn cstring(s: &str) -> Result<CString, FilesError> {
     CString::new(s).map_err(|_| FilesError::Path(s.to_string()))
 }
 
-/// The files of a task, ready for `mount`; `None` if it has none.
-pub fn prepare(files: &[TaskFile]) -> Result<Option<Prepared>, FilesError> {
+/// The targets `mount` needs to exist in the task's root (besides
+/// `SECRETS_DIR`): files mounted outside it.
+pub fn targets(files: &[TaskFile]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|f| direct_name(&f.path).is_none())
+        .map(|f| f.path.clone())
+        .collect()
+}
+
+/// The name of a file that lives in the secrets tmpfs itself.
+fn direct_name(path: &str) -> Option<&str> {
+    path.strip_prefix(SECRETS_DIR)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+}
+
+/// The files of a task, ready for `mount`; `None` if it has none. `root`:
+/// the task's root directory in the view of the process that mounts them.
+pub fn prepare(files: &[TaskFile], root: &str) -> Result<Option<Prepared>, FilesError> {
     if files.is_empty() {
         return Ok(None);
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(FilesError::NotRoot);
+    // A target is absolute and never climbs out of the task's root.
+    if let Some(bad) = files
+        .iter()
+        .find(|f| !f.path.starts_with('/') || f.path.split('/').any(|p| p == ".."))
+    {
+        return Err(FilesError::Path(bad.path.clone()));
     }
-    // The mount point must exist on the host; it stays an empty directory
-    // there (the tmpfs is mounted in the task's namespace only).
-    std::fs::create_dir_all(SECRETS_DIR).map_err(FilesError::Dir)?;
     let mut staged = Vec::new();
     let mut direct = Vec::new();
     let mut total = 0usize;
     for (i, f) in files.iter().enumerate() {
         total += f.data.len();
-        let in_dir = f
-            .path
-            .strip_prefix(SECRETS_DIR)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .filter(|name| !name.is_empty() && !name.contains('/'));
-        match in_dir {
+        match direct_name(&f.path) {
             Some(name) => direct.push(Entry {
-                written: cstring(&format!("{SECRETS_DIR}/{name}"))?,
+                written: cstring(&format!("{root}{SECRETS_DIR}/{name}"))?,
                 target: None,
                 data: f.data.clone(),
                 uid: f.uid,
                 gid: f.gid,
                 mode: f.mode,
             }),
-            None => {
-                if !std::path::Path::new(&f.path).is_file() {
-                    return Err(FilesError::NoTarget {
-                        target: f.path.clone(),
-                    });
-                }
-                staged.push(Entry {
-                    written: cstring(&format!("{SECRETS_DIR}/.staged-{i}"))?,
-                    target: Some(cstring(&f.path)?),
-                    data: f.data.clone(),
-                    uid: f.uid,
-                    gid: f.gid,
-                    mode: f.mode,
-                })
-            }
+            None => staged.push(Entry {
+                written: cstring(&format!("{root}{SECRETS_DIR}/.staged-{i}"))?,
+                target: Some(cstring(&format!("{root}{}", f.path))?),
+                data: f.data.clone(),
+                uid: f.uid,
+                gid: f.gid,
+                mode: f.mode,
+            }),
         }
     }
     // Room for every file and some: a task cannot fill the node's memory
     // through it (the tmpfs is read-only once written anyway).
     let size = total + 64 * 1024;
     Ok(Some(Prepared {
-        dir: cstring(SECRETS_DIR)?,
+        dir: cstring(&format!("{root}{SECRETS_DIR}"))?,
         tmpfs: cstring("tmpfs")?,
         options: cstring(&format!("mode=0755,size={size}"))?,
         staged,
@@ -169,24 +168,14 @@ unsafe fn mount_tmpfs(p: &Prepared) -> std::io::Result<()> {
     }
 }
 
-/// Mounts the task's files. `own_namespace`: the caller already entered a
-/// private mount namespace (`super::enter`); otherwise one is made here.
+/// Mounts the task's files, in the task's private mount namespace, once
+/// its root has the targets (`targets`) and `SECRETS_DIR`.
 ///
 /// # Safety
 /// Only syscalls on memory prepared before the fork: safe in `pre_exec`.
-pub unsafe fn mount(p: &Prepared, own_namespace: bool) -> std::io::Result<()> {
+pub unsafe fn mount(p: &Prepared) -> std::io::Result<()> {
     // SAFETY: syscalls only, on C strings and buffers made before the fork.
     unsafe {
-        if !own_namespace {
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-        }
         if !p.staged.is_empty() {
             mount_tmpfs(p)?;
             for e in &p.staged {

@@ -502,33 +502,3 @@ pub fn clean(data_dir: &Path) {
     };
     sb.close();
 }
-
-/// In the child, between fork and exec: enters the task's network namespace
-/// (an open descriptor of `TaskNet::netns`) and a mount namespace of its
-/// own whose mounts do not propagate back to the host.
-///
-/// # Safety
-/// Only syscalls: safe to call in a `pre_exec` hook.
-pub unsafe fn enter(netns_fd: i32) -> std::io::Result<()> {
-    // SAFETY: plain syscalls on a descriptor the parent opened.
-    unsafe {
-        if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let root = c"/";
-        if libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}

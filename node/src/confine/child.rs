@@ -1,0 +1,538 @@
+//! What runs between fork and exec: only syscalls, on memory made before
+//! the fork (no allocation, no locks), as `pre_exec` requires.
+//!
+//! A task is three processes:
+//! - the *keeper*, the daemon's child (the process the daemon waits for), in
+//!   the host's pid namespace: it joins the task's cgroup and network
+//!   namespace, makes the new pid, mount, UTS and IPC namespaces with
+//!   `clone`, then only waits for the init and exits as it did;
+//! - the *init*, pid 1 of the new pid namespace: it builds the task's root
+//!   (see `rootfs`), `pivot_root`s into it, sets the hostname, forks the
+//!   task, then reaps orphans until the task exits, and exits with its
+//!   status (its death ends every process left in the namespace);
+//! - the *task* (pid 2): drops to its user, capabilities and seccomp
+//!   filter and returns, so that the program is exec'd.
+//!
+//! Each of them dies with its parent (`PR_SET_PDEATHSIG`), so a daemon
+//! killed with `kill -9` takes every task's processes with it; its cgroup
+//! catches anything else (see `cgroup`). A health check joins the task's
+//! namespaces and cgroup (`join`) the same way.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+
+use seccompiler::BpfProgram;
+
+use crate::confine::rootfs::Step;
+use crate::sandbox::files;
+
+/// A `rootfs::Step` with its strings made C strings.
+pub enum CStep {
+    Mount {
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    Mkdir(CString),
+    Touch(CString),
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    Mask(CString),
+    ReadOnly(CString),
+}
+
+fn c(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{s:?}")))
+}
+
+fn c_opt(s: &str) -> io::Result<Option<CString>> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        c(s).map(Some)
+    }
+}
+
+impl CStep {
+    pub fn from(step: &Step) -> io::Result<CStep> {
+        Ok(match step {
+            Step::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => CStep::Mount {
+                source: c_opt(source)?,
+                target: c(target)?,
+                fstype: c_opt(fstype)?,
+                flags: *flags as libc::c_ulong,
+                data: c_opt(data)?,
+            },
+            Step::Mkdir(p) => CStep::Mkdir(c(p)?),
+            Step::Touch(p) => CStep::Touch(c(p)?),
+            Step::Symlink { target, link } => CStep::Symlink {
+                target: c(target)?,
+                link: c(link)?,
+            },
+            Step::Mask(p) => CStep::Mask(c(p)?),
+            Step::ReadOnly(p) => CStep::ReadOnly(c(p)?),
+        })
+    }
+}
+
+/// Who the task's processes run as, and what they may do.
+pub struct Privileges {
+    /// uid, gid and supplementary groups (`None`: root, group 0 only).
+    pub ids: Option<(u32, u32, Vec<u32>)>,
+    /// The capability mask (see `caps`); applies to a root task only.
+    pub capabilities: u64,
+    /// The highest capability number this kernel has.
+    pub last_cap: u32,
+    /// Installed in order (empty: `seccomp=unconfined`).
+    pub seccomp: Vec<BpfProgram>,
+    /// The working directory in the task's root.
+    pub workdir: CString,
+}
+
+/// Everything a task's keeper, init and task do.
+pub struct Launch {
+    pub netns: Option<RawFd>,
+    /// `cgroup.procs` files to write `0` to.
+    pub cgroup: Vec<CString>,
+    pub steps: Vec<CStep>,
+    /// The task's root (before `pivot_root`).
+    pub root: CString,
+    pub hostname: CString,
+    pub files: Option<files::Prepared>,
+    pub privileges: Privileges,
+}
+
+/// Everything a health check's keeper and check do.
+pub struct Join {
+    pub cgroup: Vec<CString>,
+    /// Descriptors of the task's namespaces, with their types, in the order
+    /// they are entered (the mount namespace last).
+    pub namespaces: Vec<(RawFd, libc::c_int)>,
+    pub privileges: Privileges,
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn null_or(p: &Option<CString>) -> *const libc::c_char {
+    p.as_ref().map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// # Safety
+/// Syscalls only.
+unsafe fn mount(
+    source: *const libc::c_char,
+    target: *const libc::c_char,
+    fstype: *const libc::c_char,
+    flags: libc::c_ulong,
+    data: *const libc::c_char,
+) -> io::Result<()> {
+    // SAFETY: NUL-terminated strings or NULL, made before the fork.
+    check(unsafe { libc::mount(source, target, fstype, flags, data.cast()) })
+}
+
+/// # Safety
+/// Syscalls only.
+unsafe fn run(step: &CStep) -> io::Result<()> {
+    // SAFETY: syscalls on C strings made before the fork.
+    unsafe {
+        match step {
+            CStep::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => mount(
+                null_or(source),
+                target.as_ptr(),
+                null_or(fstype),
+                *flags,
+                null_or(data),
+            ),
+            CStep::Mkdir(p) => {
+                if libc::mkdir(p.as_ptr(), 0o755) == 0 || errno() == libc::EEXIST {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            }
+            CStep::Touch(p) => {
+                let mut st: libc::stat = std::mem::zeroed();
+                if libc::lstat(p.as_ptr(), &mut st) == 0
+                    && st.st_mode & libc::S_IFMT == libc::S_IFLNK
+                {
+                    check(libc::unlink(p.as_ptr()))?;
+                }
+                let fd = libc::open(
+                    p.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    0o644,
+                );
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(fd);
+                Ok(())
+            }
+            CStep::Symlink { target, link } => {
+                if libc::symlink(target.as_ptr(), link.as_ptr()) == 0 || errno() == libc::EEXIST {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            }
+            CStep::Mask(p) => {
+                let null = c"/dev/null";
+                match mount(
+                    null.as_ptr(),
+                    p.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => mount(
+                        c"tmpfs".as_ptr(),
+                        p.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        c"mode=000".as_ptr(),
+                    ),
+                    Err(e) => Err(e),
+                }
+            }
+            CStep::ReadOnly(p) => {
+                match mount(
+                    p.as_ptr(),
+                    p.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                    r => r?,
+                }
+                mount(
+                    std::ptr::null(),
+                    p.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV
+                        | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                )
+            }
+        }
+    }
+}
+
+/// Writes `0` to each `cgroup.procs`: moves the caller into the cgroup.
+///
+/// # Safety
+/// Syscalls only.
+unsafe fn join_cgroup(procs: &[CString]) -> io::Result<()> {
+    for p in procs {
+        // SAFETY: a C string made before the fork; a static buffer.
+        unsafe {
+            let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let err = io::Error::last_os_error();
+            libc::close(fd);
+            if n != 1 {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// # Safety
+/// Syscalls only.
+unsafe fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) })
+}
+
+/// `clone` as `fork` does, with `flags` (namespaces) added.
+///
+/// # Safety
+/// Syscalls only; the child must only make syscalls until it execs.
+unsafe fn clone(flags: libc::c_int) -> io::Result<libc::pid_t> {
+    // SAFETY: no new stack: the child runs on a copy of the caller's, as
+    // after fork.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(pid as libc::pid_t)
+    }
+}
+
+/// Closes every descriptor: the waiting processes hold none (the pipe on
+/// which std learns that the exec happened must be closed by all but the
+/// process that execs).
+///
+/// # Safety
+/// Syscalls only.
+unsafe fn close_all() {
+    // SAFETY: close_range on every descriptor of this process.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+    }
+}
+
+/// Waits for `child` and exits as it did: its code, or 128 + the signal
+/// that killed it (the keeper re-raises the signal instead). Never returns.
+///
+/// # Safety
+/// Syscalls only.
+unsafe fn wait_and_exit(child: libc::pid_t, reap_all: bool, reraise: bool) -> ! {
+    // SAFETY: syscalls on this process's own children and signals.
+    unsafe {
+        close_all();
+        for sig in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        let mut status = 0;
+        loop {
+            let waited = if reap_all { -1 } else { child };
+            let r = libc::waitpid(waited, &mut status, 0);
+            if r == child {
+                break;
+            }
+            if r < 0 && errno() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        let sig = if libc::WIFSIGNALED(status) {
+            libc::WTERMSIG(status)
+        } else {
+            libc::SIGKILL
+        };
+        if reraise {
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+        }
+        libc::_exit(128 + sig)
+    }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Drops to the task's user, capabilities and seccomp filter (the last
+/// thing before exec), in its working directory.
+///
+/// # Safety
+/// Syscalls only.
+unsafe fn drop_privileges(p: &Privileges) -> io::Result<()> {
+    // SAFETY: syscalls with integer arguments and buffers made before the fork.
+    unsafe {
+        check(libc::chdir(p.workdir.as_ptr()))?;
+        for cap in 0..=p.last_cap.min(63) {
+            if p.capabilities & (1u64 << cap) == 0
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+                && errno() != libc::EINVAL
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // Ambient capabilities would survive the exec of a non-root user.
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        let root_groups = [0 as libc::gid_t];
+        let (uid, gid, groups): (u32, u32, &[u32]) = match &p.ids {
+            Some((uid, gid, groups)) => (*uid, *gid, groups),
+            None => (0, 0, &root_groups),
+        };
+        // Groups first, while this process may still change them.
+        check(libc::setgroups(groups.len(), groups.as_ptr()))?;
+        check(libc::setgid(gid))?;
+        check(libc::setuid(uid))?;
+        // A non-root user lost its permitted set with setuid; root keeps
+        // only the task's set, none inheritable (as docker since 23.0).
+        let set = if uid == 0 { p.capabilities } else { 0 };
+        let data = [
+            CapData {
+                effective: set as u32,
+                permitted: set as u32,
+                inheritable: 0,
+            },
+            CapData {
+                effective: (set >> 32) as u32,
+                permitted: (set >> 32) as u32,
+                inheritable: 0,
+            },
+        ];
+        let mut header = CapHeader {
+            version: CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // After the ids change: changing them clears the parent-death signal.
+        die_with_parent()?;
+        // The daemon keeps a private umask for its data dir; a task gets the usual one.
+        libc::umask(0o022);
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        for program in &p.seccomp {
+            seccompiler::apply_filter(program).map_err(|e| match e {
+                seccompiler::Error::Seccomp(e) | seccompiler::Error::Prctl(e) => e,
+                _ => io::Error::from_raw_os_error(libc::EINVAL),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The keeper: called in `pre_exec` of the daemon's child. Returns (in the
+/// task) when the program is to be exec'd; the keeper and the init never
+/// return.
+///
+/// # Safety
+/// Syscalls only, on memory made before the fork: safe in `pre_exec`.
+pub unsafe fn launch(l: &Launch) -> io::Result<()> {
+    // SAFETY: syscalls on descriptors and C strings made before the fork.
+    unsafe {
+        if let Some(fd) = l.netns {
+            check(libc::setns(fd, libc::CLONE_NEWNET))?;
+        }
+        join_cgroup(&l.cgroup)?;
+        die_with_parent()?;
+        let init = clone(
+            libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
+        )?;
+        if init > 0 {
+            wait_and_exit(init, false, true);
+        }
+        // The init: pid 1 of the task's namespace.
+        die_with_parent()?;
+        // The daemon's private umask would make the root's directories
+        // (the overlay's root takes its upper dir's mode) its own only.
+        libc::umask(0);
+        mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )?;
+        for step in &l.steps {
+            run(step)?;
+        }
+        if let Some(files) = &l.files {
+            files::mount(files)?;
+        }
+        check(libc::chdir(l.root.as_ptr()))?;
+        let dot = c".";
+        if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The host's root, stacked on the new one by pivot_root, goes.
+        check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH))?;
+        check(libc::chdir(c"/".as_ptr()))?;
+        let name = l.hostname.as_bytes();
+        check(libc::sethostname(name.as_ptr().cast(), name.len()))?;
+        let task = clone(0)?;
+        if task > 0 {
+            wait_and_exit(task, true, false);
+        }
+        drop_privileges(&l.privileges)
+    }
+}
+
+/// A health check's keeper: joins the task's cgroup and namespaces, then
+/// forks the check (in the task's pid namespace) and waits for it.
+///
+/// # Safety
+/// Syscalls only, on memory made before the fork: safe in `pre_exec`.
+pub unsafe fn join(j: &Join) -> io::Result<()> {
+    // SAFETY: syscalls on descriptors and C strings made before the fork.
+    unsafe {
+        join_cgroup(&j.cgroup)?;
+        for (fd, kind) in &j.namespaces {
+            check(libc::setns(*fd, *kind))?;
+        }
+        die_with_parent()?;
+        let check_pid = clone(0)?;
+        if check_pid > 0 {
+            wait_and_exit(check_pid, false, true);
+        }
+        drop_privileges(&j.privileges)
+    }
+}
