@@ -397,6 +397,11 @@ impl Cgroups {
         let cg = self.task(task_id);
         cg.remove();
         for dir in self.hierarchy.dirs(&cg.rel) {
+            // The group too, should something have removed it.
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| ConfineError::Cgroup(parent.to_path_buf(), e))?;
+            }
             mkdir(&dir)?;
         }
         let made = cg.limit(limits);

@@ -60,6 +60,29 @@ const CGROUP_MOUNTS: &str = "cgroup";
 /// One file a data dir's tag, holding the pid of its daemon: the cgroups of
 /// a daemon that is gone are removed by the next one to start on this host.
 const OWNERS: &str = "/run/shoal-confine";
+const OWNERS_LOCK: &str = "/run/shoal-confine.lock";
+
+/// An exclusive `flock` on a host-wide file, released when dropped; `None`
+/// if the file cannot be opened (then nothing is serialised).
+struct HostLock(#[allow(dead_code)] Option<std::fs::File>);
+
+impl HostLock {
+    fn take(path: &Path) -> HostLock {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ok();
+        if let Some(f) = &file {
+            // SAFETY: flock on a descriptor we own; released when it closes.
+            unsafe {
+                libc::flock(std::os::fd::AsRawFd::as_raw_fd(f), libc::LOCK_EX);
+            }
+        }
+        HostLock(file)
+    }
+}
 
 /// What this node can and cannot do to confine a task, for `node inspect`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,6 +169,10 @@ impl Confiner {
         let scratch = data_dir.join(SCRATCH);
         let tag = tag(&data_dir);
         let owners = Path::new(OWNERS);
+        // One daemon at a time takes its groups back and sweeps those of
+        // daemons that are gone, so that none sweeps another's while that
+        // one is starting (its owner file still naming its dead predecessor).
+        let lock = HostLock::take(Path::new(OWNERS_LOCK));
         let made = std::fs::create_dir_all(&scratch)
             .map_err(|e| ConfineError::Io(scratch.clone(), e))
             .and_then(|()| Cgroups::open(hierarchy, &tag))
@@ -159,6 +186,7 @@ impl Confiner {
                     .map_err(|e| ConfineError::Io(owners.to_path_buf(), e))?;
                 Ok(cgroups)
             });
+        drop(lock);
         let cgroups = match made {
             Ok(c) => c,
             Err(e) => {
