@@ -99,6 +99,19 @@ fn differences(docker: &serde_json::Value, shoal: &serde_json::Value, path: &str
     }
 }
 
+/// Waits until `docker node ls` shows `node` in `status`.
+fn wait_for_status(d: &Daemon, node: &str, status: &str) {
+    let filter = format!("name={node}");
+    wait_for(&format!("{node} {status}"), LONG, || {
+        let o = docker(
+            d,
+            &["node", "ls", "-f", &filter, "--format", "{{.Status}}"],
+            &[],
+        );
+        String::from_utf8_lossy(&o.stdout).trim() == status
+    });
+}
+
 /// Waits until `service` has no rollout in progress.
 fn settled(d: &Daemon, service: &str) {
     wait_for("the rollout to finish", LONG, || {
@@ -865,22 +878,7 @@ fn the_docker_cli_inits_joins_and_leaves_a_swarm() {
         r"^This node joined a swarm as a worker\.\n$",
         "",
     );
-    wait_for("worker-1 ready", LONG, || {
-        docker(
-            &first,
-            &[
-                "node",
-                "ls",
-                "-f",
-                "name=worker-1",
-                "--format",
-                "{{.Status}}",
-            ],
-            &[],
-        )
-        .stdout
-            == b"Ready\n"
-    });
+    wait_for_status(&first, "worker-1", "Ready");
     row(
         &second,
         &[
@@ -913,22 +911,7 @@ fn the_docker_cli_inits_joins_and_leaves_a_swarm() {
         r"^Node left the swarm\.\n$",
         "",
     );
-    wait_for("worker-1 down", LONG, || {
-        docker(
-            &first,
-            &[
-                "node",
-                "ls",
-                "-f",
-                "name=worker-1",
-                "--format",
-                "{{.Status}}",
-            ],
-            &[],
-        )
-        .stdout
-            == b"Down\n"
-    });
+    wait_for_status(&first, "worker-1", "Down");
     row(&first, &["node", "rm", "worker-1"], 0, r"^worker-1\n$", "");
     row(&first, &["swarm", "leave"], 1, "", r"force");
     row(

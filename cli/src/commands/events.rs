@@ -6,27 +6,11 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use clap::Args;
 use serde_json::{json, Value};
+// docker's filter keys for events, as the daemon takes them.
+use shoal_node::api::events::KEYS;
 
 use crate::client::{enc, Client};
 use crate::template::Format;
-
-/// docker's filter keys for events.
-const KEYS: &[&str] = &[
-    "config",
-    "container",
-    "daemon",
-    "event",
-    "image",
-    "label",
-    "network",
-    "node",
-    "plugin",
-    "scope",
-    "secret",
-    "service",
-    "type",
-    "volume",
-];
 
 #[derive(Args)]
 pub struct EventsArgs {

@@ -25,7 +25,7 @@ pub struct EventsQuery {
 
 /// The filter keys dockerd takes. Those naming an object (`service`,
 /// `node`, …) match its id or name, by prefix, whatever the event's type.
-const KEYS: &[&str] = &[
+pub const KEYS: &[&str] = &[
     "config",
     "container",
     "daemon",

@@ -3,7 +3,7 @@
 
 mod connect;
 mod error;
-mod events;
+pub mod events;
 pub mod filters;
 mod logs;
 pub mod networks;
