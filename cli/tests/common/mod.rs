@@ -328,10 +328,33 @@ impl Drop for Daemon {
             }
             None => shoal_node::sandbox::clean(&self.data_dir()),
         }
+        unmount_below(self.dir.path());
         if std::thread::panicking() {
             let log =
                 std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
             eprintln!("--- daemon log ({}) ---\n{log}", self.dir.path().display());
+        }
+    }
+}
+
+/// Detaches every mount below `dir`, deepest first: a daemon killed with its
+/// tasks leaves their secrets' tmpfs mounted under its data dir.
+fn unmount_below(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return;
+    };
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        if let Ok(c) = std::ffi::CString::new(point) {
+            // SAFETY: a valid C string; MNT_DETACH only detaches.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
         }
     }
 }
