@@ -7,6 +7,7 @@
 //! and then the live ones sees each once, in commit order.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -35,6 +36,9 @@ struct Kept {
 pub struct Journal {
     kept: Mutex<Kept>,
     live: broadcast::Sender<Recorded>,
+    /// Bumped by each `follow`: a follower of an older manager context
+    /// (demoted, then promoted again) stops rather than record twice.
+    following: AtomicU64,
 }
 
 impl Default for Journal {
@@ -42,6 +46,7 @@ impl Default for Journal {
         Journal {
             kept: Mutex::default(),
             live: broadcast::channel(KEPT).0,
+            following: AtomicU64::new(0),
         }
     }
 }
@@ -51,9 +56,14 @@ impl Journal {
     pub fn follow(self: &Arc<Self>, ctx: &ManagerCtx) {
         let mut rx = ctx.events.subscribe();
         let journal = self.clone();
+        let mine = self.following.fetch_add(1, Ordering::AcqRel) + 1;
         tokio::spawn(async move {
             loop {
-                match rx.recv().await {
+                let applied = rx.recv().await;
+                if journal.following.load(Ordering::Acquire) != mine {
+                    return;
+                }
+                match applied {
                     Ok(applied) => {
                         for event in applied.events.iter() {
                             journal.record(event.clone());

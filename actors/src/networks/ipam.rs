@@ -71,7 +71,7 @@ impl Network {
 
     /// Tasks and VIPs: what keeps a network from going (a node's block goes
     /// with the network).
-    fn in_use(&self) -> bool {
+    pub fn in_use(&self) -> bool {
         self.ipam
             .used
             .values()

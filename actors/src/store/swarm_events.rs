@@ -151,12 +151,11 @@ impl Digests {
     /// one event.
     pub fn events(&mut self, state: &ClusterState, changes: &[Change]) -> Vec<SwarmEvent> {
         let mut out = Vec::new();
-        let mut seen: Vec<(EventType, &str)> = Vec::new();
+        let mut seen: std::collections::BTreeSet<(EventType, &str)> = Default::default();
         for (kind, id) in changes.iter().filter_map(subject) {
-            if seen.contains(&(kind, id)) {
+            if !seen.insert((kind, id)) {
                 continue;
             }
-            seen.push((kind, id));
             let key = (kind, id.to_string());
             let before = self.0.get(&key);
             let after = digest_of(state, kind, id);

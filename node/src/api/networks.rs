@@ -379,13 +379,35 @@ pub async fn remove(State(rt): Rt, UrlPath(key): UrlPath<String>) -> Result<Stat
     }
     // The tasks of a service just removed (`stack rm` removes the services,
     // then their networks) give their addresses back as they stop: wait
-    // for them a while rather than fail.
+    // for that in this manager's state, rather than fail (or propose a
+    // removal the state machine would refuse, again and again).
     let deadline = std::time::Instant::now() + ENDPOINTS_GONE_WITHIN;
     loop {
+        // Only departing tasks are waited for: a service that names the
+        // network is refused at once, by the state machine.
+        let busy = {
+            let guard = m.sm.read();
+            let state = &guard.0;
+            state.find_network(&key).is_some_and(|n| {
+                n.in_use()
+                    && !state.services.values().any(|s| {
+                        s.spec
+                            .task_template
+                            .networks
+                            .iter()
+                            .any(|r| r.target == n.id)
+                    })
+            })
+        };
+        if busy && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            continue;
+        }
         let removal = rt.propose(Command::Networks(NetworkCommand::Remove {
             key: key.clone(),
         }));
         match removal.await {
+            // This manager's state was behind the leader's: wait again.
             Err(
                 NodeError::Propose(ProposeError::Rejected(ApplyError::NetworkHasEndpoints(_)))
                 | NodeError::Remote(Refusal::Rejected(ApplyError::NetworkHasEndpoints(_))),
