@@ -131,14 +131,13 @@ fn settled(d: &Daemon, service: &str) {
     });
 }
 
+/// Now as docker's `seconds.nanoseconds` timestamp: a whole second would
+/// cut off the events committed later in that same second.
 fn now_secs() -> String {
-    format!(
-        "{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    )
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
 }
 
 #[test]
