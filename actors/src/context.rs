@@ -43,11 +43,24 @@ pub struct ManagerCtx {
     /// Seals and opens secret values; `None` while the node is locked (or
     /// has no keys yet). Set by the node, which holds the key hierarchy.
     pub keyring: parking_lot::RwLock<Option<Arc<dyn crate::secrets::Keyring>>>,
+    /// The Raft term this node leads in, 0 while it does not lead: set
+    /// before the leader subtree starts and cleared when it is told to stop.
+    /// What the dispatcher pushes to agents is stamped with it, so an agent
+    /// can tell a deposed leader's late push from the current leader's.
+    pub leading_term: std::sync::atomic::AtomicU64,
 }
 
 impl ManagerCtx {
     pub fn keyring(&self) -> Option<Arc<dyn crate::secrets::Keyring>> {
         self.keyring.read().clone()
+    }
+
+    /// The term this node leads in, if it leads.
+    pub fn leading_term(&self) -> Option<u64> {
+        match self.leading_term.load(std::sync::atomic::Ordering::Acquire) {
+            0 => None,
+            term => Some(term),
+        }
     }
 
     pub fn new(
@@ -82,6 +95,7 @@ impl ManagerCtx {
             directory,
             timings,
             keyring: parking_lot::RwLock::new(None),
+            leading_term: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 }

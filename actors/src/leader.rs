@@ -53,9 +53,14 @@ pub fn leader_spec(ctx: &Arc<ManagerCtx>) -> ChildSpec {
 /// The manager subtree: the Store, the Raft actor, and (while leading) the leader subtree.
 pub fn manager_spec(ctx: &Arc<ManagerCtx>, transport: Arc<dyn RaftTransport>) -> ChildSpec {
     let leader = leader_spec(ctx);
+    let leading = ctx.clone();
     let on_leadership = Arc::new(
         move |l: crate::raft::Leadership, manager: ractor::ActorCell| {
             let manager: ractor::ActorRef<SupervisorMsg> = manager.into();
+            leading.leading_term.store(
+                if l.is_leader { l.term } else { 0 },
+                std::sync::atomic::Ordering::Release,
+            );
             let msg = if l.is_leader {
                 SupervisorMsg::StartChild(leader.clone(), None)
             } else {

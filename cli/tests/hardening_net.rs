@@ -365,8 +365,7 @@ fn daemon_log(d: &Daemon) -> String {
 /// open a port on worker-1), and refuses its role change.
 #[test]
 fn a_worker_refuses_a_removed_node_and_a_demoted_managers_old_certificate() {
-    use shoal_node::cluster::wire::{OneWay, Refusal, Request, Response, RoleChange, ToAgent};
-    use shoal_node::protocol::ports::{Balance, PortConfig, PublishMode, ServiceEndpoints};
+    use shoal_node::cluster::wire::{Refusal, Request, Response, RoleChange};
 
     let mut nodes = cluster(2, 2, &[]);
     let demoted_id = node_id(&nodes[1]);
@@ -409,19 +408,9 @@ fn a_worker_refuses_a_removed_node_and_a_demoted_managers_old_certificate() {
     // The demoted manager's old certificate pushes an endpoint table that
     // publishes a port on every node.
     let port = free_tcp_port();
-    let forged = OneWay::ToAgent(ToAgent::Endpoints(vec![ServiceEndpoints {
-        service_id: "forged".into(),
-        ports: vec![PortConfig {
-            protocol: Protocol::Tcp,
-            target_port: 80,
-            published_port: port,
-            publish_mode: PublishMode::Ingress,
-            proxy_protocol: None,
-            idle_timeout_ns: 0,
-        }],
-        balance: Balance::RoundRobin,
-        backends: Vec::new(),
-    }]));
+    // Stamped with the newest term there can be: the term does not make a
+    // node a manager.
+    let forged = endpoints_push(u64::MAX, port);
     let bytes = shoal_node::protocol::codec::encode(&forged).expect("encode");
     let to: SocketAddr = worker.listen.parse().expect("addr");
     old_manager
@@ -457,6 +446,122 @@ fn a_worker_refuses_a_removed_node_and_a_demoted_managers_old_certificate() {
         other => panic!("a worker took a role change from an old certificate: {other:?}"),
     }
     let rows = nodes[0].rows(&["node", "ls"]);
+    assert!(
+        rows.iter()
+            .any(|r| r["Hostname"] == "worker-1" && r["ManagerStatus"] == ""),
+        "{rows:?}"
+    );
+}
+
+/// An endpoint table that publishes `port` on every node, as a leader's
+/// dispatcher would push it in `term`.
+fn endpoints_push(term: u64, port: u16) -> shoal_node::cluster::wire::OneWay {
+    use shoal_node::cluster::wire::{OneWay, ToAgent};
+    use shoal_node::protocol::ports::{Balance, PortConfig, PublishMode, ServiceEndpoints};
+    OneWay::ToAgent {
+        term,
+        msg: ToAgent::Endpoints(vec![ServiceEndpoints {
+            service_id: "forged".into(),
+            ports: vec![PortConfig {
+                protocol: Protocol::Tcp,
+                target_port: 80,
+                published_port: port,
+                publish_mode: PublishMode::Ingress,
+                proxy_protocol: None,
+                idle_timeout_ns: 0,
+            }],
+            balance: Balance::RoundRobin,
+            backends: Vec::new(),
+        }]),
+    }
+}
+
+fn raft_term(d: &Daemon) -> u64 {
+    let (_, info) = d.api("GET", "/info", None).expect("info");
+    info["Swarm"]["RaftStatus"]["Term"]
+        .as_u64()
+        .expect("raft status")
+}
+
+/// Finding 2, the rest: a worker takes pushes only from the leader whose
+/// dispatcher holds its session. The leader is killed and another is
+/// elected in a newer term; once the worker has the new leader's push, a
+/// push stamped with the deposed leader's term (sent here with the
+/// certificate of a manager that is still one, as a deposed leader's late
+/// push would come) is dropped and opens nothing. The same push in the
+/// current term is taken: the refusal is the term's doing. A role change
+/// that carries no newer certificate of the worker is refused.
+#[test]
+fn a_worker_drops_what_a_deposed_leader_still_pushes() {
+    use shoal_node::cluster::wire::{Refusal, Request, Response, RoleChange};
+
+    let mut nodes = cluster(3, 1, &[]);
+    let old = leader_of(&nodes, 0).expect("a leader");
+    let old_term = raft_term(&nodes[old]);
+    let other = (0..3).find(|i| *i != old).expect("another manager");
+    let manager = Peer::new(&stolen_identity(&nodes[other].data_dir()));
+    nodes[old].kill9();
+    let survivor = (0..3).find(|i| *i != old).expect("a survivor");
+    let mut new = None;
+    wait_for("a new leader", LONG, || {
+        new = leader_of(&nodes, survivor).filter(|l| *l != old);
+        new.is_some()
+    });
+    let new = new.expect("a new leader");
+    let new_id = node_id(&nodes[new]);
+    let new_term = raft_term(&nodes[new]);
+    assert!(new_term > old_term, "terms {old_term} then {new_term}");
+    let worker = &nodes[3];
+    wait_for("the worker's session with the new leader", LONG, || {
+        daemon_log(worker).lines().any(|l| {
+            l.contains("learned the swarm's members") && l.contains(&format!("from={new_id}"))
+        })
+    });
+
+    let to: SocketAddr = worker.listen.parse().expect("addr");
+    let ip = to.ip().to_string();
+    let send = |push| {
+        let bytes = shoal_node::protocol::codec::encode(&push).expect("encode");
+        manager
+            .rt
+            .block_on(manager.transport.send(to, &bytes))
+            .expect("sent");
+    };
+    let stale_port = free_tcp_port();
+    send(endpoints_push(old_term, stale_port));
+    wait_for("the worker to drop the stale push", LONG, || {
+        daemon_log(worker)
+            .lines()
+            .any(|l| l.contains("a push of a deposed leader's term; dropped"))
+    });
+    assert!(
+        std::net::TcpStream::connect((ip.as_str(), stale_port)).is_err(),
+        "the worker listens on the stale push's port {stale_port}"
+    );
+
+    let current_port = free_tcp_port();
+    send(endpoints_push(new_term, current_port));
+    wait_for("the worker to take the current term's push", LONG, || {
+        std::net::TcpStream::connect((ip.as_str(), current_port)).is_ok()
+    });
+
+    // A role change from a current manager that carries no newer
+    // certificate of the worker (here its own, replayed) changes nothing.
+    let own = stolen_identity(&worker.data_dir());
+    let change = Request::RoleChange(Box::new(RoleChange {
+        role: shoal_node::protocol::model::NodeRole::Manager,
+        cert_pem: own.chain_pem,
+        key_pem: own.key_pem,
+        ca_key_pem: None,
+        managers: Vec::new(),
+    }));
+    match manager.ask(worker, &change) {
+        Ok(Response::Refused(Refusal::Precondition(m))) => {
+            assert!(m.contains("newer certificate"), "{m}")
+        }
+        other => panic!("a worker took a role change without a newer certificate: {other:?}"),
+    }
+    let rows = nodes[survivor].rows(&["node", "ls"]);
     assert!(
         rows.iter()
             .any(|r| r["Hostname"] == "worker-1" && r["ManagerStatus"] == ""),

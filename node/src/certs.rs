@@ -29,6 +29,40 @@ pub fn generation_of<'a>(dns_names: impl IntoIterator<Item = &'a str>) -> u64 {
         .unwrap_or(0)
 }
 
+/// The node identity a certificate (DER) names: node id (CN), role (OU),
+/// cluster id (O) and generation (a DNS name).
+pub fn identity_of(der: &[u8]) -> Option<crate::transport::PeerId> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let text = |a: Option<&x509_parser::x509::AttributeTypeAndValue>| {
+        a.and_then(|a| a.as_str().ok()).map(str::to_string)
+    };
+    let node_id = text(subject.iter_common_name().next())?;
+    let role = text(subject.iter_organizational_unit().next()).unwrap_or_default();
+    let cluster_id = text(subject.iter_organization().next()).unwrap_or_default();
+    let names: Vec<&str> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some(*d),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(crate::transport::PeerId {
+        node_id,
+        role,
+        cluster_id,
+        generation: generation_of(names),
+    })
+}
+
 pub fn role_unit(role: NodeRole) -> &'static str {
     match role {
         NodeRole::Manager => "swarm-manager",
@@ -79,6 +113,12 @@ impl NodeCert {
         std::io::Write::write_all(&mut f, self.key_pem.as_bytes())?;
         f.sync_all()?;
         Ok(())
+    }
+
+    /// The identity the node certificate (the first in the chain) names.
+    pub fn identity(&self) -> Option<crate::transport::PeerId> {
+        let der = crate::pem::pem_certs(&self.cert_pem).into_iter().next()?;
+        identity_of(der.as_ref())
     }
 
     /// When the node certificate (the first in the chain) expires.

@@ -261,8 +261,14 @@ fn encoded<T: serde::Serialize>(values: &[T]) -> Vec<Vec<u8>> {
 fn wire_seeds() -> Vec<Vec<u8>> {
     let mut seeds = encoded(&raft_envelopes());
     seeds.extend(encoded(&[
-        OneWay::ToAgent(ToAgent::Assignments(vec![task(), task()], Vec::new())),
-        OneWay::ToAgent(ToAgent::SessionRejected),
+        OneWay::ToAgent {
+            term: 3,
+            msg: ToAgent::Assignments(vec![task(), task()], Vec::new()),
+        },
+        OneWay::ToAgent {
+            term: 3,
+            msg: ToAgent::SessionRejected,
+        },
     ]));
     seeds.extend(encoded(&requests()));
     seeds.extend(encoded(&responses()));

@@ -141,7 +141,13 @@ impl Inbound for ClusterInbound {
                     let _ = raft.send_message(RaftMsg::Step(Box::new(m)));
                 }
             }
-            OneWay::ToAgent(ToAgent::Members(members)) => {
+            OneWay::ToAgent { term, .. } if !rt.push_term.admit(term) => {
+                tracing::info!(from = %peer.node_id, term, "a push of a deposed leader's term; dropped");
+            }
+            OneWay::ToAgent {
+                msg: ToAgent::Members(members),
+                ..
+            } => {
                 let managers: Vec<&str> = members
                     .nodes
                     .iter()
@@ -156,7 +162,7 @@ impl Inbound for ClusterInbound {
                     }
                 }
             }
-            OneWay::ToAgent(m) => {
+            OneWay::ToAgent { msg: m, .. } => {
                 if let Some(agent) = rt.directory.get::<AgentMsg>("agent") {
                     let _ = agent.send_message(match m {
                         ToAgent::Assignments(tasks, files) => AgentMsg::Assignments(tasks, files),

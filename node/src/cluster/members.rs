@@ -5,6 +5,8 @@
 //! refused, a certificate older than its node's generation is superseded,
 //! and only a node that is a manager now may send what managers send.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use parking_lot::RwLock;
 use shoal_actors::model::NodeRole;
 use shoal_actors::session::Members;
@@ -52,6 +54,27 @@ impl PeerView {
     /// Forgets them (the node left the swarm).
     pub fn clear(&self) {
         *self.0.write() = None;
+    }
+}
+
+/// The newest Raft term a leader's push (`OneWay::ToAgent`) came with. The
+/// leader of the newest term holds this node's session; what a deposed
+/// leader still sends (stamped with its older term) is dropped, and the
+/// ordered pipe keeps one leader's pushes in the order they were made.
+#[derive(Default)]
+pub struct PushTerm(AtomicU64);
+
+impl PushTerm {
+    /// Whether a push of `term` comes from the leader of the newest term
+    /// seen; a newer term becomes the one pushes are judged by.
+    pub fn admit(&self, term: u64) -> bool {
+        self.0.fetch_max(term, Ordering::AcqRel) <= term
+    }
+
+    /// Forgets the term (the node left the swarm: another swarm counts
+    /// its terms from the start).
+    pub fn clear(&self) {
+        self.0.store(0, Ordering::Release);
     }
 }
 
@@ -120,5 +143,17 @@ mod tests {
             view.standing(&peer("new", 0), Standing::Worker),
             Standing::Worker
         );
+    }
+
+    #[test]
+    fn pushes_of_an_older_term_are_dropped() {
+        let terms = PushTerm::default();
+        assert!(terms.admit(3), "the first push sets the term");
+        assert!(terms.admit(3), "the same leader again");
+        assert!(!terms.admit(2), "a deposed leader's late push");
+        assert!(terms.admit(5), "a new leader");
+        assert!(!terms.admit(3));
+        terms.clear();
+        assert!(terms.admit(1), "another swarm after leaving");
     }
 }

@@ -25,24 +25,6 @@ use crate::transport::Transport;
 /// The node's transport, once it is bound (it is not before `swarm init`/`join`).
 pub type TransportSlot = Arc<RwLock<Option<Arc<Transport>>>>;
 
-fn send_to(slot: &TransportSlot, addr: &str, msg: &OneWay) {
-    let Some(t) = slot.read().clone() else {
-        return;
-    };
-    let Ok(addr) = addr.parse::<SocketAddr>() else {
-        tracing::warn!(%addr, "not a socket address");
-        return;
-    };
-    let Ok(bytes) = codec::encode(msg) else {
-        return;
-    };
-    tokio::spawn(async move {
-        if let Err(e) = t.send(addr, &bytes).await {
-            tracing::debug!(%addr, error = %e, "send failed");
-        }
-    });
-}
-
 /// Raft's outbound messages, to the address of each peer manager.
 pub struct RaftNet {
     pub raft_id: u64,
@@ -167,6 +149,8 @@ impl RaftTransport for RaftNet {
 pub struct RemoteAgent {
     pub transport: TransportSlot,
     pub addr: String,
+    /// The term the dispatcher's node leads in (see `OneWay::ToAgent`).
+    pub term: u64,
 }
 
 impl AgentLink for RemoteAgent {
@@ -181,7 +165,22 @@ impl AgentLink for RemoteAgent {
             }
             AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Flush | AgentMsg::Recheck => return,
         };
-        send_to(&self.transport, &self.addr, &OneWay::ToAgent(wire));
+        // On the peer's ordered pipe: pushes arrive in the order the
+        // dispatcher made them (members before the assignments they vouch for).
+        let Some(t) = self.transport.read().clone() else {
+            return;
+        };
+        let Ok(addr) = self.addr.parse::<SocketAddr>() else {
+            tracing::warn!(addr = %self.addr, "not a socket address");
+            return;
+        };
+        let msg = OneWay::ToAgent {
+            term: self.term,
+            msg: wire,
+        };
+        if let Ok(bytes) = codec::encode(&msg) {
+            t.send_ordered(addr, bytes);
+        }
     }
 
     /// A datagram from a connected UDP socket to the node's cluster port:

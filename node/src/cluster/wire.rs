@@ -16,7 +16,10 @@ pub enum OneWay {
         from_addr: String,
         msg: Vec<u8>,
     },
-    ToAgent(ToAgent),
+    /// A leader's dispatcher to an agent, stamped with the Raft term the
+    /// sender leads in: an agent takes pushes of the newest term it has seen
+    /// and drops older ones (`cluster/members.rs`, `PushTerms`).
+    ToAgent { term: u64, msg: ToAgent },
     /// Chunk `index` of `total` of a Raft message too large for one frame
     /// (a snapshot): `cluster/chunks.rs`.
     RaftChunk {

@@ -426,6 +426,20 @@ impl Runtime {
             cert_pem: change.cert_pem,
             key_pem: change.key_pem,
         };
+        // Only a newer certificate of this node: an older role change (sent
+        // again, or overtaken by a later one) changes nothing.
+        let current = NodeCert::load(&self.certs_dir())?.identity();
+        match (cert.identity(), current) {
+            (Some(new), Some(now))
+                if new.node_id == id.node_id
+                    && new.cluster_id == now.cluster_id
+                    && new.generation > now.generation => {}
+            _ => {
+                return Err(NodeError::Precondition(
+                    "a role change must carry a newer certificate of this node".into(),
+                ))
+            }
+        }
         cert.save(&self.certs_dir())?;
         let manager = change.role == NodeRole::Manager;
         match &change.ca_key_pem {

@@ -151,6 +151,8 @@ pub struct Runtime {
     /// The swarm's members as the leader last sent them: how this node
     /// judges its peers when it holds no state (a worker).
     pub peers: crate::cluster::members::PeerView,
+    /// The term of the leader whose dispatcher holds this node's session.
+    pub push_term: crate::cluster::members::PushTerm,
     /// The network table the leader sent last, for the data plane and DNS.
     pub networks: crate::overlay::NetworkWatch,
     /// The embedded DNS server, while this node is in a swarm.
@@ -278,6 +280,7 @@ impl Runtime {
             sandbox_unavailable,
             mesh,
             peers: crate::cluster::members::PeerView::default(),
+            push_term: crate::cluster::members::PushTerm::default(),
             dns: parking_lot::Mutex::new(None),
             networks,
             overlay,

@@ -229,6 +229,8 @@ impl Runtime {
         }
         self.process.stop_all(Duration::from_secs(10)).await;
         self.mesh.clear();
+        self.peers.clear();
+        self.push_term.clear();
         self.stop_dns();
         self.overlay.stop();
         if let Some(sb) = self.process.sandbox() {

@@ -278,11 +278,14 @@ impl Runtime {
     /// An agent's message for the dispatcher: delivered here if this node
     /// leads, relayed to the leader otherwise.
     pub async fn to_dispatcher(&self, m: ToDispatcher) -> Response {
-        if let Some(d) = self.directory.get::<DispatcherMsg>("dispatcher") {
+        let leading = self.manager().ok().and_then(|m| m.leading_term());
+        if let (Some(d), Some(term)) = (self.directory.get::<DispatcherMsg>("dispatcher"), leading)
+        {
             let agent = |addr: &str| -> Arc<dyn shoal_actors::session::AgentLink> {
                 Arc::new(RemoteAgent {
                     transport: self.transport.clone(),
                     addr: addr.to_string(),
+                    term,
                 })
             };
             let msg = match m {

@@ -316,36 +316,7 @@ fn peer_id(conn: &quinn::Connection) -> Option<PeerId> {
         .peer_identity()?
         .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
         .ok()?;
-    let der = chain.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let subject = cert.subject();
-    let text = |a: Option<&x509_parser::x509::AttributeTypeAndValue>| {
-        a.and_then(|a| a.as_str().ok()).map(str::to_string)
-    };
-    let node_id = text(subject.iter_common_name().next())?;
-    let role = text(subject.iter_organizational_unit().next()).unwrap_or_default();
-    let cluster_id = text(subject.iter_organization().next()).unwrap_or_default();
-    let names: Vec<&str> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => Some(*d),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(PeerId {
-        node_id,
-        role,
-        cluster_id,
-        generation: crate::certs::generation_of(names),
-    })
+    crate::certs::identity_of(chain.first()?.as_ref())
 }
 
 impl Transport {
