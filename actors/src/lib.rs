@@ -15,6 +15,7 @@ pub mod harness;
 pub mod leader;
 pub mod limits;
 pub mod model;
+pub mod mounts;
 pub mod networks;
 pub mod orchestrator;
 pub mod packing;

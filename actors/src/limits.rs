@@ -234,6 +234,7 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
     if let Some(h) = &t.healthcheck {
         check_healthcheck(h)?;
     }
+    crate::mounts::check(&t.mounts).map_err(|e| LimitError(e.0))?;
     let placement = &t.placement;
     check_strings(
         "Placement.Constraints",

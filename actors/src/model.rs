@@ -328,6 +328,8 @@ pub struct TaskTemplate {
     pub configs: Vec<crate::secrets::FileRef>,
     /// Constraints, spread preferences and replicas per node.
     pub placement: crate::constraints::Placement,
+    /// Bind mounts, volumes and tmpfs mounts (docker's `Mounts`).
+    pub mounts: Vec<crate::mounts::Mount>,
     /// How the task is confined beyond the defaults (docker's
     /// `--hostname`, `--read-only`, `--cap-add`, `--cap-drop`, seccomp);
     /// boxed: rarely set, and a command holding a template stays small.
@@ -449,6 +451,7 @@ impl Default for TaskTemplate {
             secrets: Vec::new(),
             configs: Vec::new(),
             placement: Default::default(),
+            mounts: Vec::new(),
             isolation: Box::default(),
         }
     }

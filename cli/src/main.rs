@@ -4,6 +4,7 @@ mod attach;
 mod client;
 mod commands;
 mod filter;
+mod mount;
 mod output;
 mod pretty;
 mod publish;

@@ -125,6 +125,16 @@ pub fn service(svc: &Value) -> String {
     if !user.is_empty() {
         let _ = writeln!(out, " User: {user}");
     }
+    if let Some(list) = container["Mounts"].as_array().filter(|l| !l.is_empty()) {
+        out.push_str("Mounts:\n");
+        for m in list {
+            let _ = writeln!(out, " Target:\t{}", s(m, "/Target"));
+            let _ = writeln!(out, "  Source:\t{}", s(m, "/Source"));
+            let read_only = m["ReadOnly"].as_bool().unwrap_or(false);
+            let _ = writeln!(out, "  ReadOnly:\t{read_only}");
+            let _ = writeln!(out, "  Type:\t\t{}", s(m, "/Type"));
+        }
+    }
     // docker's Secrets and Configs blocks: target, then source.
     for (title, key, source) in [
         ("Secrets", "Secrets", "SecretName"),

@@ -600,7 +600,7 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
         r"^2\n$",
         "",
     );
-    // A field shoal would not act on is refused, not dropped.
+    // Mounts are docker's.
     row(
         m,
         &[
@@ -610,16 +610,47 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "--name",
             "dmount",
             "--mount",
-            "type=volume,source=v,target=/data",
+            "type=tmpfs,target=/scratch,tmpfs-size=1m",
+            IMAGE,
+        ],
+        0,
+        "",
+        "",
+    );
+    row(
+        m,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{range .Spec.TaskTemplate.ContainerSpec.Mounts}}{{.Type}} {{.Target}} {{.TmpfsOptions.SizeBytes}}{{end}}",
+            "dmount",
+        ],
+        0,
+        r"^tmpfs /scratch 1048576\n$",
+        "",
+    );
+    row(m, &["service", "rm", "dmount"], 0, "", "");
+    // A field shoal would not act on is refused, not dropped.
+    row(
+        m,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "ddns",
+            "--dns",
+            "192.0.2.53",
             IMAGE,
         ],
         1,
         "",
-        r"shoal does not support TaskTemplate\.ContainerSpec\.Mounts",
+        r"shoal does not support TaskTemplate\.ContainerSpec\.DNSConfig",
     );
     row(
         m,
-        &["service", "ls", "-f", "name=dmount", "-q"],
+        &["service", "ls", "-f", "name=ddns", "-q"],
         0,
         r"^$",
         "",

@@ -26,3 +26,4 @@ pub mod runtime;
 pub mod sandbox;
 pub mod transport;
 pub mod ustar;
+pub mod volumes;

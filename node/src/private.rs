@@ -18,10 +18,17 @@ pub fn restrict_umask() {
     }
 }
 
+/// Directories of the data dir whose content is the tasks' (volumes): the
+/// directory itself is private, what is inside keeps the modes its tasks
+/// gave it.
+pub const TASK_DATA: &[&str] = &["volumes"];
+
 /// Creates `dir` if needed, then sets it and everything under it to the
-/// private modes. Returns the paths whose mode had to change. Symbolic links
-/// are not followed and sockets keep their modes.
+/// private modes (but the content of `TASK_DATA`). Returns the paths whose
+/// mode had to change. Symbolic links are not followed and sockets keep
+/// their modes.
 pub fn secure_tree(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let task_data: Vec<PathBuf> = TASK_DATA.iter().map(|d| dir.join(d)).collect();
     std::fs::create_dir_all(dir)?;
     let mut repaired = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -39,7 +46,7 @@ pub fn secure_tree(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))?;
             repaired.push(path.clone());
         }
-        if kind.is_dir() {
+        if kind.is_dir() && !task_data.contains(&path) {
             for entry in std::fs::read_dir(&path)? {
                 stack.push(entry?.path());
             }

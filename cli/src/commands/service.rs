@@ -155,6 +155,9 @@ pub struct CreateArgs {
     /// Container hostname
     #[arg(long)]
     hostname: Option<String>,
+    /// Attach a filesystem mount to the service
+    #[arg(long, value_parser = crate::mount::parse)]
+    mount: Vec<bollard::models::Mount>,
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     read_only: bool,
@@ -298,6 +301,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         "User": a.user,
                         "Labels": labels(&a.container_label)?,
                         "Hostname": a.hostname,
+                        "Mounts": a.mount,
                         "ReadOnly": a.read_only,
                         "CapabilityAdd": a.cap_add,
                         "CapabilityDrop": a.cap_drop,

@@ -281,6 +281,12 @@ pub struct UpdateArgs {
     /// Container hostname
     #[arg(long)]
     hostname: Option<String>,
+    /// Add or update a mount on a service
+    #[arg(long = "mount-add", value_parser = crate::mount::parse)]
+    mount_add: Vec<bollard::models::Mount>,
+    /// Remove a mount by its target path
+    #[arg(long = "mount-rm")]
+    mount_rm: Vec<String>,
     /// Mount the container's root filesystem as read only
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     read_only: Option<bool>,
@@ -504,6 +510,13 @@ impl UpdateArgs {
             if let Some(r) = self.read_only {
                 c.insert("ReadOnly".into(), json!(r));
             }
+            if !self.mount_add.is_empty() || !self.mount_rm.is_empty() {
+                let mounts = c.get("Mounts").cloned().unwrap_or(Value::Null);
+                c.insert(
+                    "Mounts".into(),
+                    update_mounts(mounts, &self.mount_add, &self.mount_rm)?,
+                );
+            }
             // As docker: an added capability leaves the drop list, a dropped
             // one the add list.
             let list = |c: &Map<String, Value>, key: &str| -> Vec<String> {
@@ -665,4 +678,41 @@ pub async fn rollback(client: &Client, a: RollbackArgs) -> anyhow::Result<()> {
         wait_rollout(client, &id, a.quiet, true).await?;
     }
     Ok(())
+}
+
+/// docker's `updateMounts`: an added mount replaces the one with its
+/// target, `--mount-rm` removes by target, and the list is sorted by
+/// source, then target.
+fn update_mounts(
+    old: Value,
+    add: &[bollard::models::Mount],
+    rm: &[String],
+) -> anyhow::Result<Value> {
+    let mut by_target: std::collections::BTreeMap<String, Value> = Default::default();
+    for m in add {
+        let target = m.target.clone().unwrap_or_default();
+        if by_target.contains_key(&target) {
+            anyhow::bail!("duplicate mount target");
+        }
+        by_target.insert(target, serde_json::to_value(m)?);
+    }
+    if let Value::Array(list) = old {
+        for m in list {
+            let target = m["Target"].as_str().unwrap_or_default().to_string();
+            by_target.entry(target).or_insert(m);
+        }
+    }
+    let mut mounts: Vec<Value> = by_target
+        .into_iter()
+        .filter(|(target, _)| !rm.contains(target))
+        .map(|(_, m)| m)
+        .collect();
+    let key = |m: &Value| {
+        (
+            m["Source"].as_str().unwrap_or_default().to_string(),
+            m["Target"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    mounts.sort_by_key(key);
+    Ok(Value::Array(mounts))
 }

@@ -151,14 +151,21 @@ assert actions[0] == ("create", "pyweb"), actions
 assert ("update", "pyweb") in actions, actions
 assert all(e["scope"] == "swarm" for e in events), events
 
+# Mounts are docker's, as docker-py writes them.
+mounted = client.services.create(image, name="pymount", mounts=["/tmp:/data:ro"])
+spec_mounts = mounted.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
+assert spec_mounts == [{"Type": "bind", "Source": "/tmp", "Target": "/data",
+                        "ReadOnly": True}], spec_mounts
+mounted.remove()
+
 # Bad input: a field shoal would not act on is refused, not dropped.
 try:
-    client.services.create(image, name="pymount",
-                           mounts=["/tmp:/data:ro"])
-    raise AssertionError("a mount was accepted")
+    client.services.create(image, name="pydns",
+                           dns_config=docker.types.DNSConfig(nameservers=["192.0.2.53"]))
+    raise AssertionError("a DNS config was accepted")
 except APIError as e:
-    assert e.status_code == 400 and "Mounts" in str(e), e
-assert client.services.list(filters={"name": "pymount"}) == []
+    assert e.status_code == 400 and "DNSConfig" in str(e), e
+assert client.services.list(filters={"name": "pydns"}) == []
 try:
     client.services.get("no-such-service")
     raise AssertionError("a missing service was found")

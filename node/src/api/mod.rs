@@ -6,6 +6,7 @@ mod error;
 pub mod events;
 pub mod filters;
 mod logs;
+pub mod mounts;
 pub mod networks;
 mod placement;
 mod ports;

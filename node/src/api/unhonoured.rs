@@ -1,6 +1,6 @@
 //! Fields of a spec that shoal would not act on.
 //!
-//! SDKs send whole specs, with fields shoal has no use for (`Mounts`,
+//! SDKs send whole specs, with fields shoal has no use for (`DNSConfig`,
 //! `Sysctls`, `LogDriver`, …). Dropping them silently would tell the client
 //! its service runs as asked when it does not; so a field that is set in
 //! the request but has no counterpart in the spec as shoal shows it back is
@@ -18,6 +18,18 @@ const ACCEPTED_AS_DEFAULT: &[(&str, &str)] = &[
 
 /// The field names of the specs shoal reads, as the Engine API spells them.
 const FIELDS: &[&str] = &[
+    "VolumeOptions",
+    "Type",
+    "TmpfsOptions",
+    "Source",
+    "SizeBytes",
+    "Propagation",
+    "NonRecursive",
+    "NoCopy",
+    "Mounts",
+    "DriverConfig",
+    "Consistency",
+    "BindOptions",
     "Aliases",
     "Args",
     "Balance",

@@ -223,6 +223,34 @@ impl Confiner {
         self.cgroups.hierarchy()
     }
 
+    /// Whether `path` of the host is (under) a path kept out of tasks' view.
+    pub fn hides(&self, path: &Path) -> bool {
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let path = path.to_string_lossy();
+        self.hidden
+            .lock()
+            .iter()
+            .any(|h| path.starts_with(&format!("{h}/")) || *h == path)
+    }
+
+    /// The hidden paths under the host directory `source`, relative to it
+    /// (`/certs` for the data dir's certificates under a bind of its parent):
+    /// a bind of `source` masks them at its target too.
+    pub fn hidden_under(&self, source: &Path) -> Vec<String> {
+        let source = source
+            .canonicalize()
+            .unwrap_or_else(|_| source.to_path_buf());
+        let source = source.to_string_lossy();
+        let base = source.trim_end_matches('/');
+        self.hidden
+            .lock()
+            .iter()
+            .filter_map(|h| h.strip_prefix(base))
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Keeps `path` (the control socket, say) out of every task's view.
     pub fn hide(&self, path: &Path) {
         let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -278,6 +306,7 @@ impl Confiner {
         &self,
         task: &Task,
         files: &[TaskFile],
+        mounts: &[rootfs::MountPlan],
         netns: Option<i32>,
         ids: Option<(u32, u32, Vec<u32>)>,
     ) -> Result<(child::Launch, TaskCgroup), ConfineError> {
@@ -297,6 +326,7 @@ impl Confiner {
             file_targets: &targets,
             workdir: &spec.workdir,
             read_only: spec.isolation.read_only,
+            mounts,
         });
         let steps = steps
             .iter()

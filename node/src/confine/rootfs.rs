@@ -60,6 +60,98 @@ pub struct RootSpec<'a> {
     /// The working directory, made if missing (empty: `/`).
     pub workdir: &'a str,
     pub read_only: bool,
+    /// The task's bind, volume and tmpfs mounts, in the spec's order.
+    pub mounts: &'a [MountPlan],
+}
+
+/// One of a task's mounts, resolved on the node: a bind's or volume's host
+/// directory or file, or a tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    /// The host path bound (`None`: a tmpfs).
+    pub source: Option<String>,
+    /// Whether the source is a directory (else a file is bound).
+    pub source_is_dir: bool,
+    /// Absolute, in the task's view.
+    pub target: String,
+    pub read_only: bool,
+    /// Submounts of the source are bound too (docker's default).
+    pub recursive: bool,
+    /// `MS_PRIVATE`, `MS_SHARED` or `MS_SLAVE`, with `MS_REC` for the r- kinds.
+    pub propagation: u64,
+    /// A tmpfs's `size=` and `mode=` (0: none given).
+    pub tmpfs_size: u64,
+    pub tmpfs_mode: u32,
+    /// Hidden paths of the host under the source, relative to it: masked
+    /// at the target as they are in the root.
+    pub masks: Vec<String>,
+}
+
+/// `path` with `.` and `..` resolved by name, never above `/`: a target
+/// cannot name a place outside the task's root.
+pub fn lexical(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The steps of the task's mounts: the target made in the root's upper
+/// layer, the mount, its propagation, and a remount that makes it `nodev`
+/// and `nosuid` (every writable filesystem in the task's view is `nodev`)
+/// and read-only when asked.
+fn mount_steps(root: &str, m: &MountPlan, steps: &mut Vec<Step>) {
+    let target = lexical(&m.target);
+    let at = format!("{root}{target}");
+    match &m.source {
+        Some(source) => {
+            if m.source_is_dir {
+                mkdir_all(root, &target, steps);
+            } else {
+                if let Some((parent, _)) = target.rsplit_once('/') {
+                    mkdir_all(root, parent, steps);
+                }
+                steps.push(Step::Touch(at.clone()));
+            }
+            let rec = if m.recursive { libc::MS_REC } else { 0 };
+            steps.push(mount(source, at.clone(), "", libc::MS_BIND | rec, ""));
+            steps.push(mount("", at.clone(), "", m.propagation, ""));
+            let ro = if m.read_only { libc::MS_RDONLY } else { 0 };
+            steps.push(mount(
+                "",
+                at.clone(),
+                "",
+                libc::MS_REMOUNT | libc::MS_BIND | NOSUID | NODEV | ro,
+                "",
+            ));
+            steps.extend(m.masks.iter().map(|rel| Step::Mask(format!("{at}{rel}"))));
+        }
+        None => {
+            mkdir_all(root, &target, steps);
+            let mut data = Vec::new();
+            if m.tmpfs_size != 0 {
+                data.push(format!("size={}", m.tmpfs_size));
+            }
+            if m.tmpfs_mode != 0 {
+                data.push(format!("mode={:o}", m.tmpfs_mode));
+            }
+            let ro = if m.read_only { libc::MS_RDONLY } else { 0 };
+            steps.push(mount(
+                "tmpfs",
+                at,
+                "tmpfs",
+                NOSUID | NODEV | ro,
+                &data.join(","),
+            ));
+        }
+    }
 }
 
 /// The devices docker gives a container by default.
@@ -214,6 +306,9 @@ pub fn plan(spec: &RootSpec) -> Vec<Step> {
     }
     mkdir_all(&root, "/run/secrets", &mut steps);
     mkdir_all(&root, spec.workdir, &mut steps);
+    for m in spec.mounts {
+        mount_steps(&root, m, &mut steps);
+    }
     if spec.read_only {
         steps.push(mount(
             "",
@@ -237,6 +332,7 @@ mod tests {
             file_targets: files,
             workdir: "/srv/app",
             read_only,
+            mounts: &[],
         }
     }
 

@@ -361,6 +361,14 @@ impl DockerDriver {
                 memory_reservation: nonzero(spec.resources.reserve_memory_bytes),
                 init: Some(false),
                 binds,
+                // Named volumes are made by the engine, with their labels and
+                // driver options, as dockerd's swarm executor has them made.
+                mounts: (!spec.mounts.is_empty()).then(|| {
+                    spec.mounts
+                        .iter()
+                        .map(crate::api::mounts::to_wire)
+                        .collect()
+                }),
                 ..Default::default()
             }),
             ..Default::default()

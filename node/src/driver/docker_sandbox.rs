@@ -189,9 +189,13 @@ pub fn engine_address(inspect: &bollard::models::ContainerInspectResponse) -> Op
         .ok()
 }
 
-/// Removes a container, running or not; a missing one is no error.
+/// Removes a container, running or not, with its anonymous volumes (as
+/// swarmkit's executor does; named ones stay); a missing one is no error.
 pub async fn remove(docker: &Docker, name: &str) {
-    let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+    let opts = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
     if let Err(e) = docker.remove_container(name, Some(opts)).await {
         let msg = engine_message(&e);
         if !msg.contains("No such container") {

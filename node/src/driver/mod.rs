@@ -5,6 +5,7 @@ pub mod docker_connect;
 mod docker_files;
 pub mod docker_sandbox;
 mod process;
+mod process_mounts;
 pub mod support;
 pub mod user;
 

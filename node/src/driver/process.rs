@@ -2,6 +2,8 @@
 //! shell), confined as a container is (see `confine`): its own namespaces,
 //! root, capabilities, seccomp filter and cgroup, killed with the daemon.
 
+use super::process_mounts;
+use crate::volumes::Volumes;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -39,6 +41,8 @@ struct Proc {
 
 pub struct ProcessDriver {
     log_dir: PathBuf,
+    /// The node's volumes, which its tasks mount.
+    volumes: Arc<Volumes>,
     procs: Arc<Mutex<HashMap<String, Proc>>>,
     /// Tasks whose process is being started (so a second start waits for
     /// nothing and starts nothing).
@@ -64,6 +68,7 @@ type ForkJob = (
 #[derive(Clone)]
 struct ForkCtx {
     log_dir: PathBuf,
+    volumes: Arc<Volumes>,
     sandbox: Option<Arc<Sandbox>>,
     confiner: Arc<Confiner>,
 }
@@ -133,12 +138,14 @@ impl ProcessDriver {
 
     pub fn new(
         log_dir: PathBuf,
+        volumes: Arc<Volumes>,
         sandbox: Option<Arc<Sandbox>>,
         confiner: Result<Arc<Confiner>, Abilities>,
         overlay: Arc<crate::overlay::Overlay>,
     ) -> Arc<Self> {
         Arc::new(ProcessDriver {
             log_dir,
+            volumes,
             procs: Arc::default(),
             starting: Arc::default(),
             forker: OnceLock::new(),
@@ -250,9 +257,11 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
     let ids = credentials
         .as_ref()
         .map(|c| (c.uid, c.gid, c.groups.clone()));
+    let mounts = process_mounts::resolve(&ctx.volumes, &ctx.confiner, task, &task.spec.mounts)
+        .map_err(DriverError::Rejected)?;
     let (confined, cgroup) = ctx
         .confiner
-        .prepare(task, &task_files, netns_fd, ids)
+        .prepare(task, &task_files, &mounts, netns_fd, ids)
         .map_err(|e| match e {
             ConfineError::Cgroup(..) | ConfineError::Io(..) => {
                 DriverError::failed_by("cannot confine the task", e)
@@ -563,6 +572,7 @@ impl Driver for ProcessDriver {
             None => Forker::start(
                 ForkCtx {
                     log_dir: self.log_dir.clone(),
+                    volumes: self.volumes.clone(),
                     sandbox: self.sandbox.clone(),
                     confiner,
                 },
@@ -657,6 +667,8 @@ impl Driver for ProcessDriver {
             // runtime's threads: it waits for the processes to go).
             tokio::task::spawn_blocking(move || p.cgroup.remove());
         }
+        let (volumes, id) = (self.volumes.clone(), task_id.to_string());
+        tokio::task::spawn_blocking(move || volumes.remove_anonymous(&id));
         if let Some(sb) = &self.sandbox {
             // `ip` runs here: off the runtime's threads.
             let (sb, id) = (sb.clone(), task_id.to_string());

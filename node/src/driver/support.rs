@@ -11,6 +11,15 @@ fn unsupported_by_process(t: &TaskTemplate) -> Option<&'static str> {
     if !t.container_labels.is_empty() {
         return Some("--container-label (ContainerSpec.Labels)");
     }
+    // A process task's volumes are directories of the node (`volumes`).
+    if t.mounts.iter().any(|m| {
+        !m.local_volume()
+            || m.volume
+                .as_ref()
+                .is_some_and(|v| !v.driver_options.is_empty())
+    }) {
+        return Some("a volume driver or its options (--mount volume-driver, volume-opt)");
+    }
     None
 }
 

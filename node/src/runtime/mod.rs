@@ -221,8 +221,12 @@ impl Runtime {
         if let Err(abilities) = &confiner {
             tracing::warn!(cannot = ?abilities.cannot, "this node cannot confine process tasks: none will start here");
         }
+        let volumes = Arc::new(crate::volumes::Volumes::new(
+            config.data_dir.join("volumes"),
+        ));
         let process = ProcessDriver::new(
             config.data_dir.join("logs"),
+            volumes.clone(),
             sandbox.ok(),
             confiner,
             overlay.clone(),

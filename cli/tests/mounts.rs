@@ -1,0 +1,302 @@
+//! `--mount`: bind mounts, volumes and tmpfs mounts for process tasks (done
+//! by shoal in the task's mount namespace) and docker tasks (done by the
+//! engine), with dockerd's refusals.
+
+mod common;
+
+use std::time::Duration;
+
+use common::images::{build_image, engine, rt, IMAGE};
+use common::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn logs(d: &Daemon, service: &str) -> String {
+    String::from_utf8_lossy(&d.shoal(&["service", "logs", "--raw", service]).stdout).into_owned()
+}
+
+/// A process task writes to a named volume, sees a fresh tmpfs, cannot write
+/// to a read-only bind; killed, it comes back on the same volume; `update
+/// --force` keeps it too. Binding the data dir's parent shows the data dir
+/// masked, as it is in the task's root.
+#[test]
+fn a_process_tasks_volume_outlives_it_and_its_tmpfs_does_not() {
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let shared = tempfile::tempdir().expect("tmp");
+    std::fs::write(shared.path().join("hello"), "from the host\n").expect("write");
+    let parent = d.data_dir().parent().expect("parent").to_path_buf();
+    let data_name = d
+        .data_dir()
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let script = format!(
+        "n=$(cat /data/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/count; \
+         echo \"count=$n scratch=$(ls -A /scratch | wc -l)\"; touch /scratch/x; \
+         cat /ro/hello; if touch /ro/probe 2>/dev/null; then echo ro=writable; else echo ro=refused; fi; \
+         if cat /host/{data_name}/certs/node.key >/dev/null 2>&1; then echo key=read; else echo key=hidden; fi; \
+         exec sleep 100017"
+    );
+    let bind = format!("type=bind,src={},dst=/ro,readonly", shared.path().display());
+    let host = format!("type=bind,src={},dst=/host", parent.display());
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "db",
+        "--driver",
+        "process",
+        "--mount",
+        "type=volume,source=dbdata,target=/data,volume-label=purpose=test",
+        "--mount",
+        "type=tmpfs,target=/scratch,tmpfs-size=1m",
+        "--mount",
+        &bind,
+        "--mount",
+        &host,
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    wait_for("the first run's output", LONG, || {
+        logs(&d, "db").contains("key=")
+    });
+    let first = logs(&d, "db");
+    assert!(first.contains("count=1 scratch=0"), "{first}");
+    assert!(first.contains("from the host"), "{first}");
+    assert!(first.contains("ro=refused"), "{first}");
+    assert!(
+        first.contains("key=hidden"),
+        "the data dir shows through a bind: {first}"
+    );
+    let on_host = d.data_dir().join("volumes/dbdata/_data/count");
+    assert_eq!(
+        std::fs::read_to_string(&on_host)
+            .expect("the volume on the node")
+            .trim(),
+        "1"
+    );
+
+    // Killed: the restarted task finds the volume's data and a new tmpfs.
+    let mut pid = None;
+    wait_for("the task's process", LONG, || {
+        pid = pids_with("100017").first().copied();
+        pid.is_some()
+    });
+    let pid = pid.unwrap_or_else(|| panic!("{}", logs(&d, "db")));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_for("the second run", LONG, || {
+        logs(&d, "db").contains("count=2")
+    });
+    assert!(
+        logs(&d, "db").contains("count=2 scratch=0"),
+        "{}",
+        logs(&d, "db")
+    );
+
+    d.ok(&["service", "update", "-d", "--force", "db"]);
+    wait_for("the run after update --force", LONG, || {
+        logs(&d, "db").contains("count=3")
+    });
+
+    // The spec shows the mounts as docker's `Mount`s, and --pretty lists them.
+    let inspect = d.ok(&["service", "inspect", "db"]);
+    let v: serde_json::Value = serde_json::from_str(&inspect).expect("json");
+    let mounts = &v[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"];
+    assert_eq!(mounts.as_array().map(Vec::len), Some(4), "{mounts}");
+    assert!(mounts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|m| m["Type"] == "volume" && m["Source"] == "dbdata" && m["Target"] == "/data"));
+    let pretty = d.ok(&["service", "inspect", "--pretty", "db"]);
+    assert!(
+        pretty.contains(
+            "Mounts:\n Target:\t/data\n  Source:\tdbdata\n  ReadOnly:\tfalse\n  Type:\t\tvolume"
+        ),
+        "{pretty}"
+    );
+
+    // --mount-rm by target, --mount-add replaces by target.
+    d.ok(&[
+        "service",
+        "update",
+        "-d",
+        "--mount-rm",
+        "/host",
+        "--mount-add",
+        "type=tmpfs,target=/scratch,tmpfs-size=2m",
+        "db",
+    ]);
+    let inspect = d.ok(&["service", "inspect", "db"]);
+    let v: serde_json::Value = serde_json::from_str(&inspect).expect("json");
+    let mounts = v[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(mounts.len(), 3, "{mounts:?}");
+    assert!(mounts
+        .iter()
+        .any(|m| m["Target"] == "/scratch" && m["TmpfsOptions"]["SizeBytes"] == 2 << 20));
+    assert!(!mounts.iter().any(|m| m["Target"] == "/host"));
+}
+
+/// What dockerd refuses, refused in its words, and nothing written; a bind
+/// source the node does not have rejects the task, as dockerd rejects the
+/// container.
+#[test]
+fn bad_mounts_are_refused_in_dockers_words() {
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let create = |mount: &str| {
+        d.fails(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "bad",
+            "--driver",
+            "process",
+            "--mount",
+            mount,
+            "/bin/sleep",
+            "100",
+        ])
+    };
+    for (mount, says) in [
+        (
+            "type=bind,src=relative,dst=/x",
+            "invalid mount config for type \"bind\": invalid mount path: 'relative' mount path must be absolute",
+        ),
+        (
+            "type=bind,src=/tmp",
+            "invalid mount config for type \"bind\": field Target must not be empty",
+        ),
+        (
+            "type=nfs,dst=/x",
+            "invalid mount config for type \"nfs\": mount type unknown",
+        ),
+        ("type=bind,dst=/x,color=red", "unknown option 'color' in 'color=red'"),
+        (
+            "type=tmpfs,dst=/x,volume-nocopy",
+            "cannot mix 'volume-*' options with mount type 'tmpfs'",
+        ),
+        (
+            "type=volume,src=v,dst=/x,volume-driver=nfs",
+            "the process driver cannot honour a volume driver",
+        ),
+        (
+            "type=volume,src=v,dst=/",
+            "invalid specification: destination can't be '/'",
+        ),
+    ] {
+        let err = create(mount);
+        assert!(err.contains(says), "{mount}: {err}");
+    }
+    let err = d.fails(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "bad",
+        "--driver",
+        "process",
+        "--mount",
+        "type=tmpfs,dst=/x",
+        "--mount",
+        "type=volume,src=v,dst=/x",
+        "/bin/sleep",
+        "100",
+    ]);
+    assert!(err.contains("invalid duplicate mount point: /x"), "{err}");
+    assert!(
+        d.ok(&["service", "ls", "-q"]).trim().is_empty(),
+        "a refused service was written"
+    );
+
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "nosrc",
+        "--driver",
+        "process",
+        "--mount",
+        "type=bind,src=/nonexistent-shoal-src,dst=/x",
+        "/bin/sleep",
+        "100",
+    ]);
+    wait_for("the task's rejection", LONG, || {
+        d.ok(&["service", "ps", "--no-trunc", "nosrc"]).contains(
+            "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent-shoal-src",
+        )
+    });
+}
+
+/// A docker task's mounts are the engine's: the named volume is made by the
+/// engine with its labels, and the container mounts it where asked.
+#[test]
+fn a_docker_tasks_volume_is_made_by_the_engine() {
+    let Some(docker) = engine() else {
+        eprintln!("no docker engine here; skipped");
+        return;
+    };
+    build_image(&docker);
+    let volume = format!("shoal-test-{}", std::process::id());
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let mount = format!("type=volume,source={volume},target=/data,volume-label=from=shoal");
+    d.ok(&[
+        "service", "create", "-d", "--name", "dockvol", "--mount", &mount, IMAGE, "--port", "80",
+    ]);
+    wait_for("the task running", LONG, || running(&d, "dockvol") == 1);
+    let inspected = rt().block_on(docker.inspect_volume(&volume));
+    let v = inspected.expect("the engine made the volume");
+    assert_eq!(v.labels.get("from").map(String::as_str), Some("shoal"));
+    let containers = rt().block_on(
+        docker.list_containers(Some(
+            bollard::query_parameters::ListContainersOptionsBuilder::default()
+                .filters(&std::collections::HashMap::from([(
+                    "label".to_string(),
+                    vec!["com.shoal.service.name=dockvol".to_string()],
+                )]))
+                .build(),
+        )),
+    );
+    let c = containers.expect("containers");
+    let mounts = c.first().and_then(|c| c.mounts.clone()).unwrap_or_default();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name.as_deref() == Some(volume.as_str())
+                && m.destination.as_deref() == Some("/data")),
+        "{mounts:?}"
+    );
+    d.ok(&["service", "rm", "dockvol"]);
+    wait_for("the container gone", LONG, || {
+        rt().block_on(
+            docker.list_containers(Some(
+                bollard::query_parameters::ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&std::collections::HashMap::from([(
+                        "label".to_string(),
+                        vec!["com.shoal.service.name=dockvol".to_string()],
+                    )]))
+                    .build(),
+            )),
+        )
+        .map(|c| c.is_empty())
+        .unwrap_or(false)
+    });
+    let _ = rt().block_on(docker.remove_volume(
+        &volume,
+        None::<bollard::query_parameters::RemoveVolumeOptions>,
+    ));
+}
