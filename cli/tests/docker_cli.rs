@@ -648,13 +648,7 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
         "",
         r"shoal does not support TaskTemplate\.ContainerSpec\.DNSConfig",
     );
-    row(
-        m,
-        &["service", "ls", "-f", "name=ddns", "-q"],
-        0,
-        r"^$",
-        "",
-    );
+    row(m, &["service", "ls", "-f", "name=ddns", "-q"], 0, r"^$", "");
 
     // shoal's CLI and docker's see the same service.
     let ours: serde_json::Value = serde_json::from_str(&m.ok(&["service", "inspect", "cliwait"]))

@@ -147,6 +147,60 @@ fn a_process_tasks_volume_outlives_it_and_its_tmpfs_does_not() {
     assert!(!mounts.iter().any(|m| m["Target"] == "/host"));
 }
 
+/// Swarm's templates: `data-{{.Task.Slot}}` gives each replica a volume of
+/// its own, and the hostname and env name the slot; an unknown field is
+/// refused when the service is created, as swarmkit refuses it.
+#[test]
+fn each_slot_gets_its_own_volume_from_a_template() {
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "slots",
+        "--replicas",
+        "2",
+        "--driver",
+        "process",
+        "--hostname",
+        "{{.Service.Name}}-{{.Task.Slot}}",
+        "--env",
+        "SLOT={{.Task.Slot}}",
+        "--mount",
+        "type=volume,source=data-{{.Task.Slot}},target=/data",
+        "/bin/sh",
+        "-c",
+        "echo \"$(hostname) $SLOT\" > /data/who; exec sleep 100018",
+    ]);
+    for slot in ["1", "2"] {
+        let file = d.data_dir().join(format!("volumes/data-{slot}/_data/who"));
+        wait_for("each slot's volume", LONG, || file.exists());
+        wait_for("its content", LONG, || {
+            std::fs::read_to_string(&file).is_ok_and(|t| t.trim() == format!("slots-{slot} {slot}"))
+        });
+    }
+    let err = d.fails(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "badtmpl",
+        "--driver",
+        "process",
+        "--env",
+        "X={{.Task.Nope}}",
+        "/bin/sleep",
+        "100",
+    ]);
+    assert!(
+        err.contains("expanding env failed: expanding env \"X={{.Task.Nope}}\"")
+            && err.contains("can't evaluate field Nope"),
+        "{err}"
+    );
+}
+
 /// What dockerd refuses, refused in its words, and nothing written; a bind
 /// source the node does not have rejects the task, as dockerd rejects the
 /// container.
@@ -254,7 +308,21 @@ fn a_docker_tasks_volume_is_made_by_the_engine() {
     d.ok(&["swarm", "init"]);
     let mount = format!("type=volume,source={volume},target=/data,volume-label=from=shoal");
     d.ok(&[
-        "service", "create", "-d", "--name", "dockvol", "--mount", &mount, IMAGE, "--port", "80",
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "dockvol",
+        "--mount",
+        &mount,
+        "--hostname",
+        "{{.Service.Name}}-{{.Task.Slot}}",
+        "--read-only",
+        "--cap-add",
+        "NET_ADMIN",
+        IMAGE,
+        "--port",
+        "80",
     ]);
     wait_for("the task running", LONG, || running(&d, "dockvol") == 1);
     let inspected = rt().block_on(docker.inspect_volume(&volume));
@@ -279,6 +347,20 @@ fn a_docker_tasks_volume_is_made_by_the_engine() {
                 && m.destination.as_deref() == Some("/data")),
         "{mounts:?}"
     );
+    // The container options reach the engine, the hostname's template expanded.
+    let id = c.first().and_then(|c| c.id.clone()).expect("container id");
+    let inspected = rt()
+        .block_on(docker.inspect_container(&id, None))
+        .expect("inspect");
+    let config = inspected.config.expect("config");
+    assert_eq!(config.hostname.as_deref(), Some("dockvol-1"));
+    let host = inspected.host_config.expect("host config");
+    assert_eq!(host.readonly_rootfs, Some(true));
+    assert!(host
+        .cap_add
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.contains("NET_ADMIN")));
     d.ok(&["service", "rm", "dockvol"]);
     wait_for("the container gone", LONG, || {
         rt().block_on(

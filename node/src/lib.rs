@@ -24,6 +24,7 @@ pub mod private;
 pub mod protocol;
 pub mod runtime;
 pub mod sandbox;
+pub mod templates;
 pub mod transport;
 pub mod ustar;
 pub mod volumes;

@@ -688,6 +688,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
     };
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
     crate::driver::support::check(&spec.task_template)?;
+    crate::templates::check(&spec.name, &spec.task_template)?;
     Ok(spec)
 }
 
@@ -723,17 +724,7 @@ fn parse_isolation(tt: &Value) -> Result<shoal_actors::model::Isolation, String>
         seccomp_unconfined,
     };
     crate::confine::caps::effective(&iso.cap_add, &iso.cap_drop).map_err(|e| e.to_string())?;
-    let valid_host = iso.hostname.len() <= 63
-        && iso
-            .hostname
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if !valid_host {
-        return Err(format!(
-            "invalid hostname {:?}: at most 63 letters, digits, '-' and '.'",
-            iso.hostname
-        ));
-    }
+    // The hostname is checked once its templates are expanded (`templates`).
     Ok(iso)
 }
 

@@ -68,6 +68,8 @@ pub struct DockerDriver {
     me: Weak<DockerDriver>,
     docker: Docker,
     log_dir: PathBuf,
+    /// The node as service templates name it.
+    node: Arc<crate::templates::NodeInfo>,
     /// The engine's version while it answers; `None` when it does not.
     version: RwLock<Option<String>>,
     tasks: Mutex<HashMap<String, Container>>,
@@ -81,6 +83,7 @@ impl DockerDriver {
     /// is not available, and becomes available when one answers.
     pub async fn connect(
         log_dir: PathBuf,
+        node: Arc<crate::templates::NodeInfo>,
         overlay: Arc<Overlay>,
         sandbox: Option<Arc<Sandbox>>,
     ) -> Option<Arc<Self>> {
@@ -91,6 +94,7 @@ impl DockerDriver {
             me: me.clone(),
             docker,
             log_dir,
+            node,
             version: RwLock::new(None),
             tasks: Mutex::new(HashMap::new()),
             overlay,
@@ -300,6 +304,12 @@ impl DockerDriver {
                 launch.task.id
             )));
         }
+        let expanded = crate::templates::expand_task(&launch.task, &launch.node_id, &self.node)
+            .map_err(DriverError::Rejected)?;
+        let launch = Launch {
+            task: expanded,
+            ..launch
+        };
         let task = &launch.task;
         let spec = &task.spec;
         let name = format!("{}.{}.{}", task.service_name, task.slot, task.id);
@@ -346,7 +356,9 @@ impl DockerDriver {
                 DriverError::rejected_by("cannot mount the task's secrets and configs", e)
             })?)
         };
+        let iso = &spec.isolation;
         let body = ContainerCreateBody {
+            hostname: (!iso.hostname.is_empty()).then(|| iso.hostname.clone()),
             image: Some(spec.image.clone()),
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
             env: Some(env),
@@ -360,6 +372,12 @@ impl DockerDriver {
                 // As swarmkit does: a memory reservation is the container's soft limit.
                 memory_reservation: nonzero(spec.resources.reserve_memory_bytes),
                 init: Some(false),
+                readonly_rootfs: iso.read_only.then_some(true),
+                cap_add: (!iso.cap_add.is_empty()).then(|| iso.cap_add.clone()),
+                cap_drop: (!iso.cap_drop.is_empty()).then(|| iso.cap_drop.clone()),
+                security_opt: iso
+                    .seccomp_unconfined
+                    .then(|| vec!["seccomp=unconfined".to_string()]),
                 binds,
                 // Named volumes are made by the engine, with their labels and
                 // driver options, as dockerd's swarm executor has them made.
@@ -404,6 +422,7 @@ impl DockerDriver {
                 });
                 ContainerCreateBody {
                     host_config,
+                    hostname: None,
                     ..body
                 }
             }
@@ -464,7 +483,8 @@ impl DockerDriver {
             (LABEL_SANDBOX.to_string(), task.id.clone()),
         ]);
         let name = docker_sandbox::name_for(task_container);
-        let sb = docker_sandbox::start(&self.docker, &name, labels, nets)
+        let hostname = Some(task.spec.isolation.hostname.clone()).filter(|h| !h.is_empty());
+        let sb = docker_sandbox::start(&self.docker, &name, labels, nets, hostname)
             .await
             .map_err(DriverError::Failed)?;
         let (id, pid, nets) = (task.id.clone(), sb.pid, nets.to_vec());

@@ -118,7 +118,8 @@ pub async fn ensure_image(docker: &Docker) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the sandbox container of a task (replacing one an earlier try
+/// Starts the sandbox container of a task, with the task's hostname if it
+/// has one (replacing one an earlier try
 /// left): on the engine's bridge, or on no engine network at all when
 /// every network of the task is internal.
 pub async fn start(
@@ -126,12 +127,16 @@ pub async fn start(
     name: &str,
     labels: HashMap<String, String>,
     nets: &[NetAttach],
+    hostname: Option<String>,
 ) -> Result<SandboxContainer, String> {
     ensure_image(docker).await?;
     remove(docker, name).await;
     let internal_only = nets.iter().all(|n| n.internal);
     let dns = nets.first().map(|n| vec![n.gateway.to_string()]);
     let body = ContainerCreateBody {
+        // The task's container shares this one's namespaces, hostname too
+        // (the engine refuses a hostname on a container that joins another's).
+        hostname,
         image: Some(PAUSE_IMAGE.into()),
         labels: Some(labels),
         host_config: Some(HostConfig {

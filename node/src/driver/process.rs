@@ -3,6 +3,7 @@
 //! root, capabilities, seccomp filter and cgroup, killed with the daemon.
 
 use super::process_mounts;
+use crate::templates::NodeInfo;
 use crate::volumes::Volumes;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
@@ -43,6 +44,8 @@ pub struct ProcessDriver {
     log_dir: PathBuf,
     /// The node's volumes, which its tasks mount.
     volumes: Arc<Volumes>,
+    /// The node as service templates name it.
+    node: Arc<NodeInfo>,
     procs: Arc<Mutex<HashMap<String, Proc>>>,
     /// Tasks whose process is being started (so a second start waits for
     /// nothing and starts nothing).
@@ -69,6 +72,7 @@ type ForkJob = (
 struct ForkCtx {
     log_dir: PathBuf,
     volumes: Arc<Volumes>,
+    node: Arc<NodeInfo>,
     sandbox: Option<Arc<Sandbox>>,
     confiner: Arc<Confiner>,
 }
@@ -139,6 +143,7 @@ impl ProcessDriver {
     pub fn new(
         log_dir: PathBuf,
         volumes: Arc<Volumes>,
+        node: Arc<NodeInfo>,
         sandbox: Option<Arc<Sandbox>>,
         confiner: Result<Arc<Confiner>, Abilities>,
         overlay: Arc<crate::overlay::Overlay>,
@@ -146,6 +151,7 @@ impl ProcessDriver {
         Arc::new(ProcessDriver {
             log_dir,
             volumes,
+            node,
             procs: Arc::default(),
             starting: Arc::default(),
             forker: OnceLock::new(),
@@ -236,6 +242,12 @@ fn first_child(pid: u32) -> u32 {
 /// Starts a task's process (a fork: called on the forker's thread, inside the
 /// runtime, which the output pumps and the exit waiter are spawned on).
 fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, DriverError> {
+    let expanded = crate::templates::expand_task(&launch.task, &launch.node_id, &ctx.node)
+        .map_err(DriverError::Rejected)?;
+    let launch = &Launch {
+        task: expanded,
+        ..launch.clone()
+    };
     let task = &launch.task;
     let log = logs::log_path(&ctx.log_dir, &task.id)
         .ok_or_else(|| DriverError::Rejected(format!("invalid task id {:?}", task.id)))?;
@@ -573,6 +585,7 @@ impl Driver for ProcessDriver {
                 ForkCtx {
                     log_dir: self.log_dir.clone(),
                     volumes: self.volumes.clone(),
+                    node: self.node.clone(),
                     sandbox: self.sandbox.clone(),
                     confiner,
                 },

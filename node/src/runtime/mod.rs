@@ -224,9 +224,16 @@ impl Runtime {
         let volumes = Arc::new(crate::volumes::Volumes::new(
             config.data_dir.join("volumes"),
         ));
+        let machine = crate::machine::describe();
+        let node_info = Arc::new(crate::templates::NodeInfo {
+            hostname: config.hostname.clone(),
+            os: machine.os,
+            arch: machine.arch,
+        });
         let process = ProcessDriver::new(
             config.data_dir.join("logs"),
             volumes.clone(),
+            node_info.clone(),
             sandbox.ok(),
             confiner,
             overlay.clone(),
@@ -235,6 +242,7 @@ impl Runtime {
         drivers.insert("process".into(), process.clone());
         let docker = DockerDriver::connect(
             config.data_dir.join("logs"),
+            node_info,
             overlay.clone(),
             process.sandbox(),
         )
