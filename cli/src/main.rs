@@ -61,6 +61,9 @@ enum Command {
     /// Manage services
     #[command(subcommand)]
     Service(Box<service::ServiceCmd>),
+    /// Manage this node's volumes
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCmd),
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCmd),
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
                 let client = client::Client::new(&host)?;
                 commands::secret::run(&client, commands::secret::Kind::Config, cmd).await
             }
+            Command::Volume(cmd) => commands::volume::run(&client::Client::new(&host)?, cmd).await,
             Command::Network(cmd) => {
                 commands::network::run(&client::Client::new(&host)?, cmd).await
             }

@@ -152,7 +152,8 @@ fn header_guess(headers: &[&str]) -> Value {
     Value::Object(obj)
 }
 
-/// Columns padded to their widest cell plus three spaces, as docker's tabwriter.
+/// Columns padded to their widest cell plus three spaces, at least ten wide, as
+/// docker's tabwriter (minwidth 10, padding 3).
 fn print_table(headers: Vec<String>, rows: Vec<Vec<String>>) {
     let columns = rows
         .iter()
@@ -172,7 +173,9 @@ fn print_table(headers: Vec<String>, rows: Vec<Vec<String>>) {
             if i + 1 == cells.len() {
                 s.push_str(c);
             } else {
-                s.push_str(&format!("{:<w$}   ", c, w = widths[i]));
+                // Go's tabwriter as docker sets it up: padding 3, and no
+                // cell narrower than 10.
+                s.push_str(&format!("{:<w$}", c, w = (widths[i] + 3).max(10)));
             }
         }
         println!("{}", s.trim_end());

@@ -7,18 +7,35 @@ use serde_json::Value;
 
 use crate::output::{capitalize, s, u};
 
+/// `n` in `units` of `base` with Go's `%.4g` (go-units' `CustomSize`).
+fn go_units(n: u64, base: f64, units: &[&str]) -> String {
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= base && i + 1 < units.len() {
+        v /= base;
+        i += 1;
+    }
+    let int_digits = if v < 1.0 {
+        1
+    } else {
+        v.log10().floor() as usize + 1
+    };
+    let decimals = 4usize.saturating_sub(int_digits);
+    let mut text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{}", units[i])
+}
+
 /// go-units' BytesSize: 64MiB, 1.5GiB.
 pub fn bytes_size(n: u64) -> String {
-    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut size = n as f64;
-    let mut unit = 0;
-    while size >= 1024.0 && unit + 1 < UNITS.len() {
-        size /= 1024.0;
-        unit += 1;
-    }
-    let text = format!("{size:.4}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{}", UNITS[unit])
+    go_units(n, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB"])
+}
+
+/// go-units' HumanSize: 1.5kB, 2MB.
+pub fn human_size(n: u64) -> String {
+    go_units(n, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"])
 }
 
 fn cpus(nano: u64) -> String {
@@ -266,12 +283,16 @@ pub fn node(n: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::pretty::bytes_size;
+    use crate::pretty::{bytes_size, human_size};
 
     #[test]
     fn sizes_as_go_units_prints_them() {
         assert_eq!(bytes_size(64 << 20), "64MiB");
         assert_eq!(bytes_size(1536 << 20), "1.5GiB");
         assert_eq!(bytes_size(100), "100B");
+        assert_eq!(bytes_size(0), "0B");
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(1500), "1.5kB");
+        assert_eq!(human_size(1_234_567), "1.235MB");
     }
 }

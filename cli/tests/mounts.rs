@@ -145,6 +145,38 @@ fn a_process_tasks_volume_outlives_it_and_its_tmpfs_does_not() {
         .iter()
         .any(|m| m["Target"] == "/scratch" && m["TmpfsOptions"]["SizeBytes"] == 2 << 20));
     assert!(!mounts.iter().any(|m| m["Target"] == "/host"));
+
+    wait_for("the run after the mounts' update", LONG, || {
+        logs(&d, "db").contains("count=4")
+    });
+
+    // The node's volumes, as `docker volume` shows an engine's.
+    let ls = d.ok(&["volume", "ls"]);
+    assert!(ls.starts_with("DRIVER    VOLUME NAME\n"), "{ls}");
+    assert!(ls.contains("local     dbdata"), "{ls}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&d.ok(&["volume", "inspect", "dbdata"])).expect("json");
+    assert_eq!(inspect[0]["Labels"]["purpose"], "test");
+    assert_eq!(inspect[0]["UsageData"]["RefCount"], 1, "{inspect}");
+    let busy = d.fails(&["volume", "rm", "dbdata"]);
+    assert!(
+        busy.contains("remove dbdata: volume is in use - ["),
+        "{busy}"
+    );
+    d.ok(&["volume", "create", "--label", "spare=yes", "spare"]);
+    let pruned = d.ok(&["volume", "prune", "-f"]);
+    assert!(
+        pruned.starts_with("Deleted Volumes:\nspare\n\nTotal reclaimed space: 0B"),
+        "{pruned}"
+    );
+    d.ok(&["service", "rm", "db"]);
+    wait_for("the volume free", LONG, || {
+        d.shoal(&["volume", "rm", "dbdata"]).status.success()
+    });
+    assert!(!d.data_dir().join("volumes/dbdata").exists());
+    assert!(d
+        .fails(&["volume", "inspect", "dbdata"])
+        .contains("No such volume: dbdata"));
 }
 
 /// Swarm's templates: `data-{{.Task.Slot}}` gives each replica a volume of

@@ -36,6 +36,8 @@ pub struct Volume {
 
 pub struct Volumes {
     dir: PathBuf,
+    /// The tasks of this daemon that mount each volume (by name).
+    users: parking_lot::Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>,
 }
 
 /// dockerd's rule for a `local` volume's name, in its words.
@@ -56,7 +58,44 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 impl Volumes {
     pub fn new(dir: PathBuf) -> Volumes {
-        Volumes { dir }
+        Volumes {
+            dir,
+            users: Default::default(),
+        }
+    }
+
+    /// Notes that `task_id` mounts `name` (it cannot be removed meanwhile).
+    pub fn acquire(&self, name: &str, task_id: &str) {
+        self.users
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .insert(task_id.to_string());
+    }
+
+    /// Notes that `task_id` mounts nothing any more.
+    pub fn release(&self, task_id: &str) {
+        let mut users = self.users.lock();
+        users.retain(|_, tasks| {
+            tasks.remove(task_id);
+            !tasks.is_empty()
+        });
+    }
+
+    /// The tasks that mount `name`.
+    pub fn users_of(&self, name: &str) -> Vec<String> {
+        self.users
+            .lock()
+            .get(name)
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Makes a volume (`volume create`); an existing one is kept as it is.
+    pub fn create(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<Volume, String> {
+        self.ensure(name, labels, None)?;
+        self.get(name)
+            .ok_or_else(|| format!("volume {name} was made but cannot be read"))
     }
 
     fn home(&self, name: &str) -> PathBuf {
@@ -153,8 +192,17 @@ impl Volumes {
         })
     }
 
-    /// Removes a volume and its data (the caller has checked that no task
-    /// uses it).
+    /// Removes a volume no task mounts (else the tasks that do), holding
+    /// the users' lock so that no task takes it meanwhile.
+    pub fn remove_unused(&self, name: &str) -> Result<(), Result<Vec<String>, io::Error>> {
+        let users = self.users.lock();
+        if let Some(tasks) = users.get(name).filter(|t| !t.is_empty()) {
+            return Err(Ok(tasks.iter().cloned().collect()));
+        }
+        self.remove(name).map_err(Err)
+    }
+
+    /// Removes a volume and its data.
     pub fn remove(&self, name: &str) -> io::Result<()> {
         if check_name(name).is_err() {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such volume"));
@@ -162,8 +210,9 @@ impl Volumes {
         std::fs::remove_dir_all(self.home(name))
     }
 
-    /// Removes the anonymous volumes of a task.
+    /// Removes the anonymous volumes of a task, and forgets that it used any.
     pub fn remove_anonymous(&self, task_id: &str) {
+        self.release(task_id);
         let prefix = format!("anon-{task_id}-");
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;

@@ -16,6 +16,7 @@ pub mod swarm;
 pub mod swarm_lock;
 pub mod update;
 pub mod update_progress;
+pub mod volume;
 
 use crate::client::Client;
 use crate::output::{print_inspect, s, u};

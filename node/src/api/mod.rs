@@ -15,6 +15,7 @@ pub mod server;
 mod unhonoured;
 pub mod version;
 pub mod views;
+mod volumes;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -93,6 +94,13 @@ fn routes(rt: Arc<Runtime>) -> Router {
             get(secrets::config_inspect).delete(secrets::config_rm),
         )
         .route("/configs/{id}/update", post(secrets::config_update))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route("/tasks", get(tasks))
         .route("/tasks/{id}", get(task))
         .route("/tasks/{id}/logs", get(logs::task_logs))

@@ -74,6 +74,8 @@ pub fn resolve(
                 let seed = Path::new(&seed_path);
                 let hidden = confiner.hides(seed) || !confiner.hidden_under(seed).is_empty();
                 let seed = (!opts.no_copy && !hidden).then_some(seed);
+                // Taken before it is made: a prune never removes it between.
+                volumes.acquire(&name, &task.id);
                 let data = volumes.ensure(&name, &opts.labels, seed)?;
                 plan.source = Some(data.to_string_lossy().into_owned());
             }

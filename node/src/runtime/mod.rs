@@ -142,6 +142,8 @@ pub struct Runtime {
     pub directory: Arc<Directory>,
     pub drivers: Arc<Drivers>,
     pub process: Arc<ProcessDriver>,
+    /// The node's own volumes (its process tasks').
+    pub volumes: Arc<crate::volumes::Volumes>,
     pub docker: Option<Arc<DockerDriver>>,
     /// Containers outside shoal connected to attachable networks here.
     pub connections: Option<Arc<crate::driver::docker_connect::Connections>>,
@@ -287,6 +289,7 @@ impl Runtime {
             directory,
             drivers,
             process,
+            volumes,
             docker,
             connections,
             sandbox_unavailable,

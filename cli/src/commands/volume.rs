@@ -1,0 +1,204 @@
+//! `shoal volume create|ls|inspect|rm|prune`: the node's own volumes (the
+//! ones its process tasks mount), as `docker volume` shows an engine's. The
+//! node asked is the one whose volumes these are.
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use serde_json::{json, Map, Value};
+
+use crate::client::{enc, Client};
+use crate::output::{print_inspect, print_rows, s, ListArgs, Row};
+
+#[derive(Subcommand)]
+pub enum VolumeCmd {
+    /// Create a volume
+    Create {
+        /// Specify volume driver name (only "local")
+        #[arg(short, long, default_value = "local")]
+        driver: String,
+        /// Set metadata for a volume
+        #[arg(long = "label")]
+        label: Vec<String>,
+        /// Specify volume name
+        name: Option<String>,
+    },
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(ListArgs),
+    /// Display detailed information on one or more volumes
+    Inspect {
+        /// Format output using a custom template: json, or a Go template
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm {
+        /// Do not fail for a volume that does not exist
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove unused volumes
+    Prune {
+        /// Remove all unused volumes, not just anonymous ones (what API 1.41 prunes anyway)
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+        /// Provide filter values (e.g. "label=<label>")
+        #[arg(long = "filter")]
+        filter: Vec<String>,
+    },
+}
+
+/// `--filter k=v` flags as docker's `filters` JSON.
+fn filters_json(flags: &[String]) -> anyhow::Result<Option<String>> {
+    let mut m: Map<String, Value> = Map::new();
+    for f in flags {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
+        if let Some(o) = m
+            .entry(k.to_string())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+        {
+            o.insert(v.to_string(), json!(true));
+        }
+    }
+    Ok((!m.is_empty()).then(|| Value::Object(m).to_string()))
+}
+
+pub async fn run(client: &Client, cmd: VolumeCmd) -> anyhow::Result<()> {
+    match cmd {
+        VolumeCmd::Create {
+            driver,
+            label,
+            name,
+        } => {
+            let labels: Map<String, Value> = label
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                    (k.to_string(), json!(v))
+                })
+                .collect();
+            let body = json!({
+                "Name": name.unwrap_or_default(),
+                "Driver": driver,
+                "Labels": labels,
+            });
+            let made = client.post("/volumes/create", body).await?;
+            println!("{}", s(&made, "/Name"));
+        }
+        VolumeCmd::Ls(a) => {
+            let path = match filters_json(&a.filter)? {
+                Some(f) => format!("/volumes?filters={}", enc(&f)),
+                None => "/volumes".into(),
+            };
+            let list = client.get(&path).await?;
+            let vols: Vec<Value> = list["Volumes"].as_array().cloned().unwrap_or_default();
+            if a.quiet {
+                for v in &vols {
+                    println!("{}", s(v, "/Name"));
+                }
+                return Ok(());
+            }
+            let rows: Vec<Row> = vols
+                .iter()
+                .map(|v| {
+                    vec![
+                        ("Driver", s(v, "/Driver").into()),
+                        ("Name", s(v, "/Name").into()),
+                        ("Scope", s(v, "/Scope").into()),
+                        ("Mountpoint", s(v, "/Mountpoint").into()),
+                    ]
+                })
+                .collect();
+            print_rows(&rows, &["DRIVER", "VOLUME NAME"], a.format.as_deref())?;
+        }
+        VolumeCmd::Inspect { format, volumes } => {
+            let mut found = Vec::new();
+            let mut failed = false;
+            for v in &volumes {
+                match client.get(&format!("/volumes/{}", enc(v))).await {
+                    Ok(v) => found.push(v),
+                    Err(_) => {
+                        eprintln!("Error: No such volume: {v}");
+                        failed = true;
+                    }
+                }
+            }
+            print_inspect(&found, format.as_deref())?;
+            if failed {
+                return Err(crate::output::Failed(1).into());
+            }
+        }
+        VolumeCmd::Rm { force, volumes } => {
+            let mut failed = false;
+            for v in &volumes {
+                let path = format!("/volumes/{}{}", enc(v), if force { "?force=1" } else { "" });
+                match client.delete(&path).await {
+                    Ok(_) => println!("{v}"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                return Err(crate::output::Failed(1).into());
+            }
+        }
+        VolumeCmd::Prune { all, force, filter } => {
+            if !force {
+                use std::io::{BufRead, Write};
+                let what = if all {
+                    "all local volumes not used by at least one container"
+                } else {
+                    "anonymous local volumes not used by at least one container"
+                };
+                print!(
+                    "WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
+                );
+                std::io::stdout().flush()?;
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                if !matches!(line.trim(), "y" | "Y" | "yes") {
+                    return Ok(());
+                }
+            }
+            let mut flags = filter.clone();
+            if all {
+                flags.push("all=true".into());
+            }
+            let path = match filters_json(&flags)? {
+                Some(f) => format!("/volumes/prune?filters={}", enc(&f)),
+                None => "/volumes/prune".into(),
+            };
+            let out = client.post(&path, json!({})).await?;
+            let deleted: Vec<&str> = out["VolumesDeleted"]
+                .as_array()
+                .map(|l| l.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !deleted.is_empty() {
+                println!("Deleted Volumes:");
+                for d in &deleted {
+                    println!("{d}");
+                }
+                println!();
+            }
+            let reclaimed = out["SpaceReclaimed"].as_u64().unwrap_or(0);
+            println!(
+                "Total reclaimed space: {}",
+                crate::pretty::human_size(reclaimed)
+            );
+        }
+    }
+    Ok(())
+}
