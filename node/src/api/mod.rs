@@ -14,6 +14,7 @@ pub mod server;
 mod unhonoured;
 pub mod version;
 pub mod views;
+pub mod wire;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ use crate::runtime::Runtime;
 
 type Rt = State<Arc<Runtime>>;
 type ApiResult = Result<Json<Value>, ApiError>;
+/// An answer in one of the Engine API's types (`wire`).
+type Typed<T> = Result<Json<T>, ApiError>;
 
 /// The routes, written without a version prefix: `version::negotiate` takes
 /// it off before they are matched.
@@ -150,7 +153,7 @@ async fn info(State(rt): Rt) -> ApiResult {
     Ok(Json(views::info(&rt, raft.as_ref())))
 }
 
-async fn swarm(State(rt): Rt) -> ApiResult {
+async fn swarm(State(rt): Rt) -> Typed<wire::Swarm> {
     if rt.identity().is_none() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -276,7 +279,7 @@ struct ListQuery {
     service: Option<String>,
 }
 
-async fn nodes(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+async fn nodes(State(rt): Rt, Query(q): Query<ListQuery>) -> Typed<Vec<wire::Node>> {
     let f = Filters::parse(
         q.filters.as_deref(),
         &["id", "label", "node.label", "membership", "name", "role"],
@@ -284,7 +287,7 @@ async fn nodes(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
     let m = rt.manager()?;
     let leader = leader_node_id(&rt).await;
     let guard = m.sm.read();
-    let list: Vec<Value> = guard
+    let list: Vec<wire::Node> = guard
         .0
         .nodes
         .values()
@@ -298,10 +301,10 @@ async fn nodes(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
         })
         .map(|n| views::node(n, leader.as_deref()))
         .collect();
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
-async fn node(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn node(State(rt): Rt, UrlPath(id): UrlPath<String>) -> Typed<wire::Node> {
     let m = rt.manager()?;
     let leader = leader_node_id(&rt).await;
     let guard = m.sm.read();
@@ -314,11 +317,11 @@ async fn node(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
 
 /// `GET /services`: `ServiceStatus` is always filled (docker fills it for
 /// `status=true`).
-async fn services(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+async fn services(State(rt): Rt, Query(q): Query<ListQuery>) -> Typed<Vec<wire::Service>> {
     let f = Filters::parse(q.filters.as_deref(), &["id", "label", "mode", "name"])?;
     let m = rt.manager()?;
     let guard = m.sm.read();
-    let list: Vec<Value> = guard
+    let list: Vec<wire::Service> = guard
         .0
         .services
         .values()
@@ -330,7 +333,7 @@ async fn services(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
         })
         .map(|s| views::service(s, &guard.0))
         .collect();
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
 /// A service spec from a request body: docker's shape, every field set in
@@ -339,7 +342,7 @@ fn parse_spec(body: &Value) -> Result<shoal_actors::model::ServiceSpec, ApiError
     let mut body = body.clone();
     unhonoured::canonical_case(&mut body);
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
-    let unhonoured = unhonoured::fields(&body, &views::service_spec(&spec));
+    let unhonoured = unhonoured::fields(&body, &views::service_spec_json(&spec));
     if !unhonoured.is_empty() {
         return Err(ApiError::bad_request(format!(
             "shoal does not support {} in a service spec (docs/api.md lists the fields it acts on)",
@@ -362,7 +365,7 @@ fn service_id(m: &shoal_actors::context::ManagerCtx, key: &str) -> Result<String
         .ok_or_else(|| no_such_service(key))
 }
 
-async fn service(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn service(State(rt): Rt, UrlPath(id): UrlPath<String>) -> Typed<wire::Service> {
     let m = rt.manager()?;
     let guard = m.sm.read();
     let s = guard
@@ -375,7 +378,7 @@ async fn service(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
 async fn service_create(
     State(rt): Rt,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::ServiceCreateResponse>), ApiError> {
     // Uniqueness is the state machine's to decide, when the entry applies:
     // this manager's local state may be stale.
     let m = rt.manager()?;
@@ -387,7 +390,10 @@ async fn service_create(
     rt.propose(Command::CreateService(Box::new(svc))).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "ID": id, "Warnings": [] })),
+        Json(wire::ServiceCreateResponse {
+            id: Some(id),
+            warnings: Some(Vec::new()),
+        }),
     ))
 }
 
@@ -398,12 +404,19 @@ struct UpdateQuery {
     rollback: Option<String>,
 }
 
+/// A service update's answer: no warnings.
+fn updated() -> wire::ServiceUpdateResponse {
+    wire::ServiceUpdateResponse {
+        warnings: Some(Vec::new()),
+    }
+}
+
 async fn service_update(
     State(rt): Rt,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<UpdateQuery>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> Typed<wire::ServiceUpdateResponse> {
     let m = rt.manager()?;
     match q.rollback.as_deref() {
         None | Some("") => {}
@@ -416,7 +429,7 @@ async fn service_update(
                 at: Utc::now(),
             })
             .await?;
-            return Ok(Json(json!({ "Warnings": [] })));
+            return Ok(Json(updated()));
         }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
@@ -445,7 +458,7 @@ async fn service_update(
         s.spec == spec && !paused && q.version.is_none_or(|v| v == s.version)
     });
     if unchanged {
-        return Ok(Json(json!({ "Warnings": [] })));
+        return Ok(Json(updated()));
     }
     rt.propose(Command::UpdateService {
         service: id,
@@ -454,7 +467,7 @@ async fn service_update(
         at: Utc::now(),
     })
     .await?;
-    Ok(Json(json!({ "Warnings": [] })))
+    Ok(Json(updated()))
 }
 
 async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
@@ -469,7 +482,7 @@ async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
 
 /// `GET /tasks`: docker's filters; `service` and `node` take ids, names or
 /// unique id prefixes, as the daemon resolves them for the docker CLI.
-async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> Typed<Vec<wire::Task>> {
     let f = Filters::parse(
         q.filters.as_deref(),
         &[
@@ -504,7 +517,7 @@ async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
         }
     }
     let up_to_date = f.values("_up-to-date").any(|v| v == "true" || v == "1");
-    let list: Vec<Value> = state
+    let list: Vec<wire::Task> = state
         .tasks
         .values()
         .filter(|t| {
@@ -523,7 +536,7 @@ async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
         })
         .map(|t| views::task(t, state))
         .collect();
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
 /// One task by its id or a unique prefix of it, as `docker inspect` finds one.
@@ -541,7 +554,7 @@ fn find_task<'a>(
     }
 }
 
-async fn task(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn task(State(rt): Rt, UrlPath(id): UrlPath<String>) -> Typed<wire::Task> {
     let m = rt.manager()?;
     let guard = m.sm.read();
     let state = &guard.0;
@@ -802,7 +815,7 @@ async fn swarm_update(
             .ok_or_else(|| ApiError::bad_request("SnapshotInterval must be a positive integer"))?;
     }
     let autolock = rt.unlock_key()?.is_some();
-    let unhonoured = unhonoured::fields(new, &views::cluster_spec(&spec, autolock));
+    let unhonoured = unhonoured::fields(new, &views::cluster_spec_json(&spec, autolock));
     let changed_fixed = views::fixed_swarm_settings_changed(new);
     if !unhonoured.is_empty() || !changed_fixed.is_empty() {
         let mut all = unhonoured;

@@ -17,6 +17,7 @@ use shoal_actors::proposer::ProposeError;
 use shoal_actors::state::{ApplyError, ClusterState};
 
 use super::filters::Filters;
+use super::wire;
 use super::{ApiError, ApiResult, Rt};
 use crate::cluster::wire::Refusal;
 use crate::runtime::{NodeError, Runtime};
@@ -54,15 +55,14 @@ pub fn parse_refs(tt: &Value) -> Result<Vec<NetworkRef>, String> {
         .collect()
 }
 
-pub fn refs(list: &[NetworkRef]) -> Value {
-    Value::Array(
-        list.iter()
-            .map(|n| match n.aliases.is_empty() {
-                true => json!({ "Target": n.target }),
-                false => json!({ "Target": n.target, "Aliases": n.aliases }),
-            })
-            .collect(),
-    )
+pub fn refs(list: &[NetworkRef]) -> Vec<wire::NetworkAttachmentConfig> {
+    list.iter()
+        .map(|n| wire::NetworkAttachmentConfig {
+            target: Some(n.target.clone()),
+            aliases: (!n.aliases.is_empty()).then(|| n.aliases.clone()),
+            driver_opts: None,
+        })
+        .collect()
 }
 
 /// Names each reference's network by id, as docker's CLI does before it
@@ -81,38 +81,49 @@ pub fn resolve_refs(state: &ClusterState, t: &mut TaskTemplate) -> Result<(), Ap
 }
 
 /// `Endpoint.VirtualIPs`: `[{"NetworkID": .., "Addr": "10.0.9.2/24"}]`.
-pub fn virtual_ips(svc: &shoal_actors::model::Service, state: &ClusterState) -> Value {
-    Value::Array(
-        svc.virtual_ips
-            .iter()
-            .map(|v| {
-                let prefix = state
-                    .networks
-                    .get(&v.network_id)
-                    .map_or(32, |n| n.subnet.prefix);
-                json!({ "NetworkID": v.network_id, "Addr": format!("{}/{prefix}", v.addr) })
-            })
-            .collect(),
-    )
+pub fn virtual_ips(
+    svc: &shoal_actors::model::Service,
+    state: &ClusterState,
+) -> Vec<wire::ServiceEndpointVirtualIps> {
+    svc.virtual_ips
+        .iter()
+        .map(|v| {
+            let prefix = state
+                .networks
+                .get(&v.network_id)
+                .map_or(32, |n| n.subnet.prefix);
+            wire::ServiceEndpointVirtualIps {
+                network_id: Some(v.network_id.clone()),
+                addr: Some(format!("{}/{prefix}", v.addr)),
+            }
+        })
+        .collect()
 }
 
 /// A task's `NetworksAttachments`, docker's shape.
-pub fn attachments(t: &shoal_actors::model::Task, state: &ClusterState) -> Value {
-    Value::Array(
-        t.attachments
-            .iter()
-            .map(|a| {
-                let net = state.networks.get(&a.network_id);
-                json!({
-                    "Network": {
-                        "ID": a.network_id,
-                        "Spec": { "Name": net.map(|n| n.spec.name.as_str()).unwrap_or("") },
+pub fn attachments(
+    t: &shoal_actors::model::Task,
+    state: &ClusterState,
+) -> Vec<wire::NetworkAttachment> {
+    t.attachments
+        .iter()
+        .map(|a| {
+            let net = state.networks.get(&a.network_id);
+            wire::NetworkAttachment {
+                network: wire::AttachedNetwork {
+                    id: a.network_id.clone(),
+                    spec: wire::AttachedNetworkSpec {
+                        name: net.map(|n| n.spec.name.clone()).unwrap_or_default(),
                     },
-                    "Addresses": [format!("{}/{}", a.addr, net.map_or(32, |n| n.subnet.prefix))],
-                })
-            })
-            .collect(),
-    )
+                },
+                addresses: vec![format!(
+                    "{}/{}",
+                    a.addr,
+                    net.map_or(32, |n| n.subnet.prefix)
+                )],
+            }
+        })
+        .collect()
 }
 
 /// Docker's `Network` object of a swarm network.
@@ -291,7 +302,7 @@ fn str_map(body: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiError
 pub async fn create(
     State(rt): Rt,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::NetworkCreateResponse>), ApiError> {
     rt.manager()?;
     let text = |k: &str| {
         body.get(k)
@@ -365,7 +376,10 @@ pub async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "Id": id, "Warning": "" })),
+        Json(wire::NetworkCreateResponse {
+            id,
+            warning: String::new(),
+        }),
     ))
 }
 

@@ -18,6 +18,7 @@ use shoal_actors::secrets::{self, FileRef, Kind, Object, SecretCommand, Stored};
 use shoal_actors::state::ClusterState;
 
 use super::filters::Filters;
+use super::wire;
 use super::{ApiError, ApiResult, Rt};
 use crate::runtime::Runtime;
 
@@ -25,21 +26,59 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-/// Docker's JSON of a secret (never its data) or a config (data base64).
-pub fn object(o: &Object) -> Value {
-    let mut spec = json!({ "Name": o.name, "Labels": o.labels });
-    if let Stored::Plain(data) = &o.data {
-        spec["Data"] = json!(b64().encode(data));
+/// Docker's `Secret`: never its data.
+pub fn secret(o: &Object) -> wire::Secret {
+    wire::Secret {
+        docker: bollard::models::Secret {
+            id: Some(o.id.clone()),
+            version: wire::version(o.version),
+            created_at: Some(wire::time_nanos(&o.created_at)),
+            updated_at: Some(wire::time_nanos(&o.updated_at)),
+            spec: Some(wire::SecretSpec {
+                name: Some(o.name.clone()),
+                labels: Some(o.labels.clone().into_iter().collect()),
+                data: plain_data(o),
+                ..Default::default()
+            }),
+        },
+        data_version: Some(o.data_version),
     }
-    json!({
-        "ID": o.id,
-        "Version": { "Index": o.version },
-        "CreatedAt": o.created_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "UpdatedAt": o.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "Spec": spec,
-        // Beyond docker: which value this is (`secret update` bumps it).
-        "DataVersion": o.data_version,
-    })
+}
+
+/// Docker's `Config`: its data base64, as docker shows it.
+pub fn config(o: &Object) -> wire::Config {
+    wire::Config {
+        docker: bollard::models::Config {
+            id: Some(o.id.clone()),
+            version: wire::version(o.version),
+            created_at: Some(wire::time_nanos(&o.created_at)),
+            updated_at: Some(wire::time_nanos(&o.updated_at)),
+            spec: Some(wire::ConfigSpec {
+                name: Some(o.name.clone()),
+                labels: Some(o.labels.clone().into_iter().collect()),
+                data: plain_data(o),
+                templating: None,
+            }),
+        },
+        data_version: Some(o.data_version),
+    }
+}
+
+/// A config's data (a secret's is sealed: `None`).
+fn plain_data(o: &Object) -> Option<String> {
+    match &o.data {
+        Stored::Plain(data) => Some(b64().encode(data)),
+        Stored::Sealed(_) => None,
+    }
+}
+
+/// A secret or a config, as JSON.
+pub fn object(o: &Object) -> Value {
+    let typed = match o.kind {
+        Kind::Secret => serde_json::to_value(secret(o)),
+        Kind::Config => serde_json::to_value(config(o)),
+    };
+    typed.unwrap_or(Value::Null)
 }
 
 fn labels_of(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
@@ -91,7 +130,7 @@ async fn create(
     rt: Arc<Runtime>,
     kind: Kind,
     body: Value,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Created>), ApiError> {
     rt.manager()?;
     let name = body
         .get("Name")
@@ -117,7 +156,7 @@ async fn create(
     };
     rt.propose(Command::Secrets(SecretCommand::Create(Box::new(obj))))
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "ID": id }))))
+    Ok((StatusCode::CREATED, Json(wire::Created { id })))
 }
 
 #[derive(Deserialize)]
@@ -240,13 +279,13 @@ async fn update(
 pub async fn secret_create(
     State(rt): Rt,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Created>), ApiError> {
     create(rt, Kind::Secret, body).await
 }
 pub async fn config_create(
     State(rt): Rt,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Created>), ApiError> {
     create(rt, Kind::Config, body).await
 }
 pub async fn secret_list(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
@@ -284,24 +323,39 @@ pub async fn config_update(
     update(rt, Kind::Config, id, q.version, body).await
 }
 
-/// `ContainerSpec.Secrets`/`Configs` as docker shapes them.
-pub fn render_refs(t: &TaskTemplate, kind: Kind) -> Value {
-    let (id_key, name_key) = match kind {
-        Kind::Secret => ("SecretID", "SecretName"),
-        Kind::Config => ("ConfigID", "ConfigName"),
-    };
-    Value::Array(
-        secrets::refs(t, kind)
-            .iter()
-            .map(|r| {
-                json!({
-                    "File": { "Name": r.target, "UID": r.uid.to_string(), "GID": r.gid.to_string(), "Mode": r.mode },
-                    id_key: r.id,
-                    name_key: r.name,
-                })
-            })
-            .collect(),
-    )
+/// `ContainerSpec.Secrets` as docker shapes them.
+pub fn render_secret_refs(t: &TaskTemplate) -> Vec<wire::TaskSpecContainerSpecSecrets> {
+    secrets::refs(t, Kind::Secret)
+        .iter()
+        .map(|r| wire::TaskSpecContainerSpecSecrets {
+            file: Some(wire::TaskSpecContainerSpecFile {
+                name: Some(r.target.clone()),
+                uid: Some(r.uid.to_string()),
+                gid: Some(r.gid.to_string()),
+                mode: Some(r.mode),
+            }),
+            secret_id: Some(r.id.clone()),
+            secret_name: Some(r.name.clone()),
+        })
+        .collect()
+}
+
+/// `ContainerSpec.Configs` as docker shapes them.
+pub fn render_config_refs(t: &TaskTemplate) -> Vec<wire::TaskSpecContainerSpecConfigs> {
+    secrets::refs(t, Kind::Config)
+        .iter()
+        .map(|r| wire::TaskSpecContainerSpecConfigs {
+            file: Some(wire::TaskSpecContainerSpecFile1 {
+                name: Some(r.target.clone()),
+                uid: Some(r.uid.to_string()),
+                gid: Some(r.gid.to_string()),
+                mode: Some(r.mode),
+            }),
+            runtime: None,
+            config_id: Some(r.id.clone()),
+            config_name: Some(r.name.clone()),
+        })
+        .collect()
 }
 
 /// Parses `ContainerSpec.Secrets`/`Configs` (ids and versions are filled
