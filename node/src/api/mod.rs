@@ -145,7 +145,7 @@ async fn leader_node_id(rt: &Runtime) -> Option<String> {
         .map(|n| n.id.clone())
 }
 
-async fn info(State(rt): Rt) -> ApiResult {
+async fn info(State(rt): Rt) -> Typed<wire::Info> {
     let raft = match rt.manager() {
         Ok(_) => raft_status(&rt).await,
         Err(_) => None,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use shoal_actors::model::{
     Cluster, FailureAction, HealthConfig, Node, RestartCondition, RestartPolicy, Service,
     ServiceMode, ServiceSpec, Task, TaskTemplate, UpdateConfig, UpdateOrder, UpdateStatus,
@@ -14,87 +14,112 @@ use super::wire::{self, int, time, version, word};
 use crate::runtime::Runtime;
 
 /// A manager's Raft status, in the Engine API's casing.
-pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> Value {
-    json!({
-        "ID": r.id,
-        "Term": r.term,
-        "LeaderID": r.leader_id,
-        "IsLeader": r.is_leader,
-        "Commit": r.commit,
-        "Applied": r.applied,
-        "FirstIndex": r.first_index,
-        "LastIndex": r.last_index,
-        "SnapshotIndex": r.snapshot_index,
-        "Voters": r.voters,
-    })
+pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> wire::RaftStatus {
+    wire::RaftStatus {
+        id: r.id,
+        term: r.term,
+        leader_id: r.leader_id,
+        is_leader: r.is_leader,
+        commit: r.commit,
+        applied: r.applied,
+        first_index: r.first_index,
+        last_index: r.last_index,
+        snapshot_index: r.snapshot_index,
+        voters: r.voters.clone(),
+    }
 }
 
 /// `GET /info`: docker's `Info`, with the swarm part as far as this node knows it.
-pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Value {
-    let drivers: Vec<Value> = rt
+pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> wire::Info {
+    let drivers = rt
         .drivers
         .values()
         .map(|d| {
             let i = d.info();
-            json!({"Name": i.name, "Version": i.version})
+            wire::DriverInfo {
+                name: i.name,
+                version: i.version,
+            }
         })
         .collect();
-    let mut swarm = json!({
-        "NodeID": "",
-        "NodeAddr": "",
-        "LocalNodeState": "inactive",
-        "ControlAvailable": false,
-        "Error": "",
-    });
+    let mut swarm = wire::SwarmInfo {
+        docker: bollard::models::SwarmInfo {
+            node_id: Some(String::new()),
+            node_addr: Some(String::new()),
+            local_node_state: Some(wire::LocalNodeState::INACTIVE),
+            control_available: Some(false),
+            error: Some(String::new()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let identity = rt.identity();
     if let Some(id) = &identity {
-        swarm["NodeID"] = json!(id.node_id);
-        swarm["NodeAddr"] = json!(rt.advertise());
-        swarm["LocalNodeState"] = json!(if rt.is_locked() { "locked" } else { "active" });
-        swarm["ControlAvailable"] = json!(id.manager);
+        let d = &mut swarm.docker;
+        d.node_id = Some(id.node_id.clone());
+        d.node_addr = Some(rt.advertise());
+        d.local_node_state = Some(if rt.is_locked() {
+            wire::LocalNodeState::LOCKED
+        } else {
+            wire::LocalNodeState::ACTIVE
+        });
+        d.control_available = Some(id.manager);
         if let Ok(m) = rt.manager() {
             let guard = m.sm.read();
             let state = &guard.0;
-            swarm["Cluster"] = json!({
-                "ID": state.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
-                "CreatedAt": state.cluster.as_ref().map(|c| c.created_at),
-                "Spec": state.cluster.as_ref().map(|c| cluster_spec_json(&c.spec, c.unlock_key.is_some())),
-                "Version": { "Index": state.cluster.as_ref().map_or(0, |c| c.version) },
+            let c = state.cluster.as_ref();
+            swarm.cluster = Some(wire::ClusterInfo {
+                docker: bollard::models::ClusterInfo {
+                    id: Some(c.map(|c| c.id.clone()).unwrap_or_default()),
+                    created_at: c.map(|c| time(&c.created_at)),
+                    version: version(c.map_or(0, |c| c.version)),
+                    ..Default::default()
+                },
+                spec: c.map(|c| cluster_spec(&c.spec, c.unlock_key.is_some())),
             });
-            swarm["Nodes"] = json!(state.nodes.len());
-            swarm["Managers"] = json!(state
-                .nodes
-                .values()
-                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
-                .count());
-            swarm["RaftStatus"] = raft.map_or(Value::Null, raft_status);
-            swarm["RemoteManagers"] = state
-                .nodes
-                .values()
-                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
-                .map(|n| json!({ "NodeID": n.id, "Addr": n.addr }))
-                .collect::<Vec<_>>()
-                .into();
+            let managers = || {
+                state
+                    .nodes
+                    .values()
+                    .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
+            };
+            d.nodes = Some(int(state.nodes.len() as u64));
+            d.managers = Some(int(managers().count() as u64));
+            d.remote_managers = Some(
+                managers()
+                    .map(|n| wire::PeerNode {
+                        node_id: Some(n.id.clone()),
+                        addr: Some(n.addr.clone()),
+                    })
+                    .collect(),
+            );
+            swarm.raft_status = raft.map(raft_status);
         }
     }
-    json!({
-        "ID": identity.map(|i| i.node_id).unwrap_or_default(),
-        "Name": rt.config.hostname,
-        "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "OSType": "linux",
-        "OperatingSystem": "shoal",
-        "Architecture": std::env::consts::ARCH,
-        "KernelVersion": nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "DataDir": rt.config.data_dir,
-        "Drivers": drivers,
-        "ChaosEnabled": rt.config.enable_chaos,
-        // The chaos harness signals daemons it did not start by this pid.
-        "Pid": std::process::id(),
-        "Swarm": swarm,
-    })
+    wire::Info {
+        docker: bollard::models::SystemInfo {
+            id: Some(identity.map(|i| i.node_id).unwrap_or_default()),
+            name: Some(rt.config.hostname.clone()),
+            server_version: Some(env!("CARGO_PKG_VERSION").into()),
+            os_type: Some("linux".into()),
+            operating_system: Some("shoal".into()),
+            architecture: Some(std::env::consts::ARCH.into()),
+            kernel_version: Some(
+                nix::sys::utsname::uname()
+                    .map(|u| u.release().to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            ncpu: Some(int(
+                std::thread::available_parallelism().map_or(1, |n| n.get()) as u64,
+            )),
+            ..Default::default()
+        },
+        swarm: Some(swarm),
+        data_dir: Some(rt.config.data_dir.display().to_string()),
+        drivers: Some(drivers),
+        chaos_enabled: Some(rt.config.enable_chaos),
+        pid: Some(std::process::id()),
+    }
 }
 
 /// Settings shoal has but does not let change, as docker names them: a
@@ -868,6 +893,7 @@ fn parse_isolation(tt: &Value) -> Result<shoal_actors::model::Isolation, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn spec_round_trips_through_docker_json() {
