@@ -188,11 +188,8 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                     enc(&Value::Object(filters).to_string())
                 ),
             };
-            let out = client.post_empty(&path).await?;
-            let deleted: Vec<&str> = out["NetworksDeleted"]
-                .as_array()
-                .map(|l| l.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            let out: wire::NetworkPruneResponse = client.post_as(&path, &wire::Empty {}).await?;
+            let deleted = out.networks_deleted.unwrap_or_default();
             if !deleted.is_empty() {
                 println!("Deleted Networks:");
                 for d in deleted {

@@ -470,14 +470,14 @@ async fn service_update(
     Ok(Json(updated()))
 }
 
-async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> Typed<wire::Empty> {
     rt.manager()?;
     rt.propose(Command::RemoveService {
         service: id,
         at: Utc::now(),
     })
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 /// `GET /tasks`: docker's filters; `service` and `node` take ids, names or
@@ -627,20 +627,20 @@ fn chaos_transport(rt: &Runtime) -> Result<Arc<crate::transport::Transport>, Api
 async fn chaos_network_add(
     State(rt): Rt,
     Json(rule): Json<crate::transport::faults::Rule>,
-) -> ApiResult {
+) -> Typed<wire::Empty> {
     chaos_transport(&rt)?.faults.add(rule);
     tracing::warn!("chaos: network fault added");
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 async fn chaos_network_list(State(rt): Rt) -> ApiResult {
     Ok(Json(json!(chaos_transport(&rt)?.faults.rules())))
 }
 
-async fn chaos_network_clear(State(rt): Rt) -> ApiResult {
+async fn chaos_network_clear(State(rt): Rt) -> Typed<wire::Empty> {
     chaos_transport(&rt)?.faults.clear();
     tracing::warn!("chaos: network faults cleared");
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 /// Chaos hook: kills (or stops) a named actor and reports how long the tree
@@ -729,20 +729,22 @@ struct UnlockRequest {
 }
 
 /// `swarm unlock`: docker's words for a node that is not locked and a wrong key.
-async fn swarm_unlock(State(rt): Rt, Json(req): Json<UnlockRequest>) -> ApiResult {
+async fn swarm_unlock(State(rt): Rt, Json(req): Json<UnlockRequest>) -> Typed<wire::Empty> {
     if !rt.is_locked() {
         return Err(ApiError::bad_request("swarm is not locked"));
     }
     match rt.unlock(&req.unlock_key).await {
-        Ok(()) => Ok(Json(json!({}))),
+        Ok(()) => Ok(Json(wire::Empty {})),
         Err(crate::runtime::NodeError::Precondition(m)) => Err(ApiError::bad_request(m)),
         Err(e) => Err(e.into()),
     }
 }
 
-async fn swarm_unlock_key(State(rt): Rt) -> ApiResult {
+async fn swarm_unlock_key(State(rt): Rt) -> Typed<wire::UnlockKeyResponse> {
     match rt.unlock_key()? {
-        Some(k) => Ok(Json(json!({ "UnlockKey": k }))),
+        Some(k) => Ok(Json(wire::UnlockKeyResponse {
+            unlock_key: Some(k),
+        })),
         None => Err(ApiError::not_found("no unlock key is set")),
     }
 }
@@ -755,7 +757,7 @@ async fn swarm_update(
     State(rt): Rt,
     Query(q): Query<RotateQuery>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> Typed<wire::Empty> {
     if q.rotate_worker_token || q.rotate_manager_token {
         rt.rotate_tokens(q.rotate_worker_token, q.rotate_manager_token)
             .await?;
@@ -774,7 +776,7 @@ async fn swarm_update(
         rt.set_autolock(true, true).await?;
     }
     let Some(Json(body)) = body else {
-        return Ok(Json(json!({})));
+        return Ok(Json(wire::Empty {}));
     };
     // The body is docker's SwarmSpec.
     let new = &body;
@@ -831,7 +833,7 @@ async fn swarm_update(
         at: chrono::Utc::now(),
     })
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 #[derive(Deserialize)]
@@ -853,18 +855,18 @@ fn query_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
     }
 }
 
-async fn swarm_leave(State(rt): Rt, Query(q): Query<ForceQuery>) -> ApiResult {
+async fn swarm_leave(State(rt): Rt, Query(q): Query<ForceQuery>) -> Typed<wire::Empty> {
     rt.leave_swarm(q.force).await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 async fn node_rm(
     State(rt): Rt,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<ForceQuery>,
-) -> ApiResult {
+) -> Typed<wire::Empty> {
     rt.remove_node(&id, q.force).await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 /// `active`, `pause` or `drain`, in docker's words when it is none of them.
@@ -912,7 +914,7 @@ async fn node_update(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<VersionQuery>,
     Json(spec): Json<NodeSpecBody>,
-) -> ApiResult {
+) -> Typed<wire::Empty> {
     let labels = spec.labels.unwrap_or_default();
     shoal_actors::limits::check_labels("node labels", &labels)
         .map_err(|e| ApiError::bad_request(e.0))?;
@@ -971,5 +973,5 @@ async fn node_update(
         },
         _ => {}
     }
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }

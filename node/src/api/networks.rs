@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shoal_actors::command::Command;
 use shoal_actors::model::TaskTemplate;
 use shoal_actors::networks::{self, Network, NetworkCommand, NetworkRef, NetworkSpec, Subnet};
@@ -18,7 +18,7 @@ use shoal_actors::state::{ApplyError, ClusterState};
 
 use super::filters::Filters;
 use super::wire;
-use super::{ApiError, ApiResult, Rt};
+use super::{ApiError, Rt};
 use crate::cluster::wire::Refusal;
 use crate::runtime::{NodeError, Runtime};
 
@@ -469,7 +469,10 @@ pub struct PruneQuery {
 
 /// `POST /networks/prune`: every network no service uses and no task holds
 /// an address on (the ingress network stays), docker's `label=` filters.
-pub async fn prune(State(rt): Rt, Query(q): Query<PruneQuery>) -> ApiResult {
+pub async fn prune(
+    State(rt): Rt,
+    Query(q): Query<PruneQuery>,
+) -> Result<Json<wire::NetworkPruneResponse>, ApiError> {
     let m = rt.manager()?;
     let filters: BTreeMap<String, Vec<String>> = match q.filters.as_deref() {
         None | Some("") => BTreeMap::new(),
@@ -513,5 +516,7 @@ pub async fn prune(State(rt): Rt, Query(q): Query<PruneQuery>) -> ApiResult {
             deleted.push(name);
         }
     }
-    Ok(Json(json!({ "NetworksDeleted": deleted })))
+    Ok(Json(wire::NetworkPruneResponse {
+        networks_deleted: Some(deleted),
+    }))
 }

@@ -11,7 +11,7 @@ use axum::Json;
 use base64::Engine as _;
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shoal_actors::command::Command;
 use shoal_actors::model::TaskTemplate;
 use shoal_actors::secrets::{self, FileRef, Kind, Object, SecretCommand, Stored};
@@ -198,11 +198,11 @@ fn inspect(rt: &Runtime, kind: Kind, key: &str) -> ApiResult {
     }
 }
 
-async fn remove(rt: Arc<Runtime>, kind: Kind, key: String) -> ApiResult {
+async fn remove(rt: Arc<Runtime>, kind: Kind, key: String) -> Result<Json<wire::Empty>, ApiError> {
     rt.manager()?;
     rt.propose(Command::Secrets(SecretCommand::Remove { kind, key }))
         .await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 /// Beyond docker: `Spec.Data` given replaces the value in place (and rolls
@@ -222,7 +222,7 @@ async fn update(
     key: String,
     version: Option<u64>,
     body: Value,
-) -> ApiResult {
+) -> Result<Json<wire::Empty>, ApiError> {
     let m = rt.manager()?;
     let spec = body.get("Spec").cloned().unwrap_or(body);
     let current = {
@@ -261,7 +261,7 @@ async fn update(
         }
     };
     if same_value {
-        return Ok(Json(json!({})));
+        return Ok(Json(wire::Empty {}));
     }
     let next = current.data_version + 1;
     let stored = store(&rt, kind, &current.id, next, &data)?;
@@ -273,7 +273,7 @@ async fn update(
         at: Utc::now(),
     }))
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 pub async fn secret_create(
@@ -300,10 +300,16 @@ pub async fn secret_inspect(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiR
 pub async fn config_inspect(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     inspect(&rt, Kind::Config, &id)
 }
-pub async fn secret_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+pub async fn secret_rm(
+    State(rt): Rt,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<wire::Empty>, ApiError> {
     remove(rt, Kind::Secret, id).await
 }
-pub async fn config_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+pub async fn config_rm(
+    State(rt): Rt,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<wire::Empty>, ApiError> {
     remove(rt, Kind::Config, id).await
 }
 pub async fn secret_update(
@@ -311,7 +317,7 @@ pub async fn secret_update(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<UpdateQuery>,
     Json(body): Json<Value>,
-) -> ApiResult {
+) -> Result<Json<wire::Empty>, ApiError> {
     update(rt, Kind::Secret, id, q.version, body).await
 }
 pub async fn config_update(
@@ -319,7 +325,7 @@ pub async fn config_update(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<UpdateQuery>,
     Json(body): Json<Value>,
-) -> ApiResult {
+) -> Result<Json<wire::Empty>, ApiError> {
     update(rt, Kind::Config, id, q.version, body).await
 }
 

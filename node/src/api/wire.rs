@@ -442,6 +442,10 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
 }
 
+/// The `{}` of a request or an answer that says nothing more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Empty {}
+
 /// `POST /swarm/init`'s body: docker's, with its spec as shoal's and
 /// shoal's `AutoLockManagers` (`swarm init --autolock`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -478,7 +482,7 @@ pub struct Created {
 }
 
 /// `POST /networks/create`: `{Id, Warning}`.
-pub use bollard::models::NetworkCreateResponse;
+pub use bollard::models::{NetworkCreateResponse, NetworkPruneResponse};
 
 #[cfg(test)]
 mod tests {
