@@ -240,12 +240,22 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
             network,
             container,
         } => {
-            let mut body = json!({ "Container": container });
-            if let Some(ip) = ip {
-                body["EndpointConfig"] = json!({ "IPAMConfig": { "IPv4Address": ip } });
-            }
+            let body = wire::docker::NetworkConnectRequest {
+                container,
+                endpoint_config: ip.map(|ip| wire::docker::EndpointSettings {
+                    ipam_config: Some(wire::docker::EndpointIpamConfig {
+                        ipv4_address: Some(ip),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            };
+            // The answer is a bare 200, no body.
             client
-                .post(&format!("/networks/{}/connect", enc(&network)), body)
+                .post(
+                    &format!("/networks/{}/connect", enc(&network)),
+                    serde_json::to_value(&body)?,
+                )
                 .await?;
         }
         NetworkCmd::Disconnect {
@@ -253,9 +263,15 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
             network,
             container,
         } => {
-            let body = json!({ "Container": container, "Force": force });
+            let body = wire::docker::NetworkDisconnectRequest {
+                container,
+                force: Some(force),
+            };
             client
-                .post(&format!("/networks/{}/disconnect", enc(&network)), body)
+                .post(
+                    &format!("/networks/{}/disconnect", enc(&network)),
+                    serde_json::to_value(&body)?,
+                )
                 .await?;
         }
         NetworkCmd::Inspect { format, networks } => {

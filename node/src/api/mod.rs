@@ -199,10 +199,11 @@ struct InitRequest {
     subnet_size: Option<u8>,
 }
 
-async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult {
+/// `POST /swarm/init` answers the node's id, a JSON string (dockerd's).
+async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> Typed<String> {
     let req = body.map(|Json(b)| b).unwrap_or_default();
     if req.force_new_cluster && rt.identity().is_some() {
-        return Ok(Json(json!(rt.force_new_cluster().await?)));
+        return Ok(Json(rt.force_new_cluster().await?));
     }
     let mut spec = ClusterSpec::default();
     if let Some(s) = req.spec {
@@ -238,7 +239,7 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
     if req.auto_lock_managers {
         rt.set_autolock(true, false).await?;
     }
-    Ok(Json(json!(node_id)))
+    Ok(Json(node_id))
 }
 
 #[derive(Deserialize)]
@@ -255,7 +256,8 @@ struct JoinRequest {
     availability: Option<String>,
 }
 
-async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> ApiResult {
+/// `POST /swarm/join` answers the node's id, a JSON string.
+async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> Typed<String> {
     let remote = req.remote_addrs.first().ok_or_else(|| {
         ApiError::bad_request("RemoteAddrs must name at least one manager (HOST:PORT)")
     })?;
@@ -268,7 +270,7 @@ async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> ApiResult {
     let node_id = rt
         .join_swarm(&req.join_token, remote, addrs, availability)
         .await?;
-    Ok(Json(json!(node_id)))
+    Ok(Json(node_id))
 }
 
 /// The query of a list route: docker's `filters`, and `status` on `/services`.
