@@ -9,14 +9,19 @@
 //! struct stays `None` (it is skipped when serialized, and the outer field
 //! takes its key when parsed). The additions:
 //!
-//! - shoal's extensions (docs/api.md): `TaskTemplate.Driver`,
-//!   `EndpointSpec.Balance`, a port's `ProxyProtocol` and `IdleTimeout`,
-//!   a task's `Status.Health`, a node's `Description.NetworkSandbox` and
-//!   `Description.Confinement`, the swarm's `Orchestration.Rebalance`, a
-//!   secret's or config's `DataVersion`;
-//! - what dockerd sends that the swagger lacks: a service's `PreviousSpec`
-//!   (docker's Go `swarm.Service` has it; `docker service inspect` shows
-//!   it);
+//! - shoal's extensions (docs/api.md, "Typed wire shapes"):
+//!   `TaskTemplate.Driver`, `EndpointSpec.Balance`, a port's
+//!   `ProxyProtocol` and `IdleTimeout`, a task's `ServiceName` and
+//!   `Status.Health`, a node's `Description.Engine.Drivers`,
+//!   `NetworkSandbox` and `Confinement`, the swarm's
+//!   `Orchestration.Rebalance`, a secret's or config's `DataVersion`, a
+//!   network's `Version`, `/info`'s `DataDir`, `Drivers`, `ChaosEnabled`,
+//!   `Pid` and `Swarm.RaftStatus`;
+//! - what dockerd sends or takes that the swagger lacks or leaves
+//!   untyped: a service's `PreviousSpec` (docker's Go `swarm.Service` has
+//!   it; `docker service inspect` shows it), a task's `NetworksAttachments`,
+//!   a network's `Services`, `swarm init`'s `AutoLockManagers`, `swarm
+//!   join`'s `Availability`;
 //! - where the swagger misspells dockerd's key: `ContainerSpec.Healthcheck`
 //!   (bollard's `health_check` is `"HealthCheck"`; dockerd writes
 //!   `"Healthcheck"`, and case-sensitive clients read that).
@@ -447,7 +452,8 @@ pub struct RaftStatus {
 pub struct Empty {}
 
 /// `POST /swarm/init`'s body: docker's, with its spec as shoal's and
-/// shoal's `AutoLockManagers` (`swarm init --autolock`).
+/// dockerd's `AutoLockManagers` (`swarm init --autolock`; Go's
+/// `InitRequest` has it, the swagger does not).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SwarmInitRequest {
     #[serde(flatten)]
