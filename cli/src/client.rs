@@ -1,4 +1,13 @@
-//! The control-API client: HTTP/1.1 over the daemon's Unix socket.
+//! The control-API client: HTTP/1.1 over the daemon's Unix socket, on
+//! docker's versioned paths (`/v1.41/...`), answers read into the Engine
+//! API's types (`shoal_node::api::wire`) where a command reads fields.
+//!
+//! Why not `bollard::Docker` (docs/api.md, "shoal's CLI"): its
+//! `create_service`/`inspect_service` take and return bollard's
+//! `ServiceSpec`/`Service`, which have no `TaskTemplate.Driver` (nor
+//! `PreviousSpec`, `Balance`, ...): shoal's CLI would drop them. It also
+//! speaks API 1.53 unless it negotiates first (shoal serves 1.41), and has
+//! no call for shoal's own routes (`/debug`, chaos).
 
 use std::path::PathBuf;
 
@@ -7,7 +16,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+use shoal_node::api::version::API_VERSION;
 
 pub struct Client {
     socket: PathBuf,
@@ -85,7 +97,7 @@ impl Client {
         }
         let req = Request::builder()
             .method(method)
-            .uri(path)
+            .uri(versioned(path))
             .header("Host", "shoal")
             .header("Content-Type", "application/json")
             .header(
@@ -134,6 +146,28 @@ impl Client {
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.json(Method::DELETE, path, None).await
+    }
+
+    /// `POST path` with an empty object: an action its query says all of
+    /// (`/swarm/leave?force=true`).
+    pub async fn post_empty(&self, path: &str) -> anyhow::Result<Value> {
+        self.post(path, Value::Object(serde_json::Map::new())).await
+    }
+
+    /// `GET path`, the answer read as `T` (one of the Engine API's types).
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        typed(path, self.get(path).await?)
+    }
+
+    /// `POST path` with `body` (one of the Engine API's types), the answer
+    /// read as `T`.
+    pub async fn post_as<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let body = serde_json::to_value(body).context("encoding the request")?;
+        typed(path, self.post(path, body).await?)
     }
 
     /// Streams a log response as it arrives: docker's multiplexed stream,
@@ -186,6 +220,17 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// `path` under docker's version prefix, as the docker CLI sends it: the
+/// version shoal serves (`/v1.41/services`).
+fn versioned(path: &str) -> String {
+    format!("/v{API_VERSION}{path}")
+}
+
+/// An answer read as the Engine API type `T`.
+fn typed<T: DeserializeOwned>(path: &str, v: Value) -> anyhow::Result<T> {
+    serde_json::from_value(v).with_context(|| format!("the daemon's answer to {path}"))
 }
 
 /// The body of a streamed answer, or the daemon's error.

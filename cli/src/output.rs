@@ -251,7 +251,12 @@ fn trim_float(x: f64) -> String {
 }
 
 pub fn ago(ts: &Value) -> String {
-    let Some(t) = ts.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else {
+    ago_at(ts.as_str())
+}
+
+/// "3 minutes ago" for one of the Engine API's timestamps ("" without one).
+pub fn ago_at(ts: Option<&str>) -> String {
+    let Some(t) = ts.and_then(|s| s.parse::<DateTime<Utc>>().ok()) else {
         return String::new();
     };
     format!("{} ago", human_duration((Utc::now() - t).num_seconds()))

@@ -4,6 +4,7 @@
 //! shoal's `proxy-protocol=v1|v2` and `idle-timeout=DURATION`.
 
 use serde_json::{json, Value};
+use shoal_node::api::wire;
 
 fn port(s: &str, what: &str) -> Result<u16, String> {
     match s.parse::<u16>() {
@@ -134,35 +135,38 @@ pub fn endpoint_spec(
 }
 
 /// `*:80->80/tcp, ...` for the ports `keep` selects.
-fn ports_text(ports: &Value, keep: impl Fn(&Value) -> bool) -> String {
-    let text = |p: &Value| {
-        format!(
-            "*:{}->{}/{}",
-            p["PublishedPort"],
-            p["TargetPort"],
-            p["Protocol"].as_str().unwrap_or("tcp")
-        )
-    };
+fn ports_text(
+    ports: Option<&[wire::PortConfig]>,
+    keep: impl Fn(&wire::PortConfig) -> bool,
+) -> String {
     ports
-        .as_array()
-        .map(|ports| {
-            ports
-                .iter()
-                .filter(|p| keep(p))
-                .map(text)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
         .unwrap_or_default()
+        .iter()
+        .filter(|p| keep(p))
+        .map(|p| {
+            let p = &p.docker;
+            format!(
+                "*:{}->{}/{}",
+                p.published_port.unwrap_or(0),
+                p.target_port.unwrap_or(0),
+                p.protocol
+                    .as_ref()
+                    .map_or("tcp".to_string(), |x| x.to_string())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `service ls`'s PORTS column: the ingress ports of `Endpoint.Ports`.
-pub fn column(endpoint_ports: &Value) -> String {
-    ports_text(endpoint_ports, |p| p["PublishMode"] != "host")
+pub fn column(endpoint_ports: Option<&[wire::PortConfig]>) -> String {
+    ports_text(endpoint_ports, |p| {
+        p.docker.publish_mode != Some(wire::EndpointPortConfigPublishModeEnum::HOST)
+    })
 }
 
 /// `service ps`'s PORTS column: a task's host-mode ports.
-pub fn task_column(task_ports: &Value) -> String {
+pub fn task_column(task_ports: Option<&[wire::PortConfig]>) -> String {
     ports_text(task_ports, |_| true)
 }
 

@@ -94,9 +94,18 @@ fn differences(docker: &serde_json::Value, shoal: &serde_json::Value, path: &str
             .flat_map(|(i, (d, s))| differences(d, s, &format!("{path}[{i}]")))
             .collect(),
         (Value::Number(d), Value::Number(s)) if d.as_f64() == s.as_f64() => Vec::new(),
+        // The same instant: Go trims a time's trailing zeros (`.08016393Z`),
+        // shoal writes 3, 6 or 9 digits (`.080163930Z`).
+        (Value::String(d), Value::String(s)) if same_instant(d, s) => Vec::new(),
         (d, s) if d == s || empty(d) && empty(s) => Vec::new(),
         (d, s) => vec![format!("{path}: docker {d}, shoal {s}")],
     }
+}
+
+/// Whether `a` and `b` are RFC 3339 times of the same instant.
+fn same_instant(a: &str, b: &str) -> bool {
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    at(a).is_some_and(|a| Some(a) == at(b))
 }
 
 /// Waits until `docker node ls` shows `node` in `status`.
@@ -952,4 +961,88 @@ fn the_docker_cli_inits_joins_and_leaves_a_swarm() {
         r"^inactive\n$",
         "",
     );
+}
+
+/// One service, created by `shoal service create`, inspected by shoal's CLI
+/// and by docker's: the same JSON. docker's client re-prints through its Go
+/// types, so it leaves out empty values and the fields it has no type for;
+/// those are exactly shoal's extensions (docs/api.md), nothing else.
+#[test]
+fn shoal_and_docker_inspect_a_service_made_by_shoal_alike() {
+    let Some(()) = docker_cli() else { return };
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let echo = common::echo_bin();
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "same",
+        "--replicas",
+        "2",
+        "--driver",
+        "process",
+        "--label",
+        "tier=web",
+        "--env",
+        "GREETING=hi",
+        "--restart-condition",
+        "on-failure",
+        "--restart-max-attempts",
+        "3",
+        "--limit-memory",
+        "64M",
+        "--reserve-cpu",
+        "0.1",
+        "--endpoint-lb",
+        "least-conn",
+        "--workdir",
+        "/",
+        echo.to_str().expect("path"),
+        "--print",
+        "same",
+    ]);
+    // An update, so that PreviousSpec and UpdateStatus are there too.
+    d.ok(&["service", "update", "-d", "--env-add", "MORE=1", "same"]);
+    let ours: serde_json::Value =
+        serde_json::from_str(&d.ok(&["service", "inspect", "same"])).expect("shoal inspect json");
+    let o = docker(&d, &["service", "inspect", "same"], &[]);
+    assert!(
+        o.status.success(),
+        "docker service inspect: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let theirs: serde_json::Value = serde_json::from_slice(&o.stdout).expect("docker inspect json");
+    assert_eq!(theirs.as_array().map(Vec::len), Some(1));
+    assert_eq!(ours.as_array().map(Vec::len), Some(1));
+    // Everything docker shows, shoal shows alike.
+    let missing = differences(&theirs[0], &ours[0], "");
+    assert!(
+        missing.is_empty(),
+        "docker shows what shoal does not: {missing:?}"
+    );
+    // What shoal shows beyond docker: its extensions and no other field.
+    let extensions = [
+        ".Spec.TaskTemplate.Driver",
+        ".Spec.EndpointSpec.Balance",
+        ".Endpoint.Spec.Balance",
+        ".PreviousSpec.TaskTemplate.Driver",
+        ".PreviousSpec.EndpointSpec.Balance",
+    ];
+    let beyond: Vec<String> = differences(&ours[0], &theirs[0], "")
+        .into_iter()
+        .filter(|d| !extensions.iter().any(|e| d.starts_with(&format!("{e}:"))))
+        .collect();
+    assert!(
+        beyond.is_empty(),
+        "shoal shows what docker does not: {beyond:?}"
+    );
+    assert_eq!(ours[0]["Spec"]["TaskTemplate"]["Driver"], "process");
+    assert_eq!(theirs[0]["Spec"]["Labels"]["tier"], "web");
+    assert_eq!(
+        theirs[0]["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Env"],
+        serde_json::json!(["GREETING=hi"])
+    );
+    d.ok(&["service", "rm", "same"]);
 }

@@ -104,7 +104,7 @@ pub fn service_spec(data: &[u8]) {
         return;
     };
     assert_eq!(
-        views::parse_service_spec(&views::service_spec(&spec)).as_ref(),
+        views::parse_service_spec(&views::service_spec_json(&spec)).as_ref(),
         Ok(&spec),
         "a service spec does not round-trip through its JSON"
     );

@@ -302,7 +302,7 @@ fn spec_seeds() -> Vec<Vec<u8>> {
     let spec = views::parse_service_spec(&full).unwrap_or_else(|e| panic!("{e}"));
     [
         full,
-        views::service_spec(&spec),
+        views::service_spec_json(&spec),
         json!({"Name": "a", "TaskTemplate": {"ContainerSpec": {"Image": "x"}}}),
         json!({"Name": "a", "Mode": {"Global": {}}, "TaskTemplate": {"ContainerSpec": {"Image": "x"}}}),
     ]

@@ -3,6 +3,7 @@
 
 use clap::Args;
 use serde_json::Value;
+use shoal_node::api::wire;
 
 use crate::client::{enc, Client, DaemonError};
 use crate::output::{print_inspect, Failed};
@@ -20,20 +21,35 @@ pub struct InspectArgs {
     names: Vec<String>,
 }
 
+/// `path` read as the Engine API type `T`, as JSON; `None` if there is no such object.
+async fn one<T: serde::de::DeserializeOwned + serde::Serialize>(
+    client: &Client,
+    path: &str,
+) -> anyhow::Result<Option<Value>> {
+    match client.get_as::<T>(path).await {
+        Ok(v) => Ok(Some(serde_json::to_value(v)?)),
+        Err(e) if DaemonError::is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The first kind of object that has `name`, in docker's order of lookup.
 async fn find(client: &Client, kind: Option<&str>, name: &str) -> anyhow::Result<Option<Value>> {
-    for (k, path) in [
-        ("task", "tasks"),
-        ("service", "services"),
-        ("node", "nodes"),
-    ] {
-        if kind.is_some_and(|want| want != k) {
-            continue;
+    let wanted = |k: &str| kind.is_none_or(|want| want == k);
+    let name = enc(name);
+    if wanted("task") {
+        if let Some(v) = one::<wire::Task>(client, &format!("/tasks/{name}")).await? {
+            return Ok(Some(v));
         }
-        match client.get(&format!("/{path}/{}", enc(name))).await {
-            Ok(v) => return Ok(Some(v)),
-            Err(e) if DaemonError::is_not_found(&e) => {}
-            Err(e) => return Err(e),
+    }
+    if wanted("service") {
+        if let Some(v) = one::<wire::Service>(client, &format!("/services/{name}")).await? {
+            return Ok(Some(v));
+        }
+    }
+    if wanted("node") {
+        if let Some(v) = one::<wire::Node>(client, &format!("/nodes/{name}")).await? {
+            return Ok(Some(v));
         }
     }
     Ok(None)

@@ -18,8 +18,10 @@ pub mod update;
 pub mod update_progress;
 pub mod volume;
 
+use shoal_node::api::wire;
+
 use crate::client::Client;
-use crate::output::{print_inspect, s, u};
+use crate::output::print_inspect;
 
 #[derive(clap::Args)]
 pub struct InfoArgs {
@@ -30,66 +32,74 @@ pub struct InfoArgs {
 
 /// `shoal info`: the parts of `docker info` that describe the node and its swarm.
 pub async fn info(client: &Client, args: InfoArgs) -> anyhow::Result<()> {
-    let v = client.get("/info").await?;
+    let info: wire::Info = client.get_as("/info").await?;
     if let Some(format) = args.format.as_deref() {
         let format = if format == "json" {
             "{{json .}}"
         } else {
             format
         };
-        print_inspect(std::slice::from_ref(&v), Some(format))?;
+        print_inspect(&[serde_json::to_value(&info)?], Some(format))?;
         return Ok(());
     }
+    let text = |x: &Option<String>| x.clone().unwrap_or_default();
     println!("Server:");
-    println!(" Server Version: {}", s(&v, "/ServerVersion"));
-    println!(" Name: {}", s(&v, "/Name"));
-    println!(" Data Dir: {}", s(&v, "/DataDir"));
-    let drivers: Vec<&str> = v["Drivers"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|d| d["Name"].as_str()).collect())
-        .unwrap_or_default();
+    println!(" Server Version: {}", text(&info.docker.server_version));
+    println!(" Name: {}", text(&info.docker.name));
+    println!(" Data Dir: {}", text(&info.data_dir));
+    let drivers: Vec<&str> = info
+        .drivers
+        .iter()
+        .flatten()
+        .map(|d| d.name.as_str())
+        .collect();
     println!(" Task Drivers: {}", drivers.join(" "));
-    let state = s(&v, "/Swarm/LocalNodeState");
+    let swarm = info.swarm.clone().unwrap_or_default();
+    let state = swarm
+        .docker
+        .local_node_state
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     println!(" Swarm: {state}");
     if state == "active" {
-        let manager = v
-            .pointer("/Swarm/ControlAvailable")
-            .and_then(|b| b.as_bool())
-            == Some(true);
-        println!("  NodeID: {}", s(&v, "/Swarm/NodeID"));
+        let manager = swarm.docker.control_available == Some(true);
+        println!("  NodeID: {}", text(&swarm.docker.node_id));
         println!("  Is Manager: {manager}");
         if manager {
-            println!("  ClusterID: {}", s(&v, "/Swarm/Cluster/ID"));
-            println!("  Managers: {}", u(&v, "/Swarm/Managers"));
-            println!("  Nodes: {}", u(&v, "/Swarm/Nodes"));
+            let cluster = swarm.cluster.clone().unwrap_or_default();
+            let orchestration = cluster
+                .spec
+                .and_then(|s| s.orchestration)
+                .unwrap_or_default();
+            println!("  ClusterID: {}", text(&cluster.docker.id));
+            println!("  Managers: {}", swarm.docker.managers.unwrap_or(0));
+            println!("  Nodes: {}", swarm.docker.nodes.unwrap_or(0));
             println!("  Orchestration:");
             println!(
                 "   Task History Retention Limit: {}",
-                u(
-                    &v,
-                    "/Swarm/Cluster/Spec/Orchestration/TaskHistoryRetentionLimit"
-                )
+                orchestration
+                    .docker
+                    .task_history_retention_limit
+                    .unwrap_or(0)
             );
             println!(
                 "   Rebalance: {}",
-                if v.pointer("/Swarm/Cluster/Spec/Orchestration/Rebalance")
-                    == Some(&serde_json::Value::Bool(true))
-                {
+                if orchestration.rebalance == Some(true) {
                     "on"
                 } else {
                     "off"
                 }
             );
-            if let Some(r) = v.pointer("/Swarm/RaftStatus").filter(|r| !r.is_null()) {
+            if let Some(r) = &swarm.raft_status {
                 println!("  Raft:");
-                println!("   Term: {}", u(r, "/Term"));
-                println!("   Commit Index: {}", u(r, "/Commit"));
-                println!("   Snapshot Index: {}", u(r, "/SnapshotIndex"));
+                println!("   Term: {}", r.term);
+                println!("   Commit Index: {}", r.commit);
+                println!("   Snapshot Index: {}", r.snapshot_index);
             }
         }
-        println!("  Node Address: {}", s(&v, "/Swarm/NodeAddr"));
+        println!("  Node Address: {}", text(&swarm.docker.node_addr));
     }
-    if v["ChaosEnabled"].as_bool() == Some(true) {
+    if info.chaos_enabled == Some(true) {
         println!(" Chaos Hooks: enabled");
     }
     Ok(())

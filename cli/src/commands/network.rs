@@ -5,11 +5,14 @@
 
 use anyhow::anyhow;
 use clap::Subcommand;
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
+use shoal_node::api::wire;
 
 use crate::client::{enc, Client};
 use crate::filter::{prefix, Filters};
-use crate::output::{print_inspect, print_rows, s, short_id, ListArgs, Row};
+use crate::output::{print_inspect, print_rows, short_id, ListArgs, Row};
 
 #[derive(clap::Args)]
 pub struct CreateArgs {
@@ -86,13 +89,13 @@ pub enum NetworkCmd {
     },
 }
 
-fn map(list: &[String]) -> Value {
-    let mut m = serde_json::Map::new();
-    for l in list {
-        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-        m.insert(k.to_string(), json!(v));
-    }
-    Value::Object(m)
+fn map(list: &[String]) -> HashMap<String, String> {
+    list.iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
 }
 
 async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<()> {
@@ -106,28 +109,30 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<()> {
             "every ip-range or gateway must have a corresponding subnet"
         ));
     }
-    let mut ipam = serde_json::Map::new();
-    if let Some(s) = a.subnet.first() {
-        ipam.insert("Subnet".into(), json!(s));
-    }
-    if let Some(g) = a.gateway.first() {
-        ipam.insert("Gateway".into(), json!(g));
-    }
-    let config: Vec<Value> = match ipam.is_empty() {
-        true => Vec::new(),
-        false => vec![Value::Object(ipam)],
+    let config = match (a.subnet.first(), a.gateway.first()) {
+        (None, None) => Vec::new(),
+        (subnet, gateway) => vec![wire::IpamConfig {
+            subnet: subnet.cloned(),
+            gateway: gateway.cloned(),
+            ..Default::default()
+        }],
     };
-    let body = json!({
-        "Name": a.name,
-        "Driver": a.driver,
-        "Attachable": a.attachable,
-        "Internal": a.internal,
-        "Labels": map(&a.label),
-        "Options": map(&a.opt),
-        "IPAM": { "Driver": "default", "Config": config },
-    });
-    let made = client.post("/networks/create", body).await?;
-    println!("{}", s(&made, "/Id"));
+    let body = wire::docker::NetworkCreateRequest {
+        name: a.name,
+        driver: Some(a.driver),
+        attachable: Some(a.attachable),
+        internal: Some(a.internal),
+        labels: Some(map(&a.label)),
+        options: Some(map(&a.opt)),
+        ipam: Some(wire::Ipam {
+            driver: Some("default".into()),
+            config: Some(config),
+            options: None,
+        }),
+        ..Default::default()
+    };
+    let made: wire::NetworkCreateResponse = client.post_as("/networks/create", &body).await?;
+    println!("{}", made.id);
     Ok(())
 }
 
@@ -183,11 +188,8 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                     enc(&Value::Object(filters).to_string())
                 ),
             };
-            let out = client.post(&path, json!({})).await?;
-            let deleted: Vec<&str> = out["NetworksDeleted"]
-                .as_array()
-                .map(|l| l.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            let out: wire::NetworkPruneResponse = client.post_as(&path, &wire::Empty {}).await?;
+            let deleted = out.networks_deleted.unwrap_or_default();
             if !deleted.is_empty() {
                 println!("Deleted Networks:");
                 for d in deleted {
@@ -196,24 +198,23 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
             }
         }
         NetworkCmd::Ls(a) => {
-            let list: Vec<Value> = match client.get("/networks").await? {
-                Value::Array(a) => a,
-                _ => Vec::new(),
-            };
+            let list: Vec<wire::Network> = client.get_as("/networks").await?;
             let filters = Filters::parse(&a.filter, &["id", "name", "driver", "scope"])?;
-            let mut list: Vec<Value> = list
+            let text = |x: &Option<String>| x.clone().unwrap_or_default();
+            let mut list: Vec<wire::docker::NetworkInspect> = list
                 .into_iter()
+                .map(|n| n.docker)
                 .filter(|n| {
-                    filters.allows("id", prefix(s(n, "/Id")))
-                        && filters.allows("name", |w| s(n, "/Name").contains(w))
-                        && filters.allows("driver", |d| d == s(n, "/Driver"))
-                        && filters.allows("scope", |d| d == s(n, "/Scope"))
+                    filters.allows("id", prefix(&text(&n.id)))
+                        && filters.allows("name", |w| text(&n.name).contains(w))
+                        && filters.allows("driver", |d| d == text(&n.driver))
+                        && filters.allows("scope", |d| d == text(&n.scope))
                 })
                 .collect();
-            list.sort_by(|x, y| s(x, "/Name").cmp(s(y, "/Name")));
+            list.sort_by_key(|n| text(&n.name));
             if a.quiet {
                 for n in &list {
-                    println!("{}", short_id(s(n, "/Id")));
+                    println!("{}", short_id(&text(&n.id)));
                 }
                 return Ok(());
             }
@@ -221,10 +222,10 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|n| {
                     vec![
-                        ("ID", short_id(s(n, "/Id")).into()),
-                        ("Name", s(n, "/Name").into()),
-                        ("Driver", s(n, "/Driver").into()),
-                        ("Scope", s(n, "/Scope").into()),
+                        ("ID", short_id(&text(&n.id)).into()),
+                        ("Name", text(&n.name).into()),
+                        ("Driver", text(&n.driver).into()),
+                        ("Scope", text(&n.scope).into()),
                     ]
                 })
                 .collect();
@@ -239,12 +240,22 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
             network,
             container,
         } => {
-            let mut body = json!({ "Container": container });
-            if let Some(ip) = ip {
-                body["EndpointConfig"] = json!({ "IPAMConfig": { "IPv4Address": ip } });
-            }
+            let body = wire::docker::NetworkConnectRequest {
+                container,
+                endpoint_config: ip.map(|ip| wire::docker::EndpointSettings {
+                    ipam_config: Some(wire::docker::EndpointIpamConfig {
+                        ipv4_address: Some(ip),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            };
+            // The answer is a bare 200, no body.
             client
-                .post(&format!("/networks/{}/connect", enc(&network)), body)
+                .post(
+                    &format!("/networks/{}/connect", enc(&network)),
+                    serde_json::to_value(&body)?,
+                )
                 .await?;
         }
         NetworkCmd::Disconnect {
@@ -252,17 +263,26 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
             network,
             container,
         } => {
-            let body = json!({ "Container": container, "Force": force });
+            let body = wire::docker::NetworkDisconnectRequest {
+                container,
+                force: Some(force),
+            };
             client
-                .post(&format!("/networks/{}/disconnect", enc(&network)), body)
+                .post(
+                    &format!("/networks/{}/disconnect", enc(&network)),
+                    serde_json::to_value(&body)?,
+                )
                 .await?;
         }
         NetworkCmd::Inspect { format, networks } => {
             let mut found = Vec::new();
             let mut missing = Vec::new();
             for n in &networks {
-                match client.get(&format!("/networks/{}", enc(n))).await {
-                    Ok(v) => found.push(v),
+                match client
+                    .get_as::<wire::Network>(&format!("/networks/{}", enc(n)))
+                    .await
+                {
+                    Ok(v) => found.push(serde_json::to_value(v)?),
                     Err(_) => missing.push(n.clone()),
                 }
             }

@@ -2,12 +2,13 @@
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::Value;
+use shoal_node::api::wire;
 
 use super::service_view::{TaskList, DESIRED_STATES, TASK_FILTERS};
 use crate::client::{enc, Client, DaemonError};
 use crate::filter::{prefix, Filters};
-use crate::output::{capitalize, print_inspect, print_rows, s, Failed, ListArgs, Row};
+use crate::output::{capitalize, print_inspect, print_rows, Failed, ListArgs, Row};
 
 #[derive(Subcommand)]
 pub enum NodeCmd {
@@ -98,17 +99,37 @@ fn availability(text: &str) -> anyhow::Result<String> {
     }
 }
 
-fn manager_status(n: &Value) -> String {
-    match n.get("ManagerStatus") {
-        Some(m) if !m.is_null() => {
-            if m["Leader"].as_bool() == Some(true) {
-                "Leader".into()
-            } else {
-                capitalize(m["Reachability"].as_str().unwrap_or(""))
-            }
-        }
-        _ => String::new(),
+fn manager_status(n: &wire::Node) -> String {
+    match &n.docker.manager_status {
+        Some(m) if m.leader == Some(true) => "Leader".into(),
+        Some(m) => capitalize(&word(m.reachability.as_ref())),
+        None => String::new(),
     }
+}
+
+/// A word of one of bollard's enums ("" when absent).
+fn word<E: std::fmt::Display>(e: Option<&E>) -> String {
+    e.map(E::to_string).unwrap_or_default()
+}
+
+fn hostname(n: &wire::Node) -> &str {
+    n.description
+        .as_ref()
+        .and_then(|d| d.docker.hostname.as_deref())
+        .unwrap_or("")
+}
+
+fn node_id(n: &wire::Node) -> &str {
+    n.docker.id.as_deref().unwrap_or("")
+}
+
+/// This node's id, as `/info` gives it.
+pub async fn self_id(client: &Client) -> anyhow::Result<String> {
+    let info: wire::Info = client.get_as("/info").await?;
+    Ok(info
+        .swarm
+        .and_then(|s| s.docker.node_id)
+        .unwrap_or_default())
 }
 
 pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
@@ -120,53 +141,56 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
             )?;
             filters.check_values("role", &["manager", "worker"])?;
             filters.check_values("membership", &["accepted", "pending"])?;
-            let me = client.get("/info").await?;
-            let me = s(&me, "/Swarm/NodeID").to_string();
-            let nodes = client.get("/nodes").await?;
-            let mut nodes: Vec<Value> = nodes
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+            let me = self_id(client).await?;
+            let nodes: Vec<wire::Node> = client.get_as("/nodes").await?;
+            let mut nodes: Vec<wire::Node> = nodes
                 .into_iter()
                 .filter(|n| {
-                    filters.allows("id", prefix(s(n, "/ID")))
-                        && filters.allows("name", prefix(s(n, "/Description/Hostname")))
-                        && filters.allows("role", |r| r.eq_ignore_ascii_case(s(n, "/Spec/Role")))
+                    let spec = n.docker.spec.as_ref();
+                    let labels = spec.and_then(|s| s.labels.as_ref());
+                    let role = word(spec.and_then(|s| s.role.as_ref()));
+                    filters.allows("id", prefix(node_id(n)))
+                        && filters.allows("name", prefix(hostname(n)))
+                        && filters.allows("role", |r| r.eq_ignore_ascii_case(&role))
                         // Every node in the state has been accepted.
                         && filters.allows("membership", |m| m.eq_ignore_ascii_case("accepted"))
-                        && filters.allows_labels("label", &n["Spec"]["Labels"])
-                        && filters.allows_labels("node.label", &n["Spec"]["Labels"])
+                        && filters.allows_labels("label", labels)
+                        && filters.allows_labels("node.label", labels)
                 })
                 .collect();
-            nodes.sort_by(|x, y| s(x, "/Description/Hostname").cmp(s(y, "/Description/Hostname")));
+            nodes.sort_by(|x, y| hostname(x).cmp(hostname(y)));
             if a.quiet {
                 for n in &nodes {
-                    println!("{}", s(n, "/ID"));
+                    println!("{}", node_id(n));
                 }
                 return Ok(());
             }
             let rows: Vec<Row> = nodes
                 .iter()
                 .map(|n| {
-                    let is_self = s(n, "/ID") == me;
+                    let is_self = node_id(n) == me;
                     let id = if is_self && a.format.is_none() {
-                        format!("{} *", s(n, "/ID"))
+                        format!("{} *", node_id(n))
                     } else {
-                        s(n, "/ID").to_string()
+                        node_id(n).to_string()
                     };
+                    let spec = n.docker.spec.as_ref();
+                    let state = n.docker.status.as_ref().and_then(|s| s.state.as_ref());
+                    let engine = n
+                        .description
+                        .as_ref()
+                        .and_then(|d| d.engine.as_ref())
+                        .and_then(|e| e.docker.engine_version.as_deref());
                     vec![
                         ("ID", id.into()),
-                        ("Hostname", s(n, "/Description/Hostname").into()),
-                        ("Status", capitalize(s(n, "/Status/State")).into()),
+                        ("Hostname", hostname(n).into()),
+                        ("Status", capitalize(&word(state)).into()),
                         (
                             "Availability",
-                            capitalize(s(n, "/Spec/Availability")).into(),
+                            capitalize(&word(spec.and_then(|s| s.availability.as_ref()))).into(),
                         ),
                         ("ManagerStatus", manager_status(n).into()),
-                        (
-                            "EngineVersion",
-                            s(n, "/Description/Engine/EngineVersion").into(),
-                        ),
+                        ("EngineVersion", engine.unwrap_or("").into()),
                         ("Self", Value::Bool(is_self)),
                     ]
                 })
@@ -204,7 +228,7 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
         }
         NodeCmd::Promote(a) => {
             for n in &a.nodes {
-                if set_role(client, n, "manager").await? {
+                if set_role(client, n, wire::NodeSpecRoleEnum::MANAGER).await? {
                     println!("Node {n} promoted to a manager in the swarm.");
                 } else {
                     println!("Node {n} is already a manager.");
@@ -213,7 +237,7 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
         }
         NodeCmd::Demote(a) => {
             for n in &a.nodes {
-                if set_role(client, n, "worker").await? {
+                if set_role(client, n, wire::NodeSpecRoleEnum::WORKER).await? {
                     println!("Manager {n} demoted in the swarm.");
                 } else {
                     println!("Node {n} is already a worker.");
@@ -222,13 +246,9 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
         }
         NodeCmd::Update(a) => {
             let availability = a.availability.as_deref().map(availability).transpose()?;
-            let node = client.get(&format!("/nodes/{}", enc(&a.node))).await?;
-            let mut spec = node.get("Spec").cloned().unwrap_or_else(|| json!({}));
-            let mut labels = spec
-                .get("Labels")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+            let node: wire::Node = client.get_as(&format!("/nodes/{}", enc(&a.node))).await?;
+            let mut spec = node.docker.spec.clone().unwrap_or_default();
+            let mut labels = spec.labels.take().unwrap_or_default();
             for key in &a.label_rm {
                 if labels.remove(key).is_none() {
                     return Err(anyhow!("key {key} doesn't exist in node's labels"));
@@ -239,21 +259,20 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                 if k.is_empty() {
                     return Err(anyhow::anyhow!("invalid label {l:?}: expected KEY=VALUE"));
                 }
-                labels.insert(k.to_string(), Value::String(v.to_string()));
+                labels.insert(k.to_string(), v.to_string());
             }
-            spec["Labels"] = Value::Object(labels);
+            spec.labels = Some(labels);
             if let Some(av) = availability {
-                spec["Availability"] = json!(av);
+                spec.availability = av.parse().ok();
             }
-            update_spec(client, &node, spec).await?;
+            update_spec(client, &node, &spec).await?;
             println!("{}", a.node);
         }
         NodeCmd::Ps(a) => {
             let filters = Filters::parse(&a.filter, TASK_FILTERS)?;
             filters.check_values("desired-state", DESIRED_STATES)?;
-            let nodes = client.get("/nodes").await?;
-            let tasks = client.get("/tasks").await?;
-            let tasks = tasks.as_array().cloned().unwrap_or_default();
+            let nodes: Vec<wire::Node> = client.get_as("/nodes").await?;
+            let tasks: Vec<wire::Task> = client.get_as("/tasks").await?;
             let names = if a.nodes.is_empty() {
                 vec!["self".to_string()]
             } else {
@@ -263,16 +282,19 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
             let mut missing = false;
             for name in &names {
                 let key = if name == "self" {
-                    s(&client.get("/info").await?, "/Swarm/NodeID").to_string()
+                    self_id(client).await?
                 } else {
                     name.clone()
                 };
-                match client.get(&format!("/nodes/{}", enc(&key))).await {
+                match client
+                    .get_as::<wire::Node>(&format!("/nodes/{}", enc(&key)))
+                    .await
+                {
                     Ok(node) => {
-                        let id = s(&node, "/ID");
-                        let mine: Vec<Value> = tasks
+                        let id = node_id(&node);
+                        let mine: Vec<wire::Task> = tasks
                             .iter()
-                            .filter(|t| s(t, "/NodeID") == id)
+                            .filter(|t| t.docker.node_id.as_deref() == Some(id))
                             .cloned()
                             .collect();
                         list.add(mine, &nodes, &filters, a.no_trunc);
@@ -297,12 +319,15 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
             let mut missing = false;
             for key in &a.nodes {
                 let key = if key == "self" {
-                    s(&client.get("/info").await?, "/Swarm/NodeID").to_string()
+                    self_id(client).await?
                 } else {
                     key.clone()
                 };
-                match client.get(&format!("/nodes/{}", enc(&key))).await {
-                    Ok(n) => found.push(n),
+                match client
+                    .get_as::<wire::Node>(&format!("/nodes/{}", enc(&key)))
+                    .await
+                {
+                    Ok(n) => found.push(serde_json::to_value(n)?),
                     Err(e) if DaemonError::is_not_found(&e) => {
                         missing = true;
                         eprintln!("Error: no such node: {key}");
@@ -330,29 +355,38 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
 
 /// Sends a node's whole spec back with the version it was read at, as the
 /// docker client does.
-async fn update_spec(client: &Client, node: &Value, spec: Value) -> anyhow::Result<()> {
-    let id = node.get("ID").and_then(Value::as_str).unwrap_or_default();
+async fn update_spec(
+    client: &Client,
+    node: &wire::Node,
+    spec: &wire::NodeSpec,
+) -> anyhow::Result<()> {
     let version = node
-        .pointer("/Version/Index")
-        .and_then(Value::as_u64)
+        .docker
+        .version
+        .as_ref()
+        .and_then(|v| v.index)
         .unwrap_or_default();
     client
         .post(
-            &format!("/nodes/{}/update?version={version}", enc(id)),
-            spec,
+            &format!("/nodes/{}/update?version={version}", enc(node_id(node))),
+            serde_json::to_value(spec)?,
         )
         .await?;
     Ok(())
 }
 
 /// Gives `key` the role `role`; false if it already had it.
-async fn set_role(client: &Client, key: &str, role: &str) -> anyhow::Result<bool> {
-    let node = client.get(&format!("/nodes/{}", enc(key))).await?;
-    if node.pointer("/Spec/Role").and_then(Value::as_str) == Some(role) {
+async fn set_role(
+    client: &Client,
+    key: &str,
+    role: wire::NodeSpecRoleEnum,
+) -> anyhow::Result<bool> {
+    let node: wire::Node = client.get_as(&format!("/nodes/{}", enc(key))).await?;
+    let mut spec = node.docker.spec.clone().unwrap_or_default();
+    if spec.role == Some(role) {
         return Ok(false);
     }
-    let mut spec = node.get("Spec").cloned().unwrap_or_else(|| json!({}));
-    spec["Role"] = json!(role);
-    update_spec(client, &node, spec).await?;
+    spec.role = Some(role);
+    update_spec(client, &node, &spec).await?;
     Ok(true)
 }

@@ -5,10 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use shoal_node::api::wire;
 
 use crate::client::{enc, Client};
-use crate::output::{s, u};
 
 /// How long every slot must stay running before the service counts as converged.
 pub(super) const VERIFY: Duration = Duration::from_secs(2);
@@ -55,47 +54,118 @@ enum Slot {
     GaveUp(String),
 }
 
-fn since(v: &Value, ptr: &str, now: DateTime<Utc>) -> Duration {
-    s(v, ptr)
-        .parse::<DateTime<Utc>>()
+/// What the displays read of a task.
+pub(super) mod task {
+    use shoal_node::api::wire;
+
+    pub fn slot(t: &wire::Task) -> u64 {
+        t.docker
+            .slot
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(0)
+    }
+
+    pub fn desired(t: &wire::Task) -> String {
+        t.docker
+            .desired_state
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn state(t: &wire::Task) -> String {
+        t.status
+            .as_ref()
+            .and_then(|s| s.docker.state)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn err(t: &wire::Task) -> &str {
+        t.status
+            .as_ref()
+            .and_then(|s| s.docker.err.as_deref())
+            .unwrap_or("")
+    }
+
+    pub fn created(t: &wire::Task) -> &str {
+        t.docker.created_at.as_deref().unwrap_or("")
+    }
+
+    pub fn timestamp(t: &wire::Task) -> &str {
+        t.status
+            .as_ref()
+            .and_then(|s| s.docker.timestamp.as_deref())
+            .unwrap_or("")
+    }
+}
+
+/// A service's name, "" without one.
+pub(super) fn service_name(svc: &wire::Service) -> &str {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.docker.name.as_deref())
+        .unwrap_or("")
+}
+
+/// A replicated service's replicas (0 for the other modes).
+pub(super) fn replicas(svc: &wire::Service) -> u64 {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.docker.mode.as_ref())
+        .and_then(|m| m.replicated.as_ref())
+        .and_then(|r| r.replicas)
+        .and_then(|r| u64::try_from(r).ok())
+        .unwrap_or(0)
+}
+
+fn since(at: &str, now: DateTime<Utc>) -> Duration {
+    at.parse::<DateTime<Utc>>()
         .ok()
         .and_then(|t| (now - t).to_std().ok())
         .unwrap_or_default()
+}
+
+fn nanos(n: Option<i64>) -> Duration {
+    Duration::from_nanos(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+}
+
+fn condition(policy: &wire::TaskSpecRestartPolicy) -> String {
+    policy.condition.map(|c| c.to_string()).unwrap_or_default()
 }
 
 /// Whether the restart policy leaves this slot down for good, mirroring the
 /// orchestrator's decision (actors/src/orchestrator/restart.rs). `last` is the
 /// slot's latest task, finished; `slot_tasks` all the slot's tasks the API lists.
 fn gives_up(
-    policy: &Value,
-    last: &Value,
-    slot_tasks: &[&Value],
+    policy: &wire::TaskSpecRestartPolicy,
+    last: &wire::Task,
+    slot_tasks: &[&wire::Task],
     now: DateTime<Utc>,
 ) -> Option<String> {
-    let failed = s(last, "/Status/State") != "complete";
-    match s(policy, "/Condition") {
+    let failed = task::state(last) != "complete";
+    match condition(policy).as_str() {
         "none" => return Some("condition none".into()),
         "on-failure" if !failed => {
             return Some("condition on-failure, and the task exited with code 0".into())
         }
         _ => {}
     }
-    let max = u(policy, "/MaxAttempts");
-    if max == 0 {
+    let max = policy.max_attempts.unwrap_or(0);
+    if max <= 0 {
         return None;
     }
-    let delay = Duration::from_nanos(u(policy, "/Delay"));
-    let window = Duration::from_nanos(u(policy, "/Window"));
-    let finished_for = since(last, "/Status/Timestamp", now);
+    let delay = nanos(policy.delay);
+    let window = nanos(policy.window);
+    let finished_for = since(task::timestamp(last), now);
     // Every task of the slot after its first was a restart (a move off a lost
     // node is not, so this may count too many: hence the wait below).
-    let mut created: Vec<&str> = slot_tasks.iter().map(|t| s(t, "/CreatedAt")).collect();
+    let mut created: Vec<&str> = slot_tasks.iter().map(|t| task::created(t)).collect();
     created.sort_unstable();
     let restarts = slot_tasks
         .iter()
-        .filter(|t| created.first() != Some(&s(t, "/CreatedAt")))
-        .filter(|t| window.is_zero() || since(t, "/CreatedAt", now) <= window)
-        .count() as u64;
+        .filter(|t| created.first() != Some(&task::created(t)))
+        .filter(|t| window.is_zero() || since(task::created(t), now) <= window)
+        .count() as i64;
     let reached = restarts >= max && finished_for > delay + RESTART_MARGIN;
     // The API keeps only a few old tasks per slot, so the count can also be
     // short: a restart that has not come well after its delay will not come.
@@ -104,49 +174,59 @@ fn gives_up(
 }
 
 /// Which rule of the restart policy ended a slot the orchestrator gave up on.
-fn gave_up_because(policy: &Value, last: &Value) -> String {
-    match s(policy, "/Condition") {
+fn gave_up_because(policy: &wire::TaskSpecRestartPolicy, last: &wire::Task) -> String {
+    match condition(policy).as_str() {
         "none" => "condition none".into(),
-        "on-failure" if s(last, "/Status/State") == "complete" => {
+        "on-failure" if task::state(last) == "complete" => {
             "condition on-failure, and the task exited with code 0".into()
         }
-        _ => format!("max attempts {} reached", u(policy, "/MaxAttempts")),
+        _ => format!("max attempts {} reached", policy.max_attempts.unwrap_or(0)),
     }
 }
 
 /// The progress lines for the service's current tasks, and where each slot stands.
-fn render(svc: &Value, tasks: &[Value], now: DateTime<Utc>) -> (Vec<String>, Vec<Slot>) {
-    let replicas = u(svc, "/Spec/Mode/Replicated/Replicas");
-    let policy = &svc["Spec"]["TaskTemplate"]["RestartPolicy"];
+fn render(
+    svc: &wire::Service,
+    tasks: &[wire::Task],
+    now: DateTime<Utc>,
+) -> (Vec<String>, Vec<Slot>) {
+    let replicas = replicas(svc);
+    let policy = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.docker.restart_policy.clone())
+        .unwrap_or_default();
     let mut lines = Vec::new();
     let mut slots = Vec::new();
     for slot in 1..=replicas {
-        let slot_tasks: Vec<&Value> = tasks.iter().filter(|t| u(t, "/Slot") == slot).collect();
+        let slot_tasks: Vec<&wire::Task> = tasks.iter().filter(|t| task::slot(t) == slot).collect();
         // The slot's newest task: wanted running, or finished and shut down
         // for good by its restart policy.
         let current = slot_tasks
             .iter()
             .copied()
             .filter(|t| {
-                matches!(s(t, "/DesiredState"), "running" | "ready")
-                    || (s(t, "/DesiredState") == "shutdown"
-                        && GAVE_UP.contains(&s(t, "/Status/State")))
+                matches!(task::desired(t).as_str(), "running" | "ready")
+                    || (task::desired(t) == "shutdown"
+                        && GAVE_UP.contains(&task::state(t).as_str()))
             })
-            .max_by(|a, b| s(a, "/CreatedAt").cmp(s(b, "/CreatedAt")));
+            .max_by(|a, b| task::created(a).cmp(task::created(b)));
         let (line, state) = match current {
             Some(t) => {
-                let state = s(t, "/Status/State");
+                let state = task::state(t);
+                let state = state.as_str();
                 let slot_state = if state == "running" {
                     Slot::Running
-                } else if s(t, "/DesiredState") == "shutdown" {
+                } else if task::desired(t) == "shutdown" {
                     // The orchestrator has given up on the slot: say by which rule.
-                    Slot::GaveUp(gave_up_because(policy, t))
+                    Slot::GaveUp(gave_up_because(&policy, t))
                 } else if TERMINAL.contains(&state) {
-                    gives_up(policy, t, &slot_tasks, now).map_or(Slot::InProgress, Slot::GaveUp)
+                    gives_up(&policy, t, &slot_tasks, now).map_or(Slot::InProgress, Slot::GaveUp)
                 } else {
                     Slot::InProgress
                 };
-                let err = s(t, "/Status/Err");
+                let err = task::err(t);
                 let line = if !err.is_empty() && state != "running" {
                     format!("{slot}/{replicas}: {err}")
                 } else {
@@ -208,16 +288,15 @@ pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> a
     let mut printed: Vec<String> = Vec::new();
     let mut stable_since: Option<Instant> = None;
     loop {
-        let svc = client
-            .get(&format!("/services/{}", enc(service_id)))
+        let svc: wire::Service = client
+            .get_as(&format!("/services/{}", enc(service_id)))
             .await?;
-        let tasks = client
-            .get(&format!("/tasks?service={}", enc(service_id)))
+        let tasks: Vec<wire::Task> = client
+            .get_as(&format!("/tasks?service={}", enc(service_id)))
             .await?;
-        let tasks = tasks.as_array().cloned().unwrap_or_default();
         let (mut lines, slots) = render(&svc, &tasks, Utc::now());
         let all_running = slots.iter().all(|s| *s == Slot::Running);
-        let stuck = cannot_converge(s(&svc, "/Spec/Name"), &slots);
+        let stuck = cannot_converge(service_name(&svc), &slots);
         stable_since = match (all_running, stable_since) {
             (true, Some(t)) => Some(t),
             (true, None) => Some(Instant::now()),
@@ -231,10 +310,7 @@ pub async fn wait_converged(client: &Client, service_id: &str, quiet: bool) -> a
             ));
         }
         if converged {
-            lines.push(format!(
-                "verify: Service {} converged",
-                s(&svc, "/Spec/Name")
-            ));
+            lines.push(format!("verify: Service {} converged", service_name(&svc)));
         }
         if tty {
             let mut out = std::io::stdout();
@@ -275,13 +351,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn policy(condition: &str, max: u64) -> Value {
-        json!({"Condition": condition, "Delay": 100_000_000u64, "MaxAttempts": max, "Window": 0})
+    // Fixtures as the daemon's JSON, read into the wire types as the CLI reads it.
+    fn policy(condition: &str, max: u64) -> wire::TaskSpecRestartPolicy {
+        serde_json::from_value(
+            json!({"Condition": condition, "Delay": 100_000_000u64, "MaxAttempts": max, "Window": 0}),
+        )
+        .expect("a restart policy")
     }
 
-    fn task(state: &str, created: &str, finished: &str) -> Value {
-        json!({"Slot": 1, "DesiredState": "running", "CreatedAt": created,
-               "Status": {"State": state, "Timestamp": finished}})
+    fn task(state: &str, created: &str, finished: &str) -> wire::Task {
+        serde_json::from_value(
+            json!({"Slot": 1, "DesiredState": "running", "CreatedAt": created,
+               "Status": {"State": state, "Timestamp": finished}}),
+        )
+        .expect("a task")
     }
 
     fn now() -> DateTime<Utc> {

@@ -8,11 +8,14 @@ use std::io::Read;
 use anyhow::Context;
 use base64::Engine as _;
 use clap::Subcommand;
-use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+use shoal_node::api::wire;
 
 use crate::client::{enc, Client};
 use crate::filter::{prefix, Filters};
-use crate::output::{ago, print_inspect, print_rows, s, ListArgs, Row};
+use crate::output::{ago_at, print_inspect, print_rows, ListArgs, Row};
 
 #[derive(Subcommand)]
 pub enum ObjectCmd {
@@ -90,29 +93,105 @@ fn read_value(file: &str) -> anyhow::Result<Vec<u8>> {
     Ok(data)
 }
 
-fn labels(list: &[String]) -> Value {
-    let mut m = serde_json::Map::new();
-    for l in list {
-        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-        m.insert(k.to_string(), json!(v));
-    }
-    Value::Object(m)
+fn labels(list: &[String]) -> HashMap<String, String> {
+    list.iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
 }
 
-fn pretty(kind: Kind, v: &Value) -> String {
-    let mut out = format!(
-        "ID:              {}\nName:            {}\n",
-        s(v, "/ID"),
-        s(v, "/Spec/Name")
-    );
-    if let Some(l) = v
-        .pointer("/Spec/Labels")
-        .and_then(Value::as_object)
-        .filter(|l| !l.is_empty())
-    {
+/// A secret or a config as the daemon shows it: the Engine API's `Secret`
+/// or `Config` (they differ only in their spec's type).
+enum Object {
+    Secret(wire::Secret),
+    Config(wire::Config),
+}
+
+/// The fields the commands read, whichever the kind.
+struct Fields<'a> {
+    id: &'a str,
+    name: &'a str,
+    labels: Option<&'a HashMap<String, String>>,
+    created_at: Option<&'a str>,
+    updated_at: Option<&'a str>,
+    data: Option<&'a str>,
+    data_version: u64,
+}
+
+impl Object {
+    fn fields(&self) -> Fields<'_> {
+        match self {
+            Object::Secret(o) => {
+                let spec = o.docker.spec.as_ref();
+                Fields {
+                    id: o.docker.id.as_deref().unwrap_or(""),
+                    name: spec.and_then(|s| s.name.as_deref()).unwrap_or(""),
+                    labels: spec.and_then(|s| s.labels.as_ref()),
+                    created_at: o.docker.created_at.as_deref(),
+                    updated_at: o.docker.updated_at.as_deref(),
+                    data: spec.and_then(|s| s.data.as_deref()),
+                    data_version: o.data_version.unwrap_or(0),
+                }
+            }
+            Object::Config(o) => {
+                let spec = o.docker.spec.as_ref();
+                Fields {
+                    id: o.docker.id.as_deref().unwrap_or(""),
+                    name: spec.and_then(|s| s.name.as_deref()).unwrap_or(""),
+                    labels: spec.and_then(|s| s.labels.as_ref()),
+                    created_at: o.docker.created_at.as_deref(),
+                    updated_at: o.docker.updated_at.as_deref(),
+                    data: spec.and_then(|s| s.data.as_deref()),
+                    data_version: o.data_version.unwrap_or(0),
+                }
+            }
+        }
+    }
+
+    /// As JSON, for `inspect` and `--format`.
+    fn json(&self) -> anyhow::Result<Value> {
+        Ok(match self {
+            Object::Secret(o) => serde_json::to_value(o)?,
+            Object::Config(o) => serde_json::to_value(o)?,
+        })
+    }
+}
+
+async fn get_one(client: &Client, kind: Kind, key: &str) -> anyhow::Result<Object> {
+    let path = format!("{}/{}", kind.path(), enc(key));
+    Ok(match kind {
+        Kind::Secret => Object::Secret(client.get_as(&path).await?),
+        Kind::Config => Object::Config(client.get_as(&path).await?),
+    })
+}
+
+async fn list(client: &Client, kind: Kind) -> anyhow::Result<Vec<Object>> {
+    Ok(match kind {
+        Kind::Secret => client
+            .get_as::<Vec<wire::Secret>>(kind.path())
+            .await?
+            .into_iter()
+            .map(Object::Secret)
+            .collect(),
+        Kind::Config => client
+            .get_as::<Vec<wire::Config>>(kind.path())
+            .await?
+            .into_iter()
+            .map(Object::Config)
+            .collect(),
+    })
+}
+
+fn pretty(kind: Kind, o: &Object) -> String {
+    let f = o.fields();
+    let mut out = format!("ID:              {}\nName:            {}\n", f.id, f.name);
+    if let Some(l) = f.labels.filter(|l| !l.is_empty()) {
         out.push_str("Labels:\n");
-        for (k, val) in l {
-            out.push_str(&format!(" - {k}={}\n", val.as_str().unwrap_or("")));
+        let sorted: BTreeMap<&String, &String> = l.iter().collect();
+        for (k, val) in sorted {
+            out.push_str(&format!(" - {k}={val}\n"));
         }
     }
     if let Kind::Secret = kind {
@@ -120,15 +199,13 @@ fn pretty(kind: Kind, v: &Value) -> String {
     }
     out.push_str(&format!(
         "Created at:      {}\nUpdated at:      {}\nData version:    {}\n",
-        s(v, "/CreatedAt"),
-        s(v, "/UpdatedAt"),
-        v.pointer("/DataVersion")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
+        f.created_at.unwrap_or(""),
+        f.updated_at.unwrap_or(""),
+        f.data_version
     ));
     if let Kind::Config = kind {
         let data = base64::engine::general_purpose::STANDARD
-            .decode(s(v, "/Spec/Data"))
+            .decode(f.data.unwrap_or(""))
             .unwrap_or_default();
         out.push_str("Data:\n");
         out.push_str(&String::from_utf8_lossy(&data));
@@ -143,58 +220,65 @@ pub async fn run(client: &Client, kind: Kind, cmd: ObjectCmd) -> anyhow::Result<
     match cmd {
         ObjectCmd::Create { label, name, file } => {
             let data = read_value(&file)?;
-            let body = json!({
-                "Name": name,
-                "Labels": labels(&label),
-                "Data": base64::engine::general_purpose::STANDARD.encode(&data),
-            });
-            let v = client
-                .post(&format!("{}/create", kind.path()), body)
+            let body = wire::SecretSpec {
+                name: Some(name),
+                labels: Some(labels(&label)),
+                data: Some(base64::engine::general_purpose::STANDARD.encode(&data)),
+                ..Default::default()
+            };
+            let created: wire::Created = client
+                .post_as(&format!("{}/create", kind.path()), &body)
                 .await?;
-            println!("{}", s(&v, "/ID"));
+            println!("{}", created.id);
         }
         ObjectCmd::Update { name, file } => {
             let data = read_value(&file)?;
-            let body = json!({ "Spec": {
-                "Data": base64::engine::general_purpose::STANDARD.encode(&data),
-            }});
+            // shoal's rotation: a new `Data` in place (docs/secrets.md).
+            let body = wire::Secret {
+                docker: wire::docker::Secret {
+                    spec: Some(wire::SecretSpec {
+                        data: Some(base64::engine::general_purpose::STANDARD.encode(&data)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                data_version: None,
+            };
             client
-                .post(&format!("{}/{}/update", kind.path(), enc(&name)), body)
+                .post(
+                    &format!("{}/{}/update", kind.path(), enc(&name)),
+                    serde_json::to_value(&body)?,
+                )
                 .await?;
             println!("{name}");
         }
         ObjectCmd::Ls(a) => {
-            let list: Vec<Value> = match client.get(kind.path()).await? {
-                Value::Array(a) => a,
-                _ => Vec::new(),
-            };
+            let list = list(client, kind).await?;
             let filters = Filters::parse(&a.filter, &["id", "name", "label"])?;
-            let list: Vec<&Value> = list
+            let list: Vec<Fields> = list
                 .iter()
+                .map(Object::fields)
                 .filter(|o| {
-                    filters.allows("id", prefix(s(o, "/ID")))
-                        && filters.allows("name", prefix(s(o, "/Spec/Name")))
-                        && filters.allows_labels("label", &o["Spec"]["Labels"])
+                    filters.allows("id", prefix(o.id))
+                        && filters.allows("name", prefix(o.name))
+                        && filters.allows_labels("label", o.labels)
                 })
                 .collect();
             if a.quiet {
                 for o in &list {
-                    println!("{}", s(o, "/ID"));
+                    println!("{}", o.id);
                 }
                 return Ok(());
             }
             let rows: Vec<Row> = list
                 .iter()
                 .map(|o| {
-                    let mut row: Row = vec![
-                        ("ID", s(o, "/ID").into()),
-                        ("Name", s(o, "/Spec/Name").into()),
-                    ];
+                    let mut row: Row = vec![("ID", o.id.into()), ("Name", o.name.into())];
                     if let Kind::Secret = kind {
                         row.push(("Driver", "".into()));
                     }
-                    row.push(("CreatedAt", ago(&o["CreatedAt"]).into()));
-                    row.push(("UpdatedAt", ago(&o["UpdatedAt"]).into()));
+                    row.push(("CreatedAt", ago_at(o.created_at).into()));
+                    row.push(("UpdatedAt", ago_at(o.updated_at).into()));
                     row
                 })
                 .collect();
@@ -212,15 +296,19 @@ pub async fn run(client: &Client, kind: Kind, cmd: ObjectCmd) -> anyhow::Result<
             let mut found = Vec::new();
             let mut missing = Vec::new();
             for n in &names {
-                match client.get(&format!("{}/{}", kind.path(), enc(n))).await {
-                    Ok(v) => found.push(v),
+                match get_one(client, kind, n).await {
+                    Ok(o) => found.push(o),
                     Err(_) => missing.push(n.clone()),
                 }
             }
             if human {
-                let text: Vec<String> = found.iter().map(|v| pretty(kind, v)).collect();
+                let text: Vec<String> = found.iter().map(|o| pretty(kind, o)).collect();
                 print!("{}", text.join("\n\n"));
             } else {
+                let found = found
+                    .iter()
+                    .map(Object::json)
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 print_inspect(&found, format.as_deref())?;
             }
             if !missing.is_empty() {

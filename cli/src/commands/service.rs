@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::json;
+use shoal_node::api::wire;
 
 use super::progress::wait_converged;
 use super::service_view::{self, InspectArgs, PsArgs};
 use crate::client::{enc, Client};
-use crate::output::{parse_duration, s, u, InvalidValue, ListArgs};
+use crate::output::{parse_duration, InvalidValue, ListArgs};
 
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -274,10 +275,6 @@ pub(crate) fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>
         .collect()
 }
 
-pub async fn lookup(client: &Client, name: &str) -> anyhow::Result<Value> {
-    client.get(&format!("/services/{}", enc(name))).await
-}
-
 pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
         ServiceCmd::Create(a) => {
@@ -337,8 +334,9 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             a.rollout.apply(&mut spec);
             a.health.apply(&mut spec["TaskTemplate"])?;
             a.files.apply(&mut spec["TaskTemplate"]["ContainerSpec"])?;
-            let created = client.post("/services/create", spec).await?;
-            let id = s(&created, "/ID").to_string();
+            let created: wire::ServiceCreateResponse =
+                client.post_as("/services/create", &spec).await?;
+            let id = created.id.unwrap_or_default();
             println!("{id}");
             // Progress is drawn slot by slot: replicated services only
             // (docs/cli.md lists this difference).
@@ -405,10 +403,12 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 Some(since) => super::since::parse(since, chrono::Utc::now())?,
                 None => String::new(),
             };
-            let svc = lookup(client, &a.service).await?;
+            let svc: wire::Service = client
+                .get_as(&format!("/services/{}", enc(&a.service)))
+                .await?;
             let path = format!(
                 "/services/{}/logs?follow={}&tail={}&timestamps={}&since={}&raw={}&task_ids={}&trunc={}",
-                enc(s(&svc, "/ID")),
+                enc(svc.docker.id.as_deref().unwrap_or("")),
                 a.follow,
                 enc(&a.tail),
                 a.timestamps,
@@ -424,23 +424,30 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
 }
 
 async fn scale(client: &Client, name: &str, n: u64) -> anyhow::Result<String> {
-    let svc = lookup(client, name).await?;
-    let mut spec = svc["Spec"].clone();
-    if spec.pointer("/Mode/Global").is_some() {
+    let svc: wire::Service = client.get_as(&format!("/services/{}", enc(name))).await?;
+    let mut spec = svc.spec.unwrap_or_default();
+    if spec
+        .docker
+        .mode
+        .as_ref()
+        .is_some_and(|m| m.global.is_some())
+    {
         return Err(anyhow!(
             "{name}: scale can only be used with replicated or replicated-job mode"
         ));
     }
-    spec["Mode"] = json!({ "Replicated": { "Replicas": n } });
-    let id = s(&svc, "/ID").to_string();
-    client
-        .post(
-            &format!(
-                "/services/{}/update?version={}",
-                enc(&id),
-                u(&svc, "/Version/Index")
-            ),
-            spec,
+    spec.docker.mode = Some(wire::ServiceSpecMode {
+        replicated: Some(wire::ServiceSpecModeReplicated {
+            replicas: Some(wire::int(n)),
+        }),
+        ..Default::default()
+    });
+    let id = svc.docker.id.unwrap_or_default();
+    let version = svc.docker.version.and_then(|v| v.index).unwrap_or(0);
+    let _: wire::ServiceUpdateResponse = client
+        .post_as(
+            &format!("/services/{}/update?version={version}", enc(&id)),
+            &spec,
         )
         .await?;
     Ok(id)

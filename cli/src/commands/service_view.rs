@@ -4,11 +4,12 @@
 use clap::Args;
 use serde_json::Value;
 
-use super::service::lookup;
+use shoal_node::api::wire;
+
 use crate::client::{enc, Client, DaemonError};
 use crate::filter::{prefix, Filters};
 use crate::output::{
-    ago, capitalize, print_inspect, print_rows, s, short_id, u, Failed, ListArgs, Row,
+    ago_at, capitalize, print_inspect, print_rows, short_id, Failed, ListArgs, Row,
 };
 
 /// docker's limit for the ERROR column unless --no-trunc.
@@ -56,11 +57,17 @@ pub fn ellipsis(text: &str, max: usize) -> String {
 
 /// Looks each name up; prints `Error: no such service: X` for those that do
 /// not exist (as docker does) and returns the others.
-async fn lookup_all(client: &Client, names: &[String]) -> anyhow::Result<(Vec<Value>, bool)> {
+async fn lookup_all(
+    client: &Client,
+    names: &[String],
+) -> anyhow::Result<(Vec<wire::Service>, bool)> {
     let mut found = Vec::new();
     let mut missing = false;
     for name in names {
-        match lookup(client, name).await {
+        match client
+            .get_as::<wire::Service>(&format!("/services/{}", enc(name)))
+            .await
+        {
             Ok(svc) => found.push(svc),
             Err(e) if DaemonError::is_not_found(&e) => {
                 missing = true;
@@ -72,32 +79,43 @@ async fn lookup_all(client: &Client, names: &[String]) -> anyhow::Result<(Vec<Va
     Ok((found, missing))
 }
 
+fn id(svc: &wire::Service) -> &str {
+    svc.docker.id.as_deref().unwrap_or("")
+}
+
+fn name(svc: &wire::Service) -> &str {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.docker.name.as_deref())
+        .unwrap_or("")
+}
+
 /// The mode as `service ls` shows it.
-fn mode(svc: &Value) -> &'static str {
-    let has = |m: &str| {
-        svc.pointer(&format!("/Spec/Mode/{m}"))
-            .is_some_and(|v| !v.is_null())
-    };
-    if has("Global") {
-        "global"
-    } else if has("ReplicatedJob") {
-        "replicated job"
-    } else if has("GlobalJob") {
-        "global job"
-    } else {
-        "replicated"
+fn mode(svc: &wire::Service) -> &'static str {
+    let m = svc.spec.as_ref().and_then(|s| s.docker.mode.as_ref());
+    match m {
+        Some(m) if m.global.is_some() => "global",
+        Some(m) if m.replicated_job.is_some() => "replicated job",
+        Some(m) if m.global_job.is_some() => "global job",
+        _ => "replicated",
     }
 }
 
 /// `3/3`, or for a job docker's `1/1 (2/3 completed)`.
-fn replicas(svc: &Value) -> String {
-    let running = u(svc, "/ServiceStatus/RunningTasks");
-    let desired = u(svc, "/ServiceStatus/DesiredTasks");
-    let completed = u(svc, "/ServiceStatus/CompletedTasks");
+fn replicas(svc: &wire::Service) -> String {
+    let status = svc.docker.service_status.clone().unwrap_or_default();
+    let running = status.running_tasks.unwrap_or(0);
+    let desired = status.desired_tasks.unwrap_or(0);
+    let completed = status.completed_tasks.unwrap_or(0);
     match mode(svc) {
         "replicated job" => format!(
             "{running}/{desired} ({completed}/{} completed)",
-            u(svc, "/Spec/Mode/ReplicatedJob/TotalCompletions")
+            svc.spec
+                .as_ref()
+                .and_then(|s| s.docker.mode.as_ref())
+                .and_then(|m| m.replicated_job.as_ref())
+                .and_then(|j| j.total_completions)
+                .unwrap_or(0)
         ),
         "global job" => format!(
             "{running}/{desired} ({completed}/{} completed)",
@@ -113,44 +131,46 @@ pub async fn ls(client: &Client, a: ListArgs) -> anyhow::Result<()> {
         "mode",
         &["replicated", "global", "replicated-job", "global-job"],
     )?;
-    let list = client.get("/services").await?;
-    let mut list: Vec<Value> = list
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let list: Vec<wire::Service> = client.get_as("/services").await?;
+    let mut list: Vec<wire::Service> = list
         .into_iter()
         .filter(|svc| {
-            filters.allows("id", prefix(s(svc, "/ID")))
-                && filters.allows("name", prefix(s(svc, "/Spec/Name")))
+            filters.allows("id", prefix(id(svc)))
+                && filters.allows("name", prefix(name(svc)))
                 && filters.allows("mode", |m| {
                     m.eq_ignore_ascii_case(&mode(svc).replace(' ', "-"))
                 })
-                && filters.allows_labels("label", &svc["Spec"]["Labels"])
+                && filters.allows_labels(
+                    "label",
+                    svc.spec.as_ref().and_then(|s| s.docker.labels.as_ref()),
+                )
         })
         .collect();
-    list.sort_by(|x, y| s(x, "/Spec/Name").cmp(s(y, "/Spec/Name")));
+    list.sort_by(|x, y| name(x).cmp(name(y)));
     if a.quiet {
         for svc in &list {
-            println!("{}", short_id(s(svc, "/ID")));
+            println!("{}", short_id(id(svc)));
         }
         return Ok(());
     }
     let rows: Vec<Row> = list
         .iter()
         .map(|svc| {
+            let image = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.task_template.as_ref())
+                .and_then(|t| t.container_spec.as_ref())
+                .and_then(|c| c.docker.image.as_deref())
+                .unwrap_or("");
+            let ports = svc.endpoint.as_ref().and_then(|e| e.ports.as_deref());
             vec![
-                ("ID", short_id(s(svc, "/ID")).into()),
-                ("Name", s(svc, "/Spec/Name").into()),
+                ("ID", short_id(id(svc)).into()),
+                ("Name", name(svc).into()),
                 ("Mode", mode(svc).into()),
                 ("Replicas", replicas(svc).into()),
-                (
-                    "Image",
-                    s(svc, "/Spec/TaskTemplate/ContainerSpec/Image").into(),
-                ),
-                (
-                    "Ports",
-                    crate::publish::column(&svc["Endpoint"]["Ports"]).into(),
-                ),
+                ("Image", image.into()),
+                ("Ports", crate::publish::column(ports).into()),
             ]
         })
         .collect();
@@ -165,19 +185,14 @@ pub async fn ls(client: &Client, a: ListArgs) -> anyhow::Result<()> {
 pub async fn ps(client: &Client, a: PsArgs) -> anyhow::Result<()> {
     let filters = Filters::parse(&a.filter, TASK_FILTERS)?;
     filters.check_values("desired-state", DESIRED_STATES)?;
-    let nodes = client.get("/nodes").await?;
+    let nodes: Vec<wire::Node> = client.get_as("/nodes").await?;
     let (services, missing) = lookup_all(client, &a.services).await?;
     let mut list = TaskList::default();
     for svc in &services {
-        let tasks = client
-            .get(&format!("/tasks?service={}", enc(s(svc, "/ID"))))
+        let tasks: Vec<wire::Task> = client
+            .get_as(&format!("/tasks?service={}", enc(id(svc))))
             .await?;
-        list.add(
-            tasks.as_array().cloned().unwrap_or_default(),
-            &nodes,
-            &filters,
-            a.no_trunc,
-        );
+        list.add(tasks, &nodes, &filters, a.no_trunc);
     }
     if !services.is_empty() || a.quiet {
         list.print(a.quiet, a.format.as_deref())?;
@@ -202,39 +217,54 @@ pub struct TaskList {
 impl TaskList {
     /// Adds the tasks that pass `filters`: by service and slot, within a
     /// slot the newest first and older ones as its history (` \_ web.1`).
-    pub fn add(&mut self, mut tasks: Vec<Value>, nodes: &Value, filters: &Filters, no_trunc: bool) {
+    pub fn add(
+        &mut self,
+        mut tasks: Vec<wire::Task>,
+        nodes: &[wire::Node],
+        filters: &Filters,
+        no_trunc: bool,
+    ) {
         let hostname = |id: &str| {
             nodes
-                .as_array()
-                .and_then(|l| l.iter().find(|n| s(n, "/ID") == id))
-                .map(|n| s(n, "/Description/Hostname").to_string())
+                .iter()
+                .find(|n| n.docker.id.as_deref() == Some(id))
+                .and_then(|n| n.description.as_ref())
+                .and_then(|d| d.docker.hostname.clone())
                 .unwrap_or_default()
         };
+        let text = |x: &Option<String>| x.clone().unwrap_or_default();
         tasks.sort_by(|x, y| {
-            s(x, "/ServiceName")
-                .cmp(s(y, "/ServiceName"))
-                .then_with(|| u(x, "/Slot").cmp(&u(y, "/Slot")))
-                .then_with(|| s(x, "/NodeID").cmp(s(y, "/NodeID")))
-                .then_with(|| s(y, "/CreatedAt").cmp(s(x, "/CreatedAt")))
+            text(&x.service_name)
+                .cmp(&text(&y.service_name))
+                .then_with(|| x.docker.slot.unwrap_or(0).cmp(&y.docker.slot.unwrap_or(0)))
+                .then_with(|| text(&x.docker.node_id).cmp(&text(&y.docker.node_id)))
+                .then_with(|| text(&y.docker.created_at).cmp(&text(&x.docker.created_at)))
         });
         let mut last_slot: Option<(String, String)> = None;
         for t in &tasks {
+            let node_id = text(&t.docker.node_id);
+            let task_id = text(&t.docker.id);
+            let status = t.status.clone().unwrap_or_default();
+            let desired = t
+                .docker
+                .desired_state
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_default();
             // A global task's slot is its node, and docker names it so.
             let slot = (
-                s(t, "/ServiceName").to_string(),
-                match u(t, "/Slot") {
-                    0 => s(t, "/NodeID").to_string(),
+                text(&t.service_name),
+                match t.docker.slot.unwrap_or(0) {
+                    0 => node_id.clone(),
                     n => n.to_string(),
                 },
             );
             let task_name = format!("{}.{}", slot.0, slot.1);
-            let node = hostname(s(t, "/NodeID"));
-            let keep = filters.allows("id", prefix(s(t, "/ID")))
+            let node = hostname(&node_id);
+            let keep = filters.allows("id", prefix(&task_id))
                 && filters.allows("name", prefix(&task_name))
-                && filters.allows("node", |n| n == s(t, "/NodeID") || n == node)
-                && filters.allows("desired-state", |d| {
-                    d.eq_ignore_ascii_case(s(t, "/DesiredState"))
-                });
+                && filters.allows("node", |n| n == node_id || n == node)
+                && filters.allows("desired-state", |d| d.eq_ignore_ascii_case(&desired));
             if !keep {
                 continue;
             }
@@ -244,30 +274,43 @@ impl TaskList {
                 task_name
             };
             last_slot = Some(slot);
-            let err = s(t, "/Status/Err");
+            let err = text(&status.docker.err);
             let err = if no_trunc {
-                err.to_string()
+                err
             } else {
-                ellipsis(err, MAX_ERROR)
+                ellipsis(&err, MAX_ERROR)
             };
             let id = if no_trunc {
-                s(t, "/ID").to_string()
+                task_id.clone()
             } else {
-                short_id(s(t, "/ID"))
+                short_id(&task_id)
             };
-            self.ids.push(s(t, "/ID").to_string());
+            let image = t
+                .spec
+                .as_ref()
+                .and_then(|s| s.container_spec.as_ref())
+                .and_then(|c| c.docker.image.clone())
+                .unwrap_or_default();
+            let state = status
+                .docker
+                .state
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            let ports = status.port_status.as_ref().and_then(|p| p.ports.as_deref());
+            self.ids.push(task_id);
             self.rows.push(vec![
                 ("ID", id.into()),
                 ("Name", name.into()),
-                ("Image", s(t, "/Spec/ContainerSpec/Image").into()),
+                ("Image", image.into()),
                 ("Node", node.into()),
-                ("DesiredState", capitalize(s(t, "/DesiredState")).into()),
+                ("DesiredState", capitalize(&desired).into()),
                 (
                     "CurrentState",
                     format!(
                         "{} {}",
-                        capitalize(s(t, "/Status/State")),
-                        ago(&t["Status"]["Timestamp"])
+                        capitalize(&state),
+                        ago_at(status.docker.timestamp.as_deref())
                     )
                     .into(),
                 ),
@@ -280,10 +323,7 @@ impl TaskList {
                     }
                     .into(),
                 ),
-                (
-                    "Ports",
-                    crate::publish::task_column(&t["Status"]["PortStatus"]["Ports"]).into(),
-                ),
+                ("Ports", crate::publish::task_column(ports).into()),
             ]);
         }
     }
@@ -323,6 +363,10 @@ pub async fn inspect(client: &Client, a: InspectArgs) -> anyhow::Result<()> {
         crate::template::Format::parse(a.format.as_deref())?;
     }
     let (found, missing) = lookup_all(client, &a.services).await?;
+    let found = found
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<Value>, _>>()?;
     if a.pretty {
         for svc in &found {
             print!("{}", crate::pretty::service(svc));

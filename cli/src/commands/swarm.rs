@@ -2,10 +2,9 @@
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use serde_json::json;
+use shoal_node::api::wire;
 
 use crate::client::Client;
-use crate::output::s;
 
 #[derive(Subcommand)]
 pub enum SwarmCmd {
@@ -93,63 +92,67 @@ pub struct JoinTokenArgs {
 pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
     match cmd {
         SwarmCmd::Init(a) => {
-            let node_id = client
-                .post(
-                    "/swarm/init",
-                    json!({
-                        "ListenAddr": a.listen_addr,
-                        "ForceNewCluster": a.force_new_cluster,
-                        "AdvertiseAddr": a.advertise_addr,
-                        "AutoLockManagers": a.autolock,
-                        "DefaultAddrPool": a.default_addr_pool,
-                        "SubnetSize": a.default_addr_pool_mask_length,
-                        "Spec": {
-                            "Orchestration": { "TaskHistoryRetentionLimit": a.task_history_limit },
-                            "Raft": { "SnapshotInterval": a.snapshot_interval },
+            let body = wire::SwarmInitRequest {
+                docker: wire::docker::SwarmInitRequest {
+                    listen_addr: a.listen_addr,
+                    force_new_cluster: Some(a.force_new_cluster),
+                    advertise_addr: a.advertise_addr,
+                    default_addr_pool: Some(a.default_addr_pool),
+                    subnet_size: Some(u32::from(a.default_addr_pool_mask_length)),
+                    ..Default::default()
+                },
+                spec: Some(wire::SwarmSpec {
+                    docker: wire::docker::SwarmSpec {
+                        raft: Some(wire::SwarmSpecRaft {
+                            snapshot_interval: Some(a.snapshot_interval),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    orchestration: Some(wire::Orchestration {
+                        docker: wire::docker::SwarmSpecOrchestration {
+                            task_history_retention_limit: Some(wire::int(a.task_history_limit)),
                         },
+                        rebalance: None,
                     }),
-                )
-                .await?;
-            let swarm = client.get("/swarm").await?;
-            let info = client.get("/info").await?;
-            println!(
-                "Swarm initialized: current node ({}) is now a manager.\n",
-                node_id.as_str().unwrap_or_default()
-            );
+                }),
+                auto_lock_managers: Some(a.autolock),
+            };
+            // The answer is the new node's id, a JSON string.
+            let node_id: String = client.post_as("/swarm/init", &body).await?;
+            let swarm: wire::Swarm = client.get_as("/swarm").await?;
+            println!("Swarm initialized: current node ({node_id}) is now a manager.\n");
             println!("To add a worker to this swarm, run the following command:\n");
             println!(
                 "    shoal swarm join --token {} {}\n",
-                s(&swarm, "/JoinTokens/Worker"),
-                s(&info, "/Swarm/NodeAddr")
+                join_token(&swarm, "worker"),
+                node_addr(client).await?
             );
             println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n");
             if a.autolock {
-                let v = client.get("/swarm/unlockkey").await?;
-                super::swarm_lock::print_unlock_key(s(&v, "/UnlockKey"));
+                let v: wire::UnlockKeyResponse = client.get_as("/swarm/unlockkey").await?;
+                super::swarm_lock::print_unlock_key(v.unlock_key.as_deref().unwrap_or(""));
             }
         }
         SwarmCmd::Unlock => super::swarm_lock::unlock(client).await?,
         SwarmCmd::UnlockKey(a) => super::swarm_lock::unlock_key(client, a).await?,
         SwarmCmd::Update(a) => super::swarm_lock::update(client, a).await?,
         SwarmCmd::Join(a) => {
+            let body = wire::SwarmJoinRequest {
+                docker: wire::docker::SwarmJoinRequest {
+                    join_token: Some(a.token),
+                    remote_addrs: Some(vec![a.remote]),
+                    listen_addr: a.listen_addr,
+                    advertise_addr: a.advertise_addr,
+                    ..Default::default()
+                },
+                availability: Some(a.availability),
+            };
             client
-                .post(
-                    "/swarm/join",
-                    json!({
-                        "JoinToken": a.token,
-                        "RemoteAddrs": [a.remote],
-                        "ListenAddr": a.listen_addr,
-                        "AdvertiseAddr": a.advertise_addr,
-                        "Availability": a.availability,
-                    }),
-                )
+                .post("/swarm/join", serde_json::to_value(&body)?)
                 .await?;
-            let info = client.get("/info").await?;
-            if info
-                .pointer("/Swarm/ControlAvailable")
-                .and_then(|v| v.as_bool())
-                == Some(true)
-            {
+            let info: wire::Info = client.get_as("/info").await?;
+            if info.swarm.and_then(|s| s.docker.control_available) == Some(true) {
                 println!("This node joined a swarm as a manager.");
             } else {
                 println!("This node joined a swarm as a worker.");
@@ -157,7 +160,7 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
         }
         SwarmCmd::Leave(a) => {
             client
-                .post(&format!("/swarm/leave?force={}", a.force), json!({}))
+                .post_empty(&format!("/swarm/leave?force={}", a.force))
                 .await?;
             println!("Node left the swarm.");
         }
@@ -172,33 +175,46 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
                     "rotateManagerToken"
                 };
                 client
-                    .post(&format!("/swarm/update?{param}=true"), json!({}))
+                    .post_empty(&format!("/swarm/update?{param}=true"))
                     .await?;
                 if !a.quiet {
                     println!("Successfully rotated {} join token.\n", a.role);
                 }
             }
-            let swarm = client.get("/swarm").await?;
-            let key = if a.role == "worker" {
-                "/JoinTokens/Worker"
-            } else {
-                "/JoinTokens/Manager"
-            };
-            let token = s(&swarm, key);
+            let swarm: wire::Swarm = client.get_as("/swarm").await?;
+            let token = join_token(&swarm, &a.role);
             if a.quiet {
                 println!("{token}");
             } else {
-                let info = client.get("/info").await?;
                 println!(
                     "To add a {} to this swarm, run the following command:\n",
                     a.role
                 );
                 println!(
                     "    shoal swarm join --token {token} {}\n",
-                    s(&info, "/Swarm/NodeAddr")
+                    node_addr(client).await?
                 );
             }
         }
     }
     Ok(())
+}
+
+/// The swarm's join token for `role` (worker or manager).
+fn join_token<'a>(swarm: &'a wire::Swarm, role: &str) -> &'a str {
+    let tokens = swarm.docker.join_tokens.as_ref();
+    let token = match role {
+        "worker" => tokens.and_then(|t| t.worker.as_deref()),
+        _ => tokens.and_then(|t| t.manager.as_deref()),
+    };
+    token.unwrap_or("")
+}
+
+/// The address this node tells others to join at (`/info`'s `Swarm.NodeAddr`).
+async fn node_addr(client: &Client) -> anyhow::Result<String> {
+    let info: wire::Info = client.get_as("/info").await?;
+    Ok(info
+        .swarm
+        .and_then(|s| s.docker.node_addr)
+        .unwrap_or_default())
 }

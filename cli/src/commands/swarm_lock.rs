@@ -4,10 +4,10 @@
 use std::io::BufRead;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::Value;
+use shoal_node::api::wire;
 
 use crate::client::Client;
-use crate::output::s;
 
 #[derive(Args)]
 pub struct UnlockKeyArgs {
@@ -46,7 +46,12 @@ pub async fn unlock(client: &Client) -> anyhow::Result<()> {
     let mut key = String::new();
     std::io::stdin().lock().read_line(&mut key)?;
     client
-        .post("/swarm/unlock", json!({ "UnlockKey": key.trim() }))
+        .post_as::<_, Value>(
+            "/swarm/unlock",
+            &wire::SwarmUnlockRequest {
+                unlock_key: Some(key.trim().to_string()),
+            },
+        )
         .await?;
     Ok(())
 }
@@ -54,14 +59,14 @@ pub async fn unlock(client: &Client) -> anyhow::Result<()> {
 pub async fn unlock_key(client: &Client, a: UnlockKeyArgs) -> anyhow::Result<()> {
     if a.rotate {
         client
-            .post("/swarm/update?rotateManagerUnlockKey=true", json!({}))
+            .post_empty("/swarm/update?rotateManagerUnlockKey=true")
             .await?;
         if !a.quiet {
             println!("Successfully rotated manager unlock key.\n");
         }
     }
-    let v = client.get("/swarm/unlockkey").await?;
-    let key = s(&v, "/UnlockKey");
+    let v: wire::UnlockKeyResponse = client.get_as("/swarm/unlockkey").await?;
+    let key = v.unlock_key.as_deref().unwrap_or("");
     if a.quiet {
         println!("{key}");
     } else {
@@ -71,26 +76,30 @@ pub async fn unlock_key(client: &Client, a: UnlockKeyArgs) -> anyhow::Result<()>
 }
 
 pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
-    let mut body = json!({});
-    if let Some(on) = a.autolock {
-        body["EncryptionConfig"] = json!({ "AutoLockManagers": on });
-    }
-    let mut orchestration = serde_json::Map::new();
-    if let Some(n) = a.task_history_limit {
-        orchestration.insert("TaskHistoryRetentionLimit".into(), json!(n));
-    }
-    if let Some(r) = &a.rebalance {
-        orchestration.insert("Rebalance".into(), json!(r == "on"));
-    }
-    if !orchestration.is_empty() {
-        body["Orchestration"] = Value::Object(orchestration);
-    }
-    client.post("/swarm/update", body).await?;
+    // Only what was asked: the daemon keeps the rest.
+    let orchestration = wire::Orchestration {
+        docker: wire::docker::SwarmSpecOrchestration {
+            task_history_retention_limit: a.task_history_limit.map(wire::int),
+        },
+        rebalance: a.rebalance.as_ref().map(|r| r == "on"),
+    };
+    let body = wire::SwarmSpec {
+        docker: wire::docker::SwarmSpec {
+            encryption_config: a.autolock.map(|on| wire::SwarmSpecEncryptionConfig {
+                auto_lock_managers: Some(on),
+            }),
+            ..Default::default()
+        },
+        orchestration: (orchestration != wire::Orchestration::default()).then_some(orchestration),
+    };
+    client
+        .post("/swarm/update", serde_json::to_value(&body)?)
+        .await?;
     println!("Swarm updated.");
     if a.autolock == Some(true) {
-        let v = client.get("/swarm/unlockkey").await?;
+        let v: wire::UnlockKeyResponse = client.get_as("/swarm/unlockkey").await?;
         println!("You can unlock a swarm manager after it restarts with the following key:\n");
-        println!("    {}\n", s(&v, "/UnlockKey"));
+        println!("    {}\n", v.unlock_key.as_deref().unwrap_or(""));
         println!("Please remember to store this key in a password manager, since without it you");
         println!("will not be able to restart the manager.");
     }

@@ -6,35 +6,36 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use serde_json::Value;
+use shoal_node::api::wire;
 
-// The slot bars, and how long every slot must stay up with no rollout to
-// follow, are `service create`'s.
-use super::progress::{bar, VERIFY};
+// The slot bars, how long every slot must stay up with no rollout to
+// follow, and what is read of a task, are `service create`'s.
+use super::progress::{bar, replicas, task, VERIFY};
 use crate::client::{enc, Client};
-use crate::output::{s, u};
 
 /// The progress lines, and how many slots run the current spec.
-pub fn render(svc: &Value, tasks: &[Value], rolling_back: bool) -> (Vec<String>, u64) {
-    let replicas = u(svc, "/Spec/Mode/Replicated/Replicas");
-    let template = &svc["Spec"]["TaskTemplate"];
+pub fn render(svc: &wire::Service, tasks: &[wire::Task], rolling_back: bool) -> (Vec<String>, u64) {
+    let replicas = replicas(svc);
+    let template = svc.spec.as_ref().and_then(|s| s.task_template.as_ref());
     let mut lines = Vec::new();
     let mut done = 0;
     for slot in 1..=replicas {
         let newest = tasks
             .iter()
-            .filter(|t| u(t, "/Slot") == slot)
-            .filter(|t| matches!(s(t, "/DesiredState"), "running" | "ready"))
-            .filter(|t| t["Spec"] == *template)
-            .max_by(|a, b| s(a, "/CreatedAt").cmp(s(b, "/CreatedAt")));
+            .filter(|t| task::slot(t) == slot)
+            .filter(|t| matches!(task::desired(t).as_str(), "running" | "ready"))
+            .filter(|t| t.spec.as_ref() == template)
+            .max_by(|a, b| task::created(a).cmp(task::created(b)));
         let line = match newest {
             Some(t) => {
-                let state = s(t, "/Status/State");
-                let healthy = matches!(t["Status"]["Health"].as_str(), None | Some("healthy"));
+                let state = task::state(t);
+                let state = state.as_str();
+                let health = t.status.as_ref().and_then(|s| s.health.as_deref());
+                let healthy = matches!(health, None | Some("healthy"));
                 if state == "running" && healthy {
                     done += 1;
                 }
-                let err = s(t, "/Status/Err");
+                let err = task::err(t);
                 if !err.is_empty() && state != "running" {
                     format!("{slot}/{replicas}: {err}")
                 } else {
@@ -76,33 +77,37 @@ pub async fn wait_rollout(
     let mut header: Option<String> = None;
     let mut up_since: Option<Instant> = None;
     loop {
-        let svc = client
-            .get(&format!("/services/{}", enc(service_id)))
+        let svc: wire::Service = client
+            .get_as(&format!("/services/{}", enc(service_id)))
             .await?;
-        let tasks = client
-            .get(&format!("/tasks?service={}", enc(service_id)))
+        let tasks: Vec<wire::Task> = client
+            .get_as(&format!("/tasks?service={}", enc(service_id)))
             .await?;
-        let tasks = tasks.as_array().cloned().unwrap_or_default();
-        let state = s(&svc, "/UpdateStatus/State");
-        let message = s(&svc, "/UpdateStatus/Message");
+        let status = svc.docker.update_status.clone().unwrap_or_default();
+        let state = status.state.map(|s| s.to_string()).unwrap_or_default();
+        let state = state.as_str();
+        let message = status.message.as_deref().unwrap_or("");
         let rolling_back = state.starts_with("rollback");
         if rolling_back && header.is_none() && !message.is_empty() {
             header = Some(format!("rollback: {message}"));
         }
         let (body, done) = render(&svc, &tasks, rolling_back);
-        let replicas = u(&svc, "/Spec/Mode/Replicated/Replicas");
-        let all_up = done == replicas;
+        let all_up = done == replicas(&svc);
         up_since = match (all_up, up_since) {
             (true, Some(t)) => Some(t),
             (true, None) => Some(Instant::now()),
             (false, _) => None,
         };
-        let config = if rolling_back {
-            "RollbackConfig"
+        let spec = svc.spec.as_ref().map(|s| &s.docker);
+        let monitor = if rolling_back {
+            spec.and_then(|s| s.rollback_config.as_ref())
+                .and_then(|c| c.monitor)
         } else {
-            "UpdateConfig"
+            spec.and_then(|s| s.update_config.as_ref())
+                .and_then(|c| c.monitor)
         };
-        let monitor = Duration::from_nanos(u(&svc, &format!("/Spec/{config}/Monitor")));
+        let monitor =
+            Duration::from_nanos(monitor.and_then(|m| u64::try_from(m).ok()).unwrap_or(0));
         let mut lines: Vec<String> = header.iter().cloned().collect();
         lines.extend(body);
         let end = match state {
@@ -173,14 +178,22 @@ mod tests {
 
     #[test]
     fn only_slots_on_the_current_spec_count() {
-        let svc = json!({"Spec": {"Mode": {"Replicated": {"Replicas": 2}},
-                                  "TaskTemplate": {"ContainerSpec": {"Image": "v2"}}}});
-        let old = json!({"Slot": 1, "DesiredState": "running", "CreatedAt": "1",
+        // Fixtures as the daemon's JSON, read into the wire types as the CLI reads it.
+        let svc: wire::Service =
+            serde_json::from_value(json!({"Spec": {"Mode": {"Replicated": {"Replicas": 2}},
+                                  "TaskTemplate": {"ContainerSpec": {"Image": "v2"}}}}))
+            .expect("a service");
+        let task = |v| -> wire::Task { serde_json::from_value(v).expect("a task") };
+        let old = task(
+            json!({"Slot": 1, "DesiredState": "running", "CreatedAt": "1",
                          "Spec": {"ContainerSpec": {"Image": "v1"}},
-                         "Status": {"State": "running"}});
-        let new = json!({"Slot": 2, "DesiredState": "running", "CreatedAt": "2",
+                         "Status": {"State": "running"}}),
+        );
+        let new = task(
+            json!({"Slot": 2, "DesiredState": "running", "CreatedAt": "2",
                          "Spec": {"ContainerSpec": {"Image": "v2"}},
-                         "Status": {"State": "running"}});
+                         "Status": {"State": "running"}}),
+        );
         let (lines, done) = render(&svc, &[old, new], true);
         assert_eq!(done, 1);
         assert_eq!(

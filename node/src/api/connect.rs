@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{ApiError, Rt};
 use crate::driver::docker_connect::{ConnectError, Connected, Connections};
@@ -89,22 +89,24 @@ pub async fn disconnect(
 }
 
 /// `Containers` of a network's inspect: those connected on this node.
-pub fn containers(rt: &Runtime, network_id: &str) -> Value {
+pub fn containers(
+    rt: &Runtime,
+    network_id: &str,
+) -> std::collections::HashMap<String, super::wire::docker::EndpointResource> {
     let list: Vec<Connected> = rt
         .connections
         .as_ref()
         .map(|c| c.on(network_id))
         .unwrap_or_default();
-    let mut m = serde_json::Map::new();
-    for c in list {
-        m.insert(
-            c.container_id.clone(),
-            json!({
-                "Name": c.container_name,
-                "IPv4Address": format!("{}/{}", c.addr, c.prefix),
-                "IPv6Address": "",
-            }),
-        );
-    }
-    Value::Object(m)
+    list.into_iter()
+        .map(|c| {
+            let endpoint = super::wire::docker::EndpointResource {
+                name: Some(c.container_name.clone()),
+                ipv4_address: Some(format!("{}/{}", c.addr, c.prefix)),
+                ipv6_address: Some(String::new()),
+                ..Default::default()
+            };
+            (c.container_id, endpoint)
+        })
+        .collect()
 }

@@ -16,6 +16,7 @@ mod unhonoured;
 pub mod version;
 pub mod views;
 mod volumes;
+pub mod wire;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ use crate::runtime::Runtime;
 
 type Rt = State<Arc<Runtime>>;
 type ApiResult = Result<Json<Value>, ApiError>;
+/// An answer in one of the Engine API's types (`wire`).
+type Typed<T> = Result<Json<T>, ApiError>;
 
 /// The routes, written without a version prefix: `version::negotiate` takes
 /// it off before they are matched.
@@ -151,7 +154,7 @@ async fn leader_node_id(rt: &Runtime) -> Option<String> {
         .map(|n| n.id.clone())
 }
 
-async fn info(State(rt): Rt) -> ApiResult {
+async fn info(State(rt): Rt) -> Typed<wire::Info> {
     let raft = match rt.manager() {
         Ok(_) => raft_status(&rt).await,
         Err(_) => None,
@@ -159,7 +162,7 @@ async fn info(State(rt): Rt) -> ApiResult {
     Ok(Json(views::info(&rt, raft.as_ref())))
 }
 
-async fn swarm(State(rt): Rt) -> ApiResult {
+async fn swarm(State(rt): Rt) -> Typed<wire::Swarm> {
     if rt.identity().is_none() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -205,10 +208,11 @@ struct InitRequest {
     subnet_size: Option<u8>,
 }
 
-async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult {
+/// `POST /swarm/init` answers the node's id, a JSON string (dockerd's).
+async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> Typed<String> {
     let req = body.map(|Json(b)| b).unwrap_or_default();
     if req.force_new_cluster && rt.identity().is_some() {
-        return Ok(Json(json!(rt.force_new_cluster().await?)));
+        return Ok(Json(rt.force_new_cluster().await?));
     }
     let mut spec = ClusterSpec::default();
     if let Some(s) = req.spec {
@@ -244,7 +248,7 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> ApiResult
     if req.auto_lock_managers {
         rt.set_autolock(true, false).await?;
     }
-    Ok(Json(json!(node_id)))
+    Ok(Json(node_id))
 }
 
 #[derive(Deserialize)]
@@ -261,7 +265,8 @@ struct JoinRequest {
     availability: Option<String>,
 }
 
-async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> ApiResult {
+/// `POST /swarm/join` answers the node's id, a JSON string.
+async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> Typed<String> {
     let remote = req.remote_addrs.first().ok_or_else(|| {
         ApiError::bad_request("RemoteAddrs must name at least one manager (HOST:PORT)")
     })?;
@@ -274,7 +279,7 @@ async fn swarm_join(State(rt): Rt, Json(req): Json<JoinRequest>) -> ApiResult {
     let node_id = rt
         .join_swarm(&req.join_token, remote, addrs, availability)
         .await?;
-    Ok(Json(json!(node_id)))
+    Ok(Json(node_id))
 }
 
 /// The query of a list route: docker's `filters`, and `status` on `/services`.
@@ -285,7 +290,7 @@ struct ListQuery {
     service: Option<String>,
 }
 
-async fn nodes(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+async fn nodes(State(rt): Rt, Query(q): Query<ListQuery>) -> Typed<Vec<wire::Node>> {
     let f = Filters::parse(
         q.filters.as_deref(),
         &["id", "label", "node.label", "membership", "name", "role"],
@@ -293,7 +298,7 @@ async fn nodes(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
     let m = rt.manager()?;
     let leader = leader_node_id(&rt).await;
     let guard = m.sm.read();
-    let list: Vec<Value> = guard
+    let list: Vec<wire::Node> = guard
         .0
         .nodes
         .values()
@@ -307,10 +312,10 @@ async fn nodes(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
         })
         .map(|n| views::node(n, leader.as_deref()))
         .collect();
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
-async fn node(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn node(State(rt): Rt, UrlPath(id): UrlPath<String>) -> Typed<wire::Node> {
     let m = rt.manager()?;
     let leader = leader_node_id(&rt).await;
     let guard = m.sm.read();
@@ -323,11 +328,11 @@ async fn node(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
 
 /// `GET /services`: `ServiceStatus` is always filled (docker fills it for
 /// `status=true`).
-async fn services(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+async fn services(State(rt): Rt, Query(q): Query<ListQuery>) -> Typed<Vec<wire::Service>> {
     let f = Filters::parse(q.filters.as_deref(), &["id", "label", "mode", "name"])?;
     let m = rt.manager()?;
     let guard = m.sm.read();
-    let list: Vec<Value> = guard
+    let list: Vec<wire::Service> = guard
         .0
         .services
         .values()
@@ -339,7 +344,7 @@ async fn services(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
         })
         .map(|s| views::service(s, &guard.0))
         .collect();
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
 /// A service spec from a request body: docker's shape, every field set in
@@ -348,7 +353,7 @@ fn parse_spec(body: &Value) -> Result<shoal_actors::model::ServiceSpec, ApiError
     let mut body = body.clone();
     unhonoured::canonical_case(&mut body);
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
-    let unhonoured = unhonoured::fields(&body, &views::service_spec(&spec));
+    let unhonoured = unhonoured::fields(&body, &views::service_spec_json(&spec));
     if !unhonoured.is_empty() {
         return Err(ApiError::bad_request(format!(
             "shoal does not support {} in a service spec (docs/api.md lists the fields it acts on)",
@@ -371,7 +376,7 @@ fn service_id(m: &shoal_actors::context::ManagerCtx, key: &str) -> Result<String
         .ok_or_else(|| no_such_service(key))
 }
 
-async fn service(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn service(State(rt): Rt, UrlPath(id): UrlPath<String>) -> Typed<wire::Service> {
     let m = rt.manager()?;
     let guard = m.sm.read();
     let s = guard
@@ -384,7 +389,7 @@ async fn service(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
 async fn service_create(
     State(rt): Rt,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::ServiceCreateResponse>), ApiError> {
     // Uniqueness is the state machine's to decide, when the entry applies:
     // this manager's local state may be stale.
     let m = rt.manager()?;
@@ -396,7 +401,10 @@ async fn service_create(
     rt.propose(Command::CreateService(Box::new(svc))).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "ID": id, "Warnings": [] })),
+        Json(wire::ServiceCreateResponse {
+            id: Some(id),
+            warnings: Some(Vec::new()),
+        }),
     ))
 }
 
@@ -407,12 +415,19 @@ struct UpdateQuery {
     rollback: Option<String>,
 }
 
+/// A service update's answer: no warnings.
+fn updated() -> wire::ServiceUpdateResponse {
+    wire::ServiceUpdateResponse {
+        warnings: Some(Vec::new()),
+    }
+}
+
 async fn service_update(
     State(rt): Rt,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<UpdateQuery>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> Typed<wire::ServiceUpdateResponse> {
     let m = rt.manager()?;
     match q.rollback.as_deref() {
         None | Some("") => {}
@@ -425,7 +440,7 @@ async fn service_update(
                 at: Utc::now(),
             })
             .await?;
-            return Ok(Json(json!({ "Warnings": [] })));
+            return Ok(Json(updated()));
         }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
@@ -454,7 +469,7 @@ async fn service_update(
         s.spec == spec && !paused && q.version.is_none_or(|v| v == s.version)
     });
     if unchanged {
-        return Ok(Json(json!({ "Warnings": [] })));
+        return Ok(Json(updated()));
     }
     rt.propose(Command::UpdateService {
         service: id,
@@ -463,22 +478,22 @@ async fn service_update(
         at: Utc::now(),
     })
     .await?;
-    Ok(Json(json!({ "Warnings": [] })))
+    Ok(Json(updated()))
 }
 
-async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> Typed<wire::Empty> {
     rt.manager()?;
     rt.propose(Command::RemoveService {
         service: id,
         at: Utc::now(),
     })
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 /// `GET /tasks`: docker's filters; `service` and `node` take ids, names or
 /// unique id prefixes, as the daemon resolves them for the docker CLI.
-async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> Typed<Vec<wire::Task>> {
     let f = Filters::parse(
         q.filters.as_deref(),
         &[
@@ -513,7 +528,7 @@ async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
         }
     }
     let up_to_date = f.values("_up-to-date").any(|v| v == "true" || v == "1");
-    let list: Vec<Value> = state
+    let list: Vec<wire::Task> = state
         .tasks
         .values()
         .filter(|t| {
@@ -532,7 +547,7 @@ async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
         })
         .map(|t| views::task(t, state))
         .collect();
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
 /// One task by its id or a unique prefix of it, as `docker inspect` finds one.
@@ -550,7 +565,7 @@ fn find_task<'a>(
     }
 }
 
-async fn task(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+async fn task(State(rt): Rt, UrlPath(id): UrlPath<String>) -> Typed<wire::Task> {
     let m = rt.manager()?;
     let guard = m.sm.read();
     let state = &guard.0;
@@ -623,20 +638,20 @@ fn chaos_transport(rt: &Runtime) -> Result<Arc<crate::transport::Transport>, Api
 async fn chaos_network_add(
     State(rt): Rt,
     Json(rule): Json<crate::transport::faults::Rule>,
-) -> ApiResult {
+) -> Typed<wire::Empty> {
     chaos_transport(&rt)?.faults.add(rule);
     tracing::warn!("chaos: network fault added");
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 async fn chaos_network_list(State(rt): Rt) -> ApiResult {
     Ok(Json(json!(chaos_transport(&rt)?.faults.rules())))
 }
 
-async fn chaos_network_clear(State(rt): Rt) -> ApiResult {
+async fn chaos_network_clear(State(rt): Rt) -> Typed<wire::Empty> {
     chaos_transport(&rt)?.faults.clear();
     tracing::warn!("chaos: network faults cleared");
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 /// Chaos hook: kills (or stops) a named actor and reports how long the tree
@@ -725,20 +740,22 @@ struct UnlockRequest {
 }
 
 /// `swarm unlock`: docker's words for a node that is not locked and a wrong key.
-async fn swarm_unlock(State(rt): Rt, Json(req): Json<UnlockRequest>) -> ApiResult {
+async fn swarm_unlock(State(rt): Rt, Json(req): Json<UnlockRequest>) -> Typed<wire::Empty> {
     if !rt.is_locked() {
         return Err(ApiError::bad_request("swarm is not locked"));
     }
     match rt.unlock(&req.unlock_key).await {
-        Ok(()) => Ok(Json(json!({}))),
+        Ok(()) => Ok(Json(wire::Empty {})),
         Err(crate::runtime::NodeError::Precondition(m)) => Err(ApiError::bad_request(m)),
         Err(e) => Err(e.into()),
     }
 }
 
-async fn swarm_unlock_key(State(rt): Rt) -> ApiResult {
+async fn swarm_unlock_key(State(rt): Rt) -> Typed<wire::UnlockKeyResponse> {
     match rt.unlock_key()? {
-        Some(k) => Ok(Json(json!({ "UnlockKey": k }))),
+        Some(k) => Ok(Json(wire::UnlockKeyResponse {
+            unlock_key: Some(k),
+        })),
         None => Err(ApiError::not_found("no unlock key is set")),
     }
 }
@@ -751,7 +768,7 @@ async fn swarm_update(
     State(rt): Rt,
     Query(q): Query<RotateQuery>,
     body: Option<Json<Value>>,
-) -> ApiResult {
+) -> Typed<wire::Empty> {
     if q.rotate_worker_token || q.rotate_manager_token {
         rt.rotate_tokens(q.rotate_worker_token, q.rotate_manager_token)
             .await?;
@@ -770,7 +787,7 @@ async fn swarm_update(
         rt.set_autolock(true, true).await?;
     }
     let Some(Json(body)) = body else {
-        return Ok(Json(json!({})));
+        return Ok(Json(wire::Empty {}));
     };
     // The body is docker's SwarmSpec.
     let new = &body;
@@ -811,7 +828,7 @@ async fn swarm_update(
             .ok_or_else(|| ApiError::bad_request("SnapshotInterval must be a positive integer"))?;
     }
     let autolock = rt.unlock_key()?.is_some();
-    let unhonoured = unhonoured::fields(new, &views::cluster_spec(&spec, autolock));
+    let unhonoured = unhonoured::fields(new, &views::cluster_spec_json(&spec, autolock));
     let changed_fixed = views::fixed_swarm_settings_changed(new);
     if !unhonoured.is_empty() || !changed_fixed.is_empty() {
         let mut all = unhonoured;
@@ -827,7 +844,7 @@ async fn swarm_update(
         at: chrono::Utc::now(),
     })
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 #[derive(Deserialize)]
@@ -849,18 +866,18 @@ fn query_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
     }
 }
 
-async fn swarm_leave(State(rt): Rt, Query(q): Query<ForceQuery>) -> ApiResult {
+async fn swarm_leave(State(rt): Rt, Query(q): Query<ForceQuery>) -> Typed<wire::Empty> {
     rt.leave_swarm(q.force).await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 async fn node_rm(
     State(rt): Rt,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<ForceQuery>,
-) -> ApiResult {
+) -> Typed<wire::Empty> {
     rt.remove_node(&id, q.force).await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 /// `active`, `pause` or `drain`, in docker's words when it is none of them.
@@ -908,7 +925,7 @@ async fn node_update(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<VersionQuery>,
     Json(spec): Json<NodeSpecBody>,
-) -> ApiResult {
+) -> Typed<wire::Empty> {
     let labels = spec.labels.unwrap_or_default();
     shoal_actors::limits::check_labels("node labels", &labels)
         .map_err(|e| ApiError::bad_request(e.0))?;
@@ -967,5 +984,5 @@ async fn node_update(
         },
         _ => {}
     }
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }

@@ -122,15 +122,6 @@ pub fn to_wire(m: &Mount) -> WireMount {
     }
 }
 
-/// The spec's mounts as `ContainerSpec.Mounts` (null when there are none,
-/// as dockerd leaves the key out).
-pub fn render(mounts: &[Mount]) -> Value {
-    if mounts.is_empty() {
-        return Value::Null;
-    }
-    serde_json::to_value(mounts.iter().map(to_wire).collect::<Vec<_>>()).unwrap_or(Value::Null)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,7 +150,8 @@ mod tests {
                 mode: 0o700
             })
         );
-        assert_eq!(render(&mounts), wire);
+        let back: Vec<WireMount> = mounts.iter().map(to_wire).collect();
+        assert_eq!(serde_json::to_value(back).expect("json"), wire);
         assert_eq!(
             parse(Some(
                 &serde_json::json!([{"Type": "cluster", "Target": "/x"}])

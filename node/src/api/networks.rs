@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shoal_actors::command::Command;
 use shoal_actors::model::TaskTemplate;
 use shoal_actors::networks::{self, Network, NetworkCommand, NetworkRef, NetworkSpec, Subnet};
@@ -17,7 +17,8 @@ use shoal_actors::proposer::ProposeError;
 use shoal_actors::state::{ApplyError, ClusterState};
 
 use super::filters::Filters;
-use super::{ApiError, ApiResult, Rt};
+use super::wire;
+use super::{ApiError, Rt};
 use crate::cluster::wire::Refusal;
 use crate::runtime::{NodeError, Runtime};
 
@@ -54,15 +55,14 @@ pub fn parse_refs(tt: &Value) -> Result<Vec<NetworkRef>, String> {
         .collect()
 }
 
-pub fn refs(list: &[NetworkRef]) -> Value {
-    Value::Array(
-        list.iter()
-            .map(|n| match n.aliases.is_empty() {
-                true => json!({ "Target": n.target }),
-                false => json!({ "Target": n.target, "Aliases": n.aliases }),
-            })
-            .collect(),
-    )
+pub fn refs(list: &[NetworkRef]) -> Vec<wire::NetworkAttachmentConfig> {
+    list.iter()
+        .map(|n| wire::NetworkAttachmentConfig {
+            target: Some(n.target.clone()),
+            aliases: (!n.aliases.is_empty()).then(|| n.aliases.clone()),
+            driver_opts: None,
+        })
+        .collect()
 }
 
 /// Names each reference's network by id, as docker's CLI does before it
@@ -81,43 +81,54 @@ pub fn resolve_refs(state: &ClusterState, t: &mut TaskTemplate) -> Result<(), Ap
 }
 
 /// `Endpoint.VirtualIPs`: `[{"NetworkID": .., "Addr": "10.0.9.2/24"}]`.
-pub fn virtual_ips(svc: &shoal_actors::model::Service, state: &ClusterState) -> Value {
-    Value::Array(
-        svc.virtual_ips
-            .iter()
-            .map(|v| {
-                let prefix = state
-                    .networks
-                    .get(&v.network_id)
-                    .map_or(32, |n| n.subnet.prefix);
-                json!({ "NetworkID": v.network_id, "Addr": format!("{}/{prefix}", v.addr) })
-            })
-            .collect(),
-    )
+pub fn virtual_ips(
+    svc: &shoal_actors::model::Service,
+    state: &ClusterState,
+) -> Vec<wire::ServiceEndpointVirtualIps> {
+    svc.virtual_ips
+        .iter()
+        .map(|v| {
+            let prefix = state
+                .networks
+                .get(&v.network_id)
+                .map_or(32, |n| n.subnet.prefix);
+            wire::ServiceEndpointVirtualIps {
+                network_id: Some(v.network_id.clone()),
+                addr: Some(format!("{}/{prefix}", v.addr)),
+            }
+        })
+        .collect()
 }
 
 /// A task's `NetworksAttachments`, docker's shape.
-pub fn attachments(t: &shoal_actors::model::Task, state: &ClusterState) -> Value {
-    Value::Array(
-        t.attachments
-            .iter()
-            .map(|a| {
-                let net = state.networks.get(&a.network_id);
-                json!({
-                    "Network": {
-                        "ID": a.network_id,
-                        "Spec": { "Name": net.map(|n| n.spec.name.as_str()).unwrap_or("") },
+pub fn attachments(
+    t: &shoal_actors::model::Task,
+    state: &ClusterState,
+) -> Vec<wire::NetworkAttachment> {
+    t.attachments
+        .iter()
+        .map(|a| {
+            let net = state.networks.get(&a.network_id);
+            wire::NetworkAttachment {
+                network: wire::AttachedNetwork {
+                    id: a.network_id.clone(),
+                    spec: wire::AttachedNetworkSpec {
+                        name: net.map(|n| n.spec.name.clone()).unwrap_or_default(),
                     },
-                    "Addresses": [format!("{}/{}", a.addr, net.map_or(32, |n| n.subnet.prefix))],
-                })
-            })
-            .collect(),
-    )
+                },
+                addresses: vec![format!(
+                    "{}/{}",
+                    a.addr,
+                    net.map_or(32, |n| n.subnet.prefix)
+                )],
+            }
+        })
+        .collect()
 }
 
 /// Docker's `Network` object of a swarm network.
-pub fn network(n: &Network, state: &ClusterState) -> Value {
-    let services: BTreeMap<String, Value> = state
+pub fn network(n: &Network, state: &ClusterState) -> wire::Network {
+    let services: BTreeMap<String, wire::NetworkService> = state
         .services
         .values()
         .filter_map(|s| {
@@ -129,27 +140,27 @@ pub fn network(n: &Network, state: &ClusterState) -> Value {
                 .iter()
                 .any(|r| r.target == n.id);
             (joined || vip.is_some()).then(|| {
-                let tasks: Vec<Value> = state
+                let tasks = state
                     .tasks_of_service(&s.id)
                     .filter(|t| !t.status.state.is_terminal())
                     .filter_map(|t| {
                         let a = t.attachments.iter().find(|a| a.network_id == n.id)?;
-                        Some(json!({
-                            "Name": t.name(),
-                            "EndpointID": t.id,
-                            "EndpointIP": a.addr.to_string(),
-                            "Info": {},
-                        }))
+                        Some(wire::NetworkTask {
+                            name: t.name(),
+                            endpoint_id: t.id.clone(),
+                            endpoint_ip: a.addr.to_string(),
+                            info: BTreeMap::new(),
+                        })
                     })
                     .collect();
                 (
                     s.spec.name.clone(),
-                    json!({
-                        "VIP": vip.map(|v| v.addr.to_string()).unwrap_or_default(),
-                        "Ports": [],
-                        "LocalLBIndex": 0,
-                        "Tasks": tasks,
-                    }),
+                    wire::NetworkService {
+                        vip: vip.map(|v| v.addr.to_string()).unwrap_or_default(),
+                        ports: Vec::new(),
+                        local_lb_index: 0,
+                        tasks,
+                    },
                 )
             })
         })
@@ -162,51 +173,71 @@ pub fn network(n: &Network, state: &ClusterState) -> Value {
             false => "false".into(),
         },
     );
-    json!({
-        "Name": n.spec.name,
-        "Id": n.id,
-        "Created": n.created_at,
-        "Scope": "swarm",
-        "Driver": "overlay",
-        "EnableIPv6": false,
-        "IPAM": {
-            "Driver": "default",
-            "Options": null,
-            "Config": [{ "Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string() }],
+    wire::Network {
+        docker: bollard::models::NetworkInspect {
+            name: Some(n.spec.name.clone()),
+            id: Some(n.id.clone()),
+            created: Some(wire::time(&n.created_at)),
+            scope: Some("swarm".into()),
+            driver: Some("overlay".into()),
+            enable_ipv6: Some(false),
+            ipam: Some(wire::Ipam {
+                driver: Some("default".into()),
+                options: None,
+                config: Some(vec![wire::IpamConfig {
+                    subnet: Some(n.subnet.to_string()),
+                    gateway: Some(n.gateway.to_string()),
+                    ..Default::default()
+                }]),
+            }),
+            internal: Some(n.spec.internal),
+            attachable: Some(n.spec.attachable),
+            ingress: Some(n.ingress),
+            config_only: Some(false),
+            containers: Some(Default::default()),
+            options: Some(options.into_iter().collect()),
+            labels: Some(n.spec.labels.clone().into_iter().collect()),
+            ..Default::default()
         },
-        "Internal": n.spec.internal,
-        "Attachable": n.spec.attachable,
-        "Ingress": n.ingress,
-        "ConfigOnly": false,
-        "Containers": {},
-        "Options": options,
-        "Labels": n.spec.labels,
-        "Services": services,
-        "Version": { "Index": n.version },
-    })
+        services: Some(services),
+        version: wire::version(n.version),
+    }
 }
 
 /// This node's task bridge, as docker shows a local bridge network.
-fn bridge(rt: &Runtime, cluster_id: &str) -> Option<Value> {
+fn bridge(rt: &Runtime, cluster_id: &str) -> Option<wire::Network> {
     use sha2::Digest;
     let sb = rt.process.sandbox()?;
     let d = sha2::Sha256::digest(format!("{cluster_id}/{}", sb.bridge()).as_bytes());
     let id = d.iter().map(|b| format!("{b:02x}")).collect::<String>()[..25].to_string();
-    Some(json!({
-        "Name": sb.bridge(),
-        "Id": id,
-        "Driver": "bridge",
-        "Scope": "local",
-        "Ingress": false,
-        "Internal": false,
-        "Attachable": false,
-        "IPAM": { "Driver": "default", "Config": [{ "Subnet": sb.subnet(), "Gateway": sb.gateway().to_string() }] },
-        "Options": {},
-        "Labels": {},
-    }))
+    Some(wire::Network {
+        docker: bollard::models::NetworkInspect {
+            name: Some(sb.bridge().to_string()),
+            id: Some(id),
+            driver: Some("bridge".into()),
+            scope: Some("local".into()),
+            ingress: Some(false),
+            internal: Some(false),
+            attachable: Some(false),
+            ipam: Some(wire::Ipam {
+                driver: Some("default".into()),
+                options: None,
+                config: Some(vec![wire::IpamConfig {
+                    subnet: Some(sb.subnet().to_string()),
+                    gateway: Some(sb.gateway().to_string()),
+                    ..Default::default()
+                }]),
+            }),
+            options: Some(Default::default()),
+            labels: Some(Default::default()),
+            ..Default::default()
+        },
+        services: None,
+        version: None,
+    })
 }
 
-fn all(rt: &Runtime) -> Result<Vec<Value>, ApiError> {
+fn all(rt: &Runtime) -> Result<Vec<wire::Network>, ApiError> {
     let m = rt.manager()?;
     let guard = m.sm.read();
     let state = &guard.0;
@@ -215,7 +246,7 @@ fn all(rt: &Runtime) -> Result<Vec<Value>, ApiError> {
         .as_ref()
         .map(|c| c.id.clone())
         .unwrap_or_default();
-    let mut list: Vec<Value> = state.networks.values().map(|n| network(n, state)).collect();
+    let mut list: Vec<wire::Network> = state.networks.values().map(|n| network(n, state)).collect();
     list.extend(bridge(rt, &cluster_id));
     Ok(list)
 }
@@ -227,53 +258,61 @@ pub struct ListQuery {
 
 /// docker's network filters: `name` (a substring, as dockerd matches it),
 /// `id` (a prefix), `driver`, `scope`, `type`, `label`, `dangling`.
-fn matches(f: &Filters, n: &Value) -> bool {
-    let text = |k: &str| n.get(k).and_then(Value::as_str).unwrap_or("");
-    let labels: BTreeMap<String, String> = n
-        .get("Labels")
-        .and_then(|l| serde_json::from_value(l.clone()).ok())
-        .unwrap_or_default();
-    let builtin =
-        text("Scope") == "local" || n.get("Ingress").and_then(Value::as_bool) == Some(true);
-    let dangling = n
-        .get("Services")
-        .and_then(Value::as_array)
-        .is_none_or(|s| s.is_empty());
-    (!f.has("name") || f.values("name").any(|w| text("Name").contains(w)))
-        && f.prefix("id", text("Id"))
-        && f.exact("driver", text("Driver"))
-        && f.exact("scope", text("Scope"))
+fn matches(f: &Filters, n: &wire::Network) -> bool {
+    let d = &n.docker;
+    let text = |x: &Option<String>| x.clone().unwrap_or_default();
+    let labels: BTreeMap<String, String> = d
+        .labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let builtin = text(&d.scope) == "local" || d.ingress == Some(true);
+    let dangling = n.services.as_ref().is_none_or(|s| s.is_empty());
+    (!f.has("name") || f.values("name").any(|w| text(&d.name).contains(w)))
+        && f.prefix("id", &text(&d.id))
+        && f.exact("driver", &text(&d.driver))
+        && f.exact("scope", &text(&d.scope))
         && f.exact("type", if builtin { "builtin" } else { "custom" })
         && f.labels("label", &labels)
         && (!f.has("dangling")
             || f.values("dangling")
-                .any(|d| (d == "true" || d == "1") == dangling))
+                .any(|x| (x == "true" || x == "1") == dangling))
 }
 
-pub async fn list(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn list(
+    State(rt): Rt,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<wire::Network>>, ApiError> {
     let f = Filters::parse(
         q.filters.as_deref(),
         &["dangling", "driver", "id", "label", "name", "scope", "type"],
     )?;
     let list = all(&rt)?.into_iter().filter(|n| matches(&f, n)).collect();
-    Ok(Json(Value::Array(list)))
+    Ok(Json(list))
 }
 
-pub async fn inspect(State(rt): Rt, UrlPath(key): UrlPath<String>) -> ApiResult {
+pub async fn inspect(
+    State(rt): Rt,
+    UrlPath(key): UrlPath<String>,
+) -> Result<Json<wire::Network>, ApiError> {
     let list = all(&rt)?;
+    let id = |n: &wire::Network| n.docker.id.clone().unwrap_or_default();
     // docker's order: full id, name, then a unique id prefix.
-    let by = |f: &dyn Fn(&Value) -> bool| list.iter().filter(|n| f(n)).cloned().collect::<Vec<_>>();
-    let exact = by(&|n| n["Id"] == key.as_str() || n["Name"] == key.as_str());
+    let by = |f: &dyn Fn(&wire::Network) -> bool| {
+        list.iter().filter(|n| f(n)).cloned().collect::<Vec<_>>()
+    };
+    let exact = by(&|n| id(n) == key || n.docker.name.as_deref() == Some(key.as_str()));
     let found = match exact.first() {
         Some(n) => Some(n.clone()),
         None => {
-            let p = by(&|n| n["Id"].as_str().is_some_and(|i| i.starts_with(&key)));
+            let p = by(&|n| id(n).starts_with(&key));
             (p.len() == 1 && !key.is_empty()).then(|| p[0].clone())
         }
     };
     let mut found = found.ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
-    if let Some(id) = found["Id"].as_str().map(str::to_string) {
-        found["Containers"] = super::connect::containers(&rt, &id);
+    if let Some(id) = found.docker.id.clone() {
+        found.docker.containers = Some(super::connect::containers(&rt, &id));
     }
     Ok(Json(found))
 }
@@ -291,7 +330,7 @@ fn str_map(body: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiError
 pub async fn create(
     State(rt): Rt,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::NetworkCreateResponse>), ApiError> {
     rt.manager()?;
     let text = |k: &str| {
         body.get(k)
@@ -365,7 +404,10 @@ pub async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "Id": id, "Warning": "" })),
+        Json(wire::NetworkCreateResponse {
+            id,
+            warning: String::new(),
+        }),
     ))
 }
 
@@ -427,7 +469,10 @@ pub struct PruneQuery {
 
 /// `POST /networks/prune`: every network no service uses and no task holds
 /// an address on (the ingress network stays), docker's `label=` filters.
-pub async fn prune(State(rt): Rt, Query(q): Query<PruneQuery>) -> ApiResult {
+pub async fn prune(
+    State(rt): Rt,
+    Query(q): Query<PruneQuery>,
+) -> Result<Json<wire::NetworkPruneResponse>, ApiError> {
     let m = rt.manager()?;
     let filters: BTreeMap<String, Vec<String>> = match q.filters.as_deref() {
         None | Some("") => BTreeMap::new(),
@@ -471,5 +516,7 @@ pub async fn prune(State(rt): Rt, Query(q): Query<PruneQuery>) -> ApiResult {
             deleted.push(name);
         }
     }
-    Ok(Json(json!({ "NetworksDeleted": deleted })))
+    Ok(Json(wire::NetworkPruneResponse {
+        networks_deleted: Some(deleted),
+    }))
 }

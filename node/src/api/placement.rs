@@ -1,22 +1,29 @@
 //! A service's `Placement` and `Mode: {Global: {}}` in the Engine API's JSON.
 
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use super::wire;
 use shoal_actors::constraints::Placement;
 
-pub fn spec(p: &Placement) -> Value {
-    let preferences: Vec<Value> = p
+pub fn spec(p: &Placement) -> wire::TaskSpecPlacement {
+    let preferences = p
         .preferences
         .iter()
         .map(|pref| {
             let descriptor = pref.split_once('=').map_or(pref.as_str(), |(_, d)| d);
-            json!({ "Spread": { "SpreadDescriptor": descriptor } })
+            wire::TaskSpecPlacementPreferences {
+                spread: Some(wire::TaskSpecPlacementSpread {
+                    spread_descriptor: Some(descriptor.to_string()),
+                }),
+            }
         })
         .collect();
-    json!({
-        "Constraints": p.constraints,
-        "Preferences": preferences,
-        "MaxReplicas": p.max_replicas,
-    })
+    wire::TaskSpecPlacement {
+        constraints: Some(p.constraints.clone()),
+        preferences: Some(preferences),
+        max_replicas: Some(wire::int(p.max_replicas)),
+        platforms: None,
+    }
 }
 
 fn strings(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
@@ -75,6 +82,6 @@ mod tests {
         let p = super::parse(&tt).unwrap_or_default();
         assert_eq!(p.preferences, ["spread=node.labels.zone"]);
         assert_eq!(p.max_replicas, 2);
-        assert_eq!(super::spec(&p), tt["Placement"]);
+        assert_eq!(json!(super::spec(&p)), tt["Placement"]);
     }
 }

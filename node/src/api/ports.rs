@@ -2,7 +2,9 @@
 //! into `ports::EndpointSpec`, and rendered back with the ports the swarm
 //! assigned (`Endpoint.Ports`).
 
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use super::wire::{self, word};
 use shoal_actors::networks::EndpointMode;
 use shoal_actors::ports::{
     Balance, EndpointSpec, PortConfig, Protocol, ProxyProtocol, PublishMode, MAX_PORTS,
@@ -90,37 +92,38 @@ pub fn parse(body: &Value) -> Result<EndpointSpec, String> {
     })
 }
 
-fn port(p: &PortConfig) -> Value {
-    let mut v = json!({
-        "Protocol": p.protocol.as_str(),
-        "TargetPort": p.target_port,
-        "PublishedPort": p.published_port,
-        "PublishMode": p.publish_mode.as_str(),
-    });
-    if let Some(pp) = p.proxy_protocol {
-        v["ProxyProtocol"] = json!(pp.as_str());
+fn port(p: &PortConfig) -> wire::PortConfig {
+    wire::PortConfig {
+        docker: wire::EndpointPortConfig {
+            protocol: word(p.protocol.as_str()),
+            target_port: Some(i64::from(p.target_port)),
+            published_port: Some(i64::from(p.published_port)),
+            publish_mode: word(p.publish_mode.as_str()),
+            name: None,
+        },
+        proxy_protocol: p.proxy_protocol.map(|pp| pp.as_str().to_string()),
+        idle_timeout: (p.idle_timeout_ns != 0).then_some(p.idle_timeout_ns),
     }
-    if p.idle_timeout_ns != 0 {
-        v["IdleTimeout"] = json!(p.idle_timeout_ns);
-    }
-    v
 }
 
 /// `Spec.EndpointSpec`.
-pub fn spec(e: &EndpointSpec) -> Value {
-    json!({
-        "Mode": e.mode.as_str(),
-        "Balance": e.balance.as_str(),
-        "Ports": e.ports.iter().map(port).collect::<Vec<_>>(),
-    })
+pub fn spec(e: &EndpointSpec) -> wire::EndpointSpec {
+    wire::EndpointSpec {
+        docker: bollard::models::EndpointSpec {
+            mode: word(e.mode.as_str()),
+            ports: None,
+        },
+        balance: Some(e.balance.as_str().to_string()),
+        ports: Some(e.ports.iter().map(port).collect()),
+    }
 }
 
 /// Ports as the Engine API lists them (a task's `Status.PortStatus.Ports`).
-pub fn published_ports(ports: &[&PortConfig]) -> Value {
-    Value::Array(ports.iter().map(|p| port(p)).collect())
+pub fn published_ports(ports: &[&PortConfig]) -> Vec<wire::PortConfig> {
+    ports.iter().map(|p| port(p)).collect()
 }
 
 /// `Endpoint.Ports`: the ports as published (the swarm's picks filled in).
-pub fn published(e: &EndpointSpec) -> Value {
-    Value::Array(e.ports.iter().map(port).collect())
+pub fn published(e: &EndpointSpec) -> Vec<wire::PortConfig> {
+    e.ports.iter().map(port).collect()
 }

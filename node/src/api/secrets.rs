@@ -11,13 +11,14 @@ use axum::Json;
 use base64::Engine as _;
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shoal_actors::command::Command;
 use shoal_actors::model::TaskTemplate;
 use shoal_actors::secrets::{self, FileRef, Kind, Object, SecretCommand, Stored};
 use shoal_actors::state::ClusterState;
 
 use super::filters::Filters;
+use super::wire;
 use super::{ApiError, ApiResult, Rt};
 use crate::runtime::Runtime;
 
@@ -25,21 +26,59 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-/// Docker's JSON of a secret (never its data) or a config (data base64).
-pub fn object(o: &Object) -> Value {
-    let mut spec = json!({ "Name": o.name, "Labels": o.labels });
-    if let Stored::Plain(data) = &o.data {
-        spec["Data"] = json!(b64().encode(data));
+/// Docker's `Secret`: never its data.
+pub fn secret(o: &Object) -> wire::Secret {
+    wire::Secret {
+        docker: bollard::models::Secret {
+            id: Some(o.id.clone()),
+            version: wire::version(o.version),
+            created_at: Some(wire::time_nanos(&o.created_at)),
+            updated_at: Some(wire::time_nanos(&o.updated_at)),
+            spec: Some(wire::SecretSpec {
+                name: Some(o.name.clone()),
+                labels: Some(o.labels.clone().into_iter().collect()),
+                data: plain_data(o),
+                ..Default::default()
+            }),
+        },
+        data_version: Some(o.data_version),
     }
-    json!({
-        "ID": o.id,
-        "Version": { "Index": o.version },
-        "CreatedAt": o.created_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "UpdatedAt": o.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "Spec": spec,
-        // Beyond docker: which value this is (`secret update` bumps it).
-        "DataVersion": o.data_version,
-    })
+}
+
+/// Docker's `Config`: its data base64, as docker shows it.
+pub fn config(o: &Object) -> wire::Config {
+    wire::Config {
+        docker: bollard::models::Config {
+            id: Some(o.id.clone()),
+            version: wire::version(o.version),
+            created_at: Some(wire::time_nanos(&o.created_at)),
+            updated_at: Some(wire::time_nanos(&o.updated_at)),
+            spec: Some(wire::ConfigSpec {
+                name: Some(o.name.clone()),
+                labels: Some(o.labels.clone().into_iter().collect()),
+                data: plain_data(o),
+                templating: None,
+            }),
+        },
+        data_version: Some(o.data_version),
+    }
+}
+
+/// A config's data (a secret's is sealed: `None`).
+fn plain_data(o: &Object) -> Option<String> {
+    match &o.data {
+        Stored::Plain(data) => Some(b64().encode(data)),
+        Stored::Sealed(_) => None,
+    }
+}
+
+/// A secret or a config, as JSON.
+pub fn object(o: &Object) -> Value {
+    let typed = match o.kind {
+        Kind::Secret => serde_json::to_value(secret(o)),
+        Kind::Config => serde_json::to_value(config(o)),
+    };
+    typed.unwrap_or(Value::Null)
 }
 
 fn labels_of(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
@@ -91,7 +130,7 @@ async fn create(
     rt: Arc<Runtime>,
     kind: Kind,
     body: Value,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Created>), ApiError> {
     rt.manager()?;
     let name = body
         .get("Name")
@@ -117,7 +156,7 @@ async fn create(
     };
     rt.propose(Command::Secrets(SecretCommand::Create(Box::new(obj))))
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "ID": id }))))
+    Ok((StatusCode::CREATED, Json(wire::Created { id })))
 }
 
 #[derive(Deserialize)]
@@ -159,11 +198,11 @@ fn inspect(rt: &Runtime, kind: Kind, key: &str) -> ApiResult {
     }
 }
 
-async fn remove(rt: Arc<Runtime>, kind: Kind, key: String) -> ApiResult {
+async fn remove(rt: Arc<Runtime>, kind: Kind, key: String) -> Result<Json<wire::Empty>, ApiError> {
     rt.manager()?;
     rt.propose(Command::Secrets(SecretCommand::Remove { kind, key }))
         .await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 /// Beyond docker: `Spec.Data` given replaces the value in place (and rolls
@@ -183,7 +222,7 @@ async fn update(
     key: String,
     version: Option<u64>,
     body: Value,
-) -> ApiResult {
+) -> Result<Json<wire::Empty>, ApiError> {
     let m = rt.manager()?;
     let spec = body.get("Spec").cloned().unwrap_or(body);
     let current = {
@@ -222,7 +261,7 @@ async fn update(
         }
     };
     if same_value {
-        return Ok(Json(json!({})));
+        return Ok(Json(wire::Empty {}));
     }
     let next = current.data_version + 1;
     let stored = store(&rt, kind, &current.id, next, &data)?;
@@ -234,19 +273,19 @@ async fn update(
         at: Utc::now(),
     }))
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 pub async fn secret_create(
     State(rt): Rt,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Created>), ApiError> {
     create(rt, Kind::Secret, body).await
 }
 pub async fn config_create(
     State(rt): Rt,
     Json(body): Json<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Created>), ApiError> {
     create(rt, Kind::Config, body).await
 }
 pub async fn secret_list(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
@@ -261,10 +300,16 @@ pub async fn secret_inspect(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiR
 pub async fn config_inspect(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
     inspect(&rt, Kind::Config, &id)
 }
-pub async fn secret_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+pub async fn secret_rm(
+    State(rt): Rt,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<wire::Empty>, ApiError> {
     remove(rt, Kind::Secret, id).await
 }
-pub async fn config_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> ApiResult {
+pub async fn config_rm(
+    State(rt): Rt,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<wire::Empty>, ApiError> {
     remove(rt, Kind::Config, id).await
 }
 pub async fn secret_update(
@@ -272,7 +317,7 @@ pub async fn secret_update(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<UpdateQuery>,
     Json(body): Json<Value>,
-) -> ApiResult {
+) -> Result<Json<wire::Empty>, ApiError> {
     update(rt, Kind::Secret, id, q.version, body).await
 }
 pub async fn config_update(
@@ -280,28 +325,43 @@ pub async fn config_update(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<UpdateQuery>,
     Json(body): Json<Value>,
-) -> ApiResult {
+) -> Result<Json<wire::Empty>, ApiError> {
     update(rt, Kind::Config, id, q.version, body).await
 }
 
-/// `ContainerSpec.Secrets`/`Configs` as docker shapes them.
-pub fn render_refs(t: &TaskTemplate, kind: Kind) -> Value {
-    let (id_key, name_key) = match kind {
-        Kind::Secret => ("SecretID", "SecretName"),
-        Kind::Config => ("ConfigID", "ConfigName"),
-    };
-    Value::Array(
-        secrets::refs(t, kind)
-            .iter()
-            .map(|r| {
-                json!({
-                    "File": { "Name": r.target, "UID": r.uid.to_string(), "GID": r.gid.to_string(), "Mode": r.mode },
-                    id_key: r.id,
-                    name_key: r.name,
-                })
-            })
-            .collect(),
-    )
+/// `ContainerSpec.Secrets` as docker shapes them.
+pub fn render_secret_refs(t: &TaskTemplate) -> Vec<wire::TaskSpecContainerSpecSecrets> {
+    secrets::refs(t, Kind::Secret)
+        .iter()
+        .map(|r| wire::TaskSpecContainerSpecSecrets {
+            file: Some(wire::TaskSpecContainerSpecFile {
+                name: Some(r.target.clone()),
+                uid: Some(r.uid.to_string()),
+                gid: Some(r.gid.to_string()),
+                mode: Some(r.mode),
+            }),
+            secret_id: Some(r.id.clone()),
+            secret_name: Some(r.name.clone()),
+        })
+        .collect()
+}
+
+/// `ContainerSpec.Configs` as docker shapes them.
+pub fn render_config_refs(t: &TaskTemplate) -> Vec<wire::TaskSpecContainerSpecConfigs> {
+    secrets::refs(t, Kind::Config)
+        .iter()
+        .map(|r| wire::TaskSpecContainerSpecConfigs {
+            file: Some(wire::TaskSpecContainerSpecFile1 {
+                name: Some(r.target.clone()),
+                uid: Some(r.uid.to_string()),
+                gid: Some(r.gid.to_string()),
+                mode: Some(r.mode),
+            }),
+            runtime: None,
+            config_id: Some(r.id.clone()),
+            config_name: Some(r.name.clone()),
+        })
+        .collect()
 }
 
 /// Parses `ContainerSpec.Secrets`/`Configs` (ids and versions are filled

@@ -1,99 +1,125 @@
-//! The Docker-Engine-API-shaped JSON the control API speaks, built from (and
-//! parsed into) the domain model.
+//! The Engine API objects the control API speaks ([`super::wire`]), built
+//! from the domain model, and Docker-shaped request bodies parsed into it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use shoal_actors::model::{
     Cluster, FailureAction, HealthConfig, Node, RestartCondition, RestartPolicy, Service,
     ServiceMode, ServiceSpec, Task, TaskTemplate, UpdateConfig, UpdateOrder, UpdateStatus,
 };
 use shoal_actors::state::ClusterState;
 
+use super::wire::{self, int, time, version, word};
 use crate::runtime::Runtime;
 
 /// A manager's Raft status, in the Engine API's casing.
-pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> Value {
-    json!({
-        "ID": r.id,
-        "Term": r.term,
-        "LeaderID": r.leader_id,
-        "IsLeader": r.is_leader,
-        "Commit": r.commit,
-        "Applied": r.applied,
-        "FirstIndex": r.first_index,
-        "LastIndex": r.last_index,
-        "SnapshotIndex": r.snapshot_index,
-        "Voters": r.voters,
-    })
+pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> wire::RaftStatus {
+    wire::RaftStatus {
+        id: r.id,
+        term: r.term,
+        leader_id: r.leader_id,
+        is_leader: r.is_leader,
+        commit: r.commit,
+        applied: r.applied,
+        first_index: r.first_index,
+        last_index: r.last_index,
+        snapshot_index: r.snapshot_index,
+        voters: r.voters.clone(),
+    }
 }
 
 /// `GET /info`: docker's `Info`, with the swarm part as far as this node knows it.
-pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> Value {
-    let drivers: Vec<Value> = rt
+pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> wire::Info {
+    let drivers = rt
         .drivers
         .values()
         .map(|d| {
             let i = d.info();
-            json!({"Name": i.name, "Version": i.version})
+            wire::DriverInfo {
+                name: i.name,
+                version: i.version,
+            }
         })
         .collect();
-    let mut swarm = json!({
-        "NodeID": "",
-        "NodeAddr": "",
-        "LocalNodeState": "inactive",
-        "ControlAvailable": false,
-        "Error": "",
-    });
+    let mut swarm = wire::SwarmInfo {
+        docker: bollard::models::SwarmInfo {
+            node_id: Some(String::new()),
+            node_addr: Some(String::new()),
+            local_node_state: Some(wire::LocalNodeState::INACTIVE),
+            control_available: Some(false),
+            error: Some(String::new()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let identity = rt.identity();
     if let Some(id) = &identity {
-        swarm["NodeID"] = json!(id.node_id);
-        swarm["NodeAddr"] = json!(rt.advertise());
-        swarm["LocalNodeState"] = json!(if rt.is_locked() { "locked" } else { "active" });
-        swarm["ControlAvailable"] = json!(id.manager);
+        let d = &mut swarm.docker;
+        d.node_id = Some(id.node_id.clone());
+        d.node_addr = Some(rt.advertise());
+        d.local_node_state = Some(if rt.is_locked() {
+            wire::LocalNodeState::LOCKED
+        } else {
+            wire::LocalNodeState::ACTIVE
+        });
+        d.control_available = Some(id.manager);
         if let Ok(m) = rt.manager() {
             let guard = m.sm.read();
             let state = &guard.0;
-            swarm["Cluster"] = json!({
-                "ID": state.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
-                "CreatedAt": state.cluster.as_ref().map(|c| c.created_at),
-                "Spec": state.cluster.as_ref().map(|c| cluster_spec(&c.spec, c.unlock_key.is_some())),
-                "Version": { "Index": state.cluster.as_ref().map_or(0, |c| c.version) },
+            let c = state.cluster.as_ref();
+            swarm.cluster = Some(wire::ClusterInfo {
+                docker: bollard::models::ClusterInfo {
+                    id: Some(c.map(|c| c.id.clone()).unwrap_or_default()),
+                    created_at: c.map(|c| time(&c.created_at)),
+                    version: version(c.map_or(0, |c| c.version)),
+                    ..Default::default()
+                },
+                spec: c.map(|c| cluster_spec(&c.spec, c.unlock_key.is_some())),
             });
-            swarm["Nodes"] = json!(state.nodes.len());
-            swarm["Managers"] = json!(state
-                .nodes
-                .values()
-                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
-                .count());
-            swarm["RaftStatus"] = raft.map_or(Value::Null, raft_status);
-            swarm["RemoteManagers"] = state
-                .nodes
-                .values()
-                .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
-                .map(|n| json!({ "NodeID": n.id, "Addr": n.addr }))
-                .collect::<Vec<_>>()
-                .into();
+            let managers = || {
+                state
+                    .nodes
+                    .values()
+                    .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
+            };
+            d.nodes = Some(int(state.nodes.len() as u64));
+            d.managers = Some(int(managers().count() as u64));
+            d.remote_managers = Some(
+                managers()
+                    .map(|n| wire::PeerNode {
+                        node_id: Some(n.id.clone()),
+                        addr: Some(n.addr.clone()),
+                    })
+                    .collect(),
+            );
+            swarm.raft_status = raft.map(raft_status);
         }
     }
-    json!({
-        "ID": identity.map(|i| i.node_id).unwrap_or_default(),
-        "Name": rt.config.hostname,
-        "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "OSType": "linux",
-        "OperatingSystem": "shoal",
-        "Architecture": std::env::consts::ARCH,
-        "KernelVersion": nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "DataDir": rt.config.data_dir,
-        "Drivers": drivers,
-        "ChaosEnabled": rt.config.enable_chaos,
-        // The chaos harness signals daemons it did not start by this pid.
-        "Pid": std::process::id(),
-        "Swarm": swarm,
-    })
+    wire::Info {
+        docker: bollard::models::SystemInfo {
+            id: Some(identity.map(|i| i.node_id).unwrap_or_default()),
+            name: Some(rt.config.hostname.clone()),
+            server_version: Some(env!("CARGO_PKG_VERSION").into()),
+            os_type: Some("linux".into()),
+            operating_system: Some("shoal".into()),
+            architecture: Some(std::env::consts::ARCH.into()),
+            kernel_version: Some(
+                nix::sys::utsname::uname()
+                    .map(|u| u.release().to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            ncpu: Some(int(
+                std::thread::available_parallelism().map_or(1, |n| n.get()) as u64,
+            )),
+            ..Default::default()
+        },
+        swarm: Some(swarm),
+        data_dir: Some(rt.config.data_dir.display().to_string()),
+        drivers: Some(drivers),
+        chaos_enabled: Some(rt.config.enable_chaos),
+        pid: Some(std::process::id()),
+    }
 }
 
 /// Settings shoal has but does not let change, as docker names them: a
@@ -110,22 +136,41 @@ const HEARTBEAT_PERIOD_NS: u64 = 1_000_000_000;
 const NODE_CERT_EXPIRY_NS: u64 = 90 * 24 * 3600 * 1_000_000_000;
 
 /// docker's `SwarmSpec`, with shoal's `Orchestration.Rebalance`.
-pub fn cluster_spec(spec: &shoal_actors::model::ClusterSpec, autolock: bool) -> Value {
-    json!({
-        "Name": "default",
-        "Orchestration": {
-            "TaskHistoryRetentionLimit": spec.task_history_limit,
-            "Rebalance": spec.rebalance,
+pub fn cluster_spec(spec: &shoal_actors::model::ClusterSpec, autolock: bool) -> wire::SwarmSpec {
+    wire::SwarmSpec {
+        docker: bollard::models::SwarmSpec {
+            name: Some("default".into()),
+            raft: Some(wire::SwarmSpecRaft {
+                snapshot_interval: Some(spec.snapshot_interval),
+                election_tick: Some(int(ELECTION_TICK)),
+                heartbeat_tick: Some(int(HEARTBEAT_TICK)),
+                ..Default::default()
+            }),
+            dispatcher: Some(wire::SwarmSpecDispatcher {
+                heartbeat_period: Some(int(HEARTBEAT_PERIOD_NS)),
+            }),
+            ca_config: Some(wire::SwarmSpecCaConfig {
+                node_cert_expiry: Some(int(NODE_CERT_EXPIRY_NS)),
+                ..Default::default()
+            }),
+            encryption_config: Some(wire::SwarmSpecEncryptionConfig {
+                auto_lock_managers: Some(autolock),
+            }),
+            ..Default::default()
         },
-        "Raft": {
-            "SnapshotInterval": spec.snapshot_interval,
-            "ElectionTick": ELECTION_TICK,
-            "HeartbeatTick": HEARTBEAT_TICK,
-        },
-        "Dispatcher": { "HeartbeatPeriod": HEARTBEAT_PERIOD_NS },
-        "CAConfig": { "NodeCertExpiry": NODE_CERT_EXPIRY_NS },
-        "EncryptionConfig": { "AutoLockManagers": autolock },
-    })
+        orchestration: Some(wire::Orchestration {
+            docker: bollard::models::SwarmSpecOrchestration {
+                task_history_retention_limit: Some(int(spec.task_history_limit)),
+            },
+            rebalance: Some(spec.rebalance),
+        }),
+    }
+}
+
+/// [`cluster_spec`] as JSON, for the checks that compare a request body
+/// with what shoal shows back (`unhonoured`).
+pub fn cluster_spec_json(spec: &shoal_actors::model::ClusterSpec, autolock: bool) -> Value {
+    serde_json::to_value(cluster_spec(spec, autolock)).unwrap_or(Value::Null)
 }
 
 /// The fixed settings `asked` sets to another value than shoal's.
@@ -143,126 +188,188 @@ pub fn fixed_swarm_settings_changed(asked: &Value) -> Vec<String> {
 }
 
 /// `GET /swarm`: docker's `Swarm` object.
-pub fn swarm(c: &Cluster) -> Value {
+pub fn swarm(c: &Cluster) -> wire::Swarm {
     let autolock = c.unlock_key.is_some();
-    json!({
-        "ID": c.id,
-        "Version": { "Index": c.version },
-        "CreatedAt": c.created_at,
-        "UpdatedAt": c.updated_at,
-        "Spec": cluster_spec(&c.spec, autolock),
-        "DefaultAddrPool": c.spec.default_addr_pool.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-        "SubnetSize": c.spec.subnet_size,
-        "RootRotationInProgress": false,
-        "JoinTokens": { "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager },
-        "TLSInfo": { "TrustRoot": c.ca_cert_pem },
-    })
+    wire::Swarm {
+        docker: bollard::models::Swarm {
+            id: Some(c.id.clone()),
+            version: version(c.version),
+            created_at: Some(time(&c.created_at)),
+            updated_at: Some(time(&c.updated_at)),
+            default_addr_pool: Some(
+                c.spec
+                    .default_addr_pool
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
+            ),
+            subnet_size: Some(u32::from(c.spec.subnet_size)),
+            root_rotation_in_progress: Some(false),
+            join_tokens: Some(wire::JoinTokens {
+                worker: Some(c.join_tokens.worker.clone()),
+                manager: Some(c.join_tokens.manager.clone()),
+            }),
+            tls_info: Some(wire::TlsInfo {
+                trust_root: Some(c.ca_cert_pem.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        spec: Some(cluster_spec(&c.spec, autolock)),
+    }
 }
 
-pub fn service_spec(spec: &ServiceSpec) -> Value {
-    let t = &spec.task_template;
+fn labels(l: &BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    Some(l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+pub fn service_spec(spec: &ServiceSpec) -> wire::ServiceSpec {
     let mode = match spec.mode {
-        ServiceMode::Replicated { replicas } => json!({ "Replicated": { "Replicas": replicas } }),
-        ServiceMode::Global => json!({ "Global": {} }),
+        ServiceMode::Replicated { replicas } => wire::ServiceSpecMode {
+            replicated: Some(wire::ServiceSpecModeReplicated {
+                replicas: Some(int(replicas)),
+            }),
+            ..Default::default()
+        },
+        ServiceMode::Global => wire::ServiceSpecMode {
+            global: Some(HashMap::new()),
+            ..Default::default()
+        },
         ServiceMode::ReplicatedJob {
             max_concurrent,
             total_completions,
-        } => json!({ "ReplicatedJob": {
-            "MaxConcurrent": max_concurrent,
-            "TotalCompletions": total_completions,
-        } }),
-        ServiceMode::GlobalJob => json!({ "GlobalJob": {} }),
+        } => wire::ServiceSpecMode {
+            replicated_job: Some(wire::ServiceSpecModeReplicatedJob {
+                max_concurrent: Some(int(max_concurrent)),
+                total_completions: Some(int(total_completions)),
+            }),
+            ..Default::default()
+        },
+        ServiceMode::GlobalJob => wire::ServiceSpecMode {
+            global_job: Some(HashMap::new()),
+            ..Default::default()
+        },
     };
-    json!({
-        "Name": spec.name,
-        "Labels": spec.labels,
-        "TaskTemplate": task_template(t),
-        "Mode": mode,
-        "EndpointSpec": super::ports::spec(&spec.endpoint),
-        "UpdateConfig": update_config(&spec.update_config),
-        "RollbackConfig": update_config(&spec.rollback_config),
-    })
-}
-
-fn update_config(c: &UpdateConfig) -> Value {
-    json!({
-        "Parallelism": c.parallelism,
-        "Delay": c.delay_ns,
-        "FailureAction": c.failure_action.as_str(),
-        "Monitor": c.monitor_ns,
-        "MaxFailureRatio": f64::from(c.max_failure_ratio_ppm) / 1e6,
-        "Order": c.order.as_str(),
-    })
-}
-
-fn update_status(s: &UpdateStatus) -> Value {
-    let mut v = json!({
-        "State": s.state.as_str(),
-        "StartedAt": s.started_at,
-        "Message": s.message,
-    });
-    if let Some(at) = s.completed_at {
-        v["CompletedAt"] = json!(at);
+    let u = &spec.update_config;
+    let r = &spec.rollback_config;
+    wire::ServiceSpec {
+        docker: bollard::models::ServiceSpec {
+            name: Some(spec.name.clone()),
+            labels: labels(&spec.labels),
+            mode: Some(mode),
+            update_config: Some(wire::ServiceSpecUpdateConfig {
+                parallelism: Some(int(u.parallelism)),
+                delay: Some(int(u.delay_ns)),
+                failure_action: word(u.failure_action.as_str()),
+                monitor: Some(int(u.monitor_ns)),
+                max_failure_ratio: Some(f64::from(u.max_failure_ratio_ppm) / 1e6),
+                order: word(u.order.as_str()),
+            }),
+            rollback_config: Some(wire::ServiceSpecRollbackConfig {
+                parallelism: Some(int(r.parallelism)),
+                delay: Some(int(r.delay_ns)),
+                failure_action: word(r.failure_action.as_str()),
+                monitor: Some(int(r.monitor_ns)),
+                max_failure_ratio: Some(f64::from(r.max_failure_ratio_ppm) / 1e6),
+                order: word(r.order.as_str()),
+            }),
+            ..Default::default()
+        },
+        task_template: Some(task_template(&spec.task_template)),
+        endpoint_spec: Some(super::ports::spec(&spec.endpoint)),
     }
-    v
 }
 
-fn healthcheck(h: &HealthConfig) -> Value {
-    json!({
-        "Test": h.test,
-        "Interval": h.interval_ns,
-        "Timeout": h.timeout_ns,
-        "Retries": h.retries,
-        "StartPeriod": h.start_period_ns,
-    })
+/// [`service_spec`] as JSON, for the checks that compare a request body
+/// with what shoal shows back (`unhonoured`).
+pub fn service_spec_json(spec: &ServiceSpec) -> Value {
+    serde_json::to_value(service_spec(spec)).unwrap_or(Value::Null)
 }
 
-fn task_template(t: &TaskTemplate) -> Value {
-    json!({
-        "Driver": t.driver,
-        "ContainerSpec": {
-            "Image": t.image,
-            "Args": t.args,
-            "Env": t.env,
-            "StopGracePeriod": t.stop_grace_period_ns,
-            "Dir": t.workdir,
-            "User": t.user,
-            "Labels": t.container_labels,
-            "Healthcheck": t.healthcheck.as_ref().map(healthcheck),
-            "Secrets": super::secrets::render_refs(t, shoal_actors::secrets::Kind::Secret),
-            "Configs": super::secrets::render_refs(t, shoal_actors::secrets::Kind::Config),
-            "Mounts": super::mounts::render(&t.mounts),
-            "Hostname": t.isolation.hostname,
-            "ReadOnly": t.isolation.read_only,
-            "CapabilityAdd": t.isolation.cap_add,
-            "CapabilityDrop": t.isolation.cap_drop,
-            "Privileges": {
-                "Seccomp": {
-                    "Mode": if t.isolation.seccomp_unconfined { "unconfined" } else { "default" },
-                },
-            },
+fn update_status(s: &UpdateStatus) -> wire::ServiceUpdateStatus {
+    wire::ServiceUpdateStatus {
+        state: word(s.state.as_str()),
+        started_at: s.started_at.as_ref().map(time),
+        completed_at: s.completed_at.as_ref().map(time),
+        message: Some(s.message.clone()),
+    }
+}
+
+fn healthcheck(h: &HealthConfig) -> wire::HealthConfig {
+    wire::HealthConfig {
+        test: Some(h.test.clone()),
+        interval: Some(int(h.interval_ns)),
+        timeout: Some(int(h.timeout_ns)),
+        retries: Some(int(h.retries)),
+        start_period: Some(int(h.start_period_ns)),
+        start_interval: None,
+    }
+}
+
+fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
+    let seccomp = if t.isolation.seccomp_unconfined {
+        "unconfined"
+    } else {
+        "default"
+    };
+    let container = wire::ContainerSpec {
+        docker: bollard::models::TaskSpecContainerSpec {
+            image: Some(t.image.clone()),
+            args: Some(t.args.clone()),
+            env: Some(t.env.clone()),
+            stop_grace_period: Some(int(t.stop_grace_period_ns)),
+            dir: Some(t.workdir.clone()),
+            user: Some(t.user.clone()),
+            labels: labels(&t.container_labels),
+            secrets: Some(super::secrets::render_secret_refs(t)),
+            configs: Some(super::secrets::render_config_refs(t)),
+            mounts: (!t.mounts.is_empty())
+                .then(|| t.mounts.iter().map(super::mounts::to_wire).collect()),
+            hostname: Some(t.isolation.hostname.clone()),
+            read_only: Some(t.isolation.read_only),
+            capability_add: Some(t.isolation.cap_add.clone()),
+            capability_drop: Some(t.isolation.cap_drop.clone()),
+            privileges: Some(wire::TaskSpecContainerSpecPrivileges {
+                seccomp: Some(wire::TaskSpecContainerSpecPrivilegesSeccomp {
+                    mode: word(seccomp),
+                    profile: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
         },
-        "ForceUpdate": t.force_update,
-        "Resources": {
-            "Limits": {
-                "NanoCPUs": t.resources.limit_nano_cpus,
-                "MemoryBytes": t.resources.limit_memory_bytes,
-                "Pids": t.resources.limit_pids,
-            },
-            "Reservations": {
-                "NanoCPUs": t.resources.reserve_nano_cpus,
-                "MemoryBytes": t.resources.reserve_memory_bytes,
-            },
+        healthcheck: t.healthcheck.as_ref().map(healthcheck),
+    };
+    let res = &t.resources;
+    wire::TaskSpec {
+        docker: bollard::models::TaskSpec {
+            force_update: Some(t.force_update),
+            resources: Some(wire::TaskSpecResources {
+                limits: Some(wire::Limit {
+                    nano_cpus: Some(int(res.limit_nano_cpus)),
+                    memory_bytes: Some(int(res.limit_memory_bytes)),
+                    pids: Some(int(res.limit_pids)),
+                }),
+                reservations: Some(wire::ResourceObject {
+                    nano_cpus: Some(int(res.reserve_nano_cpus)),
+                    memory_bytes: Some(int(res.reserve_memory_bytes)),
+                    generic_resources: None,
+                }),
+                ..Default::default()
+            }),
+            restart_policy: Some(wire::TaskSpecRestartPolicy {
+                condition: word(t.restart_policy.condition.as_str()),
+                delay: Some(int(t.restart_policy.delay_ns)),
+                max_attempts: Some(int(t.restart_policy.max_attempts)),
+                window: Some(int(t.restart_policy.window_ns)),
+            }),
+            networks: Some(super::networks::refs(&t.networks)),
+            placement: Some(super::placement::spec(&t.placement)),
+            ..Default::default()
         },
-        "RestartPolicy": {
-            "Condition": t.restart_policy.condition.as_str(),
-            "Delay": t.restart_policy.delay_ns,
-            "MaxAttempts": t.restart_policy.max_attempts,
-            "Window": t.restart_policy.window_ns,
-        },
-        "Networks": super::networks::refs(&t.networks),
-        "Placement": super::placement::spec(&t.placement),
-    })
+        driver: Some(t.driver.clone()),
+        container_spec: Some(container),
+    }
 }
 
 /// The `mode` filter's word for a service mode.
@@ -284,7 +391,7 @@ pub fn task_name(t: &Task) -> String {
     }
 }
 
-pub fn service(svc: &Service, state: &ClusterState) -> Value {
+pub fn service(svc: &Service, state: &ClusterState) -> wire::Service {
     let mut running = 0u64;
     let mut completed = 0u64;
     for t in state.tasks_of_service(&svc.id) {
@@ -296,26 +403,35 @@ pub fn service(svc: &Service, state: &ClusterState) -> Value {
             }
         }
     }
-    json!({
-        "ID": svc.id,
-        "Version": { "Index": svc.version },
-        "CreatedAt": svc.created_at,
-        "UpdatedAt": svc.updated_at,
-        "Spec": service_spec(&svc.spec),
-        "PreviousSpec": svc.previous_spec.as_ref().map(service_spec),
-        "UpdateStatus": svc.update_status.as_ref().map(update_status),
-        "Endpoint": {
-            "Spec": super::ports::spec(&svc.spec.endpoint),
-            "Ports": super::ports::published(&svc.spec.endpoint),
-            "VirtualIPs": super::networks::virtual_ips(svc, state),
+    wire::Service {
+        docker: bollard::models::Service {
+            id: Some(svc.id.clone()),
+            version: version(svc.version),
+            created_at: Some(time(&svc.created_at)),
+            updated_at: Some(time(&svc.updated_at)),
+            update_status: svc.update_status.as_ref().map(update_status),
+            service_status: Some(wire::ServiceServiceStatus {
+                running_tasks: Some(running),
+                desired_tasks: Some(desired_tasks(svc, state)),
+                completed_tasks: Some(completed),
+            }),
+            job_status: svc.spec.is_job().then(|| wire::ServiceJobStatus {
+                job_iteration: version(svc.version),
+                last_execution: None,
+            }),
+            ..Default::default()
         },
-        "JobStatus": svc.spec.is_job().then(|| json!({ "JobIteration": { "Index": svc.version } })),
-        "ServiceStatus": {
-            "RunningTasks": running,
-            "DesiredTasks": desired_tasks(svc, state),
-            "CompletedTasks": completed,
-        },
-    })
+        spec: Some(service_spec(&svc.spec)),
+        previous_spec: svc.previous_spec.as_ref().map(service_spec),
+        endpoint: Some(wire::ServiceEndpoint {
+            docker: bollard::models::ServiceEndpoint {
+                virtual_ips: Some(super::networks::virtual_ips(svc, state)),
+                ..Default::default()
+            },
+            spec: Some(super::ports::spec(&svc.spec.endpoint)),
+            ports: Some(super::ports::published(&svc.spec.endpoint)),
+        }),
+    }
 }
 
 /// Replicas, or for a global service the nodes it is eligible on.
@@ -355,7 +471,7 @@ fn desired_tasks(svc: &Service, state: &ClusterState) -> u64 {
     eligible
 }
 
-pub fn task(t: &Task, state: &ClusterState) -> Value {
+pub fn task(t: &Task, state: &ClusterState) -> wire::Task {
     // A running task binds its service's host-mode ports on its node.
     let host_ports: Vec<&shoal_actors::ports::PortConfig> =
         match (t.status.state, state.services.get(&t.service_id)) {
@@ -368,84 +484,124 @@ pub fn task(t: &Task, state: &ClusterState) -> Value {
                 .collect(),
             _ => Vec::new(),
         };
-    json!({
-        "ID": t.id,
-        "Version": { "Index": t.version },
-        "CreatedAt": t.created_at,
-        "UpdatedAt": t.updated_at,
-        "Spec": task_template(&t.spec),
-        "ServiceID": t.service_id,
-        "ServiceName": t.service_name,
-        "Slot": t.slot,
-        "NodeID": t.node_id.clone().unwrap_or_default(),
-        "NetworksAttachments": super::networks::attachments(t, state),
-        "Status": {
-            "Timestamp": t.status.timestamp,
-            "State": t.status.state.as_str(),
-            "Message": t.status.message,
-            "Err": t.status.err.clone().unwrap_or_default(),
-            "Health": t.status.health.map(|h| h.as_str()),
-            "ContainerStatus": {
-                "PID": t.status.pid.unwrap_or(0),
-                "ExitCode": t.status.exit_code.unwrap_or(0),
-            },
-            "PortStatus": { "Ports": super::ports::published_ports(&host_ports) },
+    wire::Task {
+        docker: bollard::models::Task {
+            id: Some(t.id.clone()),
+            version: version(t.version),
+            created_at: Some(time(&t.created_at)),
+            updated_at: Some(time(&t.updated_at)),
+            service_id: Some(t.service_id.clone()),
+            slot: Some(int(t.slot)),
+            node_id: Some(t.node_id.clone().unwrap_or_default()),
+            desired_state: word(t.desired_state.as_str()),
+            ..Default::default()
         },
-        "DesiredState": t.desired_state.as_str(),
-    })
+        service_name: Some(t.service_name.clone()),
+        spec: Some(task_template(&t.spec)),
+        status: Some(wire::TaskStatus {
+            docker: bollard::models::TaskStatus {
+                timestamp: Some(time(&t.status.timestamp)),
+                state: word(t.status.state.as_str()),
+                message: Some(t.status.message.clone()),
+                err: Some(t.status.err.clone().unwrap_or_default()),
+                container_status: Some(wire::ContainerStatus {
+                    pid: Some(i64::from(t.status.pid.unwrap_or(0))),
+                    exit_code: Some(i64::from(t.status.exit_code.unwrap_or(0))),
+                    container_id: None,
+                }),
+                ..Default::default()
+            },
+            health: t.status.health.map(|h| h.as_str().to_string()),
+            port_status: Some(wire::PortStatus {
+                ports: Some(super::ports::published_ports(&host_ports)),
+            }),
+        }),
+        networks_attachments: Some(super::networks::attachments(t, state)),
+    }
 }
 
-pub fn node(n: &Node, leader: Option<&str>) -> Value {
-    let manager_status = (n.role == shoal_actors::model::NodeRole::Manager).then(|| {
-        json!({
-            "Leader": leader == Some(n.id.as_str()),
-            "Reachability": if n.state == shoal_actors::model::NodeState::Down { "unreachable" } else { "reachable" },
-            "Addr": n.addr,
-        })
-    });
-    json!({
-        "ID": n.id,
-        "Version": { "Index": n.version },
-        "CreatedAt": n.created_at,
-        "UpdatedAt": n.updated_at,
-        "Spec": {
-            "Labels": n.labels,
-            "Role": n.role.as_str(),
-            "Availability": n.availability.as_str(),
+pub fn node(n: &Node, leader: Option<&str>) -> wire::Node {
+    let manager_status =
+        (n.role == shoal_actors::model::NodeRole::Manager).then(|| wire::ManagerStatus {
+            leader: Some(leader == Some(n.id.as_str())),
+            reachability: word(if n.state == shoal_actors::model::NodeState::Down {
+                "unreachable"
+            } else {
+                "reachable"
+            }),
+            addr: Some(n.addr.clone()),
+        });
+    let confinement = &n.machine.confinement;
+    wire::Node {
+        docker: bollard::models::Node {
+            id: Some(n.id.clone()),
+            version: version(n.version),
+            created_at: Some(time(&n.created_at)),
+            updated_at: Some(time(&n.updated_at)),
+            spec: Some(wire::NodeSpec {
+                labels: labels(&n.labels),
+                role: word(n.role.as_str()),
+                availability: word(n.availability.as_str()),
+                name: None,
+            }),
+            status: Some(wire::NodeStatus {
+                state: word(n.state.as_str()),
+                message: Some(n.status_message.clone()),
+                addr: Some(n.addr.clone()),
+            }),
+            manager_status,
+            ..Default::default()
         },
-        "Description": {
-            "Hostname": n.hostname,
-            "Engine": {
-                "EngineVersion": n
-                    .drivers
-                    .iter()
-                    .find(|d| d.name == "docker")
-                    .map_or(env!("CARGO_PKG_VERSION"), |d| d.version.as_str()),
-                "Drivers": n.drivers.iter().map(|d| json!({"Name": d.name, "Version": d.version})).collect::<Vec<_>>(),
-                "Labels": n.machine.engine_labels,
+        description: Some(wire::NodeDescription {
+            docker: wire::DockerNodeDescription {
+                hostname: Some(n.hostname.clone()),
+                platform: Some(wire::Platform {
+                    architecture: Some(n.machine.arch.clone()),
+                    os: Some(n.machine.os.clone()),
+                }),
+                resources: Some(wire::ResourceObject {
+                    nano_cpus: Some(int(n.machine.nano_cpus)),
+                    memory_bytes: Some(int(n.machine.memory_bytes)),
+                    generic_resources: None,
+                }),
+                ..Default::default()
             },
-            "Platform": { "Architecture": n.machine.arch, "OS": n.machine.os },
-            "Resources": { "NanoCPUs": n.machine.nano_cpus, "MemoryBytes": n.machine.memory_bytes },
+            engine: Some(wire::NodeEngine {
+                docker: wire::EngineDescription {
+                    engine_version: Some(
+                        n.drivers
+                            .iter()
+                            .find(|d| d.name == "docker")
+                            .map_or(env!("CARGO_PKG_VERSION"), |d| d.version.as_str())
+                            .to_string(),
+                    ),
+                    labels: labels(&n.machine.engine_labels),
+                    plugins: None,
+                },
+                drivers: Some(
+                    n.drivers
+                        .iter()
+                        .map(|d| wire::DriverInfo {
+                            name: d.name.clone(),
+                            version: d.version.clone(),
+                        })
+                        .collect(),
+                ),
+            }),
             // shoal's own: whether process tasks can get a network of their own.
-            "NetworkSandbox": match &n.sandbox_error {
-                None => json!({ "Available": true }),
-                Some(why) => json!({ "Available": false, "Reason": why }),
-            },
+            network_sandbox: Some(wire::NetworkSandbox {
+                available: n.sandbox_error.is_none(),
+                reason: n.sandbox_error.clone(),
+            }),
             // shoal's own: how process tasks are confined there (docs/confinement.md).
-            "Confinement": {
-                "Available": n.machine.confinement.cannot.is_empty(),
-                "Can": n.machine.confinement.can,
-                "Cannot": n.machine.confinement.cannot,
-                "MissingLimits": n.machine.confinement.missing_limits,
-            },
-        },
-        "Status": {
-            "State": n.state.as_str(),
-            "Message": n.status_message,
-            "Addr": n.addr,
-        },
-        "ManagerStatus": manager_status,
-    })
+            confinement: Some(wire::Confinement {
+                available: confinement.cannot.is_empty(),
+                can: confinement.can.clone(),
+                cannot: confinement.cannot.clone(),
+                missing_limits: confinement.missing_limits.clone(),
+            }),
+        }),
+    }
 }
 
 /// A service name as docker accepts it.
@@ -731,6 +887,7 @@ fn parse_isolation(tt: &Value) -> Result<shoal_actors::model::Isolation, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn spec_round_trips_through_docker_json() {
@@ -746,7 +903,7 @@ mod tests {
             spec.task_template.restart_policy.condition,
             RestartCondition::OnFailure
         );
-        assert_eq!(parse_service_spec(&service_spec(&spec)).unwrap(), spec);
+        assert_eq!(parse_service_spec(&service_spec_json(&spec)).unwrap(), spec);
     }
 
     #[test]
@@ -772,7 +929,7 @@ mod tests {
             spec.task_template.healthcheck.as_ref().map(|h| h.retries),
             Some(2)
         );
-        assert_eq!(parse_service_spec(&service_spec(&spec)).unwrap(), spec);
+        assert_eq!(parse_service_spec(&service_spec_json(&spec)).unwrap(), spec);
         let bad = json!({"Name": "a", "TaskTemplate": {"ContainerSpec": {"Image": "x"}},
                          "RollbackConfig": {"FailureAction": "rollback"}});
         assert_eq!(
