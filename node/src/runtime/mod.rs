@@ -177,6 +177,8 @@ pub struct Runtime {
     forwards: writes::Forwards,
     /// The swarm events this node applied as a manager (`GET /events`).
     pub events: Arc<crate::events::Journal>,
+    /// Every Prometheus series of this node (`--metrics-addr`).
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
@@ -269,7 +271,9 @@ impl Runtime {
             .and_then(|i| i.advertise_addr.clone())
             .or_else(|| config.advertise_addr.clone())
             .unwrap_or_else(|| listen.to_string());
+        let metrics = crate::metrics::NodeMetrics::new(directory.metrics.clone());
         let rt = Arc::new(Runtime {
+            metrics,
             config,
             db,
             directory,
