@@ -154,6 +154,10 @@ fn series_follow_a_service_and_a_leader_kill_on_three_managers() {
     assert_eq!(leaders, 1.0);
     assert!(value(&addrs[1], "swarm_raft_commit_index") > 0.0);
     assert_eq!(value(&addrs[2], "swarm_raft_voters"), 3.0);
+    // Each manager holds connections to the two others.
+    assert!(addrs
+        .iter()
+        .all(|a| value(a, "swarm_transport_connections") >= 2.0));
 
     let tok = token("metrics");
     nodes[0].create_echo("web", "3", &["--restart-delay", "0s"], &["--print", &tok]);

@@ -3,14 +3,15 @@
 //!
 //! * the actors' counters and histograms (`shoal_actors::metrics`), which
 //!   they update as they work, registered here under swarmkit-style names;
-//! * the node's own counters (control API, transport, mesh, DNS, overlay);
+//! * the node's own (control API requests, metrics scrapes);
 //! * gauges of the state (Raft term and indexes, tasks waiting for a node,
-//!   rollouts by state), read from the state when a scrape comes
-//!   (`refresh`), not kept up to date on every change.
+//!   rollouts by state, the transport's open connections), read when a
+//!   scrape comes (`refresh`), not kept up to date on every change.
 //!
-//! The text is prometheus-client's encoding (OpenMetrics 1.0 text, which
-//! Prometheus scrapes and `promtool check metrics` reads). No label holds a
-//! task id, a service name or anything else without a bound.
+//! The text is prometheus-client's encoding (OpenMetrics 1.0), or, for a
+//! scraper that does not ask for OpenMetrics, the same samples in the
+//! classic format (`classic`), which `promtool check metrics` reads. No
+//! label holds a task id, a service name or anything else without a bound.
 //! docs/observability.md lists every series.
 
 pub mod api;
@@ -53,32 +54,6 @@ pub struct RolloutLabel {
     pub state: &'static str,
 }
 
-/// Why something was dropped or refused: a fixed word chosen by the code.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    pub reason: &'static str,
-}
-
-/// A published port (at most 2,768 of them: the range 30000–32767, plus
-/// the host ports below it a user chose) and its protocol.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PortLabels {
-    pub port: u16,
-    pub protocol: &'static str,
-}
-
-/// Which way bytes went.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DirectionLabel {
-    pub direction: &'static str,
-}
-
-/// A DNS answer's kind.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
-
 /// Every series of one node.
 pub struct NodeMetrics {
     registry: Registry,
@@ -96,21 +71,8 @@ pub struct NodeMetrics {
     pub api_requests: Family<RequestLabels, Counter>,
     pub api_latency: Family<RouteLabel, Histogram>,
     pub scrapes: Counter,
-    // The transport.
-    pub transport_connections: Gauge,
-    pub transport_bytes: Family<DirectionLabel, Counter>,
-    pub transport_refused: Family<ReasonLabel, Counter>,
-    // The routing mesh.
-    pub mesh_connections: Family<PortLabels, Counter>,
-    pub mesh_tunnel_errors: Counter,
-    pub mesh_caps_hit: Family<ReasonLabel, Counter>,
-    // The overlay data plane.
-    pub overlay_packets: Family<DirectionLabel, Counter>,
-    pub overlay_drops: Family<ReasonLabel, Counter>,
-    // The embedded DNS server.
-    pub dns_queries: Counter,
-    pub dns_answers: Family<OutcomeLabel, Counter>,
-    pub dns_forwarded: Counter,
+    // The transport, read at scrape time.
+    transport_connections: Gauge,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -137,16 +99,6 @@ impl NodeMetrics {
             api_latency: Family::new_with_constructor(latency_histogram),
             scrapes: Counter::default(),
             transport_connections: Gauge::default(),
-            transport_bytes: Family::default(),
-            transport_refused: Family::default(),
-            mesh_connections: Family::default(),
-            mesh_tunnel_errors: Counter::default(),
-            mesh_caps_hit: Family::default(),
-            overlay_packets: Family::default(),
-            overlay_drops: Family::default(),
-            dns_queries: Counter::default(),
-            dns_answers: Family::default(),
-            dns_forwarded: Counter::default(),
         };
         m.register();
         Arc::new(m)
@@ -318,64 +270,13 @@ impl NodeMetrics {
             "Open QUIC connections of the cluster endpoint",
             self.transport_connections.clone(),
         );
-        r.register(
-            "swarm_transport_bytes",
-            "Frame bytes the cluster transport sent and received",
-            self.transport_bytes.clone(),
-        );
-        r.register(
-            "swarm_transport_refused",
-            "Connections and streams the cluster transport refused, by reason",
-            self.transport_refused.clone(),
-        );
-        // Mesh.
-        r.register(
-            "swarm_mesh_connections",
-            "Connections and UDP flows accepted on a published port",
-            self.mesh_connections.clone(),
-        );
-        r.register(
-            "swarm_mesh_tunnel_errors",
-            "Mesh tunnels to another node that could not be opened",
-            self.mesh_tunnel_errors.clone(),
-        );
-        r.register(
-            "swarm_mesh_caps_hit",
-            "Connections or flows refused or evicted at a cap, by cap",
-            self.mesh_caps_hit.clone(),
-        );
-        // Overlay.
-        r.register(
-            "swarm_overlay_packets",
-            "Overlay packets the data plane carried",
-            self.overlay_packets.clone(),
-        );
-        r.register(
-            "swarm_overlay_drops",
-            "Overlay packets the data plane dropped, by reason",
-            self.overlay_drops.clone(),
-        );
-        // DNS.
-        r.register(
-            "swarm_dns_queries",
-            "Queries to the embedded DNS server",
-            self.dns_queries.clone(),
-        );
-        r.register(
-            "swarm_dns_answers",
-            "Answers of the embedded DNS server, by outcome",
-            self.dns_answers.clone(),
-        );
-        r.register(
-            "swarm_dns_forwarded",
-            "Queries relayed to the node's resolvers",
-            self.dns_forwarded.clone(),
-        );
     }
 
     /// Sets the gauges read from the state: Raft's from the Raft actor,
     /// the rest from this manager's copy of the state.
     pub async fn refresh(&self, rt: &Runtime) {
+        let connections = rt.transport().map_or(0, |t| t.open_connections());
+        self.transport_connections.set(connections as i64);
         let manager = rt.manager().ok();
         self.manager.set(i64::from(manager.is_some()));
         let raft = match rt.directory.get::<RaftMsg>("raft") {

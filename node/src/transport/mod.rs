@@ -400,6 +400,12 @@ impl Transport {
 
     /// Switches to a new certificate (a role change): new connections, both
     /// ways, use it; existing ones are dropped.
+    /// Connections of the endpoint, inbound and outbound, of every kind
+    /// (control, mesh, overlay), as quinn counts them now.
+    pub fn open_connections(&self) -> usize {
+        self.endpoint.open_connections()
+    }
+
     pub fn reload(&self, identity: &TlsIdentity) -> Result<(), TransportError> {
         let mut server = tls::server_config(identity)?;
         server.transport_config(server_transport_config(&self.config));
