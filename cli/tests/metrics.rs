@@ -160,7 +160,14 @@ fn series_follow_a_service_and_a_leader_kill_on_three_managers() {
         .all(|a| value(a, "swarm_transport_connections") >= 2.0));
 
     let tok = token("metrics");
-    nodes[0].create_echo("web", "3", &["--restart-delay", "0s"], &["--print", &tok]);
+    let port = free_tcp_port();
+    let publish = format!("{port}:80");
+    nodes[0].create_echo(
+        "web",
+        "3",
+        &["-p", &publish, "--restart-delay", "0s"],
+        &["--print", &tok, "--port", "80"],
+    );
     wait_for("3 running", LONG, || running(&nodes[0], "web") == 3);
     gauges_match_node_ps(&nodes, &addrs, 3);
     assert!(sum(&addrs, "swarm_orchestrator_tasks_created_total") >= 3.0);
@@ -172,6 +179,17 @@ fn series_follow_a_service_and_a_leader_kill_on_three_managers() {
         ),
         1.0
     );
+
+    // The routing mesh counts what its published port admits, per port.
+    let published = format!("swarm_mesh_connections_total{{port=\"{port}\",protocol=\"tcp\"}}");
+    let mut answered = 0;
+    wait_for("five answers through the published port", LONG, || {
+        if echo_task_at(&format!("127.0.0.2:{port}")).is_some() {
+            answered += 1;
+        }
+        answered == 5
+    });
+    assert!(value(&addrs[0], &published) >= 5.0, "{published}");
 
     nodes[0].ok(&["service", "scale", "-d", "web=5"]);
     wait_for("5 running", LONG, || running(&nodes[0], "web") == 5);

@@ -54,6 +54,18 @@ pub struct RolloutLabel {
     pub state: &'static str,
 }
 
+/// A protocol of the routing mesh.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    pub protocol: &'static str,
+}
+
+/// Why the mesh turned a connection or flow away at a cap.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapLabel {
+    pub outcome: &'static str,
+}
+
 /// Every series of one node.
 pub struct NodeMetrics {
     registry: Registry,
@@ -73,6 +85,11 @@ pub struct NodeMetrics {
     pub scrapes: Counter,
     // The transport, read at scrape time.
     transport_connections: Gauge,
+    // The routing mesh: what it counts, and what its caps hold (read at
+    // scrape time).
+    mesh: crate::mesh::MeshCounts,
+    mesh_held: Family<ProtocolLabel, Gauge>,
+    mesh_caps_hit: Family<CapLabel, Counter>,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -83,7 +100,7 @@ impl std::fmt::Debug for NodeMetrics {
 
 impl NodeMetrics {
     /// Registers the actors' metrics (the directory's) and the node's own.
-    pub fn new(actors: Arc<ActorMetrics>) -> Arc<Self> {
+    pub fn new(actors: Arc<ActorMetrics>, mesh: crate::mesh::MeshCounts) -> Arc<Self> {
         let mut m = NodeMetrics {
             registry: Registry::default(),
             actors,
@@ -99,6 +116,9 @@ impl NodeMetrics {
             api_latency: Family::new_with_constructor(latency_histogram),
             scrapes: Counter::default(),
             transport_connections: Gauge::default(),
+            mesh,
+            mesh_held: Family::default(),
+            mesh_caps_hit: Family::default(),
         };
         m.register();
         Arc::new(m)
@@ -270,6 +290,27 @@ impl NodeMetrics {
             "Open QUIC connections of the cluster endpoint",
             self.transport_connections.clone(),
         );
+        // Routing mesh.
+        r.register(
+            "swarm_mesh_connections",
+            "Connections (tcp) and flows (udp) admitted on a published port",
+            self.mesh.admitted.clone(),
+        );
+        r.register(
+            "swarm_mesh_held",
+            "Connections (tcp) and flows (udp) the published ports hold now",
+            self.mesh_held.clone(),
+        );
+        r.register(
+            "swarm_mesh_caps_hit",
+            "Connections or flows turned away at a cap: evicted or refused",
+            self.mesh_caps_hit.clone(),
+        );
+        r.register(
+            "swarm_mesh_tunnel_errors",
+            "Tunnels to a backend on another node that could not be opened",
+            self.mesh.tunnel_errors.clone(),
+        );
     }
 
     /// Sets the gauges read from the state: Raft's from the Raft actor,
@@ -277,6 +318,18 @@ impl NodeMetrics {
     pub async fn refresh(&self, rt: &Runtime) {
         let connections = rt.transport().map_or(0, |t| t.open_connections());
         self.transport_connections.set(connections as i64);
+        let ((tcp, udp), (evicted, refused)) = rt.mesh.held();
+        for (protocol, held) in [("tcp", tcp), ("udp", udp)] {
+            let label = ProtocolLabel { protocol };
+            self.mesh_held.get_or_create(&label).set(held as i64);
+        }
+        // The mesh keeps these totals itself (monotonic): copied, not added.
+        for (outcome, total) in [("evicted", evicted), ("refused", refused)] {
+            let counter = self.mesh_caps_hit.get_or_create(&CapLabel { outcome });
+            counter
+                .inner()
+                .store(total, std::sync::atomic::Ordering::Relaxed);
+        }
         let manager = rt.manager().ok();
         self.manager.set(i64::from(manager.is_some()));
         let raft = match rt.directory.get::<RaftMsg>("raft") {
@@ -413,7 +466,10 @@ mod tests {
 
     #[test]
     fn every_series_is_in_the_text_with_its_type() {
-        let metrics = NodeMetrics::new(Arc::new(ActorMetrics::default()));
+        let metrics = NodeMetrics::new(
+            Arc::new(ActorMetrics::default()),
+            crate::mesh::MeshCounts::default(),
+        );
         metrics.actors.restart("task/abc");
         metrics.actors.driver_error("start");
         let text = metrics.encode().expect("encode");

@@ -271,7 +271,8 @@ impl Runtime {
             .and_then(|i| i.advertise_addr.clone())
             .or_else(|| config.advertise_addr.clone())
             .unwrap_or_else(|| listen.to_string());
-        let metrics = crate::metrics::NodeMetrics::new(directory.metrics.clone());
+        let metrics =
+            crate::metrics::NodeMetrics::new(directory.metrics.clone(), mesh.counts.clone());
         let rt = Arc::new(Runtime {
             metrics,
             config,
