@@ -90,6 +90,8 @@ pub struct NodeMetrics {
     mesh: crate::mesh::MeshCounts,
     mesh_held: Family<ProtocolLabel, Gauge>,
     mesh_caps_hit: Family<CapLabel, Counter>,
+    /// Handed to the DNS server each time the node starts it.
+    pub dns: crate::dns::DnsCounts,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -119,6 +121,7 @@ impl NodeMetrics {
             mesh,
             mesh_held: Family::default(),
             mesh_caps_hit: Family::default(),
+            dns: crate::dns::DnsCounts::default(),
         };
         m.register();
         Arc::new(m)
@@ -310,6 +313,22 @@ impl NodeMetrics {
             "swarm_mesh_tunnel_errors",
             "Tunnels to a backend on another node that could not be opened",
             self.mesh.tunnel_errors.clone(),
+        );
+        // The embedded DNS server.
+        r.register(
+            "swarm_dns_queries",
+            "Queries to the embedded DNS server",
+            self.dns.queries.clone(),
+        );
+        r.register(
+            "swarm_dns_answers",
+            "Answers of the embedded DNS server, by outcome",
+            self.dns.answers.clone(),
+        );
+        r.register(
+            "swarm_dns_forwarded",
+            "Queries relayed to the node's resolvers",
+            self.dns.forwarded.clone(),
         );
     }
 

@@ -544,7 +544,8 @@ impl Runtime {
     /// says so in the log and the node goes on without it.
     async fn start_dns(&self, node_id: &str) {
         self.stop_dns();
-        let config = crate::dns::DnsConfig::new(Some(node_id.to_string()));
+        let mut config = crate::dns::DnsConfig::new(Some(node_id.to_string()));
+        config.counts = self.metrics.dns.clone();
         let server = crate::dns::DnsServer::start(config, self.networks.subscribe()).await;
         *self.dns.lock() = Some(server);
     }
