@@ -154,6 +154,11 @@ fn series_follow_a_service_and_a_leader_kill_on_three_managers() {
     assert_eq!(leaders, 1.0);
     assert!(value(&addrs[1], "swarm_raft_commit_index") > 0.0);
     assert_eq!(value(&addrs[2], "swarm_raft_voters"), 3.0);
+    // The overlay data plane is up on each node, its counters served.
+    assert!(addrs.iter().all(|a| {
+        value(a, "swarm_overlay_packets_total{direction=\"sent\"}") >= 0.0
+            && value(a, "swarm_overlay_drops_total{reason=\"no_route\"}") >= 0.0
+    }));
     // Each manager holds connections to the two others.
     assert!(addrs
         .iter()
@@ -263,7 +268,7 @@ fn series_follow_a_service_and_a_leader_kill_on_three_managers() {
 }
 
 #[test]
-fn openmetrics_is_served_to_a_scraper_that_asks_for_it() {
+fn openmetrics_on_request_and_refused_handshakes_counted() {
     let addr = format!("127.0.0.1:{}", free_tcp_port());
     let d = Daemon::start(&["--metrics-addr", &addr]);
     d.ok(&["swarm", "init"]);
@@ -280,6 +285,20 @@ fn openmetrics_is_served_to_a_scraper_that_asks_for_it() {
     );
     assert!(resp.contains("# TYPE swarm_raft_proposals counter"));
     assert!(resp.ends_with("# EOF\n"));
+
+    // A peer with another swarm's certificate: refused at the handshake, counted.
+    let other = shoal_node::ca::RootCa::generate().expect("ca");
+    let peer = Peer::new(&minted_identity(&other, "elsewhere", "intruder"));
+    let target = d.listen.parse().expect("addr");
+    peer.rt.block_on(async {
+        for _ in 0..5 {
+            let _ = peer.transport.request(target, b"hello").await;
+        }
+    });
+    let refused = "swarm_transport_refused_total{stage=\"handshake\"}";
+    wait_for("five refused handshakes counted", LONG, || {
+        value(&addr, refused) >= 5.0
+    });
 }
 
 #[test]

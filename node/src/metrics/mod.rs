@@ -66,6 +66,24 @@ pub struct CapLabel {
     pub outcome: &'static str,
 }
 
+/// Which way overlay packets went.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    pub direction: &'static str,
+}
+
+/// Why the overlay data plane dropped a packet (`overlay/dataplane.rs` `Counters`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    pub reason: &'static str,
+}
+
+/// Where the transport refused a connection: `handshake` or `admission`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
 /// Every series of one node.
 pub struct NodeMetrics {
     registry: Registry,
@@ -85,11 +103,14 @@ pub struct NodeMetrics {
     pub scrapes: Counter,
     // The transport, read at scrape time.
     transport_connections: Gauge,
+    transport_refused: Family<StageLabel, Counter>,
     // The routing mesh: what it counts, and what its caps hold (read at
     // scrape time).
     mesh: crate::mesh::MeshCounts,
     mesh_held: Family<ProtocolLabel, Gauge>,
     mesh_caps_hit: Family<CapLabel, Counter>,
+    overlay_packets: Family<DirectionLabel, Counter>,
+    overlay_drops: Family<DropLabel, Counter>,
     /// Handed to the DNS server each time the node starts it.
     pub dns: crate::dns::DnsCounts,
 }
@@ -118,10 +139,13 @@ impl NodeMetrics {
             api_latency: Family::new_with_constructor(latency_histogram),
             scrapes: Counter::default(),
             transport_connections: Gauge::default(),
+            transport_refused: Family::default(),
             mesh,
             mesh_held: Family::default(),
             mesh_caps_hit: Family::default(),
             dns: crate::dns::DnsCounts::default(),
+            overlay_packets: Family::default(),
+            overlay_drops: Family::default(),
         };
         m.register();
         Arc::new(m)
@@ -293,6 +317,11 @@ impl NodeMetrics {
             "Open QUIC connections of the cluster endpoint",
             self.transport_connections.clone(),
         );
+        r.register(
+            "swarm_transport_refused",
+            "Incoming cluster connections refused, at the handshake or by admission",
+            self.transport_refused.clone(),
+        );
         // Routing mesh.
         r.register(
             "swarm_mesh_connections",
@@ -313,6 +342,17 @@ impl NodeMetrics {
             "swarm_mesh_tunnel_errors",
             "Tunnels to a backend on another node that could not be opened",
             self.mesh.tunnel_errors.clone(),
+        );
+        // The overlay data plane.
+        r.register(
+            "swarm_overlay_packets",
+            "Overlay packets this node's data plane sent to and received from peers",
+            self.overlay_packets.clone(),
+        );
+        r.register(
+            "swarm_overlay_drops",
+            "Overlay packets this node's data plane dropped, by reason",
+            self.overlay_drops.clone(),
         );
         // The embedded DNS server.
         r.register(
@@ -335,8 +375,18 @@ impl NodeMetrics {
     /// Sets the gauges read from the state: Raft's from the Raft actor,
     /// the rest from this manager's copy of the state.
     pub async fn refresh(&self, rt: &Runtime) {
-        let connections = rt.transport().map_or(0, |t| t.open_connections());
+        let transport = rt.transport();
+        let connections = transport.as_ref().map_or(0, |t| t.open_connections());
         self.transport_connections.set(connections as i64);
+        if let Some(transport) = &transport {
+            // The endpoint's own totals, copied (0 again with a new endpoint).
+            for (stage, total) in transport.refused() {
+                let counter = self.transport_refused.get_or_create(&StageLabel { stage });
+                counter
+                    .inner()
+                    .store(total, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let ((tcp, udp), (evicted, refused)) = rt.mesh.held();
         for (protocol, held) in [("tcp", tcp), ("udp", udp)] {
             let label = ProtocolLabel { protocol };
@@ -348,6 +398,22 @@ impl NodeMetrics {
             counter
                 .inner()
                 .store(total, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(dataplane) = rt.overlay.dataplane() {
+            // The data plane's own totals, copied (they start again at 0 with
+            // a new data plane, after a leave and a join: a counter reset).
+            for (name, total) in dataplane.counters.snapshot() {
+                let counter = match name {
+                    "sent" | "received" => self
+                        .overlay_packets
+                        .get_or_create(&DirectionLabel { direction: name }),
+                    "merged" | "tun_writes" => continue,
+                    reason => self.overlay_drops.get_or_create(&DropLabel { reason }),
+                };
+                counter
+                    .inner()
+                    .store(total, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         let manager = rt.manager().ok();
         self.manager.set(i64::from(manager.is_some()));
