@@ -305,6 +305,9 @@ impl DispatcherState {
     /// Ends the node's session and writes it down (its tasks go elsewhere).
     async fn node_down(&mut self, node_id: String) {
         self.sessions.remove(&node_id);
+        let metrics = &self.ctx.directory.metrics;
+        metrics.dispatcher_node_down.inc();
+        metrics.dispatcher_sessions.set(self.sessions.len() as i64);
         self.propose(Command::SetNodeState {
             node_id,
             state: NodeState::Down,
@@ -374,6 +377,16 @@ impl Actor for Dispatcher {
             ticks: 0,
             placed,
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<DispatcherMsg>,
+        st: &mut DispatcherState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Sessions are the leader's: a deposed dispatcher holds none.
+        st.ctx.directory.metrics.dispatcher_sessions.set(0);
+        Ok(())
     }
 
     async fn handle(
@@ -518,6 +531,8 @@ impl Actor for Dispatcher {
                 }
             }
             DispatcherMsg::Tick => {
+                let sessions = st.sessions.len() as i64;
+                st.ctx.directory.metrics.dispatcher_sessions.set(sessions);
                 // Assignments travel one way and may be lost with a
                 // connection: now and then every node is sent its list again.
                 st.ticks += 1;
@@ -543,6 +558,7 @@ impl Actor for Dispatcher {
                         continue;
                     };
                     s.probing = true;
+                    st.ctx.directory.metrics.dispatcher_heartbeats_missed.inc();
                     let (me, node_id, asked) = (myself.clone(), node_id.clone(), Instant::now());
                     tokio::spawn(async move {
                         let gone = agent.gone().await;

@@ -85,6 +85,7 @@ pub fn manager_spec(ctx: &Arc<ManagerCtx>, transport: Arc<dyn RaftTransport>) ->
                         sm: ctx.sm.clone(),
                         log: ctx.log.clone(),
                         events: ctx.events.clone(),
+                        metrics: ctx.directory.metrics.clone(),
                     },
                 ),
                 ChildSpec::new(

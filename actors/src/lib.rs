@@ -14,6 +14,7 @@ pub mod events;
 pub mod harness;
 pub mod leader;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod mounts;
 pub mod networks;

@@ -78,6 +78,21 @@ impl Proposer {
     /// this moment, never split: a follower's forwarded batch) and returns
     /// each one's result, in order, once committed and applied here.
     pub async fn propose_all(&self, commands: Vec<Command>) -> Vec<Result<(), ProposeError>> {
+        let started = Instant::now();
+        let results = self.propose_all_inner(commands).await;
+        let metrics = &self.directory.metrics;
+        let took = crate::metrics::secs(started.elapsed());
+        for result in &results {
+            metrics.raft_proposals.inc();
+            metrics.raft_proposal_latency.observe(took);
+            if result.is_err() {
+                metrics.raft_proposals_failed.inc();
+            }
+        }
+        results
+    }
+
+    async fn propose_all_inner(&self, commands: Vec<Command>) -> Vec<Result<(), ProposeError>> {
         let deadline = Instant::now() + self.timeout;
         let mut results: Vec<Result<(), ProposeError>> = Vec::with_capacity(commands.len());
         // (position in `results`, id, encoded proposal)
@@ -173,6 +188,10 @@ async fn send_packs(directory: Arc<Directory>, queue: Arc<PackQueue<Pending>>) {
         let Some(deadline) = pack.iter().map(|p| p.deadline).max() else {
             continue;
         };
+        directory
+            .metrics
+            .raft_packed_writes
+            .observe(pack.len() as f64);
         let parts: Vec<&[u8]> = pack.iter().map(|p| p.data.as_slice()).collect();
         let data = match pack_proposals(&parts) {
             Ok(data) => data,

@@ -26,6 +26,9 @@ use ractor::{
 pub struct Directory {
     actors: RwLock<HashMap<String, ActorCell>>,
     heals: RwLock<HashMap<String, VecDeque<Duration>>>,
+    /// The node's counters and histograms, which every actor reaches
+    /// through the directory it already holds.
+    pub metrics: Arc<crate::metrics::ActorMetrics>,
 }
 
 impl Directory {
@@ -255,6 +258,7 @@ impl Children {
         tracing::warn!(child = %name, reason = %why, "child stopped; restarting");
         loop {
             self.note_restart(&name)?;
+            self.directory.metrics.restart(&name);
             match (spec.start)(supervisor.clone()).await {
                 Ok(new) => {
                     self.directory.insert(&name, new.clone());

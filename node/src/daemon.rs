@@ -12,6 +12,8 @@ pub enum DaemonError {
     Socket(PathBuf, std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot serve metrics on {0}: {1}")]
+    Metrics(std::net::SocketAddr, std::io::Error),
 }
 
 /// Raises this process's soft limit on open files to its hard limit (as
@@ -35,7 +37,11 @@ pub fn nofile() -> u64 {
         .map_or(1024, |(soft, _)| soft)
 }
 
-pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError> {
+pub async fn run(
+    config: NodeConfig,
+    socket: PathBuf,
+    metrics: Option<crate::metrics::MetricsAddr>,
+) -> Result<(), DaemonError> {
     crate::private::restrict_umask();
     raise_nofile();
     let rt = Runtime::start(config).await?;
@@ -47,6 +53,21 @@ pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError>
         tokio::spawn(async move { crate::api::serve(rt, &socket).await })
     };
     tracing::info!(socket = %socket.display(), "API listening");
+    // Bound before the daemon says it is up, so a taken port is an error
+    // at start, not a log line later.
+    let metrics = match metrics {
+        Some(addr) => {
+            let serving = crate::metrics::serve(rt.clone(), addr)
+                .await
+                .map_err(|e| DaemonError::Metrics(addr.addr(), e))?;
+            Some(tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            }))
+        }
+        None => None,
+    };
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
@@ -59,6 +80,9 @@ pub async fn run(config: NodeConfig, socket: PathBuf) -> Result<(), DaemonError>
         _ = int.recv() => Ok(()),
     };
     tracing::info!("daemon shutting down");
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     rt.mesh.clear();
     rt.stop_dns();
     if let Some(sb) = rt.process.sandbox() {

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod logs;
 pub mod machine;
 pub mod mesh;
+pub mod metrics;
 pub mod options;
 pub mod overlay;
 pub mod pem;

@@ -16,7 +16,7 @@ use shoal_actors::networks::{
     EndpointMode, NetworkInfo, NetworkTable, ServiceNames, ServiceNet, Subnet, TaskAddr,
 };
 use shoal_actors::session::NetworkSink;
-use shoal_node::dns::{DnsConfig, DnsServer};
+use shoal_node::dns::{DnsConfig, DnsCounts, DnsServer, OutcomeLabel};
 use shoal_node::overlay::NetworkWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
@@ -199,6 +199,15 @@ struct Setup {
 
 impl Setup {
     async fn new(second: u8, upstreams: Vec<SocketAddr>, timeout: Duration) -> Setup {
+        Self::counted(second, upstreams, timeout, DnsCounts::default()).await
+    }
+
+    async fn counted(
+        second: u8,
+        upstreams: Vec<SocketAddr>,
+        timeout: Duration,
+        counts: DnsCounts,
+    ) -> Setup {
         let watch = NetworkWatch::default();
         watch.update(Arc::new(table(second)));
         let gw = Ipv4Addr::new(127, second, 0, 1);
@@ -207,6 +216,7 @@ impl Setup {
         config.port = port;
         config.upstreams = Some(upstreams);
         config.forward_timeout = timeout;
+        config.counts = counts;
         let server = DnsServer::start(config, watch.subscribe()).await;
         let gateway = SocketAddr::from((gw, port));
         server
@@ -296,7 +306,8 @@ async fn dns_answers_service_names_from_the_table_and_follows_it() {
 #[tokio::test]
 async fn dns_forwards_what_is_not_ours() {
     let upstream = fake_upstream(ip("127.78.0.2"), Duration::ZERO).await;
-    let s = Setup::new(79, vec![upstream], Duration::from_secs(5)).await;
+    let counts = DnsCounts::default();
+    let s = Setup::counted(79, vec![upstream], Duration::from_secs(5), counts.clone()).await;
 
     // An outside name from a task; one of our names from an unknown address.
     let m = ask_udp(s.addr(10), s.gateway, "example.com", RecordType::A).await;
@@ -315,6 +326,13 @@ async fn dns_forwards_what_is_not_ours() {
         a_records(&Message::from_vec(&buf[..n]).expect("decode")),
         vec![EXTERNAL]
     );
+    // Three queries, all relayed and answered (`--metrics-addr` serves these).
+    assert_eq!(counts.queries.get(), 3);
+    assert_eq!(counts.forwarded.get(), 3);
+    let forwarded = counts.answers.get_or_create(&OutcomeLabel {
+        outcome: "forwarded",
+    });
+    assert_eq!(forwarded.get(), 3);
 }
 
 #[tokio::test]

@@ -310,8 +310,21 @@ impl Actor for ServiceSupervisor {
                     }
                 };
                 if !plan.commands.is_empty() {
+                    let created: usize = plan
+                        .commands
+                        .iter()
+                        .map(|c| match c {
+                            Command::CreateTasks(tasks) => tasks.len(),
+                            _ => 0,
+                        })
+                        .sum();
                     let cmd = Command::Batch(plan.commands);
-                    if let Err(e) = st.args.ctx.proposer.propose(cmd).await {
+                    let result = st.args.ctx.proposer.propose(cmd).await;
+                    if result.is_ok() {
+                        let metrics = &st.args.ctx.directory.metrics;
+                        metrics.orchestrator_tasks_created.inc_by(created as u64);
+                    }
+                    if let Err(e) = result {
                         tracing::warn!(service = %st.args.service_id, error = %e, "reconcile write failed");
                         myself.send_after(Duration::from_millis(200), || ServiceMsg::Poke);
                     } else if plan.more {

@@ -169,6 +169,8 @@ pub struct RaftState {
     /// peer was last seen waiting for a snapshot (`watch_snapshots`).
     ticks: u64,
     snapshot_waits: BTreeMap<u64, u64>,
+    /// The leader this node knew last (0: none), for the leader-change count.
+    seen_leader: u64,
 }
 
 /// How long a peer may wait for a snapshot before it is sent again:
@@ -252,6 +254,7 @@ impl Actor for RaftActor {
             ready_queued: true,
             announced: false,
             stale_cleared: false,
+            seen_leader: 0,
             flushing: false,
             unflushed: None,
             held_back: Vec::new(),
@@ -456,12 +459,20 @@ impl RaftState {
         let log = self.args.log.clone();
         let mut ready = self.node.ready();
         // A leader's appends go out before its own flush: they depend on nothing.
-        self.args.transport.send(ready.take_messages());
+        let messages = ready.take_messages();
+        let metrics = &self.args.directory.metrics;
+        let snapshots = messages
+            .iter()
+            .filter(|m| m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot)
+            .count();
+        metrics.raft_snapshot_sends.inc_by(snapshots as u64);
+        self.args.transport.send(messages);
         let has_snapshot = !ready.snapshot().is_empty();
         if has_snapshot {
             let snap = ready.snapshot().clone();
             log.apply_snapshot(&snap)?;
             self.args.sm.restore(&snap.data)?;
+            metrics.raft_snapshot_installs.inc();
             tracing::info!(
                 index = snap.get_metadata().index,
                 bytes = snap.data.len(),
@@ -610,6 +621,12 @@ impl RaftState {
         let r = &self.node.raft;
         let term = r.term;
         let is_leader = r.state == StateRole::Leader;
+        if r.leader_id != self.seen_leader {
+            if r.leader_id != 0 {
+                self.args.directory.metrics.raft_leader_changes.inc();
+            }
+            self.seen_leader = r.leader_id;
+        }
         if !self.stale_cleared {
             // A previous incarnation may have left leader actors running.
             self.stale_cleared = true;

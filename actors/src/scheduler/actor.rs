@@ -456,7 +456,14 @@ impl Actor for Scheduler {
             }
             SchedulerMsg::Pass => {
                 st.pass_queued = false;
-                match st.pass().await {
+                let started = tokio::time::Instant::now();
+                let next = st.pass().await;
+                st.ctx
+                    .directory
+                    .metrics
+                    .scheduler_pass_duration
+                    .observe(crate::metrics::secs(started.elapsed()));
+                match next {
                     Next::Done => {}
                     Next::More => st.queue_pass(&myself),
                     // Nothing else may come to trigger a pass: look again soon.

@@ -69,6 +69,7 @@ pub struct StoreArgs {
     pub sm: Arc<StateMachine>,
     pub log: Arc<LogStore>,
     pub events: broadcast::Sender<StoreEvent>,
+    pub metrics: Arc<crate::metrics::ActorMetrics>,
 }
 
 pub enum StoreMsg {
@@ -98,6 +99,7 @@ impl StoreState {
         }
         let entries = self.args.log.entries_between(from, upto + 1);
         for chunk in entries.chunks(APPLY_CHUNK) {
+            let started = tokio::time::Instant::now();
             let batch: Vec<(u64, u64, Vec<u8>)> = chunk
                 .iter()
                 .map(|entry| {
@@ -122,6 +124,10 @@ impl StoreState {
                 // inline, since a blocking thread runs off that clock.
                 self.args.sm.apply_entries(&borrowed(&batch))?
             };
+            self.args
+                .metrics
+                .store_apply_latency
+                .observe(crate::metrics::secs(started.elapsed()));
             for outcome in outcomes {
                 // From the outcome itself: a chunk of packed entries may hold
                 // more results than the state machine keeps.

@@ -134,7 +134,27 @@ impl AgentState {
         }
     }
 
+    /// This node's assigned tasks by their latest state, for the
+    /// `swarm_node_tasks` gauge (every state set, zeros included).
+    fn count_tasks(&self) {
+        let mut counts = [0i64; TaskState::ALL.len()];
+        for task in &self.assigned {
+            let state = self
+                .statuses
+                .get(&task.id)
+                .map_or(task.status.state, |s| s.state);
+            if let Some(i) = TaskState::ALL.iter().position(|s| *s == state) {
+                counts[i] += 1;
+            }
+        }
+        let metrics = &self.args.directory.metrics;
+        for (state, count) in TaskState::ALL.iter().zip(counts) {
+            metrics.node_task_state(state.as_str(), count);
+        }
+    }
+
     fn flush(&mut self, myself: &ActorRef<AgentMsg>) {
+        self.count_tasks();
         let Some(d) = self.dispatcher() else {
             return;
         };
@@ -241,6 +261,7 @@ impl AgentState {
                     driver,
                     agent: myself.clone(),
                     files,
+                    metrics: self.args.directory.metrics.clone(),
                 },
             );
             if let Err(e) = self.tasks.start(&myself.get_cell(), spec).await {
@@ -341,6 +362,7 @@ impl Actor for Agent {
             }
             AgentMsg::Assignments(tasks, payloads) => {
                 st.assigned = tasks;
+                st.count_tasks();
                 st.payloads = payloads
                     .into_iter()
                     .map(|p| ((p.kind, p.id), Arc::new(p.data)))

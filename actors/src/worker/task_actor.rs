@@ -22,6 +22,7 @@ pub struct TaskArgs {
     /// The secret and config files of the task, held in memory only; or
     /// which one this node was not given.
     pub files: Result<Vec<crate::secrets::TaskFile>, String>,
+    pub metrics: Arc<crate::metrics::ActorMetrics>,
 }
 
 pub enum TaskMsg {
@@ -41,10 +42,22 @@ pub struct TaskRun {
     /// Stopped because its health check failed: it ends FAILED, and the
     /// restart policy replaces it.
     unhealthy: bool,
+    /// When this actor started: a task's start latency runs to RUNNING.
+    started: tokio::time::Instant,
 }
 
 impl TaskRun {
     fn report(&mut self, status: TaskStatus) {
+        let metrics = &self.args.metrics;
+        if status.state == TaskState::Running && self.last < TaskState::Running {
+            let took = crate::metrics::secs(self.started.elapsed());
+            metrics.task_start_latency.observe(took);
+        }
+        if matches!(status.state, TaskState::Failed | TaskState::Rejected)
+            && self.last < TaskState::Complete
+        {
+            metrics.tasks_failed.inc();
+        }
         self.last = status.state;
         let _ = self
             .args
@@ -123,6 +136,7 @@ impl Actor for TaskActor {
             pid: None,
             health: None,
             unhealthy: false,
+            started: tokio::time::Instant::now(),
         })
     }
 
@@ -188,6 +202,7 @@ impl Actor for TaskActor {
                             let _ = myself.send_message(TaskMsg::Exited(Some(exit)));
                         }
                         Err(e) => {
+                            st.args.metrics.driver_error("start");
                             let state = if e.is_rejection() {
                                 TaskState::Rejected
                             } else {

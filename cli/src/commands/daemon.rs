@@ -45,6 +45,13 @@ pub struct DaemonArgs {
     /// Validity of the node certificates this node issues as a manager
     #[arg(long, value_parser = duration, default_value = "2160h")]
     cert_expiry: Duration,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off unless
+    /// given; a loopback address unless --metrics-allow-remote)
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Let --metrics-addr be an address other hosts can reach
+    #[arg(long, requires = "metrics_addr")]
+    metrics_allow_remote: bool,
     /// Log filter (also RUST_LOG)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -80,6 +87,10 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let metrics = a
+        .metrics_addr
+        .map(|addr| shoal_node::metrics::MetricsAddr::new(addr, a.metrics_allow_remote))
+        .transpose()?;
     let socket = host.strip_prefix("unix://").ok_or_else(|| {
         anyhow!("invalid host {host:?}: the daemon serves unix:///path/to/socket only")
     })?;
@@ -102,7 +113,7 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
         enable_chaos: a.enable_chaos,
         timings,
     };
-    shoal_node::daemon::run(config, PathBuf::from(socket))
+    shoal_node::daemon::run(config, PathBuf::from(socket), metrics)
         .await
         .context("daemon failed")
 }

@@ -115,6 +115,11 @@ fn routes(rt: Arc<Runtime>) -> Router {
                 .post(chaos_network_add)
                 .delete(chaos_network_clear),
         )
+        // Counts and times each matched route (`--metrics-addr`).
+        .route_layer(axum::middleware::from_fn_with_state(
+            rt.clone(),
+            crate::metrics::api::track,
+        ))
         .with_state(rt)
 }
 

@@ -32,6 +32,7 @@ pub struct Shared {
     index: RwLock<Arc<Index>>,
     forwarder: Forwarder,
     port: u16,
+    counts: super::DnsCounts,
 }
 
 impl Shared {
@@ -40,6 +41,7 @@ impl Shared {
         node: Option<String>,
         forwarder: Forwarder,
         port: u16,
+        counts: super::DnsCounts,
     ) -> Shared {
         let index = Index::build(tables.borrow().clone(), node.as_deref());
         Shared {
@@ -48,6 +50,7 @@ impl Shared {
             index: RwLock::new(Arc::new(index)),
             forwarder,
             port,
+            counts,
         }
     }
 
@@ -114,7 +117,10 @@ impl Handler {
     async fn answer<R: ResponseHandler>(&self, request: &Request, mut response: R) -> ResponseInfo {
         let meta = &request.metadata;
         let id = meta.id;
+        let counts = &self.0.counts;
+        counts.queries.inc();
         if request.as_slice().len() > MAX_QUERY || meta.message_type != MessageType::Query {
+            counts.answered("refused");
             return dropped(id);
         }
         let edns = request.edns.as_ref().map(|e| {
@@ -127,10 +133,12 @@ impl Handler {
         let mut reply = Metadata::response_from_request(meta);
         reply.recursion_available = true;
         if meta.op_code != OpCode::Query {
+            counts.answered("refused");
             reply.response_code = ResponseCode::NotImp;
             return send(&mut response, builder.build_no_records(reply), id).await;
         }
         let Ok(info) = request.request_info() else {
+            counts.answered("refused");
             reply.response_code = ResponseCode::FormErr;
             return send(&mut response, builder.build_no_records(reply), id).await;
         };
@@ -155,11 +163,16 @@ impl Handler {
                     .into_iter()
                     .map(|a| Record::from_rdata(query.name().clone(), 0, RData::A(A(a))))
                     .collect();
+                counts.answered("local");
                 let msg = builder.build(reply, &records, [], [], []);
                 send(&mut response, msg, id).await
             }
-            Answer::NoData => send(&mut response, builder.build_no_records(reply), id).await,
+            Answer::NoData => {
+                counts.answered("nodata");
+                send(&mut response, builder.build_no_records(reply), id).await
+            }
             Answer::NxDomain => {
+                counts.answered("nxdomain");
                 reply.response_code = ResponseCode::NXDomain;
                 send(&mut response, builder.build_no_records(reply), id).await
             }
@@ -175,6 +188,7 @@ impl Handler {
                     qtype,
                 };
                 let tcp = request.protocol() == Protocol::Tcp;
+                counts.forwarded.inc();
                 match self
                     .0
                     .forwarder
@@ -182,6 +196,7 @@ impl Handler {
                     .await
                 {
                     Ok(msg) => {
+                        counts.answered("forwarded");
                         let mut m = msg.metadata;
                         m.id = id;
                         m.message_type = MessageType::Response;
@@ -192,6 +207,7 @@ impl Handler {
                     }
                     Err(e) => {
                         tracing::debug!(name = %query.name(), error = %e, "dns: not forwarded");
+                        counts.answered("servfail");
                         reply.response_code = ResponseCode::ServFail;
                         send(&mut response, builder.build_no_records(reply), id).await
                     }

@@ -50,6 +50,34 @@ pub struct DnsConfig {
     /// How long one upstream has to answer.
     pub forward_timeout: Duration,
     pub limits: Limits,
+    /// What the server counts (`--metrics-addr`); the node hands in the
+    /// handles its registry serves.
+    pub counts: DnsCounts,
+}
+
+/// Queries, answers by outcome, and queries relayed to the node's resolvers.
+#[derive(Debug, Clone, Default)]
+pub struct DnsCounts {
+    pub queries: prometheus_client::metrics::counter::Counter,
+    pub answers: prometheus_client::metrics::family::Family<
+        OutcomeLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pub forwarded: prometheus_client::metrics::counter::Counter,
+}
+
+/// How a query was answered: `local` (an address of the swarm), `nodata`,
+/// `nxdomain`, `forwarded`, `servfail` (no upstream answered), `refused`
+/// (not a query, or malformed).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+impl DnsCounts {
+    pub fn answered(&self, outcome: &'static str) {
+        self.answers.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
 }
 
 impl DnsConfig {
@@ -65,6 +93,7 @@ impl DnsConfig {
                 tcp_connections: 64,
                 tcp_idle: Duration::from_secs(10),
             },
+            counts: DnsCounts::default(),
         }
     }
 }
@@ -101,6 +130,7 @@ impl DnsServer {
             config.node_id.clone(),
             forwarder,
             config.port,
+            config.counts.clone(),
         ));
         let (bound_tx, bound) = watch::channel(Vec::new());
         let mut listeners =

@@ -29,6 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use shoal_actors::driver::Drivers;
 use shoal_actors::ports::{
     Backend, Balance, Protocol, ProxyProtocol, PublishMode, ServiceEndpoints,
@@ -84,6 +87,32 @@ pub struct Mesh {
     refusals: crate::transport::quiet::Quiet,
     /// Every connection and flow the published ports hold, capped.
     registry: Arc<limits::Registry>,
+    /// Connections and flows admitted per published port, and tunnels to
+    /// another node that could not be opened (`--metrics-addr`).
+    pub counts: MeshCounts,
+}
+
+/// What the mesh counts as it works; `NodeMetrics` registers the handles.
+#[derive(Debug, Clone, Default)]
+pub struct MeshCounts {
+    pub admitted: Family<PortLabels, Counter>,
+    pub tunnel_errors: Counter,
+}
+
+/// A published port and its protocol: at most a few thousand values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortLabels {
+    pub port: u16,
+    pub protocol: &'static str,
+}
+
+impl MeshCounts {
+    fn admitted(&self, protocol: Protocol, port: u16) {
+        let protocol = protocol.as_str();
+        self.admitted
+            .get_or_create(&PortLabels { port, protocol })
+            .inc();
+    }
 }
 
 impl Mesh {
@@ -98,6 +127,7 @@ impl Mesh {
             table: RwLock::new(Vec::new()),
             refusals: crate::transport::quiet::Quiet::new(Duration::from_secs(10)),
             registry: limits::Registry::new(limits::Limits::for_nofile(crate::daemon::nofile())),
+            counts: MeshCounts::default(),
         })
     }
 
@@ -273,6 +303,7 @@ impl Mesh {
         match tunnel::open(&transport, addr, &header).await {
             Ok(t) => Some(Box::new(t)),
             Err(e) => {
+                self.counts.tunnel_errors.inc();
                 tracing::debug!(task = %backend.task_id, error = %e, "tunnel to a backend failed");
                 None
             }
@@ -455,8 +486,11 @@ impl Mesh {
                             proxy: None,
                             protocol: Protocol::Udp,
                         };
-                        if let Ok(t) = tunnel::open(&transport, addr, &header).await {
-                            return Some((udp::Upstream::Tunnel(t), Some(held)));
+                        match tunnel::open(&transport, addr, &header).await {
+                            Ok(t) => return Some((udp::Upstream::Tunnel(t), Some(held))),
+                            Err(_) => {
+                                self.counts.tunnel_errors.inc();
+                            }
                         }
                     }
                     tried.push(backend.task_id);
@@ -530,6 +564,7 @@ async fn udp_loop(
         else {
             continue;
         };
+        mesh.counts.admitted(Protocol::Udp, port);
         let rx = flows.start(client, buf[..n].to_vec());
         let (mesh, socket, flows) = (mesh.clone(), socket.clone(), flows.clone());
         let route = route.read().clone();
@@ -562,6 +597,7 @@ async fn accept_loop(mesh: Arc<Mesh>, listener: TcpListener, port: u16, route: A
         else {
             continue;
         };
+        mesh.counts.admitted(Protocol::Tcp, port);
         let _ = client.set_nodelay(true);
         let route = route.read().clone();
         tokio::spawn(mesh.clone().serve_client(client, peer, route, admitted));

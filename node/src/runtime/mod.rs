@@ -179,6 +179,8 @@ pub struct Runtime {
     forwards: writes::Forwards,
     /// The swarm events this node applied as a manager (`GET /events`).
     pub events: Arc<crate::events::Journal>,
+    /// Every Prometheus series of this node (`--metrics-addr`).
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
@@ -283,7 +285,10 @@ impl Runtime {
             .and_then(|i| i.advertise_addr.clone())
             .or_else(|| config.advertise_addr.clone())
             .unwrap_or_else(|| listen.to_string());
+        let metrics =
+            crate::metrics::NodeMetrics::new(directory.metrics.clone(), mesh.counts.clone());
         let rt = Arc::new(Runtime {
+            metrics,
             config,
             db,
             directory,
@@ -554,7 +559,8 @@ impl Runtime {
     /// says so in the log and the node goes on without it.
     async fn start_dns(&self, node_id: &str) {
         self.stop_dns();
-        let config = crate::dns::DnsConfig::new(Some(node_id.to_string()));
+        let mut config = crate::dns::DnsConfig::new(Some(node_id.to_string()));
+        config.counts = self.metrics.dns.clone();
         let server = crate::dns::DnsServer::start(config, self.networks.subscribe()).await;
         *self.dns.lock() = Some(server);
     }

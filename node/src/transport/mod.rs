@@ -152,6 +152,11 @@ pub struct Transport {
     /// Injected network faults (empty unless a chaos engineer adds some).
     pub faults: faults::Faults,
     refusals: quiet::Quiet,
+    /// Incoming connections refused: at the TLS handshake (no certificate
+    /// of this swarm, a bad join), and after it (a node the state does not
+    /// admit). Read by `--metrics-addr`.
+    refused_handshake: std::sync::atomic::AtomicU64,
+    refused_admission: std::sync::atomic::AtomicU64,
 }
 
 fn transport_config(c: &TransportConfig) -> Arc<quinn::TransportConfig> {
@@ -348,6 +353,8 @@ impl Transport {
             pipes: Mutex::new(HashMap::new()),
             faults: faults::Faults::default(),
             refusals: quiet::Quiet::new(Duration::from_secs(10)),
+            refused_handshake: std::sync::atomic::AtomicU64::new(0),
+            refused_admission: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(accept_loop(t.clone(), inbound));
         Ok(t)
@@ -400,6 +407,21 @@ impl Transport {
 
     /// Switches to a new certificate (a role change): new connections, both
     /// ways, use it; existing ones are dropped.
+    /// Incoming connections refused since the endpoint was bound, by where.
+    pub fn refused(&self) -> [(&'static str, u64); 2] {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        [
+            ("handshake", load(&self.refused_handshake)),
+            ("admission", load(&self.refused_admission)),
+        ]
+    }
+
+    /// Connections of the endpoint, inbound and outbound, of every kind
+    /// (control, mesh, overlay), as quinn counts them now.
+    pub fn open_connections(&self) -> usize {
+        self.endpoint.open_connections()
+    }
+
     pub fn reload(&self, identity: &TlsIdentity) -> Result<(), TransportError> {
         let mut server = tls::server_config(identity)?;
         server.transport_config(server_transport_config(&self.config));
@@ -665,6 +687,8 @@ async fn accept_loop(t: Arc<Transport>, inbound: Arc<dyn Inbound>) {
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
+                    t.refused_handshake
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Anyone can send packets: a flood must not flood the log.
                     if let Some(suppressed) = t.refusals.admit() {
                         tracing::warn!(error = %e, suppressed, "refused an incoming connection (and {suppressed} more since the last such line)");
@@ -686,6 +710,8 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
         return;
     };
     if let Err(why) = inbound.admits(&peer) {
+        t.refused_admission
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(%remote, node = %peer.node_id, reason = why, "refused a connection");
         conn.close(close::REFUSED.into(), why.as_bytes());
         return;
