@@ -238,6 +238,43 @@ pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
             lat[lat.len() - 1]
         );
     }
+    if !j.requests.is_empty() {
+        let (during, after, excluded) = checkers::traffic_figures(j);
+        let ms = |m: Option<u64>| m.map_or("-".into(), |m| format!("{:.1} ms", m as f64 / 1000.0));
+        let _ = writeln!(
+            s,
+            "Traffic: {} requests ({excluded} failures through a node while it was down, not counted; {} sends skipped by the client)",
+            j.requests.len(),
+            j.requests_skipped
+        );
+        for (phase, f) in [("during faults", during), ("after faults", after)] {
+            let _ = writeln!(
+                s,
+                "  {phase:<13} {:>6} sent, {:>3} failed, {:>3} answered only on a retry (UDP), latency p50 {}, p99 {}, max {}",
+                f.sent,
+                f.failed,
+                f.retried,
+                ms(f.p50),
+                ms(f.p99),
+                ms(f.max)
+            );
+        }
+    }
+    if !j.register.is_empty() {
+        use crate::history::RegKind;
+        let n = |k: RegKind| j.register.iter().filter(|o| o.kind == k).count();
+        let _ = writeln!(
+            s,
+            "Register: {} writes, {} local reads, {} barrier reads ({} with an unknown outcome)",
+            n(RegKind::Write),
+            n(RegKind::LocalRead),
+            n(RegKind::BarrierRead),
+            j.register
+                .iter()
+                .filter(|o| o.outcome == Outcome::Unknown)
+                .count()
+        );
+    }
     let _ = writeln!(
         s,
         "Observations: {} (every {:?})",

@@ -20,7 +20,9 @@ use crate::cluster::{Cluster, Liveness};
 use crate::history::{Fault, FinalState, Journal, Observation, ProbeResult};
 use crate::observe::Observer;
 use crate::probe::{self, ProbeCtx};
+use crate::register;
 use crate::scenario::{Action, Direction, Scenario, Step, Target};
+use crate::traffic::{self, LiveNodes};
 use crate::workload::{self, value_of, LiveManagers, Recorder, WRITE_TIMEOUT};
 
 pub struct Options {
@@ -99,6 +101,13 @@ struct Run {
     /// Floods the method started, by the node they aim at; `None` once
     /// ended (a flood still running when the run ends stops when dropped).
     floods: Vec<(String, Option<crate::flood::Flood>)>,
+    /// Nodes the traffic load sends through (up, not about to be hit).
+    traffic_nodes: LiveNodes,
+    traffic: Option<traffic::Load>,
+    requests: Vec<crate::history::Request>,
+    requests_skipped: u64,
+    register: Option<register::Clients>,
+    reg_ops: Vec<crate::history::RegOp>,
 }
 
 pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
@@ -151,8 +160,15 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
         bindings: BTreeMap::new(),
         replicas: BTreeMap::new(),
         floods: Vec::new(),
+        traffic_nodes: Arc::new(Mutex::new(Vec::new())),
+        traffic: None,
+        requests: Vec::new(),
+        requests_skipped: 0,
+        register: None,
+        reg_ops: Vec::new(),
         sc,
     };
+    r.refresh_live();
     r.execute(started_at)
 }
 
@@ -194,6 +210,11 @@ impl Run {
         for s in self.sc.services.clone() {
             self.method_write("setup", "create", &s.name, Some(s.replicas));
         }
+        if self.sc.register.is_some() {
+            for name in [register::SERVICE, register::BARRIER] {
+                self.method_write("setup", "create", name, Some(0));
+            }
+        }
         let held = self.hypothesis("before", self.sc.settle);
         let (method_start, method_end) = if held {
             self.method()
@@ -207,6 +228,23 @@ impl Run {
             self.act(&step, "rollback");
         }
         self.settle();
+        if let Some(load) = self.traffic.take() {
+            let timeout = self.sc.traffic.as_ref().map_or(Duration::ZERO, |t| t.timeout);
+            (self.requests, self.requests_skipped) = load.stop(timeout);
+            let failed = self.requests.iter().filter(|r| !r.ok).count();
+            eprintln!(
+                "shoal-chaos: traffic: {} requests, {failed} failed, {} skipped",
+                self.requests.len(),
+                self.requests_skipped
+            );
+        }
+        if let Some(clients) = self.register.take() {
+            self.reg_ops = clients.stop();
+            eprintln!(
+                "shoal-chaos: register: {} operations",
+                self.reg_ops.len()
+            );
+        }
         let final_state = self.final_state();
         std::thread::sleep(Duration::from_millis(300));
         stop_observing.store(true, Ordering::Relaxed);
@@ -231,6 +269,9 @@ impl Run {
             observations,
             final_state,
             end: self.rec.now(),
+            requests: std::mem::take(&mut self.requests),
+            requests_skipped: self.requests_skipped,
+            register: std::mem::take(&mut self.reg_ops),
             errors: self.errors.clone(),
         })
     }
@@ -238,6 +279,26 @@ impl Run {
     fn refresh_live(&self) {
         if let Ok(mut l) = self.live.lock() {
             *l = self.cluster.live_managers();
+        }
+        if let Ok(mut l) = self.traffic_nodes.lock() {
+            *l = self
+                .cluster
+                .nodes
+                .iter()
+                .filter(|n| n.liveness == Liveness::Up)
+                .filter_map(|n| {
+                    let ip = n.info.addr.parse::<std::net::SocketAddr>().ok()?.ip();
+                    Some((n.info.name.clone(), ip))
+                })
+                .collect();
+        }
+    }
+
+    /// Takes a node out of the traffic load before a fault stops it
+    /// answering (it comes back with the next `refresh_live` that finds it up).
+    fn spare(&self, node: &str) {
+        if let Ok(mut l) = self.traffic_nodes.lock() {
+            l.retain(|(n, _)| n != node);
         }
     }
 
@@ -307,6 +368,29 @@ impl Run {
             "shoal-chaos: method starts ({} steps)",
             self.sc.method.len()
         );
+        if let Some(t) = &self.sc.traffic {
+            if let Some(port) = self.rec.published.get(&t.service).copied() {
+                eprintln!(
+                    "shoal-chaos: traffic: {} requests a second ({}) to port {port} through every live node",
+                    t.rate,
+                    t.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                );
+                self.traffic = Some(traffic::Load::start(
+                    t,
+                    port,
+                    self.traffic_nodes.clone(),
+                    self.rec.clone(),
+                ));
+            }
+        }
+        if let Some(r) = &self.sc.register {
+            self.register = Some(register::Clients::start(
+                r,
+                self.rec.clone(),
+                self.live.clone(),
+                self.seed ^ 0x4e6,
+            ));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let load = self.sc.load.clone().map(|l| {
             let (rec, live, stop, seed) = (
@@ -699,6 +783,7 @@ impl Run {
         match action {
             Action::Kill(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
+                self.spare(&n);
                 self.cluster.by_name(&n)?.kill9()?;
                 Ok(Done {
                     undo: Some(Undo::Start(n.clone())),
@@ -707,6 +792,7 @@ impl Run {
             }
             Action::Stop(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
+                self.spare(&n);
                 self.cluster.by_name(&n)?.stop()?;
                 Ok(Done {
                     undo: Some(Undo::Start(n.clone())),
@@ -720,6 +806,7 @@ impl Run {
             }
             Action::Restart(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
+                self.spare(&n);
                 let began = Instant::now();
                 self.cluster.by_name(&n)?.stop()?;
                 self.start_node(&n)?;
@@ -733,6 +820,7 @@ impl Run {
             }
             Action::Pause(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
+                self.spare(&n);
                 self.cluster.by_name(&n)?.pause()?;
                 Ok(Done {
                     undo: Some(Undo::Resume(n.clone())),

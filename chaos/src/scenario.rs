@@ -24,6 +24,56 @@ pub struct Scenario {
     /// method (and, before it, to reach it at all).
     pub settle: Duration,
     pub observe_every: Duration,
+    /// A steady request load on a published port while the method runs.
+    #[serde(default)]
+    pub traffic: Option<Traffic>,
+    /// Writes and reads of one register through different managers, for
+    /// the linearizability checker.
+    #[serde(default)]
+    pub register: Option<Register>,
+}
+
+/// A steady request load against a service's published port, through
+/// every live node, from the start of the method until the cluster has
+/// settled; every request's outcome and latency go into the journal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Traffic {
+    pub service: String,
+    /// Requests a second in all, spread over the protocols and live nodes in turn.
+    pub rate: f64,
+    pub protocols: Vec<Proto>,
+    /// A request not answered within this is failed.
+    pub timeout: Duration,
+    /// Failed requests the run tolerates (0 for zero-downtime scenarios).
+    pub max_failed: u64,
+    /// Bounds on the 99th latency percentile of the answered requests,
+    /// while faults last and once the last one is undone.
+    pub p99_during: Option<Duration>,
+    pub p99_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// Clients that write a value to one register (the label of the service
+/// `chaos-register`) through one manager and read it back through others.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Register {
+    /// Operations a second per client (one at a time each).
+    pub rate: f64,
+    pub clients: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -293,6 +343,37 @@ struct RawScenario {
     settle: Option<Spanned<String>>,
     #[serde(default)]
     observe_every: Option<Spanned<String>>,
+    #[serde(default)]
+    traffic: Option<Spanned<RawTraffic>>,
+    #[serde(default)]
+    register: Option<Spanned<RawRegister>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTraffic {
+    service: Spanned<String>,
+    #[serde(default)]
+    rate: Option<f64>,
+    #[serde(default)]
+    protocols: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    max_failed: Option<u64>,
+    #[serde(default)]
+    p99_during: Option<Spanned<String>>,
+    #[serde(default)]
+    p99_after: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    #[serde(default)]
+    rate: Option<f64>,
+    #[serde(default)]
+    clients: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -590,6 +671,77 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         None => Duration::from_millis(250),
     };
 
+    let traffic = match &raw.traffic {
+        None => None,
+        Some(t) => {
+            let r = t.get_ref();
+            let name = r.service.get_ref();
+            if !services.iter().any(|s| s.name == *name && s.publish.is_some()) {
+                return Err(c.err(
+                    r.service.span(),
+                    format!("traffic goes to a published port: {name:?} must be a [[service]] listed with publish = PORT"),
+                ));
+            }
+            let rate = r.rate.unwrap_or(200.0);
+            if !(rate > 0.0 && rate <= 2000.0) {
+                return Err(c.err(
+                    t.span(),
+                    "traffic rate must be between 0 and 2000 requests a second",
+                ));
+            }
+            let protocols = match &r.protocols {
+                None => vec![Proto::Tcp, Proto::Udp],
+                Some(list) => {
+                    let mut out = Vec::new();
+                    for p in list.get_ref() {
+                        let p = match p.as_str() {
+                            "tcp" => Proto::Tcp,
+                            "udp" => Proto::Udp,
+                            other => {
+                                return Err(c.err(
+                                    list.span(),
+                                    format!("unknown protocol {other:?}: expected tcp or udp"),
+                                ))
+                            }
+                        };
+                        if !out.contains(&p) {
+                            out.push(p);
+                        }
+                    }
+                    if out.is_empty() {
+                        return Err(c.err(list.span(), "traffic needs at least one protocol"));
+                    }
+                    out
+                }
+            };
+            let opt = |d: &Option<Spanned<String>>| d.as_ref().map(|d| c.duration(d)).transpose();
+            Some(Traffic {
+                service: name.clone(),
+                rate,
+                protocols,
+                timeout: opt(&r.timeout)?.unwrap_or(Duration::from_secs(5)),
+                max_failed: r.max_failed.unwrap_or(0),
+                p99_during: opt(&r.p99_during)?,
+                p99_after: opt(&r.p99_after)?,
+            })
+        }
+    };
+    let register = match &raw.register {
+        None => None,
+        Some(reg) => {
+            let r = reg.get_ref();
+            let rate = r.rate.unwrap_or(5.0);
+            let clients = r.clients.unwrap_or(3);
+            if !(rate > 0.0 && rate <= 100.0) || !(1..=16).contains(&clients) {
+                return Err(c.err(
+                    reg.span(),
+                    "register: rate must be between 0 and 100 operations a second, clients between 1 and 16",
+                ));
+            }
+            Some(Register { rate, clients })
+        }
+    };
+
     Ok(Scenario {
         name: raw.name,
         description: raw.description,
@@ -601,6 +753,8 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         rollbacks,
         settle,
         observe_every,
+        traffic,
+        register,
     })
 }
 

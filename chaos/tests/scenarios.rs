@@ -34,6 +34,32 @@ fn shipped_scenarios_parse() {
 }
 
 #[test]
+fn every_scenario_file_is_shipped_and_every_shipped_one_is_a_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter_map(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+        .collect();
+    on_disk.sort();
+    let mut shipped: Vec<String> = shoal_chaos::SHIPPED
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    shipped.sort();
+    assert_eq!(
+        on_disk, shipped,
+        "chaos/scenarios and shoal_chaos::SHIPPED (what `shoal-chaos list` shows) differ"
+    );
+    for (name, text) in shoal_chaos::SHIPPED {
+        let file = std::fs::read_to_string(dir.join(format!("{name}.toml"))).expect("read");
+        assert_eq!(file, *text, "{name}: the shipped text is the file's");
+    }
+}
+
+#[test]
 fn good_files_parse() {
     let good = files("tests/data/good");
     assert!(!good.is_empty());
