@@ -499,11 +499,8 @@ pub fn traffic_figures(j: &Journal) -> (TrafficFigures, TrafficFigures, usize) {
             .is_some_and(|ws| ws.iter().any(|&(a, b)| r.at <= b && end >= a))
     };
     // A request through a node that was down is counted if it was answered.
-    let counted: Vec<&crate::history::Request> = j
-        .requests
-        .iter()
-        .filter(|r| r.ok || !excused(r))
-        .collect();
+    let counted: Vec<&crate::history::Request> =
+        j.requests.iter().filter(|r| r.ok || !excused(r)).collect();
     let excluded = j.requests.len() - counted.len();
     (
         figures(counted.iter().copied().filter(|r| r.at <= healed)),
@@ -590,7 +587,11 @@ pub fn traffic(j: &Journal) -> Option<Verdict> {
 /// When each node was started again (a `start`, or an undo of a kill or stop).
 fn starts(j: &Journal) -> BTreeMap<String, Vec<Millis>> {
     let mut out: BTreeMap<String, Vec<Millis>> = BTreeMap::new();
-    for f in j.faults.iter().filter(|f| matches!(f.action.as_str(), "start" | "restart")) {
+    for f in j
+        .faults
+        .iter()
+        .filter(|f| matches!(f.action.as_str(), "start" | "restart"))
+    {
         for n in &f.nodes {
             out.entry(n.clone()).or_default().push(f.at);
         }
@@ -689,7 +690,11 @@ pub fn linearizable(j: &Journal) -> Option<Verdict> {
                 h.len(),
                 value.map_or("no value".into(), |v| v.to_string())
             )];
-            v.extend(stuck.iter().map(|&i| format!("could not order {}", describe_entry(&h[i]))));
+            v.extend(
+                stuck
+                    .iter()
+                    .map(|&i| format!("could not order {}", describe_entry(&h[i]))),
+            );
             Verdict::new("linearizable", v, String::new())
         }
         V::Undecided { visited } => Verdict::new(

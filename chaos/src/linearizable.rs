@@ -79,7 +79,12 @@ pub fn check_with_budget(history: &[Entry], init: Option<u64>, budget: usize) ->
             .filter(|&i| !is_done(d, i) && history[i].invoke <= horizon)
             .collect();
         // Entries that must complete soonest first: a good order is found early.
-        c.sort_by_key(|&i| (history[i].complete.unwrap_or(Millis::MAX), history[i].invoke));
+        c.sort_by_key(|&i| {
+            (
+                history[i].complete.unwrap_or(Millis::MAX),
+                history[i].invoke,
+            )
+        });
         c
     };
     let mut seen: HashSet<(Vec<u64>, Option<u64>)> = HashSet::new();
@@ -97,7 +102,8 @@ pub fn check_with_budget(history: &[Entry], init: Option<u64>, budget: usize) ->
         chosen: None,
     }];
     let mut order: Vec<usize> = Vec::new();
-    let mut deepest: (usize, Vec<usize>, Option<u64>, Vec<usize>) = (0, Vec::new(), init, Vec::new());
+    let mut deepest: (usize, Vec<usize>, Option<u64>, Vec<usize>) =
+        (0, Vec::new(), init, Vec::new());
     let mut visited = 0usize;
     loop {
         let all_required = required.iter().all(|&i| is_done(&done, i));

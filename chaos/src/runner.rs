@@ -229,7 +229,11 @@ impl Run {
         }
         self.settle();
         if let Some(load) = self.traffic.take() {
-            let timeout = self.sc.traffic.as_ref().map_or(Duration::ZERO, |t| t.timeout);
+            let timeout = self
+                .sc
+                .traffic
+                .as_ref()
+                .map_or(Duration::ZERO, |t| t.timeout);
             (self.requests, self.requests_skipped) = load.stop(timeout);
             let failed = self.requests.iter().filter(|r| !r.ok).count();
             eprintln!(
@@ -240,10 +244,7 @@ impl Run {
         }
         if let Some(clients) = self.register.take() {
             self.reg_ops = clients.stop();
-            eprintln!(
-                "shoal-chaos: register: {} operations",
-                self.reg_ops.len()
-            );
+            eprintln!("shoal-chaos: register: {} operations", self.reg_ops.len());
         }
         let final_state = self.final_state();
         std::thread::sleep(Duration::from_millis(300));

@@ -676,7 +676,10 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         Some(t) => {
             let r = t.get_ref();
             let name = r.service.get_ref();
-            if !services.iter().any(|s| s.name == *name && s.publish.is_some()) {
+            if !services
+                .iter()
+                .any(|s| s.name == *name && s.publish.is_some())
+            {
                 return Err(c.err(
                     r.service.span(),
                     format!("traffic goes to a published port: {name:?} must be a [[service]] listed with publish = PORT"),

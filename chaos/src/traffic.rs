@@ -125,11 +125,7 @@ impl Load {
         while self.outstanding.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let mut out = self
-            .requests
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default();
+        let mut out = self.requests.lock().map(|v| v.clone()).unwrap_or_default();
         out.sort_by_key(|r| r.at);
         (out, self.skipped.load(Ordering::Relaxed))
     }
@@ -170,7 +166,8 @@ fn udp_once(to: SocketAddr, timeout: Duration) -> Result<(), String> {
 pub fn request(proto: Proto, to: SocketAddr, timeout: Duration) -> Result<u32, String> {
     match proto {
         Proto::Tcp => {
-            let mut s = TcpStream::connect_timeout(&to, timeout).map_err(|e| format!("connect: {e}"))?;
+            let mut s =
+                TcpStream::connect_timeout(&to, timeout).map_err(|e| format!("connect: {e}"))?;
             let _ = s.set_read_timeout(Some(timeout));
             let _ = s.set_write_timeout(Some(timeout));
             s.write_all(b"GET / HTTP/1.0\r\n\r\n")

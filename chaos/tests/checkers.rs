@@ -430,7 +430,11 @@ fn req(at: Millis, node: &str, ok: bool, micros: u64) -> Request {
         ok,
         micros,
         tries: u32::from(ok),
-        error: if ok { String::new() } else { "no answer".into() },
+        error: if ok {
+            String::new()
+        } else {
+            "no answer".into()
+        },
     }
 }
 
@@ -438,7 +442,12 @@ fn req(at: Millis, node: &str, ok: bool, micros: u64) -> Request {
 fn steady_traffic() -> Vec<Request> {
     (500..8000)
         .step_by(100)
-        .flat_map(|t| [req(t, "manager-1", true, 2000), req(t + 1, "worker-1", true, 2000)])
+        .flat_map(|t| {
+            [
+                req(t, "manager-1", true, 2000),
+                req(t + 1, "worker-1", true, 2000),
+            ]
+        })
         .collect()
 }
 
@@ -447,7 +456,11 @@ fn traffic_that_all_got_answers_passes() {
     let j = with_traffic(steady_traffic());
     let v = verdict(&j, "traffic");
     assert!(v.ok, "{}", v.summary);
-    assert!(v.summary.contains("150 requests, 0 failed (0 failures"), "{}", v.summary);
+    assert!(
+        v.summary.contains("150 requests, 0 failed (0 failures"),
+        "{}",
+        v.summary
+    );
 }
 
 #[test]
@@ -467,7 +480,12 @@ fn requests_through_a_node_while_it_was_killed_are_not_counted() {
     let j = with_traffic(rs);
     let v = verdict(&j, "traffic");
     assert!(v.ok, "{}", v.summary);
-    assert!(v.summary.contains("2 failures through a node that was down"), "{}", v.summary);
+    assert!(
+        v.summary
+            .contains("2 failures through a node that was down"),
+        "{}",
+        v.summary
+    );
 }
 
 #[test]
@@ -514,7 +532,11 @@ fn a_stale_barrier_read_fails_linearizable() {
         reg(RegKind::Write, 2, "manager-2", 1200, 1300),
         reg(RegKind::BarrierRead, 1, "manager-3", 1400, 1500),
     ];
-    only_fails(&with_register(ops), "linearizable", "could not order read -> 1");
+    only_fails(
+        &with_register(ops),
+        "linearizable",
+        "could not order read -> 1",
+    );
 }
 
 #[test]
@@ -533,7 +555,11 @@ fn a_stale_local_read_elsewhere_is_allowed_but_not_through_the_writer() {
     }
     // manager-2 acknowledged 2: a later read there returning 1 breaks read-your-writes.
     ops.push(reg(RegKind::LocalRead, 1, "manager-2", 1800, 1850));
-    only_fails(&with_register(ops), "local-reads", "older than the write of 2");
+    only_fails(
+        &with_register(ops),
+        "local-reads",
+        "older than the write of 2",
+    );
 }
 
 #[test]

@@ -60,7 +60,11 @@ fn the_classic_stale_read_is_not() {
         } => {
             assert_eq!(placed, vec![0, 1], "both writes ordered");
             assert_eq!(value, Some(2));
-            assert_eq!(stuck, vec![2], "the stale read is what could not be ordered");
+            assert_eq!(
+                stuck,
+                vec![2],
+                "the stale read is what could not be ordered"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -82,7 +86,12 @@ fn a_read_of_a_value_never_written_is_not() {
 fn concurrent_writes_may_land_in_either_order() {
     // Two overlapping writes; later reads agree on one of them.
     for last in [1, 2] {
-        let h = [w(1, 0, 50), w(2, 10, 60), r(Some(last), 70, 80), r(Some(last), 90, 95)];
+        let h = [
+            w(1, 0, 50),
+            w(2, 10, 60),
+            r(Some(last), 70, 80),
+            r(Some(last), 90, 95),
+        ];
         assert!(linearizable(&h, None), "last {last}");
     }
 }
@@ -118,7 +127,12 @@ fn a_read_concurrent_with_a_write_sees_the_old_or_the_new_value() {
 #[test]
 fn a_write_of_unknown_outcome_may_take_effect_late_or_never() {
     // The timed-out write of 2 shows up long after it was sent.
-    let h = [w(1, 0, 10), w_unknown(2, 20), r(Some(1), 30, 40), r(Some(2), 500, 510)];
+    let h = [
+        w(1, 0, 10),
+        w_unknown(2, 20),
+        r(Some(1), 30, 40),
+        r(Some(2), 500, 510),
+    ];
     assert!(linearizable(&h, None));
     // Or never: nothing saw it, and it is left out of the order.
     let h = [w(1, 0, 10), w_unknown(2, 20), r(Some(1), 500, 510)];
@@ -156,7 +170,10 @@ fn many_concurrent_operations_are_decided() {
 
 #[test]
 fn the_search_gives_up_within_its_budget() {
-    let h: Vec<Entry> = (0..30u64).map(|i| w(i, 0, 1000)).chain([r(Some(999), 2000, 2001)]).collect();
+    let h: Vec<Entry> = (0..30u64)
+        .map(|i| w(i, 0, 1000))
+        .chain([r(Some(999), 2000, 2001)])
+        .collect();
     assert!(matches!(
         check_with_budget(&h, None, 1000),
         Verdict::Undecided { .. }

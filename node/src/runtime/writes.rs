@@ -40,7 +40,9 @@ struct Forward {
     command: Command,
     /// The command's encoding, for the request.
     bytes: Vec<u8>,
-    reply: oneshot::Sender<Result<(), NodeError>>,
+    /// The leader's applied index once the write was applied there (0 from
+    /// a leader that does not say).
+    reply: oneshot::Sender<Result<u64, NodeError>>,
 }
 
 /// The forwarding queues, one per leader (by Raft id).
@@ -107,6 +109,15 @@ fn done_or_refused(addr: &str, answer: Response) -> Result<(), NodeError> {
     }
 }
 
+/// A forwarded write's answer: the leader's applied index after it (0 from
+/// a leader that answers only `Done`), or why not.
+fn applied_or_refused(addr: &str, answer: Response) -> Result<u64, NodeError> {
+    match answer {
+        Response::Applied(index) => Ok(index),
+        other => done_or_refused(addr, other).map(|()| 0),
+    }
+}
+
 /// The same error again, for every write of a request that failed whole.
 fn same(e: &NodeError) -> NodeError {
     match e {
@@ -133,7 +144,7 @@ async fn send_forwards(slot: TransportSlot, queue: Arc<PackQueue<Forward>>) {
             let r = match codec::encode(&Request::Propose(Box::new(f.command))) {
                 Ok(bytes) => exchange(&slot, &addr, &bytes)
                     .await
-                    .and_then(|a| done_or_refused(&addr, a)),
+                    .and_then(|a| applied_or_refused(&addr, a)),
                 Err(e) => Err(NodeError::Actors(e.to_string())),
             };
             let _ = f.reply.send(r);
@@ -144,12 +155,16 @@ async fn send_forwards(slot: TransportSlot, queue: Arc<PackQueue<Forward>>) {
             .and_then(|empty| codec::splice_seq(&empty, &parts));
         let n = pack.len();
         let all = |e: NodeError| (0..n).map(|_| Err(same(&e))).collect();
-        let answers: Vec<Result<(), NodeError>> = match request {
+        let answers: Vec<Result<u64, NodeError>> = match request {
             Err(e) => all(NodeError::Actors(e.to_string())),
             Ok(bytes) => match exchange(&slot, &addr, &bytes).await {
                 Ok(Response::Each(each)) if each.len() == n => each
                     .into_iter()
-                    .map(|r| r.map_err(NodeError::Remote))
+                    .map(|r| r.map(|()| 0).map_err(NodeError::Remote))
+                    .collect(),
+                Ok(Response::EachApplied(each, index)) if each.len() == n => each
+                    .into_iter()
+                    .map(|r| r.map(|()| index).map_err(NodeError::Remote))
                     .collect(),
                 // One refusal for the whole request (not a manager, say).
                 Ok(Response::Refused(r)) => all(NodeError::Remote(r)),
@@ -182,8 +197,9 @@ impl Runtime {
     }
 
     /// A write forwarded to the leader, together with the others waiting
-    /// to be forwarded to it at that moment.
-    async fn forward_write(&self, leader: u64, command: &Command) -> Result<(), NodeError> {
+    /// to be forwarded to it at that moment; the leader's applied index
+    /// once it was applied there.
+    async fn forward_write(&self, leader: u64, command: &Command) -> Result<u64, NodeError> {
         let addr = self
             .addr_of_raft(leader)
             .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
@@ -223,11 +239,16 @@ impl Runtime {
                     NodeError::Unreachable(format!("leader {l:x}"), "no answer".into()),
                 ),
                 Err(ProposeError::NotLeader { leader: Some(l) }) => {
-                    let r = self.forward_write(l, &cmd).await;
-                    if matches!(r, Err(NodeError::Unreachable(..))) {
-                        unreachable = Some(l);
+                    match self.forward_write(l, &cmd).await {
+                        // Applied on the leader: answer once applied here too.
+                        Ok(index) => return self.applied_here(index, deadline).await,
+                        Err(e) => {
+                            if matches!(e, NodeError::Unreachable(..)) {
+                                unreachable = Some(l);
+                            }
+                            Err(e)
+                        }
                     }
-                    r
                 }
                 other => other.map_err(NodeError::from),
             };
@@ -244,6 +265,28 @@ impl Runtime {
                 other => return other,
             }
         }
+    }
+
+    /// Waits until this manager has applied the log as far as `index` (the
+    /// leader's, once it applied a write this one forwarded): a write
+    /// returns only once applied on the manager it went through, so a read
+    /// there after it sees it. Found by the chaos harness's local-reads
+    /// checker: a follower answered the write when the leader had applied
+    /// it and a read 1 ms later still returned the value before.
+    async fn applied_here(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
+        let m = self.manager()?;
+        while m.sm.applied().index < index {
+            if Instant::now() > deadline {
+                return Err(ProposeError::Timeout.into());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    /// This manager's applied index (0 if it is not one).
+    pub fn applied_index(&self) -> u64 {
+        self.manager().map_or(0, |m| m.sm.applied().index)
     }
 
     /// A write forwarded to this node: it must lead.
@@ -267,11 +310,12 @@ impl Runtime {
             Err(e) => return Response::from(Err(e)),
         };
         let results = m.proposer.propose_all(cmds).await;
-        Response::Each(
+        Response::EachApplied(
             results
                 .into_iter()
                 .map(|r| r.map_err(|e| Refusal::from(NodeError::from(e))))
                 .collect(),
+            m.sm.applied().index,
         )
     }
 
