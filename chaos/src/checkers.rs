@@ -486,12 +486,13 @@ fn figures<'a>(rs: impl Iterator<Item = &'a crate::history::Request>) -> Traffic
     f
 }
 
-/// The traffic split by phase: (during the faults, after the last was
-/// undone), and how many failed requests went through a node that was down
-/// (not counted).
+/// The traffic split by phase: (during the faults and until the cluster
+/// was steady again after the last was undone, after that), and how many
+/// failed requests went through a node that was down (not counted).
 pub fn traffic_figures(j: &Journal) -> (TrafficFigures, TrafficFigures, usize) {
     let windows = down_windows(j);
-    let healed = healing_starts(j);
+    let since = healing_starts(j);
+    let healed = first_steady(&j.observations, since).unwrap_or(since);
     let excused = |r: &crate::history::Request| {
         let end = r.at + r.micros.div_ceil(1000);
         windows
@@ -556,7 +557,7 @@ pub fn traffic(j: &Journal) -> Option<Verdict> {
     }
     for (phase, f, bound) in [
         ("during the faults", &during, t.p99_during),
-        ("after the faults", &after, t.p99_after),
+        ("once steady again", &after, t.p99_after),
     ] {
         if let (Some(b), Some(p99)) = (bound, f.p99) {
             if p99 as u128 > b.as_micros() {
@@ -571,7 +572,7 @@ pub fn traffic(j: &Journal) -> Option<Verdict> {
         "traffic",
         violations,
         format!(
-            "{} requests, {failed} failed ({excluded} failures through a node that was down not counted, {} UDP answered only on a retry); during p50 {} p99 {} max {}; after p50 {} p99 {} max {}",
+            "{} requests, {failed} failed ({excluded} failures through a node that was down not counted, {} UDP answered only on a retry); during faults p50 {} p99 {} max {}; steady again p50 {} p99 {} max {}",
             during.sent + after.sent,
             during.retried + after.retried,
             ms(during.p50),

@@ -60,6 +60,8 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "hostile-workload",
         include_str!("../scenarios/hostile-workload.toml"),
     ),
+    ("full-disk", include_str!("../scenarios/full-disk.toml")),
+    ("slow-disk", include_str!("../scenarios/slow-disk.toml")),
     (
         "register-leader-faults",
         include_str!("../scenarios/register-leader-faults.toml"),

@@ -47,6 +47,10 @@ enum Undo {
     Heal(Vec<String>),
     /// Stop the flood of this number (`Runner::floods`).
     EndFlood(usize),
+    /// Free what `fill` wrote on the node's filesystem.
+    Unfill(String),
+    /// Take the flush delay off the node again.
+    FastDisk(String),
 }
 
 struct Scheduled {
@@ -301,6 +305,10 @@ impl Run {
         if let Ok(mut l) = self.traffic_nodes.lock() {
             l.retain(|(n, _)| n != node);
         }
+        // Probes and clients too: a restart takes its time.
+        if let Ok(mut l) = self.live.lock() {
+            l.retain(|(n, _)| n != node);
+        }
     }
 
     fn record_probe(
@@ -545,6 +553,16 @@ impl Run {
             ),
             Undo::Heal(ns) => ("heal", self.heal(ns).map(|_| ns.clone())),
             Undo::EndFlood(i) => ("end-flood", Ok(self.end_flood(*i))),
+            Undo::Unfill(n) => (
+                "unfill",
+                self.data_dir(n)
+                    .and_then(|d| crate::cluster::unfill(&d))
+                    .map(|()| vec![n.clone()]),
+            ),
+            Undo::FastDisk(n) => (
+                "fast-disk",
+                self.flush_delay(n, 0).map(|()| vec![n.clone()]),
+            ),
         };
         self.refresh_live();
         let (ok, nodes, detail) = match result {
@@ -593,6 +611,27 @@ impl Run {
             );
         }
         vec![node.clone()]
+    }
+
+    fn data_dir(&mut self, name: &str) -> Result<PathBuf> {
+        self.cluster
+            .by_name(name)?
+            .data_dir
+            .clone()
+            .filter(|_| self.sc.cluster.disk.is_some())
+            .ok_or_else(|| anyhow!("{name} has no filesystem of its own to fill ([cluster] disk)"))
+    }
+
+    /// Sets the node's added Raft log flush delay (`POST /debug/chaos/disk`).
+    fn flush_delay(&mut self, name: &str, ms: u64) -> Result<()> {
+        let socket = self.cluster.by_name(name)?.socket.clone();
+        api::post(
+            &socket,
+            "/debug/chaos/disk",
+            &json!({ "FlushDelayMs": ms }),
+            Duration::from_secs(5),
+        )?;
+        Ok(())
     }
 
     fn start_node(&mut self, name: &str) -> Result<Vec<String>> {
@@ -959,6 +998,26 @@ impl Run {
                             "{connections} idle TCP connections and new UDP flows on {ip}:{port}"
                         ),
                     )
+                })
+            }
+            Action::Fill(t) => {
+                let n = self.resolve(t, Liveness::Up)?;
+                let dir = self.data_dir(&n)?;
+                let bytes = crate::cluster::fill(&dir)?;
+                Ok(Done {
+                    undo: Some(Undo::Unfill(n.clone())),
+                    ..Done::on(
+                        vec![n],
+                        format!("its data filesystem filled ({} MiB written)", bytes >> 20),
+                    )
+                })
+            }
+            Action::SlowDisk { target, ms } => {
+                let n = self.resolve(target, Liveness::Up)?;
+                self.flush_delay(&n, *ms)?;
+                Ok(Done {
+                    undo: Some(Undo::FastDisk(n.clone())),
+                    ..Done::on(vec![n], format!("every Raft log flush {ms} ms slower"))
                 })
             }
             Action::Create { .. }

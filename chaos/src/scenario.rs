@@ -47,7 +47,8 @@ pub struct Traffic {
     /// Failed requests the run tolerates (0 for zero-downtime scenarios).
     pub max_failed: u64,
     /// Bounds on the 99th latency percentile of the answered requests,
-    /// while faults last and once the last one is undone.
+    /// while faults last (until the cluster is steady again after the last
+    /// one is undone) and from then on.
     pub p99_during: Option<Duration>,
     pub p99_after: Option<Duration>,
 }
@@ -88,6 +89,10 @@ pub struct ClusterShape {
     /// entries between snapshots, so that a manager down for a while
     /// comes back behind the others' compacted logs.
     pub snapshot_interval: Option<u64>,
+    /// Each daemon's data directory on a filesystem of its own of this
+    /// many bytes (a size-limited tmpfs), so that `fill` can fill it.
+    #[serde(default)]
+    pub disk: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -160,6 +165,8 @@ pub const LASTING: &[&str] = &[
     "delay",
     "drop",
     "flood",
+    "fill",
+    "slow-disk",
 ];
 
 /// Who an action is aimed at, resolved when the step runs.
@@ -245,6 +252,15 @@ pub enum Action {
     Remove {
         service: String,
     },
+    /// Fill the node's data filesystem (`[cluster] disk`) until a write
+    /// fails for want of space; undone by freeing it again.
+    Fill(Target),
+    /// Make the node's Raft log flushes take `ms` longer each (a daemon
+    /// seam behind `--enable-chaos`); undone by setting it back to 0.
+    SlowDisk {
+        target: Target,
+        ms: u64,
+    },
     /// A hostile client of the service's published port on the target
     /// node, until `duration` ends it: `connections` idle TCP connections
     /// held, and UDP datagrams each from a new source port.
@@ -276,6 +292,8 @@ impl Action {
             Action::Roll { .. } => "roll",
             Action::Remove { .. } => "remove",
             Action::Flood { .. } => "flood",
+            Action::Fill(_) => "fill",
+            Action::SlowDisk { .. } => "slow-disk",
         }
     }
 
@@ -287,7 +305,9 @@ impl Action {
             | Action::Start(t)
             | Action::Restart(t)
             | Action::Pause(t)
-            | Action::Resume(t) => vec![t],
+            | Action::Resume(t)
+            | Action::Fill(t)
+            | Action::SlowDisk { target: t, .. } => vec![t],
             Action::KillActor { target, .. } | Action::Flood { target, .. } => vec![target],
             Action::Partition(groups) => groups.iter().flatten().collect(),
             Action::Delay { from, to, .. } | Action::Drop { from, to, .. } => {
@@ -389,6 +409,8 @@ struct RawCluster {
     rebalance: bool,
     #[serde(default)]
     snapshot_interval: Option<u64>,
+    #[serde(default)]
+    disk: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -499,6 +521,18 @@ impl Checker<'_> {
     }
 }
 
+/// "64M", "1G", "512K" (binary units), or bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, scale) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(scale)
+}
+
 /// "500ms", "2s", "1.5s", "3m".
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -543,6 +577,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
             hosts: Vec::new(),
             rebalance: false,
             snapshot_interval: None,
+            disk: None,
         },
         Some(sp) => {
             let r = sp.get_ref();
@@ -558,7 +593,19 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
                 hosts: r.hosts.clone(),
                 rebalance: r.rebalance,
                 snapshot_interval: r.snapshot_interval,
+                disk: match &r.disk {
+                    None => None,
+                    Some(d) => Some(parse_size(d.get_ref()).filter(|b| *b >= 8 << 20 && *b <= 4 << 30).ok_or_else(|| {
+                        c.err(d.span(), format!("invalid disk size {:?}: expected a size like \"64M\" or \"1G\", from 8M to 4G", d.get_ref()))
+                    })?),
+                },
             };
+            if !shape.hosts.is_empty() && shape.disk.is_some() {
+                return Err(c.err(
+                    sp.span(),
+                    "disk gives the daemons the harness starts a filesystem each; an existing cluster (hosts) keeps its own",
+                ));
+            }
             if !shape.hosts.is_empty() && shape.snapshot_interval.is_some() {
                 return Err(c.err(
                     sp.span(),
@@ -632,6 +679,12 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
     let mut bound_at: BTreeMap<String, Duration> = BTreeMap::new();
     for s in &raw.method {
         let st = step(&c, s, names.as_ref(), &mut bound, true)?;
+        if matches!(st.action, Action::Fill(_)) && cluster.disk.is_none() {
+            return Err(c.err(
+                s.get_ref().action.span(),
+                "fill needs the daemons on filesystems of their own: set disk = \"64M\" (say) under [cluster]",
+            ));
+        }
         for t in st.action.targets() {
             if let Target::Bound(b) = t {
                 if let Some(at) = bound_at.get(b).filter(|at| **at > st.at) {
@@ -1032,10 +1085,15 @@ fn step(
             service: service()?,
             connections: r.connections.unwrap_or(500),
         },
+        "fill" => Action::Fill(one(&r.target)?),
+        "slow-disk" => Action::SlowDisk {
+            target: one(&r.target)?,
+            ms: r.ms.ok_or_else(|| need("ms = MILLISECONDS (added to every Raft log flush)"))?,
+        },
         other => {
             return Err(c.err(
                 at_action,
-                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll, remove or flood"),
+                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll, remove, flood, fill or slow-disk"),
             ))
         }
     };
@@ -1080,7 +1138,7 @@ fn step(
         Some(d) => {
             return Err(c.err(
                 d.span(),
-                format!("action {verb:?} cannot be undone after a duration; only kill, stop, pause, partition, delay, drop and flood can"),
+                format!("action {verb:?} cannot be undone after a duration; only kill, stop, pause, partition, delay, drop, flood, fill and slow-disk can"),
             ))
         }
     };
@@ -1125,6 +1183,8 @@ fn step(
                     | Action::Pause(_)
                     | Action::Resume(_)
                     | Action::KillActor { .. }
+                    | Action::Fill(_)
+                    | Action::SlowDisk { .. }
             );
             if !is_node_action {
                 return Err(c.err(

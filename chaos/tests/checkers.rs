@@ -499,7 +499,11 @@ fn slow_answers_after_the_faults_fail_the_latency_bound() {
             r
         })
         .collect();
-    only_fails(&with_traffic(rs), "traffic", "after the faults was 80.0 ms");
+    only_fails(
+        &with_traffic(rs),
+        "traffic",
+        "once steady again was 80.0 ms",
+    );
 }
 
 fn with_register(ops: Vec<RegOp>) -> Journal {

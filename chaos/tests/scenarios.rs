@@ -141,3 +141,35 @@ fn everything_reads_as_written() {
     );
     assert_eq!(sc.rollbacks.len(), 2);
 }
+
+#[test]
+fn traffic_register_and_disk_read_as_written() {
+    use shoal_chaos::scenario::{Proto, Register};
+    use std::time::Duration;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/good/traffic-register-disk.toml");
+    let sc = scenario::parse(&std::fs::read_to_string(path).expect("read")).expect("parses");
+    assert_eq!(sc.cluster.disk, Some(32 << 20));
+    let t = sc.traffic.as_ref().expect("traffic");
+    assert_eq!((t.service.as_str(), t.rate), ("web", 50.0));
+    assert_eq!(t.protocols, vec![Proto::Udp]);
+    assert_eq!(t.timeout, Duration::from_secs(2));
+    assert_eq!(t.max_failed, 3);
+    assert_eq!(t.p99_during, None);
+    assert_eq!(t.p99_after, Some(Duration::from_millis(40)));
+    assert_eq!(
+        sc.register,
+        Some(Register {
+            rate: 5.0,
+            clients: 2
+        })
+    );
+    assert_eq!(sc.method[0].action, Action::Fill(Target::RandomManager));
+    assert_eq!(
+        sc.method[1].action,
+        Action::SlowDisk {
+            target: Target::Bound("full".into()),
+            ms: 150
+        }
+    );
+}

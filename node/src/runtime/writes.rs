@@ -229,6 +229,11 @@ impl Runtime {
     /// it retries until the propose timeout.
     pub async fn propose(&self, cmd: Command) -> Result<(), NodeError> {
         let m = self.manager()?;
+        // A full or failing disk: refused at once, in words that say so,
+        // rather than after the propose timeout as if quorum were lost.
+        if let Some(e) = m.log.failed() {
+            return Err(NodeError::CannotPersist(e));
+        }
         let deadline = Instant::now() + m.timings.propose_timeout;
         // A leader we could not reach is not tried again until Raft names
         // another: it is most likely dead and an election is under way.
@@ -276,6 +281,9 @@ impl Runtime {
     async fn applied_here(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
         let m = self.manager()?;
         while m.sm.applied().index < index {
+            if let Some(e) = m.log.failed() {
+                return Err(NodeError::CannotPersist(e));
+            }
             if Instant::now() > deadline {
                 return Err(ProposeError::Timeout.into());
             }
