@@ -112,6 +112,9 @@ struct Run {
     requests_skipped: u64,
     register: Option<register::Clients>,
     reg_ops: Vec<crate::history::RegOp>,
+    /// How long a node started again took to answer on the traffic's
+    /// published port (`port_ready`), for the fault's detail.
+    port_wait: Option<String>,
 }
 
 pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
@@ -170,6 +173,7 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
         requests_skipped: 0,
         register: None,
         reg_ops: Vec::new(),
+        port_wait: None,
         sc,
     };
     r.refresh_live();
@@ -569,7 +573,11 @@ impl Run {
             Ok(nodes) => (
                 true,
                 nodes,
-                format!("undoes the {} at line {line}", self.faults[fault].action),
+                format!(
+                    "undoes the {} at line {line}{}",
+                    self.faults[fault].action,
+                    self.port_wait.take().unwrap_or_default()
+                ),
             ),
             Err(e) => {
                 let msg = format!(
@@ -637,7 +645,47 @@ impl Run {
     fn start_node(&mut self, name: &str) -> Result<Vec<String>> {
         let own = self.cluster.owned();
         self.cluster.by_name(name)?.start(own)?;
+        self.port_ready(name);
         Ok(vec![name.to_string()])
+    }
+
+    /// With a traffic load: waits (at most `PORT_READY`) until the started
+    /// node's published port answers an HTTP request, as a load balancer's
+    /// health check would before it sends the node traffic again; how long
+    /// it took goes into the next fault's detail. A daemon answers its
+    /// control API before it has the endpoint table, and until then it
+    /// refuses connections to published ports.
+    fn port_ready(&mut self, name: &str) {
+        const PORT_READY: Duration = Duration::from_secs(15);
+        let Some(port) = self
+            .sc
+            .traffic
+            .as_ref()
+            .and_then(|t| self.rec.published.get(&t.service).copied())
+        else {
+            return;
+        };
+        let Ok(ip) = self
+            .addr(name)
+            .and_then(|a| Ok(a.parse::<std::net::SocketAddr>()?.ip()))
+        else {
+            return;
+        };
+        let began = Instant::now();
+        while began.elapsed() < PORT_READY {
+            let to = std::net::SocketAddr::new(ip, port);
+            if traffic::request(crate::scenario::Proto::Tcp, to, Duration::from_secs(1)).is_ok() {
+                self.port_wait = Some(format!(
+                    "; its published port answered {:.2}s after it was started",
+                    began.elapsed().as_secs_f64()
+                ));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.port_wait = Some(format!(
+            "; its published port did not answer within {PORT_READY:?} of its start"
+        ));
     }
 
     /// Picks the node a target means right now.
@@ -842,7 +890,8 @@ impl Run {
             Action::Start(t) => {
                 let n = self.resolve(t, Liveness::Down)?;
                 self.start_node(&n)?;
-                Ok(Done::on(vec![n], "started, answering"))
+                let wait = self.port_wait.take().unwrap_or_default();
+                Ok(Done::on(vec![n], format!("started, answering{wait}")))
             }
             Action::Restart(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
@@ -853,8 +902,9 @@ impl Run {
                 Ok(Done::on(
                     vec![n],
                     format!(
-                        "SIGTERM and start: answering again after {:.2}s",
-                        began.elapsed().as_secs_f64()
+                        "SIGTERM and start: answering again after {:.2}s{}",
+                        began.elapsed().as_secs_f64(),
+                        self.port_wait.take().unwrap_or_default()
                     ),
                 ))
             }

@@ -788,7 +788,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
             let r = reg.get_ref();
             let rate = r.rate.unwrap_or(5.0);
             let clients = r.clients.unwrap_or(3);
-            if !(rate > 0.0 && rate <= 100.0) || !(1..=16).contains(&clients) {
+            if !(rate > 0.0 && rate <= 100.0 && (1..=16).contains(&clients)) {
                 return Err(c.err(
                     reg.span(),
                     "register: rate must be between 0 and 100 operations a second, clients between 1 and 16",

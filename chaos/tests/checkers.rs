@@ -426,7 +426,7 @@ fn req(at: Millis, node: &str, ok: bool, micros: u64) -> Request {
     Request {
         at,
         node: node.into(),
-        proto: if at % 2 == 0 { "tcp" } else { "udp" }.into(),
+        proto: if at.is_multiple_of(2) { "tcp" } else { "udp" }.into(),
         ok,
         micros,
         tries: u32::from(ok),

@@ -231,7 +231,7 @@ impl Runtime {
         let m = self.manager()?;
         // A full or failing disk: refused at once, in words that say so,
         // rather than after the propose timeout as if quorum were lost.
-        if let Some(e) = m.log.failed() {
+        if let Some(e) = m.log.failed().or_else(|| m.sm.failed()) {
             return Err(NodeError::CannotPersist(e));
         }
         let deadline = Instant::now() + m.timings.propose_timeout;
@@ -281,7 +281,7 @@ impl Runtime {
     async fn applied_here(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
         let m = self.manager()?;
         while m.sm.applied().index < index {
-            if let Some(e) = m.log.failed() {
+            if let Some(e) = m.log.failed().or_else(|| m.sm.failed()) {
                 return Err(NodeError::CannotPersist(e));
             }
             if Instant::now() > deadline {
