@@ -271,8 +271,8 @@ async fn handle(
     };
     Ok(match req {
         Request::Join { .. } => refused("this node is already part of the swarm"),
-        Request::Propose(cmd) if manager => match rt.propose_here(*cmd).await {
-            Ok(()) => Response::Applied(rt.applied_index()),
+        Request::Propose(cmd) if manager => match rt.propose_here_at(*cmd).await {
+            Ok(index) => Response::Applied(index),
             Err(e) => Response::from(Err(e)),
         },
         Request::AddVoter(id) if manager => rt.add_voter_here(id).await.into(),

@@ -40,7 +40,7 @@ struct Forward {
     command: Command,
     /// The command's encoding, for the request.
     bytes: Vec<u8>,
-    /// The leader's applied index once the write was applied there (0 from
+    /// The index of the entry the write was committed in, once the leader applied it (0 from
     /// a leader that does not say).
     reply: oneshot::Sender<Result<u64, NodeError>>,
 }
@@ -109,7 +109,7 @@ fn done_or_refused(addr: &str, answer: Response) -> Result<(), NodeError> {
     }
 }
 
-/// A forwarded write's answer: the leader's applied index after it (0 from
+/// A forwarded write's answer: the index of its entry, applied on the leader (0 from
 /// a leader that answers only `Done`), or why not.
 fn applied_or_refused(addr: &str, answer: Response) -> Result<u64, NodeError> {
     match answer {
@@ -197,8 +197,8 @@ impl Runtime {
     }
 
     /// A write forwarded to the leader, together with the others waiting
-    /// to be forwarded to it at that moment; the leader's applied index
-    /// once it was applied there.
+    /// to be forwarded to it at that moment; the index of the entry it was
+    /// committed in, once the leader applied it.
     async fn forward_write(&self, leader: u64, command: &Command) -> Result<u64, NodeError> {
         let addr = self
             .addr_of_raft(leader)
@@ -273,7 +273,7 @@ impl Runtime {
     }
 
     /// Waits until this manager has applied the log as far as `index` (the
-    /// leader's, once it applied a write this one forwarded): a write
+    /// entry a write it forwarded was committed in, as the leader says): a write
     /// returns only once applied on the manager it went through, so a read
     /// there after it sees it. Found by the chaos harness's local-reads
     /// checker: a follower answered the write when the leader had applied
@@ -284,6 +284,13 @@ impl Runtime {
             if let Some(e) = m.log.failed().or_else(|| m.sm.failed()) {
                 return Err(NodeError::CannotPersist(e));
             }
+            // Out of the Raft group (a manager demoting itself removes it
+            // from the voters before it writes its new role): it applies
+            // nothing more, and serves no reads of the state either.
+            let cs = m.log.conf_state();
+            if !cs.voters.contains(&m.raft_id) && !cs.learners.contains(&m.raft_id) {
+                return Ok(());
+            }
             if Instant::now() > deadline {
                 return Err(ProposeError::Timeout.into());
             }
@@ -292,14 +299,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// This manager's applied index (0 if it is not one).
-    pub fn applied_index(&self) -> u64 {
-        self.manager().map_or(0, |m| m.sm.applied().index)
-    }
-
-    /// A write forwarded to this node: it must lead.
-    pub async fn propose_here(&self, cmd: Command) -> Result<(), NodeError> {
-        Ok(self.manager()?.proposer.propose(cmd).await?)
+    /// A write forwarded to this node: it must lead. The index of the entry
+    /// it was committed in.
+    pub async fn propose_here_at(&self, cmd: Command) -> Result<u64, NodeError> {
+        Ok(self.manager()?.proposer.propose_at(cmd).await?)
     }
 
     /// Writes forwarded together (`Request::ProposeMany`, `request_bytes`
@@ -317,13 +320,15 @@ impl Runtime {
             Ok(m) => m,
             Err(e) => return Response::from(Err(e)),
         };
-        let results = m.proposer.propose_all(cmds).await;
+        let results = m.proposer.propose_all_at(cmds).await;
+        // The latest entry any of them went into (a retry may take a later one).
+        let index = results.iter().flatten().copied().max().unwrap_or(0);
         Response::EachApplied(
             results
                 .into_iter()
-                .map(|r| r.map_err(|e| Refusal::from(NodeError::from(e))))
+                .map(|r| r.map(|_| ()).map_err(|e| Refusal::from(NodeError::from(e))))
                 .collect(),
-            m.sm.applied().index,
+            index,
         )
     }
 
