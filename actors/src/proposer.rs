@@ -39,7 +39,8 @@ pub enum ProposeError {
     Codec(String),
 }
 
-type Reply = oneshot::Sender<Result<(), ProposeError>>;
+/// A write's answer: the index of the entry it was committed in, once applied here.
+type Reply = oneshot::Sender<Result<u64, ProposeError>>;
 
 /// A write waiting for its entry.
 struct Pending {
@@ -70,7 +71,12 @@ impl Proposer {
 
     /// Returns once the command is committed and applied on this node.
     pub async fn propose(&self, command: Command) -> Result<(), ProposeError> {
-        let mut all = self.propose_all(vec![command]).await;
+        self.propose_at(command).await.map(|_| ())
+    }
+
+    /// `propose`, and the index of the entry the command was committed in.
+    pub async fn propose_at(&self, command: Command) -> Result<u64, ProposeError> {
+        let mut all = self.propose_all_at(vec![command]).await;
         all.pop().unwrap_or(Err(ProposeError::NoLeader))
     }
 
@@ -78,6 +84,16 @@ impl Proposer {
     /// this moment, never split: a follower's forwarded batch) and returns
     /// each one's result, in order, once committed and applied here.
     pub async fn propose_all(&self, commands: Vec<Command>) -> Vec<Result<(), ProposeError>> {
+        self.propose_all_at(commands)
+            .await
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect()
+    }
+
+    /// `propose_all`, each result with the index of the entry it was
+    /// committed in (a follower that forwarded them waits to apply as far).
+    pub async fn propose_all_at(&self, commands: Vec<Command>) -> Vec<Result<u64, ProposeError>> {
         let started = Instant::now();
         let results = self.propose_all_inner(commands).await;
         let metrics = &self.directory.metrics;
@@ -92,9 +108,9 @@ impl Proposer {
         results
     }
 
-    async fn propose_all_inner(&self, commands: Vec<Command>) -> Vec<Result<(), ProposeError>> {
+    async fn propose_all_inner(&self, commands: Vec<Command>) -> Vec<Result<u64, ProposeError>> {
         let deadline = Instant::now() + self.timeout;
-        let mut results: Vec<Result<(), ProposeError>> = Vec::with_capacity(commands.len());
+        let mut results: Vec<Result<u64, ProposeError>> = Vec::with_capacity(commands.len());
         // (position in `results`, id, encoded proposal)
         let mut todo = Vec::with_capacity(commands.len());
         for command in commands {
@@ -147,7 +163,7 @@ impl Proposer {
         &self,
         todo: &[(usize, u128, Vec<u8>)],
         deadline: Instant,
-    ) -> Vec<Result<(), ProposeError>> {
+    ) -> Vec<Result<u64, ProposeError>> {
         let mut unit = Vec::with_capacity(todo.len());
         let mut waits = Vec::with_capacity(todo.len());
         let mut bytes = 0usize;
@@ -256,7 +272,7 @@ async fn answer_when_applied(
     deadline: Instant,
 ) {
     let ids: Vec<u128> = pack.iter().map(|p| p.id).collect();
-    let answers: Vec<Result<(), ProposeError>> = loop {
+    let answers: Vec<Result<u64, ProposeError>> = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break vec![Err(ProposeError::Timeout); ids.len()];
@@ -280,11 +296,11 @@ async fn answer_when_applied(
                 break results
                     .into_iter()
                     .map(|r| match r {
-                        WaitResult::Applied(r) => r.map_err(ProposeError::Rejected),
+                        WaitResult::Applied(r) => r.map(|()| index).map_err(ProposeError::Rejected),
                         // Outcomes are kept for the last few thousand entries;
                         // older than that we only know that something
                         // committed at our index.
-                        WaitResult::Unknown => Ok(()),
+                        WaitResult::Unknown => Ok(index),
                         WaitResult::Superseded => Err(ProposeError::Superseded),
                     })
                     .collect();

@@ -70,13 +70,17 @@ pub fn healing_starts(j: &Journal) -> Millis {
 }
 
 pub fn all(j: &Journal) -> Vec<Verdict> {
-    vec![
+    let mut v = vec![
         acknowledged_writes(j),
         one_leader_per_term(j),
         replicas_recover(j),
         no_duplicate_slots(j),
         killed_node_tasks(j),
-    ]
+    ];
+    v.extend(traffic(j));
+    v.extend(linearizable(j));
+    v.extend(local_reads(j));
+    v
 }
 
 /// Every acknowledged write is reflected at the end. Writes set whole
@@ -404,4 +408,360 @@ pub fn hypothesis_held(j: &Journal) -> Verdict {
             j.scenario.hypothesis.len()
         ),
     )
+}
+
+/// Per node, the intervals in which a fault had it down or frozen (a kill,
+/// stop or pause until its undo or the next start, resume or restart; a
+/// restart while it lasts). Requests through a node then say nothing about
+/// the mesh: the harness takes the node out of the traffic before the
+/// signal, but requests in flight through it fail.
+pub fn down_windows(j: &Journal) -> BTreeMap<String, Vec<(Millis, Millis)>> {
+    let mut out: BTreeMap<String, Vec<(Millis, Millis)>> = BTreeMap::new();
+    for (i, f) in j.faults.iter().enumerate() {
+        if !f.ok || f.undoes.is_some() {
+            continue;
+        }
+        for node in &f.nodes {
+            let end = match f.action.as_str() {
+                "restart" => f.done,
+                "kill" | "stop" | "pause" => j
+                    .faults
+                    .iter()
+                    .filter(|g| g.at >= f.at && g.nodes.contains(node))
+                    .filter(|g| {
+                        g.undoes == Some(i)
+                            || matches!(g.action.as_str(), "start" | "resume" | "restart")
+                    })
+                    .map(|g| g.done)
+                    .min()
+                    .unwrap_or(j.end),
+                _ => continue,
+            };
+            out.entry(node.clone()).or_default().push((f.at, end));
+        }
+    }
+    out
+}
+
+/// The p-th percentile (0..=1) of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// Figures for a set of requests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrafficFigures {
+    pub sent: usize,
+    pub failed: usize,
+    /// Latencies of the answered requests, microseconds: p50, p99, max.
+    /// Answered UDP requests that took more than one datagram.
+    pub retried: usize,
+    pub p50: Option<u64>,
+    pub p99: Option<u64>,
+    pub max: Option<u64>,
+}
+
+fn figures<'a>(rs: impl Iterator<Item = &'a crate::history::Request>) -> TrafficFigures {
+    let mut f = TrafficFigures::default();
+    let mut lat = Vec::new();
+    for r in rs {
+        f.sent += 1;
+        if r.tries > 1 {
+            f.retried += 1;
+        }
+        if r.ok {
+            lat.push(r.micros);
+        } else {
+            f.failed += 1;
+        }
+    }
+    lat.sort_unstable();
+    f.p50 = percentile(&lat, 0.5);
+    f.p99 = percentile(&lat, 0.99);
+    f.max = lat.last().copied();
+    f
+}
+
+/// The traffic split by phase: (during the faults and until the cluster
+/// was steady again after the last was undone, after that), and how many
+/// failed requests went through a node that was down (not counted).
+pub fn traffic_figures(j: &Journal) -> (TrafficFigures, TrafficFigures, usize) {
+    let windows = down_windows(j);
+    let since = healing_starts(j);
+    let healed = first_steady(&j.observations, since).unwrap_or(since);
+    let excused = |r: &crate::history::Request| {
+        let end = r.at + r.micros.div_ceil(1000);
+        windows
+            .get(&r.node)
+            .is_some_and(|ws| ws.iter().any(|&(a, b)| r.at <= b && end >= a))
+    };
+    // A request through a node that was down is counted if it was answered.
+    let counted: Vec<&crate::history::Request> =
+        j.requests.iter().filter(|r| r.ok || !excused(r)).collect();
+    let excluded = j.requests.len() - counted.len();
+    (
+        figures(counted.iter().copied().filter(|r| r.at <= healed)),
+        figures(counted.iter().copied().filter(|r| r.at > healed)),
+        excluded,
+    )
+}
+
+fn ms(micros: Option<u64>) -> String {
+    micros.map_or("-".into(), |m| format!("{:.1} ms", m as f64 / 1000.0))
+}
+
+/// The traffic load (`[traffic]`): at most `max_failed` requests failed,
+/// counting every request except those through a node a fault had down,
+/// and the 99th latency percentile within its bounds during the faults and
+/// after. None when the scenario sends no traffic.
+pub fn traffic(j: &Journal) -> Option<Verdict> {
+    let t = j.scenario.traffic.as_ref()?;
+    let (during, after, excluded) = traffic_figures(j);
+    let mut violations = Vec::new();
+    if j.requests.is_empty() {
+        violations.push("no request was sent".into());
+    }
+    let failed = during.failed + after.failed;
+    if failed as u64 > t.max_failed {
+        let windows = down_windows(j);
+        let first: Vec<String> = j
+            .requests
+            .iter()
+            .filter(|r| !r.ok)
+            .filter(|r| {
+                let end = r.at + r.micros.div_ceil(1000);
+                !windows
+                    .get(&r.node)
+                    .is_some_and(|ws| ws.iter().any(|&(a, b)| r.at <= b && end >= a))
+            })
+            .take(5)
+            .map(|r| {
+                format!(
+                    "{} via {} at {:.2}s: {}",
+                    r.proto,
+                    r.node,
+                    r.at as f64 / 1000.0,
+                    r.error
+                )
+            })
+            .collect();
+        violations.push(format!(
+            "{failed} requests failed (at most {} allowed); first: {}",
+            t.max_failed,
+            first.join("; ")
+        ));
+    }
+    for (phase, f, bound) in [
+        ("during the faults", &during, t.p99_during),
+        ("once steady again", &after, t.p99_after),
+    ] {
+        if let (Some(b), Some(p99)) = (bound, f.p99) {
+            if p99 as u128 > b.as_micros() {
+                violations.push(format!(
+                    "latency p99 {phase} was {}, over the {b:?} bound",
+                    ms(Some(p99))
+                ));
+            }
+        }
+    }
+    Some(Verdict::new(
+        "traffic",
+        violations,
+        format!(
+            "{} requests, {failed} failed ({excluded} failures through a node that was down not counted, {} UDP answered only on a retry); during faults p50 {} p99 {} max {}; steady again p50 {} p99 {} max {}",
+            during.sent + after.sent,
+            during.retried + after.retried,
+            ms(during.p50),
+            ms(during.p99),
+            ms(during.max),
+            ms(after.p50),
+            ms(after.p99),
+            ms(after.max)
+        ),
+    ))
+}
+
+/// When each node was started again (a `start`, or an undo of a kill or stop).
+fn starts(j: &Journal) -> BTreeMap<String, Vec<Millis>> {
+    let mut out: BTreeMap<String, Vec<Millis>> = BTreeMap::new();
+    for f in j
+        .faults
+        .iter()
+        .filter(|f| matches!(f.action.as_str(), "start" | "restart"))
+    {
+        for n in &f.nodes {
+            out.entry(n.clone()).or_default().push(f.at);
+        }
+    }
+    out
+}
+
+/// The register's history as the linearizability checker takes it: the
+/// harness's setup create and every write (unknown outcomes open-ended,
+/// refused ones left out), and the barrier reads that were answered.
+pub fn register_history(j: &Journal) -> Vec<crate::linearizable::Entry> {
+    use crate::history::RegKind;
+    use crate::linearizable::{Entry, RegisterOp};
+    let setup = j
+        .ops
+        .iter()
+        .filter(|o| o.service == crate::register::SERVICE && o.client == "setup")
+        .filter(|o| o.outcome != Outcome::Refused)
+        .filter_map(|o| match o.value {
+            ServiceValue::Present { generation, .. } => Some(Entry {
+                op: RegisterOp::Write(generation),
+                invoke: o.sent,
+                complete: (o.outcome == Outcome::Ok).then_some(o.done),
+            }),
+            ServiceValue::Absent => None,
+        });
+    let ops = j.register.iter().filter_map(|o| match (o.kind, o.outcome) {
+        (_, Outcome::Refused) | (RegKind::LocalRead, _) => None,
+        (RegKind::BarrierRead, Outcome::Unknown) => None,
+        (RegKind::BarrierRead, Outcome::Ok) => Some(Entry {
+            op: RegisterOp::Read(o.value),
+            invoke: o.invoke,
+            complete: Some(o.complete),
+        }),
+        (RegKind::Write, outcome) => Some(Entry {
+            op: RegisterOp::Write(o.value?),
+            invoke: o.invoke,
+            complete: (outcome == Outcome::Ok).then_some(o.complete),
+        }),
+    });
+    setup.chain(ops).collect()
+}
+
+fn describe_entry(e: &crate::linearizable::Entry) -> String {
+    use crate::linearizable::RegisterOp;
+    let what = match e.op {
+        RegisterOp::Write(v) => format!("write {v}"),
+        RegisterOp::Read(v) => format!("read -> {}", v.map_or("none".into(), |v| v.to_string())),
+    };
+    format!(
+        "{what} [{:.2}s, {}]",
+        e.invoke as f64 / 1000.0,
+        e.complete
+            .map_or("unknown".into(), |c| format!("{:.2}s", c as f64 / 1000.0))
+    )
+}
+
+/// The register's writes and barrier reads are linearizable. None when
+/// the scenario has no register clients.
+pub fn linearizable(j: &Journal) -> Option<Verdict> {
+    use crate::linearizable::{check, Verdict as V};
+    j.scenario.register.as_ref()?;
+    let h = register_history(j);
+    let reads = h
+        .iter()
+        .filter(|e| matches!(e.op, crate::linearizable::RegisterOp::Read(_)))
+        .count();
+    let unknown: Vec<usize> = (0..h.len()).filter(|&i| h[i].complete.is_none()).collect();
+    Some(match check(&h, None) {
+        V::Linearizable { order } => {
+            let left_out: Vec<String> = unknown
+                .iter()
+                .filter(|i| !order.contains(i))
+                .map(|&i| describe_entry(&h[i]))
+                .collect();
+            Verdict::new(
+                "linearizable",
+                Vec::new(),
+                format!(
+                    "{} writes and {reads} barrier reads linearizable; {} writes of unknown outcome, {} of them not ordered (nothing observed them: {})",
+                    h.len() - reads,
+                    unknown.len(),
+                    left_out.len(),
+                    if left_out.is_empty() { "-".into() } else { left_out.join(", ") }
+                ),
+            )
+        }
+        V::NotLinearizable {
+            placed,
+            value,
+            stuck,
+        } => {
+            let mut v = vec![format!(
+                "not linearizable: {} of {} operations ordered, the register then held {}; none of these could come next:",
+                placed.len(),
+                h.len(),
+                value.map_or("no value".into(), |v| v.to_string())
+            )];
+            v.extend(
+                stuck
+                    .iter()
+                    .map(|&i| format!("could not order {}", describe_entry(&h[i]))),
+            );
+            Verdict::new("linearizable", v, String::new())
+        }
+        V::Undecided { visited } => Verdict::new(
+            "linearizable",
+            vec![format!(
+                "undecided: the search gave up after {visited} configurations over {} operations",
+                h.len()
+            )],
+            String::new(),
+        ),
+    })
+}
+
+/// The register's local reads by their own, weaker model
+/// ([`crate::linearizable::local_reads`]). None without register clients.
+pub fn local_reads(j: &Journal) -> Option<Verdict> {
+    use crate::history::RegKind;
+    use crate::linearizable::{Read, Write};
+    j.scenario.register.as_ref()?;
+    let writes: Vec<Write> = j
+        .register
+        .iter()
+        .filter(|o| o.kind == RegKind::Write && o.outcome != Outcome::Refused)
+        .filter_map(|o| {
+            Some(Write {
+                value: o.value?,
+                via: o.via.clone(),
+                invoke: o.invoke,
+                complete: (o.outcome == Outcome::Ok).then_some(o.complete),
+            })
+        })
+        .chain(
+            j.ops
+                .iter()
+                .filter(|o| o.service == crate::register::SERVICE && o.client == "setup")
+                .filter_map(|o| match o.value {
+                    ServiceValue::Present { generation, .. } if o.outcome != Outcome::Refused => {
+                        Some(Write {
+                            value: generation,
+                            via: o.via.clone(),
+                            invoke: o.sent,
+                            complete: (o.outcome == Outcome::Ok).then_some(o.done),
+                        })
+                    }
+                    _ => None,
+                }),
+        )
+        .collect();
+    let reads: Vec<Read> = j
+        .register
+        .iter()
+        .filter(|o| o.kind != RegKind::Write && o.outcome == Outcome::Ok)
+        .map(|o| Read {
+            value: o.value,
+            via: o.via.clone(),
+            invoke: o.invoke,
+            complete: o.complete,
+        })
+        .collect();
+    let violations = crate::linearizable::local_reads(&writes, &reads, &starts(j));
+    Some(Verdict::new(
+        "local-reads",
+        violations,
+        format!(
+            "{} reads: no invented value, read-your-writes and monotonic reads per manager",
+            reads.len()
+        ),
+    ))
 }

@@ -38,6 +38,10 @@ struct Launch {
 pub struct Node {
     pub info: NodeInfo,
     pub socket: PathBuf,
+    /// The daemon's data directory, when the harness started it.
+    pub data_dir: Option<PathBuf>,
+    /// A tmpfs of its own is mounted there (`[cluster] disk`); unmounted when the cluster goes.
+    pub mounted: bool,
     pub liveness: Liveness,
     launch: Option<Launch>,
     pid: Option<i32>,
@@ -217,7 +221,11 @@ impl Cluster {
             let addr = format!("{ip}:{}", free_udp_port(&ip)?);
             let socket = sock_dir.join(format!("{name}.sock"));
             let data = run_dir.join("nodes").join(&name);
-            std::fs::create_dir_all(&data)?;
+            std::fs::create_dir_all(data.join("data"))?;
+            if let Some(bytes) = shape.disk {
+                mount_tmpfs(&data.join("data"), bytes)
+                    .with_context(|| format!("a {bytes}-byte filesystem for {name}'s data"))?;
+            }
             let argv = vec![
                 shoal.display().to_string(),
                 "-H".into(),
@@ -240,6 +248,8 @@ impl Cluster {
                     addr,
                 },
                 socket,
+                data_dir: Some(data.join("data")),
+                mounted: false,
                 liveness: Liveness::Down,
                 launch: Some(Launch {
                     argv,
@@ -250,8 +260,12 @@ impl Cluster {
                 pid: None,
                 child: None,
             };
-            node.spawn(true)?;
+            node.mounted = shape.disk.is_some();
+            // Pushed first: if it does not start, dropping the cluster unmounts it.
             cluster.nodes.push(node);
+            if let Some(node) = cluster.nodes.last_mut() {
+                node.spawn(true)?;
+            }
         }
         cluster.form(shape.managers, shape.snapshot_interval)?;
         if shape.rebalance {
@@ -348,6 +362,8 @@ impl Cluster {
                         .to_string(),
                 },
                 socket,
+                data_dir: None,
+                mounted: false,
                 liveness: Liveness::Up,
                 launch,
                 pid,
@@ -452,6 +468,14 @@ impl Drop for Cluster {
                     }
                 }
             }
+            for n in &self.nodes {
+                if let (true, Some(d)) = (n.mounted, &n.data_dir) {
+                    // Lazily: a task's mount below it or a late file handle must not keep it.
+                    if let Err(e) = nix::mount::umount2(d, nix::mount::MntFlags::MNT_DETACH) {
+                        eprintln!("shoal-chaos: could not unmount {}: {e}", d.display());
+                    }
+                }
+            }
             if let Some(d) = &self.sock_dir {
                 let _ = std::fs::remove_dir_all(d);
             }
@@ -462,5 +486,65 @@ impl Drop for Cluster {
                 }
             }
         }
+    }
+}
+
+/// A tmpfs of `bytes` on `dir`, for one daemon's data: a fault can fill it.
+fn mount_tmpfs(dir: &Path, bytes: u64) -> Result<()> {
+    let opts = format!("size={bytes},mode=0700");
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(|e| {
+        anyhow!(
+            "mount -t tmpfs -o {opts} on {}: {e} (this needs root)",
+            dir.display()
+        )
+    })
+}
+
+/// What `fill` left on a node's filesystem, to take back.
+pub const FILLER: &str = "chaos-fill";
+
+/// Fills the filesystem of `dir` with one file until a write fails for want
+/// of space; the bytes written.
+pub fn fill(dir: &Path) -> Result<u64> {
+    use std::io::Write;
+    let path = dir.join(FILLER);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("create {}", path.display()))?;
+    let mut written = 0u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                if chunk.len() <= 4096 {
+                    break;
+                }
+                let half = chunk.len() / 2;
+                chunk.truncate(half);
+            }
+            Err(e) => return Err(anyhow!("fill {}: {e}", path.display())),
+        }
+    }
+    Ok(written)
+}
+
+/// Takes back what `fill` wrote.
+pub fn unfill(dir: &Path) -> Result<()> {
+    let path = dir.join(FILLER);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow!("remove {}: {e}", path.display())),
     }
 }

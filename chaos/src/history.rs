@@ -28,6 +28,16 @@ pub struct Journal {
     /// The leader's view after everything settled, behind a write barrier.
     pub final_state: Option<FinalState>,
     pub end: Millis,
+    /// Every request of the traffic load (`[traffic]`), in the order sent.
+    #[serde(default)]
+    pub requests: Vec<Request>,
+    /// Sends the traffic load skipped because too many requests were
+    /// still outstanding (the client, not the cluster, was the limit).
+    #[serde(default)]
+    pub requests_skipped: u64,
+    /// Writes and reads of the register (`[register]`).
+    #[serde(default)]
+    pub register: Vec<RegOp>,
     /// Things that went wrong in the harness itself (a step that could not run).
     pub errors: Vec<String>,
 }
@@ -187,4 +197,55 @@ impl Journal {
     pub fn last_fault_end(&self) -> Option<Millis> {
         self.faults.iter().map(|f| f.done).max()
     }
+}
+
+/// One request of the traffic load through a node's published port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    /// When it was sent.
+    pub at: Millis,
+    /// The node whose published port it went to.
+    pub node: String,
+    /// tcp or udp.
+    pub proto: String,
+    pub ok: bool,
+    /// From sending to the whole answer (or to giving up), microseconds.
+    pub micros: u64,
+    /// Datagrams it took to get an answer (UDP tries again after a second
+    /// without one); 0 when it failed, 1 for TCP.
+    #[serde(default)]
+    pub tries: u32,
+    /// Why it failed (empty when ok).
+    #[serde(default)]
+    pub error: String,
+}
+
+/// What a register operation did.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RegKind {
+    /// Set the register to `value`.
+    Write,
+    /// A local read from the manager's applied state (docs/api.md: not linearizable).
+    LocalRead,
+    /// A write through the manager first (a barrier: it returns once
+    /// committed and applied there), then a local read from that manager:
+    /// the read sees everything committed before the barrier was.
+    BarrierRead,
+}
+
+/// One operation on the register, with the interval it took.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegOp {
+    /// The client (one at a time each).
+    pub client: usize,
+    pub kind: RegKind,
+    /// Written, or read (None: the read found no value).
+    pub value: Option<u64>,
+    /// The manager it went through.
+    pub via: String,
+    pub invoke: Millis,
+    pub complete: Millis,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub error: String,
 }

@@ -10,15 +10,19 @@ pub mod cluster;
 pub mod flood;
 pub mod fuzzing;
 pub mod history;
+pub mod linearizable;
 pub mod observe;
 pub mod probe;
+pub mod register;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod svg;
+pub mod traffic;
 pub mod workload;
 
-/// Scenarios that ship with the harness: (name, TOML).
+/// Scenarios that ship with the harness: (name, TOML). Every file under
+/// chaos/scenarios is one (`tests/scenarios.rs` fails if they differ).
 pub const SHIPPED: &[(&str, &str)] = &[
     ("smoke", include_str!("../scenarios/smoke.toml")),
     (
@@ -47,6 +51,20 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "snapshot-catch-up",
         include_str!("../scenarios/snapshot-catch-up.toml"),
+    ),
+    (
+        "mesh-rolling-update",
+        include_str!("../scenarios/mesh-rolling-update.toml"),
+    ),
+    (
+        "hostile-workload",
+        include_str!("../scenarios/hostile-workload.toml"),
+    ),
+    ("full-disk", include_str!("../scenarios/full-disk.toml")),
+    ("slow-disk", include_str!("../scenarios/slow-disk.toml")),
+    (
+        "register-leader-faults",
+        include_str!("../scenarios/register-leader-faults.toml"),
     ),
 ];
 

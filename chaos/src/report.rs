@@ -65,6 +65,72 @@ pub fn failover(j: &Journal, idx: usize) -> Option<(Millis, String)> {
         })
 }
 
+/// For a disk fault (`fill`, `slow-disk`) on a manager: how long until a
+/// write through it was first not acknowledged, with its answer, and how
+/// long after the fault was undone until one was acknowledged again.
+pub fn disk_figures(j: &Journal, idx: usize) -> Option<String> {
+    let f = &j.faults[idx];
+    if !matches!(f.action.as_str(), "fill" | "slow-disk") {
+        return None;
+    }
+    let node = f.nodes.first()?;
+    let undone = j
+        .faults
+        .iter()
+        .find(|g| g.undoes == Some(idx))
+        .map(|g| g.done);
+    let through: Vec<&crate::history::Op> = j
+        .ops
+        .iter()
+        .filter(|o| &o.via == node && o.sent >= f.done)
+        .collect();
+    let mut out = Vec::new();
+    if let Some(o) = through
+        .iter()
+        .filter(|o| undone.is_none_or(|u| o.sent < u))
+        .find(|o| o.outcome != Outcome::Ok)
+    {
+        let error: String = o.error.chars().take(110).collect();
+        out.push(format!(
+            "first write through it not acknowledged {} after (answered in {} ms: {error})",
+            secs(o.sent - f.done),
+            o.done.saturating_sub(o.sent)
+        ));
+    } else if through.iter().any(|o| undone.is_none_or(|u| o.sent < u)) {
+        out.push("every write through it acknowledged meanwhile".into());
+    }
+    if let Some(u) = undone {
+        if let Some(o) = through
+            .iter()
+            .filter(|o| o.sent >= u)
+            .find(|o| o.outcome == Outcome::Ok)
+        {
+            out.push(format!(
+                "writes through it acknowledged again {} after its undo",
+                secs(o.done.saturating_sub(u))
+            ));
+        }
+    }
+    let mut lat: Vec<u64> = j
+        .ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Ok && o.sent >= f.done)
+        .filter(|o| undone.is_none_or(|u| o.sent < u))
+        .map(|o| o.done.saturating_sub(o.sent))
+        .collect();
+    lat.sort_unstable();
+    if let (Some(p50), Some(p99)) = (
+        checkers::percentile(&lat, 0.5),
+        checkers::percentile(&lat, 0.99),
+    ) {
+        out.push(format!(
+            "{} writes acknowledged meanwhile (through any manager), latency p50 {p50} ms, p99 {p99} ms",
+            lat.len()
+        ));
+    }
+    (!out.is_empty()).then(|| out.join("; "))
+}
+
 /// When the steady state held again after a fault: from its undo if it
 /// has one, else from when it was done.
 pub fn recovery(j: &Journal, idx: usize) -> Option<(Millis, Millis)> {
@@ -175,6 +241,9 @@ pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
         if let Some((took, who)) = failover(j, i) {
             let _ = write!(extra, "; {who} leads after {}", secs(took));
         }
+        if let Some(d) = disk_figures(j, i) {
+            let _ = write!(extra, "; {d}");
+        }
         if f.undoes.is_none() {
             match recovery(j, i) {
                 Some((from, took)) => {
@@ -236,6 +305,43 @@ pub fn render(j: &Journal, verdicts: &[Verdict]) -> String {
             q(0.5),
             q(0.99),
             lat[lat.len() - 1]
+        );
+    }
+    if !j.requests.is_empty() {
+        let (during, after, excluded) = checkers::traffic_figures(j);
+        let ms = |m: Option<u64>| m.map_or("-".into(), |m| format!("{:.1} ms", m as f64 / 1000.0));
+        let _ = writeln!(
+            s,
+            "Traffic: {} requests ({excluded} failures through a node while it was down, not counted; {} sends skipped by the client)",
+            j.requests.len(),
+            j.requests_skipped
+        );
+        for (phase, f) in [("faults", during), ("steady again", after)] {
+            let _ = writeln!(
+                s,
+                "  {phase:<13} {:>6} sent, {:>3} failed, {:>3} answered only on a retry (UDP), latency p50 {}, p99 {}, max {}",
+                f.sent,
+                f.failed,
+                f.retried,
+                ms(f.p50),
+                ms(f.p99),
+                ms(f.max)
+            );
+        }
+    }
+    if !j.register.is_empty() {
+        use crate::history::RegKind;
+        let n = |k: RegKind| j.register.iter().filter(|o| o.kind == k).count();
+        let _ = writeln!(
+            s,
+            "Register: {} writes, {} local reads, {} barrier reads ({} with an unknown outcome)",
+            n(RegKind::Write),
+            n(RegKind::LocalRead),
+            n(RegKind::BarrierRead),
+            j.register
+                .iter()
+                .filter(|o| o.outcome == Outcome::Unknown)
+                .count()
         );
     }
     let _ = writeln!(

@@ -20,7 +20,9 @@ use crate::cluster::{Cluster, Liveness};
 use crate::history::{Fault, FinalState, Journal, Observation, ProbeResult};
 use crate::observe::Observer;
 use crate::probe::{self, ProbeCtx};
+use crate::register;
 use crate::scenario::{Action, Direction, Scenario, Step, Target};
+use crate::traffic::{self, LiveNodes};
 use crate::workload::{self, value_of, LiveManagers, Recorder, WRITE_TIMEOUT};
 
 pub struct Options {
@@ -45,6 +47,10 @@ enum Undo {
     Heal(Vec<String>),
     /// Stop the flood of this number (`Runner::floods`).
     EndFlood(usize),
+    /// Free what `fill` wrote on the node's filesystem.
+    Unfill(String),
+    /// Take the flush delay off the node again.
+    FastDisk(String),
 }
 
 struct Scheduled {
@@ -99,6 +105,16 @@ struct Run {
     /// Floods the method started, by the node they aim at; `None` once
     /// ended (a flood still running when the run ends stops when dropped).
     floods: Vec<(String, Option<crate::flood::Flood>)>,
+    /// Nodes the traffic load sends through (up, not about to be hit).
+    traffic_nodes: LiveNodes,
+    traffic: Option<traffic::Load>,
+    requests: Vec<crate::history::Request>,
+    requests_skipped: u64,
+    register: Option<register::Clients>,
+    reg_ops: Vec<crate::history::RegOp>,
+    /// How long a node started again took to answer on the traffic's
+    /// published port (`port_ready`), for the fault's detail.
+    port_wait: Option<String>,
 }
 
 pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
@@ -151,8 +167,16 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
         bindings: BTreeMap::new(),
         replicas: BTreeMap::new(),
         floods: Vec::new(),
+        traffic_nodes: Arc::new(Mutex::new(Vec::new())),
+        traffic: None,
+        requests: Vec::new(),
+        requests_skipped: 0,
+        register: None,
+        reg_ops: Vec::new(),
+        port_wait: None,
         sc,
     };
+    r.refresh_live();
     r.execute(started_at)
 }
 
@@ -194,6 +218,11 @@ impl Run {
         for s in self.sc.services.clone() {
             self.method_write("setup", "create", &s.name, Some(s.replicas));
         }
+        if self.sc.register.is_some() {
+            for name in [register::SERVICE, register::BARRIER] {
+                self.method_write("setup", "create", name, Some(0));
+            }
+        }
         let held = self.hypothesis("before", self.sc.settle);
         let (method_start, method_end) = if held {
             self.method()
@@ -207,6 +236,24 @@ impl Run {
             self.act(&step, "rollback");
         }
         self.settle();
+        if let Some(load) = self.traffic.take() {
+            let timeout = self
+                .sc
+                .traffic
+                .as_ref()
+                .map_or(Duration::ZERO, |t| t.timeout);
+            (self.requests, self.requests_skipped) = load.stop(timeout);
+            let failed = self.requests.iter().filter(|r| !r.ok).count();
+            eprintln!(
+                "shoal-chaos: traffic: {} requests, {failed} failed, {} skipped",
+                self.requests.len(),
+                self.requests_skipped
+            );
+        }
+        if let Some(clients) = self.register.take() {
+            self.reg_ops = clients.stop();
+            eprintln!("shoal-chaos: register: {} operations", self.reg_ops.len());
+        }
         let final_state = self.final_state();
         std::thread::sleep(Duration::from_millis(300));
         stop_observing.store(true, Ordering::Relaxed);
@@ -231,6 +278,9 @@ impl Run {
             observations,
             final_state,
             end: self.rec.now(),
+            requests: std::mem::take(&mut self.requests),
+            requests_skipped: self.requests_skipped,
+            register: std::mem::take(&mut self.reg_ops),
             errors: self.errors.clone(),
         })
     }
@@ -238,6 +288,30 @@ impl Run {
     fn refresh_live(&self) {
         if let Ok(mut l) = self.live.lock() {
             *l = self.cluster.live_managers();
+        }
+        if let Ok(mut l) = self.traffic_nodes.lock() {
+            *l = self
+                .cluster
+                .nodes
+                .iter()
+                .filter(|n| n.liveness == Liveness::Up)
+                .filter_map(|n| {
+                    let ip = n.info.addr.parse::<std::net::SocketAddr>().ok()?.ip();
+                    Some((n.info.name.clone(), ip))
+                })
+                .collect();
+        }
+    }
+
+    /// Takes a node out of the traffic load before a fault stops it
+    /// answering (it comes back with the next `refresh_live` that finds it up).
+    fn spare(&self, node: &str) {
+        if let Ok(mut l) = self.traffic_nodes.lock() {
+            l.retain(|(n, _)| n != node);
+        }
+        // Probes and clients too: a restart takes its time.
+        if let Ok(mut l) = self.live.lock() {
+            l.retain(|(n, _)| n != node);
         }
     }
 
@@ -307,6 +381,29 @@ impl Run {
             "shoal-chaos: method starts ({} steps)",
             self.sc.method.len()
         );
+        if let Some(t) = &self.sc.traffic {
+            if let Some(port) = self.rec.published.get(&t.service).copied() {
+                eprintln!(
+                    "shoal-chaos: traffic: {} requests a second ({}) to port {port} through every live node",
+                    t.rate,
+                    t.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                );
+                self.traffic = Some(traffic::Load::start(
+                    t,
+                    port,
+                    self.traffic_nodes.clone(),
+                    self.rec.clone(),
+                ));
+            }
+        }
+        if let Some(r) = &self.sc.register {
+            self.register = Some(register::Clients::start(
+                r,
+                self.rec.clone(),
+                self.live.clone(),
+                self.seed ^ 0x4e6,
+            ));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let load = self.sc.load.clone().map(|l| {
             let (rec, live, stop, seed) = (
@@ -460,13 +557,27 @@ impl Run {
             ),
             Undo::Heal(ns) => ("heal", self.heal(ns).map(|_| ns.clone())),
             Undo::EndFlood(i) => ("end-flood", Ok(self.end_flood(*i))),
+            Undo::Unfill(n) => (
+                "unfill",
+                self.data_dir(n)
+                    .and_then(|d| crate::cluster::unfill(&d))
+                    .map(|()| vec![n.clone()]),
+            ),
+            Undo::FastDisk(n) => (
+                "fast-disk",
+                self.flush_delay(n, 0).map(|()| vec![n.clone()]),
+            ),
         };
         self.refresh_live();
         let (ok, nodes, detail) = match result {
             Ok(nodes) => (
                 true,
                 nodes,
-                format!("undoes the {} at line {line}", self.faults[fault].action),
+                format!(
+                    "undoes the {} at line {line}{}",
+                    self.faults[fault].action,
+                    self.port_wait.take().unwrap_or_default()
+                ),
             ),
             Err(e) => {
                 let msg = format!(
@@ -510,10 +621,71 @@ impl Run {
         vec![node.clone()]
     }
 
+    fn data_dir(&mut self, name: &str) -> Result<PathBuf> {
+        self.cluster
+            .by_name(name)?
+            .data_dir
+            .clone()
+            .filter(|_| self.sc.cluster.disk.is_some())
+            .ok_or_else(|| anyhow!("{name} has no filesystem of its own to fill ([cluster] disk)"))
+    }
+
+    /// Sets the node's added Raft log flush delay (`POST /debug/chaos/disk`).
+    fn flush_delay(&mut self, name: &str, ms: u64) -> Result<()> {
+        let socket = self.cluster.by_name(name)?.socket.clone();
+        api::post(
+            &socket,
+            "/debug/chaos/disk",
+            &json!({ "FlushDelayMs": ms }),
+            Duration::from_secs(5),
+        )?;
+        Ok(())
+    }
+
     fn start_node(&mut self, name: &str) -> Result<Vec<String>> {
         let own = self.cluster.owned();
         self.cluster.by_name(name)?.start(own)?;
+        self.port_ready(name);
         Ok(vec![name.to_string()])
+    }
+
+    /// With a traffic load: waits (at most `PORT_READY`) until the started
+    /// node's published port answers an HTTP request, as a load balancer's
+    /// health check would before it sends the node traffic again; how long
+    /// it took goes into the next fault's detail. A daemon answers its
+    /// control API before it has the endpoint table, and until then it
+    /// refuses connections to published ports.
+    fn port_ready(&mut self, name: &str) {
+        const PORT_READY: Duration = Duration::from_secs(15);
+        let Some(port) = self
+            .sc
+            .traffic
+            .as_ref()
+            .and_then(|t| self.rec.published.get(&t.service).copied())
+        else {
+            return;
+        };
+        let Ok(ip) = self
+            .addr(name)
+            .and_then(|a| Ok(a.parse::<std::net::SocketAddr>()?.ip()))
+        else {
+            return;
+        };
+        let began = Instant::now();
+        while began.elapsed() < PORT_READY {
+            let to = std::net::SocketAddr::new(ip, port);
+            if traffic::request(crate::scenario::Proto::Tcp, to, Duration::from_secs(1)).is_ok() {
+                self.port_wait = Some(format!(
+                    "; its published port answered {:.2}s after it was started",
+                    began.elapsed().as_secs_f64()
+                ));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.port_wait = Some(format!(
+            "; its published port did not answer within {PORT_READY:?} of its start"
+        ));
     }
 
     /// Picks the node a target means right now.
@@ -699,6 +871,7 @@ impl Run {
         match action {
             Action::Kill(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
+                self.spare(&n);
                 self.cluster.by_name(&n)?.kill9()?;
                 Ok(Done {
                     undo: Some(Undo::Start(n.clone())),
@@ -707,6 +880,7 @@ impl Run {
             }
             Action::Stop(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
+                self.spare(&n);
                 self.cluster.by_name(&n)?.stop()?;
                 Ok(Done {
                     undo: Some(Undo::Start(n.clone())),
@@ -716,23 +890,27 @@ impl Run {
             Action::Start(t) => {
                 let n = self.resolve(t, Liveness::Down)?;
                 self.start_node(&n)?;
-                Ok(Done::on(vec![n], "started, answering"))
+                let wait = self.port_wait.take().unwrap_or_default();
+                Ok(Done::on(vec![n], format!("started, answering{wait}")))
             }
             Action::Restart(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
+                self.spare(&n);
                 let began = Instant::now();
                 self.cluster.by_name(&n)?.stop()?;
                 self.start_node(&n)?;
                 Ok(Done::on(
                     vec![n],
                     format!(
-                        "SIGTERM and start: answering again after {:.2}s",
-                        began.elapsed().as_secs_f64()
+                        "SIGTERM and start: answering again after {:.2}s{}",
+                        began.elapsed().as_secs_f64(),
+                        self.port_wait.take().unwrap_or_default()
                     ),
                 ))
             }
             Action::Pause(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
+                self.spare(&n);
                 self.cluster.by_name(&n)?.pause()?;
                 Ok(Done {
                     undo: Some(Undo::Resume(n.clone())),
@@ -870,6 +1048,26 @@ impl Run {
                             "{connections} idle TCP connections and new UDP flows on {ip}:{port}"
                         ),
                     )
+                })
+            }
+            Action::Fill(t) => {
+                let n = self.resolve(t, Liveness::Up)?;
+                let dir = self.data_dir(&n)?;
+                let bytes = crate::cluster::fill(&dir)?;
+                Ok(Done {
+                    undo: Some(Undo::Unfill(n.clone())),
+                    ..Done::on(
+                        vec![n],
+                        format!("its data filesystem filled ({} MiB written)", bytes >> 20),
+                    )
+                })
+            }
+            Action::SlowDisk { target, ms } => {
+                let n = self.resolve(target, Liveness::Up)?;
+                self.flush_delay(&n, *ms)?;
+                Ok(Done {
+                    undo: Some(Undo::FastDisk(n.clone())),
+                    ..Done::on(vec![n], format!("every Raft log flush {ms} ms slower"))
                 })
             }
             Action::Create { .. }

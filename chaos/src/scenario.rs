@@ -24,6 +24,57 @@ pub struct Scenario {
     /// method (and, before it, to reach it at all).
     pub settle: Duration,
     pub observe_every: Duration,
+    /// A steady request load on a published port while the method runs.
+    #[serde(default)]
+    pub traffic: Option<Traffic>,
+    /// Writes and reads of one register through different managers, for
+    /// the linearizability checker.
+    #[serde(default)]
+    pub register: Option<Register>,
+}
+
+/// A steady request load against a service's published port, through
+/// every live node, from the start of the method until the cluster has
+/// settled; every request's outcome and latency go into the journal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Traffic {
+    pub service: String,
+    /// Requests a second in all, spread over the protocols and live nodes in turn.
+    pub rate: f64,
+    pub protocols: Vec<Proto>,
+    /// A request not answered within this is failed.
+    pub timeout: Duration,
+    /// Failed requests the run tolerates (0 for zero-downtime scenarios).
+    pub max_failed: u64,
+    /// Bounds on the 99th latency percentile of the answered requests,
+    /// while faults last (until the cluster is steady again after the last
+    /// one is undone) and from then on.
+    pub p99_during: Option<Duration>,
+    pub p99_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// Clients that write a value to one register (the label of the service
+/// `chaos-register`) through one manager and read it back through others.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Register {
+    /// Operations a second per client (one at a time each).
+    pub rate: f64,
+    pub clients: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -38,6 +89,10 @@ pub struct ClusterShape {
     /// entries between snapshots, so that a manager down for a while
     /// comes back behind the others' compacted logs.
     pub snapshot_interval: Option<u64>,
+    /// Each daemon's data directory on a filesystem of its own of this
+    /// many bytes (a size-limited tmpfs), so that `fill` can fill it.
+    #[serde(default)]
+    pub disk: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,6 +165,8 @@ pub const LASTING: &[&str] = &[
     "delay",
     "drop",
     "flood",
+    "fill",
+    "slow-disk",
 ];
 
 /// Who an action is aimed at, resolved when the step runs.
@@ -195,6 +252,15 @@ pub enum Action {
     Remove {
         service: String,
     },
+    /// Fill the node's data filesystem (`[cluster] disk`) until a write
+    /// fails for want of space; undone by freeing it again.
+    Fill(Target),
+    /// Make the node's Raft log flushes take `ms` longer each (a daemon
+    /// seam behind `--enable-chaos`); undone by setting it back to 0.
+    SlowDisk {
+        target: Target,
+        ms: u64,
+    },
     /// A hostile client of the service's published port on the target
     /// node, until `duration` ends it: `connections` idle TCP connections
     /// held, and UDP datagrams each from a new source port.
@@ -226,6 +292,8 @@ impl Action {
             Action::Roll { .. } => "roll",
             Action::Remove { .. } => "remove",
             Action::Flood { .. } => "flood",
+            Action::Fill(_) => "fill",
+            Action::SlowDisk { .. } => "slow-disk",
         }
     }
 
@@ -237,7 +305,9 @@ impl Action {
             | Action::Start(t)
             | Action::Restart(t)
             | Action::Pause(t)
-            | Action::Resume(t) => vec![t],
+            | Action::Resume(t)
+            | Action::Fill(t)
+            | Action::SlowDisk { target: t, .. } => vec![t],
             Action::KillActor { target, .. } | Action::Flood { target, .. } => vec![target],
             Action::Partition(groups) => groups.iter().flatten().collect(),
             Action::Delay { from, to, .. } | Action::Drop { from, to, .. } => {
@@ -293,6 +363,37 @@ struct RawScenario {
     settle: Option<Spanned<String>>,
     #[serde(default)]
     observe_every: Option<Spanned<String>>,
+    #[serde(default)]
+    traffic: Option<Spanned<RawTraffic>>,
+    #[serde(default)]
+    register: Option<Spanned<RawRegister>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTraffic {
+    service: Spanned<String>,
+    #[serde(default)]
+    rate: Option<f64>,
+    #[serde(default)]
+    protocols: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    max_failed: Option<u64>,
+    #[serde(default)]
+    p99_during: Option<Spanned<String>>,
+    #[serde(default)]
+    p99_after: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    #[serde(default)]
+    rate: Option<f64>,
+    #[serde(default)]
+    clients: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +409,8 @@ struct RawCluster {
     rebalance: bool,
     #[serde(default)]
     snapshot_interval: Option<u64>,
+    #[serde(default)]
+    disk: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -418,6 +521,18 @@ impl Checker<'_> {
     }
 }
 
+/// "64M", "1G", "512K" (binary units), or bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, scale) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(scale)
+}
+
 /// "500ms", "2s", "1.5s", "3m".
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -462,6 +577,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
             hosts: Vec::new(),
             rebalance: false,
             snapshot_interval: None,
+            disk: None,
         },
         Some(sp) => {
             let r = sp.get_ref();
@@ -477,7 +593,19 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
                 hosts: r.hosts.clone(),
                 rebalance: r.rebalance,
                 snapshot_interval: r.snapshot_interval,
+                disk: match &r.disk {
+                    None => None,
+                    Some(d) => Some(parse_size(d.get_ref()).filter(|b| *b >= 8 << 20 && *b <= 4 << 30).ok_or_else(|| {
+                        c.err(d.span(), format!("invalid disk size {:?}: expected a size like \"64M\" or \"1G\", from 8M to 4G", d.get_ref()))
+                    })?),
+                },
             };
+            if !shape.hosts.is_empty() && shape.disk.is_some() {
+                return Err(c.err(
+                    sp.span(),
+                    "disk gives the daemons the harness starts a filesystem each; an existing cluster (hosts) keeps its own",
+                ));
+            }
             if !shape.hosts.is_empty() && shape.snapshot_interval.is_some() {
                 return Err(c.err(
                     sp.span(),
@@ -551,6 +679,12 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
     let mut bound_at: BTreeMap<String, Duration> = BTreeMap::new();
     for s in &raw.method {
         let st = step(&c, s, names.as_ref(), &mut bound, true)?;
+        if matches!(st.action, Action::Fill(_)) && cluster.disk.is_none() {
+            return Err(c.err(
+                s.get_ref().action.span(),
+                "fill needs the daemons on filesystems of their own: set disk = \"64M\" (say) under [cluster]",
+            ));
+        }
         for t in st.action.targets() {
             if let Target::Bound(b) = t {
                 if let Some(at) = bound_at.get(b).filter(|at| **at > st.at) {
@@ -590,6 +724,80 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         None => Duration::from_millis(250),
     };
 
+    let traffic = match &raw.traffic {
+        None => None,
+        Some(t) => {
+            let r = t.get_ref();
+            let name = r.service.get_ref();
+            if !services
+                .iter()
+                .any(|s| s.name == *name && s.publish.is_some())
+            {
+                return Err(c.err(
+                    r.service.span(),
+                    format!("traffic goes to a published port: {name:?} must be a [[service]] listed with publish = PORT"),
+                ));
+            }
+            let rate = r.rate.unwrap_or(200.0);
+            if !(rate > 0.0 && rate <= 2000.0) {
+                return Err(c.err(
+                    t.span(),
+                    "traffic rate must be between 0 and 2000 requests a second",
+                ));
+            }
+            let protocols = match &r.protocols {
+                None => vec![Proto::Tcp, Proto::Udp],
+                Some(list) => {
+                    let mut out = Vec::new();
+                    for p in list.get_ref() {
+                        let p = match p.as_str() {
+                            "tcp" => Proto::Tcp,
+                            "udp" => Proto::Udp,
+                            other => {
+                                return Err(c.err(
+                                    list.span(),
+                                    format!("unknown protocol {other:?}: expected tcp or udp"),
+                                ))
+                            }
+                        };
+                        if !out.contains(&p) {
+                            out.push(p);
+                        }
+                    }
+                    if out.is_empty() {
+                        return Err(c.err(list.span(), "traffic needs at least one protocol"));
+                    }
+                    out
+                }
+            };
+            let opt = |d: &Option<Spanned<String>>| d.as_ref().map(|d| c.duration(d)).transpose();
+            Some(Traffic {
+                service: name.clone(),
+                rate,
+                protocols,
+                timeout: opt(&r.timeout)?.unwrap_or(Duration::from_secs(5)),
+                max_failed: r.max_failed.unwrap_or(0),
+                p99_during: opt(&r.p99_during)?,
+                p99_after: opt(&r.p99_after)?,
+            })
+        }
+    };
+    let register = match &raw.register {
+        None => None,
+        Some(reg) => {
+            let r = reg.get_ref();
+            let rate = r.rate.unwrap_or(5.0);
+            let clients = r.clients.unwrap_or(3);
+            if !(rate > 0.0 && rate <= 100.0 && (1..=16).contains(&clients)) {
+                return Err(c.err(
+                    reg.span(),
+                    "register: rate must be between 0 and 100 operations a second, clients between 1 and 16",
+                ));
+            }
+            Some(Register { rate, clients })
+        }
+    };
+
     Ok(Scenario {
         name: raw.name,
         description: raw.description,
@@ -601,6 +809,8 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         rollbacks,
         settle,
         observe_every,
+        traffic,
+        register,
     })
 }
 
@@ -875,10 +1085,15 @@ fn step(
             service: service()?,
             connections: r.connections.unwrap_or(500),
         },
+        "fill" => Action::Fill(one(&r.target)?),
+        "slow-disk" => Action::SlowDisk {
+            target: one(&r.target)?,
+            ms: r.ms.ok_or_else(|| need("ms = MILLISECONDS (added to every Raft log flush)"))?,
+        },
         other => {
             return Err(c.err(
                 at_action,
-                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll, remove or flood"),
+                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll, remove, flood, fill or slow-disk"),
             ))
         }
     };
@@ -923,7 +1138,7 @@ fn step(
         Some(d) => {
             return Err(c.err(
                 d.span(),
-                format!("action {verb:?} cannot be undone after a duration; only kill, stop, pause, partition, delay, drop and flood can"),
+                format!("action {verb:?} cannot be undone after a duration; only kill, stop, pause, partition, delay, drop, flood, fill and slow-disk can"),
             ))
         }
     };
@@ -968,6 +1183,8 @@ fn step(
                     | Action::Pause(_)
                     | Action::Resume(_)
                     | Action::KillActor { .. }
+                    | Action::Fill(_)
+                    | Action::SlowDisk { .. }
             );
             if !is_node_action {
                 return Err(c.err(

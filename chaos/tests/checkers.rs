@@ -169,6 +169,9 @@ fn healthy() -> Journal {
             services,
         }),
         end: 8000,
+        requests: Vec::new(),
+        requests_skipped: 0,
+        register: Vec::new(),
         errors: Vec::new(),
     }
 }
@@ -402,4 +405,174 @@ fn a_failed_hypothesis_is_caught() {
     let mut j = healthy();
     j.probes.retain(|p| p.phase != "after");
     only_fails(&j, "steady-state-hypothesis", "never checked after");
+}
+
+fn with_traffic(requests: Vec<Request>) -> Journal {
+    let mut j = healthy();
+    j.scenario.traffic = Some(scenario::Traffic {
+        service: "web".into(),
+        rate: 10.0,
+        protocols: vec![scenario::Proto::Tcp, scenario::Proto::Udp],
+        timeout: std::time::Duration::from_secs(5),
+        max_failed: 0,
+        p99_during: Some(std::time::Duration::from_millis(500)),
+        p99_after: Some(std::time::Duration::from_millis(50)),
+    });
+    j.requests = requests;
+    j
+}
+
+fn req(at: Millis, node: &str, ok: bool, micros: u64) -> Request {
+    Request {
+        at,
+        node: node.into(),
+        proto: if at.is_multiple_of(2) { "tcp" } else { "udp" }.into(),
+        ok,
+        micros,
+        tries: u32::from(ok),
+        error: if ok {
+            String::new()
+        } else {
+            "no answer".into()
+        },
+    }
+}
+
+/// Requests every 100 ms through manager-1 and worker-1, all answered in 2 ms.
+fn steady_traffic() -> Vec<Request> {
+    (500..8000)
+        .step_by(100)
+        .flat_map(|t| {
+            [
+                req(t, "manager-1", true, 2000),
+                req(t + 1, "worker-1", true, 2000),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn traffic_that_all_got_answers_passes() {
+    let j = with_traffic(steady_traffic());
+    let v = verdict(&j, "traffic");
+    assert!(v.ok, "{}", v.summary);
+    assert!(
+        v.summary.contains("150 requests, 0 failed (0 failures"),
+        "{}",
+        v.summary
+    );
+}
+
+#[test]
+fn a_failed_request_through_a_live_node_fails_traffic() {
+    let mut rs = steady_traffic();
+    rs.push(req(2000, "manager-1", false, 5_000_000));
+    only_fails(&with_traffic(rs), "traffic", "1 requests failed");
+}
+
+#[test]
+fn requests_through_a_node_while_it_was_killed_are_not_counted() {
+    // worker-1 is killed at 1 s and started at 3 s: a request sent to it
+    // just before the kill, still in flight, fails with it.
+    let mut rs = steady_traffic();
+    rs.push(req(990, "worker-1", false, 30_000));
+    rs.push(req(2500, "worker-1", false, 1000));
+    let j = with_traffic(rs);
+    let v = verdict(&j, "traffic");
+    assert!(v.ok, "{}", v.summary);
+    assert!(
+        v.summary
+            .contains("2 failures through a node that was down"),
+        "{}",
+        v.summary
+    );
+}
+
+#[test]
+fn slow_answers_after_the_faults_fail_the_latency_bound() {
+    let rs: Vec<Request> = steady_traffic()
+        .into_iter()
+        .map(|mut r| {
+            if r.at > 5000 {
+                r.micros = 80_000;
+            }
+            r
+        })
+        .collect();
+    only_fails(
+        &with_traffic(rs),
+        "traffic",
+        "once steady again was 80.0 ms",
+    );
+}
+
+fn with_register(ops: Vec<RegOp>) -> Journal {
+    let mut j = healthy();
+    j.scenario.register = Some(scenario::Register {
+        rate: 5.0,
+        clients: 2,
+    });
+    j.register = ops;
+    j
+}
+
+fn reg(kind: RegKind, value: u64, via: &str, invoke: Millis, complete: Millis) -> RegOp {
+    RegOp {
+        client: 0,
+        kind,
+        value: Some(value),
+        via: via.into(),
+        invoke,
+        complete,
+        outcome: Outcome::Ok,
+        error: String::new(),
+    }
+}
+
+#[test]
+fn a_stale_barrier_read_fails_linearizable() {
+    let ops = vec![
+        reg(RegKind::Write, 1, "manager-1", 1000, 1100),
+        reg(RegKind::Write, 2, "manager-2", 1200, 1300),
+        reg(RegKind::BarrierRead, 1, "manager-3", 1400, 1500),
+    ];
+    only_fails(
+        &with_register(ops),
+        "linearizable",
+        "could not order read -> 1",
+    );
+}
+
+#[test]
+fn a_stale_local_read_elsewhere_is_allowed_but_not_through_the_writer() {
+    let mut ops = vec![
+        reg(RegKind::Write, 1, "manager-1", 1000, 1100),
+        reg(RegKind::Write, 2, "manager-2", 1200, 1300),
+        // manager-3 has not applied 2 yet: a local read may say so.
+        reg(RegKind::LocalRead, 1, "manager-3", 1400, 1500),
+        reg(RegKind::BarrierRead, 2, "manager-3", 1600, 1700),
+    ];
+    let j = with_register(ops.clone());
+    for name in ["linearizable", "local-reads"] {
+        let v = verdict(&j, name);
+        assert!(v.ok, "{name}: {:?}", v.violations);
+    }
+    // manager-2 acknowledged 2: a later read there returning 1 breaks read-your-writes.
+    ops.push(reg(RegKind::LocalRead, 1, "manager-2", 1800, 1850));
+    only_fails(
+        &with_register(ops),
+        "local-reads",
+        "older than the write of 2",
+    );
+}
+
+#[test]
+fn local_reads_that_go_backwards_fail() {
+    let ops = vec![
+        reg(RegKind::Write, 1, "manager-1", 1000, 1100),
+        reg(RegKind::Write, 2, "manager-1", 1200, 1300),
+        reg(RegKind::LocalRead, 2, "manager-3", 1400, 1500),
+        reg(RegKind::LocalRead, 1, "manager-3", 1600, 1700),
+    ];
+    only_fails(&with_register(ops), "local-reads", "reads went backwards");
 }

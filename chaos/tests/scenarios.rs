@@ -34,6 +34,32 @@ fn shipped_scenarios_parse() {
 }
 
 #[test]
+fn every_scenario_file_is_shipped_and_every_shipped_one_is_a_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter_map(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+        .collect();
+    on_disk.sort();
+    let mut shipped: Vec<String> = shoal_chaos::SHIPPED
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    shipped.sort();
+    assert_eq!(
+        on_disk, shipped,
+        "chaos/scenarios and shoal_chaos::SHIPPED (what `shoal-chaos list` shows) differ"
+    );
+    for (name, text) in shoal_chaos::SHIPPED {
+        let file = std::fs::read_to_string(dir.join(format!("{name}.toml"))).expect("read");
+        assert_eq!(file, *text, "{name}: the shipped text is the file's");
+    }
+}
+
+#[test]
 fn good_files_parse() {
     let good = files("tests/data/good");
     assert!(!good.is_empty());
@@ -114,4 +140,36 @@ fn everything_reads_as_written() {
         "a step knows the line of its [[method]] header"
     );
     assert_eq!(sc.rollbacks.len(), 2);
+}
+
+#[test]
+fn traffic_register_and_disk_read_as_written() {
+    use shoal_chaos::scenario::{Proto, Register};
+    use std::time::Duration;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/good/traffic-register-disk.toml");
+    let sc = scenario::parse(&std::fs::read_to_string(path).expect("read")).expect("parses");
+    assert_eq!(sc.cluster.disk, Some(32 << 20));
+    let t = sc.traffic.as_ref().expect("traffic");
+    assert_eq!((t.service.as_str(), t.rate), ("web", 50.0));
+    assert_eq!(t.protocols, vec![Proto::Udp]);
+    assert_eq!(t.timeout, Duration::from_secs(2));
+    assert_eq!(t.max_failed, 3);
+    assert_eq!(t.p99_during, None);
+    assert_eq!(t.p99_after, Some(Duration::from_millis(40)));
+    assert_eq!(
+        sc.register,
+        Some(Register {
+            rate: 5.0,
+            clients: 2
+        })
+    );
+    assert_eq!(sc.method[0].action, Action::Fill(Target::RandomManager));
+    assert_eq!(
+        sc.method[1].action,
+        Action::SlowDisk {
+            target: Target::Bound("full".into()),
+            ms: 150
+        }
+    );
 }

@@ -107,7 +107,8 @@ fn writes_forwarded_together_get_their_own_answers_and_bounds_are_checked() {
         ]),
     );
     match r {
-        Ok(Response::Each(each)) => {
+        Ok(Response::EachApplied(each, applied)) => {
+            assert!(applied > 0, "the leader says how far it applied");
             assert_eq!(each.len(), 3, "{each:?}");
             assert_eq!(each[0], Ok(()));
             assert!(
@@ -158,7 +159,44 @@ fn writes_forwarded_together_get_their_own_answers_and_bounds_are_checked() {
         &Request::ProposeMany(vec![label(&target, "after")]),
     );
     assert!(
-        matches!(r, Ok(Response::Each(ref e)) if e == &[Ok(())]),
+        matches!(r, Ok(Response::EachApplied(ref e, _)) if e == &[Ok(())]),
         "{r:?}"
     );
+}
+
+/// A write through a follower returns once applied there too (docs/api.md),
+/// so a read from that follower right after it sees it. The chaos harness's
+/// `register-leader-faults` found a follower that answered once the leader
+/// had applied the write and served the value before it 1 ms later.
+#[test]
+fn a_read_from_a_follower_right_after_a_write_through_it_sees_the_write() {
+    let nodes = cluster(3, 0, &[]);
+    let mut leader = None;
+    wait_for("a leader", LONG, || {
+        leader = common::leader_of(&nodes, 0);
+        leader.is_some()
+    });
+    let leader = leader.expect("leader");
+    let f = &nodes[(leader + 1) % nodes.len()];
+    for i in 0..100 {
+        let body = format!(r#"{{"Name":"ryw-{i}","Data":"eA=="}}"#);
+        let (code, v) = f.api("POST", "/configs/create", Some(&body)).expect("api");
+        assert_eq!(code, 201, "{v}");
+        let (code, v) = f
+            .api("GET", &format!("/configs/ryw-{i}"), None)
+            .expect("api");
+        assert_eq!(
+            code, 200,
+            "write {i} acknowledged by the follower, not there: {v}"
+        );
+    }
+
+    // A single forwarded write is answered with the leader's applied index.
+    let peer = Peer::new(&stolen_identity(&f.data_dir()));
+    let target = node_id(&nodes[leader], &format!("manager-{}", leader + 1));
+    let r = peer.ask(
+        &nodes[leader],
+        &Request::Propose(Box::new(label(&target, "single"))),
+    );
+    assert!(matches!(r, Ok(Response::Applied(i)) if i > 0), "{r:?}");
 }

@@ -60,6 +60,13 @@ pub struct LogStore {
     /// (the simulation reports them; compaction does not take them back).
     appended: std::sync::atomic::AtomicU64,
     appended_bytes: std::sync::atomic::AtomicU64,
+    /// Milliseconds every flush waits before it starts: a slow disk, set
+    /// only by the daemon's chaos seam (`--enable-chaos`), 0 otherwise.
+    flush_delay_ms: std::sync::atomic::AtomicU64,
+    /// The first flush that failed (a full disk, an I/O error): sled takes
+    /// no write after one until the database is opened again, so the
+    /// manager refuses writes from then on, in these words.
+    failed: parking_lot::Mutex<Option<String>>,
 }
 
 fn parse<M: protobuf::Message>(what: &str, bytes: &[u8]) -> Result<M, LogError> {
@@ -84,6 +91,8 @@ impl LogStore {
             flushed_bytes: std::sync::atomic::AtomicU64::new(0),
             appended: std::sync::atomic::AtomicU64::new(0),
             appended_bytes: std::sync::atomic::AtomicU64::new(0),
+            flush_delay_ms: std::sync::atomic::AtomicU64::new(0),
+            failed: parking_lot::Mutex::new(None),
         };
         store.reload()?;
         Ok(Arc::new(store))
@@ -273,15 +282,47 @@ impl LogStore {
         self.durable.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Makes every flush from now on wait `delay` first, as a slow disk's
+    /// fsync would (the chaos harness's `slow-disk` fault); zero undoes it.
+    pub fn set_flush_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.flush_delay_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub async fn flush(&self) -> Result<(), LogError> {
         if self.durable.load(std::sync::atomic::Ordering::Acquire) {
+            let delay = self
+                .flush_delay_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             self.flushes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let bytes = self.db.flush_async().await?;
+            let bytes = match self.db.flush_async().await {
+                Ok(b) => b,
+                Err(e) => {
+                    let mut failed = self.failed.lock();
+                    if failed.is_none() {
+                        tracing::error!(
+                            error = %e,
+                            "the Raft log cannot be persisted: this manager takes no writes until it is restarted"
+                        );
+                        *failed = Some(e.to_string());
+                    }
+                    return Err(e.into());
+                }
+            };
             self.flushed_bytes
                 .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Why the log cannot be persisted any more, once a flush failed.
+    pub fn failed(&self) -> Option<String> {
+        self.failed.lock().clone()
     }
 
     /// How many flushes this log has done since it was opened.

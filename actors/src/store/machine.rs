@@ -84,6 +84,9 @@ pub struct StateMachine {
     /// What the last events said of each object (taken with `inner`'s
     /// write lock held, so in apply order).
     digests: Mutex<Digests>,
+    /// The first write of applied entries that failed (a full disk): sled
+    /// takes no write after one until the database is opened again.
+    failed: Mutex<Option<String>>,
 }
 
 impl StateMachine {
@@ -97,6 +100,7 @@ impl StateMachine {
             inner: RwLock::new((state, applied)),
             outcomes: Mutex::new(Outcomes::default()),
             persisting: Mutex::new(()),
+            failed: Mutex::new(None),
         }))
     }
 
@@ -138,6 +142,11 @@ impl StateMachine {
 
     pub fn read(&self) -> RwLockReadGuard<'_, (ClusterState, AppliedIndex)> {
         self.inner.read()
+    }
+
+    /// Why applied entries cannot be persisted any more, once a write failed.
+    pub fn failed(&self) -> Option<String> {
+        self.failed.lock().clone()
     }
 
     pub fn applied(&self) -> AppliedIndex {
@@ -226,6 +235,13 @@ impl StateMachine {
                 *self.digests.lock() = Digests::of(&on_disk.0);
                 *guard = on_disk;
             }
+            self.failed.lock().get_or_insert_with(|| {
+                tracing::error!(
+                    error = %e,
+                    "applied entries cannot be persisted: this manager takes no writes until it is restarted"
+                );
+                e.to_string()
+            });
             return Err(e.into());
         }
         let mut kept = self.outcomes.lock();

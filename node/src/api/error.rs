@@ -105,7 +105,9 @@ impl From<NodeError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
             }
             NodeError::Remote(r) => r.into(),
-            NodeError::Locked => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            NodeError::Locked | NodeError::CannotPersist(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             NodeError::Unreachable(..) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }

@@ -109,6 +109,7 @@ fn routes(rt: Arc<Runtime>) -> Router {
         .route("/tasks/{id}/logs", get(logs::task_logs))
         .route("/debug/actors", get(debug_actors))
         .route("/debug/chaos/kill", post(chaos_kill))
+        .route("/debug/chaos/disk", post(chaos_disk))
         .route(
             "/debug/chaos/network",
             get(chaos_network_list)
@@ -657,6 +658,26 @@ async fn chaos_network_clear(State(rt): Rt) -> Typed<wire::Empty> {
     chaos_transport(&rt)?.faults.clear();
     tracing::warn!("chaos: network faults cleared");
     Ok(Json(wire::Empty {}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DiskFault {
+    /// Added to every Raft log flush of this manager; 0 takes it off.
+    flush_delay_ms: u64,
+}
+
+/// Chaos hook: a slow disk under this manager's Raft log (every flush waits
+/// `FlushDelayMs` first). A seam rather than a device-mapper `delay` target:
+/// it needs no kernel support (the test machines have no device-mapper) and
+/// slows exactly the flush Raft waits on before it acknowledges.
+async fn chaos_disk(State(rt): Rt, Json(req): Json<DiskFault>) -> ApiResult {
+    chaos_enabled(&rt)?;
+    let m = rt.manager()?;
+    m.log
+        .set_flush_delay(Duration::from_millis(req.flush_delay_ms));
+    tracing::warn!(ms = req.flush_delay_ms, "chaos: Raft log flush delay set");
+    Ok(Json(json!({})))
 }
 
 /// Chaos hook: kills (or stops) a named actor and reports how long the tree

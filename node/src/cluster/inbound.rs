@@ -277,7 +277,10 @@ async fn handle(
     };
     Ok(match req {
         Request::Join { .. } => refused("this node is already part of the swarm"),
-        Request::Propose(cmd) if manager => rt.propose_here(*cmd).await.into(),
+        Request::Propose(cmd) if manager => match rt.propose_here_at(*cmd).await {
+            Ok(index) => Response::Applied(index),
+            Err(e) => Response::from(Err(e)),
+        },
         Request::AddVoter(id) if manager => rt.add_voter_here(id).await.into(),
         Request::RemoveVoter(id) if manager => rt.remove_voter_here(id).await.into(),
         Request::RoleChange(change) if manager => rt.change_role(*change).await.into(),

@@ -120,6 +120,13 @@ pub enum Response {
     Refused(Refusal),
     /// Each write's result, in the order of a `ProposeMany`.
     Each(Vec<Result<(), Refusal>>),
+    /// A forwarded write (`Request::Propose`) committed and applied on the
+    /// leader, in the entry of this index: the manager that forwarded it
+    /// answers its client once it has applied as far, so a read there
+    /// after the write sees it (docs/api.md).
+    Applied(u64),
+    /// `Each`, with the index of the entry they were committed in (as `Applied`).
+    EachApplied(Vec<Result<(), Refusal>>, u64),
 }
 
 /// Why a peer refused a request. Callers match variants (a retry on

@@ -99,6 +99,8 @@ pub enum NodeError {
     Actors(String),
     #[error("Swarm is encrypted and needs to be unlocked before it can be used. Please use \"shoal swarm unlock\" to unlock it.")]
     Locked,
+    #[error("This manager cannot persist its Raft log or state ({0}): it takes no writes until it is restarted with space on its data directory. Send writes to another manager.")]
+    CannotPersist(String),
 }
 
 impl From<NodeError> for Refusal {
@@ -120,7 +122,8 @@ impl From<NodeError> for Refusal {
             | NodeError::NotManager
             | NodeError::WorkerNode
             | NodeError::NotInSwarm
-            | NodeError::Unreachable(..) => Refusal::Unavailable(e.to_string()),
+            | NodeError::Unreachable(..)
+            | NodeError::CannotPersist(_) => Refusal::Unavailable(e.to_string()),
             NodeError::Addr(_) => Refusal::BadRequest(e.to_string()),
             other => Refusal::Failed(other.to_string()),
         }

@@ -40,7 +40,9 @@ struct Forward {
     command: Command,
     /// The command's encoding, for the request.
     bytes: Vec<u8>,
-    reply: oneshot::Sender<Result<(), NodeError>>,
+    /// The index of the entry the write was committed in, once the leader applied it (0 from
+    /// a leader that does not say).
+    reply: oneshot::Sender<Result<u64, NodeError>>,
 }
 
 /// The forwarding queues, one per leader (by Raft id).
@@ -107,6 +109,15 @@ fn done_or_refused(addr: &str, answer: Response) -> Result<(), NodeError> {
     }
 }
 
+/// A forwarded write's answer: the index of its entry, applied on the leader (0 from
+/// a leader that answers only `Done`), or why not.
+fn applied_or_refused(addr: &str, answer: Response) -> Result<u64, NodeError> {
+    match answer {
+        Response::Applied(index) => Ok(index),
+        other => done_or_refused(addr, other).map(|()| 0),
+    }
+}
+
 /// The same error again, for every write of a request that failed whole.
 fn same(e: &NodeError) -> NodeError {
     match e {
@@ -133,7 +144,7 @@ async fn send_forwards(slot: TransportSlot, queue: Arc<PackQueue<Forward>>) {
             let r = match codec::encode(&Request::Propose(Box::new(f.command))) {
                 Ok(bytes) => exchange(&slot, &addr, &bytes)
                     .await
-                    .and_then(|a| done_or_refused(&addr, a)),
+                    .and_then(|a| applied_or_refused(&addr, a)),
                 Err(e) => Err(NodeError::Actors(e.to_string())),
             };
             let _ = f.reply.send(r);
@@ -144,12 +155,16 @@ async fn send_forwards(slot: TransportSlot, queue: Arc<PackQueue<Forward>>) {
             .and_then(|empty| codec::splice_seq(&empty, &parts));
         let n = pack.len();
         let all = |e: NodeError| (0..n).map(|_| Err(same(&e))).collect();
-        let answers: Vec<Result<(), NodeError>> = match request {
+        let answers: Vec<Result<u64, NodeError>> = match request {
             Err(e) => all(NodeError::Actors(e.to_string())),
             Ok(bytes) => match exchange(&slot, &addr, &bytes).await {
                 Ok(Response::Each(each)) if each.len() == n => each
                     .into_iter()
-                    .map(|r| r.map_err(NodeError::Remote))
+                    .map(|r| r.map(|()| 0).map_err(NodeError::Remote))
+                    .collect(),
+                Ok(Response::EachApplied(each, index)) if each.len() == n => each
+                    .into_iter()
+                    .map(|r| r.map(|()| index).map_err(NodeError::Remote))
                     .collect(),
                 // One refusal for the whole request (not a manager, say).
                 Ok(Response::Refused(r)) => all(NodeError::Remote(r)),
@@ -182,8 +197,9 @@ impl Runtime {
     }
 
     /// A write forwarded to the leader, together with the others waiting
-    /// to be forwarded to it at that moment.
-    async fn forward_write(&self, leader: u64, command: &Command) -> Result<(), NodeError> {
+    /// to be forwarded to it at that moment; the index of the entry it was
+    /// committed in, once the leader applied it.
+    async fn forward_write(&self, leader: u64, command: &Command) -> Result<u64, NodeError> {
         let addr = self
             .addr_of_raft(leader)
             .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
@@ -213,6 +229,11 @@ impl Runtime {
     /// it retries until the propose timeout.
     pub async fn propose(&self, cmd: Command) -> Result<(), NodeError> {
         let m = self.manager()?;
+        // A full or failing disk: refused at once, in words that say so,
+        // rather than after the propose timeout as if quorum were lost.
+        if let Some(e) = m.log.failed().or_else(|| m.sm.failed()) {
+            return Err(NodeError::CannotPersist(e));
+        }
         let deadline = Instant::now() + m.timings.propose_timeout;
         // A leader we could not reach is not tried again until Raft names
         // another: it is most likely dead and an election is under way.
@@ -223,11 +244,16 @@ impl Runtime {
                     NodeError::Unreachable(format!("leader {l:x}"), "no answer".into()),
                 ),
                 Err(ProposeError::NotLeader { leader: Some(l) }) => {
-                    let r = self.forward_write(l, &cmd).await;
-                    if matches!(r, Err(NodeError::Unreachable(..))) {
-                        unreachable = Some(l);
+                    match self.forward_write(l, &cmd).await {
+                        // Applied on the leader: answer once applied here too.
+                        Ok(index) => return self.applied_here(index, deadline).await,
+                        Err(e) => {
+                            if matches!(e, NodeError::Unreachable(..)) {
+                                unreachable = Some(l);
+                            }
+                            Err(e)
+                        }
                     }
-                    r
                 }
                 other => other.map_err(NodeError::from),
             };
@@ -246,9 +272,37 @@ impl Runtime {
         }
     }
 
-    /// A write forwarded to this node: it must lead.
-    pub async fn propose_here(&self, cmd: Command) -> Result<(), NodeError> {
-        Ok(self.manager()?.proposer.propose(cmd).await?)
+    /// Waits until this manager has applied the log as far as `index` (the
+    /// entry a write it forwarded was committed in, as the leader says): a write
+    /// returns only once applied on the manager it went through, so a read
+    /// there after it sees it. Found by the chaos harness's local-reads
+    /// checker: a follower answered the write when the leader had applied
+    /// it and a read 1 ms later still returned the value before.
+    async fn applied_here(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
+        let m = self.manager()?;
+        while m.sm.applied().index < index {
+            if let Some(e) = m.log.failed().or_else(|| m.sm.failed()) {
+                return Err(NodeError::CannotPersist(e));
+            }
+            // Out of the Raft group (a manager demoting itself removes it
+            // from the voters before it writes its new role): it applies
+            // nothing more, and serves no reads of the state either.
+            let cs = m.log.conf_state();
+            if !cs.voters.contains(&m.raft_id) && !cs.learners.contains(&m.raft_id) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ProposeError::Timeout.into());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    /// A write forwarded to this node: it must lead. The index of the entry
+    /// it was committed in.
+    pub async fn propose_here_at(&self, cmd: Command) -> Result<u64, NodeError> {
+        Ok(self.manager()?.proposer.propose_at(cmd).await?)
     }
 
     /// Writes forwarded together (`Request::ProposeMany`, `request_bytes`
@@ -266,12 +320,15 @@ impl Runtime {
             Ok(m) => m,
             Err(e) => return Response::from(Err(e)),
         };
-        let results = m.proposer.propose_all(cmds).await;
-        Response::Each(
+        let results = m.proposer.propose_all_at(cmds).await;
+        // The latest entry any of them went into (a retry may take a later one).
+        let index = results.iter().flatten().copied().max().unwrap_or(0);
+        Response::EachApplied(
             results
                 .into_iter()
-                .map(|r| r.map_err(|e| Refusal::from(NodeError::from(e))))
+                .map(|r| r.map(|_| ()).map_err(|e| Refusal::from(NodeError::from(e))))
                 .collect(),
+            index,
         )
     }
 

@@ -1,0 +1,205 @@
+//! The traffic load (`[traffic]`): a steady stream of requests to a
+//! service's published port through every live node, each recorded with
+//! its outcome and latency. TCP requests are HTTP/1.0 GETs answered with a
+//! 200 by the workload's port 80; UDP requests are one datagram, answered
+//! with one by its echo on 81, sent again after a second without an answer
+//! (as a resolver does; UDP may drop). Every request (and every UDP try) is
+//! a new connection or a new source port, so each is routed afresh by the
+//! node's mesh.
+//!
+//! Requests come from 127.0.0.1, like the `mesh` probe's and unlike a
+//! `flood`'s (127.3.0.x), so the mesh's per-port caps see them as one more
+//! client.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::history::Request;
+use crate::scenario::{Proto, Traffic};
+use crate::workload::Recorder;
+
+/// Nodes whose published ports take traffic, kept current by the runner:
+/// a node leaves before it is killed, stopped or paused and comes back
+/// once it answers again.
+pub type LiveNodes = Arc<Mutex<Vec<(String, IpAddr)>>>;
+
+/// Requests outstanding at once; past that a send is skipped (and counted):
+/// the client, not the cluster, would be the limit.
+const MAX_OUTSTANDING: usize = 2048;
+
+/// A running traffic load; `stop` ends it and hands back what it recorded.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pacer: Option<std::thread::JoinHandle<()>>,
+    requests: Arc<Mutex<Vec<Request>>>,
+    outstanding: Arc<AtomicUsize>,
+    skipped: Arc<AtomicU64>,
+}
+
+impl Load {
+    pub fn start(t: &Traffic, port: u16, nodes: LiveNodes, rec: Arc<Recorder>) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let skipped = Arc::new(AtomicU64::new(0));
+        let pacer = {
+            let (t, stop, requests, outstanding, skipped) = (
+                t.clone(),
+                stop.clone(),
+                requests.clone(),
+                outstanding.clone(),
+                skipped.clone(),
+            );
+            std::thread::spawn(move || {
+                let gap = Duration::from_secs_f64(1.0 / t.rate);
+                let origin = Instant::now();
+                let mut n: u64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    // On a fixed schedule: a slow send does not lower the rate.
+                    let due = origin + gap.mul_f64(n as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let live = nodes.lock().map(|l| l.clone()).unwrap_or_default();
+                    let proto = t.protocols[n as usize % t.protocols.len()];
+                    let pick = (n as usize / t.protocols.len()) % live.len().max(1);
+                    n += 1;
+                    let Some((node, ip)) = live.get(pick).cloned() else {
+                        continue;
+                    };
+                    if outstanding.load(Ordering::Relaxed) >= MAX_OUTSTANDING {
+                        skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    outstanding.fetch_add(1, Ordering::Relaxed);
+                    let (rec, requests, mine, timeout) = (
+                        rec.clone(),
+                        requests.clone(),
+                        outstanding.clone(),
+                        t.timeout,
+                    );
+                    let spawned = std::thread::Builder::new().spawn(move || {
+                        let at = rec.now();
+                        let began = Instant::now();
+                        let result = request(proto, SocketAddr::new(ip, port), timeout);
+                        let micros = began.elapsed().as_micros() as u64;
+                        let r = Request {
+                            at,
+                            node,
+                            proto: proto.as_str().into(),
+                            ok: result.is_ok(),
+                            micros,
+                            tries: *result.as_ref().unwrap_or(&0),
+                            error: result.err().unwrap_or_default(),
+                        };
+                        if let Ok(mut v) = requests.lock() {
+                            v.push(r);
+                        }
+                        mine.fetch_sub(1, Ordering::Relaxed);
+                    });
+                    if spawned.is_err() {
+                        outstanding.fetch_sub(1, Ordering::Relaxed);
+                        skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        Load {
+            stop,
+            pacer: Some(pacer),
+            requests,
+            outstanding,
+            skipped,
+        }
+    }
+
+    /// Stops sending, waits for the requests in flight (each ends within
+    /// its timeout), and returns every request, in the order sent, and how
+    /// many sends were skipped.
+    pub fn stop(mut self, timeout: Duration) -> (Vec<Request>, u64) {
+        self.halt();
+        let deadline = Instant::now() + timeout + Duration::from_secs(1);
+        while self.outstanding.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = self.requests.lock().map(|v| v.clone()).unwrap_or_default();
+        out.sort_by_key(|r| r.at);
+        (out, self.skipped.load(Ordering::Relaxed))
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(p) = self.pacer.take() {
+            let _ = p.join();
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// A UDP request not answered within this is sent again, from a new port.
+pub const UDP_RETRY: Duration = Duration::from_secs(1);
+
+/// One datagram and its answer.
+fn udp_once(to: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let s = UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| format!("bind: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
+    s.send_to(b"traffic", to)
+        .map_err(|e| format!("send: {e}"))?;
+    let mut buf = [0u8; 2048];
+    match s.recv_from(&mut buf) {
+        Ok((n, _)) if n > 0 => Ok(()),
+        Ok(_) => Err("an empty answer".into()),
+        Err(e) => Err(format!("no answer: {e}")),
+    }
+}
+
+/// One request: how many tries it took (UDP is sent again when no answer
+/// comes), or why it failed.
+pub fn request(proto: Proto, to: SocketAddr, timeout: Duration) -> Result<u32, String> {
+    match proto {
+        Proto::Tcp => {
+            let mut s =
+                TcpStream::connect_timeout(&to, timeout).map_err(|e| format!("connect: {e}"))?;
+            let _ = s.set_read_timeout(Some(timeout));
+            let _ = s.set_write_timeout(Some(timeout));
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+                .map_err(|e| format!("send: {e}"))?;
+            let mut out = Vec::new();
+            s.read_to_end(&mut out)
+                .map_err(|e| format!("answer: {e}"))?;
+            if out.starts_with(b"HTTP/1.0 200") {
+                Ok(1)
+            } else if out.is_empty() {
+                Err("closed without an answer".into())
+            } else {
+                let head = String::from_utf8_lossy(&out[..out.len().min(40)]).into_owned();
+                Err(format!("answered {head:?}"))
+            }
+        }
+        Proto::Udp => {
+            // Like a DNS resolver: one datagram, sent again from a new
+            // source port (a new flow) if no answer came within a second,
+            // until `timeout` has passed.
+            let began = std::time::Instant::now();
+            let mut tries = 0;
+            let mut last = String::new();
+            while began.elapsed() < timeout {
+                tries += 1;
+                let left = timeout.saturating_sub(began.elapsed());
+                match udp_once(to, left.min(UDP_RETRY)) {
+                    Ok(()) => return Ok(tries),
+                    Err(e) => last = e,
+                }
+            }
+            Err(format!("{last} ({tries} tries)"))
+        }
+    }
+}
