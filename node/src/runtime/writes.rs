@@ -345,6 +345,13 @@ impl Runtime {
                     term,
                 })
             };
+            if let ToDispatcher::Register { addr, .. } = &m {
+                // A node registers when its agent starts: what this node
+                // holds open to it may lead to its previous process.
+                if let (Some(t), Ok(a)) = (self.transport.read().clone(), addr.parse()) {
+                    t.forget(a);
+                }
+            }
             let msg = match m {
                 ToDispatcher::Register {
                     node_id,

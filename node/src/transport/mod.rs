@@ -599,6 +599,19 @@ impl Transport {
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"shutdown");
     }
+
+    /// Drops the control connection and ordered pipe this transport holds
+    /// to `addr`: the node there may have started again, and what was open
+    /// would lead to its previous process, which no longer answers. What is
+    /// sent next dials anew, instead of vanishing until an idle timeout.
+    /// Mesh and overlay connections stay (they carry users' traffic; they
+    /// redial on their own errors).
+    pub fn forget(&self, addr: SocketAddr) {
+        if let Some(c) = self.conns.lock().remove(&addr) {
+            c.close(0u32.into(), b"peer registered again");
+        }
+        self.pipes.lock().remove(&addr);
+    }
 }
 
 /// Messages queued on one peer's ordered pipe before new ones are dropped.
