@@ -120,33 +120,27 @@ struct Fields<'a> {
     data_version: u64,
 }
 
+/// The fields a secret and a config share (bollard has a type for each).
+macro_rules! fields_of {
+    ($o:expr) => {{
+        let spec = $o.docker.spec.as_ref();
+        Fields {
+            id: $o.docker.id.as_deref().unwrap_or(""),
+            name: spec.and_then(|s| s.name.as_deref()).unwrap_or(""),
+            labels: spec.and_then(|s| s.labels.as_ref()),
+            created_at: $o.docker.created_at.as_deref(),
+            updated_at: $o.docker.updated_at.as_deref(),
+            data: spec.and_then(|s| s.data.as_deref()),
+            data_version: $o.data_version.unwrap_or(0),
+        }
+    }};
+}
+
 impl Object {
     fn fields(&self) -> Fields<'_> {
         match self {
-            Object::Secret(o) => {
-                let spec = o.docker.spec.as_ref();
-                Fields {
-                    id: o.docker.id.as_deref().unwrap_or(""),
-                    name: spec.and_then(|s| s.name.as_deref()).unwrap_or(""),
-                    labels: spec.and_then(|s| s.labels.as_ref()),
-                    created_at: o.docker.created_at.as_deref(),
-                    updated_at: o.docker.updated_at.as_deref(),
-                    data: spec.and_then(|s| s.data.as_deref()),
-                    data_version: o.data_version.unwrap_or(0),
-                }
-            }
-            Object::Config(o) => {
-                let spec = o.docker.spec.as_ref();
-                Fields {
-                    id: o.docker.id.as_deref().unwrap_or(""),
-                    name: spec.and_then(|s| s.name.as_deref()).unwrap_or(""),
-                    labels: spec.and_then(|s| s.labels.as_ref()),
-                    created_at: o.docker.created_at.as_deref(),
-                    updated_at: o.docker.updated_at.as_deref(),
-                    data: spec.and_then(|s| s.data.as_deref()),
-                    data_version: o.data_version.unwrap_or(0),
-                }
-            }
+            Object::Secret(o) => fields_of!(o),
+            Object::Config(o) => fields_of!(o),
         }
     }
 
