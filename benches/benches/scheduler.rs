@@ -55,6 +55,7 @@ fn requests(tasks: usize) -> Vec<Request> {
             reserve_nano_cpus: 0,
             reserve_memory_bytes: 0,
             node: None,
+            prefer: None,
         })
         .collect()
 }

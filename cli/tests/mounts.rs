@@ -395,3 +395,123 @@ fn a_docker_tasks_volume_is_made_by_the_engine() {
         None::<bollard::query_parameters::RemoveVolumeOptions>,
     ));
 }
+
+/// The node each running slot of `service` is on, by slot name (`st.1`).
+fn slot_nodes(d: &Daemon, service: &str) -> std::collections::BTreeMap<String, String> {
+    d.rows(&["service", "ps", service])
+        .into_iter()
+        .filter(|r| {
+            r["DesiredState"] == "Running"
+                && r["CurrentState"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Running"))
+        })
+        .map(|r| {
+            (
+                r["Name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_start_matches("\\_ ")
+                    .to_string(),
+                r["Node"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Stateful slots: a slot whose volume is its own (`data-{{.Task.Slot}}`)
+/// comes back to the node that holds that volume when it is updated, and
+/// keeps its data there; only when that node is lost does it move, and
+/// `service ps` shows where to. Two slots on three nodes: without the
+/// preference a replaced slot would go to the empty third node.
+#[test]
+fn a_slot_stays_with_its_volume_until_its_node_is_lost() {
+    let mut nodes = cluster(1, 2, &[]);
+    let m = &nodes[0];
+    m.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "st",
+        "--replicas",
+        "2",
+        "--driver",
+        "process",
+        "--mount",
+        "type=volume,source=data-{{.Task.Slot}},target=/data",
+        "/bin/sh",
+        "-c",
+        "n=$(cat /data/n 2>/dev/null || echo 0); echo $((n+1)) > /data/n; exec sleep 100019",
+    ]);
+    wait_for("two slots running", LONG, || slot_nodes(m, "st").len() == 2);
+    let before = slot_nodes(m, "st");
+    // The nodes of the slots get more tasks than the third: a replaced slot
+    // placed by load alone would go to the third.
+    let free = ["manager-1", "worker-1", "worker-2"]
+        .into_iter()
+        .find(|h| !before.values().any(|v| v == h))
+        .expect("a node without a slot");
+    let constraint = format!("node.hostname!={free}");
+    m.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "filler",
+        "--replicas",
+        "4",
+        "--constraint",
+        &constraint,
+        "--driver",
+        "process",
+        "/bin/sleep",
+        "100020",
+    ]);
+    wait_for("the filler running", LONG, || running(m, "filler") == 4);
+    // `cluster` names its nodes manager-1, then worker-1 and worker-2.
+    let index = |host: &str| match host {
+        "manager-1" => 0,
+        "worker-1" => 1,
+        "worker-2" => 2,
+        other => panic!("no node {other}"),
+    };
+    let count = |host: &str, slot: &str| {
+        let d = &nodes[index(host)];
+        std::fs::read_to_string(d.data_dir().join(format!("volumes/data-{slot}/_data/n")))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    };
+    for round in 2..=3 {
+        m.ok(&["service", "update", "-d", "--force", "st"]);
+        wait_for("the slots replaced", LONG, || {
+            before.iter().all(|(name, host)| {
+                count(host, name.trim_start_matches("st.")) == round.to_string()
+            })
+        });
+        wait_for("both running again", LONG, || {
+            slot_nodes(m, "st").len() == 2
+        });
+        assert_eq!(slot_nodes(m, "st"), before, "a slot left its volume's node");
+    }
+
+    // Its node lost, a worker's slot moves, and says where.
+    let (slot, host) = before
+        .iter()
+        .find(|(_, h)| h.starts_with("worker"))
+        .map(|(s, h)| (s.clone(), h.clone()))
+        .expect("a slot on a worker");
+    let i = index(&host);
+    nodes[i].kill9();
+    let m = &nodes[0];
+    let moved = std::time::Instant::now();
+    while slot_nodes(m, "st").get(&slot).is_none_or(|h| *h == host) {
+        assert!(
+            moved.elapsed() < LONG,
+            "the slot did not move: {}\n{}",
+            m.ok(&["service", "ps", "st"]),
+            m.ok(&["node", "ls"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -106,12 +106,54 @@ fn limit_flags(r: &crate::model::Resources) -> Vec<String> {
     .collect()
 }
 
+/// Whether a task's volumes are its slot's own (a volume mount whose source
+/// names `{{.Task.Slot}}`): the slot then stays with the node that holds
+/// them while that node can take it.
+fn slot_volumes(t: &crate::model::Task) -> bool {
+    t.slot != 0
+        && t.spec.mounts.iter().any(|m| {
+            m.kind == Some(crate::mounts::MountKind::Volume) && m.source.contains(".Task.Slot")
+        })
+}
+
+/// The node each slot of a service last had a task on (its newest task
+/// that was given one).
+fn slot_nodes(state: &ClusterState, service_id: &str) -> HashMap<u64, String> {
+    let mut newest: HashMap<u64, (chrono::DateTime<chrono::Utc>, &str)> = HashMap::new();
+    for t in state.tasks_of_service(service_id) {
+        let Some(node) = t.node_id.as_deref() else {
+            continue;
+        };
+        let e = newest.entry(t.slot).or_insert((t.created_at, node));
+        if t.created_at >= e.0 {
+            *e = (t.created_at, node);
+        }
+    }
+    newest
+        .into_iter()
+        .map(|(slot, (_, node))| (slot, node.to_string()))
+        .collect()
+}
+
+/// Per pass: each service's slots' nodes, looked up once.
+type SlotNodes = HashMap<String, HashMap<u64, String>>;
+
 fn request(
     state: &ClusterState,
     cache: &mut HashMap<(String, u64), Parsed>,
+    slots: &mut SlotNodes,
     t: &crate::model::Task,
 ) -> Request {
     let (constraints, spread) = parsed(cache, t);
+    let prefer = slot_volumes(t)
+        .then(|| {
+            slots
+                .entry(t.service_id.clone())
+                .or_insert_with(|| slot_nodes(state, &t.service_id))
+                .get(&t.slot)
+                .cloned()
+        })
+        .flatten();
     Request {
         task_id: t.id.clone(),
         service_id: t.service_id.clone(),
@@ -126,6 +168,7 @@ fn request(
         reserve_nano_cpus: t.spec.resources.reserve_nano_cpus,
         reserve_memory_bytes: t.spec.resources.reserve_memory_bytes,
         node: t.node_id.clone(),
+        prefer,
     }
 }
 
@@ -323,6 +366,7 @@ impl SchedulerState {
             }
             let mut nodes = self.loads.candidates(state);
             let mut cache = HashMap::new();
+            let mut slots = SlotNodes::new();
             let mut updates = Vec::new();
             let mut done = Vec::new();
             let mut chunk = Vec::with_capacity(MAX_UPDATES_PER_PROPOSAL);
@@ -336,7 +380,7 @@ impl SchedulerState {
                 let next = ids.next();
                 match next.map(|id| (id, state.tasks.get(id))) {
                     Some((_, Some(t))) if wants_node(t) => {
-                        chunk.push(request(state, &mut cache, t));
+                        chunk.push(request(state, &mut cache, &mut slots, t));
                         if chunk.len() < MAX_UPDATES_PER_PROPOSAL {
                             continue;
                         }

@@ -81,6 +81,9 @@ pub struct Request {
     pub reserve_memory_bytes: u64,
     /// A global task's node: the only one it may go to.
     pub node: Option<String>,
+    /// The node its slot's volumes are on (`--mount
+    /// source=data-{{.Task.Slot}}`): taken whenever it can take the task.
+    pub prefer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +241,8 @@ pub fn place(requests: &[Request], nodes: &mut [Candidate]) -> Vec<Decision> {
         let mut rejected = vec![0usize; FILTERS.len()];
         let mut leaves: Vec<Leaf> = Vec::new();
         let mut leaf_of: HashMap<Vec<Option<String>>, usize> = HashMap::new();
+        // Eligible nodes: their index and leaf, for a slot's preferred node.
+        let mut eligible: HashMap<&str, (usize, usize)> = HashMap::new();
         for (i, c) in nodes.iter().enumerate() {
             if first.node.as_ref().is_some_and(|n| *n != c.id) {
                 continue;
@@ -262,9 +267,27 @@ pub fn place(requests: &[Request], nodes: &mut [Candidate]) -> Vec<Decision> {
             let svc = c.service_count(&first.service_id);
             leaves[l].tasks += svc;
             leaves[l].heap.push(Reverse((svc, c.total_tasks, i)));
+            eligible.insert(c.id.as_str(), (i, l));
         }
+        let eligible: HashMap<String, (usize, usize)> = eligible
+            .into_iter()
+            .map(|(id, at)| (id.to_string(), at))
+            .collect();
         let mut pending = group.iter();
         'requests: for r in pending.by_ref() {
+            if let Some(&(i, l)) = r.prefer.as_ref().and_then(|p| eligible.get(p)) {
+                let node = &mut nodes[i];
+                if !FILTERS.iter().any(|f| f.dynamic && (f.rejects)(node, r)) {
+                    // Its heap entry is stale now and re-ranked when popped.
+                    take(node, r);
+                    leaves[l].tasks += 1;
+                    decisions.push(Decision::Assign {
+                        task_id: r.task_id.clone(),
+                        node_id: node.id.clone(),
+                    });
+                    continue 'requests;
+                }
+            }
             loop {
                 let Some(l) = pick_leaf(&leaves) else {
                     let reason = no_suitable_node(&rejected, first);
@@ -291,14 +314,7 @@ pub fn place(requests: &[Request], nodes: &mut [Candidate]) -> Vec<Decision> {
                     rejected[f] += 1;
                     continue;
                 }
-                node.total_tasks += 1;
-                *node.service_tasks.entry(r.service_id.clone()).or_default() += 1;
-                node.reserved_nano_cpus =
-                    node.reserved_nano_cpus.saturating_add(r.reserve_nano_cpus);
-                node.reserved_memory_bytes = node
-                    .reserved_memory_bytes
-                    .saturating_add(r.reserve_memory_bytes);
-                node.host_ports.extend(r.host_ports.iter().copied());
+                take(node, r);
                 leaves[l].tasks += 1;
                 leaves[l].heap.push(Reverse((svc + 1, total + 1, i)));
                 decisions.push(Decision::Assign {
@@ -310,6 +326,17 @@ pub fn place(requests: &[Request], nodes: &mut [Candidate]) -> Vec<Decision> {
         }
     }
     decisions
+}
+
+/// `node` takes the task `r` asks a node for.
+fn take(node: &mut Candidate, r: &Request) {
+    node.total_tasks += 1;
+    *node.service_tasks.entry(r.service_id.clone()).or_default() += 1;
+    node.reserved_nano_cpus = node.reserved_nano_cpus.saturating_add(r.reserve_nano_cpus);
+    node.reserved_memory_bytes = node
+        .reserved_memory_bytes
+        .saturating_add(r.reserve_memory_bytes);
+    node.host_ports.extend(r.host_ports.iter().copied());
 }
 
 fn no_suitable_node(rejected: &[usize], req: &Request) -> String {
@@ -380,6 +407,7 @@ mod tests {
             reserve_nano_cpus: 0,
             reserve_memory_bytes: 0,
             node: None,
+            prefer: None,
         }
     }
 
@@ -545,6 +573,42 @@ mod tests {
                 task_id: "t0".into(),
                 reason: "no suitable node (scheduling constraints not satisfied on 2 nodes)".into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_slot_goes_back_to_the_node_of_its_volumes_while_that_node_can_take_it() {
+        let mut nodes = vec![
+            node("a", &["docker"]),
+            node("b", &["docker"]),
+            node("c", &["docker"]),
+        ];
+        // Without a preference the spread would pick "a" first (all empty).
+        let sticky = |i: usize, to: &str| Request {
+            prefer: Some(to.into()),
+            ..req(i, "db", "docker")
+        };
+        let placed = place(&[sticky(0, "c"), sticky(1, "c")], &mut nodes);
+        assert_eq!(
+            placed,
+            vec![
+                Decision::Assign {
+                    task_id: "t0".into(),
+                    node_id: "c".into()
+                },
+                Decision::Assign {
+                    task_id: "t1".into(),
+                    node_id: "c".into()
+                },
+            ]
+        );
+        // A preferred node that cannot take it (gone, or drained) is no
+        // constraint: the slot moves.
+        nodes[2].availability = Availability::Drain;
+        let moved = place(&[sticky(2, "c")], &mut nodes);
+        assert!(
+            matches!(&moved[..], [Decision::Assign { node_id, .. }] if node_id != "c"),
+            "{moved:?}"
         );
     }
 }

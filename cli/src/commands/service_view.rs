@@ -233,11 +233,18 @@ impl TaskList {
                 .unwrap_or_default()
         };
         let text = |x: &Option<String>| x.clone().unwrap_or_default();
+        // docker's order: by task name (`web.1`, or `web.NODE` for a global
+        // task), the newest first within one name, wherever it ran.
         tasks.sort_by(|x, y| {
+            let slot = |t: &wire::Task| t.docker.slot.unwrap_or(0);
+            let node = |t: &wire::Task| match slot(t) {
+                0 => text(&t.docker.node_id),
+                _ => String::new(),
+            };
             text(&x.service_name)
                 .cmp(&text(&y.service_name))
-                .then_with(|| x.docker.slot.unwrap_or(0).cmp(&y.docker.slot.unwrap_or(0)))
-                .then_with(|| text(&x.docker.node_id).cmp(&text(&y.docker.node_id)))
+                .then_with(|| slot(x).cmp(&slot(y)))
+                .then_with(|| node(x).cmp(&node(y)))
                 .then_with(|| text(&y.docker.created_at).cmp(&text(&x.docker.created_at)))
         });
         let mut last_slot: Option<(String, String)> = None;
