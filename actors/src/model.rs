@@ -349,6 +349,9 @@ pub struct Isolation {
     pub cap_drop: Vec<String>,
     /// No seccomp filter (`--security-opt seccomp=unconfined`).
     pub seccomp_unconfined: bool,
+    /// The signal that asks the task to stop (`--stop-signal`, a name such
+    /// as `SIGUSR1`; empty: SIGTERM).
+    pub stop_signal: String,
 }
 
 impl TaskTemplate {

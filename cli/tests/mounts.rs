@@ -1,6 +1,7 @@
 //! `--mount`: bind mounts, volumes and tmpfs mounts for process tasks (done
 //! by shoal in the task's mount namespace) and docker tasks (done by the
-//! engine), with dockerd's refusals.
+//! engine), with dockerd's refusals; templates, stateful slots, and the
+//! container options of the same issue (`--stop-signal`, …).
 
 mod common;
 
@@ -333,6 +334,8 @@ fn a_docker_tasks_volume_is_made_by_the_engine() {
         "--read-only",
         "--cap-add",
         "NET_ADMIN",
+        "--stop-signal",
+        "usr1",
         IMAGE,
         "--port",
         "80",
@@ -367,6 +370,7 @@ fn a_docker_tasks_volume_is_made_by_the_engine() {
         .expect("inspect");
     let config = inspected.config.expect("config");
     assert_eq!(config.hostname.as_deref(), Some("dockvol-1"));
+    assert_eq!(config.stop_signal.as_deref(), Some("SIGUSR1"));
     let host = inspected.host_config.expect("host config");
     assert_eq!(host.readonly_rootfs, Some(true));
     assert!(host
@@ -514,4 +518,47 @@ fn a_slot_stays_with_its_volume_until_its_node_is_lost() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `--stop-signal`: a process task is asked to stop with that signal (its
+/// program traps it and says so); a signal that does not exist is refused.
+#[test]
+fn a_process_task_is_stopped_with_its_stop_signal() {
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "sig",
+        "--driver",
+        "process",
+        "--stop-signal",
+        "SIGUSR1",
+        "/bin/sh",
+        "-c",
+        "trap 'echo stopped by USR1; exit 0' USR1; echo up; while true; do sleep 0.1; done",
+    ]);
+    wait_for("the task up", LONG, || logs(&d, "sig").contains("up"));
+    let pretty = d.ok(&["service", "inspect", "sig"]);
+    assert!(pretty.contains("\"StopSignal\": \"SIGUSR1\""), "{pretty}");
+    d.ok(&["service", "update", "-d", "--force", "sig"]);
+    wait_for("the old task stopped by its signal", LONG, || {
+        logs(&d, "sig").contains("stopped by USR1")
+    });
+    let err = d.fails(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "badsig",
+        "--driver",
+        "process",
+        "--stop-signal",
+        "SIGNOPE",
+        "/bin/sleep",
+        "100",
+    ]);
+    assert!(err.contains("invalid signal: SIGNOPE"), "{err}");
 }

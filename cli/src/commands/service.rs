@@ -156,6 +156,9 @@ pub struct CreateArgs {
     /// Container hostname
     #[arg(long)]
     hostname: Option<String>,
+    /// Signal to stop the container
+    #[arg(long)]
+    stop_signal: Option<String>,
     /// Attach a filesystem mount to the service
     #[arg(long, value_parser = crate::mount::parse)]
     mount: Vec<bollard::models::Mount>,
@@ -299,6 +302,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         "Labels": labels(&a.container_label)?,
                         "Hostname": a.hostname,
                         "Mounts": a.mount,
+                        "StopSignal": a.stop_signal,
                         "ReadOnly": a.read_only,
                         "CapabilityAdd": a.cap_add,
                         "CapabilityDrop": a.cap_drop,

@@ -281,6 +281,9 @@ pub struct UpdateArgs {
     /// Container hostname
     #[arg(long)]
     hostname: Option<String>,
+    /// Signal to stop the container
+    #[arg(long)]
+    stop_signal: Option<String>,
     /// Add or update a mount on a service
     #[arg(long = "mount-add", value_parser = crate::mount::parse)]
     mount_add: Vec<bollard::models::Mount>,
@@ -509,6 +512,9 @@ impl UpdateArgs {
             }
             if let Some(r) = self.read_only {
                 c.insert("ReadOnly".into(), json!(r));
+            }
+            if let Some(s) = &self.stop_signal {
+                c.insert("StopSignal".into(), json!(s));
             }
             if !self.mount_add.is_empty() || !self.mount_rm.is_empty() {
                 let mounts = c.get("Mounts").cloned().unwrap_or(Value::Null);

@@ -18,6 +18,7 @@ const ACCEPTED_AS_DEFAULT: &[(&str, &str)] = &[
 
 /// The field names of the specs shoal reads, as the Engine API spells them.
 const FIELDS: &[&str] = &[
+    "StopSignal",
     "VolumeOptions",
     "Type",
     "TmpfsOptions",

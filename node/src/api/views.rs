@@ -329,6 +329,8 @@ fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
             read_only: Some(t.isolation.read_only),
             capability_add: Some(t.isolation.cap_add.clone()),
             capability_drop: Some(t.isolation.cap_drop.clone()),
+            stop_signal: (!t.isolation.stop_signal.is_empty())
+                .then(|| t.isolation.stop_signal.clone()),
             privileges: Some(wire::TaskSpecContainerSpecPrivileges {
                 seccomp: Some(wire::TaskSpecContainerSpecPrivilegesSeccomp {
                     mode: word(seccomp),
@@ -878,6 +880,10 @@ fn parse_isolation(tt: &Value) -> Result<shoal_actors::model::Isolation, String>
         cap_add: strings_at(tt, &["ContainerSpec", "CapabilityAdd"])?,
         cap_drop: strings_at(tt, &["ContainerSpec", "CapabilityDrop"])?,
         seccomp_unconfined,
+        stop_signal: match text(&["ContainerSpec", "StopSignal"])?.as_str() {
+            "" => String::new(),
+            s => crate::driver::support::stop_signal(s)?.as_str().to_string(),
+        },
     };
     crate::confine::caps::effective(&iso.cap_add, &iso.cap_drop).map_err(|e| e.to_string())?;
     // The hostname is checked once its templates are expanded (`templates`).

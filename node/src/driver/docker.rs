@@ -359,6 +359,7 @@ impl DockerDriver {
         let iso = &spec.isolation;
         let body = ContainerCreateBody {
             hostname: (!iso.hostname.is_empty()).then(|| iso.hostname.clone()),
+            stop_signal: (!iso.stop_signal.is_empty()).then(|| iso.stop_signal.clone()),
             image: Some(spec.image.clone()),
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
             env: Some(env),

@@ -38,6 +38,9 @@ struct Proc {
     exit: watch::Receiver<Option<Exit>>,
     /// The health check's verdicts, if the task has one.
     health: Option<watch::Receiver<Health>>,
+    /// `--stop-signal`, sent to the program alone (`None`: SIGTERM to the
+    /// task's process group, which its keeper and init ignore).
+    stop_signal: Option<Signal>,
 }
 
 pub struct ProcessDriver {
@@ -371,6 +374,10 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
             ));
             health_rx
         });
+    let stop_signal = match launch.task.spec.isolation.stop_signal.as_str() {
+        "" => None,
+        s => super::support::stop_signal(s).ok(),
+    };
     Ok(Proc {
         pid,
         init,
@@ -378,6 +385,7 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
         cgroup,
         exit: rx,
         health,
+        stop_signal,
     })
 }
 
@@ -642,13 +650,12 @@ impl Driver for ProcessDriver {
     }
 
     fn stop(&self, task_id: &str, grace: Duration) -> BoxFuture<()> {
-        let proc = self
-            .procs
-            .lock()
-            .get(task_id)
-            .map(|p| (p.pid, p.init, p.cgroup.clone(), p.exit.clone()));
+        let proc = self.procs.lock().get(task_id).map(|p| {
+            let signal = p.stop_signal.map(|s| (s, p.program));
+            (p.pid, p.init, p.cgroup.clone(), p.exit.clone(), signal)
+        });
         Box::pin(async move {
-            let Some((pid, init, cgroup, mut exit)) = proc else {
+            let Some((pid, init, cgroup, mut exit, signal)) = proc else {
                 return;
             };
             if exit.borrow().is_some() {
@@ -658,7 +665,16 @@ impl Driver for ProcessDriver {
             // ignore it); then SIGKILL to its init, which ends every
             // process of its pid namespace, and to its whole cgroup.
             let group = Pid::from_raw(pid as i32);
-            let _ = killpg(group, Signal::SIGTERM);
+            match signal {
+                // As dockerd sends a stop signal: to the program only (the
+                // keeper and init would not ignore any signal).
+                Some((sig, program)) if program > 0 => {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(program as i32), sig);
+                }
+                _ => {
+                    let _ = killpg(group, Signal::SIGTERM);
+                }
+            }
             let ended = tokio::time::timeout(grace, exit.wait_for(|e| e.is_some()))
                 .await
                 .is_ok_and(|r| r.is_ok());

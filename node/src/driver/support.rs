@@ -23,6 +23,23 @@ fn unsupported_by_process(t: &TaskTemplate) -> Option<&'static str> {
     None
 }
 
+/// A stop signal as docker takes it: a name with or without `SIG`, any
+/// case, or a number.
+pub fn stop_signal(s: &str) -> Result<nix::sys::signal::Signal, String> {
+    use std::str::FromStr;
+    let invalid = || format!("invalid signal: {s}");
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).map_err(|_| invalid());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    nix::sys::signal::Signal::from_str(&name).map_err(|_| invalid())
+}
+
 /// Refuses a template its driver cannot run as asked.
 pub fn check(t: &TaskTemplate) -> Result<(), String> {
     if t.driver == "process" {
