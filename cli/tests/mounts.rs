@@ -38,10 +38,15 @@ fn a_process_tasks_volume_outlives_it_and_its_tmpfs_does_not() {
          echo \"count=$n scratch=$(ls -A /scratch | wc -l)\"; touch /scratch/x; \
          cat /ro/hello; if touch /ro/probe 2>/dev/null; then echo ro=writable; else echo ro=refused; fi; \
          if cat /host/{data_name}/certs/node.key >/dev/null 2>&1; then echo key=read; else echo key=hidden; fi; \
-         exec sleep 100017"
+         if cat {parent}/{data_name}/certs/node.key >/dev/null 2>&1; then echo seed=key; else echo seed=none; fi; \
+         exec sleep 100017",
+        parent = parent.display()
     );
     let bind = format!("type=bind,src={},dst=/ro,readonly", shared.path().display());
     let host = format!("type=bind,src={},dst=/host", parent.display());
+    // A new volume is seeded from what the host holds at its target, but
+    // never from a directory that holds the data dir.
+    let seeded = format!("type=volume,source=seeded,target={}", parent.display());
     d.ok(&[
         "service",
         "create",
@@ -58,12 +63,14 @@ fn a_process_tasks_volume_outlives_it_and_its_tmpfs_does_not() {
         &bind,
         "--mount",
         &host,
+        "--mount",
+        &seeded,
         "/bin/sh",
         "-c",
         &script,
     ]);
     wait_for("the first run's output", LONG, || {
-        logs(&d, "db").contains("key=")
+        logs(&d, "db").contains("seed=")
     });
     let first = logs(&d, "db");
     assert!(first.contains("count=1 scratch=0"), "{first}");
@@ -72,6 +79,10 @@ fn a_process_tasks_volume_outlives_it_and_its_tmpfs_does_not() {
     assert!(
         first.contains("key=hidden"),
         "the data dir shows through a bind: {first}"
+    );
+    assert!(
+        first.contains("seed=none"),
+        "a volume was seeded with the data dir: {first}"
     );
     let on_host = d.data_dir().join("volumes/dbdata/_data/count");
     assert_eq!(
@@ -110,7 +121,7 @@ fn a_process_tasks_volume_outlives_it_and_its_tmpfs_does_not() {
     let inspect = d.ok(&["service", "inspect", "db"]);
     let v: serde_json::Value = serde_json::from_str(&inspect).expect("json");
     let mounts = &v[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"];
-    assert_eq!(mounts.as_array().map(Vec::len), Some(4), "{mounts}");
+    assert_eq!(mounts.as_array().map(Vec::len), Some(5), "{mounts}");
     assert!(mounts
         .as_array()
         .into_iter()
@@ -141,7 +152,7 @@ fn a_process_tasks_volume_outlives_it_and_its_tmpfs_does_not() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(mounts.len(), 3, "{mounts:?}");
+    assert_eq!(mounts.len(), 4, "{mounts:?}");
     assert!(mounts
         .iter()
         .any(|m| m["Target"] == "/scratch" && m["TmpfsOptions"]["SizeBytes"] == 2 << 20));
