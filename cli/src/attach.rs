@@ -1,15 +1,18 @@
 //! `--network` values, docker's grammar: `NAME`, or the long form
 //! `name=NAME,alias=A[,alias=B]` (`target=` is `name=`'s synonym).
 
-use serde_json::{json, Value};
+use shoal_node::api::wire::NetworkAttachmentConfig;
 
 /// One `TaskTemplate.Networks` entry.
-pub fn parse(value: &str) -> Result<Value, String> {
+pub fn parse(value: &str) -> Result<NetworkAttachmentConfig, String> {
     if !value.contains('=') {
         if value.is_empty() {
             return Err("invalid argument \"\" for \"--network\" flag: empty network name".into());
         }
-        return Ok(json!({ "Target": value }));
+        return Ok(NetworkAttachmentConfig {
+            target: Some(value.to_string()),
+            ..Default::default()
+        });
     }
     let mut target = None;
     let mut aliases = Vec::new();
@@ -29,9 +32,10 @@ pub fn parse(value: &str) -> Result<Value, String> {
     let target = target.filter(|t| !t.is_empty()).ok_or_else(|| {
         format!("invalid argument \"{value}\" for \"--network\" flag: network name is required")
     })?;
-    Ok(match aliases.is_empty() {
-        true => json!({ "Target": target }),
-        false => json!({ "Target": target, "Aliases": aliases }),
+    Ok(NetworkAttachmentConfig {
+        target: Some(target),
+        aliases: (!aliases.is_empty()).then_some(aliases),
+        driver_opts: None,
     })
 }
 
@@ -43,12 +47,13 @@ pub fn value(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn short_and_long_forms() {
-        assert_eq!(parse("web").unwrap(), json!({ "Target": "web" }));
+        assert_eq!(json!(parse("web").unwrap()), json!({ "Target": "web" }));
         assert_eq!(
-            parse("name=web,alias=a,alias=b").unwrap(),
+            json!(parse("name=web,alias=a,alias=b").unwrap()),
             json!({ "Target": "web", "Aliases": ["a", "b"] })
         );
         assert!(parse("alias=a").is_err());

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::Value;
+use shoal_node::api::wire::docker::EventMessage;
 // docker's filter keys for events, as the daemon takes them.
 use shoal_node::api::events::KEYS;
 
@@ -29,23 +30,39 @@ pub struct EventsArgs {
 }
 
 /// docker's default line: `TIME TYPE ACTION ID (k=v, k=v)`.
-fn default_line(e: &Value) -> String {
-    let nanos = e.get("timeNano").and_then(Value::as_i64).unwrap_or(0);
-    let time = chrono::DateTime::from_timestamp_nanos(nanos)
+fn default_line(e: &EventMessage) -> String {
+    let time = chrono::DateTime::from_timestamp_nanos(e.time_nano.unwrap_or(0))
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
-    let id = e.pointer("/Actor/ID").and_then(Value::as_str).unwrap_or("");
-    let attrs: BTreeMap<String, String> = e
-        .pointer("/Actor/Attributes")
-        .and_then(|a| serde_json::from_value(a.clone()).ok())
+    let kind = e.typ.map(|t| t.to_string()).unwrap_or_default();
+    let actor = e.actor.as_ref();
+    let id = actor.and_then(|a| a.id.as_deref()).unwrap_or("");
+    let attrs: BTreeMap<&String, &String> = actor
+        .and_then(|a| a.attributes.as_ref())
+        .map(|a| a.iter().collect())
         .unwrap_or_default();
     let attrs: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!(
-        "{time} {} {} {id} ({})",
-        text("Type"),
-        text("Action"),
+        "{time} {kind} {} {id} ({})",
+        e.action.as_deref().unwrap_or(""),
         attrs.join(", ")
     )
+}
+
+/// The event as `--format` templates see it: its JSON, plus the names
+/// docker's templates use for the lower-case keys (`.Scope`, `.Time`,
+/// `.TimeNano`).
+fn template_value(e: &EventMessage) -> Value {
+    let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+    for (from, to) in [
+        ("scope", "Scope"),
+        ("time", "Time"),
+        ("timeNano", "TimeNano"),
+    ] {
+        if let Some(x) = v.get(from).cloned() {
+            v[to] = x;
+        }
+    }
+    v
 }
 
 pub async fn run(client: &Client, a: EventsArgs) -> anyhow::Result<()> {
@@ -72,31 +89,24 @@ pub async fn run(client: &Client, a: EventsArgs) -> anyhow::Result<()> {
         query.push(format!("until={}", enc(&super::since::parse(u, now)?)));
     }
     if !filters.is_empty() {
-        query.push(format!("filters={}", enc(&json!(filters).to_string())));
+        query.push(format!(
+            "filters={}",
+            enc(&serde_json::to_string(&filters)?)
+        ));
     }
     let format = Format::parse(a.format.as_deref())?;
     let path = format!("/events?{}", query.join("&"));
     client
         .stream_lines(&path, |line| {
-            let Ok(mut e) = serde_json::from_str::<Value>(line) else {
+            // A line this build cannot read (a newer daemon's) is skipped,
+            // as docker's client skips what it cannot decode.
+            let Ok(e) = serde_json::from_str::<EventMessage>(line) else {
                 return Ok(());
             };
             let out = match &format {
                 Format::Table => default_line(&e),
-                Format::Json => line.to_string(),
-                Format::Template { template, .. } => {
-                    // The names docker's templates use for the lower-case keys.
-                    for (from, to) in [
-                        ("scope", "Scope"),
-                        ("time", "Time"),
-                        ("timeNano", "TimeNano"),
-                    ] {
-                        if let Some(v) = e.get(from).cloned() {
-                            e[to] = v;
-                        }
-                    }
-                    template.render(&e)?
-                }
+                Format::Json => serde_json::to_string(&e)?,
+                Format::Template { template, .. } => template.render(&template_value(&e))?,
             };
             println!("{out}");
             Ok(())

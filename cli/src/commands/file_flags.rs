@@ -2,7 +2,10 @@
 //! `--config-add/-rm` of `service update`, in docker's grammar: `NAME` or
 //! `source=NAME,target=PATH,uid=0,gid=0,mode=0444`.
 
-use serde_json::{json, Map, Value};
+use shoal_node::api::wire::{
+    self, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
+    TaskSpecContainerSpecSecrets,
+};
 
 #[derive(clap::Args, Default)]
 pub struct CreateFileFlags {
@@ -30,15 +33,38 @@ pub struct UpdateFileFlags {
     pub config_rm: Vec<String>,
 }
 
-fn keys(secret: bool) -> (&'static str, &'static str) {
-    match secret {
-        true => ("SecretName", "SecretID"),
-        false => ("ConfigName", "ConfigID"),
+/// One `--secret`/`--config` value: the object's name and its file.
+pub struct FileRef {
+    pub source: String,
+    pub file: TaskSpecContainerSpecFile,
+}
+
+impl FileRef {
+    fn secret(self) -> TaskSpecContainerSpecSecrets {
+        TaskSpecContainerSpecSecrets {
+            secret_name: Some(self.source),
+            file: Some(self.file),
+            secret_id: None,
+        }
+    }
+
+    fn config(self) -> TaskSpecContainerSpecConfigs {
+        let f = self.file;
+        TaskSpecContainerSpecConfigs {
+            config_name: Some(self.source),
+            file: Some(TaskSpecContainerSpecFile1 {
+                name: f.name,
+                uid: f.uid,
+                gid: f.gid,
+                mode: f.mode,
+            }),
+            ..Default::default()
+        }
     }
 }
 
-/// One reference in the Engine API's shape.
-pub fn parse(text: &str, secret: bool) -> anyhow::Result<Value> {
+/// One reference, in docker's grammar.
+pub fn parse(text: &str, secret: bool) -> anyhow::Result<FileRef> {
     let what = if secret { "secret" } else { "config" };
     let mut source = String::new();
     let mut target = String::new();
@@ -71,64 +97,77 @@ pub fn parse(text: &str, secret: bool) -> anyhow::Result<Value> {
     if target.is_empty() {
         target = source.clone();
     }
-    let (name_key, _) = keys(secret);
-    Ok(json!({
-        name_key: source,
-        "File": { "Name": target, "UID": uid, "GID": gid, "Mode": mode },
-    }))
+    Ok(FileRef {
+        source,
+        file: TaskSpecContainerSpecFile {
+            name: Some(target),
+            uid: Some(uid),
+            gid: Some(gid),
+            mode: Some(mode),
+        },
+    })
 }
 
 impl CreateFileFlags {
-    pub fn apply(&self, container_spec: &mut Value) -> anyhow::Result<()> {
-        let secrets: Vec<Value> = self
+    pub fn apply(&self, c: &mut wire::ContainerSpec) -> anyhow::Result<()> {
+        let secrets = self
             .secret
             .iter()
-            .map(|s| parse(s, true))
+            .map(|s| parse(s, true).map(FileRef::secret))
             .collect::<anyhow::Result<_>>()?;
-        let configs: Vec<Value> = self
+        let configs = self
             .config
             .iter()
-            .map(|s| parse(s, false))
+            .map(|s| parse(s, false).map(FileRef::config))
             .collect::<anyhow::Result<_>>()?;
-        container_spec["Secrets"] = json!(secrets);
-        container_spec["Configs"] = json!(configs);
+        c.docker.secrets = Some(secrets);
+        c.docker.configs = Some(configs);
         Ok(())
     }
 }
 
-fn edit(
-    c: &mut Map<String, Value>,
+/// `--X-rm` then `--X-add` on a list of references: a removal matches the
+/// object's name or id; an addition replaces the reference of its name.
+fn edit<R>(
+    list: &mut Vec<R>,
+    names: impl Fn(&R) -> [Option<&String>; 2],
+    make: impl Fn(FileRef) -> R,
     secret: bool,
     add: &[String],
     rm: &[String],
 ) -> anyhow::Result<()> {
-    let (list_key, (name_key, id_key)) = match secret {
-        true => ("Secrets", keys(true)),
-        false => ("Configs", keys(false)),
-    };
-    let mut list = c
-        .get(list_key)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let named = |r: &Value, n: &str| {
-        r.get(name_key).and_then(Value::as_str) == Some(n)
-            || r.get(id_key).and_then(Value::as_str) == Some(n)
-    };
+    let named = |r: &R, n: &str| names(r).iter().any(|x| x.is_some_and(|x| x == n));
     list.retain(|r| !rm.iter().any(|n| named(r, n)));
     for text in add {
         let new = parse(text, secret)?;
-        let name = new[name_key].as_str().unwrap_or("").to_string();
-        list.retain(|r| !named(r, &name));
-        list.push(new);
+        list.retain(|r| !named(r, &new.source));
+        list.push(make(new));
     }
-    c.insert(list_key.into(), json!(list));
     Ok(())
 }
 
 impl UpdateFileFlags {
-    pub fn apply(&self, container_spec: &mut Map<String, Value>) -> anyhow::Result<()> {
-        edit(container_spec, true, &self.secret_add, &self.secret_rm)?;
-        edit(container_spec, false, &self.config_add, &self.config_rm)
+    pub fn apply(&self, c: &mut wire::ContainerSpec) -> anyhow::Result<()> {
+        let mut secrets = c.docker.secrets.take().unwrap_or_default();
+        edit(
+            &mut secrets,
+            |r: &TaskSpecContainerSpecSecrets| [r.secret_name.as_ref(), r.secret_id.as_ref()],
+            FileRef::secret,
+            true,
+            &self.secret_add,
+            &self.secret_rm,
+        )?;
+        c.docker.secrets = Some(secrets);
+        let mut configs = c.docker.configs.take().unwrap_or_default();
+        edit(
+            &mut configs,
+            |r: &TaskSpecContainerSpecConfigs| [r.config_name.as_ref(), r.config_id.as_ref()],
+            FileRef::config,
+            false,
+            &self.config_add,
+            &self.config_rm,
+        )?;
+        c.docker.configs = Some(configs);
+        Ok(())
     }
 }

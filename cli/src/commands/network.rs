@@ -5,9 +5,8 @@
 
 use anyhow::anyhow;
 use clap::Subcommand;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{json, Value};
 use shoal_node::api::wire;
 
 use crate::client::{enc, Client};
@@ -165,7 +164,7 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                     return Ok(());
                 }
             }
-            let mut filters: serde_json::Map<String, Value> = serde_json::Map::new();
+            let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for f in &filter {
                 let (k, v) = f
                     .split_once('=')
@@ -173,19 +172,16 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                 if k != "label" {
                     return Err(anyhow!("invalid filter '{k}'"));
                 }
-                if let Some(l) = filters
+                filters
                     .entry(k.to_string())
-                    .or_insert_with(|| json!([]))
-                    .as_array_mut()
-                {
-                    l.push(json!(v));
-                }
+                    .or_default()
+                    .push(v.to_string());
             }
             let path = match filters.is_empty() {
                 true => "/networks/prune".to_string(),
                 false => format!(
                     "/networks/prune?filters={}",
-                    enc(&Value::Object(filters).to_string())
+                    enc(&serde_json::to_string(&filters)?)
                 ),
             };
             let out: wire::NetworkPruneResponse = client.post_as(&path, &wire::Empty {}).await?;

@@ -1,9 +1,14 @@
 //! The placement flags of `service create` (`--mode`, `--constraint`,
 //! `--placement-pref`, `--replicas-max-per-node`) and of `service update`
-//! (their `-add`/`-rm` forms), applied to a spec's JSON.
+//! (their `-add`/`-rm` forms), applied to a typed spec.
+
+use std::collections::HashMap;
 
 use clap::Args;
-use serde_json::{json, Value};
+use shoal_node::api::wire::{
+    self, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
+    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
+};
 
 #[derive(Args)]
 pub struct CreateFlags {
@@ -44,61 +49,78 @@ pub struct UpdateFlags {
 }
 
 /// `spread=node.labels.zone` → the Engine API's preference object.
-fn preference(pref: &str) -> Value {
+fn preference(pref: &str) -> TaskSpecPlacementPreferences {
     let descriptor = pref.split_once('=').map_or(pref, |(_, d)| d);
-    json!({ "Spread": { "SpreadDescriptor": descriptor } })
+    TaskSpecPlacementPreferences {
+        spread: Some(TaskSpecPlacementSpread {
+            spread_descriptor: Some(descriptor.to_string()),
+        }),
+    }
 }
 
-fn descriptor(p: &Value) -> String {
-    p.pointer("/Spread/SpreadDescriptor")
-        .and_then(Value::as_str)
+fn descriptor(p: &TaskSpecPlacementPreferences) -> &str {
+    p.spread
+        .as_ref()
+        .and_then(|s| s.spread_descriptor.as_deref())
         .unwrap_or_default()
-        .to_string()
+}
+
+/// `Mode` of a replicated service with `n` replicas.
+pub fn replicated(n: u64) -> ServiceSpecMode {
+    ServiceSpecMode {
+        replicated: Some(ServiceSpecModeReplicated {
+            replicas: Some(wire::int(n)),
+        }),
+        ..Default::default()
+    }
 }
 
 impl CreateFlags {
     /// `Mode`, with `replicas` for the replicated modes.
-    pub fn mode(&self, replicas: u64) -> anyhow::Result<Value> {
+    pub fn mode(&self, replicas: u64) -> anyhow::Result<ServiceSpecMode> {
         if self.max_concurrent.is_some() && self.mode != "replicated-job" {
             return Err(anyhow::anyhow!(
                 "max-concurrent can only be used with replicated-job mode"
             ));
         }
         Ok(match self.mode.as_str() {
-            "global" => json!({ "Global": {} }),
-            "global-job" => json!({ "GlobalJob": {} }),
-            "replicated-job" => json!({ "ReplicatedJob": {
-                "MaxConcurrent": self.max_concurrent.unwrap_or(replicas),
-                "TotalCompletions": replicas,
-            } }),
-            _ => json!({ "Replicated": { "Replicas": replicas } }),
+            "global" => ServiceSpecMode {
+                global: Some(HashMap::new()),
+                ..Default::default()
+            },
+            "global-job" => ServiceSpecMode {
+                global_job: Some(HashMap::new()),
+                ..Default::default()
+            },
+            "replicated-job" => ServiceSpecMode {
+                replicated_job: Some(ServiceSpecModeReplicatedJob {
+                    max_concurrent: Some(wire::int(self.max_concurrent.unwrap_or(replicas))),
+                    total_completions: Some(wire::int(replicas)),
+                }),
+                ..Default::default()
+            },
+            _ => replicated(replicas),
         })
     }
 
     /// `TaskTemplate.Placement` (the daemon checks the expressions).
-    pub fn placement(&self) -> Value {
-        json!({
-            "Constraints": self.constraint,
-            "Preferences": self.placement_pref.iter().map(|p| preference(p)).collect::<Vec<_>>(),
-            "MaxReplicas": self.replicas_max_per_node,
-        })
+    pub fn placement(&self) -> TaskSpecPlacement {
+        TaskSpecPlacement {
+            constraints: Some(self.constraint.clone()),
+            preferences: Some(self.placement_pref.iter().map(|p| preference(p)).collect()),
+            max_replicas: Some(wire::int(self.replicas_max_per_node)),
+            platforms: None,
+        }
     }
 }
 
 impl UpdateFlags {
-    pub fn apply(&self, task_template: &mut Value) {
-        let placement = &mut task_template["Placement"];
-        if !placement.is_object() {
-            *placement = json!({});
-        }
-        let mut constraints: Vec<String> = placement["Constraints"]
-            .as_array()
-            .map(|l| {
-                l.iter()
-                    .filter_map(|c| c.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+    pub fn apply(&self, task_template: &mut wire::TaskSpec) {
+        let placement = task_template
+            .docker
+            .placement
+            .get_or_insert_with(Default::default);
+        let mut constraints = placement.constraints.take().unwrap_or_default();
         // docker: removals first, then additions not already there.
         constraints.retain(|c| !self.constraint_rm.contains(c));
         for c in &self.constraint_add {
@@ -106,21 +128,18 @@ impl UpdateFlags {
                 constraints.push(c.clone());
             }
         }
-        let mut prefs: Vec<Value> = placement["Preferences"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let rm: Vec<String> = self
+        let mut prefs = placement.preferences.take().unwrap_or_default();
+        let rm: Vec<TaskSpecPlacementPreferences> = self
             .placement_pref_rm
             .iter()
-            .map(|p| descriptor(&preference(p)))
+            .map(|p| preference(p))
             .collect();
-        prefs.retain(|p| !rm.contains(&descriptor(p)));
+        prefs.retain(|p| !rm.iter().any(|r| descriptor(r) == descriptor(p)));
         prefs.extend(self.placement_pref_add.iter().map(|p| preference(p)));
-        placement["Constraints"] = json!(constraints);
-        placement["Preferences"] = json!(prefs);
+        placement.constraints = Some(constraints);
+        placement.preferences = Some(prefs);
         if let Some(n) = self.replicas_max_per_node {
-            placement["MaxReplicas"] = json!(n);
+            placement.max_replicas = Some(wire::int(n));
         }
     }
 }

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use serde_json::json;
 use shoal_node::api::wire;
 
 use super::progress::wait_converged;
@@ -278,6 +277,96 @@ pub(crate) fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>
         .collect()
 }
 
+impl CreateArgs {
+    /// The spec `service create` sends, as docker's client builds it.
+    fn spec(&self, image: String) -> anyhow::Result<wire::ServiceSpec> {
+        let a = self;
+        let opt = |n: Option<u64>| n.map(wire::int);
+        let mut container = wire::ContainerSpec {
+            docker: wire::docker::TaskSpecContainerSpec {
+                image: Some(image),
+                args: Some(a.args.clone()),
+                env: Some(a.env.clone()),
+                stop_grace_period: Some(wire::int(a.stop_grace_period)),
+                dir: a.workdir.clone(),
+                user: a.user.clone(),
+                labels: Some(labels(&a.container_label)?.into_iter().collect()),
+                hostname: a.hostname.clone(),
+                mounts: Some(a.mount.clone()),
+                stop_signal: a.stop_signal.clone(),
+                read_only: Some(a.read_only),
+                capability_add: Some(a.cap_add.clone()),
+                capability_drop: Some(a.cap_drop.clone()),
+                privileges: Some(wire::TaskSpecContainerSpecPrivileges {
+                    seccomp: Some(wire::TaskSpecContainerSpecPrivilegesSeccomp {
+                        mode: wire::word(a.security_opt.last().map_or("default", String::as_str)),
+                        profile: None,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        a.health.apply(&mut container)?;
+        a.files.apply(&mut container)?;
+        let networks = a
+            .network
+            .iter()
+            .map(|n| crate::attach::parse(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(InvalidValue)?;
+        let mut spec = wire::ServiceSpec {
+            docker: wire::docker::ServiceSpec {
+                name: Some(a.name.clone().unwrap_or_else(random_name)),
+                labels: Some(labels(&a.label)?.into_iter().collect()),
+                mode: Some(a.placement.mode(a.replicas)?),
+                ..Default::default()
+            },
+            task_template: Some(wire::TaskSpec {
+                docker: wire::docker::TaskSpec {
+                    resources: Some(wire::TaskSpecResources {
+                        limits: Some(wire::Limit {
+                            nano_cpus: opt(a.limit_cpu),
+                            memory_bytes: opt(a.limit_memory),
+                            pids: opt(a.limit_pids),
+                        }),
+                        reservations: Some(wire::ResourceObject {
+                            nano_cpus: opt(a.reserve_cpu),
+                            memory_bytes: opt(a.reserve_memory),
+                            generic_resources: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    restart_policy: Some(wire::TaskSpecRestartPolicy {
+                        condition: wire::word(&a.restart_condition),
+                        delay: Some(wire::int(a.restart_delay)),
+                        max_attempts: Some(wire::int(a.restart_max_attempts)),
+                        window: Some(wire::int(a.restart_window)),
+                    }),
+                    networks: Some(networks),
+                    placement: Some(a.placement.placement()),
+                    ..Default::default()
+                },
+                driver: Some(a.driver.clone()),
+                container_spec: Some(container),
+                ..Default::default()
+            }),
+            endpoint_spec: Some(
+                crate::publish::endpoint_spec(
+                    &a.publish,
+                    a.endpoint_lb.as_deref(),
+                    a.endpoint_mode.as_deref(),
+                )
+                .map_err(InvalidValue)?,
+            ),
+            ..Default::default()
+        };
+        a.rollout.apply(&mut spec)?;
+        Ok(spec)
+    }
+}
+
 pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
         ServiceCmd::Create(a) => {
@@ -286,58 +375,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             } else {
                 a.image.clone()
             };
-            let mut spec = json!({
-                "Name": a.name.clone().unwrap_or_else(random_name),
-                "Labels": labels(&a.label)?,
-                "Mode": a.placement.mode(a.replicas)?,
-                "TaskTemplate": {
-                    "Driver": a.driver,
-                    "ContainerSpec": {
-                        "Image": image,
-                        "Args": a.args,
-                        "Env": a.env,
-                        "StopGracePeriod": a.stop_grace_period,
-                        "Dir": a.workdir,
-                        "User": a.user,
-                        "Labels": labels(&a.container_label)?,
-                        "Hostname": a.hostname,
-                        "Mounts": a.mount,
-                        "StopSignal": a.stop_signal,
-                        "ReadOnly": a.read_only,
-                        "CapabilityAdd": a.cap_add,
-                        "CapabilityDrop": a.cap_drop,
-                        "Privileges": {
-                            "Seccomp": { "Mode": a.security_opt.last().cloned().unwrap_or_else(|| "default".into()) },
-                        },
-                    },
-                    "Resources": {
-                        "Limits": { "NanoCPUs": a.limit_cpu, "MemoryBytes": a.limit_memory, "Pids": a.limit_pids },
-                        "Reservations": { "NanoCPUs": a.reserve_cpu, "MemoryBytes": a.reserve_memory },
-                    },
-                    "RestartPolicy": {
-                        "Condition": a.restart_condition,
-                        "Delay": a.restart_delay,
-                        "MaxAttempts": a.restart_max_attempts,
-                        "Window": a.restart_window,
-                    },
-                    "Networks": a
-                        .network
-                        .iter()
-                        .map(|n| crate::attach::parse(n))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(InvalidValue)?,
-                    "Placement": a.placement.placement(),
-                },
-                "EndpointSpec": crate::publish::endpoint_spec(
-                    &a.publish,
-                    a.endpoint_lb.as_deref(),
-                    a.endpoint_mode.as_deref(),
-                )
-                .map_err(InvalidValue)?,
-            });
-            a.rollout.apply(&mut spec);
-            a.health.apply(&mut spec["TaskTemplate"])?;
-            a.files.apply(&mut spec["TaskTemplate"]["ContainerSpec"])?;
+            let spec = a.spec(image)?;
             let created: wire::ServiceCreateResponse =
                 client.post_as("/services/create", &spec).await?;
             let id = created.id.unwrap_or_default();

@@ -1,13 +1,15 @@
 //! `service update` and `service rollback`, and the flags `service create`
 //! shares with them (`--update-*`, `--rollback-*`, `--health-*`).
 
+use std::collections::{BTreeMap, HashMap};
+
 use anyhow::anyhow;
 use clap::Args;
-use serde_json::{json, Map, Value};
+use shoal_node::api::wire::{self, word, HealthConfig, NetworkAttachmentConfig};
 
 use super::update_progress::wait_rollout;
 use crate::client::{enc, Client};
-use crate::output::{parse_duration, s, u, InvalidValue};
+use crate::output::{parse_duration, InvalidValue};
 
 fn duration_ns(s: &str) -> Result<u64, String> {
     parse_duration(s)
@@ -76,63 +78,71 @@ pub struct RolloutFlags {
     rollback_order: Option<String>,
 }
 
-fn object<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
-    if !v.is_object() {
-        *v = json!({});
-    }
-    if !v[key].is_object() {
-        v[key] = json!({});
-    }
-    match v[key].as_object_mut() {
-        Some(m) => m,
-        None => unreachable!("just made an object"),
-    }
+/// One of docker's words for an enum of the spec, or the daemon's refusal
+/// in its words (the typed spec cannot carry another word).
+fn enum_word<E: std::str::FromStr>(v: &str, refusal: &str) -> anyhow::Result<E> {
+    word(v).ok_or_else(|| anyhow!("{refusal} {v}"))
 }
 
 impl RolloutFlags {
-    /// Writes the given flags into a Docker-shaped ServiceSpec.
-    pub fn apply(&self, spec: &mut Value) {
-        let sets = [
-            (
-                "UpdateConfig",
-                self.update_parallelism,
-                self.update_delay,
-                &self.update_failure_action,
-                self.update_monitor,
-                self.update_max_failure_ratio,
-                &self.update_order,
-            ),
-            (
-                "RollbackConfig",
-                self.rollback_parallelism,
-                self.rollback_delay,
-                &self.rollback_failure_action,
-                self.rollback_monitor,
-                self.rollback_max_failure_ratio,
-                &self.rollback_order,
-            ),
-        ];
-        for (key, par, delay, action, monitor, ratio, order) in sets {
-            let c = object(spec, key);
-            if let Some(v) = par {
-                c.insert("Parallelism".into(), json!(v));
+    /// Writes the given flags into a ServiceSpec.
+    pub fn apply(&self, spec: &mut wire::ServiceSpec) -> anyhow::Result<()> {
+        let d = &mut spec.docker;
+        if self.update_parallelism.is_some()
+            || self.update_delay.is_some()
+            || self.update_failure_action.is_some()
+            || self.update_monitor.is_some()
+            || self.update_max_failure_ratio.is_some()
+            || self.update_order.is_some()
+        {
+            let c = d.update_config.get_or_insert_with(Default::default);
+            if let Some(v) = self.update_parallelism {
+                c.parallelism = Some(wire::int(v));
             }
-            if let Some(v) = delay {
-                c.insert("Delay".into(), json!(v));
+            if let Some(v) = self.update_delay {
+                c.delay = Some(wire::int(v));
             }
-            if let Some(v) = action {
-                c.insert("FailureAction".into(), json!(v));
+            if let Some(v) = &self.update_failure_action {
+                c.failure_action = Some(enum_word(v, "unrecognized update failure action")?);
             }
-            if let Some(v) = monitor {
-                c.insert("Monitor".into(), json!(v));
+            if let Some(v) = self.update_monitor {
+                c.monitor = Some(wire::int(v));
             }
-            if let Some(v) = ratio {
-                c.insert("MaxFailureRatio".into(), json!(v));
+            if let Some(v) = self.update_max_failure_ratio {
+                c.max_failure_ratio = Some(v);
             }
-            if let Some(v) = order {
-                c.insert("Order".into(), json!(v));
+            if let Some(v) = &self.update_order {
+                c.order = Some(enum_word(v, "unrecognized update order")?);
             }
         }
+        if self.rollback_parallelism.is_some()
+            || self.rollback_delay.is_some()
+            || self.rollback_failure_action.is_some()
+            || self.rollback_monitor.is_some()
+            || self.rollback_max_failure_ratio.is_some()
+            || self.rollback_order.is_some()
+        {
+            let c = d.rollback_config.get_or_insert_with(Default::default);
+            if let Some(v) = self.rollback_parallelism {
+                c.parallelism = Some(wire::int(v));
+            }
+            if let Some(v) = self.rollback_delay {
+                c.delay = Some(wire::int(v));
+            }
+            if let Some(v) = &self.rollback_failure_action {
+                c.failure_action = Some(enum_word(v, "unrecognized rollback failure action")?);
+            }
+            if let Some(v) = self.rollback_monitor {
+                c.monitor = Some(wire::int(v));
+            }
+            if let Some(v) = self.rollback_max_failure_ratio {
+                c.max_failure_ratio = Some(v);
+            }
+            if let Some(v) = &self.rollback_order {
+                c.order = Some(enum_word(v, "unrecognized rollback order")?);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -168,42 +178,40 @@ impl HealthFlags {
             || self.health_start_period.is_some()
     }
 
-    /// Writes the given flags into a Docker-shaped TaskTemplate.
-    pub fn apply(&self, task_template: &mut Value) -> anyhow::Result<()> {
+    /// Writes the given flags into a ContainerSpec.
+    pub fn apply(&self, container: &mut wire::ContainerSpec) -> anyhow::Result<()> {
         if self.no_healthcheck && self.any() {
             return Err(anyhow!(
                 "--no-healthcheck conflicts with --health-* options"
             ));
         }
-        let container = object(task_template, "ContainerSpec");
         if self.no_healthcheck {
-            container.insert("Healthcheck".into(), json!({ "Test": ["NONE"] }));
+            container.healthcheck = Some(HealthConfig {
+                test: Some(vec!["NONE".into()]),
+                ..Default::default()
+            });
             return Ok(());
         }
         if !self.any() {
             return Ok(());
         }
-        let mut h = match container.get("Healthcheck") {
-            Some(Value::Object(m)) => Value::Object(m.clone()),
-            _ => json!({}),
-        };
-        if h["Test"].get(0).and_then(Value::as_str) == Some("NONE") {
-            h["Test"] = json!([]);
+        let h = container.healthcheck.get_or_insert_with(Default::default);
+        if h.test.as_ref().and_then(|t| t.first()).map(String::as_str) == Some("NONE") {
+            h.test = Some(Vec::new());
         }
         if let Some(cmd) = &self.health_cmd {
-            h["Test"] = json!(["CMD-SHELL", cmd]);
+            h.test = Some(vec!["CMD-SHELL".into(), cmd.clone()]);
         }
-        for (key, v) in [
-            ("Interval", self.health_interval),
-            ("Timeout", self.health_timeout),
-            ("Retries", self.health_retries),
-            ("StartPeriod", self.health_start_period),
+        for (field, v) in [
+            (&mut h.interval, self.health_interval),
+            (&mut h.timeout, self.health_timeout),
+            (&mut h.retries, self.health_retries),
+            (&mut h.start_period, self.health_start_period),
         ] {
             if let Some(v) = v {
-                h[key] = json!(v);
+                *field = Some(wire::int(v));
             }
         }
-        container.insert("Healthcheck".into(), h);
         Ok(())
     }
 }
@@ -345,12 +353,8 @@ pub struct RollbackArgs {
 
 /// `KEY=VALUE` entries: `add` replaces those of the same key or is appended,
 /// `rm` removes by key.
-fn edit_env(list: &mut Vec<Value>, add: &[String], rm: &[String]) -> anyhow::Result<()> {
-    let key = |e: &Value| {
-        e.as_str()
-            .map(|e| e.split_once('=').map_or(e, |(k, _)| k).to_string())
-            .unwrap_or_default()
-    };
+fn edit_env(list: &mut Vec<String>, add: &[String], rm: &[String]) -> anyhow::Result<()> {
+    let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
     list.retain(|e| !rm.contains(&key(e)));
     for a in add {
         let Some((k, _)) = a.split_once('=').filter(|(k, _)| !k.is_empty()) else {
@@ -359,27 +363,30 @@ fn edit_env(list: &mut Vec<Value>, add: &[String], rm: &[String]) -> anyhow::Res
             ));
         };
         match list.iter_mut().find(|e| key(e) == k) {
-            Some(e) => *e = json!(a),
-            None => list.push(json!(a)),
+            Some(e) => *e = a.clone(),
+            None => list.push(a.clone()),
         }
     }
     Ok(())
 }
 
-fn edit_labels(map: &mut Map<String, Value>, add: &[String], rm: &[String]) -> anyhow::Result<()> {
+fn edit_labels(
+    labels: &mut Option<HashMap<String, String>>,
+    add: &[String],
+    rm: &[String],
+) -> anyhow::Result<()> {
+    let map = labels.get_or_insert_with(Default::default);
     for k in rm {
         map.remove(k);
     }
-    for (k, v) in super::service::labels(add)? {
-        map.insert(k, json!(v));
-    }
+    map.extend(super::service::labels(add)?);
     Ok(())
 }
 
 /// `--network-add/-rm`, with each name resolved to the network's id (the
 /// spec names networks by id).
 struct NetworkEdits {
-    add: Vec<(String, Value)>,
+    add: Vec<(String, NetworkAttachmentConfig)>,
     rm: Vec<(String, String)>,
 }
 
@@ -390,9 +397,9 @@ impl NetworkEdits {
                 return Ok(n);
             }
             client
-                .get(&format!("/networks/{}", enc(&n)))
+                .get_as::<wire::Network>(&format!("/networks/{}", enc(&n)))
                 .await
-                .map(|v| s(&v, "/Id").to_string())
+                .map(|v| v.docker.id.unwrap_or_default())
         };
         let mut out = NetworkEdits {
             add: Vec::new(),
@@ -400,8 +407,8 @@ impl NetworkEdits {
         };
         for a in add {
             let mut v = crate::attach::parse(a).map_err(InvalidValue)?;
-            let id = id_of(s(&v, "/Target").to_string()).await?;
-            v["Target"] = json!(id);
+            let id = id_of(v.target.clone().unwrap_or_default()).await?;
+            v.target = Some(id);
             out.add.push((a.clone(), v));
         }
         for r in rm {
@@ -411,190 +418,192 @@ impl NetworkEdits {
         Ok(out)
     }
 
-    fn apply(&self, spec: &mut Value) -> anyhow::Result<()> {
+    fn apply(&self, tt: &mut wire::TaskSpec) -> anyhow::Result<()> {
         if self.add.is_empty() && self.rm.is_empty() {
             return Ok(());
         }
-        let tt = object(spec, "TaskTemplate");
-        let mut list = tt
-            .get("Networks")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let mut list = tt.docker.networks.take().unwrap_or_default();
         for (name, id) in &self.rm {
             let before = list.len();
-            list.retain(|n| n["Target"] != id.as_str() && n["Target"] != name.as_str());
+            list.retain(|n| n.target.as_ref() != Some(id) && n.target.as_ref() != Some(name));
             if list.len() == before {
                 return Err(anyhow!("network {name} is not attached to the service"));
             }
         }
         for (name, v) in &self.add {
-            if list.iter().any(|n| n["Target"] == v["Target"]) {
+            if list.iter().any(|n| n.target == v.target) {
                 return Err(anyhow!("service is already attached to network {name}"));
             }
             list.push(v.clone());
         }
-        tt.insert("Networks".into(), json!(list));
+        tt.docker.networks = Some(list);
         Ok(())
     }
 }
 
+/// As docker: an added capability leaves the drop list, a dropped one the
+/// add list.
+fn edit_capabilities(c: &mut wire::ContainerSpec, cap_add: &[String], cap_drop: &[String]) {
+    if cap_add.is_empty() && cap_drop.is_empty() {
+        return;
+    }
+    let same = |a: &str, b: &str| {
+        a.trim_start_matches("CAP_")
+            .eq_ignore_ascii_case(b.trim_start_matches("CAP_"))
+    };
+    let mut add = c.docker.capability_add.take().unwrap_or_default();
+    let mut drop = c.docker.capability_drop.take().unwrap_or_default();
+    add.retain(|a| !cap_drop.iter().any(|d| same(a, d)));
+    drop.retain(|d| !cap_add.iter().any(|a| same(a, d)));
+    for a in cap_add {
+        if !add.iter().any(|x| same(x, a)) {
+            add.push(a.clone());
+        }
+    }
+    for d in cap_drop {
+        if !drop.iter().any(|x| same(x, d)) {
+            drop.push(d.clone());
+        }
+    }
+    c.docker.capability_add = Some(add);
+    c.docker.capability_drop = Some(drop);
+}
+
 impl UpdateArgs {
     /// The service's spec with these flags applied.
-    fn edit(&self, spec: &mut Value, nets: &NetworkEdits) -> anyhow::Result<()> {
+    fn edit(&self, spec: &mut wire::ServiceSpec, nets: &NetworkEdits) -> anyhow::Result<()> {
         if let Some(n) = self.replicas {
-            if spec.pointer("/Mode/Global").is_some() {
+            if spec
+                .docker
+                .mode
+                .as_ref()
+                .is_some_and(|m| m.global.is_some())
+            {
                 return Err(anyhow!(
                     "replicas can only be used with replicated or replicated-job mode"
                 ));
             }
-            spec["Mode"] = json!({ "Replicated": { "Replicas": n } });
+            spec.docker.mode = Some(super::placement::replicated(n));
         }
-        edit_labels(object(spec, "Labels"), &self.label_add, &self.label_rm)?;
+        edit_labels(&mut spec.docker.labels, &self.label_add, &self.label_rm)?;
         if !self.publish_add.is_empty() || !self.publish_rm.is_empty() {
-            let es = object(spec, "EndpointSpec");
-            let mut ports = es
-                .get("Ports")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let es = spec.endpoint_spec.get_or_insert_with(Default::default);
+            let mut ports = es.ports.take().unwrap_or_default();
             crate::publish::edit(&mut ports, &self.publish_add, &self.publish_rm)
                 .map_err(InvalidValue)?;
-            es.insert("Ports".into(), json!(ports));
+            es.ports = Some(ports);
         }
         if let Some(m) = &self.endpoint_mode {
-            object(spec, "EndpointSpec").insert("Mode".into(), json!(m));
+            spec.endpoint_spec
+                .get_or_insert_with(Default::default)
+                .docker
+                .mode = Some(crate::publish::endpoint_mode(m).map_err(InvalidValue)?);
         }
-        nets.apply(spec)?;
-        self.rollout.apply(spec);
-        let tt = &mut spec["TaskTemplate"];
-        if !tt.is_object() {
-            *tt = json!({});
-        }
-        self.health.apply(tt)?;
+        self.rollout.apply(spec)?;
+        let tt = spec.task_template.get_or_insert_with(Default::default);
+        nets.apply(tt)?;
         self.placement.apply(tt);
-        {
-            let cv = &mut tt["ContainerSpec"];
-            edit_labels(
-                object(cv, "Labels"),
-                &self.container_label_add,
-                &self.container_label_rm,
-            )?;
-            let c = object(tt, "ContainerSpec");
-            if let Some(i) = &self.image {
-                c.insert("Image".into(), json!(i));
-            }
-            if let Some(a) = &self.args {
-                c.insert(
-                    "Args".into(),
-                    json!(a.split_whitespace().collect::<Vec<_>>()),
-                );
-            }
-            let mut env = c
-                .get("Env")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            edit_env(&mut env, &self.env_add, &self.env_rm)?;
-            c.insert("Env".into(), json!(env));
-            self.files.apply(c)?;
-            if let Some(g) = self.stop_grace_period {
-                c.insert("StopGracePeriod".into(), json!(g));
-            }
-            if let Some(w) = &self.workdir {
-                c.insert("Dir".into(), json!(w));
-            }
-            if let Some(user) = &self.user {
-                c.insert("User".into(), json!(user));
-            }
-            if let Some(h) = &self.hostname {
-                c.insert("Hostname".into(), json!(h));
-            }
-            if let Some(r) = self.read_only {
-                c.insert("ReadOnly".into(), json!(r));
-            }
-            if let Some(s) = &self.stop_signal {
-                c.insert("StopSignal".into(), json!(s));
-            }
-            if !self.mount_add.is_empty() || !self.mount_rm.is_empty() {
-                let mounts = c.get("Mounts").cloned().unwrap_or(Value::Null);
-                c.insert(
-                    "Mounts".into(),
-                    update_mounts(mounts, &self.mount_add, &self.mount_rm)?,
-                );
-            }
-            // As docker: an added capability leaves the drop list, a dropped
-            // one the add list.
-            let list = |c: &Map<String, Value>, key: &str| -> Vec<String> {
-                c.get(key)
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            if !self.cap_add.is_empty() || !self.cap_drop.is_empty() {
-                let same = |a: &str, b: &str| {
-                    a.trim_start_matches("CAP_")
-                        .eq_ignore_ascii_case(b.trim_start_matches("CAP_"))
-                };
-                let mut add = list(c, "CapabilityAdd");
-                let mut drop = list(c, "CapabilityDrop");
-                add.retain(|a| !self.cap_drop.iter().any(|d| same(a, d)));
-                drop.retain(|d| !self.cap_add.iter().any(|a| same(a, d)));
-                for a in &self.cap_add {
-                    if !add.iter().any(|x| same(x, a)) {
-                        add.push(a.clone());
-                    }
-                }
-                for d in &self.cap_drop {
-                    if !drop.iter().any(|x| same(x, d)) {
-                        drop.push(d.clone());
-                    }
-                }
-                c.insert("CapabilityAdd".into(), json!(add));
-                c.insert("CapabilityDrop".into(), json!(drop));
-            }
+        let c = tt.container_spec.get_or_insert_with(Default::default);
+        self.health.apply(c)?;
+        edit_labels(
+            &mut c.docker.labels,
+            &self.container_label_add,
+            &self.container_label_rm,
+        )?;
+        let d = &mut c.docker;
+        if let Some(i) = &self.image {
+            d.image = Some(i.clone());
         }
+        if let Some(a) = &self.args {
+            d.args = Some(a.split_whitespace().map(str::to_string).collect());
+        }
+        let mut env = d.env.take().unwrap_or_default();
+        edit_env(&mut env, &self.env_add, &self.env_rm)?;
+        d.env = Some(env);
+        if let Some(g) = self.stop_grace_period {
+            d.stop_grace_period = Some(wire::int(g));
+        }
+        if let Some(w) = &self.workdir {
+            d.dir = Some(w.clone());
+        }
+        if let Some(user) = &self.user {
+            d.user = Some(user.clone());
+        }
+        if let Some(h) = &self.hostname {
+            d.hostname = Some(h.clone());
+        }
+        if let Some(r) = self.read_only {
+            d.read_only = Some(r);
+        }
+        if let Some(s) = &self.stop_signal {
+            d.stop_signal = Some(s.clone());
+        }
+        if !self.mount_add.is_empty() || !self.mount_rm.is_empty() {
+            let mounts = d.mounts.take().unwrap_or_default();
+            d.mounts = Some(update_mounts(mounts, &self.mount_add, &self.mount_rm)?);
+        }
+        self.files.apply(c)?;
+        edit_capabilities(c, &self.cap_add, &self.cap_drop);
         {
-            let r = object(tt, "RestartPolicy");
+            let r = tt
+                .docker
+                .restart_policy
+                .get_or_insert_with(Default::default);
             if let Some(v) = &self.restart_condition {
-                r.insert("Condition".into(), json!(v));
+                r.condition = Some(enum_word(v, "invalid restart condition")?);
             }
             if let Some(v) = self.restart_delay {
-                r.insert("Delay".into(), json!(v));
+                r.delay = Some(wire::int(v));
             }
             if let Some(v) = self.restart_max_attempts {
-                r.insert("MaxAttempts".into(), json!(v));
+                r.max_attempts = Some(wire::int(v));
             }
             if let Some(v) = self.restart_window {
-                r.insert("Window".into(), json!(v));
+                r.window = Some(wire::int(v));
             }
         }
-        {
-            let res = object(tt, "Resources");
-            for (group, key, v) in [
-                ("Limits", "NanoCPUs", self.limit_cpu),
-                ("Limits", "MemoryBytes", self.limit_memory),
-                ("Limits", "Pids", self.limit_pids),
-                ("Reservations", "NanoCPUs", self.reserve_cpu),
-                ("Reservations", "MemoryBytes", self.reserve_memory),
+        if self.limit_cpu.is_some() || self.limit_memory.is_some() || self.limit_pids.is_some() {
+            let res = tt.docker.resources.get_or_insert_with(Default::default);
+            let l = res.limits.get_or_insert_with(Default::default);
+            for (field, v) in [
+                (&mut l.nano_cpus, self.limit_cpu),
+                (&mut l.memory_bytes, self.limit_memory),
+                (&mut l.pids, self.limit_pids),
             ] {
                 if let Some(v) = v {
-                    if !res.get(group).is_some_and(Value::is_object) {
-                        res.insert(group.into(), json!({}));
-                    }
-                    res[group][key] = json!(v);
+                    *field = Some(wire::int(v));
+                }
+            }
+        }
+        if self.reserve_cpu.is_some() || self.reserve_memory.is_some() {
+            let res = tt.docker.resources.get_or_insert_with(Default::default);
+            let r = res.reservations.get_or_insert_with(Default::default);
+            for (field, v) in [
+                (&mut r.nano_cpus, self.reserve_cpu),
+                (&mut r.memory_bytes, self.reserve_memory),
+            ] {
+                if let Some(v) = v {
+                    *field = Some(wire::int(v));
                 }
             }
         }
         if self.force {
-            tt["ForceUpdate"] = json!(u(tt, "/ForceUpdate") + 1);
+            tt.docker.force_update = Some(tt.docker.force_update.unwrap_or(0).saturating_add(1));
         }
         Ok(())
     }
+}
+
+/// A service's id and version, as `GET /services/{id}` gave them.
+fn id_and_version(svc: &wire::Service) -> (String, i64) {
+    let id = svc.docker.id.clone().unwrap_or_default();
+    let version = svc
+        .docker
+        .version
+        .as_ref()
+        .and_then(|v| v.index)
+        .unwrap_or(0);
+    (id, i64::try_from(version).unwrap_or(i64::MAX))
 }
 
 pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
@@ -614,28 +623,23 @@ pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
     // (the whole edit is redone, so `--force` still bumps once).
     let nets = NetworkEdits::resolve(client, &a.network_add, &a.network_rm).await?;
     let mut attempts = 0;
-    let (svc, id) = loop {
-        let svc = client
-            .get(&format!("/services/{}", enc(&a.service)))
+    let (version, id) = loop {
+        let svc: wire::Service = client
+            .get_as(&format!("/services/{}", enc(&a.service)))
             .await?;
-        let id = s(&svc, "/ID").to_string();
-        let mut spec = svc["Spec"].clone();
-        if !spec.is_object() {
+        let (id, version) = id_and_version(&svc);
+        let Some(mut spec) = svc.spec else {
             return Err(anyhow!("the daemon sent no spec for service {}", a.service));
-        }
+        };
         a.edit(&mut spec, &nets)?;
-        let sent = client
-            .post(
-                &format!(
-                    "/services/{}/update?version={}",
-                    enc(&id),
-                    u(&svc, "/Version/Index")
-                ),
-                spec,
+        let sent: anyhow::Result<wire::ServiceUpdateResponse> = client
+            .post_as(
+                &format!("/services/{}/update?version={version}", enc(&id)),
+                &spec,
             )
             .await;
         match sent {
-            Ok(_) => break (svc, id),
+            Ok(_) => break (version, id),
             Err(e) if attempts < 5 && e.to_string().contains("update out of sequence") => {
                 attempts += 1;
             }
@@ -646,8 +650,8 @@ pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
     if !a.detach {
         // An update that changed nothing leaves the last rollout's status
         // in place, a finished rollback included: that is no failure.
-        let after = client.get(&format!("/services/{}", enc(&id))).await?;
-        let unchanged = u(&after, "/Version/Index") == u(&svc, "/Version/Index");
+        let after: wire::Service = client.get_as(&format!("/services/{}", enc(&id))).await?;
+        let unchanged = id_and_version(&after).1 == version;
         wait_rollout(client, &id, a.quiet, unchanged).await?;
     }
     Ok(())
@@ -656,18 +660,17 @@ pub async fn update(client: &Client, a: UpdateArgs) -> anyhow::Result<()> {
 pub async fn rollback(client: &Client, a: RollbackArgs) -> anyhow::Result<()> {
     let mut attempts = 0;
     let id = loop {
-        let svc = client
-            .get(&format!("/services/{}", enc(&a.service)))
+        let svc: wire::Service = client
+            .get_as(&format!("/services/{}", enc(&a.service)))
             .await?;
-        let id = s(&svc, "/ID").to_string();
-        let sent = client
-            .post(
+        let (id, version) = id_and_version(&svc);
+        let sent: anyhow::Result<wire::ServiceUpdateResponse> = client
+            .post_as(
                 &format!(
-                    "/services/{}/update?rollback=previous&version={}",
-                    enc(&id),
-                    u(&svc, "/Version/Index")
+                    "/services/{}/update?rollback=previous&version={version}",
+                    enc(&id)
                 ),
-                svc["Spec"].clone(),
+                &svc.spec,
             )
             .await;
         match sent {
@@ -690,35 +693,32 @@ pub async fn rollback(client: &Client, a: RollbackArgs) -> anyhow::Result<()> {
 /// target, `--mount-rm` removes by target, and the list is sorted by
 /// source, then target.
 fn update_mounts(
-    old: Value,
+    old: Vec<bollard::models::Mount>,
     add: &[bollard::models::Mount],
     rm: &[String],
-) -> anyhow::Result<Value> {
-    let mut by_target: std::collections::BTreeMap<String, Value> = Default::default();
+) -> anyhow::Result<Vec<bollard::models::Mount>> {
+    let mut by_target: BTreeMap<String, bollard::models::Mount> = Default::default();
     for m in add {
         let target = m.target.clone().unwrap_or_default();
         if by_target.contains_key(&target) {
             anyhow::bail!("duplicate mount target");
         }
-        by_target.insert(target, serde_json::to_value(m)?);
+        by_target.insert(target, m.clone());
     }
-    if let Value::Array(list) = old {
-        for m in list {
-            let target = m["Target"].as_str().unwrap_or_default().to_string();
-            by_target.entry(target).or_insert(m);
-        }
+    for m in old {
+        let target = m.target.clone().unwrap_or_default();
+        by_target.entry(target).or_insert(m);
     }
-    let mut mounts: Vec<Value> = by_target
+    let mut mounts: Vec<bollard::models::Mount> = by_target
         .into_iter()
         .filter(|(target, _)| !rm.contains(target))
         .map(|(_, m)| m)
         .collect();
-    let key = |m: &Value| {
+    mounts.sort_by_key(|m| {
         (
-            m["Source"].as_str().unwrap_or_default().to_string(),
-            m["Target"].as_str().unwrap_or_default().to_string(),
+            m.source.clone().unwrap_or_default(),
+            m.target.clone().unwrap_or_default(),
         )
-    };
-    mounts.sort_by_key(key);
-    Ok(Value::Array(mounts))
+    });
+    Ok(mounts)
 }

@@ -4,7 +4,13 @@
 
 use anyhow::anyhow;
 use clap::Subcommand;
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use shoal_node::api::wire::{
+    self,
+    docker::{VolumeCreateRequest, VolumePruneResponse},
+};
 
 use crate::client::{enc, Client};
 use crate::output::{print_inspect, print_rows, s, ListArgs, Row};
@@ -58,20 +64,18 @@ pub enum VolumeCmd {
 
 /// `--filter k=v` flags as docker's `filters` JSON.
 fn filters_json(flags: &[String]) -> anyhow::Result<Option<String>> {
-    let mut m: Map<String, Value> = Map::new();
+    let mut m: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
     for f in flags {
         let (k, v) = f
             .split_once('=')
             .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))?;
-        if let Some(o) = m
-            .entry(k.to_string())
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-        {
-            o.insert(v.to_string(), json!(true));
-        }
+        m.entry(k.to_string())
+            .or_default()
+            .insert(v.to_string(), true);
     }
-    Ok((!m.is_empty()).then(|| Value::Object(m).to_string()))
+    Ok((!m.is_empty())
+        .then(|| serde_json::to_string(&m))
+        .transpose()?)
 }
 
 pub async fn run(client: &Client, cmd: VolumeCmd) -> anyhow::Result<()> {
@@ -81,19 +85,20 @@ pub async fn run(client: &Client, cmd: VolumeCmd) -> anyhow::Result<()> {
             label,
             name,
         } => {
-            let labels: Map<String, Value> = label
+            let labels = label
                 .iter()
                 .map(|l| {
                     let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-                    (k.to_string(), json!(v))
+                    (k.to_string(), v.to_string())
                 })
                 .collect();
-            let body = json!({
-                "Name": name.unwrap_or_default(),
-                "Driver": driver,
-                "Labels": labels,
-            });
-            let made = client.post("/volumes/create", body).await?;
+            let body = VolumeCreateRequest {
+                name: Some(name.unwrap_or_default()),
+                driver: Some(driver),
+                labels: Some(labels),
+                ..Default::default()
+            };
+            let made: Value = client.post_as("/volumes/create", &body).await?;
             println!("{}", s(&made, "/Name"));
         }
         VolumeCmd::Ls(a) => {
@@ -181,11 +186,8 @@ pub async fn run(client: &Client, cmd: VolumeCmd) -> anyhow::Result<()> {
                 Some(f) => format!("/volumes/prune?filters={}", enc(&f)),
                 None => "/volumes/prune".into(),
             };
-            let out = client.post(&path, json!({})).await?;
-            let deleted: Vec<&str> = out["VolumesDeleted"]
-                .as_array()
-                .map(|l| l.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            let out: VolumePruneResponse = client.post_as(&path, &wire::Empty {}).await?;
+            let deleted = out.volumes_deleted.unwrap_or_default();
             if !deleted.is_empty() {
                 println!("Deleted Volumes:");
                 for d in &deleted {
@@ -193,7 +195,7 @@ pub async fn run(client: &Client, cmd: VolumeCmd) -> anyhow::Result<()> {
                 }
                 println!();
             }
-            let reclaimed = out["SpaceReclaimed"].as_u64().unwrap_or(0);
+            let reclaimed = u64::try_from(out.space_reclaimed.unwrap_or(0)).unwrap_or(0);
             println!(
                 "Total reclaimed space: {}",
                 crate::pretty::human_size(reclaimed)

@@ -7,11 +7,12 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::Response;
+use bollard::models::{EventActor, EventMessage, EventMessageScopeEnum};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use super::filters::Filters;
+use super::wire::word;
 use super::ApiError;
 use crate::events::Recorded;
 use crate::runtime::Runtime;
@@ -95,18 +96,35 @@ fn matches(f: &Filters, r: &Recorded) -> bool {
         && f.labels("label", &e.attributes)
 }
 
-fn message(r: &Recorded) -> Vec<u8> {
+/// One event as dockerd sends it: bollard's `EventMessage`, the type and
+/// scope as its enums (every kind shoal records has its variant).
+pub fn event_message(r: &Recorded) -> EventMessage {
     let e = &r.event;
-    let mut line = json!({
-        "Type": e.kind.as_str(),
-        "Action": e.action.as_str(),
-        "Actor": { "ID": e.id, "Attributes": e.attributes },
-        "scope": "swarm",
-        "time": r.time_nano.div_euclid(1_000_000_000),
-        "timeNano": r.time_nano,
-    })
-    .to_string()
-    .into_bytes();
+    EventMessage {
+        typ: word(e.kind.as_str()),
+        action: Some(e.action.as_str().to_string()),
+        actor: Some(EventActor {
+            id: Some(e.id.clone()),
+            attributes: Some(
+                e.attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        }),
+        scope: Some(EventMessageScopeEnum::SWARM),
+        time: Some(r.time_nano.div_euclid(1_000_000_000)),
+        time_nano: Some(r.time_nano),
+    }
+}
+
+/// A line of the stream. Through `Value` so the attributes come out with
+/// their keys sorted, as Go writes a map.
+fn message(r: &Recorded) -> Vec<u8> {
+    let mut line = serde_json::to_value(event_message(r))
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+        .into_bytes();
     line.push(b'\n');
     line
 }
@@ -219,5 +237,44 @@ mod tests {
         );
         assert!(parse_time("since", "yesterday").is_err());
         assert!(parse_time("since", "1.1234567890").is_err());
+    }
+
+    #[test]
+    fn a_line_is_docker_s_event_message() {
+        use shoal_actors::store::swarm_events::{EventAction, EventType, SwarmEvent};
+        for kind in [
+            EventType::Service,
+            EventType::Node,
+            EventType::Secret,
+            EventType::Config,
+            EventType::Network,
+        ] {
+            let r = Recorded {
+                seq: 1,
+                time_nano: 1_700_000_000_123_456_789,
+                event: Arc::new(SwarmEvent {
+                    kind,
+                    action: EventAction::Update,
+                    id: "abc".into(),
+                    attributes: [("name", "web"), ("replicas.new", "3")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                }),
+            };
+            let line = String::from_utf8(message(&r)).expect("utf-8");
+            assert!(line.ends_with('\n'));
+            let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+            assert_eq!(
+                v,
+                serde_json::json!({
+                    "Type": kind.as_str(), "Action": "update", "scope": "swarm",
+                    "Actor": {"ID": "abc", "Attributes": {"name": "web", "replicas.new": "3"}},
+                    "time": 1_700_000_000i64, "timeNano": 1_700_000_000_123_456_789i64,
+                })
+            );
+            let back: EventMessage = serde_json::from_str(&line).expect("an EventMessage");
+            assert_eq!(back, event_message(&r));
+        }
     }
 }

@@ -12,6 +12,7 @@ mod placement;
 mod ports;
 pub mod secrets;
 pub mod server;
+mod typed;
 mod unhonoured;
 pub mod version;
 pub mod views;
@@ -222,16 +223,8 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> Typed<Str
     }
     let mut spec = ClusterSpec::default();
     if let Some(s) = req.spec {
-        if let Some(v) = s.pointer("/Orchestration/TaskHistoryRetentionLimit") {
-            spec.task_history_limit = v.as_u64().ok_or_else(|| {
-                ApiError::bad_request("TaskHistoryRetentionLimit must be a non-negative integer")
-            })?;
-        }
-        if let Some(v) = s.pointer("/Raft/SnapshotInterval") {
-            spec.snapshot_interval = v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-                ApiError::bad_request("SnapshotInterval must be a positive integer")
-            })?;
-        }
+        let s: wire::SwarmSpec = typed::read(&s).map_err(ApiError::bad_request)?;
+        swarm_settings(&mut spec, &s)?;
     }
     if !req.default_addr_pool.is_empty() {
         spec.default_addr_pool = req
@@ -786,6 +779,30 @@ async fn swarm_unlock_key(State(rt): Rt) -> Typed<wire::UnlockKeyResponse> {
     }
 }
 
+/// The settings of a `SwarmSpec` shoal acts on, where it gives them:
+/// `Orchestration.TaskHistoryRetentionLimit`, shoal's
+/// `Orchestration.Rebalance` and `Raft.SnapshotInterval`.
+fn swarm_settings(spec: &mut ClusterSpec, s: &wire::SwarmSpec) -> Result<(), ApiError> {
+    let orchestration = s.orchestration.as_ref();
+    if let Some(n) = orchestration.and_then(|o| o.docker.task_history_retention_limit) {
+        spec.task_history_limit = u64::try_from(n).map_err(|_| {
+            ApiError::bad_request("TaskHistoryRetentionLimit must be a non-negative integer")
+        })?;
+    }
+    if let Some(on) = orchestration.and_then(|o| o.rebalance) {
+        spec.rebalance = on;
+    }
+    if let Some(n) = s.docker.raft.as_ref().and_then(|r| r.snapshot_interval) {
+        if n == 0 {
+            return Err(ApiError::bad_request(
+                "SnapshotInterval must be a positive integer",
+            ));
+        }
+        spec.snapshot_interval = n;
+    }
+    Ok(())
+}
+
 /// `POST /swarm/update`: token rotations and unlock-key rotation (query),
 /// autolock (`EncryptionConfig.AutoLockManagers`), and the settings in the
 /// body's `Spec` that are given (`Orchestration.TaskHistoryRetentionLimit`,
@@ -799,10 +816,16 @@ async fn swarm_update(
         rt.rotate_tokens(q.rotate_worker_token, q.rotate_manager_token)
             .await?;
     }
-    let autolock = body
+    // The body is docker's SwarmSpec.
+    let typed_spec: Option<wire::SwarmSpec> = body
         .as_ref()
-        .and_then(|Json(b)| b.pointer("/EncryptionConfig/AutoLockManagers"))
-        .and_then(Value::as_bool);
+        .map(|Json(b)| typed::read(b))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let autolock = typed_spec
+        .as_ref()
+        .and_then(|s| s.docker.encryption_config.as_ref())
+        .and_then(|e| e.auto_lock_managers);
     if let Some(on) = autolock {
         rt.set_autolock(on, false).await?;
     }
@@ -812,10 +835,9 @@ async fn swarm_update(
         }
         rt.set_autolock(true, true).await?;
     }
-    let Some(Json(body)) = body else {
+    let (Some(Json(body)), Some(typed_spec)) = (body, typed_spec) else {
         return Ok(Json(wire::Empty {}));
     };
-    // The body is docker's SwarmSpec.
     let new = &body;
     let (mut spec, version) = {
         let m = rt.manager()?;
@@ -834,25 +856,7 @@ async fn swarm_update(
             "update out of sequence",
         ));
     }
-    if let Some(v) = new.pointer("/Orchestration/TaskHistoryRetentionLimit") {
-        spec.task_history_limit = v.as_u64().ok_or_else(|| {
-            ApiError::bad_request("TaskHistoryRetentionLimit must be a non-negative integer")
-        })?;
-    }
-    if let Some(v) = new.pointer("/Orchestration/Rebalance") {
-        spec.rebalance = v
-            .as_bool()
-            .ok_or_else(|| ApiError::bad_request("Rebalance must be true or false"))?;
-    }
-    if let Some(v) = new
-        .pointer("/Raft/SnapshotInterval")
-        .filter(|v| !v.is_null())
-    {
-        spec.snapshot_interval = v
-            .as_u64()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ApiError::bad_request("SnapshotInterval must be a positive integer"))?;
-    }
+    swarm_settings(&mut spec, &typed_spec)?;
     let autolock = rt.unlock_key()?.is_some();
     let unhonoured = unhonoured::fields(new, &views::cluster_spec_json(&spec, autolock));
     let changed_fixed = views::fixed_swarm_settings_changed(new);

@@ -5,19 +5,14 @@ use bollard::models::{
     Mount as WireMount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions,
     MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
 };
-use serde_json::Value;
 use shoal_actors::mounts::{
     BindOptions, Mount, MountKind, Propagation, TmpfsOptions, VolumeOptions,
 };
 
 /// The spec's `Mounts` (absent or null: none). The type is read as a word
 /// first, so an unknown one gets dockerd's message, not serde's.
-pub fn parse(v: Option<&Value>) -> Result<Vec<Mount>, String> {
-    let list = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(list)) => list,
-        Some(_) => return Err("ContainerSpec.Mounts must be a list".into()),
-    };
+pub fn parse(list: Option<&[WireMount]>) -> Result<Vec<Mount>, String> {
+    let list = list.unwrap_or_default();
     if list.len() > shoal_actors::mounts::MAX_MOUNTS {
         return Err(format!(
             "a task may have at most {} mounts, not {}",
@@ -26,20 +21,14 @@ pub fn parse(v: Option<&Value>) -> Result<Vec<Mount>, String> {
         ));
     }
     let mut mounts = Vec::with_capacity(list.len());
-    for raw in list {
-        let kind_word = raw.get("Type").and_then(Value::as_str).unwrap_or("");
-        let Some(kind) = MountKind::parse(kind_word) else {
+    for m in list {
+        let kind_word = m.typ.map(|t| t.to_string()).unwrap_or_default();
+        let Some(kind) = MountKind::parse(&kind_word) else {
             return Err(format!(
                 "invalid mount config for type {kind_word:?}: mount type unknown"
             ));
         };
-        let mut typed = raw.clone();
-        if let Some(map) = typed.as_object_mut() {
-            map.remove("Type");
-        }
-        let m: WireMount =
-            serde_json::from_value(typed).map_err(|e| format!("ContainerSpec.Mounts: {e}"))?;
-        mounts.push(from_wire(kind, m));
+        mounts.push(from_wire(kind, m.clone()));
     }
     Ok(mounts)
 }
@@ -136,7 +125,8 @@ mod tests {
                                "DriverConfig": {"Name": "local", "Options": {"o": "x"}}}},
             {"Type": "tmpfs", "Target": "/scratch", "TmpfsOptions": {"SizeBytes": 1048576, "Mode": 448}}
         ]);
-        let mounts = parse(Some(&wire)).expect("parses");
+        let typed: Vec<WireMount> = serde_json::from_value(wire.clone()).expect("typed");
+        let mounts = parse(Some(&typed)).expect("parses");
         assert_eq!(mounts.len(), 3);
         assert_eq!(mounts[0].kind, Some(MountKind::Bind));
         assert_eq!(
@@ -153,9 +143,11 @@ mod tests {
         let back: Vec<WireMount> = mounts.iter().map(to_wire).collect();
         assert_eq!(serde_json::to_value(back).expect("json"), wire);
         assert_eq!(
-            parse(Some(
-                &serde_json::json!([{"Type": "cluster", "Target": "/x"}])
-            )),
+            parse(Some(&[WireMount {
+                typ: Some(MountType::CLUSTER),
+                target: Some("/x".into()),
+                ..Default::default()
+            }])),
             Err("invalid mount config for type \"cluster\": mount type unknown".into())
         );
     }

@@ -24,13 +24,10 @@ use crate::runtime::{NodeError, Runtime};
 
 /// Parses `TaskTemplate.Networks` (`Target` is a name or id until
 /// `resolve_refs` names it by id).
-pub fn parse_refs(tt: &Value) -> Result<Vec<NetworkRef>, String> {
-    let Some(list) = tt.get("Networks").filter(|v| !v.is_null()) else {
-        return Ok(Vec::new());
-    };
-    let list = list
-        .as_array()
-        .ok_or("TaskTemplate.Networks must be a list")?;
+pub fn parse_refs(
+    list: Option<&[wire::NetworkAttachmentConfig]>,
+) -> Result<Vec<NetworkRef>, String> {
+    let list = list.unwrap_or_default();
     if list.len() > networks::MAX_ATTACHMENTS {
         return Err(format!(
             "a service joins at most {} networks",
@@ -40,17 +37,14 @@ pub fn parse_refs(tt: &Value) -> Result<Vec<NetworkRef>, String> {
     list.iter()
         .map(|n| {
             let target = n
-                .get("Target")
-                .and_then(Value::as_str)
+                .target
+                .clone()
                 .filter(|t| !t.is_empty())
-                .ok_or("a network needs a Target")?
-                .to_string();
-            let aliases = match n.get("Aliases") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(a) => serde_json::from_value(a.clone())
-                    .map_err(|_| "network Aliases must be a list of strings".to_string())?,
-            };
-            Ok(NetworkRef { target, aliases })
+                .ok_or("a network needs a Target")?;
+            Ok(NetworkRef {
+                target,
+                aliases: n.aliases.clone().unwrap_or_default(),
+            })
         })
         .collect()
 }
@@ -317,36 +311,34 @@ pub async fn inspect(
     Ok(Json(found))
 }
 
-fn str_map(body: &Value, key: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(l) => serde_json::from_value(l.clone())
-            .map_err(|_| ApiError::bad_request(format!("{key} must map strings to strings"))),
-    }
+fn str_map(m: Option<&std::collections::HashMap<String, String>>) -> BTreeMap<String, String> {
+    m.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
 }
 
 /// `POST /networks/create`: docker's body (`Name`, `Driver`, `IPAM.Config`,
-/// `Attachable`, `Internal`, `Labels`, `Options`).
+/// `Attachable`, `Internal`, `Labels`, `Options`), read as bollard's
+/// `NetworkCreateRequest`.
 pub async fn create(
     State(rt): Rt,
-    Json(body): Json<Value>,
+    Json(mut body): Json<Value>,
 ) -> Result<(StatusCode, Json<wire::NetworkCreateResponse>), ApiError> {
     rt.manager()?;
-    let text = |k: &str| {
-        body.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let flag = |k: &str| body.get(k).and_then(Value::as_bool).unwrap_or(false);
-    let driver = match text("Driver") {
+    // docker's client always names the network; without a name the name
+    // check below refuses it in its words.
+    if let Value::Object(m) = &mut body {
+        m.entry("Name").or_insert_with(|| Value::from(""));
+    }
+    let req: wire::docker::NetworkCreateRequest =
+        super::typed::read(&body).map_err(ApiError::bad_request)?;
+    let driver = match req.driver.clone().unwrap_or_default() {
         d if d.is_empty() => "overlay".to_string(),
         d => d,
     };
-    let config = body
-        .pointer("/IPAM/Config")
-        .and_then(Value::as_array)
-        .cloned()
+    let config = req
+        .ipam
+        .as_ref()
+        .and_then(|i| i.config.clone())
         .unwrap_or_default();
     if config.len() > 1 {
         return Err(ApiError::bad_request(
@@ -354,28 +346,29 @@ pub async fn create(
         ));
     }
     let first = config.first();
-    let field = |k: &str| {
-        first
-            .and_then(|c| c.get(k))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    let subnet = field("Subnet")
+    let subnet = first
+        .and_then(|c| c.subnet.as_deref())
+        .filter(|s| !s.is_empty())
         .map(Subnet::parse)
         .transpose()
         .map_err(ApiError::bad_request)?;
-    let gateway = field("Gateway")
+    let gateway = first
+        .and_then(|c| c.gateway.as_deref())
+        .filter(|s| !s.is_empty())
         .map(|g| {
             g.parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid gateway address {g}")))
         })
         .transpose()?;
-    if field("IPRange").is_some() {
+    if first
+        .and_then(|c| c.ip_range.as_deref())
+        .is_some_and(|r| !r.is_empty())
+    {
         return Err(ApiError::bad_request(
             "--ip-range is not supported: the swarm hands out the whole subnet",
         ));
     }
-    let mut options = str_map(&body, "Options")?;
+    let mut options = str_map(req.options.as_ref());
     let encrypted = match options.remove("encrypted").as_deref() {
         None | Some("") | Some("true") | Some("quic") => true,
         Some("false") => false,
@@ -386,13 +379,13 @@ pub async fn create(
         }
     };
     let spec = NetworkSpec {
-        name: text("Name"),
-        labels: str_map(&body, "Labels")?,
+        name: req.name.clone(),
+        labels: str_map(req.labels.as_ref()),
         driver,
         subnet,
         gateway,
-        attachable: flag("Attachable"),
-        internal: flag("Internal"),
+        attachable: req.attachable.unwrap_or(false),
+        internal: req.internal.unwrap_or(false),
         encrypted,
         options,
     };

@@ -1,7 +1,5 @@
 //! A service's `Placement` and `Mode: {Global: {}}` in the Engine API's JSON.
 
-use serde_json::Value;
-
 use super::wire;
 use shoal_actors::constraints::Placement;
 
@@ -26,43 +24,27 @@ pub fn spec(p: &Placement) -> wire::TaskSpecPlacement {
     }
 }
 
-fn strings(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
-    match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|_| format!("{what} must be a list of strings")),
-    }
-}
-
-/// `TaskTemplate.Placement`, checked by `constraints::check` with the rest of the spec.
-pub fn parse(tt: &Value) -> Result<Placement, String> {
-    let Some(p) = tt.get("Placement").filter(|p| !p.is_null()) else {
+pub fn parse(p: Option<&wire::TaskSpecPlacement>) -> Result<Placement, String> {
+    let Some(p) = p else {
         return Ok(Placement::default());
     };
-    let constraints = strings(p.get("Constraints"), "Placement.Constraints")?;
     let mut preferences = Vec::new();
-    if let Some(list) = p.get("Preferences").filter(|l| !l.is_null()) {
-        let list = list
-            .as_array()
-            .ok_or("Placement.Preferences must be a list")?;
-        for pref in list {
-            let descriptor = pref
-                .pointer("/Spread/SpreadDescriptor")
-                .and_then(Value::as_str)
-                .ok_or(
-                    "a placement preference must be {\"Spread\": {\"SpreadDescriptor\": ...}}",
-                )?;
-            preferences.push(format!("spread={descriptor}"));
-        }
+    for pref in p.preferences.as_deref().unwrap_or_default() {
+        let descriptor = pref
+            .spread
+            .as_ref()
+            .and_then(|s| s.spread_descriptor.as_deref())
+            .ok_or("a placement preference must be {\"Spread\": {\"SpreadDescriptor\": ...}}")?;
+        preferences.push(format!("spread={descriptor}"));
     }
-    let max_replicas = match p.get("MaxReplicas") {
-        None | Some(Value::Null) => 0,
-        Some(v) => v
-            .as_u64()
-            .ok_or("Placement.MaxReplicas must be a non-negative integer")?,
+    let max_replicas = match p.max_replicas {
+        None => 0,
+        Some(n) => {
+            u64::try_from(n).map_err(|_| "Placement.MaxReplicas must be a non-negative integer")?
+        }
     };
     Ok(Placement {
-        constraints,
+        constraints: p.constraints.clone().unwrap_or_default(),
         preferences,
         max_replicas,
     })
@@ -79,7 +61,8 @@ mod tests {
             "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}],
             "MaxReplicas": 2,
         }});
-        let p = super::parse(&tt).unwrap_or_default();
+        let typed: super::wire::TaskSpec = serde_json::from_value(tt.clone()).unwrap_or_default();
+        let p = super::parse(typed.docker.placement.as_ref()).unwrap_or_default();
         assert_eq!(p.preferences, ["spread=node.labels.zone"]);
         assert_eq!(p.max_replicas, 2);
         assert_eq!(json!(super::spec(&p)), tt["Placement"]);

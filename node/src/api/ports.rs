@@ -2,65 +2,55 @@
 //! into `ports::EndpointSpec`, and rendered back with the ports the swarm
 //! assigned (`Endpoint.Ports`).
 
-use serde_json::Value;
-
 use super::wire::{self, word};
 use shoal_actors::networks::EndpointMode;
 use shoal_actors::ports::{
     Balance, EndpointSpec, PortConfig, Protocol, ProxyProtocol, PublishMode, MAX_PORTS,
 };
 
-fn port_number(v: Option<&Value>, what: &str) -> Result<u16, String> {
+fn port_number(v: Option<i64>, what: &str) -> Result<u16, String> {
     match v {
-        None | Some(Value::Null) => Ok(0),
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| u16::try_from(n).ok())
-            .ok_or_else(|| format!("invalid {what} {v}: expected 0 to 65535")),
+        None => Ok(0),
+        Some(v) => u16::try_from(v).map_err(|_| format!("invalid {what} {v}: expected 0 to 65535")),
     }
 }
 
-/// `Spec.EndpointSpec` (absent: no published ports).
-pub fn parse(body: &Value) -> Result<EndpointSpec, String> {
-    let Some(es) = body.get("EndpointSpec").filter(|v| !v.is_null()) else {
+pub fn parse(es: Option<&wire::EndpointSpec>) -> Result<EndpointSpec, String> {
+    let Some(es) = es else {
         return Ok(EndpointSpec::default());
     };
-    let mode = match es.get("Mode").and_then(Value::as_str) {
+    let mode = match es.docker.mode.map(|m| m.to_string()).as_deref() {
         None | Some("") => EndpointMode::default(),
         Some(m) => EndpointMode::parse(m)
             .ok_or_else(|| format!("invalid endpoint mode {m:?}: expected vip or dnsrr"))?,
     };
-    let balance = match es.get("Balance").and_then(Value::as_str) {
+    let balance = match es.balance.as_deref() {
         None => Balance::default(),
         Some(b) => Balance::parse(b).ok_or_else(|| {
             format!("invalid endpoint balance {b:?}: expected round-robin or least-conn")
         })?,
     };
-    let raw = match es.get("Ports") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
-        Some(_) => return Err("EndpointSpec.Ports must be a list".into()),
-    };
+    let raw = es.ports.as_deref().unwrap_or_default();
     if raw.len() > MAX_PORTS {
         return Err(format!("at most {MAX_PORTS} published ports per service"));
     }
     let mut ports = Vec::new();
-    for p in &raw {
-        let protocol = match p.get("Protocol").and_then(Value::as_str) {
+    for p in raw {
+        let protocol = match p.docker.protocol.map(|x| x.to_string()).as_deref() {
             None => Protocol::Tcp,
             Some(s) => Protocol::parse(s)
                 .ok_or_else(|| format!("invalid protocol {s:?}: expected tcp or udp"))?,
         };
-        let publish_mode = match p.get("PublishMode").and_then(Value::as_str) {
+        let publish_mode = match p.docker.publish_mode.map(|x| x.to_string()).as_deref() {
             None => PublishMode::Ingress,
             Some(s) => PublishMode::parse(s)
                 .ok_or_else(|| format!("invalid publish mode {s:?}: expected ingress or host"))?,
         };
-        let target_port = port_number(p.get("TargetPort"), "target port")?;
+        let target_port = port_number(p.docker.target_port, "target port")?;
         if target_port == 0 {
             return Err("No port specified: TargetPort is required".into());
         }
-        let proxy_protocol = match p.get("ProxyProtocol").and_then(Value::as_str) {
+        let proxy_protocol = match p.proxy_protocol.as_deref() {
             None | Some("") => None,
             Some(s) => Some(
                 ProxyProtocol::parse(s)
@@ -70,19 +60,13 @@ pub fn parse(body: &Value) -> Result<EndpointSpec, String> {
         if proxy_protocol.is_some() && protocol == Protocol::Udp {
             return Err("the PROXY protocol is for TCP ports only".into());
         }
-        let idle_timeout_ns = match p.get("IdleTimeout") {
-            None | Some(Value::Null) => 0,
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| format!("invalid IdleTimeout {v}: expected nanoseconds"))?,
-        };
         ports.push(PortConfig {
             protocol,
             target_port,
-            published_port: port_number(p.get("PublishedPort"), "published port")?,
+            published_port: port_number(p.docker.published_port, "published port")?,
             publish_mode,
             proxy_protocol,
-            idle_timeout_ns,
+            idle_timeout_ns: p.idle_timeout.unwrap_or(0),
         });
     }
     Ok(EndpointSpec {
@@ -103,6 +87,7 @@ fn port(p: &PortConfig) -> wire::PortConfig {
         },
         proxy_protocol: p.proxy_protocol.map(|pp| pp.as_str().to_string()),
         idle_timeout: (p.idle_timeout_ns != 0).then_some(p.idle_timeout_ns),
+        extra: Default::default(),
     }
 }
 
@@ -115,6 +100,7 @@ pub fn spec(e: &EndpointSpec) -> wire::EndpointSpec {
         },
         balance: Some(e.balance.as_str().to_string()),
         ports: Some(e.ports.iter().map(port).collect()),
+        extra: Default::default(),
     }
 }
 

@@ -81,17 +81,27 @@ pub fn object(o: &Object) -> Value {
     typed.unwrap_or(Value::Null)
 }
 
-fn labels_of(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    match v.get("Labels") {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(l) => serde_json::from_value(l.clone())
-            .map_err(|_| ApiError::bad_request("Labels must map strings to strings")),
-    }
+/// A create or update body as docker's `SecretSpec` (a `ConfigSpec` has
+/// the same fields but `Driver`). shoal's CLI sends an update as the object
+/// itself, `{"Spec": …}`: its spec is read then.
+fn spec_of(body: &Value) -> Result<wire::SecretSpec, ApiError> {
+    let spec = match body {
+        Value::Object(m) if m.contains_key("Spec") => &m["Spec"],
+        _ => body,
+    };
+    super::typed::read(spec).map_err(ApiError::bad_request)
+}
+
+fn labels_of(spec: &wire::SecretSpec) -> BTreeMap<String, String> {
+    spec.labels
+        .as_ref()
+        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
 }
 
 /// The plaintext of a create/update body, size-checked.
-fn data_of(kind: Kind, v: &Value) -> Result<Vec<u8>, ApiError> {
-    let text = v.get("Data").and_then(Value::as_str).unwrap_or("");
+fn data_of(kind: Kind, spec: &wire::SecretSpec) -> Result<Vec<u8>, ApiError> {
+    let text = spec.data.as_deref().unwrap_or("");
     // Base64 of the largest value allowed, and a little: refuse more
     // before decoding it.
     if text.len() > kind.max_bytes() / 3 * 4 + 8 {
@@ -132,14 +142,11 @@ async fn create(
     body: Value,
 ) -> Result<(StatusCode, Json<wire::Created>), ApiError> {
     rt.manager()?;
-    let name = body
-        .get("Name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let spec = spec_of(&body)?;
+    let name = spec.name.clone().unwrap_or_default();
     secrets::check_name(&name).map_err(ApiError::bad_request)?;
-    let labels = labels_of(&body)?;
-    let data = data_of(kind, &body)?;
+    let labels = labels_of(&spec);
+    let data = data_of(kind, &spec)?;
     let id = shoal_actors::model::new_id();
     let now = Utc::now();
     let obj = Object {
@@ -224,7 +231,7 @@ async fn update(
     body: Value,
 ) -> Result<Json<wire::Empty>, ApiError> {
     let m = rt.manager()?;
-    let spec = body.get("Spec").cloned().unwrap_or(body);
+    let spec = spec_of(&body)?;
     let current = {
         let guard = m.sm.read();
         let Some(o) = guard.0.find_object(kind, &key) else {
@@ -242,9 +249,9 @@ async fn update(
         ));
     }
     let data = data_of(kind, &spec)?;
-    let labels = match spec.get("Labels") {
-        None | Some(Value::Null) => current.labels.clone(),
-        Some(_) => labels_of(&spec)?,
+    let labels = match spec.labels {
+        None => current.labels.clone(),
+        Some(_) => labels_of(&spec),
     };
     if labels != current.labels {
         return Err(ApiError::bad_request(format!(
@@ -366,23 +373,49 @@ pub fn render_config_refs(t: &TaskTemplate) -> Vec<wire::TaskSpecContainerSpecCo
 
 /// Parses `ContainerSpec.Secrets`/`Configs` (ids and versions are filled
 /// in by `resolve_refs`).
-pub fn parse_refs(container_spec: Option<&Value>, kind: Kind) -> Result<Vec<FileRef>, String> {
+pub fn parse_refs(
+    container_spec: Option<&wire::ContainerSpec>,
+    kind: Kind,
+) -> Result<Vec<FileRef>, String> {
     let key = match kind {
         Kind::Secret => "Secrets",
         Kind::Config => "Configs",
     };
-    let (id_key, name_key) = match kind {
-        Kind::Secret => ("SecretID", "SecretName"),
-        Kind::Config => ("ConfigID", "ConfigName"),
-    };
-    let Some(list) = container_spec
-        .and_then(|c| c.get(key))
-        .filter(|v| !v.is_null())
-    else {
-        return Ok(Vec::new());
-    };
-    let Some(list) = list.as_array() else {
-        return Err(format!("ContainerSpec.{key} must be a list"));
+    // Both kinds' entries as one shape: id, name, file.
+    let c = container_spec.map(|c| &c.docker);
+    let list: Vec<(
+        Option<String>,
+        Option<String>,
+        wire::TaskSpecContainerSpecFile,
+    )> = match kind {
+        Kind::Secret => c
+            .and_then(|c| c.secrets.as_ref())
+            .map(|l| {
+                l.iter()
+                    .map(|r| {
+                        let file = r.file.clone().unwrap_or_default();
+                        (r.secret_id.clone(), r.secret_name.clone(), file)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Kind::Config => c
+            .and_then(|c| c.configs.as_ref())
+            .map(|l| {
+                l.iter()
+                    .map(|r| {
+                        let f = r.file.clone().unwrap_or_default();
+                        let file = wire::TaskSpecContainerSpecFile {
+                            name: f.name,
+                            uid: f.uid,
+                            gid: f.gid,
+                            mode: f.mode,
+                        };
+                        (r.config_id.clone(), r.config_name.clone(), file)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     if list.len() > secrets::MAX_REFS {
         return Err(format!(
@@ -391,41 +424,30 @@ pub fn parse_refs(container_spec: Option<&Value>, kind: Kind) -> Result<Vec<File
         ));
     }
     let mut out = Vec::new();
-    for r in list {
-        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let file = r.get("File").cloned().unwrap_or(Value::Null);
-        let fs = |k: &str| {
-            file.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let name = s(name_key);
-        let target = match fs("Name") {
+    for (id, name, file) in list {
+        let name = name.unwrap_or_default();
+        let target = match file.name.unwrap_or_default() {
             t if t.is_empty() => name.clone(),
             t => t,
         };
-        let num = |k: &str| -> Result<u32, String> {
-            match fs(k) {
+        let num = |k: &str, t: Option<String>| -> Result<u32, String> {
+            match t.unwrap_or_default() {
                 t if t.is_empty() => Ok(0),
                 t => t.parse().map_err(|_| format!("invalid {k} {t:?}")),
             }
         };
-        let mode = match file.get("Mode") {
-            None | Some(Value::Null) => 0o444,
-            Some(m) => m
-                .as_u64()
-                .and_then(|m| u32::try_from(m).ok())
-                .filter(|m| *m <= 0o7777)
-                .ok_or_else(|| format!("invalid file mode {m}"))?,
+        let mode = match file.mode {
+            None => 0o444,
+            Some(m) if m <= 0o7777 => m,
+            Some(m) => return Err(format!("invalid file mode {m}")),
         };
         secrets::check_target(kind, &target)?;
         out.push(FileRef {
-            id: s(id_key),
+            id: id.unwrap_or_default(),
             name,
             target,
-            uid: num("UID")?,
-            gid: num("GID")?,
+            uid: num("UID", file.uid)?,
+            gid: num("GID", file.gid)?,
             mode,
             data_version: 0,
         });

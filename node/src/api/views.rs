@@ -277,6 +277,7 @@ pub fn service_spec(spec: &ServiceSpec) -> wire::ServiceSpec {
         },
         task_template: Some(task_template(&spec.task_template)),
         endpoint_spec: Some(super::ports::spec(&spec.endpoint)),
+        extra: Default::default(),
     }
 }
 
@@ -341,6 +342,7 @@ fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
             ..Default::default()
         },
         healthcheck: t.healthcheck.as_ref().map(healthcheck),
+        extra: Default::default(),
     };
     let res = &t.resources;
     wire::TaskSpec {
@@ -371,6 +373,7 @@ fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
         },
         driver: Some(t.driver.clone()),
         container_spec: Some(container),
+        extra: Default::default(),
     }
 }
 
@@ -626,149 +629,146 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn field<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |v, k| v.get(*k))
-}
-
-fn u64_at(v: &Value, path: &[&str], default: u64) -> Result<u64, String> {
-    match field(v, path) {
-        None | Some(Value::Null) => Ok(default),
-        Some(x) => x
-            .as_u64()
-            .ok_or_else(|| format!("{} must be a non-negative integer, not {x}", path.join("."))),
+/// A count of the spec: absent is `default`, negative is refused.
+fn count(v: Option<i64>, path: &str, default: u64) -> Result<u64, String> {
+    match v {
+        None => Ok(default),
+        Some(n) => {
+            u64::try_from(n).map_err(|_| format!("{path} must be a non-negative integer, not {n}"))
+        }
     }
 }
 
-fn strings_at(v: &Value, path: &[&str]) -> Result<Vec<String>, String> {
-    match field(v, path) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("{} must be a list of strings", path.join(".")))
-            })
-            .collect(),
-        Some(_) => Err(format!("{} must be a list of strings", path.join("."))),
-    }
-}
-
-fn parse_update_config(v: &Value, what: &str, rollback: bool) -> Result<UpdateConfig, String> {
+fn parse_update_config(
+    c: Option<&wire::ServiceSpecUpdateConfig>,
+    what: &str,
+    rollback: bool,
+) -> Result<UpdateConfig, String> {
     let d = UpdateConfig::default();
-    let Some(c) = v.get(what).filter(|c| !c.is_null()) else {
+    let Some(c) = c else {
         return Ok(d);
     };
     let noun = if rollback { "rollback" } else { "update" };
-    let failure_action = match c.get("FailureAction").and_then(Value::as_str) {
+    let failure_action = match c.failure_action.map(|a| a.to_string()).as_deref() {
         None | Some("") => d.failure_action,
         Some(a) => FailureAction::parse(a)
             .filter(|a| !rollback || *a != FailureAction::Rollback)
             .ok_or_else(|| format!("unrecognized {noun} failure action {a}"))?,
     };
-    let order = match c.get("Order").and_then(Value::as_str) {
+    let order = match c.order.map(|o| o.to_string()).as_deref() {
         None | Some("") => d.order,
         Some(o) => UpdateOrder::parse(o).ok_or_else(|| format!("unrecognized {noun} order {o}"))?,
     };
-    let ratio = match c.get("MaxFailureRatio") {
-        None | Some(Value::Null) => 0.0,
-        Some(r) => r
-            .as_f64()
-            .ok_or_else(|| format!("{what}.MaxFailureRatio must be a number"))?,
-    };
+    let ratio = c.max_failure_ratio.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&ratio) {
         return Err(format!(
             "{what}.MaxFailureRatio must be between 0 and 1, not {ratio}"
         ));
     }
     Ok(UpdateConfig {
-        parallelism: u64_at(c, &["Parallelism"], d.parallelism)
-            .map_err(|e| format!("{what}.{e}"))?,
-        delay_ns: u64_at(c, &["Delay"], d.delay_ns).map_err(|e| format!("{what}.{e}"))?,
+        parallelism: count(c.parallelism, &format!("{what}.Parallelism"), d.parallelism)?,
+        delay_ns: count(c.delay, &format!("{what}.Delay"), d.delay_ns)?,
         failure_action,
-        monitor_ns: u64_at(c, &["Monitor"], d.monitor_ns).map_err(|e| format!("{what}.{e}"))?,
+        monitor_ns: count(c.monitor, &format!("{what}.Monitor"), d.monitor_ns)?,
         max_failure_ratio_ppm: (ratio * 1e6).round() as u32,
         order,
     })
 }
 
-fn parse_healthcheck(tt: &Value) -> Result<Option<HealthConfig>, String> {
-    let Some(h) = field(tt, &["ContainerSpec", "Healthcheck"]).filter(|h| !h.is_null()) else {
+fn parse_healthcheck(h: Option<&wire::HealthConfig>) -> Result<Option<HealthConfig>, String> {
+    let Some(h) = h else {
         return Ok(None);
     };
-    let at = |k: &str| u64_at(h, &[k], 0).map_err(|e| format!("Healthcheck.{e}"));
+    let at = |v: Option<i64>, k: &str| count(v, &format!("Healthcheck.{k}"), 0);
     Ok(Some(HealthConfig {
-        test: strings_at(h, &["Test"]).map_err(|e| format!("Healthcheck.{e}"))?,
-        interval_ns: at("Interval")?,
-        timeout_ns: at("Timeout")?,
-        retries: at("Retries")?,
-        start_period_ns: at("StartPeriod")?,
+        test: h.test.clone().unwrap_or_default(),
+        interval_ns: at(h.interval, "Interval")?,
+        timeout_ns: at(h.timeout, "Timeout")?,
+        retries: at(h.retries, "Retries")?,
+        start_period_ns: at(h.start_period, "StartPeriod")?,
     }))
 }
 
-/// Parses a Docker-shaped ServiceSpec, filling docker's defaults.
-pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
-    let name = v
-        .get("Name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    validate_name(&name)?;
-    let labels: BTreeMap<String, String> = match v.get("Labels") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(l) => serde_json::from_value(l.clone())
-            .map_err(|_| "Labels must map strings to strings".to_string())?,
+fn parse_mode(m: Option<&wire::ServiceSpecMode>) -> Result<ServiceMode, String> {
+    let Some(m) = m else {
+        return Ok(ServiceMode::Replicated { replicas: 1 });
     };
-    let modes: Vec<&str> = ["Replicated", "Global", "ReplicatedJob", "GlobalJob"]
-        .into_iter()
-        .filter(|m| field(v, &["Mode", m]).is_some_and(|x| !x.is_null()))
-        .collect();
-    let mode = match modes.as_slice() {
-        [] | ["Replicated"] => ServiceMode::Replicated {
-            replicas: u64_at(v, &["Mode", "Replicated", "Replicas"], 1)?,
-        },
-        ["Global"] => ServiceMode::Global,
-        ["GlobalJob"] => ServiceMode::GlobalJob,
-        ["ReplicatedJob"] => {
-            let total_completions = u64_at(v, &["Mode", "ReplicatedJob", "TotalCompletions"], 1)?;
-            ServiceMode::ReplicatedJob {
-                // docker: as many at once as there are completions, unless told.
-                max_concurrent: u64_at(
-                    v,
-                    &["Mode", "ReplicatedJob", "MaxConcurrent"],
-                    total_completions,
-                )?,
+    let set = [
+        m.replicated.is_some(),
+        m.global.is_some(),
+        m.replicated_job.is_some(),
+        m.global_job.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() > 1 {
+        return Err(
+            "Mode: only one of Replicated, Global, ReplicatedJob and GlobalJob may be set".into(),
+        );
+    }
+    Ok(if m.global.is_some() {
+        ServiceMode::Global
+    } else if m.global_job.is_some() {
+        ServiceMode::GlobalJob
+    } else if let Some(job) = &m.replicated_job {
+        let total_completions = count(
+            job.total_completions,
+            "Mode.ReplicatedJob.TotalCompletions",
+            1,
+        )?;
+        ServiceMode::ReplicatedJob {
+            // docker: as many at once as there are completions, unless told.
+            max_concurrent: count(
+                job.max_concurrent,
+                "Mode.ReplicatedJob.MaxConcurrent",
                 total_completions,
-            }
+            )?,
+            total_completions,
         }
-        _ => {
-            return Err(
-                "Mode: only one of Replicated, Global, ReplicatedJob and GlobalJob may be set"
-                    .into(),
-            )
+    } else {
+        ServiceMode::Replicated {
+            replicas: count(
+                m.replicated.as_ref().and_then(|r| r.replicas),
+                "Mode.Replicated.Replicas",
+                1,
+            )?,
         }
-    };
-    let tt = v.get("TaskTemplate").cloned().unwrap_or(Value::Null);
-    let image = field(&tt, &["ContainerSpec", "Image"])
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    })
+}
+
+fn map(labels: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+    labels
+        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// Parses a Docker-shaped ServiceSpec, filling docker's defaults: read into
+/// the Engine API's type (`typed::read`, shoal's words for a value that
+/// does not fit), then mapped onto the domain's spec.
+pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
+    let w: wire::ServiceSpec = super::typed::read(v)?;
+    service_spec_from_wire(&w)
+}
+
+/// The domain's spec for a typed Engine API spec, with shoal's checks.
+pub fn service_spec_from_wire(w: &wire::ServiceSpec) -> Result<ServiceSpec, String> {
+    let name = w.docker.name.clone().unwrap_or_default();
+    validate_name(&name)?;
+    let mode = parse_mode(w.docker.mode.as_ref())?;
+    let tt = w.task_template.clone().unwrap_or_default();
+    let c = tt.container_spec.clone().unwrap_or_default();
+    let image = c.docker.image.clone().unwrap_or_default();
     if image.is_empty() {
         return Err("ContainerSpec: image reference must be provided".into());
     }
-    let driver = tt
-        .get("Driver")
-        .and_then(Value::as_str)
-        .unwrap_or("docker")
-        .to_string();
+    let driver = tt.driver.clone().unwrap_or_else(|| "docker".into());
     let defaults = TaskTemplate::default();
-    let condition = match field(&tt, &["RestartPolicy", "Condition"]).and_then(Value::as_str) {
+    let rp = tt.docker.restart_policy.clone().unwrap_or_default();
+    let condition = match rp.condition.map(|c| c.to_string()).as_deref() {
         None => RestartCondition::Any,
         Some(c) => RestartCondition::parse(c).ok_or_else(|| {
             format!("invalid restart condition {c:?}: expected one of none, on-failure, any")
         })?,
     };
-    let env = strings_at(&tt, &["ContainerSpec", "Env"])?;
+    let env = c.docker.env.clone().unwrap_or_default();
     if let Some(bad) = env
         .iter()
         .find(|e| e.split_once('=').is_none_or(|(k, _)| k.is_empty()))
@@ -777,72 +777,71 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
             "invalid environment variable {bad:?}: expected KEY=VALUE"
         ));
     }
+    let res = tt.docker.resources.clone().unwrap_or_default();
+    let limits = res.limits.unwrap_or_default();
+    let reservations = res.reservations.unwrap_or_default();
     let spec = ServiceSpec {
         name,
-        labels,
+        labels: map(w.docker.labels.as_ref()),
         mode,
         task_template: TaskTemplate {
             driver,
             image,
-            args: strings_at(&tt, &["ContainerSpec", "Args"])?,
+            args: c.docker.args.clone().unwrap_or_default(),
             env,
             restart_policy: RestartPolicy {
                 condition,
-                delay_ns: u64_at(
-                    &tt,
-                    &["RestartPolicy", "Delay"],
+                delay_ns: count(
+                    rp.delay,
+                    "RestartPolicy.Delay",
                     defaults.restart_policy.delay_ns,
                 )?,
-                max_attempts: u64_at(&tt, &["RestartPolicy", "MaxAttempts"], 0)?,
-                window_ns: u64_at(&tt, &["RestartPolicy", "Window"], 0)?,
+                max_attempts: count(rp.max_attempts, "RestartPolicy.MaxAttempts", 0)?,
+                window_ns: count(rp.window, "RestartPolicy.Window", 0)?,
             },
-            stop_grace_period_ns: u64_at(
-                &tt,
-                &["ContainerSpec", "StopGracePeriod"],
+            stop_grace_period_ns: count(
+                c.docker.stop_grace_period,
+                "ContainerSpec.StopGracePeriod",
                 defaults.stop_grace_period_ns,
             )?,
-            workdir: field(&tt, &["ContainerSpec", "Dir"])
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            user: field(&tt, &["ContainerSpec", "User"])
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            container_labels: match field(&tt, &["ContainerSpec", "Labels"]) {
-                None | Some(Value::Null) => BTreeMap::new(),
-                Some(l) => serde_json::from_value(l.clone())
-                    .map_err(|_| "ContainerSpec.Labels must map strings to strings".to_string())?,
-            },
+            workdir: c.docker.dir.clone().unwrap_or_default(),
+            user: c.docker.user.clone().unwrap_or_default(),
+            container_labels: map(c.docker.labels.as_ref()),
             resources: shoal_actors::model::Resources {
-                limit_nano_cpus: u64_at(&tt, &["Resources", "Limits", "NanoCPUs"], 0)?,
-                limit_memory_bytes: u64_at(&tt, &["Resources", "Limits", "MemoryBytes"], 0)?,
-                reserve_nano_cpus: u64_at(&tt, &["Resources", "Reservations", "NanoCPUs"], 0)?,
-                reserve_memory_bytes: u64_at(
-                    &tt,
-                    &["Resources", "Reservations", "MemoryBytes"],
+                limit_nano_cpus: count(limits.nano_cpus, "Resources.Limits.NanoCPUs", 0)?,
+                limit_memory_bytes: count(limits.memory_bytes, "Resources.Limits.MemoryBytes", 0)?,
+                reserve_nano_cpus: count(
+                    reservations.nano_cpus,
+                    "Resources.Reservations.NanoCPUs",
                     0,
                 )?,
-                limit_pids: u64_at(&tt, &["Resources", "Limits", "Pids"], 0)?,
+                reserve_memory_bytes: count(
+                    reservations.memory_bytes,
+                    "Resources.Reservations.MemoryBytes",
+                    0,
+                )?,
+                limit_pids: count(limits.pids, "Resources.Limits.Pids", 0)?,
             },
-            healthcheck: parse_healthcheck(&tt)?,
-            force_update: u64_at(&tt, &["ForceUpdate"], 0)?,
-            networks: super::networks::parse_refs(&tt)?,
-            secrets: super::secrets::parse_refs(
-                tt.get("ContainerSpec"),
-                shoal_actors::secrets::Kind::Secret,
-            )?,
-            configs: super::secrets::parse_refs(
-                tt.get("ContainerSpec"),
-                shoal_actors::secrets::Kind::Config,
-            )?,
-            placement: super::placement::parse(&tt)?,
-            mounts: super::mounts::parse(field(&tt, &["ContainerSpec", "Mounts"]))?,
-            isolation: Box::new(parse_isolation(&tt)?),
+            healthcheck: parse_healthcheck(c.healthcheck.as_ref())?,
+            force_update: tt.docker.force_update.unwrap_or(0),
+            networks: super::networks::parse_refs(tt.docker.networks.as_deref())?,
+            secrets: super::secrets::parse_refs(Some(&c), shoal_actors::secrets::Kind::Secret)?,
+            configs: super::secrets::parse_refs(Some(&c), shoal_actors::secrets::Kind::Config)?,
+            placement: super::placement::parse(tt.docker.placement.as_ref())?,
+            mounts: super::mounts::parse(c.docker.mounts.as_deref())?,
+            isolation: Box::new(parse_isolation(&c)?),
         },
-        update_config: parse_update_config(v, "UpdateConfig", false)?,
-        rollback_config: parse_update_config(v, "RollbackConfig", true)?,
-        endpoint: super::ports::parse(v)?,
+        update_config: parse_update_config(w.docker.update_config.as_ref(), "UpdateConfig", false)?,
+        rollback_config: parse_update_config(
+            w.docker
+                .rollback_config
+                .as_ref()
+                .map(rollback_as_update)
+                .as_ref(),
+            "RollbackConfig",
+            true,
+        )?,
+        endpoint: super::ports::parse(w.endpoint_spec.as_ref())?,
     };
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
     crate::driver::support::check(&spec.task_template)?;
@@ -850,22 +849,31 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
     Ok(spec)
 }
 
+/// `RollbackConfig` has the fields of `UpdateConfig` (its enums lack
+/// `rollback`, which the typed read already refused).
+fn rollback_as_update(r: &wire::ServiceSpecRollbackConfig) -> wire::ServiceSpecUpdateConfig {
+    wire::ServiceSpecUpdateConfig {
+        parallelism: r.parallelism,
+        delay: r.delay,
+        failure_action: r.failure_action.and_then(|a| word(&a.to_string())),
+        monitor: r.monitor,
+        max_failure_ratio: r.max_failure_ratio,
+        order: r.order.and_then(|o| word(&o.to_string())),
+    }
+}
+
 /// `ContainerSpec.Hostname`, `ReadOnly`, `CapabilityAdd`, `CapabilityDrop`
 /// and `Privileges.Seccomp.Mode` (`default` or `unconfined`).
-fn parse_isolation(tt: &Value) -> Result<shoal_actors::model::Isolation, String> {
-    let text = |path: &[&str]| -> Result<String, String> {
-        match field(tt, path) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(format!("{} must be a string", path.join("."))),
-        }
-    };
-    let read_only = match field(tt, &["ContainerSpec", "ReadOnly"]) {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err("ContainerSpec.ReadOnly must be true or false".into()),
-    };
-    let seccomp_unconfined = match text(&["ContainerSpec", "Privileges", "Seccomp", "Mode"])?.as_str() {
+fn parse_isolation(c: &wire::ContainerSpec) -> Result<shoal_actors::model::Isolation, String> {
+    let c = &c.docker;
+    let seccomp = c
+        .privileges
+        .as_ref()
+        .and_then(|p| p.seccomp.as_ref())
+        .and_then(|s| s.mode)
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let seccomp_unconfined = match seccomp.as_str() {
         "" | "default" => false,
         "unconfined" => true,
         other => {
@@ -875,12 +883,12 @@ fn parse_isolation(tt: &Value) -> Result<shoal_actors::model::Isolation, String>
         }
     };
     let iso = shoal_actors::model::Isolation {
-        hostname: text(&["ContainerSpec", "Hostname"])?,
-        read_only,
-        cap_add: strings_at(tt, &["ContainerSpec", "CapabilityAdd"])?,
-        cap_drop: strings_at(tt, &["ContainerSpec", "CapabilityDrop"])?,
+        hostname: c.hostname.clone().unwrap_or_default(),
+        read_only: c.read_only.unwrap_or(false),
+        cap_add: c.capability_add.clone().unwrap_or_default(),
+        cap_drop: c.capability_drop.clone().unwrap_or_default(),
         seccomp_unconfined,
-        stop_signal: match text(&["ContainerSpec", "StopSignal"])?.as_str() {
+        stop_signal: match c.stop_signal.as_deref().unwrap_or_default() {
             "" => String::new(),
             s => crate::driver::support::stop_signal(s)?.as_str().to_string(),
         },

@@ -99,6 +99,11 @@ pub struct ServiceSpec {
     pub task_template: Option<TaskSpec>,
     #[serde(rename = "EndpointSpec", skip_serializing_if = "Option::is_none")]
     pub endpoint_spec: Option<EndpointSpec>,
+    /// Fields this build does not know, kept as they came: a client that
+    /// reads a spec, edits it and posts it back drops nothing (the server
+    /// refuses those it cannot honour, `api::unhonoured`).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// docker's `TaskSpec` with shoal's `Driver` (`docker` or `process`).
@@ -110,6 +115,11 @@ pub struct TaskSpec {
     pub driver: Option<String>,
     #[serde(rename = "ContainerSpec", skip_serializing_if = "Option::is_none")]
     pub container_spec: Option<ContainerSpec>,
+    /// Fields this build does not know, kept as they came: a client that
+    /// reads a spec, edits it and posts it back drops nothing (the server
+    /// refuses those it cannot honour, `api::unhonoured`).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// docker's `ContainerSpec`, its health check under dockerd's key.
@@ -120,6 +130,11 @@ pub struct ContainerSpec {
     /// `null` when the service has none, as shoal always sent it.
     #[serde(rename = "Healthcheck", default)]
     pub healthcheck: Option<HealthConfig>,
+    /// Fields this build does not know, kept as they came: a client that
+    /// reads a spec, edits it and posts it back drops nothing (the server
+    /// refuses those it cannot honour, `api::unhonoured`).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// docker's `EndpointSpec` with shoal's `Balance`.
@@ -131,6 +146,11 @@ pub struct EndpointSpec {
     pub balance: Option<String>,
     #[serde(rename = "Ports", skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<PortConfig>>,
+    /// Fields this build does not know, kept as they came: a client that
+    /// reads a spec, edits it and posts it back drops nothing (the server
+    /// refuses those it cannot honour, `api::unhonoured`).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// docker's `EndpointPortConfig` with shoal's `ProxyProtocol` and
@@ -143,6 +163,11 @@ pub struct PortConfig {
     pub proxy_protocol: Option<String>,
     #[serde(rename = "IdleTimeout", skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<u64>,
+    /// Fields this build does not know, kept as they came: a client that
+    /// reads a spec, edits it and posts it back drops nothing (the server
+    /// refuses those it cannot honour, `api::unhonoured`).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// docker's `Service`, with `PreviousSpec` and shoal's spec.
@@ -618,6 +643,32 @@ mod tests {
         let cs = tt.container_spec.as_ref().expect("a container spec");
         assert_eq!(cs.healthcheck.as_ref().and_then(|h| h.retries), Some(2));
         assert_eq!(spec.docker.name.as_deref(), Some("web"));
+        assert!(spec.extra.is_empty() && tt.extra.is_empty() && cs.extra.is_empty());
+        assert_eq!(serde_json::json!(spec), v);
+    }
+
+    #[test]
+    fn fields_a_wrapper_does_not_know_come_back_as_they_came() {
+        let v = serde_json::json!({
+            "Name": "web",
+            "Later": {"a": 1},
+            "TaskTemplate": {"Driver": "process", "Shiny": true,
+                             "ContainerSpec": {"Image": "x", "Healthcheck": null, "Newer": [1, 2]}},
+            "EndpointSpec": {"Mode": "vip", "Fancy": "y",
+                             "Ports": [{"TargetPort": 80, "Spare": 3}]},
+        });
+        let spec: ServiceSpec = serde_json::from_value(v.clone()).expect("a spec");
+        assert_eq!(spec.extra.get("Later"), Some(&serde_json::json!({"a": 1})));
+        let tt = spec.task_template.as_ref().expect("a template");
+        assert_eq!(tt.extra.keys().collect::<Vec<_>>(), ["Shiny"]);
+        let cs = tt.container_spec.as_ref().expect("a container spec");
+        assert_eq!(cs.extra.keys().collect::<Vec<_>>(), ["Newer"]);
+        assert_eq!(cs.docker.image.as_deref(), Some("x"));
+        let es = spec.endpoint_spec.as_ref().expect("an endpoint spec");
+        assert_eq!(es.extra.keys().collect::<Vec<_>>(), ["Fancy"]);
+        let port = &es.ports.as_ref().expect("ports")[0];
+        assert_eq!(port.extra.keys().collect::<Vec<_>>(), ["Spare"]);
+        assert_eq!(port.docker.target_port, Some(80));
         assert_eq!(serde_json::json!(spec), v);
     }
 }
