@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::Json;
+use bollard::models::{NetworkConnectRequest, NetworkDisconnectRequest};
 use serde_json::Value;
 
 use super::{ApiError, Rt};
@@ -42,9 +43,17 @@ fn connections(rt: &Runtime) -> Result<std::sync::Arc<Connections>, ApiError> {
     })
 }
 
-fn container_of(body: &Value) -> Result<String, ApiError> {
-    body.get("Container")
-        .and_then(Value::as_str)
+/// A connect or disconnect body as its bollard type: docker's client always
+/// names the container; without one, the check below says it is required.
+fn body_as<T: serde::de::DeserializeOwned>(mut body: Value) -> Result<T, ApiError> {
+    if let Value::Object(m) = &mut body {
+        m.entry("Container").or_insert_with(|| Value::from(""));
+    }
+    super::typed::read(&body).map_err(ApiError::bad_request)
+}
+
+fn container_of(container: &str) -> Result<String, ApiError> {
+    Some(container)
         .filter(|c| !c.is_empty() && c.len() <= 256)
         .map(str::to_string)
         .ok_or_else(|| ApiError::bad_request("Container is required"))
@@ -56,10 +65,13 @@ pub async fn connect(
     Json(body): Json<Value>,
 ) -> Result<StatusCode, ApiError> {
     let conns = connections(&rt)?;
-    let container = container_of(&body)?;
-    let want = match body
-        .pointer("/EndpointConfig/IPAMConfig/IPv4Address")
-        .and_then(Value::as_str)
+    let req: NetworkConnectRequest = body_as(body)?;
+    let container = container_of(&req.container)?;
+    let want = match req
+        .endpoint_config
+        .as_ref()
+        .and_then(|e| e.ipam_config.as_ref())
+        .and_then(|i| i.ipv4_address.as_deref())
         .filter(|s| !s.is_empty())
     {
         None => None,
@@ -79,8 +91,9 @@ pub async fn disconnect(
     Json(body): Json<Value>,
 ) -> Result<StatusCode, ApiError> {
     let conns = connections(&rt)?;
-    let container = container_of(&body)?;
-    let force = body.get("Force").and_then(Value::as_bool).unwrap_or(false);
+    let req: NetworkDisconnectRequest = body_as(body)?;
+    let container = container_of(&req.container)?;
+    let force = req.force.unwrap_or(false);
     match conns.disconnect(&network, &container).await {
         // docker: a forced disconnect of what is not connected is no error.
         Err(ConnectError::Forbidden(_)) if force => Ok(StatusCode::OK),

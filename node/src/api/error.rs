@@ -33,7 +33,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({ "message": self.message })),
+            Json(bollard::models::ErrorResponse {
+                message: self.message,
+            }),
         )
             .into_response()
     }

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use bollard::models::{SystemVersion, SystemVersionComponents, SystemVersionPlatform};
 
 use super::ApiError;
 use crate::runtime::Runtime;
@@ -139,8 +139,8 @@ pub async fn ping(State(rt): State<Arc<Runtime>>) -> Response {
 }
 
 /// `GET /version`: dockerd's `Version` object, describing shoal.
-pub async fn version() -> (StatusCode, Json<Value>) {
-    let version = env!("CARGO_PKG_VERSION");
+pub async fn version() -> (StatusCode, Json<SystemVersion>) {
+    let version = env!("CARGO_PKG_VERSION").to_string();
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -148,37 +148,46 @@ pub async fn version() -> (StatusCode, Json<Value>) {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         other => other,
-    };
+    }
+    .to_string();
     let api = API_VERSION.to_string();
     let min = MIN_API_VERSION.to_string();
     (
         StatusCode::OK,
-        Json(json!({
-            "Platform": { "Name": "shoal" },
-            "Components": [{
-                "Name": "Engine",
-                "Version": version,
-                "Details": {
-                    "ApiVersion": api,
-                    "MinAPIVersion": min,
-                    "Os": "linux",
-                    "Arch": arch,
-                    "KernelVersion": kernel,
-                    "GitCommit": "",
-                    "GoVersion": "",
-                    "Experimental": "false",
-                },
-            }],
-            "Version": version,
-            "ApiVersion": api,
-            "MinAPIVersion": min,
-            "GitCommit": "",
-            "GoVersion": "",
-            "Os": "linux",
-            "Arch": arch,
-            "KernelVersion": kernel,
-            "BuildTime": "",
-        })),
+        Json(SystemVersion {
+            platform: Some(SystemVersionPlatform {
+                name: "shoal".into(),
+            }),
+            components: Some(vec![SystemVersionComponents {
+                name: "Engine".into(),
+                version: version.clone(),
+                details: Some(
+                    [
+                        ("ApiVersion", api.clone()),
+                        ("MinAPIVersion", min.clone()),
+                        ("Os", "linux".into()),
+                        ("Arch", arch.clone()),
+                        ("KernelVersion", kernel.clone()),
+                        ("GitCommit", String::new()),
+                        ("GoVersion", String::new()),
+                        ("Experimental", "false".into()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                ),
+            }]),
+            version: Some(version),
+            api_version: Some(api),
+            min_api_version: Some(min),
+            git_commit: Some(String::new()),
+            go_version: Some(String::new()),
+            os: Some("linux".into()),
+            arch: Some(arch),
+            kernel_version: Some(kernel),
+            build_time: Some(String::new()),
+            experimental: None,
+        }),
     )
 }
 

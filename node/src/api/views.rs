@@ -855,10 +855,10 @@ fn rollback_as_update(r: &wire::ServiceSpecRollbackConfig) -> wire::ServiceSpecU
     wire::ServiceSpecUpdateConfig {
         parallelism: r.parallelism,
         delay: r.delay,
-        failure_action: r.failure_action.and_then(|a| word(&a.to_string())),
+        failure_action: r.failure_action.and_then(|a| word(a.as_ref())),
         monitor: r.monitor,
         max_failure_ratio: r.max_failure_ratio,
-        order: r.order.and_then(|o| word(&o.to_string())),
+        order: r.order.and_then(|o| word(o.as_ref())),
     }
 }
 

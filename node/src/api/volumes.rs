@@ -114,35 +114,27 @@ pub async fn create(
     State(rt): Rt,
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let text = |k: &str| {
-        body.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let driver = text("Driver");
+    let req: bollard::models::VolumeCreateRequest =
+        super::typed::read(&body).map_err(ApiError::bad_request)?;
+    let driver = req.driver.clone().unwrap_or_default();
     if !(driver.is_empty() || driver == "local") {
         return Err(ApiError::bad_request(format!(
             "volume driver {driver} is not available here: shoal's volumes are local"
         )));
     }
-    if body
-        .get("DriverOpts")
-        .and_then(Value::as_object)
-        .is_some_and(|o| !o.is_empty())
-    {
+    if req.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
         return Err(ApiError::bad_request(
             "shoal's local volumes take no driver options",
         ));
     }
-    let labels: BTreeMap<String, String> = match body.get("Labels") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(l) => serde_json::from_value(l.clone())
-            .map_err(|_| ApiError::bad_request("Labels must map strings to strings"))?,
-    };
+    let labels: BTreeMap<String, String> = req
+        .labels
+        .as_ref()
+        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
     shoal_actors::limits::check_labels("Labels", &labels)
         .map_err(|e| ApiError::bad_request(e.0))?;
-    let name = match text("Name") {
+    let name = match req.name.clone().unwrap_or_default() {
         n if n.is_empty() => {
             let bytes: [u8; 32] = rand::random();
             bytes.iter().map(|b| format!("{b:02x}")).collect()
