@@ -516,6 +516,24 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
         r"^cliweb\.1 Running\ncliweb\.2 Running\n$",
         "",
     );
+    // docker's `node ps` lists each node's tasks (`/tasks?filters={"node":…}`).
+    row(
+        m,
+        &[
+            "node",
+            "ps",
+            "-f",
+            "desired-state=running",
+            "--format",
+            "{{.Name}}",
+            "manager-1",
+            "manager-2",
+            "manager-3",
+        ],
+        0,
+        r"(?m)^cliweb\.2$",
+        "",
+    );
     row(
         m,
         &[
@@ -852,6 +870,49 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
         r"^cliweb scaled to 1\n$",
         "",
     );
+    settled(s, "cliweb");
+    row(
+        s,
+        &["service", "update", "-d", "--env-add", "AFTER=1", "cliweb"],
+        0,
+        r"^cliweb\n$",
+        "",
+    );
+    row(
+        s,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+            "cliweb",
+        ],
+        0,
+        r#"^\["AFTER=1","COLOUR=blue"\]\n$|^\["COLOUR=blue","AFTER=1"\]\n$"#,
+        "",
+    );
+    row(
+        s,
+        &["service", "ps", "--format", "{{.Name}}", "cliweb"],
+        0,
+        r"(?m)^cliweb\.1$",
+        "",
+    );
+    row(
+        s,
+        &["network", "create", "-d", "overlay", "dnet2"],
+        0,
+        r"^[a-z0-9]{25}\n$",
+        "",
+    );
+    row(
+        s,
+        &["network", "ls", "-q", "-f", "name=dnet2"],
+        0,
+        r"^[a-z0-9]{12}\n$",
+        "",
+    );
+    row(s, &["network", "rm", "dnet2"], 0, r"^dnet2\n$", "");
     row(
         s,
         &["secret", "rm", "dsecret"],
