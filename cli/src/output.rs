@@ -250,10 +250,6 @@ fn trim_float(x: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-pub fn ago(ts: &Value) -> String {
-    ago_at(ts.as_str())
-}
-
 /// "3 minutes ago" for one of the Engine API's timestamps ("" without one).
 pub fn ago_at(ts: Option<&str>) -> String {
     let Some(t) = ts.and_then(|s| s.parse::<DateTime<Utc>>().ok()) else {

@@ -1,4 +1,5 @@
-//! `--pretty` for `service inspect` and `node inspect`: docker's human layout
+//! `--pretty` for `node inspect` (`commands/pretty_service.rs` has `service
+//! inspect`'s), and go-units' sizes: docker's human layout
 //! of the inspect JSON.
 
 use std::fmt::Write as _;
@@ -38,11 +39,6 @@ pub fn human_size(n: u64) -> String {
     go_units(n, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"])
 }
 
-fn cpus(nano: u64) -> String {
-    let text = format!("{:.3}", nano as f64 / 1e9);
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
 fn labels(out: &mut String, v: &Value, bullet: &str) {
     let Some(map) = v.as_object().filter(|m| !m.is_empty()) else {
         return;
@@ -56,144 +52,6 @@ fn labels(out: &mut String, v: &Value, bullet: &str) {
             let _ = writeln!(out, " {bullet}{k}={val}");
         }
     }
-}
-
-fn words(v: &Value) -> Option<String> {
-    let list = v.as_array().filter(|a| !a.is_empty())?;
-    Some(
-        list.iter()
-            .map(|x| format!("{} ", x.as_str().unwrap_or("")))
-            .collect(),
-    )
-}
-
-/// One service, as `docker service inspect --pretty` prints it.
-pub fn service(svc: &Value) -> String {
-    let spec = &svc["Spec"];
-    let container = &spec["TaskTemplate"]["ContainerSpec"];
-    let mut out = String::new();
-    let _ = writeln!(out, "\nID:\t\t{}", s(svc, "/ID"));
-    let _ = writeln!(out, "Name:\t\t{}", s(spec, "/Name"));
-    labels(&mut out, &spec["Labels"], "");
-    if spec.pointer("/Mode/Global").is_some() {
-        out.push_str("Service Mode:\tGlobal\n");
-    } else {
-        out.push_str("Service Mode:\tReplicated\n");
-        let _ = writeln!(out, " Replicas:\t{}", u(spec, "/Mode/Replicated/Replicas"));
-    }
-    for line in crate::commands::pretty_update::update_status_lines(svc) {
-        let _ = writeln!(out, "{line}");
-    }
-    let policy = &spec["TaskTemplate"]["RestartPolicy"];
-    if policy.is_object() {
-        out.push_str("RestartPolicy:\n");
-        let _ = writeln!(out, " Condition:\t{}", s(policy, "/Condition"));
-        let _ = writeln!(
-            out,
-            " Delay:\t\t{}",
-            crate::output::go_duration(u(policy, "/Delay"))
-        );
-        let _ = writeln!(out, " MaxAttempts:\t{}", u(policy, "/MaxAttempts"));
-        let window = u(policy, "/Window");
-        if window > 0 {
-            let _ = writeln!(out, " Window:\t{}", crate::output::go_duration(window));
-        }
-    }
-    out.push_str("Placement:\n");
-    let placement = &spec["TaskTemplate"]["Placement"];
-    let constraints: Vec<&str> = placement["Constraints"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if !constraints.is_empty() {
-        let _ = writeln!(out, " Constraints:\t[{}]", constraints.join(" "));
-    }
-    let prefs: Vec<String> = placement["Preferences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| format!("Spread={}", s(p, "/Spread/SpreadDescriptor")))
-        .collect();
-    if !prefs.is_empty() {
-        let _ = writeln!(out, " Preferences:\t[{}]", prefs.join(" "));
-    }
-    let max = u(placement, "/MaxReplicas");
-    if max > 0 {
-        let _ = writeln!(out, " Max Replicas Per Node:\t{max}");
-    }
-    for line in crate::commands::pretty_update::update_config_lines(spec) {
-        let _ = writeln!(out, "{line}");
-    }
-    out.push_str("ContainerSpec:\n");
-    let _ = writeln!(out, " Image:\t\t{}", s(container, "/Image"));
-    if let Some(args) = words(&container["Args"]) {
-        let _ = writeln!(out, " Args:\t\t{args}");
-    }
-    if let Some(env) = words(&container["Env"]) {
-        let _ = writeln!(out, " Env:\t\t{env}");
-    }
-    let dir = s(container, "/Dir");
-    if !dir.is_empty() {
-        let _ = writeln!(out, " Dir:\t\t{dir}");
-    }
-    let user = s(container, "/User");
-    if !user.is_empty() {
-        let _ = writeln!(out, " User: {user}");
-    }
-    if let Some(list) = container["Mounts"].as_array().filter(|l| !l.is_empty()) {
-        out.push_str("Mounts:\n");
-        for m in list {
-            let _ = writeln!(out, " Target:\t{}", s(m, "/Target"));
-            let _ = writeln!(out, "  Source:\t{}", s(m, "/Source"));
-            let read_only = m["ReadOnly"].as_bool().unwrap_or(false);
-            let _ = writeln!(out, "  ReadOnly:\t{read_only}");
-            let _ = writeln!(out, "  Type:\t\t{}", s(m, "/Type"));
-        }
-    }
-    // docker's Secrets and Configs blocks: target, then source.
-    for (title, key, source) in [
-        ("Secrets", "Secrets", "SecretName"),
-        ("Configs", "Configs", "ConfigName"),
-    ] {
-        if let Some(list) = container[key].as_array().filter(|l| !l.is_empty()) {
-            let _ = writeln!(out, " {title}:");
-            for r in list {
-                let _ = writeln!(out, "  Target:\t{}", s(r, "/File/Name"));
-                let _ = writeln!(out, "   Source:\t{}", s(r, &format!("/{source}")));
-            }
-        }
-    }
-    let resources = &spec["TaskTemplate"]["Resources"];
-    let section = |name: &str| {
-        let cpu = u(resources, &format!("/{name}/NanoCPUs"));
-        let memory = u(resources, &format!("/{name}/MemoryBytes"));
-        let mut text = String::new();
-        if cpu > 0 || memory > 0 {
-            let _ = writeln!(text, " {name}:");
-            if cpu > 0 {
-                let _ = writeln!(text, "  CPU:\t\t{}", cpus(cpu));
-            }
-            if memory > 0 {
-                let _ = writeln!(text, "  Memory:\t{}", bytes_size(memory));
-            }
-        }
-        text
-    };
-    let (reservations, limits) = (section("Reservations"), section("Limits"));
-    if !reservations.is_empty() || !limits.is_empty() {
-        out.push_str("Resources:\n");
-        out.push_str(&reservations);
-        out.push_str(&limits);
-    }
-    let _ = writeln!(out, "Driver:\t\t{}", s(spec, "/TaskTemplate/Driver"));
-    let mode = match s(spec, "/EndpointSpec/Mode") {
-        "" => "vip",
-        m => m,
-    };
-    let _ = writeln!(out, "Endpoint Mode:\t{mode}");
-    out
 }
 
 /// One node, as `docker node inspect --pretty` prints it.

@@ -1107,3 +1107,94 @@ fn shoal_and_docker_inspect_a_service_made_by_shoal_alike() {
     );
     d.ok(&["service", "rm", "same"]);
 }
+
+/// `service inspect --pretty` prints docker 28's text, character for
+/// character, for a service with most of what the template shows (the
+/// `Started`/`Completed` lines say "N seconds ago" at two moments apart and
+/// are left out of the comparison).
+#[test]
+fn shoal_and_docker_print_the_same_pretty_inspect() {
+    let Some(()) = docker_cli() else { return };
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let file = d.dir.path().join("value.txt");
+    std::fs::write(&file, "v").expect("value file");
+    let file = file.to_string_lossy().into_owned();
+    d.ok(&["secret", "create", "psecret", &file]);
+    d.ok(&["config", "create", "pconfig", &file]);
+    d.ok(&["network", "create", "-d", "overlay", "pnet"]);
+    let echo = common::echo_bin();
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "pretty",
+        "--replicas",
+        "2",
+        "--driver",
+        "process",
+        "--label",
+        "tier=web",
+        "--label",
+        "bare",
+        "--env",
+        "GREETING=hi",
+        "--secret",
+        "psecret",
+        "--config",
+        "source=pconfig,target=/etc/pconfig",
+        "--network",
+        "pnet",
+        "--mount",
+        "type=tmpfs,target=/scratch",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-drop",
+        "CHOWN",
+        "--workdir",
+        "/",
+        "--limit-memory",
+        "64M",
+        "--limit-pids",
+        "64",
+        "--reserve-cpu",
+        "0.25",
+        "--constraint",
+        "node.role==manager",
+        "--placement-pref",
+        "spread=node.labels.zone",
+        "--update-delay",
+        "2s",
+        "--rollback-max-failure-ratio",
+        "0.25",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "5s",
+        echo.to_str().expect("path"),
+        "--print",
+        "pretty",
+    ]);
+    d.ok(&["service", "update", "-d", "--env-add", "MORE=1", "pretty"]);
+    // The same UpdateStatus for both: once the rollout is over.
+    settled(&d, "pretty");
+    let timeless = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with(" Started:") && !l.starts_with(" Completed:"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let ours = d.ok(&["service", "inspect", "--pretty", "pretty"]);
+    let o = docker(&d, &["service", "inspect", "--pretty", "pretty"], &[]);
+    assert!(
+        o.status.success(),
+        "docker service inspect --pretty: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let theirs = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(timeless(&ours), timeless(&theirs));
+    assert!(ours.contains("Networks: pnet \n"), "{ours}");
+    assert!(ours.contains("\n Healthcheck:\n"), "{ours}");
+    d.ok(&["service", "rm", "pretty"]);
+}

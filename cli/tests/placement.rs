@@ -251,7 +251,8 @@ fn constraints_spread_replicas_per_node_and_reservations_place_as_docker_does() 
                 == ["no suitable node (insufficient resources on 4 nodes)"]
     });
     let pretty = m.ok(&["service", "inspect", "--pretty", "one-each"]);
-    assert!(pretty.contains("Max Replicas Per Node:\t1"), "{pretty}");
+    // docker 28's template: three spaces, no tab.
+    assert!(pretty.contains("Max Replicas Per Node:   1"), "{pretty}");
 
     // A constraint added on update moves tasks off the nodes that no longer match.
     m.ok(&[

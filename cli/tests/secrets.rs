@@ -205,7 +205,8 @@ fn the_seed_flow_mounts_the_secret_in_memory_and_the_config_at_its_target_and_le
     );
     let pretty = m.ok(&["service", "inspect", "--pretty", "db"]);
     assert!(
-        pretty.contains("  Target:\tmysql_root_password\n   Source:\tmy_mysql_password"),
+        // docker 28's layout: `Secrets:` at the margin, its entries one in.
+        pretty.contains("\nSecrets:\n Target:\tmysql_root_password\n  Source:\tmy_mysql_password"),
         "{pretty}"
     );
     let service = m.ok(&["service", "inspect", "db"]);

@@ -6,7 +6,7 @@ pub mod inspect;
 pub mod network;
 pub mod node;
 pub mod placement;
-pub mod pretty_update;
+pub mod pretty_service;
 pub mod progress;
 pub mod secret;
 pub mod service;

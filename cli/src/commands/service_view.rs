@@ -1,6 +1,8 @@
 //! `service ls`, `service ps` and `service inspect`: what they show, with
 //! docker's filters, sort order, id lengths and `--format`/`--pretty`.
 
+use std::collections::HashMap;
+
 use clap::Args;
 use serde_json::Value;
 
@@ -364,21 +366,48 @@ impl TaskList {
     }
 }
 
+/// The names of the networks a service's spec names by id, as docker's
+/// `resolveNetworks` finds them (one it cannot find keeps its id).
+async fn network_names(client: &Client, svc: &wire::Service) -> HashMap<String, String> {
+    let mut names = HashMap::new();
+    let targets = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.docker.networks.clone())
+        .unwrap_or_default();
+    for target in targets.into_iter().filter_map(|n| n.target) {
+        if let Ok(n) = client
+            .get_as::<wire::Network>(&format!("/networks/{}", enc(&target)))
+            .await
+        {
+            if let Some(name) = n.docker.name {
+                names.insert(target, name);
+            }
+        }
+    }
+    names
+}
+
 pub async fn inspect(client: &Client, a: InspectArgs) -> anyhow::Result<()> {
     // Parse the template before asking the daemon, so a bad one says so alone.
     if !a.pretty {
         crate::template::Format::parse(a.format.as_deref())?;
     }
     let (found, missing) = lookup_all(client, &a.services).await?;
-    let found = found
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<Vec<Value>, _>>()?;
     if a.pretty {
         for svc in &found {
-            print!("{}", crate::pretty::service(svc));
+            // docker's formatter ends each service with a newline of its own.
+            println!(
+                "{}",
+                super::pretty_service::service(svc, &network_names(client, svc).await)
+            );
         }
     } else {
+        let found = found
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<Value>, _>>()?;
         print_inspect(&found, a.format.as_deref())?;
     }
     if missing {
