@@ -138,9 +138,35 @@ pub fn service(svc: &Value) -> String {
     if !dir.is_empty() {
         let _ = writeln!(out, " Dir:\t\t{dir}");
     }
+    if let Some(init) = container["Init"].as_bool() {
+        let _ = writeln!(out, " Init:\t\t{init}");
+    }
     let user = s(container, "/User");
     if !user.is_empty() {
         let _ = writeln!(out, " User: {user}");
+    }
+    if let Some(map) = container["Sysctls"].as_object().filter(|m| !m.is_empty()) {
+        out.push_str("SysCtls:\n");
+        for (k, v) in map {
+            match v.as_str().filter(|v| !v.is_empty()) {
+                Some(v) => {
+                    let _ = writeln!(out, " {k}: {v}");
+                }
+                None => {
+                    let _ = writeln!(out, " {k}");
+                }
+            }
+        }
+    }
+    if let Some(list) = container["Ulimits"].as_array().filter(|l| !l.is_empty()) {
+        out.push_str("Ulimits:\n");
+        for u in list {
+            let (soft, hard) = (
+                u["Soft"].as_i64().unwrap_or(0),
+                u["Hard"].as_i64().unwrap_or(0),
+            );
+            let _ = writeln!(out, " {}: {soft}:{hard}", s(u, "/Name"));
+        }
     }
     if let Some(list) = container["Mounts"].as_array().filter(|l| !l.is_empty()) {
         out.push_str("Mounts:\n");

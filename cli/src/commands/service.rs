@@ -186,6 +186,8 @@ pub struct CreateArgs {
     health: super::update::HealthFlags,
     #[command(flatten)]
     placement: super::placement::CreateFlags,
+    #[command(flatten)]
+    container: crate::container_opts::ContainerCreateFlags,
     /// Publish a port as a node port ([PUBLISHED:]TARGET[/PROTO] or published=,target=,protocol=,mode=)
     #[arg(short, long = "publish", value_parser = publish_value)]
     publish: Vec<String>,
@@ -338,6 +340,13 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             a.rollout.apply(&mut spec);
             a.health.apply(&mut spec["TaskTemplate"])?;
             a.files.apply(&mut spec["TaskTemplate"]["ContainerSpec"])?;
+            a.container.apply(&mut spec["TaskTemplate"])?;
+            if a.driver == "process" {
+                // The entrypoint is the program run: resolved as IMAGE is.
+                if let Some(program) = spec.pointer_mut("/TaskTemplate/ContainerSpec/Command/0") {
+                    *program = json!(super::executable::resolve(program.as_str().unwrap_or(""))?);
+                }
+            }
             let created: wire::ServiceCreateResponse =
                 client.post_as("/services/create", &spec).await?;
             let id = created.id.unwrap_or_default();

@@ -317,6 +317,8 @@ pub struct UpdateArgs {
     health: HealthFlags,
     #[command(flatten)]
     placement: super::placement::UpdateFlags,
+    #[command(flatten)]
+    container: crate::container_opts::ContainerUpdateFlags,
     /// Force update even if no changes require it
     #[arg(long)]
     force: bool,
@@ -473,6 +475,7 @@ impl UpdateArgs {
         }
         self.health.apply(tt)?;
         self.placement.apply(tt);
+        self.container.apply(tt)?;
         {
             let cv = &mut tt["ContainerSpec"];
             edit_labels(

@@ -312,7 +312,7 @@ fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
     } else {
         "default"
     };
-    let container = wire::ContainerSpec {
+    let mut container = wire::ContainerSpec {
         docker: bollard::models::TaskSpecContainerSpec {
             image: Some(t.image.clone()),
             args: Some(t.args.clone()),
@@ -342,6 +342,7 @@ fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
         },
         healthcheck: t.healthcheck.as_ref().map(healthcheck),
     };
+    super::container_opts::to_wire(&t.options, &mut container.docker);
     let res = &t.resources;
     wire::TaskSpec {
         docker: bollard::models::TaskSpec {
@@ -355,7 +356,7 @@ fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
                 reservations: Some(wire::ResourceObject {
                     nano_cpus: Some(int(res.reserve_nano_cpus)),
                     memory_bytes: Some(int(res.reserve_memory_bytes)),
-                    generic_resources: None,
+                    generic_resources: super::container_opts::generic_to_wire(&res.reserve_generic),
                 }),
                 ..Default::default()
             }),
@@ -564,7 +565,9 @@ pub fn node(n: &Node, leader: Option<&str>) -> wire::Node {
                 resources: Some(wire::ResourceObject {
                     nano_cpus: Some(int(n.machine.nano_cpus)),
                     memory_bytes: Some(int(n.machine.memory_bytes)),
-                    generic_resources: None,
+                    generic_resources: super::container_opts::generic_to_wire(
+                        &n.machine.generic_resources,
+                    ),
                 }),
                 ..Default::default()
             },
@@ -824,6 +827,10 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
                     0,
                 )?,
                 limit_pids: u64_at(&tt, &["Resources", "Limits", "Pids"], 0)?,
+                reserve_generic: super::container_opts::parse_generic(field(
+                    &tt,
+                    &["Resources", "Reservations", "GenericResources"],
+                ))?,
             },
             healthcheck: parse_healthcheck(&tt)?,
             force_update: u64_at(&tt, &["ForceUpdate"], 0)?,
@@ -839,6 +846,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
             placement: super::placement::parse(&tt)?,
             mounts: super::mounts::parse(field(&tt, &["ContainerSpec", "Mounts"]))?,
             isolation: Box::new(parse_isolation(&tt)?),
+            options: Box::new(super::container_opts::parse(tt.get("ContainerSpec"))?),
         },
         update_config: parse_update_config(v, "UpdateConfig", false)?,
         rollback_config: parse_update_config(v, "RollbackConfig", true)?,
