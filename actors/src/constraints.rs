@@ -32,6 +32,69 @@ pub struct Machine {
     pub engine_labels: std::collections::BTreeMap<String, String>,
     /// How it confines process tasks (boxed: messages carrying a machine stay small).
     pub confinement: Box<Confinement>,
+    /// Named resources it declares (`shoal daemon --node-generic-resource`).
+    pub generic_resources: Vec<GenericResource>,
+}
+
+/// docker's `GenericResource`: a node declares `gpu=2` (two of a kind,
+/// `Discrete`) or `gpu=GPU-1a2b` (one named unit, `Named`, once a unit);
+/// a task reserves a count of a kind (`Discrete` only, as swarmkit says).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GenericResource {
+    Discrete { kind: String, value: u64 },
+    Named { kind: String, value: String },
+}
+
+impl GenericResource {
+    pub fn kind(&self) -> &str {
+        match self {
+            GenericResource::Discrete { kind, .. } | GenericResource::Named { kind, .. } => kind,
+        }
+    }
+
+    /// How many units of its kind this entry is.
+    pub fn units(&self) -> u64 {
+        match self {
+            GenericResource::Discrete { value, .. } => *value,
+            GenericResource::Named { .. } => 1,
+        }
+    }
+
+    /// `KIND=VALUE` as docker's `--generic-resource` and dockerd's
+    /// `node-generic-resources` write it: a number is a count, anything
+    /// else one named unit.
+    pub fn parse(text: &str) -> Result<GenericResource, String> {
+        let bad = || format!("invalid generic resource specification: {text}");
+        let (kind, value) = text.split_once('=').ok_or_else(bad)?;
+        let kind_ok = !kind.is_empty()
+            && kind.len() <= 64
+            && kind
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !kind_ok || value.is_empty() || value.len() > 256 {
+            return Err(bad());
+        }
+        Ok(match value.parse::<u64>() {
+            Ok(n) => GenericResource::Discrete {
+                kind: kind.into(),
+                value: n,
+            },
+            Err(_) => GenericResource::Named {
+                kind: kind.into(),
+                value: value.into(),
+            },
+        })
+    }
+}
+
+impl Machine {
+    /// The units of `kind` the node declares.
+    pub fn generic_units(&self, kind: &str) -> u64 {
+        self.generic_resources
+            .iter()
+            .filter(|g| g.kind() == kind)
+            .fold(0u64, |n, g| n.saturating_add(g.units()))
+    }
 }
 
 /// What a node can and cannot do to confine a process task (shoal's own;

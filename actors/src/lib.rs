@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod command;
 pub mod constraints;
+pub mod container;
 pub mod context;
 pub mod dispatcher;
 pub mod driver;

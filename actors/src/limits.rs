@@ -275,6 +275,20 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
             return Err(too(what, MAX_NANO_CPUS));
         }
     }
+    if r.reserve_generic.len() > crate::container::MAX_ENTRIES {
+        return Err(too(
+            "the number of generic resources",
+            crate::container::MAX_ENTRIES,
+        ));
+    }
+    for g in &r.reserve_generic {
+        if let crate::constraints::GenericResource::Named { kind, value } = g {
+            return Err(LimitError(format!(
+                "invalid generic resource request '{kind}={value}': a task reserves a count of a kind, not a named unit"
+            )));
+        }
+    }
+    crate::container::check(&t.options, t.host_network()).map_err(LimitError)?;
     let size = crate::codec::encode(spec)
         .map_err(|e| LimitError(e.to_string()))?
         .len();
@@ -293,6 +307,18 @@ pub fn check_node(node: &Node) -> Result<(), LimitError> {
     check_len("Platform.OS", &node.machine.os, 64)?;
     check_len("Platform.Architecture", &node.machine.arch, 64)?;
     check_labels("Engine.Labels", &node.machine.engine_labels)?;
+    if node.machine.generic_resources.len() > crate::container::MAX_ENTRIES {
+        return Err(too(
+            "the number of generic resources",
+            crate::container::MAX_ENTRIES,
+        ));
+    }
+    for g in &node.machine.generic_resources {
+        check_len("a generic resource", g.kind(), 64)?;
+        if let crate::constraints::GenericResource::Named { value, .. } = g {
+            check_len("a generic resource", value, 256)?;
+        }
+    }
     if node.drivers.len() > MAX_DRIVERS {
         return Err(too("the number of drivers", MAX_DRIVERS));
     }

@@ -334,6 +334,10 @@ pub struct TaskTemplate {
     /// `--hostname`, `--read-only`, `--cap-add`, `--cap-drop`, seccomp);
     /// boxed: rarely set, and a command holding a template stays small.
     pub isolation: Box<Isolation>,
+    /// docker's container options beyond the basics (`--entrypoint`,
+    /// `--tty`, `--init`, `--group`, `--sysctl`, `--ulimit`, `--dns*`,
+    /// `--host`); boxed for the same reason.
+    pub options: Box<crate::container::ContainerOptions>,
 }
 
 /// What a task asks of its confinement; the defaults are docker's.
@@ -433,6 +437,9 @@ pub struct Resources {
     pub reserve_memory_bytes: u64,
     /// The most processes the task may have at once (`--limit-pids`).
     pub limit_pids: u64,
+    /// Named node resources the task reserves (`--generic-resource
+    /// gpu=1`): counted against what its node declares, as memory is.
+    pub reserve_generic: Vec<crate::constraints::GenericResource>,
 }
 
 impl Default for TaskTemplate {
@@ -456,6 +463,7 @@ impl Default for TaskTemplate {
             placement: Default::default(),
             mounts: Vec::new(),
             isolation: Box::default(),
+            options: Box::default(),
         }
     }
 }

@@ -57,7 +57,7 @@ pub trait DispatcherLink: Send + Sync + 'static {
 
 pub enum DispatcherMsg {
     Register {
-        node: NodeDescription,
+        node: Box<NodeDescription>,
         agent: Arc<dyn AgentLink>,
     },
     Heartbeat {

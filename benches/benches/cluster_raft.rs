@@ -103,6 +103,7 @@ fn start_cluster() -> Cluster {
                 enable_chaos: false,
                 timings: Timings::default(),
                 cert_validity: Duration::from_secs(90 * 24 * 3600),
+                generic_resources: Vec::new(),
             };
             nodes.push(Node::start(config).await.expect("start a node"));
         }

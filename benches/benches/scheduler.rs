@@ -54,6 +54,7 @@ fn requests(tasks: usize) -> Vec<Request> {
             max_replicas: 0,
             reserve_nano_cpus: 0,
             reserve_memory_bytes: 0,
+            reserve_generic: Vec::new(),
             node: None,
             prefer: None,
         })

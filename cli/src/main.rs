@@ -3,6 +3,7 @@
 mod attach;
 mod client;
 mod commands;
+mod container_opts;
 mod filter;
 mod mount;
 mod output;
@@ -27,12 +28,12 @@ struct Cli {
     /// Print version information and quit
     #[arg(short = 'v', long = "version")]
     version: bool,
-    /// Daemon socket to connect to (or to serve, for `shoal daemon`)
+    /// Daemon socket to connect to (or to serve, for `shoal daemon`); before
+    /// the command, as docker's `-H` (`service create --host` is another flag)
     #[arg(
         short = 'H',
         long = "host",
         env = "SHOAL_HOST",
-        global = true,
         default_value = "unix:///var/run/shoal.sock"
     )]
     host: String,

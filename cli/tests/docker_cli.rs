@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::images::{build_image, engine, Cleanup, IMAGE};
-use common::{cluster, leader_of, wait_for, Daemon, LONG};
+use common::{cluster, leader_of, running, wait_for, Daemon, LONG};
 use regex::Regex;
 
 /// The docker CLI, or `None` (the test is skipped) if this machine has none.
@@ -666,16 +666,56 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
             "create",
             "-d",
             "--name",
-            "ddns",
-            "--dns",
-            "192.0.2.53",
+            "dlog",
+            "--log-driver",
+            "syslog",
             IMAGE,
         ],
         1,
         "",
-        r"shoal does not support TaskTemplate\.ContainerSpec\.DNSConfig",
+        r"shoal does not support TaskTemplate\.LogDriver",
     );
-    row(m, &["service", "ls", "-f", "name=ddns", "-q"], 0, r"^$", "");
+    row(m, &["service", "ls", "-f", "name=dlog", "-q"], 0, r"^$", "");
+    // docker's container options reach the spec as docker's client sends them.
+    row(
+        m,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "dopts",
+            "--dns",
+            "192.0.2.53",
+            "--host",
+            "db:10.0.0.9",
+            "--ulimit",
+            "nofile=100:200",
+            "--sysctl",
+            "net.core.somaxconn=512",
+            "--init",
+            "--group",
+            "4242",
+            IMAGE,
+        ],
+        0,
+        r"^[0-9a-z]{25}\n$",
+        "",
+    );
+    row(
+        m,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Ulimits}} {{json .Spec.TaskTemplate.ContainerSpec.Hosts}} {{.Spec.TaskTemplate.ContainerSpec.Init}}",
+            "dopts",
+        ],
+        0,
+        r#"^\[\{"Name":"nofile","Hard":200,"Soft":100\}\] \["10\.0\.0\.9 db"\] true\n$"#,
+        "",
+    );
+    row(m, &["service", "rm", "dopts"], 0, "", "");
 
     // shoal's CLI and docker's see the same service.
     let ours: serde_json::Value = serde_json::from_str(&m.ok(&["service", "inspect", "cliwait"]))
@@ -1066,6 +1106,19 @@ fn shoal_and_docker_inspect_a_service_made_by_shoal_alike() {
     ]);
     // An update, so that PreviousSpec and UpdateStatus are there too.
     d.ok(&["service", "update", "-d", "--env-add", "MORE=1", "same"]);
+    // Settled, so that both reads see the same task counts.
+    wait_for("the update to complete", LONG, || {
+        d.ok(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.UpdateStatus.State}}",
+            "same",
+        ])
+        .trim()
+            == "completed"
+            && running(&d, "same") == 2
+    });
     let ours: serde_json::Value =
         serde_json::from_str(&d.ok(&["service", "inspect", "same"])).expect("shoal inspect json");
     let o = docker(&d, &["service", "inspect", "same"], &[]);

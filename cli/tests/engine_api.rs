@@ -117,7 +117,8 @@ fn versions_are_negotiated_and_bad_requests_are_refused_with_nothing_written() {
     assert_eq!(code, 409);
 
     // A field shoal would not act on: refused by name, nothing created.
-    let spec = r#"{"Name":"mounted","TaskTemplate":{"ContainerSpec":{"Image":"x","Sysctls":{"net.core.somaxconn":"1024"}}}}"#;
+    let spec =
+        r#"{"Name":"mounted","TaskTemplate":{"ContainerSpec":{"Image":"x","OomScoreAdj":100}}}"#;
     let (code, v) = d
         .api("POST", "/services/create", Some(spec))
         .expect("answer");
@@ -125,7 +126,7 @@ fn versions_are_negotiated_and_bad_requests_are_refused_with_nothing_written() {
     assert!(
         v["message"]
             .as_str()
-            .is_some_and(|m| m.contains("TaskTemplate.ContainerSpec.Sysctls.net.core.somaxconn")),
+            .is_some_and(|m| m.contains("TaskTemplate.ContainerSpec.OomScoreAdj")),
         "{v}"
     );
     let (_, list) = d.api("GET", "/services", None).expect("list");

@@ -31,6 +31,8 @@ pub fn describe() -> Machine {
                 engine_labels: Default::default(),
                 // Filled in by the runtime (`ProcessDriver::confinement`).
                 confinement: Default::default(),
+                // Filled in by the runtime (`NodeConfig::generic_resources`).
+                generic_resources: Vec::new(),
             }
         })
         .clone()

@@ -921,5 +921,6 @@ pub fn fake_machine() -> crate::constraints::Machine {
         memory_bytes: 8 << 30,
         engine_labels: Default::default(),
         confinement: Default::default(),
+        generic_resources: Vec::new(),
     }
 }

@@ -1,7 +1,7 @@
 //! The scheduler actor: which tasks want a node, the nodes' loads, and the
 //! write of `place`'s decisions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::ports::{Protocol, PublishMode};
@@ -167,9 +167,18 @@ fn request(
         max_replicas: t.spec.placement.max_replicas,
         reserve_nano_cpus: t.spec.resources.reserve_nano_cpus,
         reserve_memory_bytes: t.spec.resources.reserve_memory_bytes,
+        reserve_generic: generic_units(&t.spec.resources),
         node: t.node_id.clone(),
         prefer,
     }
+}
+
+/// The units of each kind of generic resource a task reserves.
+fn generic_units(r: &crate::model::Resources) -> Vec<(String, u64)> {
+    r.reserve_generic
+        .iter()
+        .map(|g| (g.kind().to_string(), g.units()))
+        .collect()
 }
 
 /// A task placed on a node and not ended: it counts towards the node's load.
@@ -182,6 +191,7 @@ struct Counted {
     service: String,
     nano_cpus: u64,
     memory_bytes: u64,
+    generic: Vec<(String, u64)>,
 }
 
 #[derive(Default, Clone)]
@@ -190,6 +200,7 @@ struct NodeLoad {
     services: HashMap<String, usize>,
     nano_cpus: u64,
     memory_bytes: u64,
+    generic: BTreeMap<String, u64>,
 }
 
 /// Every node's load, kept up to date task by task from the store's events
@@ -224,6 +235,7 @@ impl Loads {
                     service: t.service_id.clone(),
                     nano_cpus: t.spec.resources.reserve_nano_cpus,
                     memory_bytes: t.spec.resources.reserve_memory_bytes,
+                    generic: generic_units(&t.spec.resources),
                 };
                 let load = self.nodes.entry(c.node.clone()).or_default();
                 load.total += 1;
@@ -235,6 +247,10 @@ impl Loads {
                 }
                 load.nano_cpus = load.nano_cpus.saturating_add(c.nano_cpus);
                 load.memory_bytes = load.memory_bytes.saturating_add(c.memory_bytes);
+                for (kind, n) in &c.generic {
+                    let held = load.generic.entry(kind.clone()).or_default();
+                    *held = held.saturating_add(*n);
+                }
                 self.counted.insert(id.to_string(), c);
             }
             (true, None) => {
@@ -253,6 +269,11 @@ impl Loads {
                 }
                 load.nano_cpus = load.nano_cpus.saturating_sub(c.nano_cpus);
                 load.memory_bytes = load.memory_bytes.saturating_sub(c.memory_bytes);
+                for (kind, n) in &c.generic {
+                    if let Some(held) = load.generic.get_mut(kind) {
+                        *held = held.saturating_sub(*n);
+                    }
+                }
                 if load.total == 0 {
                     self.nodes.remove(&c.node);
                 }
@@ -288,6 +309,7 @@ impl Loads {
                     c.service_tasks = load.services.clone();
                     c.reserved_nano_cpus = load.nano_cpus;
                     c.reserved_memory_bytes = load.memory_bytes;
+                    c.reserved_generic = load.generic.clone();
                     for (service, n) in &load.services {
                         if let Some(held) = ports.get(service.as_str()) {
                             for _ in 0..*n {

@@ -32,6 +32,8 @@ pub struct Candidate {
     /// What its assigned tasks reserve.
     pub reserved_nano_cpus: u64,
     pub reserved_memory_bytes: u64,
+    /// Units of each generic resource kind its tasks reserve.
+    pub reserved_generic: std::collections::BTreeMap<String, u64>,
 }
 
 impl Candidate {
@@ -48,6 +50,7 @@ impl Candidate {
             node: Arc::new(node.clone()),
             reserved_nano_cpus: 0,
             reserved_memory_bytes: 0,
+            reserved_generic: Default::default(),
         }
     }
 
@@ -79,6 +82,8 @@ pub struct Request {
     pub max_replicas: u64,
     pub reserve_nano_cpus: u64,
     pub reserve_memory_bytes: u64,
+    /// Units of generic resources by kind (`--generic-resource gpu=1`).
+    pub reserve_generic: Vec<(String, u64)>,
     /// A global task's node: the only one it may go to.
     pub node: Option<String>,
     /// The node its slot's volumes are on (`--mount
@@ -116,6 +121,14 @@ fn over_capacity(c: &Candidate, r: &Request) -> bool {
             && c.reserved_memory_bytes
                 .saturating_add(r.reserve_memory_bytes)
                 > machine.memory_bytes)
+        || r.reserve_generic.iter().any(|(kind, n)| {
+            c.reserved_generic
+                .get(kind)
+                .copied()
+                .unwrap_or(0)
+                .saturating_add(*n)
+                > machine.generic_units(kind)
+        })
 }
 
 const FILTERS: &[Filter] = &[
@@ -336,6 +349,10 @@ fn take(node: &mut Candidate, r: &Request) {
     node.reserved_memory_bytes = node
         .reserved_memory_bytes
         .saturating_add(r.reserve_memory_bytes);
+    for (kind, n) in &r.reserve_generic {
+        let held = node.reserved_generic.entry(kind.clone()).or_default();
+        *held = held.saturating_add(*n);
+    }
     node.host_ports.extend(r.host_ports.iter().copied());
 }
 
@@ -389,6 +406,7 @@ mod tests {
             )),
             reserved_nano_cpus: 0,
             reserved_memory_bytes: 0,
+            reserved_generic: Default::default(),
         }
     }
 
@@ -406,9 +424,52 @@ mod tests {
             max_replicas: 0,
             reserve_nano_cpus: 0,
             reserve_memory_bytes: 0,
+            reserve_generic: Vec::new(),
             node: None,
             prefer: None,
         }
+    }
+
+    #[test]
+    fn generic_resources_are_counted_like_reservations() {
+        use crate::constraints::GenericResource;
+        let mut nodes = vec![node("a", &["docker"]), node("b", &["docker"])];
+        // Node b declares two named GPUs; node a none.
+        nodes[1].node = Arc::new(crate::model::Node {
+            machine: crate::constraints::Machine {
+                generic_resources: vec![
+                    GenericResource::parse("gpu=GPU-1").unwrap(),
+                    GenericResource::parse("gpu=GPU-2").unwrap(),
+                ],
+                ..nodes[1].node.machine.clone()
+            },
+            ..(*nodes[1].node).clone()
+        });
+        let gpu = |i: usize| Request {
+            reserve_generic: vec![("gpu".into(), 1)],
+            ..req(i, "s", "docker")
+        };
+        let decisions = place(&[gpu(0), gpu(1), gpu(2)], &mut nodes);
+        assert_eq!(
+            decisions[..2],
+            [
+                Decision::Assign {
+                    task_id: "t0".into(),
+                    node_id: "b".into()
+                },
+                Decision::Assign {
+                    task_id: "t1".into(),
+                    node_id: "b".into()
+                }
+            ]
+        );
+        assert_eq!(
+            decisions[2],
+            Decision::NoSuitableNode {
+                task_id: "t2".into(),
+                reason: "no suitable node (insufficient resources on 2 nodes)".into()
+            }
+        );
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl AgentState {
             // A new dispatcher (new leader, or a restarted one): start a session
             // and tell it everything we know, since it may have missed reports.
             let registered = d.send_message(DispatcherMsg::Register {
-                node: self.args.node.clone(),
+                node: Box::new(self.args.node.clone()),
                 agent: self.args.dispatcher.agent_link(myself),
             });
             if registered.is_err() {

@@ -12,6 +12,10 @@ fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map(Duration::from_nanos)
 }
 
+fn generic_resource(s: &str) -> Result<shoal_actors::constraints::GenericResource, String> {
+    shoal_actors::constraints::GenericResource::parse(s)
+}
+
 #[derive(Args)]
 pub struct DaemonArgs {
     /// Where the node keeps its state
@@ -52,6 +56,10 @@ pub struct DaemonArgs {
     /// Let --metrics-addr be an address other hosts can reach
     #[arg(long, requires = "metrics_addr")]
     metrics_allow_remote: bool,
+    /// A resource this node offers tasks, as dockerd's flag: `gpu=2` (a
+    /// count) or `gpu=GPU-1a2b` (one named unit); repeat for more
+    #[arg(long = "node-generic-resource", value_name = "KIND=VALUE", value_parser = generic_resource)]
+    node_generic_resources: Vec<shoal_actors::constraints::GenericResource>,
     /// Log filter (also RUST_LOG)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -112,6 +120,7 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
         cert_validity: a.cert_expiry,
         enable_chaos: a.enable_chaos,
         timings,
+        generic_resources: a.node_generic_resources,
     };
     shoal_node::daemon::run(config, PathBuf::from(socket), metrics)
         .await

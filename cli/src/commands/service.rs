@@ -185,6 +185,8 @@ pub struct CreateArgs {
     health: super::update::HealthFlags,
     #[command(flatten)]
     placement: super::placement::CreateFlags,
+    #[command(flatten)]
+    container: crate::container_opts::ContainerCreateFlags,
     /// Publish a port as a node port ([PUBLISHED:]TARGET[/PROTO] or published=,target=,protocol=,mode=)
     #[arg(short, long = "publish", value_parser = publish_value)]
     publish: Vec<String>,
@@ -363,6 +365,19 @@ impl CreateArgs {
             ..Default::default()
         };
         a.rollout.apply(&mut spec)?;
+        let tt = spec.task_template.get_or_insert_with(Default::default);
+        a.container.apply(tt)?;
+        if a.driver == "process" {
+            // The entrypoint is the program run: resolved as IMAGE is.
+            let program = tt
+                .container_spec
+                .as_mut()
+                .and_then(|c| c.docker.command.as_mut())
+                .and_then(|c| c.first_mut());
+            if let Some(program) = program {
+                *program = super::executable::resolve(program)?;
+            }
+        }
         Ok(spec)
     }
 }

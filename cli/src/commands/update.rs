@@ -325,6 +325,8 @@ pub struct UpdateArgs {
     health: HealthFlags,
     #[command(flatten)]
     placement: super::placement::UpdateFlags,
+    #[command(flatten)]
+    container: crate::container_opts::ContainerUpdateFlags,
     /// Force update even if no changes require it
     #[arg(long)]
     force: bool,
@@ -503,6 +505,7 @@ impl UpdateArgs {
         let tt = spec.task_template.get_or_insert_with(Default::default);
         nets.apply(tt)?;
         self.placement.apply(tt);
+        self.container.apply(tt)?;
         let c = tt.container_spec.get_or_insert_with(Default::default);
         self.health.apply(c)?;
         edit_labels(

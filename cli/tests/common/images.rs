@@ -73,6 +73,11 @@ pub fn build_image_as(docker: &Docker, tag: &str) {
         ("Dockerfile", dockerfile, 0o644),
         ("shoal-echo", &bin, 0o755),
     ]);
+    build(docker, tag, context);
+}
+
+/// Builds the image of a tar `context` under `tag`.
+fn build(docker: &Docker, tag: &str, context: Vec<u8>) {
     let opts = BuildImageOptionsBuilder::default().t(tag).rm(true).build();
     rt().block_on(async {
         let mut stream = docker.build_image(opts, None, Some(bollard::body_full(context.into())));
@@ -85,6 +90,18 @@ pub fn build_image_as(docker: &Docker, tag: &str) {
             );
         }
     });
+}
+
+/// An image with a shell: Debian's statically linked busybox (`.ci/run`
+/// installs busybox-static), its applets linked in `/bin`. Returns its tag.
+pub fn build_busybox(docker: &Docker) -> String {
+    const TAG: &str = "shoal-busybox:e2e";
+    let bin = std::fs::read("/bin/busybox").expect("busybox-static is installed (see .ci/run)");
+    let dockerfile = b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";
+    let context =
+        shoal_node::ustar::archive(&[("Dockerfile", dockerfile, 0o644), ("busybox", &bin, 0o755)]);
+    build(docker, TAG, context);
+    TAG.to_string()
 }
 
 pub fn build_image(docker: &Docker) {

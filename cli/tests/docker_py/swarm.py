@@ -160,12 +160,11 @@ mounted.remove()
 
 # Bad input: a field shoal would not act on is refused, not dropped.
 try:
-    client.services.create(image, name="pydns",
-                           dns_config=docker.types.DNSConfig(nameservers=["192.0.2.53"]))
-    raise AssertionError("a DNS config was accepted")
+    client.services.create(image, name="pylog", log_driver="json-file")
+    raise AssertionError("a log driver was accepted")
 except APIError as e:
-    assert e.status_code == 400 and "DNSConfig" in str(e), e
-assert client.services.list(filters={"name": "pydns"}) == []
+    assert e.status_code == 400 and "LogDriver" in str(e), e
+assert client.services.list(filters={"name": "pylog"}) == []
 try:
     client.services.get("no-such-service")
     raise AssertionError("a missing service was found")

@@ -27,6 +27,7 @@ const OBJECT_LISTS: &[&str] = &[
     "Ulimits",
     "Platforms",
     "Config",
+    "GenericResources",
 ];
 
 /// `v` as a `T`, or shoal's words for the first value that does not fit.

@@ -313,7 +313,7 @@ fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
     } else {
         "default"
     };
-    let container = wire::ContainerSpec {
+    let mut container = wire::ContainerSpec {
         docker: bollard::models::TaskSpecContainerSpec {
             image: Some(t.image.clone()),
             args: Some(t.args.clone()),
@@ -344,6 +344,7 @@ fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
         healthcheck: t.healthcheck.as_ref().map(healthcheck),
         extra: Default::default(),
     };
+    super::container_opts::to_wire(&t.options, &mut container.docker);
     let res = &t.resources;
     wire::TaskSpec {
         docker: bollard::models::TaskSpec {
@@ -357,7 +358,7 @@ fn task_template(t: &TaskTemplate) -> wire::TaskSpec {
                 reservations: Some(wire::ResourceObject {
                     nano_cpus: Some(int(res.reserve_nano_cpus)),
                     memory_bytes: Some(int(res.reserve_memory_bytes)),
-                    generic_resources: None,
+                    generic_resources: super::container_opts::generic_to_wire(&res.reserve_generic),
                 }),
                 ..Default::default()
             }),
@@ -567,7 +568,9 @@ pub fn node(n: &Node, leader: Option<&str>) -> wire::Node {
                 resources: Some(wire::ResourceObject {
                     nano_cpus: Some(int(n.machine.nano_cpus)),
                     memory_bytes: Some(int(n.machine.memory_bytes)),
-                    generic_resources: None,
+                    generic_resources: super::container_opts::generic_to_wire(
+                        &n.machine.generic_resources,
+                    ),
                 }),
                 ..Default::default()
             },
@@ -821,6 +824,9 @@ pub fn service_spec_from_wire(w: &wire::ServiceSpec) -> Result<ServiceSpec, Stri
                     0,
                 )?,
                 limit_pids: count(limits.pids, "Resources.Limits.Pids", 0)?,
+                reserve_generic: super::container_opts::parse_generic(
+                    reservations.generic_resources.as_deref(),
+                )?,
             },
             healthcheck: parse_healthcheck(c.healthcheck.as_ref())?,
             force_update: tt.docker.force_update.unwrap_or(0),
@@ -830,6 +836,7 @@ pub fn service_spec_from_wire(w: &wire::ServiceSpec) -> Result<ServiceSpec, Stri
             placement: super::placement::parse(tt.docker.placement.as_ref())?,
             mounts: super::mounts::parse(c.docker.mounts.as_deref())?,
             isolation: Box::new(parse_isolation(&c)?),
+            options: Box::new(super::container_opts::parse(&c.docker)?),
         },
         update_config: parse_update_config(w.docker.update_config.as_ref(), "UpdateConfig", false)?,
         rollback_config: parse_update_config(

@@ -98,6 +98,11 @@ pub struct Privileges {
     pub seccomp: Vec<BpfProgram>,
     /// The working directory in the task's root.
     pub workdir: CString,
+    /// `setrlimit` arguments (`--ulimit`), set before the ids change.
+    pub rlimits: Vec<(u32, libc::rlimit)>,
+    /// The standard streams are a terminal (`--tty`): the process leads a
+    /// session of its own with it as the controlling terminal.
+    pub tty: bool,
 }
 
 /// Everything a task's keeper, init and task do.
@@ -110,6 +115,9 @@ pub struct Launch {
     pub root: CString,
     pub hostname: CString,
     pub files: Option<files::Prepared>,
+    /// `/proc/sys` files and values (`--sysctl`), written by the init in
+    /// the task's namespaces before its root is built.
+    pub sysctls: Vec<(CString, CString)>,
     pub privileges: Privileges,
 }
 
@@ -249,6 +257,28 @@ unsafe fn run(step: &CStep) -> io::Result<()> {
             }
         }
     }
+}
+
+/// Writes `value` to the existing file `path`.
+///
+/// # Safety
+/// Syscalls only.
+unsafe fn write_file(path: &CString, value: &CString) -> io::Result<()> {
+    // SAFETY: C strings made before the fork.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let bytes = value.as_bytes();
+        let n = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 || n as usize != bytes.len() {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// Writes `0` to each `cgroup.procs`: moves the caller into the cgroup.
@@ -398,6 +428,17 @@ unsafe fn drop_privileges(p: &Privileges) -> io::Result<()> {
     // SAFETY: syscalls with integer arguments and buffers made before the fork.
     unsafe {
         check(libc::chdir(p.workdir.as_ptr()))?;
+        if p.tty {
+            // A session of its own, with the terminal on its stdout.
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            check(libc::ioctl(1, libc::TIOCSCTTY, 0))?;
+        }
+        // Before the ids change: raising a hard limit needs root.
+        for (resource, limit) in &p.rlimits {
+            check(libc::setrlimit(*resource as _, limit))?;
+        }
         for cap in 0..=p.last_cap.min(63) {
             if p.capabilities & (1u64 << cap) == 0
                 && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
@@ -492,6 +533,11 @@ pub unsafe fn launch(l: &Launch) -> io::Result<()> {
             libc::MS_REC | libc::MS_PRIVATE,
             std::ptr::null(),
         )?;
+        // The host's /proc is still mounted here, and its /proc/sys acts
+        // on the caller's namespaces: the task's network and IPC ones.
+        for (path, value) in &l.sysctls {
+            write_file(path, value)?;
+        }
         for step in &l.steps {
             run(step)?;
         }

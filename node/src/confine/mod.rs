@@ -14,6 +14,7 @@
 pub mod caps;
 pub mod cgroup;
 pub mod child;
+mod options;
 pub mod rootfs;
 pub mod seccomp;
 
@@ -264,6 +265,15 @@ impl Confiner {
         }
     }
 
+    /// The task's hostname: its `--hostname`, or its id's first 12
+    /// characters (as a container's).
+    pub fn hostname(task: &Task) -> String {
+        match task.spec.isolation.hostname.as_str() {
+            "" => task.id.chars().take(12).collect(),
+            h => h.to_string(),
+        }
+    }
+
     /// The limits a task asks for.
     pub fn limits(task: &Task) -> Limits {
         let r = &task.spec.resources;
@@ -297,6 +307,8 @@ impl Confiner {
             last_cap: self.last_cap,
             seccomp,
             workdir: cstring(workdir)?,
+            rlimits: options::rlimits(&task.spec.options.ulimits)?,
+            tty: task.spec.options.tty,
         })
     }
 
@@ -336,10 +348,7 @@ impl Confiner {
         let root = rootfs::root_of(&self.scratch);
         let prepared_files = crate::sandbox::files::prepare(files, &root)
             .map_err(|e| ConfineError::Rejected(e.to_string()))?;
-        let hostname = match spec.isolation.hostname.as_str() {
-            "" => task.id[..task.id.len().min(12)].to_string(),
-            h => h.to_string(),
-        };
+        let hostname = Self::hostname(task);
         let cgroup = self.cgroups.create(&task.id, &Self::limits(task))?;
         let launch = child::Launch {
             netns,
@@ -348,6 +357,7 @@ impl Confiner {
             root: cstring(&root)?,
             hostname: cstring(&hostname)?,
             files: prepared_files,
+            sysctls: options::sysctls(&spec.options)?,
             privileges,
         };
         Ok((launch, cgroup))
@@ -377,11 +387,16 @@ impl Confiner {
             namespaces.push((std::os::fd::AsRawFd::as_raw_fd(&f), kind));
             files.push(f);
         }
+        let privileges = Privileges {
+            // A check's output is a pipe to the daemon, never a terminal.
+            tty: false,
+            ..self.privileges(task, ids)?
+        };
         Ok((
             child::Join {
                 cgroup: cgroup.procs.clone(),
                 namespaces,
-                privileges: self.privileges(task, ids)?,
+                privileges,
             },
             files,
         ))

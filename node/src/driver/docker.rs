@@ -288,7 +288,8 @@ impl DockerDriver {
                 buf.push_str(&String::from_utf8_lossy(&bytes));
                 while let Some(pos) = buf.find('\n') {
                     let line: String = buf.drain(..=pos).collect();
-                    let text = logs::format_line(kind, line.trim_end_matches('\n'));
+                    // A task with a terminal ends its lines with CR LF.
+                    let text = logs::format_line(kind, line.trim_end_matches(['\n', '\r']));
                     if file.write_all(text.as_bytes()).await.is_err() {
                         return;
                     }
@@ -403,10 +404,11 @@ impl DockerDriver {
                 start_period: nonzero(h.start_period_ns),
                 ..Default::default()
             });
-        let body = ContainerCreateBody {
+        let mut body = ContainerCreateBody {
             healthcheck,
             ..body
         };
+        super::docker_options::apply(&spec.options, &mut body, !nets.is_empty());
         let sandbox = if nets.is_empty() {
             None
         } else {
@@ -485,9 +487,16 @@ impl DockerDriver {
         ]);
         let name = docker_sandbox::name_for(task_container);
         let hostname = Some(task.spec.isolation.hostname.clone()).filter(|h| !h.is_empty());
-        let sb = docker_sandbox::start(&self.docker, &name, labels, nets, hostname)
-            .await
-            .map_err(DriverError::Failed)?;
+        let sb = docker_sandbox::start(
+            &self.docker,
+            &name,
+            labels,
+            nets,
+            hostname,
+            &task.spec.options,
+        )
+        .await
+        .map_err(DriverError::Failed)?;
         let (id, pid, nets) = (task.id.clone(), sb.pid, nets.to_vec());
         let wired =
             tokio::task::spawn_blocking(move || node_sandbox.attach_container(&id, pid, &nets, 1))

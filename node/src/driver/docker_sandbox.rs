@@ -128,24 +128,27 @@ pub async fn start(
     labels: HashMap<String, String>,
     nets: &[NetAttach],
     hostname: Option<String>,
+    options: &shoal_actors::container::ContainerOptions,
 ) -> Result<SandboxContainer, String> {
     ensure_image(docker).await?;
     remove(docker, name).await;
     let internal_only = nets.iter().all(|n| n.internal);
     let dns = nets.first().map(|n| vec![n.gateway.to_string()]);
+    let mut host_config = HostConfig {
+        dns,
+        dns_options: Some(vec!["ndots:0".into()]),
+        network_mode: internal_only.then(|| "none".into()),
+        init: Some(false),
+        ..Default::default()
+    };
+    super::docker_options::for_sandbox(options, &mut host_config);
     let body = ContainerCreateBody {
         // The task's container shares this one's namespaces, hostname too
         // (the engine refuses a hostname on a container that joins another's).
         hostname,
         image: Some(PAUSE_IMAGE.into()),
         labels: Some(labels),
-        host_config: Some(HostConfig {
-            dns,
-            dns_options: Some(vec!["ndots:0".into()]),
-            network_mode: internal_only.then(|| "none".into()),
-            init: Some(false),
-            ..Default::default()
-        }),
+        host_config: Some(host_config),
         ..Default::default()
     };
     let opts = CreateContainerOptionsBuilder::default().name(name).build();

@@ -2,10 +2,11 @@
 //! shell), confined as a container is (see `confine`): its own namespaces,
 //! root, capabilities, seccomp filter and cgroup, killed with the daemon.
 
-use super::process_mounts;
+use super::{process_mounts, process_options};
 use crate::templates::NodeInfo;
 use crate::volumes::Volumes;
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -220,6 +221,8 @@ impl ProcessDriver {
 /// of the node's (its `/run` is its own, so a link into the host's `/run`
 /// would lead nowhere), as docker gives every container its own.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// Generated for every task, as docker writes one for every container.
+const HOSTS: &str = "/etc/hosts";
 
 /// A file the daemon writes into every task's root.
 fn generated(name: &str, path: &str, data: Vec<u8>) -> shoal_actors::secrets::TaskFile {
@@ -260,35 +263,61 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
     } else {
         Some(user::resolve(&spec.user).map_err(|e| DriverError::Rejected(e.to_string()))?)
     };
+    let options = &spec.options;
     let mut task_files = launch.files.clone();
     if !task_files.iter().any(|f| f.path == RESOLV_CONF) {
-        let resolv = crate::overlay::resolv_conf(nets).or_else(|| std::fs::read(RESOLV_CONF).ok());
-        if let Some(data) = resolv {
-            task_files.push(generated("resolv.conf", RESOLV_CONF, data));
-        }
+        let embedded = nets.first().map(|n| IpAddr::V4(n.gateway));
+        let host = std::fs::read_to_string(RESOLV_CONF).unwrap_or_default();
+        let data = process_options::resolv_conf(embedded, &options.dns, &host);
+        task_files.push(generated("resolv.conf", RESOLV_CONF, data));
     }
-    let netns = sandboxed(ctx.sandbox.as_deref(), task, nets)?;
+    let (netns, sandbox_addr) = sandboxed(ctx.sandbox.as_deref(), task, nets)?;
     let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
-    let ids = credentials
-        .as_ref()
-        .map(|c| (c.uid, c.gid, c.groups.clone()));
+    if !task_files.iter().any(|f| f.path == HOSTS) {
+        let addr = nets
+            .first()
+            .map(|n| n.addr)
+            .or(sandbox_addr)
+            .map(IpAddr::V4);
+        let data = process_options::hosts_file(&Confiner::hostname(task), addr, options);
+        task_files.push(generated("hosts", HOSTS, data));
+    }
+    let extra_groups = process_options::groups(&options.groups).map_err(DriverError::Rejected)?;
+    let ids = process_options::with_groups(
+        credentials
+            .as_ref()
+            .map(|c| (c.uid, c.gid, c.groups.clone())),
+        &extra_groups,
+    );
     let mounts = process_mounts::resolve(&ctx.volumes, &ctx.confiner, task, &task.spec.mounts)
         .map_err(DriverError::Rejected)?;
     let (confined, cgroup) = ctx
         .confiner
-        .prepare(task, &task_files, &mounts, netns_fd, ids)
+        .prepare(task, &task_files, &mounts, netns_fd, ids.clone())
         .map_err(|e| match e {
             ConfineError::Cgroup(..) | ConfineError::Io(..) => {
                 DriverError::failed_by("cannot confine the task", e)
             }
             _ => DriverError::rejected_by("cannot confine the task", e),
         })?;
-    let mut cmd = tokio::process::Command::new(&task.spec.image);
-    cmd.args(&task.spec.args);
+    let (program, args) = process_options::program(spec);
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&args);
     task_env(cmd.as_std_mut(), launch);
+    // `--tty`: stdout and stderr are one terminal, read through its other side.
+    let terminal = if options.tty {
+        let (ours, theirs) = process_options::terminal()
+            .map_err(|e| DriverError::failed_by("cannot open the task's terminal", e))?;
+        let err = theirs
+            .try_clone()
+            .map_err(|e| DriverError::failed_by("cannot open the task's terminal", e))?;
+        cmd.stdout(Stdio::from(theirs)).stderr(Stdio::from(err));
+        Some(ours)
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        None
+    };
     cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
     if let Some(home) = credentials.as_ref().and_then(|c| c.home.as_ref()) {
@@ -299,6 +328,8 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
         cmd.pre_exec(move || crate::confine::child::launch(&confined));
     }
     let spawned = cmd.spawn();
+    // Closes the daemon's copies of the task's terminal side.
+    drop(cmd);
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -308,10 +339,7 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
                 std::io::ErrorKind::PermissionDenied => "permission denied",
                 _ => "cannot start",
             };
-            return Err(DriverError::rejected_by(
-                format!("{what}: {}", task.spec.image),
-                e,
-            ));
+            return Err(DriverError::rejected_by(format!("{what}: {program}"), e));
         }
     };
     let pid = child.id().unwrap_or_default();
@@ -325,7 +353,11 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
         tokio::spawn(pump(out, "stdout", lines_tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(pump(err, "stderr", lines_tx));
+        tokio::spawn(pump(err, "stderr", lines_tx.clone()));
+    }
+    if let Some(ours) = terminal {
+        let tty = tokio::fs::File::from_std(std::fs::File::from(ours));
+        tokio::spawn(pump(tty, "stdout", lines_tx));
     }
     tokio::spawn(write_log(log, lines_rx));
     let oom_cgroup = cgroup.clone();
@@ -349,6 +381,7 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
         };
         let _ = tx.send(Some(exit));
     });
+    let health_ids = ids;
     let health = task
         .spec
         .healthcheck
@@ -361,9 +394,7 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
                 confiner: ctx.confiner.clone(),
                 program,
                 cgroup: cgroup.clone(),
-                ids: credentials
-                    .as_ref()
-                    .map(|c| (c.uid, c.gid, c.groups.clone())),
+                ids: health_ids.clone(),
             };
             tokio::spawn(health_loop(
                 check,
@@ -523,7 +554,11 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
 ) {
     let mut lines = BufReader::new(r).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if tx.send(logs::format_line(stream, &line)).is_err() {
+        // A terminal ends its lines with CR LF.
+        if tx
+            .send(logs::format_line(stream, line.trim_end_matches('\r')))
+            .is_err()
+        {
             return;
         }
     }
@@ -739,9 +774,9 @@ fn sandboxed(
     sandbox: Option<&Sandbox>,
     task: &shoal_actors::model::Task,
     nets: &[NetAttach],
-) -> Result<Option<std::fs::File>, DriverError> {
+) -> Result<(Option<std::fs::File>, Option<std::net::Ipv4Addr>), DriverError> {
     if on_host_network(task) {
-        return Ok(None);
+        return Ok((None, None));
     }
     let Some(sb) = sandbox else {
         return Err(DriverError::Rejected(
@@ -751,7 +786,7 @@ fn sandboxed(
     let net = sb
         .prepare(&task.id, nets)
         .map_err(|e| DriverError::failed_by("cannot set up the task's network", e))?;
-    std::fs::File::open(&net.netns)
-        .map(Some)
-        .map_err(|e| DriverError::failed_by("cannot open the task's network namespace", e))
+    let ns = std::fs::File::open(&net.netns)
+        .map_err(|e| DriverError::failed_by("cannot open the task's network namespace", e))?;
+    Ok((Some(ns), Some(net.addr)))
 }

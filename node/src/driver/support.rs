@@ -20,6 +20,10 @@ fn unsupported_by_process(t: &TaskTemplate) -> Option<&'static str> {
     }) {
         return Some("a volume driver or its options (--mount volume-driver, volume-opt)");
     }
+    // Its pid 1 is always shoal's init (see `confine::child`).
+    if t.options.init == Some(false) {
+        return Some("--init=false (ContainerSpec.Init): a process task always runs under an init");
+    }
     None
 }
 
@@ -48,10 +52,10 @@ pub fn check(t: &TaskTemplate) -> Result<(), String> {
                 "the process driver cannot honour {flag}: remove it, or use --driver docker"
             ));
         }
-        if t.image.contains('/') && !t.image.starts_with('/') {
+        let program = t.options.entrypoint.first().unwrap_or(&t.image);
+        if program.contains('/') && !program.starts_with('/') {
             return Err(format!(
-                "invalid executable {:?}: a relative path means nothing to the daemon; give an absolute path or a name in the daemon's PATH",
-                t.image
+                "invalid executable {program:?}: a relative path means nothing to the daemon; give an absolute path or a name in the daemon's PATH"
             ));
         }
     }

@@ -154,10 +154,3 @@ impl Overlay {
             .collect())
     }
 }
-
-/// The `/etc/resolv.conf` of a task on overlay networks: the embedded DNS
-/// server on the gateway of its first network.
-pub fn resolv_conf(nets: &[crate::sandbox::overlay::NetAttach]) -> Option<Vec<u8>> {
-    let first = nets.first()?;
-    Some(format!("nameserver {}\noptions ndots:0\n", first.gateway).into_bytes())
-}

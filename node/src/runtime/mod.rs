@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub enable_chaos: bool,
     pub timings: Timings,
     pub cert_validity: Duration,
+    /// Named resources this node offers tasks (`--node-generic-resource`).
+    pub generic_resources: Vec<shoal_actors::constraints::GenericResource>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -408,6 +410,7 @@ impl Runtime {
             sandbox_error: self.sandbox_unavailable.clone(),
             machine: shoal_actors::constraints::Machine {
                 confinement: Box::new(self.process.confinement()),
+                generic_resources: self.config.generic_resources.clone(),
                 ..crate::machine::describe()
             },
         }

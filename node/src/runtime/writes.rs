@@ -362,14 +362,14 @@ impl Runtime {
                     machine,
                 } => DispatcherMsg::Register {
                     agent: agent(&addr),
-                    node: NodeDescription {
+                    node: Box::new(NodeDescription {
                         node_id,
                         hostname,
                         addr,
                         drivers,
                         sandbox_error,
                         machine,
-                    },
+                    }),
                 },
                 ToDispatcher::Heartbeat { node_id, addr } => DispatcherMsg::Heartbeat {
                     node_id,
