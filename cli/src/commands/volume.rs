@@ -6,14 +6,13 @@ use anyhow::anyhow;
 use clap::Subcommand;
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use shoal_node::api::wire::{
     self,
-    docker::{VolumeCreateRequest, VolumePruneResponse},
+    docker::{Volume, VolumeCreateRequest, VolumeListResponse, VolumePruneResponse},
 };
 
 use crate::client::{enc, Client};
-use crate::output::{print_inspect, print_rows, s, ListArgs, Row};
+use crate::output::{print_inspect, print_rows, ListArgs, Row};
 
 #[derive(Subcommand)]
 pub enum VolumeCmd {
@@ -98,19 +97,19 @@ pub async fn run(client: &Client, cmd: VolumeCmd) -> anyhow::Result<()> {
                 labels: Some(labels),
                 ..Default::default()
             };
-            let made: Value = client.post_as("/volumes/create", &body).await?;
-            println!("{}", s(&made, "/Name"));
+            let made: Volume = client.post_as("/volumes/create", &body).await?;
+            println!("{}", made.name);
         }
         VolumeCmd::Ls(a) => {
             let path = match filters_json(&a.filter)? {
                 Some(f) => format!("/volumes?filters={}", enc(&f)),
                 None => "/volumes".into(),
             };
-            let list = client.get(&path).await?;
-            let vols: Vec<Value> = list["Volumes"].as_array().cloned().unwrap_or_default();
+            let list: VolumeListResponse = client.get_as(&path).await?;
+            let vols = list.volumes.unwrap_or_default();
             if a.quiet {
                 for v in &vols {
-                    println!("{}", s(v, "/Name"));
+                    println!("{}", v.name);
                 }
                 return Ok(());
             }
@@ -118,10 +117,13 @@ pub async fn run(client: &Client, cmd: VolumeCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|v| {
                     vec![
-                        ("Driver", s(v, "/Driver").into()),
-                        ("Name", s(v, "/Name").into()),
-                        ("Scope", s(v, "/Scope").into()),
-                        ("Mountpoint", s(v, "/Mountpoint").into()),
+                        ("Driver", v.driver.clone().into()),
+                        ("Name", v.name.clone().into()),
+                        (
+                            "Scope",
+                            v.scope.map(|x| x.to_string()).unwrap_or_default().into(),
+                        ),
+                        ("Mountpoint", v.mountpoint.clone().into()),
                     ]
                 })
                 .collect();
@@ -131,8 +133,11 @@ pub async fn run(client: &Client, cmd: VolumeCmd) -> anyhow::Result<()> {
             let mut found = Vec::new();
             let mut failed = false;
             for v in &volumes {
-                match client.get(&format!("/volumes/{}", enc(v))).await {
-                    Ok(v) => found.push(v),
+                match client
+                    .get_as::<Volume>(&format!("/volumes/{}", enc(v)))
+                    .await
+                {
+                    Ok(v) => found.push(serde_json::to_value(v)?),
                     Err(_) => {
                         eprintln!("Error: No such volume: {v}");
                         failed = true;
