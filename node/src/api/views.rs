@@ -854,7 +854,7 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, String> {
     };
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
     crate::driver::support::check(&spec.task_template)?;
-    crate::templates::check(&spec.name, &spec.task_template)?;
+    crate::templates::check(&spec.name, &spec.labels, &spec.task_template)?;
     Ok(spec)
 }
 
