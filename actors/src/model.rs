@@ -709,6 +709,9 @@ pub struct Task {
     pub id: String,
     pub service_id: String,
     pub service_name: String,
+    /// The service's labels when the task was made (swarmkit's
+    /// `ServiceAnnotations`): what `{{.Service.Labels}}` expands to.
+    pub service_labels: BTreeMap<String, String>,
     pub slot: u64,
     pub node_id: Option<String>,
     /// The service version this task's spec was taken from.
@@ -765,6 +768,7 @@ impl Task {
             id: new_id(),
             service_id: svc.id.clone(),
             service_name: svc.spec.name.clone(),
+            service_labels: svc.spec.labels.clone(),
             slot,
             node_id: None,
             spec_version: svc.version,
@@ -793,6 +797,7 @@ pub(crate) fn sample_task(state: TaskState, at: DateTime<Utc>) -> Task {
         id: "t".into(),
         service_id: "s".into(),
         service_name: "web".into(),
+        service_labels: BTreeMap::new(),
         slot: 1,
         node_id: None,
         spec_version: 1,

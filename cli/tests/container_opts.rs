@@ -24,6 +24,7 @@ echo "nofile $(ulimit -Sn):$(ulimit -Hn)"
 echo "resolv $(cat /etc/resolv.conf | tr '\n' ' ')"
 echo "hosts $(grep -E 'db|cache' /etc/hosts | tr '\n\t' '  ')"
 echo "hostname $(hostname)"
+echo "tier $TIER"
 echo DONE
 exec sleep 100000"#;
 
@@ -130,10 +131,19 @@ fn a_process_task_runs_with_dockers_container_options() {
     ];
     args.extend_from_slice(OPTIONS);
     // A group by name, looked up in the node's group file.
-    args.extend(["--group", "users", "/bin/false", PROBE]);
+    args.extend(["--group", "users"]);
+    // The service's labels reach its templates.
+    args.extend([
+        "--label",
+        "tier=web",
+        "--env",
+        r#"TIER={{index .Service.Labels "tier"}}"#,
+    ]);
+    args.extend(["/bin/false", PROBE]);
     d.ok(&args);
     let log = probed(&d, "probe", 1);
     assert_options(&log, false);
+    assert_eq!(value_of(&log, "tier"), "web", "{log}");
     assert!(
         value_of(&log, "groups").split(' ').any(|g| g == "100"),
         "{log}"
@@ -320,8 +330,11 @@ fn a_docker_task_runs_with_dockers_container_options() {
     };
     let image = common::images::build_busybox(&docker);
     // The engine's containers go, pass or fail (what an earlier run left too).
-    drop(Cleanup(docker.clone(), vec!["dprobe", "dprobe-net"]));
-    let _cleanup = Cleanup(docker.clone(), vec!["dprobe", "dprobe-net"]);
+    drop(Cleanup(
+        docker.clone(),
+        vec!["dprobe", "dprobe-net", "dsig"],
+    ));
+    let _cleanup = Cleanup(docker.clone(), vec!["dprobe", "dprobe-net", "dsig"]);
     let d = Daemon::start(&[]);
     d.ok(&["swarm", "init"]);
     let mut args = vec![
@@ -358,10 +371,34 @@ fn a_docker_task_runs_with_dockers_container_options() {
     d.ok(&args);
     let log = probed(&d, "dprobe-net", 1);
     assert_options(&log, true);
-    d.ok(&["service", "rm", "dprobe", "dprobe-net"]);
+    // The stop signal reaches the program: a forced update stops the task with it.
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "dsig",
+        "--stop-signal",
+        "USR1",
+        "--entrypoint",
+        "/bin/sh -c",
+        image.as_str(),
+        "trap 'echo got-usr1; exit 0' USR1; echo READY; while :; do sleep 1; done",
+    ]);
+    wait_for("dsig ready", LONG, || {
+        d.ok(&["service", "logs", "--raw", "dsig"])
+            .contains("READY")
+    });
+    d.ok(&["service", "update", "-d", "--force", "dsig"]);
+    wait_for("the old task told to stop with SIGUSR1", LONG, || {
+        d.ok(&["service", "logs", "--raw", "dsig"])
+            .contains("got-usr1")
+    });
+    d.ok(&["service", "rm", "dprobe", "dprobe-net", "dsig"]);
     wait_for("the services' containers gone", LONG, || {
         common::images::containers(&docker, "dprobe").is_empty()
             && common::images::containers(&docker, "dprobe-net").is_empty()
+            && common::images::containers(&docker, "dsig").is_empty()
     });
     d.ok(&["network", "rm", "optsnet"]);
 }

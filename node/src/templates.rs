@@ -23,6 +23,7 @@ struct Named<'a> {
     id: &'a str,
     service_id: &'a str,
     service_name: &'a str,
+    service_labels: &'a BTreeMap<String, String>,
     slot: u64,
 }
 
@@ -32,13 +33,13 @@ impl<'a> From<&'a Task> for Named<'a> {
             id: &t.id,
             service_id: &t.service_id,
             service_name: &t.service_name,
+            service_labels: &t.service_labels,
             slot: t.slot,
         }
     }
 }
 
-/// What a template may name (swarmkit's `template.Context`; `.Service.Labels`
-/// is not there: a task does not carry its service's labels).
+/// What a template may name (swarmkit's `template.Context`).
 fn context(task: &Named, node_id: &str, node: &NodeInfo) -> gtmpl::Context {
     let s = |v: &str| Value::String(v.to_string());
     let object = |fields: Vec<(&str, Value)>| {
@@ -61,6 +62,15 @@ fn context(task: &Named, node_id: &str, node: &NodeInfo) -> gtmpl::Context {
             object(vec![
                 ("ID", s(task.service_id)),
                 ("Name", s(task.service_name)),
+                (
+                    "Labels",
+                    Value::Object(
+                        task.service_labels
+                            .iter()
+                            .map(|(k, v)| (k.clone(), s(v)))
+                            .collect(),
+                    ),
+                ),
             ]),
         ),
         (
@@ -181,11 +191,16 @@ pub fn expand_task(task: &Task, node_id: &str, node: &NodeInfo) -> Result<Task, 
 
 /// Tries a spec's templates on a made-up task, as swarmkit does when a
 /// service is created or updated; an error is the user's to fix.
-pub fn check(service_name: &str, spec: &TaskTemplate) -> Result<(), String> {
+pub fn check(
+    service_name: &str,
+    service_labels: &BTreeMap<String, String>,
+    spec: &TaskTemplate,
+) -> Result<(), String> {
     let task = Named {
         id: "taskid",
         service_id: "serviceid",
         service_name,
+        service_labels,
         slot: 1,
     };
     let node = NodeInfo {
@@ -209,6 +224,7 @@ mod tests {
                 "SLOT={{.Task.Slot}}".into(),
                 "WHERE={{.Node.Hostname}}-{{.Node.Platform.OS}}".into(),
                 "PLAIN=a{b}".into(),
+                "TIER={{index .Service.Labels \"tier\"}}".into(),
             ],
             mounts: vec![Mount {
                 kind: Some(MountKind::Volume),
@@ -223,6 +239,7 @@ mod tests {
             id: "t1".into(),
             service_id: "s1".into(),
             service_name: "db".into(),
+            service_labels: [("tier".to_string(), "data".to_string())].into(),
             slot: 3,
             node_id: Some("n1".into()),
             spec_version: 1,
@@ -246,7 +263,10 @@ mod tests {
             arch: "x86_64".into(),
         };
         let t = expand_task(&task(), "n1", &node).expect("expands");
-        assert_eq!(t.spec.env, ["SLOT=3", "WHERE=h1-linux", "PLAIN=a{b}"]);
+        assert_eq!(
+            t.spec.env,
+            ["SLOT=3", "WHERE=h1-linux", "PLAIN=a{b}", "TIER=data"]
+        );
         assert_eq!(t.spec.mounts[0].source, "data-3");
         assert_eq!(t.spec.isolation.hostname, "db-3");
         let mut global = task();
@@ -254,17 +274,17 @@ mod tests {
         let g = expand_task(&global, "n1", &node).expect("expands");
         assert_eq!(g.spec.mounts[0].source, "data-n1");
 
-        assert!(check("db", &task().spec).is_ok());
+        assert!(check("db", &task().service_labels, &task().spec).is_ok());
         let mut bad = task().spec;
         bad.env.push("X={{.Task.Nope}}".into());
-        let e = check("db", &bad).expect_err("unknown field");
+        let e = check("db", &task().service_labels, &bad).expect_err("unknown field");
         assert!(
             e.starts_with("expanding env failed: expanding env \"X={{.Task.Nope}}\": template: expansion: can't evaluate field Nope"),
             "{e}"
         );
         let mut unparsable = task().spec;
         unparsable.isolation.hostname = "{{.Task.Slot".into();
-        assert!(check("db", &unparsable)
+        assert!(check("db", &task().service_labels, &unparsable)
             .expect_err("unclosed action")
             .starts_with("expanding hostname failed: template: expansion:"));
     }

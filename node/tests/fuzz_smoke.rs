@@ -39,6 +39,7 @@ fn task() -> Task {
         id: "k3v9x1".into(),
         service_id: "s1".into(),
         service_name: "web".into(),
+        service_labels: Default::default(),
         slot: 3,
         node_id: Some("n1".into()),
         spec_version: 7,

@@ -852,7 +852,7 @@ pub fn service_spec_from_wire(w: &wire::ServiceSpec) -> Result<ServiceSpec, Stri
     };
     shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
     crate::driver::support::check(&spec.task_template)?;
-    crate::templates::check(&spec.name, &spec.task_template)?;
+    crate::templates::check(&spec.name, &spec.labels, &spec.task_template)?;
     Ok(spec)
 }
 
