@@ -3,6 +3,7 @@
 mod attach;
 mod client;
 mod commands;
+mod dashboard;
 mod filter;
 mod mount;
 mod output;
@@ -46,6 +47,8 @@ struct Cli {
 enum Command {
     /// Run a node in the foreground
     Daemon(daemon::DaemonArgs),
+    /// Serve a live web dashboard of the swarm on 127.0.0.1
+    Dashboard(dashboard::DashboardArgs),
     /// Display system-wide information
     Info(commands::InfoArgs),
     /// Get real time events from the swarm
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match command {
             Command::Daemon(args) => daemon::run(&host, args).await,
+            Command::Dashboard(args) => dashboard::run(&host, args).await,
             Command::Info(args) => commands::info(&client::Client::new(&host)?, args).await,
             Command::Events(args) => {
                 commands::events::run(&client::Client::new(&host)?, args).await
