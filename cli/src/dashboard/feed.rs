@@ -4,7 +4,8 @@
 //! * `GET /events` (the swarm's events as the manager applies them): a
 //!   service or node event re-reads that one object (and a service's
 //!   tasks); a removal drops it; every event goes to the page's list.
-//! * Each second, `GET /info`: the Raft term, leader and applied index. A
+//! * Each second (each `FAST_TICK` while a service is not converged or
+//!   rolls out), `GET /info`: the Raft term, leader and applied index. A
 //!   new leader or term re-reads the nodes (whose leader flag moved). If
 //!   the applied index has not moved, nothing in the swarm changed and
 //!   nothing more is read. If it moved (tasks have no docker event, so this
@@ -32,8 +33,12 @@ use super::model::{rolling, Model};
 use super::timeline::{Sample, Timeline};
 use crate::client::{enc, Client};
 
-/// How often the Raft status is read (and the timeline sampled).
+/// How often the Raft status is read (and the timeline sampled) while
+/// every service is converged.
 pub const TICK: Duration = Duration::from_secs(1);
+/// How often while a service is not converged or rolls out: its tasks
+/// change state one by one, and each should show soon after it does.
+pub const FAST_TICK: Duration = Duration::from_millis(250);
 /// The longest a task replaced between two ticks may stay unseen.
 pub const FULL_EVERY: Duration = Duration::from_secs(10);
 /// Events waiting for the feed; beyond, the events reader waits.
@@ -281,7 +286,10 @@ impl Feed {
 /// Reads the events stream into `tx` until it ends or fails.
 async fn read_events(host: String, tx: mpsc::Sender<Value>) -> anyhow::Result<()> {
     let client = Client::new(&host)?;
-    let since = chrono::Utc::now().timestamp().to_string();
+    // The events of the timeline's window the manager still keeps, for the
+    // page's list; then the live ones.
+    let since =
+        (chrono::Utc::now().timestamp() - super::timeline::WINDOW.as_secs() as i64).to_string();
     let path = format!("/events?since={since}");
     // `stream_lines` calls back synchronously: each line is queued and the
     // queue drained into the channel between frames.
@@ -355,9 +363,12 @@ pub async fn run(
                 continue;
             }
         }
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result: anyhow::Result<()> = loop {
+            let unsettled = feed
+                .model
+                .services()
+                .any(|s| s.running != s.desired || rolling(s.update.as_ref()));
+            let tick = tokio::time::sleep(if unsettled { FAST_TICK } else { TICK });
             tokio::select! {
                 first = rx.recv() => {
                     let Some(first) = first else {
@@ -371,7 +382,7 @@ pub async fn run(
                         break Err(e);
                     }
                 }
-                _ = tick.tick() => {
+                _ = tick => {
                     if let Err(e) = feed.on_tick().await {
                         break Err(e);
                     }

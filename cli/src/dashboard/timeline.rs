@@ -71,8 +71,10 @@ impl Timeline {
         while self.samples.front().is_some_and(|f| f.at < oldest) {
             self.samples.pop_front();
         }
-        if self.samples.back().is_some_and(|b| s.at - b.at < 1_000) {
-            // Within the same second: the newer sample replaces the last.
+        // One sample a second is kept, and the newest: a last sample less
+        // than a second after the one before it gives way to the next.
+        let n = self.samples.len();
+        if n >= 2 && self.samples[n - 1].at - self.samples[n - 2].at < 1_000 {
             self.samples.pop_back();
         }
         self.samples.push_back(s);
@@ -83,9 +85,12 @@ impl Timeline {
         self.samples.len()
     }
 
-    /// The SVG of the window ending at `now` (milliseconds).
+    /// The SVG of the window ending at `now` (milliseconds): the last
+    /// `WINDOW`, or since the first sample if that is later (a minute at
+    /// least), so a dashboard just started draws its first minutes wide.
     pub fn render(&self, now: i64) -> String {
-        let start = now - WINDOW.as_millis() as i64;
+        let first = self.samples.front().map_or(now, |s| s.at);
+        let start = (now - WINDOW.as_millis() as i64).max(first.min(now - 60_000));
         let span = (now - start).max(1) as f64;
         let x = |t: i64| LEFT + ((t.max(start) - start) as f64 / span) * (WIDTH - LEFT - RIGHT);
         let services = self.lanes();
@@ -117,8 +122,11 @@ impl Timeline {
         let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
         let _ = writeln!(
             s,
-            r##"<text x="10" y="18" font-size="13" font-weight="bold">Last {} minutes</text><text x="{LEFT}" y="18" fill="#555">leader by node · services: <tspan fill="#999">- - desired</tspan> <tspan fill="#1f77b4">— running</tspan> · nodes: <tspan fill="#d62728">▬ down</tspan></text>"##,
-            WINDOW.as_secs() / 60
+            r##"<text x="10" y="18" font-size="13" font-weight="bold">Last {}</text><text x="{LEFT}" y="18" fill="#555">leader by node · services: <tspan fill="#999">- - desired</tspan> <tspan fill="#1f77b4">— running</tspan> · nodes: <tspan fill="#d62728">▬ down</tspan></text>"##,
+            match (now - start) / 1_000 {
+                s if s >= 120 => format!("{} minutes", s / 60),
+                s => format!("{s} seconds"),
+            }
         );
 
         // Leader lane: one span per leadership, with the term in its title.
@@ -272,13 +280,16 @@ impl Timeline {
             r#"<line x1="{LEFT}" x2="{:.1}" y1="{axis_y:.1}" y2="{axis_y:.1}" stroke="black"/>"#,
             WIDTH - RIGHT
         );
-        let minutes = (WINDOW.as_secs() / 60) as i64;
-        for m in 0..=minutes {
-            let t = start + m * 60_000;
-            let label = if m == minutes {
-                "now".to_string()
-            } else {
-                format!("-{}m", minutes - m)
+        let step = [5_000, 10_000, 30_000, 60_000, 120_000]
+            .into_iter()
+            .find(|st| (now - start) / st <= 12)
+            .unwrap_or(300_000);
+        for back in (0..=(now - start) / step).map(|k| k * step) {
+            let t = now - back;
+            let label = match back {
+                0 => "now".to_string(),
+                b if b % 60_000 == 0 => format!("-{}m", b / 60_000),
+                b => format!("-{}s", b / 1_000),
             };
             let _ = writeln!(
                 s,
@@ -350,7 +361,8 @@ mod tests {
         for i in 0..2_000 {
             t.push(sample(i * 500, "m1", 3, false));
         }
-        assert!(t.len() <= (WINDOW.as_secs() + 1) as usize, "{}", t.len());
+        assert!(t.len() <= (WINDOW.as_secs() + 2) as usize, "{}", t.len());
+        assert!(t.len() >= WINDOW.as_secs() as usize / 2, "{}", t.len());
     }
 
     #[test]
@@ -363,7 +375,11 @@ mod tests {
         let svg = t.render(now);
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("m1 (term 2)") && svg.contains("m2 (term 3)"));
-        assert_eq!(svg.matches(r#"stroke="#d62728" stroke-width="2""#).count(), 1);
+        assert_eq!(
+            svg.matches(r##"stroke="#d62728" stroke-width="2""##)
+                .count(),
+            1
+        );
         assert_eq!(svg.matches(r#"class="down""#).count(), 1);
         assert_eq!(svg.matches(r#"class="svc""#).count(), 2);
         assert!(svg.contains("web&lt;1&gt;"), "names are escaped");
