@@ -353,7 +353,17 @@ fn a_browser_sees_the_swarm_change_without_a_reload() {
     let nodes = cluster(3, 0, &[]);
     let tok = token("dashboard");
     nodes[0].create_echo("web", "3", &["--restart-delay", "0s"], &["--print", &tok]);
-    wait_for("3 running", LONG, || running(&nodes[0], "web") == 3);
+    let publish = format!("{}:8080", free_tcp_port());
+    let api = token("dashboard-api");
+    nodes[0].create_echo(
+        "api",
+        "2",
+        &["-p", &publish],
+        &["--print", &api, "--port", "8080"],
+    );
+    wait_for("3 and 2 running", LONG, || {
+        running(&nodes[0], "web") == 3 && running(&nodes[0], "api") == 2
+    });
 
     let dash = Dashboard::start(&nodes[0]);
     let mut c = Chromium::start(&binary, &dash.url);
@@ -415,7 +425,7 @@ fn a_browser_sees_the_swarm_change_without_a_reload() {
     );
 
     // A click on the service: its history, the killed task's error among it.
-    c.eval("document.querySelector('tr.svc').click()");
+    c.eval("document.querySelector('tr.svc[data-service-name=\"web\"]').click()");
     wait_for(
         "the service's history with the killed task's error",
         LONG,
@@ -434,6 +444,28 @@ fn a_browser_sees_the_swarm_change_without_a_reload() {
     wait_for("the timeline image", LONG, || {
         c.eval("document.getElementById('timeline').naturalWidth > 0") == json!(true)
     });
+
+    // A rollout, one task at a time: its state and progress in the table.
+    nodes[0].ok(&[
+        "service",
+        "update",
+        "-d",
+        "--update-parallelism",
+        "1",
+        "--update-delay",
+        "3s",
+        "--env-add",
+        "ROUND=2",
+        "web",
+    ]);
+    wait_for("the rollout's progress bar", LONG, || {
+        c.eval("document.querySelector('#services .bar') !== null") == json!(true)
+    });
+    let progress = c.eval("document.querySelector('#services .bar').title");
+    assert!(
+        progress.as_str().is_some_and(|p| p.ends_with("/5")),
+        "{progress}"
+    );
 
     // The screenshot: the test's artefact.
     let shot = c.call("Page.captureScreenshot", json!({ "format": "png" }));

@@ -41,8 +41,10 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const FAST_TICK: Duration = Duration::from_millis(250);
 /// The longest a task replaced between two ticks may stay unseen.
 pub const FULL_EVERY: Duration = Duration::from_secs(10);
-/// Events waiting for the feed; beyond, the events reader waits.
-const EVENT_QUEUE: usize = 256;
+/// Events waiting for the feed: room for the manager's whole journal (its
+/// last 1,024, replayed by `since`) and a burst more. A feed that falls
+/// further behind ends the stream and reads everything again.
+const EVENT_QUEUE: usize = 4_096;
 
 /// What the feed publishes: the page's JSON snapshot, and the timeline.
 pub struct Published {
@@ -291,33 +293,24 @@ async fn read_events(host: String, tx: mpsc::Sender<Value>) -> anyhow::Result<()
     let since =
         (chrono::Utc::now().timestamp() - super::timeline::WINDOW.as_secs() as i64).to_string();
     let path = format!("/events?since={since}");
-    // `stream_lines` calls back synchronously: each line is queued and the
-    // queue drained into the channel between frames.
-    let (line_tx, mut line_rx) = mpsc::unbounded_channel::<Value>();
-    let forward = tokio::spawn(async move {
-        while let Some(v) = line_rx.recv().await {
-            if tx.send(v).await.is_err() {
-                return;
-            }
-        }
-    });
-    let result = client
+    // `stream_lines` calls back synchronously: a full queue ends the
+    // stream (the feed then reads everything again), it never grows.
+    client
         .stream_lines(&path, |line| {
             if line.is_empty() {
                 return Ok(());
             }
             match serde_json::from_str::<Value>(line) {
-                Ok(v) => {
-                    let _ = line_tx.send(v);
+                Ok(v) => tx
+                    .try_send(v)
+                    .map_err(|_| anyhow::anyhow!("the dashboard fell behind the events")),
+                Err(e) => {
+                    tracing::debug!(error = %e, "dashboard: an event that is not JSON");
+                    Ok(())
                 }
-                Err(e) => tracing::debug!(error = %e, "dashboard: an event that is not JSON"),
             }
-            Ok(())
         })
-        .await;
-    drop(line_tx);
-    let _ = forward.await;
-    result
+        .await
 }
 
 /// The feed: runs until the process ends. The first read's error is

@@ -93,7 +93,7 @@ function render(v) {
           el("span", { style: `width: ${pct}%` })), ` ${s.update.done}/${s.update.total}`);
       }
     }
-    const tr = el("tr", { class: "svc", "data-service-id": s.id },
+    const tr = el("tr", { class: "svc", "data-service-id": s.id, "data-service-name": s.name },
       el("td", {}, el("span", { class: "swatch", style: `background: ${colour(s.name)}` }), s.name),
       el("td", {}, s.mode),
       el("td", {}, `${s.running}/${s.desired}`),
