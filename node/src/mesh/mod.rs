@@ -127,7 +127,7 @@ impl MeshCounts {
             .inc();
     }
 
-    fn backend(&self, protocol: Protocol, port: u16, backend: &'static str) {
+    pub(crate) fn backend(&self, protocol: Protocol, port: u16, backend: &'static str) {
         let protocol = protocol.as_str();
         self.backends
             .get_or_create(&BackendLabels {

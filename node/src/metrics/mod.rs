@@ -578,6 +578,14 @@ mod tests {
         );
         metrics.actors.restart("task/abc");
         metrics.actors.driver_error("start");
+        // Families with labels show once they have a sample.
+        metrics
+            .transport_bytes
+            .get_or_create(&DirectionLabel { direction: "sent" })
+            .inc_by(1200);
+        metrics
+            .mesh
+            .backend(shoal_actors::ports::Protocol::Tcp, 30001, "remote");
         let text = metrics.encode().expect("encode");
         assert!(text.contains("# TYPE swarm_raft_term gauge"), "{text}");
         assert!(
@@ -588,6 +596,10 @@ mod tests {
             text.contains("# TYPE swarm_mesh_backend_picks counter"),
             "{text}"
         );
+        assert!(text.contains("swarm_transport_bytes_total{direction=\"sent\"} 1200"));
+        assert!(text.contains(
+            "swarm_mesh_backend_picks_total{port=\"30001\",protocol=\"tcp\",backend=\"remote\"} 1"
+        ));
         assert!(text.contains("# TYPE swarm_raft_proposal_latency_seconds histogram"));
         assert!(text.contains("swarm_actor_restarts_total{actor=\"task\"} 1"));
         assert!(!text.contains("abc"), "no task id in a label: {text}");
