@@ -190,7 +190,7 @@ impl Chromium {
                 "--no-default-browser-check",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
-                "--window-size=1280,1000",
+                "--window-size=1280,1150",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(url)
@@ -275,6 +275,15 @@ impl Chromium {
     }
 
     /// A JavaScript expression's value in the page.
+    /// A promise's value in the page.
+    fn eval_async(&mut self, expression: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
+        );
+        r["result"]["value"].clone()
+    }
+
     fn eval(&mut self, expression: &str) -> Value {
         let r = self.call(
             "Runtime.evaluate",
@@ -350,7 +359,7 @@ fn a_browser_sees_the_swarm_change_without_a_reload() {
         eprintln!("SKIPPED: no chromium on PATH (Debian package chromium; .ci/run installs it)");
         return;
     };
-    let nodes = cluster(3, 0, &[]);
+    let mut nodes = cluster(3, 0, &[]);
     let tok = token("dashboard");
     nodes[0].create_echo("web", "3", &["--restart-delay", "0s"], &["--print", &tok]);
     let publish = format!("{}:8080", free_tcp_port());
@@ -365,7 +374,11 @@ fn a_browser_sees_the_swarm_change_without_a_reload() {
         running(&nodes[0], "web") == 3 && running(&nodes[0], "api") == 2
     });
 
-    let dash = Dashboard::start(&nodes[0]);
+    // The dashboard reads a manager that is not the leader, which is
+    // killed later on.
+    let led = leader_of(&nodes, 0).expect("a leader");
+    let via = (led + 1) % 3;
+    let dash = Dashboard::start(&nodes[via]);
     let mut c = Chromium::start(&binary, &dash.url);
     wait_for("three node columns and three running boxes", LONG, || {
         c.eval("document.querySelectorAll('.node').length") == json!(3)
@@ -465,6 +478,44 @@ fn a_browser_sees_the_swarm_change_without_a_reload() {
     assert!(
         progress.as_str().is_some_and(|p| p.ends_with("/5")),
         "{progress}"
+    );
+
+    // The leader killed: the page names another in a newer term, the old
+    // leader's column goes down, and the timeline marks both.
+    let term_of = |text: &Value| -> u64 {
+        text.as_str()
+            .and_then(|t| t.rsplit("term ").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let header = c.eval("document.getElementById('leader').textContent");
+    let term_before = term_of(&header);
+    let old = format!("manager-{}", led + 1);
+    assert!(
+        header.as_str().is_some_and(|h| h.contains(&old)),
+        "{header}"
+    );
+    nodes[led].kill9();
+    wait_for("a new leader in a newer term in the page", LONG, || {
+        let header = c.eval("document.getElementById('leader').textContent");
+        term_of(&header) > term_before
+            && header
+                .as_str()
+                .is_some_and(|h| h.contains("manager-") && !h.contains(&old))
+    });
+    wait_for("the old leader's column down", LONG, || {
+        c.eval(&format!(
+            "document.querySelector('.node[data-hostname=\"{old}\"]').classList.contains('down')"
+        )) == json!(true)
+    });
+    wait_for("the timeline's leader change and node down", LONG, || {
+        let svg = c.eval_async("fetch('timeline.svg').then(r => r.text())");
+        svg.as_str().is_some_and(|s| {
+            s.contains(r##"stroke="#d62728" stroke-width="2""##) && s.contains(r#"class="down""#)
+        })
+    });
+    c.eval_async(
+        "new Promise(r => { const i = document.getElementById('timeline'); i.onload = () => r(true); i.src = 'timeline.svg?now=' + Date.now(); })",
     );
 
     // The screenshot: the test's artefact.
