@@ -171,7 +171,9 @@ impl Driver for FakeDriver {
         if inner.starting.contains(&id) {
             // As the process driver answers a second start.
             return Box::pin(async move {
-                Err(DriverError::Failed(format!("task {id} is already starting")))
+                Err(DriverError::Failed(format!(
+                    "task {id} is already starting"
+                )))
             });
         }
         match behaviour {
