@@ -120,6 +120,11 @@ pub trait Driver: Send + Sync + 'static {
     /// Starts the task; if it is already known, does nothing and reports what it knows.
     fn start(&self, launch: Launch) -> BoxFuture<Result<Lifecycle, DriverError>>;
     fn inspect(&self, task_id: &str) -> Option<Lifecycle>;
+    /// Whether a `start` of the task is still under way: `inspect` knows
+    /// nothing of it yet, but the task has not gone.
+    fn starting(&self, _task_id: &str) -> bool {
+        false
+    }
     /// Resolves when the task's process has ended (at once if it already has).
     fn wait(&self, task_id: &str) -> BoxFuture<Option<Exit>>;
     /// Asks the task to stop; kills it after `grace`. Resolves when it is gone.

@@ -401,6 +401,34 @@ const CASES: &[Case] = &[
             );
         },
     },
+    Case {
+        name: "a task actor restarted while its start is under way does not fail the task as lost",
+        workers: 0,
+        run: |h| {
+            h.nodes[0]
+                .driver
+                .behave("slow", Behaviour::StartAfter(Duration::from_secs(3)));
+            h.create_service(Harness::spec("slow", 1, "slow"))
+                .expect("create");
+            h.drive_until("a starting task", LIMIT, |s| {
+                s.tasks
+                    .values()
+                    .any(|t| t.status.state == TaskState::Starting)
+            })
+            .expect("starting");
+            let id = h.tasks("slow")[0].id.clone();
+            assert!(h.kill_task_actor(&id), "the task's actor runs");
+            h.drive_until("the task running", LIMIT, |s| {
+                s.tasks
+                    .get(&id)
+                    .is_some_and(|t| t.status.state == TaskState::Running)
+            })
+            .expect("running");
+            let t = h.tasks("slow");
+            assert_eq!(t.len(), 1, "no replacement: {t:?}");
+            assert!(t[0].status.err.is_none(), "{:?}", t[0].status);
+        },
+    },
 ];
 
 #[test]

@@ -4,6 +4,7 @@ mod attach;
 mod client;
 mod commands;
 mod container_opts;
+mod dashboard;
 mod filter;
 mod mount;
 mod output;
@@ -47,6 +48,8 @@ struct Cli {
 enum Command {
     /// Run a node in the foreground
     Daemon(daemon::DaemonArgs),
+    /// Serve a live web dashboard of the swarm on 127.0.0.1
+    Dashboard(dashboard::DashboardArgs),
     /// Display system-wide information
     Info(commands::InfoArgs),
     /// Get real time events from the swarm
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match command {
             Command::Daemon(args) => daemon::run(&host, args).await,
+            Command::Dashboard(args) => dashboard::run(&host, args).await,
             Command::Info(args) => commands::info(&client::Client::new(&host)?, args).await,
             Command::Events(args) => {
                 commands::events::run(&client::Client::new(&host)?, args).await

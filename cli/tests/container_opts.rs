@@ -337,38 +337,22 @@ fn a_docker_task_runs_with_dockers_container_options() {
     let _cleanup = Cleanup(docker.clone(), vec!["dprobe", "dprobe-net", "dsig"]);
     let d = Daemon::start(&[]);
     d.ok(&["swarm", "init"]);
-    let mut args = vec![
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "dprobe",
-        "--entrypoint",
-        "/bin/sh -c",
-    ];
-    args.extend_from_slice(OPTIONS);
-    args.extend([image.as_str(), PROBE]);
-    d.ok(&args);
+    // `service create -d --entrypoint "/bin/sh -c" OPTIONS… FLAGS… IMAGE PROBE`.
+    let create = |flags: &[&str]| {
+        let mut args = vec!["service", "create", "-d", "--entrypoint", "/bin/sh -c"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(OPTIONS);
+        args.extend([image.as_str(), PROBE]);
+        d.ok(&args);
+    };
+    create(&["--name", "dprobe"]);
     let log = probed(&d, "dprobe", 1);
     assert_options(&log, false);
     // On an overlay network the task shares its sandbox container's
     // namespace: the resolver, hosts and net.* sysctls are set there, the
     // embedded DNS server first.
     d.ok(&["network", "create", "-d", "overlay", "optsnet"]);
-    let mut args = vec![
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "dprobe-net",
-        "--network",
-        "optsnet",
-        "--entrypoint",
-        "/bin/sh -c",
-    ];
-    args.extend_from_slice(OPTIONS);
-    args.extend([image.as_str(), PROBE]);
-    d.ok(&args);
+    create(&["--name", "dprobe-net", "--network", "optsnet"]);
     let log = probed(&d, "dprobe-net", 1);
     assert_options(&log, true);
     // The stop signal reaches the program: a forced update stops the task with it.

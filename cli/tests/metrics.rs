@@ -195,11 +195,42 @@ fn series_follow_a_service_and_a_leader_kill_on_three_managers() {
         answered == 5
     });
     assert!(value(&addrs[0], &published) >= 5.0, "{published}");
+    // Where they went: one task per node, round robin, so some stayed on
+    // this node and some crossed to another; nothing names a task.
+    let picks = |backend: &str| {
+        value(
+            &addrs[0],
+            &format!(
+                "swarm_mesh_backend_picks_total{{port=\"{port}\",protocol=\"tcp\",backend=\"{backend}\"}}"
+            ),
+        )
+    };
+    assert!(picks("local") >= 1.0, "a connection to this node's task");
+    assert!(
+        picks("remote") >= 1.0,
+        "a connection to another node's task"
+    );
+    assert!(picks("local") + picks("remote") >= 5.0);
+    // The transport's bytes: every manager sent and received, and they grow.
+    let bytes = |a: &str, direction: &str| {
+        value(
+            a,
+            &format!("swarm_transport_bytes_total{{direction=\"{direction}\"}}"),
+        )
+    };
+    let sent_before: Vec<f64> = addrs.iter().map(|a| bytes(a, "sent")).collect();
+    assert!(addrs.iter().all(|a| bytes(a, "received") > 0.0));
 
     nodes[0].ok(&["service", "scale", "-d", "web=5"]);
     wait_for("5 running", LONG, || running(&nodes[0], "web") == 5);
     gauges_match_node_ps(&nodes, &addrs, 5);
     assert!(sum(&addrs, "swarm_orchestrator_tasks_created_total") >= 5.0);
+    for (a, before) in addrs.iter().zip(sent_before) {
+        assert!(
+            bytes(a, "sent") > before,
+            "{a} sent more bytes after a scale"
+        );
+    }
 
     // A rollout: every manager reads it from its own copy of the state.
     nodes[0].ok(&[

@@ -116,3 +116,41 @@ fn two_tasks_bind_the_same_port_in_their_own_namespaces_and_nothing_is_left() {
         .expect("nft");
     assert!(!String::from_utf8_lossy(&tables.stdout).contains(&format!("shoal_{tag}")));
 }
+
+/// How fast sandboxes are made and removed on this machine (ignored: a
+/// figure for docs/benchmarks.md, not a check): `SANDBOXES` (default 200)
+/// made one after another, then removed.
+#[test]
+#[ignore]
+fn sandboxes_made_and_removed_per_second() {
+    if !root() {
+        eprintln!("skipped: network sandboxes need root");
+        return;
+    }
+    let n: usize = std::env::var("SANDBOXES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let dir = tempfile::tempdir().expect("tmp");
+    let _clean = Cleanup(dir.path().to_path_buf());
+    let sb = Sandbox::open(dir.path()).expect("open");
+    // Names come from the first 12 characters of an id: those differ.
+    let ids: Vec<String> = (0..n).map(|i| format!("{i:012}abcdefghijklm")).collect();
+    let t = Instant::now();
+    for id in &ids {
+        sb.prepare(id, &[]).expect("prepare");
+    }
+    let made = t.elapsed();
+    let t = Instant::now();
+    for id in &ids {
+        sb.release(id);
+    }
+    let removed = t.elapsed();
+    println!(
+        "{n} sandboxes: made {:.0}/s ({:.2} ms each), removed {:.0}/s ({:.2} ms each)",
+        n as f64 / made.as_secs_f64(),
+        made.as_secs_f64() * 1000.0 / n as f64,
+        n as f64 / removed.as_secs_f64(),
+        removed.as_secs_f64() * 1000.0 / n as f64,
+    );
+}

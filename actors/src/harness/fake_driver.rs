@@ -26,6 +26,9 @@ pub enum Behaviour {
     Reject(String),
     /// `start` never returns.
     Hang,
+    /// `start` takes `after` (on the harness's clock), then the task runs;
+    /// meanwhile `starting` says so.
+    StartAfter(Duration),
 }
 
 /// One call a driver received, in order.
@@ -64,12 +67,14 @@ struct Inner {
     calls: Vec<DriverCall>,
     /// The secret and config files each started task was given: (path, bytes).
     files: BTreeMap<String, Vec<(String, Vec<u8>)>>,
+    /// Tasks whose `StartAfter` start is under way.
+    starting: BTreeSet<String>,
 }
 
 #[derive(Default)]
 pub struct FakeDriver {
     behaviours: Mutex<BTreeMap<String, Behaviour>>,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl FakeDriver {
@@ -163,9 +168,38 @@ impl Driver for FakeDriver {
             let known = r.lifecycle();
             return Box::pin(async move { Ok(known) });
         }
+        if inner.starting.contains(&id) {
+            // As the process driver answers a second start.
+            return Box::pin(async move {
+                Err(DriverError::Failed(format!(
+                    "task {id} is already starting"
+                )))
+            });
+        }
         match behaviour {
             Behaviour::Reject(why) => Box::pin(async move { Err(DriverError::Rejected(why)) }),
             Behaviour::Hang => Box::pin(std::future::pending()),
+            Behaviour::StartAfter(after) => {
+                inner.starting.insert(id.clone());
+                // The start goes on whether or not its caller waits (as
+                // the process driver's forker does).
+                let shared = self.inner.clone();
+                let (done, started) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let (tx, _) = watch::channel(None);
+                    let mut inner = shared.lock();
+                    inner.starting.remove(&id);
+                    inner.runs.insert(id, Run { exit: tx });
+                    let _ = done.send(());
+                });
+                Box::pin(async move {
+                    started
+                        .await
+                        .map(|()| Lifecycle::Running { pid: None })
+                        .map_err(|_| DriverError::Failed("the start was dropped".into()))
+                })
+            }
             Behaviour::Run | Behaviour::ExitAfter { .. } => {
                 let (tx, _) = watch::channel(None);
                 if let Behaviour::ExitAfter { after, code } = behaviour {
@@ -183,6 +217,10 @@ impl Driver for FakeDriver {
 
     fn inspect(&self, task_id: &str) -> Option<Lifecycle> {
         self.inner.lock().runs.get(task_id).map(Run::lifecycle)
+    }
+
+    fn starting(&self, task_id: &str) -> bool {
+        self.inner.lock().starting.contains(task_id)
     }
 
     fn wait(&self, task_id: &str) -> BoxFuture<Option<Exit>> {

@@ -112,6 +112,8 @@ pub struct SimNode {
     pub driver: Arc<FakeDriver>,
     wire: Arc<Wire>,
     root: ActorRef<SupervisorMsg>,
+    /// The node's actors by name (`task/<id>`...).
+    dir: Arc<Directory>,
 }
 
 /// What the harness keeps of a manager to crash and restart it.
@@ -200,6 +202,7 @@ async fn spawn_agent(
     let wire = Wire::new(managers.clone());
     let node_dir = Directory::new();
     let root = spawn_root(node_dir.clone()).await?;
+    let dir = node_dir.clone();
     let desc = NodeDescription {
         node_id: n.id.clone(),
         hostname: n.hostname.clone(),
@@ -227,6 +230,7 @@ async fn spawn_agent(
         driver,
         wire,
         root,
+        dir,
     })
 }
 
@@ -588,6 +592,21 @@ impl Harness {
     }
 
     /// Ends a running task's process with exit code 0.
+    /// Kills the actor of task `task_id` wherever it runs (its agent
+    /// restarts it); false if no node has one.
+    pub fn kill_task_actor(&mut self, task_id: &str) -> bool {
+        let name = format!("task/{task_id}");
+        let killed = self.nodes.iter().any(|n| match n.dir.cell(&name) {
+            Some(cell) => {
+                cell.kill();
+                true
+            }
+            None => false,
+        });
+        self.step();
+        killed
+    }
+
     pub fn finish(&mut self, task_id: &str) -> bool {
         self.end(task_id, Exit::Code(0))
     }

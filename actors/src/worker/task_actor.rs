@@ -168,6 +168,12 @@ impl Actor for TaskActor {
                 Some(Lifecycle::Exited(exit)) => {
                     let _ = myself.send_message(TaskMsg::Exited(Some(exit)));
                 }
+                // A start still under way (this actor is a restarted
+                // incarnation): look again once it has ended, instead of
+                // taking the task for lost.
+                None if driver.starting(&task.id) => {
+                    myself.send_after(Duration::from_millis(100), || TaskMsg::Run);
+                }
                 None if task.status.state >= TaskState::Starting => {
                     let mut s = TaskStatus::new(TaskState::Failed, "failed");
                     s.err = Some("task process is gone (its node restarted)".into());

@@ -158,9 +158,21 @@ assert spec_mounts == [{"Type": "bind", "Source": "/tmp", "Target": "/data",
                         "ReadOnly": True}], spec_mounts
 mounted.remove()
 
+# docker-py's container options reach the spec as it writes them.
+opts = client.services.create(image, name="pyopts",
+                              dns_config=docker.types.DNSConfig(nameservers=["192.0.2.53"]),
+                              hosts={"db": "10.0.0.9"}, init=True, groups=["4242"],
+                              sysctls={"net.core.somaxconn": "512"})
+spec = opts.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+assert spec["DNSConfig"] == {"Nameservers": ["192.0.2.53"]}, spec
+assert spec["Hosts"] == ["10.0.0.9 db"] and spec["Init"] is True, spec
+assert spec["Groups"] == ["4242"] and spec["Sysctls"] == {"net.core.somaxconn": "512"}, spec
+opts.remove()
+
 # Bad input: a field shoal would not act on is refused, not dropped.
 try:
-    client.services.create(image, name="pylog", log_driver="json-file")
+    client.services.create(image, name="pylog",
+                           log_driver="syslog")
     raise AssertionError("a log driver was accepted")
 except APIError as e:
     assert e.status_code == 400 and "LogDriver" in str(e), e

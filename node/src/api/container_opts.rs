@@ -53,8 +53,20 @@ pub fn to_wire(o: &ContainerOptions, c: &mut TaskSpecContainerSpec) {
     c.init = o.init;
     c.groups = some(&o.groups);
     c.sysctls = (!o.sysctls.is_empty()).then(|| o.sysctls.clone().into_iter().collect());
-    c.ulimits = (!o.ulimits.is_empty()).then(|| {
-        o.ulimits
+    c.ulimits = ulimits_to_wire(&o.ulimits);
+    c.dns_config = (!o.dns.is_empty()).then(|| TaskSpecContainerSpecDnsConfig {
+        nameservers: some(&o.dns.nameservers),
+        search: some(&o.dns.search),
+        options: some(&o.dns.options),
+    });
+    c.hosts = some(&o.hosts);
+}
+
+/// `--ulimit`s in the Engine API's shape (`None` for none), for a
+/// `ContainerSpec` and for the engine's `HostConfig` alike.
+pub fn ulimits_to_wire(ulimits: &[Ulimit]) -> Option<Vec<ResourcesUlimits>> {
+    (!ulimits.is_empty()).then(|| {
+        ulimits
             .iter()
             .map(|u| ResourcesUlimits {
                 name: Some(u.name.clone()),
@@ -62,13 +74,7 @@ pub fn to_wire(o: &ContainerOptions, c: &mut TaskSpecContainerSpec) {
                 hard: Some(u.hard),
             })
             .collect()
-    });
-    c.dns_config = (!o.dns.is_empty()).then(|| TaskSpecContainerSpecDnsConfig {
-        nameservers: some(&o.dns.nameservers),
-        search: some(&o.dns.search),
-        options: some(&o.dns.options),
-    });
-    c.hosts = some(&o.hosts);
+    })
 }
 
 /// `GenericResources` (of a reservation or a node's description).

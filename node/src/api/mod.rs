@@ -2,7 +2,7 @@
 //! API so that `curl --unix-socket` works. See docs/api.md.
 
 mod connect;
-mod container_opts;
+pub mod container_opts;
 mod error;
 pub mod events;
 pub mod filters;

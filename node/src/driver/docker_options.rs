@@ -5,7 +5,7 @@
 //! file or `net.*` sysctl for a container that joins another's: those go to
 //! the sandbox container, whose namespace and files the task shares.
 
-use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
+use bollard::models::{ContainerCreateBody, HostConfig};
 use shoal_actors::container::{parse_host, sysctl_scope, ContainerOptions, SysctlScope};
 
 /// `IP NAME [ALIAS…]` lines as the engine's `ExtraHosts` (`NAME:IP`).
@@ -38,16 +38,7 @@ pub fn apply(o: &ContainerOptions, body: &mut ContainerCreateBody, sandboxed: bo
     let h = body.host_config.get_or_insert_with(HostConfig::default);
     h.init = Some(o.init.unwrap_or(false));
     h.group_add = some(&o.groups);
-    h.ulimits = (!o.ulimits.is_empty()).then(|| {
-        o.ulimits
-            .iter()
-            .map(|u| ResourcesUlimits {
-                name: Some(u.name.clone()),
-                soft: Some(u.soft),
-                hard: Some(u.hard),
-            })
-            .collect()
-    });
+    h.ulimits = crate::api::container_opts::ulimits_to_wire(&o.ulimits);
     h.sysctls = if sandboxed {
         sysctls(o, false)
     } else {

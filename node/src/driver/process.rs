@@ -647,6 +647,12 @@ impl Driver for ProcessDriver {
         let (overlay, starting) = (self.overlay.clone(), self.starting.clone());
         let host = on_host_network(&launch.task);
         Box::pin(async move {
+            // Dropped before the forker has the job (its caller went
+            // away), the start is over: `starting` must not keep the task.
+            let mut guard = StartGuard {
+                starting: starting.clone(),
+                id: Some(id.clone()),
+            };
             // The task's networks first: its program never starts without them.
             let nets = if host {
                 Ok(Vec::new())
@@ -665,6 +671,8 @@ impl Driver for ProcessDriver {
                 starting.lock().remove(&id);
                 return Err(DriverError::Failed("the forker thread is gone".into()));
             }
+            // The forker takes the task out of `starting` once it is in `procs`.
+            guard.id = None;
             answer
                 .await
                 .unwrap_or_else(|_| Err(DriverError::Failed("the forker thread is gone".into())))
@@ -673,6 +681,10 @@ impl Driver for ProcessDriver {
 
     fn inspect(&self, task_id: &str) -> Option<Lifecycle> {
         self.procs.lock().get(task_id).map(Self::lifecycle)
+    }
+
+    fn starting(&self, task_id: &str) -> bool {
+        self.starting.lock().contains(task_id)
     }
 
     fn wait(&self, task_id: &str) -> BoxFuture<Option<Exit>> {
@@ -760,6 +772,20 @@ impl Driver for ProcessDriver {
             .lock()
             .get(task_id)
             .and_then(|p| p.health.clone())
+    }
+}
+
+/// Takes a task out of `starting` when dropped, unless disarmed.
+struct StartGuard {
+    starting: Arc<Mutex<HashSet<String>>>,
+    id: Option<String>,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.starting.lock().remove(&id);
+        }
     }
 }
 

@@ -96,7 +96,20 @@ pub struct Mesh {
 #[derive(Debug, Clone, Default)]
 pub struct MeshCounts {
     pub admitted: Family<PortLabels, Counter>,
+    /// Where an ingress connection or flow went: a task of this node, one
+    /// of another node, or none (no backend answered).
+    pub backends: Family<BackendLabels, Counter>,
     pub tunnel_errors: Counter,
+}
+
+/// A published port, its protocol and where the mesh sent a connection:
+/// `local`, `remote` or `none`. No task or node id: at most three values
+/// per published port.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub port: u16,
+    pub protocol: &'static str,
+    pub backend: &'static str,
 }
 
 /// A published port and its protocol: at most a few thousand values.
@@ -112,6 +125,26 @@ impl MeshCounts {
         self.admitted
             .get_or_create(&PortLabels { port, protocol })
             .inc();
+    }
+
+    pub(crate) fn backend(&self, protocol: Protocol, port: u16, backend: &'static str) {
+        let protocol = protocol.as_str();
+        self.backends
+            .get_or_create(&BackendLabels {
+                port,
+                protocol,
+                backend,
+            })
+            .inc();
+    }
+}
+
+/// `local` for a backend on this node, else `remote`.
+fn whose(backend: &Backend, own: Option<&String>) -> &'static str {
+    if Some(&backend.node_id) == own {
+        "local"
+    } else {
+        "remote"
     }
 }
 
@@ -313,7 +346,7 @@ impl Mesh {
     async fn serve_client(
         self: Arc<Self>,
         client: TcpStream,
-        peer: SocketAddr,
+        (peer, port): (SocketAddr, u16),
         route: Route,
         admitted: limits::Admitted,
     ) {
@@ -346,6 +379,9 @@ impl Mesh {
                         break;
                     };
                     if let Some(s) = self.connect(&backend, target, (peer, dest), proxy).await {
+                        let own = self.own.read().clone();
+                        let backend = whose(&backend, own.as_ref());
+                        self.counts.backend(Protocol::Tcp, port, backend);
                         found = Some((s, Some(held)));
                         break;
                     }
@@ -354,6 +390,7 @@ impl Mesh {
                 match found {
                     Some((s, held)) => (s, held, idle),
                     None => {
+                        self.counts.backend(Protocol::Tcp, port, "none");
                         tracing::debug!(service = %service_id, "no backend answered; connection closed");
                         return;
                     }
@@ -570,7 +607,16 @@ async fn udp_loop(
         let route = route.read().clone();
         let Some(dest) = dest else { continue };
         tokio::spawn(async move {
-            if let Some((upstream, _held)) = mesh.udp_upstream(&route, client, dest).await {
+            let upstream = mesh.udp_upstream(&route, client, dest).await;
+            if matches!(route, Route::Ingress { .. }) {
+                let backend = match &upstream {
+                    Some((udp::Upstream::Local(_), _)) => "local",
+                    Some((udp::Upstream::Tunnel(_), _)) => "remote",
+                    None => "none",
+                };
+                mesh.counts.backend(Protocol::Udp, port, backend);
+            }
+            if let Some((upstream, _held)) = upstream {
                 udp::relay_flow(socket, client, rx, upstream, &admitted).await;
             }
             flows.end(client);
@@ -600,7 +646,10 @@ async fn accept_loop(mesh: Arc<Mesh>, listener: TcpListener, port: u16, route: A
         mesh.counts.admitted(Protocol::Tcp, port);
         let _ = client.set_nodelay(true);
         let route = route.read().clone();
-        tokio::spawn(mesh.clone().serve_client(client, peer, route, admitted));
+        tokio::spawn(
+            mesh.clone()
+                .serve_client(client, (peer, port), route, admitted),
+        );
     }
 }
 

@@ -104,6 +104,7 @@ pub struct NodeMetrics {
     // The transport, read at scrape time.
     transport_connections: Gauge,
     transport_refused: Family<StageLabel, Counter>,
+    transport_bytes: Family<DirectionLabel, Counter>,
     // The routing mesh: what it counts, and what its caps hold (read at
     // scrape time).
     mesh: crate::mesh::MeshCounts,
@@ -140,6 +141,7 @@ impl NodeMetrics {
             scrapes: Counter::default(),
             transport_connections: Gauge::default(),
             transport_refused: Family::default(),
+            transport_bytes: Family::default(),
             mesh,
             mesh_held: Family::default(),
             mesh_caps_hit: Family::default(),
@@ -322,11 +324,22 @@ impl NodeMetrics {
             "Incoming cluster connections refused, at the handshake or by admission",
             self.transport_refused.clone(),
         );
+        r.register_with_unit(
+            "swarm_transport",
+            "Bytes of QUIC packets the cluster endpoint sent and received",
+            Unit::Bytes,
+            self.transport_bytes.clone(),
+        );
         // Routing mesh.
         r.register(
             "swarm_mesh_connections",
             "Connections (tcp) and flows (udp) admitted on a published port",
             self.mesh.admitted.clone(),
+        );
+        r.register(
+            "swarm_mesh_backend_picks",
+            "Where an ingress connection or flow went: a task on this node, on another, or none",
+            self.mesh.backends.clone(),
         );
         r.register(
             "swarm_mesh_held",
@@ -382,6 +395,14 @@ impl NodeMetrics {
             // The endpoint's own totals, copied (0 again with a new endpoint).
             for (stage, total) in transport.refused() {
                 let counter = self.transport_refused.get_or_create(&StageLabel { stage });
+                counter
+                    .inner()
+                    .store(total, std::sync::atomic::Ordering::Relaxed);
+            }
+            for (direction, total) in transport.bytes() {
+                let counter = self
+                    .transport_bytes
+                    .get_or_create(&DirectionLabel { direction });
                 counter
                     .inner()
                     .store(total, std::sync::atomic::Ordering::Relaxed);
@@ -557,8 +578,28 @@ mod tests {
         );
         metrics.actors.restart("task/abc");
         metrics.actors.driver_error("start");
+        // Families with labels show once they have a sample.
+        metrics
+            .transport_bytes
+            .get_or_create(&DirectionLabel { direction: "sent" })
+            .inc_by(1200);
+        metrics
+            .mesh
+            .backend(shoal_actors::ports::Protocol::Tcp, 30001, "remote");
         let text = metrics.encode().expect("encode");
         assert!(text.contains("# TYPE swarm_raft_term gauge"), "{text}");
+        assert!(
+            text.contains("# TYPE swarm_transport_bytes counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE swarm_mesh_backend_picks counter"),
+            "{text}"
+        );
+        assert!(text.contains("swarm_transport_bytes_total{direction=\"sent\"} 1200"));
+        assert!(text.contains(
+            "swarm_mesh_backend_picks_total{port=\"30001\",protocol=\"tcp\",backend=\"remote\"} 1"
+        ));
         assert!(text.contains("# TYPE swarm_raft_proposal_latency_seconds histogram"));
         assert!(text.contains("swarm_actor_restarts_total{actor=\"task\"} 1"));
         assert!(!text.contains("abc"), "no task id in a label: {text}");

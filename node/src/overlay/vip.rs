@@ -8,10 +8,10 @@
 //! conntrack entry, and replies are un-NATed on the way back. The client's
 //! address is kept. A VIP with no serving task refuses at once (TCP reset,
 //! ICMP port unreachable). When a backend leaves, its conntrack entries
-//! through the VIP are flushed (if the `conntrack` tool is installed), so
+//! through the VIP are flushed (over ctnetlink), so
 //! that a UDP flow does not stick to a task that is gone.
 //!
-//! Blocking: runs `nft` (and `conntrack`) on the blocking pool.
+//! Blocking: runs `nft` (and ctnetlink requests) on the blocking pool.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -143,19 +143,13 @@ pub fn apply(sb: &Sandbox, table: &NetworkTable, before: Applied) -> Applied {
 }
 
 fn flush_conntrack(vip: Ipv4Addr, backend: Ipv4Addr) {
-    let out = std::process::Command::new("conntrack")
-        .args([
-            "-D",
-            "--orig-dst",
-            &vip.to_string(),
-            "--reply-src",
-            &backend.to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if let Err(e) = out {
-        tracing::debug!(error = %e, "no conntrack tool: entries of a removed backend stay until they expire");
+    match crate::sandbox::nl::conntrack::flush(vip, backend) {
+        Ok(n) => {
+            tracing::debug!(%vip, %backend, entries = n, "flushed the conntrack entries of a backend that left")
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "entries of a removed backend stay until they expire")
+        }
     }
 }
 

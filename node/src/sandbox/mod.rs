@@ -10,12 +10,14 @@
 //! the nftables table `shoal_<tag>`, so that `open` can remove whatever a
 //! daemon killed with `kill -9` left, and nothing of another node's.
 //!
-//! Blocking (it runs `ip` and `nft`): call it from the process driver's
+//! Blocking (netlink requests, answered on the calling thread; whole
+//! nftables tables through `nft -f`): call it from the process driver's
 //! forker threads or a blocking task, never from an actor handler.
 
 mod docker_user;
 pub mod files;
 mod ip;
+pub mod nl;
 pub mod overlay;
 
 use std::collections::BTreeMap;
@@ -23,6 +25,10 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use nl::nft::{Element, Op};
+use nl::route::{Route, RouteSpec};
+use nl::NlError;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -36,7 +42,7 @@ const POOL: [u8; 2] = [10, 201];
 const SUBNETS: u8 = 64;
 const PREFIX: u8 = 22;
 const HOSTS: u16 = 1022;
-const NETNS_DIR: &str = "/run/netns";
+const NETNS_DIR: &str = nl::netns::NETNS_DIR;
 const HOST_LOCK: &str = "/run/shoal-sandbox.lock";
 /// One file a tag, holding the pid of the daemon that uses it: a tag whose
 /// daemon is gone (and whose data dir may be gone too) is swept by the next
@@ -49,6 +55,8 @@ pub enum SandboxError {
     NotRoot(u32),
     #[error(transparent)]
     Ip(#[from] IpError),
+    #[error(transparent)]
+    Nl(#[from] NlError),
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
     #[error("no free /22 left in 10.201.0.0/16 on this host")]
@@ -66,6 +74,20 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
 struct Saved {
     tag: String,
     index: u8,
+}
+
+/// A namespace being wired: a netlink socket inside it and a descriptor of it.
+pub(crate) struct NsHandle {
+    route: Route,
+    fd: std::fs::File,
+}
+
+impl NsHandle {
+    fn open(name: &str, route: Route) -> Result<NsHandle, SandboxError> {
+        let path = nl::netns::path(name);
+        let fd = std::fs::File::open(&path).map_err(io(&path))?;
+        Ok(NsHandle { route, fd })
+    }
 }
 
 /// A task's network, ready before its program starts.
@@ -118,10 +140,10 @@ impl HostLock {
 
 /// The subnet indexes some interface of this host already has an address in.
 fn used_indexes() -> Result<Vec<u8>, SandboxError> {
-    let out = ip::ip(&["-4", "-o", "addr", "show"])?;
-    Ok(out
-        .split_whitespace()
-        .filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok())
+    let addrs = nl::host(|r| r.ipv4_addrs())?;
+    Ok(addrs
+        .into_iter()
+        .map(|(_, a)| a)
         .filter(|a| a.octets()[..2] == POOL)
         .map(|a| a.octets()[2] / 4)
         .collect())
@@ -145,7 +167,7 @@ impl Sandbox {
         sweep_dead_owners(saved.as_ref().map(|s| s.tag.as_str()));
         // A subnet another node took while this one was down is given up.
         let saved = saved.filter(|s| {
-            let own = ip::ip(&["link", "show", &format!("shb{}", s.tag)]).is_ok();
+            let own = nl::host(|r| r.link_exists(&format!("shb{}", s.tag))).unwrap_or(false);
             own || used_indexes().is_ok_and(|u| !u.contains(&s.index))
         });
         let saved = match saved {
@@ -172,6 +194,7 @@ impl Sandbox {
             tasks: Mutex::new(BTreeMap::new()),
             overlay: Mutex::default(),
         };
+        nl::netns::prepare_dir()?;
         sb.remove_leftovers()?;
         overlay::remove_all(&sb.saved.tag);
         sb.set_up_bridge()?;
@@ -200,20 +223,37 @@ impl Sandbox {
 
     /// From now on, IPv4 frames that enter the bridge from `port` (a task's
     /// host-side veth) must carry `addr` as their source.
-    pub(crate) fn bind_port(&self, port: &str, addr: Ipv4Addr) -> Result<(), SandboxError> {
+    /// The elements `bind_port` adds (`Op::Add`) or removes.
+    fn port_elements(op: Op, port: &str, addr: Ipv4Addr) -> [Element; 2] {
+        let ports = Element {
+            op,
+            set: "ports",
+            key: nl::nft::ifname_key(port),
+        };
+        let bound = Element {
+            op,
+            set: "bound",
+            key: nl::nft::ifname_addr_key(port, addr),
+        };
+        match op {
+            Op::Add => [ports, bound],
+            Op::Delete => [bound, ports],
+        }
+    }
+
+    /// Applies port bindings (`port_elements`) as one transaction.
+    fn apply_ports(&self, elements: &[Element]) -> Result<(), SandboxError> {
         let t = self.port_table();
-        ip::nft(&format!(
-            "add element bridge {t} ports {{ \"{port}\" }}\nadd element bridge {t} bound {{ \"{port}\" . {addr} }}\n"
-        ))?;
+        nl::host_nft(|n| n.apply(nl::nft::NFPROTO_BRIDGE, &t, elements))?;
         Ok(())
     }
 
-    /// Forgets `bind_port`'s binding (the port is going).
+    /// Forgets a port's binding (the port is going); each element alone,
+    /// so one already gone does not keep the other.
     pub(crate) fn unbind_port(&self, port: &str, addr: Ipv4Addr) {
-        let t = self.port_table();
-        let _ = ip::nft(&format!(
-            "delete element bridge {t} bound {{ \"{port}\" . {addr} }}\ndelete element bridge {t} ports {{ \"{port}\" }}\n"
-        ));
+        for e in Self::port_elements(Op::Delete, port, addr) {
+            let _ = self.apply_ports(std::slice::from_ref(&e));
+        }
     }
 
     /// The `host`th address of this node's subnet.
@@ -235,17 +275,15 @@ impl Sandbox {
 
     fn set_up_bridge(&self) -> Result<(), SandboxError> {
         let br = self.bridge();
-        let exists = ip::ip(&["link", "show", &br]).is_ok();
-        if !exists {
-            ip::batch(
-                None,
-                &[
-                    format!("link add {br} type bridge"),
-                    format!("addr add {}/{PREFIX} dev {br}", self.gateway()),
-                    format!("link set {br} up"),
-                ],
-            )?;
-        }
+        let gateway = self.gateway();
+        nl::host(|r| {
+            if !r.link_exists(&br)? {
+                r.add_bridge(&br, None)?;
+                let index = r.link_index(&br)?;
+                r.add_addr(index, gateway, PREFIX)?;
+            }
+            r.set_up(&br)
+        })?;
         let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
         std::fs::write(forward, b"1").map_err(io(forward))?;
         let (table, subnet) = (self.table(), self.subnet());
@@ -313,7 +351,7 @@ impl Sandbox {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(&prefix) {
                 tracing::info!(netns = %name, "removing a task namespace a previous daemon left");
-                ip::ignore_missing(ip::ip(&["netns", "del", &name]))?;
+                nl::netns::delete(&name)?;
             }
         }
         Ok(())
@@ -343,35 +381,10 @@ impl Sandbox {
             }
         };
         let ns = netns_name(&self.saved.tag, task_id);
-        let (host, inside) = veth_names(task_id);
+        let (host, _) = veth_names(task_id);
         // A half-made namespace of an earlier try goes first.
         self.detach(task_id);
-        ip::ignore_missing(ip::ip(&["netns", "del", &ns]))?;
-        let internal_only = !nets.is_empty() && nets.iter().all(|n| n.internal);
-        let mut inside_cmds = vec![
-            format!("link set {inside} name eth0"),
-            format!("addr add {addr}/{PREFIX} dev eth0"),
-            "link set eth0 up".into(),
-            "link set lo up".into(),
-        ];
-        if !internal_only {
-            inside_cmds.push(format!("route add default via {}", self.gateway()));
-        }
-        let made = ip::batch(
-            None,
-            &[
-                format!("netns add {ns}"),
-                format!("link add {host} type veth peer name {inside} netns {ns}"),
-                format!("link set {host} master {} up", self.bridge()),
-                // Task ports reach the gateway (the node, the mesh), never
-                // each other (as `docker_gwbridge` with `icc=false`).
-                format!("link set {host} type bridge_slave isolated on"),
-            ],
-        )
-        .and_then(|()| ip::batch(Some(&ns), &inside_cmds))
-        .map_err(SandboxError::from)
-        .and_then(|()| self.bind_port(&host, addr))
-        .and_then(|()| self.attach(task_id, &ns, nets, 1));
+        let made = self.wire(task_id, &ns, &host, addr, nets);
         if let Err(e) = made {
             self.release(task_id);
             return Err(e);
@@ -380,6 +393,46 @@ impl Sandbox {
             netns: Path::new(NETNS_DIR).join(ns),
             addr,
         })
+    }
+
+    /// `prepare`'s kernel work: the namespace, its `eth0` on the node
+    /// bridge (an isolated port bound to `addr`), `lo`, the default route,
+    /// and the overlay interfaces; the port bindings in one transaction.
+    fn wire(
+        &self,
+        task_id: &str,
+        ns: &str,
+        host: &str,
+        addr: Ipv4Addr,
+        nets: &[overlay::NetAttach],
+    ) -> Result<(), SandboxError> {
+        nl::host(|r| r.del_link_if_any(host))?;
+        nl::netns::delete(ns)?;
+        let inside = nl::netns::create(ns)?;
+        let mut handle = NsHandle::open(ns, inside)?;
+        let bridge = self.bridge();
+        let nsfd = handle.fd.as_raw_fd();
+        nl::host(|r| {
+            let master = r.link_index(&bridge)?;
+            r.add_veth(host, Some(master), "eth0", nsfd, None)?;
+            // Task ports reach the gateway (the node, the mesh), never
+            // each other (as `docker_gwbridge` with `icc=false`).
+            r.set_isolated(host)
+        })?;
+        let internal_only = !nets.is_empty() && nets.iter().all(|n| n.internal);
+        let r = &mut handle.route;
+        let eth0 = r.link_index("eth0")?;
+        r.add_addr(eth0, addr, PREFIX)?;
+        r.set_up("eth0")?;
+        r.set_up("lo")?;
+        if !internal_only {
+            let mut default = RouteSpec::to(Ipv4Addr::UNSPECIFIED, 0);
+            default.via = Some(self.gateway());
+            r.add_route(&default, false)?;
+        }
+        let mut bind: Vec<Element> = Self::port_elements(Op::Add, host, addr).into();
+        bind.extend(self.attach(task_id, &mut handle, nets, 1)?);
+        self.apply_ports(&bind)
     }
 
     /// Gives a container's network namespace (its process `pid`) overlay
@@ -397,10 +450,13 @@ impl Sandbox {
     ) -> Result<(), SandboxError> {
         let ns = netns_name(&self.saved.tag, task_id);
         self.detach(task_id);
-        ip::ignore_missing(ip::ip(&["netns", "del", &ns]))?;
-        let made = ip::ip(&["netns", "attach", &ns, &pid.to_string()])
+        let made = nl::netns::delete(&ns)
+            .and_then(|()| nl::netns::attach(&ns, pid))
+            .and_then(|()| nl::netns::socket_in(&ns))
             .map_err(SandboxError::from)
-            .and_then(|_| self.attach(task_id, &ns, nets, first));
+            .and_then(|route| NsHandle::open(&ns, route))
+            .and_then(|mut handle| self.attach(task_id, &mut handle, nets, first))
+            .and_then(|bind| self.apply_ports(&bind));
         if let Err(e) = made {
             self.release(task_id);
             return Err(e);
@@ -426,8 +482,8 @@ impl Sandbox {
             // The veth would go with the namespace, but only once the kernel
             // gets to it: removed here, it is gone when this returns.
             let (host, _) = veth_names(task_id);
-            let removed = ip::ignore_missing(ip::ip(&["link", "del", &host]))
-                .and_then(|()| ip::ignore_missing(ip::ip(&["netns", "del", &ns])));
+            let removed =
+                nl::host(|r| r.del_link_if_any(&host)).and_then(|()| nl::netns::delete(&ns));
             if let Err(e) = removed {
                 tracing::warn!(task = %task_id, error = %e, "cannot remove a task namespace");
             }
@@ -447,7 +503,7 @@ impl Sandbox {
     /// Removes everything of this node's: namespaces, bridge, NAT table.
     pub fn close(&self) {
         self.release_all();
-        let _ = ip::ignore_missing(ip::ip(&["link", "del", &self.bridge()]));
+        let _ = nl::host(|r| r.del_link_if_any(&self.bridge()));
         let _ = ip::nft(&format!(
             "add table ip {t}\ndelete table ip {t}\nadd table bridge {b}\ndelete table bridge {b}\n",
             t = self.table(),

@@ -17,7 +17,9 @@
 //! problem, no bridged shortcut), and the subnet as a whole is routed into
 //! the TUN: whatever is not a local task goes to the data plane.
 //!
-//! Blocking (it runs `ip` and `nft`): forker threads and blocking tasks only.
+//! Blocking (netlink on the calling thread; `nft -f` for the whole table,
+//! `ip`/`bridge` for the VXLAN fast path's device and forwarding entries):
+//! forker threads and blocking tasks only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -26,7 +28,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use shoal_actors::networks::Subnet;
 
 use super::ip;
-use super::{Sandbox, SandboxError};
+use super::nl::{self, nft::Element, nft::Op, route::RouteSpec};
+use super::{NsHandle, Sandbox, SandboxError};
 
 /// What a task's interface on one overlay network needs, from the network
 /// table and the task's attachment.
@@ -61,10 +64,6 @@ fn veth_host(k: usize, task_id: &str) -> String {
     format!("sx{k:x}{}", &task_id[..task_id.len().min(12)])
 }
 
-fn veth_inside(k: usize, task_id: &str) -> String {
-    format!("sy{k:x}{}", &task_id[..task_id.len().min(12)])
-}
-
 /// Names of everything overlay this tag owns start with this.
 pub(super) fn link_prefix(tag: &str) -> String {
     format!("so{tag}")
@@ -82,18 +81,14 @@ pub(super) fn table_name(tag: &str) -> String {
 /// Removes every overlay link and the overlay table of `tag`.
 pub(super) fn remove_all(tag: &str) {
     let prefix = link_prefix(tag);
-    if let Ok(out) = ip::ip(&["-o", "link", "show"]) {
-        for line in out.lines() {
-            // "12: name@peer: <...>" or "12: name: <...>"
-            let Some(name) = line.split(':').nth(1).map(str::trim) else {
-                continue;
-            };
-            let name = name.split('@').next().unwrap_or(name);
+    let _ = nl::host(|r| {
+        for (_, name) in r.links()? {
             if name.starts_with(&prefix) {
-                let _ = ip::ignore_missing(ip::ip(&["link", "del", name]));
+                r.del_link_if_any(&name)?;
             }
         }
-    }
+        Ok(())
+    });
     let t = table_name(tag);
     let _ = ip::nft(&format!("add table ip {t}\ndelete table ip {t}\n"));
 }
@@ -137,16 +132,13 @@ impl Sandbox {
             local.next_bridge & 0xffff
         );
         local.next_bridge = local.next_bridge.wrapping_add(1);
-        let _ = ip::ignore_missing(ip::ip(&["link", "del", &bridge]));
-        ip::batch(
-            None,
-            &[
-                format!("link add {bridge} type bridge"),
-                format!("link set {bridge} mtu {}", a.mtu),
-                format!("addr add {}/32 dev {bridge}", a.gateway),
-                format!("link set {bridge} up"),
-            ],
-        )?;
+        nl::host(|r| {
+            r.del_link_if_any(&bridge)?;
+            r.add_bridge(&bridge, Some(a.mtu))?;
+            let index = r.link_index(&bridge)?;
+            r.add_addr(index, a.gateway, 32)?;
+            r.set_up(&bridge)
+        })?;
         // Tasks reach each other through this node's L3 only; a redirect
         // would tell them to go straight (and they refuse it anyway, /32).
         let conf = format!("/proc/sys/net/ipv4/conf/{bridge}/send_redirects");
@@ -172,21 +164,25 @@ impl Sandbox {
         if n.users.is_empty() {
             let bridge = n.bridge.clone();
             local.nets.remove(network_id);
-            if let Err(e) = ip::ignore_missing(ip::ip(&["link", "del", &bridge])) {
+            if let Err(e) = nl::host(|r| r.del_link_if_any(&bridge)) {
                 tracing::warn!(%bridge, error = %e, "cannot remove an overlay bridge");
             }
         }
     }
 
-    /// Gives the task (whose namespace `ns` exists) one interface per
-    /// overlay attachment: `eth<first>`, `eth<first+1>`, ... in the order given.
+    /// Gives the task (whose namespace `ns` is being wired) one interface
+    /// per overlay attachment: `eth<first>`, `eth<first+1>`, ... in the
+    /// order given. Returns the port bindings to add, which the caller
+    /// applies in one transaction with its own.
     pub(super) fn attach(
         &self,
         task_id: &str,
-        ns: &str,
+        ns: &mut NsHandle,
         nets: &[NetAttach],
         first: usize,
-    ) -> Result<(), SandboxError> {
+    ) -> Result<Vec<Element>, SandboxError> {
+        let mut bind = Vec::new();
+        let nsfd = std::os::fd::AsRawFd::as_raw_fd(&ns.fd);
         for (k, a) in nets.iter().enumerate() {
             let bridge = self.join_bridge(task_id, a)?;
             self.overlay
@@ -195,38 +191,31 @@ impl Sandbox {
                 .entry(task_id.to_string())
                 .or_default()
                 .push((a.network_id.clone(), a.addr));
-            let (host, inside) = (veth_host(k, task_id), veth_inside(k, task_id));
+            let host = veth_host(k, task_id);
             let dev = format!("eth{}", k + first);
-            let _ = ip::ignore_missing(ip::ip(&["link", "del", &host]));
-            ip::batch(
-                None,
-                &[
-                    format!(
-                        "link add {host} mtu {} type veth peer name {inside} mtu {} netns {ns}",
-                        a.mtu, a.mtu
-                    ),
-                    format!("link set {host} master {bridge} up"),
-                    format!(
-                        "route replace {}/32 dev {bridge} scope link src {}",
-                        a.addr, a.gateway
-                    ),
-                ],
-            )?;
-            self.bind_port(&host, a.addr)?;
-            ip::batch(
-                Some(ns),
-                &[
-                    format!("link set {inside} name {dev}"),
-                    format!("addr add {}/32 dev {dev}", a.addr),
-                    format!("link set {dev} up"),
-                    format!(
-                        "route add {} via {} dev {dev} onlink src {}",
-                        a.subnet, a.gateway, a.addr
-                    ),
-                ],
-            )?;
+            nl::host(|r| {
+                r.del_link_if_any(&host)?;
+                let master = r.link_index(&bridge)?;
+                r.add_veth(&host, Some(master), &dev, nsfd, Some(a.mtu))?;
+                let mut to_task = RouteSpec::to(a.addr, 32);
+                to_task.dev = Some(master);
+                to_task.src = Some(a.gateway);
+                to_task.link_scope = true;
+                r.add_route(&to_task, true)
+            })?;
+            bind.extend(Sandbox::port_elements(Op::Add, &host, a.addr));
+            let r = &mut ns.route;
+            let index = r.link_index(&dev)?;
+            r.add_addr(index, a.addr, 32)?;
+            r.set_up(&dev)?;
+            let mut subnet = RouteSpec::to(a.subnet.addr, a.subnet.prefix);
+            subnet.via = Some(a.gateway);
+            subnet.dev = Some(index);
+            subnet.onlink = true;
+            subnet.src = Some(a.addr);
+            r.add_route(&subnet, false)?;
         }
-        Ok(())
+        Ok(bind)
     }
 
     /// Removes the task's overlay interfaces and host routes; bridges left
@@ -239,17 +228,18 @@ impl Sandbox {
             .remove(task_id)
             .unwrap_or_default();
         for (k, (network_id, addr)) in held.iter().enumerate() {
-            self.unbind_port(&veth_host(k, task_id), *addr);
-            let _ = ip::ignore_missing(ip::ip(&["link", "del", &veth_host(k, task_id)]));
-            if let Some(bridge) = self.overlay_bridge(network_id) {
-                let _ = ip::ignore_missing(ip::ip(&[
-                    "route",
-                    "del",
-                    &format!("{addr}/32"),
-                    "dev",
-                    &bridge,
-                ]));
-            }
+            let host = veth_host(k, task_id);
+            self.unbind_port(&host, *addr);
+            let bridge = self.overlay_bridge(network_id);
+            let _ = nl::host(|r| {
+                r.del_link_if_any(&host)?;
+                if let Some(bridge) = &bridge {
+                    let mut to_task = RouteSpec::to(*addr, 32);
+                    to_task.dev = Some(r.link_index(bridge)?);
+                    r.del_route_if_any(&to_task)?;
+                }
+                Ok(())
+            });
             self.leave_bridge(task_id, network_id);
         }
     }
@@ -329,29 +319,39 @@ pub fn open_tun(name: &str) -> Result<OwnedFd, SandboxError> {
 
 /// Brings the TUN up with `mtu` and a deep enough queue.
 pub fn set_up_tun(name: &str, mtu: u32) -> Result<(), SandboxError> {
-    ip::batch(
-        None,
-        &[format!("link set {name} mtu {mtu} txqueuelen 1000 up")],
-    )?;
+    nl::host(|r| r.set_up_with(name, mtu, 1000))?;
     Ok(())
 }
 
 /// Routes each subnet into the TUN (`routes`: what should be there now;
 /// `before`: what was), as one batch.
 pub fn route_subnets(tun: &str, before: &BTreeSet<Subnet>, now: &BTreeSet<Subnet>) {
-    let mut lines = Vec::new();
-    for s in before.difference(now) {
-        lines.push(format!("route del {s} dev {tun}"));
-    }
-    for s in now {
-        lines.push(format!("route replace {s} dev {tun}"));
-    }
-    if lines.is_empty() {
+    if before.is_empty() && now.is_empty() {
         return;
     }
-    // `-force`: one missing route must not stop the rest.
-    if let Err(e) = ip::run_force(&lines) {
-        tracing::debug!(error = %e, "some overlay routes did not apply");
+    let applied = nl::host(|r| {
+        let dev = r.link_index(tun)?;
+        let spec = |s: &Subnet| {
+            let mut r = RouteSpec::to(s.addr, s.prefix);
+            r.dev = Some(dev);
+            r
+        };
+        // Each tried whatever the others do: one missing route must not
+        // stop the rest.
+        for s in before.difference(now) {
+            if let Err(e) = r.del_route_if_any(&spec(s)) {
+                tracing::debug!(error = %e, "an overlay route did not go");
+            }
+        }
+        for s in now {
+            if let Err(e) = r.add_route(&spec(s), true) {
+                tracing::debug!(error = %e, "an overlay route did not apply");
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = applied {
+        tracing::debug!(error = %e, "the overlay routes did not apply");
     }
 }
 
@@ -365,15 +365,13 @@ pub fn replace_table(table: &str, body: &str) -> Result<(), SandboxError> {
 
 /// The MTU of the interface holding `ip` (the underlay), if one does.
 pub fn mtu_of_addr(addr: Ipv4Addr) -> Option<u32> {
-    let out = ip::ip(&["-o", "-4", "addr", "show"]).ok()?;
-    let dev = out.lines().find_map(|l| {
-        let mut w = l.split_whitespace();
-        let _idx = w.next()?;
-        let dev = w.next()?;
-        let _inet = w.next()?;
-        let a = w.next()?.split('/').next()?.parse::<Ipv4Addr>().ok()?;
-        (a == addr).then(|| dev.to_string())
-    })?;
+    let dev = nl::host(|r| {
+        let index = r.ipv4_addrs()?.into_iter().find(|(_, a)| *a == addr);
+        let links = r.links()?;
+        Ok(index.and_then(|(i, _)| links.into_iter().find(|(j, _)| *j == i)))
+    })
+    .ok()??
+    .1;
     std::fs::read_to_string(format!("/sys/class/net/{dev}/mtu"))
         .ok()?
         .trim()

@@ -9,6 +9,7 @@
 //! or undecodable frame has its connection closed and logged; nothing it
 //! sends can panic the node.
 
+mod counted;
 pub mod faults;
 pub mod frame;
 pub mod quiet;
@@ -157,6 +158,8 @@ pub struct Transport {
     /// admit). Read by `--metrics-addr`.
     refused_handshake: std::sync::atomic::AtomicU64,
     refused_admission: std::sync::atomic::AtomicU64,
+    /// Bytes the endpoint's socket sent and received (`--metrics-addr`).
+    bytes: Arc<counted::ByteCounts>,
 }
 
 fn transport_config(c: &TransportConfig) -> Arc<quinn::TransportConfig> {
@@ -278,6 +281,7 @@ const SOCKET_BUFFER: usize = 8 << 20;
 fn bind_endpoint(
     server: quinn::ServerConfig,
     addr: SocketAddr,
+    bytes: Arc<counted::ByteCounts>,
 ) -> std::io::Result<quinn::Endpoint> {
     use std::os::fd::AsRawFd;
     let domain = socket2::Domain::for_address(addr);
@@ -307,10 +311,11 @@ fn bind_endpoint(
     socket.bind(&addr.into())?;
     let runtime =
         quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
-    quinn::Endpoint::new(
+    let socket = counted::Counted::new(runtime.wrap_udp_socket(socket.into())?, bytes);
+    quinn::Endpoint::new_with_abstract_socket(
         quinn::EndpointConfig::default(),
         Some(server),
-        socket.into(),
+        socket,
         runtime,
     )
 }
@@ -338,7 +343,9 @@ impl Transport {
         let mut mesh_client = tls::mesh_client_config(identity)?;
         mesh_client.transport_config(transport_config(&config));
         let overlay_client = tls::overlay_client_config(identity)?;
-        let endpoint = bind_endpoint(server, addr).map_err(|e| TransportError::Bind(addr, e))?;
+        let bytes = Arc::new(counted::ByteCounts::default());
+        let endpoint = bind_endpoint(server, addr, bytes.clone())
+            .map_err(|e| TransportError::Bind(addr, e))?;
         let t = Arc::new(Transport {
             endpoint,
             config,
@@ -355,6 +362,7 @@ impl Transport {
             refusals: quiet::Quiet::new(Duration::from_secs(10)),
             refused_handshake: std::sync::atomic::AtomicU64::new(0),
             refused_admission: std::sync::atomic::AtomicU64::new(0),
+            bytes,
         });
         tokio::spawn(accept_loop(t.clone(), inbound));
         Ok(t)
@@ -414,6 +422,13 @@ impl Transport {
             ("handshake", load(&self.refused_handshake)),
             ("admission", load(&self.refused_admission)),
         ]
+    }
+
+    /// Bytes of UDP payload (QUIC packets of every kind) the endpoint sent
+    /// and received since it was bound.
+    pub fn bytes(&self) -> [(&'static str, u64); 2] {
+        let (sent, received) = self.bytes.get();
+        [("sent", sent), ("received", received)]
     }
 
     /// Connections of the endpoint, inbound and outbound, of every kind

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Node density (issue 30): for each N given (default 300 1000), one daemon,
+# `service create -d --replicas N --driver process /bin/sleep 100000`, then
+# the time until N tasks are RUNNING, sandboxes made per second over that
+# time, the daemon's RSS once all run and its peak, failed tasks, the
+# control API's slowest `/_ping` while it converged, and after `service rm`
+# the time until every task namespace and veth is gone. One run each; prints
+# one line per N. SHOAL: the binary (default the release build);
+# TIMEOUT: seconds to wait for convergence (default 600).
+set -euo pipefail
+TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}
+SHOAL=${SHOAL:-$TARGET/release/shoal}
+TIMEOUT=${TIMEOUT:-600}
+NS=("$@")
+[ ${#NS[@]} -gt 0 ] || NS=(300 1000)
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
+
+dir=$(mktemp -d)
+export SHOAL_HOST=unix://$dir/shoal.sock
+"$SHOAL" daemon --data-dir "$dir/data" --listen-addr 127.0.0.1:0 >"$dir/daemon.log" 2>&1 &
+daemon=$!
+cleanup() {
+    kill "$daemon" 2>/dev/null || true
+    wait "$daemon" 2>/dev/null || true
+    "$SHOAL" daemon --data-dir "$dir/data" --clean-sandbox >/dev/null 2>&1 || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do "$SHOAL" info >/dev/null 2>&1 && break; sleep 0.1; done
+"$SHOAL" swarm init >/dev/null
+tag=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tag'])" "$dir/data/net.json" 2>/dev/null || echo none)
+
+running() { "$SHOAL" service ls --filter name=density --format '{{.Replicas}}' 2>/dev/null | cut -d/ -f1; }
+rss_mib() { awk -v k="$1" '$1==k":" {printf "%d", $2/1024}' /proc/$daemon/status; }
+# The slowest answer of /_ping, polled every 0.5 s until the file $1 exists.
+ping_worst() {
+    python3 - "$dir/shoal.sock" "$1" <<'PY'
+import socket, sys, time, os
+path, stop = sys.argv[1], sys.argv[2]
+worst = 0.0
+while not os.path.exists(stop):
+    t = time.monotonic()
+    s = socket.socket(socket.AF_UNIX); s.settimeout(30)
+    try:
+        s.connect(path); s.sendall(b"GET /_ping HTTP/1.0\r\nHost: x\r\n\r\n"); s.recv(4096)
+    finally:
+        s.close()
+    worst = max(worst, time.monotonic() - t)
+    time.sleep(0.5)
+print(f"{worst*1000:.0f}")
+PY
+}
+leftovers() {
+    local ns veths
+    ns=$(ls /run/netns 2>/dev/null | grep -c "^shn$tag-" || true)
+    veths=$(ip -o link show 2>/dev/null | grep -c ": shv" || true)
+    echo $((ns + veths))
+}
+
+for n in "${NS[@]}"; do
+    rm -f "$dir/stop"
+    ping_worst "$dir/stop" >"$dir/ping" &
+    pinger=$!
+    t0=$(now)
+    "$SHOAL" service create -d -q --name density --replicas "$n" --driver process /bin/sleep 100000 >/dev/null
+    ok=0
+    deadline=$(( $(date +%s) + TIMEOUT ))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        r=$(running); [ "${r:-0}" -ge "$n" ] && { ok=1; break; }
+        sleep 0.2
+    done
+    t1=$(now)
+    touch "$dir/stop"; wait "$pinger" || true
+    failed=$("$SHOAL" service ps density --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Failed' || true)
+    took=$(secs "$t0" "$t1")
+    if [ $ok = 1 ]; then
+        echo "N=$n: all running in $took s, $(python3 -c "print(f'{$n/($t1-$t0):.0f}')") sandboxes/s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), $(python3 -c "print(f'{$(rss_mib VmRSS)*1024/$n:.0f}')") KiB/task, failed tasks $failed, worst /_ping $(cat "$dir/ping") ms"
+    else
+        echo "N=$n: only $(running) running after $took s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), failed tasks $failed, worst /_ping $(cat "$dir/ping") ms"
+    fi
+    t0=$(now)
+    "$SHOAL" service rm density >/dev/null
+    for _ in $(seq 6000); do [ "$(leftovers)" = 0 ] && break; sleep 0.1; done
+    echo "N=$n: service rm -> no namespace or veth left in $(secs "$t0" "$(now)") s (left: $(leftovers))"
+    for _ in $(seq 600); do [ "$("$SHOAL" service ps density -q 2>/dev/null | wc -l)" = 0 ] && break; sleep 0.1; done
+    sleep 2
+done
