@@ -25,6 +25,7 @@ echo "resolv $(cat /etc/resolv.conf | tr '\n' ' ')"
 echo "hosts $(grep -E 'db|cache' /etc/hosts | tr '\n\t' '  ')"
 echo "hostname $(hostname)"
 echo "tier $TIER"
+echo "fromfile $FROM_FILE"
 echo DONE
 exec sleep 100000"#;
 
@@ -132,6 +133,11 @@ fn a_process_task_runs_with_dockers_container_options() {
     args.extend_from_slice(OPTIONS);
     // A group by name, looked up in the node's group file.
     args.extend(["--group", "users"]);
+    // docker's --env-file: comments and blank lines skipped.
+    let env_file = d.dir.path().join("env");
+    std::fs::write(&env_file, "# settings\n\nFROM_FILE=yes\n").expect("env file");
+    let env_file = env_file.to_str().expect("path").to_string();
+    args.extend(["--env-file", env_file.as_str()]);
     // The service's labels reach its templates.
     args.extend([
         "--label",
@@ -144,6 +150,7 @@ fn a_process_task_runs_with_dockers_container_options() {
     let log = probed(&d, "probe", 1);
     assert_options(&log, false);
     assert_eq!(value_of(&log, "tier"), "web", "{log}");
+    assert_eq!(value_of(&log, "fromfile"), "yes", "{log}");
     assert!(
         value_of(&log, "groups").split(' ').any(|g| g == "100"),
         "{log}"

@@ -114,6 +114,9 @@ pub struct CreateArgs {
     /// Set environment variables
     #[arg(short, long = "env")]
     env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    env_file: Vec<std::path::PathBuf>,
     #[command(flatten)]
     files: super::file_flags::CreateFileFlags,
     /// Service labels
@@ -269,6 +272,39 @@ fn random_name() -> String {
     format!("{}_{}", LEFT[n % LEFT.len()], RIGHT[(n / 7) % RIGHT.len()])
 }
 
+/// `--env-file` entries, then `--env` ones, as docker's `ReadKVEnvStrings`:
+/// blank lines and `#` comments are skipped, `KEY=VALUE` is taken as it is,
+/// a bare `KEY` takes its value from this shell's environment (or is left
+/// out when unset).
+fn env_with_files(files: &[std::path::PathBuf], env: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| InvalidValue(format!("open {}: {e}", f.display())))?;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let key = line.split_once('=').map_or(line, |(k, _)| k);
+            if key.is_empty() || key.contains(char::is_whitespace) {
+                return Err(InvalidValue(format!(
+                    "variable '{key}' contains whitespaces (in {})",
+                    f.display()
+                ))
+                .into());
+            }
+            if line.contains('=') {
+                out.push(line.to_string());
+            } else if let Ok(v) = std::env::var(key) {
+                out.push(format!("{key}={v}"));
+            }
+        }
+    }
+    out.extend(env.iter().cloned());
+    Ok(out)
+}
+
 pub(crate) fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     list.iter()
         .map(|l| match l.split_once('=') {
@@ -288,7 +324,7 @@ impl CreateArgs {
             docker: wire::docker::TaskSpecContainerSpec {
                 image: Some(image),
                 args: Some(a.args.clone()),
-                env: Some(a.env.clone()),
+                env: Some(env_with_files(&a.env_file, &a.env)?),
                 stop_grace_period: Some(wire::int(a.stop_grace_period)),
                 dir: a.workdir.clone(),
                 user: a.user.clone(),
