@@ -291,35 +291,36 @@ fn container(out: &mut String, c: &wire::docker::TaskSpecContainerSpec) {
             m.typ.map(|t| t.to_string()).unwrap_or_default(),
         );
     }
-    let configs = c.configs.clone().unwrap_or_default();
-    if !configs.is_empty() {
-        out.push_str("\nConfigs:");
-        for r in &configs {
-            let _ = write!(
-                out,
-                "\n Target:\t{}\n  Source:\t{}",
-                r.file
-                    .as_ref()
-                    .and_then(|f| f.name.as_deref())
-                    .unwrap_or(""),
-                r.config_name.as_deref().unwrap_or("")
-            );
-        }
+    let configs = c.configs.as_deref().unwrap_or_default().iter().map(|r| {
+        let target = r.file.as_ref().and_then(|f| f.name.as_deref());
+        (target, r.config_name.as_deref())
+    });
+    files(out, "Configs", configs);
+    let secrets = c.secrets.as_deref().unwrap_or_default().iter().map(|r| {
+        let target = r.file.as_ref().and_then(|f| f.name.as_deref());
+        (target, r.secret_name.as_deref())
+    });
+    files(out, "Secrets", secrets);
+}
+
+/// docker's `Configs:`/`Secrets:` block: each file's target, then its source.
+fn files<'a>(
+    out: &mut String,
+    title: &str,
+    list: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
+) {
+    let mut list = list.peekable();
+    if list.peek().is_none() {
+        return;
     }
-    let secrets = c.secrets.clone().unwrap_or_default();
-    if !secrets.is_empty() {
-        out.push_str("\nSecrets:");
-        for r in &secrets {
-            let _ = write!(
-                out,
-                "\n Target:\t{}\n  Source:\t{}",
-                r.file
-                    .as_ref()
-                    .and_then(|f| f.name.as_deref())
-                    .unwrap_or(""),
-                r.secret_name.as_deref().unwrap_or("")
-            );
-        }
+    let _ = write!(out, "\n{title}:");
+    for (target, source) in list {
+        let _ = write!(
+            out,
+            "\n Target:\t{}\n  Source:\t{}",
+            target.unwrap_or(""),
+            source.unwrap_or("")
+        );
     }
 }
 
