@@ -266,6 +266,24 @@ fn bad_container_options_are_refused_in_dockers_words() {
     assert!(answer
         .to_string()
         .contains("sysctl 'vm.swappiness' is not allowed"));
+    // The attack: a line break smuggling a nameserver (or a hosts line) into
+    // the files a task's node writes for it.
+    for (field, value) in [
+        (
+            "DNSConfig",
+            r#"{"Search":["corp\nnameserver 203.0.113.66"]}"#,
+        ),
+        ("Hosts", r#"["10.0.0.9 db\n203.0.113.66 bank.example"]"#),
+        ("Sysctls", r#"{"net.core.somaxconn":"1\n2"}"#),
+    ] {
+        let body = format!(
+            r#"{{"Name":"bad","TaskTemplate":{{"Driver":"process","ContainerSpec":{{"Image":"/bin/sleep","{field}":{value}}}}}}}"#
+        );
+        let (status, answer) = d
+            .api("POST", "/services/create", Some(&body))
+            .expect("an answer");
+        assert_eq!(status, 400, "{field}: {answer}");
+    }
     assert_eq!(d.ok(&["service", "ls", "-q"]).trim(), "");
 }
 

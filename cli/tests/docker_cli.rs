@@ -156,7 +156,9 @@ fn the_docker_cli_drives_a_shoal_swarm_and_survives_a_leader_kill() {
     build_image(&engine);
     let _cleanup = Cleanup(
         engine,
-        vec!["cliweb", "cliwait", "app_web", "app_db", "after"],
+        vec![
+            "cliweb", "cliwait", "app_web", "app_db", "after", "dmount", "dlog", "dopts",
+        ],
     );
     let mut nodes = cluster(3, 0, &[]);
     let m = &nodes[0];

@@ -13,7 +13,7 @@ use common::Daemon;
 fn docker_py_inits_a_swarm_and_manages_services_secrets_configs_networks_nodes_and_events() {
     let Some(engine) = engine() else { return };
     build_image(&engine);
-    let _cleanup = Cleanup(engine, vec!["pyweb"]);
+    let _cleanup = Cleanup(engine, vec!["pyweb", "pymount", "pyopts", "pylog"]);
     let d = Daemon::start(&[]);
     let has_sdk = Command::new("python3")
         .args(["-c", "import docker"])
