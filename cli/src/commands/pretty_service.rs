@@ -38,19 +38,7 @@ pub fn service(svc: &wire::Service, networks: &HashMap<String, String>) -> Strin
     let cd = &c.docker;
     let _ = write!(out, "ID:\t\t{}", svc.docker.id.as_deref().unwrap_or(""));
     let _ = write!(out, "\nName:\t\t{}", d.name.as_deref().unwrap_or(""));
-    if let Some(labels) = d.labels.as_ref().filter(|l| !l.is_empty()) {
-        out.push_str("\nLabels:");
-        for (k, v) in labels.iter().collect::<BTreeMap<_, _>>() {
-            match v.is_empty() {
-                true => {
-                    let _ = write!(out, "\n {k}");
-                }
-                false => {
-                    let _ = write!(out, "\n {k}={v}");
-                }
-            }
-        }
-    }
+    map_block(&mut out, "Labels", d.labels.as_ref(), "=");
     out.push_str("\nService Mode:");
     let mode = d.mode.clone().unwrap_or_default();
     if mode.global.is_some() {
@@ -249,19 +237,7 @@ fn container(out: &mut String, c: &wire::docker::TaskSpecContainerSpec) {
             let _ = write!(out, "\n Drop: {}", drop.join(", "));
         }
     }
-    if let Some(sysctls) = c.sysctls.as_ref().filter(|s| !s.is_empty()) {
-        out.push_str("\nSysCtls:");
-        for (k, v) in sysctls.iter().collect::<BTreeMap<_, _>>() {
-            match v.is_empty() {
-                true => {
-                    let _ = write!(out, "\n {k}");
-                }
-                false => {
-                    let _ = write!(out, "\n {k}: {v}");
-                }
-            }
-        }
-    }
+    map_block(out, "SysCtls", c.sysctls.as_ref(), ": ");
     if let Some(ulimits) = c.ulimits.as_ref().filter(|u| !u.is_empty()) {
         out.push_str("\nUlimits:");
         let by_name: BTreeMap<String, String> = ulimits
@@ -353,6 +329,22 @@ fn resources(out: &mut String, r: Option<&wire::TaskSpecResources>) {
     }
     if pids > 0 {
         let _ = write!(out, "\n  PIDs:\t\t{pids}");
+    }
+}
+
+/// docker's block of a string map (`Labels:`, `SysCtls:`): one key a line,
+/// sorted, `KEY{sep}VALUE` or the key alone when its value is empty.
+fn map_block(out: &mut String, title: &str, map: Option<&HashMap<String, String>>, sep: &str) {
+    let Some(map) = map.filter(|m| !m.is_empty()) else {
+        return;
+    };
+    let _ = write!(out, "\n{title}:");
+    for (k, v) in map.iter().collect::<BTreeMap<_, _>>() {
+        if v.is_empty() {
+            let _ = write!(out, "\n {k}");
+        } else {
+            let _ = write!(out, "\n {k}{sep}{v}");
+        }
     }
 }
 
