@@ -69,6 +69,8 @@ enum Route {
 struct Listener {
     route: Arc<RwLock<Route>>,
     accept: tokio::task::JoinHandle<()>,
+    /// A UDP port's socket, which its flows share to answer through.
+    udp: Option<Arc<tokio::net::UdpSocket>>,
 }
 
 pub struct Mesh {
@@ -80,6 +82,10 @@ pub struct Mesh {
     transport: TransportSlot,
     pools: Mutex<BTreeMap<String, (Balance, Pool)>>,
     listeners: Mutex<BTreeMap<(Protocol, u16), Listener>>,
+    /// The sockets of UDP ports no longer published: their flows may hold
+    /// them (bound) a while yet, so a port published again takes its old
+    /// socket back instead of failing to bind.
+    retired_udp: Mutex<BTreeMap<u16, std::sync::Weak<tokio::net::UdpSocket>>>,
     /// The latest endpoint table: what a peer's tunnel may ask for.
     table: RwLock<Vec<ServiceEndpoints>>,
     /// Refused tunnels are logged at most once a period (a hostile peer
@@ -157,6 +163,7 @@ impl Mesh {
             transport,
             pools: Mutex::new(BTreeMap::new()),
             listeners: Mutex::new(BTreeMap::new()),
+            retired_udp: Mutex::new(BTreeMap::new()),
             table: RwLock::new(Vec::new()),
             refusals: crate::transport::quiet::Quiet::new(Duration::from_secs(10)),
             registry: limits::Registry::new(limits::Limits::for_nofile(crate::daemon::nofile())),
@@ -256,10 +263,15 @@ impl Mesh {
         }
         let routes = self.routes(&table);
         let mut listeners = self.listeners.lock();
-        listeners.retain(|port, l| {
-            let keep = routes.contains_key(port) && !l.accept.is_finished();
+        let mut retired = self.retired_udp.lock();
+        retired.retain(|_, socket| socket.strong_count() > 0);
+        listeners.retain(|key, l| {
+            let keep = routes.contains_key(key) && !l.accept.is_finished();
             if !keep {
                 l.accept.abort();
+                if let Some(socket) = &l.udp {
+                    retired.insert(key.1, Arc::downgrade(socket));
+                }
             }
             keep
         });
@@ -271,22 +283,34 @@ impl Mesh {
             let (protocol, port) = key;
             let bind_ip = *self.bind_ip.read();
             let route = Arc::new(RwLock::new(route));
+            let mut udp = None;
             let accept = match protocol {
                 Protocol::Tcp => std::net::TcpListener::bind((bind_ip, port))
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
                     .and_then(TcpListener::from_std)
                     .map(|l| tokio::spawn(accept_loop(self.clone(), l, port, route.clone()))),
-                Protocol::Udp => std::net::UdpSocket::bind((bind_ip, port))
-                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                    .and_then(tokio::net::UdpSocket::from_std)
-                    .map(|s| {
-                        tokio::spawn(udp_loop(self.clone(), Arc::new(s), port, route.clone()))
-                    }),
+                Protocol::Udp => {
+                    let reused = retired
+                        .remove(&port)
+                        .and_then(|w| w.upgrade())
+                        .filter(|s| s.local_addr().is_ok_and(|a| a.ip() == bind_ip));
+                    match reused {
+                        Some(socket) => Ok(socket),
+                        None => std::net::UdpSocket::bind((bind_ip, port))
+                            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                            .and_then(tokio::net::UdpSocket::from_std)
+                            .map(Arc::new),
+                    }
+                    .map(|socket| {
+                        udp = Some(socket.clone());
+                        tokio::spawn(udp_loop(self.clone(), socket, port, route.clone()))
+                    })
+                }
             };
             match accept {
                 Ok(accept) => {
                     tracing::info!(addr = %bind_ip, %port, protocol = protocol.as_str(), "listening on a published port");
-                    listeners.insert(key, Listener { route, accept });
+                    listeners.insert(key, Listener { route, accept, udp });
                 }
                 Err(e) => {
                     tracing::warn!(%port, protocol = protocol.as_str(), error = %e, "cannot listen on a published port");
