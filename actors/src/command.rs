@@ -21,6 +21,12 @@ pub enum Command {
         message: String,
         at: DateTime<Utc>,
     },
+    /// The leader's dispatcher found the node's clock beyond the bound (or
+    /// back within it: `None`).
+    SetNodeClockSkew {
+        node_id: String,
+        skew_ms: Option<i64>,
+    },
     /// `node update` and `node promote|demote`: only the fields given change.
     UpdateNode {
         id: String,

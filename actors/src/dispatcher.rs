@@ -28,6 +28,8 @@ struct Session {
     sent: Option<Vec<(String, TaskState)>>,
     /// A probe of the node (its heartbeat is late) is under way.
     probing: bool,
+    /// The node's clock against this manager's, from its heartbeats.
+    clock: crate::clock::Offsets,
 }
 
 /// How long a failed status write waits before it is tried again.
@@ -56,6 +58,8 @@ pub struct DispatcherState {
     members: Arc<Members>,
     endpoints_dirty: bool,
     ticks: u64,
+    /// Whose clocks are off, as the last look judged them (`crate::clock`).
+    clocks: crate::clock::Judge,
     /// Which tasks each node was given, so a push reads that node's tasks
     /// and not the whole state (with 100k tasks on 1,000 nodes, a scan per
     /// pushed node made one round of pushes cost 10^8 steps).
@@ -114,6 +118,9 @@ impl TaskIndex {
 
 /// Ticks (four a heartbeat) between two unconditional assignment pushes.
 const RESEND_EVERY_TICKS: u64 = 40;
+
+/// Ticks between two looks at the nodes' clocks (one a heartbeat).
+const CLOCK_CHECK_EVERY_TICKS: u64 = 4;
 
 #[derive(Clone)]
 pub struct Dispatcher;
@@ -238,7 +245,8 @@ impl DispatcherState {
     /// it too).
     fn queue_statuses(&mut self, node_id: String, updates: Vec<(String, TaskStatus)>) {
         let guard = self.ctx.sm.read();
-        for (task_id, status) in updates {
+        let clock = self.sessions.get(&node_id).map(|s| &s.clock);
+        for (task_id, mut status) in updates {
             let Some(task) = guard.0.tasks.get(&task_id) else {
                 continue;
             };
@@ -246,7 +254,22 @@ impl DispatcherState {
                 tracing::debug!(node = %node_id, task = %task_id, "status for a task of another node refused");
                 continue;
             }
-            if task.status == status {
+            // Times on this manager's clock, whatever the node's says.
+            let reported = status.timestamp;
+            if let Some(clock) = clock {
+                status.timestamp = clock.to_leader(reported);
+            }
+            let same = match status.timestamp == reported {
+                true => task.status == status,
+                // A report sent again under a moved clock is not news.
+                false => {
+                    TaskStatus {
+                        timestamp: task.status.timestamp,
+                        ..status.clone()
+                    } == task.status
+                }
+            };
+            if same {
                 continue;
             }
             match self.statuses.get(&task_id) {
@@ -302,6 +325,40 @@ impl DispatcherState {
         });
     }
 
+    /// Flags the nodes whose clocks are beyond the bound, and unflags those
+    /// back within it (`crate::clock`). Not awaited, like status writes.
+    fn check_clocks(&mut self) {
+        let offsets: BTreeMap<String, chrono::TimeDelta> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.agent.is_some())
+            .filter_map(|(n, s)| Some((n.clone(), s.clock.offset()?)))
+            .collect();
+        let writes: Vec<Command> = {
+            let guard = self.ctx.sm.read();
+            self.clocks
+                .look(&offsets, |n| Some(guard.0.nodes.get(n)?.clock_skew_ms))
+                .into_iter()
+                .map(|(node_id, skew_ms)| Command::SetNodeClockSkew { node_id, skew_ms })
+                .collect()
+        };
+        for cmd in writes {
+            if let Command::SetNodeClockSkew {
+                node_id,
+                skew_ms: Some(ms),
+            } = &cmd
+            {
+                tracing::warn!(node = %node_id, skew = %crate::clock::describe(*ms), "a node's clock is off the cluster's");
+            }
+            let proposer = self.ctx.proposer.clone();
+            tokio::spawn(async move {
+                if let Err(e) = proposer.propose(cmd).await {
+                    tracing::warn!(error = %e, "clock skew write failed");
+                }
+            });
+        }
+    }
+
     /// Ends the node's session and writes it down (its tasks go elsewhere).
     async fn node_down(&mut self, node_id: String) {
         self.sessions.remove(&node_id);
@@ -343,7 +400,14 @@ impl Actor for Dispatcher {
         // the old leader); those that do not are declared down.
         let now = Instant::now() + ctx.timings.dispatcher_heartbeat * 3;
         let placed = TaskIndex::build(&ctx.sm.read().0);
-        let members = Arc::new(crate::session::members(&ctx.sm.read().0));
+        let (endpoints, networks, members) = {
+            let guard = ctx.sm.read();
+            (
+                crate::ports::endpoints(&guard.0),
+                Arc::new(crate::networks::table(&guard.0)),
+                Arc::new(crate::session::members(&guard.0)),
+            )
+        };
         let sessions = ctx
             .sm
             .read()
@@ -359,6 +423,7 @@ impl Actor for Dispatcher {
                         last_seen: now,
                         sent: None,
                         probing: false,
+                        clock: Default::default(),
                     },
                 )
             })
@@ -370,12 +435,17 @@ impl Actor for Dispatcher {
             writing: false,
             dirty: BTreeSet::new(),
             push_queued: false,
-            endpoints: Vec::new(),
-            networks: Arc::default(),
+            // The tables as the state has them now, not empty: a node that
+            // registers before the first push is sent these, and an empty
+            // endpoint table would close its published ports (a new
+            // leader's first moments; found by the clock-skew scenario).
+            endpoints,
+            networks,
             members,
             endpoints_dirty: true,
             ticks: 0,
             placed,
+            clocks: Default::default(),
         })
     }
 
@@ -436,6 +506,7 @@ impl Actor for Dispatcher {
                         last_seen: Instant::now(),
                         sent: None,
                         probing: false,
+                        clock: Default::default(),
                     },
                 );
                 st.push_assignments(&node.node_id, true);
@@ -447,10 +518,15 @@ impl Actor for Dispatcher {
                     st.send_endpoints_to(agent);
                 }
             }
-            DispatcherMsg::Heartbeat { node_id, agent } => match st.sessions.get_mut(&node_id) {
-                Some(s) if s.agent.is_some() => s.last_seen = Instant::now(),
-                _ => agent.send(AgentMsg::SessionRejected),
-            },
+            DispatcherMsg::Heartbeat { node_id, agent, at } => {
+                match st.sessions.get_mut(&node_id) {
+                    Some(s) if s.agent.is_some() => {
+                        s.last_seen = Instant::now();
+                        s.clock.record(at, crate::world::now());
+                    }
+                    _ => agent.send(AgentMsg::SessionRejected),
+                }
+            }
             DispatcherMsg::Status { node_id, updates } => {
                 st.queue_statuses(node_id, updates);
                 st.write_statuses(&myself);
@@ -543,6 +619,9 @@ impl Actor for Dispatcher {
                     let all: Vec<String> = st.sessions.keys().cloned().collect();
                     st.mark_dirty(&myself, all.into_iter());
                     st.send_endpoints_to_all();
+                }
+                if st.ticks.is_multiple_of(CLOCK_CHECK_EVERY_TICKS) {
+                    st.check_clocks();
                 }
                 let period = st.ctx.timings.dispatcher_heartbeat;
                 // A heartbeat a quarter period late: ask whether the node is

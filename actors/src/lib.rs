@@ -4,6 +4,7 @@
 //! transport and task drivers come in through the `RaftTransport` and
 //! `Driver` traits, which `shoal-node` implements.
 
+pub mod clock;
 pub mod codec;
 pub mod command;
 pub mod constraints;

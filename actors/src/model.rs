@@ -171,6 +171,10 @@ pub struct Node {
     pub labels: BTreeMap<String, String>,
     pub state: NodeState,
     pub status_message: String,
+    /// How far this node's wall clock is from the cluster's, in
+    /// milliseconds, when beyond `crate::clock::SKEW_BOUND` (the leader's
+    /// dispatcher measures it from heartbeats); `None` when within it.
+    pub clock_skew_ms: Option<i64>,
     pub addr: String,
     pub drivers: Vec<DriverInfo>,
     /// Why this node cannot give a task a network of its own (not root, no

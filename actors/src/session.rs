@@ -63,6 +63,8 @@ pub enum DispatcherMsg {
     Heartbeat {
         node_id: String,
         agent: Arc<dyn AgentLink>,
+        /// The node's wall clock when it sent this (`crate::clock`).
+        at: chrono::DateTime<chrono::Utc>,
     },
     Status {
         node_id: String,

@@ -201,6 +201,18 @@ impl ClusterState {
                 true => Ok(()),
                 false => Err(ApplyError::NodeNotFound(node_id.clone())),
             },
+            Command::SetNodeClockSkew { node_id, skew_ms } => {
+                let bound = 2 * crate::world::MAX_SKEW.num_milliseconds();
+                if skew_ms.is_some_and(|s| s.abs() > bound) {
+                    return Err(ApplyError::Invalid(format!(
+                        "clock skew {skew_ms:?} ms out of range"
+                    )));
+                }
+                match self.nodes.contains_key(node_id) {
+                    true => Ok(()),
+                    false => Err(ApplyError::NodeNotFound(node_id.clone())),
+                }
+            }
             Command::CreateService(svc) => {
                 limits::check_service_spec(&svc.spec).map_err(invalid)?;
                 self.check_refs(&svc.spec)?;
@@ -340,6 +352,7 @@ impl ClusterState {
                     node.cert_generation = old.cert_generation;
                     node.availability = old.availability;
                     node.labels = old.labels.clone();
+                    node.clock_skew_ms = old.clock_skew_ms;
                 }
                 self.put_node(node, index, changes);
             }
@@ -355,6 +368,15 @@ impl ClusterState {
                     node.updated_at = *at;
                     node.version = index;
                     changes.push(Change::Node(node_id.clone()));
+                }
+            }
+            Command::SetNodeClockSkew { node_id, skew_ms } => {
+                if let Some(node) = self.nodes.get_mut(node_id) {
+                    if node.clock_skew_ms != *skew_ms {
+                        node.clock_skew_ms = *skew_ms;
+                        node.version = index;
+                        changes.push(Change::Node(node_id.clone()));
+                    }
                 }
             }
             Command::UpdateNode {
@@ -863,6 +885,7 @@ mod tests {
             labels: Default::default(),
             state: Default::default(),
             status_message: String::new(),
+            clock_skew_ms: None,
             addr: String::new(),
             drivers: Vec::new(),
             sandbox_error: None,

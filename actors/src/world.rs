@@ -7,8 +7,15 @@
 //!
 //! Secrets (join tokens, keys) never come from here: a fake world must not
 //! be able to make them predictable.
+//!
+//! A node's wall clock can be moved by a fixed offset (`set_skew`), as if
+//! the host's clock were wrong: the chaos harness does it through the
+//! daemon's `/debug/chaos/clock`, which only `--enable-chaos` serves.
+//! Everything that reads the wall clock on the node's path reads it here, so
+//! the offset reaches the state, the certificates and their checks alike.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
@@ -24,12 +31,31 @@ thread_local! {
     static FAKE: RefCell<Option<Fake>> = const { RefCell::new(None) };
 }
 
+/// The process's clock offset in milliseconds (0 unless a chaos fault set it).
+static SKEW_MS: AtomicI64 = AtomicI64::new(0);
+
+/// The most a clock can be moved: a year either way.
+pub const MAX_SKEW: TimeDelta = TimeDelta::days(366);
+
 /// The wall-clock time, as the actors write it into the state.
 pub fn now() -> DateTime<Utc> {
     FAKE.with_borrow(|f| match f {
         Some(f) => f.epoch + TimeDelta::from_std(f.start.elapsed()).unwrap_or(TimeDelta::MAX),
-        None => Utc::now(),
+        None => Utc::now() + skew(),
     })
+}
+
+/// Moves this process's wall clock by `offset` from the system's (clamped
+/// to `MAX_SKEW`); `TimeDelta::zero()` puts it back. The fake world of the
+/// harness is not moved.
+pub fn set_skew(offset: TimeDelta) {
+    let offset = offset.clamp(-MAX_SKEW, MAX_SKEW);
+    SKEW_MS.store(offset.num_milliseconds(), Ordering::Relaxed);
+}
+
+/// How far this process's wall clock is moved from the system's.
+pub fn skew() -> TimeDelta {
+    TimeDelta::milliseconds(SKEW_MS.load(Ordering::Relaxed))
 }
 
 /// Runs `f` with this thread's source of (non-secret) randomness.

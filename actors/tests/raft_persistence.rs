@@ -24,6 +24,7 @@ fn node(i: usize) -> Node {
         labels: Default::default(),
         state: NodeState::Unknown,
         status_message: String::new(),
+        clock_skew_ms: None,
         addr: String::new(),
         drivers: Vec::new(),
         sandbox_error: None,

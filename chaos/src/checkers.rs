@@ -78,6 +78,7 @@ pub fn all(j: &Journal) -> Vec<Verdict> {
         killed_node_tasks(j),
     ];
     v.extend(traffic(j));
+    v.extend(clock_flags(j));
     v.extend(linearizable(j));
     v.extend(local_reads(j));
     v
@@ -765,3 +766,87 @@ pub fn local_reads(j: &Journal) -> Option<Verdict> {
         ),
     ))
 }
+
+/// A node whose clock a `clock` fault moved is flagged while it is moved,
+/// and only then: the flag shows up before the fault is undone and goes
+/// after, and no node whose clock was not moved is ever flagged. `None`
+/// when the scenario moves no clock.
+pub fn clock_flags(j: &Journal) -> Option<Verdict> {
+    let moves: Vec<(usize, &crate::history::Fault)> = j
+        .faults
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.action == "clock" && f.ok)
+        .collect();
+    if moves.is_empty() {
+        return None;
+    }
+    let mut violations = Vec::new();
+    let mut figures = Vec::new();
+    // When each node's clock was off: from the move to its undo, plus the
+    // time the flag may take to go (a few heartbeats).
+    let mut windows: Vec<(&str, Millis, Millis)> = Vec::new();
+    for (i, f) in &moves {
+        let Some(node) = f.nodes.first() else {
+            continue;
+        };
+        let undo = j.faults.iter().find(|u| u.undoes == Some(*i));
+        let end = undo.map_or(Millis::MAX, |u| u.done);
+        windows.push((node, f.at, end.saturating_add(CLOCK_FLAG_GRACE)));
+        let flagged = j
+            .observations
+            .iter()
+            .find(|o| o.at >= f.done && o.at <= end && o.clock_flags.contains_key(node));
+        let Some(seen) = flagged else {
+            violations.push(format!(
+                "{node}'s clock moved at {:.2}s ({}) but it was never flagged before the undo",
+                f.at as f64 / 1000.0,
+                f.detail
+            ));
+            continue;
+        };
+        let mut figure = format!(
+            "{node} flagged {} {:.2}s after its clock moved",
+            seen.clock_flags[node.as_str()],
+            (seen.at - f.done) as f64 / 1000.0
+        );
+        if let Some(u) = undo {
+            match j
+                .observations
+                .iter()
+                .find(|o| o.at >= u.done && o.state_read && !o.clock_flags.contains_key(node))
+            {
+                Some(clear) => figure.push_str(&format!(
+                    ", cleared {:.2}s after it was put back",
+                    (clear.at - u.done) as f64 / 1000.0
+                )),
+                None => violations.push(format!(
+                    "{node}'s clock was put back at {:.2}s but it stayed flagged",
+                    u.done as f64 / 1000.0
+                )),
+            }
+        }
+        figures.push(figure);
+    }
+    for o in &j.observations {
+        for (node, skew) in &o.clock_flags {
+            let moved = windows
+                .iter()
+                .any(|(n, from, to)| n == node && o.at >= *from && o.at <= *to);
+            if !moved {
+                violations.push(format!(
+                    "{node} flagged {skew} at {:.2}s although its clock was not moved",
+                    o.at as f64 / 1000.0
+                ));
+            }
+        }
+    }
+    violations.dedup();
+    violations.truncate(20);
+    Some(Verdict::new("clock-flags", violations, figures.join("; ")))
+}
+
+/// How long after a clock is put back its flag may take to go: the leader
+/// judges a node's clock over its last three heartbeats and looks once a
+/// heartbeat, and the state must carry the change.
+const CLOCK_FLAG_GRACE: Millis = 10_000;

@@ -139,6 +139,10 @@ pub struct Observation {
     pub running: Vec<(String, u64, String)>,
     /// Task processes alive on this machine that belong to this cluster.
     pub processes: Vec<TaskProcess>,
+    /// The nodes whose clocks the cluster flags as off its own, by name,
+    /// with the skew it gives (`+10m0s`).
+    #[serde(default)]
+    pub clock_flags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -66,6 +66,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "register-leader-faults",
         include_str!("../scenarios/register-leader-faults.toml"),
     ),
+    ("clock-skew", include_str!("../scenarios/clock-skew.toml")),
 ];
 
 /// A shipped scenario's text, by name.

@@ -57,6 +57,7 @@ impl Observer {
             )
         });
         let mut state = None;
+        let mut clock_flags = BTreeMap::new();
         for i in order {
             let socket = &self.managers[i].1;
             if let (Ok(svcs), Ok(tasks)) = (
@@ -64,6 +65,9 @@ impl Observer {
                 api::get(socket, "/tasks", ANSWER),
             ) {
                 state = Some((svcs, tasks));
+                if let Ok(nodes) = api::get(socket, "/nodes", ANSWER) {
+                    clock_flags = clock_flags_of(&nodes);
+                }
                 break;
             }
         }
@@ -121,8 +125,23 @@ impl Observer {
             services,
             running,
             processes,
+            clock_flags,
         }
     }
+}
+
+/// The nodes whose clocks the cluster flags (`ClockSkew`), by hostname.
+fn clock_flags_of(nodes: &Value) -> BTreeMap<String, String> {
+    nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let skew = n["ClockSkew"].as_str()?;
+            let host = n.pointer("/Description/Hostname")?.as_str()?;
+            Some((host.to_string(), skew.to_string()))
+        })
+        .collect()
 }
 
 pub fn manager_view(name: &str, info: Option<Value>) -> ManagerView {

@@ -120,6 +120,32 @@ impl ProbeCtx {
                 )
             }
             Probe::Write { within } => self.harness_write("probe", *within),
+            Probe::Rolled { service } => {
+                let Some((_, socket)) = self.leader() else {
+                    return (false, "no leader to ask".into());
+                };
+                match api::get(&socket, &format!("/services/{service}"), ANSWER) {
+                    Err(e) => (false, format!("{service}: {e}")),
+                    Ok(s) => {
+                        let state = s
+                            .pointer("/UpdateStatus/State")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        match state {
+                            "" | "completed" | "rollback_completed" => {
+                                (true, format!("{service}: rollout {}", state_or_none(state)))
+                            }
+                            _ => {
+                                let message = s
+                                    .pointer("/UpdateStatus/Message")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("");
+                                (false, format!("{service}: rollout {state} ({message})"))
+                            }
+                        }
+                    }
+                }
+            }
             Probe::Spread { service } => {
                 let Some((_, socket)) = self.leader() else {
                     return (false, "no leader to ask".into());
@@ -286,5 +312,14 @@ pub fn describe(p: &Probe) -> String {
         Probe::Api { within } => {
             format!("every live manager's control API answers within {within:?}")
         }
+        Probe::Rolled { service } => format!("service {service}'s last rollout is over"),
+    }
+}
+
+fn state_or_none(state: &str) -> &str {
+    if state.is_empty() {
+        "none"
+    } else {
+        state
     }
 }

@@ -51,6 +51,8 @@ enum Undo {
     Unfill(String),
     /// Take the flush delay off the node again.
     FastDisk(String),
+    /// Put the node's wall clock back.
+    ClockBack(String),
 }
 
 struct Scheduled {
@@ -567,6 +569,10 @@ impl Run {
                 "fast-disk",
                 self.flush_delay(n, 0).map(|()| vec![n.clone()]),
             ),
+            Undo::ClockBack(n) => (
+                "clock-back",
+                self.clock_offset(n, 0).map(|()| vec![n.clone()]),
+            ),
         };
         self.refresh_live();
         let (ok, nodes, detail) = match result {
@@ -637,6 +643,18 @@ impl Run {
             &socket,
             "/debug/chaos/disk",
             &json!({ "FlushDelayMs": ms }),
+            Duration::from_secs(5),
+        )?;
+        Ok(())
+    }
+
+    /// Moves the node's wall clock (`POST /debug/chaos/clock`).
+    fn clock_offset(&mut self, name: &str, ms: i64) -> Result<()> {
+        let socket = self.cluster.by_name(name)?.socket.clone();
+        api::post(
+            &socket,
+            "/debug/chaos/clock",
+            &json!({ "OffsetMs": ms }),
             Duration::from_secs(5),
         )?;
         Ok(())
@@ -1068,6 +1086,17 @@ impl Run {
                 Ok(Done {
                     undo: Some(Undo::FastDisk(n.clone())),
                     ..Done::on(vec![n], format!("every Raft log flush {ms} ms slower"))
+                })
+            }
+            Action::Clock { target, offset_ms } => {
+                let n = self.resolve(target, Liveness::Up)?;
+                self.clock_offset(&n, *offset_ms)?;
+                Ok(Done {
+                    undo: Some(Undo::ClockBack(n.clone())),
+                    ..Done::on(
+                        vec![n],
+                        format!("its wall clock moved {:+} s", *offset_ms as f64 / 1000.0),
+                    )
                 })
             }
             Action::Create { .. }

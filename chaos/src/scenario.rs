@@ -131,6 +131,9 @@ pub enum Probe {
     Spread { service: String },
     /// Every live manager's control API answers `/_ping` within the bound.
     Api { within: Duration },
+    /// The service's last rollout is over: completed, rolled back, or none
+    /// (not updating, not paused).
+    Rolled { service: String },
 }
 
 /// Background writes while the method runs.
@@ -167,6 +170,7 @@ pub const LASTING: &[&str] = &[
     "flood",
     "fill",
     "slow-disk",
+    "clock",
 ];
 
 /// Who an action is aimed at, resolved when the step runs.
@@ -261,6 +265,12 @@ pub enum Action {
         target: Target,
         ms: u64,
     },
+    /// Move the node's wall clock by `offset_ms` (a daemon seam behind
+    /// `--enable-chaos`); undone by putting it back.
+    Clock {
+        target: Target,
+        offset_ms: i64,
+    },
     /// A hostile client of the service's published port on the target
     /// node, until `duration` ends it: `connections` idle TCP connections
     /// held, and UDP datagrams each from a new source port.
@@ -294,6 +304,7 @@ impl Action {
             Action::Flood { .. } => "flood",
             Action::Fill(_) => "fill",
             Action::SlowDisk { .. } => "slow-disk",
+            Action::Clock { .. } => "clock",
         }
     }
 
@@ -307,7 +318,8 @@ impl Action {
             | Action::Pause(t)
             | Action::Resume(t)
             | Action::Fill(t)
-            | Action::SlowDisk { target: t, .. } => vec![t],
+            | Action::SlowDisk { target: t, .. }
+            | Action::Clock { target: t, .. } => vec![t],
             Action::KillActor { target, .. } | Action::Flood { target, .. } => vec![target],
             Action::Partition(groups) => groups.iter().flatten().collect(),
             Action::Delay { from, to, .. } | Action::Drop { from, to, .. } => {
@@ -480,6 +492,8 @@ struct RawStep {
     replicas: Option<u64>,
     #[serde(default)]
     connections: Option<usize>,
+    #[serde(default)]
+    offset: Option<Spanned<String>>,
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -548,6 +562,30 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     let secs = num.trim().parse::<f64>().ok()? * scale;
     // A day is longer than any scenario; the cap keeps the runner's sums finite.
     (secs.is_finite() && (0.0..=86_400.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+}
+
+/// A clock offset: a sign, then a number with ms, s, m, h or d (`+10m`,
+/// `-1d`, `+1.5h`), at most a year either way; in milliseconds.
+pub fn parse_offset(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1.0, &s[1..]),
+        b'-' => (-1.0, &s[1..]),
+        _ => return None,
+    };
+    let units = [
+        ("ms", 0.001),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+        ("d", 86_400.0),
+    ];
+    let (num, scale) = units
+        .iter()
+        .find_map(|(u, k)| rest.strip_suffix(u).map(|n| (n, *k)))?;
+    let secs = num.trim().parse::<f64>().ok()? * scale;
+    (secs.is_finite() && (0.0..=366.0 * 86_400.0).contains(&secs))
+        .then(|| (sign * secs * 1000.0).round() as i64)
 }
 
 /// The node names a local cluster of this shape has.
@@ -882,11 +920,19 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
                 service: service.get_ref().clone(),
             }
         }
+        "rolled" => {
+            let service = r.service.as_ref().ok_or_else(|| {
+                c.err(r.probe.span(), "probe \"rolled\" needs service = \"NAME\"")
+            })?;
+            Probe::Rolled {
+                service: service.get_ref().clone(),
+            }
+        }
         other => {
             return Err(c.err(
                 r.probe.span(),
                 format!(
-                    "unknown probe {other:?}: expected running, one-leader, write, nodes-ready, mesh, spread or api"
+                    "unknown probe {other:?}: expected running, one-leader, write, nodes-ready, mesh, spread, api or rolled"
                 ),
             ))
         }
@@ -899,7 +945,7 @@ fn probe(c: &Checker, p: &Spanned<RawProbe>) -> Result<ProbeSpec, ScenarioError>
         }
     };
     unused(
-        r.service.is_some() && !matches!(kind, "running" | "mesh" | "spread"),
+        r.service.is_some() && !matches!(kind, "running" | "mesh" | "spread" | "rolled"),
         "service",
     )?;
     unused(r.tolerance.is_some() && kind != "running", "tolerance")?;
@@ -1090,10 +1136,28 @@ fn step(
             target: one(&r.target)?,
             ms: r.ms.ok_or_else(|| need("ms = MILLISECONDS (added to every Raft log flush)"))?,
         },
+        "clock" => {
+            let raw = r
+                .offset
+                .as_ref()
+                .ok_or_else(|| need("offset = \"+10m\" or \"-1d\" (how far the node's clock moves)"))?;
+            Action::Clock {
+                target: one(&r.target)?,
+                offset_ms: parse_offset(raw.get_ref()).ok_or_else(|| {
+                    c.err(
+                        raw.span(),
+                        format!(
+                            "invalid offset {:?}: expected a sign and a number with ms, s, m, h or d, like \"+10m\" or \"-1d\", at most a year",
+                            raw.get_ref()
+                        ),
+                    )
+                })?,
+            }
+        }
         other => {
             return Err(c.err(
                 at_action,
-                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll, remove, flood, fill or slow-disk"),
+                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll, remove, flood, fill, slow-disk or clock"),
             ))
         }
     };
@@ -1138,7 +1202,7 @@ fn step(
         Some(d) => {
             return Err(c.err(
                 d.span(),
-                format!("action {verb:?} cannot be undone after a duration; only kill, stop, pause, partition, delay, drop, flood, fill and slow-disk can"),
+                format!("action {verb:?} cannot be undone after a duration; only kill, stop, pause, partition, delay, drop, flood, fill, slow-disk and clock can"),
             ))
         }
     };
@@ -1185,6 +1249,7 @@ fn step(
                     | Action::KillActor { .. }
                     | Action::Fill(_)
                     | Action::SlowDisk { .. }
+                    | Action::Clock { .. }
             );
             if !is_node_action {
                 return Err(c.err(
@@ -1219,6 +1284,17 @@ fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets() {
+        assert_eq!(parse_offset("+10m"), Some(600_000));
+        assert_eq!(parse_offset("-1d"), Some(-86_400_000));
+        assert_eq!(parse_offset("+1.5h"), Some(5_400_000));
+        assert_eq!(parse_offset("+250ms"), Some(250));
+        assert_eq!(parse_offset("10m"), None);
+        assert_eq!(parse_offset("+400d"), None);
+        assert_eq!(parse_offset("+x"), None);
+    }
 
     #[test]
     fn durations() {

@@ -65,6 +65,7 @@ fn obs(at: Millis, leader: u64, term: u64, web_running: u64) -> Observation {
         services,
         running,
         processes,
+        clock_flags: BTreeMap::new(),
     }
 }
 
@@ -575,4 +576,54 @@ fn local_reads_that_go_backwards_fail() {
         reg(RegKind::LocalRead, 1, "manager-3", 1600, 1700),
     ];
     only_fails(&with_register(ops), "local-reads", "reads went backwards");
+}
+
+/// manager-2's clock moved at 4 s and put back at 6 s; it is flagged from
+/// `flag_from` until `flag_to` (observations every 250 ms).
+fn with_clock_move(node_flagged: &str, flag_from: Millis, flag_to: Millis) -> Journal {
+    let mut j = healthy();
+    j.faults.push(fault(4000, "clock", "manager-2", None));
+    j.faults
+        .push(fault(6000, "clock-back", "manager-2", Some(2)));
+    for o in &mut j.observations {
+        if (flag_from..flag_to).contains(&o.at) {
+            o.clock_flags
+                .insert(node_flagged.to_string(), "+10m0s".to_string());
+        }
+    }
+    j
+}
+
+#[test]
+fn a_moved_clock_flagged_while_moved_passes() {
+    let j = with_clock_move("manager-2", 4500, 7000);
+    let v = verdict(&j, "clock-flags");
+    assert!(v.ok, "{:?}", v.violations);
+    assert!(
+        v.summary.contains("manager-2 flagged +10m0s 0.49s after"),
+        "{}",
+        v.summary
+    );
+    assert!(v.summary.contains("cleared 0.99s after"), "{}", v.summary);
+}
+
+#[test]
+fn a_moved_clock_never_flagged_is_caught() {
+    let j = with_clock_move("manager-2", 0, 0);
+    only_fails(&j, "clock-flags", "never flagged");
+}
+
+#[test]
+fn a_flag_that_stays_is_caught() {
+    let j = with_clock_move("manager-2", 4500, 9000);
+    only_fails(&j, "clock-flags", "stayed flagged");
+}
+
+#[test]
+fn the_wrong_node_flagged_is_caught() {
+    let mut j = with_clock_move("manager-2", 4500, 7000);
+    j.observations[2]
+        .clock_flags
+        .insert("manager-1".into(), "-10m0s".into());
+    only_fails(&j, "clock-flags", "manager-1 flagged -10m0s");
 }

@@ -306,6 +306,7 @@ fn a_removed_nodes_open_connection_is_closed_and_ids_are_checked() {
     let beat = Request::Dispatcher(ToDispatcher::Heartbeat {
         node_id: worker_id.clone(),
         addr: nodes[1].listen.clone(),
+        at: chrono::Utc::now(),
     });
     assert!(matches!(peer.ask(m, &beat), Ok(Response::Done)));
     let conn = peer

@@ -177,7 +177,7 @@ impl RootCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         let now = time_now();
-        params.not_before = now - time::Duration::minutes(5);
+        params.not_before = now - CERT_BACKDATE;
         params.not_after = now + time::Duration::seconds(validity.as_secs() as i64);
         let cert = params.signed_by(&key, &issuer)?;
         Ok(NodeCert {
@@ -187,6 +187,14 @@ impl RootCa {
     }
 }
 
+/// How far before its issue a certificate's validity starts, as swarmkit
+/// backdates its own: a node whose clock is up to this much behind the
+/// issuer's still accepts a certificate issued a moment ago
+/// (docs/security.md, clocks).
+pub const CERT_BACKDATE: time::Duration = time::Duration::hours(1);
+
+/// The node's wall clock (`shoal_actors::world::now`, which a chaos fault
+/// can move), as the certificate library counts time.
 fn time_now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
+    time::OffsetDateTime::from(std::time::SystemTime::from(shoal_actors::world::now()))
 }

@@ -79,7 +79,7 @@ impl Journal {
     }
 
     fn record(&self, event: SwarmEvent) {
-        let now = chrono::Utc::now();
+        let now = shoal_actors::world::now();
         let time_nano = now
             .timestamp_nanos_opt()
             .unwrap_or(now.timestamp().saturating_mul(1_000_000_000));

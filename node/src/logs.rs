@@ -11,7 +11,7 @@ pub fn log_path(dir: &Path, task_id: &str) -> Option<PathBuf> {
 pub fn format_line(stream: &str, text: &str) -> String {
     format!(
         "{} {stream} {text}\n",
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        shoal_actors::world::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
     )
 }
 

@@ -129,7 +129,7 @@ impl Volumes {
             .create(&home)
             .map_err(fail)?;
         let meta = VolumeMeta {
-            created_at: Utc::now(),
+            created_at: shoal_actors::world::now(),
             labels: labels.clone(),
         };
         let json = serde_json::to_vec_pretty(&meta).map_err(|e| fail(io::Error::other(e)))?;

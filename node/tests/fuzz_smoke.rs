@@ -197,6 +197,7 @@ fn requests() -> Vec<Request> {
         Request::Dispatcher(ToDispatcher::Heartbeat {
             node_id: "n1".into(),
             addr: "10.0.0.2:4243".into(),
+            at: chrono::DateTime::UNIX_EPOCH,
         }),
         Request::Dispatcher(ToDispatcher::Status {
             node_id: "n1".into(),

@@ -289,6 +289,7 @@ pub fn node_record(id: &str, hostname: &str, role: NodeRole) -> Node {
         labels: Default::default(),
         state: NodeState::Unknown,
         status_message: String::new(),
+        clock_skew_ms: None,
         addr: format!("{hostname}:2377"),
         drivers: Vec::new(),
         sandbox_error: None,

@@ -37,7 +37,7 @@ pub fn decide(policy: &RestartPolicy, last: &Task, now: DateTime<Utc>) -> SlotDe
         return SlotDecision::GiveUp;
     }
     let delay = Duration::from_nanos(policy.delay_ns);
-    let since = (now - last.status.timestamp).to_std().unwrap_or_default();
+    let since = crate::clock::elapsed(now, last.status.timestamp);
     if since < delay {
         return SlotDecision::Wait(delay - since);
     }

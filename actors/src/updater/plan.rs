@@ -100,7 +100,7 @@ fn up_since(t: &Task) -> DateTime<Utc> {
 }
 
 fn after(now: DateTime<Utc>, at: DateTime<Utc>, wait: Duration) -> Option<Duration> {
-    let elapsed = (now - at).to_std().unwrap_or_default();
+    let elapsed = crate::clock::elapsed(now, at);
     wait.checked_sub(elapsed).filter(|d| !d.is_zero())
 }
 
@@ -526,6 +526,7 @@ mod tests {
                 labels: Default::default(),
                 state: NodeState::Ready,
                 status_message: String::new(),
+                clock_skew_ms: None,
                 addr: String::new(),
                 drivers: Vec::new(),
                 sandbox_error: None,

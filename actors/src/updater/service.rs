@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::plan::{step, wants_updater};
@@ -90,7 +89,7 @@ impl Actor for ServiceUpdater {
                 let (plan, wanted) = {
                     let guard = st.args.ctx.sm.read();
                     (
-                        step(&guard.0, &id, Utc::now()),
+                        step(&guard.0, &id, crate::world::now()),
                         wants_updater(&guard.0, &id),
                     )
                 };

@@ -96,6 +96,7 @@ fn spawn_heartbeat(
             let _ = d.send_message(DispatcherMsg::Heartbeat {
                 node_id: node_id.clone(),
                 agent: agent.clone(),
+                at: crate::world::now(),
             });
         }
     })

@@ -99,6 +99,15 @@ fn availability(text: &str) -> anyhow::Result<String> {
     }
 }
 
+/// docker's STATUS, with shoal's flag of a clock off the cluster's
+/// (`Ready (clock +10m0s)`; docs/cli.md).
+fn status_column(state: &str, n: &wire::Node) -> String {
+    match &n.clock_skew {
+        Some(skew) => format!("{state} (clock {skew})"),
+        None => state.to_string(),
+    }
+}
+
 fn manager_status(n: &wire::Node) -> String {
     match &n.docker.manager_status {
         Some(m) if m.leader == Some(true) => "Leader".into(),
@@ -184,7 +193,7 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                     vec![
                         ("ID", id.into()),
                         ("Hostname", hostname(n).into()),
-                        ("Status", capitalize(&word(state)).into()),
+                        ("Status", status_column(&capitalize(&word(state)), n).into()),
                         (
                             "Availability",
                             capitalize(&word(spec.and_then(|s| s.availability.as_ref()))).into(),

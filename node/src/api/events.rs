@@ -130,7 +130,7 @@ fn message(r: &Recorded) -> Vec<u8> {
 }
 
 fn now_nanos() -> i64 {
-    let now = chrono::Utc::now();
+    let now = shoal_actors::world::now();
     now.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 

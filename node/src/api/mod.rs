@@ -28,7 +28,6 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shoal_actors::command::Command;
@@ -112,6 +111,7 @@ fn routes(rt: Arc<Runtime>) -> Router {
         .route("/debug/actors", get(debug_actors))
         .route("/debug/chaos/kill", post(chaos_kill))
         .route("/debug/chaos/disk", post(chaos_disk))
+        .route("/debug/chaos/clock", post(chaos_clock))
         .route(
             "/debug/chaos/network",
             get(chaos_network_list)
@@ -396,7 +396,7 @@ async fn service_create(
     let mut spec = parse_spec(&body)?;
     secrets::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     networks::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
-    let svc = Service::new(spec, Utc::now());
+    let svc = Service::new(spec, shoal_actors::world::now());
     let id = svc.id.clone();
     rt.propose(Command::CreateService(Box::new(svc))).await?;
     Ok((
@@ -437,7 +437,7 @@ async fn service_update(
                 expected_version: q.version,
                 manual: true,
                 message: "manually requested rollback".into(),
-                at: Utc::now(),
+                at: shoal_actors::world::now(),
             })
             .await?;
             return Ok(Json(updated()));
@@ -475,7 +475,7 @@ async fn service_update(
         service: id,
         spec,
         expected_version: q.version,
-        at: Utc::now(),
+        at: shoal_actors::world::now(),
     })
     .await?;
     Ok(Json(updated()))
@@ -485,7 +485,7 @@ async fn service_rm(State(rt): Rt, UrlPath(id): UrlPath<String>) -> Typed<wire::
     rt.manager()?;
     rt.propose(Command::RemoveService {
         service: id,
-        at: Utc::now(),
+        at: shoal_actors::world::now(),
     })
     .await?;
     Ok(Json(wire::Empty {}))
@@ -671,6 +671,32 @@ async fn chaos_disk(State(rt): Rt, Json(req): Json<DiskFault>) -> ApiResult {
     m.log
         .set_flush_delay(Duration::from_millis(req.flush_delay_ms));
     tracing::warn!(ms = req.flush_delay_ms, "chaos: Raft log flush delay set");
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ClockFault {
+    /// How far to move this node's wall clock from the host's; 0 puts it
+    /// back. At most a year either way.
+    offset_ms: i64,
+}
+
+/// Chaos hook: moves this node's wall clock, as a wrong host clock would
+/// (`shoal_actors::world::set_skew`): what the node writes into the state,
+/// stamps on its logs and events, and checks certificates against. A seam
+/// rather than a time namespace, which cannot move the wall clock.
+async fn chaos_clock(State(rt): Rt, Json(req): Json<ClockFault>) -> ApiResult {
+    chaos_enabled(&rt)?;
+    let offset = chrono::TimeDelta::milliseconds(req.offset_ms);
+    if offset.abs() > shoal_actors::world::MAX_SKEW {
+        return Err(ApiError::bad_request(format!(
+            "offset {} ms out of range: at most a year either way",
+            req.offset_ms
+        )));
+    }
+    shoal_actors::world::set_skew(offset);
+    tracing::warn!(offset_ms = req.offset_ms, "chaos: wall clock moved");
     Ok(Json(json!({})))
 }
 
@@ -872,7 +898,7 @@ async fn swarm_update(
     shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
     rt.propose(shoal_actors::command::Command::UpdateClusterSpec {
         spec,
-        at: chrono::Utc::now(),
+        at: shoal_actors::world::now(),
     })
     .await?;
     Ok(Json(wire::Empty {}))

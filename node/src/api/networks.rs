@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
 use shoal_actors::command::Command;
@@ -390,7 +389,7 @@ pub async fn create(
         options,
     };
     networks::check_spec(&spec).map_err(ApiError::bad_request)?;
-    let now = Utc::now();
+    let now = shoal_actors::world::now();
     let id = shoal_actors::model::new_id();
     let net = Network::proposed(id.clone(), spec, now);
     rt.propose(Command::Networks(NetworkCommand::Create(Box::new(net))))

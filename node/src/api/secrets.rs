@@ -9,7 +9,6 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine as _;
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
 use shoal_actors::command::Command;
@@ -148,7 +147,7 @@ async fn create(
     let labels = labels_of(&spec);
     let data = data_of(kind, &spec)?;
     let id = shoal_actors::model::new_id();
-    let now = Utc::now();
+    let now = shoal_actors::world::now();
     let obj = Object {
         id: id.clone(),
         kind,
@@ -277,7 +276,7 @@ async fn update(
         key: current.id,
         data: stored,
         size: data.len() as u64,
-        at: Utc::now(),
+        at: shoal_actors::world::now(),
     }))
     .await?;
     Ok(Json(wire::Empty {}))

@@ -527,6 +527,7 @@ pub fn task(t: &Task, state: &ClusterState) -> wire::Task {
 }
 
 pub fn node(n: &Node, leader: Option<&str>) -> wire::Node {
+    let skew = n.clock_skew_ms.map(shoal_actors::clock::describe);
     let manager_status =
         (n.role == shoal_actors::model::NodeRole::Manager).then(|| wire::ManagerStatus {
             leader: Some(leader == Some(n.id.as_str())),
@@ -552,7 +553,10 @@ pub fn node(n: &Node, leader: Option<&str>) -> wire::Node {
             }),
             status: Some(wire::NodeStatus {
                 state: word(n.state.as_str()),
-                message: Some(n.status_message.clone()),
+                message: Some(match (n.status_message.as_str(), skew.as_deref()) {
+                    ("", Some(skew)) => format!("clock {skew} off the cluster's"),
+                    (message, _) => message.to_string(),
+                }),
                 addr: Some(n.addr.clone()),
             }),
             manager_status,
@@ -609,6 +613,7 @@ pub fn node(n: &Node, leader: Option<&str>) -> wire::Node {
                 missing_limits: confinement.missing_limits.clone(),
             }),
         }),
+        clock_skew: skew,
     }
 }
 

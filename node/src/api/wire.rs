@@ -264,6 +264,10 @@ pub struct Node {
     pub docker: bollard::models::Node,
     #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
     pub description: Option<NodeDescription>,
+    /// shoal's own: how far the node's clock is from the cluster's (`+10m0s`),
+    /// when beyond the bound (docs/security.md, clocks); absent otherwise.
+    #[serde(rename = "ClockSkew", skip_serializing_if = "Option::is_none")]
+    pub clock_skew: Option<String>,
 }
 
 /// docker's `NodeDescription` with shoal's `NetworkSandbox` and `Confinement`.

@@ -386,7 +386,7 @@ impl ProxyState {
 
     /// Heartbeats have their own lane: a status backlog never delays them,
     /// and at most one is in flight.
-    fn heartbeat(&self, node_id: String) {
+    fn heartbeat(&self, node_id: String, at: chrono::DateTime<chrono::Utc>) {
         if self.heartbeat_busy.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -394,7 +394,7 @@ impl ProxyState {
         tokio::spawn(async move {
             let addr = lane.args.own_addr.clone();
             let _ = lane
-                .deliver(ToDispatcher::Heartbeat { node_id, addr })
+                .deliver(ToDispatcher::Heartbeat { node_id, addr, at })
                 .await;
             busy.store(false, Ordering::Release);
         });
@@ -444,7 +444,7 @@ impl Actor for DispatcherProxy {
                 };
                 let _ = st.lane.deliver(wire).await;
             }
-            DispatcherMsg::Heartbeat { node_id, .. } => st.heartbeat(node_id),
+            DispatcherMsg::Heartbeat { node_id, at, .. } => st.heartbeat(node_id, at),
             DispatcherMsg::Status { node_id, updates } => {
                 *st.node_id.lock() = node_id;
                 st.statuses.lock().extend(updates);

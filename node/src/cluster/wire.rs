@@ -45,6 +45,8 @@ pub enum ToDispatcher {
     Heartbeat {
         node_id: String,
         addr: String,
+        /// The sender's wall clock (the leader measures clock skew by it).
+        at: chrono::DateTime<chrono::Utc>,
     },
     Status {
         node_id: String,

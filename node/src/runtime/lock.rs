@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::Utc;
 use shoal_actors::command::Command;
 use shoal_actors::context::ManagerCtx;
 use shoal_actors::secrets::SecretCommand;
@@ -74,7 +73,7 @@ impl Runtime {
         };
         self.propose(Command::Secrets(SecretCommand::SetUnlockKey {
             sealed,
-            at: Utc::now(),
+            at: shoal_actors::world::now(),
         }))
         .await?;
         // This node's files follow at once, so that a restart right after

@@ -228,7 +228,7 @@ impl Runtime {
             availability,
             labels_add,
             labels_rm,
-            at: Utc::now(),
+            at: shoal_actors::world::now(),
         })
         .await
     }
@@ -264,7 +264,7 @@ impl Runtime {
             availability: None,
             labels_add: Vec::new(),
             labels_rm: Vec::new(),
-            at: Utc::now(),
+            at: shoal_actors::world::now(),
         }
     }
 

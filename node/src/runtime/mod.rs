@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use parking_lot::RwLock;
 use ractor::ActorRef;
 use shoal_actors::codec;
@@ -585,7 +584,7 @@ impl Runtime {
     }
 
     fn new_node(&self, id: &Identity, role: NodeRole, desc: NodeDescription) -> Node {
-        let now = Utc::now();
+        let now = shoal_actors::world::now();
         Node {
             id: id.node_id.clone(),
             raft_id: id.raft_id,
@@ -595,6 +594,7 @@ impl Runtime {
             labels: Default::default(),
             state: NodeState::Unknown,
             status_message: String::new(),
+            clock_skew_ms: None,
             addr: desc.addr,
             drivers: desc.drivers,
             sandbox_error: desc.sandbox_error,

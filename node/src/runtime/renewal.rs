@@ -52,7 +52,7 @@ impl Runtime {
             return Ok(false);
         };
         let left = expiry
-            .duration_since(std::time::SystemTime::now())
+            .duration_since(shoal_actors::world::now().into())
             .unwrap_or_default();
         if left > self.config.cert_validity / 3 && !superseded {
             return Ok(false);

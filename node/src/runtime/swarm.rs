@@ -78,7 +78,7 @@ impl Runtime {
             self.config.cert_validity,
         )?
         .save(&self.certs_dir())?;
-        let now = Utc::now();
+        let now = shoal_actors::world::now();
         let cluster = Cluster {
             id: cluster_id,
             spec,
@@ -310,7 +310,7 @@ impl Runtime {
                 availability: None,
                 labels_add: Vec::new(),
                 labels_rm: Vec::new(),
-                at: Utc::now(),
+                at: shoal_actors::world::now(),
             })
             .await?;
         }
@@ -329,7 +329,7 @@ impl Runtime {
         self.propose(Command::RotateJoinTokens {
             worker: worker.then(|| seal(ca.join_token())).transpose()?,
             manager: manager.then(|| seal(ca.join_token())).transpose()?,
-            at: Utc::now(),
+            at: shoal_actors::world::now(),
         })
         .await
     }

@@ -371,9 +371,10 @@ impl Runtime {
                         machine,
                     }),
                 },
-                ToDispatcher::Heartbeat { node_id, addr } => DispatcherMsg::Heartbeat {
+                ToDispatcher::Heartbeat { node_id, addr, at } => DispatcherMsg::Heartbeat {
                     node_id,
                     agent: agent(&addr),
+                    at,
                 },
                 ToDispatcher::Status { node_id, updates } => {
                     DispatcherMsg::Status { node_id, updates }

@@ -38,6 +38,25 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Certificates are checked against the node's wall clock as the rest of
+/// the node reads it (`shoal_actors::world::now`), so a moved clock (a chaos
+/// fault) meets the certificates as a wrong host clock would.
+#[derive(Debug)]
+struct NodeClock;
+
+impl rustls::time_provider::TimeProvider for NodeClock {
+    fn current_time(&self) -> Option<rustls::pki_types::UnixTime> {
+        let secs = u64::try_from(shoal_actors::world::now().timestamp()).ok()?;
+        Some(rustls::pki_types::UnixTime::since_unix_epoch(
+            std::time::Duration::from_secs(secs),
+        ))
+    }
+}
+
+fn clock() -> Arc<dyn rustls::time_provider::TimeProvider> {
+    Arc::new(NodeClock)
+}
+
 fn roots(ca_pem: &str) -> Result<Arc<rustls::RootCertStore>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in pem_certs(ca_pem) {
@@ -67,7 +86,7 @@ pub fn server_config(id: &TlsIdentity) -> Result<quinn::ServerConfig, TlsError> 
     if chain.is_empty() {
         return Err(TlsError::NoCert);
     }
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+    let mut cfg = rustls::ServerConfig::builder_with_details(provider(), clock())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, pem_key(&id.key_pem)?)?;
@@ -97,7 +116,7 @@ fn client_config_for(id: &TlsIdentity, alpn: &[u8]) -> Result<quinn::ClientConfi
     if chain.is_empty() {
         return Err(TlsError::NoCert);
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+    let mut cfg = rustls::ClientConfig::builder_with_details(provider(), clock())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(&id.ca_pem)?)
         .with_client_auth_cert(chain, pem_key(&id.key_pem)?)?;
@@ -188,7 +207,7 @@ impl rustls::client::danger::ServerCertVerifier for PinnedCa {
 /// A client without a certificate, trusting only the CA with `ca_digest`.
 pub fn join_client_config(ca_digest: &str) -> Result<quinn::ClientConfig, TlsError> {
     let provider = provider();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut cfg = rustls::ClientConfig::builder_with_details(provider.clone(), clock())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedCa {
