@@ -638,25 +638,18 @@ impl Run {
 
     /// Sets the node's added Raft log flush delay (`POST /debug/chaos/disk`).
     fn flush_delay(&mut self, name: &str, ms: u64) -> Result<()> {
-        let socket = self.cluster.by_name(name)?.socket.clone();
-        api::post(
-            &socket,
-            "/debug/chaos/disk",
-            &json!({ "FlushDelayMs": ms }),
-            Duration::from_secs(5),
-        )?;
-        Ok(())
+        self.hook(name, "/debug/chaos/disk", json!({ "FlushDelayMs": ms }))
     }
 
     /// Moves the node's wall clock (`POST /debug/chaos/clock`).
     fn clock_offset(&mut self, name: &str, ms: i64) -> Result<()> {
+        self.hook(name, "/debug/chaos/clock", json!({ "OffsetMs": ms }))
+    }
+
+    /// Sets one of the node's fault hooks.
+    fn hook(&mut self, name: &str, path: &str, body: serde_json::Value) -> Result<()> {
         let socket = self.cluster.by_name(name)?.socket.clone();
-        api::post(
-            &socket,
-            "/debug/chaos/clock",
-            &json!({ "OffsetMs": ms }),
-            Duration::from_secs(5),
-        )?;
+        api::post(&socket, path, &body, Duration::from_secs(5))?;
         Ok(())
     }
 

@@ -3,13 +3,16 @@
 //! itself once the service has nothing left to roll out.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::plan::{step, wants_updater};
 use crate::command::Command;
 use crate::context::LoopCtx;
+// tokio's clock, which a harness pauses and moves: the plan's waits are
+// counted on the world's clock, which follows it there.
+use tokio::time::Instant;
 
 /// How long a failed write waits before the service is stepped again.
 const RETRY: Duration = Duration::from_millis(200);
