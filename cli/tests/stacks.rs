@@ -1,0 +1,301 @@
+//! `shoal stack deploy|ls|services|ps|rm` end to end: real daemons, the
+//! process driver (`x-shoal-driver: process`) and the shoal-echo workload.
+
+mod common;
+
+use std::path::Path;
+
+use common::{cluster, echo_bin, wait_for, Daemon, LONG};
+
+/// The spec version of `service`.
+fn version(d: &Daemon, service: &str) -> u64 {
+    d.ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Version.Index}}",
+        service,
+    ])
+    .trim()
+    .parse()
+    .expect("version")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.to_string_lossy().into_owned()
+}
+
+/// The stack: a web tier behind a published port that depends on a db
+/// with a secret and a config, and a one-shot job.
+fn compose(echo: &str, web_print: &str, with_job: bool) -> String {
+    let mut text = format!(
+        r#"version: "3.8"
+x-proc: &proc
+  x-shoal-driver: process
+services:
+  web:
+    <<: *proc
+    image: {echo}
+    command: ["--port", "8080", "--print", "{web_print}"]
+    ports:
+      - "${{WEB_PORT:-18091}}:8080"
+    environment:
+      GREETING: ${{GREETING}}
+    deploy:
+      replicas: 2
+      update_config:
+        parallelism: 1
+        order: start-first
+    depends_on: [db]
+  db:
+    <<: *proc
+    image: {echo}
+    command: ["--port", "5432"]
+    secrets: [pw]
+    configs:
+      - source: conf
+        target: /etc/db.conf
+networks:
+  default: {{}}
+secrets:
+  pw:
+    file: ./pw.txt
+configs:
+  conf:
+    file: ./db.conf
+"#
+    );
+    if with_job {
+        text = text.replace(
+            "networks:\n  default",
+            &format!(
+                "  once:\n    <<: *proc\n    image: {echo}\n    command: [\"--exit-after\", \"0\"]\n    deploy:\n      mode: replicated-job\n      replicas: 2\nnetworks:\n  default"
+            ),
+        );
+    }
+    text
+}
+
+#[test]
+fn deploy_redeploy_prune_and_rm() {
+    let nodes = cluster(1, 0, &[]);
+    let m = &nodes[0];
+    let dir = m.dir.path().join("stack");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let echo = echo_bin().to_string_lossy().into_owned();
+    let port = common::free_tcp_port();
+    write(
+        &dir,
+        ".env",
+        &format!("GREETING=hello from dotenv\nWEB_PORT={port}\n"),
+    );
+    write(&dir, "pw.txt", "s3cret-1");
+    write(&dir, "db.conf", "max=1");
+    let file = write(&dir, "compose.yml", &compose(&echo, "v1", true));
+
+    // The first deploy creates everything and waits for convergence.
+    let out = m.ok(&["stack", "deploy", "-c", &file, "app"]);
+    for line in [
+        "Creating network app_default",
+        "Creating secret app_pw",
+        "Creating config app_conf",
+        "Creating service app_db",
+        "Creating service app_web",
+        "Creating service app_once",
+        "Stack converged",
+    ] {
+        assert!(out.contains(line), "{line:?} missing from:\n{out}");
+    }
+    // depends_on: db was created, and running, before web.
+    let db_at = out.find("Creating service app_db").expect("db");
+    let web_at = out.find("Creating service app_web").expect("web");
+    assert!(db_at < web_at, "{out}");
+    assert!(
+        out.contains("Waiting for service app_db to be running"),
+        "{out}"
+    );
+
+    let ls = m.ok(&["stack", "ls"]);
+    assert_eq!(
+        ls.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        vec![vec!["NAME", "SERVICES"], vec!["app", "3"]],
+        "{ls}"
+    );
+    let services = m.ok(&["stack", "services", "app"]);
+    let header = services.lines().next().expect("header");
+    for col in ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"] {
+        assert!(header.contains(col), "{services}");
+    }
+    assert!(
+        services.contains(&format!("*:{port}->8080/tcp")),
+        "{services}"
+    );
+    let ps = m.ok(&[
+        "stack",
+        "ps",
+        "--format",
+        "{{.Name}} {{.DesiredState}}",
+        "app",
+    ]);
+    assert!(ps.contains("app_web.1 Running"), "{ps}");
+    // Labels and aliases as docker's client makes them; .env interpolated.
+    let labels = m.ok(&["service", "inspect", "--format", "{{json .Spec.Labels}} {{json .Spec.TaskTemplate.Networks}} {{json .Spec.TaskTemplate.ContainerSpec.Env}}", "app_web"]);
+    assert!(
+        labels.contains(r#""com.docker.stack.namespace":"app""#),
+        "{labels}"
+    );
+    assert!(
+        labels.contains(&format!(r#""com.docker.stack.image":"{echo}""#)),
+        "{labels}"
+    );
+    assert!(labels.contains(r#""Aliases":["web"]"#), "{labels}");
+    assert!(labels.contains("GREETING=hello from dotenv"), "{labels}");
+    // Answers through the routing mesh.
+    wait_for("web through the mesh", LONG, || {
+        common::echo_task_at(&format!("127.0.0.2:{port}")).is_some()
+    });
+
+    // The same file again: nothing is touched.
+    let (web, db) = (version(m, "app_web"), version(m, "app_db"));
+    let plan = m.ok(&["stack", "deploy", "--dry-run", "-c", &file, "app"]);
+    assert!(!plan.contains("Would update service"), "{plan}");
+    assert!(!plan.contains("Would create"), "{plan}");
+    let again = m.ok(&["stack", "deploy", "-d", "-c", &file, "app"]);
+    assert!(!again.contains("Updating service"), "{again}");
+    assert_eq!((version(m, "app_web"), version(m, "app_db")), (web, db));
+
+    // One service changed: --dry-run shows the field and writes nothing.
+    std::fs::write(&file, compose(&echo, "v2", true)).expect("write");
+    let plan = m.ok(&["stack", "deploy", "--dry-run", "-c", &file, "app"]);
+    assert!(plan.contains("Would update service app_web"), "{plan}");
+    assert!(
+        plan.contains(r#"TaskTemplate.ContainerSpec.Args[3]: "v1" -> "v2""#),
+        "{plan}"
+    );
+    assert!(plan.contains("Service app_db is up to date"), "{plan}");
+    assert_eq!(version(m, "app_web"), web);
+    // Deployed: only web's spec version moves.
+    let out = m.ok(&["stack", "deploy", "-c", &file, "app"]);
+    assert!(out.contains("Updating service app_web"), "{out}");
+    assert!(!out.contains("Updating service app_db"), "{out}");
+    assert!(version(m, "app_web") > web);
+    assert_eq!(version(m, "app_db"), db);
+
+    // A changed secret file: the secret gets its new value, db rolls.
+    write(&dir, "pw.txt", "s3cret-2");
+    m.ok(&["stack", "deploy", "-d", "-c", &file, "app"]);
+    let data_version = m.ok(&[
+        "secret",
+        "inspect",
+        "--format",
+        "{{.DataVersion}}",
+        "app_pw",
+    ]);
+    assert_eq!(data_version.trim(), "1");
+    wait_for("db to roll", LONG, || version(m, "app_db") > db);
+
+    // The job left out, with --prune: it is removed.
+    std::fs::write(&file, compose(&echo, "v2", false)).expect("write");
+    let out = m.ok(&["stack", "deploy", "-d", "--prune", "-c", &file, "app"]);
+    assert!(out.contains("Removing service app_once"), "{out}");
+    assert!(m.shoal(&["service", "inspect", "app_once"]).status.code() == Some(1));
+
+    // rm leaves nothing behind.
+    let out = m.ok(&["stack", "rm", "app"]);
+    assert!(out.contains("Removing service app_web"), "{out}");
+    assert!(out.contains("Removing network app_default"), "{out}");
+    assert_eq!(m.ok(&["service", "ls", "-q"]), "");
+    assert_eq!(m.ok(&["secret", "ls", "-q"]), "");
+    assert_eq!(m.ok(&["config", "ls", "-q"]), "");
+    assert!(!m.ok(&["network", "ls"]).contains("app_default"));
+    assert_eq!(m.ok(&["stack", "ls"]), "NAME      SERVICES\n");
+    let nothing = m.shoal(&["stack", "rm", "app"]);
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("Nothing found in stack: app"));
+}
+
+#[test]
+fn bad_files_are_refused_and_nothing_is_created() {
+    let nodes = cluster(1, 0, &[]);
+    let m = &nodes[0];
+    let dir = m.dir.path().join("bad");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let echo = echo_bin().to_string_lossy().into_owned();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown top-level key",
+            "version: '3.8'\nservices:\n  a:\n    image: x\nbogus: 1\n".into(),
+            ":5: bogus: unknown field `bogus`",
+        ),
+        (
+            "wrong type",
+            "services:\n  a:\n    image: x\n    deploy:\n      replicas: many\n".into(),
+            ":5: services.a.deploy.replicas: invalid value",
+        ),
+        (
+            "missing external secret",
+            format!("services:\n  a:\n    image: {echo}\n    x-shoal-driver: process\n    secrets: [gone]\nsecrets:\n  gone:\n    external: true\n"),
+            "secret not found: gone",
+        ),
+        (
+            "port clash",
+            "services:\n  a:\n    image: x\n    ports: ['8080:80']\n  b:\n    image: x\n    ports:\n      - 8080:81\n".into(),
+            ":8: services.b.ports: port 8080/tcp is already published by service a",
+        ),
+        (
+            "required variable",
+            "services:\n  a:\n    image: ${IMAGE:?set IMAGE to the image to run}\n".into(),
+            ":3: services.a.image: required variable IMAGE is missing a value: set IMAGE to the image to run",
+        ),
+        (
+            "forbidden key",
+            "services:\n  a:\n    image: x\n    extends: b\n".into(),
+            ":4: compose file contains unsupported options:",
+        ),
+        (
+            "syntax",
+            "services:\n  a:\n    image: [x\n".into(),
+            "bad.yml:",
+        ),
+    ];
+    for (what, text, expected) in &cases {
+        let file = write(&dir, "bad.yml", text);
+        let err = m.fails(&["stack", "deploy", "-c", &file, "bad"]);
+        assert!(err.contains(expected), "{what}: {expected:?} not in {err}");
+        assert!(err.contains(&file), "{what}: no file name in {err}");
+    }
+    // A 10 MB file is refused before it is parsed.
+    let big = dir.join("big.yml");
+    std::fs::write(&big, vec![b'#'; 10 << 20]).expect("big");
+    let err = m.fails(&["stack", "deploy", "-c", &big.to_string_lossy(), "bad"]);
+    assert!(err.contains("larger than 1048576 bytes"), "{err}");
+    // Nothing was created by any of them.
+    assert_eq!(m.ok(&["service", "ls", "-q"]), "");
+    assert_eq!(m.ok(&["secret", "ls", "-q"]), "");
+    assert!(!m.ok(&["network", "ls"]).contains("bad_default"));
+
+    // Ignored keys are warned about in docker's words, and the deploy goes on.
+    let file = write(
+        &dir,
+        "warn.yml",
+        &format!("services:\n  a:\n    image: {echo}\n    x-shoal-driver: process\n    restart: always\n    build: .\n    container_name: x\n"),
+    );
+    let out = m.shoal(&["stack", "deploy", "--dry-run", "-c", &file, "warn"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Ignoring unsupported options: build, restart"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Ignoring deprecated options:\n\ncontainer_name: Setting the container name is not supported."), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Would create network warn_default"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Would create service warn_a"), "{stdout}");
+    assert_eq!(m.ok(&["service", "ls", "-q"]), "");
+}
