@@ -299,3 +299,220 @@ fn bad_files_are_refused_and_nothing_is_created() {
     assert!(stdout.contains("Would create service warn_a"), "{stdout}");
     assert_eq!(m.ok(&["service", "ls", "-q"]), "");
 }
+
+/// `docker ARGS` against `d`, with a config dir of its own.
+fn docker(d: &Daemon, args: &[&str]) -> std::process::Output {
+    let config = d.dir.path().join("docker-config");
+    let _ = std::fs::create_dir_all(&config);
+    std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", &d.host)
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run docker")
+}
+
+/// A service's spec as `service inspect` shows it, ids left out (a
+/// network, secret or config made twice has two ids; its name says which).
+fn spec_without_ids(d: &Daemon, service: &str) -> serde_json::Value {
+    let text = d.ok(&["service", "inspect", "--format", "{{json .Spec}}", service]);
+    let mut spec: serde_json::Value = serde_json::from_str(&text).expect("spec");
+    let tt = &mut spec["TaskTemplate"];
+    for n in tt["Networks"].as_array_mut().into_iter().flatten() {
+        n.as_object_mut().expect("network").remove("Target");
+    }
+    let c = &mut tt["ContainerSpec"];
+    for s in c["Secrets"].as_array_mut().into_iter().flatten() {
+        s.as_object_mut().expect("secret").remove("SecretID");
+    }
+    for s in c["Configs"].as_array_mut().into_iter().flatten() {
+        s.as_object_mut().expect("config").remove("ConfigID");
+    }
+    spec
+}
+
+/// The paths where `a` and `b` differ, with both values.
+fn differences(a: &serde_json::Value, b: &serde_json::Value, path: String, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let null = Value::Null;
+                differences(
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    format!("{path}.{k}"),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                differences(x, y, format!("{path}[{i}]"), out);
+            }
+        }
+        (x, y) if x == y => {}
+        (x, y) => out.push(format!("{path}: docker {x}, shoal {y}")),
+    }
+}
+
+#[test]
+fn docker_stack_deploy_and_shoal_stack_deploy_make_the_same_specs() {
+    let docker_found = std::process::Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let Some(engine) = common::images::engine().filter(|_| docker_found) else {
+        println!("skipped: no docker CLI or engine on this machine");
+        return;
+    };
+    common::images::build_image(&engine);
+    let _cleanup = common::images::Cleanup(engine.clone(), vec!["app_web", "app_db"]);
+    let nodes = cluster(1, 0, &[]);
+    let m = &nodes[0];
+    let dir = m.dir.path().join("same");
+    std::fs::create_dir_all(&dir).expect("dir");
+    write(&dir, "pw.txt", "pw");
+    write(&dir, "app.conf", "conf");
+    let port = common::free_tcp_port();
+    let file = write(
+        &dir,
+        "compose.yml",
+        &format!(
+            r#"version: "3.8"
+services:
+  web:
+    image: {image}
+    command: ["--port", "8080"]
+    environment:
+      - B=2
+      - A=1
+    labels: [tier=front]
+    hostname: web-host
+    stop_grace_period: 3s
+    ports:
+      - "{port}:8080"
+    healthcheck:
+      test: ["CMD", "/shoal-echo", "--get", "127.0.0.1:8080"]
+      interval: 2s
+      timeout: 1s
+      retries: 3
+    networks:
+      front:
+        aliases: [www]
+    volumes:
+      - data:/data
+      - type: tmpfs
+        target: /scratch
+        tmpfs:
+          size: 1048576
+    deploy:
+      replicas: 2
+      labels: {{role: web}}
+      endpoint_mode: vip
+      placement:
+        constraints: [node.role == manager]
+        max_replicas_per_node: 2
+      resources:
+        limits: {{cpus: "0.5", memory: 64M}}
+        reservations: {{memory: 16M}}
+      restart_policy:
+        condition: on-failure
+        delay: 1s
+        max_attempts: 3
+      update_config:
+        parallelism: 2
+        delay: 1s
+        failure_action: rollback
+        order: start-first
+        max_failure_ratio: 0.1
+      rollback_config:
+        parallelism: 1
+  db:
+    image: {image}
+    user: "1000"
+    working_dir: /tmp
+    secrets:
+      - source: pw
+        target: db_pw
+        mode: 0400
+    configs: [conf]
+    deploy:
+      mode: global
+networks:
+  front: {{}}
+volumes:
+  data: {{}}
+secrets:
+  pw:
+    file: ./pw.txt
+configs:
+  conf:
+    file: ./app.conf
+"#,
+            image = common::images::IMAGE
+        ),
+    );
+    let out = docker(
+        m,
+        &[
+            "stack",
+            "deploy",
+            "--detach=true",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file,
+            "app",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = (
+        spec_without_ids(m, "app_web"),
+        spec_without_ids(m, "app_db"),
+    );
+    let out = docker(m, &["stack", "rm", "app"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("docker's stack gone", LONG, || {
+        m.ok(&["service", "ls", "-q"]).is_empty()
+            && m.ok(&["secret", "ls", "-q"]).is_empty()
+            && !m.ok(&["network", "ls"]).contains("app_front")
+    });
+    m.ok(&["stack", "deploy", "-d", "-c", &file, "app"]);
+    let ours = (
+        spec_without_ids(m, "app_web"),
+        spec_without_ids(m, "app_db"),
+    );
+    for (name, theirs, ours) in [
+        ("app_web", &theirs.0, &ours.0),
+        ("app_db", &theirs.1, &ours.1),
+    ] {
+        let mut differ = Vec::new();
+        differences(theirs, ours, String::new(), &mut differ);
+        assert!(
+            differ.is_empty(),
+            "{name}: docker's spec and shoal's differ: {differ:#?}"
+        );
+    }
+    // And docker's client sees shoal's stack as its own.
+    let out = docker(m, &["stack", "services", "--format", "{{.Name}}", "app"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "app_db\napp_web\n");
+    let out = docker(m, &["stack", "rm", "app"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -323,9 +323,11 @@ fn update_config(
     let monitor = duration(l, &with, &u.monitor)?;
     Ok(Some(wire::ServiceSpecUpdateConfig {
         parallelism: Some(wire::int(u.parallelism.map_or(1, |n| n.0))),
-        delay: Some(delay.unwrap_or(0)),
+        // Left out when unset, as Go's `omitempty` leaves a zero out:
+        // the daemon's defaults apply (a 5 s monitor), as for docker's client.
+        delay: delay.filter(|d| *d != 0),
         failure_action,
-        monitor: Some(monitor.unwrap_or(0)),
+        monitor: monitor.filter(|m| *m != 0),
         max_failure_ratio: Some(u.max_failure_ratio.map_or(0.0, |r| r.0)),
         order,
     }))

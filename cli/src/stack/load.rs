@@ -251,6 +251,7 @@ pub fn load(files: &[PathBuf]) -> Result<Loaded, LoadError> {
                 }
             }
         }
+        octal_modes(&mut doc, &sources[sources.len() - 1].text);
         let mut path = Vec::new();
         interpolate_value(&mut doc, &vars, &mut path)
             .map_err(|(path, reason)| locate(&sources, &path, reason))?;
@@ -296,6 +297,50 @@ pub fn load(files: &[PathBuf]) -> Result<Loaded, LoadError> {
         warnings,
         sources,
     })
+}
+
+/// A secret's or config's `mode: 0440` is octal, as YAML 1.1 (docker's
+/// reader) has it; a YAML 1.2 reader takes it as decimal 440. The number
+/// is read again from its line when it was written with a leading zero.
+fn octal_modes(doc: &mut Value, text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(Value::Mapping(services)) = doc.get_mut("services") else {
+        return;
+    };
+    for (svc, body) in services.iter_mut() {
+        let svc = scalar_text(svc);
+        for kind in ["secrets", "configs"] {
+            let Some(Value::Sequence(refs)) = body.get_mut(kind) else {
+                continue;
+            };
+            for (i, r) in refs.iter_mut().enumerate() {
+                // serde_norway reads `0400` as the string "0400", `400` as a number.
+                let Some(mode @ (Value::Number(_) | Value::String(_))) = r.get_mut("mode") else {
+                    continue;
+                };
+                let path = [svc.clone(), kind.into(), i.to_string(), "mode".into()];
+                let path: Vec<String> = std::iter::once("services".to_string())
+                    .chain(path)
+                    .collect();
+                let Some(line) = line_of(text, &path).and_then(|l| lines.get(l - 1)) else {
+                    continue;
+                };
+                let Some((_, written)) = line.split_once("mode:") else {
+                    continue;
+                };
+                let written = written.split('#').next().unwrap_or("").trim();
+                let digits = written
+                    .strip_prefix("0o")
+                    .or_else(|| written.strip_prefix('0'));
+                if let Some(n) = digits
+                    .filter(|d| !d.is_empty())
+                    .and_then(|d| u64::from_str_radix(d, 8).ok())
+                {
+                    *mode = Value::from(n);
+                }
+            }
+        }
+    }
 }
 
 fn scalar_text(v: &Value) -> String {
