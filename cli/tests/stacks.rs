@@ -27,8 +27,9 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// The stack: a web tier behind a published port that depends on a db
-/// with a secret and a config, and a one-shot job.
+/// The stack: a web tier behind a published port, which waits for a
+/// healthy api, which waits for a db with a secret and a config; an agent
+/// on every node, and a one-shot job.
 fn compose(echo: &str, web_print: &str, with_job: bool) -> String {
     let mut text = format!(
         r#"version: "3.8"
@@ -44,10 +45,21 @@ services:
     environment:
       GREETING: ${{GREETING}}
     deploy:
-      replicas: 2
+      replicas: 3
       update_config:
         parallelism: 1
         order: start-first
+    depends_on:
+      api:
+        condition: service_healthy
+  api:
+    <<: *proc
+    image: {echo}
+    command: ["--port", "9000"]
+    healthcheck:
+      test: python3 -c "import socket; socket.create_connection(('127.0.0.1', 9000), 1)"
+      interval: 200ms
+      retries: 2
     depends_on: [db]
   db:
     <<: *proc
@@ -57,6 +69,12 @@ services:
     configs:
       - source: conf
         target: /etc/db.conf
+        mode: 0440
+  agent:
+    <<: *proc
+    image: {echo}
+    deploy:
+      mode: global
 networks:
   default: {{}}
 secrets:
@@ -78,9 +96,27 @@ configs:
     text
 }
 
+/// When the first task of `service` started running.
+fn first_running(d: &Daemon, service: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    d.tasks(service)
+        .iter()
+        .filter(|t| t["Status"]["State"] == "running")
+        .filter_map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t["Status"]["Timestamp"].as_str()?).ok()
+        })
+        .min()
+        .expect("a running task")
+}
+
+/// When `service` was created.
+fn created(d: &Daemon, service: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    let at = d.ok(&["service", "inspect", "--format", "{{.CreatedAt}}", service]);
+    chrono::DateTime::parse_from_rfc3339(at.trim()).expect("CreatedAt")
+}
+
 #[test]
 fn deploy_redeploy_prune_and_rm() {
-    let nodes = cluster(1, 0, &[]);
+    let nodes = cluster(1, 2, &[]);
     let m = &nodes[0];
     let dir = m.dir.path().join("stack");
     std::fs::create_dir_all(&dir).expect("dir");
@@ -108,21 +144,55 @@ fn deploy_redeploy_prune_and_rm() {
     ] {
         assert!(out.contains(line), "{line:?} missing from:\n{out}");
     }
-    // depends_on: db was created, and running, before web.
-    let db_at = out.find("Creating service app_db").expect("db");
-    let web_at = out.find("Creating service app_web").expect("web");
-    assert!(db_at < web_at, "{out}");
+    // depends_on: db running before api was created, api healthy before web.
+    let at = |line: &str| {
+        out.find(line)
+            .unwrap_or_else(|| panic!("{line:?} in {out}"))
+    };
+    assert!(
+        at("Creating service app_db") < at("Creating service app_api"),
+        "{out}"
+    );
+    assert!(
+        at("Creating service app_api") < at("Creating service app_web"),
+        "{out}"
+    );
     assert!(
         out.contains("Waiting for service app_db to be running"),
         "{out}"
     );
+    assert!(
+        out.contains("Waiting for service app_api to be healthy"),
+        "{out}"
+    );
+    assert!(first_running(m, "app_db") <= created(m, "app_api"));
+    assert!(first_running(m, "app_api") <= created(m, "app_web"));
+    // The job ended as completed (the deploy returned), the agent runs on all 3 nodes.
+    let once = m.ok(&[
+        "service",
+        "ls",
+        "--filter",
+        "name=app_once",
+        "--format",
+        "{{.Replicas}}",
+    ]);
+    assert!(once.contains("(2/2 completed)"), "{once}");
+    let agent = m.ok(&[
+        "service",
+        "ls",
+        "--filter",
+        "name=app_agent",
+        "--format",
+        "{{.Replicas}}",
+    ]);
+    assert_eq!(agent.trim(), "3/3");
 
     let ls = m.ok(&["stack", "ls"]);
     assert_eq!(
         ls.lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
             .collect::<Vec<_>>(),
-        vec![vec!["NAME", "SERVICES"], vec!["app", "3"]],
+        vec![vec!["NAME", "SERVICES"], vec!["app", "5"]],
         "{ls}"
     );
     let services = m.ok(&["stack", "services", "app"]);
@@ -177,6 +247,7 @@ fn deploy_redeploy_prune_and_rm() {
         "{plan}"
     );
     assert!(plan.contains("Service app_db is up to date"), "{plan}");
+    assert!(plan.contains("Service app_api is up to date"), "{plan}");
     assert_eq!(version(m, "app_web"), web);
     // Deployed: only web's spec version moves.
     let out = m.ok(&["stack", "deploy", "-c", &file, "app"]);
