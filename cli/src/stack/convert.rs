@@ -832,10 +832,10 @@ fn service(
             .map(|u| wire::ServiceSpecRollbackConfig {
                 parallelism: u.parallelism,
                 delay: u.delay,
-                failure_action: u.failure_action.and_then(|a| wire::word(&a.to_string())),
+                failure_action: u.failure_action.and_then(|a| wire::word(a.as_ref())),
                 monitor: u.monitor,
                 max_failure_ratio: u.max_failure_ratio,
-                order: u.order.and_then(|o| wire::word(&o.to_string())),
+                order: u.order.and_then(|o| wire::word(o.as_ref())),
             }),
             ..Default::default()
         },

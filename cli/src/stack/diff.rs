@@ -51,9 +51,9 @@ fn walk(old: &Value, new: &Value, path: String, out: &mut Vec<String>) {
                 );
             }
         }
-        (Value::Object(a), n) if empty(n) => {
-            walk(old, &Value::Object(Default::default()), path, out);
-            let _ = a;
+        // An object against nothing: each of its leaves against nothing.
+        (Value::Object(_), n) if empty(n) => {
+            walk(old, &Value::Object(Default::default()), path, out)
         }
         (o, Value::Object(_)) if empty(o) => {
             walk(&Value::Object(Default::default()), new, path, out)

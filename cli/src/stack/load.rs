@@ -208,7 +208,7 @@ pub fn load(files: &[PathBuf]) -> Result<Loaded, LoadError> {
                 reason: "top-level object must be a mapping".into(),
             });
         };
-        let this_version = top.get("version").map(|v| scalar_text(v));
+        let this_version = top.get("version").map(scalar_text);
         if let (Some(a), Some(b)) = (&version, &this_version) {
             if a != b {
                 return Err(LoadError {
