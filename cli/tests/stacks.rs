@@ -327,6 +327,12 @@ fn bad_files_are_refused_and_nothing_is_created() {
             ":4: compose file contains unsupported options:",
         ),
         (
+            // The attack: a few lines that expand to billions of nodes.
+            "alias bomb",
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\ni: [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]\n".into(),
+            "repetition limit exceeded",
+        ),
+        (
             "syntax",
             "services:\n  a:\n    image: [x\n".into(),
             "bad.yml:",
