@@ -322,6 +322,11 @@ fn bad_files_are_refused_and_nothing_is_created() {
             ":3: services.a.image: required variable IMAGE is missing a value: set IMAGE to the image to run",
         ),
         (
+            "depends_on cycle",
+            "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [a]\n".into(),
+            ":4: services.a.depends_on: a cycle among services [\"a\", \"b\"]",
+        ),
+        (
             "forbidden key",
             "services:\n  a:\n    image: x\n    extends: b\n".into(),
             ":4: compose file contains unsupported options:",

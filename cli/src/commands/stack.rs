@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use shoal_node::api::wire;
 
-use super::service_view::{self, TaskList, DESIRED_STATES, TASK_FILTERS};
+use super::service_view::{self, TaskList, TaskTableArgs, DESIRED_STATES, TASK_FILTERS};
 use crate::client::{enc, Client};
 use crate::filter::Filters;
 use crate::output::{print_rows, ListArgs, Row};
@@ -77,18 +77,8 @@ pub struct ServicesArgs {
 
 #[derive(Args)]
 pub struct StackPsArgs {
-    /// Only display task IDs
-    #[arg(short, long)]
-    quiet: bool,
-    /// Format output: table, json, or a Go template like '{{.Name}}'
-    #[arg(long)]
-    format: Option<String>,
-    /// Filter output based on conditions provided
-    #[arg(short, long = "filter")]
-    filter: Vec<String>,
-    /// Do not truncate output
-    #[arg(long)]
-    no_trunc: bool,
+    #[command(flatten)]
+    table: TaskTableArgs,
     /// Do not map IDs to Names (accepted; names are shown)
     #[arg(long)]
     no_resolve: bool,
@@ -185,12 +175,13 @@ async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ps(client: &Client, a: StackPsArgs) -> anyhow::Result<()> {
+async fn ps(client: &Client, p: StackPsArgs) -> anyhow::Result<()> {
+    let a = &p.table;
     let filters = Filters::parse(&a.filter, TASK_FILTERS)?;
     filters.check_values("desired-state", DESIRED_STATES)?;
-    let services = stack_services(client, &a.stack).await?;
+    let services = stack_services(client, &p.stack).await?;
     if services.is_empty() {
-        eprintln!("Nothing found in stack: {}", a.stack);
+        eprintln!("Nothing found in stack: {}", p.stack);
         return Ok(());
     }
     let nodes: Vec<wire::Node> = client.get_as("/nodes").await?;
@@ -202,7 +193,7 @@ async fn ps(client: &Client, a: StackPsArgs) -> anyhow::Result<()> {
             .await?;
         list.add(tasks, &nodes, &filters, a.no_trunc);
     }
-    let _ = a.no_resolve;
+    let _ = p.no_resolve;
     list.print(a.quiet, a.format.as_deref())?;
     Ok(())
 }

@@ -43,6 +43,8 @@ pub struct Plan {
     pub services: BTreeMap<String, wire::ServiceSpec>,
     /// Each service's dependencies, and whether each must be healthy.
     pub depends_on: BTreeMap<String, Vec<(String, bool)>>,
+    /// The services in creation order: each after those it depends on.
+    pub order: Vec<String>,
 }
 
 pub fn scope(stack: &str, name: &str) -> String {
@@ -81,6 +83,7 @@ pub fn plan(l: &Loaded, stack: &str) -> Result<Plan, LoadError> {
         external_configs: Vec::new(),
         services: BTreeMap::new(),
         depends_on: BTreeMap::new(),
+        order: Vec::new(),
     };
     // Networks the services use.
     let mut used = std::collections::BTreeSet::new();
@@ -213,7 +216,37 @@ pub fn plan(l: &Loaded, stack: &str) -> Result<Plan, LoadError> {
         plan.depends_on.insert(name.clone(), deps);
         plan.services.insert(name.clone(), spec);
     }
+    plan.order = order(&plan.depends_on).map_err(|left| {
+        let first = left.first().cloned().unwrap_or_default();
+        l.error_at(
+            &p(&["services", &first, "depends_on"]),
+            format!("services.{first}.depends_on: a cycle among services {left:?}"),
+        )
+    })?;
     Ok(plan)
+}
+
+/// The services in creation order, each after those it depends on; or
+/// the services caught in a cycle.
+fn order(depends_on: &BTreeMap<String, Vec<(String, bool)>>) -> Result<Vec<String>, Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    while out.len() < depends_on.len() {
+        let ready: Vec<String> = depends_on
+            .iter()
+            .filter(|(n, _)| !out.contains(n))
+            .filter(|(_, deps)| deps.iter().all(|(d, _)| out.contains(d)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if ready.is_empty() {
+            return Err(depends_on
+                .keys()
+                .filter(|n| !out.contains(n))
+                .cloned()
+                .collect());
+        }
+        out.extend(ready);
+    }
+    Ok(out)
 }
 
 fn read_object(path: &std::path::Path) -> Result<Vec<u8>, String> {

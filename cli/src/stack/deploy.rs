@@ -103,38 +103,6 @@ async fn find(client: &Client, kind: &str, name: &str) -> anyhow::Result<Option<
     }
 }
 
-/// The services in creation order: each after those it depends on.
-fn order(plan: &Plan) -> anyhow::Result<Vec<String>> {
-    let mut done: BTreeSet<String> = BTreeSet::new();
-    let mut out = Vec::new();
-    while out.len() < plan.services.len() {
-        let ready: Vec<String> = plan
-            .services
-            .keys()
-            .filter(|n| !done.contains(*n))
-            .filter(|n| {
-                plan.depends_on
-                    .get(*n)
-                    .is_none_or(|d| d.iter().all(|(dep, _)| done.contains(dep)))
-            })
-            .cloned()
-            .collect();
-        if ready.is_empty() {
-            let left: Vec<&String> = plan
-                .services
-                .keys()
-                .filter(|n| !done.contains(*n))
-                .collect();
-            return Err(anyhow!("depends_on has a cycle among services {left:?}"));
-        }
-        for n in ready {
-            done.insert(n.clone());
-            out.push(n);
-        }
-    }
-    Ok(out)
-}
-
 /// The spec as the cluster would store it: what the daemon's parser and
 /// renderer make of it, with networks named by id as the daemon keeps
 /// them, so a spec sent and a spec read compare equal.
@@ -294,7 +262,7 @@ pub async fn deploy(client: &Client, plan: Plan, o: &Options) -> anyhow::Result<
         }
     }
     let mut ids = Vec::new();
-    for short in order(&plan)? {
+    for short in plan.order.clone() {
         let name = convert::scope(stack, &short);
         let mut spec = plan.services[&short].clone();
         resolve_refs(client, &mut spec, o.dry_run)
@@ -302,7 +270,7 @@ pub async fn deploy(client: &Client, plan: Plan, o: &Options) -> anyhow::Result<
             .map_err(|e| anyhow!("service {short}: {e}"))?;
         if let Some(svc) = existing.get(&name) {
             let current = svc.spec.clone().unwrap_or_default();
-            let id = svc.docker.id.clone().unwrap_or_default();
+            let (id, version) = crate::commands::update::id_and_version(svc);
             // As docker's client: the image as the cluster has it when the
             // file names the same one, and the force-update counter kept.
             let same_image = spec.docker.labels.as_ref().and_then(|l| l.get(LABEL_IMAGE))
@@ -338,12 +306,6 @@ pub async fn deploy(client: &Client, plan: Plan, o: &Options) -> anyhow::Result<
                 continue;
             }
             println!("Updating service {name} (id: {id})");
-            let version = svc
-                .docker
-                .version
-                .as_ref()
-                .and_then(|v| v.index)
-                .unwrap_or(0);
             let _: wire::ServiceUpdateResponse = client
                 .post_as(
                     &format!("/services/{}/update?version={version}", enc(&id)),

@@ -5,16 +5,7 @@
 
 use serde_json::Value;
 
-fn empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.values().all(empty),
-    }
-}
+use shoal_node::api::unhonoured::is_empty as empty;
 
 fn show(v: &Value) -> String {
     if empty(v) {
