@@ -10,6 +10,7 @@ mod mount;
 mod output;
 mod pretty;
 mod publish;
+mod stack;
 mod template;
 mod usage;
 
@@ -71,6 +72,9 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCmd),
+    /// Manage Swarm stacks
+    #[command(subcommand)]
+    Stack(commands::stack::StackCmd),
     /// Manage Swarm secrets
     #[command(subcommand)]
     Secret(commands::secret::ObjectCmd),
@@ -169,6 +173,7 @@ fn main() -> ExitCode {
             Command::Network(cmd) => {
                 commands::network::run(&client::Client::new(&host)?, cmd).await
             }
+            Command::Stack(cmd) => commands::stack::run(&client::Client::new(&host)?, cmd).await,
             Command::Completion { .. } => Ok(()),
         }
     });

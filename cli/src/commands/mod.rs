@@ -12,6 +12,7 @@ pub mod secret;
 pub mod service;
 pub mod service_view;
 pub mod since;
+pub mod stack;
 pub mod swarm;
 pub mod swarm_lock;
 pub mod update;

@@ -32,18 +32,8 @@ pub enum NodeCmd {
 
 #[derive(Args)]
 pub struct PsArgs {
-    /// Only display task IDs
-    #[arg(short, long)]
-    quiet: bool,
-    /// Format output: table, json, or a Go template like '{{.Name}}'
-    #[arg(long)]
-    format: Option<String>,
-    /// Filter output based on conditions provided
-    #[arg(short, long = "filter")]
-    filter: Vec<String>,
-    /// Do not truncate output
-    #[arg(long)]
-    no_trunc: bool,
+    #[command(flatten)]
+    table: super::service_view::TaskTableArgs,
     /// Node IDs or hostnames ("self", the default, for this node)
     nodes: Vec<String>,
 }
@@ -277,15 +267,16 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
             update_spec(client, &node, &spec).await?;
             println!("{}", a.node);
         }
-        NodeCmd::Ps(a) => {
+        NodeCmd::Ps(p) => {
+            let a = &p.table;
             let filters = Filters::parse(&a.filter, TASK_FILTERS)?;
             filters.check_values("desired-state", DESIRED_STATES)?;
             let nodes: Vec<wire::Node> = client.get_as("/nodes").await?;
             let tasks: Vec<wire::Task> = client.get_as("/tasks").await?;
-            let names = if a.nodes.is_empty() {
+            let names = if p.nodes.is_empty() {
                 vec!["self".to_string()]
             } else {
-                a.nodes.clone()
+                p.nodes.clone()
             };
             let mut list = TaskList::default();
             let mut missing = false;

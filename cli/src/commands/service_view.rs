@@ -17,20 +17,27 @@ use crate::output::{
 /// docker's limit for the ERROR column unless --no-trunc.
 const MAX_ERROR: usize = 30;
 
+/// The flags of a task table: `service ps`, `node ps`, `stack ps`.
 #[derive(Args)]
-pub struct PsArgs {
+pub struct TaskTableArgs {
     /// Only display task IDs
     #[arg(short, long)]
-    quiet: bool,
+    pub quiet: bool,
     /// Format output: table, json, or a Go template like '{{.Name}}'
     #[arg(long)]
-    format: Option<String>,
+    pub format: Option<String>,
     /// Filter output based on conditions provided
     #[arg(short, long = "filter")]
-    filter: Vec<String>,
+    pub filter: Vec<String>,
     /// Do not truncate output
     #[arg(long)]
-    no_trunc: bool,
+    pub no_trunc: bool,
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    #[command(flatten)]
+    table: TaskTableArgs,
     #[arg(required = true)]
     services: Vec<String>,
 }
@@ -184,11 +191,12 @@ pub async fn ls(client: &Client, a: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn ps(client: &Client, a: PsArgs) -> anyhow::Result<()> {
+pub async fn ps(client: &Client, p: PsArgs) -> anyhow::Result<()> {
+    let a = &p.table;
     let filters = Filters::parse(&a.filter, TASK_FILTERS)?;
     filters.check_values("desired-state", DESIRED_STATES)?;
     let nodes: Vec<wire::Node> = client.get_as("/nodes").await?;
-    let (services, missing) = lookup_all(client, &a.services).await?;
+    let (services, missing) = lookup_all(client, &p.services).await?;
     let mut list = TaskList::default();
     for svc in &services {
         let tasks: Vec<wire::Task> = client

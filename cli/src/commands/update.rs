@@ -598,7 +598,7 @@ impl UpdateArgs {
 }
 
 /// A service's id and version, as `GET /services/{id}` gave them.
-fn id_and_version(svc: &wire::Service) -> (String, i64) {
+pub(crate) fn id_and_version(svc: &wire::Service) -> (String, i64) {
     let id = svc.docker.id.clone().unwrap_or_default();
     let version = svc
         .docker

@@ -14,7 +14,7 @@ mod ports;
 pub mod secrets;
 pub mod server;
 mod typed;
-mod unhonoured;
+pub mod unhonoured;
 pub mod version;
 pub mod views;
 mod volumes;

@@ -162,7 +162,8 @@ pub fn canonical_case(v: &mut Value) {
     }
 }
 
-fn is_empty(v: &Value) -> bool {
+/// Whether a JSON value says nothing: null, false, 0, "", [], or an object of such.
+pub fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::Bool(b) => !b,
