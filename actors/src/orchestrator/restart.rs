@@ -169,10 +169,16 @@ mod tests {
             })
             .collect();
         let secs = |s: u64| Some(Duration::from_secs(s));
-        assert_eq!(waits, vec![secs(1), secs(2), secs(4), secs(32), secs(60), secs(60)]);
+        assert_eq!(
+            waits,
+            vec![secs(1), secs(2), secs(4), secs(32), secs(60), secs(60)]
+        );
         // A task's own failure keeps the restart delay (0 here): no backoff.
         let own = task(TaskState::Failed, now, vec![]);
-        assert!(matches!(decide(&p, &own, now), SlotDecision::Restart { .. }));
+        assert!(matches!(
+            decide(&p, &own, now),
+            SlotDecision::Restart { .. }
+        ));
         // The count grows with each node fault in a row and starts over after any other end.
         let mut faulted = task(TaskState::Failed, now, vec![]);
         faulted.status.node_fault = true;

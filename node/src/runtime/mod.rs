@@ -220,8 +220,8 @@ impl Runtime {
         let sandbox = tokio::task::spawn_blocking(move || {
             crate::sandbox::Sandbox::open(&data_dir, max_sandboxes)
         })
-            .await
-            .map_err(|e| NodeError::Actors(e.to_string()))?;
+        .await
+        .map_err(|e| NodeError::Actors(e.to_string()))?;
         let sandbox_unavailable = sandbox.as_ref().err().map(|e| e.to_string());
         if let Some(why) = &sandbox_unavailable {
             tracing::warn!(reason = %why, "tasks cannot get a network of their own on this node: only --network host tasks run here");
