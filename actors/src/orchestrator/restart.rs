@@ -23,7 +23,7 @@ pub enum SlotDecision {
 /// The first wait after a node fault, when the restart delay is shorter.
 const NODE_FAULT_BASE: Duration = Duration::from_secs(1);
 /// The longest a node fault makes a slot wait (unless its restart delay is longer).
-pub const NODE_FAULT_CAP: Duration = Duration::from_secs(60);
+const NODE_FAULT_CAP: Duration = Duration::from_secs(60);
 
 /// How long a slot waits after `last` ended: the restart delay, or, when
 /// `last` failed for a node fault (its node could not make its sandbox),
