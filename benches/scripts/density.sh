@@ -55,10 +55,14 @@ while not os.path.exists(stop):
 print(f"{worst*1000:.0f}")
 PY
 }
+# This node's task namespaces and the veths of the service's tasks (listed
+# in $dir/ids): other daemons on the host have veths of their own.
 leftovers() {
-    local ns veths
+    local ns veths=0 id
     ns=$(ls /run/netns 2>/dev/null | grep -c "^shn$tag-" || true)
-    veths=$(ip -o link show 2>/dev/null | grep -c ": shv" || true)
+    while read -r id; do
+        [ -e "/sys/class/net/shv${id:0:12}" ] && veths=$((veths + 1))
+    done <"$dir/ids"
     echo $((ns + veths))
 }
 
@@ -87,6 +91,7 @@ for n in "${NS[@]}"; do
     else
         echo "N=$n: only $(running) running after $took s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), failed tasks $failed, worst /_ping $(cat "$dir/ping") ms"
     fi
+    "$SHOAL" service ps density -q --no-trunc >"$dir/ids" 2>/dev/null || true
     t0=$(now)
     "$SHOAL" service rm density >/dev/null
     for _ in $(seq 6000); do [ "$(leftovers)" = 0 ] && break; sleep 0.1; done
