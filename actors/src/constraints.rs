@@ -34,6 +34,10 @@ pub struct Machine {
     pub confinement: Box<Confinement>,
     /// Named resources it declares (`shoal daemon --node-generic-resource`).
     pub generic_resources: Vec<GenericResource>,
+    /// How many tasks with a network sandbox of their own it holds at once
+    /// (its task addresses, or `shoal daemon --max-sandboxes`); `None`: it
+    /// does not say, and only its failures tell.
+    pub max_sandboxes: Option<u64>,
 }
 
 /// docker's `GenericResource`: a node declares `gpu=2` (two of a kind,

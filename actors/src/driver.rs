@@ -67,6 +67,15 @@ pub enum DriverError {
         #[source]
         cause: Cause,
     },
+    /// The node could not prepare what any task needs there (its network
+    /// sandbox, its confinement): FAILED, marked a node fault, so the
+    /// slot's next task backs off (`orchestrator/restart.rs`).
+    #[error("{what}: {cause}")]
+    NodeFaultBy {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
 }
 
 impl DriverError {
@@ -88,6 +97,21 @@ impl DriverError {
             what: what.into(),
             cause: Arc::new(cause),
         }
+    }
+
+    pub fn node_fault_by(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        DriverError::NodeFaultBy {
+            what: what.into(),
+            cause: Arc::new(cause),
+        }
+    }
+
+    /// Whether the node, not the task, is why it failed.
+    pub fn is_node_fault(&self) -> bool {
+        matches!(self, DriverError::NodeFaultBy { .. })
     }
 
     /// Whether the task can never run here (REJECTED) rather than failed this once.

@@ -695,6 +695,10 @@ pub struct TaskStatus {
     pub pid: Option<u32>,
     /// What the task's health check says (`None`: it has none).
     pub health: Option<Health>,
+    /// It failed because its node could not prepare what every task needs
+    /// there (its network sandbox, its confinement), not because of the task
+    /// itself: the slot's next task backs off (`orchestrator/restart.rs`).
+    pub node_fault: bool,
 }
 
 impl TaskStatus {
@@ -725,6 +729,9 @@ pub struct Task {
     pub status: TaskStatus,
     /// When earlier tasks of this slot were restarted, for `max_attempts` within `window`.
     pub restart_history: Vec<DateTime<Utc>>,
+    /// How many tasks of this slot in a row before it failed for a node
+    /// fault (`TaskStatus::node_fault`): the exponent of its backoff.
+    pub node_faults: u32,
     /// When the task was first reported RUNNING (the updater's monitor
     /// period counts from here).
     pub started_at: Option<DateTime<Utc>>,
@@ -785,6 +792,7 @@ impl Task {
                 ..Default::default()
             },
             restart_history: history,
+            node_faults: 0,
             started_at: None,
             attachments: Vec::new(),
             created_at: now,
@@ -813,6 +821,7 @@ pub(crate) fn sample_task(state: TaskState, at: DateTime<Utc>) -> Task {
             ..Default::default()
         },
         restart_history: Vec::new(),
+        node_faults: 0,
         started_at: None,
         attachments: Vec::new(),
         created_at: at,

@@ -402,6 +402,42 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        name: "a slot whose node cannot start its tasks backs off exponentially, not at the restart delay",
+        workers: 0,
+        run: |h| {
+            h.nodes[0]
+                .driver
+                .behave("netless", Behaviour::NodeFault("no free address".into()));
+            // Restart delay 0: without the backoff, a new task every pass.
+            h.create_service(Harness::spec("netless", 1, "netless"))
+                .expect("create");
+            h.advance(Duration::from_secs(40));
+            let starts = h.nodes[0]
+                .driver
+                .calls()
+                .iter()
+                .filter(|c| matches!(c, DriverCall::Start(_)))
+                .count();
+            // Waits of 1, 2, 4, 8 and 16 s fit in 40 s: 6 starts, give or
+            // take the time each task takes to be placed and fail.
+            assert!((5..=7).contains(&starts), "{starts} starts in 40 s");
+            let newest = h.tasks("netless").into_iter().max_by_key(|t| t.created_at);
+            let newest = newest.expect("a task");
+            assert!(newest.node_faults >= 4, "{}", newest.node_faults);
+            let failed = h
+                .tasks("netless")
+                .into_iter()
+                .find(|t| t.status.state == TaskState::Failed)
+                .expect("a failed task");
+            assert!(failed.status.node_fault, "{:?}", failed.status);
+            assert!(
+                failed.status.err.as_deref().is_some_and(|e| e.contains("no free address")),
+                "{:?}",
+                failed.status
+            );
+        },
+    },
+    Case {
         name: "a task actor restarted while its start is under way does not fail the task as lost",
         workers: 0,
         run: |h| {

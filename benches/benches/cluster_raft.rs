@@ -104,6 +104,7 @@ fn start_cluster() -> Cluster {
                 timings: Timings::default(),
                 cert_validity: Duration::from_secs(90 * 24 * 3600),
                 generic_resources: Vec::new(),
+                max_sandboxes: None,
             };
             nodes.push(Node::start(config).await.expect("start a node"));
         }

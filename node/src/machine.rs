@@ -33,6 +33,8 @@ pub fn describe() -> Machine {
                 confinement: Default::default(),
                 // Filled in by the runtime (`NodeConfig::generic_resources`).
                 generic_resources: Vec::new(),
+                // Filled in by the runtime (`Sandbox::capacity`).
+                max_sandboxes: None,
             }
         })
         .clone()

@@ -247,6 +247,7 @@ mod tests {
             desired_state: TaskState::Running,
             status: TaskStatus::new(TaskState::Assigned, "assigned"),
             restart_history: Vec::new(),
+            node_faults: 0,
             started_at: None,
             attachments: Vec::new(),
             created_at: chrono::DateTime::UNIX_EPOCH,

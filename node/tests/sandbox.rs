@@ -85,7 +85,7 @@ fn two_tasks_bind_the_same_port_in_their_own_namespaces_and_nothing_is_left() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let _clean = Cleanup(dir.path().to_path_buf());
-    let sb = Sandbox::open(dir.path()).expect("open");
+    let sb = Sandbox::open(dir.path(), None).expect("open");
     let a = sb.prepare("aaaaaaaaaaaaaaaaaaaaaaaaa", &[]).expect("a");
     let b = sb.prepare("bbbbbbbbbbbbbbbbbbbbbbbbb", &[]).expect("b");
     assert_ne!(a.addr, b.addr);
@@ -99,7 +99,7 @@ fn two_tasks_bind_the_same_port_in_their_own_namespaces_and_nothing_is_left() {
     // A daemon killed now leaves its namespaces: the next open removes them.
     drop(sb);
     assert!(a.netns.exists());
-    let sb = Sandbox::open(dir.path()).expect("reopen");
+    let sb = Sandbox::open(dir.path(), None).expect("reopen");
     assert!(!a.netns.exists() && !b.netns.exists(), "leftovers removed");
     let c = sb.prepare("ccccccccccccccccccccccccc", &[]).expect("c");
     sb.release("ccccccccccccccccccccccccc");
@@ -133,7 +133,7 @@ fn sandboxes_made_and_removed_per_second() {
         .unwrap_or(200);
     let dir = tempfile::tempdir().expect("tmp");
     let _clean = Cleanup(dir.path().to_path_buf());
-    let sb = Sandbox::open(dir.path()).expect("open");
+    let sb = Sandbox::open(dir.path(), None).expect("open");
     // Names come from the first 12 characters of an id: those differ.
     let ids: Vec<String> = (0..n).map(|i| format!("{i:012}abcdefghijklm")).collect();
     let t = Instant::now();

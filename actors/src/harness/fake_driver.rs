@@ -24,6 +24,9 @@ pub enum Behaviour {
     ExitAfter { after: Duration, code: i32 },
     /// `start` fails: the task is REJECTED.
     Reject(String),
+    /// `start` fails for a node fault (as a sandbox the node cannot make):
+    /// the task is FAILED and its slot backs off.
+    NodeFault(String),
     /// `start` never returns.
     Hang,
     /// `start` takes `after` (on the harness's clock), then the task runs;
@@ -178,6 +181,12 @@ impl Driver for FakeDriver {
         }
         match behaviour {
             Behaviour::Reject(why) => Box::pin(async move { Err(DriverError::Rejected(why)) }),
+            Behaviour::NodeFault(why) => Box::pin(async move {
+                Err(DriverError::node_fault_by(
+                    "cannot set up the task's network",
+                    std::io::Error::other(why),
+                ))
+            }),
             Behaviour::Hang => Box::pin(std::future::pending()),
             Behaviour::StartAfter(after) => {
                 inner.starting.insert(id.clone());

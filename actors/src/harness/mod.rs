@@ -942,5 +942,6 @@ pub fn fake_machine() -> crate::constraints::Machine {
         engine_labels: Default::default(),
         confinement: Default::default(),
         generic_resources: Vec::new(),
+        max_sandboxes: None,
     }
 }

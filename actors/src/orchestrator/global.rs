@@ -105,12 +105,17 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>, job: boo
         match last {
             None => create.push(new_task(svc, &node.id, Vec::new(), now)),
             Some(last) => match decide(&template.restart_policy, last, now) {
-                SlotDecision::Restart { history } => {
+                SlotDecision::Restart {
+                    history,
+                    node_faults,
+                } => {
                     updates.push(TaskUpdate::Desired {
                         task_id: last.id.clone(),
                         state: TaskState::Shutdown,
                     });
-                    create.push(new_task(svc, &node.id, history, now));
+                    let mut next = new_task(svc, &node.id, history, now);
+                    next.node_faults = node_faults;
+                    create.push(next);
                 }
                 SlotDecision::Wait(d) => {
                     plan.retry_in = Some(plan.retry_in.map_or(d, |r| r.min(d)));

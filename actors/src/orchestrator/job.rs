@@ -80,15 +80,18 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
             .iter()
             .rev()
             .find(|t| t.desired_state <= TaskState::Running);
-        let history = match last {
-            None => Some(Vec::new()),
+        let next = match last {
+            None => Some((Vec::new(), 0)),
             Some(last) => match decide(&template.restart_policy, last, now) {
-                SlotDecision::Restart { history } => {
+                SlotDecision::Restart {
+                    history,
+                    node_faults,
+                } => {
                     updates.push(TaskUpdate::Desired {
                         task_id: last.id.clone(),
                         state: TaskState::Shutdown,
                     });
-                    Some(history)
+                    Some((history, node_faults))
                 }
                 SlotDecision::Wait(d) => {
                     plan.retry_in = Some(plan.retry_in.map_or(d, |r| r.min(d)));
@@ -103,8 +106,10 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
                 }
             },
         };
-        if let Some(history) = history {
-            create.push(Task::for_slot(svc, slot, history, TaskState::Running, now));
+        if let Some((history, node_faults)) = next {
+            let mut task = Task::for_slot(svc, slot, history, TaskState::Running, now);
+            task.node_faults = node_faults;
+            create.push(task);
             active += 1;
         }
     }

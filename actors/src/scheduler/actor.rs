@@ -159,7 +159,7 @@ fn request(
         service_id: t.service_id.clone(),
         spec_version: t.spec_version,
         driver: t.spec.driver.clone(),
-        needs_sandbox: t.spec.driver == "process" && !t.spec.host_network(),
+        needs_sandbox: needs_sandbox(t),
         process_limits: (t.spec.driver == "process").then(|| limit_flags(&t.spec.resources)),
         host_ports: host_ports(state, t),
         constraints,
@@ -171,6 +171,12 @@ fn request(
         node: t.node_id.clone(),
         prefer,
     }
+}
+
+/// Whether the task holds a network sandbox on its node: a process task
+/// off the node's network.
+fn needs_sandbox(t: &crate::model::Task) -> bool {
+    t.spec.driver == "process" && !t.spec.host_network()
 }
 
 /// The units of each kind of generic resource a task reserves.
@@ -192,11 +198,13 @@ struct Counted {
     nano_cpus: u64,
     memory_bytes: u64,
     generic: Vec<(String, u64)>,
+    sandboxed: bool,
 }
 
 #[derive(Default, Clone)]
 struct NodeLoad {
     total: usize,
+    sandboxes: usize,
     services: HashMap<String, usize>,
     nano_cpus: u64,
     memory_bytes: u64,
@@ -236,9 +244,11 @@ impl Loads {
                     nano_cpus: t.spec.resources.reserve_nano_cpus,
                     memory_bytes: t.spec.resources.reserve_memory_bytes,
                     generic: generic_units(&t.spec.resources),
+                    sandboxed: needs_sandbox(t),
                 };
                 let load = self.nodes.entry(c.node.clone()).or_default();
                 load.total += 1;
+                load.sandboxes += usize::from(c.sandboxed);
                 match load.services.get_mut(&c.service) {
                     Some(n) => *n += 1,
                     None => {
@@ -261,6 +271,7 @@ impl Loads {
                     return;
                 };
                 load.total = load.total.saturating_sub(1);
+                load.sandboxes = load.sandboxes.saturating_sub(usize::from(c.sandboxed));
                 if let Some(n) = load.services.get_mut(&c.service) {
                     *n = n.saturating_sub(1);
                     if *n == 0 {
@@ -310,6 +321,7 @@ impl Loads {
                     c.reserved_nano_cpus = load.nano_cpus;
                     c.reserved_memory_bytes = load.memory_bytes;
                     c.reserved_generic = load.generic.clone();
+                    c.sandboxes = load.sandboxes;
                     for (service, n) in &load.services {
                         if let Some(held) = ports.get(service.as_str()) {
                             for _ in 0..*n {

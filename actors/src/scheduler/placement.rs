@@ -34,6 +34,8 @@ pub struct Candidate {
     pub reserved_memory_bytes: u64,
     /// Units of each generic resource kind its tasks reserve.
     pub reserved_generic: std::collections::BTreeMap<String, u64>,
+    /// Its tasks that hold a network sandbox (`Request::needs_sandbox`).
+    pub sandboxes: usize,
 }
 
 impl Candidate {
@@ -51,6 +53,7 @@ impl Candidate {
             reserved_nano_cpus: 0,
             reserved_memory_bytes: 0,
             reserved_generic: Default::default(),
+            sandboxes: 0,
         }
     }
 
@@ -131,6 +134,15 @@ fn over_capacity(c: &Candidate, r: &Request) -> bool {
         })
 }
 
+/// Whether the task needs a sandbox and the node holds as many as it can.
+fn sandboxes_full(c: &Candidate, r: &Request) -> bool {
+    r.needs_sandbox
+        && c.node
+            .machine
+            .max_sandboxes
+            .is_some_and(|max| c.sandboxes as u64 >= max)
+}
+
 const FILTERS: &[Filter] = &[
     Filter {
         rejects: |c, _| c.state != NodeState::Ready,
@@ -172,6 +184,11 @@ const FILTERS: &[Filter] = &[
         rejects: |c, r| r.needs_sandbox && !c.sandbox,
         explain: |n, _| format!("network sandbox unavailable on {n} {}", plural(n)),
         dynamic: false,
+    },
+    Filter {
+        rejects: sandboxes_full,
+        explain: |n, _| format!("no network sandbox left on {n} {}", plural(n)),
+        dynamic: true,
     },
     Filter {
         rejects: |c, r| r.host_ports.iter().any(|p| c.host_ports.contains(p)),
@@ -354,6 +371,9 @@ fn take(node: &mut Candidate, r: &Request) {
         *held = held.saturating_add(*n);
     }
     node.host_ports.extend(r.host_ports.iter().copied());
+    if r.needs_sandbox {
+        node.sandboxes += 1;
+    }
 }
 
 fn no_suitable_node(rejected: &[usize], req: &Request) -> String {
@@ -407,6 +427,7 @@ mod tests {
             reserved_nano_cpus: 0,
             reserved_memory_bytes: 0,
             reserved_generic: Default::default(),
+            sandboxes: 0,
         }
     }
 
@@ -617,6 +638,47 @@ mod tests {
                 reason: "no suitable node (insufficient resources on 1 node)".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_node_takes_no_more_sandboxed_tasks_than_it_says_it_can_hold() {
+        let mut nodes = vec![node("a", &["process"]), node("b", &["process"])];
+        for (n, max) in nodes.iter_mut().zip([2, 1]) {
+            n.node = Arc::new(crate::model::Node {
+                machine: crate::constraints::Machine {
+                    max_sandboxes: Some(max),
+                    ..n.node.machine.clone()
+                },
+                ..(*n.node).clone()
+            });
+        }
+        nodes[0].sandboxes = 1;
+        let sandboxed = |i: usize| Request {
+            needs_sandbox: true,
+            ..req(i, "s", "process")
+        };
+        let placed = place(&[sandboxed(0), sandboxed(1), sandboxed(2)], &mut nodes);
+        let on: Vec<&str> = placed
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Assign { node_id, .. } => Some(node_id.as_str()),
+                Decision::NoSuitableNode { .. } => None,
+            })
+            .collect();
+        assert_eq!(on.len(), 2, "{placed:?}");
+        assert!(on.contains(&"a") && on.contains(&"b"), "{placed:?}");
+        assert_eq!(
+            placed[2],
+            Decision::NoSuitableNode {
+                task_id: "t2".into(),
+                reason: "no suitable node (no network sandbox left on 2 nodes)".into()
+            }
+        );
+        // A task on the node's own network takes no sandbox: it still fits.
+        assert!(matches!(
+            place(&[req(3, "s", "process")], &mut nodes)[..],
+            [Decision::Assign { .. }]
+        ));
     }
 
     #[test]

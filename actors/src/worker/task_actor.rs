@@ -216,6 +216,7 @@ impl Actor for TaskActor {
                             };
                             let mut s = TaskStatus::new(state, state.as_str());
                             s.err = Some(e.to_string());
+                            s.node_fault = e.is_node_fault();
                             st.finish(&myself, s);
                         }
                     }

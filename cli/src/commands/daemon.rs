@@ -60,6 +60,11 @@ pub struct DaemonArgs {
     /// count) or `gpu=GPU-1a2b` (one named unit); repeat for more
     #[arg(long = "node-generic-resource", value_name = "KIND=VALUE", value_parser = generic_resource)]
     node_generic_resources: Vec<shoal_actors::constraints::GenericResource>,
+    /// Hold at most N tasks with a network sandbox of their own at once
+    /// (shoal's own; default: one per address of the node's task subnet,
+    /// 1021); the scheduler keeps further tasks pending
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1021))]
+    max_sandboxes: Option<u16>,
     /// Log filter (also RUST_LOG)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -121,6 +126,7 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
         enable_chaos: a.enable_chaos,
         timings,
         generic_resources: a.node_generic_resources,
+        max_sandboxes: a.max_sandboxes.map(usize::from),
     };
     shoal_node::daemon::run(config, PathBuf::from(socket), metrics)
         .await

@@ -604,6 +604,7 @@ pub fn node(n: &Node, leader: Option<&str>) -> wire::Node {
             network_sandbox: Some(wire::NetworkSandbox {
                 available: n.sandbox_error.is_none(),
                 reason: n.sandbox_error.clone(),
+                max_sandboxes: n.machine.max_sandboxes,
             }),
             // shoal's own: how process tasks are confined there (docs/confinement.md).
             confinement: Some(wire::Confinement {

@@ -308,6 +308,10 @@ pub struct NetworkSandbox {
     pub available: bool,
     #[serde(rename = "Reason", skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// How many tasks with a sandbox the node holds at once
+    /// (`shoal daemon --max-sandboxes`, or its addresses).
+    #[serde(rename = "MaxSandboxes", skip_serializing_if = "Option::is_none")]
+    pub max_sandboxes: Option<u64>,
 }
 
 /// How process tasks are confined on a node (docs/confinement.md).

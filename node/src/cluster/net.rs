@@ -440,7 +440,7 @@ impl Actor for DispatcherProxy {
                     addr: st.lane.args.own_addr.clone(),
                     drivers: node.drivers,
                     sandbox_error: node.sandbox_error,
-                    machine: node.machine,
+                    machine: Box::new(node.machine),
                 };
                 let _ = st.lane.deliver(wire).await;
             }

@@ -40,7 +40,8 @@ pub enum ToDispatcher {
         addr: String,
         drivers: Vec<DriverInfo>,
         sandbox_error: Option<String>,
-        machine: shoal_actors::constraints::Machine,
+        /// Boxed: the other messages, far more frequent, stay small.
+        machine: Box<shoal_actors::constraints::Machine>,
     },
     Heartbeat {
         node_id: String,

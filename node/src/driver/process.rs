@@ -295,9 +295,9 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
         .confiner
         .prepare(task, &task_files, &mounts, netns_fd, ids.clone())
         .map_err(|e| match e {
-            ConfineError::Cgroup(..) | ConfineError::Io(..) => {
-                DriverError::failed_by("cannot confine the task", e)
-            }
+            // The node's cgroups, not the task, are at fault.
+            ConfineError::Cgroup(..) => DriverError::node_fault_by("cannot confine the task", e),
+            ConfineError::Io(..) => DriverError::failed_by("cannot confine the task", e),
             _ => DriverError::rejected_by("cannot confine the task", e),
         })?;
     let (program, args) = process_options::program(spec);
@@ -746,7 +746,8 @@ impl Driver for ProcessDriver {
         let (volumes, id) = (self.volumes.clone(), task_id.to_string());
         tokio::task::spawn_blocking(move || volumes.remove_anonymous(&id));
         if let Some(sb) = &self.sandbox {
-            // `ip` runs here: off the runtime's threads.
+            // Its place is free at once; netlink runs off the runtime's threads.
+            sb.retire(task_id);
             let (sb, id) = (sb.clone(), task_id.to_string());
             tokio::task::spawn_blocking(move || sb.release(&id));
         }
@@ -811,7 +812,7 @@ fn sandboxed(
     };
     let net = sb
         .prepare(&task.id, nets)
-        .map_err(|e| DriverError::failed_by("cannot set up the task's network", e))?;
+        .map_err(|e| DriverError::node_fault_by("cannot set up the task's network", e))?;
     let ns = std::fs::File::open(&net.netns)
         .map_err(|e| DriverError::failed_by("cannot open the task's network namespace", e))?;
     Ok((Some(ns), Some(net.addr)))

@@ -58,6 +58,9 @@ pub struct NodeConfig {
     pub cert_validity: Duration,
     /// Named resources this node offers tasks (`--node-generic-resource`).
     pub generic_resources: Vec<shoal_actors::constraints::GenericResource>,
+    /// At most this many tasks with a network sandbox at once
+    /// (`--max-sandboxes`; `None`: as many as its addresses).
+    pub max_sandboxes: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,9 +215,12 @@ impl Runtime {
         let db = store_config(&config.data_dir.join("state.db")).open()?;
         let directory = Directory::new();
         let data_dir = config.data_dir.clone();
-        let sandbox = tokio::task::spawn_blocking(move || crate::sandbox::Sandbox::open(&data_dir))
-            .await
-            .map_err(|e| NodeError::Actors(e.to_string()))?;
+        let max_sandboxes = config.max_sandboxes;
+        let sandbox = tokio::task::spawn_blocking(move || {
+            crate::sandbox::Sandbox::open(&data_dir, max_sandboxes)
+        })
+        .await
+        .map_err(|e| NodeError::Actors(e.to_string()))?;
         let sandbox_unavailable = sandbox.as_ref().err().map(|e| e.to_string());
         if let Some(why) = &sandbox_unavailable {
             tracing::warn!(reason = %why, "tasks cannot get a network of their own on this node: only --network host tasks run here");
@@ -410,6 +416,7 @@ impl Runtime {
             machine: shoal_actors::constraints::Machine {
                 confinement: Box::new(self.process.confinement()),
                 generic_resources: self.config.generic_resources.clone(),
+                max_sandboxes: self.process.sandbox().map(|sb| sb.capacity() as u64),
                 ..crate::machine::describe()
             },
         }

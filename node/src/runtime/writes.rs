@@ -368,7 +368,7 @@ impl Runtime {
                         addr,
                         drivers,
                         sandbox_error,
-                        machine,
+                        machine: *machine,
                     }),
                 },
                 ToDispatcher::Heartbeat { node_id, addr, at } => DispatcherMsg::Heartbeat {

@@ -20,7 +20,7 @@ mod ip;
 pub mod nl;
 pub mod overlay;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -63,6 +63,8 @@ pub enum SandboxError {
     NoSubnet,
     #[error("no free address left on this node's bridge")]
     NoAddress,
+    #[error("this node holds as many sandboxes as it can ({0})")]
+    Full(usize),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
@@ -97,8 +99,20 @@ pub struct TaskNet {
     pub addr: Ipv4Addr,
 }
 
+/// How many sandboxes a node holds at most: one per address of its subnet
+/// (its bridge takes one port per task too, up to 1,024).
+pub const MAX_SANDBOXES: usize = (HOSTS - 1) as usize;
+
 pub struct Sandbox {
     saved: Saved,
+    /// How many tasks may hold a sandbox at once (`MAX_SANDBOXES`, or
+    /// fewer: `shoal daemon --max-sandboxes`); what the node reports.
+    capacity: usize,
+    /// The tasks that hold one now: taken by `prepare`, given back by
+    /// `retire` as soon as the task has ended, before the kernel work of
+    /// `release`, so that the count the scheduler keeps (tasks not ended)
+    /// never runs ahead of this one.
+    held: Mutex<BTreeSet<String>>,
     /// The address each task holds.
     tasks: Mutex<BTreeMap<String, Ipv4Addr>>,
     /// Overlay bridges and the tasks' attachments to them.
@@ -152,8 +166,9 @@ fn used_indexes() -> Result<Vec<u8>, SandboxError> {
 impl Sandbox {
     /// Sets up this node's bridge, subnet and NAT (or takes them back), and
     /// removes every namespace and veth a previous daemon of this data dir
-    /// left. Fails on a node that cannot make namespaces.
-    pub fn open(data_dir: &Path) -> Result<Arc<Sandbox>, SandboxError> {
+    /// left. Fails on a node that cannot make namespaces. It holds at most
+    /// `max` sandboxes (`None`, or more than `MAX_SANDBOXES`: that many).
+    pub fn open(data_dir: &Path, max: Option<usize>) -> Result<Arc<Sandbox>, SandboxError> {
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         if uid != 0 {
@@ -190,9 +205,8 @@ impl Sandbox {
             }
         };
         let sb = Sandbox {
-            saved,
-            tasks: Mutex::new(BTreeMap::new()),
-            overlay: Mutex::default(),
+            capacity: max.map_or(MAX_SANDBOXES, |m| m.min(MAX_SANDBOXES)),
+            ..Sandbox::of(saved)
         };
         nl::netns::prepare_dir()?;
         sb.remove_leftovers()?;
@@ -205,6 +219,28 @@ impl Sandbox {
         let owner = format!("{} {}", std::process::id(), data_dir.display());
         std::fs::write(&mine, owner).map_err(io(&mine))?;
         Ok(Arc::new(sb))
+    }
+
+    /// A sandbox of `saved`'s names holding nothing yet.
+    fn of(saved: Saved) -> Sandbox {
+        Sandbox {
+            saved,
+            capacity: MAX_SANDBOXES,
+            held: Mutex::new(BTreeSet::new()),
+            tasks: Mutex::new(BTreeMap::new()),
+            overlay: Mutex::default(),
+        }
+    }
+
+    /// How many tasks may hold a sandbox at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The task has ended: its place counts as free from now on, although
+    /// `release` (blocking) may not have removed its namespace yet.
+    pub fn retire(&self, task_id: &str) {
+        self.held.lock().remove(task_id);
     }
 
     /// The name of this node's bridge.
@@ -366,19 +402,18 @@ impl Sandbox {
         task_id: &str,
         nets: &[overlay::NetAttach],
     ) -> Result<TaskNet, SandboxError> {
-        let addr = {
-            let mut tasks = self.tasks.lock();
-            if let Some(a) = tasks.get(task_id) {
-                *a
-            } else {
-                let used: Vec<Ipv4Addr> = tasks.values().copied().collect();
-                let a = (2..=HOSTS)
-                    .map(|h| self.addr(h))
-                    .find(|a| !used.contains(a))
-                    .ok_or(SandboxError::NoAddress)?;
-                tasks.insert(task_id.to_string(), a);
-                a
+        {
+            let mut held = self.held.lock();
+            if !held.contains(task_id) {
+                if held.len() >= self.capacity {
+                    return Err(SandboxError::Full(self.capacity));
+                }
+                held.insert(task_id.to_string());
             }
+        }
+        let Some(addr) = self.take_addr(task_id) else {
+            self.retire(task_id);
+            return Err(SandboxError::NoAddress);
         };
         let ns = netns_name(&self.saved.tag, task_id);
         let (host, _) = veth_names(task_id);
@@ -393,6 +428,20 @@ impl Sandbox {
             netns: Path::new(NETNS_DIR).join(ns),
             addr,
         })
+    }
+
+    /// The task's address: the one it holds, or the lowest free one.
+    fn take_addr(&self, task_id: &str) -> Option<Ipv4Addr> {
+        let mut tasks = self.tasks.lock();
+        if let Some(a) = tasks.get(task_id) {
+            return Some(*a);
+        }
+        let used: std::collections::HashSet<Ipv4Addr> = tasks.values().copied().collect();
+        let a = (2..=HOSTS)
+            .map(|h| self.addr(h))
+            .find(|a| !used.contains(a))?;
+        tasks.insert(task_id.to_string(), a);
+        Some(a)
     }
 
     /// `prepare`'s kernel work: the namespace, its `eth0` on the node
@@ -471,6 +520,7 @@ impl Sandbox {
 
     /// Removes the task's namespace (its veth goes with it) and frees its address.
     pub fn release(&self, task_id: &str) {
+        self.retire(task_id);
         self.detach(task_id);
         let addr = self.tasks.lock().remove(task_id);
         let had = addr.is_some();
@@ -532,12 +582,7 @@ fn sweep_dead_owners(own: Option<&str>) {
         let alive = pid.is_some_and(|p| p > 0 && unsafe { libc::kill(p, 0) } == 0);
         if !alive {
             tracing::info!(%tag, "removing the network sandbox of a daemon that is gone");
-            Sandbox {
-                saved: Saved { tag, index: 0 },
-                tasks: Mutex::new(BTreeMap::new()),
-                overlay: Mutex::default(),
-            }
-            .close();
+            Sandbox::of(Saved { tag, index: 0 }).close();
         }
     }
 }
@@ -551,10 +596,5 @@ pub fn clean(data_dir: &Path) {
     else {
         return;
     };
-    let sb = Sandbox {
-        saved,
-        tasks: Mutex::new(BTreeMap::new()),
-        overlay: Mutex::default(),
-    };
-    sb.close();
+    Sandbox::of(saved).close();
 }
