@@ -734,3 +734,68 @@ fn names_resolve_to_the_vip_to_every_task_and_to_dnsrr_tasks() {
     // A name outside the network's is not ours: no answer for it here.
     assert!(resolve(pid, "tasks.nosuch").is_empty());
 }
+
+/// A stack's services find each other by their short names: `shoal stack
+/// deploy` puts each service on the stack's default overlay network with
+/// its short name as an alias (as docker's client does), and a client
+/// task resolves `api` to the VIP of `app_api` and reaches its replicas.
+#[test]
+fn a_stack_s_services_reach_each_other_by_their_short_names() {
+    if skip() {
+        return;
+    }
+    let u = Underlay::new(2, 1500);
+    let nodes = swarm(&u);
+    let a = &nodes[0];
+    let echo = common::echo_bin();
+    let tok = token("stackclient");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("compose.yml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"version: "3.8"
+services:
+  api:
+    image: {echo}
+    x-shoal-driver: process
+    command: ["--port", "80"]
+    deploy:
+      replicas: 2
+  client:
+    image: {echo}
+    x-shoal-driver: process
+    command: ["--print", "{tok}"]
+    deploy:
+      placement:
+        constraints: ["node.hostname==node-0"]
+networks:
+  default:
+    ipam:
+      config:
+        - subnet: 10.0.19.0/24
+"#,
+            echo = echo.display()
+        ),
+    )
+    .expect("compose file");
+    a.ok(&["stack", "deploy", "-c", file.to_str().expect("path"), "app"]);
+    wait_for("2 api tasks", LONG, || {
+        running_tasks(a, "app_api").len() == 2
+    });
+    let pid = client_pid(&tok);
+    let (vip, _) = service_on(a, "app_default", "app_api");
+    assert!(vip.starts_with("10.0.19."), "VIP {vip}");
+    wait_for("api resolves to app_api's VIP", LONG, || {
+        resolve(pid, "api") == std::slice::from_ref(&vip)
+    });
+    let want: BTreeSet<String> = running_tasks(a, "app_api")
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    answered_by_all(pid, "http://api/", &want);
+    a.ok(&["stack", "rm", "app"]);
+    wait_for("the stack's network gone", LONG, || {
+        !a.ok(&["network", "ls"]).contains("app_default")
+    });
+}
