@@ -66,13 +66,19 @@ fn a_late_manager_catches_up_from_a_snapshot_larger_than_a_frame() {
             .contains("sending a snapshot in chunks")
     });
     assert!(chunked, "the snapshot was not chunked");
-    // The late manager is a voter that takes part in writes.
-    late.ok(&[
-        "config",
-        "create",
-        "after",
-        files.path().join("c0").to_str().expect("path"),
-    ]);
+    // The late manager is a voter that takes part in writes. (On a loaded
+    // machine a write may time out and still commit later: tried again
+    // until it is there.)
+    let c0 = files.path().join("c0");
+    wait_for("a write through the late manager", LONG, || {
+        late.shoal(&["config", "create", "after", c0.to_str().expect("path")])
+            .status
+            .success()
+            || late
+                .ok(&["config", "ls", "-q", "--filter", "name=after"])
+                .trim()
+                != ""
+    });
     assert_eq!(
         first.ok(&["config", "ls", "-q"]).lines().count(),
         CONFIGS + 1
