@@ -24,6 +24,11 @@ pub const SKEW_BOUND: TimeDelta = TimeDelta::seconds(10);
 /// report's times are kept as the node wrote them.
 pub const TRANSLATE_ABOVE: TimeDelta = TimeDelta::milliseconds(500);
 
+/// The largest offset recorded, either way: the largest a chaos fault makes
+/// (`crate::world::MAX_SKEW`). A node's skew against the median is then at
+/// most twice that, which the state takes (`Command::SetNodeClockSkew`).
+pub const MAX_OFFSET: TimeDelta = TimeDelta::days(366);
+
 /// A node's clock against the leader's: its latest heartbeat's offset
 /// (node clock minus leader clock, milliseconds).
 #[derive(Debug, Default, Clone)]
@@ -33,9 +38,11 @@ pub struct Offsets {
 
 impl Offsets {
     /// Records a heartbeat sent at `sent` (the node's clock) and received at
-    /// `received` (the leader's).
+    /// `received` (the leader's). `sent` comes from a peer: the offset is
+    /// held within `MAX_OFFSET` whatever it says.
     pub fn record(&mut self, sent: DateTime<Utc>, received: DateTime<Utc>) {
-        self.last = Some((sent - received).num_milliseconds());
+        let offset = (sent - received).clamp(-MAX_OFFSET, MAX_OFFSET);
+        self.last = Some(offset.num_milliseconds());
     }
 
     /// The node's offset; `None` before its first heartbeat.
@@ -43,10 +50,11 @@ impl Offsets {
         self.last.map(TimeDelta::milliseconds)
     }
 
-    /// `at`, a time on the node's clock, on the leader's.
+    /// `at`, a time on the node's clock, on the leader's (as it is, if the
+    /// move would leave the calendar: a peer may send any time).
     pub fn to_leader(&self, at: DateTime<Utc>) -> DateTime<Utc> {
         match self.offset() {
-            Some(o) if o.abs() > TRANSLATE_ABOVE => at - o,
+            Some(o) if o.abs() > TRANSLATE_ABOVE => at.checked_sub_signed(o).unwrap_or(at),
             _ => at,
         }
     }
@@ -176,6 +184,28 @@ mod tests {
         assert_eq!(o.offset(), Some(ms(-2)));
         // Noise is not translated.
         assert_eq!(o.to_leader(t0), t0);
+    }
+
+    #[test]
+    fn a_peers_times_at_the_ends_of_the_calendar_are_held() {
+        let now = DateTime::<Utc>::UNIX_EPOCH + ms(1_000_000);
+        let mut o = Offsets::default();
+        o.record(DateTime::<Utc>::MAX_UTC, now);
+        assert_eq!(o.offset(), Some(MAX_OFFSET));
+        assert_eq!(
+            o.to_leader(DateTime::<Utc>::MIN_UTC),
+            DateTime::<Utc>::MIN_UTC
+        );
+        o.record(DateTime::<Utc>::MIN_UTC, now);
+        assert_eq!(o.offset(), Some(-MAX_OFFSET));
+        let skews = flagged(
+            &[("a", MAX_OFFSET), ("b", -MAX_OFFSET), ("c", -MAX_OFFSET)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        );
+        let bound = 2 * crate::world::MAX_SKEW.num_milliseconds();
+        assert!(skews.values().flatten().all(|s| s.abs() <= bound));
     }
 
     #[test]
