@@ -13,6 +13,7 @@ pub mod context;
 pub mod dispatcher;
 pub mod driver;
 pub mod events;
+#[cfg(any(test, feature = "harness"))]
 pub mod harness;
 pub mod leader;
 pub mod limits;
