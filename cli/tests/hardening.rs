@@ -372,3 +372,68 @@ fn a_flood_of_refused_connections_writes_a_few_log_lines() {
     // The node is unharmed.
     assert_eq!(d.rows(&["node", "ls"]).len(), 1);
 }
+
+/// A worker's heartbeats carry its clock, which the leader measures it by
+/// (docs/security.md, clocks). A worker that sends the ends of time, and
+/// reports of its own task stamped there, moves nothing but its own times:
+/// the leader's dispatcher keeps running and the task's times stay sane.
+#[test]
+fn a_worker_sending_the_ends_of_time_moves_only_its_own_times() {
+    let nodes = cluster(1, 2, &[]);
+    let m = &nodes[0];
+    m.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "mine",
+        "--constraint",
+        "node.hostname==worker-1",
+        "--driver",
+        "process",
+        "/bin/sleep",
+        "600",
+    ]);
+    wait_for("the task runs", LONG, || running(m, "mine") == 1);
+    let task = m.tasks("mine")[0]["ID"].as_str().expect("id").to_string();
+    let w1_id = node_id(&nodes[1]);
+    let w1 = Peer::new(&stolen_identity(&nodes[1].data_dir()));
+    let (end, start) = (
+        chrono::DateTime::<chrono::Utc>::MAX_UTC,
+        chrono::DateTime::<chrono::Utc>::MIN_UTC,
+    );
+    // A heartbeat at one end of time, then a report at the other.
+    for (at, reported) in [(end, start), (start, end)] {
+        let beat = Request::Dispatcher(ToDispatcher::Heartbeat {
+            node_id: w1_id.clone(),
+            addr: nodes[1].listen.clone(),
+            at,
+        });
+        assert!(matches!(w1.ask(m, &beat), Ok(Response::Done)));
+        let mut status = TaskStatus::new(TaskState::Running, "lying about the time");
+        status.timestamp = reported;
+        let report = Request::Dispatcher(ToDispatcher::Status {
+            node_id: w1_id.clone(),
+            updates: vec![(task.clone(), status)],
+        });
+        assert!(matches!(w1.ask(m, &report), Ok(Response::Done)));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // The manager still answers and writes, the task is where it was, its
+    // times within the calendar, and no actor of the manager failed (a
+    // panic in a handler is a child that stopped and was restarted).
+    m.ok(&["service", "scale", "-d", "mine=1"]);
+    let t = &m.tasks("mine")[0];
+    assert_eq!(t["Status"]["State"], "running", "{t}");
+    let log = std::fs::read_to_string(m.dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(
+        !log.contains("panicked") && !log.contains("child stopped; restarting"),
+        "{log}"
+    );
+    wait_for("worker-1 ready", LONG, || {
+        m.rows(&["node", "ls"]).iter().any(|r| {
+            r["Hostname"] == "worker-1"
+                && r["Status"].as_str().is_some_and(|s| s.starts_with("Ready"))
+        })
+    });
+}
