@@ -598,3 +598,82 @@ configs:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Two files, the second over the first, as docker's client merges them: a
+/// secret and a constraint added, an environment variable changed in the
+/// other form, the image replaced; the first file's secret and variables kept.
+#[test]
+fn a_second_file_is_merged_over_the_first_as_docker_merges() {
+    let nodes = cluster(1, 0, &[]);
+    let m = &nodes[0];
+    let echo = echo_bin();
+    let echo = echo.to_string_lossy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "pw.txt", "hunter2");
+    write(dir.path(), "tls.txt", "cert");
+    let base = write(
+        dir.path(),
+        "base.yml",
+        r#"version: "3.8"
+services:
+  web:
+    image: /bin/false
+    x-shoal-driver: process
+    command: ["--print", "web"]
+    environment: [MODE=dev, KEEP=1]
+    secrets: [pw]
+    deploy:
+      placement:
+        constraints: ["node.role==manager"]
+secrets:
+  pw: {file: ./pw.txt}
+"#,
+    );
+    let prod = write(
+        dir.path(),
+        "prod.yml",
+        &format!(
+            r#"version: "3.8"
+services:
+  web:
+    image: {echo}
+    environment: {{MODE: prod}}
+    secrets: [tls]
+    deploy:
+      placement:
+        constraints: ["node.platform.os==linux"]
+secrets:
+  tls: {{file: ./tls.txt}}
+"#
+        ),
+    );
+    m.ok(&["stack", "deploy", "-c", &base, "-c", &prod, "app"]);
+    let spec: serde_json::Value =
+        serde_json::from_str(&m.ok(&["service", "inspect", "app_web"])).expect("json");
+    let cs = &spec[0]["Spec"]["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(cs["Image"], echo.as_ref(), "{cs}");
+    let env: Vec<&str> = cs["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(env, ["KEEP=1", "MODE=prod"], "{cs}");
+    let secrets: Vec<&str> = cs["Secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .filter_map(|s| s["SecretName"].as_str())
+        .collect();
+    assert_eq!(secrets, ["app_pw", "app_tls"], "{cs}");
+    let constraints = &spec[0]["Spec"]["TaskTemplate"]["Placement"]["Constraints"];
+    assert_eq!(
+        constraints,
+        &serde_json::json!(["node.role==manager", "node.platform.os==linux"]),
+        "{spec}"
+    );
+    wait_for("web running", LONG, || {
+        m.ok(&["stack", "services", "app"]).contains("1/1")
+    });
+    m.ok(&["stack", "rm", "app"]);
+}

@@ -400,17 +400,45 @@ fn strip_extensions(v: &mut Value) {
     }
 }
 
-/// A later file over an earlier one: mappings merge key by key, anything
-/// else is replaced.
+/// A later file over an earlier one, as docker's client merges them
+/// (docker/cli `compose/loader/merge.go`): mappings merge key by key; in a
+/// service, `ports` are joined (an identical entry once), `secrets` and
+/// `configs` merged by source, `volumes` by target, `environment` and
+/// `labels` by key in either form, the string lists docker appends to
+/// (`dns`, `cap_add`, `extra_hosts`, placement constraints, ...) joined;
+/// any other list or value is replaced.
 fn merge(base: &mut Value, over: Value) {
+    merge_at(base, over, &mut Vec::new());
+}
+
+fn merge_at(base: &mut Value, over: Value, path: &mut Vec<String>) {
+    let rule = list_rule(path);
     match (base, over) {
         (Value::Mapping(b), Value::Mapping(o)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
+                    Some(existing) => {
+                        path.push(scalar_text(&k));
+                        merge_at(existing, v, path);
+                        path.pop();
+                    }
                     None => {
                         b.insert(k, v);
                     }
+                }
+            }
+        }
+        (b, o) if rule == ListRule::Dict => {
+            let mut merged = as_dict(b);
+            merged.extend(as_dict(&o));
+            *b = Value::Mapping(merged);
+        }
+        (Value::Sequence(b), Value::Sequence(o)) if rule != ListRule::Replace => {
+            for item in o {
+                let key = list_key(rule, &item);
+                match b.iter_mut().find(|x| list_key(rule, x) == key) {
+                    Some(existing) => *existing = item,
+                    None => b.push(item),
                 }
             }
         }
@@ -418,26 +446,112 @@ fn merge(base: &mut Value, over: Value) {
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum ListRule {
+    Replace,
+    /// Joined, an identical entry once.
+    Join,
+    /// Merged by the entry's `source`.
+    BySource,
+    /// Merged by the entry's `target`.
+    ByTarget,
+    /// `KEY=VALUE` lists or mappings, merged by key.
+    Dict,
+}
+
+fn list_rule(path: &[String]) -> ListRule {
+    let in_service: Vec<&str> = match path {
+        [services, _, rest @ ..] if services == "services" => {
+            rest.iter().map(String::as_str).collect()
+        }
+        _ => return ListRule::Replace,
+    };
+    match in_service.as_slice() {
+        ["ports"]
+        | ["dns"]
+        | ["dns_search"]
+        | ["cap_add"]
+        | ["cap_drop"]
+        | ["extra_hosts"]
+        | ["security_opt"]
+        | ["group_add"]
+        | ["depends_on"]
+        | ["deploy", "placement", "constraints"]
+        | ["deploy", "placement", "preferences"] => ListRule::Join,
+        ["secrets"] | ["configs"] => ListRule::BySource,
+        ["volumes"] => ListRule::ByTarget,
+        ["environment"] | ["labels"] | ["deploy", "labels"] => ListRule::Dict,
+        _ => ListRule::Replace,
+    }
+}
+
+/// What identifies a list entry under `rule`.
+fn list_key(rule: ListRule, item: &Value) -> Value {
+    let field = match rule {
+        ListRule::BySource => "source",
+        ListRule::ByTarget => "target",
+        _ => return item.clone(),
+    };
+    match item {
+        // `SOURCE` for a secret; `[SOURCE:]TARGET[:MODE]` for a volume.
+        Value::String(s) if rule == ListRule::ByTarget => {
+            let parts: Vec<&str> = s.split(':').collect();
+            Value::from(if parts.len() >= 2 { parts[1] } else { parts[0] })
+        }
+        Value::Mapping(m) => m.get(field).cloned().unwrap_or(Value::Null),
+        other => other.clone(),
+    }
+}
+
+/// `environment` or `labels` as a mapping, from either form (a bare `KEY`
+/// in a list has no value).
+fn as_dict(v: &Value) -> serde_norway::Mapping {
+    match v {
+        Value::Mapping(m) => m.clone(),
+        Value::Sequence(items) => items
+            .iter()
+            .map(|item| {
+                let text = scalar_text(item);
+                match text.split_once('=') {
+                    Some((k, v)) => (Value::from(k), Value::from(v)),
+                    None => (Value::from(text.as_str()), Value::Null),
+                }
+            })
+            .collect(),
+        _ => serde_norway::Mapping::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn yaml(text: &str) -> Value {
+        serde_norway::from_str(text).expect("yaml")
+    }
+
     #[test]
-    fn merges_mappings_and_replaces_the_rest() {
-        let mut a: Value = serde_norway::from_str(
-            "services: {web: {image: a, ports: [1], deploy: {replicas: 1}}}",
-        )
-        .unwrap();
-        let b: Value =
-            serde_norway::from_str("services: {web: {image: b, ports: [2]}, db: {image: c}}")
-                .unwrap();
+    fn merges_as_dockers_client_merges() {
+        let mut a = yaml(
+            "services: {web: {image: a, command: [x, y], ports: ['80:80', '81:81'],
+              secrets: [pw, {source: key, target: k1}], volumes: ['data:/data', '/tmp:/t:ro'],
+              environment: [A=1, B=2], deploy: {replicas: 1, placement: {constraints: [c1]}}}}",
+        );
+        let b = yaml(
+            "services: {web: {image: b, command: [z], ports: ['81:81', '82:82'],
+              secrets: [{source: key, target: k2}, tls], volumes: ['other:/data'],
+              environment: {B: '3', C: '4'}, deploy: {placement: {constraints: [c2]}}},
+              db: {image: c}}",
+        );
         merge(&mut a, b);
         let web = &a["services"]["web"];
         assert_eq!(web["image"], Value::from("b"));
-        assert_eq!(
-            web["ports"],
-            serde_norway::from_str::<Value>("[2]").unwrap()
-        );
+        assert_eq!(web["command"], yaml("[z]"), "a command is replaced");
+        assert_eq!(web["ports"], yaml("['80:80', '81:81', '82:82']"));
+        assert_eq!(web["secrets"], yaml("[pw, {source: key, target: k2}, tls]"));
+        assert_eq!(web["volumes"], yaml("['other:/data', '/tmp:/t:ro']"));
+        assert_eq!(web["environment"], yaml("{A: '1', B: '3', C: '4'}"));
+        assert_eq!(web["deploy"]["placement"]["constraints"], yaml("[c1, c2]"));
         assert_eq!(web["deploy"]["replicas"], Value::from(1));
         assert_eq!(a["services"]["db"]["image"], Value::from("c"));
     }
