@@ -95,9 +95,12 @@ pub enum AgentMsg {
     Flush,
     /// The dispatcher does not know this node's session: register again.
     SessionRejected,
-    /// A task actor ended: start it again if its task is still assigned and
-    /// not finished. Queued behind the statuses it sent before it ended.
-    Recheck,
+    /// Bring the task actors in line with the latest assignments (start a
+    /// task actor again if its task is still assigned and not finished).
+    /// Only the newest one counts: one queued when a task actor ended comes
+    /// behind the statuses it sent before it ended, and an older one, queued
+    /// before them, is skipped.
+    Recheck(u64),
     /// Where every published port of the swarm leads now.
     Endpoints(Vec<ServiceEndpoints>),
     /// The overlay networks, the addresses on them and the names.

@@ -46,6 +46,9 @@ pub struct AgentState {
     /// Assignments arrived since the last reconcile: one reconcile follows,
     /// with the newest, however many arrived.
     reconcile_queued: bool,
+    /// The newest `Recheck` sent; an older one still in the mailbox is
+    /// skipped.
+    recheck: u64,
     /// The latest assignments, for `Recheck`.
     assigned: Vec<Task>,
     /// Tasks the last two endpoint tables named as backends of a published
@@ -130,9 +133,19 @@ impl AgentState {
 
     fn queue_reconcile(&mut self, myself: &ActorRef<AgentMsg>) {
         if !self.reconcile_queued {
-            self.reconcile_queued = true;
-            let _ = myself.send_message(AgentMsg::Recheck);
+            self.requeue_reconcile(myself);
         }
+    }
+
+    /// A reconcile behind everything in the mailbox now, in place of one
+    /// queued earlier. A task actor's end reaches the agent ahead of its
+    /// mailbox (ractor delivers supervision events first): a reconcile
+    /// queued before the statuses the actor sent on its way out would find
+    /// it gone and its task not finished, and start it again.
+    fn requeue_reconcile(&mut self, myself: &ActorRef<AgentMsg>) {
+        self.reconcile_queued = true;
+        self.recheck += 1;
+        let _ = myself.send_message(AgentMsg::Recheck(self.recheck));
     }
 
     /// This node's assigned tasks by their latest state, for the
@@ -320,6 +333,7 @@ impl Actor for Agent {
             beat_session,
             heartbeat,
             reconcile_queued: false,
+            recheck: 0,
             assigned: Vec::new(),
             backends: Default::default(),
             serving: Default::default(),
@@ -370,7 +384,8 @@ impl Actor for Agent {
                     .collect();
                 st.queue_reconcile(&myself);
             }
-            AgentMsg::Recheck => {
+            AgentMsg::Recheck(n) if n != st.recheck => {}
+            AgentMsg::Recheck(_) => {
                 st.reconcile_queued = false;
                 let tasks = st.assigned.clone();
                 if st.reconcile(&myself, tasks).await {
@@ -433,7 +448,7 @@ impl Actor for Agent {
         // again once the statuses it sent on its way out are in. Only on an
         // end: a recheck per start would make starting n tasks cost n².
         if ended {
-            st.queue_reconcile(&myself);
+            st.requeue_reconcile(&myself);
         }
         Ok(())
     }

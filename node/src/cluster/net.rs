@@ -163,7 +163,9 @@ impl AgentLink for RemoteAgent {
             AgentMsg::Members(members) => {
                 ToAgent::Members(shoal_actors::session::Members::clone(&members))
             }
-            AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Flush | AgentMsg::Recheck => return,
+            AgentMsg::Tick | AgentMsg::Status(..) | AgentMsg::Flush | AgentMsg::Recheck(_) => {
+                return
+            }
         };
         // On the peer's ordered pipe: pushes arrive in the order the
         // dispatcher made them (members before the assignments they vouch for).
