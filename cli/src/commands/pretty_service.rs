@@ -155,26 +155,23 @@ fn placement(out: &mut String, p: Option<&wire::TaskSpecPlacement>) {
 /// `UpdateConfig:` and `RollbackConfig:`.
 fn rollout(out: &mut String, spec: &wire::ServiceSpec) {
     let d = &spec.docker;
-    let update = d.update_config.as_ref().map(|u| {
-        (
-            u.parallelism,
-            u.delay,
-            u.failure_action.map(|a| a.to_string()),
-            u.monitor,
-            u.max_failure_ratio,
-            u.order.map(|o| o.to_string()),
-        )
-    });
-    let rollback = d.rollback_config.as_ref().map(|u| {
-        (
-            u.parallelism,
-            u.delay,
-            u.failure_action.map(|a| a.to_string()),
-            u.monitor,
-            u.max_failure_ratio,
-            u.order.map(|o| o.to_string()),
-        )
-    });
+    // bollard has one type for each, with the same fields.
+    macro_rules! fields {
+        ($config:expr) => {
+            $config.as_ref().map(|u| {
+                (
+                    u.parallelism,
+                    u.delay,
+                    u.failure_action.map(|a| a.to_string()),
+                    u.monitor,
+                    u.max_failure_ratio,
+                    u.order.map(|o| o.to_string()),
+                )
+            })
+        };
+    }
+    let update = fields!(d.update_config);
+    let rollback = fields!(d.rollback_config);
     for (title, order, config) in [
         ("UpdateConfig", "Update order:      ", update),
         ("RollbackConfig", "Rollback order:    ", rollback),
