@@ -42,7 +42,7 @@ pub struct ManagerCtx {
     pub timings: Timings,
     /// Seals and opens secret values; `None` while the node is locked (or
     /// has no keys yet). Set by the node, which holds the key hierarchy.
-    pub keyring: parking_lot::RwLock<Option<Arc<dyn crate::secrets::Keyring>>>,
+    pub keyring: parking_lot::RwLock<Option<Arc<dyn shoal_core::model::secret::Keyring>>>,
     /// The Raft term this node leads in, 0 while it does not lead: set
     /// before the leader subtree starts and cleared when it is told to stop.
     /// What the dispatcher pushes to agents is stamped with it, so an agent
@@ -51,7 +51,7 @@ pub struct ManagerCtx {
 }
 
 impl ManagerCtx {
-    pub fn keyring(&self) -> Option<Arc<dyn crate::secrets::Keyring>> {
+    pub fn keyring(&self) -> Option<Arc<dyn shoal_core::model::secret::Keyring>> {
         self.keyring.read().clone()
     }
 

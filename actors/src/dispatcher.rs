@@ -9,14 +9,14 @@ use tokio::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::command::{Command, TaskUpdate};
 use crate::context::ManagerCtx;
-use crate::limits::MAX_UPDATES_PER_PROPOSAL;
-use crate::model::{NodeState, TaskState, TaskStatus};
-use crate::networks::NetworkTable;
-use crate::ports::ServiceEndpoints;
 use crate::session::{AgentLink, AgentMsg, DispatcherMsg, Members};
-use crate::state::{Change, ClusterState};
+use shoal_core::command::{Command, TaskUpdate};
+use shoal_core::limits::MAX_UPDATES_PER_PROPOSAL;
+use shoal_core::model::{NodeState, TaskState, TaskStatus};
+use shoal_core::rules::network::NetworkTable;
+use shoal_core::rules::port::ServiceEndpoints;
+use shoal_core::state::{Change, ClusterState};
 
 struct Session {
     /// `None` until the node registers with this dispatcher.
@@ -29,7 +29,7 @@ struct Session {
     /// A probe of the node (its heartbeat is late) is under way.
     probing: bool,
     /// The node's clock against this manager's, from its heartbeats.
-    clock: crate::clock::Offsets,
+    clock: shoal_core::clock::Offsets,
 }
 
 /// How long a failed status write waits before it is tried again.
@@ -58,8 +58,8 @@ pub struct DispatcherState {
     members: Arc<Members>,
     endpoints_dirty: bool,
     ticks: u64,
-    /// Whose clocks are off, as the last look judged them (`crate::clock`).
-    clocks: crate::clock::Judge,
+    /// Whose clocks are off, as the last look judged them (`shoal_core::clock`).
+    clocks: shoal_core::clock::Judge,
     /// Which tasks each node was given, so a push reads that node's tasks
     /// and not the whole state (with 100k tasks on 1,000 nodes, a scan per
     /// pushed node made one round of pushes cost 10^8 steps).
@@ -137,7 +137,7 @@ impl DispatcherState {
         };
         let keyring = self.ctx.keyring();
         let guard = self.ctx.sm.read();
-        let tasks: Vec<&crate::model::Task> = self
+        let tasks: Vec<&shoal_core::model::Task> = self
             .placed
             .on_node(node_id)
             .filter_map(|id| guard.0.tasks.get(id))
@@ -150,8 +150,11 @@ impl DispatcherState {
             })
             .collect();
         // Only what this node's tasks use, by the replicated state.
-        let payloads =
-            crate::secrets::payloads_for(&guard.0, tasks.iter().copied(), keyring.as_deref());
+        let payloads = shoal_core::rules::secret::payloads_for(
+            &guard.0,
+            tasks.iter().copied(),
+            keyring.as_deref(),
+        );
         let mut sent: Vec<(String, TaskState)> = tasks
             .iter()
             .map(|t| (t.id.clone(), t.desired_state))
@@ -169,7 +172,7 @@ impl DispatcherState {
         }
         // Copied only when they go out: most pushes (a task's status moved
         // on) change nothing the node is told.
-        let tasks: Vec<crate::model::Task> = tasks.into_iter().cloned().collect();
+        let tasks: Vec<shoal_core::model::Task> = tasks.into_iter().cloned().collect();
         drop(guard);
         session.sent = Some(sent);
         agent.send(AgentMsg::Assignments(tasks, payloads));
@@ -200,8 +203,8 @@ impl DispatcherState {
         let (table, networks, members) = {
             let guard = self.ctx.sm.read();
             (
-                crate::ports::endpoints(&guard.0),
-                crate::networks::table(&guard.0),
+                shoal_core::rules::port::endpoints(&guard.0),
+                shoal_core::rules::network::table(&guard.0),
                 crate::session::members(&guard.0),
             )
         };
@@ -326,7 +329,7 @@ impl DispatcherState {
     }
 
     /// Flags the nodes whose clocks are beyond the bound, and unflags those
-    /// back within it (`crate::clock`). Not awaited, like status writes.
+    /// back within it (`shoal_core::clock`). Not awaited, like status writes.
     fn check_clocks(&mut self) {
         let offsets: BTreeMap<String, chrono::TimeDelta> = self
             .sessions
@@ -348,7 +351,7 @@ impl DispatcherState {
                 skew_ms: Some(ms),
             } = &cmd
             {
-                tracing::warn!(node = %node_id, skew = %crate::clock::describe(*ms), "a node's clock is off the cluster's");
+                tracing::warn!(node = %node_id, skew = %shoal_core::clock::describe(*ms), "a node's clock is off the cluster's");
             }
             let proposer = self.ctx.proposer.clone();
             tokio::spawn(async move {
@@ -403,8 +406,8 @@ impl Actor for Dispatcher {
         let (endpoints, networks, members) = {
             let guard = ctx.sm.read();
             (
-                crate::ports::endpoints(&guard.0),
-                Arc::new(crate::networks::table(&guard.0)),
+                shoal_core::rules::port::endpoints(&guard.0),
+                Arc::new(shoal_core::rules::network::table(&guard.0)),
                 Arc::new(crate::session::members(&guard.0)),
             )
         };

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{DriverInfo, Health, Task};
+use shoal_core::model::{DriverInfo, Health, Task};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -129,7 +129,7 @@ pub struct Launch {
     pub task: Task,
     pub node_id: String,
     /// The task's secret and config files (values in memory only).
-    pub files: Vec<crate::secrets::TaskFile>,
+    pub files: Vec<shoal_core::model::secret::TaskFile>,
 }
 
 pub trait Driver: Send + Sync + 'static {

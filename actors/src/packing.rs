@@ -11,8 +11,10 @@ use std::collections::VecDeque;
 
 use parking_lot::Mutex;
 
-use crate::codec::{self, CodecError};
-use crate::command::{Command, Proposal};
+use shoal_core::codec;
+
+use shoal_core::codec::CodecError;
+use shoal_core::command::{Command, Proposal};
 
 /// Writes queued in units (writes that must go in the same pack: a batch a
 /// follower forwarded, say, which is never split), taken in packs bounded

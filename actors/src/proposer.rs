@@ -14,14 +14,14 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::codec;
-use crate::command::{Command, Proposal};
-use crate::limits::{MAX_COMMANDS_PER_ENTRY, MAX_ENTRY_BYTES};
 use crate::packing::{pack_proposals, PackQueue};
 use crate::raft::{ProposeRefused, RaftMsg};
-use crate::state::ApplyError;
 use crate::store::{StoreMsg, WaitResult};
 use crate::supervision::Directory;
+use shoal_core::codec;
+use shoal_core::command::{Command, Proposal};
+use shoal_core::limits::{MAX_COMMANDS_PER_ENTRY, MAX_ENTRY_BYTES};
+use shoal_core::state::ApplyError;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProposeError {
@@ -76,7 +76,19 @@ impl Proposer {
 
     /// `propose`, and the index of the entry the command was committed in.
     pub async fn propose_at(&self, command: Command) -> Result<u64, ProposeError> {
-        let mut all = self.propose_all_at(vec![command]).await;
+        self.propose_by(command, Instant::now() + self.timeout)
+            .await
+    }
+
+    /// `propose_at` within the caller's `deadline` (a write that came in
+    /// through the API keeps the one deadline it got there, whatever
+    /// retries and forwards it goes through).
+    pub async fn propose_by(
+        &self,
+        command: Command,
+        deadline: Instant,
+    ) -> Result<u64, ProposeError> {
+        let mut all = self.propose_all_by(vec![command], deadline).await;
         all.pop().unwrap_or(Err(ProposeError::NoLeader))
     }
 
@@ -94,8 +106,17 @@ impl Proposer {
     /// `propose_all`, each result with the index of the entry it was
     /// committed in (a follower that forwarded them waits to apply as far).
     pub async fn propose_all_at(&self, commands: Vec<Command>) -> Vec<Result<u64, ProposeError>> {
+        self.propose_all_by(commands, Instant::now() + self.timeout)
+            .await
+    }
+
+    async fn propose_all_by(
+        &self,
+        commands: Vec<Command>,
+        deadline: Instant,
+    ) -> Vec<Result<u64, ProposeError>> {
         let started = Instant::now();
-        let results = self.propose_all_inner(commands).await;
+        let results = self.propose_all_inner(commands, deadline).await;
         let metrics = &self.directory.metrics;
         let took = crate::metrics::secs(started.elapsed());
         for result in &results {
@@ -108,8 +129,11 @@ impl Proposer {
         results
     }
 
-    async fn propose_all_inner(&self, commands: Vec<Command>) -> Vec<Result<u64, ProposeError>> {
-        let deadline = Instant::now() + self.timeout;
+    async fn propose_all_inner(
+        &self,
+        commands: Vec<Command>,
+        deadline: Instant,
+    ) -> Vec<Result<u64, ProposeError>> {
         let mut results: Vec<Result<u64, ProposeError>> = Vec::with_capacity(commands.len());
         // (position in `results`, id, encoded proposal)
         let mut todo = Vec::with_capacity(commands.len());

@@ -9,10 +9,10 @@ use ractor::ActorRef;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::TaskUpdate;
-use crate::model::{DriverInfo, NodeRole, Task, TaskStatus};
-use crate::ports::ServiceEndpoints;
 use crate::store::StoreEvent;
+use shoal_core::command::TaskUpdate;
+use shoal_core::model::{DriverInfo, NodeRole, Task, TaskStatus};
+use shoal_core::rules::port::ServiceEndpoints;
 
 /// What a node tells the dispatcher about itself when it registers.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct NodeDescription {
     /// Why tasks cannot get a network of their own there, if they cannot.
     pub sandbox_error: Option<String>,
     /// Platform, CPUs, memory and engine labels.
-    pub machine: crate::constraints::Machine,
+    pub machine: shoal_core::model::placement::Machine,
 }
 
 /// How the dispatcher reaches an agent: a local actor, or a proxy to a remote node.
@@ -63,7 +63,7 @@ pub enum DispatcherMsg {
     Heartbeat {
         node_id: String,
         agent: Arc<dyn AgentLink>,
-        /// The node's wall clock when it sent this (`crate::clock`).
+        /// The node's wall clock when it sent this (`shoal_core::clock`).
         at: chrono::DateTime<chrono::Utc>,
     },
     Status {
@@ -89,7 +89,7 @@ pub enum AgentMsg {
     Tick,
     /// Every task the dispatcher wants this node to know about, and the
     /// secrets and configs those tasks use (and no others).
-    Assignments(Vec<Task>, Vec<crate::secrets::Payload>),
+    Assignments(Vec<Task>, Vec<shoal_core::model::secret::Payload>),
     Status(String, TaskStatus),
     /// Send the statuses gathered since the last flush.
     Flush,
@@ -104,7 +104,7 @@ pub enum AgentMsg {
     /// Where every published port of the swarm leads now.
     Endpoints(Vec<ServiceEndpoints>),
     /// The overlay networks, the addresses on them and the names.
-    Networks(Arc<crate::networks::NetworkTable>),
+    Networks(Arc<shoal_core::rules::network::NetworkTable>),
     /// Who is in the swarm, in which role and certificate generation, and
     /// who was removed: how a node without the state judges its peers.
     Members(Arc<Members>),
@@ -130,7 +130,7 @@ pub struct Members {
 }
 
 /// The members of the swarm by `state`.
-pub fn members(state: &crate::state::ClusterState) -> Members {
+pub fn members(state: &shoal_core::state::ClusterState) -> Members {
     Members {
         nodes: state
             .nodes
@@ -156,7 +156,7 @@ pub trait EndpointSink: Send + Sync + 'static {
 
 /// Where an agent hands the network table: the node's data plane and DNS.
 pub trait NetworkSink: Send + Sync + 'static {
-    fn update(&self, table: Arc<crate::networks::NetworkTable>);
+    fn update(&self, table: Arc<shoal_core::rules::network::NetworkTable>);
 }
 
 /// For nodes (and harnesses) that proxy nothing.
@@ -167,7 +167,7 @@ impl EndpointSink for NoProxy {
 }
 
 impl NetworkSink for NoProxy {
-    fn update(&self, _: Arc<crate::networks::NetworkTable>) {}
+    fn update(&self, _: Arc<shoal_core::rules::network::NetworkTable>) {}
 }
 
 /// Default heartbeat period; a node is down after three are missed, or as

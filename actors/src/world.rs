@@ -21,6 +21,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+pub use shoal_core::clock::MAX_SKEW;
+
 struct Fake {
     epoch: DateTime<Utc>,
     start: tokio::time::Instant,
@@ -33,9 +35,6 @@ thread_local! {
 
 /// The process's clock offset in milliseconds (0 unless a chaos fault set it).
 static SKEW_MS: AtomicI64 = AtomicI64::new(0);
-
-/// The most a clock can be moved: a year either way.
-pub const MAX_SKEW: TimeDelta = TimeDelta::days(366);
 
 /// The wall-clock time, as the actors write it into the state.
 pub fn now() -> DateTime<Utc> {
@@ -64,6 +63,12 @@ pub fn with_rng<R>(f: impl FnOnce(&mut dyn RngCore) -> R) -> R {
         Some(fake) => f(&mut fake.rng),
         None => f(&mut rand::rng()),
     })
+}
+
+/// A random 25-character lowercase alphanumeric id, the shape Swarm uses
+/// (from the world's randomness: a harness's seed decides it).
+pub fn new_id() -> String {
+    with_rng(|rng| shoal_core::model::id_from(rng))
 }
 
 /// From now on this thread's clock reads `epoch` plus the time tokio's clock

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use shoal_actors::codec;
+use shoal_core::codec;
 
 /// The system allocator, remembering the largest single request.
 struct Largest;

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shoal_actors::command::Command;
 use shoal_actors::harness::{running_in, Behaviour, DriverCall, Harness};
-use shoal_actors::model::{Availability, RestartCondition, ServiceSpec, TaskState};
-use shoal_actors::state::ClusterState;
+use shoal_core::command::Command;
+use shoal_core::model::{Availability, RestartCondition, ServiceSpec, TaskState};
+use shoal_core::state::ClusterState;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -92,7 +92,7 @@ fn scripted(seed: u64) -> (Vec<Vec<u8>>, Duration) {
     h.drive_until("worker-2 down", LIMIT, |s| {
         s.nodes
             .values()
-            .any(|n| n.hostname == "worker-2" && n.state == shoal_actors::model::NodeState::Down)
+            .any(|n| n.hostname == "worker-2" && n.state == shoal_core::model::NodeState::Down)
     })
     .expect("down");
     converge(&mut h, "web", 6);
@@ -491,7 +491,7 @@ mod secrets {
     //! to no one.
 
     use super::*;
-    use shoal_actors::secrets::{FileRef, Kind, Object, SecretCommand, Stored};
+    use shoal_core::model::secret::{FileRef, Kind, Object, SecretCommand, Stored};
 
     fn object(h: &Harness, kind: Kind, name: &str, data: Stored, size: u64) -> Object {
         Object {
@@ -584,7 +584,7 @@ mod secrets {
     #[test]
     fn a_manager_without_keys_gives_no_secret_and_the_task_fails_on_its_node() {
         let mut h = harness(15, 1);
-        let sealed = shoal_actors::secrets::Sealed {
+        let sealed = shoal_core::model::secret::Sealed {
             nonce: vec![0; 12],
             ciphertext: vec![7; 18],
         };

@@ -1,9 +1,16 @@
 //! docs/architecture.md's invariants of `actors/` that a machine can check,
 //! checked on the sources: the actors read time and randomness only through
 //! `world.rs` (so a harness seed replays a run), and make no IO of their own
-//! (no sockets, processes, files or kernel calls: those live in node/).
-//! Test code (`#[cfg(test)]` items) is left out.
+//! (no sockets, processes, files or kernel calls: those live in node/); the
+//! core (`actors/core`) reads neither and knows no actor, runtime or store;
+//! and the modules of the core, of the actors and of the node (`node/src`,
+//! checked here so that one checker serves the three) import each other
+//! without a circle. Test code (`#[cfg(test)]` items) is left out.
+//!
+//! (`.ci/run` also builds the core alone, where chrono has no clock and rand
+//! no OS generator: there `Utc::now()` does not compile at all.)
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What only `world.rs` may read: the system clock and the OS's randomness.
@@ -16,6 +23,17 @@ const CLOCK_AND_RANDOMNESS: &[&str] = &[
     "thread_rng(",
     "OsRng",
     "getrandom",
+];
+
+/// What the core may not know: the actor shell, its runtime and its store.
+const SHELL: &[&str] = &[
+    "tokio",
+    "ractor",
+    "sled",
+    "raft::",
+    "shoal_actors",
+    "world::",
+    "std::thread",
 ];
 
 /// What no file of `actors/` may use.
@@ -34,7 +52,7 @@ const IO: &[&str] = &[
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).expect("actors/src").flatten() {
+    for e in std::fs::read_dir(dir).expect("a source folder").flatten() {
         let p = e.path();
         if p.is_dir() {
             sources(&p, out);
@@ -66,12 +84,35 @@ fn without_tests(text: &str) -> String {
     kept
 }
 
-fn offences(allowed: &[&str], forbidden: &[&str]) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// The sources of `actors/src` (`Shell`), `actors/core/src` (`Core`) or,
+/// for its import graph alone, `node/src` (`Node`).
+#[derive(Clone, Copy)]
+enum Crate {
+    Shell,
+    Core,
+    Node,
+}
+
+fn root(c: Crate) -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match c {
+        Crate::Shell => here.join("src"),
+        Crate::Core => here.join("core").join("src"),
+        Crate::Node => here.join("..").join("node").join("src"),
+    }
+}
+
+fn files(c: Crate) -> (PathBuf, Vec<PathBuf>) {
+    let root = root(c);
     let mut files = Vec::new();
     sources(&root, &mut files);
     files.sort();
     assert!(files.len() > 20, "found only {} sources", files.len());
+    (root, files)
+}
+
+fn offences(c: Crate, allowed: &[&str], forbidden: &[&str]) -> Vec<String> {
+    let (root, files) = files(c);
     let mut found = Vec::new();
     for f in files {
         let rel = f
@@ -87,7 +128,7 @@ fn offences(allowed: &[&str], forbidden: &[&str]) -> Vec<String> {
             let code = line.split("//").next().unwrap_or("");
             for word in forbidden {
                 if code.contains(word) {
-                    found.push(format!("actors/src/{rel}: {word} in {:?}", line.trim()));
+                    found.push(format!("{rel}: {word} in {:?}", line.trim()));
                 }
             }
         }
@@ -97,14 +138,225 @@ fn offences(allowed: &[&str], forbidden: &[&str]) -> Vec<String> {
 
 #[test]
 fn only_world_reads_the_clock_and_the_oss_randomness() {
-    let found = offences(&["world.rs"], CLOCK_AND_RANDOMNESS);
+    let mut found = offences(Crate::Shell, &["world.rs"], CLOCK_AND_RANDOMNESS);
+    found.extend(offences(Crate::Core, &[], CLOCK_AND_RANDOMNESS));
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]
 fn the_actors_make_no_io_of_their_own() {
-    let found = offences(&[], IO);
+    let mut found = offences(Crate::Shell, &[], IO);
+    found.extend(offences(Crate::Core, &[], IO));
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_core_knows_no_actor_runtime_or_store() {
+    let found = offences(Crate::Core, &[], SHELL);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// A source's module path: `plan/update.rs` is `plan::update`, `plan/mod.rs`
+/// is `plan`, `lib.rs` is the root.
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .with_extension("")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod" || p == "lib") {
+        parts.pop();
+    }
+    parts
+}
+
+/// The modules `code` (of module `me`) names by `crate::…` or `super::…`
+/// paths (a `{…}` group names each of its paths), each as the longest
+/// prefix that is a module of `known`.
+fn imports(me: &[String], code: &str, known: &BTreeSet<Vec<String>>) -> BTreeSet<Vec<String>> {
+    let mut out = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        if !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+            for path in paths(&code[at + "crate::".len()..]) {
+                out.extend(longest_module(path, known));
+            }
+        }
+    }
+    for (at, _) in code.match_indices("super::") {
+        if code[..at].ends_with("::") {
+            continue;
+        }
+        let mut base = me.to_vec();
+        let mut rest = &code[at..];
+        while let Some(r) = rest.strip_prefix("super::") {
+            base.pop();
+            rest = r;
+        }
+        for path in paths(rest) {
+            out.extend(longest_module(
+                base.iter().cloned().chain(path).collect(),
+                known,
+            ));
+        }
+    }
+    out.remove(me);
+    out
+}
+
+/// The paths `text` starts with: `a::b::C` is one, `{a, b::{c, d}}` three.
+fn paths(text: &str) -> Vec<Vec<String>> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut head = Vec::new();
+    let mut rest = text;
+    loop {
+        if let Some(group) = rest.strip_prefix('{') {
+            // The group's items, split at the commas of its own level.
+            let (mut depth, mut start, mut out) = (0, 0, Vec::new());
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        out.push(&group[start..i]);
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        out.push(&group[start..i]);
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            return out
+                .into_iter()
+                .flat_map(|item| paths(item.trim_start()))
+                .map(|tail| head.iter().cloned().chain(tail).collect())
+                .collect();
+        }
+        let name = ident(rest);
+        if name.is_empty() {
+            return vec![head];
+        }
+        rest = &rest[name.len()..];
+        head.push(name);
+        match rest.strip_prefix("::") {
+            Some(r) => rest = r,
+            None => return vec![head],
+        }
+    }
+}
+
+fn longest_module(mut path: Vec<String>, known: &BTreeSet<Vec<String>>) -> Option<Vec<String>> {
+    while !path.is_empty() {
+        if known.contains(&path) {
+            return Some(path);
+        }
+        path.pop();
+    }
+    None
+}
+
+/// A circle of `graph`, if it has one (depth-first search).
+fn circle(graph: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &Vec<String>,
+        graph: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+        path: &mut Vec<Vec<String>>,
+        done: &mut BTreeSet<Vec<String>>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == node) {
+            return Some(
+                path[at..]
+                    .iter()
+                    .chain([node])
+                    .map(|m| m.join("::"))
+                    .collect(),
+            );
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.clone());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.clone());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+}
+
+/// `c`'s import graph: each module and the modules it names.
+fn import_graph(c: Crate) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let (root, files) = files(c);
+    let modules: Vec<(Vec<String>, String)> = files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(&root).unwrap_or(f);
+            let text = std::fs::read_to_string(f).expect("source");
+            let code: String = without_tests(&text)
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n");
+            (module_of(rel), code)
+        })
+        .collect();
+    let known: BTreeSet<Vec<String>> = modules.iter().map(|(m, _)| m.clone()).collect();
+    modules
+        .iter()
+        .map(|(m, code)| (m.clone(), imports(m, code, &known)))
+        .collect()
+}
+
+#[test]
+fn modules_import_each_other_without_a_circle() {
+    let core = import_graph(Crate::Core);
+    // The check sees the edges that made the old circle.
+    assert!(core[&vec!["rules".to_string()]].contains(&vec!["state".to_string()]));
+    for (c, name) in [
+        (Crate::Core, "actors/core"),
+        (Crate::Shell, "actors"),
+        (Crate::Node, "node"),
+    ] {
+        if let Some(circle) = circle(&import_graph(c)) {
+            panic!(
+                "{name}'s modules import each other in a circle: {}",
+                circle.join(" -> ")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_circle_is_found() {
+    let m = |s: &str| s.split("::").map(String::from).collect::<Vec<_>>();
+    let mut graph = BTreeMap::new();
+    graph.insert(m("a"), BTreeSet::from([m("b")]));
+    graph.insert(m("b"), BTreeSet::from([m("c")]));
+    graph.insert(m("c"), BTreeSet::from([m("a")]));
+    assert_eq!(circle(&graph).map(|c| c.len()), Some(4));
+    graph.insert(m("c"), BTreeSet::new());
+    assert_eq!(circle(&graph), None);
+    let known = BTreeSet::from([m("plan"), m("plan::update"), m("model")]);
+    assert_eq!(
+        imports(
+            &m("plan::update"),
+            "use super::Plan; use crate::model::Task;",
+            &known
+        ),
+        BTreeSet::from([m("plan"), m("model")])
+    );
 }
 
 #[test]

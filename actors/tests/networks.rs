@@ -7,11 +7,11 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use chrono::Utc;
-use shoal_actors::command::Command;
 use shoal_actors::harness::{running_in, Harness};
-use shoal_actors::model::{Service, TaskState};
-use shoal_actors::networks::{Network, NetworkCommand, NetworkRef, NetworkSpec, Subnet};
-use shoal_actors::state::ClusterState;
+use shoal_core::command::Command;
+use shoal_core::model::network::{Network, NetworkCommand, NetworkRef, NetworkSpec, Subnet};
+use shoal_core::model::{Service, TaskState};
+use shoal_core::state::ClusterState;
 
 const LIMIT: Duration = Duration::from_secs(120);
 

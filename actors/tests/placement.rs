@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use shoal_actors::command::Command;
 use shoal_actors::harness::{running_in, Harness};
-use shoal_actors::model::{Availability, ServiceMode, TaskState};
-use shoal_actors::state::ClusterState;
+use shoal_core::command::Command;
+use shoal_core::model::{Availability, ServiceMode, TaskState};
+use shoal_core::state::ClusterState;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use ractor::Actor;
-use shoal_actors::codec;
-use shoal_actors::command::{Command, Proposal};
 use shoal_actors::context::{ManagerCtx, Timings};
 use shoal_actors::leader::manager_spec;
-use shoal_actors::model::{Node, NodeRole};
 use shoal_actors::proposer::ProposeError;
 use shoal_actors::raft::NoPeers;
-use shoal_actors::state::ApplyError;
 use shoal_actors::supervision::{Directory, Intensity, Supervisor, SupervisorArgs};
+use shoal_core::codec;
+use shoal_core::command::{Command, Proposal};
+use shoal_core::model::{Node, NodeRole};
+use shoal_core::state::ApplyError;
 
 fn node(id: &str) -> Node {
     shoal_actors::harness::node_record(id, id, NodeRole::Worker)

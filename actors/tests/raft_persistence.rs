@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ractor::Actor;
-use shoal_actors::command::Command;
 use shoal_actors::context::{ManagerCtx, Timings};
 use shoal_actors::leader::manager_spec;
-use shoal_actors::model::{Availability, Node, NodeRole, NodeState};
 use shoal_actors::raft::{NoPeers, RaftTimings};
 use shoal_actors::supervision::{Directory, Intensity, Supervisor, SupervisorArgs};
+use shoal_core::command::Command;
+use shoal_core::model::{Availability, Node, NodeRole, NodeState};
 
 fn node(i: usize) -> Node {
     Node {
@@ -144,11 +144,11 @@ async fn raft_restart_keeps_log_commit_and_snapshot() {
 /// Applies `UpsertNode(node(i))` for i in `nodes` at indexes 1, 2, ...
 fn fill(sm: &shoal_actors::store::StateMachine, nodes: std::ops::Range<usize>) {
     for (k, i) in nodes.enumerate() {
-        let p = shoal_actors::command::Proposal {
+        let p = shoal_core::command::Proposal {
             id: i as u128 + 1,
             command: Command::UpsertNode(node(i)),
         };
-        let data = shoal_actors::codec::encode(&p).expect("encode");
+        let data = shoal_core::codec::encode(&p).expect("encode");
         sm.apply_entry(k as u64 + 1, 1, &data).expect("apply");
     }
 }

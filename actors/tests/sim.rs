@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use shoal_actors::harness::{running_in, DriverCall, Harness, NetConfig, Setup};
-use shoal_actors::model::TaskState;
-use shoal_actors::state::ClusterState;
+use shoal_core::model::TaskState;
+use shoal_core::state::ClusterState;
 
 const SEED: u64 = 17;
 const MANAGERS: usize = 3;

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use shoal_actors::command::Command;
 use shoal_actors::harness::{running_in, Behaviour, Harness};
-use shoal_actors::model::{ServiceSpec, TaskState, UpdateConfig, UpdateOrder, UpdateState};
-use shoal_actors::state::ClusterState;
+use shoal_core::command::Command;
+use shoal_core::model::{ServiceSpec, TaskState, UpdateConfig, UpdateOrder, UpdateState};
+use shoal_core::state::ClusterState;
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::future::join_all;
-use shoal_actors::command::Command;
 use shoal_actors::context::Timings;
-use shoal_actors::model::{ClusterSpec, NodeRole};
+use shoal_core::command::Command;
+use shoal_core::model::{ClusterSpec, NodeRole};
 use shoal_node::runtime::{NodeConfig, Runtime as Node};
 use tokio::runtime::Runtime;
 

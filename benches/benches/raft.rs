@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ractor::{Actor, ActorRef};
-use shoal_actors::command::Command;
 use shoal_actors::context::{ManagerCtx, Timings};
 use shoal_actors::leader::manager_spec;
 use shoal_actors::raft::{NoPeers, RaftMsg};
 use shoal_actors::supervision::{Directory, Intensity, Supervisor, SupervisorArgs, SupervisorMsg};
+use shoal_core::command::Command;
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use shoal_actors::constraints::Constraint;
 use shoal_actors::harness::node_record;
-use shoal_actors::model::{DriverInfo, NodeRole, NodeState};
-use shoal_actors::scheduler::placement::{place, Candidate, Decision, Request};
+use shoal_core::model::{DriverInfo, NodeRole, NodeState};
+use shoal_core::plan::schedule::{place, Candidate, Decision, Request};
+use shoal_core::rules::placement::Constraint;
 
 const SERVICES: usize = 10;
 

@@ -12,8 +12,8 @@ use bollard::models::{
     GenericResourcesInnerNamedResourceSpec, ResourcesUlimits, TaskSpecContainerSpecDnsConfig,
 };
 use clap::Args;
-use shoal_actors::constraints::GenericResource;
-use shoal_actors::container::parse_ulimit;
+use shoal_core::model::container::parse_ulimit;
+use shoal_core::model::placement::GenericResource;
 use shoal_node::api::wire::{self, ResourceObject};
 
 /// `--entrypoint "/bin/sh -c"`, split as a shell would (docker's `ShlexOpt`).

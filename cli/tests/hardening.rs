@@ -262,7 +262,7 @@ fn a_worker_cannot_report_the_status_of_another_nodes_task() {
         .expect("a task on worker-1")
         .to_string();
     let w2 = Peer::new(&stolen_identity(&nodes[2].data_dir()));
-    let failed = TaskStatus::new(TaskState::Failed, "forged");
+    let failed = TaskStatus::new(TaskState::Failed, "forged", chrono::Utc::now());
     // Speaking for worker-1: refused outright.
     let r = w2.ask(
         m,
@@ -410,7 +410,11 @@ fn a_worker_sending_the_ends_of_time_moves_only_its_own_times() {
             at,
         });
         assert!(matches!(w1.ask(m, &beat), Ok(Response::Done)));
-        let mut status = TaskStatus::new(TaskState::Running, "lying about the time");
+        let mut status = TaskStatus::new(
+            TaskState::Running,
+            "lying about the time",
+            chrono::Utc::now(),
+        );
         status.timestamp = reported;
         let report = Request::Dispatcher(ToDispatcher::Status {
             node_id: w1_id.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use shoal_node::mesh::tunnel::{self, Header, Tunnel};
-use shoal_node::protocol::ports::Protocol;
+use shoal_node::protocol::model::port::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -457,7 +457,8 @@ fn a_worker_refuses_a_removed_node_and_a_demoted_managers_old_certificate() {
 /// dispatcher would push it in `term`.
 fn endpoints_push(term: u64, port: u16) -> shoal_node::cluster::wire::OneWay {
     use shoal_node::cluster::wire::{OneWay, ToAgent};
-    use shoal_node::protocol::ports::{Balance, PortConfig, PublishMode, ServiceEndpoints};
+    use shoal_node::protocol::model::port::{Balance, PortConfig, PublishMode};
+    use shoal_node::protocol::rules::port::ServiceEndpoints;
     OneWay::ToAgent {
         term,
         msg: ToAgent::Endpoints(vec![ServiceEndpoints {

@@ -125,7 +125,7 @@ pub fn ca_digest(der: &[u8]) -> String {
 
 /// The token's secret: 25 random characters of the id alphabet.
 fn random_secret() -> String {
-    shoal_actors::model::id_from(&mut rand::rng())
+    shoal_core::model::id_from(&mut rand::rng())
 }
 
 /// Big-endian bytes as a base-36 number, zero-padded to `width` digits.

@@ -8,7 +8,7 @@ use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use shoal_actors::model::NodeRole;
+use shoal_core::model::NodeRole;
 
 use crate::ca::{ca_params, CaError, RootCa};
 
@@ -29,9 +29,20 @@ pub fn generation_of<'a>(dns_names: impl IntoIterator<Item = &'a str>) -> u64 {
         .unwrap_or(0)
 }
 
+/// Who is on the other end, from its verified certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerId {
+    pub node_id: String,
+    /// `swarm-manager` or `swarm-worker`.
+    pub role: String,
+    pub cluster_id: String,
+    /// The certificate generation it was issued for (`Node::cert_generation`).
+    pub generation: u64,
+}
+
 /// The node identity a certificate (DER) names: node id (CN), role (OU),
 /// cluster id (O) and generation (a DNS name).
-pub fn identity_of(der: &[u8]) -> Option<crate::transport::PeerId> {
+pub fn identity_of(der: &[u8]) -> Option<PeerId> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
     let text = |a: Option<&x509_parser::x509::AttributeTypeAndValue>| {
@@ -55,7 +66,7 @@ pub fn identity_of(der: &[u8]) -> Option<crate::transport::PeerId> {
                 .collect()
         })
         .unwrap_or_default();
-    Some(crate::transport::PeerId {
+    Some(PeerId {
         node_id,
         role,
         cluster_id,
@@ -70,8 +81,7 @@ pub fn role_unit(role: NodeRole) -> &'static str {
     }
 }
 
-/// The node's private key, in `<data-dir>/certs`.
-pub const NODE_KEY: &str = "node.key";
+use crate::keys::lock::NODE_KEY;
 
 /// A node's certificate chain and key, in PEM.
 #[derive(Debug, Clone)]
@@ -116,7 +126,7 @@ impl NodeCert {
     }
 
     /// The identity the node certificate (the first in the chain) names.
-    pub fn identity(&self) -> Option<crate::transport::PeerId> {
+    pub fn identity(&self) -> Option<PeerId> {
         let der = crate::pem::pem_certs(&self.cert_pem).into_iter().next()?;
         identity_of(der.as_ref())
     }

@@ -31,12 +31,6 @@ pub fn raise_nofile() {
     }
 }
 
-/// This process's soft limit on open files (1,024 if it cannot be read).
-pub fn nofile() -> u64 {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(1024, |(soft, _)| soft)
-}
-
 pub async fn run(
     config: NodeConfig,
     socket: PathBuf,

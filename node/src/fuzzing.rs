@@ -5,7 +5,7 @@
 //! value again decodes to the same thing.
 
 use protobuf::Message as _;
-use shoal_actors::codec;
+use shoal_core::codec;
 
 use crate::api::views;
 use crate::cluster::inbound;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 /// The log file of `task_id`; `None` unless the id has the id alphabet and
 /// length, so no id (`../x`) can name a file outside `dir`.
 pub fn log_path(dir: &Path, task_id: &str) -> Option<PathBuf> {
-    shoal_actors::model::is_valid_id(task_id).then(|| dir.join(format!("{task_id}.log")))
+    shoal_core::model::is_valid_id(task_id).then(|| dir.join(format!("{task_id}.log")))
 }
 
 pub fn format_line(stream: &str, text: &str) -> String {
@@ -69,7 +69,7 @@ mod tests {
         assert!(log_path(dir, "../../../outside").is_none());
         assert!(log_path(dir, "abcdefghijklmnopqrstuvwx/").is_none());
         assert!(log_path(dir, "").is_none());
-        let id = shoal_actors::model::new_id();
+        let id = shoal_actors::world::new_id();
         assert_eq!(log_path(dir, &id), Some(dir.join(format!("{id}.log"))));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use shoal_actors::constraints::Machine;
+use shoal_core::model::placement::Machine;
 
 const MEMINFO: &str = "/proc/meminfo";
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use gtmpl::Value;
-use shoal_actors::model::{Task, TaskTemplate};
+use shoal_core::model::{Task, TaskTemplate};
 
 /// The node a task runs on, as templates see it.
 #[derive(Debug, Clone)]
@@ -185,7 +185,7 @@ pub fn expand_task(task: &Task, node_id: &str, node: &NodeInfo) -> Result<Task, 
     let mut out = task.clone();
     out.spec = expand_with(&ctx, &task.spec)?;
     // What templates made must keep the rules too (a target is absolute…).
-    shoal_actors::mounts::check(&out.spec.mounts).map_err(|e| e.0)?;
+    shoal_core::model::mount::check(&out.spec.mounts).map_err(|e| e.0)?;
     Ok(out)
 }
 
@@ -213,8 +213,8 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
-    use shoal_actors::model::{TaskState, TaskStatus};
-    use shoal_actors::mounts::{Mount, MountKind};
+    use shoal_core::model::mount::{Mount, MountKind};
+    use shoal_core::model::{TaskState, TaskStatus};
 
     use super::*;
 
@@ -245,7 +245,7 @@ mod tests {
             spec_version: 1,
             spec,
             desired_state: TaskState::Running,
-            status: TaskStatus::new(TaskState::Assigned, "assigned"),
+            status: TaskStatus::new(TaskState::Assigned, "assigned", shoal_actors::world::now()),
             restart_history: Vec::new(),
             node_faults: 0,
             started_at: None,

@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use hickory_server::proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
-use shoal_actors::networks::{
-    EndpointMode, NetworkInfo, NetworkTable, ServiceNames, ServiceNet, Subnet, TaskAddr,
-};
 use shoal_actors::session::NetworkSink;
+use shoal_core::model::network::{EndpointMode, Subnet};
+use shoal_core::rules::network::{NetworkInfo, NetworkTable, ServiceNames, ServiceNet, TaskAddr};
 use shoal_node::dns::{DnsConfig, DnsCounts, DnsServer, OutcomeLabel};
 use shoal_node::overlay::NetworkWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -15,9 +15,9 @@ use raft::prelude::{
     ConfState, Entry, EntryType, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use serde_json::json;
-use shoal_actors::codec;
-use shoal_actors::command::Command;
-use shoal_actors::model::{
+use shoal_core::codec;
+use shoal_core::command::Command;
+use shoal_core::model::{
     DriverInfo, NodeRole, NodeState, Task, TaskState, TaskStatus, TaskTemplate,
 };
 use shoal_node::api::views;
@@ -160,7 +160,7 @@ fn requests() -> Vec<Request> {
             hostname: "host-1".into(),
             addr: "10.0.0.2:4243".into(),
             drivers: drivers.clone(),
-            availability: shoal_actors::model::Availability::Drain,
+            availability: shoal_core::model::Availability::Drain,
         },
         Request::Propose(Box::new(Command::SetNodeState {
             node_id: "n1".into(),
@@ -244,12 +244,12 @@ fn responses() -> Vec<Response> {
             "no leader".into(),
         )),
         Response::Refused(shoal_node::cluster::wire::Refusal::Rejected(
-            shoal_actors::state::ApplyError::ServiceNotFound("web".into()),
+            shoal_core::state::ApplyError::ServiceNotFound("web".into()),
         )),
         Response::Each(vec![
             Ok(()),
             Err(shoal_node::cluster::wire::Refusal::Rejected(
-                shoal_actors::state::ApplyError::NodeNotFound("n2".into()),
+                shoal_core::state::ApplyError::NodeNotFound("n2".into()),
             )),
         ]),
     ]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use shoal_actors::driver::BoxFuture;
-use shoal_actors::model::NodeRole;
+use shoal_core::model::NodeRole;
 use shoal_node::ca::RootCa;
 use shoal_node::transport::tls::TlsIdentity;
 use shoal_node::transport::{Inbound, InboundError, PeerId, Transport, TransportConfig};

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
-use crate::model::DriverInfo;
+use shoal_core::model::DriverInfo;
 
 /// The driver name a harness's services use.
 pub const FAKE_DRIVER: &str = "fake";

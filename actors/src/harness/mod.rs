@@ -35,21 +35,22 @@ use managers::Managers;
 use raft_net::RaftNet;
 pub use raft_net::{NetConfig, SnapshotCrossing};
 
-use crate::command::{Command, Proposal};
 use crate::context::{ManagerCtx, ManagerOpenError, Timings};
 use crate::driver::{Driver, Drivers, Exit};
 use crate::leader::{manager_spec, worker_spec};
-use crate::model::{
-    new_id, Availability, Cluster, ClusterSpec, JoinTokens, Node, NodeRole, NodeState, Service,
-    ServiceMode, ServiceSpec, Task, TaskState, TaskTemplate,
-};
 use crate::proposer::ProposeError;
 use crate::raft::{RaftMsg, RaftStatus};
 use crate::session::{DispatcherMsg, NodeDescription};
-use crate::state::ClusterState;
 use crate::supervision::{
     ChildSpec, Directory, Intensity, Supervisor, SupervisorArgs, SupervisorMsg,
 };
+use crate::world::new_id;
+use shoal_core::command::{Command, Proposal};
+use shoal_core::model::{
+    Cluster, ClusterSpec, JoinTokens, Node, NodeRole, NodeState, Service, ServiceMode, ServiceSpec,
+    Task, TaskState, TaskTemplate,
+};
+use shoal_core::state::ClusterState;
 
 /// How far one `step` moves the clock.
 pub const STEP: Duration = Duration::from_millis(10);
@@ -281,23 +282,9 @@ async fn propose_on_leader(managers: &Managers, cmd: Command) -> Result<(), Harn
 /// A node record as the harness (and unit tests) make them: ready to register, 4 CPUs, 8 GiB.
 pub fn node_record(id: &str, hostname: &str, role: NodeRole) -> Node {
     Node {
-        id: id.to_string(),
-        raft_id: u64::from(role == NodeRole::Manager),
-        hostname: hostname.to_string(),
-        role,
-        availability: Availability::Active,
-        labels: Default::default(),
-        state: NodeState::Unknown,
-        status_message: String::new(),
-        clock_skew_ms: None,
-        addr: format!("{hostname}:2377"),
-        drivers: Vec::new(),
-        sandbox_error: None,
-        machine: fake_machine(),
-        cert_generation: 0,
         created_at: epoch(),
         updated_at: epoch(),
-        version: 0,
+        ..shoal_core::model::sample_node(id, hostname, role)
     }
 }
 
@@ -534,7 +521,7 @@ impl Harness {
 
     /// Creates the service as the API does; returns its id.
     pub fn create_service(&mut self, spec: ServiceSpec) -> Result<String, HarnessError> {
-        let svc = Service::new(spec, self.now());
+        let svc = Service::new(new_id(), spec, self.now());
         let id = svc.id.clone();
         self.propose(Command::CreateService(Box::new(svc)))?;
         Ok(id)
@@ -887,7 +874,7 @@ impl Harness {
     pub fn commands(&self) -> Vec<Command> {
         self.log()
             .iter()
-            .filter_map(|d| crate::codec::decode::<Proposal>(d).ok())
+            .filter_map(|d| shoal_core::codec::decode::<Proposal>(d).ok())
             .flat_map(Proposal::into_commands)
             .collect()
     }
@@ -933,15 +920,6 @@ impl Drop for Harness {
 }
 
 /// What every fake node reports: 4 CPUs and 8 GiB.
-pub fn fake_machine() -> crate::constraints::Machine {
-    crate::constraints::Machine {
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        nano_cpus: 4_000_000_000,
-        memory_bytes: 8 << 30,
-        engine_labels: Default::default(),
-        confinement: Default::default(),
-        generic_resources: Vec::new(),
-        max_sandboxes: None,
-    }
+pub fn fake_machine() -> shoal_core::model::placement::Machine {
+    shoal_core::model::sample_machine()
 }

@@ -1,26 +1,24 @@
-//! The orchestrator (leader only): one ServiceSupervisor per service, and the
-//! task reaper that keeps history within its limit.
+//! The orchestrator (leader only): a control loop per service
+//! (`service/<name>`, `reconcile::Loop`) that keeps its tasks to its spec
+//! with `shoal_core::plan::service::plan`, and the task reaper that keeps history
+//! within its limit (`shoal_core::plan::reaper`).
 
-pub mod global;
-pub mod job;
-mod reaper;
-pub mod rebalance;
-pub mod restart;
-mod service;
-
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use rand::RngCore;
 
-pub use reaper::reap;
-pub use service::{plan, Plan, ServiceArgs, ServiceMsg, ServiceSupervisor};
-
-use crate::command::Command;
 use crate::context::ManagerCtx;
-use crate::state::Change;
+use crate::metrics::ActorMetrics;
+use crate::reconcile::{Planner, Pool};
 use crate::store::StoreEvent;
-use crate::supervision::{ChildSpec, Children, Intensity, Restart};
+use crate::supervision::Restart;
+use shoal_core::command::Command;
+use shoal_core::model::ServiceMode;
+use shoal_core::plan::{self, reaper::reap, rebalance, Plan};
+use shoal_core::state::{Change, ClusterState};
 
 pub enum OrchestratorMsg {
     Store(Option<StoreEvent>),
@@ -29,9 +27,7 @@ pub enum OrchestratorMsg {
 
 pub struct OrchestratorState {
     ctx: Arc<ManagerCtx>,
-    children: Children,
-    /// service id -> name of its supervisor in the directory.
-    names: BTreeMap<String, String>,
+    services: Pool<ServicePlanner>,
     reap_queued: bool,
 }
 
@@ -42,6 +38,49 @@ pub fn service_actor_name(service_name: &str) -> String {
     format!("service/{service_name}")
 }
 
+/// A service's loop: named after the service (renamed with it), lives as
+/// long as the service does.
+#[derive(Clone)]
+pub struct ServicePlanner {
+    metrics: Arc<ActorMetrics>,
+}
+
+impl Planner for ServicePlanner {
+    fn name(&self, state: &ClusterState, key: &str) -> Option<String> {
+        state
+            .services
+            .get(key)
+            .map(|s| service_actor_name(&s.spec.name))
+    }
+
+    fn plan(
+        &self,
+        state: &ClusterState,
+        key: &str,
+        now: DateTime<Utc>,
+        rng: &mut dyn RngCore,
+    ) -> Plan {
+        plan::service::plan(state, key, now, rng)
+    }
+
+    fn needed(&self, _state: &ClusterState, _key: &str) -> bool {
+        true
+    }
+
+    fn committed(&self, commands: &[Command]) {
+        let created: usize = commands
+            .iter()
+            .map(|c| match c {
+                Command::CreateTasks(tasks) => tasks.len(),
+                _ => 0,
+            })
+            .sum();
+        self.metrics
+            .orchestrator_tasks_created
+            .inc_by(created as u64);
+    }
+}
+
 /// Whether a change of task `task_id` can change what its service's plan
 /// or the reaper decides. A replicated service (not rebalanced) only cares
 /// about a task that stopped being runnable or is gone: its steps from NEW
@@ -49,84 +88,22 @@ pub fn service_actor_name(service_name: &str) -> String {
 /// them made a service's start quadratic. Other modes follow their tasks'
 /// progress (a global rollout counts tasks not yet up, a rebalance move
 /// waits for its new task to run), so every change matters to them.
-fn matters(state: &crate::state::ClusterState, task_id: &str, service_id: &str) -> bool {
+fn matters(state: &ClusterState, task_id: &str, service_id: &str) -> bool {
     let Some(svc) = state.services.get(service_id) else {
         return true;
     };
-    if !matches!(svc.spec.mode, crate::model::ServiceMode::Replicated { .. })
-        || rebalance::enabled(state, svc)
-    {
+    if !matches!(svc.spec.mode, ServiceMode::Replicated { .. }) || rebalance::enabled(state, svc) {
         return true;
     }
     state.tasks.get(task_id).is_none_or(|t| !t.is_runnable())
 }
 
 impl OrchestratorState {
-    async fn ensure_supervisor(&mut self, myself: &ActorRef<OrchestratorMsg>, service_id: &str) {
-        let name = {
-            let guard = self.ctx.sm.read();
-            match guard.0.services.get(service_id) {
-                Some(s) => service_actor_name(&s.spec.name),
-                None => return,
-            }
-        };
-        match self.names.get(service_id) {
-            Some(current) if *current == name && self.children.contains(&name) => {
-                self.poke(service_id);
-                return;
-            }
-            // Renamed: its supervisor is re-registered under the new name.
-            Some(old) => {
-                let old = old.clone();
-                self.children.stop(&old);
-            }
-            None => {}
-        }
-        let spec = ChildSpec::new(
-            name.clone(),
-            Restart::Permanent,
-            ServiceSupervisor,
-            ServiceArgs {
-                ctx: self.ctx.clone(),
-                service_id: service_id.to_string(),
-            },
-        );
-        match self.children.start(&myself.get_cell(), spec).await {
-            Ok(()) => {
-                self.names.insert(service_id.to_string(), name);
-            }
-            Err(e) => {
-                tracing::error!(service = %name, error = %e, "cannot start service supervisor")
-            }
-        }
-    }
-
-    fn poke(&self, service_id: &str) {
-        if let Some(a) = self
-            .names
-            .get(service_id)
-            .and_then(|n| self.ctx.directory.get::<ServiceMsg>(n))
-        {
-            let _ = a.send_message(ServiceMsg::Poke);
-        }
-    }
-
     async fn resync(&mut self, myself: &ActorRef<OrchestratorMsg>) {
         let ids: Vec<String> = self.ctx.sm.read().0.services.keys().cloned().collect();
-        let gone: Vec<String> = self
-            .names
-            .keys()
-            .filter(|id| !ids.contains(id))
-            .cloned()
-            .collect();
-        for id in gone {
-            if let Some(n) = self.names.remove(&id) {
-                self.children.stop(&n);
-            }
-        }
-        for id in ids {
-            self.ensure_supervisor(myself, &id).await;
-        }
+        self.services
+            .resync(&myself.get_cell(), &ids, |_, _| true)
+            .await;
         self.queue_reap(myself);
     }
 
@@ -149,10 +126,18 @@ impl Actor for Orchestrator {
         ctx: Arc<ManagerCtx>,
     ) -> Result<OrchestratorState, ActorProcessingErr> {
         crate::events::forward(&ctx.events, myself.clone(), OrchestratorMsg::Store);
+        let planner = ServicePlanner {
+            metrics: ctx.directory.metrics.clone(),
+        };
+        let services = Pool::new(
+            planner,
+            ctx.loop_ctx(),
+            ctx.directory.clone(),
+            Restart::Permanent,
+        );
         let mut st = OrchestratorState {
-            children: Children::new(ctx.directory.clone(), Intensity::default()),
+            services,
             ctx,
-            names: BTreeMap::new(),
             reap_queued: false,
         };
         st.resync(&myself).await;
@@ -164,7 +149,7 @@ impl Actor for Orchestrator {
         _myself: ActorRef<OrchestratorMsg>,
         st: &mut OrchestratorState,
     ) -> Result<(), ActorProcessingErr> {
-        st.children.stop_all();
+        st.services.stop_all();
         Ok(())
     }
 
@@ -176,9 +161,9 @@ impl Actor for Orchestrator {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             OrchestratorMsg::Store(Some(ev)) => {
-                let mut poked = std::collections::HashSet::new();
+                let mut poked = HashSet::new();
                 // Read once per event: which of its task changes matter.
-                let relevant: std::collections::HashSet<&str> = {
+                let relevant: HashSet<&str> = {
                     let guard = st.ctx.sm.read();
                     ev.changes
                         .iter()
@@ -195,28 +180,23 @@ impl Actor for Orchestrator {
                 };
                 for c in ev.changes.iter() {
                     match c {
-                        Change::Service(id) => st.ensure_supervisor(&myself, id).await,
+                        Change::Service(id) => st.services.ensure(&myself.get_cell(), id).await,
                         // A node went down or came back (or rebalancing was
                         // turned on): every service may have tasks to move.
                         Change::Node(_) | Change::Cluster => {
-                            let ids: Vec<String> = st.names.keys().cloned().collect();
-                            for id in ids {
+                            for id in st.services.keys() {
                                 if poked.insert(id.clone()) {
-                                    st.poke(&id);
+                                    st.services.poke(&id);
                                 }
                             }
                         }
-                        Change::ServiceRemoved(id) => {
-                            if let Some(n) = st.names.remove(id) {
-                                st.children.stop(&n);
-                            }
-                        }
+                        Change::ServiceRemoved(id) => st.services.stop(id),
                         Change::Task { service_id, .. }
                         | Change::TaskRemoved { service_id, .. }
                             if relevant.contains(service_id.as_str())
                                 && poked.insert(service_id.clone()) =>
                         {
-                            st.poke(service_id);
+                            st.services.poke(service_id);
                         }
                         _ => {}
                     }
@@ -238,10 +218,10 @@ impl Actor for Orchestrator {
                     reap(&guard.0, limit)
                 };
                 if !doomed.is_empty() {
-                    let more = doomed.len() > crate::limits::MAX_TASKS_PER_PASS;
+                    let more = doomed.len() > shoal_core::limits::MAX_TASKS_PER_PASS;
                     let batch = doomed
                         .into_iter()
-                        .take(crate::limits::MAX_TASKS_PER_PASS)
+                        .take(shoal_core::limits::MAX_TASKS_PER_PASS)
                         .collect();
                     match st.ctx.proposer.propose(Command::DeleteTasks(batch)).await {
                         Err(e) => tracing::warn!(error = %e, "task reaper write failed"),
@@ -260,7 +240,7 @@ impl Actor for Orchestrator {
         event: SupervisionEvent,
         st: &mut OrchestratorState,
     ) -> Result<(), ActorProcessingErr> {
-        st.children.handle_event(&myself.get_cell(), event).await?;
+        st.services.handle_event(&myself.get_cell(), event).await?;
         Ok(())
     }
 }

@@ -4,17 +4,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::ports::{Protocol, PublishMode};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use shoal_core::model::port::{Protocol, PublishMode};
 
-use super::placement::{place, Candidate, Decision, Request};
-use crate::command::{Command, TaskUpdate};
-use crate::constraints::{parse_preference, Constraint};
 use crate::context::ManagerCtx;
-use crate::limits::MAX_UPDATES_PER_PROPOSAL;
-use crate::model::TaskState;
-use crate::state::{Change, ClusterState};
 use crate::store::StoreEvent;
+use shoal_core::command::{Command, TaskUpdate};
+use shoal_core::limits::MAX_UPDATES_PER_PROPOSAL;
+use shoal_core::model::TaskState;
+use shoal_core::plan::schedule::{place, Candidate, Decision, Request};
+use shoal_core::rules::placement::{parse_preference, Constraint};
+use shoal_core::state::{Change, ClusterState};
 
 pub enum SchedulerMsg {
     Store(Option<StoreEvent>),
@@ -50,7 +50,7 @@ pub struct SchedulerState {
 pub struct Scheduler;
 
 /// The host-mode ports a task of its service binds on its node.
-fn host_ports(state: &ClusterState, t: &crate::model::Task) -> Vec<(Protocol, u16)> {
+fn host_ports(state: &ClusterState, t: &shoal_core::model::Task) -> Vec<(Protocol, u16)> {
     state
         .services
         .get(&t.service_id)
@@ -69,7 +69,7 @@ fn host_ports(state: &ClusterState, t: &crate::model::Task) -> Vec<(Protocol, u1
 /// A task's parsed placement, shared by the requests of its service version.
 type Parsed = (Arc<Vec<Constraint>>, Arc<Vec<String>>);
 
-fn parsed(cache: &mut HashMap<(String, u64), Parsed>, t: &crate::model::Task) -> Parsed {
+fn parsed(cache: &mut HashMap<(String, u64), Parsed>, t: &shoal_core::model::Task) -> Parsed {
     cache
         .entry((t.service_id.clone(), t.spec_version))
         .or_insert_with(|| {
@@ -89,12 +89,12 @@ fn parsed(cache: &mut HashMap<(String, u64), Parsed>, t: &crate::model::Task) ->
 /// Whether the scheduler has to find `t` a node (or check that a global
 /// task's node can take it). A task desired READY waits for its slot's old
 /// task to stop (a stop-first update) before it is placed.
-fn wants_node(t: &crate::model::Task) -> bool {
+fn wants_node(t: &shoal_core::model::Task) -> bool {
     t.desired_state == TaskState::Running && t.status.state <= TaskState::Pending
 }
 
 /// The limit flags a task's resources use.
-fn limit_flags(r: &crate::model::Resources) -> Vec<String> {
+fn limit_flags(r: &shoal_core::model::Resources) -> Vec<String> {
     [
         (r.limit_memory_bytes > 0, "--limit-memory"),
         (r.limit_nano_cpus > 0, "--limit-cpu"),
@@ -109,10 +109,11 @@ fn limit_flags(r: &crate::model::Resources) -> Vec<String> {
 /// Whether a task's volumes are its slot's own (a volume mount whose source
 /// names `{{.Task.Slot}}`): the slot then stays with the node that holds
 /// them while that node can take it.
-fn slot_volumes(t: &crate::model::Task) -> bool {
+fn slot_volumes(t: &shoal_core::model::Task) -> bool {
     t.slot != 0
         && t.spec.mounts.iter().any(|m| {
-            m.kind == Some(crate::mounts::MountKind::Volume) && m.source.contains(".Task.Slot")
+            m.kind == Some(shoal_core::model::mount::MountKind::Volume)
+                && m.source.contains(".Task.Slot")
         })
 }
 
@@ -142,7 +143,7 @@ fn request(
     state: &ClusterState,
     cache: &mut HashMap<(String, u64), Parsed>,
     slots: &mut SlotNodes,
-    t: &crate::model::Task,
+    t: &shoal_core::model::Task,
 ) -> Request {
     let (constraints, spread) = parsed(cache, t);
     let prefer = slot_volumes(t)
@@ -175,12 +176,12 @@ fn request(
 
 /// Whether the task holds a network sandbox on its node: a process task
 /// off the node's network.
-fn needs_sandbox(t: &crate::model::Task) -> bool {
+fn needs_sandbox(t: &shoal_core::model::Task) -> bool {
     t.spec.driver == "process" && !t.spec.host_network()
 }
 
 /// The units of each kind of generic resource a task reserves.
-fn generic_units(r: &crate::model::Resources) -> Vec<(String, u64)> {
+fn generic_units(r: &shoal_core::model::Resources) -> Vec<(String, u64)> {
     r.reserve_generic
         .iter()
         .map(|g| (g.kind().to_string(), g.units()))
@@ -188,7 +189,7 @@ fn generic_units(r: &crate::model::Resources) -> Vec<(String, u64)> {
 }
 
 /// A task placed on a node and not ended: it counts towards the node's load.
-fn counts(t: &crate::model::Task) -> bool {
+fn counts(t: &shoal_core::model::Task) -> bool {
     t.node_id.is_some() && !t.status.state.is_terminal() && !wants_node(t)
 }
 
@@ -231,7 +232,7 @@ impl Loads {
     }
 
     /// Counts or uncounts task `id` by what it is now (`None`: deleted).
-    fn update(&mut self, id: &str, task: Option<&crate::model::Task>) {
+    fn update(&mut self, id: &str, task: Option<&shoal_core::model::Task>) {
         let now = task.filter(|t| counts(t));
         match (self.counted.contains_key(id), now) {
             (false, Some(t)) => {

@@ -1,6 +1,6 @@
-//! The scheduler (leader only): assigns NEW and PENDING tasks to nodes.
+//! The scheduler (leader only): assigns NEW and PENDING tasks to nodes, with
+//! the placement decisions of `shoal_core::plan::schedule`.
 
 mod actor;
-pub mod placement;
 
 pub use actor::{Scheduler, SchedulerMsg};

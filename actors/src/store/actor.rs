@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use super::machine::{Outcome, StateMachine, WriteResult};
 use crate::raft::storage::LogStore;
-use crate::state::{ApplyError, Change};
+use shoal_core::state::{ApplyError, Change};
 
 /// Published after every applied entry that changed something.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! Each applied entry's changes and the new applied index go to sled in one
 //! atomic batch, so a crash never applies an entry twice or skips one.
 
-use crate::secrets::Kind;
+use shoal_core::model::secret::Kind;
 use std::sync::Arc;
 
 use std::collections::{HashMap, VecDeque};
@@ -11,10 +11,12 @@ use std::collections::{HashMap, VecDeque};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, CodecError};
-use crate::command::Proposal;
-use crate::state::{ApplyError, Change, ClusterState};
+use shoal_core::codec;
+
 use crate::store::swarm_events::{Digests, SwarmEvent};
+use shoal_core::codec::CodecError;
+use shoal_core::command::Proposal;
+use shoal_core::state::{ApplyError, Change, ClusterState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -118,19 +120,19 @@ impl StateMachine {
             } else if &*k == CLUSTER {
                 state.cluster = Some(dec(&k, &v)?);
             } else if k.starts_with(b"node/") {
-                let n: crate::model::Node = dec(&k, &v)?;
+                let n: shoal_core::model::Node = dec(&k, &v)?;
                 state.nodes.insert(n.id.clone(), n);
             } else if k.starts_with(b"svc/") {
-                let s: crate::model::Service = dec(&k, &v)?;
+                let s: shoal_core::model::Service = dec(&k, &v)?;
                 state.services.insert(s.id.clone(), s);
             } else if k.starts_with(b"task/") {
-                let t: crate::model::Task = dec(&k, &v)?;
+                let t: shoal_core::model::Task = dec(&k, &v)?;
                 state.tasks.insert(t.id.clone(), t);
             } else if k.starts_with(b"net/") {
-                let n: crate::networks::Network = dec(&k, &v)?;
+                let n: shoal_core::model::network::Network = dec(&k, &v)?;
                 state.networks.insert(n.id.clone(), n);
             } else if k.starts_with(b"secret/") || k.starts_with(b"config/") {
-                let o: crate::secrets::Object = dec(&k, &v)?;
+                let o: shoal_core::model::secret::Object = dec(&k, &v)?;
                 match o.kind {
                     Kind::Secret => state.secrets.insert(o.id.clone(), o),
                     Kind::Config => state.configs.insert(o.id.clone(), o),
@@ -401,8 +403,8 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::Command;
-    use crate::model::{Node, NodeRole};
+    use shoal_core::command::Command;
+    use shoal_core::model::{Node, NodeRole};
 
     fn node(id: &str) -> Node {
         crate::harness::node_record(id, id, NodeRole::Worker)

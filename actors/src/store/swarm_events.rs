@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::secrets::Kind;
-use crate::state::{Change, ClusterState};
+use shoal_core::model::secret::Kind;
+use shoal_core::state::{Change, ClusterState};
 
 /// What kind of object an event is about: docker's event `Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,7 +79,7 @@ fn digest_of(state: &ClusterState, kind: EventType, id: &str) -> Option<Digest> 
         EventType::Service => state.services.get(id).map(|s| {
             let mut tracked = BTreeMap::new();
             tracked.insert("image", s.spec.task_template.image.clone());
-            if let crate::model::ServiceMode::Replicated { replicas } = s.spec.mode {
+            if let shoal_core::model::ServiceMode::Replicated { replicas } = s.spec.mode {
                 tracked.insert("replicas", replicas.to_string());
             }
             if let Some(u) = &s.update_status {

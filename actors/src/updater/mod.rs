@@ -1,26 +1,25 @@
 //! The updater (leader only): rolls a service's tasks over to its current
 //! spec slot by slot, watches the new ones, and pauses or rolls back when
-//! too many fail. One `update/<service id>` child per service with a
-//! rollout under way (`service.rs`), supervised here like the orchestrator's
-//! service supervisors; the decisions are `plan::step`'s. Nothing here or in
+//! too many fail. One `update/<service id>` control loop
+//! (`reconcile::Loop`) per service with a rollout under way, in a pool like
+//! the orchestrator's; the decisions are `shoal_core::plan::update::step`'s. Nothing here or in
 //! a child is needed by a new leader: the rollout's progress is in the
 //! service's `UpdateStatus` and in its tasks.
-
-mod plan;
-mod service;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-
-pub use plan::{step, task_wants_updater, wants_updater, UpdatePlan};
-pub use service::{ServiceUpdater, ServiceUpdaterArgs, ServiceUpdaterMsg};
+use rand::RngCore;
 
 use crate::context::LoopCtx;
-use crate::state::Change;
+use crate::reconcile::{Planner, Pool};
 use crate::store::StoreEvent;
-use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
+use crate::supervision::{Directory, Restart};
+use shoal_core::plan::update::{step, task_wants_updater, wants_updater};
+use shoal_core::plan::Plan;
+use shoal_core::state::{Change, ClusterState};
 
 pub enum UpdaterMsg {
     Store(Option<StoreEvent>),
@@ -37,18 +36,40 @@ pub struct Updater;
 
 pub struct UpdaterState {
     ctx: LoopCtx,
-    directory: Arc<Directory>,
-    children: Children,
-    /// Service id -> its child's name, while it runs.
-    names: HashMap<String, String>,
+    rollouts: Pool<RolloutPlanner>,
 }
 
 pub fn updater_name(service_id: &str) -> String {
     format!("update/{service_id}")
 }
 
+/// A rollout's loop: named after the service's id, stops once the service
+/// has nothing left to roll out.
+#[derive(Clone)]
+pub struct RolloutPlanner;
+
+impl Planner for RolloutPlanner {
+    fn name(&self, state: &ClusterState, key: &str) -> Option<String> {
+        state.services.contains_key(key).then(|| updater_name(key))
+    }
+
+    fn plan(
+        &self,
+        state: &ClusterState,
+        key: &str,
+        now: DateTime<Utc>,
+        rng: &mut dyn RngCore,
+    ) -> Plan {
+        step(state, key, now, rng)
+    }
+
+    fn needed(&self, state: &ClusterState, key: &str) -> bool {
+        wants_updater(state, key)
+    }
+}
+
 impl UpdaterState {
-    /// Pokes the service's child, or starts one if the service has a
+    /// Pokes the service's loop, or starts one if the service has a
     /// rollout to run. `tasks`: only these tasks changed (not the service),
     /// so only they can have made a rollout due: a task changed by a step
     /// towards RUNNING cannot, and looking at every task of the service on
@@ -59,14 +80,9 @@ impl UpdaterState {
         service_id: &str,
         tasks: Option<&[&str]>,
     ) {
-        let name = updater_name(service_id);
-        if self.children.contains(&name) {
-            if let Some(child) = self.directory.get::<ServiceUpdaterMsg>(&name) {
-                let _ = child.send_message(ServiceUpdaterMsg::Poke);
-            }
-            return;
+        if self.rollouts.running(service_id) {
+            return self.rollouts.poke(service_id);
         }
-        self.names.remove(service_id);
         let wanted = {
             let guard = self.ctx.sm.read();
             match tasks {
@@ -76,42 +92,16 @@ impl UpdaterState {
                     .any(|id| task_wants_updater(&guard.0, service_id, id)),
             }
         };
-        if !wanted {
-            return;
-        }
-        let spec = ChildSpec::new(
-            name.clone(),
-            Restart::Transient,
-            ServiceUpdater,
-            ServiceUpdaterArgs {
-                ctx: self.ctx.clone(),
-                service_id: service_id.into(),
-            },
-        );
-        match self.children.start(&myself.get_cell(), spec).await {
-            Ok(()) => {
-                self.names.insert(service_id.to_string(), name);
-            }
-            Err(e) => tracing::error!(service = %service_id, error = %e, "cannot start updater"),
+        if wanted {
+            self.rollouts.ensure(&myself.get_cell(), service_id).await;
         }
     }
 
     async fn resync(&mut self, myself: &ActorRef<UpdaterMsg>) {
         let ids: Vec<String> = self.ctx.sm.read().0.services.keys().cloned().collect();
-        let gone: Vec<String> = self
-            .names
-            .keys()
-            .filter(|id| !ids.contains(id))
-            .cloned()
-            .collect();
-        for id in gone {
-            if let Some(n) = self.names.remove(&id) {
-                self.children.stop(&n);
-            }
-        }
-        for id in ids {
-            self.ensure(myself, &id, None).await;
-        }
+        self.rollouts
+            .resync(&myself.get_cell(), &ids, wants_updater)
+            .await;
     }
 }
 
@@ -126,11 +116,15 @@ impl Actor for Updater {
         args: UpdaterArgs,
     ) -> Result<UpdaterState, ActorProcessingErr> {
         crate::events::forward(&args.ctx.events, myself.clone(), UpdaterMsg::Store);
+        let rollouts = Pool::new(
+            RolloutPlanner,
+            args.ctx.clone(),
+            args.directory,
+            Restart::Transient,
+        );
         let mut st = UpdaterState {
-            children: Children::new(args.directory.clone(), Intensity::default()),
             ctx: args.ctx,
-            directory: args.directory,
-            names: HashMap::new(),
+            rollouts,
         };
         // A new leader (or a restarted updater) starts from the state alone.
         st.resync(&myself).await;
@@ -142,7 +136,7 @@ impl Actor for Updater {
         _myself: ActorRef<UpdaterMsg>,
         st: &mut UpdaterState,
     ) -> Result<(), ActorProcessingErr> {
-        st.children.stop_all();
+        st.rollouts.stop_all();
         Ok(())
     }
 
@@ -190,8 +184,7 @@ impl Actor for Updater {
                         // A node that went down no longer holds up the slots
                         // whose old task ran there.
                         Change::Node(_) => {
-                            let ids: Vec<String> = st.names.keys().cloned().collect();
-                            for id in ids {
+                            for id in st.rollouts.keys() {
                                 if seen.insert(id.clone()) {
                                     st.ensure(&myself, &id, None).await;
                                 }
@@ -200,11 +193,7 @@ impl Actor for Updater {
                         // A rotated secret changes the services that use it,
                         // which come as `Change::Service` in the same entry.
                         Change::Object(..) | Change::Network(_) => {}
-                        Change::ServiceRemoved(id) => {
-                            if let Some(n) = st.names.remove(id) {
-                                st.children.stop(&n);
-                            }
-                        }
+                        Change::ServiceRemoved(id) => st.rollouts.stop(id),
                         Change::Cluster => {}
                     }
                 }
@@ -220,15 +209,9 @@ impl Actor for Updater {
         event: SupervisionEvent,
         st: &mut UpdaterState,
     ) -> Result<(), ActorProcessingErr> {
-        st.children.handle_event(&myself.get_cell(), event).await?;
-        // A child that stopped because it had nothing left to do: look
+        // A loop that stopped because it had nothing left to do: look
         // again, in case the service changed while it was stopping.
-        let ended: Vec<String> = st
-            .names
-            .iter()
-            .filter(|(_, n)| !st.children.contains(n))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ended = st.rollouts.handle_event(&myself.get_cell(), event).await?;
         for id in ended {
             st.ensure(&myself, &id, None).await;
         }

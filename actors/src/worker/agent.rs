@@ -11,13 +11,14 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, Supervis
 
 use super::task_actor::{TaskActor, TaskArgs, TaskMsg};
 use crate::driver::Drivers;
-use crate::limits::MAX_UPDATES_PER_PROPOSAL;
-use crate::model::{Task, TaskState, TaskStatus};
-use crate::secrets::Kind;
 use crate::session::{
     AgentMsg, DispatcherLink, DispatcherMsg, EndpointSink, NetworkSink, NodeDescription,
 };
 use crate::supervision::{ChildSpec, Children, Directory, Intensity, Restart};
+use shoal_core::limits::MAX_UPDATES_PER_PROPOSAL;
+use shoal_core::model::secret::Kind;
+use shoal_core::model::{Task, TaskState, TaskStatus};
+use shoal_core::plan::agent::{self as agent_plan, Action};
 
 #[derive(Clone)]
 pub struct AgentArgs {
@@ -105,10 +106,6 @@ fn spawn_heartbeat(
     })
 }
 
-/// New task actors one reconcile starts; the rest follow in the next one,
-/// so the agent's mailbox (status reports, flushes) keeps moving.
-const STARTS_PER_RECONCILE: usize = 100;
-
 /// How long a task behind a published port keeps running after it is told
 /// to stop: the endpoint table without it reaches every node well within
 /// this, so no proxy sends a connection to a task that is going away.
@@ -117,8 +114,11 @@ const DRAIN: Duration = Duration::from_secs(1);
 /// How long status changes gather before they are sent.
 const FLUSH_DELAY: Duration = Duration::from_millis(20);
 
+/// What a task actor's name starts with; the rest is its task's id.
+const TASK_ACTOR_PREFIX: &str = "task/";
+
 fn task_actor_name(id: &str) -> String {
-    format!("task/{id}")
+    format!("{TASK_ACTOR_PREFIX}{id}")
 }
 
 impl AgentState {
@@ -215,90 +215,82 @@ impl AgentState {
         }
     }
 
-    /// Brings the task actors in line with `assigned`; true if it stopped at
-    /// `STARTS_PER_RECONCILE` and another pass should follow.
+    /// Brings the task actors in line with `assigned` (the decisions are
+    /// `plan::agent::reconcile`'s); true if it stopped at
+    /// `plan::agent::STARTS_PER_RECONCILE` and another pass should follow.
     async fn reconcile(&mut self, myself: &ActorRef<AgentMsg>, assigned: Vec<Task>) -> bool {
-        let mut started = 0;
-        let mut more = false;
         let keep: std::collections::HashSet<String> =
             assigned.iter().map(|t| t.id.clone()).collect();
         for d in self.args.drivers.values() {
             d.retain(&keep);
         }
-        let mut wanted = std::collections::HashSet::new();
-        for task in assigned {
-            let name = task_actor_name(&task.id);
-            wanted.insert(name.clone());
-            let known = self.statuses.get(&task.id).map(|s| s.state);
-            let finished = known.is_some_and(|s| s.is_terminal());
-            let running_here = self.tasks.contains(&name);
-            if task.desired_state > TaskState::Running {
-                if running_here {
-                    if let Some(a) = self.args.directory.get::<TaskMsg>(&name) {
-                        let backend = self
-                            .backends
-                            .iter()
-                            .chain(&self.serving)
-                            .any(|b| b.contains(&task.id));
-                        if !backend {
-                            let _ = a.send_message(TaskMsg::Stop);
-                        } else if self.draining.insert(task.id.clone()) {
-                            a.send_after(DRAIN, || TaskMsg::Stop);
-                        }
+        let (actions, more) = {
+            let running: BTreeSet<&str> = self
+                .tasks
+                .names()
+                .filter_map(|n| n.strip_prefix(TASK_ACTOR_PREFIX))
+                .collect();
+            let backends = [
+                &self.backends[0],
+                &self.backends[1],
+                &self.serving[0],
+                &self.serving[1],
+            ];
+            let here = agent_plan::Here {
+                running: &running,
+                statuses: &self.statuses,
+                backends: &backends,
+                draining: &self.draining,
+            };
+            agent_plan::reconcile(assigned, &here)
+        };
+        for action in actions {
+            match action {
+                Action::Start(task) => {
+                    let name = task_actor_name(&task.id);
+                    let driver = self.args.drivers.get(&task.spec.driver).cloned();
+                    let files = shoal_core::rules::secret::task_files(&task.spec, &self.payloads);
+                    let spec = ChildSpec::new(
+                        name.clone(),
+                        Restart::Transient,
+                        TaskActor,
+                        TaskArgs {
+                            task,
+                            node_id: self.args.node.node_id.clone(),
+                            driver,
+                            agent: myself.clone(),
+                            files,
+                            metrics: self.args.directory.metrics.clone(),
+                        },
+                    );
+                    if let Err(e) = self.tasks.start(&myself.get_cell(), spec).await {
+                        tracing::error!(task = %name, error = %e, "cannot start task actor");
                     }
-                } else if !finished && !task.status.state.is_terminal() {
-                    // Never started here (or lost with a restart): nothing to stop.
+                }
+                Action::Stop(id) => {
+                    if let Some(a) = self.args.directory.get::<TaskMsg>(&task_actor_name(&id)) {
+                        let _ = a.send_message(TaskMsg::Stop);
+                    }
+                }
+                Action::Drain(id) => {
+                    if let Some(a) = self.args.directory.get::<TaskMsg>(&task_actor_name(&id)) {
+                        self.draining.insert(id);
+                        a.send_after(DRAIN, || TaskMsg::Stop);
+                    }
+                }
+                Action::ReportShutdown(id) => {
                     let _ = myself.send_message(AgentMsg::Status(
-                        task.id.clone(),
-                        TaskStatus::new(TaskState::Shutdown, "shutdown"),
+                        id,
+                        TaskStatus::new(TaskState::Shutdown, "shutdown", crate::world::now()),
                     ));
                 }
-                continue;
-            }
-            if running_here || finished || task.status.state.is_terminal() {
-                continue;
-            }
-            if started == STARTS_PER_RECONCILE {
-                more = true;
-                continue;
-            }
-            started += 1;
-            let driver = self.args.drivers.get(&task.spec.driver).cloned();
-            let files = crate::secrets::task_files(&task.spec, &self.payloads);
-            let spec = ChildSpec::new(
-                name.clone(),
-                Restart::Transient,
-                TaskActor,
-                TaskArgs {
-                    task,
-                    node_id: self.args.node.node_id.clone(),
-                    driver,
-                    agent: myself.clone(),
-                    files,
-                    metrics: self.args.directory.metrics.clone(),
-                },
-            );
-            if let Err(e) = self.tasks.start(&myself.get_cell(), spec).await {
-                tracing::error!(task = %name, error = %e, "cannot start task actor");
-            }
-        }
-        let gone: Vec<String> = self
-            .tasks
-            .names()
-            .filter(|n| !wanted.contains(*n))
-            .cloned()
-            .collect();
-        for name in gone {
-            if let Some(a) = self.args.directory.get::<TaskMsg>(&name) {
-                let _ = a.send_message(TaskMsg::Stop);
             }
         }
         // Forget tasks the managers no longer mention once nothing runs them
         // here: finished, or never started on this node.
         let tasks = &self.tasks;
         self.statuses.retain(|id, s| {
-            let name = task_actor_name(id);
-            wanted.contains(&name) || (!s.state.is_terminal() && tasks.contains(&name))
+            keep.contains(id) || (!s.state.is_terminal() && tasks.contains(&task_actor_name(id)))
         });
         // A drain ends with its task actor.
         self.draining

@@ -7,8 +7,13 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::driver::{Driver, Exit, Launch, Lifecycle};
-use crate::model::{Health, Task, TaskState, TaskStatus};
 use crate::session::AgentMsg;
+use shoal_core::model::{Health, Task, TaskState, TaskStatus};
+
+/// A status of this node's, stamped with its clock.
+fn status(state: TaskState, message: impl Into<String>) -> TaskStatus {
+    TaskStatus::new(state, message, crate::world::now())
+}
 
 #[derive(Clone)]
 pub struct TaskActor;
@@ -21,7 +26,7 @@ pub struct TaskArgs {
     pub agent: ActorRef<AgentMsg>,
     /// The secret and config files of the task, held in memory only; or
     /// which one this node was not given.
-    pub files: Result<Vec<crate::secrets::TaskFile>, String>,
+    pub files: Result<Vec<shoal_core::model::secret::TaskFile>, String>,
     pub metrics: Arc<crate::metrics::ActorMetrics>,
 }
 
@@ -78,7 +83,7 @@ impl TaskRun {
         if has_check && self.health.is_none() {
             self.health = Some(Health::Starting);
         }
-        let mut s = TaskStatus::new(TaskState::Running, "started");
+        let mut s = status(TaskState::Running, "started");
         s.pid = pid;
         s.health = self.health;
         self.report(s);
@@ -148,7 +153,7 @@ impl Actor for TaskActor {
     ) -> Result<(), ActorProcessingErr> {
         let task = st.args.task.clone();
         let Some(driver) = st.args.driver.clone() else {
-            let mut s = TaskStatus::new(TaskState::Rejected, "rejected");
+            let mut s = status(TaskState::Rejected, "rejected");
             s.err = Some(format!(
                 "driver {} is not available on this node",
                 task.spec.driver
@@ -175,20 +180,20 @@ impl Actor for TaskActor {
                     myself.send_after(Duration::from_millis(100), || TaskMsg::Run);
                 }
                 None if task.status.state >= TaskState::Starting => {
-                    let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                    let mut s = status(TaskState::Failed, "failed");
                     s.err = Some("task process is gone (its node restarted)".into());
                     st.finish(&myself, s);
                 }
                 None if task.desired_state > TaskState::Running => {
-                    st.finish(&myself, TaskStatus::new(TaskState::Shutdown, "shutdown"));
+                    st.finish(&myself, status(TaskState::Shutdown, "shutdown"));
                 }
                 None => {
-                    st.report(TaskStatus::new(TaskState::Preparing, "preparing"));
-                    st.report(TaskStatus::new(TaskState::Starting, "starting"));
+                    st.report(status(TaskState::Preparing, "preparing"));
+                    st.report(status(TaskState::Starting, "starting"));
                     let files = match &st.args.files {
                         Ok(files) => files.clone(),
                         Err(missing) => {
-                            let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                            let mut s = status(TaskState::Failed, "failed");
                             s.err = Some(missing.clone());
                             st.finish(&myself, s);
                             return Ok(());
@@ -214,7 +219,7 @@ impl Actor for TaskActor {
                             } else {
                                 TaskState::Failed
                             };
-                            let mut s = TaskStatus::new(state, state.as_str());
+                            let mut s = TaskStatus::new(state, state.as_str(), crate::world::now());
                             s.err = Some(e.to_string());
                             s.node_fault = e.is_node_fault();
                             st.finish(&myself, s);
@@ -250,32 +255,32 @@ impl Actor for TaskActor {
             TaskMsg::Exited(exit) => {
                 let status = match exit {
                     _ if st.unhealthy => {
-                        let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                        let mut s = status(TaskState::Failed, "failed");
                         s.exit_code = exit.map(Exit::code);
                         s.err = Some("task: unhealthy container".into());
                         s.health = Some(Health::Unhealthy);
                         s
                     }
-                    _ if st.stopping => TaskStatus::new(TaskState::Shutdown, "shutdown"),
+                    _ if st.stopping => status(TaskState::Shutdown, "shutdown"),
                     Some(Exit::Code(0)) => {
-                        let mut s = TaskStatus::new(TaskState::Complete, "finished");
+                        let mut s = status(TaskState::Complete, "finished");
                         s.exit_code = Some(0);
                         s
                     }
                     Some(Exit::OomKilled) => {
-                        let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                        let mut s = status(TaskState::Failed, "failed");
                         s.exit_code = Some(137);
                         s.err = Some("task: non-zero exit (137): OOMKilled".into());
                         s
                     }
                     Some(e) => {
-                        let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                        let mut s = status(TaskState::Failed, "failed");
                         s.exit_code = Some(e.code());
                         s.err = Some(format!("task: non-zero exit ({})", e.code()));
                         s
                     }
                     None => {
-                        let mut s = TaskStatus::new(TaskState::Failed, "failed");
+                        let mut s = status(TaskState::Failed, "failed");
                         s.err = Some("task process is gone".into());
                         s
                     }

@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use shoal_actors::harness::{Harness, NetConfig, Setup};
-use shoal_actors::limits::MAX_REPLICAS;
-use shoal_actors::model::{Task, TaskState};
-use shoal_actors::state::{Change, ClusterState};
 use shoal_actors::store::StoreEvent;
+use shoal_core::limits::MAX_REPLICAS;
+use shoal_core::model::{Task, TaskState};
+use shoal_core::state::{Change, ClusterState};
 
 #[derive(Parser, Debug)]
 #[command(

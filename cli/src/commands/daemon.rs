@@ -12,8 +12,8 @@ fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map(Duration::from_nanos)
 }
 
-fn generic_resource(s: &str) -> Result<shoal_actors::constraints::GenericResource, String> {
-    shoal_actors::constraints::GenericResource::parse(s)
+fn generic_resource(s: &str) -> Result<shoal_core::model::placement::GenericResource, String> {
+    shoal_core::model::placement::GenericResource::parse(s)
 }
 
 #[derive(Args)]
@@ -59,7 +59,7 @@ pub struct DaemonArgs {
     /// A resource this node offers tasks, as dockerd's flag: `gpu=2` (a
     /// count) or `gpu=GPU-1a2b` (one named unit); repeat for more
     #[arg(long = "node-generic-resource", value_name = "KIND=VALUE", value_parser = generic_resource)]
-    node_generic_resources: Vec<shoal_actors::constraints::GenericResource>,
+    node_generic_resources: Vec<shoal_core::model::placement::GenericResource>,
     /// Hold at most N tasks with a network sandbox of their own at once
     /// (shoal's own; default: one per address of the node's task subnet,
     /// 1021); the scheduler keeps further tasks pending

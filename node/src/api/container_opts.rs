@@ -8,8 +8,8 @@ use bollard::models::{
     GenericResourcesInnerNamedResourceSpec, ResourcesUlimits, TaskSpecContainerSpec,
     TaskSpecContainerSpecDnsConfig,
 };
-use shoal_actors::constraints::GenericResource;
-use shoal_actors::container::{ContainerOptions, DnsConfig, Ulimit};
+use shoal_core::model::container::{ContainerOptions, DnsConfig, Ulimit};
+use shoal_core::model::placement::GenericResource;
 
 /// Reads the options from a request's `ContainerSpec` (already read into
 /// bollard's type by `api::typed`).

@@ -2,7 +2,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use shoal_actors::proposer::ProposeError;
-use shoal_actors::state::ApplyError;
+use shoal_core::state::ApplyError;
 
 use crate::cluster::wire::Refusal;
 use crate::runtime::NodeError;

@@ -30,9 +30,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shoal_actors::command::Command;
-use shoal_actors::model::{ClusterSpec, Service};
 use shoal_actors::raft::RaftMsg;
+use shoal_core::command::Command;
+use shoal_core::model::{ClusterSpec, Service};
 
 pub use error::ApiError;
 use filters::Filters;
@@ -231,14 +231,14 @@ async fn swarm_init(State(rt): Rt, body: Option<Json<InitRequest>>) -> Typed<Str
         spec.default_addr_pool = req
             .default_addr_pool
             .iter()
-            .map(|p| shoal_actors::networks::Subnet::parse(p))
+            .map(|p| shoal_core::model::network::Subnet::parse(p))
             .collect::<Result<_, _>>()
             .map_err(ApiError::bad_request)?;
     }
     if let Some(n) = req.subnet_size {
         spec.subnet_size = n;
     }
-    shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
+    shoal_core::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
     // docker's client sends "" for an address it was not given.
     let addrs = crate::runtime::AddrRequest {
         listen: req.listen_addr.filter(|a| !a.is_empty()),
@@ -349,7 +349,7 @@ async fn services(State(rt): Rt, Query(q): Query<ListQuery>) -> Typed<Vec<wire::
 
 /// A service spec from a request body: docker's shape, every field set in
 /// it honoured or the request refused (see `unhonoured`).
-fn parse_spec(body: &Value) -> Result<shoal_actors::model::ServiceSpec, ApiError> {
+fn parse_spec(body: &Value) -> Result<shoal_core::model::ServiceSpec, ApiError> {
     let mut body = body.clone();
     unhonoured::canonical_case(&mut body);
     let spec = views::parse_service_spec(&body).map_err(ApiError::bad_request)?;
@@ -396,7 +396,11 @@ async fn service_create(
     let mut spec = parse_spec(&body)?;
     secrets::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
     networks::resolve_refs(&m.sm.read().0, &mut spec.task_template)?;
-    let svc = Service::new(spec, shoal_actors::world::now());
+    let svc = Service::new(
+        shoal_actors::world::new_id(),
+        spec,
+        shoal_actors::world::now(),
+    );
     let id = svc.id.clone();
     rt.propose(Command::CreateService(Box::new(svc))).await?;
     Ok((
@@ -462,8 +466,8 @@ async fn service_update(
         let paused = s.update_status.as_ref().is_some_and(|u| {
             matches!(
                 u.state,
-                shoal_actors::model::UpdateState::Paused
-                    | shoal_actors::model::UpdateState::RollbackPaused
+                shoal_core::model::UpdateState::Paused
+                    | shoal_core::model::UpdateState::RollbackPaused
             )
         });
         s.spec == spec && !paused && q.version.is_none_or(|v| v == s.version)
@@ -552,9 +556,9 @@ async fn tasks(State(rt): Rt, Query(q): Query<ListQuery>) -> Typed<Vec<wire::Tas
 
 /// One task by its id or a unique prefix of it, as `docker inspect` finds one.
 fn find_task<'a>(
-    state: &'a shoal_actors::state::ClusterState,
+    state: &'a shoal_core::state::ClusterState,
     id: &str,
-) -> Result<&'a shoal_actors::model::Task, ApiError> {
+) -> Result<&'a shoal_core::model::Task, ApiError> {
     if let Some(t) = state.tasks.get(id) {
         return Ok(t);
     }
@@ -895,8 +899,8 @@ async fn swarm_update(
             all.join(", ")
         )));
     }
-    shoal_actors::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
-    rt.propose(shoal_actors::command::Command::UpdateClusterSpec {
+    shoal_core::limits::check_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.0))?;
+    rt.propose(shoal_core::command::Command::UpdateClusterSpec {
         spec,
         at: shoal_actors::world::now(),
     })
@@ -940,8 +944,8 @@ async fn node_rm(
 /// `active`, `pause` or `drain`, in docker's words when it is none of them.
 fn parse_availability(
     text: Option<&str>,
-) -> Result<Option<shoal_actors::model::Availability>, ApiError> {
-    use shoal_actors::model::Availability;
+) -> Result<Option<shoal_core::model::Availability>, ApiError> {
+    use shoal_core::model::Availability;
     match text.map(str::to_lowercase).as_deref() {
         // docker's client sends "" for "leave it as it is".
         None | Some("") => Ok(None),
@@ -984,13 +988,13 @@ async fn node_update(
     Json(spec): Json<NodeSpecBody>,
 ) -> Typed<wire::Empty> {
     let labels = spec.labels.unwrap_or_default();
-    shoal_actors::limits::check_labels("node labels", &labels)
+    shoal_core::limits::check_labels("node labels", &labels)
         .map_err(|e| ApiError::bad_request(e.0))?;
     let availability = parse_availability(spec.availability.as_deref())?;
     let role = match spec.role.as_deref().map(str::to_lowercase).as_deref() {
         None | Some("") => None,
-        Some("manager") => Some(shoal_actors::model::NodeRole::Manager),
-        Some("worker") => Some(shoal_actors::model::NodeRole::Worker),
+        Some("manager") => Some(shoal_core::model::NodeRole::Manager),
+        Some("worker") => Some(shoal_core::model::NodeRole::Worker),
         Some(other) => {
             return Err(ApiError::bad_request(format!("invalid Role: {other:?}")));
         }
@@ -1036,8 +1040,8 @@ async fn node_update(
     }
     match role {
         Some(r) if r != node.role => match r {
-            shoal_actors::model::NodeRole::Manager => rt.promote(&node.id).await?,
-            shoal_actors::model::NodeRole::Worker => rt.demote(&node.id).await?,
+            shoal_core::model::NodeRole::Manager => rt.promote(&node.id).await?,
+            shoal_core::model::NodeRole::Worker => rt.demote(&node.id).await?,
         },
         _ => {}
     }

@@ -5,7 +5,7 @@ use bollard::models::{
     Mount as WireMount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions,
     MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
 };
-use shoal_actors::mounts::{
+use shoal_core::model::mount::{
     BindOptions, Mount, MountKind, Propagation, TmpfsOptions, VolumeOptions,
 };
 
@@ -13,10 +13,10 @@ use shoal_actors::mounts::{
 /// first, so an unknown one gets dockerd's message, not serde's.
 pub fn parse(list: Option<&[WireMount]>) -> Result<Vec<Mount>, String> {
     let list = list.unwrap_or_default();
-    if list.len() > shoal_actors::mounts::MAX_MOUNTS {
+    if list.len() > shoal_core::model::mount::MAX_MOUNTS {
         return Err(format!(
             "a task may have at most {} mounts, not {}",
-            shoal_actors::mounts::MAX_MOUNTS,
+            shoal_core::model::mount::MAX_MOUNTS,
             list.len()
         ));
     }

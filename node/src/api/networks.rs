@@ -9,11 +9,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
-use shoal_actors::command::Command;
-use shoal_actors::model::TaskTemplate;
-use shoal_actors::networks::{self, Network, NetworkCommand, NetworkRef, NetworkSpec, Subnet};
 use shoal_actors::proposer::ProposeError;
-use shoal_actors::state::{ApplyError, ClusterState};
+use shoal_core::command::Command;
+use shoal_core::model::network::{
+    self as networks, Network, NetworkCommand, NetworkRef, NetworkSpec, Subnet,
+};
+use shoal_core::model::TaskTemplate;
+use shoal_core::rules::network::check_spec;
+use shoal_core::state::{ApplyError, ClusterState};
 
 use super::filters::Filters;
 use super::wire;
@@ -75,7 +78,7 @@ pub fn resolve_refs(state: &ClusterState, t: &mut TaskTemplate) -> Result<(), Ap
 
 /// `Endpoint.VirtualIPs`: `[{"NetworkID": .., "Addr": "10.0.9.2/24"}]`.
 pub fn virtual_ips(
-    svc: &shoal_actors::model::Service,
+    svc: &shoal_core::model::Service,
     state: &ClusterState,
 ) -> Vec<wire::ServiceEndpointVirtualIps> {
     svc.virtual_ips
@@ -95,7 +98,7 @@ pub fn virtual_ips(
 
 /// A task's `NetworksAttachments`, docker's shape.
 pub fn attachments(
-    t: &shoal_actors::model::Task,
+    t: &shoal_core::model::Task,
     state: &ClusterState,
 ) -> Vec<wire::NetworkAttachment> {
     t.attachments
@@ -388,9 +391,9 @@ pub async fn create(
         encrypted,
         options,
     };
-    networks::check_spec(&spec).map_err(ApiError::bad_request)?;
+    check_spec(&spec).map_err(ApiError::bad_request)?;
     let now = shoal_actors::world::now();
-    let id = shoal_actors::model::new_id();
+    let id = shoal_actors::world::new_id();
     let net = Network::proposed(id.clone(), spec, now);
     rt.propose(Command::Networks(NetworkCommand::Create(Box::new(net))))
         .await?;

@@ -1,7 +1,7 @@
 //! A service's `Placement` and `Mode: {Global: {}}` in the Engine API's JSON.
 
 use super::wire;
-use shoal_actors::constraints::Placement;
+use shoal_core::model::placement::Placement;
 
 pub fn spec(p: &Placement) -> wire::TaskSpecPlacement {
     let preferences = p

@@ -3,8 +3,8 @@
 //! assigned (`Endpoint.Ports`).
 
 use super::wire::{self, word};
-use shoal_actors::networks::EndpointMode;
-use shoal_actors::ports::{
+use shoal_core::model::network::EndpointMode;
+use shoal_core::model::port::{
     Balance, EndpointSpec, PortConfig, Protocol, ProxyProtocol, PublishMode, MAX_PORTS,
 };
 

@@ -11,10 +11,11 @@ use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
-use shoal_actors::command::Command;
-use shoal_actors::model::TaskTemplate;
-use shoal_actors::secrets::{self, FileRef, Kind, Object, SecretCommand, Stored};
-use shoal_actors::state::ClusterState;
+use shoal_core::command::Command;
+use shoal_core::model::secret::{self as secrets, FileRef, Kind, Object, SecretCommand, Stored};
+use shoal_core::model::TaskTemplate;
+use shoal_core::rules::secret::refs;
+use shoal_core::state::ClusterState;
 
 use super::filters::Filters;
 use super::wire;
@@ -146,7 +147,7 @@ async fn create(
     secrets::check_name(&name).map_err(ApiError::bad_request)?;
     let labels = labels_of(&spec);
     let data = data_of(kind, &spec)?;
-    let id = shoal_actors::model::new_id();
+    let id = shoal_actors::world::new_id();
     let now = shoal_actors::world::now();
     let obj = Object {
         id: id.clone(),
@@ -337,7 +338,7 @@ pub async fn config_update(
 
 /// `ContainerSpec.Secrets` as docker shapes them.
 pub fn render_secret_refs(t: &TaskTemplate) -> Vec<wire::TaskSpecContainerSpecSecrets> {
-    secrets::refs(t, Kind::Secret)
+    refs(t, Kind::Secret)
         .iter()
         .map(|r| wire::TaskSpecContainerSpecSecrets {
             file: Some(wire::TaskSpecContainerSpecFile {
@@ -354,7 +355,7 @@ pub fn render_secret_refs(t: &TaskTemplate) -> Vec<wire::TaskSpecContainerSpecSe
 
 /// `ContainerSpec.Configs` as docker shapes them.
 pub fn render_config_refs(t: &TaskTemplate) -> Vec<wire::TaskSpecContainerSpecConfigs> {
-    secrets::refs(t, Kind::Config)
+    refs(t, Kind::Config)
         .iter()
         .map(|r| wire::TaskSpecContainerSpecConfigs {
             file: Some(wire::TaskSpecContainerSpecFile1 {

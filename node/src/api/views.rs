@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
-use shoal_actors::model::{
+use shoal_core::model::{
     Cluster, FailureAction, HealthConfig, Node, RestartCondition, RestartPolicy, Service,
     ServiceMode, ServiceSpec, Task, TaskTemplate, UpdateConfig, UpdateOrder, UpdateStatus,
 };
-use shoal_actors::state::ClusterState;
+use shoal_core::state::ClusterState;
 
 use super::wire::{self, int, time, version, word};
 use crate::runtime::Runtime;
@@ -81,7 +81,7 @@ pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> wire
                 state
                     .nodes
                     .values()
-                    .filter(|n| n.role == shoal_actors::model::NodeRole::Manager)
+                    .filter(|n| n.role == shoal_core::model::NodeRole::Manager)
             };
             d.nodes = Some(int(state.nodes.len() as u64));
             d.managers = Some(int(managers().count() as u64));
@@ -136,7 +136,7 @@ const HEARTBEAT_PERIOD_NS: u64 = 1_000_000_000;
 const NODE_CERT_EXPIRY_NS: u64 = 90 * 24 * 3600 * 1_000_000_000;
 
 /// docker's `SwarmSpec`, with shoal's `Orchestration.Rebalance`.
-pub fn cluster_spec(spec: &shoal_actors::model::ClusterSpec, autolock: bool) -> wire::SwarmSpec {
+pub fn cluster_spec(spec: &shoal_core::model::ClusterSpec, autolock: bool) -> wire::SwarmSpec {
     wire::SwarmSpec {
         docker: bollard::models::SwarmSpec {
             name: Some("default".into()),
@@ -169,7 +169,7 @@ pub fn cluster_spec(spec: &shoal_actors::model::ClusterSpec, autolock: bool) -> 
 
 /// [`cluster_spec`] as JSON, for the checks that compare a request body
 /// with what shoal shows back (`unhonoured`).
-pub fn cluster_spec_json(spec: &shoal_actors::model::ClusterSpec, autolock: bool) -> Value {
+pub fn cluster_spec_json(spec: &shoal_core::model::ClusterSpec, autolock: bool) -> Value {
     serde_json::to_value(cluster_spec(spec, autolock)).unwrap_or(Value::Null)
 }
 
@@ -401,10 +401,10 @@ pub fn service(svc: &Service, state: &ClusterState) -> wire::Service {
     let mut running = 0u64;
     let mut completed = 0u64;
     for t in state.tasks_of_service(&svc.id) {
-        if t.desired_state <= shoal_actors::model::TaskState::Running {
+        if t.desired_state <= shoal_core::model::TaskState::Running {
             match t.status.state {
-                shoal_actors::model::TaskState::Running => running += 1,
-                shoal_actors::model::TaskState::Complete => completed += 1,
+                shoal_core::model::TaskState::Running => running += 1,
+                shoal_core::model::TaskState::Complete => completed += 1,
                 _ => {}
             }
         }
@@ -447,7 +447,7 @@ fn desired_tasks(svc: &Service, state: &ClusterState) -> u64 {
         state
             .tasks_of_service(&svc.id)
             .filter(|t| {
-                t.status.state == shoal_actors::model::TaskState::Complete
+                t.status.state == shoal_core::model::TaskState::Complete
                     && t.spec == svc.spec.task_template
             })
             .count() as u64
@@ -462,14 +462,14 @@ fn desired_tasks(svc: &Service, state: &ClusterState) -> u64 {
     if !svc.spec.is_global() {
         return svc.spec.replicas();
     }
-    let constraints = shoal_actors::constraints::Constraint::parse_all(
+    let constraints = shoal_core::rules::placement::Constraint::parse_all(
         &svc.spec.task_template.placement.constraints,
     )
     .unwrap_or_default();
     let eligible = state
         .nodes
         .values()
-        .filter(|n| shoal_actors::orchestrator::global::eligible(svc, &constraints, n))
+        .filter(|n| shoal_core::plan::global::eligible(svc, &constraints, n))
         .count() as u64;
     if svc.spec.mode == ServiceMode::GlobalJob {
         return eligible.saturating_sub(done());
@@ -479,14 +479,14 @@ fn desired_tasks(svc: &Service, state: &ClusterState) -> u64 {
 
 pub fn task(t: &Task, state: &ClusterState) -> wire::Task {
     // A running task binds its service's host-mode ports on its node.
-    let host_ports: Vec<&shoal_actors::ports::PortConfig> =
+    let host_ports: Vec<&shoal_core::model::port::PortConfig> =
         match (t.status.state, state.services.get(&t.service_id)) {
-            (shoal_actors::model::TaskState::Running, Some(svc)) => svc
+            (shoal_core::model::TaskState::Running, Some(svc)) => svc
                 .spec
                 .endpoint
                 .ports
                 .iter()
-                .filter(|p| p.publish_mode == shoal_actors::ports::PublishMode::Host)
+                .filter(|p| p.publish_mode == shoal_core::model::port::PublishMode::Host)
                 .collect(),
             _ => Vec::new(),
         };
@@ -527,11 +527,11 @@ pub fn task(t: &Task, state: &ClusterState) -> wire::Task {
 }
 
 pub fn node(n: &Node, leader: Option<&str>) -> wire::Node {
-    let skew = n.clock_skew_ms.map(shoal_actors::clock::describe);
+    let skew = n.clock_skew_ms.map(shoal_core::clock::describe);
     let manager_status =
-        (n.role == shoal_actors::model::NodeRole::Manager).then(|| wire::ManagerStatus {
+        (n.role == shoal_core::model::NodeRole::Manager).then(|| wire::ManagerStatus {
             leader: Some(leader == Some(n.id.as_str())),
-            reachability: word(if n.state == shoal_actors::model::NodeState::Down {
+            reachability: word(if n.state == shoal_core::model::NodeState::Down {
                 "unreachable"
             } else {
                 "reachable"
@@ -816,7 +816,7 @@ pub fn service_spec_from_wire(w: &wire::ServiceSpec) -> Result<ServiceSpec, Stri
             workdir: c.docker.dir.clone().unwrap_or_default(),
             user: c.docker.user.clone().unwrap_or_default(),
             container_labels: map(c.docker.labels.as_ref()),
-            resources: shoal_actors::model::Resources {
+            resources: shoal_core::model::Resources {
                 limit_nano_cpus: count(limits.nano_cpus, "Resources.Limits.NanoCPUs", 0)?,
                 limit_memory_bytes: count(limits.memory_bytes, "Resources.Limits.MemoryBytes", 0)?,
                 reserve_nano_cpus: count(
@@ -837,8 +837,8 @@ pub fn service_spec_from_wire(w: &wire::ServiceSpec) -> Result<ServiceSpec, Stri
             healthcheck: parse_healthcheck(c.healthcheck.as_ref())?,
             force_update: tt.docker.force_update.unwrap_or(0),
             networks: super::networks::parse_refs(tt.docker.networks.as_deref())?,
-            secrets: super::secrets::parse_refs(Some(&c), shoal_actors::secrets::Kind::Secret)?,
-            configs: super::secrets::parse_refs(Some(&c), shoal_actors::secrets::Kind::Config)?,
+            secrets: super::secrets::parse_refs(Some(&c), shoal_core::model::secret::Kind::Secret)?,
+            configs: super::secrets::parse_refs(Some(&c), shoal_core::model::secret::Kind::Config)?,
             placement: super::placement::parse(tt.docker.placement.as_ref())?,
             mounts: super::mounts::parse(c.docker.mounts.as_deref())?,
             isolation: Box::new(parse_isolation(&c)?),
@@ -856,7 +856,7 @@ pub fn service_spec_from_wire(w: &wire::ServiceSpec) -> Result<ServiceSpec, Stri
         )?,
         endpoint: super::ports::parse(w.endpoint_spec.as_ref())?,
     };
-    shoal_actors::limits::check_service_spec(&spec).map_err(|e| e.0)?;
+    shoal_core::limits::check_service_spec(&spec).map_err(|e| e.0)?;
     crate::driver::support::check(&spec.task_template)?;
     crate::templates::check(&spec.name, &spec.labels, &spec.task_template)?;
     Ok(spec)
@@ -877,7 +877,7 @@ fn rollback_as_update(r: &wire::ServiceSpecRollbackConfig) -> wire::ServiceSpecU
 
 /// `ContainerSpec.Hostname`, `ReadOnly`, `CapabilityAdd`, `CapabilityDrop`
 /// and `Privileges.Seccomp.Mode` (`default` or `unconfined`).
-fn parse_isolation(c: &wire::ContainerSpec) -> Result<shoal_actors::model::Isolation, String> {
+fn parse_isolation(c: &wire::ContainerSpec) -> Result<shoal_core::model::Isolation, String> {
     let c = &c.docker;
     let seccomp = c
         .privileges
@@ -895,7 +895,7 @@ fn parse_isolation(c: &wire::ContainerSpec) -> Result<shoal_actors::model::Isola
             ))
         }
     };
-    let iso = shoal_actors::model::Isolation {
+    let iso = shoal_core::model::Isolation {
         hostname: c.hostname.clone().unwrap_or_default(),
         read_only: c.read_only.unwrap_or(false),
         cap_add: c.capability_add.clone().unwrap_or_default(),

@@ -132,8 +132,7 @@ pub async fn create(
         .as_ref()
         .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    shoal_actors::limits::check_labels("Labels", &labels)
-        .map_err(|e| ApiError::bad_request(e.0))?;
+    shoal_core::limits::check_labels("Labels", &labels).map_err(|e| ApiError::bad_request(e.0))?;
     let name = match req.name.clone().unwrap_or_default() {
         n if n.is_empty() => {
             let bytes: [u8; 32] = rand::random();

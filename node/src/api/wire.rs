@@ -542,7 +542,7 @@ mod tests {
 
     #[test]
     fn every_word_shoal_sends_has_its_bollard_variant() {
-        use shoal_actors::model as m;
+        use shoal_core::model as m;
         let tasks = [
             m::TaskState::New,
             m::TaskState::Pending,
@@ -612,7 +612,7 @@ mod tests {
         ] {
             assert!(word::<ServiceUpdateStatusStateEnum>(u.as_str()).is_some());
         }
-        use shoal_actors::ports as p;
+        use shoal_core::model::port as p;
         for x in [p::Protocol::Tcp, p::Protocol::Udp] {
             assert!(word::<EndpointPortConfigProtocolEnum>(x.as_str()).is_some());
         }
@@ -620,8 +620,8 @@ mod tests {
             assert!(word::<EndpointPortConfigPublishModeEnum>(x.as_str()).is_some());
         }
         for x in [
-            shoal_actors::networks::EndpointMode::Vip,
-            shoal_actors::networks::EndpointMode::Dnsrr,
+            shoal_core::model::network::EndpointMode::Vip,
+            shoal_core::model::network::EndpointMode::Dnsrr,
         ] {
             assert!(word::<EndpointSpecModeEnum>(x.as_str()).is_some());
         }

@@ -3,47 +3,33 @@
 use std::sync::{Arc, Weak};
 
 use protobuf::Message as _;
-use shoal_actors::codec;
 use shoal_actors::driver::BoxFuture;
 use shoal_actors::raft::RaftMsg;
 use shoal_actors::session::AgentMsg;
+use shoal_core::codec;
 
+use super::members::Standing;
+use super::node::ClusterNode;
 use super::wire::{OneWay, Refusal, Request, Response, ToAgent};
 use crate::certs::role_unit;
-use crate::runtime::Runtime;
 use crate::transport::{Inbound, InboundError, PeerId};
-use shoal_actors::model::{is_valid_id, NodeRole};
+use shoal_core::model::{is_valid_id, NodeRole};
 
-pub struct ClusterInbound(pub Weak<Runtime>);
-
-/// What a peer may do, decided per request. The certificate proves who the
-/// peer is; its role comes from the replicated state as it is now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    Manager,
-    Worker,
-    /// Its certificate is of an older generation than the state's (the
-    /// node's role changed since it was issued): every request is refused.
-    /// Its connections stay open, so that answers already on their way (the
-    /// write that demoted it) still arrive.
-    Stale,
-    /// Removed from the swarm: its connections are closed.
-    Removed,
-}
+pub struct ClusterInbound(pub Weak<dyn ClusterNode>);
 
 /// A node without the cluster state (a worker) goes by the members the
 /// leader's dispatcher sent it last (`members::PeerView`), and by the
 /// certificate's role for a node they do not name; a manager reads the
 /// state, and falls back on the certificate only for a node its replica
 /// does not know yet (it is still catching up with the log).
-pub fn standing(rt: &Runtime, peer: &PeerId) -> Standing {
+pub fn standing(rt: &dyn ClusterNode, peer: &PeerId) -> Standing {
     let from_cert = if peer.role == role_unit(NodeRole::Manager) {
         Standing::Manager
     } else {
         Standing::Worker
     };
     let Ok(m) = rt.manager() else {
-        return rt.peers.standing(peer, from_cert);
+        return rt.peers().standing(peer, from_cert);
     };
     let guard = m.sm.read();
     let state = &guard.0;
@@ -63,7 +49,7 @@ pub fn standing(rt: &Runtime, peer: &PeerId) -> Standing {
 }
 
 impl ClusterInbound {
-    fn is_manager(&self, rt: &Runtime, peer: &PeerId) -> bool {
+    fn is_manager(&self, rt: &dyn ClusterNode, peer: &PeerId) -> bool {
         standing(rt, peer) == Standing::Manager
     }
 }
@@ -73,7 +59,7 @@ impl Inbound for ClusterInbound {
         let Some(rt) = self.0.upgrade() else {
             return Err("node is shutting down");
         };
-        match standing(&rt, peer) {
+        match standing(rt.as_ref(), peer) {
             Standing::Removed => Err("node removed from the swarm"),
             _ => Ok(()),
         }
@@ -84,7 +70,7 @@ impl Inbound for ClusterInbound {
             return Ok(());
         };
         let msg: OneWay = codec::decode(&bytes).map_err(InboundError::Decode)?;
-        if !self.is_manager(&rt, peer) {
+        if !self.is_manager(rt.as_ref(), peer) {
             // Well-formed but not allowed: dropped, the connection stays (a
             // node mid-promotion may still speak with its old certificate).
             static QUIET: std::sync::OnceLock<crate::transport::quiet::Quiet> =
@@ -112,7 +98,7 @@ impl Inbound for ClusterInbound {
                 if let Some(net) = rt.raft_net() {
                     net.learn(from, &from_addr);
                 }
-                if let Some(raft) = rt.directory.get::<RaftMsg>("raft") {
+                if let Some(raft) = rt.directory().get::<RaftMsg>("raft") {
                     let _ = raft.send_message(RaftMsg::Step(Box::new(m)));
                 }
             }
@@ -137,11 +123,11 @@ impl Inbound for ClusterInbound {
                 };
                 let m = raft_message(from, &whole)?;
                 net.learn(from, &from_addr);
-                if let Some(raft) = rt.directory.get::<RaftMsg>("raft") {
+                if let Some(raft) = rt.directory().get::<RaftMsg>("raft") {
                     let _ = raft.send_message(RaftMsg::Step(Box::new(m)));
                 }
             }
-            OneWay::ToAgent { term, .. } if !rt.push_term.admit(term) => {
+            OneWay::ToAgent { term, .. } if !rt.push_term().admit(term) => {
                 tracing::info!(from = %peer.node_id, term, "a push of a deposed leader's term; dropped");
             }
             OneWay::ToAgent {
@@ -155,7 +141,7 @@ impl Inbound for ClusterInbound {
                     .map(|n| n.id.as_str())
                     .collect();
                 tracing::info!(from = %peer.node_id, nodes = members.nodes.len(), managers = %managers.join(","), removed = %members.removed.join(","), "learned the swarm's members");
-                let removed = rt.peers.update(members);
+                let removed = rt.peers().update(members);
                 if let Some(t) = rt.transport() {
                     for id in removed {
                         t.recheck(&id);
@@ -163,7 +149,7 @@ impl Inbound for ClusterInbound {
                 }
             }
             OneWay::ToAgent { msg: m, .. } => {
-                if let Some(agent) = rt.directory.get::<AgentMsg>("agent") {
+                if let Some(agent) = rt.directory().get::<AgentMsg>("agent") {
                     let _ = agent.send_message(match m {
                         ToAgent::Assignments(tasks, files) => AgentMsg::Assignments(tasks, files),
                         ToAgent::SessionRejected => AgentMsg::SessionRejected,
@@ -179,28 +165,6 @@ impl Inbound for ClusterInbound {
         Ok(())
     }
 
-    fn tunnel(
-        &self,
-        peer: &PeerId,
-        send: quinn::SendStream,
-        recv: quinn::RecvStream,
-    ) -> BoxFuture<()> {
-        match self.0.upgrade() {
-            Some(rt) => rt.mesh.serve_tunnel(peer.node_id.clone(), send, recv),
-            None => Box::pin(async {}),
-        }
-    }
-
-    fn overlay(&self, peer: &PeerId, conn: quinn::Connection) -> BoxFuture<()> {
-        match self.0.upgrade().and_then(|rt| rt.overlay.dataplane()) {
-            Some(dp) => Box::pin(dp.serve(peer.node_id.clone(), conn)),
-            None => {
-                conn.close(crate::transport::close::REFUSED.into(), b"no overlay here");
-                Box::pin(async {})
-            }
-        }
-    }
-
     fn request(
         &self,
         peer: Option<&PeerId>,
@@ -213,7 +177,7 @@ impl Inbound for ClusterInbound {
                 return Err(InboundError::Refused("node is shutting down"));
             };
             let req: Request = codec::decode(&bytes).map_err(InboundError::Decode)?;
-            let standing = peer.as_ref().map(|p| standing(&rt, p));
+            let standing = peer.as_ref().map(|p| standing(rt.as_ref(), p));
             let answer = match standing {
                 // A node whose role change did not reach it may still fetch
                 // the certificate the state gives it now; nothing else.
@@ -224,7 +188,7 @@ impl Inbound for ClusterInbound {
                     let manager = standing == Some(Standing::Manager);
                     match req {
                         Request::ProposeMany(cmds) if manager => {
-                            rt.propose_many_here(cmds, bytes.len()).await
+                            rt.clone().propose_many_here(cmds, bytes.len()).await
                         }
                         req => handle(&rt, peer, manager, req).await?,
                     }
@@ -253,7 +217,7 @@ fn refused(message: &str) -> Response {
 
 /// `manager`: whether the replicated state makes the peer a manager now.
 async fn handle(
-    rt: &Arc<Runtime>,
+    rt: &Arc<dyn ClusterNode>,
     peer: Option<PeerId>,
     manager: bool,
     req: Request,
@@ -268,7 +232,8 @@ async fn handle(
                 drivers,
                 availability,
             } => Ok(rt
-                .handle_join(&token, hostname, addr, drivers, availability)
+                .clone()
+                .join(token, hostname, addr, drivers, availability)
                 .await),
             _ => Err(InboundError::Refused(
                 "a request without a certificate that is not a join",
@@ -277,15 +242,15 @@ async fn handle(
     };
     Ok(match req {
         Request::Join { .. } => refused("this node is already part of the swarm"),
-        Request::Propose(cmd) if manager => match rt.propose_here_at(*cmd).await {
+        Request::Propose(cmd) if manager => match rt.clone().propose_here_at(*cmd).await {
             Ok(index) => Response::Applied(index),
             Err(e) => Response::from(Err(e)),
         },
-        Request::AddVoter(id) if manager => rt.add_voter_here(id).await.into(),
-        Request::RemoveVoter(id) if manager => rt.remove_voter_here(id).await.into(),
-        Request::RoleChange(change) if manager => rt.change_role(*change).await.into(),
+        Request::AddVoter(id) if manager => rt.clone().add_voter_here(id).await.into(),
+        Request::RemoveVoter(id) if manager => rt.clone().remove_voter_here(id).await.into(),
+        Request::RoleChange(change) if manager => rt.clone().change_role(*change).await.into(),
         Request::TransferLeader(to) if manager => {
-            if let Some(raft) = rt.directory.get::<shoal_actors::raft::RaftMsg>("raft") {
+            if let Some(raft) = rt.directory().get::<shoal_actors::raft::RaftMsg>("raft") {
                 let _ = raft.send_message(shoal_actors::raft::RaftMsg::TransferLeader(to));
             }
             Response::Done
@@ -294,7 +259,7 @@ async fn handle(
             Response::Refused(Refusal::BadRequest(format!("invalid task id {task_id:?}")))
         }
         Request::TaskLog { task_id, offset } if manager => {
-            Response::Log(rt.local_task_log(&task_id, offset).await)
+            Response::Log(rt.clone().local_task_log(task_id, offset).await)
         }
         Request::RenewCert => rt
             .renew_for(&peer.node_id)
@@ -308,7 +273,7 @@ async fn handle(
             if !own && !manager {
                 refused("a node may only speak for itself")
             } else {
-                rt.to_dispatcher(m).await
+                rt.clone().to_dispatcher(m).await
             }
         }
         Request::Propose(_)

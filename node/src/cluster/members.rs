@@ -8,11 +8,25 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
-use shoal_actors::model::NodeRole;
 use shoal_actors::session::Members;
+use shoal_core::model::NodeRole;
 
-use crate::cluster::inbound::Standing;
 use crate::transport::PeerId;
+
+/// What a peer may do, decided per request. The certificate proves who the
+/// peer is; its role comes from the replicated state as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Manager,
+    Worker,
+    /// Its certificate is of an older generation than the state's (the
+    /// node's role changed since it was issued): every request is refused.
+    /// Its connections stay open, so that answers already on their way (the
+    /// write that demoted it) still arrive.
+    Stale,
+    /// Removed from the swarm: its connections are closed.
+    Removed,
+}
 
 #[derive(Default)]
 pub struct PeerView(RwLock<Option<Members>>);

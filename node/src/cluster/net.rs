@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::{Mutex, RwLock};
 use protobuf::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use shoal_actors::codec;
-use shoal_actors::limits::MAX_UPDATES_PER_PROPOSAL;
-use shoal_actors::model::TaskStatus;
-use shoal_actors::networks::NetworkTable;
 use shoal_actors::raft::RaftTransport;
 use shoal_actors::session::{AgentLink, AgentMsg, DispatcherLink, DispatcherMsg};
 use shoal_actors::store::StateMachine;
 use shoal_actors::supervision::Directory;
+use shoal_core::codec;
+use shoal_core::limits::MAX_UPDATES_PER_PROPOSAL;
+use shoal_core::model::TaskStatus;
+use shoal_core::rules::network::NetworkTable;
 
 use super::wire::{OneWay, ToAgent, ToDispatcher};
 use crate::transport::Transport;

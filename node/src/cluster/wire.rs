@@ -1,10 +1,10 @@
 //! What nodes say to each other over the transport, encoded with the codec
-//! of `shoal_actors::codec`. Raft messages keep raft-rs's protobuf inside.
+//! of `shoal_core::codec`. Raft messages keep raft-rs's protobuf inside.
 
 use serde::{Deserialize, Serialize};
-use shoal_actors::command::Command;
-use shoal_actors::model::{Availability, DriverInfo, NodeRole, Task, TaskStatus};
-use shoal_actors::state::ApplyError;
+use shoal_core::command::Command;
+use shoal_core::model::{Availability, DriverInfo, NodeRole, Task, TaskStatus};
+use shoal_core::state::ApplyError;
 
 /// One-way messages.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub enum ToDispatcher {
         drivers: Vec<DriverInfo>,
         sandbox_error: Option<String>,
         /// Boxed: the other messages, far more frequent, stay small.
-        machine: Box<shoal_actors::constraints::Machine>,
+        machine: Box<shoal_core::model::placement::Machine>,
     },
     Heartbeat {
         node_id: String,
@@ -58,10 +58,10 @@ pub enum ToDispatcher {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToAgent {
     /// A node's tasks and the secret and config values they use (over mTLS).
-    Assignments(Vec<Task>, Vec<shoal_actors::secrets::Payload>),
+    Assignments(Vec<Task>, Vec<shoal_core::model::secret::Payload>),
     SessionRejected,
-    Endpoints(Vec<shoal_actors::ports::ServiceEndpoints>),
-    Networks(shoal_actors::networks::NetworkTable),
+    Endpoints(Vec<shoal_core::rules::port::ServiceEndpoints>),
+    Networks(shoal_core::rules::network::NetworkTable),
     /// Who is a member, in which role and generation, and who was removed.
     Members(shoal_actors::session::Members),
 }

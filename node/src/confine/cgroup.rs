@@ -15,7 +15,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::confine::ConfineError;
+use super::error::ConfineError;
 
 /// The parent of every shoal cgroup in a hierarchy.
 const PARENT: &str = "shoal";

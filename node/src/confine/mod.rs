@@ -14,6 +14,7 @@
 pub mod caps;
 pub mod cgroup;
 pub mod child;
+mod error;
 mod options;
 pub mod rootfs;
 pub mod seccomp;
@@ -25,31 +26,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sha2::Digest;
-use shoal_actors::model::Task;
-use shoal_actors::secrets::TaskFile;
+use shoal_core::model::secret::TaskFile;
+use shoal_core::model::Task;
+
+pub use error::ConfineError;
 
 use crate::confine::cgroup::{Cgroups, Hierarchy, Limits, TaskCgroup};
 use crate::confine::child::{CStep, Privileges};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfineError {
-    #[error(
-        "invalid capability {0:?}: expected a name such as NET_ADMIN or CAP_NET_ADMIN, or ALL"
-    )]
-    UnknownCapability(String),
-    #[error("cannot build the seccomp filter: {0}")]
-    Seccomp(String),
-    #[error("cgroup {0}: {1}")]
-    Cgroup(PathBuf, #[source] std::io::Error),
-    #[error("this node cannot honour {0} (see node inspect)")]
-    Unsupported(String),
-    #[error("{0}")]
-    Rejected(String),
-    #[error("{0}: {1}")]
-    Io(PathBuf, #[source] std::io::Error),
-    #[error("invalid path {0:?}")]
-    Path(String),
-}
 
 /// Where each task's scratch tmpfs is mounted (in its own mount namespace):
 /// a directory of the data dir, empty on the host.

@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 
-use shoal_actors::container::{ContainerOptions, Ulimit};
+use shoal_core::model::container::{ContainerOptions, Ulimit};
 
 use super::ConfineError;
 
@@ -64,7 +64,7 @@ pub fn sysctls(o: &ContainerOptions) -> Result<Vec<(CString, CString)>, ConfineE
     o.sysctls
         .iter()
         .map(|(name, v)| {
-            shoal_actors::container::sysctl_scope(name).map_err(ConfineError::Rejected)?;
+            shoal_core::model::container::sysctl_scope(name).map_err(ConfineError::Rejected)?;
             let path = format!("/proc/sys/{}", name.replace('.', "/"));
             if !std::path::Path::new(&path).exists() {
                 return Err(ConfineError::Rejected(format!(
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn ulimits_and_sysctls_become_what_the_kernel_takes() {
-        let u = shoal_actors::container::parse_ulimit("nofile=100:-1").unwrap();
+        let u = shoal_core::model::container::parse_ulimit("nofile=100:-1").unwrap();
         let r = rlimits(&[u]).unwrap();
         assert_eq!(r[0].0, libc::RLIMIT_NOFILE);
         assert_eq!(r[0].1.rlim_cur, 100);

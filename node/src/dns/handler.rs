@@ -14,7 +14,7 @@ use hickory_server::proto::rr::{DNSClass, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use parking_lot::RwLock;
-use shoal_actors::networks::NetworkTable;
+use shoal_core::rules::network::NetworkTable;
 use tokio::sync::watch;
 
 use super::forward::{Forwarder, Question};

@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use shoal_actors::networks::{EndpointMode, NetworkTable};
+use shoal_core::model::network::EndpointMode;
+
+use shoal_core::rules::network::NetworkTable;
 
 /// Longest name in wire form is 255 bytes; its dotted text is shorter.
 pub const MAX_NAME: usize = 255;
@@ -282,9 +284,8 @@ fn key_of<'a>(name: &[u8], buf: &'a mut [u8; MAX_NAME]) -> Option<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_actors::networks::{
-        NetworkInfo, NodeBlock, ServiceNames, ServiceNet, Subnet, TaskAddr,
-    };
+    use shoal_core::model::network::Subnet;
+    use shoal_core::rules::network::{NetworkInfo, NodeBlock, ServiceNames, ServiceNet, TaskAddr};
 
     const NODE: &str = "node-a";
 

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_actors::networks::NetworkTable;
+use shoal_core::rules::network::NetworkTable;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

@@ -23,7 +23,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use shoal_actors::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
-use shoal_actors::model::{DriverInfo, Health};
+use shoal_core::model::{DriverInfo, Health};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
@@ -299,7 +299,7 @@ impl DockerDriver {
     }
 
     async fn create_and_start(&self, launch: Launch) -> Result<Lifecycle, DriverError> {
-        if !shoal_actors::model::is_valid_id(&launch.task.id) {
+        if !shoal_core::model::is_valid_id(&launch.task.id) {
             return Err(DriverError::Rejected(format!(
                 "invalid task id {:?}",
                 launch.task.id
@@ -517,7 +517,7 @@ impl DockerDriver {
     async fn remove_containers(&self, task_id: &str, name: String, sandbox: Option<String>) {
         let docker = self.docker.clone();
         // A task id read back from a label is checked before it names a path.
-        let files = shoal_actors::model::is_valid_id(task_id)
+        let files = shoal_core::model::is_valid_id(task_id)
             .then(|| super::docker_files::root(&self.log_dir).join(task_id));
         let node_sandbox = sandbox.is_some().then(|| self.sandbox.clone()).flatten();
         let id = task_id.to_string();

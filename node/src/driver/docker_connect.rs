@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bollard::Docker;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use shoal_actors::networks::NetworkInfo;
+use shoal_core::rules::network::NetworkInfo;
 
 use crate::overlay::Overlay;
 use crate::sandbox::overlay::NetAttach;

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use shoal_actors::secrets::TaskFile;
+use shoal_core::model::secret::TaskFile;
 
 /// `<data-dir>/secrets`, beside `<data-dir>/logs`.
 pub fn root(log_dir: &Path) -> PathBuf {

@@ -6,7 +6,7 @@
 //! the sandbox container, whose namespace and files the task shares.
 
 use bollard::models::{ContainerCreateBody, HostConfig};
-use shoal_actors::container::{parse_host, sysctl_scope, ContainerOptions, SysctlScope};
+use shoal_core::model::container::{parse_host, sysctl_scope, ContainerOptions, SysctlScope};
 
 /// `IP NAME [ALIAS…]` lines as the engine's `ExtraHosts` (`NAME:IP`).
 fn extra_hosts(hosts: &[String]) -> Vec<String> {
@@ -91,7 +91,7 @@ mod tests {
                 ("kernel.shmmni".to_string(), "100".to_string()),
             ]
             .into(),
-            dns: shoal_actors::container::DnsConfig {
+            dns: shoal_core::model::container::DnsConfig {
                 nameservers: vec!["10.9.9.9".into()],
                 search: vec!["example.org".into()],
                 options: vec!["ndots:3".into()],

@@ -128,7 +128,7 @@ pub async fn start(
     labels: HashMap<String, String>,
     nets: &[NetAttach],
     hostname: Option<String>,
-    options: &shoal_actors::container::ContainerOptions,
+    options: &shoal_core::model::container::ContainerOptions,
 ) -> Result<SandboxContainer, String> {
     ensure_image(docker).await?;
     remove(docker, name).await;

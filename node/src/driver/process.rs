@@ -17,7 +17,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use parking_lot::Mutex;
 use shoal_actors::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
-use shoal_actors::model::{DriverInfo, Health, HealthConfig};
+use shoal_core::model::{DriverInfo, Health, HealthConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -167,9 +167,9 @@ impl ProcessDriver {
 
     /// What this node can and cannot do to confine a task, as the swarm
     /// learns it (the scheduler's filters read it).
-    pub fn confinement(&self) -> shoal_actors::constraints::Confinement {
+    pub fn confinement(&self) -> shoal_core::model::placement::Confinement {
         match &self.confiner {
-            Ok(c) => shoal_actors::constraints::Confinement {
+            Ok(c) => shoal_core::model::placement::Confinement {
                 can: c.abilities().can.clone(),
                 cannot: Vec::new(),
                 missing_limits: c
@@ -184,7 +184,7 @@ impl ProcessDriver {
                     .map(str::to_string)
                     .collect(),
             },
-            Err(a) => shoal_actors::constraints::Confinement {
+            Err(a) => shoal_core::model::placement::Confinement {
                 can: a.can.clone(),
                 cannot: a.cannot.clone(),
                 missing_limits: Vec::new(),
@@ -225,9 +225,9 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 const HOSTS: &str = "/etc/hosts";
 
 /// A file the daemon writes into every task's root.
-fn generated(name: &str, path: &str, data: Vec<u8>) -> shoal_actors::secrets::TaskFile {
-    shoal_actors::secrets::TaskFile {
-        kind: shoal_actors::secrets::Kind::Config,
+fn generated(name: &str, path: &str, data: Vec<u8>) -> shoal_core::model::secret::TaskFile {
+    shoal_core::model::secret::TaskFile {
+        kind: shoal_core::model::secret::Kind::Config,
         name: name.into(),
         path: path.into(),
         uid: 0,
@@ -791,7 +791,7 @@ impl Drop for StartGuard {
 }
 
 /// Whether the task runs on the node's own network.
-pub fn on_host_network(task: &shoal_actors::model::Task) -> bool {
+pub fn on_host_network(task: &shoal_core::model::Task) -> bool {
     task.spec.host_network()
 }
 
@@ -799,7 +799,7 @@ pub fn on_host_network(task: &shoal_actors::model::Task) -> bool {
 /// child to enter; `None` for a task on the node's network.
 fn sandboxed(
     sandbox: Option<&Sandbox>,
-    task: &shoal_actors::model::Task,
+    task: &shoal_core::model::Task,
     nets: &[NetAttach],
 ) -> Result<(Option<std::fs::File>, Option<std::net::Ipv4Addr>), DriverError> {
     if on_host_network(task) {

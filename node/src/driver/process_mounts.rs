@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use shoal_actors::model::Task;
-use shoal_actors::mounts::{Mount, MountKind, Propagation};
+use shoal_core::model::mount::{Mount, MountKind, Propagation};
+use shoal_core::model::Task;
 
 use crate::confine::rootfs::{lexical, MountPlan};
 use crate::confine::Confiner;

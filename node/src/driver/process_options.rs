@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 
 use nix::unistd::Group;
-use shoal_actors::container::{parse_host, ContainerOptions, DnsConfig};
-use shoal_actors::model::TaskTemplate;
+use shoal_core::model::container::{parse_host, ContainerOptions, DnsConfig};
+use shoal_core::model::TaskTemplate;
 
 /// The program and its arguments: the entrypoint, when given, replaces
 /// the program the task's "image" names, as it replaces an image's own.

@@ -2,7 +2,7 @@
 //! for something it cannot do is refused when it is created or updated,
 //! never run with the request silently dropped.
 
-use shoal_actors::model::TaskTemplate;
+use shoal_core::model::TaskTemplate;
 
 /// The flag (and Engine API field) a driver cannot honour.
 fn unsupported_by_process(t: &TaskTemplate) -> Option<&'static str> {
@@ -64,7 +64,7 @@ pub fn check(t: &TaskTemplate) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use shoal_actors::model::TaskTemplate;
+    use shoal_core::model::TaskTemplate;
 
     use crate::driver::support::check;
 

@@ -17,6 +17,9 @@ use ring::rand::SecureRandom;
 
 use super::KeyFileError;
 
+/// The node's private key, in `<data-dir>/certs`.
+pub const NODE_KEY: &str = "node.key";
+
 /// The KEKs of autolocked data dirs this process was given, by data dir.
 static UNLOCKED: Mutex<BTreeMap<PathBuf, [u8; 32]>> = Mutex::new(BTreeMap::new());
 
@@ -92,10 +95,7 @@ pub enum LockError {
 fn sealed_files(data_dir: &Path) -> Vec<(PathBuf, &'static str)> {
     vec![
         (data_dir.join("ca").join("ca.key"), "ca.key"),
-        (
-            data_dir.join("certs").join(crate::certs::NODE_KEY),
-            crate::certs::NODE_KEY,
-        ),
+        (data_dir.join("certs").join(NODE_KEY), NODE_KEY),
     ]
 }
 
@@ -217,18 +217,18 @@ mod tests {
             .issue(
                 "c",
                 "n",
-                shoal_actors::model::NodeRole::Manager,
+                shoal_core::model::NodeRole::Manager,
                 0,
                 std::time::Duration::from_secs(60),
             )
             .expect("cert");
         let certs = data.join("certs");
         cert.save(&certs).expect("save cert");
-        let plain = || std::fs::read_to_string(certs.join(crate::certs::NODE_KEY));
+        let plain = || std::fs::read_to_string(certs.join(NODE_KEY));
         assert!(plain().is_ok_and(|k| k.contains("PRIVATE KEY")));
         let key = new_unlock_key().expect("key");
         set_unlock_key(data, &key).expect("autolock");
-        let sealed = std::fs::read(certs.join(crate::certs::NODE_KEY)).expect("read");
+        let sealed = std::fs::read(certs.join(NODE_KEY)).expect("read");
         assert!(super::super::is_wrapped(&sealed));
         UNLOCKED.lock().remove(data);
         assert!(crate::certs::NodeCert::load(&certs).is_err());
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(back.key_pem, cert.key_pem);
         // A certificate saved while autolocked (a renewal) is sealed too.
         back.save(&certs).expect("save again");
-        let again = std::fs::read(certs.join(crate::certs::NODE_KEY)).expect("read");
+        let again = std::fs::read(certs.join(NODE_KEY)).expect("read");
         assert!(super::super::is_wrapped(&again));
         clear_unlock_key(data).expect("off");
         assert_eq!(

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
-use shoal_actors::secrets::{KeyError, Keyring, Sealed};
+use shoal_core::model::secret::{KeyError, Keyring, Sealed};
 
 /// What marks a file sealed under the KEK.
 const MAGIC: &[u8] = b"SHOAL-SEALED-1\n";
@@ -206,7 +206,7 @@ impl Keyring for ClusterKeyring {
 }
 
 /// What marks a join token sealed under the DEK in the replicated state.
-const TOKEN_MARK: &str = shoal_actors::secrets::SEALED_TEXT_MARK;
+const TOKEN_MARK: &str = shoal_core::model::secret::SEALED_TEXT_MARK;
 const TOKEN_AAD: &[u8] = b"shoal-join-token";
 
 /// A join token as the state keeps it: sealed, so `state.db` and the Raft

@@ -8,7 +8,9 @@
 
 use std::net::IpAddr;
 
-use shoal_actors::ports::{PortConfig, Protocol, PublishMode, ServiceEndpoints};
+use shoal_core::model::port::{PortConfig, Protocol, PublishMode};
+
+use shoal_core::rules::port::ServiceEndpoints;
 
 /// Why a tunnel was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -76,7 +78,8 @@ pub fn address(ip: IpAddr) -> Result<(), Refusal> {
 
 #[cfg(test)]
 mod tests {
-    use shoal_actors::ports::{Backend, Balance, PortConfig};
+    use shoal_core::model::port::{Balance, PortConfig};
+    use shoal_core::rules::port::Backend;
 
     use super::*;
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use shoal_actors::ports::Protocol;
+use shoal_core::model::port::Protocol;
 use tokio::sync::Notify;
 
 /// Descriptors kept for everything but the mesh (control API, Raft, QUIC,
@@ -341,6 +341,13 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         self.registry.inner.lock().remove(self.id);
     }
+}
+
+/// This process's soft limit on open files (1,024 if it cannot be read;
+/// `shoal daemon` raises it to the hard limit first).
+pub fn nofile() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
 }
 
 #[cfg(test)]

@@ -33,10 +33,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use shoal_actors::driver::Drivers;
-use shoal_actors::ports::{
-    Backend, Balance, Protocol, ProxyProtocol, PublishMode, ServiceEndpoints,
-};
 use shoal_actors::session::EndpointSink;
+use shoal_core::model::port::{Balance, Protocol, ProxyProtocol, PublishMode};
+use shoal_core::rules::port::{Backend, ServiceEndpoints};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -166,7 +165,7 @@ impl Mesh {
             retired_udp: Mutex::new(BTreeMap::new()),
             table: RwLock::new(Vec::new()),
             refusals: crate::transport::quiet::Quiet::new(Duration::from_secs(10)),
-            registry: limits::Registry::new(limits::Limits::for_nofile(crate::daemon::nofile())),
+            registry: limits::Registry::new(limits::Limits::for_nofile(limits::nofile())),
             counts: MeshCounts::default(),
         })
     }
@@ -593,7 +592,7 @@ async fn udp_connect(ip: IpAddr, port: u16) -> Option<tokio::net::UdpSocket> {
 }
 
 /// A published port's TCP idle timeout: its own, or `limits::TCP_IDLE`.
-fn idle_timeout(p: &shoal_actors::ports::PortConfig) -> Duration {
+fn idle_timeout(p: &shoal_core::model::port::PortConfig) -> Duration {
     match p.idle_timeout_ns {
         0 => limits::TCP_IDLE,
         ns => Duration::from_nanos(ns),
@@ -700,5 +699,16 @@ impl MeshSink {
 impl EndpointSink for MeshSink {
     fn update(&self, table: Vec<ServiceEndpoints>) {
         let _ = self.0.send(table);
+    }
+}
+
+impl crate::transport::Tunnels for Mesh {
+    fn tunnel(
+        self: Arc<Self>,
+        peer: &crate::transport::PeerId,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> shoal_actors::driver::BoxFuture<()> {
+        self.serve_tunnel(peer.node_id.clone(), send, recv)
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use shoal_actors::ports::{Backend, Balance};
+use shoal_core::rules::port::Backend;
+
+use shoal_core::model::port::Balance;
 
 #[derive(Default)]
 pub struct Pool {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use shoal_actors::ports::ProxyProtocol;
+use shoal_core::model::port::ProxyProtocol;
 
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 

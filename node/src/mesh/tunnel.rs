@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_actors::codec;
+use shoal_core::codec;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -30,9 +30,9 @@ pub struct Header {
     pub client: SocketAddr,
     pub dest: SocketAddr,
     /// Tell the task who the client is, in this PROXY protocol version.
-    pub proxy: Option<shoal_actors::ports::ProxyProtocol>,
+    pub proxy: Option<shoal_core::model::port::ProxyProtocol>,
     /// TCP: the stream is the connection. UDP: it carries framed datagrams.
-    pub protocol: shoal_actors::ports::Protocol,
+    pub protocol: shoal_core::model::port::Protocol,
 }
 
 /// Both directions of a tunnel, as one stream.
@@ -45,7 +45,7 @@ pub enum TunnelError {
     #[error("frame: {0}")]
     Frame(#[from] crate::transport::frame::FrameError),
     #[error("codec: {0}")]
-    Codec(#[from] shoal_actors::codec::CodecError),
+    Codec(#[from] shoal_core::codec::CodecError),
     #[error("stream: {0}")]
     Io(#[from] std::io::Error),
     #[error("the task's node refused the tunnel")]

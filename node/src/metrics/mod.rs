@@ -1,5 +1,6 @@
 //! `shoal daemon --metrics-addr`: the node's Prometheus registry and its
-//! HTTP listener. One `NodeMetrics` per node, owned by the `Runtime`:
+//! HTTP listener. One `NodeMetrics` per node, owned by the `Runtime` (and
+//! read from it at each scrape, `scrape.rs`):
 //!
 //! * the actors' counters and histograms (`shoal_actors::metrics`), which
 //!   they update as they work, registered here under swarmkit-style names;
@@ -16,6 +17,7 @@
 
 pub mod api;
 mod listen;
+mod scrape;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +29,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use shoal_actors::metrics::{latency_histogram, ActorMetrics};
-use shoal_actors::model::{TaskState, UpdateState};
-use shoal_actors::raft::RaftMsg;
+use shoal_core::model::UpdateState;
 
 pub use listen::{serve, MetricsAddr, MetricsAddrError};
-
-use crate::runtime::Runtime;
 
 /// An HTTP route of the control API as the router matched it
 /// (`/services/{id}`), its method and the status answered.
@@ -385,132 +384,11 @@ impl NodeMetrics {
         );
     }
 
-    /// Sets the gauges read from the state: Raft's from the Raft actor,
-    /// the rest from this manager's copy of the state.
-    pub async fn refresh(&self, rt: &Runtime) {
-        let transport = rt.transport();
-        let connections = transport.as_ref().map_or(0, |t| t.open_connections());
-        self.transport_connections.set(connections as i64);
-        if let Some(transport) = &transport {
-            // The endpoint's own totals, copied (0 again with a new endpoint).
-            for (stage, total) in transport.refused() {
-                let counter = self.transport_refused.get_or_create(&StageLabel { stage });
-                counter
-                    .inner()
-                    .store(total, std::sync::atomic::Ordering::Relaxed);
-            }
-            for (direction, total) in transport.bytes() {
-                let counter = self
-                    .transport_bytes
-                    .get_or_create(&DirectionLabel { direction });
-                counter
-                    .inner()
-                    .store(total, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let ((tcp, udp), (evicted, refused)) = rt.mesh.held();
-        for (protocol, held) in [("tcp", tcp), ("udp", udp)] {
-            let label = ProtocolLabel { protocol };
-            self.mesh_held.get_or_create(&label).set(held as i64);
-        }
-        // The mesh keeps these totals itself (monotonic): copied, not added.
-        for (outcome, total) in [("evicted", evicted), ("refused", refused)] {
-            let counter = self.mesh_caps_hit.get_or_create(&CapLabel { outcome });
-            counter
-                .inner()
-                .store(total, std::sync::atomic::Ordering::Relaxed);
-        }
-        if let Some(dataplane) = rt.overlay.dataplane() {
-            // The data plane's own totals, copied (they start again at 0 with
-            // a new data plane, after a leave and a join: a counter reset).
-            for (name, total) in dataplane.counters.snapshot() {
-                let counter = match name {
-                    "sent" | "received" => self
-                        .overlay_packets
-                        .get_or_create(&DirectionLabel { direction: name }),
-                    "merged" | "tun_writes" => continue,
-                    reason => self.overlay_drops.get_or_create(&DropLabel { reason }),
-                };
-                counter
-                    .inner()
-                    .store(total, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let manager = rt.manager().ok();
-        self.manager.set(i64::from(manager.is_some()));
-        let raft = match rt.directory.get::<RaftMsg>("raft") {
-            Some(raft) => match raft
-                .call(RaftMsg::Status, Some(Duration::from_secs(2)))
-                .await
-            {
-                Ok(ractor::rpc::CallResult::Success(s)) => Some(s),
-                _ => None,
-            },
-            None => None,
-        };
-        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        match raft {
-            Some(s) => {
-                self.raft_term.set(to_i64(s.term));
-                self.raft_commit_index.set(to_i64(s.commit));
-                self.raft_applied_index.set(to_i64(s.applied));
-                self.raft_is_leader.set(i64::from(s.is_leader));
-                self.raft_voters.set(s.voters.len() as i64);
-            }
-            None => {
-                self.raft_is_leader.set(0);
-            }
-        }
-        let Some(ctx) = manager else {
-            return;
-        };
-        let (pending, rollouts) = {
-            let guard = ctx.sm.read();
-            let state = &guard.0;
-            let pending = state
-                .tasks
-                .values()
-                .filter(|t| {
-                    t.desired_state == TaskState::Running && t.status.state <= TaskState::Pending
-                })
-                .count();
-            let mut rollouts = [0i64; ROLLOUT_STATES.len()];
-            for service in state.services.values() {
-                if let Some(status) = &service.update_status {
-                    if let Some(i) = ROLLOUT_STATES.iter().position(|s| *s == status.state) {
-                        rollouts[i] += 1;
-                    }
-                }
-            }
-            (pending, rollouts)
-        };
-        self.scheduler_pending.set(pending as i64);
-        for (state, count) in ROLLOUT_STATES.iter().zip(rollouts) {
-            let label = RolloutLabel {
-                state: state.as_str(),
-            };
-            self.rollouts.get_or_create(&label).set(count);
-        }
-    }
-
     /// The registry in the text format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::with_capacity(16 << 10);
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
-    }
-
-    /// One scrape: the gauges refreshed, then everything encoded, in
-    /// OpenMetrics if the scraper asks for it, else in Prometheus's classic
-    /// text format (0.0.4).
-    pub async fn scrape(&self, rt: &Runtime, format: Format) -> Result<String, std::fmt::Error> {
-        self.scrapes.inc();
-        self.refresh(rt).await;
-        let text = self.encode()?;
-        Ok(match format {
-            Format::OpenMetrics => text,
-            Format::Classic => classic(&text),
-        })
     }
 }
 
@@ -585,7 +463,7 @@ mod tests {
             .inc_by(1200);
         metrics
             .mesh
-            .backend(shoal_actors::ports::Protocol::Tcp, 30001, "remote");
+            .backend(shoal_core::model::port::Protocol::Tcp, 30001, "remote");
         let text = metrics.encode().expect("encode");
         assert!(text.contains("# TYPE swarm_raft_term gauge"), "{text}");
         assert!(

@@ -22,14 +22,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use shoal_actors::networks::{NetworkTable, Subnet};
+use shoal_core::model::network::Subnet;
+use shoal_core::rules::network::NetworkTable;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use crate::sandbox::{overlay as kernel, Sandbox};
 use crate::transport::Transport;
 
-use super::gro;
+use super::gro::{self, checksum};
 
 /// IPv4 + UDP + QUIC short header (8-byte connection ids), packet number,
 /// AEAD tag and datagram frame header, with room to spare.
@@ -615,22 +616,10 @@ impl Dataplane {
 /// Datagrams taken per wakeup of a receiver beyond the first.
 const RECEIVE_BATCH: usize = 63;
 
-pub(crate) fn checksum(b: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for ch in b.chunks(2) {
-        let w = u16::from_be_bytes([ch[0], *ch.get(1).unwrap_or(&0)]);
-        sum += u32::from(w);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_actors::networks::{NetworkInfo, TaskAddr};
+    use shoal_core::rules::network::{NetworkInfo, TaskAddr};
 
     fn packet(src: [u8; 4], dst: [u8; 4], len: usize) -> Vec<u8> {
         let mut p = vec![0u8; len];

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use shoal_actors::networks::NetworkTable;
 use shoal_actors::session::NetworkSink;
+use shoal_core::rules::network::NetworkTable;
 use tokio::sync::watch;
 
 /// Where the agent hands the network table; every part of the node that
@@ -107,7 +107,7 @@ impl Overlay {
     /// their routes are in place.
     pub async fn attachments(
         &self,
-        task: &shoal_actors::model::Task,
+        task: &shoal_core::model::Task,
     ) -> Result<Vec<crate::sandbox::overlay::NetAttach>, String> {
         if task.attachments.is_empty() {
             return Ok(Vec::new());
@@ -152,5 +152,21 @@ impl Overlay {
                 mtu: if n.encrypted { dp.mtu } else { dp.vxlan_mtu },
             })
             .collect())
+    }
+}
+
+impl crate::transport::OverlayConns for Overlay {
+    fn overlay(
+        &self,
+        peer: &crate::transport::PeerId,
+        conn: quinn::Connection,
+    ) -> shoal_actors::driver::BoxFuture<()> {
+        match self.dataplane() {
+            Some(dp) => Box::pin(dp.serve(peer.node_id.clone(), conn)),
+            None => {
+                conn.close(crate::transport::close::REFUSED.into(), b"no overlay here");
+                Box::pin(async {})
+            }
+        }
     }
 }

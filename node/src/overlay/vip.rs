@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use shoal_actors::networks::{EndpointMode, NetworkTable};
+use shoal_core::model::network::EndpointMode;
+
+use shoal_core::rules::network::NetworkTable;
 
 use crate::sandbox::{overlay as kernel, Sandbox};
 
@@ -156,7 +158,8 @@ fn flush_conntrack(vip: Ipv4Addr, backend: Ipv4Addr) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_actors::networks::{NetworkInfo, ServiceNames, ServiceNet, Subnet, TaskAddr};
+    use shoal_core::model::network::Subnet;
+    use shoal_core::rules::network::{NetworkInfo, ServiceNames, ServiceNet, TaskAddr};
 
     #[test]
     fn balances_serving_tasks_and_refuses_without_any() {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use shoal_actors::networks::NetworkTable;
+use shoal_core::rules::network::NetworkTable;
 
 use crate::sandbox::overlay as kernel;
 

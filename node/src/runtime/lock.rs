@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use shoal_actors::command::Command;
 use shoal_actors::context::ManagerCtx;
-use shoal_actors::secrets::SecretCommand;
-use shoal_actors::state::Change;
+use shoal_core::command::Command;
+use shoal_core::model::secret::SecretCommand;
+use shoal_core::state::Change;
 
 use super::{NodeError, Runtime};
 use crate::keys::lock::{self, LockError};

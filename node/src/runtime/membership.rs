@@ -10,7 +10,7 @@ impl Runtime {
         token: &str,
         hostname: String,
         addr: String,
-        drivers: Vec<shoal_actors::model::DriverInfo>,
+        drivers: Vec<shoal_core::model::DriverInfo>,
         availability: Availability,
     ) -> Response {
         self.admit(token, hostname, addr, drivers, availability)
@@ -23,7 +23,7 @@ impl Runtime {
         token: &str,
         hostname: String,
         addr: String,
-        drivers: Vec<shoal_actors::model::DriverInfo>,
+        drivers: Vec<shoal_core::model::DriverInfo>,
         availability: Availability,
     ) -> Result<Response, NodeError> {
         let m = self.manager()?;

@@ -2,12 +2,15 @@
 //! swarm roles it runs.
 
 pub mod addrs;
+mod cluster_node;
+pub mod error;
 mod lock;
 mod membership;
 mod renewal;
 mod standing;
 mod swarm;
 
+pub use error::NodeError;
 pub use swarm::AddrRequest;
 mod writes;
 
@@ -18,19 +21,20 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use ractor::ActorRef;
-use shoal_actors::codec;
-use shoal_actors::command::Command;
 use shoal_actors::context::{ManagerCtx, Timings};
 use shoal_actors::driver::Drivers;
 use shoal_actors::leader::{manager_spec, worker_spec};
-use shoal_actors::model::{
-    new_id, Availability, Cluster, ClusterSpec, JoinTokens, Node, NodeRole, NodeState,
-};
 use shoal_actors::proposer::ProposeError;
 use shoal_actors::raft::{ProposeRefused, RaftMsg};
 use shoal_actors::session::{DispatcherMsg, NodeDescription};
 use shoal_actors::supervision::{
     ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
+};
+use shoal_actors::world::new_id;
+use shoal_core::codec;
+use shoal_core::command::Command;
+use shoal_core::model::{
+    Availability, Cluster, ClusterSpec, JoinTokens, Node, NodeRole, NodeState,
 };
 
 use crate::ca::RootCa;
@@ -57,90 +61,10 @@ pub struct NodeConfig {
     pub timings: Timings,
     pub cert_validity: Duration,
     /// Named resources this node offers tasks (`--node-generic-resource`).
-    pub generic_resources: Vec<shoal_actors::constraints::GenericResource>,
+    pub generic_resources: Vec<shoal_core::model::placement::GenericResource>,
     /// At most this many tasks with a network sandbox at once
     /// (`--max-sandboxes`; `None`: as many as its addresses).
     pub max_sandboxes: Option<usize>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.")]
-    AlreadyInSwarm,
-    #[error("This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.")]
-    NotManager,
-    #[error("This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")]
-    WorkerNode,
-    #[error("{0}")]
-    Propose(#[from] ProposeError),
-    #[error("invalid join token: {0}")]
-    BadToken(String),
-    #[error("{0}")]
-    Remote(Refusal),
-    #[error("This node is not part of a swarm")]
-    NotInSwarm,
-    #[error("{0}")]
-    Addr(#[from] addrs::AddrError),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Precondition(String),
-    #[error("cannot reach {0}: {1}")]
-    Unreachable(String, String),
-    #[error("cannot open the data directory: {0}")]
-    Sled(#[from] sled::Error),
-    #[error(transparent)]
-    Identity(#[from] identity::IdentityError),
-    #[error(transparent)]
-    Ca(#[from] crate::ca::CaError),
-    #[error(transparent)]
-    Log(#[from] shoal_actors::raft::LogError),
-    #[error(transparent)]
-    Open(#[from] shoal_actors::context::ManagerOpenError),
-    #[error("cluster transport: {0}")]
-    Transport(#[from] crate::transport::TransportError),
-    #[error("the node's actor tree is not running: {0}")]
-    Actors(String),
-    #[error("Swarm is encrypted and needs to be unlocked before it can be used. Please use \"shoal swarm unlock\" to unlock it.")]
-    Locked,
-    #[error("This manager cannot persist its Raft log or state ({0}): it takes no writes until it is restarted with space on its data directory. Send writes to another manager.")]
-    CannotPersist(String),
-}
-
-impl From<NodeError> for Refusal {
-    fn from(e: NodeError) -> Self {
-        match e {
-            NodeError::Propose(p) => match p {
-                ProposeError::Rejected(a) => Refusal::Rejected(a),
-                ProposeError::NotLeader { leader } => Refusal::NotLeader { leader },
-                ProposeError::NoLeader => Refusal::NoLeader(p.to_string()),
-                ProposeError::Superseded => Refusal::Unavailable(p.to_string()),
-                ProposeError::Timeout => Refusal::Timeout(p.to_string()),
-                ProposeError::Codec(_) => Refusal::BadRequest(p.to_string()),
-            },
-            NodeError::Remote(r) => r,
-            NodeError::NotFound(m) => Refusal::NotFound(m),
-            NodeError::Precondition(m) => Refusal::Precondition(m),
-            NodeError::BadToken(_) => Refusal::BadRequest(e.to_string()),
-            NodeError::AlreadyInSwarm
-            | NodeError::NotManager
-            | NodeError::WorkerNode
-            | NodeError::NotInSwarm
-            | NodeError::Unreachable(..)
-            | NodeError::CannotPersist(_) => Refusal::Unavailable(e.to_string()),
-            NodeError::Addr(_) => Refusal::BadRequest(e.to_string()),
-            other => Refusal::Failed(other.to_string()),
-        }
-    }
-}
-
-impl From<Result<(), NodeError>> for Response {
-    fn from(r: Result<(), NodeError>) -> Self {
-        match r {
-            Ok(()) => Response::Done,
-            Err(e) => Response::Refused(e.into()),
-        }
-    }
 }
 
 pub struct Runtime {
@@ -370,7 +294,7 @@ impl Runtime {
     }
 
     /// The manager's keyring, loaded now if the CA key arrived since.
-    pub fn keyring(&self) -> Result<Arc<dyn shoal_actors::secrets::Keyring>, NodeError> {
+    pub fn keyring(&self) -> Result<Arc<dyn shoal_core::model::secret::Keyring>, NodeError> {
         let ctx = self.manager()?;
         if ctx.keyring().is_none() {
             self.load_keyring(&ctx);
@@ -413,7 +337,7 @@ impl Runtime {
                 .map(|d| d.info())
                 .collect(),
             sandbox_error: self.sandbox_unavailable.clone(),
-            machine: shoal_actors::constraints::Machine {
+            machine: shoal_core::model::placement::Machine {
                 confinement: Box::new(self.process.confinement()),
                 generic_resources: self.config.generic_resources.clone(),
                 max_sandboxes: self.process.sandbox().map(|sb| sb.capacity() as u64),
@@ -464,13 +388,16 @@ impl Runtime {
             chain_pem: cert.cert_pem,
             key_pem: cert.key_pem,
         };
-        let inbound = Arc::new(ClusterInbound(Arc::downgrade(self)));
+        let node: Arc<dyn crate::cluster::node::ClusterNode> = self.clone();
+        let inbound = Arc::new(ClusterInbound(Arc::downgrade(&node)));
         let t = Transport::bind(
             self.listen_addr(),
             &tls,
             TransportConfig::default(),
             inbound,
         )?;
+        t.serve_mesh(self.mesh.clone());
+        t.serve_overlay(self.overlay.clone());
         tracing::info!(addr = %self.listen_addr(), "cluster transport listening");
         self.spawn_standing_watch(&t);
         *self.transport.write() = Some(t);

@@ -5,7 +5,7 @@
 use tokio::sync::broadcast::error::RecvError;
 
 use super::*;
-use shoal_actors::state::Change;
+use shoal_core::state::Change;
 
 impl Runtime {
     /// Runs for as long as the transport does; follows whichever manager

@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use shoal_actors::limits::{MAX_FORWARDED_BYTES, MAX_FORWARDED_COMMANDS};
 use shoal_actors::packing::PackQueue;
+use shoal_core::limits::{MAX_FORWARDED_BYTES, MAX_FORWARDED_COMMANDS};
 use tokio::sync::oneshot;
 
 use super::*;
@@ -226,7 +226,8 @@ impl Runtime {
 
     /// A write, proposed here or forwarded to the leader. While leadership
     /// moves (a leader that died is still named until the election ends),
-    /// it retries until the propose timeout.
+    /// it retries until the propose timeout: one deadline, set here, bounds
+    /// every try, forward and wait of the write.
     pub async fn propose(&self, cmd: Command) -> Result<(), NodeError> {
         let m = self.manager()?;
         // A full or failing disk: refused at once, in words that say so,
@@ -239,12 +240,14 @@ impl Runtime {
         // another: it is most likely dead and an election is under way.
         let mut unreachable: Option<u64> = None;
         loop {
-            let result = match m.proposer.propose(cmd.clone()).await {
+            let by = tokio::time::Instant::from_std(deadline);
+            let result = match m.proposer.propose_by(cmd.clone(), by).await.map(|_| ()) {
                 Err(ProposeError::NotLeader { leader: Some(l) }) if unreachable == Some(l) => Err(
                     NodeError::Unreachable(format!("leader {l:x}"), "no answer".into()),
                 ),
                 Err(ProposeError::NotLeader { leader: Some(l) }) => {
-                    match self.forward_write(l, &cmd).await {
+                    let forwarded = tokio::time::timeout_at(by, self.forward_write(l, &cmd));
+                    match forwarded.await.unwrap_or(Err(ProposeError::Timeout.into())) {
                         // Applied on the leader: answer once applied here too.
                         Ok(index) => return self.applied_here(index, deadline).await,
                         Err(e) => {

@@ -12,7 +12,7 @@
 use std::ffi::CString;
 use std::sync::Arc;
 
-use shoal_actors::secrets::TaskFile;
+use shoal_core::model::secret::TaskFile;
 
 /// The directory the secrets tmpfs is mounted on.
 pub const SECRETS_DIR: &str = "/run/secrets";

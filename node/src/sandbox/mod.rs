@@ -192,7 +192,7 @@ impl Sandbox {
                 let index = (0..SUBNETS)
                     .find(|i| !used.contains(i))
                     .ok_or(SandboxError::NoSubnet)?;
-                let tag: String = shoal_actors::model::id_from(&mut rand::rng())[..8].into();
+                let tag: String = shoal_core::model::id_from(&mut rand::rng())[..8].into();
                 let s = Saved { tag, index };
                 let bytes = serde_json::to_vec(&s).unwrap_or_default();
                 std::fs::write(&path, &bytes).map_err(io(&path))?;

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use shoal_actors::networks::Subnet;
+use shoal_core::model::network::Subnet;
 
 use super::ip;
 use super::nl::{self, nft::Element, nft::Op, route::RouteSpec};

@@ -26,16 +26,7 @@ use shoal_actors::driver::BoxFuture;
 use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 use tls::{TlsError, TlsIdentity};
 
-/// Who is on the other end, from its verified certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerId {
-    pub node_id: String,
-    /// `swarm-manager` or `swarm-worker`.
-    pub role: String,
-    pub cluster_id: String,
-    /// The certificate generation it was issued for (`Node::cert_generation`).
-    pub generation: u64,
-}
+pub use crate::certs::PeerId;
 
 /// Why what a peer sent cannot be served; the connection it came on is closed.
 #[derive(Debug, thiserror::Error)]
@@ -43,17 +34,20 @@ pub enum InboundError {
     #[error("bad frame: {0}")]
     Frame(#[from] frame::FrameError),
     #[error("undecodable message: {0}")]
-    Decode(#[source] shoal_actors::codec::CodecError),
+    Decode(#[source] shoal_core::codec::CodecError),
     #[error("undecodable raft message: {0}")]
     Raft(#[source] protobuf::ProtobufError),
     #[error("cannot encode the answer: {0}")]
-    Encode(#[source] shoal_actors::codec::CodecError),
+    Encode(#[source] shoal_core::codec::CodecError),
     /// Well-formed, but not something this peer may send at all.
     #[error("{0}")]
     Refused(&'static str),
 }
 
-/// What the node does with what arrives.
+/// What the node does with what arrives on the cluster protocol (one-way
+/// messages and requests), and who may talk to it at all. The mesh's and the
+/// overlay's connections have a handler each (`Tunnels`, `OverlayConns`),
+/// set with `Transport::serve_mesh`/`serve_overlay`.
 pub trait Inbound: Send + Sync + 'static {
     /// A one-way message. `Err` means the bytes were malformed: the
     /// connection is closed.
@@ -71,22 +65,23 @@ pub trait Inbound: Send + Sync + 'static {
         peer: Option<&PeerId>,
         bytes: Vec<u8>,
     ) -> BoxFuture<Result<Vec<u8>, InboundError>>;
-    /// A tunnel a peer opened on a mesh connection: the stream is the
-    /// handler's from here on. By default, refused.
+}
+
+/// The mesh protocol's handler: a tunnel a peer opened on a mesh
+/// connection; the stream is the handler's from here on.
+pub trait Tunnels: Send + Sync + 'static {
     fn tunnel(
-        &self,
-        _peer: &PeerId,
-        _send: quinn::SendStream,
-        _recv: quinn::RecvStream,
-    ) -> BoxFuture<()> {
-        Box::pin(async {})
-    }
-    /// An overlay data-plane connection a peer opened: the handler reads
-    /// its datagrams until it closes. By default, refused.
-    fn overlay(&self, _peer: &PeerId, conn: quinn::Connection) -> BoxFuture<()> {
-        conn.close(close::REFUSED.into(), b"no overlay here");
-        Box::pin(async {})
-    }
+        self: Arc<Self>,
+        peer: &PeerId,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> BoxFuture<()>;
+}
+
+/// The overlay protocol's handler: a data-plane connection a peer opened;
+/// the handler reads its datagrams until it closes.
+pub trait OverlayConns: Send + Sync + 'static {
+    fn overlay(&self, peer: &PeerId, conn: quinn::Connection) -> BoxFuture<()>;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +142,10 @@ pub struct Transport {
     /// so that they can be closed when that node loses its standing.
     accepted: Mutex<HashMap<String, Vec<(PeerId, quinn::Connection)>>>,
     inbound: Arc<dyn Inbound>,
+    /// The mesh's and the overlay's handlers, once set: until then their
+    /// connections are refused (a peer dials again).
+    mesh: RwLock<Option<Arc<dyn Tunnels>>>,
+    overlay: RwLock<Option<Arc<dyn OverlayConns>>>,
     /// One ordered pipe per peer for `send_ordered`: a task that owns a
     /// long-lived unidirectional stream and writes what the channel brings.
     pipes: Mutex<HashMap<SocketAddr, tokio::sync::mpsc::Sender<Vec<u8>>>>,
@@ -357,6 +356,8 @@ impl Transport {
             overlays: Mutex::new(HashMap::new()),
             accepted: Mutex::new(HashMap::new()),
             inbound: inbound.clone(),
+            mesh: RwLock::new(None),
+            overlay: RwLock::new(None),
             pipes: Mutex::new(HashMap::new()),
             faults: faults::Faults::default(),
             refusals: quiet::Quiet::new(Duration::from_secs(10)),
@@ -366,6 +367,16 @@ impl Transport {
         });
         tokio::spawn(accept_loop(t.clone(), inbound));
         Ok(t)
+    }
+
+    /// Serves the mesh protocol's tunnels with `handler` from now on.
+    pub fn serve_mesh(&self, handler: Arc<dyn Tunnels>) {
+        *self.mesh.write() = Some(handler);
+    }
+
+    /// Serves the overlay protocol's connections with `handler` from now on.
+    pub fn serve_overlay(&self, handler: Arc<dyn OverlayConns>) {
+        *self.overlay.write() = Some(handler);
     }
 
     /// Asks `Inbound::admits` again about every connection `node_id` opened
@@ -746,9 +757,17 @@ async fn serve_connection(t: Arc<Transport>, conn: quinn::Connection, inbound: A
     }
     t.register(&peer, &conn);
     if alpn_is(&conn, tls::MESH_ALPN) {
-        serve_tunnels(&conn, &peer, &inbound).await;
+        let mesh = t.mesh.read().clone();
+        match mesh {
+            Some(mesh) => serve_tunnels(&conn, &peer, &inbound, &mesh).await,
+            None => conn.close(close::REFUSED.into(), b"no mesh here"),
+        }
     } else if alpn_is(&conn, tls::OVERLAY_ALPN) {
-        inbound.overlay(&peer, conn.clone()).await;
+        let overlay = t.overlay.read().clone();
+        match overlay {
+            Some(overlay) => overlay.overlay(&peer, conn.clone()).await,
+            None => conn.close(close::REFUSED.into(), b"no overlay here"),
+        }
     } else {
         serve_streams(&t, &conn, &peer, &inbound).await;
     }
@@ -762,14 +781,19 @@ fn alpn_is(conn: &quinn::Connection, alpn: &[u8]) -> bool {
         .is_some_and(|p| p == alpn)
 }
 
-/// A mesh connection carries tunnels only: each stream goes to the inbound
-/// side's tunnel handler, as long as the peer keeps its standing.
-async fn serve_tunnels(conn: &quinn::Connection, peer: &PeerId, inbound: &Arc<dyn Inbound>) {
+/// A mesh connection carries tunnels only: each stream goes to the mesh's
+/// handler, as long as the peer keeps its standing.
+async fn serve_tunnels(
+    conn: &quinn::Connection,
+    peer: &PeerId,
+    inbound: &Arc<dyn Inbound>,
+    mesh: &Arc<dyn Tunnels>,
+) {
     while let Ok((send, recv)) = conn.accept_bi().await {
         if !still_admitted(inbound, peer, conn) {
             return;
         }
-        tokio::spawn(inbound.tunnel(peer, send, recv));
+        tokio::spawn(mesh.clone().tunnel(peer, send, recv));
     }
 }
 

@@ -8,10 +8,7 @@
 //! applies: every manager computes the same answer, an address is never
 //! given twice, and nothing but the Raft log decides who holds one.
 
-mod ipam;
-pub use ipam::{check_name, check_spec};
 pub mod subnet;
-mod table;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -20,7 +17,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use subnet::Subnet;
-pub use table::{table, NetworkInfo, NetworkTable, NodeBlock, ServiceNames, ServiceNet, TaskAddr};
 
 /// docker's limit on a network's name is the object name rule; this is ours.
 pub const MAX_NAME: usize = 64;

@@ -17,12 +17,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rand::RngCore;
 
 use super::global::eligible;
-use super::service::Plan;
+use super::Plan;
 use crate::command::{Command, TaskUpdate};
-use crate::constraints::Constraint;
-use crate::model::{Service, ServiceMode, Task, TaskState};
+use crate::model::{id_from, Service, ServiceMode, Task, TaskState};
+use crate::rules::placement::Constraint;
 use crate::state::ClusterState;
 
 /// The service label that overrides the cluster's setting.
@@ -39,7 +40,12 @@ pub fn enabled(state: &ClusterState, svc: &Service) -> bool {
     }
 }
 
-pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan {
+pub fn plan(
+    state: &ClusterState,
+    service_id: &str,
+    now: DateTime<Utc>,
+    rng: &mut dyn RngCore,
+) -> Plan {
     let mut plan = Plan::default();
     let Some(svc) = state.services.get(service_id) else {
         return plan;
@@ -95,7 +101,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
     if let Some(newest) = newest {
         let since = (now - newest).to_std().unwrap_or_default();
         if since < interval {
-            plan.retry_in = Some(interval - since);
+            plan.wake_in = Some(interval - since);
             return plan;
         }
     }
@@ -127,6 +133,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
     }
     if let Some(mover) = busiest.iter().max_by_key(|t| t.slot) {
         let mut task = Task::for_slot(
+            id_from(rng),
             svc,
             mover.slot,
             mover.restart_history.clone(),
@@ -144,12 +151,12 @@ mod tests {
     use chrono::{Duration, Utc};
 
     use crate::command::Command;
-    use crate::harness::node_record;
+    use crate::model::sample_node as node_record;
     use crate::model::{
         Cluster, ClusterSpec, DriverInfo, JoinTokens, NodeRole, NodeState, Service, ServiceMode,
         ServiceSpec, Task, TaskState,
     };
-    use crate::orchestrator::rebalance::plan;
+    use crate::plan::rebalance::plan;
     use crate::state::ClusterState;
 
     fn world(rebalance: bool) -> ClusterState {
@@ -204,7 +211,14 @@ mod tests {
             state.nodes.insert(id.into(), n);
         }
         for slot in 1..=4 {
-            let mut t = Task::for_slot(&svc, slot, Vec::new(), TaskState::Running, now);
+            let mut t = Task::for_slot(
+                crate::model::id_from(&mut crate::model::sample_rng()),
+                &svc,
+                slot,
+                Vec::new(),
+                TaskState::Running,
+                now,
+            );
             t.id = format!("t{slot}");
             t.node_id = Some("a".into());
             t.status.state = TaskState::Running;
@@ -215,7 +229,7 @@ mod tests {
     }
 
     fn moves(state: &ClusterState) -> Vec<u64> {
-        plan(state, "s", Utc::now())
+        plan(state, "s", Utc::now(), &mut crate::model::sample_rng())
             .commands
             .iter()
             .filter_map(|c| match c {
@@ -242,16 +256,27 @@ mod tests {
     fn the_old_task_stops_only_once_the_new_one_is_up() {
         let mut state = world(true);
         let svc = state.services["s"].clone();
-        let mut new = Task::for_slot(&svc, 4, Vec::new(), TaskState::Running, Utc::now());
+        let mut new = Task::for_slot(
+            crate::model::id_from(&mut crate::model::sample_rng()),
+            &svc,
+            4,
+            Vec::new(),
+            TaskState::Running,
+            Utc::now(),
+        );
         new.id = "n4".into();
         new.node_id = Some("b".into());
         new.status.state = TaskState::Starting;
         state.tasks.insert("n4".into(), new);
-        assert!(plan(&state, "s", Utc::now()).commands.is_empty());
+        assert!(
+            plan(&state, "s", Utc::now(), &mut crate::model::sample_rng())
+                .commands
+                .is_empty()
+        );
         if let Some(t) = state.tasks.get_mut("n4") {
             t.status.state = TaskState::Running;
         }
-        let p = plan(&state, "s", Utc::now());
+        let p = plan(&state, "s", Utc::now(), &mut crate::model::sample_rng());
         assert!(
             matches!(&p.commands[..], [Command::UpdateTasks { updates, .. }] if updates.len() == 1)
         );

@@ -5,7 +5,11 @@
 
 use std::net::Ipv4Addr;
 
-use super::{
+mod table;
+
+pub use table::{table, NetworkInfo, NetworkTable, NodeBlock, ServiceNames, ServiceNet, TaskAddr};
+
+use crate::model::network::{
     Attachment, Holder, Network, NetworkCommand, NetworkSpec, Subnet, VirtualIp, BLOCK_PREFIX,
     INGRESS, MAX_ALIASES, MAX_ATTACHMENTS, MAX_NAME, MAX_NETWORKS, MAX_PREFIX, MIN_PREFIX,
 };
@@ -322,7 +326,7 @@ impl ClusterState {
                 )));
             }
         }
-        if spec.endpoint.mode == super::EndpointMode::Vip {
+        if spec.endpoint.mode == crate::model::network::EndpointMode::Vip {
             for (net, _) in joined_spec(self, spec) {
                 let has = own.is_some_and(|s| s.virtual_ips.iter().any(|v| v.network_id == net.id));
                 if !has && net.free_count() == 0 {
@@ -333,12 +337,12 @@ impl ClusterState {
                 }
             }
         }
-        if spec.endpoint.mode == super::EndpointMode::Dnsrr
+        if spec.endpoint.mode == crate::model::network::EndpointMode::Dnsrr
             && spec
                 .endpoint
                 .ports
                 .iter()
-                .any(|p| p.publish_mode == crate::ports::PublishMode::Ingress)
+                .any(|p| p.publish_mode == crate::model::port::PublishMode::Ingress)
         {
             return Err(invalid(
                 "port published with ingress mode can't be used with dnsrr mode",
@@ -364,8 +368,10 @@ impl ClusterState {
             return;
         };
         let want: Vec<String> = match svc.spec.endpoint.mode {
-            super::EndpointMode::Vip => joined(self, svc).map(|(n, _)| n.id.clone()).collect(),
-            super::EndpointMode::Dnsrr => Vec::new(),
+            crate::model::network::EndpointMode::Vip => {
+                joined(self, svc).map(|(n, _)| n.id.clone()).collect()
+            }
+            crate::model::network::EndpointMode::Dnsrr => Vec::new(),
         };
         let mut vips = svc.virtual_ips.clone();
         let holder = Holder::Service(service_id.to_string());
@@ -545,7 +551,7 @@ mod tests {
     #[test]
     fn docker_nodes_get_a_block_on_attachable_networks_and_give_it_back() {
         let mut s = ClusterState::default();
-        let mut node = crate::harness::node_record("n1", "h1", crate::model::NodeRole::Worker);
+        let mut node = crate::model::sample_node("n1", "h1", crate::model::NodeRole::Worker);
         node.state = NodeState::Ready;
         node.drivers = vec![DriverInfo {
             name: "docker".into(),
@@ -559,7 +565,7 @@ mod tests {
             s.apply(&crate::command::Command::Networks(cmd), 2 + i as u64)
                 .unwrap();
         }
-        let table = crate::networks::table(&s);
+        let table = crate::rules::network::table(&s);
         assert_eq!(table.blocks.len(), 1, "{:?}", table.blocks);
         let b = &table.blocks[0];
         assert_eq!(

@@ -291,7 +291,6 @@ pub fn check(mounts: &[Mount]) -> Result<(), MountError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     fn mount(kind: MountKind, source: &str, target: &str) -> Mount {
         Mount {
             kind: Some(kind),

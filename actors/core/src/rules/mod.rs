@@ -1,148 +1,24 @@
-//! The replicated state machine's data and its deterministic `apply`.
+//! How a command changes the state: `check` refuses it or lets it through,
+//! `apply` makes every change it implies, deterministically, per aggregate
+//! (`placement`, `port`, `secret`, `network`; services, nodes and tasks here).
 //!
 //! Pure: no IO. `store::StateMachine` persists what `apply` reports as changed.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
+pub mod network;
+pub mod placement;
+pub mod port;
+pub mod secret;
 
 use crate::command::{Command, TaskUpdate};
 use crate::limits;
-use crate::model::{Cluster, Node, Service, Task, TaskState};
+use crate::model::{Node, Service, TaskState};
+use crate::state::{ApplyError, Change, ClusterState};
 
 fn invalid(e: limits::LimitError) -> ApplyError {
     ApplyError::Invalid(e.0)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ClusterState {
-    pub cluster: Option<Cluster>,
-    pub nodes: BTreeMap<String, Node>,
-    pub services: BTreeMap<String, Service>,
-    pub tasks: BTreeMap<String, Task>,
-    /// Secrets (values sealed) and configs, by id.
-    pub secrets: BTreeMap<String, crate::secrets::Object>,
-    pub configs: BTreeMap<String, crate::secrets::Object>,
-    /// Overlay networks (the ingress network among them), by id.
-    pub networks: BTreeMap<String, crate::networks::Network>,
-    /// Networks whose addresses changed in the entry being applied: each is
-    /// reported (and written) once per entry, however many tasks took or
-    /// gave back an address.
-    #[serde(skip)]
-    pub(crate) touched_networks: std::collections::BTreeSet<String>,
-}
-
-/// What one applied entry changed; subscribers read the new values from the state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Cluster,
-    Node(String),
-    Service(String),
-    ServiceRemoved(String),
-    Task {
-        id: String,
-        service_id: String,
-    },
-    TaskRemoved {
-        id: String,
-        service_id: String,
-    },
-    /// A secret or config was created, changed or removed.
-    Object(crate::secrets::Kind, String),
-    /// A network was created, changed or removed.
-    Network(String),
-}
-
-/// Why a command was refused. Refusals are deterministic, so every replica
-/// refuses the same entries.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum ApplyError {
-    #[error("This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.")]
-    AlreadyInitialized,
-    #[error("service with name {0} already exists")]
-    ServiceNameConflict(String),
-    #[error("service {0} not found")]
-    ServiceNotFound(String),
-    #[error("node {0} not found")]
-    NodeNotFound(String),
-    #[error("task {0} already exists")]
-    TaskExists(String),
-    #[error(
-        "update out of sequence: service {0} changed since it was read; inspect it and try again"
-    )]
-    OutOfSequence(String),
-    #[error("service {0} does not have a previous spec")]
-    NoPreviousSpec(String),
-    #[error("the swarm is not initialised yet")]
-    NotInitialized,
-    #[error("invalid spec: {0}")]
-    Invalid(String),
-    /// A network request refused in docker's own words.
-    #[error("{0}")]
-    Network(String),
-    #[error("network with name {0} already exists")]
-    NetworkExists(String),
-    #[error("network {0} not found")]
-    NetworkNotFound(String),
-    #[error("network {network} is in use by service {service}")]
-    NetworkInUse { network: String, service: String },
-    /// Tasks still hold addresses on the network (they are being removed).
-    #[error("network {0} has active endpoints")]
-    NetworkHasEndpoints(String),
-    #[error("{kind} {name} already exists", kind = .0.as_str(), name = .1)]
-    ObjectExists(crate::secrets::Kind, String),
-    #[error("{kind} not found: {name}", kind = .0.as_str(), name = .1)]
-    ObjectNotFound(crate::secrets::Kind, String),
-    #[error("{} '{name}' is in use by the following service{}: {}", kind.as_str(), if services.len() > 1 { "s" } else { "" }, services.join(", "))]
-    InUse {
-        kind: crate::secrets::Kind,
-        name: String,
-        services: Vec<String>,
-    },
-}
-
 impl ClusterState {
-    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
-        self.services.values().find(|s| s.spec.name == name)
-    }
-
-    /// Finds a service by full id, name, or unique id prefix (docker's lookup order).
-    pub fn find_service(&self, key: &str) -> Option<&Service> {
-        if let Some(s) = self.services.get(key) {
-            return Some(s);
-        }
-        if let Some(s) = self.service_by_name(key) {
-            return Some(s);
-        }
-        let mut matches = self.services.values().filter(|s| s.id.starts_with(key));
-        match (matches.next(), matches.next()) {
-            (Some(s), None) if !key.is_empty() => Some(s),
-            _ => None,
-        }
-    }
-
-    /// Finds a node by full id, hostname, or unique id prefix.
-    pub fn find_node(&self, key: &str) -> Option<&Node> {
-        if let Some(n) = self.nodes.get(key) {
-            return Some(n);
-        }
-        let mut by_name = self.nodes.values().filter(|n| n.hostname == key);
-        if let (Some(n), None) = (by_name.next(), by_name.next()) {
-            return Some(n);
-        }
-        let mut matches = self.nodes.values().filter(|n| n.id.starts_with(key));
-        match (matches.next(), matches.next()) {
-            (Some(n), None) if !key.is_empty() => Some(n),
-            _ => None,
-        }
-    }
-
-    pub fn tasks_of_service<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> {
-        self.tasks
-            .values()
-            .filter(move |t| t.service_id == service_id)
-    }
-
     /// Checks `cmd` against the current state without changing anything.
     pub fn check(&self, cmd: &Command) -> Result<(), ApplyError> {
         match cmd {
@@ -183,7 +59,8 @@ impl ClusterState {
                 // without the DEK cannot choose a token it knows.
                 Some(_)
                     if [worker, manager].into_iter().flatten().any(|t| {
-                        !crate::secrets::is_sealed_text(t) || t.len() > limits::MAX_SHORT_STRING
+                        !crate::model::secret::is_sealed_text(t)
+                            || t.len() > limits::MAX_SHORT_STRING
                     }) =>
                 {
                     Err(ApplyError::Invalid(
@@ -202,7 +79,7 @@ impl ClusterState {
                 false => Err(ApplyError::NodeNotFound(node_id.clone())),
             },
             Command::SetNodeClockSkew { node_id, skew_ms } => {
-                let bound = 2 * crate::world::MAX_SKEW.num_milliseconds();
+                let bound = 2 * crate::clock::MAX_SKEW.num_milliseconds();
                 if skew_ms.is_some_and(|s| s.abs() > bound) {
                     return Err(ApplyError::Invalid(format!(
                         "clock skew {skew_ms:?} ms out of range"
@@ -217,7 +94,8 @@ impl ClusterState {
                 limits::check_service_spec(&svc.spec).map_err(invalid)?;
                 self.check_refs(&svc.spec)?;
                 self.check_service_networks(&svc.spec, None)?;
-                crate::ports::check(self, &svc.spec.endpoint, None).map_err(ApplyError::Invalid)?;
+                crate::rules::port::check(self, &svc.spec.endpoint, None)
+                    .map_err(ApplyError::Invalid)?;
                 match self.service_by_name(&svc.spec.name) {
                     Some(_) => Err(ApplyError::ServiceNameConflict(svc.spec.name.clone())),
                     None => Ok(()),
@@ -238,7 +116,7 @@ impl ClusterState {
                     return Err(ApplyError::OutOfSequence(svc.spec.name.clone()));
                 }
                 self.check_service_networks(spec, Some(svc))?;
-                crate::ports::check(self, &spec.endpoint, Some(&svc.id))
+                crate::rules::port::check(self, &spec.endpoint, Some(&svc.id))
                     .map_err(ApplyError::Invalid)?;
                 match self.service_by_name(&spec.name) {
                     Some(other) if other.id != svc.id => {
@@ -445,7 +323,7 @@ impl ClusterState {
             }
             Command::CreateService(svc) => {
                 let mut svc = Service::clone(svc);
-                svc.spec.endpoint = crate::ports::assign(self, None, svc.spec.endpoint);
+                svc.spec.endpoint = crate::rules::port::assign(self, None, svc.spec.endpoint);
                 svc.version = index;
                 svc.virtual_ips = Vec::new();
                 changes.push(Change::Service(svc.id.clone()));
@@ -458,7 +336,7 @@ impl ClusterState {
             } => {
                 let id = self.find_service(service).map(|s| s.id.clone());
                 let mut spec = spec.clone();
-                spec.endpoint = crate::ports::assign(self, id.as_deref(), spec.endpoint);
+                spec.endpoint = crate::rules::port::assign(self, id.as_deref(), spec.endpoint);
                 if let Some(svc) = id.as_ref().and_then(|id| self.services.get_mut(id)) {
                     svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
                     // As swarmkit: a new spec forgets the last rollout (a
@@ -720,7 +598,7 @@ mod tests {
             updates: vec![TaskUpdate::Status {
                 task_id: "t".into(),
                 node_id: node.into(),
-                status: TaskStatus::new(state, state.as_str()),
+                status: TaskStatus::new(state, state.as_str(), Utc::now()),
             }],
             at: Utc::now(),
         };

@@ -7,12 +7,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use rand::RngCore;
 
+use super::replicated::gave_up;
 use super::restart::{decide, SlotDecision};
-use super::service::{gave_up, Plan};
+use super::Plan;
 use crate::command::{Command, TaskUpdate};
 use crate::limits::MAX_TASKS_PER_PASS;
-use crate::model::{ServiceMode, Task, TaskState, TaskTemplate};
+use crate::model::{id_from, ServiceMode, Task, TaskState, TaskTemplate};
 use crate::state::ClusterState;
 
 /// A slot (or a global job's node) whose task of `template` completed.
@@ -22,7 +24,12 @@ pub fn completed(tasks: &[&Task], template: &TaskTemplate) -> bool {
         .any(|t| t.status.state == TaskState::Complete && t.spec == *template)
 }
 
-pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan {
+pub fn plan(
+    state: &ClusterState,
+    service_id: &str,
+    now: DateTime<Utc>,
+    rng: &mut dyn RngCore,
+) -> Plan {
     let mut plan = Plan::default();
     let Some(svc) = state.services.get(service_id) else {
         return plan;
@@ -94,7 +101,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
                     Some((history, node_faults))
                 }
                 SlotDecision::Wait(d) => {
-                    plan.retry_in = Some(plan.retry_in.map_or(d, |r| r.min(d)));
+                    plan.wake_in = Some(plan.wake_in.map_or(d, |r| r.min(d)));
                     None
                 }
                 SlotDecision::GiveUp => {
@@ -107,7 +114,8 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
             },
         };
         if let Some((history, node_faults)) = next {
-            let mut task = Task::for_slot(svc, slot, history, TaskState::Running, now);
+            let mut task =
+                Task::for_slot(id_from(rng), svc, slot, history, TaskState::Running, now);
             task.node_faults = node_faults;
             create.push(task);
             active += 1;

@@ -12,13 +12,15 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use rand::RngCore;
 
+use super::replicated::gave_up;
 use super::restart::{decide, SlotDecision};
-use super::service::{gave_up, Plan};
+use super::Plan;
 use crate::command::{Command, TaskUpdate};
-use crate::constraints::{node_matches, Constraint};
 use crate::limits::MAX_TASKS_PER_PASS;
-use crate::model::{Availability, Node, NodeState, Service, Task, TaskState};
+use crate::model::{id_from, Availability, Node, NodeState, Service, Task, TaskState};
+use crate::rules::placement::{node_matches, Constraint};
 use crate::state::ClusterState;
 
 /// Whether `svc` wants a task on `node`.
@@ -29,15 +31,27 @@ pub fn eligible(svc: &Service, constraints: &[Constraint], node: &Node) -> bool 
         && node_matches(constraints, node)
 }
 
-fn new_task(svc: &Service, node: &str, history: Vec<DateTime<Utc>>, now: DateTime<Utc>) -> Task {
-    let mut t = Task::for_slot(svc, 0, history, TaskState::Running, now);
+fn new_task(
+    rng: &mut dyn RngCore,
+    svc: &Service,
+    node: &str,
+    history: Vec<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Task {
+    let mut t = Task::for_slot(id_from(rng), svc, 0, history, TaskState::Running, now);
     t.node_id = Some(node.to_string());
     t
 }
 
 /// `job`: a global job, whose node is done once its task of the current
 /// spec completed.
-pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>, job: bool) -> Plan {
+pub fn plan(
+    state: &ClusterState,
+    service_id: &str,
+    now: DateTime<Utc>,
+    job: bool,
+    rng: &mut dyn RngCore,
+) -> Plan {
     let mut plan = Plan::default();
     let Some(svc) = state.services.get(service_id) else {
         return plan;
@@ -103,7 +117,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>, job: boo
             .rev()
             .find(|t| t.desired_state <= TaskState::Running);
         match last {
-            None => create.push(new_task(svc, &node.id, Vec::new(), now)),
+            None => create.push(new_task(rng, svc, &node.id, Vec::new(), now)),
             Some(last) => match decide(&template.restart_policy, last, now) {
                 SlotDecision::Restart {
                     history,
@@ -113,12 +127,12 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>, job: boo
                         task_id: last.id.clone(),
                         state: TaskState::Shutdown,
                     });
-                    let mut next = new_task(svc, &node.id, history, now);
+                    let mut next = new_task(rng, svc, &node.id, history, now);
                     next.node_faults = node_faults;
                     create.push(next);
                 }
                 SlotDecision::Wait(d) => {
-                    plan.retry_in = Some(plan.retry_in.map_or(d, |r| r.min(d)));
+                    plan.wake_in = Some(plan.wake_in.map_or(d, |r| r.min(d)));
                 }
                 SlotDecision::GiveUp => updates.push(TaskUpdate::Desired {
                     task_id: last.id.clone(),
@@ -155,7 +169,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>, job: boo
             task_id: old.id.clone(),
             state: TaskState::Shutdown,
         });
-        create.push(new_task(svc, node, Vec::new(), now));
+        create.push(new_task(rng, svc, node, Vec::new(), now));
     }
     if !updates.is_empty() {
         plan.commands
@@ -172,11 +186,11 @@ mod tests {
     use chrono::Utc;
 
     use crate::command::Command;
-    use crate::harness::node_record;
+    use crate::model::sample_node as node_record;
     use crate::model::{
         Availability, DriverInfo, NodeRole, NodeState, Service, ServiceMode, ServiceSpec,
     };
-    use crate::orchestrator::global::plan;
+    use crate::plan::global::plan;
     use crate::state::ClusterState;
 
     fn world(constraints: &[&str]) -> ClusterState {
@@ -224,7 +238,13 @@ mod tests {
     }
 
     fn created_on(state: &ClusterState) -> Vec<String> {
-        let p = plan(state, "s", Utc::now(), false);
+        let p = plan(
+            state,
+            "s",
+            Utc::now(),
+            false,
+            &mut crate::model::sample_rng(),
+        );
         let mut nodes: Vec<String> = p
             .commands
             .iter()

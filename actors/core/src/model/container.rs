@@ -276,7 +276,6 @@ pub fn check(o: &ContainerOptions, host_network: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     #[test]
     fn ulimits_parse_as_dockers() {
         assert_eq!(

@@ -11,22 +11,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rand::RngCore;
 
+use super::Plan;
 use crate::command::{Command, TaskUpdate};
 use crate::limits::MAX_TASKS_PER_PASS;
 use crate::model::{
-    Availability, FailureAction, NodeState, Task, TaskState, TaskTemplate, UpdateConfig,
+    id_from, Availability, FailureAction, NodeState, Task, TaskState, TaskTemplate, UpdateConfig,
     UpdateOrder, UpdateState, UpdateStatus,
 };
 use crate::state::ClusterState;
-
-/// The writes of one step (one `Batch`, guarded by the service's version)
-/// and when to step again if nothing changes before.
-#[derive(Debug, Default, PartialEq)]
-pub struct UpdatePlan {
-    pub commands: Vec<Command>,
-    pub wake_in: Option<Duration>,
-}
 
 /// Where one slot stands against the service's current task template.
 #[derive(Debug)]
@@ -158,8 +152,13 @@ fn status(state: UpdateState, started_at: Option<DateTime<Utc>>, message: String
 }
 
 /// One step of the rollout of `service_id`.
-pub fn step(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> UpdatePlan {
-    let mut plan = UpdatePlan::default();
+pub fn step(
+    state: &ClusterState,
+    service_id: &str,
+    now: DateTime<Utc>,
+    rng: &mut dyn RngCore,
+) -> Plan {
+    let mut plan = Plan::default();
     let Some(svc) = state.services.get(service_id) else {
         return plan;
     };
@@ -388,10 +387,24 @@ pub fn step(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Updat
                                 state: TaskState::Shutdown,
                             });
                         }
-                        creates.push(Task::for_slot(svc, *n, Vec::new(), TaskState::Ready, now));
+                        creates.push(Task::for_slot(
+                            id_from(rng),
+                            svc,
+                            *n,
+                            Vec::new(),
+                            TaskState::Ready,
+                            now,
+                        ));
                     }
                     UpdateOrder::StartFirst => {
-                        creates.push(Task::for_slot(svc, *n, Vec::new(), TaskState::Running, now));
+                        creates.push(Task::for_slot(
+                            id_from(rng),
+                            svc,
+                            *n,
+                            Vec::new(),
+                            TaskState::Running,
+                            now,
+                        ));
                     }
                 }
             }
@@ -556,11 +569,18 @@ mod tests {
             updated_at: at(0),
         };
         for slot in 1..=replicas {
-            let mut t = Task::for_slot(&svc, slot, Vec::new(), TaskState::Running, at(0));
+            let mut t = Task::for_slot(
+                crate::model::id_from(&mut crate::model::sample_rng()),
+                &svc,
+                slot,
+                Vec::new(),
+                TaskState::Running,
+                at(0),
+            );
             t.id = format!("old{slot}");
             t.spec = template("v1");
             t.node_id = Some("n1".into());
-            t.status = TaskStatus::new(TaskState::Running, "started");
+            t.status = TaskStatus::new(TaskState::Running, "started", Utc::now());
             t.started_at = Some(at(0));
             s.tasks.insert(t.id.clone(), t);
         }
@@ -580,7 +600,14 @@ mod tests {
     /// A new (v2) task in `slot`, in `state`, created at `created`.
     fn new_task(s: &mut ClusterState, slot: u64, state: TaskState, created: i64) -> String {
         let svc = s.services["s"].clone();
-        let mut t = Task::for_slot(&svc, slot, Vec::new(), TaskState::Running, at(created));
+        let mut t = Task::for_slot(
+            crate::model::id_from(&mut crate::model::sample_rng()),
+            &svc,
+            slot,
+            Vec::new(),
+            TaskState::Running,
+            at(created),
+        );
         t.id = format!("new{slot}");
         t.node_id = Some("n1".into());
         t.status.state = state;
@@ -596,7 +623,7 @@ mod tests {
         format!("new{slot}")
     }
 
-    fn created(plan: &UpdatePlan) -> Vec<&Task> {
+    fn created(plan: &Plan) -> Vec<&Task> {
         plan.commands
             .iter()
             .filter_map(|c| match c {
@@ -607,7 +634,7 @@ mod tests {
             .collect()
     }
 
-    fn desired(plan: &UpdatePlan) -> Vec<(String, TaskState)> {
+    fn desired(plan: &Plan) -> Vec<(String, TaskState)> {
         plan.commands
             .iter()
             .filter_map(|c| match c {
@@ -622,7 +649,7 @@ mod tests {
             .collect()
     }
 
-    fn new_status(plan: &UpdatePlan) -> Option<&UpdateStatus> {
+    fn new_status(plan: &Plan) -> Option<&UpdateStatus> {
         plan.commands.iter().find_map(|c| match c {
             Command::UpdateProgress { status, .. } => status.as_ref(),
             _ => None,
@@ -636,7 +663,7 @@ mod tests {
             ..UpdateConfig::default()
         };
         let s = world(4, config);
-        let plan = step(&s, "s", at(5));
+        let plan = step(&s, "s", at(5), &mut crate::model::sample_rng());
         assert_eq!(
             new_status(&plan).map(|s| s.state),
             Some(UpdateState::Updating)
@@ -668,7 +695,16 @@ mod tests {
             parallelism: 0,
             ..UpdateConfig::default()
         };
-        assert_eq!(created(&step(&world(5, config), "s", at(5))).len(), 5);
+        assert_eq!(
+            created(&step(
+                &world(5, config),
+                "s",
+                at(5),
+                &mut crate::model::sample_rng()
+            ))
+            .len(),
+            5
+        );
     }
 
     #[test]
@@ -679,11 +715,14 @@ mod tests {
         s.tasks.get_mut(&id).expect("task").desired_state = TaskState::Ready;
         s.tasks.get_mut("old1").expect("task").status.state = TaskState::Running;
         assert!(
-            desired(&step(&s, "s", at(3))).is_empty(),
+            desired(&step(&s, "s", at(3), &mut crate::model::sample_rng())).is_empty(),
             "old one still runs"
         );
         s.tasks.get_mut("old1").expect("task").status.state = TaskState::Shutdown;
-        assert_eq!(desired(&step(&s, "s", at(3))), [(id, TaskState::Running)]);
+        assert_eq!(
+            desired(&step(&s, "s", at(3), &mut crate::model::sample_rng())),
+            [(id, TaskState::Running)]
+        );
     }
 
     #[test]
@@ -696,10 +735,13 @@ mod tests {
         let mut s = world(2, config);
         updating(&mut s, 1);
         new_task(&mut s, 1, TaskState::Running, 1);
-        let plan = step(&s, "s", at(5));
+        let plan = step(&s, "s", at(5), &mut crate::model::sample_rng());
         assert!(created(&plan).is_empty());
         assert_eq!(plan.wake_in, Some(Duration::from_secs(7)));
-        assert_eq!(created(&step(&s, "s", at(13))).len(), 1);
+        assert_eq!(
+            created(&step(&s, "s", at(13), &mut crate::model::sample_rng())).len(),
+            1
+        );
     }
 
     #[test]
@@ -711,10 +753,10 @@ mod tests {
         let mut s = world(1, config);
         updating(&mut s, 1);
         new_task(&mut s, 1, TaskState::Running, 1);
-        let plan = step(&s, "s", at(4));
+        let plan = step(&s, "s", at(4), &mut crate::model::sample_rng());
         assert!(new_status(&plan).is_none());
         assert_eq!(plan.wake_in, Some(Duration::from_secs(3)));
-        let done = step(&s, "s", at(7));
+        let done = step(&s, "s", at(7), &mut crate::model::sample_rng());
         let st = new_status(&done).expect("status");
         assert_eq!(st.state, UpdateState::Completed);
         assert_eq!(st.message, "update completed");
@@ -730,7 +772,7 @@ mod tests {
         let mut s = world(3, config);
         updating(&mut s, 1);
         let id = new_task(&mut s, 1, TaskState::Failed, 1);
-        let plan = step(&s, "s", at(5));
+        let plan = step(&s, "s", at(5), &mut crate::model::sample_rng());
         let st = new_status(&plan).expect("status");
         assert_eq!(st.state, UpdateState::Paused);
         assert_eq!(
@@ -741,7 +783,9 @@ mod tests {
         // Paused: nothing more until the next update.
         updating(&mut s, 1);
         s.services.get_mut("s").expect("svc").update_status = Some(st.clone());
-        assert!(step(&s, "s", at(6)).commands.is_empty());
+        assert!(step(&s, "s", at(6), &mut crate::model::sample_rng())
+            .commands
+            .is_empty());
     }
 
     #[test]
@@ -755,7 +799,7 @@ mod tests {
         updating(&mut s, 1);
         new_task(&mut s, 1, TaskState::Failed, 1);
         // 1 of 3 is not more than a half: the rollout goes on with slot 2.
-        let plan = step(&s, "s", at(5));
+        let plan = step(&s, "s", at(5), &mut crate::model::sample_rng());
         assert!(new_status(&plan).is_none());
         assert_eq!(
             created(&plan).iter().map(|t| t.slot).collect::<Vec<_>>(),
@@ -773,7 +817,7 @@ mod tests {
         let mut s = world(2, config.clone());
         updating(&mut s, 1);
         let id = new_task(&mut s, 1, TaskState::Rejected, 1);
-        let plan = step(&s, "s", at(5));
+        let plan = step(&s, "s", at(5), &mut crate::model::sample_rng());
         match &plan.commands[..] {
             [Command::RollbackService {
                 manual: false,
@@ -795,7 +839,9 @@ mod tests {
             completed_at: None,
             message: "manually requested rollback".into(),
         });
-        let st = new_status(&step(&s, "s", at(5))).expect("status").clone();
+        let st = new_status(&step(&s, "s", at(5), &mut crate::model::sample_rng()))
+            .expect("status")
+            .clone();
         assert_eq!(st.state, UpdateState::RollbackPaused);
         assert!(st.message.starts_with("rollback paused due to failure"));
     }
@@ -807,7 +853,7 @@ mod tests {
             ..UpdateConfig::default()
         };
         let mut s = world(1, config);
-        let plan = step(&s, "s", at(5));
+        let plan = step(&s, "s", at(5), &mut crate::model::sample_rng());
         let made = created(&plan);
         assert_eq!(made.len(), 1);
         assert_eq!(made[0].desired_state, TaskState::Running);
@@ -819,9 +865,9 @@ mod tests {
         old.status.state = TaskState::Running;
         // Running but not healthy yet: the old one stays.
         s.tasks.get_mut(&id).expect("new").status.health = Some(crate::model::Health::Starting);
-        assert!(desired(&step(&s, "s", at(5))).is_empty());
+        assert!(desired(&step(&s, "s", at(5), &mut crate::model::sample_rng())).is_empty());
         s.tasks.get_mut(&id).expect("new").status.health = Some(crate::model::Health::Healthy);
-        let plan = step(&s, "s", at(5));
+        let plan = step(&s, "s", at(5), &mut crate::model::sample_rng());
         assert_eq!(desired(&plan), [("old1".to_string(), TaskState::Shutdown)]);
         assert!(
             new_status(&plan).is_none(),
@@ -836,7 +882,9 @@ mod tests {
         for t in s.tasks.values_mut() {
             t.spec = template("v2");
         }
-        assert!(step(&s, "s", at(5)).commands.is_empty());
+        assert!(step(&s, "s", at(5), &mut crate::model::sample_rng())
+            .commands
+            .is_empty());
         assert!(!wants_updater(&s, "s"));
         updating(&mut s, 1);
         assert!(wants_updater(&s, "s"), "a rollout under way");

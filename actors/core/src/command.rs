@@ -93,9 +93,9 @@ pub enum Command {
     },
     DeleteTasks(Vec<String>),
     /// `secret`/`config` create, update (rotation) and rm.
-    Secrets(crate::secrets::SecretCommand),
+    Secrets(crate::model::secret::SecretCommand),
     /// `network create|rm`, and a node's block on an attachable network.
-    Networks(crate::networks::NetworkCommand),
+    Networks(crate::model::network::NetworkCommand),
     /// Several commands applied as one: all or nothing.
     Batch(Vec<Command>),
     /// Several proposers' writes sharing one Raft entry (the Proposer packs

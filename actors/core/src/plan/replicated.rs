@@ -1,34 +1,27 @@
-//! One ServiceSupervisor per service: reconciles the service's tasks to its
-//! spec (replicated mode) and applies the restart policy slot by slot.
+//! A replicated service: one task per slot, the restart policy applied slot
+//! by slot, tasks on lost nodes replaced, slots above the replica count
+//! removed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rand::RngCore;
 
 use super::restart::{decide, SlotDecision};
+use super::Plan;
 use crate::command::{Command, TaskUpdate};
-use crate::context::ManagerCtx;
 use crate::limits::MAX_TASKS_PER_PASS;
-use crate::model::{Service, ServiceMode, Task, TaskState};
+use crate::model::{id_from, Service, Task, TaskState};
 use crate::state::ClusterState;
 
-/// The writes that bring a service towards its spec, and when to look again.
-#[derive(Debug, Default)]
-pub struct Plan {
-    pub commands: Vec<Command>,
-    pub retry_in: Option<Duration>,
-    /// The pass stopped at `limits::MAX_TASKS_PER_PASS`: plan again once
-    /// these commands are in.
-    pub more: bool,
-}
-
-fn new_task(svc: &Service, slot: u64, history: Vec<DateTime<Utc>>, now: DateTime<Utc>) -> Task {
-    Task::for_slot(svc, slot, history, TaskState::Running, now)
+fn new_task(
+    rng: &mut dyn RngCore,
+    svc: &Service,
+    slot: u64,
+    history: Vec<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Task {
+    Task::for_slot(id_from(rng), svc, slot, history, TaskState::Running, now)
 }
 
 /// One slot's tasks, oldest first. Most slots hold one task, which needs
@@ -109,7 +102,12 @@ pub(crate) fn gave_up(newest: &Task) -> bool {
         )
 }
 
-pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan {
+pub fn plan(
+    state: &ClusterState,
+    service_id: &str,
+    now: DateTime<Utc>,
+    rng: &mut dyn RngCore,
+) -> Plan {
     let mut plan = Plan::default();
     let Some(svc) = state.services.get(service_id) else {
         return plan;
@@ -177,7 +175,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
                 task_id: lost.id.clone(),
                 state: TaskState::Shutdown,
             });
-            create.push(new_task(svc, slot, lost.restart_history.clone(), now));
+            create.push(new_task(rng, svc, slot, lost.restart_history.clone(), now));
             continue;
         }
         let last = tasks
@@ -185,7 +183,7 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
             .rev()
             .find(|t| t.desired_state <= TaskState::Running);
         match last {
-            None => create.push(new_task(svc, slot, Vec::new(), now)),
+            None => create.push(new_task(rng, svc, slot, Vec::new(), now)),
             Some(last) => match decide(&svc.spec.task_template.restart_policy, last, now) {
                 SlotDecision::Restart {
                     history,
@@ -195,12 +193,12 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
                         task_id: last.id.clone(),
                         state: TaskState::Shutdown,
                     });
-                    let mut next = new_task(svc, slot, history, now);
+                    let mut next = new_task(rng, svc, slot, history, now);
                     next.node_faults = node_faults;
                     create.push(next);
                 }
                 SlotDecision::Wait(d) => {
-                    plan.retry_in = Some(plan.retry_in.map_or(d, |r| r.min(d)));
+                    plan.wake_in = Some(plan.wake_in.map_or(d, |r| r.min(d)));
                 }
                 // As docker shows it: the finished task is not wanted any more.
                 SlotDecision::GiveUp => updates.push(TaskUpdate::Desired {
@@ -233,122 +231,6 @@ pub fn plan(state: &ClusterState, service_id: &str, now: DateTime<Utc>) -> Plan 
     plan
 }
 
-#[derive(Clone)]
-pub struct ServiceSupervisor;
-
-#[derive(Clone)]
-pub struct ServiceArgs {
-    pub ctx: Arc<ManagerCtx>,
-    pub service_id: String,
-}
-
-pub enum ServiceMsg {
-    /// Something about this service changed; reconcile soon.
-    Poke,
-    Reconcile,
-}
-
-pub struct ServiceState {
-    args: ServiceArgs,
-    queued: bool,
-    timer: Option<Instant>,
-}
-
-impl ServiceState {
-    fn poke(&mut self, myself: &ActorRef<ServiceMsg>) {
-        if !self.queued {
-            self.queued = true;
-            let _ = myself.send_message(ServiceMsg::Reconcile);
-        }
-    }
-}
-
-impl Actor for ServiceSupervisor {
-    type Msg = ServiceMsg;
-    type State = ServiceState;
-    type Arguments = ServiceArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<ServiceMsg>,
-        args: ServiceArgs,
-    ) -> Result<ServiceState, ActorProcessingErr> {
-        let mut st = ServiceState {
-            args,
-            queued: false,
-            timer: None,
-        };
-        st.poke(&myself);
-        Ok(st)
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<ServiceMsg>,
-        msg: ServiceMsg,
-        st: &mut ServiceState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            ServiceMsg::Poke => st.poke(&myself),
-            ServiceMsg::Reconcile => {
-                st.queued = false;
-                // The plan is made under the read lock and the lock is let go
-                // before the write: a pass is bounded, the write is not.
-                let plan = {
-                    let guard = st.args.ctx.sm.read();
-                    let state = &guard.0;
-                    let now = crate::world::now();
-                    let id = &st.args.service_id;
-                    match state.services.get(id).map(|s| &s.spec.mode) {
-                        Some(ServiceMode::Global) => super::global::plan(state, id, now, false),
-                        Some(ServiceMode::GlobalJob) => super::global::plan(state, id, now, true),
-                        Some(ServiceMode::ReplicatedJob { .. }) => super::job::plan(state, id, now),
-                        _ => {
-                            let p = plan(state, id, now);
-                            // Moves only once the service is where its spec wants it.
-                            if p.commands.is_empty() && p.retry_in.is_none() && !p.more {
-                                super::rebalance::plan(state, id, now)
-                            } else {
-                                p
-                            }
-                        }
-                    }
-                };
-                if !plan.commands.is_empty() {
-                    let created: usize = plan
-                        .commands
-                        .iter()
-                        .map(|c| match c {
-                            Command::CreateTasks(tasks) => tasks.len(),
-                            _ => 0,
-                        })
-                        .sum();
-                    let cmd = Command::Batch(plan.commands);
-                    let result = st.args.ctx.proposer.propose(cmd).await;
-                    if result.is_ok() {
-                        let metrics = &st.args.ctx.directory.metrics;
-                        metrics.orchestrator_tasks_created.inc_by(created as u64);
-                    }
-                    if let Err(e) = result {
-                        tracing::warn!(service = %st.args.service_id, error = %e, "reconcile write failed");
-                        myself.send_after(Duration::from_millis(200), || ServiceMsg::Poke);
-                    } else if plan.more {
-                        st.poke(&myself);
-                    }
-                }
-                if let Some(wait) = plan.retry_in {
-                    let at = Instant::now() + wait;
-                    if st.timer.is_none_or(|t| t <= Instant::now() || at < t) {
-                        st.timer = Some(at);
-                        myself.send_after(wait, || ServiceMsg::Poke);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
@@ -357,7 +239,7 @@ mod tests {
     use crate::model::{
         sample_task, RestartCondition, Service, ServiceMode, ServiceSpec, TaskState,
     };
-    use crate::orchestrator::service::plan;
+    use crate::plan::replicated::plan;
     use crate::state::ClusterState;
 
     fn state_with(condition: RestartCondition, task_state: TaskState) -> ClusterState {
@@ -394,7 +276,7 @@ mod tests {
     #[test]
     fn a_slot_the_policy_gave_up_on_shows_desired_shutdown_and_stays_down() {
         let mut state = state_with(RestartCondition::None, TaskState::Failed);
-        let first = plan(&state, "s", Utc::now());
+        let first = plan(&state, "s", Utc::now(), &mut crate::model::sample_rng());
         assert_eq!(
             first.commands,
             vec![Command::UpdateTasks {
@@ -411,21 +293,27 @@ mod tests {
         if let Some(t) = state.tasks.get_mut("t") {
             t.desired_state = TaskState::Shutdown;
         }
-        assert!(plan(&state, "s", Utc::now()).commands.is_empty());
+        assert!(
+            plan(&state, "s", Utc::now(), &mut crate::model::sample_rng())
+                .commands
+                .is_empty()
+        );
         // A change to the service (a scale, an update) brings the slot back.
         if let Some(svc) = state.services.get_mut("s") {
             svc.version = 2;
         }
-        assert!(plan(&state, "s", Utc::now())
-            .commands
-            .iter()
-            .any(|c| matches!(c, Command::CreateTasks(t) if t.len() == 1)));
+        assert!(
+            plan(&state, "s", Utc::now(), &mut crate::model::sample_rng())
+                .commands
+                .iter()
+                .any(|c| matches!(c, Command::CreateTasks(t) if t.len() == 1))
+        );
     }
 
     #[test]
     fn a_restarted_slot_gets_a_new_task() {
         let state = state_with(RestartCondition::Any, TaskState::Failed);
-        let p = plan(&state, "s", Utc::now());
+        let p = plan(&state, "s", Utc::now(), &mut crate::model::sample_rng());
         assert!(p
             .commands
             .iter()

@@ -234,7 +234,7 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
     if let Some(h) = &t.healthcheck {
         check_healthcheck(h)?;
     }
-    crate::mounts::check(&t.mounts).map_err(|e| LimitError(e.0))?;
+    crate::model::mount::check(&t.mounts).map_err(|e| LimitError(e.0))?;
     let placement = &t.placement;
     check_strings(
         "Placement.Constraints",
@@ -249,7 +249,7 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
     if placement.max_replicas > MAX_REPLICAS {
         return Err(too("Placement.MaxReplicas", MAX_REPLICAS));
     }
-    crate::constraints::check(placement).map_err(|e| LimitError(e.to_string()))?;
+    crate::rules::placement::check(placement).map_err(|e| LimitError(e.to_string()))?;
     check_update_config("UpdateConfig", &spec.update_config)?;
     check_update_config("RollbackConfig", &spec.rollback_config)?;
     // A rollback is never rolled back (swarmkit refuses the action too).
@@ -275,20 +275,20 @@ pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), LimitError> {
             return Err(too(what, MAX_NANO_CPUS));
         }
     }
-    if r.reserve_generic.len() > crate::container::MAX_ENTRIES {
+    if r.reserve_generic.len() > crate::model::container::MAX_ENTRIES {
         return Err(too(
             "the number of generic resources",
-            crate::container::MAX_ENTRIES,
+            crate::model::container::MAX_ENTRIES,
         ));
     }
     for g in &r.reserve_generic {
-        if let crate::constraints::GenericResource::Named { kind, value } = g {
+        if let crate::model::placement::GenericResource::Named { kind, value } = g {
             return Err(LimitError(format!(
                 "invalid generic resource request '{kind}={value}': a task reserves a count of a kind, not a named unit"
             )));
         }
     }
-    crate::container::check(&t.options, t.host_network()).map_err(LimitError)?;
+    crate::model::container::check(&t.options, t.host_network()).map_err(LimitError)?;
     let size = crate::codec::encode(spec)
         .map_err(|e| LimitError(e.to_string()))?
         .len();
@@ -307,15 +307,15 @@ pub fn check_node(node: &Node) -> Result<(), LimitError> {
     check_len("Platform.OS", &node.machine.os, 64)?;
     check_len("Platform.Architecture", &node.machine.arch, 64)?;
     check_labels("Engine.Labels", &node.machine.engine_labels)?;
-    if node.machine.generic_resources.len() > crate::container::MAX_ENTRIES {
+    if node.machine.generic_resources.len() > crate::model::container::MAX_ENTRIES {
         return Err(too(
             "the number of generic resources",
-            crate::container::MAX_ENTRIES,
+            crate::model::container::MAX_ENTRIES,
         ));
     }
     for g in &node.machine.generic_resources {
         check_len("a generic resource", g.kind(), 64)?;
-        if let crate::constraints::GenericResource::Named { value, .. } = g {
+        if let crate::model::placement::GenericResource::Named { value, .. } = g {
             check_len("a generic resource", value, 256)?;
         }
     }
@@ -344,11 +344,11 @@ pub fn check_cluster_spec(spec: &ClusterSpec) -> Result<(), LimitError> {
         ));
     }
     let size = spec.subnet_size;
-    if !(crate::networks::MIN_PREFIX..=crate::networks::MAX_PREFIX).contains(&size) {
+    if !(crate::model::network::MIN_PREFIX..=crate::model::network::MAX_PREFIX).contains(&size) {
         return Err(LimitError(format!(
             "invalid default address pool mask length {size}: expected {} to {}",
-            crate::networks::MIN_PREFIX,
-            crate::networks::MAX_PREFIX
+            crate::model::network::MIN_PREFIX,
+            crate::model::network::MAX_PREFIX
         )));
     }
     for (i, p) in spec.default_addr_pool.iter().enumerate() {

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EndpointMode, Subnet};
+use crate::model::network::{EndpointMode, Subnet};
 use crate::model::{NodeState, TaskState};
 use crate::state::ClusterState;
 
@@ -163,7 +163,7 @@ pub fn table(state: &ClusterState) -> NetworkTable {
             service_id: s.id.clone(),
             name: s.spec.name.clone(),
             mode: s.spec.endpoint.mode,
-            networks: super::ipam::joined(state, s)
+            networks: super::joined(state, s)
                 .map(|(net, aliases)| ServiceNet {
                     network_id: net.id.clone(),
                     vip: s

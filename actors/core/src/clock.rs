@@ -17,6 +17,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+/// The most a clock can be moved (by a chaos fault) or be believed off: a
+/// year either way.
+pub const MAX_SKEW: TimeDelta = TimeDelta::days(366);
+
 /// How far a node's clock may be from the cluster's before it is flagged.
 pub const SKEW_BOUND: TimeDelta = TimeDelta::seconds(10);
 
@@ -25,7 +29,7 @@ pub const SKEW_BOUND: TimeDelta = TimeDelta::seconds(10);
 pub const TRANSLATE_ABOVE: TimeDelta = TimeDelta::milliseconds(500);
 
 /// The largest offset recorded, either way: the largest a chaos fault makes
-/// (`crate::world::MAX_SKEW`). A node's skew against the median is then at
+/// (`crate::clock::MAX_SKEW`). A node's skew against the median is then at
 /// most twice that, which the state takes (`Command::SetNodeClockSkew`).
 pub const MAX_OFFSET: TimeDelta = TimeDelta::days(366);
 
@@ -204,7 +208,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
         );
-        let bound = 2 * crate::world::MAX_SKEW.num_milliseconds();
+        let bound = 2 * crate::clock::MAX_SKEW.num_milliseconds();
         assert!(skews.values().flatten().all(|s| s.abs() <= bound));
     }
 

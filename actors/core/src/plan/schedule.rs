@@ -10,9 +10,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use crate::constraints::{node_matches, spread_value, Constraint};
+use crate::model::port::Protocol;
 use crate::model::{Availability, Node, NodeState};
-use crate::ports::Protocol;
+use crate::rules::placement::{node_matches, spread_value, Constraint};
 
 /// A node as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -419,7 +419,7 @@ mod tests {
             host_ports: Vec::new(),
             total_tasks: 0,
             service_tasks: HashMap::new(),
-            node: Arc::new(crate::harness::node_record(
+            node: Arc::new(crate::model::sample_node(
                 id,
                 id,
                 crate::model::NodeRole::Worker,
@@ -453,11 +453,11 @@ mod tests {
 
     #[test]
     fn generic_resources_are_counted_like_reservations() {
-        use crate::constraints::GenericResource;
+        use crate::model::placement::GenericResource;
         let mut nodes = vec![node("a", &["docker"]), node("b", &["docker"])];
         // Node b declares two named GPUs; node a none.
         nodes[1].node = Arc::new(crate::model::Node {
-            machine: crate::constraints::Machine {
+            machine: crate::model::placement::Machine {
                 generic_resources: vec![
                     GenericResource::parse("gpu=GPU-1").unwrap(),
                     GenericResource::parse("gpu=GPU-2").unwrap(),
@@ -613,7 +613,7 @@ mod tests {
     fn a_global_task_goes_only_to_its_node_and_says_why_not() {
         let mut nodes = vec![node("a", &["process"]), node("b", &["process"])];
         nodes[1].node = Arc::new(crate::model::Node {
-            machine: crate::constraints::Machine {
+            machine: crate::model::placement::Machine {
                 memory_bytes: 1 << 20,
                 ..nodes[1].node.machine.clone()
             },
@@ -645,7 +645,7 @@ mod tests {
         let mut nodes = vec![node("a", &["process"]), node("b", &["process"])];
         for (n, max) in nodes.iter_mut().zip([2, 1]) {
             n.node = Arc::new(crate::model::Node {
-                machine: crate::constraints::Machine {
+                machine: crate::model::placement::Machine {
                     max_sandboxes: Some(max),
                     ..n.node.machine.clone()
                 },

@@ -1,0 +1,103 @@
+//! A node of the swarm as the managers record it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeRole {
+    Worker,
+    Manager,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Worker => "worker",
+            NodeRole::Manager => "manager",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Availability {
+    #[default]
+    Active,
+    Pause,
+    Drain,
+}
+
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NodeState {
+    #[default]
+    Unknown,
+    Down,
+    Ready,
+    Disconnected,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Down => "down",
+            NodeState::Ready => "ready",
+            NodeState::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// A task driver a node offers (`process`, `docker`), with its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverInfo {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    /// The node's id inside Raft; 0 for a worker that never was a manager.
+    pub raft_id: u64,
+    pub hostname: String,
+    pub role: NodeRole,
+    pub availability: Availability,
+    pub labels: BTreeMap<String, String>,
+    pub state: NodeState,
+    pub status_message: String,
+    /// How far this node's wall clock is from the cluster's, in
+    /// milliseconds, when beyond `crate::clock::SKEW_BOUND` (the leader's
+    /// dispatcher measures it from heartbeats); `None` when within it.
+    pub clock_skew_ms: Option<i64>,
+    pub addr: String,
+    pub drivers: Vec<DriverInfo>,
+    /// Why this node cannot give a task a network of its own (not root, no
+    /// namespaces); `None` when it can.
+    pub sandbox_error: Option<String>,
+    /// Platform, capacity and engine labels, as the node reports them.
+    pub machine: crate::model::placement::Machine,
+    /// Bumped at every role change: certificates issued for an older
+    /// generation are refused, so a demoted manager's old certificate no
+    /// longer opens anything.
+    pub cert_generation: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl Node {
+    pub fn has_driver(&self, name: &str) -> bool {
+        self.drivers.iter().any(|d| d.name == name)
+    }
+}

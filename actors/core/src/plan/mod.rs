@@ -1,0 +1,38 @@
+//! The planners: pure functions from the state, the time and a source of
+//! randomness (for new tasks' ids) to the writes that move the cluster
+//! towards what its specs ask. The actors call them and propose what they
+//! return; nothing here waits, reads a clock or writes.
+//!
+//! * `service::plan` — the orchestrator's pass over one service, by its mode
+//!   (`replicated`, `global`, `job`; `rebalance` once a replicated service
+//!   is where its spec wants it), each slot's restarts by `restart`;
+//! * `update` — one step of a service's rolling update or rollback;
+//! * `schedule` — which node each pending task goes to;
+//! * `reaper` — which finished tasks are past the history limit;
+//! * `agent` — which task actors a worker starts and stops.
+
+pub mod agent;
+pub mod global;
+pub mod job;
+pub mod reaper;
+pub mod rebalance;
+pub mod replicated;
+pub mod restart;
+pub mod schedule;
+pub mod service;
+pub mod update;
+
+use std::time::Duration;
+
+use crate::command::Command;
+
+/// The writes of one pass (proposed as one `Batch`), and when to look again
+/// if nothing changes before (zero: at once).
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    pub commands: Vec<Command>,
+    pub wake_in: Option<Duration>,
+    /// The pass stopped at `limits::MAX_TASKS_PER_PASS`: plan again once
+    /// these commands are in.
+    pub more: bool,
+}
