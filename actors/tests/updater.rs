@@ -164,3 +164,45 @@ fn a_rejected_image_pauses_after_the_first_slot() {
     );
     assert_eq!(h.state(state_of), Some(UpdateState::Paused));
 }
+
+/// A rollout with a delay and a monitor that goes well, then one to an
+/// image that is rejected and rolls back, under one seed: the Raft log.
+fn rollouts(seed: u64) -> Vec<Vec<u8>> {
+    let config = UpdateConfig {
+        parallelism: 1,
+        delay_ns: 2_000_000_000,
+        monitor_ns: 3_000_000_000,
+        failure_action: shoal_core::model::FailureAction::Rollback,
+        ..UpdateConfig::default()
+    };
+    let mut h = Harness::new(seed, 2).expect("harness");
+    for n in 0..h.nodes.len() {
+        h.nodes[n]
+            .driver
+            .behave("bad", Behaviour::Reject("no such image".into()));
+    }
+    h.create_service(spec(4, "v1", config)).expect("create");
+    h.drive_until("4 running", LIMIT, |s| running_in(s, "web") == 4)
+        .expect("converges");
+    update_to(&mut h, "v2");
+    h.drive_until("the rollout to complete", LIMIT, |s| {
+        state_of(s) == Some(UpdateState::Completed)
+    })
+    .expect("completes");
+    update_to(&mut h, "bad");
+    h.drive_until("the rollback to complete", LIMIT, |s| {
+        state_of(s) == Some(UpdateState::RollbackCompleted)
+    })
+    .expect("rolls back");
+    assert!(h.state(|s| all_on(s, "v2", 4)));
+    h.log()
+}
+
+#[test]
+fn a_seed_replays_rollouts_entry_for_entry() {
+    let a = rollouts(21);
+    let b = rollouts(21);
+    assert!(a.len() > 20, "only {} entries", a.len());
+    assert_eq!(a.len(), b.len(), "as many entries");
+    assert!(a == b, "the same entries, byte for byte");
+}
