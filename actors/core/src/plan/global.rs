@@ -17,7 +17,7 @@ use rand::RngCore;
 use super::replicated::gave_up;
 use super::restart::{decide, SlotDecision};
 use super::Plan;
-use crate::command::{Command, TaskUpdate};
+use crate::command::TaskUpdate;
 use crate::limits::MAX_TASKS_PER_PASS;
 use crate::model::{id_from, Availability, Node, NodeState, Service, Task, TaskState};
 use crate::rules::placement::{node_matches, Constraint};
@@ -171,13 +171,7 @@ pub fn plan(
         });
         create.push(new_task(rng, svc, node, Vec::new(), now));
     }
-    if !updates.is_empty() {
-        plan.commands
-            .push(Command::UpdateTasks { updates, at: now });
-    }
-    if !create.is_empty() {
-        plan.commands.push(Command::CreateTasks(create));
-    }
+    plan.write(updates, create, now);
     plan
 }
 

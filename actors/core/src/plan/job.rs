@@ -12,7 +12,7 @@ use rand::RngCore;
 use super::replicated::gave_up;
 use super::restart::{decide, SlotDecision};
 use super::Plan;
-use crate::command::{Command, TaskUpdate};
+use crate::command::TaskUpdate;
 use crate::limits::MAX_TASKS_PER_PASS;
 use crate::model::{id_from, ServiceMode, Task, TaskState, TaskTemplate};
 use crate::state::ClusterState;
@@ -121,12 +121,6 @@ pub fn plan(
             active += 1;
         }
     }
-    if !updates.is_empty() {
-        plan.commands
-            .push(Command::UpdateTasks { updates, at: now });
-    }
-    if !create.is_empty() {
-        plan.commands.push(Command::CreateTasks(create));
-    }
+    plan.write(updates, create, now);
     plan
 }

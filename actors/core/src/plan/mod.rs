@@ -24,7 +24,10 @@ pub mod update;
 
 use std::time::Duration;
 
-use crate::command::Command;
+use chrono::{DateTime, Utc};
+
+use crate::command::{Command, TaskUpdate};
+use crate::model::Task;
 
 /// The writes of one pass (proposed as one `Batch`), and when to look again
 /// if nothing changes before (zero: at once).
@@ -35,4 +38,18 @@ pub struct Plan {
     /// The pass stopped at `limits::MAX_TASKS_PER_PASS`: plan again once
     /// these commands are in.
     pub more: bool,
+}
+
+impl Plan {
+    /// Adds a pass's task changes (stamped `at`), then the tasks it makes:
+    /// in that order, so a slot's old task is shut down in the same entry
+    /// that creates its successor, before it.
+    pub fn write(&mut self, updates: Vec<TaskUpdate>, create: Vec<Task>, at: DateTime<Utc>) {
+        if !updates.is_empty() {
+            self.commands.push(Command::UpdateTasks { updates, at });
+        }
+        if !create.is_empty() {
+            self.commands.push(Command::CreateTasks(create));
+        }
+    }
 }

@@ -9,7 +9,7 @@ use rand::RngCore;
 
 use super::restart::{decide, SlotDecision};
 use super::Plan;
-use crate::command::{Command, TaskUpdate};
+use crate::command::TaskUpdate;
 use crate::limits::MAX_TASKS_PER_PASS;
 use crate::model::{id_from, Service, Task, TaskState};
 use crate::state::ClusterState;
@@ -221,13 +221,7 @@ pub fn plan(
             });
         }
     }
-    if !updates.is_empty() {
-        plan.commands
-            .push(Command::UpdateTasks { updates, at: now });
-    }
-    if !create.is_empty() {
-        plan.commands.push(Command::CreateTasks(create));
-    }
+    plan.write(updates, create, now);
     plan
 }
 

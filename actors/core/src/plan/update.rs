@@ -433,13 +433,7 @@ pub fn step(
         status: new_status,
         at: now,
     });
-    if !updates.is_empty() {
-        plan.commands
-            .push(Command::UpdateTasks { updates, at: now });
-    }
-    if !creates.is_empty() {
-        plan.commands.push(Command::CreateTasks(creates));
-    }
+    plan.write(updates, creates, now);
     plan
 }
 
