@@ -130,6 +130,21 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        // SAFETY: only async-signal-safe calls between fork and exec. The
+        // harness blocks SIGINT, SIGTERM and SIGHUP in its threads (one
+        // thread waits for them: `teardown`), and a child inherits the mask
+        // (std resets it only when it spawns without a pre_exec): the
+        // daemon must get them, `stop` is a SIGTERM.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if own {
             // SAFETY: only an async-signal-safe call between fork and exec.
             // A daemon of ours dies with the runner, whatever kills it. The

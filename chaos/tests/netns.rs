@@ -58,20 +58,27 @@ fn namespaces_of(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Live `shoal daemon` processes whose data dir is under `dir`.
-fn daemons_under(dir: &Path) -> usize {
+/// Live `shoal daemon` processes whose data dir is under `dir`: their
+/// `/proc/PID` directories.
+fn daemons(dir: &Path) -> Vec<std::path::PathBuf> {
     let want = dir.display().to_string();
     std::fs::read_dir("/proc")
         .map(|d| {
             d.flatten()
-                .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-                .filter(|c| {
-                    let c = String::from_utf8_lossy(c);
-                    c.contains("daemon") && c.contains(&want)
+                .map(|e| e.path())
+                .filter(|p| {
+                    std::fs::read(p.join("cmdline")).is_ok_and(|c| {
+                        let c = String::from_utf8_lossy(&c);
+                        c.contains("daemon") && c.contains(&want)
+                    })
                 })
-                .count()
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+fn daemons_under(dir: &Path) -> usize {
+    daemons(dir).len()
 }
 
 const OVERLAY: &str = r#"
@@ -229,6 +236,15 @@ target = "worker-1"
     );
     assert_eq!(namespaces_of(pid).len(), 3, "a switch and two nodes");
     assert_eq!(daemons_under(&out_dir), 2);
+    // The harness blocks the signals it waits for; its daemons must not
+    // (a `stop` is a SIGTERM).
+    for d in daemons(&out_dir) {
+        let status = std::fs::read_to_string(d.join("status")).unwrap_or_default();
+        assert!(
+            status.lines().any(|l| l == "SigBlk:\t0000000000000000"),
+            "a daemon blocks signals:\n{status}"
+        );
+    }
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     // Read on: a closed pipe would fail the harness's last words.
