@@ -43,6 +43,8 @@ pub struct Node {
     /// A tmpfs of its own is mounted there (`[cluster] disk`); unmounted when the cluster goes.
     pub mounted: bool,
     pub liveness: Liveness,
+    /// The network namespace it runs in (`[cluster] netns`).
+    pub netns: Option<String>,
     launch: Option<Launch>,
     pid: Option<i32>,
     child: Option<Child>,
@@ -52,6 +54,9 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Sockets live here (kept short: a Unix socket path holds 107 bytes).
     sock_dir: Option<PathBuf>,
+    /// The namespaces and bridge of `[cluster] netns`; removed once the
+    /// daemons in them are gone.
+    underlay: Option<crate::netns::Underlay>,
 }
 
 fn free_udp_port(ip: &str) -> Result<u16> {
@@ -71,9 +76,40 @@ fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Re
     Ok(())
 }
 
+fn child_pid(n: &Node) -> i32 {
+    n.pid.unwrap_or(0)
+}
+
 impl Node {
     pub fn name(&self) -> &str {
         &self.info.name
+    }
+
+    /// The command that removes what a killed daemon left of its sandbox
+    /// (its tasks' namespaces, its bridge), run in the node's namespace:
+    /// the same binary on the same data dir.
+    fn clean_sandbox(&self) -> Vec<String> {
+        let Some(l) = &self.launch else {
+            return Vec::new();
+        };
+        let mut argv = l.argv.iter();
+        let mut out: Vec<String> = Vec::new();
+        if let Some(ns) = &self.netns {
+            out.extend(["ip", "netns", "exec", ns].map(str::to_string));
+            // Past `ip netns exec NS`.
+            argv.nth(3);
+        }
+        let shoal = argv.next();
+        let data = argv.skip_while(|a| *a != "--data-dir").nth(1);
+        match (shoal, data) {
+            (Some(shoal), Some(data)) => {
+                out.extend(
+                    [shoal, "daemon", "--data-dir", data, "--clean-sandbox"].map(String::from),
+                );
+                out
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn spawn(&mut self, own: bool) -> Result<()> {
@@ -94,6 +130,21 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        // SAFETY: only async-signal-safe calls between fork and exec. The
+        // harness blocks SIGINT, SIGTERM and SIGHUP in its threads (one
+        // thread waits for them: `teardown`), and a child inherits the mask
+        // (std resets it only when it spawns without a pre_exec): the
+        // daemon must get them, `stop` is a SIGTERM.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if own {
             // SAFETY: only an async-signal-safe call between fork and exec.
             // A daemon of ours dies with the runner, whatever kills it. The
@@ -113,6 +164,11 @@ impl Node {
             .with_context(|| format!("start {}", launch.argv[0]))?;
         self.pid = Some(child.id() as i32);
         self.child = Some(child);
+        if own {
+            if let Some(d) = &self.data_dir {
+                crate::teardown::add_daemon(child_pid(self), d.clone(), self.clean_sandbox());
+            }
+        }
         let socket = self.socket.clone();
         wait_until(
             &format!("{} to answer", self.name()),
@@ -140,6 +196,7 @@ impl Node {
                 None => !crate::observe::alive(pid),
             };
             if gone {
+                crate::teardown::forget_daemon(pid);
                 // Its pid may soon be another process's: never signal it again.
                 self.child = None;
                 self.pid = None;
@@ -211,22 +268,46 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: Vec::new(),
             sock_dir: Some(sock_dir.clone()),
+            underlay: None,
         };
+        if shape.netns {
+            cluster.underlay = Some(
+                crate::netns::Underlay::new(shape.managers + shape.workers)
+                    .context("a network namespace for each node")?,
+            );
+        }
         let env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k != "RUST_LOG")
             .chain([("RUST_LOG".to_string(), "info".to_string())])
             .collect();
         for (i, name) in node_names(shape).into_iter().enumerate() {
-            let ip = format!("127.0.0.{}", 20 + i);
-            let addr = format!("{ip}:{}", free_udp_port(&ip)?);
+            let netns = cluster
+                .underlay
+                .as_ref()
+                .map(|u| (u.nodes[i].clone(), u.addr(i)));
+            let addr = match &netns {
+                // A namespace of its own: the port is its own too.
+                Some((_, ip)) => format!("{ip}:2377"),
+                None => {
+                    let ip = format!("127.0.0.{}", 20 + i);
+                    format!("{ip}:{}", free_udp_port(&ip)?)
+                }
+            };
             let socket = sock_dir.join(format!("{name}.sock"));
             let data = run_dir.join("nodes").join(&name);
             std::fs::create_dir_all(data.join("data"))?;
             if let Some(bytes) = shape.disk {
                 mount_tmpfs(&data.join("data"), bytes)
                     .with_context(|| format!("a {bytes}-byte filesystem for {name}'s data"))?;
+                crate::teardown::add_mount(data.join("data"));
             }
-            let argv = vec![
+            let mut argv: Vec<String> = match &netns {
+                Some((ns, _)) => ["ip", "netns", "exec", ns.as_str()]
+                    .map(String::from)
+                    .to_vec(),
+                None => Vec::new(),
+            };
+            argv.extend([
                 shoal.display().to_string(),
                 "-H".into(),
                 format!("unix://{}", socket.display()),
@@ -238,7 +319,7 @@ impl Cluster {
                 "--listen-addr".into(),
                 addr.clone(),
                 "--enable-chaos".into(),
-            ];
+            ]);
             let mut node = Node {
                 info: NodeInfo {
                     manager: i < shape.managers,
@@ -251,6 +332,7 @@ impl Cluster {
                 data_dir: Some(data.join("data")),
                 mounted: false,
                 liveness: Liveness::Down,
+                netns: netns.map(|(ns, _)| ns),
                 launch: Some(Launch {
                     argv,
                     cwd: run_dir.to_path_buf(),
@@ -365,6 +447,7 @@ impl Cluster {
                 data_dir: None,
                 mounted: false,
                 liveness: Liveness::Up,
+                netns: None,
                 launch,
                 pid,
                 child: None,
@@ -373,6 +456,7 @@ impl Cluster {
         let mut c = Cluster {
             nodes,
             sock_dir: None,
+            underlay: None,
         };
         c.learn_ids()?;
         Ok(c)
@@ -455,25 +539,26 @@ impl Drop for Cluster {
                 }
                 // A killed daemon leaves its tasks' namespaces and its bridge:
                 // the same binary, on the same data dir, removes them.
-                if let Some(l) = &n.launch {
-                    let mut argv = l.argv.iter();
-                    let shoal = argv.next();
-                    let data = argv.skip_while(|a| *a != "--data-dir").nth(1);
-                    if let (Some(shoal), Some(data)) = (shoal, data) {
-                        let _ = std::process::Command::new(shoal)
-                            .args(["daemon", "--data-dir", data, "--clean-sandbox"])
-                            .stdout(std::process::Stdio::null())
-                            .stderr(std::process::Stdio::null())
-                            .status();
-                    }
+                if let Some((prog, args)) = n.clean_sandbox().split_first() {
+                    let _ = std::process::Command::new(prog)
+                        .args(args)
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                }
+                if let Some(d) = &n.data_dir {
+                    crate::teardown::forget_sandbox(d);
                 }
             }
+            // The daemons are gone: their namespaces can go.
+            self.underlay = None;
             for n in &self.nodes {
                 if let (true, Some(d)) = (n.mounted, &n.data_dir) {
                     // Lazily: a task's mount below it or a late file handle must not keep it.
                     if let Err(e) = nix::mount::umount2(d, nix::mount::MntFlags::MNT_DETACH) {
                         eprintln!("shoal-chaos: could not unmount {}: {e}", d.display());
                     }
+                    crate::teardown::forget_mount(d);
                 }
             }
             if let Some(d) = &self.sock_dir {

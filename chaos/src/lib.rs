@@ -11,13 +11,16 @@ pub mod flood;
 pub mod fuzzing;
 pub mod history;
 pub mod linearizable;
+pub mod netns;
 pub mod observe;
+pub mod overlay;
 pub mod probe;
 pub mod register;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod svg;
+pub mod teardown;
 pub mod traffic;
 pub mod workload;
 
@@ -67,6 +70,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../scenarios/register-leader-faults.toml"),
     ),
     ("clock-skew", include_str!("../scenarios/clock-skew.toml")),
+    (
+        "overlay-rolling-update",
+        include_str!("../scenarios/overlay-rolling-update.toml"),
+    ),
 ];
 
 /// A shipped scenario's text, by name.

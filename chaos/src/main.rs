@@ -114,6 +114,9 @@ fn judge(j: &Journal, dir: &Path, svg_path: &Path) -> Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread starts: an interrupted run takes down its daemons,
+    // namespaces and mounts.
+    shoal_chaos::teardown::install();
     match real_main(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

@@ -21,7 +21,7 @@ use crate::history::{Fault, FinalState, Journal, Observation, ProbeResult};
 use crate::observe::Observer;
 use crate::probe::{self, ProbeCtx};
 use crate::register;
-use crate::scenario::{Action, Direction, Scenario, Step, Target};
+use crate::scenario::{Action, Direction, Scenario, Step, Target, Via};
 use crate::traffic::{self, LiveNodes};
 use crate::workload::{self, value_of, LiveManagers, Recorder, WRITE_TIMEOUT};
 
@@ -110,6 +110,8 @@ struct Run {
     /// Nodes the traffic load sends through (up, not about to be hit).
     traffic_nodes: LiveNodes,
     traffic: Option<traffic::Load>,
+    /// The overlay clients the load sends from (`via = "overlay"`).
+    overlay_clients: Option<crate::overlay::Clients>,
     requests: Vec<crate::history::Request>,
     requests_skipped: u64,
     register: Option<register::Clients>,
@@ -131,6 +133,13 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
             .services
             .iter()
             .filter_map(|s| Some((s.name.clone(), s.publish?)))
+            .collect(),
+        networks: sc
+            .services
+            .iter()
+            .filter(|s| !s.networks.is_empty())
+            .map(|s| (s.name.clone(), s.networks.clone()))
+            .chain(overlay_network(&sc).map(|n| (crate::overlay::CLIENT.to_string(), vec![n])))
             .collect(),
     });
     eprintln!(
@@ -171,6 +180,7 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
         floods: Vec::new(),
         traffic_nodes: Arc::new(Mutex::new(Vec::new())),
         traffic: None,
+        overlay_clients: None,
         requests: Vec::new(),
         requests_skipped: 0,
         register: None,
@@ -217,8 +227,28 @@ impl Run {
             })
         };
 
+        for n in self.sc.networks.clone() {
+            self.create_network(&n);
+        }
         for s in self.sc.services.clone() {
             self.method_write("setup", "create", &s.name, Some(s.replicas));
+        }
+        if let Some(network) = overlay_network(&self.sc) {
+            // One client task per node (the scheduler spreads them).
+            let n = self.cluster.nodes.len() as u64;
+            self.method_write("setup", "create", crate::overlay::CLIENT, Some(n));
+            if let Some(t) = &self.sc.traffic {
+                self.overlay_clients = Some(crate::overlay::Clients::start(
+                    self.cluster.infos(),
+                    self.traffic_nodes.clone(),
+                    t.service.clone(),
+                    self.rec.start,
+                ));
+                eprintln!(
+                    "shoal-chaos: overlay clients of {} on {network}: {n} tasks",
+                    t.service
+                );
+            }
         }
         if self.sc.register.is_some() {
             for name in [register::SERVICE, register::BARRIER] {
@@ -252,6 +282,7 @@ impl Run {
                 self.requests_skipped
             );
         }
+        self.overlay_clients = None;
         if let Some(clients) = self.register.take() {
             self.reg_ops = clients.stop();
             eprintln!("shoal-chaos: register: {} operations", self.reg_ops.len());
@@ -310,6 +341,9 @@ impl Run {
     fn spare(&self, node: &str) {
         if let Ok(mut l) = self.traffic_nodes.lock() {
             l.retain(|(n, _)| n != node);
+        }
+        if let Some(c) = &self.overlay_clients {
+            crate::overlay::Clients::spare(&c.admitted, node);
         }
         // Probes and clients too: a restart takes its time.
         if let Ok(mut l) = self.live.lock() {
@@ -384,18 +418,47 @@ impl Run {
             self.sc.method.len()
         );
         if let Some(t) = &self.sc.traffic {
-            if let Some(port) = self.rec.published.get(&t.service).copied() {
-                eprintln!(
-                    "shoal-chaos: traffic: {} requests a second ({}) to port {port} through every live node",
-                    t.rate,
-                    t.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-                );
-                self.traffic = Some(traffic::Load::start(
-                    t,
-                    port,
-                    self.traffic_nodes.clone(),
-                    self.rec.clone(),
-                ));
+            let protocols = t
+                .protocols
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            match (&t.via, &self.overlay_clients) {
+                (Via::Published, _) => {
+                    if let Some(port) = self.rec.published.get(&t.service).copied() {
+                        eprintln!(
+                            "shoal-chaos: traffic: {} requests a second ({protocols}) to port {port} through every live node",
+                            t.rate,
+                        );
+                        let route = traffic::Route::Published {
+                            port,
+                            nodes: self.traffic_nodes.clone(),
+                        };
+                        self.traffic = Some(traffic::Load::start(t, route, self.rec.clone()));
+                    }
+                }
+                (Via::Overlay { network }, Some(clients)) => {
+                    // Every node's client first (or as many as answer within the bound).
+                    let want = self.cluster.nodes.len();
+                    let began = Instant::now();
+                    let count = || clients.admitted.lock().map_or(0, |a| a.len());
+                    while count() < want && began.elapsed() < CLIENTS_READY {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    eprintln!(
+                        "shoal-chaos: traffic: {} requests a second ({protocols}) to {} by name on {network}, from {} client tasks in turn",
+                        t.rate,
+                        t.service,
+                        count()
+                    );
+                    let route = traffic::Route::Overlay {
+                        service: t.service.clone(),
+                        clients: clients.admitted.clone(),
+                    };
+                    self.traffic = Some(traffic::Load::start(t, route, self.rec.clone()));
+                }
+                (Via::Overlay { .. }, None) => {}
             }
         }
         if let Some(r) = &self.sc.register {
@@ -1128,6 +1191,38 @@ impl Run {
         })
     }
 
+    /// Creates an overlay network through the leader (setup); a failure
+    /// is the run's error, and its services will not start.
+    fn create_network(&mut self, n: &crate::scenario::NetworkSetup) {
+        let mut body = json!({
+            "Name": n.name,
+            "Driver": "overlay",
+            "Options": { "encrypted": n.encrypted.to_string() },
+        });
+        if let Some(subnet) = &n.subnet {
+            body["IPAM"] = json!({ "Config": [{ "Subnet": subnet }] });
+        }
+        let via = self
+            .ctx
+            .leader()
+            .or_else(|| self.cluster.live_managers().into_iter().next());
+        let result = match &via {
+            Some((_, socket)) => api::post(socket, "/networks/create", &body, WRITE_TIMEOUT)
+                .map_err(|e| e.to_string()),
+            None => Err("no manager is up".into()),
+        };
+        match result {
+            Ok(_) => eprintln!(
+                "shoal-chaos: setup network {} ({}): created",
+                n.name,
+                if n.encrypted { "encrypted" } else { "vxlan" }
+            ),
+            Err(e) => self
+                .errors
+                .push(format!("setup: network create {}: {e}", n.name)),
+        }
+    }
+
     /// A write from the method (or setup) through the leader, if there is one.
     fn method_write(&mut self, client: &str, kind: &str, service: &str, replicas: Option<u64>) {
         let via = self
@@ -1238,6 +1333,17 @@ impl Run {
         }
     }
 }
+
+/// The overlay network of the scenario's overlay traffic, if it has one.
+fn overlay_network(sc: &Scenario) -> Option<String> {
+    match &sc.traffic.as_ref()?.via {
+        Via::Overlay { network } => Some(network.clone()),
+        Via::Published => None,
+    }
+}
+
+/// How long the method waits for a client task on every node to answer.
+const CLIENTS_READY: Duration = Duration::from_secs(30);
 
 /// One of `candidates` not in `taken`, chosen by `rng` from the sorted
 /// list, so a seed picks the same one whatever order they were listed in.

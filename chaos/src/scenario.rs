@@ -14,6 +14,9 @@ pub struct Scenario {
     pub name: String,
     pub description: String,
     pub cluster: ClusterShape,
+    /// Overlay networks created before the services (`[cluster] netns`).
+    #[serde(default)]
+    pub networks: Vec<NetworkSetup>,
     /// Services created before the steady state is first checked.
     pub services: Vec<ServiceSetup>,
     pub hypothesis: Vec<ProbeSpec>,
@@ -51,6 +54,31 @@ pub struct Traffic {
     /// one is undone) and from then on.
     pub p99_during: Option<Duration>,
     pub p99_after: Option<Duration>,
+    /// Where the requests come from and go to.
+    #[serde(default)]
+    pub via: Via,
+}
+
+/// How the traffic load reaches the service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Via {
+    /// From the harness to the service's published port on every live node.
+    #[default]
+    Published,
+    /// From inside client tasks on this overlay network (one per node,
+    /// the service `chaos-overlay-client`) to the service's NAME, resolved
+    /// by the node's embedded DNS to its VIP, for every request.
+    Overlay { network: String },
+}
+
+/// An overlay network the harness creates before the services.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkSetup {
+    pub name: String,
+    /// The IPAM subnet ("10.0.9.0/24"); the leader's IPAM picks one if None.
+    pub subnet: Option<String>,
+    /// The encrypted data plane (the default) or the kernel VXLAN fast path.
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,6 +121,10 @@ pub struct ClusterShape {
     /// many bytes (a size-limited tmpfs), so that `fill` can fill it.
     #[serde(default)]
     pub disk: Option<u64>,
+    /// Each daemon in a network namespace of its own, joined by a bridge
+    /// the harness makes (`crate::netns`), as overlay networks need.
+    #[serde(default)]
+    pub netns: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -102,6 +134,9 @@ pub struct ServiceSetup {
     /// Published through the routing mesh on this port (the workload
     /// answers HTTP on 80 in its task's own network).
     pub publish: Option<u16>,
+    /// Overlay networks its tasks join (listed under `[[network]]`).
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -362,6 +397,8 @@ struct RawScenario {
     #[serde(default)]
     cluster: Option<Spanned<RawCluster>>,
     #[serde(default)]
+    network: Vec<Spanned<RawNetwork>>,
+    #[serde(default)]
     service: Vec<Spanned<RawService>>,
     #[serde(default)]
     hypothesis: Vec<Spanned<RawProbe>>,
@@ -397,6 +434,20 @@ struct RawTraffic {
     p99_during: Option<Spanned<String>>,
     #[serde(default)]
     p99_after: Option<Spanned<String>>,
+    #[serde(default)]
+    via: Option<Spanned<String>>,
+    #[serde(default)]
+    network: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    name: Spanned<String>,
+    #[serde(default)]
+    subnet: Option<Spanned<String>>,
+    #[serde(default)]
+    encrypted: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -423,6 +474,8 @@ struct RawCluster {
     snapshot_interval: Option<u64>,
     #[serde(default)]
     disk: Option<Spanned<String>>,
+    #[serde(default)]
+    netns: bool,
 }
 
 #[derive(Deserialize)]
@@ -432,6 +485,8 @@ struct RawService {
     replicas: u64,
     #[serde(default)]
     publish: Option<u16>,
+    #[serde(default)]
+    networks: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -616,6 +671,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
             rebalance: false,
             snapshot_interval: None,
             disk: None,
+            netns: false,
         },
         Some(sp) => {
             let r = sp.get_ref();
@@ -637,7 +693,20 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
                         c.err(d.span(), format!("invalid disk size {:?}: expected a size like \"64M\" or \"1G\", from 8M to 4G", d.get_ref()))
                     })?),
                 },
+                netns: r.netns,
             };
+            if !shape.hosts.is_empty() && shape.netns {
+                return Err(c.err(
+                    sp.span(),
+                    "netns puts the daemons the harness starts in namespaces of their own; an existing cluster (hosts) keeps its own network",
+                ));
+            }
+            if shape.netns && shape.managers + shape.workers > 200 {
+                return Err(c.err(
+                    sp.span(),
+                    "at most 200 nodes fit on one namespace bridge here",
+                ));
+            }
             if !shape.hosts.is_empty() && shape.disk.is_some() {
                 return Err(c.err(
                     sp.span(),
@@ -668,6 +737,48 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         .is_empty()
         .then(|| node_names(&cluster).into_iter().collect());
 
+    let mut networks: Vec<NetworkSetup> = Vec::new();
+    for n in &raw.network {
+        let r = n.get_ref();
+        check_service_name(&c, &r.name)?;
+        if !cluster.netns {
+            return Err(c.err(
+                n.span(),
+                "overlay networks need every node in a network namespace of its own: set netns = true under [cluster]",
+            ));
+        }
+        if networks.iter().any(|x| x.name == *r.name.get_ref()) {
+            return Err(c.err(
+                r.name.span(),
+                format!("network {:?} is already listed above", r.name.get_ref()),
+            ));
+        }
+        let subnet = match &r.subnet {
+            None => None,
+            Some(sn) => {
+                let ok = sn.get_ref().split_once('/').is_some_and(|(a, l)| {
+                    a.parse::<std::net::Ipv4Addr>().is_ok()
+                        && l.parse::<u8>().is_ok_and(|l| (8..=29).contains(&l))
+                });
+                if !ok {
+                    return Err(c.err(
+                        sn.span(),
+                        format!(
+                            "invalid subnet {:?}: expected an IPv4 CIDR like \"10.0.9.0/24\"",
+                            sn.get_ref()
+                        ),
+                    ));
+                }
+                Some(sn.get_ref().clone())
+            }
+        };
+        networks.push(NetworkSetup {
+            name: r.name.get_ref().clone(),
+            subnet,
+            encrypted: r.encrypted.unwrap_or(true),
+        });
+    }
+
     let mut services = Vec::new();
     for s in &raw.service {
         let r = s.get_ref();
@@ -681,10 +792,19 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
                 format!("service {:?} is already listed above", r.name.get_ref()),
             ));
         }
+        for n in &r.networks {
+            if !networks.iter().any(|x| x.name == *n.get_ref()) {
+                return Err(c.err(
+                    n.span(),
+                    format!("network {:?} is not listed under [[network]]", n.get_ref()),
+                ));
+            }
+        }
         services.push(ServiceSetup {
             name: r.name.get_ref().clone(),
             replicas: r.replicas,
             publish: r.publish,
+            networks: r.networks.iter().map(|n| n.get_ref().clone()).collect(),
         });
     }
 
@@ -767,15 +887,56 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         Some(t) => {
             let r = t.get_ref();
             let name = r.service.get_ref();
-            if !services
-                .iter()
-                .any(|s| s.name == *name && s.publish.is_some())
-            {
-                return Err(c.err(
-                    r.service.span(),
-                    format!("traffic goes to a published port: {name:?} must be a [[service]] listed with publish = PORT"),
-                ));
-            }
+            let via = match r.via.as_ref().map(|v| v.get_ref().as_str()) {
+                None | Some("published") => {
+                    if let Some(n) = &r.network {
+                        return Err(c.err(n.span(), "network goes with via = \"overlay\""));
+                    }
+                    if !services
+                        .iter()
+                        .any(|s| s.name == *name && s.publish.is_some())
+                    {
+                        return Err(c.err(
+                            r.service.span(),
+                            format!("traffic goes to a published port: {name:?} must be a [[service]] listed with publish = PORT"),
+                        ));
+                    }
+                    Via::Published
+                }
+                Some("overlay") => {
+                    let Some(svc) = services.iter().find(|s| s.name == *name) else {
+                        return Err(c.err(
+                            r.service.span(),
+                            format!("{name:?} is not a [[service]] listed above"),
+                        ));
+                    };
+                    let network = match &r.network {
+                        Some(n) => {
+                            if !svc.networks.contains(n.get_ref()) {
+                                return Err(c.err(
+                                    n.span(),
+                                    format!("service {name:?} is not on network {:?}", n.get_ref()),
+                                ));
+                            }
+                            n.get_ref().clone()
+                        }
+                        None => svc.networks.first().cloned().ok_or_else(|| {
+                            c.err(
+                                r.service.span(),
+                                format!("overlay traffic goes to a service on an overlay network: give {name:?} networks = [\"NAME\"]"),
+                            )
+                        })?,
+                    };
+                    Via::Overlay { network }
+                }
+                Some(other) => {
+                    let span = r.via.as_ref().map(|v| v.span()).unwrap_or(t.span());
+                    return Err(c.err(
+                        span,
+                        format!("unknown via {other:?}: expected published or overlay"),
+                    ));
+                }
+            };
             let rate = r.rate.unwrap_or(200.0);
             if !(rate > 0.0 && rate <= 2000.0) {
                 return Err(c.err(
@@ -817,6 +978,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
                 max_failed: r.max_failed.unwrap_or(0),
                 p99_during: opt(&r.p99_during)?,
                 p99_after: opt(&r.p99_after)?,
+                via,
             })
         }
     };
@@ -840,6 +1002,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         name: raw.name,
         description: raw.description,
         cluster,
+        networks,
         services,
         hypothesis,
         load,

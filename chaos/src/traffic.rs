@@ -39,19 +39,62 @@ pub struct Load {
     skipped: Arc<AtomicU64>,
 }
 
+/// Where a load's requests go.
+#[derive(Clone)]
+pub enum Route {
+    /// To this published port of every live node.
+    Published { port: u16, nodes: LiveNodes },
+    /// To the service by name, from every admitted overlay client task.
+    Overlay {
+        service: String,
+        clients: crate::overlay::Admitted,
+    },
+}
+
+#[derive(Clone)]
+enum Dest {
+    Addr(SocketAddr),
+    Task(i32),
+}
+
+impl Route {
+    /// The senders in turn: (the node a request goes through, where to).
+    fn senders(&self) -> Vec<(String, Dest)> {
+        match self {
+            Route::Published { port, nodes } => nodes
+                .lock()
+                .map(|l| {
+                    l.iter()
+                        .map(|(n, ip)| (n.clone(), Dest::Addr(SocketAddr::new(*ip, *port))))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Route::Overlay { clients, .. } => clients
+                .lock()
+                .map(|l| {
+                    l.iter()
+                        .map(|(n, pid)| (n.clone(), Dest::Task(*pid)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
 impl Load {
-    pub fn start(t: &Traffic, port: u16, nodes: LiveNodes, rec: Arc<Recorder>) -> Load {
+    pub fn start(t: &Traffic, route: Route, rec: Arc<Recorder>) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let outstanding = Arc::new(AtomicUsize::new(0));
         let skipped = Arc::new(AtomicU64::new(0));
         let pacer = {
-            let (t, stop, requests, outstanding, skipped) = (
+            let (t, stop, requests, outstanding, skipped, route) = (
                 t.clone(),
                 stop.clone(),
                 requests.clone(),
                 outstanding.clone(),
                 skipped.clone(),
+                route,
             );
             std::thread::spawn(move || {
                 let gap = Duration::from_secs_f64(1.0 / t.rate);
@@ -63,11 +106,11 @@ impl Load {
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    let live = nodes.lock().map(|l| l.clone()).unwrap_or_default();
+                    let live = route.senders();
                     let proto = t.protocols[n as usize % t.protocols.len()];
                     let pick = (n as usize / t.protocols.len()) % live.len().max(1);
                     n += 1;
-                    let Some((node, ip)) = live.get(pick).cloned() else {
+                    let Some((node, dest)) = live.get(pick).cloned() else {
                         continue;
                     };
                     if outstanding.load(Ordering::Relaxed) >= MAX_OUTSTANDING {
@@ -75,16 +118,25 @@ impl Load {
                         continue;
                     }
                     outstanding.fetch_add(1, Ordering::Relaxed);
-                    let (rec, requests, mine, timeout) = (
+                    let (rec, requests, mine, timeout, route) = (
                         rec.clone(),
                         requests.clone(),
                         outstanding.clone(),
                         t.timeout,
+                        route.clone(),
                     );
                     let spawned = std::thread::Builder::new().spawn(move || {
                         let at = rec.now();
                         let began = Instant::now();
-                        let result = request(proto, SocketAddr::new(ip, port), timeout);
+                        let result = match (dest, &route) {
+                            (Dest::Addr(to), _) => request(proto, to, timeout),
+                            (Dest::Task(pid), Route::Overlay { service, .. }) => {
+                                crate::overlay::request(pid, service, proto, timeout)
+                            }
+                            (Dest::Task(_), Route::Published { .. }) => {
+                                Err("no task to send from".into())
+                            }
+                        };
                         let micros = began.elapsed().as_micros() as u64;
                         let r = Request {
                             at,
@@ -148,8 +200,8 @@ impl Drop for Load {
 pub const UDP_RETRY: Duration = Duration::from_secs(1);
 
 /// One datagram and its answer.
-fn udp_once(to: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let s = UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| format!("bind: {e}"))?;
+fn udp_once(to: SocketAddr, timeout: Duration, bind: IpAddr) -> Result<(), String> {
+    let s = UdpSocket::bind((bind, 0)).map_err(|e| format!("bind: {e}"))?;
     let _ = s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
     s.send_to(b"traffic", to)
         .map_err(|e| format!("send: {e}"))?;
@@ -164,6 +216,21 @@ fn udp_once(to: SocketAddr, timeout: Duration) -> Result<(), String> {
 /// One request: how many tries it took (UDP is sent again when no answer
 /// comes), or why it failed.
 pub fn request(proto: Proto, to: SocketAddr, timeout: Duration) -> Result<u32, String> {
+    request_from(
+        proto,
+        to,
+        timeout,
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    )
+}
+
+/// [`request`], its UDP datagrams sent from `bind`.
+pub fn request_from(
+    proto: Proto,
+    to: SocketAddr,
+    timeout: Duration,
+    bind: IpAddr,
+) -> Result<u32, String> {
     match proto {
         Proto::Tcp => {
             let mut s =
@@ -194,7 +261,7 @@ pub fn request(proto: Proto, to: SocketAddr, timeout: Duration) -> Result<u32, S
             while began.elapsed() < timeout {
                 tries += 1;
                 let left = timeout.saturating_sub(began.elapsed());
-                match udp_once(to, left.min(UDP_RETRY)) {
+                match udp_once(to, left.min(UDP_RETRY), bind) {
                     Ok(()) => return Ok(tries),
                     Err(e) => last = e,
                 }

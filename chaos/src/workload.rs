@@ -32,6 +32,8 @@ pub struct Recorder {
     pub generations: AtomicU64,
     /// Services published through the mesh, and on which port.
     pub published: std::collections::BTreeMap<String, u16>,
+    /// Services on overlay networks, and on which.
+    pub networks: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Recorder {
@@ -50,6 +52,7 @@ pub fn service_spec(
     replicas: u64,
     generation: u64,
     publish: Option<u16>,
+    networks: &[String],
 ) -> Value {
     let mut spec = json!({
         "Name": name,
@@ -69,6 +72,20 @@ pub fn service_spec(
             { "TargetPort": 80, "PublishedPort": port },
             { "Protocol": "udp", "TargetPort": 81, "PublishedPort": port },
         ] });
+    }
+    if !networks.is_empty() {
+        spec["TaskTemplate"]["Networks"] = networks
+            .iter()
+            .map(|n| json!({ "Target": n }))
+            .collect::<Value>();
+        // The harness's overlay clients only wait; everything else answers
+        // on the same ports as a published service, through its VIP.
+        if name != crate::overlay::CLIENT {
+            spec["TaskTemplate"]["ContainerSpec"]["Args"] =
+                json!(["--port", "80", "--udp-port", "81"]);
+        }
+    }
+    if publish.is_some() || !networks.is_empty() {
         // Slot by slot, no monitor wait: a roll of a few replicas is over in
         // seconds, while the others (and the drain) keep the port answering.
         spec["UpdateConfig"] = json!({ "Parallelism": 1, "Monitor": 0 });
@@ -135,6 +152,7 @@ pub fn write(
                 *replicas,
                 *generation,
                 rec.published.get(service).copied(),
+                rec.networks.get(service).map_or(&[][..], |n| &n[..]),
             ),
             timeout,
         ),
@@ -151,6 +169,7 @@ pub fn write(
                 *replicas,
                 *generation,
                 rec.published.get(service).copied(),
+                rec.networks.get(service).map_or(&[][..], |n| &n[..]),
             );
             if kind == "roll" {
                 // A changed task template: the updater replaces every task.

@@ -418,6 +418,7 @@ fn with_traffic(requests: Vec<Request>) -> Journal {
         max_failed: 0,
         p99_during: Some(std::time::Duration::from_millis(500)),
         p99_after: Some(std::time::Duration::from_millis(50)),
+        via: scenario::Via::Published,
     });
     j.requests = requests;
     j

@@ -173,3 +173,32 @@ fn traffic_register_and_disk_read_as_written() {
         }
     );
 }
+
+#[test]
+fn netns_networks_and_overlay_traffic_read_as_written() {
+    use shoal_chaos::scenario::{NetworkSetup, Via};
+    let text = shoal_chaos::shipped("overlay-rolling-update").expect("shipped");
+    let sc = scenario::parse(text).expect("parses");
+    assert!(sc.cluster.netns);
+    assert_eq!(
+        sc.networks,
+        vec![NetworkSetup {
+            name: "appnet".into(),
+            subnet: Some("10.0.9.0/24".into()),
+            encrypted: true,
+        }]
+    );
+    assert_eq!(sc.services[0].networks, vec!["appnet".to_string()]);
+    assert_eq!(sc.services[0].publish, None);
+    let t = sc.traffic.as_ref().expect("traffic");
+    assert_eq!(
+        t.via,
+        Via::Overlay {
+            network: "appnet".into()
+        }
+    );
+    assert_eq!(t.max_failed, 0);
+    // Without netns and networks, the defaults: one namespace, no overlay.
+    let smoke = scenario::parse(shoal_chaos::shipped("smoke").expect("smoke")).expect("parses");
+    assert!(!smoke.cluster.netns && smoke.networks.is_empty());
+}

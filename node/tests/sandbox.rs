@@ -117,6 +117,50 @@ fn two_tasks_bind_the_same_port_in_their_own_namespaces_and_nothing_is_left() {
     assert!(!String::from_utf8_lossy(&tables.stdout).contains(&format!("shoal_{tag}")));
 }
 
+/// The tasks' gateway keeps its MAC address as tasks come and go: a
+/// bridge that took its ports' lowest address changed it when that port
+/// left, and the other tasks, whose ARP entry held the old one, lost their
+/// gateway (and an overlay's embedded DNS) until the entry expired.
+#[test]
+fn the_bridge_keeps_its_address_when_tasks_leave() {
+    if !root() {
+        eprintln!("skipped: network sandboxes need root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let _clean = Cleanup(dir.path().to_path_buf());
+    let sb = Sandbox::open(dir.path(), None).expect("open");
+    let ids = [
+        "ddddddddddddddddddddddddd",
+        "eeeeeeeeeeeeeeeeeeeeeeeee",
+        "fffffffffffffffffffffffff",
+    ];
+    for id in ids {
+        sb.prepare(id, &[]).expect("prepare");
+    }
+    let mac = || {
+        std::fs::read_to_string(format!("/sys/class/net/{}/address", sb.bridge()))
+            .expect("the bridge's address")
+    };
+    let first = mac();
+    let assign =
+        std::fs::read_to_string(format!("/sys/class/net/{}/addr_assign_type", sb.bridge()))
+            .expect("addr_assign_type");
+    assert_eq!(
+        assign.trim(),
+        "3",
+        "an address set, not one taken from a port"
+    );
+    for id in ids {
+        sb.release(id);
+        assert_eq!(mac(), first, "after {id} left");
+    }
+    sb.prepare("ggggggggggggggggggggggggg", &[])
+        .expect("prepare");
+    assert_eq!(mac(), first);
+    sb.release("ggggggggggggggggggggggggg");
+}
+
 /// How fast sandboxes are made and removed on this machine (ignored: a
 /// figure for docs/benchmarks.md, not a check): `SANDBOXES` (default 200)
 /// made one after another, then removed.

@@ -9,7 +9,9 @@
 //! address is kept. A VIP with no serving task refuses at once (TCP reset,
 //! ICMP port unreachable). When a backend leaves, its conntrack entries
 //! through the VIP are flushed (over ctnetlink), so
-//! that a UDP flow does not stick to a task that is gone.
+//! that a UDP flow does not stick to a task that is gone, except TCP
+//! connections it has answered: a backend leaves when it starts to drain,
+//! and those keep their NAT until they end.
 //!
 //! Blocking: runs `nft` (and ctnetlink requests) on the blocking pool.
 

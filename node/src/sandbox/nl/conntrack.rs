@@ -1,7 +1,14 @@
-//! Conntrack entries over ctnetlink: `flush` removes the connections a
-//! VIP's DNAT sent to a backend that left (`conntrack -D --orig-dst VIP
+//! Conntrack entries over ctnetlink: `flush` removes the flows a VIP's
+//! DNAT sent to a backend that left (`conntrack -D --orig-dst VIP
 //! --reply-src BACKEND`): a dump of the IPv4 table, filtered here, then one
-//! delete per entry found, by its original tuple.
+//! delete per entry found, by its original tuple. TCP connections the
+//! backend has answered stay: a backend leaves a VIP when it starts to
+//! drain, and its established connections must keep their NAT until they
+//! end (deleted, the next packet is DNATed afresh to another backend, and
+//! the draining one's answer reaches the client from its own address,
+//! which the client drops). UDP flows, and TCP connections not yet
+//! answered (a SYN sent to a dead backend, sent again), go: their next
+//! packet picks a serving backend.
 
 use std::net::Ipv4Addr;
 
@@ -14,6 +21,11 @@ const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_STATUS: u16 = 3;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_PROTO_NUM: u16 = 1;
+/// `IPS_SEEN_REPLY`: packets have gone both ways.
+const IPS_SEEN_REPLY: u32 = 1 << 1;
 const CTA_ZONE: u16 = 18;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_IP_V4_SRC: u16 = 1;
@@ -38,7 +50,7 @@ fn tuple_addr(tuple: &[u8], which: u16) -> Option<Ipv4Addr> {
 
 /// What to delete of one dumped entry (its attributes after the nfgenmsg):
 /// the original tuple and zone, if the entry went to `vip` and was answered
-/// by `backend`.
+/// by `backend`, unless it is a TCP connection that backend has answered.
 pub fn matches(
     entry: &[u8],
     vip: Ipv4Addr,
@@ -47,16 +59,26 @@ pub fn matches(
     let mut orig = None;
     let mut reply = None;
     let mut zone = None;
+    let mut status = None;
     for (k, v) in attrs(entry) {
         match k {
             CTA_TUPLE_ORIG => orig = Some(v),
             CTA_TUPLE_REPLY => reply = Some(v),
             CTA_ZONE => zone = Some(v.to_vec()),
+            CTA_STATUS => status = v.try_into().ok().map(u32::from_be_bytes),
             _ => {}
         }
     }
     let (orig, reply) = (orig?, reply?);
-    (tuple_addr(orig, CTA_IP_V4_DST)? == vip && tuple_addr(reply, CTA_IP_V4_SRC)? == backend)
+    let proto = attrs(orig)
+        .find(|(k, _)| *k == CTA_TUPLE_PROTO)
+        .and_then(|(_, p)| attrs(p).find(|(k, _)| *k == CTA_PROTO_NUM))
+        .and_then(|(_, n)| n.first().copied());
+    let answered_tcp =
+        proto == Some(libc::IPPROTO_TCP as u8) && status.is_some_and(|s| s & IPS_SEEN_REPLY != 0);
+    (!answered_tcp
+        && tuple_addr(orig, CTA_IP_V4_DST)? == vip
+        && tuple_addr(reply, CTA_IP_V4_SRC)? == backend)
         .then(|| (orig.to_vec(), zone))
 }
 
@@ -147,12 +169,54 @@ mod tests {
     use super::*;
 
     fn tuple(buf: &mut Vec<u8>, kind: u16, src: [u8; 4], dst: [u8; 4]) {
+        tuple_proto(buf, kind, src, dst, None);
+    }
+
+    fn tuple_proto(buf: &mut Vec<u8>, kind: u16, src: [u8; 4], dst: [u8; 4], proto: Option<u8>) {
         let t = begin_nested(buf, kind);
         let ip = begin_nested(buf, CTA_TUPLE_IP);
         put_attr(buf, CTA_IP_V4_SRC, &src);
         put_attr(buf, CTA_IP_V4_DST, &dst);
         end_nested(buf, ip);
+        if let Some(p) = proto {
+            let pr = begin_nested(buf, CTA_TUPLE_PROTO);
+            put_attr(buf, CTA_PROTO_NUM, &[p]);
+            end_nested(buf, pr);
+        }
         end_nested(buf, t);
+    }
+
+    /// A draining backend keeps its answered TCP connections; its UDP
+    /// flows and unanswered TCP connections go.
+    #[test]
+    fn answered_tcp_connections_are_kept_and_the_rest_picked() {
+        let (vip, backend) = (Ipv4Addr::new(10, 80, 0, 2), Ipv4Addr::new(10, 80, 0, 9));
+        let entry = |proto: u8, status: u32| {
+            let mut e = Vec::new();
+            tuple_proto(
+                &mut e,
+                CTA_TUPLE_ORIG,
+                [10, 0, 0, 5],
+                [10, 80, 0, 2],
+                Some(proto),
+            );
+            tuple_proto(
+                &mut e,
+                CTA_TUPLE_REPLY,
+                [10, 80, 0, 9],
+                [10, 0, 0, 5],
+                Some(proto),
+            );
+            put_attr(&mut e, CTA_STATUS, &status.to_be_bytes());
+            e
+        };
+        let (tcp, udp) = (libc::IPPROTO_TCP as u8, libc::IPPROTO_UDP as u8);
+        assert!(matches(&entry(tcp, IPS_SEEN_REPLY | 0x8), vip, backend).is_none());
+        assert!(
+            matches(&entry(tcp, 0x8), vip, backend).is_some(),
+            "a SYN never answered"
+        );
+        assert!(matches(&entry(udp, IPS_SEEN_REPLY), vip, backend).is_some());
     }
 
     #[test]

@@ -196,12 +196,22 @@ impl Route {
             .collect())
     }
 
-    /// `ip link add NAME type bridge` (down, with `mtu` if given).
+    /// `ip link add NAME type bridge address MAC` (down, with `mtu` if
+    /// given), MAC a random locally administered address of its own. A
+    /// bridge without one takes the lowest address of its ports and changes
+    /// it when that port leaves: the tasks behind it, whose ARP entry for
+    /// the gateway (the bridge's address) still holds the old one, then
+    /// send to a port that is gone until the entry expires (found by the
+    /// chaos harness: a roll that moved a node's last replica away cut that
+    /// node's other tasks off their embedded DNS for the rest of the run).
     pub fn add_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<(), NlError> {
         let mut m = by_name(name);
         if let Some(mtu) = mtu {
             m.attributes.push(LinkAttribute::Mtu(mtu));
         }
+        // The fixed address of the bridge (see above).
+        m.attributes
+            .push(LinkAttribute::Address(bridge_mac().to_vec()));
         m.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
@@ -382,4 +392,11 @@ impl Route {
             r => r,
         }
     }
+}
+
+/// A random unicast, locally administered MAC address.
+pub fn bridge_mac() -> [u8; 6] {
+    let mut mac: [u8; 6] = rand::random();
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
 }
