@@ -255,7 +255,7 @@ impl AgentState {
                         Restart::Transient,
                         TaskActor,
                         TaskArgs {
-                            task,
+                            task: *task,
                             node_id: self.args.node.node_id.clone(),
                             driver,
                             agent: myself.clone(),

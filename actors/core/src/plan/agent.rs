@@ -27,7 +27,7 @@ pub struct Here<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Start a task actor for this task.
-    Start(Task),
+    Start(Box<Task>),
     /// Stop the task's actor now.
     Stop(String),
     /// Stop it once connections have drained away from it.
@@ -75,7 +75,7 @@ pub fn reconcile(assigned: Vec<Task>, here: &Here) -> (Vec<Action>, bool) {
             continue;
         }
         started += 1;
-        actions.push(Action::Start(task));
+        actions.push(Action::Start(Box::new(task)));
     }
     // Task actors of tasks the managers no longer assign here.
     actions.extend(gone.into_iter().map(Action::Stop));
