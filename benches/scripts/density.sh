@@ -4,7 +4,8 @@
 # the time until N tasks are RUNNING, sandboxes made per second over that
 # time, the daemon's RSS once all run and its peak, failed tasks, the
 # control API's slowest `/_ping` while it converged, and after `service rm`
-# the time until every task namespace and veth is gone. When N is above the
+# the time until every task namespace, veth, route and nftables element of
+# the node is gone. When N is above the
 # node's capacity (`node inspect`'s MaxSandboxes), it waits for that many
 # and reports the rest pending. One run each; prints one line per N. SHOAL: the binary (default the release build);
 # TIMEOUT: seconds to wait for convergence (default 600).
@@ -55,15 +56,16 @@ while not os.path.exists(stop):
 print(f"{worst*1000:.0f}")
 PY
 }
-# This node's task namespaces and the veths of the service's tasks (listed
-# in $dir/ids): other daemons on the host have veths of their own.
+# This node's task namespaces, veths (`sv<tag>…`), routes through them and
+# the elements of its table's two sets naming them: other daemons on the
+# host have their own.
 leftovers() {
-    local ns veths=0 id
+    local ns veths routes elems
     ns=$(ls /run/netns 2>/dev/null | grep -c "^shn$tag-" || true)
-    while read -r id; do
-        [ -e "/sys/class/net/shv${id:0:12}" ] && veths=$((veths + 1))
-    done <"$dir/ids"
-    echo $((ns + veths))
+    veths=$(ls /sys/class/net 2>/dev/null | grep -c "^sv$tag" || true)
+    routes=$(ip -4 route show 2>/dev/null | grep -c "dev sv$tag" || true)
+    elems=$({ nft list set ip "shoal_$tag" tasks; nft list set ip "shoal_$tag" bound; } 2>/dev/null | grep -o "\"sv$tag" | wc -l)
+    echo $((ns + veths + routes + elems))
 }
 
 for n in "${NS[@]}"; do
@@ -91,11 +93,10 @@ for n in "${NS[@]}"; do
     else
         echo "N=$n: only $(running) running after $took s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), failed tasks $failed, worst /_ping $(cat "$dir/ping") ms"
     fi
-    "$SHOAL" service ps density -q --no-trunc >"$dir/ids" 2>/dev/null || true
     t0=$(now)
     "$SHOAL" service rm density >/dev/null
     for _ in $(seq 6000); do [ "$(leftovers)" = 0 ] && break; sleep 0.1; done
-    echo "N=$n: service rm -> no namespace or veth left in $(secs "$t0" "$(now)") s (left: $(leftovers))"
+    echo "N=$n: service rm -> no namespace, veth, route or nft element left in $(secs "$t0" "$(now)") s (left: $(leftovers))"
     for _ in $(seq 600); do [ "$("$SHOAL" service ps density -q 2>/dev/null | wc -l)" = 0 ] && break; sleep 0.1; done
     sleep 2
 done
