@@ -8,7 +8,8 @@
 # the node is gone. When N is above the
 # node's capacity (`node inspect`'s MaxSandboxes), it waits for that many
 # and reports the rest pending. One run each; prints one line per N. SHOAL: the binary (default the release build);
-# TIMEOUT: seconds to wait for convergence (default 600).
+# TIMEOUT: seconds to wait for convergence (default 600); DAEMON_ARGS: more
+# `shoal daemon` flags (the figures in docs/benchmarks.md say which).
 set -euo pipefail
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}
 SHOAL=${SHOAL:-$TARGET/release/shoal}
@@ -20,7 +21,8 @@ secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 
 dir=$(mktemp -d)
 export SHOAL_HOST=unix://$dir/shoal.sock
-"$SHOAL" daemon --data-dir "$dir/data" --listen-addr 127.0.0.1:0 >"$dir/daemon.log" 2>&1 &
+# shellcheck disable=SC2086
+"$SHOAL" daemon --data-dir "$dir/data" --listen-addr 127.0.0.1:0 ${DAEMON_ARGS:-} >"$dir/daemon.log" 2>&1 &
 daemon=$!
 cleanup() {
     kill "$daemon" 2>/dev/null || true
@@ -38,6 +40,42 @@ cap=$("$SHOAL" node inspect self --format '{{json .Description.NetworkSandbox.Ma
 pending() { "$SHOAL" service ps density --filter desired-state=running --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Pending' || true; }
 running() { "$SHOAL" service ls --filter name=density --format '{{.Replicas}}' 2>/dev/null | cut -d/ -f1; }
 rss_mib() { awk -v k="$1" '$1==k":" {printf "%d", $2/1024}' /proc/$daemon/status; }
+# The daemon's RSS split (anonymous, file-backed) and threads, and the
+# memory of its tasks' processes (keeper, init, program: the sum of their
+# Pss, so pages they share with the daemon and each other count once).
+memory() {
+    python3 - "$daemon" <<'PY'
+import os, sys
+d = int(sys.argv[1])
+def field(path, key):
+    try:
+        for line in open(path):
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+kids = {}
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(p))
+todo, procs = list(kids.get(d, [])), 0
+pss = 0
+while todo:
+    p = todo.pop()
+    procs += 1
+    pss += field(f"/proc/{p}/smaps_rollup", "Pss")
+    todo.extend(kids.get(p, []))
+anon = field(f"/proc/{d}/status", "RssAnon") // 1024
+file = field(f"/proc/{d}/status", "RssFile") // 1024
+threads = field(f"/proc/{d}/status", "Threads")
+print(f"daemon anon {anon} MiB, file {file} MiB, {threads} threads; {procs} task processes, Pss {pss // 1024} MiB in all")
+PY
+}
 # The slowest answer of /_ping, polled every 0.5 s until the file $1 exists.
 ping_worst() {
     python3 - "$dir/shoal.sock" "$1" <<'PY'
@@ -87,6 +125,7 @@ for n in "${NS[@]}"; do
     # Above capacity: held 10 s more, so that a task the node took and failed would show.
     [ "$want" -lt "$n" ] && sleep 10
     failed=$("$SHOAL" service ps density --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Failed' || true)
+    echo "N=$n: $(memory)"
     took=$(secs "$t0" "$t1")
     if [ $ok = 1 ]; then
         echo "N=$n: $want running in $took s, $(python3 -c "print(f'{$want/($t1-$t0):.0f}')") sandboxes/s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), $(python3 -c "print(f'{$(rss_mib VmRSS)*1024/$want:.0f}')") KiB/running task, pending $(pending), failed tasks $failed, worst /_ping $(cat "$dir/ping") ms"

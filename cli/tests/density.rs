@@ -85,7 +85,11 @@ fn veths(tag: &str) -> usize {
     std::fs::read_dir("/sys/class/net")
         .map(|dir| {
             dir.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("sv{tag}")))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("sv{tag}"))
+                })
                 .count()
         })
         .unwrap_or_default()
@@ -229,7 +233,11 @@ fn a_full_node_keeps_the_excess_pending_and_leaves_nothing_behind() {
     assert_eq!(count(&d, &both, &["running"]), CAPACITY);
     assert_eq!(failures(&d, &both), Vec::<String>::new());
     assert_eq!(kernel(&tag), [CAPACITY; 5]);
-    assert_eq!(blocks(&tag), CAPACITY.div_ceil(BLOCK), "blocks claimed as needed");
+    assert_eq!(
+        blocks(&tag),
+        CAPACITY.div_ceil(BLOCK),
+        "blocks claimed as needed"
+    );
 
     // Capacity frees when another service goes: the waiting ones start.
     let small_ids = ids(&d, &["small"]);
@@ -246,7 +254,9 @@ fn a_full_node_keeps_the_excess_pending_and_leaves_nothing_behind() {
     });
     let left = namespaces(&tag);
     assert!(
-        small_ids.iter().all(|id| !left.iter().any(|n| n.ends_with(&id[..12]))),
+        small_ids
+            .iter()
+            .all(|id| !left.iter().any(|n| n.ends_with(&id[..12]))),
         "small's namespaces are gone"
     );
 
@@ -269,4 +279,41 @@ fn a_full_node_keeps_the_excess_pending_and_leaves_nothing_behind() {
     d.ok(&["service", "rm", "big"]);
     wait_for("nothing left", SLOW, || kernel(&tag) == [0; 5]);
     assert_eq!(blocks(&tag), 1, "the blocks but the first given back");
+}
+
+/// `swarm update --task-history-limit 2`: a service whose program fails at
+/// once keeps being replaced, yet its slot never keeps more than two tasks
+/// (the newest), so a failing service does not grow the state; `info`
+/// shows the limit.
+#[test]
+fn swarm_update_task_history_limit_bounds_what_a_failing_slot_keeps() {
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let out = d.shoal(&["swarm", "update", "--task-history-limit", "-1"]);
+    assert!(!out.status.success());
+    d.ok(&["swarm", "update", "--task-history-limit", "2"]);
+    let info = d.ok(&["info"]);
+    assert!(info.contains("Task History Retention Limit: 2"), "{info}");
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "failing",
+        "--restart-delay",
+        "0s",
+        "--network",
+        "host",
+        "--driver",
+        "process",
+        "/bin/false",
+    ]);
+    let mut seen = BTreeSet::new();
+    wait_for("six tasks made and failed in turn", SLOW, || {
+        seen.extend(ids(&d, &["failing"]));
+        seen.len() >= 6
+    });
+    wait_for("the slot down to its two newest tasks", SLOW, || {
+        d.tasks("failing").len() <= 2
+    });
 }

@@ -173,9 +173,8 @@ impl Addrs {
     fn add_block(&mut self, index: u8) {
         if self.blocks.insert(index) {
             let first = BLOCK_FIRST;
-            self.free.extend(
-                (first..first + self.per_block).map(|h| block_addr(index, h)),
-            );
+            self.free
+                .extend((first..first + self.per_block).map(|h| block_addr(index, h)));
         }
     }
 }
@@ -678,7 +677,9 @@ impl Sandbox {
                 r.del_addr_if_any(dev, block_addr(block, 1), PREFIX)
             });
             match removed {
-                Ok(()) => tracing::info!(block = %format!("{}/{PREFIX}", block_addr(block, 0)), "a block of task addresses given back"),
+                Ok(()) => {
+                    tracing::info!(block = %format!("{}/{PREFIX}", block_addr(block, 0)), "a block of task addresses given back")
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot give back a block of task addresses"),
             }
         }

@@ -368,14 +368,21 @@ impl Route {
 
     /// `ip neigh replace ADDR lladdr MAC dev INDEX nud permanent`: the
     /// link-layer address of `addr` on the link, never asked by ARP.
-    pub fn set_neighbour(&mut self, index: u32, addr: Ipv4Addr, mac: [u8; 6]) -> Result<(), NlError> {
+    pub fn set_neighbour(
+        &mut self,
+        index: u32,
+        addr: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), NlError> {
         let mut m = NeighbourMessage::default();
         m.header.family = AddressFamily::Inet;
         m.header.ifindex = index;
         m.header.state = NeighbourState::Permanent;
         m.header.kind = RouteType::Unicast;
         m.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(addr)));
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                addr,
+            )));
         m.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
         self.request(
