@@ -73,7 +73,8 @@ while todo:
 anon = field(f"/proc/{d}/status", "RssAnon") // 1024
 file = field(f"/proc/{d}/status", "RssFile") // 1024
 threads = field(f"/proc/{d}/status", "Threads")
-print(f"daemon anon {anon} MiB, file {file} MiB, {threads} threads; {procs} task processes, Pss {pss // 1024} MiB in all")
+avail = field("/proc/meminfo", "MemAvailable") // 1024
+print(f"daemon anon {anon} MiB, file {file} MiB, {threads} threads; {procs} task processes, Pss {pss // 1024} MiB in all; host MemAvailable {avail} MiB")
 PY
 }
 # The slowest answer of /_ping, polled every 0.5 s until the file $1 exists.
@@ -107,6 +108,7 @@ leftovers() {
 }
 
 for n in "${NS[@]}"; do
+    echo "N=$n: before: host MemAvailable $(awk '$1=="MemAvailable:" {printf "%d", $2/1024}' /proc/meminfo) MiB"
     rm -f "$dir/stop"
     want=$n
     [ "$cap" -gt 0 ] && [ "$cap" -lt "$n" ] && want=$cap
