@@ -348,14 +348,16 @@ unsafe fn close_all() {
     }
 }
 
-/// Gives back the daemon's memory this process holds as a copy: every
-/// private anonymous writable mapping of 64 KiB or more (heaps, other
-/// threads' stacks, large allocations) but the one this thread's stack
-/// (and, with glibc, its thread control block and TLS) is in. A forked
-/// waiter shares the daemon's pages until the daemon writes one; from
-/// then on it alone holds the old page, so a node of thousands of tasks,
-/// two waiters each, held gigabytes of the daemon's old pages (issue 30).
-/// What waits needs nothing of it: syscalls on its stack only.
+/// Gives back the daemon's memory this process holds as a copy: unmaps
+/// every private anonymous writable mapping of 64 KiB or more (heaps,
+/// other threads' stacks, large allocations) but the one this thread's
+/// stack (and, with glibc, its thread control block and TLS) is in. A
+/// forked waiter shares the daemon's pages until the daemon writes one;
+/// from then on it alone holds the old page, so a node of thousands of
+/// tasks, two waiters each, held gigabytes of the daemon's old pages
+/// (issue 30); and the page tables fork copied for them, which only an
+/// unmap frees. What waits needs nothing of it: syscalls on its stack
+/// only.
 /// Best effort: without `/proc` (a masked one in the task's root) nothing
 /// is given back. Reads `/proc/self/maps` into a buffer on the stack.
 ///
@@ -367,7 +369,8 @@ unsafe fn give_back_memory() {
     let here = 0u8;
     let sp = std::ptr::addr_of!(here) as usize;
     // SAFETY: open/read/close on a descriptor of our own into a stack
-    // buffer; madvise on mappings this process has, none holding `sp`.
+    // buffer; munmap of mappings this process has, none holding `sp`
+    // (the kernel goes on reading the list after the last address read).
     unsafe {
         let fd = libc::open(
             c"/proc/self/maps".as_ptr(),
@@ -389,7 +392,7 @@ unsafe fn give_back_memory() {
                 let line = &buf[start..start + end];
                 if let Some((lo, hi)) = droppable(line) {
                     if !(lo..hi).contains(&sp) && hi - lo >= MIN {
-                        libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED);
+                        libc::munmap(lo as *mut libc::c_void, hi - lo);
                     }
                 }
                 start += end + 1;
