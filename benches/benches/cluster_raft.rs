@@ -105,6 +105,7 @@ fn start_cluster() -> Cluster {
                 cert_validity: Duration::from_secs(90 * 24 * 3600),
                 generic_resources: Vec::new(),
                 max_sandboxes: None,
+                sandbox_block_hosts: None,
             };
             nodes.push(Node::start(config).await.expect("start a node"));
         }

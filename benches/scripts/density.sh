@@ -4,10 +4,12 @@
 # the time until N tasks are RUNNING, sandboxes made per second over that
 # time, the daemon's RSS once all run and its peak, failed tasks, the
 # control API's slowest `/_ping` while it converged, and after `service rm`
-# the time until every task namespace and veth is gone. When N is above the
+# the time until every task namespace, veth, route and nftables element of
+# the node is gone. When N is above the
 # node's capacity (`node inspect`'s MaxSandboxes), it waits for that many
 # and reports the rest pending. One run each; prints one line per N. SHOAL: the binary (default the release build);
-# TIMEOUT: seconds to wait for convergence (default 600).
+# TIMEOUT: seconds to wait for convergence (default 600); DAEMON_ARGS: more
+# `shoal daemon` flags (the figures in docs/benchmarks.md say which).
 set -euo pipefail
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}
 SHOAL=${SHOAL:-$TARGET/release/shoal}
@@ -19,7 +21,8 @@ secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 
 dir=$(mktemp -d)
 export SHOAL_HOST=unix://$dir/shoal.sock
-"$SHOAL" daemon --data-dir "$dir/data" --listen-addr 127.0.0.1:0 >"$dir/daemon.log" 2>&1 &
+# shellcheck disable=SC2086
+"$SHOAL" daemon --data-dir "$dir/data" --listen-addr 127.0.0.1:0 ${DAEMON_ARGS:-} >"$dir/daemon.log" 2>&1 &
 daemon=$!
 cleanup() {
     kill "$daemon" 2>/dev/null || true
@@ -37,6 +40,43 @@ cap=$("$SHOAL" node inspect self --format '{{json .Description.NetworkSandbox.Ma
 pending() { "$SHOAL" service ps density --filter desired-state=running --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Pending' || true; }
 running() { "$SHOAL" service ls --filter name=density --format '{{.Replicas}}' 2>/dev/null | cut -d/ -f1; }
 rss_mib() { awk -v k="$1" '$1==k":" {printf "%d", $2/1024}' /proc/$daemon/status; }
+# The daemon's RSS split (anonymous, file-backed) and threads, and the
+# memory of its tasks' processes (keeper, init, program: the sum of their
+# Pss, so pages they share with the daemon and each other count once).
+memory() {
+    python3 - "$daemon" <<'PY'
+import os, sys
+d = int(sys.argv[1])
+def field(path, key):
+    try:
+        for line in open(path):
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+kids = {}
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(p))
+todo, procs = list(kids.get(d, [])), 0
+pss = 0
+while todo:
+    p = todo.pop()
+    procs += 1
+    pss += field(f"/proc/{p}/smaps_rollup", "Pss")
+    todo.extend(kids.get(p, []))
+anon = field(f"/proc/{d}/status", "RssAnon") // 1024
+file = field(f"/proc/{d}/status", "RssFile") // 1024
+threads = field(f"/proc/{d}/status", "Threads")
+avail = field("/proc/meminfo", "MemAvailable") // 1024
+print(f"daemon anon {anon} MiB, file {file} MiB, {threads} threads; {procs} task processes, Pss {pss // 1024} MiB in all; host MemAvailable {avail} MiB")
+PY
+}
 # The slowest answer of /_ping, polled every 0.5 s until the file $1 exists.
 ping_worst() {
     python3 - "$dir/shoal.sock" "$1" <<'PY'
@@ -55,18 +95,20 @@ while not os.path.exists(stop):
 print(f"{worst*1000:.0f}")
 PY
 }
-# This node's task namespaces and the veths of the service's tasks (listed
-# in $dir/ids): other daemons on the host have veths of their own.
+# This node's task namespaces, veths (`sv<tag>…`), routes through them and
+# the elements of its table's two sets naming them: other daemons on the
+# host have their own.
 leftovers() {
-    local ns veths=0 id
+    local ns veths routes elems
     ns=$(ls /run/netns 2>/dev/null | grep -c "^shn$tag-" || true)
-    while read -r id; do
-        [ -e "/sys/class/net/shv${id:0:12}" ] && veths=$((veths + 1))
-    done <"$dir/ids"
-    echo $((ns + veths))
+    veths=$(ls /sys/class/net 2>/dev/null | grep -c "^sv$tag" || true)
+    routes=$(ip -4 route show 2>/dev/null | grep -c "dev sv$tag" || true)
+    elems=$({ nft list set ip "shoal_$tag" tasks; nft list set ip "shoal_$tag" bound; } 2>/dev/null | grep -o "\"sv$tag" | wc -l)
+    echo $((ns + veths + routes + elems))
 }
 
 for n in "${NS[@]}"; do
+    echo "N=$n: before: host MemAvailable $(awk '$1=="MemAvailable:" {printf "%d", $2/1024}' /proc/meminfo) MiB"
     rm -f "$dir/stop"
     want=$n
     [ "$cap" -gt 0 ] && [ "$cap" -lt "$n" ] && want=$cap
@@ -85,17 +127,17 @@ for n in "${NS[@]}"; do
     # Above capacity: held 10 s more, so that a task the node took and failed would show.
     [ "$want" -lt "$n" ] && sleep 10
     failed=$("$SHOAL" service ps density --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Failed' || true)
+    echo "N=$n: $(memory)"
     took=$(secs "$t0" "$t1")
     if [ $ok = 1 ]; then
         echo "N=$n: $want running in $took s, $(python3 -c "print(f'{$want/($t1-$t0):.0f}')") sandboxes/s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), $(python3 -c "print(f'{$(rss_mib VmRSS)*1024/$want:.0f}')") KiB/running task, pending $(pending), failed tasks $failed, worst /_ping $(cat "$dir/ping") ms"
     else
         echo "N=$n: only $(running) running after $took s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), failed tasks $failed, worst /_ping $(cat "$dir/ping") ms"
     fi
-    "$SHOAL" service ps density -q --no-trunc >"$dir/ids" 2>/dev/null || true
     t0=$(now)
     "$SHOAL" service rm density >/dev/null
     for _ in $(seq 6000); do [ "$(leftovers)" = 0 ] && break; sleep 0.1; done
-    echo "N=$n: service rm -> no namespace or veth left in $(secs "$t0" "$(now)") s (left: $(leftovers))"
+    echo "N=$n: service rm -> no namespace, veth, route or nft element left in $(secs "$t0" "$(now)") s (left: $(leftovers))"
     for _ in $(seq 600); do [ "$("$SHOAL" service ps density -q 2>/dev/null | wc -l)" = 0 ] && break; sleep 0.1; done
     sleep 2
 done

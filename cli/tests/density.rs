@@ -2,8 +2,10 @@
 //! node whose capacity is lowered with `--max-sandboxes`, so that the
 //! ceiling is reached. The excess waits PENDING with docker's kind of
 //! reason instead of failing, starts when capacity frees, and nothing of
-//! a task's network (namespace, veth, port binding) outlives it, after a
-//! `service rm` or a `kill -9` of the daemon.
+//! a task's network (namespace, veth, route, nftables element) outlives
+//! it, after a `service rm` or a `kill -9` of the daemon. Blocks take 100
+//! tasks each here (`--sandbox-block-hosts`), so the node claims blocks
+//! as it fills and gives them back as it empties.
 
 mod common;
 
@@ -17,6 +19,7 @@ use serde_json::Value;
 /// shared 2-core machine (a hang, not a timing target).
 const SLOW: Duration = Duration::from_secs(240);
 const CAPACITY: usize = 250;
+const BLOCK: usize = 100;
 const FULL: &str = "no suitable node (no network sandbox left on 1 node)";
 
 fn root() -> bool {
@@ -77,18 +80,47 @@ fn namespaces(tag: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// The host ends of veths (`shv<task id>`) left for any task id in `ids`.
-fn veths(ids: &BTreeSet<String>) -> Vec<String> {
-    ids.iter()
-        .map(|id| format!("shv{}", &id[..id.len().min(12)]))
-        .filter(|link| std::path::Path::new("/sys/class/net").join(link).exists())
-        .collect()
+/// The host ends of this node's task veths (`sv<tag>…`).
+fn veths(tag: &str) -> usize {
+    std::fs::read_dir("/sys/class/net")
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("sv{tag}"))
+                })
+                .count()
+        })
+        .unwrap_or_default()
 }
 
-/// The task ports bound in this node's bridge table (`nft list set`).
-fn bound_ports(tag: &str) -> usize {
+/// `ip -4 route show` lines through this node's task veths.
+fn routes(tag: &str) -> usize {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "route", "show"])
+        .output()
+        .expect("run ip");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("dev sv{tag}")))
+        .count()
+}
+
+/// The blocks this node holds: the addresses on its claim link `shb<tag>`.
+fn blocks(tag: &str) -> usize {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", &format!("shb{tag}")])
+        .output()
+        .expect("run ip");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// The elements of a set of this node's table (`nft list set`) naming a
+/// task veth.
+fn elements(tag: &str, set: &str) -> usize {
     let out = std::process::Command::new("nft")
-        .args(["list", "set", "bridge", &format!("shoalbr_{tag}"), "bound"])
+        .args(["list", "set", "ip", &format!("shoal_{tag}"), set])
         .output()
         .expect("run nft");
     assert!(
@@ -97,8 +129,20 @@ fn bound_ports(tag: &str) -> usize {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout)
-        .matches("\"shv")
+        .matches(&format!("\"sv{tag}"))
         .count()
+}
+
+/// Everything of this node's tasks in the kernel: namespaces, veths,
+/// routes, the two sets' elements.
+fn kernel(tag: &str) -> [usize; 5] {
+    [
+        namespaces(tag).len(),
+        veths(tag),
+        routes(tag),
+        elements(tag, "tasks"),
+        elements(tag, "bound"),
+    ]
 }
 
 fn ids(d: &Daemon, services: &[&str]) -> BTreeSet<String> {
@@ -116,7 +160,7 @@ fn a_full_node_keeps_the_excess_pending_and_leaves_nothing_behind() {
         return;
     }
     // A capacity out of range is refused before the daemon starts.
-    for bad in ["0", "1022", "many", "99999999999"] {
+    for bad in ["0", "8169", "many", "99999999999"] {
         let out = std::process::Command::new(shoal_bin())
             .args([
                 "daemon",
@@ -133,7 +177,12 @@ fn a_full_node_keeps_the_excess_pending_and_leaves_nothing_behind() {
             "{bad}: {err}"
         );
     }
-    let mut d = Daemon::start(&["--max-sandboxes", &CAPACITY.to_string()]);
+    let mut d = Daemon::start(&[
+        "--max-sandboxes",
+        &CAPACITY.to_string(),
+        "--sandbox-block-hosts",
+        &BLOCK.to_string(),
+    ]);
     d.ok(&["swarm", "init"]);
     let tag = std::fs::read_to_string(d.data_dir().join("net.json"))
         .ok()
@@ -183,7 +232,12 @@ fn a_full_node_keeps_the_excess_pending_and_leaves_nothing_behind() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(count(&d, &both, &["running"]), CAPACITY);
     assert_eq!(failures(&d, &both), Vec::<String>::new());
-    assert_eq!(namespaces(&tag).len(), CAPACITY);
+    assert_eq!(kernel(&tag), [CAPACITY; 5]);
+    assert_eq!(
+        blocks(&tag),
+        CAPACITY.div_ceil(BLOCK),
+        "blocks claimed as needed"
+    );
 
     // Capacity frees when another service goes: the waiting ones start.
     let small_ids = ids(&d, &["small"]);
@@ -195,16 +249,20 @@ fn a_full_node_keeps_the_excess_pending_and_leaves_nothing_behind() {
     wait_for("small's namespaces gone", SLOW, || {
         namespaces(&tag).len() == 200
     });
-    assert_eq!(
-        veths(&small_ids),
-        Vec::<String>::new(),
-        "small's veths are gone"
+    wait_for("small's veths, routes and elements gone", SLOW, || {
+        kernel(&tag) == [200; 5]
+    });
+    let left = namespaces(&tag);
+    assert!(
+        small_ids
+            .iter()
+            .all(|id| !left.iter().any(|n| n.ends_with(&id[..12]))),
+        "small's namespaces are gone"
     );
 
     // kill -9: the restarted daemon removes what the dead one left, and
     // the service comes back in new sandboxes.
     let before = namespaces(&tag);
-    let big_ids = ids(&d, &["big"]);
     d.kill9_and_restart();
     wait_for("big running again", SLOW, || {
         count(&d, &["big"], &["running"]) == 200 && namespaces(&tag).len() == 200
@@ -213,13 +271,49 @@ fn a_full_node_keeps_the_excess_pending_and_leaves_nothing_behind() {
         before.is_disjoint(&namespaces(&tag)),
         "the killed daemon's namespaces are gone"
     );
-    assert_eq!(veths(&big_ids), Vec::<String>::new(), "its veths too");
-    assert_eq!(bound_ports(&tag), 200, "one binding a live task");
+    assert_eq!(kernel(&tag), [200; 5], "its veths, routes and elements too");
+    assert_eq!(blocks(&tag), 2);
 
-    // service rm: nothing of any task is left.
-    let all = ids(&d, &["big"]).union(&big_ids).cloned().collect();
+    // service rm: nothing of any task is left, and the blocks but the
+    // first are given back.
     d.ok(&["service", "rm", "big"]);
-    wait_for("no namespace left", SLOW, || namespaces(&tag).is_empty());
-    wait_for("no veth left", SLOW, || veths(&all).is_empty());
-    assert_eq!(bound_ports(&tag), 0, "no port binding left");
+    wait_for("nothing left", SLOW, || kernel(&tag) == [0; 5]);
+    assert_eq!(blocks(&tag), 1, "the blocks but the first given back");
+}
+
+/// `swarm update --task-history-limit 2`: a service whose program fails at
+/// once keeps being replaced, yet its slot never keeps more than two tasks
+/// (the newest), so a failing service does not grow the state; `info`
+/// shows the limit.
+#[test]
+fn swarm_update_task_history_limit_bounds_what_a_failing_slot_keeps() {
+    let d = Daemon::start(&[]);
+    d.ok(&["swarm", "init"]);
+    let out = d.shoal(&["swarm", "update", "--task-history-limit", "-1"]);
+    assert!(!out.status.success());
+    d.ok(&["swarm", "update", "--task-history-limit", "2"]);
+    let info = d.ok(&["info"]);
+    assert!(info.contains("Task History Retention Limit: 2"), "{info}");
+    d.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "failing",
+        "--restart-delay",
+        "0s",
+        "--network",
+        "host",
+        "--driver",
+        "process",
+        "/bin/false",
+    ]);
+    let mut seen = BTreeSet::new();
+    wait_for("six tasks made and failed in turn", SLOW, || {
+        seen.extend(ids(&d, &["failing"]));
+        seen.len() >= 6
+    });
+    wait_for("the slot down to its two newest tasks", SLOW, || {
+        d.tasks("failing").len() <= 2
+    });
 }

@@ -1,5 +1,6 @@
-//! The task sandbox against the real kernel: namespaces, veths, the bridge
-//! and NAT, made and removed. Needs root (skipped, saying so, without).
+//! The task sandbox against the real kernel: namespaces, routed veths, the
+//! claim link and NAT, made and removed. Needs root (skipped, saying so,
+//! without).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -57,7 +58,7 @@ fn get(addr: std::net::Ipv4Addr) -> Option<String> {
     None
 }
 
-/// Whatever happens, the test's namespaces, bridge and table go.
+/// Whatever happens, the test's namespaces, veths, link and tables go.
 struct Cleanup(std::path::PathBuf);
 
 impl Drop for Cleanup {
@@ -85,7 +86,9 @@ fn two_tasks_bind_the_same_port_in_their_own_namespaces_and_nothing_is_left() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let _clean = Cleanup(dir.path().to_path_buf());
-    let sb = Sandbox::open(dir.path(), None).expect("open");
+    let sb = Sandbox::open(dir.path(), None, None).expect("open");
+    let saved = std::fs::read_to_string(dir.path().join("net.json")).expect("net.json");
+    let tag = saved.split('"').nth(3).expect("tag").to_string();
     let a = sb.prepare("aaaaaaaaaaaaaaaaaaaaaaaaa", &[]).expect("a");
     let b = sb.prepare("bbbbbbbbbbbbbbbbbbbbbbbbb", &[]).expect("b");
     assert_ne!(a.addr, b.addr);
@@ -99,17 +102,18 @@ fn two_tasks_bind_the_same_port_in_their_own_namespaces_and_nothing_is_left() {
     // A daemon killed now leaves its namespaces: the next open removes them.
     drop(sb);
     assert!(a.netns.exists());
-    let sb = Sandbox::open(dir.path(), None).expect("reopen");
+    let sb = Sandbox::open(dir.path(), None, None).expect("reopen");
     assert!(!a.netns.exists() && !b.netns.exists(), "leftovers removed");
     let c = sb.prepare("ccccccccccccccccccccccccc", &[]).expect("c");
     sb.release("ccccccccccccccccccccccccc");
     assert!(!c.netns.exists());
-    assert!(!links().contains("shvcccccccccccc"));
+    assert!(!links().contains(&format!("sv{tag}")), "no task veth left");
 
     sandbox::clean(dir.path());
-    let saved = std::fs::read_to_string(dir.path().join("net.json")).expect("net.json");
-    let tag = saved.split('"').nth(3).expect("tag").to_string();
-    assert!(!links().contains(&format!("shb{tag}")), "bridge removed");
+    assert!(
+        !links().contains(&format!("shb{tag}")),
+        "claim link removed"
+    );
     let tables = Command::new("nft")
         .args(["list", "tables"])
         .output()
@@ -117,10 +121,12 @@ fn two_tasks_bind_the_same_port_in_their_own_namespaces_and_nothing_is_left() {
     assert!(!String::from_utf8_lossy(&tables.stdout).contains(&format!("shoal_{tag}")));
 }
 
-/// The tasks' gateway keeps its MAC address as tasks come and go: a
-/// bridge that took its ports' lowest address changed it when that port
-/// left, and the other tasks, whose ARP entry held the old one, lost their
-/// gateway (and an overlay's embedded DNS) until the entry expired.
+/// Every bridge the sandbox makes keeps a MAC address of its own as tasks
+/// come and go (here the node's claim link; an overlay's bridge, whose
+/// ports are tasks, is made the same way): a bridge that took its ports'
+/// lowest address changed it when that port left, and the other tasks,
+/// whose ARP entry held the old one, lost their gateway (and an overlay's
+/// embedded DNS) until the entry expired.
 #[test]
 fn the_bridge_keeps_its_address_when_tasks_leave() {
     if !root() {
@@ -129,7 +135,7 @@ fn the_bridge_keeps_its_address_when_tasks_leave() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let _clean = Cleanup(dir.path().to_path_buf());
-    let sb = Sandbox::open(dir.path(), None).expect("open");
+    let sb = Sandbox::open(dir.path(), None, None).expect("open");
     let ids = [
         "ddddddddddddddddddddddddd",
         "eeeeeeeeeeeeeeeeeeeeeeeee",
@@ -177,7 +183,7 @@ fn sandboxes_made_and_removed_per_second() {
         .unwrap_or(200);
     let dir = tempfile::tempdir().expect("tmp");
     let _clean = Cleanup(dir.path().to_path_buf());
-    let sb = Sandbox::open(dir.path(), None).expect("open");
+    let sb = Sandbox::open(dir.path(), None, None).expect("open");
     // Names come from the first 12 characters of an id: those differ.
     let ids: Vec<String> = (0..n).map(|i| format!("{i:012}abcdefghijklm")).collect();
     let t = Instant::now();

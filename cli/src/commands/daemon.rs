@@ -61,10 +61,14 @@ pub struct DaemonArgs {
     #[arg(long = "node-generic-resource", value_name = "KIND=VALUE", value_parser = generic_resource)]
     node_generic_resources: Vec<shoal_core::model::placement::GenericResource>,
     /// Hold at most N tasks with a network sandbox of their own at once
-    /// (shoal's own; default: one per address of the node's task subnet,
-    /// 1021); the scheduler keeps further tasks pending
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1021))]
+    /// (shoal's own; default: one per address of the blocks a node may
+    /// claim, 8168); the scheduler keeps further tasks pending
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=shoal_node::sandbox::MAX_SANDBOXES as i64))]
     max_sandboxes: Option<u16>,
+    /// Tasks take only N addresses of each /22 block of the node (tests:
+    /// blocks claimed and given back with a few hundred tasks)
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u16).range(1..=shoal_node::sandbox::BLOCK_HOSTS as i64))]
+    sandbox_block_hosts: Option<u16>,
     /// Log filter (also RUST_LOG)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -127,6 +131,7 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
         timings,
         generic_resources: a.node_generic_resources,
         max_sandboxes: a.max_sandboxes.map(usize::from),
+        sandbox_block_hosts: a.sandbox_block_hosts.map(usize::from),
     };
     shoal_node::daemon::run(config, PathBuf::from(socket), metrics)
         .await

@@ -200,7 +200,8 @@ pub fn network(n: &Network, state: &ClusterState) -> wire::Network {
     }
 }
 
-/// This node's task bridge, as docker shows a local bridge network.
+/// This node's task network (routed veths, the dummy link `shb<tag>`
+/// holding its address blocks), as docker shows a local bridge network.
 fn bridge(rt: &Runtime, cluster_id: &str) -> Option<wire::Network> {
     use sha2::Digest;
     let sb = rt.process.sandbox()?;
@@ -218,11 +219,18 @@ fn bridge(rt: &Runtime, cluster_id: &str) -> Option<wire::Network> {
             ipam: Some(wire::Ipam {
                 driver: Some("default".into()),
                 options: None,
-                config: Some(vec![wire::IpamConfig {
-                    subnet: Some(sb.subnet().to_string()),
-                    gateway: Some(sb.gateway().to_string()),
-                    ..Default::default()
-                }]),
+                // One entry a block the node holds; every task's gateway
+                // is the on-link 169.254.1.1 (its veth's host end).
+                config: Some(
+                    sb.subnets()
+                        .into_iter()
+                        .map(|subnet| wire::IpamConfig {
+                            subnet: Some(subnet),
+                            gateway: Some(crate::sandbox::TASK_GATEWAY.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
             }),
             options: Some(Default::default()),
             labels: Some(Default::default()),

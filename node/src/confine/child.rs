@@ -348,6 +348,92 @@ unsafe fn close_all() {
     }
 }
 
+/// Gives back the daemon's memory this process holds as a copy: unmaps
+/// every private anonymous writable mapping of 64 KiB or more (heaps,
+/// other threads' stacks, large allocations) but the one this thread's
+/// stack (and, with glibc, its thread control block and TLS) is in. A
+/// forked waiter shares the daemon's pages until the daemon writes one;
+/// from then on it alone holds the old page, so a node of thousands of
+/// tasks, two waiters each, held gigabytes of the daemon's old pages
+/// (issue 30); and the page tables fork copied for them, which only an
+/// unmap frees. What waits needs nothing of it: syscalls on its stack
+/// only.
+/// Best effort: without `/proc` (a masked one in the task's root) nothing
+/// is given back. Reads `/proc/self/maps` into a buffer on the stack.
+///
+/// # Safety
+/// Syscalls only; afterwards this process must touch no memory but its
+/// stack (and this thread's TLS).
+unsafe fn give_back_memory() {
+    const MIN: usize = 64 << 10;
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
+    // SAFETY: open/read/close on a descriptor of our own into a stack
+    // buffer; munmap of mappings this process has, none holding `sp`
+    // (the kernel goes on reading the list after the last address read).
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return;
+        }
+        let mut buf = [0u8; 8192];
+        let mut have = 0usize;
+        loop {
+            let n = libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have);
+            if n <= 0 {
+                break;
+            }
+            have += n as usize;
+            let mut start = 0;
+            while let Some(end) = buf[start..have].iter().position(|b| *b == b'\n') {
+                let line = &buf[start..start + end];
+                if let Some((lo, hi)) = droppable(line) {
+                    if !(lo..hi).contains(&sp) && hi - lo >= MIN {
+                        libc::munmap(lo as *mut libc::c_void, hi - lo);
+                    }
+                }
+                start += end + 1;
+            }
+            if start == 0 && have == buf.len() {
+                // A line longer than the buffer: give up rather than guess.
+                break;
+            }
+            buf.copy_within(start..have, 0);
+            have -= start;
+        }
+        libc::close(fd);
+    }
+}
+
+/// The range of a `/proc/self/maps` line that is private, anonymous and
+/// writable (`rw-p`, inode 0, no name or `[heap]`).
+fn droppable(line: &[u8]) -> Option<(usize, usize)> {
+    let mut fields = line.split(|b| *b == b' ').filter(|f| !f.is_empty());
+    let range = fields.next()?;
+    let perms = fields.next()?;
+    let _offset = fields.next()?;
+    let _dev = fields.next()?;
+    let inode = fields.next()?;
+    let name = fields.next().unwrap_or(b"");
+    if perms != b"rw-p" || inode != b"0" || !(name.is_empty() || name == b"[heap]") {
+        return None;
+    }
+    let dash = range.iter().position(|b| *b == b'-')?;
+    let hex = |s: &[u8]| -> Option<usize> {
+        let mut v = 0usize;
+        for b in s {
+            let d = (*b as char).to_digit(16)? as usize;
+            v = v.checked_mul(16)?.checked_add(d)?;
+        }
+        Some(v)
+    };
+    let (lo, hi) = (hex(&range[..dash])?, hex(&range[dash + 1..])?);
+    (lo < hi).then_some((lo, hi))
+}
+
 /// Waits for `child` and exits as it did: its code, or 128 + the signal
 /// that killed it (the keeper re-raises the signal instead). Never returns.
 ///
@@ -367,6 +453,7 @@ unsafe fn wait_and_exit(child: libc::pid_t, reap_all: bool, reraise: bool) -> ! 
         ] {
             libc::signal(sig, libc::SIG_IGN);
         }
+        give_back_memory();
         let mut status = 0;
         loop {
             let waited = if reap_all { -1 } else { child };
@@ -580,5 +667,35 @@ pub unsafe fn join(j: &Join) -> io::Result<()> {
             wait_and_exit(check_pid, false, true);
         }
         drop_privileges(&j.privileges)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::droppable;
+
+    #[test]
+    fn only_private_anonymous_writable_mappings_are_given_back() {
+        let line = |s: &str| droppable(s.as_bytes());
+        assert_eq!(
+            line("7f0000000000-7f0000200000 rw-p 00000000 00:00 0 "),
+            Some((0x7f00_0000_0000, 0x7f00_0020_0000))
+        );
+        assert_eq!(
+            line("55d0a000-55d0c000 rw-p 00000000 00:00 0                          [heap]"),
+            Some((0x55d0_a000, 0x55d0_c000))
+        );
+        for kept in [
+            "7ffd0000-7ffd2000 rw-p 00000000 00:00 0                          [stack]",
+            "7f00-7f10 r--p 00000000 00:00 0 ",
+            "7f00-7f10 ---p 00000000 00:00 0 ",
+            "7f00-7f10 rw-s 00000000 00:05 123 /dev/zero",
+            "5600-5610 rw-p 0001a000 fd:01 4242 /usr/bin/shoal",
+            "7f10-7f00 rw-p 00000000 00:00 0 ",
+            "zz-7f00 rw-p 00000000 00:00 0 ",
+            "garbage",
+        ] {
+            assert_eq!(line(kept), None, "{kept}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use parking_lot::Mutex;
 use shoal_actors::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
 use shoal_core::model::{DriverInfo, Health, HealthConfig};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::confine::cgroup::TaskCgroup;
@@ -547,20 +547,48 @@ fn probe_blocking(check: &HealthConfig, launch: &Launch, inside: &Inside) -> boo
     }
 }
 
+/// What `pump` reads at once: a buffer inside its future (two a task), not
+/// tokio's `BufReader`, which zero-fills 8 KiB each up front whether the
+/// task ever writes a byte or not (most never do; issue 30's memory).
+const PUMP_CHUNK: usize = 1024;
+
+/// Sends the task's output on, a line at a time (a line that is not UTF-8
+/// is sent with U+FFFD in its place; the last one even without a newline).
 async fn pump<R: tokio::io::AsyncRead + Unpin>(
-    r: R,
+    mut r: R,
     stream: &'static str,
     tx: mpsc::UnboundedSender<String>,
 ) {
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    use tokio::io::AsyncReadExt;
+    let send = |line: &[u8]| {
+        let text = String::from_utf8_lossy(line);
         // A terminal ends its lines with CR LF.
-        if tx
-            .send(logs::format_line(stream, line.trim_end_matches('\r')))
-            .is_err()
-        {
-            return;
+        tx.send(logs::format_line(stream, text.trim_end_matches('\r')))
+            .is_ok()
+    };
+    let mut chunk = [0u8; PUMP_CHUNK];
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let n = match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut rest = &chunk[..n];
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&rest[..end]);
+            rest = &rest[end + 1..];
+            if !send(&line) {
+                return;
+            }
+            line.clear();
+            if line.capacity() > 4 * PUMP_CHUNK {
+                line = Vec::new();
+            }
         }
+        line.extend_from_slice(rest);
+    }
+    if !line.is_empty() {
+        send(&line);
     }
 }
 

@@ -65,6 +65,9 @@ pub struct NodeConfig {
     /// At most this many tasks with a network sandbox at once
     /// (`--max-sandboxes`; `None`: as many as its addresses).
     pub max_sandboxes: Option<usize>,
+    /// Addresses of a block tasks take (`--sandbox-block-hosts`, for
+    /// tests; `None`: all 1,021).
+    pub sandbox_block_hosts: Option<usize>,
 }
 
 pub struct Runtime {
@@ -140,8 +143,9 @@ impl Runtime {
         let directory = Directory::new();
         let data_dir = config.data_dir.clone();
         let max_sandboxes = config.max_sandboxes;
+        let block_hosts = config.sandbox_block_hosts;
         let sandbox = tokio::task::spawn_blocking(move || {
-            crate::sandbox::Sandbox::open(&data_dir, max_sandboxes)
+            crate::sandbox::Sandbox::open(&data_dir, max_sandboxes, block_hosts)
         })
         .await
         .map_err(|e| NodeError::Actors(e.to_string()))?;

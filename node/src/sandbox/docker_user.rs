@@ -2,7 +2,7 @@
 //! policy to DROP (through iptables, often iptables-nft) and passes bridged
 //! frames through it; in nftables a packet another base chain drops is
 //! dropped whatever shoal's own table says, so what this node routes for
-//! its tasks (their bridge, the overlay bridges and devices) would vanish
+//! its tasks (their veths, the overlay bridges and devices) would vanish
 //! on such a host. Docker's documented place for a host's own rules is the
 //! `DOCKER-USER` chain; this node adds its accepts there when the chain
 //! exists, and removes them when it closes. No engine, no chain: nothing
@@ -10,11 +10,11 @@
 
 use super::ip;
 
-/// The rules for this tag: what leaves the tasks' bridge (and comes back
+/// The rules for this tag: what leaves the tasks' veths (and comes back
 /// on its connections), and everything on the overlay links.
 fn rules(tag: &str) -> [Vec<String>; 4] {
     let (bridge, overlay) = (
-        format!("shb{tag}"),
+        format!("sv{tag}+"),
         format!("{}+", super::overlay::link_prefix(tag)),
     );
     let accept = |dir: &str, dev: &str| {

@@ -1,14 +1,41 @@
 //! Per-task sandboxes: the one place that makes namespaces. A process task
 //! (unless its service asks for `--network host`) runs in its own network
-//! namespace, wired by a veth pair into this node's bridge with an address
-//! of the node's subnet and NAT for egress, and in its own mount namespace.
+//! namespace and its own mount namespace. Its `eth0` is one end of a veth
+//! pair whose other end stays on the host, routed rather than bridged (as
+//! Calico wires pods): the task holds one address of the node's blocks as
+//! a /32, with `169.254.1.1` as an on-link default gateway whose MAC is a
+//! permanent neighbour entry (the host ends all carry `ee:ee:ee:ee:ee:ee`);
+//! the host holds a /32 route and a permanent neighbour entry to the task
+//! through the host end, which has no address of its own. No Linux bridge,
+//! so no 1,024-port limit: what a node holds is set by its address blocks
+//! (see `MAX_SANDBOXES`).
+//!
+//! Addresses: blocks of 10.201.0.0/16, one /22 each. A node starts with
+//! one and claims another (the lowest free on this host) when its blocks
+//! are full, up to `NODE_BLOCKS`; a block other than the first is given
+//! back when its last task goes. A block is claimed by its `.1` (as a /22)
+//! on the node's claim link `shb<tag>` (a bridge without ports: a link to
+//! hold addresses, which every kernel has; `dummy` is a module not every
+//! kernel builds), which is how every daemon on the
+//! host sees it taken; the first block's `.1` is the node's own address
+//! towards its tasks (the source of its connections to them), and the
+//! prefix route the claim brings sinks whatever is sent to an address of
+//! a block that no task holds.
+//!
+//! Isolation is nftables' (the table `shoal_<tag>`): the set `tasks`
+//! holds the host end of every task's veth, the set `bound` each with its
+//! task's address; nothing is forwarded from one task interface to
+//! another, nor into one but answers, and a task sends only from its own
+//! address.
 //!
 //! Ownership: the sandbox creates a task's namespace before the program is
 //! spawned and removes it when the driver forgets the task. Everything it
-//! makes carries this data dir's tag (`net.json`): the bridge `shb<tag>`, the
-//! namespaces `shn<tag>-<task>`, the host ends of the veths `shv<task>` and
-//! the nftables table `shoal_<tag>`, so that `open` can remove whatever a
-//! daemon killed with `kill -9` left, and nothing of another node's.
+//! makes carries this data dir's tag (`net.json`): the claim link
+//! `shb<tag>`, the namespaces `shn<tag>-<task>`, the host ends of the
+//! veths `sv<tag><hex of the address's last two bytes>` and the nftables
+//! tables `shoal_<tag>` and `shoalbr_<tag>`, so that `open` can remove
+//! whatever a daemon killed with `kill -9` left, and nothing of another
+//! node's.
 //!
 //! Blocking (netlink requests, answered on the calling thread; whole
 //! nftables tables through `nft -f`): call it from the process driver's
@@ -35,13 +62,25 @@ use serde::{Deserialize, Serialize};
 
 pub use ip::IpError;
 
-/// Task subnets come from 10.201.0.0/16, one /22 per node on this host
-/// (clear of the overlay pool and of what a local Docker engine holds): 64
-/// nodes a host, 1,021 tasks a node (a Linux bridge takes 1,024 ports).
+/// Task addresses come from 10.201.0.0/16 (clear of the overlay pool and
+/// of what a local Docker engine holds), in blocks of a /22: 64 blocks a
+/// host, shared by the nodes on it.
 const POOL: [u8; 2] = [10, 201];
-const SUBNETS: u8 = 64;
+const BLOCKS: u8 = 64;
 const PREFIX: u8 = 22;
-const HOSTS: u16 = 1022;
+/// The addresses of a block a task may hold: `.2` to `.1022` of the /22
+/// (`.0` and the last stay unused, `.1` is the block's claim).
+const BLOCK_FIRST: u16 = 2;
+const BLOCK_LAST: u16 = 1022;
+pub const BLOCK_HOSTS: usize = (BLOCK_LAST - BLOCK_FIRST + 1) as usize;
+/// The most blocks one node claims: 8 of the host's 64, so eight nodes on
+/// one host can each fill theirs.
+const NODE_BLOCKS: usize = 8;
+/// Every task's default gateway, on its link (as Calico's): the host end
+/// of its veth answers for it with `HOST_MAC`.
+pub const TASK_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The MAC of every host end of a task's veth (each is its own link).
+const HOST_MAC: [u8; 6] = [0xee; 6];
 const NETNS_DIR: &str = nl::netns::NETNS_DIR;
 const HOST_LOCK: &str = "/run/shoal-sandbox.lock";
 /// One file a tag, holding the pid of the daemon that uses it: a tag whose
@@ -61,7 +100,7 @@ pub enum SandboxError {
     Io(PathBuf, #[source] std::io::Error),
     #[error("no free /22 left in 10.201.0.0/16 on this host")]
     NoSubnet,
-    #[error("no free address left on this node's bridge")]
+    #[error("no free address left in this node's blocks")]
     NoAddress,
     #[error("this node holds as many sandboxes as it can ({0})")]
     Full(usize),
@@ -99,9 +138,57 @@ pub struct TaskNet {
     pub addr: Ipv4Addr,
 }
 
-/// How many sandboxes a node holds at most: one per address of its subnet
-/// (its bridge takes one port per task too, up to 1,024).
-pub const MAX_SANDBOXES: usize = (HOSTS - 1) as usize;
+/// How many sandboxes a node holds at most: one per address of the blocks
+/// it may claim (8 × 1,021 = 8,168).
+pub const MAX_SANDBOXES: usize = NODE_BLOCKS * BLOCK_HOSTS;
+
+/// The addresses a node holds: its blocks, which addresses of them are
+/// free, and which task holds each of the others.
+#[derive(Debug)]
+struct Addrs {
+    /// How many addresses of a block tasks hold: `.2` on (`BLOCK_HOSTS`,
+    /// fewer for tests: `shoal daemon --sandbox-block-hosts`).
+    per_block: u16,
+    /// The block indexes (the third byte of a block's address / 4).
+    blocks: BTreeSet<u8>,
+    free: BTreeSet<Ipv4Addr>,
+    tasks: BTreeMap<String, Ipv4Addr>,
+}
+
+impl Addrs {
+    fn new(per_block: u16) -> Addrs {
+        Addrs {
+            per_block,
+            blocks: BTreeSet::new(),
+            free: BTreeSet::new(),
+            tasks: BTreeMap::new(),
+        }
+    }
+
+    /// The addresses of block `index` tasks may hold.
+    fn range(&self, index: u8) -> std::ops::RangeInclusive<Ipv4Addr> {
+        block_addr(index, BLOCK_FIRST)..=block_addr(index, BLOCK_FIRST + self.per_block - 1)
+    }
+
+    fn add_block(&mut self, index: u8) {
+        if self.blocks.insert(index) {
+            let first = BLOCK_FIRST;
+            self.free
+                .extend((first..first + self.per_block).map(|h| block_addr(index, h)));
+        }
+    }
+}
+
+/// The `host`th address of block `index`.
+fn block_addr(index: u8, host: u16) -> Ipv4Addr {
+    let [hi, lo] = host.to_be_bytes();
+    Ipv4Addr::new(POOL[0], POOL[1], index * 4 + hi, lo)
+}
+
+/// The block an address of the pool is in.
+fn block_of(addr: Ipv4Addr) -> u8 {
+    addr.octets()[2] / 4
+}
 
 pub struct Sandbox {
     saved: Saved,
@@ -113,8 +200,10 @@ pub struct Sandbox {
     /// `release`, so that the count the scheduler keeps (tasks not ended)
     /// never runs ahead of this one.
     held: Mutex<BTreeSet<String>>,
-    /// The address each task holds.
-    tasks: Mutex<BTreeMap<String, Ipv4Addr>>,
+    /// The blocks and the address each task holds.
+    addrs: Mutex<Addrs>,
+    /// Held while a block is claimed, so that two tasks do not claim two.
+    grow: Mutex<()>,
     /// Overlay bridges and the tasks' attachments to them.
     overlay: Mutex<overlay::Local>,
 }
@@ -123,9 +212,18 @@ fn netns_name(tag: &str, task_id: &str) -> String {
     format!("shn{tag}-{}", &task_id[..task_id.len().min(12)])
 }
 
-fn veth_names(task_id: &str) -> (String, String) {
-    let short = &task_id[..task_id.len().min(12)];
-    (format!("shv{short}"), format!("sht{short}"))
+/// The host end of the veth of the task holding `addr`: unique on the
+/// host (the address is), and found by the tag's prefix `sv<tag>`.
+fn veth_name(tag: &str, addr: Ipv4Addr) -> String {
+    let [.., c, d] = addr.octets();
+    format!("sv{tag}{c:02x}{d:02x}")
+}
+
+/// The MAC of a task's `eth0`: `0a:58` and its address, so that the host
+/// knows it without asking.
+fn task_mac(addr: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = addr.octets();
+    [0x0a, 0x58, a, b, c, d]
 }
 
 /// Holds the host-wide lock while subnets are chosen, so that two daemons
@@ -152,7 +250,7 @@ impl HostLock {
     }
 }
 
-/// The subnet indexes some interface of this host already has an address in.
+/// The block indexes some interface of this host already has an address in.
 fn used_indexes() -> Result<Vec<u8>, SandboxError> {
     let addrs = nl::host(|r| r.ipv4_addrs())?;
     Ok(addrs
@@ -168,7 +266,14 @@ impl Sandbox {
     /// removes every namespace and veth a previous daemon of this data dir
     /// left. Fails on a node that cannot make namespaces. It holds at most
     /// `max` sandboxes (`None`, or more than `MAX_SANDBOXES`: that many).
-    pub fn open(data_dir: &Path, max: Option<usize>) -> Result<Arc<Sandbox>, SandboxError> {
+    /// `block_hosts`: tasks take only that many addresses of a block (at
+    /// most `BLOCK_HOSTS`), so that a test sees blocks claimed and given
+    /// back with a few hundred tasks.
+    pub fn open(
+        data_dir: &Path,
+        max: Option<usize>,
+        block_hosts: Option<usize>,
+    ) -> Result<Arc<Sandbox>, SandboxError> {
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         if uid != 0 {
@@ -189,7 +294,7 @@ impl Sandbox {
             Some(s) => s,
             None => {
                 let used = used_indexes()?;
-                let index = (0..SUBNETS)
+                let index = (0..BLOCKS)
                     .find(|i| !used.contains(i))
                     .ok_or(SandboxError::NoSubnet)?;
                 let tag: String = shoal_core::model::id_from(&mut rand::rng())[..8].into();
@@ -204,14 +309,18 @@ impl Sandbox {
                 s
             }
         };
+        let per_block = block_hosts.map_or(BLOCK_HOSTS, |b| b.clamp(1, BLOCK_HOSTS));
+        let most = NODE_BLOCKS * per_block;
         let sb = Sandbox {
-            capacity: max.map_or(MAX_SANDBOXES, |m| m.min(MAX_SANDBOXES)),
+            capacity: max.map_or(most, |m| m.min(most)),
+            addrs: Mutex::new(Addrs::new(per_block as u16)),
             ..Sandbox::of(saved)
         };
         nl::netns::prepare_dir()?;
         sb.remove_leftovers()?;
         overlay::remove_all(&sb.saved.tag);
-        sb.set_up_bridge()?;
+        sb.set_up_link()?;
+        sb.addrs.lock().add_block(sb.saved.index);
         let owners = Path::new(OWNERS);
         std::fs::create_dir_all(owners).map_err(io(owners))?;
         let mine = owners.join(&sb.saved.tag);
@@ -227,7 +336,8 @@ impl Sandbox {
             saved,
             capacity: MAX_SANDBOXES,
             held: Mutex::new(BTreeSet::new()),
-            tasks: Mutex::new(BTreeMap::new()),
+            addrs: Mutex::new(Addrs::new(BLOCK_HOSTS as u16)),
+            grow: Mutex::new(()),
             overlay: Mutex::default(),
         }
     }
@@ -243,22 +353,54 @@ impl Sandbox {
         self.held.lock().remove(task_id);
     }
 
-    /// The name of this node's bridge.
+    /// The name of this node's claim link, which holds its blocks' claims.
     pub fn bridge(&self) -> String {
         format!("shb{}", self.saved.tag)
+    }
+
+    /// The prefix of the host ends of this node's task veths.
+    fn veth_prefix(&self) -> String {
+        format!("sv{}", self.saved.tag)
     }
 
     fn table(&self) -> String {
         format!("shoal_{}", self.saved.tag)
     }
 
-    /// The bridge-family table that binds each task port to its address.
+    /// The bridge-family table that binds each task port of an overlay
+    /// bridge to its address.
     fn port_table(&self) -> String {
         format!("shoalbr_{}", self.saved.tag)
     }
 
-    /// From now on, IPv4 frames that enter the bridge from `port` (a task's
-    /// host-side veth) must carry `addr` as their source.
+    /// The elements that make `link` (the host end of a task's veth) one
+    /// of the task interfaces of the node's table, bound to `addr`.
+    fn task_elements(op: Op, link: &str, addr: Ipv4Addr) -> [Element; 2] {
+        let tasks = Element {
+            op,
+            set: "tasks",
+            key: nl::nft::ifname_key(link),
+        };
+        let bound = Element {
+            op,
+            set: "bound",
+            key: nl::nft::ifname_addr_key(link, addr),
+        };
+        match op {
+            Op::Add => [tasks, bound],
+            Op::Delete => [bound, tasks],
+        }
+    }
+
+    /// Applies task interface elements (`task_elements`) as one transaction.
+    fn apply_tasks(&self, elements: &[Element]) -> Result<(), SandboxError> {
+        let t = self.table();
+        nl::host_nft(|n| n.apply(nl::nft::NFPROTO_IPV4, &t, elements))?;
+        Ok(())
+    }
+
+    /// From now on, IPv4 frames that enter an overlay bridge from `port` (a
+    /// task's host-side veth) must carry `addr` as their source.
     /// The elements `bind_port` adds (`Op::Add`) or removes.
     fn port_elements(op: Op, port: &str, addr: Ipv4Addr) -> [Element; 2] {
         let ports = Element {
@@ -284,6 +426,14 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Forgets a task interface (it is going); each element alone, so one
+    /// already gone does not keep the other.
+    fn unbind_task(&self, link: &str, addr: Ipv4Addr) {
+        for e in Self::task_elements(Op::Delete, link, addr) {
+            let _ = self.apply_tasks(std::slice::from_ref(&e));
+        }
+    }
+
     /// Forgets a port's binding (the port is going); each element alone,
     /// so one already gone does not keep the other.
     pub(crate) fn unbind_port(&self, port: &str, addr: Ipv4Addr) {
@@ -292,75 +442,81 @@ impl Sandbox {
         }
     }
 
-    /// The `host`th address of this node's subnet.
-    fn addr(&self, host: u16) -> Ipv4Addr {
-        let [hi, lo] = host.to_be_bytes();
-        Ipv4Addr::new(POOL[0], POOL[1], self.saved.index * 4 + hi, lo)
-    }
-
-    /// The bridge's address: the tasks' gateway, and the source of the
-    /// node's connections to them.
+    /// The node's own address towards its tasks (`.1` of its first block):
+    /// the source of its connections to them.
     pub fn gateway(&self) -> Ipv4Addr {
-        self.addr(1)
+        block_addr(self.saved.index, 1)
     }
 
-    /// This node's task subnet, as `a.b.c.0/22`.
-    pub fn subnet(&self) -> String {
-        format!("{}/{PREFIX}", self.addr(0))
+    /// Every block this node holds now, as `a.b.c.0/22`.
+    pub fn subnets(&self) -> Vec<String> {
+        self.addrs
+            .lock()
+            .blocks
+            .iter()
+            .map(|b| format!("{}/{PREFIX}", block_addr(*b, 0)))
+            .collect()
     }
 
-    fn set_up_bridge(&self) -> Result<(), SandboxError> {
-        let br = self.bridge();
+    /// The node's claim link with its first block's claim (made afresh:
+    /// the claims of other blocks a previous daemon held go with the old
+    /// one), forwarding, and the node's table.
+    fn set_up_link(&self) -> Result<(), SandboxError> {
+        let link = self.bridge();
         let gateway = self.gateway();
         nl::host(|r| {
-            if !r.link_exists(&br)? {
-                r.add_bridge(&br, None)?;
-                let index = r.link_index(&br)?;
-                r.add_addr(index, gateway, PREFIX)?;
-            }
-            r.set_up(&br)
+            r.del_link_if_any(&link)?;
+            r.add_bridge(&link, None)?;
+            let index = r.link_index(&link)?;
+            r.add_addr(index, gateway, PREFIX)?;
+            r.set_up(&link)
         })?;
         let forward = Path::new("/proc/sys/net/ipv4/ip_forward");
         std::fs::write(forward, b"1").map_err(io(forward))?;
-        let (table, subnet) = (self.table(), self.subnet());
+        let table = self.table();
         let overlay = overlay::link_prefix(&self.saved.tag);
         // Recreated whole each time: `delete` of a missing table fails, so
-        // add it empty first. `pass`: nothing is routed from one task port
-        // of the bridge to another (the ports are isolated at L2 too), and
-        // an overlay bridge takes forwarded packets only from shoal's
+        // add it empty first. `tasks`: the host ends of the node's task
+        // veths (`task_elements`), `bound`: each with its task's address.
+        // `spoof`: a task sends only from its own address, and strict
+        // reverse-path filtering on the task-facing links: a packet from a
+        // task must carry a source this node routes back out of the link
+        // it came in on (not another network's, nor another node's).
+        // `pass`: nothing is routed from one task interface to another,
+        // and an overlay bridge takes forwarded packets only from shoal's
         // overlay links (its own bridge, another network's, which the
         // overlay table then filters, the TUN, the VXLAN device). Nothing
-        // is forwarded into the node bridge but answers: the node reaches
+        // is forwarded into a task interface but answers: the node reaches
         // its tasks from itself, never for a neighbour that routes via it.
-        // `spoof`: strict reverse-path filtering on the task-facing links:
-        // a packet from a task must carry a source this node routes back
-        // out of the link it came in on (its own address; not another
-        // network's, nor another node's).
+        // `masq`: what tasks send out of the node leaves with the node's
+        // address.
         ip::nft(&format!(
             "add table ip {table}\ndelete table ip {table}\n\
              table ip {table} {{\n\
+               set tasks {{ type ifname; }}\n\
+               set bound {{ type ifname . ipv4_addr; }}\n\
                chain masq {{\n\
                  type nat hook postrouting priority 100; policy accept;\n\
-                 ip saddr {subnet} oifname != \"{br}\" masquerade\n\
+                 iifname @tasks oifname != @tasks masquerade\n\
                }}\n\
                chain spoof {{\n\
                  type filter hook prerouting priority -150; policy accept;\n\
-                 iifname \"{br}\" fib saddr . iif oif missing drop\n\
+                 iifname @tasks iifname . ip saddr != @bound drop\n\
+                 iifname @tasks fib saddr . iif oif missing drop\n\
                  iifname \"{overlay}b*\" fib saddr . iif oif missing drop\n\
                }}\n\
                chain pass {{\n\
                  type filter hook forward priority 0; policy accept;\n\
-                 iifname \"{br}\" oifname \"{br}\" drop\n\
+                 iifname @tasks oifname @tasks drop\n\
                  oifname \"{overlay}b*\" iifname != \"{overlay}*\" drop\n\
-                 iifname \"{br}\" accept\n\
-                 oifname \"{br}\" ct state established,related accept\n\
-                 oifname \"{br}\" drop\n\
+                 iifname @tasks accept\n\
+                 oifname @tasks ct state established,related accept\n\
+                 oifname @tasks drop\n\
                }}\n\
              }}\n"
         ))?;
-        // Per-task anti-spoofing at L2: a task's port on the node bridge
-        // or an overlay bridge passes only IPv4 from the task's own
-        // address there (`bind_port`).
+        // Per-task anti-spoofing at L2: a task's port on an overlay bridge
+        // passes only IPv4 from the task's own address there (`bind_port`).
         let ports = self.port_table();
         ip::nft(&format!(
             "add table bridge {ports}\ndelete table bridge {ports}\n\
@@ -377,8 +533,23 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Namespaces of this tag (and their veths) a dead daemon left.
+    /// Namespaces of this tag and the host ends of their veths a dead
+    /// daemon left (their routes and neighbour entries go with the links).
     fn remove_leftovers(&self) -> Result<(), SandboxError> {
+        let veths = self.veth_prefix();
+        let mut left = 0usize;
+        nl::host(|r| {
+            for (_, name) in r.links()? {
+                if name.starts_with(&veths) {
+                    r.del_link_if_any(&name)?;
+                    left += 1;
+                }
+            }
+            Ok(())
+        })?;
+        if left > 0 {
+            tracing::info!(count = left, "removed task veths a previous daemon left");
+        }
         let prefix = format!("shn{}-", self.saved.tag);
         let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
             return Ok(());
@@ -411,12 +582,15 @@ impl Sandbox {
                 held.insert(task_id.to_string());
             }
         }
-        let Some(addr) = self.take_addr(task_id) else {
-            self.retire(task_id);
-            return Err(SandboxError::NoAddress);
+        let addr = match self.take_addr(task_id) {
+            Ok(a) => a,
+            Err(e) => {
+                self.retire(task_id);
+                return Err(e);
+            }
         };
         let ns = netns_name(&self.saved.tag, task_id);
-        let (host, _) = veth_names(task_id);
+        let host = veth_name(&self.saved.tag, addr);
         // A half-made namespace of an earlier try goes first.
         self.detach(task_id);
         let made = self.wire(task_id, &ns, &host, addr, nets);
@@ -430,23 +604,91 @@ impl Sandbox {
         })
     }
 
-    /// The task's address: the one it holds, or the lowest free one.
-    fn take_addr(&self, task_id: &str) -> Option<Ipv4Addr> {
-        let mut tasks = self.tasks.lock();
-        if let Some(a) = tasks.get(task_id) {
-            return Some(*a);
+    /// The task's address: the one it holds, or the lowest free one of
+    /// the node's blocks, claiming one more block when they are full.
+    fn take_addr(&self, task_id: &str) -> Result<Ipv4Addr, SandboxError> {
+        loop {
+            {
+                let mut addrs = self.addrs.lock();
+                if let Some(a) = addrs.tasks.get(task_id) {
+                    return Ok(*a);
+                }
+                if let Some(a) = addrs.free.pop_first() {
+                    addrs.tasks.insert(task_id.to_string(), a);
+                    return Ok(a);
+                }
+                if addrs.blocks.len() >= NODE_BLOCKS {
+                    return Err(SandboxError::NoAddress);
+                }
+            }
+            let _grow = self.grow.lock();
+            if !self.addrs.lock().free.is_empty() {
+                // Another task claimed one meanwhile.
+                continue;
+            }
+            let index = self.claim_block()?;
+            tracing::info!(block = %format!("{}/{PREFIX}", block_addr(index, 0)), "this node's task addresses grow by a block");
+            self.addrs.lock().add_block(index);
         }
-        let used: std::collections::HashSet<Ipv4Addr> = tasks.values().copied().collect();
-        let a = (2..=HOSTS)
-            .map(|h| self.addr(h))
-            .find(|a| !used.contains(a))?;
-        tasks.insert(task_id.to_string(), a);
-        Some(a)
     }
 
-    /// `prepare`'s kernel work: the namespace, its `eth0` on the node
-    /// bridge (an isolated port bound to `addr`), `lo`, the default route,
-    /// and the overlay interfaces; the port bindings in one transaction.
+    /// Claims the lowest block of the pool no interface of this host has
+    /// an address in, with its `.1` on the node's claim link.
+    fn claim_block(&self) -> Result<u8, SandboxError> {
+        let _lock = HostLock::take()?;
+        let used = used_indexes()?;
+        let index = (0..BLOCKS)
+            .find(|i| !used.contains(i))
+            .ok_or(SandboxError::NoSubnet)?;
+        let link = self.bridge();
+        nl::host(|r| {
+            let dev = r.link_index(&link)?;
+            r.add_addr(dev, block_addr(index, 1), PREFIX)
+        })?;
+        Ok(index)
+    }
+
+    /// Gives back `addr`, and its block when it is not the first one and
+    /// no task holds an address of it any more.
+    fn free_addr(&self, addr: Ipv4Addr) {
+        let block = block_of(addr);
+        let empty = {
+            let mut addrs = self.addrs.lock();
+            if !addrs.blocks.contains(&block) {
+                return;
+            }
+            addrs.free.insert(addr);
+            let range = addrs.range(block);
+            let empty = block != self.saved.index
+                && addrs.free.range(range.clone()).count() == usize::from(addrs.per_block);
+            if empty {
+                addrs.blocks.remove(&block);
+                let gone: Vec<Ipv4Addr> = addrs.free.range(range).copied().collect();
+                for a in gone {
+                    addrs.free.remove(&a);
+                }
+            }
+            empty
+        };
+        if empty {
+            let link = self.bridge();
+            let removed = nl::host(|r| {
+                let dev = r.link_index(&link)?;
+                r.del_addr_if_any(dev, block_addr(block, 1), PREFIX)
+            });
+            match removed {
+                Ok(()) => {
+                    tracing::info!(block = %format!("{}/{PREFIX}", block_addr(block, 0)), "a block of task addresses given back")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot give back a block of task addresses"),
+            }
+        }
+    }
+
+    /// `prepare`'s kernel work: the namespace, its `eth0` (the veth routed
+    /// from the host, `addr` as a /32, the default route through
+    /// `TASK_GATEWAY`), `lo`, and the overlay interfaces; the task
+    /// interface's elements in one transaction, the overlay ports' in one.
     fn wire(
         &self,
         task_id: &str,
@@ -459,28 +701,44 @@ impl Sandbox {
         nl::netns::delete(ns)?;
         let inside = nl::netns::create(ns)?;
         let mut handle = NsHandle::open(ns, inside)?;
-        let bridge = self.bridge();
         let nsfd = handle.fd.as_raw_fd();
+        let gateway = self.gateway();
         nl::host(|r| {
-            let master = r.link_index(&bridge)?;
-            r.add_veth(host, Some(master), "eth0", nsfd, None)?;
-            // Task ports reach the gateway (the node, the mesh), never
-            // each other (as `docker_gwbridge` with `icc=false`).
-            r.set_isolated(host)
+            r.add_veth_with(
+                host,
+                None,
+                "eth0",
+                nsfd,
+                None,
+                Some((HOST_MAC, task_mac(addr))),
+            )?;
+            let dev = r.link_index(host)?;
+            r.set_neighbour(dev, addr, task_mac(addr))?;
+            let mut to_task = RouteSpec::to(addr, 32);
+            to_task.dev = Some(dev);
+            to_task.src = Some(gateway);
+            to_task.link_scope = true;
+            r.add_route(&to_task, true)
         })?;
         let internal_only = !nets.is_empty() && nets.iter().all(|n| n.internal);
         let r = &mut handle.route;
         let eth0 = r.link_index("eth0")?;
-        r.add_addr(eth0, addr, PREFIX)?;
+        r.add_addr(eth0, addr, 32)?;
         r.set_up("eth0")?;
         r.set_up("lo")?;
+        r.set_neighbour(eth0, TASK_GATEWAY, HOST_MAC)?;
+        let mut on_link = RouteSpec::to(TASK_GATEWAY, 32);
+        on_link.dev = Some(eth0);
+        on_link.link_scope = true;
+        r.add_route(&on_link, false)?;
         if !internal_only {
             let mut default = RouteSpec::to(Ipv4Addr::UNSPECIFIED, 0);
-            default.via = Some(self.gateway());
+            default.via = Some(TASK_GATEWAY);
+            default.dev = Some(eth0);
             r.add_route(&default, false)?;
         }
-        let mut bind: Vec<Element> = Self::port_elements(Op::Add, host, addr).into();
-        bind.extend(self.attach(task_id, &mut handle, nets, 1)?);
+        self.apply_tasks(&Self::task_elements(Op::Add, host, addr))?;
+        let bind = self.attach(task_id, &mut handle, nets, 1)?;
         self.apply_ports(&bind)
     }
 
@@ -515,34 +773,39 @@ impl Sandbox {
 
     /// The address of a task this node sandboxes.
     pub fn addr_of(&self, task_id: &str) -> Option<Ipv4Addr> {
-        self.tasks.lock().get(task_id).copied()
+        self.addrs.lock().tasks.get(task_id).copied()
     }
 
     /// Removes the task's namespace (its veth goes with it) and frees its address.
     pub fn release(&self, task_id: &str) {
         self.retire(task_id);
         self.detach(task_id);
-        let addr = self.tasks.lock().remove(task_id);
-        let had = addr.is_some();
-        if let Some(a) = addr {
-            self.unbind_port(&veth_names(task_id).0, a);
-        }
+        let addr = self.addrs.lock().tasks.remove(task_id);
         let ns = netns_name(&self.saved.tag, task_id);
-        if had || Path::new(NETNS_DIR).join(&ns).exists() {
-            // The veth would go with the namespace, but only once the kernel
-            // gets to it: removed here, it is gone when this returns.
-            let (host, _) = veth_names(task_id);
-            let removed =
-                nl::host(|r| r.del_link_if_any(&host)).and_then(|()| nl::netns::delete(&ns));
-            if let Err(e) = removed {
+        if let Some(a) = addr {
+            // The veth (its route and neighbour entry with it) would go
+            // with the namespace, but only once the kernel gets to it:
+            // removed here, it is gone when this returns, before its
+            // address is given to another task.
+            let host = veth_name(&self.saved.tag, a);
+            self.unbind_task(&host, a);
+            if let Err(e) = nl::host(|r| r.del_link_if_any(&host)) {
+                tracing::warn!(task = %task_id, error = %e, "cannot remove a task's veth");
+            }
+        }
+        if addr.is_some() || Path::new(NETNS_DIR).join(&ns).exists() {
+            if let Err(e) = nl::netns::delete(&ns) {
                 tracing::warn!(task = %task_id, error = %e, "cannot remove a task namespace");
             }
+        }
+        if let Some(a) = addr {
+            self.free_addr(a);
         }
     }
 
     /// Removes every task's namespace (leaving the swarm).
     pub fn release_all(&self) {
-        let ids: Vec<String> = self.tasks.lock().keys().cloned().collect();
+        let ids: Vec<String> = self.addrs.lock().tasks.keys().cloned().collect();
         for id in ids {
             self.release(&id);
         }
@@ -550,7 +813,8 @@ impl Sandbox {
         self.close_overlay();
     }
 
-    /// Removes everything of this node's: namespaces, bridge, NAT table.
+    /// Removes everything of this node's: namespaces, veths, the claim link
+    /// (its blocks' claims with it), the tables.
     pub fn close(&self) {
         self.release_all();
         let _ = nl::host(|r| r.del_link_if_any(&self.bridge()));

@@ -15,6 +15,7 @@ use std::net::Ipv4Addr;
 use super::{begin_msg, begin_nested, end_nested, finish_msg, put_attr, Nl, NlError};
 use super::{NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
 
+pub const NFPROTO_IPV4: u8 = 2;
 pub const NFPROTO_BRIDGE: u8 = 7;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;

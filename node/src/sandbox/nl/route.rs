@@ -10,6 +10,9 @@ use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
     RouteType,
@@ -205,19 +208,22 @@ impl Route {
     /// chaos harness: a roll that moved a node's last replica away cut that
     /// node's other tasks off their embedded DNS for the rest of the run).
     pub fn add_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<(), NlError> {
+        self.add_link(name, InfoKind::Bridge, mtu)
+    }
+
+    fn add_link(&mut self, name: &str, kind: InfoKind, mtu: Option<u32>) -> Result<(), NlError> {
         let mut m = by_name(name);
         if let Some(mtu) = mtu {
             m.attributes.push(LinkAttribute::Mtu(mtu));
         }
-        // The fixed address of the bridge (see above).
+        // An address of its own (see `add_bridge`).
         m.attributes
             .push(LinkAttribute::Address(bridge_mac().to_vec()));
+        let what = kind.to_string();
         m.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Bridge,
-            )]));
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
         self.request(
-            &format!("cannot make bridge {name}"),
+            &format!("cannot make {what} {name}"),
             RouteNetlinkMessage::NewLink(m),
             NLM_F_CREATE | NLM_F_EXCL,
         )
@@ -235,10 +241,27 @@ impl Route {
         peer_ns: RawFd,
         mtu: Option<u32>,
     ) -> Result<(), NlError> {
+        self.add_veth_with(host, master, peer, peer_ns, mtu, None)
+    }
+
+    /// `add_veth`, with the two ends' MAC addresses if given (host's, peer's).
+    pub fn add_veth_with(
+        &mut self,
+        host: &str,
+        master: Option<u32>,
+        peer: &str,
+        peer_ns: RawFd,
+        mtu: Option<u32>,
+        macs: Option<([u8; 6], [u8; 6])>,
+    ) -> Result<(), NlError> {
         let mut p = by_name(peer);
         p.attributes.push(LinkAttribute::NetNsFd(peer_ns));
         let mut m = by_name(host);
         up(&mut m);
+        if let Some((h, t)) = macs {
+            m.attributes.push(LinkAttribute::Address(h.to_vec()));
+            p.attributes.push(LinkAttribute::Address(t.to_vec()));
+        }
         if let Some(mtu) = mtu {
             p.attributes.push(LinkAttribute::Mtu(mtu));
             m.attributes.push(LinkAttribute::Mtu(mtu));
@@ -327,6 +350,55 @@ impl Route {
             &format!("cannot add address {addr}/{prefix}"),
             RouteNetlinkMessage::NewAddress(m),
             NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// `ip addr del ADDR/PREFIX dev INDEX`, nothing said if it is not there.
+    pub fn del_addr_if_any(
+        &mut self,
+        index: u32,
+        addr: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NlError> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(addr.into()));
+        m.attributes.push(AddressAttribute::Address(addr.into()));
+        match self.request(
+            &format!("cannot remove address {addr}/{prefix}"),
+            RouteNetlinkMessage::DelAddress(m),
+            0,
+        ) {
+            Err(e) if e.is_missing() => Ok(()),
+            r => r,
+        }
+    }
+
+    /// `ip neigh replace ADDR lladdr MAC dev INDEX nud permanent`: the
+    /// link-layer address of `addr` on the link, never asked by ARP.
+    pub fn set_neighbour(
+        &mut self,
+        index: u32,
+        addr: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), NlError> {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.ifindex = index;
+        m.header.state = NeighbourState::Permanent;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                addr,
+            )));
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        self.request(
+            &format!("cannot set the neighbour {addr}"),
+            RouteNetlinkMessage::NewNeighbour(m),
+            NLM_F_CREATE | NLM_F_REPLACE,
         )
     }
 
