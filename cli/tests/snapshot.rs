@@ -51,7 +51,14 @@ fn a_late_manager_catches_up_from_a_snapshot_larger_than_a_frame() {
     });
     let late = Daemon::start_on("127.0.0.4", "manager-3", &[]);
     assert!(join(&late, &token, &first).contains("joined a swarm as a manager"));
-    let commit = raft(&first)["Commit"].as_u64().unwrap_or(0);
+    // The leader's commit index: `/info` leaves the Raft status out when
+    // the Raft actor does not answer within 2 s (busy sending the snapshot),
+    // and a missing one must not read as 0 (every index is past it).
+    let mut commit = 0;
+    wait_for("the first manager's commit index", LONG, || {
+        commit = raft(&first)["Commit"].as_u64().unwrap_or(0);
+        commit > 0
+    });
     wait_for(
         "the late manager applies what the leader committed",
         LONG,
