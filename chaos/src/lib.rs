@@ -7,6 +7,7 @@
 pub mod api;
 pub mod checkers;
 pub mod cluster;
+pub mod dns_wire;
 pub mod flood;
 pub mod fuzzing;
 pub mod history;

@@ -416,10 +416,14 @@ fn main() {
     }
 }
 
+#[path = "../dns_wire.rs"]
+mod dns_wire;
+
 /// `--get`: one HTTP request by name, resolved with a DNS query of its own
-/// (std only, and a static binary in an empty image has no resolver
-/// library to lean on).
+/// (`dns_wire`: std only, and a static binary in an empty image has no
+/// resolver library to lean on).
 mod get {
+    use super::dns_wire;
     use std::io::{Read, Write};
     use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
     use std::time::Duration;
@@ -456,73 +460,21 @@ mod get {
         Ok(body.trim().to_string())
     }
 
-    fn nameserver() -> Result<Ipv4Addr, String> {
-        let conf = std::fs::read_to_string("/etc/resolv.conf").map_err(|e| e.to_string())?;
-        conf.lines()
-            .filter_map(|l| l.trim().strip_prefix("nameserver"))
-            .find_map(|a| a.trim().parse().ok())
-            .ok_or_else(|| "no IPv4 nameserver in /etc/resolv.conf".into())
-    }
-
-    /// The first A record for `name`.
+    /// The first A record for `name`, from the first nameserver of
+    /// /etc/resolv.conf.
     pub fn resolve(name: &str) -> Result<Ipv4Addr, String> {
-        let server = nameserver()?;
+        let conf = std::fs::read_to_string("/etc/resolv.conf").map_err(|e| e.to_string())?;
+        let server = dns_wire::nameserver(&conf)?;
         let id = (std::process::id() as u16) ^ 0x5a5a;
-        let mut q = Vec::with_capacity(32 + name.len());
-        q.extend_from_slice(&id.to_be_bytes());
-        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-        for label in name.trim_end_matches('.').split('.') {
-            if label.is_empty() || label.len() > 63 {
-                return Err(format!("not a name: {name}"));
-            }
-            q.push(label.len() as u8);
-            q.extend_from_slice(label.as_bytes());
-        }
-        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let q = dns_wire::query(name, id)?;
         let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
         sock.set_read_timeout(Some(TIMEOUT))
             .map_err(|e| e.to_string())?;
         sock.send_to(&q, (server, 53)).map_err(|e| e.to_string())?;
         let mut buf = [0u8; 1500];
         let n = sock.recv(&mut buf).map_err(|e| e.to_string())?;
-        first_a(&buf[..n], id).ok_or_else(|| format!("no address for {name} from {server}"))
-    }
-
-    /// The first A record of a DNS answer with this id.
-    pub fn first_a(m: &[u8], id: u16) -> Option<Ipv4Addr> {
-        if m.len() < 12 || u16::from_be_bytes([m[0], m[1]]) != id || m[3] & 0x0f != 0 {
-            return None;
-        }
-        let (qd, an) = (
-            u16::from_be_bytes([m[4], m[5]]),
-            u16::from_be_bytes([m[6], m[7]]),
-        );
-        let mut at = 12;
-        for _ in 0..qd {
-            at = skip_name(m, at)? + 4;
-        }
-        for _ in 0..an {
-            at = skip_name(m, at)?;
-            let rr = m.get(at..at + 10)?;
-            let len = u16::from_be_bytes([rr[8], rr[9]]) as usize;
-            let data = m.get(at + 10..at + 10 + len)?;
-            if rr[..4] == [0, 1, 0, 1] && len == 4 {
-                return Some(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
-            }
-            at += 10 + len;
-        }
-        None
-    }
-
-    fn skip_name(m: &[u8], mut at: usize) -> Option<usize> {
-        loop {
-            let len = *m.get(at)?;
-            match len {
-                0 => return Some(at + 1),
-                l if l & 0xc0 == 0xc0 => return Some(at + 2),
-                l => at += 1 + l as usize,
-            }
-        }
+        dns_wire::answer(&buf[..n], id)
+            .map_err(|e| format!("no address for {name} from {server}: {e}"))
     }
 }
 
@@ -594,13 +546,13 @@ mod tests {
         m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 0, 0, 2, 0xc0, 12]);
         m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 10, 0, 9, 2]);
         assert_eq!(
-            get::first_a(&m, 7),
-            Some(std::net::Ipv4Addr::new(10, 0, 9, 2))
+            dns_wire::answer(&m, 7),
+            Ok(std::net::Ipv4Addr::new(10, 0, 9, 2))
         );
-        assert_eq!(get::first_a(&m, 8), None, "another id");
-        assert_eq!(get::first_a(&m[..m.len() - 2], 7), None, "truncated");
+        assert!(dns_wire::answer(&m, 8).is_err(), "another id");
+        assert!(dns_wire::answer(&m[..m.len() - 2], 7).is_err(), "truncated");
         m[3] = 0x83;
-        assert_eq!(get::first_a(&m, 7), None, "NXDOMAIN");
+        assert!(dns_wire::answer(&m, 7).is_err(), "NXDOMAIN");
     }
 
     #[test]
