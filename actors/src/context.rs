@@ -88,10 +88,10 @@ impl ManagerCtx {
         Ok(Arc::new(ManagerCtx {
             node_id,
             raft_id,
+            proposer: Proposer::new(directory.clone(), timings.propose_timeout, sm.clone()),
             sm,
             log,
             events: broadcast::channel(4096).0,
-            proposer: Proposer::new(directory.clone(), timings.propose_timeout),
             directory,
             timings,
             keyring: parking_lot::RwLock::new(None),

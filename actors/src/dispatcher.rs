@@ -483,6 +483,7 @@ impl Actor for Dispatcher {
                     || n.addr != node.addr
                     || n.sandbox_error != node.sandbox_error
                     || n.machine != node.machine
+                    || n.max_format != node.max_format
                 {
                     n.state = NodeState::Ready;
                     n.status_message = String::new();
@@ -491,6 +492,7 @@ impl Actor for Dispatcher {
                     n.addr = node.addr.clone();
                     n.sandbox_error = node.sandbox_error.clone();
                     n.machine = node.machine.clone();
+                    n.max_format = node.max_format;
                     n.updated_at = now;
                     // Not awaited, like status writes: heartbeats must not
                     // queue behind a commit.

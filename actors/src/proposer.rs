@@ -6,7 +6,9 @@
 //! proposal waits for the Raft actor's answer (its entry's index) queue up
 //! and go together as the next entry (`Command::Packed`, bounded by
 //! `limits::MAX_COMMANDS_PER_ENTRY` and `MAX_ENTRY_BYTES`). The Store applies
-//! each alone and answers each proposer with its own result.
+//! each alone and answers each proposer with its own result. Only once the
+//! cluster version says every node reads packed entries
+//! (`ClusterState::packs_writes`): below it each write is an entry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::packing::{pack_proposals, PackQueue};
 use crate::raft::{ProposeRefused, RaftMsg};
-use crate::store::{StoreMsg, WaitResult};
+use crate::store::{StateMachine, StoreMsg, WaitResult};
 use crate::supervision::Directory;
 use shoal_core::codec;
 use shoal_core::command::{Command, Proposal};
@@ -56,13 +58,16 @@ pub struct Proposer {
     directory: Arc<Directory>,
     timeout: Duration,
     queue: Arc<PackQueue<Pending>>,
+    /// Read for the cluster version, which decides whether writes pack.
+    sm: Arc<StateMachine>,
 }
 
 impl Proposer {
-    pub fn new(directory: Arc<Directory>, timeout: Duration) -> Self {
+    pub fn new(directory: Arc<Directory>, timeout: Duration, sm: Arc<StateMachine>) -> Self {
         Proposer {
             directory,
             timeout,
+            sm,
             // One proposal at a time on its way to the Raft actor: it answers
             // at its next `Ready`, and what queued meanwhile is the next entry.
             queue: Arc::new(PackQueue::new(MAX_COMMANDS_PER_ENTRY, MAX_ENTRY_BYTES, 1)),
@@ -203,7 +208,11 @@ impl Proposer {
             waits.push(wait);
         }
         if self.queue.push(unit, bytes) {
-            tokio::spawn(send_packs(self.directory.clone(), self.queue.clone()));
+            tokio::spawn(send_packs(
+                self.directory.clone(),
+                self.queue.clone(),
+                self.sm.clone(),
+            ));
         }
         let mut answers = Vec::with_capacity(waits.len());
         for wait in waits {
@@ -220,42 +229,58 @@ impl Proposer {
 }
 
 /// Proposes the queued writes, one pack (one entry) at a time, until none
-/// waits; each entry's outcome is awaited beside it.
-async fn send_packs(directory: Arc<Directory>, queue: Arc<PackQueue<Pending>>) {
+/// waits; each entry's outcome is awaited beside it. Below the cluster
+/// version that reads packed entries, a pack goes as one entry per write.
+async fn send_packs(
+    directory: Arc<Directory>,
+    queue: Arc<PackQueue<Pending>>,
+    sm: Arc<StateMachine>,
+) {
     while let Some(pack) = queue.take() {
         // A proposer that gave up (its deadline passed) is not proposed for.
         let pack: Vec<Pending> = pack.into_iter().filter(|p| !p.reply.is_closed()).collect();
-        let Some(deadline) = pack.iter().map(|p| p.deadline).max() else {
-            continue;
-        };
-        directory
-            .metrics
-            .raft_packed_writes
-            .observe(pack.len() as f64);
-        let parts: Vec<&[u8]> = pack.iter().map(|p| p.data.as_slice()).collect();
-        let data = match pack_proposals(&parts) {
-            Ok(data) => data,
-            Err(e) => {
-                let e = ProposeError::Codec(e.to_string());
-                for p in pack {
-                    let _ = p.reply.send(Err(e.clone()));
-                }
-                continue;
+        if sm.read().0.packs_writes() {
+            send_pack(&directory, pack).await;
+        } else {
+            for one in pack {
+                send_pack(&directory, vec![one]).await;
             }
-        };
-        match propose_entry(&directory, data, deadline).await {
-            Ok(index) => {
-                tokio::spawn(answer_when_applied(
-                    directory.clone(),
-                    index,
-                    pack,
-                    deadline,
-                ));
+        }
+    }
+}
+
+/// Proposes one pack as one entry.
+async fn send_pack(directory: &Arc<Directory>, pack: Vec<Pending>) {
+    let Some(deadline) = pack.iter().map(|p| p.deadline).max() else {
+        return;
+    };
+    directory
+        .metrics
+        .raft_packed_writes
+        .observe(pack.len() as f64);
+    let parts: Vec<&[u8]> = pack.iter().map(|p| p.data.as_slice()).collect();
+    let data = match pack_proposals(&parts) {
+        Ok(data) => data,
+        Err(e) => {
+            let e = ProposeError::Codec(e.to_string());
+            for p in pack {
+                let _ = p.reply.send(Err(e.clone()));
             }
-            Err(e) => {
-                for p in pack {
-                    let _ = p.reply.send(Err(e.clone()));
-                }
+            return;
+        }
+    };
+    match propose_entry(directory, data, deadline).await {
+        Ok(index) => {
+            tokio::spawn(answer_when_applied(
+                directory.clone(),
+                index,
+                pack,
+                deadline,
+            ));
+        }
+        Err(e) => {
+            for p in pack {
+                let _ = p.reply.send(Err(e.clone()));
             }
         }
     }

@@ -25,6 +25,8 @@ pub struct NodeDescription {
     pub sandbox_error: Option<String>,
     /// Platform, CPUs, memory and engine labels.
     pub machine: shoal_core::model::placement::Machine,
+    /// The newest record format the node claims (docs/upgrades.md).
+    pub max_format: u32,
 }
 
 /// How the dispatcher reaches an agent: a local actor, or a proxy to a remote node.

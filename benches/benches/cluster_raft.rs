@@ -106,6 +106,7 @@ fn start_cluster() -> Cluster {
                 generic_resources: Vec::new(),
                 max_sandboxes: None,
                 sandbox_block_hosts: None,
+                max_format: shoal_core::codec::FORMAT,
             };
             nodes.push(Node::start(config).await.expect("start a node"));
         }

@@ -22,13 +22,15 @@ use shoal_actors::store::StateMachine;
 use shoal_core::codec;
 use shoal_core::command::{Command, Proposal, TaskUpdate};
 use shoal_core::model::network::{Network, NetworkCommand, NetworkSpec};
-use shoal_core::model::secret::{Kind, Object, SecretCommand, Sealed, Stored};
+use shoal_core::model::secret::{Kind, Object, Sealed, SecretCommand, Stored};
 use shoal_core::model::{
     Cluster, ClusterSpec, DriverInfo, Node, NodeRole, NodeState, Service, Task, TaskState,
     TaskStatus,
 };
 use shoal_node::api::views;
-use shoal_node::cluster::wire::{Joined, OneWay, Refusal, Request, Response, ToAgent, ToDispatcher};
+use shoal_node::cluster::wire::{
+    Joined, OneWay, Refusal, Request, Response, ToAgent, ToDispatcher,
+};
 
 fn at() -> DateTime<Utc> {
     DateTime::from_timestamp(1_764_547_200, 0).unwrap_or_default()
@@ -202,7 +204,10 @@ fn raft(out: &Out) -> anyhow::Result<()> {
                 at: at(),
             },
         )?,
-        proposal(7, Command::DeleteTasks(vec!["taskid0000000000000000001".into()]))?,
+        proposal(
+            7,
+            Command::DeleteTasks(vec!["taskid0000000000000000001".into()]),
+        )?,
     ];
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     out.write("raft-entry-packed.bin", &pack_proposals(&refs)?)
@@ -276,10 +281,7 @@ fn wire(out: &Out) -> anyhow::Result<()> {
         "sandbox_error": "not root",
         "machine": shoal_core::model::sample_machine(),
     }}))?;
-    out.encode(
-        "wire-request-register.bin",
-        &Request::Dispatcher(register),
-    )?;
+    out.encode("wire-request-register.bin", &Request::Dispatcher(register))?;
     out.encode(
         "wire-request-propose.bin",
         &Request::Propose(Box::new(Command::CreateService(Box::new(svc)))),
@@ -310,9 +312,9 @@ fn wire(out: &Out) -> anyhow::Result<()> {
         &Response::EachApplied(
             vec![
                 Ok(()),
-                Err(Refusal::Rejected(shoal_core::state::ApplyError::NodeNotFound(
-                    "gone".into(),
-                ))),
+                Err(Refusal::Rejected(
+                    shoal_core::state::ApplyError::NodeNotFound("gone".into()),
+                )),
             ],
             42,
         ),

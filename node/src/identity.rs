@@ -1,4 +1,7 @@
-//! This node's identity in its swarm, kept in `<data-dir>/node.json`.
+//! This node's identity in its swarm, kept in `<data-dir>/node.json`, with
+//! the format it was written in (`"format"`; a file without one is of
+//! format 1, written before formats existed). A file of a newer format than
+//! this build reads is refused, never half read (docs/upgrades.md).
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +37,46 @@ pub enum IdentityError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("{path}: file written by format {found}; this build reads up to {supported}")]
+    TooNew {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
+}
+
+/// `node.json` as written: the identity and the format it is written in.
+#[derive(Serialize)]
+struct OnDisk<'a> {
+    format: u32,
+    #[serde(flatten)]
+    identity: &'a Identity,
+}
+
+/// The identity in `node.json`'s bytes: its format checked first (absent:
+/// format 1), then its fields (a `"format"` key is not one of them, and
+/// serde skips it).
+fn parse(p: &Path, bytes: &[u8]) -> Result<Identity, IdentityError> {
+    let corrupt = |source| IdentityError::Corrupt {
+        path: p.to_path_buf(),
+        source,
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(corrupt)?;
+    let found = match value.get("format") {
+        None => u64::from(shoal_core::codec::OLDEST),
+        Some(f) => f
+            .as_u64()
+            .ok_or_else(|| corrupt(serde::de::Error::custom("\"format\" is not a number")))?,
+    };
+    let supported = shoal_core::codec::supported();
+    if found > u64::from(supported) {
+        return Err(IdentityError::TooNew {
+            path: p.to_path_buf(),
+            found,
+            supported,
+        });
+    }
+    serde_json::from_value(value).map_err(corrupt)
 }
 
 fn path(data_dir: &Path) -> PathBuf {
@@ -43,9 +86,7 @@ fn path(data_dir: &Path) -> PathBuf {
 pub fn load(data_dir: &Path) -> Result<Option<Identity>, IdentityError> {
     let p = path(data_dir);
     match std::fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| IdentityError::Corrupt { path: p, source }),
+        Ok(bytes) => parse(&p, &bytes).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(IdentityError::Io { path: p, source }),
     }
@@ -59,7 +100,11 @@ pub fn save(data_dir: &Path, id: &Identity) -> Result<(), IdentityError> {
         path: p.clone(),
         source,
     };
-    let bytes = serde_json::to_vec_pretty(id).unwrap_or_default();
+    let bytes = serde_json::to_vec_pretty(&OnDisk {
+        format: shoal_core::codec::supported(),
+        identity: id,
+    })
+    .unwrap_or_default();
     let f = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
@@ -84,5 +129,44 @@ pub fn remove(data_dir: &Path) -> Result<(), IdentityError> {
             Err(IdentityError::Io { path: p, source: e })
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_without_a_format_is_of_format_1_and_a_newer_one_is_refused() {
+        let p = Path::new("node.json");
+        let old = br#"{"node_id":"n","raft_id":1,"manager":true}"#;
+        let id = parse(p, old).expect("format 1");
+        assert_eq!(id.node_id, "n");
+        let future = br#"{"format":3,"node_id":"n","raft_id":1,"manager":true}"#;
+        let err = parse(p, future).expect_err("format 3");
+        assert_eq!(
+            err.to_string(),
+            "node.json: file written by format 3; this build reads up to 2"
+        );
+    }
+
+    #[test]
+    fn a_saved_file_names_its_format() {
+        let dir = tempfile::tempdir().expect("dir");
+        let id = Identity {
+            node_id: "n".into(),
+            raft_id: 2,
+            manager: false,
+            cluster_id: "c".into(),
+            managers: vec!["a:1".into()],
+            listen_addr: None,
+            advertise_addr: None,
+        };
+        save(dir.path(), &id).expect("save");
+        let text = std::fs::read_to_string(dir.path().join("node.json")).expect("read");
+        assert!(text.contains("\"format\": 2"), "{text}");
+        let back = load(dir.path()).expect("load").expect("some");
+        assert_eq!(back.node_id, "n");
+        assert_eq!(back.managers, ["a:1"]);
     }
 }

@@ -161,6 +161,7 @@ fn requests() -> Vec<Request> {
             addr: "10.0.0.2:4243".into(),
             drivers: drivers.clone(),
             availability: shoal_core::model::Availability::Drain,
+            max_format: shoal_core::codec::FORMAT,
         },
         Request::Propose(Box::new(Command::SetNodeState {
             node_id: "n1".into(),
@@ -195,6 +196,7 @@ fn requests() -> Vec<Request> {
             drivers,
             sandbox_error: None,
             machine: Default::default(),
+            max_format: 0,
         }),
         Request::Dispatcher(ToDispatcher::Heartbeat {
             node_id: "n1".into(),
@@ -371,6 +373,42 @@ fn service_spec_parser_survives_hostile_input() {
     );
 }
 
+/// The golden fixtures (`tests/fixtures/format-*/`, every format's records
+/// as its build wrote them), each also wrapped as a record of this build's
+/// format, so both the unversioned and the versioned readers are reached.
+fn record_seeds() -> Vec<Vec<u8>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut seeds = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    for dir in dirs {
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "bin"))
+        {
+            let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if !bytes.starts_with(&[codec::MAGIC]) {
+                seeds.push([&[codec::MAGIC, codec::FORMAT as u8][..], &bytes].concat());
+            }
+            seeds.push(bytes);
+        }
+    }
+    seeds
+}
+
+#[test]
+fn record_decoders_survive_hostile_input() {
+    let seeds = record_seeds();
+    assert!(seeds.len() >= 20, "the golden fixtures are missing");
+    mutate::run("record", 5, INPUTS, seeds, &[], fuzzing::record);
+}
+
 #[test]
 fn the_seeds_are_valid_encodings() {
     for seed in wire_seeds() {
@@ -419,6 +457,7 @@ fn write_seed_corpus() {
         ("wire", wire_seeds()),
         ("raft_message", raft_seeds()),
         ("service_spec", spec_seeds()),
+        ("record", record_seeds()),
     ] {
         let dir = corpus.join(target);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));

@@ -131,6 +131,11 @@ pub enum TaskUpdate {
     },
 }
 
+/// The first cluster version at which writers use `Command::Packed` and
+/// `ProposeMany`: builds before them could read neither, so below it every
+/// write is an entry, and a forwarded request, of its own.
+pub const PACKED_SINCE: u32 = 2;
+
 /// A command together with the id its proposer waits for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {

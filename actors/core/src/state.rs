@@ -96,6 +96,20 @@ pub enum ApplyError {
 }
 
 impl ClusterState {
+    /// The cluster version (`Cluster::format`); 1 before the swarm exists.
+    pub fn format(&self) -> u32 {
+        self.cluster
+            .as_ref()
+            .map_or(crate::codec::OLDEST, crate::model::Cluster::cluster_format)
+    }
+
+    /// Whether writes may share a Raft entry (`Command::Packed`) and a
+    /// follower may forward them together (`ProposeMany`): only once every
+    /// node reads them.
+    pub fn packs_writes(&self) -> bool {
+        self.format() >= crate::command::PACKED_SINCE
+    }
+
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {
         self.services.values().find(|s| s.spec.name == name)
     }

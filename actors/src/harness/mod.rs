@@ -211,6 +211,7 @@ async fn spawn_agent(
         drivers: vec![driver.info()],
         sandbox_error: None,
         machine: fake_machine(),
+        max_format: n.max_format,
     };
     start_child(
         &root,
@@ -387,6 +388,7 @@ impl Harness {
             created_at: epoch(),
             updated_at: epoch(),
             version: 0,
+            format: 0,
         };
         h.propose(Command::InitCluster {
             cluster,

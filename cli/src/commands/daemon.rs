@@ -69,6 +69,10 @@ pub struct DaemonArgs {
     /// blocks claimed and given back with a few hundred tasks)
     #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u16).range(1..=shoal_node::sandbox::BLOCK_HOSTS as i64))]
     sandbox_block_hosts: Option<u16>,
+    /// The newest record format this node claims (tests: the stand-in for
+    /// an older build, docs/upgrades.md).
+    #[arg(long, value_name = "N", hide = true, env = "SHOAL_MAX_FORMAT", default_value_t = shoal_node::protocol::codec::FORMAT, value_parser = clap::value_parser!(u32).range(shoal_node::protocol::codec::OLDEST as i64..=shoal_node::protocol::codec::FORMAT as i64))]
+    max_format: u32,
     /// Log filter (also RUST_LOG)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -132,6 +136,7 @@ pub async fn run(host: &str, a: DaemonArgs) -> anyhow::Result<()> {
         generic_resources: a.node_generic_resources,
         max_sandboxes: a.max_sandboxes.map(usize::from),
         sandbox_block_hosts: a.sandbox_block_hosts.map(usize::from),
+        max_format: a.max_format,
     };
     shoal_node::daemon::run(config, PathBuf::from(socket), metrics)
         .await

@@ -231,9 +231,10 @@ async fn handle(
                 addr,
                 drivers,
                 availability,
+                max_format,
             } => Ok(rt
                 .clone()
-                .join(token, hostname, addr, drivers, availability)
+                .join(token, hostname, addr, drivers, availability, max_format)
                 .await),
             _ => Err(InboundError::Refused(
                 "a request without a certificate that is not a join",

@@ -443,6 +443,7 @@ impl Actor for DispatcherProxy {
                     drivers: node.drivers,
                     sandbox_error: node.sandbox_error,
                     machine: Box::new(node.machine),
+                    max_format: node.max_format,
                 };
                 let _ = st.lane.deliver(wire).await;
             }

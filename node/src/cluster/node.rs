@@ -30,7 +30,9 @@ pub trait ClusterNode: Send + Sync + 'static {
     fn raft_net(&self) -> Option<Arc<RaftNet>>;
     fn transport(&self) -> Option<Arc<Transport>>;
 
-    /// A node without a certificate asks to join with `token`.
+    /// A node without a certificate asks to join with `token`; it reads
+    /// record formats up to `max_format`.
+    #[allow(clippy::too_many_arguments)]
     fn join(
         self: Arc<Self>,
         token: String,
@@ -38,6 +40,7 @@ pub trait ClusterNode: Send + Sync + 'static {
         addr: String,
         drivers: Vec<DriverInfo>,
         availability: Availability,
+        max_format: u32,
     ) -> BoxFuture<Response>;
     /// A node asks for the certificate the state gives it now.
     fn renew_for(&self, node_id: &str) -> Result<Response, NodeError>;

@@ -42,6 +42,9 @@ pub enum ToDispatcher {
         sandbox_error: Option<String>,
         /// Boxed: the other messages, far more frequent, stay small.
         machine: Box<shoal_core::model::placement::Machine>,
+        /// The newest record format the node supports (docs/upgrades.md).
+        #[serde(default, with = "shoal_core::codec::since_2")]
+        max_format: u32,
     },
     Heartbeat {
         node_id: String,
@@ -76,6 +79,10 @@ pub enum Request {
         drivers: Vec<DriverInfo>,
         /// `swarm join --availability`.
         availability: Availability,
+        /// The newest record format the joiner supports: refused unless it
+        /// reads the swarm's (docs/upgrades.md). 0 from a node of format 1.
+        #[serde(default, with = "shoal_core::codec::since_2")]
+        max_format: u32,
     },
     /// A write forwarded by a manager that does not lead.
     Propose(Box<Command>),

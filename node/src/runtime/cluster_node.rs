@@ -47,9 +47,10 @@ impl ClusterNode for Runtime {
         addr: String,
         drivers: Vec<DriverInfo>,
         availability: Availability,
+        max_format: u32,
     ) -> BoxFuture<Response> {
         Box::pin(async move {
-            self.handle_join(&token, hostname, addr, drivers, availability)
+            self.handle_join(&token, hostname, addr, drivers, availability, max_format)
                 .await
         })
     }

@@ -49,6 +49,12 @@ pub enum NodeError {
     Locked,
     #[error("This manager cannot persist its Raft log or state ({0}): it takes no writes until it is restarted with space on its data directory. Send writes to another manager.")]
     CannotPersist(String),
+    #[error("this node supports record formats {oldest} to {newest}; the swarm runs format {swarm}: {}", if *newest < *swarm { "upgrade shoal on this node first" } else { "upgrade the swarm's nodes first" })]
+    FormatMismatch {
+        oldest: u32,
+        newest: u32,
+        swarm: u32,
+    },
 }
 
 impl From<NodeError> for Refusal {
@@ -65,6 +71,7 @@ impl From<NodeError> for Refusal {
             NodeError::Remote(r) => r,
             NodeError::NotFound(m) => Refusal::NotFound(m),
             NodeError::Precondition(m) => Refusal::Precondition(m),
+            NodeError::FormatMismatch { .. } => Refusal::Precondition(e.to_string()),
             NodeError::BadToken(_) => Refusal::BadRequest(e.to_string()),
             NodeError::AlreadyInSwarm
             | NodeError::NotManager

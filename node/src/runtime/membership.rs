@@ -3,6 +3,22 @@
 
 use super::*;
 
+/// A joiner must read the swarm's records: its formats (`OLDEST` to
+/// `max_format`; 0, from a node of format 1, is 1) must include the cluster
+/// version.
+fn check_format(cluster: &shoal_core::model::Cluster, max_format: u32) -> Result<(), NodeError> {
+    let swarm = cluster.cluster_format();
+    let newest = max_format.max(codec::OLDEST);
+    if (codec::OLDEST..=newest).contains(&swarm) {
+        return Ok(());
+    }
+    Err(NodeError::FormatMismatch {
+        oldest: codec::OLDEST,
+        newest,
+        swarm,
+    })
+}
+
 impl Runtime {
     /// On a manager: admit a node that presented a join token.
     pub async fn handle_join(
@@ -12,8 +28,9 @@ impl Runtime {
         addr: String,
         drivers: Vec<shoal_core::model::DriverInfo>,
         availability: Availability,
+        max_format: u32,
     ) -> Response {
-        self.admit(token, hostname, addr, drivers, availability)
+        self.admit(token, hostname, addr, drivers, availability, max_format)
             .await
             .unwrap_or_else(|e| Response::Refused(e.into()))
     }
@@ -25,6 +42,7 @@ impl Runtime {
         addr: String,
         drivers: Vec<shoal_core::model::DriverInfo>,
         availability: Availability,
+        max_format: u32,
     ) -> Result<Response, NodeError> {
         let m = self.manager()?;
         let (cluster, managers) = {
@@ -57,6 +75,7 @@ impl Runtime {
                 "the token is not this swarm's (it may have been rotated); ask a manager for `shoal swarm join-token`".into(),
             ));
         };
+        check_format(&cluster, max_format)?;
         let ca = RootCa::load(&self.ca_dir())?;
         let id = Identity {
             node_id: new_id(),
@@ -79,6 +98,7 @@ impl Runtime {
                 // Told at registration, by the node itself.
                 sandbox_error: None,
                 machine: Default::default(),
+                max_format,
             },
         );
         node.availability = availability;

@@ -68,6 +68,10 @@ pub struct NodeConfig {
     /// Addresses of a block tasks take (`--sandbox-block-hosts`, for
     /// tests; `None`: all 1,021).
     pub sandbox_block_hosts: Option<usize>,
+    /// The newest record format this node claims when it joins and
+    /// registers: `codec::FORMAT`, or lower with the hidden `--max-format`
+    /// (the tests' stand-in for an older build; docs/upgrades.md).
+    pub max_format: u32,
 }
 
 pub struct Runtime {
@@ -347,6 +351,7 @@ impl Runtime {
                 max_sandboxes: self.process.sandbox().map(|sb| sb.capacity() as u64),
                 ..crate::machine::describe()
             },
+            max_format: self.config.max_format,
         }
     }
 
@@ -541,6 +546,7 @@ impl Runtime {
             created_at: now,
             updated_at: now,
             version: 0,
+            max_format: desc.max_format,
         }
     }
 

@@ -98,6 +98,8 @@ impl Runtime {
             unlock_key: None,
             created_at: now,
             updated_at: now,
+            // The state machine sets it from the nodes as the entry applies.
+            format: 0,
             version: 0,
         };
         let node = self.new_node(&id, NodeRole::Manager, self.node_description(&id.node_id));
@@ -148,6 +150,7 @@ impl Runtime {
             addr: desc.addr,
             drivers: desc.drivers,
             availability,
+            max_format: desc.max_format,
         };
         let bytes = codec::encode(&req).map_err(|e| NodeError::Actors(e.to_string()))?;
         let bind = SocketAddr::new(listen.ip(), 0);

@@ -129,55 +129,71 @@ fn same(e: &NodeError) -> NodeError {
 }
 
 /// Sends the queued writes to the leader, one request per pack, until none
-/// waits.
-async fn send_forwards(slot: TransportSlot, queue: Arc<PackQueue<Forward>>) {
+/// waits. Below the cluster version that reads `ProposeMany`
+/// (`ClusterState::packs_writes`), one request per write.
+async fn send_forwards(
+    slot: TransportSlot,
+    queue: Arc<PackQueue<Forward>>,
+    sm: Arc<shoal_actors::store::StateMachine>,
+) {
     while let Some(pack) = queue.take() {
         // A writer that gave up (its deadline passed) is not sent for.
         let pack: Vec<Forward> = pack.into_iter().filter(|f| !f.reply.is_closed()).collect();
-        let Some(addr) = pack.first().map(|f| f.addr.clone()) else {
-            continue;
-        };
-        if let [_] = pack.as_slice() {
-            // Alone: the request a leader of any version understands.
-            let mut pack = pack;
-            let Some(f) = pack.pop() else { continue };
-            let r = match codec::encode(&Request::Propose(Box::new(f.command))) {
-                Ok(bytes) => exchange(&slot, &addr, &bytes)
-                    .await
-                    .and_then(|a| applied_or_refused(&addr, a)),
-                Err(e) => Err(NodeError::Actors(e.to_string())),
-            };
-            let _ = f.reply.send(r);
-            continue;
+        if sm.read().0.packs_writes() {
+            send_forward_pack(&slot, pack).await;
+        } else {
+            for one in pack {
+                send_forward_pack(&slot, vec![one]).await;
+            }
         }
-        let parts: Vec<&[u8]> = pack.iter().map(|f| f.bytes.as_slice()).collect();
-        let request = codec::encode(&Request::ProposeMany(Vec::new()))
-            .and_then(|empty| codec::splice_seq(&empty, &parts));
-        let n = pack.len();
-        let all = |e: NodeError| (0..n).map(|_| Err(same(&e))).collect();
-        let answers: Vec<Result<u64, NodeError>> = match request {
-            Err(e) => all(NodeError::Actors(e.to_string())),
-            Ok(bytes) => match exchange(&slot, &addr, &bytes).await {
-                Ok(Response::Each(each)) if each.len() == n => each
-                    .into_iter()
-                    .map(|r| r.map(|()| 0).map_err(NodeError::Remote))
-                    .collect(),
-                Ok(Response::EachApplied(each, index)) if each.len() == n => each
-                    .into_iter()
-                    .map(|r| r.map(|()| index).map_err(NodeError::Remote))
-                    .collect(),
-                // One refusal for the whole request (not a manager, say).
-                Ok(Response::Refused(r)) => all(NodeError::Remote(r)),
-                Ok(_) => all(NodeError::Unreachable(
-                    addr.clone(),
-                    "unexpected answer".into(),
-                )),
-                Err(e) => all(e),
-            },
+    }
+}
+
+/// One request to the leader for these writes.
+async fn send_forward_pack(slot: &TransportSlot, pack: Vec<Forward>) {
+    let Some(addr) = pack.first().map(|f| f.addr.clone()) else {
+        return;
+    };
+    if let [_] = pack.as_slice() {
+        // Alone: the request a leader of any version understands.
+        let mut pack = pack;
+        let Some(f) = pack.pop() else { return };
+        let r = match codec::encode(&Request::Propose(Box::new(f.command))) {
+            Ok(bytes) => exchange(slot, &addr, &bytes)
+                .await
+                .and_then(|a| applied_or_refused(&addr, a)),
+            Err(e) => Err(NodeError::Actors(e.to_string())),
         };
-        for (f, r) in pack.into_iter().zip(answers) {
-            let _ = f.reply.send(r);
-        }
+        let _ = f.reply.send(r);
+        return;
+    }
+    let parts: Vec<&[u8]> = pack.iter().map(|f| f.bytes.as_slice()).collect();
+    let request = codec::encode(&Request::ProposeMany(Vec::new()))
+        .and_then(|empty| codec::splice_seq(&empty, &parts));
+    let n = pack.len();
+    let all = |e: NodeError| (0..n).map(|_| Err(same(&e))).collect();
+    let answers: Vec<Result<u64, NodeError>> = match request {
+        Err(e) => all(NodeError::Actors(e.to_string())),
+        Ok(bytes) => match exchange(slot, &addr, &bytes).await {
+            Ok(Response::Each(each)) if each.len() == n => each
+                .into_iter()
+                .map(|r| r.map(|()| 0).map_err(NodeError::Remote))
+                .collect(),
+            Ok(Response::EachApplied(each, index)) if each.len() == n => each
+                .into_iter()
+                .map(|r| r.map(|()| index).map_err(NodeError::Remote))
+                .collect(),
+            // One refusal for the whole request (not a manager, say).
+            Ok(Response::Refused(r)) => all(NodeError::Remote(r)),
+            Ok(_) => all(NodeError::Unreachable(
+                addr.clone(),
+                "unexpected answer".into(),
+            )),
+            Err(e) => all(e),
+        },
+    };
+    for (f, r) in pack.into_iter().zip(answers) {
+        let _ = f.reply.send(r);
     }
 }
 
@@ -203,6 +219,7 @@ impl Runtime {
         let addr = self
             .addr_of_raft(leader)
             .ok_or(NodeError::Propose(ProposeError::NoLeader))?;
+        let sm = self.manager()?.sm.clone();
         let bytes = codec::encode(command).map_err(|e| NodeError::Actors(e.to_string()))?;
         let (reply, answer) = oneshot::channel();
         let size = bytes.len();
@@ -214,7 +231,7 @@ impl Runtime {
             reply,
         };
         if queue.push(vec![forward], size) {
-            tokio::spawn(send_forwards(self.transport.clone(), queue));
+            tokio::spawn(send_forwards(self.transport.clone(), queue, sm));
         }
         answer.await.unwrap_or_else(|_| {
             Err(NodeError::Unreachable(
@@ -363,6 +380,7 @@ impl Runtime {
                     drivers,
                     sandbox_error,
                     machine,
+                    max_format,
                 } => DispatcherMsg::Register {
                     agent: agent(&addr),
                     node: Box::new(NodeDescription {
@@ -372,6 +390,7 @@ impl Runtime {
                         drivers,
                         sandbox_error,
                         machine: *machine,
+                        max_format,
                     }),
                 },
                 ToDispatcher::Heartbeat { node_id, addr, at } => DispatcherMsg::Heartbeat {

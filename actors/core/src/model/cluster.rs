@@ -57,4 +57,17 @@ pub struct Cluster {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+    /// The cluster version: the newest record format every node supports
+    /// (the lowest `Node::format`), kept by the state machine as nodes come,
+    /// change and go; 0 in a record of format 1, read as 1 by
+    /// `cluster_format`. docs/upgrades.md.
+    #[serde(default, with = "crate::codec::since_2")]
+    pub format: u32,
+}
+
+impl Cluster {
+    /// The cluster version (see `format`).
+    pub fn cluster_format(&self) -> u32 {
+        self.format.max(crate::codec::OLDEST)
+    }
 }

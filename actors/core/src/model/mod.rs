@@ -114,6 +114,7 @@ pub fn sample_node(id: &str, hostname: &str, role: NodeRole) -> Node {
         created_at: epoch,
         updated_at: epoch,
         version: 0,
+        max_format: crate::codec::FORMAT,
     }
 }
 

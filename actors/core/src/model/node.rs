@@ -94,9 +94,19 @@ pub struct Node {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+    /// The newest record format the node supports, as it reported it when it
+    /// joined or last registered (0 from a node of format 1, which reports
+    /// none: `format` reads it as 1). docs/upgrades.md.
+    #[serde(default, with = "crate::codec::since_2")]
+    pub max_format: u32,
 }
 
 impl Node {
+    /// The newest record format the node supports.
+    pub fn format(&self) -> u32 {
+        self.max_format.max(crate::codec::OLDEST)
+    }
+
     pub fn has_driver(&self, name: &str) -> bool {
         self.drivers.iter().any(|d| d.name == name)
     }

@@ -178,6 +178,7 @@ mod tests {
                 created_at: now,
                 updated_at: now,
                 version: 1,
+                format: 0,
             }),
             ..ClusterState::default()
         };

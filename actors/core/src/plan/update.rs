@@ -542,6 +542,7 @@ mod tests {
                 created_at: at(0),
                 updated_at: at(0),
                 version: 1,
+                max_format: crate::codec::FORMAT,
             },
         );
         let svc = Service {

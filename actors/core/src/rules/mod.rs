@@ -197,6 +197,9 @@ impl ClusterState {
         self.check(cmd)?;
         let mut changes = Vec::new();
         self.mutate(cmd, index, &mut changes);
+        if changes.iter().any(|c| matches!(c, Change::Node(_))) {
+            self.settle_format(index, &mut changes);
+        }
         for id in std::mem::take(&mut self.touched_networks) {
             if let Some(n) = self.networks.get_mut(&id) {
                 n.version = index;
@@ -206,6 +209,28 @@ impl ClusterState {
             }
         }
         Ok(changes)
+    }
+
+    /// The cluster version follows the nodes: the newest format all of them
+    /// support (docs/upgrades.md). It may go down as well as up (a node
+    /// started again on an older build): the features it gates are the
+    /// writers' choice, and every build reads the records of the others.
+    fn settle_format(&mut self, index: u64, changes: &mut Vec<Change>) {
+        let format = self
+            .nodes
+            .values()
+            .map(Node::format)
+            .min()
+            .unwrap_or(crate::codec::FORMAT);
+        if let Some(c) = &mut self.cluster {
+            if c.format != format {
+                c.format = format;
+                c.version = index;
+                if !changes.contains(&Change::Cluster) {
+                    changes.push(Change::Cluster);
+                }
+            }
+        }
     }
 
     fn mutate(&mut self, cmd: &Command, index: u64, changes: &mut Vec<Change>) {
@@ -634,6 +659,7 @@ mod tests {
                 created_at: Utc::now(),
                 updated_at: Utc::now(),
                 version: 0,
+                format: 0,
             }),
             ..ClusterState::default()
         };
@@ -652,6 +678,62 @@ mod tests {
             s.cluster.as_ref().map(|c| c.join_tokens.worker.as_str()),
             Some("sealed:new")
         );
+    }
+
+    #[test]
+    fn the_cluster_version_is_the_lowest_format_of_the_nodes() {
+        let cluster = crate::model::Cluster {
+            id: "c".into(),
+            spec: Default::default(),
+            join_tokens: crate::model::JoinTokens {
+                worker: "sealed:w".into(),
+                manager: "sealed:m".into(),
+            },
+            ca_cert_pem: String::new(),
+            removed_nodes: Vec::new(),
+            unlock_key: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            version: 0,
+            format: 0,
+        };
+        let node = |id: &str, max_format: u32| Node {
+            id: id.into(),
+            max_format,
+            ..sample_node()
+        };
+        let mut s = ClusterState::default();
+        // A swarm of one node of this build.
+        s.apply(
+            &Command::InitCluster {
+                cluster,
+                node: node("n1", crate::codec::FORMAT),
+            },
+            1,
+        )
+        .expect("init");
+        assert_eq!(s.format(), crate::codec::FORMAT);
+        assert!(s.packs_writes());
+        // A node of format 1 (it reports nothing) brings it down...
+        let changes = s.apply(&Command::UpsertNode(node("n2", 0)), 2).expect("n2");
+        assert!(changes.contains(&Change::Cluster));
+        assert_eq!(s.format(), 1);
+        assert!(!s.packs_writes());
+        assert_eq!(s.cluster.as_ref().map(|c| c.version), Some(2));
+        // ...until it registers again from a newer build, or leaves.
+        s.apply(&Command::UpsertNode(node("n2", 2)), 3)
+            .expect("n2 again");
+        assert_eq!(s.format(), 2);
+        s.apply(&Command::UpsertNode(node("n3", 1)), 4).expect("n3");
+        assert_eq!(s.format(), 1);
+        s.apply(&Command::RemoveNode { id: "n3".into() }, 5)
+            .expect("rm");
+        assert_eq!(s.format(), 2);
+        // A change of a node that leaves the version alone leaves the cluster alone.
+        let changes = s
+            .apply(&Command::UpsertNode(node("n2", 2)), 6)
+            .expect("same");
+        assert!(!changes.contains(&Change::Cluster));
     }
 
     #[test]
@@ -695,6 +777,7 @@ mod tests {
                 created_at: Utc::now(),
                 updated_at: Utc::now(),
                 version: 0,
+                format: 0,
             }),
             ..ClusterState::default()
         };
@@ -772,6 +855,7 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
             version: 0,
+            max_format: crate::codec::FORMAT,
         }
     }
 
