@@ -151,3 +151,86 @@ async fn concurrent_writes_share_entries_and_each_gets_its_own_result() {
     root.stop(None);
     handle.await.expect("stopped");
 }
+
+/// A cluster whose version is below `PACKED_SINCE` (a node of format 1 is a
+/// member): every write is an entry of its own, which that node reads; once
+/// the node reports a newer format, writes share entries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_packing_cluster_version_each_write_is_an_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::Config::new().path(dir.path()).open().expect("sled");
+    let ctx =
+        ManagerCtx::new("m".into(), 1, &db, Directory::new(), Timings::default()).expect("ctx");
+    ctx.log.bootstrap(vec![1]).expect("bootstrap");
+    let (root, handle) = Actor::spawn(
+        None,
+        Supervisor,
+        SupervisorArgs {
+            directory: ctx.directory.clone(),
+            intensity: Intensity::default(),
+            children: vec![manager_spec(&ctx, Arc::new(NoPeers))],
+        },
+    )
+    .await
+    .expect("spawn manager");
+    let old = Node {
+        max_format: 0,
+        ..node("old")
+    };
+    let cluster: shoal_core::model::Cluster = serde_json::from_value(serde_json::json!({
+        "id": "c", "spec": serde_json::to_value(shoal_core::model::ClusterSpec::default()).expect("spec"),
+        "join_tokens": {"worker": "sealed:w", "manager": "sealed:m"},
+        "ca_cert_pem": "", "removed_nodes": [], "unlock_key": null,
+        "created_at": "2026-12-01T00:00:00Z", "updated_at": "2026-12-01T00:00:00Z",
+        "version": 0, "format": 0
+    }))
+    .expect("cluster");
+    ctx.proposer
+        .propose(Command::InitCluster { cluster, node: old })
+        .await
+        .expect("init");
+    assert_eq!(ctx.sm.read().0.format(), 1);
+
+    let writes = |from: usize| {
+        join_all((from..from + 60).map(|i| {
+            let p = ctx.proposer.clone();
+            async move { p.propose(Command::UpsertNode(node(&format!("n{i}")))).await }
+        }))
+    };
+    let before = ctx.log.last_index();
+    for r in writes(0).await {
+        r.expect("write");
+    }
+    let entries = ctx
+        .log
+        .entries_between(before + 1, ctx.log.last_index() + 1);
+    for e in entries.iter().filter(|e| !e.data.is_empty()) {
+        let p: Proposal = codec::decode(&e.data).expect("a Proposal");
+        assert!(
+            !matches!(p.command, Command::Packed(_)),
+            "a packed entry at cluster version 1"
+        );
+    }
+
+    // The old node registers again from a newer build: version 2, packing.
+    ctx.proposer
+        .propose(Command::UpsertNode(node("old")))
+        .await
+        .expect("upgraded");
+    assert_eq!(ctx.sm.read().0.format(), shoal_core::codec::FORMAT);
+    let before = ctx.log.last_index();
+    for r in writes(100).await {
+        r.expect("write");
+    }
+    let entries = ctx
+        .log
+        .entries_between(before + 1, ctx.log.last_index() + 1);
+    assert!(
+        entries.len() < 60,
+        "{} entries for 60 writes",
+        entries.len()
+    );
+
+    root.stop(None);
+    handle.await.expect("stopped");
+}

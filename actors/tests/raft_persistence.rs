@@ -33,6 +33,7 @@ fn node(i: usize) -> Node {
         created_at: Utc::now(),
         updated_at: Utc::now(),
         version: 0,
+        max_format: shoal_core::codec::FORMAT,
     }
 }
 

@@ -1,9 +1,10 @@
 //! The codec's share of the Raft write path, timed alone: a proposal
 //! encoded as the Proposer encodes it and decoded as the state machine
 //! decodes an entry, for a dispatcher's write (100 task states) and a node
-//! registration. The `raft` bench (benches/) times the whole path, which an
-//! fsync per commit dominates; this times what a change of the codec can
-//! change. docs/benchmarks.md, "Versioned records":
+//! registration, beside bincode alone (what the codec did before record
+//! formats), interleaved. The `raft` bench (benches/) times the whole path,
+//! which an fsync per commit dominates; this times what a change of the
+//! codec can change. docs/benchmarks.md, "Versioned records":
 //!
 //! ```sh
 //! cargo run --release -p shoal-core --features samples --example codec_speed
@@ -61,27 +62,59 @@ fn time(rounds: usize, per_round: usize, mut f: impl FnMut()) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// What `codec` did before formats: bincode alone, with the same
+/// configuration and limit, no envelope.
+fn bare_encode(p: &Proposal) -> Vec<u8> {
+    let config = bincode::config::standard().with_limit::<{ 256 * 1024 * 1024 }>();
+    bincode::serde::encode_to_vec(p, config).expect("encode")
+}
+
+fn bare_decode(bytes: &[u8]) -> Proposal {
+    let config = bincode::config::standard().with_limit::<{ 1 << 24 }>();
+    bincode::serde::decode_from_slice(bytes, config)
+        .expect("decode")
+        .0
+}
+
 fn main() {
     for (name, proposal, per_round) in [
         ("status_100", status_updates(), 2_000),
         ("upsert_node", upsert_node(), 50_000),
     ] {
         let bytes = codec::encode(&proposal).expect("encode");
+        let bare = bare_encode(&proposal);
         // Warm up.
         time(3, per_round, || {
             black_box(codec::encode(black_box(&proposal)).expect("encode"));
         });
-        let encode = time(31, per_round, || {
-            black_box(codec::encode(black_box(&proposal)).expect("encode"));
-        });
-        let decode = time(31, per_round, || {
-            black_box(codec::decode::<Proposal>(black_box(&bytes)).expect("decode"));
-        });
+        // Interleaved, so that a busy machine weighs on both alike.
+        let (mut enc, mut dec, mut bare_enc, mut bare_dec) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..15 {
+            enc.push(time(3, per_round, || {
+                black_box(codec::encode(black_box(&proposal)).expect("encode"));
+            }));
+            bare_enc.push(time(3, per_round, || {
+                black_box(bare_encode(black_box(&proposal)));
+            }));
+            dec.push(time(3, per_round, || {
+                black_box(codec::decode::<Proposal>(black_box(&bytes)).expect("decode"));
+            }));
+            bare_dec.push(time(3, per_round, || {
+                black_box(bare_decode(black_box(&bare)));
+            }));
+        }
+        let median = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2].as_nanos()
+        };
         println!(
-            "{name}: {} bytes, encode {:.0} ns, decode {:.0} ns (median of 31 rounds of {per_round})",
+            "{name}: {} bytes ({} bare): encode {} ns (bare {} ns), decode {} ns (bare {} ns)",
             bytes.len(),
-            encode.as_nanos(),
-            decode.as_nanos()
+            bare.len(),
+            median(enc),
+            median(bare_enc),
+            median(dec),
+            median(bare_dec),
         );
     }
 }

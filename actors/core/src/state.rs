@@ -96,11 +96,12 @@ pub enum ApplyError {
 }
 
 impl ClusterState {
-    /// The cluster version (`Cluster::format`); 1 before the swarm exists.
+    /// The cluster version (`Cluster::format`); this build's format before
+    /// the swarm exists (no other node to wait for).
     pub fn format(&self) -> u32 {
         self.cluster
             .as_ref()
-            .map_or(crate::codec::OLDEST, crate::model::Cluster::cluster_format)
+            .map_or(crate::codec::FORMAT, crate::model::Cluster::cluster_format)
     }
 
     /// Whether writes may share a Raft entry (`Command::Packed`) and a

@@ -190,6 +190,16 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                         ),
                         ("ManagerStatus", manager_status(n).into()),
                         ("EngineVersion", engine.unwrap_or("").into()),
+                        // shoal's own: the newest record format the node
+                        // supports (docs/upgrades.md).
+                        (
+                            "Format",
+                            n.description
+                                .as_ref()
+                                .and_then(|d| d.format)
+                                .map_or(String::new(), |f| f.to_string())
+                                .into(),
+                        ),
                         ("Self", Value::Bool(is_self)),
                     ]
                 })
@@ -203,6 +213,7 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                     "AVAILABILITY",
                     "MANAGER STATUS",
                     "ENGINE VERSION",
+                    "FORMAT",
                 ],
                 a.format.as_deref(),
             )?;

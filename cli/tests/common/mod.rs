@@ -197,6 +197,16 @@ impl Daemon {
         self.spawn();
     }
 
+    /// kill -9 the daemon and start it again on the same data with `flags`
+    /// in place of those it was started with (beyond its hostname and
+    /// listen address): the node restarted on another build, say.
+    pub fn restart_with(&mut self, flags: &[&str]) {
+        self.kill9();
+        self.args.truncate(4);
+        self.args.extend(flags.iter().map(|s| s.to_string()));
+        self.spawn();
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -216,6 +216,7 @@ pub fn swarm(c: &Cluster) -> wire::Swarm {
             ..Default::default()
         },
         spec: Some(cluster_spec(&c.spec, autolock)),
+        format: Some(c.cluster_format()),
     }
 }
 
@@ -613,6 +614,7 @@ pub fn node(n: &Node, leader: Option<&str>) -> wire::Node {
                 cannot: confinement.cannot.clone(),
                 missing_limits: confinement.missing_limits.clone(),
             }),
+            format: Some(n.format()),
         }),
         clock_skew: skew,
     }

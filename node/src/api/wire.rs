@@ -281,6 +281,10 @@ pub struct NodeDescription {
     pub network_sandbox: Option<NetworkSandbox>,
     #[serde(rename = "Confinement", skip_serializing_if = "Option::is_none")]
     pub confinement: Option<Confinement>,
+    /// shoal's own: the newest record format the node supports
+    /// (docs/upgrades.md).
+    #[serde(rename = "Format", skip_serializing_if = "Option::is_none")]
+    pub format: Option<u32>,
 }
 
 /// docker's `EngineDescription` with shoal's task drivers.
@@ -334,6 +338,10 @@ pub struct Swarm {
     pub docker: bollard::models::Swarm,
     #[serde(rename = "Spec", skip_serializing_if = "Option::is_none")]
     pub spec: Option<SwarmSpec>,
+    /// shoal's own: the cluster version, the newest record format every
+    /// node supports (docs/upgrades.md).
+    #[serde(rename = "Format", skip_serializing_if = "Option::is_none")]
+    pub format: Option<u32>,
 }
 
 /// docker's `SwarmSpec`, with shoal's `Orchestration.Rebalance`.
