@@ -32,7 +32,6 @@ pub trait ClusterNode: Send + Sync + 'static {
 
     /// A node without a certificate asks to join with `token`; it reads
     /// record formats up to `max_format`.
-    #[allow(clippy::too_many_arguments)]
     fn join(
         self: Arc<Self>,
         token: String,
