@@ -89,6 +89,10 @@ pub struct StateMachine {
     /// The first write of applied entries that failed (a full disk): sled
     /// takes no write after one until the database is opened again.
     failed: Mutex<Option<String>>,
+    /// Why this build applies no more entries: one was of a newer format
+    /// than it reads (docs/upgrades.md). Never skipped, so the state is not
+    /// built without it; a newer build started on this data dir goes on.
+    stuck: Mutex<Option<String>>,
 }
 
 impl StateMachine {
@@ -103,6 +107,7 @@ impl StateMachine {
             outcomes: Mutex::new(Outcomes::default()),
             persisting: Mutex::new(()),
             failed: Mutex::new(None),
+            stuck: Mutex::new(None),
         }))
     }
 
@@ -151,6 +156,11 @@ impl StateMachine {
         self.failed.lock().clone()
     }
 
+    /// Why this manager applies no more entries (one of a newer format).
+    pub fn stuck(&self) -> Option<String> {
+        self.stuck.lock().clone()
+    }
+
     pub fn applied(&self) -> AppliedIndex {
         self.inner.read().1
     }
@@ -172,7 +182,13 @@ impl StateMachine {
     /// index are skipped, which makes replay after a crash safe. One batch
     /// for many entries matters: sled makes every batch wait for the
     /// flushes in progress, so a batch per entry stalls a busy Store.
+    ///
+    /// An entry of a newer format than this build reads is never skipped:
+    /// nothing from it on is applied (`stuck`), until a newer build runs.
     pub fn apply_entries(&self, entries: &[(u64, u64, &[u8])]) -> Result<Vec<Outcome>, StoreError> {
+        if self.stuck.lock().is_some() {
+            return Ok(Vec::new());
+        }
         let _persisting = self.persisting.lock();
         let mut guard = self.inner.write();
         let (state, applied) = &mut *guard;
@@ -180,7 +196,7 @@ impl StateMachine {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut batch = sled::Batch::default();
         let mut new_applied = *applied;
-        for &(index, term, data) in entries {
+        'entries: for &(index, term, data) in entries {
             if index <= new_applied.index {
                 continue;
             }
@@ -208,6 +224,15 @@ impl StateMachine {
                             };
                             outcome.results.push((id, result));
                         }
+                    }
+                    Err(e @ CodecError::TooNew { .. }) => {
+                        tracing::error!(
+                            index,
+                            error = %e,
+                            "a Raft entry of a newer format: this manager applies nothing from it on until shoal is upgraded"
+                        );
+                        *self.stuck.lock() = Some(format!("entry {index}: {e}"));
+                        break 'entries;
                     }
                     Err(e) => tracing::error!(index, error = %e, "skipping undecodable log entry"),
                 }
@@ -470,6 +495,38 @@ mod tests {
         assert_eq!(again.applied(), AppliedIndex { index: 7, term: 1 });
         // Replayed after a crash: skipped.
         assert!(again.apply_entry(7, 1, &data).expect("replay").is_none());
+    }
+
+    #[test]
+    fn an_entry_of_a_newer_format_is_never_skipped() {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let sm = StateMachine::open(&db).expect("open");
+        let entry = |id: &str| {
+            codec::encode(&Proposal {
+                id: 1,
+                command: Command::UpsertNode(node(id)),
+            })
+            .expect("encode")
+        };
+        let (one, three) = (entry("n1"), entry("n3"));
+        let (_, start) = codec::format_of(&three).expect("format");
+        let future = [
+            &[codec::MAGIC, codec::FORMAT as u8 + 1][..],
+            &three[start..],
+        ]
+        .concat();
+        let applied = sm
+            .apply_entries(&[(1, 1, &one), (2, 1, &future), (3, 1, &three)])
+            .expect("apply");
+        assert_eq!(applied.len(), 1, "only the entry before it");
+        assert_eq!(sm.applied().index, 1);
+        let why = sm.stuck().expect("stuck");
+        let expected = format!("entry 2: record written by format {}", codec::FORMAT + 1);
+        assert!(why.contains(&expected), "{why}");
+        // Nothing after it either, in a later call.
+        assert!(sm.apply_entry(4, 1, &entry("n4")).expect("apply").is_none());
+        let nodes: Vec<String> = sm.read().0.nodes.keys().cloned().collect();
+        assert_eq!(nodes, ["n1"]);
     }
 
     #[test]

@@ -107,7 +107,10 @@ impl From<NodeError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
             }
             NodeError::Remote(r) => r.into(),
-            NodeError::Locked | NodeError::CannotPersist(_) => {
+            NodeError::FormatMismatch { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
+            }
+            NodeError::Locked | NodeError::CannotPersist(_) | NodeError::Outdated(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             NodeError::Unreachable(..) => {

@@ -49,6 +49,8 @@ pub enum NodeError {
     Locked,
     #[error("This manager cannot persist its Raft log or state ({0}): it takes no writes until it is restarted with space on its data directory. Send writes to another manager.")]
     CannotPersist(String),
+    #[error("This manager cannot read the swarm's newest records ({0}): it takes no writes until shoal is upgraded on it. Send writes to another manager.")]
+    Outdated(String),
     #[error("this node supports record formats {oldest} to {newest}; the swarm runs format {swarm}: {}", if *newest < *swarm { "upgrade shoal on this node first" } else { "upgrade the swarm's nodes first" })]
     FormatMismatch {
         oldest: u32,
@@ -78,7 +80,8 @@ impl From<NodeError> for Refusal {
             | NodeError::WorkerNode
             | NodeError::NotInSwarm
             | NodeError::Unreachable(..)
-            | NodeError::CannotPersist(_) => Refusal::Unavailable(e.to_string()),
+            | NodeError::CannotPersist(_)
+            | NodeError::Outdated(_) => Refusal::Unavailable(e.to_string()),
             NodeError::Addr(_) => Refusal::BadRequest(e.to_string()),
             other => Refusal::Failed(other.to_string()),
         }

@@ -252,6 +252,10 @@ impl Runtime {
         if let Some(e) = m.log.failed().or_else(|| m.sm.failed()) {
             return Err(NodeError::CannotPersist(e));
         }
+        // An entry of a newer format stopped its state (docs/upgrades.md).
+        if let Some(why) = m.sm.stuck() {
+            return Err(NodeError::Outdated(why));
+        }
         let deadline = Instant::now() + m.timings.propose_timeout;
         // A leader we could not reach is not tried again until Raft names
         // another: it is most likely dead and an election is under way.
@@ -303,6 +307,9 @@ impl Runtime {
         while m.sm.applied().index < index {
             if let Some(e) = m.log.failed().or_else(|| m.sm.failed()) {
                 return Err(NodeError::CannotPersist(e));
+            }
+            if let Some(why) = m.sm.stuck() {
+                return Err(NodeError::Outdated(why));
             }
             // Out of the Raft group (a manager demoting itself removes it
             // from the voters before it writes its new role): it applies
