@@ -49,6 +49,8 @@ pub enum NodeError {
     Locked,
     #[error("This manager cannot persist its Raft log or state ({0}): it takes no writes until it is restarted with space on its data directory. Send writes to another manager.")]
     CannotPersist(String),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 impl From<NodeError> for Refusal {
