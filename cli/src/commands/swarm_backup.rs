@@ -2,9 +2,8 @@
 //! docker backs a swarm up by copying its data directory with the daemon
 //! stopped). See docs/upgrades.md, "Backup and restore".
 
-use std::io::{BufRead, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io::BufRead;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
@@ -37,7 +36,8 @@ pub async fn backup(client: &Client, a: BackupArgs) -> anyhow::Result<()> {
         .exchange_bytes(Method::GET, "/swarm/backup", Bytes::new(), &[])
         .await?;
     let backup = Backup::from_bytes(&bytes).context("the daemon's answer")?;
-    write_private(&a.file, &bytes)?;
+    // 0600 whatever the umask, through a temporary file beside it.
+    shoal_node::keys::write_private(&a.file, &bytes)?;
     println!(
         "Swarm backed up to {} ({} bytes, Raft index {}{}).",
         a.file.display(),
@@ -88,29 +88,5 @@ pub async fn restore(client: &Client, a: RestoreArgs) -> anyhow::Result<()> {
         backup.index
     );
     println!("Other managers of the backup are now workers; remove them and join new managers with 'shoal swarm join-token manager'.");
-    Ok(())
-}
-
-/// Writes `data` to `path` with mode 0600 whatever the umask, through a
-/// temporary file beside it, so a failed write leaves no half backup.
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "backup".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("{}", tmp.display()))?;
-    f.set_permissions(
-        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
-    )?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
     Ok(())
 }
