@@ -249,3 +249,81 @@ fn an_autolocked_swarms_backup_opens_only_with_its_unlock_key() {
         fresh.shoal(&["secret", "ls", "-q"]).status.success()
     });
 }
+
+/// A backup written by backup format 1 (this build's), committed: every
+/// later build must restore it (docs/backup.md). Written anew with
+/// `cargo nextest run -p shoal-cli -E 'test(write_the_backup_fixture)' --run-ignored only`.
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/backup-format1.bin"
+);
+const FIXTURE_SECRET: &str = "fixture-secret-value";
+
+#[test]
+#[ignore = "writes the committed fixture"]
+fn write_the_backup_fixture() {
+    let m = Daemon::start_on("127.0.0.12", "fixture", &[]);
+    m.ok(&["swarm", "init"]);
+    let out = with_stdin(
+        &m,
+        &["secret", "create", "fixture-secret", "-"],
+        FIXTURE_SECRET,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files = tempfile::tempdir().expect("tempdir");
+    let cfg = files.path().join("cfg");
+    std::fs::write(&cfg, "fixture: true\n").expect("config file");
+    m.ok(&[
+        "config",
+        "create",
+        "fixture-config",
+        cfg.to_str().expect("path"),
+    ]);
+    m.ok(&["network", "create", "-d", "overlay", "fixture-net"]);
+    m.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "fixture-web",
+        "--driver",
+        "process",
+        "--secret",
+        "fixture-secret",
+        "/bin/sleep",
+        "100000",
+    ]);
+    wait_for("fixture-web running", LONG, || {
+        common::running(&m, "fixture-web") == 1
+    });
+    m.ok(&["swarm", "backup", FIXTURE]);
+}
+
+#[test]
+fn a_backup_of_format_1_restores() {
+    let fresh = Daemon::start_on("127.0.0.13", "from-fixture", &[]);
+    let said = fresh.ok(&["swarm", "restore", FIXTURE]);
+    assert!(said.contains("Swarm restored from"), "{said}");
+    assert_eq!(names(&fresh, "secret"), vec!["fixture-secret"]);
+    assert_eq!(names(&fresh, "config"), vec!["fixture-config"]);
+    assert!(names(&fresh, "network").contains(&"fixture-net".to_string()));
+    assert_eq!(names(&fresh, "service"), vec!["fixture-web"]);
+    let own = fresh.ok(&["node", "inspect", "self", "--format", "{{.ID}}"]);
+    let own = own.trim().to_string();
+    let mut pid = 0;
+    wait_for("fixture-web running on the restored node", LONG, || {
+        pid = fresh
+            .tasks("fixture-web")
+            .into_iter()
+            .find(|t| {
+                t["Status"]["State"] == "running"
+                    && t["DesiredState"] == "running"
+                    && t["NodeID"] == own.as_str()
+            })
+            .and_then(|t| t["Status"]["ContainerStatus"]["PID"].as_u64())
+            .unwrap_or(0);
+        pid != 0
+    });
+    let seen = std::fs::read_to_string(format!("/proc/{pid}/root/run/secrets/fixture-secret"));
+    assert_eq!(seen.ok().as_deref(), Some(FIXTURE_SECRET));
+}
