@@ -70,18 +70,6 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Response<Incoming>> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "Cannot connect to the shoal daemon at {}. Is the daemon running?",
-                    self.host
-                )
-            })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake with the daemon")?;
-        tokio::spawn(conn);
         let bytes = match &body {
             Some(v) => Bytes::from(serde_json::to_vec(v)?),
             None => Bytes::new(),
@@ -95,45 +83,71 @@ impl Client {
                 shoal_node::api::server::MAX_BODY_BYTES
             );
         }
-        let req = Request::builder()
+        self.send_bytes(method, path, bytes, "application/json", &[])
+            .await
+    }
+
+    async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        bytes: Bytes,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Response<Incoming>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "Cannot connect to the shoal daemon at {}. Is the daemon running?",
+                    self.host
+                )
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake with the daemon")?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
             .method(method)
             .uri(versioned(path))
             .header("Host", "shoal")
-            .header("Content-Type", "application/json")
+            .header("Content-Type", content_type)
             .header(
                 "Accept",
                 "application/vnd.docker.multiplexed-stream, application/json",
-            )
-            .body(Full::new(bytes))?;
+            );
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         sender
-            .send_request(req)
+            .send_request(req.body(Full::new(bytes))?)
             .await
             .context("request to the daemon")
     }
 
     async fn json(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let resp = self.send(method, path, body).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        let v: Value = if bytes.is_empty() {
+        let bytes = answer(resp).await?;
+        Ok(if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        if !status.is_success() {
-            let message = v
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string());
-            return Err(DaemonError {
-                status: status.as_u16(),
-                message,
-            }
-            .into());
-        }
-        Ok(v)
+        })
+    }
+
+    /// `method path` with raw bytes (a swarm backup) both ways.
+    pub async fn exchange_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Bytes> {
+        let resp = self
+            .send_bytes(method, path, body, "application/octet-stream", headers)
+            .await?;
+        answer(resp).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -264,6 +278,27 @@ fn split_frame(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
 }
 
 /// Percent-encodes a path segment or query value.
+/// The body of a successful answer; the daemon's message otherwise.
+async fn answer(resp: Response<Incoming>) -> anyhow::Result<Bytes> {
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    if status.is_success() {
+        return Ok(bytes);
+    }
+    let v: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let message = v
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string());
+    Err(DaemonError {
+        status: status.as_u16(),
+        message,
+    }
+    .into())
+}
+
 pub fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {

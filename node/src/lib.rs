@@ -3,6 +3,7 @@
 //! actor tree (`Runtime`).
 
 pub mod api;
+pub mod backup;
 pub mod ca;
 pub mod certs;
 pub mod cluster;

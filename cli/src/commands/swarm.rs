@@ -22,6 +22,10 @@ pub enum SwarmCmd {
     UnlockKey(super::swarm_lock::UnlockKeyArgs),
     /// Update the swarm
     Update(super::swarm_lock::UpdateArgs),
+    /// Write a backup of the swarm's state to a file (on a manager)
+    Backup(super::swarm_backup::BackupArgs),
+    /// Make this node, in no swarm yet, the only manager of a swarm restored from a backup
+    Restore(super::swarm_backup::RestoreArgs),
 }
 
 #[derive(Args)]
@@ -137,6 +141,8 @@ pub async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<()> {
         SwarmCmd::Unlock => super::swarm_lock::unlock(client).await?,
         SwarmCmd::UnlockKey(a) => super::swarm_lock::unlock_key(client, a).await?,
         SwarmCmd::Update(a) => super::swarm_lock::update(client, a).await?,
+        SwarmCmd::Backup(a) => super::swarm_backup::backup(client, a).await?,
+        SwarmCmd::Restore(a) => super::swarm_backup::restore(client, a).await?,
         SwarmCmd::Join(a) => {
             let body = wire::SwarmJoinRequest {
                 docker: wire::docker::SwarmJoinRequest {

@@ -103,7 +103,7 @@ impl From<NodeError> for ApiError {
             NodeError::Precondition(_) => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
             }
-            NodeError::BadToken(_) | NodeError::Addr(_) => {
+            NodeError::BadToken(_) | NodeError::Addr(_) | NodeError::Backup(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
             }
             NodeError::Remote(r) => r.into(),

@@ -1,6 +1,7 @@
 //! The control API: HTTP/JSON on a Unix socket, shaped like the Docker Engine
 //! API so that `curl --unix-socket` works. See docs/api.md.
 
+pub mod backup;
 mod connect;
 pub mod container_opts;
 mod error;
@@ -67,6 +68,13 @@ fn routes(rt: Arc<Runtime>) -> Router {
         .route("/swarm/update", post(swarm_update))
         .route("/swarm/unlock", post(swarm_unlock))
         .route("/swarm/unlockkey", get(swarm_unlock_key))
+        .route("/swarm/backup", get(backup::backup))
+        .route(
+            "/swarm/restore",
+            post(backup::restore).layer(axum::extract::DefaultBodyLimit::max(
+                crate::backup::MAX_BYTES,
+            )),
+        )
         .route("/nodes", get(nodes))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))

@@ -4,7 +4,8 @@
 //! * The request head must arrive within `header_timeout` (hyper closes the
 //!   connection otherwise).
 //! * The request body must arrive within `body_timeout` of the head, and may
-//!   be at most [`MAX_BODY_BYTES`] long.
+//!   be at most [`MAX_BODY_BYTES`] long (`POST /swarm/restore`, whose body
+//!   is a backup file: `crate::backup::MAX_BYTES`).
 //! * At most `max_connections` connections are served at once. At the cap, a
 //!   new connection evicts the one that has waited longest without sending a
 //!   complete request head, so half-sent requests cannot lock clients out. If

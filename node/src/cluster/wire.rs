@@ -14,6 +14,7 @@ pub enum OneWay {
     Raft {
         from: u64,
         from_addr: String,
+        #[serde(with = "serde_bytes")]
         msg: Vec<u8>,
     },
     /// A leader's dispatcher to an agent, stamped with the Raft term the
@@ -28,6 +29,7 @@ pub enum OneWay {
         snapshot: u64,
         index: u32,
         total: u32,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
 }
@@ -125,7 +127,7 @@ pub enum Response {
         key_pem: String,
     },
     /// A piece of a task's log.
-    Log(Vec<u8>),
+    Log(#[serde(with = "serde_bytes")] Vec<u8>),
     Done,
     Refused(Refusal),
     /// Each write's result, in the order of a `ProposeMany`.

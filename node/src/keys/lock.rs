@@ -80,6 +80,12 @@ fn kek_of(unlock_key: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The KEK an unlock key stands for, as a key: what seals the CA key of
+/// a backup taken of an autolocked swarm (`crate::backup`).
+pub fn kek_for(unlock_key: &str) -> Option<super::Kek> {
+    kek_of(unlock_key).and_then(|k| super::Kek::from_bytes(&k))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("invalid key")]

@@ -57,6 +57,8 @@ pub enum NodeError {
         newest: u32,
         swarm: u32,
     },
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 impl From<NodeError> for Refusal {

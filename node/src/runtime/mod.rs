@@ -2,6 +2,7 @@
 //! swarm roles it runs.
 
 pub mod addrs;
+mod backup;
 mod cluster_node;
 pub mod error;
 mod lock;

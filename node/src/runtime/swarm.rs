@@ -13,7 +13,7 @@ pub struct AddrRequest {
 impl Runtime {
     /// The addresses a swarm init or join asks for, the daemon's flags
     /// standing in for what it leaves out.
-    fn choose_addrs(
+    pub(super) fn choose_addrs(
         &self,
         req: &AddrRequest,
         manager: Option<SocketAddr>,
@@ -40,7 +40,7 @@ impl Runtime {
         Ok((listen, advertise.to_string()))
     }
 
-    fn set_addrs(&self, listen: SocketAddr, advertise: String) {
+    pub(super) fn set_addrs(&self, listen: SocketAddr, advertise: String) {
         *self.listen.write() = listen;
         *self.advertise.write() = advertise;
     }
@@ -292,8 +292,15 @@ impl Runtime {
         log.set_conf_state(&cs)?;
         log.flush().await?;
         self.start_manager(&id).await?;
-        // Other managers are no longer part of the Raft group: say so in the
-        // log too, for managers that join later and replay it.
+        self.leave_alone(&id).await?;
+        tracing::warn!(node = %id.node_id, "forced a new cluster with this manager alone");
+        Ok(id.node_id)
+    }
+
+    /// After a forced new cluster or a restore: the other managers are no
+    /// longer part of the Raft group; the log says so too (for managers
+    /// that join later and replay it) and the state lists them as workers.
+    pub(super) async fn leave_alone(&self, id: &Identity) -> Result<(), NodeError> {
         let others: Vec<(String, u64)> = {
             let m = self.manager()?;
             let guard = m.sm.read();
@@ -317,8 +324,7 @@ impl Runtime {
             })
             .await?;
         }
-        tracing::warn!(node = %id.node_id, "forced a new cluster with this manager alone");
-        Ok(id.node_id)
+        Ok(())
     }
 
     /// `swarm join-token --rotate`: new secrets; the old tokens stop working.
@@ -340,7 +346,7 @@ impl Runtime {
 
 /// Fails before anything is written when the cluster port is taken, so
 /// that a failed init or join leaves the node out of any swarm, as it was.
-fn check_listen_addr(addr: SocketAddr) -> Result<(), NodeError> {
+pub(super) fn check_listen_addr(addr: SocketAddr) -> Result<(), NodeError> {
     std::net::UdpSocket::bind(addr)
         .map(drop)
         .map_err(|e| crate::transport::TransportError::Bind(addr, e).into())
