@@ -17,6 +17,7 @@ pub mod swarm;
 pub mod swarm_lock;
 pub mod update;
 pub mod update_progress;
+pub mod values;
 pub mod volume;
 
 use shoal_node::api::wire;
