@@ -132,7 +132,7 @@ impl DispatcherState {
     /// Not awaited here: a commit can take a while (a slow link, an election),
     /// and heartbeats queued behind it would make live nodes look dead.
     fn write_statuses(&mut self, myself: &ActorRef<DispatcherMsg>) {
-        let Some(updates) = self.statuses.next() else {
+        let Some(updates) = self.statuses.next_write() else {
             return;
         };
         let proposer = self.ctx.proposer.clone();

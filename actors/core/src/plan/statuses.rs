@@ -70,7 +70,7 @@ impl StatusQueue {
 
     /// The next write (at most a proposal's worth, in task id order), unless
     /// one is in flight or nothing waits; it is in flight until `written`.
-    pub fn next(&mut self) -> Option<Vec<TaskUpdate>> {
+    pub fn next_write(&mut self) -> Option<Vec<TaskUpdate>> {
         if self.writing || self.queued.is_empty() {
             return None;
         }
@@ -164,14 +164,14 @@ mod tests {
         );
         let same = state.tasks["t"].status.clone();
         queue.queue(&state, "n", None, vec![("t".into(), same)]);
-        assert_eq!(queue.next(), None);
+        assert_eq!(queue.next_write(), None);
         queue.queue(
             &state,
             "n",
             None,
             vec![("t".into(), status(TaskState::Starting, 5))],
         );
-        let first = queue.next().expect("a write");
+        let first = queue.next_write().expect("a write");
         assert_eq!(written(&first), [("t".to_string(), TaskState::Starting)]);
         // In flight: reports coalesce, the newest state per task wins.
         queue.queue(
@@ -186,13 +186,13 @@ mod tests {
             None,
             vec![("t".into(), status(TaskState::Starting, 7))],
         );
-        assert_eq!(queue.next(), None);
+        assert_eq!(queue.next_write(), None);
         // The first write failed: it is queued again only if nothing newer came.
         queue.written(first);
-        let second = queue.next().expect("a write");
+        let second = queue.next_write().expect("a write");
         assert_eq!(written(&second), [("t".to_string(), TaskState::Running)]);
         queue.written(Vec::new());
-        assert_eq!(queue.next(), None);
+        assert_eq!(queue.next_write(), None);
     }
 
     #[test]
@@ -208,7 +208,7 @@ mod tests {
             Some(&clock),
             vec![("t".into(), status(TaskState::Running, 600_010))],
         );
-        let updates = queue.next().expect("a write");
+        let updates = queue.next_write().expect("a write");
         let TaskUpdate::Status { status, .. } = &updates[0] else {
             panic!("{updates:?}");
         };
