@@ -259,33 +259,26 @@ impl Actor for Dispatcher {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             DispatcherMsg::Register { node, agent } => {
-                let existing = st.ctx.sm.read().0.nodes.get(&node.node_id).cloned();
-                let Some(mut n) = existing else {
+                // The stored record brought in line with the node's word
+                // (`None`: it is not in the swarm).
+                let write =
+                    {
+                        let guard = st.ctx.sm.read();
+                        guard.0.nodes.get(&node.node_id).map(|stored| {
+                            sessions::registration(stored, &node, crate::world::now())
+                        })
+                    };
+                let Some(write) = write else {
                     tracing::warn!(node = %node.node_id, "registration from a node not in the swarm");
                     agent.send(AgentMsg::SessionRejected);
                     return Ok(());
                 };
-                let now = crate::world::now();
-                if n.state != NodeState::Ready
-                    || n.drivers != node.drivers
-                    || n.hostname != node.hostname
-                    || n.addr != node.addr
-                    || n.sandbox_error != node.sandbox_error
-                    || n.machine != node.machine
-                {
-                    n.state = NodeState::Ready;
-                    n.status_message = String::new();
-                    n.drivers = node.drivers.clone();
-                    n.hostname = node.hostname.clone();
-                    n.addr = node.addr.clone();
-                    n.sandbox_error = node.sandbox_error.clone();
-                    n.machine = node.machine.clone();
-                    n.updated_at = now;
+                if let Some(cmd) = write {
                     // Not awaited, like status writes: heartbeats must not
                     // queue behind a commit.
                     let proposer = st.ctx.proposer.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = proposer.propose(Command::UpsertNode(n)).await {
+                        if let Err(e) = proposer.propose(cmd).await {
                             tracing::warn!(error = %e, "node registration write failed");
                         }
                     });

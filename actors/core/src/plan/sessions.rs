@@ -22,7 +22,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::clock::{Judge, Offsets};
 use crate::command::Command;
 use crate::model::secret::{Keyring, Payload};
-use crate::model::{NodeState, Task};
+use crate::model::{Node, NodeDescription, NodeState, Task};
 use crate::plan::assignments::{Assignments, Sent, TaskIndex};
 use crate::state::ClusterState;
 
@@ -119,6 +119,35 @@ pub fn down(node_id: String, at: DateTime<Utc>) -> Command {
         message: DOWN_MESSAGE.into(),
         at,
     }
+}
+
+/// The write a registration makes, stamped `at`: the node's record
+/// (`stored`) brought in line with what the node says of itself and set
+/// ready; `None` when the record already says all that.
+pub fn registration(
+    stored: &Node,
+    description: &NodeDescription,
+    at: DateTime<Utc>,
+) -> Option<Command> {
+    let same = stored.state == NodeState::Ready
+        && stored.drivers == description.drivers
+        && stored.hostname == description.hostname
+        && stored.addr == description.addr
+        && stored.sandbox_error == description.sandbox_error
+        && stored.machine == description.machine;
+    if same {
+        return None;
+    }
+    let mut node = stored.clone();
+    node.state = NodeState::Ready;
+    node.status_message = String::new();
+    node.drivers = description.drivers.clone();
+    node.hostname = description.hostname.clone();
+    node.addr = description.addr.clone();
+    node.sandbox_error = description.sandbox_error.clone();
+    node.machine = description.machine.clone();
+    node.updated_at = at;
+    Some(Command::UpsertNode(node))
 }
 
 impl<L: Clone, I: Moment> Sessions<L, I> {
@@ -503,6 +532,42 @@ mod tests {
         );
         // A node without a session is sent nothing.
         assert!(s.push("other", &state, &index, None, true).is_none());
+    }
+
+    #[test]
+    fn a_registration_writes_only_what_changed_and_makes_the_node_ready() {
+        let mut stored = sample_node("n", "host", NodeRole::Worker);
+        stored.state = NodeState::Ready;
+        let description = NodeDescription {
+            node_id: "n".into(),
+            hostname: stored.hostname.clone(),
+            addr: stored.addr.clone(),
+            drivers: stored.drivers.clone(),
+            sandbox_error: None,
+            machine: stored.machine.clone(),
+        };
+        assert_eq!(registration(&stored, &description, wall(5)), None);
+        // Down (its heartbeats stopped), then back: ready again.
+        stored.state = NodeState::Down;
+        stored.status_message = DOWN_MESSAGE.into();
+        let Some(Command::UpsertNode(node)) = registration(&stored, &description, wall(5)) else {
+            panic!("a write");
+        };
+        assert_eq!(
+            (node.state, node.status_message.as_str(), node.updated_at),
+            (NodeState::Ready, "", wall(5))
+        );
+        // A new address is written, the rest of the record kept.
+        stored.state = NodeState::Ready;
+        let moved = NodeDescription {
+            addr: "10.0.0.9:2377".into(),
+            ..description
+        };
+        let Some(Command::UpsertNode(node)) = registration(&stored, &moved, wall(6)) else {
+            panic!("a write");
+        };
+        assert_eq!(node.addr, "10.0.0.9:2377");
+        assert_eq!((node.id, node.role), (stored.id, stored.role));
     }
 
     #[test]
