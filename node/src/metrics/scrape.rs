@@ -33,7 +33,7 @@ impl NodeMetrics {
                     .store(total, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let ((tcp, udp), (evicted, refused)) = rt.mesh.held();
+        let ((tcp, udp), (evicted, refused)) = rt.network_stack.mesh.held();
         for (protocol, held) in [("tcp", tcp), ("udp", udp)] {
             let label = ProtocolLabel { protocol };
             self.mesh_held.get_or_create(&label).set(held as i64);
@@ -45,7 +45,7 @@ impl NodeMetrics {
                 .inner()
                 .store(total, std::sync::atomic::Ordering::Relaxed);
         }
-        if let Some(dataplane) = rt.overlay.dataplane() {
+        if let Some(dataplane) = rt.network_stack.overlay.dataplane() {
             // The data plane's own totals, copied (they start again at 0 with
             // a new data plane, after a leave and a join: a counter reset).
             for (name, total) in dataplane.counters.snapshot() {
