@@ -1,5 +1,5 @@
-//! The worker part of one node, owned: the task drivers (process, docker),
-//! the node's volumes, the containers outside shoal connected to its
+//! The worker part of one node, owned: the task drivers (process, docker,
+//! and the loop that follows the Docker engine), the node's volumes, the containers outside shoal connected to its
 //! networks, the `dispatcher-proxy` and `worker` actor subtrees (the agent
 //! and its task actors), and the host state its tasks stand on: the network
 //! sandbox and the confiner's cgroups.
@@ -114,6 +114,10 @@ impl WorkerPart {
         let connections = docker
             .as_ref()
             .map(|d| Connections::new(d.engine(), overlay, process.sandbox()));
+        let tasks = Tasks::new(token);
+        if let Some(d) = &docker {
+            tasks.spawn(d.follow_engine());
+        }
         Ok(WorkerPart {
             drivers: Arc::new(drivers),
             process,
@@ -122,7 +126,7 @@ impl WorkerPart {
             connections,
             sandbox_unavailable,
             tree,
-            tasks: Tasks::new(token),
+            tasks,
         })
     }
 
