@@ -1,7 +1,7 @@
 //! A daemon's stop: on SIGTERM it stops its parts in order (the node's
 //! front, the worker part, the manager part, the network stack, the host
 //! state, the store), exits, and leaves no listening socket, sandbox or
-//! task process behind.
+//! task process behind; started again, it carries on from what it flushed.
 
 mod common;
 
@@ -101,4 +101,9 @@ fn sigterm_stops_the_node_part_by_part_and_leaves_nothing_behind() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+
+    // What it flushed is what it starts from: the same swarm, the same
+    // service, its task running again.
+    d.kill9_and_restart();
+    wait_for("the task to run again", LONG, || running(&d, "web") == 1);
 }
