@@ -11,23 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::StoreEvent;
 use shoal_core::command::TaskUpdate;
-use shoal_core::model::{DriverInfo, NodeRole, Task, TaskStatus};
+use shoal_core::model::{NodeRole, Task, TaskStatus};
 use shoal_core::rules::port::ServiceEndpoints;
 
-/// What a node tells the dispatcher about itself when it registers.
-#[derive(Debug, Clone)]
-pub struct NodeDescription {
-    pub node_id: String,
-    pub hostname: String,
-    pub addr: String,
-    pub drivers: Vec<DriverInfo>,
-    /// Why tasks cannot get a network of their own there, if they cannot.
-    pub sandbox_error: Option<String>,
-    /// Platform, CPUs, memory and engine labels.
-    pub machine: shoal_core::model::placement::Machine,
-    /// The newest record format the node claims (docs/upgrades.md).
-    pub max_format: u32,
-}
+/// What a node tells the dispatcher about itself when it registers (a type
+/// of the core, whose `plan::sessions::registration` reads it).
+pub use shoal_core::model::NodeDescription;
 
 /// How the dispatcher reaches an agent: a local actor, or a proxy to a remote node.
 pub trait AgentLink: Send + Sync + 'static {

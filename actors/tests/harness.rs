@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shoal_actors::harness::{running_in, Behaviour, DriverCall, Harness};
 use shoal_core::command::Command;
-use shoal_core::model::{Availability, RestartCondition, ServiceSpec, TaskState};
+use shoal_core::model::{Availability, NodeState, RestartCondition, ServiceSpec, TaskState};
 use shoal_core::state::ClusterState;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -112,6 +112,56 @@ fn the_same_seed_gives_the_same_command_log() {
     assert_eq!(ta, tb, "the same time on the harness's clock");
     let (c, _) = scripted(43);
     assert_ne!(a, c, "another seed, other ids");
+}
+
+/// A node that stops heartbeating (its wire cut) is declared down by the
+/// dispatcher's sessions, its tasks move, and once healed it registers
+/// again: the log of that run, and its time on the harness's clock.
+fn down_and_back(seed: u64) -> (Vec<Vec<u8>>, Vec<Command>, Duration) {
+    let mut h = harness(seed, 3);
+    h.create_service(Harness::spec("web", 6, "run"))
+        .expect("create");
+    converge(&mut h, "web", 6);
+    h.cut(3);
+    h.drive_until("worker-3 down", LIMIT, |s| {
+        s.nodes
+            .values()
+            .any(|n| n.hostname == "worker-3" && n.state == NodeState::Down)
+    })
+    .expect("down");
+    h.drive_until("replicas off worker-3", LIMIT, |s| {
+        running_in(s, "web") == 6 && !on_node(s, "worker-3")
+    })
+    .expect("moved");
+    h.heal(3);
+    h.drive_until("worker-3 ready again", LIMIT, |s| {
+        s.nodes
+            .values()
+            .any(|n| n.hostname == "worker-3" && n.state == NodeState::Ready)
+    })
+    .expect("back");
+    h.advance(Duration::from_secs(2));
+    (h.log(), h.commands(), h.elapsed())
+}
+
+#[test]
+fn a_seed_replays_a_node_going_down_and_coming_back_entry_for_entry() {
+    let (a, commands, ta) = down_and_back(11);
+    let (b, _, tb) = down_and_back(11);
+    // The run went through the dispatcher's node-down rule, once.
+    let downs: Vec<&Command> = commands
+        .iter()
+        .filter(|c| {
+            matches!(c, Command::SetNodeState { state: NodeState::Down, message, .. }
+                if message == shoal_core::plan::sessions::DOWN_MESSAGE)
+        })
+        .collect();
+    assert_eq!(downs.len(), 1, "{downs:?}");
+    assert_eq!(a.len(), b.len(), "as many entries");
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "entry {i} differs");
+    }
+    assert_eq!(ta, tb, "the same time on the harness's clock");
 }
 
 #[test]

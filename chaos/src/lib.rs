@@ -18,6 +18,7 @@ pub mod overlay;
 pub mod probe;
 pub mod register;
 pub mod report;
+pub mod requests;
 pub mod runner;
 pub mod scenario;
 pub mod svg;

@@ -37,11 +37,8 @@ use std::time::{Duration, Instant};
 
 use crate::dns_wire::{answer, nameserver, query};
 use crate::history::NodeInfo;
+use crate::requests::{request_from, LiveNodes, CLIENT};
 use crate::scenario::Proto;
-use crate::traffic::LiveNodes;
-
-/// The harness's client service on the traffic's overlay network.
-pub const CLIENT: &str = "chaos-overlay-client";
 
 /// A DNS query not answered within this is sent again (a resolver's
 /// default timeout is 5 s; ours is shorter so that one lost datagram does
@@ -192,7 +189,7 @@ fn in_task(
         Proto::Udp => 81,
     };
     let bind = std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    crate::traffic::request_from(proto, SocketAddr::from((vip, port)), left, bind)
+    request_from(proto, SocketAddr::from((vip, port)), left, bind)
         .map(|tries| tries + dns_tries - 1)
         .map_err(|e| format!("{service} -> {vip}: {e}"))
 }

@@ -21,8 +21,9 @@ use crate::history::{Fault, FinalState, Journal, Observation, ProbeResult};
 use crate::observe::Observer;
 use crate::probe::{self, ProbeCtx};
 use crate::register;
+use crate::requests::LiveNodes;
 use crate::scenario::{Action, Direction, Scenario, Step, Target, Via};
-use crate::traffic::{self, LiveNodes};
+use crate::traffic;
 use crate::workload::{self, value_of, LiveManagers, Recorder, WRITE_TIMEOUT};
 
 pub struct Options {
@@ -139,7 +140,7 @@ pub fn run(sc: Scenario, opts: &Options) -> Result<Journal> {
             .iter()
             .filter(|s| !s.networks.is_empty())
             .map(|s| (s.name.clone(), s.networks.clone()))
-            .chain(overlay_network(&sc).map(|n| (crate::overlay::CLIENT.to_string(), vec![n])))
+            .chain(overlay_network(&sc).map(|n| (crate::requests::CLIENT.to_string(), vec![n])))
             .collect(),
     });
     eprintln!(
@@ -236,7 +237,7 @@ impl Run {
         if let Some(network) = overlay_network(&self.sc) {
             // One client task per node (the scheduler spreads them).
             let n = self.cluster.nodes.len() as u64;
-            self.method_write("setup", "create", crate::overlay::CLIENT, Some(n));
+            self.method_write("setup", "create", crate::requests::CLIENT, Some(n));
             if let Some(t) = &self.sc.traffic {
                 self.overlay_clients = Some(crate::overlay::Clients::start(
                     self.cluster.infos(),
@@ -748,7 +749,9 @@ impl Run {
         let began = Instant::now();
         while began.elapsed() < PORT_READY {
             let to = std::net::SocketAddr::new(ip, port);
-            if traffic::request(crate::scenario::Proto::Tcp, to, Duration::from_secs(1)).is_ok() {
+            if crate::requests::request(crate::scenario::Proto::Tcp, to, Duration::from_secs(1))
+                .is_ok()
+            {
                 self.port_wait = Some(format!(
                     "; its published port answered {:.2}s after it was started",
                     began.elapsed().as_secs_f64()

@@ -80,7 +80,7 @@ pub fn service_spec(
             .collect::<Value>();
         // The harness's overlay clients only wait; everything else answers
         // on the same ports as a published service, through its VIP.
-        if name != crate::overlay::CLIENT {
+        if name != crate::requests::CLIENT {
             spec["TaskTemplate"]["ContainerSpec"]["Args"] =
                 json!(["--port", "80", "--udp-port", "81"]);
         }

@@ -40,51 +40,44 @@ pub async fn run(
     raise_nofile();
     let rt = Runtime::start(config).await?;
     // No task may see (and call) the control socket.
-    rt.process.hide(&socket);
-    let api = {
-        let rt = rt.clone();
+    rt.worker_part.process.hide(&socket);
+    let (api_failed, api_error) = tokio::sync::oneshot::channel();
+    {
+        let rt2 = rt.clone();
         let socket = socket.clone();
-        tokio::spawn(async move { crate::api::serve(rt, &socket).await })
-    };
+        rt.serve(async move {
+            if let Err(e) = crate::api::serve(rt2, &socket).await {
+                let _ = api_failed.send(e);
+            }
+        });
+    }
     tracing::info!(socket = %socket.display(), "API listening");
     // Bound before the daemon says it is up, so a taken port is an error
     // at start, not a log line later.
-    let metrics = match metrics {
-        Some(addr) => {
-            let serving = crate::metrics::serve(rt.clone(), addr)
-                .await
-                .map_err(|e| DaemonError::Metrics(addr.addr(), e))?;
-            Some(tokio::spawn(async move {
-                if let Err(e) = serving.await {
-                    tracing::error!(error = %e, "metrics listener failed");
-                }
-            }))
-        }
-        None => None,
-    };
+    if let Some(addr) = metrics {
+        let serving = crate::metrics::serve(rt.clone(), addr)
+            .await
+            .map_err(|e| DaemonError::Metrics(addr.addr(), e))?;
+        rt.serve(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let result = tokio::select! {
-        r = api => match r {
-            Ok(Err(e)) => Err(DaemonError::Socket(socket.clone(), e)),
-            _ => Ok(()),
+        // The API task ends only on an error (it sends it) or a panic.
+        r = api_error => match r {
+            Ok(e) => Err(DaemonError::Socket(socket.clone(), e)),
+            Err(_) => Ok(()),
         },
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
     };
     tracing::info!("daemon shutting down");
-    if let Some(metrics) = metrics {
-        metrics.abort();
-    }
-    rt.mesh.clear();
-    rt.stop_dns();
-    if let Some(sb) = rt.process.sandbox() {
-        let _ = tokio::task::spawn_blocking(move || sb.close()).await;
-    }
-    let process = rt.process.clone();
-    let _ = tokio::task::spawn_blocking(move || process.close()).await;
-    let _ = rt.db.flush_async().await;
+    rt.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     result
 }

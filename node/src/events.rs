@@ -52,12 +52,16 @@ impl Default for Journal {
 }
 
 impl Journal {
-    /// Records `ctx`'s events until its store stops publishing.
-    pub fn follow(self: &Arc<Self>, ctx: &ManagerCtx) {
+    /// A loop that records `ctx`'s events until its store stops publishing
+    /// (or the journal follows a newer context); the caller runs it.
+    pub fn follow(
+        self: &Arc<Self>,
+        ctx: &ManagerCtx,
+    ) -> impl std::future::Future<Output = ()> + Send {
         let mut rx = ctx.events.subscribe();
         let journal = self.clone();
         let mine = self.following.fetch_add(1, Ordering::AcqRel) + 1;
-        tokio::spawn(async move {
+        async move {
             loop {
                 let applied = rx.recv().await;
                 if journal.following.load(Ordering::Acquire) != mine {
@@ -75,7 +79,7 @@ impl Journal {
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
-        });
+        }
     }
 
     fn record(&self, event: SwarmEvent) {

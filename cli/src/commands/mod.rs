@@ -18,6 +18,7 @@ pub mod swarm_backup;
 pub mod swarm_lock;
 pub mod update;
 pub mod update_progress;
+pub mod values;
 pub mod volume;
 
 use shoal_node::api::wire;

@@ -245,10 +245,10 @@ pub struct UpdateArgs {
     #[arg(long)]
     container_label_rm: Vec<String>,
     /// Add or update a published port ([PUBLISHED:]TARGET[/PROTO] or published=,target=,...)
-    #[arg(long, value_parser = super::service::publish_value)]
+    #[arg(long, value_parser = super::values::publish_value)]
     publish_add: Vec<String>,
     /// Remove a published port by its target port ([PUBLISHED:]TARGET[/PROTO])
-    #[arg(long, value_parser = super::service::publish_value)]
+    #[arg(long, value_parser = super::values::publish_value)]
     publish_rm: Vec<String>,
     /// Add a network (NAME or name=NAME,alias=A)
     #[arg(long, value_parser = crate::attach::value)]
@@ -260,7 +260,7 @@ pub struct UpdateArgs {
     #[arg(long, value_parser = ["vip", "dnsrr"])]
     endpoint_mode: Option<String>,
     /// Number of tasks
-    #[arg(long, value_parser = super::service::replicas, allow_hyphen_values = true)]
+    #[arg(long, value_parser = super::values::replicas, allow_hyphen_values = true)]
     replicas: Option<u64>,
     /// Restart when condition is met ("none", "on-failure", "any")
     #[arg(long, value_parser = ["none", "on-failure", "any"])]
@@ -278,10 +278,10 @@ pub struct UpdateArgs {
     #[arg(long, value_parser = duration_ns, allow_hyphen_values = true)]
     stop_grace_period: Option<u64>,
     /// Limit CPUs
-    #[arg(long, value_parser = super::service::cpus)]
+    #[arg(long, value_parser = super::values::cpus)]
     limit_cpu: Option<u64>,
     /// Limit Memory
-    #[arg(long, value_parser = super::service::bytes)]
+    #[arg(long, value_parser = super::values::bytes)]
     limit_memory: Option<u64>,
     /// Limit the number of processes (0: unlimited)
     #[arg(long)]
@@ -308,10 +308,10 @@ pub struct UpdateArgs {
     #[arg(long = "cap-drop")]
     cap_drop: Vec<String>,
     /// Reserve CPUs
-    #[arg(long, value_parser = super::service::cpus)]
+    #[arg(long, value_parser = super::values::cpus)]
     reserve_cpu: Option<u64>,
     /// Reserve Memory
-    #[arg(long, value_parser = super::service::bytes)]
+    #[arg(long, value_parser = super::values::bytes)]
     reserve_memory: Option<u64>,
     /// Working directory inside the container
     #[arg(short, long)]
@@ -381,7 +381,7 @@ fn edit_labels(
     for k in rm {
         map.remove(k);
     }
-    map.extend(super::service::labels(add)?);
+    map.extend(super::values::labels(add)?);
     Ok(())
 }
 

@@ -459,7 +459,7 @@ fn mounts(l: &Loaded, stack: &str, name: &str, s: &Service) -> Result<Vec<Mount>
             "tmpfs" => {
                 m.typ = Some(MountType::TMPFS);
                 if let Some(size) = long.tmpfs.as_ref().and_then(|t| t.size.as_ref()) {
-                    let bytes = crate::commands::service::bytes(&size.text()).map_err(bad)?;
+                    let bytes = crate::commands::values::bytes(&size.text()).map_err(bad)?;
                     m.tmpfs_options = Some(MountTmpfsOptions {
                         size_bytes: Some(wire::int(bytes)),
                         ..Default::default()
@@ -664,7 +664,7 @@ fn service(
         r.as_ref()
             .and_then(|r| r.cpus.as_ref())
             .map(|c| {
-                crate::commands::service::cpus(&c.text())
+                crate::commands::values::cpus(&c.text())
                     .map(wire::int)
                     .map_err(|e| err(&["deploy", "resources", k, "cpus"], e))
             })
@@ -675,7 +675,7 @@ fn service(
             r.as_ref()
                 .and_then(|r| r.memory.as_ref())
                 .map(|m| {
-                    crate::commands::service::bytes(&m.text())
+                    crate::commands::values::bytes(&m.text())
                         .map(wire::int)
                         .map_err(|e| err(&["deploy", "resources", k, "memory"], e))
                 })

@@ -214,6 +214,17 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM to the daemon, then waits for it to exit (a hang is
+    /// nextest's to catch); its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the daemon runs");
+        // SAFETY: a signal to our own child, which has not been waited for.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        child.wait().expect("wait for the daemon")
+    }
+
     pub fn shoal(&self, args: &[&str]) -> Output {
         Command::new(shoal_bin())
             .args(args)

@@ -35,7 +35,7 @@ fn connections(rt: &Runtime) -> Result<std::sync::Arc<Connections>, ApiError> {
             "This node is not part of a swarm",
         ));
     }
-    rt.connections.clone().ok_or_else(|| {
+    rt.worker_part.connections.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no Docker engine on this node: only its containers can be connected",
@@ -107,6 +107,7 @@ pub fn containers(
     network_id: &str,
 ) -> std::collections::HashMap<String, super::wire::docker::EndpointResource> {
     let list: Vec<Connected> = rt
+        .worker_part
         .connections
         .as_ref()
         .map(|c| c.on(network_id))

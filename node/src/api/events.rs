@@ -158,7 +158,7 @@ pub async fn events(
             ));
         }
     }
-    let (kept, mut live) = rt.events.read();
+    let (kept, mut live) = rt.manager_part.events.read();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
     tokio::spawn(async move {
         let in_range = |r: &Recorded| until.is_none_or(|u| r.time_nano <= u);

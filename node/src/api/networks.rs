@@ -204,7 +204,7 @@ pub fn network(n: &Network, state: &ClusterState) -> wire::Network {
 /// holding its address blocks), as docker shows a local bridge network.
 fn bridge(rt: &Runtime, cluster_id: &str) -> Option<wire::Network> {
     use sha2::Digest;
-    let sb = rt.process.sandbox()?;
+    let sb = rt.worker_part.process.sandbox()?;
     let d = sha2::Sha256::digest(format!("{cluster_id}/{}", sb.bridge()).as_bytes());
     let id = d.iter().map(|b| format!("{b:02x}")).collect::<String>()[..25].to_string();
     Some(wire::Network {

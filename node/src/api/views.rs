@@ -32,6 +32,7 @@ pub fn raft_status(r: &shoal_actors::raft::RaftStatus) -> wire::RaftStatus {
 /// `GET /info`: docker's `Info`, with the swarm part as far as this node knows it.
 pub fn info(rt: &Runtime, raft: Option<&shoal_actors::raft::RaftStatus>) -> wire::Info {
     let drivers = rt
+        .worker_part
         .drivers
         .values()
         .map(|d| {

@@ -50,7 +50,7 @@ async fn blocking<T: Send + 'static>(
     rt: &crate::runtime::Runtime,
     f: impl FnOnce(&Volumes) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let volumes = rt.volumes.clone();
+    let volumes = rt.worker_part.volumes.clone();
     tokio::task::spawn_blocking(move || f(&volumes))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
@@ -77,7 +77,9 @@ pub async fn list(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
         .filter(|v| !f.has("name") || f.values("name").any(|n| v.name.contains(n)))
         .filter(|v| f.labels("label", &v.meta.labels))
         .filter(|_| !f.has("driver") || f.values("driver").any(|d| d == "local"))
-        .filter(|v| dangling.is_none_or(|d| rt.volumes.users_of(&v.name).is_empty() == d))
+        .filter(|v| {
+            dangling.is_none_or(|d| rt.worker_part.volumes.users_of(&v.name).is_empty() == d)
+        })
         .map(|v| wire(v, None, 0))
         .collect();
     json(&VolumeListResponse {
@@ -103,7 +105,7 @@ pub async fn inspect(State(rt): Rt, UrlPath(name): UrlPath<String>) -> ApiResult
         .await?
     };
     let (vol, size) = found.ok_or_else(|| no_such(&name))?;
-    let refs = rt.volumes.users_of(&name).len();
+    let refs = rt.worker_part.volumes.users_of(&name).len();
     json(&wire(&vol, Some(size), refs))
 }
 
@@ -193,9 +195,9 @@ pub async fn prune(State(rt): Rt, Query(q): Query<ListQuery>) -> ApiResult {
                 None => v.meta.labels.contains_key(l),
             })
         })
-        .filter(|v| rt.volumes.users_of(&v.name).is_empty())
+        .filter(|v| rt.worker_part.volumes.users_of(&v.name).is_empty())
         .collect();
-    let volumes = rt.volumes.clone();
+    let volumes = rt.worker_part.volumes.clone();
     let (deleted, reclaimed) = tokio::task::spawn_blocking(move || {
         let mut deleted = Vec::new();
         let mut reclaimed = 0u64;

@@ -80,7 +80,8 @@ pub struct DockerDriver {
 
 impl DockerDriver {
     /// Connects to the local engine. Without an engine the driver exists but
-    /// is not available, and becomes available when one answers.
+    /// is not available, and becomes available when one answers (the
+    /// caller runs `follow_engine`).
     pub async fn connect(
         log_dir: PathBuf,
         node: Arc<crate::templates::NodeInfo>,
@@ -101,15 +102,20 @@ impl DockerDriver {
             sandbox,
         });
         driver.fingerprint().await;
-        let weak = Arc::downgrade(&driver);
-        tokio::spawn(async move {
+        Some(driver)
+    }
+
+    /// A loop that asks the engine for its version every 2 s, for as long
+    /// as the driver exists: the driver is available while it answers.
+    pub fn follow_engine(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send {
+        let weak = Arc::downgrade(self);
+        async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 let Some(d) = weak.upgrade() else { return };
                 d.fingerprint().await;
             }
-        });
-        Some(driver)
+        }
     }
 
     async fn fingerprint(&self) {

@@ -682,17 +682,20 @@ async fn accept_loop(mesh: Arc<Mesh>, listener: TcpListener, port: u16, route: A
 pub struct MeshSink(tokio::sync::mpsc::UnboundedSender<Vec<ServiceEndpoints>>);
 
 impl MeshSink {
-    pub fn new(mesh: Arc<Mesh>) -> MeshSink {
+    /// The sink, and the loop that applies what it is given (the newest
+    /// table of those waiting) until the sink is dropped; the caller runs
+    /// the loop among its own, so that it ends before the mesh is cleared.
+    pub fn new(mesh: Arc<Mesh>) -> (MeshSink, impl std::future::Future<Output = ()> + Send) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<ServiceEndpoints>>();
-        tokio::spawn(async move {
+        let applier = async move {
             while let Some(mut table) = rx.recv().await {
                 while let Ok(newer) = rx.try_recv() {
                     table = newer;
                 }
                 mesh.apply(table);
             }
-        });
-        MeshSink(tx)
+        };
+        (MeshSink(tx), applier)
     }
 }
 

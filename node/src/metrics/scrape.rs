@@ -7,13 +7,21 @@ use shoal_actors::raft::RaftMsg;
 use shoal_core::model::TaskState;
 
 use super::*;
+use crate::runtime::network::NetworkStack;
 use crate::runtime::Runtime;
 
 impl NodeMetrics {
-    /// Sets the gauges read from the state: Raft's from the Raft actor,
-    /// the rest from this manager's copy of the state.
+    /// Sets the gauges read at scrape time: the network stack's, then the
+    /// manager's.
     pub async fn refresh(&self, rt: &Runtime) {
-        let transport = rt.transport();
+        self.refresh_network(&rt.network_stack);
+        self.refresh_manager(rt).await;
+    }
+
+    /// The network stack's gauges: the transport's, the mesh's, the data
+    /// plane's.
+    fn refresh_network(&self, network: &NetworkStack) {
+        let transport = network.transport();
         let connections = transport.as_ref().map_or(0, |t| t.open_connections());
         self.transport_connections.set(connections as i64);
         if let Some(transport) = &transport {
@@ -33,7 +41,7 @@ impl NodeMetrics {
                     .store(total, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let ((tcp, udp), (evicted, refused)) = rt.mesh.held();
+        let ((tcp, udp), (evicted, refused)) = network.mesh.held();
         for (protocol, held) in [("tcp", tcp), ("udp", udp)] {
             let label = ProtocolLabel { protocol };
             self.mesh_held.get_or_create(&label).set(held as i64);
@@ -45,7 +53,7 @@ impl NodeMetrics {
                 .inner()
                 .store(total, std::sync::atomic::Ordering::Relaxed);
         }
-        if let Some(dataplane) = rt.overlay.dataplane() {
+        if let Some(dataplane) = network.overlay.dataplane() {
             // The data plane's own totals, copied (they start again at 0 with
             // a new data plane, after a leave and a join: a counter reset).
             for (name, total) in dataplane.counters.snapshot() {
@@ -61,6 +69,11 @@ impl NodeMetrics {
                     .store(total, std::sync::atomic::Ordering::Relaxed);
             }
         }
+    }
+
+    /// The manager's gauges: Raft's from the Raft actor, the rest from
+    /// this manager's copy of the state.
+    async fn refresh_manager(&self, rt: &Runtime) {
         let manager = rt.manager().ok();
         self.manager.set(i64::from(manager.is_some()));
         let raft = match rt.directory.get::<RaftMsg>("raft") {

@@ -112,12 +112,15 @@ async fn seal_files_under(dir: PathBuf, key: Option<String>) -> Result<(), NodeE
     Ok(())
 }
 
-/// Follows the cluster entry while this node manages: its key files
-/// follow the swarm's autolock setting.
-pub(super) fn spawn_lock_follower(dir: PathBuf, ctx: &Arc<ManagerCtx>) {
+/// A loop that follows the cluster entry while this node manages: its key
+/// files follow the swarm's autolock setting. The manager part runs it.
+pub(super) fn lock_follower(
+    dir: PathBuf,
+    ctx: &Arc<ManagerCtx>,
+) -> impl std::future::Future<Output = ()> + Send {
     let mut events = ctx.events.subscribe();
     let ctx = Arc::downgrade(ctx);
-    tokio::spawn(async move {
+    async move {
         let mut last: Option<Option<String>> = None;
         loop {
             let relevant = match events.recv().await {
@@ -141,5 +144,5 @@ pub(super) fn spawn_lock_follower(dir: PathBuf, ctx: &Arc<ManagerCtx>) {
                 Err(e) => tracing::warn!(error = %e, "cannot follow the swarm's autolock setting"),
             }
         }
-    });
+    }
 }

@@ -475,19 +475,12 @@ impl Runtime {
                 let _ = std::fs::remove_file(self.config.data_dir.join("keys").join("kek"));
             }
         }
-        if let Some(t) = self.transport.read().clone() {
+        if let Some(t) = self.transport() {
             t.reload(&self.tls_identity(&cert)?)?;
         }
         if id.manager && !manager {
-            let _ = self
-                .root
-                .send_message(SupervisorMsg::StopChild("manager".into()));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.directory.cell("raft").is_some() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            *self.manager.write() = None;
-            *self.raft_net.write() = None;
+            self.manager_part.stop_actors_and_wait().await;
+            self.manager_part.forget();
         }
         if id.manager != manager {
             for tree in ["raft_log", "raft_meta", "state"] {

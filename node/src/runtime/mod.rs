@@ -1,19 +1,25 @@
-//! One node: its data directory, its actor tree, its transport, and the
-//! swarm roles it runs.
+//! One node: its data directory, its actor tree, the swarm roles it runs,
+//! and its owned parts (`manager.rs`, `worker.rs`, `network.rs`), stopped in
+//! the order of `shutdown.rs`.
 
 pub mod addrs;
 mod backup;
 mod cluster_node;
 pub mod error;
 mod lock;
+pub mod manager;
 mod membership;
+pub mod network;
 mod renewal;
-mod standing;
+pub mod shutdown;
 mod swarm;
+mod tasks;
+mod tree;
+pub mod worker;
+mod writes;
 
 pub use error::NodeError;
 pub use swarm::AddrRequest;
-mod writes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,15 +27,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use ractor::ActorRef;
 use shoal_actors::context::{ManagerCtx, Timings};
-use shoal_actors::driver::Drivers;
-use shoal_actors::leader::{manager_spec, worker_spec};
+use shoal_actors::leader::worker_spec;
 use shoal_actors::proposer::ProposeError;
 use shoal_actors::raft::{ProposeRefused, RaftMsg};
 use shoal_actors::session::{DispatcherMsg, NodeDescription};
 use shoal_actors::supervision::{
-    ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs, SupervisorMsg,
+    ChildSpec, Directory, Intensity, Restart, Supervisor, SupervisorArgs,
 };
 use shoal_actors::world::new_id;
 use shoal_core::codec;
@@ -37,18 +41,24 @@ use shoal_core::command::Command;
 use shoal_core::model::{
     Availability, Cluster, ClusterSpec, JoinTokens, Node, NodeRole, NodeState,
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::ca::RootCa;
 use crate::certs::NodeCert;
 use crate::cluster::inbound::ClusterInbound;
 use crate::cluster::net::{
-    ClusterLink, DispatcherProxy, ProxyArgs, RaftNet, RemoteAgent, TransportSlot, PROXY_NAME,
+    ClusterLink, DispatcherProxy, ProxyArgs, RaftNet, RemoteAgent, PROXY_NAME,
 };
 use crate::cluster::wire::{Joined, Refusal, Request, Response, RoleChange, ToDispatcher};
-use crate::driver::{DockerDriver, ProcessDriver};
 use crate::identity::{self, Identity};
 use crate::transport::tls::TlsIdentity;
-use crate::transport::{Transport, TransportConfig};
+use crate::transport::Transport;
+use manager::ManagerPart;
+use network::NetworkStack;
+use shutdown::Step;
+use tasks::Tasks;
+use tree::Tree;
+use worker::WorkerPart;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -75,51 +85,40 @@ pub struct NodeConfig {
     pub max_format: u32,
 }
 
+/// One node: what it is in the swarm (its configuration, identity,
+/// addresses and the members it knows), its store, its actor tree, and
+/// three owned parts — the manager part, the worker part and the network
+/// stack — each with its own loops and cancellation token (a child of
+/// `token`), stopped in order by `shutdown`.
 pub struct Runtime {
     pub config: NodeConfig,
     pub db: sled::Db,
     pub directory: Arc<Directory>,
-    pub drivers: Arc<Drivers>,
-    pub process: Arc<ProcessDriver>,
-    /// The node's own volumes (its process tasks').
-    pub volumes: Arc<crate::volumes::Volumes>,
-    pub docker: Option<Arc<DockerDriver>>,
-    /// Containers outside shoal connected to attachable networks here.
-    pub connections: Option<Arc<crate::driver::docker_connect::Connections>>,
-    /// Why tasks cannot get a network of their own here, if they cannot.
-    pub sandbox_unavailable: Option<String>,
-    pub mesh: Arc<crate::mesh::Mesh>,
+    pub manager_part: Arc<ManagerPart>,
+    pub worker_part: Arc<WorkerPart>,
+    pub network_stack: Arc<NetworkStack>,
     /// The swarm's members as the leader last sent them: how this node
     /// judges its peers when it holds no state (a worker).
     pub peers: crate::cluster::members::PeerView,
     /// The term of the leader whose dispatcher holds this node's session.
     pub push_term: crate::cluster::members::PushTerm,
-    /// The network table the leader sent last, for the data plane and DNS.
-    pub networks: crate::overlay::NetworkWatch,
-    /// The embedded DNS server, while this node is in a swarm.
-    dns: parking_lot::Mutex<Option<crate::dns::DnsServer>>,
-    /// The overlay data plane, once this node is in a swarm.
-    pub overlay: Arc<crate::overlay::Overlay>,
     identity: RwLock<Option<Identity>>,
-    manager: RwLock<Option<Arc<ManagerCtx>>>,
-    raft_net: RwLock<Option<Arc<RaftNet>>>,
-    transport: TransportSlot,
     managers: Arc<RwLock<Vec<String>>>,
     /// Where the transport listens and what peers are told to dial: the
     /// daemon's flags until `swarm init`/`join` choose, then node.json's.
     listen: RwLock<SocketAddr>,
     advertise: RwLock<String>,
-    root: ActorRef<SupervisorMsg>,
     /// Serialises `swarm init` and `swarm join`.
     init_lock: tokio::sync::Mutex<()>,
     /// A manager refused this node's certificate as superseded: renew now.
     superseded: Arc<tokio::sync::Notify>,
-    /// Writes waiting to be forwarded to the leader, per leader.
-    forwards: writes::Forwards,
-    /// The swarm events this node applied as a manager (`GET /events`).
-    pub events: Arc<crate::events::Journal>,
     /// Every Prometheus series of this node (`--metrics-addr`).
     pub metrics: Arc<crate::metrics::NodeMetrics>,
+    /// The node's front: the control API, the metrics listener and
+    /// certificate renewal, the first to stop.
+    front: Tasks,
+    /// The root of every part's token.
+    token: CancellationToken,
 }
 
 fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
@@ -146,64 +145,6 @@ impl Runtime {
         }
         let db = store_config(&config.data_dir.join("state.db")).open()?;
         let directory = Directory::new();
-        let data_dir = config.data_dir.clone();
-        let max_sandboxes = config.max_sandboxes;
-        let block_hosts = config.sandbox_block_hosts;
-        let sandbox = tokio::task::spawn_blocking(move || {
-            crate::sandbox::Sandbox::open(&data_dir, max_sandboxes, block_hosts)
-        })
-        .await
-        .map_err(|e| NodeError::Actors(e.to_string()))?;
-        let sandbox_unavailable = sandbox.as_ref().err().map(|e| e.to_string());
-        if let Some(why) = &sandbox_unavailable {
-            tracing::warn!(reason = %why, "tasks cannot get a network of their own on this node: only --network host tasks run here");
-        }
-        let networks = crate::overlay::NetworkWatch::default();
-        let overlay = crate::overlay::Overlay::new(networks.clone());
-        let data_dir = config.data_dir.clone();
-        let confiner =
-            tokio::task::spawn_blocking(move || crate::confine::Confiner::open(&data_dir))
-                .await
-                .map_err(|e| NodeError::Actors(e.to_string()))?;
-        if let Err(abilities) = &confiner {
-            tracing::warn!(cannot = ?abilities.cannot, "this node cannot confine process tasks: none will start here");
-        }
-        let volumes = Arc::new(crate::volumes::Volumes::new(
-            config.data_dir.join("volumes"),
-        ));
-        let machine = crate::machine::describe();
-        let node_info = Arc::new(crate::templates::NodeInfo {
-            hostname: config.hostname.clone(),
-            os: machine.os,
-            arch: machine.arch,
-        });
-        let process = ProcessDriver::new(
-            config.data_dir.join("logs"),
-            volumes.clone(),
-            node_info.clone(),
-            sandbox.ok(),
-            confiner,
-            overlay.clone(),
-        );
-        let mut drivers = Drivers::new();
-        drivers.insert("process".into(), process.clone());
-        let docker = DockerDriver::connect(
-            config.data_dir.join("logs"),
-            node_info,
-            overlay.clone(),
-            process.sandbox(),
-        )
-        .await;
-        if let Some(d) = &docker {
-            drivers.insert("docker".into(), d.clone());
-        }
-        let connections = docker.as_ref().map(|d| {
-            crate::driver::docker_connect::Connections::new(
-                d.engine(),
-                overlay.clone(),
-                process.sandbox(),
-            )
-        });
         let (root, _) = ractor::Actor::spawn(
             None,
             Supervisor,
@@ -215,10 +156,21 @@ impl Runtime {
         )
         .await
         .map_err(|e| NodeError::Actors(e.to_string()))?;
+        let tree = Tree::new(root, directory.clone());
+        let token = CancellationToken::new();
+        let networks = crate::overlay::NetworkWatch::default();
+        let overlay = crate::overlay::Overlay::new(networks.clone());
+        let worker_part = Arc::new(
+            WorkerPart::open(&config, overlay.clone(), tree.clone(), token.child_token()).await?,
+        );
+        let network_stack = Arc::new(NetworkStack::new(
+            networks,
+            overlay,
+            worker_part.drivers.clone(),
+            token.child_token(),
+        ));
+        let manager_part = Arc::new(ManagerPart::new(tree.clone(), token.child_token()));
         let identity = identity::load(&config.data_dir)?;
-        let drivers = Arc::new(drivers);
-        let transport: TransportSlot = Arc::new(RwLock::new(None));
-        let mesh = crate::mesh::Mesh::new(drivers.clone(), transport.clone());
         let listen = identity
             .as_ref()
             .and_then(|i| i.listen_addr)
@@ -228,39 +180,30 @@ impl Runtime {
             .and_then(|i| i.advertise_addr.clone())
             .or_else(|| config.advertise_addr.clone())
             .unwrap_or_else(|| listen.to_string());
-        let metrics =
-            crate::metrics::NodeMetrics::new(directory.metrics.clone(), mesh.counts.clone());
+        let metrics = crate::metrics::NodeMetrics::new(
+            directory.metrics.clone(),
+            network_stack.mesh.counts.clone(),
+        );
         let rt = Arc::new(Runtime {
             metrics,
             config,
             db,
             directory,
-            drivers,
-            process,
-            volumes,
-            docker,
-            connections,
-            sandbox_unavailable,
-            mesh,
+            manager_part,
+            worker_part,
+            network_stack,
             peers: crate::cluster::members::PeerView::default(),
             push_term: crate::cluster::members::PushTerm::default(),
-            dns: parking_lot::Mutex::new(None),
-            networks,
-            overlay,
             identity: RwLock::new(identity.clone()),
-            manager: RwLock::new(None),
-            raft_net: RwLock::new(None),
-            transport,
             managers: Arc::new(RwLock::new(Vec::new())),
             listen: RwLock::new(listen),
             advertise: RwLock::new(advertise),
-            root,
             init_lock: tokio::sync::Mutex::new(()),
             superseded: Arc::new(tokio::sync::Notify::new()),
-            forwards: writes::Forwards::default(),
-            events: Arc::default(),
+            front: Tasks::new(token.child_token()),
+            token,
         });
-        rt.spawn_renewal();
+        rt.front.spawn(renewal::renewal_loop(&rt));
         if let Some(id) = identity {
             tracing::info!(node = %id.node_id, "rejoining the swarm from the data directory");
             if id.manager && rt.is_locked() {
@@ -274,6 +217,36 @@ impl Runtime {
             rt.start_node(&id).await?;
         }
         Ok(rt)
+    }
+
+    /// Runs `work` among the node's front (the control API, the metrics
+    /// listener): it is the first thing `shutdown` stops.
+    pub fn serve(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.front.spawn(work);
+    }
+
+    /// Stops the node, part by part in `shutdown::ORDER`: nothing that
+    /// answers from outside, then the worker part's actors, the manager
+    /// part, the network stack, the host state under the tasks, and last
+    /// the store, flushed. Each step is logged as it starts.
+    pub async fn shutdown(&self) {
+        for step in shutdown::ORDER {
+            tracing::info!(part = %step.name(), "shutting down");
+            match step {
+                Step::Front => self.front.shutdown().await,
+                Step::Worker => self.worker_part.shutdown().await,
+                Step::Manager => self.manager_part.shutdown().await,
+                Step::Network => self.network_stack.shutdown().await,
+                Step::Host => self.worker_part.close().await,
+                Step::Store => {
+                    if let Err(e) = self.db.flush_async().await {
+                        tracing::warn!(error = %e, "cannot flush the store");
+                    }
+                }
+            }
+        }
+        self.token.cancel();
+        tracing::info!("node stopped");
     }
 
     pub fn identity(&self) -> Option<Identity> {
@@ -312,14 +285,15 @@ impl Runtime {
     }
 
     pub fn manager(&self) -> Result<Arc<ManagerCtx>, NodeError> {
-        if self.manager.read().is_none()
+        let ctx = self.manager_part.ctx();
+        if ctx.is_none()
             && self.identity.read().as_ref().is_some_and(|i| i.manager)
             && self.is_locked()
         {
             return Err(NodeError::Locked);
         }
-        match (&*self.identity.read(), &*self.manager.read()) {
-            (Some(_), Some(m)) => Ok(m.clone()),
+        match (&*self.identity.read(), ctx) {
+            (Some(_), Some(m)) => Ok(m),
             (Some(_), None) => Err(NodeError::WorkerNode),
             _ => Err(NodeError::NotManager),
         }
@@ -327,11 +301,11 @@ impl Runtime {
 
     /// The cluster transport, once this node is in a swarm.
     pub fn transport(&self) -> Option<Arc<Transport>> {
-        self.transport.read().clone()
+        self.network_stack.transport()
     }
 
     pub fn raft_net(&self) -> Option<Arc<RaftNet>> {
-        self.raft_net.read().clone()
+        self.manager_part.raft_net()
     }
 
     pub fn node_description(&self, node_id: &str) -> NodeDescription {
@@ -340,35 +314,24 @@ impl Runtime {
             hostname: self.config.hostname.clone(),
             addr: self.advertise(),
             drivers: self
+                .worker_part
                 .drivers
                 .values()
                 .filter(|d| d.available())
                 .map(|d| d.info())
                 .collect(),
-            sandbox_error: self.sandbox_unavailable.clone(),
+            sandbox_error: self.worker_part.sandbox_unavailable.clone(),
             machine: shoal_core::model::placement::Machine {
-                confinement: Box::new(self.process.confinement()),
+                confinement: Box::new(self.worker_part.process.confinement()),
                 generic_resources: self.config.generic_resources.clone(),
-                max_sandboxes: self.process.sandbox().map(|sb| sb.capacity() as u64),
+                max_sandboxes: self
+                    .worker_part
+                    .process
+                    .sandbox()
+                    .map(|sb| sb.capacity() as u64),
                 ..crate::machine::describe()
             },
             max_format: self.config.max_format,
-        }
-    }
-
-    async fn start_child(&self, spec: ChildSpec) -> Result<(), NodeError> {
-        let r = self
-            .root
-            .call(
-                |reply| SupervisorMsg::StartChild(spec, Some(reply)),
-                Some(Duration::from_secs(10)),
-            )
-            .await
-            .map_err(|e| NodeError::Actors(e.to_string()))?;
-        match r {
-            ractor::rpc::CallResult::Success(Ok(())) => Ok(()),
-            ractor::rpc::CallResult::Success(Err(e)) => Err(NodeError::Actors(e)),
-            _ => Err(NodeError::Actors("timed out starting actors".into())),
         }
     }
 
@@ -391,26 +354,10 @@ impl Runtime {
     /// Binds the QUIC endpoint with this node's certificate.
     fn start_transport(self: &Arc<Self>, id: &Identity) -> Result<(), NodeError> {
         let cert = NodeCert::load(&self.certs_dir())?;
-        let ca_pem = std::fs::read_to_string(self.ca_dir().join("ca.crt"))
-            .map_err(|e| io_err(&self.ca_dir(), e))?;
-        let tls = TlsIdentity {
-            ca_pem,
-            chain_pem: cert.cert_pem,
-            key_pem: cert.key_pem,
-        };
+        let tls = self.tls_identity(&cert)?;
         let node: Arc<dyn crate::cluster::node::ClusterNode> = self.clone();
         let inbound = Arc::new(ClusterInbound(Arc::downgrade(&node)));
-        let t = Transport::bind(
-            self.listen_addr(),
-            &tls,
-            TransportConfig::default(),
-            inbound,
-        )?;
-        t.serve_mesh(self.mesh.clone());
-        t.serve_overlay(self.overlay.clone());
-        tracing::info!(addr = %self.listen_addr(), "cluster transport listening");
-        self.spawn_standing_watch(&t);
-        *self.transport.write() = Some(t);
+        self.network_stack.bind(self.listen_addr(), &tls, inbound)?;
         let mut managers = id.managers.clone();
         if id.manager {
             let own = self.advertise();
@@ -441,18 +388,21 @@ impl Runtime {
         let net = Arc::new(RaftNet {
             raft_id: id.raft_id,
             own_addr: self.advertise(),
-            transport: self.transport.clone(),
+            transport: self.network_stack.slot(),
             sm: ctx.sm.clone(),
             book: RwLock::new(Default::default()),
             chunks: Default::default(),
             next_snapshot: Default::default(),
         });
-        *self.raft_net.write() = Some(net.clone());
         self.load_keyring(&ctx);
-        *self.manager.write() = Some(ctx.clone());
-        lock::spawn_lock_follower(self.config.data_dir.clone(), &ctx);
-        self.events.follow(&ctx);
-        self.start_child(manager_spec(&ctx, net)).await
+        self.manager_part
+            .start(
+                ctx,
+                net,
+                self.config.data_dir.clone(),
+                self.network_stack.slot(),
+            )
+            .await
     }
 
     async fn start_worker(&self, id: &Identity) -> Result<(), NodeError> {
@@ -461,64 +411,37 @@ impl Runtime {
             .parse::<std::net::SocketAddr>()
             .map(|a| a.ip())
             .unwrap_or(self.listen_addr().ip());
-        self.mesh.set_node(&id.node_id, bind_ip);
-        let underlay = match bind_ip {
-            std::net::IpAddr::V4(a) => a,
-            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
-        };
-        self.overlay
+        let worker = &self.worker_part;
+        self.network_stack
             .start(
                 &id.node_id,
-                underlay,
-                self.process.sandbox(),
-                self.transport(),
+                bind_ip,
+                worker.process.sandbox(),
+                self.metrics.dns.clone(),
             )
             .await;
-        if let Some(d) = &self.docker {
-            d.adopt(&id.node_id).await;
-        }
-        self.start_dns(&id.node_id).await;
-        self.start_child(ChildSpec::new(
+        let proxy = ChildSpec::new(
             PROXY_NAME,
             Restart::Permanent,
             DispatcherProxy,
             ProxyArgs {
-                transport: self.transport.clone(),
+                transport: self.network_stack.slot(),
                 own_addr: self.advertise(),
                 managers: self.managers.clone(),
                 patience: self.config.timings.dispatcher_heartbeat / 2,
                 superseded: self.superseded.clone(),
             },
-        ))
-        .await?;
-        self.start_child(worker_spec(
+        );
+        let agent = worker_spec(
             self.node_description(&id.node_id),
-            self.drivers.clone(),
+            worker.drivers.clone(),
             self.directory.clone(),
             Arc::new(ClusterLink(self.directory.clone())),
             self.config.timings.dispatcher_heartbeat,
-            Arc::new(crate::mesh::MeshSink::new(self.mesh.clone())),
-            Arc::new(self.networks.clone()),
-        ))
-        .await
-    }
-
-    /// Starts the embedded DNS server on the gateways of the network table
-    /// (replacing one already running). One that cannot bind (not root)
-    /// says so in the log and the node goes on without it.
-    async fn start_dns(&self, node_id: &str) {
-        self.stop_dns();
-        let mut config = crate::dns::DnsConfig::new(Some(node_id.to_string()));
-        config.counts = self.metrics.dns.clone();
-        let server = crate::dns::DnsServer::start(config, self.networks.subscribe()).await;
-        *self.dns.lock() = Some(server);
-    }
-
-    /// Stops the embedded DNS server, closing its sockets.
-    pub fn stop_dns(&self) {
-        if let Some(server) = self.dns.lock().take() {
-            server.stop();
-        }
+            Arc::new(self.network_stack.mesh_sink()),
+            Arc::new(self.network_stack.networks.clone()),
+        );
+        worker.start(&id.node_id, proxy, agent).await
     }
 
     fn save_identity(&self, id: &Identity) -> Result<(), NodeError> {

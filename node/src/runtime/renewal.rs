@@ -62,7 +62,7 @@ impl Runtime {
         {
             NodeCert { cert_pem, key_pem }
         } else {
-            let t = self.transport.read().clone().ok_or(NodeError::NotInSwarm)?;
+            let t = self.transport().ok_or(NodeError::NotInSwarm)?;
             let bytes =
                 codec::encode(&Request::RenewCert).map_err(|e| NodeError::Actors(e.to_string()))?;
             let managers = self.managers.read().clone();
@@ -86,37 +86,38 @@ impl Runtime {
             })?
         };
         renewed.save(&self.certs_dir())?;
-        if let Some(t) = self.transport.read().clone() {
+        if let Some(t) = self.transport() {
             t.reload(&self.tls_identity(&renewed)?)?;
         }
         tracing::info!(node = %id.node_id, "node certificate renewed");
         Ok(true)
     }
+}
 
-    /// Checks the certificate now and then for as long as the node runs.
-    pub(super) fn spawn_renewal(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        let every = (self.config.cert_validity / 10)
-            .clamp(Duration::from_secs(1), Duration::from_secs(3600));
-        let superseded = self.superseded.clone();
-        tokio::spawn(async move {
-            loop {
-                let now = tokio::select! {
-                    _ = tokio::time::sleep(every) => false,
-                    _ = superseded.notified() => true,
-                };
-                let Some(rt) = weak.upgrade() else {
-                    return;
-                };
-                if now {
-                    tracing::warn!(
-                        "a manager refused this node's certificate as superseded; renewing it"
-                    );
-                }
-                if let Err(e) = rt.renew_if_due(now).await {
-                    tracing::warn!(error = %e, "certificate renewal failed; will retry");
-                }
+/// A loop that checks the certificate now and then for as long as the node
+/// runs (the node's front runs it).
+pub(super) fn renewal_loop(rt: &Arc<Runtime>) -> impl std::future::Future<Output = ()> + Send {
+    let weak = Arc::downgrade(rt);
+    let every =
+        (rt.config.cert_validity / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let superseded = rt.superseded.clone();
+    async move {
+        loop {
+            let now = tokio::select! {
+                _ = tokio::time::sleep(every) => false,
+                _ = superseded.notified() => true,
+            };
+            let Some(rt) = weak.upgrade() else {
+                return;
+            };
+            if now {
+                tracing::warn!(
+                    "a manager refused this node's certificate as superseded; renewing it"
+                );
             }
-        });
+            if let Err(e) = rt.renew_if_due(now).await {
+                tracing::warn!(error = %e, "certificate renewal failed; will retry");
+            }
+        }
     }
 }

@@ -225,25 +225,23 @@ impl Runtime {
                 managers.saturating_sub(1)
             )));
         }
-        for child in ["worker", PROXY_NAME, "manager"] {
-            let _ = self
-                .root
-                .send_message(SupervisorMsg::StopChild(child.into()));
-        }
-        self.process.stop_all(Duration::from_secs(10)).await;
-        self.mesh.clear();
+        self.worker_part.stop_actors();
+        self.manager_part.stop_actors();
+        let network = &self.network_stack;
+        self.worker_part
+            .process
+            .stop_all(Duration::from_secs(10))
+            .await;
+        network.mesh.clear();
         self.peers.clear();
         self.push_term.clear();
-        self.stop_dns();
-        self.overlay.stop();
-        if let Some(sb) = self.process.sandbox() {
+        network.stop_dns();
+        network.overlay.stop();
+        if let Some(sb) = self.worker_part.process.sandbox() {
             let _ = tokio::task::spawn_blocking(move || sb.release_all()).await;
         }
-        if let Some(t) = self.transport.write().take() {
-            t.close();
-        }
-        *self.manager.write() = None;
-        *self.raft_net.write() = None;
+        network.close_transport();
+        self.manager_part.forget();
         for tree in ["raft_log", "raft_meta", "state"] {
             self.db.drop_tree(tree)?;
         }
@@ -276,14 +274,8 @@ impl Runtime {
         if !id.manager {
             return Err(NodeError::NotManager);
         }
-        let _ = self
-            .root
-            .send_message(SupervisorMsg::StopChild("manager".into()));
         // Wait until the old Raft actor is gone before rewriting its membership.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.directory.cell("raft").is_some() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.manager_part.stop_actors_and_wait().await;
         let log = shoal_actors::raft::LogStore::open(&self.db)?;
         let cs = raft::prelude::ConfState {
             voters: vec![id.raft_id],

@@ -208,7 +208,7 @@ impl Runtime {
     /// One request to the node at `addr` that answers `Done` or an error.
     pub(super) async fn ask(&self, addr: &str, req: &Request) -> Result<(), NodeError> {
         let bytes = codec::encode(req).map_err(|e| NodeError::Actors(e.to_string()))?;
-        let answer = exchange(&self.transport, addr, &bytes).await?;
+        let answer = exchange(&self.network_stack.slot(), addr, &bytes).await?;
         done_or_refused(addr, answer)
     }
 
@@ -223,7 +223,7 @@ impl Runtime {
         let bytes = codec::encode(command).map_err(|e| NodeError::Actors(e.to_string()))?;
         let (reply, answer) = oneshot::channel();
         let size = bytes.len();
-        let queue = self.forwards.queue(leader);
+        let queue = self.manager_part.forwards.queue(leader);
         let forward = Forward {
             addr: addr.clone(),
             command: command.clone(),
@@ -231,7 +231,8 @@ impl Runtime {
             reply,
         };
         if queue.push(vec![forward], size) {
-            tokio::spawn(send_forwards(self.transport.clone(), queue, sm));
+            self.manager_part
+                .spawn(send_forwards(self.network_stack.slot(), queue, sm));
         }
         answer.await.unwrap_or_else(|_| {
             Err(NodeError::Unreachable(
@@ -367,7 +368,7 @@ impl Runtime {
         {
             let agent = |addr: &str| -> Arc<dyn shoal_actors::session::AgentLink> {
                 Arc::new(RemoteAgent {
-                    transport: self.transport.clone(),
+                    transport: self.network_stack.slot(),
                     addr: addr.to_string(),
                     term,
                 })
@@ -375,7 +376,7 @@ impl Runtime {
             if let ToDispatcher::Register { addr, .. } = &m {
                 // A node registers when its agent starts: what this node
                 // holds open to it may lead to its previous process.
-                if let (Some(t), Ok(a)) = (self.transport.read().clone(), addr.parse()) {
+                if let (Some(t), Ok(a)) = (self.transport(), addr.parse()) {
                     t.forget(a);
                 }
             }
@@ -445,8 +446,7 @@ impl Runtime {
         let Some(addr) = remote else {
             return self.local_task_log(task_id, offset).await;
         };
-        let (Some(t), Ok(sock)) = (self.transport.read().clone(), addr.parse::<SocketAddr>())
-        else {
+        let (Some(t), Ok(sock)) = (self.transport(), addr.parse::<SocketAddr>()) else {
             return Vec::new();
         };
         let Ok(bytes) = codec::encode(&Request::TaskLog {

@@ -111,3 +111,18 @@ impl Node {
         self.drivers.iter().any(|d| d.name == name)
     }
 }
+
+/// What a node tells the dispatcher about itself when it registers.
+#[derive(Debug, Clone)]
+pub struct NodeDescription {
+    pub node_id: String,
+    pub hostname: String,
+    pub addr: String,
+    pub drivers: Vec<DriverInfo>,
+    /// Why tasks cannot get a network of their own there, if they cannot.
+    pub sandbox_error: Option<String>,
+    /// Platform, CPUs, memory and engine labels.
+    pub machine: crate::model::placement::Machine,
+    /// The newest record format the node claims (docs/upgrades.md).
+    pub max_format: u32,
+}

@@ -7,19 +7,29 @@
 //!   (`replicated`, `global`, `job`; `rebalance` once a replicated service
 //!   is where its spec wants it), each slot's restarts by `restart`;
 //! * `update` — one step of a service's rolling update or rollback;
-//! * `schedule` — which node each pending task goes to;
+//! * `schedule` — which node each pending task goes to; `backlog` — the
+//!   scheduler's pass over the tasks waiting for one, with every node's
+//!   `loads`;
+//! * `sessions` — the dispatcher's sessions: heartbeats, deadlines, which
+//!   nodes are down, what each node is sent (`assignments`); `statuses` —
+//!   which status reports it writes;
 //! * `reaper` — which finished tasks are past the history limit;
 //! * `agent` — which task actors a worker starts and stops.
 
 pub mod agent;
+pub mod assignments;
+pub mod backlog;
 pub mod global;
 pub mod job;
+pub mod loads;
 pub mod reaper;
 pub mod rebalance;
 pub mod replicated;
 pub mod restart;
 pub mod schedule;
 pub mod service;
+pub mod sessions;
+pub mod statuses;
 pub mod update;
 
 use std::time::Duration;
