@@ -79,6 +79,7 @@ pub fn all(j: &Journal) -> Vec<Verdict> {
     ];
     v.extend(traffic(j));
     v.extend(clock_flags(j));
+    v.extend(format_rises_last(j));
     v.extend(linearizable(j));
     v.extend(local_reads(j));
     v
@@ -765,6 +766,59 @@ pub fn local_reads(j: &Journal) -> Option<Verdict> {
             reads.len()
         ),
     ))
+}
+
+/// A rolling upgrade (`upgrade` faults) moves the cluster version only at
+/// its end: every observation before the last node's upgrade was done sees
+/// the version the swarm started with, and one after it sees a higher one
+/// (what gated features wait for: docs/upgrades.md). `None` when the
+/// scenario upgrades nothing.
+pub fn format_rises_last(j: &Journal) -> Option<Verdict> {
+    let upgrades: Vec<&crate::history::Fault> = j
+        .faults
+        .iter()
+        .filter(|f| f.action == "upgrade" && f.ok)
+        .collect();
+    let last = upgrades.iter().map(|f| f.done).max()?;
+    let mut violations = Vec::new();
+    let seen: Vec<(Millis, u64)> = j
+        .observations
+        .iter()
+        .filter_map(|o| o.format.map(|f| (o.at, f)))
+        .collect();
+    let Some(&(_, start)) = seen.first() else {
+        return Some(Verdict::new(
+            "format-rises-last",
+            vec!["no manager ever gave the cluster version (GET /swarm Format)".into()],
+            String::new(),
+        ));
+    };
+    for &(at, f) in seen.iter().filter(|(at, _)| *at < last) {
+        if f != start {
+            violations.push(format!(
+                "the cluster version was {f} at {:.2}s, before the last upgrade ({:.2}s): it started at {start}",
+                at as f64 / 1000.0,
+                last as f64 / 1000.0
+            ));
+        }
+    }
+    let risen = seen.iter().find(|(at, f)| *at >= last && *f > start);
+    let summary = match risen {
+        Some((at, f)) => format!(
+            "format {start} through {} upgrades; {f} {:.2}s after the last",
+            upgrades.len(),
+            (at - last) as f64 / 1000.0
+        ),
+        None => {
+            violations.push(format!(
+                "the cluster version stayed {start} after the last upgrade at {:.2}s",
+                last as f64 / 1000.0
+            ));
+            String::new()
+        }
+    };
+    violations.truncate(20);
+    Some(Verdict::new("format-rises-last", violations, summary))
 }
 
 /// A node whose clock a `clock` fault moved is flagged while it is moved,

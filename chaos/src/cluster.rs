@@ -59,6 +59,10 @@ pub struct Cluster {
     underlay: Option<crate::netns::Underlay>,
 }
 
+/// The daemon's flag that makes it claim an older record format: how the
+/// harness starts "the previous build" (docs/upgrades.md).
+const MAX_FORMAT: &str = "--max-format";
+
 fn free_udp_port(ip: &str) -> Result<u16> {
     let s = std::net::UdpSocket::bind(format!("{ip}:0"))
         .with_context(|| format!("no free port on {ip}"))?;
@@ -233,6 +237,30 @@ impl Node {
         Ok(())
     }
 
+    /// Whether the node still runs as the previous build (`--max-format`).
+    pub fn is_previous(&self) -> bool {
+        self.launch
+            .as_ref()
+            .is_some_and(|l| l.argv.iter().any(|a| a == MAX_FORMAT))
+    }
+
+    /// The next build, in the harness's terms: from its next start on, the
+    /// node runs without `--max-format`, on the same data dir.
+    pub fn upgrade(&mut self) -> Result<()> {
+        let launch = self
+            .launch
+            .as_mut()
+            .ok_or_else(|| anyhow!("{}: do not know how to start this node", self.info.name))?;
+        let Some(at) = launch.argv.iter().position(|a| a == MAX_FORMAT) else {
+            bail!(
+                "{} runs as the newest build already ([cluster] max_format not set, or upgraded)",
+                self.info.name
+            );
+        };
+        launch.argv.drain(at..(at + 2).min(launch.argv.len()));
+        Ok(())
+    }
+
     pub fn start(&mut self, own: bool) -> Result<()> {
         if self.liveness != Liveness::Down {
             bail!("{} is not stopped", self.name());
@@ -320,6 +348,9 @@ impl Cluster {
                 addr.clone(),
                 "--enable-chaos".into(),
             ]);
+            if let Some(format) = shape.max_format {
+                argv.extend([MAX_FORMAT.into(), format.to_string()]);
+            }
             let mut node = Node {
                 info: NodeInfo {
                     manager: i < shape.managers,

@@ -143,6 +143,10 @@ pub struct Observation {
     /// with the skew it gives (`+10m0s`).
     #[serde(default)]
     pub clock_flags: BTreeMap<String, String>,
+    /// The cluster version (`GET /swarm`'s `Format`) as that manager has
+    /// it, when it answered.
+    #[serde(default)]
+    pub format: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

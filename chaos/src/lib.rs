@@ -46,6 +46,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../scenarios/rolling-restart.toml"),
     ),
     (
+        "rolling-upgrade",
+        include_str!("../scenarios/rolling-upgrade.toml"),
+    ),
+    (
         "many-tasks-leader-kill",
         include_str!("../scenarios/many-tasks-leader-kill.toml"),
     ),

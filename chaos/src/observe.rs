@@ -58,6 +58,7 @@ impl Observer {
         });
         let mut state = None;
         let mut clock_flags = BTreeMap::new();
+        let mut format = None;
         for i in order {
             let socket = &self.managers[i].1;
             if let (Ok(svcs), Ok(tasks)) = (
@@ -68,6 +69,9 @@ impl Observer {
                 if let Ok(nodes) = api::get(socket, "/nodes", ANSWER) {
                     clock_flags = clock_flags_of(&nodes);
                 }
+                format = api::get(socket, "/swarm", ANSWER)
+                    .ok()
+                    .and_then(|s| s["Format"].as_u64());
                 break;
             }
         }
@@ -126,6 +130,7 @@ impl Observer {
             running,
             processes,
             clock_flags,
+            format,
         }
     }
 }

@@ -985,6 +985,25 @@ impl Run {
                     ),
                 ))
             }
+            Action::Upgrade(t) => {
+                let n = self.resolve(t, Liveness::Up)?;
+                if !self.cluster.by_name(&n)?.is_previous() {
+                    bail!("{n} runs as the newest build already: nothing to upgrade");
+                }
+                self.spare(&n);
+                let began = Instant::now();
+                self.cluster.by_name(&n)?.stop()?;
+                self.cluster.by_name(&n)?.upgrade()?;
+                self.start_node(&n)?;
+                Ok(Done::on(
+                    vec![n],
+                    format!(
+                        "SIGTERM, started as the next build: answering again after {:.2}s{}",
+                        began.elapsed().as_secs_f64(),
+                        self.port_wait.take().unwrap_or_default()
+                    ),
+                ))
+            }
             Action::Pause(t) => {
                 let n = self.resolve(t, Liveness::Up)?;
                 self.spare(&n);

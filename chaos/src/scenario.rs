@@ -125,6 +125,10 @@ pub struct ClusterShape {
     /// the harness makes (`crate::netns`), as overlay networks need.
     #[serde(default)]
     pub netns: bool,
+    /// Every daemon starts with `--max-format N`, the stand-in for the
+    /// previous build (docs/upgrades.md); `upgrade` restarts one without it.
+    #[serde(default)]
+    pub max_format: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -250,6 +254,9 @@ pub enum Action {
     Start(Target),
     /// Stop (SIGTERM) and start again, waiting until it answers.
     Restart(Target),
+    /// A restart as the next build: stop (SIGTERM) and start again on the
+    /// same data dir without `[cluster] max_format`'s `--max-format`.
+    Upgrade(Target),
     Pause(Target),
     Resume(Target),
     KillActor {
@@ -324,6 +331,7 @@ impl Action {
             Action::Stop(_) => "stop",
             Action::Start(_) => "start",
             Action::Restart(_) => "restart",
+            Action::Upgrade(_) => "upgrade",
             Action::Pause(_) => "pause",
             Action::Resume(_) => "resume",
             Action::KillActor { .. } => "kill-actor",
@@ -350,6 +358,7 @@ impl Action {
             | Action::Stop(t)
             | Action::Start(t)
             | Action::Restart(t)
+            | Action::Upgrade(t)
             | Action::Pause(t)
             | Action::Resume(t)
             | Action::Fill(t)
@@ -476,6 +485,8 @@ struct RawCluster {
     disk: Option<Spanned<String>>,
     #[serde(default)]
     netns: bool,
+    #[serde(default)]
+    max_format: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -672,6 +683,7 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
             snapshot_interval: None,
             disk: None,
             netns: false,
+            max_format: None,
         },
         Some(sp) => {
             let r = sp.get_ref();
@@ -694,6 +706,13 @@ pub fn parse(src: &str) -> Result<Scenario, ScenarioError> {
                     })?),
                 },
                 netns: r.netns,
+                max_format: match &r.max_format {
+                    None => None,
+                    Some(f) if *f.get_ref() >= 1 => Some(*f.get_ref()),
+                    Some(f) => {
+                        return Err(c.err(f.span(), "max_format is a record format: 1 or more"))
+                    }
+                },
             };
             if !shape.hosts.is_empty() && shape.netns {
                 return Err(c.err(
@@ -1215,6 +1234,7 @@ fn step(
         "stop" => Action::Stop(one(&r.target)?),
         "start" => Action::Start(one(&r.target)?),
         "restart" => Action::Restart(one(&r.target)?),
+        "upgrade" => Action::Upgrade(one(&r.target)?),
         "pause" => Action::Pause(one(&r.target)?),
         "resume" => Action::Resume(one(&r.target)?),
         "kill-actor" => Action::KillActor {
@@ -1320,7 +1340,7 @@ fn step(
         other => {
             return Err(c.err(
                 at_action,
-                format!("unknown action {other:?}: expected kill, stop, start, restart, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll, remove, flood, fill, slow-disk or clock"),
+                format!("unknown action {other:?}: expected kill, stop, start, restart, upgrade, pause, resume, kill-actor, partition, heal, delay, drop, create, scale, update, roll, remove, flood, fill, slow-disk or clock"),
             ))
         }
     };
@@ -1407,6 +1427,7 @@ fn step(
                     | Action::Stop(_)
                     | Action::Start(_)
                     | Action::Restart(_)
+                    | Action::Upgrade(_)
                     | Action::Pause(_)
                     | Action::Resume(_)
                     | Action::KillActor { .. }

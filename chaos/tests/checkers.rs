@@ -66,6 +66,7 @@ fn obs(at: Millis, leader: u64, term: u64, web_running: u64) -> Observation {
         running,
         processes,
         clock_flags: BTreeMap::new(),
+        format: None,
     }
 }
 
@@ -627,4 +628,40 @@ fn the_wrong_node_flagged_is_caught() {
         .clock_flags
         .insert("manager-1".into(), "-10m0s".into());
     only_fails(&j, "clock-flags", "manager-1 flagged -10m0s");
+}
+
+/// Two nodes upgraded at 2 s and 4 s; every observation gives the cluster
+/// version `before` until `rises_at`, `after` from then on.
+fn with_upgrades(rises_at: Millis, before: u64, after: u64) -> Journal {
+    let mut j = healthy();
+    j.faults.push(fault(2000, "upgrade", "manager-3", None));
+    j.faults.push(fault(4000, "upgrade", "worker-1", None));
+    for o in &mut j.observations {
+        o.format = Some(if o.at < rises_at { before } else { after });
+    }
+    j
+}
+
+#[test]
+fn a_cluster_version_that_rises_after_the_last_upgrade_passes() {
+    let j = with_upgrades(4500, 1, 2);
+    let v = verdict(&j, "format-rises-last");
+    assert!(v.ok, "{:?}", v.violations);
+    assert!(
+        v.summary.contains("format 1 through 2 upgrades; 2 "),
+        "{}",
+        v.summary
+    );
+}
+
+#[test]
+fn a_cluster_version_that_rises_before_the_last_upgrade_is_caught() {
+    let j = with_upgrades(3000, 1, 2);
+    only_fails(&j, "format-rises-last", "before the last upgrade");
+}
+
+#[test]
+fn a_cluster_version_that_never_rises_is_caught() {
+    let j = with_upgrades(u64::MAX, 1, 2);
+    only_fails(&j, "format-rises-last", "stayed 1 after the last upgrade");
 }
