@@ -970,35 +970,27 @@ impl Run {
                 let wait = self.port_wait.take().unwrap_or_default();
                 Ok(Done::on(vec![n], format!("started, answering{wait}")))
             }
-            Action::Restart(t) => {
+            Action::Restart(t) | Action::Upgrade(t) => {
+                let upgrade = matches!(action, Action::Upgrade(_));
                 let n = self.resolve(t, Liveness::Up)?;
-                self.spare(&n);
-                let began = Instant::now();
-                self.cluster.by_name(&n)?.stop()?;
-                self.start_node(&n)?;
-                Ok(Done::on(
-                    vec![n],
-                    format!(
-                        "SIGTERM and start: answering again after {:.2}s{}",
-                        began.elapsed().as_secs_f64(),
-                        self.port_wait.take().unwrap_or_default()
-                    ),
-                ))
-            }
-            Action::Upgrade(t) => {
-                let n = self.resolve(t, Liveness::Up)?;
-                if !self.cluster.by_name(&n)?.is_previous() {
+                if upgrade && !self.cluster.by_name(&n)?.is_previous() {
                     bail!("{n} runs as the newest build already: nothing to upgrade");
                 }
                 self.spare(&n);
                 let began = Instant::now();
                 self.cluster.by_name(&n)?.stop()?;
-                self.cluster.by_name(&n)?.upgrade()?;
+                if upgrade {
+                    self.cluster.by_name(&n)?.upgrade()?;
+                }
                 self.start_node(&n)?;
+                let how = match upgrade {
+                    true => "SIGTERM, started as the next build",
+                    false => "SIGTERM and start",
+                };
                 Ok(Done::on(
                     vec![n],
                     format!(
-                        "SIGTERM, started as the next build: answering again after {:.2}s{}",
+                        "{how}: answering again after {:.2}s{}",
                         began.elapsed().as_secs_f64(),
                         self.port_wait.take().unwrap_or_default()
                     ),

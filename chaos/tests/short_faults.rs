@@ -5,10 +5,9 @@
 //! mount may be left behind. The long versions are documented runs
 //! (docs/chaos.md), not tests.
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+mod common;
 
-use shoal_chaos::history::{Journal, RegKind};
+use shoal_chaos::history::RegKind;
 
 const SCENARIO: &str = r#"
 name = "short-faults"
@@ -67,44 +66,18 @@ duration = "2s"
 #[test]
 fn traffic_a_register_and_disk_faults_pass_a_short_run_and_leave_no_mount() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("short-faults.toml");
-    std::fs::write(&file, SCENARIO).expect("write");
+    let run = common::run_scenario(dir.path(), "short-faults", SCENARIO, "3");
+    let (out, show) = (&run.out, &run.show);
     let out_dir = dir.path().join("run");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal-chaos"));
-    cmd.args([
-        "run",
-        file.to_str().expect("path"),
-        "--seed",
-        "3",
-        "--out",
-        out_dir.to_str().expect("path"),
-    ]);
-    // SAFETY: one async-signal-safe call between fork and exec. If this
-    // test dies, the runner (and through it every daemon) dies too.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().expect("run shoal-chaos");
-    let show = format!(
-        "--- stdout ---\n{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
-    let run = out_dir.to_str().expect("path");
+    let under = out_dir.to_str().expect("path");
     assert!(
-        !mounts.lines().any(|l| l.contains(run)),
-        "a mount under {run} was left behind:\n{mounts}"
+        !mounts.lines().any(|l| l.contains(under)),
+        "a mount under {under} was left behind:\n{mounts}"
     );
     assert!(out.status.success(), "{show}");
 
-    let text = std::fs::read_to_string(out_dir.join("journal.json")).expect("journal");
-    let j: Journal = serde_json::from_str(&text).expect("journal parses");
+    let j = run.journal.as_ref().expect("journal");
     for proto in ["tcp", "udp"] {
         assert!(
             j.requests.iter().any(|r| r.proto == proto && r.ok),
@@ -124,13 +97,7 @@ fn traffic_a_register_and_disk_faults_pass_a_short_run_and_leave_no_mount() {
             j.faults
         );
     }
-    let report = String::from_utf8_lossy(&out.stdout);
     for checker in ["traffic", "linearizable", "local-reads"] {
-        assert!(
-            report
-                .lines()
-                .any(|l| l.contains("PASS") && l.contains(checker)),
-            "{checker} judged: {show}"
-        );
+        assert!(common::passed(&run, checker), "{checker} judged: {show}");
     }
 }

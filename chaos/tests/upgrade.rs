@@ -7,10 +7,9 @@
 //! upgraded and 2 after (`format-rises-last`). The longer scenario is
 //! `chaos/scenarios/rolling-upgrade.toml` (docs/chaos.md).
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+mod common;
 
-use shoal_chaos::history::Journal;
+use shoal_chaos::history::Outcome;
 
 const SCENARIO: &str = r#"
 name = "short-upgrade"
@@ -71,37 +70,9 @@ target = "worker-2"
 #[test]
 fn a_rolling_upgrade_loses_no_write_and_raises_the_cluster_version_last() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("short-upgrade.toml");
-    std::fs::write(&file, SCENARIO).expect("write");
-    let out_dir = dir.path().join("run");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal-chaos"));
-    cmd.args([
-        "run",
-        file.to_str().expect("path"),
-        "--seed",
-        "5",
-        "--out",
-        out_dir.to_str().expect("path"),
-    ]);
-    // SAFETY: one async-signal-safe call between fork and exec. If this
-    // test dies, the runner (and through it every daemon) dies too.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().expect("run shoal-chaos");
-    let show = format!(
-        "--- stdout ---\n{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{show}");
-    let text = std::fs::read_to_string(out_dir.join("journal.json")).expect("journal");
-    let j: Journal = serde_json::from_str(&text).expect("journal parses");
+    let run = common::run_scenario(dir.path(), "short-upgrade", SCENARIO, "5");
+    assert!(run.out.status.success(), "{}", run.show);
+    let j = run.journal.as_ref().expect("journal");
     let upgraded = j
         .faults
         .iter()
@@ -112,22 +83,18 @@ fn a_rolling_upgrade_loses_no_write_and_raises_the_cluster_version_last() {
     assert_eq!(formats.first(), Some(&1), "the swarm started at format 1");
     assert_eq!(formats.last(), Some(&2), "and ended at 2");
     assert!(
-        j.ops
-            .iter()
-            .any(|o| o.outcome == shoal_chaos::history::Outcome::Ok),
+        j.ops.iter().any(|o| o.outcome == Outcome::Ok),
         "writes were acknowledged"
     );
-    let report = String::from_utf8_lossy(&out.stdout);
     for checker in [
         "format-rises-last",
         "acknowledged-writes",
         "replicas-recover",
     ] {
         assert!(
-            report
-                .lines()
-                .any(|l| l.contains("PASS") && l.contains(checker)),
-            "{checker} judged: {show}"
+            common::passed(&run, checker),
+            "{checker} judged: {}",
+            run.show
         );
     }
 }

@@ -1,0 +1,59 @@
+//! Running the harness on a scenario written by a test.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use shoal_chaos::history::Journal;
+
+/// A finished run of `shoal-chaos run`: its output, its journal (if it
+/// wrote one) and both streams for an assertion's message.
+pub struct Run {
+    pub out: Output,
+    pub show: String,
+    pub journal: Option<Journal>,
+}
+
+/// Writes `toml` under `dir` and runs it with `seed`, its results in
+/// `dir/run`. If the test dies, the runner (and through it every daemon)
+/// dies too.
+pub fn run_scenario(dir: &Path, name: &str, toml: &str, seed: &str) -> Run {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, toml).expect("write");
+    let out_dir = dir.join("run");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal-chaos"));
+    cmd.args([
+        "run",
+        file.to_str().expect("path"),
+        "--seed",
+        seed,
+        "--out",
+        out_dir.to_str().expect("path"),
+    ]);
+    // SAFETY: one async-signal-safe call between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run shoal-chaos");
+    let show = format!(
+        "--- stdout ---\n{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let journal = std::fs::read_to_string(out_dir.join("journal.json"))
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("journal parses"));
+    Run { out, show, journal }
+}
+
+/// Whether the report printed a PASS line for `checker`.
+pub fn passed(run: &Run, checker: &str) -> bool {
+    String::from_utf8_lossy(&run.out.stdout)
+        .lines()
+        .any(|l| l.contains("PASS") && l.contains(checker))
+}
