@@ -96,8 +96,11 @@ impl Runtime {
         };
         self.manager_part.forget();
         self.store.close();
-        let deadline = tokio::time::Instant::now() + REOPEN_WITHIN;
+        let closed = tokio::time::Instant::now();
+        let deadline = closed + REOPEN_WITHIN;
+        let mut tries = 0u32;
         loop {
+            tries += 1;
             match self.store.reopen() {
                 Ok(()) => break,
                 // The file lock stays until the last clone of the old
@@ -114,7 +117,11 @@ impl Runtime {
             }
         }
         match self.start_manager(&id).await {
-            Ok(()) => tracing::info!("the manager runs again on its reopened store"),
+            Ok(()) => tracing::info!(
+                tries,
+                reopened_in_ms = closed.elapsed().as_millis() as u64,
+                "the manager runs again on its reopened store"
+            ),
             Err(e) => tracing::error!(error = %e, "cannot start the manager again: restart the daemon"),
         }
     }
