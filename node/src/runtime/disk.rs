@@ -85,7 +85,10 @@ impl Runtime {
         loop {
             match free_bytes_blocking(&dir).await {
                 Some(free) if free >= ROOM => {
-                    tracing::info!(free_mib = free / (1024 * 1024), "the data filesystem has room again: opening the store again");
+                    tracing::info!(
+                        free_mib = free / (1024 * 1024),
+                        "the data filesystem has room again: opening the store again"
+                    );
                     break;
                 }
                 _ => tokio::time::sleep(POLL_SPACE_EVERY).await,
@@ -122,7 +125,9 @@ impl Runtime {
                 reopened_in_ms = closed.elapsed().as_millis() as u64,
                 "the manager runs again on its reopened store"
             ),
-            Err(e) => tracing::error!(error = %e, "cannot start the manager again: restart the daemon"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the manager again: restart the daemon")
+            }
         }
     }
 }

@@ -30,9 +30,10 @@ impl Store {
 
     /// The open database; refused while it is being opened again.
     pub fn db(&self) -> Result<sled::Db, NodeError> {
-        self.db.read().clone().ok_or_else(|| {
-            NodeError::CannotPersist("the store is being opened again".to_string())
-        })
+        self.db
+            .read()
+            .clone()
+            .ok_or_else(|| NodeError::CannotPersist("the store is being opened again".to_string()))
     }
 
     /// Lets go of this store's handle (the file lock goes with the last
