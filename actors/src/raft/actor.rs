@@ -146,6 +146,9 @@ pub enum RaftMsg {
 type ProposeReply = RpcReplyPort<Result<u64, ProposeRefused>>;
 
 pub struct RaftState {
+    /// Started on a log or state that cannot be persisted: it handles
+    /// nothing until it is stopped (`pre_start`).
+    parked: bool,
     args: RaftArgs,
     node: RawNode<SharedLog>,
     ready_queued: bool,
@@ -218,7 +221,20 @@ impl Actor for RaftActor {
         myself: ActorRef<RaftMsg>,
         args: RaftArgs,
     ) -> Result<RaftState, ActorProcessingErr> {
-        args.log.reload()?;
+        // A log or state that cannot be persisted (sled takes no write, and
+        // may take no read, after an I/O error): failing here would have the
+        // supervisor restart this actor in a tight loop until it escalates.
+        // It starts parked instead — no tick, no message handled — and waits
+        // to be stopped by the node, which opens its store again.
+        let parked = args.log.failed().or_else(|| args.sm.failed());
+        match &parked {
+            Some(why) => tracing::warn!(
+                error = %why,
+                "the Raft log or state cannot be persisted: the Raft actor idles until it is stopped"
+            ),
+            None => args.log.reload()?,
+        }
+        let parked = parked.is_some();
         let hs = args.log.hard_state();
         let applied = args
             .sm
@@ -242,13 +258,16 @@ impl Actor for RaftActor {
             ..Default::default()
         };
         let mut node = RawNode::new(&cfg, SharedLog(args.log.clone()), &logger())?;
-        // Alone in the voter set: no reason to wait for an election timeout.
-        if args.log.conf_state().voters == [args.id] {
-            node.campaign()?;
+        if !parked {
+            // Alone in the voter set: no reason to wait for an election timeout.
+            if args.log.conf_state().voters == [args.id] {
+                node.campaign()?;
+            }
+            myself.send_interval(args.timings.tick, || RaftMsg::Tick);
+            let _ = myself.send_message(RaftMsg::Ready);
         }
-        myself.send_interval(args.timings.tick, || RaftMsg::Tick);
-        let _ = myself.send_message(RaftMsg::Ready);
         Ok(RaftState {
+            parked,
             args,
             node,
             ready_queued: true,
@@ -271,6 +290,10 @@ impl Actor for RaftActor {
         msg: RaftMsg,
         st: &mut RaftState,
     ) -> Result<(), ActorProcessingErr> {
+        if st.parked {
+            // Dropped, reply ports with them: callers hear at once.
+            return Ok(());
+        }
         match msg {
             RaftMsg::Tick => {
                 st.propose_pending();

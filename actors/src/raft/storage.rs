@@ -307,7 +307,7 @@ impl LogStore {
                     if failed.is_none() {
                         tracing::error!(
                             error = %e,
-                            "the Raft log cannot be persisted: this manager takes no writes until it is restarted"
+                            "the Raft log cannot be persisted: this manager takes no writes until its store is opened again"
                         );
                         *failed = Some(e.to_string());
                     }

@@ -265,7 +265,7 @@ impl StateMachine {
             self.failed.lock().get_or_insert_with(|| {
                 tracing::error!(
                     error = %e,
-                    "applied entries cannot be persisted: this manager takes no writes until it is restarted"
+                    "applied entries cannot be persisted: this manager takes no writes until its store is opened again"
                 );
                 e.to_string()
             });

@@ -112,7 +112,7 @@ impl Runtime {
         // The Raft log starts at the backup's snapshot, this manager its
         // one voter; the state is restored from it as the manager opens
         // (`ManagerCtx::new`: applied behind the log's snapshot).
-        let log = shoal_actors::raft::LogStore::open(&self.db)?;
+        let log = shoal_actors::raft::LogStore::open(&self.store.db()?)?;
         let mut snap = Snapshot {
             data: backup.state.into(),
             ..Default::default()

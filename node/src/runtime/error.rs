@@ -47,7 +47,7 @@ pub enum NodeError {
     Actors(String),
     #[error("Swarm is encrypted and needs to be unlocked before it can be used. Please use \"shoal swarm unlock\" to unlock it.")]
     Locked,
-    #[error("This manager cannot persist its Raft log or state ({0}): it takes no writes until it is restarted with space on its data directory. Send writes to another manager.")]
+    #[error("This manager cannot persist its Raft log or state ({0}): it takes no writes until its data directory has space again, then opens its store again and catches up. Send writes to another manager.")]
     CannotPersist(String),
     #[error("This manager cannot read the swarm's newest records ({0}): it takes no writes until shoal is upgraded on it. Send writes to another manager.")]
     Outdated(String),

@@ -135,6 +135,9 @@ async fn follow_standing(
     transport: TransportSlot,
 ) {
     let mut events = ctx.events.subscribe();
+    // Held weakly: a context this node let go of (its store is being
+    // opened again, `disk.rs`) must not be kept alive by this loop.
+    let ctx = Arc::downgrade(&ctx);
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(1), events.recv()).await;
         let t = transport.read().clone();
@@ -153,7 +156,7 @@ async fn follow_standing(
                 let same = current
                     .read()
                     .as_ref()
-                    .is_some_and(|now| Arc::ptr_eq(now, &ctx));
+                    .is_some_and(|now| std::ptr::eq(Arc::as_ptr(now), ctx.as_ptr()));
                 if !same {
                     return;
                 }

@@ -484,7 +484,7 @@ impl Runtime {
         }
         if id.manager != manager {
             for tree in ["raft_log", "raft_meta", "state"] {
-                self.db.drop_tree(tree)?;
+                self.store.db()?.drop_tree(tree)?;
             }
         }
         let was_manager = id.manager;

@@ -5,6 +5,7 @@
 pub mod addrs;
 mod backup;
 mod cluster_node;
+mod disk;
 pub mod error;
 mod lock;
 pub mod manager;
@@ -12,6 +13,7 @@ mod membership;
 pub mod network;
 mod renewal;
 pub mod shutdown;
+mod store;
 mod swarm;
 mod tasks;
 mod tree;
@@ -19,6 +21,7 @@ pub mod worker;
 mod writes;
 
 pub use error::NodeError;
+pub use store::store_config;
 pub use swarm::AddrRequest;
 
 use std::net::SocketAddr;
@@ -92,7 +95,8 @@ pub struct NodeConfig {
 /// `token`), stopped in order by `shutdown`.
 pub struct Runtime {
     pub config: NodeConfig,
-    pub db: sled::Db,
+    /// The sled store, closed and opened again in place after a full disk.
+    pub store: store::Store,
     pub directory: Arc<Directory>,
     pub manager_part: Arc<ManagerPart>,
     pub worker_part: Arc<WorkerPart>,
@@ -129,11 +133,6 @@ fn io_err(path: &std::path::Path, source: std::io::Error) -> NodeError {
     .into()
 }
 
-/// How a node opens its sled store (the Raft log and the state).
-pub fn store_config(path: &std::path::Path) -> sled::Config {
-    sled::Config::new().path(path)
-}
-
 impl Runtime {
     pub async fn start(config: NodeConfig) -> Result<Arc<Self>, NodeError> {
         std::fs::create_dir_all(config.data_dir.join("logs"))
@@ -143,7 +142,7 @@ impl Runtime {
         {
             tracing::warn!(path = %path.display(), "data dir: mode was wider than the owner's; repaired");
         }
-        let db = store_config(&config.data_dir.join("state.db")).open()?;
+        let store = store::Store::open(config.data_dir.join("state.db"))?;
         let directory = Directory::new();
         let (root, _) = ractor::Actor::spawn(
             None,
@@ -187,7 +186,7 @@ impl Runtime {
         let rt = Arc::new(Runtime {
             metrics,
             config,
-            db,
+            store,
             directory,
             manager_part,
             worker_part,
@@ -204,6 +203,7 @@ impl Runtime {
             token,
         });
         rt.front.spawn(renewal::renewal_loop(&rt));
+        rt.manager_part.spawn(disk::watch(Arc::downgrade(&rt)));
         if let Some(id) = identity {
             tracing::info!(node = %id.node_id, "rejoining the swarm from the data directory");
             if id.manager && rt.is_locked() {
@@ -239,7 +239,7 @@ impl Runtime {
                 Step::Network => self.network_stack.shutdown().await,
                 Step::Host => self.worker_part.close().await,
                 Step::Store => {
-                    if let Err(e) = self.db.flush_async().await {
+                    if let Err(e) = self.store.flush().await {
                         tracing::warn!(error = %e, "cannot flush the store");
                     }
                 }
@@ -381,7 +381,7 @@ impl Runtime {
         let ctx = ManagerCtx::new(
             id.node_id.clone(),
             id.raft_id,
-            &self.db,
+            &self.store.db()?,
             self.directory.clone(),
             self.config.timings,
         )?;

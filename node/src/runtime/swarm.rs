@@ -108,7 +108,7 @@ impl Runtime {
         // leaves a manager without a cluster: remove the data dir and init again.)
         self.save_identity(&id)?;
         self.start_transport(&id)?;
-        let ctx_log = shoal_actors::raft::LogStore::open(&self.db)?;
+        let ctx_log = shoal_actors::raft::LogStore::open(&self.store.db()?)?;
         ctx_log.bootstrap(vec![id.raft_id])?;
         self.start_manager(&id).await?;
         // The bootstrap voter set lives only in this node's storage; a log
@@ -243,9 +243,9 @@ impl Runtime {
         network.close_transport();
         self.manager_part.forget();
         for tree in ["raft_log", "raft_meta", "state"] {
-            self.db.drop_tree(tree)?;
+            self.store.db()?.drop_tree(tree)?;
         }
-        self.db.flush_async().await?;
+        self.store.db()?.flush_async().await?;
         crate::keys::lock::forget(&self.config.data_dir);
         for dir in [
             self.certs_dir(),
@@ -276,7 +276,7 @@ impl Runtime {
         }
         // Wait until the old Raft actor is gone before rewriting its membership.
         self.manager_part.stop_actors_and_wait().await;
-        let log = shoal_actors::raft::LogStore::open(&self.db)?;
+        let log = shoal_actors::raft::LogStore::open(&self.store.db()?)?;
         let cs = raft::prelude::ConfState {
             voters: vec![id.raft_id],
             ..Default::default()
