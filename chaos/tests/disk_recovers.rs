@@ -5,10 +5,9 @@
 //! acknowledges writes through it; no acknowledged write is lost
 //! (`acknowledged-writes`, judged by the run).
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+mod common;
 
-use shoal_chaos::history::{Journal, Outcome};
+use shoal_chaos::history::Outcome;
 
 const SCENARIO: &str = r#"
 name = "disk-recovers"
@@ -41,44 +40,18 @@ duration = "8s"
 #[test]
 fn a_full_manager_refuses_writes_then_takes_them_again_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("disk-recovers.toml");
-    std::fs::write(&file, SCENARIO).expect("write");
-    let out_dir = dir.path().join("run");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal-chaos"));
-    cmd.args([
-        "run",
-        file.to_str().expect("path"),
-        "--seed",
-        "5",
-        "--out",
-        out_dir.to_str().expect("path"),
-    ]);
-    // SAFETY: one async-signal-safe call between fork and exec. If this
-    // test dies, the runner (and through it every daemon) dies too.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().expect("run shoal-chaos");
-    let show = format!(
-        "--- stdout ---\n{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = common::run_scenario(dir.path(), "disk-recovers", SCENARIO, "5");
+    let show = &run.show;
     let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
-    let run = out_dir.to_str().expect("path");
+    let under = dir.path().join("run");
+    let under = under.to_str().expect("path");
     assert!(
-        !mounts.lines().any(|l| l.contains(run)),
-        "a mount under {run} was left behind:\n{mounts}"
+        !mounts.lines().any(|l| l.contains(under)),
+        "a mount under {under} was left behind:\n{mounts}"
     );
-    assert!(out.status.success(), "{show}");
-
-    let text = std::fs::read_to_string(out_dir.join("journal.json")).expect("journal");
-    let j: Journal = serde_json::from_str(&text).expect("journal parses");
+    assert!(run.out.status.success(), "{show}");
+    assert!(common::passed(&run, "acknowledged-writes"), "{show}");
+    let j = run.journal.as_ref().expect("journal");
     let actions: Vec<&str> = j.faults.iter().map(|f| f.action.as_str()).collect();
     assert_eq!(actions, ["fill", "unfill"], "nothing restarted: {show}");
     let (fill, unfill) = (&j.faults[0], &j.faults[1]);
