@@ -42,10 +42,16 @@ fn name(c: &Command) -> String {
 
 const WRITES: usize = 300;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writes_share_entries_and_each_gets_its_own_result() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = sled::Config::new().path(dir.path()).open().expect("sled");
+/// One manager, the only voter, over a sled directory in `dir`, under a
+/// root supervisor (stop it with the returned handles).
+async fn single_manager(
+    dir: &std::path::Path,
+) -> (
+    Arc<ManagerCtx>,
+    ractor::ActorRef<shoal_actors::supervision::SupervisorMsg>,
+    tokio::task::JoinHandle<()>,
+) {
+    let db = sled::Config::new().path(dir).open().expect("sled");
     let ctx =
         ManagerCtx::new("m".into(), 1, &db, Directory::new(), Timings::default()).expect("ctx");
     ctx.log.bootstrap(vec![1]).expect("bootstrap");
@@ -60,6 +66,13 @@ async fn concurrent_writes_share_entries_and_each_gets_its_own_result() {
     )
     .await
     .expect("spawn manager");
+    (ctx, root, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_entries_and_each_gets_its_own_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ctx, root, handle) = single_manager(dir.path()).await;
     // The first write waits for the election (a group of one campaigns at once).
     ctx.proposer
         .propose(Command::DeleteTasks(Vec::new()))
@@ -158,21 +171,7 @@ async fn concurrent_writes_share_entries_and_each_gets_its_own_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_packing_cluster_version_each_write_is_an_entry() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = sled::Config::new().path(dir.path()).open().expect("sled");
-    let ctx =
-        ManagerCtx::new("m".into(), 1, &db, Directory::new(), Timings::default()).expect("ctx");
-    ctx.log.bootstrap(vec![1]).expect("bootstrap");
-    let (root, handle) = Actor::spawn(
-        None,
-        Supervisor,
-        SupervisorArgs {
-            directory: ctx.directory.clone(),
-            intensity: Intensity::default(),
-            children: vec![manager_spec(&ctx, Arc::new(NoPeers))],
-        },
-    )
-    .await
-    .expect("spawn manager");
+    let (ctx, root, handle) = single_manager(dir.path()).await;
     let old = Node {
         max_format: 0,
         ..node("old")
