@@ -46,6 +46,8 @@ pub struct DispatcherState {
     endpoints_dirty: bool,
     /// Which tasks each node was given, from store events.
     placed: TaskIndex,
+    /// When the last tick was handled (how long a stall lasted).
+    last_tick: Instant,
 }
 
 #[derive(Clone)]
@@ -238,6 +240,7 @@ impl Actor for Dispatcher {
             members,
             endpoints_dirty: true,
             placed,
+            last_tick: Instant::now(),
         })
     }
 
@@ -348,7 +351,16 @@ impl Actor for Dispatcher {
             DispatcherMsg::Tick => {
                 let sessions = st.sessions.len() as i64;
                 st.ctx.directory.metrics.dispatcher_sessions.set(sessions);
-                let due = st.sessions.tick();
+                let now = Instant::now();
+                let due = st.sessions.tick(now);
+                let deaf = now.duration_since(std::mem::replace(&mut st.last_tick, now));
+                if due.stalled {
+                    st.ctx.directory.metrics.dispatcher_stalls.inc();
+                    tracing::warn!(
+                        deaf_ms = deaf.as_millis() as u64,
+                        "the dispatcher heard nothing for more than a heartbeat period (this manager was starved); no node is held to the deadlines of that time"
+                    );
+                }
                 if due.resend {
                     // Assignments travel one way and may be lost with a
                     // connection: now and then every node is sent its list again.

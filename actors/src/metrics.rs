@@ -82,6 +82,8 @@ pub struct ActorMetrics {
     pub dispatcher_heartbeats_missed: Counter,
     /// Nodes the dispatcher marked down.
     pub dispatcher_node_down: Counter,
+    /// Ticks that found the dispatcher deaf for more than a period.
+    pub dispatcher_stalls: Counter,
     /// From a task actor's start to its task reported RUNNING.
     pub task_start_latency: Histogram,
     /// Tasks whose run ended in FAILED or REJECTED on this node.
@@ -110,6 +112,7 @@ impl Default for ActorMetrics {
             dispatcher_sessions: Gauge::default(),
             dispatcher_heartbeats_missed: Counter::default(),
             dispatcher_node_down: Counter::default(),
+            dispatcher_stalls: Counter::default(),
             task_start_latency: latency_histogram(),
             tasks_failed: Counter::default(),
             driver_errors: Family::default(),

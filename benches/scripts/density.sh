@@ -3,7 +3,8 @@
 # `service create -d --replicas N --driver process /bin/sleep 100000`, then
 # the time until N tasks are RUNNING, sandboxes made per second over that
 # time, the daemon's RSS once all run and its peak, failed tasks, the
-# control API's slowest `/_ping` while it converged, and after `service rm`
+# control API's slowest `/_ping` while it converged and how often the node
+# was not Ready meanwhile, and after `service rm`
 # the time until every task namespace, veth, route and nftables element of
 # the node is gone. When N is above the
 # node's capacity (`node inspect`'s MaxSandboxes), it waits for that many
@@ -77,22 +78,37 @@ avail = field("/proc/meminfo", "MemAvailable") // 1024
 print(f"daemon anon {anon} MiB, file {file} MiB, {threads} threads; {procs} task processes, Pss {pss // 1024} MiB in all; host MemAvailable {avail} MiB")
 PY
 }
-# The slowest answer of /_ping, polled every 0.5 s until the file $1 exists.
-ping_worst() {
+# The slowest answer of /_ping and how often this node was not Ready
+# (`GET /nodes`), polled every 0.25 s until the file $1 exists.
+watch_node() {
     python3 - "$dir/shoal.sock" "$1" <<'PY'
-import socket, sys, time, os
+import json, os, socket, sys, time
 path, stop = sys.argv[1], sys.argv[2]
-worst = 0.0
-while not os.path.exists(stop):
-    t = time.monotonic()
+def get(target):
     s = socket.socket(socket.AF_UNIX); s.settimeout(30)
     try:
-        s.connect(path); s.sendall(b"GET /_ping HTTP/1.0\r\nHost: x\r\n\r\n"); s.recv(4096)
+        s.connect(path); s.sendall(f"GET {target} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
     finally:
         s.close()
+    return data.split(b"\r\n\r\n", 1)[-1]
+worst, samples, not_ready, states = 0.0, 0, 0, set()
+while not os.path.exists(stop):
+    t = time.monotonic()
+    get("/_ping")
     worst = max(worst, time.monotonic() - t)
-    time.sleep(0.5)
-print(f"{worst*1000:.0f}")
+    try:
+        state = json.loads(get("/nodes"))[0]["Status"]["State"]
+    except (ValueError, KeyError, IndexError, OSError):
+        state = "unknown"
+    samples += 1
+    if state != "ready":
+        not_ready += 1
+        states.add(state)
+    time.sleep(0.25)
+print(f"{worst*1000:.0f} ms; node not Ready in {not_ready} of {samples} looks {sorted(states) or ''}")
 PY
 }
 # This node's task namespaces, veths (`sv<tag>…`), routes through them and
@@ -112,7 +128,7 @@ for n in "${NS[@]}"; do
     rm -f "$dir/stop"
     want=$n
     [ "$cap" -gt 0 ] && [ "$cap" -lt "$n" ] && want=$cap
-    ping_worst "$dir/stop" >"$dir/ping" &
+    watch_node "$dir/stop" >"$dir/ping" &
     pinger=$!
     t0=$(now)
     "$SHOAL" service create -d -q --name density --replicas "$n" --driver process /bin/sleep 100000 >/dev/null
@@ -130,9 +146,9 @@ for n in "${NS[@]}"; do
     echo "N=$n: $(memory)"
     took=$(secs "$t0" "$t1")
     if [ $ok = 1 ]; then
-        echo "N=$n: $want running in $took s, $(python3 -c "print(f'{$want/($t1-$t0):.0f}')") sandboxes/s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), $(python3 -c "print(f'{$(rss_mib VmRSS)*1024/$want:.0f}')") KiB/running task, pending $(pending), failed tasks $failed, worst /_ping $(cat "$dir/ping") ms"
+        echo "N=$n: $want running in $took s, $(python3 -c "print(f'{$want/($t1-$t0):.0f}')") sandboxes/s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), $(python3 -c "print(f'{$(rss_mib VmRSS)*1024/$want:.0f}')") KiB/running task, pending $(pending), failed tasks $failed, worst /_ping $(cat "$dir/ping"), nodes marked down $(grep -c "node is down" "$dir/daemon.log" || true)"
     else
-        echo "N=$n: only $(running) running after $took s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), failed tasks $failed, worst /_ping $(cat "$dir/ping") ms"
+        echo "N=$n: only $(running) running after $took s, RSS $(rss_mib VmRSS) MiB (peak $(rss_mib VmHWM) MiB), failed tasks $failed, worst /_ping $(cat "$dir/ping"), nodes marked down $(grep -c "node is down" "$dir/daemon.log" || true)"
     fi
     t0=$(now)
     "$SHOAL" service rm density >/dev/null

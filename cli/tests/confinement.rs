@@ -83,6 +83,7 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
          echo secret: $(cat /run/secrets/victim_pw /proc/[0-9]*/root/run/secrets/victim_pw 2>/dev/null)\n\
          echo mount: $(mount -t tmpfs none /mnt 2>&1 >/dev/null; echo $?)\n\
          echo hostname: $(hostname)\n\
+         echo nice: $(cut -d' ' -f19 /proc/self/stat)\n\
          echo DONE\n\
          exec sleep 100000",
         data = data.display(),
@@ -94,6 +95,14 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
     assert_eq!(value_of(&log, "CapEff:"), "00000000a80425fb", "{log}");
     assert_eq!(value_of(&log, "NoNewPrivs:"), "1", "{log}");
     assert_eq!(value_of(&log, "Seccomp:"), "2", "{log}");
+    // Forked by a thread that runs below the daemon, at the daemon's priority.
+    let daemon_stat = std::fs::read_to_string(format!("/proc/{daemon_pid}/stat")).expect("stat");
+    let daemon_nice = daemon_stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(16))
+        .expect("the daemon's nice");
+    assert_eq!(value_of(&log, "nice:"), daemon_nice, "{log}");
     // Only its own processes: its init, the shell and what the shell ran;
     // not the other task's sleep, not the daemon.
     let procs = value_of(&log, "processes:");

@@ -119,6 +119,10 @@ pub struct Launch {
     /// the task's namespaces before its root is built.
     pub sysctls: Vec<(CString, CString)>,
     pub privileges: Privileges,
+    /// The nice value the task's processes run at, set first: the thread
+    /// that forks them runs below the daemon (`driver::process`), and a
+    /// task must not inherit that.
+    pub nice: Option<libc::c_int>,
 }
 
 /// Everything a health check's keeper and check do.
@@ -597,6 +601,15 @@ unsafe fn drop_privileges(p: &Privileges) -> io::Result<()> {
 pub unsafe fn launch(l: &Launch) -> io::Result<()> {
     // SAFETY: syscalls on descriptors and C strings made before the fork.
     unsafe {
+        if let Some(nice) = l.nice {
+            // `which` is c_uint in glibc's prototype, c_int in musl's.
+            #[allow(clippy::useless_conversion)]
+            check(libc::setpriority(
+                libc::PRIO_PROCESS.try_into().unwrap_or_default(),
+                0,
+                nice,
+            ))?;
+        }
         if let Some(fd) = l.netns {
             check(libc::setns(fd, libc::CLONE_NEWNET))?;
         }

@@ -342,6 +342,7 @@ impl Confiner {
             files: prepared_files,
             sysctls: options::sysctls(&spec.options)?,
             privileges,
+            nice: None,
         };
         Ok((launch, cgroup))
     }

@@ -92,6 +92,35 @@ struct Forker(std::sync::mpsc::Sender<ForkJob>);
 /// Forks that may run at once.
 const FORKER_THREADS: usize = 4;
 
+/// How far below the daemon the forker threads run (nice). Forking a
+/// daemon of thousands of tasks is kernel work of tens of milliseconds a
+/// task; four threads of it at the daemon's priority took the CPU from
+/// its runtime for seconds on a 2-core host (heartbeats, Raft and the
+/// control API starved; issue 30). Below it, task starts use what the
+/// control plane leaves. The tasks themselves are set back to the
+/// daemon's value first thing (`child::Launch::nice`).
+const FORKER_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's priority by `FORKER_NICE`, if this daemon
+/// may raise it back in the tasks it forks (root: `CAP_SYS_NICE`). Returns
+/// the value to set back, `None` when it was left alone.
+fn lower_forker_priority() -> Option<libc::c_int> {
+    // SAFETY: geteuid, and get/setpriority on the calling thread (0).
+    unsafe {
+        if libc::geteuid() != 0 {
+            return None;
+        }
+        #[allow(clippy::useless_conversion)]
+        let who = libc::PRIO_PROCESS.try_into().unwrap_or_default();
+        *libc::__errno_location() = 0;
+        let base = libc::getpriority(who, 0);
+        if base == -1 && *libc::__errno_location() != 0 {
+            return None;
+        }
+        (libc::setpriority(who, 0, base + FORKER_NICE) == 0).then_some(base)
+    }
+}
+
 impl Forker {
     /// The forker records what it started in `procs` itself before it
     /// answers, and only then takes the task out of `starting`: a start
@@ -114,6 +143,7 @@ impl Forker {
                 .spawn(move || {
                     // The output pumps and exit waiters are spawned on the runtime.
                     let _guard = runtime.enter();
+                    let nice = lower_forker_priority();
                     loop {
                         let job = match rx.lock() {
                             Ok(rx) => rx.recv(),
@@ -123,7 +153,16 @@ impl Forker {
                             return;
                         };
                         let id = &launch.task.id;
-                        let started = spawn(&ctx, &launch, &nets).map(|p| {
+                        if reply.is_closed() {
+                            // Its caller went away while the job queued (the
+                            // task was stopped, or the node shuts down): a
+                            // start nobody waits for is not made. Thousands
+                            // queued at a shutdown went on forking, and
+                            // sandboxing, for minutes (issue 30).
+                            starting.lock().remove(id);
+                            continue;
+                        }
+                        let started = spawn(&ctx, &launch, &nets, nice).map(|p| {
                             let l = ProcessDriver::lifecycle(&p);
                             procs.lock().insert(id.clone(), p);
                             l
@@ -247,7 +286,12 @@ fn first_child(pid: u32) -> u32 {
 
 /// Starts a task's process (a fork: called on the forker's thread, inside the
 /// runtime, which the output pumps and the exit waiter are spawned on).
-fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, DriverError> {
+fn spawn(
+    ctx: &ForkCtx,
+    launch: &Launch,
+    nets: &[NetAttach],
+    nice: Option<libc::c_int>,
+) -> Result<Proc, DriverError> {
     let expanded = crate::templates::expand_task(&launch.task, &launch.node_id, &ctx.node)
         .map_err(DriverError::Rejected)?;
     let launch = &Launch {
@@ -291,7 +335,7 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
     );
     let mounts = process_mounts::resolve(&ctx.volumes, &ctx.confiner, task, &task.spec.mounts)
         .map_err(DriverError::Rejected)?;
-    let (confined, cgroup) = ctx
+    let (mut confined, cgroup) = ctx
         .confiner
         .prepare(task, &task_files, &mounts, netns_fd, ids.clone())
         .map_err(|e| match e {
@@ -323,6 +367,7 @@ fn spawn(ctx: &ForkCtx, launch: &Launch, nets: &[NetAttach]) -> Result<Proc, Dri
     if let Some(home) = credentials.as_ref().and_then(|c| c.home.as_ref()) {
         cmd.env("HOME", home);
     }
+    confined.nice = nice;
     // SAFETY: `child::launch` makes only syscalls, on memory made above.
     unsafe {
         cmd.pre_exec(move || crate::confine::child::launch(&confined));

@@ -263,6 +263,11 @@ impl NodeMetrics {
             "Nodes the dispatcher marked down",
             a.dispatcher_node_down.clone(),
         );
+        r.register(
+            "swarm_dispatcher_stalls",
+            "Times the dispatcher heard nothing for more than a heartbeat period (no node is held to that time)",
+            a.dispatcher_stalls.clone(),
+        );
         // This node.
         r.register(
             "swarm_node_manager",

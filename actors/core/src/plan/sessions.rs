@@ -91,6 +91,8 @@ pub struct Sessions<L, I> {
     /// The last registration's number.
     registered: u64,
     ticks: u64,
+    /// When the last tick was counted.
+    last_tick: Option<I>,
     /// Whose clocks are off, as the last look judged them.
     clocks: Judge,
 }
@@ -102,6 +104,10 @@ pub struct Due {
     pub resend: bool,
     /// Look at the nodes' clocks (`Sessions::clock_writes`).
     pub clocks: bool,
+    /// This tick came more than a period after the last one: the
+    /// dispatcher itself was not listening (its process starved or its
+    /// mailbox full), and every deadline was moved past the gap.
+    pub stalled: bool,
 }
 
 /// A node's assignments to send, and where.
@@ -166,6 +172,7 @@ impl<L: Clone, I: Moment> Sessions<L, I> {
                 .collect(),
             registered: 0,
             ticks: 0,
+            last_tick: None,
             clocks: Judge::default(),
         }
     }
@@ -239,12 +246,28 @@ impl<L: Clone, I: Moment> Sessions<L, I> {
         }
     }
 
-    /// Counts a timer tick; what it is due for besides the deadlines.
-    pub fn tick(&mut self) -> Due {
+    /// Counts a timer tick at `now`; what it is due for besides the
+    /// deadlines. Ticks come `TICKS_PER_PERIOD` times a period; one that
+    /// comes more than a whole period after the last means this dispatcher
+    /// heard nothing meanwhile, whoever sent what: a node is not blamed for
+    /// the time its manager could not listen (a manager starting thousands
+    /// of tasks on its own node stalled for seconds and declared that node
+    /// down, issue 30), so every session counts as heard from `now`. A
+    /// node that died meanwhile is still down `MISSED_FOR_DOWN` periods
+    /// after the dispatcher listens again.
+    pub fn tick(&mut self, now: I) -> Due {
         self.ticks += 1;
+        let stalled = self.last_tick.is_some_and(|last| now > last + self.period);
+        self.last_tick = Some(now);
+        if stalled {
+            for s in self.table.values_mut() {
+                s.last_seen = s.last_seen.max(now);
+            }
+        }
         Due {
             resend: self.ticks.is_multiple_of(RESEND_EVERY_TICKS),
             clocks: self.ticks.is_multiple_of(CLOCK_CHECK_EVERY_TICKS),
+            stalled,
         }
     }
 
@@ -394,6 +417,35 @@ mod tests {
                 at: wall(3_501),
             }
         );
+    }
+
+    #[test]
+    fn the_time_the_dispatcher_could_not_listen_is_not_held_against_a_node() {
+        let mut s = table();
+        s.register("alive", "a", ms(0));
+        s.register("dead", "d", ms(0));
+        for t in (250..=1_000).step_by(250) {
+            assert!(!s.tick(ms(t)).stalled);
+        }
+        // "dead" is heard from no more. The dispatcher then hears nothing
+        // for 4 s (its process starved): "alive"'s heartbeats of that time
+        // were never read, so neither node is down at the next tick...
+        let due = s.tick(ms(5_000));
+        assert!(due.stalled);
+        assert!(s.late(ms(5_000)).is_empty());
+        assert!(s.expire(ms(5_000)).is_empty());
+        // ...and a node that stays silent once it listens again is down
+        // three periods later, as ever.
+        for t in (5_250..=8_000).step_by(250) {
+            assert!(!s.tick(ms(t)).stalled);
+            if t <= 7_750 {
+                assert!(s.heartbeat("alive", wall(t as i64), wall(t as i64), ms(t)));
+            }
+        }
+        assert!(s.expire(ms(8_000)).is_empty());
+        assert_eq!(s.expire(ms(8_001)), vec!["dead".to_string()]);
+        // A tick at most a period after the last is no stall.
+        assert!(!s.tick(ms(9_000)).stalled);
     }
 
     #[test]
@@ -585,7 +637,10 @@ mod tests {
     #[test]
     fn ticks_are_due_for_resends_and_clock_looks() {
         let mut s = table();
-        let due: Vec<Due> = (0..RESEND_EVERY_TICKS).map(|_| s.tick()).collect();
+        let due: Vec<Due> = (0..RESEND_EVERY_TICKS)
+            .map(|i| s.tick(ms(i * 250)))
+            .collect();
+        assert!(due.iter().all(|d| !d.stalled));
         assert_eq!(due.iter().filter(|d| d.clocks).count(), 10);
         assert_eq!(due.iter().filter(|d| d.resend).count(), 1);
         assert!(due[RESEND_EVERY_TICKS as usize - 1].resend);
