@@ -63,9 +63,12 @@ pub struct LogStore {
     /// Milliseconds every flush waits before it starts: a slow disk, set
     /// only by the daemon's chaos seam (`--enable-chaos`), 0 otherwise.
     flush_delay_ms: std::sync::atomic::AtomicU64,
-    /// The first flush that failed (a full disk, an I/O error): sled takes
-    /// no write after one until the database is opened again, so the
-    /// manager refuses writes from then on, in these words.
+    /// The first write or flush that failed (a full disk, an I/O error):
+    /// sled takes no write after one until the database is opened again,
+    /// so the manager refuses writes from then on, in these words. A write
+    /// counts as much as a flush: sled's own threads write its buffers
+    /// too, and when one of them hits the full disk first, the next insert
+    /// is what fails, with no flush failing before it.
     failed: parking_lot::Mutex<Option<String>>,
 }
 
@@ -137,7 +140,9 @@ impl LogStore {
             voters,
             ..Default::default()
         };
-        self.meta.insert(CONF_STATE, pb(&cs))?;
+        self.meta
+            .insert(CONF_STATE, pb(&cs))
+            .map_err(|e| self.refused(e))?;
         self.mem.write().conf_state = cs;
         Ok(())
     }
@@ -157,7 +162,9 @@ impl LogStore {
             for e in entries {
                 let encoded = pb(e);
                 bytes += encoded.len() as u64;
-                self.log.insert(e.index.to_be_bytes(), encoded)?;
+                self.log
+                    .insert(e.index.to_be_bytes(), encoded)
+                    .map_err(|err| self.refused(err))?;
             }
         } else {
             // A new leader overwrites an uncommitted suffix: atomically, so
@@ -171,7 +178,7 @@ impl LogStore {
                 bytes += encoded.len() as u64;
                 batch.insert(&e.index.to_be_bytes(), encoded);
             }
-            self.log.apply_batch(batch)?;
+            self.log.apply_batch(batch).map_err(|e| self.refused(e))?;
         }
         self.appended
             .fetch_add(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -184,7 +191,9 @@ impl LogStore {
     }
 
     pub fn set_hard_state(&self, hs: &HardState) -> Result<(), LogError> {
-        self.meta.insert(HARD_STATE, pb(hs))?;
+        self.meta
+            .insert(HARD_STATE, pb(hs))
+            .map_err(|e| self.refused(e))?;
         self.mem.write().hard_state = hs.clone();
         Ok(())
     }
@@ -196,7 +205,9 @@ impl LogStore {
     }
 
     pub fn set_conf_state(&self, cs: &ConfState) -> Result<(), LogError> {
-        self.meta.insert(CONF_STATE, pb(cs))?;
+        self.meta
+            .insert(CONF_STATE, pb(cs))
+            .map_err(|e| self.refused(e))?;
         self.mem.write().conf_state = cs.clone();
         Ok(())
     }
@@ -204,9 +215,13 @@ impl LogStore {
     /// Installs a snapshot received from the leader: the log restarts after it.
     pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<(), LogError> {
         let meta = snap.get_metadata();
-        self.meta.insert(SNAPSHOT, pb(snap))?;
-        self.meta.insert(CONF_STATE, pb(meta.get_conf_state()))?;
-        self.log.clear()?;
+        self.meta
+            .insert(SNAPSHOT, pb(snap))
+            .map_err(|e| self.refused(e))?;
+        self.meta
+            .insert(CONF_STATE, pb(meta.get_conf_state()))
+            .map_err(|e| self.refused(e))?;
+        self.log.clear().map_err(|e| self.refused(e))?;
         let mut m = self.mem.write();
         m.snapshot = meta.clone();
         m.snapshot_bytes = snap.data.len();
@@ -214,7 +229,9 @@ impl LogStore {
         m.hard_state.term = m.hard_state.term.max(meta.term);
         m.hard_state.commit = meta.index;
         m.entries.clear();
-        self.meta.insert(HARD_STATE, pb(&m.hard_state))?;
+        self.meta
+            .insert(HARD_STATE, pb(&m.hard_state))
+            .map_err(|e| self.refused(e))?;
         Ok(())
     }
 
@@ -233,12 +250,14 @@ impl LogStore {
         meta.index = index;
         meta.term = term;
         meta.set_conf_state(m.conf_state.clone());
-        self.meta.insert(SNAPSHOT, pb(&snap))?;
+        self.meta
+            .insert(SNAPSHOT, pb(&snap))
+            .map_err(|e| self.refused(e))?;
         let mut batch = sled::Batch::default();
         for idx in m.first_index()..=index {
             batch.remove(&idx.to_be_bytes());
         }
-        self.log.apply_batch(batch)?;
+        self.log.apply_batch(batch).map_err(|e| self.refused(e))?;
         let drop = (index + 1 - m.first_index()) as usize;
         m.entries.drain(..drop);
         m.snapshot_bytes = snap.data.len();
@@ -300,27 +319,29 @@ impl LogStore {
             }
             self.flushes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let bytes = match self.db.flush_async().await {
-                Ok(b) => b,
-                Err(e) => {
-                    let mut failed = self.failed.lock();
-                    if failed.is_none() {
-                        tracing::error!(
-                            error = %e,
-                            "the Raft log cannot be persisted: this manager takes no writes until its store is opened again"
-                        );
-                        *failed = Some(e.to_string());
-                    }
-                    return Err(e.into());
-                }
-            };
+            let bytes = self.db.flush_async().await.map_err(|e| self.refused(e))?;
             self.flushed_bytes
                 .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Why the log cannot be persisted any more, once a flush failed.
+    /// Remembers the first error sled answered a write or a flush with
+    /// (`failed`), and passes it on.
+    fn refused(&self, e: sled::Error) -> LogError {
+        let mut failed = self.failed.lock();
+        if failed.is_none() {
+            tracing::error!(
+                error = %e,
+                "the Raft log cannot be persisted: this manager takes no writes until its store is opened again"
+            );
+            *failed = Some(e.to_string());
+        }
+        e.into()
+    }
+
+    /// Why the log cannot be persisted any more, once a write or a flush
+    /// failed.
     pub fn failed(&self) -> Option<String> {
         self.failed.lock().clone()
     }

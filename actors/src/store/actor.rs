@@ -89,6 +89,9 @@ type Waiter = (Vec<u128>, RpcReplyPort<Vec<WaitResult>>);
 pub struct StoreState {
     args: StoreArgs,
     waiters: BTreeMap<u64, Vec<Waiter>>,
+    /// Started on a log or state that cannot be persisted: applies nothing
+    /// until the node stops it and opens its store again.
+    parked: bool,
 }
 
 impl StoreState {
@@ -186,12 +189,29 @@ impl Actor for StoreActor {
         _myself: ActorRef<StoreMsg>,
         args: StoreArgs,
     ) -> Result<StoreState, ActorProcessingErr> {
+        // A state or log that cannot be persisted (sled takes no write
+        // after an I/O error): catching up would fail again at once, and
+        // the supervisor would restart this actor in a tight loop until it
+        // escalates through the manager subtree to the root, leaving the
+        // node no actor tree to start its manager in once space returns.
+        // Like the Raft actor, it starts parked and waits to be stopped by
+        // the node, which opens its store again (`runtime/disk.rs`).
+        let parked = args.sm.failed().or_else(|| args.log.failed());
+        if let Some(why) = &parked {
+            tracing::warn!(
+                error = %why,
+                "the Raft log or state cannot be persisted: the Store actor idles until it is stopped"
+            );
+        }
         let mut st = StoreState {
             args,
             waiters: BTreeMap::new(),
+            parked: parked.is_some(),
         };
-        let commit = st.args.log.hard_state().commit;
-        st.catch_up(commit).await?;
+        if !st.parked {
+            let commit = st.args.log.hard_state().commit;
+            st.catch_up(commit).await?;
+        }
         Ok(st)
     }
 
@@ -202,6 +222,7 @@ impl Actor for StoreActor {
         st: &mut StoreState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            StoreMsg::Committed(_) if st.parked => {}
             StoreMsg::Committed(upto) => st.catch_up(upto).await?,
             StoreMsg::WaitApplied {
                 index,

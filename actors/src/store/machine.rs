@@ -151,6 +151,19 @@ impl StateMachine {
         self.inner.read()
     }
 
+    /// Remembers the first error sled answered a write with (`failed`),
+    /// and passes it on.
+    fn refused(&self, e: sled::Error) -> StoreError {
+        self.failed.lock().get_or_insert_with(|| {
+            tracing::error!(
+                error = %e,
+                "applied entries cannot be persisted: this manager takes no writes until its store is opened again"
+            );
+            e.to_string()
+        });
+        e.into()
+    }
+
     /// Why applied entries cannot be persisted any more, once a write failed.
     pub fn failed(&self) -> Option<String> {
         self.failed.lock().clone()
@@ -262,14 +275,7 @@ impl StateMachine {
                 *self.digests.lock() = Digests::of(&on_disk.0);
                 *guard = on_disk;
             }
-            self.failed.lock().get_or_insert_with(|| {
-                tracing::error!(
-                    error = %e,
-                    "applied entries cannot be persisted: this manager takes no writes until its store is opened again"
-                );
-                e.to_string()
-            });
-            return Err(e.into());
+            return Err(self.refused(e));
         }
         let mut kept = self.outcomes.lock();
         for outcome in &outcomes {
@@ -366,7 +372,8 @@ impl StateMachine {
             codec::decode(data).map_err(|e| StoreError::Corrupt("snapshot".into(), e))?;
         let _persisting = self.persisting.lock();
         let mut guard = self.inner.write();
-        self.tree.remove(APPLIED)?;
+        let refused = |e| self.refused(e);
+        self.tree.remove(APPLIED).map_err(refused)?;
         let mut old = Vec::new();
         for kv in self.tree.iter() {
             old.push(kv?.0);
@@ -376,16 +383,18 @@ impl StateMachine {
             for k in keys {
                 batch.remove(k.clone());
             }
-            self.tree.apply_batch(batch)?;
+            self.tree.apply_batch(batch).map_err(refused)?;
         }
         for changes in all_changes(&snap.state).chunks(RESTORE_BATCH) {
             let mut batch = sled::Batch::default();
             for change in changes {
                 Self::persist_change(&snap.state, change, &mut batch);
             }
-            self.tree.apply_batch(batch)?;
+            self.tree.apply_batch(batch).map_err(refused)?;
         }
-        self.tree.insert(APPLIED, encode(&snap.applied))?;
+        self.tree
+            .insert(APPLIED, encode(&snap.applied))
+            .map_err(refused)?;
         *self.digests.lock() = Digests::of(&snap.state);
         *guard = (snap.state, snap.applied);
         Ok(())
