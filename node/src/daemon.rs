@@ -16,18 +16,36 @@ pub enum DaemonError {
     Metrics(std::net::SocketAddr, std::io::Error),
 }
 
-/// Raises this process's soft limit on open files to its hard limit (as
-/// dockerd does): the published ports' caps are a share of it, and the
-/// rest is the reserve the control API, Raft and the drivers keep.
+/// Raises this process's limit on open files: as root, soft and hard to
+/// the kernel's most (`fs.nr_open`, as dockerd's unit sets
+/// `LimitNOFILE=infinity`), otherwise the soft limit to the hard one. Each
+/// process task holds four (its pidfd, two output pipes, its log): a
+/// node of 5,000 tasks hit a hard limit of 20,000 and refused starts with
+/// "Too many open files" (issue 30). The published ports' caps are a share
+/// of it, and the rest is the reserve the control API, Raft and the drivers keep.
 pub fn raise_nofile() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-files limit"),
-            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit"),
-        },
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-files limit");
+            return;
+        }
+    };
+    let most = if nix::unistd::geteuid().is_root() {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(hard, |nr_open| nr_open.max(hard))
+    } else {
+        hard
+    };
+    if soft >= most {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, most, most.max(hard)) {
+        Ok(()) => tracing::info!(from = soft, to = most, "raised the open-files limit"),
+        Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit"),
     }
 }
 
