@@ -12,6 +12,8 @@
 # TIMEOUT: seconds to wait for convergence (default 600); DAEMON_ARGS: more
 # `shoal daemon` flags (the figures in docs/benchmarks.md say which).
 set -euo pipefail
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
+export SCRIPTS
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}
 SHOAL=${SHOAL:-$TARGET/release/shoal}
 TIMEOUT=${TIMEOUT:-600}
@@ -47,23 +49,10 @@ rss_mib() { awk -v k="$1" '$1==k":" {printf "%d", $2/1024}' /proc/$daemon/status
 memory() {
     python3 - "$daemon" <<'PY'
 import os, sys
+sys.path.insert(0, os.environ["SCRIPTS"])
+from procmem import field, processes
 d = int(sys.argv[1])
-def field(path, key):
-    try:
-        for line in open(path):
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-kids = {}
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(p))
+kids, _ = processes()
 todo, procs = list(kids.get(d, [])), 0
 pss = 0
 while todo:

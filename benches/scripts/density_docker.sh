@@ -37,6 +37,8 @@
 # `docker rm -f` kills at once). Only loopback is used. Everything made is
 # removed on exit, failure or interrupt (the image stays).
 set -euo pipefail
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
+export SCRIPTS
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}
 SHOAL=${SHOAL:-$TARGET/release/shoal}
 TIMEOUT=${TIMEOUT:-900}
@@ -111,24 +113,10 @@ wait_gone() {
 # all in KiB.
 memory() {
     python3 - <<'PY'
-import os
-def field(path, key):
-    try:
-        for line in open(path):
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-comm, kids = {}, {}
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            comm[int(p)] = open(f"/proc/{p}/comm").read().strip()
-            ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(p))
+import os, sys
+sys.path.insert(0, os.environ["SCRIPTS"])
+from procmem import field, processes
+kids, comm = processes()
 engine = [p for p, c in comm.items() if c in ("dockerd", "containerd") or c.startswith("containerd-shim")]
 shims = [p for p in engine if comm[p].startswith("containerd-shim")]
 todo, work = [k for s in shims for k in kids.get(s, [])], 0
