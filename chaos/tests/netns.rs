@@ -5,7 +5,6 @@
 //! one interrupted with SIGINT half-way.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,21 +25,8 @@ fn skip() -> bool {
     false
 }
 
-fn chaos(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal-chaos"));
-    cmd.args(args);
-    // SAFETY: one async-signal-safe call between fork and exec. If this
-    // test dies, the runner (and through it every daemon) dies too.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
-}
+mod common;
+use common::chaos;
 
 /// The namespaces a harness of this pid left.
 fn namespaces_of(pid: u32) -> Vec<String> {

@@ -2,26 +2,15 @@
 //! processes), runs the shipped smoke scenario against it and must pass;
 //! a scenario whose steady state never holds must fail with a reason.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use shoal_chaos::history::{Journal, Outcome};
 
+mod common;
+
 fn chaos(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal-chaos"));
-    cmd.args(args);
-    // SAFETY: one async-signal-safe call between fork and exec. If this
-    // test dies, the runner (and through it every daemon) dies too.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.output().expect("run shoal-chaos")
+    common::chaos(args).output().expect("run shoal-chaos")
 }
 
 /// `shoal-chaos run FILE --seed SEED`, its output going beside the file.

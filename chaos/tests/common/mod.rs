@@ -8,28 +8,19 @@ use shoal_chaos::history::Journal;
 
 /// A finished run of `shoal-chaos run`: its output, its journal (if it
 /// wrote one) and both streams for an assertion's message.
+#[allow(dead_code)] // each test reads what it checks
 pub struct Run {
     pub out: Output,
     pub show: String,
     pub journal: Option<Journal>,
 }
 
-/// Writes `toml` under `dir` and runs it with `seed`, its results in
-/// `dir/run`. If the test dies, the runner (and through it every daemon)
-/// dies too.
-pub fn run_scenario(dir: &Path, name: &str, toml: &str, seed: &str) -> Run {
-    let file = dir.join(format!("{name}.toml"));
-    std::fs::write(&file, toml).expect("write");
-    let out_dir = dir.join("run");
+/// `shoal-chaos ARGS`, ready to run. If the test dies, the runner (and
+/// through it every daemon) dies too.
+#[allow(dead_code)] // not every test binary runs it directly
+pub fn chaos(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal-chaos"));
-    cmd.args([
-        "run",
-        file.to_str().expect("path"),
-        "--seed",
-        seed,
-        "--out",
-        out_dir.to_str().expect("path"),
-    ]);
+    cmd.args(args);
     // SAFETY: one async-signal-safe call between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -39,7 +30,26 @@ pub fn run_scenario(dir: &Path, name: &str, toml: &str, seed: &str) -> Run {
             Ok(())
         });
     }
-    let out = cmd.output().expect("run shoal-chaos");
+    cmd
+}
+
+/// Writes `toml` under `dir` and runs it with `seed`, its results in
+/// `dir/run`.
+#[allow(dead_code)] // not every test binary runs a written scenario
+pub fn run_scenario(dir: &Path, name: &str, toml: &str, seed: &str) -> Run {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, toml).expect("write");
+    let out_dir = dir.join("run");
+    let out = chaos(&[
+        "run",
+        file.to_str().expect("path"),
+        "--seed",
+        seed,
+        "--out",
+        out_dir.to_str().expect("path"),
+    ])
+    .output()
+    .expect("run shoal-chaos");
     let show = format!(
         "--- stdout ---\n{}\n--- stderr ---\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -52,6 +62,7 @@ pub fn run_scenario(dir: &Path, name: &str, toml: &str, seed: &str) -> Run {
 }
 
 /// Whether the report printed a PASS line for `checker`.
+#[allow(dead_code)]
 pub fn passed(run: &Run, checker: &str) -> bool {
     String::from_utf8_lossy(&run.out.stdout)
         .lines()
