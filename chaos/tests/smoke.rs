@@ -16,15 +16,7 @@ fn chaos(args: &[&str]) -> Output {
 /// `shoal-chaos run FILE --seed SEED`, its output going beside the file.
 fn run_file(file: &Path, seed: &str) -> (Output, PathBuf) {
     let out_dir = file.with_extension("run");
-    let out = chaos(&[
-        "run",
-        file.to_str().expect("path"),
-        "--seed",
-        seed,
-        "--out",
-        out_dir.to_str().expect("path"),
-    ]);
-    (out, out_dir)
+    (common::run_file(file, seed, &out_dir), out_dir)
 }
 
 fn journal(dir: &Path) -> Journal {

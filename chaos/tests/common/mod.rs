@@ -33,14 +33,9 @@ pub fn chaos(args: &[&str]) -> Command {
     cmd
 }
 
-/// Writes `toml` under `dir` and runs it with `seed`, its results in
-/// `dir/run`.
-#[allow(dead_code)] // not every test binary runs a written scenario
-pub fn run_scenario(dir: &Path, name: &str, toml: &str, seed: &str) -> Run {
-    let file = dir.join(format!("{name}.toml"));
-    std::fs::write(&file, toml).expect("write");
-    let out_dir = dir.join("run");
-    let out = chaos(&[
+/// `shoal-chaos run FILE --seed SEED --out OUT_DIR`, to its end.
+pub fn run_file(file: &Path, seed: &str, out_dir: &Path) -> Output {
+    chaos(&[
         "run",
         file.to_str().expect("path"),
         "--seed",
@@ -49,7 +44,17 @@ pub fn run_scenario(dir: &Path, name: &str, toml: &str, seed: &str) -> Run {
         out_dir.to_str().expect("path"),
     ])
     .output()
-    .expect("run shoal-chaos");
+    .expect("run shoal-chaos")
+}
+
+/// Writes `toml` under `dir` and runs it with `seed`, its results in
+/// `dir/run`.
+#[allow(dead_code)] // not every test binary runs a written scenario
+pub fn run_scenario(dir: &Path, name: &str, toml: &str, seed: &str) -> Run {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, toml).expect("write");
+    let out_dir = dir.join("run");
+    let out = run_file(&file, seed, &out_dir);
     let show = format!(
         "--- stdout ---\n{}\n--- stderr ---\n{}",
         String::from_utf8_lossy(&out.stdout),
