@@ -17,6 +17,7 @@ mod usage;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use shoal_node::confine::keeper;
 
 use crate::commands::{daemon, node, service, swarm};
 
@@ -101,6 +102,11 @@ fn default_sigpipe() {
 }
 
 fn main() -> ExitCode {
+    // The daemon starts this binary as each task's keeper: before anything
+    // else (no runtime, no parsing), it does only that.
+    if std::env::args_os().nth(1).as_deref() == Some(keeper::ARG.as_ref()) {
+        keeper::main();
+    }
     let args: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,

@@ -84,18 +84,40 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
          echo mount: $(mount -t tmpfs none /mnt 2>&1 >/dev/null; echo $?)\n\
          echo hostname: $(hostname)\n\
          echo nice: $(cut -d' ' -f19 /proc/self/stat)\n\
+         echo ldpath: $LD_LIBRARY_PATH\n\
          echo DONE\n\
          exec sleep 100000",
         data = data.display(),
         socket = socket.display(),
         shoal = common::shoal_bin().display(),
     );
-    create_sh(&d, "probe", &["--hostname", "probe-host"], &script);
+    create_sh(
+        &d,
+        "probe",
+        &["--hostname", "probe-host", "--env", "LD_LIBRARY_PATH=/probe/evil"],
+        &script,
+    );
     let log = logs_with(&d, "probe", "DONE");
+    // Each task's keeper is the daemon's binary started afresh, not a copy
+    // of the daemon, and root on the host with none of the task's
+    // environment: the service's LD_LIBRARY_PATH reaches the program only.
+    let daemon_cmdline = std::fs::read(format!("/proc/{daemon_pid}/cmdline")).expect("cmdline");
+    let keepers = children_of(daemon_pid);
+    let mut seen = 0;
+    for k in &keepers {
+        let cmdline = std::fs::read(format!("/proc/{k}/cmdline")).unwrap_or_default();
+        assert_ne!(cmdline, daemon_cmdline, "the daemon's child {k} is a copy of it");
+        if cmdline.split(|b| *b == 0).nth(1) == Some(b"task-keeper".as_slice()) {
+            seen += 1;
+            let environ = std::fs::read(format!("/proc/{k}/environ")).unwrap_or_default();
+            assert!(environ.is_empty(), "keeper {k}'s environment: {environ:?}");
+        }
+    }
+    assert!(seen >= 2, "no keeper for each task among {keepers:?}");
     assert_eq!(value_of(&log, "CapEff:"), "00000000a80425fb", "{log}");
     assert_eq!(value_of(&log, "NoNewPrivs:"), "1", "{log}");
     assert_eq!(value_of(&log, "Seccomp:"), "2", "{log}");
-    // Forked by a thread that runs below the daemon, at the daemon's priority.
+    // Started by a thread that runs below the daemon, at the daemon's priority.
     let daemon_stat = std::fs::read_to_string(format!("/proc/{daemon_pid}/stat")).expect("stat");
     let daemon_nice = daemon_stat
         .rsplit(')')
@@ -103,6 +125,7 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
         .and_then(|rest| rest.split_whitespace().nth(16))
         .expect("the daemon's nice");
     assert_eq!(value_of(&log, "nice:"), daemon_nice, "{log}");
+    assert_eq!(value_of(&log, "ldpath:"), "/probe/evil", "{log}");
     // Only its own processes: its init, the shell and what the shell ran;
     // not the other task's sleep, not the daemon.
     let procs = value_of(&log, "processes:");
@@ -225,6 +248,22 @@ fn forked_processes_go_with_service_rm_and_with_a_killed_daemon() {
     wait_for("the killed daemon's task cgroups to go", LONG, || {
         task_cgroups(&task).is_empty()
     });
+}
+
+/// The host pids of `pid`'s children (of every thread of it).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    threads
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// The cgroup directories of one task, in every hierarchy (v1 or v2).

@@ -191,7 +191,7 @@ impl Driver for FakeDriver {
             Behaviour::StartAfter(after) => {
                 inner.starting.insert(id.clone());
                 // The start goes on whether or not its caller waits (as
-                // the process driver's forker does).
+                // the process driver's starter does).
                 let shared = self.inner.clone();
                 let (done, started) = tokio::sync::oneshot::channel();
                 tokio::spawn(async move {

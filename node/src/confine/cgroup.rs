@@ -9,7 +9,7 @@
 //! (so that two daemons on one host never touch each other's tasks).
 //!
 //! Blocking (file writes, and waits while a cgroup empties): call it from the
-//! forker threads or a blocking task, never from an actor handler.
+//! starter threads or a blocking task, never from an actor handler.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};

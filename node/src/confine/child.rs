@@ -1,11 +1,13 @@
-//! What runs between fork and exec: only syscalls, on memory made before
-//! the fork (no allocation, no locks), as `pre_exec` requires.
+//! What a task's keeper does before the program is exec'd: only
+//! syscalls, on memory made before the first `clone` (no allocation, no
+//! locks), so that the processes it clones can run it.
 //!
 //! A task is three processes:
-//! - the *keeper*, the daemon's child (the process the daemon waits for), in
-//!   the host's pid namespace: it joins the task's cgroup and network
-//!   namespace, makes the new pid, mount, UTS and IPC namespaces with
-//!   `clone`, then only waits for the init and exits as it did;
+//! - the *keeper*, the daemon's child (the process the daemon waits for), a
+//!   program of its own (see `keeper`), in the host's pid namespace: it
+//!   joins the task's cgroup and network namespace, makes the new pid,
+//!   mount, UTS and IPC namespaces with `clone`, then only waits for the
+//!   init and exits as it did;
 //! - the *init*, pid 1 of the new pid namespace: it builds the task's root
 //!   (see `rootfs`), `pivot_root`s into it, sets the hostname, forks the
 //!   task, then reaps orphans until the task exits, and exits with its
@@ -23,11 +25,13 @@ use std::io;
 use std::os::fd::RawFd;
 
 use seccompiler::BpfProgram;
+use serde::{Deserialize, Serialize};
 
 use crate::confine::rootfs::Step;
 use crate::sandbox::files;
 
 /// A `rootfs::Step` with its strings made C strings.
+#[derive(Serialize, Deserialize)]
 pub enum CStep {
     Mount {
         source: Option<CString>,
@@ -87,6 +91,7 @@ impl CStep {
 }
 
 /// Who the task's processes run as, and what they may do.
+#[derive(Serialize, Deserialize)]
 pub struct Privileges {
     /// uid, gid and supplementary groups (`None`: root, group 0 only).
     pub ids: Option<(u32, u32, Vec<u32>)>,
@@ -95,18 +100,23 @@ pub struct Privileges {
     /// The highest capability number this kernel has.
     pub last_cap: u32,
     /// Installed in order (empty: `seccomp=unconfined`).
+    #[serde(with = "wire::filters")]
     pub seccomp: Vec<BpfProgram>,
     /// The working directory in the task's root.
     pub workdir: CString,
     /// `setrlimit` arguments (`--ulimit`), set before the ids change.
+    #[serde(with = "wire::rlimits")]
     pub rlimits: Vec<(u32, libc::rlimit)>,
     /// The standard streams are a terminal (`--tty`): the process leads a
     /// session of its own with it as the controlling terminal.
     pub tty: bool,
 }
 
-/// Everything a task's keeper, init and task do.
+/// Everything a task's keeper, init and task do. The daemon sends it to
+/// the keeper (`keeper`); descriptors travel beside it.
+#[derive(Serialize, Deserialize)]
 pub struct Launch {
+    /// The task's network namespace (a descriptor the keeper received).
     pub netns: Option<RawFd>,
     /// `cgroup.procs` files to write `0` to.
     pub cgroup: Vec<CString>,
@@ -120,12 +130,13 @@ pub struct Launch {
     pub sysctls: Vec<(CString, CString)>,
     pub privileges: Privileges,
     /// The nice value the task's processes run at, set first: the thread
-    /// that forks them runs below the daemon (`driver::process`), and a
+    /// that starts them runs below the daemon (`driver::process`), and a
     /// task must not inherit that.
     pub nice: Option<libc::c_int>,
 }
 
 /// Everything a health check's keeper and check do.
+#[derive(Serialize, Deserialize)]
 pub struct Join {
     pub cgroup: Vec<CString>,
     /// Descriptors of the task's namespaces, with their types, in the order
@@ -339,9 +350,9 @@ unsafe fn clone(flags: libc::c_int) -> io::Result<libc::pid_t> {
     }
 }
 
-/// Closes every descriptor: the waiting processes hold none (the pipe on
-/// which std learns that the exec happened must be closed by all but the
-/// process that execs).
+/// Closes every descriptor: the waiting processes hold none (the socket on
+/// which the daemon learns that the exec happened must be closed by all
+/// but the process that execs; see `keeper`).
 ///
 /// # Safety
 /// Syscalls only.
@@ -352,16 +363,13 @@ unsafe fn close_all() {
     }
 }
 
-/// Gives back the daemon's memory this process holds as a copy: unmaps
-/// every private anonymous writable mapping of 64 KiB or more (heaps,
-/// other threads' stacks, large allocations) but the one this thread's
-/// stack (and, with glibc, its thread control block and TLS) is in. A
-/// forked waiter shares the daemon's pages until the daemon writes one;
-/// from then on it alone holds the old page, so a node of thousands of
-/// tasks, two waiters each, held gigabytes of the daemon's old pages
-/// (issue 30); and the page tables fork copied for them, which only an
-/// unmap frees. What waits needs nothing of it: syscalls on its stack
-/// only.
+/// Gives back the memory a waiting process no longer needs: unmaps every
+/// private anonymous writable mapping of 64 KiB or more (the heap that
+/// held the keeper's order, the task's secret files among it, and large
+/// allocations) but the one this thread's stack (and, with glibc, its
+/// thread control block and TLS) is in. A node of thousands of tasks has
+/// two waiters each (issue 30). What waits needs nothing of it: syscalls
+/// on its stack only.
 /// Best effort: without `/proc` (a masked one in the task's root) nothing
 /// is given back. Reads `/proc/self/maps` into a buffer on the stack.
 ///
@@ -592,12 +600,13 @@ unsafe fn drop_privileges(p: &Privileges) -> io::Result<()> {
     Ok(())
 }
 
-/// The keeper: called in `pre_exec` of the daemon's child. Returns (in the
+/// The keeper's job for a task (`keeper::main` calls it). Returns (in the
 /// task) when the program is to be exec'd; the keeper and the init never
 /// return.
 ///
 /// # Safety
-/// Syscalls only, on memory made before the fork: safe in `pre_exec`.
+/// The calling process must be single-threaded (the keeper), and `l`'s
+/// descriptors its own.
 pub unsafe fn launch(l: &Launch) -> io::Result<()> {
     // SAFETY: syscalls on descriptors and C strings made before the fork.
     unsafe {
@@ -621,7 +630,8 @@ pub unsafe fn launch(l: &Launch) -> io::Result<()> {
         if init > 0 {
             wait_and_exit(init, false, true);
         }
-        // The init: pid 1 of the task's namespace.
+        // The init: pid 1 of the task's namespace, named so in its `ps`.
+        libc::prctl(libc::PR_SET_NAME, c"shoal-init".as_ptr());
         die_with_parent()?;
         // The daemon's private umask would make the root's directories
         // (the overlay's root takes its upper dir's mode) its own only.
@@ -666,7 +676,8 @@ pub unsafe fn launch(l: &Launch) -> io::Result<()> {
 /// forks the check (in the task's pid namespace) and waits for it.
 ///
 /// # Safety
-/// Syscalls only, on memory made before the fork: safe in `pre_exec`.
+/// The calling process must be single-threaded (the keeper), and `j`'s
+/// descriptors its own.
 pub unsafe fn join(j: &Join) -> io::Result<()> {
     // SAFETY: syscalls on descriptors and C strings made before the fork.
     unsafe {
@@ -680,6 +691,56 @@ pub unsafe fn join(j: &Join) -> io::Result<()> {
             wait_and_exit(check_pid, false, true);
         }
         drop_privileges(&j.privileges)
+    }
+}
+
+/// The fields that have no serde form of their own, as plain numbers.
+mod wire {
+    pub mod filters {
+        use seccompiler::{sock_filter, BpfProgram};
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        type Plain = Vec<Vec<(u16, u8, u8, u32)>>;
+
+        pub fn serialize<S: Serializer>(p: &[BpfProgram], s: S) -> Result<S::Ok, S::Error> {
+            p.iter()
+                .map(|f| f.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect())
+                .collect::<Plain>()
+                .serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BpfProgram>, D::Error> {
+            Ok(Plain::deserialize(d)?
+                .into_iter()
+                .map(|f| {
+                    f.into_iter()
+                        .map(|(code, jt, jf, k)| sock_filter { code, jt, jf, k })
+                        .collect()
+                })
+                .collect())
+        }
+    }
+
+    pub mod rlimits {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        type Plain = Vec<(u32, u64, u64)>;
+
+        pub fn serialize<S: Serializer>(r: &[(u32, libc::rlimit)], s: S) -> Result<S::Ok, S::Error> {
+            r.iter()
+                .map(|(res, l)| (*res, l.rlim_cur, l.rlim_max))
+                .collect::<Plain>()
+                .serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Vec<(u32, libc::rlimit)>, D::Error> {
+            Ok(Plain::deserialize(d)?
+                .into_iter()
+                .map(|(res, rlim_cur, rlim_max)| (res, libc::rlimit { rlim_cur, rlim_max }))
+                .collect())
+        }
     }
 }
 

@@ -7,14 +7,16 @@
 //!
 //! Split as youki's libcontainer splits it: plans as data (`caps`,
 //! `seccomp`, `rootfs`: pure, tested as data), the child side (`child`:
-//! syscalls only, between fork and exec) and the cgroup files (`cgroup`).
-//! The process driver asks `Confiner` for a task's `child::Launch` and runs
-//! `child::launch` in its `pre_exec`.
+//! syscalls only, in the task's keeper) and the cgroup files (`cgroup`).
+//! The process driver asks `Confiner` for a task's `child::Launch` and
+//! hands it to a keeper (`keeper`: a program of its own, not a fork of the
+//! daemon), which runs `child::launch` and execs the task's program.
 
 pub mod caps;
 pub mod cgroup;
 pub mod child;
 mod error;
+pub mod keeper;
 mod options;
 pub mod rootfs;
 pub mod seccomp;

@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::confine::cgroup::TaskCgroup;
+use crate::confine::keeper::{self, Keeper};
 use crate::confine::{Abilities, ConfineError, Confiner};
 use crate::driver::user;
 use crate::logs;
@@ -29,7 +30,7 @@ use crate::sandbox::overlay::NetAttach;
 use crate::sandbox::Sandbox;
 
 struct Proc {
-    /// The keeper: the daemon's child (see `confine::child`).
+    /// The keeper: the daemon's child (see `confine::keeper`).
     pid: u32,
     /// The init (pid 1 of the task's pid namespace) and the program (pid
     /// 2), in the host's pid namespace; 0 if it was gone before it was read.
@@ -54,8 +55,8 @@ pub struct ProcessDriver {
     /// Tasks whose process is being started (so a second start waits for
     /// nothing and starts nothing).
     starting: Arc<Mutex<HashSet<String>>>,
-    /// The thread that forks (see `Forker`), started with the first task.
-    forker: OnceLock<Forker>,
+    /// The threads that start tasks (see `Starter`), started with the first task.
+    starter: OnceLock<Starter>,
     /// Where tasks get their own network namespace; `None` on a node that
     /// cannot make them (only `--network host` tasks run there).
     sandbox: Option<Arc<Sandbox>>,
@@ -65,15 +66,15 @@ pub struct ProcessDriver {
     overlay: Arc<crate::overlay::Overlay>,
 }
 
-type ForkJob = (
+type StartJob = (
     Launch,
     Vec<NetAttach>,
     oneshot::Sender<Result<Lifecycle, DriverError>>,
 );
 
-/// What a forker thread needs to start tasks.
+/// What a starter thread needs to start tasks.
 #[derive(Clone)]
-struct ForkCtx {
+struct StartCtx {
     log_dir: PathBuf,
     volumes: Arc<Volumes>,
     node: Arc<NodeInfo>,
@@ -81,30 +82,31 @@ struct ForkCtx {
     confiner: Arc<Confiner>,
 }
 
-/// Tasks are forked on a few threads of their own that live as long as the
-/// daemon. Not on the runtime's threads: a fork copies the daemon's page
-/// tables, and starting 2,000 tasks must not take those threads from
-/// heartbeats. Not on tokio's blocking pool either: the parent-death signal
-/// fires when the *thread* that forked a child exits, and idle pool threads
-/// exit after ten seconds.
-struct Forker(std::sync::mpsc::Sender<ForkJob>);
+/// Tasks are started (sandbox, cgroup, root plan, keeper) on a few threads
+/// of their own that live as long as the daemon. Not on the runtime's
+/// threads: a start is blocking work (netlink, cgroup files, waiting for
+/// the keeper's report), and starting 2,000 tasks must not take those
+/// threads from heartbeats. Not on tokio's blocking pool either: the
+/// parent-death signal fires when the *thread* that spawned a child exits,
+/// and idle pool threads exit after ten seconds.
+struct Starter(std::sync::mpsc::Sender<StartJob>);
 
-/// Forks that may run at once.
-const FORKER_THREADS: usize = 4;
+/// Starts that may run at once.
+const STARTER_THREADS: usize = 4;
 
-/// How far below the daemon the forker threads run (nice). Forking a
-/// daemon of thousands of tasks is kernel work of tens of milliseconds a
-/// task; four threads of it at the daemon's priority took the CPU from
-/// its runtime for seconds on a 2-core host (heartbeats, Raft and the
-/// control API starved; issue 30). Below it, task starts use what the
-/// control plane leaves. The tasks themselves are set back to the
-/// daemon's value first thing (`child::Launch::nice`).
-const FORKER_NICE: libc::c_int = 10;
+/// How far below the daemon the starter threads run (nice). Starting
+/// thousands of tasks is kernel work (namespaces, links, mounts); four
+/// threads of it at the daemon's priority took the CPU from its runtime
+/// for seconds on a 2-core host (heartbeats, Raft and the control API
+/// starved; issue 30). Below it, task starts use what the control plane
+/// leaves. The tasks themselves are set back to the daemon's value first
+/// thing (`child::Launch::nice`).
+const STARTER_NICE: libc::c_int = 10;
 
-/// Lowers the calling thread's priority by `FORKER_NICE`, if this daemon
-/// may raise it back in the tasks it forks (root: `CAP_SYS_NICE`). Returns
+/// Lowers the calling thread's priority by `STARTER_NICE`, if this daemon
+/// may raise it back in the tasks it starts (root: `CAP_SYS_NICE`). Returns
 /// the value to set back, `None` when it was left alone.
-fn lower_forker_priority() -> Option<libc::c_int> {
+fn lower_starter_priority() -> Option<libc::c_int> {
     // SAFETY: geteuid, and get/setpriority on the calling thread (0).
     unsafe {
         if libc::geteuid() != 0 {
@@ -117,33 +119,33 @@ fn lower_forker_priority() -> Option<libc::c_int> {
         if base == -1 && *libc::__errno_location() != 0 {
             return None;
         }
-        (libc::setpriority(who, 0, base + FORKER_NICE) == 0).then_some(base)
+        (libc::setpriority(who, 0, base + STARTER_NICE) == 0).then_some(base)
     }
 }
 
-impl Forker {
-    /// The forker records what it started in `procs` itself before it
+impl Starter {
+    /// The starter records what it started in `procs` itself before it
     /// answers, and only then takes the task out of `starting`: a start
     /// whose caller went away (its task actor was killed) still leaves a
     /// tracked process, and no second start can slip in between.
     fn start(
-        ctx: ForkCtx,
+        ctx: StartCtx,
         procs: Arc<Mutex<HashMap<String, Proc>>>,
         starting: Arc<Mutex<HashSet<String>>>,
-    ) -> Result<Forker, DriverError> {
+    ) -> Result<Starter, DriverError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| DriverError::failed_by("no runtime to start tasks on", e))?;
-        let (tx, rx) = std::sync::mpsc::channel::<ForkJob>();
+        let (tx, rx) = std::sync::mpsc::channel::<StartJob>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..FORKER_THREADS {
+        for i in 0..STARTER_THREADS {
             let (rx, runtime, ctx) = (rx.clone(), runtime.clone(), ctx.clone());
             let (procs, starting) = (procs.clone(), starting.clone());
             std::thread::Builder::new()
-                .name(format!("shoal-forker-{i}"))
+                .name(format!("shoal-starter-{i}"))
                 .spawn(move || {
                     // The output pumps and exit waiters are spawned on the runtime.
                     let _guard = runtime.enter();
-                    let nice = lower_forker_priority();
+                    let nice = lower_starter_priority();
                     loop {
                         let job = match rx.lock() {
                             Ok(rx) => rx.recv(),
@@ -171,9 +173,9 @@ impl Forker {
                         let _ = reply.send(started);
                     }
                 })
-                .map_err(|e| DriverError::failed_by("cannot start a forker thread", e))?;
+                .map_err(|e| DriverError::failed_by("cannot start a starter thread", e))?;
         }
-        Ok(Forker(tx))
+        Ok(Starter(tx))
     }
 }
 
@@ -197,7 +199,7 @@ impl ProcessDriver {
             node,
             procs: Arc::default(),
             starting: Arc::default(),
-            forker: OnceLock::new(),
+            starter: OnceLock::new(),
             sandbox,
             confiner,
             overlay,
@@ -284,10 +286,10 @@ fn first_child(pid: u32) -> u32 {
         .unwrap_or(0)
 }
 
-/// Starts a task's process (a fork: called on the forker's thread, inside the
-/// runtime, which the output pumps and the exit waiter are spawned on).
+/// Starts a task's process (its keeper: called on a starter thread, inside
+/// the runtime, which the output pumps and the exit waiter are spawned on).
 fn spawn(
-    ctx: &ForkCtx,
+    ctx: &StartCtx,
     launch: &Launch,
     nets: &[NetAttach],
     nice: Option<libc::c_int>,
@@ -344,49 +346,71 @@ fn spawn(
             ConfineError::Io(..) => DriverError::failed_by("cannot confine the task", e),
             _ => DriverError::rejected_by("cannot confine the task", e),
         })?;
-    let (program, args) = process_options::program(spec);
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(&args);
-    task_env(cmd.as_std_mut(), launch);
-    // `--tty`: stdout and stderr are one terminal, read through its other side.
-    let terminal = if options.tty {
-        let (ours, theirs) = process_options::terminal()
-            .map_err(|e| DriverError::failed_by("cannot open the task's terminal", e))?;
-        let err = theirs
-            .try_clone()
-            .map_err(|e| DriverError::failed_by("cannot open the task's terminal", e))?;
-        cmd.stdout(Stdio::from(theirs)).stderr(Stdio::from(err));
-        Some(ours)
-    } else {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        None
-    };
-    cmd.stdin(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(false);
-    if let Some(home) = credentials.as_ref().and_then(|c| c.home.as_ref()) {
-        cmd.env("HOME", home);
-    }
     confined.nice = nice;
-    // SAFETY: `child::launch` makes only syscalls, on memory made above.
-    unsafe {
-        cmd.pre_exec(move || crate::confine::child::launch(&confined));
-    }
-    let spawned = cmd.spawn();
-    // Closes the daemon's copies of the task's terminal side.
-    drop(cmd);
-    let mut child = match spawned {
-        Ok(c) => c,
+    let (program, args) = process_options::program(spec);
+    let home = credentials.as_ref().and_then(|c| c.home.as_deref());
+    let order = match keeper::Order::new(
+        keeper::Job::Launch(confined),
+        &program,
+        &args,
+        &task_env(launch, home),
+    ) {
+        Ok(o) => o,
         Err(e) => {
             cgroup.remove();
-            let what = match e.kind() {
-                std::io::ErrorKind::NotFound => "executable file not found",
-                std::io::ErrorKind::PermissionDenied => "permission denied",
-                _ => "cannot start",
-            };
-            return Err(DriverError::rejected_by(format!("{what}: {program}"), e));
+            return Err(DriverError::rejected_by("cannot start", e));
         }
     };
+    // `--tty`: stdout and stderr are one terminal, read through its other side.
+    let terminal = if options.tty {
+        match process_options::terminal() {
+            Ok((ours, theirs)) => Some((ours, theirs)),
+            Err(e) => {
+                cgroup.remove();
+                return Err(DriverError::failed_by("cannot open the task's terminal", e));
+            }
+        }
+    } else {
+        None
+    };
+    let started = Keeper::start(|std| {
+        let mut cmd = tokio::process::Command::from(std);
+        match &terminal {
+            Some((_, theirs)) => {
+                cmd.stdout(Stdio::from(theirs.try_clone()?))
+                    .stderr(Stdio::from(theirs.try_clone()?));
+            }
+            None => {
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            }
+        }
+        cmd.kill_on_drop(false).spawn()
+    });
+    // The daemon's copy of the task's terminal side goes.
+    let terminal = terminal.map(|(ours, _)| ours);
+    let (mut child, keeper) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            cgroup.remove();
+            return Err(DriverError::failed_by("cannot start the task's keeper", e));
+        }
+    };
+    if let Err(e) = keeper.hand_over(&order) {
+        drop(order);
+        // The keeper ends by itself once it has reported; its cgroup can
+        // only go once it has.
+        let _ = child.start_kill();
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+            let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+        });
+        let what = match e.kind() {
+            std::io::ErrorKind::NotFound => "executable file not found",
+            std::io::ErrorKind::PermissionDenied => "permission denied",
+            _ => "cannot start",
+        };
+        return Err(DriverError::rejected_by(format!("{what}: {program}"), e));
+    }
     let pid = child.id().unwrap_or_default();
     // The exec happened: the keeper, the init and the program all exist
     // (unless the program already ended).
@@ -473,16 +497,28 @@ struct Inside {
     ids: Option<(u32, u32, Vec<u32>)>,
 }
 
-/// The environment a task runs with (its health check too).
-fn task_env(cmd: &mut std::process::Command, launch: &Launch) {
+/// The environment a task runs with (its health check too): the daemon's
+/// `PATH`, the service's `--env`, shoal's own variables, and `HOME` of the
+/// task's user. A later name replaces an earlier one.
+fn task_env(launch: &Launch, home: Option<&str>) -> Vec<(String, String)> {
     let task = &launch.task;
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(task.spec.env.iter().filter_map(|kv| kv.split_once('=')))
-        .env("SHOAL_TASK_ID", &task.id)
-        .env("SHOAL_TASK_SLOT", task.slot.to_string())
-        .env("SHOAL_SERVICE_NAME", &task.service_name)
-        .env("SHOAL_NODE_ID", &launch.node_id);
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match env.iter_mut().find(|(name, _)| name == k) {
+        Some(slot) => slot.1 = v.to_string(),
+        None => env.push((k.to_string(), v.to_string())),
+    };
+    set("PATH", &std::env::var("PATH").unwrap_or_default());
+    for (k, v) in task.spec.env.iter().filter_map(|kv| kv.split_once('=')) {
+        set(k, v);
+    }
+    set("SHOAL_TASK_ID", &task.id);
+    set("SHOAL_TASK_SLOT", &task.slot.to_string());
+    set("SHOAL_SERVICE_NAME", &task.service_name);
+    set("SHOAL_NODE_ID", &launch.node_id);
+    if let Some(home) = home {
+        set("HOME", home);
+    }
+    env
 }
 
 /// Runs the task's health check every interval, on a task of its own, until
@@ -520,7 +556,7 @@ async fn health_loop(
     }
 }
 
-/// One run of the health check: exit 0 within the timeout passes. The fork
+/// One run of the health check: exit 0 within the timeout passes. The start
 /// and the wait happen on the blocking pool, not on the runtime's threads
 /// (the thread is busy with this probe for as long as the probe lives, so
 /// the parent-death signal cannot fire early).
@@ -532,22 +568,15 @@ async fn probe(check: &HealthConfig, launch: &Launch, inside: Arc<Inside>) -> bo
 }
 
 /// Runs the check in the task's namespaces, cgroup, user, capabilities and
-/// seccomp filter (`confine::child::join`).
+/// seccomp filter (`confine::child::join`, in a keeper of its own).
 fn probe_blocking(check: &HealthConfig, launch: &Launch, inside: &Inside) -> bool {
-    use std::os::unix::process::CommandExt;
     if inside.program == 0 {
         return false;
     }
-    let mut cmd = match check.test.first().map(String::as_str) {
-        Some("CMD") if check.test.len() > 1 => {
-            let mut c = std::process::Command::new(&check.test[1]);
-            c.args(&check.test[2..]);
-            c
-        }
+    let (program, args): (&str, Vec<String>) = match check.test.first().map(String::as_str) {
+        Some("CMD") if check.test.len() > 1 => (&check.test[1], check.test[2..].to_vec()),
         Some("CMD-SHELL") if check.test.len() == 2 => {
-            let mut c = std::process::Command::new("/bin/sh");
-            c.arg("-c").arg(&check.test[1]);
-            c
+            ("/bin/sh", vec!["-c".into(), check.test[1].clone()])
         }
         _ => return true,
     };
@@ -557,23 +586,31 @@ fn probe_blocking(check: &HealthConfig, launch: &Launch, inside: &Inside) -> boo
         &inside.cgroup,
         inside.ids.clone(),
     );
-    // The task is gone (or its namespaces are): the check fails.
+    // The task is gone (or its namespaces are): the check fails. The
+    // namespaces' descriptors stay open in `_namespaces` until the keeper
+    // has its copies.
     let Ok((join, _namespaces)) = joined else {
         return false;
     };
-    task_env(&mut cmd, launch);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    // SAFETY: `child::join` makes only syscalls, on memory made above (the
-    // namespace descriptors stay open in `_namespaces` until the fork is done).
-    unsafe {
-        cmd.pre_exec(move || crate::confine::child::join(&join));
-    }
-    let Ok(mut child) = cmd.spawn() else {
+    let Ok(order) = keeper::Order::new(
+        keeper::Job::Join(join),
+        program,
+        &args,
+        &task_env(launch, None),
+    ) else {
         return false;
     };
+    let started = Keeper::start(|mut cmd| {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+    });
+    let Ok((mut child, keeper)) = started else {
+        return false;
+    };
+    if keeper.hand_over(&order).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return false;
+    }
     let deadline = std::time::Instant::now() + check.timeout();
     loop {
         match child.try_wait() {
@@ -637,7 +674,13 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// Appends the task's lines to its log, opened at the first line: most
+/// tasks never write one, and a node of 5,000 would hold 5,000 more
+/// descriptors (issue 30; `service logs` of a task without a file is empty).
 async fn write_log(path: PathBuf, mut rx: mpsc::UnboundedReceiver<String>) {
+    let Some(first) = rx.recv().await else {
+        return;
+    };
     let mut file = match logs::open_for_append(&path).await {
         Ok(f) => f,
         Err(e) => {
@@ -645,10 +688,12 @@ async fn write_log(path: PathBuf, mut rx: mpsc::UnboundedReceiver<String>) {
             return;
         }
     };
-    while let Some(line) = rx.recv().await {
-        if file.write_all(line.as_bytes()).await.is_err() {
+    let mut line = Some(first);
+    while let Some(l) = line {
+        if file.write_all(l.as_bytes()).await.is_err() {
             return;
         }
+        line = rx.recv().await;
     }
 }
 
@@ -695,10 +740,10 @@ impl Driver for ProcessDriver {
                 });
             }
         };
-        let forker = match self.forker.get() {
+        let starter = match self.starter.get() {
             Some(f) => Ok(f.0.clone()),
-            None => Forker::start(
-                ForkCtx {
+            None => Starter::start(
+                StartCtx {
                     log_dir: self.log_dir.clone(),
                     volumes: self.volumes.clone(),
                     node: self.node.clone(),
@@ -708,9 +753,9 @@ impl Driver for ProcessDriver {
                 self.procs.clone(),
                 self.starting.clone(),
             )
-            .map(|f| self.forker.get_or_init(|| f).0.clone()),
+            .map(|f| self.starter.get_or_init(|| f).0.clone()),
         };
-        let forker = match forker {
+        let starter = match starter {
             Ok(f) => f,
             Err(e) => {
                 self.starting.lock().remove(&id);
@@ -720,7 +765,7 @@ impl Driver for ProcessDriver {
         let (overlay, starting) = (self.overlay.clone(), self.starting.clone());
         let host = on_host_network(&launch.task);
         Box::pin(async move {
-            // Dropped before the forker has the job (its caller went
+            // Dropped before the starter has the job (its caller went
             // away), the start is over: `starting` must not keep the task.
             let mut guard = StartGuard {
                 starting: starting.clone(),
@@ -740,15 +785,15 @@ impl Driver for ProcessDriver {
                 }
             };
             let (reply, answer) = oneshot::channel();
-            if forker.send((launch, nets, reply)).is_err() {
+            if starter.send((launch, nets, reply)).is_err() {
                 starting.lock().remove(&id);
-                return Err(DriverError::Failed("the forker thread is gone".into()));
+                return Err(DriverError::Failed("the starter thread is gone".into()));
             }
-            // The forker takes the task out of `starting` once it is in `procs`.
+            // The starter takes the task out of `starting` once it is in `procs`.
             guard.id = None;
             answer
                 .await
-                .unwrap_or_else(|_| Err(DriverError::Failed("the forker thread is gone".into())))
+                .unwrap_or_else(|_| Err(DriverError::Failed("the starter thread is gone".into())))
         })
     }
 
@@ -868,7 +913,7 @@ pub fn on_host_network(task: &shoal_core::model::Task) -> bool {
     task.spec.host_network()
 }
 
-/// The task's namespace, made now (on the forker's thread) and open for the
+/// The task's namespace, made now (on the starter's thread) and open for the
 /// child to enter; `None` for a task on the node's network.
 fn sandboxed(
     sandbox: Option<&Sandbox>,

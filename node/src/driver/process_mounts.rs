@@ -1,7 +1,7 @@
 //! A process task's mounts, resolved on its node before it starts: a bind's
 //! source must exist (dockerd's words when it does not), a volume is the
 //! node's own (`volumes`), made now if new; a tmpfs needs nothing. Blocking
-//! (file system): called on the forker's thread.
+//! (file system): called on the starter's thread.
 
 use std::path::Path;
 

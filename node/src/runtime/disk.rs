@@ -97,8 +97,12 @@ impl Runtime {
         let Some(id) = self.identity().filter(|i| i.manager) else {
             return;
         };
-        self.manager_part.forget();
-        self.store.close();
+        let old = (self.manager_part.forget(), self.store.close());
+        // Dropping the last handle of a database that failed a write can
+        // block in sled's `Drop` (seen in actors/tests/full_disk.rs): it
+        // happens on a blocking thread, never on the runtime's. Until it
+        // is done the file lock holds, and the loop below waits for it.
+        tokio::task::spawn_blocking(move || drop(old));
         let closed = tokio::time::Instant::now();
         let deadline = closed + REOPEN_WITHIN;
         let mut tries = 0u32;

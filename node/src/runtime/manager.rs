@@ -104,10 +104,10 @@ impl ManagerPart {
             .await
     }
 
-    /// Forgets the context and the Raft network (the node stopped managing).
-    pub(super) fn forget(&self) {
-        *self.ctx.write() = None;
-        *self.raft_net.write() = None;
+    /// Forgets the context and the Raft network (the node stopped
+    /// managing), and gives them to the caller to drop where it may block.
+    pub(super) fn forget(&self) -> (Option<Arc<ManagerCtx>>, Option<Arc<RaftNet>>) {
+        (self.ctx.write().take(), self.raft_net.write().take())
     }
 
     /// The actors (the Raft actor's last flush included), then the loops,

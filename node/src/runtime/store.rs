@@ -36,10 +36,11 @@ impl Store {
             .ok_or_else(|| NodeError::CannotPersist("the store is being opened again".to_string()))
     }
 
-    /// Lets go of this store's handle (the file lock goes with the last
-    /// clone, held elsewhere by the manager's context until it is dropped).
-    pub(super) fn close(&self) {
-        *self.db.write() = None;
+    /// Lets go of this store's handle and gives it to the caller (the file
+    /// lock goes with the last clone, held elsewhere by the manager's
+    /// context until it is dropped).
+    pub(super) fn close(&self) -> Option<sled::Db> {
+        self.db.write().take()
     }
 
     /// Opens the database again on the same path, once it is closed.

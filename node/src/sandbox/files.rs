@@ -18,6 +18,7 @@ use shoal_core::model::secret::TaskFile;
 pub const SECRETS_DIR: &str = "/run/secrets";
 
 /// One file, with every string it needs made before the fork.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Entry {
     /// Where it is written: a name in the tmpfs mounted at `SECRETS_DIR`.
     written: CString,
@@ -30,6 +31,7 @@ struct Entry {
 }
 
 /// What `mount` does in the child.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Prepared {
     dir: CString,
     tmpfs: CString,

@@ -1,6 +1,6 @@
 //! The kernel calls of the sandbox, through iproute2 and nftables (the same
 //! netlink requests `ip` and `nft` make). Blocking: called only from the
-//! process driver's forker threads and from blocking tasks, never from an
+//! process driver's starter threads and from blocking tasks, never from an
 //! async task or an actor handler.
 
 use std::io::Write;

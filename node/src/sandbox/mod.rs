@@ -39,7 +39,7 @@
 //!
 //! Blocking (netlink requests, answered on the calling thread; whole
 //! nftables tables through `nft -f`): call it from the process driver's
-//! forker threads or a blocking task, never from an actor handler.
+//! starter threads or a blocking task, never from an actor handler.
 
 mod docker_user;
 pub mod files;

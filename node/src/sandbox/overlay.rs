@@ -19,7 +19,7 @@
 //!
 //! Blocking (netlink on the calling thread; `nft -f` for the whole table,
 //! `ip`/`bridge` for the VXLAN fast path's device and forwarding entries):
-//! forker threads and blocking tasks only.
+//! starter threads and blocking tasks only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

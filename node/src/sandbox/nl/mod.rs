@@ -5,7 +5,7 @@
 //! `conntrack.rs` the flush of a VIP's entries to a backend that left.
 //!
 //! Blocking, like the rest of the sandbox: a socket answers on the thread
-//! that asks (the process driver's forker threads, blocking tasks). A
+//! that asks (the process driver's starter threads, blocking tasks). A
 //! socket belongs to the network namespace of the thread that opened it,
 //! so one inside a task's namespace is opened on a short-lived thread of
 //! its own that enters the namespace and then ends (`netns::socket_in`).

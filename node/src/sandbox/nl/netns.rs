@@ -4,7 +4,7 @@
 //! driver opens for the child to enter and the health check joins.
 //!
 //! Entering a namespace changes the calling thread, so it is done on a
-//! thread made for it, which ends right after: the forker threads and the
+//! thread made for it, which ends right after: the starter threads and the
 //! blocking pool never change namespace.
 
 use std::ffi::CString;
