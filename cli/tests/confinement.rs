@@ -94,7 +94,12 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
     create_sh(
         &d,
         "probe",
-        &["--hostname", "probe-host", "--env", "LD_LIBRARY_PATH=/probe/evil"],
+        &[
+            "--hostname",
+            "probe-host",
+            "--env",
+            "LD_LIBRARY_PATH=/probe/evil",
+        ],
         &script,
     );
     let log = logs_with(&d, "probe", "DONE");
@@ -106,7 +111,10 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
     let mut seen = 0;
     for k in &keepers {
         let cmdline = std::fs::read(format!("/proc/{k}/cmdline")).unwrap_or_default();
-        assert_ne!(cmdline, daemon_cmdline, "the daemon's child {k} is a copy of it");
+        assert_ne!(
+            cmdline, daemon_cmdline,
+            "the daemon's child {k} is a copy of it"
+        );
         if cmdline.split(|b| *b == 0).nth(1) == Some(b"task-keeper".as_slice()) {
             seen += 1;
             let environ = std::fs::read(format!("/proc/{k}/environ")).unwrap_or_default();
@@ -248,6 +256,39 @@ fn forked_processes_go_with_service_rm_and_with_a_killed_daemon() {
     wait_for("the killed daemon's task cgroups to go", LONG, || {
         task_cgroups(&task).is_empty()
     });
+}
+
+#[test]
+fn a_killed_launcher_leaves_its_tasks_running_and_is_started_again() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let d = node();
+    create_sh(&d, "before", &[], "echo UP; exec sleep 100000");
+    logs_with(&d, "before", "UP");
+    let daemon = d.pid().expect("daemon pid");
+    let launcher = |d: u32| {
+        children_of(d).into_iter().find(|c| {
+            std::fs::read(format!("/proc/{c}/cmdline"))
+                .is_ok_and(|l| l.split(|b| *b == 0).nth(2) == Some(b"launcher".as_slice()))
+        })
+    };
+    let first = launcher(daemon).expect("a launcher among the daemon's children");
+    // SAFETY: kill(2) of a process of this test's daemon.
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGKILL) }, 0);
+    // The next task is started by a new launcher, without a failed try.
+    create_sh(&d, "after", &[], "echo UP2; exec sleep 100000");
+    logs_with(&d, "after", "UP2");
+    let second = launcher(daemon).expect("a launcher again");
+    assert_ne!(first, second);
+    // The task the first one started runs on (its keeper is the
+    // daemon's child), never restarted.
+    for service in ["before", "after"] {
+        let tasks = d.ok(&["service", "ps", "--format", "{{.CurrentState}}", service]);
+        assert_eq!(tasks.lines().count(), 1, "{service}: {tasks}");
+        assert!(tasks.starts_with("Running"), "{service}: {tasks}");
+    }
 }
 
 /// The host pids of `pid`'s children (of every thread of it).

@@ -726,7 +726,10 @@ mod wire {
 
         type Plain = Vec<(u32, u64, u64)>;
 
-        pub fn serialize<S: Serializer>(r: &[(u32, libc::rlimit)], s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            r: &[(u32, libc::rlimit)],
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             r.iter()
                 .map(|(res, l)| (*res, l.rlim_cur, l.rlim_max))
                 .collect::<Plain>()

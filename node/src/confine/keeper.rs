@@ -1,18 +1,20 @@
 //! The keeper: the first process of every task and of every health check,
-//! started as a program of its own, never as a copy of the daemon.
+//! a program of its own, never a copy of the daemon.
 //!
-//! The daemon starts its own binary (`/proc/self/exe`: the binary it was
-//! started from, even if the file was replaced since) as `shoal
-//! task-keeper`, with an empty environment, through `posix_spawn`, which
-//! copies neither the daemon's memory nor its page tables. On the keeper's
-//! stdin, one end of a socket pair, the daemon sends an `Order`: the job
-//! (`child::Launch` or `child::Join`), the program to exec with its
-//! arguments and environment, and the descriptors the job names beside it
-//! (`SCM_RIGHTS`). The keeper does the job (see `child`), and the last of
-//! its processes execs the program. Whatever fails on the way is reported
-//! on the socket as an `errno`; when the program was exec'd the daemon
-//! reads end-of-file instead (every other holder closes the socket first),
-//! as std's `spawn` learns it through its close-on-exec pipe.
+//! A keeper is the daemon's own binary (`/proc/self/exe`: the binary it
+//! was started from, even if the file was replaced since) run as `shoal
+//! task-keeper`, with an empty environment. A task's keeper is forked by
+//! the launcher (see `launcher`: that exec, done once per daemon); a
+//! health check's is started directly (`Keeper::start`, `posix_spawn`,
+//! which copies neither the daemon's memory nor its page tables). Either
+//! way the daemon sends it an `Order`: the job (`child::Launch` or
+//! `child::Join`), the program to exec with its arguments and environment,
+//! and the descriptors the job names beside it (`SCM_RIGHTS`). The keeper
+//! does the job (see `child`), and the last of its processes execs the
+//! program. Whatever fails on the way is reported on a socket as an
+//! `errno`; when the program was exec'd the daemon reads end-of-file
+//! instead (every other holder closes the socket first), as std's `spawn`
+//! learns it through its close-on-exec pipe.
 //!
 //! Why not `fork` with `pre_exec`, as before: a fork costs what the daemon
 //! weighs. At thousands of tasks it copied and freed hundreds of megabytes
@@ -39,7 +41,7 @@ use crate::confine::child;
 pub const ARG: &str = "task-keeper";
 
 /// The daemon's own binary, as the spawned process sees it before its exec.
-const EXE: &str = "/proc/self/exe";
+pub(super) const EXE: &str = "/proc/self/exe";
 
 /// The largest order a keeper takes. A task's secret and config files
 /// travel in it (docker bounds each at 500 KB); an order this large is a
@@ -50,11 +52,11 @@ const MAX_ORDER: usize = 64 << 20;
 const MAX_FDS: usize = 8;
 
 /// The keeper's exit code when it got no order it could read.
-const NO_ORDER: i32 = 125;
+pub(super) const NO_ORDER: i32 = 125;
 
 /// The exit code of a keeper, init or task that could not go on (the
 /// daemon learns why from the report).
-const FAILED: i32 = 127;
+pub(super) const FAILED: i32 = 127;
 
 /// What the keeper's processes do before the program is exec'd.
 #[derive(Serialize, Deserialize)]
@@ -171,36 +173,13 @@ impl Keeper {
     /// Sends the order and waits until the program was exec'd (`Ok`) or
     /// the keeper reports why it could not be (its `errno`). Blocking.
     pub fn hand_over(self, order: &Order) -> io::Result<()> {
-        let body = bincode::serde::encode_to_vec(order, bincode::config::standard())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        if body.len() > MAX_ORDER {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "the task's spec takes {} bytes to send to its keeper, more than {MAX_ORDER}",
-                    body.len()
-                ),
-            ));
-        }
-        let mut message = Vec::with_capacity(4 + body.len());
-        message.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        message.extend_from_slice(&body);
-        let fds = order.job.fds();
-        let rights = [ControlMessage::ScmRights(&fds)];
-        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-        let sent = loop {
-            match sendmsg::<UnixAddr>(
-                std::os::fd::AsRawFd::as_raw_fd(&self.socket),
-                &[IoSlice::new(&message)],
-                cmsgs,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            ) {
-                Err(Errno::EINTR) => continue,
-                r => break r.map_err(io::Error::from)?,
-            }
-        };
-        (&self.socket).write_all(&message[sent..])?;
+        send_framed(&self.socket, &encode(order)?, &order.job.fds())?;
+        self.verdict()
+    }
+
+    /// Waits until the program was exec'd (`Ok`: end-of-file) or the
+    /// keeper's processes report why it could not be (an `errno`). Blocking.
+    pub fn verdict(self) -> io::Result<()> {
         let mut verdict = [0u8; 4];
         let mut got = 0;
         while got < verdict.len() {
@@ -220,6 +199,123 @@ impl Keeper {
             )),
         }
     }
+
+    /// A keeper whose report comes on `socket` (started by the launcher).
+    pub(super) fn reporting_on(socket: UnixStream) -> Keeper {
+        Keeper { socket }
+    }
+}
+
+/// The order as it travels, refused if larger than a keeper takes.
+pub(super) fn encode(order: &Order) -> io::Result<Vec<u8>> {
+    let body = bincode::serde::encode_to_vec(order, bincode::config::standard())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if body.len() > MAX_ORDER {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the task's spec takes {} bytes to send to its keeper, more than {MAX_ORDER}",
+                body.len()
+            ),
+        ));
+    }
+    Ok(body)
+}
+
+/// The order `body` holds, pointed at the descriptors `fds` received.
+pub(super) fn decode(body: &[u8], fds: &[RawFd]) -> io::Result<Order> {
+    let (mut order, _): (Order, usize) = bincode::serde::decode_from_slice(
+        body,
+        bincode::config::standard().with_limit::<MAX_ORDER>(),
+    )
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    order.job.adopt(fds)?;
+    Ok(order)
+}
+
+impl Order {
+    /// The descriptors the order's job names, in the order they travel.
+    pub(super) fn fds(&self) -> Vec<RawFd> {
+        self.job.fds()
+    }
+}
+
+/// Sends `body` with its length before it, and `fds` beside it.
+pub(super) fn send_framed(socket: &UnixStream, body: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let mut message = Vec::with_capacity(4 + body.len());
+    message.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    message.extend_from_slice(body);
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    let sent = loop {
+        match sendmsg::<UnixAddr>(
+            std::os::fd::AsRawFd::as_raw_fd(socket),
+            &[IoSlice::new(&message)],
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Err(Errno::EINTR) => continue,
+            r => break r.map_err(io::Error::from)?,
+        }
+    };
+    let mut socket = socket;
+    socket.write_all(&message[sent..])
+}
+
+/// Reads one message `send_framed` sent on `fd`, with the descriptors
+/// that came with it (close-on-exec); `None` at end-of-file before it.
+pub(super) fn recv_framed(fd: RawFd) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    let mut head = [0u8; 4];
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let (mut got, fds) = {
+        let mut iov = [IoSliceMut::new(&mut head)];
+        let msg = loop {
+            match recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Err(Errno::EINTR) => continue,
+                r => break r?,
+            }
+        };
+        let mut fds = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(r) = c {
+                // SAFETY: descriptors the kernel just gave this process.
+                fds.extend(r.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("more than {MAX_FDS} descriptors came with the order"),
+            ));
+        }
+        (msg.bytes, fds)
+    };
+    if got == 0 {
+        return Ok(None);
+    }
+    // SAFETY: `fd` stays open; ManuallyDrop keeps it so.
+    let mut stream = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(fd) });
+    while got < head.len() {
+        let n = stream.read(&mut head[got..])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the order was cut short",
+            ));
+        }
+        got += n;
+    }
+    let len = u32::from_le_bytes(head) as usize;
+    if len > MAX_ORDER {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("an order of {len} bytes, more than {MAX_ORDER}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body)?;
+    Ok(Some((body, fds)))
 }
 
 /// The keeper's `main` (`shoal task-keeper`). Never returns: the keeper
@@ -234,6 +330,9 @@ pub fn main() -> ! {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::prctl(libc::PR_SET_NAME, c"shoal-keeper".as_ptr());
+    }
+    if std::env::args_os().nth(2).as_deref() == Some(super::launcher::ARG.as_ref()) {
+        super::launcher::main();
     }
     let (order, report) = match receive() {
         Ok(r) => r,
@@ -256,75 +355,43 @@ pub fn main() -> ! {
 /// Reads the order from stdin, then makes stdin `/dev/null` (what the
 /// program gets) and keeps the socket, close-on-exec, for the report.
 fn receive() -> io::Result<(Order, RawFd)> {
-    let mut head = [0u8; 4];
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
-    let (mut got, fds) = {
-        let mut iov = [IoSliceMut::new(&mut head)];
-        let msg = recvmsg::<()>(0, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
-        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("more than {MAX_FDS} descriptors came with the order"),
-            ));
-        }
-        let mut fds = Vec::new();
-        for c in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(r) = c {
-                fds.extend(r);
-            }
-        }
-        (msg.bytes, fds)
-    };
-    // SAFETY: fd 0 is this process's stdin; ManuallyDrop keeps it open.
-    let mut stdin = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(0) });
-    if got == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "no order came",
-        ));
-    }
-    while got < head.len() {
-        let n = stdin.read(&mut head[got..])?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the order was cut short"));
-        }
-        got += n;
-    }
-    let len = u32::from_le_bytes(head) as usize;
-    if len > MAX_ORDER {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("an order of {len} bytes, more than {MAX_ORDER}"),
-        ));
-    }
-    let mut body = vec![0u8; len];
-    stdin.read_exact(&mut body)?;
-    let (mut order, _): (Order, usize) = bincode::serde::decode_from_slice(
-        &body,
-        bincode::config::standard().with_limit::<MAX_ORDER>(),
-    )
-    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let (body, fds) = recv_framed(0)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no order came"))?;
+    let raw: Vec<RawFd> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    let order = decode(&body, &raw)?;
     drop(body);
-    order.job.adopt(&fds)?;
-    // SAFETY: fcntl, open, dup2 and close on this process's descriptors.
-    let report = unsafe {
-        let report = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
-        if report < 0 {
-            return Err(io::Error::last_os_error());
-        }
+    // The descriptors live as long as this process (until the exec, for
+    // the program's process: they are close-on-exec).
+    std::mem::forget(fds);
+    // SAFETY: fcntl on this process's stdin.
+    let report = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+    if report < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open, dup2 and close on this process's descriptors.
+    unsafe { null_stdin() }?;
+    Ok((order, report))
+}
+
+/// Makes `/dev/null` this process's stdin.
+///
+/// # Safety
+/// Syscalls only.
+pub(super) unsafe fn null_stdin() -> io::Result<()> {
+    // SAFETY: open, dup2 and close on this process's descriptors.
+    unsafe {
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
         if null < 0 || libc::dup2(null, 0) < 0 {
             return Err(io::Error::last_os_error());
         }
         libc::close(null);
-        report
-    };
-    Ok((order, report))
+    }
+    Ok(())
 }
 
 /// Does the job; in the process that is to become the program, execs it.
 /// Returns only what went wrong.
-fn run(order: &Order) -> io::Error {
+pub(super) fn run(order: &Order) -> io::Error {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
         return io::Error::last_os_error();
@@ -406,7 +473,7 @@ fn candidate(dir: &[u8], name: &[u8]) -> Option<CString> {
 }
 
 /// Writes why to the daemon, if it listens.
-fn send_errno(fd: RawFd, e: &io::Error) {
+pub(super) fn send_errno(fd: RawFd, e: &io::Error) {
     let errno = e.raw_os_error().unwrap_or(libc::EPROTO).to_le_bytes();
     // SAFETY: a write of a stack buffer to a descriptor of this process.
     unsafe {
@@ -464,8 +531,8 @@ mod tests {
         )
         .expect("no NUL");
         assert_eq!(order.job.fds(), vec![40, 41]);
-        let bytes = bincode::serde::encode_to_vec(&order, bincode::config::standard())
-            .expect("encodes");
+        let bytes =
+            bincode::serde::encode_to_vec(&order, bincode::config::standard()).expect("encodes");
         let (mut back, _): (Order, usize) =
             bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
                 .expect("decodes");

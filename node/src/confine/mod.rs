@@ -17,6 +17,7 @@ pub mod cgroup;
 pub mod child;
 mod error;
 pub mod keeper;
+pub mod launcher;
 mod options;
 pub mod rootfs;
 pub mod seccomp;

@@ -7,7 +7,7 @@ use crate::templates::NodeInfo;
 use crate::volumes::Volumes;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
@@ -19,10 +19,12 @@ use parking_lot::Mutex;
 use shoal_actors::driver::{BoxFuture, Driver, DriverError, Exit, Launch, Lifecycle};
 use shoal_core::model::{DriverInfo, Health, HealthConfig};
 use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::confine::cgroup::TaskCgroup;
 use crate::confine::keeper::{self, Keeper};
+use crate::confine::launcher::{Ended, Launcher};
 use crate::confine::{Abilities, ConfineError, Confiner};
 use crate::driver::user;
 use crate::logs;
@@ -80,6 +82,8 @@ struct StartCtx {
     node: Arc<NodeInfo>,
     sandbox: Option<Arc<Sandbox>>,
     confiner: Arc<Confiner>,
+    /// Forks the tasks' keepers (started by the first start).
+    launcher: Arc<Launcher>,
 }
 
 /// Tasks are started (sandbox, cgroup, root plan, keeper) on a few threads
@@ -373,35 +377,41 @@ fn spawn(
     } else {
         None
     };
-    let started = Keeper::start(|std| {
-        let mut cmd = tokio::process::Command::from(std);
-        match &terminal {
-            Some((_, theirs)) => {
-                cmd.stdout(Stdio::from(theirs.try_clone()?))
-                    .stderr(Stdio::from(theirs.try_clone()?));
-            }
-            None => {
-                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-            }
+    // The task's output: a pipe for each stream, or its terminal for both.
+    let streams = match &terminal {
+        Some((_, theirs)) => theirs
+            .try_clone()
+            .and_then(|t| Ok((None, t.try_clone()?, t))),
+        None => output_pipes(),
+    };
+    let (readers, out, err) = match streams {
+        Ok(s) => s,
+        Err(e) => {
+            cgroup.remove();
+            return Err(DriverError::failed_by(
+                "cannot make the task's output pipes",
+                e,
+            ));
         }
-        cmd.kill_on_drop(false).spawn()
-    });
-    // The daemon's copy of the task's terminal side goes.
+    };
+    let launched = ctx.launcher.launch(&order, out.as_fd(), err.as_fd());
+    // The daemon's copies of the keeper's ends (the terminal's side too) go.
+    drop((out, err));
     let terminal = terminal.map(|(ours, _)| ours);
-    let (mut child, keeper) = match started {
-        Ok(started) => started,
+    drop(order);
+    let (keeper, report) = match launched {
+        Ok(l) => l,
         Err(e) => {
             cgroup.remove();
             return Err(DriverError::failed_by("cannot start the task's keeper", e));
         }
     };
-    if let Err(e) = keeper.hand_over(&order) {
-        drop(order);
+    if let Err(e) = report.verdict() {
         // The keeper ends by itself once it has reported; its cgroup can
         // only go once it has.
-        let _ = child.start_kill();
+        keeper.kill();
         tokio::spawn(async move {
-            let _ = child.wait().await;
+            let _ = keeper.wait().await;
             let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
         });
         let what = match e.kind() {
@@ -411,18 +421,16 @@ fn spawn(
         };
         return Err(DriverError::rejected_by(format!("{what}: {program}"), e));
     }
-    let pid = child.id().unwrap_or_default();
+    let pid = keeper.pid;
     // The exec happened: the keeper, the init and the program all exist
     // (unless the program already ended).
     let init = first_child(pid);
     let program = if init > 0 { first_child(init) } else { 0 };
     let (tx, rx) = watch::channel(None);
     let (lines_tx, lines_rx) = mpsc::unbounded_channel::<String>();
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(pump(out, "stdout", lines_tx.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(pump(err, "stderr", lines_tx.clone()));
+    if let Some((stdout, stderr)) = readers {
+        tokio::spawn(pump(stdout, "stdout", lines_tx.clone()));
+        tokio::spawn(pump(stderr, "stderr", lines_tx.clone()));
     }
     if let Some(ours) = terminal {
         let tty = tokio::fs::File::from_std(std::fs::File::from(ours));
@@ -431,21 +439,15 @@ fn spawn(
     tokio::spawn(write_log(log, lines_rx));
     let oom_cgroup = cgroup.clone();
     tokio::spawn(async move {
-        let status = child.wait().await;
+        let ended = keeper.wait().await;
         // Did the kernel kill something of it at its memory limit?
         let oom = tokio::task::spawn_blocking(move || oom_cgroup.oom_kills() > 0)
             .await
             .unwrap_or(false);
-        let exit = match status {
-            Ok(status) => {
-                use std::os::unix::process::ExitStatusExt;
-                match (status.code(), status.signal()) {
-                    (Some(137), _) | (None, Some(9)) if oom => Exit::OomKilled,
-                    (Some(c), _) => Exit::Code(c),
-                    (None, Some(s)) => Exit::Signal(s),
-                    (None, None) => Exit::Code(-1),
-                }
-            }
+        let exit = match ended {
+            Ok(Ended::Code(137) | Ended::Signal(9)) if oom => Exit::OomKilled,
+            Ok(Ended::Code(c)) => Exit::Code(c),
+            Ok(Ended::Signal(s)) => Exit::Signal(s),
             Err(_) => Exit::Code(-1),
         };
         let _ = tx.send(Some(exit));
@@ -487,6 +489,20 @@ fn spawn(
         health,
         stop_signal,
     })
+}
+
+type Readers = (pipe::Receiver, pipe::Receiver);
+
+/// A pipe for the task's stdout and one for its stderr: the daemon's read
+/// ends (registered with the runtime) and the keeper's write ends.
+fn output_pipes() -> std::io::Result<(Option<Readers>, OwnedFd, OwnedFd)> {
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let readers = (
+        pipe::Receiver::from_owned_fd(out_r)?,
+        pipe::Receiver::from_owned_fd(err_r)?,
+    );
+    Ok((Some(readers), out_w, err_w))
 }
 
 /// What a health check needs to run inside its task.
@@ -600,9 +616,7 @@ fn probe_blocking(check: &HealthConfig, launch: &Launch, inside: &Inside) -> boo
     ) else {
         return false;
     };
-    let started = Keeper::start(|mut cmd| {
-        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()
-    });
+    let started = Keeper::start(|mut cmd| cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn());
     let Ok((mut child, keeper)) = started else {
         return false;
     };
@@ -749,6 +763,7 @@ impl Driver for ProcessDriver {
                     node: self.node.clone(),
                     sandbox: self.sandbox.clone(),
                     confiner,
+                    launcher: Arc::default(),
                 },
                 self.procs.clone(),
                 self.starting.clone(),
