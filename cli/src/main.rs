@@ -17,7 +17,7 @@ mod usage;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use shoal_node::confine::keeper;
+use shoal_node::confine::{keeper, launcher};
 
 use crate::commands::{daemon, node, service, swarm};
 
@@ -105,6 +105,9 @@ fn main() -> ExitCode {
     // The daemon starts this binary as each task's keeper: before anything
     // else (no runtime, no parsing), it does only that.
     if std::env::args_os().nth(1).as_deref() == Some(keeper::ARG.as_ref()) {
+        if std::env::args_os().nth(2).as_deref() == Some(launcher::ARG.as_ref()) {
+            launcher::main();
+        }
         keeper::main();
     }
     let args: Vec<String> = std::env::args().collect();

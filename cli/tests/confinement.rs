@@ -85,6 +85,7 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
          echo hostname: $(hostname)\n\
          echo nice: $(cut -d' ' -f19 /proc/self/stat)\n\
          echo ldpath: $LD_LIBRARY_PATH\n\
+         echo sigign: $(grep SigIgn /proc/self/status)\n\
          echo DONE\n\
          exec sleep 100000",
         data = data.display(),
@@ -103,9 +104,10 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
         &script,
     );
     let log = logs_with(&d, "probe", "DONE");
-    // Each task's keeper is the daemon's binary started afresh, not a copy
-    // of the daemon, and root on the host with none of the task's
-    // environment: the service's LD_LIBRARY_PATH reaches the program only.
+    // Each task's keeper is a program of its own (forked by the launcher,
+    // the daemon's binary started afresh), not a copy of the daemon, and
+    // root on the host with none of the task's environment: the
+    // service's LD_LIBRARY_PATH reaches the program only.
     let daemon_cmdline = std::fs::read(format!("/proc/{daemon_pid}/cmdline")).expect("cmdline");
     let keepers = children_of(daemon_pid);
     let mut seen = 0;
@@ -134,6 +136,24 @@ fn a_process_task_has_dockers_defaults_and_cannot_reach_the_node_or_other_tasks(
         .expect("the daemon's nice");
     assert_eq!(value_of(&log, "nice:"), daemon_nice, "{log}");
     assert_eq!(value_of(&log, "ldpath:"), "/probe/evil", "{log}");
+    // The signals the daemon was started with ignoring, and no more: not
+    // SIGPIPE (Rust's runtime ignores it), not glibc's own 32 and 33
+    // (its posix_spawn ignores them in the child: the launcher here, and
+    // this test's daemon).
+    let ignored = |status: &str| {
+        value_of(status, "SigIgn:")
+            .split_whitespace()
+            .next()
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .expect("SigIgn")
+    };
+    let daemon_status =
+        std::fs::read_to_string(format!("/proc/{daemon_pid}/status")).expect("status");
+    assert_eq!(
+        ignored(&log),
+        ignored(&daemon_status) & !(1 << (libc::SIGPIPE - 1) | 1 << 31 | 1 << 32),
+        "{log}"
+    );
     // Only its own processes: its init, the shell and what the shell ran;
     // not the other task's sleep, not the daemon.
     let procs = value_of(&log, "processes:");
@@ -269,9 +289,10 @@ fn a_killed_launcher_leaves_its_tasks_running_and_is_started_again() {
     logs_with(&d, "before", "UP");
     let daemon = d.pid().expect("daemon pid");
     let launcher = |d: u32| {
+        // Its keepers are forks of it: its name tells it apart.
         children_of(d).into_iter().find(|c| {
-            std::fs::read(format!("/proc/{c}/cmdline"))
-                .is_ok_and(|l| l.split(|b| *b == 0).nth(2) == Some(b"launcher".as_slice()))
+            std::fs::read_to_string(format!("/proc/{c}/comm"))
+                .is_ok_and(|n| n.trim() == "shoal-launcher")
         })
     };
     let first = launcher(daemon).expect("a launcher among the daemon's children");

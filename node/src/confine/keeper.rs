@@ -322,18 +322,10 @@ pub(super) fn recv_framed(fd: RawFd) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>
 /// and the init wait for their child and exit as it did; the last process
 /// becomes the program.
 pub fn main() -> ! {
-    // Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored
-    // across exec: the program gets the default, as std's `spawn` gives it.
+    default_signals();
     // Named for `ps` (else `exe`, after `/proc/self/exe`).
-    // SAFETY: setting a signal's disposition to the default; naming this
-    // thread with a static C string.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::prctl(libc::PR_SET_NAME, c"shoal-keeper".as_ptr());
-    }
-    if std::env::args_os().nth(2).as_deref() == Some(super::launcher::ARG.as_ref()) {
-        super::launcher::main();
-    }
+    // SAFETY: naming this thread with a static C string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"shoal-keeper".as_ptr()) };
     let (order, report) = match receive() {
         Ok(r) => r,
         Err(e) => {
@@ -350,6 +342,41 @@ pub fn main() -> ! {
     send_errno(report, &e);
     // SAFETY: _exit ends this process without running anything of it.
     unsafe { libc::_exit(FAILED) }
+}
+
+/// Sets back to the default what the program must not inherit ignored (an
+/// ignored signal stays ignored across exec): SIGPIPE, which Rust's
+/// runtime ignores, and the two signals glibc keeps for itself (32 and
+/// 33), which its `posix_spawn` ignores in the child; as std's fork-based
+/// `spawn` left them. What the daemon was started with ignoring stays
+/// ignored, as it did then.
+pub(super) fn default_signals() {
+    /// The kernel's `struct sigaction` (glibc's `sigaction` refuses 32 and 33).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in [libc::SIGPIPE, 32, 33] {
+        // SAFETY: rt_sigaction with a valid struct and no old one.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
 }
 
 /// Reads the order from stdin, then makes stdin `/dev/null` (what the

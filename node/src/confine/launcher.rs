@@ -209,7 +209,8 @@ impl Launcher {
     }
 }
 
-/// The launcher's `main`: forks a keeper for each order until the daemon
+/// The launcher's `main` (`shoal task-keeper launcher`: the CLI's `main`
+/// hands over to it first): forks a keeper for each order until the daemon
 /// closes its socket.
 pub fn main() -> ! {
     // SAFETY: prctl with integer arguments and a static C string.
@@ -268,6 +269,7 @@ fn fork_keeper(body: &[u8], fds: &[OwnedFd]) -> io::Result<i32> {
         return Ok(pid as i32);
     }
     // The keeper.
+    keeper::default_signals();
     // SAFETY: naming this process with a static C string.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"shoal-keeper".as_ptr()) };
     // SAFETY: descriptors of this process.

@@ -368,7 +368,7 @@ fn spawn(
     // `--tty`: stdout and stderr are one terminal, read through its other side.
     let terminal = if options.tty {
         match process_options::terminal() {
-            Ok((ours, theirs)) => Some((ours, theirs)),
+            Ok(pair) => Some(pair),
             Err(e) => {
                 cgroup.remove();
                 return Err(DriverError::failed_by("cannot open the task's terminal", e));
