@@ -43,8 +43,19 @@ pub fn raise_nofile() {
     if soft >= most {
         return;
     }
-    match setrlimit(Resource::RLIMIT_NOFILE, most, most.max(hard)) {
-        Ok(()) => tracing::info!(from = soft, to = most, "raised the open-files limit"),
+    // Root without CAP_SYS_RESOURCE (some containers and VMs) may not
+    // raise the hard limit: the soft one still goes up to it.
+    let raised = setrlimit(Resource::RLIMIT_NOFILE, most, most.max(hard))
+        .map(|()| most)
+        .or_else(|e| {
+            if soft < hard {
+                setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map(|()| hard)
+            } else {
+                Err(e)
+            }
+        });
+    match raised {
+        Ok(to) => tracing::info!(from = soft, to, "raised the open-files limit"),
         Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit"),
     }
 }

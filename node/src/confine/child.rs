@@ -129,9 +129,11 @@ pub struct Launch {
     /// the task's namespaces before its root is built.
     pub sysctls: Vec<(CString, CString)>,
     pub privileges: Privileges,
-    /// The nice value the task's processes run at, set first: the thread
-    /// that starts them runs below the daemon (`driver::process`), and a
-    /// task must not inherit that.
+    /// The nice value the program runs at, set last before it drops its
+    /// privileges: the thread that starts a task runs below the daemon
+    /// (`driver::process`), and so do the keeper and the init while they
+    /// build the task (thousands of starts must not take the CPU from the
+    /// daemon), but the program must not inherit that.
     pub nice: Option<libc::c_int>,
 }
 
@@ -610,15 +612,6 @@ unsafe fn drop_privileges(p: &Privileges) -> io::Result<()> {
 pub unsafe fn launch(l: &Launch) -> io::Result<()> {
     // SAFETY: syscalls on descriptors and C strings made before the fork.
     unsafe {
-        if let Some(nice) = l.nice {
-            // `which` is c_uint in glibc's prototype, c_int in musl's.
-            #[allow(clippy::useless_conversion)]
-            check(libc::setpriority(
-                libc::PRIO_PROCESS.try_into().unwrap_or_default(),
-                0,
-                nice,
-            ))?;
-        }
         if let Some(fd) = l.netns {
             check(libc::setns(fd, libc::CLONE_NEWNET))?;
         }
@@ -667,6 +660,18 @@ pub unsafe fn launch(l: &Launch) -> io::Result<()> {
         let task = clone(0)?;
         if task > 0 {
             wait_and_exit(task, true, false);
+        }
+        // The keeper and the init did their work below the daemon's
+        // priority (the task's start, as the starter threads); the program
+        // runs at the daemon's, set while this process may still raise it.
+        if let Some(nice) = l.nice {
+            // `which` is c_uint in glibc's prototype, c_int in musl's.
+            #[allow(clippy::useless_conversion)]
+            check(libc::setpriority(
+                libc::PRIO_PROCESS.try_into().unwrap_or_default(),
+                0,
+                nice,
+            ))?;
         }
         drop_privileges(&l.privileges)
     }

@@ -103,8 +103,9 @@ const STARTER_THREADS: usize = 4;
 /// threads of it at the daemon's priority took the CPU from its runtime
 /// for seconds on a 2-core host (heartbeats, Raft and the control API
 /// starved; issue 30). Below it, task starts use what the control plane
-/// leaves. The tasks themselves are set back to the daemon's value first
-/// thing (`child::Launch::nice`).
+/// leaves; so do the keeper and init while they build the task. The
+/// program is set back to the daemon's value before its exec
+/// (`child::Launch::nice`).
 const STARTER_NICE: libc::c_int = 10;
 
 /// Lowers the calling thread's priority by `STARTER_NICE`, if this daemon
