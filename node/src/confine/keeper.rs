@@ -48,7 +48,8 @@ pub(super) const EXE: &str = "/proc/self/exe";
 /// bug, refused before anything starts.
 const MAX_ORDER: usize = 64 << 20;
 
-/// The most descriptors an order carries (a health check's five namespaces).
+/// The most descriptors an order carries (a health check's five
+/// namespaces; a task's report socket, two streams and network namespace).
 const MAX_FDS: usize = 8;
 
 /// The keeper's exit code when it got no order it could read.
