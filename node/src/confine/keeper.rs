@@ -29,6 +29,7 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
+use std::process::Stdio;
 
 use nix::errno::Errno;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
@@ -41,7 +42,7 @@ use crate::confine::child;
 pub const ARG: &str = "task-keeper";
 
 /// The daemon's own binary, as the spawned process sees it before its exec.
-pub(super) const EXE: &str = "/proc/self/exe";
+const EXE: &str = "/proc/self/exe";
 
 /// The largest order a keeper takes. A task's secret and config files
 /// travel in it (docker bounds each at 500 KB); an order this large is a
@@ -153,22 +154,11 @@ pub struct Keeper {
 }
 
 impl Keeper {
-    /// Starts a keeper: `spawn` gets the command (the keeper's end of the
-    /// socket as its stdin, its own process group, an empty environment),
-    /// adds the standard streams and spawns it. The command is gone when
-    /// `spawn` returns, and with it the daemon's copy of the keeper's end,
-    /// so that the keeper's report ends when the keeper's processes let go.
-    pub fn start<C>(
-        spawn: impl FnOnce(std::process::Command) -> io::Result<C>,
-    ) -> io::Result<(C, Keeper)> {
-        let (ours, theirs) = UnixStream::pair()?;
-        let mut cmd = std::process::Command::new(EXE);
-        cmd.arg(ARG)
-            .env_clear()
-            .stdin(OwnedFd::from(theirs))
-            .process_group(0);
-        let child = spawn(cmd)?;
-        Ok((child, Keeper { socket: ours }))
+    /// Starts a keeper whose output goes nowhere (a health check's: only
+    /// its exit status counts).
+    pub fn start() -> io::Result<(std::process::Child, Keeper)> {
+        let (child, socket) = spawn(&[], Stdio::null())?;
+        Ok((child, Keeper { socket }))
     }
 
     /// Sends the order and waits until the program was exec'd (`Ok`) or
@@ -205,6 +195,26 @@ impl Keeper {
     pub(super) fn reporting_on(socket: UnixStream) -> Keeper {
         Keeper { socket }
     }
+}
+
+/// Starts the daemon's binary as `shoal task-keeper ARGS..` with
+/// `posix_spawn`: an empty environment, its own process group, stdout to
+/// `/dev/null`, `stderr` as given, and on its stdin one end of a socket
+/// pair, whose other end is returned. The daemon's copy of the process's
+/// end is closed on return, so that a report read on the socket ends when
+/// the process and what it forks let go.
+pub(super) fn spawn(args: &[&str], stderr: Stdio) -> io::Result<(std::process::Child, UnixStream)> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let child = std::process::Command::new(EXE)
+        .arg(ARG)
+        .args(args)
+        .env_clear()
+        .stdin(OwnedFd::from(theirs))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()?;
+    Ok((child, ours))
 }
 
 /// The order as it travels, refused if larger than a keeper takes.

@@ -22,7 +22,6 @@
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
 use nix::errno::Errno;
@@ -52,19 +51,9 @@ impl Running {
     /// daemon (the parent-death signal of the launcher and of every keeper
     /// it forks follows it).
     fn start() -> io::Result<Running> {
-        let (ours, theirs) = UnixStream::pair()?;
-        let process = std::process::Command::new(keeper::EXE)
-            .arg(keeper::ARG)
-            .arg(ARG)
-            .env_clear()
-            .stdin(OwnedFd::from(theirs))
-            .stdout(Stdio::null())
-            .process_group(0)
-            .spawn()?;
-        Ok(Running {
-            socket: ours,
-            process,
-        })
+        // Its stderr is the daemon's: what it cannot do shows in the log.
+        let (process, socket) = keeper::spawn(&[ARG], Stdio::inherit())?;
+        Ok(Running { socket, process })
     }
 
     /// Sends one order, reads the pid of the keeper forked for it.

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -617,8 +616,7 @@ fn probe_blocking(check: &HealthConfig, launch: &Launch, inside: &Inside) -> boo
     ) else {
         return false;
     };
-    let started = Keeper::start(|mut cmd| cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn());
-    let Ok((mut child, keeper)) = started else {
+    let Ok((mut child, keeper)) = Keeper::start() else {
         return false;
     };
     if keeper.hand_over(&order).is_err() {
