@@ -53,6 +53,11 @@ const MAX_ORDER: usize = 64 << 20;
 /// namespaces; a task's report socket, two streams and network namespace).
 const MAX_FDS: usize = 8;
 
+/// How long a keeper may take to build a task and exec its program: a
+/// keeper stuck in the kernel must not hold a start (and the thread making
+/// it) for ever; the task fails and is started again.
+const VERDICT_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The keeper's exit code when it got no order it could read.
 pub(super) const NO_ORDER: i32 = 125;
 
@@ -169,8 +174,11 @@ impl Keeper {
     }
 
     /// Waits until the program was exec'd (`Ok`: end-of-file) or the
-    /// keeper's processes report why it could not be (an `errno`). Blocking.
+    /// keeper's processes report why it could not be (an `errno`), at most
+    /// `VERDICT_WITHIN` (then `TimedOut`: the caller kills the keeper).
+    /// Blocking.
     pub fn verdict(self) -> io::Result<()> {
+        self.socket.set_read_timeout(Some(VERDICT_WITHIN))?;
         let mut verdict = [0u8; 4];
         let mut got = 0;
         while got < verdict.len() {
@@ -178,6 +186,12 @@ impl Keeper {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the task's keeper did not start it within {VERDICT_WITHIN:?}"),
+                    ))
+                }
                 Err(e) => return Err(e),
             }
         }

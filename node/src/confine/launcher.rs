@@ -31,6 +31,9 @@ use tokio::io::Interest;
 
 use super::keeper::{self, Keeper, Order};
 
+/// How long the launcher may take to answer an order.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The second argument that makes `shoal task-keeper` the launcher.
 pub const ARG: &str = "launcher";
 
@@ -62,6 +65,11 @@ impl Running {
             return Asked::NotSent(e);
         }
         let mut answer = [0u8; 4];
+        // A fork answers at once; a launcher silent this long is stuck,
+        // and replaced.
+        if let Err(e) = self.socket.set_read_timeout(Some(ANSWER_WITHIN)) {
+            return Asked::Lost(e);
+        }
         match self.socket.read_exact(&mut answer) {
             Ok(()) => Asked::Answer(i32::from_le_bytes(answer)),
             Err(e) => Asked::Lost(e),
